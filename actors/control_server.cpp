@@ -1,0 +1,158 @@
+#include "actors/control_server.hpp"
+
+#include <boost/asio.hpp>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "net/frame.hpp"
+#include "net/stream.hpp"
+
+namespace tessera {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+struct ControlServer::Impl {
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+};
+
+namespace {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket sock, ControlServer::Handler& h, uint64_t max_message,
+          std::atomic<uint64_t>& bad)
+      : sock_(std::move(sock)), handler_(h), max_(max_message), bad_(bad) {}
+
+  void start() { read_preamble(); }
+
+ private:
+  void read_preamble() {
+    auto self = shared_from_this();
+    asio::async_read(sock_, asio::buffer(&pre_, sizeof(pre_)),
+                     [self](boost::system::error_code ec, size_t) {
+                       if (!ec) self->read_rest();
+                     });
+  }
+
+  void fail(const std::string& why) {
+    ++bad_;
+    log::error("control socket: dropping malformed frame from {}: {}", peer(), why);
+    boost::system::error_code ec;
+    sock_.close(ec);
+  }
+
+  std::string peer() {
+    boost::system::error_code ec;
+    auto ep = sock_.remote_endpoint(ec);
+    return ec ? "?" : ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+
+  void read_rest() {
+    if (pre_.magic != net::kFrameMagic) return fail("bad magic");
+    uint64_t rest = uint64_t{pre_.env_len} + pre_.body_len + pre_.bulk_len;
+    if (uint64_t{pre_.env_len} + pre_.body_len > net::kMaxHeaderBytes || pre_.bulk_len > max_) {
+      return fail("frame too large");
+    }
+    frame_.reset(net::kPreambleSize + rest);
+    std::memcpy(frame_.data(), &pre_, sizeof(pre_));
+    auto self = shared_from_this();
+    asio::async_read(sock_, asio::buffer(frame_.data() + net::kPreambleSize, rest),
+                     [self](boost::system::error_code ec, size_t) {
+                       if (!ec) self->handle();
+                     });
+  }
+
+  void handle() {
+    auto fr = net::decode_frame(frame_.span(), max_);
+    if (!fr) return fail(fr.status().to_string());
+    if (fr->pre.kind != net::FrameKind::whole) return fail("chunked frame on the control socket");
+    Message& req = fr->msg;
+    req.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+    Message rep;
+    rep.dst = req.src;
+    rep.src = req.dst;
+    rep.corr = req.corr;
+    rep.protocol = req.protocol;
+    rep.method = req.method;
+    rep.flags = kMsgReply;
+    auto r = handler_(req);
+    if (r) {
+      rep.body = std::move(*r);
+    } else {
+      rep.status = r.status().code();
+      rep.error = r.status().message();
+    }
+    auto hdr = net::encode_header(rep, 0, 0);
+    if (!hdr) return fail(hdr.status().to_string());
+    net::set_chunk(hdr->bytes, net::FrameKind::whole, 0, 0);
+    out_ = std::move(hdr->bytes);
+    auto self = shared_from_this();
+    asio::async_write(sock_, asio::buffer(out_.data(), out_.size()),
+                      [self](boost::system::error_code ec, size_t) {
+                        if (!ec) self->read_preamble();
+                      });
+  }
+
+  tcp::socket sock_;
+  ControlServer::Handler& handler_;
+  uint64_t max_;
+  std::atomic<uint64_t>& bad_;
+  net::Preamble pre_{};
+  Buffer frame_;
+  Buffer out_;
+};
+
+void accept_loop(ControlServer::Impl* im, ControlServer::Handler* h, uint64_t max,
+                 std::atomic<uint64_t>* bad) {
+  im->acceptor.async_accept([im, h, max, bad](boost::system::error_code ec, tcp::socket sock) {
+    if (ec) return;  // acceptor closed
+    std::make_shared<Session>(std::move(sock), *h, max, *bad)->start();
+    accept_loop(im, h, max, bad);
+  });
+}
+
+}  // namespace
+
+ControlServer::ControlServer(std::string listen, Handler handler, uint64_t max_message)
+    : listen_(std::move(listen)), handler_(std::move(handler)), max_message_(max_message) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+Status ControlServer::start() {
+  auto ep = net::parse_endpoint(listen_);
+  if (!ep) return ep.status();
+  impl_ = std::make_unique<Impl>();
+  boost::system::error_code ec;
+  impl_->acceptor.open(ep->protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(*ep, ec);
+  if (!ec) impl_->acceptor.listen(64, ec);
+  if (ec) {
+    return Status(ec == asio::error::address_in_use ? Errc::exists : Errc::unreachable,
+                  fmt::format("cannot listen on {}: {}", listen_, ec.message()));
+  }
+  auto local = impl_->acceptor.local_endpoint();
+  port_ = local.port();
+  bound_ = local.address().to_string() + ":" + std::to_string(port_);
+  accept_loop(impl_.get(), &handler_, max_message_, &bad_frames_);
+  thread_ = std::thread([this] {
+    log::set_thread_name("control");
+    impl_->io.run();
+  });
+  return Status();
+}
+
+void ControlServer::stop() {
+  if (!impl_) return;
+  asio::post(impl_->io, [this] {
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+    impl_->io.stop();
+  });
+  if (thread_.joinable()) thread_.join();
+  impl_.reset();
+}
+
+}  // namespace tessera

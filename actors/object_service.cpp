@@ -1,0 +1,129 @@
+#include "actors/object_service.hpp"
+
+#include <isa-l/crc.h>
+
+#include "actors/protocol.hpp"
+#include "actors/schema/object.capnp.h"
+#include "core/log.hpp"
+#include "net/capnp_util.hpp"
+
+namespace tessera {
+
+using net::as_data;
+using net::BodyReader;
+using net::from_data;
+
+namespace {
+storage::ObjectId oid_of(schema::ObjId::Reader r) { return {r.getHi(), r.getLo()}; }
+storage::ValueKind kind_of(schema::ValueKind k) {
+  return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
+}
+}  // namespace
+
+void ObjectService::receive(Message& m) {
+  Status st;
+  try {
+    st = handle(m);
+  } catch (const kj::Exception& e) {
+    st = Status(Errc::protocol, fmt::format("malformed request body: {}", e.getDescription().cStr()));
+  }
+  if (!st.is_ok()) {
+    ++rejected_;
+    if (st.code() == Errc::protocol) log::warn("request rejected: {}", st.to_string());
+    if (m.corr != 0) (void)rt_.reply(m, st);
+  }
+}
+
+Status ObjectService::handle(Message& m) {
+  if (m.protocol != proto::kProtoObject) {
+    return Status(Errc::protocol, fmt::format("object service got protocol {}", m.protocol));
+  }
+  switch (m.method) {
+    case proto::kObjPing:
+      return rt_.reply(m, Status(), {}, std::move(m.bulk));
+
+    case proto::kObjUpdate: {
+      BodyReader br(m.body);
+      auto req = br.root<schema::UpdateReq>();
+      auto r = store_.update(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
+                             kind_of(req.getKind()), req.getOffset(), m.bulk.span(), req.getCrc());
+      if (!r) return r.status();
+      capnp::MallocMessageBuilder b(64);
+      b.initRoot<schema::UpdateRep>().setEpoch(*r);
+      return rt_.reply(m, Status(), net::to_body(b));
+    }
+
+    case proto::kObjFetch: {
+      BodyReader br(m.body);
+      auto req = br.root<schema::FetchReq>();
+      auto r = store_.fetch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
+                            kind_of(req.getKind()), req.getOffset(), req.getLength(), req.getEpoch());
+      if (!r) return r.status();
+      capnp::MallocMessageBuilder b(256);
+      auto rep = b.initRoot<schema::FetchRep>();
+      rep.setSize(r->size);
+      rep.setEpoch(r->epoch);
+      rep.setCrc(crc32_iscsi(r->data.data(), static_cast<int>(r->data.size()), 0));
+      auto holes = rep.initHoles(static_cast<unsigned>(r->holes.size()));
+      for (size_t i = 0; i < r->holes.size(); ++i) {
+        holes[i].setOffset(r->holes[i].first);
+        holes[i].setLength(r->holes[i].second);
+      }
+      return rt_.reply(m, Status(), net::to_body(b), std::move(r->data));
+    }
+
+    case proto::kObjPunch: {
+      BodyReader br(m.body);
+      auto req = br.root<schema::PunchReq>();
+      auto r = store_.punch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()));
+      if (!r) return r.status();
+      capnp::MallocMessageBuilder b(64);
+      b.initRoot<schema::UpdateRep>().setEpoch(*r);
+      return rt_.reply(m, Status(), net::to_body(b));
+    }
+
+    case proto::kObjList: {
+      BodyReader br(m.body);
+      auto req = br.root<schema::ListReq>();
+      storage::ListScope scope = storage::ListScope::objects;
+      if (req.getScope() == schema::ListReq::Scope::DKEYS) scope = storage::ListScope::dkeys;
+      if (req.getScope() == schema::ListReq::Scope::AKEYS) scope = storage::ListScope::akeys;
+      auto r = store_.list(scope, oid_of(req.getOid()), from_data(req.getDkey()),
+                           from_data(req.getAnchor()), std::min<uint32_t>(req.getLimit(), 10000));
+      if (!r) return r.status();
+      capnp::MallocMessageBuilder b(1024);
+      auto rep = b.initRoot<schema::ListRep>();
+      auto keys = rep.initKeys(static_cast<unsigned>(r->entries.size()));
+      for (size_t i = 0; i < r->entries.size(); ++i) {
+        const auto& e = r->entries[i];
+        keys[i].setKey(as_data(e.key));
+        keys[i].initOid().setHi(e.oid.hi);
+        keys[i].getOid().setLo(e.oid.lo);
+        keys[i].setKind(e.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                            : schema::ValueKind::SINGLE);
+        keys[i].setSize(e.size);
+      }
+      rep.setAnchor(as_data(r->anchor));
+      rep.setDone(r->done);
+      return rt_.reply(m, Status(), net::to_body(b));
+    }
+
+    case proto::kObjStats: {
+      auto s = store_.stats();
+      capnp::MallocMessageBuilder b(128);
+      auto rep = b.initRoot<schema::TargetStatsRep>();
+      rep.setCapacity(s.capacity);
+      rep.setUsed(s.used);
+      rep.setWalUsed(s.wal_used);
+      rep.setWalCapacity(s.wal_capacity);
+      rep.setObjects(s.objects);
+      rep.setUpdates(s.updates);
+      rep.setFetches(s.fetches);
+      rep.setBackend(backend_);
+      return rt_.reply(m, Status(), net::to_body(b));
+    }
+  }
+  return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
+}
+
+}  // namespace tessera

@@ -1,0 +1,30 @@
+// Protocol numbers and well-known actor ids shared by engines and clients.
+#pragma once
+
+#include <cstdint>
+
+namespace tessera::proto {
+
+// Envelope.protocol values (mirror actors/schema/envelope.capnp Protocol).
+inline constexpr uint16_t kProtoObject = 1;
+inline constexpr uint16_t kProtoSystem = 2;
+
+// Methods of the object protocol (actors/schema/object.capnp).
+enum ObjMethod : uint16_t {
+  kObjPing = 0,    // echo the bulk back (round-trip benchmark)
+  kObjUpdate = 1,  // UpdateReq + bulk -> UpdateRep
+  kObjFetch = 2,   // FetchReq -> FetchRep + bulk
+  kObjPunch = 3,   // PunchReq -> UpdateRep
+  kObjList = 4,    // ListReq -> ListRep
+  kObjStats = 5,   // (empty) -> TargetStatsRep
+};
+
+// Methods of the system protocol (actors/schema/system.capnp).
+enum SysMethod : uint16_t {
+  kSysQuery = 0,  // (empty) -> SystemInfo
+};
+
+// Actor ids present on every engine target.
+inline constexpr uint16_t kObjectServiceActor = 1;
+
+}  // namespace tessera::proto

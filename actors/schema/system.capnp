@@ -1,0 +1,26 @@
+# System protocol: what an engine says about itself (control socket and fabric).
+@0x90e050343daf0d0d;
+
+$import "/capnp/c++.capnp".namespace("tessera::schema");
+
+struct TargetInfo {
+  index       @0 :UInt32;
+  cpu         @1 :Int32;
+  tid         @2 :Int32;
+  fabricAddr  @3 :Data;
+  backend     @4 :Text;    # block queue: uring | aio
+  storagePath @5 :Text;
+  capacity    @6 :UInt64;
+  used        @7 :UInt64;
+}
+
+struct SystemInfo {
+  rank        @0 :UInt32;
+  provider    @1 :Text;
+  pid         @2 :Int32;
+  version     @3 :Text;
+  hostname    @4 :Text;
+  controlAddr @5 :Text;
+  targets     @6 :List(TargetInfo);
+  uptimeMs    @7 :UInt64;
+}

@@ -1,0 +1,140 @@
+// tessera-server: one engine. Reads a YAML config (flags override it), starts the targets and
+// the control socket, and runs until SIGTERM or SIGINT, then shuts down cleanly.
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "actors/control_server.hpp"
+#include "actors/engine.hpp"
+#include "actors/protocol.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+
+using namespace tessera;
+
+namespace {
+int die(const std::string& msg) {
+  std::fprintf(stderr, "tessera-server: %s\n", msg.c_str());
+  return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera-server: a Tessera storage engine (one process, N pinned targets)"};
+  std::string config_path;
+  EngineConfig flags;
+  std::string storage_size, wal_size, cpus;
+  app.add_option("-c,--config", config_path, "YAML config file (flags below override it)");
+  app.add_option("--rank", flags.rank, "engine rank in the system");
+  app.add_option("--listen", flags.listen, "control socket address host:port (port 0: any free port)");
+  app.add_option("--provider", flags.provider, "libfabric provider: 'tcp;ofi_rxm' or 'shm'");
+  app.add_option("--fabric-node", flags.fabric_node, "local address for the fabric endpoints (tcp)");
+  app.add_option("--targets", flags.targets, "number of targets (pinned threads)");
+  app.add_option("--cpus", cpus, "comma-separated CPU per target, e.g. 0,1");
+  app.add_option("--storage-dir", flags.storage_dir, "directory of the target files");
+  app.add_option("--storage-size", storage_size, "bytes per target file, e.g. 1G");
+  app.add_option("--wal-size", wal_size, "write-ahead log bytes per target (default size/8)");
+  app.add_option("--block-backend", flags.block_backend, "block queue: auto, uring or aio");
+  app.add_flag("--busy-poll", flags.busy_poll, "targets spin instead of sleeping when idle");
+  app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
+  app.add_option("--port-file", flags.port_file, "write the bound control port to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  EngineConfig cfg;
+  if (!config_path.empty()) {
+    auto c = load_engine_config(config_path);
+    if (!c) return die(c.status().to_string());
+    cfg = std::move(*c);
+  }
+  // Flags given on the command line win over the file.
+  auto given = [&](const char* name) { return app.count(name) > 0; };
+  if (given("--rank")) cfg.rank = flags.rank;
+  if (given("--listen")) cfg.listen = flags.listen;
+  if (given("--provider")) cfg.provider = flags.provider;
+  if (given("--fabric-node")) cfg.fabric_node = flags.fabric_node;
+  if (given("--targets")) cfg.targets = flags.targets;
+  if (given("--storage-dir")) cfg.storage_dir = flags.storage_dir;
+  if (given("--block-backend")) cfg.block_backend = flags.block_backend;
+  if (given("--busy-poll")) cfg.busy_poll = flags.busy_poll;
+  if (given("--log-level")) cfg.log_level = flags.log_level;
+  if (given("--port-file")) cfg.port_file = flags.port_file;
+  if (given("--storage-size")) {
+    auto v = parse_size(storage_size);
+    if (!v) return die("--storage-size: " + v.status().message());
+    cfg.storage_bytes = *v;
+  }
+  if (given("--wal-size")) {
+    auto v = parse_size(wal_size);
+    if (!v) return die("--wal-size: " + v.status().message());
+    cfg.wal_bytes = *v;
+  }
+  if (given("--cpus")) {
+    cfg.cpus.clear();
+    std::stringstream ss(cpus);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        cfg.cpus.push_back(std::stoi(item));
+      } catch (...) {
+        return die(fmt::format("--cpus: '{}' is not a CPU number", item));
+      }
+    }
+  }
+  Status vs = validate(cfg);
+  if (!vs.is_ok()) return die("invalid configuration: " + vs.message());
+  log::set_level(log::parse_level(cfg.log_level));
+  log::set_thread_name("main");
+
+  // Signals are taken synchronously by this thread only; every thread started below inherits
+  // the blocked mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  Engine engine(RealEnv::instance(), cfg);
+  Status st = engine.start();
+  if (!st.is_ok()) return die("engine failed to start: " + st.to_string());
+
+  std::string control_addr;
+  ControlServer control(
+      cfg.listen,
+      [&](const Message& req) -> Result<Buffer> {
+        if (req.protocol == proto::kProtoSystem && req.method == proto::kSysQuery) {
+          return engine.system_info(control_addr);
+        }
+        return Status(Errc::unsupported, fmt::format("control socket does not serve protocol {} method {}",
+                                                     req.protocol, req.method));
+      },
+      cfg.max_message_bytes);
+  st = control.start();
+  if (!st.is_ok()) {
+    engine.stop();
+    return die(st.to_string());
+  }
+  control_addr = control.address();
+  if (!cfg.port_file.empty()) {
+    std::string tmp = cfg.port_file + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << control.port() << "\n";
+    }
+    std::rename(tmp.c_str(), cfg.port_file.c_str());
+  }
+  log::info("engine rank {} ready: {} targets, provider {}, control {}, storage {}", cfg.rank,
+            cfg.targets, cfg.provider, control_addr, cfg.storage_dir);
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  log::info("signal {} received; shutting down", sig);
+  control.stop();
+  engine.stop();
+  log::info("engine rank {} stopped", cfg.rank);
+  return 0;
+}

@@ -1,0 +1,287 @@
+#include "client/client.hpp"
+
+#include <isa-l/crc.h>
+#include <sys/socket.h>
+
+#include <boost/asio.hpp>
+#include <future>
+
+#include "actors/protocol.hpp"
+#include "actors/schema/object.capnp.h"
+#include "actors/schema/system.capnp.h"
+#include "core/actor.hpp"
+#include "core/log.hpp"
+#include "core/target.hpp"
+#include "net/capnp_util.hpp"
+#include "net/fabric.hpp"
+#include "net/stream.hpp"
+#include "placement/placement.hpp"
+
+namespace tessera {
+
+namespace asio = boost::asio;
+using net::as_data;
+using net::from_data;
+
+struct Client::Impl {
+  ClientOptions opts;
+  std::unique_ptr<Target> target;
+  std::unique_ptr<ActorRuntime> rt;
+  std::unique_ptr<net::FabricEndpoint> ep;
+  std::vector<std::string> printable;
+  ~Impl() {
+    if (target) target->stop();
+    ep.reset();
+    rt.reset();
+  }
+};
+
+Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout) {
+  auto ep = net::parse_endpoint(engine);
+  if (!ep) return ep.status();
+  asio::io_context io;
+  asio::ip::tcp::socket sock(io);
+  boost::system::error_code ec = asio::error::would_block;
+  sock.async_connect(*ep, [&](const boost::system::error_code& e) { ec = e; });
+  io.run_for(timeout);
+  if (ec == asio::error::would_block) {
+    return Status(Errc::timeout, fmt::format("no answer from engine {} within {} ms", engine, timeout.count()));
+  }
+  if (ec) {
+    return Status(Errc::unreachable, fmt::format("cannot reach engine at {}: {} (is tessera-server running?)",
+                                                 engine, ec.message()));
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  Message req;
+  req.protocol = proto::kProtoSystem;
+  req.method = proto::kSysQuery;
+  req.corr = 1;
+  TESSERA_TRY(net::write_message(sock, req));
+  auto rep = net::read_message(sock, 1u << 20);
+  if (!rep) return rep.status();
+  if (rep->status != Errc::ok) return Status(rep->status, rep->error);
+  SystemInfo out;
+  try {
+    net::BodyReader br(rep->body);
+    auto s = br.root<schema::SystemInfo>();
+    out.rank = s.getRank();
+    out.provider = s.getProvider();
+    out.pid = s.getPid();
+    out.version = s.getVersion();
+    out.hostname = s.getHostname();
+    out.control_addr = s.getControlAddr();
+    out.uptime_ms = s.getUptimeMs();
+    for (auto t : s.getTargets()) {
+      TargetInfo ti;
+      ti.index = t.getIndex();
+      ti.cpu = t.getCpu();
+      ti.tid = t.getTid();
+      ti.fabric_addr = from_data(t.getFabricAddr());
+      ti.backend = t.getBackend();
+      ti.storage_path = t.getStoragePath();
+      ti.capacity = t.getCapacity();
+      ti.used = t.getUsed();
+      out.targets.push_back(std::move(ti));
+    }
+  } catch (const kj::Exception& e) {
+    return Status(Errc::protocol, fmt::format("malformed system info: {}", e.getDescription().cStr()));
+  }
+  if (out.targets.empty()) return Status(Errc::protocol, "engine reports no targets");
+  return out;
+}
+
+Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
+  auto sys = query_system(opts.engine, opts.timeout);
+  if (!sys) return sys.status();
+  std::unique_ptr<Client> c(new Client());
+  c->sys_ = std::move(*sys);
+  c->impl_ = std::make_unique<Impl>();
+  Impl& im = *c->impl_;
+  im.opts = opts;
+  TargetOptions to;
+  to.index = 0;
+  to.cpu = opts.cpu;
+  to.name = "client";
+  im.target = std::make_unique<Target>(RealEnv::instance(), to);
+  uint32_t rank = kClientRankBase | static_cast<uint32_t>(RealEnv::instance().random() & 0x7fffffffu);
+  im.rt = std::make_unique<ActorRuntime>(*im.target, rank);
+  std::promise<Status> ready;
+  auto fut = ready.get_future();
+  std::string provider = opts.provider.empty() ? c->sys_.provider : opts.provider;
+  auto host = net::parse_endpoint(opts.engine);
+  bool loopback = host && host->address().is_loopback();
+  Status st = im.target->start([&im, &ready, &c, provider, loopback] {
+    net::FabricOptions fo;
+    fo.provider = provider;
+    fo.node = loopback ? "127.0.0.1" : "";
+    ActorRuntime* rt = im.rt.get();
+    auto ep = net::FabricEndpoint::open(fo, [rt](Message&& m) { rt->deliver(std::move(m)); });
+    if (!ep) return ready.set_value(ep.status());
+    im.ep = std::move(*ep);
+    im.target->add_poller(im.ep.get());
+    rt->set_transport(im.ep.get());
+    for (auto& t : c->sys_.targets) {
+      rt->set_route(c->sys_.rank, static_cast<uint16_t>(t.index), t.fabric_addr);
+      t.fabric_addr_text = im.ep->printable(t.fabric_addr);
+    }
+    ready.set_value(Status());
+  });
+  if (st.is_ok()) st = fut.get();
+  if (!st.is_ok()) return st;
+  return c;
+}
+
+Client::~Client() = default;
+
+uint32_t Client::target_of(ObjectId oid) const {
+  return placement::target_for(oid.hi, oid.lo, static_cast<uint32_t>(sys_.targets.size()));
+}
+
+namespace {
+template <typename T, typename Decode>
+boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t target, uint16_t method,
+                                      Buffer body, Buffer bulk, Decode decode) {
+  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+  auto f = p->get_future();
+  im.target->post([&im, p, rank, target, method, body = std::move(body), bulk = std::move(bulk),
+                   decode]() mutable {
+    Message m;
+    m.dst = ActorAddr{rank, static_cast<uint16_t>(target), proto::kObjectServiceActor};
+    m.protocol = proto::kProtoObject;
+    m.method = method;
+    m.body = std::move(body);
+    m.bulk = std::move(bulk);
+    auto r = im.rt->ask(std::move(m), im.opts.timeout);
+    if (!r) return p->set_value(r.status());
+    if (r->status != Errc::ok) return p->set_value(Status(r->status, r->error));
+    try {
+      p->set_value(decode(*r));
+    } catch (const kj::Exception& e) {
+      p->set_value(Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr())));
+    }
+  });
+  return f;
+}
+
+void set_oid(schema::ObjId::Builder b, ObjectId oid) {
+  b.setHi(oid.hi);
+  b.setLo(oid.lo);
+}
+schema::ValueKind to_schema(ValueKind k) {
+  return k == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE;
+}
+Result<uint64_t> decode_epoch(Message& m) {
+  net::BodyReader br(m.body);
+  return br.root<schema::UpdateRep>().getEpoch();
+}
+}  // namespace
+
+Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
+                                              ValueKind kind, uint64_t offset, Buffer data) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::UpdateReq>();
+  set_oid(req.initOid(), oid);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setKind(to_schema(kind));
+  req.setOffset(offset);
+  req.setCrc(crc32_iscsi(data.data(), static_cast<int>(data.size()), 0));
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate, net::to_body(b),
+                        std::move(data), decode_epoch);
+}
+
+Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, std::string akey,
+                                                ValueKind kind, uint64_t offset, uint64_t length,
+                                                uint64_t epoch) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::FetchReq>();
+  set_oid(req.initOid(), oid);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setKind(to_schema(kind));
+  req.setOffset(offset);
+  req.setLength(length);
+  req.setEpoch(epoch);
+  return call<FetchResult>(*impl_, sys_.rank, target_of(oid), proto::kObjFetch, net::to_body(b), {},
+                           [](Message& m) -> Result<FetchResult> {
+                             net::BodyReader br(m.body);
+                             auto rep = br.root<schema::FetchRep>();
+                             if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
+                               return Status(Errc::checksum, "fetched data does not match the engine's checksum");
+                             }
+                             FetchResult out;
+                             out.size = rep.getSize();
+                             out.epoch = rep.getEpoch();
+                             for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
+                             out.data = std::move(m.bulk);
+                             return out;
+                           });
+}
+
+Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std::string akey) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::PunchReq>();
+  set_oid(req.initOid(), oid);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, net::to_body(b), {},
+                        decode_epoch);
+}
+
+Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async(
+    ListScope scope, ObjectId oid, std::string dkey, std::string anchor, uint32_t limit,
+    uint32_t target) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::ListReq>();
+  set_oid(req.initOid(), oid);
+  req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
+               : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
+                                           : schema::ListReq::Scope::AKEYS);
+  req.setDkey(as_data(dkey));
+  req.setAnchor(as_data(anchor));
+  req.setLimit(limit);
+  uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
+  using Page = std::pair<std::vector<KeyEntry>, std::string>;
+  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, net::to_body(b), {},
+                    [](Message& m) -> Result<Page> {
+                      net::BodyReader br(m.body);
+                      auto rep = br.root<schema::ListRep>();
+                      Page page;
+                      for (auto k : rep.getKeys()) {
+                        KeyEntry e;
+                        e.key = from_data(k.getKey());
+                        e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
+                        e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array : ValueKind::single;
+                        e.size = k.getSize();
+                        page.first.push_back(std::move(e));
+                      }
+                      if (!rep.getDone()) page.second = from_data(rep.getAnchor());
+                      return page;
+                    });
+}
+
+Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {
+  return call<Buffer>(*impl_, sys_.rank, target, proto::kObjPing, {}, std::move(payload),
+                      [](Message& m) -> Result<Buffer> { return std::move(m.bulk); });
+}
+
+Result<std::vector<KeyEntry>> Client::list_all(ListScope scope, ObjectId oid, std::string dkey) {
+  std::vector<KeyEntry> all;
+  uint32_t ntargets = scope == ListScope::objects ? static_cast<uint32_t>(sys_.targets.size()) : 1;
+  for (uint32_t t = 0; t < ntargets; ++t) {
+    std::string anchor;
+    do {
+      auto page = list_async(scope, oid, dkey, anchor, 1000, t).get();
+      if (!page) return page.status();
+      for (auto& e : page->first) all.push_back(std::move(e));
+      anchor = std::move(page->second);
+    } while (!anchor.empty());
+  }
+  if (scope == ListScope::objects) {
+    std::sort(all.begin(), all.end(), [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
+  }
+  return all;
+}
+
+}  // namespace tessera

@@ -1,0 +1,138 @@
+// libtessera: the embedded client.
+//
+// A Client owns one client target (a pinned-or-not thread with its own fiber scheduler and
+// fabric endpoint) and talks to an engine's targets over the fabric. Every call is thread-safe:
+// the *_async functions post the request to the client target and return a future that any
+// thread (or fiber) may wait on; the plain functions wait for you. connect() asks the engine's
+// control socket for its provider and target addresses, then opens a matching endpoint.
+// Destroying the Client stops its thread; outstanding futures then complete with "shutdown".
+#pragma once
+
+#include <boost/fiber/future.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/status.hpp"
+
+namespace tessera {
+
+struct ObjectId {
+  uint64_t hi = 0;
+  uint64_t lo = 0;
+  auto operator<=>(const ObjectId&) const = default;
+};
+
+enum class ValueKind : uint8_t { single = 0, array = 1 };
+
+struct ClientOptions {
+  std::string engine = "127.0.0.1:10001";  // engine control address
+  std::string provider;                    // empty: use the engine's
+  std::chrono::milliseconds timeout{30000};
+  int cpu = -1;  // pin the client target thread (-1: no pinning)
+};
+
+struct TargetInfo {
+  uint32_t index = 0;
+  int cpu = -1;
+  int tid = 0;
+  std::string fabric_addr;  // raw
+  std::string fabric_addr_text;
+  std::string backend;
+  std::string storage_path;
+  uint64_t capacity = 0;
+  uint64_t used = 0;
+};
+
+struct SystemInfo {
+  uint32_t rank = 0;
+  std::string provider;
+  int pid = 0;
+  std::string version;
+  std::string hostname;
+  std::string control_addr;
+  uint64_t uptime_ms = 0;
+  std::vector<TargetInfo> targets;
+};
+
+struct FetchResult {
+  Buffer data;
+  uint64_t size = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> holes;
+  uint64_t epoch = 0;
+};
+
+struct KeyEntry {
+  std::string key;
+  ObjectId oid;
+  ValueKind kind = ValueKind::single;
+  uint64_t size = 0;
+};
+
+enum class ListScope : uint8_t { objects, dkeys, akeys };
+
+// Asks an engine's control socket who it is (no fabric needed). Blocking.
+Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout);
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> connect(const ClientOptions& opts);
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  template <typename T>
+  using Future = boost::fibers::future<Result<T>>;
+
+  // Stores `data` under (oid, dkey, akey). single: replaces the value; array: writes bytes at
+  // `offset`. Returns the epoch once the engine reports the data durable.
+  Future<uint64_t> update_async(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
+                                uint64_t offset, Buffer data);
+  Future<FetchResult> fetch_async(ObjectId oid, std::string dkey, std::string akey,
+                                  ValueKind kind, uint64_t offset = 0, uint64_t length = 0,
+                                  uint64_t epoch = 0);
+  // Empty dkey: whole object; empty akey: whole dkey.
+  Future<uint64_t> punch_async(ObjectId oid, std::string dkey = {}, std::string akey = {});
+  // One page of keys; pass the returned anchor back for the next page (empty = done).
+  // scope objects lists every object of one target (`target`); otherwise the object's target.
+  Future<std::pair<std::vector<KeyEntry>, std::string>> list_async(ListScope scope, ObjectId oid,
+                                                                   std::string dkey,
+                                                                   std::string anchor,
+                                                                   uint32_t limit = 1000,
+                                                                   uint32_t target = 0);
+  // Round trip through a target's object service: the payload comes back (benchmarks).
+  Future<Buffer> ping_async(uint32_t target, Buffer payload);
+
+  Result<uint64_t> update(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
+                          uint64_t offset, std::span<const uint8_t> data) {
+    return update_async(oid, std::move(dkey), std::move(akey), kind, offset,
+                        Buffer(data.data(), data.size()))
+        .get();
+  }
+  Result<FetchResult> fetch(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
+                            uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0) {
+    return fetch_async(oid, std::move(dkey), std::move(akey), kind, offset, length, epoch).get();
+  }
+  Result<uint64_t> punch(ObjectId oid, std::string dkey = {}, std::string akey = {}) {
+    return punch_async(oid, std::move(dkey), std::move(akey)).get();
+  }
+  // Every key of a scope (pages through the anchors). For objects: across all targets.
+  Result<std::vector<KeyEntry>> list_all(ListScope scope, ObjectId oid = {}, std::string dkey = {});
+
+  const SystemInfo& system() const { return sys_; }
+  uint32_t target_of(ObjectId oid) const;
+
+  struct Impl;
+
+ private:
+  Client() = default;
+  std::unique_ptr<Impl> impl_;
+  SystemInfo sys_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,20 @@
+# Compiler warnings and sanitizer wiring shared by every Tessera target.
+add_library(tessera_options INTERFACE)
+target_compile_options(tessera_options INTERFACE -Wall -Wextra)
+if(TESSERA_WERROR)
+  target_compile_options(tessera_options INTERFACE -Werror)
+endif()
+
+if(TESSERA_SANITIZE)
+  string(REPLACE ";" "," _san "${TESSERA_SANITIZE}")
+  message(STATUS "Tessera: sanitizers ${_san}")
+  target_compile_options(tessera_options INTERFACE -fsanitize=${_san} -fno-omit-frame-pointer)
+  target_link_options(tessera_options INTERFACE -fsanitize=${_san})
+  if(_san MATCHES "address")
+    # Boost.Context switches stacks; tell ASan so it does not report false overflows.
+    target_compile_definitions(tessera_options INTERFACE BOOST_USE_ASAN)
+  endif()
+  if(_san MATCHES "thread")
+    target_compile_definitions(tessera_options INTERFACE BOOST_USE_TSAN)
+  endif()
+endif()

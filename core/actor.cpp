@@ -1,0 +1,163 @@
+#include "core/actor.hpp"
+
+#include "core/log.hpp"
+
+namespace tessera {
+namespace {
+struct NoLock {
+  void lock() {}
+  void unlock() {}
+};
+}  // namespace
+
+ActorRuntime::ActorRuntime(Target& target, uint32_t rank) : target_(target), rank_(rank) {}
+
+ActorRuntime::~ActorRuntime() = default;
+
+void ActorRuntime::set_route(uint32_t rank, uint16_t target, std::string fabric_addr) {
+  routes_[{rank, target}] = std::move(fabric_addr);
+}
+
+void ActorRuntime::register_actor(uint16_t id, Actor* actor) {
+  auto mb = std::make_unique<Mailbox>();
+  mb->actor = actor;
+  Mailbox* raw = mb.get();
+  mailboxes_[id] = std::move(mb);
+  if (mailboxes_.size() == 1) target_.on_stop([this] { close(); });
+  target_.spawn([this, raw] { run_mailbox(raw); });
+}
+
+void ActorRuntime::run_mailbox(Mailbox* mb) {
+  NoLock nl;
+  while (true) {
+    while (mb->queue.empty() && !mb->closed) mb->cv.wait(nl);
+    if (mb->queue.empty()) return;  // closed and drained
+    Message m = std::move(mb->queue.front());
+    mb->queue.pop_front();
+    if (mb->actor->concurrent()) {
+      target_.spawn([actor = mb->actor, m = std::move(m)]() mutable { actor->receive(m); });
+    } else {
+      mb->actor->receive(m);
+    }
+  }
+}
+
+void ActorRuntime::close() {
+  closed_ = true;
+  for (auto& [id, mb] : mailboxes_) {
+    mb->closed = true;
+    mb->cv.notify_all();
+  }
+  auto pending = std::move(pending_);
+  pending_.clear();
+  for (auto& [corr, p] : pending) p->set_value(Status(Errc::shutdown, "target stopping"));
+}
+
+Status ActorRuntime::route(Message&& m) {
+  if (m.dst.rank == rank_) {
+    if (!peers_ || m.dst.target >= peers_->size()) {
+      return Status(Errc::unreachable, fmt::format("no target {} on rank {}", m.dst.target, rank_));
+    }
+    ActorRuntime* peer = (*peers_)[m.dst.target];
+    if (peer == this) {
+      deliver(std::move(m));
+    } else {
+      peer->post_deliver(std::move(m));
+    }
+    return Status();
+  }
+  if (transport_ == nullptr) return Status(Errc::unreachable, "no fabric transport");
+  std::string addr;
+  if (m.is_reply() && !m.reply_to.empty()) {
+    addr = std::move(m.reply_to);
+  } else {
+    auto it = routes_.find({m.dst.rank, m.dst.target});
+    if (it == routes_.end()) {
+      return Status(Errc::unreachable,
+                    fmt::format("no route to rank {} target {}", m.dst.rank, m.dst.target));
+    }
+    addr = it->second;
+  }
+  m.reply_to = transport_->address();
+  return transport_->send(addr, std::move(m));
+}
+
+Status ActorRuntime::tell(Message m, uint16_t from_actor) {
+  m.src = ActorAddr{rank_, static_cast<uint16_t>(target_.index()), from_actor};
+  return route(std::move(m));
+}
+
+Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor) {
+  if (closed_) return Status(Errc::shutdown, "target stopping");
+  uint64_t corr = next_corr_++;
+  m.corr = corr;
+  m.flags &= static_cast<uint16_t>(~kMsgReply);
+  boost::fibers::promise<Result<Message>> p;
+  auto fut = p.get_future();
+  pending_[corr] = &p;
+  TimerId timer = target_.add_timer(timeout, [this, corr, timeout] {
+    auto it = pending_.find(corr);
+    if (it == pending_.end()) return;
+    auto* pp = it->second;
+    pending_.erase(it);
+    pp->set_value(Status(Errc::timeout, fmt::format("no reply within {} ms",
+                                                    timeout.count() / 1'000'000)));
+  });
+  Status st = tell(std::move(m), from_actor);
+  if (!st.is_ok()) {
+    target_.cancel_timer(timer);
+    pending_.erase(corr);
+    return st;
+  }
+  Result<Message> r = fut.get();
+  target_.cancel_timer(timer);
+  return r;
+}
+
+Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bulk) {
+  Message m;
+  m.dst = req.src;
+  m.src = req.dst;
+  m.corr = req.corr;
+  m.protocol = req.protocol;
+  m.method = req.method;
+  m.flags = kMsgReply;
+  m.status = st.code();
+  m.error = st.message();
+  m.reply_to = req.reply_to;
+  m.body = std::move(body);
+  m.bulk = std::move(bulk);
+  return route(std::move(m));
+}
+
+void ActorRuntime::deliver(Message m) {
+  if (m.is_reply()) {
+    auto it = pending_.find(m.corr);
+    if (it == pending_.end()) {
+      ++dropped_;
+      log::debug("late or unknown reply corr={} dropped", m.corr);
+      return;
+    }
+    auto* p = it->second;
+    pending_.erase(it);
+    p->set_value(std::move(m));
+    return;
+  }
+  auto it = mailboxes_.find(m.dst.actor);
+  if (it == mailboxes_.end() || it->second->closed) {
+    ++dropped_;
+    log::warn("message for unknown actor {} on target {} dropped", m.dst.actor, target_.index());
+    if (m.corr != 0) {
+      (void)reply(m, Status(Errc::unreachable, fmt::format("no actor {}", m.dst.actor)));
+    }
+    return;
+  }
+  it->second->queue.push_back(std::move(m));
+  it->second->cv.notify_one();
+}
+
+void ActorRuntime::post_deliver(Message m) {
+  target_.post([this, m = std::move(m)]() mutable { deliver(std::move(m)); });
+}
+
+}  // namespace tessera

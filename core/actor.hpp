@@ -1,0 +1,132 @@
+// Actors: addressed by (rank, target, actor id), reached only by messages.
+//
+// An ActorRuntime exists once per target and lives on that target's thread: it owns the
+// mailboxes of the actors registered on the target, the table of outstanding asks and the
+// route to other targets (in-process through their inboxes, remote through the target's
+// fabric Transport). Nothing in it is locked: every call happens on the owning thread,
+// except ActorRuntime::post_deliver, which goes through the target's lock-free inbox.
+#pragma once
+
+#include <boost/fiber/all.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/buffer.hpp"
+#include "core/status.hpp"
+#include "core/target.hpp"
+
+namespace tessera {
+
+struct ActorAddr {
+  uint32_t rank = 0;
+  uint16_t target = 0;
+  uint16_t actor = 0;
+  bool operator==(const ActorAddr&) const = default;
+};
+
+// Ranks at and above this value belong to clients, not engines.
+inline constexpr uint32_t kClientRankBase = 0x8000'0000u;
+
+enum MsgFlags : uint16_t {
+  kMsgReply = 1,  // a reply to the ask whose corr it carries
+};
+
+// One message. `body` holds a Cap'n Proto flat-array message of the protocol's schema;
+// `bulk` holds raw payload bytes that travel beside it (never copied into the schema).
+struct Message {
+  ActorAddr src;
+  ActorAddr dst;
+  uint64_t corr = 0;
+  uint16_t protocol = 0;
+  uint16_t method = 0;
+  uint16_t flags = 0;
+  Errc status = Errc::ok;
+  std::string error;     // text for a failed reply
+  std::string reply_to;  // sender's fabric address; empty when sent in-process
+  Buffer body;
+  Buffer bulk;
+
+  bool is_reply() const { return (flags & kMsgReply) != 0; }
+};
+
+// A fabric (or simulated) link owned by one target. Called on that target's thread only.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Queues `m` for `peer`; may suspend the calling fiber while the fabric is congested.
+  virtual Status send(const std::string& peer, Message&& m) = 0;
+  virtual const std::string& address() const = 0;
+};
+
+class Actor {
+ public:
+  virtual ~Actor() = default;
+  // Runs on the owning target's thread, inside a fiber that may suspend (I/O, ask).
+  virtual void receive(Message& m) = 0;
+  // true: each message gets its own fiber so requests overlap; false: strictly one at a time.
+  virtual bool concurrent() const { return true; }
+};
+
+class ActorRuntime {
+ public:
+  ActorRuntime(Target& target, uint32_t rank);
+  ~ActorRuntime();
+  ActorRuntime(const ActorRuntime&) = delete;
+  ActorRuntime& operator=(const ActorRuntime&) = delete;
+
+  // Setup, before traffic (any thread while the target is idle, or the target thread).
+  // `peers` lists the runtimes of all targets of this process, indexed by target.
+  void set_local_peers(std::shared_ptr<const std::vector<ActorRuntime*>> peers) {
+    peers_ = std::move(peers);
+  }
+  void set_transport(Transport* t) { transport_ = t; }
+  void set_route(uint32_t rank, uint16_t target, std::string fabric_addr);
+
+  // --- target thread only ---
+  void register_actor(uint16_t id, Actor* actor);
+  // One-way send; src is filled from `from`.
+  Status tell(Message m, uint16_t from_actor = 0);
+  // Request/response: suspends the calling fiber until the reply or the timeout.
+  Result<Message> ask(Message m, Nanos timeout, uint16_t from_actor = 0);
+  // Answers `req` (the request's corr, addressed back to its sender).
+  Status reply(const Message& req, Status st, Buffer body = {}, Buffer bulk = {});
+  // Entry point for a message that arrived on this target (from fabric or an inbox task).
+  void deliver(Message m);
+
+  // Thread-safe: hands `m` to this runtime's target thread.
+  void post_deliver(Message m);
+
+  Target& target() { return target_; }
+  uint32_t rank() const { return rank_; }
+  uint64_t dropped() const { return dropped_; }
+
+ private:
+  struct Mailbox {
+    Actor* actor = nullptr;
+    std::deque<Message> queue;
+    boost::fibers::condition_variable_any cv;
+    bool closed = false;
+  };
+  void run_mailbox(Mailbox* mb);
+  Status route(Message&& m);
+  void close();
+
+  Target& target_;
+  uint32_t rank_;
+  std::shared_ptr<const std::vector<ActorRuntime*>> peers_;
+  Transport* transport_ = nullptr;
+  std::map<std::pair<uint32_t, uint16_t>, std::string> routes_;
+  std::unordered_map<uint16_t, std::unique_ptr<Mailbox>> mailboxes_;
+  std::unordered_map<uint64_t, boost::fibers::promise<Result<Message>>*> pending_;
+  uint64_t next_corr_ = 1;
+  uint64_t dropped_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace tessera

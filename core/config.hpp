@@ -1,0 +1,38 @@
+// Engine configuration: a YAML file, overridden by command-line flags (apps/tessera_server).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.hpp"
+
+namespace tessera {
+
+struct EngineConfig {
+  uint32_t rank = 0;
+  std::string listen = "127.0.0.1:10001";  // control socket (host:port; port 0 = any free port)
+  std::string provider = "tcp;ofi_rxm";    // libfabric provider: tcp;ofi_rxm | shm
+  std::string fabric_node = "127.0.0.1";   // local address the fabric endpoints bind (tcp)
+  uint32_t targets = 2;
+  std::vector<int> cpus;                   // one CPU per target; empty: target i -> CPU i mod n
+  std::string storage_dir = "/tmp/tessera";
+  uint64_t storage_bytes = 1ull << 30;     // per target file
+  uint64_t wal_bytes = 0;                  // per target; 0 = size/8 clamped [16 MiB, 1 GiB]
+  std::string block_backend = "auto";      // auto | uring | aio
+  bool busy_poll = false;
+  std::string log_level = "info";
+  std::string port_file;                   // if set, the bound control port is written here
+  uint64_t max_message_bytes = 256ull << 20;
+};
+
+// Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an
+// error so typos do not pass silently.
+Result<EngineConfig> parse_engine_config(const std::string& yaml_text, EngineConfig base = {});
+Result<EngineConfig> load_engine_config(const std::string& path, EngineConfig base = {});
+// Checks ranges and consistency; resolves default CPUs.
+Status validate(EngineConfig& cfg);
+// "64M" -> 67108864. Accepts K, M, G, T (powers of 1024), optional 'i'/'B'.
+Result<uint64_t> parse_size(const std::string& s);
+
+}  // namespace tessera

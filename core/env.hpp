@@ -1,0 +1,73 @@
+// The injected environment: every clock read and random draw in Tessera goes through an Env.
+//
+// Production code receives RealEnv; tests (and the later simulation) pass ManualEnv, whose clock
+// only moves when the test advances it and whose randomness is seeded. An Env is shared by all
+// targets of a process and must be thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <random>
+
+namespace tessera {
+
+using Nanos = std::chrono::nanoseconds;
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  // Monotonic time in nanoseconds; drives timers and timeouts.
+  virtual Nanos now() const = 0;
+  // Wall-clock time in nanoseconds since the Unix epoch; feeds the hybrid logical clock.
+  virtual Nanos wall() const = 0;
+  virtual uint64_t random() = 0;
+};
+
+class RealEnv final : public Env {
+ public:
+  RealEnv();
+  Nanos now() const override;
+  Nanos wall() const override;
+  uint64_t random() override;
+  static RealEnv& instance();
+
+ private:
+  std::atomic<uint64_t> state_;
+};
+
+// Deterministic environment for tests: time advances only through advance().
+class ManualEnv final : public Env {
+ public:
+  explicit ManualEnv(uint64_t seed = 1) : rng_(seed) {}
+  Nanos now() const override { return Nanos(now_.load()); }
+  Nanos wall() const override { return Nanos(1'700'000'000'000'000'000LL + now_.load()); }
+  uint64_t random() override {
+    std::lock_guard lk(mu_);
+    return rng_();
+  }
+  void advance(Nanos d) { now_ += d.count(); }
+
+ private:
+  std::atomic<int64_t> now_{0};
+  std::mutex mu_;
+  std::mt19937_64 rng_;
+};
+
+// Hybrid logical clock: 48 bits of physical milliseconds-ish time, 16 bits of logical counter,
+// packed so that comparing two epochs as integers orders them. One per target; not shared.
+class HybridClock {
+ public:
+  explicit HybridClock(const Env& env) : env_(env) {}
+  uint64_t tick();
+  // Merge an epoch seen from a peer so that later local epochs order after it.
+  void observe(uint64_t remote);
+  uint64_t last() const { return last_; }
+
+ private:
+  const Env& env_;
+  uint64_t last_ = 0;
+};
+
+}  // namespace tessera

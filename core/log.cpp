@@ -1,0 +1,42 @@
+#include "core/log.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+namespace tessera::log {
+namespace {
+std::atomic<Level> g_level{Level::info};
+thread_local std::string t_name = "main";
+}  // namespace
+
+void set_level(Level l) { g_level = l; }
+Level level() { return g_level.load(std::memory_order_relaxed); }
+
+Level parse_level(std::string_view s) {
+  if (s == "debug") return Level::debug;
+  if (s == "warn") return Level::warn;
+  if (s == "error") return Level::error;
+  if (s == "off") return Level::off;
+  return Level::info;
+}
+
+void set_thread_name(std::string_view name) { t_name = name; }
+
+void write(Level l, std::string_view msg) {
+  static constexpr const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR", "OFF"};
+  auto now = std::chrono::system_clock::now();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  std::string line = fmt::format("{}.{:06d} {:5} [{}] {}\n", us / 1000000, us % 1000000,
+                                 kNames[static_cast<int>(l)], t_name, msg);
+  ssize_t off = 0;
+  while (off < static_cast<ssize_t>(line.size())) {
+    ssize_t n = ::write(2, line.data() + off, line.size() - off);
+    if (n <= 0) break;
+    off += n;
+  }
+}
+
+}  // namespace tessera::log

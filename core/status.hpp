@@ -1,0 +1,80 @@
+// Typed errors for Tessera's hot paths.
+//
+// Every fallible operation on a data path returns Status or Result<T>; exceptions are for
+// bugs and start-up only. Errc values are stable: they cross the wire in replies.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+
+namespace tessera {
+
+enum class Errc : uint16_t {
+  ok = 0,
+  invalid_argument = 1,  // malformed request or bad parameter
+  not_found = 2,         // object/dkey/akey absent
+  no_space = 3,          // device or log full
+  io_error = 4,          // the block device reported an error
+  checksum = 5,          // stored data failed verification
+  timeout = 6,           // a request got no reply in time
+  unreachable = 7,       // no route to the addressed engine/target
+  protocol = 8,          // malformed or unexpected message
+  shutdown = 9,          // the target is stopping
+  too_big = 10,          // message or value over a configured limit
+  exists = 11,           // conditional insert found a value
+  unsupported = 12,      // operation not available in this build/config
+  permission = 13,       // caller lacks a permission
+  internal = 14,         // a bug: invariant violated
+};
+
+std::string_view errc_name(Errc e) noexcept;
+
+class [[nodiscard]] Status {
+ public:
+  Status() = default;
+  Status(Errc code, std::string msg = {}) : code_(code), msg_(std::move(msg)) {}  // NOLINT
+  static Status ok() { return {}; }
+
+  bool is_ok() const noexcept { return code_ == Errc::ok; }
+  explicit operator bool() const noexcept { return is_ok(); }
+  Errc code() const noexcept { return code_; }
+  const std::string& message() const noexcept { return msg_; }
+  // "no_space: target 1 data region full" — what the user sees.
+  std::string to_string() const;
+
+ private:
+  Errc code_ = Errc::ok;
+  std::string msg_;
+};
+
+template <typename T>
+class [[nodiscard]] Result {
+ public:
+  Result(T value) : v_(std::move(value)) {}  // NOLINT
+  Result(Status st) : v_(std::move(st)) {}   // NOLINT
+  Result(Errc code, std::string msg = {}) : v_(Status(code, std::move(msg))) {}
+
+  bool is_ok() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return is_ok(); }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  T& operator*() & { return value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  Status status() const { return is_ok() ? Status() : std::get<1>(v_); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+#define TESSERA_TRY(expr)               \
+  do {                                  \
+    ::tessera::Status _st = (expr);     \
+    if (!_st.is_ok()) return _st;       \
+  } while (0)
+
+}  // namespace tessera

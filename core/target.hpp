@@ -1,0 +1,159 @@
+// Target: one OS thread, pinned to one CPU, running a Boost.Fiber scheduler.
+//
+// Lifecycle: construct, start() spawns and pins the thread and runs the init function in a
+// fiber; stop() (or the destructor) asks every fiber loop to end and joins the thread.
+// Everything registered with a target (pollers, timers, fibers) lives on its thread; only
+// post() and stop() may be called from other threads.
+//
+// When no fiber is ready the scheduler's algorithm reaps every registered Poller (io_uring
+// ring, fabric CQ), fires due timers and drains the inbox; if none has work it sleeps in
+// epoll on their file descriptors until the next timer. An idle target therefore uses no CPU.
+// busy_poll=true keeps it spinning instead (lower latency, one full core).
+#pragma once
+
+#include <boost/fiber/all.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "core/env.hpp"
+#include "core/mpsc_queue.hpp"
+#include "core/poller.hpp"
+#include "core/status.hpp"
+
+namespace tessera {
+
+struct TargetOptions {
+  uint32_t index = 0;
+  int cpu = -1;  // -1: do not pin
+  bool busy_poll = false;
+  std::string name;                       // thread name; default "tgt-<index>"
+  size_t fiber_stack_bytes = 256 * 1024;  // per fiber
+};
+
+struct TargetStats {
+  uint64_t sleeps = 0;     // times the thread slept in epoll
+  uint64_t polls = 0;      // poller sweeps
+  uint64_t fibers = 0;     // fibers spawned
+  uint64_t tasks = 0;      // inbox tasks run
+};
+
+using TimerId = uint64_t;
+
+class Target {
+ public:
+  Target(Env& env, TargetOptions opts);
+  ~Target();
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  // Starts the thread; `init` runs in the first fiber. Returns once the thread is running.
+  Status start(std::function<void()> init = {});
+  // Ends the run loop and joins the thread. Idempotent; callable from any other thread.
+  void stop();
+  bool running() const { return running_.load(); }
+
+  // Thread-safe: run `fn` in a new fiber on this target.
+  template <typename F>
+  void post(F&& fn) {
+    inbox_.push(new FnTask<std::decay_t<F>>(std::forward<F>(fn)));
+    wake(false);
+  }
+
+  // --- target thread only ---
+  template <typename F>
+  void spawn(F&& fn) {
+    ++stats_.fibers;
+    ++live_fibers_;
+    boost::fibers::fiber(std::allocator_arg, stack_alloc(), guarded(std::forward<F>(fn))).detach();
+  }
+  void add_poller(Poller* p);
+  void remove_poller(Poller* p);
+  TimerId add_timer(Nanos delay, std::function<void()> fn);
+  void cancel_timer(TimerId id);
+  // Runs `fn` in the main fiber once stop() is requested, before the target waits for its fibers
+  // to end: components close their mailboxes and fail pending requests here.
+  void on_stop(std::function<void()> fn) { stop_hooks_.push_back(std::move(fn)); }
+  // Suspends the calling fiber for `d` of Env time.
+  void sleep_for(Nanos d);
+  bool stopping() const { return stop_.load(std::memory_order_relaxed); }
+
+  Env& env() { return env_; }
+  uint32_t index() const { return opts_.index; }
+  int cpu() const { return opts_.cpu; }
+  const std::string& name() const { return opts_.name; }
+  pid_t tid() const { return tid_.load(); }
+  const TargetStats& stats() const { return stats_; }
+  // The target whose thread is calling, or nullptr.
+  static Target* current();
+
+  // Used by the scheduler algorithm.
+  void reactor_sweep(bool may_sleep, std::chrono::steady_clock::time_point until);
+  // Interrupts an epoll sleep. force=false skips the syscall when the target is awake.
+  void wake(bool force = false);
+
+ public:
+  class Algo;
+
+ private:
+  template <typename F>
+  auto guarded(F&& fn) {
+    return [this, f = std::forward<F>(fn)]() mutable {
+      run_guarded(f);
+      --live_fibers_;
+    };
+  }
+  template <typename F>
+  static void run_guarded(F& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      report_fiber_exception(e.what());
+    } catch (...) {
+      report_fiber_exception("unknown exception");
+    }
+  }
+  static void report_fiber_exception(const char* what);
+  boost::fibers::pooled_fixedsize_stack& stack_alloc() { return *stack_; }
+  void thread_main(std::function<void()> init);
+  size_t poll_once();
+  size_t fire_timers();
+  size_t drain_inbox();
+  void sleep_until_event(Nanos timeout);
+
+  struct Timer {
+    Nanos deadline;
+    TimerId id;
+    std::function<void()> fn;
+    bool operator>(const Timer& o) const { return deadline > o.deadline; }
+  };
+
+  Env& env_;
+  TargetOptions opts_;
+  std::thread thread_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> sleeping_{false};
+  std::atomic<pid_t> tid_{0};
+  int epfd_ = -1;
+  int wakefd_ = -1;
+  MpscQueue inbox_;
+  std::vector<Poller*> pollers_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::unordered_set<TimerId> cancelled_;
+  TimerId next_timer_ = 1;
+  unsigned idle_spins_ = 0;
+  uint64_t live_fibers_ = 0;
+  std::vector<std::function<void()>> stop_hooks_;
+  std::unique_ptr<boost::fibers::pooled_fixedsize_stack> stack_;
+  TargetStats stats_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,419 @@
+#include "net/fabric.hpp"
+
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+
+#include <boost/fiber/operations.hpp>
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <vector>
+
+#include "core/env.hpp"
+#include "core/log.hpp"
+
+namespace tessera::net {
+namespace {
+
+constexpr uint32_t kFiVersion = FI_VERSION(1, 17);
+
+std::string fi_err(int rc) { return fmt::format("{} ({})", fi_strerror(-rc), rc); }
+
+enum class OpKind { send, recv };
+
+struct OpBase {
+  fi_context2 ctx;  // must stay first: libfabric hands back &ctx as op_context
+  OpKind kind;
+};
+
+struct SendOp : OpBase {
+  Buffer head;
+  std::shared_ptr<Buffer> bulk;
+  size_t bulk_off = 0;
+  size_t bulk_len = 0;
+};
+
+struct RecvSlot : OpBase {
+  Buffer buf;
+};
+
+// A message whose chunks are still arriving.
+struct Partial {
+  bool have_first = false;
+  Message msg;
+  uint64_t total = 0;
+  uint64_t received = 0;
+  Buffer bulk;
+  std::vector<std::pair<uint64_t, Buffer>> early;  // continuation chunks seen before the first
+  std::chrono::steady_clock::time_point started;
+};
+
+}  // namespace
+
+struct FabricEndpoint::Impl {
+  FabricOptions opts;
+  DeliverFn deliver;
+  fi_info* info = nullptr;
+  fid_fabric* fabric = nullptr;
+  fid_domain* domain = nullptr;
+  fid_cq* cq = nullptr;
+  fid_av* av = nullptr;
+  fid_ep* ep = nullptr;
+  bool can_wait_fd = false;
+  size_t iov_limit = 1;
+  uint64_t sender_id = 0;
+  uint64_t next_msg_id = 1;
+  std::vector<std::unique_ptr<RecvSlot>> slots;
+  std::unordered_map<std::string, fi_addr_t> peers;
+  std::map<std::pair<uint64_t, uint64_t>, Partial> partials;
+  uint64_t partial_bytes = 0;
+  uint64_t outstanding_sends = 0;
+
+  ~Impl() {
+    if (ep) fi_close(&ep->fid);
+    if (av) fi_close(&av->fid);
+    if (cq) fi_close(&cq->fid);
+    if (domain) fi_close(&domain->fid);
+    if (fabric) fi_close(&fabric->fid);
+    if (info) fi_freeinfo(info);
+  }
+
+  Status post_recv(RecvSlot* s) {
+    while (true) {
+      ssize_t rc = fi_recv(ep, s->buf.data(), s->buf.capacity(), nullptr, FI_ADDR_UNSPEC, &s->ctx);
+      if (rc == 0) return Status();
+      if (rc != -FI_EAGAIN) return Status(Errc::io_error, "fi_recv: " + fi_err(static_cast<int>(rc)));
+      // Receive queue momentarily full: progress the CQ (completions land in `pending`).
+      fi_cq_msg_entry e;
+      (void)fi_cq_read(cq, &e, 0);
+    }
+  }
+
+  Result<fi_addr_t> resolve(const std::string& peer) {
+    auto it = peers.find(peer);
+    if (it != peers.end()) return it->second;
+    fi_addr_t a = FI_ADDR_NOTAVAIL;
+    int rc = fi_av_insert(av, peer.data(), 1, &a, 0, nullptr);
+    if (rc != 1) return Status(Errc::unreachable, "fi_av_insert failed for a peer address");
+    peers.emplace(peer, a);
+    return a;
+  }
+};
+
+FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FabricEndpoint::~FabricEndpoint() = default;
+
+Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions& opts,
+                                                             DeliverFn deliver) {
+  auto impl = std::make_unique<Impl>();
+  impl->opts = opts;
+  impl->deliver = std::move(deliver);
+  impl->sender_id = RealEnv::instance().random();
+
+  fi_info* hints = fi_allocinfo();
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->caps = FI_MSG;
+  hints->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints->domain_attr->threading = FI_THREAD_DOMAIN;
+  hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+  hints->fabric_attr->prov_name = strdup(opts.provider.c_str());
+  bool is_shm = opts.provider == "shm";
+  const char* node = is_shm || opts.node.empty() ? nullptr : opts.node.c_str();
+  uint64_t flags = node != nullptr ? FI_SOURCE : 0;
+  int rc = fi_getinfo(kFiVersion, node, node != nullptr ? "0" : nullptr, flags, hints, &impl->info);
+  fi_freeinfo(hints);
+  if (rc != 0 || impl->info == nullptr) {
+    return Status(Errc::unsupported, fmt::format("libfabric provider '{}' is not usable here: {}",
+                                                 opts.provider, fi_err(rc)));
+  }
+  fi_info* info = impl->info;
+  impl->iov_limit = info->tx_attr->iov_limit;
+  if ((rc = fi_fabric(info->fabric_attr, &impl->fabric, nullptr)) != 0) {
+    return Status(Errc::io_error, "fi_fabric: " + fi_err(rc));
+  }
+  if ((rc = fi_domain(impl->fabric, info, &impl->domain, nullptr)) != 0) {
+    return Status(Errc::io_error, "fi_domain: " + fi_err(rc));
+  }
+  fi_cq_attr cq_attr{};
+  cq_attr.size = 4096;
+  cq_attr.format = FI_CQ_FORMAT_MSG;
+  cq_attr.wait_obj = is_shm ? FI_WAIT_NONE : FI_WAIT_FD;
+  if ((rc = fi_cq_open(impl->domain, &cq_attr, &impl->cq, nullptr)) != 0) {
+    // A provider that cannot hand out a wait fd is still usable with adaptive back-off.
+    cq_attr.wait_obj = FI_WAIT_NONE;
+    if ((rc = fi_cq_open(impl->domain, &cq_attr, &impl->cq, nullptr)) != 0) {
+      return Status(Errc::io_error, "fi_cq_open: " + fi_err(rc));
+    }
+  }
+  int fd = -1;
+  if (cq_attr.wait_obj == FI_WAIT_FD && fi_control(&impl->cq->fid, FI_GETWAIT, &fd) == 0) {
+    impl->can_wait_fd = true;
+  } else {
+    fd = -1;
+  }
+  fi_av_attr av_attr{};
+  av_attr.type = FI_AV_MAP;
+  if ((rc = fi_av_open(impl->domain, &av_attr, &impl->av, nullptr)) != 0) {
+    return Status(Errc::io_error, "fi_av_open: " + fi_err(rc));
+  }
+  if ((rc = fi_endpoint(impl->domain, info, &impl->ep, nullptr)) != 0) {
+    return Status(Errc::io_error, "fi_endpoint: " + fi_err(rc));
+  }
+  if ((rc = fi_ep_bind(impl->ep, &impl->cq->fid, FI_TRANSMIT | FI_RECV)) != 0 ||
+      (rc = fi_ep_bind(impl->ep, &impl->av->fid, 0)) != 0 || (rc = fi_enable(impl->ep)) != 0) {
+    return Status(Errc::io_error, "endpoint bind/enable: " + fi_err(rc));
+  }
+  char name[256];
+  size_t len = sizeof(name);
+  if ((rc = fi_getname(&impl->ep->fid, name, &len)) != 0) {
+    return Status(Errc::io_error, "fi_getname: " + fi_err(rc));
+  }
+  for (size_t i = 0; i < opts.recv_slots; ++i) {
+    auto s = std::make_unique<RecvSlot>();
+    s->kind = OpKind::recv;
+    s->buf.reset(opts.max_frame);
+    TESSERA_TRY(impl->post_recv(s.get()));
+    impl->slots.push_back(std::move(s));
+  }
+  std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));
+  ep->addr_.assign(name, len);
+  ep->provider_ = ep->impl_->info->fabric_attr->prov_name;
+  ep->wait_fd_ = fd;
+  log::debug("fabric endpoint {} on {} (wait fd {})", ep->printable(ep->addr_), ep->provider_, fd);
+  return ep;
+}
+
+std::string FabricEndpoint::printable(const std::string& raw) const {
+  char buf[256];
+  size_t len = sizeof(buf);
+  const char* s = fi_av_straddr(impl_->av, raw.data(), buf, &len);
+  return s != nullptr ? std::string(s) : std::string("?");
+}
+
+bool FabricEndpoint::prepare_to_sleep() {
+  if (!impl_->can_wait_fd) return true;
+  fid* f = &impl_->cq->fid;
+  return fi_trywait(impl_->fabric, &f, 1) == FI_SUCCESS;
+}
+
+namespace {
+// Posts one frame, retrying while the provider's queues are full. Runs in a fiber: it yields
+// so the target's reactor can progress the CQ and free send slots.
+Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<SendOp> op,
+                  uint64_t& retries) {
+  iovec iov[2];
+  size_t n = 0;
+  iov[n++] = {op->head.data(), op->head.size()};
+  if (op->bulk_len > 0) {
+    iov[n++] = {op->bulk->data() + op->bulk_off, op->bulk_len};
+  }
+  if (n > im.iov_limit) {
+    // Provider takes a single buffer: gather into the head buffer.
+    Buffer joined(op->head.size() + op->bulk_len);
+    std::memcpy(joined.data(), op->head.data(), op->head.size());
+    std::memcpy(joined.data() + op->head.size(), op->bulk->data() + op->bulk_off, op->bulk_len);
+    op->head = std::move(joined);
+    op->bulk_len = 0;
+    iov[0] = {op->head.data(), op->head.size()};
+    n = 1;
+  }
+  op->kind = OpKind::send;
+  while (true) {
+    ssize_t rc = fi_sendv(im.ep, iov, nullptr, n, dest, &op->ctx);
+    if (rc == 0) {
+      ++im.outstanding_sends;
+      (void)op.release();  // owned by the CQ until its completion
+      return Status();
+    }
+    if (rc != -FI_EAGAIN) {
+      return Status(Errc::unreachable, "fi_sendv: " + fi_err(static_cast<int>(rc)));
+    }
+    ++retries;
+    boost::this_fiber::yield();
+  }
+}
+}  // namespace
+
+Status FabricEndpoint::send(const std::string& peer, Message&& m) {
+  Impl& im = *impl_;
+  auto dest = im.resolve(peer);
+  if (!dest) return dest.status();
+  if (m.bulk.size() > im.opts.max_message) {
+    return Status(Errc::too_big, fmt::format("message bulk of {} bytes exceeds the {} byte limit",
+                                             m.bulk.size(), im.opts.max_message));
+  }
+  uint64_t msg_id = im.next_msg_id++;
+  auto hdr = encode_header(m, im.sender_id, msg_id);
+  if (!hdr) return hdr.status();
+  auto bulk = std::make_shared<Buffer>(std::move(m.bulk));
+  uint64_t total = bulk->size();
+  size_t room = im.opts.max_frame - hdr->bytes.size();
+  auto first = std::make_unique<SendOp>();
+  first->head = std::move(hdr->bytes);
+  first->bulk = bulk;
+  first->bulk_len = std::min<uint64_t>(room, total);
+  set_chunk(first->head, total <= room ? FrameKind::whole : FrameKind::first, 0,
+            static_cast<uint32_t>(first->bulk_len));
+  uint64_t off = first->bulk_len;
+  TESSERA_TRY(post_frame(im, *dest, std::move(first), stats_.send_retries));
+  ++stats_.frames_out;
+  size_t chunk = im.opts.max_frame - kPreambleSize;
+  while (off < total) {
+    auto op = std::make_unique<SendOp>();
+    uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk, total - off));
+    Preamble pre = make_cont_preamble(im.sender_id, msg_id, off, len);
+    op->head = Buffer(&pre, sizeof(pre));
+    op->bulk = bulk;
+    op->bulk_off = off;
+    op->bulk_len = len;
+    TESSERA_TRY(post_frame(im, *dest, std::move(op), stats_.send_retries));
+    ++stats_.frames_out;
+    off += len;
+  }
+  return Status();
+}
+
+Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
+  auto dest = impl_->resolve(peer);
+  if (!dest) return dest.status();
+  auto op = std::make_unique<SendOp>();
+  op->head = std::move(bytes);
+  return post_frame(*impl_, *dest, std::move(op), stats_.send_retries);
+}
+
+namespace {
+void finish_partial(FabricEndpoint::Impl& im, std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it,
+                    FabricStats& stats) {
+  Partial& p = it->second;
+  p.msg.bulk = std::move(p.bulk);
+  Message m = std::move(p.msg);
+  im.partial_bytes -= p.total;
+  im.partials.erase(it);
+  ++stats.messages_in;
+  im.deliver(std::move(m));
+}
+
+// Copies one chunk into its partial message; false if the chunk does not fit the message.
+bool place_chunk(Partial& p, uint64_t off, std::span<const uint8_t> data) {
+  if (off > p.total || data.size() > p.total - off) return false;
+  std::memcpy(p.bulk.data() + off, data.data(), data.size());
+  p.received += data.size();
+  return p.received <= p.total;
+}
+}  // namespace
+
+size_t FabricEndpoint::poll() {
+  Impl& im = *impl_;
+  size_t handled = 0;
+  fi_cq_msg_entry entries[32];
+  for (int round = 0; round < 8; ++round) {
+    ssize_t n = fi_cq_read(im.cq, entries, 32);
+    if (n == -FI_EAGAIN) break;
+    if (n == -FI_EAVAIL) {
+      fi_cq_err_entry err{};
+      if (fi_cq_readerr(im.cq, &err, 0) <= 0) break;
+      ++handled;
+      auto* op = static_cast<OpBase*>(err.op_context);
+      if (op != nullptr && op->kind == OpKind::recv) {
+        ++stats_.dropped;
+        log::error("fabric receive failed ({}); frame dropped", fi_strerror(err.err));
+        (void)im.post_recv(static_cast<RecvSlot*>(op));
+      } else if (op != nullptr) {
+        --im.outstanding_sends;
+        log::warn("fabric send failed: {}", fi_strerror(err.err));
+        delete static_cast<SendOp*>(op);
+      }
+      continue;
+    }
+    if (n < 0) {
+      log::error("fi_cq_read: {}", fi_err(static_cast<int>(n)));
+      break;
+    }
+    for (ssize_t i = 0; i < n; ++i) {
+      ++handled;
+      auto* op = static_cast<OpBase*>(entries[i].op_context);
+      if (op->kind == OpKind::send) {
+        --im.outstanding_sends;
+        delete static_cast<SendOp*>(op);
+        continue;
+      }
+      auto* slot = static_cast<RecvSlot*>(op);
+      ++stats_.frames_in;
+      std::span<const uint8_t> bytes(slot->buf.data(), entries[i].len);
+      auto fr = decode_frame(bytes, im.opts.max_message);
+      if (!fr) {
+        ++stats_.dropped;
+        log::error("dropping malformed frame ({} bytes): {}", entries[i].len,
+                   fr.status().to_string());
+      } else if (fr->pre.kind == FrameKind::whole) {
+        fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+        ++stats_.messages_in;
+        im.deliver(std::move(fr->msg));
+      } else {
+        auto key = std::make_pair(fr->pre.sender, fr->pre.msg_id);
+        auto it = im.partials.find(key);
+        if (it == im.partials.end()) {
+          if (im.partial_bytes > 4 * im.opts.max_message) {
+            ++stats_.dropped;
+            log::error("too many partial messages in flight; chunk dropped");
+            (void)im.post_recv(slot);
+            continue;
+          }
+          it = im.partials.emplace(key, Partial{}).first;
+          it->second.started = std::chrono::steady_clock::now();
+        }
+        Partial& p = it->second;
+        bool ok = true;
+        if (fr->pre.kind == FrameKind::first) {
+          if (p.have_first) {
+            ok = false;
+          } else {
+            p.have_first = true;
+            p.total = fr->bulk_total;
+            p.msg = std::move(fr->msg);
+            p.bulk.reset(p.total);
+            im.partial_bytes += p.total;
+            ok = place_chunk(p, 0, fr->bulk);
+            for (auto& [off, data] : p.early) ok = ok && place_chunk(p, off, data.span());
+            p.early.clear();
+          }
+        } else if (p.have_first) {
+          ok = place_chunk(p, fr->pre.bulk_offset, fr->bulk);
+        } else {
+          p.early.emplace_back(fr->pre.bulk_offset, Buffer(fr->bulk.data(), fr->bulk.size()));
+        }
+        if (!ok) {
+          ++stats_.dropped;
+          log::error("inconsistent chunk for message {}; message dropped", fr->pre.msg_id);
+          if (p.have_first) im.partial_bytes -= p.total;
+          im.partials.erase(it);
+        } else if (p.have_first && p.received == p.total) {
+          finish_partial(im, it, stats_);
+        }
+      }
+      Status st = im.post_recv(slot);
+      if (!st.is_ok()) log::error("re-posting receive buffer: {}", st.to_string());
+    }
+    if (n < 32) break;
+  }
+  // Forget messages whose chunks stopped arriving (sender died mid-message).
+  if (!im.partials.empty()) {
+    auto now = std::chrono::steady_clock::now();
+    for (auto it = im.partials.begin(); it != im.partials.end();) {
+      if (now - it->second.started > std::chrono::seconds(30)) {
+        ++stats_.dropped;
+        if (it->second.have_first) im.partial_bytes -= it->second.total;
+        it = im.partials.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  return handled;
+}
+
+}  // namespace tessera::net

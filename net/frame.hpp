@@ -1,0 +1,73 @@
+// Frame: how a Message is laid out on the wire (fabric and control socket alike).
+//
+//   offset size  field
+//        0    4  magic "TSRA" (0x41525354 little-endian)
+//        4    1  version (1)
+//        5    1  kind: 0 whole message, 1 first chunk, 2 continuation chunk
+//        6    2  reserved, zero
+//        8    4  envelope bytes (multiple of 8; 0 on continuation chunks)
+//       12    4  body bytes (multiple of 8; 0 on continuation chunks)
+//       16    4  bulk bytes in this frame
+//       20    4  crc32c of envelope + body (ISA-L)
+//       24    8  sender id (random per endpoint; keys chunk reassembly)
+//       32    8  message id (per sender)
+//       40    8  offset of this frame's bulk within the whole message's bulk
+//       48       envelope (Cap'n Proto flat array), body (Cap'n Proto flat array), bulk bytes
+//
+// Decoding is total: any byte string yields a frame or a typed error, never a crash.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "core/actor.hpp"
+#include "core/status.hpp"
+
+namespace tessera::net {
+
+inline constexpr uint32_t kFrameMagic = 0x41525354;  // "TSRA"
+inline constexpr uint8_t kFrameVersion = 1;
+inline constexpr size_t kPreambleSize = 48;
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;  // envelope + body of one frame
+
+enum class FrameKind : uint8_t { whole = 0, first = 1, cont = 2 };
+
+struct Preamble {
+  uint32_t magic = kFrameMagic;
+  uint8_t version = kFrameVersion;
+  FrameKind kind = FrameKind::whole;
+  uint16_t reserved = 0;
+  uint32_t env_len = 0;
+  uint32_t body_len = 0;
+  uint32_t bulk_len = 0;
+  uint32_t crc = 0;
+  uint64_t sender = 0;
+  uint64_t msg_id = 0;
+  uint64_t bulk_offset = 0;
+};
+static_assert(sizeof(Preamble) == kPreambleSize);
+
+// The header part of a message (preamble + envelope + body) encoded once; chunks reuse it.
+struct EncodedHeader {
+  Buffer bytes;          // preamble + envelope + body, preamble filled for a whole frame
+  uint64_t bulk_total = 0;
+};
+
+// Encodes m's routing fields and body. The bulk is not copied.
+Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id);
+
+// Writes a preamble for a frame that carries bulk bytes [offset, offset+len).
+void set_chunk(Buffer& header, FrameKind kind, uint64_t offset, uint32_t len);
+Preamble make_cont_preamble(uint64_t sender, uint64_t msg_id, uint64_t offset, uint32_t len);
+
+struct DecodedFrame {
+  Preamble pre;
+  Message msg;                       // routing fields + body (empty for continuations)
+  std::span<const uint8_t> bulk;     // this frame's bulk bytes (points into the input)
+  uint64_t bulk_total = 0;           // whole-message bulk size (from the envelope)
+};
+
+// Validates and decodes one frame. `max_message` bounds bulk_total.
+Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message);
+
+}  // namespace tessera::net

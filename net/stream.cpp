@@ -1,0 +1,68 @@
+#include "net/stream.hpp"
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace tessera::net {
+
+namespace asio = boost::asio;
+
+Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) {
+  Preamble pre;
+  boost::system::error_code ec;
+  asio::read(sock, asio::buffer(&pre, sizeof(pre)), ec);
+  if (ec) return Status(Errc::unreachable, "connection closed: " + ec.message());
+  if (pre.magic != kFrameMagic) return Status(Errc::protocol, "bad frame magic");
+  uint64_t rest = uint64_t{pre.env_len} + pre.body_len + pre.bulk_len;
+  if (pre.kind != FrameKind::whole || uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes ||
+      pre.bulk_len > max_message) {
+    return Status(Errc::protocol, "stream frame too large or chunked");
+  }
+  Buffer frame(kPreambleSize + rest);
+  std::memcpy(frame.data(), &pre, sizeof(pre));
+  asio::read(sock, asio::buffer(frame.data() + kPreambleSize, rest), ec);
+  if (ec) return Status(Errc::unreachable, "connection closed mid-frame: " + ec.message());
+  auto fr = decode_frame(frame.span(), max_message);
+  if (!fr) return fr.status();
+  fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+  return std::move(fr->msg);
+}
+
+Status write_message(asio::ip::tcp::socket& sock, const Message& m) {
+  auto hdr = encode_header(m, 0, 0);
+  if (!hdr) return hdr.status();
+  set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
+  boost::system::error_code ec;
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(hdr->bytes.data(), hdr->bytes.size()),
+                                         asio::buffer(m.bulk.data(), m.bulk.size())};
+  asio::write(sock, bufs, ec);
+  if (ec) return Status(Errc::unreachable, "write: " + ec.message());
+  return Status();
+}
+
+Result<asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostport) {
+  auto colon = hostport.rfind(':');
+  if (colon == std::string::npos) {
+    return Status(Errc::invalid_argument, fmt::format("'{}' is not host:port", hostport));
+  }
+  std::string host = hostport.substr(0, colon);
+  std::string port = hostport.substr(colon + 1);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) return Status(Errc::invalid_argument, fmt::format("'{}' is not an IP address", host));
+  char* end = nullptr;
+  unsigned long p = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p > 65535) {
+    return Status(Errc::invalid_argument, fmt::format("'{}' is not a port number", port));
+  }
+  return asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(p));
+}
+
+}  // namespace tessera::net

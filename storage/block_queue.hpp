@@ -1,0 +1,87 @@
+// BlockQueue: a target's queue to its block device (a file opened O_DIRECT, or memory).
+//
+// One per target, created and used only on that target's thread; registered with the target as
+// a Poller so completions are reaped by the target's scheduler. read/write/sync suspend the
+// calling fiber until the device completes, never the thread.
+//
+// Backends, chosen by name: "uring" (liburing), "aio" (libaio, file opened O_DSYNC so every
+// write is durable), "memory" (tests; completes on the next poll). "auto" picks uring when the
+// kernel allows it, else aio.
+#pragma once
+
+#include <boost/fiber/condition_variable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/poller.hpp"
+#include "core/status.hpp"
+
+namespace tessera::storage {
+
+struct BlockQueueOptions {
+  std::string backend = "auto";  // auto | uring | aio | memory
+  std::string path;              // file backing the target (ignored by memory)
+  uint64_t size = 0;             // bytes; the file is created or grown to this size
+  unsigned depth = 128;          // queue depth
+};
+
+// One in-flight request; lives on the waiting fiber's stack.
+struct IoWait {
+  int res = 0;
+  bool done = false;
+  boost::fibers::condition_variable_any cv;
+  void complete(int r) {
+    res = r;
+    done = true;
+    cv.notify_one();
+  }
+};
+
+enum class IoOp : uint8_t { read, write, sync };
+
+class BlockQueue : public Poller {
+ public:
+  ~BlockQueue() override = default;
+  virtual std::string_view backend() const = 0;
+  uint64_t size() const { return size_; }
+  // True when the file was created by this open (as opposed to reopened).
+  bool created() const { return created_; }
+
+  // Offsets, lengths and buffers must be 4 KiB aligned (O_DIRECT).
+  Result<size_t> read(uint64_t off, void* buf, size_t len);
+  Result<size_t> write(uint64_t off, const void* buf, size_t len);
+  // Makes every completed write durable.
+  Status sync();
+
+  // Fault hook for tests: the next `n` writes fail with EIO.
+  void fail_next_writes(unsigned n) { fail_writes_ = n; }
+
+ protected:
+  virtual void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) = 0;
+  uint64_t size_ = 0;
+  bool created_ = false;
+
+ private:
+  Result<size_t> run(IoOp op, uint64_t off, void* buf, size_t len);
+  unsigned fail_writes_ = 0;
+};
+
+Result<std::unique_ptr<BlockQueue>> open_block_queue(const BlockQueueOptions& opts);
+
+// Implementations (each in its own file; only these include liburing/libaio).
+Result<std::unique_ptr<BlockQueue>> open_uring_queue(const BlockQueueOptions& opts);
+Result<std::unique_ptr<BlockQueue>> open_aio_queue(const BlockQueueOptions& opts);
+Result<std::unique_ptr<BlockQueue>> open_memory_queue(const BlockQueueOptions& opts);
+
+// Opens (creating and sizing) the backing file; shared by the file backends.
+struct OpenedFile {
+  int fd = -1;
+  bool created = false;
+  bool direct = false;
+};
+Result<OpenedFile> open_backing_file(const std::string& path, uint64_t size, bool dsync);
+
+}  // namespace tessera::storage

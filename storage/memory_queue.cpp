@@ -1,0 +1,69 @@
+// In-memory backend of BlockQueue for unit tests: same asynchronous contract (completions are
+// delivered by the next poll, never inline), no file. Contents survive only as long as the
+// queue object, unless a test hands the same MemoryDevice to a new queue.
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "storage/block_queue.hpp"
+
+namespace tessera::storage {
+namespace {
+
+class MemoryQueue final : public BlockQueue {
+ public:
+  explicit MemoryQueue(uint64_t size) : data_(size) {
+    size_ = size;
+    created_ = true;
+    efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  }
+  ~MemoryQueue() override {
+    if (efd_ >= 0) ::close(efd_);
+  }
+  std::string_view backend() const override { return "memory"; }
+
+  size_t poll() override {
+    size_t n = 0;
+    while (!done_.empty()) {
+      auto [w, res] = done_.front();
+      done_.pop_front();
+      w->complete(res);
+      ++n;
+    }
+    return n;
+  }
+  int wait_fd() override { return efd_; }
+  bool prepare_to_sleep() override {
+    uint64_t v;
+    [[maybe_unused]] ssize_t r = ::read(efd_, &v, sizeof(v));
+    return done_.empty();
+  }
+
+ protected:
+  void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) override {
+    if (op == IoOp::read) std::memcpy(buf, data_.data() + off, len);
+    if (op == IoOp::write) std::memcpy(data_.data() + off, buf, len);
+    done_.emplace_back(w, static_cast<int>(len));
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t r = ::write(efd_, &one, sizeof(one));
+  }
+
+ private:
+  std::vector<uint8_t> data_;
+  std::deque<std::pair<IoWait*, int>> done_;
+  int efd_ = -1;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<BlockQueue>> open_memory_queue(const BlockQueueOptions& opts) {
+  if (opts.size == 0 || opts.size % 4096 != 0) {
+    return Status(Errc::invalid_argument, "storage size must be a positive multiple of 4 KiB");
+  }
+  return std::unique_ptr<BlockQueue>(std::make_unique<MemoryQueue>(opts.size));
+}
+
+}  // namespace tessera::storage

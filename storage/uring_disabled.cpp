@@ -1,0 +1,9 @@
+// Built when TESSERA_WITH_URING=OFF: the uring backend reports itself unavailable so "auto"
+// selects libaio.
+#include "storage/block_queue.hpp"
+
+namespace tessera::storage {
+Result<std::unique_ptr<BlockQueue>> open_uring_queue(const BlockQueueOptions&) {
+  return Status(Errc::unsupported, "built without io_uring (TESSERA_WITH_URING=OFF)");
+}
+}  // namespace tessera::storage
