@@ -13,6 +13,7 @@
 #include "actors/protocol.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "net/stream.hpp"
 
 using namespace tessera;
 
@@ -86,6 +87,9 @@ int main(int argc, char** argv) {
   }
   Status vs = validate(cfg);
   if (!vs.is_ok()) return die("invalid configuration: " + vs.message());
+  if (auto ep = net::parse_endpoint(cfg.listen); !ep) {
+    return die("invalid configuration: listen: " + ep.status().message());
+  }
   log::set_level(log::parse_level(cfg.log_level));
   log::set_thread_name("main");
 

@@ -174,9 +174,10 @@ void Target::thread_main(std::function<void()> init) {
   while (!stop_.load()) state.main_cv.wait(nl);
   for (auto& hook : stop_hooks_) hook();
   // Let every fiber notice the stop flag and finish; fibers blocked on I/O complete first.
+  // Real time, not Env time: a test's manual clock must not be able to wedge shutdown.
   Nanos waited{0};
   while (live_fibers_ > 0) {
-    sleep_for(std::chrono::milliseconds(1));
+    boost::this_fiber::sleep_for(std::chrono::milliseconds(1));
     waited += std::chrono::milliseconds(1);
     if (waited == std::chrono::seconds(10)) {
       log::warn("{}: {} fibers still running 10 s after stop", opts_.name, live_fibers_);

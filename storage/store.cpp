@@ -58,6 +58,11 @@ TargetStore::~TargetStore() {
   if (q_) target_.remove_poller(q_.get());
 }
 
+void TargetStore::close() {
+  if (wal_) wal_->stop();
+  if (q_) target_.remove_poller(q_.get());
+}
+
 Result<std::unique_ptr<TargetStore>> TargetStore::open(Target& t, std::unique_ptr<BlockQueue> q,
                                                        const StoreOptions& opts) {
   std::unique_ptr<TargetStore> s(new TargetStore(t, std::move(q), opts));

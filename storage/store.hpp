@@ -87,6 +87,10 @@ class TargetStore {
   static Result<std::unique_ptr<TargetStore>> open(Target& t, std::unique_ptr<BlockQueue> q,
                                                    const StoreOptions& opts);
   ~TargetStore();
+  // Stops the log committer and detaches from the target (target thread). After close() the
+  // store may be destroyed from any thread. Destroying an open store is allowed only once its
+  // target has stopped.
+  void close();
 
   // Stores `data` (crc32c `crc`, verified first) and returns its epoch once durable.
   Result<uint64_t> update(const ObjectId& oid, std::string_view dkey, std::string_view akey,

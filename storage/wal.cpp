@@ -100,11 +100,26 @@ Status Wal::replay(const std::function<Status(std::span<const uint8_t>)>& apply)
 
 void Wal::start() {
   running_ = true;
-  target_.on_stop([this] {
+  std::weak_ptr<int> alive = alive_;
+  target_.on_stop([this, alive] {
+    if (alive.lock() == nullptr) return;
     stopping_ = true;
     wake_.notify_all();
   });
-  target_.spawn([this] { committer(); });
+  target_.spawn([this] {
+    committer();
+    committer_done_ = true;
+    done_cv_.notify_all();
+  });
+}
+
+void Wal::stop() {
+  if (!running_) return;
+  stopping_ = true;
+  wake_.notify_all();
+  NoLock nl;
+  while (!committer_done_) done_cv_.wait(nl);
+  running_ = false;
 }
 
 Status Wal::append(std::span<const uint8_t> record) {

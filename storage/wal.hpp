@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -47,8 +48,10 @@ class Wal {
   Status replay(const std::function<Status(std::span<const uint8_t>)>& apply);
   // Zeroes the first block so a freshly formatted region replays as empty.
   Status format();
-  // Starts the committer fiber; stops with the target.
+  // Starts the committer fiber; it stops with the target or at stop().
   void start();
+  // Fails queued appends, ends the committer fiber and waits for it (target thread).
+  void stop();
 
   // Durably appends one record (suspends the fiber). Errors: no_space when the log is full.
   Status append(std::span<const uint8_t> record);
@@ -78,6 +81,9 @@ class Wal {
   boost::fibers::condition_variable_any wake_;
   bool stopping_ = false;
   bool running_ = false;
+  bool committer_done_ = false;
+  boost::fibers::condition_variable_any done_cv_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // lets the stop hook outlive us
   Buffer staging_;
 };
 

@@ -1,0 +1,133 @@
+#include "tests/integration/server_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace tessera::testing {
+
+ServerProcess::~ServerProcess() { kill9(); }
+
+Status ServerProcess::start(std::chrono::seconds timeout) {
+  std::string port_file = opts_.dir + "/port";
+  ::unlink(port_file.c_str());
+  std::vector<std::string> args = {TESSERA_SERVER_BIN,
+                                   "--listen", "127.0.0.1:0",
+                                   "--port-file", port_file,
+                                   "--storage-dir", opts_.dir,
+                                   "--storage-size", opts_.storage_size,
+                                   "--provider", opts_.provider,
+                                   "--block-backend", opts_.backend,
+                                   "--targets", std::to_string(opts_.targets)};
+  for (auto& e : opts_.extra) args.push_back(e);
+  ++starts_;
+  pid_ = ::fork();
+  if (pid_ < 0) return Status(Errc::internal, "fork failed");
+  if (pid_ == 0) {
+    int fd = ::open((opts_.dir + "/server.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    _exit(127);
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(port_file);
+    if (in >> port_) return Status();
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      return Status(Errc::internal, "tessera-server exited during start-up:\n" + log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill9();
+  return Status(Errc::timeout, "tessera-server did not publish its port:\n" + log());
+}
+
+void ServerProcess::kill9() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  pid_ = -1;
+}
+
+int ServerProcess::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int st = 0;
+  ::waitpid(pid_, &st, 0);
+  pid_ = -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+bool ServerProcess::alive() {
+  if (pid_ <= 0) return false;
+  int st = 0;
+  if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+std::string ServerProcess::log() const {
+  std::ifstream in(log_path());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::pair<int, std::string> run_command(const std::vector<std::string>& argv, const std::string& stdin_data) {
+  int in_pipe[2], out_pipe[2];
+  if (::pipe(in_pipe) != 0 || ::pipe(out_pipe) != 0) return {-1, ""};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(in_pipe[0], 0);
+    ::dup2(out_pipe[1], 1);
+    ::close(in_pipe[1]);
+    ::close(out_pipe[0]);
+    std::vector<char*> args;
+    std::vector<std::string> copy = argv;
+    for (auto& a : copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(in_pipe[0]);
+  ::close(out_pipe[1]);
+  std::thread writer([&] {
+    size_t off = 0;
+    while (off < stdin_data.size()) {
+      ssize_t n = ::write(in_pipe[1], stdin_data.data() + off, stdin_data.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(in_pipe[1]);
+  });
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(out_pipe[0], buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(out_pipe[0]);
+  writer.join();
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+}  // namespace tessera::testing

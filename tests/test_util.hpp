@@ -1,0 +1,54 @@
+// Helpers shared by Tessera's tests.
+#pragma once
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+#include <string>
+#include <type_traits>
+
+#include "core/target.hpp"
+
+namespace tessera::testing {
+
+// Runs `f` in a fiber on target `t` and returns its result to the calling (test) thread.
+template <typename F>
+auto run_on(Target& t, F f) -> std::invoke_result_t<F> {
+  using R = std::invoke_result_t<F>;
+  auto p = std::make_shared<std::promise<R>>();
+  auto fut = p->get_future();
+  t.post([p, f = std::move(f)]() mutable {
+    if constexpr (std::is_void_v<R>) {
+      f();
+      p->set_value();
+    } else {
+      p->set_value(f());
+    }
+  });
+  return fut.get();
+}
+
+// A fresh directory removed at scope exit. Lives under $TMPDIR (default /tmp).
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR");
+    std::string tmpl = std::string(base != nullptr ? base : "/tmp") + "/tessera-test-XXXXXX";
+    char* p = mkdtemp(tmpl.data());
+    if (p == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = p;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace tessera::testing

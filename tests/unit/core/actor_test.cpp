@@ -1,0 +1,163 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/actor.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera;
+using tessera::testing::run_on;
+
+namespace {
+
+class Echo : public Actor {
+ public:
+  explicit Echo(ActorRuntime& rt) : rt_(rt) {}
+  void receive(Message& m) override {
+    ++seen;
+    Buffer body = m.body.clone();
+    (void)rt_.reply(m, Status(), std::move(body), std::move(m.bulk));
+  }
+  int seen = 0;
+
+ private:
+  ActorRuntime& rt_;
+};
+
+class Recorder : public Actor {
+ public:
+  void receive(Message& m) override {
+    uint32_t v;
+    std::memcpy(&v, m.body.data(), 4);
+    // Yield mid-message: a sequential actor must still see messages strictly in order.
+    boost::this_fiber::yield();
+    order.push_back(v);
+  }
+  bool concurrent() const override { return false; }
+  std::vector<uint32_t> order;
+};
+
+class BlackHole : public Actor {
+ public:
+  void receive(Message&) override { ++seen; }
+  int seen = 0;
+};
+
+struct TwoTargets {
+  explicit TwoTargets(Env& env) {
+    for (uint32_t i = 0; i < 2; ++i) {
+      TargetOptions o;
+      o.index = i;
+      targets.push_back(std::make_unique<Target>(env, o));
+      rts.push_back(std::make_unique<ActorRuntime>(*targets.back(), 0));
+    }
+    auto peers = std::make_shared<std::vector<ActorRuntime*>>();
+    for (auto& r : rts) peers->push_back(r.get());
+    for (auto& r : rts) r->set_local_peers(peers);
+    for (auto& t : targets) EXPECT_TRUE(t->start().is_ok());
+  }
+  ~TwoTargets() {
+    for (auto& t : targets) t->stop();
+  }
+  std::vector<std::unique_ptr<Target>> targets;
+  std::vector<std::unique_ptr<ActorRuntime>> rts;
+};
+
+Message to(uint16_t target, uint16_t actor, uint32_t value) {
+  Message m;
+  m.dst = ActorAddr{0, target, actor};
+  m.body = Buffer(&value, sizeof(value));
+  return m;
+}
+
+}  // namespace
+
+TEST(Actors, AskAcrossTargetsGetsTheReply) {
+  TwoTargets s(RealEnv::instance());
+  Echo echo(*s.rts[1]);
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(5, &echo); });
+  auto r = run_on(*s.targets[0], [&] {
+    Message m = to(1, 5, 1234);
+    m.bulk = Buffer("payload", 7);
+    return s.rts[0]->ask(std::move(m), std::chrono::seconds(5));
+  });
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  uint32_t v;
+  std::memcpy(&v, r->body.data(), 4);
+  EXPECT_EQ(v, 1234u);
+  EXPECT_EQ(r->bulk.view(), "payload");
+  EXPECT_EQ(r->src, (ActorAddr{0, 1, 5}));
+  EXPECT_EQ(run_on(*s.targets[1], [&] { return echo.seen; }), 1);
+}
+
+TEST(Actors, SequentialActorSeesTellsInOrder) {
+  TwoTargets s(RealEnv::instance());
+  Recorder rec;
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(7, &rec); });
+  run_on(*s.targets[0], [&] {
+    for (uint32_t i = 0; i < 200; ++i) ASSERT_TRUE(s.rts[0]->tell(to(1, 7, i)).is_ok());
+  });
+  std::vector<uint32_t> order;
+  for (int i = 0; i < 5000 && order.size() < 200; ++i) {
+    order = run_on(*s.targets[1], [&] { return rec.order; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(order.size(), 200u);
+  for (uint32_t i = 0; i < 200; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST(Actors, AskTimesOutDeterministicallyOnTheInjectedClock) {
+  ManualEnv env;
+  TwoTargets s(env);
+  BlackHole hole;
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(9, &hole); });
+  std::atomic<bool> done{false};
+  Status result;
+  s.targets[0]->post([&] {
+    auto r = s.rts[0]->ask(to(1, 9, 1), std::chrono::seconds(30));
+    result = r.status();
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(done.load());
+  env.advance(std::chrono::seconds(29));
+  run_on(*s.targets[0], [] {});
+  EXPECT_FALSE(done.load());
+  env.advance(std::chrono::seconds(1));
+  run_on(*s.targets[0], [] {});
+  for (int i = 0; i < 2000 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(done.load());
+  EXPECT_EQ(result.code(), Errc::timeout);
+  EXPECT_EQ(run_on(*s.targets[1], [&] { return hole.seen; }), 1);
+}
+
+TEST(Actors, UnknownActorAnswersUnreachable) {
+  TwoTargets s(RealEnv::instance());
+  auto r = run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(1, 99, 0), std::chrono::seconds(5)); });
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->status, Errc::unreachable);
+  auto bad = run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(7, 1, 0), std::chrono::seconds(5)); });
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), Errc::unreachable);
+}
+
+TEST(Actors, PendingAsksFailWithShutdownWhenTheTargetStops) {
+  ManualEnv env;
+  TwoTargets s(env);
+  BlackHole hole;
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(9, &hole); });
+  Echo echo(*s.rts[0]);
+  run_on(*s.targets[0], [&] { s.rts[0]->register_actor(1, &echo); });
+  std::atomic<bool> done{false};
+  Status result;
+  s.targets[0]->post([&] {
+    result = s.rts[0]->ask(to(1, 9, 1), std::chrono::hours(1)).status();
+    done = true;
+  });
+  while (run_on(*s.targets[1], [&] { return hole.seen; }) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  s.targets[0]->stop();
+  EXPECT_TRUE(done.load());
+  EXPECT_EQ(result.code(), Errc::shutdown);
+}

@@ -1,0 +1,54 @@
+#include <gtest/gtest.h>
+
+#include "core/config.hpp"
+
+using namespace tessera;
+
+TEST(Config, ParsesSizes) {
+  EXPECT_EQ(*parse_size("4096"), 4096u);
+  EXPECT_EQ(*parse_size("64M"), 64ull << 20);
+  EXPECT_EQ(*parse_size("2GiB"), 2ull << 30);
+  EXPECT_EQ(*parse_size("1k"), 1024u);
+  EXPECT_FALSE(parse_size("").is_ok());
+  EXPECT_FALSE(parse_size("12Q").is_ok());
+  EXPECT_FALSE(parse_size("M").is_ok());
+  EXPECT_FALSE(parse_size("99999999999999999999").is_ok());
+}
+
+TEST(Config, ParsesYamlAndRejectsUnknownKeys) {
+  auto c = parse_engine_config(
+      "rank: 3\nlisten: 127.0.0.1:0\nprovider: shm\ntargets: 2\ncpus: [1, 0]\n"
+      "storage_dir: /tmp/x\nstorage_size: 128M\nblock_backend: aio\nbusy_poll: false\n");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->rank, 3u);
+  EXPECT_EQ(c->provider, "shm");
+  EXPECT_EQ(c->storage_bytes, 128ull << 20);
+  EXPECT_EQ(c->cpus, (std::vector<int>{1, 0}));
+  EXPECT_TRUE(validate(*c).is_ok());
+
+  auto bad = parse_engine_config("targts: 2\n");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("unknown config key 'targts'"), std::string::npos);
+  EXPECT_FALSE(parse_engine_config("targets: [oops\n").is_ok());
+  EXPECT_FALSE(parse_engine_config("targets: many\n").is_ok());
+}
+
+TEST(Config, ValidateNamesTheProblem) {
+  EngineConfig c;
+  c.provider = "carrier-pigeon";
+  auto st = validate(c);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("carrier-pigeon"), std::string::npos);
+  EngineConfig d;
+  d.cpus = {0, 1, 2};
+  EXPECT_FALSE(validate(d).is_ok());  // 3 CPUs for 2 targets
+  EngineConfig e;
+  e.cpus = {0, 999};
+  EXPECT_FALSE(validate(e).is_ok());
+  EngineConfig f;
+  f.storage_bytes = 1 << 20;
+  EXPECT_FALSE(validate(f).is_ok());
+  EngineConfig g;
+  EXPECT_TRUE(validate(g).is_ok());
+  EXPECT_EQ(g.cpus.size(), 2u);
+}
