@@ -1,0 +1,180 @@
+// tessera-bench: load generator against a running engine, through the full client stack.
+//   rtt: ping round trips through a target's object service (latency p50/p99 at queue depth 1,
+//        then throughput with a window of requests in flight), payload sizes 8 B .. 1 MiB.
+//   io:  update then fetch of fixed-size single values at a queue depth (MiB/s, IOPS).
+// Prints a table, or JSON with --json. perf/*.sh run it beside the physical baselines.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <deque>
+#include <fmt/format.h>
+#include <sstream>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "client/client.hpp"
+#include "core/config.hpp"
+
+using namespace tessera;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+double us_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+}
+
+double pct(std::vector<double>& v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+}
+
+int die(const Status& st) {
+  std::fprintf(stderr, "tessera-bench: %s\n", st.to_string().c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera-bench: measure a running Tessera engine"};
+  std::string engine = "127.0.0.1:10001";
+  bool as_json = false;
+  app.add_option("-e,--engine", engine, "engine control address")->capture_default_str();
+  app.add_flag("-j,--json", as_json, "JSON output");
+  app.require_subcommand(1);
+
+  auto* rtt = app.add_subcommand("rtt", "ping round trips through the actor stack");
+  std::string sizes = "8,64,512,4K,64K,1M";
+  int iters = 2000, window = 16;
+  rtt->add_option("--sizes", sizes, "payload sizes")->capture_default_str();
+  rtt->add_option("--iters", iters, "round trips per size (latency)")->capture_default_str();
+  rtt->add_option("--window", window, "requests in flight for the throughput pass")->capture_default_str();
+
+  auto* io = app.add_subcommand("io", "update then fetch fixed-size values");
+  std::string bs = "1M", total = "1G";
+  int qd = 4;
+  bool random_fetch = false;
+  io->add_option("--bs", bs, "value size")->capture_default_str();
+  io->add_option("--total", total, "bytes to write (and read)")->capture_default_str();
+  io->add_option("--qd", qd, "requests in flight")->capture_default_str();
+  io->add_flag("--random", random_fetch, "fetch in random order");
+  CLI11_PARSE(app, argc, argv);
+
+  ClientOptions co;
+  co.engine = engine;
+  auto cr = Client::connect(co);
+  if (!cr) return die(cr.status());
+  Client& c = **cr;
+  json out;
+  out["engine"] = engine;
+  out["provider"] = c.system().provider;
+
+  if (rtt->parsed()) {
+    out["rtt"] = json::array();
+    if (!as_json) {
+      std::printf("%-9s %10s %10s %10s %12s\n", "size", "p50_us", "p99_us", "mean_us", "window_MBps");
+    }
+    std::stringstream ss(sizes);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      auto sz = parse_size(item);
+      if (!sz) return die(sz.status());
+      Buffer payload(*sz);
+      std::memset(payload.data(), 0x5a, payload.size());
+      int n = *sz >= (1u << 20) ? std::max(200, iters / 10) : iters;
+      for (int i = 0; i < 50; ++i) (void)c.ping_async(0, payload.clone()).get();  // warm-up
+      std::vector<double> lat;
+      lat.reserve(n);
+      for (int i = 0; i < n; ++i) {
+        auto t = Clock::now();
+        auto r = c.ping_async(0, payload.clone()).get();
+        lat.push_back(us_since(t));
+        if (!r) return die(r.status());
+        if (r->size() != *sz) return die(Status(Errc::protocol, "echo size mismatch"));
+      }
+      double mean = 0;
+      for (double v : lat) mean += v;
+      mean /= static_cast<double>(lat.size());
+      double p50 = pct(lat, 0.50), p99 = pct(lat, 0.99);
+      // Throughput: keep `window` pings in flight.
+      std::deque<Client::Future<Buffer>> fl;
+      auto t0 = Clock::now();
+      for (int i = 0; i < n; ++i) {
+        fl.push_back(c.ping_async(0, payload.clone()));
+        if (static_cast<int>(fl.size()) >= window) {
+          (void)fl.front().get();
+          fl.pop_front();
+        }
+      }
+      for (auto& f : fl) (void)f.get();
+      double secs = us_since(t0) / 1e6;
+      double mbps = 2.0 * static_cast<double>(*sz) * n / secs / 1e6;  // both directions
+      out["rtt"].push_back({{"size", *sz}, {"p50_us", p50}, {"p99_us", p99}, {"mean_us", mean},
+                            {"window_MBps", mbps}, {"iters", n}});
+      if (!as_json) std::printf("%-9s %10.1f %10.1f %10.1f %12.1f\n", item.c_str(), p50, p99, mean, mbps);
+    }
+  }
+
+  if (io->parsed()) {
+    auto bsz = parse_size(bs);
+    auto tot = parse_size(total);
+    if (!bsz || !tot) return die(Status(Errc::invalid_argument, "bad --bs or --total"));
+    uint64_t count = std::max<uint64_t>(1, *tot / *bsz);
+    Buffer value(*bsz);
+    std::mt19937_64 rng(1);
+    for (size_t i = 0; i + 8 <= value.size(); i += 8) {
+      uint64_t x = rng();
+      std::memcpy(value.data() + i, &x, 8);
+    }
+    auto key = [](uint64_t i) { return ObjectId{0xBE4C, i}; };
+    std::deque<Client::Future<uint64_t>> up;
+    auto t0 = Clock::now();
+    for (uint64_t i = 0; i < count; ++i) {
+      up.push_back(c.update_async(key(i), "d", "a", ValueKind::single, 0, value.clone()));
+      if (static_cast<int>(up.size()) >= qd) {
+        auto r = up.front().get();
+        if (!r) return die(r.status());
+        up.pop_front();
+      }
+    }
+    for (auto& f : up) {
+      auto r = f.get();
+      if (!r) return die(r.status());
+    }
+    double wsecs = us_since(t0) / 1e6;
+    std::vector<uint64_t> order(count);
+    for (uint64_t i = 0; i < count; ++i) order[i] = i;
+    if (random_fetch) std::shuffle(order.begin(), order.end(), rng);
+    std::deque<Client::Future<FetchResult>> rd;
+    auto t1 = Clock::now();
+    for (uint64_t i : order) {
+      rd.push_back(c.fetch_async(key(i), "d", "a", ValueKind::single));
+      if (static_cast<int>(rd.size()) >= qd) {
+        auto r = rd.front().get();
+        if (!r) return die(r.status());
+        if (r->data.size() != *bsz) return die(Status(Errc::protocol, "short fetch"));
+        rd.pop_front();
+      }
+    }
+    for (auto& f : rd) {
+      auto r = f.get();
+      if (!r) return die(r.status());
+    }
+    double rsecs = us_since(t1) / 1e6;
+    double bytes = static_cast<double>(count * *bsz);
+    out["io"] = {{"bs", *bsz}, {"count", count}, {"qd", qd},
+                 {"update_MiBps", bytes / wsecs / (1 << 20)}, {"update_iops", count / wsecs},
+                 {"fetch_MiBps", bytes / rsecs / (1 << 20)}, {"fetch_iops", count / rsecs}};
+    if (!as_json) {
+      std::printf("bs %s qd %d count %lu: update %.1f MiB/s (%.0f IOPS), fetch %.1f MiB/s (%.0f IOPS)\n",
+                  bs.c_str(), qd, static_cast<unsigned long>(count), bytes / wsecs / (1 << 20), count / wsecs,
+                  bytes / rsecs / (1 << 20), count / rsecs);
+    }
+  }
+  if (as_json) std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}

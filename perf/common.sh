@@ -1,0 +1,21 @@
+# Shared helpers for the perf scripts: start/stop a tessera-server on 127.0.0.1.
+BUILD="${BUILD:-build/release}"
+BIN="$BUILD/apps"
+export FI_TCP_IFACE=lo  # every fabric byte (ours and the baselines') stays on loopback
+
+start_engine() {  # start_engine DIR [extra flags...]
+  local dir="$1"; shift
+  mkdir -p "$dir/data"
+  rm -f "$dir/port"
+  "$BIN/tessera-server" --listen 127.0.0.1:0 --port-file "$dir/port" --storage-dir "$dir/data" "$@" \
+    >"$dir/server.log" 2>&1 &
+  ENGINE_PID=$!
+  for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
+  [ -s "$dir/port" ] || { cat "$dir/server.log"; return 1; }
+  ENGINE="127.0.0.1:$(cat "$dir/port")"
+}
+
+stop_engine() {
+  if [ -n "${ENGINE_PID:-}" ]; then kill "$ENGINE_PID" 2>/dev/null || true; wait "$ENGINE_PID" 2>/dev/null || true; fi
+  ENGINE_PID=""
+}
