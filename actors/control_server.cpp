@@ -51,7 +51,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_rest() {
     if (pre_.magic != net::kFrameMagic) return fail("bad magic");
-    uint64_t rest = uint64_t{pre_.env_len} + pre_.body_len + pre_.bulk_len;
+    uint64_t rest = uint64_t{pre_.env_len} + pre_.body_len + pre_.pad + pre_.bulk_len;
     if (uint64_t{pre_.env_len} + pre_.body_len > net::kMaxHeaderBytes || pre_.bulk_len > max_) {
       return fail("frame too large");
     }
@@ -84,7 +84,7 @@ class Session : public std::enable_shared_from_this<Session> {
       rep.status = r.status().code();
       rep.error = r.status().message();
     }
-    auto hdr = net::encode_header(rep, 0, 0);
+    auto hdr = net::encode_header(rep, 0, 0, 0);
     if (!hdr) return fail(hdr.status().to_string());
     net::set_chunk(hdr->bytes, net::FrameKind::whole, 0, 0);
     out_ = std::move(hdr->bytes);

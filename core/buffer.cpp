@@ -6,7 +6,7 @@
 namespace tessera {
 
 void Buffer::reset(size_t size) {
-  if (size <= cap_ && data_ != nullptr) {
+  if (size <= cap_ && data_ != nullptr && data_ == base_) {
     size_ = size;
     return;
   }
@@ -14,14 +14,14 @@ void Buffer::reset(size_t size) {
   size_t cap = align_up(size == 0 ? 1 : size, kAlign);
   void* p = std::aligned_alloc(kAlign, cap);
   if (p == nullptr) throw std::bad_alloc();
-  data_ = static_cast<uint8_t*>(p);
+  base_ = data_ = static_cast<uint8_t*>(p);
   size_ = size;
   cap_ = cap;
 }
 
 void Buffer::release() {
-  std::free(data_);
-  data_ = nullptr;
+  std::free(base_);
+  base_ = data_ = nullptr;
   size_ = cap_ = 0;
 }
 

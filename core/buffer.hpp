@@ -21,17 +21,18 @@ class Buffer {
     if (size) std::memcpy(data_, data, size);
   }
   ~Buffer() { release(); }
-  Buffer(Buffer&& o) noexcept : data_(o.data_), size_(o.size_), cap_(o.cap_) {
-    o.data_ = nullptr;
+  Buffer(Buffer&& o) noexcept : base_(o.base_), data_(o.data_), size_(o.size_), cap_(o.cap_) {
+    o.base_ = o.data_ = nullptr;
     o.size_ = o.cap_ = 0;
   }
   Buffer& operator=(Buffer&& o) noexcept {
     if (this != &o) {
       release();
+      base_ = o.base_;
       data_ = o.data_;
       size_ = o.size_;
       cap_ = o.cap_;
-      o.data_ = nullptr;
+      o.base_ = o.data_ = nullptr;
       o.size_ = o.cap_ = 0;
     }
     return *this;
@@ -44,11 +45,18 @@ class Buffer {
   void reset(size_t size);
   // Shrinks the visible size without reallocating.
   void truncate(size_t size) { size_ = size < size_ ? size : size_; }
+  // Drops the first n bytes without copying (a received frame handing its payload on).
+  void advance(size_t n) {
+    n = n < size_ ? n : size_;
+    data_ += n;
+    size_ -= n;
+    cap_ -= n;
+  }
 
   uint8_t* data() { return data_; }
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
-  size_t capacity() const { return cap_; }
+  size_t capacity() const { return cap_; }  // bytes usable from data()
   bool empty() const { return size_ == 0; }
   std::span<uint8_t> span() { return {data_, size_}; }
   std::span<const uint8_t> span() const { return {data_, size_}; }
@@ -56,6 +64,7 @@ class Buffer {
 
  private:
   void release();
+  uint8_t* base_ = nullptr;  // what aligned_alloc returned
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   size_t cap_ = 0;

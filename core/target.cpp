@@ -266,6 +266,7 @@ size_t Target::poll_once() {
   for (Poller* p : pollers_) n += p->poll();
   n += fire_timers();
   n += drain_inbox();
+  if (n > 0 && opts_.spin_window.count() > 0) last_event_ = std::chrono::steady_clock::now();
   if (stop_.load(std::memory_order_relaxed) && t_state != nullptr) {
     t_state->main_cv.notify_all();
   }
@@ -295,6 +296,10 @@ void Target::reactor_sweep(bool may_sleep, std::chrono::steady_clock::time_point
 
 void Target::sleep_until_event(Nanos timeout) {
   if (opts_.busy_poll) return;
+  if (opts_.spin_window.count() > 0 &&
+      std::chrono::steady_clock::now() - last_event_ < opts_.spin_window) {
+    return;
+  }
   sleeping_.store(true, std::memory_order_seq_cst);
   if (inbox_.maybe_nonempty() || stop_.load()) {
     sleeping_ = false;

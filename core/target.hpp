@@ -34,6 +34,10 @@ struct TargetOptions {
   uint32_t index = 0;
   int cpu = -1;  // -1: do not pin
   bool busy_poll = false;
+  // After any event, keep polling this long before sleeping: a request that follows closely
+  // (the next message of a conversation, a libfabric rendezvous step) then costs no wake-up.
+  // An idle target still sleeps; 0 sleeps at once.
+  Nanos spin_window = std::chrono::microseconds(100);
   std::string name;                       // thread name; default "tgt-<index>"
   size_t fiber_stack_bytes = 256 * 1024;  // per fiber
 };
@@ -150,6 +154,7 @@ class Target {
   std::unordered_set<TimerId> cancelled_;
   TimerId next_timer_ = 1;
   unsigned idle_spins_ = 0;
+  std::chrono::steady_clock::time_point last_event_{};  // real time: a CPU heuristic, not logic
   uint64_t live_fibers_ = 0;
   std::vector<std::function<void()>> stop_hooks_;
   std::unique_ptr<boost::fibers::pooled_fixedsize_stack> stack_;

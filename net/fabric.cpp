@@ -247,10 +247,10 @@ Status FabricEndpoint::send(const std::string& peer, Message&& m) {
                                              m.bulk.size(), im.opts.max_message));
   }
   uint64_t msg_id = im.next_msg_id++;
-  auto hdr = encode_header(m, im.sender_id, msg_id);
+  uint64_t total = m.bulk.size();
+  auto hdr = encode_header(m, im.sender_id, msg_id, total);
   if (!hdr) return hdr.status();
   auto bulk = std::make_shared<Buffer>(std::move(m.bulk));
-  uint64_t total = bulk->size();
   size_t room = im.opts.max_frame - hdr->bytes.size();
   auto first = std::make_unique<SendOp>();
   first->head = std::move(hdr->bytes);
@@ -261,12 +261,11 @@ Status FabricEndpoint::send(const std::string& peer, Message&& m) {
   uint64_t off = first->bulk_len;
   TESSERA_TRY(post_frame(im, *dest, std::move(first), stats_.send_retries));
   ++stats_.frames_out;
-  size_t chunk = im.opts.max_frame - kPreambleSize;
+  size_t chunk = im.opts.max_frame - 4096;
   while (off < total) {
     auto op = std::make_unique<SendOp>();
     uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(chunk, total - off));
-    Preamble pre = make_cont_preamble(im.sender_id, msg_id, off, len);
-    op->head = Buffer(&pre, sizeof(pre));
+    op->head = make_cont_header(im.sender_id, msg_id, off, len);
     op->bulk = bulk;
     op->bulk_off = off;
     op->bulk_len = len;
@@ -350,7 +349,17 @@ size_t FabricEndpoint::poll() {
         log::error("dropping malformed frame ({} bytes): {}", entries[i].len,
                    fr.status().to_string());
       } else if (fr->pre.kind == FrameKind::whole) {
-        fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+        if (fr->bulk.size() >= im.opts.max_frame / 4 && fr->bulk_offset_in_frame % 4096 == 0) {
+          // Hand the aligned receive buffer to the message and post a fresh one: no copy.
+          size_t off = fr->bulk_offset_in_frame;
+          size_t len = fr->bulk.size();
+          fr->msg.bulk = std::move(slot->buf);
+          fr->msg.bulk.truncate(off + len);
+          fr->msg.bulk.advance(off);
+          slot->buf = Buffer(im.opts.max_frame);
+        } else {
+          fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+        }
         ++stats_.messages_in;
         im.deliver(std::move(fr->msg));
       } else {

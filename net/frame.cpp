@@ -13,7 +13,15 @@
 
 namespace tessera::net {
 
-Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id) {
+namespace {
+uint16_t pad_for(size_t header, size_t bulk) {
+  if (bulk < kAlignBulkMin) return 0;
+  return static_cast<uint16_t>((4096 - header % 4096) % 4096);
+}
+}  // namespace
+
+Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id,
+                                    size_t first_bulk) {
   if (m.body.size() % 8 != 0) return Status(Errc::invalid_argument, "body not word aligned");
   capnp::MallocMessageBuilder b(256);
   auto env = b.initRoot<schema::Envelope>();
@@ -42,8 +50,11 @@ Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t 
   }
   EncodedHeader out;
   out.bulk_total = m.bulk.size();
-  out.bytes.reset(head);
+  uint16_t pad = pad_for(head, first_bulk);
+  out.bytes.reset(head + pad);
+  if (pad > 0) std::memset(out.bytes.data() + head, 0, pad);
   Preamble pre;
+  pre.pad = pad;
   pre.env_len = static_cast<uint32_t>(env_bytes.size());
   pre.body_len = static_cast<uint32_t>(m.body.size());
   pre.sender = sender;
@@ -67,15 +78,19 @@ void set_chunk(Buffer& header, FrameKind kind, uint64_t offset, uint32_t len) {
   std::memcpy(header.data(), &pre, sizeof(pre));
 }
 
-Preamble make_cont_preamble(uint64_t sender, uint64_t msg_id, uint64_t offset, uint32_t len) {
+Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint32_t len) {
   Preamble pre;
   pre.kind = FrameKind::cont;
   pre.sender = sender;
   pre.msg_id = msg_id;
   pre.bulk_offset = offset;
   pre.bulk_len = len;
+  pre.pad = pad_for(kPreambleSize, len);
   pre.crc = crc32_iscsi(nullptr, 0, 0);
-  return pre;
+  Buffer b(kPreambleSize + pre.pad);
+  std::memset(b.data(), 0, b.size());
+  std::memcpy(b.data(), &pre, sizeof(pre));
+  return b;
 }
 
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message) {
@@ -92,14 +107,14 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
   if (pre.version != kFrameVersion) {
     return Status(Errc::protocol, fmt::format("unsupported frame version {}", pre.version));
   }
-  if (pre.kind > FrameKind::cont || pre.reserved != 0) {
-    return Status(Errc::protocol, "bad frame kind");
+  if (pre.kind > FrameKind::cont || pre.pad >= 4096) {
+    return Status(Errc::protocol, "bad frame kind or padding");
   }
   if (pre.env_len % 8 != 0 || pre.body_len % 8 != 0 ||
       uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes) {
     return Status(Errc::protocol, "bad envelope/body length");
   }
-  uint64_t expect = kPreambleSize + uint64_t{pre.env_len} + pre.body_len + pre.bulk_len;
+  uint64_t expect = kPreambleSize + uint64_t{pre.env_len} + pre.body_len + pre.pad + pre.bulk_len;
   if (expect != frame.size()) {
     return Status(Errc::protocol, fmt::format("frame length {} does not match its preamble ({})",
                                               frame.size(), expect));
@@ -111,7 +126,8 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     return Status(Errc::protocol, "frame header checksum mismatch");
   }
 #endif
-  out.bulk = frame.subspan(kPreambleSize + hdr_len, pre.bulk_len);
+  out.bulk_offset_in_frame = kPreambleSize + hdr_len + pre.pad;
+  out.bulk = frame.subspan(out.bulk_offset_in_frame, pre.bulk_len);
   if (pre.kind == FrameKind::cont) {
     if (pre.env_len != 0 || pre.body_len != 0) {
       return Status(Errc::protocol, "continuation frame carries a header");

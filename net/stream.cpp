@@ -16,7 +16,7 @@ Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) 
   asio::read(sock, asio::buffer(&pre, sizeof(pre)), ec);
   if (ec) return Status(Errc::unreachable, "connection closed: " + ec.message());
   if (pre.magic != kFrameMagic) return Status(Errc::protocol, "bad frame magic");
-  uint64_t rest = uint64_t{pre.env_len} + pre.body_len + pre.bulk_len;
+  uint64_t rest = uint64_t{pre.env_len} + pre.body_len + pre.pad + pre.bulk_len;
   if (pre.kind != FrameKind::whole || uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes ||
       pre.bulk_len > max_message) {
     return Status(Errc::protocol, "stream frame too large or chunked");
@@ -32,7 +32,7 @@ Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) 
 }
 
 Status write_message(asio::ip::tcp::socket& sock, const Message& m) {
-  auto hdr = encode_header(m, 0, 0);
+  auto hdr = encode_header(m, 0, 0, m.bulk.size());
   if (!hdr) return hdr.status();
   set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
   boost::system::error_code ec;

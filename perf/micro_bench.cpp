@@ -27,7 +27,7 @@ static void BM_FrameEncodeDecode(benchmark::State& st) {
   uint64_t words[8] = {};
   m.body = Buffer(words, sizeof(words));
   for (auto _ : st) {
-    auto h = net::encode_header(m, 1, 2);
+    auto h = net::encode_header(m, 1, 2, m.bulk.size());
     net::set_chunk(h->bytes, net::FrameKind::whole, 0, 0);
     auto d = net::decode_frame(h->bytes.span(), 1 << 20);
     benchmark::DoNotOptimize(d);

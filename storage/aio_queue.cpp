@@ -73,8 +73,10 @@ class AioQueue final : public BlockQueue {
   int wait_fd() override { return efd_; }
 
   bool prepare_to_sleep() override {
-    uint64_t v;
-    [[maybe_unused]] ssize_t r = ::read(efd_, &v, sizeof(v));
+    // Reading resets the eventfd; a non-zero count means completions are waiting to be reaped,
+    // and sleeping now would miss them.
+    uint64_t v = 0;
+    if (::read(efd_, &v, sizeof(v)) == static_cast<ssize_t>(sizeof(v)) && v > 0) return false;
     return syncs_.empty() && queued_.empty();
   }
 

@@ -1,6 +1,5 @@
 // In-memory backend of BlockQueue for unit tests: same asynchronous contract (completions are
-// delivered by the next poll, never inline), no file. Contents survive only as long as the
-// queue object, unless a test hands the same MemoryDevice to a new queue.
+// delivered by the next poll, never inline), no file. Contents live as long as the queue.
 #include <sys/eventfd.h>
 #include <unistd.h>
 

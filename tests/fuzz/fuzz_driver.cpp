@@ -28,7 +28,7 @@ std::vector<uint8_t> seed_frame(std::mt19937_64& rng) {
   req.setAkey(tessera::net::as_data("akey"));
   m.body = tessera::net::to_body(b);
   m.bulk = tessera::Buffer(rng() % 300);
-  auto h = tessera::net::encode_header(m, 1, 2);
+  auto h = tessera::net::encode_header(m, 1, 2, m.bulk.size());
   tessera::net::set_chunk(h->bytes, tessera::net::FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
   std::vector<uint8_t> out(h->bytes.data(), h->bytes.data() + h->bytes.size());
   out.insert(out.end(), m.bulk.data(), m.bulk.data() + m.bulk.size());

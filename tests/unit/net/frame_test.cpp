@@ -27,7 +27,7 @@ Message sample() {
 }
 
 Buffer whole_frame(const Message& m) {
-  auto h = encode_header(m, 9, 10);
+  auto h = encode_header(m, 9, 10, m.bulk.size());
   EXPECT_TRUE(h.is_ok());
   set_chunk(h->bytes, FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
   Buffer f(h->bytes.size() + m.bulk.size());

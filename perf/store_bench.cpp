@@ -1,0 +1,96 @@
+// store_bench: the per-target store alone (no network): update then fetch fixed-size values
+// from `qd` fibers on one pinned target. Usage: store_bench PATH [bs] [total] [qd] [backend]
+#include <isa-l/crc.h>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <random>
+
+#include "core/config.hpp"
+#include "core/target.hpp"
+#include "storage/store.hpp"
+
+using namespace tessera;
+using namespace tessera::storage;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: store_bench PATH [bs=1M] [total=1G] [qd=4] [backend=uring]\n");
+    return 2;
+  }
+  std::string path = argv[1];
+  uint64_t bs = *parse_size(argc > 2 ? argv[2] : "1M");
+  uint64_t total = *parse_size(argc > 3 ? argv[3] : "1G");
+  int qd = argc > 4 ? std::atoi(argv[4]) : 4;
+  std::string backend = argc > 5 ? argv[5] : "uring";
+  TargetOptions to;
+  to.cpu = 0;
+  Target t(RealEnv::instance(), to);
+  if (!t.start().is_ok()) return 1;
+  std::promise<int> done;
+  t.post([&] {
+    BlockQueueOptions qo;
+    qo.backend = backend;
+    qo.path = path;
+    qo.size = total + total / 4 + (256ull << 20);
+    auto q = open_block_queue(qo);
+    if (!q) {
+      std::fprintf(stderr, "%s\n", q.status().to_string().c_str());
+      return done.set_value(1);
+    }
+    StoreOptions so;
+    so.wal_bytes = 128ull << 20;
+    auto s = TargetStore::open(t, std::move(*q), so);
+    if (!s) {
+      std::fprintf(stderr, "%s\n", s.status().to_string().c_str());
+      return done.set_value(1);
+    }
+    TargetStore& st = **s;
+    Buffer value(bs);
+    std::mt19937_64 rng(1);
+    for (size_t i = 0; i + 8 <= bs; i += 8) {
+      uint64_t x = rng();
+      std::memcpy(value.data() + i, &x, 8);
+    }
+    uint32_t crc = crc32_iscsi(value.data(), static_cast<int>(bs), 0);
+    uint64_t count = total / bs;
+    auto run = [&](bool write) {
+      uint64_t next = 0;
+      int live = qd;
+      boost::fibers::promise<void> all;
+      auto t0 = Clock::now();
+      for (int f = 0; f < qd; ++f) {
+        t.spawn([&] {
+          while (true) {
+            uint64_t i = next++;
+            if (i >= count) break;
+            if (write) {
+              auto r = st.update({1, i}, "d", "a", ValueKind::single, 0, value.span(), crc);
+              if (!r) std::fprintf(stderr, "%s\n", r.status().to_string().c_str());
+            } else {
+              auto r = st.fetch({1, (i * 7919) % count}, "d", "a", ValueKind::single, 0, 0, 0);
+              if (!r) std::fprintf(stderr, "%s\n", r.status().to_string().c_str());
+            }
+          }
+          if (--live == 0) all.set_value();
+        });
+      }
+      all.get_future().get();
+      double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+      std::printf("store %s bs %lu qd %d: %.1f MiB/s, %.0f IOPS\n", write ? "update" : "fetch ",
+                  static_cast<unsigned long>(bs), qd, static_cast<double>(count * bs) / secs / (1 << 20),
+                  static_cast<double>(count) / secs);
+    };
+    run(true);
+    run(false);
+    st.close();
+    s->reset();
+    done.set_value(0);
+  });
+  int rc = done.get_future().get();
+  t.stop();
+  std::remove(path.c_str());
+  return rc;
+}
