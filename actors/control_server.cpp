@@ -118,7 +118,9 @@ void accept_loop(ControlServer::Impl* im, ControlServer::Handler* h, uint64_t ma
 ControlServer::ControlServer(std::string listen, Handler handler, uint64_t max_message)
     : listen_(std::move(listen)), handler_(std::move(handler)), max_message_(max_message) {}
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+  stop();
+}
 
 Status ControlServer::start() {
   auto ep = net::parse_endpoint(listen_);

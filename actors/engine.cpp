@@ -28,7 +28,9 @@ struct Engine::Slot {
 
 Engine::Engine(Env& env, EngineConfig cfg) : env_(env), cfg_(std::move(cfg)) {}
 
-Engine::~Engine() { stop(); }
+Engine::~Engine() {
+  stop();
+}
 
 Status Engine::start() {
   started_ = std::chrono::steady_clock::now();
@@ -39,7 +41,8 @@ Status Engine::start() {
                                                 cfg_.storage_dir, ec.message()));
   }
   if (::access(cfg_.storage_dir.c_str(), W_OK) != 0) {
-    return Status(Errc::permission, fmt::format("storage directory {} is not writable", cfg_.storage_dir));
+    return Status(Errc::permission,
+                  fmt::format("storage directory {} is not writable", cfg_.storage_dir));
   }
   runtimes_ = std::make_shared<std::vector<ActorRuntime*>>(cfg_.targets, nullptr);
   for (uint32_t i = 0; i < cfg_.targets; ++i) {

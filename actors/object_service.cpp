@@ -14,7 +14,9 @@ using net::BodyReader;
 using net::from_data;
 
 namespace {
-storage::ObjectId oid_of(schema::ObjId::Reader r) { return {r.getHi(), r.getLo()}; }
+storage::ObjectId oid_of(schema::ObjId::Reader r) {
+  return {r.getHi(), r.getLo()};
+}
 storage::ValueKind kind_of(schema::ValueKind k) {
   return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
 }
@@ -25,7 +27,8 @@ void ObjectService::receive(Message& m) {
   try {
     st = handle(m);
   } catch (const kj::Exception& e) {
-    st = Status(Errc::protocol, fmt::format("malformed request body: {}", e.getDescription().cStr()));
+    st = Status(Errc::protocol,
+                fmt::format("malformed request body: {}", e.getDescription().cStr()));
   }
   if (!st.is_ok()) {
     ++rejected_;
@@ -45,8 +48,9 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjUpdate: {
       BodyReader br(m.body);
       auto req = br.root<schema::UpdateReq>();
-      auto r = store_.update(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
-                             kind_of(req.getKind()), req.getOffset(), m.bulk.span(), req.getCrc());
+      auto r =
+          store_.update(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
+                        kind_of(req.getKind()), req.getOffset(), m.bulk.span(), req.getCrc());
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);
@@ -56,8 +60,9 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjFetch: {
       BodyReader br(m.body);
       auto req = br.root<schema::FetchReq>();
-      auto r = store_.fetch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
-                            kind_of(req.getKind()), req.getOffset(), req.getLength(), req.getEpoch());
+      auto r =
+          store_.fetch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
+                       kind_of(req.getKind()), req.getOffset(), req.getLength(), req.getEpoch());
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
@@ -75,7 +80,8 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjPunch: {
       BodyReader br(m.body);
       auto req = br.root<schema::PunchReq>();
-      auto r = store_.punch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()));
+      auto r =
+          store_.punch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()));
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);

@@ -3,16 +3,16 @@
 //        then throughput with a window of requests in flight), payload sizes 8 B .. 1 MiB.
 //   io:  update then fetch of fixed-size single values at a queue depth (MiB/s, IOPS).
 // Prints a table, or JSON with --json. perf/*.sh run it beside the physical baselines.
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <deque>
-#include <fmt/format.h>
-#include <sstream>
 #include <cstring>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "client/client.hpp"
 #include "core/config.hpp"
@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   int iters = 2000, window = 16;
   rtt->add_option("--sizes", sizes, "payload sizes")->capture_default_str();
   rtt->add_option("--iters", iters, "round trips per size (latency)")->capture_default_str();
-  rtt->add_option("--window", window, "requests in flight for the throughput pass")->capture_default_str();
+  rtt->add_option("--window", window, "requests in flight for the throughput pass")
+      ->capture_default_str();
 
   auto* io = app.add_subcommand("io", "update then fetch fixed-size values");
   std::string bs = "1M", total = "1G";
@@ -76,7 +77,8 @@ int main(int argc, char** argv) {
   if (rtt->parsed()) {
     out["rtt"] = json::array();
     if (!as_json) {
-      std::printf("%-9s %10s %10s %10s %12s\n", "size", "p50_us", "p99_us", "mean_us", "window_MBps");
+      std::printf("%-9s %10s %10s %10s %12s\n", "size", "p50_us", "p99_us", "mean_us",
+                  "window_MBps");
     }
     std::stringstream ss(sizes);
     std::string item;
@@ -113,9 +115,14 @@ int main(int argc, char** argv) {
       for (auto& f : fl) (void)f.get();
       double secs = us_since(t0) / 1e6;
       double mbps = 2.0 * static_cast<double>(*sz) * n / secs / 1e6;  // both directions
-      out["rtt"].push_back({{"size", *sz}, {"p50_us", p50}, {"p99_us", p99}, {"mean_us", mean},
-                            {"window_MBps", mbps}, {"iters", n}});
-      if (!as_json) std::printf("%-9s %10.1f %10.1f %10.1f %12.1f\n", item.c_str(), p50, p99, mean, mbps);
+      out["rtt"].push_back({{"size", *sz},
+                            {"p50_us", p50},
+                            {"p99_us", p99},
+                            {"mean_us", mean},
+                            {"window_MBps", mbps},
+                            {"iters", n}});
+      if (!as_json)
+        std::printf("%-9s %10.1f %10.1f %10.1f %12.1f\n", item.c_str(), p50, p99, mean, mbps);
     }
   }
 
@@ -166,13 +173,18 @@ int main(int argc, char** argv) {
     }
     double rsecs = us_since(t1) / 1e6;
     double bytes = static_cast<double>(count * *bsz);
-    out["io"] = {{"bs", *bsz}, {"count", count}, {"qd", qd},
-                 {"update_MiBps", bytes / wsecs / (1 << 20)}, {"update_iops", count / wsecs},
-                 {"fetch_MiBps", bytes / rsecs / (1 << 20)}, {"fetch_iops", count / rsecs}};
+    out["io"] = {{"bs", *bsz},
+                 {"count", count},
+                 {"qd", qd},
+                 {"update_MiBps", bytes / wsecs / (1 << 20)},
+                 {"update_iops", count / wsecs},
+                 {"fetch_MiBps", bytes / rsecs / (1 << 20)},
+                 {"fetch_iops", count / rsecs}};
     if (!as_json) {
-      std::printf("bs %s qd %d count %lu: update %.1f MiB/s (%.0f IOPS), fetch %.1f MiB/s (%.0f IOPS)\n",
-                  bs.c_str(), qd, static_cast<unsigned long>(count), bytes / wsecs / (1 << 20), count / wsecs,
-                  bytes / rsecs / (1 << 20), count / rsecs);
+      std::printf(
+          "bs %s qd %d count %lu: update %.1f MiB/s (%.0f IOPS), fetch %.1f MiB/s (%.0f IOPS)\n",
+          bs.c_str(), qd, static_cast<unsigned long>(count), bytes / wsecs / (1 << 20),
+          count / wsecs, bytes / rsecs / (1 << 20), count / rsecs);
     }
   }
   if (as_json) std::printf("%s\n", out.dump(2).c_str());

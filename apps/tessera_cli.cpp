@@ -2,11 +2,11 @@
 // output. The engine is found with --engine, else $TESSERA_ENGINE, else 127.0.0.1:10001.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
-#include <cstring>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -26,7 +26,9 @@ struct Globals {
 
 int fail(const Globals& g, const Status& st, const std::string& what) {
   if (g.json) {
-    json j{{"ok", false}, {"error", std::string(errc_name(st.code()))}, {"message", st.message()},
+    json j{{"ok", false},
+           {"error", std::string(errc_name(st.code()))},
+           {"message", st.message()},
            {"operation", what}};
     std::cout << j.dump(2) << std::endl;
   } else {
@@ -61,7 +63,9 @@ Result<ObjectId> parse_oid(const std::string& s) {
                 fmt::format("'{}' is not an object id (use LO, HI.LO or 0x<32 hex digits>)", s));
 }
 
-std::string oid_str(ObjectId o) { return fmt::format("{}.{}", o.hi, o.lo); }
+std::string oid_str(ObjectId o) {
+  return fmt::format("{}.{}", o.hi, o.lo);
+}
 
 Result<std::unique_ptr<Client>> connect(const Globals& g) {
   ClientOptions o;
@@ -112,7 +116,8 @@ int main(int argc, char** argv) {
   // --- system ---
   auto* sys = app.add_subcommand("system", "engine and system information");
   sys->require_subcommand(1);
-  auto* sys_query = sys->add_subcommand("query", "show the engine: rank, targets, CPUs, provider, addresses");
+  auto* sys_query =
+      sys->add_subcommand("query", "show the engine: rank, targets, CPUs, provider, addresses");
 
   // --- obj ---
   auto* obj = app.add_subcommand("obj", "object operations (update, fetch, list, punch)");
@@ -157,26 +162,37 @@ int main(int argc, char** argv) {
     auto c = connect(g);
     const SystemInfo& s = c ? (*c)->system() : *info;
     if (g.json) {
-      json j{{"ok", true},          {"rank", s.rank},         {"provider", s.provider},
-             {"pid", s.pid},         {"version", s.version},   {"hostname", s.hostname},
-             {"control", s.control_addr}, {"uptime_ms", s.uptime_ms}};
+      json j{{"ok", true},
+             {"rank", s.rank},
+             {"provider", s.provider},
+             {"pid", s.pid},
+             {"version", s.version},
+             {"hostname", s.hostname},
+             {"control", s.control_addr},
+             {"uptime_ms", s.uptime_ms}};
       j["targets"] = json::array();
       for (const auto& t : s.targets) {
-        j["targets"].push_back({{"index", t.index}, {"cpu", t.cpu}, {"tid", t.tid},
-                                {"fabric_address", t.fabric_addr_text}, {"backend", t.backend},
-                                {"storage", t.storage_path}, {"capacity", t.capacity}, {"used", t.used}});
+        j["targets"].push_back({{"index", t.index},
+                                {"cpu", t.cpu},
+                                {"tid", t.tid},
+                                {"fabric_address", t.fabric_addr_text},
+                                {"backend", t.backend},
+                                {"storage", t.storage_path},
+                                {"capacity", t.capacity},
+                                {"used", t.used}});
       }
       std::cout << j.dump(2) << std::endl;
     } else {
-      std::printf("engine rank %u on %s (pid %d, version %s, up %.1f s)\n", s.rank, s.hostname.c_str(),
-                  s.pid, s.version.c_str(), static_cast<double>(s.uptime_ms) / 1000);
+      std::printf("engine rank %u on %s (pid %d, version %s, up %.1f s)\n", s.rank,
+                  s.hostname.c_str(), s.pid, s.version.c_str(),
+                  static_cast<double>(s.uptime_ms) / 1000);
       std::printf("control %s, provider %s\n", s.control_addr.c_str(), s.provider.c_str());
       std::printf("%-6s %-4s %-8s %-7s %-34s %-12s %s\n", "target", "cpu", "tid", "queue",
                   "fabric address", "used", "storage");
       for (const auto& t : s.targets) {
-        std::printf("%-6u %-4d %-8d %-7s %-34s %-12s %s (%s)\n", t.index, t.cpu, t.tid, t.backend.c_str(),
-                    t.fabric_addr_text.c_str(), human(t.used).c_str(), t.storage_path.c_str(),
-                    human(t.capacity).c_str());
+        std::printf("%-6u %-4d %-8d %-7s %-34s %-12s %s (%s)\n", t.index, t.cpu, t.tid,
+                    t.backend.c_str(), t.fabric_addr_text.c_str(), human(t.used).c_str(),
+                    t.storage_path.c_str(), human(t.capacity).c_str());
       }
     }
     return 0;
@@ -199,8 +215,13 @@ int main(int argc, char** argv) {
                       {reinterpret_cast<const uint8_t*>(data->data()), data->size()});
     if (!r) return fail(g, r.status(), "obj put");
     if (g.json) {
-      std::cout << json{{"ok", true}, {"oid", oid_str(oid)}, {"dkey", dkey}, {"akey", akey},
-                        {"bytes", data->size()}, {"epoch", *r}, {"target", c.target_of(oid)}}
+      std::cout << json{{"ok", true},
+                        {"oid", oid_str(oid)},
+                        {"dkey", dkey},
+                        {"akey", akey},
+                        {"bytes", data->size()},
+                        {"epoch", *r},
+                        {"target", c.target_of(oid)}}
                        .dump(2)
                 << std::endl;
     } else {
@@ -216,12 +237,14 @@ int main(int argc, char** argv) {
     if (!r) return fail(g, r.status(), "obj get");
     if (!out_file.empty()) {
       std::ofstream out(out_file, std::ios::binary);
-      out.write(reinterpret_cast<const char*>(r->data.data()), static_cast<std::streamsize>(r->data.size()));
+      out.write(reinterpret_cast<const char*>(r->data.data()),
+                static_cast<std::streamsize>(r->data.size()));
       if (!out) return fail(g, Status(Errc::io_error, "cannot write " + out_file), "obj get");
     }
     if (g.json) {
-      json j{{"ok", true}, {"oid", oid_str(oid)}, {"dkey", dkey}, {"akey", akey},
-             {"bytes", r->data.size()}, {"size", r->size}, {"epoch", r->epoch}};
+      json j{{"ok", true},       {"oid", oid_str(oid)},     {"dkey", dkey},
+             {"akey", akey},     {"bytes", r->data.size()}, {"size", r->size},
+             {"epoch", r->epoch}};
       j["holes"] = json::array();
       for (auto [o, l] : r->holes) j["holes"].push_back({{"offset", o}, {"length", l}});
       if (out_file.empty()) j["data"] = std::string(r->data.view());
@@ -235,11 +258,16 @@ int main(int argc, char** argv) {
   }
 
   if (lst->parsed()) {
-    ListScope scope = oid_s.empty() ? ListScope::objects : dkey.empty() ? ListScope::dkeys : ListScope::akeys;
+    ListScope scope = oid_s.empty()  ? ListScope::objects
+                      : dkey.empty() ? ListScope::dkeys
+                                     : ListScope::akeys;
     auto r = c.list_all(scope, oid, dkey);
     if (!r) return fail(g, r.status(), "obj list");
     if (g.json) {
-      json j{{"ok", true}, {"scope", scope == ListScope::objects ? "objects" : scope == ListScope::dkeys ? "dkeys" : "akeys"}};
+      json j{{"ok", true},
+             {"scope", scope == ListScope::objects ? "objects"
+                       : scope == ListScope::dkeys ? "dkeys"
+                                                   : "akeys"}};
       j["entries"] = json::array();
       for (const auto& e : *r) {
         if (scope == ListScope::objects) {
@@ -247,15 +275,22 @@ int main(int argc, char** argv) {
         } else if (scope == ListScope::dkeys) {
           j["entries"].push_back({{"dkey", e.key}});
         } else {
-          j["entries"].push_back({{"akey", e.key}, {"kind", e.kind == ValueKind::array ? "array" : "single"}, {"size", e.size}});
+          j["entries"].push_back({{"akey", e.key},
+                                  {"kind", e.kind == ValueKind::array ? "array" : "single"},
+                                  {"size", e.size}});
         }
       }
       std::cout << j.dump(2) << std::endl;
     } else {
       for (const auto& e : *r) {
-        if (scope == ListScope::objects) std::printf("%s\n", oid_str(e.oid).c_str());
-        else if (scope == ListScope::dkeys) std::printf("%s\n", e.key.c_str());
-        else std::printf("%s\t%s\t%lu\n", e.key.c_str(), e.kind == ValueKind::array ? "array" : "single", static_cast<unsigned long>(e.size));
+        if (scope == ListScope::objects)
+          std::printf("%s\n", oid_str(e.oid).c_str());
+        else if (scope == ListScope::dkeys)
+          std::printf("%s\n", e.key.c_str());
+        else
+          std::printf("%s\t%s\t%lu\n", e.key.c_str(),
+                      e.kind == ValueKind::array ? "array" : "single",
+                      static_cast<unsigned long>(e.size));
       }
     }
     return 0;
@@ -271,8 +306,8 @@ int main(int argc, char** argv) {
       std::cout << json{{"ok", true}, {"oid", oid_str(oid)}, {"epoch", *r}}.dump(2) << std::endl;
     } else {
       std::fprintf(stderr, "punched %s%s%s (epoch %lu)\n", oid_str(oid).c_str(),
-                   dkey.empty() ? "" : ("/" + dkey).c_str(), akey.empty() ? "" : ("/" + akey).c_str(),
-                   static_cast<unsigned long>(*r));
+                   dkey.empty() ? "" : ("/" + dkey).c_str(),
+                   akey.empty() ? "" : ("/" + akey).c_str(), static_cast<unsigned long>(*r));
     }
     return 0;
   }

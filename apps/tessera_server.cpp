@@ -1,12 +1,12 @@
 // tessera-server: one engine. Reads a YAML config (flags override it), starts the targets and
 // the control socket, and runs until SIGTERM or SIGINT, then shuts down cleanly.
+#include <pthread.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-#include <pthread.h>
-#include <unistd.h>
 
 #include "actors/control_server.hpp"
 #include "actors/engine.hpp"
@@ -31,9 +31,11 @@ int main(int argc, char** argv) {
   std::string storage_size, wal_size, cpus;
   app.add_option("-c,--config", config_path, "YAML config file (flags below override it)");
   app.add_option("--rank", flags.rank, "engine rank in the system");
-  app.add_option("--listen", flags.listen, "control socket address host:port (port 0: any free port)");
+  app.add_option("--listen", flags.listen,
+                 "control socket address host:port (port 0: any free port)");
   app.add_option("--provider", flags.provider, "libfabric provider: 'tcp;ofi_rxm' or 'shm'");
-  app.add_option("--fabric-node", flags.fabric_node, "local address for the fabric endpoints (tcp)");
+  app.add_option("--fabric-node", flags.fabric_node,
+                 "local address for the fabric endpoints (tcp)");
   app.add_option("--targets", flags.targets, "number of targets (pinned threads)");
   app.add_option("--cpus", cpus, "comma-separated CPU per target, e.g. 0,1");
   app.add_option("--storage-dir", flags.storage_dir, "directory of the target files");
@@ -113,8 +115,9 @@ int main(int argc, char** argv) {
         if (req.protocol == proto::kProtoSystem && req.method == proto::kSysQuery) {
           return engine.system_info(control_addr);
         }
-        return Status(Errc::unsupported, fmt::format("control socket does not serve protocol {} method {}",
-                                                     req.protocol, req.method));
+        return Status(Errc::unsupported,
+                      fmt::format("control socket does not serve protocol {} method {}",
+                                  req.protocol, req.method));
       },
       cfg.max_message_bytes);
   st = control.start();

@@ -15,7 +15,9 @@ int fail(const tessera::Status& st) {
   t_last_error = st.to_string();
   return -static_cast<int>(st.code());
 }
-std::string str(const char* s) { return s != nullptr ? std::string(s) : std::string(); }
+std::string str(const char* s) {
+  return s != nullptr ? std::string(s) : std::string();
+}
 tessera::ValueKind kind_of(int k) {
   return k == TESSERA_ARRAY ? tessera::ValueKind::array : tessera::ValueKind::single;
 }
@@ -24,7 +26,8 @@ tessera::ValueKind kind_of(int k) {
 extern "C" {
 
 int tessera_connect(const char* engine, tessera_client** out) {
-  if (engine == nullptr || out == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (engine == nullptr || out == nullptr)
+    return fail({tessera::Errc::invalid_argument, "null argument"});
   tessera::ClientOptions o;
   o.engine = engine;
   auto c = tessera::Client::connect(o);
@@ -33,12 +36,15 @@ int tessera_connect(const char* engine, tessera_client** out) {
   return 0;
 }
 
-void tessera_disconnect(tessera_client* c) { delete c; }
+void tessera_disconnect(tessera_client* c) {
+  delete c;
+}
 
 int tessera_obj_update(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
                        const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
                        uint64_t* epoch_out) {
-  if (c == nullptr || (buf == nullptr && len > 0)) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (c == nullptr || (buf == nullptr && len > 0))
+    return fail({tessera::Errc::invalid_argument, "null argument"});
   auto r = c->impl->update({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
                            {static_cast<const uint8_t*>(buf), len});
   if (!r) return fail(r.status());
@@ -49,7 +55,8 @@ int tessera_obj_update(tessera_client* c, uint64_t hi, uint64_t lo, const char* 
 int tessera_obj_fetch(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
                       const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
                       size_t buflen, size_t* out_len) {
-  if (c == nullptr || out_len == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (c == nullptr || out_len == nullptr)
+    return fail({tessera::Errc::invalid_argument, "null argument"});
   auto r = c->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
   if (!r) return fail(r.status());
   *out_len = r->data.size();
@@ -61,7 +68,8 @@ int tessera_obj_fetch(tessera_client* c, uint64_t hi, uint64_t lo, const char* d
   return 0;
 }
 
-int tessera_obj_punch(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey, const char* akey) {
+int tessera_obj_punch(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
+                      const char* akey) {
   if (c == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
   auto r = c->impl->punch({hi, lo}, str(dkey), str(akey));
   if (!r) return fail(r.status());
@@ -75,6 +83,8 @@ const char* tessera_strerror(int rc) {
   return s.c_str();
 }
 
-const char* tessera_last_error(void) { return t_last_error.c_str(); }
+const char* tessera_last_error(void) {
+  return t_last_error.c_str();
+}
 
 }  // extern "C"

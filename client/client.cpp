@@ -45,13 +45,16 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
   sock.async_connect(*ep, [&](const boost::system::error_code& e) { ec = e; });
   io.run_for(timeout);
   if (ec == asio::error::would_block) {
-    return Status(Errc::timeout, fmt::format("no answer from engine {} within {} ms", engine, timeout.count()));
+    return Status(Errc::timeout,
+                  fmt::format("no answer from engine {} within {} ms", engine, timeout.count()));
   }
   if (ec) {
-    return Status(Errc::unreachable, fmt::format("cannot reach engine at {}: {} (is tessera-server running?)",
-                                                 engine, ec.message()));
+    return Status(Errc::unreachable,
+                  fmt::format("cannot reach engine at {}: {} (is tessera-server running?)", engine,
+                              ec.message()));
   }
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   Message req;
   req.protocol = proto::kProtoSystem;
@@ -85,7 +88,8 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
       out.targets.push_back(std::move(ti));
     }
   } catch (const kj::Exception& e) {
-    return Status(Errc::protocol, fmt::format("malformed system info: {}", e.getDescription().cStr()));
+    return Status(Errc::protocol,
+                  fmt::format("malformed system info: {}", e.getDescription().cStr()));
   }
   if (out.targets.empty()) return Status(Errc::protocol, "engine reports no targets");
   return out;
@@ -104,7 +108,8 @@ Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
   to.cpu = opts.cpu;
   to.name = "client";
   im.target = std::make_unique<Target>(RealEnv::instance(), to);
-  uint32_t rank = kClientRankBase | static_cast<uint32_t>(RealEnv::instance().random() & 0x7fffffffu);
+  uint32_t rank =
+      kClientRankBase | static_cast<uint32_t>(RealEnv::instance().random() & 0x7fffffffu);
   im.rt = std::make_unique<ActorRuntime>(*im.target, rank);
   std::promise<Status> ready;
   auto fut = ready.get_future();
@@ -140,8 +145,8 @@ uint32_t Client::target_of(ObjectId oid) const {
 
 namespace {
 template <typename T, typename Decode>
-boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t target, uint16_t method,
-                                      Buffer body, Buffer bulk, Decode decode) {
+boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t target,
+                                      uint16_t method, Buffer body, Buffer bulk, Decode decode) {
   auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
   auto f = p->get_future();
   im.target->post([&im, p, rank, target, method, body = std::move(body), bulk = std::move(bulk),
@@ -158,7 +163,8 @@ boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t 
     try {
       p->set_value(decode(*r));
     } catch (const kj::Exception& e) {
-      p->set_value(Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr())));
+      p->set_value(
+          Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr())));
     }
   });
   return f;
@@ -203,20 +209,21 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
   req.setOffset(offset);
   req.setLength(length);
   req.setEpoch(epoch);
-  return call<FetchResult>(*impl_, sys_.rank, target_of(oid), proto::kObjFetch, net::to_body(b), {},
-                           [](Message& m) -> Result<FetchResult> {
-                             net::BodyReader br(m.body);
-                             auto rep = br.root<schema::FetchRep>();
-                             if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
-                               return Status(Errc::checksum, "fetched data does not match the engine's checksum");
-                             }
-                             FetchResult out;
-                             out.size = rep.getSize();
-                             out.epoch = rep.getEpoch();
-                             for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
-                             out.data = std::move(m.bulk);
-                             return out;
-                           });
+  return call<FetchResult>(
+      *impl_, sys_.rank, target_of(oid), proto::kObjFetch, net::to_body(b), {},
+      [](Message& m) -> Result<FetchResult> {
+        net::BodyReader br(m.body);
+        auto rep = br.root<schema::FetchRep>();
+        if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
+          return Status(Errc::checksum, "fetched data does not match the engine's checksum");
+        }
+        FetchResult out;
+        out.size = rep.getSize();
+        out.epoch = rep.getEpoch();
+        for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
+        out.data = std::move(m.bulk);
+        return out;
+      });
 }
 
 Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std::string akey) {
@@ -243,22 +250,22 @@ Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async
   req.setLimit(limit);
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
   using Page = std::pair<std::vector<KeyEntry>, std::string>;
-  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, net::to_body(b), {},
-                    [](Message& m) -> Result<Page> {
-                      net::BodyReader br(m.body);
-                      auto rep = br.root<schema::ListRep>();
-                      Page page;
-                      for (auto k : rep.getKeys()) {
-                        KeyEntry e;
-                        e.key = from_data(k.getKey());
-                        e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
-                        e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array : ValueKind::single;
-                        e.size = k.getSize();
-                        page.first.push_back(std::move(e));
-                      }
-                      if (!rep.getDone()) page.second = from_data(rep.getAnchor());
-                      return page;
-                    });
+  return call<Page>(
+      *impl_, sys_.rank, tgt, proto::kObjList, net::to_body(b), {}, [](Message& m) -> Result<Page> {
+        net::BodyReader br(m.body);
+        auto rep = br.root<schema::ListRep>();
+        Page page;
+        for (auto k : rep.getKeys()) {
+          KeyEntry e;
+          e.key = from_data(k.getKey());
+          e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
+          e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array : ValueKind::single;
+          e.size = k.getSize();
+          page.first.push_back(std::move(e));
+        }
+        if (!rep.getDone()) page.second = from_data(rep.getAnchor());
+        return page;
+      });
 }
 
 Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {
@@ -279,7 +286,8 @@ Result<std::vector<KeyEntry>> Client::list_all(ListScope scope, ObjectId oid, st
     } while (!anchor.empty());
   }
   if (scope == ListScope::objects) {
-    std::sort(all.begin(), all.end(), [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
+    std::sort(all.begin(), all.end(),
+              [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
   }
   return all;
 }

@@ -93,9 +93,8 @@ class Client {
   // `offset`. Returns the epoch once the engine reports the data durable.
   Future<uint64_t> update_async(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
                                 uint64_t offset, Buffer data);
-  Future<FetchResult> fetch_async(ObjectId oid, std::string dkey, std::string akey,
-                                  ValueKind kind, uint64_t offset = 0, uint64_t length = 0,
-                                  uint64_t epoch = 0);
+  Future<FetchResult> fetch_async(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
+                                  uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0);
   // Empty dkey: whole object; empty akey: whole dkey.
   Future<uint64_t> punch_async(ObjectId oid, std::string dkey = {}, std::string akey = {});
   // One page of keys; pass the returned anchor back for the next page (empty = done).

@@ -100,8 +100,8 @@ Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor)
     if (it == pending_.end()) return;
     auto* pp = it->second;
     pending_.erase(it);
-    pp->set_value(Status(Errc::timeout, fmt::format("no reply within {} ms",
-                                                    timeout.count() / 1'000'000)));
+    pp->set_value(
+        Status(Errc::timeout, fmt::format("no reply within {} ms", timeout.count() / 1'000'000)));
   });
   Status st = tell(std::move(m), from_actor);
   if (!st.is_ok()) {

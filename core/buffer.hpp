@@ -70,6 +70,8 @@ class Buffer {
   size_t cap_ = 0;
 };
 
-inline size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+inline size_t align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 
 }  // namespace tessera

@@ -17,7 +17,8 @@ Result<uint64_t> parse_size(const std::string& s) {
   uint64_t v = 0;
   while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
     uint64_t d = static_cast<uint64_t>(s[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return Status(Errc::invalid_argument, fmt::format("size '{}' overflows", s));
+    if (v > (UINT64_MAX - d) / 10)
+      return Status(Errc::invalid_argument, fmt::format("size '{}' overflows", s));
     v = v * 10 + d;
     ++i;
   }
@@ -31,15 +32,27 @@ Result<uint64_t> parse_size(const std::string& s) {
       return Status(Errc::invalid_argument, fmt::format("'{}' has an unknown size suffix", s));
     }
     switch (c) {
-      case 'K': mul = 1ull << 10; break;
-      case 'M': mul = 1ull << 20; break;
-      case 'G': mul = 1ull << 30; break;
-      case 'T': mul = 1ull << 40; break;
-      case 'B': mul = 1; break;
-      default: return Status(Errc::invalid_argument, fmt::format("'{}' has an unknown size suffix", s));
+      case 'K':
+        mul = 1ull << 10;
+        break;
+      case 'M':
+        mul = 1ull << 20;
+        break;
+      case 'G':
+        mul = 1ull << 30;
+        break;
+      case 'T':
+        mul = 1ull << 40;
+        break;
+      case 'B':
+        mul = 1;
+        break;
+      default:
+        return Status(Errc::invalid_argument, fmt::format("'{}' has an unknown size suffix", s));
     }
   }
-  if (v > UINT64_MAX / mul) return Status(Errc::invalid_argument, fmt::format("size '{}' overflows", s));
+  if (v > UINT64_MAX / mul)
+    return Status(Errc::invalid_argument, fmt::format("size '{}' overflows", s));
   return v * mul;
 }
 
@@ -53,9 +66,9 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   if (!root || root.IsNull()) return cfg;
   if (!root.IsMap()) return Status(Errc::invalid_argument, "config must be a YAML mapping");
   static const std::set<std::string> known = {
-      "rank", "listen", "provider", "fabric_node", "targets", "cpus", "storage_dir",
-      "storage_size", "wal_size", "block_backend", "busy_poll", "log_level", "port_file",
-      "max_message"};
+      "rank",      "listen",      "provider",     "fabric_node", "targets",
+      "cpus",      "storage_dir", "storage_size", "wal_size",    "block_backend",
+      "busy_poll", "log_level",   "port_file",    "max_message"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -74,16 +87,18 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     if (root["busy_poll"]) cfg.busy_poll = root["busy_poll"].as<bool>();
     if (root["log_level"]) cfg.log_level = root["log_level"].as<std::string>();
     if (root["port_file"]) cfg.port_file = root["port_file"].as<std::string>();
-    for (auto [key, field] : {std::pair{"storage_size", &cfg.storage_bytes},
-                              std::pair{"wal_size", &cfg.wal_bytes},
-                              std::pair{"max_message", &cfg.max_message_bytes}}) {
+    for (auto [key, field] :
+         {std::pair{"storage_size", &cfg.storage_bytes}, std::pair{"wal_size", &cfg.wal_bytes},
+          std::pair{"max_message", &cfg.max_message_bytes}}) {
       if (!root[key]) continue;
       auto v = parse_size(root[key].as<std::string>());
-      if (!v) return Status(Errc::invalid_argument, fmt::format("{}: {}", key, v.status().message()));
+      if (!v)
+        return Status(Errc::invalid_argument, fmt::format("{}: {}", key, v.status().message()));
       *field = *v;
     }
   } catch (const YAML::Exception& e) {
-    return Status(Errc::invalid_argument, fmt::format("config value has the wrong type: {}", e.what()));
+    return Status(Errc::invalid_argument,
+                  fmt::format("config value has the wrong type: {}", e.what()));
   }
   return cfg;
 }
@@ -104,12 +119,14 @@ Status validate(EngineConfig& cfg) {
   }
   if (cfg.provider != "tcp;ofi_rxm" && cfg.provider != "shm" && cfg.provider != "tcp" &&
       cfg.provider != "verbs;ofi_rxm" && cfg.provider != "cxi") {
-    return Status(Errc::invalid_argument,
-                  fmt::format("provider '{}' is not supported (use tcp;ofi_rxm or shm)", cfg.provider));
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("provider '{}' is not supported (use tcp;ofi_rxm or shm)", cfg.provider));
   }
   if (cfg.block_backend != "auto" && cfg.block_backend != "uring" && cfg.block_backend != "aio") {
-    return Status(Errc::invalid_argument,
-                  fmt::format("block_backend '{}' is unknown (use auto, uring or aio)", cfg.block_backend));
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("block_backend '{}' is unknown (use auto, uring or aio)", cfg.block_backend));
   }
   if (cfg.storage_bytes < (64ull << 20) || cfg.storage_bytes % 4096 != 0) {
     return Status(Errc::invalid_argument, "storage_size must be at least 64M and a multiple of 4K");
@@ -124,7 +141,8 @@ Status validate(EngineConfig& cfg) {
   }
   for (int c : cfg.cpus) {
     if (c < 0 || c >= ncpu) {
-      return Status(Errc::invalid_argument, fmt::format("cpu {} does not exist (this host has {})", c, ncpu));
+      return Status(Errc::invalid_argument,
+                    fmt::format("cpu {} does not exist (this host has {})", c, ncpu));
     }
   }
   if (cfg.storage_dir.empty()) return Status(Errc::invalid_argument, "storage_dir is empty");

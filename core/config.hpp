@@ -15,14 +15,14 @@ struct EngineConfig {
   std::string provider = "tcp;ofi_rxm";    // libfabric provider: tcp;ofi_rxm | shm
   std::string fabric_node = "127.0.0.1";   // local address the fabric endpoints bind (tcp)
   uint32_t targets = 2;
-  std::vector<int> cpus;                   // one CPU per target; empty: target i -> CPU i mod n
+  std::vector<int> cpus;  // one CPU per target; empty: target i -> CPU i mod n
   std::string storage_dir = "/tmp/tessera";
-  uint64_t storage_bytes = 1ull << 30;     // per target file
-  uint64_t wal_bytes = 0;                  // per target; 0 = size/8 clamped [16 MiB, 1 GiB]
-  std::string block_backend = "auto";      // auto | uring | aio
+  uint64_t storage_bytes = 1ull << 30;  // per target file
+  uint64_t wal_bytes = 0;               // per target; 0 = size/8 clamped [16 MiB, 1 GiB]
+  std::string block_backend = "auto";   // auto | uring | aio
   bool busy_poll = false;
   std::string log_level = "info";
-  std::string port_file;                   // if set, the bound control port is written here
+  std::string port_file;  // if set, the bound control port is written here
   uint64_t max_message_bytes = 256ull << 20;
 };
 

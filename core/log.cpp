@@ -12,8 +12,12 @@ std::atomic<Level> g_level{Level::info};
 thread_local std::string t_name = "main";
 }  // namespace
 
-void set_level(Level l) { g_level = l; }
-Level level() { return g_level.load(std::memory_order_relaxed); }
+void set_level(Level l) {
+  g_level = l;
+}
+Level level() {
+  return g_level.load(std::memory_order_relaxed);
+}
 
 Level parse_level(std::string_view s) {
   if (s == "debug") return Level::debug;
@@ -23,7 +27,9 @@ Level parse_level(std::string_view s) {
   return Level::info;
 }
 
-void set_thread_name(std::string_view name) { t_name = name; }
+void set_thread_name(std::string_view name) {
+  t_name = name;
+}
 
 void write(Level l, std::string_view msg) {
   static constexpr const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR", "OFF"};

@@ -4,21 +4,36 @@ namespace tessera {
 
 std::string_view errc_name(Errc e) noexcept {
   switch (e) {
-    case Errc::ok: return "ok";
-    case Errc::invalid_argument: return "invalid argument";
-    case Errc::not_found: return "not found";
-    case Errc::no_space: return "no space";
-    case Errc::io_error: return "I/O error";
-    case Errc::checksum: return "checksum mismatch";
-    case Errc::timeout: return "timed out";
-    case Errc::unreachable: return "unreachable";
-    case Errc::protocol: return "protocol error";
-    case Errc::shutdown: return "shutting down";
-    case Errc::too_big: return "too big";
-    case Errc::exists: return "already exists";
-    case Errc::unsupported: return "unsupported";
-    case Errc::permission: return "permission denied";
-    case Errc::internal: return "internal error";
+    case Errc::ok:
+      return "ok";
+    case Errc::invalid_argument:
+      return "invalid argument";
+    case Errc::not_found:
+      return "not found";
+    case Errc::no_space:
+      return "no space";
+    case Errc::io_error:
+      return "I/O error";
+    case Errc::checksum:
+      return "checksum mismatch";
+    case Errc::timeout:
+      return "timed out";
+    case Errc::unreachable:
+      return "unreachable";
+    case Errc::protocol:
+      return "protocol error";
+    case Errc::shutdown:
+      return "shutting down";
+    case Errc::too_big:
+      return "too big";
+    case Errc::exists:
+      return "already exists";
+    case Errc::unsupported:
+      return "unsupported";
+    case Errc::permission:
+      return "permission denied";
+    case Errc::internal:
+      return "internal error";
   }
   return "unknown error";
 }

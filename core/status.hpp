@@ -73,10 +73,10 @@ class [[nodiscard]] Result {
   std::variant<T, Status> v_;
 };
 
-#define TESSERA_TRY(expr)               \
-  do {                                  \
-    ::tessera::Status _st = (expr);     \
-    if (!_st.is_ok()) return _st;       \
+#define TESSERA_TRY(expr)           \
+  do {                              \
+    ::tessera::Status _st = (expr); \
+    if (!_st.is_ok()) return _st;   \
   } while (0)
 
 }  // namespace tessera

@@ -79,7 +79,9 @@ Target::~Target() {
   if (wakefd_ >= 0) ::close(wakefd_);
 }
 
-Target* Target::current() { return t_current; }
+Target* Target::current() {
+  return t_current;
+}
 
 void Target::report_fiber_exception(const char* what) {
   log::error("fiber ended with an exception: {}", what);

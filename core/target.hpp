@@ -43,10 +43,10 @@ struct TargetOptions {
 };
 
 struct TargetStats {
-  uint64_t sleeps = 0;     // times the thread slept in epoll
-  uint64_t polls = 0;      // poller sweeps
-  uint64_t fibers = 0;     // fibers spawned
-  uint64_t tasks = 0;      // inbox tasks run
+  uint64_t sleeps = 0;  // times the thread slept in epoll
+  uint64_t polls = 0;   // poller sweeps
+  uint64_t fibers = 0;  // fibers spawned
+  uint64_t tasks = 0;   // inbox tasks run
 };
 
 using TimerId = uint64_t;

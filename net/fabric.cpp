@@ -20,7 +20,9 @@ namespace {
 
 constexpr uint32_t kFiVersion = FI_VERSION(1, 17);
 
-std::string fi_err(int rc) { return fmt::format("{} ({})", fi_strerror(-rc), rc); }
+std::string fi_err(int rc) {
+  return fmt::format("{} ({})", fi_strerror(-rc), rc);
+}
 
 enum class OpKind { send, recv };
 
@@ -85,7 +87,8 @@ struct FabricEndpoint::Impl {
     while (true) {
       ssize_t rc = fi_recv(ep, s->buf.data(), s->buf.capacity(), nullptr, FI_ADDR_UNSPEC, &s->ctx);
       if (rc == 0) return Status();
-      if (rc != -FI_EAGAIN) return Status(Errc::io_error, "fi_recv: " + fi_err(static_cast<int>(rc)));
+      if (rc != -FI_EAGAIN)
+        return Status(Errc::io_error, "fi_recv: " + fi_err(static_cast<int>(rc)));
       // Receive queue momentarily full: progress the CQ (completions land in `pending`).
       fi_cq_msg_entry e;
       (void)fi_cq_read(cq, &e, 0);
@@ -285,7 +288,8 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
 }
 
 namespace {
-void finish_partial(FabricEndpoint::Impl& im, std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it,
+void finish_partial(FabricEndpoint::Impl& im,
+                    std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it,
                     FabricStats& stats) {
   Partial& p = it->second;
   p.msg.bulk = std::move(p.bulk);

@@ -95,8 +95,8 @@ Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint3
 
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message) {
   if (frame.size() < kPreambleSize) {
-    return Status(Errc::protocol, fmt::format("frame of {} bytes is shorter than its preamble",
-                                              frame.size()));
+    return Status(Errc::protocol,
+                  fmt::format("frame of {} bytes is shorter than its preamble", frame.size()));
   }
   DecodedFrame out;
   Preamble& pre = out.pre;
@@ -179,8 +179,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
   if (pre.kind == FrameKind::whole && (pre.bulk_len != out.bulk_total || pre.bulk_offset != 0)) {
     return Status(Errc::protocol, "whole frame bulk does not match the envelope");
   }
-  if (pre.kind == FrameKind::first &&
-      (pre.bulk_offset != 0 || pre.bulk_len > out.bulk_total)) {
+  if (pre.kind == FrameKind::first && (pre.bulk_offset != 0 || pre.bulk_len > out.bulk_total)) {
     return Status(Errc::protocol, "first chunk out of range");
   }
   if (pre.body_len > 0) out.msg.body = Buffer(hdr + pre.env_len, pre.body_len);

@@ -54,7 +54,7 @@ static_assert(sizeof(Preamble) == kPreambleSize);
 
 // The header part of a message (preamble + envelope + body + pad) encoded once.
 struct EncodedHeader {
-  Buffer bytes;          // preamble + envelope + body + pad, preamble filled for a whole frame
+  Buffer bytes;  // preamble + envelope + body + pad, preamble filled for a whole frame
   uint64_t bulk_total = 0;
 };
 
@@ -70,10 +70,10 @@ Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint3
 
 struct DecodedFrame {
   Preamble pre;
-  Message msg;                       // routing fields + body (empty for continuations)
-  std::span<const uint8_t> bulk;     // this frame's bulk bytes (points into the input)
+  Message msg;                    // routing fields + body (empty for continuations)
+  std::span<const uint8_t> bulk;  // this frame's bulk bytes (points into the input)
   size_t bulk_offset_in_frame = 0;
-  uint64_t bulk_total = 0;           // whole-message bulk size (from the envelope)
+  uint64_t bulk_total = 0;  // whole-message bulk size (from the envelope)
 };
 
 // Validates and decodes one frame. `max_message` bounds bulk_total.

@@ -1,8 +1,8 @@
 #include "net/stream.hpp"
 
+#include <fmt/format.h>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <fmt/format.h>
 
 #include <cstring>
 

@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
       all.get_future().get();
       double secs = std::chrono::duration<double>(Clock::now() - t0).count();
       std::printf("store %s bs %lu qd %d: %.1f MiB/s, %.0f IOPS\n", write ? "update" : "fetch ",
-                  static_cast<unsigned long>(bs), qd, static_cast<double>(count * bs) / secs / (1 << 20),
+                  static_cast<unsigned long>(bs), qd,
+                  static_cast<double>(count * bs) / secs / (1 << 20),
                   static_cast<double>(count) / secs);
     };
     run(true);

@@ -43,7 +43,7 @@ class ExtentAllocator {
   uint64_t base_ = 0;
   uint64_t length_ = 0;
   uint64_t free_bytes_ = 0;
-  std::map<uint64_t, uint64_t> by_off_;             // offset -> length
+  std::map<uint64_t, uint64_t> by_off_;              // offset -> length
   std::set<std::pair<uint64_t, uint64_t>> by_size_;  // (length, offset)
 };
 

@@ -25,7 +25,8 @@ Result<size_t> BlockQueue::run(IoOp op, uint64_t off, void* buf, size_t len) {
       return Status(Errc::internal, "unaligned block I/O");
     }
     if (off + len > size_) {
-      return Status(Errc::internal, fmt::format("I/O at {}+{} beyond device size {}", off, len, size_));
+      return Status(Errc::internal,
+                    fmt::format("I/O at {}+{} beyond device size {}", off, len, size_));
     }
   }
   if (op == IoOp::write && fail_writes_ > 0) {
@@ -38,11 +39,14 @@ Result<size_t> BlockQueue::run(IoOp op, uint64_t off, void* buf, size_t len) {
   while (!w.done) w.cv.wait(nl);
   if (w.res < 0) {
     return Status(Errc::io_error, fmt::format("{} at offset {}: {}",
-                                              op == IoOp::read ? "read" : op == IoOp::write ? "write" : "sync",
+                                              op == IoOp::read    ? "read"
+                                              : op == IoOp::write ? "write"
+                                                                  : "sync",
                                               off, strerror(-w.res)));
   }
   if (op != IoOp::sync && static_cast<size_t>(w.res) != len) {
-    return Status(Errc::io_error, fmt::format("short I/O at offset {}: {} of {} bytes", off, w.res, len));
+    return Status(Errc::io_error,
+                  fmt::format("short I/O at offset {}: {} of {} bytes", off, w.res, len));
   }
   return static_cast<size_t>(w.res);
 }
@@ -65,7 +69,7 @@ Result<OpenedFile> open_backing_file(const std::string& path, uint64_t size, boo
     return Status(Errc::invalid_argument, "storage size must be a positive multiple of 4 KiB");
   }
   OpenedFile f;
-  struct stat st{};
+  struct stat st {};
   f.created = ::stat(path.c_str(), &st) != 0;
   int flags = O_RDWR | O_CREAT | O_CLOEXEC | (dsync ? O_DSYNC : 0);
   f.fd = ::open(path.c_str(), flags | O_DIRECT, 0600);
@@ -79,7 +83,8 @@ Result<OpenedFile> open_backing_file(const std::string& path, uint64_t size, boo
     return Status(errno == EACCES ? Errc::permission : Errc::io_error,
                   fmt::format("cannot open {}: {}", path, strerror(errno)));
   }
-  if (::fstat(f.fd, &st) != 0) return Status(Errc::io_error, "fstat: " + std::string(strerror(errno)));
+  if (::fstat(f.fd, &st) != 0)
+    return Status(Errc::io_error, "fstat: " + std::string(strerror(errno)));
   if (static_cast<uint64_t>(st.st_size) < size) {
     if (::fallocate(f.fd, 0, 0, static_cast<off_t>(size)) != 0) {
       int e = errno;
@@ -102,8 +107,9 @@ Result<std::unique_ptr<BlockQueue>> open_block_queue(const BlockQueueOptions& op
     log::warn("io_uring unavailable ({}); using libaio", q.status().message());
     return open_aio_queue(opts);
   }
-  return Status(Errc::invalid_argument,
-                fmt::format("unknown block backend '{}' (use auto, uring, aio or memory)", opts.backend));
+  return Status(
+      Errc::invalid_argument,
+      fmt::format("unknown block backend '{}' (use auto, uring, aio or memory)", opts.backend));
 }
 
 }  // namespace tessera::storage

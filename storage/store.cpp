@@ -129,8 +129,9 @@ Status TargetStore::format() {
   if (wal == 0) wal = std::clamp<uint64_t>(size / 8, 16ull << 20, 1ull << 30);
   wal = wal / kBlock * kBlock;
   if (size < kBlock + wal + 16 * kBlock) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("storage of {} bytes is too small for a {} byte log plus data", size, wal));
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("storage of {} bytes is too small for a {} byte log plus data", size, wal));
   }
   incarnation_ = target_.env().random() | 1;
   wal_off_ = kBlock;
@@ -142,8 +143,8 @@ Status TargetStore::format() {
   alloc_.reset(data_off_, size - data_off_);
   // The superblock goes last: a crash before this point leaves a blank file that formats again.
   TESSERA_TRY(write_superblock());
-  log::info("target {}: formatted {} bytes (log {} bytes, data {} bytes)", opts_.target_index,
-            size, wal_len_, size - data_off_);
+  log::info("target {}: formatted {} bytes (log {} bytes, data {} bytes)", opts_.target_index, size,
+            wal_len_, size - data_off_);
   return Status();
 }
 
@@ -173,13 +174,15 @@ Status TargetStore::zero_fill(uint64_t from, uint64_t to) {
   TESSERA_TRY(first_error);
   TESSERA_TRY(q_->sync());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log::info("target {}: initialized {} MiB in {:.2f} s", opts_.target_index, (to - from) >> 20, secs);
+  log::info("target {}: initialized {} MiB in {:.2f} s", opts_.target_index, (to - from) >> 20,
+            secs);
   return Status();
 }
 
 Status TargetStore::recover() {
   wal_ = std::make_unique<Wal>(target_, *q_, wal_off_, wal_len_, incarnation_);
-  TESSERA_TRY(wal_->replay([this](std::span<const uint8_t> rec) { return apply_record(rec, true); }));
+  TESSERA_TRY(
+      wal_->replay([this](std::span<const uint8_t> rec) { return apply_record(rec, true); }));
   alloc_.reset(data_off_, q_->size() - data_off_);
   for (auto& [oid, obj] : objects_) {
     for (auto& [dk, d] : obj.dkeys) {
@@ -229,7 +232,8 @@ Status TargetStore::apply_record(std::span<const uint8_t> bytes, bool replaying)
     apply_update(oid, from_data(rec.getDkey()), from_data(rec.getAkey()),
                  u.getKind() == 1 ? ValueKind::array : ValueKind::single, std::move(v), replaying);
   } catch (const kj::Exception& e) {
-    return Status(Errc::internal, fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
+    return Status(Errc::internal,
+                  fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
   }
   return Status();
 }
@@ -283,7 +287,9 @@ void TargetStore::apply_punch(const ObjectId& oid, std::string_view dkey, std::s
   if (oit->second.dkeys.empty()) objects_.erase(oit);
 }
 
-void TargetStore::release(const Version& v) { release_extents(v.extents); }
+void TargetStore::release(const Version& v) {
+  release_extents(v.extents);
+}
 
 void TargetStore::release_extents(const std::vector<Extent>& ex) {
   if (ex.empty()) return;
@@ -300,7 +306,8 @@ void TargetStore::release_extents(const std::vector<Extent>& ex) {
 
 void TargetStore::reclaim() {
   if (deferred_free_.empty()) return;
-  uint64_t oldest = active_reads_.empty() ? std::numeric_limits<uint64_t>::max() : *active_reads_.begin();
+  uint64_t oldest =
+      active_reads_.empty() ? std::numeric_limits<uint64_t>::max() : *active_reads_.begin();
   std::erase_if(deferred_free_, [&](const std::pair<uint64_t, Extent>& p) {
     if (p.first >= oldest) return false;
     Status st = alloc_.free(p.second.disk, p.second.len);
@@ -312,9 +319,11 @@ void TargetStore::reclaim() {
 Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
                                      std::string_view akey, ValueKind kind, uint64_t offset,
                                      std::span<const uint8_t> data, uint32_t crc) {
-  if (dkey.empty() || akey.empty()) return Status(Errc::invalid_argument, "dkey and akey must not be empty");
+  if (dkey.empty() || akey.empty())
+    return Status(Errc::invalid_argument, "dkey and akey must not be empty");
   if (dkey.size() > opts_.max_key || akey.size() > opts_.max_key) {
-    return Status(Errc::invalid_argument, fmt::format("keys are limited to {} bytes", opts_.max_key));
+    return Status(Errc::invalid_argument,
+                  fmt::format("keys are limited to {} bytes", opts_.max_key));
   }
   if (data.size() > opts_.max_value) {
     return Status(Errc::too_big, fmt::format("update of {} bytes exceeds the {} byte limit",
@@ -327,7 +336,8 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
     }
   }
   if (crc32c(data) != crc) {
-    return Status(Errc::checksum, "update payload does not match its checksum (corrupted in transit)");
+    return Status(Errc::checksum,
+                  "update payload does not match its checksum (corrupted in transit)");
   }
   auto oit = objects_.find(oid);
   if (oit != objects_.end()) {
@@ -335,10 +345,11 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
     if (dit != oit->second.dkeys.end()) {
       auto ait = dit->second.find(akey);
       if (ait != dit->second.end() && !ait->second.versions.empty() && ait->second.kind != kind) {
-        return Status(Errc::invalid_argument,
-                      fmt::format("akey holds {}, not {}",
-                                  ait->second.kind == ValueKind::array ? "an array" : "a single value",
-                                  kind == ValueKind::array ? "an array" : "a single value"));
+        return Status(
+            Errc::invalid_argument,
+            fmt::format("akey holds {}, not {}",
+                        ait->second.kind == ValueKind::array ? "an array" : "a single value",
+                        kind == ValueKind::array ? "an array" : "a single value"));
       }
     }
   }
@@ -357,7 +368,8 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       auto off = alloc_.alloc(len);
       if (!off) {
         release_extents(v.extents);
-        return Status(Errc::no_space, fmt::format("target {}: {}", opts_.target_index, off.status().message()));
+        return Status(Errc::no_space,
+                      fmt::format("target {}: {}", opts_.target_index, off.status().message()));
       }
       Extent e{*off, len, crc32c(data.subspan(pos, len))};
       v.extents.push_back(e);
@@ -471,8 +483,9 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
       auto r = q_->read(e.disk, out.data.data() + pos, round_block(e.len));
       if (!r) return r.status();
       if (crc32c({out.data.data() + pos, e.len}) != e.crc) {
-        return Status(Errc::checksum, fmt::format("target {}: extent at {} ({} bytes) fails its crc32c",
-                                                  opts_.target_index, e.disk, e.len));
+        return Status(Errc::checksum,
+                      fmt::format("target {}: extent at {} ({} bytes) fails its crc32c",
+                                  opts_.target_index, e.disk, e.len));
       }
       pos += e.len;
     }
@@ -521,7 +534,8 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
   return out;
 }
 
-Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey, std::string_view akey) {
+Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
+                                    std::string_view akey) {
   if (dkey.empty() && !akey.empty()) {
     return Status(Errc::invalid_argument, "punching an akey needs its dkey");
   }

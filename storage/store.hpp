@@ -42,11 +42,11 @@ enum class ValueKind : uint8_t { single = 0, array = 1 };
 
 struct StoreOptions {
   uint32_t target_index = 0;
-  uint64_t wal_bytes = 0;                // 0: size/8 clamped to [16 MiB, 1 GiB]
-  uint64_t inline_threshold = 4096;      // values smaller than this live in the WAL
-  uint64_t max_extent = 1u << 20;        // large values are stored as pieces of at most this
-  uint64_t max_value = 1ull << 30;       // largest single update
-  size_t max_key = 4096;                 // longest dkey/akey
+  uint64_t wal_bytes = 0;            // 0: size/8 clamped to [16 MiB, 1 GiB]
+  uint64_t inline_threshold = 4096;  // values smaller than this live in the WAL
+  uint64_t max_extent = 1u << 20;    // large values are stored as pieces of at most this
+  uint64_t max_value = 1ull << 30;   // largest single update
+  size_t max_key = 4096;             // longest dkey/akey
   // Write zeros over a freshly created file once at format. A preallocated but never-written
   // file has "unwritten" extents: the first write of each block then needs a metadata update
   // (io_uring punts it to a worker, fdatasync journals it), which halves write bandwidth.
@@ -55,8 +55,8 @@ struct StoreOptions {
 
 struct FetchResult {
   Buffer data;
-  uint64_t size = 0;                                   // single: value size; array: end
-  std::vector<std::pair<uint64_t, uint64_t>> holes;    // (offset, length) never written
+  uint64_t size = 0;                                 // single: value size; array: end
+  std::vector<std::pair<uint64_t, uint64_t>> holes;  // (offset, length) never written
   uint64_t epoch = 0;
 };
 

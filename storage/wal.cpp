@@ -14,7 +14,9 @@ struct NoLock {
 };
 constexpr uint64_t kBlock = 4096;
 constexpr size_t kMaxGroupPayload = 4u << 20;
-uint64_t round_up(uint64_t v) { return (v + kBlock - 1) / kBlock * kBlock; }
+uint64_t round_up(uint64_t v) {
+  return (v + kBlock - 1) / kBlock * kBlock;
+}
 
 uint32_t group_crc(const GroupHeader& h, const uint8_t* payload) {
   GroupHeader tmp = h;
@@ -168,8 +170,8 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
   for (Waiter* w : batch) payload += 8 + (w->record.size() + 7) / 8 * 8;
   uint64_t gsize = round_up(sizeof(GroupHeader) + payload);
   if (tail_ + gsize > length_) {
-    return Status(Errc::no_space, fmt::format("write-ahead log full ({} of {} bytes used)",
-                                              tail_, length_));
+    return Status(Errc::no_space,
+                  fmt::format("write-ahead log full ({} of {} bytes used)", tail_, length_));
   }
   staging_.reset(gsize);
   std::memset(staging_.data(), 0, gsize);
@@ -180,7 +182,11 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
     std::memcpy(p + 8, w->record.data(), len);
     p += 8 + (len + 7) / 8 * 8;
   }
-  GroupHeader h{kGroupMagic, 0, incarnation_, lsn_ + 1, static_cast<uint32_t>(batch.size()),
+  GroupHeader h{kGroupMagic,
+                0,
+                incarnation_,
+                lsn_ + 1,
+                static_cast<uint32_t>(batch.size()),
                 static_cast<uint32_t>(payload)};
   h.crc = group_crc(h, staging_.data() + sizeof(GroupHeader));
   std::memcpy(staging_.data(), &h, sizeof(h));

@@ -29,7 +29,8 @@ std::vector<uint8_t> seed_frame(std::mt19937_64& rng) {
   m.body = tessera::net::to_body(b);
   m.bulk = tessera::Buffer(rng() % 300);
   auto h = tessera::net::encode_header(m, 1, 2, m.bulk.size());
-  tessera::net::set_chunk(h->bytes, tessera::net::FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
+  tessera::net::set_chunk(h->bytes, tessera::net::FrameKind::whole, 0,
+                          static_cast<uint32_t>(m.bulk.size()));
   std::vector<uint8_t> out(h->bytes.data(), h->bytes.data() + h->bytes.size());
   out.insert(out.end(), m.bulk.data(), m.bulk.data() + m.bulk.size());
   return out;
@@ -43,7 +44,8 @@ int main(int argc, char** argv) {
     std::vector<uint8_t> f = seed_frame(rng);
     switch (rng() % 6) {
       case 0:  // flip bits
-        for (int k = 0, n = 1 + rng() % 8; k < n; ++k) f[rng() % f.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+        for (int k = 0, n = 1 + rng() % 8; k < n; ++k)
+          f[rng() % f.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
         break;
       case 1:  // truncate
         f.resize(rng() % f.size());

@@ -49,7 +49,8 @@ bool roundtrip_ok(const std::string& engine) {
   auto c = Client::connect(co);
   if (!c) return false;
   std::string v = "still serving";
-  auto u = (*c)->update({5, 5}, "d", "a", ValueKind::single, 0, {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
+  auto u = (*c)->update({5, 5}, "d", "a", ValueKind::single, 0,
+                        {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
   auto f = (*c)->fetch({5, 5}, "d", "a", ValueKind::single);
   return u.is_ok() && f.is_ok() && f->data.view() == v;
 }
@@ -112,8 +113,10 @@ TEST(BadInput, GarbageOnTheControlSocketIsLoggedAndTheEngineKeepsServing) {
   for (int round = 0; round < 3; ++round) {
     boost::asio::io_context io;
     boost::asio::ip::tcp::socket s(io);
-    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(std::stoi(server.address().substr(10)))});
-    std::string junk = round == 0 ? std::string(100, 'x') : std::string("TSRA") + std::string(60, '\xff');
+    s.connect({boost::asio::ip::make_address("127.0.0.1"),
+               static_cast<uint16_t>(std::stoi(server.address().substr(10)))});
+    std::string junk =
+        round == 0 ? std::string(100, 'x') : std::string("TSRA") + std::string(60, '\xff');
     boost::asio::write(s, boost::asio::buffer(junk));
     char c;
     boost::system::error_code ec;
@@ -131,9 +134,7 @@ TEST(BadInput, WrongConfigurationIsRefusedWithAClearMessage) {
   };
   TempDir dir;
   std::string cfg = dir.file("bad.yaml");
-  {
-    std::ofstream(cfg) << "targets: 2\nstorage_sise: 1G\n";
-  }
+  { std::ofstream(cfg) << "targets: 2\nstorage_sise: 1G\n"; }
   std::vector<Case> cases = {
       {{"--provider", "carrier-pigeon"}, "provider 'carrier-pigeon' is not supported"},
       {{"--targets", "0"}, "targets must be between 1 and 64"},
@@ -146,7 +147,9 @@ TEST(BadInput, WrongConfigurationIsRefusedWithAClearMessage) {
   };
   for (auto& c : cases) {
     std::string cmd = std::string(TESSERA_SERVER_BIN);
-    auto has = [&](const char* f) { return std::find(c.args.begin(), c.args.end(), f) != c.args.end(); };
+    auto has = [&](const char* f) {
+      return std::find(c.args.begin(), c.args.end(), f) != c.args.end();
+    };
     if (!has("--listen")) cmd += " --listen 127.0.0.1:0";
     if (!has("--storage-dir")) cmd += " --storage-dir " + dir.path();
     if (!has("--storage-size")) cmd += " --storage-size 64M";

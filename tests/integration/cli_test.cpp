@@ -22,21 +22,28 @@ TEST(Cli, PutGetListPunchAndSystemQuery) {
   ASSERT_EQ(q["targets"].size(), 2u);
   EXPECT_EQ(q["provider"], "tcp;ofi_rxm");
   EXPECT_EQ(q["targets"][0]["cpu"], 0);
-  EXPECT_NE(q["targets"][0]["fabric_address"].get<std::string>().find("127.0.0.1"), std::string::npos);
+  EXPECT_NE(q["targets"][0]["fabric_address"].get<std::string>().find("127.0.0.1"),
+            std::string::npos);
 
   std::string payload = "the quick brown fox\n";
-  auto [pc, pout] = run_command({cli, "-e", e, "--json", "obj", "put", "--oid", "3.14", "--dkey", "d", "--akey", "a"}, payload);
+  auto [pc, pout] = run_command(
+      {cli, "-e", e, "--json", "obj", "put", "--oid", "3.14", "--dkey", "d", "--akey", "a"},
+      payload);
   ASSERT_EQ(pc, 0) << pout;
   EXPECT_EQ(json::parse(pout)["bytes"], payload.size());
-  auto [gc, gout] = run_command({cli, "-e", e, "obj", "get", "--oid", "3.14", "--dkey", "d", "--akey", "a"});
+  auto [gc, gout] =
+      run_command({cli, "-e", e, "obj", "get", "--oid", "3.14", "--dkey", "d", "--akey", "a"});
   ASSERT_EQ(gc, 0);
   EXPECT_EQ(gout, payload);
 
-  auto [ac, aout] = run_command({cli, "-e", e, "obj", "put", "--oid", "0x00000000000000010000000000000002", "--dkey", "d",
-                                 "--akey", "arr", "--array", "--offset", "10"}, "ARRAY");
+  auto [ac, aout] =
+      run_command({cli, "-e", e, "obj", "put", "--oid", "0x00000000000000010000000000000002",
+                   "--dkey", "d", "--akey", "arr", "--array", "--offset", "10"},
+                  "ARRAY");
   ASSERT_EQ(ac, 0);
-  auto [rc, rout] = run_command({cli, "-e", e, "--json", "obj", "get", "--oid", "1.2", "--dkey", "d", "--akey", "arr",
-                                 "--array", "--offset", "0", "--length", "15"});
+  auto [rc, rout] =
+      run_command({cli, "-e", e, "--json", "obj", "get", "--oid", "1.2", "--dkey", "d", "--akey",
+                   "arr", "--array", "--offset", "0", "--length", "15"});
   ASSERT_EQ(rc, 0) << rout;
   json r = json::parse(rout);
   EXPECT_EQ(r["holes"][0]["length"], 10);
@@ -48,14 +55,16 @@ TEST(Cli, PutGetListPunchAndSystemQuery) {
 
   auto [xc, xout] = run_command({cli, "-e", e, "obj", "punch", "--oid", "3.14"});
   EXPECT_EQ(xc, 0);
-  auto [nc, nout] = run_command({cli, "-e", e, "--json", "obj", "get", "--oid", "3.14", "--dkey", "d", "--akey", "a"});
+  auto [nc, nout] = run_command(
+      {cli, "-e", e, "--json", "obj", "get", "--oid", "3.14", "--dkey", "d", "--akey", "a"});
   EXPECT_EQ(nc, 1);
   EXPECT_EQ(json::parse(nout)["error"], "not found");
 }
 
 TEST(Cli, HelpAndClearErrors) {
   const std::string cli = TESSERA_CLI_BIN;
-  for (auto args : std::vector<std::vector<std::string>>{{"--help"}, {"obj", "put", "--help"}, {"system", "query", "--help"}}) {
+  for (auto args : std::vector<std::vector<std::string>>{
+           {"--help"}, {"obj", "put", "--help"}, {"system", "query", "--help"}}) {
     args.insert(args.begin(), cli);
     auto [c, out] = run_command(args);
     EXPECT_EQ(c, 0);
@@ -64,7 +73,8 @@ TEST(Cli, HelpAndClearErrors) {
   auto [c1, o1] = run_command({"/bin/sh", "-c", cli + " -e 127.0.0.1:1 system query 2>&1"});
   EXPECT_EQ(c1, 1);
   EXPECT_NE(o1.find("cannot reach engine at 127.0.0.1:1"), std::string::npos) << o1;
-  auto [c2, o2] = run_command({"/bin/sh", "-c", cli + " -e 127.0.0.1:1 obj get --oid x.y --dkey d --akey a 2>&1"});
+  auto [c2, o2] = run_command(
+      {"/bin/sh", "-c", cli + " -e 127.0.0.1:1 obj get --oid x.y --dkey d --akey a 2>&1"});
   EXPECT_EQ(c2, 1);
   EXPECT_NE(o2.find("is not an object id"), std::string::npos) << o2;
 }

@@ -25,7 +25,9 @@ std::string value_for(uint64_t i) {
   return v;
 }
 
-ObjectId oid_for(uint64_t i) { return ObjectId{0xC0DE, i}; }
+ObjectId oid_for(uint64_t i) {
+  return ObjectId{0xC0DE, i};
+}
 
 class CrashTest : public ::testing::TestWithParam<std::string> {};
 
@@ -39,8 +41,8 @@ TEST_P(CrashTest, AcknowledgedUpdatesSurviveKillDashNine) {
   ServerProcess server(so);
   ASSERT_TRUE(server.start().is_ok());
 
-  std::map<uint64_t, bool> acked;    // key -> acknowledged
-  std::vector<uint64_t> unacked;     // sent, no reply before the kill
+  std::map<uint64_t, bool> acked;  // key -> acknowledged
+  std::vector<uint64_t> unacked;   // sent, no reply before the kill
   uint64_t next = 0;
   const uint64_t kill_after[] = {300, 1000, 2000};
   for (uint64_t round = 0; round < 3; ++round) {
@@ -100,8 +102,8 @@ TEST_P(CrashTest, AcknowledgedUpdatesSurviveKillDashNine) {
     }
   }
   EXPECT_GE(verified, 3300u);
-  std::printf("verified %zu acknowledged updates; %zu of %zu unacknowledged present whole\n", verified,
-              present, unacked.size());
+  std::printf("verified %zu acknowledged updates; %zu of %zu unacknowledged present whole\n",
+              verified, present, unacked.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Providers, CrashTest, ::testing::Values("tcp;ofi_rxm", "shm"),

@@ -21,9 +21,15 @@ std::string value_for(uint64_t i, size_t max = 2000) {
   return v;
 }
 
-ObjectId oid_for(uint64_t i) { return ObjectId{0x1000, i % 500}; }
-std::string dkey_for(uint64_t i) { return "d" + std::to_string(i % 37); }
-std::string akey_for(uint64_t i) { return "a" + std::to_string(i); }
+ObjectId oid_for(uint64_t i) {
+  return ObjectId{0x1000, i % 500};
+}
+std::string dkey_for(uint64_t i) {
+  return "d" + std::to_string(i % 37);
+}
+std::string akey_for(uint64_t i) {
+  return "a" + std::to_string(i);
+}
 
 struct Param {
   const char* provider;
@@ -75,7 +81,8 @@ TEST_P(EngineTest, TenThousandSmallUpdatesAndA64MiBExtentReadBackExactly) {
     std::memcpy(big.data() + i, &x, 8);
   }
   std::string big_copy(big.view());
-  auto e = cl.update_async({0x2000, 1}, "big", "extent", ValueKind::array, 12345, std::move(big)).get();
+  auto e =
+      cl.update_async({0x2000, 1}, "big", "extent", ValueKind::array, 12345, std::move(big)).get();
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
 
   std::deque<std::pair<uint64_t, Client::Future<FetchResult>>> reads;
@@ -118,6 +125,6 @@ TEST_P(EngineTest, TenThousandSmallUpdatesAndA64MiBExtentReadBackExactly) {
 INSTANTIATE_TEST_SUITE_P(Providers, EngineTest,
                          ::testing::Values(Param{"tcp;ofi_rxm", "uring"}, Param{"shm", "aio"}),
                          [](const auto& info) {
-                           return std::string(info.param.provider[0] == 's' ? "shm" : "tcp_rxm") + "_" +
-                                  info.param.backend;
+                           return std::string(info.param.provider[0] == 's' ? "shm" : "tcp_rxm") +
+                                  "_" + info.param.backend;
                          });

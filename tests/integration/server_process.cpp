@@ -14,19 +14,19 @@
 
 namespace tessera::testing {
 
-ServerProcess::~ServerProcess() { kill9(); }
+ServerProcess::~ServerProcess() {
+  kill9();
+}
 
 Status ServerProcess::start(std::chrono::seconds timeout) {
   std::string port_file = opts_.dir + "/port";
   ::unlink(port_file.c_str());
-  std::vector<std::string> args = {TESSERA_SERVER_BIN,
-                                   "--listen", "127.0.0.1:0",
-                                   "--port-file", port_file,
-                                   "--storage-dir", opts_.dir,
-                                   "--storage-size", opts_.storage_size,
-                                   "--provider", opts_.provider,
-                                   "--block-backend", opts_.backend,
-                                   "--targets", std::to_string(opts_.targets)};
+  std::vector<std::string> args = {
+      TESSERA_SERVER_BIN, "--listen",       "127.0.0.1:0",
+      "--port-file",      port_file,        "--storage-dir",
+      opts_.dir,          "--storage-size", opts_.storage_size,
+      "--provider",       opts_.provider,   "--block-backend",
+      opts_.backend,      "--targets",      std::to_string(opts_.targets)};
   for (auto& e : opts_.extra) args.push_back(e);
   ++starts_;
   pid_ = ::fork();
@@ -92,7 +92,8 @@ std::string ServerProcess::log() const {
   return ss.str();
 }
 
-std::pair<int, std::string> run_command(const std::vector<std::string>& argv, const std::string& stdin_data) {
+std::pair<int, std::string> run_command(const std::vector<std::string>& argv,
+                                        const std::string& stdin_data) {
   int in_pipe[2], out_pipe[2];
   if (::pipe(in_pipe) != 0 || ::pipe(out_pipe) != 0) return {-1, ""};
   pid_t pid = ::fork();

@@ -13,12 +13,12 @@
 namespace tessera::testing {
 
 struct ServerOptions {
-  std::string dir;                    // storage dir + port file + log
+  std::string dir;  // storage dir + port file + log
   std::string provider = "tcp;ofi_rxm";
   std::string backend = "auto";
   uint32_t targets = 2;
   std::string storage_size = "512M";
-  std::vector<std::string> extra;     // more flags
+  std::vector<std::string> extra;  // more flags
 
   static ServerOptions in(std::string d) {
     ServerOptions o;
@@ -53,6 +53,7 @@ class ServerProcess {
 };
 
 // Runs a command, returns (exit code, stdout).
-std::pair<int, std::string> run_command(const std::vector<std::string>& argv, const std::string& stdin_data = {});
+std::pair<int, std::string> run_command(const std::vector<std::string>& argv,
+                                        const std::string& stdin_data = {});
 
 }  // namespace tessera::testing

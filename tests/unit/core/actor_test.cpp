@@ -133,10 +133,12 @@ TEST(Actors, AskTimesOutDeterministicallyOnTheInjectedClock) {
 
 TEST(Actors, UnknownActorAnswersUnreachable) {
   TwoTargets s(RealEnv::instance());
-  auto r = run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(1, 99, 0), std::chrono::seconds(5)); });
+  auto r =
+      run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(1, 99, 0), std::chrono::seconds(5)); });
   ASSERT_TRUE(r.is_ok());
   EXPECT_EQ(r->status, Errc::unreachable);
-  auto bad = run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(7, 1, 0), std::chrono::seconds(5)); });
+  auto bad =
+      run_on(*s.targets[0], [&] { return s.rts[0]->ask(to(7, 1, 0), std::chrono::seconds(5)); });
   ASSERT_FALSE(bad.is_ok());
   EXPECT_EQ(bad.status().code(), Errc::unreachable);
 }

@@ -17,7 +17,9 @@ namespace {
 class Echo : public Actor {
  public:
   explicit Echo(ActorRuntime& rt) : rt_(rt) {}
-  void receive(Message& m) override { (void)rt_.reply(m, Status(), m.body.clone(), std::move(m.bulk)); }
+  void receive(Message& m) override {
+    (void)rt_.reply(m, Status(), m.body.clone(), std::move(m.bulk));
+  }
 
  private:
   ActorRuntime& rt_;
@@ -79,7 +81,8 @@ TEST_P(FabricTest, SmallAndChunkedMessagesRoundTrip) {
     EXPECT_EQ(r->bulk.size(), size);
     EXPECT_TRUE(r->bulk.view() == expect) << "payload of " << size << " bytes differs";
   }
-  if (size_t chunks = run_on(*server.target, [&] { return server.ep->stats().frames_in; }); chunks) {
+  if (size_t chunks = run_on(*server.target, [&] { return server.ep->stats().frames_in; });
+      chunks) {
     EXPECT_GT(chunks, 5u);  // the 5 MiB message arrived in several frames
   }
 }

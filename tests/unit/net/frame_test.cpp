@@ -49,7 +49,8 @@ TEST(Frame, RoundTripsEveryField) {
   EXPECT_EQ(d->msg.error, "full");
   EXPECT_EQ(d->msg.reply_to, m.reply_to);
   EXPECT_EQ(d->msg.body.view(), m.body.view());
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(d->bulk.data()), d->bulk.size()), "bulkbytes");
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(d->bulk.data()), d->bulk.size()),
+            "bulkbytes");
   EXPECT_EQ(d->pre.sender, 9u);
   EXPECT_EQ(d->pre.msg_id, 10u);
 }

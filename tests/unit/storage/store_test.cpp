@@ -17,7 +17,8 @@ using tessera::testing::TempDir;
 namespace {
 
 uint32_t crc(std::string_view s) {
-  return crc32_iscsi(reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())), static_cast<int>(s.size()), 0);
+  return crc32_iscsi(reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())),
+                     static_cast<int>(s.size()), 0);
 }
 std::span<const uint8_t> bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -62,8 +63,8 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
                        ValueKind kind = ValueKind::single, uint64_t off = 0) {
     return run_on(target, [&] { return store->update(oid, dk, ak, kind, off, bytes(v), crc(v)); });
   }
-  Result<FetchResult> get(ObjectId oid, std::string dk, std::string ak, ValueKind kind = ValueKind::single,
-                          uint64_t off = 0, uint64_t len = 0) {
+  Result<FetchResult> get(ObjectId oid, std::string dk, std::string ak,
+                          ValueKind kind = ValueKind::single, uint64_t off = 0, uint64_t len = 0) {
     return run_on(target, [&] { return store->fetch(oid, dk, ak, kind, off, len, 0); });
   }
   std::string get_str(ObjectId oid, std::string dk, std::string ak) {
@@ -82,7 +83,8 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
 TEST_P(StoreTest, SingleValuesOfEverySizeRoundTripAndReplace) {
   ASSERT_TRUE(open().is_ok());
   std::mt19937_64 rng(5);
-  for (size_t n : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{70000}, size_t{3u << 20}}) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{70000}, size_t{3u << 20}}) {
     std::string v = random_string(rng, n);
     auto e = put({0, n}, "d", "a", v);
     ASSERT_TRUE(e.is_ok()) << n << ": " << e.status().to_string();
@@ -103,7 +105,8 @@ TEST_P(StoreTest, ArrayExtentsOverlayByEpochAndReportHoles) {
   ASSERT_TRUE(put(o, "d", "arr", std::string(10000, 'c'), ValueKind::array, 300).is_ok());
   auto r = get(o, "d", "arr", ValueKind::array, 0, 400);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
-  std::string expect = std::string(50, 'a') + std::string(100, 'b') + std::string(150, '\0') + std::string(100, 'c');
+  std::string expect =
+      std::string(50, 'a') + std::string(100, 'b') + std::string(150, '\0') + std::string(100, 'c');
   EXPECT_EQ(std::string(r->data.view()), expect);
   ASSERT_EQ(r->holes.size(), 1u);
   EXPECT_EQ(r->holes[0], (std::pair<uint64_t, uint64_t>{150, 150}));
@@ -123,7 +126,8 @@ TEST_P(StoreTest, WrongKindMissingKeysAndBadInputAreTypedErrors) {
   EXPECT_EQ(get(o, "nope", "sv").status().code(), Errc::not_found);
   EXPECT_EQ(get({7, 7}, "d", "sv").status().code(), Errc::not_found);
   EXPECT_EQ(put(o, "", "a", "v").status().code(), Errc::invalid_argument);
-  auto bad_crc = run_on(target, [&] { return store->update(o, "d", "x", ValueKind::single, 0, bytes("abc"), 1234); });
+  auto bad_crc = run_on(
+      target, [&] { return store->update(o, "d", "x", ValueKind::single, 0, bytes("abc"), 1234); });
   EXPECT_EQ(bad_crc.status().code(), Errc::checksum);
   EXPECT_EQ(get(o, "d", "x").status().code(), Errc::not_found);
 }
@@ -148,7 +152,8 @@ TEST_P(StoreTest, PunchRemovesObjectDkeyOrAkey) {
 TEST_P(StoreTest, ListingPagesWithAnchors) {
   ASSERT_TRUE(open().is_ok());
   ObjectId o{0, 5};
-  for (int i = 0; i < 25; ++i) ASSERT_TRUE(put(o, "dkey" + std::to_string(100 + i), "a", "v").is_ok());
+  for (int i = 0; i < 25; ++i)
+    ASSERT_TRUE(put(o, "dkey" + std::to_string(100 + i), "a", "v").is_ok());
   for (uint64_t k = 0; k < 7; ++k) ASSERT_TRUE(put({3, k}, "d", "a", "v").is_ok());
   std::vector<std::string> keys;
   std::string anchor;
@@ -168,7 +173,8 @@ TEST_P(StoreTest, ListingPagesWithAnchors) {
   ASSERT_TRUE(objs.is_ok());
   EXPECT_EQ(objs->entries.size(), 3u);
   EXPECT_FALSE(objs->done);
-  auto rest = run_on(target, [&] { return store->list(ListScope::objects, {}, "", objs->anchor, 100); });
+  auto rest =
+      run_on(target, [&] { return store->list(ListScope::objects, {}, "", objs->anchor, 100); });
   ASSERT_TRUE(rest.is_ok());
   EXPECT_EQ(rest->entries.size(), 5u);  // 8 objects in all
   EXPECT_TRUE(rest->done);
@@ -208,7 +214,8 @@ TEST_P(StoreTest, RecoversEverythingAfterReopen) {
 
 TEST_P(StoreTest, TornLogTailIsIgnoredAsAWhole) {
   ASSERT_TRUE(open().is_ok());
-  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(put({0, i}, "d", "a", "value" + std::to_string(i)).is_ok());
+  for (uint64_t i = 0; i < 3; ++i)
+    ASSERT_TRUE(put({0, i}, "d", "a", "value" + std::to_string(i)).is_ok());
   uint64_t tail = run_on(target, [&] { return store->stats().wal_used; });
   close();
   // Forge the start of a fourth group at the tail whose body never made it to disk.
@@ -218,11 +225,13 @@ TEST_P(StoreTest, TornLogTailIsIgnoredAsAWhole) {
   uint64_t inc = 0;
   ASSERT_EQ(::pread(fd, &inc, 8, 4096 + 8), 8);  // incarnation of group 1
   h.incarnation = inc;
-  ASSERT_EQ(::pwrite(fd, &h, sizeof(h), static_cast<off_t>(4096 + tail)), static_cast<ssize_t>(sizeof(h)));
+  ASSERT_EQ(::pwrite(fd, &h, sizeof(h), static_cast<off_t>(4096 + tail)),
+            static_cast<ssize_t>(sizeof(h)));
   ::fsync(fd);
   ::close(fd);
   ASSERT_TRUE(open().is_ok());
-  for (uint64_t i = 0; i < 3; ++i) EXPECT_EQ(get_str({0, i}, "d", "a"), "value" + std::to_string(i));
+  for (uint64_t i = 0; i < 3; ++i)
+    EXPECT_EQ(get_str({0, i}, "d", "a"), "value" + std::to_string(i));
   EXPECT_EQ(run_on(target, [&] { return store->stats().wal_used; }), tail);
   ASSERT_TRUE(put({0, 3}, "d", "a", "after").is_ok());
   close();
@@ -265,7 +274,8 @@ TEST_P(StoreTest, FullDeviceSaysNoSpaceKeepsDataAndRecoversAfterDelete) {
   EXPECT_EQ(last.code(), Errc::no_space) << last.to_string();
   EXPECT_GT(n, 20u);
   for (uint64_t i = 0; i < n; ++i) EXPECT_EQ(get_str({0, i}, "d", "a"), mib);
-  for (uint64_t i = 0; i < n; i += 2) ASSERT_TRUE(run_on(target, [&] { return store->punch({0, i}, "", ""); }).is_ok());
+  for (uint64_t i = 0; i < n; i += 2)
+    ASSERT_TRUE(run_on(target, [&] { return store->punch({0, i}, "", ""); }).is_ok());
   ASSERT_TRUE(put({1, 0}, "d", "a", mib).is_ok());
   EXPECT_EQ(get_str({1, 0}, "d", "a"), mib);
 }
