@@ -9,7 +9,7 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/system.capnp.h"
 #include "core/log.hpp"
-#include "net/capnp_util.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "net/fabric.hpp"
 #include "storage/store.hpp"
 
@@ -140,7 +140,7 @@ Buffer Engine::system_info(const std::string& control_addr) {
     t.setIndex(s->target->index());
     t.setCpu(s->target->cpu());
     t.setTid(s->target->tid());
-    t.setFabricAddr(net::as_data(s->fabric_addr));
+    t.setFabricAddr(capn::as_data(s->fabric_addr));
     t.setBackend(s->backend);
     t.setStoragePath(s->path);
     auto p = std::make_shared<std::promise<storage::StoreStats>>();
@@ -152,7 +152,7 @@ Buffer Engine::system_info(const std::string& control_addr) {
       t.setUsed(st.used);
     }
   }
-  return net::to_body(b);
+  return capn::to_body(b);
 }
 
 }  // namespace tessera

@@ -5,13 +5,13 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/object.capnp.h"
 #include "core/log.hpp"
-#include "net/capnp_util.hpp"
+#include "actors/schema/capnp_util.hpp"
 
 namespace tessera {
 
-using net::as_data;
-using net::BodyReader;
-using net::from_data;
+using capn::as_data;
+using capn::BodyReader;
+using capn::from_data;
 
 namespace {
 storage::ObjectId oid_of(schema::ObjId::Reader r) {
@@ -37,32 +37,65 @@ void ObjectService::receive(Message& m) {
   }
 }
 
+namespace {
+Status malformed(const capn::DecodeScope& ds) {
+  return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
+}
+}  // namespace
+
 Status ObjectService::handle(Message& m) {
   if (m.protocol != proto::kProtoObject) {
     return Status(Errc::protocol, fmt::format("object service got protocol {}", m.protocol));
   }
+  // Each case decodes into plain values inside a DecodeScope (no suspension there), then runs.
   switch (m.method) {
     case proto::kObjPing:
       return rt_.reply(m, Status(), {}, std::move(m.bulk));
 
     case proto::kObjUpdate: {
-      BodyReader br(m.body);
-      auto req = br.root<schema::UpdateReq>();
-      auto r =
-          store_.update(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
-                        kind_of(req.getKind()), req.getOffset(), m.bulk.span(), req.getCrc());
+      storage::ObjectId oid;
+      std::string dkey, akey;
+      storage::ValueKind kind;
+      uint64_t offset;
+      uint32_t crc;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::UpdateReq>();
+        oid = oid_of(req.getOid());
+        dkey = from_data(req.getDkey());
+        akey = from_data(req.getAkey());
+        kind = kind_of(req.getKind());
+        offset = req.getOffset();
+        crc = req.getCrc();
+        if (ds.failed()) return malformed(ds);
+      }
+      auto r = store_.update(oid, dkey, akey, kind, offset, m.bulk.span(), crc);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);
-      return rt_.reply(m, Status(), net::to_body(b));
+      return rt_.reply(m, Status(), capn::to_body(b));
     }
 
     case proto::kObjFetch: {
-      BodyReader br(m.body);
-      auto req = br.root<schema::FetchReq>();
-      auto r =
-          store_.fetch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()),
-                       kind_of(req.getKind()), req.getOffset(), req.getLength(), req.getEpoch());
+      storage::ObjectId oid;
+      std::string dkey, akey;
+      storage::ValueKind kind;
+      uint64_t offset, length, epoch;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::FetchReq>();
+        oid = oid_of(req.getOid());
+        dkey = from_data(req.getDkey());
+        akey = from_data(req.getAkey());
+        kind = kind_of(req.getKind());
+        offset = req.getOffset();
+        length = req.getLength();
+        epoch = req.getEpoch();
+        if (ds.failed()) return malformed(ds);
+      }
+      auto r = store_.fetch(oid, dkey, akey, kind, offset, length, epoch);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
@@ -74,28 +107,46 @@ Status ObjectService::handle(Message& m) {
         holes[i].setOffset(r->holes[i].first);
         holes[i].setLength(r->holes[i].second);
       }
-      return rt_.reply(m, Status(), net::to_body(b), std::move(r->data));
+      return rt_.reply(m, Status(), capn::to_body(b), std::move(r->data));
     }
 
     case proto::kObjPunch: {
-      BodyReader br(m.body);
-      auto req = br.root<schema::PunchReq>();
-      auto r =
-          store_.punch(oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey()));
+      storage::ObjectId oid;
+      std::string dkey, akey;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::PunchReq>();
+        oid = oid_of(req.getOid());
+        dkey = from_data(req.getDkey());
+        akey = from_data(req.getAkey());
+        if (ds.failed()) return malformed(ds);
+      }
+      auto r = store_.punch(oid, dkey, akey);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);
-      return rt_.reply(m, Status(), net::to_body(b));
+      return rt_.reply(m, Status(), capn::to_body(b));
     }
 
     case proto::kObjList: {
-      BodyReader br(m.body);
-      auto req = br.root<schema::ListReq>();
       storage::ListScope scope = storage::ListScope::objects;
-      if (req.getScope() == schema::ListReq::Scope::DKEYS) scope = storage::ListScope::dkeys;
-      if (req.getScope() == schema::ListReq::Scope::AKEYS) scope = storage::ListScope::akeys;
-      auto r = store_.list(scope, oid_of(req.getOid()), from_data(req.getDkey()),
-                           from_data(req.getAnchor()), std::min<uint32_t>(req.getLimit(), 10000));
+      storage::ObjectId oid;
+      std::string dkey, anchor;
+      uint32_t limit;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::ListReq>();
+        if (req.getScope() == schema::ListReq::Scope::DKEYS) scope = storage::ListScope::dkeys;
+        if (req.getScope() == schema::ListReq::Scope::AKEYS) scope = storage::ListScope::akeys;
+        oid = oid_of(req.getOid());
+        dkey = from_data(req.getDkey());
+        anchor = from_data(req.getAnchor());
+        limit = std::min<uint32_t>(req.getLimit(), 10000);
+        if (ds.failed()) return malformed(ds);
+      }
+      auto r = store_.list(scope, oid, dkey, anchor, limit);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(1024);
       auto rep = b.initRoot<schema::ListRep>();
@@ -111,7 +162,7 @@ Status ObjectService::handle(Message& m) {
       }
       rep.setAnchor(as_data(r->anchor));
       rep.setDone(r->done);
-      return rt_.reply(m, Status(), net::to_body(b));
+      return rt_.reply(m, Status(), capn::to_body(b));
     }
 
     case proto::kObjStats: {
@@ -126,7 +177,7 @@ Status ObjectService::handle(Message& m) {
       rep.setUpdates(s.updates);
       rep.setFetches(s.fetches);
       rep.setBackend(backend_);
-      return rt_.reply(m, Status(), net::to_body(b));
+      return rt_.reply(m, Status(), capn::to_body(b));
     }
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));

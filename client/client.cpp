@@ -12,7 +12,7 @@
 #include "core/actor.hpp"
 #include "core/log.hpp"
 #include "core/target.hpp"
-#include "net/capnp_util.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "net/fabric.hpp"
 #include "net/stream.hpp"
 #include "placement/placement.hpp"
@@ -20,8 +20,8 @@
 namespace tessera {
 
 namespace asio = boost::asio;
-using net::as_data;
-using net::from_data;
+using capn::as_data;
+using capn::from_data;
 
 struct Client::Impl {
   ClientOptions opts;
@@ -66,7 +66,8 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
   if (rep->status != Errc::ok) return Status(rep->status, rep->error);
   SystemInfo out;
   try {
-    net::BodyReader br(rep->body);
+    capn::DecodeScope ds;
+    capn::BodyReader br(rep->body);
     auto s = br.root<schema::SystemInfo>();
     out.rank = s.getRank();
     out.provider = s.getProvider();
@@ -87,6 +88,7 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
       ti.used = t.getUsed();
       out.targets.push_back(std::move(ti));
     }
+    if (ds.failed()) return Status(Errc::protocol, "malformed system info: " + ds.what());
   } catch (const kj::Exception& e) {
     return Status(Errc::protocol,
                   fmt::format("malformed system info: {}", e.getDescription().cStr()));
@@ -161,7 +163,10 @@ boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t 
     if (!r) return p->set_value(r.status());
     if (r->status != Errc::ok) return p->set_value(Status(r->status, r->error));
     try {
-      p->set_value(decode(*r));
+      capn::DecodeScope ds;
+      auto out = decode(*r);
+      if (ds.failed()) return p->set_value(Status(Errc::protocol, "malformed reply: " + ds.what()));
+      p->set_value(std::move(out));
     } catch (const kj::Exception& e) {
       p->set_value(
           Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr())));
@@ -178,7 +183,7 @@ schema::ValueKind to_schema(ValueKind k) {
   return k == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE;
 }
 Result<uint64_t> decode_epoch(Message& m) {
-  net::BodyReader br(m.body);
+  capn::BodyReader br(m.body);
   return br.root<schema::UpdateRep>().getEpoch();
 }
 }  // namespace
@@ -193,7 +198,7 @@ Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, st
   req.setKind(to_schema(kind));
   req.setOffset(offset);
   req.setCrc(crc32_iscsi(data.data(), static_cast<int>(data.size()), 0));
-  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate, net::to_body(b),
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate, capn::to_body(b),
                         std::move(data), decode_epoch);
 }
 
@@ -210,9 +215,9 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
   req.setLength(length);
   req.setEpoch(epoch);
   return call<FetchResult>(
-      *impl_, sys_.rank, target_of(oid), proto::kObjFetch, net::to_body(b), {},
+      *impl_, sys_.rank, target_of(oid), proto::kObjFetch, capn::to_body(b), {},
       [](Message& m) -> Result<FetchResult> {
-        net::BodyReader br(m.body);
+        capn::BodyReader br(m.body);
         auto rep = br.root<schema::FetchRep>();
         if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
           return Status(Errc::checksum, "fetched data does not match the engine's checksum");
@@ -232,7 +237,7 @@ Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std
   set_oid(req.initOid(), oid);
   req.setDkey(as_data(dkey));
   req.setAkey(as_data(akey));
-  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, net::to_body(b), {},
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, capn::to_body(b), {},
                         decode_epoch);
 }
 
@@ -251,8 +256,8 @@ Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
   using Page = std::pair<std::vector<KeyEntry>, std::string>;
   return call<Page>(
-      *impl_, sys_.rank, tgt, proto::kObjList, net::to_body(b), {}, [](Message& m) -> Result<Page> {
-        net::BodyReader br(m.body);
+      *impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {}, [](Message& m) -> Result<Page> {
+        capn::BodyReader br(m.body);
         auto rep = br.root<schema::ListRep>();
         Page page;
         for (auto k : rep.getKeys()) {

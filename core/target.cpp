@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,6 +14,9 @@
 #include <cerrno>
 #include <cstring>
 #include <future>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include "core/log.hpp"
 
@@ -69,6 +73,42 @@ struct ThreadState {
 };
 thread_local ThreadState* t_state = nullptr;
 }  // namespace
+
+boost::context::stack_context FiberStacks::allocate() {
+  void* base = nullptr;
+  if (!pool_->free.empty()) {
+    base = pool_->free.back();
+    pool_->free.pop_back();
+  } else {
+    base = std::aligned_alloc(4096, pool_->size);
+    if (base == nullptr) throw std::bad_alloc();
+    // Guard page at the low end: an overflowing fiber faults instead of corrupting the heap.
+    ::mprotect(base, 4096, PROT_NONE);
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(base, pool_->size);
+#endif
+  boost::context::stack_context sc;
+  sc.size = pool_->size;
+  sc.sp = static_cast<char*>(base) + pool_->size;
+  return sc;
+}
+
+void FiberStacks::deallocate(boost::context::stack_context& sc) noexcept {
+  void* base = static_cast<char*>(sc.sp) - sc.size;
+  try {
+    pool_->free.push_back(base);
+  } catch (...) {
+    std::free(base);
+  }
+}
+
+FiberStacks::Pool::~Pool() {
+  for (void* p : free) {
+    ::mprotect(p, 4096, PROT_READ | PROT_WRITE);
+    std::free(p);
+  }
+}
 
 Target::Target(Env& env, TargetOptions opts) : env_(env), opts_(std::move(opts)) {
   if (opts_.name.empty()) opts_.name = "tgt-" + std::to_string(opts_.index);
@@ -151,7 +191,7 @@ void Target::thread_main(std::function<void()> init) {
   state.algo = algo;
   boost::fibers::context::active()->get_scheduler()->set_algo(
       boost::fibers::algo::algorithm::ptr_t(algo));
-  stack_ = std::make_unique<boost::fibers::pooled_fixedsize_stack>(opts_.fiber_stack_bytes);
+  stack_ = std::make_unique<FiberStacks>(opts_.fiber_stack_bytes);
 
   // The reactor fiber keeps completions flowing while other fibers stay ready (for example a
   // fiber yielding in a retry loop); when nothing else is ready it parks and the dispatcher

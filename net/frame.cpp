@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "actors/schema/envelope.capnp.h"
+#include "actors/schema/capnp_util.hpp"
 
 namespace tessera::net {
 
@@ -144,6 +145,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     env_ptr = aligned.data();
   }
   try {
+    capn::DecodeScope ds;
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = kMaxHeaderBytes / 8;
     opts.nestingLimit = 16;
@@ -169,6 +171,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
       m.reply_to.assign(reinterpret_cast<const char*>(r.begin()), r.size());
     }
     out.bulk_total = env.getBulkTotal();
+    if (ds.failed()) return Status(Errc::protocol, "malformed envelope: " + ds.what());
   } catch (const kj::Exception& e) {
     return Status(Errc::protocol, fmt::format("malformed envelope: {}", e.getDescription().cStr()));
   }

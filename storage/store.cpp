@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "core/log.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "storage/wal.capnp.h"
 
 namespace tessera::storage {
@@ -44,12 +45,8 @@ uint32_t crc32c(std::span<const uint8_t> d) {
   return crc32_iscsi(const_cast<uint8_t*>(d.data()), static_cast<int>(d.size()), 0);
 }
 
-capnp::Data::Reader as_data(std::string_view s) {
-  return {reinterpret_cast<const kj::byte*>(s.data()), s.size()};
-}
-std::string from_data(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
+using capn::as_data;
+using capn::from_data;
 
 }  // namespace
 
@@ -204,9 +201,11 @@ Status TargetStore::recover() {
 Status TargetStore::apply_record(std::span<const uint8_t> bytes, bool replaying) {
   if (bytes.size() % 8 != 0) return Status(Errc::internal, "WAL record not word aligned");
   try {
+    capn::DecodeScope ds;
     kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
                                           bytes.size() / 8);
     capnp::FlatArrayMessageReader reader(words);
+    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
     auto rec = reader.getRoot<schema::WalRecord>();
     ObjectId oid{rec.getOidHi(), rec.getOidLo()};
     hlc_.observe(rec.getEpoch());

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "actors/schema/object.capnp.h"
-#include "net/capnp_util.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "net/frame.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (d && !d->msg.body.empty()) {
     // Also push the body through the object schema as a service would.
     try {
-      tessera::net::BodyReader br(d->msg.body);
+      tessera::capn::BodyReader br(d->msg.body);
       auto req = br.root<tessera::schema::UpdateReq>();
       (void)req.getDkey().size();
       (void)req.getOid().getHi();

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "actors/schema/object.capnp.h"
-#include "net/capnp_util.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "net/frame.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
@@ -24,9 +24,9 @@ std::vector<uint8_t> seed_frame(std::mt19937_64& rng) {
   capnp::MallocMessageBuilder b;
   auto req = b.initRoot<tessera::schema::UpdateReq>();
   req.initOid().setLo(rng());
-  req.setDkey(tessera::net::as_data("dkey"));
-  req.setAkey(tessera::net::as_data("akey"));
-  m.body = tessera::net::to_body(b);
+  req.setDkey(tessera::capn::as_data("dkey"));
+  req.setAkey(tessera::capn::as_data("akey"));
+  m.body = tessera::capn::to_body(b);
   m.bulk = tessera::Buffer(rng() % 300);
   auto h = tessera::net::encode_header(m, 1, 2, m.bulk.size());
   tessera::net::set_chunk(h->bytes, tessera::net::FrameKind::whole, 0,

@@ -86,7 +86,7 @@ TEST(BadInput, GarbageFramesOnTheFabricAreLoggedAndTheEngineAnswersTheNextReques
     m.body = Buffer(words, sizeof(words));
     return peer.rt.ask(std::move(m), std::chrono::seconds(10));
   });
-  ASSERT_TRUE(bad_body.is_ok()) << bad_body.status().to_string();
+  ASSERT_TRUE(bad_body.is_ok()) << bad_body.status().to_string() << "\n" << server.log();
   EXPECT_EQ(bad_body->status, Errc::protocol);
   auto bad_method = run_on(peer.target, [&] {
     Message m;

@@ -1,4 +1,4 @@
-// Helpers to move Cap'n Proto messages in and out of Message bodies.
+// Cap'n Proto helpers shared by every layer that reads or writes schema messages.
 #pragma once
 
 #include <capnp/message.h>
@@ -10,7 +10,7 @@
 
 #include "core/buffer.hpp"
 
-namespace tessera::net {
+namespace tessera::capn {
 
 inline Buffer to_body(capnp::MessageBuilder& b) {
   auto words = capnp::messageToFlatArray(b);
@@ -18,8 +18,27 @@ inline Buffer to_body(capnp::MessageBuilder& b) {
   return Buffer(bytes.begin(), bytes.size());
 }
 
-// Parses a body; the reader borrows `body`, which must outlive it. Throws kj::Exception on a
-// malformed body: callers catch it and answer with a protocol error.
+// Decodes without exceptions: while a DecodeScope lives on the current thread, Cap'n Proto
+// reports malformed input here (and substitutes defaults) instead of throwing. Exceptions would
+// unwind across fiber stacks, which sanitizers cannot follow; decoding never suspends, so the
+// scope never spans a fiber switch. Use: { DecodeScope d; ...read...; if (d.failed()) ... }
+class DecodeScope : public kj::ExceptionCallback {
+ public:
+  void onRecoverableException(kj::Exception&& e) override {
+    if (!failed_) {
+      failed_ = true;
+      what_ = e.getDescription().cStr();
+    }
+  }
+  bool failed() const { return failed_; }
+  const std::string& what() const { return what_; }
+
+ private:
+  bool failed_ = false;
+  std::string what_;
+};
+
+// Parses a body; the reader borrows `body`, which must outlive it. Read it inside a DecodeScope.
 class BodyReader {
  public:
   explicit BodyReader(const Buffer& body)
@@ -48,4 +67,4 @@ inline std::string from_data(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
 }
 
-}  // namespace tessera::net
+}  // namespace tessera::capn
