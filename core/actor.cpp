@@ -10,7 +10,10 @@ struct NoLock {
 };
 }  // namespace
 
-ActorRuntime::ActorRuntime(Target& target, uint32_t rank) : target_(target), rank_(rank) {}
+ActorRuntime::ActorRuntime(Target& target, uint32_t rank) : target_(target), rank_(rank) {
+  // Whether or not actors get registered, pending asks must fail when the target stops.
+  target_.on_stop([this] { close(); });
+}
 
 ActorRuntime::~ActorRuntime() = default;
 
@@ -23,7 +26,6 @@ void ActorRuntime::register_actor(uint16_t id, Actor* actor) {
   mb->actor = actor;
   Mailbox* raw = mb.get();
   mailboxes_[id] = std::move(mb);
-  if (mailboxes_.size() == 1) target_.on_stop([this] { close(); });
   target_.spawn([this, raw] { run_mailbox(raw); });
 }
 

@@ -75,6 +75,7 @@ class Actor {
 
 class ActorRuntime {
  public:
+  // Construct before the target starts; the runtime must outlive the target's thread.
   ActorRuntime(Target& target, uint32_t rank);
   ~ActorRuntime();
   ActorRuntime(const ActorRuntime&) = delete;

@@ -52,8 +52,9 @@ struct TargetStats {
 using TimerId = uint64_t;
 
 // Fiber stacks of one target: fixed-size blocks with a guard page, recycled through a free list
-// (target thread only, no locks). A recycled block is unpoisoned for AddressSanitizer before reuse, since a
-// finished fiber never unwinds its last frames and would otherwise leave stale poison behind.
+// (target thread only, no locks). A recycled block is unpoisoned for AddressSanitizer before reuse,
+// since a finished fiber never unwinds its last frames and would otherwise leave stale poison
+// behind.
 class FiberStacks {
  public:
   explicit FiberStacks(size_t size) : pool_(std::make_shared<Pool>(size)) {}

@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <filesystem>
+#include <fstream>
 #include <random>
+#include <set>
+#include <sstream>
 
 #include "client/client.hpp"
 #include "tests/integration/server_process.hpp"
@@ -35,6 +39,9 @@ struct Param {
   const char* provider;
   const char* backend;
 };
+[[maybe_unused]] void PrintTo(const Param& p, std::ostream* os) {
+  *os << p.provider << "/" << p.backend;
+}
 
 class EngineTest : public ::testing::TestWithParam<Param> {};
 
@@ -128,3 +135,41 @@ INSTANTIATE_TEST_SUITE_P(Providers, EngineTest,
                            return std::string(info.param.provider[0] == 's' ? "shm" : "tcp_rxm") +
                                   "_" + info.param.backend;
                          });
+
+// What a running 2-target engine looks like from the outside (/proc): each target thread pinned
+// to its own CPU, one io_uring instance per target, libfabric mapped.
+TEST(EngineShape, TargetsArePinnedAndOwnAnIoUringEach) {
+  TempDir dir;
+  ServerProcess server(ServerOptions::in(dir.path()));
+  ASSERT_TRUE(server.start().is_ok());
+  auto sys = query_system(server.address(), std::chrono::seconds(10));
+  ASSERT_TRUE(sys.is_ok());
+  const std::string proc = "/proc/" + std::to_string(server.pid());
+  std::set<std::string> cpus;
+  for (const auto& t : sys->targets) {
+    std::ifstream comm(proc + "/task/" + std::to_string(t.tid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    EXPECT_EQ(name, "tgt-" + std::to_string(t.index));
+    std::ifstream st(proc + "/task/" + std::to_string(t.tid) + "/status");
+    std::string line, allowed;
+    while (std::getline(st, line)) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) allowed = line.substr(line.find('\t') + 1);
+    }
+    EXPECT_EQ(allowed, std::to_string(t.cpu)) << "target " << t.index;
+    cpus.insert(allowed);
+    EXPECT_EQ(t.backend, "uring");
+  }
+  EXPECT_EQ(cpus.size(), 2u);  // one CPU each
+  int rings = 0;
+  for (const auto& e : std::filesystem::directory_iterator(proc + "/fd")) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.string() == "anon_inode:[io_uring]") ++rings;
+  }
+  EXPECT_EQ(rings, 2);
+  std::ifstream maps(proc + "/maps");
+  std::stringstream ss;
+  ss << maps.rdbuf();
+  EXPECT_NE(ss.str().find("libfabric"), std::string::npos);
+}
