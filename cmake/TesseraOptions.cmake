@@ -14,7 +14,6 @@ if(TESSERA_SANITIZE)
     # Boost.Context switches stacks; tell ASan so it does not report false overflows.
     target_compile_definitions(tessera_options INTERFACE BOOST_USE_ASAN)
   endif()
-  if(_san MATCHES "thread")
-    target_compile_definitions(tessera_options INTERFACE BOOST_USE_TSAN)
-  endif()
+  # TSan: Debian's Boost 1.74 context switches (fcontext) carry no TSan fiber annotations, so
+  # TSan cannot follow Tessera's fibers yet; the tsan preset builds, but see docs/DEVELOPMENT.md.
 endif()
