@@ -70,20 +70,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (fr->pre.kind != net::FrameKind::whole) return fail("chunked frame on the control socket");
     Message& req = fr->msg;
     req.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
-    Message rep;
-    rep.dst = req.src;
-    rep.src = req.dst;
-    rep.corr = req.corr;
-    rep.protocol = req.protocol;
-    rep.method = req.method;
-    rep.flags = kMsgReply;
     auto r = handler_(req);
-    if (r) {
-      rep.body = std::move(*r);
-    } else {
-      rep.status = r.status().code();
-      rep.error = r.status().message();
-    }
+    Message rep = r ? make_reply(req, Status(), std::move(*r)) : make_reply(req, r.status());
+    rep.reply_to.clear();  // the answer goes back on this socket
     auto hdr = net::encode_header(rep, 0, 0, 0);
     if (!hdr) return fail(hdr.status().to_string());
     net::set_chunk(hdr->bytes, net::FrameKind::whole, 0, 0);

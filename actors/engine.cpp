@@ -7,9 +7,9 @@
 
 #include "actors/object_service.hpp"
 #include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "actors/schema/system.capnp.h"
 #include "core/log.hpp"
-#include "actors/schema/capnp_util.hpp"
 #include "net/fabric.hpp"
 #include "storage/store.hpp"
 

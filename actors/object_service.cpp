@@ -3,9 +3,9 @@
 #include <isa-l/crc.h>
 
 #include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
 #include "core/log.hpp"
-#include "actors/schema/capnp_util.hpp"
 
 namespace tessera {
 
@@ -38,6 +38,17 @@ void ObjectService::receive(Message& m) {
 }
 
 namespace {
+// Every keyed request names (oid, dkey, akey) the same way.
+struct Key {
+  storage::ObjectId oid;
+  std::string dkey;
+  std::string akey;
+};
+template <typename Req>
+Key key_of(Req req) {
+  return {oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey())};
+}
+
 Status malformed(const capn::DecodeScope& ds) {
   return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
 }
@@ -53,8 +64,7 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status(), {}, std::move(m.bulk));
 
     case proto::kObjUpdate: {
-      storage::ObjectId oid;
-      std::string dkey, akey;
+      Key k;
       storage::ValueKind kind;
       uint64_t offset;
       uint32_t crc;
@@ -62,15 +72,13 @@ Status ObjectService::handle(Message& m) {
         capn::DecodeScope ds;
         BodyReader br(m.body);
         auto req = br.root<schema::UpdateReq>();
-        oid = oid_of(req.getOid());
-        dkey = from_data(req.getDkey());
-        akey = from_data(req.getAkey());
+        k = key_of(req);
         kind = kind_of(req.getKind());
         offset = req.getOffset();
         crc = req.getCrc();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.update(oid, dkey, akey, kind, offset, m.bulk.span(), crc);
+      auto r = store_.update(k.oid, k.dkey, k.akey, kind, offset, m.bulk.span(), crc);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);
@@ -78,24 +86,21 @@ Status ObjectService::handle(Message& m) {
     }
 
     case proto::kObjFetch: {
-      storage::ObjectId oid;
-      std::string dkey, akey;
+      Key k;
       storage::ValueKind kind;
       uint64_t offset, length, epoch;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
         auto req = br.root<schema::FetchReq>();
-        oid = oid_of(req.getOid());
-        dkey = from_data(req.getDkey());
-        akey = from_data(req.getAkey());
+        k = key_of(req);
         kind = kind_of(req.getKind());
         offset = req.getOffset();
         length = req.getLength();
         epoch = req.getEpoch();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.fetch(oid, dkey, akey, kind, offset, length, epoch);
+      auto r = store_.fetch(k.oid, k.dkey, k.akey, kind, offset, length, epoch);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
@@ -111,18 +116,14 @@ Status ObjectService::handle(Message& m) {
     }
 
     case proto::kObjPunch: {
-      storage::ObjectId oid;
-      std::string dkey, akey;
+      Key k;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
-        auto req = br.root<schema::PunchReq>();
-        oid = oid_of(req.getOid());
-        dkey = from_data(req.getDkey());
-        akey = from_data(req.getAkey());
+        k = key_of(br.root<schema::PunchReq>());
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.punch(oid, dkey, akey);
+      auto r = store_.punch(k.oid, k.dkey, k.akey);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(64);
       b.initRoot<schema::UpdateRep>().setEpoch(*r);

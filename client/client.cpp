@@ -7,12 +7,12 @@
 #include <future>
 
 #include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
 #include "actors/schema/system.capnp.h"
 #include "core/actor.hpp"
 #include "core/log.hpp"
 #include "core/target.hpp"
-#include "actors/schema/capnp_util.hpp"
 #include "net/fabric.hpp"
 #include "net/stream.hpp"
 #include "placement/placement.hpp"
@@ -255,22 +255,23 @@ Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async
   req.setLimit(limit);
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
   using Page = std::pair<std::vector<KeyEntry>, std::string>;
-  return call<Page>(
-      *impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {}, [](Message& m) -> Result<Page> {
-        capn::BodyReader br(m.body);
-        auto rep = br.root<schema::ListRep>();
-        Page page;
-        for (auto k : rep.getKeys()) {
-          KeyEntry e;
-          e.key = from_data(k.getKey());
-          e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
-          e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array : ValueKind::single;
-          e.size = k.getSize();
-          page.first.push_back(std::move(e));
-        }
-        if (!rep.getDone()) page.second = from_data(rep.getAnchor());
-        return page;
-      });
+  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {},
+                    [](Message& m) -> Result<Page> {
+                      capn::BodyReader br(m.body);
+                      auto rep = br.root<schema::ListRep>();
+                      Page page;
+                      for (auto k : rep.getKeys()) {
+                        KeyEntry e;
+                        e.key = from_data(k.getKey());
+                        e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
+                        e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array
+                                                                         : ValueKind::single;
+                        e.size = k.getSize();
+                        page.first.push_back(std::move(e));
+                      }
+                      if (!rep.getDone()) page.second = from_data(rep.getAnchor());
+                      return page;
+                    });
 }
 
 Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {

@@ -116,7 +116,7 @@ Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor)
   return r;
 }
 
-Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bulk) {
+Message make_reply(const Message& req, const Status& st, Buffer body, Buffer bulk) {
   Message m;
   m.dst = req.src;
   m.src = req.dst;
@@ -129,7 +129,11 @@ Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bu
   m.reply_to = req.reply_to;
   m.body = std::move(body);
   m.bulk = std::move(bulk);
-  return route(std::move(m));
+  return m;
+}
+
+Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bulk) {
+  return route(make_reply(req, st, std::move(body), std::move(bulk)));
 }
 
 void ActorRuntime::deliver(Message m) {

@@ -55,6 +55,9 @@ struct Message {
   bool is_reply() const { return (flags & kMsgReply) != 0; }
 };
 
+// The reply to `req`: addressed back to its sender, carrying its corr, protocol and method.
+Message make_reply(const Message& req, const Status& st, Buffer body = {}, Buffer bulk = {});
+
 // A fabric (or simulated) link owned by one target. Called on that target's thread only.
 class Transport {
  public:

@@ -9,8 +9,8 @@
 
 #include <cstring>
 
-#include "actors/schema/envelope.capnp.h"
 #include "actors/schema/capnp_util.hpp"
+#include "actors/schema/envelope.capnp.h"
 
 namespace tessera::net {
 

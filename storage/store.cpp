@@ -11,8 +11,8 @@
 #include <cstring>
 #include <limits>
 
-#include "core/log.hpp"
 #include "actors/schema/capnp_util.hpp"
+#include "core/log.hpp"
 #include "storage/wal.capnp.h"
 
 namespace tessera::storage {

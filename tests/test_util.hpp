@@ -9,6 +9,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core/actor.hpp"
 #include "core/target.hpp"
 
 namespace tessera::testing {
@@ -29,6 +30,20 @@ auto run_on(Target& t, F f) -> std::invoke_result_t<F> {
   });
   return fut.get();
 }
+
+// Answers every request with its own body and bulk.
+class EchoActor : public Actor {
+ public:
+  explicit EchoActor(ActorRuntime& rt) : rt_(rt) {}
+  void receive(Message& m) override {
+    ++seen;
+    (void)rt_.reply(m, Status(), m.body.clone(), std::move(m.bulk));
+  }
+  int seen = 0;
+
+ private:
+  ActorRuntime& rt_;
+};
 
 // A fresh directory removed at scope exit. Lives under $TMPDIR (default /tmp).
 class TempDir {

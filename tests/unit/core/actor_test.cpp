@@ -10,19 +10,7 @@ using tessera::testing::run_on;
 
 namespace {
 
-class Echo : public Actor {
- public:
-  explicit Echo(ActorRuntime& rt) : rt_(rt) {}
-  void receive(Message& m) override {
-    ++seen;
-    Buffer body = m.body.clone();
-    (void)rt_.reply(m, Status(), std::move(body), std::move(m.bulk));
-  }
-  int seen = 0;
-
- private:
-  ActorRuntime& rt_;
-};
+using Echo = tessera::testing::EchoActor;
 
 class Recorder : public Actor {
  public:

@@ -14,16 +14,7 @@ using tessera::testing::run_on;
 
 namespace {
 
-class Echo : public Actor {
- public:
-  explicit Echo(ActorRuntime& rt) : rt_(rt) {}
-  void receive(Message& m) override {
-    (void)rt_.reply(m, Status(), m.body.clone(), std::move(m.bulk));
-  }
-
- private:
-  ActorRuntime& rt_;
-};
+using Echo = tessera::testing::EchoActor;
 
 struct Node {
   Node(uint32_t rank, const std::string& provider) {
