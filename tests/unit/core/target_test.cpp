@@ -86,7 +86,7 @@ TEST(Target, IdleTargetSleepsInsteadOfSpinning) {
   // A spinning loop sweeps millions of times in 300 ms. A sleeping one sweeps a few hundred times
   // inside the 100 us spin window that follows each event (the run_on calls), then sleeps.
   EXPECT_LT(polls_after - polls_before, 5000u);
-  EXPECT_GT(t.stats().sleeps, 0u);
+  EXPECT_GT(run_on(t, [&t] { return t.stats().sleeps; }), 0u);
   t.stop();
 }
 
