@@ -49,6 +49,13 @@ Key key_of(Req req) {
   return {oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey())};
 }
 
+// Update and punch both answer with the epoch they were stored at.
+Buffer epoch_body(uint64_t epoch) {
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::UpdateRep>().setEpoch(epoch);
+  return capn::to_body(b);
+}
+
 Status malformed(const capn::DecodeScope& ds) {
   return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
 }
@@ -80,9 +87,7 @@ Status ObjectService::handle(Message& m) {
       }
       auto r = store_.update(k.oid, k.dkey, k.akey, kind, offset, m.bulk.span(), crc);
       if (!r) return r.status();
-      capnp::MallocMessageBuilder b(64);
-      b.initRoot<schema::UpdateRep>().setEpoch(*r);
-      return rt_.reply(m, Status(), capn::to_body(b));
+      return rt_.reply(m, Status(), epoch_body(*r));
     }
 
     case proto::kObjFetch: {
@@ -125,9 +130,7 @@ Status ObjectService::handle(Message& m) {
       }
       auto r = store_.punch(k.oid, k.dkey, k.akey);
       if (!r) return r.status();
-      capnp::MallocMessageBuilder b(64);
-      b.initRoot<schema::UpdateRep>().setEpoch(*r);
-      return rt_.reply(m, Status(), capn::to_body(b));
+      return rt_.reply(m, Status(), epoch_body(*r));
     }
 
     case proto::kObjList: {

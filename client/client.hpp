@@ -18,17 +18,10 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/object.hpp"
 #include "core/status.hpp"
 
 namespace tessera {
-
-struct ObjectId {
-  uint64_t hi = 0;
-  uint64_t lo = 0;
-  auto operator<=>(const ObjectId&) const = default;
-};
-
-enum class ValueKind : uint8_t { single = 0, array = 1 };
 
 struct ClientOptions {
   std::string engine = "127.0.0.1:10001";  // engine control address
@@ -73,8 +66,6 @@ struct KeyEntry {
   ValueKind kind = ValueKind::single;
   uint64_t size = 0;
 };
-
-enum class ListScope : uint8_t { objects, dkeys, akeys };
 
 // Asks an engine's control socket who it is (no fabric needed). Blocking.
 Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout);

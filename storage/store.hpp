@@ -24,6 +24,7 @@
 
 #include "core/buffer.hpp"
 #include "core/env.hpp"
+#include "core/object.hpp"
 #include "core/status.hpp"
 #include "core/target.hpp"
 #include "storage/allocator.hpp"
@@ -32,13 +33,9 @@
 
 namespace tessera::storage {
 
-struct ObjectId {
-  uint64_t hi = 0;
-  uint64_t lo = 0;
-  auto operator<=>(const ObjectId&) const = default;
-};
-
-enum class ValueKind : uint8_t { single = 0, array = 1 };
+using tessera::ListScope;
+using tessera::ObjectId;
+using tessera::ValueKind;
 
 struct StoreOptions {
   uint32_t target_index = 0;
@@ -72,8 +69,6 @@ struct ListResult {
   std::string anchor;
   bool done = true;
 };
-
-enum class ListScope : uint8_t { objects, dkeys, akeys };
 
 struct StoreStats {
   uint64_t capacity = 0;
