@@ -73,6 +73,10 @@ Status Engine::start() {
       storage::StoreOptions so;
       so.target_index = s->target->index();
       so.wal_bytes = cfg_.wal_bytes;
+      so.checksum = cfg_.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
+      so.checkpoint_interval = std::chrono::milliseconds(cfg_.checkpoint_interval_ms);
+      so.aggregation_interval = std::chrono::milliseconds(cfg_.aggregation_interval_ms);
+      so.aggregation_delay = std::chrono::milliseconds(cfg_.aggregation_delay_ms);
       auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
       if (!store) {
         return ready.set_value(Status(store.status().code(),

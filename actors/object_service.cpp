@@ -75,6 +75,7 @@ Status ObjectService::handle(Message& m) {
       storage::ValueKind kind;
       uint64_t offset;
       uint32_t crc;
+      storage::UpdateOptions uo;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -83,9 +84,13 @@ Status ObjectService::handle(Message& m) {
         kind = kind_of(req.getKind());
         offset = req.getOffset();
         crc = req.getCrc();
+        if (req.getCond() > 2) return Status(Errc::protocol, "unknown update condition");
+        uo.cond = static_cast<Cond>(req.getCond());
+        uo.rsize = req.getRsize();
+        uo.epoch = req.getEpoch();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.update(k.oid, k.dkey, k.akey, kind, offset, m.bulk.span(), crc);
+      auto r = store_.update(k.oid, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, uo);
       if (!r) return r.status();
       return rt_.reply(m, Status(), epoch_body(*r));
     }
@@ -94,6 +99,7 @@ Status ObjectService::handle(Message& m) {
       Key k;
       storage::ValueKind kind;
       uint64_t offset, length, epoch;
+      storage::FetchOptions fo;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -103,14 +109,17 @@ Status ObjectService::handle(Message& m) {
         offset = req.getOffset();
         length = req.getLength();
         epoch = req.getEpoch();
+        fo.must_exist = req.getMustExist();
+        fo.rsize = req.getRsize();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.fetch(k.oid, k.dkey, k.akey, kind, offset, length, epoch);
+      auto r = store_.fetch(k.oid, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
       rep.setSize(r->size);
       rep.setEpoch(r->epoch);
+      rep.setExists(r->exists);
       rep.setCrc(crc32_iscsi(r->data.data(), static_cast<int>(r->data.size()), 0));
       auto holes = rep.initHoles(static_cast<unsigned>(r->holes.size()));
       for (size_t i = 0; i < r->holes.size(); ++i) {
@@ -122,13 +131,20 @@ Status ObjectService::handle(Message& m) {
 
     case proto::kObjPunch: {
       Key k;
+      uint64_t offset, length;
+      uint32_t rsize;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
-        k = key_of(br.root<schema::PunchReq>());
+        auto req = br.root<schema::PunchReq>();
+        k = key_of(req);
+        offset = req.getOffset();
+        length = req.getLength();
+        rsize = req.getRsize();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.punch(k.oid, k.dkey, k.akey);
+      auto r = length == 0 ? store_.punch(k.oid, k.dkey, k.akey)
+                           : store_.punch_range(k.oid, k.dkey, k.akey, offset, length, rsize);
       if (!r) return r.status();
       return rt_.reply(m, Status(), epoch_body(*r));
     }
@@ -136,21 +152,25 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjList: {
       storage::ListScope scope = storage::ListScope::objects;
       storage::ObjectId oid;
-      std::string dkey, anchor;
+      std::string dkey, akey, anchor;
       uint32_t limit;
+      uint64_t epoch;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
         auto req = br.root<schema::ListReq>();
         if (req.getScope() == schema::ListReq::Scope::DKEYS) scope = storage::ListScope::dkeys;
         if (req.getScope() == schema::ListReq::Scope::AKEYS) scope = storage::ListScope::akeys;
+        if (req.getScope() == schema::ListReq::Scope::RECX) scope = storage::ListScope::recx;
         oid = oid_of(req.getOid());
         dkey = from_data(req.getDkey());
+        akey = from_data(req.getAkey());
         anchor = from_data(req.getAnchor());
         limit = std::min<uint32_t>(req.getLimit(), 10000);
+        epoch = req.getEpoch();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.list(scope, oid, dkey, anchor, limit);
+      auto r = store_.list(scope, oid, dkey, akey, anchor, limit, epoch);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(1024);
       auto rep = b.initRoot<schema::ListRep>();
@@ -163,6 +183,8 @@ Status ObjectService::handle(Message& m) {
         keys[i].setKind(e.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
                                                             : schema::ValueKind::SINGLE);
         keys[i].setSize(e.size);
+        keys[i].setOffset(e.offset);
+        keys[i].setLength(e.length);
       }
       rep.setAnchor(as_data(r->anchor));
       rep.setDone(r->done);
@@ -181,8 +203,72 @@ Status ObjectService::handle(Message& m) {
       rep.setUpdates(s.updates);
       rep.setFetches(s.fetches);
       rep.setBackend(backend_);
+      rep.setCheckpointBytes(s.checkpoint_bytes);
+      rep.setPendingFree(s.pending_free);
+      rep.setVersions(s.versions);
+      rep.setCheckpoints(s.checkpoints);
+      rep.setAggregations(s.aggregations);
+      rep.setAggregationEpoch(s.aggregation_epoch);
+      rep.setRecoveryMs(s.recovery_ms);
+      rep.setReserve(s.reserve);
       return rt_.reply(m, Status(), capn::to_body(b));
     }
+
+    case proto::kObjQueryMax: {
+      Key k;
+      uint64_t epoch;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::QueryMaxReq>();
+        k = key_of(req);
+        epoch = req.getEpoch();
+        if (ds.failed()) return malformed(ds);
+      }
+      capnp::MallocMessageBuilder b(128);
+      auto rep = b.initRoot<schema::QueryMaxRep>();
+      if (k.dkey.empty()) {
+        auto r = store_.max_dkey(k.oid, epoch);
+        if (!r && r.status().code() != Errc::not_found) return r.status();
+        rep.setFound(r.is_ok());
+        if (r) rep.setDkey(as_data(*r));
+      } else {
+        auto r = store_.max_recx(k.oid, k.dkey, k.akey, epoch);
+        if (!r) return r.status();
+        rep.setFound(*r != 0);
+        rep.setRecxEnd(*r);
+      }
+      return rt_.reply(m, Status(), capn::to_body(b));
+    }
+
+    case proto::kObjAggregate: {
+      uint64_t epoch;
+      std::vector<uint64_t> prot;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto req = br.root<schema::AggregateReq>();
+        epoch = req.getEpoch();
+        for (uint64_t e : req.getProtected()) prot.push_back(e);
+        if (ds.failed()) return malformed(ds);
+      }
+      auto r = store_.aggregate(epoch, std::move(prot));
+      if (!r) return r.status();
+      capnp::MallocMessageBuilder b(128);
+      auto rep = b.initRoot<schema::AggregateRep>();
+      rep.setEpoch(r->epoch);
+      rep.setAkeysScanned(r->akeys_scanned);
+      rep.setVersionsDropped(r->versions_dropped);
+      rep.setVersionsTrimmed(r->versions_trimmed);
+      rep.setPunchesDropped(r->punches_dropped);
+      rep.setKeysRemoved(r->keys_removed);
+      rep.setBytesFreed(r->bytes_freed);
+      return rt_.reply(m, Status(), capn::to_body(b));
+    }
+
+    case proto::kObjCheckpoint:
+      TESSERA_TRY(store_.checkpoint());
+      return rt_.reply(m, Status());
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
 }

@@ -17,6 +17,9 @@ enum ObjMethod : uint16_t {
   kObjPunch = 3,   // PunchReq -> UpdateRep
   kObjList = 4,    // ListReq -> ListRep
   kObjStats = 5,   // (empty) -> TargetStatsRep
+  kObjQueryMax = 6,    // QueryMaxReq -> QueryMaxRep
+  kObjAggregate = 7,   // AggregateReq -> AggregateRep (then a checkpoint)
+  kObjCheckpoint = 8,  // (empty) -> (empty)
 };
 
 // Methods of the system protocol (actors/schema/system.capnp).

@@ -45,6 +45,14 @@ int main(int argc, char** argv) {
   app.add_flag("--busy-poll", flags.busy_poll, "targets spin instead of sleeping when idle");
   app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
   app.add_option("--port-file", flags.port_file, "write the bound control port to this file");
+  app.add_option("--checksum", flags.checksum, "checksum of stored extents: crc32c or crc64");
+  app.add_option("--checkpoint-interval-ms", flags.checkpoint_interval_ms,
+                 "checkpoint at least this often when anything changed (0: only when the log "
+                 "fills)");
+  app.add_option("--aggregation-interval-ms", flags.aggregation_interval_ms,
+                 "background aggregation period (0: off)");
+  app.add_option("--aggregation-delay-ms", flags.aggregation_delay_ms,
+                 "aggregate versions older than this");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -65,6 +73,12 @@ int main(int argc, char** argv) {
   if (given("--busy-poll")) cfg.busy_poll = flags.busy_poll;
   if (given("--log-level")) cfg.log_level = flags.log_level;
   if (given("--port-file")) cfg.port_file = flags.port_file;
+  if (given("--checksum")) cfg.checksum = flags.checksum;
+  if (given("--checkpoint-interval-ms")) cfg.checkpoint_interval_ms = flags.checkpoint_interval_ms;
+  if (given("--aggregation-interval-ms")) {
+    cfg.aggregation_interval_ms = flags.aggregation_interval_ms;
+  }
+  if (given("--aggregation-delay-ms")) cfg.aggregation_delay_ms = flags.aggregation_delay_ms;
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());

@@ -189,7 +189,8 @@ Result<uint64_t> decode_epoch(Message& m) {
 }  // namespace
 
 Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
-                                              ValueKind kind, uint64_t offset, Buffer data) {
+                                              ValueKind kind, uint64_t offset, Buffer data,
+                                              UpdateFlags flags) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::UpdateReq>();
   set_oid(req.initOid(), oid);
@@ -198,13 +199,15 @@ Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, st
   req.setKind(to_schema(kind));
   req.setOffset(offset);
   req.setCrc(crc32_iscsi(data.data(), static_cast<int>(data.size()), 0));
+  req.setCond(static_cast<uint8_t>(flags.cond));
+  req.setRsize(flags.rsize);
   return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate, capn::to_body(b),
                         std::move(data), decode_epoch);
 }
 
 Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, std::string akey,
                                                 ValueKind kind, uint64_t offset, uint64_t length,
-                                                uint64_t epoch) {
+                                                uint64_t epoch, FetchFlags flags) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::FetchReq>();
   set_oid(req.initOid(), oid);
@@ -214,6 +217,8 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
   req.setOffset(offset);
   req.setLength(length);
   req.setEpoch(epoch);
+  req.setMustExist(flags.must_exist);
+  req.setRsize(flags.rsize);
   return call<FetchResult>(
       *impl_, sys_.rank, target_of(oid), proto::kObjFetch, capn::to_body(b), {},
       [](Message& m) -> Result<FetchResult> {
@@ -223,6 +228,7 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
           return Status(Errc::checksum, "fetched data does not match the engine's checksum");
         }
         FetchResult out;
+        out.exists = rep.getExists();
         out.size = rep.getSize();
         out.epoch = rep.getEpoch();
         for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
@@ -241,16 +247,105 @@ Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std
                         decode_epoch);
 }
 
+Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dkey,
+                                                   std::string akey, uint64_t offset,
+                                                   uint64_t length, uint32_t rsize) {
+  if (length == 0) {
+    boost::fibers::promise<Result<uint64_t>> p;
+    p.set_value(Status(Errc::invalid_argument, "empty range to punch"));
+    return p.get_future();
+  }
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::PunchReq>();
+  set_oid(req.initOid(), oid);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setOffset(offset);
+  req.setLength(length);
+  req.setRsize(rsize);
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, capn::to_body(b), {},
+                        decode_epoch);
+}
+
+Client::Future<MaxInfo> Client::query_max_async(ObjectId oid, std::string dkey, std::string akey,
+                                                uint64_t epoch) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::QueryMaxReq>();
+  set_oid(req.initOid(), oid);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setEpoch(epoch);
+  return call<MaxInfo>(*impl_, sys_.rank, target_of(oid), proto::kObjQueryMax, capn::to_body(b),
+                       {}, [](Message& m) -> Result<MaxInfo> {
+                         capn::BodyReader br(m.body);
+                         auto rep = br.root<schema::QueryMaxRep>();
+                         return MaxInfo{rep.getFound(), from_data(rep.getDkey()),
+                                        rep.getRecxEnd()};
+                       });
+}
+
+Client::Future<AggregateInfo> Client::aggregate_async(uint32_t target, uint64_t epoch,
+                                                      std::vector<uint64_t> protect) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::AggregateReq>();
+  req.setEpoch(epoch);
+  auto p = req.initProtected(static_cast<unsigned>(protect.size()));
+  for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
+  return call<AggregateInfo>(*impl_, sys_.rank, target, proto::kObjAggregate, capn::to_body(b),
+                             {}, [](Message& m) -> Result<AggregateInfo> {
+                               capn::BodyReader br(m.body);
+                               auto r = br.root<schema::AggregateRep>();
+                               return AggregateInfo{r.getEpoch(),           r.getAkeysScanned(),
+                                                    r.getVersionsDropped(), r.getVersionsTrimmed(),
+                                                    r.getPunchesDropped(),  r.getKeysRemoved(),
+                                                    r.getBytesFreed()};
+                             });
+}
+
+Client::Future<bool> Client::checkpoint_async(uint32_t target) {
+  return call<bool>(*impl_, sys_.rank, target, proto::kObjCheckpoint, {}, {},
+                    [](Message&) -> Result<bool> { return true; });
+}
+
+Client::Future<StoreTargetStats> Client::stats_async(uint32_t target) {
+  return call<StoreTargetStats>(*impl_, sys_.rank, target, proto::kObjStats, {}, {},
+                           [](Message& m) -> Result<StoreTargetStats> {
+                             capn::BodyReader br(m.body);
+                             auto r = br.root<schema::TargetStatsRep>();
+                             StoreTargetStats s;
+                             s.capacity = r.getCapacity();
+                             s.used = r.getUsed();
+                             s.checkpoint_bytes = r.getCheckpointBytes();
+                             s.pending_free = r.getPendingFree();
+                             s.reserve = r.getReserve();
+                             s.wal_used = r.getWalUsed();
+                             s.wal_capacity = r.getWalCapacity();
+                             s.objects = r.getObjects();
+                             s.versions = r.getVersions();
+                             s.updates = r.getUpdates();
+                             s.fetches = r.getFetches();
+                             s.checkpoints = r.getCheckpoints();
+                             s.aggregations = r.getAggregations();
+                             s.aggregation_epoch = r.getAggregationEpoch();
+                             s.recovery_ms = r.getRecoveryMs();
+                             s.backend = r.getBackend();
+                             return s;
+                           });
+}
+
 Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async(
     ListScope scope, ObjectId oid, std::string dkey, std::string anchor, uint32_t limit,
-    uint32_t target) {
+    uint32_t target, std::string akey, uint64_t epoch) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::ListReq>();
   set_oid(req.initOid(), oid);
   req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
                : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
-                                           : schema::ListReq::Scope::AKEYS);
+               : scope == ListScope::akeys ? schema::ListReq::Scope::AKEYS
+                                           : schema::ListReq::Scope::RECX);
   req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setEpoch(epoch);
   req.setAnchor(as_data(anchor));
   req.setLimit(limit);
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
@@ -267,6 +362,8 @@ Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async
                         e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array
                                                                          : ValueKind::single;
                         e.size = k.getSize();
+                        e.offset = k.getOffset();
+                        e.length = k.getLength();
                         page.first.push_back(std::move(e));
                       }
                       if (!rep.getDone()) page.second = from_data(rep.getAnchor());
@@ -279,13 +376,14 @@ Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {
                       [](Message& m) -> Result<Buffer> { return std::move(m.bulk); });
 }
 
-Result<std::vector<KeyEntry>> Client::list_all(ListScope scope, ObjectId oid, std::string dkey) {
+Result<std::vector<KeyEntry>> Client::list_all(ListScope scope, ObjectId oid, std::string dkey,
+                                               std::string akey, uint64_t epoch) {
   std::vector<KeyEntry> all;
   uint32_t ntargets = scope == ListScope::objects ? static_cast<uint32_t>(sys_.targets.size()) : 1;
   for (uint32_t t = 0; t < ntargets; ++t) {
     std::string anchor;
     do {
-      auto page = list_async(scope, oid, dkey, anchor, 1000, t).get();
+      auto page = list_async(scope, oid, dkey, anchor, 1000, t, akey, epoch).get();
       if (!page) return page.status();
       for (auto& e : page->first) all.push_back(std::move(e));
       anchor = std::move(page->second);

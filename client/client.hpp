@@ -55,6 +55,7 @@ struct SystemInfo {
 
 struct FetchResult {
   Buffer data;
+  bool exists = false;  // the akey has a visible value at the epoch
   uint64_t size = 0;
   std::vector<std::pair<uint64_t, uint64_t>> holes;
   uint64_t epoch = 0;
@@ -65,6 +66,42 @@ struct KeyEntry {
   ObjectId oid;
   ValueKind kind = ValueKind::single;
   uint64_t size = 0;
+  uint64_t offset = 0;  // ListScope::recx: a written run of records
+  uint64_t length = 0;
+};
+
+struct UpdateFlags {
+  Cond cond = Cond::none;  // insert: fail with `exists`; update: fail with `not_found`
+  uint32_t rsize = 1;      // array record size; offsets count records
+};
+
+struct FetchFlags {
+  bool must_exist = false;  // absent -> not_found (else exists = false, empty data)
+  uint32_t rsize = 1;
+};
+
+struct MaxInfo {
+  bool found = false;
+  std::string dkey;      // the greatest dkey (query without dkey)
+  uint64_t recx_end = 0; // one past the highest record of (dkey, akey)
+};
+
+struct AggregateInfo {
+  uint64_t epoch = 0;
+  uint64_t akeys_scanned = 0;
+  uint64_t versions_dropped = 0;
+  uint64_t versions_trimmed = 0;
+  uint64_t punches_dropped = 0;
+  uint64_t keys_removed = 0;
+  uint64_t bytes_freed = 0;
+};
+
+struct StoreTargetStats {  // one target's store counters (stats_async)
+  uint64_t capacity = 0, used = 0, checkpoint_bytes = 0, pending_free = 0, reserve = 0;
+  uint64_t wal_used = 0, wal_capacity = 0, objects = 0, versions = 0, updates = 0, fetches = 0;
+  uint64_t checkpoints = 0, aggregations = 0, aggregation_epoch = 0;
+  double recovery_ms = 0;
+  std::string backend;
 };
 
 // Asks an engine's control socket who it is (no fabric needed). Blocking.
@@ -83,36 +120,52 @@ class Client {
   // Stores `data` under (oid, dkey, akey). single: replaces the value; array: writes bytes at
   // `offset`. Returns the epoch once the engine reports the data durable.
   Future<uint64_t> update_async(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
-                                uint64_t offset, Buffer data);
+                                uint64_t offset, Buffer data, UpdateFlags flags = {});
+  // epoch 0: newest; otherwise what was visible at that epoch.
   Future<FetchResult> fetch_async(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
-                                  uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0);
+                                  uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0,
+                                  FetchFlags flags = {});
   // Empty dkey: whole object; empty akey: whole dkey.
   Future<uint64_t> punch_async(ObjectId oid, std::string dkey = {}, std::string akey = {});
+  // Punches records [offset, offset + length) of an array akey.
+  Future<uint64_t> punch_range_async(ObjectId oid, std::string dkey, std::string akey,
+                                     uint64_t offset, uint64_t length, uint32_t rsize = 1);
   // One page of keys; pass the returned anchor back for the next page (empty = done).
   // scope objects lists every object of one target (`target`); otherwise the object's target.
-  Future<std::pair<std::vector<KeyEntry>, std::string>> list_async(ListScope scope, ObjectId oid,
-                                                                   std::string dkey,
-                                                                   std::string anchor,
-                                                                   uint32_t limit = 1000,
-                                                                   uint32_t target = 0);
+  // recx lists the written record runs of (dkey, akey). epoch 0: newest.
+  Future<std::pair<std::vector<KeyEntry>, std::string>> list_async(
+      ListScope scope, ObjectId oid, std::string dkey, std::string anchor, uint32_t limit = 1000,
+      uint32_t target = 0, std::string akey = {}, uint64_t epoch = 0);
+  // Empty dkey: the object's greatest dkey; else one past the highest record of (dkey, akey).
+  Future<MaxInfo> query_max_async(ObjectId oid, std::string dkey = {}, std::string akey = {},
+                                  uint64_t epoch = 0);
+  // Maintenance of one target: aggregate up to `epoch` (0: now) keeping `protect` readable,
+  // checkpoint, and read its counters.
+  Future<AggregateInfo> aggregate_async(uint32_t target, uint64_t epoch = 0,
+                                        std::vector<uint64_t> protect = {});
+  Future<bool> checkpoint_async(uint32_t target);
+  Future<StoreTargetStats> stats_async(uint32_t target);
   // Round trip through a target's object service: the payload comes back (benchmarks).
   Future<Buffer> ping_async(uint32_t target, Buffer payload);
 
   Result<uint64_t> update(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
-                          uint64_t offset, std::span<const uint8_t> data) {
+                          uint64_t offset, std::span<const uint8_t> data, UpdateFlags flags = {}) {
     return update_async(oid, std::move(dkey), std::move(akey), kind, offset,
-                        Buffer(data.data(), data.size()))
+                        Buffer(data.data(), data.size()), flags)
         .get();
   }
   Result<FetchResult> fetch(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
-                            uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0) {
-    return fetch_async(oid, std::move(dkey), std::move(akey), kind, offset, length, epoch).get();
+                            uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0,
+                            FetchFlags flags = {}) {
+    return fetch_async(oid, std::move(dkey), std::move(akey), kind, offset, length, epoch, flags)
+        .get();
   }
   Result<uint64_t> punch(ObjectId oid, std::string dkey = {}, std::string akey = {}) {
     return punch_async(oid, std::move(dkey), std::move(akey)).get();
   }
   // Every key of a scope (pages through the anchors). For objects: across all targets.
-  Result<std::vector<KeyEntry>> list_all(ListScope scope, ObjectId oid = {}, std::string dkey = {});
+  Result<std::vector<KeyEntry>> list_all(ListScope scope, ObjectId oid = {}, std::string dkey = {},
+                                         std::string akey = {}, uint64_t epoch = 0);
 
   const SystemInfo& system() const { return sys_; }
   uint32_t target_of(ObjectId oid) const;

@@ -68,7 +68,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   static const std::set<std::string> known = {
       "rank",      "listen",      "provider",     "fabric_node", "targets",
       "cpus",      "storage_dir", "storage_size", "wal_size",    "block_backend",
-      "busy_poll", "log_level",   "port_file",    "max_message"};
+      "busy_poll", "log_level",   "port_file",    "max_message", "checksum",
+      "checkpoint_interval_ms",   "aggregation_interval_ms",     "aggregation_delay_ms"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -87,6 +88,12 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     if (root["busy_poll"]) cfg.busy_poll = root["busy_poll"].as<bool>();
     if (root["log_level"]) cfg.log_level = root["log_level"].as<std::string>();
     if (root["port_file"]) cfg.port_file = root["port_file"].as<std::string>();
+    if (root["checksum"]) cfg.checksum = root["checksum"].as<std::string>();
+    for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
+                              std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
+                              std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms}}) {
+      if (root[key]) *field = root[key].as<uint64_t>();
+    }
     for (auto [key, field] :
          {std::pair{"storage_size", &cfg.storage_bytes}, std::pair{"wal_size", &cfg.wal_bytes},
           std::pair{"max_message", &cfg.max_message_bytes}}) {
@@ -127,6 +134,10 @@ Status validate(EngineConfig& cfg) {
     return Status(
         Errc::invalid_argument,
         fmt::format("block_backend '{}' is unknown (use auto, uring or aio)", cfg.block_backend));
+  }
+  if (cfg.checksum != "crc32c" && cfg.checksum != "crc64") {
+    return Status(Errc::invalid_argument,
+                  fmt::format("checksum '{}' is unknown (use crc32c or crc64)", cfg.checksum));
   }
   if (cfg.storage_bytes < (64ull << 20) || cfg.storage_bytes % 4096 != 0) {
     return Status(Errc::invalid_argument, "storage_size must be at least 64M and a multiple of 4K");

@@ -41,6 +41,10 @@ uint64_t physical_part(const Env& env) {
 }
 }  // namespace
 
+uint64_t epoch_at_wall(Nanos wall) {
+  return static_cast<uint64_t>(wall.count() / 1000) << kLogicalBits;
+}
+
 uint64_t HybridClock::tick() {
   uint64_t p = physical_part(env_);
   last_ = p > last_ ? p : last_ + 1;

@@ -57,6 +57,10 @@ class ManualEnv final : public Env {
 
 // Hybrid logical clock: 48 bits of physical milliseconds-ish time, 16 bits of logical counter,
 // packed so that comparing two epochs as integers orders them. One per target; not shared.
+// The epoch a HybridClock would give at wall time `wall` (microseconds, logical part zero):
+// how the store turns "older than 30 s" into an aggregation epoch.
+uint64_t epoch_at_wall(Nanos wall);
+
 class HybridClock {
  public:
   explicit HybridClock(const Env& env) : env_(env) {}

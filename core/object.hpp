@@ -16,7 +16,15 @@ struct ObjectId {
 // An akey holds either one value replaced atomically, or a byte-granular array.
 enum class ValueKind : uint8_t { single = 0, array = 1 };
 
-// What a listing enumerates: objects, the dkeys of an object, or the akeys of a dkey.
-enum class ListScope : uint8_t { objects, dkeys, akeys };
+// What a listing enumerates: objects, the dkeys of an object, the akeys of a dkey, or the
+// written extents (record ranges) of an array akey.
+enum class ListScope : uint8_t { objects, dkeys, akeys, recx };
+
+// Conditions an update may carry: store only if the akey has no visible value (insert) or only
+// if it has one (update). A failed condition is `exists` / `not_found` and changes nothing.
+enum class Cond : uint8_t { none = 0, insert = 1, update = 2 };
+
+// Checksum kept with every stored extent (computed on arrival, verified on every read).
+enum class CsumType : uint8_t { crc32c = 0, crc64 = 1 };
 
 }  // namespace tessera

@@ -1,25 +1,38 @@
-// TargetStore: the per-target object store (first cut of the versioned object store).
+// TargetStore: the per-target versioned object store.
 //
-// One per target, created by open() inside a fiber on that target and used only there; it owns
-// the target's BlockQueue, its WAL and its extent allocator. Lives until the target stops.
+// One per target, created by open() inside a fiber on that target and used only there (no
+// locks); it owns the target's BlockQueue, its WAL, its checkpoints and its extent allocator.
 //
 // Target file layout (details in docs/STORAGE_FORMAT.md):
-//   [0, 4 KiB)              superblock
-//   [4 KiB, 4 KiB + W)      write-ahead log (W = wal_bytes, default size/8 clamped 16 MiB..1 GiB)
-//   [4 KiB + W, size)       data region, allocated in 4 KiB extents
+//   [0, 4 KiB)        superblock
+//   [4 KiB, 12 KiB)   two checkpoint header slots (4 KiB each; the valid one with the higher
+//                     sequence number wins)
+//   [12 KiB, +W)      circular write-ahead log (W = wal_bytes, default size/8, 16 MiB..1 GiB)
+//   [12 KiB + W, end) data region, allocated in 4 KiB blocks: large values and checkpoint chunks
 //
-// Index: object -> dkey -> akey -> versions, in memory, rebuilt on open by replaying the WAL.
-// An update is acknowledged only after its data extents are written and its WAL record is
-// durable (write + fdatasync), so a kill -9 after the reply never loses it.
+// Model: object -> dkey -> akey -> versions. Every change carries an epoch (hybrid logical
+// clock); a fetch at epoch E sees, per byte, the newest version with epoch <= E that no punch
+// at or below E hides. Punches (object, dkey, akey, array range) are versions too. Nothing is
+// overwritten in place: aggregation later drops what no reader can see any more (keeping what
+// protected snapshot epochs see) and frees its space.
+//
+// Durability: an update is acknowledged only after its data extents are written and its WAL
+// record is durable; the committer then applies it to the in-memory index (in log order).
+// Checkpoints write the whole index to the data region and let the log wrap; restart = load the
+// newest checkpoint + replay the log from the checkpoint's mark (replay is idempotent). Space
+// that aggregation frees is reused only after a checkpoint that no longer references it.
 #pragma once
 
-#include <compare>
+#include <boost/fiber/condition_variable.hpp>
+
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <set>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/buffer.hpp"
@@ -33,6 +46,8 @@
 
 namespace tessera::storage {
 
+using tessera::Cond;
+using tessera::CsumType;
 using tessera::ListScope;
 using tessera::ObjectId;
 using tessera::ValueKind;
@@ -40,28 +55,51 @@ using tessera::ValueKind;
 struct StoreOptions {
   uint32_t target_index = 0;
   uint64_t wal_bytes = 0;            // 0: size/8 clamped to [16 MiB, 1 GiB]
-  uint64_t inline_threshold = 4096;  // values smaller than this live in the WAL
+  uint64_t inline_threshold = 4096;  // values smaller than this live in the metadata
   uint64_t max_extent = 1u << 20;    // large values are stored as pieces of at most this
   uint64_t max_value = 1ull << 30;   // largest single update
   size_t max_key = 4096;             // longest dkey/akey
+  CsumType checksum = CsumType::crc32c;
   // Write zeros over a freshly created file once at format. A preallocated but never-written
   // file has "unwritten" extents: the first write of each block then needs a metadata update
   // (io_uring punts it to a worker, fdatasync journals it), which halves write bandwidth.
   bool zero_fill = true;
+  // Background work. A checkpoint starts when the log is half full, when it is full, and at
+  // least every checkpoint_interval if anything changed (0: only on log pressure).
+  std::chrono::milliseconds checkpoint_interval{60000};
+  // Every aggregation_interval, versions older than now - aggregation_delay are merged into the
+  // state visible at that epoch (and at each protected epoch). 0: no background aggregation.
+  std::chrono::milliseconds aggregation_interval{30000};
+  std::chrono::milliseconds aggregation_delay{30000};
+  uint32_t aggregation_batch = 256;  // akeys between yields
+};
+
+struct UpdateOptions {
+  Cond cond = Cond::none;
+  uint32_t rsize = 1;  // array record size; offsets and lengths count records
+  uint64_t epoch = 0;  // 0: the store assigns one (a replica forwards the leader's)
+};
+
+struct FetchOptions {
+  bool must_exist = false;  // absent (at the epoch) -> not_found instead of an empty answer
+  uint32_t rsize = 1;
 };
 
 struct FetchResult {
   Buffer data;
-  uint64_t size = 0;                                 // single: value size; array: end
-  std::vector<std::pair<uint64_t, uint64_t>> holes;  // (offset, length) never written
-  uint64_t epoch = 0;
+  bool exists = false;                               // the akey has a visible value
+  uint64_t size = 0;                                 // single: value size; array: end (records)
+  std::vector<std::pair<uint64_t, uint64_t>> holes;  // (offset, length) in records, reading 0
+  uint64_t epoch = 0;                                // newest epoch among what was returned
 };
 
 struct ListEntry {
   std::string key;
   ObjectId oid;
   ValueKind kind = ValueKind::single;
-  uint64_t size = 0;
+  uint64_t size = 0;    // akeys: value size / array end (records)
+  uint64_t offset = 0;  // recx: first record of a written run
+  uint64_t length = 0;  // recx: records in the run
 };
 
 struct ListResult {
@@ -70,63 +108,112 @@ struct ListResult {
   bool done = true;
 };
 
+struct AggregateStats {
+  uint64_t epoch = 0;  // the aggregation epoch actually used
+  uint64_t akeys_scanned = 0;
+  uint64_t versions_dropped = 0;
+  uint64_t versions_trimmed = 0;
+  uint64_t punches_dropped = 0;
+  uint64_t keys_removed = 0;
+  uint64_t bytes_freed = 0;
+};
+
 struct StoreStats {
-  uint64_t capacity = 0;
-  uint64_t used = 0;
+  uint64_t capacity = 0;      // data region bytes
+  uint64_t used = 0;          // allocated: live extents + checkpoint + awaiting checkpoint
+  uint64_t checkpoint_bytes = 0;
+  uint64_t pending_free = 0;  // freed by aggregation, reusable after the next checkpoint
+  uint64_t reserve = 0;       // kept free so the next checkpoint always fits
   uint64_t wal_used = 0;
   uint64_t wal_capacity = 0;
   uint64_t objects = 0;
+  uint64_t versions = 0;
   uint64_t updates = 0;
   uint64_t fetches = 0;
+  uint64_t checkpoints = 0;
+  uint64_t aggregations = 0;
+  uint64_t aggregation_epoch = 0;
+  double recovery_ms = 0;
 };
 
 class TargetStore {
  public:
-  // Formats a new file or recovers an existing one (replays its WAL). Runs in a fiber on `t`.
+  // Formats a new file or recovers an existing one (checkpoint + log). Runs in a fiber on `t`.
   static Result<std::unique_ptr<TargetStore>> open(Target& t, std::unique_ptr<BlockQueue> q,
                                                    const StoreOptions& opts);
   ~TargetStore();
-  // Stops the log committer and detaches from the target (target thread). After close() the
-  // store may be destroyed from any thread. Destroying an open store is allowed only once its
-  // target has stopped.
+  // Stops the background fibers and the log committer and detaches from the target (target
+  // thread). After close() the store may be destroyed from any thread.
   void close();
 
   // Stores `data` (crc32c `crc`, verified first) and returns its epoch once durable.
+  // Arrays: `offset` counts records of opts.rsize bytes; data.size() must be a multiple.
   Result<uint64_t> update(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                           ValueKind kind, uint64_t offset, std::span<const uint8_t> data,
-                          uint32_t crc);
-  // epoch 0 = newest. Array: length 0 = up to the highest written byte.
+                          uint32_t crc, const UpdateOptions& opts = {});
+  // epoch 0 = newest. Array: offset/length in records; length 0 = up to the highest record.
   Result<FetchResult> fetch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                            ValueKind kind, uint64_t offset, uint64_t length, uint64_t epoch);
-  // Empty dkey: the whole object; empty akey: the whole dkey. Idempotent.
+                            ValueKind kind, uint64_t offset, uint64_t length, uint64_t epoch,
+                            const FetchOptions& opts = {});
+  // Empty dkey: the whole object; empty akey: the whole dkey. Versioned: fetches below the
+  // returned epoch still see what was there.
   Result<uint64_t> punch(const ObjectId& oid, std::string_view dkey, std::string_view akey);
+  // Punches records [offset, offset + length) of an array akey: they read as holes.
+  Result<uint64_t> punch_range(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                               uint64_t offset, uint64_t length, uint32_t rsize = 1);
+  // One page of a scope at `epoch` (0 = newest); resume with the returned anchor.
   Result<ListResult> list(ListScope scope, const ObjectId& oid, std::string_view dkey,
-                          std::string_view anchor, uint32_t limit) const;
+                          std::string_view akey, std::string_view anchor, uint32_t limit,
+                          uint64_t epoch = 0) const;
+  // The greatest visible dkey (byte order) of an object; not_found when it has none.
+  Result<std::string> max_dkey(const ObjectId& oid, uint64_t epoch = 0) const;
+  // One past the highest visible record of an array akey (0 when nothing is visible).
+  Result<uint64_t> max_recx(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                            uint64_t epoch = 0) const;
+
+  // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
+  // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
+  // then checkpoints so the space is reused. Yields between batches of akeys.
+  Result<AggregateStats> aggregate(uint64_t epoch, std::vector<uint64_t> protect = {});
+  // Writes the index as a new checkpoint and releases the log before it.
+  Status checkpoint();
+  // Snapshot epochs the background aggregation must keep visible.
+  void set_protected_epochs(std::vector<uint64_t> epochs);
 
   StoreStats stats() const;
   BlockQueue& queue() { return *q_; }
   uint64_t data_offset() const { return data_off_; }
   uint64_t incarnation() const { return incarnation_; }
+  uint64_t now_epoch() const { return hlc_.last(); }
 
   struct Extent {
     uint64_t disk = 0;
     uint32_t len = 0;
-    uint32_t crc = 0;
+    uint64_t csum = 0;
   };
   struct Version {
     uint64_t epoch = 0;
-    uint64_t offset = 0;
-    uint64_t length = 0;
+    uint64_t offset = 0;  // bytes: where the stored data starts
+    uint64_t length = 0;  // bytes stored
+    uint64_t lo = 0;      // bytes [lo, hi) of the array this version still covers
+    uint64_t hi = 0;
+    bool punch = false;  // array range punch: [lo, hi) reads as holes
+    CsumType csum_type = CsumType::crc32c;
     std::string inline_data;
-    uint32_t crc = 0;
     std::vector<Extent> extents;
   };
   struct AkeyVal {
     ValueKind kind = ValueKind::single;
+    uint32_t rsize = 1;
+    std::vector<uint64_t> punches;  // ascending
     std::vector<Version> versions;  // ascending epoch
   };
-  using Dkey = std::map<std::string, AkeyVal, std::less<>>;
+  struct Dkey {
+    std::vector<uint64_t> punches;
+    std::map<std::string, AkeyVal, std::less<>> akeys;
+  };
   struct Object {
+    std::vector<uint64_t> punches;
     std::map<std::string, Dkey, std::less<>> dkeys;
   };
 
@@ -134,16 +221,42 @@ class TargetStore {
   TargetStore(Target& t, std::unique_ptr<BlockQueue> q, const StoreOptions& opts);
   Status format();
   Status recover();
-  Status apply_record(std::span<const uint8_t> bytes, bool replaying);
-  void apply_update(const ObjectId& oid, std::string dkey, std::string akey, ValueKind kind,
-                    Version v, bool replaying);
-  void apply_punch(const ObjectId& oid, std::string_view dkey, std::string_view akey);
-  void release(const Version& v);
-  void release_extents(const std::vector<Extent>& ex);
-  void reclaim();
-  Result<Buffer> read_extent(const Extent& e);
+  Status load_checkpoint(WalMark& from);
+  Status apply_record(std::span<const uint8_t> bytes);
+  void apply_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                     ValueKind kind, uint32_t rsize, Version v);
+  void apply_punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                   uint64_t epoch);
+  Result<uint64_t> log_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                               ValueKind kind, uint32_t rsize, Version v);
+  Status check_condition(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                         Cond cond) const;
+  const AkeyVal* find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                      const Object** o, const Dkey** d) const;
+  bool akey_visible(const Object& o, const Dkey& d, const AkeyVal& a, uint64_t epoch) const;
+  bool dkey_visible(const Object& o, const Dkey& d, uint64_t epoch) const;
+  bool object_visible(const Object& o, uint64_t epoch) const;
+  Result<Buffer> read_extent(const Extent& e, CsumType t);
   Status write_superblock();
   Status zero_fill(uint64_t from, uint64_t to);
+
+  // Space.
+  void release_extents(const std::vector<Extent>& ex);
+  void reclaim();
+  uint64_t reserve() const;
+  Status need_space(uint64_t bytes) const;
+
+  // Maintenance (checkpoint, aggregation) runs one at a time.
+  void maintenance_lock();
+  void maintenance_unlock();
+  Status checkpoint_locked();
+  void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
+                      const std::vector<uint64_t>& bounds, AggregateStats& st);
+  void background();
+
+  // Conditional operations wait for in-flight changes of the same keys.
+  std::string busy_key(const ObjectId& oid, std::string_view dkey, std::string_view akey) const;
+  bool busy(const ObjectId& oid, std::string_view dkey, std::string_view akey) const;
 
   Target& target_;
   std::unique_ptr<BlockQueue> q_;
@@ -157,7 +270,38 @@ class TargetStore {
   uint64_t wal_len_ = 0;
   uint64_t data_off_ = 0;
   uint64_t updates_ = 0;
+  uint64_t versions_ = 0;
   mutable uint64_t fetches_ = 0;
+  double recovery_ms_ = 0;
+
+  // Checkpoints.
+  uint64_t ckpt_seq_ = 0;
+  WalMark ckpt_mark_;
+  std::vector<Extent> ckpt_extents_;  // chunks + directory of the current checkpoint
+  uint64_t ckpt_bytes_ = 0;
+  uint64_t checkpoints_ = 0;
+  std::vector<Extent> pending_free_;  // dropped by aggregation, free after the next checkpoint
+  uint64_t pending_bytes_ = 0;
+
+  // Aggregation.
+  uint64_t agg_epoch_ = 0;
+  uint64_t aggregations_ = 0;
+  std::vector<uint64_t> protected_;
+  std::set<uint64_t> inflight_epochs_;
+
+  // Background fibers and maintenance exclusion.
+  bool maint_busy_ = false;
+  boost::fibers::condition_variable_any maint_cv_;
+  bool bg_stop_ = false;
+  bool bg_running_ = false;
+  bool ckpt_wanted_ = false;
+  boost::fibers::condition_variable_any bg_cv_;
+  boost::fibers::condition_variable_any bg_done_cv_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+
+  std::unordered_map<std::string, int> busy_;
+  boost::fibers::condition_variable_any busy_cv_;
+
   // Extents freed while reads that may still use them are in flight wait here, tagged with the
   // read generation current at free time, until every older read finished.
   uint64_t read_gen_ = 1;

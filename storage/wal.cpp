@@ -2,6 +2,7 @@
 
 #include <isa-l/crc.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/log.hpp"
@@ -38,10 +39,13 @@ Status Wal::format() {
   if (!w) return w.status();
   tail_ = 0;
   lsn_ = 0;
+  total_ = 0;
+  head_total_ = 0;
   return q_.sync();
 }
 
-Status Wal::replay(const std::function<Status(std::span<const uint8_t>)>& apply) {
+Status Wal::replay(const WalMark& from,
+                   const std::function<Status(std::span<const uint8_t>)>& apply) {
   // Read the region through a sliding window so thousands of small groups cost few reads.
   constexpr uint64_t kWindow = 4u << 20;
   Buffer win;
@@ -58,28 +62,50 @@ Status Wal::replay(const std::function<Status(std::span<const uint8_t>)>& apply)
     }
     return win.data() + (pos - wstart);
   };
-  uint64_t pos = 0;
-  uint64_t lsn = 0;
-  uint64_t records = 0;
-  while (pos + kBlock <= length_) {
+  // The group with `lsn` at `pos`, if valid: its size; 0 when there is none.
+  auto group_at = [&](uint64_t pos, uint64_t lsn, GroupHeader& h) -> Result<uint64_t> {
+    if (pos + kBlock > length_) return uint64_t{0};
     auto hp = view(pos, kBlock);
     if (!hp) return hp.status();
-    GroupHeader h;
     std::memcpy(&h, *hp, sizeof(h));
-    if (h.magic != kGroupMagic || h.incarnation != incarnation_ || h.lsn != lsn + 1 ||
+    if (h.magic != kGroupMagic || h.incarnation != incarnation_ || h.lsn != lsn ||
         h.payload_len > length_ - pos - sizeof(h)) {
-      break;
+      return uint64_t{0};
     }
     uint64_t gsize = round_up(sizeof(h) + h.payload_len);
     auto gp = view(pos, gsize);
     if (!gp) return gp.status();
-    const uint8_t* payload = *gp + sizeof(h);
-    if (group_crc(h, payload) != h.crc) {
+    if (group_crc(h, *gp + sizeof(h)) != h.crc) {
       log::warn("WAL group {} at {} fails its checksum: log ends here (torn write)", h.lsn, pos);
-      break;
+      return uint64_t{0};
     }
+    return gsize;
+  };
+  if (from.pos >= length_ || from.pos % kBlock != 0 || from.lsn == 0) {
+    return Status(Errc::internal, "checkpoint points outside the log");
+  }
+  uint64_t pos = from.pos;
+  uint64_t lsn = from.lsn - 1;
+  uint64_t total = from.total;
+  uint64_t records = 0;
+  while (true) {
+    GroupHeader h;
+    auto g = group_at(pos, lsn + 1, h);
+    if (!g) return g.status();
+    if (*g == 0 && pos != 0) {
+      // The writer skips the end of the region when a group does not fit there.
+      g = group_at(0, lsn + 1, h);
+      if (!g) return g.status();
+      if (*g != 0) {
+        total += length_ - pos;
+        pos = 0;
+      }
+    }
+    if (*g == 0) break;
     // Copy the payload out: apply() may do I/O that moves the window.
-    Buffer copy(payload, h.payload_len);
+    auto gp = view(pos, *g);
+    if (!gp) return gp.status();
+    Buffer copy(*gp + sizeof(h), h.payload_len);
     size_t off = 0;
     for (uint32_t i = 0; i < h.count; ++i) {
       uint32_t len;
@@ -92,11 +118,16 @@ Status Wal::replay(const std::function<Status(std::span<const uint8_t>)>& apply)
       ++records;
     }
     lsn = h.lsn;
-    pos += gsize;
+    pos += *g;
+    total += *g;
+    if (pos == length_) pos = 0;
   }
   tail_ = pos;
   lsn_ = lsn;
-  log::info("WAL replay: {} groups, {} records, {} bytes", lsn, records, pos);
+  total_ = total;
+  head_total_ = from.total;
+  log::info("WAL replay: groups {}..{}, {} records, {} bytes", from.lsn, lsn, records,
+            total - from.total);
   return Status();
 }
 
@@ -107,6 +138,7 @@ void Wal::start() {
     if (alive.lock() == nullptr) return;
     stopping_ = true;
     wake_.notify_all();
+    space_cv_.notify_all();
   });
   target_.spawn([this] {
     committer();
@@ -119,15 +151,17 @@ void Wal::stop() {
   if (!running_) return;
   stopping_ = true;
   wake_.notify_all();
+  space_cv_.notify_all();
   NoLock nl;
   while (!committer_done_) done_cv_.wait(nl);
   running_ = false;
 }
 
-Status Wal::append(std::span<const uint8_t> record) {
+Status Wal::append(std::span<const uint8_t> record, const std::function<void()>& on_durable) {
   if (stopping_ || !running_) return Status(Errc::shutdown, "target stopping");
   Waiter w;
   w.record = record;
+  w.on_durable = &on_durable;
   pending_.push_back(&w);
   wake_.notify_one();
   NoLock nl;
@@ -150,6 +184,9 @@ void Wal::committer() {
       pending_.pop_front();
     }
     Status st = write_group(batch);
+    if (st.is_ok()) {
+      for (Waiter* w : batch) (*w->on_durable)();
+    }
     for (Waiter* w : batch) {
       w->result = st;
       w->done = true;
@@ -165,13 +202,50 @@ void Wal::committer() {
   pending_.clear();
 }
 
+void Wal::release(const WalMark& m) {
+  if (m.total > head_total_) head_total_ = m.total;
+  ++space_epoch_;
+  space_cv_.notify_all();
+}
+
+void Wal::fail_pending(const Status& st) {
+  space_error_ = st;
+  ++space_epoch_;
+  space_cv_.notify_all();
+}
+
 Status Wal::write_group(std::vector<Waiter*>& batch) {
   size_t payload = 0;
   for (Waiter* w : batch) payload += 8 + (w->record.size() + 7) / 8 * 8;
   uint64_t gsize = round_up(sizeof(GroupHeader) + payload);
-  if (tail_ + gsize > length_) {
-    return Status(Errc::no_space,
-                  fmt::format("write-ahead log full ({} of {} bytes used)", tail_, length_));
+  if (gsize > length_ / 2) {
+    return Status(Errc::no_space, fmt::format("a {} byte log group exceeds half the {} byte log",
+                                              gsize, length_));
+  }
+  NoLock nl;
+  while (true) {
+    uint64_t gap = tail_ + gsize > length_ ? length_ - tail_ : 0;
+    // One block stays free so the tail never runs onto the head.
+    if (used() + gap + gsize + kBlock <= length_) {
+      if (gap != 0) {
+        tail_ = 0;
+        total_ += gap;
+      }
+      break;
+    }
+    if (stopping_) return Status(Errc::shutdown, "target stopping");
+    if (!full_hook_) {
+      return Status(Errc::no_space,
+                    fmt::format("write-ahead log full ({} of {} bytes used)", used(), length_));
+    }
+    uint64_t seen = space_epoch_;
+    full_hook_();
+    while (seen == space_epoch_ && !stopping_) space_cv_.wait(nl);
+    if (!space_error_.is_ok()) {
+      Status st = std::move(space_error_);
+      space_error_ = Status();
+      return st;
+    }
   }
   staging_.reset(gsize);
   std::memset(staging_.data(), 0, gsize);
@@ -194,6 +268,8 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
   if (!w) return w.status();
   TESSERA_TRY(q_.sync());
   tail_ += gsize;
+  if (tail_ == length_) tail_ = 0;
+  total_ += gsize;
   lsn_ = h.lsn;
   return Status();
 }

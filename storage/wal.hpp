@@ -1,14 +1,24 @@
-// Wal: the write-ahead log region of a target file, with group commit.
+// Wal: the write-ahead log region of a target file — circular, with group commit.
 //
 // Owned by a TargetStore on its target thread. append() suspends the calling fiber until its
 // record is durable: a committer fiber gathers every record queued meanwhile into one group,
-// writes it at the log tail with one O_DIRECT write, syncs once, and wakes all of them.
+// writes it at the log tail with one O_DIRECT write, syncs once, then runs each record's
+// `on_durable` callback in log order (the store applies the change to its index there) and
+// wakes the waiters. So the in-memory index always equals "checkpoint + every durable group".
 //
 // Group layout (every group starts on a 4 KiB boundary inside the region):
 //   GroupHeader (32 bytes) | records: [u32 length][u32 zero][record, padded to 8] ... | zero pad
 // A group is valid when its magic, incarnation and lsn (previous + 1) match and its crc32c
-// (over header with crc=0, then payload) verifies. Replay stops at the first invalid group, so a
-// torn last group is ignored as a whole: a record is either fully replayed or absent.
+// (over header with crc=0, then payload) verifies. A group that does not fit before the end of
+// the region is written at offset 0 instead (the end is skipped); replay, finding no valid
+// successor at the current position, looks for it at 0. Replay stops at the first position where
+// neither holds, so a torn last group is ignored as a whole: a record is replayed whole or not
+// at all. Lsns only grow, so a stale group left from an earlier lap never passes for the next.
+//
+// Space: the log is needed from the oldest group a checkpoint has not yet covered (the head) to
+// the tail. A checkpoint takes mark() before it starts and calls release(mark) once durable.
+// When a group does not fit, the committer calls the full hook (the store starts a checkpoint)
+// and waits for release(); fail_pending() ends the wait with an error instead.
 #pragma once
 
 #include <boost/fiber/condition_variable.hpp>
@@ -38,14 +48,21 @@ struct GroupHeader {
 static_assert(sizeof(GroupHeader) == 32);
 inline constexpr uint32_t kGroupMagic = 0x4c415754;  // "TWAL"
 
+// A position in the log: the next group's lsn, where it goes, and the running byte count.
+struct WalMark {
+  uint64_t lsn = 1;
+  uint64_t pos = 0;
+  uint64_t total = 0;  // bytes consumed since format (groups and skipped ends), never wraps
+};
+
 class Wal {
  public:
   Wal(Target& target, BlockQueue& q, uint64_t offset, uint64_t length, uint64_t incarnation);
   ~Wal();
 
-  // Reads the log from its start and calls apply() for every record of every valid group, in
+  // Reads the log from `from` and calls apply() for every record of every valid group, in
   // order. Sets the tail after the last valid group. Call once, before start().
-  Status replay(const std::function<Status(std::span<const uint8_t>)>& apply);
+  Status replay(const WalMark& from, const std::function<Status(std::span<const uint8_t>)>& apply);
   // Zeroes the first block so a freshly formatted region replays as empty.
   Status format();
   // Starts the committer fiber; it stops with the target or at stop().
@@ -53,16 +70,26 @@ class Wal {
   // Fails queued appends, ends the committer fiber and waits for it (target thread).
   void stop();
 
-  // Durably appends one record (suspends the fiber). Errors: no_space when the log is full.
-  Status append(std::span<const uint8_t> record);
+  // Durably appends one record (suspends the fiber); on success `on_durable` has run.
+  Status append(std::span<const uint8_t> record, const std::function<void()>& on_durable);
 
-  uint64_t used() const { return tail_; }
+  // Where the next group goes: a checkpoint that starts now covers every group before it.
+  WalMark mark() const { return {lsn_ + 1, tail_, total_}; }
+  // A checkpoint taken at `m` is durable: the groups before it may be overwritten.
+  void release(const WalMark& m);
+  // Fails every append waiting for log space (a checkpoint could not be written).
+  void fail_pending(const Status& st);
+  void set_full_hook(std::function<void()> hook) { full_hook_ = std::move(hook); }
+
+  uint64_t used() const { return total_ - head_total_; }
   uint64_t capacity() const { return length_; }
   uint64_t groups() const { return lsn_; }
+  uint64_t since(const WalMark& m) const { return total_ - m.total; }
 
  private:
   struct Waiter {
     std::span<const uint8_t> record;
+    const std::function<void()>* on_durable = nullptr;
     Status result;
     bool done = false;
     boost::fibers::condition_variable_any cv;
@@ -75,14 +102,20 @@ class Wal {
   uint64_t offset_;
   uint64_t length_;
   uint64_t incarnation_;
-  uint64_t tail_ = 0;  // bytes used from the region start
-  uint64_t lsn_ = 0;   // lsn of the last durable group
+  uint64_t tail_ = 0;        // where the next group goes, from the region start
+  uint64_t lsn_ = 0;         // lsn of the last durable group
+  uint64_t total_ = 0;       // running count of bytes consumed
+  uint64_t head_total_ = 0;  // `total` at the oldest group still needed
   std::deque<Waiter*> pending_;
   boost::fibers::condition_variable_any wake_;
+  boost::fibers::condition_variable_any space_cv_;
+  uint64_t space_epoch_ = 0;  // bumped by release() and fail_pending()
+  Status space_error_;
   bool stopping_ = false;
   bool running_ = false;
   bool committer_done_ = false;
   boost::fibers::condition_variable_any done_cv_;
+  std::function<void()> full_hook_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // lets the stop hook outlive us
   Buffer staging_;
 };

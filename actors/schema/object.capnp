@@ -19,8 +19,11 @@ struct UpdateReq {
   dkey   @1 :Data;
   akey   @2 :Data;
   kind   @3 :ValueKind;
-  offset @4 :UInt64;   # array only
+  offset @4 :UInt64;   # array only: first record
   crc    @5 :UInt32;   # crc32c of the bulk, computed by the sender, verified before storing
+  cond   @6 :UInt8;    # 0 none, 1 insert only if absent (else `exists`), 2 update only if present
+  rsize  @7 :UInt32;   # array record size in bytes (0 or 1: byte-granular)
+  epoch  @8 :UInt64;   # 0: the target assigns one
 }
 
 struct UpdateRep {
@@ -32,9 +35,11 @@ struct FetchReq {
   dkey   @1 :Data;
   akey   @2 :Data;
   kind   @3 :ValueKind;
-  offset @4 :UInt64;   # array only
-  length @5 :UInt64;   # array only; 0 = up to the end of the highest extent
+  offset @4 :UInt64;   # array only: first record
+  length @5 :UInt64;   # array only: records; 0 = up to the end of the highest extent
   epoch  @6 :UInt64;   # 0 = newest
+  mustExist @7 :Bool;  # absent at the epoch -> not_found (else an empty answer, exists = false)
+  rsize  @8 :UInt32;
 }
 
 struct Range {
@@ -47,12 +52,16 @@ struct FetchRep {
   holes @1 :List(Range);   # array ranges inside the request that were never written
   crc   @2 :UInt32;        # crc32c of the bulk
   epoch @3 :UInt64;        # newest epoch among the versions returned
+  exists @4 :Bool;         # the akey has a visible value at the epoch
 }
 
 struct PunchReq {
   oid  @0 :ObjId;
   dkey @1 :Data;   # empty: punch the whole object
   akey @2 :Data;   # empty: punch the whole dkey
+  length @3 :UInt64;   # > 0: punch records [offset, offset + length) of an array akey only
+  offset @4 :UInt64;
+  rsize  @5 :UInt32;
 }
 
 struct ListReq {
@@ -61,10 +70,13 @@ struct ListReq {
   dkey   @2 :Data;   # for scope akeys
   anchor @3 :Data;   # resume after this key (empty: from the start)
   limit  @4 :UInt32;
+  epoch  @5 :UInt64;   # list what is visible at this epoch (0 = newest)
+  akey   @6 :Data;     # for scope recx
   enum Scope {
     objects @0;
     dkeys   @1;
     akeys   @2;
+    recx    @3;   # written record ranges of an array akey
   }
 }
 
@@ -73,6 +85,8 @@ struct KeyInfo {
   oid  @1 :ObjId;       # scope objects
   kind @2 :ValueKind;   # scope akeys
   size @3 :UInt64;      # scope akeys: value size / array end
+  offset @4 :UInt64;    # scope recx: first record of a run
+  length @5 :UInt64;    # scope recx: records in the run
 }
 
 struct ListRep {
@@ -90,4 +104,40 @@ struct TargetStatsRep {
   updates     @5 :UInt64;
   fetches     @6 :UInt64;
   backend     @7 :Text;
+  checkpointBytes @8 :UInt64;
+  pendingFree @9 :UInt64;
+  versions    @10 :UInt64;
+  checkpoints @11 :UInt64;
+  aggregations @12 :UInt64;
+  aggregationEpoch @13 :UInt64;
+  recoveryMs  @14 :Float64;
+  reserve     @15 :UInt64;
+}
+
+struct QueryMaxReq {
+  oid   @0 :ObjId;
+  dkey  @1 :Data;    # empty: the greatest dkey; else the highest record of (dkey, akey)
+  akey  @2 :Data;
+  epoch @3 :UInt64;
+}
+
+struct QueryMaxRep {
+  dkey    @0 :Data;
+  recxEnd @1 :UInt64;   # one past the highest visible record
+  found   @2 :Bool;
+}
+
+struct AggregateReq {
+  epoch     @0 :UInt64;          # 0: now
+  protected @1 :List(UInt64);    # snapshot epochs that stay readable
+}
+
+struct AggregateRep {
+  epoch           @0 :UInt64;
+  akeysScanned    @1 :UInt64;
+  versionsDropped @2 :UInt64;
+  versionsTrimmed @3 :UInt64;
+  punchesDropped  @4 :UInt64;
+  keysRemoved     @5 :UInt64;
+  bytesFreed      @6 :UInt64;
 }
