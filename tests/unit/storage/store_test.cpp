@@ -6,6 +6,9 @@
 #include <cstring>
 #include <random>
 
+#include <boost/fiber/future.hpp>
+#include <fmt/format.h>
+
 #include "storage/store.hpp"
 #include "tests/test_util.hpp"
 
@@ -329,6 +332,276 @@ TEST_P(StoreTest, RefusesToFormatAForeignFile) {
   Status st = open();
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("not a Tessera target"), std::string::npos);
+}
+
+TEST_P(StoreTest, FetchAtAnEpochSeesTheVersionsOfThatEpoch) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{0, 42};
+  uint64_t e1 = *put(o, "d", "a", "one");
+  uint64_t e2 = *put(o, "d", "a", std::string(9000, 't'));  // an extent, not inline
+  uint64_t e3 = *run_on(target, [&] { return store->punch(o, "d", "a"); });
+  uint64_t e4 = *put(o, "d", "a", "four");
+  ASSERT_LT(e1, e2);
+  ASSERT_LT(e3, e4);
+  auto at = [&](uint64_t e) {
+    auto r = get(o, "d", "a", ValueKind::single, 0, 0, e);
+    return r ? std::string(r->data.view()) : "<" + std::string(errc_name(r.status().code())) + ">";
+  };
+  EXPECT_EQ(at(e1 - 1), "<not found>");
+  EXPECT_EQ(at(e1), "one");
+  EXPECT_EQ(at(e2 - 1), "one");
+  EXPECT_EQ(at(e2), std::string(9000, 't'));
+  EXPECT_EQ(at(e3), "<not found>");
+  EXPECT_EQ(at(e4), "four");
+  EXPECT_EQ(at(0), "four");
+  // Without must_exist an absent value is an empty answer, not an error.
+  auto r = run_on(target, [&] { return store->fetch(o, "d", "a", ValueKind::single, 0, 0, e3); });
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_FALSE(r->exists);
+  EXPECT_EQ(r->data.size(), 0u);
+  // A dkey punch and an object punch hide everything below them too.
+  uint64_t e5 = *run_on(target, [&] { return store->punch(o, "d", ""); });
+  EXPECT_EQ(at(e5), "<not found>");
+  EXPECT_EQ(at(e4), "four");
+  uint64_t e6 = *put(o, "d", "a", "six");
+  uint64_t e7 = *run_on(target, [&] { return store->punch(o, "", ""); });
+  EXPECT_EQ(at(e6), "six");
+  EXPECT_EQ(at(e7), "<not found>");
+}
+
+TEST_P(StoreTest, OverlappingExtentsResolvePerByteByEpochAndRangePunchesMakeHoles) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{1, 7};
+  auto arr = [&](uint64_t off, uint64_t len, uint64_t e) {
+    auto r = get(o, "d", "x", ValueKind::array, off, len, e);
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r ? std::string(r->data.view()) : std::string();
+  };
+  uint64_t e1 = *put(o, "d", "x", std::string(20000, 'a'), ValueKind::array, 0);
+  uint64_t e2 = *put(o, "d", "x", std::string(100, 'b'), ValueKind::array, 5000);
+  uint64_t e3 = *run_on(target, [&] { return store->punch_range(o, "d", "x", 5050, 1000); });
+  uint64_t e4 = *put(o, "d", "x", std::string(10, 'c'), ValueKind::array, 5060);
+  EXPECT_EQ(arr(4990, 30, e1), std::string(30, 'a'));
+  EXPECT_EQ(arr(4990, 30, e2), std::string(10, 'a') + std::string(20, 'b'));
+  EXPECT_EQ(arr(5040, 20, e3), std::string(10, 'b') + std::string(10, '\0'));
+  EXPECT_EQ(arr(5040, 40, e4),
+            std::string(10, 'b') + std::string(10, '\0') + std::string(10, 'c') +
+                std::string(10, '\0'));
+  auto r = get(o, "d", "x", ValueKind::array, 5040, 2020, e4);
+  ASSERT_TRUE(r.is_ok());
+  std::vector<std::pair<uint64_t, uint64_t>> holes{{5050, 10}, {5070, 980}};
+  EXPECT_EQ(r->holes, holes);
+  EXPECT_EQ(arr(6050, 10, e4), std::string(10, 'a'));
+  // The written runs at each epoch, and the highest record.
+  auto runs = run_on(target, [&] { return store->list(ListScope::recx, o, "d", "x", "", 100, e4); });
+  ASSERT_TRUE(runs.is_ok());
+  std::vector<std::pair<uint64_t, uint64_t>> got;
+  for (auto& e : runs->entries) got.emplace_back(e.offset, e.length);
+  std::vector<std::pair<uint64_t, uint64_t>> want{{0, 5050}, {5060, 10}, {6050, 13950}};
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(*run_on(target, [&] { return store->max_recx(o, "d", "x", e4); }), 20000u);
+  ASSERT_TRUE(run_on(target, [&] { return store->punch_range(o, "d", "x", 15000, 5000); }).is_ok());
+  EXPECT_EQ(*run_on(target, [&] { return store->max_recx(o, "d", "x", 0); }), 15000u);
+  EXPECT_EQ(*run_on(target, [&] { return store->max_recx(o, "d", "x", e4); }), 20000u);
+}
+
+TEST_P(StoreTest, RecordSizedArraysCountInRecords) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{1, 8};
+  UpdateOptions uo;
+  uo.rsize = 8;
+  std::string recs(8 * 100, 'r');
+  auto e = run_on(target, [&] {
+    return store->update(o, "d", "r", ValueKind::array, 10, bytes(recs), crc(recs), uo);
+  });
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  FetchOptions fo;
+  fo.rsize = 8;
+  auto r = run_on(target, [&] { return store->fetch(o, "d", "r", ValueKind::array, 0, 0, 0, fo); });
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(r->size, 110u);
+  EXPECT_EQ(r->data.size(), 880u);
+  ASSERT_EQ(r->holes.size(), 1u);
+  EXPECT_EQ(r->holes[0], (std::pair<uint64_t, uint64_t>{0, 10}));
+  std::string odd(12, 'x');
+  auto bad = run_on(target, [&] {
+    return store->update(o, "d", "r", ValueKind::array, 0, bytes(odd), crc(odd), uo);
+  });
+  EXPECT_EQ(bad.status().code(), Errc::invalid_argument);
+  auto wrong = run_on(target, [&] { return store->fetch(o, "d", "r", ValueKind::array, 0, 1, 0); });
+  EXPECT_EQ(wrong.status().code(), Errc::invalid_argument);
+}
+
+TEST_P(StoreTest, EnumerationAtAnEpochWithAnchorsAndMaxDkey) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{2, 1};
+  for (int i = 0; i < 30; ++i) ASSERT_TRUE(put(o, fmt::format("k{:03}", i), "a", "v").is_ok());
+  uint64_t before = run_on(target, [&] { return store->now_epoch(); });
+  for (int i = 0; i < 30; i += 3) {
+    ASSERT_TRUE(run_on(target, [&] { return store->punch(o, fmt::format("k{:03}", i), ""); }));
+  }
+  auto keys_at = [&](uint64_t epoch) {
+    std::vector<std::string> keys;
+    std::string anchor;
+    while (true) {
+      auto r = run_on(target,
+                      [&] { return store->list(ListScope::dkeys, o, "", "", anchor, 7, epoch); });
+      EXPECT_TRUE(r.is_ok());
+      if (!r) break;
+      for (auto& e : r->entries) keys.push_back(e.key);
+      if (r->done) break;
+      anchor = r->anchor;
+    }
+    return keys;
+  };
+  EXPECT_EQ(keys_at(before).size(), 30u);
+  auto now = keys_at(0);
+  EXPECT_EQ(now.size(), 20u);
+  EXPECT_EQ(std::count(now.begin(), now.end(), "k003"), 0);
+  EXPECT_EQ(*run_on(target, [&] { return store->max_dkey(o, 0); }), "k029");
+  ASSERT_TRUE(run_on(target, [&] { return store->punch(o, "k029", "a"); }).is_ok());
+  EXPECT_EQ(*run_on(target, [&] { return store->max_dkey(o, 0); }), "k028");
+  EXPECT_EQ(*run_on(target, [&] { return store->max_dkey(o, before); }), "k029");
+  auto akeys = run_on(target, [&] { return store->list(ListScope::akeys, o, "k029", "", "", 10, before); });
+  ASSERT_TRUE(akeys.is_ok());
+  ASSERT_EQ(akeys->entries.size(), 1u);
+  EXPECT_EQ(akeys->entries[0].size, 1u);
+  auto objs = run_on(target, [&] { return store->list(ListScope::objects, {}, "", "", "", 10); });
+  ASSERT_TRUE(objs.is_ok());
+  EXPECT_EQ(objs->entries.size(), 1u);
+}
+
+TEST_P(StoreTest, ConditionalOperationsHaveDistinctErrorsAndAreAtomic) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{3, 3};
+  auto cput = [&](std::string_view v, Cond c) {
+    UpdateOptions uo;
+    uo.cond = c;
+    return run_on(target, [&] {
+      return store->update(o, "d", "a", ValueKind::single, 0, bytes(v), crc(v), uo);
+    });
+  };
+  EXPECT_EQ(cput("x", Cond::update).status().code(), Errc::not_found);
+  EXPECT_TRUE(cput("first", Cond::insert).is_ok());
+  EXPECT_EQ(cput("second", Cond::insert).status().code(), Errc::exists);
+  EXPECT_EQ(get_str(o, "d", "a"), "first");
+  EXPECT_TRUE(cput("third", Cond::update).is_ok());
+  EXPECT_EQ(get_str(o, "d", "a"), "third");
+  ASSERT_TRUE(run_on(target, [&] { return store->punch(o, "d", "a"); }).is_ok());
+  EXPECT_EQ(get(o, "d", "a").status().code(), Errc::not_found);
+  EXPECT_EQ(cput("x", Cond::update).status().code(), Errc::not_found);
+  // Many fibers race to insert the same key (each yields on its I/O): exactly one wins.
+  std::string big(64 * 1024, 'w');
+  int ok = 0, exists = 0;
+  run_on(target, [&] {
+    boost::fibers::promise<void> done;
+    int left = 8;
+    for (int i = 0; i < 8; ++i) {
+      target.spawn([&] {
+        UpdateOptions uo;
+        uo.cond = Cond::insert;
+        auto r = store->update(o, "race", "a", ValueKind::single, 0, bytes(big), crc(big), uo);
+        if (r) ++ok;
+        if (!r && r.status().code() == Errc::exists) ++exists;
+        if (--left == 0) done.set_value();
+      });
+    }
+    done.get_future().get();
+  });
+  EXPECT_EQ(ok, 1);
+  EXPECT_EQ(exists, 7);
+}
+
+TEST_P(StoreTest, AggregationKeepsProtectedEpochsAndFreesTheRest) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{4, 4};
+  std::vector<uint64_t> epochs;
+  std::vector<std::string> vals;
+  for (int i = 0; i < 10; ++i) {
+    vals.push_back(std::string(5000 + i, static_cast<char>('a' + i)));
+    epochs.push_back(*put(o, "d", "s", vals.back()));
+  }
+  // Array: a big extent, then small overwrites that split what stays visible.
+  std::string base(3u << 20, 'B');
+  uint64_t ab = *put(o, "d", "arr", base, ValueKind::array, 0);
+  uint64_t snap = *put(o, "d", "arr", std::string(4096, 'x'), ValueKind::array, 1u << 20);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(put(o, "d", "arr", std::string(1u << 20, 'y'), ValueKind::array, 0).is_ok());
+  }
+  ASSERT_TRUE(put(o, "d", "arr", std::string(2u << 20, 'z'), ValueKind::array, 1u << 20).is_ok());
+  auto arr_at = [&](uint64_t e) {
+    auto r = get(o, "d", "arr", ValueKind::array, 0, 0, e);
+    EXPECT_TRUE(r.is_ok());
+    return r ? std::string(r->data.view()) : std::string();
+  };
+  std::string at_snap = arr_at(snap);
+  std::string at_now = arr_at(0);
+  auto before = stats();
+  auto st = aggregate(0, {epochs[3], snap});
+  EXPECT_EQ(st.versions_dropped, 8u + 2u);  // 8 single values; 2 of the 'y' overwrites
+  // The snapshot still reads exactly; so does the newest state.
+  EXPECT_EQ(std::string(get(o, "d", "s", ValueKind::single, 0, 0, epochs[3])->data.view()),
+            vals[3]);
+  EXPECT_EQ(get_str(o, "d", "s"), vals[9]);
+  EXPECT_EQ(arr_at(snap), at_snap);
+  EXPECT_EQ(arr_at(0), at_now);
+  EXPECT_LT(stats().used - stats().checkpoint_bytes, before.used);
+  // Without the snapshot, the old base extent is trimmed to the piece still visible.
+  st = aggregate();
+  EXPECT_EQ(arr_at(0), at_now);
+  EXPECT_EQ(get_str(o, "d", "s"), vals[9]);
+  EXPECT_EQ(stats().versions, 3u);  // one single value, the 'y' and the 'z' extents
+  (void)ab;
+  // All of it survives a restart (from the checkpoint the aggregation wrote).
+  close();
+  ASSERT_TRUE(open().is_ok());
+  EXPECT_EQ(arr_at(0), at_now);
+  EXPECT_EQ(get_str(o, "d", "s"), vals[9]);
+}
+
+TEST_P(StoreTest, CheckpointsLetTheLogWrapAndRestartLoadsCheckpointPlusLog) {
+  // A 256 KiB log fills many times over: checkpoints start on their own and the log wraps.
+  ASSERT_TRUE(open(64ull << 20, 256u << 10).is_ok());
+  std::mt19937_64 rng(77);
+  std::map<std::pair<uint64_t, std::string>, std::string> expect;
+  for (int i = 0; i < 3000; ++i) {
+    uint64_t k = rng() % 200;
+    std::string dk = "d" + std::to_string(rng() % 5);
+    std::string v = random_string(rng, i % 50 == 0 ? 10000 : 1 + rng() % 300);
+    ASSERT_TRUE(put({5, k}, dk, "a", v).is_ok()) << i;
+    expect[{k, dk}] = v;
+    if (i == 1500) {
+      ASSERT_TRUE(run_on(target, [&] { return store->checkpoint(); }).is_ok());
+    }
+  }
+  // A background checkpoint may be half written right now; an explicit one waits for it.
+  ASSERT_TRUE(run_on(target, [&] { return store->checkpoint(); }).is_ok());
+  auto st = stats();
+  EXPECT_GE(st.checkpoints, 3u);
+  EXPECT_LT(st.wal_used, 256u << 10);
+  close();
+  ASSERT_TRUE(open(64ull << 20, 256u << 10).is_ok());
+  for (auto& [k, v] : expect) EXPECT_EQ(get_str({5, k.first}, k.second, "a"), v);
+  EXPECT_EQ(stats().used, st.used);
+}
+
+TEST_P(StoreTest, Crc64ChecksumsDetectCorruptionToo) {
+  ASSERT_TRUE(open(64ull << 20, 0, CsumType::crc64).is_ok());
+  std::string v(64 * 1024, 'q');
+  ASSERT_TRUE(put({0, 1}, "d", "a", v).is_ok());
+  EXPECT_EQ(get_str({0, 1}, "d", "a"), v);
+  uint64_t data_off = run_on(target, [&] { return store->data_offset(); });
+  close();
+  int fd = ::open(dir.file("target.dat").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char flip = 'Q';
+  ASSERT_EQ(::pwrite(fd, &flip, 1, static_cast<off_t>(data_off + 60000)), 1);
+  ::close(fd);
+  ASSERT_TRUE(open(64ull << 20, 0, CsumType::crc64).is_ok());
+  auto r = get({0, 1}, "d", "a");
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::checksum);
+  EXPECT_NE(r.status().message().find("crc64"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("uring", "aio"),
