@@ -123,34 +123,68 @@ int main(int argc, char** argv) {
   auto* obj = app.add_subcommand("obj", "object operations (update, fetch, list, punch)");
   obj->require_subcommand(1);
   std::string oid_s, dkey, akey, file, out_file;
-  bool array = false;
-  uint64_t offset = 0, length = 0;
+  bool array = false, if_absent = false, if_present = false;
+  uint64_t offset = 0, length = 0, epoch = 0;
+  uint32_t rsize = 1;
 
   auto* put = obj->add_subcommand("put", "store a value (from --file or stdin)");
   put->add_option("--oid", oid_s, "object id: LO, HI.LO or 0x<hex>")->required();
   put->add_option("--dkey", dkey, "distribution key")->required();
   put->add_option("--akey", akey, "attribute key")->required();
   put->add_flag("--array", array, "write an array extent at --offset instead of a single value");
-  put->add_option("--offset", offset, "array: byte offset of the extent");
+  put->add_option("--offset", offset, "array: first record of the extent");
+  put->add_option("--rsize", rsize, "array: record size in bytes (default 1)");
   put->add_option("-f,--file", file, "input file ('-' or omitted: stdin)");
+  put->add_flag("--if-absent", if_absent, "store only if the akey has no value (else: exists)");
+  put->add_flag("--if-present", if_present, "store only if the akey has a value (else: not found)");
 
   auto* get = obj->add_subcommand("get", "fetch a value (to --out or stdout)");
   get->add_option("--oid", oid_s, "object id")->required();
   get->add_option("--dkey", dkey, "distribution key")->required();
   get->add_option("--akey", akey, "attribute key")->required();
   get->add_flag("--array", array, "fetch an array range");
-  get->add_option("--offset", offset, "array: first byte");
-  get->add_option("--length", length, "array: bytes (0: to the end)");
+  get->add_option("--offset", offset, "array: first record");
+  get->add_option("--length", length, "array: records (0: to the end)");
+  get->add_option("--rsize", rsize, "array: record size in bytes (default 1)");
+  get->add_option("--epoch", epoch, "read what was visible at this epoch (default: newest)");
   get->add_option("-o,--out", out_file, "output file (omitted: stdout)");
 
   auto* lst = obj->add_subcommand("list", "list objects, or the dkeys/akeys of one object");
   lst->add_option("--oid", oid_s, "object whose keys to list (omitted: list objects)");
   lst->add_option("--dkey", dkey, "with --oid: list the akeys of this dkey");
+  lst->add_option("--akey", akey, "with --oid and --dkey: list the written extents of this array");
+  lst->add_option("--epoch", epoch, "list what was visible at this epoch (default: newest)");
+
+  auto* mx = obj->add_subcommand("max", "the greatest dkey of an object, or the end of an array");
+  mx->add_option("--oid", oid_s, "object id")->required();
+  mx->add_option("--dkey", dkey, "with --akey: report the end of this array");
+  mx->add_option("--akey", akey, "array akey");
+  mx->add_option("--epoch", epoch, "at this epoch (default: newest)");
 
   auto* pun = obj->add_subcommand("punch", "remove an object, a dkey or an akey");
   pun->add_option("--oid", oid_s, "object id")->required();
   pun->add_option("--dkey", dkey, "only this dkey");
   pun->add_option("--akey", akey, "only this akey (needs --dkey)");
+  pun->add_option("--offset", offset, "with --length: punch records of an array akey");
+  pun->add_option("--length", length, "records to punch (array range punch)");
+  pun->add_option("--rsize", rsize, "array: record size in bytes (default 1)");
+
+  // --- target maintenance ---
+  auto* tgt = app.add_subcommand("target", "per-target store maintenance and counters");
+  tgt->require_subcommand(1);
+  uint32_t tindex = 0;
+  std::vector<uint64_t> protect;
+  auto* tstats = tgt->add_subcommand("stats", "space, log, checkpoint and aggregation counters");
+  auto* tagg = tgt->add_subcommand(
+      "aggregate", "merge old versions, drop what no reader sees any more, free the space");
+  tagg->add_option("--epoch", epoch, "aggregate up to this epoch (default: now)");
+  tagg->add_option("--protect", protect, "snapshot epochs that stay readable");
+  auto* tckpt = tgt->add_subcommand("checkpoint", "write a checkpoint and release the log");
+  for (auto* sc : {tstats, tagg, tckpt}) {
+    sc->add_option("-t,--target", tindex, "target index (default 0; --all for every target)");
+  }
+  bool all_targets = false;
+  for (auto* sc : {tstats, tagg, tckpt}) sc->add_flag("--all", all_targets, "every target");
 
   CLI11_PARSE(app, argc, argv);
   ValueKind kind = array ? ValueKind::array : ValueKind::single;
@@ -211,8 +245,15 @@ int main(int argc, char** argv) {
   if (put->parsed()) {
     auto data = read_input(file);
     if (!data) return fail(g, data.status(), "obj put");
+    if (if_absent && if_present) {
+      return fail(g, Status(Errc::invalid_argument, "--if-absent and --if-present exclude each other"),
+                  "obj put");
+    }
+    UpdateFlags uf;
+    uf.cond = if_absent ? Cond::insert : if_present ? Cond::update : Cond::none;
+    uf.rsize = rsize;
     auto r = c.update(oid, dkey, akey, kind, offset,
-                      {reinterpret_cast<const uint8_t*>(data->data()), data->size()});
+                      {reinterpret_cast<const uint8_t*>(data->data()), data->size()}, uf);
     if (!r) return fail(g, r.status(), "obj put");
     if (g.json) {
       std::cout << json{{"ok", true},
@@ -233,7 +274,8 @@ int main(int argc, char** argv) {
   }
 
   if (get->parsed()) {
-    auto r = c.fetch(oid, dkey, akey, kind, offset, length);
+    auto r = c.fetch(oid, dkey, akey, kind, offset, length, epoch,
+                     FetchFlags{.must_exist = true, .rsize = rsize});
     if (!r) return fail(g, r.status(), "obj get");
     if (!out_file.empty()) {
       std::ofstream out(out_file, std::ios::binary);
@@ -260,17 +302,21 @@ int main(int argc, char** argv) {
   if (lst->parsed()) {
     ListScope scope = oid_s.empty()  ? ListScope::objects
                       : dkey.empty() ? ListScope::dkeys
-                                     : ListScope::akeys;
-    auto r = c.list_all(scope, oid, dkey);
+                      : akey.empty() ? ListScope::akeys
+                                     : ListScope::recx;
+    auto r = c.list_all(scope, oid, dkey, akey, epoch);
     if (!r) return fail(g, r.status(), "obj list");
     if (g.json) {
       json j{{"ok", true},
              {"scope", scope == ListScope::objects ? "objects"
                        : scope == ListScope::dkeys ? "dkeys"
-                                                   : "akeys"}};
+                       : scope == ListScope::akeys ? "akeys"
+                                                   : "recx"}};
       j["entries"] = json::array();
       for (const auto& e : *r) {
-        if (scope == ListScope::objects) {
+        if (scope == ListScope::recx) {
+          j["entries"].push_back({{"offset", e.offset}, {"length", e.length}});
+        } else if (scope == ListScope::objects) {
           j["entries"].push_back({{"oid", oid_str(e.oid)}});
         } else if (scope == ListScope::dkeys) {
           j["entries"].push_back({{"dkey", e.key}});
@@ -283,7 +329,10 @@ int main(int argc, char** argv) {
       std::cout << j.dump(2) << std::endl;
     } else {
       for (const auto& e : *r) {
-        if (scope == ListScope::objects)
+        if (scope == ListScope::recx)
+          std::printf("%lu\t%lu\n", static_cast<unsigned long>(e.offset),
+                      static_cast<unsigned long>(e.length));
+        else if (scope == ListScope::objects)
           std::printf("%s\n", oid_str(e.oid).c_str());
         else if (scope == ListScope::dkeys)
           std::printf("%s\n", e.key.c_str());
@@ -300,7 +349,12 @@ int main(int argc, char** argv) {
     if (!akey.empty() && dkey.empty()) {
       return fail(g, Status(Errc::invalid_argument, "--akey needs --dkey"), "obj punch");
     }
-    auto r = c.punch(oid, dkey, akey);
+    if (length != 0 && akey.empty()) {
+      return fail(g, Status(Errc::invalid_argument, "a range punch needs --dkey and --akey"),
+                  "obj punch");
+    }
+    auto r = length != 0 ? c.punch_range_async(oid, dkey, akey, offset, length, rsize).get()
+                         : c.punch(oid, dkey, akey);
     if (!r) return fail(g, r.status(), "obj punch");
     if (g.json) {
       std::cout << json{{"ok", true}, {"oid", oid_str(oid)}, {"epoch", *r}}.dump(2) << std::endl;
@@ -309,6 +363,111 @@ int main(int argc, char** argv) {
                    dkey.empty() ? "" : ("/" + dkey).c_str(),
                    akey.empty() ? "" : ("/" + akey).c_str(), static_cast<unsigned long>(*r));
     }
+    return 0;
+  }
+  if (mx->parsed()) {
+    if (dkey.empty() != akey.empty()) {
+      return fail(g, Status(Errc::invalid_argument, "give both --dkey and --akey, or neither"),
+                  "obj max");
+    }
+    auto r = c.query_max_async(oid, dkey, akey, epoch).get();
+    if (!r) return fail(g, r.status(), "obj max");
+    if (g.json) {
+      json j{{"ok", true}, {"oid", oid_str(oid)}, {"found", r->found}};
+      if (dkey.empty()) {
+        j["max_dkey"] = r->dkey;
+      } else {
+        j["recx_end"] = r->recx_end;
+      }
+      std::cout << j.dump(2) << std::endl;
+    } else if (!r->found) {
+      std::printf("(none)\n");
+    } else if (dkey.empty()) {
+      std::printf("%s\n", r->dkey.c_str());
+    } else {
+      std::printf("%lu\n", static_cast<unsigned long>(r->recx_end));
+    }
+    return 0;
+  }
+
+  if (tstats->parsed() || tagg->parsed() || tckpt->parsed()) {
+    std::vector<uint32_t> targets;
+    if (all_targets) {
+      for (const auto& t : c.system().targets) targets.push_back(t.index);
+    } else {
+      if (tindex >= c.system().targets.size()) {
+        return fail(g,
+                    Status(Errc::invalid_argument,
+                           fmt::format("the engine has {} targets; there is no target {}",
+                                       c.system().targets.size(), tindex)),
+                    "target");
+      }
+      targets.push_back(tindex);
+    }
+    json out = json::array();
+    for (uint32_t t : targets) {
+      if (tstats->parsed()) {
+        auto r = c.stats_async(t).get();
+        if (!r) return fail(g, r.status(), "target stats");
+        json j{{"target", t},
+               {"capacity", r->capacity},
+               {"used", r->used},
+               {"checkpoint_bytes", r->checkpoint_bytes},
+               {"pending_free", r->pending_free},
+               {"reserve", r->reserve},
+               {"wal_used", r->wal_used},
+               {"wal_capacity", r->wal_capacity},
+               {"objects", r->objects},
+               {"versions", r->versions},
+               {"updates", r->updates},
+               {"fetches", r->fetches},
+               {"checkpoints", r->checkpoints},
+               {"aggregations", r->aggregations},
+               {"aggregation_epoch", r->aggregation_epoch},
+               {"recovery_ms", r->recovery_ms},
+               {"backend", r->backend}};
+        if (!g.json) {
+          std::printf(
+              "target %u: data %s of %s used (checkpoint %s, awaiting checkpoint %s, reserve "
+              "%s); log %s of %s; %lu objects, %lu versions; %lu checkpoints, %lu "
+              "aggregations; recovered in %.0f ms\n",
+              t, human(r->used).c_str(), human(r->capacity).c_str(),
+              human(r->checkpoint_bytes).c_str(), human(r->pending_free).c_str(),
+              human(r->reserve).c_str(), human(r->wal_used).c_str(),
+              human(r->wal_capacity).c_str(), static_cast<unsigned long>(r->objects),
+              static_cast<unsigned long>(r->versions), static_cast<unsigned long>(r->checkpoints),
+              static_cast<unsigned long>(r->aggregations), r->recovery_ms);
+        }
+        out.push_back(j);
+      } else if (tagg->parsed()) {
+        auto r = c.aggregate_async(t, epoch, protect).get();
+        if (!r) return fail(g, r.status(), "target aggregate");
+        json j{{"target", t},
+               {"epoch", r->epoch},
+               {"akeys_scanned", r->akeys_scanned},
+               {"versions_dropped", r->versions_dropped},
+               {"versions_trimmed", r->versions_trimmed},
+               {"punches_dropped", r->punches_dropped},
+               {"keys_removed", r->keys_removed},
+               {"bytes_freed", r->bytes_freed}};
+        if (!g.json) {
+          std::printf("target %u: aggregated to epoch %lu: %lu akeys scanned, %lu versions "
+                      "dropped, %lu trimmed, %s freed\n",
+                      t, static_cast<unsigned long>(r->epoch),
+                      static_cast<unsigned long>(r->akeys_scanned),
+                      static_cast<unsigned long>(r->versions_dropped),
+                      static_cast<unsigned long>(r->versions_trimmed),
+                      human(r->bytes_freed).c_str());
+        }
+        out.push_back(j);
+      } else {
+        auto r = c.checkpoint_async(t).get();
+        if (!r) return fail(g, r.status(), "target checkpoint");
+        if (!g.json) std::printf("target %u: checkpoint written\n", t);
+        out.push_back(json{{"target", t}, {"checkpoint", true}});
+      }
+    }
+    if (g.json) std::cout << json{{"ok", true}, {"targets", out}}.dump(2) << std::endl;
     return 0;
   }
   return 0;

@@ -1682,8 +1682,12 @@ void TargetStore::background() {
     if (!ckpt_wanted_) bg_cv_.wait_until(nl, wake);
     if (bg_stop_) break;
     auto now = Clock::now();
-    bool interval_due = opts_.checkpoint_interval.count() > 0 && now >= next_ckpt &&
-                        wal_->since(ckpt_mark_) > 0;
+    bool interval_due = opts_.checkpoint_interval.count() > 0 && now >= next_ckpt;
+    // Nothing logged since the last checkpoint: nothing to write; look again next period.
+    if (interval_due && wal_->since(ckpt_mark_) == 0) {
+      interval_due = false;
+      next_ckpt = now + opts_.checkpoint_interval;
+    }
     if (ckpt_wanted_ || wal_->used() > wal_len_ / 2 || interval_due) {
       ckpt_wanted_ = false;
       Status st = checkpoint();

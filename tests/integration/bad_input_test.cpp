@@ -190,7 +190,13 @@ TEST(BadInput, FullDeviceSaysNoSpaceAndKeepsEarlierData) {
     ASSERT_TRUE(r.is_ok());
     EXPECT_TRUE(r->data.view() == mib);
   }
+  // Deleting frees nothing by itself (older epochs still see the data); aggregation does.
   ASSERT_TRUE((*c)->punch({1, 0}).is_ok());
+  EXPECT_EQ((*c)->update({2, 0}, "d", "a", ValueKind::single, 0, span).status().code(),
+            Errc::no_space);
+  auto agg = (*c)->aggregate_async(0).get();
+  ASSERT_TRUE(agg.is_ok()) << agg.status().to_string();
+  EXPECT_EQ(agg->versions_dropped, 1u);
   EXPECT_TRUE((*c)->update({2, 0}, "d", "a", ValueKind::single, 0, span).is_ok());
   EXPECT_TRUE(server.alive());
 }

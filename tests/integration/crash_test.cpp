@@ -145,7 +145,8 @@ TEST(CrashTest, VersionedStoreWithCheckpointsAndAggregationSurvivesRandomKills) 
       ValueKind kind = is_array(i) ? ValueKind::array : ValueKind::single;
       auto r = c.fetch(ObjectId{0xFEED, k}, "d", "a", kind, 0, 0, 0, {.must_exist = true});
       ASSERT_TRUE(r.is_ok()) << "key " << k << " (update " << i << ") lost: "
-                             << r.status().to_string() << " seed " << seed;
+                             << r.status().to_string() << " seed " << seed << "\nserver log:\n"
+                             << server.log();
       std::string got(r->data.view());
       bool ok = got == value(i);
       // Array akeys: the newest update of a key overwrites from offset 0; a shorter update
