@@ -74,6 +74,8 @@ struct DirEntry {
   uint32_t crc;  // crc32c of the chunk bytes
 };
 static_assert(sizeof(DirEntry) == 16);
+static_assert(sizeof(CkptHeader) == 120);
+static_assert(sizeof(Superblock) == 80);
 
 template <typename T>
 uint32_t struct_crc(T s) {
