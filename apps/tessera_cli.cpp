@@ -246,7 +246,8 @@ int main(int argc, char** argv) {
     auto data = read_input(file);
     if (!data) return fail(g, data.status(), "obj put");
     if (if_absent && if_present) {
-      return fail(g, Status(Errc::invalid_argument, "--if-absent and --if-present exclude each other"),
+      return fail(g,
+                  Status(Errc::invalid_argument, "--if-absent and --if-present exclude each other"),
                   "obj put");
     }
     UpdateFlags uf;
@@ -433,9 +434,9 @@ int main(int argc, char** argv) {
               "aggregations; recovered in %.0f ms\n",
               t, human(r->used).c_str(), human(r->capacity).c_str(),
               human(r->checkpoint_bytes).c_str(), human(r->pending_free).c_str(),
-              human(r->reserve).c_str(), human(r->wal_used).c_str(),
-              human(r->wal_capacity).c_str(), static_cast<unsigned long>(r->objects),
-              static_cast<unsigned long>(r->versions), static_cast<unsigned long>(r->checkpoints),
+              human(r->reserve).c_str(), human(r->wal_used).c_str(), human(r->wal_capacity).c_str(),
+              static_cast<unsigned long>(r->objects), static_cast<unsigned long>(r->versions),
+              static_cast<unsigned long>(r->checkpoints),
               static_cast<unsigned long>(r->aggregations), r->recovery_ms);
         }
         out.push_back(j);
@@ -451,13 +452,12 @@ int main(int argc, char** argv) {
                {"keys_removed", r->keys_removed},
                {"bytes_freed", r->bytes_freed}};
         if (!g.json) {
-          std::printf("target %u: aggregated to epoch %lu: %lu akeys scanned, %lu versions "
-                      "dropped, %lu trimmed, %s freed\n",
-                      t, static_cast<unsigned long>(r->epoch),
-                      static_cast<unsigned long>(r->akeys_scanned),
-                      static_cast<unsigned long>(r->versions_dropped),
-                      static_cast<unsigned long>(r->versions_trimmed),
-                      human(r->bytes_freed).c_str());
+          std::printf(
+              "target %u: aggregated to epoch %lu: %lu akeys scanned, %lu versions "
+              "dropped, %lu trimmed, %s freed\n",
+              t, static_cast<unsigned long>(r->epoch), static_cast<unsigned long>(r->akeys_scanned),
+              static_cast<unsigned long>(r->versions_dropped),
+              static_cast<unsigned long>(r->versions_trimmed), human(r->bytes_freed).c_str());
         }
         out.push_back(j);
       } else {

@@ -247,9 +247,9 @@ Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std
                         decode_epoch);
 }
 
-Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dkey,
-                                                   std::string akey, uint64_t offset,
-                                                   uint64_t length, uint32_t rsize) {
+Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dkey, std::string akey,
+                                                   uint64_t offset, uint64_t length,
+                                                   uint32_t rsize) {
   if (length == 0) {
     boost::fibers::promise<Result<uint64_t>> p;
     p.set_value(Status(Errc::invalid_argument, "empty range to punch"));
@@ -275,12 +275,11 @@ Client::Future<MaxInfo> Client::query_max_async(ObjectId oid, std::string dkey, 
   req.setDkey(as_data(dkey));
   req.setAkey(as_data(akey));
   req.setEpoch(epoch);
-  return call<MaxInfo>(*impl_, sys_.rank, target_of(oid), proto::kObjQueryMax, capn::to_body(b),
-                       {}, [](Message& m) -> Result<MaxInfo> {
+  return call<MaxInfo>(*impl_, sys_.rank, target_of(oid), proto::kObjQueryMax, capn::to_body(b), {},
+                       [](Message& m) -> Result<MaxInfo> {
                          capn::BodyReader br(m.body);
                          auto rep = br.root<schema::QueryMaxRep>();
-                         return MaxInfo{rep.getFound(), from_data(rep.getDkey()),
-                                        rep.getRecxEnd()};
+                         return MaxInfo{rep.getFound(), from_data(rep.getDkey()), rep.getRecxEnd()};
                        });
 }
 
@@ -291,8 +290,8 @@ Client::Future<AggregateInfo> Client::aggregate_async(uint32_t target, uint64_t 
   req.setEpoch(epoch);
   auto p = req.initProtected(static_cast<unsigned>(protect.size()));
   for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
-  return call<AggregateInfo>(*impl_, sys_.rank, target, proto::kObjAggregate, capn::to_body(b),
-                             {}, [](Message& m) -> Result<AggregateInfo> {
+  return call<AggregateInfo>(*impl_, sys_.rank, target, proto::kObjAggregate, capn::to_body(b), {},
+                             [](Message& m) -> Result<AggregateInfo> {
                                capn::BodyReader br(m.body);
                                auto r = br.root<schema::AggregateRep>();
                                return AggregateInfo{r.getEpoch(),           r.getAkeysScanned(),
@@ -309,28 +308,28 @@ Client::Future<bool> Client::checkpoint_async(uint32_t target) {
 
 Client::Future<StoreTargetStats> Client::stats_async(uint32_t target) {
   return call<StoreTargetStats>(*impl_, sys_.rank, target, proto::kObjStats, {}, {},
-                           [](Message& m) -> Result<StoreTargetStats> {
-                             capn::BodyReader br(m.body);
-                             auto r = br.root<schema::TargetStatsRep>();
-                             StoreTargetStats s;
-                             s.capacity = r.getCapacity();
-                             s.used = r.getUsed();
-                             s.checkpoint_bytes = r.getCheckpointBytes();
-                             s.pending_free = r.getPendingFree();
-                             s.reserve = r.getReserve();
-                             s.wal_used = r.getWalUsed();
-                             s.wal_capacity = r.getWalCapacity();
-                             s.objects = r.getObjects();
-                             s.versions = r.getVersions();
-                             s.updates = r.getUpdates();
-                             s.fetches = r.getFetches();
-                             s.checkpoints = r.getCheckpoints();
-                             s.aggregations = r.getAggregations();
-                             s.aggregation_epoch = r.getAggregationEpoch();
-                             s.recovery_ms = r.getRecoveryMs();
-                             s.backend = r.getBackend();
-                             return s;
-                           });
+                                [](Message& m) -> Result<StoreTargetStats> {
+                                  capn::BodyReader br(m.body);
+                                  auto r = br.root<schema::TargetStatsRep>();
+                                  StoreTargetStats s;
+                                  s.capacity = r.getCapacity();
+                                  s.used = r.getUsed();
+                                  s.checkpoint_bytes = r.getCheckpointBytes();
+                                  s.pending_free = r.getPendingFree();
+                                  s.reserve = r.getReserve();
+                                  s.wal_used = r.getWalUsed();
+                                  s.wal_capacity = r.getWalCapacity();
+                                  s.objects = r.getObjects();
+                                  s.versions = r.getVersions();
+                                  s.updates = r.getUpdates();
+                                  s.fetches = r.getFetches();
+                                  s.checkpoints = r.getCheckpoints();
+                                  s.aggregations = r.getAggregations();
+                                  s.aggregation_epoch = r.getAggregationEpoch();
+                                  s.recovery_ms = r.getRecoveryMs();
+                                  s.backend = r.getBackend();
+                                  return s;
+                                });
 }
 
 Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async(

@@ -82,8 +82,8 @@ struct FetchFlags {
 
 struct MaxInfo {
   bool found = false;
-  std::string dkey;      // the greatest dkey (query without dkey)
-  uint64_t recx_end = 0; // one past the highest record of (dkey, akey)
+  std::string dkey;       // the greatest dkey (query without dkey)
+  uint64_t recx_end = 0;  // one past the highest record of (dkey, akey)
 };
 
 struct AggregateInfo {

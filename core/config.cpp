@@ -65,11 +65,24 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   }
   if (!root || root.IsNull()) return cfg;
   if (!root.IsMap()) return Status(Errc::invalid_argument, "config must be a YAML mapping");
-  static const std::set<std::string> known = {
-      "rank",      "listen",      "provider",     "fabric_node", "targets",
-      "cpus",      "storage_dir", "storage_size", "wal_size",    "block_backend",
-      "busy_poll", "log_level",   "port_file",    "max_message", "checksum",
-      "checkpoint_interval_ms",   "aggregation_interval_ms",     "aggregation_delay_ms"};
+  static const std::set<std::string> known = {"rank",
+                                              "listen",
+                                              "provider",
+                                              "fabric_node",
+                                              "targets",
+                                              "cpus",
+                                              "storage_dir",
+                                              "storage_size",
+                                              "wal_size",
+                                              "block_backend",
+                                              "busy_poll",
+                                              "log_level",
+                                              "port_file",
+                                              "max_message",
+                                              "checksum",
+                                              "checkpoint_interval_ms",
+                                              "aggregation_interval_ms",
+                                              "aggregation_delay_ms"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();

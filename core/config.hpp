@@ -24,7 +24,7 @@ struct EngineConfig {
   std::string log_level = "info";
   std::string port_file;  // if set, the bound control port is written here
   uint64_t max_message_bytes = 256ull << 20;
-  std::string checksum = "crc32c";  // crc32c | crc64: kept with every stored extent
+  std::string checksum = "crc32c";           // crc32c | crc64: kept with every stored extent
   uint64_t checkpoint_interval_ms = 60000;   // 0: checkpoint only when the log fills
   uint64_t aggregation_interval_ms = 30000;  // 0: no background aggregation
   uint64_t aggregation_delay_ms = 30000;     // aggregate versions older than this

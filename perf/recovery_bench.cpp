@@ -25,8 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-Result<std::unique_ptr<TargetStore>> open_store(Target& t, const std::string& path,
-                                                uint64_t size) {
+Result<std::unique_ptr<TargetStore>> open_store(Target& t, const std::string& path, uint64_t size) {
   BlockQueueOptions qo;
   qo.backend = "uring";
   qo.path = path;
@@ -89,14 +88,13 @@ int child(const std::string& path, uint64_t size, uint64_t data, uint64_t keys, 
     });
     auto t2 = Clock::now();
     auto s2 = st.stats();
-    std::printf("loaded %lu MiB in %.1f s and %lu small keys in %.1f s (%.0f/s); %lu checkpoints, "
-                "log %lu MiB used\n",
-                static_cast<unsigned long>(data >> 20),
-                std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long>(keys),
-                std::chrono::duration<double>(t2 - t1).count(),
-                static_cast<double>(keys) / std::chrono::duration<double>(t2 - t1).count(),
-                static_cast<unsigned long>(s2.checkpoints),
-                static_cast<unsigned long>(s2.wal_used >> 20));
+    std::printf(
+        "loaded %lu MiB in %.1f s and %lu small keys in %.1f s (%.0f/s); %lu checkpoints, "
+        "log %lu MiB used\n",
+        static_cast<unsigned long>(data >> 20), std::chrono::duration<double>(t1 - t0).count(),
+        static_cast<unsigned long>(keys), std::chrono::duration<double>(t2 - t1).count(),
+        static_cast<double>(keys) / std::chrono::duration<double>(t2 - t1).count(),
+        static_cast<unsigned long>(s2.checkpoints), static_cast<unsigned long>(s2.wal_used >> 20));
     std::fflush(stdout);
     char c = 1;
     if (::write(ready_fd, &c, 1) != 1) std::exit(1);
@@ -152,14 +150,15 @@ int main(int argc, char** argv) {
     auto st = (*s)->stats();
     uint64_t bad = 0;
     for (uint64_t i = 0; i < keys; i += 997) {
-      auto r = (*s)->fetch({2, i / 1000}, std::to_string(i % 1000), "a", ValueKind::single, 0, 0,
-                           0);
+      auto r =
+          (*s)->fetch({2, i / 1000}, std::to_string(i % 1000), "a", ValueKind::single, 0, 0, 0);
       if (!r || r->data.view() != small_value(i)) ++bad;
     }
-    std::printf("recovery after kill -9: %.0f ms (open to serving) for %lu objects, %lu versions, "
-                "%lu MiB of data; sampled keys wrong: %lu\n",
-                ms, static_cast<unsigned long>(st.objects), static_cast<unsigned long>(st.versions),
-                static_cast<unsigned long>(st.used >> 20), static_cast<unsigned long>(bad));
+    std::printf(
+        "recovery after kill -9: %.0f ms (open to serving) for %lu objects, %lu versions, "
+        "%lu MiB of data; sampled keys wrong: %lu\n",
+        ms, static_cast<unsigned long>(st.objects), static_cast<unsigned long>(st.versions),
+        static_cast<unsigned long>(st.used >> 20), static_cast<unsigned long>(bad));
     (*s)->close();
     s->reset();
     done.set_value(bad == 0 ? 0 : 1);

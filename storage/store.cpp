@@ -23,7 +23,7 @@ namespace {
 constexpr char kSuperMagic[8] = {'T', 'S', 'R', 'A', 'S', 'T', 'O', '2'};
 constexpr char kCkptMagic[8] = {'T', 'S', 'R', 'A', 'C', 'K', 'P', '1'};
 constexpr uint64_t kBlock = 4096;
-constexpr uint64_t kCkptSlot0 = 4096;   // two header slots of one block each
+constexpr uint64_t kCkptSlot0 = 4096;    // two header slots of one block each
 constexpr uint64_t kMetaEnd = 3 * 4096;  // superblock + two slots
 constexpr uint64_t kChunkTarget = 1u << 20;
 constexpr uint64_t kMaxEpoch = std::numeric_limits<uint64_t>::max();
@@ -369,7 +369,8 @@ Status TargetStore::recover() {
   alloc_.reset(data_off_, q_->size() - data_off_);
   WalMark from;
   TESSERA_TRY(load_checkpoint(from));
-  TESSERA_TRY(wal_->replay(from, [this](std::span<const uint8_t> rec) { return apply_record(rec); }));
+  TESSERA_TRY(
+      wal_->replay(from, [this](std::span<const uint8_t> rec) { return apply_record(rec); }));
   ckpt_mark_ = from;
   versions_ = 0;
   for (const Extent& e : ckpt_extents_) {
@@ -704,9 +705,9 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   if (kind == ValueKind::array) {
     if (data.empty()) return Status(Errc::invalid_argument, "empty array extent");
     if (data.size() % rsize != 0) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("{} bytes is not a whole number of {} byte records", data.size(),
-                                rsize));
+      return Status(
+          Errc::invalid_argument,
+          fmt::format("{} bytes is not a whole number of {} byte records", data.size(), rsize));
     }
     if (offset > (std::numeric_limits<uint64_t>::max() - data.size()) / rsize) {
       return Status(Errc::invalid_argument, "array extent overflows the 64-bit offset space");
@@ -740,9 +741,9 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   Version v;
   if (uo.epoch != 0) {
     if (uo.epoch <= agg_epoch_) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("epoch {} is at or below the aggregation epoch {}", uo.epoch,
-                                agg_epoch_));
+      return Status(
+          Errc::invalid_argument,
+          fmt::format("epoch {} is at or below the aggregation epoch {}", uo.epoch, agg_epoch_));
     }
     hlc_.observe(uo.epoch);
     v.epoch = uo.epoch;
@@ -838,9 +839,9 @@ Result<Buffer> TargetStore::read_extent(const Extent& e, CsumType t) {
   if (!r) return r.status();
   buf.truncate(e.len);
   if (checksum(t, buf.data(), e.len) != e.csum) {
-    return Status(Errc::checksum, fmt::format("target {}: extent at {} ({} bytes) fails its {}",
-                                              opts_.target_index, e.disk, e.len,
-                                              t == CsumType::crc64 ? "crc64" : "crc32c"));
+    return Status(Errc::checksum,
+                  fmt::format("target {}: extent at {} ({} bytes) fails its {}", opts_.target_index,
+                              e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
   }
   return buf;
 }
@@ -872,10 +873,10 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
 
   // Plan the copy from the index first: the fiber yields on I/O and the index may change.
   struct Piece {
-    uint64_t out;       // where in the output
-    Extent ext;         // which stored piece
-    uint64_t from;      // first byte of the piece wanted
-    uint64_t len;       // bytes wanted
+    uint64_t out;   // where in the output
+    Extent ext;     // which stored piece
+    uint64_t from;  // first byte of the piece wanted
+    uint64_t len;   // bytes wanted
     CsumType csum;
   };
   std::vector<Piece> pieces;
@@ -977,10 +978,9 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
       auto r = q_->read(p.ext.disk, out.data.data() + p.out, round_block(p.len));
       if (!r) return r.status();
       if (checksum(p.csum, out.data.data() + p.out, p.len) != p.ext.csum) {
-        return Status(Errc::checksum,
-                      fmt::format("target {}: extent at {} ({} bytes) fails its {}",
-                                  opts_.target_index, p.ext.disk, p.ext.len,
-                                  p.csum == CsumType::crc64 ? "crc64" : "crc32c"));
+        return Status(Errc::checksum, fmt::format("target {}: extent at {} ({} bytes) fails its {}",
+                                                  opts_.target_index, p.ext.disk, p.ext.len,
+                                                  p.csum == CsumType::crc64 ? "crc64" : "crc32c"));
       }
       continue;
     }
@@ -1060,8 +1060,8 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
 // ---- enumeration ------------------------------------------------------------------------------
 
 Result<ListResult> TargetStore::list(ListScope scope, const ObjectId& oid, std::string_view dkey,
-                                     std::string_view akey, std::string_view anchor,
-                                     uint32_t limit, uint64_t epoch) const {
+                                     std::string_view akey, std::string_view anchor, uint32_t limit,
+                                     uint64_t epoch) const {
   if (limit == 0) limit = 1000;
   if (epoch == 0) epoch = kMaxEpoch;
   ListResult out;
@@ -1307,7 +1307,8 @@ Status TargetStore::checkpoint_locked() {
       e.setAkey(as_data(*r.akey));
       e.setLevel(r.level);
       auto p = e.initPunches(static_cast<unsigned>(r.punches->size()));
-      for (size_t j = 0; j < r.punches->size(); ++j) p.set(static_cast<unsigned>(j), (*r.punches)[j]);
+      for (size_t j = 0; j < r.punches->size(); ++j)
+        p.set(static_cast<unsigned>(j), (*r.punches)[j]);
       if (r.a != nullptr) {
         e.setKind(r.a->kind == ValueKind::array ? 1 : 0);
         e.setRsize(r.a->rsize);
@@ -1344,7 +1345,8 @@ Status TargetStore::checkpoint_locked() {
         const AkeyVal& a = ait->second;
         refs.push_back({&oit->first, &dit->first, &ait->first, 2, &a.punches, &a});
         est += 80 + dit->first.size() + ait->first.size() + 8 * a.punches.size();
-        for (const Version& v : a.versions) est += 96 + v.inline_data.size() + 24 * v.extents.size();
+        for (const Version& v : a.versions)
+          est += 96 + v.inline_data.size() + 24 * v.extents.size();
         if (est >= kChunkTarget) {
           Status st = flush();
           if (!st.is_ok()) return fail(st);
@@ -1394,7 +1396,8 @@ Status TargetStore::checkpoint_locked() {
   ckpt_mark_ = mark;
   ++checkpoints_;
   wal_->release(mark);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log::info("target {}: checkpoint {}: {} entries, {} chunks, {} KiB in {:.1f} ms",
             opts_.target_index, h.seq, entries, dir.size(), ckpt_bytes_ >> 10, ms);
   return Status();
@@ -1408,8 +1411,8 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
   ++st.akeys_scanned;
   size_t old = 0;
   for (const Version& v : a.versions) old += v.epoch <= top ? 1 : 0;
-  bool punched = max_le(o.punches, top) != 0 || max_le(d.punches, top) != 0 ||
-                 max_le(a.punches, top) != 0;
+  bool punched =
+      max_le(o.punches, top) != 0 || max_le(d.punches, top) != 0 || max_le(a.punches, top) != 0;
   bool range_punch = std::any_of(a.versions.begin(), a.versions.end(),
                                  [top](const Version& v) { return v.punch && v.epoch <= top; });
   if (old <= 1 && !punched && !range_punch) return;
@@ -1551,8 +1554,8 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
       if (v.punch && v.epoch <= top) {
         bool hides = false;
         for (size_t j = 0; j < i && !hides; ++j) {
-          hides = !kept[j].punch && kept[j].epoch < v.epoch && kept[j].lo < v.hi &&
-                  v.lo < kept[j].hi;
+          hides =
+              !kept[j].punch && kept[j].epoch < v.epoch && kept[j].lo < v.hi && v.lo < kept[j].hi;
         }
         if (!hides) {
           ++st.punches_dropped;
@@ -1652,15 +1655,15 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
   }
   agg_epoch_ = std::max(agg_epoch_, top);
   ++aggregations_;
-  bool changed = st.versions_dropped + st.versions_trimmed + st.punches_dropped +
-                     st.keys_removed !=
-                 0;
+  bool changed =
+      st.versions_dropped + st.versions_trimmed + st.punches_dropped + st.keys_removed != 0;
   if (changed || !pending_free_.empty()) TESSERA_TRY(checkpoint_locked());
   if (changed) {
-    log::info("target {}: aggregated to epoch {}: {} versions dropped, {} trimmed, {} punches "
-              "dropped, {} keys removed, {} bytes freed",
-              opts_.target_index, top, st.versions_dropped, st.versions_trimmed,
-              st.punches_dropped, st.keys_removed, st.bytes_freed);
+    log::info(
+        "target {}: aggregated to epoch {}: {} versions dropped, {} trimmed, {} punches "
+        "dropped, {} keys removed, {} bytes freed",
+        opts_.target_index, top, st.versions_dropped, st.versions_trimmed, st.punches_dropped,
+        st.keys_removed, st.bytes_freed);
   }
   return st;
 }

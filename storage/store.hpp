@@ -119,8 +119,8 @@ struct AggregateStats {
 };
 
 struct StoreStats {
-  uint64_t capacity = 0;      // data region bytes
-  uint64_t used = 0;          // allocated: live extents + checkpoint + awaiting checkpoint
+  uint64_t capacity = 0;  // data region bytes
+  uint64_t used = 0;      // allocated: live extents + checkpoint + awaiting checkpoint
   uint64_t checkpoint_bytes = 0;
   uint64_t pending_free = 0;  // freed by aggregation, reusable after the next checkpoint
   uint64_t reserve = 0;       // kept free so the next checkpoint always fits

@@ -219,8 +219,8 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
   for (Waiter* w : batch) payload += 8 + (w->record.size() + 7) / 8 * 8;
   uint64_t gsize = round_up(sizeof(GroupHeader) + payload);
   if (gsize > length_ / 2) {
-    return Status(Errc::no_space, fmt::format("a {} byte log group exceeds half the {} byte log",
-                                              gsize, length_));
+    return Status(Errc::no_space,
+                  fmt::format("a {} byte log group exceeds half the {} byte log", gsize, length_));
   }
   NoLock nl;
   while (true) {

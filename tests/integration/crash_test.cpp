@@ -116,8 +116,14 @@ TEST(CrashTest, VersionedStoreWithCheckpointsAndAggregationSurvivesRandomKills) 
   ServerOptions so;
   so.dir = dir.path();
   so.storage_size = "256M";
-  so.extra = {"--wal-size",         "1M",   "--checkpoint-interval-ms", "150",
-              "--aggregation-interval-ms", "200", "--aggregation-delay-ms", "50"};
+  so.extra = {"--wal-size",
+              "1M",
+              "--checkpoint-interval-ms",
+              "150",
+              "--aggregation-interval-ms",
+              "200",
+              "--aggregation-delay-ms",
+              "50"};
   ServerProcess server(so);
   ASSERT_TRUE(server.start().is_ok());
 
@@ -131,8 +137,8 @@ TEST(CrashTest, VersionedStoreWithCheckpointsAndAggregationSurvivesRandomKills) 
     for (auto& c : v) c = static_cast<char>(rng());
     return v;
   };
-  std::map<uint64_t, uint64_t> newest_acked;            // key -> update index
-  std::map<uint64_t, std::vector<uint64_t>> unacked;    // key -> update indexes lost in flight
+  std::map<uint64_t, uint64_t> newest_acked;          // key -> update index
+  std::map<uint64_t, std::vector<uint64_t>> unacked;  // key -> update indexes lost in flight
   std::mt19937_64 rng(std::random_device{}());
   uint64_t seed = rng();
   std::printf("kill moments seed %lu\n", static_cast<unsigned long>(seed));
@@ -144,8 +150,9 @@ TEST(CrashTest, VersionedStoreWithCheckpointsAndAggregationSurvivesRandomKills) 
     for (auto& [k, i] : newest_acked) {
       ValueKind kind = is_array(i) ? ValueKind::array : ValueKind::single;
       auto r = c.fetch(ObjectId{0xFEED, k}, "d", "a", kind, 0, 0, 0, {.must_exist = true});
-      ASSERT_TRUE(r.is_ok()) << "key " << k << " (update " << i << ") lost: "
-                             << r.status().to_string() << " seed " << seed << "\nserver log:\n"
+      ASSERT_TRUE(r.is_ok()) << "key " << k << " (update " << i
+                             << ") lost: " << r.status().to_string() << " seed " << seed
+                             << "\nserver log:\n"
                              << server.log();
       std::string got(r->data.view());
       bool ok = got == value(i);
@@ -206,10 +213,11 @@ TEST(CrashTest, VersionedStoreWithCheckpointsAndAggregationSurvivesRandomKills) 
   if (::testing::Test::HasFatalFailure()) return;
   auto st = (*c)->stats_async(0).get();
   ASSERT_TRUE(st.is_ok());
-  std::printf("verified %zu keys after 4 kills; %lu updates sent; target 0: %lu checkpoints, "
-              "recovery %.0f ms\n",
-              checked, static_cast<unsigned long>(next),
-              static_cast<unsigned long>(st->checkpoints), st->recovery_ms);
+  std::printf(
+      "verified %zu keys after 4 kills; %lu updates sent; target 0: %lu checkpoints, "
+      "recovery %.0f ms\n",
+      checked, static_cast<unsigned long>(next), static_cast<unsigned long>(st->checkpoints),
+      st->recovery_ms);
   EXPECT_EQ(checked, kKeys);
   // Checkpoints and the wrapped log were really in play: the engine log says so.
   EXPECT_NE(server.log().find("checkpoint"), std::string::npos);

@@ -12,10 +12,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <map>
-#include <random>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <random>
 #include <set>
 
 #include "storage/store.hpp"
@@ -43,9 +43,15 @@ struct Change {
   std::string data;
 };
 
-std::string dkey_name(int d) { return "d" + std::to_string(d); }
-std::string akey_name(int a) { return (a < 2 ? "s" : "a") + std::to_string(a); }
-ObjectId oid_of(int o) { return ObjectId{7, static_cast<uint64_t>(o)}; }
+std::string dkey_name(int d) {
+  return "d" + std::to_string(d);
+}
+std::string akey_name(int a) {
+  return (a < 2 ? "s" : "a") + std::to_string(a);
+}
+ObjectId oid_of(int o) {
+  return ObjectId{7, static_cast<uint64_t>(o)};
+}
 
 struct Model {
   std::vector<Change> changes;  // store epochs only grow, so this is in epoch order
@@ -148,8 +154,8 @@ uint32_t crc_of(const std::string& s) {
 void ModelTest::run_seed(uint64_t seed) {
   std::mt19937_64 rng(seed);
   Model m;
-  uint64_t min_epoch = 0;          // reads below it are only defined at protected epochs
-  std::vector<uint64_t> snaps;     // protected epochs
+  uint64_t min_epoch = 0;       // reads below it are only defined at protected epochs
+  std::vector<uint64_t> snaps;  // protected epochs
   auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint64_t>(n)); };
   auto random_bytes = [&](size_t n) {
     std::string s(n, '\0');
@@ -160,7 +166,8 @@ void ModelTest::run_seed(uint64_t seed) {
   auto read_epoch = [&]() -> uint64_t {
     int r = pick(4);
     if (r == 0 || m.changes.empty()) return 0;
-    if (r == 1 && !snaps.empty()) return snaps[static_cast<size_t>(pick(static_cast<int>(snaps.size())))];
+    if (r == 1 && !snaps.empty())
+      return snaps[static_cast<size_t>(pick(static_cast<int>(snaps.size())))];
     std::vector<uint64_t> ok;
     for (const Change& c : m.changes) {
       if (c.epoch >= min_epoch) ok.push_back(c.epoch);
@@ -172,8 +179,8 @@ void ModelTest::run_seed(uint64_t seed) {
   auto model_epoch = [&](uint64_t e) { return e == 0 ? ~uint64_t{0} : e; };
 
   auto check_key = [&](int o, int d, int a, uint64_t e) {
-    SCOPED_TRACE(::testing::Message() << "obj " << o << " " << dkey_name(d) << "/" << akey_name(a)
-                                      << " at epoch " << e);
+    SCOPED_TRACE(::testing::Message()
+                 << "obj " << o << " " << dkey_name(d) << "/" << akey_name(a) << " at epoch " << e);
     uint64_t me = model_epoch(e);
     if (a < 2) {
       auto want = m.single(o, d, a, me);
@@ -272,8 +279,9 @@ void ModelTest::run_seed(uint64_t seed) {
       ASSERT_TRUE(e.is_ok()) << e.status().to_string();
       m.changes.push_back({*e, OpType::punch_range, o, d, a, off, len, {}});
     } else if (r < 69) {
-      OpType t = pick(5) == 0 ? OpType::punch_obj : pick(2) == 0 ? OpType::punch_dkey
-                                                                 : OpType::punch_akey;
+      OpType t = pick(5) == 0   ? OpType::punch_obj
+                 : pick(2) == 0 ? OpType::punch_dkey
+                                : OpType::punch_akey;
       std::string dk = t == OpType::punch_obj ? "" : dkey_name(d);
       std::string ak = t == OpType::punch_akey ? akey_name(a) : "";
       auto e = run_on(target, [&] { return store->punch(oid_of(o), dk, ak); });
@@ -333,8 +341,8 @@ TEST_F(ModelTest, RandomOperationsMatchTheModelForManySeeds) {
     for (uint64_t s = 1; s <= count; ++s) seeds.push_back(s * 7919);
   }
   for (uint64_t seed : seeds) {
-    SCOPED_TRACE(::testing::Message() << "seed " << seed << " (rerun: TESSERA_MODEL_SEED=" << seed
-                                      << ")");
+    SCOPED_TRACE(::testing::Message()
+                 << "seed " << seed << " (rerun: TESSERA_MODEL_SEED=" << seed << ")");
     close();
     std::filesystem::remove(dir.file("model.dat"));
     ASSERT_TRUE(open().is_ok());

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <random>
 
-#include <boost/fiber/future.hpp>
 #include <fmt/format.h>
+#include <boost/fiber/future.hpp>
 
 #include "storage/store.hpp"
 #include "tests/test_util.hpp"
@@ -39,8 +39,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
     close();
     target.stop();
   }
-  Status open(uint64_t size = 64ull << 20, uint64_t wal = 0,
-              CsumType csum = CsumType::crc32c) {
+  Status open(uint64_t size = 64ull << 20, uint64_t wal = 0, CsumType csum = CsumType::crc32c) {
     return run_on(target, [&]() -> Status {
       BlockQueueOptions qo;
       qo.backend = GetParam();
@@ -201,8 +200,8 @@ TEST_P(StoreTest, ListingPagesWithAnchors) {
   ASSERT_TRUE(objs.is_ok());
   EXPECT_EQ(objs->entries.size(), 3u);
   EXPECT_FALSE(objs->done);
-  auto rest =
-      run_on(target, [&] { return store->list(ListScope::objects, {}, "", "", objs->anchor, 100); });
+  auto rest = run_on(
+      target, [&] { return store->list(ListScope::objects, {}, "", "", objs->anchor, 100); });
   ASSERT_TRUE(rest.is_ok());
   EXPECT_EQ(rest->entries.size(), 5u);  // 8 objects in all
   EXPECT_TRUE(rest->done);
@@ -251,7 +250,7 @@ TEST_P(StoreTest, TornLogTailIsIgnoredAsAWhole) {
   ASSERT_GE(fd, 0);
   GroupHeader h{kGroupMagic, 0xdeadbeef, 0, 4, 1, 64};
   uint64_t inc = 0;
-  constexpr off_t kWal = 3 * 4096;                // the log follows superblock + 2 slots
+  constexpr off_t kWal = 3 * 4096;               // the log follows superblock + 2 slots
   ASSERT_EQ(::pread(fd, &inc, 8, kWal + 8), 8);  // incarnation of group 1
   h.incarnation = inc;
   ASSERT_EQ(::pwrite(fd, &h, sizeof(h), kWal + static_cast<off_t>(tail)),
@@ -384,16 +383,16 @@ TEST_P(StoreTest, OverlappingExtentsResolvePerByteByEpochAndRangePunchesMakeHole
   EXPECT_EQ(arr(4990, 30, e1), std::string(30, 'a'));
   EXPECT_EQ(arr(4990, 30, e2), std::string(10, 'a') + std::string(20, 'b'));
   EXPECT_EQ(arr(5040, 20, e3), std::string(10, 'b') + std::string(10, '\0'));
-  EXPECT_EQ(arr(5040, 40, e4),
-            std::string(10, 'b') + std::string(10, '\0') + std::string(10, 'c') +
-                std::string(10, '\0'));
+  EXPECT_EQ(arr(5040, 40, e4), std::string(10, 'b') + std::string(10, '\0') + std::string(10, 'c') +
+                                   std::string(10, '\0'));
   auto r = get(o, "d", "x", ValueKind::array, 5040, 2020, e4);
   ASSERT_TRUE(r.is_ok());
   std::vector<std::pair<uint64_t, uint64_t>> holes{{5050, 10}, {5070, 980}};
   EXPECT_EQ(r->holes, holes);
   EXPECT_EQ(arr(6050, 10, e4), std::string(10, 'a'));
   // The written runs at each epoch, and the highest record.
-  auto runs = run_on(target, [&] { return store->list(ListScope::recx, o, "d", "x", "", 100, e4); });
+  auto runs =
+      run_on(target, [&] { return store->list(ListScope::recx, o, "d", "x", "", 100, e4); });
   ASSERT_TRUE(runs.is_ok());
   std::vector<std::pair<uint64_t, uint64_t>> got;
   for (auto& e : runs->entries) got.emplace_back(e.offset, e.length);
@@ -462,7 +461,8 @@ TEST_P(StoreTest, EnumerationAtAnEpochWithAnchorsAndMaxDkey) {
   ASSERT_TRUE(run_on(target, [&] { return store->punch(o, "k029", "a"); }).is_ok());
   EXPECT_EQ(*run_on(target, [&] { return store->max_dkey(o, 0); }), "k028");
   EXPECT_EQ(*run_on(target, [&] { return store->max_dkey(o, before); }), "k029");
-  auto akeys = run_on(target, [&] { return store->list(ListScope::akeys, o, "k029", "", "", 10, before); });
+  auto akeys =
+      run_on(target, [&] { return store->list(ListScope::akeys, o, "k029", "", "", 10, before); });
   ASSERT_TRUE(akeys.is_ok());
   ASSERT_EQ(akeys->entries.size(), 1u);
   EXPECT_EQ(akeys->entries[0].size, 1u);
