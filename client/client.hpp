@@ -86,15 +86,7 @@ struct MaxInfo {
   uint64_t recx_end = 0;  // one past the highest record of (dkey, akey)
 };
 
-struct AggregateInfo {
-  uint64_t epoch = 0;
-  uint64_t akeys_scanned = 0;
-  uint64_t versions_dropped = 0;
-  uint64_t versions_trimmed = 0;
-  uint64_t punches_dropped = 0;
-  uint64_t keys_removed = 0;
-  uint64_t bytes_freed = 0;
-};
+using AggregateInfo = AggregateStats;
 
 struct StoreTargetStats {  // one target's store counters (stats_async)
   uint64_t capacity = 0, used = 0, checkpoint_bytes = 0, pending_free = 0, reserve = 0;

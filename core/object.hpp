@@ -24,6 +24,17 @@ enum class ListScope : uint8_t { objects, dkeys, akeys, recx };
 // if it has one (update). A failed condition is `exists` / `not_found` and changes nothing.
 enum class Cond : uint8_t { none = 0, insert = 1, update = 2 };
 
+// What one aggregation pass of a target's store did (store, service and client share it).
+struct AggregateStats {
+  uint64_t epoch = 0;  // the aggregation epoch actually used
+  uint64_t akeys_scanned = 0;
+  uint64_t versions_dropped = 0;
+  uint64_t versions_trimmed = 0;
+  uint64_t punches_dropped = 0;
+  uint64_t keys_removed = 0;
+  uint64_t bytes_freed = 0;
+};
+
 // Checksum kept with every stored extent (computed on arrival, verified on every read).
 enum class CsumType : uint8_t { crc32c = 0, crc64 = 1 };
 

@@ -108,15 +108,7 @@ struct ListResult {
   bool done = true;
 };
 
-struct AggregateStats {
-  uint64_t epoch = 0;  // the aggregation epoch actually used
-  uint64_t akeys_scanned = 0;
-  uint64_t versions_dropped = 0;
-  uint64_t versions_trimmed = 0;
-  uint64_t punches_dropped = 0;
-  uint64_t keys_removed = 0;
-  uint64_t bytes_freed = 0;
-};
+using tessera::AggregateStats;
 
 struct StoreStats {
   uint64_t capacity = 0;  // data region bytes
