@@ -61,6 +61,71 @@ TEST(Cli, PutGetListPunchAndSystemQuery) {
   EXPECT_EQ(json::parse(nout)["error"], "not found");
 }
 
+TEST(Cli, EpochsConditionsRangePunchAndTargetMaintenance) {
+  TempDir dir;
+  ServerOptions so = ServerOptions::in(dir.path());
+  so.targets = 1;
+  ServerProcess server(so);
+  ASSERT_TRUE(server.start().is_ok());
+  const std::string cli = TESSERA_CLI_BIN;
+  const std::string e = server.address();
+  auto put = [&](const std::string& v, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{cli,     "-e", e,        "--json", "obj",    "put",
+                                  "--oid", "9",  "--dkey", "d",      "--akey", "a"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run_command(argv, v);
+  };
+  auto [c1, o1] = put("first", {"--if-absent"});
+  ASSERT_EQ(c1, 0) << o1;
+  uint64_t e1 = json::parse(o1)["epoch"];
+  auto [c2, o2] = put("again", {"--if-absent"});
+  EXPECT_NE(c2, 0);
+  EXPECT_EQ(json::parse(o2)["error"], "already exists");
+  auto [c3, o3] = put("second", {"--if-present"});
+  ASSERT_EQ(c3, 0) << o3;
+  // The first version is still there at its epoch.
+  auto [g1, v1] = run_command({cli, "-e", e, "obj", "get", "--oid", "9", "--dkey", "d", "--akey",
+                               "a", "--epoch", std::to_string(e1)});
+  ASSERT_EQ(g1, 0);
+  EXPECT_EQ(v1, "first");
+  auto [g2, v2] =
+      run_command({cli, "-e", e, "obj", "get", "--oid", "9", "--dkey", "d", "--akey", "a"});
+  EXPECT_EQ(v2, "second");
+
+  // Array range punch, extent listing and max.
+  auto [ac, aout] = run_command(
+      {cli, "-e", e, "obj", "put", "--oid", "9", "--dkey", "d", "--akey", "arr", "--array"},
+      std::string(100, 'x'));
+  ASSERT_EQ(ac, 0) << aout;
+  auto [pc, pout] = run_command({cli, "-e", e, "obj", "punch", "--oid", "9", "--dkey", "d",
+                                 "--akey", "arr", "--offset", "40", "--length", "20"});
+  ASSERT_EQ(pc, 0) << pout;
+  auto [lc, lout] = run_command(
+      {cli, "-e", e, "--json", "obj", "list", "--oid", "9", "--dkey", "d", "--akey", "arr"});
+  ASSERT_EQ(lc, 0) << lout;
+  json runs = json::parse(lout)["entries"];
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0]["length"], 40);
+  EXPECT_EQ(runs[1]["offset"], 60);
+  auto [mc, mout] = run_command(
+      {cli, "-e", e, "--json", "obj", "max", "--oid", "9", "--dkey", "d", "--akey", "arr"});
+  ASSERT_EQ(mc, 0) << mout;
+  EXPECT_EQ(json::parse(mout)["recx_end"], 100);
+
+  // Aggregation drops the replaced version; stats show the counters.
+  auto [tc, tout] = run_command({cli, "-e", e, "--json", "target", "aggregate", "--all"});
+  ASSERT_EQ(tc, 0) << tout;
+  EXPECT_GE(json::parse(tout)["targets"][0]["versions_dropped"].get<int>(), 1);
+  auto [sc, sout] = run_command({cli, "-e", e, "--json", "target", "stats"});
+  ASSERT_EQ(sc, 0) << sout;
+  json st = json::parse(sout)["targets"][0];
+  EXPECT_GE(st["checkpoints"].get<int>(), 1);
+  EXPECT_GE(st["aggregations"].get<int>(), 1);
+  auto [bc, bout] = run_command({cli, "-e", e, "--json", "target", "stats", "-t", "7"});
+  EXPECT_NE(bc, 0);
+  EXPECT_NE(bout.find("no target 7"), std::string::npos) << bout;
+}
+
 TEST(Cli, HelpAndClearErrors) {
   const std::string cli = TESSERA_CLI_BIN;
   for (auto args : std::vector<std::vector<std::string>>{
