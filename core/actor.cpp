@@ -1,14 +1,9 @@
 #include "core/actor.hpp"
 
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 
 namespace tessera {
-namespace {
-struct NoLock {
-  void lock() {}
-  void unlock() {}
-};
-}  // namespace
 
 ActorRuntime::ActorRuntime(Target& target, uint32_t rank) : target_(target), rank_(rank) {
   // Whether or not actors get registered, pending asks must fail when the target stops.

@@ -19,17 +19,12 @@
 #endif
 
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 
 namespace tessera {
 namespace {
 thread_local Target* t_current = nullptr;
 
-// A BasicLockable that does nothing: every fiber of a target runs on one thread, so the
-// condition variables below need no lock, only the wait queue.
-struct NoLock {
-  void lock() {}
-  void unlock() {}
-};
 }  // namespace
 
 // Round-robin ready queue; when nothing is ready, the dispatcher lands in suspend_until, which

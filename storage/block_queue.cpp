@@ -10,14 +10,9 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 
 namespace tessera::storage {
-namespace {
-struct NoLock {
-  void lock() {}
-  void unlock() {}
-};
-}  // namespace
 
 Result<size_t> BlockQueue::run(IoOp op, uint64_t off, void* buf, size_t len) {
   if (op != IoOp::sync) {

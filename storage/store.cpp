@@ -15,6 +15,7 @@
 
 #include "actors/schema/capnp_util.hpp"
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 #include "storage/wal.capnp.h"
 
 namespace tessera::storage {
@@ -27,11 +28,6 @@ constexpr uint64_t kCkptSlot0 = 4096;    // two header slots of one block each
 constexpr uint64_t kMetaEnd = 3 * 4096;  // superblock + two slots
 constexpr uint64_t kChunkTarget = 1u << 20;
 constexpr uint64_t kMaxEpoch = std::numeric_limits<uint64_t>::max();
-
-struct NoLock {
-  void lock() {}
-  void unlock() {}
-};
 
 struct Superblock {
   char magic[8];

@@ -6,13 +6,10 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 
 namespace tessera::storage {
 namespace {
-struct NoLock {
-  void lock() {}
-  void unlock() {}
-};
 constexpr uint64_t kBlock = 4096;
 constexpr size_t kMaxGroupPayload = 4u << 20;
 uint64_t round_up(uint64_t v) {
