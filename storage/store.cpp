@@ -622,6 +622,11 @@ bool TargetStore::object_visible(const Object& o, uint64_t epoch) const {
   return false;
 }
 
+Status TargetStore::rsize_mismatch(const AkeyVal& a, uint32_t rsize) {
+  return Status(Errc::invalid_argument,
+                fmt::format("the array has {} byte records, not {}", a.rsize, rsize));
+}
+
 // ---- conditional operations -------------------------------------------------------------------
 
 std::string TargetStore::busy_key(const ObjectId& oid, std::string_view dkey,
@@ -661,6 +666,22 @@ Status TargetStore::check_condition(const ObjectId& oid, std::string_view dkey,
 }
 
 namespace {
+// Registers a change's epoch as in flight until it is applied or failed: aggregation stays
+// below every such epoch.
+class InflightEpoch {
+ public:
+  InflightEpoch(std::set<uint64_t>& set, uint64_t epoch) : set_(set), epoch_(epoch) {
+    set_.insert(epoch_);
+  }
+  ~InflightEpoch() { set_.erase(epoch_); }
+  InflightEpoch(const InflightEpoch&) = delete;
+  InflightEpoch& operator=(const InflightEpoch&) = delete;
+
+ private:
+  std::set<uint64_t>& set_;
+  uint64_t epoch_;
+};
+
 // Marks keys as changing while a change is in flight; conditional operations wait for it.
 struct BusyGuard {
   std::unordered_map<std::string, int>& map;
@@ -723,8 +744,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
                                 kind == ValueKind::array ? "an array" : "a single value"));
     }
     if (kind == ValueKind::array && a->rsize != rsize) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("the array has {} byte records, not {}", a->rsize, rsize));
+      return rsize_mismatch(*a, rsize);
     }
   }
   if (uo.cond != Cond::none) {
@@ -754,12 +774,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   v.csum_type = opts_.checksum;
   bool inl = data.size() < opts_.inline_threshold;
   TESSERA_TRY(need_space(inl ? 0 : round_block(data.size())));
-  inflight_epochs_.insert(v.epoch);
-  struct EpochGuard {
-    std::set<uint64_t>& s;
-    uint64_t e;
-    ~EpochGuard() { s.erase(e); }
-  } eg{inflight_epochs_, v.epoch};
+  InflightEpoch inflight(inflight_epochs_, v.epoch);
   if (inl) {
     v.inline_data.assign(reinterpret_cast<const char*>(data.data()), data.size());
   } else {
@@ -773,7 +788,9 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
                       fmt::format("target {}: {}", opts_.target_index, off.status().message()));
       }
       const uint8_t* src = data.data() + pos;
-      Extent e{*off, len, checksum(v.csum_type, src, len)};
+      // A value stored as one crc32c piece already has its checksum: the one verified above.
+      bool whole = len == data.size() && v.csum_type == CsumType::crc32c;
+      Extent e{*off, len, whole ? crc : checksum(v.csum_type, src, len)};
       v.extents.push_back(e);
       uint64_t disk_len = round_block(len);
       if (reinterpret_cast<uintptr_t>(src) % kBlock != 0 || disk_len != len) {
@@ -829,16 +846,19 @@ Result<uint64_t> TargetStore::log_version(const ObjectId& oid, std::string_view 
 
 // ---- fetch ------------------------------------------------------------------------------------
 
+Status TargetStore::verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const {
+  if (checksum(t, bytes, e.len) == e.csum) return Status();
+  return Status(Errc::checksum,
+                fmt::format("target {}: extent at {} ({} bytes) fails its {}", opts_.target_index,
+                            e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
+}
+
 Result<Buffer> TargetStore::read_extent(const Extent& e, CsumType t) {
   Buffer buf(round_block(e.len));
   auto r = q_->read(e.disk, buf.data(), buf.size());
   if (!r) return r.status();
   buf.truncate(e.len);
-  if (checksum(t, buf.data(), e.len) != e.csum) {
-    return Status(Errc::checksum,
-                  fmt::format("target {}: extent at {} ({} bytes) fails its {}", opts_.target_index,
-                              e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
-  }
+  TESSERA_TRY(verify_extent(e, t, buf.data()));
   return buf;
 }
 
@@ -858,8 +878,7 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
                                                 : "akey holds a single value; fetch it as one");
     }
     if (kind == ValueKind::array && a->rsize != rsize) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("the array has {} byte records, not {}", a->rsize, rsize));
+      return rsize_mismatch(*a, rsize);
     }
   }
   if (kind == ValueKind::array &&
@@ -973,11 +992,7 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
     if (in_place) {
       auto r = q_->read(p.ext.disk, out.data.data() + p.out, round_block(p.len));
       if (!r) return r.status();
-      if (checksum(p.csum, out.data.data() + p.out, p.len) != p.ext.csum) {
-        return Status(Errc::checksum, fmt::format("target {}: extent at {} ({} bytes) fails its {}",
-                                                  opts_.target_index, p.ext.disk, p.ext.len,
-                                                  p.csum == CsumType::crc64 ? "crc64" : "crc32c"));
-      }
+      TESSERA_TRY(verify_extent(p.ext, p.csum, out.data.data() + p.out));
       continue;
     }
     if (last_disk != p.ext.disk) {
@@ -1010,11 +1025,9 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
   rec.setPunch();
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
-  inflight_epochs_.insert(epoch);
+  InflightEpoch inflight(inflight_epochs_, epoch);
   std::function<void()> apply = [&] { apply_punch(oid, dkey, akey, epoch); };
-  Status st = wal_->append(std::span<const uint8_t>(bytes.begin(), bytes.size()), apply);
-  inflight_epochs_.erase(epoch);
-  TESSERA_TRY(st);
+  TESSERA_TRY(wal_->append(std::span<const uint8_t>(bytes.begin(), bytes.size()), apply));
   return epoch;
 }
 
@@ -1035,8 +1048,7 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
       return Status(Errc::invalid_argument, "akey holds a single value; punch the akey instead");
     }
     if (a->rsize != rsize) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("the array has {} byte records, not {}", a->rsize, rsize));
+      return rsize_mismatch(*a, rsize);
     }
   }
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
@@ -1046,11 +1058,8 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
   v.offset = offset * rsize;
   v.lo = v.offset;
   v.hi = v.offset + length * rsize;
-  inflight_epochs_.insert(v.epoch);
-  uint64_t e = v.epoch;
-  auto r = log_version(oid, dkey, akey, ValueKind::array, rsize, std::move(v));
-  inflight_epochs_.erase(e);
-  return r;
+  InflightEpoch inflight(inflight_epochs_, v.epoch);
+  return log_version(oid, dkey, akey, ValueKind::array, rsize, std::move(v));
 }
 
 // ---- enumeration ------------------------------------------------------------------------------

@@ -229,6 +229,8 @@ class TargetStore {
   bool dkey_visible(const Object& o, const Dkey& d, uint64_t epoch) const;
   bool object_visible(const Object& o, uint64_t epoch) const;
   Result<Buffer> read_extent(const Extent& e, CsumType t);
+  Status verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const;
+  static Status rsize_mismatch(const AkeyVal& a, uint32_t rsize);
   Status write_superblock();
   Status zero_fill(uint64_t from, uint64_t to);
 
