@@ -88,11 +88,7 @@ struct MaxInfo {
 
 using AggregateInfo = AggregateStats;
 
-struct StoreTargetStats {  // one target's store counters (stats_async)
-  uint64_t capacity = 0, used = 0, checkpoint_bytes = 0, pending_free = 0, reserve = 0;
-  uint64_t wal_used = 0, wal_capacity = 0, objects = 0, versions = 0, updates = 0, fetches = 0;
-  uint64_t checkpoints = 0, aggregations = 0, aggregation_epoch = 0;
-  double recovery_ms = 0;
+struct StoreTargetStats : StoreStats {  // one target's store counters (stats_async)
   std::string backend;
 };
 

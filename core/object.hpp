@@ -35,6 +35,25 @@ struct AggregateStats {
   uint64_t bytes_freed = 0;
 };
 
+// One target store's counters (store, service and client share it).
+struct StoreStats {
+  uint64_t capacity = 0;  // data region bytes
+  uint64_t used = 0;      // allocated: live extents + checkpoint + awaiting checkpoint
+  uint64_t checkpoint_bytes = 0;
+  uint64_t pending_free = 0;  // freed by aggregation, reusable after the next checkpoint
+  uint64_t reserve = 0;       // kept free so the next checkpoint always fits
+  uint64_t wal_used = 0;
+  uint64_t wal_capacity = 0;
+  uint64_t objects = 0;
+  uint64_t versions = 0;
+  uint64_t updates = 0;
+  uint64_t fetches = 0;
+  uint64_t checkpoints = 0;
+  uint64_t aggregations = 0;
+  uint64_t aggregation_epoch = 0;
+  double recovery_ms = 0;
+};
+
 // Checksum kept with every stored extent (computed on arrival, verified on every read).
 enum class CsumType : uint8_t { crc32c = 0, crc64 = 1 };
 

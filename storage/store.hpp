@@ -110,23 +110,7 @@ struct ListResult {
 
 using tessera::AggregateStats;
 
-struct StoreStats {
-  uint64_t capacity = 0;  // data region bytes
-  uint64_t used = 0;      // allocated: live extents + checkpoint + awaiting checkpoint
-  uint64_t checkpoint_bytes = 0;
-  uint64_t pending_free = 0;  // freed by aggregation, reusable after the next checkpoint
-  uint64_t reserve = 0;       // kept free so the next checkpoint always fits
-  uint64_t wal_used = 0;
-  uint64_t wal_capacity = 0;
-  uint64_t objects = 0;
-  uint64_t versions = 0;
-  uint64_t updates = 0;
-  uint64_t fetches = 0;
-  uint64_t checkpoints = 0;
-  uint64_t aggregations = 0;
-  uint64_t aggregation_epoch = 0;
-  double recovery_ms = 0;
-};
+using tessera::StoreStats;
 
 class TargetStore {
  public:
