@@ -34,6 +34,12 @@ std::string_view errc_name(Errc e) noexcept {
       return "permission denied";
     case Errc::internal:
       return "internal error";
+    case Errc::stale:
+      return "stale pool map";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::busy:
+      return "busy";
   }
   return "unknown error";
 }

@@ -28,6 +28,10 @@ enum class Errc : uint16_t {
   unsupported = 12,      // operation not available in this build/config
   permission = 13,       // caller lacks a permission
   internal = 14,         // a bug: invariant violated
+  stale = 15,            // the caller's pool map is older than the server's: refresh, retry
+  unavailable = 16,      // not enough healthy targets or fault domains for the request
+  busy = 17,             // refused while something is in use (open containers, ...)
+  kLast = busy,          // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

@@ -161,7 +161,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     m.method = env.getMethod();
     m.flags = env.getFlags();
     uint16_t st = env.getStatus();
-    if (st > static_cast<uint16_t>(Errc::internal)) {
+    if (st > static_cast<uint16_t>(Errc::kLast)) {
       return Status(Errc::protocol, fmt::format("unknown status code {}", st));
     }
     m.status = static_cast<Errc>(st);
