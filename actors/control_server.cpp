@@ -15,15 +15,26 @@ using asio::ip::tcp;
 struct ControlServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
+  asio::thread_pool workers{4};
+  std::atomic<uint64_t> next_session{1};
 };
 
 namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket sock, ControlServer::Handler& h, uint64_t max_message,
-          std::atomic<uint64_t>& bad)
-      : sock_(std::move(sock)), handler_(h), max_(max_message), bad_(bad) {}
+  Session(tcp::socket sock, ControlServer::Impl& im, ControlServer::Handler& h,
+          ControlServer::CloseHook& on_close, uint64_t max_message, std::atomic<uint64_t>& bad)
+      : sock_(std::move(sock)),
+        im_(im),
+        handler_(h),
+        on_close_(on_close),
+        max_(max_message),
+        bad_(bad),
+        id_(im.next_session++) {}
+  ~Session() {
+    if (on_close_) on_close_(id_);
+  }
 
   void start() { read_preamble(); }
 
@@ -68,10 +79,18 @@ class Session : public std::enable_shared_from_this<Session> {
     auto fr = net::decode_frame(frame_.span(), max_);
     if (!fr) return fail(fr.status().to_string());
     if (fr->pre.kind != net::FrameKind::whole) return fail("chunked frame on the control socket");
-    Message& req = fr->msg;
-    req.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
-    auto r = handler_(req);
-    Message rep = r ? make_reply(req, Status(), std::move(*r)) : make_reply(req, r.status());
+    auto req = std::make_shared<Message>(std::move(fr->msg));
+    req->bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+    auto self = shared_from_this();
+    asio::post(im_.workers, [self, req] {
+      auto r = self->handler_(*req, self->id_);
+      auto rep = std::make_shared<Message>(r ? make_reply(*req, Status(), std::move(*r))
+                                             : make_reply(*req, r.status()));
+      asio::post(self->im_.io, [self, rep] { self->send(*rep); });
+    });
+  }
+
+  void send(Message& rep) {
     rep.reply_to.clear();  // the answer goes back on this socket
     auto hdr = net::encode_header(rep, 0, 0, 0);
     if (!hdr) return fail(hdr.status().to_string());
@@ -85,27 +104,34 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   tcp::socket sock_;
+  ControlServer::Impl& im_;
   ControlServer::Handler& handler_;
+  ControlServer::CloseHook& on_close_;
   uint64_t max_;
   std::atomic<uint64_t>& bad_;
+  uint64_t id_;
   net::Preamble pre_{};
   Buffer frame_;
   Buffer out_;
 };
 
-void accept_loop(ControlServer::Impl* im, ControlServer::Handler* h, uint64_t max,
-                 std::atomic<uint64_t>* bad) {
-  im->acceptor.async_accept([im, h, max, bad](boost::system::error_code ec, tcp::socket sock) {
+void accept_loop(ControlServer::Impl* im, ControlServer::Handler* h, ControlServer::CloseHook* c,
+                 uint64_t max, std::atomic<uint64_t>* bad) {
+  im->acceptor.async_accept([im, h, c, max, bad](boost::system::error_code ec, tcp::socket sock) {
     if (ec) return;  // acceptor closed
-    std::make_shared<Session>(std::move(sock), *h, max, *bad)->start();
-    accept_loop(im, h, max, bad);
+    std::make_shared<Session>(std::move(sock), *im, *h, *c, max, *bad)->start();
+    accept_loop(im, h, c, max, bad);
   });
 }
 
 }  // namespace
 
-ControlServer::ControlServer(std::string listen, Handler handler, uint64_t max_message)
-    : listen_(std::move(listen)), handler_(std::move(handler)), max_message_(max_message) {}
+ControlServer::ControlServer(std::string listen, Handler handler, uint64_t max_message,
+                             CloseHook on_close)
+    : listen_(std::move(listen)),
+      handler_(std::move(handler)),
+      max_message_(max_message),
+      on_close_(std::move(on_close)) {}
 
 ControlServer::~ControlServer() {
   stop();
@@ -127,7 +153,7 @@ Status ControlServer::start() {
   auto local = impl_->acceptor.local_endpoint();
   port_ = local.port();
   bound_ = local.address().to_string() + ":" + std::to_string(port_);
-  accept_loop(impl_.get(), &handler_, max_message_, &bad_frames_);
+  accept_loop(impl_.get(), &handler_, &on_close_, max_message_, &bad_frames_);
   thread_ = std::thread([this] {
     log::set_thread_name("control");
     impl_->io.run();
@@ -143,7 +169,8 @@ void ControlServer::stop() {
     impl_->io.stop();
   });
   if (thread_.joinable()) thread_.join();
-  impl_.reset();
+  impl_->workers.join();
+  impl_.reset();  // destroys the queued handlers; their sessions close
 }
 
 }  // namespace tessera

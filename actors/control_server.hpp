@@ -1,8 +1,11 @@
 // ControlServer: the engine's TCP control socket (asio), on its own thread, not a target.
 //
-// Speaks the same frames as the fabric. Today it answers the system protocol's query (what a
-// client needs to reach the targets over the fabric); anything else gets an error reply, and
-// garbage is logged and the connection closed. Lifecycle: start() binds and spawns the thread,
+// Speaks the same frames as the fabric, one request at a time per connection. The I/O runs on
+// the control thread; each request is answered by the handler on a small worker pool (handlers
+// may block: the management service persists its state and calls other engines), then the
+// reply goes back on the same connection. Garbage is logged and the connection closed. Every
+// connection has a session id; on_close tells when one ends (the management service notices a
+// dead engine by its join connection closing). Lifecycle: start() binds and spawns the threads,
 // stop() closes the acceptor and every session and joins.
 #pragma once
 
@@ -18,11 +21,12 @@ namespace tessera {
 
 class ControlServer {
  public:
-  // `handler` answers one request message (returns the reply body or an error); runs on the
-  // control thread.
-  using Handler = std::function<Result<Buffer>(const Message&)>;
+  // `handler` answers one request message of connection `session` (returns the reply body or an
+  // error); runs on a worker thread.
+  using Handler = std::function<Result<Buffer>(const Message&, uint64_t session)>;
+  using CloseHook = std::function<void(uint64_t session)>;
 
-  ControlServer(std::string listen, Handler handler, uint64_t max_message);
+  ControlServer(std::string listen, Handler handler, uint64_t max_message, CloseHook on_close = {});
   ~ControlServer();
 
   Status start();
@@ -37,6 +41,7 @@ class ControlServer {
   std::string listen_;
   Handler handler_;
   uint64_t max_message_;
+  CloseHook on_close_;
   uint16_t port_ = 0;
   std::string bound_;
   std::atomic<uint64_t> bad_frames_{0};

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <future>
 
+#include "actors/mgmt/codec.hpp"
 #include "actors/object_service.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
@@ -21,10 +22,36 @@ struct Engine::Slot {
   std::unique_ptr<storage::TargetStore> store;
   std::unique_ptr<net::FabricEndpoint> ep;
   std::unique_ptr<ObjectService> svc;
+  TargetPools pools;  // target thread only
   std::string backend;
   std::string path;
   std::string fabric_addr;
 };
+
+namespace {
+// Runs `fn` in a fiber on the slot's target and waits for its Status (control threads only).
+template <typename F>
+Status run_on(Target& t, F fn) {
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  t.post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
+  if (f.wait_for(std::chrono::minutes(10)) != std::future_status::ready) {
+    return Status(Errc::timeout, fmt::format("target {} did not answer", t.index()));
+  }
+  return f.get();
+}
+
+storage::StoreOptions store_options(const EngineConfig& cfg, uint32_t target, uint64_t bytes) {
+  storage::StoreOptions so;
+  so.target_index = target;
+  so.wal_bytes = bytes == cfg.storage_bytes ? cfg.wal_bytes : 0;
+  so.checksum = cfg.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
+  so.checkpoint_interval = std::chrono::milliseconds(cfg.checkpoint_interval_ms);
+  so.aggregation_interval = std::chrono::milliseconds(cfg.aggregation_interval_ms);
+  so.aggregation_delay = std::chrono::milliseconds(cfg.aggregation_delay_ms);
+  return so;
+}
+}  // namespace
 
 Engine::Engine(Env& env, EngineConfig cfg) : env_(env), cfg_(std::move(cfg)) {}
 
@@ -70,13 +97,7 @@ Status Engine::start() {
       auto q = storage::open_block_queue(qo);
       if (!q) return ready.set_value(q.status());
       s->backend = std::string((*q)->backend());
-      storage::StoreOptions so;
-      so.target_index = s->target->index();
-      so.wal_bytes = cfg_.wal_bytes;
-      so.checksum = cfg_.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
-      so.checkpoint_interval = std::chrono::milliseconds(cfg_.checkpoint_interval_ms);
-      so.aggregation_interval = std::chrono::milliseconds(cfg_.aggregation_interval_ms);
-      so.aggregation_delay = std::chrono::milliseconds(cfg_.aggregation_delay_ms);
+      auto so = store_options(cfg_, s->target->index(), cfg_.storage_bytes);
       auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
       if (!store) {
         return ready.set_value(Status(store.status().code(),
@@ -94,7 +115,10 @@ Status Engine::start() {
       s->fabric_addr = s->ep->address();
       s->target->add_poller(s->ep.get());
       rt->set_transport(s->ep.get());
-      s->svc = std::make_unique<ObjectService>(*rt, *s->store, s->backend);
+      s->pools.scratch = s->store.get();
+      s->pools.backend = s->backend;
+      s->svc = std::make_unique<ObjectService>(*rt, s->pools, cfg_.rank,
+                                               static_cast<uint16_t>(s->target->index()));
       rt->register_actor(proto::kObjectServiceActor, s->svc.get());
       log::info("target {} serving on CPU {} ({} queue, fabric {})", s->target->index(),
                 s->target->cpu(), s->backend, s->ep->printable(s->fabric_addr));
@@ -116,6 +140,7 @@ void Engine::stop() {
   // The threads are gone; release what they owned in dependency order.
   for (auto& s : slots_) {
     s->svc.reset();
+    s->pools.shards.clear();
     s->store.reset();
     s->ep.reset();
   }
@@ -157,6 +182,242 @@ Buffer Engine::system_info(const std::string& control_addr) {
     }
   }
   return capn::to_body(b);
+}
+
+std::vector<std::string> Engine::fabric_addrs() const {
+  std::vector<std::string> out;
+  for (const auto& s : slots_) out.push_back(s->fabric_addr);
+  return out;
+}
+
+std::string Engine::host() const {
+  if (!cfg_.host.empty()) return cfg_.host;
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  return host;
+}
+
+std::string Engine::pool_dir(uint32_t id, const std::string& uuid) const {
+  return fmt::format("{}/pools/{}-{}", cfg_.storage_dir, id, uuid);
+}
+
+namespace {
+// Decodes a MgmtRep carrying a pool or a handle (target thread, inside the fetch callbacks).
+Result<mgmt::HandleView> decode_handle(const Message& m) {
+  capn::DecodeScope ds;
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::MgmtRep>();
+  if (!rep.isHandle()) return Status(Errc::protocol, "management reply is not a handle");
+  auto h = rep.getHandle();
+  mgmt::HandleView v;
+  v.cookie = h.getCookie();
+  v.perms = h.getPerms();
+  auto pool = mgmt::decode_pool(h.getPool());
+  if (!pool) return pool.status();
+  v.pool = std::move(*pool);
+  auto cont = mgmt::decode_cont(h.getCont());
+  if (!cont) return cont.status();
+  v.cont = std::move(*cont);
+  if (ds.failed()) return Status(Errc::protocol, "malformed handle: " + ds.what());
+  return v;
+}
+
+Result<mgmt::PoolView> decode_pool_rep(const Message& m) {
+  capn::DecodeScope ds;
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::MgmtRep>();
+  if (!rep.isPool()) return Status(Errc::protocol, "management reply is not a pool");
+  auto v = mgmt::decode_pool(rep.getPool());
+  if (ds.failed()) return Status(Errc::protocol, "malformed pool: " + ds.what());
+  return v;
+}
+
+Buffer mgmt_request(const std::function<void(schema::MgmtReq::Builder)>& fill) {
+  static const mgmt::Cred cred = mgmt::Cred::current();
+  capnp::MallocMessageBuilder b(256);
+  auto r = b.initRoot<schema::MgmtReq>();
+  mgmt::encode_cred(r.initCred(), cred);
+  fill(r);
+  return capn::to_body(b);
+}
+
+// Asks the management service from a fiber on `t`: the answer comes back through t's inbox.
+template <typename T>
+Result<T> ask_mgmt(mgmt::MgmtLink* link, Target& t, Buffer body,
+                   Result<T> (*decode)(const Message&)) {
+  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+  auto f = p->get_future();
+  link->ask(std::move(body), [&t, p, decode](Result<Message> r) {
+    auto res = std::make_shared<Result<Message>>(std::move(r));
+    t.post([p, res, decode] {
+      if (!*res) return p->set_value(res->status());
+      p->set_value(decode(**res));
+    });
+  });
+  return f.get();
+}
+}  // namespace
+
+void Engine::attach(mgmt::MgmtLink* link) {
+  link_ = link;
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    (void)run_on(*s->target, [this, s, link] {
+      Target& t = *s->target;
+      s->pools.fetch_view = [link,
+                             &t](uint32_t pool) -> Result<std::shared_ptr<const mgmt::PoolView>> {
+        auto v = ask_mgmt<mgmt::PoolView>(
+            link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolMap(pool); }),
+            decode_pool_rep);
+        if (!v) return v.status();
+        return std::make_shared<const mgmt::PoolView>(std::move(*v));
+      };
+      s->pools.fetch_handle = [link, &t](uint32_t pool, uint64_t cookie) {
+        return ask_mgmt<mgmt::HandleView>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {
+                                            auto h = r.initHandleQuery();
+                                            h.setPool(pool);
+                                            h.setCookie(cookie);
+                                          }),
+                                          decode_handle);
+      };
+      ActorRuntime* rt = s->rt.get();
+      uint32_t self = cfg_.rank;
+      s->pools.learn = [rt, self](const mgmt::PoolView& v) {
+        for (const auto& [rank, a] : v.addrs) {
+          if (rank == self) continue;
+          for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
+            rt->set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
+          }
+        }
+      };
+      return Status();
+    });
+  }
+}
+
+Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t bytes) {
+  std::lock_guard lk(pools_mu_);
+  std::string dir = pool_dir(id, uuid);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", dir, ec.message()));
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    std::string path = fmt::format("{}/target{}.dat", dir, s->target->index());
+    // Size the file here (blocking calls belong on this control thread, not on the target).
+    auto f = storage::open_backing_file(path, bytes, false);
+    if (!f) return Status(f.status().code(), fmt::format("{}: {}", path, f.status().message()));
+    ::close(f->fd);
+    TESSERA_TRY(run_on(*s->target, [this, s, id, uuid, bytes, path]() -> Status {
+      if (s->pools.shards.count(id) != 0) return Status();  // already open
+      storage::BlockQueueOptions qo;
+      qo.backend = cfg_.block_backend;
+      qo.path = path;
+      qo.size = bytes;
+      auto q = storage::open_block_queue(qo);
+      if (!q) return q.status();
+      auto store = storage::TargetStore::open(*s->target, std::move(*q),
+                                              store_options(cfg_, s->target->index(), bytes));
+      if (!store) {
+        return Status(store.status().code(), fmt::format("{}: {}", path, store.status().message()));
+      }
+      auto sh = std::make_unique<PoolShard>();
+      sh->id = id;
+      sh->uuid = uuid;
+      sh->path = path;
+      sh->store = std::move(*store);
+      s->pools.shards[id] = std::move(sh);
+      return Status();
+    }));
+  }
+  log::info("pool {} ({}) shards open on {} targets", id, uuid, slots_.size());
+  return Status();
+}
+
+Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
+  std::lock_guard lk(pools_mu_);
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    TESSERA_TRY(run_on(*s->target, [s, id]() -> Status {
+      auto it = s->pools.shards.find(id);
+      if (it == s->pools.shards.end()) return Status();
+      it->second->store->close();
+      s->pools.shards.erase(it);
+      return Status();
+    }));
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(pool_dir(id, uuid), ec);
+  if (ec) return Status(Errc::io_error, fmt::format("removing pool {}: {}", id, ec.message()));
+  log::info("pool {} ({}) shards destroyed", id, uuid);
+  return Status();
+}
+
+Status Engine::purge_container(uint32_t pool, uint32_t cont) {
+  uint64_t punched = 0;
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    TESSERA_TRY(run_on(*s->target, [s, pool, cont, &punched]() -> Status {
+      auto it = s->pools.shards.find(pool);
+      if (it == s->pools.shards.end()) return Status();
+      storage::TargetStore& st = *it->second->store;
+      std::string anchor;
+      std::vector<ObjectId> victims;
+      while (true) {
+        auto page = st.list(ListScope::objects, {}, {}, {}, anchor, 1000, 0);
+        if (!page) return page.status();
+        for (const auto& e : page->entries) {
+          if (((e.oid.hi >> 32) & 0xffff) == cont) victims.push_back(e.oid);
+        }
+        if (page->done) break;
+        anchor = page->anchor;
+      }
+      for (const ObjectId& o : victims) TESSERA_TRY(st.punch(o, {}, {}).status());
+      punched += victims.size();
+      return Status();
+    }));
+  }
+  log::info("pool {} container {} destroyed: {} object shards punched", pool, cont, punched);
+  return Status();
+}
+
+void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
+  for (const auto& p : pools) {
+    Status st = create_shards(p.id, p.uuid, p.target_bytes);
+    if (!st.is_ok()) log::error("pool {} shards: {}", p.id, st.to_string());
+  }
+}
+
+Status Engine::control(const Message& m) {
+  capn::DecodeScope ds;
+  capn::BodyReader br(m.body);
+  auto req = br.root<schema::EngineReq>();
+  switch (req.which()) {
+    case schema::EngineReq::POOL_SHARD_CREATE: {
+      auto r = req.getPoolShardCreate();
+      std::string uuid = r.getUuid();
+      uint64_t bytes = r.getTargetBytes();
+      uint32_t id = r.getId();
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      return create_shards(id, uuid, bytes);
+    }
+    case schema::EngineReq::POOL_SHARD_DESTROY: {
+      auto r = req.getPoolShardDestroy();
+      std::string uuid = r.getUuid();
+      uint32_t id = r.getId();
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      return destroy_shards(id, uuid);
+    }
+    case schema::EngineReq::CONT_PURGE: {
+      auto r = req.getContPurge();
+      uint32_t pool = r.getPool(), cont = r.getCont();
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      return purge_container(pool, cont);
+    }
+    case schema::EngineReq::SHUTDOWN:
+      return Status(Errc::unsupported, "stop an engine with SIGTERM");
+  }
+  return Status(Errc::protocol, "unknown engine request");
 }
 
 }  // namespace tessera

@@ -1,17 +1,24 @@
 // Engine: one tessera-server process's worth of targets.
 //
-// Owns N Targets; on each, in its init fiber, it opens the target's block queue and store,
-// its fabric endpoint and its ActorRuntime, and registers the ObjectService. start() returns
-// once every target is serving (or the first error); stop() stops the targets and then
-// destroys what they owned. The Engine object itself is used from the main/control threads;
-// the per-target pieces are touched only by their target thread while it runs.
+// Owns N Targets; on each, in its init fiber, it opens the target's block queue and scratch
+// store, its fabric endpoint and its ActorRuntime, and registers the ObjectService. start()
+// returns once every target is serving (or the first error); stop() stops the targets and then
+// destroys what they owned.
+//
+// Pools: the management service asks the engine (control thread) to create or destroy a pool's
+// shards; each target then opens one store per pool under storage_dir/pools/<id>-<uuid>/.
+// attach() connects the targets to the management service (a MgmtLink): they fetch pool maps
+// and container handles through it when a request needs one they do not know yet.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "actors/mgmt/link.hpp"
+#include "actors/schema/mgmt.capnp.h"
 #include "core/actor.hpp"
 #include "core/buffer.hpp"
 #include "core/config.hpp"
@@ -33,14 +40,30 @@ class Engine {
   Buffer system_info(const std::string& control_addr);
   const EngineConfig& config() const { return cfg_; }
   size_t target_count() const { return slots_.size(); }
+  // Raw fabric address of each target (valid after start()).
+  std::vector<std::string> fabric_addrs() const;
+  std::string host() const;
+
+  // Targets ask `link` for pool maps and container handles from now on.
+  void attach(mgmt::MgmtLink* link);
+  // An EngineReq from the management service (control worker thread; may take a while).
+  Status control(const Message& m);
+  // Opens (or creates) the shards of pools this rank serves; after a join.
+  void open_pools(const std::vector<mgmt::ShardInfo>& pools);
 
  private:
   struct Slot;
+  Status create_shards(uint32_t id, const std::string& uuid, uint64_t bytes);
+  Status destroy_shards(uint32_t id, const std::string& uuid);
+  Status purge_container(uint32_t pool, uint32_t cont);
+  std::string pool_dir(uint32_t id, const std::string& uuid) const;
   Env& env_;
   EngineConfig cfg_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::shared_ptr<std::vector<ActorRuntime*>> runtimes_;
   std::chrono::steady_clock::time_point started_;
+  std::mutex pools_mu_;  // one pool create/destroy at a time (control threads)
+  mgmt::MgmtLink* link_ = nullptr;
 };
 
 }  // namespace tessera

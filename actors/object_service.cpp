@@ -6,6 +6,7 @@
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
 #include "core/log.hpp"
+#include "placement/layout.hpp"
 
 namespace tessera {
 
@@ -19,6 +20,34 @@ storage::ObjectId oid_of(schema::ObjId::Reader r) {
 }
 storage::ValueKind kind_of(schema::ValueKind k) {
   return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
+}
+ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
+  return {r.getPool(), r.getMapVersion(), r.getHandle(), r.getCont(), r.getReplica()};
+}
+constexpr auto kForwardTimeout = std::chrono::seconds(10);
+
+// The container id lives in the reserved OID bits 32..47 inside a pool shard's store.
+ObjectId store_key(ObjectId oid, uint32_t cont) {
+  return {(oid.hi & ~(0xffffull << 32)) | (uint64_t{cont} << 32), oid.lo};
+}
+uint32_t cont_of(ObjectId key) {
+  return static_cast<uint32_t>((key.hi >> 32) & 0xffff);
+}
+ObjectId user_oid(ObjectId key) {
+  return {key.hi & ~(0xffffull << 32), key.lo};
+}
+
+// A request forwarded by a leader: the same body with the leader's epoch and replica set.
+template <typename Req>
+Buffer forwarded(const Buffer& body, uint64_t epoch) {
+  capn::DecodeScope ds;
+  BodyReader br(body);
+  capnp::MallocMessageBuilder b(512);
+  b.setRoot(br.root<Req>());
+  auto w = b.getRoot<Req>();
+  w.setEpoch(epoch);
+  w.getCtx().setReplica(true);
+  return capn::to_body(b);
 }
 }  // namespace
 
@@ -35,6 +64,123 @@ void ObjectService::receive(Message& m) {
     if (st.code() == Errc::protocol) log::warn("request rejected: {}", st.to_string());
     if (m.corr != 0) (void)rt_.reply(m, st);
   }
+}
+
+Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid, uint32_t need) {
+  if (ctx.pool == 0) {
+    if (pools_.scratch == nullptr)
+      return Status(Errc::not_found, "this engine has no scratch store");
+    return Where{pools_.scratch, nullptr, oid, CsumType::crc32c};
+  }
+  auto it = pools_.shards.find(ctx.pool);
+  if (it == pools_.shards.end()) {
+    return Status(Errc::not_found, fmt::format("pool {} has no shard on rank {} target {}",
+                                               ctx.pool, rank_, target_));
+  }
+  PoolShard& sh = *it->second;
+  if (!sh.view || ctx.map_version > sh.view->pool.map.version) {
+    if (!pools_.fetch_view) return Status(Errc::unavailable, "engine has no management service");
+    auto v = pools_.fetch_view(ctx.pool);
+    if (!v) return v.status();
+    sh.view = std::move(*v);
+    if (pools_.learn) pools_.learn(*sh.view);
+  }
+  if (ctx.map_version < sh.view->pool.map.version) {
+    return Status(Errc::stale, fmt::format("pool {} map version {} is older than the target's {}",
+                                           ctx.pool, ctx.map_version, sh.view->pool.map.version));
+  }
+  auto h = sh.handles.find(ctx.handle);
+  if (h == sh.handles.end()) {
+    if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
+    auto hv = pools_.fetch_handle(ctx.pool, ctx.handle);
+    if (!hv) return hv.status();
+    PoolShard::HandleEntry e{
+        hv->cont.c.id, hv->perms,
+        static_cast<uint16_t>(hv->cont.c.props.checksum == "crc64" ? CsumType::crc64
+                                                                   : CsumType::crc32c)};
+    h = sh.handles.emplace(ctx.handle, e).first;
+  }
+  if (h->second.cont != ctx.cont) {
+    return Status(Errc::permission, "the container handle belongs to another container");
+  }
+  if ((h->second.perms & need) != need) {
+    return Status(Errc::permission,
+                  fmt::format("the container handle lacks {} (open the container with {})",
+                              mgmt::perm_words(need & ~h->second.perms),
+                              (need & mgmt::kWrite) != 0 ? "write access" : "read access"));
+  }
+  return Where{sh.store.get(), &sh, store_key(oid, ctx.cont),
+               static_cast<CsumType>(h->second.csum)};
+}
+
+Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId oid,
+                                          const std::string& dkey, bool sequential,
+                                          const std::function<Result<uint64_t>(uint64_t)>& local) {
+  const uint64_t epoch = w.store->new_epoch();
+  if (w.shard == nullptr) return local(epoch);
+  auto layout = placement::compute_layout(oid, w.shard->view->pool.map);
+  if (!layout) return layout.status();
+  auto group = layout->group(placement::dkey_group(dkey, layout->groups));
+  std::vector<placement::Shard> peers;
+  bool member = false;
+  for (const auto& s : group) {
+    if (s.rank == rank_ && s.target == target_) {
+      member = true;
+    } else if (s.available) {
+      peers.push_back(s);
+    }
+  }
+  if (!member) {
+    return Status(Errc::stale, fmt::format("rank {} target {} holds no shard of this object's "
+                                           "group in pool map version {}",
+                                           rank_, target_, w.shard->view->pool.map.version));
+  }
+  if (peers.empty()) return local(epoch);
+  Buffer body = m.method == proto::kObjUpdate ? forwarded<schema::UpdateReq>(m.body, epoch)
+                                              : forwarded<schema::PunchReq>(m.body, epoch);
+  auto send_all = [&] {
+    std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
+    for (const auto& peer : peers) {
+      auto p = std::make_shared<boost::fibers::promise<Status>>();
+      done.push_back(p);
+      Message f;
+      f.dst = ActorAddr{peer.rank, static_cast<uint16_t>(peer.target), proto::kObjectServiceActor};
+      f.protocol = proto::kProtoObject;
+      f.method = m.method;
+      f.body = Buffer(body.data(), body.size());
+      f.bulk = Buffer(m.bulk.data(), m.bulk.size());
+      rt_.target().spawn([this, p, f = std::move(f), peer]() mutable {
+        auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
+        if (!r)
+          return p->set_value(
+              Status(r.status().code(), fmt::format("replica rank {} target {}: {}", peer.rank,
+                                                    peer.target, r.status().message())));
+        if (r->status != Errc::ok) {
+          return p->set_value(Status(r->status, fmt::format("replica rank {} target {}: {}",
+                                                            peer.rank, peer.target, r->error)));
+        }
+        p->set_value(Status());
+      });
+    }
+    return done;
+  };
+  if (sequential) {
+    // A conditional change is decided here first; the replicas then apply what was decided.
+    auto r = local(epoch);
+    if (!r) return r;
+    for (auto& p : send_all()) TESSERA_TRY(p->get_future().get());
+    return r;
+  }
+  auto done = send_all();
+  auto r = local(epoch);
+  Status first;
+  for (auto& p : done) {
+    Status st = p->get_future().get();
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  if (!r) return r;
+  if (!first.is_ok()) return first;
+  return r;
 }
 
 namespace {
@@ -76,6 +222,7 @@ Status ObjectService::handle(Message& m) {
       uint64_t offset;
       uint32_t crc;
       storage::UpdateOptions uo;
+      Ctx ctx;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -88,9 +235,20 @@ Status ObjectService::handle(Message& m) {
         uo.cond = static_cast<Cond>(req.getCond());
         uo.rsize = req.getRsize();
         uo.epoch = req.getEpoch();
+        ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.update(k.oid, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, uo);
+      auto w = resolve(ctx, k.oid, mgmt::kWrite);
+      if (!w) return w.status();
+      if (ctx.pool != 0) uo.csum = w->csum;
+      auto local = [&](uint64_t epoch) {
+        storage::UpdateOptions o = uo;
+        o.epoch = epoch;
+        return w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, o);
+      };
+      auto r = ctx.replica
+                   ? w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, uo)
+                   : replicate(m, *w, k.oid, k.dkey, uo.cond != Cond::none, local);
       if (!r) return r.status();
       return rt_.reply(m, Status(), epoch_body(*r));
     }
@@ -100,6 +258,7 @@ Status ObjectService::handle(Message& m) {
       storage::ValueKind kind;
       uint64_t offset, length, epoch;
       storage::FetchOptions fo;
+      Ctx ctx;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -111,9 +270,12 @@ Status ObjectService::handle(Message& m) {
         epoch = req.getEpoch();
         fo.must_exist = req.getMustExist();
         fo.rsize = req.getRsize();
+        ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.fetch(k.oid, k.dkey, k.akey, kind, offset, length, epoch, fo);
+      auto w = resolve(ctx, k.oid, mgmt::kRead);
+      if (!w) return w.status();
+      auto r = w->store->fetch(w->key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
@@ -131,8 +293,9 @@ Status ObjectService::handle(Message& m) {
 
     case proto::kObjPunch: {
       Key k;
-      uint64_t offset, length;
+      uint64_t offset, length, at;
       uint32_t rsize;
+      Ctx ctx;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -141,10 +304,26 @@ Status ObjectService::handle(Message& m) {
         offset = req.getOffset();
         length = req.getLength();
         rsize = req.getRsize();
+        at = req.getEpoch();
+        ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
-      auto r = length == 0 ? store_.punch(k.oid, k.dkey, k.akey)
-                           : store_.punch_range(k.oid, k.dkey, k.akey, offset, length, rsize);
+      auto w = resolve(ctx, k.oid, mgmt::kWrite);
+      if (!w) return w.status();
+      auto local = [&](uint64_t epoch) {
+        return length == 0
+                   ? w->store->punch(w->key, k.dkey, k.akey, epoch)
+                   : w->store->punch_range(w->key, k.dkey, k.akey, offset, length, rsize, epoch);
+      };
+      Result<uint64_t> r = ctx.replica ? local(at) : Result<uint64_t>(Status());
+      if (!ctx.replica) {
+        if (k.dkey.empty() && w->shard != nullptr) {
+          // A whole-object punch touches every group: each member punches its own shard.
+          r = local(w->store->new_epoch());
+        } else {
+          r = replicate(m, *w, k.oid, k.dkey, false, local);
+        }
+      }
       if (!r) return r.status();
       return rt_.reply(m, Status(), epoch_body(*r));
     }
@@ -155,6 +334,7 @@ Status ObjectService::handle(Message& m) {
       std::string dkey, akey, anchor;
       uint32_t limit;
       uint64_t epoch;
+      Ctx ctx;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
@@ -168,10 +348,19 @@ Status ObjectService::handle(Message& m) {
         anchor = from_data(req.getAnchor());
         limit = std::min<uint32_t>(req.getLimit(), 10000);
         epoch = req.getEpoch();
+        ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.list(scope, oid, dkey, akey, anchor, limit, epoch);
+      auto w = resolve(ctx, oid, mgmt::kRead);
+      if (!w) return w.status();
+      auto r = w->store->list(scope, w->key, dkey, akey, anchor, limit, epoch);
       if (!r) return r.status();
+      if (scope == storage::ListScope::objects && w->shard != nullptr) {
+        // A shard's store holds every container of the pool: keep this container's objects.
+        std::erase_if(r->entries,
+                      [&](const storage::ListEntry& e) { return cont_of(e.oid) != ctx.cont; });
+        for (auto& e : r->entries) e.oid = user_oid(e.oid);
+      }
       capnp::MallocMessageBuilder b(1024);
       auto rep = b.initRoot<schema::ListRep>();
       auto keys = rep.initKeys(static_cast<unsigned>(r->entries.size()));
@@ -192,7 +381,16 @@ Status ObjectService::handle(Message& m) {
     }
 
     case proto::kObjStats: {
-      auto s = store_.stats();
+      uint32_t pool = 0;
+      if (m.body.size() > 0) {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        pool = br.root<schema::StatsReq>().getCtx().getPool();
+        if (ds.failed()) return malformed(ds);
+      }
+      auto w = maintenance_store(pool);
+      if (!w) return w.status();
+      auto s = (*w)->stats();
       capnp::MallocMessageBuilder b(128);
       auto rep = b.initRoot<schema::TargetStatsRep>();
       rep.setCapacity(s.capacity);
@@ -202,7 +400,7 @@ Status ObjectService::handle(Message& m) {
       rep.setObjects(s.objects);
       rep.setUpdates(s.updates);
       rep.setFetches(s.fetches);
-      rep.setBackend(backend_);
+      rep.setBackend(pools_.backend);
       rep.setCheckpointBytes(s.checkpoint_bytes);
       rep.setPendingFree(s.pending_free);
       rep.setVersions(s.versions);
@@ -217,23 +415,27 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjQueryMax: {
       Key k;
       uint64_t epoch;
+      Ctx ctx;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
         auto req = br.root<schema::QueryMaxReq>();
         k = key_of(req);
         epoch = req.getEpoch();
+        ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
+      auto w = resolve(ctx, k.oid, mgmt::kRead);
+      if (!w) return w.status();
       capnp::MallocMessageBuilder b(128);
       auto rep = b.initRoot<schema::QueryMaxRep>();
       if (k.dkey.empty()) {
-        auto r = store_.max_dkey(k.oid, epoch);
+        auto r = w->store->max_dkey(w->key, epoch);
         if (!r && r.status().code() != Errc::not_found) return r.status();
         rep.setFound(r.is_ok());
         if (r) rep.setDkey(as_data(*r));
       } else {
-        auto r = store_.max_recx(k.oid, k.dkey, k.akey, epoch);
+        auto r = w->store->max_recx(w->key, k.dkey, k.akey, epoch);
         if (!r) return r.status();
         rep.setFound(*r != 0);
         rep.setRecxEnd(*r);
@@ -244,15 +446,19 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjAggregate: {
       uint64_t epoch;
       std::vector<uint64_t> prot;
+      uint32_t pool;
       {
         capn::DecodeScope ds;
         BodyReader br(m.body);
         auto req = br.root<schema::AggregateReq>();
         epoch = req.getEpoch();
         for (uint64_t e : req.getProtected()) prot.push_back(e);
+        pool = req.getCtx().getPool();
         if (ds.failed()) return malformed(ds);
       }
-      auto r = store_.aggregate(epoch, std::move(prot));
+      auto w = maintenance_store(pool);
+      if (!w) return w.status();
+      auto r = (*w)->aggregate(epoch, std::move(prot));
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(128);
       auto rep = b.initRoot<schema::AggregateRep>();
@@ -266,11 +472,35 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status(), capn::to_body(b));
     }
 
-    case proto::kObjCheckpoint:
-      TESSERA_TRY(store_.checkpoint());
+    case proto::kObjCheckpoint: {
+      uint32_t pool = 0;
+      if (m.body.size() > 0) {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        pool = br.root<schema::StatsReq>().getCtx().getPool();
+        if (ds.failed()) return malformed(ds);
+      }
+      auto w = maintenance_store(pool);
+      if (!w) return w.status();
+      TESSERA_TRY((*w)->checkpoint());
       return rt_.reply(m, Status());
+    }
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
+}
+
+Result<storage::TargetStore*> ObjectService::maintenance_store(uint32_t pool) {
+  if (pool == 0) {
+    if (pools_.scratch == nullptr)
+      return Status(Errc::not_found, "this engine has no scratch store");
+    return pools_.scratch;
+  }
+  auto it = pools_.shards.find(pool);
+  if (it == pools_.shards.end()) {
+    return Status(Errc::not_found,
+                  fmt::format("pool {} has no shard on rank {} target {}", pool, rank_, target_));
+  }
+  return it->second->store.get();
 }
 
 }  // namespace tessera

@@ -1,26 +1,93 @@
-// ObjectService: the actor on every engine target that serves the object protocol against the
-// target's store. Created by the Engine inside the target's init fiber; runs on that target's
-// thread only; lives as long as the target. Concurrent: every request gets its own fiber, so
-// requests overlap while their I/O is in flight.
+// ObjectService: the actor on every engine target that serves the object protocol.
+//
+// A request names a pool (IoCtx). Pool 0 is the engine's local scratch store (one engine, no
+// placement: the single-engine mode of the first tools and benchmarks). Any other pool is a
+// shard of a system pool: the request must carry the pool map version its sender used (older
+// than the target's: `stale`, the sender refreshes; newer: the target refreshes from the
+// management service first) and an open container handle whose permissions allow the
+// operation. Inside the shard's store the container id sits in the OID's reserved bits.
+//
+// Replication: an update or punch of a replicated object arrives at the group's leader, which
+// stamps it with an epoch, forwards it (replica = true, same epoch) to the other available
+// members of the group and replies once every one of them and itself is durable.
+//
+// Runs on its target's thread only; concurrent (each request in its own fiber).
 #pragma once
 
+#include <functional>
+#include <map>
+#include <memory>
+#include <unordered_map>
+
+#include "actors/mgmt/types.hpp"
 #include "core/actor.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
 
+// One pool's shard on one target.
+struct PoolShard {
+  uint32_t id = 0;
+  std::string uuid;
+  std::string path;
+  std::unique_ptr<storage::TargetStore> store;
+  std::shared_ptr<const mgmt::PoolView> view;  // the newest pool map this target knows
+  struct HandleEntry {
+    uint32_t cont = 0;
+    uint32_t perms = 0;
+    uint16_t csum = 0;  // CsumType of the container
+  };
+  std::unordered_map<uint64_t, HandleEntry> handles;  // container handles seen so far
+};
+
+// Everything a target serves, and how it asks the management service (both suspend the
+// calling fiber; the Engine supplies them).
+struct TargetPools {
+  storage::TargetStore* scratch = nullptr;
+  std::string backend;
+  std::map<uint32_t, std::unique_ptr<PoolShard>> shards;
+  std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool)> fetch_view;
+  std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
+  // A new view arrived: learn the routes to its engines.
+  std::function<void(const mgmt::PoolView&)> learn;
+};
+
 class ObjectService final : public Actor {
  public:
-  ObjectService(ActorRuntime& rt, storage::TargetStore& store, std::string backend)
-      : rt_(rt), store_(store), backend_(std::move(backend)) {}
+  ObjectService(ActorRuntime& rt, TargetPools& pools, uint32_t rank, uint16_t target)
+      : rt_(rt), pools_(pools), rank_(rank), target_(target) {}
   void receive(Message& m) override;
   uint64_t rejected() const { return rejected_; }
 
+  struct Ctx {
+    uint32_t pool = 0;
+    uint32_t map_version = 0;
+    uint64_t handle = 0;
+    uint32_t cont = 0;
+    bool replica = false;
+  };
+  // What a request resolved to: the store, the shard (none for pool 0), the store's key.
+  struct Where {
+    storage::TargetStore* store = nullptr;
+    PoolShard* shard = nullptr;
+    ObjectId key;
+    CsumType csum = CsumType::crc32c;
+  };
+
  private:
   Status handle(Message& m);
+  Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
+  // Stats, aggregation and checkpoints address a pool's store without a container handle.
+  Result<storage::TargetStore*> maintenance_store(uint32_t pool);
+  // Leader side of a replicated change: forwards `m` (with `epoch`) to the other members of the
+  // group of (oid, dkey) and runs `local`; all must succeed.
+  Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,
+                             bool sequential,
+                             const std::function<Result<uint64_t>(uint64_t)>& local);
   ActorRuntime& rt_;
-  storage::TargetStore& store_;
-  std::string backend_;
+  TargetPools& pools_;
+  uint32_t rank_;
+  uint16_t target_;
   uint64_t rejected_ = 0;
 };
 

@@ -8,15 +8,22 @@ namespace tessera::proto {
 // Envelope.protocol values (mirror actors/schema/envelope.capnp Protocol).
 inline constexpr uint16_t kProtoObject = 1;
 inline constexpr uint16_t kProtoSystem = 2;
+inline constexpr uint16_t kProtoMgmt = 3;
+
+// Methods of the management protocol (actors/schema/mgmt.capnp).
+enum MgmtMethod : uint16_t {
+  kMgmtCall = 0,    // MgmtReq -> MgmtRep (to the management service)
+  kEngineCall = 1,  // EngineReq -> (empty) (management service -> an engine)
+};
 
 // Methods of the object protocol (actors/schema/object.capnp).
 enum ObjMethod : uint16_t {
-  kObjPing = 0,    // echo the bulk back (round-trip benchmark)
-  kObjUpdate = 1,  // UpdateReq + bulk -> UpdateRep
-  kObjFetch = 2,   // FetchReq -> FetchRep + bulk
-  kObjPunch = 3,   // PunchReq -> UpdateRep
-  kObjList = 4,    // ListReq -> ListRep
-  kObjStats = 5,   // (empty) -> TargetStatsRep
+  kObjPing = 0,        // echo the bulk back (round-trip benchmark)
+  kObjUpdate = 1,      // UpdateReq + bulk -> UpdateRep
+  kObjFetch = 2,       // FetchReq -> FetchRep + bulk
+  kObjPunch = 3,       // PunchReq -> UpdateRep
+  kObjList = 4,        // ListReq -> ListRep
+  kObjStats = 5,       // (empty) -> TargetStatsRep
   kObjQueryMax = 6,    // QueryMaxReq -> QueryMaxRep
   kObjAggregate = 7,   // AggregateReq -> AggregateRep (then a checkpoint)
   kObjCheckpoint = 8,  // (empty) -> (empty)

@@ -10,6 +10,8 @@
 
 #include "actors/control_server.hpp"
 #include "actors/engine.hpp"
+#include "actors/mgmt/link.hpp"
+#include "actors/mgmt/service.hpp"
 #include "actors/protocol.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
@@ -53,6 +55,13 @@ int main(int argc, char** argv) {
                  "background aggregation period (0: off)");
   app.add_option("--aggregation-delay-ms", flags.aggregation_delay_ms,
                  "aggregate versions older than this");
+  app.add_option("--mgmt", flags.mgmt,
+                 "control address of the management service to join (host:port)");
+  app.add_flag("--mgmt-host", flags.mgmt_host,
+               "host the management service (its state lives in the storage directory)");
+  app.add_option("--host", flags.host, "fault domain above this engine (default: host name)");
+  app.add_option("--mgmt-dead-after-ms", flags.mgmt_dead_after_ms,
+                 "management service: heartbeat silence after which an engine is dead");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -79,6 +88,10 @@ int main(int argc, char** argv) {
     cfg.aggregation_interval_ms = flags.aggregation_interval_ms;
   }
   if (given("--aggregation-delay-ms")) cfg.aggregation_delay_ms = flags.aggregation_delay_ms;
+  if (given("--mgmt")) cfg.mgmt = flags.mgmt;
+  if (given("--mgmt-host")) cfg.mgmt_host = flags.mgmt_host;
+  if (given("--host")) cfg.host = flags.host;
+  if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());
@@ -122,18 +135,47 @@ int main(int argc, char** argv) {
   Status st = engine.start();
   if (!st.is_ok()) return die("engine failed to start: " + st.to_string());
 
+  std::unique_ptr<mgmt::MgmtService> mgmt_svc;
+  if (cfg.mgmt_host) {
+    mgmt::MgmtOptions mo;
+    mo.state_path = cfg.storage_dir + "/mgmt-state.json";
+    mo.admin_uid = ::geteuid();
+    mo.dead_after = std::chrono::milliseconds(cfg.mgmt_dead_after_ms);
+    auto svc = mgmt::MgmtService::open(mo);
+    if (!svc) {
+      engine.stop();
+      return die("management service: " + svc.status().to_string());
+    }
+    mgmt_svc = std::move(*svc);
+  }
+
   std::string control_addr;
   ControlServer control(
       cfg.listen,
-      [&](const Message& req) -> Result<Buffer> {
+      [&](const Message& req, uint64_t session) -> Result<Buffer> {
         if (req.protocol == proto::kProtoSystem && req.method == proto::kSysQuery) {
           return engine.system_info(control_addr);
+        }
+        if (req.protocol == proto::kProtoMgmt && req.method == proto::kMgmtCall) {
+          if (!mgmt_svc) {
+            return Status(
+                Errc::unsupported,
+                fmt::format("engine rank {} does not host the management service", cfg.rank));
+          }
+          return mgmt_svc->handle(req, session);
+        }
+        if (req.protocol == proto::kProtoMgmt && req.method == proto::kEngineCall) {
+          TESSERA_TRY(engine.control(req));
+          return Buffer();
         }
         return Status(Errc::unsupported,
                       fmt::format("control socket does not serve protocol {} method {}",
                                   req.protocol, req.method));
       },
-      cfg.max_message_bytes);
+      cfg.max_message_bytes,
+      [&](uint64_t session) {
+        if (mgmt_svc) mgmt_svc->on_close(session);
+      });
   st = control.start();
   if (!st.is_ok()) {
     engine.stop();
@@ -148,12 +190,29 @@ int main(int argc, char** argv) {
     }
     std::rename(tmp.c_str(), cfg.port_file.c_str());
   }
-  log::info("engine rank {} ready: {} targets, provider {}, control {}, storage {}", cfg.rank,
-            cfg.targets, cfg.provider, control_addr, cfg.storage_dir);
+  std::unique_ptr<mgmt::MgmtLink> link;
+  if (cfg.mgmt_host || !cfg.mgmt.empty()) {
+    mgmt::MgmtLink::Options lo;
+    lo.mgmt_addr = cfg.mgmt.empty() ? control_addr : cfg.mgmt;
+    lo.self.rank = cfg.rank;
+    lo.self.host = engine.host();
+    lo.self.control_addr = control_addr;
+    lo.self.provider = cfg.provider;
+    lo.self.fabric_addrs = engine.fabric_addrs();
+    lo.self.pid = static_cast<uint64_t>(::getpid());
+    link = std::make_unique<mgmt::MgmtLink>(
+        lo, [&engine](const std::vector<mgmt::ShardInfo>& pools) { engine.open_pools(pools); });
+    engine.attach(link.get());
+    link->start();
+  }
+  log::info("engine rank {} ready: {} targets, provider {}, control {}, storage {}{}", cfg.rank,
+            cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
+            cfg.mgmt_host ? " (management service host)" : "");
 
   int sig = 0;
   sigwait(&sigs, &sig);
   log::info("signal {} received; shutting down", sig);
+  if (link) link->stop();
   control.stop();
   engine.stop();
   log::info("engine rank {} stopped", cfg.rank);

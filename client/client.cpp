@@ -1,4 +1,5 @@
 #include "client/client.hpp"
+#include "client/client_impl.hpp"
 
 #include <isa-l/crc.h>
 #include <sys/socket.h>
@@ -22,19 +23,6 @@ namespace tessera {
 namespace asio = boost::asio;
 using capn::as_data;
 using capn::from_data;
-
-struct Client::Impl {
-  ClientOptions opts;
-  std::unique_ptr<Target> target;
-  std::unique_ptr<ActorRuntime> rt;
-  std::unique_ptr<net::FabricEndpoint> ep;
-  std::vector<std::string> printable;
-  ~Impl() {
-    if (target) target->stop();
-    ep.reset();
-    rt.reset();
-  }
-};
 
 Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout) {
   auto ep = net::parse_endpoint(engine);
@@ -97,11 +85,9 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
   return out;
 }
 
-Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
-  auto sys = query_system(opts.engine, opts.timeout);
-  if (!sys) return sys.status();
+Result<std::unique_ptr<Client>> Client::start(const ClientOptions& opts,
+                                              const std::string& provider, bool loopback) {
   std::unique_ptr<Client> c(new Client());
-  c->sys_ = std::move(*sys);
   c->impl_ = std::make_unique<Impl>();
   Impl& im = *c->impl_;
   im.opts = opts;
@@ -115,10 +101,7 @@ Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
   im.rt = std::make_unique<ActorRuntime>(*im.target, rank);
   std::promise<Status> ready;
   auto fut = ready.get_future();
-  std::string provider = opts.provider.empty() ? c->sys_.provider : opts.provider;
-  auto host = net::parse_endpoint(opts.engine);
-  bool loopback = host && host->address().is_loopback();
-  Status st = im.target->start([&im, &ready, &c, provider, loopback] {
+  Status st = im.target->start([&im, &ready, provider, loopback] {
     net::FabricOptions fo;
     fo.provider = provider;
     fo.node = loopback ? "127.0.0.1" : "";
@@ -128,14 +111,29 @@ Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
     im.ep = std::move(*ep);
     im.target->add_poller(im.ep.get());
     rt->set_transport(im.ep.get());
-    for (auto& t : c->sys_.targets) {
-      rt->set_route(c->sys_.rank, static_cast<uint16_t>(t.index), t.fabric_addr);
-      t.fabric_addr_text = im.ep->printable(t.fabric_addr);
-    }
     ready.set_value(Status());
   });
   if (st.is_ok()) st = fut.get();
   if (!st.is_ok()) return st;
+  return c;
+}
+
+Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
+  auto sys = query_system(opts.engine, opts.timeout);
+  if (!sys) return sys.status();
+  std::string provider = opts.provider.empty() ? sys->provider : opts.provider;
+  auto host = net::parse_endpoint(opts.engine);
+  auto c = start(opts, provider, host && host->address().is_loopback());
+  if (!c) return c.status();
+  (*c)->sys_ = std::move(*sys);
+  Impl& im = *(*c)->impl_;
+  Client* cl = c->get();
+  (void)run_on_client(im, [&im, cl] {
+    for (auto& t : cl->sys_.targets) {
+      im.rt->set_route(cl->sys_.rank, static_cast<uint16_t>(t.index), t.fabric_addr);
+      t.fabric_addr_text = im.ep->printable(t.fabric_addr);
+    }
+  });
   return c;
 }
 
@@ -182,11 +180,45 @@ void set_oid(schema::ObjId::Builder b, ObjectId oid) {
 schema::ValueKind to_schema(ValueKind k) {
   return k == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE;
 }
+}  // namespace
+
 Result<uint64_t> decode_epoch(Message& m) {
   capn::BodyReader br(m.body);
   return br.root<schema::UpdateRep>().getEpoch();
 }
-}  // namespace
+
+Result<FetchResult> decode_fetch(Message& m) {
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::FetchRep>();
+  if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
+    return Status(Errc::checksum, "fetched data does not match the engine's checksum");
+  }
+  FetchResult out;
+  out.exists = rep.getExists();
+  out.size = rep.getSize();
+  out.epoch = rep.getEpoch();
+  for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
+  out.data = std::move(m.bulk);
+  return out;
+}
+
+Result<ListPage> decode_list(Message& m) {
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::ListRep>();
+  ListPage page;
+  for (auto k : rep.getKeys()) {
+    KeyEntry e;
+    e.key = from_data(k.getKey());
+    e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
+    e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array : ValueKind::single;
+    e.size = k.getSize();
+    e.offset = k.getOffset();
+    e.length = k.getLength();
+    page.first.push_back(std::move(e));
+  }
+  if (!rep.getDone()) page.second = from_data(rep.getAnchor());
+  return page;
+}
 
 Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
                                               ValueKind kind, uint64_t offset, Buffer data,
@@ -219,22 +251,8 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
   req.setEpoch(epoch);
   req.setMustExist(flags.must_exist);
   req.setRsize(flags.rsize);
-  return call<FetchResult>(
-      *impl_, sys_.rank, target_of(oid), proto::kObjFetch, capn::to_body(b), {},
-      [](Message& m) -> Result<FetchResult> {
-        capn::BodyReader br(m.body);
-        auto rep = br.root<schema::FetchRep>();
-        if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
-          return Status(Errc::checksum, "fetched data does not match the engine's checksum");
-        }
-        FetchResult out;
-        out.exists = rep.getExists();
-        out.size = rep.getSize();
-        out.epoch = rep.getEpoch();
-        for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
-        out.data = std::move(m.bulk);
-        return out;
-      });
+  return call<FetchResult>(*impl_, sys_.rank, target_of(oid), proto::kObjFetch, capn::to_body(b),
+                           {}, decode_fetch);
 }
 
 Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std::string akey) {
@@ -348,26 +366,8 @@ Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async
   req.setAnchor(as_data(anchor));
   req.setLimit(limit);
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
-  using Page = std::pair<std::vector<KeyEntry>, std::string>;
-  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {},
-                    [](Message& m) -> Result<Page> {
-                      capn::BodyReader br(m.body);
-                      auto rep = br.root<schema::ListRep>();
-                      Page page;
-                      for (auto k : rep.getKeys()) {
-                        KeyEntry e;
-                        e.key = from_data(k.getKey());
-                        e.oid = ObjectId{k.getOid().getHi(), k.getOid().getLo()};
-                        e.kind = k.getKind() == schema::ValueKind::ARRAY ? ValueKind::array
-                                                                         : ValueKind::single;
-                        e.size = k.getSize();
-                        e.offset = k.getOffset();
-                        e.length = k.getLength();
-                        page.first.push_back(std::move(e));
-                      }
-                      if (!rep.getDone()) page.second = from_data(rep.getAnchor());
-                      return page;
-                    });
+  using Page = ListPage;
+  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {}, decode_list);
 }
 
 Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {

@@ -95,9 +95,19 @@ struct StoreTargetStats : StoreStats {  // one target's store counters (stats_as
 // Asks an engine's control socket who it is (no fabric needed). Blocking.
 Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout);
 
+class Container;
+
 class Client {
  public:
+  // Single-engine mode: `opts.engine` is an engine's control address; requests go to its
+  // scratch store (pool 0).
   static Result<std::unique_ptr<Client>> connect(const ClientOptions& opts);
+  // System mode: `opts.engine` is the management service's address. Open containers to do I/O.
+  static Result<std::unique_ptr<Client>> connect_system(const ClientOptions& opts);
+  // Opens a container (read, or read-write) of a pool by label or UUID; the handle's
+  // permissions were decided by the ACLs at open. The Container must not outlive the Client.
+  Result<std::unique_ptr<Container>> open_container(const std::string& pool,
+                                                    const std::string& cont, bool write);
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
@@ -161,7 +171,10 @@ class Client {
   struct Impl;
 
  private:
+  friend class Container;
   Client() = default;
+  static Result<std::unique_ptr<Client>> start(const ClientOptions& opts,
+                                               const std::string& provider, bool loopback);
   std::unique_ptr<Impl> impl_;
   SystemInfo sys_;
 };

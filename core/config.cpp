@@ -82,7 +82,11 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "checksum",
                                               "checkpoint_interval_ms",
                                               "aggregation_interval_ms",
-                                              "aggregation_delay_ms"};
+                                              "aggregation_delay_ms",
+                                              "mgmt",
+                                              "mgmt_host",
+                                              "host",
+                                              "mgmt_dead_after_ms"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -102,9 +106,13 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     if (root["log_level"]) cfg.log_level = root["log_level"].as<std::string>();
     if (root["port_file"]) cfg.port_file = root["port_file"].as<std::string>();
     if (root["checksum"]) cfg.checksum = root["checksum"].as<std::string>();
+    if (root["mgmt"]) cfg.mgmt = root["mgmt"].as<std::string>();
+    if (root["mgmt_host"]) cfg.mgmt_host = root["mgmt_host"].as<bool>();
+    if (root["host"]) cfg.host = root["host"].as<std::string>();
     for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
                               std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
-                              std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms}}) {
+                              std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
+                              std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms}}) {
       if (root[key]) *field = root[key].as<uint64_t>();
     }
     for (auto [key, field] :

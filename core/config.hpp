@@ -28,6 +28,14 @@ struct EngineConfig {
   uint64_t checkpoint_interval_ms = 60000;   // 0: checkpoint only when the log fills
   uint64_t aggregation_interval_ms = 30000;  // 0: no background aggregation
   uint64_t aggregation_delay_ms = 30000;     // aggregate versions older than this
+  // System membership. `mgmt`: the management service's control address (empty: this engine
+  // stands alone, serving only its local scratch store). `mgmt_host`: this engine hosts the
+  // management service (then `mgmt` may be empty: it joins itself). `host`: the fault domain
+  // above this engine (default: the machine's host name).
+  std::string mgmt;
+  bool mgmt_host = false;
+  std::string host;
+  uint64_t mgmt_dead_after_ms = 10000;  // heartbeat silence after which an engine is dead
 };
 
 // Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an

@@ -225,6 +225,7 @@ Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<Send
     n = 1;
   }
   op->kind = OpKind::send;
+  std::chrono::steady_clock::time_point give_up{};
   while (true) {
     ssize_t rc = fi_sendv(im.ep, iov, nullptr, n, dest, &op->ctx);
     if (rc == 0) {
@@ -236,6 +237,14 @@ Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<Send
       return Status(Errc::unreachable, "fi_sendv: " + fi_err(static_cast<int>(rc)));
     }
     ++retries;
+    auto now = std::chrono::steady_clock::now();
+    if (give_up == std::chrono::steady_clock::time_point{}) {
+      give_up = now + im.opts.send_stall;
+    } else if (now >= give_up) {
+      return Status(Errc::unreachable,
+                    fmt::format("the fabric refused a send for {} ms (peer gone?)",
+                                im.opts.send_stall.count()));
+    }
     boost::this_fiber::yield();
   }
 }

@@ -27,6 +27,9 @@ struct FabricOptions {
   size_t max_frame = (1u << 20) + 16 * 1024;
   size_t recv_slots = 16;
   uint64_t max_message = 256ull << 20;  // largest bulk accepted for one message
+  // A send the provider keeps refusing (queue full, peer gone: rxm reconnecting to a dead
+  // engine) for this long fails with `unreachable` instead of retrying forever.
+  std::chrono::milliseconds send_stall{3000};
 };
 
 struct FabricStats {

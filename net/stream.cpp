@@ -4,6 +4,9 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
+
+#include <boost/asio/connect.hpp>
 #include <cstring>
 
 namespace tessera::net {
@@ -63,6 +66,61 @@ Result<asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostport) {
     return Status(Errc::invalid_argument, fmt::format("'{}' is not a port number", port));
   }
   return asio::ip::tcp::endpoint(addr, static_cast<uint16_t>(p));
+}
+
+Result<std::unique_ptr<ControlConn>> ControlConn::open(const std::string& addr,
+                                                       std::chrono::milliseconds timeout) {
+  auto ep = parse_endpoint(addr);
+  if (!ep) return ep.status();
+  std::unique_ptr<ControlConn> c(new ControlConn());
+  c->addr_ = addr;
+  c->io_ = std::make_unique<asio::io_context>();
+  c->sock_ = std::make_unique<asio::ip::tcp::socket>(*c->io_);
+  boost::system::error_code ec = asio::error::would_block;
+  c->sock_->async_connect(*ep, [&](const boost::system::error_code& e) { ec = e; });
+  c->io_->run_for(timeout);
+  if (ec == asio::error::would_block) {
+    return Status(Errc::timeout,
+                  fmt::format("no answer from {} within {} ms", addr, timeout.count()));
+  }
+  if (ec) {
+    return Status(Errc::unreachable, fmt::format("cannot reach {}: {} (is tessera-server running?)",
+                                                 addr, ec.message()));
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(c->sock_->native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  ::setsockopt(c->sock_->native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  return c;
+}
+
+Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer body, Buffer bulk) {
+  Message req;
+  req.protocol = protocol;
+  req.method = method;
+  req.corr = next_corr_++;
+  req.body = std::move(body);
+  req.bulk = std::move(bulk);
+  Status st = write_message(*sock_, req);
+  if (!st.is_ok()) return Status(Errc::unreachable, fmt::format("{}: {}", addr_, st.message()));
+  auto rep = read_message(*sock_, 1ull << 30);
+  if (!rep) {
+    if (rep.status().code() == Errc::unreachable &&
+        rep.status().message().find("temporarily unavailable") != std::string::npos) {
+      return Status(Errc::timeout, fmt::format("no reply from {} in time", addr_));
+    }
+    return Status(rep.status().code(), fmt::format("{}: {}", addr_, rep.status().message()));
+  }
+  if (rep->corr != req.corr) return Status(Errc::protocol, "reply does not match the request");
+  if (rep->status != Errc::ok) return Status(rep->status, rep->error);
+  return rep;
+}
+
+Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
+                             uint16_t protocol, uint16_t method, Buffer body) {
+  auto c = ControlConn::open(addr, timeout);
+  if (!c) return c.status();
+  return (*c)->call(protocol, method, std::move(body));
 }
 
 }  // namespace tessera::net

@@ -3,7 +3,11 @@
 // by clients at connect time; blocking calls, never on a target thread.
 #pragma once
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <memory>
 
 #include "net/frame.hpp"
 
@@ -15,5 +19,28 @@ Status write_message(boost::asio::ip::tcp::socket& sock, const Message& m);
 
 // "host:port" -> endpoint; host must be a numeric IPv4/IPv6 address or "localhost".
 Result<boost::asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostport);
+
+// A blocking request/response connection to a control socket (an engine's, or the management
+// service's). Not thread-safe; never used on a target thread.
+class ControlConn {
+ public:
+  // Connects within `timeout`; every later call waits at most `timeout` for its reply.
+  static Result<std::unique_ptr<ControlConn>> open(const std::string& addr,
+                                                   std::chrono::milliseconds timeout);
+  // Sends one request and returns the reply; a failed reply (status != ok) becomes its Status.
+  Result<Message> call(uint16_t protocol, uint16_t method, Buffer body, Buffer bulk = {});
+  const std::string& address() const { return addr_; }
+
+ private:
+  ControlConn() = default;
+  std::string addr_;
+  std::unique_ptr<boost::asio::io_context> io_;
+  std::unique_ptr<boost::asio::ip::tcp::socket> sock_;
+  uint64_t next_corr_ = 1;
+};
+
+// One request on a fresh connection.
+Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
+                             uint16_t protocol, uint16_t method, Buffer body);
 
 }  // namespace tessera::net

@@ -755,23 +755,15 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   TESSERA_TRY(check_condition(oid, dkey, akey, uo.cond));
 
   Version v;
-  if (uo.epoch != 0) {
-    if (uo.epoch <= agg_epoch_) {
-      return Status(
-          Errc::invalid_argument,
-          fmt::format("epoch {} is at or below the aggregation epoch {}", uo.epoch, agg_epoch_));
-    }
-    hlc_.observe(uo.epoch);
-    v.epoch = uo.epoch;
-  } else {
-    v.epoch = hlc_.tick();
-  }
+  auto epoch = take_epoch(uo.epoch);
+  if (!epoch) return epoch.status();
+  v.epoch = *epoch;
   uint64_t byte_off = kind == ValueKind::array ? offset * rsize : 0;
   v.offset = byte_off;
   v.length = data.size();
   v.lo = byte_off;
   v.hi = byte_off + data.size();
-  v.csum_type = opts_.checksum;
+  v.csum_type = uo.csum.value_or(opts_.checksum);
   bool inl = data.size() < opts_.inline_threshold;
   TESSERA_TRY(need_space(inl ? 0 : round_block(data.size())));
   InflightEpoch inflight(inflight_epochs_, v.epoch);
@@ -1008,15 +1000,28 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
 
 // ---- punch ------------------------------------------------------------------------------------
 
+Result<uint64_t> TargetStore::take_epoch(uint64_t given) {
+  if (given == 0) return hlc_.tick();
+  if (given <= agg_epoch_) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("epoch {} is at or below the aggregation epoch {}", given, agg_epoch_));
+  }
+  hlc_.observe(given);
+  return given;
+}
+
 Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
-                                    std::string_view akey) {
+                                    std::string_view akey, uint64_t at) {
   if (dkey.empty() && !akey.empty()) {
     return Status(Errc::invalid_argument, "punching an akey needs its dkey");
   }
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
   capnp::MallocMessageBuilder b(256);
   auto rec = b.initRoot<schema::WalRecord>();
-  uint64_t epoch = hlc_.tick();
+  auto taken = take_epoch(at);
+  if (!taken) return taken.status();
+  uint64_t epoch = *taken;
   rec.setEpoch(epoch);
   rec.setOidHi(oid.hi);
   rec.setOidLo(oid.lo);
@@ -1033,7 +1038,7 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
 
 Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view dkey,
                                           std::string_view akey, uint64_t offset, uint64_t length,
-                                          uint32_t rsize) {
+                                          uint32_t rsize, uint64_t at) {
   rsize = std::max<uint32_t>(1, rsize);
   if (dkey.empty() || akey.empty())
     return Status(Errc::invalid_argument, "a range punch needs its dkey and akey");
@@ -1053,7 +1058,9 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
   }
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
   Version v;
-  v.epoch = hlc_.tick();
+  auto taken = take_epoch(at);
+  if (!taken) return taken.status();
+  v.epoch = *taken;
   v.punch = true;
   v.offset = offset * rsize;
   v.lo = v.offset;

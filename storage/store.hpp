@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -76,8 +77,9 @@ struct StoreOptions {
 
 struct UpdateOptions {
   Cond cond = Cond::none;
-  uint32_t rsize = 1;  // array record size; offsets and lengths count records
-  uint64_t epoch = 0;  // 0: the store assigns one (a replica forwards the leader's)
+  uint32_t rsize = 1;            // array record size; offsets and lengths count records
+  uint64_t epoch = 0;            // 0: the store assigns one (a replica forwards the leader's)
+  std::optional<CsumType> csum;  // checksum of the stored extents (default: the store's option)
 };
 
 struct FetchOptions {
@@ -133,10 +135,13 @@ class TargetStore {
                             const FetchOptions& opts = {});
   // Empty dkey: the whole object; empty akey: the whole dkey. Versioned: fetches below the
   // returned epoch still see what was there.
-  Result<uint64_t> punch(const ObjectId& oid, std::string_view dkey, std::string_view akey);
+  // `epoch` 0: the store assigns one; else the leader's epoch a replica applies.
+  Result<uint64_t> punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                         uint64_t epoch = 0);
   // Punches records [offset, offset + length) of an array akey: they read as holes.
   Result<uint64_t> punch_range(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                               uint64_t offset, uint64_t length, uint32_t rsize = 1);
+                               uint64_t offset, uint64_t length, uint32_t rsize = 1,
+                               uint64_t epoch = 0);
   // One page of a scope at `epoch` (0 = newest); resume with the returned anchor.
   Result<ListResult> list(ListScope scope, const ObjectId& oid, std::string_view dkey,
                           std::string_view akey, std::string_view anchor, uint32_t limit,
@@ -161,6 +166,8 @@ class TargetStore {
   uint64_t data_offset() const { return data_off_; }
   uint64_t incarnation() const { return incarnation_; }
   uint64_t now_epoch() const { return hlc_.last(); }
+  // A fresh epoch from the store's clock (a replication leader stamps its update with it).
+  uint64_t new_epoch() { return hlc_.tick(); }
 
   struct Extent {
     uint64_t disk = 0;
@@ -209,6 +216,8 @@ class TargetStore {
                          Cond cond) const;
   const AkeyVal* find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                       const Object** o, const Dkey** d) const;
+  // `given` 0: a fresh epoch; else `given` if above the aggregation epoch (the clock observes it).
+  Result<uint64_t> take_epoch(uint64_t given);
   bool akey_visible(const Object& o, const Dkey& d, const AkeyVal& a, uint64_t epoch) const;
   bool dkey_visible(const Object& o, const Dkey& d, uint64_t epoch) const;
   bool object_visible(const Object& o, uint64_t epoch) const;

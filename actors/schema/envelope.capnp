@@ -26,4 +26,5 @@ enum Protocol {
   none   @0;
   object @1;   # object.capnp: update/fetch/punch/list against a target
   system @2;   # system.capnp: engine and target information
+  mgmt   @3;   # mgmt.capnp: management service requests and engine control
 }

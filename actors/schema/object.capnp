@@ -4,6 +4,17 @@
 
 $import "/capnp/c++.capnp".namespace("tessera::schema");
 
+# Which pool shard a request addresses, and with what authority. pool 0 is the engine's local
+# scratch store (no placement, no container); any other pool needs the map version the sender
+# computed its layout with and an open container handle.
+struct IoCtx {
+  pool       @0 :UInt32;
+  mapVersion @1 :UInt32;   # the sender's pool map version; older than the target's: `stale`
+  handle     @2 :UInt64;   # container handle cookie from the management service
+  cont       @3 :UInt32;   # container id (checked against the handle)
+  replica    @4 :Bool;     # forwarded by the group's leader: apply, do not forward again
+}
+
 struct ObjId {
   hi @0 :UInt64;   # high bits carry the object class
   lo @1 :UInt64;
@@ -24,6 +35,7 @@ struct UpdateReq {
   cond   @6 :UInt8;    # 0 none, 1 insert only if absent (else `exists`), 2 update only if present
   rsize  @7 :UInt32;   # array record size in bytes (0 or 1: byte-granular)
   epoch  @8 :UInt64;   # 0: the target assigns one
+  ctx    @9 :IoCtx;
 }
 
 struct UpdateRep {
@@ -40,6 +52,7 @@ struct FetchReq {
   epoch  @6 :UInt64;   # 0 = newest
   mustExist @7 :Bool;  # absent at the epoch -> not_found (else an empty answer, exists = false)
   rsize  @8 :UInt32;
+  ctx    @9 :IoCtx;
 }
 
 struct Range {
@@ -62,6 +75,8 @@ struct PunchReq {
   length @3 :UInt64;   # > 0: punch records [offset, offset + length) of an array akey only
   offset @4 :UInt64;
   rsize  @5 :UInt32;
+  ctx    @6 :IoCtx;
+  epoch  @7 :UInt64;   # 0: the target assigns one (a replica gets the leader's)
 }
 
 struct ListReq {
@@ -78,6 +93,7 @@ struct ListReq {
     akeys   @2;
     recx    @3;   # written record ranges of an array akey
   }
+  ctx    @7 :IoCtx;
 }
 
 struct KeyInfo {
@@ -93,6 +109,10 @@ struct ListRep {
   keys   @0 :List(KeyInfo);
   anchor @1 :Data;   # pass back to continue
   done   @2 :Bool;
+}
+
+struct StatsReq {
+  ctx @0 :IoCtx;
 }
 
 struct TargetStatsRep {
@@ -119,6 +139,7 @@ struct QueryMaxReq {
   dkey  @1 :Data;    # empty: the greatest dkey; else the highest record of (dkey, akey)
   akey  @2 :Data;
   epoch @3 :UInt64;
+  ctx    @4 :IoCtx;
 }
 
 struct QueryMaxRep {
@@ -130,6 +151,7 @@ struct QueryMaxRep {
 struct AggregateReq {
   epoch     @0 :UInt64;          # 0: now
   protected @1 :List(UInt64);    # snapshot epochs that stay readable
+  ctx    @2 :IoCtx;
 }
 
 struct AggregateRep {

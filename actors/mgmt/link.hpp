@@ -1,0 +1,64 @@
+// MgmtLink: an engine's connection to the management service.
+//
+// A thread of its own (blocking sockets, never a target thread) that joins the system, sends a
+// heartbeat every `heartbeat`, and carries the engine's questions (pool maps, container
+// handles) in order on the same connection. If the connection breaks it reconnects and joins
+// again. Answers are delivered by callback on the link thread; targets hand them back to their
+// own thread with Target::post.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "actors/mgmt/types.hpp"
+#include "core/actor.hpp"
+
+namespace tessera::mgmt {
+
+struct ShardInfo {
+  uint32_t id = 0;
+  std::string uuid;
+  uint64_t target_bytes = 0;
+};
+
+class MgmtLink {
+ public:
+  struct Options {
+    std::string mgmt_addr;
+    Member self;
+    std::chrono::milliseconds heartbeat{1000};
+    std::chrono::milliseconds timeout{10000};
+  };
+  // Called on the link thread after every successful join with the pools this rank serves.
+  using OnJoined = std::function<void(const std::vector<ShardInfo>&)>;
+  using Done = std::function<void(Result<Message>)>;
+
+  MgmtLink(Options opts, OnJoined on_joined);
+  ~MgmtLink();
+  void start();
+  void stop();
+
+  // Queues one MgmtReq body (the caller's credentials inside); `done` runs on the link thread.
+  void ask(Buffer body, Done done);
+  bool joined() const { return joined_.load(); }
+  // Waits until the first join (true) or the timeout (false).
+  bool wait_joined(std::chrono::milliseconds timeout);
+
+ private:
+  void run();
+  Options opts_;
+  OnJoined on_joined_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<Buffer, Done>> queue_;
+  bool quit_ = false;
+  std::atomic<bool> joined_{false};
+  std::thread thread_;
+};
+
+}  // namespace tessera::mgmt

@@ -1,0 +1,701 @@
+#include "actors/mgmt/service.hpp"
+
+#include <fmt/format.h>
+
+#include <future>
+#include <random>
+
+#include "actors/mgmt/codec.hpp"
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "core/env.hpp"
+#include "core/log.hpp"
+#include "net/stream.hpp"
+
+namespace tessera::mgmt {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+std::string new_uuid() {
+  std::random_device rd;
+  std::mt19937_64 g((uint64_t{rd()} << 32) ^ rd() ^
+                    static_cast<uint64_t>(Clock::now().time_since_epoch().count()));
+  uint64_t a = g(), b = g();
+  a = (a & ~0xf000ull) | 0x4000ull;                         // version 4
+  b = (b & 0x3fffffffffffffffull) | 0x8000000000000000ull;  // variant
+  return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
+                     b >> 48, b & 0xffffffffffffull);
+}
+
+namespace {
+uint64_t new_cookie() {
+  std::random_device rd;
+  uint64_t c = 0;
+  while (c == 0) c = (uint64_t{rd()} << 32) | rd();
+  return c;
+}
+
+Buffer reply(const std::function<void(schema::MgmtRep::Builder)>& fill) {
+  capnp::MallocMessageBuilder b(1024);
+  fill(b.initRoot<schema::MgmtRep>());
+  return capn::to_body(b);
+}
+
+Buffer none() {
+  return reply([](schema::MgmtRep::Builder r) { r.setNone(); });
+}
+
+Status need(const Acl& acl, const Cred& c, uint32_t perms, const std::string& what) {
+  if ((acl.perms_for(c) & perms) == perms) return Status();
+  return denied(c, perms, what);
+}
+
+// The state to send along with a pool: containers only when asked.
+uint64_t wall_epoch() {
+  return epoch_at_wall(RealEnv::instance().wall());
+}
+}  // namespace
+
+Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
+  std::unique_ptr<MgmtService> s(new MgmtService(std::move(opts)));
+  auto st = s->file_.load();
+  if (!st) return st.status();
+  s->state_ = std::move(*st);
+  // Every member gets a grace period to reconnect after the service restarts.
+  auto now = Clock::now();
+  for (const auto& [r, m] : s->state_.members()) s->last_seen_[r] = now;
+  s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
+  log::info("management service: state {} ({} engines, {} pools, {} commands applied)",
+            s->file_.path(), s->state_.members().size(), s->state_.pools().size(),
+            s->state_.applied());
+  return s;
+}
+
+MgmtService::~MgmtService() {
+  {
+    std::lock_guard lk(mu_);
+    quit_ = true;
+  }
+  cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
+}
+
+Status MgmtService::commit(const json& cmd) {
+  MgmtState before = state_;
+  TESSERA_TRY(state_.apply(cmd));
+  Status st = file_.save(state_);
+  if (!st.is_ok()) {
+    state_ = std::move(before);  // not durable: not done
+    log::error("management service: cannot persist its state: {}", st.to_string());
+    return st;
+  }
+  return Status();
+}
+
+void MgmtService::monitor() {
+  std::unique_lock lk(mu_);
+  while (!quit_) {
+    cv_.wait_for(lk, std::chrono::milliseconds(500));
+    if (quit_) break;
+    auto now = Clock::now();
+    for (const auto& [rank, m] : state_.members()) {
+      if (m.state != MemberState::joined) continue;
+      auto it = last_seen_.find(rank);
+      if (it == last_seen_.end() || now - it->second < opts_.dead_after) continue;
+      log::warn("management service: rank {} silent for {} ms: marking it {}", rank,
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second).count(),
+                stopping_ ? "stopped" : "dead");
+      (void)commit({{"op", "leave"}, {"rank", rank}, {"state", stopping_ ? "stopped" : "dead"}});
+      break;  // members() changed; look again next round
+    }
+  }
+}
+
+void MgmtService::on_close(uint64_t session) {
+  std::lock_guard lk(mu_);
+  auto it = session_rank_.find(session);
+  if (it == session_rank_.end()) return;
+  uint32_t rank = it->second;
+  session_rank_.erase(it);
+  auto cur = rank_session_.find(rank);
+  if (cur == rank_session_.end() || cur->second != session) return;  // rejoined since
+  rank_session_.erase(cur);
+  auto m = state_.members().find(rank);
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return;
+  const char* to = stopping_ ? "stopped" : "dead";
+  log::warn("management service: rank {} disconnected: marking it {}", rank, to);
+  (void)commit({{"op", "leave"}, {"rank", rank}, {"state", to}});
+}
+
+Result<const Pool*> MgmtService::find_pool(const std::string& key) const {
+  const Pool* p = state_.pool(key);
+  if (p == nullptr) {
+    return Status(Errc::not_found, fmt::format("unknown pool '{}' (tessera pool list)", key));
+  }
+  return p;
+}
+
+Result<const Container*> MgmtService::find_cont(const Pool& p, const std::string& key) const {
+  const Container* c = p.container(key);
+  if (c == nullptr) {
+    return Status(Errc::not_found, fmt::format("pool '{}' has no container '{}'", p.label, key));
+  }
+  return c;
+}
+
+Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req) {
+  auto r = net::control_call(m.control_addr, opts_.engine_timeout, proto::kProtoMgmt,
+                             proto::kEngineCall, capn::to_body(req));
+  if (!r) {
+    return Status(r.status().code(), fmt::format("rank {}: {}", m.rank, r.status().message()));
+  }
+  return Status();
+}
+
+Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
+  if (m.protocol != proto::kProtoMgmt || m.method != proto::kMgmtCall) {
+    return Status(Errc::unsupported, fmt::format("the management service does not serve protocol "
+                                                 "{} method {}",
+                                                 m.protocol, m.method));
+  }
+  try {
+    capn::BodyReader br(m.body);
+    auto req = br.root<schema::MgmtReq>();
+    Cred cred = decode_cred(req.getCred());
+    return dispatch(req, cred, session);
+  } catch (const kj::Exception& e) {
+    return Status(Errc::protocol,
+                  fmt::format("malformed management request: {}", e.getDescription().cStr()));
+  }
+}
+
+Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cred,
+                                     uint64_t session) {
+  using W = schema::MgmtReq::Which;
+  switch (req.which()) {
+    case W::JOIN: {
+      auto mem = decode_member(req.getJoin());
+      if (!mem) return mem.status();
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "the system (joining as an engine)");
+      if (auto live = rank_session_.find(mem->rank);
+          live != rank_session_.end() && live->second != session) {
+        const auto& cur = state_.members().at(mem->rank);
+        return Status(Errc::exists, fmt::format("rank {} is already joined from {} (pid {})",
+                                                mem->rank, cur.control_addr, cur.pid));
+      }
+      json hex = json::array();  // fabric addresses are raw bytes: base 16 in commands
+      for (const auto& a : mem->fabric_addrs) hex.push_back(to_hex(a));
+      TESSERA_TRY(commit({{"op", "join"},
+                          {"rank", mem->rank},
+                          {"host", mem->host},
+                          {"control_addr", mem->control_addr},
+                          {"provider", mem->provider},
+                          {"fabric_addrs", hex},
+                          {"pid", mem->pid}}));
+      session_rank_[session] = mem->rank;
+      rank_session_[mem->rank] = session;
+      last_seen_[mem->rank] = Clock::now();
+      log::info("management service: rank {} joined from {} ({} targets)", mem->rank,
+                mem->control_addr, mem->fabric_addrs.size());
+      std::vector<const Pool*> mine;
+      for (const auto& [id, p] : state_.pools()) {
+        if (p.map.engine(mem->rank) != nullptr) mine.push_back(&p);
+      }
+      return reply([&](schema::MgmtRep::Builder r) {
+        auto l = r.initJoined(static_cast<unsigned>(mine.size()));
+        for (size_t i = 0; i < mine.size(); ++i) {
+          l[static_cast<unsigned>(i)].setId(mine[i]->id);
+          l[static_cast<unsigned>(i)].setUuid(mine[i]->uuid);
+          l[static_cast<unsigned>(i)].setTargetBytes(mine[i]->target_bytes);
+        }
+      });
+    }
+    case W::HEARTBEAT: {
+      std::lock_guard lk(mu_);
+      last_seen_[req.getHeartbeat()] = Clock::now();
+      return none();
+    }
+    case W::SYSTEM_QUERY: {
+      std::lock_guard lk(mu_);
+      return reply([&](schema::MgmtRep::Builder r) {
+        auto l = r.initMembers(static_cast<unsigned>(state_.members().size()));
+        unsigned i = 0;
+        for (const auto& [rank, mem] : state_.members()) encode_member(l[i++], mem);
+      });
+    }
+    case W::SYSTEM_STOP: {
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "the system (stop)");
+      stopping_ = true;
+      return none();
+    }
+    case W::POOL_CREATE:
+      return pool_create(req.getPoolCreate(), cred);
+    case W::POOL_LIST: {
+      std::lock_guard lk(mu_);
+      std::vector<const Pool*> visible;
+      for (const auto& [id, p] : state_.pools()) {
+        if (is_admin(cred) || (p.acl.perms_for(cred) & kRead) != 0) visible.push_back(&p);
+      }
+      return reply([&](schema::MgmtRep::Builder r) {
+        auto l = r.initPools(static_cast<unsigned>(visible.size()));
+        for (size_t i = 0; i < visible.size(); ++i) {
+          encode_pool(l[static_cast<unsigned>(i)], *visible[i], state_, false);
+        }
+      });
+    }
+    case W::POOL_QUERY: {
+      std::lock_guard lk(mu_);
+      auto p = find_pool(req.getPoolQuery());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      bool conts = ((*p)->acl.perms_for(cred) & kRead) != 0;
+      return reply(
+          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), **p, state_, conts); });
+    }
+    case W::POOL_MAP: {
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "pool maps by id (engines only)");
+      const Pool* p = state_.pool(req.getPoolMap());
+      if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
+      return reply(
+          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, false); });
+    }
+    case W::POOL_DESTROY:
+      return pool_destroy(req.getPoolDestroy(), cred);
+    case W::UPDATE_ACL:
+      return update_acl(req.getUpdateAcl(), cred);
+    case W::POOL_SET_PROP: {
+      auto r = req.getPoolSetProp();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kSetProp, fmt::format("pool '{}'", (*p)->label)));
+      std::string name = r.getName();
+      if (name != "self_heal" && name != "label") {
+        return Status(Errc::invalid_argument,
+                      fmt::format("unknown pool property '{}' (self_heal)", name));
+      }
+      TESSERA_TRY(commit({{"op", "pool_set_prop"},
+                          {"pool", (*p)->id},
+                          {"name", name},
+                          {"value", std::string(r.getValue().cStr())}}));
+      return none();
+    }
+    case W::CONT_CREATE: {
+      auto r = req.getContCreate();
+      auto props = decode_props(r.getProps());
+      if (!props) return props.status();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      const Pool& pool = **p;
+      uint32_t perms = pool.acl.perms_for(cred);
+      if ((perms & (kCreateCont | kWrite)) == 0) {
+        return denied(cred, kCreateCont, fmt::format("pool '{}'", pool.label));
+      }
+      if (props->checksum != "crc32c" && props->checksum != "crc64") {
+        return Status(Errc::invalid_argument,
+                      fmt::format("unknown checksum '{}' (crc32c or crc64)", props->checksum));
+      }
+      if (props->cell_size < 4096 || props->cell_size > (1u << 20) ||
+          (props->cell_size & (props->cell_size - 1)) != 0) {
+        return Status(Errc::invalid_argument,
+                      "EC cell size must be a power of two between 4 KiB and 1 MiB");
+      }
+      if (props->oclass == 0) {
+        props->oclass = placement::find_class(props->rf >= 2   ? "RP_3GX"
+                                              : props->rf == 1 ? "RP_2GX"
+                                                               : "SX")
+                            ->id;
+      }
+      const placement::ObjectClass* cls = placement::find_class(props->oclass);
+      if (cls == nullptr) return Status(Errc::invalid_argument, "unknown object class");
+      if (cls->tolerated() < props->rf) {
+        return Status(Errc::invalid_argument,
+                      fmt::format("object class {} survives {} engine failures, below the "
+                                  "redundancy factor {}",
+                                  cls->name, cls->tolerated(), props->rf));
+      }
+      auto groups = placement::group_count(*cls, pool.map);
+      if (!groups) return groups.status();
+      json cmd = {{"op", "cont_create"},
+                  {"pool", pool.id},
+                  {"uuid", new_uuid()},
+                  {"props", props_json(*props)},
+                  {"acl", acl_json(default_cont_acl(cred))},
+                  {"epoch", wall_epoch()}};
+      TESSERA_TRY(commit(cmd));
+      const Container* c = pool.container(props->label);
+      return reply(
+          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), pool, *c, state_); });
+    }
+    case W::CONT_QUERY: {
+      auto r = req.getContQuery();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      auto c = find_cont(**p, r.getCont());
+      if (!c) return c.status();
+      TESSERA_TRY(
+          need((*c)->acl, cred, kGetProp, fmt::format("container '{}'", (*c)->props.label)));
+      return reply(
+          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), **p, **c, state_); });
+    }
+    case W::CONT_DESTROY:
+      return cont_destroy(req.getContDestroy(), cred);
+    case W::CONT_SET_PROP: {
+      auto r = req.getContSetProp();
+      auto props = decode_props(r.getProps());
+      if (!props) return props.status();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      auto c = find_cont(**p, r.getCont());
+      if (!c) return c.status();
+      TESSERA_TRY(
+          need((*c)->acl, cred, kSetProp, fmt::format("container '{}'", (*c)->props.label)));
+      const ContProps& old = (*c)->props;
+      // Layout-defining properties are fixed at create: existing objects were placed by them.
+      if (props->type != old.type || props->oclass != old.oclass || props->rf != old.rf ||
+          props->checksum != old.checksum || props->cell_size != old.cell_size) {
+        return Status(Errc::invalid_argument,
+                      "only the label can change after create (type, object class, redundancy "
+                      "factor, checksum and cell size decide how existing data is stored)");
+      }
+      TESSERA_TRY(commit({{"op", "cont_set_prop"},
+                          {"pool", (*p)->id},
+                          {"cont", (*c)->id},
+                          {"props", props_json(*props)}}));
+      return none();
+    }
+    case W::CONT_SET_ATTR: {
+      auto r = req.getContSetAttr();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      auto c = find_cont(**p, r.getCont());
+      if (!c) return c.status();
+      TESSERA_TRY(
+          need((*c)->acl, cred, kSetProp, fmt::format("container '{}'", (*c)->props.label)));
+      json v = r.getHasValue() ? json(std::string(r.getValue().cStr())) : json(nullptr);
+      TESSERA_TRY(commit({{"op", "cont_attr"},
+                          {"pool", (*p)->id},
+                          {"cont", (*c)->id},
+                          {"name", std::string(r.getName().cStr())},
+                          {"value", v}}));
+      return none();
+    }
+    case W::SNAP_CREATE:
+    case W::SNAP_DESTROY: {
+      bool create = req.which() == W::SNAP_CREATE;
+      auto r = create ? req.getSnapCreate() : req.getSnapDestroy();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      auto c = find_cont(**p, r.getCont());
+      if (!c) return c.status();
+      TESSERA_TRY(need((*c)->acl, cred, kWrite, fmt::format("container '{}'", (*c)->props.label)));
+      uint64_t epoch = r.getEpoch();
+      if (create && epoch == 0) epoch = wall_epoch();
+      json cmd = {{"op", create ? "snap_create" : "snap_destroy"},
+                  {"pool", (*p)->id},
+                  {"cont", (*c)->id},
+                  {"epoch", epoch},
+                  {"name", std::string(r.getName().cStr())}};
+      TESSERA_TRY(commit(cmd));
+      const Container* k = (*p)->container(r.getCont());
+      return reply(
+          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), **p, *k, state_); });
+    }
+    case W::CONT_OPEN: {
+      auto r = req.getContOpen();
+      std::lock_guard lk(mu_);
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+      auto c = find_cont(**p, r.getCont());
+      if (!c) return c.status();
+      uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
+      TESSERA_TRY(need((*c)->acl, cred, want, fmt::format("container '{}'", (*c)->props.label)));
+      uint32_t granted = (*c)->acl.perms_for(cred) & (kRead | kWrite);
+      if (!r.getWrite()) granted &= ~uint32_t{kWrite};
+      uint64_t cookie = new_cookie();
+      TESSERA_TRY(commit({{"op", "handle_open"},
+                          {"pool", (*p)->id},
+                          {"cont", (*c)->id},
+                          {"cookie", cookie},
+                          {"perms", granted},
+                          {"uid", cred.uid}}));
+      return reply([&](schema::MgmtRep::Builder rep) {
+        auto h = rep.initHandle();
+        h.setCookie(cookie);
+        h.setPerms(granted);
+        encode_pool(h.initPool(), **p, state_, false);
+        encode_cont(h.initCont(), **p, **c, state_);
+      });
+    }
+    case W::CONT_CLOSE: {
+      auto r = req.getContClose();
+      std::lock_guard lk(mu_);
+      auto it = state_.handles().find(r.getCookie());
+      if (it == state_.handles().end()) return none();  // closing twice is fine
+      if (it->second.uid != cred.uid && !is_admin(cred)) {
+        return denied(cred, 0, "a container handle opened by another user");
+      }
+      TESSERA_TRY(
+          commit({{"op", "handle_close"}, {"pool", it->second.pool}, {"cookie", r.getCookie()}}));
+      return none();
+    }
+    case W::HANDLE_QUERY: {
+      auto r = req.getHandleQuery();
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "container handles (engines only)");
+      auto it = state_.handles().find(r.getCookie());
+      if (it == state_.handles().end() || it->second.pool != r.getPool()) {
+        return Status(Errc::permission, "unknown or closed container handle");
+      }
+      const Pool* p = state_.pool(it->second.pool);
+      const Container& c = p->containers.at(it->second.cont);
+      return reply([&](schema::MgmtRep::Builder rep) {
+        auto h = rep.initHandle();
+        h.setCookie(it->second.cookie);
+        h.setPerms(it->second.perms);
+        encode_pool(h.initPool(), *p, state_, false);
+        encode_cont(h.initCont(), *p, c, state_);
+      });
+    }
+    case W::TARGET_STATE: {
+      auto r = req.getTargetState();
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "pool maps (target states)");
+      auto p = find_pool(r.getPool());
+      if (!p) return p.status();
+      if (r.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
+        return Status(Errc::invalid_argument, "unknown target state");
+      }
+      TESSERA_TRY(commit({{"op", "target_state"},
+                          {"pool", (*p)->id},
+                          {"rank", r.getRank()},
+                          {"target", r.getTarget()},
+                          {"state", std::string(placement::state_name(
+                                        static_cast<placement::TargetState>(r.getState())))}}));
+      return reply(
+          [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), **p, state_, false); });
+    }
+  }
+  return Status(Errc::unsupported, "unknown management request");
+}
+
+Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred) {
+  if (!is_admin(cred)) return denied(cred, 0, "the system (creating pools needs the admin)");
+  std::lock_guard create_lk(create_mu_);
+  std::vector<Member> engines;
+  uint32_t id;
+  std::string uuid = new_uuid();
+  std::string label = r.getLabel();
+  uint64_t bytes = r.getTargetBytes();
+  {
+    std::lock_guard lk(mu_);
+    if (label.empty()) return Status(Errc::invalid_argument, "a pool needs a label");
+    if (state_.pool(label) != nullptr) {
+      return Status(Errc::exists, fmt::format("a pool labelled '{}' exists", label));
+    }
+    if (bytes < (64ull << 20)) {
+      return Status(Errc::invalid_argument, "a pool needs at least 64 MiB per target");
+    }
+    std::vector<uint32_t> ranks;
+    for (uint32_t x : r.getRanks()) ranks.push_back(x);
+    if (ranks.empty()) {
+      for (const auto& [rank, m] : state_.members()) {
+        if (m.state == MemberState::joined) ranks.push_back(rank);
+      }
+    }
+    if (ranks.empty()) return Status(Errc::unavailable, "no engine has joined the system");
+    for (uint32_t rank : ranks) {
+      auto it = state_.members().find(rank);
+      if (it == state_.members().end()) {
+        return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
+      }
+      if (it->second.state != MemberState::joined) {
+        return Status(Errc::unavailable,
+                      fmt::format("rank {} is {}", rank, member_state_name(it->second.state)));
+      }
+      engines.push_back(it->second);
+    }
+    id = state_.next_pool_id();
+  }
+  // Every engine creates its shards (files sized and formatted) in parallel, without the lock.
+  std::vector<std::future<Status>> calls;
+  for (const Member& m : engines) {
+    calls.push_back(std::async(std::launch::async, [&, m] {
+      capnp::MallocMessageBuilder b(256);
+      auto s = b.initRoot<schema::EngineReq>().initPoolShardCreate();
+      s.setId(id);
+      s.setUuid(uuid);
+      s.setTargetBytes(bytes);
+      return engine_call(m, b);
+    }));
+  }
+  Status failed;
+  for (auto& f : calls) {
+    Status st = f.get();
+    if (!st.is_ok() && failed.is_ok()) failed = st;
+  }
+  if (!failed.is_ok()) {
+    for (const Member& m : engines) {
+      capnp::MallocMessageBuilder b(256);
+      auto s = b.initRoot<schema::EngineReq>().initPoolShardDestroy();
+      s.setId(id);
+      s.setUuid(uuid);
+      (void)engine_call(m, b);
+    }
+    return Status(failed.code(), "pool create failed: " + failed.message());
+  }
+  std::lock_guard lk(mu_);
+  json ranks = json::array();
+  for (const Member& m : engines) ranks.push_back(m.rank);
+  TESSERA_TRY(commit({{"op", "pool_create"},
+                      {"uuid", uuid},
+                      {"label", label},
+                      {"target_bytes", bytes},
+                      {"ranks", ranks},
+                      {"acl", acl_json(default_pool_acl(cred))}}));
+  const Pool* p = state_.pool(label);
+  log::info("management service: pool {} '{}' created on {} engines, {} per target", p->id, label,
+            engines.size(), bytes);
+  return reply(
+      [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), *p, state_, true); });
+}
+
+Result<Buffer> MgmtService::pool_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred) {
+  std::vector<Member> engines;
+  uint32_t id;
+  std::string uuid;
+  {
+    std::lock_guard lk(mu_);
+    auto p = find_pool(r.getPool());
+    if (!p) return p.status();
+    if (!is_admin(cred)) {
+      TESSERA_TRY(need((*p)->acl, cred, kDelete, fmt::format("pool '{}'", (*p)->label)));
+    }
+    size_t open = state_.open_handles((*p)->id);
+    if (open > 0 && !r.getForce()) {
+      return Status(Errc::busy, fmt::format("pool '{}' has {} open container handle(s); close "
+                                            "them or destroy with --force",
+                                            (*p)->label, open));
+    }
+    id = (*p)->id;
+    uuid = (*p)->uuid;
+    for (const auto& e : (*p)->map.engines) {
+      auto it = state_.members().find(e.rank);
+      if (it != state_.members().end()) engines.push_back(it->second);
+    }
+    TESSERA_TRY(commit({{"op", "pool_destroy"}, {"pool", id}}));
+  }
+  // The pool is gone from the state; engines free their shards (one that is down frees them
+  // when it next joins and does not find the pool in its list).
+  for (const Member& m : engines) {
+    if (m.state != MemberState::joined) continue;
+    capnp::MallocMessageBuilder b(256);
+    auto s = b.initRoot<schema::EngineReq>().initPoolShardDestroy();
+    s.setId(id);
+    s.setUuid(uuid);
+    Status st = engine_call(m, b);
+    if (!st.is_ok()) log::warn("pool {} destroy on rank {}: {}", id, m.rank, st.to_string());
+  }
+  return none();
+}
+
+Result<Buffer> MgmtService::cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred) {
+  std::vector<Member> engines;
+  uint32_t pool_id, cont_id;
+  {
+    std::lock_guard lk(mu_);
+    auto p = find_pool(r.getPool());
+    if (!p) return p.status();
+    TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+    auto c = find_cont(**p, r.getCont());
+    if (!c) return c.status();
+    if ((((*c)->acl.perms_for(cred) & kDelete) == 0) &&
+        (((*p)->acl.perms_for(cred) & kWrite) == 0)) {
+      return denied(cred, kDelete, fmt::format("container '{}'", (*c)->props.label));
+    }
+    size_t open = state_.open_handles((*p)->id, (*c)->id);
+    if (open > 0 && !r.getForce()) {
+      return Status(Errc::busy, fmt::format("container '{}' has {} open handle(s); close them or "
+                                            "destroy with --force",
+                                            (*c)->props.label, open));
+    }
+    pool_id = (*p)->id;
+    cont_id = (*c)->id;
+    for (const auto& e : (*p)->map.engines) {
+      auto it = state_.members().find(e.rank);
+      if (it != state_.members().end() && it->second.state == MemberState::joined) {
+        engines.push_back(it->second);
+      }
+    }
+    TESSERA_TRY(commit({{"op", "cont_destroy"}, {"pool", pool_id}, {"cont", cont_id}}));
+  }
+  // Engines punch the container's objects so aggregation frees their space.
+  for (const Member& m : engines) {
+    capnp::MallocMessageBuilder b(256);
+    auto s = b.initRoot<schema::EngineReq>().initContPurge();
+    s.setPool(pool_id);
+    s.setCont(cont_id);
+    Status st = engine_call(m, b);
+    if (!st.is_ok())
+      log::warn("container {} purge on rank {}: {}", cont_id, m.rank, st.to_string());
+  }
+  return none();
+}
+
+Result<Buffer> MgmtService::update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred) {
+  std::lock_guard lk(mu_);
+  auto p = find_pool(r.getPool());
+  if (!p) return p.status();
+  const Pool& pool = **p;
+  const Container* c = nullptr;
+  std::string what = fmt::format("pool '{}'", pool.label);
+  if (r.hasCont() && r.getCont().size() > 0) {
+    TESSERA_TRY(need(pool.acl, cred, kRead, what));
+    auto k = find_cont(pool, r.getCont());
+    if (!k) return k.status();
+    c = *k;
+    what = fmt::format("container '{}'", c->props.label);
+  }
+  const Acl& cur = c != nullptr ? c->acl : pool.acl;
+  if (r.getGet()) {
+    TESSERA_TRY(need(cur, cred, kGetAcl, what));
+    return reply([&](schema::MgmtRep::Builder rep) { encode_acl(rep.initAcl(), cur); });
+  }
+  if (!(c == nullptr && is_admin(cred))) TESSERA_TRY(need(cur, cred, kSetAcl, what));
+  Acl next = cur;
+  if (r.getReplace()) next.entries.clear();
+  for (auto a : r.getSet()) {
+    auto ace = decode_ace(a);
+    if (!ace) return ace.status();
+    next.update(*ace);
+  }
+  for (auto a : r.getRemove()) {
+    auto ace = decode_ace(a);
+    if (!ace) return ace.status();
+    if (!next.remove(*ace)) {
+      return Status(Errc::not_found, fmt::format("{} has no entry {}", what, ace_text(*ace)));
+    }
+  }
+  json cmd =
+      c != nullptr
+          ? json{{"op", "cont_acl"}, {"pool", pool.id}, {"cont", c->id}, {"acl", acl_json(next)}}
+          : json{{"op", "pool_acl"}, {"pool", pool.id}, {"acl", acl_json(next)}};
+  TESSERA_TRY(commit(cmd));
+  return reply([&](schema::MgmtRep::Builder rep) { encode_acl(rep.initAcl(), next); });
+}
+
+}  // namespace tessera::mgmt

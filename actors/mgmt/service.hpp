@@ -1,0 +1,74 @@
+// MgmtService: the management service, hosted by one engine (config `mgmt_host: true`) on its
+// control socket. Keeps system membership, pools with their maps and ACLs, containers and open
+// container handles in a MgmtState, persisted after every change (StateFile).
+//
+// Threads: requests arrive on the control server's worker threads; one mutex guards the state
+// (the control plane, never a target thread). Slow work (asking engines to create or destroy
+// pool shards) runs without it. A monitor thread marks engines dead when their heartbeats stop;
+// the join connection closing (an engine killed) marks them dead at once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "actors/mgmt/state.hpp"
+#include "actors/schema/mgmt.capnp.h"
+#include "core/actor.hpp"
+
+namespace tessera::mgmt {
+
+struct MgmtOptions {
+  std::string state_path;                            // the persisted state (JSON)
+  uint32_t admin_uid = 0;                            // may create/destroy pools (as may root)
+  std::chrono::milliseconds dead_after{10000};       // heartbeat silence that marks an engine dead
+  std::chrono::milliseconds engine_timeout{120000};  // pool shard create/destroy on an engine
+};
+
+class MgmtService {
+ public:
+  static Result<std::unique_ptr<MgmtService>> open(MgmtOptions opts);
+  ~MgmtService();
+
+  // One request (protocol kProtoMgmt) from connection `session`.
+  Result<Buffer> handle(const Message& m, uint64_t session);
+  // A control connection closed.
+  void on_close(uint64_t session);
+
+ private:
+  explicit MgmtService(MgmtOptions opts) : opts_(std::move(opts)), file_(opts_.state_path) {}
+  Result<Buffer> dispatch(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  // Applies and persists one command (state lock held).
+  Status commit(const nlohmann::json& cmd);
+  bool is_admin(const Cred& c) const { return c.uid == 0 || c.uid == opts_.admin_uid; }
+  Result<const Pool*> find_pool(const std::string& key) const;
+  Result<const Container*> find_cont(const Pool& p, const std::string& key) const;
+  Status engine_call(const Member& m, capnp::MessageBuilder& req);
+  void monitor();
+
+  Result<Buffer> pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred);
+  Result<Buffer> pool_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
+  Result<Buffer> cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
+  Result<Buffer> update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred);
+
+  MgmtOptions opts_;
+  StateFile file_;
+  std::mutex mu_;
+  std::mutex create_mu_;  // one pool create at a time (it reserves the next pool id)
+  MgmtState state_;
+  std::map<uint64_t, uint32_t> session_rank_;  // join connections
+  std::map<uint32_t, uint64_t> rank_session_;
+  std::map<uint32_t, std::chrono::steady_clock::time_point> last_seen_;
+  bool stopping_ = false;  // system stop in progress: engines that leave are stopped, not dead
+  std::condition_variable cv_;
+  bool quit_ = false;
+  std::thread monitor_;
+};
+
+std::string new_uuid();
+
+}  // namespace tessera::mgmt

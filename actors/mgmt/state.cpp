@@ -1,0 +1,587 @@
+#include "actors/mgmt/state.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace tessera::mgmt {
+
+using nlohmann::json;
+using placement::TargetState;
+
+namespace {
+constexpr std::array<std::string_view, 4> kMemberStates = {"joined", "stopped", "excluded", "dead"};
+constexpr std::array<std::string_view, 3> kContTypes = {"POSIX", "KV", "ARRAY"};
+
+Status bad(const std::string& why) {
+  return Status(Errc::invalid_argument, why);
+}
+
+json map_json(const placement::PoolMap& m) {
+  json engines = json::array();
+  for (const auto& e : m.engines) {
+    json ts = json::array();
+    for (const auto& t : e.targets) ts.push_back(std::string(placement::state_name(t.state)));
+    engines.push_back({{"rank", e.rank}, {"host", e.host}, {"targets", ts}});
+  }
+  return {{"version", m.version}, {"engines", engines}};
+}
+
+Result<placement::PoolMap> map_from_json(const json& j) {
+  placement::PoolMap m;
+  m.version = j.at("version").get<uint32_t>();
+  for (const auto& e : j.at("engines")) {
+    placement::MapEngine me{e.at("rank").get<uint32_t>(), e.at("host").get<std::string>(), {}};
+    uint32_t i = 0;
+    for (const auto& t : e.at("targets")) {
+      auto s = placement::parse_state(t.get<std::string>());
+      if (!s) return bad("unknown target state " + t.get<std::string>());
+      me.targets.push_back({i++, *s});
+    }
+    m.engines.push_back(std::move(me));
+  }
+  return m;
+}
+
+std::vector<std::string> hex_list(const json& j) {
+  std::vector<std::string> out;
+  for (const auto& h : j) {
+    auto raw = from_hex(h.get<std::string>());
+    if (!raw) throw std::invalid_argument("a fabric address is not base-16 text");
+    out.push_back(std::move(*raw));
+  }
+  return out;
+}
+
+json to_hex_list(const std::vector<std::string>& v) {
+  json out = json::array();
+  for (const auto& a : v) out.push_back(to_hex(a));
+  return out;
+}
+
+Pool* find_pool(std::map<uint32_t, Pool>& pools, const json& c) {
+  auto it = pools.find(c.at("pool").get<uint32_t>());
+  return it == pools.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+std::string to_hex(std::string_view raw) {
+  static const char* d = "0123456789abcdef";
+  std::string h;
+  h.reserve(raw.size() * 2);
+  for (unsigned char c : raw) {
+    h += d[c >> 4];
+    h += d[c & 15];
+  }
+  return h;
+}
+
+std::optional<std::string> from_hex(std::string_view h) {
+  if (h.size() % 2 != 0) return std::nullopt;
+  auto nib = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string raw;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    int a = nib(h[i]), b = nib(h[i + 1]);
+    if (a < 0 || b < 0) return std::nullopt;
+    raw += static_cast<char>(a * 16 + b);
+  }
+  return raw;
+}
+
+std::string_view member_state_name(MemberState s) {
+  return kMemberStates.at(static_cast<size_t>(s));
+}
+
+std::string_view cont_type_name(ContType t) {
+  return kContTypes.at(static_cast<size_t>(t));
+}
+
+std::optional<ContType> parse_cont_type(std::string_view s) {
+  for (size_t i = 0; i < kContTypes.size(); ++i) {
+    std::string up;
+    for (char c : s) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (kContTypes[i] == up) return static_cast<ContType>(i);
+  }
+  return std::nullopt;
+}
+
+json acl_json(const Acl& a) {
+  json es = json::array();
+  for (const Ace& e : a.entries) {
+    es.push_back(
+        {{"who", static_cast<int>(e.who)}, {"id", e.id}, {"name", e.name}, {"perms", e.perms}});
+  }
+  return {{"owner_uid", a.owner_uid}, {"owner_gid", a.owner_gid}, {"entries", es}};
+}
+
+Result<Acl> acl_from_json(const json& j) {
+  Acl a;
+  a.owner_uid = j.at("owner_uid").get<uint32_t>();
+  a.owner_gid = j.at("owner_gid").get<uint32_t>();
+  for (const auto& e : j.at("entries")) {
+    int who = e.at("who").get<int>();
+    if (who < 0 || who > static_cast<int>(Principal::everyone)) return bad("bad ACL principal");
+    a.entries.push_back({static_cast<Principal>(who), e.at("id").get<uint32_t>(),
+                         e.at("name").get<std::string>(), e.at("perms").get<uint32_t>()});
+  }
+  return a;
+}
+
+json props_json(const ContProps& p) {
+  return {{"label", p.label},       {"type", std::string(cont_type_name(p.type))},
+          {"oclass", p.oclass},     {"rf", p.rf},
+          {"checksum", p.checksum}, {"cell_size", p.cell_size}};
+}
+
+Result<ContProps> props_from_json(const json& j) {
+  ContProps p;
+  p.label = j.at("label").get<std::string>();
+  auto t = parse_cont_type(j.at("type").get<std::string>());
+  if (!t) return bad("unknown container type " + j.at("type").get<std::string>());
+  p.type = *t;
+  p.oclass = j.at("oclass").get<uint16_t>();
+  p.rf = j.at("rf").get<uint32_t>();
+  p.checksum = j.at("checksum").get<std::string>();
+  p.cell_size = j.at("cell_size").get<uint32_t>();
+  return p;
+}
+
+const Container* Pool::container(const std::string& key) const {
+  for (const auto& [id, c] : containers) {
+    if (c.props.label == key || c.uuid == key) return &c;
+  }
+  return nullptr;
+}
+
+const Pool* MgmtState::pool(const std::string& key) const {
+  for (const auto& [id, p] : pools_) {
+    if (p.label == key || p.uuid == key) return &p;
+  }
+  return nullptr;
+}
+
+const Pool* MgmtState::pool(uint32_t id) const {
+  auto it = pools_.find(id);
+  return it == pools_.end() ? nullptr : &it->second;
+}
+
+size_t MgmtState::open_handles(uint32_t pool, uint32_t cont) const {
+  size_t n = 0;
+  for (const auto& [k, h] : handles_) {
+    n += (h.pool == pool && (cont == UINT32_MAX || h.cont == cont)) ? 1 : 0;
+  }
+  return n;
+}
+
+Status MgmtState::apply(const json& cmd) {
+  // Work on a copy so that a failed or throwing command leaves nothing half done.
+  MgmtState before = *this;
+  Status st;
+  try {
+    st = apply_op(cmd);
+  } catch (const std::exception& e) {
+    st = bad(std::string("malformed management command: ") + e.what());
+  }
+  if (!st.is_ok()) {
+    *this = std::move(before);
+    return st;
+  }
+  ++applied_;
+  return st;
+}
+
+void MgmtState::mark_targets(uint32_t rank, TargetState from, TargetState to) {
+  for (auto& [id, p] : pools_) {
+    placement::MapEngine* e = p.map.engine(rank);
+    if (e == nullptr) continue;
+    bool changed = false;
+    for (auto& t : e->targets) {
+      if (t.state == from || (from == TargetState::up_in && t.state == TargetState::drain)) {
+        t.state = to;
+        changed = true;
+      }
+    }
+    if (changed) ++p.map.version;
+  }
+}
+
+Status MgmtState::apply_op(const json& c) {
+  const std::string op = c.at("op").get<std::string>();
+  if (op == "join") {
+    Member m;
+    m.rank = c.at("rank").get<uint32_t>();
+    m.host = c.at("host").get<std::string>();
+    m.control_addr = c.at("control_addr").get<std::string>();
+    m.provider = c.at("provider").get<std::string>();
+    m.fabric_addrs = hex_list(c.at("fabric_addrs"));
+    m.pid = c.value("pid", uint64_t{0});
+    if (m.fabric_addrs.empty()) return bad("an engine must join with at least one target");
+    auto it = members_.find(m.rank);
+    if (it != members_.end()) {
+      if (it->second.fabric_addrs.size() != m.fabric_addrs.size()) {
+        return bad(fmt::format("rank {} joined before with {} targets, now with {}", m.rank,
+                               it->second.fabric_addrs.size(), m.fabric_addrs.size()));
+      }
+      m.incarnation = it->second.incarnation + 1;
+      // New addresses: every pool that uses the rank gets a new map version so that clients
+      // and engines refresh the addresses with the map.
+      if (it->second.fabric_addrs != m.fabric_addrs || it->second.control_addr != m.control_addr) {
+        for (auto& [id, p] : pools_) {
+          if (p.map.engine(m.rank) != nullptr) ++p.map.version;
+        }
+      }
+    }
+    members_[m.rank] = std::move(m);
+    return Status();
+  }
+  if (op == "leave") {
+    uint32_t rank = c.at("rank").get<uint32_t>();
+    auto it = members_.find(rank);
+    if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
+    bool dead = c.at("state").get<std::string>() == "dead";
+    it->second.state = dead ? MemberState::dead : MemberState::stopped;
+    if (dead) mark_targets(rank, TargetState::up_in, TargetState::down);
+    return Status();
+  }
+  if (op == "pool_create") {
+    Pool p;
+    p.id = next_pool_id_;
+    p.uuid = c.at("uuid").get<std::string>();
+    p.label = c.at("label").get<std::string>();
+    p.target_bytes = c.at("target_bytes").get<uint64_t>();
+    if (p.label.empty()) return bad("a pool needs a label");
+    if (pool(p.label) != nullptr) {
+      return Status(Errc::exists, fmt::format("a pool labelled '{}' exists", p.label));
+    }
+    for (uint32_t r : c.at("ranks").get<std::vector<uint32_t>>()) {
+      auto it = members_.find(r);
+      if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", r));
+      placement::MapEngine e{r, it->second.host, {}};
+      for (uint32_t t = 0; t < it->second.fabric_addrs.size(); ++t) {
+        e.targets.push_back({t, TargetState::up_in});
+      }
+      p.map.engines.push_back(std::move(e));
+    }
+    if (p.map.engines.empty()) return bad("a pool needs at least one engine");
+    auto acl = acl_from_json(c.at("acl"));
+    if (!acl) return acl.status();
+    p.acl = std::move(*acl);
+    p.props["self_heal"] = "exclude;rebuild";
+    ++next_pool_id_;
+    pools_[p.id] = std::move(p);
+    return Status();
+  }
+  Pool* p = find_pool(pools_, c);
+  if (p == nullptr) return Status(Errc::not_found, "no such pool");
+  if (op == "pool_destroy") {
+    for (auto it = handles_.begin(); it != handles_.end();) {
+      it = it->second.pool == p->id ? handles_.erase(it) : std::next(it);
+    }
+    pools_.erase(p->id);
+    return Status();
+  }
+  if (op == "pool_acl") {
+    auto acl = acl_from_json(c.at("acl"));
+    if (!acl) return acl.status();
+    p->acl = std::move(*acl);
+    return Status();
+  }
+  if (op == "pool_set_prop") {
+    p->props[c.at("name").get<std::string>()] = c.at("value").get<std::string>();
+    return Status();
+  }
+  if (op == "target_state") {
+    uint32_t rank = c.at("rank").get<uint32_t>();
+    int64_t target = c.at("target").get<int64_t>();
+    auto st = placement::parse_state(c.at("state").get<std::string>());
+    if (!st) return bad("unknown target state");
+    placement::MapEngine* e = p->map.engine(rank);
+    if (e == nullptr)
+      return Status(Errc::not_found, fmt::format("rank {} is not in the pool", rank));
+    bool hit = false;
+    for (auto& t : e->targets) {
+      if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
+      t.state = *st;
+      hit = true;
+    }
+    if (!hit) return Status(Errc::not_found, fmt::format("no target {}:{}", rank, target));
+    ++p->map.version;
+    return Status();
+  }
+  if (op == "cont_create") {
+    Container k;
+    k.uuid = c.at("uuid").get<std::string>();
+    auto props = props_from_json(c.at("props"));
+    if (!props) return props.status();
+    k.props = std::move(*props);
+    if (k.props.label.empty()) return bad("a container needs a label");
+    if (p->container(k.props.label) != nullptr) {
+      return Status(Errc::exists, fmt::format("pool '{}' already has a container labelled '{}'",
+                                              p->label, k.props.label));
+    }
+    auto acl = acl_from_json(c.at("acl"));
+    if (!acl) return acl.status();
+    k.acl = std::move(*acl);
+    k.created_epoch = c.at("epoch").get<uint64_t>();
+    // The lowest free id: it goes into 16 reserved OID bits.
+    uint32_t id = 1;
+    while (p->containers.count(id) != 0) ++id;
+    if (id > 0xffff) return Status(Errc::no_space, "the pool has 65535 containers");
+    k.id = id;
+    p->containers[id] = std::move(k);
+    return Status();
+  }
+  auto cit = p->containers.find(c.value("cont", 0u));
+  if (op == "handle_close") {
+    handles_.erase(c.at("cookie").get<uint64_t>());
+    return Status();
+  }
+  if (cit == p->containers.end()) return Status(Errc::not_found, "no such container");
+  Container& k = cit->second;
+  if (op == "cont_destroy") {
+    for (auto it = handles_.begin(); it != handles_.end();) {
+      it = (it->second.pool == p->id && it->second.cont == k.id) ? handles_.erase(it)
+                                                                 : std::next(it);
+    }
+    p->containers.erase(cit);
+    return Status();
+  }
+  if (op == "cont_set_prop") {
+    auto props = props_from_json(c.at("props"));
+    if (!props) return props.status();
+    if (props->label != k.props.label && p->container(props->label) != nullptr) {
+      return Status(Errc::exists, fmt::format("a container labelled '{}' exists", props->label));
+    }
+    k.props = std::move(*props);
+    return Status();
+  }
+  if (op == "cont_acl") {
+    auto acl = acl_from_json(c.at("acl"));
+    if (!acl) return acl.status();
+    k.acl = std::move(*acl);
+    return Status();
+  }
+  if (op == "cont_attr") {
+    const std::string name = c.at("name").get<std::string>();
+    if (c.at("value").is_null()) {
+      if (k.attrs.erase(name) == 0) {
+        return Status(Errc::not_found, fmt::format("no attribute '{}'", name));
+      }
+    } else {
+      k.attrs[name] = c.at("value").get<std::string>();
+    }
+    return Status();
+  }
+  if (op == "snap_create") {
+    k.snapshots.push_back({c.at("epoch").get<uint64_t>(), c.value("name", std::string())});
+    return Status();
+  }
+  if (op == "snap_destroy") {
+    uint64_t e = c.at("epoch").get<uint64_t>();
+    auto it = std::find_if(k.snapshots.begin(), k.snapshots.end(),
+                           [e](const Snapshot& s) { return s.epoch == e; });
+    if (it == k.snapshots.end()) {
+      return Status(Errc::not_found, fmt::format("no snapshot at epoch {}", e));
+    }
+    k.snapshots.erase(it);
+    return Status();
+  }
+  if (op == "handle_open") {
+    Handle h{c.at("cookie").get<uint64_t>(), p->id, k.id, c.at("perms").get<uint32_t>(),
+             c.at("uid").get<uint32_t>()};
+    handles_[h.cookie] = h;
+    return Status();
+  }
+  return bad("unknown management command '" + op + "'");
+}
+
+ContHealth container_health(const Pool& p, const Container& c) {
+  ContHealth h;
+  for (const auto& e : p.map.engines) {
+    bool failed = false;
+    for (const auto& t : e.targets) failed |= !placement::is_available(t.state);
+    h.failed_engines += failed ? 1 : 0;
+  }
+  if (h.failed_engines == 0) {
+    h.status = "HEALTHY";
+    h.redundancy = "normal";
+  } else if (h.failed_engines <= c.props.rf) {
+    h.status = "DEGRADED";
+    h.redundancy = "degraded";
+  } else {
+    h.status = "UNCLEAN";
+    h.redundancy = "lost";
+  }
+  return h;
+}
+
+json MgmtState::to_json() const {
+  json ms = json::array();
+  for (const auto& [r, m] : members_) {
+    ms.push_back({{"rank", m.rank},
+                  {"host", m.host},
+                  {"control_addr", m.control_addr},
+                  {"provider", m.provider},
+                  {"fabric_addrs", to_hex_list(m.fabric_addrs)},
+                  {"state", std::string(member_state_name(m.state))},
+                  {"incarnation", m.incarnation},
+                  {"pid", m.pid}});
+  }
+  json ps = json::array();
+  for (const auto& [id, p] : pools_) {
+    json cs = json::array();
+    for (const auto& [cid, k] : p.containers) {
+      json snaps = json::array();
+      for (const auto& s : k.snapshots) snaps.push_back({{"epoch", s.epoch}, {"name", s.name}});
+      cs.push_back({{"id", k.id},
+                    {"uuid", k.uuid},
+                    {"props", props_json(k.props)},
+                    {"acl", acl_json(k.acl)},
+                    {"attrs", k.attrs},
+                    {"snapshots", snaps},
+                    {"created_epoch", k.created_epoch}});
+    }
+    ps.push_back({{"id", p.id},
+                  {"uuid", p.uuid},
+                  {"label", p.label},
+                  {"target_bytes", p.target_bytes},
+                  {"map", map_json(p.map)},
+                  {"acl", acl_json(p.acl)},
+                  {"props", p.props},
+                  {"containers", cs}});
+  }
+  json hs = json::array();
+  for (const auto& [k, h] : handles_) {
+    hs.push_back({{"cookie", h.cookie},
+                  {"pool", h.pool},
+                  {"cont", h.cont},
+                  {"perms", h.perms},
+                  {"uid", h.uid}});
+  }
+  return {{"format", 1},   {"applied", applied_}, {"next_pool_id", next_pool_id_},
+          {"members", ms}, {"pools", ps},         {"handles", hs}};
+}
+
+Result<MgmtState> MgmtState::from_json(const json& j) {
+  try {
+    if (j.at("format").get<int>() != 1) return bad("unknown management state format");
+    MgmtState s;
+    s.applied_ = j.at("applied").get<uint64_t>();
+    s.next_pool_id_ = j.at("next_pool_id").get<uint32_t>();
+    for (const auto& m : j.at("members")) {
+      Member x;
+      x.rank = m.at("rank").get<uint32_t>();
+      x.host = m.at("host").get<std::string>();
+      x.control_addr = m.at("control_addr").get<std::string>();
+      x.provider = m.at("provider").get<std::string>();
+      x.fabric_addrs = hex_list(m.at("fabric_addrs"));
+      std::string st = m.at("state").get<std::string>();
+      auto it = std::find(kMemberStates.begin(), kMemberStates.end(), st);
+      if (it == kMemberStates.end()) return bad("unknown member state " + st);
+      x.state = static_cast<MemberState>(it - kMemberStates.begin());
+      x.incarnation = m.at("incarnation").get<uint64_t>();
+      x.pid = m.value("pid", uint64_t{0});
+      s.members_[x.rank] = std::move(x);
+    }
+    for (const auto& pj : j.at("pools")) {
+      Pool p;
+      p.id = pj.at("id").get<uint32_t>();
+      p.uuid = pj.at("uuid").get<std::string>();
+      p.label = pj.at("label").get<std::string>();
+      p.target_bytes = pj.at("target_bytes").get<uint64_t>();
+      auto m = map_from_json(pj.at("map"));
+      if (!m) return m.status();
+      p.map = std::move(*m);
+      auto acl = acl_from_json(pj.at("acl"));
+      if (!acl) return acl.status();
+      p.acl = std::move(*acl);
+      p.props = pj.at("props").get<std::map<std::string, std::string>>();
+      for (const auto& kj : pj.at("containers")) {
+        Container k;
+        k.id = kj.at("id").get<uint32_t>();
+        k.uuid = kj.at("uuid").get<std::string>();
+        auto props = props_from_json(kj.at("props"));
+        if (!props) return props.status();
+        k.props = std::move(*props);
+        auto cacl = acl_from_json(kj.at("acl"));
+        if (!cacl) return cacl.status();
+        k.acl = std::move(*cacl);
+        k.attrs = kj.at("attrs").get<std::map<std::string, std::string>>();
+        for (const auto& sj : kj.at("snapshots")) {
+          k.snapshots.push_back({sj.at("epoch").get<uint64_t>(), sj.at("name").get<std::string>()});
+        }
+        k.created_epoch = kj.at("created_epoch").get<uint64_t>();
+        p.containers[k.id] = std::move(k);
+      }
+      s.pools_[p.id] = std::move(p);
+    }
+    for (const auto& hj : j.at("handles")) {
+      Handle h{hj.at("cookie").get<uint64_t>(), hj.at("pool").get<uint32_t>(),
+               hj.at("cont").get<uint32_t>(), hj.at("perms").get<uint32_t>(),
+               hj.at("uid").get<uint32_t>()};
+      s.handles_[h.cookie] = h;
+    }
+    return s;
+  } catch (const std::exception& e) {
+    return bad(std::string("malformed management state: ") + e.what());
+  }
+}
+
+Result<MgmtState> StateFile::load() const {
+  std::ifstream in(path_);
+  if (!in) return MgmtState();
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json j = json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) {
+    return Status(Errc::io_error, fmt::format("{}: not valid JSON (corrupt state file)", path_));
+  }
+  auto s = MgmtState::from_json(j);
+  if (!s) return Status(s.status().code(), path_ + ": " + s.status().message());
+  return s;
+}
+
+Status StateFile::save(const MgmtState& s) const {
+  std::string tmp = path_ + ".tmp";
+  std::string text = s.to_json().dump(1);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return Status(Errc::io_error, fmt::format("cannot write {}: {}", tmp, strerror(errno)));
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n <= 0) {
+      ::close(fd);
+      return Status(Errc::io_error, fmt::format("writing {}: {}", tmp, strerror(errno)));
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    return Status(Errc::io_error, fmt::format("fsync {}: {}", tmp, strerror(errno)));
+  }
+  ::close(fd);
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    return Status(Errc::io_error, fmt::format("rename to {}: {}", path_, strerror(errno)));
+  }
+  // Make the rename durable.
+  std::string dir = path_.substr(0, path_.find_last_of('/') + 1);
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
+  return Status();
+}
+
+}  // namespace tessera::mgmt

@@ -1,0 +1,76 @@
+// The management service's state: system membership, pools (with their pool maps and ACLs),
+// containers (properties, ACLs, attributes, snapshots) and open container handles.
+//
+// Built to be replicated later: every change is a command (a JSON object, {"op": ..., args})
+// applied by apply(), which is deterministic: it reads no clock, no random source and no
+// environment; whatever a change needs (UUIDs, epochs, the caller's uid) is in the command.
+// A Raft log would carry these commands verbatim and every replica would apply them in order.
+// Persistence today is one replica: StateFile writes the whole state after every applied
+// command (temp file, fsync, rename) and reloads it at start.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/mgmt/types.hpp"
+#include "core/status.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera::mgmt {
+
+class MgmtState {
+ public:
+  // Applies one command; an error leaves the state unchanged.
+  Status apply(const nlohmann::json& cmd);
+
+  const std::map<uint32_t, Member>& members() const { return members_; }
+  const std::map<uint32_t, Pool>& pools() const { return pools_; }
+  const std::map<uint64_t, Handle>& handles() const { return handles_; }
+  const Pool* pool(const std::string& label_or_uuid) const;
+  const Pool* pool(uint32_t id) const;
+  uint64_t applied() const { return applied_; }
+  uint32_t next_pool_id() const { return next_pool_id_; }
+  size_t open_handles(uint32_t pool, uint32_t cont = UINT32_MAX) const;
+
+  nlohmann::json to_json() const;
+  static Result<MgmtState> from_json(const nlohmann::json& j);
+
+ private:
+  Status apply_op(const nlohmann::json& c);
+  // A member left (dead or stopped): its targets go down in every pool that has them.
+  void mark_targets(uint32_t rank, placement::TargetState from, placement::TargetState to);
+  std::map<uint32_t, Member> members_;
+  std::map<uint32_t, Pool> pools_;
+  std::map<uint64_t, Handle> handles_;
+  uint32_t next_pool_id_ = 1;
+  uint64_t applied_ = 0;
+};
+
+// Loads and saves the state (one JSON file; see the header comment).
+class StateFile {
+ public:
+  explicit StateFile(std::string path) : path_(std::move(path)) {}
+  Result<MgmtState> load() const;  // a missing file is an empty state
+  Status save(const MgmtState& s) const;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Raw bytes <-> base-16 text (fabric addresses in JSON).
+std::string to_hex(std::string_view raw);
+std::optional<std::string> from_hex(std::string_view hex);
+
+// JSON forms shared by the state file and the commands.
+nlohmann::json acl_json(const Acl& a);
+Result<Acl> acl_from_json(const nlohmann::json& j);
+nlohmann::json props_json(const ContProps& p);
+Result<ContProps> props_from_json(const nlohmann::json& j);
+
+}  // namespace tessera::mgmt

@@ -1,0 +1,121 @@
+// Records of the management service (membership, pools, containers, handles) and the views a
+// caller gets of them. Plain values: the state machine (state.hpp), the wire codec (codec.hpp)
+// and the client all use them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/mgmt/acl.hpp"
+#include "core/status.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera::mgmt {
+
+enum class MemberState : uint8_t { joined, stopped, excluded, dead };
+std::string_view member_state_name(MemberState s);
+
+struct Member {
+  uint32_t rank = 0;
+  std::string host;  // fault domain
+  std::string control_addr;
+  std::string provider;
+  std::vector<std::string> fabric_addrs;  // per target, raw provider addresses
+  MemberState state = MemberState::joined;
+  uint64_t incarnation = 0;  // bumped on every join
+  uint64_t pid = 0;
+};
+
+enum class ContType : uint8_t { posix, kv, array };
+std::string_view cont_type_name(ContType t);
+std::optional<ContType> parse_cont_type(std::string_view s);
+
+struct ContProps {
+  std::string label;
+  ContType type = ContType::kv;
+  uint16_t oclass = 0;  // default object class id (0: chosen from rf at create)
+  uint32_t rf = 0;      // redundancy factor: engine failures the container must survive
+  std::string checksum = "crc32c";
+  uint32_t cell_size = 128 * 1024;  // EC cell size
+};
+
+struct Snapshot {
+  uint64_t epoch = 0;
+  std::string name;
+};
+
+struct Container {
+  uint32_t id = 0;  // unique inside the pool; stored in the OID's reserved bits
+  std::string uuid;
+  ContProps props;
+  Acl acl;
+  std::map<std::string, std::string> attrs;
+  std::vector<Snapshot> snapshots;
+  uint64_t created_epoch = 0;
+};
+
+struct Pool {
+  uint32_t id = 0;  // system-wide, never reused
+  std::string uuid;
+  std::string label;
+  uint64_t target_bytes = 0;  // store size per target
+  placement::PoolMap map;
+  Acl acl;
+  std::map<std::string, std::string> props;
+  std::map<uint32_t, Container> containers;  // by id
+  const Container* container(const std::string& label_or_uuid) const;
+};
+
+struct Handle {
+  uint64_t cookie = 0;
+  uint32_t pool = 0;
+  uint32_t cont = 0;
+  uint32_t perms = 0;
+  uint32_t uid = 0;
+};
+
+// Health of a container in its pool map: engines with a target that does not serve I/O,
+// against the redundancy factor. HEALTHY: none; DEGRADED: some, within rf; UNCLEAN: beyond it.
+struct ContHealth {
+  uint32_t failed_engines = 0;
+  std::string status;      // HEALTHY | DEGRADED | UNCLEAN
+  std::string redundancy;  // normal | degraded | lost
+};
+ContHealth container_health(const Pool& p, const Container& c);
+
+// What a caller sees of a container: its record plus live facts.
+struct ContView {
+  Container c;
+  uint32_t open_handles = 0;
+  ContHealth health;
+};
+
+// Where an engine of a pool map is reached.
+struct EngineAddr {
+  std::string control_addr;
+  std::vector<std::string> fabric_addrs;  // per target
+  std::string state;                      // membership state
+};
+
+// What a caller sees of a pool: the record (with its map), the engines' addresses and the
+// containers (when asked for).
+struct PoolView {
+  Pool pool;
+  std::string provider;
+  std::map<uint32_t, EngineAddr> addrs;
+  uint32_t open_handles = 0;
+  std::vector<ContView> conts;
+};
+
+// An open container handle: the permissions granted at open and what it refers to.
+struct HandleView {
+  uint64_t cookie = 0;
+  uint32_t perms = 0;
+  PoolView pool;
+  ContView cont;
+};
+
+}  // namespace tessera::mgmt

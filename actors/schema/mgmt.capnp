@@ -1,0 +1,226 @@
+# Management protocol: what clients, the CLI and engines ask of the management service, over
+# the control socket of the engine that hosts it. One request type with a union of operations;
+# one reply type with a union of answers. Every request carries the caller's credentials.
+@0xf795bfa085a3a087;
+
+$import "/capnp/c++.capnp".namespace("tessera::schema");
+
+struct Cred {
+  uid    @0 :UInt32;
+  gid    @1 :UInt32;
+  groups @2 :List(UInt32);
+  user   @3 :Text;
+}
+
+struct Ace {
+  who   @0 :UInt8;    # 0 OWNER@, 1 GROUP@, 2 user, 3 group, 4 EVERYONE@
+  id    @1 :UInt32;
+  name  @2 :Text;
+  perms @3 :UInt32;   # bits: read, write, create-cont, delete, get-prop, set-prop, get-acl, set-acl
+}
+
+struct Acl {
+  ownerUid @0 :UInt32;
+  ownerGid @1 :UInt32;
+  entries  @2 :List(Ace);
+}
+
+struct MapTarget {
+  index @0 :UInt32;
+  state @1 :UInt8;    # placement::TargetState
+}
+
+struct MapEngine {
+  rank        @0 :UInt32;
+  host        @1 :Text;
+  targets     @2 :List(MapTarget);
+  fabricAddrs @3 :List(Data);   # per target
+  controlAddr @4 :Text;
+  state       @5 :Text;         # membership state of the engine
+}
+
+struct PoolMap {
+  version  @0 :UInt32;
+  provider @1 :Text;
+  engines  @2 :List(MapEngine);
+}
+
+struct KeyValue {
+  name  @0 :Text;
+  value @1 :Text;
+}
+
+struct ContProps {
+  label    @0 :Text;
+  type     @1 :Text;     # POSIX | KV | ARRAY
+  oclass   @2 :UInt16;   # default object class id
+  rf       @3 :UInt32;   # redundancy factor
+  checksum @4 :Text;
+  cellSize @5 :UInt32;
+}
+
+struct Snap {
+  epoch @0 :UInt64;
+  name  @1 :Text;
+}
+
+struct ContInfo {
+  id            @0 :UInt32;
+  uuid          @1 :Text;
+  props         @2 :ContProps;
+  acl           @3 :Acl;
+  attrs         @4 :List(KeyValue);
+  snapshots     @5 :List(Snap);
+  openHandles   @6 :UInt32;
+  health        @7 :Text;     # HEALTHY | DEGRADED | UNCLEAN
+  redundancy    @8 :Text;     # normal | degraded | lost
+  failedEngines @9 :UInt32;
+  createdEpoch  @10 :UInt64;
+}
+
+struct PoolInfo {
+  id          @0 :UInt32;
+  uuid        @1 :Text;
+  label       @2 :Text;
+  targetBytes @3 :UInt64;
+  map         @4 :PoolMap;
+  acl         @5 :Acl;
+  props       @6 :List(KeyValue);
+  containers  @7 :List(ContInfo);
+  openHandles @8 :UInt32;
+}
+
+struct Member {
+  rank        @0 :UInt32;
+  host        @1 :Text;
+  controlAddr @2 :Text;
+  provider    @3 :Text;
+  fabricAddrs @4 :List(Data);
+  state       @5 :Text;
+  incarnation @6 :UInt64;
+  pid         @7 :UInt64;
+}
+
+struct PoolShard {
+  id          @0 :UInt32;
+  uuid        @1 :Text;
+  targetBytes @2 :UInt64;
+}
+
+struct Handle {
+  cookie @0 :UInt64;
+  perms  @1 :UInt32;
+  pool   @2 :PoolInfo;
+  cont   @3 :ContInfo;
+}
+
+struct MgmtReq {
+  cred @0 :Cred;
+  union {
+    join          @1 :Member;
+    heartbeat     @2 :UInt32;       # rank
+    systemQuery   @3 :Void;
+    systemStop    @4 :Void;         # engines that leave from now on are stopped, not dead
+    poolCreate    @5 :PoolCreate;
+    poolList      @6 :Void;
+    poolQuery     @7 :Text;         # label or UUID
+    poolDestroy   @8 :Destroy;
+    updateAcl     @9 :AclEdit;
+    poolSetProp   @10 :PropSet;
+    contCreate    @11 :ContCreate;
+    contQuery     @12 :ContRef;
+    contDestroy   @13 :Destroy;
+    contSetProp   @14 :ContCreate;  # props given replace the old ones (label included)
+    contSetAttr   @15 :PropSet;     # value unset (hasValue false): delete
+    snapCreate    @16 :SnapReq;
+    snapDestroy   @17 :SnapReq;
+    contOpen      @18 :ContOpen;
+    contClose     @19 :HandleRef;
+    handleQuery   @20 :HandleRef;
+    poolMap       @21 :UInt32;      # by pool id (engines refreshing their cache)
+    targetState   @22 :TargetStateReq;
+  }
+
+  struct PoolCreate {
+    label       @0 :Text;
+    targetBytes @1 :UInt64;
+    ranks       @2 :List(UInt32);   # empty: every joined engine
+  }
+  struct Destroy {
+    pool  @0 :Text;
+    cont  @1 :Text;
+    force @2 :Bool;
+  }
+  struct AclEdit {
+    pool    @0 :Text;
+    cont    @1 :Text;                # empty: the pool's ACL
+    set     @2 :List(Ace);           # added or replacing the same principal
+    remove  @3 :List(Ace);
+    replace @4 :Bool;                # `set` becomes the whole ACL
+    get     @5 :Bool;                # change nothing, answer the ACL (needs get-acl)
+  }
+  struct PropSet {
+    pool     @0 :Text;
+    cont     @1 :Text;
+    name     @2 :Text;
+    value    @3 :Text;
+    hasValue @4 :Bool;
+  }
+  struct ContCreate {
+    pool  @0 :Text;
+    cont  @1 :Text;                  # set-prop: which container
+    props @2 :ContProps;
+  }
+  struct ContRef {
+    pool @0 :Text;
+    cont @1 :Text;
+  }
+  struct SnapReq {
+    pool  @0 :Text;
+    cont  @1 :Text;
+    name  @2 :Text;
+    epoch @3 :UInt64;                # destroy: which; create: 0 = now
+  }
+  struct ContOpen {
+    pool  @0 :Text;
+    cont  @1 :Text;
+    write @2 :Bool;
+  }
+  struct HandleRef {
+    pool   @0 :UInt32;
+    cookie @1 :UInt64;
+  }
+  struct TargetStateReq {
+    pool   @0 :Text;
+    rank   @1 :UInt32;
+    target @2 :Int32;                # -1: every target of the rank
+    state  @3 :UInt8;
+  }
+}
+
+struct MgmtRep {
+  union {
+    none    @0 :Void;
+    members @1 :List(Member);
+    pool    @2 :PoolInfo;
+    pools   @3 :List(PoolInfo);
+    cont    @4 :ContInfo;
+    handle  @5 :Handle;
+    joined  @6 :List(PoolShard);     # the pools this rank serves
+    acl     @7 :Acl;
+  }
+}
+
+# Engine control requests (management service -> engine).
+struct EngineReq {
+  union {
+    poolShardCreate  @0 :PoolShard;
+    poolShardDestroy @1 :PoolShard;
+    shutdown         @2 :Void;
+    contPurge        @3 :ContPurge;   # punch every object of a destroyed container
+  }
+  struct ContPurge {
+    pool @0 :UInt32;
+    cont @1 :UInt32;
+  }
+}

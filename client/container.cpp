@@ -1,0 +1,490 @@
+#include "client/container.hpp"
+
+#include <fmt/format.h>
+#include <isa-l/crc.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "actors/schema/object.capnp.h"
+#include "client/client_impl.hpp"
+#include "net/stream.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera {
+
+using capn::as_data;
+using Clock = std::chrono::steady_clock;
+
+struct Container::State {
+  Client::Impl* im = nullptr;
+  std::shared_ptr<const mgmt::PoolView> view;  // client target only
+  std::atomic<uint32_t> version{0};
+  uint32_t pool = 0;
+  std::string pool_uuid;
+  uint32_t cont = 0;
+  uint64_t cookie = 0;
+  uint16_t oclass = 0;
+  std::string mgmt_addr;
+  mgmt::Cred cred;
+  std::chrono::milliseconds timeout{30000};
+  uint64_t rotation = 0;
+  bool suspect = false;  // a target failed to answer: fetch the map before the next request
+};
+
+namespace {
+using StatePtr = std::shared_ptr<Container::State>;
+
+void learn(Container::State& st) {
+  for (const auto& [rank, a] : st.view->addrs) {
+    for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
+      st.im->rt->set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
+    }
+  }
+  st.version = st.view->pool.map.version;
+}
+
+// Fetches the current pool map (client target fiber; the blocking call runs on a helper thread
+// and the answer comes back through the target's inbox).
+Status refresh(const StatePtr& st) {
+  auto p = std::make_shared<boost::fibers::promise<Result<mgmt::PoolView>>>();
+  auto f = p->get_future();
+  Target* t = st->im->target.get();
+  std::thread([st, p, t] {
+    MgmtClient mc(st->mgmt_addr, st->timeout, st->cred);
+    auto res = std::make_shared<Result<mgmt::PoolView>>(mc.pool_query(st->pool_uuid));
+    t->post([p, res] { p->set_value(std::move(*res)); });
+  }).detach();
+  auto r = f.get();
+  if (!r) return r.status();
+  if (r->pool.map.version >= st->view->pool.map.version) {
+    st->view = std::make_shared<const mgmt::PoolView>(std::move(*r));
+    learn(*st);
+  }
+  return Status();
+}
+
+void fill_ctx(schema::IoCtx::Builder b, const Container::State& st) {
+  b.setPool(st.pool);
+  b.setMapVersion(st.view->pool.map.version);
+  b.setHandle(st.cookie);
+  b.setCont(st.cont);
+}
+
+bool retryable(Errc e) {
+  return e == Errc::stale || e == Errc::unreachable || e == Errc::timeout ||
+         e == Errc::unavailable || e == Errc::shutdown;
+}
+
+Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
+                     Buffer bulk, Nanos timeout) {
+  Message m;
+  m.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
+  m.protocol = proto::kProtoObject;
+  m.method = method;
+  m.body = std::move(body);
+  m.bulk = std::move(bulk);
+  auto r = st.im->rt->ask(std::move(m), timeout);
+  if (!r) return r.status();
+  if (r->status != Errc::ok) return Status(r->status, r->error);
+  return r;
+}
+
+enum class Pick { leader, replica, every };
+constexpr Nanos kReplicaAttempt = std::chrono::seconds(2);
+constexpr Nanos kLeaderAttempt = std::chrono::seconds(10);
+
+// Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
+// replica (reads), refreshing the map and retrying while the failure is one a new map cures.
+// `every`: each available shard of every group once (whole-object punch), results ignored but
+// the first error.
+Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
+                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk) {
+  Container::State& st = *sp;
+  const auto deadline = Clock::now() + st.timeout;
+  Status last(Errc::unavailable, "no healthy replica");
+  if (st.suspect) {
+    st.suspect = false;
+    (void)refresh(sp);
+  }
+  while (true) {
+    auto layout = placement::compute_layout(oid, st.view->pool.map);
+    if (!layout) return layout.status();
+    std::vector<placement::Shard> cands;
+    if (pick == Pick::every) {
+      for (const auto& s : layout->shards) {
+        if (s.available) cands.push_back(s);
+      }
+    } else {
+      auto group = layout->group(placement::dkey_group(dkey, layout->groups));
+      for (const auto& s : group) {
+        if (s.available && !s.fallback) cands.push_back(s);
+      }
+      if (pick == Pick::leader) {
+        // The first healthy member leads; a group whose homes all failed writes to fallbacks.
+        if (cands.empty()) {
+          for (const auto& s : group) {
+            if (s.available) cands.push_back(s);
+          }
+        }
+        if (cands.size() > 1) cands.resize(1);
+      } else if (cands.size() > 1) {
+        std::rotate(cands.begin(), cands.begin() + static_cast<long>(st.rotation++ % cands.size()),
+                    cands.end());
+      }
+    }
+    bool refresh_needed = cands.empty();
+    if (cands.empty()) {
+      last = Status(Errc::unavailable,
+                    fmt::format("no healthy replica of this object in pool map version {}",
+                                st.view->pool.map.version));
+    }
+    Result<Message> done = Status(Errc::internal, "no attempt");
+    bool all_ok = true;
+    for (size_t i = 0; i < cands.size(); ++i) {
+      auto left = std::chrono::duration_cast<Nanos>(deadline - Clock::now());
+      // A dead engine does not answer at all: bound each attempt so that the next replica,
+      // or a new map, gets its turn.
+      bool more = pick == Pick::replica && i + 1 < cands.size();
+      Nanos t = std::min<Nanos>(left, more ? kReplicaAttempt : kLeaderAttempt);
+      if (t <= Nanos(0)) break;
+      auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t);
+      if (r) {
+        if (pick != Pick::every) return r;
+        done = std::move(r);
+        continue;
+      }
+      last = r.status();
+      all_ok = false;
+      if (!retryable(last.code())) return last;
+      refresh_needed = true;
+      st.suspect = true;
+      if (last.code() == Errc::stale || pick != Pick::replica) break;
+    }
+    if (pick == Pick::every && all_ok && !cands.empty()) return done;
+    if (Clock::now() >= deadline) {
+      return Status(last.code(),
+                    fmt::format("{} (gave up after {} ms)", last.message(), st.timeout.count()));
+    }
+    if (refresh_needed) {
+      st.im->target->sleep_for(std::chrono::milliseconds(50));
+      (void)refresh(sp);
+    }
+  }
+}
+
+template <typename T>
+Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {
+  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+  auto f = p->get_future();
+  st->im->target->post([p, fn = std::move(fn)] { p->set_value(fn()); });
+  return f;
+}
+
+// Decodes a reply inside its own DecodeScope (which must never span a fiber switch).
+template <typename T>
+Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
+  try {
+    capn::DecodeScope ds;
+    auto r = decode(m);
+    if (ds.failed()) return Status(Errc::protocol, "malformed reply: " + ds.what());
+    return r;
+  } catch (const kj::Exception& e) {
+    return Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr()));
+  }
+}
+
+void set_oid(schema::ObjId::Builder b, ObjectId oid) {
+  b.setHi(oid.hi);
+  b.setLo(oid.lo);
+}
+schema::ValueKind to_schema(ValueKind k) {
+  return k == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE;
+}
+}  // namespace
+
+Result<std::unique_ptr<Client>> Client::connect_system(const ClientOptions& opts) {
+  MgmtClient mc(opts.engine, opts.timeout);
+  auto members = mc.system_query();
+  if (!members) return members.status();
+  std::string provider = opts.provider;
+  for (const auto& m : *members) {
+    if (provider.empty()) provider = m.provider;
+  }
+  if (provider.empty()) return Status(Errc::unavailable, "no engine has joined the system");
+  auto host = net::parse_endpoint(opts.engine);
+  auto c = start(opts, provider, host && host->address().is_loopback());
+  if (!c) return c.status();
+  return c;
+}
+
+Result<std::unique_ptr<Container>> Client::open_container(const std::string& pool,
+                                                          const std::string& cont, bool write) {
+  auto mc = std::make_unique<MgmtClient>(impl_->opts.engine, impl_->opts.timeout);
+  auto h = mc->cont_open(pool, cont, write);
+  if (!h) return h.status();
+  if (h->cont.c.props.oclass != 0) {
+    const auto* cls = placement::find_class(h->cont.c.props.oclass);
+    if (cls != nullptr && cls->redundancy == placement::Redundancy::erasure) {
+      (void)mc->cont_close(h->pool.pool.id, h->cookie);
+      return Status(Errc::unsupported, fmt::format("container '{}' uses erasure-coded class {}: "
+                                                   "erasure coding is not implemented yet",
+                                                   cont, cls->name));
+    }
+  }
+  std::unique_ptr<Container> c(new Container());
+  c->client_ = this;
+  c->opened_ = std::move(*h);
+  c->mgmt_ = std::move(mc);
+  auto st = std::make_shared<Container::State>();
+  st->im = impl_.get();
+  st->view = std::make_shared<const mgmt::PoolView>(c->opened_.pool);
+  st->pool = c->opened_.pool.pool.id;
+  st->pool_uuid = c->opened_.pool.pool.uuid;
+  st->cont = c->opened_.cont.c.id;
+  st->cookie = c->opened_.cookie;
+  st->oclass = c->opened_.cont.c.props.oclass;
+  st->mgmt_addr = impl_->opts.engine;
+  st->cred = c->mgmt_->cred();
+  st->timeout = impl_->opts.timeout;
+  run_on_client(*impl_, [&st] { learn(*st); });
+  c->st_ = std::move(st);
+  return c;
+}
+
+Container::~Container() {
+  (void)close();
+}
+
+Status Container::close() {
+  if (closed_) return Status();
+  closed_ = true;
+  return mgmt_->cont_close(opened_.pool.pool.id, opened_.cookie);
+}
+
+uint32_t Container::map_version() const {
+  return st_->version.load();
+}
+
+Result<ObjectId> Container::make_oid(uint32_t hi, uint64_t lo, const std::string& oclass) const {
+  uint16_t id = st_->oclass;
+  if (!oclass.empty()) {
+    const auto* cls = placement::find_class(oclass);
+    if (cls == nullptr) {
+      return Status(Errc::invalid_argument, fmt::format("unknown object class '{}'", oclass));
+    }
+    if (cls->redundancy == placement::Redundancy::erasure) {
+      return Status(Errc::unsupported,
+                    fmt::format("object class {}: erasure coding is not implemented yet", oclass));
+    }
+    id = cls->id;
+  }
+  return placement::with_class(ObjectId{hi, lo}, id);
+}
+
+Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dkey,
+                                                    std::string akey, ValueKind kind,
+                                                    uint64_t offset, Buffer data,
+                                                    UpdateFlags flags) {
+  auto st = st_;
+  auto bulk = std::make_shared<Buffer>(std::move(data));
+  return submit<uint64_t>(
+      st, [st, oid, dkey, akey, kind, offset, bulk, flags]() -> Result<uint64_t> {
+        TESSERA_TRY(placement::check_oid(oid));
+        uint32_t crc = crc32_iscsi(bulk->data(), static_cast<int>(bulk->size()), 0);
+        auto body = [&] {
+          capnp::MallocMessageBuilder b(256);
+          auto req = b.initRoot<schema::UpdateReq>();
+          set_oid(req.initOid(), oid);
+          req.setDkey(as_data(dkey));
+          req.setAkey(as_data(akey));
+          req.setKind(to_schema(kind));
+          req.setOffset(offset);
+          req.setCrc(crc);
+          req.setCond(static_cast<uint8_t>(flags.cond));
+          req.setRsize(flags.rsize);
+          fill_ctx(req.initCtx(), *st);
+          return capn::to_body(b);
+        };
+        auto r = op(st, oid, dkey, Pick::leader, proto::kObjUpdate, body, *bulk);
+        if (!r) return r.status();
+        return decoded(*r, decode_epoch);
+      });
+}
+
+Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string dkey,
+                                                      std::string akey, ValueKind kind,
+                                                      uint64_t offset, uint64_t length,
+                                                      uint64_t epoch, FetchFlags flags) {
+  auto st = st_;
+  return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
+    TESSERA_TRY(placement::check_oid(oid));
+    auto body = [&] {
+      capnp::MallocMessageBuilder b(256);
+      auto req = b.initRoot<schema::FetchReq>();
+      set_oid(req.initOid(), oid);
+      req.setDkey(as_data(dkey));
+      req.setAkey(as_data(akey));
+      req.setKind(to_schema(kind));
+      req.setOffset(offset);
+      req.setLength(length);
+      req.setEpoch(epoch);
+      req.setMustExist(flags.must_exist);
+      req.setRsize(flags.rsize);
+      fill_ctx(req.initCtx(), *st);
+      return capn::to_body(b);
+    };
+    auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
+    if (!r) return r.status();
+    return decoded(*r, decode_fetch);
+  });
+}
+
+Container::Future<uint64_t> Container::punch_async(ObjectId oid, std::string dkey,
+                                                   std::string akey) {
+  auto st = st_;
+  return submit<uint64_t>(st, [=]() -> Result<uint64_t> {
+    TESSERA_TRY(placement::check_oid(oid));
+    auto body = [&] {
+      capnp::MallocMessageBuilder b(256);
+      auto req = b.initRoot<schema::PunchReq>();
+      set_oid(req.initOid(), oid);
+      req.setDkey(as_data(dkey));
+      req.setAkey(as_data(akey));
+      fill_ctx(req.initCtx(), *st);
+      return capn::to_body(b);
+    };
+    auto r =
+        op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});
+    if (!r) return r.status();
+    return decoded(*r, decode_epoch);
+  });
+}
+
+Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid, std::string dkey,
+                                                  std::string akey, uint64_t epoch) {
+  auto st = st_;
+  return submit<std::vector<KeyEntry>>(
+             st,
+             [=]() -> Result<std::vector<KeyEntry>> {
+               std::vector<KeyEntry> all;
+               auto page_body = [&](const std::string& anchor) {
+                 return [&, anchor] {
+                   capnp::MallocMessageBuilder b(256);
+                   auto req = b.initRoot<schema::ListReq>();
+                   set_oid(req.initOid(), oid);
+                   req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
+                                : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
+                                : scope == ListScope::akeys ? schema::ListReq::Scope::AKEYS
+                                                            : schema::ListReq::Scope::RECX);
+                   req.setDkey(as_data(dkey));
+                   req.setAkey(as_data(akey));
+                   req.setEpoch(epoch);
+                   req.setAnchor(as_data(anchor));
+                   req.setLimit(1000);
+                   fill_ctx(req.initCtx(), *st);
+                   return capn::to_body(b);
+                 };
+               };
+               // Pages from one shard until its anchor runs out.
+               auto drain = [&](const placement::Shard& s) -> Status {
+                 std::string anchor;
+                 do {
+                   auto r = send(*st, s, proto::kObjList, page_body(anchor)(), {}, st->timeout);
+                   if (!r) return r.status();
+                   auto page = decoded(*r, decode_list);
+                   if (!page) return page.status();
+                   for (auto& e : page->first) all.push_back(std::move(e));
+                   anchor = std::move(page->second);
+                 } while (!anchor.empty());
+                 return Status();
+               };
+               if (scope == ListScope::objects) {
+                 // Every healthy target; replicas repeat objects, removed below.
+                 for (const auto& e : st->view->pool.map.engines) {
+                   for (const auto& t : e.targets) {
+                     if (placement::is_available(t.state)) {
+                       TESSERA_TRY(drain(placement::Shard{e.rank, t.index, true, false}));
+                     }
+                   }
+                 }
+                 std::sort(all.begin(), all.end(),
+                           [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
+                 all.erase(std::unique(
+                               all.begin(), all.end(),
+                               [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
+                           all.end());
+                 return all;
+               }
+               TESSERA_TRY(placement::check_oid(oid));
+               auto layout = placement::compute_layout(oid, st->view->pool.map);
+               if (!layout) return layout.status();
+               std::vector<uint32_t> groups;
+               if (scope == ListScope::dkeys) {
+                 for (uint32_t g = 0; g < layout->groups; ++g) groups.push_back(g);
+               } else {
+                 groups.push_back(placement::dkey_group(dkey, layout->groups));
+               }
+               for (uint32_t g : groups) {
+                 Status last(Errc::unavailable, "no healthy replica of a group of this object");
+                 bool done = false;
+                 for (const auto& s : layout->group(g)) {
+                   if (!s.available || s.fallback) continue;
+                   size_t before = all.size();
+                   Status st2 = drain(s);
+                   if (st2.is_ok()) {
+                     done = true;
+                     break;
+                   }
+                   all.resize(before);
+                   last = st2;
+                   if (!retryable(st2.code())) return st2;
+                 }
+                 if (!done) return last;
+               }
+               if (scope != ListScope::recx) {
+                 std::sort(all.begin(), all.end(),
+                           [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
+               }
+               return all;
+             })
+      .get();
+}
+
+Result<uint64_t> Container::kv_put(const std::string& key, std::span<const uint8_t> value) {
+  auto oid = make_oid(0, 0);
+  if (!oid) return oid.status();
+  return update(*oid, key, "value", ValueKind::single, 0, value);
+}
+
+Result<FetchResult> Container::kv_get(const std::string& key) {
+  auto oid = make_oid(0, 0);
+  if (!oid) return oid.status();
+  FetchFlags f;
+  f.must_exist = true;
+  auto r = fetch(*oid, key, "value", ValueKind::single, 0, 0, 0, f);
+  if (!r && r.status().code() == Errc::not_found) {
+    return Status(Errc::not_found, fmt::format("no key '{}'", key));
+  }
+  return r;
+}
+
+Result<std::vector<std::string>> Container::kv_list() {
+  auto oid = make_oid(0, 0);
+  if (!oid) return oid.status();
+  auto r = list_all(ListScope::dkeys, *oid);
+  if (!r) return r.status();
+  std::vector<std::string> keys;
+  for (auto& e : *r) keys.push_back(std::move(e.key));
+  return keys;
+}
+
+Result<uint64_t> Container::kv_del(const std::string& key) {
+  auto oid = make_oid(0, 0);
+  if (!oid) return oid.status();
+  return punch(*oid, key);
+}
+
+}  // namespace tessera

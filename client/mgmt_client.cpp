@@ -1,0 +1,294 @@
+#include "client/mgmt_client.hpp"
+
+#include <fmt/format.h>
+
+#include "actors/mgmt/codec.hpp"
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "net/stream.hpp"
+
+namespace tessera {
+
+namespace {
+using Fill = std::function<void(schema::MgmtReq::Builder)>;
+
+// One request; `decode` reads the reply inside a DecodeScope.
+template <typename T, typename D>
+Result<T> call(const std::string& addr, std::chrono::milliseconds timeout, const mgmt::Cred& cred,
+               const Fill& fill, D decode) {
+  capnp::MallocMessageBuilder b(512);
+  auto r = b.initRoot<schema::MgmtReq>();
+  mgmt::encode_cred(r.initCred(), cred);
+  fill(r);
+  auto rep =
+      net::control_call(addr, timeout, proto::kProtoMgmt, proto::kMgmtCall, capn::to_body(b));
+  if (!rep) return rep.status();
+  try {
+    capn::DecodeScope ds;
+    capn::BodyReader br(rep->body);
+    Result<T> out = decode(br.root<schema::MgmtRep>());
+    if (ds.failed()) return Status(Errc::protocol, "malformed management reply: " + ds.what());
+    return out;
+  } catch (const kj::Exception& e) {
+    return Status(Errc::protocol,
+                  fmt::format("malformed management reply: {}", e.getDescription().cStr()));
+  }
+}
+
+Status call_none(const std::string& addr, std::chrono::milliseconds timeout, const mgmt::Cred& cred,
+                 const Fill& fill) {
+  return call<bool>(addr, timeout, cred, fill,
+                    [](schema::MgmtRep::Reader) -> Result<bool> { return true; })
+      .status();
+}
+
+Result<mgmt::PoolView> pool_of(schema::MgmtRep::Reader r) {
+  if (!r.isPool()) return Status(Errc::protocol, "reply carries no pool");
+  return mgmt::decode_pool(r.getPool());
+}
+Result<mgmt::ContView> cont_of(schema::MgmtRep::Reader r) {
+  if (!r.isCont()) return Status(Errc::protocol, "reply carries no container");
+  return mgmt::decode_cont(r.getCont());
+}
+Result<mgmt::Acl> acl_of(schema::MgmtRep::Reader r) {
+  if (!r.isAcl()) return Status(Errc::protocol, "reply carries no ACL");
+  return mgmt::decode_acl(r.getAcl());
+}
+}  // namespace
+
+Result<std::vector<mgmt::Member>> MgmtClient::system_query() const {
+  return call<std::vector<mgmt::Member>>(
+      addr_, timeout_, cred_, [](auto r) { r.setSystemQuery(); },
+      [](schema::MgmtRep::Reader r) -> Result<std::vector<mgmt::Member>> {
+        std::vector<mgmt::Member> out;
+        for (auto m : r.getMembers()) {
+          auto d = mgmt::decode_member(m);
+          if (!d) return d.status();
+          out.push_back(std::move(*d));
+        }
+        return out;
+      });
+}
+
+Status MgmtClient::system_stop() const {
+  return call_none(addr_, timeout_, cred_, [](auto r) { r.setSystemStop(); });
+}
+
+Result<mgmt::PoolView> MgmtClient::pool_create(const std::string& label, uint64_t target_bytes,
+                                               const std::vector<uint32_t>& ranks) const {
+  return call<mgmt::PoolView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto c = r.initPoolCreate();
+        c.setLabel(label);
+        c.setTargetBytes(target_bytes);
+        auto l = c.initRanks(static_cast<unsigned>(ranks.size()));
+        for (size_t i = 0; i < ranks.size(); ++i) l.set(static_cast<unsigned>(i), ranks[i]);
+      },
+      pool_of);
+}
+
+Result<std::vector<mgmt::PoolView>> MgmtClient::pool_list() const {
+  return call<std::vector<mgmt::PoolView>>(
+      addr_, timeout_, cred_, [](auto r) { r.setPoolList(); },
+      [](schema::MgmtRep::Reader r) -> Result<std::vector<mgmt::PoolView>> {
+        std::vector<mgmt::PoolView> out;
+        for (auto p : r.getPools()) {
+          auto d = mgmt::decode_pool(p);
+          if (!d) return d.status();
+          out.push_back(std::move(*d));
+        }
+        return out;
+      });
+}
+
+Result<mgmt::PoolView> MgmtClient::pool_query(const std::string& pool) const {
+  return call<mgmt::PoolView>(
+      addr_, timeout_, cred_, [&](auto r) { r.setPoolQuery(pool); }, pool_of);
+}
+
+Status MgmtClient::pool_destroy(const std::string& pool, bool force) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto d = r.initPoolDestroy();
+    d.setPool(pool);
+    d.setForce(force);
+  });
+}
+
+Status MgmtClient::pool_set_prop(const std::string& pool, const std::string& name,
+                                 const std::string& value) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto p = r.initPoolSetProp();
+    p.setPool(pool);
+    p.setName(name);
+    p.setValue(value);
+    p.setHasValue(true);
+  });
+}
+
+Result<mgmt::PoolView> MgmtClient::target_state(const std::string& pool, uint32_t rank,
+                                                int32_t target,
+                                                placement::TargetState state) const {
+  return call<mgmt::PoolView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto t = r.initTargetState();
+        t.setPool(pool);
+        t.setRank(rank);
+        t.setTarget(target);
+        t.setState(static_cast<uint8_t>(state));
+      },
+      pool_of);
+}
+
+Result<mgmt::Acl> MgmtClient::get_acl(const std::string& pool, const std::string& cont) const {
+  return call<mgmt::Acl>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto e = r.initUpdateAcl();
+        e.setPool(pool);
+        e.setCont(cont);
+        e.setGet(true);
+      },
+      acl_of);
+}
+
+Result<mgmt::Acl> MgmtClient::update_acl(const std::string& pool, const std::string& cont,
+                                         const AclChange& change) const {
+  return call<mgmt::Acl>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto e = r.initUpdateAcl();
+        e.setPool(pool);
+        e.setCont(cont);
+        e.setReplace(change.replace);
+        auto s = e.initSet(static_cast<unsigned>(change.set.size()));
+        for (size_t i = 0; i < change.set.size(); ++i) {
+          mgmt::encode_ace(s[static_cast<unsigned>(i)], change.set[i]);
+        }
+        auto d = e.initRemove(static_cast<unsigned>(change.remove.size()));
+        for (size_t i = 0; i < change.remove.size(); ++i) {
+          mgmt::encode_ace(d[static_cast<unsigned>(i)], change.remove[i]);
+        }
+      },
+      acl_of);
+}
+
+Result<mgmt::ContView> MgmtClient::cont_create(const std::string& pool,
+                                               const mgmt::ContProps& props) const {
+  return call<mgmt::ContView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto c = r.initContCreate();
+        c.setPool(pool);
+        mgmt::encode_props(c.initProps(), props);
+      },
+      cont_of);
+}
+
+Result<mgmt::ContView> MgmtClient::cont_query(const std::string& pool,
+                                              const std::string& cont) const {
+  return call<mgmt::ContView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto c = r.initContQuery();
+        c.setPool(pool);
+        c.setCont(cont);
+      },
+      cont_of);
+}
+
+Status MgmtClient::cont_destroy(const std::string& pool, const std::string& cont,
+                                bool force) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto d = r.initContDestroy();
+    d.setPool(pool);
+    d.setCont(cont);
+    d.setForce(force);
+  });
+}
+
+Status MgmtClient::cont_set_prop(const std::string& pool, const std::string& cont,
+                                 const mgmt::ContProps& props) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto c = r.initContSetProp();
+    c.setPool(pool);
+    c.setCont(cont);
+    mgmt::encode_props(c.initProps(), props);
+  });
+}
+
+Status MgmtClient::cont_set_attr(const std::string& pool, const std::string& cont,
+                                 const std::string& name, std::optional<std::string> value) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto a = r.initContSetAttr();
+    a.setPool(pool);
+    a.setCont(cont);
+    a.setName(name);
+    a.setHasValue(value.has_value());
+    if (value) a.setValue(*value);
+  });
+}
+
+Result<mgmt::ContView> MgmtClient::snap_create(const std::string& pool, const std::string& cont,
+                                               const std::string& name, uint64_t epoch) const {
+  return call<mgmt::ContView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto s = r.initSnapCreate();
+        s.setPool(pool);
+        s.setCont(cont);
+        s.setName(name);
+        s.setEpoch(epoch);
+      },
+      cont_of);
+}
+
+Result<mgmt::ContView> MgmtClient::snap_destroy(const std::string& pool, const std::string& cont,
+                                                uint64_t epoch) const {
+  return call<mgmt::ContView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto s = r.initSnapDestroy();
+        s.setPool(pool);
+        s.setCont(cont);
+        s.setEpoch(epoch);
+      },
+      cont_of);
+}
+
+Result<mgmt::HandleView> MgmtClient::cont_open(const std::string& pool, const std::string& cont,
+                                               bool write) const {
+  return call<mgmt::HandleView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto o = r.initContOpen();
+        o.setPool(pool);
+        o.setCont(cont);
+        o.setWrite(write);
+      },
+      [](schema::MgmtRep::Reader r) -> Result<mgmt::HandleView> {
+        if (!r.isHandle()) return Status(Errc::protocol, "reply carries no handle");
+        auto h = r.getHandle();
+        mgmt::HandleView v;
+        v.cookie = h.getCookie();
+        v.perms = h.getPerms();
+        auto p = mgmt::decode_pool(h.getPool());
+        if (!p) return p.status();
+        v.pool = std::move(*p);
+        auto c = mgmt::decode_cont(h.getCont());
+        if (!c) return c.status();
+        v.cont = std::move(*c);
+        return v;
+      });
+}
+
+Status MgmtClient::cont_close(uint32_t pool_id, uint64_t cookie) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto c = r.initContClose();
+    c.setPool(pool_id);
+    c.setCookie(cookie);
+  });
+}
+
+}  // namespace tessera

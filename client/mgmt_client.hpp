@@ -1,0 +1,71 @@
+// MgmtClient: the management service's requests as blocking calls (any thread but a target's).
+// Every call presents the credentials given at construction (default: the calling process's
+// uid, gid and groups) and returns the service's error text as it is.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "actors/mgmt/types.hpp"
+
+namespace tessera {
+
+struct AclChange {
+  std::vector<mgmt::Ace> set;
+  std::vector<mgmt::Ace> remove;
+  bool replace = false;
+};
+
+class MgmtClient {
+ public:
+  explicit MgmtClient(std::string addr,
+                      std::chrono::milliseconds timeout = std::chrono::milliseconds(30000),
+                      mgmt::Cred cred = mgmt::Cred::current())
+      : addr_(std::move(addr)), timeout_(timeout), cred_(std::move(cred)) {}
+
+  Result<std::vector<mgmt::Member>> system_query() const;
+  Status system_stop() const;
+
+  // target_bytes: store size per target; ranks empty: every joined engine.
+  Result<mgmt::PoolView> pool_create(const std::string& label, uint64_t target_bytes,
+                                     const std::vector<uint32_t>& ranks = {}) const;
+  Result<std::vector<mgmt::PoolView>> pool_list() const;
+  Result<mgmt::PoolView> pool_query(const std::string& pool) const;
+  Status pool_destroy(const std::string& pool, bool force = false) const;
+  Status pool_set_prop(const std::string& pool, const std::string& name,
+                       const std::string& value) const;
+  Result<mgmt::PoolView> target_state(const std::string& pool, uint32_t rank, int32_t target,
+                                      placement::TargetState state) const;
+
+  // cont empty: the pool's ACL.
+  Result<mgmt::Acl> get_acl(const std::string& pool, const std::string& cont = {}) const;
+  Result<mgmt::Acl> update_acl(const std::string& pool, const std::string& cont,
+                               const AclChange& change) const;
+
+  Result<mgmt::ContView> cont_create(const std::string& pool, const mgmt::ContProps& props) const;
+  Result<mgmt::ContView> cont_query(const std::string& pool, const std::string& cont) const;
+  Status cont_destroy(const std::string& pool, const std::string& cont, bool force = false) const;
+  Status cont_set_prop(const std::string& pool, const std::string& cont,
+                       const mgmt::ContProps& props) const;
+  Status cont_set_attr(const std::string& pool, const std::string& cont, const std::string& name,
+                       std::optional<std::string> value) const;
+  Result<mgmt::ContView> snap_create(const std::string& pool, const std::string& cont,
+                                     const std::string& name, uint64_t epoch = 0) const;
+  Result<mgmt::ContView> snap_destroy(const std::string& pool, const std::string& cont,
+                                      uint64_t epoch) const;
+  Result<mgmt::HandleView> cont_open(const std::string& pool, const std::string& cont,
+                                     bool write) const;
+  Status cont_close(uint32_t pool_id, uint64_t cookie) const;
+
+  const std::string& address() const { return addr_; }
+  const mgmt::Cred& cred() const { return cred_; }
+
+ private:
+  std::string addr_;
+  std::chrono::milliseconds timeout_;
+  mgmt::Cred cred_;
+};
+
+}  // namespace tessera

@@ -1,0 +1,95 @@
+// The management state machine and ACL evaluation, without processes.
+#include <gtest/gtest.h>
+
+#include "actors/mgmt/state.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera;
+using namespace tessera::mgmt;
+using nlohmann::json;
+
+namespace {
+Cred cred(uint32_t uid, uint32_t gid, std::vector<uint32_t> groups = {}) {
+  Cred c;
+  c.uid = uid;
+  c.gid = gid;
+  c.groups = std::move(groups);
+  return c;
+}
+
+json join(uint32_t rank, const std::string& host) {
+  return {{"op", "join"},        {"rank", rank},      {"host", host},
+          {"control_addr", "x"}, {"provider", "tcp"}, {"fabric_addrs", {"0a0b", "0c0d"}}};
+}
+}  // namespace
+
+TEST(Acl, EvaluationOrderAndText) {
+  Acl a = default_cont_acl(cred(1000, 100));
+  EXPECT_EQ(a.perms_for(cred(1000, 100)), uint32_t{kAllPerms & ~kCreateCont});
+  EXPECT_EQ(a.perms_for(cred(2000, 100)), uint32_t{kRead | kWrite | kGetProp | kSetProp});
+  EXPECT_EQ(a.perms_for(cred(2000, 7, {100})), uint32_t{kRead | kWrite | kGetProp | kSetProp});
+  EXPECT_EQ(a.perms_for(cred(3000, 300)), 0u);
+  auto e = parse_ace("A::EVERYONE@:rt");
+  ASSERT_TRUE(e);
+  a.update(*e);
+  EXPECT_EQ(a.perms_for(cred(3000, 300)), uint32_t{kRead | kGetProp});
+  auto u = parse_ace("A::3000@:r");
+  ASSERT_TRUE(u);
+  a.update(*u);
+  EXPECT_EQ(a.perms_for(cred(3000, 300)), uint32_t{kRead});  // named user before everyone
+  EXPECT_EQ(ace_text(*u), "A::3000@:r");
+  EXPECT_TRUE(a.remove(*u));
+  EXPECT_FALSE(a.remove(*u));
+  for (const char* bad : {"A::x", "B::OWNER@:r", "A:X:OWNER@:r", "A::OWNER@:z", "A::OWNER:r",
+                          "A::no-such-user-here@:r"}) {
+    auto r = parse_ace(bad);
+    EXPECT_FALSE(r) << bad;
+    EXPECT_EQ(r.status().code(), Errc::invalid_argument);
+  }
+}
+
+TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
+  MgmtState s;
+  ASSERT_TRUE(s.apply(join(0, "h0")).is_ok());
+  ASSERT_TRUE(s.apply(join(1, "h1")).is_ok());
+  Cred owner = cred(0, 0);
+  json pc = {{"op", "pool_create"}, {"uuid", "u1"},
+             {"label", "p"},        {"target_bytes", 1 << 26},
+             {"ranks", {0, 1}},     {"acl", acl_json(default_pool_acl(owner))}};
+  ASSERT_TRUE(s.apply(pc).is_ok());
+  EXPECT_EQ(s.apply(pc).code(), Errc::exists);  // same label
+  const Pool* p = s.pool("p");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->map.layout_targets(), 4u);
+  ContProps props;
+  props.label = "c";
+  json cc = {{"op", "cont_create"},
+             {"pool", p->id},
+             {"uuid", "cu"},
+             {"props", props_json(props)},
+             {"acl", acl_json(default_cont_acl(owner))},
+             {"epoch", 5}};
+  ASSERT_TRUE(s.apply(cc).is_ok());
+  EXPECT_EQ(s.pool("p")->containers.begin()->first, 1u);
+  // A malformed command changes nothing.
+  uint64_t applied = s.applied();
+  EXPECT_EQ(s.apply({{"op", "cont_create"}, {"pool", p->id}}).code(), Errc::invalid_argument);
+  EXPECT_EQ(s.apply({{"op", "bogus"}, {"pool", p->id}, {"cont", 1}}).code(),
+            Errc::invalid_argument);
+  EXPECT_EQ(s.applied(), applied);
+  // A dead engine's targets go down and the map version moves.
+  uint32_t v = s.pool("p")->map.version;
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(s.pool("p")->map.version, v + 1);
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
+  ContHealth h = container_health(*s.pool("p"), s.pool("p")->containers.at(1));
+  EXPECT_EQ(h.status, "UNCLEAN");  // rf 0, one engine failed
+
+  tessera::testing::TempDir dir;
+  StateFile f(dir.path() + "/state.json");
+  ASSERT_TRUE(f.save(s).is_ok());
+  auto back = f.load();
+  ASSERT_TRUE(back) << back.status().to_string();
+  EXPECT_EQ(back->to_json(), s.to_json());
+  EXPECT_EQ(back->members().at(0).fabric_addrs[0], std::string("\x0a\x0b"));
+}
