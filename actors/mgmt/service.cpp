@@ -144,6 +144,20 @@ Result<const Container*> MgmtService::find_cont(const Pool& p, const std::string
   return c;
 }
 
+Result<MgmtService::PoolCont> MgmtService::find_pool_cont(const std::string& pool,
+                                                          const std::string& cont, const Cred& cred,
+                                                          uint32_t perms) const {
+  auto p = find_pool(pool);
+  if (!p) return p.status();
+  TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
+  auto c = find_cont(**p, cont);
+  if (!c) return c.status();
+  if (perms != 0) {
+    TESSERA_TRY(need((*c)->acl, cred, perms, fmt::format("container '{}'", (*c)->props.label)));
+  }
+  return PoolCont{*p, *c};
+}
+
 Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req) {
   auto r = net::control_call(m.control_addr, opts_.engine_timeout, proto::kProtoMgmt,
                              proto::kEngineCall, capn::to_body(req));
@@ -251,9 +265,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto p = find_pool(req.getPoolQuery());
       if (!p) return p.status();
       TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      bool conts = ((*p)->acl.perms_for(cred) & kRead) != 0;
       return reply(
-          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), **p, state_, conts); });
+          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), **p, state_, true); });
     }
     case W::POOL_MAP: {
       std::lock_guard lk(mu_);
@@ -335,15 +348,11 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     case W::CONT_QUERY: {
       auto r = req.getContQuery();
       std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      auto c = find_cont(**p, r.getCont());
-      if (!c) return c.status();
-      TESSERA_TRY(
-          need((*c)->acl, cred, kGetProp, fmt::format("container '{}'", (*c)->props.label)));
-      return reply(
-          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), **p, **c, state_); });
+      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kGetProp);
+      if (!pc) return pc.status();
+      return reply([&](schema::MgmtRep::Builder rep) {
+        encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
+      });
     }
     case W::CONT_DESTROY:
       return cont_destroy(req.getContDestroy(), cred);
@@ -352,14 +361,9 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto props = decode_props(r.getProps());
       if (!props) return props.status();
       std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      auto c = find_cont(**p, r.getCont());
-      if (!c) return c.status();
-      TESSERA_TRY(
-          need((*c)->acl, cred, kSetProp, fmt::format("container '{}'", (*c)->props.label)));
-      const ContProps& old = (*c)->props;
+      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
+      if (!pc) return pc.status();
+      const ContProps& old = pc->cont->props;
       // Layout-defining properties are fixed at create: existing objects were placed by them.
       if (props->type != old.type || props->oclass != old.oclass || props->rf != old.rf ||
           props->checksum != old.checksum || props->cell_size != old.cell_size) {
@@ -368,25 +372,20 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
                       "factor, checksum and cell size decide how existing data is stored)");
       }
       TESSERA_TRY(commit({{"op", "cont_set_prop"},
-                          {"pool", (*p)->id},
-                          {"cont", (*c)->id},
+                          {"pool", pc->pool->id},
+                          {"cont", pc->cont->id},
                           {"props", props_json(*props)}}));
       return none();
     }
     case W::CONT_SET_ATTR: {
       auto r = req.getContSetAttr();
       std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      auto c = find_cont(**p, r.getCont());
-      if (!c) return c.status();
-      TESSERA_TRY(
-          need((*c)->acl, cred, kSetProp, fmt::format("container '{}'", (*c)->props.label)));
+      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
+      if (!pc) return pc.status();
       json v = r.getHasValue() ? json(std::string(r.getValue().cStr())) : json(nullptr);
       TESSERA_TRY(commit({{"op", "cont_attr"},
-                          {"pool", (*p)->id},
-                          {"cont", (*c)->id},
+                          {"pool", pc->pool->id},
+                          {"cont", pc->cont->id},
                           {"name", std::string(r.getName().cStr())},
                           {"value", v}}));
       return none();
@@ -396,40 +395,31 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       bool create = req.which() == W::SNAP_CREATE;
       auto r = create ? req.getSnapCreate() : req.getSnapDestroy();
       std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      auto c = find_cont(**p, r.getCont());
-      if (!c) return c.status();
-      TESSERA_TRY(need((*c)->acl, cred, kWrite, fmt::format("container '{}'", (*c)->props.label)));
+      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kWrite);
+      if (!pc) return pc.status();
       uint64_t epoch = r.getEpoch();
       if (create && epoch == 0) epoch = wall_epoch();
       json cmd = {{"op", create ? "snap_create" : "snap_destroy"},
-                  {"pool", (*p)->id},
-                  {"cont", (*c)->id},
+                  {"pool", pc->pool->id},
+                  {"cont", pc->cont->id},
                   {"epoch", epoch},
                   {"name", std::string(r.getName().cStr())}};
       TESSERA_TRY(commit(cmd));
-      const Container* k = (*p)->container(r.getCont());
-      return reply(
-          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), **p, *k, state_); });
+      return reply([&](schema::MgmtRep::Builder rep) {
+        encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
+      });
     }
     case W::CONT_OPEN: {
       auto r = req.getContOpen();
       std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      auto c = find_cont(**p, r.getCont());
-      if (!c) return c.status();
       uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
-      TESSERA_TRY(need((*c)->acl, cred, want, fmt::format("container '{}'", (*c)->props.label)));
-      uint32_t granted = (*c)->acl.perms_for(cred) & (kRead | kWrite);
-      if (!r.getWrite()) granted &= ~uint32_t{kWrite};
+      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
+      if (!pc) return pc.status();
+      const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it
       uint64_t cookie = new_cookie();
       TESSERA_TRY(commit({{"op", "handle_open"},
-                          {"pool", (*p)->id},
-                          {"cont", (*c)->id},
+                          {"pool", pc->pool->id},
+                          {"cont", pc->cont->id},
                           {"cookie", cookie},
                           {"perms", granted},
                           {"uid", cred.uid}}));
@@ -437,8 +427,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         auto h = rep.initHandle();
         h.setCookie(cookie);
         h.setPerms(granted);
-        encode_pool(h.initPool(), **p, state_, false);
-        encode_cont(h.initCont(), **p, **c, state_);
+        encode_pool(h.initPool(), *pc->pool, state_, false);
+        encode_cont(h.initCont(), *pc->pool, *pc->cont, state_);
       });
     }
     case W::CONT_CLOSE: {
@@ -618,24 +608,21 @@ Result<Buffer> MgmtService::cont_destroy(schema::MgmtReq::Destroy::Reader r, con
   uint32_t pool_id, cont_id;
   {
     std::lock_guard lk(mu_);
-    auto p = find_pool(r.getPool());
-    if (!p) return p.status();
-    TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-    auto c = find_cont(**p, r.getCont());
-    if (!c) return c.status();
-    if ((((*c)->acl.perms_for(cred) & kDelete) == 0) &&
-        (((*p)->acl.perms_for(cred) & kWrite) == 0)) {
-      return denied(cred, kDelete, fmt::format("container '{}'", (*c)->props.label));
+    auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, 0);
+    if (!pc) return pc.status();
+    if (((pc->cont->acl.perms_for(cred) & kDelete) == 0) &&
+        ((pc->pool->acl.perms_for(cred) & kWrite) == 0)) {
+      return denied(cred, kDelete, fmt::format("container '{}'", pc->cont->props.label));
     }
-    size_t open = state_.open_handles((*p)->id, (*c)->id);
+    size_t open = state_.open_handles(pc->pool->id, pc->cont->id);
     if (open > 0 && !r.getForce()) {
       return Status(Errc::busy, fmt::format("container '{}' has {} open handle(s); close them or "
                                             "destroy with --force",
-                                            (*c)->props.label, open));
+                                            pc->cont->props.label, open));
     }
-    pool_id = (*p)->id;
-    cont_id = (*c)->id;
-    for (const auto& e : (*p)->map.engines) {
+    pool_id = pc->pool->id;
+    cont_id = pc->cont->id;
+    for (const auto& e : pc->pool->map.engines) {
       auto it = state_.members().find(e.rank);
       if (it != state_.members().end() && it->second.state == MemberState::joined) {
         engines.push_back(it->second);

@@ -47,6 +47,13 @@ class MgmtService {
   bool is_admin(const Cred& c) const { return c.uid == 0 || c.uid == opts_.admin_uid; }
   Result<const Pool*> find_pool(const std::string& key) const;
   Result<const Container*> find_cont(const Pool& p, const std::string& key) const;
+  // A container the caller may reach: pool read, then `perms` on the container (0: none).
+  struct PoolCont {
+    const Pool* pool;
+    const Container* cont;
+  };
+  Result<PoolCont> find_pool_cont(const std::string& pool, const std::string& cont,
+                                  const Cred& cred, uint32_t perms) const;
   Status engine_call(const Member& m, capnp::MessageBuilder& req);
   void monitor();
 
