@@ -381,14 +381,7 @@ Status ObjectService::handle(Message& m) {
     }
 
     case proto::kObjStats: {
-      uint32_t pool = 0;
-      if (m.body.size() > 0) {
-        capn::DecodeScope ds;
-        BodyReader br(m.body);
-        pool = br.root<schema::StatsReq>().getCtx().getPool();
-        if (ds.failed()) return malformed(ds);
-      }
-      auto w = maintenance_store(pool);
+      auto w = maintenance_store(m);
       if (!w) return w.status();
       auto s = (*w)->stats();
       capnp::MallocMessageBuilder b(128);
@@ -473,20 +466,24 @@ Status ObjectService::handle(Message& m) {
     }
 
     case proto::kObjCheckpoint: {
-      uint32_t pool = 0;
-      if (m.body.size() > 0) {
-        capn::DecodeScope ds;
-        BodyReader br(m.body);
-        pool = br.root<schema::StatsReq>().getCtx().getPool();
-        if (ds.failed()) return malformed(ds);
-      }
-      auto w = maintenance_store(pool);
+      auto w = maintenance_store(m);
       if (!w) return w.status();
       TESSERA_TRY((*w)->checkpoint());
       return rt_.reply(m, Status());
     }
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
+}
+
+Result<storage::TargetStore*> ObjectService::maintenance_store(const Message& m) {
+  uint32_t pool = 0;
+  if (m.body.size() > 0) {  // an empty body (older clients, the CLI's engine mode): pool 0
+    capn::DecodeScope ds;
+    BodyReader br(m.body);
+    pool = br.root<schema::StatsReq>().getCtx().getPool();
+    if (ds.failed()) return malformed(ds);
+  }
+  return maintenance_store(pool);
 }
 
 Result<storage::TargetStore*> ObjectService::maintenance_store(uint32_t pool) {

@@ -79,6 +79,8 @@ class ObjectService final : public Actor {
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
   // Stats, aggregation and checkpoints address a pool's store without a container handle.
   Result<storage::TargetStore*> maintenance_store(uint32_t pool);
+  // ... for a stats or checkpoint request (StatsReq body; empty: pool 0).
+  Result<storage::TargetStore*> maintenance_store(const Message& m);
   // Leader side of a replicated change: forwards `m` (with `epoch`) to the other members of the
   // group of (oid, dkey) and runs `local`; all must succeed.
   Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,
