@@ -220,9 +220,17 @@ Result<ListPage> decode_list(Message& m) {
   return page;
 }
 
-Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
-                                              ValueKind kind, uint64_t offset, Buffer data,
-                                              UpdateFlags flags) {
+namespace {
+void set_ctx(schema::IoCtx::Builder b, const IoCtxValues& c) {
+  b.setPool(c.pool);
+  b.setMapVersion(c.map_version);
+  b.setHandle(c.handle);
+  b.setCont(c.cont);
+}
+}  // namespace
+
+Buffer update_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
+                   uint64_t offset, uint32_t crc, UpdateFlags flags, const IoCtxValues& ctx) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::UpdateReq>();
   set_oid(req.initOid(), oid);
@@ -230,16 +238,16 @@ Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, st
   req.setAkey(as_data(akey));
   req.setKind(to_schema(kind));
   req.setOffset(offset);
-  req.setCrc(crc32_iscsi(data.data(), static_cast<int>(data.size()), 0));
+  req.setCrc(crc);
   req.setCond(static_cast<uint8_t>(flags.cond));
   req.setRsize(flags.rsize);
-  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate, capn::to_body(b),
-                        std::move(data), decode_epoch);
+  set_ctx(req.initCtx(), ctx);
+  return capn::to_body(b);
 }
 
-Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, std::string akey,
-                                                ValueKind kind, uint64_t offset, uint64_t length,
-                                                uint64_t epoch, FetchFlags flags) {
+Buffer fetch_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
+                  uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags,
+                  const IoCtxValues& ctx) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::FetchReq>();
   set_oid(req.initOid(), oid);
@@ -251,18 +259,62 @@ Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, 
   req.setEpoch(epoch);
   req.setMustExist(flags.must_exist);
   req.setRsize(flags.rsize);
-  return call<FetchResult>(*impl_, sys_.rank, target_of(oid), proto::kObjFetch, capn::to_body(b),
-                           {}, decode_fetch);
+  set_ctx(req.initCtx(), ctx);
+  return capn::to_body(b);
 }
 
-Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std::string akey) {
+Buffer punch_body(ObjectId oid, std::string_view dkey, std::string_view akey, uint64_t offset,
+                  uint64_t length, uint32_t rsize, const IoCtxValues& ctx) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::PunchReq>();
   set_oid(req.initOid(), oid);
   req.setDkey(as_data(dkey));
   req.setAkey(as_data(akey));
-  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, capn::to_body(b), {},
+  req.setOffset(offset);
+  req.setLength(length);
+  req.setRsize(rsize);
+  set_ctx(req.initCtx(), ctx);
+  return capn::to_body(b);
+}
+
+Buffer list_body(ListScope scope, ObjectId oid, std::string_view dkey, std::string_view akey,
+                 std::string_view anchor, uint32_t limit, uint64_t epoch, const IoCtxValues& ctx) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::ListReq>();
+  set_oid(req.initOid(), oid);
+  req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
+               : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
+               : scope == ListScope::akeys ? schema::ListReq::Scope::AKEYS
+                                           : schema::ListReq::Scope::RECX);
+  req.setDkey(as_data(dkey));
+  req.setAkey(as_data(akey));
+  req.setEpoch(epoch);
+  req.setAnchor(as_data(anchor));
+  req.setLimit(limit);
+  set_ctx(req.initCtx(), ctx);
+  return capn::to_body(b);
+}
+
+Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
+                                              ValueKind kind, uint64_t offset, Buffer data,
+                                              UpdateFlags flags) {
+  uint32_t crc = crc32_iscsi(data.data(), static_cast<int>(data.size()), 0);
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate,
+                        update_body(oid, dkey, akey, kind, offset, crc, flags), std::move(data),
                         decode_epoch);
+}
+
+Client::Future<FetchResult> Client::fetch_async(ObjectId oid, std::string dkey, std::string akey,
+                                                ValueKind kind, uint64_t offset, uint64_t length,
+                                                uint64_t epoch, FetchFlags flags) {
+  return call<FetchResult>(*impl_, sys_.rank, target_of(oid), proto::kObjFetch,
+                           fetch_body(oid, dkey, akey, kind, offset, length, epoch, flags), {},
+                           decode_fetch);
+}
+
+Client::Future<uint64_t> Client::punch_async(ObjectId oid, std::string dkey, std::string akey) {
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch,
+                        punch_body(oid, dkey, akey, 0, 0, 1), {}, decode_epoch);
 }
 
 Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dkey, std::string akey,
@@ -273,16 +325,8 @@ Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dke
     p.set_value(Status(Errc::invalid_argument, "empty range to punch"));
     return p.get_future();
   }
-  capnp::MallocMessageBuilder b(256);
-  auto req = b.initRoot<schema::PunchReq>();
-  set_oid(req.initOid(), oid);
-  req.setDkey(as_data(dkey));
-  req.setAkey(as_data(akey));
-  req.setOffset(offset);
-  req.setLength(length);
-  req.setRsize(rsize);
-  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch, capn::to_body(b), {},
-                        decode_epoch);
+  return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch,
+                        punch_body(oid, dkey, akey, offset, length, rsize), {}, decode_epoch);
 }
 
 Client::Future<MaxInfo> Client::query_max_async(ObjectId oid, std::string dkey, std::string akey,
@@ -353,21 +397,10 @@ Client::Future<StoreTargetStats> Client::stats_async(uint32_t target) {
 Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async(
     ListScope scope, ObjectId oid, std::string dkey, std::string anchor, uint32_t limit,
     uint32_t target, std::string akey, uint64_t epoch) {
-  capnp::MallocMessageBuilder b(256);
-  auto req = b.initRoot<schema::ListReq>();
-  set_oid(req.initOid(), oid);
-  req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
-               : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
-               : scope == ListScope::akeys ? schema::ListReq::Scope::AKEYS
-                                           : schema::ListReq::Scope::RECX);
-  req.setDkey(as_data(dkey));
-  req.setAkey(as_data(akey));
-  req.setEpoch(epoch);
-  req.setAnchor(as_data(anchor));
-  req.setLimit(limit);
   uint32_t tgt = scope == ListScope::objects ? target : target_of(oid);
   using Page = ListPage;
-  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList, capn::to_body(b), {}, decode_list);
+  return call<Page>(*impl_, sys_.rank, tgt, proto::kObjList,
+                    list_body(scope, oid, dkey, akey, anchor, limit, epoch), {}, decode_list);
 }
 
 Client::Future<Buffer> Client::ping_async(uint32_t target, Buffer payload) {

@@ -28,6 +28,24 @@ Result<uint64_t> decode_epoch(Message& m);
 Result<FetchResult> decode_fetch(Message& m);
 Result<ListPage> decode_list(Message& m);
 
+// Request bodies shared by the single-engine calls (ctx all zero: pool 0) and containers.
+struct IoCtxValues {
+  uint32_t pool = 0;
+  uint32_t map_version = 0;
+  uint64_t handle = 0;
+  uint32_t cont = 0;
+};
+Buffer update_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
+                   uint64_t offset, uint32_t crc, UpdateFlags flags, const IoCtxValues& ctx = {});
+Buffer fetch_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
+                  uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags,
+                  const IoCtxValues& ctx = {});
+Buffer punch_body(ObjectId oid, std::string_view dkey, std::string_view akey, uint64_t offset,
+                  uint64_t length, uint32_t rsize, const IoCtxValues& ctx = {});
+Buffer list_body(ListScope scope, ObjectId oid, std::string_view dkey, std::string_view akey,
+                 std::string_view anchor, uint32_t limit, uint64_t epoch,
+                 const IoCtxValues& ctx = {});
+
 // Runs `fn` on the client target and waits (application threads only).
 template <typename F>
 void run_on_client(Client::Impl& im, F fn) {

@@ -8,14 +8,12 @@
 
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
 #include "client/client_impl.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
 
 namespace tessera {
 
-using capn::as_data;
 using Clock = std::chrono::steady_clock;
 
 struct Container::State {
@@ -66,11 +64,8 @@ Status refresh(const StatePtr& st) {
   return Status();
 }
 
-void fill_ctx(schema::IoCtx::Builder b, const Container::State& st) {
-  b.setPool(st.pool);
-  b.setMapVersion(st.view->pool.map.version);
-  b.setHandle(st.cookie);
-  b.setCont(st.cont);
+IoCtxValues ctx_of(const Container::State& st) {
+  return {st.pool, st.view->pool.map.version, st.cookie, st.cont};
 }
 
 bool retryable(Errc e) {
@@ -196,13 +191,6 @@ Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
   }
 }
 
-void set_oid(schema::ObjId::Builder b, ObjectId oid) {
-  b.setHi(oid.hi);
-  b.setLo(oid.lo);
-}
-schema::ValueKind to_schema(ValueKind k) {
-  return k == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE;
-}
 }  // namespace
 
 Result<std::unique_ptr<Client>> Client::connect_system(const ClientOptions& opts) {
@@ -295,18 +283,7 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
         TESSERA_TRY(placement::check_oid(oid));
         uint32_t crc = crc32_iscsi(bulk->data(), static_cast<int>(bulk->size()), 0);
         auto body = [&] {
-          capnp::MallocMessageBuilder b(256);
-          auto req = b.initRoot<schema::UpdateReq>();
-          set_oid(req.initOid(), oid);
-          req.setDkey(as_data(dkey));
-          req.setAkey(as_data(akey));
-          req.setKind(to_schema(kind));
-          req.setOffset(offset);
-          req.setCrc(crc);
-          req.setCond(static_cast<uint8_t>(flags.cond));
-          req.setRsize(flags.rsize);
-          fill_ctx(req.initCtx(), *st);
-          return capn::to_body(b);
+          return update_body(oid, dkey, akey, kind, offset, crc, flags, ctx_of(*st));
         };
         auto r = op(st, oid, dkey, Pick::leader, proto::kObjUpdate, body, *bulk);
         if (!r) return r.status();
@@ -322,19 +299,7 @@ Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string 
   return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
     TESSERA_TRY(placement::check_oid(oid));
     auto body = [&] {
-      capnp::MallocMessageBuilder b(256);
-      auto req = b.initRoot<schema::FetchReq>();
-      set_oid(req.initOid(), oid);
-      req.setDkey(as_data(dkey));
-      req.setAkey(as_data(akey));
-      req.setKind(to_schema(kind));
-      req.setOffset(offset);
-      req.setLength(length);
-      req.setEpoch(epoch);
-      req.setMustExist(flags.must_exist);
-      req.setRsize(flags.rsize);
-      fill_ctx(req.initCtx(), *st);
-      return capn::to_body(b);
+      return fetch_body(oid, dkey, akey, kind, offset, length, epoch, flags, ctx_of(*st));
     };
     auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
     if (!r) return r.status();
@@ -347,15 +312,7 @@ Container::Future<uint64_t> Container::punch_async(ObjectId oid, std::string dke
   auto st = st_;
   return submit<uint64_t>(st, [=]() -> Result<uint64_t> {
     TESSERA_TRY(placement::check_oid(oid));
-    auto body = [&] {
-      capnp::MallocMessageBuilder b(256);
-      auto req = b.initRoot<schema::PunchReq>();
-      set_oid(req.initOid(), oid);
-      req.setDkey(as_data(dkey));
-      req.setAkey(as_data(akey));
-      fill_ctx(req.initCtx(), *st);
-      return capn::to_body(b);
-    };
+    auto body = [&] { return punch_body(oid, dkey, akey, 0, 0, 1, ctx_of(*st)); };
     auto r =
         op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});
     if (!r) return r.status();
@@ -370,29 +327,15 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
              st,
              [=]() -> Result<std::vector<KeyEntry>> {
                std::vector<KeyEntry> all;
-               auto page_body = [&](const std::string& anchor) {
-                 return [&, anchor] {
-                   capnp::MallocMessageBuilder b(256);
-                   auto req = b.initRoot<schema::ListReq>();
-                   set_oid(req.initOid(), oid);
-                   req.setScope(scope == ListScope::objects ? schema::ListReq::Scope::OBJECTS
-                                : scope == ListScope::dkeys ? schema::ListReq::Scope::DKEYS
-                                : scope == ListScope::akeys ? schema::ListReq::Scope::AKEYS
-                                                            : schema::ListReq::Scope::RECX);
-                   req.setDkey(as_data(dkey));
-                   req.setAkey(as_data(akey));
-                   req.setEpoch(epoch);
-                   req.setAnchor(as_data(anchor));
-                   req.setLimit(1000);
-                   fill_ctx(req.initCtx(), *st);
-                   return capn::to_body(b);
-                 };
-               };
+
                // Pages from one shard until its anchor runs out.
                auto drain = [&](const placement::Shard& s) -> Status {
                  std::string anchor;
                  do {
-                   auto r = send(*st, s, proto::kObjList, page_body(anchor)(), {}, st->timeout);
+                   auto r =
+                       send(*st, s, proto::kObjList,
+                            list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_of(*st)), {},
+                            st->timeout);
                    if (!r) return r.status();
                    auto page = decoded(*r, decode_list);
                    if (!page) return page.status();
