@@ -6,7 +6,9 @@
 
 #include <boost/asio.hpp>
 #include <future>
+#include <optional>
 
+#include "actors/mgmt/types.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
@@ -16,6 +18,7 @@
 #include "core/target.hpp"
 #include "net/fabric.hpp"
 #include "net/stream.hpp"
+#include "placement/layout.hpp"
 #include "placement/placement.hpp"
 
 namespace tessera {
@@ -368,30 +371,73 @@ Client::Future<bool> Client::checkpoint_async(uint32_t target) {
                     [](Message&) -> Result<bool> { return true; });
 }
 
+namespace {
+Result<StoreTargetStats> decode_stats(Message& m) {
+  capn::BodyReader br(m.body);
+  auto r = br.root<schema::TargetStatsRep>();
+  StoreTargetStats s;
+  s.capacity = r.getCapacity();
+  s.used = r.getUsed();
+  s.checkpoint_bytes = r.getCheckpointBytes();
+  s.pending_free = r.getPendingFree();
+  s.reserve = r.getReserve();
+  s.wal_used = r.getWalUsed();
+  s.wal_capacity = r.getWalCapacity();
+  s.objects = r.getObjects();
+  s.versions = r.getVersions();
+  s.updates = r.getUpdates();
+  s.fetches = r.getFetches();
+  s.checkpoints = r.getCheckpoints();
+  s.aggregations = r.getAggregations();
+  s.aggregation_epoch = r.getAggregationEpoch();
+  s.recovery_ms = r.getRecoveryMs();
+  s.backend = r.getBackend();
+  return s;
+}
+}  // namespace
+
 Client::Future<StoreTargetStats> Client::stats_async(uint32_t target) {
-  return call<StoreTargetStats>(*impl_, sys_.rank, target, proto::kObjStats, {}, {},
-                                [](Message& m) -> Result<StoreTargetStats> {
-                                  capn::BodyReader br(m.body);
-                                  auto r = br.root<schema::TargetStatsRep>();
-                                  StoreTargetStats s;
-                                  s.capacity = r.getCapacity();
-                                  s.used = r.getUsed();
-                                  s.checkpoint_bytes = r.getCheckpointBytes();
-                                  s.pending_free = r.getPendingFree();
-                                  s.reserve = r.getReserve();
-                                  s.wal_used = r.getWalUsed();
-                                  s.wal_capacity = r.getWalCapacity();
-                                  s.objects = r.getObjects();
-                                  s.versions = r.getVersions();
-                                  s.updates = r.getUpdates();
-                                  s.fetches = r.getFetches();
-                                  s.checkpoints = r.getCheckpoints();
-                                  s.aggregations = r.getAggregations();
-                                  s.aggregation_epoch = r.getAggregationEpoch();
-                                  s.recovery_ms = r.getRecoveryMs();
-                                  s.backend = r.getBackend();
-                                  return s;
-                                });
+  return call<StoreTargetStats>(*impl_, sys_.rank, target, proto::kObjStats, {}, {}, decode_stats);
+}
+
+std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
+  run_on_client(*impl_, [&] {
+    for (const auto& [rank, a] : view.addrs) {
+      for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
+        impl_->rt->set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
+      }
+    }
+  });
+  std::vector<PoolTargetSpace> out;
+  std::vector<std::optional<Future<StoreTargetStats>>> pending;
+  for (const auto& e : view.pool.map.engines) {
+    for (const auto& t : e.targets) {
+      PoolTargetSpace s;
+      s.rank = e.rank;
+      s.target = t.index;
+      s.state = std::string(placement::state_name(t.state));
+      pending.emplace_back();
+      if (placement::is_available(t.state)) {
+        capnp::MallocMessageBuilder b;
+        b.initRoot<schema::StatsReq>().initCtx().setPool(view.pool.id);
+        pending.back() = call<StoreTargetStats>(*impl_, e.rank, t.index, proto::kObjStats,
+                                                capn::to_body(b), {}, decode_stats);
+      } else {
+        s.stats = Status(Errc::unavailable, fmt::format("target is {}", s.state));
+      }
+      out.push_back(std::move(s));
+    }
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (pending[i]) out[i].stats = pending[i]->get();
+  }
+  return out;
+}
+
+std::string Client::printable_address(const std::string& raw) {
+  std::string text;
+  run_on_client(*impl_, [&] { text = impl_->ep->printable(raw); });
+  return text;
 }
 
 Client::Future<std::pair<std::vector<KeyEntry>, std::string>> Client::list_async(

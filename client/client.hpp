@@ -96,6 +96,17 @@ struct StoreTargetStats : StoreStats {  // one target's store counters (stats_as
 Result<SystemInfo> query_system(const std::string& engine, std::chrono::milliseconds timeout);
 
 class Container;
+namespace mgmt {
+struct PoolView;
+}
+
+// One target's share of a pool (Client::pool_space): its counters, or why it did not answer.
+struct PoolTargetSpace {
+  uint32_t rank = 0;
+  uint32_t target = 0;
+  std::string state;  // the target's state in the pool map
+  Result<StoreTargetStats> stats = Status(Errc::unavailable, "not asked");
+};
 
 class Client {
  public:
@@ -143,6 +154,11 @@ class Client {
                                         std::vector<uint64_t> protect = {});
   Future<bool> checkpoint_async(uint32_t target);
   Future<StoreTargetStats> stats_async(uint32_t target);
+  // System mode: the counters of every serving target's shard of a pool (the others report
+  // `unavailable`), asked in parallel.
+  std::vector<PoolTargetSpace> pool_space(const mgmt::PoolView& pool);
+  // A provider address (raw, as engines publish them) as text.
+  std::string printable_address(const std::string& raw);
   // Round trip through a target's object service: the payload comes back (benchmarks).
   Future<Buffer> ping_async(uint32_t target, Buffer payload);
 

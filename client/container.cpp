@@ -309,10 +309,16 @@ Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string 
 
 Container::Future<uint64_t> Container::punch_async(ObjectId oid, std::string dkey,
                                                    std::string akey) {
+  return punch_range_async(oid, std::move(dkey), std::move(akey), 0, 0, 1);
+}
+
+Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::string dkey,
+                                                         std::string akey, uint64_t offset,
+                                                         uint64_t length, uint32_t rsize) {
   auto st = st_;
   return submit<uint64_t>(st, [=]() -> Result<uint64_t> {
     TESSERA_TRY(placement::check_oid(oid));
-    auto body = [&] { return punch_body(oid, dkey, akey, 0, 0, 1, ctx_of(*st)); };
+    auto body = [&] { return punch_body(oid, dkey, akey, offset, length, rsize, ctx_of(*st)); };
     auto r =
         op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});
     if (!r) return r.status();
@@ -370,6 +376,10 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                } else {
                  groups.push_back(placement::dkey_group(dkey, layout->groups));
                }
+               // A group that never saw the object (its dkeys hash elsewhere) has nothing to
+               // list; the object is missing only when no group has it.
+               uint32_t absent = 0;
+               Status missing;
                for (uint32_t g : groups) {
                  Status last(Errc::unavailable, "no healthy replica of a group of this object");
                  bool done = false;
@@ -377,8 +387,12 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                    if (!s.available || s.fallback) continue;
                    size_t before = all.size();
                    Status st2 = drain(s);
-                   if (st2.is_ok()) {
+                   if (st2.is_ok() || st2.code() == Errc::not_found) {
                      done = true;
+                     if (!st2.is_ok()) {
+                       ++absent;
+                       missing = st2;
+                     }
                      break;
                    }
                    all.resize(before);
@@ -387,6 +401,7 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                  }
                  if (!done) return last;
                }
+               if (absent == groups.size()) return missing;
                if (scope != ListScope::recx) {
                  std::sort(all.begin(), all.end(),
                            [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
@@ -418,8 +433,9 @@ Result<std::vector<std::string>> Container::kv_list() {
   auto oid = make_oid(0, 0);
   if (!oid) return oid.status();
   auto r = list_all(ListScope::dkeys, *oid);
-  if (!r) return r.status();
   std::vector<std::string> keys;
+  if (!r && r.status().code() == Errc::not_found) return keys;  // nothing stored yet
+  if (!r) return r.status();
   for (auto& e : *r) keys.push_back(std::move(e.key));
   return keys;
 }

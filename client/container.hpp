@@ -32,6 +32,9 @@ class Container {
                                   FetchFlags flags = {});
   // Empty dkey: the whole object (every group); empty akey: the whole dkey.
   Future<uint64_t> punch_async(ObjectId oid, std::string dkey = {}, std::string akey = {});
+  // Records [offset, offset + length) of the array (dkey, akey).
+  Future<uint64_t> punch_range_async(ObjectId oid, std::string dkey, std::string akey,
+                                     uint64_t offset, uint64_t length, uint32_t rsize = 1);
 
   Result<uint64_t> update(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
                           uint64_t offset, std::span<const uint8_t> data, UpdateFlags flags = {}) {
