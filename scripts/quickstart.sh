@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds Tessera (release), starts a local engine on 127.0.0.1 with
-# file-backed storage, stores and reads back real data through the CLI, and leaves the engine
-# running. Usage: scripts/quickstart.sh [DIR]   (default: a new directory under /tmp)
+# Installs dependencies, builds Tessera (release), starts a local system of 3 engines on
+# 127.0.0.1 with file-backed storage, creates a pool and a 3-way replicated (RP_3GX) container,
+# stores and reads back real data through it, and leaves the system running.
+# Usage: scripts/quickstart.sh [DIR]   (default: a new directory under /tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
@@ -12,48 +13,44 @@ cmake --build --preset release -j "$(nproc)" --target tessera-server tessera_cli
 
 BIN="$ROOT/build/release/apps"
 DIR="${1:-$(mktemp -d /tmp/tessera-quickstart.XXXXXX)}"
-mkdir -p "$DIR/data"
+mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
-rm -f "$DIR/port"
-
-echo "== starting tessera-server (2 targets, tcp;ofi_rxm on 127.0.0.1, storage in $DIR/data)"
-"$BIN/tessera-server" --listen 127.0.0.1:0 --port-file "$DIR/port" --targets 2 \
-  --storage-dir "$DIR/data" --storage-size 1G >"$DIR/server.log" 2>&1 &
-echo $! >"$DIR/server.pid"
-for _ in $(seq 1 300); do
-  [ -s "$DIR/port" ] && break
-  if ! kill -0 "$(cat "$DIR/server.pid")" 2>/dev/null; then
-    echo "tessera-server failed to start:"; cat "$DIR/server.log"; exit 1
-  fi
-  sleep 0.1
-done
-[ -s "$DIR/port" ] || { echo "tessera-server did not come up"; cat "$DIR/server.log"; exit 1; }
-export TESSERA_ENGINE="127.0.0.1:$(cat "$DIR/port")"
 T="$BIN/tessera"
+# Later commands find the system through this file (default: ~/.tessera/system.json).
+export TESSERA_SYSTEM="$DIR/system.json"
 
-echo "== tessera system query"
+echo "== tessera system start: 3 engines x 2 targets on 127.0.0.1, data and logs in $DIR"
+"$T" system start --dir "$DIR" --engines 3 --targets 2
 "$T" system query
 
-echo "== tessera obj put / get: a greeting as a single value"
-echo "Hello from Tessera, $(date -u +%FT%TZ)" | "$T" obj put --oid 1.1 --dkey greetings --akey en
-"$T" obj get --oid 1.1 --dkey greetings --akey en
+echo "== tessera pool create / cont create: a pool on every engine, a 3-way replicated container"
+"$T" pool list --json | grep -q '"label": "demo"' || "$T" pool create demo --target-size 256M
+"$T" cont query demo files >/dev/null 2>&1 ||
+  "$T" cont create demo files --type KV --oclass RP_3GX --rf 2
+"$T" cont query demo files
 
-echo "== tessera obj put / get: 16 MiB of random bytes as an array extent"
+echo "== tessera kv put / get: a greeting"
+"$T" kv put --pool demo --cont files greeting "Hello from Tessera, $(date -u +%FT%TZ)"
+"$T" kv get --pool demo --cont files greeting; echo
+
+echo "== tessera obj put / get: 16 MiB of random bytes as an array, on three engines"
 head -c $((16 << 20)) /dev/urandom >"$DIR/random.bin"
-"$T" obj put --oid 1.2 --dkey blob --akey bytes --array --offset 0 --file "$DIR/random.bin"
-"$T" obj get --oid 1.2 --dkey blob --akey bytes --array --offset 0 --length $((16 << 20)) --out "$DIR/random.back"
+"$T" obj put --pool demo --cont files --oid 1.2 --dkey blob --akey bytes --array --file "$DIR/random.bin"
+"$T" obj get --pool demo --cont files --oid 1.2 --dkey blob --akey bytes --array --out "$DIR/random.back"
 cmp "$DIR/random.bin" "$DIR/random.back"
 echo "read back byte-exact: $(sha256sum <"$DIR/random.back" | cut -c1-16)..."
 
-echo "== tessera obj list"
-"$T" obj list
-"$T" --json obj list --oid 1.2
+echo "== tessera obj list / kv list / pool query"
+"$T" obj list --pool demo --cont files
+"$T" kv list --pool demo --cont files
+"$T" pool query demo
 
 cat <<MSG
 
-Tessera is running:  engine pid $(cat "$DIR/server.pid"), control $TESSERA_ENGINE, log $DIR/server.log
-Use it:              export TESSERA_ENGINE=$TESSERA_ENGINE
-                     $T obj put --oid 7 --dkey d --akey a --file somefile
-                     $T obj get --oid 7 --dkey d --akey a > copy
-Stop it:             kill $(cat "$DIR/server.pid")        (data stays in $DIR/data; rerun the server to reopen it)
+Tessera is running: 3 engines, system file $DIR/system.json, logs $DIR/rank*/engine.log
+Use it:    export TESSERA_SYSTEM=$DIR/system.json
+           $T kv put --pool demo --cont files mykey "my value"
+           $T obj put --pool demo --cont files --oid 7 --dkey d --akey a --file somefile
+           $T pool query demo        $T cont list demo        $T --help
+Stop it:   $T system stop            (data stays in $DIR; \`$T system start\` restarts it)
 MSG

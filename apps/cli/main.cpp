@@ -1,0 +1,46 @@
+// tessera: the command-line client. Every command has --help; --json prints machine-readable
+// output (errors too: {"ok": false, "error": ..., "message": ...}) and the exit code is 0 only
+// on success.
+//
+// Two ways to reach data:
+//   system mode (pool, cont, kv, obj --pool/--cont, system): the management service named by
+//     --mgmt, $TESSERA_MGMT, or the system file (--system, $TESSERA_SYSTEM, ~/.tessera/system.json)
+//     that `tessera system start` writes;
+//   engine mode (obj without --pool, target, engine): one engine's scratch store, named by
+//     --engine, $TESSERA_ENGINE, else 127.0.0.1:10001.
+#include <cstdlib>
+
+#include "apps/cli/common.hpp"
+
+using namespace tessera::cli;
+
+int main(int argc, char** argv) {
+  Globals g;
+  const char* env_engine = std::getenv("TESSERA_ENGINE");
+  g.engine_env = env_engine != nullptr && *env_engine != '\0';
+  g.engine = g.engine_env ? env_engine : "127.0.0.1:10001";
+  CLI::App app{"tessera: use and run a Tessera system"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  g.engine_opt = app.add_option("-e,--engine", g.engine,
+                                "engine mode: an engine's control address host:port "
+                                "($TESSERA_ENGINE)")
+                     ->capture_default_str();
+  app.add_option("-m,--mgmt", g.mgmt,
+                 "system mode: the management service's address host:port ($TESSERA_MGMT)");
+  app.add_option("-s,--system", g.system,
+                 "system mode: system file or its directory ($TESSERA_SYSTEM, default "
+                 "~/.tessera/system.json)");
+  app.add_flag("-j,--json", g.json, "machine-readable JSON output");
+  app.add_option("--timeout-ms", g.timeout_ms, "per-request timeout")->capture_default_str();
+
+  add_system_commands(app, g);
+  add_pool_commands(app, g);
+  add_cont_commands(app, g);
+  add_kv_commands(app, g);
+  add_obj_commands(app, g);
+  add_engine_commands(app, g);
+
+  CLI11_PARSE(app, argc, argv);
+  return g.rc;
+}

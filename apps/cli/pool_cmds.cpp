@@ -1,0 +1,359 @@
+// tessera pool ...: pools of a system (create, list, query with space, destroy, ACLs, properties).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+
+#include "apps/cli/common.hpp"
+#include "core/config.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera::cli {
+
+namespace {
+
+struct PoolArgs {
+  std::string pool;
+  std::string size;
+  std::string target_size;
+  std::vector<uint32_t> ranks;
+  bool force = false;
+  bool no_space = false;
+  std::vector<std::string> entries;
+  std::vector<std::string> removals;
+  std::string acl_file;
+  bool replace = false;
+  std::string prop;
+  std::string value;
+};
+
+constexpr uint64_t kDefaultTargetBytes = 256ull << 20;
+
+int pool_create(Globals& g, const PoolArgs& a) {
+  const char* what = "pool create";
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  if (!a.size.empty() && !a.target_size.empty()) {
+    return fail(g, Status(Errc::invalid_argument, "give --size or --target-size, not both"), what);
+  }
+  uint64_t target_bytes = kDefaultTargetBytes;
+  if (!a.target_size.empty()) {
+    auto b = parse_size(a.target_size);
+    if (!b) return fail(g, b.status(), what);
+    target_bytes = *b;
+  } else if (!a.size.empty()) {
+    auto total = parse_size(a.size);
+    if (!total) return fail(g, total.status(), what);
+    auto members = mc->system_query();
+    if (!members) return fail(g, members.status(), what);
+    uint64_t targets = 0;
+    for (const auto& m : *members) {
+      bool chosen = a.ranks.empty() ? m.state == mgmt::MemberState::joined
+                                    : std::count(a.ranks.begin(), a.ranks.end(), m.rank) > 0;
+      if (chosen) targets += m.fabric_addrs.size();
+    }
+    if (targets == 0) {
+      return fail(g, Status(Errc::unavailable, "no joined engine to put the pool on"), what);
+    }
+    target_bytes = *total / targets;
+  }
+  target_bytes &= ~uint64_t{(1u << 20) - 1};  // whole MiB per target
+  auto v = mc->pool_create(a.pool, target_bytes, a.ranks);
+  if (!v) return fail(g, v.status(), what);
+  size_t targets = 0;
+  for (const auto& e : v->pool.map.engines) targets += e.targets.size();
+  return done(g, {{"pool", pool_json(*v)}}, [&] {
+    std::printf("created pool %s (%s): %zu engines, %zu targets x %s = %s\n", v->pool.label.c_str(),
+                v->pool.uuid.c_str(), v->pool.map.engines.size(), targets,
+                human(v->pool.target_bytes).c_str(), human(v->pool.target_bytes * targets).c_str());
+  });
+}
+
+int pool_list(Globals& g) {
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), "pool list");
+  auto pools = mc->pool_list();
+  if (!pools) return fail(g, pools.status(), "pool list");
+  json arr = json::array();
+  for (const auto& p : *pools) arr.push_back(pool_json(p));
+  return done(g, {{"pools", arr}}, [&] {
+    if (pools->empty()) {
+      std::printf("no pools (tessera pool create LABEL)\n");
+      return;
+    }
+    std::printf("%-16s %-36s %-8s %-8s %-10s %-6s %s\n", "label", "uuid", "engines", "targets",
+                "per target", "map", "containers");
+    for (const auto& v : *pools) {
+      size_t targets = 0;
+      for (const auto& e : v.pool.map.engines) targets += e.targets.size();
+      std::printf("%-16s %-36s %-8zu %-8zu %-10s v%-5u %zu\n", v.pool.label.c_str(),
+                  v.pool.uuid.c_str(), v.pool.map.engines.size(), targets,
+                  human(v.pool.target_bytes).c_str(), v.pool.map.version, v.conts.size());
+    }
+  });
+}
+
+// Space of one tier summed over the targets that answered.
+struct Tier {
+  uint64_t total = 0, used = 0, min_free = UINT64_MAX, max_free = 0;
+  void add(uint64_t cap, uint64_t use) {
+    total += cap;
+    used += use;
+    uint64_t free = cap > use ? cap - use : 0;
+    min_free = std::min(min_free, free);
+    max_free = std::max(max_free, free);
+  }
+  json to_json(const char* name) const {
+    return {{"tier", name},
+            {"total", total},
+            {"used", used},
+            {"free", total - std::min(total, used)},
+            {"min_target_free", min_free == UINT64_MAX ? 0 : min_free},
+            {"max_target_free", max_free}};
+  }
+};
+
+int pool_query(Globals& g, const PoolArgs& a) {
+  const char* what = "pool query";
+  auto addr = mgmt_address(g);
+  if (!addr) return fail(g, addr.status(), what);
+  MgmtClient mc(*addr, g.timeout());
+  auto v = mc.pool_query(a.pool);
+  if (!v) return fail(g, v.status(), what);
+  json j = pool_json(*v);
+  std::map<std::string, size_t> states;
+  for (const auto& e : v->pool.map.engines) {
+    for (const auto& t : e.targets) ++states[std::string(placement::state_name(t.state))];
+  }
+  j["target_states"] = states;
+  Tier data, log;
+  std::vector<PoolTargetSpace> space;
+  if (!a.no_space) {
+    ClientOptions co;
+    co.engine = *addr;
+    co.timeout = std::chrono::milliseconds(std::min(g.timeout_ms, 5000));
+    auto client = Client::connect_system(co);
+    if (!client) return fail(g, client.status(), what);
+    space = (*client)->pool_space(*v);
+    json targets = json::array();
+    for (const auto& s : space) {
+      json t{{"rank", s.rank}, {"target", s.target}, {"state", s.state}};
+      if (s.stats) {
+        data.add(s.stats->capacity, s.stats->used);
+        log.add(s.stats->wal_capacity, s.stats->wal_used);
+        t["data_capacity"] = s.stats->capacity;
+        t["data_used"] = s.stats->used;
+        t["log_capacity"] = s.stats->wal_capacity;
+        t["log_used"] = s.stats->wal_used;
+        t["objects"] = s.stats->objects;
+      } else {
+        t["error"] = s.stats.status().to_string();
+      }
+      targets.push_back(t);
+    }
+    j["space"] = {data.to_json("data"), log.to_json("log")};
+    j["targets"] = targets;
+  }
+  return done(g, {{"pool", j}}, [&] {
+    const auto& p = v->pool;
+    size_t n = 0;
+    for (const auto& e : p.map.engines) n += e.targets.size();
+    std::string st;
+    for (const auto& [s, c] : states) st += fmt::format("{}{} {}", st.empty() ? "" : ", ", c, s);
+    std::printf("pool %s (%s), id %u, map version %u\n", p.label.c_str(), p.uuid.c_str(), p.id,
+                p.map.version);
+    std::printf("%zu engines, %zu targets (%s), %s per target\n", p.map.engines.size(), n,
+                st.c_str(), human(p.target_bytes).c_str());
+    if (!a.no_space) {
+      std::printf("%-6s %-12s %-12s %-12s %s\n", "tier", "total", "used", "free",
+                  "free per target (min .. max)");
+      for (auto [name, t] : {std::pair{"data", &data}, std::pair{"log", &log}}) {
+        std::printf("%-6s %-12s %-12s %-12s %s .. %s\n", name, human(t->total).c_str(),
+                    human(t->used).c_str(), human(t->total - std::min(t->total, t->used)).c_str(),
+                    human(t->min_free == UINT64_MAX ? 0 : t->min_free).c_str(),
+                    human(t->max_free).c_str());
+      }
+    }
+    std::printf("targets:\n");
+    for (const auto& e : p.map.engines) {
+      std::string line;
+      for (const auto& t : e.targets) {
+        line += fmt::format("  {}:{} {}", e.rank, t.index, placement::state_name(t.state));
+        for (const auto& s : space) {
+          if (s.rank == e.rank && s.target == t.index && !s.stats) line += " (no answer)";
+        }
+      }
+      std::printf("  rank %u on %s:%s\n", e.rank, e.host.c_str(), line.c_str());
+    }
+    std::string conts;
+    for (const auto& c : v->conts) conts += (conts.empty() ? "" : ", ") + c.c.props.label;
+    std::printf("containers: %zu%s%s%s; open handles %u\n", v->conts.size(),
+                conts.empty() ? "" : " (", conts.c_str(), conts.empty() ? "" : ")",
+                v->open_handles);
+  });
+}
+
+int pool_destroy(Globals& g, const PoolArgs& a) {
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), "pool destroy");
+  Status st = mc->pool_destroy(a.pool, a.force);
+  if (!st.is_ok()) return fail(g, st, "pool destroy");
+  return done(g, {{"destroyed", a.pool}},
+              [&] { std::printf("destroyed pool %s\n", a.pool.c_str()); });
+}
+
+int pool_get_prop(Globals& g, const PoolArgs& a) {
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), "pool get-prop");
+  auto v = mc->pool_query(a.pool);
+  if (!v) return fail(g, v.status(), "pool get-prop");
+  std::map<std::string, std::string> props = v->pool.props;
+  props["label"] = v->pool.label;
+  props["target_bytes"] = std::to_string(v->pool.target_bytes);
+  if (!a.prop.empty()) {
+    auto it = props.find(a.prop);
+    if (it == props.end()) {
+      return fail(
+          g, Status(Errc::not_found, fmt::format("pool '{}' has no property '{}'", a.pool, a.prop)),
+          "pool get-prop");
+    }
+    props = {*it};
+  }
+  return done(g, {{"props", props}}, [&] {
+    for (const auto& [k, val] : props) std::printf("%-16s %s\n", k.c_str(), val.c_str());
+  });
+}
+
+int pool_set_prop(Globals& g, const PoolArgs& a) {
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), "pool set-prop");
+  Status st = mc->pool_set_prop(a.pool, a.prop, a.value);
+  if (!st.is_ok()) return fail(g, st, "pool set-prop");
+  return done(g, {{"prop", a.prop}, {"value", a.value}}, [&] {
+    std::printf("pool %s: %s = %s\n", a.pool.c_str(), a.prop.c_str(), a.value.c_str());
+  });
+}
+
+}  // namespace
+
+namespace {
+// "OWNER@", "alice@", "G:staff@" or a whole ACE, as the entry whose principal to remove.
+Result<mgmt::Ace> parse_principal(const std::string& s) {
+  if (s.rfind("A:", 0) == 0) return mgmt::parse_ace(s);
+  if (s.rfind("G:", 0) == 0) return mgmt::parse_ace("A:G:" + s.substr(2) + ":r");
+  return mgmt::parse_ace("A::" + s + ":r");
+}
+}  // namespace
+
+Result<AclChange> acl_change(const std::vector<std::string>& entries,
+                             const std::vector<std::string>& removals, const std::string& file,
+                             bool replace) {
+  AclChange ch;
+  ch.replace = replace;
+  std::vector<std::string> lines = entries;
+  if (!file.empty()) {
+    auto text = read_input(file);
+    if (!text) return text.status();
+    size_t pos = 0;
+    while (pos < text->size()) {
+      size_t nl = text->find('\n', pos);
+      std::string line = text->substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      pos = nl == std::string::npos ? text->size() : nl + 1;
+      while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+      if (!line.empty() && line[0] != '#') lines.push_back(line);
+    }
+  }
+  for (const auto& l : lines) {
+    auto ace = mgmt::parse_ace(l);
+    if (!ace) return ace.status();
+    ch.set.push_back(*ace);
+  }
+  for (const auto& r : removals) {
+    auto ace = parse_principal(r);
+    if (!ace) return ace.status();
+    ch.remove.push_back(*ace);
+  }
+  if (ch.set.empty() && ch.remove.empty() && !replace) {
+    return Status(Errc::invalid_argument, "nothing to change: give --entry, --remove or --file");
+  }
+  return ch;
+}
+
+// get-acl / update-acl of a pool (cont empty) or a container: shared by pool and cont commands.
+int acl_cmd(Globals& g, const std::string& pool, const std::string& cont, const AclChange* change) {
+  const std::string what = std::string(cont.empty() ? "pool " : "cont ") +
+                           (change != nullptr ? "update-acl" : "get-acl");
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  auto acl = change != nullptr ? mc->update_acl(pool, cont, *change) : mc->get_acl(pool, cont);
+  if (!acl) return fail(g, acl.status(), what);
+  return done(g, {{"acl", acl_json(*acl)}}, [&] { print_acl(*acl); });
+}
+
+void add_acl_options(CLI::App* c, std::vector<std::string>& entries,
+                     std::vector<std::string>& removals, std::string& file, bool& replace) {
+  c->add_option("--entry", entries,
+                "ACE to add or replace, e.g. A::alice@:rw, A:G:staff@:r, A::EVERYONE@:r "
+                "(repeatable)");
+  c->add_option("-r,--remove", removals,
+                "principal whose entry to remove: OWNER@, GROUP@, EVERYONE@, alice@, G:staff@ "
+                "(repeatable)");
+  c->add_option("-f,--file", file, "ACEs one per line ('#' comments), as get-acl prints them");
+  c->add_flag("--replace", replace, "the entries given become the whole ACL");
+}
+
+void add_pool_commands(CLI::App& app, Globals& g) {
+  auto* pool = app.add_subcommand("pool", "pools: storage on a set of engines");
+  pool->require_subcommand(1);
+  auto a = std::make_shared<PoolArgs>();
+  auto pool_arg = [&](CLI::App* c) {
+    c->add_option("pool", a->pool, "pool label or UUID")->required();
+  };
+
+  auto* create = leaf(pool, g, "create", "create a pool on every joined engine (or --ranks)",
+                      [&g, a] { return pool_create(g, *a); });
+  create->add_option("label", a->pool, "label of the new pool")->required();
+  create->add_option("--size", a->size, "total size, split evenly over the targets (e.g. 4G)");
+  create->add_option("--target-size", a->target_size,
+                     "size of each target's share (default 256M; at least 64M)");
+  create->add_option("--ranks", a->ranks, "engines to use (default: every joined engine)")
+      ->delimiter(',');
+
+  leaf(pool, g, "list", "pools you may read", [&g] { return pool_list(g); });
+
+  auto* query =
+      leaf(pool, g, "query", "map version, state of every target, space per tier, containers",
+           [&g, a] { return pool_query(g, *a); });
+  pool_arg(query);
+  query->add_flag("--no-space", a->no_space, "skip asking the targets for their space");
+
+  auto* destroy = leaf(pool, g, "destroy", "destroy a pool and all its data",
+                       [&g, a] { return pool_destroy(g, *a); });
+  pool_arg(destroy);
+  destroy->add_flag("-f,--force", a->force, "even with open container handles");
+
+  auto* getacl = leaf(pool, g, "get-acl", "show the pool's access control list",
+                      [&g, a] { return acl_cmd(g, a->pool, {}, nullptr); });
+  pool_arg(getacl);
+  auto* updacl =
+      leaf(pool, g, "update-acl", "add, replace or remove entries of the pool's ACL", [&g, a] {
+        auto ch = acl_change(a->entries, a->removals, a->acl_file, a->replace);
+        if (!ch) return fail(g, ch.status(), "pool update-acl");
+        return acl_cmd(g, a->pool, {}, &*ch);
+      });
+  pool_arg(updacl);
+  add_acl_options(updacl, a->entries, a->removals, a->acl_file, a->replace);
+
+  auto* getprop = leaf(pool, g, "get-prop", "show the pool's properties",
+                       [&g, a] { return pool_get_prop(g, *a); });
+  pool_arg(getprop);
+  getprop->add_option("name", a->prop, "only this property");
+  auto* setprop = leaf(pool, g, "set-prop", "set a pool property (e.g. self_heal)",
+                       [&g, a] { return pool_set_prop(g, *a); });
+  pool_arg(setprop);
+  setprop->add_option("name", a->prop, "property")->required();
+  setprop->add_option("value", a->value, "value")->required();
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,182 @@
+// tessera system start|stop|query: the local system of engines, and the membership of any system.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "apps/cli/common.hpp"
+#include "apps/local_system.hpp"
+
+namespace tessera::cli {
+
+namespace {
+
+std::string ranks_text(const std::vector<uint32_t>& ranks) {
+  std::string s;
+  for (uint32_t r : ranks) s += (s.empty() ? "" : ",") + std::to_string(r);
+  return s.empty() ? "none" : s;
+}
+
+local::Progress progress(const Globals& g) {
+  return [&g](const std::string& line) {
+    if (!g.json) std::fprintf(stderr, "tessera: %s\n", line.c_str());
+  };
+}
+
+struct StartArgs {
+  local::StartOptions o;
+  int wait_s = 60;
+  std::string log_level;
+};
+
+int system_start(Globals& g, StartArgs& a) {
+  local::StartOptions o = a.o;
+  o.wait = std::chrono::seconds(a.wait_s);
+  if (!a.log_level.empty()) {
+    o.engine_args.push_back("--log-level");
+    o.engine_args.push_back(a.log_level);
+  }
+  const std::string pointer = local::system_path(g.system);
+  if (o.dir.empty()) {
+    // Restart the system the system file names.
+    auto sys = local::SystemFile::load(pointer);
+    if (!sys) {
+      return fail(g,
+                  Status(Errc::invalid_argument, fmt::format("give --dir DIR for a new system ({})",
+                                                             sys.status().message())),
+                  "system start");
+    }
+    o.dir = sys->dir;
+  }
+  o.pointer = pointer;
+  auto rep = local::start(o, progress(g));
+  if (!rep) return fail(g, rep.status(), "system start");
+  const auto& s = rep->sys;
+  json engines = json::array();
+  for (const auto& e : s.engines) {
+    engines.push_back(
+        {{"rank", e.rank}, {"control", e.control}, {"pid", e.pid}, {"dir", e.dir}, {"log", e.log}});
+  }
+  return done(g,
+              {{"dir", s.dir},
+               {"system_file", s.path},
+               {"mgmt", s.mgmt},
+               {"provider", s.provider},
+               {"targets", s.targets},
+               {"started", rep->started},
+               {"running", rep->running},
+               {"engines", engines}},
+              [&] {
+                std::printf(
+                    "system in %s: %zu engines x %u targets (%s), management service %s\n"
+                    "started ranks %s; already running: %s\nsystem file %s (found by later "
+                    "commands through %s)\n",
+                    s.dir.c_str(), s.engines.size(), s.targets, s.provider.c_str(), s.mgmt.c_str(),
+                    ranks_text(rep->started).c_str(), ranks_text(rep->running).c_str(),
+                    s.path.c_str(), pointer.c_str());
+              });
+}
+
+int system_stop(Globals& g, int grace_s) {
+  const std::string path = local::system_path(g.system);
+  auto sys = local::SystemFile::load(path);
+  if (!sys) return fail(g, sys.status(), "system stop");
+  auto stopped = local::stop(*sys, std::chrono::seconds(grace_s), progress(g));
+  if (!stopped) return fail(g, stopped.status(), "system stop");
+  return done(g, {{"dir", sys->dir}, {"stopped", *stopped}}, [&] {
+    std::printf(
+        "stopped ranks %s of the system in %s (data kept; `tessera system start` "
+        "restarts it)\n",
+        ranks_text(*stopped).c_str(), sys->dir.c_str());
+  });
+}
+
+int system_query(Globals& g) {
+  if (g.engine_given()) return engine_query(g);
+  auto addr = mgmt_address(g);
+  if (!addr) return fail(g, addr.status(), "system query");
+  MgmtClient mc(*addr, g.timeout());
+  auto members = mc.system_query();
+  if (!members) return fail(g, members.status(), "system query");
+  // A client endpoint renders the provider's raw addresses as text.
+  ClientOptions co;
+  co.engine = *addr;
+  co.timeout = g.timeout();
+  auto client = Client::connect_system(co);
+  auto text = [&](const std::string& raw) {
+    return client ? (*client)->printable_address(raw) : std::string("?");
+  };
+  json ranks = json::array();
+  for (const auto& m : *members) {
+    json fabric = json::array();
+    for (const auto& f : m.fabric_addrs) fabric.push_back(text(f));
+    ranks.push_back({{"rank", m.rank},
+                     {"host", m.host},
+                     {"state", mgmt::member_state_name(m.state)},
+                     {"control", m.control_addr},
+                     {"provider", m.provider},
+                     {"pid", m.pid},
+                     {"incarnation", m.incarnation},
+                     {"targets", m.fabric_addrs.size()},
+                     {"fabric_addresses", fabric}});
+  }
+  return done(g, {{"mgmt", *addr}, {"ranks", ranks}}, [&] {
+    std::printf("management service %s: %zu ranks\n", addr->c_str(), members->size());
+    std::printf("%-5s %-9s %-16s %-8s %-5s %-22s %s\n", "rank", "state", "host", "pid", "inc",
+                "control", "fabric addresses (per target)");
+    for (const auto& r : ranks) {
+      std::string f;
+      for (const auto& x : r["fabric_addresses"])
+        f += (f.empty() ? "" : " ") + x.get<std::string>();
+      std::printf("%-5u %-9s %-16s %-8lu %-5lu %-22s %s\n", r["rank"].get<uint32_t>(),
+                  r["state"].get<std::string>().c_str(), r["host"].get<std::string>().c_str(),
+                  r["pid"].get<unsigned long>(), r["incarnation"].get<unsigned long>(),
+                  r["control"].get<std::string>().c_str(), f.c_str());
+    }
+  });
+}
+
+}  // namespace
+
+void add_system_commands(CLI::App& app, Globals& g) {
+  auto* sys = app.add_subcommand("system", "start, stop and query a system of engines");
+  sys->require_subcommand(1);
+
+  auto a = std::make_shared<StartArgs>();
+  auto* start = leaf(sys, g, "start",
+                     "start N engines on 127.0.0.1 in the background (or restart the missing "
+                     "ones of an existing DIR) and wait until all joined",
+                     [&g, a] { return system_start(g, *a); });
+  start->add_option("-d,--dir", a->o.dir,
+                    "directory of the system: data, logs, system.json (default: the system "
+                    "file's, to restart it)");
+  start->add_option("-n,--engines", a->o.engines, "engines (default 3, or as recorded)");
+  start->add_option("-t,--targets", a->o.targets, "targets per engine (default 2, or as recorded)");
+  start->add_option("-p,--provider", a->o.provider,
+                    "libfabric provider: tcp;ofi_rxm (default) or shm");
+  start
+      ->add_option("--scratch-size", a->o.scratch_size,
+                   "each target's scratch store (engine mode; pools have their own)")
+      ->capture_default_str();
+  start->add_option("--server", a->o.server, "tessera-server binary (default: beside tessera)");
+  start->add_option("--wait-s", a->wait_s, "seconds to wait for the engines to join")
+      ->capture_default_str();
+  start->add_option("--log-level", a->log_level, "engines' log level: debug, info, warn, error");
+  start
+      ->add_option("--engine-arg", a->o.engine_args,
+                   "one more tessera-server flag for every engine (repeatable)")
+      ->allow_extra_args(false);
+
+  auto grace = std::make_shared<int>(30);
+  auto* stop =
+      leaf(sys, g, "stop", "stop every engine of the local system (data kept; start restarts it)",
+           [&g, grace] { return system_stop(g, *grace); });
+  stop->add_option("--grace-s", *grace, "seconds before a stopping engine is killed")
+      ->capture_default_str();
+
+  leaf(sys, g, "query",
+       "ranks, hosts, states and addresses of the system (with --engine: one engine)",
+       [&g] { return system_query(g); });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,509 @@
+#include "apps/local_system.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "client/mgmt_client.hpp"
+
+namespace tessera::local {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kFileName = "system.json";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The last lines of an engine's log, for error messages.
+std::string log_tail(const std::string& path, size_t lines = 8) {
+  std::string text = read_file(path);
+  size_t pos = text.size();
+  for (size_t n = 0; n <= lines && pos > 0;) {
+    pos = text.rfind('\n', pos - 1);
+    if (pos == std::string::npos) {
+      pos = 0;
+      break;
+    }
+    ++n;
+  }
+  std::string tail = text.substr(pos);
+  while (!tail.empty() && (tail.front() == '\n')) tail.erase(0, 1);
+  return tail;
+}
+
+std::string self_dir() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string() : p.parent_path().string();
+}
+
+Result<std::string> find_server(const std::string& given) {
+  if (!given.empty()) {
+    if (::access(given.c_str(), X_OK) != 0) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("cannot run '{}': {}", given, std::strerror(errno)));
+    }
+    return fs::absolute(given).string();
+  }
+  std::string beside = self_dir() + "/tessera-server";
+  if (::access(beside.c_str(), X_OK) == 0) return beside;
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path != nullptr ? path : "");
+  std::string d;
+  while (std::getline(ss, d, ':')) {
+    std::string c = d + "/tessera-server";
+    if (!d.empty() && ::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return Status(Errc::not_found,
+                "tessera-server not found beside this program or on $PATH (give --server)");
+}
+
+// Process state letter from /proc/PID/stat ('Z': zombie), or 0 when gone.
+char proc_state(pid_t pid) {
+  std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
+  return stat[close + 2];
+}
+
+bool gone(pid_t pid) {
+  if (pid <= 0) return true;
+  int st = 0;
+  if (::waitpid(pid, &st, WNOHANG) == pid) return true;  // our child (started by this call)
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char s = proc_state(pid);
+  return s == 0 || s == 'Z' || s == 'X';
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
+  int logfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  int nullfd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (logfd < 0 || nullfd < 0) {
+    if (logfd >= 0) ::close(logfd);
+    if (nullfd >= 0) ::close(nullfd);
+    return -1;
+  }
+  std::vector<std::string> copy = argv;
+  std::vector<char*> args;
+  for (auto& a : copy) args.push_back(a.data());
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    // The engine outlives this program: its own session, no terminal, output to its log and
+    // nothing else inherited (a caller reading our stdout must see it close when we exit).
+    ::setsid();
+    ::dup2(nullfd, 0);
+    ::dup2(logfd, 1);
+    ::dup2(logfd, 2);
+    ::close_range(3, ~0U, 0);
+    ::execv(args[0], args.data());
+    const char msg[] = "tessera system start: exec of tessera-server failed\n";
+    (void)!::write(2, msg, sizeof(msg) - 1);
+    _exit(127);
+  }
+  ::close(logfd);
+  ::close(nullfd);
+  return pid;
+}
+
+Result<uint16_t> port_of(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos) return Status(Errc::invalid_argument, "bad address " + addr);
+  return static_cast<uint16_t>(std::strtoul(addr.c_str() + colon + 1, nullptr, 10));
+}
+
+// Starts one engine and waits for its control port.
+Result<EngineRecord> start_engine(const SystemFile& sys, uint32_t rank, uint16_t port,
+                                  const StartOptions& o) {
+  EngineRecord e;
+  e.rank = rank;
+  e.dir = fmt::format("{}/rank{}", sys.dir, rank);
+  e.log = e.dir + "/engine.log";
+  std::error_code ec;
+  fs::create_directories(e.dir, ec);
+  if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", e.dir, ec.message()));
+  std::string port_file = e.dir + "/port";
+  fs::remove(port_file, ec);
+  std::vector<std::string> argv{sys.server,
+                                "--rank",
+                                std::to_string(rank),
+                                "--listen",
+                                fmt::format("127.0.0.1:{}", port),
+                                "--port-file",
+                                port_file,
+                                "--provider",
+                                sys.provider,
+                                "--targets",
+                                std::to_string(sys.targets),
+                                "--storage-dir",
+                                e.dir,
+                                "--storage-size",
+                                sys.scratch_size};
+  if (rank == 0) {
+    argv.push_back("--mgmt-host");
+  } else {
+    argv.push_back("--mgmt");
+    argv.push_back(sys.mgmt);
+  }
+  argv.insert(argv.end(), o.engine_args.begin(), o.engine_args.end());
+  e.pid = spawn(argv, e.log);
+  if (e.pid < 0) {
+    return Status(Errc::io_error,
+                  fmt::format("cannot start rank {}: {}", rank, std::strerror(errno)));
+  }
+  e.control.clear();
+  return e;
+}
+
+// Waits for the engine's port file (the engine writes it once it serves).
+Status await_port(EngineRecord& e, Clock::time_point deadline) {
+  std::string port_file = e.dir + "/port";
+  while (Clock::now() < deadline) {
+    std::string p = read_file(port_file);
+    if (!p.empty() && p.back() == '\n') {
+      e.control = "127.0.0.1:" + p.substr(0, p.size() - 1);
+      return Status();
+    }
+    if (gone(e.pid)) {
+      return Status(Errc::unavailable, fmt::format("rank {} exited during start; its log ({}):\n{}",
+                                                   e.rank, e.log, log_tail(e.log)));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Status(Errc::timeout,
+                fmt::format("rank {} did not open its control port; its log ({}):\n{}", e.rank,
+                            e.log, log_tail(e.log)));
+}
+
+Status link_pointer(const std::string& pointer, const std::string& target) {
+  if (pointer.empty()) return Status();
+  std::error_code ec;
+  fs::path p(pointer);
+  if (fs::is_directory(p, ec)) p /= kFileName;
+  if (fs::equivalent(p, target, ec)) return Status();
+  fs::create_directories(p.parent_path(), ec);
+  if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_symlink(fs::symlink_status(p, ec))) {
+    return Status(Errc::exists, fmt::format("{} exists and is not a link to a system file; "
+                                            "remove it or give --system",
+                                            p.string()));
+  }
+  fs::path tmp = p.string() + ".tmp";
+  fs::remove(tmp, ec);
+  fs::create_symlink(target, tmp, ec);
+  if (!ec) fs::rename(tmp, p, ec);
+  if (ec) {
+    return Status(Errc::io_error,
+                  fmt::format("cannot link {} to {}: {}", p.string(), target, ec.message()));
+  }
+  return Status();
+}
+
+}  // namespace
+
+std::string default_system_path() {
+  const char* home = std::getenv("HOME");
+  if (home != nullptr && *home != '\0') return std::string(home) + "/.tessera/" + kFileName;
+  return fmt::format("/tmp/tessera-{}/{}", ::getuid(), kFileName);
+}
+
+std::string system_path(const std::string& flag) {
+  std::string p = flag;
+  if (p.empty()) {
+    const char* env = std::getenv("TESSERA_SYSTEM");
+    p = env != nullptr ? env : "";
+  }
+  if (p.empty()) return default_system_path();
+  std::error_code ec;
+  if (fs::is_directory(p, ec)) return (fs::path(p) / kFileName).string();
+  return p;
+}
+
+json SystemFile::to_json() const {
+  json j{{"version", 1},         {"dir", dir},         {"mgmt", mgmt},
+         {"provider", provider}, {"targets", targets}, {"scratch_size", scratch_size},
+         {"server", server}};
+  j["engines"] = json::array();
+  for (const auto& e : engines) {
+    j["engines"].push_back(
+        {{"rank", e.rank}, {"control", e.control}, {"pid", e.pid}, {"dir", e.dir}, {"log", e.log}});
+  }
+  return j;
+}
+
+Result<SystemFile> SystemFile::load(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    if (fs::is_symlink(fs::symlink_status(path, ec))) {
+      return Status(Errc::not_found, fmt::format("system file {} links to {}, which is gone", path,
+                                                 fs::read_symlink(path, ec).string()));
+    }
+    return Status(Errc::not_found, fmt::format("no system file at {}", path));
+  }
+  std::string text = read_file(path);
+  SystemFile s;
+  try {
+    json j = json::parse(text);
+    s.dir = j.at("dir").get<std::string>();
+    s.mgmt = j.at("mgmt").get<std::string>();
+    s.provider = j.at("provider").get<std::string>();
+    s.targets = j.at("targets").get<uint32_t>();
+    s.scratch_size = j.value("scratch_size", std::string("64M"));
+    s.server = j.value("server", std::string());
+    for (const auto& e : j.at("engines")) {
+      EngineRecord r;
+      r.rank = e.at("rank").get<uint32_t>();
+      r.control = e.at("control").get<std::string>();
+      r.pid = e.at("pid").get<pid_t>();
+      r.dir = e.at("dir").get<std::string>();
+      r.log = e.at("log").get<std::string>();
+      s.engines.push_back(std::move(r));
+    }
+  } catch (const std::exception& e) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("{} is not a Tessera system file: {}", path, e.what()));
+  }
+  s.path = path;
+  return s;
+}
+
+Status SystemFile::save() const {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << to_json().dump(2) << "\n";
+    out.flush();
+    if (!out) return Status(Errc::io_error, fmt::format("cannot write {}", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status(Errc::io_error, fmt::format("cannot write {}: {}", path, ec.message()));
+  return Status();
+}
+
+const EngineRecord* SystemFile::engine(uint32_t rank) const {
+  for (const auto& e : engines) {
+    if (e.rank == rank) return &e;
+  }
+  return nullptr;
+}
+
+bool engine_alive(const EngineRecord& e) {
+  if (gone(e.pid)) return false;
+  std::string cmd = read_file(fmt::format("/proc/{}/cmdline", e.pid));
+  std::string argv0 = cmd.substr(0, cmd.find('\0'));
+  return argv0.find("tessera-server") != std::string::npos;
+}
+
+Result<StartReport> start(const StartOptions& o, const Progress& progress) {
+  if (o.dir.empty()) return Status(Errc::invalid_argument, "give the system's directory (--dir)");
+  std::error_code ec;
+  fs::create_directories(o.dir, ec);
+  if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", o.dir, ec.message()));
+  const std::string dir = fs::canonical(o.dir).string();
+
+  // One start at a time per directory.
+  int lock = ::open((dir + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    if (lock >= 0) ::close(lock);
+    return Status(Errc::busy, fmt::format("another `tessera system start` runs on {}", dir));
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{lock};
+
+  StartReport rep;
+  SystemFile& sys = rep.sys;
+  const std::string path = dir + "/" + kFileName;
+  if (fs::exists(path, ec)) {
+    auto old = SystemFile::load(path);
+    if (!old) return old.status();
+    sys = std::move(*old);
+    if (o.targets != 0 && o.targets != sys.targets) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("the system in {} has {} targets per engine, not {}", dir,
+                                sys.targets, o.targets));
+    }
+    if (!o.provider.empty() && o.provider != sys.provider) {
+      return Status(Errc::invalid_argument, fmt::format("the system in {} uses provider {}, not {}",
+                                                        dir, sys.provider, o.provider));
+    }
+    if (o.engines != 0 && o.engines < sys.engines.size()) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("the system in {} has {} engines; it cannot start with {}", dir,
+                                sys.engines.size(), o.engines));
+    }
+  } else {
+    sys.targets = o.targets != 0 ? o.targets : 2;
+    sys.provider = o.provider.empty() ? "tcp;ofi_rxm" : o.provider;
+    sys.scratch_size = o.scratch_size;
+  }
+  sys.dir = dir;
+  sys.path = path;
+  auto server = find_server(o.server.empty() ? sys.server : o.server);
+  if (!server) return server.status();
+  sys.server = *server;
+  const uint32_t want =
+      o.engines != 0 ? o.engines : std::max<uint32_t>(3, static_cast<uint32_t>(sys.engines.size()));
+  if (want == 0 || want > 1024) {
+    return Status(Errc::invalid_argument, "the number of engines must be between 1 and 1024");
+  }
+
+  std::map<uint32_t, EngineRecord> recs;
+  for (const auto& e : sys.engines) recs[e.rank] = e;
+  std::vector<uint32_t> to_start;
+  for (uint32_t r = 0; r < want; ++r) {
+    auto it = recs.find(r);
+    if (it != recs.end() && engine_alive(it->second)) {
+      rep.running.push_back(r);
+    } else {
+      to_start.push_back(r);
+    }
+  }
+  const auto deadline = Clock::now() + o.wait;
+  // Rank 0 first: the others need the management service's address.
+  if (!to_start.empty() && to_start.front() == 0) {
+    uint16_t port = 0;
+    if (recs.count(0) != 0) {
+      auto p = port_of(recs[0].control);
+      if (p) port = *p;
+    }
+    progress(fmt::format("starting rank 0 (management service){}",
+                         port != 0 ? fmt::format(" on its recorded port {}", port) : ""));
+    auto e = start_engine(sys, 0, port, o);
+    if (!e) return e.status();
+    TESSERA_TRY(await_port(*e, deadline));
+    recs[0] = std::move(*e);
+    rep.started.push_back(0);
+  }
+  sys.mgmt = recs[0].control;
+  std::vector<EngineRecord> fresh;
+  for (uint32_t r : to_start) {
+    if (r == 0) continue;
+    progress(fmt::format("starting rank {}", r));
+    auto e = start_engine(sys, r, 0, o);
+    if (!e) return e.status();
+    fresh.push_back(std::move(*e));
+  }
+  for (auto& e : fresh) {
+    TESSERA_TRY(await_port(e, deadline));
+    rep.started.push_back(e.rank);
+    recs[e.rank] = std::move(e);
+  }
+  sys.engines.clear();
+  for (auto& [r, e] : recs) sys.engines.push_back(e);
+  TESSERA_TRY(sys.save());
+
+  // Joined: the management service lists every rank as joined by the process we know.
+  MgmtClient mc(sys.mgmt, std::chrono::milliseconds(2000));
+  size_t last_joined = SIZE_MAX;
+  while (true) {
+    auto members = mc.system_query();
+    std::set<uint32_t> missing;
+    for (uint32_t r = 0; r < want; ++r) missing.insert(r);
+    if (members) {
+      for (const auto& m : *members) {
+        const EngineRecord* e = sys.engine(m.rank);
+        if (e != nullptr && m.state == mgmt::MemberState::joined &&
+            m.pid == static_cast<uint64_t>(e->pid)) {
+          missing.erase(m.rank);
+        }
+      }
+    }
+    size_t joined = want - missing.size();
+    if (joined != last_joined) {
+      progress(fmt::format("{} of {} engines joined", joined, want));
+      last_joined = joined;
+    }
+    if (missing.empty()) break;
+    for (uint32_t r : missing) {
+      const EngineRecord* e = sys.engine(r);
+      if (e != nullptr && gone(e->pid)) {
+        return Status(Errc::unavailable, fmt::format("rank {} exited; its log ({}):\n{}", r, e->log,
+                                                     log_tail(e->log)));
+      }
+    }
+    if (Clock::now() >= deadline) {
+      std::string ranks;
+      for (uint32_t r : missing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+      return Status(
+          Errc::timeout,
+          fmt::format("rank(s) {} did not join within {} s{}; logs in {}/rank*/engine.log", ranks,
+                      o.wait.count(),
+                      members ? "" : " (management service: " + members.status().to_string() + ")",
+                      dir));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  TESSERA_TRY(link_pointer(o.pointer, path));
+  return rep;
+}
+
+Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,
+                                   const Progress& progress) {
+  MgmtClient mc(sys.mgmt, std::chrono::milliseconds(5000));
+  Status st = mc.system_stop();
+  if (!st.is_ok()) {
+    if (st.code() == Errc::permission) return st;
+    progress(
+        fmt::format("management service did not take the stop ({}); stopping the engines "
+                    "anyway",
+                    st.to_string()));
+  }
+  std::vector<uint32_t> stopped;
+  // Rank 0 last: it records the others as stopped (not dead) as they leave.
+  std::vector<const EngineRecord*> others;
+  for (const auto& e : sys.engines) {
+    if (e.rank != 0) others.push_back(&e);
+  }
+  auto stop_some = [&](const std::vector<const EngineRecord*>& es) {
+    std::vector<const EngineRecord*> live;
+    for (const EngineRecord* e : es) {
+      if (engine_alive(*e)) {
+        ::kill(e->pid, SIGTERM);
+        live.push_back(e);
+        stopped.push_back(e->rank);
+      }
+    }
+    const auto deadline = Clock::now() + grace;
+    for (const EngineRecord* e : live) {
+      while (!gone(e->pid) && Clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!gone(e->pid)) {
+        progress(fmt::format("rank {} (pid {}) did not stop within {} s: killing it", e->rank,
+                             e->pid, grace.count()));
+        ::kill(e->pid, SIGKILL);
+      }
+    }
+  };
+  stop_some(others);
+  if (const EngineRecord* e0 = sys.engine(0)) stop_some({e0});
+  std::sort(stopped.begin(), stopped.end());
+  return stopped;
+}
+
+}  // namespace tessera::local

@@ -1,0 +1,87 @@
+// A local Tessera system: N engines on 127.0.0.1 sharing one directory, as `tessera system
+// start|stop|query` run it (and drills and tests after them).
+//
+// DIR/system.json records what was started: the management service's address (rank 0 hosts it),
+// the provider, targets per engine, and each engine's rank, control address, pid, directory and
+// log. Every later `tessera` command finds the system through that file: the path given with
+// --system, else $TESSERA_SYSTEM, else ~/.tessera/system.json, which `system start` makes a link
+// to the newest started DIR/system.json. A path naming a directory means DIR/system.json.
+//
+// Starting on a DIR that has a system file restarts the engines that are not running (after a
+// crash, a kill -9 or a `system stop`) on their existing data; rank 0 comes back on its recorded
+// port because the other engines and clients know the management service by that address.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.hpp"
+
+namespace tessera::local {
+
+struct EngineRecord {
+  uint32_t rank = 0;
+  std::string control;  // host:port of its control socket
+  pid_t pid = 0;
+  std::string dir;  // storage directory
+  std::string log;  // stdout + stderr of the engine
+};
+
+struct SystemFile {
+  std::string path;  // where it was read from (not stored in the file)
+  std::string dir;
+  std::string mgmt;  // management service address (rank 0)
+  std::string provider;
+  uint32_t targets = 0;
+  std::string scratch_size;  // per-target scratch store of each engine
+  std::string server;        // tessera-server binary
+  std::vector<EngineRecord> engines;
+
+  static Result<SystemFile> load(const std::string& path);
+  Status save() const;  // write-then-rename: a reader sees the old file or the new one
+  nlohmann::json to_json() const;
+  const EngineRecord* engine(uint32_t rank) const;
+};
+
+// The system file named by `flag` (may be empty), $TESSERA_SYSTEM or the default pointer.
+std::string system_path(const std::string& flag);
+std::string default_system_path();
+
+struct StartOptions {
+  std::string dir;
+  uint32_t engines = 0;  // 0: as recorded, else 3
+  uint32_t targets = 0;  // 0: as recorded, else 2
+  std::string provider;  // empty: as recorded, else tcp;ofi_rxm
+  std::string scratch_size = "64M";
+  std::string server;   // empty: tessera-server beside this program, else on $PATH
+  std::string pointer;  // system file path to link to DIR/system.json (empty: none)
+  std::chrono::seconds wait{60};
+  std::vector<std::string> engine_args;  // more tessera-server flags for every engine
+};
+
+struct StartReport {
+  SystemFile sys;
+  std::vector<uint32_t> started;  // ranks started by this call
+  std::vector<uint32_t> running;  // ranks that were already running
+};
+
+using Progress = std::function<void(const std::string&)>;
+
+// Starts (or completes) the system in opts.dir and waits until every engine has joined.
+Result<StartReport> start(const StartOptions& opts, const Progress& progress);
+
+// Asks the management service to stop the system, then stops every engine (rank 0 last):
+// SIGTERM, and SIGKILL after `grace`. Returns the ranks that were running.
+Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,
+                                   const Progress& progress);
+
+// The engine's process exists and is a tessera-server (not a reused pid).
+bool engine_alive(const EngineRecord& e);
+
+}  // namespace tessera::local

@@ -1,0 +1,278 @@
+// The tessera CLI against a local system it starts itself, as a user would run it: system
+// start/query/stop and restart after kill -9, pools, containers, properties, attributes,
+// snapshots, KV and objects with classes, clear errors, and a second user denied by the ACLs.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/server_process.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera::testing;
+using nlohmann::json;
+
+namespace {
+
+// A system started by `tessera system start` in a temp dir; stopped (and, failing that,
+// killed) at scope exit.
+class CliSystem {
+ public:
+  CliSystem() : sys_dir_(dir_.path() + "/sys") {}
+  ~CliSystem() {
+    (void)run({"system", "stop", "--grace-s", "10"});
+    std::ifstream in(sys_dir_ + "/system.json");
+    if (!in) return;
+    json j = json::parse(in, nullptr, false);
+    if (j.is_discarded()) return;
+    for (const auto& e : j["engines"]) ::kill(e["pid"].get<pid_t>(), SIGKILL);
+  }
+
+  // Runs `tessera --json ARGS` with this system as the default; returns (exit code, JSON).
+  std::pair<int, json> run(std::vector<std::string> args, const std::string& in = {}) {
+    std::vector<std::string> argv{"/usr/bin/env", "TESSERA_SYSTEM=" + sys_dir_,
+                                  "HOME=" + dir_.path(), TESSERA_CLI_BIN, "--json"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto [rc, out] = run_command(argv, in);
+    json j = json::parse(out, nullptr, false);
+    if (j.is_discarded()) j = json{{"raw", out}};
+    return {rc, j};
+  }
+  json ok(std::vector<std::string> args, const std::string& in = {}) {
+    auto [rc, j] = run(args, in);
+    EXPECT_EQ(rc, 0) << j.dump();
+    EXPECT_EQ(j.value("ok", false), true) << j.dump();
+    return j;
+  }
+  // Expects failure; returns the error message.
+  std::string err(std::vector<std::string> args) {
+    auto [rc, j] = run(args);
+    EXPECT_EQ(rc, 1) << j.dump();
+    EXPECT_EQ(j.value("ok", true), false) << j.dump();
+    return j.value("error", std::string()) + ": " + j.value("message", std::string());
+  }
+  const std::string& dir() const { return sys_dir_; }
+  const std::string& base() const { return dir_.path(); }
+
+ private:
+  TempDir dir_;
+  std::string sys_dir_;
+};
+
+std::vector<std::string> cont_args(std::vector<std::string> a) {
+  a.insert(a.end(), {"--pool", "tank", "--cont", "kv"});
+  return a;
+}
+
+}  // namespace
+
+TEST(SystemCli, StartPoolsContainersDataRestartAndStop) {
+  CliSystem s;
+  json st = s.ok({"system", "start", "--dir", s.dir(), "--engines", "3", "--targets", "2"});
+  EXPECT_EQ(st["started"], json({0, 1, 2}));
+  ASSERT_EQ(st["engines"].size(), 3u);
+  // A second start finds everything running.
+  json again = s.ok({"system", "start"});
+  EXPECT_EQ(again["running"], json({0, 1, 2}));
+  EXPECT_TRUE(again["started"].empty());
+
+  json q = s.ok({"system", "query"});
+  ASSERT_EQ(q["ranks"].size(), 3u);
+  for (const auto& r : q["ranks"]) {
+    EXPECT_EQ(r["state"], "joined");
+    EXPECT_EQ(r["targets"], 2);
+    EXPECT_NE(r["fabric_addresses"][0].get<std::string>().find("127.0.0.1"), std::string::npos);
+    EXPECT_NE(r["control"].get<std::string>().find("127.0.0.1:"), std::string::npos);
+  }
+
+  // Pools: create, list, query with space per tier and every target's state.
+  json p = s.ok({"pool", "create", "tank", "--size", "384M"});
+  EXPECT_EQ(p["pool"]["target_bytes"], 64u << 20);
+  json pl = s.ok({"pool", "list"});
+  ASSERT_EQ(pl["pools"].size(), 1u);
+  json pq = s.ok({"pool", "query", "tank"});
+  EXPECT_EQ(pq["pool"]["target_states"]["up-in"], 6);
+  EXPECT_EQ(pq["pool"]["space"][0]["tier"], "data");
+  EXPECT_GT(pq["pool"]["space"][0]["total"].get<uint64_t>(), 0u);
+  EXPECT_EQ(pq["pool"]["targets"].size(), 6u);
+  EXPECT_NE(s.err({"pool", "query", "nope"}).find("unknown pool 'nope'"), std::string::npos);
+  EXPECT_NE(s.err({"pool", "create", "wee", "--target-size", "1M"}).find("at least 64 MiB"),
+            std::string::npos);
+
+  // Containers: classes, fault domains, properties, attributes, snapshots.
+  s.ok({"cont", "create", "tank", "kv", "--type", "KV", "--oclass", "RP_3GX", "--rf", "2"});
+  s.ok({"cont", "create", "tank", "arr", "--type", "ARRAY", "--oclass", "S1"});
+  s.ok({"pool", "create", "pair", "--ranks", "0,1", "--target-size", "64M"});
+  EXPECT_NE(
+      s.err({"cont", "create", "pair", "c", "--oclass", "RP_3G1"}).find("not enough fault domains"),
+      std::string::npos);
+  json cl = s.ok({"cont", "list", "tank"});
+  ASSERT_EQ(cl["containers"].size(), 2u);
+  json gp = s.ok({"cont", "get-prop", "tank", "kv"});
+  EXPECT_EQ(gp["props"]["oclass"], "RP_3GX");
+  EXPECT_EQ(gp["props"]["rf"], 2);
+  EXPECT_EQ(gp["props"]["type"], "KV");
+  EXPECT_NE(s.err({"cont", "set-prop", "tank", "arr", "rf=1"}).find("only the label"),
+            std::string::npos);
+  s.ok({"cont", "set-prop", "tank", "arr", "label=array"});
+  s.ok({"cont", "query", "tank", "array"});
+  s.ok({"cont", "set-attr", "tank", "kv", "owner", "team-a"});
+  EXPECT_EQ(s.ok({"cont", "get-attr", "tank", "kv", "owner"})["value"], "team-a");
+  s.ok({"cont", "del-attr", "tank", "kv", "owner"});
+  EXPECT_TRUE(s.ok({"cont", "list-attrs", "tank", "kv"})["attrs"].empty());
+  s.ok({"cont", "snap", "create", "tank", "kv", "--name", "before"});
+  json sl = s.ok({"cont", "snap", "list", "tank", "kv"});
+  ASSERT_EQ(sl["snapshots"].size(), 1u);
+  EXPECT_EQ(sl["snapshots"][0]["name"], "before");
+  s.ok({"cont", "snap", "destroy", "tank", "kv", "--name", "before"});
+  EXPECT_TRUE(s.ok({"cont", "snap", "list", "tank", "kv"})["snapshots"].empty());
+
+  // KV on the replicated container; objects with a class on the array container.
+  for (int i = 0; i < 20; ++i) {
+    s.ok(cont_args({"kv", "put", "key" + std::to_string(i), "value-" + std::to_string(i)}));
+  }
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "key7"}))["value"], "value-7");
+  EXPECT_EQ(s.ok(cont_args({"kv", "list"}))["keys"].size(), 20u);
+  s.ok(cont_args({"kv", "del", "key7"}));
+  EXPECT_NE(s.err(cont_args({"kv", "get", "key7"})).find("no key 'key7'"), std::string::npos);
+  EXPECT_NE(s.err({"kv", "list", "--pool", "tank", "--cont", "array"}).find("KV container"),
+            std::string::npos);
+  std::string blob(300000, '\0');
+  for (size_t i = 0; i < blob.size(); ++i) blob[i] = static_cast<char>('A' + (i * 7) % 26);
+  s.ok({"obj", "put", "--pool", "tank", "--cont", "array", "--oid", "9", "--oclass", "SX", "--dkey",
+        "d", "--akey", "a", "--array"},
+       blob);
+  json objs = s.ok({"obj", "list", "--pool", "tank", "--cont", "array"});
+  ASSERT_EQ(objs["entries"].size(), 1u);
+  EXPECT_EQ(objs["entries"][0]["oclass"], "SX");
+  std::string listed = objs["entries"][0]["oid"];
+  json got = s.ok({"obj", "get", "--pool", "tank", "--cont", "array", "--oid", listed, "--dkey",
+                   "d", "--akey", "a", "--array"});
+  EXPECT_EQ(got["data"], blob);
+  EXPECT_NE(s.err({"obj", "get", "--pool", "tank", "--cont", "array", "--oid", listed, "--oclass",
+                   "S1", "--dkey", "d", "--akey", "a"})
+                .find("names class SX"),
+            std::string::npos);
+  EXPECT_NE(s.err({"obj", "get", "--pool", "tank", "--cont", "nope", "--oid", "1", "--dkey", "d",
+                   "--akey", "a"})
+                .find("no container 'nope'"),
+            std::string::npos);
+
+  // kill -9 one engine: its targets go down, the replicated data stays readable, and
+  // `system start` restarts only that engine, on its data.
+  pid_t victim = st["engines"][1]["pid"];
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  bool down = false;
+  for (int i = 0; i < 100 && !down; ++i) {
+    json t = s.ok({"pool", "query", "tank", "--no-space"});
+    down = t["pool"]["target_states"].value("down", 0) == 2;
+    if (!down) usleep(100000);
+  }
+  EXPECT_TRUE(down) << "rank 1's targets never showed down";
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "key3"}))["value"], "value-3");
+  json re = s.ok({"system", "start"});
+  EXPECT_EQ(re["started"], json({1}));
+  EXPECT_EQ(re["running"], json({0, 2}));
+  json q2 = s.ok({"system", "query"});
+  for (const auto& r : q2["ranks"]) EXPECT_EQ(r["state"], "joined");
+  s.ok(cont_args({"kv", "put", "after", "restart"}));
+
+  // Stop everything, start again on the same data.
+  json stop = s.ok({"system", "stop"});
+  EXPECT_EQ(stop["stopped"], json({0, 1, 2}));
+  EXPECT_EQ(s.run({"pool", "list"}).first, 1);
+  json back = s.ok({"system", "start"});
+  EXPECT_EQ(back["started"], json({0, 1, 2}));
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "after"}))["value"], "restart");
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "key19"}))["value"], "value-19");
+  json got2 = s.ok({"obj", "get", "--pool", "tank", "--cont", "array", "--oid", listed, "--dkey",
+                    "d", "--akey", "a", "--array"});
+  EXPECT_EQ(got2["data"], blob);
+
+  // Destroy refuses nothing here (no open handles) and takes the data with it.
+  s.ok({"cont", "destroy", "tank", "array"});
+  s.ok({"pool", "destroy", "pair"});
+  EXPECT_EQ(s.ok({"pool", "list"})["pools"].size(), 1u);
+}
+
+// A second uid is denied reading until an ACL entry allows it, and a denied request changes
+// nothing. Runs the CLI as uid/gid 65534 with setpriv (needs root).
+TEST(SystemCli, SecondUserIsDeniedUntilTheAclAllows) {
+  if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0) {
+    GTEST_SKIP() << "needs root and setpriv to run a command as another uid";
+  }
+  CliSystem s;
+  json st = s.ok({"system", "start", "--dir", s.dir(), "--engines", "3", "--targets", "1"});
+  const std::string mgmt = st["mgmt"];
+  s.ok({"pool", "create", "tank", "--target-size", "64M"});
+  s.ok({"cont", "create", "tank", "kv", "--type", "KV", "--oclass", "RP_2GX", "--rf", "1"});
+  s.ok(cont_args({"kv", "put", "secret", "42"}));
+
+  // The test's directories are private: the other user runs a copy of the CLI from a public one.
+  std::string pub = s.base() + "/pub";
+  std::filesystem::create_directories(pub);
+  ::chmod(s.base().c_str(), 0755);
+  ::chmod(pub.c_str(), 0755);
+  std::string cli = pub + "/tessera";
+  std::filesystem::copy_file(TESSERA_CLI_BIN, cli);
+  ::chmod(cli.c_str(), 0755);
+  auto as_nobody = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{"/usr/bin/setpriv",
+                                  "--reuid=65534",
+                                  "--regid=65534",
+                                  "--clear-groups",
+                                  "/usr/bin/env",
+                                  "HOME=/nonexistent",
+                                  cli,
+                                  "--json",
+                                  "--mgmt",
+                                  mgmt};
+    argv.insert(argv.end(), args.begin(), args.end());
+    auto [rc, out] = run_command(argv);
+    json j = json::parse(out, nullptr, false);
+    if (j.is_discarded()) j = json{{"raw", out}};
+    return std::pair{rc, j};
+  };
+
+  auto [qrc, qj] = as_nobody({"pool", "query", "tank"});
+  EXPECT_EQ(qrc, 1) << qj.dump();
+  EXPECT_EQ(qj["error"], "permission denied") << qj.dump();
+  EXPECT_NE(qj["message"].get<std::string>().find("uid 65534"), std::string::npos);
+  auto [grc, gj] = as_nobody(cont_args({"kv", "get", "secret"}));
+  EXPECT_EQ(grc, 1);
+  EXPECT_EQ(gj["error"], "permission denied") << gj.dump();
+  auto [drc, dj] = as_nobody({"cont", "destroy", "tank", "kv"});
+  EXPECT_EQ(drc, 1);
+  EXPECT_EQ(dj["error"], "permission denied") << dj.dump();
+  auto [arc, aj] = as_nobody({"pool", "update-acl", "tank", "--entry", "A::EVERYONE@:rw"});
+  EXPECT_EQ(arc, 1);
+  EXPECT_EQ(aj["error"], "permission denied") << aj.dump();
+  // Nothing changed: the container and its data are there, the ACL is as created.
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "secret"}))["value"], "42");
+  json acl = s.ok({"pool", "get-acl", "tank"});
+  for (const auto& e : acl["acl"]["entries"]) {
+    EXPECT_EQ(e.get<std::string>().find("EVERYONE@"), std::string::npos) << e;
+  }
+
+  // The owner grants read to everyone on the pool and the container: now nobody can read, but
+  // still not write.
+  s.ok({"pool", "update-acl", "tank", "--entry", "A::EVERYONE@:r"});
+  s.ok({"cont", "update-acl", "tank", "kv", "--entry", "A::EVERYONE@:r"});
+  auto [g2, gj2] = as_nobody(cont_args({"kv", "get", "secret"}));
+  EXPECT_EQ(g2, 0) << gj2.dump();
+  EXPECT_EQ(gj2["value"], "42");
+  auto [p2, pj2] = as_nobody(cont_args({"kv", "put", "secret", "43"}));
+  EXPECT_EQ(p2, 1);
+  EXPECT_EQ(pj2["error"], "permission denied") << pj2.dump();
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "secret"}))["value"], "42");
+  // And the owner takes it back.
+  s.ok({"cont", "update-acl", "tank", "kv", "--remove", "EVERYONE@"});
+  auto [g3, gj3] = as_nobody(cont_args({"kv", "get", "secret"}));
+  EXPECT_EQ(g3, 1);
+  EXPECT_EQ(gj3["error"], "permission denied") << gj3.dump();
+}
