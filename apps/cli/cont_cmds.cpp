@@ -307,22 +307,22 @@ void add_cont_commands(CLI::App& app, Globals& g) {
   args(setprop);
   setprop->add_option("props", a->props, "NAME=VALUE, e.g. label=results")->required();
 
-  auto* setattr = leaf(cont, g, "set-attr", "set a user attribute",
-                       [&g, a] { return cont_attr(g, *a, "cont set-attr"); });
-  args(setattr);
-  setattr->add_option("name", a->name, "attribute name")->required();
-  setattr->add_option("value", a->value, "value")->required();
-  auto* getattr = leaf(cont, g, "get-attr", "print a user attribute",
-                       [&g, a] { return cont_attr(g, *a, "cont get-attr"); });
-  args(getattr);
-  getattr->add_option("name", a->name, "attribute name")->required();
-  auto* delattr = leaf(cont, g, "del-attr", "delete a user attribute",
-                       [&g, a] { return cont_attr(g, *a, "cont del-attr"); });
-  args(delattr);
-  delattr->add_option("name", a->name, "attribute name")->required();
-  auto* listattr = leaf(cont, g, "list-attrs", "every user attribute",
-                        [&g, a] { return cont_attr(g, *a, "cont list-attrs"); });
-  args(listattr);
+  struct AttrCmd {
+    const char* name;
+    const char* help;
+    const char* op;
+    int args;  // 0: none, 1: NAME, 2: NAME VALUE
+  };
+  for (const AttrCmd& c : {AttrCmd{"set-attr", "set a user attribute", "cont set-attr", 2},
+                           AttrCmd{"get-attr", "print a user attribute", "cont get-attr", 1},
+                           AttrCmd{"del-attr", "delete a user attribute", "cont del-attr", 1},
+                           AttrCmd{"list-attrs", "every user attribute", "cont list-attrs", 0}}) {
+    const char* op = c.op;
+    auto* cmd = leaf(cont, g, c.name, c.help, [&g, a, op] { return cont_attr(g, *a, op); });
+    args(cmd);
+    if (c.args >= 1) cmd->add_option("name", a->name, "attribute name")->required();
+    if (c.args >= 2) cmd->add_option("value", a->value, "value")->required();
+  }
 
   auto* snap = cont->add_subcommand("snap", "snapshots: epochs that aggregation keeps readable");
   snap->require_subcommand(1);
