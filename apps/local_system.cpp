@@ -366,8 +366,9 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   auto server = find_server(o.server.empty() ? sys.server : o.server);
   if (!server) return server.status();
   sys.server = *server;
-  const uint32_t want =
-      o.engines != 0 ? o.engines : std::max<uint32_t>(3, static_cast<uint32_t>(sys.engines.size()));
+  const uint32_t want = o.engines != 0        ? o.engines
+                        : sys.engines.empty() ? 3
+                                              : static_cast<uint32_t>(sys.engines.size());
   if (want == 0 || want > 1024) {
     return Status(Errc::invalid_argument, "the number of engines must be between 1 and 1024");
   }
@@ -384,34 +385,47 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
     }
   }
   const auto deadline = Clock::now() + o.wait;
-  // Rank 0 first: the others need the management service's address.
-  if (!to_start.empty() && to_start.front() == 0) {
-    uint16_t port = 0;
-    if (recs.count(0) != 0) {
-      auto p = port_of(recs[0].control);
-      if (p) port = *p;
+  std::vector<pid_t> spawned;
+  auto launch = [&]() -> Status {
+    // Rank 0 first: the others need the management service's address.
+    if (!to_start.empty() && to_start.front() == 0) {
+      uint16_t port = 0;
+      if (recs.count(0) != 0) {
+        auto p = port_of(recs[0].control);
+        if (p) port = *p;
+      }
+      progress(fmt::format("starting rank 0 (management service){}",
+                           port != 0 ? fmt::format(" on its recorded port {}", port) : ""));
+      auto e = start_engine(sys, 0, port, o);
+      if (!e) return e.status();
+      spawned.push_back(e->pid);
+      TESSERA_TRY(await_port(*e, deadline));
+      recs[0] = std::move(*e);
+      rep.started.push_back(0);
     }
-    progress(fmt::format("starting rank 0 (management service){}",
-                         port != 0 ? fmt::format(" on its recorded port {}", port) : ""));
-    auto e = start_engine(sys, 0, port, o);
-    if (!e) return e.status();
-    TESSERA_TRY(await_port(*e, deadline));
-    recs[0] = std::move(*e);
-    rep.started.push_back(0);
-  }
-  sys.mgmt = recs[0].control;
-  std::vector<EngineRecord> fresh;
-  for (uint32_t r : to_start) {
-    if (r == 0) continue;
-    progress(fmt::format("starting rank {}", r));
-    auto e = start_engine(sys, r, 0, o);
-    if (!e) return e.status();
-    fresh.push_back(std::move(*e));
-  }
-  for (auto& e : fresh) {
-    TESSERA_TRY(await_port(e, deadline));
-    rep.started.push_back(e.rank);
-    recs[e.rank] = std::move(e);
+    sys.mgmt = recs[0].control;
+    std::vector<EngineRecord> fresh;
+    for (uint32_t r : to_start) {
+      if (r == 0) continue;
+      progress(fmt::format("starting rank {}", r));
+      auto e = start_engine(sys, r, 0, o);
+      if (!e) return e.status();
+      spawned.push_back(e->pid);
+      fresh.push_back(std::move(*e));
+    }
+    for (auto& e : fresh) {
+      TESSERA_TRY(await_port(e, deadline));
+      rep.started.push_back(e.rank);
+      recs[e.rank] = std::move(e);
+    }
+    return Status();
+  };
+  if (Status st = launch(); !st.is_ok()) {
+    // Nothing half-started stays behind: the engines this call started are killed.
+    for (pid_t p : spawned) {
+      if (!gone(p)) ::kill(p, SIGKILL);
+    }
+    return st;
   }
   sys.engines.clear();
   for (auto& [r, e] : recs) sys.engines.push_back(e);

@@ -297,3 +297,22 @@ TEST(SystemCli, SecondUserIsDeniedUntilTheAclAllows) {
   EXPECT_EQ(g3, 1);
   EXPECT_EQ(gj3["error"], "permission denied") << gj3.dump();
 }
+
+// Bad starts say why and leave nothing running; a recorded system refuses a different shape.
+TEST(SystemCli, StartExplainsFailuresAndKeepsTheRecordedShape) {
+  CliSystem s;
+  std::string e = s.err(
+      {"system", "start", "--dir", s.base() + "/bad", "--engines", "1", "--scratch-size", "1M"});
+  EXPECT_NE(e.find("rank 0 exited during start"), std::string::npos) << e;
+  EXPECT_NE(e.find("at least 64M"), std::string::npos) << e;  // the engine's reason, from its log
+  EXPECT_NE(s.err({"pool", "list"}).find("tessera system start"), std::string::npos);
+
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
+  EXPECT_NE(s.err({"system", "start", "--targets", "2"}).find("has 1 targets per engine"),
+            std::string::npos);
+  EXPECT_NE(s.err({"system", "start", "--provider", "shm"}).find("uses provider tcp;ofi_rxm"),
+            std::string::npos);
+  json again = s.ok({"system", "start"});  // as recorded: one engine, running
+  EXPECT_EQ(again["running"], json({0}));
+  EXPECT_EQ(again["engines"].size(), 1u);
+}
