@@ -70,13 +70,10 @@ void print_acl(const mgmt::Acl& a);
 // The engine view (engine mode's `system query`, `engine query`).
 int engine_query(const Globals& g);
 
-// ACL commands shared by pools and containers (cont empty: the pool's).
-Result<AclChange> acl_change(const std::vector<std::string>& entries,
-                             const std::vector<std::string>& removals, const std::string& file,
-                             bool replace);
-int acl_cmd(Globals& g, const std::string& pool, const std::string& cont, const AclChange* change);
-void add_acl_options(CLI::App* c, std::vector<std::string>& entries,
-                     std::vector<std::string>& removals, std::string& file, bool& replace);
+// get-acl and update-acl under `parent`, for a pool (cont null) or a container; `args`
+// registers the positionals that fill `pool` (and `*cont`).
+void add_acl_commands(CLI::App* parent, Globals& g, const std::function<void(CLI::App*)>& args,
+                      const std::string& pool, const std::string* cont);
 
 void add_engine_commands(CLI::App& app, Globals& g);
 void add_system_commands(CLI::App& app, Globals& g);

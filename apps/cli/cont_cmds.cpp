@@ -25,10 +25,6 @@ struct ContArgs {
   std::string name;
   std::string value;
   uint64_t epoch = 0;
-  std::vector<std::string> entries;
-  std::vector<std::string> removals;
-  std::string acl_file;
-  bool replace = false;
 };
 
 Status set_prop(mgmt::ContProps& p, const std::string& name, const std::string& value) {
@@ -340,16 +336,8 @@ void add_cont_commands(CLI::App& app, Globals& g) {
   sdestroy->add_option("--epoch", a->epoch, "epoch of the snapshot");
   sdestroy->add_option("--name", a->name, "name of the snapshot");
 
-  auto* getacl = leaf(cont, g, "get-acl", "the container's access control list",
-                      [&g, a] { return acl_cmd(g, a->pool, a->cont, nullptr); });
-  args(getacl);
-  auto* updacl = leaf(cont, g, "update-acl", "add, replace or remove entries of the ACL", [&g, a] {
-    auto ch = acl_change(a->entries, a->removals, a->acl_file, a->replace);
-    if (!ch) return fail(g, ch.status(), "cont update-acl");
-    return acl_cmd(g, a->pool, a->cont, &*ch);
-  });
-  args(updacl);
-  add_acl_options(updacl, a->entries, a->removals, a->acl_file, a->replace);
+  add_acl_commands(
+      cont, g, [&](CLI::App* c) { args(c); }, a->pool, &a->cont);
 }
 
 }  // namespace tessera::cli

@@ -20,10 +20,6 @@ struct PoolArgs {
   std::vector<uint32_t> ranks;
   bool force = false;
   bool no_space = false;
-  std::vector<std::string> entries;
-  std::vector<std::string> removals;
-  std::string acl_file;
-  bool replace = false;
   std::string prop;
   std::string value;
 };
@@ -238,22 +234,27 @@ int pool_set_prop(Globals& g, const PoolArgs& a) {
 }  // namespace
 
 namespace {
+
 // "OWNER@", "alice@", "G:staff@" or a whole ACE, as the entry whose principal to remove.
 Result<mgmt::Ace> parse_principal(const std::string& s) {
   if (s.rfind("A:", 0) == 0) return mgmt::parse_ace(s);
   if (s.rfind("G:", 0) == 0) return mgmt::parse_ace("A:G:" + s.substr(2) + ":r");
   return mgmt::parse_ace("A::" + s + ":r");
 }
-}  // namespace
 
-Result<AclChange> acl_change(const std::vector<std::string>& entries,
-                             const std::vector<std::string>& removals, const std::string& file,
-                             bool replace) {
+struct AclArgs {
+  std::vector<std::string> entries;
+  std::vector<std::string> removals;
+  std::string file;
+  bool replace = false;
+};
+
+Result<AclChange> acl_change(const AclArgs& a) {
   AclChange ch;
-  ch.replace = replace;
-  std::vector<std::string> lines = entries;
-  if (!file.empty()) {
-    auto text = read_input(file);
+  ch.replace = a.replace;
+  std::vector<std::string> lines = a.entries;
+  if (!a.file.empty()) {
+    auto text = read_input(a.file);
     if (!text) return text.status();
     size_t pos = 0;
     while (pos < text->size()) {
@@ -269,38 +270,60 @@ Result<AclChange> acl_change(const std::vector<std::string>& entries,
     if (!ace) return ace.status();
     ch.set.push_back(*ace);
   }
-  for (const auto& r : removals) {
+  for (const auto& r : a.removals) {
     auto ace = parse_principal(r);
     if (!ace) return ace.status();
     ch.remove.push_back(*ace);
   }
-  if (ch.set.empty() && ch.remove.empty() && !replace) {
+  if (ch.set.empty() && ch.remove.empty() && !a.replace) {
     return Status(Errc::invalid_argument, "nothing to change: give --entry, --remove or --file");
   }
   return ch;
 }
 
-// get-acl / update-acl of a pool (cont empty) or a container: shared by pool and cont commands.
-int acl_cmd(Globals& g, const std::string& pool, const std::string& cont, const AclChange* change) {
+// get-acl (change null) or update-acl of a pool (cont empty) or a container.
+int acl_cmd(Globals& g, const std::string& pool, const std::string& cont, const AclArgs* change) {
   const std::string what = std::string(cont.empty() ? "pool " : "cont ") +
                            (change != nullptr ? "update-acl" : "get-acl");
   auto mc = mgmt_client(g);
   if (!mc) return fail(g, mc.status(), what);
-  auto acl = change != nullptr ? mc->update_acl(pool, cont, *change) : mc->get_acl(pool, cont);
+  Result<mgmt::Acl> acl = Status(Errc::internal, "no ACL operation");
+  if (change != nullptr) {
+    auto ch = acl_change(*change);
+    if (!ch) return fail(g, ch.status(), what);
+    acl = mc->update_acl(pool, cont, *ch);
+  } else {
+    acl = mc->get_acl(pool, cont);
+  }
   if (!acl) return fail(g, acl.status(), what);
   return done(g, {{"acl", acl_json(*acl)}}, [&] { print_acl(*acl); });
 }
 
-void add_acl_options(CLI::App* c, std::vector<std::string>& entries,
-                     std::vector<std::string>& removals, std::string& file, bool& replace) {
-  c->add_option("--entry", entries,
-                "ACE to add or replace, e.g. A::alice@:rw, A:G:staff@:r, A::EVERYONE@:r "
-                "(repeatable)");
-  c->add_option("-r,--remove", removals,
-                "principal whose entry to remove: OWNER@, GROUP@, EVERYONE@, alice@, G:staff@ "
-                "(repeatable)");
-  c->add_option("-f,--file", file, "ACEs one per line ('#' comments), as get-acl prints them");
-  c->add_flag("--replace", replace, "the entries given become the whole ACL");
+}  // namespace
+
+void add_acl_commands(CLI::App* parent, Globals& g, const std::function<void(CLI::App*)>& args,
+                      const std::string& pool, const std::string* cont) {
+  auto a = std::make_shared<AclArgs>();
+  const std::string noun = cont != nullptr ? "container" : "pool";
+  auto run = [&g, &pool, cont](const AclArgs* change) {
+    return acl_cmd(g, pool, cont != nullptr ? *cont : std::string(), change);
+  };
+  args(leaf(parent, g, "get-acl", "show the " + noun + "'s access control list",
+            [run] { return run(nullptr); }));
+  auto* upd = leaf(parent, g, "update-acl",
+                   "add, replace or remove entries of the " + noun + "'s access control list",
+                   [run, a] { return run(a.get()); });
+  args(upd);
+  upd->add_option("--entry", a->entries,
+                  "ACE to add or replace, e.g. A::alice@:rw, A:G:staff@:r, A::EVERYONE@:r "
+                  "(repeatable)")
+      ->allow_extra_args(false);
+  upd->add_option("-r,--remove", a->removals,
+                  "principal whose entry to remove: OWNER@, GROUP@, EVERYONE@, alice@, G:staff@ "
+                  "(repeatable)")
+      ->allow_extra_args(false);
+  upd->add_option("-f,--file", a->file, "ACEs one per line ('#' comments), as get-acl prints them");
+  upd->add_flag("--replace", a->replace, "the entries given become the whole ACL");
 }
 
 void add_pool_commands(CLI::App& app, Globals& g) {
@@ -333,17 +356,7 @@ void add_pool_commands(CLI::App& app, Globals& g) {
   pool_arg(destroy);
   destroy->add_flag("-f,--force", a->force, "even with open container handles");
 
-  auto* getacl = leaf(pool, g, "get-acl", "show the pool's access control list",
-                      [&g, a] { return acl_cmd(g, a->pool, {}, nullptr); });
-  pool_arg(getacl);
-  auto* updacl =
-      leaf(pool, g, "update-acl", "add, replace or remove entries of the pool's ACL", [&g, a] {
-        auto ch = acl_change(a->entries, a->removals, a->acl_file, a->replace);
-        if (!ch) return fail(g, ch.status(), "pool update-acl");
-        return acl_cmd(g, a->pool, {}, &*ch);
-      });
-  pool_arg(updacl);
-  add_acl_options(updacl, a->entries, a->removals, a->acl_file, a->replace);
+  add_acl_commands(pool, g, pool_arg, a->pool, nullptr);
 
   auto* getprop = leaf(pool, g, "get-prop", "show the pool's properties",
                        [&g, a] { return pool_get_prop(g, *a); });
