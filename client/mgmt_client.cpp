@@ -74,6 +74,14 @@ Status MgmtClient::system_stop() const {
   return call_none(addr_, timeout_, cred_, [](auto r) { r.setSystemStop(); });
 }
 
+Status MgmtClient::rank_exclude(uint32_t rank, bool exclude) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto x = r.initRankExclude();
+    x.setRank(rank);
+    x.setExclude(exclude);
+  });
+}
+
 Result<mgmt::PoolView> MgmtClient::pool_create(const std::string& label, uint64_t target_bytes,
                                                const std::vector<uint32_t>& ranks) const {
   return call<mgmt::PoolView>(

@@ -27,6 +27,9 @@ class MgmtClient {
 
   Result<std::vector<mgmt::Member>> system_query() const;
   Status system_stop() const;
+  // Takes a rank out of the system (its targets go down in every pool map; it may not join
+  // again), or clears that (exclude false).
+  Status rank_exclude(uint32_t rank, bool exclude) const;
 
   // target_bytes: store size per target; ranks empty: every joined engine.
   Result<mgmt::PoolView> pool_create(const std::string& label, uint64_t target_bytes,

@@ -193,6 +193,13 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       if (!mem) return mem.status();
       std::lock_guard lk(mu_);
       if (!is_admin(cred)) return denied(cred, 0, "the system (joining as an engine)");
+      if (auto m = state_.members().find(mem->rank);
+          m != state_.members().end() && m->second.state == MemberState::excluded) {
+        return Status(Errc::unavailable,
+                      fmt::format("rank {} is excluded from the system (tessera system "
+                                  "clear-exclude --rank {})",
+                                  mem->rank, mem->rank));
+      }
       if (auto live = rank_session_.find(mem->rank);
           live != rank_session_.end() && live->second != session) {
         const auto& cur = state_.members().at(mem->rank);
@@ -465,6 +472,25 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         encode_pool(h.initPool(), *p, state_, false);
         encode_cont(h.initCont(), *p, c, state_);
       });
+    }
+    case W::RANK_EXCLUDE: {
+      auto r = req.getRankExclude();
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "the system (excluding ranks)");
+      uint32_t rank = r.getRank();
+      if (state_.members().count(rank) == 0) {
+        return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
+      }
+      if (r.getExclude()) {
+        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}}));
+        log::warn("management service: rank {} excluded by uid {}", rank, cred.uid);
+      } else {
+        TESSERA_TRY(commit({{"op", "clear_exclude"},
+                            {"rank", rank},
+                            {"connected", rank_session_.count(rank) != 0}}));
+        log::info("management service: rank {} no longer excluded", rank);
+      }
+      return none();
     }
     case W::TARGET_STATE: {
       auto r = req.getTargetState();

@@ -248,9 +248,30 @@ Status MgmtState::apply_op(const json& c) {
     uint32_t rank = c.at("rank").get<uint32_t>();
     auto it = members_.find(rank);
     if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
+    if (it->second.state == MemberState::excluded) return Status();  // stays out when it leaves
     bool dead = c.at("state").get<std::string>() == "dead";
     it->second.state = dead ? MemberState::dead : MemberState::stopped;
     if (dead) mark_targets(rank, TargetState::up_in, TargetState::down);
+    return Status();
+  }
+  if (op == "exclude") {
+    // Taken out by the administrator: its targets go down in every pool map, and it may not
+    // join again until the exclusion is cleared.
+    uint32_t rank = c.at("rank").get<uint32_t>();
+    auto it = members_.find(rank);
+    if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
+    it->second.state = MemberState::excluded;
+    mark_targets(rank, TargetState::up_in, TargetState::down);
+    return Status();
+  }
+  if (op == "clear_exclude") {
+    uint32_t rank = c.at("rank").get<uint32_t>();
+    auto it = members_.find(rank);
+    if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
+    if (it->second.state != MemberState::excluded) {
+      return bad(fmt::format("rank {} is not excluded", rank));
+    }
+    it->second.state = c.at("connected").get<bool>() ? MemberState::joined : MemberState::stopped;
     return Status();
   }
   if (op == "pool_create") {

@@ -139,6 +139,7 @@ struct MgmtReq {
     handleQuery   @20 :HandleRef;
     poolMap       @21 :UInt32;      # by pool id (engines refreshing their cache)
     targetState   @22 :TargetStateReq;
+    rankExclude   @23 :RankExclude;
   }
 
   struct PoolCreate {
@@ -189,6 +190,10 @@ struct MgmtReq {
   struct HandleRef {
     pool   @0 :UInt32;
     cookie @1 :UInt64;
+  }
+  struct RankExclude {
+    rank    @0 :UInt32;
+    exclude @1 :Bool;                # false: clear the exclusion
   }
   struct TargetStateReq {
     pool   @0 :Text;

@@ -136,6 +136,19 @@ int system_query(Globals& g) {
   });
 }
 
+int rank_exclude(Globals& g, uint32_t rank, bool exclude) {
+  const char* what = exclude ? "system exclude" : "system clear-exclude";
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  Status st = mc->rank_exclude(rank, exclude);
+  if (!st.is_ok()) return fail(g, st, what);
+  return done(g, {{"rank", rank}, {"excluded", exclude}}, [&] {
+    std::printf(exclude ? "rank %u excluded: its targets are down in every pool map\n"
+                        : "rank %u may join again (its targets stay down until reintegrated)\n",
+                rank);
+  });
+}
+
 }  // namespace
 
 void add_system_commands(CLI::App& app, Globals& g) {
@@ -173,6 +186,16 @@ void add_system_commands(CLI::App& app, Globals& g) {
            [&g, grace] { return system_stop(g, *grace); });
   stop->add_option("--grace-s", *grace, "seconds before a stopping engine is killed")
       ->capture_default_str();
+
+  auto rank = std::make_shared<uint32_t>(0);
+  for (bool exclude : {true, false}) {
+    auto* c = leaf(sys, g, exclude ? "exclude" : "clear-exclude",
+                   exclude ? "take a rank out of the system: its targets go down in every pool "
+                             "map and it may not join again until clear-exclude"
+                           : "let an excluded rank join again",
+                   [&g, rank, exclude] { return rank_exclude(g, *rank, exclude); });
+    c->add_option("-r,--rank", *rank, "the rank")->required();
+  }
 
   leaf(sys, g, "query",
        "ranks, hosts, states and addresses of the system (with --engine: one engine)",

@@ -93,3 +93,33 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   EXPECT_EQ(back->to_json(), s.to_json());
   EXPECT_EQ(back->members().at(0).fabric_addrs[0], std::string("\x0a\x0b"));
 }
+
+TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {
+  MgmtState s;
+  ASSERT_TRUE(s.apply(join(0, "h0")).is_ok());
+  ASSERT_TRUE(s.apply(join(1, "h1")).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "pool_create"},
+                       {"uuid", "u1"},
+                       {"label", "p"},
+                       {"target_bytes", 1 << 26},
+                       {"ranks", {0, 1}},
+                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
+                  .is_ok());
+  uint32_t v = s.pool("p")->map.version;
+  EXPECT_EQ(s.apply({{"op", "exclude"}, {"rank", 7}}).code(), Errc::not_found);
+  ASSERT_TRUE(s.apply({{"op", "exclude"}, {"rank", 1}}).is_ok());
+  EXPECT_EQ(s.members().at(1).state, MemberState::excluded);
+  EXPECT_EQ(s.pool("p")->map.version, v + 1);
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
+  EXPECT_EQ(*s.pool("p")->map.state(0, 0), placement::TargetState::up_in);
+  // Leaving (its connection closing) does not turn it into dead or stopped.
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(s.members().at(1).state, MemberState::excluded);
+  EXPECT_EQ(s.pool("p")->map.version, v + 1);
+  // Cleared: stopped (not connected), targets still down until reintegration.
+  EXPECT_EQ(s.apply({{"op", "clear_exclude"}, {"rank", 0}, {"connected", true}}).code(),
+            Errc::invalid_argument);
+  ASSERT_TRUE(s.apply({{"op", "clear_exclude"}, {"rank", 1}, {"connected", false}}).is_ok());
+  EXPECT_EQ(s.members().at(1).state, MemberState::stopped);
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
+}
