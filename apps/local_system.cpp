@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -312,9 +313,18 @@ const EngineRecord* SystemFile::engine(uint32_t rank) const {
 
 bool engine_alive(const EngineRecord& e) {
   if (gone(e.pid)) return false;
+  // Pids are reused (quickly where pid_max is 32768): only a tessera-server whose arguments
+  // name this engine's directory is this engine.
   std::string cmd = read_file(fmt::format("/proc/{}/cmdline", e.pid));
-  std::string argv0 = cmd.substr(0, cmd.find('\0'));
-  return argv0.find("tessera-server") != std::string::npos;
+  std::vector<std::string> args;
+  for (size_t pos = 0; pos < cmd.size();) {
+    size_t end = cmd.find('\0', pos);
+    if (end == std::string::npos) end = cmd.size();
+    args.push_back(cmd.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  if (args.empty() || args[0].find("tessera-server") == std::string::npos) return false;
+  return std::find(args.begin(), args.end(), e.dir) != args.end();
 }
 
 Result<StartReport> start(const StartOptions& o, const Progress& progress) {
@@ -455,7 +465,7 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
     if (missing.empty()) break;
     for (uint32_t r : missing) {
       const EngineRecord* e = sys.engine(r);
-      if (e != nullptr && gone(e->pid)) {
+      if (e != nullptr && !engine_alive(*e)) {
         return Status(Errc::unavailable, fmt::format("rank {} exited; its log ({}):\n{}", r, e->log,
                                                      log_tail(e->log)));
       }
@@ -504,10 +514,10 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
     }
     const auto deadline = Clock::now() + grace;
     for (const EngineRecord* e : live) {
-      while (!gone(e->pid) && Clock::now() < deadline) {
+      while (engine_alive(*e) && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
-      if (!gone(e->pid)) {
+      if (engine_alive(*e)) {
         progress(fmt::format("rank {} (pid {}) did not stop within {} s: killing it", e->rank,
                              e->pid, grace.count()));
         ::kill(e->pid, SIGKILL);

@@ -81,7 +81,7 @@ Result<StartReport> start(const StartOptions& opts, const Progress& progress);
 Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,
                                    const Progress& progress);
 
-// The engine's process exists and is a tessera-server (not a reused pid).
+// The engine's process exists and is this engine's tessera-server (not a reused pid).
 bool engine_alive(const EngineRecord& e);
 
 }  // namespace tessera::local

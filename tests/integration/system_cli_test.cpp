@@ -30,7 +30,13 @@ class CliSystem {
     if (!in) return;
     json j = json::parse(in, nullptr, false);
     if (j.is_discarded()) return;
-    for (const auto& e : j["engines"]) ::kill(e["pid"].get<pid_t>(), SIGKILL);
+    // Only processes that are still this system's engines (pids are reused quickly).
+    for (const auto& e : j["engines"]) {
+      pid_t pid = e["pid"].get<pid_t>();
+      std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+      std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+      if (args.find(e["dir"].get<std::string>()) != std::string::npos) ::kill(pid, SIGKILL);
+    }
   }
 
   // Runs `tessera --json ARGS` with this system as the default; returns (exit code, JSON).
