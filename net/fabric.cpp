@@ -6,10 +6,16 @@
 #include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
 
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <boost/fiber/operations.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <list>
+#include <string>
 #include <vector>
 
 #include "core/env.hpp"
@@ -53,6 +59,33 @@ struct Partial {
   std::chrono::steady_clock::time_point started;
 };
 
+// shm endpoints are regions in /dev/shm that a killed process never removes. The provider names
+// them after the pid, so a later process with the same pid (pids wrap quickly where pid_max is
+// 32768) failed to open its endpoint ("Device or resource busy"), and the regions piled up in
+// memory. Tessera names its regions "tessera_<pid>_<random>" and removes those of processes
+// that no longer exist.
+constexpr const char* kShmPrefix = "tessera_";
+
+std::string shm_name() {
+  return fmt::format("{}{}_{:016x}", kShmPrefix, ::getpid(), RealEnv::instance().random());
+}
+
+void sweep_dead_shm_regions() {
+  DIR* d = ::opendir("/dev/shm");
+  if (d == nullptr) return;
+  const size_t plen = std::strlen(kShmPrefix);
+  while (dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, kShmPrefix, plen) != 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(e->d_name + plen, &end, 10);
+    if (pid <= 0 || end == nullptr || *end != '_') continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::string path = std::string("/dev/shm/") + e->d_name;
+      if (::unlink(path.c_str()) == 0) log::debug("removed {} (its process is gone)", path);
+    }
+  }
+  ::closedir(d);
+}
 }  // namespace
 
 struct FabricEndpoint::Impl {
@@ -166,6 +199,13 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   if ((rc = fi_endpoint(impl->domain, info, &impl->ep, nullptr)) != 0) {
     return Status(Errc::io_error, "fi_endpoint: " + fi_err(rc));
   }
+  if (is_shm) {
+    sweep_dead_shm_regions();
+    std::string name = shm_name();
+    if ((rc = fi_setname(&impl->ep->fid, name.data(), name.size() + 1)) != 0) {
+      return Status(Errc::io_error, "fi_setname: " + fi_err(rc));
+    }
+  }
   if ((rc = fi_ep_bind(impl->ep, &impl->cq->fid, FI_TRANSMIT | FI_RECV)) != 0 ||
       (rc = fi_ep_bind(impl->ep, &impl->av->fid, 0)) != 0 || (rc = fi_enable(impl->ep)) != 0) {
     return Status(Errc::io_error, "endpoint bind/enable: " + fi_err(rc));
@@ -206,8 +246,18 @@ bool FabricEndpoint::prepare_to_sleep() {
 namespace {
 // Posts one frame, retrying while the provider's queues are full. Runs in a fiber: it yields
 // so the target's reactor can progress the CQ and free send slots.
+// The process behind a Tessera shm address ("tessera_<pid>_..."), or 0.
+pid_t shm_peer_pid(const FabricEndpoint::Impl& im, const std::string& peer) {
+  if (im.opts.provider != "shm" || peer.rfind(kShmPrefix, 0) != 0) return 0;
+  return static_cast<pid_t>(std::strtol(peer.c_str() + std::strlen(kShmPrefix), nullptr, 10));
+}
+
+// peer_pid (shm only): libfabric 1.17's shm provider takes a spinlock inside the peer's region
+// to send; a peer killed while holding it leaves it held, and fi_sendv would spin for ever.
+// So a send to a shm peer whose process is gone fails at once instead (kill(pid, 0) does not
+// block). A peer that dies between this check and the send can still wedge the sender.
 Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<SendOp> op,
-                  uint64_t& retries) {
+                  uint64_t& retries, pid_t peer_pid) {
   iovec iov[2];
   size_t n = 0;
   iov[n++] = {op->head.data(), op->head.size()};
@@ -227,6 +277,9 @@ Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<Send
   op->kind = OpKind::send;
   std::chrono::steady_clock::time_point give_up{};
   while (true) {
+    if (peer_pid > 0 && ::kill(peer_pid, 0) != 0 && errno == ESRCH) {
+      return Status(Errc::unreachable, fmt::format("shm peer process {} is gone", peer_pid));
+    }
     ssize_t rc = fi_sendv(im.ep, iov, nullptr, n, dest, &op->ctx);
     if (rc == 0) {
       ++im.outstanding_sends;
@@ -271,7 +324,8 @@ Status FabricEndpoint::send(const std::string& peer, Message&& m) {
   set_chunk(first->head, total <= room ? FrameKind::whole : FrameKind::first, 0,
             static_cast<uint32_t>(first->bulk_len));
   uint64_t off = first->bulk_len;
-  TESSERA_TRY(post_frame(im, *dest, std::move(first), stats_.send_retries));
+  const pid_t peer_pid = shm_peer_pid(im, peer);
+  TESSERA_TRY(post_frame(im, *dest, std::move(first), stats_.send_retries, peer_pid));
   ++stats_.frames_out;
   size_t chunk = im.opts.max_frame - 4096;
   while (off < total) {
@@ -281,7 +335,7 @@ Status FabricEndpoint::send(const std::string& peer, Message&& m) {
     op->bulk = bulk;
     op->bulk_off = off;
     op->bulk_len = len;
-    TESSERA_TRY(post_frame(im, *dest, std::move(op), stats_.send_retries));
+    TESSERA_TRY(post_frame(im, *dest, std::move(op), stats_.send_retries, peer_pid));
     ++stats_.frames_out;
     off += len;
   }
@@ -293,7 +347,7 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
   if (!dest) return dest.status();
   auto op = std::make_unique<SendOp>();
   op->head = std::move(bytes);
-  return post_frame(*impl_, *dest, std::move(op), stats_.send_retries);
+  return post_frame(*impl_, *dest, std::move(op), stats_.send_retries, shm_peer_pid(*impl_, peer));
 }
 
 namespace {
