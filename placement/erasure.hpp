@@ -1,0 +1,75 @@
+// Erasure coding: the Reed-Solomon codec (ISA-L, Cauchy matrices) and the stripe geometry of
+// an erasure-coded object's group. The scheme (full stripes encoded by the client, partial
+// stripes kept as full copies, degraded reads) is described in docs/ERASURE_CODING.md.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.hpp"
+
+namespace tessera::placement {
+
+// k data + p parity cells of `len` bytes each. Any k of the k + p cells give back the others.
+class ErasureCode {
+ public:
+  ErasureCode(uint32_t k, uint32_t p);
+
+  uint32_t k() const { return k_; }
+  uint32_t p() const { return p_; }
+
+  // Computes the p parity cells from the k data cells.
+  void encode(size_t len, std::span<const uint8_t* const> data,
+              std::span<uint8_t* const> parity) const;
+
+  // cells: k + p buffers of `len` bytes (data first, then parity); present[i]: cell i holds its
+  // bytes. Fills every cell that is not present. invalid_argument when fewer than k are present.
+  Status reconstruct(size_t len, std::span<uint8_t* const> cells,
+                     std::span<const bool> present) const;
+
+ private:
+  uint32_t k_, p_;
+  std::vector<uint8_t> matrix_;  // (k + p) x k: identity on top, Cauchy rows below
+  std::vector<uint8_t> tables_;  // ISA-L expanded tables of the parity rows
+};
+
+// One code per (k, p), built on first use (thread-local: no lock on the data path).
+const ErasureCode& erasure_code(uint32_t k, uint32_t p);
+
+// Where the cells of one dkey's stripes live inside its group of k + p positions. Parity
+// rotates per dkey: data cell j sits at position (rot + j) % n, parity q at (rot + k + q) % n.
+// Logical byte x of an array lies in stripe x / (k * cell), cell (x % stripe) / cell; a data
+// position stores its cells of consecutive stripes back to back ("local" offsets), parity
+// positions store the parity cells the same way.
+struct EcGeometry {
+  uint32_t k = 1;
+  uint32_t p = 0;
+  uint64_t cell = 128 * 1024;
+  uint32_t rot = 0;
+
+  uint32_t n() const { return k + p; }
+  uint64_t stripe() const { return uint64_t{k} * cell; }
+  uint32_t data_pos(uint32_t j) const { return (rot + j) % n(); }
+  uint32_t parity_pos(uint32_t q) const { return (rot + k + q) % n(); }
+  // The cell index (0..k-1 data, k..k+p-1 parity) stored at a group position.
+  uint32_t cell_at(uint32_t pos) const { return (pos + n() - rot) % n(); }
+  // First local offset of data cell j at or after logical offset x (monotone in x): the local
+  // range of cell j inside logical [a, b) is [local_floor(j, a), local_floor(j, b)).
+  uint64_t local_floor(uint32_t j, uint64_t x) const;
+  // The logical offset of local offset `l` of data cell j.
+  uint64_t logical(uint32_t j, uint64_t l) const {
+    return (l / cell) * stripe() + j * cell + l % cell;
+  }
+};
+
+EcGeometry ec_geometry(uint32_t k, uint32_t p, uint64_t cell, std::string_view dkey);
+
+// Partial-stripe writes are kept, until re-encoded, as full copies under this akey (the user's
+// akey with a reserved prefix that user keys cannot start with).
+std::string ec_copy_akey(std::string_view akey);
+bool is_ec_copy_akey(std::string_view akey);
+
+}  // namespace tessera::placement
