@@ -2,6 +2,7 @@
 
 #include <isa-l/crc.h>
 
+#include "actors/object_service_util.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
@@ -14,29 +15,9 @@ using capn::as_data;
 using capn::BodyReader;
 using capn::from_data;
 
+using namespace objsvc;
+
 namespace {
-storage::ObjectId oid_of(schema::ObjId::Reader r) {
-  return {r.getHi(), r.getLo()};
-}
-storage::ValueKind kind_of(schema::ValueKind k) {
-  return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
-}
-ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
-  return {r.getPool(), r.getMapVersion(), r.getHandle(), r.getCont(), r.getReplica()};
-}
-constexpr auto kForwardTimeout = std::chrono::seconds(10);
-
-// The container id lives in the reserved OID bits 32..47 inside a pool shard's store.
-ObjectId store_key(ObjectId oid, uint32_t cont) {
-  return {(oid.hi & ~(0xffffull << 32)) | (uint64_t{cont} << 32), oid.lo};
-}
-uint32_t cont_of(ObjectId key) {
-  return static_cast<uint32_t>((key.hi >> 32) & 0xffff);
-}
-ObjectId user_oid(ObjectId key) {
-  return {key.hi & ~(0xffffull << 32), key.lo};
-}
-
 // A request forwarded by a leader: the same body with the leader's epoch and replica set.
 template <typename Req>
 Buffer forwarded(const Buffer& body, uint64_t epoch) {
@@ -195,16 +176,6 @@ Key key_of(Req req) {
   return {oid_of(req.getOid()), from_data(req.getDkey()), from_data(req.getAkey())};
 }
 
-// Update and punch both answer with the epoch they were stored at.
-Buffer epoch_body(uint64_t epoch) {
-  capnp::MallocMessageBuilder b(64);
-  b.initRoot<schema::UpdateRep>().setEpoch(epoch);
-  return capn::to_body(b);
-}
-
-Status malformed(const capn::DecodeScope& ds) {
-  return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
-}
 }  // namespace
 
 Status ObjectService::handle(Message& m) {
@@ -237,6 +208,15 @@ Status ObjectService::handle(Message& m) {
         uo.epoch = req.getEpoch();
         ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
+      }
+      if (!ctx.replica && ctx.pool != 0) {
+        const auto* cls = placement::find_class(placement::oid_class(k.oid));
+        if (cls != nullptr && cls->redundancy == placement::Redundancy::erasure) {
+          return Status(Errc::invalid_argument,
+                        fmt::format("object class {} is erasure-coded: its updates are cut into "
+                                    "cells by the client (EcUpdateReq)",
+                                    cls->name));
+        }
       }
       auto w = resolve(ctx, k.oid, mgmt::kWrite);
       if (!w) return w.status();
@@ -464,6 +444,9 @@ Status ObjectService::handle(Message& m) {
       rep.setBytesFreed(r->bytes_freed);
       return rt_.reply(m, Status(), capn::to_body(b));
     }
+
+    case proto::kObjEcUpdate:
+      return ec_update(m);
 
     case proto::kObjCheckpoint: {
       auto w = maintenance_store(m);

@@ -11,6 +11,10 @@
 // stamps it with an epoch, forwards it (replica = true, same epoch) to the other available
 // members of the group and replies once every one of them and itself is durable.
 //
+// Erasure coding: an EcUpdateReq arrives at the first available position of the group; it
+// stamps one epoch, applies its own pieces and sends each other available position its pieces
+// (docs/ERASURE_CODING.md).
+//
 // Runs on its target's thread only; concurrent (each request in its own fiber).
 #pragma once
 
@@ -86,6 +90,8 @@ class ObjectService final : public Actor {
   Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,
                              bool sequential,
                              const std::function<Result<uint64_t>(uint64_t)>& local);
+  // Erasure-coded update (leader or position), object_service_ec.cpp.
+  Status ec_update(Message& m);
   ActorRuntime& rt_;
   TargetPools& pools_;
   uint32_t rank_;

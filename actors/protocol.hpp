@@ -27,6 +27,7 @@ enum ObjMethod : uint16_t {
   kObjQueryMax = 6,    // QueryMaxReq -> QueryMaxRep
   kObjAggregate = 7,   // AggregateReq -> AggregateRep (then a checkpoint)
   kObjCheckpoint = 8,  // (empty) -> (empty)
+  kObjEcUpdate = 9,    // EcUpdateReq + bulk -> UpdateRep (erasure-coded objects)
 };
 
 // Methods of the system protocol (actors/schema/system.capnp).

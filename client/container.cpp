@@ -8,7 +8,7 @@
 
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
-#include "client/client_impl.hpp"
+#include "client/container_impl.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
 
@@ -16,24 +16,7 @@ namespace tessera {
 
 using Clock = std::chrono::steady_clock;
 
-struct Container::State {
-  Client::Impl* im = nullptr;
-  std::shared_ptr<const mgmt::PoolView> view;  // client target only
-  std::atomic<uint32_t> version{0};
-  uint32_t pool = 0;
-  std::string pool_uuid;
-  uint32_t cont = 0;
-  uint64_t cookie = 0;
-  uint16_t oclass = 0;
-  std::string mgmt_addr;
-  mgmt::Cred cred;
-  std::chrono::milliseconds timeout{30000};
-  uint64_t rotation = 0;
-  bool suspect = false;  // a target failed to answer: fetch the map before the next request
-};
-
-namespace {
-using StatePtr = std::shared_ptr<Container::State>;
+namespace contimpl {
 
 void learn(Container::State& st) {
   for (const auto& [rank, a] : st.view->addrs) {
@@ -87,7 +70,6 @@ Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t m
   return r;
 }
 
-enum class Pick { leader, replica, every };
 constexpr Nanos kReplicaAttempt = std::chrono::seconds(2);
 constexpr Nanos kLeaderAttempt = std::chrono::seconds(10);
 
@@ -170,28 +152,9 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
   }
 }
 
-template <typename T>
-Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {
-  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
-  auto f = p->get_future();
-  st->im->target->post([p, fn = std::move(fn)] { p->set_value(fn()); });
-  return f;
-}
+}  // namespace contimpl
 
-// Decodes a reply inside its own DecodeScope (which must never span a fiber switch).
-template <typename T>
-Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
-  try {
-    capn::DecodeScope ds;
-    auto r = decode(m);
-    if (ds.failed()) return Status(Errc::protocol, "malformed reply: " + ds.what());
-    return r;
-  } catch (const kj::Exception& e) {
-    return Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr()));
-  }
-}
-
-}  // namespace
+using namespace contimpl;
 
 Result<std::unique_ptr<Client>> Client::connect_system(const ClientOptions& opts) {
   MgmtClient mc(opts.engine, opts.timeout);
@@ -213,15 +176,6 @@ Result<std::unique_ptr<Container>> Client::open_container(const std::string& poo
   auto mc = std::make_unique<MgmtClient>(impl_->opts.engine, impl_->opts.timeout);
   auto h = mc->cont_open(pool, cont, write);
   if (!h) return h.status();
-  if (h->cont.c.props.oclass != 0) {
-    const auto* cls = placement::find_class(h->cont.c.props.oclass);
-    if (cls != nullptr && cls->redundancy == placement::Redundancy::erasure) {
-      (void)mc->cont_close(h->pool.pool.id, h->cookie);
-      return Status(Errc::unsupported, fmt::format("container '{}' uses erasure-coded class {}: "
-                                                   "erasure coding is not implemented yet",
-                                                   cont, cls->name));
-    }
-  }
   std::unique_ptr<Container> c(new Container());
   c->client_ = this;
   c->opened_ = std::move(*h);
@@ -234,6 +188,7 @@ Result<std::unique_ptr<Container>> Client::open_container(const std::string& poo
   st->cont = c->opened_.cont.c.id;
   st->cookie = c->opened_.cookie;
   st->oclass = c->opened_.cont.c.props.oclass;
+  st->cell = c->opened_.cont.c.props.cell_size;
   st->mgmt_addr = impl_->opts.engine;
   st->cred = c->mgmt_->cred();
   st->timeout = impl_->opts.timeout;
@@ -263,10 +218,6 @@ Result<ObjectId> Container::make_oid(uint32_t hi, uint64_t lo, const std::string
     if (cls == nullptr) {
       return Status(Errc::invalid_argument, fmt::format("unknown object class '{}'", oclass));
     }
-    if (cls->redundancy == placement::Redundancy::erasure) {
-      return Status(Errc::unsupported,
-                    fmt::format("object class {}: erasure coding is not implemented yet", oclass));
-    }
     id = cls->id;
   }
   return placement::with_class(ObjectId{hi, lo}, id);
@@ -281,6 +232,9 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
   return submit<uint64_t>(
       st, [st, oid, dkey, akey, kind, offset, bulk, flags]() -> Result<uint64_t> {
         TESSERA_TRY(placement::check_oid(oid));
+        if (const auto* ec = ec_class(oid)) {
+          return ec_update(st, *ec, oid, dkey, akey, kind, offset, *bulk, flags);
+        }
         uint32_t crc = crc32_iscsi(bulk->data(), static_cast<int>(bulk->size()), 0);
         auto body = [&] {
           return update_body(oid, dkey, akey, kind, offset, crc, flags, ctx_of(*st));
@@ -298,6 +252,9 @@ Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string 
   auto st = st_;
   return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
     TESSERA_TRY(placement::check_oid(oid));
+    if (const auto* ec = ec_class(oid)) {
+      return ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, epoch, flags);
+    }
     auto body = [&] {
       return fetch_body(oid, dkey, akey, kind, offset, length, epoch, flags, ctx_of(*st));
     };
@@ -318,6 +275,14 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
   auto st = st_;
   return submit<uint64_t>(st, [=]() -> Result<uint64_t> {
     TESSERA_TRY(placement::check_oid(oid));
+    if (const auto* ec = ec_class(oid); ec != nullptr && !akey.empty()) {
+      if (length > 0) {
+        return Status(Errc::unsupported,
+                      "range punch of an erasure-coded array is not supported "
+                      "(punch the akey, or overwrite the range)");
+      }
+      return ec_punch_akey(st, *ec, oid, dkey, akey);
+    }
     auto body = [&] { return punch_body(oid, dkey, akey, offset, length, rsize, ctx_of(*st)); };
     auto r =
         op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});
@@ -368,6 +333,9 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                  return all;
                }
                TESSERA_TRY(placement::check_oid(oid));
+               if (const auto* ec = ec_class(oid)) {
+                 return ec_list(st, *ec, scope, oid, dkey, akey, epoch);
+               }
                auto layout = placement::compute_layout(oid, st->view->pool.map);
                if (!layout) return layout.status();
                std::vector<uint32_t> groups;

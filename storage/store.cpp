@@ -528,8 +528,14 @@ void TargetStore::apply_version(const ObjectId& oid, std::string_view dkey, std:
   }
   auto pos = std::upper_bound(a.versions.begin(), a.versions.end(), v.epoch,
                               [](uint64_t e, const Version& x) { return e < x.epoch; });
-  // Replay after a checkpoint meets changes the checkpoint already holds: apply them once.
-  if (pos != a.versions.begin() && (pos - 1)->epoch == v.epoch) return;
+  // Replay after a checkpoint meets changes the checkpoint already holds: apply them once. One
+  // epoch may hold several versions of an akey (the disjoint pieces and punches of one
+  // erasure-coded update, always disjoint), so an array version is a repeat only where it
+  // meets one of them (aggregation may have narrowed the copy the checkpoint holds).
+  for (auto it = pos; it != a.versions.begin() && (it - 1)->epoch == v.epoch; --it) {
+    const Version& x = *(it - 1);
+    if (a.kind != ValueKind::array || (x.lo < v.hi && v.lo < x.hi)) return;
+  }
   a.versions.insert(pos, std::move(v));
   ++versions_;
 }

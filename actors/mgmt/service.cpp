@@ -341,11 +341,6 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       }
       auto groups = placement::group_count(*cls, pool.map);
       if (!groups) return groups.status();
-      if (cls->redundancy == placement::Redundancy::erasure) {
-        return Status(
-            Errc::unsupported,
-            fmt::format("object class {}: erasure coding is not implemented yet", cls->name));
-      }
       json cmd = {{"op", "cont_create"},
                   {"pool", pool.id},
                   {"uuid", new_uuid()},

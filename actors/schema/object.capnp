@@ -79,6 +79,28 @@ struct PunchReq {
   epoch  @7 :UInt64;   # 0: the target assigns one (a replica gets the leader's)
 }
 
+# One change of an erasure-coded update, for one position of the object's group (the layout's
+# group of the dkey, positions 0..k+p-1). The client computes parity and cuts the pieces; the
+# group's leader stamps one epoch and sends every other available position its own pieces.
+struct EcPiece {
+  pos    @0 :UInt32;
+  akey   @1 :Data;         # the user's akey, or its partial-stripe copy (reserved prefix)
+  kind   @2 :ValueKind;
+  punch  @3 :Bool;         # punch [offset, offset + length) (length 0: the whole akey)
+  offset @4 :UInt64;       # bytes (erasure-coded arrays are byte-granular)
+  length @5 :UInt64;       # update: bytes taken from the bulk at bulkOffset
+  bulkOffset @6 :UInt64;
+  crc    @7 :UInt32;       # crc32c of the piece's bytes
+}
+
+struct EcUpdateReq {
+  oid    @0 :ObjId;
+  dkey   @1 :Data;
+  pieces @2 :List(EcPiece);
+  epoch  @3 :UInt64;       # 0: the leader assigns one (positions get the leader's)
+  ctx    @4 :IoCtx;
+}
+
 struct ListReq {
   oid    @0 :ObjId;
   scope  @1 :Scope;

@@ -21,8 +21,10 @@ ServerProcess::~ServerProcess() {
 Status ServerProcess::start(std::chrono::seconds timeout) {
   std::string port_file = opts_.dir + "/port";
   ::unlink(port_file.c_str());
+  // A restart keeps the control port, so engines that point at this one find it again.
+  const std::string listen = "127.0.0.1:" + std::to_string(port_);
   std::vector<std::string> args = {
-      TESSERA_SERVER_BIN, "--listen",       "127.0.0.1:0",
+      TESSERA_SERVER_BIN, "--listen",       listen,
       "--port-file",      port_file,        "--storage-dir",
       opts_.dir,          "--storage-size", opts_.storage_size,
       "--provider",       opts_.provider,   "--block-backend",

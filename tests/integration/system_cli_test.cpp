@@ -117,11 +117,16 @@ TEST(SystemCli, StartPoolsContainersDataRestartAndStop) {
   EXPECT_NE(
       s.err({"cont", "create", "pair", "c", "--oclass", "RP_3G1"}).find("not enough fault domains"),
       std::string::npos);
-  EXPECT_NE(s.err({"cont", "create", "tank", "ec", "--oclass", "EC_2P1G1"})
-                .find("erasure coding is not implemented yet"),
+  EXPECT_NE(s.err({"cont", "create", "tank", "ec", "--oclass", "EC_4P2G1"})
+                .find("not enough fault domains"),
             std::string::npos);
+  EXPECT_NE(s.err({"cont", "create", "tank", "ec", "--oclass", "EC_2P1G1", "--cell-size", "3K"})
+                .find("power of two"),
+            std::string::npos);
+  s.ok({"cont", "create", "tank", "ec", "--type", "ARRAY", "--oclass", "EC_2P1G1", "--cell-size",
+        "4K"});
   json cl = s.ok({"cont", "list", "tank"});
-  ASSERT_EQ(cl["containers"].size(), 2u);
+  ASSERT_EQ(cl["containers"].size(), 3u);
   json gp = s.ok({"cont", "get-prop", "tank", "kv"});
   EXPECT_EQ(gp["props"]["oclass"], "RP_3GX");
   EXPECT_EQ(gp["props"]["rf"], 2);

@@ -606,3 +606,36 @@ TEST_P(StoreTest, Crc64ChecksumsDetectCorruptionToo) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("uring", "aio"),
                          [](const auto& info) { return info.param; });
+
+// One erasure-coded update stores several disjoint pieces of an akey at one epoch, a range punch
+// among them; all of them count, in either order, and again after a restart replays the log.
+TEST_P(StoreTest, SeveralDisjointChangesOfOneAkeyAtOneEpochAllCount) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId o{1, 7};
+  ASSERT_TRUE(put(o, "d", "x", std::string(70000, 'o'), ValueKind::array, 0).is_ok());
+  std::string head(3605, 'h'), tail(1179, 't');
+  uint64_t e = run_on(target, [&] { return store->new_epoch(); });
+  UpdateOptions uo;
+  uo.epoch = e;
+  auto upd = [&](uint64_t off, const std::string& v) {
+    return run_on(target, [&] {
+      return store->update(o, "d", "x", ValueKind::array, off, bytes(v), crc(v), uo);
+    });
+  };
+  ASSERT_TRUE(upd(29163, head).is_ok());
+  ASSERT_TRUE(
+      run_on(target, [&] { return store->punch_range(o, "d", "x", 32768, 32768, 1, e); }).is_ok());
+  ASSERT_TRUE(upd(65536, tail).is_ok());
+  auto check = [&] {
+    auto r = get(o, "d", "x", ValueKind::array, 29000, 66715 - 29000, 0);
+    ASSERT_TRUE(r.is_ok());
+    std::string want = std::string(163, 'o') + head + std::string(32768, '\0') + tail;
+    EXPECT_TRUE(r->data.view() == want);
+    std::vector<std::pair<uint64_t, uint64_t>> holes{{32768, 32768}};
+    EXPECT_EQ(r->holes, holes);
+  };
+  check();
+  close();
+  ASSERT_TRUE(open().is_ok());
+  check();
+}

@@ -1,0 +1,215 @@
+// Erasure-coded updates: the group's leader stamps one epoch and hands every available position
+// its own pieces; a position applies its pieces at that epoch. docs/ERASURE_CODING.md.
+#include <boost/fiber/future.hpp>
+
+#include "actors/object_service.hpp"
+#include "actors/object_service_util.hpp"
+#include "actors/protocol.hpp"
+#include "core/log.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera {
+
+using namespace objsvc;
+using capn::as_data;
+using capn::BodyReader;
+using capn::from_data;
+
+namespace {
+
+struct Piece {
+  uint32_t pos = 0;
+  std::string akey;
+  storage::ValueKind kind = storage::ValueKind::array;
+  bool punch = false;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t bulk_offset = 0;
+  uint32_t crc = 0;
+};
+
+// An EcUpdateReq for one position: its pieces, their bytes packed into a new bulk.
+std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey,
+                                           const std::vector<const Piece*>& pieces, uint64_t epoch,
+                                           const ObjectService::Ctx& ctx, const Buffer& bulk) {
+  capnp::MallocMessageBuilder b(512);
+  auto req = b.initRoot<schema::EcUpdateReq>();
+  req.initOid().setHi(oid.hi);
+  req.getOid().setLo(oid.lo);
+  req.setDkey(as_data(dkey));
+  req.setEpoch(epoch);
+  auto c = req.initCtx();
+  c.setPool(ctx.pool);
+  c.setMapVersion(ctx.map_version);
+  c.setHandle(ctx.handle);
+  c.setCont(ctx.cont);
+  c.setReplica(true);
+  size_t bytes = 0;
+  for (const Piece* p : pieces) bytes += p->punch ? 0 : p->length;
+  Buffer out(bytes);
+  auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
+  size_t at = 0;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = *pieces[i];
+    auto w = list[static_cast<unsigned>(i)];
+    w.setPos(p.pos);
+    w.setAkey(as_data(p.akey));
+    w.setKind(p.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                  : schema::ValueKind::SINGLE);
+    w.setPunch(p.punch);
+    w.setOffset(p.offset);
+    w.setLength(p.length);
+    w.setCrc(p.crc);
+    if (!p.punch) {
+      std::memcpy(out.data() + at, bulk.data() + p.bulk_offset, p.length);
+      w.setBulkOffset(at);
+      at += p.length;
+    }
+  }
+  return {capn::to_body(b), std::move(out)};
+}
+
+}  // namespace
+
+Status ObjectService::ec_update(Message& m) {
+  ObjectId oid;
+  std::string dkey;
+  std::vector<Piece> pieces;
+  uint64_t given_epoch = 0;
+  Ctx ctx;
+  {
+    capn::DecodeScope ds;
+    BodyReader br(m.body);
+    auto req = br.root<schema::EcUpdateReq>();
+    oid = oid_of(req.getOid());
+    dkey = from_data(req.getDkey());
+    given_epoch = req.getEpoch();
+    ctx = ctx_of(req.getCtx());
+    for (auto p : req.getPieces()) {
+      Piece v;
+      v.pos = p.getPos();
+      v.akey = from_data(p.getAkey());
+      v.kind = kind_of(p.getKind());
+      v.punch = p.getPunch();
+      v.offset = p.getOffset();
+      v.length = p.getLength();
+      v.bulk_offset = p.getBulkOffset();
+      v.crc = p.getCrc();
+      pieces.push_back(std::move(v));
+    }
+    if (ds.failed()) return malformed(ds);
+  }
+  for (const auto& p : pieces) {
+    if (!p.punch && (p.bulk_offset > m.bulk.size() || p.length > m.bulk.size() - p.bulk_offset)) {
+      return Status(Errc::protocol, fmt::format("erasure-coded piece for position {} ({} bytes at "
+                                                "{}) lies outside the {}-byte bulk",
+                                                p.pos, p.length, p.bulk_offset, m.bulk.size()));
+    }
+  }
+  auto w = resolve(ctx, oid, mgmt::kWrite);
+  if (!w) return w.status();
+  if (w->shard == nullptr) {
+    return Status(Errc::invalid_argument, "erasure-coded updates address a pool (pool 0 has none)");
+  }
+  const auto* cls = placement::find_class(placement::oid_class(oid));
+  if (cls == nullptr || cls->redundancy != placement::Redundancy::erasure) {
+    return Status(Errc::invalid_argument,
+                  "an erasure-coded update names an object whose class "
+                  "is not erasure-coded");
+  }
+  auto apply = [&](const std::vector<const Piece*>& mine, uint64_t epoch) -> Status {
+    for (const Piece* p : mine) {
+      Result<uint64_t> r = Status();
+      if (p->punch) {
+        r = p->length == 0
+                ? w->store->punch(w->key, dkey, p->akey, epoch)
+                : w->store->punch_range(w->key, dkey, p->akey, p->offset, p->length, 1, epoch);
+      } else {
+        storage::UpdateOptions o;
+        o.epoch = epoch;
+        o.csum = w->csum;
+        r = w->store->update(w->key, dkey, p->akey, p->kind, p->offset,
+                             m.bulk.span().subspan(p->bulk_offset, p->length), p->crc, o);
+      }
+      if (!r) return r.status();
+    }
+    return Status();
+  };
+
+  if (ctx.replica) {
+    std::vector<const Piece*> mine;
+    for (const auto& p : pieces) mine.push_back(&p);
+    TESSERA_TRY(apply(mine, given_epoch));
+    return rt_.reply(m, Status(), epoch_body(given_epoch));
+  }
+
+  // Leader: which position is this target, which others serve now.
+  auto layout = placement::compute_layout(oid, w->shard->view->pool.map);
+  if (!layout) return layout.status();
+  auto group = layout->group(placement::dkey_group(dkey, layout->groups));
+  int own = -1;
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (group[i].rank == rank_ && group[i].target == target_) own = static_cast<int>(i);
+  }
+  if (own < 0) {
+    return Status(Errc::stale, fmt::format("rank {} target {} holds no position of this object's "
+                                           "group in pool map version {}",
+                                           rank_, target_, w->shard->view->pool.map.version));
+  }
+  std::vector<std::vector<const Piece*>> by_pos(group.size());
+  for (const auto& p : pieces) {
+    if (p.pos >= group.size()) {
+      return Status(Errc::protocol, fmt::format("erasure-coded piece for position {} of a group "
+                                                "of {}",
+                                                p.pos, group.size()));
+    }
+    by_pos[p.pos].push_back(&p);
+  }
+  // A replacement target (fallback) does not hold the position's older cells: it is not
+  // written until rebuild has filled it.
+  uint32_t missing = 0;
+  for (const auto& s : group) {
+    if (!s.available || s.fallback) ++missing;
+  }
+  if (missing > cls->parity) {
+    return Status(Errc::unavailable,
+                  fmt::format("{} of the {} positions of this object's group are unavailable; "
+                              "{} tolerates {}",
+                              missing, group.size(), cls->name, cls->parity));
+  }
+  const uint64_t epoch = w->store->new_epoch();
+  std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
+  for (size_t pos = 0; pos < group.size(); ++pos) {
+    const auto& s = group[pos];
+    if (static_cast<int>(pos) == own || by_pos[pos].empty() || !s.available || s.fallback) {
+      continue;
+    }
+    auto [body, bulk] = position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk);
+    Message f;
+    f.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
+    f.protocol = proto::kProtoObject;
+    f.method = proto::kObjEcUpdate;
+    f.body = std::move(body);
+    f.bulk = std::move(bulk);
+    auto p = std::make_shared<boost::fibers::promise<Status>>();
+    done.push_back(p);
+    rt_.target().spawn([this, p, f = std::move(f), s, pos]() mutable {
+      auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
+      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
+      if (!st.is_ok()) {
+        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
+                                           s.target, st.message()));
+      }
+      p->set_value(st);
+    });
+  }
+  Status first = apply(by_pos[static_cast<size_t>(own)], epoch);
+  for (auto& p : done) {
+    Status st = p->get_future().get();
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  TESSERA_TRY(first);
+  return rt_.reply(m, Status(), epoch_body(epoch));
+}
+
+}  // namespace tessera

@@ -1,0 +1,47 @@
+// Decoding helpers shared by the object service's translation units.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+#include "actors/object_service.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "actors/schema/object.capnp.h"
+
+namespace tessera::objsvc {
+
+inline storage::ObjectId oid_of(schema::ObjId::Reader r) {
+  return {r.getHi(), r.getLo()};
+}
+inline storage::ValueKind kind_of(schema::ValueKind k) {
+  return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
+}
+inline ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
+  return {r.getPool(), r.getMapVersion(), r.getHandle(), r.getCont(), r.getReplica()};
+}
+inline constexpr auto kForwardTimeout = std::chrono::seconds(10);
+
+// The container id lives in the reserved OID bits 32..47 inside a pool shard's store.
+inline ObjectId store_key(ObjectId oid, uint32_t cont) {
+  return {(oid.hi & ~(0xffffull << 32)) | (uint64_t{cont} << 32), oid.lo};
+}
+inline uint32_t cont_of(ObjectId key) {
+  return static_cast<uint32_t>((key.hi >> 32) & 0xffff);
+}
+inline ObjectId user_oid(ObjectId key) {
+  return {key.hi & ~(0xffffull << 32), key.lo};
+}
+
+inline Status malformed(const capn::DecodeScope& ds) {
+  return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
+}
+
+// Update and punch both answer with the epoch they were stored at.
+inline Buffer epoch_body(uint64_t epoch) {
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::UpdateRep>().setEpoch(epoch);
+  return capn::to_body(b);
+}
+
+}  // namespace tessera::objsvc

@@ -1,0 +1,718 @@
+// The client's erasure-coding actor: cuts updates of erasure-coded objects into cells, computes
+// parity (ISA-L), keeps partial stripes as full copies, and reads back through any p missing
+// positions. The scheme and its failure cases: docs/ERASURE_CODING.md.
+#include <isa-l/crc.h>
+
+#include <algorithm>
+#include <set>
+
+#include "actors/protocol.hpp"
+#include "actors/schema/object.capnp.h"
+#include "client/container_impl.hpp"
+#include "placement/erasure.hpp"
+
+namespace tessera::contimpl {
+
+using Clock = std::chrono::steady_clock;
+using placement::EcGeometry;
+using Range = std::pair<uint64_t, uint64_t>;  // [first, last)
+
+const placement::ObjectClass* ec_class(ObjectId oid) {
+  const auto* c = placement::find_class(placement::oid_class(oid));
+  return c != nullptr && c->redundancy == placement::Redundancy::erasure ? c : nullptr;
+}
+
+namespace {
+
+constexpr Nanos kPositionAttempt = std::chrono::seconds(2);
+
+struct Piece {
+  uint32_t pos = 0;
+  std::string akey;
+  ValueKind kind = ValueKind::array;
+  bool punch = false;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  uint64_t bulk_offset = 0;
+  uint32_t crc = 0;
+};
+
+uint32_t crc_of(const uint8_t* p, size_t n) {
+  return crc32_iscsi(const_cast<uint8_t*>(p), static_cast<int>(n), 0);
+}
+
+Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& pieces,
+               const IoCtxValues& ctx) {
+  capnp::MallocMessageBuilder b(1024);
+  auto req = b.initRoot<schema::EcUpdateReq>();
+  req.initOid().setHi(oid.hi);
+  req.getOid().setLo(oid.lo);
+  req.setDkey(capn::as_data(dkey));
+  auto c = req.initCtx();
+  c.setPool(ctx.pool);
+  c.setMapVersion(ctx.map_version);
+  c.setHandle(ctx.handle);
+  c.setCont(ctx.cont);
+  auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& p = pieces[i];
+    auto w = list[static_cast<unsigned>(i)];
+    w.setPos(p.pos);
+    w.setAkey(capn::as_data(p.akey));
+    w.setKind(p.kind == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE);
+    w.setPunch(p.punch);
+    w.setOffset(p.offset);
+    w.setLength(p.length);
+    w.setBulkOffset(p.bulk_offset);
+    w.setCrc(p.crc);
+  }
+  return capn::to_body(b);
+}
+
+Status check_akey(const std::string& akey) {
+  if (placement::is_ec_copy_akey(akey)) {
+    return Status(Errc::invalid_argument,
+                  "akeys starting with \"\\0ec-copy:\" are reserved for erasure coding");
+  }
+  return Status();
+}
+
+EcGeometry geometry(const Container::State& st, const placement::ObjectClass& cls,
+                    const std::string& dkey) {
+  return placement::ec_geometry(cls.data, cls.parity, st.cell, dkey);
+}
+
+// The positions of (oid, dkey)'s group under the current map; `up`: serves now and was not
+// seen failing during this operation. A replacement target (fallback) is not up: it does not
+// hold the position's older cells until rebuild has filled it.
+struct GroupView {
+  std::vector<placement::Shard> shards;
+  std::vector<bool> up;
+  uint32_t up_count() const {
+    return static_cast<uint32_t>(std::count(up.begin(), up.end(), true));
+  }
+};
+
+Result<GroupView> group_view(const Container::State& st, ObjectId oid, const std::string& dkey,
+                             const std::set<uint32_t>& failed) {
+  auto layout = placement::compute_layout(oid, st.view->pool.map);
+  if (!layout) return layout.status();
+  auto g = layout->group(placement::dkey_group(dkey, layout->groups));
+  GroupView v;
+  v.shards.assign(g.begin(), g.end());
+  for (uint32_t i = 0; i < v.shards.size(); ++i) {
+    v.up.push_back(v.shards[i].available && !v.shards[i].fallback && failed.count(i) == 0);
+  }
+  return v;
+}
+
+// A position failed to answer during an operation: the operation plans again without it.
+struct PositionFailed {
+  uint32_t pos;
+  Status why;
+};
+
+// Runs `attempt` until it succeeds, fails for good, or the container's timeout passes. An
+// attempt that saw a position fail (`failed` grows) is planned again at once without it (a
+// degraded read); when too few positions are left the map is fetched again.
+template <typename T>
+Result<T> with_retries(const StatePtr& sp,
+                       const std::function<Result<T>(std::set<uint32_t>& failed)>& attempt) {
+  Container::State& st = *sp;
+  const auto deadline = Clock::now() + st.timeout;
+  std::set<uint32_t> failed;
+  if (st.suspect) {
+    st.suspect = false;
+    (void)refresh(sp);
+  }
+  while (true) {
+    size_t before = failed.size();
+    auto r = attempt(failed);
+    if (r || !retryable(r.status().code())) return r;
+    st.suspect = true;
+    if (Clock::now() >= deadline) {
+      return Status(r.status().code(), fmt::format("{} (gave up after {} ms)", r.status().message(),
+                                                   st.timeout.count()));
+    }
+    if (failed.size() == before) {
+      // No position to leave out: wait for a new map.
+      st.im->target->sleep_for(std::chrono::milliseconds(50));
+      (void)refresh(sp);
+      failed.clear();
+    }
+  }
+}
+
+// Runs the jobs in parallel fibers of the client target; the first error wins.
+Status parallel(Container::State& st, std::vector<std::function<Status()>> jobs) {
+  if (jobs.size() == 1) return jobs[0]();
+  std::vector<boost::fibers::future<Status>> done;
+  for (auto& j : jobs) {
+    auto p = std::make_shared<boost::fibers::promise<Status>>();
+    done.push_back(p->get_future());
+    st.im->target->spawn([p, j = std::move(j)] { p->set_value(j()); });
+  }
+  Status first;
+  for (auto& f : done) {
+    Status s = f.get();
+    if (!s.is_ok() && (first.is_ok() || !retryable(s.code()))) first = s;
+  }
+  return first;
+}
+
+// One request to position `pos`; a retryable failure marks the position failed.
+Result<Message> ask_position(Container::State& st, const GroupView& gv, uint32_t pos,
+                             std::set<uint32_t>& failed, uint16_t method, Buffer body) {
+  auto r = send(st, gv.shards[pos], method, std::move(body), {}, kPositionAttempt);
+  if (!r && retryable(r.status().code()) && r.status().code() != Errc::stale) failed.insert(pos);
+  return r;
+}
+
+// The written runs of an array akey at one position.
+Result<std::vector<Range>> runs_at(Container::State& st, const GroupView& gv, uint32_t pos,
+                                   std::set<uint32_t>& failed, ObjectId oid,
+                                   const std::string& dkey, const std::string& akey,
+                                   uint64_t epoch) {
+  std::vector<Range> out;
+  std::string anchor;
+  do {
+    auto r =
+        ask_position(st, gv, pos, failed, proto::kObjList,
+                     list_body(ListScope::recx, oid, dkey, akey, anchor, 1000, epoch, ctx_of(st)));
+    if (!r && r.status().code() == Errc::not_found) return out;
+    if (!r) return r.status();
+    auto page = decoded(*r, decode_list);
+    if (!page) return page.status();
+    for (const auto& e : page->first) out.emplace_back(e.offset, e.offset + e.length);
+    anchor = std::move(page->second);
+  } while (!anchor.empty());
+  return out;
+}
+
+Result<FetchResult> fetch_at(Container::State& st, const GroupView& gv, uint32_t pos,
+                             std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
+                             const std::string& akey, ValueKind kind, uint64_t offset,
+                             uint64_t length, uint64_t epoch) {
+  auto r = ask_position(
+      st, gv, pos, failed, proto::kObjFetch,
+      fetch_body(oid, dkey, akey, kind, offset, length, epoch, FetchFlags{}, ctx_of(st)));
+  if (!r) return r.status();
+  return decoded(*r, decode_fetch);
+}
+
+// Sorted, merged.
+std::vector<Range> merged(std::vector<Range> v) {
+  std::sort(v.begin(), v.end());
+  std::vector<Range> out;
+  for (const auto& r : v) {
+    if (r.first >= r.second) continue;
+    if (!out.empty() && r.first <= out.back().second) {
+      out.back().second = std::max(out.back().second, r.second);
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+bool intersects(const std::vector<Range>& runs, uint64_t a, uint64_t b) {
+  for (const auto& r : runs) {
+    if (r.first < b && a < r.second) return true;
+  }
+  return false;
+}
+
+// What a read of an array akey needs to know first: where its full stripes and its copies lie.
+struct ArrayMap {
+  std::vector<Range> stripes;  // logical ranges written as full stripes (cells + parity)
+  std::vector<Range> copies;   // logical ranges written as partial-stripe copies
+  std::vector<int> copy_from;  // -1: copies from the first up parity position; else data
+                               // positions, each for its own cells
+  int copy_parity = -1;
+};
+
+Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGeometry& g,
+                           std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
+                           const std::string& akey, uint64_t epoch) {
+  ArrayMap m;
+  // Every position holds the same local runs of cells (full stripes write all of them).
+  for (uint32_t pos = 0; pos < g.n(); ++pos) {
+    if (!gv.up[pos]) continue;
+    auto r = runs_at(st, gv, pos, failed, oid, dkey, akey, epoch);
+    if (!r) return r.status();
+    for (const auto& [lo, hi] : *r) {
+      m.stripes.emplace_back(lo / g.cell * g.stripe(), (hi + g.cell - 1) / g.cell * g.stripe());
+    }
+    break;
+  }
+  m.stripes = merged(std::move(m.stripes));
+  // Copies: every parity position holds all of them; without one, each data position holds
+  // those of its own cells.
+  const std::string copy = placement::ec_copy_akey(akey);
+  for (uint32_t q = 0; q < g.p; ++q) {
+    if (gv.up[g.parity_pos(q)]) {
+      m.copy_parity = static_cast<int>(g.parity_pos(q));
+      break;
+    }
+  }
+  if (m.copy_parity >= 0) {
+    auto r = runs_at(st, gv, static_cast<uint32_t>(m.copy_parity), failed, oid, dkey, copy, epoch);
+    if (!r) return r.status();
+    m.copies = std::move(*r);
+  } else {
+    for (uint32_t j = 0; j < g.k; ++j) {
+      if (!gv.up[g.data_pos(j)]) continue;
+      auto r = runs_at(st, gv, g.data_pos(j), failed, oid, dkey, copy, epoch);
+      if (!r) return r.status();
+      m.copies.insert(m.copies.end(), r->begin(), r->end());
+    }
+  }
+  m.copies = merged(std::move(m.copies));
+  return m;
+}
+
+// Rebuilds data cell j of stripe s from k other positions. The survivors must agree: all
+// written by the same full-stripe update (one epoch) or all holes; anything else is a torn
+// update and is refused rather than answered with wrong bytes.
+Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry& g,
+                    std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
+                    const std::string& akey, uint64_t epoch, uint32_t j, uint64_t s,
+                    std::vector<uint8_t>& out, bool& hole) {
+  std::vector<uint32_t> cells;  // cell indices (0..k+p-1) read
+  for (uint32_t c = 0; c < g.n() && cells.size() < g.k; ++c) {
+    uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
+    if (gv.up[pos]) cells.push_back(c);
+  }
+  if (cells.size() < g.k) {
+    return Status(Errc::unavailable,
+                  fmt::format("only {} of the {} positions serve; {}+{} erasure coding needs {}",
+                              gv.up_count(), g.n(), g.k, g.p, g.k));
+  }
+  std::vector<Result<FetchResult>> got;
+  for (size_t i = 0; i < cells.size(); ++i) got.emplace_back(Status(Errc::internal, "not read"));
+  std::vector<std::function<Status()>> jobs;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    jobs.push_back([&, i]() -> Status {
+      uint32_t c = cells[i];
+      uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
+      got[i] = fetch_at(st, gv, pos, failed, oid, dkey, akey, ValueKind::array, s * g.cell, g.cell,
+                        epoch);
+      return got[i] ? Status() : got[i].status();
+    });
+  }
+  TESSERA_TRY(parallel(st, std::move(jobs)));
+  size_t holes = 0;
+  uint64_t ep = 0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const auto& f = *got[i];
+    uint64_t hole_bytes = 0;
+    for (const auto& h : f.holes) hole_bytes += h.second;
+    if (hole_bytes == g.cell) {
+      ++holes;
+      continue;
+    }
+    if (hole_bytes != 0 || (ep != 0 && f.epoch != ep)) ep = UINT64_MAX;
+    if (ep != UINT64_MAX) ep = f.epoch;
+  }
+  if (holes == cells.size()) {
+    hole = true;
+    return Status();
+  }
+  if (holes != 0 || ep == UINT64_MAX) {
+    return Status(Errc::io_error,
+                  fmt::format("stripe {} of akey '{}': the surviving cells were not written by "
+                              "one update (a torn update); cell {} cannot be rebuilt",
+                              s, akey, j));
+  }
+  std::vector<std::vector<uint8_t>> buf(g.n(), std::vector<uint8_t>(g.cell));
+  std::unique_ptr<bool[]> pres(new bool[g.n()]());
+  for (size_t i = 0; i < cells.size(); ++i) {
+    std::memcpy(buf[cells[i]].data(), got[i]->data.data(), g.cell);
+    pres[cells[i]] = true;
+  }
+  std::vector<uint8_t*> ptrs;
+  for (auto& b : buf) ptrs.push_back(b.data());
+  TESSERA_TRY(placement::erasure_code(g.k, g.p).reconstruct(
+      g.cell, ptrs, std::span<const bool>(pres.get(), g.n())));
+  out = std::move(buf[j]);
+  hole = false;
+  return Status();
+}
+
+Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const EcGeometry& g,
+                                std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
+                                const std::string& akey, uint64_t a, uint64_t length,
+                                uint64_t epoch) {
+  auto map = array_map(st, gv, g, failed, oid, dkey, akey, epoch);
+  if (!map) return map.status();
+  uint64_t end = 0;
+  if (!map->stripes.empty()) end = map->stripes.back().second;
+  if (!map->copies.empty()) end = std::max(end, map->copies.back().second);
+  FetchResult out;
+  out.size = end;
+  out.exists = end > 0;
+  const uint64_t b = length == 0 ? std::max(a, end) : a + length;
+  out.data.reset(b - a);
+  std::memset(out.data.data(), 0, b - a);
+  std::vector<uint8_t> written(b - a, 0);
+  uint64_t newest = 0;
+
+  // Full stripes: each data position's cells, or the cells rebuilt from k others.
+  std::vector<std::function<Status()>> jobs;
+  std::vector<uint32_t> lost;
+  for (uint32_t j = 0; j < g.k; ++j) {
+    const uint64_t lo = g.local_floor(j, a), hi = g.local_floor(j, b);
+    if (lo >= hi) continue;
+    bool any = false;
+    for (const auto& r : map->stripes) {
+      if (g.local_floor(j, r.first) < hi && lo < g.local_floor(j, r.second)) any = true;
+    }
+    if (!any) continue;
+    if (!gv.up[g.data_pos(j)]) {
+      lost.push_back(j);
+      continue;
+    }
+    jobs.push_back([&, j, lo, hi]() -> Status {
+      auto f = fetch_at(st, gv, g.data_pos(j), failed, oid, dkey, akey, ValueKind::array, lo,
+                        hi - lo, epoch);
+      if (!f) return f.status();
+      newest = std::max(newest, f->epoch);
+      std::vector<uint8_t> hole(hi - lo, 0);
+      for (const auto& [ho, hl] : f->holes) {
+        std::fill(hole.begin() + static_cast<long>(ho - lo),
+                  hole.begin() + static_cast<long>(ho - lo + hl), 1);
+      }
+      // Local bytes of one cell are contiguous in logical space: copy cell by cell.
+      for (uint64_t l = lo; l < hi;) {
+        uint64_t n = std::min(hi - l, g.cell - l % g.cell);
+        uint64_t x = g.logical(j, l);
+        std::memcpy(out.data.data() + (x - a), f->data.data() + (l - lo), n);
+        for (uint64_t i = 0; i < n; ++i) {
+          if (hole[l - lo + i] == 0) written[x - a + i] = 1;
+        }
+        l += n;
+      }
+      return Status();
+    });
+  }
+  // The copies of partial stripes.
+  std::vector<Range> want;
+  for (const auto& r : map->copies) {
+    if (r.first < b && a < r.second) want.emplace_back(std::max(a, r.first), std::min(b, r.second));
+  }
+  std::vector<std::pair<FetchResult, int>> copies;  // (bytes, data cell or -1 for all)
+  if (!want.empty()) {
+    const uint64_t ca = want.front().first, cb = want.back().second;
+    const std::string copy = placement::ec_copy_akey(akey);
+    if (map->copy_parity >= 0) {
+      copies.emplace_back(FetchResult{}, -1);
+      jobs.push_back([&, ca, cb, copy]() -> Status {
+        auto f = fetch_at(st, gv, static_cast<uint32_t>(map->copy_parity), failed, oid, dkey, copy,
+                          ValueKind::array, ca, cb - ca, epoch);
+        if (!f) return f.status();
+        copies[0].first = std::move(*f);
+        return Status();
+      });
+    } else {
+      for (uint32_t j = 0; j < g.k; ++j) {
+        if (gv.up[g.data_pos(j)]) copies.emplace_back(FetchResult{}, static_cast<int>(j));
+      }
+      for (size_t i = 0; i < copies.size(); ++i) {
+        jobs.push_back([&, i, ca, cb, copy]() -> Status {
+          auto f = fetch_at(st, gv, g.data_pos(static_cast<uint32_t>(copies[i].second)), failed,
+                            oid, dkey, copy, ValueKind::array, ca, cb - ca, epoch);
+          if (!f) return f.status();
+          copies[i].first = std::move(*f);
+          return Status();
+        });
+      }
+    }
+  }
+  TESSERA_TRY(parallel(st, std::move(jobs)));
+
+  // Lost data cells: stripe by stripe from k survivors.
+  for (uint32_t j : lost) {
+    const uint64_t lo = g.local_floor(j, a), hi = g.local_floor(j, b);
+    for (uint64_t s = lo / g.cell; s * g.cell < hi; ++s) {
+      const uint64_t x0 = s * g.stripe() + j * g.cell;
+      if (!intersects(map->stripes, x0, x0 + g.cell)) continue;
+      std::vector<uint8_t> cell;
+      bool hole = false;
+      TESSERA_TRY(rebuild_cell(st, gv, g, failed, oid, dkey, akey, epoch, j, s, cell, hole));
+      if (hole) continue;
+      const uint64_t from = std::max(a, x0), to = std::min(b, x0 + g.cell);
+      std::memcpy(out.data.data() + (from - a), cell.data() + (from - x0), to - from);
+      std::fill(written.begin() + static_cast<long>(from - a),
+                written.begin() + static_cast<long>(to - a), 1);
+    }
+  }
+  // Copies are newer than the cells under them (a full-stripe update punches them).
+  for (auto& [f, j] : copies) {
+    if (f.data.size() == 0) continue;
+    newest = std::max(newest, f.epoch);
+    const uint64_t ca = want.front().first;
+    std::vector<uint8_t> hole(f.data.size(), 0);
+    for (const auto& [ho, hl] : f.holes) {
+      std::fill(hole.begin() + static_cast<long>(ho - ca),
+                hole.begin() + static_cast<long>(ho - ca + hl), 1);
+    }
+    for (uint64_t i = 0; i < f.data.size(); ++i) {
+      if (hole[i] != 0) continue;
+      const uint64_t x = ca + i;
+      if (j >= 0 && (x % g.stripe()) / g.cell != static_cast<uint64_t>(j)) continue;
+      out.data.data()[x - a] = f.data.data()[i];
+      written[x - a] = 1;
+    }
+  }
+  for (uint64_t i = 0; i < b - a;) {
+    if (written[i] != 0) {
+      ++i;
+      continue;
+    }
+    uint64_t k = i;
+    while (k < b - a && written[k] == 0) ++k;
+    out.holes.emplace_back(a + i, k - i);
+    i = k;
+  }
+  out.epoch = newest;
+  return out;
+}
+
+}  // namespace
+
+Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
+                           const std::string& dkey, const std::string& akey, ValueKind kind,
+                           uint64_t offset, const Buffer& data, UpdateFlags flags) {
+  TESSERA_TRY(check_akey(akey));
+  if (flags.cond != Cond::none) {
+    return Status(Errc::unsupported, fmt::format("conditional updates of erasure-coded objects "
+                                                 "({}) are not supported",
+                                                 cls.name));
+  }
+  if (kind == ValueKind::array && flags.rsize > 1) {
+    return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
+  }
+  const EcGeometry g = geometry(*sp, cls, dkey);
+  std::vector<Piece> pieces;
+  Buffer bulk;
+  const uint8_t* src = data.data();
+  if (kind == ValueKind::single) {
+    // A single value is kept whole on p + 1 positions: the first data position and the parity
+    // positions.
+    bulk = Buffer(src, data.size());
+    const uint32_t crc = crc_of(src, data.size());
+    pieces.push_back({g.data_pos(0), akey, kind, false, 0, data.size(), 0, crc});
+    for (uint32_t q = 0; q < g.p; ++q) {
+      pieces.push_back({g.parity_pos(q), akey, kind, false, 0, data.size(), 0, crc});
+    }
+  } else {
+    const uint64_t a = offset, b = offset + data.size(), stripe = g.stripe();
+    const uint64_t s_lo = (a + stripe - 1) / stripe, s_hi = b / stripe;
+    const uint64_t full = s_lo < s_hi ? s_hi - s_lo : 0;
+    const uint64_t run = full * g.cell;  // bytes per position of the full stripes
+    std::vector<Range> parts;            // partial stripes
+    if (full == 0) {
+      if (a < b) parts.emplace_back(a, b);
+    } else {
+      if (a < s_lo * stripe) parts.emplace_back(a, s_lo * stripe);
+      if (s_hi * stripe < b) parts.emplace_back(s_hi * stripe, b);
+    }
+    uint64_t part_bytes = 0;
+    for (const auto& [x, y] : parts) part_bytes += y - x;
+    bulk = Buffer(g.n() * run + part_bytes);
+    uint8_t* out = bulk.data();
+    if (full > 0) {
+      // Each data position's cells of consecutive stripes back to back, then parity the same
+      // way: one encode over the whole run.
+      for (uint32_t j = 0; j < g.k; ++j) {
+        for (uint64_t s = s_lo; s < s_hi; ++s) {
+          std::memcpy(out + j * run + (s - s_lo) * g.cell, src + (s * stripe + j * g.cell - a),
+                      g.cell);
+        }
+      }
+      std::vector<const uint8_t*> dptr;
+      std::vector<uint8_t*> pptr;
+      for (uint32_t j = 0; j < g.k; ++j) dptr.push_back(out + j * run);
+      for (uint32_t q = 0; q < g.p; ++q) pptr.push_back(out + (g.k + q) * run);
+      placement::erasure_code(g.k, g.p).encode(run, dptr, pptr);
+      for (uint32_t c = 0; c < g.n(); ++c) {
+        uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
+        pieces.push_back(
+            {pos, akey, kind, false, s_lo * g.cell, run, c * run, crc_of(out + c * run, run)});
+        // The full stripes replace any partial-stripe copies of their range.
+        pieces.push_back(
+            {pos, placement::ec_copy_akey(akey), kind, true, s_lo * stripe, full * stripe, 0, 0});
+      }
+    }
+    // Partial stripes: a full copy on every parity position, and each data position keeps a
+    // copy of its own cells' bytes (p + 1 copies of every byte).
+    uint64_t at = g.n() * run;
+    const std::string copy = placement::ec_copy_akey(akey);
+    for (const auto& [x, y] : parts) {
+      std::memcpy(out + at, src + (x - a), y - x);
+      for (uint32_t q = 0; q < g.p; ++q) {
+        pieces.push_back(
+            {g.parity_pos(q), copy, kind, false, x, y - x, at, crc_of(out + at, y - x)});
+      }
+      for (uint32_t j = 0; j < g.k; ++j) {
+        for (uint64_t s = x / stripe; s * stripe < y; ++s) {
+          const uint64_t lo = std::max(x, s * stripe + j * g.cell);
+          const uint64_t hi = std::min(y, s * stripe + (j + 1) * g.cell);
+          if (lo >= hi) continue;
+          pieces.push_back({g.data_pos(j), copy, kind, false, lo, hi - lo, at + (lo - x),
+                            crc_of(out + at + (lo - x), hi - lo)});
+        }
+      }
+      at += y - x;
+    }
+  }
+  auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
+  auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, bulk);
+  if (!r) return r.status();
+  return decoded(*r, decode_epoch);
+}
+
+Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
+                               const std::string& dkey, const std::string& akey) {
+  TESSERA_TRY(check_akey(akey));
+  const EcGeometry g = geometry(*sp, cls, dkey);
+  std::vector<Piece> pieces;
+  for (uint32_t pos = 0; pos < g.n(); ++pos) {
+    pieces.push_back({pos, akey, ValueKind::array, true, 0, 0, 0, 0});
+    pieces.push_back({pos, placement::ec_copy_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
+  }
+  auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
+  auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, Buffer());
+  if (!r) return r.status();
+  return decoded(*r, decode_epoch);
+}
+
+Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
+                             const std::string& dkey, const std::string& akey, ValueKind kind,
+                             uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags) {
+  TESSERA_TRY(check_akey(akey));
+  if (kind == ValueKind::array && flags.rsize > 1) {
+    return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
+  }
+  Container::State& st = *sp;
+  const EcGeometry g = geometry(st, cls, dkey);
+  auto r = with_retries<FetchResult>(sp, [&](std::set<uint32_t>& failed) -> Result<FetchResult> {
+    auto gv = group_view(st, oid, dkey, failed);
+    if (!gv) return gv.status();
+    if (kind == ValueKind::array) {
+      if (gv->up_count() < g.k) {
+        return Status(Errc::unavailable,
+                      fmt::format("only {} of the {} positions of this object's group serve; {} "
+                                  "needs {}",
+                                  gv->up_count(), g.n(), cls.name, g.k));
+      }
+      return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, epoch);
+    }
+    // A single value: whole on the first data position and on every parity position.
+    std::vector<uint32_t> holders{g.data_pos(0)};
+    for (uint32_t q = 0; q < g.p; ++q) holders.push_back(g.parity_pos(q));
+    Status last(Errc::unavailable, fmt::format("no position holding this single value serves "
+                                               "({} of {} positions serve)",
+                                               gv->up_count(), g.n()));
+    for (uint32_t pos : holders) {
+      if (!gv->up[pos]) continue;
+      auto f = fetch_at(st, *gv, pos, failed, oid, dkey, akey, kind, offset, length, epoch);
+      if (f || !retryable(f.status().code())) return f;
+      last = f.status();
+    }
+    return last;
+  });
+  if (r && flags.must_exist && !r->exists) {
+    return Status(Errc::not_found, fmt::format("akey '{}' has no value", akey));
+  }
+  return r;
+}
+
+Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::ObjectClass& cls,
+                                      ListScope scope, ObjectId oid, const std::string& dkey,
+                                      const std::string& akey, uint64_t epoch) {
+  Container::State& st = *sp;
+  return with_retries<std::vector<KeyEntry>>(
+      sp, [&](std::set<uint32_t>& failed) -> Result<std::vector<KeyEntry>> {
+        std::vector<KeyEntry> all;
+        if (scope == ListScope::recx) {
+          TESSERA_TRY(check_akey(akey));
+          const EcGeometry g = geometry(st, cls, dkey);
+          auto gv = group_view(st, oid, dkey, failed);
+          if (!gv) return gv.status();
+          auto map = array_map(st, *gv, g, failed, oid, dkey, akey, epoch);
+          if (!map) return map.status();
+          auto runs = map->stripes;
+          runs.insert(runs.end(), map->copies.begin(), map->copies.end());
+          for (const auto& [lo, hi] : merged(std::move(runs))) {
+            KeyEntry e;
+            e.kind = ValueKind::array;
+            e.offset = lo;
+            e.length = hi - lo;
+            all.push_back(e);
+          }
+          if (all.empty())
+            return Status(Errc::not_found, fmt::format("akey '{}' has no extents", akey));
+          return all;
+        }
+        // Every key lives on at least p + 1 positions of its group, so the union over the
+        // positions that serve (at least k of k + p) holds every key.
+        auto layout = placement::compute_layout(oid, st.view->pool.map);
+        if (!layout) return layout.status();
+        std::vector<uint32_t> groups;
+        if (scope == ListScope::dkeys) {
+          for (uint32_t gi = 0; gi < layout->groups; ++gi) groups.push_back(gi);
+        } else {
+          groups.push_back(placement::dkey_group(dkey, layout->groups));
+        }
+        bool found = false;
+        for (uint32_t gi : groups) {
+          auto group = layout->group(gi);
+          uint32_t serving = 0;
+          for (uint32_t pos = 0; pos < group.size(); ++pos) {
+            const auto& s = group[pos];
+            if (!s.available || s.fallback || (groups.size() == 1 && failed.count(pos) != 0)) {
+              continue;
+            }
+            std::string anchor;
+            bool ok = true;
+            do {
+              auto r = send(st, s, proto::kObjList,
+                            list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_of(st)), {},
+                            kPositionAttempt);
+              if (!r && r.status().code() == Errc::not_found) break;
+              if (!r && retryable(r.status().code())) {
+                if (groups.size() == 1) failed.insert(pos);
+                ok = false;
+                break;
+              }
+              if (!r) return r.status();
+              auto page = decoded(*r, decode_list);
+              if (!page) return page.status();
+              found = true;
+              for (auto& e : page->first) all.push_back(std::move(e));
+              anchor = std::move(page->second);
+            } while (!anchor.empty());
+            if (ok) ++serving;
+          }
+          if (serving < cls.data) {
+            return Status(Errc::unavailable,
+                          fmt::format("only {} positions of a group of this object answered; {} "
+                                      "lists with {}",
+                                      serving, cls.name, cls.data));
+          }
+        }
+        if (!found) return Status(Errc::not_found, "no such object");
+        for (auto& e : all) {
+          if (placement::is_ec_copy_akey(e.key)) e.key.erase(0, placement::ec_copy_akey("").size());
+        }
+        std::sort(all.begin(), all.end(),
+                  [](const KeyEntry& x, const KeyEntry& y) { return x.key < y.key; });
+        all.erase(std::unique(all.begin(), all.end(),
+                              [](const KeyEntry& x, const KeyEntry& y) { return x.key == y.key; }),
+                  all.end());
+        return all;
+      });
+}
+
+}  // namespace tessera::contimpl

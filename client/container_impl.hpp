@@ -1,0 +1,91 @@
+// Container internals shared by container.cpp and container_ec.cpp.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <boost/fiber/future.hpp>
+#include <functional>
+
+#include "actors/schema/capnp_util.hpp"
+#include "client/client_impl.hpp"
+#include "client/container.hpp"
+#include "placement/layout.hpp"
+
+namespace tessera {
+
+struct Container::State {
+  Client::Impl* im = nullptr;
+  std::shared_ptr<const mgmt::PoolView> view;  // client target only
+  std::atomic<uint32_t> version{0};
+  uint32_t pool = 0;
+  std::string pool_uuid;
+  uint32_t cont = 0;
+  uint64_t cookie = 0;
+  uint16_t oclass = 0;
+  std::string mgmt_addr;
+  mgmt::Cred cred;
+  std::chrono::milliseconds timeout{30000};
+  uint64_t rotation = 0;
+  uint64_t cell = 128 * 1024;  // EC cell size (container property)
+  bool suspect = false;        // a target failed to answer: fetch the map before the next request
+};
+
+namespace contimpl {
+using StatePtr = std::shared_ptr<Container::State>;
+
+// Fetches the current pool map (client target fiber).
+Status refresh(const StatePtr& st);
+IoCtxValues ctx_of(const Container::State& st);
+// Failures that a new pool map or another replica can cure.
+bool retryable(Errc e);
+// One request to one shard; a non-ok reply becomes its Status.
+Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
+                     Buffer bulk, Nanos timeout);
+
+enum class Pick { leader, replica, every };
+// Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
+// replica (reads), refreshing the map and retrying while the failure is one a new map cures.
+// `every`: each available shard of every group once.
+Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
+                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk);
+
+template <typename T>
+Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {
+  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+  auto f = p->get_future();
+  st->im->target->post([p, fn = std::move(fn)] { p->set_value(fn()); });
+  return f;
+}
+
+// Decodes a reply inside its own DecodeScope (which must never span a fiber switch).
+template <typename T>
+Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
+  try {
+    capn::DecodeScope ds;
+    auto r = decode(m);
+    if (ds.failed()) return Status(Errc::protocol, "malformed reply: " + ds.what());
+    return r;
+  } catch (const kj::Exception& e) {
+    return Status(Errc::protocol, fmt::format("malformed reply: {}", e.getDescription().cStr()));
+  }
+}
+
+// Erasure-coded objects (container_ec.cpp).
+Result<uint64_t> ec_update(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
+                           const std::string& dkey, const std::string& akey, ValueKind kind,
+                           uint64_t offset, const Buffer& data, UpdateFlags flags);
+Result<FetchResult> ec_fetch(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
+                             const std::string& dkey, const std::string& akey, ValueKind kind,
+                             uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags);
+// Punches an akey (both its cells and its partial-stripe copies) at every position.
+Result<uint64_t> ec_punch_akey(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
+                               const std::string& dkey, const std::string& akey);
+// dkeys, akeys or recx of an erasure-coded object.
+Result<std::vector<KeyEntry>> ec_list(const StatePtr& st, const placement::ObjectClass& cls,
+                                      ListScope scope, ObjectId oid, const std::string& dkey,
+                                      const std::string& akey, uint64_t epoch);
+// The class of `oid` when it is erasure-coded, else null.
+const placement::ObjectClass* ec_class(ObjectId oid);
+
+}  // namespace contimpl
+}  // namespace tessera
