@@ -10,6 +10,7 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/system.capnp.h"
+#include "actors/swim.hpp"
 #include "core/log.hpp"
 #include "net/fabric.hpp"
 #include "storage/store.hpp"
@@ -22,7 +23,8 @@ struct Engine::Slot {
   std::unique_ptr<storage::TargetStore> store;
   std::unique_ptr<net::FabricEndpoint> ep;
   std::unique_ptr<ObjectService> svc;
-  TargetPools pools;  // target thread only
+  std::unique_ptr<SwimActor> swim;  // target 0 only
+  TargetPools pools;                // target thread only
   std::string backend;
   std::string path;
   std::string fabric_addr;
@@ -140,6 +142,7 @@ void Engine::stop() {
   // The threads are gone; release what they owned in dependency order.
   for (auto& s : slots_) {
     s->svc.reset();
+    s->swim.reset();
     s->pools.shards.clear();
     s->store.reset();
     s->ep.reset();
@@ -293,6 +296,60 @@ void Engine::attach(mgmt::MgmtLink* link) {
       return Status();
     });
   }
+}
+
+static Result<std::vector<mgmt::Member>> decode_members_rep(const Message& m) {
+  capn::DecodeScope ds;
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::MgmtRep>();
+  std::vector<mgmt::Member> out;
+  for (auto x : rep.getMembers()) {
+    auto d = mgmt::decode_member(x);
+    if (!d) return d.status();
+    out.push_back(std::move(*d));
+  }
+  if (ds.failed()) return Status(Errc::protocol, "malformed member list: " + ds.what());
+  return out;
+}
+
+static Result<bool> decode_none(const Message&) {
+  return true;
+}
+
+Status Engine::start_swim(const SwimOptions& opts) {
+  if (link_ == nullptr || slots_.empty() || opts.period.count() == 0) return Status();
+  Slot* s = slots_.front().get();
+  mgmt::MgmtLink* link = link_;
+  const uint32_t self = cfg_.rank;
+  return run_on(*s->target, [s, link, self, opts] {
+    Target& t = *s->target;
+    auto members = [link, &t]() -> Result<std::vector<SwimActor::Peer>> {
+      auto r = ask_mgmt<std::vector<mgmt::Member>>(
+          link, t, mgmt_request([](schema::MgmtReq::Builder r) { r.setSystemQuery(); }),
+          decode_members_rep);
+      if (!r) return r.status();
+      std::vector<SwimActor::Peer> out;
+      for (const auto& m : *r) {
+        if (m.state == mgmt::MemberState::joined && !m.fabric_addrs.empty()) {
+          out.push_back({m.rank, m.fabric_addrs[0]});
+        }
+      }
+      return out;
+    };
+    auto report = [link, &t, self](uint32_t rank) -> Status {
+      auto r = ask_mgmt<bool>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {
+                                auto d = r.initRankDead();
+                                d.setRank(rank);
+                                d.setReporter(self);
+                              }),
+                              decode_none);
+      return r ? Status() : r.status();
+    };
+    s->swim = std::make_unique<SwimActor>(*s->rt, self, opts, members, report);
+    s->rt->register_actor(proto::kSwimActor, s->swim.get());
+    s->swim->start();
+    return Status();
+  });
 }
 
 Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t bytes) {

@@ -26,6 +26,8 @@
 
 namespace tessera {
 
+struct SwimOptions;
+
 class Engine {
  public:
   Engine(Env& env, EngineConfig cfg);
@@ -46,6 +48,8 @@ class Engine {
 
   // Targets ask `link` for pool maps and container handles from now on.
   void attach(mgmt::MgmtLink* link);
+  // Starts failure detection among engines on target 0 (after attach).
+  Status start_swim(const SwimOptions& opts);
   // An EngineReq from the management service (control worker thread; may take a while).
   Status control(const Message& m);
   // Opens (or creates) the shards of pools this rank serves; after a join.

@@ -9,6 +9,13 @@ namespace tessera::proto {
 inline constexpr uint16_t kProtoObject = 1;
 inline constexpr uint16_t kProtoSystem = 2;
 inline constexpr uint16_t kProtoMgmt = 3;
+inline constexpr uint16_t kProtoSwim = 4;
+
+// Methods of the failure detector (actors/schema/swim.capnp).
+enum SwimMethod : uint16_t {
+  kSwimPing = 0,     // SwimPing -> SwimAck
+  kSwimPingReq = 1,  // SwimPing (target set) -> SwimAck once the target answered
+};
 
 // Methods of the management protocol (actors/schema/mgmt.capnp).
 enum MgmtMethod : uint16_t {
@@ -37,5 +44,7 @@ enum SysMethod : uint16_t {
 
 // Actor ids present on every engine target.
 inline constexpr uint16_t kObjectServiceActor = 1;
+// On target 0 of every engine.
+inline constexpr uint16_t kSwimActor = 2;
 
 }  // namespace tessera::proto

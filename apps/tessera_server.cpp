@@ -13,6 +13,7 @@
 #include "actors/mgmt/link.hpp"
 #include "actors/mgmt/service.hpp"
 #include "actors/protocol.hpp"
+#include "actors/swim.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "net/stream.hpp"
@@ -62,6 +63,14 @@ int main(int argc, char** argv) {
   app.add_option("--host", flags.host, "fault domain above this engine (default: host name)");
   app.add_option("--mgmt-dead-after-ms", flags.mgmt_dead_after_ms,
                  "management service: heartbeat silence after which an engine is dead");
+  app.add_option("--swim-period-ms", flags.swim_period_ms,
+                 "failure detection: one probe of another engine per period (0: off)");
+  app.add_option("--swim-ping-timeout-ms", flags.swim_ping_timeout_ms,
+                 "failure detection: wait for a direct ping's ack");
+  app.add_option("--swim-indirect", flags.swim_indirect,
+                 "failure detection: engines asked to ping a silent one");
+  app.add_option("--swim-suspicion-ms", flags.swim_suspicion_ms,
+                 "failure detection: a suspect that does not refute within this is dead");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -92,6 +101,10 @@ int main(int argc, char** argv) {
   if (given("--mgmt-host")) cfg.mgmt_host = flags.mgmt_host;
   if (given("--host")) cfg.host = flags.host;
   if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
+  if (given("--swim-period-ms")) cfg.swim_period_ms = flags.swim_period_ms;
+  if (given("--swim-ping-timeout-ms")) cfg.swim_ping_timeout_ms = flags.swim_ping_timeout_ms;
+  if (given("--swim-indirect")) cfg.swim_indirect = flags.swim_indirect;
+  if (given("--swim-suspicion-ms")) cfg.swim_suspicion_ms = flags.swim_suspicion_ms;
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());
@@ -204,6 +217,13 @@ int main(int argc, char** argv) {
         lo, [&engine](const std::vector<mgmt::ShardInfo>& pools) { engine.open_pools(pools); });
     engine.attach(link.get());
     link->start();
+    SwimOptions so;
+    so.period = std::chrono::milliseconds(cfg.swim_period_ms);
+    so.ping_timeout = std::chrono::milliseconds(cfg.swim_ping_timeout_ms);
+    so.indirect = static_cast<uint32_t>(cfg.swim_indirect);
+    so.suspicion = std::chrono::milliseconds(cfg.swim_suspicion_ms);
+    st = engine.start_swim(so);
+    if (!st.is_ok()) log::warn("failure detection not started: {}", st.to_string());
   }
   log::info("engine rank {} ready: {} targets, provider {}, control {}, storage {}{}", cfg.rank,
             cfg.targets, cfg.provider, control_addr, cfg.storage_dir,

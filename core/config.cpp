@@ -86,7 +86,11 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "mgmt",
                                               "mgmt_host",
                                               "host",
-                                              "mgmt_dead_after_ms"};
+                                              "mgmt_dead_after_ms",
+                                              "swim_period_ms",
+                                              "swim_ping_timeout_ms",
+                                              "swim_indirect",
+                                              "swim_suspicion_ms"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -112,7 +116,11 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
                               std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
                               std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
-                              std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms}}) {
+                              std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms},
+                              std::pair{"swim_period_ms", &cfg.swim_period_ms},
+                              std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
+                              std::pair{"swim_indirect", &cfg.swim_indirect},
+                              std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms}}) {
       if (root[key]) *field = root[key].as<uint64_t>();
     }
     for (auto [key, field] :
@@ -144,6 +152,14 @@ Result<EngineConfig> load_engine_config(const std::string& path, EngineConfig ba
 Status validate(EngineConfig& cfg) {
   if (cfg.targets == 0 || cfg.targets > 64) {
     return Status(Errc::invalid_argument, "targets must be between 1 and 64");
+  }
+  if (cfg.swim_period_ms != 0 &&
+      (cfg.swim_ping_timeout_ms == 0 || cfg.swim_ping_timeout_ms >= cfg.swim_period_ms ||
+       cfg.swim_suspicion_ms < cfg.swim_period_ms)) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("swim: need 0 < swim_ping_timeout_ms ({}) < swim_period_ms ({}) <= "
+                              "swim_suspicion_ms ({})",
+                              cfg.swim_ping_timeout_ms, cfg.swim_period_ms, cfg.swim_suspicion_ms));
   }
   if (cfg.provider != "tcp;ofi_rxm" && cfg.provider != "shm" && cfg.provider != "tcp" &&
       cfg.provider != "verbs;ofi_rxm" && cfg.provider != "cxi") {

@@ -36,6 +36,11 @@ struct EngineConfig {
   bool mgmt_host = false;
   std::string host;
   uint64_t mgmt_dead_after_ms = 10000;  // heartbeat silence after which an engine is dead
+  // Failure detection among engines (SWIM, actors/swim.hpp); swim_period_ms 0: off.
+  uint64_t swim_period_ms = 1000;
+  uint64_t swim_ping_timeout_ms = 400;
+  uint64_t swim_indirect = 3;
+  uint64_t swim_suspicion_ms = 3000;
 };
 
 // Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an

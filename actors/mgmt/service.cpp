@@ -422,6 +422,17 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
       auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
       if (!pc) return pc.status();
+      if (r.getWrite()) {
+        auto h = container_health(*pc->pool, *pc->cont);
+        if (h.status == "UNCLEAN") {
+          return Status(Errc::unavailable,
+                        fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
+                                    "failed, more than its redundancy factor {}; data may be "
+                                    "lost, so it opens read-only until they are back",
+                                    pc->cont->props.label, h.failed_engines, pc->pool->label,
+                                    pc->cont->props.rf));
+        }
+      }
       const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it
       uint64_t cookie = new_cookie();
       TESSERA_TRY(commit({{"op", "handle_open"},
@@ -467,6 +478,38 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         encode_pool(h.initPool(), *p, state_, false);
         encode_cont(h.initCont(), *p, c, state_);
       });
+    }
+    case W::RANK_DEAD: {
+      auto r = req.getRankDead();
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "the system (declaring ranks dead)");
+      const uint32_t rank = r.getRank();
+      auto m = state_.members().find(rank);
+      if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
+      // A rank that has not connected since this service started (it restarted too) is left to
+      // the heartbeat timeout: the detector may be probing an address it no longer has.
+      if (rank_session_.count(rank) == 0) {
+        return Status(Errc::unavailable,
+                      fmt::format("rank {} has not connected since the management service "
+                                  "started; its heartbeat timeout decides",
+                                  rank));
+      }
+      // The failure detector's verdict stands unless this service heard from the rank itself
+      // very recently (then the detector's peer is the one cut off).
+      auto seen = last_seen_.find(rank);
+      auto now = Clock::now();
+      if (seen != last_seen_.end() && now - seen->second < opts_.dead_confirm_silence) {
+        return Status(
+            Errc::exists,
+            fmt::format(
+                "rank {} sent a heartbeat {} ms ago: not dead", rank,
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - seen->second).count()));
+      }
+      log::warn("management service: rank {} declared dead by the failure detector of rank {}",
+                rank, r.getReporter());
+      TESSERA_TRY(
+          commit({{"op", "leave"}, {"rank", rank}, {"state", stopping_ ? "stopped" : "dead"}}));
+      return none();
     }
     case W::RANK_EXCLUDE: {
       auto r = req.getRankExclude();

@@ -437,7 +437,7 @@ ContHealth container_health(const Pool& p, const Container& c) {
     h.status = "HEALTHY";
     h.redundancy = "normal";
   } else if (h.failed_engines <= c.props.rf) {
-    h.status = "DEGRADED";
+    h.status = "HEALTHY";
     h.redundancy = "degraded";
   } else {
     h.status = "UNCLEAN";

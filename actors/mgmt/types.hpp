@@ -78,10 +78,11 @@ struct Handle {
 };
 
 // Health of a container in its pool map: engines with a target that does not serve I/O,
-// against the redundancy factor. HEALTHY: none; DEGRADED: some, within rf; UNCLEAN: beyond it.
+// against the redundancy factor. HEALTHY: within rf (redundancy `normal` with none failed,
+// `degraded` with some); UNCLEAN: beyond it (redundancy `lost`; opening for writing is refused).
 struct ContHealth {
   uint32_t failed_engines = 0;
-  std::string status;      // HEALTHY | DEGRADED | UNCLEAN
+  std::string status;      // HEALTHY | UNCLEAN
   std::string redundancy;  // normal | degraded | lost
 };
 ContHealth container_health(const Pool& p, const Container& c);

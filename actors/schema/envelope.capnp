@@ -27,4 +27,5 @@ enum Protocol {
   object @1;   # object.capnp: update/fetch/punch/list against a target
   system @2;   # system.capnp: engine and target information
   mgmt   @3;   # mgmt.capnp: management service requests and engine control
+  swim   @4;   # swim.capnp: failure detection among engines
 }

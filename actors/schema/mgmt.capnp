@@ -140,6 +140,7 @@ struct MgmtReq {
     poolMap       @21 :UInt32;      # by pool id (engines refreshing their cache)
     targetState   @22 :TargetStateReq;
     rankExclude   @23 :RankExclude;
+    rankDead      @24 :RankDead;   # an engine's failure detector declares a rank dead
   }
 
   struct PoolCreate {
@@ -190,6 +191,10 @@ struct MgmtReq {
   struct HandleRef {
     pool   @0 :UInt32;
     cookie @1 :UInt64;
+  }
+  struct RankDead {
+    rank     @0 :UInt32;
+    reporter @1 :UInt32;
   }
   struct RankExclude {
     rank    @0 :UInt32;

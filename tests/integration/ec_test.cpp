@@ -112,23 +112,6 @@ void verify(Container& c, const Model& m, const char* when) {
   }
 }
 
-bool wait_dead(MgmtClient& mc, std::vector<uint32_t> ranks) {
-  for (int i = 0; i < 300; ++i) {
-    auto m = mc.system_query();
-    if (m) {
-      size_t dead = 0;
-      for (auto& x : *m) {
-        for (uint32_t r : ranks) {
-          if (x.rank == r && x.state != mgmt::MemberState::joined) ++dead;
-        }
-      }
-      if (dead == ranks.size()) return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
@@ -137,13 +120,8 @@ TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
   ASSERT_TRUE(sys.wait_joined(6));
   MgmtClient mc(sys.mgmt());
   ASSERT_TRUE(mc.pool_create("tank", 6 * (96ull << 20)));
-  mgmt::ContProps p;
-  p.label = "ec";
-  p.type = mgmt::ContType::array;
-  p.oclass = placement::find_class("EC_4P2G1")->id;
-  p.rf = 2;
-  p.cell_size = kCell;
-  ASSERT_TRUE(mc.cont_create("tank", p));
+  ASSERT_TRUE(
+      mc.cont_create("tank", cont_props("ec", "EC_4P2G1", 2, mgmt::ContType::array, kCell)));
 
   ClientOptions co;
   co.engine = sys.mgmt();
@@ -171,7 +149,7 @@ TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
   // p = 2 engines die: every group of EC_4P2G1 (6 positions on 6 engines) loses 2 cells.
   sys.engine(2).kill9();
   sys.engine(4).kill9();
-  ASSERT_TRUE(wait_dead(mc, {2, 4}));
+  ASSERT_TRUE(wait_gone(mc, {2, 4}));
   verify(**c, m, "ranks 2 and 4 killed (same container)");
   {
     auto c2 = (*client)->open_container("tank", "ec", true);
@@ -201,12 +179,7 @@ TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
   ASSERT_TRUE(sys.wait_joined(3));
   MgmtClient mc(sys.mgmt());
   ASSERT_TRUE(mc.pool_create("tank", 3 * (64ull << 20)));
-  mgmt::ContProps p;
-  p.label = "kv";
-  p.type = mgmt::ContType::kv;
-  p.oclass = placement::find_class("EC_2P1G1")->id;
-  p.rf = 1;
-  ASSERT_TRUE(mc.cont_create("tank", p));
+  ASSERT_TRUE(mc.cont_create("tank", cont_props("kv", "EC_2P1G1", 1)));
   ClientOptions co;
   co.engine = sys.mgmt();
   auto client = Client::connect_system(co);
@@ -229,8 +202,22 @@ TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
     ASSERT_TRUE(r) << r.status().to_string();
     EXPECT_EQ(r->data.view(), "value-" + std::to_string(i));
   }
-  // A second engine: fewer than k positions serve. A clear error, never wrong bytes.
+  // A second engine: fewer than k positions serve. A clear error, never wrong bytes. The
+  // container (rf 1) is UNCLEAN and opens read-only only.
   sys.engine(2).kill9();
+  bool unclean = false;
+  for (int i = 0; i < 300 && !unclean; ++i) {
+    auto q = mc.cont_query("tank", "kv");
+    unclean = q && q->health.status == "UNCLEAN";
+    if (!unclean) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(unclean);
+  {
+    auto w = (*client)->open_container("tank", "kv", true);
+    ASSERT_FALSE(w);
+    EXPECT_NE(w.status().message().find("UNCLEAN"), std::string::npos) << w.status().to_string();
+    EXPECT_NE(w.status().message().find("redundancy factor 1"), std::string::npos);
+  }
   {
     ClientOptions quick = co;
     quick.timeout = std::chrono::milliseconds(3000);

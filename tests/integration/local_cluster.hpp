@@ -9,13 +9,16 @@
 #include <vector>
 
 #include "client/mgmt_client.hpp"
+#include "placement/layout.hpp"
 #include "tests/integration/server_process.hpp"
 
 namespace tessera::testing {
 
 class LocalSystem {
  public:
-  LocalSystem(const std::string& dir, uint32_t engines, uint32_t targets) {
+  // `extra`: more tessera-server arguments for every engine.
+  LocalSystem(const std::string& dir, uint32_t engines, uint32_t targets,
+              const std::vector<std::string>& extra = {}) {
     for (uint32_t r = 0; r < engines; ++r) {
       auto o = ServerOptions::in(dir + "/rank" + std::to_string(r));
       std::filesystem::create_directories(o.dir);
@@ -28,6 +31,7 @@ class LocalSystem {
         o.extra.push_back("--mgmt");
         o.extra.push_back(engines_[0]->address());
       }
+      o.extra.insert(o.extra.end(), extra.begin(), extra.end());
       engines_.push_back(std::make_unique<ServerProcess>(o));
       Status st = engines_.back()->start();
       EXPECT_TRUE(st.is_ok()) << st.to_string();
@@ -54,5 +58,36 @@ class LocalSystem {
  private:
   std::vector<std::unique_ptr<ServerProcess>> engines_;
 };
+
+// Container properties for tests.
+inline mgmt::ContProps cont_props(const std::string& label, const char* oclass, uint32_t rf,
+                                  mgmt::ContType type = mgmt::ContType::kv,
+                                  uint32_t cell = 128 * 1024) {
+  mgmt::ContProps p;
+  p.label = label;
+  p.type = type;
+  p.oclass = placement::find_class(oclass)->id;
+  p.rf = rf;
+  p.cell_size = cell;
+  return p;
+}
+
+// Waits until none of `ranks` is joined any more (dead, stopped or excluded).
+inline bool wait_gone(const MgmtClient& mc, const std::vector<uint32_t>& ranks,
+                      std::chrono::seconds limit = std::chrono::seconds(30)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    auto m = mc.system_query();
+    if (m) {
+      size_t gone = 0;
+      for (auto& x : *m) {
+        for (uint32_t r : ranks) gone += x.rank == r && x.state != mgmt::MemberState::joined;
+      }
+      if (gone == ranks.size()) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
 
 }  // namespace tessera::testing

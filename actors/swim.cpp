@@ -1,0 +1,307 @@
+#include "actors/swim.hpp"
+
+#include <boost/fiber/future.hpp>
+
+#include <algorithm>
+
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "actors/schema/swim.capnp.h"
+#include "core/log.hpp"
+#include "core/target.hpp"
+
+namespace tessera {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+schema::SwimState to_wire(SwimActor::State s) {
+  switch (s) {
+    case SwimActor::State::alive:
+      return schema::SwimState::ALIVE;
+    case SwimActor::State::suspect:
+      return schema::SwimState::SUSPECT;
+    case SwimActor::State::dead:
+      return schema::SwimState::DEAD;
+  }
+  return schema::SwimState::ALIVE;
+}
+SwimActor::State from_wire(schema::SwimState s) {
+  switch (s) {
+    case schema::SwimState::SUSPECT:
+      return SwimActor::State::suspect;
+    case schema::SwimState::DEAD:
+      return SwimActor::State::dead;
+    default:
+      return SwimActor::State::alive;
+  }
+}
+const char* name(SwimActor::State s) {
+  return s == SwimActor::State::alive     ? "alive"
+         : s == SwimActor::State::suspect ? "suspect"
+                                          : "dead";
+}
+}  // namespace
+
+SwimActor::SwimActor(ActorRuntime& rt, uint32_t self, SwimOptions opts, Members members,
+                     ReportDead report_dead)
+    : rt_(rt),
+      self_(self),
+      opts_(opts),
+      fetch_members_(std::move(members)),
+      report_dead_(std::move(report_dead)),
+      rng_(std::random_device{}() ^ (uint64_t{self} << 32)) {}
+
+void SwimActor::start() {
+  if (opts_.period.count() == 0) return;
+  rt_.target().spawn([this] { loop(); });
+}
+
+Buffer SwimActor::encode(uint32_t target) const {
+  capnp::MallocMessageBuilder b(256);
+  auto p = b.initRoot<schema::SwimPing>();
+  p.setFrom(self_);
+  p.setIncarnation(incarnation_);
+  p.setTarget(target);
+  auto l = p.initUpdates(static_cast<unsigned>(members_.size()));
+  unsigned i = 0;
+  for (const auto& [rank, m] : members_) {
+    l[i].setRank(rank);
+    l[i].setState(to_wire(m.state));
+    l[i].setIncarnation(m.incarnation);
+    ++i;
+  }
+  return capn::to_body(b);
+}
+
+// Learns what a ping or an ack says: the sender is alive, and its view of everyone.
+void SwimActor::absorb(const Message& m) {
+  struct U {
+    uint32_t rank;
+    State state;
+    uint64_t inc;
+  };
+  uint32_t from = 0;
+  uint64_t from_inc = 0;
+  std::vector<U> ups;
+  {
+    capn::DecodeScope ds;
+    capn::BodyReader br(m.body);
+    // Pings and acks share their first fields (from, incarnation, updates).
+    auto r = br.root<schema::SwimAck>();
+    from = r.getFrom();
+    from_inc = r.getIncarnation();
+    for (auto u : r.getUpdates()) {
+      ups.push_back({u.getRank(), from_wire(u.getState()), u.getIncarnation()});
+    }
+    if (ds.failed()) {
+      log::warn("swim: malformed message from rank {}: {}", m.src.rank, ds.what());
+      return;
+    }
+  }
+  ups.push_back({from, State::alive, from_inc});
+  for (const auto& u : ups) {
+    if (u.rank == self_) {
+      // Refute: whoever suspects this engine learns a newer incarnation from it.
+      if (u.state != State::alive && u.inc >= incarnation_) {
+        incarnation_ = u.inc + 1;
+        log::info("swim: rank {} was {} at incarnation {}; refuting with {}", self_, name(u.state),
+                  u.inc, incarnation_);
+      }
+      continue;
+    }
+    auto it = members_.find(u.rank);
+    if (it == members_.end()) continue;  // not (yet) in this engine's member list
+    Member& mb = it->second;
+    switch (u.state) {
+      case State::alive:
+        if (u.inc > mb.incarnation ||
+            (u.rank == from && mb.state == State::suspect && u.inc >= mb.incarnation)) {
+          if (mb.state != State::alive)
+            log::info("swim: rank {} is alive (incarnation {})", u.rank, u.inc);
+          mb.state = mb.state == State::dead && u.rank != from ? State::dead : State::alive;
+          mb.incarnation = std::max(mb.incarnation, u.inc);
+          if (mb.state == State::alive) mb.reported = false;
+        }
+        break;
+      case State::suspect:
+        if (mb.state == State::alive && u.inc >= mb.incarnation) suspect(u.rank, u.inc);
+        break;
+      case State::dead:
+        break;  // only the management service's member list makes a rank dead here
+    }
+  }
+}
+
+void SwimActor::suspect(uint32_t rank, uint64_t incarnation) {
+  Member& mb = members_[rank];
+  if (mb.state != State::alive) return;
+  mb.state = State::suspect;
+  mb.incarnation = std::max(mb.incarnation, incarnation);
+  mb.suspect_since = Clock::now();
+  log::warn("swim: rank {} is suspect (incarnation {})", rank, mb.incarnation);
+}
+
+void SwimActor::check_suspects() {
+  auto now = Clock::now();
+  for (auto& [rank, mb] : members_) {
+    if (mb.state != State::suspect || now - mb.suspect_since < opts_.suspicion) continue;
+    mb.state = State::dead;
+    log::warn("swim: rank {} did not refute its suspicion within {} ms: dead", rank,
+              opts_.suspicion.count());
+  }
+  for (auto& [rank, mb] : members_) {
+    if (mb.state != State::dead || mb.reported) continue;
+    mb.reported = true;
+    Status st = report_dead_(rank);
+    if (!st.is_ok()) {
+      log::info("swim: the management service did not take rank {} as dead: {}", rank,
+                st.to_string());
+      // It heard from the rank itself: believe it, and probe again.
+      mb.state = State::alive;
+      mb.reported = false;
+    }
+  }
+}
+
+void SwimActor::refresh_members() {
+  auto r = fetch_members_();
+  if (!r) {
+    log::debug("swim: member list unavailable: {}", r.status().to_string());
+    return;
+  }
+  std::map<uint32_t, Member> next;
+  for (const auto& p : *r) {
+    if (p.rank == self_) continue;
+    rt_.set_route(p.rank, 0, p.fabric_addr);
+    auto it = members_.find(p.rank);
+    Member mb = it == members_.end() ? Member{} : it->second;
+    // Joined again after being declared dead: a fresh start.
+    if (mb.state == State::dead && mb.reported)
+      mb = Member{State::alive, mb.incarnation, {}, false};
+    next.emplace(p.rank, mb);
+  }
+  bool changed = next.size() != members_.size();
+  for (const auto& [rank, mb] : next) changed = changed || members_.count(rank) == 0;
+  members_ = std::move(next);
+  if (changed) {
+    order_.clear();
+    for (const auto& [rank, mb] : members_) order_.push_back(rank);
+    std::shuffle(order_.begin(), order_.end(), rng_);
+    next_ = 0;
+  }
+}
+
+bool SwimActor::ping(uint32_t rank, std::chrono::milliseconds timeout) {
+  Message m;
+  m.dst = ActorAddr{rank, 0, proto::kSwimActor};
+  m.protocol = proto::kProtoSwim;
+  m.method = proto::kSwimPing;
+  m.body = encode(0);
+  auto r = rt_.ask(std::move(m), timeout, proto::kSwimActor);
+  if (!r || r->status != Errc::ok) return false;
+  absorb(*r);
+  return true;
+}
+
+bool SwimActor::ping_via(uint32_t helper, uint32_t rank, std::chrono::milliseconds timeout) {
+  Message m;
+  m.dst = ActorAddr{helper, 0, proto::kSwimActor};
+  m.protocol = proto::kProtoSwim;
+  m.method = proto::kSwimPingReq;
+  m.body = encode(rank);
+  auto r = rt_.ask(std::move(m), timeout, proto::kSwimActor);
+  if (!r || r->status != Errc::ok) return false;
+  absorb(*r);
+  return true;
+}
+
+void SwimActor::loop() {
+  auto next_refresh = Clock::now();
+  while (!stopping_) {
+    const auto round = Clock::now();
+    if (round >= next_refresh) {
+      refresh_members();
+      next_refresh = round + opts_.refresh;
+    }
+    // The next member to probe: round robin over a shuffled list, skipping the dead.
+    uint32_t target = UINT32_MAX;
+    for (size_t tries = 0; tries < order_.size(); ++tries) {
+      if (next_ >= order_.size()) {
+        std::shuffle(order_.begin(), order_.end(), rng_);
+        next_ = 0;
+      }
+      uint32_t r = order_[next_++];
+      auto it = members_.find(r);
+      if (it != members_.end() && it->second.state != State::dead) {
+        target = r;
+        break;
+      }
+    }
+    if (target != UINT32_MAX && !ping(target, opts_.ping_timeout) && !stopping_) {
+      // Indirect probes through up to `indirect` other live members, in parallel.
+      std::vector<uint32_t> helpers;
+      for (const auto& [r, mb] : members_) {
+        if (r != target && mb.state == State::alive) helpers.push_back(r);
+      }
+      std::shuffle(helpers.begin(), helpers.end(), rng_);
+      if (helpers.size() > opts_.indirect) helpers.resize(opts_.indirect);
+      auto left = opts_.period -
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - round);
+      left = std::max(left, opts_.ping_timeout);
+      std::vector<boost::fibers::future<bool>> acks;
+      for (uint32_t h : helpers) {
+        auto p = std::make_shared<boost::fibers::promise<bool>>();
+        acks.push_back(p->get_future());
+        rt_.target().spawn([this, p, h, target, left] { p->set_value(ping_via(h, target, left)); });
+      }
+      bool ok = false;
+      for (auto& f : acks) ok = f.get() || ok;
+      auto it = members_.find(target);
+      if (!ok && it != members_.end()) suspect(target, it->second.incarnation);
+    }
+    check_suspects();
+    auto spent = Clock::now() - round;
+    if (spent < opts_.period) rt_.target().sleep_for(opts_.period - spent);
+  }
+}
+
+void SwimActor::receive(Message& m) {
+  if (m.protocol != proto::kProtoSwim) {
+    if (m.corr != 0) (void)rt_.reply(m, Status(Errc::protocol, "swim actor got another protocol"));
+    return;
+  }
+  if (m.method == proto::kSwimPing) {
+    absorb(m);
+    (void)rt_.reply(m, Status(), encode(0));
+    return;
+  }
+  if (m.method == proto::kSwimPingReq) {
+    uint32_t target = 0;
+    {
+      capn::DecodeScope ds;
+      capn::BodyReader br(m.body);
+      target = br.root<schema::SwimPing>().getTarget();
+      if (ds.failed()) {
+        (void)rt_.reply(m, Status(Errc::protocol, "malformed ping-req: " + ds.what()));
+        return;
+      }
+    }
+    absorb(m);
+    auto req = std::make_shared<Message>(std::move(m));
+    rt_.target().spawn([this, req, target] {
+      bool ok = target != self_ && members_.count(target) != 0 && ping(target, opts_.ping_timeout);
+      (void)rt_.reply(
+          *req,
+          ok ? Status()
+             : Status(Errc::unreachable, fmt::format("rank {} did not answer a ping", target)),
+          encode(0));
+    });
+    return;
+  }
+  if (m.corr != 0) {
+    (void)rt_.reply(m, Status(Errc::protocol, fmt::format("unknown swim method {}", m.method)));
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,85 @@
+// SwimActor: SWIM-style failure detection among engines (Das, Gupta, Motivala 2002), on target 0
+// of every engine, over the fabric.
+//
+// Every `period` it pings one member (round robin over a shuffled list). No ack within
+// `ping_timeout`: it asks `indirect` other members to ping that member for it (ping-req) and
+// waits for any of them until the period ends. Still nothing: the member is *suspect*. A suspect
+// that does not refute within `suspicion` (by announcing a higher incarnation, which a member
+// does as soon as it hears it is suspected) is declared *dead*: reported to the management
+// service, which takes the rank's targets out of every pool map (a new map version) unless it
+// heard from the rank itself very recently. Member states travel piggybacked on every ping and
+// ack, so a suspicion spreads and is refuted quickly. The member list (joined ranks and their
+// fabric addresses) comes from the management service every `refresh`.
+//
+// Runs on its target's thread only; the protocol loop is one fiber, each ping-req another.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/actor.hpp"
+
+namespace tessera {
+
+struct SwimOptions {
+  std::chrono::milliseconds period{1000};       // one probe per period; 0: detection off
+  std::chrono::milliseconds ping_timeout{400};  // direct ping's ack
+  uint32_t indirect = 3;                        // members asked to ping a silent one
+  std::chrono::milliseconds suspicion{3000};    // suspect -> dead without a refutation
+  std::chrono::milliseconds refresh{2000};      // member list from the management service
+};
+
+class SwimActor final : public Actor {
+ public:
+  struct Peer {
+    uint32_t rank = 0;
+    std::string fabric_addr;  // target 0
+  };
+  // Both run in a fiber of this actor's target and may suspend it.
+  using Members = std::function<Result<std::vector<Peer>>()>;
+  using ReportDead = std::function<Status(uint32_t rank)>;
+
+  SwimActor(ActorRuntime& rt, uint32_t self, SwimOptions opts, Members members,
+            ReportDead report_dead);
+  // Spawns the protocol loop (call on the target's thread).
+  void start();
+  void stop() { stopping_ = true; }
+  void receive(Message& m) override;
+
+  enum class State : uint8_t { alive, suspect, dead };
+  struct Member {
+    State state = State::alive;
+    uint64_t incarnation = 0;
+    std::chrono::steady_clock::time_point suspect_since{};
+    bool reported = false;
+  };
+  const std::map<uint32_t, Member>& members() const { return members_; }
+
+ private:
+  void loop();
+  void refresh_members();
+  bool ping(uint32_t rank, std::chrono::milliseconds timeout);
+  bool ping_via(uint32_t helper, uint32_t rank, std::chrono::milliseconds timeout);
+  Buffer encode(uint32_t target) const;  // target: ping-req only
+  void absorb(const Message& m);
+  void suspect(uint32_t rank, uint64_t incarnation);
+  void check_suspects();
+
+  ActorRuntime& rt_;
+  uint32_t self_;
+  SwimOptions opts_;
+  Members fetch_members_;
+  ReportDead report_dead_;
+  uint64_t incarnation_ = 0;
+  std::map<uint32_t, Member> members_;
+  std::vector<uint32_t> order_;
+  size_t next_ = 0;
+  std::mt19937_64 rng_;
+  bool stopping_ = false;
+};
+
+}  // namespace tessera
