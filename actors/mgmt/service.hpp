@@ -23,9 +23,9 @@
 namespace tessera::mgmt {
 
 struct MgmtOptions {
-  std::string state_path;                            // the persisted state (JSON)
-  uint32_t admin_uid = 0;                            // may create/destroy pools (as may root)
-  std::chrono::milliseconds dead_after{10000};       // heartbeat silence that marks an engine dead
+  std::string state_path;                       // the persisted state (JSON)
+  uint32_t admin_uid = 0;                       // may create/destroy pools (as may root)
+  std::chrono::milliseconds dead_after{10000};  // heartbeat silence that marks an engine dead
   // A failure detector's report is refused when the rank's own heartbeat is younger than this.
   std::chrono::milliseconds dead_confirm_silence{1500};
   std::chrono::milliseconds engine_timeout{120000};  // pool shard create/destroy on an engine
