@@ -13,6 +13,7 @@
 #include "actors/swim.hpp"
 #include "core/log.hpp"
 #include "net/fabric.hpp"
+#include "rebuild/rebuild.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
@@ -438,6 +439,119 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
   return Status();
 }
 
+Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
+                            const std::vector<uint32_t>& targets) {
+  {
+    std::lock_guard lk(pools_mu_);
+    for (uint32_t ti : targets) {
+      if (ti >= slots_.size())
+        return Status(Errc::invalid_argument, fmt::format("no target {}", ti));
+      Slot* s = slots_[ti].get();
+      std::string path;
+      TESSERA_TRY(run_on(*s->target, [s, id, &path]() -> Status {
+        auto it = s->pools.shards.find(id);
+        if (it == s->pools.shards.end()) return Status();
+        path = it->second->path;
+        it->second->store->close();
+        s->pools.shards.erase(it);
+        return Status();
+      }));
+      if (!path.empty()) {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
+        if (ec) return Status(Errc::io_error, fmt::format("removing {}: {}", path, ec.message()));
+      }
+    }
+  }
+  log::info("pool {} ({}): stale data of {} targets dropped for reintegration", id, uuid,
+            targets.size());
+  return create_shards(id, uuid, bytes);
+}
+
+void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
+  mgmt::MgmtLink* link = link_;
+  if (link == nullptr) return;
+  const uint32_t rank = cfg_.rank;
+  const double share = static_cast<double>(cfg_.rebuild_share_pct) / 100.0;
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    s->target->post([s, link, rank, share, pool, gen, version] {
+      Target& t = *s->target;
+      const auto index = static_cast<uint32_t>(t.index());
+      auto& run = s->pools.rebuilds[pool];
+      auto report = [&t, link, rank, index, pool, gen](const TargetPools::RebuildRun& r,
+                                                       bool done) {
+        auto a = ask_mgmt<bool>(link, t, mgmt_request([&](schema::MgmtReq::Builder m) {
+                                  auto x = m.initRebuildReport();
+                                  x.setPool(pool);
+                                  x.setGen(gen);
+                                  x.setRank(rank);
+                                  x.setTarget(index);
+                                  x.setDone(done);
+                                  x.setError(r.error);
+                                  x.setObjects(r.objects);
+                                  x.setRecords(r.records);
+                                  x.setBytes(r.bytes);
+                                  x.setLost(r.lost);
+                                }),
+                                decode_none);
+        if (!a) log::warn("rebuild report for pool {}: {}", pool, a.status().to_string());
+      };
+      if (run.gen > gen) return;
+      if (run.gen == gen) {
+        if (run.finished) report(run, true);  // the service asks again (it restarted)
+        return;
+      }
+      run = TargetPools::RebuildRun{};
+      run.gen = gen;
+      auto finish = [&](Status st, const rebuild::Counters& c) {
+        auto& cur = s->pools.rebuilds[pool];
+        if (cur.gen != gen) return;  // replaced by a newer generation
+        cur.finished = true;
+        cur.objects = c.objects;
+        cur.records = c.records;
+        cur.bytes = c.bytes;
+        cur.lost = c.lost;
+        cur.error = st.is_ok() ? std::string() : st.to_string();
+        report(cur, true);
+      };
+      auto it = s->pools.shards.find(pool);
+      if (it == s->pools.shards.end()) return finish(Status(), {});
+      PoolShard& sh = *it->second;
+      if (!sh.view || sh.view->pool.map.version < version) {
+        auto v = s->pools.fetch_view(pool);
+        if (!v) return finish(v.status(), {});
+        sh.view = std::move(*v);
+        if (s->pools.learn) s->pools.learn(*sh.view);
+      }
+      rebuild::ScanOptions o;
+      o.share = share;
+      o.cancelled = [s, &t, pool, gen] {
+        return t.stopping() || s->pools.rebuilds[pool].gen != gen;
+      };
+      auto last = t.env().now();
+      o.progress = [&](const rebuild::Counters& c) {
+        if (t.env().now() - last < std::chrono::seconds(1)) return;
+        last = t.env().now();
+        TargetPools::RebuildRun r{gen, false, c.objects, c.records, c.bytes, c.lost, {}};
+        report(r, false);
+      };
+      log::info("rebuild: pool {} generation {} (map version {}) scanning target {}", pool, gen,
+                sh.view->pool.map.version, index);
+      auto r = rebuild::scan(*s->rt, rank, static_cast<uint16_t>(index), sh, o);
+      if (!r) {
+        if (s->pools.rebuilds[pool].gen != gen || t.stopping()) return;
+        log::warn("rebuild: pool {} generation {} target {}: {}", pool, gen, index,
+                  r.status().to_string());
+        return finish(r.status(), {});
+      }
+      log::info("rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent",
+                pool, gen, index, r->objects, r->records, r->bytes);
+      finish(Status(), *r);
+    });
+  }
+}
+
 void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
   for (const auto& p : pools) {
     Status st = create_shards(p.id, p.uuid, p.target_bytes);
@@ -473,6 +587,23 @@ Status Engine::control(const Message& m) {
     }
     case schema::EngineReq::SHUTDOWN:
       return Status(Errc::unsupported, "stop an engine with SIGTERM");
+    case schema::EngineReq::REBUILD_START: {
+      auto r = req.getRebuildStart();
+      uint32_t pool = r.getPool(), gen = r.getGen(), version = r.getVersion();
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      start_rebuild(pool, gen, version);
+      return Status();
+    }
+    case schema::EngineReq::POOL_SHARD_RESET: {
+      auto r = req.getPoolShardReset();
+      uint32_t id = r.getShard().getId();
+      std::string uuid = r.getShard().getUuid();
+      uint64_t bytes = r.getShard().getTargetBytes();
+      std::vector<uint32_t> targets;
+      for (uint32_t t : r.getTargets()) targets.push_back(t);
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      return reset_shards(id, uuid, bytes, targets);
+    }
   }
   return Status(Errc::protocol, "unknown engine request");
 }

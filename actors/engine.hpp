@@ -60,6 +60,11 @@ class Engine {
   Status create_shards(uint32_t id, const std::string& uuid, uint64_t bytes);
   Status destroy_shards(uint32_t id, const std::string& uuid);
   Status purge_container(uint32_t pool, uint32_t cont);
+  // Drops the data of some targets' shards of a pool and opens them empty (reintegration).
+  Status reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
+                      const std::vector<uint32_t>& targets);
+  // Runs (or re-reports) a rebuild generation of a pool on every target.
+  void start_rebuild(uint32_t pool, uint32_t gen, uint32_t version);
   std::string pool_dir(uint32_t id, const std::string& uuid) const;
   Env& env_;
   EngineConfig cfg_;

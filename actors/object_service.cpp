@@ -8,6 +8,7 @@
 #include "actors/schema/object.capnp.h"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
+#include "rebuild/rebuild.hpp"
 
 namespace tessera {
 
@@ -99,16 +100,19 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                                           const std::function<Result<uint64_t>(uint64_t)>& local) {
   const uint64_t epoch = w.store->new_epoch();
   if (w.shard == nullptr) return local(epoch);
-  auto layout = placement::compute_layout(oid, w.shard->view->pool.map);
-  if (!layout) return layout.status();
-  auto group = layout->group(placement::dkey_group(dkey, layout->groups));
+  auto place = placement::place(oid, w.shard->view->pool.map);
+  if (!place) return place.status();
   std::vector<placement::Shard> peers;
   bool member = false;
-  for (const auto& s : group) {
-    if (s.rank == rank_ && s.target == target_) {
-      member = true;
-    } else if (s.available) {
-      peers.push_back(s);
+  for (const auto& pos : place->dkey(dkey)) {
+    for (const auto& s : pos.writers()) {
+      if (s.rank == rank_ && s.target == target_) {
+        member = true;
+        continue;
+      }
+      bool seen = false;
+      for (const auto& x : peers) seen |= placement::same_target(x, s);
+      if (!seen) peers.push_back(s);
     }
   }
   if (!member) {
@@ -233,7 +237,8 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status(), epoch_body(*r));
     }
 
-    case proto::kObjFetch: {
+    case proto::kObjFetch:
+    case proto::kObjShardFetch: {
       Key k;
       storage::ValueKind kind;
       uint64_t offset, length, epoch;
@@ -253,9 +258,19 @@ Status ObjectService::handle(Message& m) {
         ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
-      auto w = resolve(ctx, k.oid, mgmt::kRead);
-      if (!w) return w.status();
-      auto r = w->store->fetch(w->key, k.dkey, k.akey, kind, offset, length, epoch, fo);
+      storage::TargetStore* store = nullptr;
+      ObjectId key = k.oid;
+      if (m.method == proto::kObjShardFetch) {
+        auto sh = shard_for(ctx.pool, ctx.map_version);
+        if (!sh) return sh.status();
+        store = (*sh)->store.get();
+      } else {
+        auto w = resolve(ctx, k.oid, mgmt::kRead);
+        if (!w) return w.status();
+        store = w->store;
+        key = w->key;
+      }
+      auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) return r.status();
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
@@ -448,6 +463,22 @@ Status ObjectService::handle(Message& m) {
     case proto::kObjEcUpdate:
       return ec_update(m);
 
+    case proto::kObjRebuildPush: {
+      uint32_t pool, version;
+      {
+        capn::DecodeScope ds;
+        BodyReader br(m.body);
+        auto ctx = br.root<schema::RebuildPush>().getCtx();
+        pool = ctx.getPool();
+        version = ctx.getMapVersion();
+        if (ds.failed()) return malformed(ds);
+      }
+      auto sh = shard_for(pool, version);
+      if (!sh) return sh.status();
+      TESSERA_TRY(rebuild::apply_push(*(*sh)->store, m.body, m.bulk));
+      return rt_.reply(m, Status());
+    }
+
     case proto::kObjCheckpoint: {
       auto w = maintenance_store(m);
       if (!w) return w.status();
@@ -456,6 +487,22 @@ Status ObjectService::handle(Message& m) {
     }
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
+}
+
+Result<PoolShard*> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
+  auto it = pools_.shards.find(pool);
+  if (it == pools_.shards.end()) {
+    return Status(Errc::not_found,
+                  fmt::format("pool {} has no shard on rank {} target {}", pool, rank_, target_));
+  }
+  PoolShard& sh = *it->second;
+  if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
+    auto v = pools_.fetch_view(pool);
+    if (!v) return v.status();
+    sh.view = std::move(*v);
+    if (pools_.learn) pools_.learn(*sh.view);
+  }
+  return &sh;
 }
 
 Result<storage::TargetStore*> ObjectService::maintenance_store(const Message& m) {

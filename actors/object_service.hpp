@@ -54,6 +54,14 @@ struct TargetPools {
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
   // A new view arrived: learn the routes to its engines.
   std::function<void(const mgmt::PoolView&)> learn;
+  // Rebuild generations this target ran, by pool (actors/engine.cpp).
+  struct RebuildRun {
+    uint32_t gen = 0;
+    bool finished = false;
+    uint64_t objects = 0, records = 0, bytes = 0, lost = 0;
+    std::string error;
+  };
+  std::map<uint32_t, RebuildRun> rebuilds;
 };
 
 class ObjectService final : public Actor {
@@ -90,6 +98,9 @@ class ObjectService final : public Actor {
   Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,
                              bool sequential,
                              const std::function<Result<uint64_t>(uint64_t)>& local);
+  // A pool's shard on this target for an engine-to-engine request (rebuild): no handle; a
+  // sender's newer map is fetched first.
+  Result<PoolShard*> shard_for(uint32_t pool, uint32_t map_version);
   // Erasure-coded update (leader or position), object_service_ec.cpp.
   Status ec_update(Message& m);
   ActorRuntime& rt_;

@@ -143,15 +143,17 @@ Status ObjectService::ec_update(Message& m) {
     return rt_.reply(m, Status(), epoch_body(given_epoch));
   }
 
-  // Leader: which position is this target, which others serve now.
-  auto layout = placement::compute_layout(oid, w->shard->view->pool.map);
-  if (!layout) return layout.status();
-  auto group = layout->group(placement::dkey_group(dkey, layout->groups));
-  int own = -1;
-  for (size_t i = 0; i < group.size(); ++i) {
-    if (group[i].rank == rank_ && group[i].target == target_) own = static_cast<int>(i);
+  // Leader: which positions this target writes, which others take writes now.
+  auto place = placement::place(oid, w->shard->view->pool.map);
+  if (!place) return place.status();
+  auto group = place->dkey(dkey);
+  auto is_me = [&](const placement::Shard& s) { return s.rank == rank_ && s.target == target_; };
+  std::vector<const Piece*> mine;
+  bool member = false;
+  for (const auto& pos : group) {
+    for (const auto& s : pos.writers()) member |= is_me(s);
   }
-  if (own < 0) {
+  if (!member) {
     return Status(Errc::stale, fmt::format("rank {} target {} holds no position of this object's "
                                            "group in pool map version {}",
                                            rank_, target_, w->shard->view->pool.map.version));
@@ -165,12 +167,11 @@ Status ObjectService::ec_update(Message& m) {
     }
     by_pos[p.pos].push_back(&p);
   }
-  // A replacement target (fallback) does not hold the position's older cells: it is not
-  // written until rebuild has filled it.
+  // A position none of whose holders has its older cells (a replacement not yet filled by
+  // rebuild) counts as missing; it is written all the same, so that rebuild and new writes
+  // together fill it.
   uint32_t missing = 0;
-  for (const auto& s : group) {
-    if (!s.available || s.fallback) ++missing;
-  }
+  for (const auto& pos : group) missing += pos.reader() == nullptr ? 1 : 0;
   if (missing > cls->parity) {
     return Status(Errc::unavailable,
                   fmt::format("{} of the {} positions of this object's group are unavailable; "
@@ -180,30 +181,35 @@ Status ObjectService::ec_update(Message& m) {
   const uint64_t epoch = w->store->new_epoch();
   std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
   for (size_t pos = 0; pos < group.size(); ++pos) {
-    const auto& s = group[pos];
-    if (static_cast<int>(pos) == own || by_pos[pos].empty() || !s.available || s.fallback) {
-      continue;
-    }
-    auto [body, bulk] = position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk);
-    Message f;
-    f.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
-    f.protocol = proto::kProtoObject;
-    f.method = proto::kObjEcUpdate;
-    f.body = std::move(body);
-    f.bulk = std::move(bulk);
-    auto p = std::make_shared<boost::fibers::promise<Status>>();
-    done.push_back(p);
-    rt_.target().spawn([this, p, f = std::move(f), s, pos]() mutable {
-      auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
-      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
-      if (!st.is_ok()) {
-        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
-                                           s.target, st.message()));
+    if (by_pos[pos].empty()) continue;
+    for (const auto& s : group[pos].writers()) {
+      if (is_me(s)) {
+        mine.insert(mine.end(), by_pos[pos].begin(), by_pos[pos].end());
+        continue;
       }
-      p->set_value(st);
-    });
+      auto [body, bulk] = position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk);
+      Message f;
+      f.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
+      f.protocol = proto::kProtoObject;
+      f.method = proto::kObjEcUpdate;
+      f.body = std::move(body);
+      f.bulk = std::move(bulk);
+      auto p = std::make_shared<boost::fibers::promise<Status>>();
+      done.push_back(p);
+      rt_.target().spawn([this, p, f = std::move(f), s, pos]() mutable {
+        auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
+        Status st = !r                      ? r.status()
+                    : r->status != Errc::ok ? Status(r->status, r->error)
+                                            : Status();
+        if (!st.is_ok()) {
+          st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
+                                             s.target, st.message()));
+        }
+        p->set_value(st);
+      });
+    }
   }
-  Status first = apply(by_pos[static_cast<size_t>(own)], epoch);
+  Status first = apply(mine, epoch);
   for (auto& p : done) {
     Status st = p->get_future().get();
     if (!st.is_ok() && first.is_ok()) first = st;

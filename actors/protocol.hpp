@@ -35,6 +35,9 @@ enum ObjMethod : uint16_t {
   kObjAggregate = 7,   // AggregateReq -> AggregateRep (then a checkpoint)
   kObjCheckpoint = 8,  // (empty) -> (empty)
   kObjEcUpdate = 9,    // EcUpdateReq + bulk -> UpdateRep (erasure-coded objects)
+  // Rebuild, engine to engine (no container handle: the store key names the container).
+  kObjRebuildPush = 10,  // RebuildPush + bulk -> (empty): import one akey's history
+  kObjShardFetch = 11,   // FetchReq (oid = store key) -> FetchRep + bulk
 };
 
 // Methods of the system protocol (actors/schema/system.capnp).

@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
                  "failure detection: engines asked to ping a silent one");
   app.add_option("--swim-suspicion-ms", flags.swim_suspicion_ms,
                  "failure detection: a suspect that does not refute within this is dead");
+  app.add_option("--rebuild-share-pct", flags.rebuild_share_pct,
+                 "rebuild: percent of a target's time its scan may use (1..100, default 50)");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
   if (given("--swim-ping-timeout-ms")) cfg.swim_ping_timeout_ms = flags.swim_ping_timeout_ms;
   if (given("--swim-indirect")) cfg.swim_indirect = flags.swim_indirect;
   if (given("--swim-suspicion-ms")) cfg.swim_suspicion_ms = flags.swim_suspicion_ms;
+  if (given("--rebuild-share-pct")) cfg.rebuild_share_pct = flags.rebuild_share_pct;
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());

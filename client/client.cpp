@@ -417,7 +417,7 @@ std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
       s.target = t.index;
       s.state = std::string(placement::state_name(t.state));
       pending.emplace_back();
-      if (placement::is_available(t.state)) {
+      if (placement::is_available(t.state) || placement::is_serving(t.state)) {
         capnp::MallocMessageBuilder b;
         b.initRoot<schema::StatsReq>().initCtx().setPool(view.pool.id);
         pending.back() = call<StoreTargetStats>(*impl_, e.rank, t.index, proto::kObjStats,

@@ -87,29 +87,38 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     (void)refresh(sp);
   }
   while (true) {
-    auto layout = placement::compute_layout(oid, st.view->pool.map);
-    if (!layout) return layout.status();
+    auto place = placement::place(oid, st.view->pool.map);
+    if (!place) return place.status();
     std::vector<placement::Shard> cands;
     if (pick == Pick::every) {
-      for (const auto& s : layout->shards) {
-        if (s.available) cands.push_back(s);
-      }
+      cands = place->all_writers();
     } else {
-      auto group = layout->group(placement::dkey_group(dkey, layout->groups));
-      for (const auto& s : group) {
-        if (s.available && !s.fallback) cands.push_back(s);
-      }
+      auto group = place->dkey(dkey);
       if (pick == Pick::leader) {
-        // The first healthy member leads; a group whose homes all failed writes to fallbacks.
-        if (cands.empty()) {
-          for (const auto& s : group) {
-            if (s.available) cands.push_back(s);
-          }
+        // The first member holding complete data leads (it stamps the epoch and decides
+        // conditions); while rebuild fills every home, a serving former holder leads.
+        for (const auto& p : group) {
+          if (p.complete) cands.push_back(p.home);
+        }
+        for (const auto& p : group) {
+          if (p.prev) cands.push_back(*p.prev);
+        }
+        for (const auto& p : group) {
+          if (p.home.available) cands.push_back(p.home);
         }
         if (cands.size() > 1) cands.resize(1);
-      } else if (cands.size() > 1) {
-        std::rotate(cands.begin(), cands.begin() + static_cast<long>(st.rotation++ % cands.size()),
-                    cands.end());
+      } else {
+        for (const auto& p : group) {
+          const placement::Shard* r = p.reader();
+          if (r == nullptr) continue;
+          bool seen = false;
+          for (const auto& c : cands) seen |= placement::same_target(c, *r);
+          if (!seen) cands.push_back(*r);
+        }
+        if (cands.size() > 1) {
+          std::rotate(cands.begin(),
+                      cands.begin() + static_cast<long>(st.rotation++ % cands.size()), cands.end());
+        }
       }
     }
     bool refresh_needed = cands.empty();
@@ -319,7 +328,7 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                  // Every healthy target; replicas repeat objects, removed below.
                  for (const auto& e : st->view->pool.map.engines) {
                    for (const auto& t : e.targets) {
-                     if (placement::is_available(t.state)) {
+                     if (placement::is_serving(t.state)) {
                        TESSERA_TRY(drain(placement::Shard{e.rank, t.index, true, false}));
                      }
                    }
@@ -336,23 +345,40 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                if (const auto* ec = ec_class(oid)) {
                  return ec_list(st, *ec, scope, oid, dkey, akey, epoch);
                }
-               auto layout = placement::compute_layout(oid, st->view->pool.map);
-               if (!layout) return layout.status();
-               std::vector<uint32_t> groups;
-               if (scope == ListScope::dkeys) {
-                 for (uint32_t g = 0; g < layout->groups; ++g) groups.push_back(g);
+               auto place = placement::place(oid, st->view->pool.map);
+               if (!place) return place.status();
+               // Who to ask: per group of the layout (dkeys) or the dkey's group, the members
+               // holding complete data in turn. While the map moves data, dkeys are listed
+               // from every holder of complete data (a dkey's group may have changed).
+               std::vector<std::vector<placement::Shard>> groups;
+               if (scope == ListScope::dkeys && place->settled) {
+                 for (const auto& s : place->all_readers()) groups.push_back({s});
+               } else if (scope == ListScope::dkeys) {
+                 for (uint32_t g = 0; g < place->now.groups; ++g) {
+                   std::vector<placement::Shard> members;
+                   for (uint32_t i = 0; i < place->now.group_size; ++i) {
+                     size_t idx = size_t{g} * place->now.group_size + i;
+                     if (place->now.shards[idx].available && place->home_up_in_at(idx)) {
+                       members.push_back(place->now.shards[idx]);
+                     }
+                   }
+                   groups.push_back(std::move(members));
+                 }
                } else {
-                 groups.push_back(placement::dkey_group(dkey, layout->groups));
+                 std::vector<placement::Shard> members;
+                 for (const auto& p : place->dkey(dkey)) {
+                   if (p.reader() != nullptr) members.push_back(*p.reader());
+                 }
+                 groups.push_back(std::move(members));
                }
                // A group that never saw the object (its dkeys hash elsewhere) has nothing to
                // list; the object is missing only when no group has it.
                uint32_t absent = 0;
                Status missing;
-               for (uint32_t g : groups) {
+               for (const auto& members : groups) {
                  Status last(Errc::unavailable, "no healthy replica of a group of this object");
                  bool done = false;
-                 for (const auto& s : layout->group(g)) {
-                   if (!s.available || s.fallback) continue;
+                 for (const auto& s : members) {
                    size_t before = all.size();
                    Status st2 = drain(s);
                    if (st2.is_ok() || st2.code() == Errc::not_found) {
@@ -373,6 +399,10 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                if (scope != ListScope::recx) {
                  std::sort(all.begin(), all.end(),
                            [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
+                 all.erase(std::unique(
+                               all.begin(), all.end(),
+                               [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
+                           all.end());
                }
                return all;
              })

@@ -82,9 +82,9 @@ EcGeometry geometry(const Container::State& st, const placement::ObjectClass& cl
   return placement::ec_geometry(cls.data, cls.parity, st.cell, dkey);
 }
 
-// The positions of (oid, dkey)'s group under the current map; `up`: serves now and was not
-// seen failing during this operation. A replacement target (fallback) is not up: it does not
-// hold the position's older cells until rebuild has filled it.
+// The positions of (oid, dkey)'s group under the current map, each by the shard that reads
+// serve it from; `up`: it has one that holds its complete data (a replacement being filled by
+// rebuild does not) and was not seen failing during this operation.
 struct GroupView {
   std::vector<placement::Shard> shards;
   std::vector<bool> up;
@@ -94,14 +94,31 @@ struct GroupView {
 };
 
 Result<GroupView> group_view(const Container::State& st, ObjectId oid, const std::string& dkey,
+                             const std::set<uint32_t>& failed);
+
+// The shards of the dkey's positions that hold complete data (unavailable where none does).
+std::vector<placement::Shard> gv_shards(const Container::State& st, ObjectId oid,
+                                        const std::string& dkey, const std::set<uint32_t>& failed) {
+  std::vector<placement::Shard> out;
+  auto gv = group_view(st, oid, dkey, failed);
+  if (!gv) return out;
+  for (size_t i = 0; i < gv->shards.size(); ++i) {
+    out.push_back(gv->shards[i]);
+    out.back().available = gv->up[i];
+  }
+  return out;
+}
+
+Result<GroupView> group_view(const Container::State& st, ObjectId oid, const std::string& dkey,
                              const std::set<uint32_t>& failed) {
-  auto layout = placement::compute_layout(oid, st.view->pool.map);
-  if (!layout) return layout.status();
-  auto g = layout->group(placement::dkey_group(dkey, layout->groups));
+  auto place = placement::place(oid, st.view->pool.map);
+  if (!place) return place.status();
   GroupView v;
-  v.shards.assign(g.begin(), g.end());
-  for (uint32_t i = 0; i < v.shards.size(); ++i) {
-    v.up.push_back(v.shards[i].available && !v.shards[i].fallback && failed.count(i) == 0);
+  auto positions = place->dkey(dkey);
+  for (uint32_t i = 0; i < positions.size(); ++i) {
+    const placement::Shard* r = positions[i].reader();
+    v.shards.push_back(r != nullptr ? *r : positions[i].home);
+    v.up.push_back(r != nullptr && failed.count(i) == 0);
   }
   return v;
 }
@@ -657,21 +674,28 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
         }
         // Every key lives on at least p + 1 positions of its group, so the union over the
         // positions that serve (at least k of k + p) holds every key.
-        auto layout = placement::compute_layout(oid, st.view->pool.map);
-        if (!layout) return layout.status();
-        std::vector<uint32_t> groups;
-        if (scope == ListScope::dkeys) {
-          for (uint32_t gi = 0; gi < layout->groups; ++gi) groups.push_back(gi);
+        // While the map moves data, a dkey's group may have changed: dkeys are then listed
+        // from every holder of complete data (each group counted as served by all of them).
+        auto place = placement::place(oid, st.view->pool.map);
+        if (!place) return place.status();
+        std::vector<std::vector<placement::Shard>> groups;
+        if (scope == ListScope::dkeys && place->settled) {
+          groups.push_back(place->all_readers());
+        } else if (scope == ListScope::dkeys) {
+          for (uint32_t gi = 0; gi < place->now.groups; ++gi) {
+            auto grp = place->now.group(gi);
+            groups.emplace_back(grp.begin(), grp.end());
+          }
         } else {
-          groups.push_back(placement::dkey_group(dkey, layout->groups));
+          groups.push_back(gv_shards(st, oid, dkey, failed));
         }
         bool found = false;
-        for (uint32_t gi : groups) {
-          auto group = layout->group(gi);
+        const bool moving_dkeys = scope == ListScope::dkeys && place->settled.has_value();
+        for (const auto& group : groups) {
           uint32_t serving = 0;
           for (uint32_t pos = 0; pos < group.size(); ++pos) {
             const auto& s = group[pos];
-            if (!s.available || s.fallback || (groups.size() == 1 && failed.count(pos) != 0)) {
+            if (!s.available || (groups.size() == 1 && !moving_dkeys && failed.count(pos) != 0)) {
               continue;
             }
             std::string anchor;
@@ -682,7 +706,7 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
                             kPositionAttempt);
               if (!r && r.status().code() == Errc::not_found) break;
               if (!r && retryable(r.status().code())) {
-                if (groups.size() == 1) failed.insert(pos);
+                if (groups.size() == 1 && !moving_dkeys) failed.insert(pos);
                 ok = false;
                 break;
               }

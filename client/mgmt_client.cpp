@@ -149,6 +149,22 @@ Result<mgmt::PoolView> MgmtClient::target_state(const std::string& pool, uint32_
       pool_of);
 }
 
+Result<mgmt::PoolView> MgmtClient::pool_op(const std::string& pool, const std::string& op,
+                                           const std::vector<uint32_t>& ranks,
+                                           int32_t target) const {
+  return call<mgmt::PoolView>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto o = r.initPoolOp();
+        o.setPool(pool);
+        o.setOp(op);
+        auto l = o.initRanks(static_cast<unsigned>(ranks.size()));
+        for (size_t i = 0; i < ranks.size(); ++i) l.set(static_cast<unsigned>(i), ranks[i]);
+        o.setTarget(target);
+      },
+      pool_of);
+}
+
 Result<mgmt::Acl> MgmtClient::get_acl(const std::string& pool, const std::string& cont) const {
   return call<mgmt::Acl>(
       addr_, timeout_, cred_,

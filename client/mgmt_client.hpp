@@ -43,6 +43,10 @@ class MgmtClient {
                                       placement::TargetState state) const;
 
   // cont empty: the pool's ACL.
+  // Data-moving pool operations: "exclude", "drain", "reintegrate" (ranks, optionally one
+  // target of each), "extend" (ranks to add), "rebuild" (start a rebuild again).
+  Result<mgmt::PoolView> pool_op(const std::string& pool, const std::string& op,
+                                 const std::vector<uint32_t>& ranks, int32_t target = -1) const;
   Result<mgmt::Acl> get_acl(const std::string& pool, const std::string& cont = {}) const;
   Result<mgmt::Acl> update_acl(const std::string& pool, const std::string& cont,
                                const AclChange& change) const;

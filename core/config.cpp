@@ -90,7 +90,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "swim_period_ms",
                                               "swim_ping_timeout_ms",
                                               "swim_indirect",
-                                              "swim_suspicion_ms"};
+                                              "swim_suspicion_ms",
+                                              "rebuild_share_pct"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -120,7 +121,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                               std::pair{"swim_period_ms", &cfg.swim_period_ms},
                               std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
                               std::pair{"swim_indirect", &cfg.swim_indirect},
-                              std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms}}) {
+                              std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
+                              std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct}}) {
       if (root[key]) *field = root[key].as<uint64_t>();
     }
     for (auto [key, field] :
@@ -160,6 +162,10 @@ Status validate(EngineConfig& cfg) {
                   fmt::format("swim: need 0 < swim_ping_timeout_ms ({}) < swim_period_ms ({}) <= "
                               "swim_suspicion_ms ({})",
                               cfg.swim_ping_timeout_ms, cfg.swim_period_ms, cfg.swim_suspicion_ms));
+  }
+  if (cfg.rebuild_share_pct == 0 || cfg.rebuild_share_pct > 100) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("rebuild_share_pct must be 1..100 (got {})", cfg.rebuild_share_pct));
   }
   if (cfg.provider != "tcp;ofi_rxm" && cfg.provider != "shm" && cfg.provider != "tcp" &&
       cfg.provider != "verbs;ofi_rxm" && cfg.provider != "cxi") {

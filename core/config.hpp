@@ -41,6 +41,9 @@ struct EngineConfig {
   uint64_t swim_ping_timeout_ms = 400;
   uint64_t swim_indirect = 3;
   uint64_t swim_suspicion_ms = 3000;
+  // Share of a target's time its rebuild scan may use (percent, 1..100); the rest is left to
+  // foreground I/O.
+  uint64_t rebuild_share_pct = 50;
 };
 
 // Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an

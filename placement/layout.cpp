@@ -152,6 +152,10 @@ std::optional<TargetState> parse_state(std::string_view s) {
 }
 
 bool is_available(TargetState s) {
+  return s == TargetState::up_in || s == TargetState::up;
+}
+
+bool is_serving(TargetState s) {
   return s == TargetState::up_in || s == TargetState::drain;
 }
 
@@ -180,6 +184,13 @@ std::optional<TargetState> PoolMap::state(uint32_t rank, uint32_t target) const 
     if (t.index == target) return t.state;
   }
   return std::nullopt;
+}
+
+PoolMap PoolMap::settled_map() const {
+  PoolMap m;
+  m.version = version;
+  m.engines = moving() ? settled : engines;
+  return m;
 }
 
 size_t PoolMap::layout_targets() const {
@@ -307,6 +318,100 @@ Result<Layout> compute_layout(ObjectId oid, const ObjectClass& cls, const PoolMa
       used.add(tree, *p);
       out.shards[i] = {tree.engines[p->engine].e->rank, p->target->index, true, true};
     }
+  }
+  return out;
+}
+
+bool same_target(const Shard& a, const Shard& b) {
+  return a.rank == b.rank && a.target == b.target;
+}
+
+std::vector<Shard> Position::writers() const {
+  std::vector<Shard> w;
+  if (home.available) w.push_back(home);
+  if (prev) w.push_back(*prev);
+  return w;
+}
+
+Result<Placement> place(ObjectId oid, const PoolMap& map) {
+  Placement p;
+  auto now = compute_layout(oid, map);
+  if (!now) return now.status();
+  p.now = std::move(*now);
+  for (const auto& s : p.now.shards) {
+    p.home_up_in.push_back(map.state(s.rank, s.target) == TargetState::up_in ? 1 : 0);
+  }
+  if (map.moving()) {
+    auto old = compute_layout(oid, map.settled_map());
+    // A settled map too small for the class (an extension grew the pool past it) holds no
+    // data of this object: every home is new.
+    p.settled = old ? std::move(*old) : Layout{};
+    for (const auto& s : p.settled->shards) {
+      auto st = map.state(s.rank, s.target);
+      p.old_serving.push_back(s.available && st && is_serving(*st) ? 1 : 0);
+    }
+  }
+  return p;
+}
+
+std::vector<Position> Placement::dkey(std::string_view dkey) const {
+  const uint32_t g = dkey_group(dkey, now.groups);
+  std::vector<Position> out(now.group_size);
+  const bool has_old = settled && settled->groups > 0;
+  const size_t old_base =
+      has_old ? size_t{dkey_group(dkey, settled->groups)} * settled->group_size : 0;
+  for (uint32_t i = 0; i < now.group_size; ++i) {
+    Position& pos = out[i];
+    const size_t idx = size_t{g} * now.group_size + i;
+    pos.home = now.shards[idx];
+    const bool home_up_in = home_up_in_at(idx);
+    if (!settled) {
+      pos.complete = pos.home.available && home_up_in;
+      continue;
+    }
+    if (!has_old) continue;  // nothing settled: every home is being filled
+    const Shard& s = settled->shards[old_base + i];
+    if (same_target(s, pos.home)) {
+      pos.complete = s.available && pos.home.available && home_up_in;
+    } else if (old_serving[old_base + i] != 0) {
+      pos.prev = s;
+    }
+  }
+  return out;
+}
+
+namespace {
+void add_unique(std::vector<Shard>& v, const Shard& s) {
+  for (const auto& x : v) {
+    if (same_target(x, s)) return;
+  }
+  v.push_back(s);
+}
+}  // namespace
+
+std::vector<Shard> Placement::all_writers() const {
+  std::vector<Shard> out;
+  for (const auto& s : now.shards) {
+    if (s.available) add_unique(out, s);
+  }
+  if (settled) {
+    for (size_t i = 0; i < settled->shards.size(); ++i) {
+      if (old_serving[i] != 0) add_unique(out, settled->shards[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<Shard> Placement::all_readers() const {
+  std::vector<Shard> out;
+  if (!settled) {
+    for (size_t i = 0; i < now.shards.size(); ++i) {
+      if (now.shards[i].available && home_up_in[i] != 0) add_unique(out, now.shards[i]);
+    }
+    return out;
+  }
+  for (size_t i = 0; i < settled->shards.size(); ++i) {
+    if (old_serving[i] != 0) add_unique(out, settled->shards[i]);
   }
   return out;
 }

@@ -30,8 +30,12 @@ enum class TargetState : uint8_t {
 };
 std::string_view state_name(TargetState s);
 std::optional<TargetState> parse_state(std::string_view s);
-// Serves I/O: up-in or draining.
+// Holds its positions of the layout and takes writes: up-in, or up (being filled by rebuild).
+// A draining target gives its positions to replacements (it still serves them until rebuild
+// completes, see Position::prev).
 bool is_available(TargetState s);
+// Keeps serving the data it holds: up-in or draining.
+bool is_serving(TargetState s);
 // Counts in the hash tree (everything but `new`).
 bool in_layout(TargetState s);
 
@@ -49,6 +53,12 @@ struct MapEngine {
 struct PoolMap {
   uint32_t version = 1;
   std::vector<MapEngine> engines;  // in the order the engines joined the pool
+  // The engines of the last map whose layouts hold complete data, while this one moves data
+  // (empty: this map is settled). A state change sets it (if empty); the rebuild that fills
+  // the new homes clears it.
+  std::vector<MapEngine> settled;
+  bool moving() const { return !settled.empty(); }
+  PoolMap settled_map() const;  // the settled map itself (this one when not moving)
 
   const MapEngine* engine(uint32_t rank) const;
   MapEngine* engine(uint32_t rank);
@@ -108,6 +118,36 @@ struct Layout {
     return {shards.data() + size_t{g} * group_size, group_size};
   }
 };
+
+// One position of a dkey's group in a pool map that may be moving data.
+struct Position {
+  Shard home;                 // where the position lives now; takes writes when available
+  std::optional<Shard> prev;  // its settled holder, elsewhere and still serving: takes writes
+                              // too and serves reads until rebuild has filled `home`
+  bool complete = false;      // `home` holds the position's complete data
+  // Where reads of the position go (home when complete, else prev); null: nowhere.
+  const Shard* reader() const { return complete ? &home : prev ? &*prev : nullptr; }
+  // Shards that take the position's writes (home when available, prev).
+  std::vector<Shard> writers() const;
+};
+
+// An object's layout in a pool map and, while the map moves data, in the settled map.
+struct Placement {
+  Layout now;
+  std::optional<Layout> settled;
+  std::vector<uint8_t> home_up_in;   // per shard of `now`: its home is up-in
+  std::vector<uint8_t> old_serving;  // per shard of `settled`: it still serves its data
+
+  // The positions of the group that holds `dkey`.
+  std::vector<Position> dkey(std::string_view dkey) const;
+  // Every shard that takes writes of any group, once each (whole-object operations).
+  std::vector<Shard> all_writers() const;
+  // Every shard that holds complete data of some group, once each (listings).
+  std::vector<Shard> all_readers() const;
+  bool home_up_in_at(size_t shard) const { return home_up_in[shard] != 0; }
+};
+Result<Placement> place(ObjectId oid, const PoolMap& map);
+bool same_target(const Shard& a, const Shard& b);
 
 // Groups an object of `cls` gets in `map` (GX resolved); unavailable when the map has too few
 // targets or engines (the message says which).

@@ -761,10 +761,13 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   TESSERA_TRY(check_condition(oid, dkey, akey, uo.cond));
 
   Version v;
-  auto epoch = take_epoch(uo.epoch);
+  auto epoch = take_epoch(uo.epoch, uo.import);
   if (!epoch) return epoch.status();
   v.epoch = *epoch;
   uint64_t byte_off = kind == ValueKind::array ? offset * rsize : 0;
+  if (uo.import && holds(oid, dkey, akey, v.epoch, byte_off, byte_off + data.size())) {
+    return v.epoch;
+  }
   v.offset = byte_off;
   v.length = data.size();
   v.lo = byte_off;
@@ -1006,9 +1009,9 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
 
 // ---- punch ------------------------------------------------------------------------------------
 
-Result<uint64_t> TargetStore::take_epoch(uint64_t given) {
+Result<uint64_t> TargetStore::take_epoch(uint64_t given, bool import) {
   if (given == 0) return hlc_.tick();
-  if (given <= agg_epoch_) {
+  if (given <= agg_epoch_ && !import) {
     return Status(
         Errc::invalid_argument,
         fmt::format("epoch {} is at or below the aggregation epoch {}", given, agg_epoch_));
@@ -1018,14 +1021,14 @@ Result<uint64_t> TargetStore::take_epoch(uint64_t given) {
 }
 
 Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
-                                    std::string_view akey, uint64_t at) {
+                                    std::string_view akey, uint64_t at, bool import) {
   if (dkey.empty() && !akey.empty()) {
     return Status(Errc::invalid_argument, "punching an akey needs its dkey");
   }
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
   capnp::MallocMessageBuilder b(256);
   auto rec = b.initRoot<schema::WalRecord>();
-  auto taken = take_epoch(at);
+  auto taken = take_epoch(at, import);
   if (!taken) return taken.status();
   uint64_t epoch = *taken;
   rec.setEpoch(epoch);
@@ -1034,6 +1037,23 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
   rec.setDkey(as_data(dkey));
   rec.setAkey(as_data(akey));
   rec.setPunch();
+  if (import) {
+    // Held already: nothing to log.
+    auto oit = objects_.find(oid);
+    const std::vector<uint64_t>* have = nullptr;
+    if (oit != objects_.end()) {
+      if (dkey.empty()) {
+        have = &oit->second.punches;
+      } else if (auto d = oit->second.dkeys.find(dkey); d != oit->second.dkeys.end()) {
+        if (akey.empty()) {
+          have = &d->second.punches;
+        } else if (auto a = d->second.akeys.find(akey); a != d->second.akeys.end()) {
+          have = &a->second.punches;
+        }
+      }
+    }
+    if (have != nullptr && std::binary_search(have->begin(), have->end(), epoch)) return epoch;
+  }
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
   InflightEpoch inflight(inflight_epochs_, epoch);
@@ -1044,7 +1064,7 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
 
 Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view dkey,
                                           std::string_view akey, uint64_t offset, uint64_t length,
-                                          uint32_t rsize, uint64_t at) {
+                                          uint32_t rsize, uint64_t at, bool import) {
   rsize = std::max<uint32_t>(1, rsize);
   if (dkey.empty() || akey.empty())
     return Status(Errc::invalid_argument, "a range punch needs its dkey and akey");
@@ -1064,8 +1084,11 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
   }
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
   Version v;
-  auto taken = take_epoch(at);
+  auto taken = take_epoch(at, import);
   if (!taken) return taken.status();
+  if (import && holds(oid, dkey, akey, *taken, offset * rsize, (offset + length) * rsize)) {
+    return *taken;
+  }
   v.epoch = *taken;
   v.punch = true;
   v.offset = offset * rsize;
@@ -1073,6 +1096,149 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
   v.hi = v.offset + length * rsize;
   InflightEpoch inflight(inflight_epochs_, v.epoch);
   return log_version(oid, dkey, akey, ValueKind::array, rsize, std::move(v));
+}
+
+// ---- rebuild ----------------------------------------------------------------------------------
+
+bool TargetStore::holds(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                        uint64_t epoch, uint64_t lo, uint64_t hi) const {
+  const Object* o = nullptr;
+  const Dkey* d = nullptr;
+  const AkeyVal* a = find(oid, dkey, akey, &o, &d);
+  if (a == nullptr) return false;
+  for (const Version& x : a->versions) {
+    if (x.epoch == epoch && (a->kind != ValueKind::array || (x.lo < hi && lo < x.hi))) return true;
+  }
+  return false;
+}
+
+std::vector<ObjectId> TargetStore::object_keys() const {
+  std::vector<ObjectId> out;
+  out.reserve(objects_.size());
+  for (const auto& [k, o] : objects_) out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> TargetStore::dkey_names(const ObjectId& oid) const {
+  std::vector<std::string> out;
+  auto it = objects_.find(oid);
+  if (it == objects_.end()) return out;
+  for (const auto& [k, d] : it->second.dkeys) out.push_back(k);
+  return out;
+}
+
+std::vector<std::string> TargetStore::akey_names(const ObjectId& oid, std::string_view dkey) const {
+  std::vector<std::string> out;
+  auto it = objects_.find(oid);
+  if (it == objects_.end()) return out;
+  auto d = it->second.dkeys.find(dkey);
+  if (d == it->second.dkeys.end()) return out;
+  for (const auto& [k, a] : d->second.akeys) out.push_back(k);
+  return out;
+}
+
+Result<AkeyExport> TargetStore::export_akey(const ObjectId& oid, std::string_view dkey,
+                                            std::string_view akey) {
+  AkeyExport x;
+  std::vector<Version> vers;  // copied: the fiber yields on the reads below
+  {
+    auto it = objects_.find(oid);
+    if (it == objects_.end()) return x;
+    x.object_punches = it->second.punches;
+    auto d = it->second.dkeys.find(dkey);
+    if (d == it->second.dkeys.end()) return x;
+    x.dkey_punches = d->second.punches;
+    if (akey.empty()) return x;
+    auto a = d->second.akeys.find(akey);
+    if (a == d->second.akeys.end()) return x;
+    x.akey_punches = a->second.punches;
+    x.kind = a->second.kind;
+    x.rsize = a->second.rsize;
+    vers = a->second.versions;
+  }
+  uint64_t total = 0;
+  for (const Version& v : vers) {
+    if (v.punch) continue;
+    total += x.kind == ValueKind::array ? v.hi - v.lo : v.length;
+  }
+  x.data.reset(total);
+  uint64_t gen = read_gen_;
+  active_reads_.insert(gen);
+  struct ReadGuard {
+    TargetStore* s;
+    uint64_t gen;
+    ~ReadGuard() {
+      s->active_reads_.erase(s->active_reads_.find(gen));
+      s->reclaim();
+    }
+  } guard{this, gen};
+  uint64_t at = 0;
+  for (const Version& v : vers) {
+    AkeyExport::Ver e{v.epoch, v.lo, v.hi, v.punch, at};
+    if (x.kind == ValueKind::single) {
+      e.lo = 0;
+      e.hi = v.length;
+    }
+    if (!v.punch) {
+      const uint64_t lo = x.kind == ValueKind::array ? v.lo : v.offset;
+      const uint64_t hi = x.kind == ValueKind::array ? v.hi : v.offset + v.length;
+      if (v.extents.empty()) {
+        std::memcpy(x.data.data() + at, v.inline_data.data() + (lo - v.offset), hi - lo);
+      } else {
+        uint64_t pstart = v.offset;
+        for (const Extent& ex : v.extents) {
+          uint64_t elo = std::max(lo, pstart);
+          uint64_t ehi = std::min(hi, pstart + ex.len);
+          if (elo < ehi) {
+            auto b = read_extent(ex, v.csum_type);
+            if (!b) return b.status();
+            std::memcpy(x.data.data() + at + (elo - lo), b->data() + (elo - pstart), ehi - elo);
+          }
+          pstart += ex.len;
+        }
+      }
+      at += hi - lo;
+    }
+    x.versions.push_back(e);
+  }
+  return x;
+}
+
+Status TargetStore::import_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                                const AkeyExport& x) {
+  for (uint64_t e : x.object_punches) TESSERA_TRY(punch(oid, "", "", e, true).status());
+  for (uint64_t e : x.dkey_punches) TESSERA_TRY(punch(oid, dkey, "", e, true).status());
+  if (akey.empty()) return Status();
+  for (uint64_t e : x.akey_punches) TESSERA_TRY(punch(oid, dkey, akey, e, true).status());
+  const uint32_t rsize = std::max<uint32_t>(1, x.rsize);
+  for (const auto& v : x.versions) {
+    if (v.hi < v.lo || (v.hi - v.lo) % (x.kind == ValueKind::array ? rsize : 1) != 0 ||
+        (x.kind == ValueKind::array && v.lo % rsize != 0)) {
+      return Status(Errc::invalid_argument, "exported version is not a whole number of records");
+    }
+    if (v.punch) {
+      if (x.kind != ValueKind::array || v.hi == v.lo) {
+        return Status(Errc::invalid_argument, "exported range punch of a non-array akey");
+      }
+      TESSERA_TRY(
+          punch_range(oid, dkey, akey, v.lo / rsize, (v.hi - v.lo) / rsize, rsize, v.epoch, true)
+              .status());
+      continue;
+    }
+    if (v.data_at > x.data.size() || v.hi - v.lo > x.data.size() - v.data_at) {
+      return Status(Errc::invalid_argument, "exported version lies outside its data");
+    }
+    auto bytes = std::span<const uint8_t>(x.data.data() + v.data_at, v.hi - v.lo);
+    UpdateOptions uo;
+    uo.epoch = v.epoch;
+    uo.rsize = rsize;
+    uo.import = true;
+    if (x.kind == ValueKind::array && bytes.empty()) continue;
+    TESSERA_TRY(update(oid, dkey, akey, x.kind, x.kind == ValueKind::array ? v.lo / rsize : 0,
+                       bytes, crc32c(bytes), uo)
+                    .status());
+  }
+  return Status();
 }
 
 // ---- enumeration ------------------------------------------------------------------------------

@@ -80,6 +80,27 @@ struct UpdateOptions {
   uint32_t rsize = 1;            // array record size; offsets and lengths count records
   uint64_t epoch = 0;            // 0: the store assigns one (a replica forwards the leader's)
   std::optional<CsumType> csum;  // checksum of the stored extents (default: the store's option)
+  // A rebuild import: the given epoch may lie at or below the aggregation epoch, and a version
+  // the store already holds at that epoch is not stored again.
+  bool import = false;
+};
+
+// The whole history of one akey as rebuild moves it to another target: its versions and
+// punches (with the punches of its dkey and object), epochs kept.
+struct AkeyExport {
+  struct Ver {
+    uint64_t epoch = 0;
+    uint64_t lo = 0;  // bytes [lo, hi) of the value (single: [0, size))
+    uint64_t hi = 0;
+    bool punch = false;    // array range punch
+    uint64_t data_at = 0;  // where its bytes start in `data` (not for punches)
+  };
+  std::vector<uint64_t> object_punches, dkey_punches, akey_punches;
+  ValueKind kind = ValueKind::single;
+  uint32_t rsize = 1;
+  std::vector<Ver> versions;
+  Buffer data;  // the bytes of the versions, back to back
+  uint64_t bytes() const { return data.size(); }
 };
 
 struct FetchOptions {
@@ -137,11 +158,11 @@ class TargetStore {
   // returned epoch still see what was there.
   // `epoch` 0: the store assigns one; else the leader's epoch a replica applies.
   Result<uint64_t> punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                         uint64_t epoch = 0);
+                         uint64_t epoch = 0, bool import = false);
   // Punches records [offset, offset + length) of an array akey: they read as holes.
   Result<uint64_t> punch_range(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                                uint64_t offset, uint64_t length, uint32_t rsize = 1,
-                               uint64_t epoch = 0);
+                               uint64_t epoch = 0, bool import = false);
   // One page of a scope at `epoch` (0 = newest); resume with the returned anchor.
   Result<ListResult> list(ListScope scope, const ObjectId& oid, std::string_view dkey,
                           std::string_view akey, std::string_view anchor, uint32_t limit,
@@ -151,6 +172,17 @@ class TargetStore {
   // One past the highest visible record of an array akey (0 when nothing is visible).
   Result<uint64_t> max_recx(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                             uint64_t epoch = 0) const;
+
+  // Rebuild. Every object key the index holds, every dkey of an object and every akey of a
+  // dkey, punched ones included (a punch is history to move too).
+  std::vector<ObjectId> object_keys() const;
+  std::vector<std::string> dkey_names(const ObjectId& oid) const;
+  std::vector<std::string> akey_names(const ObjectId& oid, std::string_view dkey) const;
+  // The history of one akey (empty akey: only the punches of the dkey and object).
+  Result<AkeyExport> export_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey);
+  // Applies an export (epochs kept; what the store already holds is skipped). Durable on return.
+  Status import_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                     const AkeyExport& x);
 
   // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
   // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
@@ -217,7 +249,11 @@ class TargetStore {
   const AkeyVal* find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                       const Object** o, const Dkey** d) const;
   // `given` 0: a fresh epoch; else `given` if above the aggregation epoch (the clock observes it).
-  Result<uint64_t> take_epoch(uint64_t given);
+  // `import`: any given epoch (rebuild moves old history).
+  Result<uint64_t> take_epoch(uint64_t given, bool import = false);
+  // Whether the akey already holds a version at `epoch` that meets bytes [lo, hi).
+  bool holds(const ObjectId& oid, std::string_view dkey, std::string_view akey, uint64_t epoch,
+             uint64_t lo, uint64_t hi) const;
   bool akey_visible(const Object& o, const Dkey& d, const AkeyVal& a, uint64_t epoch) const;
   bool dkey_visible(const Object& o, const Dkey& d, uint64_t epoch) const;
   bool object_visible(const Object& o, uint64_t epoch) const;

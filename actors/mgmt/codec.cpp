@@ -189,6 +189,30 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
       }
     }
   }
+  auto st = m.initSettled(static_cast<unsigned>(p.map.settled.size()));
+  for (size_t i = 0; i < p.map.settled.size(); ++i) {
+    const auto& e = p.map.settled[i];
+    auto eb = st[static_cast<unsigned>(i)];
+    eb.setRank(e.rank);
+    eb.setHost(e.host);
+    auto ts = eb.initTargets(static_cast<unsigned>(e.targets.size()));
+    for (size_t t = 0; t < e.targets.size(); ++t) {
+      ts[static_cast<unsigned>(t)].setIndex(e.targets[t].index);
+      ts[static_cast<unsigned>(t)].setState(static_cast<uint8_t>(e.targets[t].state));
+    }
+  }
+  auto rb = b.initRebuild();
+  rb.setState(p.rebuild.state);
+  rb.setGen(p.rebuild.gen);
+  rb.setVersion(p.rebuild.version);
+  rb.setStartMs(p.rebuild.start_ms);
+  rb.setEndMs(p.rebuild.end_ms);
+  rb.setObjects(p.rebuild.objects);
+  rb.setRecords(p.rebuild.records);
+  rb.setBytes(p.rebuild.bytes);
+  rb.setLost(p.rebuild.lost);
+  rb.setError(p.rebuild.error);
+  rb.setRedundancy(p.redundancy());
   encode_acl(b.initAcl(), p.acl);
   auto pr = b.initProps(static_cast<unsigned>(p.props.size()));
   unsigned i = 0;
@@ -227,6 +251,37 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
     for (auto f : e.getFabricAddrs()) a.fabric_addrs.push_back(from_data(f));
     v.addrs[me.rank] = std::move(a);
     v.pool.map.engines.push_back(std::move(me));
+  }
+  for (auto e : m.getSettled()) {
+    placement::MapEngine me{e.getRank(), e.getHost(), {}};
+    for (auto t : e.getTargets()) {
+      if (t.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
+        return Status(Errc::protocol, "unknown target state in a pool map");
+      }
+      me.targets.push_back({t.getIndex(), static_cast<placement::TargetState>(t.getState())});
+    }
+    v.pool.map.settled.push_back(std::move(me));
+  }
+  auto rb = r.getRebuild();
+  v.pool.rebuild.state = rb.getState();
+  if (v.pool.rebuild.state.empty()) v.pool.rebuild.state = "idle";
+  v.pool.rebuild.gen = rb.getGen();
+  v.pool.rebuild.version = rb.getVersion();
+  v.pool.rebuild.start_ms = rb.getStartMs();
+  v.pool.rebuild.end_ms = rb.getEndMs();
+  v.pool.rebuild.objects = rb.getObjects();
+  v.pool.rebuild.records = rb.getRecords();
+  v.pool.rebuild.bytes = rb.getBytes();
+  v.pool.rebuild.lost = rb.getLost();
+  v.pool.rebuild.error = rb.getError();
+  v.redundancy = rb.getRedundancy();
+  v.progress.targets_done = rb.getTargetsDone();
+  v.progress.targets_total = rb.getTargetsTotal();
+  if (v.pool.rebuild.state == "busy") {
+    v.progress.objects = rb.getObjects();
+    v.progress.records = rb.getRecords();
+    v.progress.bytes = rb.getBytes();
+    v.progress.lost = rb.getLost();
   }
   v.pool.acl = decode_acl(r.getAcl());
   for (auto kv : r.getProps()) v.pool.props[kv.getName()] = kv.getValue();

@@ -1,6 +1,9 @@
 #include "actors/mgmt/service.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
 
 #include <future>
 #include <random>
@@ -55,6 +58,12 @@ Status need(const Acl& acl, const Cred& c, uint32_t perms, const std::string& wh
 uint64_t wall_epoch() {
   return epoch_at_wall(RealEnv::instance().wall());
 }
+
+uint64_t now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
 }  // namespace
 
 Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
@@ -66,6 +75,12 @@ Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   auto now = Clock::now();
   for (const auto& [r, m] : s->state_.members()) s->last_seen_[r] = now;
   s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
+  s->worker_ = std::thread([p = s.get()] { p->worker(); });
+  {
+    // Rebuilds that were running when the service stopped go on.
+    std::lock_guard lk(s->mu_);
+    s->drive_rebuilds();
+  }
   log::info("management service: state {} ({} engines, {} pools, {} commands applied)",
             s->file_.path(), s->state_.members().size(), s->state_.pools().size(),
             s->state_.applied());
@@ -79,6 +94,155 @@ MgmtService::~MgmtService() {
   }
   cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
+  {
+    std::lock_guard lk(jobs_mu_);
+    jobs_quit_ = true;
+  }
+  jobs_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void MgmtService::post(std::function<void()> job) {
+  {
+    std::lock_guard lk(jobs_mu_);
+    jobs_.push_back(std::move(job));
+  }
+  jobs_cv_.notify_all();
+}
+
+void MgmtService::worker() {
+  std::unique_lock lk(jobs_mu_);
+  while (true) {
+    jobs_cv_.wait(lk, [&] { return jobs_quit_ || !jobs_.empty(); });
+    if (jobs_quit_) return;
+    auto jobs = std::move(jobs_);
+    jobs_.clear();
+    lk.unlock();
+    for (auto& j : jobs) j();
+    lk.lock();
+  }
+}
+
+uint32_t MgmtService::rebuild_targets(const Pool& p) const {
+  uint32_t n = 0;
+  for (const auto& e : p.map.engines) {
+    auto m = state_.members().find(e.rank);
+    if (m == state_.members().end() || m->second.state != MemberState::joined) continue;
+    for (const auto& t : e.targets) {
+      n += placement::is_available(t.state) || placement::is_serving(t.state) ? 1 : 0;
+    }
+  }
+  return n;
+}
+
+void MgmtService::drive_rebuilds() {
+  for (const auto& [id, p] : state_.pools()) {
+    if (p.rebuild.state != "busy") continue;
+    auto sent = sent_gen_.find(id);
+    if (sent != sent_gen_.end() && sent->second == p.rebuild.gen) continue;
+    sent_gen_[id] = p.rebuild.gen;
+    progress_[id] = Progress{p.rebuild.gen, {}, {}};
+    std::vector<Member> to;
+    for (const auto& e : p.map.engines) {
+      auto m = state_.members().find(e.rank);
+      if (m != state_.members().end() && m->second.state == MemberState::joined) {
+        to.push_back(m->second);
+      }
+    }
+    log::info("management service: pool {} rebuild generation {} (map version {}) on {} engines",
+              id, p.rebuild.gen, p.rebuild.version, to.size());
+    send_rebuild(id, p.rebuild.gen, p.rebuild.version, std::move(to));
+    if (rebuild_targets(p) == 0) {
+      (void)commit(
+          {{"op", "rebuild_done"}, {"pool", id}, {"gen", p.rebuild.gen}, {"now_ms", now_ms()}});
+    }
+  }
+}
+
+void MgmtService::send_rebuild(uint32_t pool, uint32_t gen, uint32_t version,
+                               std::vector<Member> to) {
+  post([this, pool, gen, version, to = std::move(to)] {
+    for (const Member& m : to) {
+      capnp::MallocMessageBuilder b(128);
+      auto r = b.initRoot<schema::EngineReq>().initRebuildStart();
+      r.setPool(pool);
+      r.setGen(gen);
+      r.setVersion(version);
+      Status st = engine_call(m, b);
+      if (!st.is_ok()) {
+        log::warn("pool {} rebuild generation {}: {}", pool, gen, st.to_string());
+      }
+    }
+  });
+}
+
+void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) const {
+  auto rb = b.getRebuild();
+  if (p.rebuild.state != "busy") return;
+  rb.setTargetsTotal(rebuild_targets(p));
+  auto it = progress_.find(p.id);
+  if (it == progress_.end() || it->second.gen != p.rebuild.gen) return;
+  RebuildProgress sum;
+  for (const auto& [k, t] : it->second.targets) {
+    sum.objects += t.objects;
+    sum.records += t.records;
+    sum.bytes += t.bytes;
+    sum.lost += t.lost;
+  }
+  rb.setObjects(sum.objects);
+  rb.setRecords(sum.records);
+  rb.setBytes(sum.bytes);
+  rb.setLost(sum.lost);
+  rb.setTargetsDone(static_cast<uint32_t>(it->second.done.size()));
+}
+
+Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
+  const Pool* p = state_.pool(r.getPool());
+  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
+  if (p->rebuild.state != "busy" || p->rebuild.gen != r.getGen()) return Status();  // old news
+  Progress& pr = progress_[p->id];
+  if (pr.gen != r.getGen()) pr = Progress{r.getGen(), {}, {}};
+  const auto key = std::make_pair(r.getRank(), r.getTarget());
+  RebuildProgress& t = pr.targets[key];
+  t.objects = r.getObjects();
+  t.records = r.getRecords();
+  t.bytes = r.getBytes();
+  t.lost = r.getLost();
+  std::string error = r.getError();
+  if (!error.empty()) {
+    log::warn(
+        "management service: pool {} rebuild generation {} failed on rank {} target {}: "
+        "{}",
+        p->id, r.getGen(), r.getRank(), r.getTarget(), error);
+    return commit(
+        {{"op", "rebuild_failed"},
+         {"pool", p->id},
+         {"gen", r.getGen()},
+         {"now_ms", now_ms()},
+         {"error", fmt::format("rank {} target {}: {}", r.getRank(), r.getTarget(), error)}});
+  }
+  if (!r.getDone()) return Status();
+  pr.done[key] = true;
+  if (pr.done.size() < rebuild_targets(*p)) return Status();
+  RebuildProgress sum;
+  for (const auto& [k, x] : pr.targets) {
+    sum.objects += x.objects;
+    sum.records += x.records;
+    sum.bytes += x.bytes;
+    sum.lost += x.lost;
+  }
+  log::info(
+      "management service: pool {} rebuild generation {} done: {} objects, {} records, "
+      "{} bytes, {} lost",
+      p->id, r.getGen(), sum.objects, sum.records, sum.bytes, sum.lost);
+  return commit({{"op", "rebuild_done"},
+                 {"pool", p->id},
+                 {"gen", r.getGen()},
+                 {"now_ms", now_ms()},
+                 {"objects", sum.objects},
+                 {"records", sum.records},
+                 {"bytes", sum.bytes},
+                 {"lost", sum.lost}});
 }
 
 Status MgmtService::commit(const json& cmd) {
@@ -90,6 +254,7 @@ Status MgmtService::commit(const json& cmd) {
     log::error("management service: cannot persist its state: {}", st.to_string());
     return st;
   }
+  drive_rebuilds();
   return Status();
 }
 
@@ -106,7 +271,10 @@ void MgmtService::monitor() {
       log::warn("management service: rank {} silent for {} ms: marking it {}", rank,
                 std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second).count(),
                 stopping_ ? "stopped" : "dead");
-      (void)commit({{"op", "leave"}, {"rank", rank}, {"state", stopping_ ? "stopped" : "dead"}});
+      (void)commit({{"op", "leave"},
+                    {"rank", rank},
+                    {"state", stopping_ ? "stopped" : "dead"},
+                    {"now_ms", now_ms()}});
       break;  // members() changed; look again next round
     }
   }
@@ -125,7 +293,7 @@ void MgmtService::on_close(uint64_t session) {
   if (m == state_.members().end() || m->second.state != MemberState::joined) return;
   const char* to = stopping_ ? "stopped" : "dead";
   log::warn("management service: rank {} disconnected: marking it {}", rank, to);
-  (void)commit({{"op", "leave"}, {"rank", rank}, {"state", to}});
+  (void)commit({{"op", "leave"}, {"rank", rank}, {"state", to}, {"now_ms", now_ms()}});
 }
 
 Result<const Pool*> MgmtService::find_pool(const std::string& key) const {
@@ -224,6 +392,12 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       for (const auto& [id, p] : state_.pools()) {
         if (p.map.engine(mem->rank) != nullptr) mine.push_back(&p);
       }
+      // A rebuild running in a pool of the rank: the rank scans too (its shards open first).
+      for (const Pool* p : mine) {
+        if (p->rebuild.state == "busy") {
+          send_rebuild(p->id, p->rebuild.gen, p->rebuild.version, {state_.members().at(mem->rank)});
+        }
+      }
       return reply([&](schema::MgmtRep::Builder r) {
         auto l = r.initJoined(static_cast<unsigned>(mine.size()));
         for (size_t i = 0; i < mine.size(); ++i) {
@@ -272,16 +446,19 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto p = find_pool(req.getPoolQuery());
       if (!p) return p.status();
       TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      return reply(
-          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), **p, state_, true); });
+      return reply([&](schema::MgmtRep::Builder r) {
+        encode_pool(r.initPool(), **p, state_, true);
+        encode_progress(r.getPool(), **p);
+      });
     }
     case W::POOL_MAP: {
       std::lock_guard lk(mu_);
       if (!is_admin(cred)) return denied(cred, 0, "pool maps by id (engines only)");
       const Pool* p = state_.pool(req.getPoolMap());
       if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
+      // With the containers: rebuild needs their properties (EC cell size).
       return reply(
-          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, false); });
+          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, true); });
     }
     case W::POOL_DESTROY:
       return pool_destroy(req.getPoolDestroy(), cred);
@@ -507,8 +684,10 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       }
       log::warn("management service: rank {} declared dead by the failure detector of rank {}",
                 rank, r.getReporter());
-      TESSERA_TRY(
-          commit({{"op", "leave"}, {"rank", rank}, {"state", stopping_ ? "stopped" : "dead"}}));
+      TESSERA_TRY(commit({{"op", "leave"},
+                          {"rank", rank},
+                          {"state", stopping_ ? "stopped" : "dead"},
+                          {"now_ms", now_ms()}}));
       return none();
     }
     case W::RANK_EXCLUDE: {
@@ -520,7 +699,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
       }
       if (r.getExclude()) {
-        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}}));
+        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}, {"now_ms", now_ms()}}));
         log::warn("management service: rank {} excluded by uid {}", rank, cred.uid);
       } else {
         TESSERA_TRY(commit({{"op", "clear_exclude"},
@@ -544,12 +723,180 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
                           {"rank", r.getRank()},
                           {"target", r.getTarget()},
                           {"state", std::string(placement::state_name(
-                                        static_cast<placement::TargetState>(r.getState())))}}));
+                                        static_cast<placement::TargetState>(r.getState())))},
+                          {"now_ms", now_ms()}}));
       return reply(
           [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), **p, state_, false); });
     }
+    case W::POOL_OP:
+      return pool_op(req.getPoolOp(), cred);
+    case W::REBUILD_REPORT: {
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "rebuild reports (engines only)");
+      TESSERA_TRY(rebuild_report(req.getRebuildReport()));
+      return none();
+    }
   }
   return Status(Errc::unsupported, "unknown management request");
+}
+
+Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred) {
+  if (!is_admin(cred)) return denied(cred, 0, "pool maps (exclude, drain, reintegrate, extend)");
+  std::lock_guard create_lk(create_mu_);  // one data-moving change at a time
+  const std::string op = r.getOp();
+  const int32_t target = r.getTarget();
+  std::vector<uint32_t> ranks;
+  for (uint32_t x : r.getRanks()) ranks.push_back(x);
+  uint32_t id;
+  std::string uuid;
+  uint64_t bytes;
+  std::vector<Member> engines;  // engines to call before the change
+  {
+    std::lock_guard lk(mu_);
+    auto p = find_pool(r.getPool());
+    if (!p) return p.status();
+    id = (*p)->id;
+    uuid = (*p)->uuid;
+    bytes = (*p)->target_bytes;
+    if (op == "rebuild") {
+      TESSERA_TRY(commit({{"op", "rebuild_start"}, {"pool", id}, {"now_ms", now_ms()}}));
+      return reply([&](schema::MgmtRep::Builder rep) {
+        encode_pool(rep.initPool(), **p, state_, false);
+        encode_progress(rep.getPool(), **p);
+      });
+    }
+    if (ranks.empty()) return Status(Errc::invalid_argument, "name at least one rank");
+    using placement::TargetState;
+    // Which states each operation moves targets from, and to.
+    std::vector<TargetState> from;
+    TargetState to = TargetState::down;
+    if (op == "exclude") {
+      from = {TargetState::up_in, TargetState::up, TargetState::drain};
+    } else if (op == "drain") {
+      from = {TargetState::up_in};
+      to = TargetState::drain;
+    } else if (op == "reintegrate") {
+      from = {TargetState::down_out, TargetState::down};
+      to = TargetState::up;
+    } else if (op != "extend") {
+      return Status(Errc::invalid_argument,
+                    fmt::format("unknown pool operation '{}' (exclude, drain, reintegrate, "
+                                "extend, rebuild)",
+                                op));
+    }
+    for (uint32_t rank : ranks) {
+      auto m = state_.members().find(rank);
+      if (m == state_.members().end()) {
+        return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
+      }
+      const placement::MapEngine* e = (*p)->map.engine(rank);
+      if (op == "extend") {
+        if (e != nullptr) {
+          return Status(Errc::exists,
+                        fmt::format("rank {} is already in pool '{}'", rank, (*p)->label));
+        }
+      } else {
+        if (e == nullptr) {
+          return Status(Errc::not_found,
+                        fmt::format("rank {} is not in pool '{}'", rank, (*p)->label));
+        }
+        bool any = false;
+        for (const auto& t : e->targets) {
+          if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
+          any = true;
+          if (std::find(from.begin(), from.end(), t.state) == from.end()) {
+            return Status(
+                Errc::invalid_argument,
+                fmt::format("pool '{}': target {}:{} is {}; {} applies to {}", (*p)->label, rank,
+                            t.index, placement::state_name(t.state), op,
+                            op == "exclude" ? "up-in, up or drain targets"
+                            : op == "drain" ? "up-in targets"
+                                            : "down or down-out targets"));
+          }
+        }
+        if (!any) {
+          return Status(Errc::not_found, fmt::format("rank {} has no target {}", rank, target));
+        }
+      }
+      if (op == "extend" || op == "reintegrate") {
+        if (m->second.state != MemberState::joined) {
+          return Status(Errc::unavailable, fmt::format("rank {} is {}: start it first", rank,
+                                                       member_state_name(m->second.state)));
+        }
+        engines.push_back(m->second);
+      }
+    }
+    if (op == "exclude" || op == "drain") {
+      for (uint32_t rank : ranks) {
+        TESSERA_TRY(commit({{"op", "target_state"},
+                            {"pool", id},
+                            {"rank", rank},
+                            {"target", target},
+                            {"state", std::string(placement::state_name(to))},
+                            {"rebuild", true},
+                            {"now_ms", now_ms()}}));
+      }
+      log::warn("management service: pool {} {} of ranks {} by uid {}", id, op,
+                fmt::join(ranks, ","), cred.uid);
+      const Pool* q = state_.pool(id);
+      return reply([&](schema::MgmtRep::Builder rep) {
+        encode_pool(rep.initPool(), *q, state_, false);
+        encode_progress(rep.getPool(), *q);
+      });
+    }
+  }
+  // Reintegration drops the targets' stale data; extension creates the new engines' shards.
+  for (const Member& m : engines) {
+    capnp::MallocMessageBuilder b(256);
+    auto req = b.initRoot<schema::EngineReq>();
+    if (op == "extend") {
+      auto s = req.initPoolShardCreate();
+      s.setId(id);
+      s.setUuid(uuid);
+      s.setTargetBytes(bytes);
+    } else {
+      auto s = req.initPoolShardReset();
+      s.initShard().setId(id);
+      s.getShard().setUuid(uuid);
+      s.getShard().setTargetBytes(bytes);
+      std::vector<uint32_t> ts;
+      {
+        std::lock_guard lk(mu_);
+        const Pool* q = state_.pool(id);
+        if (q == nullptr) return Status(Errc::not_found, "the pool was destroyed");
+        for (const auto& t : q->map.engine(m.rank)->targets) {
+          if (target < 0 || t.index == static_cast<uint32_t>(target)) ts.push_back(t.index);
+        }
+      }
+      auto l = s.initTargets(static_cast<unsigned>(ts.size()));
+      for (size_t i = 0; i < ts.size(); ++i) l.set(static_cast<unsigned>(i), ts[i]);
+    }
+    Status st = engine_call(m, b);
+    if (!st.is_ok()) return Status(st.code(), fmt::format("pool {}: {}", op, st.message()));
+  }
+  std::lock_guard lk(mu_);
+  if (op == "extend") {
+    TESSERA_TRY(
+        commit({{"op", "pool_extend"}, {"pool", id}, {"ranks", ranks}, {"now_ms", now_ms()}}));
+  } else {
+    for (uint32_t rank : ranks) {
+      TESSERA_TRY(commit({{"op", "target_state"},
+                          {"pool", id},
+                          {"rank", rank},
+                          {"target", target},
+                          {"state", "up"},
+                          {"rebuild", true},
+                          {"now_ms", now_ms()}}));
+    }
+  }
+  log::warn("management service: pool {} {} of ranks {} by uid {}", id, op, fmt::join(ranks, ","),
+            cred.uid);
+  const Pool* q = state_.pool(id);
+  if (q == nullptr) return Status(Errc::not_found, "the pool was destroyed");
+  return reply([&](schema::MgmtRep::Builder rep) {
+    encode_pool(rep.initPool(), *q, state_, false);
+    encode_progress(rep.getPool(), *q);
+  });
 }
 
 Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred) {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -63,6 +64,26 @@ class MgmtService {
   Result<Buffer> pool_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
   Result<Buffer> cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
   Result<Buffer> update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred);
+  Result<Buffer> pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred);
+  Status rebuild_report(schema::MgmtReq::RebuildReport::Reader r);
+
+  // Rebuild driving (state lock held): after a change, every busy pool whose generation the
+  // engines have not been told about is sent to them (by the worker thread).
+  void drive_rebuilds();
+  void send_rebuild(uint32_t pool, uint32_t gen, uint32_t version, std::vector<Member> to);
+  // The targets that must report for a pool's generation (joined engines, targets that serve
+  // or are being filled).
+  uint32_t rebuild_targets(const Pool& p) const;
+  void encode_progress(schema::PoolInfo::Builder b, const Pool& p) const;
+  void post(std::function<void()> job);
+  void worker();
+  struct Progress {
+    uint32_t gen = 0;
+    std::map<std::pair<uint32_t, uint32_t>, RebuildProgress> targets;  // (rank, target)
+    std::map<std::pair<uint32_t, uint32_t>, bool> done;
+  };
+  std::map<uint32_t, Progress> progress_;  // by pool
+  std::map<uint32_t, uint32_t> sent_gen_;  // by pool: the generation the engines were sent
 
   MgmtOptions opts_;
   StateFile file_;
@@ -76,6 +97,12 @@ class MgmtService {
   std::condition_variable cv_;
   bool quit_ = false;
   std::thread monitor_;
+  // Slow calls to engines made on behalf of the state machine (rebuild starts).
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::vector<std::function<void()>> jobs_;
+  bool jobs_quit_ = false;
+  std::thread worker_;
 };
 
 std::string new_uuid();

@@ -23,20 +23,25 @@ Status bad(const std::string& why) {
   return Status(Errc::invalid_argument, why);
 }
 
-json map_json(const placement::PoolMap& m) {
+json engines_json(const std::vector<placement::MapEngine>& v) {
   json engines = json::array();
-  for (const auto& e : m.engines) {
+  for (const auto& e : v) {
     json ts = json::array();
     for (const auto& t : e.targets) ts.push_back(std::string(placement::state_name(t.state)));
     engines.push_back({{"rank", e.rank}, {"host", e.host}, {"targets", ts}});
   }
-  return {{"version", m.version}, {"engines", engines}};
+  return engines;
 }
 
-Result<placement::PoolMap> map_from_json(const json& j) {
-  placement::PoolMap m;
-  m.version = j.at("version").get<uint32_t>();
-  for (const auto& e : j.at("engines")) {
+json map_json(const placement::PoolMap& m) {
+  json j{{"version", m.version}, {"engines", engines_json(m.engines)}};
+  if (m.moving()) j["settled"] = engines_json(m.settled);
+  return j;
+}
+
+Result<std::vector<placement::MapEngine>> engines_from_json(const json& j) {
+  std::vector<placement::MapEngine> out;
+  for (const auto& e : j) {
     placement::MapEngine me{e.at("rank").get<uint32_t>(), e.at("host").get<std::string>(), {}};
     uint32_t i = 0;
     for (const auto& t : e.at("targets")) {
@@ -44,9 +49,67 @@ Result<placement::PoolMap> map_from_json(const json& j) {
       if (!s) return bad("unknown target state " + t.get<std::string>());
       me.targets.push_back({i++, *s});
     }
-    m.engines.push_back(std::move(me));
+    out.push_back(std::move(me));
+  }
+  return out;
+}
+
+Result<placement::PoolMap> map_from_json(const json& j) {
+  placement::PoolMap m;
+  m.version = j.at("version").get<uint32_t>();
+  auto e = engines_from_json(j.at("engines"));
+  if (!e) return e.status();
+  m.engines = std::move(*e);
+  if (j.contains("settled")) {
+    auto st = engines_from_json(j.at("settled"));
+    if (!st) return st.status();
+    m.settled = std::move(*st);
   }
   return m;
+}
+
+json rebuild_json(const RebuildState& r) {
+  return {{"state", r.state},       {"gen", r.gen},       {"version", r.version},
+          {"start_ms", r.start_ms}, {"end_ms", r.end_ms}, {"objects", r.objects},
+          {"records", r.records},   {"bytes", r.bytes},   {"lost", r.lost},
+          {"error", r.error}};
+}
+
+RebuildState rebuild_from_json(const json& j) {
+  RebuildState r;
+  r.state = j.value("state", std::string("idle"));
+  r.gen = j.value("gen", 0u);
+  r.version = j.value("version", 0u);
+  r.start_ms = j.value("start_ms", uint64_t{0});
+  r.end_ms = j.value("end_ms", uint64_t{0});
+  r.objects = j.value("objects", uint64_t{0});
+  r.records = j.value("records", uint64_t{0});
+  r.bytes = j.value("bytes", uint64_t{0});
+  r.lost = j.value("lost", uint64_t{0});
+  r.error = j.value("error", std::string());
+  return r;
+}
+
+// A map change is about to move data: keep the map whose layouts are complete (once).
+void begin_change(Pool& p) {
+  if (!p.map.moving()) p.map.settled = p.map.engines;
+}
+
+// After a map change: a new rebuild generation when the pool's self_heal allows it or an
+// administrator asked for the data movement.
+void plan_rebuild(Pool& p, uint64_t now_ms, bool requested) {
+  if (!p.map.moving()) return;
+  auto it = p.props.find("self_heal");
+  bool auto_heal = it != p.props.end() && it->second.find("rebuild") != std::string::npos;
+  if (!requested && !auto_heal) return;
+  if (p.rebuild.state != "busy") {
+    p.rebuild.start_ms = now_ms;
+    p.rebuild.end_ms = 0;
+  }
+  p.rebuild.state = "busy";
+  ++p.rebuild.gen;
+  p.rebuild.version = p.map.version;
+  p.rebuild.error.clear();
 }
 
 std::vector<std::string> hex_list(const json& j) {
@@ -200,18 +263,27 @@ Status MgmtState::apply(const json& cmd) {
   return st;
 }
 
-void MgmtState::mark_targets(uint32_t rank, TargetState from, TargetState to) {
+void MgmtState::mark_targets(uint32_t rank, TargetState to, uint64_t now_ms, bool always) {
   for (auto& [id, p] : pools_) {
     placement::MapEngine* e = p.map.engine(rank);
     if (e == nullptr) continue;
+    auto heal = p.props.find("self_heal");
+    if (!always && (heal == p.props.end() || heal->second.find("exclude") == std::string::npos)) {
+      continue;  // the pool keeps a failed engine in its map until an administrator acts
+    }
     bool changed = false;
     for (auto& t : e->targets) {
-      if (t.state == from || (from == TargetState::up_in && t.state == TargetState::drain)) {
+      if (t.state == TargetState::up_in || t.state == TargetState::drain ||
+          t.state == TargetState::up) {
+        if (!changed) begin_change(p);
         t.state = to;
         changed = true;
       }
     }
-    if (changed) ++p.map.version;
+    if (changed) {
+      ++p.map.version;
+      plan_rebuild(p, now_ms, false);
+    }
   }
 }
 
@@ -251,7 +323,7 @@ Status MgmtState::apply_op(const json& c) {
     if (it->second.state == MemberState::excluded) return Status();  // stays out when it leaves
     bool dead = c.at("state").get<std::string>() == "dead";
     it->second.state = dead ? MemberState::dead : MemberState::stopped;
-    if (dead) mark_targets(rank, TargetState::up_in, TargetState::down);
+    if (dead) mark_targets(rank, TargetState::down, c.value("now_ms", uint64_t{0}), false);
     return Status();
   }
   if (op == "exclude") {
@@ -261,7 +333,7 @@ Status MgmtState::apply_op(const json& c) {
     auto it = members_.find(rank);
     if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
     it->second.state = MemberState::excluded;
-    mark_targets(rank, TargetState::up_in, TargetState::down);
+    mark_targets(rank, TargetState::down, c.value("now_ms", uint64_t{0}), true);
     return Status();
   }
   if (op == "clear_exclude") {
@@ -330,6 +402,7 @@ Status MgmtState::apply_op(const json& c) {
     if (e == nullptr)
       return Status(Errc::not_found, fmt::format("rank {} is not in the pool", rank));
     bool hit = false;
+    begin_change(*p);
     for (auto& t : e->targets) {
       if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
       t.state = *st;
@@ -337,6 +410,70 @@ Status MgmtState::apply_op(const json& c) {
     }
     if (!hit) return Status(Errc::not_found, fmt::format("no target {}:{}", rank, target));
     ++p->map.version;
+    plan_rebuild(*p, c.value("now_ms", uint64_t{0}), c.value("rebuild", false));
+    return Status();
+  }
+  if (op == "pool_extend") {
+    begin_change(*p);
+    for (uint32_t r : c.at("ranks").get<std::vector<uint32_t>>()) {
+      auto it = members_.find(r);
+      if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", r));
+      if (p->map.engine(r) != nullptr) {
+        return Status(Errc::exists, fmt::format("rank {} is already in pool '{}'", r, p->label));
+      }
+      placement::MapEngine e{r, it->second.host, {}};
+      for (uint32_t t = 0; t < it->second.fabric_addrs.size(); ++t) {
+        e.targets.push_back({t, TargetState::up});
+      }
+      p->map.engines.push_back(std::move(e));
+    }
+    ++p->map.version;
+    plan_rebuild(*p, c.value("now_ms", uint64_t{0}), true);
+    return Status();
+  }
+  if (op == "rebuild_start") {
+    if (!p->map.moving()) {
+      return bad(fmt::format("pool '{}' has no data to move (map version {} is complete)", p->label,
+                             p->map.version));
+    }
+    plan_rebuild(*p, c.value("now_ms", uint64_t{0}), true);
+    return Status();
+  }
+  if (op == "rebuild_done" || op == "rebuild_failed") {
+    const uint32_t gen = c.at("gen").get<uint32_t>();
+    if (p->rebuild.state != "busy" || gen != p->rebuild.gen) {
+      return Status(Errc::stale, fmt::format("rebuild generation {} of pool '{}' is not running",
+                                             gen, p->label));
+    }
+    p->rebuild.end_ms = c.value("now_ms", uint64_t{0});
+    if (op == "rebuild_failed") {
+      p->rebuild.state = "failed";
+      p->rebuild.error = c.at("error").get<std::string>();
+      return Status();
+    }
+    if (p->map.version != p->rebuild.version) {
+      return Status(Errc::stale, "the pool map changed during the rebuild");
+    }
+    // Containers that lost more engines than their redundancy factor lost data for good.
+    for (auto& [cid, k] : p->containers) {
+      if (container_health(*p, k).status == "UNCLEAN") k.lost_data = true;
+    }
+    for (auto& e : p->map.engines) {
+      for (auto& t : e.targets) {
+        if (t.state == TargetState::down || t.state == TargetState::drain) {
+          t.state = TargetState::down_out;
+        } else if (t.state == TargetState::up) {
+          t.state = TargetState::up_in;
+        }
+      }
+    }
+    p->map.settled.clear();
+    ++p->map.version;
+    p->rebuild.state = "done";
+    p->rebuild.objects = c.value("objects", uint64_t{0});
+    p->rebuild.records = c.value("records", uint64_t{0});
+    p->rebuild.bytes = c.value("bytes", uint64_t{0});
+    p->rebuild.lost = c.value("lost", uint64_t{0});
     return Status();
   }
   if (op == "cont_create") {
@@ -426,14 +563,40 @@ Status MgmtState::apply_op(const json& c) {
   return bad("unknown management command '" + op + "'");
 }
 
+std::string Pool::redundancy() const {
+  if (map.moving()) return "degraded";
+  for (const auto& e : map.engines) {
+    for (const auto& t : e.targets) {
+      if (t.state == TargetState::down) return "degraded";
+    }
+  }
+  return "normal";
+}
+
 ContHealth container_health(const Pool& p, const Container& c) {
   ContHealth h;
+  // Failed engines: those with a target down that rebuild has not yet replaced, or, when the
+  // pool has too few serving engines left to give every position of the container's object
+  // class its own engine, the positions that have none.
+  uint32_t serving = 0;
   for (const auto& e : p.map.engines) {
-    bool failed = false;
-    for (const auto& t : e.targets) failed |= !placement::is_available(t.state);
+    bool failed = false, up = false;
+    for (const auto& t : e.targets) {
+      failed |= t.state == TargetState::down;
+      up |= t.state == TargetState::up_in;
+    }
     h.failed_engines += failed ? 1 : 0;
+    serving += up ? 1 : 0;
   }
-  if (h.failed_engines == 0) {
+  if (const auto* cls = placement::find_class(c.props.oclass); cls != nullptr) {
+    if (serving < cls->group_size) {
+      h.failed_engines = std::max(h.failed_engines, cls->group_size - serving);
+    }
+  }
+  if (c.lost_data) {
+    h.status = "UNCLEAN";
+    h.redundancy = "lost";
+  } else if (h.failed_engines == 0) {
     h.status = "HEALTHY";
     h.redundancy = "normal";
   } else if (h.failed_engines <= c.props.rf) {
@@ -470,7 +633,8 @@ json MgmtState::to_json() const {
                     {"acl", acl_json(k.acl)},
                     {"attrs", k.attrs},
                     {"snapshots", snaps},
-                    {"created_epoch", k.created_epoch}});
+                    {"created_epoch", k.created_epoch},
+                    {"lost_data", k.lost_data}});
     }
     ps.push_back({{"id", p.id},
                   {"uuid", p.uuid},
@@ -479,6 +643,7 @@ json MgmtState::to_json() const {
                   {"map", map_json(p.map)},
                   {"acl", acl_json(p.acl)},
                   {"props", p.props},
+                  {"rebuild", rebuild_json(p.rebuild)},
                   {"containers", cs}});
   }
   json hs = json::array();
@@ -527,6 +692,7 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
       if (!acl) return acl.status();
       p.acl = std::move(*acl);
       p.props = pj.at("props").get<std::map<std::string, std::string>>();
+      if (pj.contains("rebuild")) p.rebuild = rebuild_from_json(pj.at("rebuild"));
       for (const auto& kj : pj.at("containers")) {
         Container k;
         k.id = kj.at("id").get<uint32_t>();
@@ -542,6 +708,7 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
           k.snapshots.push_back({sj.at("epoch").get<uint64_t>(), sj.at("name").get<std::string>()});
         }
         k.created_epoch = kj.at("created_epoch").get<uint64_t>();
+        k.lost_data = kj.value("lost_data", false);
         p.containers[k.id] = std::move(k);
       }
       s.pools_[p.id] = std::move(p);

@@ -55,6 +55,24 @@ struct Container {
   std::map<std::string, std::string> attrs;
   std::vector<Snapshot> snapshots;
   uint64_t created_epoch = 0;
+  bool lost_data = false;  // a rebuild completed with more failures than rf: stays UNCLEAN
+};
+
+// The rebuild of a pool (persisted): the state of its current or last generation. A
+// generation rebuilds one map version; a newer map change starts the next generation.
+struct RebuildState {
+  std::string state = "idle";  // idle | busy | done | failed
+  uint32_t gen = 0;
+  uint32_t version = 0;  // the map version this generation rebuilds
+  uint64_t start_ms = 0, end_ms = 0;
+  uint64_t objects = 0, records = 0, bytes = 0, lost = 0;  // totals when it finished
+  std::string error;
+};
+
+// A generation's progress (the management service's memory, summed over the targets).
+struct RebuildProgress {
+  uint64_t objects = 0, records = 0, bytes = 0, lost = 0;
+  uint32_t targets_done = 0, targets_total = 0;
 };
 
 struct Pool {
@@ -66,7 +84,10 @@ struct Pool {
   Acl acl;
   std::map<std::string, std::string> props;
   std::map<uint32_t, Container> containers;  // by id
+  RebuildState rebuild;
   const Container* container(const std::string& label_or_uuid) const;
+  // normal, or degraded while a target is down or data is moving.
+  std::string redundancy() const;
 };
 
 struct Handle {
@@ -109,6 +130,8 @@ struct PoolView {
   std::map<uint32_t, EngineAddr> addrs;
   uint32_t open_handles = 0;
   std::vector<ContView> conts;
+  RebuildProgress progress;  // of the current generation (while busy)
+  std::string redundancy;
 };
 
 // An open container handle: the permissions granted at open and what it refers to.

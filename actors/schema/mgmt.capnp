@@ -43,6 +43,24 @@ struct PoolMap {
   version  @0 :UInt32;
   provider @1 :Text;
   engines  @2 :List(MapEngine);
+  settled  @3 :List(MapEngine);   # while data moves: the last map whose layouts are complete
+}
+
+# The pool's rebuild: the state of its current (or last) generation and its progress.
+struct RebuildInfo {
+  state        @0 :Text;     # idle | busy | done | failed
+  gen          @1 :UInt32;
+  version      @2 :UInt32;   # the map version this generation rebuilds
+  startMs      @3 :UInt64;   # wall clock
+  endMs        @4 :UInt64;
+  objects      @5 :UInt64;   # object shards scanned
+  records      @6 :UInt64;   # akeys and stripes sent
+  bytes        @7 :UInt64;
+  lost         @8 :UInt64;   # positions nothing could fill (beyond redundancy)
+  error        @9 :Text;
+  targetsDone  @10 :UInt32;
+  targetsTotal @11 :UInt32;
+  redundancy   @12 :Text;    # normal | degraded
 }
 
 struct KeyValue {
@@ -88,6 +106,7 @@ struct PoolInfo {
   props       @6 :List(KeyValue);
   containers  @7 :List(ContInfo);
   openHandles @8 :UInt32;
+  rebuild     @9 :RebuildInfo;
 }
 
 struct Member {
@@ -141,6 +160,27 @@ struct MgmtReq {
     targetState   @22 :TargetStateReq;
     rankExclude   @23 :RankExclude;
     rankDead      @24 :RankDead;   # an engine's failure detector declares a rank dead
+    poolOp        @25 :PoolOp;     # exclude, drain, reintegrate, extend, rebuild
+    rebuildReport @26 :RebuildReport;  # an engine target's rebuild progress
+  }
+
+  struct PoolOp {
+    pool   @0 :Text;
+    op     @1 :Text;                 # exclude | drain | reintegrate | extend | rebuild
+    ranks  @2 :List(UInt32);
+    target @3 :Int32;                # -1: every target of the ranks
+  }
+  struct RebuildReport {
+    pool    @0 :UInt32;
+    gen     @1 :UInt32;
+    rank    @2 :UInt32;
+    target  @3 :UInt32;
+    done    @4 :Bool;
+    error   @5 :Text;                # set: the scan failed
+    objects @6 :UInt64;
+    records @7 :UInt64;
+    bytes   @8 :UInt64;
+    lost    @9 :UInt64;
   }
 
   struct PoolCreate {
@@ -228,6 +268,17 @@ struct EngineReq {
     poolShardDestroy @1 :PoolShard;
     shutdown         @2 :Void;
     contPurge        @3 :ContPurge;   # punch every object of a destroyed container
+    rebuildStart     @4 :RebuildStart;  # scan the pool's shards for this generation
+    poolShardReset   @5 :ShardReset;    # drop targets' data of a pool (reintegration)
+  }
+  struct ShardReset {
+    shard   @0 :PoolShard;
+    targets @1 :List(UInt32);
+  }
+  struct RebuildStart {
+    pool    @0 :UInt32;
+    gen     @1 :UInt32;
+    version @2 :UInt32;
   }
   struct ContPurge {
     pool @0 :UInt32;

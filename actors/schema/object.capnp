@@ -185,3 +185,27 @@ struct AggregateRep {
   keysRemoved     @5 :UInt64;
   bytesFreed      @6 :UInt64;
 }
+
+# Rebuild (engine to engine): the whole history of one akey of a shard, for the target that
+# rebuild is filling. The bulk holds the versions' bytes back to back (crc32c in `crc`).
+struct RebuildVersion {
+  epoch  @0 :UInt64;
+  lo     @1 :UInt64;    # bytes [lo, hi) of the value
+  hi     @2 :UInt64;
+  punch  @3 :Bool;      # array range punch
+  dataAt @4 :UInt64;    # where its bytes start in the bulk
+}
+
+struct RebuildPush {
+  ctx           @0 :IoCtx;           # pool and the sender's map version (no handle)
+  oid           @1 :ObjId;           # the shard's store key (container in the reserved bits)
+  dkey          @2 :Data;
+  akey          @3 :Data;            # empty: only the punches of the dkey and object
+  kind          @4 :ValueKind;
+  rsize         @5 :UInt32;
+  objectPunches @6 :List(UInt64);
+  dkeyPunches   @7 :List(UInt64);
+  akeyPunches   @8 :List(UInt64);
+  versions      @9 :List(RebuildVersion);
+  crc           @10 :UInt32;
+}

@@ -1,5 +1,7 @@
 #include "apps/cli/common.hpp"
 
+#include <chrono>
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -181,7 +183,34 @@ json pool_json(const mgmt::PoolView& v) {
           {"props", p.props},
           {"containers", conts},
           {"open_handles", v.open_handles},
-          {"acl", acl_json(p.acl)}};
+          {"acl", acl_json(p.acl)},
+          {"redundancy", v.redundancy},
+          {"rebuild", rebuild_json(v)}};
+}
+
+json rebuild_json(const mgmt::PoolView& v) {
+  const auto& r = v.pool.rebuild;
+  const bool busy = r.state == "busy";
+  const uint64_t end =
+      busy || r.end_ms == 0
+          ? static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count())
+          : r.end_ms;
+  json j{{"state", r.state},
+         {"generation", r.gen},
+         {"map_version", r.version},
+         {"objects", busy ? v.progress.objects : r.objects},
+         {"records", busy ? v.progress.records : r.records},
+         {"bytes", busy ? v.progress.bytes : r.bytes},
+         {"lost", busy ? v.progress.lost : r.lost},
+         {"elapsed_ms", r.start_ms == 0 || end < r.start_ms ? 0 : end - r.start_ms}};
+  if (busy) {
+    j["targets_done"] = v.progress.targets_done;
+    j["targets_total"] = v.progress.targets_total;
+  }
+  if (!r.error.empty()) j["error"] = r.error;
+  return j;
 }
 
 json cont_json(const mgmt::ContView& v) {

@@ -64,6 +64,9 @@ Result<Opened> open_container(const Globals& g, const std::string& pool, const s
 // JSON of management records, shared by the commands that print them.
 json pool_json(const mgmt::PoolView& v);
 json cont_json(const mgmt::ContView& v);
+// The pool's rebuild: state, generation, objects/records/bytes, elapsed_ms (and targets while
+// busy).
+json rebuild_json(const mgmt::PoolView& v);
 json acl_json(const mgmt::Acl& a);
 void print_acl(const mgmt::Acl& a);
 

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <thread>
+
+#include <unistd.h>
 
 #include "apps/cli/common.hpp"
 #include "core/config.hpp"
@@ -12,6 +15,21 @@
 namespace tessera::cli {
 
 namespace {
+
+// "busy (generation 3): 12 objects, 340 records, 4.1 MiB moved, 2.3 s".
+std::string rebuild_line(const json& r) {
+  std::string s =
+      fmt::format("{} (generation {})", r.value("state", std::string()), r.value("generation", 0u));
+  if (r.value("state", std::string()) == "idle") return s;
+  s += fmt::format(": {} objects, {} records, {} moved, {:.1f} s", r.value("objects", uint64_t{0}),
+                   r.value("records", uint64_t{0}), human(r.value("bytes", uint64_t{0})),
+                   static_cast<double>(r.value("elapsed_ms", uint64_t{0})) / 1000.0);
+  if (r.value("lost", uint64_t{0}) != 0) {
+    s += fmt::format(", {} positions LOST", r.value("lost", uint64_t{0}));
+  }
+  if (r.contains("error")) s += ", error: " + r["error"].get<std::string>();
+  return s;
+}
 
 struct PoolArgs {
   std::string pool;
@@ -22,6 +40,8 @@ struct PoolArgs {
   bool no_space = false;
   std::string prop;
   std::string value;
+  int32_t target = -1;
+  double wait_s = 0;
 };
 
 constexpr uint64_t kDefaultTargetBytes = 256ull << 20;
@@ -182,12 +202,81 @@ int pool_query(Globals& g, const PoolArgs& a) {
       }
       std::printf("  rank %u on %s:%s\n", e.rank, e.host.c_str(), line.c_str());
     }
+    std::printf("redundancy: %s; rebuild: %s\n", v->redundancy.c_str(),
+                rebuild_line(j["rebuild"]).c_str());
     std::string conts;
     for (const auto& c : v->conts) conts += (conts.empty() ? "" : ", ") + c.c.props.label;
     std::printf("containers: %zu%s%s%s; open handles %u\n", v->conts.size(),
                 conts.empty() ? "" : " (", conts.c_str(), conts.empty() ? "" : ")",
                 v->open_handles);
   });
+}
+
+// pool exclude | drain | reintegrate | extend | rebuild start.
+int pool_op(Globals& g, const PoolArgs& a, const std::string& op) {
+  const std::string what = "pool " + op;
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  auto v = mc->pool_op(a.pool, op, a.ranks, a.target);
+  if (!v) return fail(g, v.status(), what);
+  json j = pool_json(*v);
+  return done(g, {{"pool", j}}, [&] {
+    std::string who;
+    for (uint32_t r : a.ranks) who += (who.empty() ? "" : ",") + std::to_string(r);
+    if (a.target >= 0) who += ":" + std::to_string(a.target);
+    std::printf("pool %s: %s%s%s; map version %u; rebuild %s\n", v->pool.label.c_str(), op.c_str(),
+                who.empty() ? "" : " ", who.c_str(), v->pool.map.version,
+                rebuild_line(j["rebuild"]).c_str());
+  });
+}
+
+int pool_rebuild_wait(Globals& g, const PoolArgs& a) {
+  const char* what = "pool rebuild wait";
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(a.wait_s * 1000));
+  const bool tty = !g.json && ::isatty(2) != 0;
+  bool drew = false;
+  while (true) {
+    auto v = mc->pool_query(a.pool);
+    if (!v) return fail(g, v.status(), what);
+    json r = rebuild_json(*v);
+    const std::string state = r["state"];
+    if (state != "busy") {
+      if (drew) std::fprintf(stderr, "\n");
+      if (state == "failed") {
+        return fail(
+            g,
+            Status(Errc::io_error, fmt::format("rebuild of pool '{}' failed: {} (tessera "
+                                               "pool rebuild start {} retries)",
+                                               a.pool, r.value("error", std::string("?")), a.pool)),
+            what);
+      }
+      return done(g, {{"rebuild", r}, {"redundancy", v->redundancy}},
+                  [&] { std::printf("rebuild %s\n", rebuild_line(r).c_str()); });
+    }
+    if (a.wait_s > 0 && std::chrono::steady_clock::now() >= deadline) {
+      if (drew) std::fprintf(stderr, "\n");
+      return fail(g,
+                  Status(Errc::timeout, fmt::format("rebuild of pool '{}' still busy after {} s",
+                                                    a.pool, a.wait_s)),
+                  what);
+    }
+    if (!g.json) {
+      // A bar over the targets that finished scanning.
+      const uint32_t total = r.value("targets_total", 0u), done_t = r.value("targets_done", 0u);
+      const int width = 30;
+      const int fill = total == 0 ? 0 : static_cast<int>(width * done_t / total);
+      std::string bar(static_cast<size_t>(fill), '#');
+      bar.resize(width, '.');
+      std::fprintf(stderr, "%s[%s] %u/%u targets  %s", tty ? "\r" : "", bar.c_str(), done_t, total,
+                   rebuild_line(r).c_str());
+      if (!tty) std::fprintf(stderr, "\n");
+      drew = tty;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 1000));
+  }
 }
 
 int pool_destroy(Globals& g, const PoolArgs& a) {
@@ -357,6 +446,45 @@ void add_pool_commands(CLI::App& app, Globals& g) {
   destroy->add_flag("-f,--force", a->force, "even with open container handles");
 
   add_acl_commands(pool, g, pool_arg, a->pool, nullptr);
+
+  struct Op {
+    const char* name;
+    const char* help;
+  };
+  for (auto op : {Op{"exclude",
+                     "take ranks (or one target of each) out: down, then rebuilt "
+                     "elsewhere (down-out)"},
+                  Op{"drain",
+                     "move the data of ranks (or one target of each) elsewhere, then "
+                     "take them out (drain -> down-out)"},
+                  Op{"reintegrate",
+                     "bring repaired ranks back: stale data dropped, layout "
+                     "restored by rebuild (down-out -> up -> up-in)"}}) {
+    auto* c = leaf(pool, g, op.name, op.help,
+                   [&g, a, name = std::string(op.name)] { return pool_op(g, *a, name); });
+    pool_arg(c);
+    c->add_option("--rank,--ranks", a->ranks, "ranks (comma separated)")
+        ->delimiter(',')
+        ->required();
+    c->add_option("--target", a->target, "only this target of each rank (default: all)");
+  }
+  auto* extend = leaf(pool, g, "extend", "add joined engines to the pool; rebuild rebalances",
+                      [&g, a] { return pool_op(g, *a, "extend"); });
+  pool_arg(extend);
+  extend->add_option("--rank,--ranks", a->ranks, "ranks to add (comma separated)")
+      ->delimiter(',')
+      ->required();
+  auto* rb = pool->add_subcommand("rebuild", "the pool's rebuild: start it again, wait for it");
+  rb->require_subcommand(1);
+  auto* rstart = leaf(rb, g, "start",
+                      "start a rebuild of the pool's moving data (a failed one "
+                      "retries)",
+                      [&g, a] { return pool_op(g, *a, "rebuild"); });
+  pool_arg(rstart);
+  auto* rwait = leaf(rb, g, "wait", "block with a progress bar until the rebuild is not busy",
+                     [&g, a] { return pool_rebuild_wait(g, *a); });
+  pool_arg(rwait);
+  rwait->add_option("--timeout-s", a->wait_s, "give up after this long (default: never)");
 
   auto* getprop = leaf(pool, g, "get-prop", "show the pool's properties",
                        [&g, a] { return pool_get_prop(g, *a); });

@@ -1,0 +1,389 @@
+#include <fmt/format.h>
+#include <isa-l/crc.h>
+
+#include <algorithm>
+#include <set>
+
+#include "actors/object_service_util.hpp"
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "actors/schema/object.capnp.h"
+#include "core/log.hpp"
+#include "placement/erasure.hpp"
+#include "placement/layout.hpp"
+#include "rebuild/rebuild.hpp"
+
+namespace tessera::rebuild {
+
+using capn::as_data;
+using capn::from_data;
+using placement::Position;
+using placement::Shard;
+
+namespace {
+
+constexpr auto kSendTimeout = std::chrono::seconds(10);
+constexpr auto kRetryPause = std::chrono::milliseconds(200);
+
+uint32_t crc_of(std::span<const uint8_t> d) {
+  return crc32_iscsi(const_cast<uint8_t*>(d.data()), static_cast<int>(d.size()), 0);
+}
+
+bool retryable(Errc e) {
+  return e == Errc::unavailable || e == Errc::timeout || e == Errc::shutdown ||
+         e == Errc::unreachable || e == Errc::stale;
+}
+
+struct Scan {
+  ActorRuntime& rt;
+  uint32_t rank;
+  uint16_t target;
+  PoolShard& shard;
+  const ScanOptions& o;
+  Counters c;
+
+  const placement::PoolMap& map() const { return shard.view->pool.map; }
+  bool is_me(const Shard& s) const { return s.rank == rank && s.target == target; }
+
+  // Asks `dst` (retrying while it may be coming back) and checks the answer.
+  Result<Message> ask(const Shard& dst, uint16_t method, const Buffer& body, const Buffer& bulk) {
+    const auto deadline = rt.target().env().now() + o.retry;
+    while (true) {
+      Message m;
+      m.dst = ActorAddr{dst.rank, static_cast<uint16_t>(dst.target), proto::kObjectServiceActor};
+      m.protocol = proto::kProtoObject;
+      m.method = method;
+      m.body = Buffer(body.data(), body.size());
+      m.bulk = Buffer(bulk.data(), bulk.size());
+      auto r = rt.ask(std::move(m), kSendTimeout, proto::kObjectServiceActor);
+      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
+      if (st.is_ok()) return r;
+      if (!retryable(st.code()) || rt.target().env().now() >= deadline ||
+          (o.cancelled && o.cancelled())) {
+        return Status(st.code(),
+                      fmt::format("rank {} target {}: {}", dst.rank, dst.target, st.message()));
+      }
+      rt.target().sleep_for(kRetryPause);
+    }
+  }
+
+  Status send(const Shard& dst, ObjectId key, const std::string& dkey, const std::string& akey,
+              const storage::AkeyExport& x) {
+    capnp::MallocMessageBuilder b(1024);
+    auto req = b.initRoot<schema::RebuildPush>();
+    req.initCtx().setPool(shard.id);
+    req.getCtx().setMapVersion(map().version);
+    req.initOid().setHi(key.hi);
+    req.getOid().setLo(key.lo);
+    req.setDkey(as_data(dkey));
+    req.setAkey(as_data(akey));
+    req.setKind(x.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                    : schema::ValueKind::SINGLE);
+    req.setRsize(x.rsize);
+    auto fill = [](auto list, const std::vector<uint64_t>& v) {
+      for (size_t i = 0; i < v.size(); ++i) list.set(static_cast<unsigned>(i), v[i]);
+    };
+    fill(req.initObjectPunches(static_cast<unsigned>(x.object_punches.size())), x.object_punches);
+    fill(req.initDkeyPunches(static_cast<unsigned>(x.dkey_punches.size())), x.dkey_punches);
+    fill(req.initAkeyPunches(static_cast<unsigned>(x.akey_punches.size())), x.akey_punches);
+    auto vs = req.initVersions(static_cast<unsigned>(x.versions.size()));
+    for (size_t i = 0; i < x.versions.size(); ++i) {
+      auto v = vs[static_cast<unsigned>(i)];
+      v.setEpoch(x.versions[i].epoch);
+      v.setLo(x.versions[i].lo);
+      v.setHi(x.versions[i].hi);
+      v.setPunch(x.versions[i].punch);
+      v.setDataAt(x.versions[i].data_at);
+    }
+    req.setCrc(crc_of(x.data.span()));
+    auto r = ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
+    if (!r) return r.status();
+    ++c.records;
+    c.bytes += x.data.size();
+    return Status();
+  }
+
+  // Sends the punches of the dkey and object, then each akey `want` accepts, whole.
+  Status send_dkey(const Shard& dst, ObjectId key, const std::string& dkey,
+                   const std::function<bool(const std::string&, storage::ValueKind)>& want) {
+    storage::TargetStore& st = *shard.store;
+    auto punches = st.export_akey(key, dkey, "");
+    if (!punches) return punches.status();
+    if (!punches->object_punches.empty() || !punches->dkey_punches.empty()) {
+      TESSERA_TRY(send(dst, key, dkey, "", *punches));
+    }
+    for (const auto& akey : st.akey_names(key, dkey)) {
+      auto x = st.export_akey(key, dkey, akey);
+      if (!x) return x.status();
+      if (want && !want(akey, x->kind)) continue;
+      TESSERA_TRY(send(dst, key, dkey, akey, *x));
+    }
+    return Status();
+  }
+
+  // Bytes [off, off + len) of an array akey of a complete position (this target or another).
+  Result<storage::FetchResult> fetch(const Shard& src, ObjectId key, const std::string& dkey,
+                                     const std::string& akey, uint64_t off, uint64_t len) {
+    if (is_me(src)) {
+      return shard.store->fetch(key, dkey, akey, storage::ValueKind::array, off, len, 0);
+    }
+    capnp::MallocMessageBuilder b(512);
+    auto req = b.initRoot<schema::FetchReq>();
+    req.initOid().setHi(key.hi);
+    req.getOid().setLo(key.lo);
+    req.setDkey(as_data(dkey));
+    req.setAkey(as_data(akey));
+    req.setKind(schema::ValueKind::ARRAY);
+    req.setOffset(off);
+    req.setLength(len);
+    req.initCtx().setPool(shard.id);
+    req.getCtx().setMapVersion(map().version);
+    auto r = ask(src, proto::kObjShardFetch, capn::to_body(b), {});
+    if (!r) return r.status();
+    storage::FetchResult out;
+    uint32_t crc = 0;
+    {
+      capn::DecodeScope ds;
+      capn::BodyReader br(r->body);
+      auto rep = br.root<schema::FetchRep>();
+      out.size = rep.getSize();
+      out.epoch = rep.getEpoch();
+      out.exists = rep.getExists();
+      crc = rep.getCrc();
+      for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
+      if (ds.failed()) return Status(Errc::protocol, "malformed fetch reply: " + ds.what());
+    }
+    out.data = std::move(r->bulk);
+    if (crc_of(out.data.span()) != crc) {
+      return Status(Errc::checksum, "fetched cell does not match its checksum");
+    }
+    return out;
+  }
+
+  // Rebuilds position `lost`'s cells of one akey, stripe by stripe, from k complete positions.
+  Status rebuild_cells(const placement::ObjectClass& cls, const placement::EcGeometry& g,
+                       const std::vector<Position>& pos, uint32_t lost, ObjectId key,
+                       const std::string& dkey, const std::string& akey) {
+    std::vector<uint32_t> sources;
+    for (uint32_t j = 0; j < pos.size() && sources.size() < g.k; ++j) {
+      if (j != lost && pos[j].complete) sources.push_back(j);
+    }
+    if (sources.size() < g.k) {
+      ++c.lost;
+      return Status();
+    }
+    // The akey's punches first: a stripe older than a punch stays hidden after it.
+    auto punches = shard.store->export_akey(key, dkey, akey);
+    if (!punches) return punches.status();
+    punches->versions.clear();
+    punches->data = Buffer();
+    if (!punches->akey_punches.empty())
+      TESSERA_TRY(send(pos[lost].home, key, dkey, akey, *punches));
+    // Which stripes exist: the written runs of this (complete) position.
+    std::set<uint64_t> stripes;
+    std::string anchor;
+    while (true) {
+      auto page = shard.store->list(ListScope::recx, key, dkey, akey, anchor, 1000, 0);
+      if (!page) return page.status();
+      for (const auto& e : page->entries) {
+        if (e.length == 0) continue;
+        for (uint64_t s = e.offset / g.cell; s <= (e.offset + e.length - 1) / g.cell; ++s) {
+          stripes.insert(s);
+        }
+      }
+      if (page->done || page->anchor.empty()) break;
+      anchor = page->anchor;
+    }
+    const auto& code = placement::erasure_code(g.k, g.p);
+    const size_t cell = g.cell;
+    for (uint64_t s : stripes) {
+      std::vector<Buffer> cells(g.n());
+      bool present[64] = {};
+      uint64_t epoch = 0;
+      bool torn = false, empty = true;
+      for (uint32_t j : sources) {
+        auto f = fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey, akey,
+                       s * cell, cell);
+        if (!f) return f.status();
+        const bool hole_free = f->holes.empty() && f->data.size() == cell;
+        const bool all_hole = f->holes.size() == 1 && f->holes[0].second == cell;
+        if (all_hole) {
+          if (!empty || epoch != 0) torn = true;
+          continue;
+        }
+        if (!hole_free || (epoch != 0 && f->epoch != epoch)) torn = true;
+        empty = false;
+        epoch = f->epoch;
+        const uint32_t ci = g.cell_at(j);
+        cells[ci] = std::move(f->data);
+        present[ci] = true;
+      }
+      if (empty && !torn) continue;
+      if (torn) {
+        log::warn(
+            "rebuild: pool {} stripe {} of akey '{}' is torn (its cells disagree); not "
+            "rebuilt",
+            shard.id, s, akey);
+        ++c.lost;
+        continue;
+      }
+      std::vector<uint8_t*> ptrs(g.n());
+      for (uint32_t ci = 0; ci < g.n(); ++ci) {
+        if (!present[ci]) cells[ci].reset(cell);
+        ptrs[ci] = cells[ci].data();
+      }
+      TESSERA_TRY(code.reconstruct(cell, ptrs, std::span<const bool>(present, g.n())));
+      storage::AkeyExport x;
+      x.kind = storage::ValueKind::array;
+      x.rsize = 1;
+      x.data = std::move(cells[g.cell_at(lost)]);
+      x.versions.push_back({epoch, s * cell, (s + 1) * cell, false, 0});
+      TESSERA_TRY(send(pos[lost].home, key, dkey, akey, x));
+    }
+    (void)cls;
+    return Status();
+  }
+
+  uint64_t cell_size(uint32_t cont) const {
+    for (const auto& k : shard.view->conts) {
+      if (k.c.id == cont) return k.c.props.cell_size;
+    }
+    return 0;
+  }
+
+  // One dkey: fills every position whose home this target must fill.
+  Status dkey_work(const placement::ObjectClass& cls, const placement::Placement& place,
+                   ObjectId key, const std::string& dkey) {
+    const auto pos = place.dkey(dkey);
+    int me_complete = -1;
+    for (uint32_t j = 0; j < pos.size(); ++j) {
+      if (pos[j].complete && is_me(pos[j].home)) me_complete = static_cast<int>(j);
+    }
+    for (uint32_t i = 0; i < pos.size(); ++i) {
+      const Position& p = pos[i];
+      if (!p.home.available || p.complete || is_me(p.home)) continue;
+      if (p.prev) {
+        // The former holder sends its own history of the position.
+        if (is_me(*p.prev)) TESSERA_TRY(send_dkey(p.home, key, dkey, nullptr));
+        continue;
+      }
+      int first = -1;
+      for (uint32_t j = 0; j < pos.size() && first < 0; ++j) {
+        if (pos[j].complete) first = static_cast<int>(j);
+      }
+      if (first < 0) {
+        if (is_me(pos[0].home) || me_complete >= 0) ++c.lost;
+        continue;
+      }
+      if (cls.redundancy != placement::Redundancy::erasure) {
+        if (first == me_complete) TESSERA_TRY(send_dkey(p.home, key, dkey, nullptr));
+        continue;
+      }
+      if (me_complete < 0) continue;
+      const uint64_t cell = cell_size(objsvc::cont_of(key));
+      if (cell == 0) {
+        log::warn("rebuild: pool {}: container {} unknown; its object is skipped", shard.id,
+                  objsvc::cont_of(key));
+        ++c.lost;
+        continue;
+      }
+      const auto g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
+      const auto me = static_cast<uint32_t>(me_complete);
+      // Partial-stripe copies: from the first complete parity position, or, without one, from
+      // every complete data position (each holds the copies of its own cells).
+      int copy_src = -1;
+      for (uint32_t q = 0; q < g.p && copy_src < 0; ++q) {
+        if (pos[g.parity_pos(q)].complete) copy_src = static_cast<int>(g.parity_pos(q));
+      }
+      const bool send_copies = copy_src >= 0 ? copy_src == me_complete : g.cell_at(me) < g.k;
+      // Single values live on data position 0 and the parity positions.
+      std::vector<uint32_t> holders{g.data_pos(0)};
+      for (uint32_t q = 0; q < g.p; ++q) holders.push_back(g.parity_pos(q));
+      const bool lost_holds_singles = std::count(holders.begin(), holders.end(), i) > 0;
+      int single_src = -1;
+      for (uint32_t h : holders) {
+        if (single_src < 0 && pos[h].complete) single_src = static_cast<int>(h);
+      }
+      const bool send_singles = lost_holds_singles && single_src == me_complete;
+      const bool leader = first == me_complete;
+      std::vector<std::string> cell_akeys;
+      TESSERA_TRY(
+          send_dkey(p.home, key, dkey, [&](const std::string& akey, storage::ValueKind kind) {
+            if (placement::is_ec_copy_akey(akey)) return send_copies;
+            if (kind == storage::ValueKind::single) return send_singles;
+            if (leader) cell_akeys.push_back(akey);
+            return false;
+          }));
+      for (const auto& akey : cell_akeys) {
+        TESSERA_TRY(rebuild_cells(cls, g, pos, i, key, dkey, akey));
+      }
+    }
+    return Status();
+  }
+};
+
+}  // namespace
+
+Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
+                      const ScanOptions& opts) {
+  Scan s{rt, rank, target, shard, opts, {}};
+  if (!shard.view) return Status(Errc::unavailable, "no pool map");
+  const double share = std::clamp(opts.share, 0.01, 1.0);
+  Env& env = rt.target().env();
+  for (const ObjectId& key : shard.store->object_keys()) {
+    if (opts.cancelled && opts.cancelled()) {
+      return Status(Errc::busy, "replaced by a newer rebuild");
+    }
+    const ObjectId uoid = objsvc::user_oid(key);
+    const auto* cls = placement::find_class(placement::oid_class(uoid));
+    if (cls == nullptr) continue;
+    auto place = placement::place(uoid, s.map());
+    if (!place) continue;  // the class does not fit this map: nothing can be placed
+    ++s.c.objects;
+    for (const auto& dkey : shard.store->dkey_names(key)) {
+      if (opts.cancelled && opts.cancelled()) {
+        return Status(Errc::busy, "replaced by a newer rebuild");
+      }
+      const Nanos t0 = env.now();
+      TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
+      const Nanos busy = env.now() - t0;
+      if (share < 1.0 && busy > Nanos(0)) {
+        rt.target().sleep_for(
+            Nanos(static_cast<int64_t>(static_cast<double>(busy.count()) * (1.0 - share) / share)));
+      }
+    }
+    if (opts.progress) opts.progress(s.c);
+  }
+  return s.c;
+}
+
+Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer& bulk) {
+  storage::AkeyExport x;
+  ObjectId key;
+  std::string dkey, akey;
+  {
+    capn::DecodeScope ds;
+    capn::BodyReader br(body);
+    auto req = br.root<schema::RebuildPush>();
+    key = objsvc::oid_of(req.getOid());
+    dkey = from_data(req.getDkey());
+    akey = from_data(req.getAkey());
+    x.kind = objsvc::kind_of(req.getKind());
+    x.rsize = std::max<uint32_t>(1, req.getRsize());
+    for (uint64_t e : req.getObjectPunches()) x.object_punches.push_back(e);
+    for (uint64_t e : req.getDkeyPunches()) x.dkey_punches.push_back(e);
+    for (uint64_t e : req.getAkeyPunches()) x.akey_punches.push_back(e);
+    for (auto v : req.getVersions()) {
+      x.versions.push_back({v.getEpoch(), v.getLo(), v.getHi(), v.getPunch(), v.getDataAt()});
+    }
+    if (crc_of(bulk.span()) != req.getCrc()) {
+      return Status(Errc::checksum, "rebuild data does not match its checksum");
+    }
+    if (ds.failed()) return Status(Errc::protocol, "malformed rebuild push: " + ds.what());
+  }
+  if (dkey.empty()) return Status(Errc::protocol, "rebuild push without a dkey");
+  x.data = Buffer(bulk.data(), bulk.size());
+  return store.import_akey(key, dkey, akey, x);
+}
+
+}  // namespace tessera::rebuild
