@@ -234,3 +234,37 @@ TEST(RebuildTest, DrainReintegrateAndExtendMoveData) {
   ASSERT_TRUE(c2);
   verify(*c2, m, "after losing rank 1");
 }
+
+// A second engine dies while the first one's rebuild runs: the rebuild plans again on the new
+// map and converges; then one more engine fails and every acknowledged write reads back.
+TEST(RebuildTest, SecondFailureDuringRebuildReplansAndConverges) {
+  Harness h;
+  h.start(6, {}, "RP_3GX", 2, 4096);
+  Model m;
+  std::mt19937_64 rng(23);
+  const uint64_t objects = 40;
+  for (int i = 0; i < 400; ++i) write_one(*h.cont, m, rng, objects, 4096);
+  h.sys->engine(3).kill9();
+  // Rank 4 dies as soon as the first generation runs.
+  bool busy = false;
+  for (int i = 0; i < 600 && !busy; ++i) {
+    auto q = h.mc->pool_query("tank");
+    busy = q && q->pool.rebuild.state == "busy";
+    if (!busy) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(busy);
+  h.sys->engine(4).kill9();
+  ASSERT_TRUE(wait_gone(*h.mc, {3, 4}));
+  auto v = wait_rebuild(*h.mc, [&] { write_one(*h.cont, m, rng, objects, 4096); });
+  ASSERT_EQ(v.pool.rebuild.state, "done");
+  EXPECT_EQ(*v.pool.map.state(3, 0), placement::TargetState::down_out);
+  EXPECT_EQ(*v.pool.map.state(4, 0), placement::TargetState::down_out);
+  EXPECT_GE(v.pool.rebuild.gen, 2u);
+  verify(*h.cont, m, "after both rebuilds");
+  ASSERT_TRUE(h.mc->pool_set_prop("tank", "self_heal", "exclude").is_ok());
+  h.sys->engine(5).kill9();
+  ASSERT_TRUE(wait_gone(*h.mc, {5}));
+  auto c2 = h.fresh();
+  ASSERT_TRUE(c2);
+  verify(*c2, m, "after a third engine is lost");
+}

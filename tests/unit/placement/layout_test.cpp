@@ -261,3 +261,62 @@ TEST(Layout, DkeysSpreadOverGroups) {
     EXPECT_LT(c, 10700u);
   }
 }
+
+// While a map moves data (settled map kept), every position says where writes go, whether its
+// home holds complete data, and which serving former holder reads go to meanwhile.
+TEST(Placement, PositionsWhileDataMoves) {
+  PoolMap m = make_map(6, 1, 2);
+  for (uint64_t i = 0; i < 300; ++i) {
+    const ObjectId oid = oid_n(i, "RP_3GX");
+    const std::string dkey = "k" + std::to_string(i);
+    auto settled = place(oid, m);
+    ASSERT_TRUE(settled);
+    EXPECT_FALSE(settled->settled.has_value());
+    for (const auto& p : settled->dkey(dkey)) {
+      EXPECT_TRUE(p.complete);
+      EXPECT_FALSE(p.prev.has_value());
+      EXPECT_EQ(p.reader(), &p.home);
+    }
+    // Rank 2 fails, rank 4 drains: their positions move; nothing else does.
+    PoolMap mv = m;
+    mv.settled = m.engines;
+    for (auto& t : mv.engine(2)->targets) t.state = TargetState::down;
+    for (auto& t : mv.engine(4)->targets) t.state = TargetState::drain;
+    ++mv.version;
+    auto moving = place(oid, mv);
+    ASSERT_TRUE(moving);
+    auto before = settled->dkey(dkey);
+    auto now = moving->dkey(dkey);
+    ASSERT_EQ(before.size(), now.size());
+    for (size_t s = 0; s < now.size(); ++s) {
+      const Shard& old = before[s].home;
+      if (old.rank == 2) {
+        EXPECT_FALSE(now[s].complete) << i;
+        EXPECT_FALSE(now[s].prev.has_value()) << i;  // the failed holder serves nothing
+        EXPECT_NE(now[s].home.rank, 2u);
+        EXPECT_EQ(now[s].reader(), nullptr);
+      } else if (old.rank == 4) {
+        EXPECT_FALSE(now[s].complete) << i;
+        ASSERT_TRUE(now[s].prev.has_value()) << i;  // the draining holder serves until done
+        EXPECT_TRUE(same_target(*now[s].prev, old));
+        EXPECT_EQ(now[s].writers().size(), 2u);
+        EXPECT_EQ(now[s].reader(), &*now[s].prev);
+      } else {
+        EXPECT_TRUE(now[s].complete) << i;
+        EXPECT_TRUE(same_target(now[s].home, old));
+      }
+    }
+    // The rebuild completes: the new homes hold complete data.
+    PoolMap done = mv;
+    done.settled.clear();
+    for (auto& t : done.engine(2)->targets) t.state = TargetState::down_out;
+    for (auto& t : done.engine(4)->targets) t.state = TargetState::down_out;
+    auto after = place(oid, done);
+    ASSERT_TRUE(after);
+    auto fin = after->dkey(dkey);
+    for (size_t s = 0; s < fin.size(); ++s) {
+      EXPECT_TRUE(fin[s].complete);
+      EXPECT_TRUE(same_target(fin[s].home, now[s].home));
+    }
+  }
+}
