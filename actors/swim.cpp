@@ -218,7 +218,7 @@ bool SwimActor::ping_via(uint32_t helper, uint32_t rank, std::chrono::millisecon
 
 void SwimActor::loop() {
   auto next_refresh = Clock::now();
-  while (!stopping_) {
+  while (!stopping_ && !rt_.target().stopping()) {
     const auto round = Clock::now();
     if (round >= next_refresh) {
       refresh_members();
@@ -238,7 +238,8 @@ void SwimActor::loop() {
         break;
       }
     }
-    if (target != UINT32_MAX && !ping(target, opts_.ping_timeout) && !stopping_) {
+    if (target != UINT32_MAX && !ping(target, opts_.ping_timeout) && !stopping_ &&
+        !rt_.target().stopping()) {
       // Indirect probes through up to `indirect` other live members, in parallel.
       std::vector<uint32_t> helpers;
       for (const auto& [r, mb] : members_) {
