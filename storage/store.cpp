@@ -854,6 +854,15 @@ Status TargetStore::verify_extent(const Extent& e, CsumType t, const uint8_t* by
                             e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
 }
 
+TargetStore::ReadGuard::ReadGuard(TargetStore& s) : s_(s), gen_(s.read_gen_) {
+  s_.active_reads_.insert(gen_);
+}
+
+TargetStore::ReadGuard::~ReadGuard() {
+  s_.active_reads_.erase(s_.active_reads_.find(gen_));
+  s_.reclaim();
+}
+
 Result<Buffer> TargetStore::read_extent(const Extent& e, CsumType t) {
   Buffer buf(round_block(e.len));
   auto r = q_->read(e.disk, buf.data(), buf.size());
@@ -974,16 +983,7 @@ Result<FetchResult> TargetStore::fetch(const ObjectId& oid, std::string_view dke
   }
   if (pieces.empty()) return out;
 
-  uint64_t gen = read_gen_;
-  active_reads_.insert(gen);
-  struct ReadGuard {
-    TargetStore* s;
-    uint64_t gen;
-    ~ReadGuard() {
-      s->active_reads_.erase(s->active_reads_.find(gen));
-      s->reclaim();
-    }
-  } guard{this, gen};
+  ReadGuard guard(*this);
   Buffer last;
   uint64_t last_disk = kMaxEpoch;
   for (const Piece& p : pieces) {
@@ -1162,16 +1162,7 @@ Result<AkeyExport> TargetStore::export_akey(const ObjectId& oid, std::string_vie
     total += x.kind == ValueKind::array ? v.hi - v.lo : v.length;
   }
   x.data.reset(total);
-  uint64_t gen = read_gen_;
-  active_reads_.insert(gen);
-  struct ReadGuard {
-    TargetStore* s;
-    uint64_t gen;
-    ~ReadGuard() {
-      s->active_reads_.erase(s->active_reads_.find(gen));
-      s->reclaim();
-    }
-  } guard{this, gen};
+  ReadGuard guard(*this);
   uint64_t at = 0;
   for (const Version& v : vers) {
     AkeyExport::Ver e{v.epoch, v.lo, v.hi, v.punch, at};

@@ -258,6 +258,18 @@ class TargetStore {
   bool dkey_visible(const Object& o, const Dkey& d, uint64_t epoch) const;
   bool object_visible(const Object& o, uint64_t epoch) const;
   Result<Buffer> read_extent(const Extent& e, CsumType t);
+  // Registers an in-flight read: extents freed meanwhile wait until it ends.
+  class ReadGuard {
+   public:
+    explicit ReadGuard(TargetStore& s);
+    ~ReadGuard();
+    ReadGuard(const ReadGuard&) = delete;
+    ReadGuard& operator=(const ReadGuard&) = delete;
+
+   private:
+    TargetStore& s_;
+    uint64_t gen_;
+  };
   Status verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const;
   static Status rsize_mismatch(const AkeyVal& a, uint32_t rsize);
   Status write_superblock();

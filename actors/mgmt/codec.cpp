@@ -159,6 +159,29 @@ Result<ContView> decode_cont(schema::ContInfo::Reader r) {
   return v;
 }
 
+namespace {
+void encode_map_engine(schema::MapEngine::Builder eb, const placement::MapEngine& e) {
+  eb.setRank(e.rank);
+  eb.setHost(e.host);
+  auto ts = eb.initTargets(static_cast<unsigned>(e.targets.size()));
+  for (size_t t = 0; t < e.targets.size(); ++t) {
+    ts[static_cast<unsigned>(t)].setIndex(e.targets[t].index);
+    ts[static_cast<unsigned>(t)].setState(static_cast<uint8_t>(e.targets[t].state));
+  }
+}
+
+Result<placement::MapEngine> decode_map_engine(schema::MapEngine::Reader e) {
+  placement::MapEngine me{e.getRank(), e.getHost(), {}};
+  for (auto t : e.getTargets()) {
+    if (t.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
+      return Status(Errc::protocol, "unknown target state in a pool map");
+    }
+    me.targets.push_back({t.getIndex(), static_cast<placement::TargetState>(t.getState())});
+  }
+  return me;
+}
+}  // namespace
+
 void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s, bool with_conts) {
   b.setId(p.id);
   b.setUuid(p.uuid);
@@ -170,13 +193,7 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
   for (size_t i = 0; i < p.map.engines.size(); ++i) {
     const auto& e = p.map.engines[i];
     auto eb = es[static_cast<unsigned>(i)];
-    eb.setRank(e.rank);
-    eb.setHost(e.host);
-    auto ts = eb.initTargets(static_cast<unsigned>(e.targets.size()));
-    for (size_t t = 0; t < e.targets.size(); ++t) {
-      ts[static_cast<unsigned>(t)].setIndex(e.targets[t].index);
-      ts[static_cast<unsigned>(t)].setState(static_cast<uint8_t>(e.targets[t].state));
-    }
+    encode_map_engine(eb, e);
     auto it = s.members().find(e.rank);
     if (it != s.members().end()) {
       const Member& mem = it->second;
@@ -192,14 +209,7 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
   auto st = m.initSettled(static_cast<unsigned>(p.map.settled.size()));
   for (size_t i = 0; i < p.map.settled.size(); ++i) {
     const auto& e = p.map.settled[i];
-    auto eb = st[static_cast<unsigned>(i)];
-    eb.setRank(e.rank);
-    eb.setHost(e.host);
-    auto ts = eb.initTargets(static_cast<unsigned>(e.targets.size()));
-    for (size_t t = 0; t < e.targets.size(); ++t) {
-      ts[static_cast<unsigned>(t)].setIndex(e.targets[t].index);
-      ts[static_cast<unsigned>(t)].setState(static_cast<uint8_t>(e.targets[t].state));
-    }
+    encode_map_engine(st[static_cast<unsigned>(i)], e);
   }
   auto rb = b.initRebuild();
   rb.setState(p.rebuild.state);
@@ -238,13 +248,9 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
   v.pool.map.version = m.getVersion();
   v.provider = m.getProvider();
   for (auto e : m.getEngines()) {
-    placement::MapEngine me{e.getRank(), e.getHost(), {}};
-    for (auto t : e.getTargets()) {
-      if (t.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
-        return Status(Errc::protocol, "unknown target state in a pool map");
-      }
-      me.targets.push_back({t.getIndex(), static_cast<placement::TargetState>(t.getState())});
-    }
+    auto de = decode_map_engine(e);
+    if (!de) return de.status();
+    placement::MapEngine me = std::move(*de);
     EngineAddr a;
     a.control_addr = e.getControlAddr();
     a.state = e.getState();
@@ -253,14 +259,9 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
     v.pool.map.engines.push_back(std::move(me));
   }
   for (auto e : m.getSettled()) {
-    placement::MapEngine me{e.getRank(), e.getHost(), {}};
-    for (auto t : e.getTargets()) {
-      if (t.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
-        return Status(Errc::protocol, "unknown target state in a pool map");
-      }
-      me.targets.push_back({t.getIndex(), static_cast<placement::TargetState>(t.getState())});
-    }
-    v.pool.map.settled.push_back(std::move(me));
+    auto de = decode_map_engine(e);
+    if (!de) return de.status();
+    v.pool.map.settled.push_back(std::move(*de));
   }
   auto rb = r.getRebuild();
   v.pool.rebuild.state = rb.getState();
