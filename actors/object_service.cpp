@@ -110,9 +110,7 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
         member = true;
         continue;
       }
-      bool seen = false;
-      for (const auto& x : peers) seen |= placement::same_target(x, s);
-      if (!seen) peers.push_back(s);
+      placement::add_unique(peers, s);
     }
   }
   if (!member) {

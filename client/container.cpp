@@ -109,11 +109,9 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
         if (cands.size() > 1) cands.resize(1);
       } else {
         for (const auto& p : group) {
-          const placement::Shard* r = p.reader();
-          if (r == nullptr) continue;
-          bool seen = false;
-          for (const auto& c : cands) seen |= placement::same_target(c, *r);
-          if (!seen) cands.push_back(*r);
+          if (const placement::Shard* r = p.reader(); r != nullptr) {
+            placement::add_unique(cands, *r);
+          }
         }
         if (cands.size() > 1) {
           std::rotate(cands.begin(),

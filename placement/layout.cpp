@@ -380,14 +380,12 @@ std::vector<Position> Placement::dkey(std::string_view dkey) const {
   return out;
 }
 
-namespace {
 void add_unique(std::vector<Shard>& v, const Shard& s) {
   for (const auto& x : v) {
     if (same_target(x, s)) return;
   }
   v.push_back(s);
 }
-}  // namespace
 
 std::vector<Shard> Placement::all_writers() const {
   std::vector<Shard> out;

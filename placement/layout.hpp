@@ -148,6 +148,8 @@ struct Placement {
 };
 Result<Placement> place(ObjectId oid, const PoolMap& map);
 bool same_target(const Shard& a, const Shard& b);
+// Appends `s` unless `v` already names its target.
+void add_unique(std::vector<Shard>& v, const Shard& s);
 
 // Groups an object of `cls` gets in `map` (GX resolved); unavailable when the map has too few
 // targets or engines (the message says which).

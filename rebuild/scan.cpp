@@ -2,6 +2,7 @@
 #include <isa-l/crc.h>
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "actors/object_service_util.hpp"
@@ -103,20 +104,39 @@ struct Scan {
     return Status();
   }
 
-  // Sends the punches of the dkey and object, then each akey `want` accepts, whole.
-  Status send_dkey(const Shard& dst, ObjectId key, const std::string& dkey,
-                   const std::function<bool(const std::string&, storage::ValueKind)>& want) {
+  // A home this target fills with whole histories, and which akeys it takes.
+  struct Fill {
+    Shard home;
+    bool copies = true;   // erasure-coded partial-stripe copies
+    bool singles = true;  // single values
+    bool arrays = true;   // other arrays (replicas; erasure-coded cells are rebuilt instead)
+    bool wants(const std::string& akey, storage::ValueKind kind) const {
+      if (placement::is_ec_copy_akey(akey)) return copies;
+      return kind == storage::ValueKind::single ? singles : arrays;
+    }
+  };
+
+  // Sends the punches of the dkey and object, then each akey a fill wants, whole; each akey's
+  // history is read once whatever the number of homes.
+  Status send_histories(ObjectId key, const std::string& dkey, const std::vector<Fill>& fills) {
+    if (fills.empty()) return Status();
     storage::TargetStore& st = *shard.store;
     auto punches = st.export_akey(key, dkey, "");
     if (!punches) return punches.status();
     if (!punches->object_punches.empty() || !punches->dkey_punches.empty()) {
-      TESSERA_TRY(send(dst, key, dkey, "", *punches));
+      for (const auto& f : fills) TESSERA_TRY(send(f.home, key, dkey, "", *punches));
     }
-    for (const auto& akey : st.akey_names(key, dkey)) {
-      auto x = st.export_akey(key, dkey, akey);
-      if (!x) return x.status();
-      if (want && !want(akey, x->kind)) continue;
-      TESSERA_TRY(send(dst, key, dkey, akey, *x));
+    for (const auto& [akey, kind] : st.akey_names(key, dkey)) {
+      std::optional<storage::AkeyExport> x;
+      for (const auto& f : fills) {
+        if (!f.wants(akey, kind)) continue;
+        if (!x) {
+          auto e = st.export_akey(key, dkey, akey);
+          if (!e) return e.status();
+          x = std::move(*e);
+        }
+        TESSERA_TRY(send(f.home, key, dkey, akey, *x));
+      }
     }
     return Status();
   }
@@ -161,9 +181,9 @@ struct Scan {
   }
 
   // Rebuilds position `lost`'s cells of one akey, stripe by stripe, from k complete positions.
-  Status rebuild_cells(const placement::ObjectClass& cls, const placement::EcGeometry& g,
-                       const std::vector<Position>& pos, uint32_t lost, ObjectId key,
-                       const std::string& dkey, const std::string& akey) {
+  Status rebuild_cells(const placement::EcGeometry& g, const std::vector<Position>& pos,
+                       uint32_t lost, ObjectId key, const std::string& dkey,
+                       const std::string& akey) {
     std::vector<uint32_t> sources;
     for (uint32_t j = 0; j < pos.size() && sources.size() < g.k; ++j) {
       if (j != lost && pos[j].complete) sources.push_back(j);
@@ -240,7 +260,6 @@ struct Scan {
       x.versions.push_back({epoch, s * cell, (s + 1) * cell, false, 0});
       TESSERA_TRY(send(pos[lost].home, key, dkey, akey, x));
     }
-    (void)cls;
     return Status();
   }
 
@@ -255,28 +274,29 @@ struct Scan {
   Status dkey_work(const placement::ObjectClass& cls, const placement::Placement& place,
                    ObjectId key, const std::string& dkey) {
     const auto pos = place.dkey(dkey);
-    int me_complete = -1;
+    int me_complete = -1, first = -1;
     for (uint32_t j = 0; j < pos.size(); ++j) {
       if (pos[j].complete && is_me(pos[j].home)) me_complete = static_cast<int>(j);
+      if (pos[j].complete && first < 0) first = static_cast<int>(j);
     }
+    const bool ec = cls.redundancy == placement::Redundancy::erasure;
+    std::vector<Fill> fills;
+    std::vector<uint32_t> cell_targets;  // positions whose cells this target rebuilds
+    std::optional<placement::EcGeometry> g;
     for (uint32_t i = 0; i < pos.size(); ++i) {
       const Position& p = pos[i];
       if (!p.home.available || p.complete || is_me(p.home)) continue;
       if (p.prev) {
         // The former holder sends its own history of the position.
-        if (is_me(*p.prev)) TESSERA_TRY(send_dkey(p.home, key, dkey, nullptr));
+        if (is_me(*p.prev)) fills.push_back({p.home});
         continue;
-      }
-      int first = -1;
-      for (uint32_t j = 0; j < pos.size() && first < 0; ++j) {
-        if (pos[j].complete) first = static_cast<int>(j);
       }
       if (first < 0) {
         if (is_me(pos[0].home) || me_complete >= 0) ++c.lost;
         continue;
       }
-      if (cls.redundancy != placement::Redundancy::erasure) {
-        if (first == me_complete) TESSERA_TRY(send_dkey(p.home, key, dkey, nullptr));
+      if (!ec) {
+        if (first == me_complete) fills.push_back({p.home});
         continue;
       }
       if (me_complete < 0) continue;
@@ -287,36 +307,33 @@ struct Scan {
         ++c.lost;
         continue;
       }
-      const auto g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
+      if (!g) g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
       const auto me = static_cast<uint32_t>(me_complete);
       // Partial-stripe copies: from the first complete parity position, or, without one, from
       // every complete data position (each holds the copies of its own cells).
       int copy_src = -1;
-      for (uint32_t q = 0; q < g.p && copy_src < 0; ++q) {
-        if (pos[g.parity_pos(q)].complete) copy_src = static_cast<int>(g.parity_pos(q));
+      for (uint32_t q = 0; q < g->p && copy_src < 0; ++q) {
+        if (pos[g->parity_pos(q)].complete) copy_src = static_cast<int>(g->parity_pos(q));
       }
-      const bool send_copies = copy_src >= 0 ? copy_src == me_complete : g.cell_at(me) < g.k;
       // Single values live on data position 0 and the parity positions.
-      std::vector<uint32_t> holders{g.data_pos(0)};
-      for (uint32_t q = 0; q < g.p; ++q) holders.push_back(g.parity_pos(q));
-      const bool lost_holds_singles = std::count(holders.begin(), holders.end(), i) > 0;
+      std::vector<uint32_t> holders{g->data_pos(0)};
+      for (uint32_t q = 0; q < g->p; ++q) holders.push_back(g->parity_pos(q));
       int single_src = -1;
       for (uint32_t h : holders) {
         if (single_src < 0 && pos[h].complete) single_src = static_cast<int>(h);
       }
-      const bool send_singles = lost_holds_singles && single_src == me_complete;
-      const bool leader = first == me_complete;
-      std::vector<std::string> cell_akeys;
-      TESSERA_TRY(
-          send_dkey(p.home, key, dkey, [&](const std::string& akey, storage::ValueKind kind) {
-            if (placement::is_ec_copy_akey(akey)) return send_copies;
-            if (kind == storage::ValueKind::single) return send_singles;
-            if (leader) cell_akeys.push_back(akey);
-            return false;
-          }));
-      for (const auto& akey : cell_akeys) {
-        TESSERA_TRY(rebuild_cells(cls, g, pos, i, key, dkey, akey));
-      }
+      Fill f{p.home};
+      f.copies = copy_src >= 0 ? copy_src == me_complete : g->cell_at(me) < g->k;
+      f.singles = std::count(holders.begin(), holders.end(), i) > 0 && single_src == me_complete;
+      f.arrays = false;
+      if (f.copies || f.singles) fills.push_back(f);
+      if (first == me_complete) cell_targets.push_back(i);
+    }
+    TESSERA_TRY(send_histories(key, dkey, fills));
+    if (cell_targets.empty()) return Status();
+    for (const auto& [akey, kind] : shard.store->akey_names(key, dkey)) {
+      if (kind != storage::ValueKind::array || placement::is_ec_copy_akey(akey)) continue;
+      for (uint32_t i : cell_targets) TESSERA_TRY(rebuild_cells(*g, pos, i, key, dkey, akey));
     }
     return Status();
   }

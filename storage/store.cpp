@@ -1127,13 +1127,14 @@ std::vector<std::string> TargetStore::dkey_names(const ObjectId& oid) const {
   return out;
 }
 
-std::vector<std::string> TargetStore::akey_names(const ObjectId& oid, std::string_view dkey) const {
-  std::vector<std::string> out;
+std::vector<std::pair<std::string, ValueKind>> TargetStore::akey_names(
+    const ObjectId& oid, std::string_view dkey) const {
+  std::vector<std::pair<std::string, ValueKind>> out;
   auto it = objects_.find(oid);
   if (it == objects_.end()) return out;
   auto d = it->second.dkeys.find(dkey);
   if (d == it->second.dkeys.end()) return out;
-  for (const auto& [k, a] : d->second.akeys) out.push_back(k);
+  for (const auto& [k, a] : d->second.akeys) out.emplace_back(k, a.kind);
   return out;
 }
 

@@ -174,10 +174,11 @@ class TargetStore {
                             uint64_t epoch = 0) const;
 
   // Rebuild. Every object key the index holds, every dkey of an object and every akey of a
-  // dkey, punched ones included (a punch is history to move too).
+  // dkey with its kind, punched ones included (a punch is history to move too).
   std::vector<ObjectId> object_keys() const;
   std::vector<std::string> dkey_names(const ObjectId& oid) const;
-  std::vector<std::string> akey_names(const ObjectId& oid, std::string_view dkey) const;
+  std::vector<std::pair<std::string, ValueKind>> akey_names(const ObjectId& oid,
+                                                            std::string_view dkey) const;
   // The history of one akey (empty akey: only the punches of the dkey and object).
   Result<AkeyExport> export_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey);
   // Applies an export (epochs kept; what the store already holds is skipped). Durable on return.

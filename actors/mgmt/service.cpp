@@ -176,6 +176,13 @@ void MgmtService::send_rebuild(uint32_t pool, uint32_t gen, uint32_t version,
   });
 }
 
+Buffer MgmtService::pool_reply(const Pool& p, bool with_conts) const {
+  return reply([&](schema::MgmtRep::Builder r) {
+    encode_pool(r.initPool(), p, state_, with_conts);
+    encode_progress(r.getPool(), p);
+  });
+}
+
 void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) const {
   auto rb = b.getRebuild();
   if (p.rebuild.state != "busy") return;
@@ -446,10 +453,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto p = find_pool(req.getPoolQuery());
       if (!p) return p.status();
       TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      return reply([&](schema::MgmtRep::Builder r) {
-        encode_pool(r.initPool(), **p, state_, true);
-        encode_progress(r.getPool(), **p);
-      });
+      return pool_reply(**p, true);
     }
     case W::POOL_MAP: {
       std::lock_guard lk(mu_);
@@ -760,10 +764,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
     bytes = (*p)->target_bytes;
     if (op == "rebuild") {
       TESSERA_TRY(commit({{"op", "rebuild_start"}, {"pool", id}, {"now_ms", now_ms()}}));
-      return reply([&](schema::MgmtRep::Builder rep) {
-        encode_pool(rep.initPool(), **p, state_, false);
-        encode_progress(rep.getPool(), **p);
-      });
+      return pool_reply(**p, false);
     }
     if (ranks.empty()) return Status(Errc::invalid_argument, "name at least one rank");
     using placement::TargetState;
@@ -839,10 +840,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
       log::warn("management service: pool {} {} of ranks {} by uid {}", id, op,
                 fmt::join(ranks, ","), cred.uid);
       const Pool* q = state_.pool(id);
-      return reply([&](schema::MgmtRep::Builder rep) {
-        encode_pool(rep.initPool(), *q, state_, false);
-        encode_progress(rep.getPool(), *q);
-      });
+      return pool_reply(*q, false);
     }
   }
   // Reintegration drops the targets' stale data; extension creates the new engines' shards.
@@ -893,10 +891,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
             cred.uid);
   const Pool* q = state_.pool(id);
   if (q == nullptr) return Status(Errc::not_found, "the pool was destroyed");
-  return reply([&](schema::MgmtRep::Builder rep) {
-    encode_pool(rep.initPool(), *q, state_, false);
-    encode_progress(rep.getPool(), *q);
-  });
+  return pool_reply(*q, false);
 }
 
 Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred) {

@@ -75,6 +75,8 @@ class MgmtService {
   // or are being filled).
   uint32_t rebuild_targets(const Pool& p) const;
   void encode_progress(schema::PoolInfo::Builder b, const Pool& p) const;
+  // A reply carrying a pool (and its rebuild progress).
+  Buffer pool_reply(const Pool& p, bool with_conts) const;
   void post(std::function<void()> job);
   void worker();
   struct Progress {

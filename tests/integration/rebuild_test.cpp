@@ -115,27 +115,23 @@ struct Harness {
     mc = std::make_unique<MgmtClient>(sys->mgmt());
     ASSERT_TRUE(mc->pool_create("tank", 64ull << 20, pool_ranks));
     ASSERT_TRUE(mc->cont_create("tank", cont_props("c", oclass, rf, mgmt::ContType::array, cell)));
-    ClientOptions co;
-    co.engine = sys->mgmt();
-    co.timeout = std::chrono::milliseconds(30000);
-    auto cl = Client::connect_system(co);
-    ASSERT_TRUE(cl) << cl.status().to_string();
-    client = std::move(*cl);
-    auto c = client->open_container("tank", "c", true);
-    ASSERT_TRUE(c) << c.status().to_string();
-    cont = std::move(*c);
+    cont = open(client, true);
+    ASSERT_TRUE(cont);
   }
   // A fresh client's read-only view (a new map, a new handle).
-  std::unique_ptr<Container> fresh() {
+  std::unique_ptr<Container> fresh() { return open(client2, false); }
+  // Connects `cl` to the system and opens the container through it (null on failure).
+  std::unique_ptr<Container> open(std::unique_ptr<Client>& cl, bool write) {
     ClientOptions co;
     co.engine = sys->mgmt();
     co.timeout = std::chrono::milliseconds(30000);
-    auto cl = Client::connect_system(co);
-    EXPECT_TRUE(cl);
-    client2 = std::move(*cl);
-    auto c = client2->open_container("tank", "c", false);
+    auto c = Client::connect_system(co);
     EXPECT_TRUE(c) << c.status().to_string();
-    return c ? std::move(*c) : nullptr;
+    if (!c) return nullptr;
+    cl = std::move(*c);
+    auto k = cl->open_container("tank", "c", write);
+    EXPECT_TRUE(k) << k.status().to_string();
+    return k ? std::move(*k) : nullptr;
   }
   std::unique_ptr<Client> client2;
 };

@@ -623,7 +623,7 @@ TEST_P(StoreTest, ExportedHistoryImportsWithItsEpochsOnceAndDurably) {
   aggregate();
   auto move = [&] {
     return run_on(target, [&]() -> Status {
-      for (const auto& ak : store->akey_names(src, "d")) {
+      for (const auto& [ak, kind] : store->akey_names(src, "d")) {
         auto x = store->export_akey(src, "d", ak);
         if (!x) return x.status();
         TESSERA_TRY(store->import_akey(dst, "d", ak, *x));
