@@ -286,14 +286,7 @@ void Engine::attach(mgmt::MgmtLink* link) {
       };
       ActorRuntime* rt = s->rt.get();
       uint32_t self = cfg_.rank;
-      s->pools.learn = [rt, self](const mgmt::PoolView& v) {
-        for (const auto& [rank, a] : v.addrs) {
-          if (rank == self) continue;
-          for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
-            rt->set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
-          }
-        }
-      };
+      s->pools.learn = [rt, self](const mgmt::PoolView& v) { mgmt::learn_view(*rt, v, self); };
       return Status();
     });
   }

@@ -19,11 +19,7 @@ using Clock = std::chrono::steady_clock;
 namespace contimpl {
 
 void learn(Container::State& st) {
-  for (const auto& [rank, a] : st.view->addrs) {
-    for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
-      st.im->rt->set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
-    }
-  }
+  mgmt::learn_view(*st.im->rt, *st.view);
   st.version = st.view->pool.map.version;
 }
 
@@ -72,6 +68,22 @@ Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t m
 
 constexpr Nanos kReplicaAttempt = std::chrono::seconds(2);
 constexpr Nanos kLeaderAttempt = std::chrono::seconds(10);
+constexpr Nanos kMapWatch = std::chrono::seconds(1);
+
+// While `waiting`, fetches the pool map every kMapWatch: a leader that died or hangs does not
+// answer, and learn() fails the asks to the targets that left the map, so the request goes
+// to the new layout at once instead of waiting out its attempt.
+void watch_map(const StatePtr& sp, const std::shared_ptr<bool>& waiting) {
+  Target* t = sp->im->target.get();
+  t->add_timer(kMapWatch, [sp, waiting, t] {
+    if (!*waiting) return;
+    t->spawn([sp, waiting] {
+      if (!*waiting) return;
+      (void)refresh(sp);
+      if (*waiting) watch_map(sp, waiting);
+    });
+  });
+}
 
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
 // replica (reads), refreshing the map and retrying while the failure is one a new map cures.
@@ -134,7 +146,10 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       bool more = pick == Pick::replica && i + 1 < cands.size();
       Nanos t = std::min<Nanos>(left, more ? kReplicaAttempt : kLeaderAttempt);
       if (t <= Nanos(0)) break;
+      auto waiting = std::make_shared<bool>(true);
+      if (!more) watch_map(sp, waiting);
       auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t);
+      *waiting = false;
       if (r) {
         if (pick != Pick::every) return r;
         done = std::move(r);

@@ -47,7 +47,9 @@ void ActorRuntime::close() {
   }
   auto pending = std::move(pending_);
   pending_.clear();
-  for (auto& [corr, p] : pending) p->set_value(Status(Errc::shutdown, "target stopping"));
+  for (auto& [corr, p] : pending) {
+    p.promise->set_value(Status(Errc::shutdown, "target stopping"));
+  }
 }
 
 Status ActorRuntime::route(Message&& m) {
@@ -91,11 +93,11 @@ Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor)
   m.flags &= static_cast<uint16_t>(~kMsgReply);
   boost::fibers::promise<Result<Message>> p;
   auto fut = p.get_future();
-  pending_[corr] = &p;
+  pending_[corr] = Pending{&p, m.dst};
   TimerId timer = target_.add_timer(timeout, [this, corr, timeout] {
     auto it = pending_.find(corr);
     if (it == pending_.end()) return;
-    auto* pp = it->second;
+    auto* pp = it->second.promise;
     pending_.erase(it);
     pp->set_value(
         Status(Errc::timeout, fmt::format("no reply within {} ms", timeout.count() / 1'000'000)));
@@ -127,6 +129,21 @@ Message make_reply(const Message& req, const Status& st, Buffer body, Buffer bul
   return m;
 }
 
+size_t ActorRuntime::fail_asks_to(uint32_t rank, int32_t target, const Status& st) {
+  std::vector<boost::fibers::promise<Result<Message>>*> failed;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    const ActorAddr& d = it->second.dst;
+    if (d.rank == rank && (target < 0 || d.target == static_cast<uint16_t>(target))) {
+      failed.push_back(it->second.promise);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto* p : failed) p->set_value(st);
+  return failed.size();
+}
+
 Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bulk) {
   return route(make_reply(req, st, std::move(body), std::move(bulk)));
 }
@@ -139,7 +156,7 @@ void ActorRuntime::deliver(Message m) {
       log::debug("late or unknown reply corr={} dropped", m.corr);
       return;
     }
-    auto* p = it->second;
+    auto* p = it->second.promise;
     pending_.erase(it);
     p->set_value(std::move(m));
     return;

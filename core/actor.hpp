@@ -98,6 +98,11 @@ class ActorRuntime {
   Status tell(Message m, uint16_t from_actor = 0);
   // Request/response: suspends the calling fiber until the reply or the timeout.
   Result<Message> ask(Message m, Nanos timeout, uint16_t from_actor = 0);
+  // Completes every outstanding ask addressed to a target of `rank` (`target` < 0: any) with
+  // `st`: that target left the pool map, so its reply will not come or no longer matters, and
+  // the asker retries against the new layout at once instead of waiting out its timeout.
+  // Returns how many asks it completed.
+  size_t fail_asks_to(uint32_t rank, int32_t target, const Status& st);
   // Answers `req` (the request's corr, addressed back to its sender).
   Status reply(const Message& req, Status st, Buffer body = {}, Buffer bulk = {});
   // Entry point for a message that arrived on this target (from fabric or an inbox task).
@@ -127,7 +132,11 @@ class ActorRuntime {
   Transport* transport_ = nullptr;
   std::map<std::pair<uint32_t, uint16_t>, std::string> routes_;
   std::unordered_map<uint16_t, std::unique_ptr<Mailbox>> mailboxes_;
-  std::unordered_map<uint64_t, boost::fibers::promise<Result<Message>>*> pending_;
+  struct Pending {
+    boost::fibers::promise<Result<Message>>* promise = nullptr;
+    ActorAddr dst;
+  };
+  std::unordered_map<uint64_t, Pending> pending_;
   uint64_t next_corr_ = 1;
   uint64_t dropped_ = 0;
   bool closed_ = false;

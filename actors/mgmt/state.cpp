@@ -10,6 +10,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/actor.hpp"
+#include "core/config.hpp"
+#include "core/log.hpp"
+
 namespace tessera::mgmt {
 
 using nlohmann::json;
@@ -176,6 +180,42 @@ std::optional<ContType> parse_cont_type(std::string_view s) {
     if (kContTypes[i] == up) return static_cast<ContType>(i);
   }
   return std::nullopt;
+}
+
+Status set_cont_prop(ContProps& p, const std::string& name, const std::string& value) {
+  if (name == "label") {
+    p.label = value;
+  } else if (name == "type") {
+    auto t = parse_cont_type(value);
+    if (!t)
+      return Status(Errc::invalid_argument,
+                    fmt::format("unknown type '{}' (POSIX, KV or ARRAY)", value));
+    p.type = *t;
+  } else if (name == "oclass") {
+    const auto* c = placement::find_class(value);
+    if (c == nullptr)
+      return Status(Errc::invalid_argument, fmt::format("unknown object class '{}'", value));
+    p.oclass = c->id;
+  } else if (name == "rf") {
+    char* end = nullptr;
+    unsigned long v = std::strtoul(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || v > 16) {
+      return Status(Errc::invalid_argument, fmt::format("rf must be 0..16, not '{}'", value));
+    }
+    p.rf = static_cast<uint32_t>(v);
+  } else if (name == "checksum") {
+    p.checksum = value;
+  } else if (name == "cell_size") {
+    auto b = parse_size(value);
+    if (!b) return b.status();
+    p.cell_size = static_cast<uint32_t>(*b);
+  } else {
+    return Status(Errc::invalid_argument,
+                  fmt::format("unknown container property '{}' (label, type, oclass, rf, "
+                              "checksum, cell_size)",
+                              name));
+  }
+  return Status();
 }
 
 json acl_json(const Acl& a) {
@@ -561,6 +601,29 @@ Status MgmtState::apply_op(const json& c) {
     return Status();
   }
   return bad("unknown management command '" + op + "'");
+}
+
+void learn_view(ActorRuntime& rt, const PoolView& v, uint32_t self) {
+  for (const auto& [rank, a] : v.addrs) {
+    if (rank == self) continue;
+    for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
+      rt.set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
+    }
+  }
+  for (const auto& e : v.pool.map.engines) {
+    for (const auto& t : e.targets) {
+      if (t.state != TargetState::down && t.state != TargetState::down_out) continue;
+      size_t n = rt.fail_asks_to(
+          e.rank, static_cast<int32_t>(t.index),
+          Status(Errc::unavailable,
+                 fmt::format("rank {} target {} is {} in pool map version {}", e.rank, t.index,
+                             placement::state_name(t.state), v.pool.map.version)));
+      if (n > 0) {
+        log::info("pool map version {}: {} requests to rank {} target {} ({}) failed over",
+                  v.pool.map.version, n, e.rank, t.index, placement::state_name(t.state));
+      }
+    }
+  }
 }
 
 std::string Pool::redundancy() const {

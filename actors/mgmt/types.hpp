@@ -13,6 +13,10 @@
 #include "core/status.hpp"
 #include "placement/layout.hpp"
 
+namespace tessera {
+class ActorRuntime;
+}
+
 namespace tessera::mgmt {
 
 enum class MemberState : uint8_t { joined, stopped, excluded, dead };
@@ -41,6 +45,10 @@ struct ContProps {
   std::string checksum = "crc32c";
   uint32_t cell_size = 128 * 1024;  // EC cell size
 };
+
+// Sets one property (label, type, oclass, rf, checksum, cell_size) from its text, as the CLI
+// and drill files give it.
+Status set_cont_prop(ContProps& p, const std::string& name, const std::string& value);
 
 struct Snapshot {
   uint64_t epoch = 0;
@@ -133,6 +141,11 @@ struct PoolView {
   RebuildProgress progress;  // of the current generation (while busy)
   std::string redundancy;
 };
+
+// What a runtime learns from a pool view: the fabric route to every target of its engines
+// (but `self`'s), and that asks addressed to a target now down (or down-out) will not be
+// answered: they fail at once with `unavailable`, so their askers retry on the new layout.
+void learn_view(ActorRuntime& rt, const PoolView& v, uint32_t self = UINT32_MAX);
 
 // An open container handle: the permissions granted at open and what it refers to.
 struct HandleView {

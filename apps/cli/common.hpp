@@ -84,5 +84,6 @@ void add_pool_commands(CLI::App& app, Globals& g);
 void add_cont_commands(CLI::App& app, Globals& g);
 void add_obj_commands(CLI::App& app, Globals& g);
 void add_kv_commands(CLI::App& app, Globals& g);
+void add_drill_commands(CLI::App& app, Globals& g);
 
 }  // namespace tessera::cli

@@ -5,8 +5,6 @@
 #include <cstdio>
 
 #include "apps/cli/common.hpp"
-#include "core/config.hpp"
-#include "placement/layout.hpp"
 
 namespace tessera::cli {
 
@@ -27,42 +25,6 @@ struct ContArgs {
   uint64_t epoch = 0;
 };
 
-Status set_prop(mgmt::ContProps& p, const std::string& name, const std::string& value) {
-  if (name == "label") {
-    p.label = value;
-  } else if (name == "type") {
-    auto t = mgmt::parse_cont_type(value);
-    if (!t)
-      return Status(Errc::invalid_argument,
-                    fmt::format("unknown type '{}' (POSIX, KV or ARRAY)", value));
-    p.type = *t;
-  } else if (name == "oclass") {
-    const auto* c = placement::find_class(value);
-    if (c == nullptr)
-      return Status(Errc::invalid_argument, fmt::format("unknown object class '{}'", value));
-    p.oclass = c->id;
-  } else if (name == "rf") {
-    char* end = nullptr;
-    unsigned long v = std::strtoul(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || v > 16) {
-      return Status(Errc::invalid_argument, fmt::format("rf must be 0..16, not '{}'", value));
-    }
-    p.rf = static_cast<uint32_t>(v);
-  } else if (name == "checksum") {
-    p.checksum = value;
-  } else if (name == "cell_size") {
-    auto b = parse_size(value);
-    if (!b) return b.status();
-    p.cell_size = static_cast<uint32_t>(*b);
-  } else {
-    return Status(Errc::invalid_argument,
-                  fmt::format("unknown container property '{}' (label, type, oclass, rf, "
-                              "checksum, cell_size)",
-                              name));
-  }
-  return Status();
-}
-
 int cont_create(Globals& g, const ContArgs& a) {
   const char* what = "cont create";
   auto mc = mgmt_client(g);
@@ -74,7 +36,7 @@ int cont_create(Globals& g, const ContArgs& a) {
                       {"cell_size", &a.cell_size},
                       {"oclass", &a.oclass}}) {
     if (v->empty()) continue;
-    Status st = set_prop(p, k, *v);
+    Status st = mgmt::set_cont_prop(p, k, *v);
     if (!st.is_ok()) return fail(g, st, what);
   }
   p.rf = a.rf;
@@ -168,7 +130,7 @@ int cont_set_prop(Globals& g, const ContArgs& a) {
       return fail(g, Status(Errc::invalid_argument, fmt::format("'{}' is not NAME=VALUE", kv)),
                   what);
     }
-    Status st = set_prop(p, kv.substr(0, eq), kv.substr(eq + 1));
+    Status st = mgmt::set_cont_prop(p, kv.substr(0, eq), kv.substr(eq + 1));
     if (!st.is_ok()) return fail(g, st, what);
   }
   Status st = mc->cont_set_prop(a.pool, a.cont, p);

@@ -151,3 +151,40 @@ TEST(Actors, PendingAsksFailWithShutdownWhenTheTargetStops) {
   EXPECT_TRUE(done.load());
   EXPECT_EQ(result.code(), Errc::shutdown);
 }
+
+// A target that left the pool map never answers: failing the asks addressed to it completes
+// them at once (the asker retries on the new layout) and leaves asks to others alone.
+TEST(Actors, FailAsksToCompletesOnlyTheAsksToThatTarget) {
+  ManualEnv env;
+  TwoTargets s(env);
+  BlackHole hole;
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(9, &hole); });
+  std::atomic<int> done{0};
+  Status to_1, to_other;
+  s.targets[0]->post([&] {
+    to_1 = s.rts[0]->ask(to(1, 9, 1), std::chrono::seconds(30)).status();
+    done++;
+  });
+  s.targets[0]->post([&] {
+    Message m = to(1, 9, 2);
+    m.dst.rank = 3;  // another rank: no route, so it fails on its own
+    to_other = s.rts[0]->ask(std::move(m), std::chrono::seconds(30)).status();
+    done++;
+  });
+  for (int i = 0; i < 2000 && run_on(*s.targets[1], [&] { return hole.seen; }) < 1; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(done.load(), 1);  // only the unroutable one
+  EXPECT_EQ(run_on(*s.targets[0],
+                   [&] { return s.rts[0]->fail_asks_to(0, 0, Status(Errc::unavailable, "x")); }),
+            0u);  // nothing waits on target 0
+  EXPECT_EQ(run_on(*s.targets[0],
+                   [&] { return s.rts[0]->fail_asks_to(0, 1, Status(Errc::unavailable, "gone")); }),
+            1u);
+  for (int i = 0; i < 2000 && done < 2; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(done.load(), 2);
+  EXPECT_EQ(to_1.code(), Errc::unavailable);
+  EXPECT_EQ(to_1.message(), "gone");
+  EXPECT_EQ(to_other.code(), Errc::unreachable);
+}
