@@ -333,6 +333,27 @@ std::vector<Shard> Position::writers() const {
   return w;
 }
 
+int first_complete(const std::vector<Position>& pos) {
+  for (size_t j = 0; j < pos.size(); ++j) {
+    if (pos[j].complete) return static_cast<int>(j);
+  }
+  return -1;
+}
+
+int first_holder(const std::vector<Position>& pos) {
+  for (size_t j = 0; j < pos.size(); ++j) {
+    if (pos[j].reader() != nullptr) return static_cast<int>(j);
+  }
+  return -1;
+}
+
+FillBy fill_by(const std::vector<Position>& pos, size_t i) {
+  const Position& p = pos.at(i);
+  if (!p.home.available || p.complete) return FillBy::none;
+  if (p.prev) return FillBy::prev;
+  return first_holder(pos) < 0 ? FillBy::lost : FillBy::first_holder;
+}
+
 Result<Placement> place(ObjectId oid, const PoolMap& map) {
   Placement p;
   auto now = compute_layout(oid, map);

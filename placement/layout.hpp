@@ -131,6 +131,22 @@ struct Position {
   std::vector<Shard> writers() const;
 };
 
+// Who fills position `i`'s home during a rebuild (the rule every target applies to the
+// positions of each dkey it holds, rebuild/scan.cpp):
+//   none: nothing to fill (the home is complete, or not available to take data);
+//   prev: the position's serving former holder sends its own data;
+//   first_holder: the first position that still has a holder of complete data (its complete
+//     home, or its serving former holder: when one change moves every position of a group,
+//     no home is complete yet but the former holders are) sends it (replicas); for
+//     erasure-coded cells, the first complete position rebuilds them from k complete ones;
+//   lost: no position has a holder of complete data (more failures than the redundancy).
+enum class FillBy { none, prev, first_holder, lost };
+FillBy fill_by(const std::vector<Position>& pos, size_t i);
+// The first position whose home holds complete data (-1: none).
+int first_complete(const std::vector<Position>& pos);
+// The first position with a reader: a complete home or a serving former holder (-1: none).
+int first_holder(const std::vector<Position>& pos);
+
 // An object's layout in a pool map and, while the map moves data, in the settled map.
 struct Placement {
   Layout now;

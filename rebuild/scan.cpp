@@ -274,29 +274,36 @@ struct Scan {
   Status dkey_work(const placement::ObjectClass& cls, const placement::Placement& place,
                    ObjectId key, const std::string& dkey) {
     const auto pos = place.dkey(dkey);
-    int me_complete = -1, first = -1;
+    int me_complete = -1;
     for (uint32_t j = 0; j < pos.size(); ++j) {
       if (pos[j].complete && is_me(pos[j].home)) me_complete = static_cast<int>(j);
-      if (pos[j].complete && first < 0) first = static_cast<int>(j);
     }
+    const int first = placement::first_complete(pos);
     const bool ec = cls.redundancy == placement::Redundancy::erasure;
     std::vector<Fill> fills;
     std::vector<uint32_t> cell_targets;  // positions whose cells this target rebuilds
     std::optional<placement::EcGeometry> g;
     for (uint32_t i = 0; i < pos.size(); ++i) {
       const Position& p = pos[i];
-      if (!p.home.available || p.complete || is_me(p.home)) continue;
-      if (p.prev) {
+      const placement::FillBy by = placement::fill_by(pos, i);
+      if (by == placement::FillBy::none || is_me(p.home)) continue;
+      if (by == placement::FillBy::prev) {
         // The former holder sends its own history of the position.
         if (is_me(*p.prev)) fills.push_back({p.home});
         continue;
       }
-      if (first < 0) {
-        if (is_me(pos[0].home) || me_complete >= 0) ++c.lost;
+      if (!ec) {
+        if (by == placement::FillBy::lost) {
+          if (is_me(pos[0].home) || me_complete >= 0) ++c.lost;
+          continue;
+        }
+        // Every replica holds the same data: the first position's holder sends it.
+        const placement::Shard* src = pos[placement::first_holder(pos)].reader();
+        if (is_me(*src)) fills.push_back({p.home});
         continue;
       }
-      if (!ec) {
-        if (first == me_complete) fills.push_back({p.home});
+      if (first < 0) {  // cells are rebuilt from complete positions only
+        if (is_me(pos[0].home) || me_complete >= 0 || (p.prev && is_me(*p.prev))) ++c.lost;
         continue;
       }
       if (me_complete < 0) continue;

@@ -320,3 +320,36 @@ TEST(Placement, PositionsWhileDataMoves) {
     }
   }
 }
+
+// Who fills a home: its serving former holder; else the first position with a holder of
+// complete data, which may itself be a former holder when one change moved every position of
+// the group (the case the simulation found: no home complete, the data only on the former
+// holders); nobody when no position has a holder.
+TEST(Placement, FillRuleUsesFormerHoldersWhenNoHomeIsComplete) {
+  auto shard = [](uint32_t rank, bool available = true) {
+    Shard s;
+    s.rank = rank;
+    s.available = available;
+    return s;
+  };
+  std::vector<Position> pos(3);
+  pos[0].home = shard(1);  // new home, its former holder failed
+  pos[1].home = shard(5);  // moved: its former holder serves
+  pos[1].prev = shard(2);
+  pos[2].home = shard(7, false);  // no home available at all
+  pos[2].prev = shard(5);
+  EXPECT_EQ(first_complete(pos), -1);
+  EXPECT_EQ(first_holder(pos), 1);
+  EXPECT_EQ(fill_by(pos, 0), FillBy::first_holder);
+  EXPECT_EQ(pos[first_holder(pos)].reader()->rank, 2u);  // the former holder sends
+  EXPECT_EQ(fill_by(pos, 1), FillBy::prev);
+  EXPECT_EQ(fill_by(pos, 2), FillBy::none);  // nothing can take it
+  pos[1].prev.reset();
+  pos[2].prev.reset();
+  EXPECT_EQ(fill_by(pos, 0), FillBy::lost);
+  pos[2].home = shard(7);
+  pos[2].complete = true;
+  EXPECT_EQ(first_holder(pos), 2);
+  EXPECT_EQ(fill_by(pos, 0), FillBy::first_holder);
+  EXPECT_EQ(fill_by(pos, 2), FillBy::none);
+}
