@@ -386,7 +386,16 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   std::map<uint32_t, EngineRecord> recs;
   for (const auto& e : sys.engines) recs[e.rank] = e;
   std::vector<uint32_t> to_start;
+  const std::set<uint32_t> only(o.only.begin(), o.only.end());
+  for (uint32_t r : only) {
+    if (recs.count(r) == 0) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("the system in {} has no rank {} (ranks 0..{})", dir, r,
+                                recs.empty() ? 0 : recs.rbegin()->first));
+    }
+  }
   for (uint32_t r = 0; r < want; ++r) {
+    if (!only.empty() && only.count(r) == 0) continue;
     auto it = recs.find(r);
     if (it != recs.end() && engine_alive(it->second)) {
       rep.running.push_back(r);
@@ -447,7 +456,9 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   while (true) {
     auto members = mc.system_query();
     std::set<uint32_t> missing;
-    for (uint32_t r = 0; r < want; ++r) missing.insert(r);
+    for (uint32_t r = 0; r < want; ++r) {
+      if (only.empty() || only.count(r) != 0) missing.insert(r);
+    }
     if (members) {
       for (const auto& m : *members) {
         const EngineRecord* e = sys.engine(m.rank);
@@ -457,9 +468,10 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
         }
       }
     }
-    size_t joined = want - missing.size();
+    const size_t waited = only.empty() ? want : only.size();
+    size_t joined = waited - missing.size();
     if (joined != last_joined) {
-      progress(fmt::format("{} of {} engines joined", joined, want));
+      progress(fmt::format("{} of {} engines joined", joined, waited));
       last_joined = joined;
     }
     if (missing.empty()) break;
@@ -484,6 +496,31 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   }
   TESSERA_TRY(link_pointer(o.pointer, path));
   return rep;
+}
+
+Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig) {
+  const EngineRecord* e = sys.engine(rank);
+  if (e == nullptr) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("the system in {} has no rank {}", sys.dir, rank));
+  }
+  if (!engine_alive(*e)) {
+    return Status(Errc::not_found, fmt::format("rank {} is not running", rank));
+  }
+  if (::kill(e->pid, sig) != 0) {
+    return Status(Errc::permission, fmt::format("cannot signal rank {} (pid {}): {}", rank, e->pid,
+                                                std::strerror(errno)));
+  }
+  if (sig == SIGKILL) {
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (engine_alive(*e) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (engine_alive(*e)) {
+      return Status(Errc::timeout, fmt::format("rank {} (pid {}) survived SIGKILL", rank, e->pid));
+    }
+  }
+  return e->pid;
 }
 
 Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,

@@ -63,6 +63,9 @@ struct StartOptions {
   std::string pointer;  // system file path to link to DIR/system.json (empty: none)
   std::chrono::seconds wait{60};
   std::vector<std::string> engine_args;  // more tessera-server flags for every engine
+  // Non-empty: start (and wait for) only these ranks of the recorded system, whatever else is
+  // missing (a drill's `restart rank 3`).
+  std::vector<uint32_t> only;
 };
 
 struct StartReport {
@@ -80,6 +83,10 @@ Result<StartReport> start(const StartOptions& opts, const Progress& progress);
 // SIGTERM, and SIGKILL after `grace`. Returns the ranks that were running.
 Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,
                                    const Progress& progress);
+
+// Sends `sig` to the engine of `rank` and, for SIGKILL, waits until its process is gone (a
+// drill's `kill rank 3`, `tessera system kill`). Returns the pid it signalled.
+Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig);
 
 // The engine's process exists and is this engine's tessera-server (not a reused pid).
 bool engine_alive(const EngineRecord& e);

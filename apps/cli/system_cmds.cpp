@@ -1,8 +1,12 @@
-// tessera system start|stop|query: the local system of engines, and the membership of any system.
+// tessera system start|stop|kill|query: the local system of engines, and the membership of any
+// system.
+#include <signal.h>
+
 #include <fmt/format.h>
 
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "apps/cli/common.hpp"
 #include "apps/local_system.hpp"
@@ -136,6 +140,26 @@ int system_query(Globals& g) {
   });
 }
 
+int system_kill(Globals& g, uint32_t rank, const std::string& signame) {
+  static const std::map<std::string, int> kSignals = {
+      {"KILL", SIGKILL}, {"TERM", SIGTERM}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
+  auto it = kSignals.find(signame);
+  if (it == kSignals.end()) {
+    return fail(g,
+                Status(Errc::invalid_argument,
+                       fmt::format("unknown signal '{}' (KILL, TERM, STOP or CONT)", signame)),
+                "system kill");
+  }
+  auto sys = local::SystemFile::load(local::system_path(g.system));
+  if (!sys) return fail(g, sys.status(), "system kill");
+  auto pid = local::kill_engine(*sys, rank, it->second);
+  if (!pid) return fail(g, pid.status(), "system kill");
+  return done(g, {{"rank", rank}, {"pid", *pid}, {"signal", signame}}, [&] {
+    std::printf("sent SIG%s to rank %u (pid %d)%s\n", signame.c_str(), rank, *pid,
+                it->second == SIGKILL ? "; it is gone" : "");
+  });
+}
+
 int rank_exclude(Globals& g, uint32_t rank, bool exclude) {
   const char* what = exclude ? "system exclude" : "system clear-exclude";
   auto mc = mgmt_client(g);
@@ -174,6 +198,10 @@ void add_system_commands(CLI::App& app, Globals& g) {
   start->add_option("--server", a->o.server, "tessera-server binary (default: beside tessera)");
   start->add_option("--wait-s", a->wait_s, "seconds to wait for the engines to join")
       ->capture_default_str();
+  start
+      ->add_option("--ranks", a->o.only,
+                   "start only these ranks of the recorded system (e.g. one a drill killed)")
+      ->delimiter(',');
   start->add_option("--log-level", a->log_level, "engines' log level: debug, info, warn, error");
   start
       ->add_option("--engine-arg", a->o.engine_args,
@@ -186,6 +214,14 @@ void add_system_commands(CLI::App& app, Globals& g) {
            [&g, grace] { return system_stop(g, *grace); });
   stop->add_option("--grace-s", *grace, "seconds before a stopping engine is killed")
       ->capture_default_str();
+
+  auto kill = std::make_shared<std::pair<uint32_t, std::string>>(0, "KILL");
+  auto* killc = leaf(sys, g, "kill",
+                     "signal one engine of the local system (default SIGKILL, as a crash would; "
+                     "`system start --ranks R` restarts it)",
+                     [&g, kill] { return system_kill(g, kill->first, kill->second); });
+  killc->add_option("-r,--rank", kill->first, "the rank")->required();
+  killc->add_option("--signal", kill->second, "KILL, TERM, STOP or CONT")->capture_default_str();
 
   auto rank = std::make_shared<uint32_t>(0);
   for (bool exclude : {true, false}) {
