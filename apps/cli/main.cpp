@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
   add_kv_commands(app, g);
   add_obj_commands(app, g);
   add_engine_commands(app, g);
+  add_drill_commands(app, g);
 
   CLI11_PARSE(app, argc, argv);
   return g.rc;

@@ -1,0 +1,677 @@
+// Runs a drill: system, pool, container, load, steps, monitor, verification, report.
+#include <signal.h>
+#include <stdlib.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "apps/drill/drill.hpp"
+#include "apps/local_system.hpp"
+#include "client/mgmt_client.hpp"
+#include "core/config.hpp"
+
+namespace tessera::drill {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+using placement::TargetState;
+namespace fs = std::filesystem;
+
+constexpr Millis kPoll{100};
+constexpr Millis kDefaultWait{180000};
+
+double mib(uint64_t bytes) {
+  return static_cast<double>(bytes) / (1024.0 * 1024.0);
+}
+double round1(double x) {
+  return static_cast<double>(static_cast<int64_t>(x * 10 + 0.5)) / 10;
+}
+double round2(double x) {
+  return static_cast<double>(static_cast<int64_t>(x * 100 + 0.5)) / 100;
+}
+
+// Targets of `rank` in the map, "0,1" style, whose state differs between two maps.
+std::string map_changes(const placement::PoolMap& before, const placement::PoolMap& after) {
+  std::string out;
+  for (const auto& e : after.engines) {
+    std::map<std::pair<std::string, std::string>, std::string> moves;  // (from, to) -> targets
+    for (const auto& t : e.targets) {
+      auto old = before.state(e.rank, t.index);
+      std::string from = old ? std::string(placement::state_name(*old)) : "absent";
+      std::string to(placement::state_name(t.state));
+      if (from == to) continue;
+      auto& s = moves[{from, to}];
+      s += (s.empty() ? "" : ",") + std::to_string(t.index);
+    }
+    for (const auto& [k, ts] : moves) {
+      out += fmt::format("{}rank {} target{} {} {} -> {}", out.empty() ? "" : "; ", e.rank,
+                         ts.find(',') == std::string::npos ? "" : "s", ts, k.first, k.second);
+    }
+  }
+  return out;
+}
+
+class Runner {
+ public:
+  Runner(const DrillSpec& d, const RunOptions& o) : d_(d), o_(o) {}
+  ~Runner() { teardown(); }
+
+  Result<json> run();
+
+ private:
+  double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
+  void event(const std::string& kind, const std::string& text, json extra = json::object());
+  void progress(const std::string& line) const {
+    if (o_.on_progress) o_.on_progress(line);
+  }
+  Status setup();
+  Status run_step(const Step& st);
+  Status wait_until(const Step& st, const std::function<Result<bool>(const mgmt::PoolView&)>& done,
+                    const std::string& what);
+  void monitor();
+  void observe(const mgmt::PoolView& v);
+  bool degraded(const mgmt::PoolView& v) const;
+  json summary(const Result<VerifyReport>& final) const;
+  void teardown();
+  // The first fault (kill, stop, data-moving operation) ends the "before" phase.
+  void fault() {
+    if (first_fault_.load() < 0) first_fault_ = now();
+  }
+
+  const DrillSpec& d_;
+  RunOptions o_;
+  Clock::time_point t0_ = Clock::now();
+  mutable std::mutex mu_;  // the timeline and the monitor's records (a tool, not a data path)
+  json timeline_ = json::array();
+  local::SystemFile sys_;
+  bool started_ = false;
+  std::string dir_;
+  std::string mgmt_;
+  std::unique_ptr<MgmtClient> mc_;
+  std::unique_ptr<VerifiedLoad> load_;
+  bool load_running_ = false;
+  double steps_start_ = 0;
+  std::atomic<double> first_fault_{-1};
+  std::map<uint32_t, double> kill_t_;    // rank -> when it was killed (or its target stopped)
+  std::map<uint32_t, double> detect_s_;  // rank -> seconds from the kill to the map change
+  std::set<uint32_t> expect_down_;       // killed and not yet reintegrated
+  std::set<uint32_t> hung_;              // stopped with SIGSTOP (killed at the end)
+  // Monitor.
+  std::thread mon_;
+  std::atomic<bool> mon_stop_{false};
+  struct Sample {
+    double t = 0;
+    uint64_t bytes = 0;
+    uint64_t writes = 0;
+    bool running = false;
+    bool degraded = false;
+  };
+  std::vector<Sample> samples_;
+  std::optional<mgmt::PoolView> last_;
+  std::map<uint32_t, json> gens_;  // rebuild generations seen finished
+};
+
+void Runner::event(const std::string& kind, const std::string& text, json extra) {
+  json e = {{"t", round2(now())}, {"kind", kind}, {"text", text}};
+  for (auto& [k, v] : extra.items()) e[k] = v;
+  {
+    std::lock_guard lk(mu_);
+    timeline_.push_back(e);
+  }
+  if (o_.on_event) o_.on_event(e);
+}
+
+Status Runner::setup() {
+  const std::string attach = !o_.attach.empty() ? o_.attach : d_.attach;
+  if (!attach.empty()) {
+    auto sys = local::SystemFile::load(local::system_path(attach));
+    if (!sys) return sys.status();
+    sys_ = std::move(*sys);
+    event("system",
+          fmt::format("attached to the system in {} ({} engines)", sys_.dir, sys_.engines.size()));
+  } else {
+    dir_ = o_.dir;
+    if (dir_.empty()) {
+      std::string tmpl = (fs::temp_directory_path() / "tessera-drill-XXXXXX").string();
+      if (::mkdtemp(tmpl.data()) == nullptr) {
+        return Status(Errc::io_error, "cannot make a temporary directory for the drill");
+      }
+      dir_ = tmpl;
+    }
+    local::StartOptions so;
+    so.dir = dir_;
+    so.engines = d_.engines;
+    so.targets = d_.targets;
+    so.provider = d_.provider;
+    so.engine_args = d_.engine_args;
+    so.wait = std::chrono::seconds(90);
+    started_ = true;  // whatever happens next, stop what was started
+    auto rep = local::start(so, [this](const std::string& l) { progress(l); });
+    if (!rep) return rep.status();
+    sys_ = rep->sys;
+    event("system", fmt::format("started {} engines x {} target{} in {}", sys_.engines.size(),
+                                sys_.targets, sys_.targets == 1 ? "" : "s", sys_.dir));
+  }
+  mgmt_ = sys_.mgmt;
+  mc_ = std::make_unique<MgmtClient>(mgmt_, Millis(30000));
+  auto bytes = parse_size(d_.pool_size);
+  if (!bytes) return bytes.status();
+  auto pv = mc_->pool_create(d_.pool, *bytes, d_.pool_ranks);
+  if (!pv) return Status(pv.status().code(), "pool create: " + pv.status().message());
+  for (const auto& [k, v] : d_.pool_props) {
+    Status st = mc_->pool_set_prop(d_.pool, k, v);
+    if (!st.is_ok()) return Status(st.code(), fmt::format("pool property {}: {}", k, st.message()));
+  }
+  mgmt::ContProps p;
+  p.label = d_.cont;
+  p.type = mgmt::ContType::array;
+  for (const auto& [k, v] : d_.cont_props) {
+    Status st = mgmt::set_cont_prop(p, k, v);
+    if (!st.is_ok()) return Status(st.code(), "container: " + st.message());
+  }
+  auto cv = mc_->cont_create(d_.pool, p);
+  if (!cv) return Status(cv.status().code(), "cont create: " + cv.status().message());
+  const auto* cls = placement::find_class(cv->c.props.oclass);
+  event("setup",
+        fmt::format("pool {} on {} engines (map version {}), container {} of class {}", d_.pool,
+                    pv->pool.map.engines.size(), pv->pool.map.version, d_.cont,
+                    cls != nullptr ? cls->name : "?"),
+        {{"map_version", pv->pool.map.version}});
+  mon_ = std::thread([this] { monitor(); });
+  if (d_.has_load) {
+    load_ = std::make_unique<VerifiedLoad>(mgmt_, d_.pool, d_.cont, d_.load, d_.seed);
+    TESSERA_TRY(load_->start());
+    load_running_ = true;
+    if (d_.load.preload > 0) {
+      progress(fmt::format("preloading {} writes", d_.load.preload));
+      if (!load_->wait_preloaded(Millis(600000))) {
+        return Status(Errc::timeout, "the preload did not finish within 10 minutes");
+      }
+    }
+    event("load",
+          fmt::format("load running: {} writers x {} B {} writes{}{}", d_.load.writers,
+                      d_.load.size, d_.load.kind == ValueKind::array ? "array" : "single-value",
+                      d_.load.rate > 0 ? fmt::format(" at {}/s each", d_.load.rate) : "",
+                      d_.load.preload > 0 ? fmt::format(" ({} preloaded, {} acknowledged)",
+                                                        d_.load.preload, load_->acked())
+                                          : ""));
+  }
+  return Status();
+}
+
+bool Runner::degraded(const mgmt::PoolView& v) const {
+  if (v.redundancy != "normal" || v.pool.rebuild.state == "busy" || v.pool.map.moving()) {
+    return true;
+  }
+  // A killed rank not yet noticed: the map still says up-in.
+  for (uint32_t r : expect_down_) {
+    if (const auto* e = v.pool.map.engine(r)) {
+      for (const auto& t : e->targets) {
+        if (t.state == TargetState::up_in) return true;
+      }
+    }
+  }
+  return false;
+}
+
+void Runner::observe(const mgmt::PoolView& v) {
+  const double t = now();
+  std::vector<std::pair<std::string, json>> events;
+  {
+    std::lock_guard lk(mu_);
+    if (last_ && last_->pool.map.version != v.pool.map.version) {
+      std::string changes = map_changes(last_->pool.map, v.pool.map);
+      if (changes.empty()) changes = "no target changed state (an engine's addresses)";
+      events.push_back({fmt::format("map version {}: {}", v.pool.map.version, changes),
+                        {{"map_version", v.pool.map.version}}});
+    }
+    const auto& r = v.pool.rebuild;
+    if (!last_ || last_->pool.rebuild.gen != r.gen || last_->pool.rebuild.state != r.state) {
+      if (r.state == "busy") {
+        events.push_back(
+            {fmt::format("rebuild generation {} busy (map version {})", r.gen, r.version),
+             {{"generation", r.gen}, {"state", r.state}}});
+      } else if ((r.state == "done" || r.state == "failed") && gens_.count(r.gen) == 0 &&
+                 r.gen > 0 && last_) {
+        const double secs = static_cast<double>(r.end_ms - std::min(r.end_ms, r.start_ms)) / 1000;
+        json g = {{"generation", r.gen},     {"state", r.state},     {"map_version", r.version},
+                  {"seconds", round2(secs)}, {"objects", r.objects}, {"records", r.records},
+                  {"bytes", r.bytes},        {"lost", r.lost},       {"error", r.error}};
+        gens_[r.gen] = g;
+        events.push_back(
+            {r.state == "done"
+                 ? fmt::format("rebuild generation {} done in {:.1f} s: {} objects, {} records, "
+                               "{:.2f} MiB, {} lost",
+                               r.gen, secs, r.objects, r.records, mib(r.bytes), r.lost)
+                 : fmt::format("rebuild generation {} failed: {}", r.gen, r.error),
+             g});
+      }
+    }
+    // Detection: a killed rank's targets leave up-in.
+    for (const auto& [rank, kt] : kill_t_) {
+      if (detect_s_.count(rank) != 0) continue;
+      const auto* e = v.pool.map.engine(rank);
+      bool down = e != nullptr;
+      if (e != nullptr) {
+        for (const auto& tg : e->targets) down = down && tg.state != TargetState::up_in;
+      }
+      if (down) {
+        detect_s_[rank] = t - kt;
+        events.push_back({fmt::format("rank {} declared down {:.1f} s after it was {}", rank,
+                                      t - kt, hung_.count(rank) != 0 ? "hung" : "killed"),
+                          {{"rank", rank}, {"detection_s", round2(t - kt)}}});
+      }
+    }
+    Sample s;
+    s.t = t;
+    s.running = load_running_;
+    if (load_) {
+      s.bytes = load_->acked_bytes();
+      s.writes = load_->acked();
+    }
+    s.degraded = degraded(v);
+    samples_.push_back(s);
+    last_ = v;
+  }
+  for (auto& [text, extra] : events) {
+    event(text.rfind("rebuild", 0) == 0 ? "rebuild"
+          : text.rfind("map", 0) == 0   ? "map"
+                                        : "detect",
+          text, extra);
+  }
+}
+
+void Runner::monitor() {
+  MgmtClient mc(mgmt_, Millis(5000));
+  while (!mon_stop_.load()) {
+    auto v = mc.pool_query(d_.pool);
+    if (v) observe(*v);
+    std::this_thread::sleep_for(kPoll);
+  }
+}
+
+Status Runner::wait_until(const Step& st,
+                          const std::function<Result<bool>(const mgmt::PoolView&)>& done,
+                          const std::string& what) {
+  const Millis limit = st.duration.count() > 0 ? st.duration : kDefaultWait;
+  const auto until = Clock::now() + limit;
+  const auto start = Clock::now();
+  while (true) {
+    auto v = mc_->pool_query(d_.pool);
+    if (v) {
+      auto ok = done(*v);
+      if (!ok) return ok.status();
+      if (*ok) return Status();
+      const auto& r = v->pool.rebuild;
+      progress(fmt::format(
+          "{}: {:.0f} s, map version {}, rebuild {} (generation {}{})", what,
+          std::chrono::duration<double>(Clock::now() - start).count(), v->pool.map.version, r.state,
+          r.gen,
+          r.state == "busy" ? fmt::format(", {}/{} targets, {} records", v->progress.targets_done,
+                                          v->progress.targets_total, v->progress.records)
+                            : ""));
+    }
+    if (Clock::now() >= until) {
+      return Status(Errc::timeout,
+                    fmt::format("{}: not reached within {} s{}", what, limit.count() / 1000,
+                                v ? "" : " (" + v.status().to_string() + ")"));
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+}
+
+Status Runner::run_step(const Step& st) {
+  using K = Step::Kind;
+  switch (st.kind) {
+    case K::sleep:
+      std::this_thread::sleep_for(st.duration);
+      return Status();
+    case K::kill: {
+      const uint32_t r = st.ranks[0];
+      auto sys = local::SystemFile::load(sys_.path);
+      if (!sys) return sys.status();
+      sys_ = std::move(*sys);
+      fault();
+      const bool hang = st.op == "hang";
+      auto pid = local::kill_engine(sys_, r, hang ? SIGSTOP : SIGKILL);
+      if (!pid) return pid.status();
+      std::lock_guard lk(mu_);
+      if (hang) hung_.insert(r);
+      kill_t_[r] = now();
+      detect_s_.erase(r);
+      expect_down_.insert(r);
+      return Status();
+    }
+    case K::restart: {
+      for (uint32_t r : st.ranks) {
+        if (hung_.count(r) != 0) {  // a hung engine is killed before it is started again
+          auto pid = local::kill_engine(sys_, r, SIGKILL);
+          if (!pid && pid.status().code() != Errc::not_found) return pid.status();
+          std::lock_guard lk(mu_);
+          hung_.erase(r);
+        }
+      }
+      local::StartOptions so;
+      so.dir = sys_.dir;
+      so.only = st.ranks;
+      so.wait = std::chrono::seconds(90);
+      auto rep = local::start(so, [this](const std::string& l) { progress(l); });
+      if (!rep) return rep.status();
+      sys_ = rep->sys;
+      return Status();
+    }
+    case K::stop_target:
+    case K::pool_op: {
+      // A stopped target is taken out of the pool as an operator does for a failed device.
+      const std::string op = st.kind == K::stop_target ? "exclude" : st.op;
+      if (op != "rebuild") fault();
+      auto v = mc_->pool_op(d_.pool, op, st.ranks, st.target);
+      if (!v) return v.status();
+      if (op == "reintegrate") {
+        std::lock_guard lk(mu_);
+        for (uint32_t r : st.ranks) expect_down_.erase(r);
+      }
+      return Status();
+    }
+    case K::wait_rebuild:
+      if (st.op == "busy") {
+        return wait_until(
+            st,
+            [](const mgmt::PoolView& v) -> Result<bool> { return v.pool.rebuild.state == "busy"; },
+            "waiting for a rebuild to run");
+      }
+      return wait_until(
+          st,
+          [this](const mgmt::PoolView& v) -> Result<bool> {
+            const auto& r = v.pool.rebuild;
+            if (r.state == "failed") {
+              return Status(Errc::internal,
+                            fmt::format("rebuild generation {} failed: {}", r.gen, r.error));
+            }
+            if (r.state == "busy" || v.pool.map.moving()) return false;
+            std::lock_guard lk(mu_);
+            for (uint32_t rank : expect_down_) {
+              if (const auto* e = v.pool.map.engine(rank)) {
+                for (const auto& t : e->targets) {
+                  if (t.state == TargetState::up_in || t.state == TargetState::down) return false;
+                }
+              }
+            }
+            return true;
+          },
+          "waiting for the rebuild");
+    case K::wait_down:
+      return wait_until(
+          st,
+          [&st](const mgmt::PoolView& v) -> Result<bool> {
+            const auto* e = v.pool.map.engine(st.ranks[0]);
+            if (e == nullptr) {
+              return Status(Errc::not_found,
+                            fmt::format("rank {} is not in the pool", st.ranks[0]));
+            }
+            for (const auto& t : e->targets) {
+              if (t.state == TargetState::up_in) return false;
+            }
+            return true;
+          },
+          fmt::format("waiting for rank {} to be down", st.ranks[0]));
+    case K::assert_: {
+      auto v = mc_->pool_query(d_.pool);
+      if (!v) return v.status();
+      std::string found;
+      bool ok = false;
+      if (st.op == "health" || st.op == "redundancy") {
+        auto c = mc_->cont_query(d_.pool, d_.cont);
+        if (!c) return c.status();
+        found = st.op == "health" ? c->health.status : c->health.redundancy;
+        ok = found == st.value;
+      } else if (st.op == "rebuild") {
+        found = v->pool.rebuild.state;
+        ok = found == st.value;
+      } else if (st.op == "map-version") {
+        const uint64_t have = v->pool.map.version;
+        const uint64_t want = std::stoull(st.value);
+        found = std::to_string(have);
+        ok = st.cmp == "=="   ? have == want
+             : st.cmp == ">=" ? have >= want
+             : st.cmp == ">"  ? have > want
+             : st.cmp == "<=" ? have <= want
+                              : have < want;
+      } else if (st.op == "target") {
+        auto s = v->pool.map.state(st.ranks[0], static_cast<uint32_t>(st.target));
+        found = s ? std::string(placement::state_name(*s)) : "absent";
+        ok = found == st.value;
+      }
+      if (!ok) {
+        return Status(Errc::invalid_argument,
+                      fmt::format("expected {} {}{}, found {}", st.op,
+                                  st.cmp.empty() ? "" : st.cmp + " ", st.value, found));
+      }
+      return Status();
+    }
+    case K::verify: {
+      if (!load_) return Status(Errc::invalid_argument, "verify: the drill has no load");
+      auto acks = load_->acks();
+      auto rep = load_->verify(acks, 2);
+      if (!rep) return rep.status();
+      if (rep->lost > 0) {
+        std::string s;
+        for (const auto& x : rep->samples) s += "\n    " + x;
+        return Status(Errc::checksum, fmt::format("{} of {} acknowledged writes lost:{}", rep->lost,
+                                                  rep->checked, s));
+      }
+      event("verify", fmt::format("{} acknowledged writes read back exactly", rep->checked),
+            {{"checked", rep->checked}, {"lost", rep->lost}});
+      return Status();
+    }
+    case K::load:
+      if (!load_) return Status(Errc::invalid_argument, "the drill has no load");
+      if (st.op == "stop") {
+        load_->stop();
+        std::lock_guard lk(mu_);
+        load_running_ = false;
+      } else if (!load_->running()) {
+        TESSERA_TRY(load_->start());
+        std::lock_guard lk(mu_);
+        load_running_ = true;
+      }
+      return Status();
+    case K::set_prop:
+      return mc_->pool_set_prop(d_.pool, st.op, st.value);
+  }
+  return Status(Errc::internal, "unknown step");
+}
+
+json Runner::summary(const Result<VerifyReport>& final) const {
+  std::lock_guard lk(mu_);
+  json s;
+  // Detection.
+  json det = json::array();
+  double worst = 0;
+  for (const auto& [rank, kt] : kill_t_) {
+    auto it = detect_s_.find(rank);
+    det.push_back({{"rank", rank},
+                   {"seconds", it == detect_s_.end() ? json(nullptr) : json(round2(it->second))}});
+    if (it != detect_s_.end()) worst = std::max(worst, it->second);
+  }
+  s["detection"] = det;
+  s["detection_s_max"] = kill_t_.empty() ? json(nullptr) : json(round2(worst));
+  // Rebuild generations.
+  json gens = json::array();
+  double secs = 0;
+  uint64_t bytes = 0, records = 0, objects = 0, lost = 0;
+  for (const auto& [g, j] : gens_) {
+    gens.push_back(j);
+    secs += j["seconds"].get<double>();
+    bytes += j["bytes"].get<uint64_t>();
+    records += j["records"].get<uint64_t>();
+    objects += j["objects"].get<uint64_t>();
+    lost += j["lost"].get<uint64_t>();
+  }
+  s["rebuild"] = {{"generations", gens},
+                  {"seconds", round2(secs)},
+                  {"bytes", bytes},
+                  {"records", records},
+                  {"objects", objects},
+                  {"lost", lost},
+                  {"rate_mib_s", secs > 0 ? round2(mib(bytes) / secs) : 0.0}};
+  // Foreground throughput: every interval between two samples with the load running, by
+  // phase (before the first fault; during: a fault not yet repaired, or data moving; after).
+  struct Acc {
+    double secs = 0;
+    uint64_t bytes = 0, writes = 0;
+  };
+  std::map<std::string, Acc> acc;
+  for (size_t i = 1; i < samples_.size(); ++i) {
+    const Sample& a = samples_[i - 1];
+    const Sample& b = samples_[i];
+    if (!a.running || !b.running || a.t < steps_start_) continue;
+    const double ff = first_fault_.load();
+    const char* phase = ff < 0 || b.t <= ff ? "before" : b.degraded ? "during" : "after";
+    Acc& x = acc[phase];
+    x.secs += b.t - a.t;
+    x.bytes += b.bytes - a.bytes;
+    x.writes += b.writes - a.writes;
+  }
+  json fg;
+  for (const char* p : {"before", "during", "after"}) {
+    const Acc& x = acc[p];
+    fg[p] = {{"seconds", round1(x.secs)},
+             {"writes_per_s", x.secs > 0 ? round1(static_cast<double>(x.writes) / x.secs) : 0.0},
+             {"mib_per_s", x.secs > 0 ? round2(mib(x.bytes) / x.secs) : 0.0}};
+  }
+  s["foreground"] = fg;
+  // Acknowledged writes per second of the drill (t, writes, degraded), for plots.
+  json series = json::array();
+  size_t from = 0;
+  for (size_t i = 1; i < samples_.size(); ++i) {
+    if (samples_[i].t - samples_[from].t >= 1.0 || i + 1 == samples_.size()) {
+      const Sample& a = samples_[from];
+      const Sample& b = samples_[i];
+      series.push_back({round1(b.t), round1(static_cast<double>(b.writes - a.writes) / (b.t - a.t)),
+                        b.degraded});
+      from = i;
+    }
+  }
+  s["writes_per_s_series"] = series;
+  s["acknowledged_writes"] = load_ ? load_->acked() : 0;
+  s["write_errors"] = load_ ? load_->errors() : 0;
+  s["write_error_samples"] = load_ ? load_->error_samples() : std::vector<std::string>{};
+  if (final) {
+    s["verified_writes"] = final->checked;
+    s["lost_writes"] = final->lost;
+    s["lost_samples"] = final->samples;
+  } else {
+    s["verified_writes"] = nullptr;
+    s["lost_writes"] = nullptr;
+    s["verify_error"] = final.status().to_string();
+  }
+  s["map_version"] = last_ ? last_->pool.map.version : 0;
+  return s;
+}
+
+void Runner::teardown() {
+  if (load_) {
+    load_->stop();
+    load_running_ = false;
+  }
+  mon_stop_ = true;
+  if (mon_.joinable()) mon_.join();
+  for (uint32_t r : hung_) {
+    // A stopped process takes no SIGTERM: end it the way a drill ended it anyway.
+    if (const auto* e = sys_.engine(r); e != nullptr && local::engine_alive(*e)) {
+      (void)local::kill_engine(sys_, r, SIGKILL);
+    }
+  }
+  hung_.clear();
+  if (started_) {
+    started_ = false;
+    auto sys = local::SystemFile::load(dir_ + "/system.json");
+    if (sys) (void)local::stop(*sys, std::chrono::seconds(10), [](const std::string&) {});
+  }
+}
+
+Result<json> Runner::run() {
+  event("drill", fmt::format("drill \"{}\" ({})", d_.name, d_.path));
+  Status st = setup();
+  if (!st.is_ok()) {
+    teardown();
+    return Status(st.code(), fmt::format("drill setup: {}", st.message()));
+  }
+  steps_start_ = now();
+  std::string failure;
+  for (const Step& s : d_.steps) {
+    const double t = now();
+    Status r = run_step(s);
+    json extra = {{"line", s.line}, {"ok", r.is_ok()}, {"seconds", round2(now() - t)}};
+    if (!r.is_ok()) extra["error"] = r.message();
+    event("step", s.text, extra);
+    if (!r.is_ok()) {
+      failure = fmt::format("step '{}' (line {}): {}", s.text, s.line, r.message());
+      break;
+    }
+  }
+  // The final verification: every write acknowledged over the whole drill.
+  Result<VerifyReport> final = Status(Errc::not_found, "the drill has no load");
+  if (load_) {
+    load_->stop();
+    {
+      std::lock_guard lk(mu_);
+      load_running_ = false;
+    }
+    progress(fmt::format("verifying {} acknowledged writes", load_->acked()));
+    final = load_->verify(load_->acks(), 2);
+    if (final) {
+      event("verify",
+            fmt::format("final: {} acknowledged writes checked, {} lost", final->checked,
+                        final->lost),
+            {{"checked", final->checked}, {"lost", final->lost}});
+      if (final->lost > 0 && failure.empty()) {
+        failure = fmt::format("{} acknowledged writes lost", final->lost);
+      }
+    } else if (failure.empty()) {
+      failure = "final verification: " + final.status().to_string();
+    }
+    if (failure.empty() && load_->errors() > 0 && !d_.allow_write_errors) {
+      failure =
+          fmt::format("{} writes failed (the drill does not allow write errors)", load_->errors());
+    }
+  }
+  mon_stop_ = true;
+  if (mon_.joinable()) mon_.join();
+  json report;
+  report["drill"] = d_.name;
+  report["file"] = d_.path;
+  report["passed"] = failure.empty();
+  report["failure"] = failure.empty() ? json(nullptr) : json(failure);
+  report["summary"] = summary(final);
+  const bool kept = started_ && (o_.keep || !failure.empty());
+  teardown();
+  if (!dir_.empty() && o_.dir.empty() && !kept) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  report["system_dir"] = dir_.empty() ? json(sys_.dir) : json(dir_);
+  report["system_dir_kept"] = dir_.empty() || kept || !o_.dir.empty();
+  {
+    std::lock_guard lk(mu_);
+    report["timeline"] = timeline_;
+  }
+  return report;
+}
+
+}  // namespace
+
+Result<json> run_drill(const DrillSpec& spec, const RunOptions& opts) {
+  Runner r(spec, opts);
+  return r.run();
+}
+
+}  // namespace tessera::drill
