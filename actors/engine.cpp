@@ -442,6 +442,7 @@ Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes
       Slot* s = slots_[ti].get();
       std::string path;
       TESSERA_TRY(run_on(*s->target, [s, id, &path]() -> Status {
+        s->pools.stopped = false;  // reintegrated: it serves again, with fresh shards
         auto it = s->pools.shards.find(id);
         if (it == s->pools.shards.end()) return Status();
         path = it->second->path;
@@ -509,7 +510,8 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
         report(cur, true);
       };
       auto it = s->pools.shards.find(pool);
-      if (it == s->pools.shards.end()) return finish(Status(), {});
+      // A stopped target's data is not used (the pool map has it down): nothing to send.
+      if (it == s->pools.shards.end() || s->pools.stopped) return finish(Status(), {});
       PoolShard& sh = *it->second;
       if (!sh.view || sh.view->pool.map.version < version) {
         auto v = s->pools.fetch_view(pool);
@@ -596,6 +598,19 @@ Status Engine::control(const Message& m) {
       for (uint32_t t : r.getTargets()) targets.push_back(t);
       if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
       return reset_shards(id, uuid, bytes, targets);
+    }
+    case schema::EngineReq::TARGET_STOP: {
+      const uint32_t ti = req.getTargetStop();
+      if (ti >= slots_.size())
+        return Status(Errc::invalid_argument, fmt::format("no target {}", ti));
+      Slot* s = slots_[ti].get();
+      TESSERA_TRY(run_on(*s->target, [s]() -> Status {
+        s->pools.stopped = true;
+        return Status();
+      }));
+      log::warn("target {} stopped by the management service: it refuses I/O until reintegrated",
+                ti);
+      return Status();
     }
   }
   return Status(Errc::protocol, "unknown engine request");

@@ -184,6 +184,10 @@ Status ObjectService::handle(Message& m) {
   if (m.protocol != proto::kProtoObject) {
     return Status(Errc::protocol, fmt::format("object service got protocol {}", m.protocol));
   }
+  if (pools_.stopped && m.method != proto::kObjPing && m.method != proto::kObjStats) {
+    return Status(Errc::unavailable,
+                  fmt::format("rank {} target {} is stopped (until reintegrated)", rank_, target_));
+  }
   // Each case decodes into plain values inside a DecodeScope (no suspension there), then runs.
   switch (m.method) {
     case proto::kObjPing:

@@ -62,6 +62,9 @@ struct TargetPools {
     std::string error;
   };
   std::map<uint32_t, RebuildRun> rebuilds;
+  // Stopped by an administrator (`tessera system stop-target`): refuses pool I/O (a failed
+  // device) until a reintegration resets its shards or the engine restarts.
+  bool stopped = false;
 };
 
 class ObjectService final : public Actor {

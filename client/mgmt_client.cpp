@@ -82,6 +82,14 @@ Status MgmtClient::rank_exclude(uint32_t rank, bool exclude) const {
   });
 }
 
+Status MgmtClient::target_stop(uint32_t rank, uint32_t target) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto x = r.initTargetStop();
+    x.setRank(rank);
+    x.setTarget(target);
+  });
+}
+
 Result<mgmt::PoolView> MgmtClient::pool_create(const std::string& label, uint64_t target_bytes,
                                                const std::vector<uint32_t>& ranks) const {
   return call<mgmt::PoolView>(

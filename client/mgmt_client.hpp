@@ -30,6 +30,9 @@ class MgmtClient {
   // Takes a rank out of the system (its targets go down in every pool map; it may not join
   // again), or clears that (exclude false).
   Status rank_exclude(uint32_t rank, bool exclude) const;
+  // Stops one target (a failed device): its engine refuses I/O on it and every pool map that
+  // has it marks it down (a rebuild follows); `pool reintegrate` brings it back.
+  Status target_stop(uint32_t rank, uint32_t target) const;
 
   // target_bytes: store size per target; ranks empty: every joined engine.
   Result<mgmt::PoolView> pool_create(const std::string& label, uint64_t target_bytes,

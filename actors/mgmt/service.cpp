@@ -732,6 +732,37 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       return reply(
           [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), **p, state_, false); });
     }
+    case W::TARGET_STOP: {
+      auto r = req.getTargetStop();
+      const uint32_t rank = r.getRank();
+      const uint32_t target = r.getTarget();
+      Member m;
+      {
+        std::lock_guard lk(mu_);
+        if (!is_admin(cred)) return denied(cred, 0, "the system (stopping targets)");
+        auto it = state_.members().find(rank);
+        if (it == state_.members().end()) {
+          return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
+        }
+        if (target >= it->second.fabric_addrs.size()) {
+          return Status(Errc::not_found, fmt::format("rank {} has no target {} (it has {})", rank,
+                                                     target, it->second.fabric_addrs.size()));
+        }
+        if (it->second.state != MemberState::joined) {
+          return Status(Errc::unavailable, fmt::format("rank {} is not joined", rank));
+        }
+        m = it->second;
+      }
+      // The engine stops serving the target first, then the pools take it out (a rebuild).
+      capnp::MallocMessageBuilder b(64);
+      b.initRoot<schema::EngineReq>().setTargetStop(target);
+      TESSERA_TRY(engine_call(m, b));
+      std::lock_guard lk(mu_);
+      TESSERA_TRY(commit(
+          {{"op", "target_down"}, {"rank", rank}, {"target", target}, {"now_ms", now_ms()}}));
+      log::warn("management service: rank {} target {} stopped by uid {}", rank, target, cred.uid);
+      return none();
+    }
     case W::POOL_OP:
       return pool_op(req.getPoolOp(), cred);
     case W::REBUILD_REPORT: {

@@ -303,7 +303,8 @@ Status MgmtState::apply(const json& cmd) {
   return st;
 }
 
-void MgmtState::mark_targets(uint32_t rank, TargetState to, uint64_t now_ms, bool always) {
+void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
+                             bool always) {
   for (auto& [id, p] : pools_) {
     placement::MapEngine* e = p.map.engine(rank);
     if (e == nullptr) continue;
@@ -313,6 +314,7 @@ void MgmtState::mark_targets(uint32_t rank, TargetState to, uint64_t now_ms, boo
     }
     bool changed = false;
     for (auto& t : e->targets) {
+      if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
       if (t.state == TargetState::up_in || t.state == TargetState::drain ||
           t.state == TargetState::up) {
         if (!changed) begin_change(p);
@@ -363,7 +365,7 @@ Status MgmtState::apply_op(const json& c) {
     if (it->second.state == MemberState::excluded) return Status();  // stays out when it leaves
     bool dead = c.at("state").get<std::string>() == "dead";
     it->second.state = dead ? MemberState::dead : MemberState::stopped;
-    if (dead) mark_targets(rank, TargetState::down, c.value("now_ms", uint64_t{0}), false);
+    if (dead) mark_targets(rank, -1, TargetState::down, c.value("now_ms", uint64_t{0}), false);
     return Status();
   }
   if (op == "exclude") {
@@ -373,7 +375,15 @@ Status MgmtState::apply_op(const json& c) {
     auto it = members_.find(rank);
     if (it == members_.end()) return Status(Errc::not_found, fmt::format("no rank {}", rank));
     it->second.state = MemberState::excluded;
-    mark_targets(rank, TargetState::down, c.value("now_ms", uint64_t{0}), true);
+    mark_targets(rank, -1, TargetState::down, c.value("now_ms", uint64_t{0}), true);
+    return Status();
+  }
+  if (op == "target_down") {
+    // One target failed (stopped by an administrator): down in every pool map that has it.
+    uint32_t rank = c.at("rank").get<uint32_t>();
+    if (members_.count(rank) == 0) return Status(Errc::not_found, fmt::format("no rank {}", rank));
+    mark_targets(rank, c.at("target").get<int64_t>(), TargetState::down,
+                 c.value("now_ms", uint64_t{0}), true);
     return Status();
   }
   if (op == "clear_exclude") {

@@ -42,9 +42,11 @@ class MgmtState {
 
  private:
   Status apply_op(const nlohmann::json& c);
-  // A member failed or was excluded: its serving targets go `to` in every pool that has them
-  // (`always`: whatever the pool's self_heal says; else only where it includes "exclude").
-  void mark_targets(uint32_t rank, placement::TargetState to, uint64_t now_ms, bool always);
+  // A member (or one of its targets, `target` >= 0) failed or was excluded: its serving targets
+  // go `to` in every pool that has them (`always`: whatever the pool's self_heal says; else only
+  // where it includes "exclude").
+  void mark_targets(uint32_t rank, int64_t target, placement::TargetState to, uint64_t now_ms,
+                    bool always);
   std::map<uint32_t, Member> members_;
   std::map<uint32_t, Pool> pools_;
   std::map<uint64_t, Handle> handles_;

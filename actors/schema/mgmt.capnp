@@ -162,6 +162,12 @@ struct MgmtReq {
     rankDead      @24 :RankDead;   # an engine's failure detector declares a rank dead
     poolOp        @25 :PoolOp;     # exclude, drain, reintegrate, extend, rebuild
     rebuildReport @26 :RebuildReport;  # an engine target's rebuild progress
+    targetStop    @27 :TargetRef;      # stop one target (it refuses I/O) and take it out of the pools
+  }
+
+  struct TargetRef {
+    rank   @0 :UInt32;
+    target @1 :UInt32;
   }
 
   struct PoolOp {
@@ -270,6 +276,7 @@ struct EngineReq {
     contPurge        @3 :ContPurge;   # punch every object of a destroyed container
     rebuildStart     @4 :RebuildStart;  # scan the pool's shards for this generation
     poolShardReset   @5 :ShardReset;    # drop targets' data of a pool (reintegration)
+    targetStop       @6 :UInt32;        # the target refuses I/O until reintegrated (a failed device)
   }
   struct ShardReset {
     shard   @0 :PoolShard;

@@ -160,6 +160,19 @@ int system_kill(Globals& g, uint32_t rank, const std::string& signame) {
   });
 }
 
+int target_stop(Globals& g, uint32_t rank, uint32_t target) {
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), "system stop-target");
+  Status st = mc->target_stop(rank, target);
+  if (!st.is_ok()) return fail(g, st, "system stop-target");
+  return done(g, {{"rank", rank}, {"target", target}, {"stopped", true}}, [&] {
+    std::printf(
+        "rank %u target %u stopped: it refuses I/O and is down in every pool map (`tessera pool "
+        "reintegrate POOL --rank %u --target %u` brings it back)\n",
+        rank, target, rank, target);
+  });
+}
+
 int rank_exclude(Globals& g, uint32_t rank, bool exclude) {
   const char* what = exclude ? "system exclude" : "system clear-exclude";
   auto mc = mgmt_client(g);
@@ -222,6 +235,14 @@ void add_system_commands(CLI::App& app, Globals& g) {
                      [&g, kill] { return system_kill(g, kill->first, kill->second); });
   killc->add_option("-r,--rank", kill->first, "the rank")->required();
   killc->add_option("--signal", kill->second, "KILL, TERM, STOP or CONT")->capture_default_str();
+
+  auto rt = std::make_shared<std::pair<uint32_t, uint32_t>>(0, 0);
+  auto* stopt = leaf(sys, g, "stop-target",
+                     "stop one target of an engine as a failed device would: it refuses I/O, "
+                     "every pool map marks it down and the rebuild restores redundancy",
+                     [&g, rt] { return target_stop(g, rt->first, rt->second); });
+  stopt->add_option("-r,--rank", rt->first, "the rank")->required();
+  stopt->add_option("-t,--target", rt->second, "the target index")->required();
 
   auto rank = std::make_shared<uint32_t>(0);
   for (bool exclude : {true, false}) {

@@ -31,7 +31,7 @@ struct Step {
     sleep,
     kill,          // kill rank R (SIGKILL); hang rank R (SIGSTOP: only failure detection notices)
     restart,       // restart rank R
-    stop_target,   // stop target R:T
+    stop_target,   // stop target R:T (it refuses I/O; the pools take it out)
     pool_op,       // exclude|drain|reintegrate rank R [target T]; extend ranks R,..; rebuild
     wait_rebuild,  // wait rebuild [busy] [timeout D]
     wait_down,     // wait down rank R [timeout D]

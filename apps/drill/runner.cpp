@@ -103,6 +103,7 @@ class Runner {
   std::map<uint32_t, double> detect_s_;  // rank -> seconds from the kill to the map change
   std::set<uint32_t> expect_down_;       // killed and not yet reintegrated
   std::set<uint32_t> hung_;              // stopped with SIGSTOP (killed at the end)
+  std::set<std::pair<uint32_t, uint32_t>> stopped_;  // targets stopped, not yet reintegrated
   // Monitor.
   std::thread mon_;
   std::atomic<bool> mon_stop_{false};
@@ -367,16 +368,27 @@ Status Runner::run_step(const Step& st) {
       sys_ = rep->sys;
       return Status();
     }
-    case K::stop_target:
+    case K::stop_target: {
+      fault();
+      TESSERA_TRY(mc_->target_stop(st.ranks[0], static_cast<uint32_t>(st.target)));
+      std::lock_guard lk(mu_);
+      stopped_.insert({st.ranks[0], static_cast<uint32_t>(st.target)});
+      return Status();
+    }
     case K::pool_op: {
-      // A stopped target is taken out of the pool as an operator does for a failed device.
-      const std::string op = st.kind == K::stop_target ? "exclude" : st.op;
-      if (op != "rebuild") fault();
-      auto v = mc_->pool_op(d_.pool, op, st.ranks, st.target);
+      if (st.op != "rebuild") fault();
+      auto v = mc_->pool_op(d_.pool, st.op, st.ranks, st.target);
       if (!v) return v.status();
-      if (op == "reintegrate") {
+      if (st.op == "reintegrate") {
         std::lock_guard lk(mu_);
-        for (uint32_t r : st.ranks) expect_down_.erase(r);
+        for (uint32_t r : st.ranks) {
+          expect_down_.erase(r);
+          for (auto it = stopped_.begin(); it != stopped_.end();) {
+            it = it->first == r && (st.target < 0 || it->second == static_cast<uint32_t>(st.target))
+                     ? stopped_.erase(it)
+                     : std::next(it);
+          }
+        }
       }
       return Status();
     }
@@ -397,12 +409,19 @@ Status Runner::run_step(const Step& st) {
             }
             if (r.state == "busy" || v.pool.map.moving()) return false;
             std::lock_guard lk(mu_);
+            auto settled = [](TargetState s) {
+              return s != TargetState::up_in && s != TargetState::down;
+            };
             for (uint32_t rank : expect_down_) {
               if (const auto* e = v.pool.map.engine(rank)) {
                 for (const auto& t : e->targets) {
-                  if (t.state == TargetState::up_in || t.state == TargetState::down) return false;
+                  if (!settled(t.state)) return false;
                 }
               }
+            }
+            for (const auto& [rank, target] : stopped_) {
+              auto s = v.pool.map.state(rank, target);
+              if (s && !settled(*s)) return false;
             }
             return true;
           },

@@ -123,3 +123,32 @@ TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {
   EXPECT_EQ(s.members().at(1).state, MemberState::stopped);
   EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
 }
+
+// A stopped target goes down alone (its engine's other target keeps serving), whatever the
+// pool's self_heal, and a rebuild generation is planned.
+TEST(MgmtState, StoppedTargetGoesDownAloneAndPlansARebuild) {
+  MgmtState s;
+  ASSERT_TRUE(s.apply(join(0, "h0")).is_ok());
+  ASSERT_TRUE(s.apply(join(1, "h1")).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "pool_create"},
+                       {"uuid", "u1"},
+                       {"label", "p"},
+                       {"target_bytes", 1 << 26},
+                       {"ranks", {0, 1}},
+                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
+                  .is_ok());
+  const uint32_t v = s.pool("p")->map.version;
+  EXPECT_EQ(s.apply({{"op", "target_down"}, {"rank", 9}, {"target", 0}}).code(), Errc::not_found);
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
+  const Pool& p = *s.pool("p");
+  EXPECT_EQ(p.map.version, v + 1);
+  EXPECT_EQ(*p.map.state(1, 1), placement::TargetState::down);
+  EXPECT_EQ(*p.map.state(1, 0), placement::TargetState::up_in);
+  EXPECT_EQ(*p.map.state(0, 1), placement::TargetState::up_in);
+  EXPECT_TRUE(p.map.moving());
+  EXPECT_EQ(p.rebuild.state, "busy");
+  EXPECT_EQ(p.rebuild.version, p.map.version);
+  // Again: nothing changes (it is down already).
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
+  EXPECT_EQ(s.pool("p")->map.version, v + 1);
+}
