@@ -61,6 +61,14 @@ std::string dkey_of(const Write& w) {
   return fmt::format("c{}-{}", w.client, w.seq);
 }
 
+// An engine of kTargets targets joins (again), on its own host.
+json join_cmd(uint32_t rank) {
+  json addrs = json::array();
+  for (uint32_t t = 0; t < kTargets; ++t) addrs.push_back(fmt::format("{:02x}", t));
+  return {{"op", "join"},          {"rank", rank},      {"host", fmt::format("h{}", rank)},
+          {"control_addr", "sim"}, {"provider", "sim"}, {"fabric_addrs", addrs}};
+}
+
 struct Engine {
   bool up = true;
   uint64_t incarnation = 1;
@@ -85,12 +93,7 @@ class Sim {
     cls_ = placement::find_class("RP_3GX")->id;
     for (uint32_t r = 0; r < kEngines; ++r) {
       engines_[r] = Engine{};
-      apply({{"op", "join"},
-             {"rank", r},
-             {"host", fmt::format("h{}", r)},
-             {"control_addr", "sim"},
-             {"provider", "sim"},
-             {"fabric_addrs", json::array({"00", "01"})}});
+      apply(join_cmd(r));
     }
     std::vector<uint32_t> ranks;
     for (uint32_t r = 0; r < kEngines; ++r) ranks.push_back(r);
@@ -408,12 +411,7 @@ class Sim {
     e.finished_gen = 0;
     e.known_version = 0;
     log_.push_back(fmt::format("{:>9.3f} restart rank {}", now() / 1e9, r));
-    apply({{"op", "join"},
-           {"rank", r},
-           {"host", fmt::format("h{}", r)},
-           {"control_addr", "sim"},
-           {"provider", "sim"},
-           {"fabric_addrs", json::array({"00", "01"})}});
+    apply(join_cmd(r));
     // The management service resends a running generation to an engine that joins again.
     if (pool().rebuild.state == "busy" && expected_.count(r) != 0) {
       start_scan_msg(r, pool().rebuild.gen);

@@ -21,6 +21,20 @@ json join(uint32_t rank, const std::string& host) {
   return {{"op", "join"},        {"rank", rank},      {"host", host},
           {"control_addr", "x"}, {"provider", "tcp"}, {"fabric_addrs", {"0a0b", "0c0d"}}};
 }
+// Ranks 0 and 1 joined, pool "p" on both.
+MgmtState two_engine_pool() {
+  MgmtState s;
+  EXPECT_TRUE(s.apply(join(0, "h0")).is_ok());
+  EXPECT_TRUE(s.apply(join(1, "h1")).is_ok());
+  EXPECT_TRUE(s.apply({{"op", "pool_create"},
+                       {"uuid", "u1"},
+                       {"label", "p"},
+                       {"target_bytes", 1 << 26},
+                       {"ranks", {0, 1}},
+                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
+                  .is_ok());
+  return s;
+}
 }  // namespace
 
 TEST(Acl, EvaluationOrderAndText) {
@@ -95,16 +109,7 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
 }
 
 TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {
-  MgmtState s;
-  ASSERT_TRUE(s.apply(join(0, "h0")).is_ok());
-  ASSERT_TRUE(s.apply(join(1, "h1")).is_ok());
-  ASSERT_TRUE(s.apply({{"op", "pool_create"},
-                       {"uuid", "u1"},
-                       {"label", "p"},
-                       {"target_bytes", 1 << 26},
-                       {"ranks", {0, 1}},
-                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
-                  .is_ok());
+  MgmtState s = two_engine_pool();
   uint32_t v = s.pool("p")->map.version;
   EXPECT_EQ(s.apply({{"op", "exclude"}, {"rank", 7}}).code(), Errc::not_found);
   ASSERT_TRUE(s.apply({{"op", "exclude"}, {"rank", 1}}).is_ok());
@@ -127,16 +132,7 @@ TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {
 // A stopped target goes down alone (its engine's other target keeps serving), whatever the
 // pool's self_heal, and a rebuild generation is planned.
 TEST(MgmtState, StoppedTargetGoesDownAloneAndPlansARebuild) {
-  MgmtState s;
-  ASSERT_TRUE(s.apply(join(0, "h0")).is_ok());
-  ASSERT_TRUE(s.apply(join(1, "h1")).is_ok());
-  ASSERT_TRUE(s.apply({{"op", "pool_create"},
-                       {"uuid", "u1"},
-                       {"label", "p"},
-                       {"target_bytes", 1 << 26},
-                       {"ranks", {0, 1}},
-                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
-                  .is_ok());
+  MgmtState s = two_engine_pool();
   const uint32_t v = s.pool("p")->map.version;
   EXPECT_EQ(s.apply({{"op", "target_down"}, {"rank", 9}, {"target", 0}}).code(), Errc::not_found);
   ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
