@@ -136,6 +136,9 @@ uint32_t MgmtService::rebuild_targets(const Pool& p) const {
 }
 
 void MgmtService::drive_rebuilds() {
+  // Generations with nothing to scan complete at once, after the walk: a commit that fails
+  // restores the whole state, which would free the pools this loop walks.
+  std::vector<std::pair<uint32_t, uint32_t>> empty;  // (pool, generation)
   for (const auto& [id, p] : state_.pools()) {
     if (p.rebuild.state != "busy") continue;
     auto sent = sent_gen_.find(id);
@@ -152,10 +155,10 @@ void MgmtService::drive_rebuilds() {
     log::info("management service: pool {} rebuild generation {} (map version {}) on {} engines",
               id, p.rebuild.gen, p.rebuild.version, to.size());
     send_rebuild(id, p.rebuild.gen, p.rebuild.version, std::move(to));
-    if (rebuild_targets(p) == 0) {
-      (void)commit(
-          {{"op", "rebuild_done"}, {"pool", id}, {"gen", p.rebuild.gen}, {"now_ms", now_ms()}});
-    }
+    if (rebuild_targets(p) == 0) empty.emplace_back(id, p.rebuild.gen);
+  }
+  for (const auto& [id, gen] : empty) {
+    (void)commit({{"op", "rebuild_done"}, {"pool", id}, {"gen", gen}, {"now_ms", now_ms()}});
   }
 }
 

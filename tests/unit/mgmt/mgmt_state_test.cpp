@@ -87,8 +87,10 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   EXPECT_EQ(s.pool("p")->containers.begin()->first, 1u);
   // A malformed command changes nothing.
   uint64_t applied = s.applied();
-  EXPECT_EQ(s.apply({{"op", "cont_create"}, {"pool", p->id}}).code(), Errc::invalid_argument);
-  EXPECT_EQ(s.apply({{"op", "bogus"}, {"pool", p->id}, {"cont", 1}}).code(),
+  // A failed command restores the whole state: pointers into it (p) do not survive it.
+  const uint32_t pool_id = p->id;
+  EXPECT_EQ(s.apply({{"op", "cont_create"}, {"pool", pool_id}}).code(), Errc::invalid_argument);
+  EXPECT_EQ(s.apply({{"op", "bogus"}, {"pool", pool_id}, {"cont", 1}}).code(),
             Errc::invalid_argument);
   EXPECT_EQ(s.applied(), applied);
   // A dead engine's targets go down and the map version moves.
