@@ -1,11 +1,10 @@
 #include "actors/object_service.hpp"
 
-#include <isa-l/crc.h>
-
 #include "actors/object_service_util.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
+#include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
 #include "rebuild/rebuild.hpp"
@@ -279,7 +278,7 @@ Status ObjectService::handle(Message& m) {
       rep.setSize(r->size);
       rep.setEpoch(r->epoch);
       rep.setExists(r->exists);
-      rep.setCrc(crc32_iscsi(r->data.data(), static_cast<int>(r->data.size()), 0));
+      rep.setCrc(crc32c(r->data.span()));
       auto holes = rep.initHoles(static_cast<unsigned>(r->holes.size()));
       for (size_t i = 0; i < r->holes.size(); ++i) {
         holes[i].setOffset(r->holes[i].first);

@@ -1,7 +1,6 @@
 #include "client/client.hpp"
 #include "client/client_impl.hpp"
 
-#include <isa-l/crc.h>
 #include <sys/socket.h>
 
 #include <boost/asio.hpp>
@@ -14,6 +13,7 @@
 #include "actors/schema/object.capnp.h"
 #include "actors/schema/system.capnp.h"
 #include "core/actor.hpp"
+#include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/target.hpp"
 #include "net/fabric.hpp"
@@ -193,7 +193,7 @@ Result<uint64_t> decode_epoch(Message& m) {
 Result<FetchResult> decode_fetch(Message& m) {
   capn::BodyReader br(m.body);
   auto rep = br.root<schema::FetchRep>();
-  if (crc32_iscsi(m.bulk.data(), static_cast<int>(m.bulk.size()), 0) != rep.getCrc()) {
+  if (crc32c(m.bulk.span()) != rep.getCrc()) {
     return Status(Errc::checksum, "fetched data does not match the engine's checksum");
   }
   FetchResult out;
@@ -301,7 +301,7 @@ Buffer list_body(ListScope scope, ObjectId oid, std::string_view dkey, std::stri
 Client::Future<uint64_t> Client::update_async(ObjectId oid, std::string dkey, std::string akey,
                                               ValueKind kind, uint64_t offset, Buffer data,
                                               UpdateFlags flags) {
-  uint32_t crc = crc32_iscsi(data.data(), static_cast<int>(data.size()), 0);
+  uint32_t crc = crc32c(data.span());
   return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjUpdate,
                         update_body(oid, dkey, akey, kind, offset, crc, flags), std::move(data),
                         decode_epoch);

@@ -1,7 +1,6 @@
 // The client's erasure-coding actor: cuts updates of erasure-coded objects into cells, computes
 // parity (ISA-L), keeps partial stripes as full copies, and reads back through any p missing
 // positions. The scheme and its failure cases: docs/ERASURE_CODING.md.
-#include <isa-l/crc.h>
 
 #include <algorithm>
 #include <set>
@@ -9,6 +8,7 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/object.capnp.h"
 #include "client/container_impl.hpp"
+#include "core/checksum.hpp"
 #include "placement/erasure.hpp"
 
 namespace tessera::contimpl {
@@ -36,10 +36,6 @@ struct Piece {
   uint64_t bulk_offset = 0;
   uint32_t crc = 0;
 };
-
-uint32_t crc_of(const uint8_t* p, size_t n) {
-  return crc32_iscsi(const_cast<uint8_t*>(p), static_cast<int>(n), 0);
-}
 
 Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& pieces,
                const IoCtxValues& ctx) {
@@ -517,7 +513,7 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
     // A single value is kept whole on p + 1 positions: the first data position and the parity
     // positions.
     bulk = Buffer(src, data.size());
-    const uint32_t crc = crc_of(src, data.size());
+    const uint32_t crc = crc32c(src, data.size());
     pieces.push_back({g.data_pos(0), akey, kind, false, 0, data.size(), 0, crc});
     for (uint32_t q = 0; q < g.p; ++q) {
       pieces.push_back({g.parity_pos(q), akey, kind, false, 0, data.size(), 0, crc});
@@ -555,7 +551,7 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
       for (uint32_t c = 0; c < g.n(); ++c) {
         uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
         pieces.push_back(
-            {pos, akey, kind, false, s_lo * g.cell, run, c * run, crc_of(out + c * run, run)});
+            {pos, akey, kind, false, s_lo * g.cell, run, c * run, crc32c(out + c * run, run)});
         // The full stripes replace any partial-stripe copies of their range.
         pieces.push_back(
             {pos, placement::ec_copy_akey(akey), kind, true, s_lo * stripe, full * stripe, 0, 0});
@@ -569,7 +565,7 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
       std::memcpy(out + at, src + (x - a), y - x);
       for (uint32_t q = 0; q < g.p; ++q) {
         pieces.push_back(
-            {g.parity_pos(q), copy, kind, false, x, y - x, at, crc_of(out + at, y - x)});
+            {g.parity_pos(q), copy, kind, false, x, y - x, at, crc32c(out + at, y - x)});
       }
       for (uint32_t j = 0; j < g.k; ++j) {
         for (uint64_t s = x / stripe; s * stripe < y; ++s) {
@@ -577,7 +573,7 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
           const uint64_t hi = std::min(y, s * stripe + (j + 1) * g.cell);
           if (lo >= hi) continue;
           pieces.push_back({g.data_pos(j), copy, kind, false, lo, hi - lo, at + (lo - x),
-                            crc_of(out + at + (lo - x), hi - lo)});
+                            crc32c(out + at + (lo - x), hi - lo)});
         }
       }
       at += y - x;

@@ -2,7 +2,6 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-#include <isa-l/crc.h>
 #include <kj/exception.h>
 
 #include <fmt/format.h>
@@ -11,6 +10,7 @@
 
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/envelope.capnp.h"
+#include "core/checksum.hpp"
 
 namespace tessera::net {
 
@@ -65,7 +65,7 @@ Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t 
   if (!m.body.empty()) {
     std::memcpy(p + kPreambleSize + env_bytes.size(), m.body.data(), m.body.size());
   }
-  pre.crc = crc32_iscsi(p + kPreambleSize, static_cast<int>(head - kPreambleSize), 0);
+  pre.crc = crc32c(p + kPreambleSize, head - kPreambleSize);
   std::memcpy(p, &pre, sizeof(pre));
   return out;
 }
@@ -87,7 +87,7 @@ Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint3
   pre.bulk_offset = offset;
   pre.bulk_len = len;
   pre.pad = pad_for(kPreambleSize, len);
-  pre.crc = crc32_iscsi(nullptr, 0, 0);
+  pre.crc = crc32c(nullptr, 0);
   Buffer b(kPreambleSize + pre.pad);
   std::memset(b.data(), 0, b.size());
   std::memcpy(b.data(), &pre, sizeof(pre));
@@ -123,7 +123,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
   const uint8_t* hdr = frame.data() + kPreambleSize;
   size_t hdr_len = pre.env_len + pre.body_len;
 #ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION  // let the fuzzer past the crc to the parser
-  if (crc32_iscsi(const_cast<uint8_t*>(hdr), static_cast<int>(hdr_len), 0) != pre.crc) {
+  if (crc32c(hdr, hdr_len) != pre.crc) {
     return Status(Errc::protocol, "frame header checksum mismatch");
   }
 #endif

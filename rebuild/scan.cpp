@@ -1,5 +1,4 @@
 #include <fmt/format.h>
-#include <isa-l/crc.h>
 
 #include <algorithm>
 #include <optional>
@@ -9,6 +8,7 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "actors/schema/object.capnp.h"
+#include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
@@ -25,10 +25,6 @@ namespace {
 
 constexpr auto kSendTimeout = std::chrono::seconds(10);
 constexpr auto kRetryPause = std::chrono::milliseconds(200);
-
-uint32_t crc_of(std::span<const uint8_t> d) {
-  return crc32_iscsi(const_cast<uint8_t*>(d.data()), static_cast<int>(d.size()), 0);
-}
 
 bool retryable(Errc e) {
   return e == Errc::unavailable || e == Errc::timeout || e == Errc::shutdown ||
@@ -96,7 +92,7 @@ struct Scan {
       v.setPunch(x.versions[i].punch);
       v.setDataAt(x.versions[i].data_at);
     }
-    req.setCrc(crc_of(x.data.span()));
+    req.setCrc(crc32c(x.data.span()));
     auto r = ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
     if (!r) return r.status();
     ++c.records;
@@ -174,7 +170,7 @@ struct Scan {
       if (ds.failed()) return Status(Errc::protocol, "malformed fetch reply: " + ds.what());
     }
     out.data = std::move(r->bulk);
-    if (crc_of(out.data.span()) != crc) {
+    if (crc32c(out.data.span()) != crc) {
       return Status(Errc::checksum, "fetched cell does not match its checksum");
     }
     return out;
@@ -400,7 +396,7 @@ Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer&
     for (auto v : req.getVersions()) {
       x.versions.push_back({v.getEpoch(), v.getLo(), v.getHi(), v.getPunch(), v.getDataAt()});
     }
-    if (crc_of(bulk.span()) != req.getCrc()) {
+    if (crc32c(bulk.span()) != req.getCrc()) {
       return Status(Errc::checksum, "rebuild data does not match its checksum");
     }
     if (ds.failed()) return Status(Errc::protocol, "malformed rebuild push: " + ds.what());

@@ -2,7 +2,6 @@
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-#include <isa-l/crc.h>
 #include <isa-l/crc64.h>
 #include <kj/exception.h>
 
@@ -14,6 +13,7 @@
 #include <limits>
 
 #include "actors/schema/capnp_util.hpp"
+#include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 #include "storage/wal.capnp.h"
@@ -76,16 +76,12 @@ static_assert(sizeof(Superblock) == 80);
 template <typename T>
 uint32_t struct_crc(T s) {
   s.crc = 0;
-  return crc32_iscsi(reinterpret_cast<unsigned char*>(&s), sizeof(s), 0);
-}
-
-uint32_t crc32c(std::span<const uint8_t> d) {
-  return crc32_iscsi(const_cast<uint8_t*>(d.data()), static_cast<int>(d.size()), 0);
+  return crc32c(&s, sizeof(s));
 }
 
 uint64_t checksum(CsumType t, const uint8_t* p, size_t n) {
   if (t == CsumType::crc64) return crc64_ecma_refl(0, p, n);
-  return crc32_iscsi(const_cast<uint8_t*>(p), static_cast<int>(n), 0);
+  return crc32c(p, n);
 }
 
 // Largest element of an ascending vector that is <= e, or 0.

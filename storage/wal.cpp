@@ -1,10 +1,9 @@
 #include "storage/wal.hpp"
 
-#include <isa-l/crc.h>
-
 #include <algorithm>
 #include <cstring>
 
+#include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 
@@ -19,8 +18,7 @@ uint64_t round_up(uint64_t v) {
 uint32_t group_crc(const GroupHeader& h, const uint8_t* payload) {
   GroupHeader tmp = h;
   tmp.crc = 0;
-  uint32_t c = crc32_iscsi(reinterpret_cast<unsigned char*>(&tmp), sizeof(tmp), 0);
-  return crc32_iscsi(const_cast<uint8_t*>(payload), static_cast<int>(h.payload_len), c);
+  return crc32c(payload, h.payload_len, crc32c(&tmp, sizeof(tmp)));
 }
 }  // namespace
 

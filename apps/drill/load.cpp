@@ -1,7 +1,6 @@
 #include "apps/drill/load.hpp"
 
 #include <fmt/format.h>
-#include <isa-l/crc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -9,6 +8,7 @@
 
 #include "client/client.hpp"
 #include "client/container.hpp"
+#include "core/checksum.hpp"
 
 namespace tessera::drill {
 
@@ -17,11 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kOidHi = 0xd1;  // the drill's objects (class bits come from the container)
 constexpr size_t kMaxSamples = 8;
-
-uint32_t crc32c(std::string_view s) {
-  return crc32_iscsi(reinterpret_cast<unsigned char*>(const_cast<char*>(s.data())),
-                     static_cast<int>(s.size()), 0);
-}
 
 uint64_t mix(uint64_t x) {  // splitmix64
   x += 0x9e3779b97f4a7c15ULL;
