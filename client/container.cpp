@@ -1,7 +1,6 @@
 #include "client/container.hpp"
 
 #include <fmt/format.h>
-#include <isa-l/crc.h>
 
 #include <algorithm>
 #include <thread>
@@ -9,6 +8,7 @@
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
 #include "client/container_impl.hpp"
+#include "core/checksum.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
 
@@ -70,18 +70,29 @@ constexpr Nanos kReplicaAttempt = std::chrono::seconds(2);
 constexpr Nanos kLeaderAttempt = std::chrono::seconds(10);
 constexpr Nanos kMapWatch = std::chrono::seconds(1);
 
-// While `waiting`, fetches the pool map every kMapWatch: a leader that died or hangs does not
-// answer, and learn() fails the asks to the targets that left the map, so the request goes
-// to the new layout at once instead of waiting out its attempt.
-void watch_map(const StatePtr& sp, const std::shared_ptr<bool>& waiting) {
+// A leader that died or hangs does not answer. While some leader attempt has waited kMapWatch
+// or longer, the pool map is fetched every kMapWatch: learn() fails the asks to the targets
+// that left it, so their requests go to the new layout at once instead of waiting out their
+// attempt. One timer per container, armed only while attempts are outstanding.
+//
+// When the watch last had news: the oldest waiting attempt's start or its own last fetch.
+Clock::time_point watch_since(const Container::State& st) {
+  return std::max(st.waiting.begin()->second, st.watch_fetched);
+}
+
+void arm_map_watch(const StatePtr& sp) {
+  if (sp->watch_armed || sp->waiting.empty()) return;
+  sp->watch_armed = true;
   Target* t = sp->im->target.get();
-  t->add_timer(kMapWatch, [sp, waiting, t] {
-    if (!*waiting) return;
-    t->spawn([sp, waiting] {
-      if (!*waiting) return;
-      (void)refresh(sp);
-      if (*waiting) watch_map(sp, waiting);
-    });
+  const auto due = watch_since(*sp) + kMapWatch - Clock::now();
+  t->add_timer(std::max<Nanos>(due, Nanos(0)), [sp, t] {
+    sp->watch_armed = false;
+    if (sp->waiting.empty()) return;
+    if (Clock::now() - watch_since(*sp) >= kMapWatch) {
+      sp->watch_fetched = Clock::now();
+      t->spawn([sp] { (void)refresh(sp); });
+    }
+    arm_map_watch(sp);
   });
 }
 
@@ -146,10 +157,13 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       bool more = pick == Pick::replica && i + 1 < cands.size();
       Nanos t = std::min<Nanos>(left, more ? kReplicaAttempt : kLeaderAttempt);
       if (t <= Nanos(0)) break;
-      auto waiting = std::make_shared<bool>(true);
-      if (!more) watch_map(sp, waiting);
+      const uint64_t wait_id = st.next_wait++;
+      if (!more) {
+        st.waiting.emplace(wait_id, Clock::now());
+        arm_map_watch(sp);
+      }
       auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t);
-      *waiting = false;
+      st.waiting.erase(wait_id);
       if (r) {
         if (pick != Pick::every) return r;
         done = std::move(r);
@@ -257,7 +271,7 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
         if (const auto* ec = ec_class(oid)) {
           return ec_update(st, *ec, oid, dkey, akey, kind, offset, *bulk, flags);
         }
-        uint32_t crc = crc32_iscsi(bulk->data(), static_cast<int>(bulk->size()), 0);
+        uint32_t crc = crc32c(bulk->span());
         auto body = [&] {
           return update_body(oid, dkey, akey, kind, offset, crc, flags, ctx_of(*st));
         };

@@ -4,7 +4,9 @@
 #include <fmt/format.h>
 
 #include <boost/fiber/future.hpp>
+#include <chrono>
 #include <functional>
+#include <map>
 
 #include "actors/schema/capnp_util.hpp"
 #include "client/client_impl.hpp"
@@ -28,6 +30,12 @@ struct Container::State {
   uint64_t rotation = 0;
   uint64_t cell = 128 * 1024;  // EC cell size (container property)
   bool suspect = false;        // a target failed to answer: fetch the map before the next request
+  // Leader attempts waiting for their answer (by attempt number: when each started), and
+  // whether the one timer that watches them is armed (client target only; contimpl::op).
+  std::map<uint64_t, std::chrono::steady_clock::time_point> waiting;
+  uint64_t next_wait = 0;
+  bool watch_armed = false;
+  std::chrono::steady_clock::time_point watch_fetched;  // the watch's last map fetch
 };
 
 namespace contimpl {

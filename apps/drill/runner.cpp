@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 #include <set>
@@ -30,14 +31,25 @@ constexpr Millis kDefaultWait{180000};
 double mib(uint64_t bytes) {
   return static_cast<double>(bytes) / (1024.0 * 1024.0);
 }
+// `x` rounded to `decimals` places (figures in the report).
+double rounded(double x, int decimals) {
+  const double f = std::pow(10.0, decimals);
+  return static_cast<double>(static_cast<int64_t>(x * f + 0.5)) / f;
+}
 double round1(double x) {
-  return static_cast<double>(static_cast<int64_t>(x * 10 + 0.5)) / 10;
+  return rounded(x, 1);
 }
 double round2(double x) {
-  return static_cast<double>(static_cast<int64_t>(x * 100 + 0.5)) / 100;
+  return rounded(x, 2);
 }
 
-// Targets of `rank` in the map, "0,1" style, whose state differs between two maps.
+// No target of the engine is up-in any more: its failure (or stop) has reached the map.
+bool none_up_in(const placement::MapEngine& e) {
+  return std::none_of(e.targets.begin(), e.targets.end(),
+                      [](const auto& t) { return t.state == TargetState::up_in; });
+}
+
+// The targets whose state differs between two maps: "rank 3 targets 0,1 up-in -> down; ...".
 std::string map_changes(const placement::PoolMap& before, const placement::PoolMap& after) {
   std::string out;
   for (const auto& e : after.engines) {
@@ -213,31 +225,34 @@ bool Runner::degraded(const mgmt::PoolView& v) const {
   }
   // A killed rank not yet noticed: the map still says up-in.
   for (uint32_t r : expect_down_) {
-    if (const auto* e = v.pool.map.engine(r)) {
-      for (const auto& t : e->targets) {
-        if (t.state == TargetState::up_in) return true;
-      }
-    }
+    if (const auto* e = v.pool.map.engine(r); e != nullptr && !none_up_in(*e)) return true;
   }
   return false;
 }
 
 void Runner::observe(const mgmt::PoolView& v) {
   const double t = now();
-  std::vector<std::pair<std::string, json>> events;
+  struct Seen {
+    const char* kind;
+    std::string text;
+    json extra;
+  };
+  std::vector<Seen> events;
   {
     std::lock_guard lk(mu_);
     if (last_ && last_->pool.map.version != v.pool.map.version) {
       std::string changes = map_changes(last_->pool.map, v.pool.map);
       if (changes.empty()) changes = "no target changed state (an engine's addresses)";
-      events.push_back({fmt::format("map version {}: {}", v.pool.map.version, changes),
+      events.push_back({"map",
+                        fmt::format("map version {}: {}", v.pool.map.version, changes),
                         {{"map_version", v.pool.map.version}}});
     }
     const auto& r = v.pool.rebuild;
     if (!last_ || last_->pool.rebuild.gen != r.gen || last_->pool.rebuild.state != r.state) {
       if (r.state == "busy") {
         events.push_back(
-            {fmt::format("rebuild generation {} busy (map version {})", r.gen, r.version),
+            {"rebuild",
+             fmt::format("rebuild generation {} busy (map version {})", r.gen, r.version),
              {{"generation", r.gen}, {"state", r.state}}});
       } else if ((r.state == "done" || r.state == "failed") && gens_.count(r.gen) == 0 &&
                  r.gen > 0 && last_) {
@@ -247,7 +262,8 @@ void Runner::observe(const mgmt::PoolView& v) {
                   {"bytes", r.bytes},        {"lost", r.lost},       {"error", r.error}};
         gens_[r.gen] = g;
         events.push_back(
-            {r.state == "done"
+            {"rebuild",
+             r.state == "done"
                  ? fmt::format("rebuild generation {} done in {:.1f} s: {} objects, {} records, "
                                "{:.2f} MiB, {} lost",
                                r.gen, secs, r.objects, r.records, mib(r.bytes), r.lost)
@@ -259,13 +275,10 @@ void Runner::observe(const mgmt::PoolView& v) {
     for (const auto& [rank, kt] : kill_t_) {
       if (detect_s_.count(rank) != 0) continue;
       const auto* e = v.pool.map.engine(rank);
-      bool down = e != nullptr;
-      if (e != nullptr) {
-        for (const auto& tg : e->targets) down = down && tg.state != TargetState::up_in;
-      }
-      if (down) {
+      if (e != nullptr && none_up_in(*e)) {
         detect_s_[rank] = t - kt;
-        events.push_back({fmt::format("rank {} declared down {:.1f} s after it was {}", rank,
+        events.push_back({"detect",
+                          fmt::format("rank {} declared down {:.1f} s after it was {}", rank,
                                       t - kt, hung_.count(rank) != 0 ? "hung" : "killed"),
                           {{"rank", rank}, {"detection_s", round2(t - kt)}}});
       }
@@ -281,12 +294,7 @@ void Runner::observe(const mgmt::PoolView& v) {
     samples_.push_back(s);
     last_ = v;
   }
-  for (auto& [text, extra] : events) {
-    event(text.rfind("rebuild", 0) == 0 ? "rebuild"
-          : text.rfind("map", 0) == 0   ? "map"
-                                        : "detect",
-          text, extra);
-  }
+  for (auto& e : events) event(e.kind, e.text, std::move(e.extra));
 }
 
 void Runner::monitor() {
@@ -435,10 +443,7 @@ Status Runner::run_step(const Step& st) {
               return Status(Errc::not_found,
                             fmt::format("rank {} is not in the pool", st.ranks[0]));
             }
-            for (const auto& t : e->targets) {
-              if (t.state == TargetState::up_in) return false;
-            }
-            return true;
+            return none_up_in(*e);
           },
           fmt::format("waiting for rank {} to be down", st.ranks[0]));
     case K::assert_: {
