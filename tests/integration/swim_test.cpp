@@ -67,7 +67,10 @@ TEST(SwimTest, HungEngineIsDeclaredDeadByItsPeersAndLeavesThePoolMap) {
   EXPECT_GT(after->pool.map.version, before->pool.map.version);
   auto st = after->pool.map.state(2, 0);
   ASSERT_TRUE(st.has_value());
-  EXPECT_EQ(*st, placement::TargetState::down);
+  // Down, or already down-out: the self-heal rebuild of this small pool may have finished
+  // between the detection and this query.
+  EXPECT_TRUE(*st == placement::TargetState::down || *st == placement::TargetState::down_out)
+      << placement::state_name(*st);
   for (int i = 0; i < 50; ++i) {
     auto r = (*c)->kv_get("k" + std::to_string(i));
     ASSERT_TRUE(r) << r.status().to_string();
