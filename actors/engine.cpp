@@ -14,6 +14,7 @@
 #include "core/log.hpp"
 #include "net/fabric.hpp"
 #include "rebuild/rebuild.hpp"
+#include "rebuild/reencode.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
@@ -42,6 +43,20 @@ Status run_on(Target& t, F fn) {
     return Status(Errc::timeout, fmt::format("target {} did not answer", t.index()));
   }
   return f.get();
+}
+
+// Closes and forgets a target's shard of a pool (target thread, in a fiber). A background pass
+// using the shard (re-encoding) is told to stop and ends its request first.
+std::string drop_shard(Target& t, TargetPools& pools, uint32_t id) {
+  auto it = pools.shards.find(id);
+  if (it == pools.shards.end()) return {};
+  it->second->closing = true;
+  while (it->second->users > 0) t.sleep_for(std::chrono::milliseconds(1));
+  it = pools.shards.find(id);
+  std::string path = it->second->path;
+  it->second->store->close();
+  pools.shards.erase(it);
+  return path;
 }
 
 storage::StoreOptions store_options(const EngineConfig& cfg, uint32_t target, uint64_t bytes) {
@@ -290,6 +305,63 @@ void Engine::attach(mgmt::MgmtLink* link) {
       return Status();
     });
   }
+  if (cfg_.ec_reencode_interval_ms > 0) start_reencode();
+}
+
+void Engine::start_reencode() {
+  const auto interval = std::chrono::milliseconds(cfg_.ec_reencode_interval_ms);
+  const uint32_t rank = cfg_.rank;
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    s->target->post([s, rank, interval] {
+      Target& t = *s->target;
+      const auto index = static_cast<uint16_t>(t.index());
+      std::map<uint32_t, uint32_t> seen;  // pool -> map version at the previous pass
+      constexpr Nanos kSlice = std::chrono::milliseconds(100);
+      while (!t.stopping()) {
+        for (Nanos slept{0}; slept < interval && !t.stopping(); slept += kSlice) {
+          t.sleep_for(std::min<Nanos>(kSlice, interval - slept));
+        }
+        std::vector<uint32_t> ids;
+        for (const auto& [id, sh] : s->pools.shards) ids.push_back(id);
+        for (uint32_t id : ids) {
+          auto it = s->pools.shards.find(id);
+          if (t.stopping() || s->pools.stopped || it == s->pools.shards.end()) continue;
+          PoolShard& sh = *it->second;
+          if (!sh.view || sh.closing) continue;
+          // Only once the map has stayed the same for a whole interval: updates stamped under
+          // an older map have had time to finish.
+          const uint32_t v = sh.view->pool.map.version;
+          auto [at, fresh] = seen.try_emplace(id, v);
+          if (fresh || at->second != v) {
+            at->second = v;
+            continue;
+          }
+          ++sh.users;
+          rebuild::ReencodeOptions o;
+          o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
+          auto r = rebuild::reencode(*s->rt, rank, index, sh, o);
+          ++sh.reencode.passes;
+          if (r) {
+            sh.reencode.stripes += r->stripes;
+            sh.reencode.copy_bytes += r->copy_bytes;
+            sh.reencode.skipped += r->skipped;
+            if (r->stripes > 0) {
+              log::info(
+                  "pool {} target {}: {} stripes of partial-stripe copies re-encoded into "
+                  "cells and parity ({} bytes of copies released)",
+                  id, index, r->stripes, r->copy_bytes);
+            }
+          } else {
+            sh.reencode.last_error = r.status().to_string();
+            log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id,
+                      index, sh.reencode.last_error);
+          }
+          --sh.users;
+        }
+      }
+    });
+  }
 }
 
 static Result<std::vector<mgmt::Member>> decode_members_rep(const Message& m) {
@@ -390,10 +462,7 @@ Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
   for (auto& sp : slots_) {
     Slot* s = sp.get();
     TESSERA_TRY(run_on(*s->target, [s, id]() -> Status {
-      auto it = s->pools.shards.find(id);
-      if (it == s->pools.shards.end()) return Status();
-      it->second->store->close();
-      s->pools.shards.erase(it);
+      drop_shard(*s->target, s->pools, id);
       return Status();
     }));
   }
@@ -443,11 +512,7 @@ Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes
       std::string path;
       TESSERA_TRY(run_on(*s->target, [s, id, &path]() -> Status {
         s->pools.stopped = false;  // reintegrated: it serves again, with fresh shards
-        auto it = s->pools.shards.find(id);
-        if (it == s->pools.shards.end()) return Status();
-        path = it->second->path;
-        it->second->store->close();
-        s->pools.shards.erase(it);
+        path = drop_shard(*s->target, s->pools, id);
         return Status();
       }));
       if (!path.empty()) {

@@ -63,6 +63,8 @@ class Engine {
   // Drops the data of some targets' shards of a pool and opens them empty (reintegration).
   Status reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                       const std::vector<uint32_t>& targets);
+  // A fiber on every target re-encodes erasure-coded partial-stripe copies now and then.
+  void start_reencode();
   // Runs (or re-reports) a rebuild generation of a pool on every target.
   void start_rebuild(uint32_t pool, uint32_t gen, uint32_t version);
   std::string pool_dir(uint32_t id, const std::string& uuid) const;

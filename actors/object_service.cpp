@@ -398,6 +398,13 @@ Status ObjectService::handle(Message& m) {
       rep.setAggregationEpoch(s.aggregation_epoch);
       rep.setRecoveryMs(s.recovery_ms);
       rep.setReserve(s.reserve);
+      for (const auto& [id, sh] : pools_.shards) {
+        if (sh->store.get() != *w) continue;
+        rep.setReencodePasses(sh->reencode.passes);
+        rep.setReencodeStripes(sh->reencode.stripes);
+        rep.setReencodeCopyBytes(sh->reencode.copy_bytes);
+        rep.setReencodeError(sh->reencode.last_error);
+      }
       return rt_.reply(m, Status(), capn::to_body(b));
     }
 

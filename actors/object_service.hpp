@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <unordered_map>
 
 #include "actors/mgmt/types.hpp"
@@ -42,6 +43,21 @@ struct PoolShard {
     uint16_t csum = 0;  // CsumType of the container
   };
   std::unordered_map<uint64_t, HandleEntry> handles;  // container handles seen so far
+  // Epochs of the erasure-coded updates this target leads that are not finished yet: the
+  // re-encoding of a stripe waits until none below its own epoch is in flight.
+  std::multiset<uint64_t> ec_inflight;
+  // Background passes using the shard, and the flag that asks them to end (drop/reset).
+  uint32_t users = 0;
+  bool closing = false;
+  // Background re-encoding of erasure-coded partial-stripe copies (rebuild/reencode.hpp).
+  struct Reencode {
+    uint64_t passes = 0;
+    uint64_t stripes = 0;     // stripes re-encoded into cells and parity
+    uint64_t copy_bytes = 0;  // copy bytes those stripes no longer need (p + 1 per byte)
+    uint64_t skipped = 0;     // dkeys passed over (a position not serving, a newer map)
+    std::string last_error;
+  };
+  Reencode reencode;
 };
 
 // Everything a target serves, and how it asks the management service (both suspend the
@@ -106,6 +122,8 @@ class ObjectService final : public Actor {
   Result<PoolShard*> shard_for(uint32_t pool, uint32_t map_version);
   // Erasure-coded update (leader or position), object_service_ec.cpp.
   Status ec_update(Message& m);
+  // Where an engine-to-engine (re-encoding) erasure-coded update applies.
+  Result<Where> internal_where(const Ctx& ctx, ObjectId key);
   ActorRuntime& rt_;
   TargetPools& pools_;
   uint32_t rank_;

@@ -71,11 +71,33 @@ std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey
 
 }  // namespace
 
+// An engine's re-encoding request addresses the shard directly (the oid is the store key) and
+// only at the map version the position has: a position that knows another map refuses it.
+Result<ObjectService::Where> ObjectService::internal_where(const Ctx& ctx, ObjectId key) {
+  if (!ctx.replica) {
+    return Status(Errc::protocol, "an engine-to-engine erasure-coded update must be a position's");
+  }
+  auto sh = shard_for(ctx.pool, ctx.map_version);
+  if (!sh) return sh.status();
+  const uint32_t have = (*sh)->view ? (*sh)->view->pool.map.version : 0;
+  if (have != ctx.map_version) {
+    return Status(Errc::stale, fmt::format("re-encoding at pool map version {}; rank {} target {} "
+                                           "has version {}",
+                                           ctx.map_version, rank_, target_, have));
+  }
+  CsumType csum = CsumType::crc32c;
+  for (const auto& c : (*sh)->view->conts) {
+    if (c.c.id == cont_of(key) && c.c.props.checksum == "crc64") csum = CsumType::crc64;
+  }
+  return Where{(*sh)->store.get(), *sh, key, csum};
+}
+
 Status ObjectService::ec_update(Message& m) {
   ObjectId oid;
   std::string dkey;
   std::vector<Piece> pieces;
   uint64_t given_epoch = 0;
+  bool internal = false;
   Ctx ctx;
   {
     capn::DecodeScope ds;
@@ -85,6 +107,7 @@ Status ObjectService::ec_update(Message& m) {
     dkey = from_data(req.getDkey());
     given_epoch = req.getEpoch();
     ctx = ctx_of(req.getCtx());
+    internal = req.getInternal();
     for (auto p : req.getPieces()) {
       Piece v;
       v.pos = p.getPos();
@@ -106,7 +129,7 @@ Status ObjectService::ec_update(Message& m) {
                                                 p.pos, p.length, p.bulk_offset, m.bulk.size()));
     }
   }
-  auto w = resolve(ctx, oid, mgmt::kWrite);
+  auto w = internal ? internal_where(ctx, oid) : resolve(ctx, oid, mgmt::kWrite);
   if (!w) return w.status();
   if (w->shard == nullptr) {
     return Status(Errc::invalid_argument, "erasure-coded updates address a pool (pool 0 has none)");
@@ -179,6 +202,14 @@ Status ObjectService::ec_update(Message& m) {
                               missing, group.size(), cls->name, cls->parity));
   }
   const uint64_t epoch = w->store->new_epoch();
+  // In flight until every position answered (a re-encoding below this epoch waits for it).
+  PoolShard& shard = *w->shard;
+  auto inflight = shard.ec_inflight.insert(epoch);
+  struct Done {
+    PoolShard& sh;
+    std::multiset<uint64_t>::iterator it;
+    ~Done() { sh.ec_inflight.erase(it); }
+  } finished{shard, inflight};
   std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
   for (size_t pos = 0; pos < group.size(); ++pos) {
     if (by_pos[pos].empty()) continue;

@@ -73,6 +73,9 @@ int main(int argc, char** argv) {
                  "failure detection: a suspect that does not refute within this is dead");
   app.add_option("--rebuild-share-pct", flags.rebuild_share_pct,
                  "rebuild: percent of a target's time its scan may use (1..100, default 50)");
+  app.add_option("--ec-reencode-interval-ms", flags.ec_reencode_interval_ms,
+                 "erasure coding: re-encode full stripes of partial-stripe copies into cells and "
+                 "parity every this often (0: off; default 10000)");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -108,6 +111,9 @@ int main(int argc, char** argv) {
   if (given("--swim-indirect")) cfg.swim_indirect = flags.swim_indirect;
   if (given("--swim-suspicion-ms")) cfg.swim_suspicion_ms = flags.swim_suspicion_ms;
   if (given("--rebuild-share-pct")) cfg.rebuild_share_pct = flags.rebuild_share_pct;
+  if (given("--ec-reencode-interval-ms")) {
+    cfg.ec_reencode_interval_ms = flags.ec_reencode_interval_ms;
+  }
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());

@@ -392,6 +392,10 @@ Result<StoreTargetStats> decode_stats(Message& m) {
   s.aggregation_epoch = r.getAggregationEpoch();
   s.recovery_ms = r.getRecoveryMs();
   s.backend = r.getBackend();
+  s.reencode_passes = r.getReencodePasses();
+  s.reencode_stripes = r.getReencodeStripes();
+  s.reencode_copy_bytes = r.getReencodeCopyBytes();
+  s.reencode_error = r.getReencodeError();
   return s;
 }
 }  // namespace

@@ -90,6 +90,11 @@ using AggregateInfo = AggregateStats;
 
 struct StoreTargetStats : StoreStats {  // one target's store counters (stats_async)
   std::string backend;
+  // A pool shard's background re-encoding of erasure-coded partial-stripe copies.
+  uint64_t reencode_passes = 0;
+  uint64_t reencode_stripes = 0;
+  uint64_t reencode_copy_bytes = 0;
+  std::string reencode_error;
 };
 
 // Asks an engine's control socket who it is (no fabric needed). Blocking.

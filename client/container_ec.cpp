@@ -228,6 +228,14 @@ std::vector<Range> merged(std::vector<Range> v) {
   return out;
 }
 
+// Whether one of the (merged) runs holds all of [a, b).
+bool covers(const std::vector<Range>& runs, uint64_t a, uint64_t b) {
+  for (const auto& r : runs) {
+    if (r.first <= a && b <= r.second) return true;
+  }
+  return false;
+}
+
 bool intersects(const std::vector<Range>& runs, uint64_t a, uint64_t b) {
   for (const auto& r : runs) {
     if (r.first < b && a < r.second) return true;
@@ -449,11 +457,15 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
     for (uint64_t s = lo / g.cell; s * g.cell < hi; ++s) {
       const uint64_t x0 = s * g.stripe() + j * g.cell;
       if (!intersects(map->stripes, x0, x0 + g.cell)) continue;
+      const uint64_t from = std::max(a, x0), to = std::min(b, x0 + g.cell);
+      // The copies hold every byte wanted (they overlay the cells below): nothing to rebuild.
+      // This also reads a stripe whose re-encoding a failure interrupted before it released
+      // its copies (its cells may disagree then).
+      if (covers(map->copies, from, to)) continue;
       std::vector<uint8_t> cell;
       bool hole = false;
       TESSERA_TRY(rebuild_cell(st, gv, g, failed, oid, dkey, akey, epoch, j, s, cell, hole));
       if (hole) continue;
-      const uint64_t from = std::max(a, x0), to = std::min(b, x0 + g.cell);
       std::memcpy(out.data.data() + (from - a), cell.data() + (from - x0), to - from);
       std::fill(written.begin() + static_cast<long>(from - a),
                 written.begin() + static_cast<long>(to - a), 1);

@@ -91,7 +91,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "swim_ping_timeout_ms",
                                               "swim_indirect",
                                               "swim_suspicion_ms",
-                                              "rebuild_share_pct"};
+                                              "rebuild_share_pct",
+                                              "ec_reencode_interval_ms"};
   try {
     for (auto it = root.begin(); it != root.end(); ++it) {
       std::string key = it->first.as<std::string>();
@@ -122,7 +123,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                               std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
                               std::pair{"swim_indirect", &cfg.swim_indirect},
                               std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
-                              std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct}}) {
+                              std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct},
+                              std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
       if (root[key]) *field = root[key].as<uint64_t>();
     }
     for (auto [key, field] :

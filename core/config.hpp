@@ -44,6 +44,10 @@ struct EngineConfig {
   // Share of a target's time its rebuild scan may use (percent, 1..100); the rest is left to
   // foreground I/O.
   uint64_t rebuild_share_pct = 50;
+  // Background re-encoding of erasure-coded partial-stripe copies into cells and parity
+  // (rebuild/reencode.hpp): one pass over each pool shard per interval; 0: off. A shard is
+  // re-encoded only once its pool map has stayed the same for a whole interval.
+  uint64_t ec_reencode_interval_ms = 10000;
 };
 
 // Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an

@@ -12,6 +12,7 @@
 #include "core/log.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
+#include "rebuild/peer.hpp"
 #include "rebuild/rebuild.hpp"
 
 namespace tessera::rebuild {
@@ -23,52 +24,20 @@ using placement::Shard;
 
 namespace {
 
-constexpr auto kSendTimeout = std::chrono::seconds(10);
-constexpr auto kRetryPause = std::chrono::milliseconds(200);
-
-bool retryable(Errc e) {
-  return e == Errc::unavailable || e == Errc::timeout || e == Errc::shutdown ||
-         e == Errc::unreachable || e == Errc::stale;
-}
-
 struct Scan {
-  ActorRuntime& rt;
-  uint32_t rank;
-  uint16_t target;
-  PoolShard& shard;
+  Peer peer;
   const ScanOptions& o;
   Counters c;
 
-  const placement::PoolMap& map() const { return shard.view->pool.map; }
-  bool is_me(const Shard& s) const { return s.rank == rank && s.target == target; }
-
-  // Asks `dst` (retrying while it may be coming back) and checks the answer.
-  Result<Message> ask(const Shard& dst, uint16_t method, const Buffer& body, const Buffer& bulk) {
-    const auto deadline = rt.target().env().now() + o.retry;
-    while (true) {
-      Message m;
-      m.dst = ActorAddr{dst.rank, static_cast<uint16_t>(dst.target), proto::kObjectServiceActor};
-      m.protocol = proto::kProtoObject;
-      m.method = method;
-      m.body = Buffer(body.data(), body.size());
-      m.bulk = Buffer(bulk.data(), bulk.size());
-      auto r = rt.ask(std::move(m), kSendTimeout, proto::kObjectServiceActor);
-      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
-      if (st.is_ok()) return r;
-      if (!retryable(st.code()) || rt.target().env().now() >= deadline ||
-          (o.cancelled && o.cancelled())) {
-        return Status(st.code(),
-                      fmt::format("rank {} target {}: {}", dst.rank, dst.target, st.message()));
-      }
-      rt.target().sleep_for(kRetryPause);
-    }
-  }
+  PoolShard& shard() const { return peer.shard; }
+  const placement::PoolMap& map() const { return peer.map(); }
+  bool is_me(const Shard& s) const { return peer.is_me(s); }
 
   Status send(const Shard& dst, ObjectId key, const std::string& dkey, const std::string& akey,
               const storage::AkeyExport& x) {
     capnp::MallocMessageBuilder b(1024);
     auto req = b.initRoot<schema::RebuildPush>();
-    req.initCtx().setPool(shard.id);
+    req.initCtx().setPool(shard().id);
     req.getCtx().setMapVersion(map().version);
     req.initOid().setHi(key.hi);
     req.getOid().setLo(key.lo);
@@ -93,7 +62,7 @@ struct Scan {
       v.setDataAt(x.versions[i].data_at);
     }
     req.setCrc(crc32c(x.data.span()));
-    auto r = ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
+    auto r = peer.ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
     if (!r) return r.status();
     ++c.records;
     c.bytes += x.data.size();
@@ -116,7 +85,7 @@ struct Scan {
   // history is read once whatever the number of homes.
   Status send_histories(ObjectId key, const std::string& dkey, const std::vector<Fill>& fills) {
     if (fills.empty()) return Status();
-    storage::TargetStore& st = *shard.store;
+    storage::TargetStore& st = *shard().store;
     auto punches = st.export_akey(key, dkey, "");
     if (!punches) return punches.status();
     if (!punches->object_punches.empty() || !punches->dkey_punches.empty()) {
@@ -137,43 +106,17 @@ struct Scan {
     return Status();
   }
 
-  // Bytes [off, off + len) of an array akey of a complete position (this target or another).
-  Result<storage::FetchResult> fetch(const Shard& src, ObjectId key, const std::string& dkey,
-                                     const std::string& akey, uint64_t off, uint64_t len) {
-    if (is_me(src)) {
-      return shard.store->fetch(key, dkey, akey, storage::ValueKind::array, off, len, 0);
+  // Whether a complete parity position's copies hold all of stripe `s` of `akey`.
+  bool copies_cover(const placement::EcGeometry& g, const std::vector<Position>& pos, ObjectId key,
+                    const std::string& dkey, const std::string& akey, uint64_t s) {
+    for (uint32_t q = 0; q < g.p; ++q) {
+      const Position& p = pos[g.parity_pos(q)];
+      if (!p.complete) continue;
+      auto f =
+          peer.fetch(p.home, key, dkey, placement::ec_copy_akey(akey), s * g.stripe(), g.stripe());
+      return f && f->holes.empty() && f->data.size() == g.stripe();
     }
-    capnp::MallocMessageBuilder b(512);
-    auto req = b.initRoot<schema::FetchReq>();
-    req.initOid().setHi(key.hi);
-    req.getOid().setLo(key.lo);
-    req.setDkey(as_data(dkey));
-    req.setAkey(as_data(akey));
-    req.setKind(schema::ValueKind::ARRAY);
-    req.setOffset(off);
-    req.setLength(len);
-    req.initCtx().setPool(shard.id);
-    req.getCtx().setMapVersion(map().version);
-    auto r = ask(src, proto::kObjShardFetch, capn::to_body(b), {});
-    if (!r) return r.status();
-    storage::FetchResult out;
-    uint32_t crc = 0;
-    {
-      capn::DecodeScope ds;
-      capn::BodyReader br(r->body);
-      auto rep = br.root<schema::FetchRep>();
-      out.size = rep.getSize();
-      out.epoch = rep.getEpoch();
-      out.exists = rep.getExists();
-      crc = rep.getCrc();
-      for (auto h : rep.getHoles()) out.holes.emplace_back(h.getOffset(), h.getLength());
-      if (ds.failed()) return Status(Errc::protocol, "malformed fetch reply: " + ds.what());
-    }
-    out.data = std::move(r->bulk);
-    if (crc32c(out.data.span()) != crc) {
-      return Status(Errc::checksum, "fetched cell does not match its checksum");
-    }
-    return out;
+    return false;
   }
 
   // Rebuilds position `lost`'s cells of one akey, stripe by stripe, from k complete positions.
@@ -189,7 +132,7 @@ struct Scan {
       return Status();
     }
     // The akey's punches first: a stripe older than a punch stays hidden after it.
-    auto punches = shard.store->export_akey(key, dkey, akey);
+    auto punches = shard().store->export_akey(key, dkey, akey);
     if (!punches) return punches.status();
     punches->versions.clear();
     punches->data = Buffer();
@@ -199,7 +142,7 @@ struct Scan {
     std::set<uint64_t> stripes;
     std::string anchor;
     while (true) {
-      auto page = shard.store->list(ListScope::recx, key, dkey, akey, anchor, 1000, 0);
+      auto page = shard().store->list(ListScope::recx, key, dkey, akey, anchor, 1000, 0);
       if (!page) return page.status();
       for (const auto& e : page->entries) {
         if (e.length == 0) continue;
@@ -218,8 +161,8 @@ struct Scan {
       uint64_t epoch = 0;
       bool torn = false, empty = true;
       for (uint32_t j : sources) {
-        auto f = fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey, akey,
-                       s * cell, cell);
+        auto f = peer.fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey,
+                            akey, s * cell, cell);
         if (!f) return f.status();
         const bool hole_free = f->holes.empty() && f->data.size() == cell;
         const bool all_hole = f->holes.size() == 1 && f->holes[0].second == cell;
@@ -235,11 +178,17 @@ struct Scan {
         present[ci] = true;
       }
       if (empty && !torn) continue;
+      if (torn && copies_cover(g, pos, key, dkey, akey, s)) {
+        // A re-encoding that a failure interrupted before it released the copies: they still
+        // hold every byte of the stripe (and go to the home with the copies), so nothing is
+        // lost; the next re-encoding pass writes the stripe whole again.
+        continue;
+      }
       if (torn) {
         log::warn(
             "rebuild: pool {} stripe {} of akey '{}' is torn (its cells disagree); not "
             "rebuilt",
-            shard.id, s, akey);
+            shard().id, s, akey);
         ++c.lost;
         continue;
       }
@@ -257,13 +206,6 @@ struct Scan {
       TESSERA_TRY(send(pos[lost].home, key, dkey, akey, x));
     }
     return Status();
-  }
-
-  uint64_t cell_size(uint32_t cont) const {
-    for (const auto& k : shard.view->conts) {
-      if (k.c.id == cont) return k.c.props.cell_size;
-    }
-    return 0;
   }
 
   // One dkey: fills every position whose home this target must fill.
@@ -303,9 +245,9 @@ struct Scan {
         continue;
       }
       if (me_complete < 0) continue;
-      const uint64_t cell = cell_size(objsvc::cont_of(key));
+      const uint64_t cell = peer.cell_size(objsvc::cont_of(key));
       if (cell == 0) {
-        log::warn("rebuild: pool {}: container {} unknown; its object is skipped", shard.id,
+        log::warn("rebuild: pool {}: container {} unknown; its object is skipped", shard().id,
                   objsvc::cont_of(key));
         ++c.lost;
         continue;
@@ -334,7 +276,7 @@ struct Scan {
     }
     TESSERA_TRY(send_histories(key, dkey, fills));
     if (cell_targets.empty()) return Status();
-    for (const auto& [akey, kind] : shard.store->akey_names(key, dkey)) {
+    for (const auto& [akey, kind] : shard().store->akey_names(key, dkey)) {
       if (kind != storage::ValueKind::array || placement::is_ec_copy_akey(akey)) continue;
       for (uint32_t i : cell_targets) TESSERA_TRY(rebuild_cells(*g, pos, i, key, dkey, akey));
     }
@@ -346,7 +288,7 @@ struct Scan {
 
 Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
                       const ScanOptions& opts) {
-  Scan s{rt, rank, target, shard, opts, {}};
+  Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}};
   if (!shard.view) return Status(Errc::unavailable, "no pool map");
   const double share = std::clamp(opts.share, 0.01, 1.0);
   Env& env = rt.target().env();

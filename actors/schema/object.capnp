@@ -99,6 +99,10 @@ struct EcUpdateReq {
   pieces @2 :List(EcPiece);
   epoch  @3 :UInt64;       # 0: the leader assigns one (positions get the leader's)
   ctx    @4 :IoCtx;
+  # Engine to engine (background re-encoding of partial-stripe copies): oid is the store key,
+  # no container handle, ctx.replica set, and ctx.mapVersion must be the position's own
+  # version (older or newer: `stale`, the sender gives up this round).
+  internal @5 :Bool;
 }
 
 struct ListReq {
@@ -154,6 +158,11 @@ struct TargetStatsRep {
   aggregationEpoch @13 :UInt64;
   recoveryMs  @14 :Float64;
   reserve     @15 :UInt64;
+  # Background re-encoding of erasure-coded partial-stripe copies (a pool's shard only).
+  reencodePasses @16 :UInt64;
+  reencodeStripes @17 :UInt64;
+  reencodeCopyBytes @18 :UInt64;
+  reencodeError @19 :Text;   # the last failed pass's error (the next pass starts again)
 }
 
 struct QueryMaxReq {

@@ -144,6 +144,9 @@ int pool_query(Globals& g, const PoolArgs& a) {
   }
   j["target_states"] = states;
   Tier data, log;
+  struct {
+    uint64_t stripes = 0, bytes = 0;
+  } reencoded;
   std::vector<PoolTargetSpace> space;
   if (!a.no_space) {
     ClientOptions co;
@@ -163,6 +166,12 @@ int pool_query(Globals& g, const PoolArgs& a) {
         t["log_capacity"] = s.stats->wal_capacity;
         t["log_used"] = s.stats->wal_used;
         t["objects"] = s.stats->objects;
+        t["reencode"] = {{"passes", s.stats->reencode_passes},
+                         {"stripes", s.stats->reencode_stripes},
+                         {"copy_bytes_released", s.stats->reencode_copy_bytes}};
+        if (!s.stats->reencode_error.empty()) t["reencode"]["error"] = s.stats->reencode_error;
+        reencoded.stripes += s.stats->reencode_stripes;
+        reencoded.bytes += s.stats->reencode_copy_bytes;
       } else {
         t["error"] = s.stats.status().to_string();
       }
@@ -170,6 +179,7 @@ int pool_query(Globals& g, const PoolArgs& a) {
     }
     j["space"] = {data.to_json("data"), log.to_json("log")};
     j["targets"] = targets;
+    j["reencode"] = {{"stripes", reencoded.stripes}, {"copy_bytes_released", reencoded.bytes}};
   }
   return done(g, {{"pool", j}}, [&] {
     const auto& p = v->pool;
@@ -204,6 +214,12 @@ int pool_query(Globals& g, const PoolArgs& a) {
     }
     std::printf("redundancy: %s; rebuild: %s\n", v->redundancy.c_str(),
                 rebuild_line(j["rebuild"]).c_str());
+    if (!a.no_space) {
+      std::printf(
+          "erasure coding: %llu stripes of partial-stripe copies re-encoded (%s of copies "
+          "released)\n",
+          static_cast<unsigned long long>(reencoded.stripes), human(reencoded.bytes).c_str());
+    }
     std::string conts;
     for (const auto& c : v->conts) conts += (conts.empty() ? "" : ", ") + c.c.props.label;
     std::printf("containers: %zu%s%s%s; open handles %u\n", v->conts.size(),

@@ -112,36 +112,72 @@ void verify(Container& c, const Model& m, const char* when) {
   }
 }
 
+// Six engines, a pool "tank" and an EC_4P2G1 array container "ec" with 4 KiB cells, open.
+struct EcSystem {
+  TempDir dir;
+  std::unique_ptr<LocalSystem> sys;
+  std::unique_ptr<MgmtClient> mc;
+  ClientOptions co;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Container> c;
+};
+
+void start_ec_system(EcSystem& h, const std::vector<std::string>& extra = {},
+                     const char* self_heal = nullptr) {
+  h.sys = std::make_unique<LocalSystem>(h.dir.path(), 6, 1, extra);
+  ASSERT_TRUE(h.sys->wait_joined(6));
+  h.mc = std::make_unique<MgmtClient>(h.sys->mgmt());
+  ASSERT_TRUE(h.mc->pool_create("tank", 6 * (96ull << 20)));
+  if (self_heal != nullptr) {
+    ASSERT_TRUE(h.mc->pool_set_prop("tank", "self_heal", self_heal).is_ok());
+  }
+  ASSERT_TRUE(
+      h.mc->cont_create("tank", cont_props("ec", "EC_4P2G1", 2, mgmt::ContType::array, kCell)));
+  h.co.engine = h.sys->mgmt();
+  h.co.timeout = std::chrono::milliseconds(20000);
+  auto client = Client::connect_system(h.co);
+  ASSERT_TRUE(client) << client.status().to_string();
+  h.client = std::move(*client);
+  auto c = h.client->open_container("tank", "ec", true);
+  ASSERT_TRUE(c) << c.status().to_string();
+  h.c = std::move(*c);
+}
+
+// kill -9 of the engines still running (`alive`), restart of all six: a new client reads back
+// everything acknowledged.
+void kill_all_restart_verify(EcSystem& h, const Model& m, const std::vector<uint32_t>& alive,
+                             const char* when) {
+  for (uint32_t r : alive) h.sys->engine(r).kill9();
+  for (uint32_t r = 0; r < 6; ++r) ASSERT_TRUE(h.sys->engine(r).start().is_ok());
+  ASSERT_TRUE(h.sys->wait_joined(6));
+  auto fresh = Client::connect_system(h.co);
+  ASSERT_TRUE(fresh);
+  auto c = (*fresh)->open_container("tank", "ec", false);
+  ASSERT_TRUE(c) << c.status().to_string();
+  verify(**c, m, when);
+}
+
 }  // namespace
 
 TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
-  TempDir dir;
-  LocalSystem sys(dir.path(), 6, 1);
-  ASSERT_TRUE(sys.wait_joined(6));
-  MgmtClient mc(sys.mgmt());
-  ASSERT_TRUE(mc.pool_create("tank", 6 * (96ull << 20)));
-  ASSERT_TRUE(
-      mc.cont_create("tank", cont_props("ec", "EC_4P2G1", 2, mgmt::ContType::array, kCell)));
-
-  ClientOptions co;
-  co.engine = sys.mgmt();
-  co.timeout = std::chrono::milliseconds(20000);
-  auto client = Client::connect_system(co);
-  ASSERT_TRUE(client) << client.status().to_string();
-  auto c = (*client)->open_container("tank", "ec", true);
-  ASSERT_TRUE(c) << c.status().to_string();
+  EcSystem h;
+  ASSERT_NO_FATAL_FAILURE(start_ec_system(h));
+  LocalSystem& sys = *h.sys;
+  MgmtClient& mc = *h.mc;
+  auto& client = h.client;
+  auto& c = h.c;
 
   Model m;
   std::mt19937_64 rng(7);
   const uint64_t objects = 36;
-  for (int round = 0; round < 3; ++round) write_round(**c, m, rng, objects, round);
-  verify(**c, m, "all positions up");
+  for (int round = 0; round < 3; ++round) write_round(*c, m, rng, objects, round);
+  verify(*c, m, "all positions up");
 
   // Extents: full stripes and copies read back as written runs.
-  auto ext = (*c)->list_all(ListScope::recx, *(*c)->make_oid(3, 5), "d", "data");
+  auto ext = c->list_all(ListScope::recx, *c->make_oid(3, 5), "d", "data");
   ASSERT_TRUE(ext) << ext.status().to_string();
   EXPECT_FALSE(ext->empty());
-  auto akeys = (*c)->list_all(ListScope::akeys, *(*c)->make_oid(3, 0), "d");
+  auto akeys = c->list_all(ListScope::akeys, *c->make_oid(3, 0), "d");
   ASSERT_TRUE(akeys) << akeys.status().to_string();
   ASSERT_EQ(akeys->size(), 1u);  // the partial-stripe copies never show
   EXPECT_EQ((*akeys)[0].key, "data");
@@ -150,9 +186,9 @@ TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
   sys.engine(2).kill9();
   sys.engine(4).kill9();
   ASSERT_TRUE(wait_gone(mc, {2, 4}));
-  verify(**c, m, "ranks 2 and 4 killed (same container)");
+  verify(*c, m, "ranks 2 and 4 killed (same container)");
   {
-    auto c2 = (*client)->open_container("tank", "ec", true);
+    auto c2 = client->open_container("tank", "ec", true);
     ASSERT_TRUE(c2) << c2.status().to_string();
     verify(**c2, m, "ranks 2 and 4 killed (new handle)");
     // Degraded writes: the parity still covers the missing cells.
@@ -163,14 +199,78 @@ TEST(EcTest, DegradedReadsRebuildLostCellsAndNothingAcknowledgedIsLost) {
   // kill -9 of every engine, restart: everything acknowledged reads back.
   // (Ranks 2 and 4 come back with their targets down until reintegration: reads stay
   // degraded.)
-  for (uint32_t r : {0u, 1u, 3u, 5u}) sys.engine(r).kill9();
-  for (uint32_t r : {0u, 1u, 2u, 3u, 4u, 5u}) ASSERT_TRUE(sys.engine(r).start().is_ok());
-  ASSERT_TRUE(sys.wait_joined(6));
-  auto fresh = Client::connect_system(co);
-  ASSERT_TRUE(fresh);
-  auto c4 = (*fresh)->open_container("tank", "ec", false);
-  ASSERT_TRUE(c4) << c4.status().to_string();
-  verify(**c4, m, "after kill -9 of every engine");
+  ASSERT_NO_FATAL_FAILURE(
+      kill_all_restart_verify(h, m, {0u, 1u, 3u, 5u}, "after kill -9 of every engine"));
+}
+
+namespace {
+// Stripes re-encoded so far over the pool's targets (their stats).
+uint64_t reencoded_stripes(Client& client, MgmtClient& mc) {
+  auto v = mc.pool_query("tank");
+  if (!v) return 0;
+  uint64_t n = 0;
+  for (const auto& t : client.pool_space(*v)) {
+    if (t.stats) n += t.stats->reencode_stripes;
+  }
+  return n;
+}
+}  // namespace
+
+// Partial-stripe writes are kept as copies; once they fill whole stripes, the engines turn
+// those stripes into cells and parity in the background (rebuild/reencode.hpp) while writes go
+// on. Afterwards every byte reads back with every position up, with p engines killed (the lost
+// cells are rebuilt from the re-encoded cells and parity: the copies are gone), and after kill -9
+// of every engine.
+TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
+  EcSystem h;
+  ASSERT_NO_FATAL_FAILURE(start_ec_system(h, {"--ec-reencode-interval-ms", "200"}, "exclude"));
+  LocalSystem& sys = *h.sys;
+  MgmtClient& mc = *h.mc;
+  auto& c = h.c;
+
+  // 12 objects written front to back in 1000-byte pieces: 3 whole stripes each, then a tail
+  // that fills no stripe (it stays in copies).
+  Model m;
+  std::mt19937_64 rng(11);
+  const uint64_t objects = 12, length = 3 * kStripe + 500;
+  for (uint64_t i = 0; i < objects; ++i) {
+    auto oid = c->make_oid(3, i);
+    ASSERT_TRUE(oid);
+    std::string all = random_bytes(rng, length);
+    for (uint64_t off = 0; off < length; off += 1000) {
+      const uint64_t n = std::min<uint64_t>(1000, length - off);
+      auto r = c->update(*oid, "d", "data", ValueKind::array, off, bytes(all.substr(off, n)));
+      ASSERT_TRUE(r) << r.status().to_string();
+    }
+    m.arrays[{i, "data"}] = all;
+  }
+  // Small overwrites go on while the engines re-encode (some land on stripes being re-encoded).
+  for (int k = 0; k < 300; ++k) {
+    const uint64_t i = rng() % objects, off = rng() % length, n = 1 + rng() % 700;
+    std::string data = random_bytes(rng, std::min(n, length - off));
+    auto r = c->update(*c->make_oid(3, i), "d", "data", ValueKind::array, off, bytes(data));
+    ASSERT_TRUE(r) << r.status().to_string();
+    m.arrays[{i, "data"}].replace(off, data.size(), data);
+    if (k % 50 == 0) verify(*c, m, "while re-encoding");
+  }
+  uint64_t stripes = 0;
+  for (int i = 0; i < 300 && stripes < objects * 3; ++i) {
+    stripes = reencoded_stripes(*h.client, mc);
+    if (stripes < objects * 3) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(stripes, objects * 3) << "the copies of whole stripes were not re-encoded";
+  std::printf("%llu stripes re-encoded\n", static_cast<unsigned long long>(stripes));
+  verify(*c, m, "re-encoded, all positions up");
+
+  // The copies of the re-encoded stripes are gone: with p engines dead, their lost cells are
+  // rebuilt from the re-encoded cells and parity.
+  sys.engine(1).kill9();
+  sys.engine(3).kill9();
+  ASSERT_TRUE(wait_gone(mc, {1, 3}));
+  verify(*c, m, "re-encoded, ranks 1 and 3 killed");
+
+  ASSERT_NO_FATAL_FAILURE(
+      kill_all_restart_verify(h, m, {0u, 2u, 4u, 5u}, "re-encoded, after kill -9 of every engine"));
 }
 
 TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
