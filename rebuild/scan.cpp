@@ -1,9 +1,6 @@
 #include <fmt/format.h>
-#include <boost/fiber/future.hpp>
 
 #include <algorithm>
-#include <deque>
-#include <memory>
 #include <optional>
 #include <set>
 
@@ -65,44 +62,11 @@ struct Scan {
       v.setDataAt(x.versions[i].data_at);
     }
     req.setCrc(crc32c(x.data.span()));
-    // Up to kWindow pushes in flight, each in its own fiber: the receivers' durable imports and
-    // the transfers overlap instead of taking turns.
-    while (inflight.size() >= kWindow) {
-      Status st = wait_oldest();
-      if (!st.is_ok()) {
-        (void)drain();
-        return st;
-      }
-    }
-    auto done = std::make_shared<boost::fibers::promise<Status>>();
-    inflight.push_back(done->get_future());
-    peer.rt.target().spawn(
-        [this, done, dst, body = capn::to_body(b), bulk = Buffer(x.data.data(), x.data.size())]() {
-          auto r = peer.ask(dst, proto::kObjRebuildPush, body, bulk);
-          if (r) {
-            ++c.records;
-            c.bytes += bulk.size();
-          }
-          done->set_value(r ? Status() : r.status());
-        });
+    auto r = peer.ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
+    if (!r) return r.status();
+    ++c.records;
+    c.bytes += x.data.size();
     return Status();
-  }
-
-  static constexpr size_t kWindow = 8;
-  std::deque<boost::fibers::future<Status>> inflight;  // pushes in flight, oldest first
-  Status wait_oldest() {
-    Status st = inflight.front().get();
-    inflight.pop_front();
-    return st;
-  }
-  // Waits for every push in flight; the first error.
-  Status drain() {
-    Status first;
-    while (!inflight.empty()) {
-      Status st = wait_oldest();
-      if (first.is_ok()) first = std::move(st);
-    }
-    return first;
   }
 
   // A home this target fills with whole histories, and which akeys it takes.
@@ -192,46 +156,28 @@ struct Scan {
     const auto& code = placement::erasure_code(g.k, g.p);
     const size_t cell = g.cell;
     for (uint64_t s : stripes) {
-      // The k sources' cells of the stripe, fetched at once.
-      std::vector<Result<storage::FetchResult>> got;
-      for (size_t i = 0; i < sources.size(); ++i)
-        got.emplace_back(Status(Errc::internal, "unread"));
-      std::vector<boost::fibers::future<void>> fetched;
-      for (size_t i = 0; i < sources.size(); ++i) {
-        auto done = std::make_shared<boost::fibers::promise<void>>();
-        fetched.push_back(done->get_future());
-        const Position& src = pos[sources[i]];
-        peer.rt.target().spawn([&, i, done] {
-          got[i] = peer.fetch(src.reader() != nullptr ? *src.reader() : src.home, key, dkey, akey,
-                              s * cell, cell);
-          done->set_value();
-        });
-      }
-      for (auto& f : fetched) f.get();
-      // They must be one full-stripe update's cells (one epoch) or all holes.
       std::vector<Buffer> cells(g.n());
       bool present[64] = {};
       uint64_t epoch = 0;
-      size_t holes = 0, written = 0;
-      bool torn = false;
-      for (size_t i = 0; i < sources.size(); ++i) {
-        if (!got[i]) return got[i].status();
-        storage::FetchResult& f = *got[i];
-        if (f.holes.size() == 1 && f.holes[0].second == cell) {
-          ++holes;
+      bool torn = false, empty = true;
+      for (uint32_t j : sources) {
+        auto f = peer.fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey,
+                            akey, s * cell, cell);
+        if (!f) return f.status();
+        const bool hole_free = f->holes.empty() && f->data.size() == cell;
+        const bool all_hole = f->holes.size() == 1 && f->holes[0].second == cell;
+        if (all_hole) {
+          if (!empty || epoch != 0) torn = true;
           continue;
         }
-        if (!f.holes.empty() || f.data.size() != cell || (written > 0 && f.epoch != epoch)) {
-          torn = true;
-        }
-        ++written;
-        epoch = f.epoch;
-        const uint32_t ci = g.cell_at(sources[i]);
-        cells[ci] = std::move(f.data);
+        if (!hole_free || (epoch != 0 && f->epoch != epoch)) torn = true;
+        empty = false;
+        epoch = f->epoch;
+        const uint32_t ci = g.cell_at(j);
+        cells[ci] = std::move(f->data);
         present[ci] = true;
       }
-      if (written == 0) continue;  // never written as a full stripe
-      torn = torn || holes > 0;
+      if (empty && !torn) continue;
       if (torn && copies_cover(g, pos, key, dkey, akey, s)) {
         // A re-encoding that a failure interrupted before it released the copies: they still
         // hold every byte of the stripe (and go to the home with the copies), so nothing is
@@ -336,44 +282,40 @@ struct Scan {
     }
     return Status();
   }
-  // Every object and dkey of the shard, throttled to the share of the target's time.
-  Status walk() {
-    const double share = std::clamp(o.share, 0.01, 1.0);
-    Env& env = peer.rt.target().env();
-    for (const ObjectId& key : shard().store->object_keys()) {
-      if (o.cancelled && o.cancelled()) return Status(Errc::busy, "replaced by a newer rebuild");
-      const ObjectId uoid = objsvc::user_oid(key);
-      const auto* cls = placement::find_class(placement::oid_class(uoid));
-      if (cls == nullptr) continue;
-      auto place = placement::place(uoid, map());
-      if (!place) continue;  // the class does not fit this map: nothing can be placed
-      ++c.objects;
-      for (const auto& dkey : shard().store->dkey_names(key)) {
-        if (o.cancelled && o.cancelled()) return Status(Errc::busy, "replaced by a newer rebuild");
-        const Nanos t0 = env.now();
-        TESSERA_TRY(dkey_work(*cls, *place, key, dkey));
-        const Nanos busy = env.now() - t0;
-        if (share < 1.0 && busy > Nanos(0)) {
-          peer.rt.target().sleep_for(Nanos(
-              static_cast<int64_t>(static_cast<double>(busy.count()) * (1.0 - share) / share)));
-        }
-      }
-      if (o.progress) o.progress(c);
-    }
-    return Status();
-  }
 };
 
 }  // namespace
 
 Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
                       const ScanOptions& opts) {
-  Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}, {}};
+  Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}};
   if (!shard.view) return Status(Errc::unavailable, "no pool map");
-  Status walked = s.walk();
-  Status sent = s.drain();  // the pushes still in flight hold on to `s`
-  TESSERA_TRY(walked);
-  TESSERA_TRY(sent);
+  const double share = std::clamp(opts.share, 0.01, 1.0);
+  Env& env = rt.target().env();
+  for (const ObjectId& key : shard.store->object_keys()) {
+    if (opts.cancelled && opts.cancelled()) {
+      return Status(Errc::busy, "replaced by a newer rebuild");
+    }
+    const ObjectId uoid = objsvc::user_oid(key);
+    const auto* cls = placement::find_class(placement::oid_class(uoid));
+    if (cls == nullptr) continue;
+    auto place = placement::place(uoid, s.map());
+    if (!place) continue;  // the class does not fit this map: nothing can be placed
+    ++s.c.objects;
+    for (const auto& dkey : shard.store->dkey_names(key)) {
+      if (opts.cancelled && opts.cancelled()) {
+        return Status(Errc::busy, "replaced by a newer rebuild");
+      }
+      const Nanos t0 = env.now();
+      TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
+      const Nanos busy = env.now() - t0;
+      if (share < 1.0 && busy > Nanos(0)) {
+        rt.target().sleep_for(
+            Nanos(static_cast<int64_t>(static_cast<double>(busy.count()) * (1.0 - share) / share)));
+      }
+    }
+    if (opts.progress) opts.progress(s.c);
+  }
   return s.c;
 }
 
