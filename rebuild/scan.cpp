@@ -159,25 +159,28 @@ struct Scan {
       std::vector<Buffer> cells(g.n());
       bool present[64] = {};
       uint64_t epoch = 0;
-      bool torn = false, empty = true;
+      bool torn = false;
+      size_t holes = 0, written = 0;
       for (uint32_t j : sources) {
         auto f = peer.fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey,
                             akey, s * cell, cell);
         if (!f) return f.status();
-        const bool hole_free = f->holes.empty() && f->data.size() == cell;
-        const bool all_hole = f->holes.size() == 1 && f->holes[0].second == cell;
-        if (all_hole) {
-          if (!empty || epoch != 0) torn = true;
+        if (f->holes.size() == 1 && f->holes[0].second == cell) {
+          ++holes;
           continue;
         }
-        if (!hole_free || (epoch != 0 && f->epoch != epoch)) torn = true;
-        empty = false;
+        // One full-stripe update's cells (one epoch), or all holes; anything else is torn.
+        if (!f->holes.empty() || f->data.size() != cell || (written > 0 && f->epoch != epoch)) {
+          torn = true;
+        }
+        ++written;
         epoch = f->epoch;
         const uint32_t ci = g.cell_at(j);
         cells[ci] = std::move(f->data);
         present[ci] = true;
       }
-      if (empty && !torn) continue;
+      if (written == 0) continue;  // never written as a full stripe
+      torn = torn || holes > 0;
       if (torn && copies_cover(g, pos, key, dkey, akey, s)) {
         // A re-encoding that a failure interrupted before it released the copies: they still
         // hold every byte of the stripe (and go to the home with the copies), so nothing is
