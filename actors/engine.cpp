@@ -345,7 +345,6 @@ void Engine::start_reencode() {
           if (r) {
             sh.reencode.stripes += r->stripes;
             sh.reencode.copy_bytes += r->copy_bytes;
-            sh.reencode.skipped += r->skipped;
             if (r->stripes > 0) {
               log::info(
                   "pool {} target {}: {} stripes of partial-stripe copies re-encoded into "

@@ -75,10 +75,8 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
     if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
     auto hv = pools_.fetch_handle(ctx.pool, ctx.handle);
     if (!hv) return hv.status();
-    PoolShard::HandleEntry e{
-        hv->cont.c.id, hv->perms,
-        static_cast<uint16_t>(hv->cont.c.props.checksum == "crc64" ? CsumType::crc64
-                                                                   : CsumType::crc32c)};
+    PoolShard::HandleEntry e{hv->cont.c.id, hv->perms,
+                             static_cast<uint16_t>(csum_of(hv->cont.c.props))};
     h = sh.handles.emplace(ctx.handle, e).first;
   }
   if (h->second.cont != ctx.cont) {

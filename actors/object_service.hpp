@@ -54,7 +54,6 @@ struct PoolShard {
     uint64_t passes = 0;
     uint64_t stripes = 0;     // stripes re-encoded into cells and parity
     uint64_t copy_bytes = 0;  // copy bytes those stripes no longer need (p + 1 per byte)
-    uint64_t skipped = 0;     // dkeys passed over (a position not serving, a newer map)
     std::string last_error;
   };
   Reencode reencode;

@@ -87,7 +87,7 @@ Result<ObjectService::Where> ObjectService::internal_where(const Ctx& ctx, Objec
   }
   CsumType csum = CsumType::crc32c;
   for (const auto& c : (*sh)->view->conts) {
-    if (c.c.id == cont_of(key) && c.c.props.checksum == "crc64") csum = CsumType::crc64;
+    if (c.c.id == cont_of(key)) csum = csum_of(c.c.props);
   }
   return Where{(*sh)->store.get(), *sh, key, csum};
 }

@@ -33,6 +33,11 @@ inline ObjectId user_oid(ObjectId key) {
   return {key.hi & ~(0xffffull << 32), key.lo};
 }
 
+// The checksum type of a container's extents (its `checksum` property).
+inline CsumType csum_of(const mgmt::ContProps& p) {
+  return p.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
+}
+
 inline Status malformed(const capn::DecodeScope& ds) {
   return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
 }

@@ -119,10 +119,7 @@ struct Reencoder {
     const uint64_t epoch = sh.store->new_epoch();
     const auto deadline = peer.rt.target().env().now() + kInflightWait;
     while (!sh.ec_inflight.empty() && *sh.ec_inflight.begin() < epoch) {
-      if (peer.rt.target().env().now() >= deadline) {
-        ++c.skipped;
-        return Status();
-      }
+      if (peer.rt.target().env().now() >= deadline) return Status();
       peer.rt.target().sleep_for(kInflightPoll);
     }
     const std::string copy = placement::ec_copy_akey(akey);
@@ -195,22 +192,20 @@ struct Reencoder {
     const uint64_t cell = peer.cell_size(objsvc::cont_of(key));
     if (cell == 0) return Status();
     const EcGeometry g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
-    bool any = false;
+    std::vector<std::string> copies;
     for (const auto& [akey, kind] : peer.shard.store->akey_names(key, dkey)) {
-      any |= kind == storage::ValueKind::array && placement::is_ec_copy_akey(akey);
+      if (kind == storage::ValueKind::array && placement::is_ec_copy_akey(akey)) {
+        copies.push_back(akey);
+      }
     }
-    if (!any) return Status();
+    if (copies.empty()) return Status();
     // Every position serves at its own home, complete: the stripe can be written whole.
     for (const auto& p : pos) {
       const auto st = map.state(p.home.rank, p.home.target);
-      if (!p.complete || p.prev || !st || *st != placement::TargetState::up_in) {
-        ++c.skipped;
-        return Status();
-      }
+      if (!p.complete || p.prev || !st || *st != placement::TargetState::up_in) return Status();
     }
     const uint64_t batch = std::max<uint64_t>(1, o.batch_bytes / g.stripe());
-    for (const auto& [copy, kind] : peer.shard.store->akey_names(key, dkey)) {
-      if (kind != storage::ValueKind::array || !placement::is_ec_copy_akey(copy)) continue;
+    for (const auto& copy : copies) {
       const std::string akey = copy.substr(placement::ec_copy_akey("").size());
       auto cand = candidates(key, dkey, copy, g, 0);
       if (!cand) return cand.status();
@@ -218,10 +213,7 @@ struct Reencoder {
         // A run of consecutive candidates, at most `batch` stripes.
         size_t e = i + 1;
         while (e < cand->size() && (*cand)[e] == (*cand)[e - 1] + 1 && e - i < batch) ++e;
-        if (peer.map().version != version) {
-          ++c.skipped;
-          return Status();
-        }
+        if (peer.map().version != version) return Status();  // a new map: the next pass
         TESSERA_TRY(round(key, dkey, akey, pos, g, version, (*cand)[i], (*cand)[e - 1] + 1));
         i = e;
       }

@@ -31,7 +31,6 @@ namespace tessera::rebuild {
 struct ReencodeCounters {
   uint64_t stripes = 0;     // stripes turned into cells and parity
   uint64_t copy_bytes = 0;  // bytes of copies those stripes no longer need (per copy)
-  uint64_t skipped = 0;     // dkeys this target leads that could not be re-encoded now
 };
 
 struct ReencodeOptions {
