@@ -337,7 +337,7 @@ void Engine::start_reencode() {
             at->second = v;
             continue;
           }
-          ++sh.users;
+          ShardUse use(sh);
           rebuild::ReencodeOptions o;
           o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
           auto r = rebuild::reencode(*s->rt, rank, index, sh, o);
@@ -356,7 +356,6 @@ void Engine::start_reencode() {
             log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id,
                       index, sh.reencode.last_error);
           }
-          --sh.users;
         }
       }
     });
@@ -478,8 +477,9 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
     Slot* s = sp.get();
     TESSERA_TRY(run_on(*s->target, [s, pool, cont, &punched]() -> Status {
       auto it = s->pools.shards.find(pool);
-      if (it == s->pools.shards.end()) return Status();
-      storage::TargetStore& st = *it->second->store;
+      if (it == s->pools.shards.end() || it->second->closing) return Status();
+      ShardUse use(*it->second);  // the punches below suspend
+      storage::TargetStore& st = *use->store;
       std::string anchor;
       std::vector<ObjectId> victims;
       while (true) {
@@ -576,7 +576,11 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
       auto it = s->pools.shards.find(pool);
       // A stopped target's data is not used (the pool map has it down): nothing to send.
       if (it == s->pools.shards.end() || s->pools.stopped) return finish(Status(), {});
-      PoolShard& sh = *it->second;
+      if (it->second->closing) return finish(Status(Errc::unavailable, "shard closing"), {});
+      // In use from before the first suspension to the end of the scan: a reintegration that
+      // resets this shard meanwhile waits for the scan (which it cancels) to let go.
+      ShardUse use(*it->second);
+      PoolShard& sh = *use;
       if (!sh.view || sh.view->pool.map.version < version) {
         auto v = s->pools.fetch_view(pool);
         if (!v) return finish(v.status(), {});
@@ -585,8 +589,8 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
       }
       rebuild::ScanOptions o;
       o.share = share;
-      o.cancelled = [s, &t, pool, gen] {
-        return t.stopping() || s->pools.rebuilds[pool].gen != gen;
+      o.cancelled = [s, &t, &sh, pool, gen] {
+        return t.stopping() || sh.closing || s->pools.rebuilds[pool].gen != gen;
       };
       auto last = t.env().now();
       o.progress = [&](const rebuild::Counters& c) {

@@ -51,14 +51,11 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
   if (ctx.pool == 0) {
     if (pools_.scratch == nullptr)
       return Status(Errc::not_found, "this engine has no scratch store");
-    return Where{pools_.scratch, nullptr, oid, CsumType::crc32c};
+    return Where{pools_.scratch, nullptr, oid, CsumType::crc32c, {}};
   }
-  auto it = pools_.shards.find(ctx.pool);
-  if (it == pools_.shards.end()) {
-    return Status(Errc::not_found, fmt::format("pool {} has no shard on rank {} target {}",
-                                               ctx.pool, rank_, target_));
-  }
-  PoolShard& sh = *it->second;
+  auto use = shard_for(ctx.pool, 0);
+  if (!use) return use.status();
+  PoolShard& sh = **use;
   if (!sh.view || ctx.map_version > sh.view->pool.map.version) {
     if (!pools_.fetch_view) return Status(Errc::unavailable, "engine has no management service");
     auto v = pools_.fetch_view(ctx.pool);
@@ -88,8 +85,8 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
                               mgmt::perm_words(need & ~h->second.perms),
                               (need & mgmt::kWrite) != 0 ? "write access" : "read access"));
   }
-  return Where{sh.store.get(), &sh, store_key(oid, ctx.cont),
-               static_cast<CsumType>(h->second.csum)};
+  return Where{sh.store.get(), &sh, store_key(oid, ctx.cont), static_cast<CsumType>(h->second.csum),
+               std::move(*use)};
 }
 
 Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId oid,
@@ -259,15 +256,18 @@ Status ObjectService::handle(Message& m) {
       }
       storage::TargetStore* store = nullptr;
       ObjectId key = k.oid;
+      ShardUse use;  // the shard stays open until the reply is built
       if (m.method == proto::kObjShardFetch) {
         auto sh = shard_for(ctx.pool, ctx.map_version);
         if (!sh) return sh.status();
-        store = (*sh)->store.get();
+        use = std::move(*sh);
+        store = use->store.get();
       } else {
         auto w = resolve(ctx, k.oid, mgmt::kRead);
         if (!w) return w.status();
         store = w->store;
         key = w->key;
+        use = std::move(w->use);
       }
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) return r.status();
@@ -495,20 +495,28 @@ Status ObjectService::handle(Message& m) {
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
 }
 
-Result<PoolShard*> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
+Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   auto it = pools_.shards.find(pool);
-  if (it == pools_.shards.end()) {
-    return Status(Errc::not_found,
-                  fmt::format("pool {} has no shard on rank {} target {}", pool, rank_, target_));
+  if (it == pools_.shards.end() || it->second->closing) {
+    return Status(it == pools_.shards.end() ? Errc::not_found : Errc::unavailable,
+                  fmt::format("pool {} has no {}shard on rank {} target {}", pool,
+                              it == pools_.shards.end() ? "" : "open ", rank_, target_));
   }
-  PoolShard& sh = *it->second;
+  // Held before the first suspension: a reset or destroy waits for it instead of freeing the
+  // shard under this fiber.
+  ShardUse use(*it->second);
+  PoolShard& sh = *use;
   if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
     auto v = pools_.fetch_view(pool);
     if (!v) return v.status();
     sh.view = std::move(*v);
     if (pools_.learn) pools_.learn(*sh.view);
   }
-  return &sh;
+  if (sh.closing) {
+    return Status(Errc::unavailable, fmt::format("pool {} shard on rank {} target {} is closing",
+                                                 pool, rank_, target_));
+  }
+  return use;
 }
 
 Result<storage::TargetStore*> ObjectService::maintenance_store(const Message& m) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <set>
 #include <unordered_map>
+#include <utility>
 
 #include "actors/mgmt/types.hpp"
 #include "core/actor.hpp"
@@ -46,7 +47,8 @@ struct PoolShard {
   // Epochs of the erasure-coded updates this target leads that are not finished yet: the
   // re-encoding of a stripe waits until none below its own epoch is in flight.
   std::multiset<uint64_t> ec_inflight;
-  // Background passes using the shard, and the flag that asks them to end (drop/reset).
+  // Fibers holding the shard across a suspension (ShardUse), and the flag that asks them to
+  // end and refuses new ones (drop/reset).
   uint32_t users = 0;
   bool closing = false;
   // Background re-encoding of erasure-coded partial-stripe copies (rebuild/reencode.hpp).
@@ -57,6 +59,37 @@ struct PoolShard {
     std::string last_error;
   };
   Reencode reencode;
+};
+
+// Holds a pool shard in use across fiber suspensions (an ask, an I/O wait, a sleep): the shard
+// is not closed or freed while a use is held. drop_shard (actors/engine.cpp) marks the shard
+// `closing`, waits until no use is held, then closes its store and frees it; new requests see
+// `closing` and are refused. Target thread only; moves, never copies.
+class ShardUse {
+ public:
+  ShardUse() = default;
+  explicit ShardUse(PoolShard& s) : s_(&s) { ++s_->users; }
+  ShardUse(ShardUse&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  ShardUse& operator=(ShardUse&& o) noexcept {
+    if (this != &o) {
+      release();
+      s_ = std::exchange(o.s_, nullptr);
+    }
+    return *this;
+  }
+  ShardUse(const ShardUse&) = delete;
+  ShardUse& operator=(const ShardUse&) = delete;
+  ~ShardUse() { release(); }
+  PoolShard* get() const { return s_; }
+  PoolShard* operator->() const { return s_; }
+  PoolShard& operator*() const { return *s_; }
+
+ private:
+  void release() {
+    if (s_ != nullptr) --s_->users;
+    s_ = nullptr;
+  }
+  PoolShard* s_ = nullptr;
 };
 
 // Everything a target serves, and how it asks the management service (both suspend the
@@ -96,12 +129,14 @@ class ObjectService final : public Actor {
     uint32_t cont = 0;
     bool replica = false;
   };
-  // What a request resolved to: the store, the shard (none for pool 0), the store's key.
+  // What a request resolved to: the store, the shard (none for pool 0; held in use while the
+  // request runs), the store's key.
   struct Where {
     storage::TargetStore* store = nullptr;
     PoolShard* shard = nullptr;
     ObjectId key;
     CsumType csum = CsumType::crc32c;
+    ShardUse use;
   };
 
  private:
@@ -118,7 +153,7 @@ class ObjectService final : public Actor {
                              const std::function<Result<uint64_t>(uint64_t)>& local);
   // A pool's shard on this target for an engine-to-engine request (rebuild): no handle; a
   // sender's newer map is fetched first.
-  Result<PoolShard*> shard_for(uint32_t pool, uint32_t map_version);
+  Result<ShardUse> shard_for(uint32_t pool, uint32_t map_version);
   // Erasure-coded update (leader or position), object_service_ec.cpp.
   Status ec_update(Message& m);
   // Where an engine-to-engine (re-encoding) erasure-coded update applies.

@@ -89,7 +89,8 @@ Result<ObjectService::Where> ObjectService::internal_where(const Ctx& ctx, Objec
   for (const auto& c : (*sh)->view->conts) {
     if (c.c.id == cont_of(key)) csum = csum_of(c.c.props);
   }
-  return Where{(*sh)->store.get(), *sh, key, csum};
+  PoolShard* shard = sh->get();
+  return Where{shard->store.get(), shard, key, csum, std::move(*sh)};
 }
 
 Status ObjectService::ec_update(Message& m) {
