@@ -511,13 +511,15 @@ Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig) {
     return Status(Errc::permission, fmt::format("cannot signal rank {} (pid {}): {}", rank, e->pid,
                                                 std::strerror(errno)));
   }
-  if (sig == SIGKILL) {
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
+  if (sig == SIGKILL || sig == SIGTERM) {
+    // A clean stop takes as long as the engine needs to finish its requests and leave.
+    const auto deadline = Clock::now() + std::chrono::seconds(sig == SIGKILL ? 10 : 60);
     while (engine_alive(*e) && Clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     if (engine_alive(*e)) {
-      return Status(Errc::timeout, fmt::format("rank {} (pid {}) survived SIGKILL", rank, e->pid));
+      return Status(Errc::timeout, fmt::format("rank {} (pid {}) survived {}", rank, e->pid,
+                                               sig == SIGKILL ? "SIGKILL" : "SIGTERM"));
     }
   }
   return e->pid;

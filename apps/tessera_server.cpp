@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   app.add_option("--host", flags.host, "fault domain above this engine (default: host name)");
   app.add_option("--mgmt-dead-after-ms", flags.mgmt_dead_after_ms,
                  "management service: heartbeat silence after which an engine is dead");
+  app.add_option("--mgmt-stop-grace-ms", flags.mgmt_stop_grace_ms,
+                 "management service: how long a cleanly stopped engine keeps its targets in "
+                 "the pool maps before it counts as dead");
   app.add_option("--swim-period-ms", flags.swim_period_ms,
                  "failure detection: one probe of another engine per period (0: off)");
   app.add_option("--swim-ping-timeout-ms", flags.swim_ping_timeout_ms,
@@ -106,6 +109,7 @@ int main(int argc, char** argv) {
   if (given("--mgmt-host")) cfg.mgmt_host = flags.mgmt_host;
   if (given("--host")) cfg.host = flags.host;
   if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
+  if (given("--mgmt-stop-grace-ms")) cfg.mgmt_stop_grace_ms = flags.mgmt_stop_grace_ms;
   if (given("--swim-period-ms")) cfg.swim_period_ms = flags.swim_period_ms;
   if (given("--swim-ping-timeout-ms")) cfg.swim_ping_timeout_ms = flags.swim_ping_timeout_ms;
   if (given("--swim-indirect")) cfg.swim_indirect = flags.swim_indirect;
@@ -163,6 +167,7 @@ int main(int argc, char** argv) {
     mo.state_path = cfg.storage_dir + "/mgmt-state.json";
     mo.admin_uid = ::geteuid();
     mo.dead_after = std::chrono::milliseconds(cfg.mgmt_dead_after_ms);
+    mo.stop_grace = std::chrono::milliseconds(cfg.mgmt_stop_grace_ms);
     auto svc = mgmt::MgmtService::open(mo);
     if (!svc) {
       engine.stop();
@@ -241,6 +246,18 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&sigs, &sig);
   log::info("signal {} received; shutting down", sig);
+  // A clean stop is not a failure: the management service hears it first, so this engine's
+  // targets stay in the pool maps while it restarts, and a stopping management service
+  // judges nobody by the connections it closes.
+  if (mgmt_svc) mgmt_svc->shutdown();
+  if (link && !cfg.mgmt_host) {
+    Status ls = link->leave(std::chrono::milliseconds(3000));
+    if (ls.is_ok()) {
+      log::info("engine rank {}: clean stop recorded by the management service", cfg.rank);
+    } else {
+      log::warn("engine rank {}: clean stop not recorded: {}", cfg.rank, ls.to_string());
+    }
+  }
   if (link) link->stop();
   control.stop();
   engine.stop();

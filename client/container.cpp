@@ -136,9 +136,16 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
             placement::add_unique(cands, *r);
           }
         }
-        if (cands.size() > 1) {
-          std::rotate(cands.begin(),
-                      cands.begin() + static_cast<long>(st.rotation++ % cands.size()), cands.end());
+        // Replicas on engines that are away (stopped for a restart, dead but kept in the map)
+        // come last: they would only time out.
+        auto live = std::stable_partition(cands.begin(), cands.end(), [&](const auto& c) {
+          auto a = st.view->addrs.find(c.rank);
+          return a == st.view->addrs.end() || a->second.state == "joined";
+        });
+        const auto n_live = live - cands.begin();
+        if (n_live > 1) {
+          std::rotate(cands.begin(), cands.begin() + static_cast<long>(st.rotation++ % n_live),
+                      live);
         }
       }
     }

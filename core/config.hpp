@@ -36,6 +36,9 @@ struct EngineConfig {
   bool mgmt_host = false;
   std::string host;
   uint64_t mgmt_dead_after_ms = 10000;  // heartbeat silence after which an engine is dead
+  // An engine that stopped cleanly (SIGTERM) keeps its targets in the pool maps this long
+  // while it restarts; then it is dead and rebuild refills its data.
+  uint64_t mgmt_stop_grace_ms = 30000;
   // Failure detection among engines (SWIM, actors/swim.hpp); swim_period_ms 0: off.
   uint64_t swim_period_ms = 1000;
   uint64_t swim_ping_timeout_ms = 400;

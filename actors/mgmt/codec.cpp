@@ -136,7 +136,7 @@ void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
     sn[static_cast<unsigned>(j)].setName(c.snapshots[j].name);
   }
   b.setOpenHandles(static_cast<uint32_t>(s.open_handles(p.id, c.id)));
-  ContHealth h = container_health(p, c);
+  ContHealth h = container_health(p, c, s.gone_ranks());
   b.setHealth(h.status);
   b.setRedundancy(h.redundancy);
   b.setFailedEngines(h.failed_engines);
@@ -222,7 +222,7 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
   rb.setBytes(p.rebuild.bytes);
   rb.setLost(p.rebuild.lost);
   rb.setError(p.rebuild.error);
-  rb.setRedundancy(p.redundancy());
+  rb.setRedundancy(p.redundancy(s.gone_ranks()));
   encode_acl(b.initAcl(), p.acl);
   auto pr = b.initProps(static_cast<unsigned>(p.props.size()));
   unsigned i = 0;

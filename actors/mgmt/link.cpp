@@ -1,5 +1,9 @@
 #include "actors/mgmt/link.hpp"
 
+#include <fmt/format.h>
+
+#include <future>
+
 #include "actors/mgmt/codec.hpp"
 #include "actors/protocol.hpp"
 #include "actors/schema/capnp_util.hpp"
@@ -66,6 +70,21 @@ Buffer request(const Cred& cred, const std::function<void(schema::MgmtReq::Build
   return capn::to_body(b);
 }
 }  // namespace
+
+Status MgmtLink::leave(std::chrono::milliseconds timeout) {
+  if (!joined_.load()) return Status(Errc::unavailable, "not joined to the management service");
+  auto p = std::make_shared<std::promise<Status>>();
+  auto f = p->get_future();
+  ask(request(Cred::current(),
+              [&](schema::MgmtReq::Builder r) { r.setLeave(opts_.self.rank); }),
+      [p](Result<Message> r) { p->set_value(r ? Status() : r.status()); });
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    return Status(Errc::timeout, fmt::format("the management service did not record the stop "
+                                             "within {} ms",
+                                             timeout.count()));
+  }
+  return f.get();
+}
 
 void MgmtLink::run() {
   const Cred cred = Cred::current();
@@ -145,7 +164,14 @@ void MgmtLink::run() {
           proto::kProtoMgmt, proto::kMgmtCall,
           request(cred, [&](schema::MgmtReq::Builder b) { b.setHeartbeat(opts_.self.rank); }));
       if (!r) {
-        log::warn("lost the management service at {}: {}", opts_.mgmt_addr, r.status().to_string());
+        if (r.status().code() == Errc::stale) {
+          log::warn("the management service no longer counts this engine as joined ({}): "
+                    "joining again",
+                    r.status().message());
+        } else {
+          log::warn("lost the management service at {}: {}", opts_.mgmt_addr,
+                    r.status().to_string());
+        }
         conn.reset();
         joined_ = false;
       }

@@ -48,6 +48,9 @@ class MgmtLink {
   bool joined() const { return joined_.load(); }
   // Waits until the first join (true) or the timeout (false).
   bool wait_joined(std::chrono::milliseconds timeout);
+  // Announces a clean stop of this engine (its targets stay in the pool maps while it
+  // restarts) and waits at most `timeout` for the service to record it. Call before stop().
+  Status leave(std::chrono::milliseconds timeout);
 
  private:
   void run();

@@ -74,6 +74,7 @@ Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   // Every member gets a grace period to reconnect after the service restarts.
   auto now = Clock::now();
   for (const auto& [r, m] : s->state_.members()) s->last_seen_[r] = now;
+  s->last_tick_ = now;
   s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
   s->worker_ = std::thread([p = s.get()] { p->worker(); });
   {
@@ -91,6 +92,7 @@ MgmtService::~MgmtService() {
   {
     std::lock_guard lk(mu_);
     quit_ = true;
+    closing_ = true;
   }
   cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
@@ -268,44 +270,6 @@ Status MgmtService::commit(const json& cmd) {
   return Status();
 }
 
-void MgmtService::monitor() {
-  std::unique_lock lk(mu_);
-  while (!quit_) {
-    cv_.wait_for(lk, std::chrono::milliseconds(500));
-    if (quit_) break;
-    auto now = Clock::now();
-    for (const auto& [rank, m] : state_.members()) {
-      if (m.state != MemberState::joined) continue;
-      auto it = last_seen_.find(rank);
-      if (it == last_seen_.end() || now - it->second < opts_.dead_after) continue;
-      log::warn("management service: rank {} silent for {} ms: marking it {}", rank,
-                std::chrono::duration_cast<std::chrono::milliseconds>(now - it->second).count(),
-                stopping_ ? "stopped" : "dead");
-      (void)commit({{"op", "leave"},
-                    {"rank", rank},
-                    {"state", stopping_ ? "stopped" : "dead"},
-                    {"now_ms", now_ms()}});
-      break;  // members() changed; look again next round
-    }
-  }
-}
-
-void MgmtService::on_close(uint64_t session) {
-  std::lock_guard lk(mu_);
-  auto it = session_rank_.find(session);
-  if (it == session_rank_.end()) return;
-  uint32_t rank = it->second;
-  session_rank_.erase(it);
-  auto cur = rank_session_.find(rank);
-  if (cur == rank_session_.end() || cur->second != session) return;  // rejoined since
-  rank_session_.erase(cur);
-  auto m = state_.members().find(rank);
-  if (m == state_.members().end() || m->second.state != MemberState::joined) return;
-  const char* to = stopping_ ? "stopped" : "dead";
-  log::warn("management service: rank {} disconnected: marking it {}", rank, to);
-  (void)commit({{"op", "leave"}, {"rank", rank}, {"state", to}, {"now_ms", now_ms()}});
-}
-
 Result<const Pool*> MgmtService::find_pool(const std::string& key) const {
   const Pool* p = state_.pool(key);
   if (p == nullptr) {
@@ -396,6 +360,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       session_rank_[session] = mem->rank;
       rank_session_[mem->rank] = session;
       last_seen_[mem->rank] = Clock::now();
+      stopped_at_.erase(mem->rank);
       log::info("management service: rank {} joined from {} ({} targets)", mem->rank,
                 mem->control_addr, mem->fabric_addrs.size());
       std::vector<const Pool*> mine;
@@ -419,8 +384,12 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     }
     case W::HEARTBEAT: {
       std::lock_guard lk(mu_);
-      last_seen_[req.getHeartbeat()] = Clock::now();
-      return none();
+      return on_heartbeat(req.getHeartbeat(), session);
+    }
+    case W::LEAVE: {
+      std::lock_guard lk(mu_);
+      if (!is_admin(cred)) return denied(cred, 0, "the system (leaving as an engine)");
+      return on_leave(req.getLeave(), session);
     }
     case W::SYSTEM_QUERY: {
       std::lock_guard lk(mu_);
@@ -607,7 +576,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
       if (!pc) return pc.status();
       if (r.getWrite()) {
-        auto h = container_health(*pc->pool, *pc->cont);
+        auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
         if (h.status == "UNCLEAN") {
           return Status(Errc::unavailable,
                         fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
@@ -667,35 +636,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto r = req.getRankDead();
       std::lock_guard lk(mu_);
       if (!is_admin(cred)) return denied(cred, 0, "the system (declaring ranks dead)");
-      const uint32_t rank = r.getRank();
-      auto m = state_.members().find(rank);
-      if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
-      // A rank that has not connected since this service started (it restarted too) is left to
-      // the heartbeat timeout: the detector may be probing an address it no longer has.
-      if (rank_session_.count(rank) == 0) {
-        return Status(Errc::unavailable,
-                      fmt::format("rank {} has not connected since the management service "
-                                  "started; its heartbeat timeout decides",
-                                  rank));
-      }
-      // The failure detector's verdict stands unless this service heard from the rank itself
-      // very recently (then the detector's peer is the one cut off).
-      auto seen = last_seen_.find(rank);
-      auto now = Clock::now();
-      if (seen != last_seen_.end() && now - seen->second < opts_.dead_confirm_silence) {
-        return Status(
-            Errc::exists,
-            fmt::format(
-                "rank {} sent a heartbeat {} ms ago: not dead", rank,
-                std::chrono::duration_cast<std::chrono::milliseconds>(now - seen->second).count()));
-      }
-      log::warn("management service: rank {} declared dead by the failure detector of rank {}",
-                rank, r.getReporter());
-      TESSERA_TRY(commit({{"op", "leave"},
-                          {"rank", rank},
-                          {"state", stopping_ ? "stopped" : "dead"},
-                          {"now_ms", now_ms()}}));
-      return none();
+      return on_rank_dead(r.getRank(), r.getReporter());
     }
     case W::RANK_EXCLUDE: {
       auto r = req.getRankExclude();

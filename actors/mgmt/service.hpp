@@ -4,8 +4,13 @@
 //
 // Threads: requests arrive on the control server's worker threads; one mutex guards the state
 // (the control plane, never a target thread). Slow work (asking engines to create or destroy
-// pool shards) runs without it. A monitor thread marks engines dead when their heartbeats stop;
-// the join connection closing (an engine killed) marks them dead at once.
+// pool shards) runs without it.
+//
+// Membership (membership.cpp): a monitor thread marks engines dead when their heartbeats stop;
+// the join connection closing (an engine killed) marks them dead at once. An engine that stops
+// cleanly says so first (`leave`): it is `stopped`, its targets stay in the pool maps, and only
+// if it has not joined again after `stop_grace` is it dead. A service that is shutting down,
+// or that finds it has not run for a while (paused, starved), decides nothing about others.
 #pragma once
 
 #include <atomic>
@@ -30,6 +35,11 @@ struct MgmtOptions {
   // A failure detector's report is refused when the rank's own heartbeat is younger than this.
   std::chrono::milliseconds dead_confirm_silence{1500};
   std::chrono::milliseconds engine_timeout{120000};  // pool shard create/destroy on an engine
+  // An engine that announced a clean stop and has not joined again after this is dead.
+  std::chrono::milliseconds stop_grace{30000};
+  // The monitor ticks every 500 ms; a gap longer than this means the service itself did not
+  // run (SIGSTOP, starvation): silence meanwhile is no evidence against the engines.
+  std::chrono::milliseconds pause_after{3000};
 };
 
 class MgmtService {
@@ -41,6 +51,9 @@ class MgmtService {
   Result<Buffer> handle(const Message& m, uint64_t session);
   // A control connection closed.
   void on_close(uint64_t session);
+  // The hosting engine is stopping: from now on the service decides nothing about members
+  // (the connections that close as it stops are its own doing, not the engines' deaths).
+  void shutdown();
 
  private:
   explicit MgmtService(MgmtOptions opts) : opts_(std::move(opts)), file_(opts_.state_path) {}
@@ -59,6 +72,15 @@ class MgmtService {
                                   const Cred& cred, uint32_t perms) const;
   Status engine_call(const Member& m, capnp::MessageBuilder& req);
   void monitor();
+  // Membership decisions (state lock held; membership.cpp).
+  Result<Buffer> on_heartbeat(uint32_t rank, uint64_t session);
+  Result<Buffer> on_leave(uint32_t rank, uint64_t session);
+  Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter);
+  // A member is gone for `why`: dead, or stopped while the system stops.
+  Status declare_gone(uint32_t rank, const std::string& why);
+  // Detects that the service itself has not run for a while and gives every engine a new
+  // grace period (a paused service must not blame the engines for its own silence).
+  void check_pause(std::chrono::steady_clock::time_point now);
 
   Result<Buffer> pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred);
   Result<Buffer> pool_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
@@ -96,6 +118,10 @@ class MgmtService {
   std::map<uint32_t, uint64_t> rank_session_;
   std::map<uint32_t, std::chrono::steady_clock::time_point> last_seen_;
   bool stopping_ = false;  // system stop in progress: engines that leave are stopped, not dead
+  bool closing_ = false;   // this service is shutting down: no membership decisions
+  std::chrono::steady_clock::time_point last_tick_;  // the monitor's last round
+  // Engines that announced a clean stop (not during a system stop): when.
+  std::map<uint32_t, std::chrono::steady_clock::time_point> stopped_at_;
   std::condition_variable cv_;
   bool quit_ = false;
   std::thread monitor_;

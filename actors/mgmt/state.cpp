@@ -303,6 +303,25 @@ Status MgmtState::apply(const json& cmd) {
   return st;
 }
 
+uint32_t pool_tolerance(const Pool& p) {
+  uint32_t tol = UINT32_MAX;  // a pool without containers holds no object
+  for (const auto& [id, c] : p.containers) {
+    const auto* cls = placement::find_class(c.props.oclass);
+    tol = std::min(tol, cls != nullptr ? cls->tolerated() : c.props.rf);
+  }
+  return tol;
+}
+
+uint32_t unrebuilt_failures(const Pool& p, uint32_t also) {
+  uint32_t n = 0;
+  for (const auto& e : p.map.engines) {
+    bool down = e.rank == also;
+    for (const auto& t : e.targets) down |= t.state == TargetState::down;
+    n += down ? 1 : 0;
+  }
+  return n;
+}
+
 void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
                              bool always) {
   for (auto& [id, p] : pools_) {
@@ -312,6 +331,11 @@ void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint
     if (!always && (heal == p.props.end() || heal->second.find("exclude") == std::string::npos)) {
       continue;  // the pool keeps a failed engine in its map until an administrator acts
     }
+    // An automatic exclusion that would leave some object without an up-to-date copy is not
+    // taken: new writes would go to fallbacks while the only complete copies sit on the
+    // engines already down, and nothing could be rebuilt. The targets stay in the map
+    // (unreachable until the engine returns); an administrator may still exclude them.
+    if (!always && unrebuilt_failures(p, rank) > pool_tolerance(p)) continue;
     bool changed = false;
     for (auto& t : e->targets) {
       if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
@@ -636,27 +660,37 @@ void learn_view(ActorRuntime& rt, const PoolView& v, uint32_t self) {
   }
 }
 
-std::string Pool::redundancy() const {
-  if (map.moving()) return "degraded";
+std::string Pool::redundancy(const std::set<uint32_t>& gone) const {
+  // The worst of its containers': "normal" only when every object has all its copies.
+  std::string worst = map.moving() ? "degraded" : "normal";
   for (const auto& e : map.engines) {
     for (const auto& t : e.targets) {
-      if (t.state == TargetState::down) return "degraded";
+      if (t.state == TargetState::down || (gone.count(e.rank) != 0 && placement::is_serving(t.state))) {
+        worst = "degraded";
+      }
     }
   }
-  return "normal";
+  for (const auto& [id, c] : containers) {
+    auto r = container_health(*this, c, gone).redundancy;
+    if (r == "lost") return r;
+    if (r == "degraded") worst = r;
+  }
+  return worst;
 }
 
-ContHealth container_health(const Pool& p, const Container& c) {
+ContHealth container_health(const Pool& p, const Container& c, const std::set<uint32_t>& gone) {
   ContHealth h;
-  // Failed engines: those with a target down that rebuild has not yet replaced, or, when the
-  // pool has too few serving engines left to give every position of the container's object
-  // class its own engine, the positions that have none.
+  // Failed engines: those with a target down that rebuild has not yet replaced, those that
+  // are gone (stopped or dead) while their targets stay in the map, or, when the pool has too
+  // few serving engines left to give every position of the container's object class its own
+  // engine, the positions that have none.
   uint32_t serving = 0;
   for (const auto& e : p.map.engines) {
     bool failed = false, up = false;
+    const bool away = gone.count(e.rank) != 0;
     for (const auto& t : e.targets) {
-      failed |= t.state == TargetState::down;
-      up |= t.state == TargetState::up_in;
+      failed |= t.state == TargetState::down || (away && placement::is_serving(t.state));
+      up |= t.state == TargetState::up_in && !away;
     }
     h.failed_engines += failed ? 1 : 0;
     serving += up ? 1 : 0;
@@ -680,6 +714,14 @@ ContHealth container_health(const Pool& p, const Container& c) {
     h.redundancy = "lost";
   }
   return h;
+}
+
+std::set<uint32_t> MgmtState::gone_ranks() const {
+  std::set<uint32_t> out;
+  for (const auto& [r, m] : members_) {
+    if (m.state != MemberState::joined) out.insert(r);
+  }
+  return out;
 }
 
 json MgmtState::to_json() const {

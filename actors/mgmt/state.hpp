@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@ class MgmtState {
   uint64_t applied() const { return applied_; }
   uint32_t next_pool_id() const { return next_pool_id_; }
   size_t open_handles(uint32_t pool, uint32_t cont = UINT32_MAX) const;
+  // Ranks that are not joined (stopped, dead, excluded): their targets may still be in maps.
+  std::set<uint32_t> gone_ranks() const;
 
   nlohmann::json to_json() const;
   static Result<MgmtState> from_json(const nlohmann::json& j);
@@ -44,7 +47,8 @@ class MgmtState {
   Status apply_op(const nlohmann::json& c);
   // A member (or one of its targets, `target` >= 0) failed or was excluded: its serving targets
   // go `to` in every pool that has them (`always`: whatever the pool's self_heal says; else only
-  // where it includes "exclude").
+  // where it includes "exclude", and only while the pool's not-yet-rebuilt failures stay
+  // within what every one of its containers' object classes tolerates).
   void mark_targets(uint32_t rank, int64_t target, placement::TargetState to, uint64_t now_ms,
                     bool always);
   std::map<uint32_t, Member> members_;
@@ -65,6 +69,12 @@ class StateFile {
  private:
   std::string path_;
 };
+
+// Engine failures every container of the pool tolerates (its object class's, else its rf);
+// UINT32_MAX for a pool without containers.
+uint32_t pool_tolerance(const Pool& p);
+// Engines of the pool with a target down (failed, not rebuilt yet), counting `also` as one.
+uint32_t unrebuilt_failures(const Pool& p, uint32_t also = UINT32_MAX);
 
 // Raw bytes <-> base-16 text (fabric addresses in JSON).
 std::string to_hex(std::string_view raw);

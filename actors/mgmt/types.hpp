@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -94,8 +95,9 @@ struct Pool {
   std::map<uint32_t, Container> containers;  // by id
   RebuildState rebuild;
   const Container* container(const std::string& label_or_uuid) const;
-  // normal, or degraded while a target is down or data is moving.
-  std::string redundancy() const;
+  // normal, degraded (a target down, an engine gone, data moving, a container short of
+  // copies) or lost (a container beyond its redundancy factor). `gone`: ranks not joined.
+  std::string redundancy(const std::set<uint32_t>& gone = {}) const;
 };
 
 struct Handle {
@@ -114,7 +116,7 @@ struct ContHealth {
   std::string status;      // HEALTHY | UNCLEAN
   std::string redundancy;  // normal | degraded | lost
 };
-ContHealth container_health(const Pool& p, const Container& c);
+ContHealth container_health(const Pool& p, const Container& c, const std::set<uint32_t>& gone = {});
 
 // What a caller sees of a container: its record plus live facts.
 struct ContView {

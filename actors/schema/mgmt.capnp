@@ -163,6 +163,7 @@ struct MgmtReq {
     poolOp        @25 :PoolOp;     # exclude, drain, reintegrate, extend, rebuild
     rebuildReport @26 :RebuildReport;  # an engine target's rebuild progress
     targetStop    @27 :TargetRef;      # stop one target (it refuses I/O) and take it out of the pools
+    leave         @28 :UInt32;         # rank: a clean stop announced by the engine itself
   }
 
   struct TargetRef {

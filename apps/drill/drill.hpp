@@ -29,12 +29,15 @@ using Millis = std::chrono::milliseconds;
 struct Step {
   enum class Kind {
     sleep,
-    kill,          // kill rank R (SIGKILL); hang rank R (SIGSTOP: only failure detection notices)
+    kill,          // kill rank R (SIGKILL); term rank R (SIGTERM, a clean stop: waits until it
+                   // is gone); hang rank R (SIGSTOP: only failure detection notices); resume
+                   // rank R (SIGCONT)
     restart,       // restart rank R
     stop_target,   // stop target R:T (it refuses I/O; the pools take it out)
     pool_op,       // exclude|drain|reintegrate rank R [target T]; extend ranks R,..; rebuild
     wait_rebuild,  // wait rebuild [busy] [timeout D]
     wait_down,     // wait down rank R [timeout D]
+    wait_joined,   // wait joined rank R [timeout D]: the rank is a joined member again
     assert_,       // assert health|redundancy|map-version|rebuild|target ...
     verify,        // every write acknowledged so far reads back (the load goes on)
     load,          // load stop|start

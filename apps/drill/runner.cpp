@@ -349,10 +349,19 @@ Status Runner::run_step(const Step& st) {
       sys_ = std::move(*sys);
       fault();
       const bool hang = st.op == "hang";
-      auto pid = local::kill_engine(sys_, r, hang ? SIGSTOP : SIGKILL);
+      const int sig = hang                  ? SIGSTOP
+                      : st.op == "term"     ? SIGTERM
+                      : st.op == "resume"   ? SIGCONT
+                                            : SIGKILL;
+      auto pid = local::kill_engine(sys_, r, sig);
       if (!pid) return pid.status();
       std::lock_guard lk(mu_);
+      if (sig == SIGCONT) {
+        hung_.erase(r);
+        return Status();
+      }
       if (hang) hung_.insert(r);
+      if (sig == SIGTERM) return Status();  // a clean stop: no failure is expected
       kill_t_[r] = now();
       detect_s_.erase(r);
       expect_down_.insert(r);
@@ -446,6 +455,29 @@ Status Runner::run_step(const Step& st) {
             return none_up_in(*e);
           },
           fmt::format("waiting for rank {} to be down", st.ranks[0]));
+    case K::wait_joined: {
+      const auto limit = st.duration.count() > 0 ? st.duration : std::chrono::milliseconds(60000);
+      const auto until = Clock::now() + limit;
+      Status last;
+      while (true) {
+        auto ms = mc_->system_query();
+        if (ms) {
+          for (const auto& m : *ms) {
+            if (m.rank == st.ranks[0] && m.state == mgmt::MemberState::joined) return Status();
+          }
+          last = Status(Errc::unavailable, fmt::format("rank {} is not joined", st.ranks[0]));
+        } else {
+          last = ms.status();
+        }
+        if (Clock::now() >= until) {
+          return Status(Errc::timeout, fmt::format("waiting for rank {} to join: not reached "
+                                                   "within {} s ({})",
+                                                   st.ranks[0], limit.count() / 1000,
+                                                   last.to_string()));
+        }
+        std::this_thread::sleep_for(kPoll);
+      }
+    }
     case K::assert_: {
       auto v = mc_->pool_query(d_.pool);
       if (!v) return v.status();

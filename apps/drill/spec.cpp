@@ -15,10 +15,12 @@ namespace tessera::drill {
 namespace {
 
 constexpr const char* kStepHelp =
-    "sleep D | kill rank R | hang rank R | restart rank R | stop target R:T | exclude rank R "
+    "sleep D | kill rank R | term rank R | hang rank R | resume rank R | restart rank R | "
+    "stop target R:T | exclude rank R "
     "[target T] | "
     "drain rank R [target T] | reintegrate rank R [target T] | extend ranks R[,R..] | "
     "rebuild start | wait rebuild [busy] [timeout D] | wait down rank R [timeout D] | "
+    "wait joined rank R [timeout D] | "
     "assert health HEALTHY|UNCLEAN | assert redundancy normal|degraded | "
     "assert map-version OP N | assert rebuild idle|busy|done|failed | "
     "assert target R:T STATE | verify | load stop|start | set-prop NAME VALUE";
@@ -127,7 +129,8 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
     st.duration = *d;
     return Status();
   }
-  if (verb == "kill" || verb == "hang" || verb == "restart") {
+  if (verb == "kill" || verb == "term" || verb == "hang" || verb == "resume" ||
+      verb == "restart") {
     st.kind = verb == "restart" ? K::restart : K::kill;
     st.op = verb;
     TESSERA_TRY(rank_at(1));
@@ -167,8 +170,8 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
     }
     return tail(i, false);
   }
-  if (verb == "wait" && w.size() >= 2 && w[1] == "down") {
-    st.kind = K::wait_down;
+  if (verb == "wait" && w.size() >= 2 && (w[1] == "down" || w[1] == "joined")) {
+    st.kind = w[1] == "down" ? K::wait_down : K::wait_joined;
     TESSERA_TRY(rank_at(2));
     return tail(4, false);
   }
@@ -402,7 +405,8 @@ Result<DrillSpec> parse_drill(const std::string& path) {
         err = c.err(n, s.message());
         break;
       }
-      // Ranks must exist in a system the drill starts; rank 0 hosts the management service.
+      // Ranks must exist in a system the drill starts. Faults on rank 0 (the management
+      // service's host) are allowed: the load keeps its cached pool map meanwhile.
       if (d.attach.empty()) {
         for (uint32_t r : st.ranks) {
           if (r >= d.engines) {
@@ -414,9 +418,6 @@ Result<DrillSpec> parse_drill(const std::string& path) {
           err = c.err(
               n, fmt::format("target {} does not exist ({} per engine)", st.target, d.targets));
         }
-      }
-      if ((st.kind == Step::Kind::kill || st.kind == Step::Kind::restart) && st.ranks[0] == 0) {
-        err = c.err(n, "rank 0 hosts the management service; a drill kills other ranks");
       }
       if (!err.is_ok()) break;
       d.steps.push_back(std::move(st));

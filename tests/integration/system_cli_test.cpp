@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tests/integration/cli_system.hpp"
 #include "tests/integration/server_process.hpp"
 #include "tests/test_util.hpp"
 
@@ -18,57 +19,6 @@ using namespace tessera::testing;
 using nlohmann::json;
 
 namespace {
-
-// A system started by `tessera system start` in a temp dir; stopped (and, failing that,
-// killed) at scope exit.
-class CliSystem {
- public:
-  CliSystem() : sys_dir_(dir_.path() + "/sys") {}
-  ~CliSystem() {
-    (void)run({"system", "stop", "--grace-s", "10"});
-    std::ifstream in(sys_dir_ + "/system.json");
-    if (!in) return;
-    json j = json::parse(in, nullptr, false);
-    if (j.is_discarded()) return;
-    // Only processes that are still this system's engines (pids are reused quickly).
-    for (const auto& e : j["engines"]) {
-      pid_t pid = e["pid"].get<pid_t>();
-      std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
-      std::string args((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-      if (args.find(e["dir"].get<std::string>()) != std::string::npos) ::kill(pid, SIGKILL);
-    }
-  }
-
-  // Runs `tessera --json ARGS` with this system as the default; returns (exit code, JSON).
-  std::pair<int, json> run(std::vector<std::string> args, const std::string& in = {}) {
-    std::vector<std::string> argv{"/usr/bin/env", "TESSERA_SYSTEM=" + sys_dir_,
-                                  "HOME=" + dir_.path(), TESSERA_CLI_BIN, "--json"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    auto [rc, out] = run_command(argv, in);
-    json j = json::parse(out, nullptr, false);
-    if (j.is_discarded()) j = json{{"raw", out}};
-    return {rc, j};
-  }
-  json ok(std::vector<std::string> args, const std::string& in = {}) {
-    auto [rc, j] = run(args, in);
-    EXPECT_EQ(rc, 0) << j.dump();
-    EXPECT_EQ(j.value("ok", false), true) << j.dump();
-    return j;
-  }
-  // Expects failure; returns the error message.
-  std::string err(std::vector<std::string> args) {
-    auto [rc, j] = run(args);
-    EXPECT_EQ(rc, 1) << j.dump();
-    EXPECT_EQ(j.value("ok", true), false) << j.dump();
-    return j.value("error", std::string()) + ": " + j.value("message", std::string());
-  }
-  const std::string& dir() const { return sys_dir_; }
-  const std::string& base() const { return dir_.path(); }
-
- private:
-  TempDir dir_;
-  std::string sys_dir_;
-};
 
 std::vector<std::string> cont_args(std::vector<std::string> a) {
   a.insert(a.end(), {"--pool", "tank", "--cont", "kv"});

@@ -93,13 +93,15 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   EXPECT_EQ(s.apply({{"op", "bogus"}, {"pool", pool_id}, {"cont", 1}}).code(),
             Errc::invalid_argument);
   EXPECT_EQ(s.applied(), applied);
-  // A dead engine's targets go down and the map version moves.
+  // A dead engine whose targets hold the only copies of a container's objects (rf 0) stays in
+  // the map: taking it out would send new writes to fallbacks. The container is UNCLEAN.
   uint32_t v = s.pool("p")->map.version;
   ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
-  EXPECT_EQ(s.pool("p")->map.version, v + 1);
-  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
-  ContHealth h = container_health(*s.pool("p"), s.pool("p")->containers.at(1));
+  EXPECT_EQ(s.pool("p")->map.version, v);
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::up_in);
+  ContHealth h = container_health(*s.pool("p"), s.pool("p")->containers.at(1), s.gone_ranks());
   EXPECT_EQ(h.status, "UNCLEAN");  // rf 0, one engine failed
+  EXPECT_EQ(s.pool("p")->redundancy(s.gone_ranks()), "lost");
 
   tessera::testing::TempDir dir;
   StateFile f(dir.path() + "/state.json");
@@ -108,6 +110,61 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   ASSERT_TRUE(back) << back.status().to_string();
   EXPECT_EQ(back->to_json(), s.to_json());
   EXPECT_EQ(back->members().at(0).fabric_addrs[0], std::string("\x0a\x0b"));
+}
+
+// Automatic exclusions (a death) stop where the pool's containers could no longer keep an
+// up-to-date copy of every object: beyond that the targets stay in the map, unreachable,
+// until the engine returns. Failures that rebuild has already replaced do not count. An
+// administrator's exclusion is always taken.
+TEST(MgmtState, AutomaticExclusionStaysWithinWhatTheContainersTolerate) {
+  MgmtState s;
+  for (uint32_t r = 0; r < 4; ++r) ASSERT_TRUE(s.apply(join(r, "h" + std::to_string(r))).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "pool_create"},
+                       {"uuid", "u1"},
+                       {"label", "p"},
+                       {"target_bytes", 1 << 26},
+                       {"ranks", {0, 1, 2, 3}},
+                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
+                  .is_ok());
+  ContProps props;
+  props.label = "c";
+  props.oclass = placement::find_class("RP_2GX")->id;  // survives one engine failure
+  props.rf = 1;
+  ASSERT_TRUE(s.apply({{"op", "cont_create"},
+                       {"pool", s.pool("p")->id},
+                       {"uuid", "cu"},
+                       {"props", props_json(props)},
+                       {"acl", acl_json(default_cont_acl(cred(0, 0)))},
+                       {"epoch", 5}})
+                  .is_ok());
+  const Pool& p = *s.pool("p");
+  EXPECT_EQ(pool_tolerance(p), 1u);
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down);
+  // A second death before rebuild: some objects would have no copy left. Not taken.
+  const uint32_t v = s.pool("p")->map.version;
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 2}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(s.members().at(2).state, MemberState::dead);
+  EXPECT_EQ(*s.pool("p")->map.state(2, 0), placement::TargetState::up_in);
+  EXPECT_EQ(s.pool("p")->map.version, v);
+  EXPECT_EQ(s.pool("p")->redundancy(s.gone_ranks()), "lost");
+  // It comes back: nothing to undo.
+  ASSERT_TRUE(s.apply(join(2, "h2")).is_ok());
+  EXPECT_EQ(s.pool("p")->redundancy(s.gone_ranks()), "degraded");
+  // Rebuild replaces rank 1; then another death is within what the container tolerates.
+  ASSERT_TRUE(s.apply({{"op", "rebuild_done"},
+                       {"pool", s.pool("p")->id},
+                       {"gen", s.pool("p")->rebuild.gen},
+                       {"now_ms", 1}})
+                  .is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down_out);
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 3}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(3, 0), placement::TargetState::down);
+  // Beyond it again, the administrator decides.
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 2}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(2, 0), placement::TargetState::up_in);
+  ASSERT_TRUE(s.apply({{"op", "exclude"}, {"rank", 2}}).is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(2, 0), placement::TargetState::down);
 }
 
 TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {

@@ -1,0 +1,178 @@
+// Membership decisions of the management service: who is joined, stopped or dead.
+//
+// The rules (docs/OPERATIONS.md, "Membership and failures"):
+// - a join connection that closes, heartbeat silence for `dead_after`, or a failure
+//   detector's verdict (not contradicted by a recent heartbeat) make a joined engine dead;
+// - an engine that stops cleanly announces it (`leave`): it is `stopped`, its targets stay in
+//   the pool maps, and it is dead only if it has not joined again after `stop_grace`;
+// - a service that is shutting down decides nothing (the connections it closes are not the
+//   engines' deaths), and one that finds it has not run for `pause_after` gives every engine
+//   a new grace period before it judges silence;
+// - whether a death takes an engine's targets out of a pool map is the state machine's
+//   decision (MgmtState::mark_targets): never beyond what the pool's containers tolerate.
+#include <fmt/format.h>
+
+#include "actors/mgmt/service.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "core/log.hpp"
+
+namespace tessera::mgmt {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+long long ms(Clock::duration d) {
+  return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+Buffer none_reply() {
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::MgmtRep>().setNone();
+  return capn::to_body(b);
+}
+}  // namespace
+
+void MgmtService::shutdown() {
+  std::lock_guard lk(mu_);
+  if (!closing_) log::info("management service: shutting down; no membership decisions from now");
+  closing_ = true;
+}
+
+void MgmtService::check_pause(Clock::time_point now) {
+  const auto gap = now - last_tick_;
+  last_tick_ = now;
+  if (gap <= opts_.pause_after) return;
+  log::warn("management service: did not run for {} ms (paused or starved); every engine gets "
+            "a new grace period",
+            ms(gap));
+  for (auto& [rank, seen] : last_seen_) seen = now;
+  for (auto& [rank, at] : stopped_at_) at = now;
+}
+
+Status MgmtService::declare_gone(uint32_t rank, const std::string& why) {
+  const char* to = stopping_ ? "stopped" : "dead";
+  log::warn("management service: rank {} {}: marking it {}", rank, why, to);
+  return commit({{"op", "leave"}, {"rank", rank}, {"state", to}, {"now_ms", wall_ms()}});
+}
+
+void MgmtService::monitor() {
+  std::unique_lock lk(mu_);
+  while (!quit_) {
+    cv_.wait_for(lk, std::chrono::milliseconds(500));
+    if (quit_) break;
+    auto now = Clock::now();
+    check_pause(now);
+    if (closing_) continue;
+    bool changed = false;
+    for (const auto& [rank, m] : state_.members()) {
+      if (m.state != MemberState::joined) continue;
+      auto it = last_seen_.find(rank);
+      if (it == last_seen_.end() || now - it->second < opts_.dead_after) continue;
+      (void)declare_gone(rank, fmt::format("silent for {} ms", ms(now - it->second)));
+      changed = true;
+      break;  // members() changed; look again next round
+    }
+    if (changed) continue;
+    for (auto it = stopped_at_.begin(); it != stopped_at_.end(); ++it) {
+      auto m = state_.members().find(it->first);
+      if (m == state_.members().end() || m->second.state != MemberState::stopped) {
+        stopped_at_.erase(it);
+        break;
+      }
+      if (now - it->second < opts_.stop_grace) continue;
+      const uint32_t rank = it->first;
+      stopped_at_.erase(it);
+      (void)declare_gone(rank, fmt::format("stopped cleanly and did not come back within {} ms",
+                                           opts_.stop_grace.count()));
+      break;
+    }
+  }
+}
+
+void MgmtService::on_close(uint64_t session) {
+  std::lock_guard lk(mu_);
+  auto it = session_rank_.find(session);
+  if (it == session_rank_.end()) return;
+  uint32_t rank = it->second;
+  session_rank_.erase(it);
+  auto cur = rank_session_.find(rank);
+  if (cur == rank_session_.end() || cur->second != session) return;  // rejoined since
+  rank_session_.erase(cur);
+  if (closing_) return;
+  auto m = state_.members().find(rank);
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return;
+  (void)declare_gone(rank, "disconnected");
+}
+
+Result<Buffer> MgmtService::on_heartbeat(uint32_t rank, uint64_t session) {
+  auto s = session_rank_.find(session);
+  if (s == session_rank_.end() || s->second != rank) {
+    return Status(Errc::permission,
+                  fmt::format("a heartbeat for rank {} must come on the connection that joined "
+                              "as rank {}",
+                              rank, rank));
+  }
+  auto m = state_.members().find(rank);
+  if (m == state_.members().end() || m->second.state != MemberState::joined) {
+    // Declared dead while it ran (a pause, a lost link): it joins again.
+    return Status(Errc::stale,
+                  fmt::format("rank {} is {} in the system: join again", rank,
+                              m == state_.members().end() ? "unknown"
+                                                          : member_state_name(m->second.state)));
+  }
+  last_seen_[rank] = Clock::now();
+  return none_reply();
+}
+
+Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
+  auto s = session_rank_.find(session);
+  if (s == session_rank_.end() || s->second != rank) {
+    return Status(Errc::permission, fmt::format("only rank {} itself, on the connection it joined "
+                                                "with, may announce its stop",
+                                                rank));
+  }
+  auto m = state_.members().find(rank);
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return none_reply();
+  TESSERA_TRY(commit({{"op", "leave"}, {"rank", rank}, {"state", "stopped"}, {"now_ms", wall_ms()}}));
+  if (!stopping_) {
+    stopped_at_[rank] = Clock::now();
+    log::info("management service: rank {} stops cleanly; its targets stay in the pool maps for "
+              "{} ms while it restarts",
+              rank, opts_.stop_grace.count());
+  }
+  return none_reply();
+}
+
+Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter) {
+  if (closing_) return Status(Errc::shutdown, "the management service is shutting down");
+  auto now = Clock::now();
+  check_pause(now);
+  auto m = state_.members().find(rank);
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return none_reply();
+  // A rank that has not connected since this service started (it restarted too) is left to
+  // the heartbeat timeout: the detector may be probing an address it no longer has.
+  if (rank_session_.count(rank) == 0) {
+    return Status(Errc::unavailable,
+                  fmt::format("rank {} has not connected since the management service "
+                              "started; its heartbeat timeout decides",
+                              rank));
+  }
+  // The failure detector's verdict stands unless this service heard from the rank itself
+  // very recently (then the detector's peer is the one cut off).
+  auto seen = last_seen_.find(rank);
+  if (seen != last_seen_.end() && now - seen->second < opts_.dead_confirm_silence) {
+    return Status(Errc::exists, fmt::format("rank {} sent a heartbeat {} ms ago: not dead", rank,
+                                            ms(now - seen->second)));
+  }
+  TESSERA_TRY(declare_gone(rank, fmt::format("declared dead by the failure detector of rank {}",
+                                             reporter)));
+  return none_reply();
+}
+
+}  // namespace tessera::mgmt
