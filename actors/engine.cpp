@@ -62,6 +62,7 @@ std::string drop_shard(Target& t, TargetPools& pools, uint32_t id) {
 storage::StoreOptions store_options(const EngineConfig& cfg, uint32_t target, uint64_t bytes) {
   storage::StoreOptions so;
   so.target_index = target;
+  so.name = fmt::format("rank {} target {}", cfg.rank, target);
   so.wal_bytes = bytes == cfg.storage_bytes ? cfg.wal_bytes : 0;
   so.checksum = cfg.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
   so.checkpoint_interval = std::chrono::milliseconds(cfg.checkpoint_interval_ms);

@@ -270,7 +270,14 @@ Status ObjectService::handle(Message& m) {
         use = std::move(w->use);
       }
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
-      if (!r) return r.status();
+      if (!r) {
+        if (r.status().code() == Errc::checksum || r.status().code() == Errc::io_error) {
+          // Damage is worth a line every time: the client reads another replica, but this
+          // copy stays bad until it is rewritten.
+          log::error("{}", r.status().to_string());
+        }
+        return r.status();
+      }
       capnp::MallocMessageBuilder b(256);
       auto rep = b.initRoot<schema::FetchRep>();
       rep.setSize(r->size);

@@ -9,6 +9,7 @@
 #include "actors/schema/capnp_util.hpp"
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
+#include "core/log.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
 
@@ -105,6 +106,7 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
   Container::State& st = *sp;
   const auto deadline = Clock::now() + st.timeout;
   Status last(Errc::unavailable, "no healthy replica");
+  std::vector<Status> bad_copies;  // replicas read this round whose copy failed verification
   if (st.suspect) {
     st.suspect = false;
     (void)refresh(sp);
@@ -178,12 +180,25 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       }
       last = r.status();
       all_ok = false;
+      // A replica whose copy fails its checksum (or whose device fails) is read around: the
+      // next replica may hold a good copy. Only when none does is the error the answer.
+      if (pick == Pick::replica && (last.code() == Errc::checksum || last.code() == Errc::io_error)) {
+        log::warn("read of rank {} target {} failed ({}); reading another replica",
+                  cands[i].rank, cands[i].target, last.to_string());
+        bad_copies.push_back(last);
+        continue;
+      }
       if (!retryable(last.code())) return last;
       refresh_needed = true;
       st.suspect = true;
       if (last.code() == Errc::stale || pick != Pick::replica) break;
     }
     if (pick == Pick::every && all_ok && !cands.empty()) return done;
+    if (!bad_copies.empty() && bad_copies.size() == cands.size()) {
+      // Every replica answered, none with a good copy: that is the answer, not a retry.
+      return bad_copies.front();
+    }
+    bad_copies.clear();
     if (Clock::now() >= deadline) {
       return Status(last.code(),
                     fmt::format("{} (gave up after {} ms)", last.message(), st.timeout.count()));

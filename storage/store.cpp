@@ -270,7 +270,7 @@ Status TargetStore::format() {
   alloc_.reset(data_off_, size - data_off_);
   // The superblock goes last: a crash before this point leaves a blank file that formats again.
   TESSERA_TRY(write_superblock());
-  log::info("target {}: formatted {} bytes (log {} bytes, data {} bytes)", opts_.target_index, size,
+  log::info("{}: formatted {} bytes (log {} bytes, data {} bytes)", who(), size,
             wal_len_, size - data_off_);
   return Status();
 }
@@ -301,7 +301,7 @@ Status TargetStore::zero_fill(uint64_t from, uint64_t to) {
   TESSERA_TRY(first_error);
   TESSERA_TRY(q_->sync());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log::info("target {}: initialized {} MiB in {:.2f} s", opts_.target_index, (to - from) >> 20,
+  log::info("{}: initialized {} MiB in {:.2f} s", who(), (to - from) >> 20,
             secs);
   return Status();
 }
@@ -384,8 +384,8 @@ Status TargetStore::recover() {
   }
   recovery_ms_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log::info("target {}: recovered {} objects, {} versions, {} bytes of data in use in {:.0f} ms",
-            opts_.target_index, objects_.size(), versions_, alloc_.used_bytes(), recovery_ms_);
+  log::info("{}: recovered {} objects, {} versions, {} bytes of data in use in {:.0f} ms",
+            who(), objects_.size(), versions_, alloc_.used_bytes(), recovery_ms_);
   return Status();
 }
 
@@ -473,7 +473,7 @@ Status TargetStore::load_checkpoint(WalMark& from) {
                     fmt::format("undecodable checkpoint chunk: {}", ex.getDescription().cStr()));
     }
   }
-  log::info("target {}: checkpoint {} loaded: {} entries in {} chunks", opts_.target_index,
+  log::info("{}: checkpoint {} loaded: {} entries in {} chunks", who(),
             best.seq, entries, best.chunks);
   return Status();
 }
@@ -782,7 +782,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       if (!off) {
         release_extents(v.extents);
         return Status(Errc::no_space,
-                      fmt::format("target {}: {}", opts_.target_index, off.status().message()));
+                      fmt::format("{}: {}", who(), off.status().message()));
       }
       const uint8_t* src = data.data() + pos;
       // A value stored as one crc32c piece already has its checksum: the one verified above.
@@ -846,7 +846,7 @@ Result<uint64_t> TargetStore::log_version(const ObjectId& oid, std::string_view 
 Status TargetStore::verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const {
   if (checksum(t, bytes, e.len) == e.csum) return Status();
   return Status(Errc::checksum,
-                fmt::format("target {}: extent at {} ({} bytes) fails its {}", opts_.target_index,
+                fmt::format("{}: extent at {} ({} bytes) fails its {}", who(),
                             e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
 }
 
@@ -1363,7 +1363,7 @@ void TargetStore::release_extents(const std::vector<Extent>& ex) {
   if (active_reads_.empty()) {
     for (const Extent& e : ex) {
       Status st = alloc_.free(e.disk, e.len);
-      if (!st.is_ok()) log::error("target {}: {}", opts_.target_index, st.to_string());
+      if (!st.is_ok()) log::error("{}: {}", who(), st.to_string());
     }
     return;
   }
@@ -1378,7 +1378,7 @@ void TargetStore::reclaim() {
   std::erase_if(deferred_free_, [&](const std::pair<uint64_t, Extent>& p) {
     if (p.first >= oldest) return false;
     Status st = alloc_.free(p.second.disk, p.second.len);
-    if (!st.is_ok()) log::error("target {}: {}", opts_.target_index, st.to_string());
+    if (!st.is_ok()) log::error("{}: {}", who(), st.to_string());
     return true;
   });
 }
@@ -1393,9 +1393,9 @@ Status TargetStore::need_space(uint64_t bytes) const {
   uint64_t keep = reserve();
   if (alloc_.free_bytes() >= bytes + keep) return Status();
   return Status(Errc::no_space,
-                fmt::format("target {}: data region full ({} bytes free, {} needed, {} kept for "
+                fmt::format("{}: data region full ({} bytes free, {} needed, {} kept for "
                             "the next checkpoint)",
-                            opts_.target_index, alloc_.free_bytes(), bytes, keep));
+                            who(), alloc_.free_bytes(), bytes, keep));
 }
 
 // ---- checkpoints ------------------------------------------------------------------------------
@@ -1434,15 +1434,15 @@ Status TargetStore::checkpoint_locked() {
     release_extents(written);
     pending_free_.insert(pending_free_.end(), freeing.begin(), freeing.end());
     pending_bytes_ += freeing_bytes;
-    log::error("target {}: checkpoint failed: {}", opts_.target_index, st.to_string());
+    log::error("{}: checkpoint failed: {}", who(), st.to_string());
     return st;
   };
   // Writes `data` to a newly allocated extent of the data region.
   auto put = [&](const uint8_t* data, size_t len) -> Result<Extent> {
     auto off = alloc_.alloc(len);
     if (!off) {
-      return Status(Errc::no_space, fmt::format("target {}: no room for a checkpoint: {}",
-                                                opts_.target_index, off.status().message()));
+      return Status(Errc::no_space, fmt::format("{}: no room for a checkpoint: {}",
+                                                who(), off.status().message()));
     }
     Extent e{*off, static_cast<uint32_t>(len), crc32c({data, len})};
     written.push_back(e);
@@ -1570,8 +1570,8 @@ Status TargetStore::checkpoint_locked() {
   wal_->release(mark);
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log::info("target {}: checkpoint {}: {} entries, {} chunks, {} KiB in {:.1f} ms",
-            opts_.target_index, h.seq, entries, dir.size(), ckpt_bytes_ >> 10, ms);
+  log::info("{}: checkpoint {}: {} entries, {} chunks, {} KiB in {:.1f} ms",
+            who(), h.seq, entries, dir.size(), ckpt_bytes_ >> 10, ms);
   return Status();
 }
 
@@ -1832,9 +1832,9 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
   if (changed || !pending_free_.empty()) TESSERA_TRY(checkpoint_locked());
   if (changed) {
     log::info(
-        "target {}: aggregated to epoch {}: {} versions dropped, {} trimmed, {} punches "
+        "{}: aggregated to epoch {}: {} versions dropped, {} trimmed, {} punches "
         "dropped, {} keys removed, {} bytes freed",
-        opts_.target_index, top, st.versions_dropped, st.versions_trimmed, st.punches_dropped,
+        who(), top, st.versions_dropped, st.versions_trimmed, st.punches_dropped,
         st.keys_removed, st.bytes_freed);
   }
   return st;
@@ -1880,7 +1880,7 @@ void TargetStore::background() {
       uint64_t e = epoch_at_wall(target_.env().wall() - opts_.aggregation_delay);
       if (e > agg_epoch_) {
         auto r = aggregate(e);
-        if (!r) log::warn("target {}: aggregation: {}", opts_.target_index, r.status().to_string());
+        if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }
       next_agg = Clock::now() + opts_.aggregation_interval;
     }

@@ -23,6 +23,8 @@
 // that aggregation frees is reused only after a checkpoint that no longer references it.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <boost/fiber/condition_variable.hpp>
 
 #include <chrono>
@@ -55,6 +57,8 @@ using tessera::ValueKind;
 
 struct StoreOptions {
   uint32_t target_index = 0;
+  // How messages and errors name this store ("rank 2 target 0"; empty: "target N").
+  std::string name;
   uint64_t wal_bytes = 0;            // 0: size/8 clamped to [16 MiB, 1 GiB]
   uint64_t inline_threshold = 4096;  // values smaller than this live in the metadata
   uint64_t max_extent = 1u << 20;    // large values are stored as pieces of at most this
@@ -235,6 +239,10 @@ class TargetStore {
 
  private:
   TargetStore(Target& t, std::unique_ptr<BlockQueue> q, const StoreOptions& opts);
+  // This store as messages and errors name it (StoreOptions::name).
+  std::string who() const {
+    return opts_.name.empty() ? fmt::format("target {}", opts_.target_index) : opts_.name;
+  }
   Status format();
   Status recover();
   Status load_checkpoint(WalMark& from);
