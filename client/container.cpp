@@ -159,7 +159,19 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     }
     Result<Message> done = Status(Errc::internal, "no attempt");
     bool all_ok = true;
+    size_t gone = 0;  // candidates on engines the system counts as dead or excluded
     for (size_t i = 0; i < cands.size(); ++i) {
+      if (auto a = st.view->addrs.find(cands[i].rank);
+          a != st.view->addrs.end() && (a->second.state == "dead" || a->second.state == "excluded")) {
+        // Its targets stay in the map (nothing else holds their data) but nobody answers
+        // there: say where the data is instead of waiting for it, or calling it missing.
+        last = Status(Errc::unavailable,
+                      fmt::format("rank {} target {} holds this data but its engine is {}",
+                                  cands[i].rank, cands[i].target, a->second.state));
+        ++gone;
+        all_ok = false;
+        continue;
+      }
       auto left = std::chrono::duration_cast<Nanos>(deadline - Clock::now());
       // A dead engine does not answer at all: bound each attempt so that the next replica,
       // or a new map, gets its turn.
@@ -194,6 +206,10 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       if (last.code() == Errc::stale || pick != Pick::replica) break;
     }
     if (pick == Pick::every && all_ok && !cands.empty()) return done;
+    if (gone > 0 && gone == cands.size()) {
+      st.suspect = true;  // the next request looks at a fresh map first
+      return last;
+    }
     if (!bad_copies.empty() && bad_copies.size() == cands.size()) {
       // Every replica answered, none with a good copy: that is the answer, not a retry.
       return bad_copies.front();
@@ -439,7 +455,9 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                      break;
                    }
                    all.resize(before);
-                   last = st2;
+                   // The listing is incomplete without this group: say where it stopped.
+                   last = Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
+                                                         s.rank, s.target, st2.message()));
                    if (!retryable(st2.code())) return st2;
                  }
                  if (!done) return last;
