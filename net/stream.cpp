@@ -13,25 +13,39 @@ namespace tessera::net {
 
 namespace asio = boost::asio;
 
-Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) {
-  Preamble pre;
-  boost::system::error_code ec;
-  asio::read(sock, asio::buffer(&pre, sizeof(pre)), ec);
-  if (ec) return Status(Errc::unreachable, "connection closed: " + ec.message());
+namespace {
+// The bytes that follow a preamble, or why the frame is refused (before anything is
+// allocated for it).
+Result<uint64_t> frame_rest(const Preamble& pre, uint64_t max_message) {
   if (pre.magic != kFrameMagic) return Status(Errc::protocol, "bad frame magic");
   uint64_t rest = uint64_t{pre.env_len} + pre.body_len + pre.pad + pre.bulk_len;
   if (pre.kind != FrameKind::whole || uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes ||
       pre.bulk_len > max_message) {
     return Status(Errc::protocol, "stream frame too large or chunked");
   }
-  Buffer frame(kPreambleSize + rest);
-  std::memcpy(frame.data(), &pre, sizeof(pre));
-  asio::read(sock, asio::buffer(frame.data() + kPreambleSize, rest), ec);
-  if (ec) return Status(Errc::unreachable, "connection closed mid-frame: " + ec.message());
+  return rest;
+}
+
+Result<Message> frame_message(const Buffer& frame, uint64_t max_message) {
   auto fr = decode_frame(frame.span(), max_message);
   if (!fr) return fr.status();
   fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
   return std::move(fr->msg);
+}
+}  // namespace
+
+Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) {
+  Preamble pre;
+  boost::system::error_code ec;
+  asio::read(sock, asio::buffer(&pre, sizeof(pre)), ec);
+  if (ec) return Status(Errc::unreachable, "connection closed: " + ec.message());
+  auto rest = frame_rest(pre, max_message);
+  if (!rest) return rest.status();
+  Buffer frame(kPreambleSize + *rest);
+  std::memcpy(frame.data(), &pre, sizeof(pre));
+  asio::read(sock, asio::buffer(frame.data() + kPreambleSize, *rest), ec);
+  if (ec) return Status(Errc::unreachable, "connection closed mid-frame: " + ec.message());
+  return frame_message(frame, max_message);
 }
 
 Status write_message(asio::ip::tcp::socket& sock, const Message& m) {
@@ -87,30 +101,80 @@ Result<std::unique_ptr<ControlConn>> ControlConn::open(const std::string& addr,
     return Status(Errc::unreachable, fmt::format("cannot reach {}: {} (is tessera-server running?)",
                                                  addr, ec.message()));
   }
-  timeval tv{static_cast<time_t>(timeout.count() / 1000),
-             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(c->sock_->native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  ::setsockopt(c->sock_->native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  c->timeout_ = timeout;
   return c;
 }
 
+bool ControlConn::run_until(const bool& done, Clock::time_point deadline) {
+  io_->restart();
+  while (!done && Clock::now() < deadline) io_->run_one_until(deadline);
+  if (done) return true;
+  // Out of time: the pending operation is cancelled (its handler runs with an error) and the
+  // connection is not used again, since a late reply would answer the wrong request.
+  boost::system::error_code ignored;
+  sock_->cancel(ignored);
+  io_->restart();
+  io_->run();
+  broken_ = true;
+  return false;
+}
+
 Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer body, Buffer bulk) {
+  if (broken_) return Status(Errc::unreachable, fmt::format("{}: connection abandoned", addr_));
   Message req;
   req.protocol = protocol;
   req.method = method;
   req.corr = next_corr_++;
   req.body = std::move(body);
   req.bulk = std::move(bulk);
-  Status st = write_message(*sock_, req);
-  if (!st.is_ok()) return Status(Errc::unreachable, fmt::format("{}: {}", addr_, st.message()));
-  auto rep = read_message(*sock_, 1ull << 30);
-  if (!rep) {
-    if (rep.status().code() == Errc::unreachable &&
-        rep.status().message().find("temporarily unavailable") != std::string::npos) {
-      return Status(Errc::timeout, fmt::format("no reply from {} in time", addr_));
-    }
-    return Status(rep.status().code(), fmt::format("{}: {}", addr_, rep.status().message()));
+  // Every step runs against one deadline: a peer that is stopped (SIGSTOP) or hung accepts
+  // the connection and then answers nothing.
+  const auto deadline = Clock::now() + timeout_;
+  auto late = [&] {
+    return Status(Errc::timeout,
+                  fmt::format("no reply from {} within {} ms", addr_, timeout_.count()));
+  };
+  auto hdr = encode_header(req, 0, 0, req.bulk.size());
+  if (!hdr) return hdr.status();
+  set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(req.bulk.size()));
+  boost::system::error_code ec;
+  bool done = false;
+  std::array<asio::const_buffer, 2> out{asio::buffer(hdr->bytes.data(), hdr->bytes.size()),
+                                        asio::buffer(req.bulk.data(), req.bulk.size())};
+  asio::async_write(*sock_, out, [&](const boost::system::error_code& e, size_t) {
+    ec = e;
+    done = true;
+  });
+  if (!run_until(done, deadline)) return late();
+  if (ec) return Status(Errc::unreachable, fmt::format("{}: write: {}", addr_, ec.message()));
+
+  Preamble pre;
+  done = false;
+  asio::async_read(*sock_, asio::buffer(&pre, sizeof(pre)),
+                   [&](const boost::system::error_code& e, size_t) {
+                     ec = e;
+                     done = true;
+                   });
+  if (!run_until(done, deadline)) return late();
+  if (ec) return Status(Errc::unreachable, fmt::format("{}: connection closed: {}", addr_, ec.message()));
+  constexpr uint64_t kMaxReply = 1ull << 30;
+  auto rest = frame_rest(pre, kMaxReply);
+  if (!rest) return Status(rest.status().code(), fmt::format("{}: {}", addr_, rest.status().message()));
+  Buffer frame(kPreambleSize + *rest);
+  std::memcpy(frame.data(), &pre, sizeof(pre));
+  done = false;
+  asio::async_read(*sock_, asio::buffer(frame.data() + kPreambleSize, *rest),
+                   [&](const boost::system::error_code& e, size_t) {
+                     ec = e;
+                     done = true;
+                   });
+  if (!run_until(done, deadline)) return late();
+  if (ec) {
+    return Status(Errc::unreachable,
+                  fmt::format("{}: connection closed mid-frame: {}", addr_, ec.message()));
   }
+  auto rep = frame_message(frame, kMaxReply);
+  if (!rep) return Status(rep.status().code(), fmt::format("{}: {}", addr_, rep.status().message()));
   if (rep->corr != req.corr) return Status(Errc::protocol, "reply does not match the request");
   if (rep->status != Errc::ok) return Status(rep->status, rep->error);
   return rep;

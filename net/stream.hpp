@@ -32,8 +32,14 @@ class ControlConn {
   const std::string& address() const { return addr_; }
 
  private:
+  using Clock = std::chrono::steady_clock;
   ControlConn() = default;
+  // Runs the connection's I/O until `done` or `deadline`; false (and the connection abandoned)
+  // when the deadline came first.
+  bool run_until(const bool& done, Clock::time_point deadline);
   std::string addr_;
+  std::chrono::milliseconds timeout_{10000};
+  bool broken_ = false;
   std::unique_ptr<boost::asio::io_context> io_;
   std::unique_ptr<boost::asio::ip::tcp::socket> sock_;
   uint64_t next_corr_ = 1;

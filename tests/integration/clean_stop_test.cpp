@@ -134,7 +134,14 @@ TEST(CleanStop, PausedManagementHostJudgesNobodyForItsOwnSilence) {
   start_system(s, {"--engine-arg=--mgmt-dead-after-ms=2000"});
   put_keys(s, 0, 5);
   s.ok({"system", "kill", "--rank", "0", "--signal", "STOP"});
-  std::this_thread::sleep_for(std::chrono::seconds(5));  // the fault: a pause past dead_after
+  const auto paused = Clock::now();
+  // A command to a hung service honours its timeout (the service accepts the connection,
+  // then answers nothing) and says so.
+  std::string e = s.err({"pool", "query", "P", "--timeout-ms", "1500"});
+  EXPECT_NE(e.find("no reply from"), std::string::npos) << e;
+  EXPECT_NE(e.find("within 1500 ms"), std::string::npos) << e;
+  // The fault: a pause past dead_after.
+  std::this_thread::sleep_until(paused + std::chrono::seconds(5));
   s.ok({"system", "kill", "--rank", "0", "--signal", "CONT"});
   // The monitor runs every 500 ms and SWIM verdicts queued during the pause arrive at once:
   // give every wrong decision time to be taken, then check none was.
