@@ -66,9 +66,10 @@ Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& 
 }
 
 Status check_akey(const std::string& akey) {
-  if (placement::is_ec_copy_akey(akey)) {
+  if (placement::is_ec_reserved_akey(akey)) {
     return Status(Errc::invalid_argument,
-                  "akeys starting with \"\\0ec-copy:\" are reserved for erasure coding");
+                  "akeys starting with \"\\0ec-copy:\" or \"\\0ec-cell:\" are reserved for "
+                  "erasure coding");
   }
   return Status();
 }
@@ -259,7 +260,7 @@ Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGe
   // Every position holds the same local runs of cells (full stripes write all of them).
   for (uint32_t pos = 0; pos < g.n(); ++pos) {
     if (!gv.up[pos]) continue;
-    auto r = runs_at(st, gv, pos, failed, oid, dkey, akey, epoch);
+    auto r = runs_at(st, gv, pos, failed, oid, dkey, placement::ec_cell_akey(akey, pos), epoch);
     if (!r) return r.status();
     for (const auto& [lo, hi] : *r) {
       m.stripes.emplace_back(lo / g.cell * g.stripe(), (hi + g.cell - 1) / g.cell * g.stripe());
@@ -316,8 +317,8 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
     jobs.push_back([&, i]() -> Status {
       uint32_t c = cells[i];
       uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
-      got[i] = fetch_at(st, gv, pos, failed, oid, dkey, akey, ValueKind::array, s * g.cell, g.cell,
-                        epoch);
+      got[i] = fetch_at(st, gv, pos, failed, oid, dkey, placement::ec_cell_akey(akey, pos),
+                        ValueKind::array, s * g.cell, g.cell, epoch);
       return got[i] ? Status() : got[i].status();
     });
   }
@@ -394,8 +395,9 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       continue;
     }
     jobs.push_back([&, j, lo, hi]() -> Status {
-      auto f = fetch_at(st, gv, g.data_pos(j), failed, oid, dkey, akey, ValueKind::array, lo,
-                        hi - lo, epoch);
+      auto f = fetch_at(st, gv, g.data_pos(j), failed, oid, dkey,
+                        placement::ec_cell_akey(akey, g.data_pos(j)), ValueKind::array, lo, hi - lo,
+                        epoch);
       if (!f) return f.status();
       newest = std::max(newest, f->epoch);
       std::vector<uint8_t> hole(hi - lo, 0);
@@ -562,8 +564,8 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
       placement::erasure_code(g.k, g.p).encode(run, dptr, pptr);
       for (uint32_t c = 0; c < g.n(); ++c) {
         uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
-        pieces.push_back(
-            {pos, akey, kind, false, s_lo * g.cell, run, c * run, crc32c(out + c * run, run)});
+        pieces.push_back({pos, placement::ec_cell_akey(akey, pos), kind, false, s_lo * g.cell, run,
+                          c * run, crc32c(out + c * run, run)});
         // The full stripes replace any partial-stripe copies of their range.
         pieces.push_back(
             {pos, placement::ec_copy_akey(akey), kind, true, s_lo * stripe, full * stripe, 0, 0});
@@ -604,6 +606,8 @@ Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass&
   std::vector<Piece> pieces;
   for (uint32_t pos = 0; pos < g.n(); ++pos) {
     pieces.push_back({pos, akey, ValueKind::array, true, 0, 0, 0, 0});
+    pieces.push_back(
+        {pos, placement::ec_cell_akey(akey, pos), ValueKind::array, true, 0, 0, 0, 0});
     pieces.push_back({pos, placement::ec_copy_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
   }
   auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
@@ -735,9 +739,7 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
           }
         }
         if (!found) return Status(Errc::not_found, "no such object");
-        for (auto& e : all) {
-          if (placement::is_ec_copy_akey(e.key)) e.key.erase(0, placement::ec_copy_akey("").size());
-        }
+        for (auto& e : all) e.key = placement::ec_user_akey(e.key);
         std::sort(all.begin(), all.end(),
                   [](const KeyEntry& x, const KeyEntry& y) { return x.key < y.key; });
         all.erase(std::unique(all.begin(), all.end(),

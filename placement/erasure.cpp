@@ -104,6 +104,7 @@ EcGeometry ec_geometry(uint32_t k, uint32_t p, uint64_t cell, std::string_view d
 
 namespace {
 constexpr std::string_view kCopyPrefix("\0ec-copy:", 9);
+constexpr std::string_view kCellPrefix("\0ec-cell:", 9);
 }
 
 std::string ec_copy_akey(std::string_view akey) {
@@ -114,6 +115,37 @@ std::string ec_copy_akey(std::string_view akey) {
 
 bool is_ec_copy_akey(std::string_view akey) {
   return akey.substr(0, kCopyPrefix.size()) == kCopyPrefix;
+}
+
+std::string ec_cell_akey(std::string_view akey, uint32_t pos) {
+  std::string s(kCellPrefix);
+  s.append(std::to_string(pos));
+  s.push_back(':');
+  s.append(akey);
+  return s;
+}
+
+std::optional<std::pair<std::string, uint32_t>> parse_ec_cell_akey(std::string_view akey) {
+  if (akey.substr(0, kCellPrefix.size()) != kCellPrefix) return std::nullopt;
+  akey.remove_prefix(kCellPrefix.size());
+  uint32_t pos = 0;
+  size_t digits = 0;
+  while (digits < akey.size() && digits < 4 && akey[digits] >= '0' && akey[digits] <= '9') {
+    pos = pos * 10 + static_cast<uint32_t>(akey[digits] - '0');
+    ++digits;
+  }
+  if (digits == 0 || digits >= akey.size() || akey[digits] != ':') return std::nullopt;
+  return std::pair{std::string(akey.substr(digits + 1)), pos};
+}
+
+bool is_ec_reserved_akey(std::string_view akey) {
+  return is_ec_copy_akey(akey) || akey.substr(0, kCellPrefix.size()) == kCellPrefix;
+}
+
+std::string ec_user_akey(std::string_view akey) {
+  if (is_ec_copy_akey(akey)) return std::string(akey.substr(kCopyPrefix.size()));
+  if (auto c = parse_ec_cell_akey(akey)) return c->first;
+  return std::string(akey);
 }
 
 }  // namespace tessera::placement

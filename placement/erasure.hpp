@@ -3,6 +3,9 @@
 // stripes kept as full copies, degraded reads) is described in docs/ERASURE_CODING.md.
 #pragma once
 
+#include <optional>
+#include <utility>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -71,5 +74,17 @@ EcGeometry ec_geometry(uint32_t k, uint32_t p, uint64_t cell, std::string_view d
 // akey with a reserved prefix that user keys cannot start with).
 std::string ec_copy_akey(std::string_view akey);
 bool is_ec_copy_akey(std::string_view akey);
+
+// A position's cells of an array akey are stored under this akey, qualified by the position: a
+// target can hold cells of two positions of one dkey (a former holder of one position that
+// becomes the home of another when the map moves), and cells of one stripe share its epoch and
+// local offsets, so under one key they would be taken for each other.
+std::string ec_cell_akey(std::string_view akey, uint32_t pos);
+// The user's akey and the position of a cell akey; nullopt for any other akey.
+std::optional<std::pair<std::string, uint32_t>> parse_ec_cell_akey(std::string_view akey);
+// Any akey erasure coding reserves (copies, cells): user keys may not start like these.
+bool is_ec_reserved_akey(std::string_view akey);
+// The user's akey of a reserved one (itself for any other).
+std::string ec_user_akey(std::string_view akey);
 
 }  // namespace tessera::placement

@@ -165,7 +165,9 @@ struct Reencoder {
       }
       for (uint32_t ci = 0; ci < g.n(); ++ci) {
         const uint64_t first = at - (e - s);
-        pieces[ci].push_back({akey, false, s * g.cell, (e - s) * g.cell, first * g.cell});
+        const uint32_t p = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
+        pieces[ci].push_back(
+            {placement::ec_cell_akey(akey, p), false, s * g.cell, (e - s) * g.cell, first * g.cell});
         punches[ci].push_back({copy, true, s * S, (e - s) * S, 0});
       }
       s = e;

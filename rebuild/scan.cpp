@@ -75,8 +75,14 @@ struct Scan {
     bool copies = true;   // erasure-coded partial-stripe copies
     bool singles = true;  // single values
     bool arrays = true;   // other arrays (replicas; erasure-coded cells are rebuilt instead)
+    // Erasure-coded cells of this position only (a former holder sending its position's
+    // history); -1: none. Cells of other positions a target holds (it held them once) stay.
+    int cells_of = -1;
     bool wants(const std::string& akey, storage::ValueKind kind) const {
       if (placement::is_ec_copy_akey(akey)) return copies;
+      if (auto c = placement::parse_ec_cell_akey(akey)) {
+        return cells_of >= 0 && c->second == static_cast<uint32_t>(cells_of);
+      }
       return kind == storage::ValueKind::single ? singles : arrays;
     }
   };
@@ -119,10 +125,13 @@ struct Scan {
     return false;
   }
 
-  // Rebuilds position `lost`'s cells of one akey, stripe by stripe, from k complete positions.
+  // Rebuilds position `lost`'s cells of one akey (the user's), stripe by stripe, from k
+  // complete positions; `me` is this target's own (complete) position.
   Status rebuild_cells(const placement::EcGeometry& g, const std::vector<Position>& pos,
-                       uint32_t lost, ObjectId key, const std::string& dkey,
+                       uint32_t me, uint32_t lost, ObjectId key, const std::string& dkey,
                        const std::string& akey) {
+    const std::string mine = placement::ec_cell_akey(akey, me);
+    const std::string theirs = placement::ec_cell_akey(akey, lost);
     std::vector<uint32_t> sources;
     for (uint32_t j = 0; j < pos.size() && sources.size() < g.k; ++j) {
       if (j != lost && pos[j].complete) sources.push_back(j);
@@ -131,18 +140,18 @@ struct Scan {
       ++c.lost;
       return Status();
     }
-    // The akey's punches first: a stripe older than a punch stays hidden after it.
-    auto punches = shard().store->export_akey(key, dkey, akey);
+    // The cells' punches first: a stripe older than a punch stays hidden after it.
+    auto punches = shard().store->export_akey(key, dkey, mine);
     if (!punches) return punches.status();
     punches->versions.clear();
     punches->data = Buffer();
     if (!punches->akey_punches.empty())
-      TESSERA_TRY(send(pos[lost].home, key, dkey, akey, *punches));
+      TESSERA_TRY(send(pos[lost].home, key, dkey, theirs, *punches));
     // Which stripes exist: the written runs of this (complete) position.
     std::set<uint64_t> stripes;
     std::string anchor;
     while (true) {
-      auto page = shard().store->list(ListScope::recx, key, dkey, akey, anchor, 1000, 0);
+      auto page = shard().store->list(ListScope::recx, key, dkey, mine, anchor, 1000, 0);
       if (!page) return page.status();
       for (const auto& e : page->entries) {
         if (e.length == 0) continue;
@@ -163,7 +172,7 @@ struct Scan {
       size_t holes = 0, written = 0;
       for (uint32_t j : sources) {
         auto f = peer.fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey,
-                            akey, s * cell, cell);
+                            placement::ec_cell_akey(akey, j), s * cell, cell);
         if (!f) return f.status();
         if (f->holes.size() == 1 && f->holes[0].second == cell) {
           ++holes;
@@ -206,7 +215,7 @@ struct Scan {
       x.rsize = 1;
       x.data = std::move(cells[g.cell_at(lost)]);
       x.versions.push_back({epoch, s * cell, (s + 1) * cell, false, 0});
-      TESSERA_TRY(send(pos[lost].home, key, dkey, akey, x));
+      TESSERA_TRY(send(pos[lost].home, key, dkey, theirs, x));
     }
     return Status();
   }
@@ -229,8 +238,13 @@ struct Scan {
       const placement::FillBy by = placement::fill_by(pos, i);
       if (by == placement::FillBy::none || is_me(p.home)) continue;
       if (by == placement::FillBy::prev) {
-        // The former holder sends its own history of the position.
-        if (is_me(*p.prev)) fills.push_back({p.home});
+        // The former holder sends its own history of the position (erasure coding: its cells
+        // of that position, none of another it may also hold).
+        if (is_me(*p.prev)) {
+          Fill f{p.home};
+          if (ec) f.cells_of = static_cast<int>(i);
+          fills.push_back(f);
+        }
         continue;
       }
       if (!ec) {
@@ -279,9 +293,13 @@ struct Scan {
     }
     TESSERA_TRY(send_histories(key, dkey, fills));
     if (cell_targets.empty()) return Status();
+    const auto me = static_cast<uint32_t>(me_complete);
     for (const auto& [akey, kind] : shard().store->akey_names(key, dkey)) {
-      if (kind != storage::ValueKind::array || placement::is_ec_copy_akey(akey)) continue;
-      for (uint32_t i : cell_targets) TESSERA_TRY(rebuild_cells(*g, pos, i, key, dkey, akey));
+      auto cell = placement::parse_ec_cell_akey(akey);
+      if (kind != storage::ValueKind::array || !cell || cell->second != me) continue;
+      for (uint32_t i : cell_targets) {
+        TESSERA_TRY(rebuild_cells(*g, pos, me, i, key, dkey, cell->first));
+      }
     }
     return Status();
   }

@@ -350,6 +350,10 @@ TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
                 .status()
                 .code(),
             Errc::invalid_argument);
+  EXPECT_EQ((*c)->update(*oid, "d", std::string("\0ec-cell:0:a", 12), ValueKind::array, 0, bytes(v))
+                .status()
+                .code(),
+            Errc::invalid_argument);
   EXPECT_EQ((*c)->punch_range_async(*oid, "d", "a", 0, 10).get().status().code(),
             Errc::unsupported);
 }

@@ -122,4 +122,18 @@ TEST(EcGeometry, PositionsArePermutationsAndLocalOffsetsRoundTrip) {
   EXPECT_EQ(g.local_floor(0, 150), 100u);  // cell 0 starts after 150 only in stripe 1
   EXPECT_TRUE(is_ec_copy_akey(ec_copy_akey("value")));
   EXPECT_FALSE(is_ec_copy_akey("value"));
+  // Cells are keyed by position: two positions' cells never share a key on one target.
+  EXPECT_NE(ec_cell_akey("value", 0), ec_cell_akey("value", 1));
+  auto c = parse_ec_cell_akey(ec_cell_akey("va:lue", 17));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->first, "va:lue");
+  EXPECT_EQ(c->second, 17u);
+  EXPECT_FALSE(parse_ec_cell_akey("value").has_value());
+  EXPECT_FALSE(parse_ec_cell_akey(std::string("\0ec-cell:x:a", 12)).has_value());
+  EXPECT_TRUE(is_ec_reserved_akey(ec_cell_akey("a", 3)));
+  EXPECT_TRUE(is_ec_reserved_akey(ec_copy_akey("a")));
+  EXPECT_FALSE(is_ec_reserved_akey("a"));
+  EXPECT_EQ(ec_user_akey(ec_cell_akey("a", 3)), "a");
+  EXPECT_EQ(ec_user_akey(ec_copy_akey("b")), "b");
+  EXPECT_EQ(ec_user_akey("c"), "c");
 }
