@@ -663,9 +663,20 @@ Status Engine::control(const Message& m) {
       uint32_t id = r.getShard().getId();
       std::string uuid = r.getShard().getUuid();
       uint64_t bytes = r.getShard().getTargetBytes();
-      std::vector<uint32_t> targets;
+      std::vector<uint32_t> targets, keep;
       for (uint32_t t : r.getTargets()) targets.push_back(t);
+      for (uint32_t t : r.getKeep()) keep.push_back(t);
       if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      for (uint32_t ti : keep) {
+        if (ti >= slots_.size())
+          return Status(Errc::invalid_argument, fmt::format("no target {}", ti));
+        Slot* s = slots_[ti].get();
+        TESSERA_TRY(run_on(*s->target, [s]() -> Status {
+          s->pools.stopped = false;  // reintegrated with its data: it serves again
+          return Status();
+        }));
+      }
+      if (targets.empty()) return Status();
       return reset_shards(id, uuid, bytes, targets);
     }
     case schema::EngineReq::TARGET_STOP: {

@@ -348,6 +348,16 @@ Client::Future<MaxInfo> Client::query_max_async(ObjectId oid, std::string dkey, 
                        });
 }
 
+namespace {
+Result<AggregateInfo> decode_aggregate(Message& m) {
+  capn::BodyReader br(m.body);
+  auto r = br.root<schema::AggregateRep>();
+  return AggregateInfo{r.getEpoch(),           r.getAkeysScanned(), r.getVersionsDropped(),
+                       r.getVersionsTrimmed(), r.getPunchesDropped(), r.getKeysRemoved(),
+                       r.getBytesFreed()};
+}
+}  // namespace
+
 Client::Future<AggregateInfo> Client::aggregate_async(uint32_t target, uint64_t epoch,
                                                       std::vector<uint64_t> protect) {
   capnp::MallocMessageBuilder b(256);
@@ -356,14 +366,7 @@ Client::Future<AggregateInfo> Client::aggregate_async(uint32_t target, uint64_t 
   auto p = req.initProtected(static_cast<unsigned>(protect.size()));
   for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
   return call<AggregateInfo>(*impl_, sys_.rank, target, proto::kObjAggregate, capn::to_body(b), {},
-                             [](Message& m) -> Result<AggregateInfo> {
-                               capn::BodyReader br(m.body);
-                               auto r = br.root<schema::AggregateRep>();
-                               return AggregateInfo{r.getEpoch(),           r.getAkeysScanned(),
-                                                    r.getVersionsDropped(), r.getVersionsTrimmed(),
-                                                    r.getPunchesDropped(),  r.getKeysRemoved(),
-                                                    r.getBytesFreed()};
-                             });
+                             decode_aggregate);
 }
 
 Client::Future<bool> Client::checkpoint_async(uint32_t target) {
@@ -404,7 +407,7 @@ Client::Future<StoreTargetStats> Client::stats_async(uint32_t target) {
   return call<StoreTargetStats>(*impl_, sys_.rank, target, proto::kObjStats, {}, {}, decode_stats);
 }
 
-std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
+void Client::learn_routes(const mgmt::PoolView& view) {
   run_on_client(*impl_, [&] {
     for (const auto& [rank, a] : view.addrs) {
       for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
@@ -412,6 +415,10 @@ std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
       }
     }
   });
+}
+
+std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
+  learn_routes(view);
   std::vector<PoolTargetSpace> out;
   std::vector<std::optional<Future<StoreTargetStats>>> pending;
   for (const auto& e : view.pool.map.engines) {
@@ -434,6 +441,53 @@ std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (pending[i]) out[i].stats = pending[i]->get();
+  }
+  return out;
+}
+
+std::vector<PoolTargetReclaim> Client::pool_reclaim(const mgmt::PoolView& view) {
+  learn_routes(view);
+  std::vector<uint64_t> protect;  // every snapshot of every container stays readable
+  for (const auto& c : view.conts) {
+    for (const auto& sn : c.c.snapshots) protect.push_back(sn.epoch);
+  }
+  std::vector<PoolTargetReclaim> out;
+  std::vector<std::optional<Future<AggregateInfo>>> pending;
+  for (const auto& e : view.pool.map.engines) {
+    for (const auto& t : e.targets) {
+      PoolTargetReclaim r;
+      r.rank = e.rank;
+      r.target = t.index;
+      r.state = std::string(placement::state_name(t.state));
+      pending.emplace_back();
+      if (placement::is_available(t.state) || placement::is_serving(t.state)) {
+        capnp::MallocMessageBuilder b(256);
+        auto req = b.initRoot<schema::AggregateReq>();
+        req.initCtx().setPool(view.pool.id);
+        auto p = req.initProtected(static_cast<unsigned>(protect.size()));
+        for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
+        pending.back() = call<AggregateInfo>(*impl_, e.rank, t.index, proto::kObjAggregate,
+                                             capn::to_body(b), {}, decode_aggregate);
+      } else {
+        r.aggregated = Status(Errc::unavailable, fmt::format("target is {}", r.state));
+      }
+      out.push_back(std::move(r));
+    }
+  }
+  std::vector<std::optional<Future<bool>>> ckpt(out.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!pending[i]) continue;
+    out[i].aggregated = pending[i]->get();
+    if (!out[i].aggregated) continue;
+    capnp::MallocMessageBuilder b;
+    b.initRoot<schema::StatsReq>().initCtx().setPool(view.pool.id);
+    ckpt[i] = call<bool>(*impl_, out[i].rank, out[i].target, proto::kObjCheckpoint,
+                         capn::to_body(b), {}, [](Message&) -> Result<bool> { return true; });
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!ckpt[i]) continue;
+    auto r = ckpt[i]->get();
+    out[i].checkpoint = r ? Status() : r.status();
   }
   return out;
 }

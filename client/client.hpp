@@ -113,6 +113,15 @@ struct PoolTargetSpace {
   Result<StoreTargetStats> stats = Status(Errc::unavailable, "not asked");
 };
 
+// One target's part in reclaiming a pool's space (Client::pool_reclaim).
+struct PoolTargetReclaim {
+  uint32_t rank = 0;
+  uint32_t target = 0;
+  std::string state;
+  Result<AggregateInfo> aggregated = Status(Errc::unavailable, "not asked");
+  Status checkpoint = Status(Errc::unavailable, "not asked");
+};
+
 class Client {
  public:
   // Single-engine mode: `opts.engine` is an engine's control address; requests go to its
@@ -162,6 +171,10 @@ class Client {
   // System mode: the counters of every serving target's shard of a pool (the others report
   // `unavailable`), asked in parallel.
   std::vector<PoolTargetSpace> pool_space(const mgmt::PoolView& pool);
+  // System mode: reclaims a pool's space now on every serving target, in parallel: aggregates
+  // up to now (keeping every container's snapshots readable) and writes a checkpoint, after
+  // which the freed extents are reused.
+  std::vector<PoolTargetReclaim> pool_reclaim(const mgmt::PoolView& pool);
   // A provider address (raw, as engines publish them) as text.
   std::string printable_address(const std::string& raw);
   // Round trip through a target's object service: the payload comes back (benchmarks).
@@ -192,6 +205,8 @@ class Client {
   struct Impl;
 
  private:
+  // Routes to every target of the pool's engines (before asking them directly).
+  void learn_routes(const mgmt::PoolView& view);
   friend class Container;
   Client() = default;
   static Result<std::unique_ptr<Client>> start(const ClientOptions& opts,

@@ -44,6 +44,12 @@ std::string_view errc_name(Errc e) noexcept {
   return "unknown error";
 }
 
+Status at_target(const Status& st, uint32_t rank, uint32_t target) {
+  std::string where = "rank " + std::to_string(rank) + " target " + std::to_string(target) + ": ";
+  if (st.message().rfind(where, 0) == 0) return st;
+  return Status(st.code(), where + st.message());
+}
+
 std::string Status::to_string() const {
   std::string s(errc_name(code_));
   if (!msg_.empty()) {

@@ -36,6 +36,11 @@ enum class Errc : uint16_t {
 
 std::string_view errc_name(Errc e) noexcept;
 
+class Status;
+// `st` with "rank R target T: " in front of its message, unless the message already names
+// that place first (an error that crossed engines keeps one prefix).
+Status at_target(const Status& st, uint32_t rank, uint32_t target);
+
 class [[nodiscard]] Status {
  public:
   Status() = default;

@@ -37,8 +37,7 @@ Result<Message> Peer::ask(const placement::Shard& dst, uint16_t method, const Bu
     if (st.is_ok()) return r;
     if (!retryable(st.code()) || rt.target().env().now() >= deadline ||
         (cancelled && cancelled())) {
-      return Status(st.code(),
-                    fmt::format("rank {} target {}: {}", dst.rank, dst.target, st.message()));
+      return at_target(st, dst.rank, dst.target);
     }
     rt.target().sleep_for(kRetryPause);
   }

@@ -730,6 +730,9 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
   std::string uuid;
   uint64_t bytes;
   std::vector<Member> engines;  // engines to call before the change
+  // Reintegration: per rank, the targets that move (down or down-out) and, among them, those
+  // whose data is kept because no rebuild has copied it elsewhere (still `down`).
+  std::map<uint32_t, std::vector<uint32_t>> moving, keep;
   {
     std::lock_guard lk(mu_);
     auto p = find_pool(r.getPool());
@@ -779,8 +782,21 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
         bool any = false;
         for (const auto& t : e->targets) {
           if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
+          const bool applies = std::find(from.begin(), from.end(), t.state) != from.end();
+          // Reintegrating a rank takes back those of its targets that are out; the others
+          // keep serving (and keep their data).
+          if (op == "reintegrate" && target < 0 && !applies) continue;
           any = true;
-          if (std::find(from.begin(), from.end(), t.state) == from.end()) {
+          if (op == "reintegrate") {
+            moving[rank].push_back(t.index);
+            // Its data may be the last up-to-date copy when no rebuild copied it elsewhere
+            // (still down), or when a rebuild of the pool found data it could not copy (a
+            // container lost data): then it is kept, never dropped as stale.
+            bool lost = false;
+            for (const auto& [cid, c] : (*p)->containers) lost |= c.lost_data;
+            if (t.state == TargetState::down || lost) keep[rank].push_back(t.index);
+          }
+          if (!applies) {
             return Status(
                 Errc::invalid_argument,
                 fmt::format("pool '{}': target {}:{} is {}; {} applies to {}", (*p)->label, rank,
@@ -789,6 +805,12 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
                             : op == "drain" ? "up-in targets"
                                             : "down or down-out targets"));
           }
+        }
+        if (!any && op == "reintegrate" && target < 0) {
+          return Status(Errc::invalid_argument,
+                        fmt::format("pool '{}': rank {} has no down or down-out target to "
+                                    "reintegrate",
+                                    (*p)->label, rank));
         }
         if (!any) {
           return Status(Errc::not_found, fmt::format("rank {} has no target {}", rank, target));
@@ -832,17 +854,22 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
       s.initShard().setId(id);
       s.getShard().setUuid(uuid);
       s.getShard().setTargetBytes(bytes);
-      std::vector<uint32_t> ts;
-      {
-        std::lock_guard lk(mu_);
-        const Pool* q = state_.pool(id);
-        if (q == nullptr) return Status(Errc::not_found, "the pool was destroyed");
-        for (const auto& t : q->map.engine(m.rank)->targets) {
-          if (target < 0 || t.index == static_cast<uint32_t>(target)) ts.push_back(t.index);
-        }
+      // A target that was never rebuilt elsewhere may hold the only up-to-date copy of some of
+      // its data: it is kept (rebuild brings what it missed); the others start empty.
+      std::vector<uint32_t> drop, kept = keep[m.rank];
+      for (uint32_t t : moving[m.rank]) {
+        if (std::find(kept.begin(), kept.end(), t) == kept.end()) drop.push_back(t);
       }
-      auto l = s.initTargets(static_cast<unsigned>(ts.size()));
-      for (size_t i = 0; i < ts.size(); ++i) l.set(static_cast<unsigned>(i), ts[i]);
+      auto l = s.initTargets(static_cast<unsigned>(drop.size()));
+      for (size_t i = 0; i < drop.size(); ++i) l.set(static_cast<unsigned>(i), drop[i]);
+      auto k = s.initKeep(static_cast<unsigned>(kept.size()));
+      for (size_t i = 0; i < kept.size(); ++i) k.set(static_cast<unsigned>(i), kept[i]);
+      if (!kept.empty()) {
+        log::warn("management service: pool {} reintegration of rank {}: targets {} may hold "
+                  "the only up-to-date copy of some data (never rebuilt elsewhere, or the pool "
+                  "lost data); their data is kept",
+                  id, m.rank, fmt::join(kept, ","));
+      }
     }
     Status st = engine_call(m, b);
     if (!st.is_ok()) return Status(st.code(), fmt::format("pool {}: {}", op, st.message()));
@@ -857,6 +884,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
                           {"pool", id},
                           {"rank", rank},
                           {"target", target},
+                          {"targets", moving[rank]},
                           {"state", "up"},
                           {"rebuild", true},
                           {"now_ms", now_ms()}}));

@@ -475,10 +475,14 @@ Status MgmtState::apply_op(const json& c) {
     placement::MapEngine* e = p->map.engine(rank);
     if (e == nullptr)
       return Status(Errc::not_found, fmt::format("rank {} is not in the pool", rank));
+    // "targets": only these of the rank (a reintegration of its down targets alone).
+    std::optional<std::vector<uint32_t>> only;
+    if (c.contains("targets")) only = c.at("targets").get<std::vector<uint32_t>>();
     bool hit = false;
     begin_change(*p);
     for (auto& t : e->targets) {
       if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
+      if (only && std::find(only->begin(), only->end(), t.index) == only->end()) continue;
       t.state = *st;
       hit = true;
     }

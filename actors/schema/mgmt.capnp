@@ -281,7 +281,8 @@ struct EngineReq {
   }
   struct ShardReset {
     shard   @0 :PoolShard;
-    targets @1 :List(UInt32);
+    targets @1 :List(UInt32);        # their stale data is dropped
+    keep    @2 :List(UInt32);        # their data is kept (it may be the only copy): they serve again
   }
   struct RebuildStart {
     pool    @0 :UInt32;

@@ -321,7 +321,10 @@ Result<DrillSpec> parse_drill(const std::string& path) {
     if (p["label"]) d.pool = str(p["label"], "pool.label");
     if (p["size"]) {
       d.pool_size = str(p["size"], "pool.size");
-      size(p["size"], "pool.size");
+      // What the management service would refuse at pool create, refused here first.
+      if (size(p["size"], "pool.size") < (64ull << 20) && err.is_ok()) {
+        err = c.err(p["size"], "pool.size is each target's share: at least 64M");
+      }
     }
     if (const auto r = p["ranks"]) {
       if (!r.IsSequence()) {
