@@ -126,10 +126,13 @@ void MgmtService::worker() {
 }
 
 uint32_t MgmtService::rebuild_targets(const Pool& p) const {
+  // Every target that serves or is being filled reports, whatever its engine's membership: an
+  // engine that stopped cleanly (or died beyond what the pool tolerates) keeps its targets in
+  // the map and may be the one holder a position is filled from, so the generation waits for
+  // it to come back (it is sent the generation when it joins) rather than completing without
+  // its data.
   uint32_t n = 0;
   for (const auto& e : p.map.engines) {
-    auto m = state_.members().find(e.rank);
-    if (m == state_.members().end() || m->second.state != MemberState::joined) continue;
     for (const auto& t : e.targets) {
       n += placement::is_available(t.state) || placement::is_serving(t.state) ? 1 : 0;
     }
