@@ -22,7 +22,8 @@ int fail(const Globals& g, const Status& st, const std::string& what) {
            {"error", std::string(errc_name(st.code()))},
            {"message", st.message()},
            {"operation", what}};
-    std::cout << j.dump(2) << std::endl;
+    // Never abort on bytes that are not UTF-8 (a key, a message): they are replaced.
+    std::cout << j.dump(2, ' ', false, json::error_handler_t::replace) << std::endl;
   } else {
     std::fprintf(stderr, "tessera: %s failed: %s\n", what.c_str(), st.to_string().c_str());
   }
@@ -33,11 +34,24 @@ int done(const Globals& g, json j, const std::function<void()>& text) {
   if (g.json) {
     json out{{"ok", true}};
     if (j.is_object()) out.update(j);
-    std::cout << out.dump(2) << std::endl;
+    std::cout << out.dump(2, ' ', false, json::error_handler_t::replace) << std::endl;
   } else if (text) {
     text();
   }
   return 0;
+}
+
+void put_bytes(json& j, const std::string& name, std::string_view bytes) {
+  json text = std::string(bytes);
+  try {
+    (void)text.dump();  // throws on bytes that are not UTF-8
+    j[name] = std::move(text);
+  } catch (const json::type_error&) {
+    std::string hex;
+    hex.reserve(bytes.size() * 2);
+    for (unsigned char c : bytes) hex += fmt::format("{:02x}", c);
+    j[name + "_hex"] = std::move(hex);
+  }
 }
 
 CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std::string& help,

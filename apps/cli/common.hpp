@@ -39,6 +39,9 @@ struct Globals {
 int fail(const Globals& g, const Status& st, const std::string& what);
 // --json: prints `j` with "ok": true; else runs `text`. Returns 0.
 int done(const Globals& g, json j, const std::function<void()>& text);
+// Bytes into a JSON reply: as text under `name` when they are UTF-8, else in base 16 under
+// `name`_hex (binary values and keys never break --json).
+void put_bytes(json& j, const std::string& name, std::string_view bytes);
 
 // Registers a leaf command whose callback's result becomes the exit code.
 CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std::string& help,

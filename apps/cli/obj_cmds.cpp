@@ -122,7 +122,7 @@ int obj_run(Globals& g, const ObjArgs& a, ObjOp op, Api& api, ObjectId oid) {
              {"bytes", r->data.size()}, {"size", r->size}, {"epoch", r->epoch}};
       j["holes"] = json::array();
       for (auto [o, l] : r->holes) j["holes"].push_back({{"offset", o}, {"length", l}});
-      if (a.out.empty()) j["data"] = std::string(r->data.view());
+      if (a.out.empty()) put_bytes(j, "data", r->data.view());
       return done(g, j, [&] {
         if (a.out.empty()) {
           std::fwrite(r->data.data(), 1, r->data.size(), stdout);
@@ -298,7 +298,7 @@ int kv_cmd(Globals& g, const ObjArgs& a, KvOp op) {
         if (!st.is_ok()) return fail(g, st, what);
       }
       json j{{"key", a.key}, {"bytes", r->data.size()}, {"epoch", r->epoch}};
-      if (a.out.empty()) j["value"] = std::string(r->data.view());
+      if (a.out.empty()) put_bytes(j, "value", r->data.view());
       return done(g, j, [&] {
         if (a.out.empty()) std::fwrite(r->data.data(), 1, r->data.size(), stdout);
       });

@@ -95,7 +95,10 @@ class Runner {
   // The first fault (kill, stop, data-moving operation) ends the "before" phase.
   void fault() {
     if (first_fault_.load() < 0) first_fault_ = now();
+    std::lock_guard lk(mu_);
+    fault_gen_ = last_ ? last_->pool.rebuild.gen : 0;
   }
+  uint32_t fault_gen_ = 0;  // the rebuild generation seen when the last fault was injected
 
   const DrillSpec& d_;
   RunOptions o_;
@@ -411,10 +414,21 @@ Status Runner::run_step(const Step& st) {
     }
     case K::wait_rebuild:
       if (st.op == "busy") {
+        uint32_t before;
+        {
+          std::lock_guard lk(mu_);
+          before = fault_gen_;
+        }
+        // A generation that started after the fault counts even if it already finished; none
+        // at all times out saying so (the change needed no rebuild, or self_heal lacks it).
         return wait_until(
             st,
-            [](const mgmt::PoolView& v) -> Result<bool> { return v.pool.rebuild.state == "busy"; },
-            "waiting for a rebuild to run");
+            [before](const mgmt::PoolView& v) -> Result<bool> {
+              return v.pool.rebuild.state == "busy" || v.pool.rebuild.gen > before;
+            },
+            fmt::format("waiting for a rebuild to start (none started since generation {}: no "
+                        "data to move, or the pool's self_heal lacks rebuild)",
+                        before));
       }
       return wait_until(
           st,
