@@ -62,6 +62,16 @@ class CliSystem {
     EXPECT_EQ(j.value("ok", true), false) << j.dump();
     return j.value("error", std::string()) + ": " + j.value("message", std::string());
   }
+  // The rank whose target of `pool` counts an object (a pool holding one S1 object: the engine
+  // with its only copy); -1 when none does. Asks until every target answers.
+  int rank_holding_objects(const std::string& pool) {
+    for (int tries = 0; tries < 50; ++tries) {
+      for (const auto& t : ok({"pool", "query", pool})["pool"]["targets"]) {
+        if (t.value("objects", 0) > 0) return t["rank"].get<int>();
+      }
+    }
+    return -1;
+  }
   const std::string& dir() const { return sys_dir_; }
   const std::string& base() const { return dir_.path(); }
 

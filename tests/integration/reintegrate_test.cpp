@@ -53,15 +53,9 @@ TEST(Reintegrate, KeepsDataThatNoRebuildCopiedElsewhere) {
   for (int i = 0; i < 6; ++i) {
     s.ok({"kv", "put", "--pool", "P", "--cont", "S", "k" + std::to_string(i), "v" + std::to_string(i)});
   }
-  int holder = -1;
-  json q;
-  for (int tries = 0; tries < 50 && holder < 0; ++tries) {
-    q = s.ok({"pool", "query", "P"});
-    for (const auto& t : q["pool"]["targets"]) {
-      if (t.value("objects", 0) > 0) holder = t["rank"].get<int>();
-    }
-  }
-  ASSERT_TRUE(holder == 1 || holder == 2) << q.dump();
+  const int holder = s.rank_holding_objects("P");
+  ASSERT_TRUE(holder == 1 || holder == 2) << "the S1 object is on one of the pool's engines: "
+                                          << s.ok({"pool", "query", "P"}).dump();
   // The only copy's engine is taken out by hand: the rebuild has nothing to copy it from and
   // the container has lost data (UNCLEAN).
   s.ok({"pool", "exclude", "P", "--rank", std::to_string(holder)});

@@ -20,17 +20,9 @@ TEST(Unavailable, DeadEngineOfAnOnlyCopyIsUnavailableNotMissing) {
   for (int i = 0; i < 4; ++i) {
     s.ok({"kv", "put", "--pool", "P", "--cont", "S", "k" + std::to_string(i), "v"});
   }
-  // Which engine holds it: the target whose store counts an object (asked until each answers).
-  int holder = -1;
-  json q;
-  for (int tries = 0; tries < 50 && holder < 0; ++tries) {
-    q = s.ok({"pool", "query", "P"});
-    for (const auto& t : q["pool"]["targets"]) {
-      if (t.value("objects", 0) > 0) holder = t["rank"].get<int>();
-    }
-  }
+  const int holder = s.rank_holding_objects("P");
   ASSERT_TRUE(holder == 1 || holder == 2) << "the S1 object is on one of the pool's engines: "
-                                          << q.dump();
+                                          << s.ok({"pool", "query", "P"}).dump();
   s.ok({"system", "kill", "--rank", std::to_string(holder)});
   const std::string where = "rank " + std::to_string(holder) + " target 0";
   for (int i = 0; i < 4; ++i) {
