@@ -66,7 +66,9 @@ class CliSystem {
   // with its only copy); -1 when none does. Asks until every target answers.
   int rank_holding_objects(const std::string& pool) {
     for (int tries = 0; tries < 50; ++tries) {
-      for (const auto& t : ok({"pool", "query", pool})["pool"]["targets"]) {
+      // Held in a local: a range-for over a member of the temporary would outlive it.
+      const nlohmann::json q = ok({"pool", "query", pool});
+      for (const auto& t : q["pool"]["targets"]) {
         if (t.value("objects", 0) > 0) return t["rank"].get<int>();
       }
     }
