@@ -322,6 +322,25 @@ uint32_t unrebuilt_failures(const Pool& p, uint32_t also) {
   return n;
 }
 
+bool exclusion_strands_data(const Pool& p, uint32_t rank) {
+  if (unrebuilt_failures(p, rank) > pool_tolerance(p)) return true;
+  // Also where the pool is already short of engines: targets out after a rebuild that had
+  // nowhere to put their positions (a group as wide as the pool) still count against the
+  // containers, as their health says.
+  Pool after = p;
+  if (placement::MapEngine* e = after.map.engine(rank)) {
+    for (auto& t : e->targets) {
+      if (placement::is_serving(t.state) || t.state == TargetState::up) t.state = TargetState::down;
+    }
+  }
+  for (const auto& [id, c] : after.containers) {
+    const auto* cls = placement::find_class(c.props.oclass);
+    const uint32_t tol = cls != nullptr ? cls->tolerated() : c.props.rf;
+    if (container_health(after, c).failed_engines > tol) return true;
+  }
+  return false;
+}
+
 void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
                              bool always) {
   for (auto& [id, p] : pools_) {
@@ -335,7 +354,7 @@ void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint
     // taken: new writes would go to fallbacks while the only complete copies sit on the
     // engines already down, and nothing could be rebuilt. The targets stay in the map
     // (unreachable until the engine returns); an administrator may still exclude them.
-    if (!always && unrebuilt_failures(p, rank) > pool_tolerance(p)) continue;
+    if (!always && exclusion_strands_data(p, rank)) continue;
     bool changed = false;
     for (auto& t : e->targets) {
       if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;

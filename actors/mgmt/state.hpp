@@ -75,6 +75,10 @@ class StateFile {
 uint32_t pool_tolerance(const Pool& p);
 // Engines of the pool with a target down (failed, not rebuilt yet), counting `also` as one.
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also = UINT32_MAX);
+// Whether taking `rank`'s targets out automatically would leave some object of the pool
+// without an up-to-date copy: more failures not yet rebuilt than the containers tolerate, or a
+// container whose health would count more failed engines than its class survives.
+bool exclusion_strands_data(const Pool& p, uint32_t rank);
 
 // Raw bytes <-> base-16 text (fabric addresses in JSON).
 std::string to_hex(std::string_view raw);

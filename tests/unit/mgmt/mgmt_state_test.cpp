@@ -167,6 +167,34 @@ TEST(MgmtState, AutomaticExclusionStaysWithinWhatTheContainersTolerate) {
   EXPECT_EQ(*s.pool("p")->map.state(2, 0), placement::TargetState::down);
 }
 
+// A pool as narrow as its containers' groups: a failed engine goes down-out with nowhere to
+// rebuild to, so the next death would take every copy: it is not taken automatically, although
+// no target is merely `down` any more.
+TEST(MgmtState, AutomaticExclusionCountsPositionsThatHaveNoEngine) {
+  MgmtState s = two_engine_pool();
+  ContProps props;
+  props.label = "c";
+  props.oclass = placement::find_class("RP_2G1")->id;  // both engines, survives one failure
+  props.rf = 1;
+  ASSERT_TRUE(s.apply({{"op", "cont_create"},
+                       {"pool", s.pool("p")->id},
+                       {"uuid", "cu"},
+                       {"props", props_json(props)},
+                       {"acl", acl_json(default_cont_acl(cred(0, 0)))},
+                       {"epoch", 5}})
+                  .is_ok());
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "rebuild_done"},
+                       {"pool", s.pool("p")->id},
+                       {"gen", s.pool("p")->rebuild.gen},
+                       {"now_ms", 1}})
+                  .is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(1, 0), placement::TargetState::down_out);
+  EXPECT_TRUE(exclusion_strands_data(*s.pool("p"), 0));
+  ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 0}, {"state", "dead"}}).is_ok());
+  EXPECT_EQ(*s.pool("p")->map.state(0, 0), placement::TargetState::up_in);
+}
+
 TEST(MgmtState, ExcludedRankStaysOutUntilCleared) {
   MgmtState s = two_engine_pool();
   uint32_t v = s.pool("p")->map.version;
