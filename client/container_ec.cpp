@@ -115,7 +115,12 @@ Result<GroupView> group_view(const Container::State& st, ObjectId oid, const std
   for (uint32_t i = 0; i < positions.size(); ++i) {
     const placement::Shard* r = positions[i].reader();
     v.shards.push_back(r != nullptr ? *r : positions[i].home);
-    v.up.push_back(r != nullptr && failed.count(i) == 0);
+    // A position on an engine the system counts as dead (its targets kept in the map because
+    // taking them out would strand data) does not answer: read around it at once.
+    auto a = r != nullptr ? st.view->addrs.find(r->rank) : st.view->addrs.end();
+    const bool gone = a != st.view->addrs.end() &&
+                      (a->second.state == "dead" || a->second.state == "excluded");
+    v.up.push_back(r != nullptr && failed.count(i) == 0 && !gone);
   }
   return v;
 }
