@@ -303,12 +303,17 @@ Status MgmtState::apply(const json& cmd) {
   return st;
 }
 
+namespace {
+// Engine failures a container survives: its object class's, else its redundancy factor.
+uint32_t container_tolerance(const Container& c) {
+  const auto* cls = placement::find_class(c.props.oclass);
+  return cls != nullptr ? cls->tolerated() : c.props.rf;
+}
+}  // namespace
+
 uint32_t pool_tolerance(const Pool& p) {
   uint32_t tol = UINT32_MAX;  // a pool without containers holds no object
-  for (const auto& [id, c] : p.containers) {
-    const auto* cls = placement::find_class(c.props.oclass);
-    tol = std::min(tol, cls != nullptr ? cls->tolerated() : c.props.rf);
-  }
+  for (const auto& [id, c] : p.containers) tol = std::min(tol, container_tolerance(c));
   return tol;
 }
 
@@ -334,9 +339,7 @@ bool exclusion_strands_data(const Pool& p, uint32_t rank) {
     }
   }
   for (const auto& [id, c] : after.containers) {
-    const auto* cls = placement::find_class(c.props.oclass);
-    const uint32_t tol = cls != nullptr ? cls->tolerated() : c.props.rf;
-    if (container_health(after, c).failed_engines > tol) return true;
+    if (container_health(after, c).failed_engines > container_tolerance(c)) return true;
   }
   return false;
 }
