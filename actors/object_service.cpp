@@ -272,9 +272,10 @@ Status ObjectService::handle(Message& m) {
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) {
         if (r.status().code() == Errc::checksum || r.status().code() == Errc::io_error) {
-          // Damage is worth a line every time: the client reads another replica, but this
-          // copy stays bad until it is rewritten.
+          // Damage is worth a line every time: the client reads another replica, and this
+          // copy is repaired from a good one in the background.
           log::error("{}", r.status().to_string());
+          if (ctx.pool != 0) schedule_repair(ctx.pool, key, k.dkey, k.akey);
         }
         return r.status();
       }
@@ -381,37 +382,14 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status(), capn::to_body(b));
     }
 
-    case proto::kObjStats: {
-      auto w = maintenance_store(m);
-      if (!w) return w.status();
-      auto s = (*w)->stats();
-      capnp::MallocMessageBuilder b(128);
-      auto rep = b.initRoot<schema::TargetStatsRep>();
-      rep.setCapacity(s.capacity);
-      rep.setUsed(s.used);
-      rep.setWalUsed(s.wal_used);
-      rep.setWalCapacity(s.wal_capacity);
-      rep.setObjects(s.objects);
-      rep.setUpdates(s.updates);
-      rep.setFetches(s.fetches);
-      rep.setBackend(pools_.backend);
-      rep.setCheckpointBytes(s.checkpoint_bytes);
-      rep.setPendingFree(s.pending_free);
-      rep.setVersions(s.versions);
-      rep.setCheckpoints(s.checkpoints);
-      rep.setAggregations(s.aggregations);
-      rep.setAggregationEpoch(s.aggregation_epoch);
-      rep.setRecoveryMs(s.recovery_ms);
-      rep.setReserve(s.reserve);
-      for (const auto& [id, sh] : pools_.shards) {
-        if (sh->store.get() != *w) continue;
-        rep.setReencodePasses(sh->reencode.passes);
-        rep.setReencodeStripes(sh->reencode.stripes);
-        rep.setReencodeCopyBytes(sh->reencode.copy_bytes);
-        rep.setReencodeError(sh->reencode.last_error);
-      }
-      return rt_.reply(m, Status(), capn::to_body(b));
-    }
+    case proto::kObjStats:
+      return on_stats(m);
+    case proto::kObjAggregate:
+      return on_aggregate(m);
+    case proto::kObjCheckpoint:
+      return on_checkpoint(m);
+    case proto::kObjScrub:
+      return on_scrub(m);
 
     case proto::kObjQueryMax: {
       Key k;
@@ -444,35 +422,6 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status(), capn::to_body(b));
     }
 
-    case proto::kObjAggregate: {
-      uint64_t epoch;
-      std::vector<uint64_t> prot;
-      uint32_t pool;
-      {
-        capn::DecodeScope ds;
-        BodyReader br(m.body);
-        auto req = br.root<schema::AggregateReq>();
-        epoch = req.getEpoch();
-        for (uint64_t e : req.getProtected()) prot.push_back(e);
-        pool = req.getCtx().getPool();
-        if (ds.failed()) return malformed(ds);
-      }
-      auto w = maintenance_store(pool);
-      if (!w) return w.status();
-      auto r = (*w)->aggregate(epoch, std::move(prot));
-      if (!r) return r.status();
-      capnp::MallocMessageBuilder b(128);
-      auto rep = b.initRoot<schema::AggregateRep>();
-      rep.setEpoch(r->epoch);
-      rep.setAkeysScanned(r->akeys_scanned);
-      rep.setVersionsDropped(r->versions_dropped);
-      rep.setVersionsTrimmed(r->versions_trimmed);
-      rep.setPunchesDropped(r->punches_dropped);
-      rep.setKeysRemoved(r->keys_removed);
-      rep.setBytesFreed(r->bytes_freed);
-      return rt_.reply(m, Status(), capn::to_body(b));
-    }
-
     case proto::kObjEcUpdate:
       return ec_update(m);
 
@@ -492,12 +441,6 @@ Status ObjectService::handle(Message& m) {
       return rt_.reply(m, Status());
     }
 
-    case proto::kObjCheckpoint: {
-      auto w = maintenance_store(m);
-      if (!w) return w.status();
-      TESSERA_TRY((*w)->checkpoint());
-      return rt_.reply(m, Status());
-    }
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
 }
@@ -524,31 +467,6 @@ Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
                                                  pool, rank_, target_));
   }
   return use;
-}
-
-Result<storage::TargetStore*> ObjectService::maintenance_store(const Message& m) {
-  uint32_t pool = 0;
-  if (m.body.size() > 0) {  // an empty body (older clients, the CLI's engine mode): pool 0
-    capn::DecodeScope ds;
-    BodyReader br(m.body);
-    pool = br.root<schema::StatsReq>().getCtx().getPool();
-    if (ds.failed()) return malformed(ds);
-  }
-  return maintenance_store(pool);
-}
-
-Result<storage::TargetStore*> ObjectService::maintenance_store(uint32_t pool) {
-  if (pool == 0) {
-    if (pools_.scratch == nullptr)
-      return Status(Errc::not_found, "this engine has no scratch store");
-    return pools_.scratch;
-  }
-  auto it = pools_.shards.find(pool);
-  if (it == pools_.shards.end()) {
-    return Status(Errc::not_found,
-                  fmt::format("pool {} has no shard on rank {} target {}", pool, rank_, target_));
-  }
-  return it->second->store.get();
 }
 
 }  // namespace tessera

@@ -22,6 +22,8 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -59,6 +61,19 @@ struct PoolShard {
     std::string last_error;
   };
   Reencode reencode;
+  // Damaged stored pieces (rebuild/repair.hpp): akeys a read found damaged wait in `queue`
+  // (bounded) for the shard's repair fiber; the counters add up every repair and scrub pass.
+  struct Repair {
+    std::set<std::tuple<ObjectId, std::string, std::string>> queue;
+    bool running = false;
+    uint64_t damaged = 0;
+    uint64_t repaired = 0;
+    uint64_t unrepaired = 0;
+    uint64_t scrubs = 0;
+    uint64_t overflow = 0;  // damaged akeys not queued (queue full); a scrub finds them
+    std::string last_error;
+  };
+  Repair repair;
 };
 
 // Holds a pool shard in use across fiber suspensions (an ask, an I/O wait, a sleep): the shard
@@ -142,10 +157,21 @@ class ObjectService final : public Actor {
  private:
   Status handle(Message& m);
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
-  // Stats, aggregation and checkpoints address a pool's store without a container handle.
-  Result<storage::TargetStore*> maintenance_store(uint32_t pool);
+  // Stats, aggregation, checkpoints and scrubs address a pool's store without a container
+  // handle (Where: the store, and the shard held in use; pool 0: the scratch store).
+  Result<Where> maintenance_store(uint32_t pool);
   // ... for a stats or checkpoint request (StatsReq body; empty: pool 0).
-  Result<storage::TargetStore*> maintenance_store(const Message& m);
+  Result<Where> maintenance_store(const Message& m);
+  // Maintenance requests (actors/object_service_maint.cpp).
+  Status on_stats(Message& m);
+  Status on_aggregate(Message& m);
+  Status on_checkpoint(Message& m);
+  Status on_scrub(Message& m);
+  // A read met a damaged piece of (key, dkey, akey) in the pool's shard: queue the akey for the
+  // shard's repair fiber (started when none runs).
+  void schedule_repair(uint32_t pool, ObjectId key, const std::string& dkey,
+                       const std::string& akey);
+  void run_repairs(uint32_t pool);
   // Leader side of a replicated change: forwards `m` (with `epoch`) to the other members of the
   // group of (oid, dkey) and runs `local`; all must succeed.
   Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,

@@ -38,6 +38,7 @@ enum ObjMethod : uint16_t {
   // Rebuild, engine to engine (no container handle: the store key names the container).
   kObjRebuildPush = 10,  // RebuildPush + bulk -> (empty): import one akey's history
   kObjShardFetch = 11,   // FetchReq (oid = store key) -> FetchRep + bulk
+  kObjScrub = 12,        // ScrubReq -> ScrubRep: check every stored piece, repair the damaged
 };
 
 // Methods of the system protocol (actors/schema/system.capnp).

@@ -399,6 +399,11 @@ Result<StoreTargetStats> decode_stats(Message& m) {
   s.reencode_stripes = r.getReencodeStripes();
   s.reencode_copy_bytes = r.getReencodeCopyBytes();
   s.reencode_error = r.getReencodeError();
+  s.repair_damaged = r.getRepairDamaged();
+  s.repair_repaired = r.getRepairRepaired();
+  s.repair_unrepaired = r.getRepairUnrepaired();
+  s.repair_error = r.getRepairError();
+  s.scrubs = r.getScrubs();
   return s;
 }
 }  // namespace
@@ -417,30 +422,64 @@ void Client::learn_routes(const mgmt::PoolView& view) {
   });
 }
 
-std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
-  learn_routes(view);
-  std::vector<PoolTargetSpace> out;
-  std::vector<std::optional<Future<StoreTargetStats>>> pending;
+namespace {
+// Sends `body` (a request whose IoCtx names the pool) to every serving target of the pool map,
+// in parallel, and collects the answers; the other targets answer `unavailable` unasked.
+template <typename T, typename Decode>
+std::vector<PoolTargetAnswer<T>> ask_every_target(Client::Impl& im, const mgmt::PoolView& view,
+                                                  uint16_t method, const Buffer& body,
+                                                  Decode decode) {
+  std::vector<PoolTargetAnswer<T>> out;
+  std::vector<std::optional<boost::fibers::future<Result<T>>>> pending;
   for (const auto& e : view.pool.map.engines) {
     for (const auto& t : e.targets) {
-      PoolTargetSpace s;
-      s.rank = e.rank;
-      s.target = t.index;
-      s.state = std::string(placement::state_name(t.state));
+      PoolTargetAnswer<T> a;
+      a.rank = e.rank;
+      a.target = t.index;
+      a.state = std::string(placement::state_name(t.state));
       pending.emplace_back();
       if (placement::is_available(t.state) || placement::is_serving(t.state)) {
-        capnp::MallocMessageBuilder b;
-        b.initRoot<schema::StatsReq>().initCtx().setPool(view.pool.id);
-        pending.back() = call<StoreTargetStats>(*impl_, e.rank, t.index, proto::kObjStats,
-                                                capn::to_body(b), {}, decode_stats);
+        pending.back() = call<T>(im, e.rank, t.index, method, Buffer(body.data(), body.size()),
+                                 {}, decode);
       } else {
-        s.stats = Status(Errc::unavailable, fmt::format("target is {}", s.state));
+        a.answer = Status(Errc::unavailable, fmt::format("target is {}", a.state));
       }
-      out.push_back(std::move(s));
+      out.push_back(std::move(a));
     }
   }
   for (size_t i = 0; i < out.size(); ++i) {
-    if (pending[i]) out[i].stats = pending[i]->get();
+    if (pending[i]) out[i].answer = pending[i]->get();
+  }
+  return out;
+}
+
+Buffer pool_ctx_body(uint32_t pool) {
+  capnp::MallocMessageBuilder b;
+  b.initRoot<schema::StatsReq>().initCtx().setPool(pool);
+  return capn::to_body(b);
+}
+
+Result<ScrubInfo> decode_scrub(Message& m) {
+  capn::BodyReader br(m.body);
+  auto r = br.root<schema::ScrubRep>();
+  ScrubInfo s;
+  s.akeys = r.getAkeys();
+  s.extents = r.getExtents();
+  s.bytes = r.getBytes();
+  s.damaged = r.getDamaged();
+  s.repaired = r.getRepaired();
+  s.unrepaired = r.getUnrepaired();
+  s.last_error = r.getLastError();
+  return s;
+}
+}  // namespace
+
+std::vector<PoolTargetSpace> Client::pool_space(const mgmt::PoolView& view) {
+  learn_routes(view);
+  std::vector<PoolTargetSpace> out;
+  for (auto& a : ask_every_target<StoreTargetStats>(*impl_, view, proto::kObjStats,
+                                                    pool_ctx_body(view.pool.id), decode_stats)) {
+    out.push_back(PoolTargetSpace{a.rank, a.target, std::move(a.state), std::move(a.answer)});
   }
   return out;
 }
@@ -451,38 +490,28 @@ std::vector<PoolTargetReclaim> Client::pool_reclaim(const mgmt::PoolView& view) 
   for (const auto& c : view.conts) {
     for (const auto& sn : c.c.snapshots) protect.push_back(sn.epoch);
   }
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::AggregateReq>();
+  req.initCtx().setPool(view.pool.id);
+  auto p = req.initProtected(static_cast<unsigned>(protect.size()));
+  for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
   std::vector<PoolTargetReclaim> out;
-  std::vector<std::optional<Future<AggregateInfo>>> pending;
-  for (const auto& e : view.pool.map.engines) {
-    for (const auto& t : e.targets) {
-      PoolTargetReclaim r;
-      r.rank = e.rank;
-      r.target = t.index;
-      r.state = std::string(placement::state_name(t.state));
-      pending.emplace_back();
-      if (placement::is_available(t.state) || placement::is_serving(t.state)) {
-        capnp::MallocMessageBuilder b(256);
-        auto req = b.initRoot<schema::AggregateReq>();
-        req.initCtx().setPool(view.pool.id);
-        auto p = req.initProtected(static_cast<unsigned>(protect.size()));
-        for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
-        pending.back() = call<AggregateInfo>(*impl_, e.rank, t.index, proto::kObjAggregate,
-                                             capn::to_body(b), {}, decode_aggregate);
-      } else {
-        r.aggregated = Status(Errc::unavailable, fmt::format("target is {}", r.state));
-      }
-      out.push_back(std::move(r));
-    }
+  for (auto& a : ask_every_target<AggregateInfo>(*impl_, view, proto::kObjAggregate,
+                                                 capn::to_body(b), decode_aggregate)) {
+    PoolTargetReclaim r;
+    r.rank = a.rank;
+    r.target = a.target;
+    r.state = std::move(a.state);
+    r.aggregated = std::move(a.answer);
+    out.push_back(std::move(r));
   }
+  // Then a checkpoint on each target that aggregated: the freed extents are reused after it.
   std::vector<std::optional<Future<bool>>> ckpt(out.size());
   for (size_t i = 0; i < out.size(); ++i) {
-    if (!pending[i]) continue;
-    out[i].aggregated = pending[i]->get();
     if (!out[i].aggregated) continue;
-    capnp::MallocMessageBuilder b;
-    b.initRoot<schema::StatsReq>().initCtx().setPool(view.pool.id);
     ckpt[i] = call<bool>(*impl_, out[i].rank, out[i].target, proto::kObjCheckpoint,
-                         capn::to_body(b), {}, [](Message&) -> Result<bool> { return true; });
+                         pool_ctx_body(view.pool.id), {},
+                         [](Message&) -> Result<bool> { return true; });
   }
   for (size_t i = 0; i < out.size(); ++i) {
     if (!ckpt[i]) continue;
@@ -490,6 +519,16 @@ std::vector<PoolTargetReclaim> Client::pool_reclaim(const mgmt::PoolView& view) 
     out[i].checkpoint = r ? Status() : r.status();
   }
   return out;
+}
+
+std::vector<PoolTargetScrub> Client::pool_scrub(const mgmt::PoolView& view, double share) {
+  learn_routes(view);
+  capnp::MallocMessageBuilder b;
+  auto req = b.initRoot<schema::ScrubReq>();
+  req.initCtx().setPool(view.pool.id);
+  req.setShare(share);
+  return ask_every_target<ScrubInfo>(*impl_, view, proto::kObjScrub, capn::to_body(b),
+                                     decode_scrub);
 }
 
 std::string Client::printable_address(const std::string& raw) {

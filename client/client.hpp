@@ -95,6 +95,23 @@ struct StoreTargetStats : StoreStats {  // one target's store counters (stats_as
   uint64_t reencode_stripes = 0;
   uint64_t reencode_copy_bytes = 0;
   std::string reencode_error;
+  // Damaged stored pieces the shard's reads and scrubs met (since the engine started).
+  uint64_t repair_damaged = 0;
+  uint64_t repair_repaired = 0;
+  uint64_t repair_unrepaired = 0;
+  std::string repair_error;
+  uint64_t scrubs = 0;
+};
+
+// One target's scrub pass (Client::pool_scrub): what it read back and what it repaired.
+struct ScrubInfo {
+  uint64_t akeys = 0;
+  uint64_t extents = 0;
+  uint64_t bytes = 0;
+  uint64_t damaged = 0;
+  uint64_t repaired = 0;
+  uint64_t unrepaired = 0;
+  std::string last_error;
 };
 
 // Asks an engine's control socket who it is (no fabric needed). Blocking.
@@ -112,6 +129,17 @@ struct PoolTargetSpace {
   std::string state;  // the target's state in the pool map
   Result<StoreTargetStats> stats = Status(Errc::unavailable, "not asked");
 };
+
+// One target's answer to a request every serving target of a pool gets (Client::pool_scrub),
+// or why it was not asked or did not answer.
+template <typename T>
+struct PoolTargetAnswer {
+  uint32_t rank = 0;
+  uint32_t target = 0;
+  std::string state;  // the target's state in the pool map
+  Result<T> answer = Status(Errc::unavailable, "not asked");
+};
+using PoolTargetScrub = PoolTargetAnswer<ScrubInfo>;
 
 // One target's part in reclaiming a pool's space (Client::pool_reclaim).
 struct PoolTargetReclaim {
@@ -175,6 +203,10 @@ class Client {
   // up to now (keeping every container's snapshots readable) and writes a checkpoint, after
   // which the freed extents are reused.
   std::vector<PoolTargetReclaim> pool_reclaim(const mgmt::PoolView& pool);
+  // System mode: a scrub pass on every serving target, in parallel: every stored piece is read
+  // back against its checksum and damaged ones are repaired from other replicas. `share`: the
+  // share of each target's time the pass may use (1: all).
+  std::vector<PoolTargetScrub> pool_scrub(const mgmt::PoolView& pool, double share = 1.0);
   // A provider address (raw, as engines publish them) as text.
   std::string printable_address(const std::string& raw);
   // Round trip through a target's object service: the payload comes back (benchmarks).

@@ -45,9 +45,12 @@ Result<Message> Peer::ask(const placement::Shard& dst, uint16_t method, const Bu
 
 Result<storage::FetchResult> Peer::fetch(const placement::Shard& src, ObjectId key,
                                          const std::string& dkey, const std::string& akey,
-                                         uint64_t off, uint64_t len, uint64_t epoch) const {
+                                         uint64_t off, uint64_t len, uint64_t epoch,
+                                         storage::ValueKind kind, uint32_t rsize) const {
   if (is_me(src)) {
-    return shard.store->fetch(key, dkey, akey, storage::ValueKind::array, off, len, epoch);
+    storage::FetchOptions fo;
+    fo.rsize = rsize;
+    return shard.store->fetch(key, dkey, akey, kind, off, len, epoch, fo);
   }
   capnp::MallocMessageBuilder b(512);
   auto req = b.initRoot<schema::FetchReq>();
@@ -55,7 +58,9 @@ Result<storage::FetchResult> Peer::fetch(const placement::Shard& src, ObjectId k
   req.getOid().setLo(key.lo);
   req.setDkey(capn::as_data(dkey));
   req.setAkey(capn::as_data(akey));
-  req.setKind(schema::ValueKind::ARRAY);
+  req.setKind(kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                : schema::ValueKind::SINGLE);
+  req.setRsize(rsize);
   req.setOffset(off);
   req.setLength(len);
   req.setEpoch(epoch);

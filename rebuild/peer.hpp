@@ -35,11 +35,13 @@ struct Peer {
   // Asks the object service of `dst` and checks the answer's status.
   Result<Message> ask(const placement::Shard& dst, uint16_t method, const Buffer& body,
                       const Buffer& bulk) const;
-  // Bytes [off, off + len) of an array akey of `src` (this target: its store) at `epoch`
-  // (0: newest), holes and the newest epoch returned included.
+  // Records [off, off + len) of an array akey of `src` (this target: its store) at `epoch`
+  // (0: newest), holes and the newest epoch returned included; a single value (`kind`) whole.
   Result<storage::FetchResult> fetch(const placement::Shard& src, ObjectId key,
                                      const std::string& dkey, const std::string& akey, uint64_t off,
-                                     uint64_t len, uint64_t epoch = 0) const;
+                                     uint64_t len, uint64_t epoch = 0,
+                                     storage::ValueKind kind = storage::ValueKind::array,
+                                     uint32_t rsize = 1) const;
 };
 
 }  // namespace tessera::rebuild

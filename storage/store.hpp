@@ -189,6 +189,35 @@ class TargetStore {
   Status import_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                      const AkeyExport& x);
 
+  // Scrub and repair (storage/store_repair.cpp). A stored piece of an akey's value whose bytes
+  // fail their checksum (or cannot be read): which version, where in the value, where on disk.
+  struct DamagedPiece {
+    uint64_t epoch = 0;
+    ValueKind kind = ValueKind::single;
+    uint32_t rsize = 1;
+    uint64_t at = 0;  // byte offset of the piece in the value (arrays: in the array)
+    uint32_t len = 0;
+    uint64_t disk = 0;
+    uint64_t csum = 0;
+    CsumType csum_type = CsumType::crc32c;
+    std::string error;  // what reading it said
+  };
+  struct VerifyResult {
+    uint64_t extents = 0;  // stored pieces read and checked
+    uint64_t bytes = 0;
+    std::vector<DamagedPiece> damaged;
+  };
+  // Reads every stored piece of the akey's versions and checks it against its checksum
+  // (inline values live in the checksummed metadata). Suspends on the reads.
+  Result<VerifyResult> verify_akey(const ObjectId& oid, std::string_view dkey,
+                                   std::string_view akey);
+  // Rewrites a damaged piece in place with `bytes`, which must match the checksum recorded when
+  // the piece was written (a good replica's copy of the same version), and syncs: durable on
+  // return. Refuses (not_found) when the piece is no longer stored (aggregated away meanwhile);
+  // never changes what the akey holds, only heals its bytes.
+  Status rewrite_piece(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                       const DamagedPiece& p, std::span<const uint8_t> bytes);
+
   // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
   // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
   // then checkpoints so the space is reused. Yields between batches of akeys.

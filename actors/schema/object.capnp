@@ -163,6 +163,29 @@ struct TargetStatsRep {
   reencodeStripes @17 :UInt64;
   reencodeCopyBytes @18 :UInt64;
   reencodeError @19 :Text;   # the last failed pass's error (the next pass starts again)
+  # Damaged stored pieces found by reads and scrubs (rebuild/repair.hpp), since the engine started.
+  repairDamaged    @20 :UInt64;
+  repairRepaired   @21 :UInt64;   # rewritten from a good copy
+  repairUnrepaired @22 :UInt64;   # no good copy found
+  repairError      @23 :Text;     # why the last unrepaired piece stayed so
+  scrubs           @24 :UInt64;   # scrub passes run
+}
+
+# Scrub (kObjScrub): reads every stored piece of a pool's shard back against its checksum and
+# repairs the damaged ones from other replicas.
+struct ScrubReq {
+  ctx   @0 :IoCtx;
+  share @1 :Float64;   # share of the target's time the pass may use (0 or 1: all of it)
+}
+
+struct ScrubRep {
+  akeys      @0 :UInt64;
+  extents    @1 :UInt64;
+  bytes      @2 :UInt64;
+  damaged    @3 :UInt64;
+  repaired   @4 :UInt64;
+  unrepaired @5 :UInt64;
+  lastError  @6 :Text;
 }
 
 struct QueryMaxReq {

@@ -147,6 +147,9 @@ int pool_query(Globals& g, const PoolArgs& a) {
   struct {
     uint64_t stripes = 0, bytes = 0;
   } reencoded;
+  struct {
+    uint64_t damaged = 0, repaired = 0, unrepaired = 0;
+  } repair;
   std::vector<PoolTargetSpace> space;
   if (!a.no_space) {
     ClientOptions co;
@@ -170,6 +173,14 @@ int pool_query(Globals& g, const PoolArgs& a) {
                          {"stripes", s.stats->reencode_stripes},
                          {"copy_bytes_released", s.stats->reencode_copy_bytes}};
         if (!s.stats->reencode_error.empty()) t["reencode"]["error"] = s.stats->reencode_error;
+        t["repair"] = {{"damaged", s.stats->repair_damaged},
+                       {"repaired", s.stats->repair_repaired},
+                       {"unrepaired", s.stats->repair_unrepaired},
+                       {"scrubs", s.stats->scrubs}};
+        if (!s.stats->repair_error.empty()) t["repair"]["error"] = s.stats->repair_error;
+        repair.damaged += s.stats->repair_damaged;
+        repair.repaired += s.stats->repair_repaired;
+        repair.unrepaired += s.stats->repair_unrepaired;
         reencoded.stripes += s.stats->reencode_stripes;
         reencoded.bytes += s.stats->reencode_copy_bytes;
       } else {
@@ -180,6 +191,9 @@ int pool_query(Globals& g, const PoolArgs& a) {
     j["space"] = {data.to_json("data"), log.to_json("log")};
     j["targets"] = targets;
     j["reencode"] = {{"stripes", reencoded.stripes}, {"copy_bytes_released", reencoded.bytes}};
+    j["repair"] = {{"damaged", repair.damaged},
+                   {"repaired", repair.repaired},
+                   {"unrepaired", repair.unrepaired}};
   }
   return done(g, {{"pool", j}}, [&] {
     const auto& p = v->pool;
@@ -219,6 +233,13 @@ int pool_query(Globals& g, const PoolArgs& a) {
           "erasure coding: %llu stripes of partial-stripe copies re-encoded (%s of copies "
           "released)\n",
           static_cast<unsigned long long>(reencoded.stripes), human(reencoded.bytes).c_str());
+      if (repair.damaged > 0) {
+        std::printf("damaged pieces met since the engines started: %llu, %llu repaired, %llu "
+                    "with no good copy\n",
+                    static_cast<unsigned long long>(repair.damaged),
+                    static_cast<unsigned long long>(repair.repaired),
+                    static_cast<unsigned long long>(repair.unrepaired));
+      }
     }
     std::string conts;
     for (const auto& c : v->conts) conts += (conts.empty() ? "" : ", ") + c.c.props.label;
@@ -302,64 +323,6 @@ int pool_destroy(Globals& g, const PoolArgs& a) {
   if (!st.is_ok()) return fail(g, st, "pool destroy");
   return done(g, {{"destroyed", a.pool}},
               [&] { std::printf("destroyed pool %s\n", a.pool.c_str()); });
-}
-
-// Reclaims the pool's space now: aggregation to now (snapshots kept) and a checkpoint on every
-// serving target, instead of waiting for the background pass.
-int pool_aggregate(Globals& g, const PoolArgs& a) {
-  const char* what = "pool aggregate";
-  auto addr = mgmt_address(g);
-  if (!addr) return fail(g, addr.status(), what);
-  MgmtClient mc(*addr, g.timeout());
-  auto v = mc.pool_query(a.pool);
-  if (!v) return fail(g, v.status(), what);
-  ClientOptions co;
-  co.engine = *addr;
-  co.timeout = g.timeout();
-  auto client = Client::connect_system(co);
-  if (!client) return fail(g, client.status(), what);
-  json targets = json::array();
-  uint64_t freed = 0, dropped = 0;
-  size_t ok = 0;
-  Status first;
-  std::string lines;
-  for (const auto& r : (*client)->pool_reclaim(*v)) {
-    json t{{"rank", r.rank}, {"target", r.target}, {"state", r.state}};
-    Status st = !r.aggregated ? r.aggregated.status() : r.checkpoint;
-    if (st.is_ok()) {
-      ++ok;
-      freed += r.aggregated->bytes_freed;
-      dropped += r.aggregated->versions_dropped;
-      t["bytes_freed"] = r.aggregated->bytes_freed;
-      t["versions_dropped"] = r.aggregated->versions_dropped;
-      t["versions_trimmed"] = r.aggregated->versions_trimmed;
-      t["punches_dropped"] = r.aggregated->punches_dropped;
-      lines += fmt::format("  rank {} target {}: {} freed, {} versions dropped\n", r.rank,
-                           r.target, human(r.aggregated->bytes_freed),
-                           r.aggregated->versions_dropped);
-    } else if (r.state == "down-out") {
-      t["skipped"] = "down-out";  // holds nothing the pool uses
-    } else {
-      Status named = at_target(st, r.rank, r.target);
-      t["error"] = named.to_string();
-      if (first.is_ok()) first = named;
-      lines += fmt::format("  {}\n", named.to_string());
-    }
-    targets.push_back(std::move(t));
-  }
-  if (!first.is_ok()) {
-    return fail(g, Status(first.code(), fmt::format("{} (space reclaimed on {} targets)",
-                                                    first.message(), ok)),
-                what);
-  }
-  return done(g, {{"pool", v->pool.label}, {"bytes_freed", freed}, {"versions_dropped", dropped},
-                  {"targets", targets}},
-              [&] {
-                std::printf("pool %s: %s freed on %zu targets (%lu versions dropped); "
-                            "checkpoints written, the space is free for new writes\n%s",
-                            v->pool.label.c_str(), human(freed).c_str(), ok,
-                            static_cast<unsigned long>(dropped), lines.c_str());
-              });
 }
 
 int pool_get_prop(Globals& g, const PoolArgs& a) {
@@ -521,11 +484,7 @@ void add_pool_commands(CLI::App& app, Globals& g) {
 
   add_acl_commands(pool, g, pool_arg, a->pool, nullptr);
 
-  auto* agg = leaf(pool, g, "aggregate",
-                   "reclaim the pool's space now: merge old versions and drop deleted data on "
-                   "every target (snapshots kept), then checkpoint so the space is reused",
-                   [&g, a] { return pool_aggregate(g, *a); });
-  pool_arg(agg);
+  add_pool_maintenance_commands(pool, g);
 
   struct Op {
     const char* name;

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/cli_system.hpp"
@@ -28,31 +30,66 @@ std::string payload(int n) {
   return out;
 }
 
-// Flips 16 bytes 100 KiB into every stored copy of object `n` in the pool files of `rank`
-// (the system stopped). Returns how many copies it damaged.
-int damage(const std::string& sys_dir, int rank, int n) {
-  const std::string marker = "tessera-damage-" + std::to_string(n) + "|";
-  int hits = 0;
+// A whole file in one read (the pool files are large; a byte-wise copy takes seconds).
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::string out(std::filesystem::file_size(p), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(out.size()));
+  out.resize(static_cast<size_t>(in.gcount()));
+  return out;
+}
+
+// Calls `fn(path, offset, n)` for every stored copy of each object of `ns` in the pool files of
+// `rank` (each file read once). A copy starts where the object's marker appears at a 4 KiB
+// boundary (extents are block aligned).
+template <typename Fn>
+void each_copy(const std::string& sys_dir, int rank, const std::vector<int>& ns, Fn fn) {
   const auto pools = std::filesystem::path(sys_dir) / ("rank" + std::to_string(rank)) / "pools";
-  if (!std::filesystem::exists(pools)) return 0;
+  if (!std::filesystem::exists(pools)) return;
   for (const auto& e : std::filesystem::recursive_directory_iterator(pools)) {
     if (e.path().extension() != ".dat") continue;
-    std::ifstream in(e.path(), std::ios::binary);
-    std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    // A copy starts where the marker appears at a 4 KiB boundary (extents are block aligned).
-    for (size_t at = file.find(marker); at != std::string::npos;
-         at = file.find(marker, at + (256u << 10))) {
-      if (at % 4096 != 0) continue;
-      int fd = ::open(e.path().c_str(), O_WRONLY);
-      EXPECT_GE(fd, 0);
-      std::string junk(16, '\xa5');
-      EXPECT_EQ(::pwrite(fd, junk.data(), junk.size(), static_cast<off_t>(at + (100u << 10))),
-                16);
-      ::close(fd);
-      ++hits;
+    const std::string file = slurp(e.path());
+    for (int n : ns) {
+      const std::string marker = "tessera-damage-" + std::to_string(n) + "|";
+      for (size_t at = file.find(marker); at != std::string::npos;
+           at = file.find(marker, at + (256u << 10))) {
+        if (at % 4096 == 0) fn(e.path(), at, file);
+      }
     }
   }
+}
+
+const std::string kJunk(16, '\xa5');
+constexpr size_t kJunkAt = 100u << 10;
+
+// Flips 16 bytes 100 KiB into every stored copy of the objects `ns` in the pool files of `rank`
+// (the system stopped). Returns how many copies it damaged.
+int damage(const std::string& sys_dir, int rank, const std::vector<int>& ns) {
+  int hits = 0;
+  each_copy(sys_dir, rank, ns, [&](const std::filesystem::path& p, size_t at, const std::string&) {
+    int fd = ::open(p.c_str(), O_WRONLY);
+    EXPECT_GE(fd, 0);
+    EXPECT_EQ(::pwrite(fd, kJunk.data(), kJunk.size(), static_cast<off_t>(at + kJunkAt)), 16);
+    ::close(fd);
+    ++hits;
+  });
   return hits;
+}
+
+// How many stored copies of the objects `ns` in the pool files of `rank` still carry the damage
+// `damage()` wrote (read through the page cache, so a running engine's repairs show).
+int still_damaged(const std::string& sys_dir, int rank, const std::vector<int>& ns) {
+  int hits = 0;
+  each_copy(sys_dir, rank, ns, [&](const std::filesystem::path&, size_t at, const std::string& f) {
+    hits += f.compare(at + kJunkAt, kJunk.size(), kJunk) == 0;
+  });
+  return hits;
+}
+
+std::vector<int> objects(int n) {
+  std::vector<int> out;
+  for (int i = 1; i <= n; ++i) out.push_back(i);
+  return out;
 }
 
 std::vector<std::string> obj(const char* verb, const std::string& cont, int n) {
@@ -85,11 +122,10 @@ TEST(Damage, ReplicaFailingItsChecksumIsReadAroundAndAnOnlyCopyNamesItsRank) {
   }
   s.ok({"system", "stop"});
   // Two of the three copies of every replicated object, and the only copy of the S1 one.
-  int damaged = 0;
-  for (int n = 1; n <= kObjects; ++n) damaged += damage(s.dir(), 1, n) + damage(s.dir(), 2, n);
-  EXPECT_EQ(damaged, 2 * kObjects);
+  const std::vector<int> all = objects(kObjects);
+  EXPECT_EQ(damage(s.dir(), 1, all) + damage(s.dir(), 2, all), 2 * kObjects);
   int only = 0;
-  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, 99);
+  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, {99});
   EXPECT_EQ(only, 1);
   s.ok({"system", "start"});
 
@@ -117,4 +153,85 @@ TEST(Damage, ReplicaFailingItsChecksumIsReadAroundAndAnOnlyCopyNamesItsRank) {
   std::string e = s.err(obj("get", "S", 99));
   EXPECT_NE(e.find("checksum"), std::string::npos) << e;
   EXPECT_NE(e.find("rank "), std::string::npos) << "the error names the rank: " << e;
+}
+
+namespace {
+
+uint64_t pool_repaired(CliSystem& s, const std::string& pool) {
+  const json q = s.ok({"pool", "query", pool});
+  return q["pool"]["repair"].value("repaired", uint64_t{0});
+}
+
+}  // namespace
+
+// A read that meets a damaged replica repairs it in the background; `pool scrub` finds and
+// repairs every other damaged copy from a good replica, and a second pass finds none. Without a
+// good copy (S1) the scrub fails and says so.
+TEST(Damage, ReadsAndScrubRepairDamagedReplicasFromGoodOnes) {
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "3", "--targets", "1"});
+  s.ok({"pool", "create", "P", "--size", "384M"});
+  s.ok({"pool", "create", "Q", "--size", "384M"});
+  s.ok({"cont", "create", "P", "R", "--type", "KV", "--oclass", "RP_3G1", "--rf", "2"});
+  s.ok({"cont", "create", "Q", "S", "--type", "KV", "--oclass", "S1"});
+  const int kObjects = 6;
+  for (int n = 1; n <= kObjects; ++n) {
+    const std::string f = s.base() + "/in" + std::to_string(n);
+    std::ofstream(f, std::ios::binary) << payload(n);
+    auto a = obj("put", "R", n);
+    a.insert(a.end(), {"--file", f});
+    s.ok(a);
+  }
+  {
+    const std::string f = s.base() + "/in99";
+    std::ofstream(f, std::ios::binary) << payload(99);
+    auto a = obj("put", "S", 99);
+    a[3] = "Q";
+    a.insert(a.end(), {"--file", f});
+    s.ok(a);
+  }
+  s.ok({"system", "stop"});
+  const std::vector<int> all = objects(kObjects);
+  ASSERT_EQ(damage(s.dir(), 1, all) + damage(s.dir(), 2, all), 2 * kObjects);
+  int only = 0;
+  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, {99});
+  ASSERT_EQ(only, 1);
+  s.ok({"system", "start"});
+
+  // Reads: every one returns the written bytes; those that met a damaged copy queue its repair.
+  for (int n = 1; n <= kObjects; ++n) {
+    const std::string out = s.base() + "/out" + std::to_string(n);
+    auto a = obj("get", "R", n);
+    a.insert(a.end(), {"--out", out});
+    s.ok(a);
+    std::ifstream in(out, std::ios::binary);
+    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(got == payload(n)) << "object " << n << " read back different bytes";
+  }
+  // At least one read met a damaged copy (two of three are): its repair completes.
+  uint64_t by_reads = 0;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((by_reads = pool_repaired(s, "P")) == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(by_reads, 0u) << "no read repaired the damaged copy it met";
+
+  // The scrub repairs the rest; a second pass finds nothing.
+  const json first = s.ok({"pool", "scrub", "P"});
+  EXPECT_EQ(first.value("unrepaired", 1), 0) << first.dump();
+  EXPECT_GE(first.value("extents", 0), 3 * kObjects) << first.dump();
+  const json second = s.ok({"pool", "scrub", "P"});
+  EXPECT_EQ(second.value("damaged", 1), 0) << second.dump();
+  EXPECT_GE(pool_repaired(s, "P"), static_cast<uint64_t>(2 * kObjects));
+  EXPECT_EQ(still_damaged(s.dir(), 1, all) + still_damaged(s.dir(), 2, all), 0)
+      << "damaged copies still on disk after the scrub";
+
+  // The only copy of the S1 object: the scrub finds it, cannot repair it, and fails.
+  auto [rc, j] = s.run({"pool", "scrub", "Q"});
+  EXPECT_NE(rc, 0) << j.dump();
+  EXPECT_EQ(j.value("error", std::string()), "checksum mismatch") << j.dump();
+  EXPECT_NE(j.value("message", std::string()).find("no good copy"), std::string::npos) << j.dump();
+  s.ok({"system", "stop"});
+  // Healed for good: the repairs were written to the devices, not only to memory.
+  EXPECT_EQ(still_damaged(s.dir(), 1, all) + still_damaged(s.dir(), 2, all), 0);
 }

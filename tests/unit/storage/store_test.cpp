@@ -285,6 +285,59 @@ TEST_P(StoreTest, CorruptedExtentFailsItsChecksum) {
   EXPECT_EQ(r.status().code(), Errc::checksum);
 }
 
+// Scrub and repair: verify_akey finds the damaged piece, rewrite_piece refuses bytes that do
+// not match the recorded checksum (and leaves the piece as it was), heals it with the right
+// ones, durably (the repair survives a reopen).
+TEST_P(StoreTest, DamagedPieceIsFoundAndRewrittenOnlyWithBytesMatchingItsChecksum) {
+  ASSERT_TRUE(open().is_ok());
+  std::string v(64 * 1024, 'q');
+  for (size_t i = 0; i < v.size(); i += 97) v[i] = static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(put({0, 1}, "d", "a", v).is_ok());
+  ASSERT_TRUE(put({0, 2}, "d", "a", v).is_ok());
+  uint64_t data_off = run_on(target, [&] { return store->data_offset(); });
+  close();
+  int fd = ::open(dir.file("target.dat").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char flip = 'Q';
+  ASSERT_EQ(::pwrite(fd, &flip, 1, static_cast<off_t>(data_off + 1000)), 1);
+  ::fsync(fd);
+  ::close(fd);
+  ASSERT_TRUE(open().is_ok());
+  auto clean = run_on(target, [&] { return store->verify_akey({0, 2}, "d", "a"); });
+  ASSERT_TRUE(clean.is_ok());
+  EXPECT_EQ(clean->extents, 1u);
+  EXPECT_TRUE(clean->damaged.empty());
+  auto found = run_on(target, [&] { return store->verify_akey({0, 1}, "d", "a"); });
+  ASSERT_TRUE(found.is_ok()) << found.status().to_string();
+  ASSERT_EQ(found->damaged.size(), 1u);
+  const auto piece = found->damaged[0];
+  EXPECT_EQ(piece.at, 0u);
+  EXPECT_EQ(piece.len, v.size());
+  std::string wrong = v;
+  wrong[5] ^= 1;
+  auto bytes = [](const std::string& s) {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+  };
+  Status bad = run_on(target, [&] { return store->rewrite_piece({0, 1}, "d", "a", piece, bytes(wrong)); });
+  EXPECT_EQ(bad.code(), Errc::checksum) << bad.to_string();
+  EXPECT_EQ(get({0, 1}, "d", "a").status().code(), Errc::checksum);
+  Status good = run_on(target, [&] { return store->rewrite_piece({0, 1}, "d", "a", piece, bytes(v)); });
+  ASSERT_TRUE(good.is_ok()) << good.to_string();
+  EXPECT_EQ(get_str({0, 1}, "d", "a"), v);
+  close();
+  ASSERT_TRUE(open().is_ok());
+  EXPECT_EQ(get_str({0, 1}, "d", "a"), v);
+  auto again = run_on(target, [&] { return store->verify_akey({0, 1}, "d", "a"); });
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(again->damaged.empty());
+  // A piece that is no longer stored is refused, not written.
+  auto gone = piece;
+  gone.epoch += 12345;
+  EXPECT_EQ(run_on(target, [&] { return store->rewrite_piece({0, 1}, "d", "a", gone, bytes(v)); })
+                .code(),
+            Errc::not_found);
+}
+
 TEST_P(StoreTest, FullDeviceSaysNoSpaceKeepsDataAndRecoversAfterDeleteAndAggregation) {
   ASSERT_TRUE(open(48ull << 20, 16ull << 20).is_ok());
   std::string mib(1 << 20, 'm');
