@@ -1389,9 +1389,13 @@ uint64_t TargetStore::reserve() const {
   return grow + grow / 4 + (2u << 20);
 }
 
-Status TargetStore::need_space(uint64_t bytes) const {
+Status TargetStore::need_space(uint64_t bytes) {
   uint64_t keep = reserve();
   if (alloc_.free_bytes() >= bytes + keep) return Status();
+  if (opts_.aggregation_interval.count() > 0 && !space_wanted_) {
+    space_wanted_ = true;  // deleted or overwritten data may be waiting for aggregation
+    bg_cv_.notify_all();
+  }
   return Status(Errc::no_space,
                 fmt::format("{}: data region full ({} bytes free, {} needed, {} kept for "
                             "the next checkpoint)",
@@ -1852,11 +1856,20 @@ void TargetStore::background() {
   NoLock nl;
   auto next_ckpt = Clock::now() + opts_.checkpoint_interval;
   auto next_agg = Clock::now() + opts_.aggregation_interval;
+  // Space pressure: a write that found the data region full asks for a pass at once that
+  // aggregates up to kPressureDelay ago (not aggregation_delay), so deleted and overwritten data
+  // frees promptly; a pass that freed nothing waits kPressureIdle before the next one.
+  constexpr auto kPressureDelay = std::chrono::seconds(1);
+  constexpr auto kPressureIdle = std::chrono::seconds(5);
+  auto next_pressure = Clock::now();
   while (!bg_stop_) {
     auto wake = Clock::now() + std::chrono::seconds(3600);
     if (opts_.checkpoint_interval.count() > 0) wake = std::min(wake, next_ckpt);
     if (opts_.aggregation_interval.count() > 0) wake = std::min(wake, next_agg);
-    if (!ckpt_wanted_) bg_cv_.wait_until(nl, wake);
+    if (space_wanted_) wake = std::min(wake, next_pressure);
+    if (!ckpt_wanted_ && !(space_wanted_ && Clock::now() >= next_pressure)) {
+      bg_cv_.wait_until(nl, wake);
+    }
     if (bg_stop_) break;
     auto now = Clock::now();
     bool interval_due = opts_.checkpoint_interval.count() > 0 && now >= next_ckpt;
@@ -1875,6 +1888,21 @@ void TargetStore::background() {
                         st.to_string())));
       }
       next_ckpt = Clock::now() + opts_.checkpoint_interval;
+    }
+    if (space_wanted_ && now >= next_pressure) {
+      space_wanted_ = false;
+      uint64_t freed = 0;
+      uint64_t e = epoch_at_wall(target_.env().wall() - kPressureDelay);
+      if (e > agg_epoch_) {
+        auto r = aggregate(e);
+        if (r) {
+          freed = r->bytes_freed;
+          log::info("{}: data region full: aggregation freed {} bytes", who(), freed);
+        } else {
+          log::warn("{}: aggregation under space pressure: {}", who(), r.status().to_string());
+        }
+      }
+      next_pressure = Clock::now() + (freed > 0 ? std::chrono::seconds(0) : kPressureIdle);
     }
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(target_.env().wall() - opts_.aggregation_delay);

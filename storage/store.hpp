@@ -317,7 +317,9 @@ class TargetStore {
   void release_extents(const std::vector<Extent>& ex);
   void reclaim();
   uint64_t reserve() const;
-  Status need_space(uint64_t bytes) const;
+  // Fails with no_space when `bytes` do not fit beside the reserve, and asks the background
+  // fiber for an aggregation pass under space pressure.
+  Status need_space(uint64_t bytes);
 
   // Maintenance (checkpoint, aggregation) runs one at a time.
   void maintenance_lock();
@@ -368,6 +370,7 @@ class TargetStore {
   bool bg_stop_ = false;
   bool bg_running_ = false;
   bool ckpt_wanted_ = false;
+  bool space_wanted_ = false;  // a write found the data region full: aggregate now
   boost::fibers::condition_variable_any bg_cv_;
   boost::fibers::condition_variable_any bg_done_cv_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
