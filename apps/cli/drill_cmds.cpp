@@ -52,10 +52,13 @@ void print_summary(const json& r) {
   std::printf("  writes      %lu acknowledged, %lu errors, %s verified, %s lost\n",
               s["acknowledged_writes"].get<unsigned long>(), s["write_errors"].get<unsigned long>(),
               s["verified_writes"].dump().c_str(), s["lost_writes"].dump().c_str());
-  for (const auto& e : s["write_error_samples"]) {
+  // A drill without a load has no samples (const operator[] of a missing key is undefined).
+  const json errors = s.value("write_error_samples", json::array());
+  const json lost = s.value("lost_samples", json::array());
+  for (const auto& e : errors) {
     std::printf("    write error: %s\n", e.get<std::string>().c_str());
   }
-  for (const auto& e : s["lost_samples"]) {
+  for (const auto& e : lost) {
     std::printf("    LOST: %s\n", e.get<std::string>().c_str());
   }
   std::printf("  map version %u; system %s%s\n", s["map_version"].get<uint32_t>(),

@@ -42,6 +42,13 @@ struct Step {
     verify,        // every write acknowledged so far reads back (the load goes on)
     load,          // load stop|start
     set_prop,      // set-prop NAME VALUE (pool property)
+    background,    // background STEP: runs STEP in its own thread; the next steps go on
+    wait_background,  // wait background [timeout D]: every background step ended, all ok
+    exec,          // exec COMMAND: a shell command (TESSERA_SYSTEM, _POOL, _CONT set)
+    fill,          // fill pool to N%: 1 MiB values until the data tier is N% used
+    unfill,        // delete fill: punches what the fills wrote
+    corrupt,       // corrupt rank R target T [count N]: flips bytes in stored copies of the
+                   // load's data in that target's pool file (the engine stopped)
   };
   Kind kind = Kind::sleep;
   int line = 0;
@@ -52,6 +59,8 @@ struct Step {
   std::string cmp;  // assert comparison (map-version): == >= > <= <
   std::string value;
   Millis duration{0};  // sleep; wait timeout (0: default)
+  uint64_t count = 0;  // corrupt: copies to damage (0: every one found)
+  std::vector<Step> inner;  // background: the step it runs
 };
 
 struct DrillSpec {

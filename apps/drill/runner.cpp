@@ -11,7 +11,7 @@
 #include <set>
 #include <thread>
 
-#include "apps/drill/drill.hpp"
+#include "apps/drill/runner.hpp"
 #include "apps/local_system.hpp"
 #include "client/mgmt_client.hpp"
 #include "core/config.hpp"
@@ -19,35 +19,6 @@
 namespace tessera::drill {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using nlohmann::json;
-using placement::TargetState;
-namespace fs = std::filesystem;
-
-constexpr Millis kPoll{100};
-constexpr Millis kDefaultWait{180000};
-
-double mib(uint64_t bytes) {
-  return static_cast<double>(bytes) / (1024.0 * 1024.0);
-}
-// `x` rounded to `decimals` places (figures in the report).
-double rounded(double x, int decimals) {
-  const double f = std::pow(10.0, decimals);
-  return static_cast<double>(static_cast<int64_t>(x * f + 0.5)) / f;
-}
-double round1(double x) {
-  return rounded(x, 1);
-}
-double round2(double x) {
-  return rounded(x, 2);
-}
-
-// No target of the engine is up-in any more: its failure (or stop) has reached the map.
-bool none_up_in(const placement::MapEngine& e) {
-  return std::none_of(e.targets.begin(), e.targets.end(),
-                      [](const auto& t) { return t.state == TargetState::up_in; });
-}
 
 // The targets whose state differs between two maps: "rank 3 targets 0,1 up-in -> down; ...".
 std::string map_changes(const placement::PoolMap& before, const placement::PoolMap& after) {
@@ -70,69 +41,7 @@ std::string map_changes(const placement::PoolMap& before, const placement::PoolM
   return out;
 }
 
-class Runner {
- public:
-  Runner(const DrillSpec& d, const RunOptions& o) : d_(d), o_(o) {}
-  ~Runner() { teardown(); }
-
-  Result<json> run();
-
- private:
-  double now() const { return std::chrono::duration<double>(Clock::now() - t0_).count(); }
-  void event(const std::string& kind, const std::string& text, json extra = json::object());
-  void progress(const std::string& line) const {
-    if (o_.on_progress) o_.on_progress(line);
-  }
-  Status setup();
-  Status run_step(const Step& st);
-  Status wait_until(const Step& st, const std::function<Result<bool>(const mgmt::PoolView&)>& done,
-                    const std::string& what);
-  void monitor();
-  void observe(const mgmt::PoolView& v);
-  bool degraded(const mgmt::PoolView& v) const;
-  json summary(const Result<VerifyReport>& final) const;
-  void teardown();
-  // The first fault (kill, stop, data-moving operation) ends the "before" phase.
-  void fault() {
-    if (first_fault_.load() < 0) first_fault_ = now();
-    std::lock_guard lk(mu_);
-    fault_gen_ = last_ ? last_->pool.rebuild.gen : 0;
-  }
-  uint32_t fault_gen_ = 0;  // the rebuild generation seen when the last fault was injected
-
-  const DrillSpec& d_;
-  RunOptions o_;
-  Clock::time_point t0_ = Clock::now();
-  mutable std::mutex mu_;  // the timeline and the monitor's records (a tool, not a data path)
-  json timeline_ = json::array();
-  local::SystemFile sys_;
-  bool started_ = false;
-  std::string dir_;
-  std::string mgmt_;
-  std::unique_ptr<MgmtClient> mc_;
-  std::unique_ptr<VerifiedLoad> load_;
-  bool load_running_ = false;
-  double steps_start_ = 0;
-  std::atomic<double> first_fault_{-1};
-  std::map<uint32_t, double> kill_t_;    // rank -> when it was killed (or its target stopped)
-  std::map<uint32_t, double> detect_s_;  // rank -> seconds from the kill to the map change
-  std::set<uint32_t> expect_down_;       // killed and not yet reintegrated
-  std::set<uint32_t> hung_;              // stopped with SIGSTOP (killed at the end)
-  std::set<std::pair<uint32_t, uint32_t>> stopped_;  // targets stopped, not yet reintegrated
-  // Monitor.
-  std::thread mon_;
-  std::atomic<bool> mon_stop_{false};
-  struct Sample {
-    double t = 0;
-    uint64_t bytes = 0;
-    uint64_t writes = 0;
-    bool running = false;
-    bool degraded = false;
-  };
-  std::vector<Sample> samples_;
-  std::optional<mgmt::PoolView> last_;
-  std::map<uint32_t, json> gens_;  // rebuild generations seen finished
-};
+}  // namespace
 
 void Runner::event(const std::string& kind, const std::string& text, json extra) {
   json e = {{"t", round2(now())}, {"kind", kind}, {"text", text}};
@@ -330,6 +239,7 @@ Status Runner::wait_until(const Step& st,
                                           v->progress.targets_total, v->progress.records)
                             : ""));
     }
+    if (aborting_) return Status(Errc::shutdown, fmt::format("{}: the drill ended", what));
     if (Clock::now() >= until) {
       return Status(Errc::timeout,
                     fmt::format("{}: not reached within {} s{}", what, limit.count() / 1000,
@@ -339,225 +249,6 @@ Status Runner::wait_until(const Step& st,
   }
 }
 
-Status Runner::run_step(const Step& st) {
-  using K = Step::Kind;
-  switch (st.kind) {
-    case K::sleep:
-      std::this_thread::sleep_for(st.duration);
-      return Status();
-    case K::kill: {
-      const uint32_t r = st.ranks[0];
-      auto sys = local::SystemFile::load(sys_.path);
-      if (!sys) return sys.status();
-      sys_ = std::move(*sys);
-      fault();
-      const bool hang = st.op == "hang";
-      const int sig = hang                  ? SIGSTOP
-                      : st.op == "term"     ? SIGTERM
-                      : st.op == "resume"   ? SIGCONT
-                                            : SIGKILL;
-      auto pid = local::kill_engine(sys_, r, sig);
-      if (!pid) return pid.status();
-      std::lock_guard lk(mu_);
-      if (sig == SIGCONT) {
-        hung_.erase(r);
-        return Status();
-      }
-      if (hang) hung_.insert(r);
-      if (sig == SIGTERM) return Status();  // a clean stop: no failure is expected
-      kill_t_[r] = now();
-      detect_s_.erase(r);
-      expect_down_.insert(r);
-      return Status();
-    }
-    case K::restart: {
-      for (uint32_t r : st.ranks) {
-        if (hung_.count(r) != 0) {  // a hung engine is killed before it is started again
-          auto pid = local::kill_engine(sys_, r, SIGKILL);
-          if (!pid && pid.status().code() != Errc::not_found) return pid.status();
-          std::lock_guard lk(mu_);
-          hung_.erase(r);
-        }
-      }
-      local::StartOptions so;
-      so.dir = sys_.dir;
-      so.only = st.ranks;
-      so.wait = std::chrono::seconds(90);
-      auto rep = local::start(so, [this](const std::string& l) { progress(l); });
-      if (!rep) return rep.status();
-      sys_ = rep->sys;
-      return Status();
-    }
-    case K::stop_target: {
-      fault();
-      TESSERA_TRY(mc_->target_stop(st.ranks[0], static_cast<uint32_t>(st.target)));
-      std::lock_guard lk(mu_);
-      stopped_.insert({st.ranks[0], static_cast<uint32_t>(st.target)});
-      return Status();
-    }
-    case K::pool_op: {
-      if (st.op != "rebuild") fault();
-      auto v = mc_->pool_op(d_.pool, st.op, st.ranks, st.target);
-      if (!v) return v.status();
-      if (st.op == "reintegrate") {
-        std::lock_guard lk(mu_);
-        for (uint32_t r : st.ranks) {
-          expect_down_.erase(r);
-          for (auto it = stopped_.begin(); it != stopped_.end();) {
-            it = it->first == r && (st.target < 0 || it->second == static_cast<uint32_t>(st.target))
-                     ? stopped_.erase(it)
-                     : std::next(it);
-          }
-        }
-      }
-      return Status();
-    }
-    case K::wait_rebuild:
-      if (st.op == "busy") {
-        uint32_t before;
-        {
-          std::lock_guard lk(mu_);
-          before = fault_gen_;
-        }
-        // A generation that started after the fault counts even if it already finished; none
-        // at all times out saying so (the change needed no rebuild, or self_heal lacks it).
-        return wait_until(
-            st,
-            [before](const mgmt::PoolView& v) -> Result<bool> {
-              return v.pool.rebuild.state == "busy" || v.pool.rebuild.gen > before;
-            },
-            fmt::format("waiting for a rebuild to start (none started since generation {}: no "
-                        "data to move, or the pool's self_heal lacks rebuild)",
-                        before));
-      }
-      return wait_until(
-          st,
-          [this](const mgmt::PoolView& v) -> Result<bool> {
-            const auto& r = v.pool.rebuild;
-            if (r.state == "failed") {
-              return Status(Errc::internal,
-                            fmt::format("rebuild generation {} failed: {}", r.gen, r.error));
-            }
-            if (r.state == "busy" || v.pool.map.moving()) return false;
-            std::lock_guard lk(mu_);
-            auto settled = [](TargetState s) {
-              return s != TargetState::up_in && s != TargetState::down;
-            };
-            for (uint32_t rank : expect_down_) {
-              if (const auto* e = v.pool.map.engine(rank)) {
-                for (const auto& t : e->targets) {
-                  if (!settled(t.state)) return false;
-                }
-              }
-            }
-            for (const auto& [rank, target] : stopped_) {
-              auto s = v.pool.map.state(rank, target);
-              if (s && !settled(*s)) return false;
-            }
-            return true;
-          },
-          "waiting for the rebuild");
-    case K::wait_down:
-      return wait_until(
-          st,
-          [&st](const mgmt::PoolView& v) -> Result<bool> {
-            const auto* e = v.pool.map.engine(st.ranks[0]);
-            if (e == nullptr) {
-              return Status(Errc::not_found,
-                            fmt::format("rank {} is not in the pool", st.ranks[0]));
-            }
-            return none_up_in(*e);
-          },
-          fmt::format("waiting for rank {} to be down", st.ranks[0]));
-    case K::wait_joined: {
-      const auto limit = st.duration.count() > 0 ? st.duration : std::chrono::milliseconds(60000);
-      const auto until = Clock::now() + limit;
-      Status last;
-      while (true) {
-        auto ms = mc_->system_query();
-        if (ms) {
-          for (const auto& m : *ms) {
-            if (m.rank == st.ranks[0] && m.state == mgmt::MemberState::joined) return Status();
-          }
-          last = Status(Errc::unavailable, fmt::format("rank {} is not joined", st.ranks[0]));
-        } else {
-          last = ms.status();
-        }
-        if (Clock::now() >= until) {
-          return Status(Errc::timeout, fmt::format("waiting for rank {} to join: not reached "
-                                                   "within {} s ({})",
-                                                   st.ranks[0], limit.count() / 1000,
-                                                   last.to_string()));
-        }
-        std::this_thread::sleep_for(kPoll);
-      }
-    }
-    case K::assert_: {
-      auto v = mc_->pool_query(d_.pool);
-      if (!v) return v.status();
-      std::string found;
-      bool ok = false;
-      if (st.op == "health" || st.op == "redundancy") {
-        auto c = mc_->cont_query(d_.pool, d_.cont);
-        if (!c) return c.status();
-        found = st.op == "health" ? c->health.status : c->health.redundancy;
-        ok = found == st.value;
-      } else if (st.op == "rebuild") {
-        found = v->pool.rebuild.state;
-        ok = found == st.value;
-      } else if (st.op == "map-version") {
-        const uint64_t have = v->pool.map.version;
-        const uint64_t want = std::stoull(st.value);
-        found = std::to_string(have);
-        ok = st.cmp == "=="   ? have == want
-             : st.cmp == ">=" ? have >= want
-             : st.cmp == ">"  ? have > want
-             : st.cmp == "<=" ? have <= want
-                              : have < want;
-      } else if (st.op == "target") {
-        auto s = v->pool.map.state(st.ranks[0], static_cast<uint32_t>(st.target));
-        found = s ? std::string(placement::state_name(*s)) : "absent";
-        ok = found == st.value;
-      }
-      if (!ok) {
-        return Status(Errc::invalid_argument,
-                      fmt::format("expected {} {}{}, found {}", st.op,
-                                  st.cmp.empty() ? "" : st.cmp + " ", st.value, found));
-      }
-      return Status();
-    }
-    case K::verify: {
-      if (!load_) return Status(Errc::invalid_argument, "verify: the drill has no load");
-      auto acks = load_->acks();
-      auto rep = load_->verify(acks, 2);
-      if (!rep) return rep.status();
-      if (rep->lost > 0) {
-        std::string s;
-        for (const auto& x : rep->samples) s += "\n    " + x;
-        return Status(Errc::checksum, fmt::format("{} of {} acknowledged writes lost:{}", rep->lost,
-                                                  rep->checked, s));
-      }
-      event("verify", fmt::format("{} acknowledged writes read back exactly", rep->checked),
-            {{"checked", rep->checked}, {"lost", rep->lost}});
-      return Status();
-    }
-    case K::load:
-      if (!load_) return Status(Errc::invalid_argument, "the drill has no load");
-      if (st.op == "stop") {
-        load_->stop();
-        std::lock_guard lk(mu_);
-        load_running_ = false;
-      } else if (!load_->running()) {
-        TESSERA_TRY(load_->start());
-        std::lock_guard lk(mu_);
-        load_running_ = true;
-      }
-      return Status();
-    case K::set_prop:
-      return mc_->pool_set_prop(d_.pool, st.op, st.value);
-  }
-  return Status(Errc::internal, "unknown step");
-}
 
 json Runner::summary(const Result<VerifyReport>& final) const {
   std::lock_guard lk(mu_);
@@ -648,6 +339,8 @@ json Runner::summary(const Result<VerifyReport>& final) const {
 }
 
 void Runner::teardown() {
+  aborting_ = true;
+  (void)join_background(kDefaultWait);
   if (load_) {
     load_->stop();
     load_running_ = false;
@@ -687,6 +380,12 @@ Result<json> Runner::run() {
       failure = fmt::format("step '{}' (line {}): {}", s.text, s.line, r.message());
       break;
     }
+  }
+  // Background steps still running end before the final verification (a failed drill stops
+  // their waits at once).
+  if (!failure.empty()) aborting_ = true;
+  if (Status b = join_background(kDefaultWait); !b.is_ok() && failure.empty()) {
+    failure = b.message();
   }
   // The final verification: every write acknowledged over the whole drill.
   Result<VerifyReport> final = Status(Errc::not_found, "the drill has no load");
@@ -736,8 +435,6 @@ Result<json> Runner::run() {
   }
   return report;
 }
-
-}  // namespace
 
 Result<json> run_drill(const DrillSpec& spec, const RunOptions& opts) {
   Runner r(spec, opts);

@@ -23,7 +23,9 @@ constexpr const char* kStepHelp =
     "wait joined rank R [timeout D] | "
     "assert health HEALTHY|UNCLEAN | assert redundancy normal|degraded | "
     "assert map-version OP N | assert rebuild idle|busy|done|failed | "
-    "assert target R:T STATE | verify | load stop|start | set-prop NAME VALUE";
+    "assert target R:T STATE | assert space used OP N% | verify | load stop|start | "
+    "set-prop NAME VALUE | background STEP | wait background [timeout D] | exec COMMAND | "
+    "fill pool to N% | delete fill | corrupt rank R target T [count N]";
 
 struct Ctx {
   std::string path;
@@ -122,6 +124,62 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
   };
   using K = Step::Kind;
   const std::string& verb = w[0];
+  if (verb == "background") {
+    if (w.size() < 2) return bad("expected 'background STEP'");
+    Step inner;
+    inner.line = st.line;
+    inner.text = st.text.substr(st.text.find("background") + 10);
+    inner.text.erase(0, inner.text.find_first_not_of(' '));
+    TESSERA_TRY(parse_step({w.begin() + 1, w.end()}, inner));
+    if (inner.kind == K::background || inner.kind == K::wait_background) {
+      return bad("a background step runs one plain step");
+    }
+    st.kind = K::background;
+    st.ranks = inner.ranks;  // checked against the system like any step's
+    st.target = inner.target;
+    st.inner = {std::move(inner)};
+    return Status();
+  }
+  if (verb == "wait" && w.size() >= 2 && w[1] == "background") {
+    st.kind = K::wait_background;
+    return tail(2, false);
+  }
+  if (verb == "exec") {
+    if (w.size() < 2) return bad("expected 'exec COMMAND'");
+    st.kind = K::exec;
+    st.value = st.text.substr(st.text.find("exec") + 4);
+    st.value.erase(0, st.value.find_first_not_of(' '));
+    return Status();
+  }
+  if (verb == "fill") {
+    if (w.size() != 4 || w[1] != "pool" || w[2] != "to" || w[3].size() < 2 || w[3].back() != '%') {
+      return bad("expected 'fill pool to N%'");
+    }
+    auto n = parse_uint(w[3].substr(0, w[3].size() - 1), "a percentage");
+    if (!n || *n == 0 || *n > 100) return bad("the fill level is 1% to 100%");
+    st.kind = K::fill;
+    st.value = std::to_string(*n);
+    return Status();
+  }
+  if (verb == "delete" && w.size() == 2 && w[1] == "fill") {
+    st.kind = K::unfill;
+    return Status();
+  }
+  if (verb == "corrupt") {
+    st.kind = K::corrupt;
+    TESSERA_TRY(rank_at(1));
+    if (w.size() < 5 || w[3] != "target") return bad("expected 'corrupt rank R target T [count N]'");
+    auto t = parse_uint(w[4], "a target");
+    if (!t) return bad(t.status().message());
+    st.target = static_cast<int32_t>(*t);
+    if (w.size() == 7 && w[5] == "count") {
+      auto c = parse_uint(w[6], "a count");
+      if (!c || *c == 0) return bad("count is a number above 0");
+      st.count = *c;
+      return Status();
+    }
+    return w.size() == 5 ? Status() : bad(fmt::format("unexpected '{}'", w[5]));
+  }
   if (verb == "sleep" && w.size() == 2) {
     st.kind = K::sleep;
     auto d = parse_duration(w[1]);
@@ -201,6 +259,16 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
       auto v = parse_uint(w[3], "a map version");
       if (!v) return bad(v.status().message());
       st.value = w[3];
+      return Status();
+    }
+    if (st.op == "space" && w.size() == 5 && w[2] == "used") {
+      static const std::set<std::string> kOps = {"==", ">=", ">", "<=", "<"};
+      if (kOps.count(w[3]) == 0) return bad("compare with ==, >=, >, <= or <");
+      if (w[4].size() < 2 || w[4].back() != '%') return bad("expected a percentage, e.g. 80%");
+      auto v = parse_uint(w[4].substr(0, w[4].size() - 1), "a percentage");
+      if (!v || *v > 100) return bad("a percentage is 0% to 100%");
+      st.cmp = w[3];
+      st.value = std::to_string(*v);
       return Status();
     }
     if (st.op == "target" && w.size() == 4) {
@@ -427,6 +495,16 @@ Result<DrillSpec> parse_drill(const std::string& path) {
     }
   }
   if (!err.is_ok()) return err;
+  for (const Step& st : d.steps) {
+    const Step& s = st.kind == Step::Kind::background ? st.inner.at(0) : st;
+    if (s.kind == Step::Kind::corrupt && (!d.has_load || d.load.size < 4096)) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("{}:{}: corrupt damages stored copies of the load's data: it "
+                                "needs a load of values of at least 4K (smaller ones live in the "
+                                "metadata)",
+                                path, st.line));
+    }
+  }
   if (d.name.empty()) d.name = path;
   return d;
 }
