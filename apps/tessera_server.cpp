@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option("--mgmt-stop-grace-ms", flags.mgmt_stop_grace_ms,
                  "management service: how long a cleanly stopped engine keeps its targets in "
                  "the pool maps before it counts as dead");
+  app.add_option("--mgmt-handle-lease-ms", flags.mgmt_handle_lease_ms,
+                 "management service: a container handle its client has not renewed for this "
+                 "long is closed (the client died; 0: never)");
   app.add_option("--swim-period-ms", flags.swim_period_ms,
                  "failure detection: one probe of another engine per period (0: off)");
   app.add_option("--swim-ping-timeout-ms", flags.swim_ping_timeout_ms,
@@ -110,6 +113,7 @@ int main(int argc, char** argv) {
   if (given("--host")) cfg.host = flags.host;
   if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
   if (given("--mgmt-stop-grace-ms")) cfg.mgmt_stop_grace_ms = flags.mgmt_stop_grace_ms;
+  if (given("--mgmt-handle-lease-ms")) cfg.mgmt_handle_lease_ms = flags.mgmt_handle_lease_ms;
   if (given("--swim-period-ms")) cfg.swim_period_ms = flags.swim_period_ms;
   if (given("--swim-ping-timeout-ms")) cfg.swim_ping_timeout_ms = flags.swim_ping_timeout_ms;
   if (given("--swim-indirect")) cfg.swim_indirect = flags.swim_indirect;
@@ -168,6 +172,7 @@ int main(int argc, char** argv) {
     mo.admin_uid = ::geteuid();
     mo.dead_after = std::chrono::milliseconds(cfg.mgmt_dead_after_ms);
     mo.stop_grace = std::chrono::milliseconds(cfg.mgmt_stop_grace_ms);
+    mo.handle_lease = std::chrono::milliseconds(cfg.mgmt_handle_lease_ms);
     auto svc = mgmt::MgmtService::open(mo);
     if (!svc) {
       engine.stop();

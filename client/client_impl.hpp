@@ -1,7 +1,11 @@
 // The client's private parts, shared by client.cpp and container.cpp.
 #pragma once
 
+#include <condition_variable>
 #include <future>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "client/client.hpp"
 #include "core/actor.hpp"
@@ -10,12 +14,34 @@
 
 namespace tessera {
 
+// Keeps a client's open container handles alive: one thread renews every handle's lease with
+// the management service, every quarter of the shortest lease (a tool thread: it blocks on the
+// control connection, never on a target thread).
+class LeaseKeeper {
+ public:
+  explicit LeaseKeeper(std::string mgmt) : mgmt_(std::move(mgmt)) {}
+  ~LeaseKeeper();
+  void add(uint64_t cookie, uint32_t lease_ms);
+  void remove(uint64_t cookie);
+
+ private:
+  void run();
+  std::string mgmt_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, uint32_t> leases_;  // cookie -> lease (ms)
+  bool stop_ = false;
+  std::thread th_;
+};
+
 struct Client::Impl {
   ClientOptions opts;
   std::unique_ptr<Target> target;
   std::unique_ptr<ActorRuntime> rt;
   std::unique_ptr<net::FabricEndpoint> ep;
+  std::unique_ptr<LeaseKeeper> leases;  // system mode, from the first container opened
   ~Impl() {
+    leases.reset();
     if (target) target->stop();
     ep.reset();
     rt.reset();

@@ -268,7 +268,53 @@ Result<std::unique_ptr<Container>> Client::open_container(const std::string& poo
   st->timeout = impl_->opts.timeout;
   run_on_client(*impl_, [&st] { learn(*st); });
   c->st_ = std::move(st);
+  if (c->opened_.lease_ms > 0) {
+    if (!impl_->leases) impl_->leases = std::make_unique<LeaseKeeper>(impl_->opts.engine);
+    impl_->leases->add(c->opened_.cookie, c->opened_.lease_ms);
+  }
   return c;
+}
+
+LeaseKeeper::~LeaseKeeper() {
+  {
+    std::lock_guard lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (th_.joinable()) th_.join();
+}
+
+void LeaseKeeper::add(uint64_t cookie, uint32_t lease_ms) {
+  std::lock_guard lk(mu_);
+  leases_[cookie] = lease_ms;
+  if (!th_.joinable()) th_ = std::thread([this] { run(); });
+  cv_.notify_all();
+}
+
+void LeaseKeeper::remove(uint64_t cookie) {
+  std::lock_guard lk(mu_);
+  leases_.erase(cookie);
+}
+
+void LeaseKeeper::run() {
+  std::unique_lock lk(mu_);
+  while (!stop_) {
+    uint32_t shortest = UINT32_MAX;
+    for (const auto& [cookie, ms] : leases_) shortest = std::min(shortest, ms);
+    const auto period = std::chrono::milliseconds(
+        shortest == UINT32_MAX ? 1000 : std::max<uint32_t>(100, shortest / 4));
+    cv_.wait_for(lk, period, [this] { return stop_; });
+    if (stop_ || leases_.empty()) continue;
+    std::vector<uint64_t> cookies;
+    for (const auto& [cookie, ms] : leases_) cookies.push_back(cookie);
+    lk.unlock();
+    // A renewal that fails (the service restarting) is tried again next period; the lease
+    // leaves room for three of them.
+    Status st = MgmtClient(mgmt_, period).handle_renew(cookies);
+    if (!st.is_ok()) log::debug("renewing {} container handle leases: {}", cookies.size(),
+                                st.to_string());
+    lk.lock();
+  }
 }
 
 Container::~Container() {
@@ -278,6 +324,7 @@ Container::~Container() {
 Status Container::close() {
   if (closed_) return Status();
   closed_ = true;
+  if (client_->impl_->leases) client_->impl_->leases->remove(opened_.cookie);
   return mgmt_->cont_close(opened_.pool.pool.id, opened_.cookie);
 }
 

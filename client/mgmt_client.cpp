@@ -1,5 +1,7 @@
 #include "client/mgmt_client.hpp"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "actors/mgmt/codec.hpp"
@@ -298,6 +300,9 @@ Result<mgmt::HandleView> MgmtClient::cont_open(const std::string& pool, const st
         o.setPool(pool);
         o.setCont(cont);
         o.setWrite(write);
+        char host[256] = {};
+        if (::gethostname(host, sizeof(host) - 1) == 0) o.setHost(host);
+        o.setPid(static_cast<uint32_t>(::getpid()));
       },
       [](schema::MgmtRep::Reader r) -> Result<mgmt::HandleView> {
         if (!r.isHandle()) return Status(Errc::protocol, "reply carries no handle");
@@ -305,6 +310,7 @@ Result<mgmt::HandleView> MgmtClient::cont_open(const std::string& pool, const st
         mgmt::HandleView v;
         v.cookie = h.getCookie();
         v.perms = h.getPerms();
+        v.lease_ms = h.getLeaseMs();
         auto p = mgmt::decode_pool(h.getPool());
         if (!p) return p.status();
         v.pool = std::move(*p);
@@ -313,6 +319,13 @@ Result<mgmt::HandleView> MgmtClient::cont_open(const std::string& pool, const st
         v.cont = std::move(*c);
         return v;
       });
+}
+
+Status MgmtClient::handle_renew(const std::vector<uint64_t>& cookies) const {
+  return call_none(addr_, timeout_, cred_, [&](auto r) {
+    auto l = r.initHandleRenew(static_cast<unsigned>(cookies.size()));
+    for (size_t i = 0; i < cookies.size(); ++i) l.set(static_cast<unsigned>(i), cookies[i]);
+  });
 }
 
 Status MgmtClient::cont_close(uint32_t pool_id, uint64_t cookie) const {

@@ -68,6 +68,8 @@ class MgmtClient {
   Result<mgmt::HandleView> cont_open(const std::string& pool, const std::string& cont,
                                      bool write) const;
   Status cont_close(uint32_t pool_id, uint64_t cookie) const;
+  // Keeps the caller's open handles alive (their lease, HandleView::lease_ms).
+  Status handle_renew(const std::vector<uint64_t>& cookies) const;
 
   const std::string& address() const { return addr_; }
   const mgmt::Cred& cred() const { return cred_; }

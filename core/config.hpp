@@ -39,6 +39,7 @@ struct EngineConfig {
   // An engine that stopped cleanly (SIGTERM) keeps its targets in the pool maps this long
   // while it restarts; then it is dead and rebuild refills its data.
   uint64_t mgmt_stop_grace_ms = 30000;
+  uint64_t mgmt_handle_lease_ms = 60000;  // a container handle not renewed this long is closed
   // Failure detection among engines (SWIM, actors/swim.hpp); swim_period_ms 0: off.
   uint64_t swim_period_ms = 1000;
   uint64_t swim_ping_timeout_ms = 400;

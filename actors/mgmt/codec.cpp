@@ -141,6 +141,20 @@ void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
   b.setRedundancy(h.redundancy);
   b.setFailedEngines(h.failed_engines);
   b.setCreatedEpoch(c.created_epoch);
+  std::vector<const Handle*> owners;
+  for (const auto& [cookie, hd] : s.handles()) {
+    if (hd.pool == p.id && hd.cont == c.id) owners.push_back(&hd);
+  }
+  auto hs = b.initHandles(static_cast<unsigned>(owners.size()));
+  for (size_t j = 0; j < owners.size(); ++j) {
+    auto o = hs[static_cast<unsigned>(j)];
+    o.setCookie(owners[j]->cookie);
+    o.setUid(owners[j]->uid);
+    o.setHost(owners[j]->host);
+    o.setPid(owners[j]->pid);
+    o.setPerms(owners[j]->perms);
+    o.setOpenedMs(owners[j]->opened_ms);
+  }
 }
 
 Result<ContView> decode_cont(schema::ContInfo::Reader r) {
@@ -156,6 +170,18 @@ Result<ContView> decode_cont(schema::ContInfo::Reader r) {
   v.open_handles = r.getOpenHandles();
   v.health = {r.getFailedEngines(), r.getHealth(), r.getRedundancy()};
   v.c.created_epoch = r.getCreatedEpoch();
+  for (auto o : r.getHandles()) {
+    Handle h;
+    h.cookie = o.getCookie();
+    h.pool = 0;
+    h.cont = v.c.id;
+    h.uid = o.getUid();
+    h.host = o.getHost();
+    h.pid = o.getPid();
+    h.perms = o.getPerms();
+    h.opened_ms = o.getOpenedMs();
+    v.handles.push_back(std::move(h));
+  }
   return v;
 }
 

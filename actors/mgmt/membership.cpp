@@ -21,12 +21,6 @@ namespace tessera::mgmt {
 using Clock = std::chrono::steady_clock;
 
 namespace {
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
-
 long long ms(Clock::duration d) {
   return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
@@ -53,6 +47,7 @@ void MgmtService::check_pause(Clock::time_point now) {
             ms(gap));
   for (auto& [rank, seen] : last_seen_) seen = now;
   for (auto& [rank, at] : stopped_at_) at = now;
+  for (auto& [cookie, at] : renewed_) at = now;
 }
 
 Status MgmtService::declare_gone(uint32_t rank, const std::string& why) {
@@ -69,6 +64,7 @@ void MgmtService::monitor() {
     auto now = Clock::now();
     check_pause(now);
     if (closing_) continue;
+    expire_handles(now);
     bool changed = false;
     for (const auto& [rank, m] : state_.members()) {
       if (m.state != MemberState::joined) continue;

@@ -385,6 +385,10 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         }
       });
     }
+    case W::HANDLE_RENEW: {
+      std::lock_guard lk(mu_);
+      return on_handle_renew(req.getHandleRenew(), cred);
+    }
     case W::HEARTBEAT: {
       std::lock_guard lk(mu_);
       return on_heartbeat(req.getHeartbeat(), session);
@@ -596,11 +600,16 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
                           {"cont", pc->cont->id},
                           {"cookie", cookie},
                           {"perms", granted},
-                          {"uid", cred.uid}}));
+                          {"uid", cred.uid},
+                          {"host", std::string(r.getHost()).substr(0, 255)},
+                          {"pid", r.getPid()},
+                          {"opened_ms", wall_ms()}}));
+      renewed_[cookie] = std::chrono::steady_clock::now();
       return reply([&](schema::MgmtRep::Builder rep) {
         auto h = rep.initHandle();
         h.setCookie(cookie);
         h.setPerms(granted);
+        h.setLeaseMs(static_cast<uint32_t>(opts_.handle_lease.count()));
         encode_pool(h.initPool(), *pc->pool, state_, false);
         encode_cont(h.initCont(), *pc->pool, *pc->cont, state_);
       });

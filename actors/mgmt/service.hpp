@@ -28,6 +28,13 @@
 
 namespace tessera::mgmt {
 
+// The wall clock in ms since the epoch, as records of the service keep it.
+inline uint64_t wall_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
 struct MgmtOptions {
   std::string state_path;                       // the persisted state (JSON)
   uint32_t admin_uid = 0;                       // may create/destroy pools (as may root)
@@ -40,6 +47,9 @@ struct MgmtOptions {
   // The monitor ticks every 500 ms; a gap longer than this means the service itself did not
   // run (SIGSTOP, starvation): silence meanwhile is no evidence against the engines.
   std::chrono::milliseconds pause_after{3000};
+  // A container handle whose holder has not renewed it for this long is closed (its client
+  // died); 0: handles never expire.
+  std::chrono::milliseconds handle_lease{60000};
 };
 
 class MgmtService {
@@ -75,6 +85,9 @@ class MgmtService {
   // Membership decisions (state lock held; membership.cpp).
   Result<Buffer> on_heartbeat(uint32_t rank, uint64_t session);
   Result<Buffer> on_leave(uint32_t rank, uint64_t session);
+  // Container handle leases (actors/mgmt/leases.cpp): renewals, and the monitor's expiry.
+  Result<Buffer> on_handle_renew(capnp::List<uint64_t>::Reader cookies, const Cred& cred);
+  void expire_handles(std::chrono::steady_clock::time_point now);
   Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter);
   // A member is gone for `why`: dead, or stopped while the system stops.
   Status declare_gone(uint32_t rank, const std::string& why);
@@ -122,6 +135,9 @@ class MgmtService {
   std::chrono::steady_clock::time_point last_tick_;  // the monitor's last round
   // Engines that announced a clean stop (not during a system stop): when.
   std::map<uint32_t, std::chrono::steady_clock::time_point> stopped_at_;
+  // When each open handle was last renewed (a handle first seen, as after a restart, starts
+  // its lease then). Not persisted: a restarted service gives every holder a whole lease.
+  std::map<uint64_t, std::chrono::steady_clock::time_point> renewed_;
   std::condition_variable cv_;
   bool quit_ = false;
   std::thread monitor_;

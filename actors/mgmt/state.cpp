@@ -655,8 +655,14 @@ Status MgmtState::apply_op(const json& c) {
     return Status();
   }
   if (op == "handle_open") {
-    Handle h{c.at("cookie").get<uint64_t>(), p->id, k.id, c.at("perms").get<uint32_t>(),
-             c.at("uid").get<uint32_t>()};
+    Handle h{c.at("cookie").get<uint64_t>(),
+             p->id,
+             k.id,
+             c.at("perms").get<uint32_t>(),
+             c.at("uid").get<uint32_t>(),
+             c.value("host", std::string()),
+             c.value("pid", uint32_t{0}),
+             c.value("opened_ms", uint64_t{0})};
     handles_[h.cookie] = h;
     return Status();
   }
@@ -793,7 +799,10 @@ json MgmtState::to_json() const {
                   {"pool", h.pool},
                   {"cont", h.cont},
                   {"perms", h.perms},
-                  {"uid", h.uid}});
+                  {"uid", h.uid},
+                  {"host", h.host},
+                  {"pid", h.pid},
+                  {"opened_ms", h.opened_ms}});
   }
   return {{"format", 1},   {"applied", applied_}, {"next_pool_id", next_pool_id_},
           {"members", ms}, {"pools", ps},         {"handles", hs}};
@@ -856,8 +865,9 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
     }
     for (const auto& hj : j.at("handles")) {
       Handle h{hj.at("cookie").get<uint64_t>(), hj.at("pool").get<uint32_t>(),
-               hj.at("cont").get<uint32_t>(), hj.at("perms").get<uint32_t>(),
-               hj.at("uid").get<uint32_t>()};
+               hj.at("cont").get<uint32_t>(),   hj.at("perms").get<uint32_t>(),
+               hj.at("uid").get<uint32_t>(),    hj.value("host", std::string()),
+               hj.value("pid", uint32_t{0}),    hj.value("opened_ms", uint64_t{0})};
       s.handles_[h.cookie] = h;
     }
     return s;

@@ -106,6 +106,9 @@ struct Handle {
   uint32_t cont = 0;
   uint32_t perms = 0;
   uint32_t uid = 0;
+  std::string host;        // the client's host name and pid, as it reported them
+  uint32_t pid = 0;
+  uint64_t opened_ms = 0;  // wall clock
 };
 
 // Health of a container in its pool map: engines with a target that does not serve I/O,
@@ -123,6 +126,7 @@ struct ContView {
   Container c;
   uint32_t open_handles = 0;
   ContHealth health;
+  std::vector<Handle> handles;  // the open handles and their owners
 };
 
 // Where an engine of a pool map is reached.
@@ -153,6 +157,7 @@ void learn_view(ActorRuntime& rt, const PoolView& v, uint32_t self = UINT32_MAX)
 struct HandleView {
   uint64_t cookie = 0;
   uint32_t perms = 0;
+  uint32_t lease_ms = 0;  // the holder renews within this (0: no lease)
   PoolView pool;
   ContView cont;
 };

@@ -94,6 +94,18 @@ struct ContInfo {
   redundancy    @8 :Text;     # normal | degraded | lost
   failedEngines @9 :UInt32;
   createdEpoch  @10 :UInt64;
+  handles       @11 :List(HandleOwner);   # who holds the open handles
+}
+
+# An open container handle and who opened it (uid from the request's credentials; host and pid
+# as the client reported them, for operators to find the process).
+struct HandleOwner {
+  cookie   @0 :UInt64;
+  uid      @1 :UInt32;
+  host     @2 :Text;
+  pid      @3 :UInt32;
+  perms    @4 :UInt32;
+  openedMs @5 :UInt64;   # wall clock, ms since the epoch
 }
 
 struct PoolInfo {
@@ -127,10 +139,11 @@ struct PoolShard {
 }
 
 struct Handle {
-  cookie @0 :UInt64;
-  perms  @1 :UInt32;
-  pool   @2 :PoolInfo;
-  cont   @3 :ContInfo;
+  cookie  @0 :UInt64;
+  perms   @1 :UInt32;
+  pool    @2 :PoolInfo;
+  cont    @3 :ContInfo;
+  leaseMs @4 :UInt32;   # renew (handleRenew) well within this, or the handle is closed
 }
 
 struct MgmtReq {
@@ -164,6 +177,7 @@ struct MgmtReq {
     rebuildReport @26 :RebuildReport;  # an engine target's rebuild progress
     targetStop    @27 :TargetRef;      # stop one target (it refuses I/O) and take it out of the pools
     leave         @28 :UInt32;         # rank: a clean stop announced by the engine itself
+    handleRenew   @29 :List(UInt64);   # container handle cookies whose holder is alive
   }
 
   struct TargetRef {
@@ -234,6 +248,8 @@ struct MgmtReq {
     pool  @0 :Text;
     cont  @1 :Text;
     write @2 :Bool;
+    host  @3 :Text;     # the opening client's host name and process id (shown to operators)
+    pid   @4 :UInt32;
   }
   struct HandleRef {
     pool   @0 :UInt32;

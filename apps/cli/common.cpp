@@ -232,6 +232,15 @@ json cont_json(const mgmt::ContView& v) {
   const auto* cls = placement::find_class(c.props.oclass);
   json snaps = json::array();
   for (const auto& s : c.snapshots) snaps.push_back({{"epoch", s.epoch}, {"name", s.name}});
+  json handles = json::array();
+  for (const auto& h : v.handles) {
+    handles.push_back({{"cookie", fmt::format("{:016x}", h.cookie)},
+                       {"uid", h.uid},
+                       {"host", h.host},
+                       {"pid", h.pid},
+                       {"write", (h.perms & mgmt::kWrite) != 0},
+                       {"opened_ms", h.opened_ms}});
+  }
   return {{"id", c.id},
           {"uuid", c.uuid},
           {"label", c.props.label},
@@ -244,6 +253,7 @@ json cont_json(const mgmt::ContView& v) {
           {"attrs", c.attrs},
           {"snapshots", snaps},
           {"open_handles", v.open_handles},
+          {"handles", handles},
           {"health", v.health.status},
           {"redundancy", v.health.redundancy},
           {"failed_engines", v.health.failed_engines},
