@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <thread>
 
 #include "actors/protocol.hpp"
@@ -230,6 +231,12 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
 
 using namespace contimpl;
 
+namespace {
+// The most one update or fetch request carries: larger arrays go in pieces (a message's bulk is
+// bounded by the fabric's max_message, 256 MiB by default).
+constexpr uint64_t kSplitBytes = 64ull << 20;
+}  // namespace
+
 Result<std::unique_ptr<Client>> Client::connect_system(const ClientOptions& opts) {
   MgmtClient mc(opts.engine, opts.timeout);
   auto members = mc.system_query();
@@ -353,16 +360,41 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
   return submit<uint64_t>(
       st, [st, oid, dkey, akey, kind, offset, bulk, flags]() -> Result<uint64_t> {
         TESSERA_TRY(placement::check_oid(oid));
-        if (const auto* ec = ec_class(oid)) {
-          return ec_update(st, *ec, oid, dkey, akey, kind, offset, *bulk, flags);
-        }
-        uint32_t crc = crc32c(bulk->span());
-        auto body = [&] {
-          return update_body(oid, dkey, akey, kind, offset, crc, flags, ctx_of(*st));
+        const placement::ObjectClass* ec = ec_class(oid);
+        auto once = [&](uint64_t off, const Buffer& data) -> Result<uint64_t> {
+          if (ec != nullptr) return ec_update(st, *ec, oid, dkey, akey, kind, off, data, flags);
+          uint32_t crc = crc32c(data.span());
+          auto body = [&] {
+            return update_body(oid, dkey, akey, kind, off, crc, flags, ctx_of(*st));
+          };
+          auto r = op(st, oid, dkey, Pick::leader, proto::kObjUpdate, body, data);
+          if (!r) return r.status();
+          return decoded(*r, decode_epoch);
         };
-        auto r = op(st, oid, dkey, Pick::leader, proto::kObjUpdate, body, *bulk);
-        if (!r) return r.status();
-        return decoded(*r, decode_epoch);
+        // A single value is one request (up to the fabric's message limit).
+        if (bulk->size() <= kSplitBytes || kind != ValueKind::array) return once(offset, *bulk);
+        if (flags.cond != Cond::none) {
+          return Status(Errc::invalid_argument,
+                        fmt::format("a conditional update is one request: at most {} bytes",
+                                    kSplitBytes));
+        }
+        // A large array update goes as consecutive updates of whole records (and, erasure
+        // coded, whole stripes), each durable on its own.
+        const uint64_t rsize = std::max<uint32_t>(1, flags.rsize);
+        const uint64_t unit = rsize * (ec != nullptr ? uint64_t{ec->data} * st->cell : 1);
+        const uint64_t chunk = std::max(unit, kSplitBytes / unit * unit);
+        uint64_t epoch = 0;
+        for (uint64_t pos = 0; pos < bulk->size(); pos += chunk) {
+          const uint64_t len = std::min(chunk, bulk->size() - pos);
+          auto r = once(offset + pos / rsize, Buffer(bulk->data() + pos, len));
+          if (!r) {
+            return Status(r.status().code(),
+                          fmt::format("{} (bytes [{}, {}) of {} were stored)", r.status().message(),
+                                      0, pos, bulk->size()));
+          }
+          epoch = *r;
+        }
+        return epoch;
       });
 }
 
@@ -373,15 +405,49 @@ Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string 
   auto st = st_;
   return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
     TESSERA_TRY(placement::check_oid(oid));
-    if (const auto* ec = ec_class(oid)) {
-      return ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, epoch, flags);
-    }
-    auto body = [&] {
-      return fetch_body(oid, dkey, akey, kind, offset, length, epoch, flags, ctx_of(*st));
+    const placement::ObjectClass* ec = ec_class(oid);
+    auto once = [&](uint64_t off, uint64_t len) -> Result<FetchResult> {
+      if (ec != nullptr) return ec_fetch(st, *ec, oid, dkey, akey, kind, off, len, epoch, flags);
+      auto body = [&] {
+        return fetch_body(oid, dkey, akey, kind, off, len, epoch, flags, ctx_of(*st));
+      };
+      auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
+      if (!r) return r.status();
+      return decoded(*r, decode_fetch);
     };
-    auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
-    if (!r) return r.status();
-    return decoded(*r, decode_fetch);
+    const uint64_t rsize = std::max<uint32_t>(1, flags.rsize);
+    if (kind != ValueKind::array) return once(offset, length);
+    uint64_t want = length;
+    if (want == 0) {  // up to the end: one request, unless the end is too far for one
+      auto whole = once(offset, 0);
+      if (whole || whole.status().code() != Errc::too_big) return whole;
+      auto probe = once(offset, 1);
+      if (!probe) return probe.status();
+      want = probe->size > offset ? probe->size - offset : 0;
+    }
+    if (want * rsize <= kSplitBytes) return once(offset, want);
+    // A large range comes as consecutive fetches of whole records, put together.
+    const uint64_t chunk = std::max<uint64_t>(1, kSplitBytes / rsize);
+    FetchResult out;
+    out.data.reset(want * rsize);
+    for (uint64_t at = 0; at < want; at += chunk) {
+      const uint64_t n = std::min(chunk, want - at);
+      auto r = once(offset + at, n);
+      if (!r) return r.status();
+      std::memcpy(out.data.data() + at * rsize, r->data.data(),
+                  std::min<uint64_t>(r->data.size(), n * rsize));
+      out.exists = out.exists || r->exists;
+      out.size = std::max(out.size, r->size);
+      out.epoch = std::max(out.epoch, r->epoch);
+      for (const auto& h : r->holes) {
+        if (!out.holes.empty() && out.holes.back().first + out.holes.back().second == h.first) {
+          out.holes.back().second += h.second;
+        } else {
+          out.holes.push_back(h);
+        }
+      }
+    }
+    return out;
   });
 }
 

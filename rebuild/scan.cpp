@@ -24,6 +24,9 @@ using placement::Shard;
 
 namespace {
 
+// The most data one rebuild push carries (the fabric bounds a message's bulk).
+constexpr uint64_t kPushBytes = 64ull << 20;
+
 struct Scan {
   Peer peer;
   const ScanOptions& o;
@@ -33,8 +36,63 @@ struct Scan {
   const placement::PoolMap& map() const { return peer.map(); }
   bool is_me(const Shard& s) const { return peer.is_me(s); }
 
+  // Sends a history in pieces of at most kPushBytes of data (a message's bulk is bounded):
+  // versions in order, an array version larger than a piece split by byte range (the pieces
+  // keep its epoch; the receiver stores disjoint ranges of one epoch as one version would
+  // read). The punches go with the first piece. Each piece is an import on its own, so a
+  // history of any size moves, and a piece sent again is skipped.
   Status send(const Shard& dst, ObjectId key, const std::string& dkey, const std::string& akey,
               const storage::AkeyExport& x) {
+    if (x.data.size() <= kPushBytes) return send_piece(dst, key, dkey, akey, x);
+    const uint64_t rsize = std::max<uint32_t>(1, x.rsize);
+    const uint64_t step = std::max<uint64_t>(rsize, kPushBytes / rsize * rsize);
+    storage::AkeyExport part;
+    part.kind = x.kind;
+    part.rsize = x.rsize;
+    part.object_punches = x.object_punches;
+    part.dkey_punches = x.dkey_punches;
+    part.akey_punches = x.akey_punches;
+    std::vector<uint8_t> bytes;
+    auto flush = [&]() -> Status {
+      if (part.versions.empty() && part.object_punches.empty() && part.dkey_punches.empty() &&
+          part.akey_punches.empty()) {
+        return Status();
+      }
+      part.data = Buffer(bytes.data(), bytes.size());
+      TESSERA_TRY(send_piece(dst, key, dkey, akey, part));
+      part.versions.clear();
+      part.object_punches.clear();
+      part.dkey_punches.clear();
+      part.akey_punches.clear();
+      bytes.clear();
+      return Status();
+    };
+    for (const auto& v : x.versions) {
+      if (v.punch) {
+        part.versions.push_back(v);
+        continue;
+      }
+      const bool array = x.kind == storage::ValueKind::array;
+      // A single value goes whole (it is one piece of at most the largest message).
+      for (uint64_t lo = v.lo; lo < v.hi || (lo == v.hi && lo == v.lo);) {
+        const uint64_t hi = array ? std::min(v.hi, lo + step) : v.hi;
+        if (!bytes.empty() && bytes.size() + (hi - lo) > kPushBytes) TESSERA_TRY(flush());
+        storage::AkeyExport::Ver p = v;
+        p.lo = lo;
+        p.hi = hi;
+        p.data_at = bytes.size();
+        const uint8_t* src = x.data.data() + v.data_at + (lo - v.lo);
+        bytes.insert(bytes.end(), src, src + (hi - lo));
+        part.versions.push_back(p);
+        if (hi == lo) break;  // an empty single value
+        lo = hi;
+      }
+    }
+    return flush();
+  }
+
+  Status send_piece(const Shard& dst, ObjectId key, const std::string& dkey,
+                    const std::string& akey, const storage::AkeyExport& x) {
     capnp::MallocMessageBuilder b(1024);
     auto req = b.initRoot<schema::RebuildPush>();
     req.initCtx().setPool(shard().id);

@@ -65,6 +65,7 @@ void MgmtService::monitor() {
     check_pause(now);
     if (closing_) continue;
     expire_handles(now);
+    retry_rebuilds(now);
     bool changed = false;
     for (const auto& [rank, m] : state_.members()) {
       if (m.state != MemberState::joined) continue;

@@ -59,11 +59,6 @@ uint64_t wall_epoch() {
   return epoch_at_wall(RealEnv::instance().wall());
 }
 
-uint64_t now_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
-}
 }  // namespace
 
 Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
@@ -163,7 +158,7 @@ void MgmtService::drive_rebuilds() {
     if (rebuild_targets(p) == 0) empty.emplace_back(id, p.rebuild.gen);
   }
   for (const auto& [id, gen] : empty) {
-    (void)commit({{"op", "rebuild_done"}, {"pool", id}, {"gen", gen}, {"now_ms", now_ms()}});
+    (void)commit({{"op", "rebuild_done"}, {"pool", id}, {"gen", gen}, {"now_ms", wall_ms()}});
   }
 }
 
@@ -233,7 +228,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
         {{"op", "rebuild_failed"},
          {"pool", p->id},
          {"gen", r.getGen()},
-         {"now_ms", now_ms()},
+         {"now_ms", wall_ms()},
          {"error", fmt::format("rank {} target {}: {}", r.getRank(), r.getTarget(), error)}});
   }
   if (!r.getDone()) return Status();
@@ -253,7 +248,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
   return commit({{"op", "rebuild_done"},
                  {"pool", p->id},
                  {"gen", r.getGen()},
-                 {"now_ms", now_ms()},
+                 {"now_ms", wall_ms()},
                  {"objects", sum.objects},
                  {"records", sum.records},
                  {"bytes", sum.bytes},
@@ -659,7 +654,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
       }
       if (r.getExclude()) {
-        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}, {"now_ms", now_ms()}}));
+        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}, {"now_ms", wall_ms()}}));
         log::warn("management service: rank {} excluded by uid {}", rank, cred.uid);
       } else {
         TESSERA_TRY(commit({{"op", "clear_exclude"},
@@ -684,7 +679,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
                           {"target", r.getTarget()},
                           {"state", std::string(placement::state_name(
                                         static_cast<placement::TargetState>(r.getState())))},
-                          {"now_ms", now_ms()}}));
+                          {"now_ms", wall_ms()}}));
       return reply(
           [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), **p, state_, false); });
     }
@@ -715,7 +710,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       TESSERA_TRY(engine_call(m, b));
       std::lock_guard lk(mu_);
       TESSERA_TRY(commit(
-          {{"op", "target_down"}, {"rank", rank}, {"target", target}, {"now_ms", now_ms()}}));
+          {{"op", "target_down"}, {"rank", rank}, {"target", target}, {"now_ms", wall_ms()}}));
       log::warn("management service: rank {} target {} stopped by uid {}", rank, target, cred.uid);
       return none();
     }
@@ -753,7 +748,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
     uuid = (*p)->uuid;
     bytes = (*p)->target_bytes;
     if (op == "rebuild") {
-      TESSERA_TRY(commit({{"op", "rebuild_start"}, {"pool", id}, {"now_ms", now_ms()}}));
+      TESSERA_TRY(commit({{"op", "rebuild_start"}, {"pool", id}, {"now_ms", wall_ms()}}));
       return pool_reply(**p, false);
     }
     if (ranks.empty()) return Status(Errc::invalid_argument, "name at least one rank");
@@ -844,7 +839,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
                             {"target", target},
                             {"state", std::string(placement::state_name(to))},
                             {"rebuild", true},
-                            {"now_ms", now_ms()}}));
+                            {"now_ms", wall_ms()}}));
       }
       log::warn("management service: pool {} {} of ranks {} by uid {}", id, op,
                 fmt::join(ranks, ","), cred.uid);
@@ -889,7 +884,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
   std::lock_guard lk(mu_);
   if (op == "extend") {
     TESSERA_TRY(
-        commit({{"op", "pool_extend"}, {"pool", id}, {"ranks", ranks}, {"now_ms", now_ms()}}));
+        commit({{"op", "pool_extend"}, {"pool", id}, {"ranks", ranks}, {"now_ms", wall_ms()}}));
   } else {
     for (uint32_t rank : ranks) {
       TESSERA_TRY(commit({{"op", "target_state"},
@@ -899,7 +894,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
                           {"targets", moving[rank]},
                           {"state", "up"},
                           {"rebuild", true},
-                          {"now_ms", now_ms()}}));
+                          {"now_ms", wall_ms()}}));
     }
   }
   log::warn("management service: pool {} {} of ranks {} by uid {}", id, op, fmt::join(ranks, ","),

@@ -120,6 +120,14 @@ class MgmtService {
     std::map<std::pair<uint32_t, uint32_t>, bool> done;
   };
   std::map<uint32_t, Progress> progress_;  // by pool
+  // Failed rebuilds start again by themselves, with back-off (actors/mgmt/retry.cpp).
+  struct Retry {
+    uint32_t failed_gen = 0;  // the failed generation a retry is scheduled for
+    uint32_t attempts = 0;    // failures in a row
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<uint32_t, Retry> retry_;  // by pool
+  void retry_rebuilds(std::chrono::steady_clock::time_point now);
   std::map<uint32_t, uint32_t> sent_gen_;  // by pool: the generation the engines were sent
 
   MgmtOptions opts_;

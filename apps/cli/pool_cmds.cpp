@@ -285,9 +285,10 @@ int pool_rebuild_wait(Globals& g, const PoolArgs& a) {
       if (state == "failed") {
         return fail(
             g,
-            Status(Errc::io_error, fmt::format("rebuild of pool '{}' failed: {} (tessera "
-                                               "pool rebuild start {} retries)",
-                                               a.pool, r.value("error", std::string("?")), a.pool)),
+            Status(Errc::io_error,
+                   fmt::format("rebuild of pool '{}' failed: {} (a new attempt starts by itself "
+                               "after a back-off; `tessera pool rebuild start {}` starts one now)",
+                               a.pool, r.value("error", std::string("?")), a.pool)),
             what);
       }
       return done(g, {{"rebuild", r}, {"redundancy", v->redundancy}},
