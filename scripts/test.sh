@@ -23,5 +23,15 @@ fi
 cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"
 cmake --build --preset "$PRESET" -j "$JOBS"
 
-cd "build/$PRESET"
-ctest --output-on-failure -j 2 --timeout 900
+(cd "build/$PRESET" && ctest --output-on-failure -j 2 --timeout 900)
+
+# Memory safety under faults: the simulation and the drills that once found use-after-free
+# bugs (rebuild and reintegration holding a pool shard across fiber suspensions), built with
+# AddressSanitizer and UBSan. The whole suite under the sanitizers: scripts/test.sh asan.
+# TESSERA_ASAN_SUBSET=0 skips this part.
+if [ "$PRESET" = "release" ] && [ "${TESSERA_ASAN_SUBSET:-1}" != "0" ]; then
+  cmake --preset asan -DTESSERA_BUILD_TESTS=ON
+  cmake --build --preset asan -j "$JOBS" --target tessera-server tessera_cli sim drills
+  (cd build/asan && ctest --output-on-failure --timeout 1500 \
+      -R '^Simulation\.|kill_two_engines_ec4p2|cascading_failures_ec4p2|corrupt_and_scrub_rp3')
+fi
