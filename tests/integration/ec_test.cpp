@@ -253,10 +253,13 @@ TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
     m.arrays[{i, "data"}].replace(off, data.size(), data);
     if (k % 50 == 0) verify(*c, m, "while re-encoding");
   }
+  // Wait for the condition (bounded generously: a loaded machine runs the passes late), never
+  // for a fixed number of polls.
   uint64_t stripes = 0;
-  for (int i = 0; i < 300 && stripes < objects * 3; ++i) {
-    stripes = reencoded_stripes(*h.client, mc);
-    if (stripes < objects * 3) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(300);
+  while ((stripes = reencoded_stripes(*h.client, mc)) < objects * 3 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   ASSERT_GE(stripes, objects * 3) << "the copies of whole stripes were not re-encoded";
   std::printf("%llu stripes re-encoded\n", static_cast<unsigned long long>(stripes));
