@@ -74,6 +74,11 @@ class CliSystem {
     }
     return -1;
   }
+  // The management service's address, as the system file records it.
+  std::string mgmt() const {
+    std::ifstream in(sys_dir_ + "/system.json");
+    return nlohmann::json::parse(in).at("mgmt").get<std::string>();
+  }
   const std::string& dir() const { return sys_dir_; }
   const std::string& base() const { return dir_.path(); }
 

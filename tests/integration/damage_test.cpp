@@ -97,6 +97,45 @@ std::vector<std::string> obj(const char* verb, const std::string& cont, int n) {
           "--akey", "a"};
 }
 
+// Writes objects 1..n into container R of pool P and object 99 into container S of `s_pool`,
+// stops the system, damages two of the three copies of every replicated object (ranks 1 and 2)
+// and the only copy of the S1 one, and starts it again.
+void write_and_damage(CliSystem& s, int n, const std::string& s_pool) {
+  for (int i = 1; i <= n; ++i) {
+    const std::string f = s.base() + "/in" + std::to_string(i);
+    std::ofstream(f, std::ios::binary) << payload(i);
+    auto a = obj("put", "R", i);
+    a.insert(a.end(), {"--file", f});
+    s.ok(a);
+  }
+  const std::string f = s.base() + "/in99";
+  std::ofstream(f, std::ios::binary) << payload(99);
+  auto a = obj("put", "S", 99);
+  a[3] = s_pool;
+  a.insert(a.end(), {"--file", f});
+  s.ok(a);
+  s.ok({"system", "stop"});
+  const std::vector<int> all = objects(n);
+  ASSERT_EQ(damage(s.dir(), 1, all) + damage(s.dir(), 2, all), 2 * n);
+  int only = 0;
+  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, {99});
+  ASSERT_EQ(only, 1);
+  s.ok({"system", "start"});
+}
+
+// Reads objects 1..n of container R back: each must be exactly what was written.
+void read_back(CliSystem& s, int n) {
+  for (int i = 1; i <= n; ++i) {
+    const std::string out = s.base() + "/out" + std::to_string(i);
+    auto a = obj("get", "R", i);
+    a.insert(a.end(), {"--out", out});
+    s.ok(a);
+    std::ifstream in(out, std::ios::binary);
+    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_TRUE(got == payload(i)) << "object " << i << " read back different bytes";
+  }
+}
+
 }  // namespace
 
 TEST(Damage, ReplicaFailingItsChecksumIsReadAroundAndAnOnlyCopyNamesItsRank) {
@@ -106,38 +145,8 @@ TEST(Damage, ReplicaFailingItsChecksumIsReadAroundAndAnOnlyCopyNamesItsRank) {
   s.ok({"cont", "create", "P", "R", "--type", "KV", "--oclass", "RP_3G1", "--rf", "2"});
   s.ok({"cont", "create", "P", "S", "--type", "KV", "--oclass", "S1"});
   const int kObjects = 6;
-  for (int n = 1; n <= kObjects; ++n) {
-    const std::string f = s.base() + "/in" + std::to_string(n);
-    std::ofstream(f, std::ios::binary) << payload(n);
-    auto a = obj("put", "R", n);
-    a.insert(a.end(), {"--file", f});
-    s.ok(a);
-  }
-  {
-    const std::string f = s.base() + "/in99";
-    std::ofstream(f, std::ios::binary) << payload(99);
-    auto a = obj("put", "S", 99);
-    a.insert(a.end(), {"--file", f});
-    s.ok(a);
-  }
-  s.ok({"system", "stop"});
-  // Two of the three copies of every replicated object, and the only copy of the S1 one.
-  const std::vector<int> all = objects(kObjects);
-  EXPECT_EQ(damage(s.dir(), 1, all) + damage(s.dir(), 2, all), 2 * kObjects);
-  int only = 0;
-  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, {99});
-  EXPECT_EQ(only, 1);
-  s.ok({"system", "start"});
-
-  for (int n = 1; n <= kObjects; ++n) {
-    const std::string out = s.base() + "/out" + std::to_string(n);
-    auto a = obj("get", "R", n);
-    a.insert(a.end(), {"--out", out});
-    s.ok(a);
-    std::ifstream in(out, std::ios::binary);
-    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_TRUE(got == payload(n)) << "object " << n << " read back different bytes";
-  }
+  ASSERT_NO_FATAL_FAILURE(write_and_damage(s, kObjects, "P"));
+  read_back(s, kObjects);
   // The damaged copies were met (some group led with one) and logged by their engines.
   int logged = 0;
   for (int r = 1; r <= 2; ++r) {
@@ -175,39 +184,10 @@ TEST(Damage, ReadsAndScrubRepairDamagedReplicasFromGoodOnes) {
   s.ok({"cont", "create", "P", "R", "--type", "KV", "--oclass", "RP_3G1", "--rf", "2"});
   s.ok({"cont", "create", "Q", "S", "--type", "KV", "--oclass", "S1"});
   const int kObjects = 6;
-  for (int n = 1; n <= kObjects; ++n) {
-    const std::string f = s.base() + "/in" + std::to_string(n);
-    std::ofstream(f, std::ios::binary) << payload(n);
-    auto a = obj("put", "R", n);
-    a.insert(a.end(), {"--file", f});
-    s.ok(a);
-  }
-  {
-    const std::string f = s.base() + "/in99";
-    std::ofstream(f, std::ios::binary) << payload(99);
-    auto a = obj("put", "S", 99);
-    a[3] = "Q";
-    a.insert(a.end(), {"--file", f});
-    s.ok(a);
-  }
-  s.ok({"system", "stop"});
+  ASSERT_NO_FATAL_FAILURE(write_and_damage(s, kObjects, "Q"));
   const std::vector<int> all = objects(kObjects);
-  ASSERT_EQ(damage(s.dir(), 1, all) + damage(s.dir(), 2, all), 2 * kObjects);
-  int only = 0;
-  for (int r = 0; r < 3; ++r) only += damage(s.dir(), r, {99});
-  ASSERT_EQ(only, 1);
-  s.ok({"system", "start"});
-
   // Reads: every one returns the written bytes; those that met a damaged copy queue its repair.
-  for (int n = 1; n <= kObjects; ++n) {
-    const std::string out = s.base() + "/out" + std::to_string(n);
-    auto a = obj("get", "R", n);
-    a.insert(a.end(), {"--out", out});
-    s.ok(a);
-    std::ifstream in(out, std::ios::binary);
-    std::string got((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_TRUE(got == payload(n)) << "object " << n << " read back different bytes";
-  }
+  read_back(s, kObjects);
   // At least one read met a damaged copy (two of three are): its repair completes.
   uint64_t by_reads = 0;
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);

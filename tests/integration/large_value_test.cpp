@@ -21,10 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string mgmt_of(const CliSystem& s) {
-  std::ifstream in(s.dir() + "/system.json");
-  return json::parse(in).at("mgmt").get<std::string>();
-}
 
 // Bytes whose every 8 bytes name their offset: a misplaced piece cannot read back right.
 Buffer big_value(uint64_t size) {
@@ -48,7 +44,7 @@ TEST(LargeValue, ArrayAboveTheMessageLimitIsStoredReadAndRebuilt) {
   const Buffer value = big_value(kSize);
 
   ClientOptions co;
-  co.engine = mgmt_of(s);
+  co.engine = s.mgmt();
   co.timeout = std::chrono::milliseconds(120000);
   auto client = Client::connect_system(co);
   ASSERT_TRUE(client.is_ok()) << client.status().to_string();

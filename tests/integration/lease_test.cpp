@@ -22,10 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-std::string mgmt_of(const CliSystem& s) {
-  std::ifstream in(s.dir() + "/system.json");
-  return json::parse(in).at("mgmt").get<std::string>();
-}
 
 // Waits (bounded) until the container has `n` open handles; returns the last count seen.
 int wait_handles(CliSystem& s, int n, std::chrono::seconds limit) {
@@ -48,7 +44,7 @@ TEST(Lease, HandleOfADeadClientIsClosedAndALiveOneIsRenewed) {
         "--engine-arg=--mgmt-handle-lease-ms=3000"});
   s.ok({"pool", "create", "P", "--target-size", "64M"});
   s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
-  const std::string mgmt = mgmt_of(s);
+  const std::string mgmt = s.mgmt();
 
   // A live client: its handle is renewed in the background.
   ClientOptions co;

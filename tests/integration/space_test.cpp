@@ -13,36 +13,61 @@
 using namespace tessera::testing;
 using nlohmann::json;
 
-TEST(Space, PoolAggregateReclaimsDeletedValuesAtOnce) {
+namespace {
+
+// One engine, a 64 MiB pool P with an S1 container C, and 4 MiB values to fill it with (full
+// after about ten).
+struct FullPool {
   CliSystem s;
-  // Background aggregation effectively off: only the command may free the space.
-  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1",
-        "--engine-arg=--aggregation-interval-ms=0"});
-  s.ok({"pool", "create", "P", "--target-size", "64M"});
-  s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
-  // 4 MiB values: the pool (one 64 MiB target) is full after about ten.
-  const std::string f = s.base() + "/value";
-  std::ofstream(f, std::ios::binary) << std::string(4u << 20, 'x');
-  auto put = [&](int i) {
+  std::string file;
+  explicit FullPool(const std::vector<std::string>& engine_args) {
+    std::vector<std::string> start{"system", "start", "--dir", s.dir(), "--engines", "1",
+                                   "--targets", "1"};
+    start.insert(start.end(), engine_args.begin(), engine_args.end());
+    s.ok(start);
+    s.ok({"pool", "create", "P", "--target-size", "64M"});
+    s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
+    file = s.base() + "/value";
+    std::ofstream(file, std::ios::binary) << std::string(4u << 20, 'x');
+  }
+  std::pair<int, json> put(int i) {
     return s.run({"obj", "put", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d",
-                  "--akey", "a" + std::to_string(i), "--file", f});
-  };
-  int stored = 0;
-  for (; stored < 200; ++stored) {
-    auto [rc, j] = put(stored);
-    if (rc != 0) {
-      EXPECT_EQ(j.value("error", std::string()), "no space") << j.dump();
-      EXPECT_NE(j.value("message", std::string()).find("rank 0 target 0"), std::string::npos)
-          << j.dump();
-      break;
+                  "--akey", "a" + std::to_string(i), "--file", file});
+  }
+  // Puts values 0, 1, ... until one fails with `no space`; returns how many were stored.
+  int fill() {
+    int stored = 0;
+    for (; stored < 200; ++stored) {
+      auto [rc, j] = put(stored);
+      if (rc != 0) {
+        EXPECT_EQ(j.value("error", std::string()), "no space") << j.dump();
+        EXPECT_NE(j.value("message", std::string()).find("rank 0 target 0"), std::string::npos)
+            << j.dump();
+        break;
+      }
+    }
+    EXPECT_GT(stored, 4) << "the pool filled before four 4 MiB values";
+    EXPECT_LT(stored, 200) << "the pool never filled";
+    return stored;
+  }
+  void punch_all(int stored) {
+    for (int i = 0; i < stored; ++i) {
+      s.ok({"obj", "punch", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d", "--akey",
+            "a" + std::to_string(i)});
     }
   }
-  ASSERT_GT(stored, 4) << "the pool filled before four 4 MiB values";
-  ASSERT_LT(stored, 200) << "the pool never filled";
-  for (int i = 0; i < stored; ++i) {
-    s.ok({"obj", "punch", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d", "--akey",
-          "a" + std::to_string(i)});
-  }
+};
+
+}  // namespace
+
+TEST(Space, PoolAggregateReclaimsDeletedValuesAtOnce) {
+  // Background aggregation effectively off: only the command may free the space.
+  FullPool p({"--engine-arg=--aggregation-interval-ms=0"});
+  CliSystem& s = p.s;
+  auto put = [&](int i) { return p.put(i); };
+  const int stored = p.fill();
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  p.punch_all(stored);
   // Deleted, but nothing is freed until aggregation drops the versions nobody sees.
   EXPECT_NE(put(1000).first, 0) << "space came back without aggregation";
   json r = s.ok({"pool", "aggregate", "P"});
@@ -58,32 +83,12 @@ TEST(Space, PoolAggregateReclaimsDeletedValuesAtOnce) {
 // asks its target for an aggregation pass at once (up to a second ago), so once values are
 // deleted a later write fits, long before the background pass (here ten minutes away) would run.
 TEST(Space, FullPoolFreesDeletedValuesWithoutWaitingForTheBackgroundPass) {
-  CliSystem s;
-  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1",
-        "--engine-arg=--aggregation-interval-ms=600000",
-        "--engine-arg=--aggregation-delay-ms=600000"});
-  s.ok({"pool", "create", "P", "--target-size", "64M"});
-  s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
-  const std::string f = s.base() + "/value";
-  std::ofstream(f, std::ios::binary) << std::string(4u << 20, 'x');
-  auto put = [&](int i) {
-    return s.run({"obj", "put", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d",
-                  "--akey", "a" + std::to_string(i), "--file", f});
-  };
-  int stored = 0;
-  for (; stored < 200; ++stored) {
-    auto [rc, j] = put(stored);
-    if (rc != 0) {
-      ASSERT_EQ(j.value("error", std::string()), "no space") << j.dump();
-      break;
-    }
-  }
-  ASSERT_GT(stored, 4);
-  ASSERT_LT(stored, 200) << "the pool never filled";
-  for (int i = 0; i < stored; ++i) {
-    s.ok({"obj", "punch", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d", "--akey",
-          "a" + std::to_string(i)});
-  }
+  FullPool p({"--engine-arg=--aggregation-interval-ms=600000",
+              "--engine-arg=--aggregation-delay-ms=600000"});
+  auto put = [&](int i) { return p.put(i); };
+  const int stored = p.fill();
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  p.punch_all(stored);
   // Writes fail while the pass runs, then fit: wait for that (bounded), never for a fixed time.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   json last;
