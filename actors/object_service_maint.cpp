@@ -19,7 +19,14 @@ using namespace objsvc;
 namespace {
 // Akeys waiting for a shard's repair fiber; beyond it a scrub finds them.
 constexpr size_t kRepairQueue = 256;
-constexpr auto kRepairRetry = std::chrono::milliseconds(2000);
+
+// Adds what a repair or scrub pass did to the shard's counters.
+void count(PoolShard::Repair& into, const rebuild::RepairCounters& c) {
+  into.damaged += c.damaged;
+  into.repaired += c.repaired;
+  into.unrepaired += c.unrepaired;
+  if (!c.last_error.empty()) into.last_error = c.last_error;
+}
 }  // namespace
 
 Result<ObjectService::Where> ObjectService::maintenance_store(const Message& m) {
@@ -139,10 +146,7 @@ Status ObjectService::on_scrub(Message& m) {
   auto r = rebuild::scrub(rt_, rank_, target_, sh, o);
   if (!r) return r.status();
   ++sh.repair.scrubs;
-  sh.repair.damaged += r->damaged;
-  sh.repair.repaired += r->repaired;
-  sh.repair.unrepaired += r->unrepaired;
-  if (!r->last_error.empty()) sh.repair.last_error = r->last_error;
+  count(sh.repair, *r);
   capnp::MallocMessageBuilder b(128);
   auto rep = b.initRoot<schema::ScrubRep>();
   rep.setAkeys(r->akeys);
@@ -183,14 +187,11 @@ void ObjectService::run_repairs(uint32_t pool) {
     ShardUse use(sh);
     auto [key, dkey, akey] = *sh.repair.queue.begin();
     sh.repair.queue.erase(sh.repair.queue.begin());
-    rebuild::Peer peer{rt_, rank_, target_, sh, kRepairRetry,
+    rebuild::Peer peer{rt_, rank_, target_, sh, rebuild::kRepairRetry,
                        [&t, &sh] { return t.stopping() || sh.closing; }};
     rebuild::RepairCounters c;
     Status st = rebuild::repair_akey(peer, key, dkey, akey, c);
-    sh.repair.damaged += c.damaged;
-    sh.repair.repaired += c.repaired;
-    sh.repair.unrepaired += c.unrepaired;
-    if (!c.last_error.empty()) sh.repair.last_error = c.last_error;
+    count(sh.repair, c);
     if (!st.is_ok()) {
       sh.repair.last_error = st.to_string();
       log::warn("rank {} target {}: repair of a damaged akey failed: {}", rank_, target_,

@@ -13,8 +13,6 @@ namespace tessera::rebuild {
 
 namespace {
 
-constexpr auto kRepairRetry = std::chrono::milliseconds(2000);
-
 // The bytes of piece `p` as `src` holds the same version.
 Result<Buffer> piece_from(const Peer& peer, const placement::Shard& src, ObjectId key,
                           const std::string& dkey, const std::string& akey,
@@ -59,14 +57,12 @@ Status repair_akey(const Peer& peer, ObjectId key, const std::string& dkey,
       }
     }
   }
-  Peer quick = peer;
-  quick.retry = std::min(peer.retry, std::chrono::milliseconds(kRepairRetry));
   for (const auto& p : v->damaged) {
     Status why(Errc::unavailable, "no other member of the object's group holds a copy");
     bool healed = false;
     bool gone = false;
     for (const auto& s : sources) {
-      auto bytes = piece_from(quick, s, key, dkey, akey, p);
+      auto bytes = piece_from(peer, s, key, dkey, akey, p);
       if (!bytes) {
         why = bytes.status();
         continue;

@@ -9,6 +9,7 @@
 // positions. Runs on the shard's target thread, in a fiber; suspends on I/O and peer asks.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -18,6 +19,9 @@
 #include "rebuild/peer.hpp"
 
 namespace tessera::rebuild {
+
+// How long a repair retries a member that does not answer before it tries the next one.
+inline constexpr std::chrono::milliseconds kRepairRetry{2000};
 
 struct RepairCounters {
   uint64_t akeys = 0;       // akeys checked
@@ -29,7 +33,8 @@ struct RepairCounters {
   std::string last_error;   // why the last unrepaired piece stayed so
 };
 
-// Checks every stored piece of one akey of the shard and repairs the damaged ones.
+// Checks every stored piece of one akey of the shard and repairs the damaged ones (`peer`
+// retries a silent member for its `retry`, kRepairRetry for both callers).
 Status repair_akey(const Peer& peer, ObjectId key, const std::string& dkey,
                    const std::string& akey, RepairCounters& c);
 

@@ -27,12 +27,12 @@ Result<Buffer> MgmtService::on_handle_renew(capnp::List<uint64_t>::Reader cookie
     }
     renewed_[cookie] = now;
   }
-  capnp::MallocMessageBuilder b(64);
-  b.initRoot<schema::MgmtRep>().setNone();
   if (unknown > 0 && unknown == cookies.size()) {
     return Status(Errc::not_found, "no open handle of yours among those renewed (closed or "
                                    "expired)");
   }
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::MgmtRep>().setNone();
   return capn::to_body(b);
 }
 

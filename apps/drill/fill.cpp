@@ -16,17 +16,11 @@ constexpr uint64_t kValue = 1u << 20;
 constexpr uint64_t kCheckEvery = 8;  // values between two looks at the space
 }  // namespace
 
-Result<double> pool_used_pct(const std::string& mgmt, const std::string& pool) {
-  MgmtClient mc(mgmt, std::chrono::milliseconds(10000));
-  auto v = mc.pool_query(pool);
+Result<double> pool_used_pct(Client& client, const std::string& mgmt, const std::string& pool) {
+  auto v = MgmtClient(mgmt, std::chrono::milliseconds(10000)).pool_query(pool);
   if (!v) return v.status();
-  ClientOptions co;
-  co.engine = mgmt;
-  co.timeout = std::chrono::milliseconds(10000);
-  auto client = Client::connect_system(co);
-  if (!client) return client.status();
   uint64_t cap = 0, used = 0;
-  for (const auto& t : (*client)->pool_space(*v)) {
+  for (const auto& t : client.pool_space(*v)) {
     if (!t.stats) continue;
     cap += t.stats->capacity;
     used += t.stats->used;
@@ -35,22 +29,25 @@ Result<double> pool_used_pct(const std::string& mgmt, const std::string& pool) {
   return 100.0 * static_cast<double>(used) / static_cast<double>(cap);
 }
 
+Result<double> pool_used_pct(const std::string& mgmt, const std::string& pool) {
+  ClientOptions co;
+  co.engine = mgmt;
+  co.timeout = std::chrono::milliseconds(10000);
+  auto client = Client::connect_system(co);
+  if (!client) return client.status();
+  return pool_used_pct(**client, mgmt, pool);
+}
+
 Filler::Filler(std::string mgmt, std::string pool, std::string cont)
     : mgmt_(std::move(mgmt)), pool_(std::move(pool)), cont_(std::move(cont)) {}
 
 Filler::~Filler() = default;
 
 Status Filler::open() {
-  if (c_) return Status();
-  ClientOptions co;
-  co.engine = mgmt_;
-  co.timeout = std::chrono::milliseconds(30000);
-  auto client = Client::connect_system(co);
-  if (!client) return client.status();
-  auto c = (*client)->open_container(pool_, cont_, true);
-  if (!c) return c.status();
-  client_ = std::move(*client);
-  c_ = std::move(*c);
+  if (s_) return Status();
+  auto s = open_session(mgmt_, pool_, cont_, true);
+  if (!s) return s.status();
+  s_ = std::move(*s);
   return Status();
 }
 
@@ -61,7 +58,7 @@ Result<FillReport> Filler::fill_to(double pct, std::chrono::milliseconds timeout
   FillReport rep;
   std::string value(kValue, '\0');
   for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 131 + 7);
-  auto used = pool_used_pct(mgmt_, pool_);
+  auto used = pool_used_pct(*s_->client, mgmt_, pool_);
   if (!used) return used.status();
   rep.used_pct = *used;
   while (rep.used_pct < pct) {
@@ -70,9 +67,9 @@ Result<FillReport> Filler::fill_to(double pct, std::chrono::milliseconds timeout
                                                rep.used_pct, pct, timeout.count() / 1000));
     }
     for (uint64_t k = 0; k < kCheckEvery; ++k) {
-      auto oid = c_->make_oid(kFillHi, written_);
+      auto oid = s_->cont->make_oid(kFillHi, written_);
       if (!oid) return oid.status();
-      auto r = c_->update(*oid, "fill", "v", ValueKind::single, 0,
+      auto r = s_->cont->update(*oid, "fill", "v", ValueKind::single, 0,
                           {reinterpret_cast<const uint8_t*>(value.data()), value.size()});
       if (!r) {
         if (r.status().code() != Errc::no_space) return r.status();
@@ -82,7 +79,7 @@ Result<FillReport> Filler::fill_to(double pct, std::chrono::milliseconds timeout
       ++written_;
       ++rep.values;
     }
-    used = pool_used_pct(mgmt_, pool_);
+    used = pool_used_pct(*s_->client, mgmt_, pool_);
     if (!used) return used.status();
     rep.used_pct = *used;
     if (progress) {
@@ -97,9 +94,9 @@ Result<FillReport> Filler::fill_to(double pct, std::chrono::milliseconds timeout
 Result<uint64_t> Filler::remove() {
   TESSERA_TRY(open());
   for (uint64_t i = 0; i < written_; ++i) {
-    auto oid = c_->make_oid(kFillHi, i);
+    auto oid = s_->cont->make_oid(kFillHi, i);
     if (!oid) return oid.status();
-    auto r = c_->punch(*oid);
+    auto r = s_->cont->punch(*oid);
     if (!r) return Status(r.status().code(), fmt::format("deleting fill value {}: {}", i,
                                                          r.status().message()));
   }

@@ -8,18 +8,17 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "apps/drill/load.hpp"
 #include "core/status.hpp"
-
-namespace tessera {
-class Client;
-class Container;
-}  // namespace tessera
 
 namespace tessera::drill {
 
-// The pool's data tier: used percent of the capacity of the targets that answered.
+// The pool's data tier: used percent of the capacity of the targets that answered, asked
+// through `client` (or a client of its own).
+Result<double> pool_used_pct(Client& client, const std::string& mgmt, const std::string& pool);
 Result<double> pool_used_pct(const std::string& mgmt, const std::string& pool);
 
 struct FillReport {
@@ -45,8 +44,7 @@ class Filler {
  private:
   Status open();
   std::string mgmt_, pool_, cont_;
-  std::unique_ptr<Client> client_;
-  std::unique_ptr<Container> c_;
+  std::optional<Session> s_;  // opened by the first fill or delete
   uint64_t written_ = 0;  // values 0 .. written_ - 1 exist
 };
 

@@ -25,23 +25,6 @@ uint64_t mix(uint64_t x) {  // splitmix64
   return x ^ (x >> 31);
 }
 
-struct Session {
-  std::unique_ptr<Client> client;
-  std::unique_ptr<Container> cont;
-};
-
-Result<Session> open(const std::string& mgmt, const std::string& pool, const std::string& cont,
-                     bool write) {
-  ClientOptions co;
-  co.engine = mgmt;
-  co.timeout = std::chrono::milliseconds(30000);
-  auto client = Client::connect_system(co);
-  if (!client) return client.status();
-  auto c = (*client)->open_container(pool, cont, write);
-  if (!c) return c.status();
-  return Session{std::move(*client), std::move(*c)};
-}
-
 Result<ObjectId> oid_of(Container& c, const LoadSpec& spec, uint32_t w, uint64_t seq) {
   return c.make_oid(kOidHi, uint64_t{w} * spec.objects + seq % spec.objects);
 }
@@ -51,6 +34,18 @@ const char* akey_of(const LoadSpec& spec) {
 }
 
 }  // namespace
+
+Result<Session> open_session(const std::string& mgmt, const std::string& pool,
+                             const std::string& cont, bool write) {
+  ClientOptions co;
+  co.engine = mgmt;
+  co.timeout = std::chrono::milliseconds(30000);
+  auto client = Client::connect_system(co);
+  if (!client) return client.status();
+  auto c = (*client)->open_container(pool, cont, write);
+  if (!c) return c.status();
+  return Session{std::move(*client), std::move(*c)};
+}
 
 VerifiedLoad::VerifiedLoad(std::string mgmt, std::string pool, std::string cont, LoadSpec spec,
                            uint64_t seed)
@@ -135,7 +130,7 @@ void VerifiedLoad::writer(uint32_t w) {
   auto next = Clock::now();
   while (!stop_.load()) {
     if (!s) {
-      s = open(mgmt_, pool_, cont_, true);
+      s = open_session(mgmt_, pool_, cont_, true);
       if (!s) {
         errors_++;
         note(fmt::format("writer {}: open: {}", w, s.status().to_string()));
@@ -183,7 +178,7 @@ Result<VerifyReport> VerifiedLoad::verify(const std::vector<Ack>& acks, uint32_t
   std::vector<std::thread> ts;
   for (uint32_t t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
-      auto s = open(mgmt_, pool_, cont_, false);
+      auto s = open_session(mgmt_, pool_, cont_, false);
       if (!s) {
         failed[t] = s.status();
         return;

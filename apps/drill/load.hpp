@@ -11,15 +11,27 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "client/client.hpp"
+#include "client/container.hpp"
 #include "core/object.hpp"
 #include "core/status.hpp"
 
 namespace tessera::drill {
+
+// A client of the system and one of its containers, opened (the load's writers and verifiers,
+// the fill). Blocking.
+struct Session {
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Container> cont;
+};
+Result<Session> open_session(const std::string& mgmt, const std::string& pool,
+                             const std::string& cont, bool write);
 
 struct LoadSpec {
   uint32_t writers = 2;
