@@ -131,9 +131,14 @@ struct PositionFailed {
   Status why;
 };
 
+// A position answered with bytes that fail their checksum, or a device error: read around it.
+bool damaged(Errc e) { return e == Errc::checksum || e == Errc::io_error; }
+
 // Runs `attempt` until it succeeds, fails for good, or the container's timeout passes. An
 // attempt that saw a position fail (`failed` grows) is planned again at once without it (a
-// degraded read); when too few positions are left the map is fetched again.
+// degraded read); when too few positions are left the map is fetched again. A position whose
+// bytes are damaged is read around the same way; when nothing is left to read around it with,
+// its error is the answer.
 template <typename T>
 Result<T> with_retries(const StatePtr& sp,
                        const std::function<Result<T>(std::set<uint32_t>& failed)>& attempt) {
@@ -144,10 +149,17 @@ Result<T> with_retries(const StatePtr& sp,
     st.suspect = false;
     (void)refresh(sp);
   }
+  Status damage;  // a position's bytes were damaged or missing: read around it, or answer this
   while (true) {
     size_t before = failed.size();
     auto r = attempt(failed);
-    if (r || !retryable(r.status().code())) return r;
+    if (r) return r;
+    if (damaged(r.status().code()) && failed.size() > before) {
+      damage = r.status();
+      continue;  // plan again without the damaged position
+    }
+    if (!damage.is_ok() && retryable(r.status().code())) return damage;  // no way around it
+    if (!retryable(r.status().code())) return r;
     st.suspect = true;
     if (Clock::now() >= deadline) {
       return Status(r.status().code(), fmt::format("{} (gave up after {} ms)", r.status().message(),
@@ -179,11 +191,15 @@ Status parallel(Container::State& st, std::vector<std::function<Status()>> jobs)
   return first;
 }
 
-// One request to position `pos`; a retryable failure marks the position failed.
+// One request to position `pos`; a retryable failure, or damaged bytes, marks the position
+// failed.
 Result<Message> ask_position(Container::State& st, const GroupView& gv, uint32_t pos,
                              std::set<uint32_t>& failed, uint16_t method, Buffer body) {
   auto r = send(st, gv.shards[pos], method, std::move(body), {}, kPositionAttempt);
-  if (!r && retryable(r.status().code()) && r.status().code() != Errc::stale) failed.insert(pos);
+  if (!r && ((retryable(r.status().code()) && r.status().code() != Errc::stale) ||
+             damaged(r.status().code()))) {
+    failed.insert(pos);
+  }
   return r;
 }
 
@@ -262,13 +278,14 @@ Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGe
                            std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
                            const std::string& akey, uint64_t epoch) {
   ArrayMap m;
-  // Every position holds the same local runs of cells (full stripes write all of them).
+  // Every position holds the checksum record of every full stripe (one record per stripe).
+  const uint64_t ss = placement::ec_sum_size(g.k);
   for (uint32_t pos = 0; pos < g.n(); ++pos) {
     if (!gv.up[pos]) continue;
-    auto r = runs_at(st, gv, pos, failed, oid, dkey, placement::ec_cell_akey(akey, pos), epoch);
+    auto r = runs_at(st, gv, pos, failed, oid, dkey, placement::ec_sum_akey(akey), epoch);
     if (!r) return r.status();
     for (const auto& [lo, hi] : *r) {
-      m.stripes.emplace_back(lo / g.cell * g.stripe(), (hi + g.cell - 1) / g.cell * g.stripe());
+      m.stripes.emplace_back(lo / ss * g.stripe(), (hi + ss - 1) / ss * g.stripe());
     }
     break;
   }
@@ -327,29 +344,52 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
       return got[i] ? Status() : got[i].status();
     });
   }
+  // The stripe's checksum record, from the first survivor (every position holds it).
+  const uint64_t ss = placement::ec_sum_size(g.k);
+  Result<FetchResult> sums = Status(Errc::internal, "not read");
+  jobs.push_back([&]() -> Status {
+    uint32_t c = cells[0];
+    uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
+    sums = fetch_at(st, gv, pos, failed, oid, dkey, placement::ec_sum_akey(akey), ValueKind::array,
+                    s * ss, ss, epoch);
+    return sums ? Status() : sums.status();
+  });
   TESSERA_TRY(parallel(st, std::move(jobs)));
-  size_t holes = 0;
+  const bool recorded = sums->holes.empty() && sums->data.size() == ss;
+  std::vector<uint32_t> empty;  // positions whose cell holds no bytes, or only some
   uint64_t ep = 0;
   for (size_t i = 0; i < cells.size(); ++i) {
     const auto& f = *got[i];
     uint64_t hole_bytes = 0;
     for (const auto& h : f.holes) hole_bytes += h.second;
-    if (hole_bytes == g.cell) {
-      ++holes;
+    if (hole_bytes != 0) {
+      empty.push_back(cells[i] < g.k ? g.data_pos(cells[i]) : g.parity_pos(cells[i] - g.k));
       continue;
     }
-    if (hole_bytes != 0 || (ep != 0 && f.epoch != ep)) ep = UINT64_MAX;
+    if (ep != 0 && f.epoch != ep) ep = UINT64_MAX;
     if (ep != UINT64_MAX) ep = f.epoch;
   }
-  if (holes == cells.size()) {
-    hole = true;
+  if (empty.size() == cells.size() && !recorded) {
+    hole = true;  // never written as a full stripe
     return Status();
   }
-  if (holes != 0 || ep == UINT64_MAX) {
+  if (!empty.empty() && empty.size() < cells.size()) {
+    // A stripe is written whole: a cell without bytes was lost (a rebuild that could not
+    // make it). Read around those positions.
+    failed.insert(empty.begin(), empty.end());
     return Status(Errc::io_error,
-                  fmt::format("stripe {} of akey '{}': the surviving cells were not written by "
-                              "one update (a torn update); cell {} cannot be rebuilt",
-                              s, akey, j));
+                  fmt::format("stripe {} of akey '{}': {} of the cells read to rebuild cell {} "
+                              "hold no bytes although the stripe was written whole",
+                              s, akey, empty.size(), j));
+  }
+  if (!empty.empty() || ep == UINT64_MAX) {
+    return Status(Errc::io_error,
+                  fmt::format("stripe {} of akey '{}': {}; cell {} cannot be rebuilt", s, akey,
+                              empty.empty() ? "the surviving cells were not written by one "
+                                              "update (a torn update)"
+                                            : "none of the surviving cells hold bytes although "
+                                              "the stripe was written whole",
+                              j));
   }
   std::vector<std::vector<uint8_t>> buf(g.n(), std::vector<uint8_t>(g.cell));
   std::unique_ptr<bool[]> pres(new bool[g.n()]());
@@ -361,6 +401,21 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
   for (auto& b : buf) ptrs.push_back(b.data());
   TESSERA_TRY(placement::erasure_code(g.k, g.p).reconstruct(
       g.cell, ptrs, std::span<const bool>(pres.get(), g.n())));
+  // End to end: the rebuilt stripe must hold the bytes its writer summed.
+  if (!recorded || sums->epoch != ep) {
+    return Status(Errc::checksum,
+                  fmt::format("stripe {} of akey '{}': no checksum record of the update that "
+                              "wrote its cells; cell {} is not answered",
+                              s, akey, j));
+  }
+  const int bad = placement::ec_check_sums(
+      g.cell, std::span<const uint8_t* const>(ptrs.data(), g.k), sums->data.data());
+  if (bad >= 0) {
+    return Status(Errc::checksum,
+                  fmt::format("stripe {} of akey '{}': data cell {} rebuilt from {} others fails "
+                              "the checksum its writer recorded",
+                              s, akey, bad, g.k));
+  }
   out = std::move(buf[j]);
   hole = false;
   return Status();
@@ -415,8 +470,23 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
         uint64_t n = std::min(hi - l, g.cell - l % g.cell);
         uint64_t x = g.logical(j, l);
         std::memcpy(out.data.data() + (x - a), f->data.data() + (l - lo), n);
+        bool missing = false;
         for (uint64_t i = 0; i < n; ++i) {
-          if (hole[l - lo + i] == 0) written[x - a + i] = 1;
+          if (hole[l - lo + i] == 0) {
+            written[x - a + i] = 1;
+          } else {
+            missing = true;
+          }
+        }
+        // A full stripe is written whole: a cell without bytes in one was lost (a rebuild
+        // that could not make it), not left unwritten. Read around it.
+        if (missing && intersects(map->stripes, x, x + n)) {
+          failed.insert(g.data_pos(j));
+          const auto& sh = gv.shards[g.data_pos(j)];
+          return Status(Errc::io_error,
+                        fmt::format("rank {} target {}: data cell {} of stripe {} of akey '{}' "
+                                    "holds no bytes although the stripe was written whole",
+                                    sh.rank, sh.target, j, x / g.stripe(), akey));
         }
         l += n;
       }
@@ -551,7 +621,9 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
     }
     uint64_t part_bytes = 0;
     for (const auto& [x, y] : parts) part_bytes += y - x;
-    bulk = Buffer(g.n() * run + part_bytes);
+    const uint64_t sum_at = g.n() * run + part_bytes;  // the full stripes' checksum record
+    const uint64_t sum_len = full * placement::ec_sum_size(g.k);
+    bulk = Buffer(sum_at + sum_len);
     uint8_t* out = bulk.data();
     if (full > 0) {
       // Each data position's cells of consecutive stripes back to back, then parity the same
@@ -567,10 +639,18 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
       for (uint32_t j = 0; j < g.k; ++j) dptr.push_back(out + j * run);
       for (uint32_t q = 0; q < g.p; ++q) pptr.push_back(out + (g.k + q) * run);
       placement::erasure_code(g.k, g.p).encode(run, dptr, pptr);
+      for (uint64_t s = 0; s < full; ++s) {
+        std::vector<const uint8_t*> cells;
+        for (uint32_t j = 0; j < g.k; ++j) cells.push_back(out + j * run + s * g.cell);
+        placement::ec_stripe_sums(g.cell, cells, out + sum_at + s * placement::ec_sum_size(g.k));
+      }
+      const uint32_t sum_crc = crc32c(out + sum_at, sum_len);
       for (uint32_t c = 0; c < g.n(); ++c) {
         uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
         pieces.push_back({pos, placement::ec_cell_akey(akey, pos), kind, false, s_lo * g.cell, run,
                           c * run, crc32c(out + c * run, run)});
+        pieces.push_back({pos, placement::ec_sum_akey(akey), kind, false,
+                          s_lo * placement::ec_sum_size(g.k), sum_len, sum_at, sum_crc});
         // The full stripes replace any partial-stripe copies of their range.
         pieces.push_back(
             {pos, placement::ec_copy_akey(akey), kind, true, s_lo * stripe, full * stripe, 0, 0});
@@ -614,6 +694,7 @@ Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass&
     pieces.push_back(
         {pos, placement::ec_cell_akey(akey, pos), ValueKind::array, true, 0, 0, 0, 0});
     pieces.push_back({pos, placement::ec_copy_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
+    pieces.push_back({pos, placement::ec_sum_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
   }
   auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
   auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, Buffer());
@@ -651,8 +732,8 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
     for (uint32_t pos : holders) {
       if (!gv->up[pos]) continue;
       auto f = fetch_at(st, *gv, pos, failed, oid, dkey, akey, kind, offset, length, epoch);
-      if (f || !retryable(f.status().code())) return f;
-      last = f.status();
+      if (f || !(retryable(f.status().code()) || damaged(f.status().code()))) return f;
+      last = f.status();  // a damaged copy: the next holder's
     }
     return last;
   });

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "core/checksum.hpp"
 #include "placement/layout.hpp"
 
 namespace tessera::placement {
@@ -105,6 +106,37 @@ EcGeometry ec_geometry(uint32_t k, uint32_t p, uint64_t cell, std::string_view d
 namespace {
 constexpr std::string_view kCopyPrefix("\0ec-copy:", 9);
 constexpr std::string_view kCellPrefix("\0ec-cell:", 9);
+constexpr std::string_view kSumPrefix("\0ec-sums:", 9);
+
+void put_le32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint32_t get_le32(const uint8_t* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= uint32_t{p[i]} << (8 * i);
+  return v;
+}
+}  // namespace
+
+std::string ec_sum_akey(std::string_view akey) {
+  std::string s(kSumPrefix);
+  s.append(akey);
+  return s;
+}
+
+bool is_ec_sum_akey(std::string_view akey) {
+  return akey.substr(0, kSumPrefix.size()) == kSumPrefix;
+}
+
+void ec_stripe_sums(uint64_t cell, std::span<const uint8_t* const> data, uint8_t* out) {
+  for (size_t j = 0; j < data.size(); ++j) put_le32(out + 4 * j, crc32c(data[j], cell));
+}
+
+int ec_check_sums(uint64_t cell, std::span<const uint8_t* const> data, const uint8_t* sums) {
+  for (size_t j = 0; j < data.size(); ++j) {
+    if (crc32c(data[j], cell) != get_le32(sums + 4 * j)) return static_cast<int>(j);
+  }
+  return -1;
 }
 
 std::string ec_copy_akey(std::string_view akey) {
@@ -139,11 +171,13 @@ std::optional<std::pair<std::string, uint32_t>> parse_ec_cell_akey(std::string_v
 }
 
 bool is_ec_reserved_akey(std::string_view akey) {
-  return is_ec_copy_akey(akey) || akey.substr(0, kCellPrefix.size()) == kCellPrefix;
+  return is_ec_copy_akey(akey) || is_ec_sum_akey(akey) ||
+         akey.substr(0, kCellPrefix.size()) == kCellPrefix;
 }
 
 std::string ec_user_akey(std::string_view akey) {
   if (is_ec_copy_akey(akey)) return std::string(akey.substr(kCopyPrefix.size()));
+  if (is_ec_sum_akey(akey)) return std::string(akey.substr(kSumPrefix.size()));
   if (auto c = parse_ec_cell_akey(akey)) return c->first;
   return std::string(akey);
 }

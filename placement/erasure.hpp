@@ -82,7 +82,19 @@ bool is_ec_copy_akey(std::string_view akey);
 std::string ec_cell_akey(std::string_view akey, uint32_t pos);
 // The user's akey and the position of a cell akey; nullopt for any other akey.
 std::optional<std::pair<std::string, uint32_t>> parse_ec_cell_akey(std::string_view akey);
-// Any akey erasure coding reserves (copies, cells): user keys may not start like these.
+// The checksum record of an array akey's full stripes, kept whole on every position of the
+// group: for stripe s, at offset s * ec_sum_size(k), the crc32c of each of its k data cells
+// (4 bytes each, little-endian), written by the update that wrote the stripe, at its epoch.
+// A cell rebuilt from others is checked against it (end to end: the writer computed it from
+// the bytes it was given), so a stripe whose cells and parity disagree is never answered.
+std::string ec_sum_akey(std::string_view akey);
+bool is_ec_sum_akey(std::string_view akey);
+constexpr uint64_t ec_sum_size(uint32_t k) { return uint64_t{k} * 4; }
+// Writes one stripe's record (ec_sum_size(k) bytes at `out`) from its k data cells.
+void ec_stripe_sums(uint64_t cell, std::span<const uint8_t* const> data, uint8_t* out);
+// The first data cell that does not match a stripe's record, or -1 when all do.
+int ec_check_sums(uint64_t cell, std::span<const uint8_t* const> data, const uint8_t* sums);
+// Any akey erasure coding reserves (copies, cells, sums): user keys may not start like these.
 bool is_ec_reserved_akey(std::string_view akey);
 // The user's akey of a reserved one (itself for any other).
 std::string ec_user_akey(std::string_view akey);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "actors/object_service_util.hpp"
@@ -141,8 +142,11 @@ struct Reencoder {
 
     // Phase one: every position's cells (data or parity) of the full stripes, at `epoch`.
     const auto& code = placement::erasure_code(g.k, g.p);
+    // Each position's bulk: its cells, then the stripes' checksum record (alike everywhere).
+    const uint64_t ss = placement::ec_sum_size(g.k);
+    const uint64_t sum_at = stripes * g.cell;
     std::vector<Buffer> cells(g.n());
-    for (auto& b : cells) b.reset(stripes * g.cell);
+    for (auto& b : cells) b.reset(sum_at + stripes * ss);
     std::vector<std::vector<Piece>> pieces(g.n()), punches(g.n());
     uint64_t at = 0;  // stripes packed so far
     for (uint64_t s = s0; s < s1;) {
@@ -162,12 +166,18 @@ struct Reencoder {
         }
         for (uint32_t q = 0; q < g.p; ++q) parity[q] = cells[g.k + q].data() + at * g.cell;
         code.encode(g.cell, data, parity);
+        placement::ec_stripe_sums(g.cell, data, cells[0].data() + sum_at + at * ss);
+        for (uint32_t ci = 1; ci < g.n(); ++ci) {
+          std::memcpy(cells[ci].data() + sum_at + at * ss, cells[0].data() + sum_at + at * ss, ss);
+        }
       }
       for (uint32_t ci = 0; ci < g.n(); ++ci) {
         const uint64_t first = at - (e - s);
         const uint32_t p = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
         pieces[ci].push_back(
             {placement::ec_cell_akey(akey, p), false, s * g.cell, (e - s) * g.cell, first * g.cell});
+        pieces[ci].push_back(
+            {placement::ec_sum_akey(akey), false, s * ss, (e - s) * ss, sum_at + first * ss});
         punches[ci].push_back({copy, true, s * S, (e - s) * S, 0});
       }
       s = e;

@@ -133,11 +133,13 @@ struct Scan {
     bool copies = true;   // erasure-coded partial-stripe copies
     bool singles = true;  // single values
     bool arrays = true;   // other arrays (replicas; erasure-coded cells are rebuilt instead)
+    bool sums = true;     // erasure-coded stripes' checksum records (alike on every position)
     // Erasure-coded cells of this position only (a former holder sending its position's
     // history); -1: none. Cells of other positions a target holds (it held them once) stay.
     int cells_of = -1;
     bool wants(const std::string& akey, storage::ValueKind kind) const {
       if (placement::is_ec_copy_akey(akey)) return copies;
+      if (placement::is_ec_sum_akey(akey)) return sums;
       if (auto c = placement::parse_ec_cell_akey(akey)) {
         return cells_of >= 0 && c->second == static_cast<uint32_t>(cells_of);
       }
@@ -222,6 +224,7 @@ struct Scan {
     }
     const auto& code = placement::erasure_code(g.k, g.p);
     const size_t cell = g.cell;
+    const uint64_t ss = placement::ec_sum_size(g.k);
     for (uint64_t s : stripes) {
       std::vector<Buffer> cells(g.n());
       bool present[64] = {};
@@ -268,6 +271,23 @@ struct Scan {
         ptrs[ci] = cells[ci].data();
       }
       TESSERA_TRY(code.reconstruct(cell, ptrs, std::span<const bool>(present, g.n())));
+      // End to end: the stripe must hold what its writer summed, or it is not sent.
+      auto sums = shard().store->fetch(key, dkey, placement::ec_sum_akey(akey),
+                                       storage::ValueKind::array, s * ss, ss, 0);
+      if (!sums) return sums.status();
+      const bool recorded = sums->holes.empty() && sums->data.size() == ss && sums->epoch == epoch;
+      const int bad = recorded ? placement::ec_check_sums(
+                                     cell, std::span<uint8_t* const>(ptrs.data(), g.k),
+                                     sums->data.data())
+                               : -1;
+      if (!recorded || bad >= 0) {
+        if (copies_cover(g, pos, key, dkey, akey, s)) continue;  // as for a torn stripe
+        log::warn("rebuild: pool {} stripe {} of akey '{}': {}; not rebuilt", shard().id, s, akey,
+                  recorded ? fmt::format("data cell {} fails its writer's checksum", bad)
+                           : std::string("no checksum record of the update that wrote it"));
+        ++c.lost;
+        continue;
+      }
       storage::AkeyExport x;
       x.kind = storage::ValueKind::array;
       x.rsize = 1;
@@ -346,7 +366,8 @@ struct Scan {
       f.copies = copy_src >= 0 ? copy_src == me_complete : g->cell_at(me) < g->k;
       f.singles = std::count(holders.begin(), holders.end(), i) > 0 && single_src == me_complete;
       f.arrays = false;
-      if (f.copies || f.singles) fills.push_back(f);
+      f.sums = first == me_complete;  // with the cells this target rebuilds
+      if (f.copies || f.singles || f.sums) fills.push_back(f);
       if (first == me_complete) cell_targets.push_back(i);
     }
     TESSERA_TRY(send_histories(key, dkey, fills));

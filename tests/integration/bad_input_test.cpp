@@ -8,8 +8,7 @@
 
 #include "actors/protocol.hpp"
 #include "client/client.hpp"
-#include "core/actor.hpp"
-#include "net/fabric.hpp"
+#include "tests/integration/raw_peer.hpp"
 #include "tests/integration/server_process.hpp"
 #include "tests/test_util.hpp"
 
@@ -17,31 +16,6 @@ using namespace tessera;
 using namespace tessera::testing;
 
 namespace {
-
-// A bare fabric endpoint on its own target: lets the test speak raw frames to an engine.
-struct RawPeer {
-  explicit RawPeer(const std::string& provider) {
-    EXPECT_TRUE(target.start().is_ok());
-    status = run_on(target, [&] {
-      net::FabricOptions fo;
-      fo.provider = provider;
-      auto e = net::FabricEndpoint::open(fo, [this](Message&& m) { rt.deliver(std::move(m)); });
-      if (!e) return e.status();
-      ep = std::move(*e);
-      target.add_poller(ep.get());
-      rt.set_transport(ep.get());
-      return Status();
-    });
-  }
-  ~RawPeer() {
-    target.stop();
-    ep.reset();
-  }
-  Target target{RealEnv::instance(), TargetOptions{}};
-  ActorRuntime rt{target, kClientRankBase | 77};
-  std::unique_ptr<net::FabricEndpoint> ep;
-  Status status;
-};
 
 bool roundtrip_ok(const std::string& engine) {
   ClientOptions co;

@@ -7,9 +7,16 @@
 #include <map>
 #include <random>
 
+#include "actors/object_service_util.hpp"
+#include "actors/protocol.hpp"
+#include "actors/schema/capnp_util.hpp"
+#include "actors/schema/object.capnp.h"
 #include "client/container.hpp"
+#include "core/checksum.hpp"
+#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "tests/integration/local_cluster.hpp"
+#include "tests/integration/raw_peer.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;
@@ -123,9 +130,9 @@ struct EcSystem {
 };
 
 void start_ec_system(EcSystem& h, const std::vector<std::string>& extra = {},
-                     const char* self_heal = nullptr) {
-  h.sys = std::make_unique<LocalSystem>(h.dir.path(), 6, 1, extra);
-  ASSERT_TRUE(h.sys->wait_joined(6));
+                     const char* self_heal = nullptr, uint32_t engines = 6) {
+  h.sys = std::make_unique<LocalSystem>(h.dir.path(), engines, 1, extra);
+  ASSERT_TRUE(h.sys->wait_joined(engines));
   h.mc = std::make_unique<MgmtClient>(h.sys->mgmt());
   ASSERT_TRUE(h.mc->pool_create("tank", 6 * (96ull << 20)));
   if (self_heal != nullptr) {
@@ -274,6 +281,172 @@ TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
 
   ASSERT_NO_FATAL_FAILURE(
       kill_all_restart_verify(h, m, {0u, 2u, 4u, 5u}, "re-encoded, after kill -9 of every engine"));
+}
+
+namespace {
+// One internal update of one position (as an engine re-encoding a stripe sends): its pieces'
+// bytes back to back in `bulk`.
+struct RawPiece {
+  std::string akey;
+  uint64_t offset;
+  std::string bytes;
+};
+Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placement::Shard& at,
+                     uint32_t pos, ObjectId key, const std::string& dkey,
+                     const std::vector<RawPiece>& pieces, uint64_t epoch) {
+  capnp::MallocMessageBuilder b(512);
+  auto req = b.initRoot<schema::EcUpdateReq>();
+  req.initOid().setHi(key.hi);
+  req.getOid().setLo(key.lo);
+  req.setDkey(capn::as_data(dkey));
+  req.setEpoch(epoch);
+  req.setInternal(true);
+  auto ctx = req.initCtx();
+  ctx.setPool(v.pool.id);
+  ctx.setMapVersion(v.pool.map.version);
+  ctx.setReplica(true);
+  auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
+  std::string bulk;
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    auto w = list[static_cast<unsigned>(i)];
+    w.setPos(pos);
+    w.setAkey(capn::as_data(pieces[i].akey));
+    w.setKind(schema::ValueKind::ARRAY);
+    w.setOffset(pieces[i].offset);
+    w.setLength(pieces[i].bytes.size());
+    w.setBulkOffset(bulk.size());
+    w.setCrc(crc32c(pieces[i].bytes));
+    bulk += pieces[i].bytes;
+  }
+  Message m;
+  m.dst = ActorAddr{at.rank, static_cast<uint16_t>(at.target), proto::kObjectServiceActor};
+  m.protocol = proto::kProtoObject;
+  m.method = proto::kObjEcUpdate;
+  m.body = capn::to_body(b);
+  m.bulk = Buffer(bulk.data(), bulk.size());
+  auto r = run_on(peer.target, [&] { return peer.rt.ask(std::move(m), std::chrono::seconds(20)); });
+  if (!r) return r.status();
+  return r->status == Errc::ok ? Status() : Status(r->status, r->error);
+}
+}  // namespace
+
+// End-to-end checksums of erasure-coded stripes. A stripe whose parity disagrees with its data
+// although every cell carries the same epoch and passes its own stored checksum (what an
+// encoder fault, or memory that flipped before the engine summed the bytes, leaves) is never
+// folded into a degraded read: the data cell rebuilt from it fails the checksum record the
+// writer stored on every position, and the read fails with a checksum error instead of
+// answering wrong bytes; a rebuild does not write the cell either (it counts it lost), and the
+// read after it still fails rather than answering the missing cell as zeros. The stripe is
+// written here cell by cell, as an engine re-encoding it would, with its parity computed wrong;
+// a stripe written right beside it is read and rebuilt exactly.
+TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswered) {
+  EcSystem h;
+  // Seven engines: the group's six positions, and one to rebuild a lost position on.
+  ASSERT_NO_FATAL_FAILURE(start_ec_system(h, {}, "exclude", 7));
+  std::mt19937_64 rng(23);
+  auto oid = h.c->make_oid(3, 0);
+  ASSERT_TRUE(oid);
+  // A client write first: its epoch is one the engines accept.
+  auto epoch = h.c->update(*oid, "other", "data", ValueKind::array, 0, bytes("x"));
+  ASSERT_TRUE(epoch) << epoch.status().to_string();
+
+  auto v = h.mc->pool_query("tank");
+  ASSERT_TRUE(v) << v.status().to_string();
+  auto place = placement::place(*oid, v->pool.map);
+  ASSERT_TRUE(place);
+  const auto pos = place->dkey("d");
+  const auto g = placement::ec_geometry(4, 2, kCell, "d");
+  const ObjectId key = objsvc::store_key(*oid, h.c->handle().cont.c.id);
+
+  // Stripes 0 and 1: cells, parity and checksum record; parity 0 of stripe 0 is wrong.
+  const std::string data = random_bytes(rng, 2 * kStripe);
+  std::vector<std::string> cells(g.n()), sums;
+  for (uint64_t s = 0; s < 2; ++s) {
+    std::vector<std::string> c(g.n(), std::string(kCell, '\0'));
+    std::vector<const uint8_t*> d;
+    std::vector<uint8_t*> p;
+    for (uint32_t j = 0; j < g.k; ++j) {
+      c[j] = data.substr(s * kStripe + j * kCell, kCell);
+      d.push_back(reinterpret_cast<const uint8_t*>(c[j].data()));
+    }
+    for (uint32_t q = 0; q < g.p; ++q) p.push_back(reinterpret_cast<uint8_t*>(c[g.k + q].data()));
+    placement::erasure_code(g.k, g.p).encode(kCell, d, p);
+    std::string sum(placement::ec_sum_size(g.k), '\0');
+    placement::ec_stripe_sums(kCell, d, reinterpret_cast<uint8_t*>(sum.data()));
+    if (s == 0) {  // both parity cells: any k cells that rebuild a data cell hold a wrong one
+      c[g.k][100] ^= 0x5a;
+      c[g.k + 1][200] ^= 0xa5;
+    }
+    for (uint32_t ci = 0; ci < g.n(); ++ci) cells[ci] += c[ci];
+    sums.push_back(sum);
+  }
+  RawPeer peer(v->provider);
+  ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
+  mgmt::learn_view(peer.rt, *v);
+  for (uint32_t ci = 0; ci < g.n(); ++ci) {
+    const uint32_t at = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
+    Status st = raw_ec_update(peer, *v, pos[at].home, at, key, "d",
+                              {{placement::ec_cell_akey("data", at), 0, cells[ci]},
+                               {placement::ec_sum_akey("data"), 0, sums[0] + sums[1]}},
+                              *epoch + 1);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+
+  // Every position up: the data cells are read as they are.
+  auto whole = h.c->fetch(*oid, "d", "data", ValueKind::array, 0, 0);
+  ASSERT_TRUE(whole) << whole.status().to_string();
+  ASSERT_TRUE(whole->data.view() == data);
+
+  // A data position dies (not rank 0: it hosts the management service): its cells are
+  // rebuilt from the other data cells and parity 0.
+  uint32_t lost = g.data_pos(0);
+  for (uint32_t j = 0; j < g.k && pos[lost].home.rank == 0; ++j) lost = g.data_pos(j);
+  ASSERT_NE(pos[lost].home.rank, 0u);
+  h.sys->engine(pos[lost].home.rank).kill9();
+  ASSERT_TRUE(wait_gone(*h.mc, {pos[lost].home.rank}));
+  auto f = h.c->fetch(*oid, "d", "data", ValueKind::array, 0, kStripe);
+  ASSERT_FALSE(f) << "a degraded read answered bytes rebuilt from a wrong parity cell ("
+                  << (f->data.view() == std::string_view(data).substr(0, kStripe) ? "equal"
+                                                                                   : "different")
+                  << ")";
+  EXPECT_EQ(f.status().code(), Errc::checksum) << f.status().to_string();
+  EXPECT_NE(f.status().message().find("fails the checksum its writer recorded"), std::string::npos)
+      << f.status().to_string();
+  // Stripe 1's parity is right: its rebuilt cell passes and reads back exactly.
+  auto f1 = h.c->fetch(*oid, "d", "data", ValueKind::array, kStripe, kStripe);
+  ASSERT_TRUE(f1) << f1.status().to_string();
+  EXPECT_TRUE(f1->data.view() == std::string_view(data).substr(kStripe));
+
+  // A rebuild refills the lost position on the seventh engine: stripe 1's cell is rebuilt;
+  // stripe 0's fails its checksums and is counted lost, not written.
+  ASSERT_TRUE(h.mc->pool_set_prop("tank", "self_heal", "exclude;rebuild").is_ok());
+  auto started = h.mc->pool_op("tank", "rebuild", {});
+  ASSERT_TRUE(started) << started.status().to_string();
+  mgmt::PoolView after;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (std::chrono::steady_clock::now() < until) {
+    auto q = h.mc->pool_query("tank");
+    ASSERT_TRUE(q) << q.status().to_string();
+    after = *q;
+    if (after.pool.rebuild.gen >= started->pool.rebuild.gen && after.pool.rebuild.state == "done") {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(after.pool.rebuild.state, "done");
+  EXPECT_GE(after.pool.rebuild.lost, 1u)
+      << "generation " << after.pool.rebuild.gen << ": " << after.pool.rebuild.records << " sent";
+  auto c = h.client->open_container("tank", "ec", false);  // the map after the rebuild
+  ASSERT_TRUE(c) << c.status().to_string();
+  auto r0 = (*c)->fetch(*oid, "d", "data", ValueKind::array, 0, kStripe);
+  ASSERT_FALSE(r0) << "after the rebuild, stripe 0 read back "
+                   << (r0->data.view() == std::string_view(data).substr(0, kStripe)
+                           ? "equal"
+                           : "different bytes");
+  EXPECT_EQ(r0.status().code(), Errc::checksum) << r0.status().to_string();
+  auto r1 = (*c)->fetch(*oid, "d", "data", ValueKind::array, kStripe, kStripe);
+  ASSERT_TRUE(r1) << r1.status().to_string();
+  EXPECT_TRUE(r1->data.view() == std::string_view(data).substr(kStripe));
 }
 
 TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
