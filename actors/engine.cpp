@@ -283,6 +283,7 @@ void Engine::attach(mgmt::MgmtLink* link) {
   for (auto& sp : slots_) {
     Slot* s = sp.get();
     (void)run_on(*s->target, [this, s, link] {
+      s->pools.opening = true;  // until open_pools: the join names the shards to open
       Target& t = *s->target;
       s->pools.fetch_view = [link,
                              &t](uint32_t pool) -> Result<std::shared_ptr<const mgmt::PoolView>> {
@@ -620,6 +621,13 @@ void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
   for (const auto& p : pools) {
     Status st = create_shards(p.id, p.uuid, p.target_bytes);
     if (!st.is_ok()) log::error("pool {} shards: {}", p.id, st.to_string());
+  }
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    (void)run_on(*s->target, [s] {
+      s->pools.opening = false;
+      return Status();
+    });
   }
 }
 

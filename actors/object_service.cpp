@@ -447,6 +447,11 @@ Status ObjectService::handle(Message& m) {
 
 Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   auto it = pools_.shards.find(pool);
+  if (it == pools_.shards.end() && pools_.opening) {
+    return Status(Errc::unavailable, fmt::format("rank {} target {} is still opening its pool "
+                                                 "shards",
+                                                 rank_, target_));
+  }
   if (it == pools_.shards.end() || it->second->closing) {
     return Status(it == pools_.shards.end() ? Errc::not_found : Errc::unavailable,
                   fmt::format("pool {} has no {}shard on rank {} target {}", pool,

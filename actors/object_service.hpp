@@ -128,6 +128,10 @@ struct TargetPools {
   // Stopped by an administrator (`tessera system stop-target`): refuses pool I/O (a failed
   // device) until a reintegration resets its shards or the engine restarts.
   bool stopped = false;
+  // The engine has joined a management service but not yet opened the pool shards the join
+  // named: a request for a pool it has no shard of is answered `unavailable` (retry), not
+  // `not_found`, so a rebuild that starts as soon as the engine is back waits for its shards.
+  bool opening = false;
 };
 
 class ObjectService final : public Actor {

@@ -26,6 +26,9 @@ namespace {
 
 // The most data one rebuild push carries (the fabric bounds a message's bulk).
 constexpr uint64_t kPushBytes = 64ull << 20;
+// A stripe that reads torn is read again this many times, this far apart, before it counts.
+constexpr int kTornRereads = 3;
+constexpr auto kTornPause = std::chrono::milliseconds(100);
 
 struct Scan {
   Peer peer;
@@ -93,6 +96,14 @@ struct Scan {
 
   Status send_piece(const Shard& dst, ObjectId key, const std::string& dkey,
                     const std::string& akey, const storage::AkeyExport& x) {
+    if (is_me(dst)) {
+      // This target fills a position of its own (erasure coding: it is also the holder of
+      // another position of the group that rebuilds the cells).
+      TESSERA_TRY(shard().store->import_akey(key, dkey, akey, x));
+      ++c.records;
+      c.bytes += x.data.size();
+      return Status();
+    }
     capnp::MallocMessageBuilder b(1024);
     auto req = b.initRoot<schema::RebuildPush>();
     req.initCtx().setPool(shard().id);
@@ -172,29 +183,30 @@ struct Scan {
     return Status();
   }
 
-  // Whether a complete parity position's copies hold all of stripe `s` of `akey`.
+  // Whether a parity position's copies (where its data is complete) hold all of stripe `s`.
   bool copies_cover(const placement::EcGeometry& g, const std::vector<Position>& pos, ObjectId key,
                     const std::string& dkey, const std::string& akey, uint64_t s) {
     for (uint32_t q = 0; q < g.p; ++q) {
-      const Position& p = pos[g.parity_pos(q)];
-      if (!p.complete) continue;
-      auto f =
-          peer.fetch(p.home, key, dkey, placement::ec_copy_akey(akey), s * g.stripe(), g.stripe());
+      const placement::Shard* r = pos[g.parity_pos(q)].reader();
+      if (r == nullptr) continue;
+      auto f = peer.fetch(*r, key, dkey, placement::ec_copy_akey(akey), s * g.stripe(), g.stripe());
       return f && f->holes.empty() && f->data.size() == g.stripe();
     }
     return false;
   }
 
   // Rebuilds position `lost`'s cells of one akey (the user's), stripe by stripe, from k
-  // complete positions; `me` is this target's own (complete) position.
+  // positions whose data is complete somewhere; `me` is the position this target reads for.
   Status rebuild_cells(const placement::EcGeometry& g, const std::vector<Position>& pos,
                        uint32_t me, uint32_t lost, ObjectId key, const std::string& dkey,
                        const std::string& akey) {
     const std::string mine = placement::ec_cell_akey(akey, me);
     const std::string theirs = placement::ec_cell_akey(akey, lost);
+    // Sources: positions whose data is complete somewhere (a complete home, or the former
+    // holder of a home being refilled).
     std::vector<uint32_t> sources;
     for (uint32_t j = 0; j < pos.size() && sources.size() < g.k; ++j) {
-      if (j != lost && pos[j].complete) sources.push_back(j);
+      if (j != lost && pos[j].reader() != nullptr) sources.push_back(j);
     }
     if (sources.size() < g.k) {
       ++c.lost;
@@ -207,7 +219,7 @@ struct Scan {
     punches->data = Buffer();
     if (!punches->akey_punches.empty())
       TESSERA_TRY(send(pos[lost].home, key, dkey, theirs, *punches));
-    // Which stripes exist: the written runs of this (complete) position.
+    // Which stripes exist: the written runs of the position this target reads for.
     std::set<uint64_t> stripes;
     std::string anchor;
     while (true) {
@@ -225,32 +237,61 @@ struct Scan {
     const auto& code = placement::erasure_code(g.k, g.p);
     const size_t cell = g.cell;
     const uint64_t ss = placement::ec_sum_size(g.k);
-    for (uint64_t s : stripes) {
-      std::vector<Buffer> cells(g.n());
+    // One stripe's cells as the sources hold them.
+    struct Read {
+      std::vector<Buffer> cells;
       bool present[64] = {};
       uint64_t epoch = 0;
       bool torn = false;
-      size_t holes = 0, written = 0;
+      size_t written = 0;
+      std::string seen;  // what each source held, for the warning of a torn stripe
+    };
+    auto read = [&](uint64_t s) -> Result<Read> {
+      Read r;
+      r.cells.resize(g.n());
+      size_t holes = 0;
       for (uint32_t j : sources) {
-        auto f = peer.fetch(pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home, key, dkey,
-                            placement::ec_cell_akey(akey, j), s * cell, cell);
+        const placement::Shard& from = pos[j].reader() != nullptr ? *pos[j].reader() : pos[j].home;
+        auto f = peer.fetch(from, key, dkey, placement::ec_cell_akey(akey, j), s * cell, cell);
         if (!f) return f.status();
+        r.seen += fmt::format("{}position {} (rank {} target {}): {}", r.seen.empty() ? "" : ", ",
+                              j, from.rank, from.target,
+                              f->holes.empty() ? fmt::format("epoch {}", f->epoch)
+                                               : fmt::format("{} holes", f->holes.size()));
         if (f->holes.size() == 1 && f->holes[0].second == cell) {
           ++holes;
           continue;
         }
         // One full-stripe update's cells (one epoch), or all holes; anything else is torn.
-        if (!f->holes.empty() || f->data.size() != cell || (written > 0 && f->epoch != epoch)) {
-          torn = true;
+        if (!f->holes.empty() || f->data.size() != cell || (r.written > 0 && f->epoch != r.epoch)) {
+          r.torn = true;
         }
-        ++written;
-        epoch = f->epoch;
+        ++r.written;
+        r.epoch = f->epoch;
         const uint32_t ci = g.cell_at(j);
-        cells[ci] = std::move(f->data);
-        present[ci] = true;
+        r.cells[ci] = std::move(f->data);
+        r.present[ci] = true;
       }
+      r.torn = r.written > 0 && (r.torn || holes > 0);
+      return r;
+    };
+    for (uint64_t s : stripes) {
+      auto got = read(s);
+      // An update of the stripe in flight (applied at some positions, not yet at others) reads
+      // torn for a moment; its pieces reach the home being filled anyway. Read again before
+      // calling the stripe torn.
+      for (int again = 0; got && got->torn && again < kTornRereads; ++again) {
+        peer.rt.target().sleep_for(kTornPause);
+        got = read(s);
+      }
+      if (!got) return got.status();
+      auto& cells = got->cells;
+      auto& present = got->present;
+      const uint64_t epoch = got->epoch;
+      const bool torn = got->torn;
+      const size_t written = got->written;
+      const std::string& seen = got->seen;
       if (written == 0) continue;  // never written as a full stripe
-      torn = torn || holes > 0;
       if (torn && copies_cover(g, pos, key, dkey, akey, s)) {
         // A re-encoding that a failure interrupted before it released the copies: they still
         // hold every byte of the stripe (and go to the home with the copies), so nothing is
@@ -258,10 +299,9 @@ struct Scan {
         continue;
       }
       if (torn) {
-        log::warn(
-            "rebuild: pool {} stripe {} of akey '{}' is torn (its cells disagree); not "
-            "rebuilt",
-            shard().id, s, akey);
+        log::warn("rebuild: pool {} stripe {} of akey '{}' (dkey {} bytes) for position {} is torn "
+                  "(its cells disagree: {}); not rebuilt",
+                  shard().id, s, akey, dkey.size(), lost, seen);
         ++c.lost;
         continue;
       }
@@ -306,7 +346,17 @@ struct Scan {
     for (uint32_t j = 0; j < pos.size(); ++j) {
       if (pos[j].complete && is_me(pos[j].home)) me_complete = static_cast<int>(j);
     }
-    const int first = placement::first_complete(pos);
+    // Erasure coding: the positions this target reads for (its complete homes, and the homes
+    // it is the serving former holder of); the first position with such a holder rebuilds
+    // the cells of the positions being filled from scratch.
+    std::vector<uint32_t> mine;
+    for (uint32_t j = 0; j < pos.size(); ++j) {
+      if (pos[j].reader() != nullptr && is_me(*pos[j].reader())) mine.push_back(j);
+    }
+    auto reads = [&mine](int j) {
+      return j >= 0 && std::count(mine.begin(), mine.end(), static_cast<uint32_t>(j)) > 0;
+    };
+    const int first = placement::first_holder(pos);
     const bool ec = cls.redundancy == placement::Redundancy::erasure;
     std::vector<Fill> fills;
     std::vector<uint32_t> cell_targets;  // positions whose cells this target rebuilds
@@ -314,7 +364,12 @@ struct Scan {
     for (uint32_t i = 0; i < pos.size(); ++i) {
       const Position& p = pos[i];
       const placement::FillBy by = placement::fill_by(pos, i);
-      if (by == placement::FillBy::none || is_me(p.home)) continue;
+      // A home of this target's is filled by others, except an erasure-coded position whose
+      // cells this target rebuilds itself (it reads for another position of the group, as
+      // its former holder: no placement rule keeps it from being this one's new home).
+      if (by == placement::FillBy::none || (is_me(p.home) && !(ec && by != placement::FillBy::prev))) {
+        continue;
+      }
       if (by == placement::FillBy::prev) {
         // The former holder sends its own history of the position (erasure coding: its cells
         // of that position, none of another it may also hold).
@@ -335,11 +390,11 @@ struct Scan {
         if (is_me(*src)) fills.push_back({p.home});
         continue;
       }
-      if (first < 0) {  // cells are rebuilt from complete positions only
+      if (first < 0) {  // no position has a holder of complete data
         if (is_me(pos[0].home) || me_complete >= 0 || (p.prev && is_me(*p.prev))) ++c.lost;
         continue;
       }
-      if (me_complete < 0) continue;
+      if (mine.empty()) continue;
       const uint64_t cell = peer.cell_size(objsvc::cont_of(key));
       if (cell == 0) {
         log::warn("rebuild: pool {}: container {} unknown; its object is skipped", shard().id,
@@ -348,31 +403,32 @@ struct Scan {
         continue;
       }
       if (!g) g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
-      const auto me = static_cast<uint32_t>(me_complete);
-      // Partial-stripe copies: from the first complete parity position, or, without one, from
-      // every complete data position (each holds the copies of its own cells).
+      // Partial-stripe copies: from the first parity position with a holder, or, without one,
+      // from every data position's holder (each holds the copies of its own cells).
       int copy_src = -1;
       for (uint32_t q = 0; q < g->p && copy_src < 0; ++q) {
-        if (pos[g->parity_pos(q)].complete) copy_src = static_cast<int>(g->parity_pos(q));
+        if (pos[g->parity_pos(q)].reader() != nullptr) copy_src = static_cast<int>(g->parity_pos(q));
       }
+      bool data_copies = false;
+      for (uint32_t m : mine) data_copies |= g->cell_at(m) < g->k;
       // Single values live on data position 0 and the parity positions.
       std::vector<uint32_t> holders{g->data_pos(0)};
       for (uint32_t q = 0; q < g->p; ++q) holders.push_back(g->parity_pos(q));
       int single_src = -1;
       for (uint32_t h : holders) {
-        if (single_src < 0 && pos[h].complete) single_src = static_cast<int>(h);
+        if (single_src < 0 && pos[h].reader() != nullptr) single_src = static_cast<int>(h);
       }
       Fill f{p.home};
-      f.copies = copy_src >= 0 ? copy_src == me_complete : g->cell_at(me) < g->k;
-      f.singles = std::count(holders.begin(), holders.end(), i) > 0 && single_src == me_complete;
+      f.copies = copy_src >= 0 ? reads(copy_src) : data_copies;
+      f.singles = std::count(holders.begin(), holders.end(), i) > 0 && reads(single_src);
       f.arrays = false;
-      f.sums = first == me_complete;  // with the cells this target rebuilds
+      f.sums = reads(first);  // with the cells this target rebuilds
       if (f.copies || f.singles || f.sums) fills.push_back(f);
-      if (first == me_complete) cell_targets.push_back(i);
+      if (reads(first)) cell_targets.push_back(i);
     }
     TESSERA_TRY(send_histories(key, dkey, fills));
     if (cell_targets.empty()) return Status();
-    const auto me = static_cast<uint32_t>(me_complete);
+    const auto me = static_cast<uint32_t>(first);
     for (const auto& [akey, kind] : shard().store->akey_names(key, dkey)) {
       auto cell = placement::parse_ec_cell_akey(akey);
       if (kind != storage::ValueKind::array || !cell || cell->second != me) continue;

@@ -317,11 +317,23 @@ uint32_t pool_tolerance(const Pool& p) {
   return tol;
 }
 
+bool failed_target(const Pool& p, uint32_t rank, const placement::MapTarget& t) {
+  if (t.state == TargetState::down) return true;
+  if (t.state != TargetState::up) return false;
+  for (const auto& se : p.map.settled) {
+    if (se.rank != rank) continue;
+    for (const auto& st : se.targets) {
+      if (st.index == t.index) return placement::is_serving(st.state);
+    }
+  }
+  return false;
+}
+
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also) {
   uint32_t n = 0;
   for (const auto& e : p.map.engines) {
     bool down = e.rank == also;
-    for (const auto& t : e.targets) down |= t.state == TargetState::down;
+    for (const auto& t : e.targets) down |= failed_target(p, e.rank, t);
     n += down ? 1 : 0;
   }
   return n;
@@ -721,7 +733,7 @@ ContHealth container_health(const Pool& p, const Container& c, const std::set<ui
     bool failed = false, up = false;
     const bool away = gone.count(e.rank) != 0;
     for (const auto& t : e.targets) {
-      failed |= t.state == TargetState::down || (away && placement::is_serving(t.state));
+      failed |= failed_target(p, e.rank, t) || (away && placement::is_serving(t.state));
       up |= t.state == TargetState::up_in && !away;
     }
     h.failed_engines += failed ? 1 : 0;

@@ -73,7 +73,12 @@ class StateFile {
 // Engine failures every container of the pool tolerates (its object class's, else its rf);
 // UINT32_MAX for a pool without containers.
 uint32_t pool_tolerance(const Pool& p);
-// Engines of the pool with a target down (failed, not rebuilt yet), counting `also` as one.
+// A target whose data is incomplete with nothing serving its positions instead: `down` (failed,
+// not rebuilt yet), or `up` after a reintegration that kept its data (it missed what was
+// written while it was away, and it is its positions' settled holder itself) until a rebuild
+// completes. A target reset and refilled from a former holder, or added by extension, is not.
+bool failed_target(const Pool& p, uint32_t rank, const placement::MapTarget& t);
+// Engines of the pool with a failed target, counting `also` as one.
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also = UINT32_MAX);
 // Whether taking `rank`'s targets out automatically would leave some object of the pool
 // without an up-to-date copy: more failures not yet rebuilt than the containers tolerate, or a

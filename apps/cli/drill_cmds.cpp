@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <fstream>
 
 #include "apps/cli/common.hpp"
 #include "apps/drill/drill.hpp"
+#include "apps/drill/generate.hpp"
 
 namespace tessera::cli {
 
@@ -114,6 +116,32 @@ int drill_check(Globals& g, const std::string& file) {
   });
 }
 
+int drill_generate(Globals& g, const drill::GenerateOptions& o, const std::string& out) {
+  auto text = drill::generate_drill(o);
+  if (!text) return fail(g, text.status(), "drill generate");
+  if (!out.empty()) {
+    std::ofstream f(out);
+    f << *text;
+    f.close();
+    if (!f) return fail(g, Status(Errc::io_error, "cannot write " + out), "drill generate");
+  }
+  if (g.json) {
+    std::printf("%s\n", json{{"seed", o.seed},
+                             {"class", o.oclass},
+                             {"engines", o.engines},
+                             {"faults", o.faults},
+                             {"file", out.empty() ? json(nullptr) : json(out)},
+                             {"drill", *text}}
+                             .dump(2)
+                             .c_str());
+  } else if (out.empty()) {
+    std::printf("%s", text->c_str());
+  } else {
+    std::printf("wrote %s (seed %llu)\n", out.c_str(), static_cast<unsigned long long>(o.seed));
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_drill_commands(CLI::App& app, Globals& g) {
@@ -138,6 +166,20 @@ void add_drill_commands(CLI::App& app, Globals& g) {
   auto* check = leaf(dr, g, "check", "read a drill file and report its errors without running it",
                      [&g, file] { return drill_check(g, *file); });
   check->add_option("file", *file, "the drill (YAML)")->required();
+
+  auto go = std::make_shared<drill::GenerateOptions>();
+  auto out = std::make_shared<std::string>();
+  auto* gen = leaf(dr, g, "generate",
+                   "write a random drill: a seeded sequence of kills, clean restarts and "
+                   "reintegrations that never takes more engines down than the class survives",
+                   [&g, go, out] { return drill_generate(g, *go, *out); });
+  gen->add_option("--seed", go->seed, "the seed (the same seed gives the same drill)")
+      ->capture_default_str();
+  gen->add_option("--class", go->oclass, "the container's object class")->capture_default_str();
+  gen->add_option("--engines", go->engines, "engines the drill starts")->capture_default_str();
+  gen->add_option("--faults", go->faults, "fault events (kills and clean restarts)")
+      ->capture_default_str();
+  gen->add_option("-o,--output", *out, "write the drill to this file (default: print it)");
 }
 
 }  // namespace tessera::cli

@@ -4,6 +4,8 @@
 // acknowledged write back); drain, reintegration and extension move data and keep every byte.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+
 #include <map>
 #include <random>
 
@@ -108,9 +110,9 @@ struct Harness {
   std::unique_ptr<Container> cont;
 
   void start(uint32_t engines, const std::vector<uint32_t>& pool_ranks, const char* oclass,
-             uint32_t rf, uint32_t cell) {
-    sys = std::make_unique<LocalSystem>(dir.path(), engines, 1,
-                                        std::vector<std::string>{"--rebuild-share-pct", "100"});
+             uint32_t rf, uint32_t cell, std::vector<std::string> extra = {}) {
+    extra.insert(extra.begin(), {"--rebuild-share-pct", "100"});
+    sys = std::make_unique<LocalSystem>(dir.path(), engines, 1, extra);
     ASSERT_TRUE(sys->wait_joined(engines));
     mc = std::make_unique<MgmtClient>(sys->mgmt());
     ASSERT_TRUE(mc->pool_create("tank", 64ull << 20, pool_ranks));
@@ -263,4 +265,57 @@ TEST(RebuildTest, SecondFailureDuringRebuildReplansAndConverges) {
   auto c2 = h.fresh();
   ASSERT_TRUE(c2);
   verify(*c2, m, "after a third engine is lost");
+}
+
+// A rebuild generation that fails (a home it fills does not answer: its engine is paused for
+// longer than a push is retried) is started again by the management service after a back-off,
+// without anyone asking; once the home answers, the retry completes and every value reads back.
+// Failure detection is slowed so that the pause is not taken for a death.
+TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
+  Harness h;
+  h.start(4, {}, "RP_3GX", 2, 4096,
+          {"--mgmt-dead-after-ms", "300000", "--swim-suspicion-ms", "300000"});
+  Model m;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 120; ++i) write_one(*h.cont, m, rng, 24, 4096);
+
+  // Rank 2 pauses; rank 3 dies. With four engines, every group that loses rank 3's replica is
+  // refilled on one of ranks 0, 1 and 2: the pushes to rank 2 (and its own) cannot complete.
+  ASSERT_EQ(::kill(h.sys->engine(2).pid(), SIGSTOP), 0);
+  h.sys->engine(3).kill9();
+  mgmt::PoolView failed;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  while (std::chrono::steady_clock::now() < until) {
+    auto q = h.mc->pool_query("tank");
+    ASSERT_TRUE(q) << q.status().to_string();
+    failed = *q;
+    if (failed.pool.rebuild.state == "failed") break;
+    ASSERT_NE(failed.pool.rebuild.state, "done") << "the rebuild completed with rank 2 paused";
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(failed.pool.rebuild.state, "failed");
+  EXPECT_FALSE(failed.pool.rebuild.error.empty());
+  std::printf("generation %u failed: %s\n", failed.pool.rebuild.gen,
+              failed.pool.rebuild.error.c_str());
+
+  // Rank 2 resumes: a later generation, started by the service itself, completes.
+  ASSERT_EQ(::kill(h.sys->engine(2).pid(), SIGCONT), 0);
+  mgmt::PoolView v;
+  const auto until2 = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+  while (std::chrono::steady_clock::now() < until2) {
+    auto q = h.mc->pool_query("tank");
+    ASSERT_TRUE(q) << q.status().to_string();
+    v = *q;
+    const auto& r = v.pool.rebuild;
+    if (r.gen > failed.pool.rebuild.gen && r.state == "done" && !v.pool.map.moving()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ASSERT_EQ(v.pool.rebuild.state, "done") << "no retry completed: " << v.pool.rebuild.error;
+  EXPECT_GT(v.pool.rebuild.gen, failed.pool.rebuild.gen);
+  EXPECT_EQ(v.pool.rebuild.lost, 0u);
+  EXPECT_EQ(v.redundancy, "normal");
+  EXPECT_NE(h.sys->engine(0).log().find("rebuild retry 1 started"), std::string::npos);
+  auto c2 = h.fresh();
+  ASSERT_TRUE(c2);
+  verify(*c2, m, "after the retried rebuild");
 }
