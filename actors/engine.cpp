@@ -12,6 +12,7 @@
 #include "actors/schema/system.capnp.h"
 #include "actors/swim.hpp"
 #include "core/log.hpp"
+#include "core/version.hpp"
 #include "net/fabric.hpp"
 #include "rebuild/rebuild.hpp"
 #include "rebuild/reencode.hpp"
@@ -174,7 +175,7 @@ Buffer Engine::system_info(const std::string& control_addr) {
   info.setRank(cfg_.rank);
   info.setProvider(cfg_.provider);
   info.setPid(static_cast<int32_t>(::getpid()));
-  info.setVersion(TESSERA_VERSION);
+  info.setVersion(version());
   char host[256] = {0};
   ::gethostname(host, sizeof(host) - 1);
   info.setHostname(host);

@@ -16,6 +16,7 @@
 #include "actors/swim.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
+#include "core/version.hpp"
 #include "net/stream.hpp"
 
 using namespace tessera;
@@ -29,6 +30,8 @@ int die(const std::string& msg) {
 
 int main(int argc, char** argv) {
   CLI::App app{"tessera-server: a Tessera storage engine (one process, N pinned targets)"};
+  app.set_version_flag("--version", fmt::format("tessera-server {}", tessera::version()));
+  app.option_defaults()->always_capture_default();  // --help shows every default
   std::string config_path;
   EngineConfig flags;
   std::string storage_size, wal_size, cpus;
@@ -46,7 +49,8 @@ int main(int argc, char** argv) {
   app.add_option("--wal-size", wal_size, "write-ahead log bytes per target (default size/8)");
   app.add_option("--block-backend", flags.block_backend, "block queue: auto, uring or aio");
   app.add_flag("--busy-poll", flags.busy_poll, "targets spin instead of sleeping when idle");
-  app.add_option("--log-level", flags.log_level, "debug, info, warn or error");
+  app.add_option("--log-level", flags.log_level, "debug, info, warn, error or off")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
   app.add_option("--port-file", flags.port_file, "write the bound control port to this file");
   app.add_option("--checksum", flags.checksum, "checksum of stored extents: crc32c or crc64");
   app.add_option("--checkpoint-interval-ms", flags.checkpoint_interval_ms,
@@ -133,16 +137,9 @@ int main(int argc, char** argv) {
     cfg.wal_bytes = *v;
   }
   if (given("--cpus")) {
-    cfg.cpus.clear();
-    std::stringstream ss(cpus);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-      try {
-        cfg.cpus.push_back(std::stoi(item));
-      } catch (...) {
-        return die(fmt::format("--cpus: '{}' is not a CPU number", item));
-      }
-    }
+    auto list = parse_cpu_list(cpus);
+    if (!list) return die("--cpus: " + list.status().message());
+    cfg.cpus = std::move(*list);
   }
   Status vs = validate(cfg);
   if (!vs.is_ok()) return die("invalid configuration: " + vs.message());
@@ -244,8 +241,9 @@ int main(int argc, char** argv) {
     st = engine.start_swim(so);
     if (!st.is_ok()) log::warn("failure detection not started: {}", st.to_string());
   }
-  log::info("engine rank {} ready: {} targets, provider {}, control {}, storage {}{}", cfg.rank,
-            cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
+  log::info("tessera-server {}: engine rank {} ready: {} targets, provider {}, control {}, "
+            "storage {}{}",
+            version(), cfg.rank, cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
             cfg.mgmt_host ? " (management service host)" : "");
 
   int sig = 0;

@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -56,6 +57,43 @@ Result<uint64_t> parse_size(const std::string& s) {
   return v * mul;
 }
 
+Result<std::vector<int>> parse_cpu_list(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0) {
+      return Status(Errc::invalid_argument, fmt::format("'{}' is not a CPU number", item));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return Status(Errc::invalid_argument, "no CPU given");
+  return out;
+}
+
+namespace {
+
+// One config value read as T; a failure names the key, its line and the type wanted.
+template <typename T>
+Result<T> read(const YAML::Node& n, const std::string& key, const char* type) {
+  try {
+    return n.as<T>();
+  } catch (const YAML::Exception&) {
+    const std::string got = n.IsScalar() ? n.Scalar() : YAML::Dump(n);
+    return Status(Errc::invalid_argument, fmt::format("line {}: {} must be {}, not '{}'",
+                                                      n.Mark().line + 1, key, type, got));
+  }
+}
+
+}  // namespace
+
 Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig cfg) {
   YAML::Node root;
   try {
@@ -95,54 +133,91 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "swim_suspicion_ms",
                                               "rebuild_share_pct",
                                               "ec_reencode_interval_ms"};
-  try {
-    for (auto it = root.begin(); it != root.end(); ++it) {
-      std::string key = it->first.as<std::string>();
-      if (!known.count(key)) {
-        return Status(Errc::invalid_argument, fmt::format("unknown config key '{}'", key));
+  // Every key once: a second one would silently win or lose.
+  std::map<std::string, int> seen;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    auto key = read<std::string>(it->first, "a key", "text");
+    if (!key) return key.status();
+    const int line = it->first.Mark().line + 1;
+    if (!known.count(*key)) {
+      return Status(Errc::invalid_argument, fmt::format("line {}: unknown config key '{}'", line, *key));
+    }
+    if (auto [at, fresh] = seen.emplace(*key, line); !fresh) {
+      return Status(Errc::invalid_argument, fmt::format("line {}: key '{}' given twice (first at line {})",
+                                                        line, *key, at->second));
+    }
+  }
+  auto text_of = [&](const char* key, std::string& field) -> Status {
+    if (!root[key]) return Status();
+    TESSERA_ASSIGN_OR_RETURN(field, read<std::string>(root[key], key, "text"));
+    return Status();
+  };
+  auto flag_of = [&](const char* key, bool& field) -> Status {
+    if (!root[key]) return Status();
+    TESSERA_ASSIGN_OR_RETURN(field, read<bool>(root[key], key, "true or false"));
+    return Status();
+  };
+  for (auto [key, field] : {std::pair{"listen", &cfg.listen}, std::pair{"provider", &cfg.provider},
+                            std::pair{"fabric_node", &cfg.fabric_node},
+                            std::pair{"storage_dir", &cfg.storage_dir},
+                            std::pair{"block_backend", &cfg.block_backend},
+                            std::pair{"log_level", &cfg.log_level},
+                            std::pair{"port_file", &cfg.port_file},
+                            std::pair{"checksum", &cfg.checksum}, std::pair{"mgmt", &cfg.mgmt},
+                            std::pair{"host", &cfg.host}}) {
+    TESSERA_TRY(text_of(key, *field));
+  }
+  TESSERA_TRY(flag_of("busy_poll", cfg.busy_poll));
+  TESSERA_TRY(flag_of("mgmt_host", cfg.mgmt_host));
+  if (root["rank"]) {
+    TESSERA_ASSIGN_OR_RETURN(cfg.rank, read<uint32_t>(root["rank"], "rank", "a whole number >= 0"));
+  }
+  if (root["targets"]) {
+    TESSERA_ASSIGN_OR_RETURN(cfg.targets,
+                             read<uint32_t>(root["targets"], "targets", "a whole number 1..64"));
+  }
+  if (const YAML::Node n = root["cpus"]) {
+    // A list of CPU numbers, or the flag's text form "0,1,2".
+    if (n.IsSequence()) {
+      TESSERA_ASSIGN_OR_RETURN(cfg.cpus, read<std::vector<int>>(n, "cpus", "a list of CPU numbers"));
+    } else {
+      auto text = read<std::string>(n, "cpus", "a list of CPU numbers or text like 0,1");
+      if (!text) return text.status();
+      auto list = parse_cpu_list(*text);
+      if (!list) {
+        return Status(Errc::invalid_argument, fmt::format("line {}: cpus: {}", n.Mark().line + 1,
+                                                          list.status().message()));
       }
+      cfg.cpus = std::move(*list);
     }
-    if (root["rank"]) cfg.rank = root["rank"].as<uint32_t>();
-    if (root["listen"]) cfg.listen = root["listen"].as<std::string>();
-    if (root["provider"]) cfg.provider = root["provider"].as<std::string>();
-    if (root["fabric_node"]) cfg.fabric_node = root["fabric_node"].as<std::string>();
-    if (root["targets"]) cfg.targets = root["targets"].as<uint32_t>();
-    if (root["cpus"]) cfg.cpus = root["cpus"].as<std::vector<int>>();
-    if (root["storage_dir"]) cfg.storage_dir = root["storage_dir"].as<std::string>();
-    if (root["block_backend"]) cfg.block_backend = root["block_backend"].as<std::string>();
-    if (root["busy_poll"]) cfg.busy_poll = root["busy_poll"].as<bool>();
-    if (root["log_level"]) cfg.log_level = root["log_level"].as<std::string>();
-    if (root["port_file"]) cfg.port_file = root["port_file"].as<std::string>();
-    if (root["checksum"]) cfg.checksum = root["checksum"].as<std::string>();
-    if (root["mgmt"]) cfg.mgmt = root["mgmt"].as<std::string>();
-    if (root["mgmt_host"]) cfg.mgmt_host = root["mgmt_host"].as<bool>();
-    if (root["host"]) cfg.host = root["host"].as<std::string>();
-    for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
-                              std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
-                              std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
-                              std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms},
-                              std::pair{"mgmt_stop_grace_ms", &cfg.mgmt_stop_grace_ms},
-                              std::pair{"mgmt_handle_lease_ms", &cfg.mgmt_handle_lease_ms},
-                              std::pair{"swim_period_ms", &cfg.swim_period_ms},
-                              std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
-                              std::pair{"swim_indirect", &cfg.swim_indirect},
-                              std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
-                              std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct},
-                              std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
-      if (root[key]) *field = root[key].as<uint64_t>();
+  }
+  for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
+                            std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
+                            std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
+                            std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms},
+                            std::pair{"mgmt_stop_grace_ms", &cfg.mgmt_stop_grace_ms},
+                            std::pair{"mgmt_handle_lease_ms", &cfg.mgmt_handle_lease_ms},
+                            std::pair{"swim_period_ms", &cfg.swim_period_ms},
+                            std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
+                            std::pair{"swim_indirect", &cfg.swim_indirect},
+                            std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
+                            std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct},
+                            std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
+    if (!root[key]) continue;
+    TESSERA_ASSIGN_OR_RETURN(*field, read<uint64_t>(root[key], key, "a whole number >= 0"));
+  }
+  for (auto [key, field] :
+       {std::pair{"storage_size", &cfg.storage_bytes}, std::pair{"wal_size", &cfg.wal_bytes},
+        std::pair{"max_message", &cfg.max_message_bytes}}) {
+    if (!root[key]) continue;
+    auto text = read<std::string>(root[key], key, "a size like 1G");
+    if (!text) return text.status();
+    auto v = parse_size(*text);
+    if (!v) {
+      return Status(Errc::invalid_argument, fmt::format("line {}: {}: {}", root[key].Mark().line + 1,
+                                                        key, v.status().message()));
     }
-    for (auto [key, field] :
-         {std::pair{"storage_size", &cfg.storage_bytes}, std::pair{"wal_size", &cfg.wal_bytes},
-          std::pair{"max_message", &cfg.max_message_bytes}}) {
-      if (!root[key]) continue;
-      auto v = parse_size(root[key].as<std::string>());
-      if (!v)
-        return Status(Errc::invalid_argument, fmt::format("{}: {}", key, v.status().message()));
-      *field = *v;
-    }
-  } catch (const YAML::Exception& e) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("config value has the wrong type: {}", e.what()));
+    *field = *v;
   }
   return cfg;
 }
@@ -183,6 +258,12 @@ Status validate(EngineConfig& cfg) {
     return Status(
         Errc::invalid_argument,
         fmt::format("block_backend '{}' is unknown (use auto, uring or aio)", cfg.block_backend));
+  }
+  if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warn" &&
+      cfg.log_level != "error" && cfg.log_level != "off") {
+    return Status(Errc::invalid_argument,
+                  fmt::format("log_level '{}' is unknown (use debug, info, warn, error or off)",
+                              cfg.log_level));
   }
   if (cfg.checksum != "crc32c" && cfg.checksum != "crc64") {
     return Status(Errc::invalid_argument,

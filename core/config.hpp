@@ -62,5 +62,7 @@ Result<EngineConfig> load_engine_config(const std::string& path, EngineConfig ba
 Status validate(EngineConfig& cfg);
 // "64M" -> 67108864. Accepts K, M, G, T (powers of 1024), optional 'i'/'B'.
 Result<uint64_t> parse_size(const std::string& s);
+// "0,1,2": one CPU number per target (the --cpus flag and the text form of `cpus:`).
+Result<std::vector<int>> parse_cpu_list(const std::string& s);
 
 }  // namespace tessera

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <string>
 
 namespace tessera::log {
@@ -33,10 +34,16 @@ void set_thread_name(std::string_view name) {
 
 void write(Level l, std::string_view msg) {
   static constexpr const char* kNames[] = {"DEBUG", "INFO", "WARN", "ERROR", "OFF"};
+  // UTC, ISO 8601 to the microsecond: 2026-11-30T15:40:01.123456Z.
   auto now = std::chrono::system_clock::now();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
-  std::string line = fmt::format("{}.{:06d} {:5} [{}] {}\n", us / 1000000, us % 1000000,
-                                 kNames[static_cast<int>(l)], t_name, msg);
+  const time_t secs = static_cast<time_t>(us / 1000000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  std::string line = fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:06d}Z {:5} [{}] {}\n",
+                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                                 tm.tm_min, tm.tm_sec, us % 1000000, kNames[static_cast<int>(l)],
+                                 t_name, msg);
   ssize_t off = 0;
   while (off < static_cast<ssize_t>(line.size())) {
     ssize_t n = ::write(2, line.data() + off, line.size() - off);

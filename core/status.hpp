@@ -88,4 +88,14 @@ class [[nodiscard]] Result {
     if (!_st.is_ok()) return _st;   \
   } while (0)
 
+// `lhs = *expr` for a Result `expr`, or returns its Status.
+#define TESSERA_CONCAT_(a, b) a##b
+#define TESSERA_CONCAT(a, b) TESSERA_CONCAT_(a, b)
+#define TESSERA_ASSIGN_OR_RETURN(lhs, expr) \
+  TESSERA_ASSIGN_OR_RETURN_(TESSERA_CONCAT(_tessera_r_, __LINE__), lhs, expr)
+#define TESSERA_ASSIGN_OR_RETURN_(tmp, lhs, expr) \
+  auto tmp = (expr);                              \
+  if (!tmp) return tmp.status();                  \
+  lhs = std::move(*tmp)
+
 }  // namespace tessera

@@ -449,14 +449,12 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       if (!p) return p.status();
       TESSERA_TRY(need((*p)->acl, cred, kSetProp, fmt::format("pool '{}'", (*p)->label)));
       std::string name = r.getName();
-      if (name != "self_heal" && name != "label") {
-        return Status(Errc::invalid_argument,
-                      fmt::format("unknown pool property '{}' (self_heal)", name));
-      }
+      std::string value = r.getValue();
+      TESSERA_TRY(check_pool_prop(name, value));
       TESSERA_TRY(commit({{"op", "pool_set_prop"},
                           {"pool", (*p)->id},
                           {"name", name},
-                          {"value", std::string(r.getValue().cStr())}}));
+                          {"value", value}}));
       return none();
     }
     case W::CONT_CREATE: {

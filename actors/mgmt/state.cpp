@@ -311,6 +311,29 @@ uint32_t container_tolerance(const Container& c) {
 }
 }  // namespace
 
+Status check_pool_prop(const std::string& name, const std::string& value) {
+  if (name == "label") {
+    if (value.empty()) return Status(Errc::invalid_argument, "label: a pool label cannot be empty");
+    return Status();
+  }
+  if (name == "self_heal") {
+    // "none", or words from exclude and rebuild joined by ';' (the default "exclude;rebuild").
+    const std::string why = fmt::format(
+        "self_heal: '{}' is not a valid value (none, exclude, or exclude;rebuild)", value);
+    if (value == "none") return Status();
+    std::stringstream in(value);
+    std::string word;
+    bool any = false;
+    while (std::getline(in, word, ';')) {
+      if (word != "exclude" && word != "rebuild") return Status(Errc::invalid_argument, why);
+      any = true;
+    }
+    return any ? Status() : Status(Errc::invalid_argument, why);
+  }
+  return Status(Errc::invalid_argument,
+                fmt::format("unknown pool property '{}' (label, self_heal)", name));
+}
+
 uint32_t pool_tolerance(const Pool& p) {
   uint32_t tol = UINT32_MAX;  // a pool without containers holds no object
   for (const auto& [id, c] : p.containers) tol = std::min(tol, container_tolerance(c));

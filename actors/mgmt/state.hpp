@@ -70,6 +70,8 @@ class StateFile {
   std::string path_;
 };
 
+// A pool property an administrator may set, and its value: invalid_argument naming both.
+Status check_pool_prop(const std::string& name, const std::string& value);
 // Engine failures every container of the pool tolerates (its object class's, else its rf);
 // UINT32_MAX for a pool without containers.
 uint32_t pool_tolerance(const Pool& p);

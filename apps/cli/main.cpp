@@ -10,7 +10,10 @@
 //     --engine, $TESSERA_ENGINE, else 127.0.0.1:10001.
 #include <cstdlib>
 
+#include <fmt/format.h>
+
 #include "apps/cli/common.hpp"
+#include "core/version.hpp"
 
 using namespace tessera::cli;
 
@@ -20,6 +23,7 @@ int main(int argc, char** argv) {
   g.engine_env = env_engine != nullptr && *env_engine != '\0';
   g.engine = g.engine_env ? env_engine : "127.0.0.1:10001";
   CLI::App app{"tessera: use and run a Tessera system"};
+  app.set_version_flag("--version", fmt::format("tessera {}", tessera::version()));
   app.require_subcommand(1);
   app.fallthrough();
   g.engine_opt = app.add_option("-e,--engine", g.engine,

@@ -1,5 +1,6 @@
 // tessera obj ... (objects of a container with --pool/--cont, or of one engine's scratch store)
 // and tessera kv ... (keys of a KV container).
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -225,7 +226,20 @@ int obj_run(Globals& g, const ObjArgs& a, ObjOp op, Api& api, ObjectId oid) {
   return 0;
 }
 
-int obj_cmd(Globals& g, const ObjArgs& a, ObjOp op) {
+// The arguments with --pool and --cont taken from the environment where not given.
+ObjArgs with_env(const ObjArgs& given) {
+  ObjArgs a = given;
+  auto env = [](std::string& v, const char* name) {
+    const char* e = std::getenv(name);
+    if (v.empty() && e != nullptr) v = e;
+  };
+  env(a.pool, "TESSERA_POOL");
+  env(a.cont, "TESSERA_CONT");
+  return a;
+}
+
+int obj_cmd(Globals& g, const ObjArgs& given, ObjOp op) {
+  const ObjArgs a = with_env(given);
   const char* what = op_name(op);
   ObjectId oid;
   if (!a.oid.empty()) {
@@ -261,11 +275,19 @@ int obj_cmd(Globals& g, const ObjArgs& a, ObjOp op) {
 
 enum class KvOp { put, get, list, del };
 
-int kv_cmd(Globals& g, const ObjArgs& a, KvOp op) {
+int kv_cmd(Globals& g, const ObjArgs& given, KvOp op) {
+  const ObjArgs a = with_env(given);
   const char* what = op == KvOp::put    ? "kv put"
                      : op == KvOp::get  ? "kv get"
                      : op == KvOp::list ? "kv list"
                                         : "kv del";
+  if (a.pool.empty() || a.cont.empty()) {
+    return fail(g,
+                Status(Errc::invalid_argument,
+                       fmt::format("{} is required (or set ${})", a.pool.empty() ? "--pool" : "--cont",
+                                   a.pool.empty() ? "TESSERA_POOL" : "TESSERA_CONT")),
+                what);
+  }
   auto opened = open_container(g, a.pool, a.cont, op == KvOp::put || op == KvOp::del);
   if (!opened) return fail(g, opened.status(), what);
   Container& c = *opened->cont;
@@ -320,15 +342,12 @@ int kv_cmd(Globals& g, const ObjArgs& a, KvOp op) {
   return 0;
 }
 
-void container_options(CLI::App* c, ObjArgs& a, bool required) {
-  auto* p = c->add_option("--pool", a.pool, "pool label or UUID ($TESSERA_POOL)")
-                ->envname("TESSERA_POOL");
-  auto* k = c->add_option("--cont", a.cont, "container label or UUID ($TESSERA_CONT)")
-                ->envname("TESSERA_CONT");
-  if (required) {
-    p->required();
-    k->required();
-  }
+// --pool and --cont, defaulting to $TESSERA_POOL and $TESSERA_CONT. The environment is read
+// after parsing (with_env), never by the parser: every leaf binds the same variables, and a
+// parser that fills options of leaves not run from the environment would overwrite the flags.
+void container_options(CLI::App* c, ObjArgs& a) {
+  c->add_option("--pool", a.pool, "pool label or UUID (default: $TESSERA_POOL)");
+  c->add_option("--cont", a.cont, "container label or UUID (default: $TESSERA_CONT)");
 }
 
 }  // namespace
@@ -341,7 +360,7 @@ void add_obj_commands(CLI::App& app, Globals& g) {
   auto a = std::make_shared<ObjArgs>();
   auto add = [&](const char* name, const char* help, ObjOp op) {
     auto* c = leaf(obj, g, name, help, [&g, a, op] { return obj_cmd(g, *a, op); });
-    container_options(c, *a, false);
+    container_options(c, *a);
     c->add_option("--oclass", a->oclass,
                   "object class of the OID (containers; default: the container's)");
     return c;
@@ -398,20 +417,20 @@ void add_kv_commands(CLI::App& app, Globals& g) {
   auto a = std::make_shared<ObjArgs>();
   auto* put = leaf(kv, g, "put", "store VALUE (or --file, or stdin) under KEY",
                    [&g, a] { return kv_cmd(g, *a, KvOp::put); });
-  container_options(put, *a, true);
+  container_options(put, *a);
   put->add_option("key", a->key, "key")->required();
   put->add_option("value", a->value, "value (omitted: --file or stdin)")
       ->each([a](const std::string&) { a->has_value = true; });
   put->add_option("-f,--file", a->file, "read the value from this file ('-': stdin)");
   auto* get = leaf(kv, g, "get", "print the value of KEY (or --out FILE)",
                    [&g, a] { return kv_cmd(g, *a, KvOp::get); });
-  container_options(get, *a, true);
+  container_options(get, *a);
   get->add_option("key", a->key, "key")->required();
   get->add_option("-o,--out", a->out, "write the value to this file");
   auto* list = leaf(kv, g, "list", "every key", [&g, a] { return kv_cmd(g, *a, KvOp::list); });
-  container_options(list, *a, true);
+  container_options(list, *a);
   auto* del = leaf(kv, g, "del", "delete KEY", [&g, a] { return kv_cmd(g, *a, KvOp::del); });
-  container_options(del, *a, true);
+  container_options(del, *a);
   del->add_option("key", a->key, "key")->required();
 }
 

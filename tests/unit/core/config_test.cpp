@@ -52,3 +52,33 @@ TEST(Config, ValidateNamesTheProblem) {
   EXPECT_TRUE(validate(g).is_ok());
   EXPECT_EQ(g.cpus.size(), 2u);
 }
+
+// Every value error names its key, its line and the type wanted; a key given twice is an error
+// (yaml-cpp would let the later one win silently); `cpus` takes the flag's text form too.
+TEST(Config, ValueErrorsNameTheKeyAndTypeAndDuplicatesAreRefused) {
+  struct Case {
+    const char* yaml;
+    const char* want;
+  };
+  for (const Case& c : {Case{"targets: 1\ntargets: 2\n", "line 2: key 'targets' given twice (first at line 1)"},
+                        Case{"targets: -1\n", "line 1: targets must be a whole number 1..64, not '-1'"},
+                        Case{"rank: 0\nbusy_poll: yes please\n",
+                             "line 2: busy_poll must be true or false, not 'yes please'"},
+                        Case{"swim_period_ms: soon\n", "swim_period_ms must be a whole number"},
+                        Case{"cpus: 0,x\n", "line 1: cpus: 'x' is not a CPU number"},
+                        Case{"storage_size: [1]\n", "storage_size must be a size like 1G"}}) {
+    auto r = parse_engine_config(c.yaml);
+    ASSERT_FALSE(r.is_ok()) << c.yaml;
+    EXPECT_NE(r.status().message().find(c.want), std::string::npos)
+        << c.yaml << " -> " << r.status().message();
+  }
+  auto cpus = parse_engine_config("targets: 2\ncpus: 1,0\n");
+  ASSERT_TRUE(cpus.is_ok()) << cpus.status().to_string();
+  EXPECT_EQ(cpus->cpus, (std::vector<int>{1, 0}));
+
+  auto level = parse_engine_config("log_level: verbose\n");
+  ASSERT_TRUE(level.is_ok());
+  Status st = validate(*level);
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("log_level 'verbose' is unknown"), std::string::npos) << st.message();
+}

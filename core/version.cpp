@@ -1,0 +1,7 @@
+#include "core/version.hpp"
+
+namespace tessera {
+
+const char* version() { return TESSERA_VERSION; }
+
+}  // namespace tessera
