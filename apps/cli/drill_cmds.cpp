@@ -43,14 +43,20 @@ void print_summary(const json& r) {
       static_cast<double>(rb["bytes"].get<uint64_t>()) / (1024.0 * 1024.0),
       rb["rate_mib_s"].get<double>(), rb["objects"].get<unsigned long>(),
       rb["records"].get<unsigned long>(), rb["lost"].get<unsigned long>());
-  std::string fg;
+  // One line per phase (lines stay within 100 columns); a phase too short to measure has no
+  // rate.
+  bool first = true;
   for (const char* p : {"before", "during", "after"}) {
     const json& x = s["foreground"][p];
-    fg += fmt::format("{}{} {:.2f} MiB/s, {:.0f} writes/s ({:.0f} s)", fg.empty() ? "" : " | ", p,
-                      x["mib_per_s"].get<double>(), x["writes_per_s"].get<double>(),
-                      x["seconds"].get<double>());
+    const std::string rate =
+        x["mib_per_s"].is_null()
+            ? std::string("no rate (too short to measure)")
+            : fmt::format("{:.2f} MiB/s, {:.0f} writes/s", x["mib_per_s"].get<double>(),
+                          x["writes_per_s"].get<double>());
+    std::printf("  %-11s %-6s %s (%.0f s)\n", first ? "foreground" : "", p, rate.c_str(),
+                x["seconds"].get<double>());
+    first = false;
   }
-  std::printf("  foreground  %s\n", fg.c_str());
   std::printf("  writes      %lu acknowledged, %lu errors, %s verified, %s lost\n",
               s["acknowledged_writes"].get<unsigned long>(), s["write_errors"].get<unsigned long>(),
               s["verified_writes"].dump().c_str(), s["lost_writes"].dump().c_str());

@@ -304,9 +304,12 @@ json Runner::summary(const Result<VerifyReport>& final) const {
   json fg;
   for (const char* p : {"before", "during", "after"}) {
     const Acc& x = acc[p];
+    // A phase shorter than a sample has no rate (null), not a rate of 0.
+    const bool measured = x.secs >= 0.05;
     fg[p] = {{"seconds", round1(x.secs)},
-             {"writes_per_s", x.secs > 0 ? round1(static_cast<double>(x.writes) / x.secs) : 0.0},
-             {"mib_per_s", x.secs > 0 ? round2(mib(x.bytes) / x.secs) : 0.0}};
+             {"writes_per_s",
+              measured ? json(round1(static_cast<double>(x.writes) / x.secs)) : json(nullptr)},
+             {"mib_per_s", measured ? json(round2(mib(x.bytes) / x.secs)) : json(nullptr)}};
   }
   s["foreground"] = fg;
   // Acknowledged writes per second of the drill (t, writes, degraded), for plots.
@@ -316,8 +319,10 @@ json Runner::summary(const Result<VerifyReport>& final) const {
     if (samples_[i].t - samples_[from].t >= 1.0 || i + 1 == samples_.size()) {
       const Sample& a = samples_[from];
       const Sample& b = samples_[i];
-      series.push_back({round1(b.t), round1(static_cast<double>(b.writes - a.writes) / (b.t - a.t)),
-                        b.degraded});
+      series.push_back({{"t", round1(b.t)},
+                        {"writes_per_s",
+                         round1(static_cast<double>(b.writes - a.writes) / (b.t - a.t))},
+                        {"degraded", b.degraded}});
       from = i;
     }
   }
@@ -418,6 +423,7 @@ Result<json> Runner::run() {
   json report;
   report["drill"] = d_.name;
   report["file"] = d_.path;
+  report["ok"] = failure.empty();  // as every --json answer: the command succeeded
   report["passed"] = failure.empty();
   report["failure"] = failure.empty() ? json(nullptr) : json(failure);
   report["summary"] = summary(final);

@@ -53,6 +53,15 @@ TEST_P(Drill, PassesWithNoLostWrite) {
   ASSERT_FALSE(s["lost_writes"].is_null()) << s.dump(1);
   EXPECT_EQ(s["lost_writes"].get<uint64_t>(), 0u) << s["lost_samples"].dump(1);
   EXPECT_EQ(s["verified_writes"], s["acknowledged_writes"]);
+  // The report's shape: `ok` as every --json answer; typed series; rates or null.
+  EXPECT_EQ(r["ok"], r["passed"]);
+  for (const auto& p : s["writes_per_s_series"]) {
+    EXPECT_TRUE(p.is_object() && p.contains("t") && p.contains("writes_per_s")) << p.dump();
+  }
+  for (const char* phase : {"before", "during", "after"}) {
+    const json& x = s["foreground"][phase];
+    EXPECT_TRUE(x["mib_per_s"].is_null() == (x["seconds"].get<double>() < 0.05)) << x.dump();
+  }
 }
 
 namespace {
