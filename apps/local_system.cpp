@@ -199,6 +199,22 @@ Status await_port(EngineRecord& e, Clock::time_point deadline) {
                             e.log, log_tail(e.log)));
 }
 
+// Whether `pointer` can become a link to system file `target` (it is that file, a link, or
+// nothing is there).
+Status check_pointer(const std::string& pointer, const std::string& target) {
+  if (pointer.empty()) return Status();
+  std::error_code ec;
+  fs::path p(pointer);
+  if (fs::is_directory(p, ec)) p /= kFileName;
+  if (fs::weakly_canonical(p, ec) == fs::weakly_canonical(target, ec)) return Status();
+  if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_symlink(fs::symlink_status(p, ec))) {
+    return Status(Errc::exists, fmt::format("{} exists and is not a link to a system file; "
+                                            "remove it or give --system",
+                                            p.string()));
+  }
+  return Status();
+}
+
 Status link_pointer(const std::string& pointer, const std::string& target) {
   if (pointer.empty()) return Status();
   std::error_code ec;
@@ -395,14 +411,15 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
     }
   }
   for (uint32_t r = 0; r < want; ++r) {
-    if (!only.empty() && only.count(r) == 0) continue;
     auto it = recs.find(r);
     if (it != recs.end() && engine_alive(it->second)) {
-      rep.running.push_back(r);
-    } else {
+      rep.running.push_back(r);  // every rank that runs, named or not
+    } else if (only.empty() || only.count(r) != 0) {
       to_start.push_back(r);
     }
   }
+  // The link to the system must be possible before anything starts: a start never half fails.
+  TESSERA_TRY(check_pointer(o.pointer, path));
   const auto deadline = Clock::now() + o.wait;
   std::vector<pid_t> spawned;
   auto launch = [&]() -> Status {

@@ -125,11 +125,12 @@ Result<mgmt::PoolView> MgmtClient::pool_query(const std::string& pool) const {
       addr_, timeout_, cred_, [&](auto r) { r.setPoolQuery(pool); }, pool_of);
 }
 
-Status MgmtClient::pool_destroy(const std::string& pool, bool force) const {
+Status MgmtClient::pool_destroy(const std::string& pool, bool force, bool recursive) const {
   return call_none(addr_, timeout_, cred_, [&](auto r) {
     auto d = r.initPoolDestroy();
     d.setPool(pool);
     d.setForce(force);
+    d.setRecursive(recursive);
   });
 }
 

@@ -39,7 +39,8 @@ class MgmtClient {
                                      const std::vector<uint32_t>& ranks = {}) const;
   Result<std::vector<mgmt::PoolView>> pool_list() const;
   Result<mgmt::PoolView> pool_query(const std::string& pool) const;
-  Status pool_destroy(const std::string& pool, bool force = false) const;
+  // force: even with open container handles; recursive: with the containers it still has.
+  Status pool_destroy(const std::string& pool, bool force = false, bool recursive = false) const;
   Status pool_set_prop(const std::string& pool, const std::string& name,
                        const std::string& value) const;
   Result<mgmt::PoolView> target_state(const std::string& pool, uint32_t rank, int32_t target,

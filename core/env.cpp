@@ -45,6 +45,14 @@ uint64_t epoch_at_wall(Nanos wall) {
   return static_cast<uint64_t>(wall.count() / 1000) << kLogicalBits;
 }
 
+Nanos wall_of_epoch(uint64_t epoch, Nanos now) {
+  constexpr uint64_t kMask = (uint64_t{1} << (64 - kLogicalBits)) - 1;
+  const auto now_us = static_cast<uint64_t>(now.count() / 1000);
+  const uint64_t low = epoch >> kLogicalBits;
+  const uint64_t back = (now_us - low) & kMask;  // how long before `now`, modulo the wrap
+  return Nanos(static_cast<int64_t>((now_us - back) * 1000));
+}
+
 uint64_t HybridClock::tick() {
   uint64_t p = physical_part(env_);
   last_ = p > last_ ? p : last_ + 1;

@@ -60,6 +60,10 @@ class ManualEnv final : public Env {
 // The epoch a HybridClock would give at wall time `wall` (microseconds, logical part zero):
 // how the store turns "older than 30 s" into an aggregation epoch.
 uint64_t epoch_at_wall(Nanos wall);
+// The wall time (since the Unix epoch) an epoch was taken at, `now` being a wall time after it
+// (the physical part keeps 48 bits of microseconds: it is read as the latest such time at or
+// before `now`).
+Nanos wall_of_epoch(uint64_t epoch, Nanos now);
 
 class HybridClock {
  public:

@@ -40,6 +40,8 @@ std::string_view errc_name(Errc e) noexcept {
       return "unavailable";
     case Errc::busy:
       return "busy";
+    case Errc::unsatisfiable:
+      return "unsatisfiable";
   }
   return "unknown error";
 }

@@ -31,7 +31,9 @@ enum class Errc : uint16_t {
   stale = 15,            // the caller's pool map is older than the server's: refresh, retry
   unavailable = 16,      // not enough healthy targets or fault domains for the request
   busy = 17,             // refused while something is in use (open containers, ...)
-  kLast = busy,          // highest valid code (wire checks)
+  unsatisfiable = 18,    // can never succeed as configured (a class wider than the pool): no
+                         // retry helps, unlike `unavailable`
+  kLast = unsatisfiable,  // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

@@ -246,7 +246,7 @@ Result<uint32_t> group_count(const ObjectClass& cls, const PoolMap& map) {
   size_t targets = 0;
   for (const auto& e : tree.engines) targets += e.targets.size();
   if (cls.group_size > tree.engines.size()) {
-    return Status(Errc::unavailable,
+    return Status(Errc::unsatisfiable,
                   fmt::format("not enough fault domains for object class {}: it needs {} engines, "
                               "the pool has {}",
                               cls.name, cls.group_size, tree.engines.size()));
@@ -254,7 +254,7 @@ Result<uint32_t> group_count(const ObjectClass& cls, const PoolMap& map) {
   uint32_t groups = cls.groups;
   if (groups == 0) groups = static_cast<uint32_t>(std::max<size_t>(1, targets / cls.group_size));
   if (size_t{groups} * cls.group_size > targets) {
-    return Status(Errc::unavailable,
+    return Status(Errc::unsatisfiable,
                   fmt::format("object class {} needs {} targets, the pool has {}", cls.name,
                               size_t{groups} * cls.group_size, targets));
   }

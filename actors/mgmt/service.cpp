@@ -994,6 +994,14 @@ Result<Buffer> MgmtService::pool_destroy(schema::MgmtReq::Destroy::Reader r, con
     if (!is_admin(cred)) {
       TESSERA_TRY(need((*p)->acl, cred, kDelete, fmt::format("pool '{}'", (*p)->label)));
     }
+    if (!(*p)->containers.empty() && !r.getRecursive()) {
+      std::vector<std::string> labels;
+      for (const auto& [cid, c] : (*p)->containers) labels.push_back(c.props.label);
+      return Status(Errc::busy,
+                    fmt::format("pool '{}' still has {} container(s) ({}); destroy them first or "
+                                "destroy the pool with --recursive",
+                                (*p)->label, labels.size(), fmt::join(labels, ", ")));
+    }
     size_t open = state_.open_handles((*p)->id);
     if (open > 0 && !r.getForce()) {
       return Status(Errc::busy, fmt::format("pool '{}' has {} open container handle(s); close "

@@ -210,9 +210,10 @@ struct MgmtReq {
     ranks       @2 :List(UInt32);   # empty: every joined engine
   }
   struct Destroy {
-    pool  @0 :Text;
-    cont  @1 :Text;
-    force @2 :Bool;
+    pool      @0 :Text;
+    cont      @1 :Text;
+    force     @2 :Bool;   # even with open handles
+    recursive @3 :Bool;   # a pool: with the containers it still has
   }
   struct AclEdit {
     pool    @0 :Text;

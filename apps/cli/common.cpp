@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "apps/local_system.hpp"
+#include "core/env.hpp"
 #include "placement/layout.hpp"
 
 namespace tessera::cli {
@@ -59,6 +60,17 @@ CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std:
   auto* c = parent->add_subcommand(name, help);
   c->callback([&g, run = std::move(run)] { g.rc = run(); });
   return c;
+}
+
+json epoch_json(uint64_t epoch) { return std::to_string(epoch); }
+
+std::string epoch_time(uint64_t epoch) {
+  const Nanos wall = wall_of_epoch(epoch, RealEnv::instance().wall());
+  const auto secs = static_cast<time_t>(wall.count() / 1000000000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 std::string human(uint64_t b) {
@@ -231,7 +243,9 @@ json cont_json(const mgmt::ContView& v) {
   const auto& c = v.c;
   const auto* cls = placement::find_class(c.props.oclass);
   json snaps = json::array();
-  for (const auto& s : c.snapshots) snaps.push_back({{"epoch", s.epoch}, {"name", s.name}});
+  for (const auto& s : c.snapshots) {
+    snaps.push_back({{"epoch", epoch_json(s.epoch)}, {"name", s.name}, {"time", epoch_time(s.epoch)}});
+  }
   json handles = json::array();
   for (const auto& h : v.handles) {
     handles.push_back({{"cookie", fmt::format("{:016x}", h.cookie)},

@@ -48,6 +48,11 @@ CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std:
                std::function<int()> run);
 
 std::string human(uint64_t bytes);
+// An epoch in JSON: the text of its digits (epochs exceed 2^53, which JSON tools such as jq
+// round; `--epoch` takes the text back).
+json epoch_json(uint64_t epoch);
+// The UTC time (ISO 8601, seconds) an epoch was taken at.
+std::string epoch_time(uint64_t epoch);
 Result<std::string> read_input(const std::string& file);  // "" or "-": stdin
 Status write_output(const std::string& file, std::span<const uint8_t> data);
 Result<ObjectId> parse_oid(const std::string& s);
@@ -90,5 +95,6 @@ void add_cont_commands(CLI::App& app, Globals& g);
 void add_obj_commands(CLI::App& app, Globals& g);
 void add_kv_commands(CLI::App& app, Globals& g);
 void add_drill_commands(CLI::App& app, Globals& g);
+void add_status_command(CLI::App& app, Globals& g);
 
 }  // namespace tessera::cli

@@ -213,14 +213,15 @@ int snap_cmd(Globals& g, const ContArgs& a, const char* what) {
       if (!a.name.empty() && s.name == a.name) epoch = s.epoch;
     }
   }
-  return done(g, {{"snapshots", snaps}, {"epoch", epoch}}, [&] {
+  return done(g, {{"snapshots", snaps}, {"epoch", epoch_json(epoch)}}, [&] {
     if (op == "snap create") {
       std::printf("snapshot at epoch %lu\n", static_cast<unsigned long>(epoch));
     } else if (op == "snap destroy") {
       std::printf("destroyed snapshot at epoch %lu\n", static_cast<unsigned long>(epoch));
     } else {
       for (const auto& s : v->c.snapshots) {
-        std::printf("%lu\t%s\n", static_cast<unsigned long>(s.epoch), s.name.c_str());
+        std::printf("%lu\t%s\t%s\n", static_cast<unsigned long>(s.epoch), epoch_time(s.epoch).c_str(),
+                    s.name.c_str());
       }
     }
   });

@@ -1,4 +1,5 @@
 // Engine mode: one engine's description and its targets' store maintenance.
+#include <algorithm>
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -31,12 +32,13 @@ json stats_json(uint32_t t, const StoreTargetStats& r) {
           {"fetches", r.fetches},
           {"checkpoints", r.checkpoints},
           {"aggregations", r.aggregations},
-          {"aggregation_epoch", r.aggregation_epoch},
+          {"aggregation_epoch", epoch_json(r.aggregation_epoch)},
           {"recovery_ms", r.recovery_ms},
           {"backend", r.backend}};
 }
 
 struct TargetArgs {
+  int64_t rank = -1;  // find the engine through the system (its management service)
   uint32_t index = 0;
   bool all = false;
   uint64_t epoch = 0;
@@ -49,7 +51,22 @@ int target_cmd(Globals& g, const TargetArgs& a, TargetOp op) {
   const char* what = op == TargetOp::stats       ? "target stats"
                      : op == TargetOp::aggregate ? "target aggregate"
                                                  : "target checkpoint";
-  auto client = connect_engine(g);
+  Globals eg = g;
+  if (a.rank >= 0) {
+    // The engine of rank R, as the management service knows it.
+    auto addr = mgmt_address(g);
+    if (!addr) return fail(g, addr.status(), what);
+    auto members = MgmtClient(*addr, g.timeout()).system_query();
+    if (!members) return fail(g, members.status(), what);
+    auto m = std::find_if(members->begin(), members->end(),
+                          [&](const mgmt::Member& x) { return x.rank == a.rank; });
+    if (m == members->end()) {
+      return fail(g, Status(Errc::not_found, fmt::format("the system has no rank {}", a.rank)),
+                  what);
+    }
+    eg.engine = m->control_addr;
+  }
+  auto client = connect_engine(eg);
   if (!client) return fail(g, client.status(), "connect");
   Client& c = **client;
   std::vector<uint32_t> targets;
@@ -95,7 +112,7 @@ int target_cmd(Globals& g, const TargetArgs& a, TargetOp op) {
             static_cast<unsigned long>(r->versions_trimmed), human(r->bytes_freed).c_str());
       }
       out.push_back({{"target", t},
-                     {"epoch", r->epoch},
+                     {"epoch", epoch_json(r->epoch)},
                      {"akeys_scanned", r->akeys_scanned},
                      {"versions_dropped", r->versions_dropped},
                      {"versions_trimmed", r->versions_trimmed},
@@ -163,11 +180,15 @@ void add_engine_commands(CLI::App& app, Globals& g) {
        [&g] { return engine_query(g); });
 
   auto* tgt = app.add_subcommand(
-      "target", "engine mode: per-target store maintenance and counters of one engine");
+      "target",
+      "engine mode: per-target maintenance and counters of one engine's scratch store (pools: "
+      "tessera pool query|aggregate|scrub)");
   tgt->require_subcommand(1);
   auto a = std::make_shared<TargetArgs>();
   auto add = [&](const char* name, const char* help, TargetOp op) {
     auto* sc = leaf(tgt, g, name, help, [&g, a, op] { return target_cmd(g, *a, op); });
+    sc->add_option("-r,--rank", a->rank,
+                   "the engine of this rank of the system (default: --engine)");
     sc->add_option("-t,--target", a->index, "target index (default 0)");
     sc->add_flag("--all", a->all, "every target of the engine");
     return sc;

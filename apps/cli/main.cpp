@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "apps/cli/common.hpp"
+#include "core/log.hpp"
 #include "core/version.hpp"
 
 using namespace tessera::cli;
@@ -45,7 +46,12 @@ int main(int argc, char** argv) {
   add_obj_commands(app, g);
   add_engine_commands(app, g);
   add_drill_commands(app, g);
+  add_status_command(app, g);
 
+  // The client library's INFO lines (map refreshes, requests failed over) are not the
+  // command's output: warnings and errors only, unless $TESSERA_LOG_LEVEL says otherwise.
+  const char* level = std::getenv("TESSERA_LOG_LEVEL");
+  tessera::log::set_level(tessera::log::parse_level(level != nullptr ? level : "warn"));
   CLI11_PARSE(app, argc, argv);
   return g.rc;
 }

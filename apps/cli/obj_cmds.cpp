@@ -104,7 +104,7 @@ int obj_run(Globals& g, const ObjArgs& a, ObjOp op, Api& api, ObjectId oid) {
                    {"dkey", a.dkey},
                    {"akey", a.akey},
                    {"bytes", data->size()},
-                   {"epoch", *r}},
+                   {"epoch", epoch_json(*r)}},
                   [&] {
                     std::fprintf(stderr, "stored %zu bytes in %s/%s/%s (epoch %lu)\n", data->size(),
                                  oid_str(oid).c_str(), a.dkey.c_str(), a.akey.c_str(),
@@ -120,7 +120,7 @@ int obj_run(Globals& g, const ObjArgs& a, ObjOp op, Api& api, ObjectId oid) {
         if (!st.is_ok()) return fail(g, st, what);
       }
       json j{{"oid", oid_str(oid)},     {"dkey", a.dkey},  {"akey", a.akey},
-             {"bytes", r->data.size()}, {"size", r->size}, {"epoch", r->epoch}};
+             {"bytes", r->data.size()}, {"size", r->size}, {"epoch", epoch_json(r->epoch)}};
       j["holes"] = json::array();
       for (auto [o, l] : r->holes) j["holes"].push_back({{"offset", o}, {"length", l}});
       if (a.out.empty()) put_bytes(j, "data", r->data.view());
@@ -185,7 +185,7 @@ int obj_run(Globals& g, const ObjArgs& a, ObjOp op, Api& api, ObjectId oid) {
                    ? api.punch_range_async(oid, a.dkey, a.akey, a.offset, a.length, a.rsize).get()
                    : api.punch(oid, a.dkey, a.akey);
       if (!r) return fail(g, r.status(), what);
-      return done(g, {{"oid", oid_str(oid)}, {"epoch", *r}}, [&] {
+      return done(g, {{"oid", oid_str(oid)}, {"epoch", epoch_json(*r)}}, [&] {
         std::fprintf(stderr, "punched %s%s%s (epoch %lu)\n", oid_str(oid).c_str(),
                      a.dkey.empty() ? "" : ("/" + a.dkey).c_str(),
                      a.akey.empty() ? "" : ("/" + a.akey).c_str(), static_cast<unsigned long>(*r));
@@ -308,7 +308,7 @@ int kv_cmd(Globals& g, const ObjArgs& given, KvOp op) {
       }
       auto r = c.kv_put(a.key, bytes(value));
       if (!r) return fail(g, r.status(), what);
-      return done(g, {{"key", a.key}, {"bytes", value.size()}, {"epoch", *r}}, [&] {
+      return done(g, {{"key", a.key}, {"bytes", value.size()}, {"epoch", epoch_json(*r)}}, [&] {
         std::fprintf(stderr, "stored %zu bytes under '%s'\n", value.size(), a.key.c_str());
       });
     }
@@ -319,7 +319,7 @@ int kv_cmd(Globals& g, const ObjArgs& given, KvOp op) {
         Status st = write_output(a.out, {r->data.data(), r->data.size()});
         if (!st.is_ok()) return fail(g, st, what);
       }
-      json j{{"key", a.key}, {"bytes", r->data.size()}, {"epoch", r->epoch}};
+      json j{{"key", a.key}, {"bytes", r->data.size()}, {"epoch", epoch_json(r->epoch)}};
       if (a.out.empty()) put_bytes(j, "value", r->data.view());
       return done(g, j, [&] {
         if (a.out.empty()) std::fwrite(r->data.data(), 1, r->data.size(), stdout);
@@ -335,7 +335,7 @@ int kv_cmd(Globals& g, const ObjArgs& given, KvOp op) {
     case KvOp::del: {
       auto r = c.kv_del(a.key);
       if (!r) return fail(g, r.status(), what);
-      return done(g, {{"key", a.key}, {"epoch", *r}},
+      return done(g, {{"key", a.key}, {"epoch", epoch_json(*r)}},
                   [&] { std::fprintf(stderr, "deleted '%s'\n", a.key.c_str()); });
     }
   }

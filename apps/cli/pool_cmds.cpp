@@ -37,6 +37,7 @@ struct PoolArgs {
   std::string target_size;
   std::vector<uint32_t> ranks;
   bool force = false;
+  bool recursive = false;
   bool no_space = false;
   std::string prop;
   std::string value;
@@ -72,7 +73,10 @@ int pool_create(Globals& g, const PoolArgs& a) {
     if (targets == 0) {
       return fail(g, Status(Errc::unavailable, "no joined engine to put the pool on"), what);
     }
-    target_bytes = *total / targets;
+    // Whole MiB per target, rounded up: the pool holds at least the size asked for
+    // (1G over 6 targets: 171 MiB each, 1026 MiB in all).
+    constexpr uint64_t kMiB = 1u << 20;
+    target_bytes = (*total + targets * kMiB - 1) / (targets * kMiB) * kMiB;
   }
   target_bytes &= ~uint64_t{(1u << 20) - 1};  // whole MiB per target
   auto v = mc->pool_create(a.pool, target_bytes, a.ranks);
@@ -320,7 +324,7 @@ int pool_rebuild_wait(Globals& g, const PoolArgs& a) {
 int pool_destroy(Globals& g, const PoolArgs& a) {
   auto mc = mgmt_client(g);
   if (!mc) return fail(g, mc.status(), "pool destroy");
-  Status st = mc->pool_destroy(a.pool, a.force);
+  Status st = mc->pool_destroy(a.pool, a.force, a.recursive);
   if (!st.is_ok()) return fail(g, st, "pool destroy");
   return done(g, {{"destroyed", a.pool}},
               [&] { std::printf("destroyed pool %s\n", a.pool.c_str()); });
@@ -331,20 +335,24 @@ int pool_get_prop(Globals& g, const PoolArgs& a) {
   if (!mc) return fail(g, mc.status(), "pool get-prop");
   auto v = mc->pool_query(a.pool);
   if (!v) return fail(g, v.status(), "pool get-prop");
-  std::map<std::string, std::string> props = v->pool.props;
+  // Typed as everywhere else: target_bytes is a number, as in `pool query`.
+  json props = json::object();
+  for (const auto& [k, val] : v->pool.props) props[k] = val;
   props["label"] = v->pool.label;
-  props["target_bytes"] = std::to_string(v->pool.target_bytes);
+  props["target_bytes"] = v->pool.target_bytes;
   if (!a.prop.empty()) {
-    auto it = props.find(a.prop);
-    if (it == props.end()) {
+    if (!props.contains(a.prop)) {
       return fail(
           g, Status(Errc::not_found, fmt::format("pool '{}' has no property '{}'", a.pool, a.prop)),
           "pool get-prop");
     }
-    props = {*it};
+    props = json{{a.prop, props[a.prop]}};
   }
   return done(g, {{"props", props}}, [&] {
-    for (const auto& [k, val] : props) std::printf("%-16s %s\n", k.c_str(), val.c_str());
+    for (const auto& [k, val] : props.items()) {
+      std::printf("%-16s %s\n", k.c_str(),
+                  val.is_string() ? val.get<std::string>().c_str() : val.dump().c_str());
+    }
   });
 }
 
@@ -363,10 +371,21 @@ int pool_set_prop(Globals& g, const PoolArgs& a) {
 namespace {
 
 // "OWNER@", "alice@", "G:staff@" or a whole ACE, as the entry whose principal to remove.
+// A principal to remove (USER@, G:GROUP@, OWNER@, GROUP@, EVERYONE@, or a whole entry); an
+// error names what was typed, never the entry made from it.
 Result<mgmt::Ace> parse_principal(const std::string& s) {
   if (s.rfind("A:", 0) == 0) return mgmt::parse_ace(s);
-  if (s.rfind("G:", 0) == 0) return mgmt::parse_ace("A:G:" + s.substr(2) + ":r");
-  return mgmt::parse_ace("A::" + s + ":r");
+  const std::string entry = s.rfind("G:", 0) == 0 ? "A:G:" + s.substr(2) + ":r" : "A::" + s + ":r";
+  auto ace = mgmt::parse_ace(entry);
+  if (ace) return ace;
+  std::string why = ace.status().message();
+  const std::string made = "bad ACL entry '" + entry + "'";
+  if (why.rfind(made, 0) == 0) why = why.substr(made.size() + 2);  // past "': "
+  if (auto cut = why.find(" (expected"); cut != std::string::npos) why.resize(cut);
+  return Status(Errc::invalid_argument,
+                fmt::format("bad principal '{}': {} (expected USER@, G:GROUP@, OWNER@, GROUP@ or "
+                            "EVERYONE@)",
+                            s, why));
 }
 
 struct AclArgs {
@@ -482,6 +501,7 @@ void add_pool_commands(CLI::App& app, Globals& g) {
                        [&g, a] { return pool_destroy(g, *a); });
   pool_arg(destroy);
   destroy->add_flag("-f,--force", a->force, "even with open container handles");
+  destroy->add_flag("-r,--recursive", a->recursive, "with the containers it still has");
 
   add_acl_commands(pool, g, pool_arg, a->pool, nullptr);
 

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
@@ -52,10 +54,26 @@ int system_start(Globals& g, StartArgs& a) {
     }
     o.dir = sys->dir;
   }
-  o.pointer = pointer;
+  // The link later commands follow: --system when given; else the default
+  // ~/.tessera/system.json, which `system start --dir` always points at the system it started
+  // (never at $TESSERA_SYSTEM's file: that names a system of its own).
+  const char* env = std::getenv("TESSERA_SYSTEM");
+  const bool env_set = env != nullptr && *env != '\0';
+  o.pointer = !g.system.empty() || !env_set || a.o.dir.empty() ? pointer
+                                                              : local::default_system_path();
   auto rep = local::start(o, progress(g));
   if (!rep) return fail(g, rep.status(), "system start");
   const auto& s = rep->sys;
+  std::string note;
+  if (g.system.empty() && env_set && !a.o.dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::equivalent(pointer, s.path, ec)) {
+      note = fmt::format("note: $TESSERA_SYSTEM names another system ({}); commands in this "
+                         "shell go there until you unset it or export TESSERA_SYSTEM={}",
+                         pointer, s.dir);
+    }
+  }
+  if (!note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
   json engines = json::array();
   for (const auto& e : s.engines) {
     engines.push_back(
@@ -69,7 +87,8 @@ int system_start(Globals& g, StartArgs& a) {
                {"targets", s.targets},
                {"started", rep->started},
                {"running", rep->running},
-               {"engines", engines}},
+               {"engines", engines},
+               {"note", note.empty() ? json(nullptr) : json(note)}},
               [&] {
                 std::printf(
                     "system in %s: %zu engines x %u targets (%s), management service %s\n"
@@ -77,7 +96,7 @@ int system_start(Globals& g, StartArgs& a) {
                     "commands through %s)\n",
                     s.dir.c_str(), s.engines.size(), s.targets, s.provider.c_str(), s.mgmt.c_str(),
                     ranks_text(rep->started).c_str(), ranks_text(rep->running).c_str(),
-                    s.path.c_str(), pointer.c_str());
+                    s.path.c_str(), o.pointer.c_str());
               });
 }
 
@@ -110,6 +129,11 @@ int system_query(Globals& g) {
   auto text = [&](const std::string& raw) {
     return client ? (*client)->printable_address(raw) : std::string("?");
   };
+  // A local system's file says where each engine logs (a system of other hosts has none).
+  std::map<uint32_t, std::string> logs;
+  if (auto sys = local::SystemFile::load(local::system_path(g.system)); sys && sys->mgmt == *addr) {
+    for (const auto& e : sys->engines) logs[e.rank] = e.log;
+  }
   json ranks = json::array();
   for (const auto& m : *members) {
     json fabric = json::array();
@@ -122,7 +146,8 @@ int system_query(Globals& g) {
                      {"pid", m.pid},
                      {"incarnation", m.incarnation},
                      {"targets", m.fabric_addrs.size()},
-                     {"fabric_addresses", fabric}});
+                     {"fabric_addresses", fabric},
+                     {"log", logs.count(m.rank) != 0 ? json(logs[m.rank]) : json(nullptr)}});
   }
   return done(g, {{"mgmt", *addr}, {"ranks", ranks}}, [&] {
     std::printf("management service %s: %zu ranks\n", addr->c_str(), members->size());
@@ -137,10 +162,16 @@ int system_query(Globals& g) {
                   r["pid"].get<unsigned long>(), r["incarnation"].get<unsigned long>(),
                   r["control"].get<std::string>().c_str(), f.c_str());
     }
+    for (const auto& r : ranks) {
+      if (!r["log"].is_null()) {
+        std::printf("rank %u log: %s\n", r["rank"].get<uint32_t>(),
+                    r["log"].get<std::string>().c_str());
+      }
+    }
   });
 }
 
-int system_kill(Globals& g, uint32_t rank, const std::string& signame) {
+int system_kill(Globals& g, uint32_t rank, const std::string& signame, bool force) {
   static const std::map<std::string, int> kSignals = {
       {"KILL", SIGKILL}, {"TERM", SIGTERM}, {"STOP", SIGSTOP}, {"CONT", SIGCONT}};
   auto it = kSignals.find(signame);
@@ -152,6 +183,18 @@ int system_kill(Globals& g, uint32_t rank, const std::string& signame) {
   }
   auto sys = local::SystemFile::load(local::system_path(g.system));
   if (!sys) return fail(g, sys.status(), "system kill");
+  if (rank == 0 && (it->second == SIGKILL || it->second == SIGSTOP) && !force) {
+    return fail(g,
+                Status(Errc::invalid_argument,
+                       "rank 0 hosts the management service: without it every pool and "
+                       "container command, and failure handling, stop until it is back; add "
+                       "--force to do it anyway"),
+                "system kill");
+  }
+  if (rank == 0 && it->second == SIGTERM && !g.json) {
+    std::fprintf(stderr, "stopping rank 0: the management service is unavailable until "
+                         "`tessera system start --ranks 0`\n");
+  }
   auto pid = local::kill_engine(*sys, rank, it->second);
   if (!pid) return fail(g, pid.status(), "system kill");
   return done(g, {{"rank", rank}, {"pid", *pid}, {"signal", signame}}, [&] {
@@ -229,12 +272,17 @@ void add_system_commands(CLI::App& app, Globals& g) {
       ->capture_default_str();
 
   auto kill = std::make_shared<std::pair<uint32_t, std::string>>(0, "KILL");
+  auto kill_force = std::make_shared<bool>(false);
   auto* killc = leaf(sys, g, "kill",
                      "signal one engine of the local system (default SIGKILL, as a crash would; "
                      "`system start --ranks R` restarts it)",
-                     [&g, kill] { return system_kill(g, kill->first, kill->second); });
+                     [&g, kill, kill_force] {
+                       return system_kill(g, kill->first, kill->second, *kill_force);
+                     });
   killc->add_option("-r,--rank", kill->first, "the rank")->required();
   killc->add_option("--signal", kill->second, "KILL, TERM, STOP or CONT")->capture_default_str();
+  killc->add_flag("--force", *kill_force,
+                  "kill or pause rank 0, the management service's host, anyway");
 
   auto rt = std::make_shared<std::pair<uint32_t, uint32_t>>(0, 0);
   auto* stopt = leaf(sys, g, "stop-target",

@@ -133,7 +133,7 @@ TEST(CleanStop, PausedManagementHostJudgesNobodyForItsOwnSilence) {
   CliSystem s;
   start_system(s, {"--engine-arg=--mgmt-dead-after-ms=2000"});
   put_keys(s, 0, 5);
-  s.ok({"system", "kill", "--rank", "0", "--signal", "STOP"});
+  s.ok({"system", "kill", "--rank", "0", "--signal", "STOP", "--force"});
   const auto paused = Clock::now();
   // A command to a hung service honours its timeout (the service accepts the connection,
   // then answers nothing) and says so.

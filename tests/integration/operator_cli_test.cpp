@@ -2,6 +2,9 @@
 // values are checked with the key and the expected type named, versions are printed.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <filesystem>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_system.hpp"
@@ -64,6 +67,27 @@ TEST(OperatorCli, FlagsWinOverTheEnvironmentAndPropertiesAreChecked) {
   EXPECT_NE(props.dump().find("exclude;rebuild"), std::string::npos) << props.dump();
   s.ok({"pool", "set-prop", "tank", "self_heal", "exclude"});
   s.ok({"pool", "set-prop", "tank", "self_heal", "none"});
+
+  // An ACL removal that cannot be made names what was typed.
+  const std::string acl = s.err({"cont", "update-acl", "tank", "files", "--remove", "nosuchuser9@"});
+  EXPECT_NE(acl.find("bad principal 'nosuchuser9@': no user named 'nosuchuser9'"),
+            std::string::npos)
+      << acl;
+
+  // A pool that still has containers is destroyed only with --recursive.
+  s.ok({"pool", "create", "scratch", "--size", "64M"});
+  s.ok({"cont", "create", "scratch", "tmp", "--type", "KV"});
+  EXPECT_NE(s.err({"pool", "destroy", "scratch"}).find("still has 1 container(s) (tmp)"),
+            std::string::npos);
+  s.ok({"pool", "destroy", "scratch", "--recursive"});
+
+  // One type per field across commands: target_bytes is a number in get-prop as in query.
+  EXPECT_TRUE(props["props"]["target_bytes"].is_number()) << props.dump();
+  EXPECT_EQ(props["props"]["target_bytes"], s.ok({"pool", "query", "tank"})["pool"]["target_bytes"]);
+  // Epochs are text: jq and other JSON tools keep every digit, and --epoch takes them back.
+  json put = s.ok({"kv", "put", "--pool", "tank", "--cont", "files", "greeting", "hello again"});
+  ASSERT_TRUE(put["epoch"].is_string()) << put.dump();
+  EXPECT_GT(std::stoull(put["epoch"].get<std::string>()), uint64_t{1} << 53);
 }
 
 TEST(OperatorCli, VersionsAndCheckedEngineFlags) {
@@ -79,4 +103,63 @@ TEST(OperatorCli, VersionsAndCheckedEngineFlags) {
   EXPECT_NE(help.find("--rebuild-share-pct UINT=50"), std::string::npos) << help;
   auto [lrc, lout] = run_command({TESSERA_SERVER_BIN, "--log-level", "loud"});
   EXPECT_NE(lrc, 0);
+}
+
+// `system start` never half fails: starting a second system while $TESSERA_SYSTEM names the
+// first succeeds, points the default link (~/.tessera/system.json) at the new one and says
+// that $TESSERA_SYSTEM still names the other; a start of some ranks reports every rank that
+// runs.
+TEST(OperatorCli, SystemStartNeverHalfFailsAndReportsWhatRuns) {
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "2", "--targets", "1"});
+  const std::string other = s.base() + "/other";
+  struct StopOther {
+    std::string dir;
+    ~StopOther() { (void)run_command({TESSERA_CLI_BIN, "--system", dir, "system", "stop"}); }
+  } stop_other{other};
+  json b = s.ok({"system", "start", "--dir", other, "--engines", "1", "--targets", "1"});
+  EXPECT_EQ(b["started"], json({0})) << b.dump();
+  EXPECT_NE(b["note"].get<std::string>().find("$TESSERA_SYSTEM names another system"),
+            std::string::npos)
+      << b.dump();
+  std::error_code ec;
+  const auto link = std::filesystem::path(s.base()) / ".tessera" / "system.json";
+  EXPECT_TRUE(std::filesystem::is_symlink(link, ec)) << link;
+  EXPECT_TRUE(std::filesystem::equivalent(link, other + "/system.json", ec)) << link;
+  // $TESSERA_SYSTEM's system is untouched and still answers.
+  EXPECT_EQ(s.ok({"system", "query"})["ranks"].size(), 2u);
+  // A pool holds at least the size asked for: 129M over 2 targets is 65 MiB each.
+  json sized = s.ok({"pool", "create", "sized", "--size", "129M"});
+  EXPECT_EQ(sized["pool"]["target_bytes"], 65u << 20) << sized.dump();
+
+  // A healthy system at a glance; every engine's log in system query.
+  json healthy = s.ok({"status"});
+  EXPECT_EQ(healthy["health"], "HEALTH_OK") << healthy.dump();
+  EXPECT_EQ(healthy["engines"]["joined"], 2);
+  ASSERT_EQ(healthy["pools"].size(), 1u);
+  EXPECT_EQ(healthy["pools"][0]["label"], "sized");
+  EXPECT_GT(healthy["pools"][0]["space"]["total"].get<uint64_t>(), 0u);
+  for (const auto& rank : s.ok({"system", "query"})["ranks"]) {
+    EXPECT_NE(rank["log"].get<std::string>().find("engine.log"), std::string::npos) << rank.dump();
+  }
+
+  // One rank killed: status says so and what to do; started again, the report names the rank
+  // that kept running.
+  s.ok({"system", "kill", "--rank", "1", "--signal", "KILL"});
+  json warn;
+  for (int i = 0; i < 300; ++i) {  // until the service has seen the death
+    warn = s.ok({"status"});
+    if (warn["engines"]["joined"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(warn["health"], "HEALTH_WARN") << warn.dump();
+  ASSERT_EQ(warn["engines"]["down"].size(), 1u) << warn.dump();
+  EXPECT_EQ(warn["engines"]["down"][0]["rank"], 1);
+  EXPECT_NE(warn["attention"].dump().find("rank 1 is dead"), std::string::npos) << warn.dump();
+  json r = s.ok({"system", "start", "--ranks", "1"});
+  EXPECT_EQ(r["started"], json({1})) << r.dump();
+  EXPECT_EQ(r["running"], json({0})) << r.dump();
+  // Killing the management service's host takes --force.
+  EXPECT_NE(s.err({"system", "kill", "--rank", "0"}).find("add --force"), std::string::npos);
+  EXPECT_EQ(s.ok({"system", "query"})["ranks"].size(), 2u);
 }

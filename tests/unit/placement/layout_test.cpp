@@ -82,7 +82,7 @@ TEST(Layout, GroupCountsAndTooFewFaultDomains) {
   PoolMap two = make_map(1, 2, 2);
   auto r = group_count(*find_class("RP_3G1"), two);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.status().code(), Errc::unavailable);
+  EXPECT_EQ(r.status().code(), Errc::unsatisfiable);
   EXPECT_NE(r.status().message().find("not enough fault domains"), std::string::npos);
   auto l = compute_layout(oid_n(1, "RP_3GX"), two);
   EXPECT_FALSE(l);
