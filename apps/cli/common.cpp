@@ -59,6 +59,14 @@ CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std:
                std::function<int()> run) {
   auto* c = parent->add_subcommand(name, help);
   c->callback([&g, run = std::move(run)] { g.rc = run(); });
+  // The global options work anywhere on the line: every command's help names them.
+  c->footer(
+      "\nGlobal options (anywhere on the line):\n"
+      "  -j,--json          machine-readable JSON output\n"
+      "  --timeout-ms MS    per-request timeout\n"
+      "  -m,--mgmt, -s,--system   the system (default: $TESSERA_MGMT, $TESSERA_SYSTEM, "
+      "~/.tessera/system.json)\n"
+      "  -e,--engine        engine mode: one engine's control address");
   return c;
 }
 

@@ -244,7 +244,7 @@ void add_system_commands(CLI::App& app, Globals& g) {
                     "directory of the system: data, logs, system.json (default: the system "
                     "file's, to restart it)");
   start->add_option("-n,--engines", a->o.engines, "engines (default 3, or as recorded)");
-  start->add_option("-t,--targets", a->o.targets, "targets per engine (default 2, or as recorded)");
+  start->add_option("--targets", a->o.targets, "targets per engine (default 2, or as recorded)");
   start->add_option("-p,--provider", a->o.provider,
                     "libfabric provider: tcp;ofi_rxm (default) or shm");
   start

@@ -103,6 +103,12 @@ TEST(OperatorCli, VersionsAndCheckedEngineFlags) {
   EXPECT_NE(help.find("--rebuild-share-pct UINT=50"), std::string::npos) << help;
   auto [lrc, lout] = run_command({TESSERA_SERVER_BIN, "--log-level", "loud"});
   EXPECT_NE(lrc, 0);
+  // Every command's help names the global options; -t is --target everywhere it exists.
+  auto [prc, phelp] = run_command({TESSERA_CLI_BIN, "pool", "query", "--help"});
+  EXPECT_EQ(prc, 0);
+  EXPECT_NE(phelp.find("-j,--json"), std::string::npos) << phelp;
+  auto [src2, shelp] = run_command({TESSERA_CLI_BIN, "system", "start", "--help"});
+  EXPECT_EQ(shelp.find("-t,"), std::string::npos) << shelp;
 }
 
 // `system start` never half fails: starting a second system while $TESSERA_SYSTEM names the
