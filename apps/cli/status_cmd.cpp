@@ -144,13 +144,13 @@ int status_cmd(Globals& g) {
                   human(total).c_str(), total > 0 ? 100.0 * static_cast<double>(used) / total : 0.0,
                   p["redundancy"].get<std::string>().c_str(), rebuild.c_str());
     }
-    std::printf("containers not healthy: %s\n", unhealthy.empty() ? "none" : "");
+    std::printf("containers not healthy:%s\n", unhealthy.empty() ? " none" : "");
     for (const auto& c : unhealthy) {
       std::printf("  %s/%s: %s, redundancy %s\n", c["pool"].get<std::string>().c_str(),
                   c["container"].get<std::string>().c_str(), c["status"].get<std::string>().c_str(),
                   c["redundancy"].get<std::string>().c_str());
     }
-    std::printf("needs attention: %s\n", attention.empty() ? "nothing" : "");
+    std::printf("needs attention:%s\n", attention.empty() ? " nothing" : "");
     for (const auto& a : attention) std::printf("  - %s\n", a.get<std::string>().c_str());
   });
 }

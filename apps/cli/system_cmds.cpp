@@ -66,8 +66,11 @@ int system_start(Globals& g, StartArgs& a) {
   const auto& s = rep->sys;
   std::string note;
   if (g.system.empty() && env_set && !a.o.dir.empty()) {
+    // $TESSERA_SYSTEM names this system (its directory or its file) or another one.
     std::error_code ec;
-    if (!std::filesystem::equivalent(pointer, s.path, ec)) {
+    const auto named = std::filesystem::weakly_canonical(env, ec);
+    if (named != std::filesystem::weakly_canonical(s.dir, ec) &&
+        named != std::filesystem::weakly_canonical(s.path, ec)) {
       note = fmt::format("note: $TESSERA_SYSTEM names another system ({}); commands in this "
                          "shell go there until you unset it or export TESSERA_SYSTEM={}",
                          pointer, s.dir);
