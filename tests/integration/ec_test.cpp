@@ -422,17 +422,10 @@ TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswer
   ASSERT_TRUE(h.mc->pool_set_prop("tank", "self_heal", "exclude;rebuild").is_ok());
   auto started = h.mc->pool_op("tank", "rebuild", {});
   ASSERT_TRUE(started) << started.status().to_string();
-  mgmt::PoolView after;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < until) {
-    auto q = h.mc->pool_query("tank");
-    ASSERT_TRUE(q) << q.status().to_string();
-    after = *q;
-    if (after.pool.rebuild.gen >= started->pool.rebuild.gen && after.pool.rebuild.state == "done") {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  const uint32_t gen = started->pool.rebuild.gen;
+  const mgmt::PoolView after = wait_pool(*h.mc, "tank", [gen](const mgmt::PoolView& v) {
+    return v.pool.rebuild.gen >= gen && v.pool.rebuild.state == "done";
+  });
   ASSERT_EQ(after.pool.rebuild.state, "done");
   EXPECT_GE(after.pool.rebuild.lost, 1u)
       << "generation " << after.pool.rebuild.gen << ": " << after.pool.rebuild.records << " sent";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -70,6 +71,24 @@ inline mgmt::ContProps cont_props(const std::string& label, const char* oclass, 
   p.rf = rf;
   p.cell_size = cell;
   return p;
+}
+
+// Polls pool `pool` until `done` holds for its view (or `limit` passes); returns the last view
+// seen (a failed query is an empty view).
+inline mgmt::PoolView wait_pool(const MgmtClient& mc, const std::string& pool,
+                                const std::function<bool(const mgmt::PoolView&)>& done,
+                                std::chrono::seconds limit = std::chrono::seconds(180)) {
+  mgmt::PoolView last;
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    auto q = mc.pool_query(pool);
+    if (q) {
+      last = *q;
+      if (done(last)) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return last;
 }
 
 // Waits until none of `ranks` is joined any more (dead, stopped or excluded).

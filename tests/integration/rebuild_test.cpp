@@ -283,16 +283,9 @@ TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
   // refilled on one of ranks 0, 1 and 2: the pushes to rank 2 (and its own) cannot complete.
   ASSERT_EQ(::kill(h.sys->engine(2).pid(), SIGSTOP), 0);
   h.sys->engine(3).kill9();
-  mgmt::PoolView failed;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (std::chrono::steady_clock::now() < until) {
-    auto q = h.mc->pool_query("tank");
-    ASSERT_TRUE(q) << q.status().to_string();
-    failed = *q;
-    if (failed.pool.rebuild.state == "failed") break;
-    ASSERT_NE(failed.pool.rebuild.state, "done") << "the rebuild completed with rank 2 paused";
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  const mgmt::PoolView failed = wait_pool(*h.mc, "tank", [](const mgmt::PoolView& v) {
+    return v.pool.rebuild.state == "failed" || v.pool.rebuild.state == "done";
+  });
   ASSERT_EQ(failed.pool.rebuild.state, "failed");
   EXPECT_FALSE(failed.pool.rebuild.error.empty());
   std::printf("generation %u failed: %s\n", failed.pool.rebuild.gen,
@@ -300,16 +293,10 @@ TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
 
   // Rank 2 resumes: a later generation, started by the service itself, completes.
   ASSERT_EQ(::kill(h.sys->engine(2).pid(), SIGCONT), 0);
-  mgmt::PoolView v;
-  const auto until2 = std::chrono::steady_clock::now() + std::chrono::seconds(180);
-  while (std::chrono::steady_clock::now() < until2) {
-    auto q = h.mc->pool_query("tank");
-    ASSERT_TRUE(q) << q.status().to_string();
-    v = *q;
-    const auto& r = v.pool.rebuild;
-    if (r.gen > failed.pool.rebuild.gen && r.state == "done" && !v.pool.map.moving()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  const uint32_t gen = failed.pool.rebuild.gen;
+  const mgmt::PoolView v = wait_pool(*h.mc, "tank", [gen](const mgmt::PoolView& x) {
+    return x.pool.rebuild.gen > gen && x.pool.rebuild.state == "done" && !x.pool.map.moving();
+  });
   ASSERT_EQ(v.pool.rebuild.state, "done") << "no retry completed: " << v.pool.rebuild.error;
   EXPECT_GT(v.pool.rebuild.gen, failed.pool.rebuild.gen);
   EXPECT_EQ(v.pool.rebuild.lost, 0u);

@@ -35,6 +35,28 @@ MgmtState two_engine_pool() {
                   .is_ok());
   return s;
 }
+// Ranks 0..3 joined, pool "p" on all four, and an RP_2GX container "c" (survives one engine).
+void four_engine_rp2_pool(MgmtState& s) {
+  for (uint32_t r = 0; r < 4; ++r) ASSERT_TRUE(s.apply(join(r, "h" + std::to_string(r))).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "pool_create"},
+                       {"uuid", "u1"},
+                       {"label", "p"},
+                       {"target_bytes", 1 << 26},
+                       {"ranks", {0, 1, 2, 3}},
+                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
+                  .is_ok());
+  ContProps props;
+  props.label = "c";
+  props.oclass = placement::find_class("RP_2GX")->id;  // survives one engine failure
+  props.rf = 1;
+  ASSERT_TRUE(s.apply({{"op", "cont_create"},
+                       {"pool", s.pool("p")->id},
+                       {"uuid", "cu"},
+                       {"props", props_json(props)},
+                       {"acl", acl_json(default_cont_acl(cred(0, 0)))},
+                       {"epoch", 5}})
+                  .is_ok());
+}
 }  // namespace
 
 TEST(Acl, EvaluationOrderAndText) {
@@ -118,25 +140,7 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
 // administrator's exclusion is always taken.
 TEST(MgmtState, AutomaticExclusionStaysWithinWhatTheContainersTolerate) {
   MgmtState s;
-  for (uint32_t r = 0; r < 4; ++r) ASSERT_TRUE(s.apply(join(r, "h" + std::to_string(r))).is_ok());
-  ASSERT_TRUE(s.apply({{"op", "pool_create"},
-                       {"uuid", "u1"},
-                       {"label", "p"},
-                       {"target_bytes", 1 << 26},
-                       {"ranks", {0, 1, 2, 3}},
-                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
-                  .is_ok());
-  ContProps props;
-  props.label = "c";
-  props.oclass = placement::find_class("RP_2GX")->id;  // survives one engine failure
-  props.rf = 1;
-  ASSERT_TRUE(s.apply({{"op", "cont_create"},
-                       {"pool", s.pool("p")->id},
-                       {"uuid", "cu"},
-                       {"props", props_json(props)},
-                       {"acl", acl_json(default_cont_acl(cred(0, 0)))},
-                       {"epoch", 5}})
-                  .is_ok());
+  ASSERT_NO_FATAL_FAILURE(four_engine_rp2_pool(s));
   const Pool& p = *s.pool("p");
   EXPECT_EQ(pool_tolerance(p), 1u);
   ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
@@ -201,25 +205,7 @@ TEST(MgmtState, AutomaticExclusionCountsPositionsThatHaveNoEngine) {
 // random drill lost data when it was: drill_test.cpp, RandomDrill.)
 TEST(MgmtState, ARankReintegratedWithItsDataKeptCountsAsFailedUntilRebuilt) {
   MgmtState s;
-  for (uint32_t r = 0; r < 4; ++r) ASSERT_TRUE(s.apply(join(r, "h" + std::to_string(r))).is_ok());
-  ASSERT_TRUE(s.apply({{"op", "pool_create"},
-                       {"uuid", "u1"},
-                       {"label", "p"},
-                       {"target_bytes", 1 << 26},
-                       {"ranks", {0, 1, 2, 3}},
-                       {"acl", acl_json(default_pool_acl(cred(0, 0)))}})
-                  .is_ok());
-  ContProps props;
-  props.label = "c";
-  props.oclass = placement::find_class("RP_2GX")->id;  // survives one engine failure
-  props.rf = 1;
-  ASSERT_TRUE(s.apply({{"op", "cont_create"},
-                       {"pool", s.pool("p")->id},
-                       {"uuid", "cu"},
-                       {"props", props_json(props)},
-                       {"acl", acl_json(default_cont_acl(cred(0, 0)))},
-                       {"epoch", 5}})
-                  .is_ok());
+  ASSERT_NO_FATAL_FAILURE(four_engine_rp2_pool(s));
   const uint32_t id = s.pool("p")->id;
   // Rank 1 dies, comes back and is reintegrated before its rebuild completed: `up`, data kept.
   ASSERT_TRUE(s.apply({{"op", "leave"}, {"rank", 1}, {"state", "dead"}}).is_ok());
