@@ -554,6 +554,7 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
                                   x.setRecords(r.records);
                                   x.setBytes(r.bytes);
                                   x.setLost(r.lost);
+                                  x.setPlanned(r.planned);
                                 }),
                                 decode_none);
         if (!a) log::warn("rebuild report for pool {}: {}", pool, a.status().to_string());
@@ -573,6 +574,7 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
         cur.records = c.records;
         cur.bytes = c.bytes;
         cur.lost = c.lost;
+        cur.planned = c.planned;
         cur.error = st.is_ok() ? std::string() : st.to_string();
         report(cur, true);
       };
@@ -596,10 +598,13 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
         return t.stopping() || sh.closing || s->pools.rebuilds[pool].gen != gen;
       };
       auto last = t.env().now();
+      bool planned = false;
       o.progress = [&](const rebuild::Counters& c) {
-        if (t.env().now() - last < std::chrono::seconds(1)) return;
+        // The plan goes at once (the bar's total); the rest at most once a second.
+        if (planned && t.env().now() - last < std::chrono::seconds(1)) return;
+        planned = true;
         last = t.env().now();
-        TargetPools::RebuildRun r{gen, false, c.objects, c.records, c.bytes, c.lost, {}};
+        TargetPools::RebuildRun r{gen, false, c.objects, c.records, c.bytes, c.lost, {}, c.planned};
         report(r, false);
       };
       log::info("rebuild: pool {} generation {} (map version {}) scanning target {}", pool, gen,
@@ -611,8 +616,9 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
                   r.status().to_string());
         return finish(r.status(), {});
       }
-      log::info("rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent",
-                pool, gen, index, r->objects, r->records, r->bytes);
+      log::info("rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent "
+                "({} counted before sending)",
+                pool, gen, index, r->objects, r->records, r->bytes, r->planned);
       finish(Status(), *r);
     });
   }

@@ -123,6 +123,7 @@ struct TargetPools {
     bool finished = false;
     uint64_t objects = 0, records = 0, bytes = 0, lost = 0;
     std::string error;
+    uint64_t planned = 0;  // bytes the scan counted to send before it sent any
   };
   std::map<uint32_t, RebuildRun> rebuilds;
   // Stopped by an administrator (`tessera system stop-target`): refuses pool I/O (a failed

@@ -34,6 +34,11 @@ struct Counters {
   uint64_t records = 0;  // akeys (or reconstructed stripes) sent
   uint64_t bytes = 0;    // bytes sent
   uint64_t lost = 0;     // positions no complete holder could fill (beyond the redundancy)
+  // Bytes this target plans to send: counted from its index before the first send (the
+  // histories' sizes, a cell per stripe to rebuild). An estimate: writes during the scan add to
+  // what is sent, a stripe that turns out lost or already covered is not sent. 0: not counted
+  // yet.
+  uint64_t planned = 0;
 };
 
 struct ScanOptions {
@@ -42,14 +47,17 @@ struct ScanOptions {
   double share = 0.5;
   // How long one send to a home is retried (the home may be restarting) before the scan fails.
   std::chrono::milliseconds retry{10000};
-  // Called after every object with the counters so far.
+  // Called once the plan is counted (`planned` set, nothing sent yet), then after every object
+  // with the counters so far.
   std::function<void(const Counters&)> progress;
   // Checked between dkeys: a newer rebuild generation replaces this scan.
   std::function<bool()> cancelled;
 };
 
 // Scans `shard` (on its target's thread, in a fiber) against its pool map (shard.view) and sends
-// every home this target must fill its data. Returns the counters, or the first error.
+// every home this target must fill its data. A first pass over the index counts the bytes to
+// send (Counters::planned) without reading or sending any. Returns the counters, or the first
+// error.
 Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
                       const ScanOptions& opts);
 

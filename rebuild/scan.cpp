@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <boost/fiber/operations.hpp>
+
 #include <algorithm>
 #include <optional>
 #include <set>
@@ -34,6 +36,7 @@ struct Scan {
   Peer peer;
   const ScanOptions& o;
   Counters c;
+  bool planning = false;  // counts c.planned from the index; reads and sends nothing
 
   PoolShard& shard() const { return peer.shard; }
   const placement::PoolMap& map() const { return peer.map(); }
@@ -163,6 +166,14 @@ struct Scan {
   Status send_histories(ObjectId key, const std::string& dkey, const std::vector<Fill>& fills) {
     if (fills.empty()) return Status();
     storage::TargetStore& st = *shard().store;
+    if (planning) {
+      for (const auto& [akey, kind] : st.akey_names(key, dkey)) {
+        for (const auto& f : fills) {
+          if (f.wants(akey, kind)) c.planned += st.history_bytes(key, dkey, akey);
+        }
+      }
+      return Status();
+    }
     auto punches = st.export_akey(key, dkey, "");
     if (!punches) return punches.status();
     if (!punches->object_punches.empty() || !punches->dkey_punches.empty()) {
@@ -212,13 +223,6 @@ struct Scan {
       ++c.lost;
       return Status();
     }
-    // The cells' punches first: a stripe older than a punch stays hidden after it.
-    auto punches = shard().store->export_akey(key, dkey, mine);
-    if (!punches) return punches.status();
-    punches->versions.clear();
-    punches->data = Buffer();
-    if (!punches->akey_punches.empty())
-      TESSERA_TRY(send(pos[lost].home, key, dkey, theirs, *punches));
     // Which stripes exist: the written runs of the position this target reads for.
     std::set<uint64_t> stripes;
     std::string anchor;
@@ -234,6 +238,17 @@ struct Scan {
       if (page->done || page->anchor.empty()) break;
       anchor = page->anchor;
     }
+    if (planning) {
+      c.planned += stripes.size() * g.cell;
+      return Status();
+    }
+    // The cells' punches first: a stripe older than a punch stays hidden after it.
+    auto punches = shard().store->export_akey(key, dkey, mine);
+    if (!punches) return punches.status();
+    punches->versions.clear();
+    punches->data = Buffer();
+    if (!punches->akey_punches.empty())
+      TESSERA_TRY(send(pos[lost].home, key, dkey, theirs, *punches));
     const auto& code = placement::erasure_code(g.k, g.p);
     const size_t cell = g.cell;
     const uint64_t ss = placement::ec_sum_size(g.k);
@@ -440,14 +455,16 @@ struct Scan {
   }
 };
 
-}  // namespace
-
-Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
-                      const ScanOptions& opts) {
-  Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}};
-  if (!shard.view) return Status(Errc::unavailable, "no pool map");
+// One pass over the shard's objects: sends (or, planning, counts) what this target fills.
+Status pass(Scan& s, const ScanOptions& opts) {
+  ActorRuntime& rt = s.peer.rt;
+  PoolShard& shard = s.shard();
   const double share = std::clamp(opts.share, 0.01, 1.0);
   Env& env = rt.target().env();
+  // The plan reads only the index: it runs unthrottled, letting the target's other fibers run
+  // every so many dkeys.
+  constexpr uint32_t kPlanSlice = 256;
+  uint32_t slice = 0;
   for (const ObjectId& key : shard.store->object_keys()) {
     if (opts.cancelled && opts.cancelled()) {
       return Status(Errc::busy, "replaced by a newer rebuild");
@@ -462,6 +479,11 @@ Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShar
       if (opts.cancelled && opts.cancelled()) {
         return Status(Errc::busy, "replaced by a newer rebuild");
       }
+      if (s.planning) {
+        TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
+        if (++slice % kPlanSlice == 0) boost::this_fiber::yield();
+        continue;
+      }
       const Nanos t0 = env.now();
       TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
       const Nanos busy = env.now() - t0;
@@ -470,8 +492,22 @@ Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShar
             Nanos(static_cast<int64_t>(static_cast<double>(busy.count()) * (1.0 - share) / share)));
       }
     }
-    if (opts.progress) opts.progress(s.c);
+    if (!s.planning && opts.progress) opts.progress(s.c);
   }
+  return Status();
+}
+
+}  // namespace
+
+Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
+                      const ScanOptions& opts) {
+  if (!shard.view) return Status(Errc::unavailable, "no pool map");
+  Scan plan{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}, true};
+  TESSERA_TRY(pass(plan, opts));
+  Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}};
+  s.c.planned = plan.c.planned;
+  if (opts.progress) opts.progress(s.c);
+  TESSERA_TRY(pass(s, opts));
   return s.c;
 }
 

@@ -1134,6 +1134,19 @@ std::vector<std::pair<std::string, ValueKind>> TargetStore::akey_names(
   return out;
 }
 
+uint64_t TargetStore::history_bytes(const ObjectId& oid, std::string_view dkey,
+                                    std::string_view akey) const {
+  const Object* o = nullptr;
+  const Dkey* d = nullptr;
+  const AkeyVal* a = akey.empty() ? nullptr : find(oid, dkey, akey, &o, &d);
+  if (a == nullptr) return 0;
+  uint64_t total = 0;
+  for (const Version& v : a->versions) {
+    if (!v.punch) total += a->kind == ValueKind::array ? v.hi - v.lo : v.length;
+  }
+  return total;
+}
+
 Result<AkeyExport> TargetStore::export_akey(const ObjectId& oid, std::string_view dkey,
                                             std::string_view akey) {
   AkeyExport x;

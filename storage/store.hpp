@@ -185,6 +185,8 @@ class TargetStore {
                                                             std::string_view dkey) const;
   // The history of one akey (empty akey: only the punches of the dkey and object).
   Result<AkeyExport> export_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey);
+  // How many bytes of data export_akey would return, from the index alone (no reads).
+  uint64_t history_bytes(const ObjectId& oid, std::string_view dkey, std::string_view akey) const;
   // Applies an export (epochs kept; what the store already holds is skipped). Durable on return.
   Status import_akey(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                      const AkeyExport& x);

@@ -246,6 +246,7 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
   rb.setObjects(p.rebuild.objects);
   rb.setRecords(p.rebuild.records);
   rb.setBytes(p.rebuild.bytes);
+  rb.setBytesTotal(p.rebuild.planned);
   rb.setLost(p.rebuild.lost);
   rb.setError(p.rebuild.error);
   rb.setRedundancy(p.redundancy(s.gone_ranks()));
@@ -299,6 +300,7 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
   v.pool.rebuild.objects = rb.getObjects();
   v.pool.rebuild.records = rb.getRecords();
   v.pool.rebuild.bytes = rb.getBytes();
+  v.pool.rebuild.planned = rb.getBytesTotal();
   v.pool.rebuild.lost = rb.getLost();
   v.pool.rebuild.error = rb.getError();
   v.redundancy = rb.getRedundancy();
@@ -309,6 +311,8 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
     v.progress.records = rb.getRecords();
     v.progress.bytes = rb.getBytes();
     v.progress.lost = rb.getLost();
+    v.progress.bytes_total = rb.getBytesTotal();
+    v.progress.targets_reported = rb.getTargetsReported();
   }
   v.pool.acl = decode_acl(r.getAcl());
   for (auto kv : r.getProps()) v.pool.props[kv.getName()] = kv.getValue();

@@ -128,11 +128,19 @@ uint32_t MgmtService::rebuild_targets(const Pool& p) const {
   // its data.
   uint32_t n = 0;
   for (const auto& e : p.map.engines) {
-    for (const auto& t : e.targets) {
-      n += placement::is_available(t.state) || placement::is_serving(t.state) ? 1 : 0;
-    }
+    for (const auto& t : e.targets) n += in_rebuild(t.state) ? 1 : 0;
   }
   return n;
+}
+
+bool MgmtService::reports_rebuild(const Pool& p, uint32_t rank, uint32_t target) const {
+  for (const auto& e : p.map.engines) {
+    if (e.rank != rank) continue;
+    for (const auto& t : e.targets) {
+      if (t.index == target) return in_rebuild(t.state);
+    }
+  }
+  return false;
 }
 
 void MgmtService::drive_rebuilds() {
@@ -198,11 +206,14 @@ void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) co
     sum.records += t.records;
     sum.bytes += t.bytes;
     sum.lost += t.lost;
+    sum.bytes_total += std::max(t.bytes_total, t.bytes);
   }
   rb.setObjects(sum.objects);
   rb.setRecords(sum.records);
   rb.setBytes(sum.bytes);
   rb.setLost(sum.lost);
+  rb.setBytesTotal(sum.bytes_total);
+  rb.setTargetsReported(static_cast<uint32_t>(it->second.targets.size()));
   rb.setTargetsDone(static_cast<uint32_t>(it->second.done.size()));
 }
 
@@ -210,6 +221,10 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
   const Pool* p = state_.pool(r.getPool());
   if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
   if (p->rebuild.state != "busy" || p->rebuild.gen != r.getGen()) return Status();  // old news
+  // Only the targets the generation waits for count: an excluded engine's targets (down) are
+  // sent the generation too and answer at once with nothing, which must not stand in for a
+  // target still sending.
+  if (!reports_rebuild(*p, r.getRank(), r.getTarget())) return Status();
   Progress& pr = progress_[p->id];
   if (pr.gen != r.getGen()) pr = Progress{r.getGen(), {}, {}};
   const auto key = std::make_pair(r.getRank(), r.getTarget());
@@ -218,6 +233,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
   t.records = r.getRecords();
   t.bytes = r.getBytes();
   t.lost = r.getLost();
+  t.bytes_total = r.getPlanned();
   std::string error = r.getError();
   if (!error.empty()) {
     log::warn(
@@ -240,6 +256,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
     sum.records += x.records;
     sum.bytes += x.bytes;
     sum.lost += x.lost;
+    sum.bytes_total += x.bytes_total;
   }
   log::info(
       "management service: pool {} rebuild generation {} done: {} objects, {} records, "
@@ -252,6 +269,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
                  {"objects", sum.objects},
                  {"records", sum.records},
                  {"bytes", sum.bytes},
+                 {"planned", sum.bytes_total},
                  {"lost", sum.lost}});
 }
 

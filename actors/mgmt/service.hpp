@@ -106,9 +106,13 @@ class MgmtService {
   // engines have not been told about is sent to them (by the worker thread).
   void drive_rebuilds();
   void send_rebuild(uint32_t pool, uint32_t gen, uint32_t version, std::vector<Member> to);
-  // The targets that must report for a pool's generation (joined engines, targets that serve
-  // or are being filled).
+  // The targets that must report for a pool's generation: those that serve or are being
+  // filled, whatever their engine's membership (in_rebuild); reports_rebuild: one of them.
+  static bool in_rebuild(placement::TargetState s) {
+    return placement::is_available(s) || placement::is_serving(s);
+  }
   uint32_t rebuild_targets(const Pool& p) const;
+  bool reports_rebuild(const Pool& p, uint32_t rank, uint32_t target) const;
   void encode_progress(schema::PoolInfo::Builder b, const Pool& p) const;
   // A reply carrying a pool (and its rebuild progress).
   Buffer pool_reply(const Pool& p, bool with_conts) const;

@@ -76,7 +76,7 @@ json rebuild_json(const RebuildState& r) {
   return {{"state", r.state},       {"gen", r.gen},       {"version", r.version},
           {"start_ms", r.start_ms}, {"end_ms", r.end_ms}, {"objects", r.objects},
           {"records", r.records},   {"bytes", r.bytes},   {"lost", r.lost},
-          {"error", r.error}};
+          {"planned", r.planned}, {"error", r.error}};
 }
 
 RebuildState rebuild_from_json(const json& j) {
@@ -89,6 +89,7 @@ RebuildState rebuild_from_json(const json& j) {
   r.objects = j.value("objects", uint64_t{0});
   r.records = j.value("records", uint64_t{0});
   r.bytes = j.value("bytes", uint64_t{0});
+  r.planned = j.value("planned", uint64_t{0});
   r.lost = j.value("lost", uint64_t{0});
   r.error = j.value("error", std::string());
   return r;
@@ -609,6 +610,7 @@ Status MgmtState::apply_op(const json& c) {
     p->rebuild.records = c.value("records", uint64_t{0});
     p->rebuild.bytes = c.value("bytes", uint64_t{0});
     p->rebuild.lost = c.value("lost", uint64_t{0});
+    p->rebuild.planned = c.value("planned", uint64_t{0});
     return Status();
   }
   if (op == "cont_create") {

@@ -75,6 +75,7 @@ struct RebuildState {
   uint32_t version = 0;  // the map version this generation rebuilds
   uint64_t start_ms = 0, end_ms = 0;
   uint64_t objects = 0, records = 0, bytes = 0, lost = 0;  // totals when it finished
+  uint64_t planned = 0;  // bytes the targets counted to send before sending (done: their sum)
   std::string error;
 };
 
@@ -82,6 +83,11 @@ struct RebuildState {
 struct RebuildProgress {
   uint64_t objects = 0, records = 0, bytes = 0, lost = 0;
   uint32_t targets_done = 0, targets_total = 0;
+  // Bytes to send, summed over the targets that reported (each its plan, or what it sent when
+  // that is more), and how many targets that is: the total is complete when every target
+  // reported.
+  uint64_t bytes_total = 0;
+  uint32_t targets_reported = 0;
 };
 
 struct Pool {

@@ -61,6 +61,9 @@ struct RebuildInfo {
   targetsDone  @10 :UInt32;
   targetsTotal @11 :UInt32;
   redundancy   @12 :Text;    # normal | degraded
+  bytesTotal   @13 :UInt64;  # bytes to send as the targets counted them before sending (while
+                             # busy: the targets that reported; done: all of them)
+  targetsReported @14 :UInt32;  # while busy: targets whose count bytesTotal holds
 }
 
 struct KeyValue {
@@ -202,6 +205,7 @@ struct MgmtReq {
     records @7 :UInt64;
     bytes   @8 :UInt64;
     lost    @9 :UInt64;
+    planned @10 :UInt64;             # bytes the target counted to send before sending any
   }
 
   struct PoolCreate {

@@ -239,9 +239,16 @@ json rebuild_json(const mgmt::PoolView& v) {
          {"bytes", busy ? v.progress.bytes : r.bytes},
          {"lost", busy ? v.progress.lost : r.lost},
          {"elapsed_ms", r.start_ms == 0 || end < r.start_ms ? 0 : end - r.start_ms}};
+  // What the targets counted to move before moving it (`bytes` may be more: writes during the
+  // rebuild; or less: stripes found lost or already held).
+  if (!busy && r.state != "idle") j["bytes_planned"] = r.planned;
   if (busy) {
     j["targets_done"] = v.progress.targets_done;
     j["targets_total"] = v.progress.targets_total;
+    // The bytes to move as the targets counted them before sending (complete when every
+    // target reported).
+    j["bytes_total"] = v.progress.bytes_total;
+    j["targets_reported"] = v.progress.targets_reported;
   }
   if (!r.error.empty()) j["error"] = r.error;
   return j;

@@ -79,7 +79,7 @@ json acl_json(const mgmt::Acl& a);
 void print_acl(const mgmt::Acl& a);
 
 // The engine view (engine mode's `system query`, `engine query`).
-int engine_query(const Globals& g);
+int engine_query(const Globals& g, int64_t rank = -1);
 
 // get-acl and update-acl under `parent`, for a pool (cont null) or a container; `args`
 // registers the positionals that fill `pool` (and `*cont`).

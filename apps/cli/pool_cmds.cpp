@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <thread>
 
 #include <unistd.h>
 
 #include "apps/cli/common.hpp"
+#include "apps/cli/progress.hpp"
 #include "core/config.hpp"
 #include "placement/layout.hpp"
 
@@ -17,20 +19,6 @@ namespace tessera::cli {
 namespace {
 
 // "busy (generation 3): 12 objects, 340 records, 4.1 MiB moved, 2.3 s".
-std::string rebuild_line(const json& r) {
-  std::string s =
-      fmt::format("{} (generation {})", r.value("state", std::string()), r.value("generation", 0u));
-  if (r.value("state", std::string()) == "idle") return s;
-  s += fmt::format(": {} objects, {} records, {} moved, {:.1f} s", r.value("objects", uint64_t{0}),
-                   r.value("records", uint64_t{0}), human(r.value("bytes", uint64_t{0})),
-                   static_cast<double>(r.value("elapsed_ms", uint64_t{0})) / 1000.0);
-  if (r.value("lost", uint64_t{0}) != 0) {
-    s += fmt::format(", {} positions LOST", r.value("lost", uint64_t{0}));
-  }
-  if (r.contains("error")) s += ", error: " + r["error"].get<std::string>();
-  return s;
-}
-
 struct PoolArgs {
   std::string pool;
   std::string size;
@@ -43,6 +31,7 @@ struct PoolArgs {
   std::string value;
   int32_t target = -1;
   double wait_s = 0;
+  bool wait = false;  // exclude, drain, reintegrate, extend: until the rebuild is done
 };
 
 constexpr uint64_t kDefaultTargetBytes = 256ull << 20;
@@ -79,7 +68,19 @@ int pool_create(Globals& g, const PoolArgs& a) {
     target_bytes = (*total + targets * kMiB - 1) / (targets * kMiB) * kMiB;
   }
   target_bytes &= ~uint64_t{(1u << 20) - 1};  // whole MiB per target
-  auto v = mc->pool_create(a.pool, target_bytes, a.ranks);
+  // Every target formats its share (the whole file is written once): seconds for large pools.
+  // The engines do not report how far they are, so the line shows the time it has taken.
+  auto pending = std::async(std::launch::async, [&] {
+    return mc->pool_create(a.pool, target_bytes, a.ranks);
+  });
+  {
+    ProgressLine line(g);
+    while (pending.wait_for(line.poll()) != std::future_status::ready) {
+      line.working(fmt::format("creating pool {}: every target formats its {}", a.pool,
+                               human(target_bytes)));
+    }
+  }
+  auto v = pending.get();
   if (!v) return fail(g, v.status(), what);
   size_t targets = 0;
   for (const auto& e : v->pool.map.engines) targets += e.targets.size();
@@ -261,6 +262,15 @@ int pool_op(Globals& g, const PoolArgs& a, const std::string& op) {
   auto v = mc->pool_op(a.pool, op, a.ranks, a.target);
   if (!v) return fail(g, v.status(), what);
   json j = pool_json(*v);
+  if (a.wait) {
+    // The change is made; what remains is the data it moves.
+    if (!g.json) {
+      std::printf("pool %s: %s; map version %u; waiting for its rebuild\n", v->pool.label.c_str(),
+                  op.c_str(), v->pool.map.version);
+      std::fflush(stdout);  // before the progress line (stderr)
+    }
+    return wait_rebuild(g, *mc, a.pool, a.wait_s, what, [&j](json& out) { out["pool"] = j; });
+  }
   return done(g, {{"pool", j}}, [&] {
     std::string who;
     for (uint32_t r : a.ranks) who += (who.empty() ? "" : ",") + std::to_string(r);
@@ -272,53 +282,9 @@ int pool_op(Globals& g, const PoolArgs& a, const std::string& op) {
 }
 
 int pool_rebuild_wait(Globals& g, const PoolArgs& a) {
-  const char* what = "pool rebuild wait";
   auto mc = mgmt_client(g);
-  if (!mc) return fail(g, mc.status(), what);
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(static_cast<int64_t>(a.wait_s * 1000));
-  const bool tty = !g.json && ::isatty(2) != 0;
-  bool drew = false;
-  while (true) {
-    auto v = mc->pool_query(a.pool);
-    if (!v) return fail(g, v.status(), what);
-    json r = rebuild_json(*v);
-    const std::string state = r["state"];
-    if (state != "busy") {
-      if (drew) std::fprintf(stderr, "\n");
-      if (state == "failed") {
-        return fail(
-            g,
-            Status(Errc::io_error,
-                   fmt::format("rebuild of pool '{}' failed: {} (a new attempt starts by itself "
-                               "after a back-off; `tessera pool rebuild start {}` starts one now)",
-                               a.pool, r.value("error", std::string("?")), a.pool)),
-            what);
-      }
-      return done(g, {{"rebuild", r}, {"redundancy", v->redundancy}},
-                  [&] { std::printf("rebuild %s\n", rebuild_line(r).c_str()); });
-    }
-    if (a.wait_s > 0 && std::chrono::steady_clock::now() >= deadline) {
-      if (drew) std::fprintf(stderr, "\n");
-      return fail(g,
-                  Status(Errc::timeout, fmt::format("rebuild of pool '{}' still busy after {} s",
-                                                    a.pool, a.wait_s)),
-                  what);
-    }
-    if (!g.json) {
-      // A bar over the targets that finished scanning.
-      const uint32_t total = r.value("targets_total", 0u), done_t = r.value("targets_done", 0u);
-      const int width = 30;
-      const int fill = total == 0 ? 0 : static_cast<int>(width * done_t / total);
-      std::string bar(static_cast<size_t>(fill), '#');
-      bar.resize(width, '.');
-      std::fprintf(stderr, "%s[%s] %u/%u targets  %s", tty ? "\r" : "", bar.c_str(), done_t, total,
-                   rebuild_line(r).c_str());
-      if (!tty) std::fprintf(stderr, "\n");
-      drew = tty;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(tty ? 250 : 1000));
-  }
+  if (!mc) return fail(g, mc.status(), "pool rebuild wait");
+  return wait_rebuild(g, *mc, a.pool, a.wait_s, "pool rebuild wait");
 }
 
 int pool_destroy(Globals& g, const PoolArgs& a) {
@@ -480,6 +446,13 @@ void add_pool_commands(CLI::App& app, Globals& g) {
     c->add_option("pool", a->pool, "pool label or UUID")->required();
   };
 
+  // The commands that start a rebuild can wait for it with its progress bar.
+  auto wait_flags = [a](CLI::App* c) {
+    c->add_flag("-w,--wait", a->wait,
+                "wait for the rebuild this starts, with a progress bar (as `pool rebuild wait`)");
+    c->add_option("--timeout-s", a->wait_s, "with --wait: give up waiting after this long");
+  };
+
   auto* create = leaf(pool, g, "create", "create a pool on every joined engine (or --ranks)",
                       [&g, a] { return pool_create(g, *a); });
   create->add_option("label", a->pool, "label of the new pool")->required();
@@ -527,6 +500,7 @@ void add_pool_commands(CLI::App& app, Globals& g) {
         ->delimiter(',')
         ->required();
     c->add_option("--target", a->target, "only this target of each rank (default: all)");
+    wait_flags(c);
   }
   auto* extend = leaf(pool, g, "extend", "add joined engines to the pool; rebuild rebalances",
                       [&g, a] { return pool_op(g, *a, "extend"); });
@@ -534,6 +508,7 @@ void add_pool_commands(CLI::App& app, Globals& g) {
   extend->add_option("--rank,--ranks", a->ranks, "ranks to add (comma separated)")
       ->delimiter(',')
       ->required();
+  wait_flags(extend);
   auto* rb = pool->add_subcommand("rebuild", "the pool's rebuild: start it again, wait for it");
   rb->require_subcommand(1);
   auto* rstart = leaf(rb, g, "start",

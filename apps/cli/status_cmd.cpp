@@ -136,8 +136,15 @@ int status_cmd(Globals& g) {
       const json& rb = p["rebuild"];
       std::string rebuild = rb["state"].get<std::string>();
       if (rebuild == "busy") {
-        rebuild += fmt::format(" (generation {}, {} moved)", rb["generation"].get<uint32_t>(),
-                               human(rb["bytes"].get<uint64_t>()));
+        const uint64_t moved = rb["bytes"].get<uint64_t>();
+        const bool counted = rb["targets_reported"] == rb["targets_total"];
+        const uint64_t of = std::max(moved, rb["bytes_total"].get<uint64_t>());
+        rebuild += fmt::format(" (generation {}, {} moved{}; pool rebuild wait {} shows it)",
+                               rb["generation"].get<uint32_t>(), human(moved),
+                               counted ? fmt::format(" of {}, {}%", human(of),
+                                                     of == 0 ? 100 : 100 * moved / of)
+                                       : std::string(" of a total still being counted"),
+                               p["label"].get<std::string>());
       }
       std::printf("  %-16s %s used of %s (%.0f%%), redundancy %s, rebuild %s\n",
                   p["label"].get<std::string>().c_str(), human(used).c_str(),

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <filesystem>
@@ -221,7 +222,7 @@ void Runner::monitor() {
 Status Runner::wait_until(const Step& st,
                           const std::function<Result<bool>(const mgmt::PoolView&)>& done,
                           const std::string& what) {
-  const Millis limit = st.duration.count() > 0 ? st.duration : kDefaultWait;
+  const Millis limit = this->limit(st, kDefaultWait);
   const auto until = Clock::now() + limit;
   const auto start = Clock::now();
   while (true) {
@@ -235,9 +236,14 @@ Status Runner::wait_until(const Step& st,
           "{}: {:.0f} s, map version {}, rebuild {} (generation {}{})", what,
           std::chrono::duration<double>(Clock::now() - start).count(), v->pool.map.version, r.state,
           r.gen,
-          r.state == "busy" ? fmt::format(", {}/{} targets, {} records", v->progress.targets_done,
-                                          v->progress.targets_total, v->progress.records)
-                            : ""));
+          r.state == "busy"
+              ? fmt::format(", {}/{} targets, {} MiB of {} MiB", v->progress.targets_done,
+                            v->progress.targets_total, v->progress.bytes >> 20,
+                            v->progress.targets_reported < v->progress.targets_total
+                                ? std::string("?")
+                                : std::to_string(
+                                      std::max(v->progress.bytes, v->progress.bytes_total) >> 20))
+              : ""));
     }
     if (aborting_) return Status(Errc::shutdown, fmt::format("{}: the drill ended", what));
     if (Clock::now() >= until) {
