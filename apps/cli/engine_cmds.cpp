@@ -47,26 +47,31 @@ struct TargetArgs {
 
 enum class TargetOp { stats, aggregate, checkpoint };
 
+// `g` aimed at the engine of rank `rank` as the system's management service knows it (rank < 0:
+// `g` as it is, the engine given by --engine or $TESSERA_ENGINE).
+Result<Globals> engine_of_rank(const Globals& g, int64_t rank) {
+  Globals eg = g;
+  if (rank < 0) return eg;
+  auto addr = mgmt_address(g);
+  if (!addr) return addr.status();
+  auto members = MgmtClient(*addr, g.timeout()).system_query();
+  if (!members) return members.status();
+  auto m = std::find_if(members->begin(), members->end(),
+                        [&](const mgmt::Member& x) { return x.rank == rank; });
+  if (m == members->end()) {
+    return Status(Errc::not_found, fmt::format("the system has no rank {}", rank));
+  }
+  eg.engine = m->control_addr;
+  return eg;
+}
+
 int target_cmd(Globals& g, const TargetArgs& a, TargetOp op) {
   const char* what = op == TargetOp::stats       ? "target stats"
                      : op == TargetOp::aggregate ? "target aggregate"
                                                  : "target checkpoint";
-  Globals eg = g;
-  if (a.rank >= 0) {
-    // The engine of rank R, as the management service knows it.
-    auto addr = mgmt_address(g);
-    if (!addr) return fail(g, addr.status(), what);
-    auto members = MgmtClient(*addr, g.timeout()).system_query();
-    if (!members) return fail(g, members.status(), what);
-    auto m = std::find_if(members->begin(), members->end(),
-                          [&](const mgmt::Member& x) { return x.rank == a.rank; });
-    if (m == members->end()) {
-      return fail(g, Status(Errc::not_found, fmt::format("the system has no rank {}", a.rank)),
-                  what);
-    }
-    eg.engine = m->control_addr;
-  }
-  auto client = connect_engine(eg);
+  auto eg = engine_of_rank(g, a.rank);
+  if (!eg) return fail(g, eg.status(), what);
+  auto client = connect_engine(*eg);
   if (!client) return fail(g, client.status(), "connect");
   Client& c = **client;
   std::vector<uint32_t> targets;
@@ -131,7 +136,10 @@ int target_cmd(Globals& g, const TargetArgs& a, TargetOp op) {
 
 }  // namespace
 
-int engine_query(const Globals& g) {
+int engine_query(const Globals& given, int64_t rank) {
+  auto eg = engine_of_rank(given, rank);
+  if (!eg) return fail(given, eg.status(), "engine query");
+  const Globals& g = *eg;
   auto info = query_system(g.engine, g.timeout());
   if (!info) return fail(g, info.status(), "engine query");
   // Open a client only to render fabric addresses readably.
@@ -174,10 +182,12 @@ int engine_query(const Globals& g) {
 }
 
 void add_engine_commands(CLI::App& app, Globals& g) {
-  auto* eng = app.add_subcommand("engine", "engine mode: one engine (--engine)");
+  auto* eng = app.add_subcommand("engine", "one engine: --engine HOST:PORT, or --rank R of the system");
   eng->require_subcommand(1);
-  leaf(eng, g, "query", "the engine's rank, targets, CPUs, provider and addresses",
-       [&g] { return engine_query(g); });
+  auto rank = std::make_shared<int64_t>(-1);
+  auto* q = leaf(eng, g, "query", "the engine's rank, targets, CPUs, provider and addresses",
+                 [&g, rank] { return engine_query(g, *rank); });
+  q->add_option("-r,--rank", *rank, "the engine of this rank of the system (default: --engine)");
 
   auto* tgt = app.add_subcommand(
       "target",
