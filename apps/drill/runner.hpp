@@ -84,6 +84,12 @@ class Runner {
     std::lock_guard lk(sys_mu_);
     return sys_;
   }
+  // A wait step's limit: its `timeout` or `dflt`, times the run's time scale.
+  Millis limit(const Step& st, Millis dflt) const {
+    const Millis given = st.duration.count() > 0 ? st.duration : dflt;
+    return Millis(static_cast<int64_t>(static_cast<double>(given.count()) *
+                                       std::max(1.0, o_.time_scale)));
+  }
   Status wait_until(const Step& st, const std::function<Result<bool>(const mgmt::PoolView&)>& done,
                     const std::string& what);
   void monitor();

@@ -27,7 +27,7 @@ Status Runner::run_step(const Step& st) {
     case K::background:
       return step_background(st);
     case K::wait_background:
-      return join_background(st.duration.count() > 0 ? st.duration : kDefaultWait);
+      return join_background(limit(st, kDefaultWait));
     case K::exec:
       return step_exec(st);
     case K::fill:
@@ -118,8 +118,8 @@ Status Runner::run_step(const Step& st) {
           },
           fmt::format("waiting for rank {} to be down", st.ranks[0]));
     case K::wait_joined: {
-      const auto limit = st.duration.count() > 0 ? st.duration : std::chrono::milliseconds(60000);
-      const auto until = Clock::now() + limit;
+      const Millis within = limit(st, Millis(60000));
+      const auto until = Clock::now() + within;
       Status last;
       while (true) {
         auto ms = mc_->system_query();
@@ -134,7 +134,7 @@ Status Runner::run_step(const Step& st) {
         if (Clock::now() >= until) {
           return Status(Errc::timeout, fmt::format("waiting for rank {} to join: not reached "
                                                    "within {} s ({})",
-                                                   st.ranks[0], limit.count() / 1000,
+                                                   st.ranks[0], within.count() / 1000,
                                                    last.to_string()));
         }
         std::this_thread::sleep_for(kPoll);
@@ -399,7 +399,7 @@ Status Runner::step_exec(const Step& st) {
 Status Runner::step_fill(const Step& st) {
   if (!filler_) filler_ = std::make_unique<Filler>(mgmt_, d_.pool, d_.cont);
   const double pct = std::stod(st.value);
-  auto r = filler_->fill_to(pct, st.duration.count() > 0 ? st.duration : kDefaultWait,
+  auto r = filler_->fill_to(pct, limit(st, kDefaultWait),
                             [this](const std::string& l) { progress(l); });
   if (!r) return r.status();
   event("fill",
