@@ -437,6 +437,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         auto l = r.initPools(static_cast<unsigned>(visible.size()));
         for (size_t i = 0; i < visible.size(); ++i) {
           encode_pool(l[static_cast<unsigned>(i)], *visible[i], state_, true);
+          encode_progress(l[static_cast<unsigned>(i)], *visible[i]);  // as pool query
         }
       });
     }
