@@ -78,8 +78,11 @@ int status_cmd(Globals& g) {
     jpools.push_back(jp);
     if (v.redundancy == "lost") errors = true;
     if (v.redundancy != "normal") {
-      attention.push_back(fmt::format("pool {}: redundancy {}{}", p.label, v.redundancy,
-                                      p.rebuild.state == "busy" ? " (a rebuild is running)" : ""));
+      attention.push_back(fmt::format(
+          "pool {}: redundancy {}{}", p.label, v.redundancy,
+          p.rebuild.state == "busy"
+              ? fmt::format(" (a rebuild is running: tessera pool rebuild wait {})", p.label)
+              : ""));
     }
     if (p.rebuild.state == "failed") {
       attention.push_back(fmt::format("pool {}: rebuild generation {} failed ({}); it is retried "
@@ -139,12 +142,9 @@ int status_cmd(Globals& g) {
         const uint64_t moved = rb["bytes"].get<uint64_t>();
         const bool counted = rb["targets_reported"] == rb["targets_total"];
         const uint64_t of = std::max(moved, rb["bytes_total"].get<uint64_t>());
-        rebuild += fmt::format(" (generation {}, {} moved{}; pool rebuild wait {} shows it)",
-                               rb["generation"].get<uint32_t>(), human(moved),
-                               counted ? fmt::format(" of {}, {}%", human(of),
-                                                     of == 0 ? 100 : 100 * moved / of)
-                                       : std::string(" of a total still being counted"),
-                               p["label"].get<std::string>());
+        rebuild += counted ? fmt::format(": {} of {} moved ({}%)", human(moved), human(of),
+                                         of == 0 ? 100 : 100 * moved / of)
+                           : fmt::format(": {} moved (counting the total)", human(moved));
       }
       std::printf("  %-16s %s used of %s (%.0f%%), redundancy %s, rebuild %s\n",
                   p["label"].get<std::string>().c_str(), human(used).c_str(),
