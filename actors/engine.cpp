@@ -607,6 +607,13 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
         TargetPools::RebuildRun r{gen, false, c.objects, c.records, c.bytes, c.lost, {}, c.planned};
         report(r, false);
       };
+      // Requests admitted under an older map write only where it placed their data, and reach
+      // the index this scan reads only once durable: the scan starts when none is left (new
+      // ones under an older map are refused), so each of their values is in what it sends.
+      if (!sh.wait_admitted_below(sh.view->pool.map.version, o.cancelled)) {
+        if (s->pools.rebuilds[pool].gen != gen || t.stopping()) return;
+        return finish(Status(Errc::unavailable, "shard closing"), {});
+      }
       log::info("rebuild: pool {} generation {} (map version {}) scanning target {}", pool, gen,
                 sh.view->pool.map.version, index);
       auto r = rebuild::scan(*s->rt, rank, static_cast<uint16_t>(index), sh, o);

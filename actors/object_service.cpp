@@ -6,6 +6,7 @@
 #include "actors/schema/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 #include "placement/layout.hpp"
 #include "rebuild/rebuild.hpp"
 
@@ -47,6 +48,16 @@ void ObjectService::receive(Message& m) {
   }
 }
 
+bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()>& give_up) {
+  NoLock nl;
+  while (admitted_below(version)) {
+    if (give_up()) return false;
+    // Woken when a version's last request ends; the limit lets `give_up` be asked meanwhile.
+    admitted_cv.wait_for(nl, std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
 Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid, uint32_t need) {
   if (ctx.pool == 0) {
     if (pools_.scratch == nullptr)
@@ -63,10 +74,14 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
     sh.view = std::move(*v);
     if (pools_.learn) pools_.learn(*sh.view);
   }
-  if (ctx.map_version < sh.view->pool.map.version) {
+  auto older = [&] {
     return Status(Errc::stale, fmt::format("pool {} map version {} is older than the target's {}",
                                            ctx.pool, ctx.map_version, sh.view->pool.map.version));
-  }
+  };
+  if (ctx.map_version < sh.view->pool.map.version) return older();
+  // Counted from here (no suspension since the check) to the reply: a rebuild scan on a newer
+  // map waits for this request to end (PoolShard::admitted).
+  use->admit(ctx.map_version);
   auto h = sh.handles.find(ctx.handle);
   if (h == sh.handles.end()) {
     if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
@@ -76,6 +91,8 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
                              static_cast<uint16_t>(csum_of(hv->cont.c.props))};
     h = sh.handles.emplace(ctx.handle, e).first;
   }
+  // The handle's fetch suspended: a newer map may have arrived meanwhile.
+  if (ctx.map_version < sh.view->pool.map.version) return older();
   if (h->second.cont != ctx.cont) {
     return Status(Errc::permission, "the container handle belongs to another container");
   }

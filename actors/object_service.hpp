@@ -18,9 +18,12 @@
 // Runs on its target's thread only; concurrent (each request in its own fiber).
 #pragma once
 
+#include <boost/fiber/condition_variable.hpp>
+
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -53,6 +56,19 @@ struct PoolShard {
   // end and refuses new ones (drop/reset).
   uint32_t users = 0;
   bool closing = false;
+  // Requests still running, by the pool map version they were admitted under (ShardUse::admit).
+  // A request admitted under an older map writes only where that map placed the data, and its
+  // value reaches the store (and the index a rebuild scan reads) only once durable: a scan on
+  // a newer map starts when none of them is left (wait_admitted_below). New requests under an
+  // older map than the shard's are refused (`stale`), so the wait ends.
+  std::map<uint32_t, uint32_t> admitted;
+  boost::fibers::condition_variable_any admitted_cv;
+  bool admitted_below(uint32_t version) const {
+    return !admitted.empty() && admitted.begin()->first < version;
+  }
+  // Suspends the calling fiber (on the shard's target) until no request admitted under a map
+  // version below `version` runs, or `give_up()` holds; true when none runs.
+  bool wait_admitted_below(uint32_t version, const std::function<bool()>& give_up);
   // Background re-encoding of erasure-coded partial-stripe copies (rebuild/reencode.hpp).
   struct Reencode {
     uint64_t passes = 0;
@@ -79,18 +95,28 @@ struct PoolShard {
 // Holds a pool shard in use across fiber suspensions (an ask, an I/O wait, a sleep): the shard
 // is not closed or freed while a use is held. drop_shard (actors/engine.cpp) marks the shard
 // `closing`, waits until no use is held, then closes its store and frees it; new requests see
-// `closing` and are refused. Target thread only; moves, never copies.
+// `closing` and are refused. A use that serves a request admitted under a pool map version also
+// counts in the shard's `admitted` until it ends (admit). Target thread only; moves, never
+// copies.
 class ShardUse {
  public:
   ShardUse() = default;
   explicit ShardUse(PoolShard& s) : s_(&s) { ++s_->users; }
-  ShardUse(ShardUse&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+  ShardUse(ShardUse&& o) noexcept
+      : s_(std::exchange(o.s_, nullptr)), version_(std::exchange(o.version_, std::nullopt)) {}
   ShardUse& operator=(ShardUse&& o) noexcept {
     if (this != &o) {
       release();
       s_ = std::exchange(o.s_, nullptr);
+      version_ = std::exchange(o.version_, std::nullopt);
     }
     return *this;
+  }
+  // The request this use serves was admitted under pool map `version` (once per use).
+  void admit(uint32_t version) {
+    if (s_ == nullptr || version_) return;
+    version_ = version;
+    ++s_->admitted[version];
   }
   ShardUse(const ShardUse&) = delete;
   ShardUse& operator=(const ShardUse&) = delete;
@@ -101,10 +127,19 @@ class ShardUse {
 
  private:
   void release() {
+    if (s_ != nullptr && version_) {
+      auto it = s_->admitted.find(*version_);
+      if (it != s_->admitted.end() && --it->second == 0) {
+        s_->admitted.erase(it);
+        s_->admitted_cv.notify_all();
+      }
+    }
     if (s_ != nullptr) --s_->users;
     s_ = nullptr;
+    version_.reset();
   }
   PoolShard* s_ = nullptr;
+  std::optional<uint32_t> version_;
 };
 
 // Everything a target serves, and how it asks the management service (both suspend the

@@ -85,6 +85,7 @@ Result<ObjectService::Where> ObjectService::internal_where(const Ctx& ctx, Objec
                                            "has version {}",
                                            ctx.map_version, rank_, target_, have));
   }
+  sh->admit(ctx.map_version);  // a rebuild scan on a newer map waits for it
   CsumType csum = CsumType::crc32c;
   for (const auto& c : (*sh)->view->conts) {
     if (c.c.id == cont_of(key)) csum = csum_of(c.c.props);
