@@ -180,6 +180,8 @@ Buffer Engine::system_info(const std::string& control_addr) {
   ::gethostname(host, sizeof(host) - 1);
   info.setHostname(host);
   info.setControlAddr(control_addr);
+  info.setFormatDone(format_done_.load());
+  info.setFormatTotal(format_total_.load());
   info.setUptimeMs(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - started_)
                                              .count()));
@@ -425,35 +427,63 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", dir, ec.message()));
+  // Size every file here (blocking calls belong on this control thread, not on a target)...
+  std::vector<std::string> paths;
+  uint64_t formatting = 0;
   for (auto& sp : slots_) {
-    Slot* s = sp.get();
-    std::string path = fmt::format("{}/target{}.dat", dir, s->target->index());
-    // Size the file here (blocking calls belong on this control thread, not on the target).
+    std::string path = fmt::format("{}/target{}.dat", dir, sp->target->index());
     auto f = storage::open_backing_file(path, bytes, false);
     if (!f) return Status(f.status().code(), fmt::format("{}: {}", path, f.status().message()));
     ::close(f->fd);
-    TESSERA_TRY(run_on(*s->target, [this, s, id, uuid, bytes, path]() -> Status {
-      if (s->pools.shards.count(id) != 0) return Status();  // already open
-      storage::BlockQueueOptions qo;
-      qo.backend = cfg_.block_backend;
-      qo.path = path;
-      qo.size = bytes;
-      auto q = storage::open_block_queue(qo);
-      if (!q) return q.status();
-      auto store = storage::TargetStore::open(*s->target, std::move(*q),
-                                              store_options(cfg_, s->target->index(), bytes));
-      if (!store) {
-        return Status(store.status().code(), fmt::format("{}: {}", path, store.status().message()));
-      }
-      auto sh = std::make_unique<PoolShard>();
-      sh->id = id;
-      sh->uuid = uuid;
-      sh->path = path;
-      sh->store = std::move(*store);
-      s->pools.shards[id] = std::move(sh);
-      return Status();
-    }));
+    if (f->created) formatting += bytes;
+    paths.push_back(std::move(path));
   }
+  // ... then every target opens its store at once, formatting a new file (it writes the whole
+  // file once: the bulk of a pool create). How far they are is in the engine's system info.
+  format_total_ = formatting;
+  format_done_ = 0;
+  std::vector<std::future<Status>> opened;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    Slot* s = slots_[i].get();
+    auto p = std::make_shared<std::promise<Status>>();
+    opened.push_back(p->get_future());
+    s->target->post([this, s, p, id, uuid, bytes, path = paths[i]] {
+      p->set_value([&]() -> Status {
+        if (s->pools.shards.count(id) != 0) return Status();  // already open
+        storage::BlockQueueOptions qo;
+        qo.backend = cfg_.block_backend;
+        qo.path = path;
+        qo.size = bytes;
+        auto q = storage::open_block_queue(qo);
+        if (!q) return q.status();
+        auto so = store_options(cfg_, s->target->index(), bytes);
+        so.formatted = [this](uint64_t n) { format_done_ += n; };
+        auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
+        if (!store) {
+          return Status(store.status().code(),
+                        fmt::format("{}: {}", path, store.status().message()));
+        }
+        auto sh = std::make_unique<PoolShard>();
+        sh->id = id;
+        sh->uuid = uuid;
+        sh->path = path;
+        sh->store = std::move(*store);
+        s->pools.shards[id] = std::move(sh);
+        return Status();
+      }());
+    });
+  }
+  Status first;
+  for (size_t i = 0; i < opened.size(); ++i) {
+    Status st = opened[i].wait_for(std::chrono::minutes(30)) == std::future_status::ready
+                    ? opened[i].get()
+                    : Status(Errc::timeout, fmt::format("target {} did not open pool {} within "
+                                                        "30 minutes", i, id));
+    if (!st.is_ok() && first.is_ok()) first = st;
+  }
+  format_total_ = 0;
+  format_done_ = 0;
+  TESSERA_TRY(first);
   log::info("pool {} ({}) shards open on {} targets", id, uuid, slots_.size());
   return Status();
 }

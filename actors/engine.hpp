@@ -11,6 +11,7 @@
 // and container handles through it when a request needs one they do not know yet.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,10 @@ class Engine {
   std::shared_ptr<std::vector<ActorRuntime*>> runtimes_;
   std::chrono::steady_clock::time_point started_;
   std::mutex pools_mu_;  // one pool create/destroy at a time (control threads)
+  // The pool create running now (pools_mu_): bytes of new shard files its targets have
+  // formatted, of the bytes to format (both 0 when none runs). Read by the system info.
+  std::atomic<uint64_t> format_done_{0};
+  std::atomic<uint64_t> format_total_{0};
   mgmt::MgmtLink* link_ = nullptr;
 };
 

@@ -67,6 +67,8 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
     out.hostname = s.getHostname();
     out.control_addr = s.getControlAddr();
     out.uptime_ms = s.getUptimeMs();
+    out.format_done = s.getFormatDone();
+    out.format_total = s.getFormatTotal();
     for (auto t : s.getTargets()) {
       TargetInfo ti;
       ti.index = t.getIndex();

@@ -51,6 +51,10 @@ struct SystemInfo {
   std::string control_addr;
   uint64_t uptime_ms = 0;
   std::vector<TargetInfo> targets;
+  // A pool create running on the engine: bytes of new shard files formatted, of the bytes to
+  // format (0 of 0: none runs).
+  uint64_t format_done = 0;
+  uint64_t format_total = 0;
 };
 
 struct FetchResult {

@@ -270,6 +270,9 @@ Status TargetStore::format() {
   alloc_.reset(data_off_, size - data_off_);
   // The superblock goes last: a crash before this point leaves a blank file that formats again.
   TESSERA_TRY(write_superblock());
+  // The blocks zero_fill wrote were told as it went; the rest (the first block, or all of it
+  // without the fill) now.
+  if (opts_.formatted) opts_.formatted(opts_.zero_fill ? kBlock : size);
   log::info("{}: formatted {} bytes (log {} bytes, data {} bytes)", who(), size,
             wal_len_, size - data_off_);
   return Status();
@@ -293,6 +296,7 @@ Status TargetStore::zero_fill(uint64_t from, uint64_t to) {
         next += len;
         auto w = q_->write(off, zeros.data(), len);
         if (!w && first_error.is_ok()) first_error = w.status();
+        if (w && opts_.formatted) opts_.formatted(len);
       }
       if (--live == 0) all.set_value();
     });

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -69,6 +70,9 @@ struct StoreOptions {
   // file has "unwritten" extents: the first write of each block then needs a metadata update
   // (io_uring punts it to a worker, fdatasync journals it), which halves write bandwidth.
   bool zero_fill = true;
+  // Told the bytes of the file a format has initialized as it goes (called on the target
+  // thread; the calls of one format add up to the file's size). Empty: nobody asks.
+  std::function<void(uint64_t)> formatted;
   // Background work. A checkpoint starts when the log is half full, when it is full, and at
   // least every checkpoint_interval if anything changed (0: only on log pressure).
   std::chrono::milliseconds checkpoint_interval{60000};

@@ -23,4 +23,6 @@ struct SystemInfo {
   controlAddr @5 :Text;
   targets     @6 :List(TargetInfo);
   uptimeMs    @7 :UInt64;
+  formatDone  @8 :UInt64;  # a pool create running on the engine: bytes of new shard files
+  formatTotal @9 :UInt64;  # formatted, of the bytes to format (0 and 0: none runs)
 }

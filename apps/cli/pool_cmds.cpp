@@ -18,7 +18,6 @@ namespace tessera::cli {
 
 namespace {
 
-// "busy (generation 3): 12 objects, 340 records, 4.1 MiB moved, 2.3 s".
 struct PoolArgs {
   std::string pool;
   std::string size;
@@ -69,18 +68,53 @@ int pool_create(Globals& g, const PoolArgs& a) {
   }
   target_bytes &= ~uint64_t{(1u << 20) - 1};  // whole MiB per target
   // Every target formats its share (the whole file is written once): seconds for large pools.
-  // The engines do not report how far they are, so the line shows the time it has taken.
+  // The engines tell how far their targets are (system info); the bar adds them up.
+  std::vector<std::string> engines;
+  if (auto members = mc->system_query()) {
+    for (const auto& m : *members) {
+      bool chosen = a.ranks.empty() ? m.state == mgmt::MemberState::joined
+                                    : std::count(a.ranks.begin(), a.ranks.end(), m.rank) > 0;
+      if (chosen) engines.push_back(m.control_addr);
+    }
+  }
   auto pending = std::async(std::launch::async, [&] {
     return mc->pool_create(a.pool, target_bytes, a.ranks);
   });
+  Result<mgmt::PoolView> v = Status(Errc::internal, "no answer");
   {
     ProgressLine line(g);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto secs = [&] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    // Per engine, the most it reported: one that finished reports 0 of 0 again.
+    std::vector<std::pair<uint64_t, uint64_t>> seen(engines.size());
+    uint64_t done_bytes = 0, total = 0;
+    const std::string text = "formatting pool " + a.pool;
     while (pending.wait_for(line.poll()) != std::future_status::ready) {
-      line.working(fmt::format("creating pool {}: every target formats its {}", a.pool,
-                               human(target_bytes)));
+      done_bytes = total = 0;
+      for (size_t i = 0; i < engines.size(); ++i) {
+        if (auto info = query_system(engines[i], std::chrono::milliseconds(2000))) {
+          seen[i].first = std::max(seen[i].first, info->format_done);
+          seen[i].second = std::max(seen[i].second, info->format_total);
+        }
+        done_bytes += seen[i].first;
+        total += seen[i].second;
+      }
+      if (total == 0) {
+        line.working(text);
+      } else {
+        line.bytes(done_bytes, total, static_cast<double>(done_bytes) / secs(), text);
+      }
+    }
+    v = pending.get();
+    if (v) {  // every target of the pool formatted its file
+      uint64_t all = 0;
+      for (const auto& e : v->pool.map.engines) all += e.targets.size() * v->pool.target_bytes;
+      line.bytes(all, all, static_cast<double>(all) / secs(),
+                 fmt::format("formatted in {}", duration_text(secs())), true);
     }
   }
-  auto v = pending.get();
   if (!v) return fail(g, v.status(), what);
   size_t targets = 0;
   for (const auto& e : v->pool.map.engines) targets += e.targets.size();

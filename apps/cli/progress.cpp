@@ -15,13 +15,14 @@ constexpr size_t kColumns = 100;
 // Without a terminal, a line this often (a log, not an animation).
 constexpr auto kPlainEvery = std::chrono::seconds(5);
 
+}  // namespace
+
 std::string duration_text(double s) {
+  if (s < 10) return fmt::format("{:.1f} s", s);
   if (s < 60) return fmt::format("{:.0f} s", s);
   if (s < 3600) return fmt::format("{}m{:02}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   return fmt::format("{}h{:02}m", static_cast<int>(s) / 3600, static_cast<int>(s) % 3600 / 60);
 }
-
-}  // namespace
 
 ProgressLine::ProgressLine(const Globals& g)
     : on_(!g.json),

@@ -40,6 +40,9 @@ class ProgressLine {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
+// "8.5 s", "42 s", "3m07s", "2h05m".
+std::string duration_text(double s);
+
 // "[#####.....]  42%  1.2 GiB of 2.9 GiB  48.0 MiB/s  ETA 36 s": the figures of a byte bar.
 std::string byte_bar(uint64_t done, uint64_t total, double rate, int width = 24);
 

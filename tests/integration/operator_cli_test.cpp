@@ -2,12 +2,14 @@
 // values are checked with the key and the expected type named, versions are printed.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 #include <nlohmann/json.hpp>
 
+#include "client/client.hpp"
 #include "tests/integration/cli_system.hpp"
 
 using namespace tessera::testing;
@@ -230,4 +232,49 @@ TEST(OperatorCli, RebuildProgressCountsTheBytesToMoveAndEndsAtThem) {
       }
     }
   }
+}
+
+// pool create formats every target's file at once and shows it in bytes: each engine's system
+// info tells how far its targets are while the create runs (bytes formatted of the bytes to
+// format, never more, and 0 of 0 once done), and the command's bar ends at the pool's size.
+TEST(OperatorCli, PoolCreateShowsTheBytesItsTargetsFormat) {
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "2", "--targets", "2"});
+  std::vector<std::string> engines;
+  const json q = s.ok({"system", "query"});
+  for (const auto& r : q["ranks"]) engines.push_back(r["control"]);
+  ASSERT_EQ(engines.size(), 2u);
+  std::atomic<bool> created{false};
+  std::pair<int, std::string> out;
+  std::thread create([&] {
+    out = run_command({"/bin/sh", "-c",
+                       "HOME=" + s.base() + " TESSERA_SYSTEM=" + s.dir() + " " + TESSERA_CLI_BIN +
+                           " pool create P --target-size 512M 2>&1"});
+    created = true;
+  });
+  // Formatting 512 MiB per target writes each file whole: polled until the command returns.
+  uint64_t most = 0, midway = 0;
+  while (!created) {
+    for (const auto& e : engines) {
+      auto i = tessera::query_system(e, std::chrono::milliseconds(5000));
+      if (!i) continue;
+      EXPECT_LE(i->format_done, i->format_total);
+      most = std::max(most, i->format_total);
+      if (i->format_done > 0 && i->format_done < i->format_total) ++midway;
+    }
+  }
+  create.join();
+  ASSERT_EQ(out.first, 0) << out.second;
+  EXPECT_EQ(most, 2ull * (512ull << 20)) << "an engine's two targets format 512 MiB each";
+  EXPECT_GT(midway, 0u) << "no engine was seen part of the way";
+  EXPECT_NE(out.second.find("100%  2.0 GiB of 2.0 GiB"), std::string::npos) << out.second;
+  EXPECT_NE(out.second.find("formatted in"), std::string::npos) << out.second;
+  for (const auto& e : engines) {
+    auto i = tessera::query_system(e, std::chrono::milliseconds(5000));
+    ASSERT_TRUE(i) << i.status().to_string();
+    EXPECT_EQ(i->format_total, 0u);
+    EXPECT_EQ(i->format_done, 0u);
+  }
+  json p = s.ok({"pool", "query", "P"})["pool"];
+  EXPECT_EQ(p["target_bytes"], 512ull << 20) << p.dump();
 }
