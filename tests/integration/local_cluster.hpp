@@ -9,6 +9,8 @@
 #include <thread>
 #include <vector>
 
+#include "client/client.hpp"
+#include "client/container.hpp"
 #include "client/mgmt_client.hpp"
 #include "placement/layout.hpp"
 #include "tests/integration/server_process.hpp"
@@ -107,6 +109,24 @@ inline bool wait_gone(const MgmtClient& mc, const std::vector<uint32_t>& ranks,
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return false;
+}
+
+// Connects a client to the system (kept in `cl`) and opens container `cont` of pool `pool`
+// through it; null on failure (reported as a test failure).
+inline std::unique_ptr<Container> open_container(const LocalSystem& sys,
+                                                 std::unique_ptr<Client>& cl,
+                                                 const std::string& pool, const std::string& cont,
+                                                 bool write) {
+  ClientOptions co;
+  co.engine = sys.mgmt();
+  co.timeout = std::chrono::milliseconds(30000);
+  auto c = Client::connect_system(co);
+  EXPECT_TRUE(c) << c.status().to_string();
+  if (!c) return nullptr;
+  cl = std::move(*c);
+  auto k = cl->open_container(pool, cont, write);
+  EXPECT_TRUE(k) << k.status().to_string();
+  return k ? std::move(*k) : nullptr;
 }
 
 }  // namespace tessera::testing

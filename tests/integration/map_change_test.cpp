@@ -39,16 +39,8 @@ struct System {
   std::vector<std::unique_ptr<Client>> clients;
 
   std::unique_ptr<Container> open(bool write) {
-    ClientOptions co;
-    co.engine = sys->mgmt();
-    co.timeout = std::chrono::milliseconds(30000);
-    auto c = Client::connect_system(co);
-    EXPECT_TRUE(c) << c.status().to_string();
-    if (!c) return nullptr;
-    clients.push_back(std::move(*c));
-    auto k = clients.back()->open_container("tank", "c", write);
-    EXPECT_TRUE(k) << k.status().to_string();
-    return k ? std::move(*k) : nullptr;
+    clients.emplace_back();
+    return open_container(*sys, clients.back(), "tank", "c", write);
   }
 };
 

@@ -124,16 +124,7 @@ struct Harness {
   std::unique_ptr<Container> fresh() { return open(client2, false); }
   // Connects `cl` to the system and opens the container through it (null on failure).
   std::unique_ptr<Container> open(std::unique_ptr<Client>& cl, bool write) {
-    ClientOptions co;
-    co.engine = sys->mgmt();
-    co.timeout = std::chrono::milliseconds(30000);
-    auto c = Client::connect_system(co);
-    EXPECT_TRUE(c) << c.status().to_string();
-    if (!c) return nullptr;
-    cl = std::move(*c);
-    auto k = cl->open_container("tank", "c", write);
-    EXPECT_TRUE(k) << k.status().to_string();
-    return k ? std::move(*k) : nullptr;
+    return open_container(*sys, cl, "tank", "c", write);
   }
   std::unique_ptr<Client> client2;
 };
