@@ -120,6 +120,18 @@ void MgmtService::worker() {
   }
 }
 
+RebuildProgress MgmtService::Progress::sum(bool at_least_sent) const {
+  RebuildProgress out;
+  for (const auto& [k, t] : targets) {
+    out.objects += t.objects;
+    out.records += t.records;
+    out.bytes += t.bytes;
+    out.lost += t.lost;
+    out.bytes_total += at_least_sent ? std::max(t.bytes_total, t.bytes) : t.bytes_total;
+  }
+  return out;
+}
+
 uint32_t MgmtService::rebuild_targets(const Pool& p) const {
   // Every target that serves or is being filled reports, whatever its engine's membership: an
   // engine that stopped cleanly (or died beyond what the pool tolerates) keeps its targets in
@@ -200,14 +212,7 @@ void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) co
   rb.setTargetsTotal(rebuild_targets(p));
   auto it = progress_.find(p.id);
   if (it == progress_.end() || it->second.gen != p.rebuild.gen) return;
-  RebuildProgress sum;
-  for (const auto& [k, t] : it->second.targets) {
-    sum.objects += t.objects;
-    sum.records += t.records;
-    sum.bytes += t.bytes;
-    sum.lost += t.lost;
-    sum.bytes_total += std::max(t.bytes_total, t.bytes);
-  }
+  const RebuildProgress sum = it->second.sum(true);
   rb.setObjects(sum.objects);
   rb.setRecords(sum.records);
   rb.setBytes(sum.bytes);
@@ -250,14 +255,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
   if (!r.getDone()) return Status();
   pr.done[key] = true;
   if (pr.done.size() < rebuild_targets(*p)) return Status();
-  RebuildProgress sum;
-  for (const auto& [k, x] : pr.targets) {
-    sum.objects += x.objects;
-    sum.records += x.records;
-    sum.bytes += x.bytes;
-    sum.lost += x.lost;
-    sum.bytes_total += x.bytes_total;
-  }
+  const RebuildProgress sum = pr.sum(false);
   log::info(
       "management service: pool {} rebuild generation {} done: {} objects, {} records, "
       "{} bytes, {} lost",

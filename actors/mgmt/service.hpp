@@ -122,6 +122,9 @@ class MgmtService {
     uint32_t gen = 0;
     std::map<std::pair<uint32_t, uint32_t>, RebuildProgress> targets;  // (rank, target)
     std::map<std::pair<uint32_t, uint32_t>, bool> done;
+    // The targets' reports added up. `bytes_total`: each target's plan, or (while it runs,
+    // `at_least_sent`) what it has sent when that is more: writes during a rebuild add to it.
+    RebuildProgress sum(bool at_least_sent) const;
   };
   std::map<uint32_t, Progress> progress_;  // by pool
   // Failed rebuilds start again by themselves, with back-off (actors/mgmt/retry.cpp).

@@ -88,6 +88,10 @@ struct RebuildProgress {
   // reported.
   uint64_t bytes_total = 0;
   uint32_t targets_reported = 0;
+  // The bytes to move are known once every target has counted its part; never less than what
+  // has moved.
+  bool total_known() const { return targets_reported >= targets_total; }
+  uint64_t total() const { return bytes > bytes_total ? bytes : bytes_total; }
 };
 
 struct Pool {

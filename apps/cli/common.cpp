@@ -245,10 +245,11 @@ json rebuild_json(const mgmt::PoolView& v) {
   if (busy) {
     j["targets_done"] = v.progress.targets_done;
     j["targets_total"] = v.progress.targets_total;
-    // The bytes to move as the targets counted them before sending (complete when every
-    // target reported).
-    j["bytes_total"] = v.progress.bytes_total;
+    // The bytes to move as the targets counted them before sending (at least what moved),
+    // known once every target has counted (`total_known`).
+    j["bytes_total"] = v.progress.total();
     j["targets_reported"] = v.progress.targets_reported;
+    j["total_known"] = v.progress.total_known();
   }
   if (!r.error.empty()) j["error"] = r.error;
   return j;

@@ -136,13 +136,13 @@ int wait_rebuild(Globals& g, MgmtClient& mc, const std::string& pool, double wai
     const uint32_t total_t = r.value("targets_total", 0u);
     const uint32_t reported = r.value("targets_reported", 0u);
     const uint32_t done_t = r.value("targets_done", 0u);
-    if (reported < total_t) {
+    if (!r.value("total_known", false)) {
       // The total is the sum of every target's count: not known until each has counted.
       line.working(fmt::format("rebuild generation {}: counting the data to move ({}/{} targets), "
                                "{} moved",
                                r.value("generation", 0u), reported, total_t, human(bytes)));
     } else {
-      line.bytes(bytes, std::max(bytes, r.value("bytes_total", uint64_t{0})), rate,
+      line.bytes(bytes, r.value("bytes_total", uint64_t{0}), rate,
                  fmt::format("{}/{} targets done", done_t, total_t));
     }
     std::this_thread::sleep_for(line.poll());

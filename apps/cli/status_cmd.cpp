@@ -140,9 +140,8 @@ int status_cmd(Globals& g) {
       std::string rebuild = rb["state"].get<std::string>();
       if (rebuild == "busy") {
         const uint64_t moved = rb["bytes"].get<uint64_t>();
-        const bool counted = rb["targets_reported"] == rb["targets_total"];
-        const uint64_t of = std::max(moved, rb["bytes_total"].get<uint64_t>());
-        rebuild += counted ? fmt::format(": {} of {} moved ({}%)", human(moved), human(of),
+        const uint64_t of = rb["bytes_total"].get<uint64_t>();
+        rebuild += rb["total_known"].get<bool>() ? fmt::format(": {} of {} moved ({}%)", human(moved), human(of),
                                          of == 0 ? 100 : 100 * moved / of)
                            : fmt::format(": {} moved (counting the total)", human(moved));
       }

@@ -239,10 +239,9 @@ Status Runner::wait_until(const Step& st,
           r.state == "busy"
               ? fmt::format(", {}/{} targets, {} MiB of {} MiB", v->progress.targets_done,
                             v->progress.targets_total, v->progress.bytes >> 20,
-                            v->progress.targets_reported < v->progress.targets_total
-                                ? std::string("?")
-                                : std::to_string(
-                                      std::max(v->progress.bytes, v->progress.bytes_total) >> 20))
+                            v->progress.total_known()
+                                ? std::to_string(v->progress.total() >> 20)
+                                : std::string("?"))
               : ""));
     }
     if (aborting_) return Status(Errc::shutdown, fmt::format("{}: the drill ended", what));
