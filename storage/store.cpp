@@ -25,7 +25,6 @@ using namespace detail;
 
 // ---- visibility -------------------------------------------------------------------------------
 
-
 const AkeyVal* TargetStore::find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                                  const Object** o, const Dkey** d) const {
   auto oit = objects_.find(oid);
@@ -225,8 +224,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       auto off = alloc_.alloc(len);
       if (!off) {
         release_extents(v.extents);
-        return Status(Errc::no_space,
-                      fmt::format("{}: {}", who(), off.status().message()));
+        return Status(Errc::no_space, fmt::format("{}: {}", who(), off.status().message()));
       }
       const uint8_t* src = data.data() + pos;
       // A value stored as one crc32c piece already has its checksum: the one verified above.
@@ -290,8 +288,8 @@ Result<uint64_t> TargetStore::log_version(const ObjectId& oid, std::string_view 
 Status TargetStore::verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const {
   if (checksum(t, bytes, e.len) == e.csum) return Status();
   return Status(Errc::checksum,
-                fmt::format("{}: extent at {} ({} bytes) fails its {}", who(),
-                            e.disk, e.len, t == CsumType::crc64 ? "crc64" : "crc32c"));
+                fmt::format("{}: extent at {} ({} bytes) fails its {}", who(), e.disk, e.len,
+                            t == CsumType::crc64 ? "crc64" : "crc32c"));
 }
 
 TargetStore::ReadGuard::ReadGuard(TargetStore& s) : s_(s), gen_(s.read_gen_) {

@@ -139,7 +139,6 @@ inline Segs resolve(const AkeyVal& a, uint64_t floor, uint64_t epoch, uint64_t l
   return m;
 }
 
-
 inline void version_to(schema::WalVersion::Builder b, const Version& v) {
   b.setEpoch(v.epoch);
   b.setOffset(v.offset);
@@ -157,7 +156,8 @@ inline void version_to(schema::WalVersion::Builder b, const Version& v) {
   }
 }
 
-inline Result<Version> version_from(schema::WalVersion::Reader r, uint64_t data_off, uint64_t size) {
+inline Result<Version> version_from(schema::WalVersion::Reader r, uint64_t data_off,
+                                    uint64_t size) {
   Version v;
   v.epoch = r.getEpoch();
   v.offset = r.getOffset();
@@ -186,7 +186,7 @@ inline Result<Version> version_from(schema::WalVersion::Reader r, uint64_t data_
 }
 
 inline uint64_t floor_of(const TargetStore::Object& o, const TargetStore::Dkey& d, const AkeyVal& a,
-                  uint64_t epoch) {
+                         uint64_t epoch) {
   return std::max({max_le(o.punches, epoch), max_le(d.punches, epoch), max_le(a.punches, epoch)});
 }
 

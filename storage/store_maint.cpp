@@ -112,8 +112,8 @@ Status TargetStore::checkpoint_locked() {
   auto put = [&](const uint8_t* data, size_t len) -> Result<Extent> {
     auto off = alloc_.alloc(len);
     if (!off) {
-      return Status(Errc::no_space, fmt::format("{}: no room for a checkpoint: {}",
-                                                who(), off.status().message()));
+      return Status(Errc::no_space,
+                    fmt::format("{}: no room for a checkpoint: {}", who(), off.status().message()));
     }
     Extent e{*off, static_cast<uint32_t>(len), crc32c({data, len})};
     written.push_back(e);
@@ -241,8 +241,8 @@ Status TargetStore::checkpoint_locked() {
   wal_->release(mark);
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log::info("{}: checkpoint {}: {} entries, {} chunks, {} KiB in {:.1f} ms",
-            who(), h.seq, entries, dir.size(), ckpt_bytes_ >> 10, ms);
+  log::info("{}: checkpoint {}: {} entries, {} chunks, {} KiB in {:.1f} ms", who(), h.seq, entries,
+            dir.size(), ckpt_bytes_ >> 10, ms);
   return Status();
 }
 
@@ -505,8 +505,8 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
     log::info(
         "{}: aggregated to epoch {}: {} versions dropped, {} trimmed, {} punches "
         "dropped, {} keys removed, {} bytes freed",
-        who(), top, st.versions_dropped, st.versions_trimmed, st.punches_dropped,
-        st.keys_removed, st.bytes_freed);
+        who(), top, st.versions_dropped, st.versions_trimmed, st.punches_dropped, st.keys_removed,
+        st.bytes_freed);
   }
   return st;
 }

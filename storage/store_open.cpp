@@ -154,8 +154,8 @@ Status TargetStore::format() {
   // The blocks zero_fill wrote were told as it went; the rest (the first block, or all of it
   // without the fill) now.
   if (opts_.formatted) opts_.formatted(opts_.zero_fill ? kBlock : size);
-  log::info("{}: formatted {} bytes (log {} bytes, data {} bytes)", who(), size,
-            wal_len_, size - data_off_);
+  log::info("{}: formatted {} bytes (log {} bytes, data {} bytes)", who(), size, wal_len_,
+            size - data_off_);
   return Status();
 }
 
@@ -186,11 +186,9 @@ Status TargetStore::zero_fill(uint64_t from, uint64_t to) {
   TESSERA_TRY(first_error);
   TESSERA_TRY(q_->sync());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  log::info("{}: initialized {} MiB in {:.2f} s", who(), (to - from) >> 20,
-            secs);
+  log::info("{}: initialized {} MiB in {:.2f} s", who(), (to - from) >> 20, secs);
   return Status();
 }
-
 
 Status TargetStore::recover() {
   auto t0 = std::chrono::steady_clock::now();
@@ -221,8 +219,8 @@ Status TargetStore::recover() {
   }
   recovery_ms_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log::info("{}: recovered {} objects, {} versions, {} bytes of data in use in {:.0f} ms",
-            who(), objects_.size(), versions_, alloc_.used_bytes(), recovery_ms_);
+  log::info("{}: recovered {} objects, {} versions, {} bytes of data in use in {:.0f} ms", who(),
+            objects_.size(), versions_, alloc_.used_bytes(), recovery_ms_);
   return Status();
 }
 
@@ -310,8 +308,8 @@ Status TargetStore::load_checkpoint(WalMark& from) {
                     fmt::format("undecodable checkpoint chunk: {}", ex.getDescription().cStr()));
     }
   }
-  log::info("{}: checkpoint {} loaded: {} entries in {} chunks", who(),
-            best.seq, entries, best.chunks);
+  log::info("{}: checkpoint {} loaded: {} entries in {} chunks", who(), best.seq, entries,
+            best.chunks);
   return Status();
 }
 

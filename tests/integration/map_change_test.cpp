@@ -101,7 +101,8 @@ class Load {
 
 // Reads every acknowledged value once from each replica of its group: the client rotates its
 // reads over the replicas, so kReplicas reads in a row of one key ask each replica once.
-void verify_every_replica(Container& c, const std::map<std::pair<uint32_t, uint64_t>, std::string>& m,
+void verify_every_replica(Container& c,
+                          const std::map<std::pair<uint32_t, uint64_t>, std::string>& m,
                           const std::string& when) {
   size_t bad = 0;
   std::string first;
@@ -166,7 +167,9 @@ void run_seed(uint64_t seed, int moves) {
       from.erase(from.begin() + static_cast<long>(at));
       return r;
     };
-    const uint32_t rank = op == "extend" ? take(spare) : op == "drain" ? take(serving) : take(drained);
+    const uint32_t rank = op == "extend"  ? take(spare)
+                          : op == "drain" ? take(serving)
+                                          : take(drained);
     (op == "drain" ? drained : serving).push_back(rank);
     move_under_load(s, load, op, rank, gen);
     verify_every_replica(*reader, load.acked(), fmt::format("after move {}: {} {}", i, op, rank));
