@@ -42,6 +42,20 @@ int pool_create(Globals& g, const PoolArgs& a) {
   if (!a.size.empty() && !a.target_size.empty()) {
     return fail(g, Status(Errc::invalid_argument, "give --size or --target-size, not both"), what);
   }
+  // The engines the pool goes on: --size divides among their targets, and the bar asks them
+  // how far their formatting is.
+  auto members = mc->system_query();
+  std::vector<std::string> engines;
+  uint64_t chosen_targets = 0;
+  if (members) {
+    for (const auto& m : *members) {
+      bool chosen = a.ranks.empty() ? m.state == mgmt::MemberState::joined
+                                    : std::count(a.ranks.begin(), a.ranks.end(), m.rank) > 0;
+      if (!chosen) continue;
+      engines.push_back(m.control_addr);
+      chosen_targets += m.fabric_addrs.size();
+    }
+  }
   uint64_t target_bytes = kDefaultTargetBytes;
   if (!a.target_size.empty()) {
     auto b = parse_size(a.target_size);
@@ -50,33 +64,18 @@ int pool_create(Globals& g, const PoolArgs& a) {
   } else if (!a.size.empty()) {
     auto total = parse_size(a.size);
     if (!total) return fail(g, total.status(), what);
-    auto members = mc->system_query();
     if (!members) return fail(g, members.status(), what);
-    uint64_t targets = 0;
-    for (const auto& m : *members) {
-      bool chosen = a.ranks.empty() ? m.state == mgmt::MemberState::joined
-                                    : std::count(a.ranks.begin(), a.ranks.end(), m.rank) > 0;
-      if (chosen) targets += m.fabric_addrs.size();
-    }
-    if (targets == 0) {
+    if (chosen_targets == 0) {
       return fail(g, Status(Errc::unavailable, "no joined engine to put the pool on"), what);
     }
     // Whole MiB per target, rounded up: the pool holds at least the size asked for
     // (1G over 6 targets: 171 MiB each, 1026 MiB in all).
     constexpr uint64_t kMiB = 1u << 20;
-    target_bytes = (*total + targets * kMiB - 1) / (targets * kMiB) * kMiB;
+    target_bytes = (*total + chosen_targets * kMiB - 1) / (chosen_targets * kMiB) * kMiB;
   }
   target_bytes &= ~uint64_t{(1u << 20) - 1};  // whole MiB per target
   // Every target formats its share (the whole file is written once): seconds for large pools.
   // The engines tell how far their targets are (system info); the bar adds them up.
-  std::vector<std::string> engines;
-  if (auto members = mc->system_query()) {
-    for (const auto& m : *members) {
-      bool chosen = a.ranks.empty() ? m.state == mgmt::MemberState::joined
-                                    : std::count(a.ranks.begin(), a.ranks.end(), m.rank) > 0;
-      if (chosen) engines.push_back(m.control_addr);
-    }
-  }
   auto pending = std::async(std::launch::async, [&] {
     return mc->pool_create(a.pool, target_bytes, a.ranks);
   });

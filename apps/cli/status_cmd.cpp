@@ -141,13 +141,14 @@ int status_cmd(Globals& g) {
       if (rebuild == "busy") {
         const uint64_t moved = rb["bytes"].get<uint64_t>();
         const uint64_t of = rb["bytes_total"].get<uint64_t>();
-        rebuild += rb["total_known"].get<bool>() ? fmt::format(": {} of {} moved ({}%)", human(moved), human(of),
-                                         of == 0 ? 100 : 100 * moved / of)
-                           : fmt::format(": {} moved (counting the total)", human(moved));
+        rebuild += rb["total_known"].get<bool>()
+                       ? fmt::format(": {} of {} moved ({}%)", human(moved), human(of),
+                                     of == 0 ? 100 : 100 * moved / of)
+                       : fmt::format(": {} moved (counting the total)", human(moved));
       }
       std::printf("  %-16s %s used of %s (%.0f%%), redundancy %s, rebuild %s\n",
-                  p["label"].get<std::string>().c_str(), human(used).c_str(),
-                  human(total).c_str(), total > 0 ? 100.0 * static_cast<double>(used) / total : 0.0,
+                  p["label"].get<std::string>().c_str(), human(used).c_str(), human(total).c_str(),
+                  total > 0 ? 100.0 * static_cast<double>(used) / total : 0.0,
                   p["redundancy"].get<std::string>().c_str(), rebuild.c_str());
     }
     std::printf("containers not healthy:%s\n", unhealthy.empty() ? " none" : "");
