@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/actor.hpp"
+#include "security/system_key.hpp"
 
 namespace tessera {
 
@@ -26,7 +27,10 @@ class ControlServer {
   using Handler = std::function<Result<Buffer>(const Message&, uint64_t session)>;
   using CloseHook = std::function<void(uint64_t session)>;
 
-  ControlServer(std::string listen, Handler handler, uint64_t max_message, CloseHook on_close = {});
+  // With `key`, requests are checked against it (Message::origin) and replies carry its MAC.
+  // `insecure`: a request without a MAC counts as an engine's (insecure mode only).
+  ControlServer(std::string listen, Handler handler, uint64_t max_message, CloseHook on_close = {},
+                std::shared_ptr<const security::SystemKey> key = {}, bool insecure = false);
   ~ControlServer();
 
   Status start();
@@ -42,6 +46,8 @@ class ControlServer {
   Handler handler_;
   uint64_t max_message_;
   CloseHook on_close_;
+  std::shared_ptr<const security::SystemKey> key_;
+  bool insecure_ = false;
   uint16_t port_ = 0;
   std::string bound_;
   std::atomic<uint64_t> bad_frames_{0};

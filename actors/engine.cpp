@@ -7,11 +7,12 @@
 
 #include "actors/mgmt/codec.hpp"
 #include "actors/object_service.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/system.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/system.capnp.h"
 #include "actors/swim.hpp"
 #include "core/log.hpp"
+#include "security/names.hpp"
 #include "core/version.hpp"
 #include "net/fabric.hpp"
 #include "rebuild/rebuild.hpp"
@@ -73,7 +74,8 @@ storage::StoreOptions store_options(const EngineConfig& cfg, uint32_t target, ui
 }
 }  // namespace
 
-Engine::Engine(Env& env, EngineConfig cfg) : env_(env), cfg_(std::move(cfg)) {}
+Engine::Engine(Env& env, EngineConfig cfg, std::shared_ptr<const security::SystemKey> key)
+    : env_(env), cfg_(std::move(cfg)), key_(std::move(key)) {}
 
 Engine::~Engine() {
   stop();
@@ -128,7 +130,10 @@ Status Engine::start() {
       fo.provider = cfg_.provider;
       fo.node = cfg_.fabric_node;
       fo.max_message = cfg_.max_message_bytes;
+      fo.key = key_;
+      fo.trust_unauthenticated = cfg_.insecure;
       ActorRuntime* rt = s->rt.get();
+      rt->require_trusted_replies(!cfg_.insecure);
       auto ep = net::FabricEndpoint::open(fo, [rt](Message&& m) { rt->deliver(std::move(m)); });
       if (!ep) return ready.set_value(ep.status());
       s->ep = std::move(*ep);
@@ -220,7 +225,11 @@ std::string Engine::host() const {
   return host;
 }
 
-std::string Engine::pool_dir(uint32_t id, const std::string& uuid) const {
+Result<std::string> Engine::pool_dir(uint32_t id, const std::string& uuid) const {
+  // The UUID came over the network: it names a directory only in its canonical form.
+  if (!security::is_uuid(uuid)) {
+    return Status(Errc::invalid_argument, fmt::format("pool {}: '{}' is not a UUID", id, uuid));
+  }
   return fmt::format("{}/pools/{}-{}", cfg_.storage_dir, id, uuid);
 }
 
@@ -422,8 +431,10 @@ Status Engine::start_swim(const SwimOptions& opts) {
 }
 
 Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t bytes) {
+  auto where = pool_dir(id, uuid);
+  if (!where) return where.status();
+  const std::string& dir = *where;
   std::lock_guard lk(pools_mu_);
-  std::string dir = pool_dir(id, uuid);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", dir, ec.message()));
@@ -489,6 +500,8 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
 }
 
 Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
+  auto dir = pool_dir(id, uuid);
+  if (!dir) return dir.status();
   std::lock_guard lk(pools_mu_);
   for (auto& sp : slots_) {
     Slot* s = sp.get();
@@ -498,7 +511,7 @@ Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
     }));
   }
   std::error_code ec;
-  std::filesystem::remove_all(pool_dir(id, uuid), ec);
+  std::filesystem::remove_all(*dir, ec);
   if (ec) return Status(Errc::io_error, fmt::format("removing pool {}: {}", id, ec.message()));
   log::info("pool {} ({}) shards destroyed", id, uuid);
   return Status();
@@ -535,6 +548,7 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
 
 Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                             const std::vector<uint32_t>& targets) {
+  if (auto dir = pool_dir(id, uuid); !dir) return dir.status();
   {
     std::lock_guard lk(pools_mu_);
     for (uint32_t ti : targets) {
@@ -676,6 +690,11 @@ void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
 }
 
 Status Engine::control(const Message& m) {
+  if (!m.trusted()) {
+    return Status(Errc::unauthenticated,
+                  "engine control requests are served only to engines and administrators (a "
+                  "message authenticated with the system key)");
+  }
   capn::DecodeScope ds;
   capn::BodyReader br(m.body);
   auto req = br.root<schema::EngineReq>();

@@ -19,11 +19,12 @@
 #include <vector>
 
 #include "actors/mgmt/link.hpp"
-#include "actors/schema/mgmt.capnp.h"
+#include "proto/mgmt.capnp.h"
 #include "core/actor.hpp"
 #include "core/buffer.hpp"
 #include "core/config.hpp"
 #include "core/target.hpp"
+#include "security/system_key.hpp"
 
 namespace tessera {
 
@@ -31,7 +32,9 @@ struct SwimOptions;
 
 class Engine {
  public:
-  Engine(Env& env, EngineConfig cfg);
+  // `key`: the system key (null only in insecure mode): the fabric endpoints MAC what they
+  // send and check what they receive.
+  Engine(Env& env, EngineConfig cfg, std::shared_ptr<const security::SystemKey> key = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -39,7 +42,7 @@ class Engine {
   Status start();
   void stop();
 
-  // SystemInfo (actors/schema/system.capnp) as a message body; asks every target for its space.
+  // SystemInfo (proto/system.capnp) as a message body; asks every target for its space.
   Buffer system_info(const std::string& control_addr);
   const EngineConfig& config() const { return cfg_; }
   size_t target_count() const { return slots_.size(); }
@@ -68,9 +71,11 @@ class Engine {
   void start_reencode();
   // Runs (or re-reports) a rebuild generation of a pool on every target.
   void start_rebuild(uint32_t pool, uint32_t gen, uint32_t version);
-  std::string pool_dir(uint32_t id, const std::string& uuid) const;
+  // The directory of a pool's shards; refuses a `uuid` that is not a canonical UUID.
+  Result<std::string> pool_dir(uint32_t id, const std::string& uuid) const;
   Env& env_;
   EngineConfig cfg_;
+  std::shared_ptr<const security::SystemKey> key_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::shared_ptr<std::vector<ActorRuntime*>> runtimes_;
   std::chrono::steady_clock::time_point started_;

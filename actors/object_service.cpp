@@ -1,9 +1,9 @@
 #include "actors/object_service.hpp"
 
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
@@ -43,7 +43,12 @@ void ObjectService::receive(Message& m) {
   }
   if (!st.is_ok()) {
     ++rejected_;
-    if (st.code() == Errc::protocol) log::warn("request rejected: {}", st.to_string());
+    static log::RateLimit limit(5);
+    uint64_t skipped = 0;
+    if ((st.code() == Errc::protocol || st.code() == Errc::unauthenticated) &&
+        limit.allow(&skipped)) {
+      log::warn("request rejected: {} ({} more not shown)", st.to_string(), skipped);
+    }
     if (m.corr != 0) (void)rt_.reply(m, st);
   }
 }
@@ -178,6 +183,20 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
 }
 
 namespace {
+// Methods that only engines (rebuild, scrub, the background passes) and administrators use.
+bool engine_only(uint16_t method) {
+  switch (method) {
+    case proto::kObjAggregate:
+    case proto::kObjCheckpoint:
+    case proto::kObjRebuildPush:
+    case proto::kObjShardFetch:
+    case proto::kObjScrub:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // Every keyed request names (oid, dkey, akey) the same way.
 struct Key {
   storage::ObjectId oid;
@@ -198,6 +217,12 @@ Status ObjectService::handle(Message& m) {
   if (pools_.stopped && m.method != proto::kObjPing && m.method != proto::kObjStats) {
     return Status(Errc::unavailable,
                   fmt::format("rank {} target {} is stopped (until reintegrated)", rank_, target_));
+  }
+  if (!m.trusted() && engine_only(m.method)) {
+    return Status(Errc::unauthenticated,
+                  fmt::format("object method {} is served only to engines and administrators (a "
+                              "message authenticated with the system key)",
+                              m.method));
   }
   // Each case decodes into plain values inside a DecodeScope (no suspension there), then runs.
   switch (m.method) {
@@ -226,6 +251,7 @@ Status ObjectService::handle(Message& m) {
         ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
+      TESSERA_TRY(client_may_write(m, ctx.replica, uo.epoch));
       if (!ctx.replica && ctx.pool != 0) {
         const auto* cls = placement::find_class(placement::oid_class(k.oid));
         if (cls != nullptr && cls->redundancy == placement::Redundancy::erasure) {
@@ -327,6 +353,7 @@ Status ObjectService::handle(Message& m) {
         ctx = ctx_of(req.getCtx());
         if (ds.failed()) return malformed(ds);
       }
+      TESSERA_TRY(client_may_write(m, ctx.replica, at));
       auto w = resolve(ctx, k.oid, mgmt::kWrite);
       if (!w) return w.status();
       auto local = [&](uint64_t epoch) {

@@ -4,7 +4,7 @@
 
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
+#include "proto/protocol.hpp"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
 
@@ -124,6 +124,7 @@ Status ObjectService::ec_update(Message& m) {
     }
     if (ds.failed()) return malformed(ds);
   }
+  TESSERA_TRY(client_may_write(m, ctx.replica || internal, given_epoch));
   for (const auto& p : pieces) {
     if (!p.punch && (p.bulk_offset > m.bulk.size() || p.length > m.bulk.size() - p.bulk_offset)) {
       return Status(Errc::protocol, fmt::format("erasure-coded piece for position {} ({} bytes at "

@@ -5,9 +5,9 @@
 
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "core/log.hpp"
 #include "rebuild/repair.hpp"
 

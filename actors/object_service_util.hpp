@@ -6,8 +6,8 @@
 #include <chrono>
 
 #include "actors/object_service.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 
 namespace tessera::objsvc {
 
@@ -40,6 +40,23 @@ inline CsumType csum_of(const mgmt::ContProps& p) {
 
 inline Status malformed(const capn::DecodeScope& ds) {
   return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
+}
+
+// What only engines (and administrators) may ask: a client may neither act as a group's
+// leader forwarding to its replicas (the `replica` or `internal` flag) nor choose the epoch
+// a write is stored at (a far-future epoch would push the target's clock ahead for good).
+inline Status client_may_write(const Message& m, bool replica, uint64_t epoch) {
+  if (m.trusted()) return Status();
+  if (replica) {
+    return Status(Errc::unauthenticated,
+                  "the replica flag is for engines forwarding to their group (the request is "
+                  "not authenticated with the system key)");
+  }
+  if (epoch != 0) {
+    return Status(Errc::unauthenticated,
+                  "a client may not choose the epoch of a write (epochs come from the target)");
+  }
+  return Status();
 }
 
 // Update and punch both answer with the epoch they were stored at.

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/swim.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/swim.capnp.h"
 #include "core/log.hpp"
 #include "core/target.hpp"
 
@@ -270,6 +270,15 @@ void SwimActor::loop() {
 void SwimActor::receive(Message& m) {
   if (m.protocol != proto::kProtoSwim) {
     if (m.corr != 0) (void)rt_.reply(m, Status(Errc::protocol, "swim actor got another protocol"));
+    return;
+  }
+  // Membership gossip is believed only from engines: a client could otherwise declare ranks
+  // dead or alive.
+  if (!m.trusted()) {
+    if (m.corr != 0) {
+      (void)rt_.reply(m, Status(Errc::unauthenticated,
+                                "failure detection is spoken only among engines"));
+    }
     return;
   }
   if (m.method == proto::kSwimPing) {

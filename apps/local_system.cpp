@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "client/mgmt_client.hpp"
+#include "security/credential.hpp"
 
 namespace tessera::local {
 
@@ -59,6 +60,24 @@ std::string self_dir() {
   std::error_code ec;
   auto p = fs::read_symlink("/proc/self/exe", ec);
   return ec ? std::string() : p.parent_path().string();
+}
+
+// A program beside `near` (a path of another program), beside this one, or on $PATH.
+Result<std::string> find_program(const std::string& name, const std::string& near) {
+  for (const std::string& d :
+       {near.empty() ? std::string() : fs::path(near).parent_path().string(), self_dir()}) {
+    std::string c = d + "/" + name;
+    if (!d.empty() && ::access(c.c_str(), X_OK) == 0) return c;
+  }
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path != nullptr ? path : "");
+  std::string d;
+  while (std::getline(ss, d, ':')) {
+    std::string c = d + "/" + name;
+    if (!d.empty() && ::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return Status(Errc::not_found, fmt::format("{} not found beside {} or on $PATH", name,
+                                             near.empty() ? "this program" : near));
 }
 
 Result<std::string> find_server(const std::string& given) {
@@ -163,6 +182,11 @@ Result<EngineRecord> start_engine(const SystemFile& sys, uint32_t rank, uint16_t
                                 e.dir,
                                 "--storage-size",
                                 sys.scratch_size};
+  if (sys.insecure) {
+    argv.push_back("--insecure");
+  } else {
+    argv.insert(argv.end(), {"--system-key", sys.system_key, "--node-keys", sys.node_keys});
+  }
   if (rank == 0) {
     argv.push_back("--mgmt-host");
   } else {
@@ -201,6 +225,69 @@ Status await_port(EngineRecord& e, Clock::time_point deadline) {
 
 // Whether `pointer` can become a link to system file `target` (it is that file, a link, or
 // nothing is there).
+// The keys of a new system under DIR/keys (the directory and the secret keys owner-only).
+Status make_keys(SystemFile& sys) {
+  const std::string kd = sys.dir + "/keys";
+  sys.system_key = kd + "/system.key";
+  sys.node_keys = kd + "/nodes";
+  sys.node_key = kd + "/node.key";
+  char host[256] = {0};
+  ::gethostname(host, sizeof(host) - 1);
+  sys.node = security::valid_node_name(host) ? host : "localhost";
+  std::error_code ec;
+  fs::create_directories(sys.node_keys, ec);
+  if (ec) return Status(Errc::io_error, fmt::format("cannot create {}: {}", kd, ec.message()));
+  fs::permissions(kd, fs::perms::owner_all, ec);
+  if (!fs::exists(sys.system_key, ec)) TESSERA_TRY(security::SystemKey::generate(sys.system_key));
+  if (!fs::exists(sys.node_key, ec)) {
+    TESSERA_TRY(
+        security::NodeSigner::generate(sys.node_key, sys.node_keys + "/" + sys.node + ".pub"));
+  }
+  return Status();
+}
+
+bool agent_alive(const SystemFile& sys) {
+  if (sys.agent_pid <= 0 || gone(sys.agent_pid)) return false;
+  std::string cmd = read_file(fmt::format("/proc/{}/cmdline", sys.agent_pid));
+  return cmd.find("tessera-agent") != std::string::npos && cmd.find(sys.agent) != std::string::npos;
+}
+
+// Starts the node agent unless it runs, and waits until it answers.
+Status start_agent(SystemFile& sys, Clock::time_point deadline) {
+  if (agent_alive(sys)) return Status();
+  auto bin = find_program("tessera-agent", sys.server);
+  if (!bin) return bin.status();
+  sys.agent = sys.dir + "/agent.sock";
+  if (sys.agent.size() >= 100) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("the agent's socket path {} is too long for a Unix socket: use a "
+                              "shorter --dir",
+                              sys.agent));
+  }
+  const std::string log = sys.dir + "/agent.log";
+  sys.agent_pid =
+      spawn({*bin, "--socket", sys.agent, "--node-key", sys.node_key, "--node", sys.node}, log);
+  if (sys.agent_pid < 0) {
+    return Status(Errc::io_error,
+                  fmt::format("cannot start tessera-agent: {}", std::strerror(errno)));
+  }
+  while (true) {
+    auto c = security::request_credential(sys.agent, security::BodyHash{},
+                                          std::chrono::milliseconds(1000));
+    if (c) return Status();
+    if (gone(sys.agent_pid)) {
+      return Status(
+          Errc::unavailable,
+          fmt::format("tessera-agent exited during start; its log ({}):\n{}", log, log_tail(log)));
+    }
+    if (Clock::now() >= deadline) {
+      return Status(Errc::timeout, fmt::format("tessera-agent did not answer on {}: {}", sys.agent,
+                                               c.status().to_string()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 Status check_pointer(const std::string& pointer, const std::string& target) {
   if (pointer.empty()) return Status();
   std::error_code ec;
@@ -259,9 +346,20 @@ std::string system_path(const std::string& flag) {
 }
 
 json SystemFile::to_json() const {
-  json j{{"version", 1},         {"dir", dir},         {"mgmt", mgmt},
-         {"provider", provider}, {"targets", targets}, {"scratch_size", scratch_size},
-         {"server", server}};
+  json j{{"version", 1},
+         {"dir", dir},
+         {"mgmt", mgmt},
+         {"provider", provider},
+         {"targets", targets},
+         {"scratch_size", scratch_size},
+         {"server", server},
+         {"insecure", insecure},
+         {"system_key", system_key},
+         {"node_keys", node_keys},
+         {"node_key", node_key},
+         {"node", node},
+         {"agent", agent},
+         {"agent_pid", agent_pid}};
   j["engines"] = json::array();
   for (const auto& e : engines) {
     j["engines"].push_back(
@@ -289,6 +387,13 @@ Result<SystemFile> SystemFile::load(const std::string& path) {
     s.targets = j.at("targets").get<uint32_t>();
     s.scratch_size = j.value("scratch_size", std::string("64M"));
     s.server = j.value("server", std::string());
+    s.insecure = j.value("insecure", false);
+    s.system_key = j.value("system_key", std::string());
+    s.node_keys = j.value("node_keys", std::string());
+    s.node_key = j.value("node_key", std::string());
+    s.node = j.value("node", std::string());
+    s.agent = j.value("agent", std::string());
+    s.agent_pid = j.value("agent_pid", pid_t{0});
     for (const auto& e : j.at("engines")) {
       EngineRecord r;
       r.rank = e.at("rank").get<uint32_t>();
@@ -386,6 +491,11 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
     sys.targets = o.targets != 0 ? o.targets : 2;
     sys.provider = o.provider.empty() ? "tcp;ofi_rxm" : o.provider;
     sys.scratch_size = o.scratch_size;
+    sys.insecure = o.insecure;
+  }
+  if (o.insecure && !sys.insecure) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("the system in {} was made secure; it cannot restart insecure", dir));
   }
   sys.dir = dir;
   sys.path = path;
@@ -421,6 +531,12 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   // The link to the system must be possible before anything starts: a start never half fails.
   TESSERA_TRY(check_pointer(o.pointer, path));
   const auto deadline = Clock::now() + o.wait;
+  if (!sys.insecure) {
+    TESSERA_TRY(make_keys(sys));
+    if (!agent_alive(sys)) progress("starting tessera-agent (vouches for this node's users)");
+    TESSERA_TRY(start_agent(sys, deadline));
+  }
+  security::set_default_authority(authority(sys));
   std::vector<pid_t> spawned;
   auto launch = [&]() -> Status {
     // Rank 0 first: the others need the management service's address.
@@ -544,6 +660,7 @@ Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig) {
 
 Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds grace,
                                    const Progress& progress) {
+  security::set_default_authority(authority(sys));
   MgmtClient mc(sys.mgmt, std::chrono::milliseconds(5000));
   Status st = mc.system_stop();
   if (!st.is_ok()) {
@@ -582,8 +699,27 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
   };
   stop_some(others);
   if (const EngineRecord* e0 = sys.engine(0)) stop_some({e0});
+  if (agent_alive(sys)) {
+    ::kill(sys.agent_pid, SIGTERM);
+    const auto deadline = Clock::now() + grace;
+    while (agent_alive(sys) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (agent_alive(sys)) ::kill(sys.agent_pid, SIGKILL);
+  }
   std::sort(stopped.begin(), stopped.end());
   return stopped;
+}
+
+security::Authority authority(const SystemFile& sys) {
+  std::shared_ptr<const security::SystemKey> key;
+  if (!sys.system_key.empty()) {
+    auto k = security::SystemKey::load(sys.system_key);
+    if (k) key = std::move(*k);  // readable: this process administers the system
+  }
+  const char* env = std::getenv("TESSERA_AGENT");
+  return security::Authority(std::move(key),
+                             env != nullptr && *env != '\0' ? std::string(env) : sys.agent);
 }
 
 }  // namespace tessera::local

@@ -2,8 +2,9 @@
 // start|stop|query` run it (and drills and tests after them).
 //
 // DIR/system.json records what was started: the management service's address (rank 0 hosts it),
-// the provider, targets per engine, and each engine's rank, control address, pid, directory and
-// log. Every later `tessera` command finds the system through that file: the path given with
+// the provider, targets per engine, each engine's rank, control address, pid, directory and
+// log, and the security set-up: the keys under DIR/keys (made at the first start, readable by
+// the owner only) and the node agent (tessera-agent) on DIR/agent.sock that vouches for users. Every later `tessera` command finds the system through that file: the path given with
 // --system, else $TESSERA_SYSTEM, else ~/.tessera/system.json, which `system start` makes a link
 // to the newest started DIR/system.json. A path naming a directory means DIR/system.json.
 //
@@ -22,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.hpp"
+#include "security/authority.hpp"
 
 namespace tessera::local {
 
@@ -42,6 +44,14 @@ struct SystemFile {
   std::string scratch_size;  // per-target scratch store of each engine
   std::string server;        // tessera-server binary
   std::vector<EngineRecord> engines;
+  // Security (docs/SECURITY.md): the keys `system start` made, and the node agent it runs.
+  bool insecure = false;
+  std::string system_key;  // DIR/keys/system.key: engines and administrators
+  std::string node_keys;   // DIR/keys/nodes: public keys of the node agents users are vouched by
+  std::string node_key;    // DIR/keys/node.key: this node's agent's secret key
+  std::string node;        // this node's name
+  std::string agent;       // the agent's socket
+  pid_t agent_pid = 0;
 
   static Result<SystemFile> load(const std::string& path);
   Status save() const;  // write-then-rename: a reader sees the old file or the new one
@@ -66,6 +76,8 @@ struct StartOptions {
   // Non-empty: start (and wait for) only these ranks of the recorded system, whatever else is
   // missing (a drill's `restart rank 3`).
   std::vector<uint32_t> only;
+  // A new system: no keys, no agent, nothing authenticated (every engine logs it at start).
+  bool insecure = false;
 };
 
 struct StartReport {
@@ -90,5 +102,9 @@ Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig);
 
 // The engine's process exists and is this engine's tessera-server (not a reused pid).
 bool engine_alive(const EngineRecord& e);
+
+// How a command reaches the system: as an administrator if it can read the system key, else
+// as a user vouched for by the node agent ($TESSERA_AGENT, else the system's own).
+security::Authority authority(const SystemFile& sys);
 
 }  // namespace tessera::local

@@ -12,12 +12,14 @@
 #include "actors/engine.hpp"
 #include "actors/mgmt/link.hpp"
 #include "actors/mgmt/service.hpp"
-#include "actors/protocol.hpp"
+#include "proto/protocol.hpp"
 #include "actors/swim.hpp"
 #include "core/config.hpp"
 #include "core/log.hpp"
 #include "core/version.hpp"
 #include "net/stream.hpp"
+#include "security/authority.hpp"
+#include "security/credential.hpp"
 
 using namespace tessera;
 
@@ -86,7 +88,24 @@ int main(int argc, char** argv) {
   app.add_option("--ec-reencode-interval-ms", flags.ec_reencode_interval_ms,
                  "erasure coding: re-encode full stripes of partial-stripe copies into cells and "
                  "parity every this often (0: off; default 10000)");
+  app.add_option("--system-key", flags.system_key,
+                 "file of the key engines and administrators share (mode 0600)");
+  app.add_option("--node-keys", flags.node_keys,
+                 "directory of trusted node agents' public keys (NODE.pub): whose users' "
+                 "credentials the management service accepts");
+  app.add_flag("--insecure", flags.insecure,
+               "authenticate nothing: any client may claim any user (development only)");
+  std::string keygen;
+  app.add_option("--keygen", keygen,
+                 "make a new system key in this file (mode 0600; never over an existing file) "
+                 "and exit");
   CLI11_PARSE(app, argc, argv);
+  if (!keygen.empty()) {
+    Status ks = security::SystemKey::generate(keygen);
+    if (!ks.is_ok()) return die(ks.to_string());
+    std::printf("system key made: %s (copy it to every engine node, mode 0600)\n", keygen.c_str());
+    return 0;
+  }
 
   EngineConfig cfg;
   if (!config_path.empty()) {
@@ -126,6 +145,9 @@ int main(int argc, char** argv) {
   if (given("--ec-reencode-interval-ms")) {
     cfg.ec_reencode_interval_ms = flags.ec_reencode_interval_ms;
   }
+  if (given("--system-key")) cfg.system_key = flags.system_key;
+  if (given("--node-keys")) cfg.node_keys = flags.node_keys;
+  if (given("--insecure")) cfg.insecure = flags.insecure;
   if (given("--storage-size")) {
     auto v = parse_size(storage_size);
     if (!v) return die("--storage-size: " + v.status().message());
@@ -158,7 +180,32 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  Engine engine(RealEnv::instance(), cfg);
+  // Authentication (docs/SECURITY.md): the system key MACs what this engine sends and proves
+  // other engines and administrators; node keys let the management service check users.
+  std::shared_ptr<const security::SystemKey> key;
+  if (cfg.insecure) {
+    log::warn("INSECURE MODE: nothing is authenticated; any client may act as any user, as an "
+              "engine or as an administrator (insecure: true / --insecure)");
+  } else {
+    auto k = security::SystemKey::load(cfg.system_key);
+    if (!k) return die("system key: " + k.status().to_string());
+    key = std::move(*k);
+    security::set_default_authority(security::Authority(key, ""));
+  }
+  std::shared_ptr<security::CredentialVerifier> verifier;
+  if (cfg.mgmt_host && !cfg.insecure) {
+    if (cfg.node_keys.empty()) {
+      log::warn("no node_keys: only engines and administrators can use the management service");
+    } else {
+      auto nk = security::NodeKeys::load_dir(cfg.node_keys);
+      if (!nk) return die("node keys: " + nk.status().to_string());
+      log::info("management service: users vouched for by {} node agent key(s) from {}",
+                nk->size(), cfg.node_keys);
+      verifier = std::make_shared<security::CredentialVerifier>(std::move(*nk));
+    }
+  }
+
+  Engine engine(RealEnv::instance(), cfg, key);
   Status st = engine.start();
   if (!st.is_ok()) return die("engine failed to start: " + st.to_string());
 
@@ -170,6 +217,7 @@ int main(int argc, char** argv) {
     mo.dead_after = std::chrono::milliseconds(cfg.mgmt_dead_after_ms);
     mo.stop_grace = std::chrono::milliseconds(cfg.mgmt_stop_grace_ms);
     mo.handle_lease = std::chrono::milliseconds(cfg.mgmt_handle_lease_ms);
+    mo.verifier = verifier;
     auto svc = mgmt::MgmtService::open(mo);
     if (!svc) {
       engine.stop();
@@ -204,7 +252,8 @@ int main(int argc, char** argv) {
       cfg.max_message_bytes,
       [&](uint64_t session) {
         if (mgmt_svc) mgmt_svc->on_close(session);
-      });
+      },
+      key, cfg.insecure);
   st = control.start();
   if (!st.is_ok()) {
     engine.stop();

@@ -8,16 +8,17 @@
 #include <optional>
 
 #include "actors/mgmt/types.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
-#include "actors/schema/system.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
+#include "proto/system.capnp.h"
 #include "core/actor.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/target.hpp"
 #include "net/fabric.hpp"
 #include "net/stream.hpp"
+#include "security/authority.hpp"
 #include "placement/layout.hpp"
 #include "placement/placement.hpp"
 
@@ -106,10 +107,13 @@ Result<std::unique_ptr<Client>> Client::start(const ClientOptions& opts,
   im.rt = std::make_unique<ActorRuntime>(*im.target, rank);
   std::promise<Status> ready;
   auto fut = ready.get_future();
-  Status st = im.target->start([&im, &ready, provider, loopback] {
+  auto key = security::default_authority().key();
+  Status st = im.target->start([&im, &ready, provider, loopback, key] {
     net::FabricOptions fo;
     fo.provider = provider;
     fo.node = loopback ? "127.0.0.1" : "";
+    // An administrator's client (it holds the system key) may use engine-internal methods.
+    fo.key = key;
     ActorRuntime* rt = im.rt.get();
     auto ep = net::FabricEndpoint::open(fo, [rt](Message&& m) { rt->deliver(std::move(m)); });
     if (!ep) return ready.set_value(ep.status());

@@ -6,13 +6,13 @@
 #include <cstring>
 #include <thread>
 
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/protocol.hpp"
 
 namespace tessera {
 
@@ -51,7 +51,7 @@ IoCtxValues ctx_of(const Container::State& st) {
 
 bool retryable(Errc e) {
   return e == Errc::stale || e == Errc::unreachable || e == Errc::timeout ||
-         e == Errc::unavailable || e == Errc::shutdown;
+         e == Errc::unavailable || e == Errc::shutdown || e == Errc::busy;
 }
 
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
@@ -112,7 +112,9 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     st.suspect = false;
     (void)refresh(sp);
   }
+  uint32_t busy_rounds = 0;  // rounds a target answered `busy`: back off longer each time
   while (true) {
+    bool busy = false;
     auto place = placement::place(oid, st.view->pool.map);
     if (!place) return place.status();
     std::vector<placement::Shard> cands;
@@ -163,7 +165,8 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     size_t gone = 0;  // candidates on engines the system counts as dead or excluded
     for (size_t i = 0; i < cands.size(); ++i) {
       if (auto a = st.view->addrs.find(cands[i].rank);
-          a != st.view->addrs.end() && (a->second.state == "dead" || a->second.state == "excluded")) {
+          a != st.view->addrs.end() &&
+          (a->second.state == "dead" || a->second.state == "excluded")) {
         // Its targets stay in the map (nothing else holds their data) but nobody answers
         // there: say where the data is instead of waiting for it, or calling it missing.
         last = Status(Errc::unavailable,
@@ -195,11 +198,16 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       all_ok = false;
       // A replica whose copy fails its checksum (or whose device fails) is read around: the
       // next replica may hold a good copy. Only when none does is the error the answer.
-      if (pick == Pick::replica && (last.code() == Errc::checksum || last.code() == Errc::io_error)) {
-        log::warn("read of rank {} target {} failed ({}); reading another replica",
-                  cands[i].rank, cands[i].target, last.to_string());
+      if (pick == Pick::replica &&
+          (last.code() == Errc::checksum || last.code() == Errc::io_error)) {
+        log::warn("read of rank {} target {} failed ({}); reading another replica", cands[i].rank,
+                  cands[i].target, last.to_string());
         bad_copies.push_back(last);
         continue;
+      }
+      if (last.code() == Errc::busy) {
+        busy = true;  // the target sheds load: same layout, after a pause
+        break;
       }
       if (!retryable(last.code())) return last;
       refresh_needed = true;
@@ -219,6 +227,13 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     if (Clock::now() >= deadline) {
       return Status(last.code(),
                     fmt::format("{} (gave up after {} ms)", last.message(), st.timeout.count()));
+    }
+    if (busy) {
+      const auto pause =
+          std::chrono::milliseconds(std::min<uint32_t>(100, 1u << std::min(busy_rounds, 7u)));
+      ++busy_rounds;
+      st.im->target->sleep_for(pause);
+      continue;
     }
     if (refresh_needed) {
       st.im->target->sleep_for(std::chrono::milliseconds(50));
@@ -318,8 +333,8 @@ void LeaseKeeper::run() {
     // A renewal that fails (the service restarting) is tried again next period; the lease
     // leaves room for three of them.
     Status st = MgmtClient(mgmt_, period).handle_renew(cookies);
-    if (!st.is_ok()) log::debug("renewing {} container handle leases: {}", cookies.size(),
-                                st.to_string());
+    if (!st.is_ok())
+      log::debug("renewing {} container handle leases: {}", cookies.size(), st.to_string());
     lk.lock();
   }
 }
@@ -374,9 +389,9 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
         // A single value is one request (up to the fabric's message limit).
         if (bulk->size() <= kSplitBytes || kind != ValueKind::array) return once(offset, *bulk);
         if (flags.cond != Cond::none) {
-          return Status(Errc::invalid_argument,
-                        fmt::format("a conditional update is one request: at most {} bytes",
-                                    kSplitBytes));
+          return Status(
+              Errc::invalid_argument,
+              fmt::format("a conditional update is one request: at most {} bytes", kSplitBytes));
         }
         // A large array update goes as consecutive updates of whole records (and, erasure
         // coded, whole stripes), each durable on its own.
@@ -569,8 +584,9 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
                    }
                    all.resize(before);
                    // The listing is incomplete without this group: say where it stopped.
-                   last = Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
-                                                         s.rank, s.target, st2.message()));
+                   last =
+                       Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
+                                                      s.rank, s.target, st2.message()));
                    if (!retryable(st2.code())) return st2;
                  }
                  if (!done) return last;

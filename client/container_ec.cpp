@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <set>
 
-#include "actors/protocol.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/object.capnp.h"
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
 #include "placement/erasure.hpp"

@@ -8,7 +8,7 @@
 #include <functional>
 #include <map>
 
-#include "actors/schema/capnp_util.hpp"
+#include "proto/capnp_util.hpp"
 #include "client/client_impl.hpp"
 #include "client/container.hpp"
 #include "placement/layout.hpp"

@@ -5,8 +5,8 @@
 #include <fmt/format.h>
 
 #include "actors/mgmt/codec.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
 #include "net/stream.hpp"
 
 namespace tessera {

@@ -1,11 +1,22 @@
 #include "core/actor.hpp"
 
+#include <random>
+
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 
 namespace tessera {
 
-ActorRuntime::ActorRuntime(Target& target, uint32_t rank) : target_(target), rank_(rank) {
+namespace {
+uint64_t random_corr() {
+  std::random_device rd;
+  uint64_t v = (uint64_t{rd()} << 32) | rd();
+  return v == 0 ? 1 : v;  // corr 0 means "no reply expected"
+}
+}  // namespace
+
+ActorRuntime::ActorRuntime(Target& target, uint32_t rank)
+    : target_(target), rank_(rank), next_corr_(random_corr()) {
   // Whether or not actors get registered, pending asks must fail when the target stops.
   target_.on_stop([this] { close(); });
 }
@@ -29,12 +40,21 @@ void ActorRuntime::run_mailbox(Mailbox* mb) {
   while (true) {
     while (mb->queue.empty() && !mb->closed) mb->cv.wait(nl);
     if (mb->queue.empty()) return;  // closed and drained
-    Message m = std::move(mb->queue.front());
+    Queued q = std::move(mb->queue.front());
     mb->queue.pop_front();
-    if (mb->actor->concurrent()) {
-      target_.spawn([actor = mb->actor, m = std::move(m)]() mutable { actor->receive(m); });
-    } else {
+    // A client's request counts against admission until its actor is done with it.
+    auto run = [mb](Message& m, uint64_t admitted) {
       mb->actor->receive(m);
+      if (admitted > 0) {
+        --mb->client_requests;
+        mb->client_bytes -= admitted;
+      }
+    };
+    if (mb->actor->concurrent()) {
+      target_.spawn(
+          [run, m = std::move(q.m), admitted = q.admitted]() mutable { run(m, admitted); });
+    } else {
+      run(q.m, q.admitted);
     }
   }
 }
@@ -89,6 +109,7 @@ Status ActorRuntime::tell(Message m, uint16_t from_actor) {
 Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor) {
   if (closed_) return Status(Errc::shutdown, "target stopping");
   uint64_t corr = next_corr_++;
+  if (corr == 0) corr = next_corr_++;
   m.corr = corr;
   m.flags &= static_cast<uint16_t>(~kMsgReply);
   boost::fibers::promise<Result<Message>> p;
@@ -150,6 +171,10 @@ Status ActorRuntime::reply(const Message& req, Status st, Buffer body, Buffer bu
 
 void ActorRuntime::deliver(Message m) {
   if (m.is_reply()) {
+    if (trusted_replies_ && !m.trusted()) {
+      ++untrusted_replies_;
+      return;
+    }
     auto it = pending_.find(m.corr);
     if (it == pending_.end()) {
       ++dropped_;
@@ -164,14 +189,36 @@ void ActorRuntime::deliver(Message m) {
   auto it = mailboxes_.find(m.dst.actor);
   if (it == mailboxes_.end() || it->second->closed) {
     ++dropped_;
-    log::warn("message for unknown actor {} on target {} dropped", m.dst.actor, target_.index());
+    static log::RateLimit limit(5);
+    if (uint64_t skipped = 0; limit.allow(&skipped)) {
+      log::warn("message for unknown actor {} on target {} dropped ({} more not shown)",
+                m.dst.actor, target_.index(), skipped);
+    }
     if (m.corr != 0) {
       (void)reply(m, Status(Errc::unreachable, fmt::format("no actor {}", m.dst.actor)));
     }
     return;
   }
-  it->second->queue.push_back(std::move(m));
-  it->second->cv.notify_one();
+  Mailbox& mb = *it->second;
+  uint64_t admitted = 0;
+  if (m.origin == Origin::peer || m.origin == Origin::forged) {
+    admitted = 1 + m.body.size() + m.bulk.size();  // never 0: it marks a counted request
+    if (mb.client_requests >= max_requests_ || mb.client_bytes + admitted > max_bytes_) {
+      ++refused_busy_;
+      if (m.corr != 0) {
+        (void)reply(
+            m, Status(Errc::busy,
+                      fmt::format("rank {} target {} is busy ({} requests, {} bytes in "
+                                  "flight): retry later",
+                                  rank_, target_.index(), mb.client_requests, mb.client_bytes)));
+      }
+      return;
+    }
+    ++mb.client_requests;
+    mb.client_bytes += admitted;
+  }
+  mb.queue.push_back(Queued{std::move(m), admitted});
+  mb.cv.notify_one();
 }
 
 void ActorRuntime::post_deliver(Message m) {

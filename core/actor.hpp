@@ -39,6 +39,14 @@ enum MsgFlags : uint16_t {
 
 // One message. `body` holds a Cap'n Proto flat-array message of the protocol's schema;
 // `bulk` holds raw payload bytes that travel beside it (never copied into the schema).
+// Who sent a message, as the receiving transport established it (never from what it claims).
+enum class Origin : uint8_t {
+  local,   // in-process: a mailbox of this process
+  engine,  // carried a valid system-key MAC: an engine or an administrator of this system
+  peer,    // no MAC: a client, known only by what its credential or container handle proves
+  forged,  // carried a MAC that does not verify (another system's key, or tampering)
+};
+
 struct Message {
   ActorAddr src;
   ActorAddr dst;
@@ -49,10 +57,14 @@ struct Message {
   Errc status = Errc::ok;
   std::string error;     // text for a failed reply
   std::string reply_to;  // sender's fabric address; empty when sent in-process
+  std::string cred;      // a user's signed credential (security/credential.hpp), or empty
   Buffer body;
   Buffer bulk;
+  Origin origin = Origin::local;  // set by the transport that received it
 
   bool is_reply() const { return (flags & kMsgReply) != 0; }
+  // Sent by this process, an engine or an administrator: may use engine-internal methods.
+  bool trusted() const { return origin == Origin::local || origin == Origin::engine; }
 };
 
 // The reply to `req`: addressed back to its sender, carrying its corr, protocol and method.
@@ -91,6 +103,16 @@ class ActorRuntime {
   }
   void set_transport(Transport* t) { transport_ = t; }
   void set_route(uint32_t rank, uint16_t target, std::string fabric_addr);
+  // Engines: a reply counts only if it is trusted (an engine's, MAC verified); any other reply
+  // to an ask is dropped and counted, so a client cannot answer for an engine.
+  void require_trusted_replies(bool on) { trusted_replies_ = on; }
+  // Admission control: requests from clients (Origin::peer, forged) queued or running on one
+  // actor are bounded in number and in bytes (body + bulk); beyond either, a request is
+  // answered `busy` at once (the client backs off and retries) and nothing is kept of it.
+  void set_admission(uint32_t max_requests, uint64_t max_bytes) {
+    max_requests_ = max_requests;
+    max_bytes_ = max_bytes;
+  }
 
   // --- target thread only ---
   void register_actor(uint16_t id, Actor* actor);
@@ -114,11 +136,19 @@ class ActorRuntime {
   Target& target() { return target_; }
   uint32_t rank() const { return rank_; }
   uint64_t dropped() const { return dropped_; }
+  uint64_t untrusted_replies() const { return untrusted_replies_; }
+  uint64_t refused_busy() const { return refused_busy_; }
 
  private:
+  struct Queued {
+    Message m;
+    uint64_t admitted = 0;  // bytes counted against admission (0: not a client's request)
+  };
   struct Mailbox {
     Actor* actor = nullptr;
-    std::deque<Message> queue;
+    std::deque<Queued> queue;
+    uint32_t client_requests = 0;  // clients' requests queued or running
+    uint64_t client_bytes = 0;
     boost::fibers::condition_variable_any cv;
     bool closed = false;
   };
@@ -137,8 +167,13 @@ class ActorRuntime {
     ActorAddr dst;
   };
   std::unordered_map<uint64_t, Pending> pending_;
-  uint64_t next_corr_ = 1;
+  uint64_t next_corr_;  // starts at a random value: a blind sender cannot guess a live one
   uint64_t dropped_ = 0;
+  uint64_t untrusted_replies_ = 0;
+  bool trusted_replies_ = false;
+  uint32_t max_requests_ = 4096;
+  uint64_t max_bytes_ = 1ull << 30;
+  uint64_t refused_busy_ = 0;
   bool closed_ = false;
 };
 

@@ -132,7 +132,10 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "swim_indirect",
                                               "swim_suspicion_ms",
                                               "rebuild_share_pct",
-                                              "ec_reencode_interval_ms"};
+                                              "ec_reencode_interval_ms",
+                                              "system_key",
+                                              "node_keys",
+                                              "insecure"};
   // Every key once: a second one would silently win or lose.
   std::map<std::string, int> seen;
   for (auto it = root.begin(); it != root.end(); ++it) {
@@ -164,11 +167,14 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                             std::pair{"log_level", &cfg.log_level},
                             std::pair{"port_file", &cfg.port_file},
                             std::pair{"checksum", &cfg.checksum}, std::pair{"mgmt", &cfg.mgmt},
-                            std::pair{"host", &cfg.host}}) {
+                            std::pair{"host", &cfg.host},
+                            std::pair{"system_key", &cfg.system_key},
+                            std::pair{"node_keys", &cfg.node_keys}}) {
     TESSERA_TRY(text_of(key, *field));
   }
   TESSERA_TRY(flag_of("busy_poll", cfg.busy_poll));
   TESSERA_TRY(flag_of("mgmt_host", cfg.mgmt_host));
+  TESSERA_TRY(flag_of("insecure", cfg.insecure));
   if (root["rank"]) {
     TESSERA_ASSIGN_OR_RETURN(cfg.rank, read<uint32_t>(root["rank"], "rank", "a whole number >= 0"));
   }
@@ -287,6 +293,12 @@ Status validate(EngineConfig& cfg) {
     }
   }
   if (cfg.storage_dir.empty()) return Status(Errc::invalid_argument, "storage_dir is empty");
+  if (!cfg.insecure && cfg.system_key.empty()) {
+    return Status(Errc::invalid_argument,
+                  "no system key: give system_key (--system-key FILE; `tessera system start` "
+                  "makes one), or run without authentication with "
+                  "insecure: true (--insecure)");
+  }
   return Status();
 }
 

@@ -52,6 +52,13 @@ struct EngineConfig {
   // (rebuild/reencode.hpp): one pass over each pool shard per interval; 0: off. A shard is
   // re-encoded only once its pool map has stayed the same for a whole interval.
   uint64_t ec_reencode_interval_ms = 10000;
+  // Security (docs/SECURITY.md). `system_key`: the key file engines and administrators share;
+  // required unless `insecure`. `node_keys`: the directory of the public keys (NODE.pub) of the
+  // node agents whose users' credentials the management service accepts. `insecure`: nothing
+  // is authenticated (a user's claimed uid is believed); logged at every start.
+  std::string system_key;
+  std::string node_keys;
+  bool insecure = false;
 };
 
 // Parses YAML text (keys as in the struct; sizes accept K/M/G/T suffixes). Unknown keys are an

@@ -40,16 +40,33 @@ void write(Level l, std::string_view msg) {
   const time_t secs = static_cast<time_t>(us / 1000000);
   struct tm tm {};
   gmtime_r(&secs, &tm);
-  std::string line = fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:06d}Z {:5} [{}] {}\n",
-                                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-                                 tm.tm_min, tm.tm_sec, us % 1000000, kNames[static_cast<int>(l)],
-                                 t_name, msg);
+  std::string line =
+      fmt::format("{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:06d}Z {:5} [{}] {}\n",
+                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  us % 1000000, kNames[static_cast<int>(l)], t_name, msg);
   ssize_t off = 0;
   while (off < static_cast<ssize_t>(line.size())) {
     ssize_t n = ::write(2, line.data() + off, line.size() - off);
     if (n <= 0) break;
     off += n;
   }
+}
+
+bool RateLimit::allow(uint64_t* suppressed) {
+  const auto now = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                             std::chrono::steady_clock::now().time_since_epoch())
+                                             .count());
+  uint64_t seen = second_.load(std::memory_order_relaxed);
+  if (seen != now && second_.compare_exchange_strong(seen, now, std::memory_order_relaxed)) {
+    count_.store(0, std::memory_order_relaxed);
+  }
+  if (count_.fetch_add(1, std::memory_order_relaxed) < per_second_) {
+    *suppressed = dropped_.exchange(0, std::memory_order_relaxed);
+    return true;
+  }
+  dropped_.fetch_add(1, std::memory_order_relaxed);
+  total_.fetch_add(1, std::memory_order_relaxed);
+  return false;
 }
 
 }  // namespace tessera::log

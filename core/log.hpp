@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string_view>
 
 namespace tessera::log {
@@ -33,5 +35,25 @@ template <typename... Args>
 void error(fmt::format_string<Args...> f, Args&&... a) {
   if (level() <= Level::error) write(Level::error, fmt::format(f, std::forward<Args>(a)...));
 }
+
+// Bounds the lines one call site writes for input that others control (malformed frames,
+// refused requests): at most `per_second` lines in each second; the rest are counted, and the
+// next line written says how many were left out. Lock-free; any thread.
+//   static log::RateLimit limit(5);
+//   if (uint64_t skipped = 0; limit.allow(&skipped)) log::warn("... ({} like it not shown)",
+//   skipped);
+class RateLimit {
+ public:
+  explicit RateLimit(uint32_t per_second) : per_second_(per_second) {}
+  bool allow(uint64_t* suppressed);
+  uint64_t suppressed_total() const { return total_.load(std::memory_order_relaxed); }
+
+ private:
+  const uint32_t per_second_;
+  std::atomic<uint64_t> second_{0};
+  std::atomic<uint32_t> count_{0};
+  std::atomic<uint64_t> dropped_{0};  // since the last line written
+  std::atomic<uint64_t> total_{0};
+};
 
 }  // namespace tessera::log

@@ -42,6 +42,8 @@ std::string_view errc_name(Errc e) noexcept {
       return "busy";
     case Errc::unsatisfiable:
       return "unsatisfiable";
+    case Errc::unauthenticated:
+      return "unauthenticated";
   }
   return "unknown error";
 }

@@ -33,7 +33,8 @@ enum class Errc : uint16_t {
   busy = 17,             // refused while something is in use (open containers, ...)
   unsatisfiable = 18,    // can never succeed as configured (a class wider than the pool): no
                          // retry helps, unlike `unavailable`
-  kLast = unsatisfiable,  // highest valid code (wire checks)
+  unauthenticated = 19,  // the sender's identity could not be verified (no or bad credential)
+  kLast = unauthenticated,  // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

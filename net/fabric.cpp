@@ -56,8 +56,16 @@ struct Partial {
   uint64_t received = 0;
   Buffer bulk;
   std::vector<std::pair<uint64_t, Buffer>> early;  // continuation chunks seen before the first
+  uint64_t early_bytes = 0;
   std::chrono::steady_clock::time_point started;
+  // Bytes this partial holds against the endpoint's reassembly budget.
+  uint64_t held() const { return have_first ? total : early_bytes; }
 };
+
+// Reassembly is bounded: at most this many messages in pieces at once per endpoint, holding at
+// most twice the largest message's bytes (early continuation chunks included); a chunk beyond
+// either bound is dropped, and its message with it.
+constexpr size_t kMaxPartials = 256;
 
 // shm endpoints are regions in /dev/shm that a killed process never removes. The provider names
 // them after the pid, so a later process with the same pid (pids wrap quickly where pid_max is
@@ -313,7 +321,7 @@ Status FabricEndpoint::send(const std::string& peer, Message&& m) {
   }
   uint64_t msg_id = im.next_msg_id++;
   uint64_t total = m.bulk.size();
-  auto hdr = encode_header(m, im.sender_id, msg_id, total);
+  auto hdr = encode_header(m, im.sender_id, msg_id, total, im.opts.key.get());
   if (!hdr) return hdr.status();
   auto bulk = std::make_shared<Buffer>(std::move(m.bulk));
   size_t room = im.opts.max_frame - hdr->bytes.size();
@@ -363,6 +371,73 @@ void finish_partial(FabricEndpoint::Impl& im,
   im.deliver(std::move(m));
 }
 
+void drop_partial(FabricEndpoint::Impl& im,
+                  std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it, FabricStats& stats,
+                  const char* why) {
+  ++stats.dropped;
+  static log::RateLimit limit(5);
+  if (uint64_t skipped = 0; limit.allow(&skipped)) {
+    log::error("message {} in pieces dropped: {} ({} more not shown)", it->first.second, why,
+               skipped);
+  }
+  im.partial_bytes -= it->second.held();
+  im.partials.erase(it);
+}
+
+bool place_chunk(Partial& p, uint64_t off, std::span<const uint8_t> data);
+
+// One chunk of a message sent in pieces: kept until its message is whole, then delivered.
+void reassemble(FabricEndpoint::Impl& im, DecodedFrame& fr, FabricStats& stats) {
+  const uint64_t budget = 2 * im.opts.max_message;
+  auto key = std::make_pair(fr.pre.sender, fr.pre.msg_id);
+  auto it = im.partials.find(key);
+  if (it == im.partials.end()) {
+    if (im.partials.size() >= kMaxPartials) {
+      ++stats.dropped;
+      static log::RateLimit limit(5);
+      if (uint64_t skipped = 0; limit.allow(&skipped)) {
+        log::error("{} messages already in pieces; chunk dropped ({} more not shown)", kMaxPartials,
+                   skipped);
+      }
+      return;
+    }
+    it = im.partials.emplace(key, Partial{}).first;
+    it->second.started = std::chrono::steady_clock::now();
+  }
+  Partial& p = it->second;
+  if (fr.pre.kind == FrameKind::first) {
+    if (p.have_first) return drop_partial(im, it, stats, "a second first chunk");
+    if (im.partial_bytes - p.early_bytes + fr.bulk_total > budget) {
+      return drop_partial(im, it, stats, "over the reassembly budget");
+    }
+    im.partial_bytes = im.partial_bytes - p.early_bytes + fr.bulk_total;
+    p.have_first = true;
+    p.total = fr.bulk_total;
+    p.msg = std::move(fr.msg);
+    if (im.opts.trust_unauthenticated && p.msg.origin == Origin::peer) {
+      p.msg.origin = Origin::engine;
+    }
+    p.bulk.reset(p.total);
+    bool ok = place_chunk(p, 0, fr.bulk);
+    for (auto& [off, data] : p.early) ok = ok && place_chunk(p, off, data.span());
+    p.early.clear();
+    p.early_bytes = 0;
+    if (!ok) return drop_partial(im, it, stats, "inconsistent chunks");
+  } else if (p.have_first) {
+    if (!place_chunk(p, fr.pre.bulk_offset, fr.bulk)) {
+      return drop_partial(im, it, stats, "inconsistent chunks");
+    }
+  } else {
+    if (im.partial_bytes + fr.bulk.size() > budget) {
+      return drop_partial(im, it, stats, "over the reassembly budget");
+    }
+    p.early.emplace_back(fr.pre.bulk_offset, Buffer(fr.bulk.data(), fr.bulk.size()));
+    p.early_bytes += fr.bulk.size();
+    im.partial_bytes += fr.bulk.size();
+  }
+  if (p.have_first && p.received == p.total) finish_partial(im, it, stats);
+}
+
 // Copies one chunk into its partial message; false if the chunk does not fit the message.
 bool place_chunk(Partial& p, uint64_t off, std::span<const uint8_t> data) {
   if (off > p.total || data.size() > p.total - off) return false;
@@ -410,12 +485,18 @@ size_t FabricEndpoint::poll() {
       auto* slot = static_cast<RecvSlot*>(op);
       ++stats_.frames_in;
       std::span<const uint8_t> bytes(slot->buf.data(), entries[i].len);
-      auto fr = decode_frame(bytes, im.opts.max_message);
+      auto fr = decode_frame(bytes, im.opts.max_message, im.opts.key.get());
       if (!fr) {
         ++stats_.dropped;
-        log::error("dropping malformed frame ({} bytes): {}", entries[i].len,
-                   fr.status().to_string());
+        static log::RateLimit limit(5);
+        if (uint64_t skipped = 0; limit.allow(&skipped)) {
+          log::error("dropping malformed frame ({} bytes): {} ({} more not shown)", entries[i].len,
+                     fr.status().to_string(), skipped);
+        }
       } else if (fr->pre.kind == FrameKind::whole) {
+        if (im.opts.trust_unauthenticated && fr->msg.origin == Origin::peer) {
+          fr->msg.origin = Origin::engine;
+        }
         if (fr->bulk.size() >= im.opts.max_frame / 4 && fr->bulk_offset_in_frame % 4096 == 0) {
           // Hand the aligned receive buffer to the message and post a fresh one: no copy.
           size_t off = fr->bulk_offset_in_frame;
@@ -430,46 +511,7 @@ size_t FabricEndpoint::poll() {
         ++stats_.messages_in;
         im.deliver(std::move(fr->msg));
       } else {
-        auto key = std::make_pair(fr->pre.sender, fr->pre.msg_id);
-        auto it = im.partials.find(key);
-        if (it == im.partials.end()) {
-          if (im.partial_bytes > 4 * im.opts.max_message) {
-            ++stats_.dropped;
-            log::error("too many partial messages in flight; chunk dropped");
-            (void)im.post_recv(slot);
-            continue;
-          }
-          it = im.partials.emplace(key, Partial{}).first;
-          it->second.started = std::chrono::steady_clock::now();
-        }
-        Partial& p = it->second;
-        bool ok = true;
-        if (fr->pre.kind == FrameKind::first) {
-          if (p.have_first) {
-            ok = false;
-          } else {
-            p.have_first = true;
-            p.total = fr->bulk_total;
-            p.msg = std::move(fr->msg);
-            p.bulk.reset(p.total);
-            im.partial_bytes += p.total;
-            ok = place_chunk(p, 0, fr->bulk);
-            for (auto& [off, data] : p.early) ok = ok && place_chunk(p, off, data.span());
-            p.early.clear();
-          }
-        } else if (p.have_first) {
-          ok = place_chunk(p, fr->pre.bulk_offset, fr->bulk);
-        } else {
-          p.early.emplace_back(fr->pre.bulk_offset, Buffer(fr->bulk.data(), fr->bulk.size()));
-        }
-        if (!ok) {
-          ++stats_.dropped;
-          log::error("inconsistent chunk for message {}; message dropped", fr->pre.msg_id);
-          if (p.have_first) im.partial_bytes -= p.total;
-          im.partials.erase(it);
-        } else if (p.have_first && p.received == p.total) {
-          finish_partial(im, it, stats_);
-        }
+        reassemble(im, *fr, stats_);
       }
       Status st = im.post_recv(slot);
       if (!st.is_ok()) log::error("re-posting receive buffer: {}", st.to_string());
@@ -482,7 +524,7 @@ size_t FabricEndpoint::poll() {
     for (auto it = im.partials.begin(); it != im.partials.end();) {
       if (now - it->second.started > std::chrono::seconds(30)) {
         ++stats_.dropped;
-        if (it->second.have_first) im.partial_bytes -= it->second.total;
+        im.partial_bytes -= it->second.held();
         it = im.partials.erase(it);
       } else {
         ++it;

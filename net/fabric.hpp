@@ -18,6 +18,7 @@
 #include "core/actor.hpp"
 #include "core/poller.hpp"
 #include "net/frame.hpp"
+#include "security/system_key.hpp"
 
 namespace tessera::net {
 
@@ -30,6 +31,11 @@ struct FabricOptions {
   // A send the provider keeps refusing (queue full, peer gone: rxm reconnecting to a dead
   // engine) for this long fails with `unreachable` instead of retrying forever.
   std::chrono::milliseconds send_stall{3000};
+  // Engines and administrators: every message sent carries a MAC under this key, and received
+  // messages are checked against it (Message::origin).
+  std::shared_ptr<const security::SystemKey> key;
+  // Insecure mode only: a message without a MAC counts as an engine's (Origin::engine).
+  bool trust_unauthenticated = false;
 };
 
 struct FabricStats {

@@ -8,9 +8,10 @@
 
 #include <cstring>
 
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/envelope.capnp.h"
 #include "core/checksum.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/envelope.capnp.h"
+#include "security/system_key.hpp"
 
 namespace tessera::net {
 
@@ -22,7 +23,7 @@ uint16_t pad_for(size_t header, size_t bulk) {
 }  // namespace
 
 Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id,
-                                    size_t first_bulk) {
+                                    size_t first_bulk, const security::SystemKey* key) {
   if (m.body.size() % 8 != 0) return Status(Errc::invalid_argument, "body not word aligned");
   capnp::MallocMessageBuilder b(256);
   auto env = b.initRoot<schema::Envelope>();
@@ -43,6 +44,14 @@ Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t 
                                        m.reply_to.size()));
   }
   env.setBulkTotal(m.bulk.size());
+  if (!m.cred.empty()) {
+    env.setCred(
+        capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.cred.data()), m.cred.size()));
+  }
+  if (key != nullptr) {
+    auto tag = key->mac(m, m.bulk.size());
+    env.setMac(capnp::Data::Reader(tag.data(), tag.size()));
+  }
   auto words = capnp::messageToFlatArray(b);
   auto env_bytes = words.asBytes();
   size_t head = kPreambleSize + env_bytes.size() + m.body.size();
@@ -94,7 +103,8 @@ Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint3
   return b;
 }
 
-Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message) {
+Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message,
+                                  const security::SystemKey* key) {
   if (frame.size() < kPreambleSize) {
     return Status(Errc::protocol,
                   fmt::format("frame of {} bytes is shorter than its preamble", frame.size()));
@@ -144,6 +154,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     aligned = Buffer(hdr, pre.env_len);
     env_ptr = aligned.data();
   }
+  std::vector<uint8_t> mac;
   try {
     capn::DecodeScope ds;
     capnp::ReaderOptions opts;
@@ -171,6 +182,14 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
       m.reply_to.assign(reinterpret_cast<const char*>(r.begin()), r.size());
     }
     out.bulk_total = env.getBulkTotal();
+    if (env.hasCred()) {
+      auto c = env.getCred();
+      m.cred.assign(reinterpret_cast<const char*>(c.begin()), c.size());
+    }
+    if (env.hasMac()) {
+      auto t = env.getMac();
+      mac.assign(t.begin(), t.end());
+    }
     if (ds.failed()) return Status(Errc::protocol, "malformed envelope: " + ds.what());
   } catch (const kj::Exception& e) {
     return Status(Errc::protocol, fmt::format("malformed envelope: {}", e.getDescription().cStr()));
@@ -186,6 +205,10 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     return Status(Errc::protocol, "first chunk out of range");
   }
   if (pre.body_len > 0) out.msg.body = Buffer(hdr + pre.env_len, pre.body_len);
+  out.msg.origin = Origin::peer;
+  if (key != nullptr && !mac.empty()) {
+    out.msg.origin = key->verify(out.msg, out.bulk_total, mac) ? Origin::engine : Origin::forged;
+  }
   return out;
 }
 

@@ -27,6 +27,10 @@
 #include "core/actor.hpp"
 #include "core/status.hpp"
 
+namespace tessera::security {
+class SystemKey;
+}
+
 namespace tessera::net {
 
 inline constexpr uint32_t kFrameMagic = 0x41525354;  // "TSRA"
@@ -58,10 +62,11 @@ struct EncodedHeader {
   uint64_t bulk_total = 0;
 };
 
-// Encodes m's routing fields and body. The bulk is not copied. `first_bulk` is how many bulk
-// bytes travel in the same frame (decides the padding).
+// Encodes m's routing fields, credential and body. The bulk is not copied. `first_bulk` is how
+// many bulk bytes travel in the same frame (decides the padding). With `key` (an engine or an
+// administrator), the envelope carries the message's MAC (security/system_key.hpp).
 Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id,
-                                    size_t first_bulk);
+                                    size_t first_bulk, const security::SystemKey* key = nullptr);
 
 // Writes a preamble for a frame that carries bulk bytes [offset, offset+len).
 void set_chunk(Buffer& header, FrameKind kind, uint64_t offset, uint32_t len);
@@ -76,7 +81,9 @@ struct DecodedFrame {
   uint64_t bulk_total = 0;  // whole-message bulk size (from the envelope)
 };
 
-// Validates and decodes one frame. `max_message` bounds bulk_total.
-Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message);
+// Validates and decodes one frame. `max_message` bounds bulk_total. The message's origin: with
+// `key`, `engine` if its MAC verifies and `forged` if it carries one that does not; else `peer`.
+Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message,
+                                  const security::SystemKey* key = nullptr);
 
 }  // namespace tessera::net

@@ -26,15 +26,17 @@ Result<uint64_t> frame_rest(const Preamble& pre, uint64_t max_message) {
   return rest;
 }
 
-Result<Message> frame_message(const Buffer& frame, uint64_t max_message) {
-  auto fr = decode_frame(frame.span(), max_message);
+Result<Message> frame_message(const Buffer& frame, uint64_t max_message,
+                              const security::SystemKey* key) {
+  auto fr = decode_frame(frame.span(), max_message, key);
   if (!fr) return fr.status();
   fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
   return std::move(fr->msg);
 }
 }  // namespace
 
-Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) {
+Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message,
+                             const security::SystemKey* key) {
   Preamble pre;
   boost::system::error_code ec;
   asio::read(sock, asio::buffer(&pre, sizeof(pre)), ec);
@@ -45,11 +47,12 @@ Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message) 
   std::memcpy(frame.data(), &pre, sizeof(pre));
   asio::read(sock, asio::buffer(frame.data() + kPreambleSize, *rest), ec);
   if (ec) return Status(Errc::unreachable, "connection closed mid-frame: " + ec.message());
-  return frame_message(frame, max_message);
+  return frame_message(frame, max_message, key);
 }
 
-Status write_message(asio::ip::tcp::socket& sock, const Message& m) {
-  auto hdr = encode_header(m, 0, 0, m.bulk.size());
+Status write_message(asio::ip::tcp::socket& sock, const Message& m,
+                     const security::SystemKey* key) {
+  auto hdr = encode_header(m, 0, 0, m.bulk.size(), key);
   if (!hdr) return hdr.status();
   set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
   boost::system::error_code ec;
@@ -83,11 +86,13 @@ Result<asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostport) {
 }
 
 Result<std::unique_ptr<ControlConn>> ControlConn::open(const std::string& addr,
-                                                       std::chrono::milliseconds timeout) {
+                                                       std::chrono::milliseconds timeout,
+                                                       security::Authority auth) {
   auto ep = parse_endpoint(addr);
   if (!ep) return ep.status();
   std::unique_ptr<ControlConn> c(new ControlConn());
   c->addr_ = addr;
+  c->auth_ = std::move(auth);
   c->io_ = std::make_unique<asio::io_context>();
   c->sock_ = std::make_unique<asio::ip::tcp::socket>(*c->io_);
   boost::system::error_code ec = asio::error::would_block;
@@ -134,7 +139,10 @@ Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer bod
     return Status(Errc::timeout,
                   fmt::format("no reply from {} within {} ms", addr_, timeout_.count()));
   };
-  auto hdr = encode_header(req, 0, 0, req.bulk.size());
+  // A user's request carries the agent's credential for it; without one (no agent), the
+  // request goes anyway and the reason is told if the service refuses it.
+  Status no_cred = auth_.sign(req, timeout_);
+  auto hdr = encode_header(req, 0, 0, req.bulk.size(), auth_.key().get());
   if (!hdr) return hdr.status();
   set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(req.bulk.size()));
   boost::system::error_code ec;
@@ -156,10 +164,12 @@ Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer bod
                      done = true;
                    });
   if (!run_until(done, deadline)) return late();
-  if (ec) return Status(Errc::unreachable, fmt::format("{}: connection closed: {}", addr_, ec.message()));
+  if (ec)
+    return Status(Errc::unreachable, fmt::format("{}: connection closed: {}", addr_, ec.message()));
   constexpr uint64_t kMaxReply = 1ull << 30;
   auto rest = frame_rest(pre, kMaxReply);
-  if (!rest) return Status(rest.status().code(), fmt::format("{}: {}", addr_, rest.status().message()));
+  if (!rest)
+    return Status(rest.status().code(), fmt::format("{}: {}", addr_, rest.status().message()));
   Buffer frame(kPreambleSize + *rest);
   std::memcpy(frame.data(), &pre, sizeof(pre));
   done = false;
@@ -173,16 +183,21 @@ Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer bod
     return Status(Errc::unreachable,
                   fmt::format("{}: connection closed mid-frame: {}", addr_, ec.message()));
   }
-  auto rep = frame_message(frame, kMaxReply);
-  if (!rep) return Status(rep.status().code(), fmt::format("{}: {}", addr_, rep.status().message()));
+  auto rep = frame_message(frame, kMaxReply, nullptr);
+  if (!rep)
+    return Status(rep.status().code(), fmt::format("{}: {}", addr_, rep.status().message()));
   if (rep->corr != req.corr) return Status(Errc::protocol, "reply does not match the request");
+  if (rep->status == Errc::unauthenticated && !no_cred.is_ok()) {
+    return Status(rep->status, fmt::format("{} ({})", rep->error, no_cred.message()));
+  }
   if (rep->status != Errc::ok) return Status(rep->status, rep->error);
   return rep;
 }
 
 Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
-                             uint16_t protocol, uint16_t method, Buffer body) {
-  auto c = ControlConn::open(addr, timeout);
+                             uint16_t protocol, uint16_t method, Buffer body,
+                             security::Authority auth) {
+  auto c = ControlConn::open(addr, timeout, std::move(auth));
   if (!c) return c.status();
   return (*c)->call(protocol, method, std::move(body));
 }

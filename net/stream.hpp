@@ -10,12 +10,15 @@
 #include <memory>
 
 #include "net/frame.hpp"
+#include "security/authority.hpp"
 
 namespace tessera::net {
 
 // Reads exactly one frame. Errors: protocol (garbage), too_big, unreachable (connection closed).
-Result<Message> read_message(boost::asio::ip::tcp::socket& sock, uint64_t max_message);
-Status write_message(boost::asio::ip::tcp::socket& sock, const Message& m);
+Result<Message> read_message(boost::asio::ip::tcp::socket& sock, uint64_t max_message,
+                             const security::SystemKey* key = nullptr);
+Status write_message(boost::asio::ip::tcp::socket& sock, const Message& m,
+                     const security::SystemKey* key = nullptr);
 
 // "host:port" -> endpoint; host must be a numeric IPv4/IPv6 address or "localhost".
 Result<boost::asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostport);
@@ -24,9 +27,11 @@ Result<boost::asio::ip::tcp::endpoint> parse_endpoint(const std::string& hostpor
 // service's). Not thread-safe; never used on a target thread.
 class ControlConn {
  public:
-  // Connects within `timeout`; every later call waits at most `timeout` for its reply.
-  static Result<std::unique_ptr<ControlConn>> open(const std::string& addr,
-                                                   std::chrono::milliseconds timeout);
+  // Connects within `timeout`; every later call waits at most `timeout` for its reply. Requests
+  // are authenticated as `auth` says (a MAC, or a credential from the agent).
+  static Result<std::unique_ptr<ControlConn>> open(
+      const std::string& addr, std::chrono::milliseconds timeout,
+      security::Authority auth = security::default_authority());
   // Sends one request and returns the reply; a failed reply (status != ok) becomes its Status.
   Result<Message> call(uint16_t protocol, uint16_t method, Buffer body, Buffer bulk = {});
   const std::string& address() const { return addr_; }
@@ -38,6 +43,7 @@ class ControlConn {
   // when the deadline came first.
   bool run_until(const bool& done, Clock::time_point deadline);
   std::string addr_;
+  security::Authority auth_;
   std::chrono::milliseconds timeout_{10000};
   bool broken_ = false;
   std::unique_ptr<boost::asio::io_context> io_;
@@ -47,6 +53,7 @@ class ControlConn {
 
 // One request on a fresh connection.
 Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
-                             uint16_t protocol, uint16_t method, Buffer body);
+                             uint16_t protocol, uint16_t method, Buffer body,
+                             security::Authority auth = security::default_authority());
 
 }  // namespace tessera::net

@@ -7,7 +7,11 @@ start_engine() {  # start_engine DIR [extra flags...]
   local dir="$1"; shift
   mkdir -p "$dir/data"
   rm -f "$dir/port"
-  "$BIN/tessera-server" --listen 127.0.0.1:0 --port-file "$dir/port" --storage-dir "$dir/data" "$@" \
+  # Engines authenticate with a system key (docs/SECURITY.md); the benchmark is its administrator.
+  [ -f "$dir/system.key" ] || "$BIN/tessera-server" --keygen "$dir/system.key" >/dev/null
+  export TESSERA_SYSTEM_KEY="$dir/system.key"
+  "$BIN/tessera-server" --listen 127.0.0.1:0 --port-file "$dir/port" --storage-dir "$dir/data" \
+    --system-key "$dir/system.key" "$@" \
     >"$dir/server.log" 2>&1 &
   ENGINE_PID=$!
   for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done

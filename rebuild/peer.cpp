@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 
 namespace tessera::rebuild {

@@ -7,9 +7,9 @@
 #include <memory>
 
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "placement/erasure.hpp"

@@ -8,7 +8,7 @@ PKGS=(
   libboost-fiber-dev libboost-context-dev libboost-system-dev libboost-dev
   libfabric-dev libfabric-bin
   liburing-dev libaio-dev
-  libisal-dev
+  libisal-dev libsodium-dev
   capnproto libcapnp-dev
   libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -9,7 +9,7 @@ ROOT="$(pwd)"
 
 bash scripts/install-deps.sh
 cmake --preset release -DTESSERA_BUILD_TESTS=OFF -DTESSERA_BUILD_PERF=OFF >/dev/null
-cmake --build --preset release -j "$(nproc)" --target tessera-server tessera_cli
+cmake --build --preset release -j "$(nproc)" --target tessera-server tessera-agent tessera_cli
 
 BIN="$ROOT/build/release/apps"
 DIR="${1:-$(mktemp -d /tmp/tessera-quickstart.XXXXXX)}"

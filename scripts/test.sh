@@ -31,7 +31,7 @@ cmake --build --preset "$PRESET" -j "$JOBS"
 # TESSERA_ASAN_SUBSET=0 skips this part.
 if [ "$PRESET" = "release" ] && [ "${TESSERA_ASAN_SUBSET:-1}" != "0" ]; then
   cmake --preset asan -DTESSERA_BUILD_TESTS=ON
-  cmake --build --preset asan -j "$JOBS" --target tessera-server tessera_cli sim drills
+  cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim drills
   (cd build/asan && ctest --output-on-failure --timeout 1500 \
       -R '^Simulation\.|kill_two_engines_ec4p2|corrupt_and_scrub_rp3')
 fi

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <limits>
 
-#include "actors/schema/capnp_util.hpp"
+#include "proto/capnp_util.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"

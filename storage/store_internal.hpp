@@ -13,7 +13,7 @@
 #include <map>
 #include <vector>
 
-#include "actors/schema/capnp_util.hpp"
+#include "proto/capnp_util.hpp"
 #include "core/checksum.hpp"
 #include "storage/store.hpp"
 #include "storage/wal.capnp.h"

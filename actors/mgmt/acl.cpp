@@ -214,9 +214,9 @@ Acl default_cont_acl(const Cred& owner) {
 }
 
 Status denied(const Cred& c, uint32_t need, const std::string& what) {
-  return Status(Errc::permission,
-                fmt::format("uid {} ({}) lacks {} on {}", c.uid, c.user.empty() ? "?" : c.user,
-                            perm_words(need), what));
+  const std::string who = fmt::format("uid {} ({})", c.uid, c.user.empty() ? "?" : c.user);
+  if (need == 0) return Status(Errc::permission, fmt::format("{} may not use {}", who, what));
+  return Status(Errc::permission, fmt::format("{} lacks {} on {}", who, perm_words(need), what));
 }
 
 }  // namespace tessera::mgmt

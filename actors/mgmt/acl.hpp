@@ -31,12 +31,14 @@ enum Perm : uint32_t {
 std::string perm_letters(uint32_t perms);
 std::string perm_words(uint32_t perms);  // "read, write" (for error messages)
 
-// What the caller says it is (AUTH_SYS style: asserted by the client library from getuid()).
+// Who the caller is: as a node agent's signed credential says (the kernel's word), or as an
+// engine or administrator authenticated with the system key says on a user's behalf.
 struct Cred {
   uint32_t uid = 0;
   uint32_t gid = 0;
   std::vector<uint32_t> groups;  // supplementary groups
   std::string user;              // name, for messages
+  bool system = false;           // sent with the system key: engine-only requests allowed
   bool in_group(uint32_t g) const;
   static Cred current();  // the calling process's
 };

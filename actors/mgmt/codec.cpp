@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "actors/schema/capnp_util.hpp"
+#include "proto/capnp_util.hpp"
 
 namespace tessera::mgmt {
 

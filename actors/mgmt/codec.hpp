@@ -1,9 +1,9 @@
-// The management records on the wire: plain values (types.hpp) <-> actors/schema/mgmt.capnp.
+// The management records on the wire: plain values (types.hpp) <-> proto/mgmt.capnp.
 // One place for both directions, used by the service, the engines and the client.
 #pragma once
 
 #include "actors/mgmt/state.hpp"
-#include "actors/schema/mgmt.capnp.h"
+#include "proto/mgmt.capnp.h"
 
 namespace tessera::mgmt {
 

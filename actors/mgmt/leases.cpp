@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "actors/mgmt/service.hpp"
-#include "actors/schema/capnp_util.hpp"
+#include "proto/capnp_util.hpp"
 #include "core/log.hpp"
 
 namespace tessera::mgmt {

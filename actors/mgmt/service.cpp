@@ -9,11 +9,11 @@
 #include <random>
 
 #include "actors/mgmt/codec.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
 #include "net/stream.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/protocol.hpp"
 
 namespace tessera::mgmt {
 
@@ -50,8 +50,9 @@ Buffer none() {
 }
 
 Status need(const Acl& acl, const Cred& c, uint32_t perms, const std::string& what) {
-  if ((acl.perms_for(c) & perms) == perms) return Status();
-  return denied(c, perms, what);
+  const uint32_t have = acl.perms_for(c);
+  if ((have & perms) == perms) return Status();
+  return denied(c, perms & ~have, what);  // names only what is missing
 }
 
 // The state to send along with a pool: containers only when asked.
@@ -332,12 +333,54 @@ Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
   try {
     capn::BodyReader br(m.body);
     auto req = br.root<schema::MgmtReq>();
-    Cred cred = decode_cred(req.getCred());
-    return dispatch(req, cred, session);
+    auto cred = caller(m, req);
+    if (!cred) return cred.status();
+    return dispatch(req, *cred, session);
   } catch (const kj::Exception& e) {
     return Status(Errc::protocol,
                   fmt::format("malformed management request: {}", e.getDescription().cStr()));
   }
+}
+
+namespace {
+Status engines_only(const char* what) {
+  return Status(Errc::unauthenticated,
+                fmt::format("{}: served only to engines (a request authenticated with the "
+                            "system key)",
+                            what));
+}
+}  // namespace
+
+Result<Cred> MgmtService::caller(const Message& m, schema::MgmtReq::Reader req) {
+  if (m.trusted()) {
+    Cred c = decode_cred(req.getCred());
+    c.system = true;
+    return c;
+  }
+  if (m.origin == Origin::forged) {
+    return Status(Errc::unauthenticated,
+                  "the request's MAC does not verify: it was made with another system's key");
+  }
+  if (!opts_.verifier) {
+    return Status(Errc::unauthenticated,
+                  "this management service knows no node agents' keys: only engines and "
+                  "administrators (the system key) are served");
+  }
+  auto c = opts_.verifier->verify(m.cred, m.body.span(), wall_ms());
+  if (!c) {
+    if (m.cred.empty()) {
+      return Status(Errc::unauthenticated,
+                    "the request carries no credential: users are vouched for by tessera-agent "
+                    "on their node ($TESSERA_AGENT names its socket)");
+    }
+    return c.status();
+  }
+  Cred out;
+  out.uid = c->uid;
+  out.gid = c->gid;
+  out.groups = std::move(c->groups);
+  out.user = std::move(c->user);
+  return out;
 }
 
 Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cred,
@@ -348,7 +391,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto mem = decode_member(req.getJoin());
       if (!mem) return mem.status();
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "the system (joining as an engine)");
+      if (!cred.system) return engines_only("joining as an engine");
       if (auto m = state_.members().find(mem->rank);
           m != state_.members().end() && m->second.state == MemberState::excluded) {
         return Status(Errc::unavailable,
@@ -401,12 +444,13 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       return on_handle_renew(req.getHandleRenew(), cred);
     }
     case W::HEARTBEAT: {
+      if (!cred.system) return engines_only("heartbeats");
       std::lock_guard lk(mu_);
       return on_heartbeat(req.getHeartbeat(), session);
     }
     case W::LEAVE: {
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "the system (leaving as an engine)");
+      if (!cred.system) return engines_only("announcing an engine's stop");
       return on_leave(req.getLeave(), session);
     }
     case W::SYSTEM_QUERY: {
@@ -448,7 +492,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     }
     case W::POOL_MAP: {
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "pool maps by id (engines only)");
+      if (!cred.system) return engines_only("pool maps by id");
       const Pool* p = state_.pool(req.getPoolMap());
       if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
       // With the containers: rebuild needs their properties (EC cell size).
@@ -468,10 +512,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       std::string name = r.getName();
       std::string value = r.getValue();
       TESSERA_TRY(check_pool_prop(name, value));
-      TESSERA_TRY(commit({{"op", "pool_set_prop"},
-                          {"pool", (*p)->id},
-                          {"name", name},
-                          {"value", value}}));
+      TESSERA_TRY(
+          commit({{"op", "pool_set_prop"}, {"pool", (*p)->id}, {"name", name}, {"value", value}}));
       return none();
     }
     case W::CONT_CREATE: {
@@ -639,7 +681,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     case W::HANDLE_QUERY: {
       auto r = req.getHandleQuery();
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "container handles (engines only)");
+      if (!cred.system) return engines_only("container handle lookups");
       auto it = state_.handles().find(r.getCookie());
       if (it == state_.handles().end() || it->second.pool != r.getPool()) {
         return Status(Errc::permission, "unknown or closed container handle");
@@ -657,7 +699,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     case W::RANK_DEAD: {
       auto r = req.getRankDead();
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "the system (declaring ranks dead)");
+      if (!cred.system) return engines_only("declaring ranks dead");
       return on_rank_dead(r.getRank(), r.getReporter());
     }
     case W::RANK_EXCLUDE: {
@@ -733,7 +775,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       return pool_op(req.getPoolOp(), cred);
     case W::REBUILD_REPORT: {
       std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "rebuild reports (engines only)");
+      if (!cred.system) return engines_only("rebuild reports");
       TESSERA_TRY(rebuild_report(req.getRebuildReport()));
       return none();
     }
@@ -887,10 +929,11 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
       auto k = s.initKeep(static_cast<unsigned>(kept.size()));
       for (size_t i = 0; i < kept.size(); ++i) k.set(static_cast<unsigned>(i), kept[i]);
       if (!kept.empty()) {
-        log::warn("management service: pool {} reintegration of rank {}: targets {} may hold "
-                  "the only up-to-date copy of some data (never rebuilt elsewhere, or the pool "
-                  "lost data); their data is kept",
-                  id, m.rank, fmt::join(kept, ","));
+        log::warn(
+            "management service: pool {} reintegration of rank {}: targets {} may hold "
+            "the only up-to-date copy of some data (never rebuilt elsewhere, or the pool "
+            "lost data); their data is kept",
+            id, m.rank, fmt::join(kept, ","));
       }
     }
     Status st = engine_call(m, b);
@@ -920,7 +963,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
 }
 
 Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred) {
-  if (!is_admin(cred)) return denied(cred, 0, "the system (creating pools needs the admin)");
+  if (!is_admin(cred)) return denied(cred, 0, "the system (creating pools needs an administrator)");
   std::lock_guard create_lk(create_mu_);
   std::vector<Member> engines;
   uint32_t id;

@@ -23,8 +23,9 @@
 #include <thread>
 
 #include "actors/mgmt/state.hpp"
-#include "actors/schema/mgmt.capnp.h"
+#include "proto/mgmt.capnp.h"
 #include "core/actor.hpp"
+#include "security/credential.hpp"
 
 namespace tessera::mgmt {
 
@@ -50,6 +51,9 @@ struct MgmtOptions {
   // A container handle whose holder has not renewed it for this long is closed (its client
   // died); 0: handles never expire.
   std::chrono::milliseconds handle_lease{60000};
+  // Verifies users' signed credentials (security/credential.hpp); null: only requests
+  // authenticated with the system key (engines, administrators) are served.
+  std::shared_ptr<security::CredentialVerifier> verifier;
 };
 
 class MgmtService {
@@ -71,6 +75,8 @@ class MgmtService {
   // Applies and persists one command (state lock held).
   Status commit(const nlohmann::json& cmd);
   bool is_admin(const Cred& c) const { return c.uid == 0 || c.uid == opts_.admin_uid; }
+  // Who sent `m`: the user an engine or administrator names, or the one a credential proves.
+  Result<Cred> caller(const Message& m, schema::MgmtReq::Reader req);
   Result<const Pool*> find_pool(const std::string& key) const;
   Result<const Container*> find_cont(const Pool& p, const std::string& key) const;
   // A container the caller may reach: pool read, then `perms` on the container (0: none).

@@ -159,6 +159,9 @@ Result<std::string> mgmt_address(const Globals& g) {
                               "one with --system FILE, $TESSERA_SYSTEM or --mgmt HOST:PORT",
                               sys.status().message()));
   }
+  // The system's keys and agent say how this command authenticates (an administrator if it
+  // can read the system key, else a user vouched for by the agent).
+  security::set_default_authority(local::authority(*sys));
   return sys->mgmt;
 }
 

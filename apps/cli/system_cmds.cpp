@@ -262,6 +262,9 @@ void add_system_commands(CLI::App& app, Globals& g) {
                    "start only these ranks of the recorded system (e.g. one a drill killed)")
       ->delimiter(',');
   start->add_option("--log-level", a->log_level, "engines' log level: debug, info, warn, error");
+  start->add_flag("--insecure", a->o.insecure,
+                  "a new system without keys or agent: nothing is authenticated (development "
+                  "only; every engine logs it)");
   start
       ->add_option("--engine-arg", a->o.engine_args,
                    "one more tessera-server flag for every engine (repeatable)")

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "net/frame.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <random>
 
-#include "actors/protocol.hpp"
+#include "proto/protocol.hpp"
 #include "client/client.hpp"
 #include "tests/integration/raw_peer.hpp"
 #include "tests/integration/server_process.hpp"
@@ -118,6 +118,8 @@ TEST(BadInput, WrongConfigurationIsRefusedWithAClearMessage) {
       {{"--config", dir.file("missing.yaml")}, "cannot read config file"},
       {{"--storage-dir", "/proc/tessera-nope"}, "cannot create storage directory"},
       {{"--listen", "not-an-address"}, "is not host:port"},
+      {{"--no-key"}, "no system key"},
+      {{"--system-key", dir.file("missing.key")}, "cannot open key file"},
   };
   for (auto& c : cases) {
     std::string cmd = std::string(TESSERA_SERVER_BIN);
@@ -127,7 +129,10 @@ TEST(BadInput, WrongConfigurationIsRefusedWithAClearMessage) {
     if (!has("--listen")) cmd += " --listen 127.0.0.1:0";
     if (!has("--storage-dir")) cmd += " --storage-dir " + dir.path();
     if (!has("--storage-size")) cmd += " --storage-size 64M";
-    for (auto& a : c.args) cmd += " '" + a + "'";
+    if (!has("--system-key") && !has("--no-key")) cmd += " --system-key " + test_system_key();
+    for (auto& a : c.args) {
+      if (a != "--no-key") cmd += " '" + a + "'";
+    }
     auto [code, out] = run_command({"/bin/sh", "-c", cmd + " 2>&1"});
     EXPECT_NE(code, 0) << cmd;
     EXPECT_NE(out.find(c.expect), std::string::npos) << cmd << "\n" << out;

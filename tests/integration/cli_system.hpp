@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "security/authority.hpp"
 #include "tests/integration/server_process.hpp"
 #include "tests/test_util.hpp"
 
@@ -74,10 +75,17 @@ class CliSystem {
     }
     return -1;
   }
-  // The management service's address, as the system file records it.
+  // The management service's address, as the system file records it. This process becomes the
+  // system's administrator (its system key), for the clients a test makes in-process.
   std::string mgmt() const {
     std::ifstream in(sys_dir_ + "/system.json");
-    return nlohmann::json::parse(in).at("mgmt").get<std::string>();
+    const nlohmann::json j = nlohmann::json::parse(in);
+    std::shared_ptr<const security::SystemKey> key;
+    if (auto k = security::SystemKey::load(j.value("system_key", std::string())); k) {
+      key = std::move(*k);
+    }
+    security::set_default_authority(security::Authority(key, j.value("agent", std::string())));
+    return j.at("mgmt").get<std::string>();
   }
   const std::string& dir() const { return sys_dir_; }
   const std::string& base() const { return dir_.path(); }

@@ -8,9 +8,9 @@
 #include <random>
 
 #include "actors/object_service_util.hpp"
-#include "actors/protocol.hpp"
-#include "actors/schema/capnp_util.hpp"
-#include "actors/schema/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
 #include "client/container.hpp"
 #include "core/checksum.hpp"
 #include "placement/erasure.hpp"
@@ -155,7 +155,10 @@ void start_ec_system(EcSystem& h, const std::vector<std::string>& extra = {},
 void kill_all_restart_verify(EcSystem& h, const Model& m, const std::vector<uint32_t>& alive,
                              const char* when) {
   for (uint32_t r : alive) h.sys->engine(r).kill9();
-  for (uint32_t r = 0; r < 6; ++r) ASSERT_TRUE(h.sys->engine(r).start().is_ok());
+  for (uint32_t r = 0; r < 6; ++r) {
+    Status st = h.sys->engine(r).start();
+    ASSERT_TRUE(st.is_ok()) << "rank " << r << ": " << st.to_string();
+  }
   ASSERT_TRUE(h.sys->wait_joined(6));
   auto fresh = Client::connect_system(h.co);
   ASSERT_TRUE(fresh);

@@ -43,10 +43,11 @@ class LocalSystem {
   std::string mgmt() const { return engines_[0]->address(); }
   ServerProcess& engine(uint32_t r) { return *engines_[r]; }
 
-  // Waits until `n` engines are joined.
+  // Waits until `n` engines are joined (a backstop of 5 minutes: engines under the sanitizers
+  // on a loaded machine may take that long to recover and join).
   bool wait_joined(size_t n) {
     MgmtClient mc(mgmt());
-    for (int i = 0; i < 300; ++i) {
+    for (int i = 0; i < 3000; ++i) {
       auto m = mc.system_query();
       if (m) {
         size_t joined = 0;

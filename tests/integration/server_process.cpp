@@ -8,11 +8,35 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "security/authority.hpp"
+
 namespace tessera::testing {
+
+const std::string& test_system_key() {
+  static const std::string path = [] {
+    char tmpl[] = "/tmp/tessera-test-key-XXXXXX";
+    const char* d = ::mkdtemp(tmpl);
+    if (d == nullptr) return std::string();
+    static const std::string dir = d;
+    std::string p = dir + "/system.key";
+    if (!security::SystemKey::generate(p).is_ok()) return std::string();
+    auto k = security::SystemKey::load(p);
+    if (!k) return std::string();
+    security::set_default_authority(security::Authority(*k, ""));
+    ::setenv("TESSERA_SYSTEM_KEY", p.c_str(), 1);  // the CLI a test runs administers too
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    });
+    return p;
+  }();
+  return path;
+}
 
 ServerProcess::~ServerProcess() {
   kill9();
@@ -29,7 +53,15 @@ Status ServerProcess::start(std::chrono::seconds timeout) {
       opts_.dir,          "--storage-size", opts_.storage_size,
       "--provider",       opts_.provider,   "--block-backend",
       opts_.backend,      "--targets",      std::to_string(opts_.targets)};
-  for (auto& e : opts_.extra) args.push_back(e);
+  bool keyed = false;
+  for (auto& e : opts_.extra) {
+    args.push_back(e);
+    keyed = keyed || e == "--insecure" || e == "--system-key";
+  }
+  if (!keyed) {
+    if (test_system_key().empty()) return Status(Errc::internal, "cannot make a test system key");
+    args.insert(args.end(), {"--system-key", test_system_key()});
+  }
   ++starts_;
   pid_ = ::fork();
   if (pid_ < 0) return Status(Errc::internal, "fork failed");

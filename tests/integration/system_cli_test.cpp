@@ -221,6 +221,8 @@ TEST(SystemCli, SecondUserIsDeniedUntilTheAclAllows) {
                                   "--clear-groups",
                                   "/usr/bin/env",
                                   "HOME=/nonexistent",
+                                  // No system file: the node's agent is named directly.
+                                  "TESSERA_AGENT=" + s.dir() + "/agent.sock",
                                   cli,
                                   "--json",
                                   "--mgmt",

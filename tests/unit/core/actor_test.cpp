@@ -188,3 +188,44 @@ TEST(Actors, FailAsksToCompletesOnlyTheAsksToThatTarget) {
   EXPECT_EQ(to_1.message(), "gone");
   EXPECT_EQ(to_other.code(), Errc::unreachable);
 }
+
+// An engine believes only an engine's reply: a reply a client forged (right corr, no valid MAC)
+// must not complete the ask, or a client could acknowledge a replica write that never happened.
+TEST(Actors, AnUntrustedReplyDoesNotCompleteAnEnginesAsk) {
+  ManualEnv env;
+  TwoTargets s(env);
+  struct Keeper : Actor {
+    void receive(Message& m) override { corr = m.corr; }
+    std::atomic<uint64_t> corr{0};
+  } keeper;
+  run_on(*s.targets[1], [&] { s.rts[1]->register_actor(9, &keeper); });
+  run_on(*s.targets[0], [&] { s.rts[0]->require_trusted_replies(true); });
+  std::atomic<bool> done{false};
+  Result<Message> result = Status(Errc::internal, "not yet");
+  s.targets[0]->post([&] {
+    result = s.rts[0]->ask(to(1, 9, 1), std::chrono::hours(1));
+    done = true;
+  });
+  while (keeper.corr.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  auto reply = [&](Origin origin, const char* text) {
+    Message r;
+    r.dst = ActorAddr{0, 0, 0};
+    r.corr = keeper.corr.load();
+    r.flags = kMsgReply;
+    r.error = text;
+    r.origin = origin;
+    run_on(*s.targets[0], [&] { s.rts[0]->deliver(std::move(r)); });
+  };
+  reply(Origin::peer, "forged by a client");
+  reply(Origin::forged, "MAC under another key");
+  run_on(*s.targets[0], [] { boost::this_fiber::yield(); });
+  EXPECT_FALSE(done.load());
+  EXPECT_EQ(run_on(*s.targets[0], [&] { return s.rts[0]->untrusted_replies(); }), 2u);
+  reply(Origin::engine, "the engine's");
+  for (int i = 0; i < 5000 && !done.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(done.load());
+  ASSERT_TRUE(result.is_ok());
+  EXPECT_EQ(result->error, "the engine's");
+}

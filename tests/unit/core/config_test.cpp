@@ -18,12 +18,15 @@ TEST(Config, ParsesSizes) {
 TEST(Config, ParsesYamlAndRejectsUnknownKeys) {
   auto c = parse_engine_config(
       "rank: 3\nlisten: 127.0.0.1:0\nprovider: shm\ntargets: 2\ncpus: [1, 0]\n"
-      "storage_dir: /tmp/x\nstorage_size: 128M\nblock_backend: aio\nbusy_poll: false\n");
+      "storage_dir: /tmp/x\nstorage_size: 128M\nblock_backend: aio\nbusy_poll: false\n"
+      "system_key: /etc/tessera/system.key\nnode_keys: /etc/tessera/nodes\n");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->rank, 3u);
   EXPECT_EQ(c->provider, "shm");
   EXPECT_EQ(c->storage_bytes, 128ull << 20);
   EXPECT_EQ(c->cpus, (std::vector<int>{1, 0}));
+  EXPECT_EQ(c->system_key, "/etc/tessera/system.key");
+  EXPECT_EQ(c->node_keys, "/etc/tessera/nodes");
   EXPECT_TRUE(validate(*c).is_ok());
 
   auto bad = parse_engine_config("targts: 2\n");
@@ -49,6 +52,11 @@ TEST(Config, ValidateNamesTheProblem) {
   f.storage_bytes = 1 << 20;
   EXPECT_FALSE(validate(f).is_ok());
   EngineConfig g;
+  // Without a key an engine would authenticate nothing: that must be asked for.
+  Status nokey = validate(g);
+  ASSERT_FALSE(nokey.is_ok());
+  EXPECT_NE(nokey.message().find("no system key"), std::string::npos) << nokey.to_string();
+  g.insecure = true;
   EXPECT_TRUE(validate(g).is_ok());
   EXPECT_EQ(g.cpus.size(), 2u);
 }

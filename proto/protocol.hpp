@@ -5,25 +5,25 @@
 
 namespace tessera::proto {
 
-// Envelope.protocol values (mirror actors/schema/envelope.capnp Protocol).
+// Envelope.protocol values (mirror proto/envelope.capnp Protocol).
 inline constexpr uint16_t kProtoObject = 1;
 inline constexpr uint16_t kProtoSystem = 2;
 inline constexpr uint16_t kProtoMgmt = 3;
 inline constexpr uint16_t kProtoSwim = 4;
 
-// Methods of the failure detector (actors/schema/swim.capnp).
+// Methods of the failure detector (proto/swim.capnp).
 enum SwimMethod : uint16_t {
   kSwimPing = 0,     // SwimPing -> SwimAck
   kSwimPingReq = 1,  // SwimPing (target set) -> SwimAck once the target answered
 };
 
-// Methods of the management protocol (actors/schema/mgmt.capnp).
+// Methods of the management protocol (proto/mgmt.capnp).
 enum MgmtMethod : uint16_t {
   kMgmtCall = 0,    // MgmtReq -> MgmtRep (to the management service)
   kEngineCall = 1,  // EngineReq -> (empty) (management service -> an engine)
 };
 
-// Methods of the object protocol (actors/schema/object.capnp).
+// Methods of the object protocol (proto/object.capnp).
 enum ObjMethod : uint16_t {
   kObjPing = 0,        // echo the bulk back (round-trip benchmark)
   kObjUpdate = 1,      // UpdateReq + bulk -> UpdateRep
@@ -41,7 +41,7 @@ enum ObjMethod : uint16_t {
   kObjScrub = 12,        // ScrubReq -> ScrubRep: check every stored piece, repair the damaged
 };
 
-// Methods of the system protocol (actors/schema/system.capnp).
+// Methods of the system protocol (proto/system.capnp).
 enum SysMethod : uint16_t {
   kSysQuery = 0,  // (empty) -> SystemInfo
 };

@@ -20,6 +20,9 @@ struct Envelope {
   error     @11 :Text;     # human-readable reason of a failed reply
   replyTo   @12 :Data;     # sender's fabric address
   bulkTotal @13 :UInt64;   # bytes of raw payload in the whole message (all chunks)
+  mac       @14 :Data;     # engines and administrators: HMAC-SHA-512-256 under the system key
+                           # of the routing fields, cred and body (security/system_key.hpp)
+  cred      @15 :Data;     # users: a SignedCredential from the caller's node agent (auth.capnp)
 }
 
 enum Protocol {

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# What authentication costs on the data path: the 4 KiB round trip and the 4 KiB random fetch
+# rate against an engine that authenticates (system key: it MACs every message it sends and
+# checks every MAC it receives) and against the same engine in insecure mode (no key: as before
+# authentication existed), alternated in one run: insecure, secure, insecure, secure.
+# Usage: perf/security.sh [ROUNDS]   (default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source perf/common.sh
+ROUNDS="${1:-2}"
+DIR="$(mktemp -d /tmp/tessera-sec.XXXXXX)"
+trap 'stop_engine; rm -rf "$DIR"' EXIT
+
+run_one() {  # run_one MODE ROUND -> appends "mode rtt_mean_us fetch_iops" to $DIR/results
+  local mode="$1" round="$2" d="$DIR/$1-$2" extra=()
+  [ "$mode" = insecure ] && extra=(--insecure)
+  start_engine "$d" --targets 1 --cpus 0 --storage-size 1G --wal-size 128M "${extra[@]}"
+  "$BIN/tessera-bench" -e "$ENGINE" --json rtt --sizes 4K --iters 5000 >"$d/rtt.json"
+  "$BIN/tessera-bench" -e "$ENGINE" --json io --bs 4K --total 128M --qd 32 --random >"$d/io.json"
+  stop_engine
+  python3 - "$d/rtt.json" "$d/io.json" "$mode" >>"$DIR/results" <<'PY'
+import json, sys
+rtt = json.load(open(sys.argv[1]))["rtt"][0]["mean_us"]
+io = json.load(open(sys.argv[2]))
+print(sys.argv[3], rtt, io["io"]["fetch_iops"])
+PY
+  rm -rf "$d/data"
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  run_one insecure "$r"
+  run_one secure "$r"
+done
+python3 - "$DIR/results" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+by = {m: [(float(a), float(b)) for mm, a, b in rows if mm == m] for m in ("insecure", "secure")}
+print(f"{'mode':<10} {'4K rtt mean us':>15} {'4K fetch IOPS':>14}   (each: mean of {len(by['secure'])} rounds)")
+for m in ("insecure", "secure"):
+    print(f"{m:<10} {st.mean(x for x, _ in by[m]):15.1f} {st.mean(y for _, y in by[m]):14.0f}")
+ri = st.mean(x for x, _ in by["secure"]) / st.mean(x for x, _ in by["insecure"])
+fi = st.mean(y for _, y in by["secure"]) / st.mean(y for _, y in by["insecure"])
+print(f"secure / insecure: round trip {ri:.3f}x, fetch rate {fi:.3f}x")
+PY

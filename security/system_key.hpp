@@ -1,0 +1,49 @@
+// SystemKey: the secret that engines and administrators of one system share (32 random bytes,
+// a file readable by its owner only). A message sent by a holder carries an HMAC-SHA-512-256
+// (libsodium crypto_auth) of its routing fields, credential and body; a receiver that holds the
+// key knows the message comes from an engine or an administrator of its own system.
+//
+// What the MAC covers: every Envelope field but `mac` (source, destination, corr, protocol,
+// method, flags, status, error, replyTo, bulkTotal, cred) and the body. The bulk is not
+// covered (its integrity is the checksums' business, and hashing every data byte would cost
+// the data path what the disk costs); see docs/SECURITY.md.
+//
+// Thread-safe: a loaded key is immutable and shared.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "core/actor.hpp"
+
+namespace tessera::security {
+
+inline constexpr size_t kMacBytes = 32;
+using Mac = std::array<uint8_t, kMacBytes>;
+
+class SystemKey {
+ public:
+  static constexpr size_t kBytes = 32;
+
+  // Makes a new random key file (mode 0600); refuses to replace an existing one.
+  static Status generate(const std::string& path);
+  // Loads a key file; refuses one that others may read.
+  static Result<std::shared_ptr<const SystemKey>> load(const std::string& path);
+  // A key from raw bytes (tests).
+  static std::shared_ptr<const SystemKey> from_bytes(const std::array<uint8_t, kBytes>& k);
+  ~SystemKey();
+
+  // The authenticator of `m` as sent (bulk_total: the size of its whole bulk).
+  Mac mac(const Message& m, uint64_t bulk_total) const;
+  // Constant-time comparison of `tag` with mac(m).
+  bool verify(const Message& m, uint64_t bulk_total, std::span<const uint8_t> tag) const;
+  const std::string& path() const { return path_; }
+
+ private:
+  SystemKey() = default;
+  std::array<uint8_t, kBytes> key_{};
+  std::string path_;
+};
+
+}  // namespace tessera::security
