@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
     mo.stop_grace = std::chrono::milliseconds(cfg.mgmt_stop_grace_ms);
     mo.handle_lease = std::chrono::milliseconds(cfg.mgmt_handle_lease_ms);
     mo.verifier = verifier;
+    mo.self_rank = cfg.rank;
     auto svc = mgmt::MgmtService::open(mo);
     if (!svc) {
       engine.stop();

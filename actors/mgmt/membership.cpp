@@ -51,6 +51,13 @@ void MgmtService::check_pause(Clock::time_point now) {
 }
 
 Status MgmtService::declare_gone(uint32_t rank, const std::string& why) {
+  if (rank == opts_.self_rank && !stopping_) {
+    // This service runs, so the engine hosting it does: its silence (a starved or paused
+    // process, a link that timed out on a loaded machine) is its own, not a death.
+    log::warn("management service: rank {} (its own host) {}: not marking it dead", rank, why);
+    return Status(Errc::exists, fmt::format("rank {} hosts the management service, which runs",
+                                            rank));
+  }
   const char* to = stopping_ ? "stopped" : "dead";
   log::warn("management service: rank {} {}: marking it {}", rank, why, to);
   return commit({{"op", "leave"}, {"rank", rank}, {"state", to}, {"now_ms", wall_ms()}});
@@ -68,7 +75,7 @@ void MgmtService::monitor() {
     retry_rebuilds(now);
     bool changed = false;
     for (const auto& [rank, m] : state_.members()) {
-      if (m.state != MemberState::joined) continue;
+      if (m.state != MemberState::joined || rank == opts_.self_rank) continue;
       auto it = last_seen_.find(rank);
       if (it == last_seen_.end() || now - it->second < opts_.dead_after) continue;
       (void)declare_gone(rank, fmt::format("silent for {} ms", ms(now - it->second)));

@@ -54,6 +54,8 @@ struct MgmtOptions {
   // Verifies users' signed credentials (security/credential.hpp); null: only requests
   // authenticated with the system key (engines, administrators) are served.
   std::shared_ptr<security::CredentialVerifier> verifier;
+  // The rank of the engine hosting the service: never declared dead while the service runs.
+  uint32_t self_rank = UINT32_MAX;
 };
 
 class MgmtService {

@@ -42,8 +42,18 @@ class CliSystem {
 
   // Runs `tessera --json ARGS` with this system as the default; returns (exit code, JSON).
   std::pair<int, nlohmann::json> run(std::vector<std::string> args, const std::string& in = {}) {
-    std::vector<std::string> argv{"/usr/bin/env", "TESSERA_SYSTEM=" + sys_dir_,
-                                  "HOME=" + dir_.path(), TESSERA_CLI_BIN, "--json"};
+    return run_with({}, {}, std::move(args), in);
+  }
+  // The same with more environment variables (`env`, "NAME=value"; later ones win) and the
+  // command line run through `wrap` (e.g. setpriv, to run it as another user).
+  std::pair<int, nlohmann::json> run_with(const std::vector<std::string>& wrap,
+                                          const std::vector<std::string>& env,
+                                          std::vector<std::string> args,
+                                          const std::string& in = {}) const {
+    std::vector<std::string> argv = wrap;
+    argv.insert(argv.end(), {"/usr/bin/env", "TESSERA_SYSTEM=" + sys_dir_, "HOME=" + dir_.path()});
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.insert(argv.end(), {TESSERA_CLI_BIN, "--json"});
     argv.insert(argv.end(), args.begin(), args.end());
     auto [rc, out] = run_command(argv, in);
     nlohmann::json j = nlohmann::json::parse(out, nullptr, false);

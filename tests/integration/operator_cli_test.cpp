@@ -6,8 +6,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "client/client.hpp"
 #include "tests/integration/cli_system.hpp"
@@ -20,15 +20,7 @@ namespace {
 // `tessera --json ARGS` for system `s` with more environment variables.
 std::pair<int, json> run_env(CliSystem& s, const std::vector<std::string>& env,
                              const std::vector<std::string>& args) {
-  std::vector<std::string> argv{"/usr/bin/env", "TESSERA_SYSTEM=" + s.dir(), "HOME=" + s.base()};
-  argv.insert(argv.end(), env.begin(), env.end());
-  argv.push_back(TESSERA_CLI_BIN);
-  argv.push_back("--json");
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto [rc, out] = run_command(argv);
-  json j = json::parse(out, nullptr, false);
-  if (j.is_discarded()) j = json{{"raw", out}};
-  return {rc, j};
+  return s.run_with({}, env, args);
 }
 
 }  // namespace
@@ -52,7 +44,8 @@ TEST(OperatorCli, FlagsWinOverTheEnvironmentAndPropertiesAreChecked) {
   EXPECT_EQ(rc2, 0) << b.dump();
   EXPECT_EQ(b.value("value", ""), "hello") << b.dump();
   // The environment serves where no flag is given; neither: a clear error.
-  auto [rc3, c] = run_env(s, {"TESSERA_POOL=tank", "TESSERA_CONT=final"}, {"kv", "get", "greeting"});
+  auto [rc3, c] =
+      run_env(s, {"TESSERA_POOL=tank", "TESSERA_CONT=final"}, {"kv", "get", "greeting"});
   EXPECT_EQ(rc3, 0) << c.dump();
   EXPECT_EQ(c.value("value", ""), "bye") << c.dump();
   EXPECT_NE(s.err({"kv", "get", "greeting"}).find("--pool is required (or set $TESSERA_POOL)"),
@@ -72,7 +65,8 @@ TEST(OperatorCli, FlagsWinOverTheEnvironmentAndPropertiesAreChecked) {
   s.ok({"pool", "set-prop", "tank", "self_heal", "none"});
 
   // An ACL removal that cannot be made names what was typed.
-  const std::string acl = s.err({"cont", "update-acl", "tank", "files", "--remove", "nosuchuser9@"});
+  const std::string acl =
+      s.err({"cont", "update-acl", "tank", "files", "--remove", "nosuchuser9@"});
   EXPECT_NE(acl.find("bad principal 'nosuchuser9@': no user named 'nosuchuser9'"),
             std::string::npos)
       << acl;
@@ -86,7 +80,8 @@ TEST(OperatorCli, FlagsWinOverTheEnvironmentAndPropertiesAreChecked) {
 
   // One type per field across commands: target_bytes is a number in get-prop as in query.
   EXPECT_TRUE(props["props"]["target_bytes"].is_number()) << props.dump();
-  EXPECT_EQ(props["props"]["target_bytes"], s.ok({"pool", "query", "tank"})["pool"]["target_bytes"]);
+  EXPECT_EQ(props["props"]["target_bytes"],
+            s.ok({"pool", "query", "tank"})["pool"]["target_bytes"]);
   // Epochs are text: jq and other JSON tools keep every digit, and --epoch takes them back.
   json put = s.ok({"kv", "put", "--pool", "tank", "--cont", "files", "greeting", "hello again"});
   ASSERT_TRUE(put["epoch"].is_string()) << put.dump();

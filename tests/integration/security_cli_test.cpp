@@ -13,24 +13,14 @@ namespace {
 
 constexpr const char* kNobody = "65534";
 
-// `tessera --json ARGS` as uid/gid 65534 with no supplementary groups.
-std::pair<int, json> run_as_nobody(const CliSystem& s, std::vector<std::string> args) {
-  std::vector<std::string> argv{"/usr/bin/setpriv",
-                                "--reuid",
-                                kNobody,
-                                "--regid",
-                                kNobody,
-                                "--clear-groups",
-                                "/usr/bin/env",
-                                "TESSERA_SYSTEM=" + s.dir(),
-                                "HOME=/nonexistent",
-                                TESSERA_CLI_BIN,
-                                "--json"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto [rc, out] = run_command(argv);
-  json j = json::parse(out, nullptr, false);
-  if (j.is_discarded()) j = json{{"raw", out}};
-  return {rc, j};
+const std::vector<std::string> kAsNobody = {"/usr/bin/setpriv", "--reuid", kNobody,
+                                            "--regid",          kNobody,   "--clear-groups"};
+
+// `tessera --json ARGS` as uid/gid 65534 with no supplementary groups (and more `env`).
+std::pair<int, json> run_as_nobody(const CliSystem& s, std::vector<std::string> args,
+                                   std::vector<std::string> env = {}) {
+  env.insert(env.begin(), "HOME=/nonexistent");
+  return s.run_with(kAsNobody, env, std::move(args));
 }
 
 }  // namespace
@@ -53,9 +43,9 @@ TEST(SecurityCli, AnUnprivilegedUserIsVouchedForByTheAgentAndKeptToItsAcl) {
   s.ok({"kv", "put", "--pool", "P", "--cont", "C", "k", "secret value"});
 
   // The user cannot read the keys, nor administer, nor read what no ACL entry grants it.
-  auto [cat_rc, cat_out] =
-      run_command({"/usr/bin/setpriv", "--reuid", kNobody, "--regid", kNobody, "--clear-groups",
-                   "/bin/cat", s.dir() + "/keys/system.key"});
+  std::vector<std::string> cat = kAsNobody;
+  cat.insert(cat.end(), {"/bin/cat", s.dir() + "/keys/system.key"});
+  auto [cat_rc, cat_out] = run_command(cat);
   EXPECT_NE(cat_rc, 0) << cat_out;
   auto [crc, create] = run_as_nobody(s, {"pool", "create", "X", "--target-size", "64M"});
   EXPECT_EQ(crc, 1) << create.dump();
@@ -89,23 +79,9 @@ TEST(SecurityCli, WithoutTheAgentAUserGetsAClearErrorNamingIt) {
   s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
   ::chmod(s.base().c_str(), 0755);
   ::chmod(s.dir().c_str(), 0755);
-  std::vector<std::string> argv{"/usr/bin/setpriv",
-                                "--reuid",
-                                kNobody,
-                                "--regid",
-                                kNobody,
-                                "--clear-groups",
-                                "/usr/bin/env",
-                                "TESSERA_SYSTEM=" + s.dir(),
-                                "TESSERA_AGENT=" + s.base() + "/no-agent.sock",
-                                "HOME=/nonexistent",
-                                TESSERA_CLI_BIN,
-                                "--json",
-                                "pool",
-                                "list"};
-  auto [rc, out] = run_command(argv);
-  json j = json::parse(out, nullptr, false);
-  EXPECT_EQ(rc, 1) << out;
-  EXPECT_EQ(j.value("error", ""), "unauthenticated") << out;
-  EXPECT_NE(j.value("message", "").find("no-agent.sock"), std::string::npos) << out;
+  auto [rc, j] =
+      run_as_nobody(s, {"pool", "list"}, {"TESSERA_AGENT=" + s.base() + "/no-agent.sock"});
+  EXPECT_EQ(rc, 1) << j.dump();
+  EXPECT_EQ(j.value("error", ""), "unauthenticated") << j.dump();
+  EXPECT_NE(j.value("message", "").find("no-agent.sock"), std::string::npos) << j.dump();
 }
