@@ -7,6 +7,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -53,7 +56,7 @@ class CliSystem {
     std::vector<std::string> argv = wrap;
     argv.insert(argv.end(), {"/usr/bin/env", "TESSERA_SYSTEM=" + sys_dir_, "HOME=" + dir_.path()});
     argv.insert(argv.end(), env.begin(), env.end());
-    argv.insert(argv.end(), {TESSERA_CLI_BIN, "--json"});
+    argv.insert(argv.end(), {cli_, "--json"});
     argv.insert(argv.end(), args.begin(), args.end());
     auto [rc, out] = run_command(argv, in);
     nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
@@ -97,12 +100,28 @@ class CliSystem {
     security::set_default_authority(security::Authority(key, j.value("agent", std::string())));
     return j.at("mgmt").get<std::string>();
   }
+  // Another user may run commands: the base directory becomes traversable and commands run a
+  // copy of the CLI from a public directory (the build tree may be private, as a clean clone in
+  // a mktemp directory is).
+  const std::string& let_others_in() {
+    const std::string pub = dir_.path() + "/pub";
+    std::filesystem::create_directories(pub);
+    std::filesystem::copy_file(TESSERA_CLI_BIN, pub + "/tessera",
+                               std::filesystem::copy_options::overwrite_existing);
+    ::chmod(dir_.path().c_str(), 0755);
+    ::chmod(pub.c_str(), 0755);
+    ::chmod((pub + "/tessera").c_str(), 0755);
+    ::chmod(sys_dir_.c_str(), 0755);
+    cli_ = pub + "/tessera";
+    return cli_;
+  }
   const std::string& dir() const { return sys_dir_; }
   const std::string& base() const { return dir_.path(); }
 
  private:
   TempDir dir_;
   std::string sys_dir_;
+  std::string cli_ = TESSERA_CLI_BIN;
 };
 
 }  // namespace tessera::testing

@@ -8,13 +8,14 @@
 #include <random>
 
 #include "actors/object_service_util.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
-#include "proto/object.capnp.h"
 #include "client/container.hpp"
 #include "core/checksum.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
+#include "proto/protocol.hpp"
+#include "security/system_key.hpp"
 #include "tests/integration/local_cluster.hpp"
 #include "tests/integration/raw_peer.hpp"
 #include "tests/test_util.hpp"
@@ -383,7 +384,10 @@ TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswer
     for (uint32_t ci = 0; ci < g.n(); ++ci) cells[ci] += c[ci];
     sums.push_back(sum);
   }
-  RawPeer peer(v->provider);
+  // The internal updates of a leader: only a sender holding the engines' key may make them.
+  auto engines_key = security::SystemKey::load(test_system_key());
+  ASSERT_TRUE(engines_key.is_ok()) << engines_key.status().to_string();
+  RawPeer peer(v->provider, *engines_key);
   ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
   mgmt::learn_view(peer.rt, *v);
   for (uint32_t ci = 0; ci < g.n(); ++ci) {
@@ -410,7 +414,7 @@ TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswer
   auto f = h.c->fetch(*oid, "d", "data", ValueKind::array, 0, kStripe);
   ASSERT_FALSE(f) << "a degraded read answered bytes rebuilt from a wrong parity cell ("
                   << (f->data.view() == std::string_view(data).substr(0, kStripe) ? "equal"
-                                                                                   : "different")
+                                                                                  : "different")
                   << ")";
   EXPECT_EQ(f.status().code(), Errc::checksum) << f.status().to_string();
   EXPECT_NE(f.status().message().find("fails the checksum its writer recorded"), std::string::npos)

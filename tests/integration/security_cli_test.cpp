@@ -30,8 +30,7 @@ TEST(SecurityCli, AnUnprivilegedUserIsVouchedForByTheAgentAndKeptToItsAcl) {
   CliSystem s;
   s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
   // Others may reach the system file and the agent's socket; the keys stay owner-only.
-  ::chmod(s.base().c_str(), 0755);
-  ::chmod(s.dir().c_str(), 0755);
+  s.let_others_in();
   struct stat st {};
   ASSERT_EQ(::stat((s.dir() + "/keys").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
@@ -77,8 +76,7 @@ TEST(SecurityCli, WithoutTheAgentAUserGetsAClearErrorNamingIt) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
   CliSystem s;
   s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
-  ::chmod(s.base().c_str(), 0755);
-  ::chmod(s.dir().c_str(), 0755);
+  s.let_others_in();
   auto [rc, j] =
       run_as_nobody(s, {"pool", "list"}, {"TESSERA_AGENT=" + s.base() + "/no-agent.sock"});
   EXPECT_EQ(rc, 1) << j.dump();

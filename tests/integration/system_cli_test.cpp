@@ -207,26 +207,13 @@ TEST(SystemCli, SecondUserIsDeniedUntilTheAclAllows) {
   s.ok(cont_args({"kv", "put", "secret", "42"}));
 
   // The test's directories are private: the other user runs a copy of the CLI from a public one.
-  std::string pub = s.base() + "/pub";
-  std::filesystem::create_directories(pub);
-  ::chmod(s.base().c_str(), 0755);
-  ::chmod(pub.c_str(), 0755);
-  std::string cli = pub + "/tessera";
-  std::filesystem::copy_file(TESSERA_CLI_BIN, cli);
-  ::chmod(cli.c_str(), 0755);
+  const std::string cli = s.let_others_in();
   auto as_nobody = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{"/usr/bin/setpriv",
-                                  "--reuid=65534",
-                                  "--regid=65534",
-                                  "--clear-groups",
-                                  "/usr/bin/env",
-                                  "HOME=/nonexistent",
+    std::vector<std::string> argv{"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                  "--clear-groups", "/usr/bin/env", "HOME=/nonexistent",
                                   // No system file: the node's agent is named directly.
-                                  "TESSERA_AGENT=" + s.dir() + "/agent.sock",
-                                  cli,
-                                  "--json",
-                                  "--mgmt",
-                                  mgmt};
+                                  "TESSERA_AGENT=" + s.dir() + "/agent.sock", cli, "--json",
+                                  "--mgmt", mgmt};
     argv.insert(argv.end(), args.begin(), args.end());
     auto [rc, out] = run_command(argv);
     json j = json::parse(out, nullptr, false);
