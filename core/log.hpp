@@ -1,6 +1,7 @@
 // Logging through fmt. One process-wide level; lines carry the thread's name (e.g. "tgt-1")
 // so a target's messages are easy to pick out. Writes go to stderr with one write(2) per line,
-// so lines from different threads never interleave.
+// so lines from different threads never interleave. Target threads never write themselves:
+// their lines go to a bounded queue a log thread drains (set_deferred).
 #pragma once
 
 #include <fmt/format.h>
@@ -17,6 +18,9 @@ void set_level(Level l);
 Level level();
 Level parse_level(std::string_view s);  // "debug|info|warn|error|off"; unknown -> info
 void set_thread_name(std::string_view name);
+// Lines of the calling thread are queued (bounded) and written by a log thread, so it never
+// blocks on stderr: target threads turn this on. Other threads write directly.
+void set_deferred(bool on);
 void write(Level l, std::string_view msg);
 
 template <typename... Args>

@@ -149,6 +149,7 @@ Status Target::start(std::function<void()> init) {
     }
     pthread_setname_np(pthread_self(), opts_.name.substr(0, 15).c_str());
     log::set_thread_name(opts_.name);
+    log::set_deferred(true);  // a target thread never blocks on its log
     tid_ = static_cast<pid_t>(syscall(SYS_gettid));
     p.set_value(Status());
     thread_main(std::move(init));
