@@ -123,7 +123,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle() {
-    auto fr = net::decode_frame(frame_.span(), max_, im_.key);
+    auto fr = net::decode_frame(frame_.span(), max_, net::Trust{im_.key, im_.insecure});
     if (!fr) return fail(fr.status().to_string());
     if (fr->pre.kind != net::FrameKind::whole) return fail("chunked frame on the control socket");
     // A whole, well-formed frame: the connection may now stay idle between requests (engines
@@ -131,7 +131,6 @@ class Session : public std::enable_shared_from_this<Session> {
     seen_frame_ = true;
     timer_.cancel();
     auto req = std::make_shared<Message>(std::move(fr->msg));
-    if (im_.insecure && req->origin == Origin::peer) req->origin = Origin::engine;
     req->bulk = Buffer(fr->bulk.data(), fr->bulk.size());
     auto self = shared_from_this();
     asio::post(im_.workers, [self, req] {

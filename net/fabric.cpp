@@ -20,6 +20,7 @@
 
 #include "core/env.hpp"
 #include "core/log.hpp"
+#include "net/reassembly.hpp"
 
 namespace tessera::net {
 namespace {
@@ -48,24 +49,9 @@ struct RecvSlot : OpBase {
   Buffer buf;
 };
 
-// A message whose chunks are still arriving.
-struct Partial {
-  bool have_first = false;
-  Message msg;
-  uint64_t total = 0;
-  uint64_t received = 0;
-  Buffer bulk;
-  std::vector<std::pair<uint64_t, Buffer>> early;  // continuation chunks seen before the first
-  uint64_t early_bytes = 0;
-  std::chrono::steady_clock::time_point started;
-  // Bytes this partial holds against the endpoint's reassembly budget.
-  uint64_t held() const { return have_first ? total : early_bytes; }
-};
-
-// Reassembly is bounded: at most this many messages in pieces at once per endpoint, holding at
-// most twice the largest message's bytes (early continuation chunks included); a chunk beyond
-// either bound is dropped, and its message with it.
-constexpr size_t kMaxPartials = 256;
+// Peers in the address vector at most (Impl::resolve): every target of a large system, and
+// its clients, with room to spare.
+constexpr size_t kMaxPeers = 65536;
 
 // shm endpoints are regions in /dev/shm that a killed process never removes. The provider names
 // them after the pid, so a later process with the same pid (pids wrap quickly where pid_max is
@@ -110,10 +96,20 @@ struct FabricEndpoint::Impl {
   uint64_t sender_id = 0;
   uint64_t next_msg_id = 1;
   std::vector<std::unique_ptr<RecvSlot>> slots;
-  std::unordered_map<std::string, fi_addr_t> peers;
-  std::map<std::pair<uint64_t, uint64_t>, Partial> partials;
-  uint64_t partial_bytes = 0;
+  // The address vector: every peer address sent to, with when it was last used (a counter).
+  // Bounded: replies go to addresses that messages name, so a stream of made-up addresses must
+  // not grow it without end; past kMaxPeers the least recently used entry is removed.
+  struct Peer {
+    fi_addr_t addr = FI_ADDR_NOTAVAIL;
+    uint64_t used = 0;
+  };
+  std::unordered_map<std::string, Peer> peers;
+  uint64_t peer_clock = 0;
+  std::unique_ptr<Reassembler> reassembly;
+  uint64_t reassembly_counted = 0;  // of its drops, those already in the endpoint's stats
   uint64_t outstanding_sends = 0;
+
+  Trust trust() const { return Trust{opts.key.get(), opts.trust_unauthenticated}; }
 
   ~Impl() {
     if (ep) fi_close(&ep->fid);
@@ -138,11 +134,22 @@ struct FabricEndpoint::Impl {
 
   Result<fi_addr_t> resolve(const std::string& peer) {
     auto it = peers.find(peer);
-    if (it != peers.end()) return it->second;
+    if (it != peers.end()) {
+      it->second.used = ++peer_clock;
+      return it->second.addr;
+    }
+    if (peers.size() >= kMaxPeers) {
+      auto oldest = std::min_element(peers.begin(), peers.end(), [](const auto& a, const auto& b) {
+        return a.second.used < b.second.used;
+      });
+      // A send still in flight to it completes with an error (logged), as to a dead peer.
+      (void)fi_av_remove(av, &oldest->second.addr, 1, 0);
+      peers.erase(oldest);
+    }
     fi_addr_t a = FI_ADDR_NOTAVAIL;
     int rc = fi_av_insert(av, peer.data(), 1, &a, 0, nullptr);
     if (rc != 1) return Status(Errc::unreachable, "fi_av_insert failed for a peer address");
-    peers.emplace(peer, a);
+    peers.emplace(peer, Peer{a, ++peer_clock});
     return a;
   }
 };
@@ -157,6 +164,7 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   impl->opts = opts;
   impl->deliver = std::move(deliver);
   impl->sender_id = RealEnv::instance().random();
+  impl->reassembly = std::make_unique<Reassembler>(opts.max_message);
 
   fi_info* hints = fi_allocinfo();
   hints->ep_attr->type = FI_EP_RDM;
@@ -358,95 +366,6 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
   return post_frame(*impl_, *dest, std::move(op), stats_.send_retries, shm_peer_pid(*impl_, peer));
 }
 
-namespace {
-void finish_partial(FabricEndpoint::Impl& im,
-                    std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it,
-                    FabricStats& stats) {
-  Partial& p = it->second;
-  p.msg.bulk = std::move(p.bulk);
-  Message m = std::move(p.msg);
-  im.partial_bytes -= p.total;
-  im.partials.erase(it);
-  ++stats.messages_in;
-  im.deliver(std::move(m));
-}
-
-void drop_partial(FabricEndpoint::Impl& im,
-                  std::map<std::pair<uint64_t, uint64_t>, Partial>::iterator it, FabricStats& stats,
-                  const char* why) {
-  ++stats.dropped;
-  static log::RateLimit limit(5);
-  if (uint64_t skipped = 0; limit.allow(&skipped)) {
-    log::error("message {} in pieces dropped: {} ({} more not shown)", it->first.second, why,
-               skipped);
-  }
-  im.partial_bytes -= it->second.held();
-  im.partials.erase(it);
-}
-
-bool place_chunk(Partial& p, uint64_t off, std::span<const uint8_t> data);
-
-// One chunk of a message sent in pieces: kept until its message is whole, then delivered.
-void reassemble(FabricEndpoint::Impl& im, DecodedFrame& fr, FabricStats& stats) {
-  const uint64_t budget = 2 * im.opts.max_message;
-  auto key = std::make_pair(fr.pre.sender, fr.pre.msg_id);
-  auto it = im.partials.find(key);
-  if (it == im.partials.end()) {
-    if (im.partials.size() >= kMaxPartials) {
-      ++stats.dropped;
-      static log::RateLimit limit(5);
-      if (uint64_t skipped = 0; limit.allow(&skipped)) {
-        log::error("{} messages already in pieces; chunk dropped ({} more not shown)", kMaxPartials,
-                   skipped);
-      }
-      return;
-    }
-    it = im.partials.emplace(key, Partial{}).first;
-    it->second.started = std::chrono::steady_clock::now();
-  }
-  Partial& p = it->second;
-  if (fr.pre.kind == FrameKind::first) {
-    if (p.have_first) return drop_partial(im, it, stats, "a second first chunk");
-    if (im.partial_bytes - p.early_bytes + fr.bulk_total > budget) {
-      return drop_partial(im, it, stats, "over the reassembly budget");
-    }
-    im.partial_bytes = im.partial_bytes - p.early_bytes + fr.bulk_total;
-    p.have_first = true;
-    p.total = fr.bulk_total;
-    p.msg = std::move(fr.msg);
-    if (im.opts.trust_unauthenticated && p.msg.origin == Origin::peer) {
-      p.msg.origin = Origin::engine;
-    }
-    p.bulk.reset(p.total);
-    bool ok = place_chunk(p, 0, fr.bulk);
-    for (auto& [off, data] : p.early) ok = ok && place_chunk(p, off, data.span());
-    p.early.clear();
-    p.early_bytes = 0;
-    if (!ok) return drop_partial(im, it, stats, "inconsistent chunks");
-  } else if (p.have_first) {
-    if (!place_chunk(p, fr.pre.bulk_offset, fr.bulk)) {
-      return drop_partial(im, it, stats, "inconsistent chunks");
-    }
-  } else {
-    if (im.partial_bytes + fr.bulk.size() > budget) {
-      return drop_partial(im, it, stats, "over the reassembly budget");
-    }
-    p.early.emplace_back(fr.pre.bulk_offset, Buffer(fr.bulk.data(), fr.bulk.size()));
-    p.early_bytes += fr.bulk.size();
-    im.partial_bytes += fr.bulk.size();
-  }
-  if (p.have_first && p.received == p.total) finish_partial(im, it, stats);
-}
-
-// Copies one chunk into its partial message; false if the chunk does not fit the message.
-bool place_chunk(Partial& p, uint64_t off, std::span<const uint8_t> data) {
-  if (off > p.total || data.size() > p.total - off) return false;
-  std::memcpy(p.bulk.data() + off, data.data(), data.size());
-  p.received += data.size();
-  return p.received <= p.total;
-}
-}  // namespace
-
 size_t FabricEndpoint::poll() {
   Impl& im = *impl_;
   size_t handled = 0;
@@ -485,7 +404,7 @@ size_t FabricEndpoint::poll() {
       auto* slot = static_cast<RecvSlot*>(op);
       ++stats_.frames_in;
       std::span<const uint8_t> bytes(slot->buf.data(), entries[i].len);
-      auto fr = decode_frame(bytes, im.opts.max_message, im.opts.key.get());
+      auto fr = decode_frame(bytes, im.opts.max_message, im.trust());
       if (!fr) {
         ++stats_.dropped;
         static log::RateLimit limit(5);
@@ -494,9 +413,6 @@ size_t FabricEndpoint::poll() {
                      fr.status().to_string(), skipped);
         }
       } else if (fr->pre.kind == FrameKind::whole) {
-        if (im.opts.trust_unauthenticated && fr->msg.origin == Origin::peer) {
-          fr->msg.origin = Origin::engine;
-        }
         if (fr->bulk.size() >= im.opts.max_frame / 4 && fr->bulk_offset_in_frame % 4096 == 0) {
           // Hand the aligned receive buffer to the message and post a fresh one: no copy.
           size_t off = fr->bulk_offset_in_frame;
@@ -510,8 +426,9 @@ size_t FabricEndpoint::poll() {
         }
         ++stats_.messages_in;
         im.deliver(std::move(fr->msg));
-      } else {
-        reassemble(im, *fr, stats_);
+      } else if (auto whole = im.reassembly->add(*fr)) {
+        ++stats_.messages_in;
+        im.deliver(std::move(*whole));
       }
       Status st = im.post_recv(slot);
       if (!st.is_ok()) log::error("re-posting receive buffer: {}", st.to_string());
@@ -519,18 +436,11 @@ size_t FabricEndpoint::poll() {
     if (n < 32) break;
   }
   // Forget messages whose chunks stopped arriving (sender died mid-message).
-  if (!im.partials.empty()) {
-    auto now = std::chrono::steady_clock::now();
-    for (auto it = im.partials.begin(); it != im.partials.end();) {
-      if (now - it->second.started > std::chrono::seconds(30)) {
-        ++stats_.dropped;
-        im.partial_bytes -= it->second.held();
-        it = im.partials.erase(it);
-      } else {
-        ++it;
-      }
-    }
+  if (im.reassembly->partials() > 0) {
+    im.reassembly->expire(std::chrono::steady_clock::now(), std::chrono::seconds(30));
   }
+  stats_.dropped += im.reassembly->dropped() - im.reassembly_counted;
+  im.reassembly_counted = im.reassembly->dropped();
   return handled;
 }
 

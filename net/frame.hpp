@@ -81,9 +81,18 @@ struct DecodedFrame {
   uint64_t bulk_total = 0;  // whole-message bulk size (from the envelope)
 };
 
-// Validates and decodes one frame. `max_message` bounds bulk_total. The message's origin: with
-// `key`, `engine` if its MAC verifies and `forged` if it carries one that does not; else `peer`.
+// How a receiver decides a message's origin (Message::origin), the one place it is decided:
+// with `key`, a message whose MAC verifies is an engine's and one whose MAC does not is forged;
+// a message without a MAC is a peer's (a client), unless `insecure` (the system runs without
+// keys, configured explicitly), where it counts as an engine's.
+struct Trust {
+  const security::SystemKey* key = nullptr;
+  bool insecure = false;
+};
+
+// Validates and decodes one frame. `max_message` bounds bulk_total. The message's origin as
+// `trust` decides (continuation chunks carry none: their message's first chunk decides).
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message,
-                                  const security::SystemKey* key = nullptr);
+                                  const Trust& trust = {});
 
 }  // namespace tessera::net

@@ -28,7 +28,7 @@ Result<uint64_t> frame_rest(const Preamble& pre, uint64_t max_message) {
 
 Result<Message> frame_message(const Buffer& frame, uint64_t max_message,
                               const security::SystemKey* key) {
-  auto fr = decode_frame(frame.span(), max_message, key);
+  auto fr = decode_frame(frame.span(), max_message, Trust{key});
   if (!fr) return fr.status();
   fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
   return std::move(fr->msg);

@@ -10,26 +10,12 @@
 #include "client/client.hpp"
 #include "tests/integration/raw_peer.hpp"
 #include "tests/integration/server_process.hpp"
+#include "tests/integration/serving.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;
 using namespace tessera::testing;
 
-namespace {
-
-bool roundtrip_ok(const std::string& engine) {
-  ClientOptions co;
-  co.engine = engine;
-  auto c = Client::connect(co);
-  if (!c) return false;
-  std::string v = "still serving";
-  auto u = (*c)->update({5, 5}, "d", "a", ValueKind::single, 0,
-                        {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
-  auto f = (*c)->fetch({5, 5}, "d", "a", ValueKind::single);
-  return u.is_ok() && f.is_ok() && f->data.view() == v;
-}
-
-}  // namespace
 
 TEST(BadInput, GarbageFramesOnTheFabricAreLoggedAndTheEngineAnswersTheNextRequest) {
   TempDir dir;
@@ -73,7 +59,7 @@ TEST(BadInput, GarbageFramesOnTheFabricAreLoggedAndTheEngineAnswersTheNextReques
   EXPECT_EQ(bad_method->status, Errc::protocol);
   EXPECT_NE(bad_method->error.find("unknown object method 999"), std::string::npos);
 
-  EXPECT_TRUE(roundtrip_ok(server.address()));
+  EXPECT_TRUE(serves(server.address()));
   EXPECT_TRUE(server.alive());
   std::string log = server.log();
   EXPECT_NE(log.find("dropping malformed frame"), std::string::npos) << log;
@@ -97,7 +83,7 @@ TEST(BadInput, GarbageOnTheControlSocketIsLoggedAndTheEngineKeepsServing) {
     s.read_some(boost::asio::buffer(&c, 1), ec);  // the engine closes the connection
     EXPECT_TRUE(ec);
   }
-  EXPECT_TRUE(roundtrip_ok(server.address()));
+  EXPECT_TRUE(serves(server.address()));
   EXPECT_NE(server.log().find("control socket: dropping malformed frame"), std::string::npos);
 }
 

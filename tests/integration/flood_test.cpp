@@ -20,6 +20,7 @@
 #include "net/frame.hpp"
 #include "tests/integration/raw_peer.hpp"
 #include "tests/integration/server_process.hpp"
+#include "tests/integration/serving.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;
@@ -100,20 +101,6 @@ uint16_t port_of(const std::string& text) {
   return std::regex_search(text, m, re) ? static_cast<uint16_t>(std::stoi(m[1])) : 0;
 }
 
-bool serves(const std::string& engine) {
-  ClientOptions co;
-  co.engine = engine;
-  co.timeout = std::chrono::milliseconds(60000);
-  auto c = Client::connect(co);
-  if (!c) return false;
-  std::string v = "still serving";
-  auto u = (*c)->update({7, 7}, "d", "a", ValueKind::single, 0,
-                        {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
-  auto f = (*c)->fetch({7, 7}, "d", "a", ValueKind::single);
-  MgmtClient mc(engine, std::chrono::milliseconds(60000));
-  return u.is_ok() && f.is_ok() && f->data.view() == v && mc.system_query().is_ok();
-}
-
 }  // namespace
 
 TEST(Flood, TheEngineStaysUpBoundedAndServingUnderGarbage) {
@@ -125,7 +112,7 @@ TEST(Flood, TheEngineStaysUpBoundedAndServingUnderGarbage) {
   ASSERT_TRUE(server.start().is_ok());
   auto sys = query_system(server.address(), std::chrono::seconds(30));
   ASSERT_TRUE(sys.is_ok()) << sys.status().to_string();
-  ASSERT_TRUE(serves(server.address()));
+  ASSERT_TRUE(serves(server.address(), true));
   const uint64_t rss_before = status_kib(server.pid(), "VmRSS:");
   const uint64_t vm_before = status_kib(server.pid(), "VmSize:");
   const auto log_before = server.log().size();
@@ -142,7 +129,8 @@ TEST(Flood, TheEngineStaysUpBoundedAndServingUnderGarbage) {
     int fd = connect_to(control);
     if (fd >= 0) silent.push_back(fd);
   }
-  EXPECT_TRUE(serves(server.address())) << "not serving while 900 hostile connections are open";
+  EXPECT_TRUE(serves(server.address(), true))
+      << "not serving while 900 hostile connections are open";
   // Nothing is allocated for a frame before its lengths pass the control socket's bounds.
   const uint64_t vm_during = status_kib(server.pid(), "VmSize:");
 
@@ -169,13 +157,13 @@ TEST(Flood, TheEngineStaysUpBoundedAndServingUnderGarbage) {
         if (i % 64 == 0) boost::this_fiber::yield();
       }
     });
-    EXPECT_TRUE(serves(server.address())) << "not serving during the frame flood";
+    EXPECT_TRUE(serves(server.address(), true)) << "not serving during the frame flood";
   }
   for (int fd : control_fds) ::close(fd);
   for (int fd : fabric_fds) ::close(fd);
   for (int fd : silent) ::close(fd);
 
-  EXPECT_TRUE(serves(server.address()));
+  EXPECT_TRUE(serves(server.address(), true));
   ASSERT_TRUE(server.alive());
   const uint64_t rss_after = status_kib(server.pid(), "VmRSS:");
   const auto log_grew = server.log().size() - log_before;
