@@ -9,15 +9,13 @@ bash scripts/install-deps.sh
 
 JOBS="$(nproc)"
 
-# The frame decoder's libFuzzer target needs clang: build it in its own small, fully
-# instrumented tree when clang is present; ctest then runs a short fuzzing session with it.
+# The libFuzzer targets need clang: build them in their own fully instrumented tree when
+# clang is present; ctest then runs a short fuzzing session of each (scripts/fuzz.sh runs
+# longer campaigns).
 FUZZ=()
 if command -v clang++ >/dev/null 2>&1 && [ "$PRESET" = "release" ]; then
-  cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-        -DTESSERA_BUILD_PERF=OFF -DTESSERA_FUZZ_ONLY=ON >/dev/null
-  cmake --build build/fuzz -j "$JOBS" --target fuzz_frame
-  FUZZ=(-DTESSERA_LIBFUZZER_BIN="$PWD/build/fuzz/tests/fuzz/fuzz_frame")
+  bash scripts/fuzz.sh --build-only
+  FUZZ=(-DTESSERA_LIBFUZZER_DIR="$PWD/build/fuzz/tests/fuzz")
 fi
 
 cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"

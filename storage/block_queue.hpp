@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/poller.hpp"
 #include "core/status.hpp"
@@ -26,6 +27,9 @@ struct BlockQueueOptions {
   std::string path;              // file backing the target (ignored by memory)
   uint64_t size = 0;             // bytes; the file is created or grown to this size
   unsigned depth = 128;          // queue depth
+  // memory only: the device's bytes, shared with the caller (kept across opens, as a file
+  // would be; a fuzzer or test builds and inspects images). Empty: fresh zeroed memory.
+  std::shared_ptr<std::vector<uint8_t>> image;
 };
 
 // One in-flight request; lives on the waiting fiber's stack.

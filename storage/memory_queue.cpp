@@ -1,10 +1,12 @@
-// In-memory backend of BlockQueue for unit tests: same asynchronous contract (completions are
-// delivered by the next poll, never inline), no file. Contents live as long as the queue.
+// In-memory backend of BlockQueue for unit tests and fuzzing: same asynchronous contract
+// (completions are delivered by the next poll, never inline), no file. Contents live as long
+// as the queue, or as the image the caller shares with it (BlockQueueOptions::image).
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "storage/block_queue.hpp"
@@ -14,9 +16,10 @@ namespace {
 
 class MemoryQueue final : public BlockQueue {
  public:
-  explicit MemoryQueue(uint64_t size) : data_(size) {
-    size_ = size;
-    created_ = true;
+  explicit MemoryQueue(std::shared_ptr<std::vector<uint8_t>> image, bool created)
+      : image_(std::move(image)), data_(*image_) {
+    size_ = data_.size();
+    created_ = created;
     efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   }
   ~MemoryQueue() override {
@@ -51,7 +54,8 @@ class MemoryQueue final : public BlockQueue {
   }
 
  private:
-  std::vector<uint8_t> data_;
+  std::shared_ptr<std::vector<uint8_t>> image_;
+  std::vector<uint8_t>& data_;
   std::deque<std::pair<IoWait*, int>> done_;
   int efd_ = -1;
 };
@@ -62,7 +66,14 @@ Result<std::unique_ptr<BlockQueue>> open_memory_queue(const BlockQueueOptions& o
   if (opts.size == 0 || opts.size % 4096 != 0) {
     return Status(Errc::invalid_argument, "storage size must be a positive multiple of 4 KiB");
   }
-  return std::unique_ptr<BlockQueue>(std::make_unique<MemoryQueue>(opts.size));
+  if (opts.image) {
+    if (opts.image->size() != opts.size) {
+      return Status(Errc::invalid_argument, "the memory image is not of the size asked for");
+    }
+    return std::unique_ptr<BlockQueue>(std::make_unique<MemoryQueue>(opts.image, false));
+  }
+  return std::unique_ptr<BlockQueue>(
+      std::make_unique<MemoryQueue>(std::make_shared<std::vector<uint8_t>>(opts.size), true));
 }
 
 }  // namespace tessera::storage
