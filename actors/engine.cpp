@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <future>
 
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
 #include "actors/object_service.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
@@ -517,6 +517,20 @@ Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
   return Status();
 }
 
+Status Engine::revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookies) {
+  for (auto& sp : slots_) {
+    Slot* s = sp.get();
+    TESSERA_TRY(run_on(*s->target, [s, pool, &cookies]() -> Status {
+      auto it = s->pools.shards.find(pool);
+      if (it == s->pools.shards.end()) return Status();
+      for (uint64_t c : cookies) it->second->handles.erase(c);
+      return Status();
+    }));
+  }
+  log::info("pool {}: {} container handle(s) revoked", pool, cookies.size());
+  return Status();
+}
+
 Status Engine::purge_container(uint32_t pool, uint32_t cont) {
   uint64_t punched = 0;
   for (auto& sp : slots_) {
@@ -749,6 +763,14 @@ Status Engine::control(const Message& m) {
       }
       if (targets.empty()) return Status();
       return reset_shards(id, uuid, bytes, targets);
+    }
+    case schema::EngineReq::HANDLE_REVOKE: {
+      auto r = req.getHandleRevoke();
+      const uint32_t pool = r.getPool();
+      std::vector<uint64_t> cookies;
+      for (uint64_t c : r.getCookies()) cookies.push_back(c);
+      if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+      return revoke_handles(pool, cookies);
     }
     case schema::EngineReq::TARGET_STOP: {
       const uint32_t ti = req.getTargetStop();

@@ -64,6 +64,8 @@ class Engine {
   Status create_shards(uint32_t id, const std::string& uuid, uint64_t bytes);
   Status destroy_shards(uint32_t id, const std::string& uuid);
   Status purge_container(uint32_t pool, uint32_t cont);
+  // Forgets container handles of a pool on every target (closed, evicted, ACL changed).
+  Status revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookies);
   // Drops the data of some targets' shards of a pool and opens them empty (reintegration).
   Status reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                       const std::vector<uint32_t>& targets);

@@ -53,16 +53,6 @@ void ObjectService::receive(Message& m) {
   }
 }
 
-bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()>& give_up) {
-  NoLock nl;
-  while (admitted_below(version)) {
-    if (give_up()) return false;
-    // Woken when a version's last request ends; the limit lets `give_up` be asked meanwhile.
-    admitted_cv.wait_for(nl, std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid, uint32_t need) {
   if (ctx.pool == 0) {
     if (pools_.scratch == nullptr)
@@ -88,13 +78,12 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
   // map waits for this request to end (PoolShard::admitted).
   use->admit(ctx.map_version);
   auto h = sh.handles.find(ctx.handle);
-  if (h == sh.handles.end()) {
-    if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
-    auto hv = pools_.fetch_handle(ctx.pool, ctx.handle);
-    if (!hv) return hv.status();
-    PoolShard::HandleEntry e{hv->cont.c.id, hv->perms,
-                             static_cast<uint16_t>(csum_of(hv->cont.c.props))};
-    h = sh.handles.emplace(ctx.handle, e).first;
+  const auto now = std::chrono::steady_clock::now();
+  if (h == sh.handles.end() ||
+      (!h->second.checking && now - h->second.checked > pools_.handle_recheck)) {
+    TESSERA_TRY(check_handle(sh, ctx, now));
+    h = sh.handles.find(ctx.handle);  // the check suspended: a revocation may have come
+    if (h == sh.handles.end()) return Status(Errc::permission, "container handle revoked");
   }
   // The handle's fetch suspended: a newer map may have arrived meanwhile.
   if (ctx.map_version < sh.view->pool.map.version) return older();
@@ -109,6 +98,43 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
   }
   return Where{sh.store.get(), &sh, store_key(oid, ctx.cont), static_cast<CsumType>(h->second.csum),
                std::move(*use)};
+}
+
+Status ObjectService::check_handle(PoolShard& sh, const Ctx& ctx,
+                                   std::chrono::steady_clock::time_point now) {
+  if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
+  const bool cached = sh.handles.count(ctx.handle) != 0;
+  if (cached) sh.handles[ctx.handle].checking = true;
+  auto hv = pools_.fetch_handle(ctx.pool, ctx.handle);  // suspends
+  auto h = sh.handles.find(ctx.handle);
+  if (!hv) {
+    const Errc e = hv.status().code();
+    if (e == Errc::permission || e == Errc::not_found) {  // closed, evicted or never valid
+      if (h != sh.handles.end()) sh.handles.erase(h);
+      return hv.status();
+    }
+    if (h == sh.handles.end()) return hv.status();
+    // The service cannot be asked (down, restarting): data I/O of open handles goes on with
+    // what it granted; the next request after the interval asks again.
+    h->second.checking = false;
+    h->second.checked = now;
+    return Status();
+  }
+  if (cached && h == sh.handles.end()) {
+    return Status(Errc::permission, "container handle revoked");  // while the service answered
+  }
+  if (h == sh.handles.end() && sh.handles.size() >= kMaxCachedHandles) {
+    // Bounded: forget the entries not checked for longest (they are fetched again if used).
+    for (auto it = sh.handles.begin(); it != sh.handles.end();) {
+      it = now - it->second.checked > pools_.handle_recheck ? sh.handles.erase(it) : std::next(it);
+    }
+    if (sh.handles.size() >= kMaxCachedHandles) {
+      return Status(Errc::busy, "too many open container handles on this target; retry");
+    }
+  }
+  sh.handles[ctx.handle] = PoolShard::HandleEntry{
+      hv->cont.c.id, hv->perms, static_cast<uint16_t>(csum_of(hv->cont.c.props)), now, false};
+  return Status();
 }
 
 Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId oid,

@@ -30,145 +30,12 @@
 #include <unordered_map>
 #include <utility>
 
-#include "actors/mgmt/types.hpp"
 #include "core/actor.hpp"
+#include "mgmt/types.hpp"
+#include "shard/pool_shard.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
-
-// One pool's shard on one target.
-struct PoolShard {
-  uint32_t id = 0;
-  std::string uuid;
-  std::string path;
-  std::unique_ptr<storage::TargetStore> store;
-  std::shared_ptr<const mgmt::PoolView> view;  // the newest pool map this target knows
-  struct HandleEntry {
-    uint32_t cont = 0;
-    uint32_t perms = 0;
-    uint16_t csum = 0;  // CsumType of the container
-  };
-  std::unordered_map<uint64_t, HandleEntry> handles;  // container handles seen so far
-  // Epochs of the erasure-coded updates this target leads that are not finished yet: the
-  // re-encoding of a stripe waits until none below its own epoch is in flight.
-  std::multiset<uint64_t> ec_inflight;
-  // Fibers holding the shard across a suspension (ShardUse), and the flag that asks them to
-  // end and refuses new ones (drop/reset).
-  uint32_t users = 0;
-  bool closing = false;
-  // Requests still running, by the pool map version they were admitted under (ShardUse::admit).
-  // A request admitted under an older map writes only where that map placed the data, and its
-  // value reaches the store (and the index a rebuild scan reads) only once durable: a scan on
-  // a newer map starts when none of them is left (wait_admitted_below). New requests under an
-  // older map than the shard's are refused (`stale`), so the wait ends.
-  std::map<uint32_t, uint32_t> admitted;
-  boost::fibers::condition_variable_any admitted_cv;
-  bool admitted_below(uint32_t version) const {
-    return !admitted.empty() && admitted.begin()->first < version;
-  }
-  // Suspends the calling fiber (on the shard's target) until no request admitted under a map
-  // version below `version` runs, or `give_up()` holds; true when none runs.
-  bool wait_admitted_below(uint32_t version, const std::function<bool()>& give_up);
-  // Background re-encoding of erasure-coded partial-stripe copies (rebuild/reencode.hpp).
-  struct Reencode {
-    uint64_t passes = 0;
-    uint64_t stripes = 0;     // stripes re-encoded into cells and parity
-    uint64_t copy_bytes = 0;  // copy bytes those stripes no longer need (p + 1 per byte)
-    std::string last_error;
-  };
-  Reencode reencode;
-  // Damaged stored pieces (rebuild/repair.hpp): akeys a read found damaged wait in `queue`
-  // (bounded) for the shard's repair fiber; the counters add up every repair and scrub pass.
-  struct Repair {
-    std::set<std::tuple<ObjectId, std::string, std::string>> queue;
-    bool running = false;
-    uint64_t damaged = 0;
-    uint64_t repaired = 0;
-    uint64_t unrepaired = 0;
-    uint64_t scrubs = 0;
-    uint64_t overflow = 0;  // damaged akeys not queued (queue full); a scrub finds them
-    std::string last_error;
-  };
-  Repair repair;
-};
-
-// Holds a pool shard in use across fiber suspensions (an ask, an I/O wait, a sleep): the shard
-// is not closed or freed while a use is held. drop_shard (actors/engine.cpp) marks the shard
-// `closing`, waits until no use is held, then closes its store and frees it; new requests see
-// `closing` and are refused. A use that serves a request admitted under a pool map version also
-// counts in the shard's `admitted` until it ends (admit). Target thread only; moves, never
-// copies.
-class ShardUse {
- public:
-  ShardUse() = default;
-  explicit ShardUse(PoolShard& s) : s_(&s) { ++s_->users; }
-  ShardUse(ShardUse&& o) noexcept
-      : s_(std::exchange(o.s_, nullptr)), version_(std::exchange(o.version_, std::nullopt)) {}
-  ShardUse& operator=(ShardUse&& o) noexcept {
-    if (this != &o) {
-      release();
-      s_ = std::exchange(o.s_, nullptr);
-      version_ = std::exchange(o.version_, std::nullopt);
-    }
-    return *this;
-  }
-  // The request this use serves was admitted under pool map `version` (once per use).
-  void admit(uint32_t version) {
-    if (s_ == nullptr || version_) return;
-    version_ = version;
-    ++s_->admitted[version];
-  }
-  ShardUse(const ShardUse&) = delete;
-  ShardUse& operator=(const ShardUse&) = delete;
-  ~ShardUse() { release(); }
-  PoolShard* get() const { return s_; }
-  PoolShard* operator->() const { return s_; }
-  PoolShard& operator*() const { return *s_; }
-
- private:
-  void release() {
-    if (s_ != nullptr && version_) {
-      auto it = s_->admitted.find(*version_);
-      if (it != s_->admitted.end() && --it->second == 0) {
-        s_->admitted.erase(it);
-        s_->admitted_cv.notify_all();
-      }
-    }
-    if (s_ != nullptr) --s_->users;
-    s_ = nullptr;
-    version_.reset();
-  }
-  PoolShard* s_ = nullptr;
-  std::optional<uint32_t> version_;
-};
-
-// Everything a target serves, and how it asks the management service (both suspend the
-// calling fiber; the Engine supplies them).
-struct TargetPools {
-  storage::TargetStore* scratch = nullptr;
-  std::string backend;
-  std::map<uint32_t, std::unique_ptr<PoolShard>> shards;
-  std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool)> fetch_view;
-  std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
-  // A new view arrived: learn the routes to its engines.
-  std::function<void(const mgmt::PoolView&)> learn;
-  // Rebuild generations this target ran, by pool (actors/engine.cpp).
-  struct RebuildRun {
-    uint32_t gen = 0;
-    bool finished = false;
-    uint64_t objects = 0, records = 0, bytes = 0, lost = 0;
-    std::string error;
-    uint64_t planned = 0;  // bytes the scan counted to send before it sent any
-  };
-  std::map<uint32_t, RebuildRun> rebuilds;
-  // Stopped by an administrator (`tessera system stop-target`): refuses pool I/O (a failed
-  // device) until a reintegration resets its shards or the engine restarts.
-  bool stopped = false;
-  // The engine has joined a management service but not yet opened the pool shards the join
-  // named: a request for a pool it has no shard of is answered `unavailable` (retry), not
-  // `not_found`, so a rebuild that starts as soon as the engine is back waits for its shards.
-  bool opening = false;
-};
 
 class ObjectService final : public Actor {
  public:
@@ -197,6 +64,10 @@ class ObjectService final : public Actor {
  private:
   Status handle(Message& m);
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
+  // Asks the management service about the request's container handle and caches the answer
+  // in the shard (suspends); a closed or unknown handle is erased and refused.
+  Status check_handle(PoolShard& sh, const Ctx& ctx, std::chrono::steady_clock::time_point now);
+  static constexpr size_t kMaxCachedHandles = 65536;
   // Stats, aggregation, checkpoints and scrubs address a pool's store without a container
   // handle (Where: the store, and the shard held in use; pool 0: the scratch store).
   Result<Where> maintenance_store(uint32_t pool);

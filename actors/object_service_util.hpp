@@ -1,4 +1,5 @@
-// Decoding helpers shared by the object service's translation units.
+// Decoding helpers shared by the object service's translation units (the key helpers the
+// rebuild service uses too live in shard/keys.hpp).
 #pragma once
 
 #include <fmt/format.h>
@@ -6,41 +7,24 @@
 #include <chrono>
 
 #include "actors/object_service.hpp"
+#include "shard/keys.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
 
 namespace tessera::objsvc {
 
-inline storage::ObjectId oid_of(schema::ObjId::Reader r) {
-  return {r.getHi(), r.getLo()};
-}
-inline storage::ValueKind kind_of(schema::ValueKind k) {
-  return k == schema::ValueKind::ARRAY ? storage::ValueKind::array : storage::ValueKind::single;
-}
+using shard_keys::cont_of;
+using shard_keys::csum_of;
+using shard_keys::kind_of;
+using shard_keys::malformed;
+using shard_keys::oid_of;
+using shard_keys::store_key;
+using shard_keys::user_oid;
+
 inline ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
   return {r.getPool(), r.getMapVersion(), r.getHandle(), r.getCont(), r.getReplica()};
 }
 inline constexpr auto kForwardTimeout = std::chrono::seconds(10);
-
-// The container id lives in the reserved OID bits 32..47 inside a pool shard's store.
-inline ObjectId store_key(ObjectId oid, uint32_t cont) {
-  return {(oid.hi & ~(0xffffull << 32)) | (uint64_t{cont} << 32), oid.lo};
-}
-inline uint32_t cont_of(ObjectId key) {
-  return static_cast<uint32_t>((key.hi >> 32) & 0xffff);
-}
-inline ObjectId user_oid(ObjectId key) {
-  return {key.hi & ~(0xffffull << 32), key.lo};
-}
-
-// The checksum type of a container's extents (its `checksum` property).
-inline CsumType csum_of(const mgmt::ContProps& p) {
-  return p.checksum == "crc64" ? CsumType::crc64 : CsumType::crc32c;
-}
-
-inline Status malformed(const capn::DecodeScope& ds) {
-  return Status(Errc::protocol, fmt::format("malformed request body: {}", ds.what()));
-}
 
 // What only engines (and administrators) may ask: a client may neither act as a group's
 // leader forwarding to its replicas (the `replica` or `internal` flag) nor choose the epoch

@@ -7,7 +7,7 @@
 #include <future>
 #include <optional>
 
-#include "actors/mgmt/types.hpp"
+#include "mgmt/types.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"

@@ -10,7 +10,7 @@
 // closes its handle.
 #pragma once
 
-#include "actors/mgmt/types.hpp"
+#include "mgmt/types.hpp"
 #include "client/client.hpp"
 #include "client/mgmt_client.hpp"
 

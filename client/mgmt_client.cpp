@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "net/stream.hpp"
@@ -327,6 +327,22 @@ Status MgmtClient::handle_renew(const std::vector<uint64_t>& cookies) const {
     auto l = r.initHandleRenew(static_cast<unsigned>(cookies.size()));
     for (size_t i = 0; i < cookies.size(); ++i) l.set(static_cast<unsigned>(i), cookies[i]);
   });
+}
+
+Result<uint32_t> MgmtClient::pool_evict(const std::string& pool, const std::string& cont,
+                                        uint64_t handle_id) const {
+  return call<uint32_t>(
+      addr_, timeout_, cred_,
+      [&](auto r) {
+        auto e = r.initPoolEvict();
+        e.setPool(pool);
+        e.setCont(cont);
+        e.setHandle(handle_id);
+      },
+      [](schema::MgmtRep::Reader r) -> Result<uint32_t> {
+        if (!r.isEvicted()) return Status(Errc::protocol, "reply carries no eviction count");
+        return r.getEvicted();
+      });
 }
 
 Status MgmtClient::cont_close(uint32_t pool_id, uint64_t cookie) const {

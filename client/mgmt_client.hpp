@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/mgmt/types.hpp"
+#include "mgmt/types.hpp"
 
 namespace tessera {
 
@@ -69,6 +69,11 @@ class MgmtClient {
   Result<mgmt::HandleView> cont_open(const std::string& pool, const std::string& cont,
                                      bool write) const;
   Status cont_close(uint32_t pool_id, uint64_t cookie) const;
+  // Closes other clients' container handles (administrators): every handle of the pool, of
+  // one container (`cont`), or the one whose public id (ContView::handles) is `handle_id`.
+  // Their holders' I/O is refused from then on. Answers how many were closed.
+  Result<uint32_t> pool_evict(const std::string& pool, const std::string& cont = {},
+                              uint64_t handle_id = 0) const;
   // Keeps the caller's open handles alive (their lease, HandleView::lease_ms).
   Status handle_renew(const std::vector<uint64_t>& cookies) const;
 

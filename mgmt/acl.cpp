@@ -1,4 +1,4 @@
-#include "actors/mgmt/acl.hpp"
+#include "mgmt/acl.hpp"
 
 #include <fmt/format.h>
 #include <grp.h>

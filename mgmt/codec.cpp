@@ -1,4 +1,4 @@
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
 
 #include <fmt/format.h>
 
@@ -148,7 +148,7 @@ void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
   auto hs = b.initHandles(static_cast<unsigned>(owners.size()));
   for (size_t j = 0; j < owners.size(); ++j) {
     auto o = hs[static_cast<unsigned>(j)];
-    o.setCookie(owners[j]->cookie);
+    o.setId(owners[j]->id);
     o.setUid(owners[j]->uid);
     o.setHost(owners[j]->host);
     o.setPid(owners[j]->pid);
@@ -172,7 +172,7 @@ Result<ContView> decode_cont(schema::ContInfo::Reader r) {
   v.c.created_epoch = r.getCreatedEpoch();
   for (auto o : r.getHandles()) {
     Handle h;
-    h.cookie = o.getCookie();
+    h.id = o.getId();
     h.pool = 0;
     h.cont = v.c.id;
     h.uid = o.getUid();

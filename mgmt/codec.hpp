@@ -2,7 +2,7 @@
 // One place for both directions, used by the service, the engines and the client.
 #pragma once
 
-#include "actors/mgmt/state.hpp"
+#include "mgmt/state.hpp"
 #include "proto/mgmt.capnp.h"
 
 namespace tessera::mgmt {

@@ -1,4 +1,4 @@
-#include "actors/mgmt/state.hpp"
+#include "mgmt/state.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -239,6 +239,28 @@ Result<Acl> acl_from_json(const json& j) {
                          e.at("name").get<std::string>(), e.at("perms").get<uint32_t>()});
   }
   return a;
+}
+
+// A handle as the state file and the handle_open command carry it (pool and cont apart).
+json handle_json(const Handle& h) {
+  return {{"cookie", h.cookie}, {"id", h.id},         {"pool", h.pool},
+          {"cont", h.cont},     {"perms", h.perms},   {"uid", h.uid},
+          {"gid", h.gid},       {"groups", h.groups}, {"host", h.host},
+          {"pid", h.pid},       {"opened_ms", h.opened_ms}};
+}
+
+Handle handle_from_json(const json& j) {
+  Handle h;
+  h.cookie = j.at("cookie").get<uint64_t>();
+  h.id = j.value("id", uint64_t{0});
+  h.perms = j.at("perms").get<uint32_t>();
+  h.uid = j.at("uid").get<uint32_t>();
+  h.gid = j.value("gid", uint32_t{0});
+  h.groups = j.value("groups", std::vector<uint32_t>{});
+  h.host = j.value("host", std::string());
+  h.pid = j.value("pid", uint32_t{0});
+  h.opened_ms = j.value("opened_ms", uint64_t{0});
+  return h;
 }
 
 json props_json(const ContProps& p) {
@@ -692,14 +714,9 @@ Status MgmtState::apply_op(const json& c) {
     return Status();
   }
   if (op == "handle_open") {
-    Handle h{c.at("cookie").get<uint64_t>(),
-             p->id,
-             k.id,
-             c.at("perms").get<uint32_t>(),
-             c.at("uid").get<uint32_t>(),
-             c.value("host", std::string()),
-             c.value("pid", uint32_t{0}),
-             c.value("opened_ms", uint64_t{0})};
+    Handle h = handle_from_json(c);
+    h.pool = p->id;
+    h.cont = k.id;
     handles_[h.cookie] = h;
     return Status();
   }
@@ -832,14 +849,7 @@ json MgmtState::to_json() const {
   }
   json hs = json::array();
   for (const auto& [k, h] : handles_) {
-    hs.push_back({{"cookie", h.cookie},
-                  {"pool", h.pool},
-                  {"cont", h.cont},
-                  {"perms", h.perms},
-                  {"uid", h.uid},
-                  {"host", h.host},
-                  {"pid", h.pid},
-                  {"opened_ms", h.opened_ms}});
+    hs.push_back(handle_json(h));
   }
   return {{"format", 1},   {"applied", applied_}, {"next_pool_id", next_pool_id_},
           {"members", ms}, {"pools", ps},         {"handles", hs}};
@@ -901,10 +911,9 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
       s.pools_[p.id] = std::move(p);
     }
     for (const auto& hj : j.at("handles")) {
-      Handle h{hj.at("cookie").get<uint64_t>(), hj.at("pool").get<uint32_t>(),
-               hj.at("cont").get<uint32_t>(),   hj.at("perms").get<uint32_t>(),
-               hj.at("uid").get<uint32_t>(),    hj.value("host", std::string()),
-               hj.value("pid", uint32_t{0}),    hj.value("opened_ms", uint64_t{0})};
+      Handle h = handle_from_json(hj);
+      h.pool = hj.at("pool").get<uint32_t>();
+      h.cont = hj.at("cont").get<uint32_t>();
       s.handles_[h.cookie] = h;
     }
     return s;

@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/mgmt/types.hpp"
+#include "mgmt/types.hpp"
 #include "core/status.hpp"
 #include "placement/layout.hpp"
 
@@ -96,5 +96,8 @@ nlohmann::json acl_json(const Acl& a);
 Result<Acl> acl_from_json(const nlohmann::json& j);
 nlohmann::json props_json(const ContProps& p);
 Result<ContProps> props_from_json(const nlohmann::json& j);
+// A handle (pool and cont are the caller's to set when reading: a command names them apart).
+nlohmann::json handle_json(const Handle& h);
+Handle handle_from_json(const nlohmann::json& j);
 
 }  // namespace tessera::mgmt

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "actors/mgmt/acl.hpp"
+#include "mgmt/acl.hpp"
 #include "core/status.hpp"
 #include "placement/layout.hpp"
 
@@ -110,6 +110,10 @@ struct Pool {
   std::string redundancy(const std::set<uint32_t>& gone = {}) const;
 };
 
+// An open container handle. The cookie is the capability: whoever presents it to an engine may
+// do what `perms` allow, so it is random (libsodium), never shown, and known only to the client
+// that opened it and the engines. `id` names the handle to operators (cont query, pool evict).
+// The opener's uid, gid and groups are kept so an ACL change can be checked against the handle.
 struct Handle {
   uint64_t cookie = 0;
   uint32_t pool = 0;
@@ -119,6 +123,9 @@ struct Handle {
   std::string host;        // the client's host name and pid, as it reported them
   uint32_t pid = 0;
   uint64_t opened_ms = 0;  // wall clock
+  uint64_t id = 0;         // public; 0 in records written before handles had one
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
 };
 
 // Health of a container in its pool map: engines with a target that does not serve I/O,

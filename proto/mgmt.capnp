@@ -101,9 +101,10 @@ struct ContInfo {
 }
 
 # An open container handle and who opened it (uid from the request's credentials; host and pid
-# as the client reported them, for operators to find the process).
+# as the client reported them, for operators to find the process). `id` names the handle to
+# operators (`pool evict --handle`); the secret cookie that grants I/O is never shown.
 struct HandleOwner {
-  cookie   @0 :UInt64;
+  id       @0 :UInt64;
   uid      @1 :UInt32;
   host     @2 :Text;
   pid      @3 :UInt32;
@@ -181,6 +182,13 @@ struct MgmtReq {
     targetStop    @27 :TargetRef;      # stop one target (it refuses I/O) and take it out of the pools
     leave         @28 :UInt32;         # rank: a clean stop announced by the engine itself
     handleRenew   @29 :List(UInt64);   # container handle cookies whose holder is alive
+    poolEvict     @30 :PoolEvict;      # close other clients' handles (administrators)
+  }
+
+  struct PoolEvict {
+    pool   @0 :Text;
+    cont   @1 :Text;                 # empty: every container of the pool
+    handle @2 :UInt64;               # a handle's public id (HandleOwner.id); 0: all of them
   }
 
   struct TargetRef {
@@ -286,6 +294,7 @@ struct MgmtRep {
     handle  @5 :Handle;
     joined  @6 :List(PoolShard);     # the pools this rank serves
     acl     @7 :Acl;
+    evicted @8 :UInt32;              # how many handles a poolEvict closed
   }
 }
 
@@ -299,6 +308,11 @@ struct EngineReq {
     rebuildStart     @4 :RebuildStart;  # scan the pool's shards for this generation
     poolShardReset   @5 :ShardReset;    # drop targets' data of a pool (reintegration)
     targetStop       @6 :UInt32;        # the target refuses I/O until reintegrated (a failed device)
+    handleRevoke     @7 :HandleRevoke;  # forget these container handles (closed, evicted)
+  }
+  struct HandleRevoke {
+    pool    @0 :UInt32;
+    cookies @1 :List(UInt64);
   }
   struct ShardReset {
     shard   @0 :PoolShard;

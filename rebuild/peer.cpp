@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "actors/object_service_util.hpp"
+#include "shard/keys.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"

@@ -7,7 +7,7 @@
 #include <functional>
 #include <string>
 
-#include "actors/object_service.hpp"
+#include "shard/pool_shard.hpp"
 #include "core/actor.hpp"
 #include "placement/layout.hpp"
 #include "storage/store.hpp"

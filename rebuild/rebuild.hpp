@@ -22,7 +22,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "actors/object_service.hpp"
+#include "shard/pool_shard.hpp"
 #include "core/actor.hpp"
 #include "core/status.hpp"
 #include "storage/store.hpp"

@@ -6,7 +6,7 @@
 #include <cstring>
 #include <memory>
 
-#include "actors/object_service_util.hpp"
+#include "shard/keys.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
@@ -201,7 +201,7 @@ struct Reencoder {
     const uint32_t version = map.version;
     const auto pos = place.dkey(dkey);
     if (pos.empty() || !peer.is_me(pos[0].home)) return Status();
-    const uint64_t cell = peer.cell_size(objsvc::cont_of(key));
+    const uint64_t cell = peer.cell_size(shard_keys::cont_of(key));
     if (cell == 0) return Status();
     const EcGeometry g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
     std::vector<std::string> copies;
@@ -242,7 +242,7 @@ Result<ReencodeCounters> reencode(ActorRuntime& rt, uint32_t rank, uint16_t targ
       Peer{rt, rank, target, shard, std::chrono::milliseconds(0), opts.cancelled}, opts, {}};
   if (!shard.view) return r.c;
   for (const ObjectId& key : shard.store->object_keys()) {
-    const ObjectId uoid = objsvc::user_oid(key);
+    const ObjectId uoid = shard_keys::user_oid(key);
     const auto* cls = placement::find_class(placement::oid_class(uoid));
     if (cls == nullptr || cls->redundancy != placement::Redundancy::erasure) continue;
     // The map of this object's pass: kept alive while its requests are out.

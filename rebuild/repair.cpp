@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <span>
 
-#include "actors/object_service_util.hpp"
+#include "shard/keys.hpp"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
 
@@ -50,7 +50,7 @@ Status repair_akey(const Peer& peer, ObjectId key, const std::string& dkey,
   // Every other member of the group that holds complete data (or still serves it) may hold a
   // good copy of the same version; the recorded checksum decides.
   std::vector<placement::Shard> sources;
-  if (auto place = placement::place(objsvc::user_oid(key), peer.map())) {
+  if (auto place = placement::place(shard_keys::user_oid(key), peer.map())) {
     for (const auto& p : place->dkey(dkey)) {
       if (const placement::Shard* r = p.reader(); r != nullptr && !peer.is_me(*r)) {
         placement::add_unique(sources, *r);

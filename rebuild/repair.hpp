@@ -13,7 +13,7 @@
 #include <functional>
 #include <string>
 
-#include "actors/object_service.hpp"
+#include "shard/pool_shard.hpp"
 #include "core/actor.hpp"
 #include "core/status.hpp"
 #include "rebuild/peer.hpp"

@@ -6,7 +6,7 @@
 #include <optional>
 #include <set>
 
-#include "actors/object_service_util.hpp"
+#include "shard/keys.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
@@ -410,10 +410,10 @@ struct Scan {
         continue;
       }
       if (mine.empty()) continue;
-      const uint64_t cell = peer.cell_size(objsvc::cont_of(key));
+      const uint64_t cell = peer.cell_size(shard_keys::cont_of(key));
       if (cell == 0) {
         log::warn("rebuild: pool {}: container {} unknown; its object is skipped", shard().id,
-                  objsvc::cont_of(key));
+                  shard_keys::cont_of(key));
         ++c.lost;
         continue;
       }
@@ -469,7 +469,7 @@ Status pass(Scan& s, const ScanOptions& opts) {
     if (opts.cancelled && opts.cancelled()) {
       return Status(Errc::busy, "replaced by a newer rebuild");
     }
-    const ObjectId uoid = objsvc::user_oid(key);
+    const ObjectId uoid = shard_keys::user_oid(key);
     const auto* cls = placement::find_class(placement::oid_class(uoid));
     if (cls == nullptr) continue;
     auto place = placement::place(uoid, s.map());
@@ -519,10 +519,10 @@ Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer&
     capn::DecodeScope ds;
     capn::BodyReader br(body);
     auto req = br.root<schema::RebuildPush>();
-    key = objsvc::oid_of(req.getOid());
+    key = shard_keys::oid_of(req.getOid());
     dkey = from_data(req.getDkey());
     akey = from_data(req.getAkey());
-    x.kind = objsvc::kind_of(req.getKind());
+    x.kind = shard_keys::kind_of(req.getKind());
     x.rsize = std::max<uint32_t>(1, req.getRsize());
     for (uint64_t e : req.getObjectPunches()) x.object_punches.push_back(e);
     for (uint64_t e : req.getDkeyPunches()) x.dkey_punches.push_back(e);

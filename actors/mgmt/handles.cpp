@@ -1,15 +1,223 @@
-// Container handle leases: a client renews the handles it holds (one request for all of them,
-// every quarter of the lease); a handle not renewed for a whole lease belongs to a client that
-// died, and the monitor closes it, so `cont destroy` and `pool destroy` are not refused for good
-// by handles nobody holds. The lease clock is the service's own (steady, not persisted): a
-// restarted or paused service gives every holder a whole lease again before it judges.
+// Container handles: the capabilities that let a client do I/O on a container.
+//
+// - Opening a handle checks the pool's and the container's ACLs for the caller (whose identity
+//   a credential proves) and records a random cookie (the capability, libsodium's CSPRNG) and
+//   a public id (what operators see). Engines learn a handle from the service (handleQuery)
+//   when a request first presents it, and check it on every I/O.
+// - A handle ends when its holder closes it, when its lease runs out (the client died), when an
+//   administrator evicts it (`pool evict`), when an ACL change no longer grants what it holds,
+//   or with its container or pool. Every one of those is a state command that removes the
+//   handle; `commit` sees which handles a command removed and tells the pool's engines to
+//   forget them (revoke_removed). An engine that misses the message re-checks every cached
+//   handle with the service within ObjectService's recheck interval, so a revocation reaches
+//   every engine within a bounded time.
+// - Leases: a client renews the handles it holds (one request for all of them, every quarter
+//   of the lease); a handle not renewed for a whole lease belongs to a client that died, and
+//   the monitor closes it. The lease clock is the service's own (steady, not persisted): a
+//   restarted or paused service gives every holder a whole lease again before it judges.
 #include <fmt/format.h>
 
+#include <algorithm>
+
+#include "mgmt/codec.hpp"
+#include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
-#include "proto/capnp_util.hpp"
 #include "core/log.hpp"
+#include "proto/capnp_util.hpp"
+#include "security/sodium_init.hpp"
 
 namespace tessera::mgmt {
+
+using nlohmann::json;
+
+namespace {
+// The identity a handle was opened with, to check it against a changed ACL.
+Cred opener(const Handle& h) {
+  Cred c;
+  c.uid = h.uid;
+  c.gid = h.gid;
+  c.groups = h.groups;
+  return c;
+}
+
+// How long the service waits for one engine to take a revocation: a stopped engine must not
+// hold the worker (its cache dies with it; a paused one re-checks when it runs again).
+constexpr std::chrono::milliseconds kRevokeTimeout{5000};
+constexpr size_t kRevokeBatch = 1024;  // cookies per engine request
+}  // namespace
+
+Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, const Cred& cred) {
+  std::lock_guard lk(mu_);
+  uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
+  auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
+  if (!pc) return pc.status();
+  if (r.getWrite()) {
+    auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
+    if (h.status == "UNCLEAN") {
+      return Status(Errc::unavailable,
+                    fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
+                                "failed, more than its redundancy factor {}; data may be "
+                                "lost, so it opens read-only until they are back",
+                                pc->cont->props.label, h.failed_engines, pc->pool->label,
+                                pc->cont->props.rf));
+    }
+  }
+  const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it
+  Handle h;
+  h.cookie = security::random_nonzero_u64();
+  h.id = security::random_nonzero_u64();
+  h.perms = granted;
+  h.uid = cred.uid;
+  h.gid = cred.gid;
+  h.groups = cred.groups;
+  h.host = std::string(r.getHost()).substr(0, 255);
+  h.pid = r.getPid();
+  h.opened_ms = wall_ms();
+  json cmd = handle_json(h);
+  cmd["op"] = "handle_open";
+  cmd["pool"] = pc->pool->id;
+  cmd["cont"] = pc->cont->id;
+  TESSERA_TRY(commit(cmd));
+  renewed_[h.cookie] = std::chrono::steady_clock::now();
+  return reply([&](schema::MgmtRep::Builder rep) {
+    auto b = rep.initHandle();
+    b.setCookie(h.cookie);
+    b.setPerms(granted);
+    b.setLeaseMs(static_cast<uint32_t>(opts_.handle_lease.count()));
+    encode_pool(b.initPool(), *pc->pool, state_, false);
+    encode_cont(b.initCont(), *pc->pool, *pc->cont, state_);
+  });
+}
+
+Result<Buffer> MgmtService::on_cont_close(schema::MgmtReq::HandleRef::Reader r, const Cred& cred) {
+  std::lock_guard lk(mu_);
+  auto it = state_.handles().find(r.getCookie());
+  if (it == state_.handles().end()) return none();  // closing twice is fine
+  if (it->second.uid != cred.uid && !is_admin(cred)) {
+    return denied(cred, 0, "a container handle opened by another user");
+  }
+  TESSERA_TRY(
+      commit({{"op", "handle_close"}, {"pool", it->second.pool}, {"cookie", r.getCookie()}}));
+  return none();
+}
+
+Result<Buffer> MgmtService::on_handle_query(schema::MgmtReq::HandleRef::Reader r,
+                                            const Cred& cred) {
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("container handle lookups");
+  auto it = state_.handles().find(r.getCookie());
+  if (it == state_.handles().end() || it->second.pool != r.getPool()) {
+    return Status(Errc::permission, "unknown or closed container handle");
+  }
+  const Pool* p = state_.pool(it->second.pool);
+  const Container& c = p->containers.at(it->second.cont);
+  return reply([&](schema::MgmtRep::Builder rep) {
+    auto h = rep.initHandle();
+    h.setCookie(it->second.cookie);
+    h.setPerms(it->second.perms);
+    encode_pool(h.initPool(), *p, state_, false);
+    encode_cont(h.initCont(), *p, c, state_);
+  });
+}
+
+Result<Buffer> MgmtService::on_pool_evict(schema::MgmtReq::PoolEvict::Reader r, const Cred& cred) {
+  std::lock_guard lk(mu_);
+  auto p = find_pool(r.getPool());
+  if (!p) return p.status();
+  const Pool& pool = **p;
+  if (!is_admin(cred)) return denied(cred, 0, fmt::format("pool '{}' (evicting handles)", pool.label));
+  const Container* only = nullptr;
+  if (r.hasCont() && r.getCont().size() > 0) {
+    auto k = find_cont(pool, r.getCont());
+    if (!k) return k.status();
+    only = *k;
+  }
+  std::vector<Handle> victims;
+  for (const auto& [cookie, h] : state_.handles()) {
+    if (h.pool != pool.id || (only != nullptr && h.cont != only->id)) continue;
+    if (r.getHandle() != 0 && h.id != r.getHandle()) continue;
+    victims.push_back(h);
+  }
+  if (r.getHandle() != 0 && victims.empty()) {
+    return Status(Errc::not_found,
+                  fmt::format("pool '{}' has no open handle {:016x}{} (tessera cont query)",
+                              pool.label, r.getHandle(),
+                              only != nullptr ? fmt::format(" in container '{}'", only->props.label)
+                                              : std::string()));
+  }
+  uint32_t evicted = 0;
+  for (const Handle& h : victims) {
+    TESSERA_TRY(commit({{"op", "handle_close"}, {"pool", h.pool}, {"cookie", h.cookie}}));
+    ++evicted;
+    log::warn("management service: container handle {:016x} (pool '{}', uid {}, {} pid {}) "
+              "evicted by uid {}",
+              h.id, pool.label, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid, cred.uid);
+  }
+  return reply([&](schema::MgmtRep::Builder rep) { rep.setEvicted(evicted); });
+}
+
+void MgmtService::close_disallowed_handles(uint32_t pool_id) {
+  const Pool* p = state_.pool(pool_id);
+  if (p == nullptr) return;
+  std::vector<Handle> lost;
+  for (const auto& [cookie, h] : state_.handles()) {
+    if (h.pool != pool_id) continue;
+    auto c = p->containers.find(h.cont);
+    const Cred who = opener(h);
+    const bool pool_ok = (p->acl.perms_for(who) & kRead) != 0;
+    const bool cont_ok =
+        c != p->containers.end() && (c->second.acl.perms_for(who) & h.perms) == h.perms;
+    if (!pool_ok || !cont_ok) lost.push_back(h);
+  }
+  for (const Handle& h : lost) {
+    Status st = commit({{"op", "handle_close"}, {"pool", h.pool}, {"cookie", h.cookie}});
+    if (!st.is_ok()) {
+      log::error("management service: closing handle {:016x} after an ACL change: {}", h.id,
+                 st.to_string());
+      continue;
+    }
+    log::warn("management service: container handle {:016x} (pool {} container {}, uid {}) "
+              "closed: the ACL no longer grants its {}",
+              h.id, h.pool, h.cont, h.uid, perm_words(h.perms));
+  }
+}
+
+void MgmtService::revoke_removed(const MgmtState& before) {
+  std::map<uint32_t, std::vector<uint64_t>> gone;  // by pool
+  for (const auto& [cookie, h] : before.handles()) {
+    if (state_.handles().count(cookie) == 0) gone[h.pool].push_back(cookie);
+  }
+  for (auto& [pool_id, cookies] : gone) {
+    const Pool* p = state_.pool(pool_id);
+    if (p == nullptr) continue;  // a destroyed pool's shards are gone, with their caches
+    std::vector<Member> engines;
+    for (const auto& e : p->map.engines) {
+      auto m = state_.members().find(e.rank);
+      if (m != state_.members().end() && m->second.state == MemberState::joined) {
+        engines.push_back(m->second);
+      }
+    }
+    post([this, pool_id, cookies = std::move(cookies), engines = std::move(engines)] {
+      for (const Member& m : engines) {
+        for (size_t from = 0; from < cookies.size(); from += kRevokeBatch) {
+          const size_t n = std::min(kRevokeBatch, cookies.size() - from);
+          capnp::MallocMessageBuilder b(256);
+          auto r = b.initRoot<schema::EngineReq>().initHandleRevoke();
+          r.setPool(pool_id);
+          auto l = r.initCookies(static_cast<unsigned>(n));
+          for (size_t i = 0; i < n; ++i) l.set(static_cast<unsigned>(i), cookies[from + i]);
+          Status st = engine_call(m, b, kRevokeTimeout);
+          if (!st.is_ok()) {
+            log::warn("pool {}: revoking {} container handle(s) on rank {}: {} (the engine "
+                      "re-checks its cached handles by itself)",
+                      pool_id, n, m.rank, st.to_string());
+            break;
+          }
+        }
+      }
+    });
+  }
+}
 
 Result<Buffer> MgmtService::on_handle_renew(capnp::List<uint64_t>::Reader cookies,
                                             const Cred& cred) {
@@ -31,9 +239,7 @@ Result<Buffer> MgmtService::on_handle_renew(capnp::List<uint64_t>::Reader cookie
     return Status(Errc::not_found, "no open handle of yours among those renewed (closed or "
                                    "expired)");
   }
-  capnp::MallocMessageBuilder b(64);
-  b.initRoot<schema::MgmtRep>().setNone();
-  return capn::to_body(b);
+  return none();
 }
 
 void MgmtService::expire_handles(std::chrono::steady_clock::time_point now) {
@@ -55,7 +261,7 @@ void MgmtService::expire_handles(std::chrono::steady_clock::time_point now) {
     renewed_.erase(h.cookie);
     log::warn("management service: container handle {:016x} (pool {} container {}, uid {}, {} "
               "pid {}) not renewed for {} ms: its client is gone; closed",
-              h.cookie, h.pool, h.cont, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid,
+              h.id, h.pool, h.cont, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid,
               opts_.handle_lease.count());
   }
 }

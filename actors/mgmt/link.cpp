@@ -4,7 +4,7 @@
 
 #include <future>
 
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
 #include "proto/protocol.hpp"
 #include "proto/capnp_util.hpp"
 #include "core/log.hpp"

@@ -15,7 +15,7 @@
 #include <mutex>
 #include <thread>
 
-#include "actors/mgmt/types.hpp"
+#include "mgmt/types.hpp"
 #include "core/actor.hpp"
 
 namespace tessera::mgmt {

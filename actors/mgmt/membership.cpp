@@ -12,6 +12,7 @@
 //   decision (MgmtState::mark_targets): never beyond what the pool's containers tolerate.
 #include <fmt/format.h>
 
+#include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
 #include "proto/capnp_util.hpp"
 #include "core/log.hpp"
@@ -23,12 +24,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 long long ms(Clock::duration d) {
   return static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
-}
-
-Buffer none_reply() {
-  capnp::MallocMessageBuilder b(64);
-  b.initRoot<schema::MgmtRep>().setNone();
-  return capn::to_body(b);
 }
 }  // namespace
 
@@ -131,7 +126,7 @@ Result<Buffer> MgmtService::on_heartbeat(uint32_t rank, uint64_t session) {
                                                           : member_state_name(m->second.state)));
   }
   last_seen_[rank] = Clock::now();
-  return none_reply();
+  return none();
 }
 
 Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
@@ -142,7 +137,7 @@ Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
                                                 rank));
   }
   auto m = state_.members().find(rank);
-  if (m == state_.members().end() || m->second.state != MemberState::joined) return none_reply();
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
   TESSERA_TRY(commit({{"op", "leave"}, {"rank", rank}, {"state", "stopped"}, {"now_ms", wall_ms()}}));
   if (!stopping_) {
     stopped_at_[rank] = Clock::now();
@@ -150,7 +145,7 @@ Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
               "{} ms while it restarts",
               rank, opts_.stop_grace.count());
   }
-  return none_reply();
+  return none();
 }
 
 Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter) {
@@ -158,7 +153,7 @@ Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter) {
   auto now = Clock::now();
   check_pause(now);
   auto m = state_.members().find(rank);
-  if (m == state_.members().end() || m->second.state != MemberState::joined) return none_reply();
+  if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
   // A rank that has not connected since this service started (it restarted too) is left to
   // the heartbeat timeout: the detector may be probing an address it no longer has.
   if (rank_session_.count(rank) == 0) {
@@ -176,7 +171,7 @@ Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter) {
   }
   TESSERA_TRY(declare_gone(rank, fmt::format("declared dead by the failure detector of rank {}",
                                              reporter)));
-  return none_reply();
+  return none();
 }
 
 }  // namespace tessera::mgmt

@@ -8,7 +8,8 @@
 #include <future>
 #include <random>
 
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
+#include "actors/mgmt/reply.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
 #include "net/stream.hpp"
@@ -32,29 +33,6 @@ std::string new_uuid() {
 }
 
 namespace {
-uint64_t new_cookie() {
-  std::random_device rd;
-  uint64_t c = 0;
-  while (c == 0) c = (uint64_t{rd()} << 32) | rd();
-  return c;
-}
-
-Buffer reply(const std::function<void(schema::MgmtRep::Builder)>& fill) {
-  capnp::MallocMessageBuilder b(1024);
-  fill(b.initRoot<schema::MgmtRep>());
-  return capn::to_body(b);
-}
-
-Buffer none() {
-  return reply([](schema::MgmtRep::Builder r) { r.setNone(); });
-}
-
-Status need(const Acl& acl, const Cred& c, uint32_t perms, const std::string& what) {
-  const uint32_t have = acl.perms_for(c);
-  if ((have & perms) == perms) return Status();
-  return denied(c, perms & ~have, what);  // names only what is missing
-}
-
 // The state to send along with a pool: containers only when asked.
 uint64_t wall_epoch() {
   return epoch_at_wall(RealEnv::instance().wall());
@@ -281,6 +259,7 @@ Status MgmtService::commit(const json& cmd) {
     log::error("management service: cannot persist its state: {}", st.to_string());
     return st;
   }
+  revoke_removed(before);
   drive_rebuilds();
   return Status();
 }
@@ -315,8 +294,10 @@ Result<MgmtService::PoolCont> MgmtService::find_pool_cont(const std::string& poo
   return PoolCont{*p, *c};
 }
 
-Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req) {
-  auto r = net::control_call(m.control_addr, opts_.engine_timeout, proto::kProtoMgmt,
+Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req,
+                                std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) timeout = opts_.engine_timeout;
+  auto r = net::control_call(m.control_addr, timeout, proto::kProtoMgmt,
                              proto::kEngineCall, capn::to_body(req));
   if (!r) {
     return Status(r.status().code(), fmt::format("rank {}: {}", m.rank, r.status().message()));
@@ -342,14 +323,6 @@ Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
   }
 }
 
-namespace {
-Status engines_only(const char* what) {
-  return Status(Errc::unauthenticated,
-                fmt::format("{}: served only to engines (a request authenticated with the "
-                            "system key)",
-                            what));
-}
-}  // namespace
 
 Result<Cred> MgmtService::caller(const Message& m, schema::MgmtReq::Reader req) {
   if (m.trusted()) {
@@ -628,74 +601,14 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
         encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
       });
     }
-    case W::CONT_OPEN: {
-      auto r = req.getContOpen();
-      std::lock_guard lk(mu_);
-      uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
-      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
-      if (!pc) return pc.status();
-      if (r.getWrite()) {
-        auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
-        if (h.status == "UNCLEAN") {
-          return Status(Errc::unavailable,
-                        fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
-                                    "failed, more than its redundancy factor {}; data may be "
-                                    "lost, so it opens read-only until they are back",
-                                    pc->cont->props.label, h.failed_engines, pc->pool->label,
-                                    pc->cont->props.rf));
-        }
-      }
-      const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it
-      uint64_t cookie = new_cookie();
-      TESSERA_TRY(commit({{"op", "handle_open"},
-                          {"pool", pc->pool->id},
-                          {"cont", pc->cont->id},
-                          {"cookie", cookie},
-                          {"perms", granted},
-                          {"uid", cred.uid},
-                          {"host", std::string(r.getHost()).substr(0, 255)},
-                          {"pid", r.getPid()},
-                          {"opened_ms", wall_ms()}}));
-      renewed_[cookie] = std::chrono::steady_clock::now();
-      return reply([&](schema::MgmtRep::Builder rep) {
-        auto h = rep.initHandle();
-        h.setCookie(cookie);
-        h.setPerms(granted);
-        h.setLeaseMs(static_cast<uint32_t>(opts_.handle_lease.count()));
-        encode_pool(h.initPool(), *pc->pool, state_, false);
-        encode_cont(h.initCont(), *pc->pool, *pc->cont, state_);
-      });
-    }
-    case W::CONT_CLOSE: {
-      auto r = req.getContClose();
-      std::lock_guard lk(mu_);
-      auto it = state_.handles().find(r.getCookie());
-      if (it == state_.handles().end()) return none();  // closing twice is fine
-      if (it->second.uid != cred.uid && !is_admin(cred)) {
-        return denied(cred, 0, "a container handle opened by another user");
-      }
-      TESSERA_TRY(
-          commit({{"op", "handle_close"}, {"pool", it->second.pool}, {"cookie", r.getCookie()}}));
-      return none();
-    }
-    case W::HANDLE_QUERY: {
-      auto r = req.getHandleQuery();
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("container handle lookups");
-      auto it = state_.handles().find(r.getCookie());
-      if (it == state_.handles().end() || it->second.pool != r.getPool()) {
-        return Status(Errc::permission, "unknown or closed container handle");
-      }
-      const Pool* p = state_.pool(it->second.pool);
-      const Container& c = p->containers.at(it->second.cont);
-      return reply([&](schema::MgmtRep::Builder rep) {
-        auto h = rep.initHandle();
-        h.setCookie(it->second.cookie);
-        h.setPerms(it->second.perms);
-        encode_pool(h.initPool(), *p, state_, false);
-        encode_cont(h.initCont(), *p, c, state_);
-      });
-    }
+    case W::CONT_OPEN:
+      return on_cont_open(req.getContOpen(), cred);
+    case W::CONT_CLOSE:
+      return on_cont_close(req.getContClose(), cred);
+    case W::HANDLE_QUERY:
+      return on_handle_query(req.getHandleQuery(), cred);
+    case W::POOL_EVICT:
+      return on_pool_evict(req.getPoolEvict(), cred);
     case W::RANK_DEAD: {
       auto r = req.getRankDead();
       std::lock_guard lk(mu_);
@@ -1169,6 +1082,7 @@ Result<Buffer> MgmtService::update_acl(schema::MgmtReq::AclEdit::Reader r, const
           ? json{{"op", "cont_acl"}, {"pool", pool.id}, {"cont", c->id}, {"acl", acl_json(next)}}
           : json{{"op", "pool_acl"}, {"pool", pool.id}, {"acl", acl_json(next)}};
   TESSERA_TRY(commit(cmd));
+  close_disallowed_handles(pool.id);  // a removed entry takes its holders' handles with it
   return reply([&](schema::MgmtRep::Builder rep) { encode_acl(rep.initAcl(), next); });
 }
 

@@ -22,7 +22,7 @@
 #include <string>
 #include <thread>
 
-#include "actors/mgmt/state.hpp"
+#include "mgmt/state.hpp"
 #include "proto/mgmt.capnp.h"
 #include "core/actor.hpp"
 #include "security/credential.hpp"
@@ -88,14 +88,27 @@ class MgmtService {
   };
   Result<PoolCont> find_pool_cont(const std::string& pool, const std::string& cont,
                                   const Cred& cred, uint32_t perms) const;
-  Status engine_call(const Member& m, capnp::MessageBuilder& req);
+  // One engine control request; `timeout` 0: the options' engine_timeout.
+  Status engine_call(const Member& m, capnp::MessageBuilder& req,
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void monitor();
   // Membership decisions (state lock held; membership.cpp).
   Result<Buffer> on_heartbeat(uint32_t rank, uint64_t session);
   Result<Buffer> on_leave(uint32_t rank, uint64_t session);
-  // Container handle leases (actors/mgmt/leases.cpp): renewals, and the monitor's expiry.
+  // Container handles (actors/mgmt/handles.cpp): open, close, the engines' lookups,
+  // eviction, lease renewals and the monitor's expiry.
+  Result<Buffer> on_cont_open(schema::MgmtReq::ContOpen::Reader r, const Cred& cred);
+  Result<Buffer> on_cont_close(schema::MgmtReq::HandleRef::Reader r, const Cred& cred);
+  Result<Buffer> on_handle_query(schema::MgmtReq::HandleRef::Reader r, const Cred& cred);
+  Result<Buffer> on_pool_evict(schema::MgmtReq::PoolEvict::Reader r, const Cred& cred);
   Result<Buffer> on_handle_renew(capnp::List<uint64_t>::Reader cookies, const Cred& cred);
   void expire_handles(std::chrono::steady_clock::time_point now);
+  // After an ACL change of pool `pool_id` (state lock held): closes the handles whose opener
+  // the ACLs no longer grant what the handle holds.
+  void close_disallowed_handles(uint32_t pool_id);
+  // After a command (state lock held): tells the engines of each pool to forget the handles
+  // the command removed (by the worker thread; best effort, engines also re-check).
+  void revoke_removed(const MgmtState& before);
   Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter);
   // A member is gone for `why`: dead, or stopped while the system stops.
   Status declare_gone(uint32_t rank, const std::string& why);

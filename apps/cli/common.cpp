@@ -267,7 +267,7 @@ json cont_json(const mgmt::ContView& v) {
   }
   json handles = json::array();
   for (const auto& h : v.handles) {
-    handles.push_back({{"cookie", fmt::format("{:016x}", h.cookie)},
+    handles.push_back({{"id", fmt::format("{:016x}", h.id)},
                        {"uid", h.uid},
                        {"host", h.host},
                        {"pid", h.pid},

@@ -87,7 +87,7 @@ void print_cont(const json& c) {
               c["failed_engines"].get<uint32_t>(), c["open_handles"].get<uint32_t>());
   std::printf("snapshots %zu, attributes %zu\n", c["snapshots"].size(), c["attrs"].size());
   for (const auto& h : c.value("handles", json::array())) {
-    std::printf("  handle %s: uid %u, %s pid %u, %s\n", h["cookie"].get<std::string>().c_str(),
+    std::printf("  handle %s: uid %u, %s pid %u, %s\n", h["id"].get<std::string>().c_str(),
                 h["uid"].get<uint32_t>(), h["host"].get<std::string>().c_str(),
                 h["pid"].get<uint32_t>(), h["write"].get<bool>() ? "read-write" : "read-only");
   }

@@ -2,7 +2,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <thread>
@@ -31,6 +33,8 @@ struct PoolArgs {
   int32_t target = -1;
   double wait_s = 0;
   bool wait = false;  // exclude, drain, reintegrate, extend: until the rebuild is done
+  std::string cont;    // evict: only this container's handles
+  std::string handle;  // evict: only this handle (its id as `cont query` shows it)
 };
 
 constexpr uint64_t kDefaultTargetBytes = 256ull << 20;
@@ -329,6 +333,32 @@ int pool_destroy(Globals& g, const PoolArgs& a) {
               [&] { std::printf("destroyed pool %s\n", a.pool.c_str()); });
 }
 
+int pool_evict(Globals& g, const PoolArgs& a) {
+  const char* what = "pool evict";
+  uint64_t id = 0;
+  if (!a.handle.empty()) {
+    char* end = nullptr;
+    errno = 0;
+    id = std::strtoull(a.handle.c_str(), &end, 16);
+    if (errno != 0 || end == a.handle.c_str() || *end != '\0' || id == 0) {
+      return fail(g,
+                  Status(Errc::invalid_argument,
+                         fmt::format("--handle '{}' is not a handle id (16 hex digits, as `tessera "
+                                     "cont query` shows them)",
+                                     a.handle)),
+                  what);
+    }
+  }
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  auto n = mc->pool_evict(a.pool, a.cont, id);
+  if (!n) return fail(g, n.status(), what);
+  return done(g, {{"pool", a.pool}, {"evicted", *n}}, [&] {
+    std::printf("evicted %u container handle(s) of pool %s%s\n", *n, a.pool.c_str(),
+                a.cont.empty() ? "" : fmt::format(" container {}", a.cont).c_str());
+  });
+}
+
 int pool_get_prop(Globals& g, const PoolArgs& a) {
   auto mc = mgmt_client(g);
   if (!mc) return fail(g, mc.status(), "pool get-prop");
@@ -508,6 +538,14 @@ void add_pool_commands(CLI::App& app, Globals& g) {
   pool_arg(destroy);
   destroy->add_flag("-f,--force", a->force, "even with open container handles");
   destroy->add_flag("-r,--recursive", a->recursive, "with the containers it still has");
+
+  auto* evict = leaf(pool, g, "evict",
+                     "close other clients' container handles: their I/O is refused from then on "
+                     "(administrators)",
+                     [&g, a] { return pool_evict(g, *a); });
+  pool_arg(evict);
+  evict->add_option("--cont", a->cont, "only the handles of this container");
+  evict->add_option("--handle", a->handle, "only this handle (its id, as `cont query` shows it)");
 
   add_acl_commands(pool, g, pool_arg, a->pool, nullptr);
 

@@ -15,7 +15,7 @@ namespace tessera::drill {
 namespace {
 
 // The generator's model of the system, from the management service's rules
-// (actors/mgmt/state.hpp, failed_target): an engine counts as failed while it is killed and not
+// (mgmt/state.hpp, failed_target): an engine counts as failed while it is killed and not
 // back, and after it is back while its data is stale: reintegrated before a rebuild completed
 // for it (its data was kept), until a rebuild completes. Never more than `max_down` at once.
 // Rank 0 hosts the management service: it is stopped cleanly, never killed.

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
+#include "client/mgmt_client.hpp"
 #include "tests/integration/cli_system.hpp"
 
 using namespace tessera::testing;
@@ -82,4 +85,60 @@ TEST(SecurityCli, WithoutTheAgentAUserGetsAClearErrorNamingIt) {
   EXPECT_EQ(rc, 1) << j.dump();
   EXPECT_EQ(j.value("error", ""), "unauthenticated") << j.dump();
   EXPECT_NE(j.value("message", "").find("no-agent.sock"), std::string::npos) << j.dump();
+}
+
+// `tessera pool evict`: an administrator closes other clients' handles, by pool, container or
+// public id; `cont query` shows that id, never the cookie; a user may not evict.
+TEST(SecurityCli, AnAdministratorEvictsHandlesByPoolContainerOrId) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
+  s.let_others_in();
+  s.ok({"pool", "create", "P", "--target-size", "64M"});
+  s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
+  s.ok({"cont", "create", "P", "D", "--type", "KV", "--oclass", "S1"});
+  // Three long-lived handles held by this process for uid 4321 (as a running job would).
+  tessera::MgmtClient admin(s.mgmt());
+  tessera::mgmt::Cred job;
+  job.uid = job.gid = 4321;
+  tessera::MgmtClient as_job(admin.address(), std::chrono::milliseconds(30000), job);
+  tessera::AclChange rw;
+  rw.set.push_back({tessera::mgmt::Principal::user, 4321, "4321",
+                    tessera::mgmt::kRead | tessera::mgmt::kWrite});
+  ASSERT_TRUE(admin.update_acl("P", "", rw));
+  ASSERT_TRUE(admin.update_acl("P", "C", rw));
+  ASSERT_TRUE(admin.update_acl("P", "D", rw));
+  auto c1 = as_job.cont_open("P", "C", true);
+  auto c2 = as_job.cont_open("P", "C", false);
+  auto d1 = as_job.cont_open("P", "D", true);
+  ASSERT_TRUE(c1 && c2 && d1);
+
+  const json q = s.ok({"cont", "query", "P", "C"})["container"];
+  ASSERT_EQ(q.at("handles").size(), 2u) << q.dump();
+  const std::string id = q.at("handles").at(0).at("id").get<std::string>();
+  EXPECT_EQ(id.size(), 16u);
+  EXPECT_FALSE(q.at("handles").at(0).contains("cookie")) << q.dump();
+  for (uint64_t cookie : {c1->cookie, c2->cookie}) {
+    EXPECT_EQ(q.dump().find(fmt::format("{:016x}", cookie)), std::string::npos)
+        << "cont query shows a handle's cookie";
+  }
+
+  // A user may not evict; a bad or unknown id is a clear error.
+  auto [nrc, denied] = run_as_nobody(s, {"pool", "evict", "P"});
+  EXPECT_EQ(nrc, 1) << denied.dump();
+  EXPECT_EQ(denied.value("error", ""), "permission denied") << denied.dump();
+  EXPECT_NE(s.err({"pool", "evict", "P", "--handle", "xyz"}).find("not a handle id"),
+            std::string::npos);
+  EXPECT_NE(s.err({"pool", "evict", "P", "--handle", "1"}).find("has no open handle"),
+            std::string::npos);
+
+  // One by id, then a container's, then the pool's.
+  EXPECT_EQ(s.ok({"pool", "evict", "P", "--handle", id})["evicted"], 1);
+  EXPECT_EQ(s.ok({"cont", "query", "P", "C"})["container"]["handles"].size(), 1u);
+  EXPECT_EQ(s.ok({"pool", "evict", "P", "--cont", "C"})["evicted"], 1);
+  EXPECT_EQ(s.ok({"cont", "query", "P", "D"})["container"]["handles"].size(), 1u);
+  EXPECT_EQ(s.ok({"pool", "evict", "P"})["evicted"], 1);
+  EXPECT_EQ(s.ok({"cont", "query", "P", "D"})["container"]["open_handles"], 0);
+  // Nothing is left to refuse a destroy.
+  s.ok({"cont", "destroy", "P", "C"});
 }

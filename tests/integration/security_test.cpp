@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <fstream>
 
-#include "actors/mgmt/codec.hpp"
+#include "mgmt/codec.hpp"
 #include "client/client.hpp"
 #include "client/mgmt_client.hpp"
+#include "placement/layout.hpp"
+#include "tests/integration/local_cluster.hpp"
 #include "core/checksum.hpp"
 #include "net/stream.hpp"
 #include "proto/auth.capnp.h"
@@ -45,7 +47,7 @@ struct SecureEngine {
   std::unique_ptr<ServerProcess> engine;
   std::optional<security::NodeSigner> signer;
 
-  SecureEngine() {
+  explicit SecureEngine(uint32_t targets = 2) {
     fs::create_directories(nodes);
     fs::create_directories(storage);
     EXPECT_TRUE(security::NodeSigner::generate(node_key, nodes + "/node-a.pub").is_ok());
@@ -54,6 +56,7 @@ struct SecureEngine {
     if (s) signer.emplace(std::move(*s));
     auto o = ServerOptions::in(storage);
     o.storage_size = "64M";
+    o.targets = targets;
     o.extra = {"--rank", "0", "--mgmt-host", "--node-keys", nodes};
     engine = std::make_unique<ServerProcess>(o);
     Status st = engine->start();
@@ -417,5 +420,131 @@ TEST(Security, EngineInternalMethodsReplicaFlagAndEpochsAreRefusedFromClients) {
                         {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   EXPECT_LT(*e, far_future);
+  EXPECT_TRUE(s.engine->alive());
+}
+
+namespace {
+// An update presenting container handle `h` of pool view `v`, to rank 0 target 0 (the only
+// target of a one-target engine, so every object lives there).
+Message handle_update(const mgmt::HandleView& h, const std::string& akey) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::UpdateReq>();
+  const ObjectId oid = placement::with_class({0, 7}, placement::find_class("S1")->id);
+  req.initOid().setHi(oid.hi);
+  req.getOid().setLo(oid.lo);
+  req.setDkey(capn::as_data(std::string("d")));
+  req.setAkey(capn::as_data(akey));
+  req.setKind(schema::ValueKind::SINGLE);
+  std::string v = "value";
+  req.setCrc(crc32c(v.data(), v.size()));
+  auto ctx = req.initCtx();
+  ctx.setPool(h.pool.pool.id);
+  ctx.setMapVersion(h.pool.pool.map.version);
+  ctx.setHandle(h.cookie);
+  ctx.setCont(h.cont.c.id);
+  Message m;
+  m.dst = ActorAddr{0, 0, proto::kObjectServiceActor};
+  m.protocol = proto::kProtoObject;
+  m.method = proto::kObjUpdate;
+  m.body = capn::to_body(b);
+  m.bulk = Buffer(v.data(), v.size());
+  return m;
+}
+}  // namespace
+
+// A container handle is a capability the engines check on every I/O: once closed, evicted,
+// no longer granted by the ACL, or its container destroyed, an engine that had cached it
+// refuses it (the service tells the engines; an engine that missed that asks again within its
+// re-check interval). Operators see a handle's public id, never the cookie that grants I/O.
+TEST(Security, HandlesAreRevokedOnCloseEvictionAclChangeAndContainerDestroy) {
+  SecureEngine s(1);
+  MgmtClient admin(s.addr());
+  ASSERT_TRUE(admin.pool_create("tank", 64ull << 20));
+  ASSERT_TRUE(admin.cont_create("tank", cont_props("c", "S1", 0)));
+  mgmt::Cred alice;
+  alice.uid = alice.gid = 4321;
+  alice.user = "alice";
+  MgmtClient as_alice(s.addr(), std::chrono::milliseconds(30000), alice);
+  AclChange pool_read, cont_rw, cont_forget;
+  pool_read.set.push_back({mgmt::Principal::user, 4321, "4321", mgmt::kRead});
+  cont_rw.set.push_back({mgmt::Principal::user, 4321, "4321", mgmt::kRead | mgmt::kWrite});
+  cont_forget.remove.push_back({mgmt::Principal::user, 4321, "4321", 0});
+  ASSERT_TRUE(admin.update_acl("tank", "", pool_read));
+  ASSERT_TRUE(admin.update_acl("tank", "c", cont_rw));
+
+  RawPeer peer("tcp;ofi_rxm");  // the client: no system key
+  ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
+  auto pv = admin.pool_query("tank");
+  ASSERT_TRUE(pv);
+  mgmt::learn_view(peer.rt, *pv);
+  int n = 0;
+  auto io = [&](const mgmt::HandleView& h) {
+    auto r = run_on(peer.target, [&] {
+      return peer.rt.ask(handle_update(h, "k" + std::to_string(n++)), std::chrono::seconds(30));
+    });
+    EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+    return r ? r->status : Errc::internal;
+  };
+  // The engine refuses the handle from now on (the revocation travels asynchronously).
+  auto refused = [&](const mgmt::HandleView& h) {
+    for (int i = 0; i < 600; ++i) {  // a backstop only: refused within the re-check interval
+      if (io(h) == Errc::permission) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  auto open = [&](const char* cont = "c") {
+    auto h = as_alice.cont_open("tank", cont, true);
+    EXPECT_TRUE(h) << h.status().to_string();
+    return h ? *h : mgmt::HandleView{};
+  };
+
+  // Closed by its holder.
+  auto h = open();
+  ASSERT_EQ(io(h), Errc::ok);
+  ASSERT_TRUE(as_alice.cont_close(h.pool.pool.id, h.cookie).is_ok());
+  EXPECT_TRUE(refused(h)) << "a closed handle still writes";
+
+  // Evicted by an administrator, named by its public id (never by the cookie).
+  h = open();
+  ASSERT_EQ(io(h), Errc::ok);
+  auto q = admin.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->handles.size(), 1u);
+  EXPECT_NE(q->handles[0].id, 0u);
+  EXPECT_NE(q->handles[0].id, h.cookie) << "cont query shows the capability";
+  EXPECT_EQ(q->handles[0].cookie, 0u);
+  EXPECT_EQ(as_alice.pool_evict("tank", "", q->handles[0].id).status().code(), Errc::permission);
+  EXPECT_EQ(admin.pool_evict("tank", "", q->handles[0].id + 1).status().code(), Errc::not_found);
+  auto ev = admin.pool_evict("tank", "", q->handles[0].id);
+  ASSERT_TRUE(ev) << ev.status().to_string();
+  EXPECT_EQ(*ev, 1u);
+  EXPECT_TRUE(refused(h)) << "an evicted handle still writes";
+
+  // The ACL entry that granted it is removed.
+  h = open();
+  ASSERT_EQ(io(h), Errc::ok);
+  ASSERT_TRUE(admin.update_acl("tank", "c", cont_forget));
+  EXPECT_TRUE(refused(h)) << "a handle the ACL no longer grants still writes";
+  q = admin.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->open_handles, 0u);
+
+  // Its container is destroyed (forced, with the handle open).
+  ASSERT_TRUE(admin.update_acl("tank", "c", cont_rw));
+  h = open();
+  ASSERT_EQ(io(h), Errc::ok);
+  ASSERT_TRUE(admin.cont_destroy("tank", "c", true).is_ok());
+  EXPECT_TRUE(refused(h)) << "a handle of a destroyed container still writes";
+
+  // A guessed cookie is refused too, and the engine serves on.
+  ASSERT_TRUE(admin.cont_create("tank", cont_props("c2", "S1", 0)));
+  EXPECT_EQ(as_alice.cont_open("tank", "c2", true).status().code(), Errc::permission);
+  ASSERT_TRUE(admin.update_acl("tank", "c2", cont_rw));
+  h = open("c2");
+  ASSERT_EQ(io(h), Errc::ok);
+  mgmt::HandleView guess = h;
+  guess.cookie ^= 1;
+  EXPECT_EQ(io(guess), Errc::permission);
   EXPECT_TRUE(s.engine->alive());
 }

@@ -34,7 +34,7 @@
 #include <random>
 #include <set>
 
-#include "actors/mgmt/state.hpp"
+#include "mgmt/state.hpp"
 #include "core/env.hpp"
 #include "placement/layout.hpp"
 

@@ -1,7 +1,7 @@
 // The management state machine and ACL evaluation, without processes.
 #include <gtest/gtest.h>
 
-#include "actors/mgmt/state.hpp"
+#include "mgmt/state.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;

@@ -1,0 +1,17 @@
+#include "shard/pool_shard.hpp"
+
+#include "core/no_lock.hpp"
+
+namespace tessera {
+
+bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()>& give_up) {
+  NoLock nl;
+  while (admitted_below(version)) {
+    if (give_up()) return false;
+    // Woken when a version's last request ends; the limit lets `give_up` be asked meanwhile.
+    admitted_cv.wait_for(nl, std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+}  // namespace tessera
