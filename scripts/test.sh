@@ -8,19 +8,23 @@ PRESET="${1:-release}"
 bash scripts/install-deps.sh
 
 JOBS="$(nproc)"
+stage() { echo "== $1 (${SECONDS}s since the start)"; }
 
 # The libFuzzer targets need clang: build them in their own fully instrumented tree when
 # clang is present; ctest then runs a short fuzzing session of each (scripts/fuzz.sh runs
 # longer campaigns).
+stage "fuzz targets"
 FUZZ=()
 if command -v clang++ >/dev/null 2>&1 && [ "$PRESET" = "release" ]; then
   bash scripts/fuzz.sh --build-only
   FUZZ=(-DTESSERA_LIBFUZZER_DIR="$PWD/build/fuzz/tests/fuzz")
 fi
 
+stage "build ($PRESET)"
 cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"
 cmake --build --preset "$PRESET" -j "$JOBS"
 
+stage "tests"
 (cd "build/$PRESET" && ctest --output-on-failure -j 2 --timeout 900)
 
 # Memory safety under faults: the simulation and the drills that once found use-after-free
@@ -28,8 +32,10 @@ cmake --build --preset "$PRESET" -j "$JOBS"
 # AddressSanitizer and UBSan. The whole suite under the sanitizers: scripts/test.sh asan.
 # TESSERA_ASAN_SUBSET=0 skips this part.
 if [ "$PRESET" = "release" ] && [ "${TESSERA_ASAN_SUBSET:-1}" != "0" ]; then
+  stage "sanitizer build and tests"
   cmake --preset asan -DTESSERA_BUILD_TESTS=ON
   cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim drills
   (cd build/asan && ctest --output-on-failure --timeout 1500 \
       -R '^Simulation\.|kill_two_engines_ec4p2|corrupt_and_scrub_rp3')
 fi
+stage "done"
