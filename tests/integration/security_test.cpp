@@ -261,6 +261,20 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
     EXPECT_EQ(r->status, Errc::unauthenticated) << what << ": " << r->error;
     EXPECT_NE(r->error.find("engines"), std::string::npos) << r->error;
   }
+  // Even with the system key, a heartbeat or a stop speaks only for the rank that joined on
+  // that connection: another engine (or an administrator) cannot keep rank 0 alive or stop it.
+  auto key = security::SystemKey::load(test_system_key());
+  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
+  std::vector<std::pair<const char*, Fill>> for_another_rank = {
+      {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
+      {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
+  };
+  for (auto& [what, fill] : for_another_rank) {
+    auto r = raw_call(s.addr(), mgmt_msg(fill, root_claim()), key->get());
+    ASSERT_TRUE(r.is_ok()) << what;
+    EXPECT_EQ(r->status, Errc::permission) << what << ": " << r->error;
+    EXPECT_NE(r->error.find("connection"), std::string::npos) << r->error;
+  }
   // Rank 0 is still joined and alive: nobody declared it dead or stopped.
   MgmtClient mc(s.addr());
   auto members = mc.system_query();
