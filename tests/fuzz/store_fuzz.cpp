@@ -35,12 +35,25 @@ StoreOptions store_options() {
   return so;
 }
 
+Target* g_target = nullptr;
+
+// The target thread stops before the process exits: left running, it would use the statics
+// (the environment, the log) as exit destroys them, and the leak checker's scan of its threads
+// at exit would race with it. Registered after RealEnv::instance() exists, so it runs first.
+void stop_target() {
+  if (g_target == nullptr) return;
+  g_target->stop();
+  delete g_target;
+  g_target = nullptr;
+}
+
 Target& target() {
   static Target* t = [] {
     log::set_level(log::Level::off);
-    auto* x = new Target(RealEnv::instance(), TargetOptions{});
-    if (!x->start().is_ok()) std::abort();
-    return x;
+    g_target = new Target(RealEnv::instance(), TargetOptions{});
+    if (!g_target->start().is_ok()) std::abort();
+    std::atexit(stop_target);
+    return g_target;
   }();
   return *t;
 }
