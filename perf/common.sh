@@ -8,10 +8,15 @@ start_engine() {  # start_engine DIR [extra flags...]
   mkdir -p "$dir/data"
   rm -f "$dir/port"
   # Engines authenticate with a system key (docs/SECURITY.md); the benchmark is its administrator.
-  [ -f "$dir/system.key" ] || "$BIN/tessera-server" --keygen "$dir/system.key" >/dev/null
-  export TESSERA_SYSTEM_KEY="$dir/system.key"
+  # KEYLESS=1 starts a build older than the system key (perf/security.sh compares with one).
+  local key=()
+  if [ "${KEYLESS:-0}" != 1 ]; then
+    [ -f "$dir/system.key" ] || "$BIN/tessera-server" --keygen "$dir/system.key" >/dev/null
+    export TESSERA_SYSTEM_KEY="$dir/system.key"
+    key=(--system-key "$dir/system.key")
+  fi
   "$BIN/tessera-server" --listen 127.0.0.1:0 --port-file "$dir/port" --storage-dir "$dir/data" \
-    --system-key "$dir/system.key" "$@" \
+    "${key[@]}" "$@" \
     >"$dir/server.log" 2>&1 &
   ENGINE_PID=$!
   for _ in $(seq 1 300); do [ -s "$dir/port" ] && break; sleep 0.1; done
