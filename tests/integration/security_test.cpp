@@ -362,18 +362,19 @@ TEST(Security, EngineControlNeedsTheSystemKeyAndAUuidNeverBecomesAPath) {
 }
 
 namespace {
-// An update to target 0's scratch store, with the replica flag and an epoch as given.
-Message scratch_update(uint32_t rank, bool replica, uint64_t epoch, const std::string& akey) {
+// A single-value update of `oid`/"d"/`akey` to target 0 of `rank`; `fill` sets its context
+// (pool, handle, the replica flag) and its epoch.
+Message update_msg(uint32_t rank, ObjectId oid, const std::string& akey, const std::string& v,
+                   const std::function<void(schema::UpdateReq::Builder)>& fill) {
   capnp::MallocMessageBuilder b(256);
   auto req = b.initRoot<schema::UpdateReq>();
-  req.initOid().setLo(99);
-  req.setDkey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("d"), 1));
-  req.setAkey(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(akey.data()), akey.size()));
+  req.initOid().setHi(oid.hi);
+  req.getOid().setLo(oid.lo);
+  req.setDkey(capn::as_data(std::string("d")));
+  req.setAkey(capn::as_data(akey));
   req.setKind(schema::ValueKind::SINGLE);
-  req.setEpoch(epoch);
-  std::string v = "forged";
   req.setCrc(crc32c(v.data(), v.size()));
-  req.initCtx().setReplica(replica);
+  fill(req);
   Message m;
   m.dst = ActorAddr{rank, 0, proto::kObjectServiceActor};
   m.protocol = proto::kProtoObject;
@@ -381,6 +382,14 @@ Message scratch_update(uint32_t rank, bool replica, uint64_t epoch, const std::s
   m.body = capn::to_body(b);
   m.bulk = Buffer(v.data(), v.size());
   return m;
+}
+
+// An update to target 0's scratch store, with the replica flag and an epoch as given.
+Message scratch_update(uint32_t rank, bool replica, uint64_t epoch, const std::string& akey) {
+  return update_msg(rank, {0, 99}, akey, "forged", [&](schema::UpdateReq::Builder req) {
+    req.setEpoch(epoch);
+    req.initCtx().setReplica(replica);
+  });
 }
 }  // namespace
 
@@ -438,31 +447,17 @@ TEST(Security, EngineInternalMethodsReplicaFlagAndEpochsAreRefusedFromClients) {
 }
 
 namespace {
-// An update presenting container handle `h` of pool view `v`, to rank 0 target 0 (the only
-// target of a one-target engine, so every object lives there).
+// An update presenting container handle `h`, to rank 0 target 0 (the only target of a
+// one-target engine, so every object lives there).
 Message handle_update(const mgmt::HandleView& h, const std::string& akey) {
-  capnp::MallocMessageBuilder b(256);
-  auto req = b.initRoot<schema::UpdateReq>();
   const ObjectId oid = placement::with_class({0, 7}, placement::find_class("S1")->id);
-  req.initOid().setHi(oid.hi);
-  req.getOid().setLo(oid.lo);
-  req.setDkey(capn::as_data(std::string("d")));
-  req.setAkey(capn::as_data(akey));
-  req.setKind(schema::ValueKind::SINGLE);
-  std::string v = "value";
-  req.setCrc(crc32c(v.data(), v.size()));
-  auto ctx = req.initCtx();
-  ctx.setPool(h.pool.pool.id);
-  ctx.setMapVersion(h.pool.pool.map.version);
-  ctx.setHandle(h.cookie);
-  ctx.setCont(h.cont.c.id);
-  Message m;
-  m.dst = ActorAddr{0, 0, proto::kObjectServiceActor};
-  m.protocol = proto::kProtoObject;
-  m.method = proto::kObjUpdate;
-  m.body = capn::to_body(b);
-  m.bulk = Buffer(v.data(), v.size());
-  return m;
+  return update_msg(0, oid, akey, "value", [&](schema::UpdateReq::Builder req) {
+    auto ctx = req.initCtx();
+    ctx.setPool(h.pool.pool.id);
+    ctx.setMapVersion(h.pool.pool.map.version);
+    ctx.setHandle(h.cookie);
+    ctx.setCont(h.cont.c.id);
+  });
 }
 }  // namespace
 
