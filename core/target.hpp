@@ -51,7 +51,8 @@ struct TargetStats {
 
 using TimerId = uint64_t;
 
-// Fiber stacks of one target: fixed-size blocks with a guard page, recycled through a free list
+// Fiber stacks of one target: fixed-size blocks with a guard page (under AddressSanitizer, its
+// red zone instead), recycled through a free list
 // (target thread only, no locks). A recycled block is unpoisoned for AddressSanitizer before reuse,
 // since a finished fiber never unwinds its last frames and would otherwise leave stale poison
 // behind.
