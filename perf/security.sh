@@ -17,7 +17,7 @@ trap 'stop_engine; rm -rf "$DIR"' EXIT
 MODES=(insecure secure)
 [ -n "$BEFORE" ] && MODES=(before insecure secure)
 
-run_one() {  # run_one MODE ROUND -> appends "mode rtt_mean_us fetch_iops" to $DIR/results
+run_one() {  # run_one MODE ROUND -> appends "mode rtt_mean_us rtt_p50_us fetch_iops" to $DIR/results
   local mode="$1" round="$2" d="$DIR/$1-$2" extra=() bin="$BIN"
   [ "$mode" = insecure ] && extra=(--insecure)
   [ "$mode" = before ] && BIN="$BEFORE/apps" && export KEYLESS=1
@@ -29,9 +29,9 @@ run_one() {  # run_one MODE ROUND -> appends "mode rtt_mean_us fetch_iops" to $D
   export KEYLESS=0
   python3 - "$d/rtt.json" "$d/io.json" "$mode" >>"$DIR/results" <<'PY'
 import json, sys
-rtt = json.load(open(sys.argv[1]))["rtt"][0]["mean_us"]
+rtt = json.load(open(sys.argv[1]))["rtt"][0]
 io = json.load(open(sys.argv[2]))
-print(sys.argv[3], rtt, io["io"]["fetch_iops"])
+print(sys.argv[3], rtt["mean_us"], rtt["p50_us"], io["io"]["fetch_iops"])
 PY
   rm -rf "$d/data"
 }
@@ -43,15 +43,14 @@ python3 - "$DIR/results" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
 modes = [m for m in ("before", "insecure", "secure") if any(r[0] == m for r in rows)]
-by = {m: [(float(a), float(b)) for mm, a, b in rows if mm == m] for m in modes}
-print(f"{'mode':<10} {'4K rtt mean us':>15} {'4K fetch IOPS':>14}   (each: mean of {len(by['secure'])} rounds)")
+by = {m: [tuple(float(v) for v in r[1:]) for r in rows if r[0] == m] for m in modes}
+avg = {m: [st.mean(r[i] for r in by[m]) for i in range(3)] for m in modes}
+print(f"{'mode':<10} {'4K rtt mean us':>15} {'4K rtt p50 us':>14} {'4K fetch IOPS':>14}"
+      f"   (each: mean of {len(by['secure'])} rounds)")
 for m in modes:
-    print(f"{m:<10} {st.mean(x for x, _ in by[m]):15.1f} {st.mean(y for _, y in by[m]):14.0f}")
-ri = st.mean(x for x, _ in by["secure"]) / st.mean(x for x, _ in by["insecure"])
-fi = st.mean(y for _, y in by["secure"]) / st.mean(y for _, y in by["insecure"])
-print(f"secure / insecure: round trip {ri:.3f}x, fetch rate {fi:.3f}x")
-if "before" in by:
-    rb = st.mean(x for x, _ in by["secure"]) / st.mean(x for x, _ in by["before"])
-    fb = st.mean(y for _, y in by["secure"]) / st.mean(y for _, y in by["before"])
-    print(f"secure / before: round trip {rb:.3f}x, fetch rate {fb:.3f}x")
+    print(f"{m:<10} {avg[m][0]:15.1f} {avg[m][1]:14.1f} {avg[m][2]:14.0f}")
+for base in [b for b in ("insecure", "before") if b in avg]:
+    s, b = avg["secure"], avg[base]
+    print(f"secure / {base}: round trip mean {s[0] / b[0]:.3f}x, p50 {s[1] / b[1]:.3f}x, "
+          f"fetch rate {s[2] / b[2]:.3f}x")
 PY
