@@ -79,9 +79,10 @@ const std::vector<uint8_t>& base_image() {
     Status st = testing::run_on(target(), [&]() -> Status {
       auto s = open_image(img);
       if (!s) return s.status();
-      auto put = [&](uint64_t lo, const std::string& dkey, const std::string& akey,
-                     ValueKind kind, uint64_t off, const std::string& v) {
-        return (*s)->update({1, lo}, dkey, akey, kind, off, bytes(v), crc32c(v.data(), v.size()))
+      auto put = [&](uint64_t lo, const std::string& dkey, const std::string& akey, ValueKind kind,
+                     uint64_t off, const std::string& v) {
+        return (*s)
+            ->update({1, lo}, dkey, akey, kind, off, bytes(v), crc32c(v.data(), v.size()))
             .status();
       };
       TESSERA_TRY(put(1, "d", "small", ValueKind::single, 0, "a small inline value"));
@@ -153,11 +154,11 @@ std::vector<std::vector<uint8_t>> seeds() {
   };
   (void)base_image();
   return {{},
-          patch(0, {0x00}),                   // the superblock
-          patch(4096 + 24, {0xff, 0x01}),     // a checkpoint slot
-          patch(12288 + 8, {0x02}),           // the first log group's header
-          patch(12288 + 40, {0x10, 0x00}),    // the first record's length
-          patch(12288 + 4096 + 64, {0x5a}),   // a later group
+          patch(0, {0x00}),                         // the superblock
+          patch(4096 + 24, {0xff, 0x01}),           // a checkpoint slot
+          patch(12288 + 8, {0x02}),                 // the first log group's header
+          patch(12288 + 40, {0x10, 0x00}),          // the first record's length
+          patch(12288 + 4096 + 64, {0x5a}),         // a later group
           patch(12288 + kWalBytes + 100, {0x00})};  // data
 }
 }  // namespace tessera::fuzz

@@ -8,13 +8,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "mgmt/codec.hpp"
 #include "client/client.hpp"
 #include "client/mgmt_client.hpp"
-#include "placement/layout.hpp"
-#include "tests/integration/local_cluster.hpp"
 #include "core/checksum.hpp"
+#include "mgmt/codec.hpp"
 #include "net/stream.hpp"
+#include "placement/layout.hpp"
 #include "proto/auth.capnp.h"
 #include "proto/capnp_util.hpp"
 #include "proto/mgmt.capnp.h"
@@ -22,6 +21,7 @@
 #include "proto/protocol.hpp"
 #include "security/credential.hpp"
 #include "security/system_key.hpp"
+#include "tests/integration/local_cluster.hpp"
 #include "tests/integration/raw_peer.hpp"
 #include "tests/integration/server_process.hpp"
 #include "tests/test_util.hpp"
