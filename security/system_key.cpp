@@ -22,6 +22,16 @@ struct Routing {
 static_assert(sizeof(Routing) == 56);
 }  // namespace
 
+struct SystemKey::Keyed {
+  crypto_auth_hmacsha512256_state st;
+};
+
+SystemKey::SystemKey() : keyed_(std::make_unique<Keyed>()) {}
+
+void SystemKey::absorb_key() {
+  crypto_auth_hmacsha512256_init(&keyed_->st, key_.data(), key_.size());
+}
+
 Status SystemKey::generate(const std::string& path) {
   if (Status st = sodium_ready(); !st.is_ok()) return st;
   std::array<uint8_t, kBytes> k{};
@@ -38,6 +48,7 @@ Result<std::shared_ptr<const SystemKey>> SystemKey::load(const std::string& path
   std::shared_ptr<SystemKey> k(new SystemKey());
   std::memcpy(k->key_.data(), bytes->data(), kBytes);
   sodium_memzero(bytes->data(), bytes->size());
+  k->absorb_key();
   k->path_ = path;
   return std::shared_ptr<const SystemKey>(std::move(k));
 }
@@ -46,11 +57,13 @@ std::shared_ptr<const SystemKey> SystemKey::from_bytes(const std::array<uint8_t,
   (void)sodium_ready();
   std::shared_ptr<SystemKey> k(new SystemKey());
   k->key_ = b;
+  k->absorb_key();
   return k;
 }
 
 SystemKey::~SystemKey() {
   sodium_memzero(key_.data(), key_.size());
+  sodium_memzero(keyed_.get(), sizeof(Keyed));
 }
 
 Mac SystemKey::mac(const Message& m, uint64_t bulk_total) const {
@@ -71,8 +84,7 @@ Mac SystemKey::mac(const Message& m, uint64_t bulk_total) const {
   r.reply_to_len = static_cast<uint32_t>(m.reply_to.size());
   r.cred_len = static_cast<uint32_t>(m.cred.size());
   r.body_len = static_cast<uint32_t>(m.body.size());
-  crypto_auth_hmacsha512256_state st;
-  crypto_auth_hmacsha512256_init(&st, key_.data(), key_.size());
+  crypto_auth_hmacsha512256_state st = keyed_->st;
   crypto_auth_hmacsha512256_update(&st, reinterpret_cast<const uint8_t*>(&r), sizeof(r));
   auto add = [&](const void* p, size_t n) {
     if (n > 0) crypto_auth_hmacsha512256_update(&st, static_cast<const uint8_t*>(p), n);
@@ -83,6 +95,7 @@ Mac SystemKey::mac(const Message& m, uint64_t bulk_total) const {
   add(m.body.data(), m.body.size());
   Mac out{};
   crypto_auth_hmacsha512256_final(&st, out.data());
+  sodium_memzero(&st, sizeof(st));
   return out;
 }
 
