@@ -531,9 +531,11 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   // The link to the system must be possible before anything starts: a start never half fails.
   TESSERA_TRY(check_pointer(o.pointer, path));
   const auto deadline = Clock::now() + o.wait;
+  bool started_agent = false;
   if (!sys.insecure) {
     TESSERA_TRY(make_keys(sys));
-    if (!agent_alive(sys)) progress("starting tessera-agent (vouches for this node's users)");
+    started_agent = !agent_alive(sys);
+    if (started_agent) progress("starting tessera-agent (vouches for this node's users)");
     TESSERA_TRY(start_agent(sys, deadline));
   }
   security::set_default_authority(authority(sys));
@@ -573,10 +575,12 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
     return Status();
   };
   if (Status st = launch(); !st.is_ok()) {
-    // Nothing half-started stays behind: the engines this call started are killed.
+    // Nothing half-started stays behind: the engines this call started are killed, and the
+    // agent if this call started it (the system file that would name it is not written).
     for (pid_t p : spawned) {
       if (!gone(p)) ::kill(p, SIGKILL);
     }
+    if (started_agent && agent_alive(sys)) ::kill(sys.agent_pid, SIGKILL);
     return st;
   }
   sys.engines.clear();

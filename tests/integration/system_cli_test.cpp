@@ -9,6 +9,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_system.hpp"
@@ -18,7 +20,33 @@
 using namespace tessera::testing;
 using nlohmann::json;
 
+namespace fs = std::filesystem;
+
 namespace {
+// Pids of live processes whose command line names `text` (zombies have an empty one).
+std::vector<pid_t> processes_naming(const std::string& text) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc", ec); !ec && it != fs::end(it); ++it) {
+    const std::string name = it->path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(it->path() / "cmdline");
+    std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmd.find(text) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// Polls `cond` until it holds or `limit` passes.
+template <typename F>
+bool wait_until(std::chrono::seconds limit, F cond) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
 
 std::vector<std::string> cont_args(std::vector<std::string> a) {
   a.insert(a.end(), {"--pool", "tank", "--cont", "kv"});
@@ -291,6 +319,10 @@ TEST(SystemCli, StartExplainsFailuresAndKeepsTheRecordedShape) {
       {"system", "start", "--dir", s.base() + "/bad", "--engines", "1", "--scratch-size", "1M"});
   EXPECT_NE(e.find("rank 0 exited during start"), std::string::npos) << e;
   EXPECT_NE(e.find("at least 64M"), std::string::npos) << e;  // the engine's reason, from its log
+  // Not even the node agent the failed start began is left running.
+  EXPECT_TRUE(wait_until(std::chrono::seconds(30), [&] {
+    return processes_naming(s.base() + "/bad").empty();
+  })) << "a failed start left processes of its directory running";
   EXPECT_NE(s.err({"pool", "list"}).find("tessera system start"), std::string::npos);
 
   s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
