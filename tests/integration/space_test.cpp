@@ -3,8 +3,8 @@
 // (aggregation to now, then a checkpoint), without waiting for the background pass.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -21,8 +21,8 @@ struct FullPool {
   CliSystem s;
   std::string file;
   explicit FullPool(const std::vector<std::string>& engine_args) {
-    std::vector<std::string> start{"system", "start", "--dir", s.dir(), "--engines", "1",
-                                   "--targets", "1"};
+    std::vector<std::string> start{"system",    "start", "--dir",     s.dir(),
+                                   "--engines", "1",     "--targets", "1"};
     start.insert(start.end(), engine_args.begin(), engine_args.end());
     s.ok(start);
     s.ok({"pool", "create", "P", "--target-size", "64M"});
@@ -31,8 +31,8 @@ struct FullPool {
     std::ofstream(file, std::ios::binary) << std::string(4u << 20, 'x');
   }
   std::pair<int, json> put(int i) {
-    return s.run({"obj", "put", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d",
-                  "--akey", "a" + std::to_string(i), "--file", file});
+    return s.run({"obj", "put", "--pool", "P", "--cont", "C", "--oid", "5", "--dkey", "d", "--akey",
+                  "a" + std::to_string(i), "--file", file});
   }
   // Puts value i, retrying while the answer is `no space` for at most 90 s (a checkpoint or an
   // aggregation pass may be running); `last` keeps the last refusal.
@@ -75,8 +75,8 @@ struct FullPool {
 
 TEST(Space, PoolAggregateReclaimsDeletedValuesAtOnce) {
   // Background aggregation effectively off: only the command may free the space.
-  FullPool p({"--engine-arg=--aggregation-interval-ms=0",
-              "--engine-arg=--checkpoint-interval-ms=1000"});
+  FullPool p(
+      {"--engine-arg=--aggregation-interval-ms=0", "--engine-arg=--checkpoint-interval-ms=1000"});
   CliSystem& s = p.s;
   auto put = [&](int i) { return p.put(i); };
   const int stored = p.fill();

@@ -9,9 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
-#include <nlohmann/json.hpp>
 
 #include "tests/integration/cli_system.hpp"
 #include "tests/integration/server_process.hpp"
