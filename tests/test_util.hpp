@@ -4,15 +4,28 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <future>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include "core/actor.hpp"
 #include "core/target.hpp"
 
 namespace tessera::testing {
+
+// Polls `pred` (a condition, never a fixed sleep) until it holds or `limit` passes.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return pred();
+}
 
 // Runs `f` in a fiber on target `t` and returns its result to the calling (test) thread.
 template <typename F>

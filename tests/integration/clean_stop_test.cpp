@@ -52,20 +52,9 @@ std::string member_state(CliSystem& s, int rank) {
   return "absent";
 }
 
-// Polls `pred` until it holds or `limit` passes.
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::seconds limit) {
-  const auto until = Clock::now() + limit;
-  while (Clock::now() < until) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return pred();
-}
-
 void start_system(CliSystem& s, std::vector<std::string> extra = {}) {
-  std::vector<std::string> a{"system", "start", "--dir", s.dir(), "--engines", "4", "--targets",
-                             "2"};
+  std::vector<std::string> a{"system",    "start", "--dir",     s.dir(),
+                             "--engines", "4",     "--targets", "2"};
   a.insert(a.end(), extra.begin(), extra.end());
   s.ok(a);
   s.ok({"pool", "create", "P", "--size", "512M"});

@@ -37,17 +37,6 @@ std::vector<pid_t> processes_naming(const std::string& text) {
   return out;
 }
 
-// Polls `cond` until it holds or `limit` passes.
-template <typename F>
-bool wait_until(std::chrono::seconds limit, F cond) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 std::vector<std::string> cont_args(std::vector<std::string> a) {
   a.insert(a.end(), {"--pool", "tank", "--cont", "kv"});
   return a;
@@ -320,9 +309,9 @@ TEST(SystemCli, StartExplainsFailuresAndKeepsTheRecordedShape) {
   EXPECT_NE(e.find("rank 0 exited during start"), std::string::npos) << e;
   EXPECT_NE(e.find("at least 64M"), std::string::npos) << e;  // the engine's reason, from its log
   // Not even the node agent the failed start began is left running.
-  EXPECT_TRUE(wait_until(std::chrono::seconds(30), [&] {
-    return processes_naming(s.base() + "/bad").empty();
-  })) << "a failed start left processes of its directory running";
+  EXPECT_TRUE(eventually([&] { return processes_naming(s.base() + "/bad").empty(); },
+                         std::chrono::seconds(30)))
+      << "a failed start left processes of its directory running";
   EXPECT_NE(s.err({"pool", "list"}).find("tessera system start"), std::string::npos);
 
   s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
