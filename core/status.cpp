@@ -44,6 +44,10 @@ std::string_view errc_name(Errc e) noexcept {
       return "unsatisfiable";
     case Errc::unauthenticated:
       return "unauthenticated";
+    case Errc::aborted:
+      return "transaction aborted";
+    case Errc::restart:
+      return "transaction conflict (restart it)";
   }
   return "unknown error";
 }

@@ -34,7 +34,9 @@ enum class Errc : uint16_t {
   unsatisfiable = 18,    // can never succeed as configured (a class wider than the pool): no
                          // retry helps, unlike `unavailable`
   unauthenticated = 19,  // the sender's identity could not be verified (no or bad credential)
-  kLast = unauthenticated,  // highest valid code (wire checks)
+  aborted = 20,          // a distributed transaction was decided aborted (nothing of it applies)
+  restart = 21,          // a transaction conflicts with a concurrent one: run it again
+  kLast = restart,       // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

@@ -87,9 +87,10 @@ std::string TargetStore::busy_key(const ObjectId& oid, std::string_view dkey,
 }
 
 bool TargetStore::busy(const ObjectId& oid, std::string_view dkey, std::string_view akey) const {
-  if (busy_.empty()) return false;
+  if (busy_.empty() && dtx_keys_.empty()) return false;
+  // A change in flight, or prepared by a transaction not yet decided.
   for (auto k : {busy_key(oid, {}, {}), busy_key(oid, dkey, {}), busy_key(oid, dkey, akey)}) {
-    if (busy_.count(k) != 0) return true;
+    if (busy_.count(k) != 0 || dtx_keys_.count(k) != 0) return true;
   }
   return false;
 }
@@ -245,14 +246,14 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       }
     }
   }
-  auto r = log_version(oid, dkey, akey, kind, rsize, std::move(v));
+  auto r = log_version(oid, dkey, akey, kind, rsize, std::move(v), uo.stage);
   if (r) ++updates_;
   return r;
 }
 
 Result<uint64_t> TargetStore::log_version(const ObjectId& oid, std::string_view dkey,
                                           std::string_view akey, ValueKind kind, uint32_t rsize,
-                                          Version v) {
+                                          Version v, DtxStage* stage) {
   capnp::MallocMessageBuilder b(512);
   auto rec = b.initRoot<schema::WalRecord>();
   rec.setEpoch(v.epoch);
@@ -268,6 +269,10 @@ Result<uint64_t> TargetStore::log_version(const ObjectId& oid, std::string_view 
   auto bytes = words.asBytes();
   uint64_t epoch = v.epoch;
   std::vector<Extent> extents = v.extents;
+  if (stage != nullptr) {
+    return stage_record(*stage, std::vector<uint8_t>(bytes.begin(), bytes.end()),
+                        std::move(extents), epoch);
+  }
   std::function<void()> apply = [&, v = std::move(v)]() mutable {
     apply_version(oid, dkey, akey, kind, rsize, std::move(v));
   };
@@ -459,7 +464,8 @@ Result<uint64_t> TargetStore::take_epoch(uint64_t given, bool import) {
 }
 
 Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
-                                    std::string_view akey, uint64_t at, bool import) {
+                                    std::string_view akey, uint64_t at, bool import,
+                                    DtxStage* stage) {
   if (dkey.empty() && !akey.empty()) {
     return Status(Errc::invalid_argument, "punching an akey needs its dkey");
   }
@@ -494,6 +500,9 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
   }
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
+  if (stage != nullptr) {
+    return stage_record(*stage, std::vector<uint8_t>(bytes.begin(), bytes.end()), {}, epoch);
+  }
   InflightEpoch inflight(inflight_epochs_, epoch);
   std::function<void()> apply = [&] { apply_punch(oid, dkey, akey, epoch); };
   TESSERA_TRY(wal_->append(std::span<const uint8_t>(bytes.begin(), bytes.size()), apply));
@@ -502,7 +511,8 @@ Result<uint64_t> TargetStore::punch(const ObjectId& oid, std::string_view dkey,
 
 Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view dkey,
                                           std::string_view akey, uint64_t offset, uint64_t length,
-                                          uint32_t rsize, uint64_t at, bool import) {
+                                          uint32_t rsize, uint64_t at, bool import,
+                                          DtxStage* stage) {
   rsize = std::max<uint32_t>(1, rsize);
   if (dkey.empty() || akey.empty())
     return Status(Errc::invalid_argument, "a range punch needs its dkey and akey");
@@ -533,7 +543,7 @@ Result<uint64_t> TargetStore::punch_range(const ObjectId& oid, std::string_view 
   v.lo = v.offset;
   v.hi = v.offset + length * rsize;
   InflightEpoch inflight(inflight_epochs_, v.epoch);
-  return log_version(oid, dkey, akey, ValueKind::array, rsize, std::move(v));
+  return log_version(oid, dkey, akey, ValueKind::array, rsize, std::move(v), stage);
 }
 
 // ---- enumeration ------------------------------------------------------------------------------

@@ -56,6 +56,24 @@ using tessera::ListScope;
 using tessera::ObjectId;
 using tessera::ValueKind;
 
+struct DtxStage;
+
+// A distributed transaction's identity: the epoch its leader stamped and the leader
+// (rank << 32 | target). docs/TRANSACTIONS.md.
+struct DtxId {
+  uint64_t epoch = 0;
+  uint64_t leader = 0;
+  auto operator<=>(const DtxId&) const = default;
+};
+inline uint64_t dtx_member(uint32_t rank, uint32_t target) {
+  return (uint64_t{rank} << 32) | target;
+}
+
+// What a target knows of a transaction. `unknown`: never prepared here, or decided so long ago
+// that it was forgotten.
+enum class DtxState : uint8_t { unknown, prepared, committed, aborted };
+std::string_view dtx_state_name(DtxState s);
+
 struct StoreOptions {
   uint32_t target_index = 0;
   // How messages and errors name this store ("rank 2 target 0"; empty: "target N").
@@ -91,6 +109,9 @@ struct UpdateOptions {
   // A rebuild import: the given epoch may lie at or below the aggregation epoch, and a version
   // the store already holds at that epoch is not stored again.
   bool import = false;
+  // Part of a transaction: the data is written but the change is handed to the stage instead
+  // of being logged; dtx_prepare() logs the stage's changes at once.
+  DtxStage* stage = nullptr;
 };
 
 // The whole history of one akey as rebuild moves it to another target: its versions and
@@ -166,11 +187,42 @@ class TargetStore {
   // returned epoch still see what was there.
   // `epoch` 0: the store assigns one; else the leader's epoch a replica applies.
   Result<uint64_t> punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                         uint64_t epoch = 0, bool import = false);
+                         uint64_t epoch = 0, bool import = false, DtxStage* stage = nullptr);
   // Punches records [offset, offset + length) of an array akey: they read as holes.
   Result<uint64_t> punch_range(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                                uint64_t offset, uint64_t length, uint32_t rsize = 1,
-                               uint64_t epoch = 0, bool import = false);
+                               uint64_t epoch = 0, bool import = false,
+                               DtxStage* stage = nullptr);
+
+  // ---- distributed transactions (storage/store_dtx.cpp, docs/TRANSACTIONS.md) ----
+  // Logs the staged changes as transaction `id`, prepared: durable on return, invisible to
+  // every read until dtx_commit(). Refused (`aborted`) when `id` was already decided aborted
+  // here (a resolver gave up on it before its prepare arrived).
+  Status dtx_prepare(const DtxId& id, std::vector<uint64_t> participants, DtxStage&& stage);
+  // Applies a prepared transaction's changes to the index (visible at once; the decision is
+  // logged with the next group, and replay or resolution redoes it if a crash loses it).
+  // Committed already: ok. Never prepared here: not_found; aborted: `aborted`.
+  Status dtx_commit(const DtxId& id);
+  // Drops a prepared transaction's changes; an unknown id is remembered as aborted so that a
+  // prepare arriving late is refused. Committed already: `exists`.
+  Status dtx_abort(const DtxId& id);
+  DtxState dtx_state(const DtxId& id) const;
+  // Gives back the extents of a stage that will not be prepared (a later change failed).
+  void dtx_discard(DtxStage& stage);
+  // A prepared transaction that changes (oid, dkey, akey) at or below `epoch`: a read there
+  // must learn its outcome first. Empty dkey or akey: anything under the object or dkey.
+  std::optional<DtxId> dtx_blocking(const ObjectId& oid, std::string_view dkey,
+                                    std::string_view akey, uint64_t epoch) const;
+  struct DtxInfo {
+    DtxId id;
+    std::vector<uint64_t> participants;
+    std::chrono::steady_clock::time_point prepared;  // when this target prepared (or recovered) it
+    ObjectId oid;                                    // its first change's object and dkey
+    std::string dkey;
+  };
+  std::vector<DtxInfo> dtx_prepared() const;
+  // Notified whenever a transaction here is decided.
+  boost::fibers::condition_variable_any& dtx_decided_cv() { return dtx_cv_; }
   // One page of a scope at `epoch` (0 = newest); resume with the returned anchor.
   Result<ListResult> list(ListScope scope, const ObjectId& oid, std::string_view dkey,
                           std::string_view akey, std::string_view anchor, uint32_t limit,
@@ -282,12 +334,22 @@ class TargetStore {
   Status recover();
   Status load_checkpoint(WalMark& from);
   Status apply_record(std::span<const uint8_t> bytes);
+  // Transactions: a prepare record (replay, checkpoint load or dtx_prepare), and the outcome
+  // records.
+  struct Dtx;
+  Status dtx_load(std::span<const uint8_t> prepare_record);
+  void dtx_apply_outcome(const DtxId& id, bool commit);
+  void dtx_remember(const DtxId& id, bool committed);
+  void dtx_post(const DtxId& id, bool commit);
+  Result<uint64_t> stage_record(DtxStage& stage, std::vector<uint8_t> record,
+                                std::vector<Extent> extents, uint64_t epoch);
   void apply_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                      ValueKind kind, uint32_t rsize, Version v);
   void apply_punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                    uint64_t epoch);
   Result<uint64_t> log_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                               ValueKind kind, uint32_t rsize, Version v);
+                               ValueKind kind, uint32_t rsize, Version v,
+                               DtxStage* stage = nullptr);
   Status check_condition(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                          Cond cond) const;
   const AkeyVal* find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
@@ -384,11 +446,27 @@ class TargetStore {
   std::unordered_map<std::string, int> busy_;
   boost::fibers::condition_variable_any busy_cv_;
 
+  // Transactions prepared here (their keys are busy for conditional operations and block
+  // reads until decided), and recent decisions (kept for kDtxRemember, at most kDtxRememberMax).
+  std::map<DtxId, std::unique_ptr<Dtx>> dtx_;
+  std::unordered_map<std::string, int> dtx_keys_;  // busy_key -> prepared changes of it
+  std::map<ObjectId, int> dtx_objects_;            // object -> prepared changes of it
+  std::map<DtxId, std::pair<bool, std::chrono::steady_clock::time_point>> dtx_decided_;
+  boost::fibers::condition_variable_any dtx_cv_;
+
   // Extents freed while reads that may still use them are in flight wait here, tagged with the
   // read generation current at free time, until every older read finished.
   uint64_t read_gen_ = 1;
   std::multiset<uint64_t> active_reads_;
   std::vector<std::pair<uint64_t, Extent>> deferred_free_;
+};
+
+// Changes staged for a transaction on one target: their log records (flat Cap'n Proto
+// messages) and the data extents already written for them.
+struct DtxStage {
+  std::vector<std::vector<uint8_t>> records;
+  std::vector<TargetStore::Extent> extents;
+  bool empty() const { return records.empty(); }
 };
 
 }  // namespace tessera::storage

@@ -207,3 +207,25 @@ inline uint64_t array_end(const AkeyVal& a, const Segs& whole) {
   return 0;
 }
 }  // namespace tessera::storage::detail
+
+namespace tessera::storage {
+
+// One prepared transaction: its prepare record (kept whole for checkpoints), the changes in it
+// and what they hold.
+struct TargetStore::Dtx {
+  DtxId id;
+  std::vector<uint64_t> participants;
+  std::vector<uint8_t> prepare;  // the prepare record, as logged
+  std::vector<std::vector<uint8_t>> records;
+  struct Key {
+    ObjectId oid;
+    std::string dkey, akey;
+    uint64_t epoch = 0;
+  };
+  std::vector<Key> keys;
+  std::vector<Extent> extents;
+  std::chrono::steady_clock::time_point prepared;
+  uint64_t min_epoch = detail::kMaxEpoch;
+};
+
+}  // namespace tessera::storage

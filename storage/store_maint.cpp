@@ -93,6 +93,13 @@ Status TargetStore::checkpoint_locked() {
   auto t0 = std::chrono::steady_clock::now();
   const WalMark mark = wal_->mark();
   const uint64_t hlc = hlc_.last();
+  // Transactions as of the mark, taken before anything suspends: one committed while the
+  // checkpoint is written stays prepared in it, and the commit, logged after the mark, is
+  // replayed over it.
+  std::vector<std::vector<uint8_t>> prepared;
+  for (const auto& [id, d] : dtx_) prepared.push_back(d->prepare);
+  std::vector<std::pair<DtxId, bool>> decided;
+  for (const auto& [id, dec] : dtx_decided_) decided.emplace_back(id, dec.first);
   std::vector<Extent> freeing = std::move(pending_free_);
   uint64_t freeing_bytes = pending_bytes_;
   pending_free_.clear();
@@ -198,6 +205,47 @@ Status TargetStore::checkpoint_locked() {
     }
   }
   if (Status st = flush(); !st.is_ok()) return fail(st);
+  // Then the transactions: each prepared one's record, and the decisions remembered.
+  auto put_chunk = [&](capnp::MallocMessageBuilder& b, size_t n) -> Status {
+    auto words = capnp::messageToFlatArray(b);
+    auto chunk = words.asBytes();
+    auto e = put(chunk.begin(), chunk.size());
+    if (!e) return e.status();
+    dir.push_back(DirEntry{e->disk, e->len, static_cast<uint32_t>(e->csum)});
+    bytes += round_block(chunk.size());
+    entries += n;
+    return Status();
+  };
+  for (size_t i = 0; i < prepared.size();) {
+    size_t n = 0;
+    size_t size = 0;
+    while (i + n < prepared.size() && (n == 0 || size + prepared[i + n].size() < kChunkTarget)) {
+      size += prepared[i + n].size();
+      ++n;
+    }
+    capnp::MallocMessageBuilder b(static_cast<unsigned>(size / 8 + 1024));
+    auto list = b.initRoot<schema::CkptChunk>().initEntries(static_cast<unsigned>(n));
+    for (size_t j = 0; j < n; ++j) {
+      list[static_cast<unsigned>(j)].setLevel(3);
+      list[static_cast<unsigned>(j)].setDtx(
+          capnp::Data::Reader(prepared[i + j].data(), prepared[i + j].size()));
+    }
+    if (Status st = put_chunk(b, n); !st.is_ok()) return fail(st);
+    i += n;
+  }
+  if (!decided.empty()) {
+    capnp::MallocMessageBuilder b(static_cast<unsigned>(decided.size() * 4 + 1024));
+    auto e = b.initRoot<schema::CkptChunk>().initEntries(1)[0];
+    e.setLevel(4);
+    auto list = e.initDtxDecided(static_cast<unsigned>(decided.size()));
+    for (size_t j = 0; j < decided.size(); ++j) {
+      auto d = list[static_cast<unsigned>(j)];
+      d.initId().setEpoch(decided[j].first.epoch);
+      d.getId().setLeader(decided[j].first.leader);
+      d.setCommitted(decided[j].second);
+    }
+    if (Status st = put_chunk(b, 1); !st.is_ok()) return fail(st);
+  }
 
   CkptHeader h{};
   std::memcpy(h.magic, kCkptMagic, sizeof(h.magic));
@@ -428,6 +476,8 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
   uint64_t top = epoch == 0 ? hlc_.last() : std::min(epoch, hlc_.last());
   // Changes still on their way to the log may carry older epochs: stay below them.
   if (!inflight_epochs_.empty()) top = std::min(top, *inflight_epochs_.begin() - 1);
+  // A prepared transaction's changes land at their epochs when it commits: stay below them.
+  for (const auto& [id, d] : dtx_) top = std::min(top, d->min_epoch - 1);
   std::vector<uint64_t> bounds;
   for (uint64_t e : protect) bounds.push_back(e);
   for (uint64_t e : protected_) bounds.push_back(e);
@@ -436,6 +486,9 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
   bounds.push_back(top);
   st.epoch = top;
+  // From here on no change may land at or below `top` (take_epoch refuses it): one arriving
+  // while the pass yields would otherwise slip under what the pass merges.
+  agg_epoch_ = std::max(agg_epoch_, top);
 
   // Oldest version epoch under a node, to decide whether its punches still hide anything.
   auto oldest_in = [](const Dkey& d) {
@@ -496,7 +549,6 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
     }
     oit = objects_.upper_bound(oid);
   }
-  agg_epoch_ = std::max(agg_epoch_, top);
   ++aggregations_;
   bool changed =
       st.versions_dropped + st.versions_trimmed + st.punches_dropped + st.keys_removed != 0;

@@ -200,6 +200,10 @@ Status TargetStore::recover() {
       wal_->replay(from, [this](std::span<const uint8_t> rec) { return apply_record(rec); }));
   ckpt_mark_ = from;
   versions_ = 0;
+  // Transactions the log says were aborted put their extents aside for the next checkpoint;
+  // their abort is durable, so they are simply free now (nothing below marks them used).
+  pending_free_.clear();
+  pending_bytes_ = 0;
   for (const Extent& e : ckpt_extents_) {
     Status st = alloc_.mark_used(e.disk, e.len);
     if (!st.is_ok()) return Status(Errc::internal, "checkpoint extents: " + st.message());
@@ -216,6 +220,15 @@ Status TargetStore::recover() {
         }
       }
     }
+  }
+  for (auto& [id, d] : dtx_) {
+    for (const Extent& e : d->extents) {
+      Status st = alloc_.mark_used(e.disk, e.len);
+      if (!st.is_ok()) return Status(Errc::internal, "prepared transaction: " + st.message());
+    }
+  }
+  if (!dtx_.empty()) {
+    log::info("{}: {} transactions prepared and not yet decided", who(), dtx_.size());
   }
   recovery_ms_ =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -256,6 +269,7 @@ Status TargetStore::load_checkpoint(WalMark& from) {
     return Status(Errc::checksum, "checkpoint directory fails its checksum");
   }
   ckpt_extents_.push_back(Extent{best.dir_disk, best.dir_len, best.dir_crc});
+  ckpt_bytes_ = round_block(best.dir_len);  // counted as when it was written: chunks + directory
   capnp::ReaderOptions ro;
   ro.traversalLimitInWords = std::numeric_limits<uint64_t>::max() / 16;
   uint64_t entries = 0;
@@ -281,6 +295,21 @@ Status TargetStore::load_checkpoint(WalMark& from) {
                                             de.len / 8);
       capnp::FlatArrayMessageReader reader(words, ro);
       for (auto e : reader.getRoot<schema::CkptChunk>().getEntries()) {
+        ++entries;
+        if (e.getLevel() == 3) {
+          auto bytes = e.getDtx().asBytes();
+          // The prepare record is copied out: it outlives the chunk buffer.
+          std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
+          std::memcpy(aligned.data(), bytes.begin(), bytes.size());
+          TESSERA_TRY(dtx_load({reinterpret_cast<const uint8_t*>(aligned.data()), bytes.size()}));
+          continue;
+        }
+        if (e.getLevel() == 4) {
+          for (auto dd : e.getDtxDecided()) {
+            dtx_remember(DtxId{dd.getId().getEpoch(), dd.getId().getLeader()}, dd.getCommitted());
+          }
+          continue;
+        }
         ObjectId oid{e.getOidHi(), e.getOidLo()};
         Object& o = objects_[oid];
         std::vector<uint64_t> punches;
@@ -300,7 +329,6 @@ Status TargetStore::load_checkpoint(WalMark& from) {
             a.versions.push_back(std::move(*v));
           }
         }
-        ++entries;
       }
       if (ds.failed()) return Status(Errc::internal, "undecodable checkpoint chunk: " + ds.what());
     } catch (const kj::Exception& ex) {
@@ -322,6 +350,13 @@ Status TargetStore::apply_record(std::span<const uint8_t> bytes) {
     capnp::FlatArrayMessageReader reader(words);
     if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
     auto rec = reader.getRoot<schema::WalRecord>();
+    if (rec.isDtxPrepare()) return dtx_load(bytes);
+    if (rec.isDtxCommit() || rec.isDtxAbort()) {
+      for (auto id : rec.isDtxCommit() ? rec.getDtxCommit().getIds() : rec.getDtxAbort().getIds()) {
+        dtx_apply_outcome(DtxId{id.getEpoch(), id.getLeader()}, rec.isDtxCommit());
+      }
+      return Status();
+    }
     ObjectId oid{rec.getOidHi(), rec.getOidLo()};
     hlc_.observe(rec.getEpoch());
     std::string dkey = from_data(rec.getDkey());

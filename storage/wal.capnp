@@ -34,7 +34,30 @@ struct WalRecord {
   union {
     update @5 :WalUpdate;
     punch  @6 :Void;     # empty dkey: whole object; empty akey: whole dkey; else the akey
+    # Distributed transactions (docs/TRANSACTIONS.md). A prepare holds a transaction's changes
+    # on this target, durable but invisible; a commit applies them, an abort drops them. The
+    # record's own epoch, oid and keys are unused for these.
+    dtxPrepare @7 :DtxPrepare;
+    dtxCommit  @8 :DtxOutcome;
+    dtxAbort   @9 :DtxOutcome;
   }
+}
+
+# A distributed transaction's identity: the epoch its leader stamped and the leader
+# (rank << 32 | target).
+struct DtxRef {
+  epoch  @0 :UInt64;
+  leader @1 :UInt64;
+}
+
+struct DtxPrepare {
+  id           @0 :DtxRef;
+  participants @1 :List(UInt64);   # every target holding a part (rank << 32 | target)
+  records      @2 :List(Data);     # this target's changes: WalRecord messages (update, punch)
+}
+
+struct DtxOutcome {
+  ids @0 :List(DtxRef);
 }
 
 struct WalUpdate {
@@ -50,11 +73,19 @@ struct CkptEntry {
   oidLo    @1 :UInt64;
   dkey     @2 :Data;
   akey     @3 :Data;
-  level    @4 :UInt8;               # 0 object, 1 dkey, 2 akey
+  level    @4 :UInt8;               # 0 object, 1 dkey, 2 akey, 3 prepared transaction,
+                                    # 4 decided transactions remembered (dtxDecided)
   punches  @5 :List(UInt64);
   kind     @6 :UInt8;
   rsize    @7 :UInt32;
   versions @8 :List(WalVersion);
+  dtx      @9 :Data;                # level 3: the transaction's prepare (a WalRecord message)
+  dtxDecided @10 :List(DtxDecided); # level 4
+}
+
+struct DtxDecided {
+  id        @0 :DtxRef;
+  committed @1 :Bool;
 }
 
 struct CkptChunk {

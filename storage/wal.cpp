@@ -25,7 +25,11 @@ uint32_t group_crc(const GroupHeader& h, const uint8_t* payload) {
 Wal::Wal(Target& target, BlockQueue& q, uint64_t offset, uint64_t length, uint64_t incarnation)
     : target_(target), q_(q), offset_(offset), length_(length), incarnation_(incarnation) {}
 
-Wal::~Wal() = default;
+Wal::~Wal() {
+  for (Waiter* w : pending_) {
+    if (w->posted) delete w;  // never started, or stopped: nobody else owns them
+  }
+}
 
 Status Wal::format() {
   Buffer zero(kBlock);
@@ -164,6 +168,26 @@ Status Wal::append(std::span<const uint8_t> record, const std::function<void()>&
   return w.result;
 }
 
+void Wal::post(std::vector<uint8_t> record) {
+  if (stopping_ || !running_) return;
+  auto* w = new Waiter;
+  w->owned = std::move(record);
+  w->record = w->owned;
+  w->posted = true;
+  pending_.push_back(w);
+  wake_.notify_one();
+}
+
+void Wal::finish(Waiter* w, const Status& st) {
+  if (w->posted) {
+    delete w;
+    return;
+  }
+  w->result = st;
+  w->done = true;
+  w->cv.notify_one();
+}
+
 void Wal::committer() {
   NoLock nl;
   while (true) {
@@ -180,20 +204,14 @@ void Wal::committer() {
     }
     Status st = write_group(batch);
     if (st.is_ok()) {
-      for (Waiter* w : batch) (*w->on_durable)();
+      for (Waiter* w : batch) {
+        if (w->on_durable != nullptr) (*w->on_durable)();
+      }
     }
-    for (Waiter* w : batch) {
-      w->result = st;
-      w->done = true;
-      w->cv.notify_one();
-    }
+    for (Waiter* w : batch) finish(w, st);
   }
   // Stopping: fail whatever is still queued so its fibers can finish.
-  for (Waiter* w : pending_) {
-    w->result = Status(Errc::shutdown, "target stopping");
-    w->done = true;
-    w->cv.notify_one();
-  }
+  for (Waiter* w : pending_) finish(w, Status(Errc::shutdown, "target stopping"));
   pending_.clear();
 }
 

@@ -72,6 +72,10 @@ class Wal {
 
   // Durably appends one record (suspends the fiber); on success `on_durable` has run.
   Status append(std::span<const uint8_t> record, const std::function<void()>& on_durable);
+  // Queues one record for the next group without waiting for it (nobody learns when it is
+  // durable, or whether: a crash may lose it). For records whose loss recovery tolerates: the
+  // outcome of a transaction every participant already holds prepared.
+  void post(std::vector<uint8_t> record);
 
   // Where the next group goes: a checkpoint that starts now covers every group before it.
   WalMark mark() const { return {lsn_ + 1, tail_, total_}; }
@@ -90,11 +94,15 @@ class Wal {
   struct Waiter {
     std::span<const uint8_t> record;
     const std::function<void()>* on_durable = nullptr;
+    std::vector<uint8_t> owned;  // post(): the record's bytes; the committer deletes the waiter
+    bool posted = false;
     Status result;
     bool done = false;
     boost::fibers::condition_variable_any cv;
   };
   void committer();
+  // Hands a waiter its result: wakes its fiber, or deletes it when it was posted.
+  static void finish(Waiter* w, const Status& st);
   Status write_group(std::vector<Waiter*>& batch);
 
   Target& target_;

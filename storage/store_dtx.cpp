@@ -1,0 +1,298 @@
+// TargetStore: distributed transactions on one target (docs/TRANSACTIONS.md).
+//
+// A transaction's changes on this target are staged (data extents written, log records kept
+// aside), then logged as one prepare record: durable, but not in the index, so no read sees
+// them. A commit applies the records to the index exactly as replay applies logged changes; an
+// abort drops them and frees their extents after the next checkpoint. Commit and abort records
+// are posted to the log without waiting: the prepare is what must be durable before anyone is
+// told "done", and a lost outcome is found again by resolution after a restart.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include "core/log.hpp"
+#include "proto/capnp_util.hpp"
+#include "storage/store.hpp"
+#include "storage/store_internal.hpp"
+#include "storage/wal.capnp.h"
+
+namespace tessera::storage {
+
+using namespace detail;
+
+namespace {
+// Decisions are remembered this long (a participant that missed one asks for it), and at most
+// this many (the oldest go first).
+constexpr auto kDtxRemember = std::chrono::minutes(2);
+constexpr size_t kDtxRememberMax = 1u << 18;
+
+void ref_to(schema::DtxRef::Builder b, const DtxId& id) {
+  b.setEpoch(id.epoch);
+  b.setLeader(id.leader);
+}
+DtxId ref_from(schema::DtxRef::Reader r) { return {r.getEpoch(), r.getLeader()}; }
+
+template <typename Fn>
+Status with_record(std::span<const uint8_t> bytes, Fn&& fn) {
+  if (bytes.size() % 8 != 0) return Status(Errc::internal, "WAL record not word aligned");
+  try {
+    capn::DecodeScope ds;
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
+                                          bytes.size() / 8);
+    capnp::FlatArrayMessageReader reader(words);
+    Status st = fn(reader.getRoot<schema::WalRecord>());
+    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
+    return st;
+  } catch (const kj::Exception& e) {
+    return Status(Errc::internal,
+                  fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
+  }
+}
+}  // namespace
+
+std::string_view dtx_state_name(DtxState s) {
+  switch (s) {
+    case DtxState::unknown:
+      return "unknown";
+    case DtxState::prepared:
+      return "prepared";
+    case DtxState::committed:
+      return "committed";
+    case DtxState::aborted:
+      return "aborted";
+  }
+  return "unknown";
+}
+
+Result<uint64_t> TargetStore::stage_record(DtxStage& stage, std::vector<uint8_t> record,
+                                           std::vector<Extent> extents, uint64_t epoch) {
+  stage.records.push_back(std::move(record));
+  stage.extents.insert(stage.extents.end(), extents.begin(), extents.end());
+  return epoch;
+}
+
+void TargetStore::dtx_discard(DtxStage& stage) {
+  release_extents(stage.extents);
+  stage.extents.clear();
+  stage.records.clear();
+}
+
+// Registers a prepare record: the changes it holds become pending here.
+Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
+  auto d = std::make_unique<Dtx>();
+  d->prepare.assign(bytes.begin(), bytes.end());
+  d->prepared = std::chrono::steady_clock::now();
+  TESSERA_TRY(with_record(bytes, [&](schema::WalRecord::Reader rec) -> Status {
+    if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
+    auto p = rec.getDtxPrepare();
+    d->id = ref_from(p.getId());
+    for (uint64_t m : p.getParticipants()) d->participants.push_back(m);
+    for (auto r : p.getRecords()) {
+      auto inner = r.asBytes();
+      d->records.emplace_back(inner.begin(), inner.end());
+    }
+    return Status();
+  }));
+  for (const auto& r : d->records) {
+    TESSERA_TRY(with_record(r, [&](schema::WalRecord::Reader rec) -> Status {
+      Dtx::Key k{{rec.getOidHi(), rec.getOidLo()}, from_data(rec.getDkey()),
+                 from_data(rec.getAkey()), rec.getEpoch()};
+      if (rec.isUpdate()) {
+        auto v = version_from(rec.getUpdate().getVersion(), data_off_, q_->size());
+        if (!v) return v.status();
+        d->extents.insert(d->extents.end(), v->extents.begin(), v->extents.end());
+      } else if (!rec.isPunch()) {
+        return Status(Errc::internal, "a transaction holds a change of an unknown kind");
+      }
+      d->min_epoch = std::min(d->min_epoch, k.epoch);
+      d->keys.push_back(std::move(k));
+      return Status();
+    }));
+  }
+  if (dtx_.count(d->id) != 0) return Status();  // replay after a checkpoint that holds it
+  if (auto dec = dtx_decided_.find(d->id); dec != dtx_decided_.end()) return Status();
+  for (const auto& k : d->keys) {
+    ++dtx_keys_[busy_key(k.oid, k.dkey, k.akey)];
+    ++dtx_objects_[k.oid];
+  }
+  hlc_.observe(d->id.epoch);
+  dtx_.emplace(d->id, std::move(d));
+  return Status();
+}
+
+void TargetStore::dtx_remember(const DtxId& id, bool committed) {
+  const auto now = std::chrono::steady_clock::now();
+  dtx_decided_[id] = {committed, now};
+  // Forget the oldest decisions beyond the bound, and the expired ones at the front.
+  while (!dtx_decided_.empty() &&
+         (dtx_decided_.size() > kDtxRememberMax ||
+          now - dtx_decided_.begin()->second.second > kDtxRemember)) {
+    dtx_decided_.erase(dtx_decided_.begin());
+  }
+}
+
+// Applies a decision to a prepared transaction (normal operation and replay alike).
+void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
+  auto it = dtx_.find(id);
+  if (it != dtx_.end()) {
+    Dtx& d = *it->second;
+    for (const auto& k : d.keys) {
+      auto kit = dtx_keys_.find(busy_key(k.oid, k.dkey, k.akey));
+      if (kit != dtx_keys_.end() && --kit->second == 0) dtx_keys_.erase(kit);
+      auto oit = dtx_objects_.find(k.oid);
+      if (oit != dtx_objects_.end() && --oit->second == 0) dtx_objects_.erase(oit);
+    }
+    if (commit) {
+      for (const auto& r : d.records) {
+        Status st = apply_record(r);
+        if (!st.is_ok()) log::error("{}: transaction change not applied: {}", who(), st.to_string());
+      }
+      updates_ += d.records.size();
+    } else {
+      // Freed after the next checkpoint: the current one may still name them as prepared.
+      for (const Extent& e : d.extents) {
+        pending_free_.push_back(e);
+        pending_bytes_ += round_block(e.len);
+      }
+    }
+    dtx_.erase(it);
+  }
+  dtx_remember(id, commit);
+  dtx_cv_.notify_all();
+  busy_cv_.notify_all();
+}
+
+void TargetStore::dtx_post(const DtxId& id, bool commit) {
+  capnp::MallocMessageBuilder b(128);
+  auto rec = b.initRoot<schema::WalRecord>();
+  auto out = commit ? rec.initDtxCommit() : rec.initDtxAbort();
+  ref_to(out.initIds(1)[0], id);
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  wal_->post(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+}
+
+Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participants,
+                                DtxStage&& stage) {
+  if (auto st = dtx_state(id); st != DtxState::unknown) {
+    dtx_discard(stage);
+    if (st == DtxState::aborted) {
+      return Status(Errc::aborted, fmt::format("{}: transaction {} was already decided aborted "
+                                               "here",
+                                               who(), id.epoch));
+    }
+    return Status(Errc::exists, fmt::format("{}: transaction {} is already {} here", who(),
+                                            id.epoch, dtx_state_name(st)));
+  }
+  capnp::MallocMessageBuilder b(1024);
+  auto rec = b.initRoot<schema::WalRecord>();
+  rec.setEpoch(id.epoch);
+  auto p = rec.initDtxPrepare();
+  ref_to(p.initId(), id);
+  auto parts = p.initParticipants(static_cast<unsigned>(participants.size()));
+  for (size_t i = 0; i < participants.size(); ++i) parts.set(static_cast<unsigned>(i), participants[i]);
+  auto list = p.initRecords(static_cast<unsigned>(stage.records.size()));
+  for (size_t i = 0; i < stage.records.size(); ++i) {
+    list.set(static_cast<unsigned>(i), capnp::Data::Reader(stage.records[i].data(),
+                                                           stage.records[i].size()));
+  }
+  auto words = capnp::messageToFlatArray(b);
+  auto bytes = words.asBytes();
+  std::span<const uint8_t> span(bytes.begin(), bytes.size());
+  Status loaded;
+  std::function<void()> apply = [&] { loaded = dtx_load(span); };
+  Status st = wal_->append(span, apply);
+  if (!st.is_ok()) {
+    dtx_discard(stage);
+    return st;
+  }
+  if (!loaded.is_ok()) return loaded;
+  if (dtx_.count(id) == 0) {
+    // Decided aborted while the log was written (a resolver gave up on it): the decision
+    // stands, and the data is freed once no checkpoint can name it.
+    for (const Extent& e : stage.extents) {
+      pending_free_.push_back(e);
+      pending_bytes_ += round_block(e.len);
+    }
+    return Status(Errc::aborted, fmt::format("{}: transaction {} was decided aborted while it "
+                                             "was prepared",
+                                             who(), id.epoch));
+  }
+  if (wal_->used() > wal_len_ / 2 && !ckpt_wanted_) {
+    ckpt_wanted_ = true;
+    bg_cv_.notify_all();
+  }
+  return Status();
+}
+
+Status TargetStore::dtx_commit(const DtxId& id) {
+  switch (dtx_state(id)) {
+    case DtxState::committed:
+      return Status();
+    case DtxState::aborted:
+      return Status(Errc::aborted, fmt::format("{}: transaction {} was decided aborted", who(),
+                                               id.epoch));
+    case DtxState::unknown:
+      return Status(Errc::not_found,
+                    fmt::format("{}: transaction {} is not prepared here", who(), id.epoch));
+    case DtxState::prepared:
+      break;
+  }
+  dtx_apply_outcome(id, true);
+  dtx_post(id, true);
+  return Status();
+}
+
+Status TargetStore::dtx_abort(const DtxId& id) {
+  switch (dtx_state(id)) {
+    case DtxState::aborted:
+      return Status();
+    case DtxState::committed:
+      return Status(Errc::exists, fmt::format("{}: transaction {} was committed", who(), id.epoch));
+    case DtxState::unknown:
+    case DtxState::prepared:
+      break;
+  }
+  dtx_apply_outcome(id, false);
+  dtx_post(id, false);
+  return Status();
+}
+
+DtxState TargetStore::dtx_state(const DtxId& id) const {
+  if (dtx_.count(id) != 0) return DtxState::prepared;
+  auto it = dtx_decided_.find(id);
+  if (it == dtx_decided_.end()) return DtxState::unknown;
+  return it->second.first ? DtxState::committed : DtxState::aborted;
+}
+
+std::optional<DtxId> TargetStore::dtx_blocking(const ObjectId& oid, std::string_view dkey,
+                                               std::string_view akey, uint64_t epoch) const {
+  if (dtx_objects_.count(oid) == 0) return std::nullopt;
+  if (epoch == 0) epoch = kMaxEpoch;
+  for (const auto& [id, d] : dtx_) {
+    for (const auto& k : d->keys) {
+      if (k.oid != oid || k.epoch > epoch) continue;
+      // A change of the whole object or dkey, or one under the key asked about.
+      bool dkey_meets = dkey.empty() || k.dkey.empty() || k.dkey == dkey;
+      bool akey_meets = akey.empty() || k.akey.empty() || k.akey == akey;
+      if (dkey_meets && akey_meets) return id;
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<TargetStore::DtxInfo> TargetStore::dtx_prepared() const {
+  std::vector<DtxInfo> out;
+  out.reserve(dtx_.size());
+  for (const auto& [id, d] : dtx_) {
+    DtxInfo i{id, d->participants, d->prepared, {}, {}};
+    if (!d->keys.empty()) {
+      i.oid = d->keys.front().oid;
+      i.dkey = d->keys.front().dkey;
+    }
+    out.push_back(std::move(i));
+  }
+  return out;
+}
+
+}  // namespace tessera::storage
