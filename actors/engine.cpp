@@ -145,6 +145,9 @@ Status Engine::start() {
       s->svc = std::make_unique<ObjectService>(*rt, s->pools, cfg_.rank,
                                                static_cast<uint16_t>(s->target->index()));
       rt->register_actor(proto::kObjectServiceActor, s->svc.get());
+      ObjectService* svc = s->svc.get();
+      s->pools.settle = [svc](PoolShard& sh) { return svc->settle_all(sh); };
+      s->target->spawn([svc] { svc->run_dtx_background(); });
       log::info("target {} serving on CPU {} ({} queue, fabric {})", s->target->index(),
                 s->target->cpu(), s->backend, s->ep->printable(s->fabric_addr));
       ready.set_value(Status());
@@ -654,6 +657,15 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
       o.share = share;
       o.cancelled = [s, &t, &sh, pool, gen] {
         return t.stopping() || sh.closing || s->pools.rebuilds[pool].gen != gen;
+      };
+      o.settle = [&] {
+        // A participant that does not answer yet (restarting) gets the scan's retry time.
+        const auto until = t.env().now() + o.retry;
+        while (true) {
+          Status st = s->pools.settle(sh);
+          if (st.code() != Errc::busy || t.env().now() >= until || o.cancelled()) return st;
+          t.sleep_for(std::chrono::milliseconds(100));
+        }
       };
       auto last = t.env().now();
       bool planned = false;

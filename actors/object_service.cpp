@@ -19,16 +19,22 @@ using capn::from_data;
 using namespace objsvc;
 
 namespace {
-// A request forwarded by a leader: the same body with the leader's epoch and replica set.
+// A request forwarded by a leader: the same body with the leader's epoch, the replica flag, the
+// transaction it is part of and the commits the receiver is told. A condition was decided by
+// the leader: the replicas apply what it decided.
 template <typename Req>
-Buffer forwarded(const Buffer& body, uint64_t epoch) {
+Buffer forwarded(const Buffer& body, uint64_t epoch, const storage::DtxId& id,
+                 const std::vector<uint64_t>& participants,
+                 const std::vector<storage::DtxId>& commits) {
   capn::DecodeScope ds;
   BodyReader br(body);
   capnp::MallocMessageBuilder b(512);
   b.setRoot(br.root<Req>());
   auto w = b.getRoot<Req>();
   w.setEpoch(epoch);
+  if constexpr (std::is_same_v<Req, schema::UpdateReq>) w.setCond(0);
   w.getCtx().setReplica(true);
+  set_dtx(w.getCtx(), id, participants, commits);
   return capn::to_body(b);
 }
 }  // namespace
@@ -139,9 +145,9 @@ Status ObjectService::check_handle(PoolShard& sh, const Ctx& ctx,
 
 Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId oid,
                                           const std::string& dkey, bool sequential,
-                                          const std::function<Result<uint64_t>(uint64_t)>& local) {
+                                          const Local& local) {
   const uint64_t epoch = w.store->new_epoch();
-  if (w.shard == nullptr) return local(epoch);
+  if (w.shard == nullptr) return local(epoch, nullptr);
   auto place = placement::place(oid, w.shard->view->pool.map);
   if (!place) return place.status();
   std::vector<placement::Shard> peers;
@@ -160,52 +166,47 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                                            "group in pool map version {}",
                                            rank_, target_, w.shard->view->pool.map.version));
   }
-  if (peers.empty()) return local(epoch);
-  Buffer body = m.method == proto::kObjUpdate ? forwarded<schema::UpdateReq>(m.body, epoch)
-                                              : forwarded<schema::PunchReq>(m.body, epoch);
-  auto send_all = [&] {
-    std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
-    for (const auto& peer : peers) {
-      auto p = std::make_shared<boost::fibers::promise<Status>>();
-      done.push_back(p);
-      Message f;
-      f.dst = ActorAddr{peer.rank, static_cast<uint16_t>(peer.target), proto::kObjectServiceActor};
-      f.protocol = proto::kProtoObject;
-      f.method = m.method;
-      f.body = Buffer(body.data(), body.size());
-      f.bulk = Buffer(m.bulk.data(), m.bulk.size());
-      rt_.target().spawn([this, p, f = std::move(f), peer]() mutable {
-        auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
-        if (!r)
-          return p->set_value(
-              Status(r.status().code(), fmt::format("replica rank {} target {}: {}", peer.rank,
-                                                    peer.target, r.status().message())));
-        if (r->status != Errc::ok) {
-          return p->set_value(Status(r->status, fmt::format("replica rank {} target {}: {}",
-                                                            peer.rank, peer.target, r->error)));
-        }
-        p->set_value(Status());
-      });
+  if (peers.empty()) return local(epoch, nullptr);
+  // One distributed transaction over the group's members (actors/object_service_dtx.cpp).
+  const storage::DtxId id{epoch, me()};
+  std::vector<uint64_t> participants{me()};
+  for (const auto& p : peers) participants.push_back(storage::dtx_member(p.rank, p.target));
+  auto prepare_local = [&]() -> Status {
+    storage::DtxStage stage;
+    auto r = local(epoch, &stage);
+    if (!r) {
+      w.store->dtx_discard(stage);
+      return r.status();
     }
-    return done;
+    return w.store->dtx_prepare(id, participants, std::move(stage));
   };
-  if (sequential) {
-    // A conditional change is decided here first; the replicas then apply what was decided.
-    auto r = local(epoch);
-    if (!r) return r;
-    for (auto& p : send_all()) TESSERA_TRY(p->get_future().get());
-    return r;
+  std::vector<std::function<Status()>> remote;
+  for (const auto& peer : peers) {
+    const uint64_t who = storage::dtx_member(peer.rank, peer.target);
+    auto commits = take_notices(*w.shard, who);
+    Message f;
+    f.dst = ActorAddr{peer.rank, static_cast<uint16_t>(peer.target), proto::kObjectServiceActor};
+    f.protocol = proto::kProtoObject;
+    f.method = m.method;
+    f.body = m.method == proto::kObjUpdate
+                 ? forwarded<schema::UpdateReq>(m.body, epoch, id, participants, commits)
+                 : forwarded<schema::PunchReq>(m.body, epoch, id, participants, commits);
+    f.bulk = Buffer(m.bulk.data(), m.bulk.size());
+    remote.push_back([this, f = std::make_shared<Message>(std::move(f)), peer]() -> Status {
+      auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
+      if (!r) {
+        return Status(r.status().code(), fmt::format("replica rank {} target {}: {}", peer.rank,
+                                                     peer.target, r.status().message()));
+      }
+      if (r->status != Errc::ok) {
+        return Status(r->status,
+                      fmt::format("replica rank {} target {}: {}", peer.rank, peer.target, r->error));
+      }
+      return Status();
+    });
   }
-  auto done = send_all();
-  auto r = local(epoch);
-  Status first;
-  for (auto& p : done) {
-    Status st = p->get_future().get();
-    if (!st.is_ok() && first.is_ok()) first = st;
-  }
-  if (!r) return r;
-  if (!first.is_ok()) return first;
-  return r;
+  TESSERA_TRY(lead_dtx(*w.shard, *w.store, id, participants, sequential, prepare_local, remote));
+  return epoch;
 }
 
 namespace {
@@ -217,6 +218,8 @@ bool engine_only(uint16_t method) {
     case proto::kObjRebuildPush:
     case proto::kObjShardFetch:
     case proto::kObjScrub:
+    case proto::kObjDtxOutcome:
+    case proto::kObjDtxQuery:
       return true;
     default:
       return false;
@@ -290,14 +293,20 @@ Status ObjectService::handle(Message& m) {
       auto w = resolve(ctx, k.oid, mgmt::kWrite);
       if (!w) return w.status();
       if (ctx.pool != 0) uo.csum = w->csum;
-      auto local = [&](uint64_t epoch) {
+      auto local = [&](uint64_t epoch, storage::DtxStage* stage) {
         storage::UpdateOptions o = uo;
         o.epoch = epoch;
+        o.stage = stage;
         return w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, o);
       };
-      auto r = ctx.replica
-                   ? w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, uo)
-                   : replicate(m, *w, k.oid, k.dkey, uo.cond != Cond::none, local);
+      if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
+        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+          return local(uo.epoch, &stage).status();
+        }));
+        return rt_.reply(m, Status(), epoch_body(uo.epoch));
+      }
+      auto r = ctx.replica ? local(uo.epoch, nullptr)
+                           : replicate(m, *w, k.oid, k.dkey, uo.cond != Cond::none, local);
       if (!r) return r.status();
       return rt_.reply(m, Status(), epoch_body(*r));
     }
@@ -338,6 +347,7 @@ Status ObjectService::handle(Message& m) {
         key = w->key;
         use = std::move(w->use);
       }
+      if (use.get() != nullptr) TESSERA_TRY(settle(*use, key, k.dkey, k.akey, epoch));
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) {
         if (r.status().code() == Errc::checksum || r.status().code() == Errc::io_error) {
@@ -382,16 +392,22 @@ Status ObjectService::handle(Message& m) {
       TESSERA_TRY(client_may_write(m, ctx.replica, at));
       auto w = resolve(ctx, k.oid, mgmt::kWrite);
       if (!w) return w.status();
-      auto local = [&](uint64_t epoch) {
-        return length == 0
-                   ? w->store->punch(w->key, k.dkey, k.akey, epoch)
-                   : w->store->punch_range(w->key, k.dkey, k.akey, offset, length, rsize, epoch);
+      auto local = [&](uint64_t epoch, storage::DtxStage* stage) {
+        return length == 0 ? w->store->punch(w->key, k.dkey, k.akey, epoch, false, stage)
+                           : w->store->punch_range(w->key, k.dkey, k.akey, offset, length, rsize,
+                                                   epoch, false, stage);
       };
-      Result<uint64_t> r = ctx.replica ? local(at) : Result<uint64_t>(Status());
+      if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
+        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+          return local(at, &stage).status();
+        }));
+        return rt_.reply(m, Status(), epoch_body(at));
+      }
+      Result<uint64_t> r = ctx.replica ? local(at, nullptr) : Result<uint64_t>(Status());
       if (!ctx.replica) {
         if (k.dkey.empty() && w->shard != nullptr) {
           // A whole-object punch touches every group: each member punches its own shard.
-          r = local(w->store->new_epoch());
+          r = local(w->store->new_epoch(), nullptr);
         } else {
           r = replicate(m, *w, k.oid, k.dkey, false, local);
         }
@@ -425,6 +441,15 @@ Status ObjectService::handle(Message& m) {
       }
       auto w = resolve(ctx, oid, mgmt::kRead);
       if (!w) return w.status();
+      if (w->shard != nullptr) {
+        if (scope == storage::ListScope::objects) {
+          // Any prepared transaction may create an object of the container.
+          TESSERA_TRY(settle_all(*w->shard));
+        } else {
+          TESSERA_TRY(settle(*w->shard, w->key, scope == storage::ListScope::dkeys ? "" : dkey,
+                             scope == storage::ListScope::recx ? akey : "", epoch));
+        }
+      }
       auto r = w->store->list(scope, w->key, dkey, akey, anchor, limit, epoch);
       if (!r) return r.status();
       if (scope == storage::ListScope::objects && w->shard != nullptr) {
@@ -476,6 +501,7 @@ Status ObjectService::handle(Message& m) {
       }
       auto w = resolve(ctx, k.oid, mgmt::kRead);
       if (!w) return w.status();
+      if (w->shard != nullptr) TESSERA_TRY(settle(*w->shard, w->key, k.dkey, k.akey, epoch));
       capnp::MallocMessageBuilder b(128);
       auto rep = b.initRoot<schema::QueryMaxRep>();
       if (k.dkey.empty()) {
@@ -494,6 +520,10 @@ Status ObjectService::handle(Message& m) {
 
     case proto::kObjEcUpdate:
       return ec_update(m);
+    case proto::kObjDtxOutcome:
+      return on_dtx_outcome(m);
+    case proto::kObjDtxQuery:
+      return on_dtx_query(m);
 
     case proto::kObjRebuildPush: {
       uint32_t pool, version;

@@ -50,7 +50,20 @@ class ObjectService final : public Actor {
     uint64_t handle = 0;
     uint32_t cont = 0;
     bool replica = false;
+    // Engine to engine: the transaction a forwarded change is part of (epoch 0: none), its
+    // participants, and commits the sender decided (IoCtx.dtx, IoCtx.commits).
+    storage::DtxId dtx;
+    std::vector<uint64_t> participants;
+    std::vector<storage::DtxId> commits;
   };
+
+  // Background work of distributed transactions on this target until it stops: tells
+  // participants the commits no request carried to them, and resolves transactions left
+  // prepared here (a leader that died, a notice lost). The engine starts it on every target.
+  void run_dtx_background();
+  // Decides every transaction prepared in `sh` (TargetPools::settle); `busy` while one cannot
+  // be decided yet.
+  Status settle_all(PoolShard& sh);
   // What a request resolved to: the store, the shard (none for pool 0; held in use while the
   // request runs), the store's key.
   struct Where {
@@ -83,11 +96,46 @@ class ObjectService final : public Actor {
   void schedule_repair(uint32_t pool, ObjectId key, const std::string& dkey,
                        const std::string& akey);
   void run_repairs(uint32_t pool);
-  // Leader side of a replicated change: forwards `m` (with `epoch`) to the other members of the
-  // group of (oid, dkey) and runs `local`; all must succeed.
+  // Leader side of a replicated change: one distributed transaction over the members of the
+  // group of (oid, dkey). `local(epoch, stage)` stages this target's change (stage null: apply
+  // it, when the group has no other member); `m` is forwarded to the others with the epoch.
+  using Local = std::function<Result<uint64_t>(uint64_t, storage::DtxStage*)>;
   Result<uint64_t> replicate(Message& m, const Where& w, ObjectId oid, const std::string& dkey,
-                             bool sequential,
-                             const std::function<Result<uint64_t>(uint64_t)>& local);
+                             bool sequential, const Local& local);
+
+  // ---- distributed transactions (actors/object_service_dtx.cpp) ----
+  // Leader: prepares this target's part (`prepare_local`) and every other participant's
+  // (`remote`, one call each, run in parallel; after the local part when `sequential`), then
+  // commits when all prepared and aborts everywhere otherwise. Returns the first failure.
+  Status lead_dtx(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
+                  const std::vector<uint64_t>& participants, bool sequential,
+                  const std::function<Status()>& prepare_local,
+                  const std::vector<std::function<Status()>>& remote);
+  // A participant: applies the commits a forwarded request carries, then stages its change
+  // with `stage` and prepares it as the request's transaction.
+  Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
+                      const std::function<Status(storage::DtxStage&)>& stage);
+  // The commits waiting to be told to `member` (at most `max`), taken from the shard.
+  std::vector<storage::DtxId> take_notices(PoolShard& sh, uint64_t member, size_t max = 512);
+  // A read of (key, dkey, akey) at `epoch` (empty dkey/akey: anything under): first decide here
+  // every prepared transaction that changes it at or below `epoch`. `busy` while one is not
+  // decided yet (the client retries).
+  Status settle(PoolShard& sh, ObjectId key, std::string_view dkey, std::string_view akey,
+                uint64_t epoch);
+  // Learns and applies here the outcome of a transaction prepared here: waits for it when this
+  // target leads it, asks its leader, or decides with the other participants when the leader
+  // is gone (no longer a member of the group) or this target led it before a restart.
+  Status resolve_dtx(PoolShard& sh, const storage::DtxId& id);
+  Status decide_by_vote(PoolShard& sh, const storage::TargetStore::DtxInfo& info, bool skip_leader);
+  Result<storage::DtxState> ask_dtx(uint32_t pool, uint64_t member, const storage::DtxId& id,
+                                    bool abort_unknown);
+  // Tells `member` decisions (no answer awaited; one that does not arrive is asked for later).
+  void send_outcome(uint32_t pool, uint64_t member, std::vector<storage::DtxId> ids, bool commit);
+  bool is_writer(const PoolShard& sh, ObjectId key, const std::string& dkey, uint64_t member) const;
+  Status on_dtx_outcome(Message& m);
+  Status on_dtx_query(Message& m);
+  uint64_t me() const { return storage::dtx_member(rank_, target_); }
+  boost::fibers::condition_variable_any dtx_wake_;  // commit notices queued
   // A pool's shard on this target for an engine-to-engine request (rebuild): no handle; a
   // sender's newer map is fetched first.
   Result<ShardUse> shard_for(uint32_t pool, uint32_t map_version);

@@ -31,7 +31,10 @@ struct Piece {
 // An EcUpdateReq for one position: its pieces, their bytes packed into a new bulk.
 std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey,
                                            const std::vector<const Piece*>& pieces, uint64_t epoch,
-                                           const ObjectService::Ctx& ctx, const Buffer& bulk) {
+                                           const ObjectService::Ctx& ctx, const Buffer& bulk,
+                                           const storage::DtxId& id,
+                                           const std::vector<uint64_t>& participants,
+                                           const std::vector<storage::DtxId>& commits) {
   capnp::MallocMessageBuilder b(512);
   auto req = b.initRoot<schema::EcUpdateReq>();
   req.initOid().setHi(oid.hi);
@@ -44,6 +47,7 @@ std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey
   c.setHandle(ctx.handle);
   c.setCont(ctx.cont);
   c.setReplica(true);
+  set_dtx(c, id, participants, commits);
   size_t bytes = 0;
   for (const Piece* p : pieces) bytes += p->punch ? 0 : p->length;
   Buffer out(bytes);
@@ -143,17 +147,19 @@ Status ObjectService::ec_update(Message& m) {
                   "an erasure-coded update names an object whose class "
                   "is not erasure-coded");
   }
-  auto apply = [&](const std::vector<const Piece*>& mine, uint64_t epoch) -> Status {
+  auto apply = [&](const std::vector<const Piece*>& mine, uint64_t epoch,
+                   storage::DtxStage* stage) -> Status {
     for (const Piece* p : mine) {
       Result<uint64_t> r = Status();
       if (p->punch) {
-        r = p->length == 0
-                ? w->store->punch(w->key, dkey, p->akey, epoch)
-                : w->store->punch_range(w->key, dkey, p->akey, p->offset, p->length, 1, epoch);
+        r = p->length == 0 ? w->store->punch(w->key, dkey, p->akey, epoch, false, stage)
+                           : w->store->punch_range(w->key, dkey, p->akey, p->offset, p->length, 1,
+                                                   epoch, false, stage);
       } else {
         storage::UpdateOptions o;
         o.epoch = epoch;
         o.csum = w->csum;
+        o.stage = stage;
         r = w->store->update(w->key, dkey, p->akey, p->kind, p->offset,
                              m.bulk.span().subspan(p->bulk_offset, p->length), p->crc, o);
       }
@@ -165,7 +171,14 @@ Status ObjectService::ec_update(Message& m) {
   if (ctx.replica) {
     std::vector<const Piece*> mine;
     for (const auto& p : pieces) mine.push_back(&p);
-    TESSERA_TRY(apply(mine, given_epoch));
+    if (ctx.dtx.epoch != 0 && !internal) {
+      TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+        return apply(mine, given_epoch, &stage);
+      }));
+    } else {
+      // Background re-encoding (docs/ERASURE_CODING.md): the copies cover a round cut short.
+      TESSERA_TRY(apply(mine, given_epoch, nullptr));
+    }
     return rt_.reply(m, Status(), epoch_body(given_epoch));
   }
 
@@ -213,7 +226,16 @@ Status ObjectService::ec_update(Message& m) {
     std::multiset<uint64_t>::iterator it;
     ~Done() { sh.ec_inflight.erase(it); }
   } finished{shard, inflight};
-  std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
+  // One distributed transaction over the serving positions (actors/object_service_dtx.cpp).
+  // The leader always holds a part, empty or not: it answers for the transaction after a
+  // restart.
+  const storage::DtxId id{epoch, me()};
+  std::vector<uint64_t> participants{me()};
+  struct Send {
+    placement::Shard s;
+    size_t pos;
+  };
+  std::vector<Send> sends;
   for (size_t pos = 0; pos < group.size(); ++pos) {
     if (by_pos[pos].empty()) continue;
     for (const auto& s : group[pos].writers()) {
@@ -221,34 +243,46 @@ Status ObjectService::ec_update(Message& m) {
         mine.insert(mine.end(), by_pos[pos].begin(), by_pos[pos].end());
         continue;
       }
-      auto [body, bulk] = position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk);
-      Message f;
-      f.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
-      f.protocol = proto::kProtoObject;
-      f.method = proto::kObjEcUpdate;
-      f.body = std::move(body);
-      f.bulk = std::move(bulk);
-      auto p = std::make_shared<boost::fibers::promise<Status>>();
-      done.push_back(p);
-      rt_.target().spawn([this, p, f = std::move(f), s, pos]() mutable {
-        auto r = rt_.ask(std::move(f), kForwardTimeout, proto::kObjectServiceActor);
-        Status st = !r                      ? r.status()
-                    : r->status != Errc::ok ? Status(r->status, r->error)
-                                            : Status();
-        if (!st.is_ok()) {
-          st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
-                                             s.target, st.message()));
-        }
-        p->set_value(st);
-      });
+      sends.push_back({s, pos});
+      const uint64_t who = storage::dtx_member(s.rank, s.target);
+      if (std::find(participants.begin(), participants.end(), who) == participants.end()) {
+        participants.push_back(who);
+      }
     }
   }
-  Status first = apply(mine, epoch);
-  for (auto& p : done) {
-    Status st = p->get_future().get();
-    if (!st.is_ok() && first.is_ok()) first = st;
+  std::vector<std::function<Status()>> remote;
+  for (const auto& [s, pos] : sends) {
+    auto commits = take_notices(shard, storage::dtx_member(s.rank, s.target));
+    auto [body, bulk] =
+        position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk, id, participants, commits);
+    auto f = std::make_shared<Message>();
+    f->dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
+    f->protocol = proto::kProtoObject;
+    f->method = proto::kObjEcUpdate;
+    f->body = std::move(body);
+    f->bulk = std::move(bulk);
+    remote.push_back([this, f, s = s, pos = pos]() -> Status {
+      auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
+      Status st = !r                      ? r.status()
+                  : r->status != Errc::ok ? Status(r->status, r->error)
+                                          : Status();
+      if (!st.is_ok()) {
+        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
+                                           s.target, st.message()));
+      }
+      return st;
+    });
   }
-  TESSERA_TRY(first);
+  auto prepare_local = [&]() -> Status {
+    storage::DtxStage stage;
+    Status st = apply(mine, epoch, &stage);
+    if (!st.is_ok()) {
+      w->store->dtx_discard(stage);
+      return st;
+    }
+    return w->store->dtx_prepare(id, participants, std::move(stage));
+  };
+  TESSERA_TRY(lead_dtx(shard, *w->store, id, participants, false, prepare_local, remote));
   return rt_.reply(m, Status(), epoch_body(epoch));
 }
 

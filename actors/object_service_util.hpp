@@ -21,8 +21,38 @@ using shard_keys::oid_of;
 using shard_keys::store_key;
 using shard_keys::user_oid;
 
+inline storage::DtxId dtx_of(schema::DtxRef::Reader r) { return {r.getEpoch(), r.getLeader()}; }
+inline void dtx_to(schema::DtxRef::Builder b, const storage::DtxId& id) {
+  b.setEpoch(id.epoch);
+  b.setLeader(id.leader);
+}
+
 inline ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
-  return {r.getPool(), r.getMapVersion(), r.getHandle(), r.getCont(), r.getReplica()};
+  ObjectService::Ctx c;
+  c.pool = r.getPool();
+  c.map_version = r.getMapVersion();
+  c.handle = r.getHandle();
+  c.cont = r.getCont();
+  c.replica = r.getReplica();
+  if (r.hasDtx()) {
+    c.dtx = dtx_of(r.getDtx().getId());
+    for (uint64_t p : r.getDtx().getParticipants()) c.participants.push_back(p);
+  }
+  for (auto id : r.getCommits()) c.commits.push_back(dtx_of(id));
+  return c;
+}
+
+// Marks an engine-to-engine request's context as part of transaction `id`, with the commits
+// the receiver is told on the way.
+inline void set_dtx(schema::IoCtx::Builder c, const storage::DtxId& id,
+                    const std::vector<uint64_t>& participants,
+                    const std::vector<storage::DtxId>& commits) {
+  auto d = c.initDtx();
+  dtx_to(d.initId(), id);
+  auto p = d.initParticipants(static_cast<unsigned>(participants.size()));
+  for (size_t i = 0; i < participants.size(); ++i) p.set(static_cast<unsigned>(i), participants[i]);
+  auto l = c.initCommits(static_cast<unsigned>(commits.size()));
+  for (size_t i = 0; i < commits.size(); ++i) dtx_to(l[static_cast<unsigned>(i)], commits[i]);
 }
 inline constexpr auto kForwardTimeout = std::chrono::seconds(10);
 

@@ -13,6 +13,41 @@ struct IoCtx {
   handle     @2 :UInt64;   # container handle cookie from the management service
   cont       @3 :UInt32;   # container id (checked against the handle)
   replica    @4 :Bool;     # forwarded by the group's leader: apply, do not forward again
+  # Engine to engine (with `replica`): the distributed transaction this change is part of
+  # (prepare it, do not apply it), and transactions the sender decided committed that the
+  # receiver holds prepared (commits piggy-backed on the next request; docs/TRANSACTIONS.md).
+  dtx        @5 :DtxPart;
+  commits    @6 :List(DtxRef);
+}
+
+struct DtxRef {
+  epoch  @0 :UInt64;    # the epoch the leader stamped
+  leader @1 :UInt64;    # rank << 32 | target
+}
+
+struct DtxPart {
+  id           @0 :DtxRef;
+  participants @1 :List(UInt64);   # every target holding a part (rank << 32 | target)
+}
+
+# kObjDtxOutcome (engine to engine): decisions for transactions the receiver may hold prepared.
+struct DtxOutcomeReq {
+  ctx    @0 :IoCtx;          # pool only
+  ids    @1 :List(DtxRef);
+  commit @2 :Bool;           # false: abort (an unknown id is remembered aborted)
+}
+
+# kObjDtxQuery (engine to engine): what the receiver knows of a transaction.
+struct DtxQueryReq {
+  ctx    @0 :IoCtx;          # pool only
+  id     @1 :DtxRef;
+  # The asker resolves the transaction without its leader: an id the receiver never prepared
+  # is decided aborted there at once, so that a prepare arriving late is refused.
+  abortUnknown @2 :Bool;
+}
+
+struct DtxQueryRep {
+  state @0 :UInt8;           # storage::DtxState: 0 unknown, 1 prepared, 2 committed, 3 aborted
 }
 
 struct ObjId {

@@ -39,6 +39,10 @@ enum ObjMethod : uint16_t {
   kObjRebuildPush = 10,  // RebuildPush + bulk -> (empty): import one akey's history
   kObjShardFetch = 11,   // FetchReq (oid = store key) -> FetchRep + bulk
   kObjScrub = 12,        // ScrubReq -> ScrubRep: check every stored piece, repair the damaged
+  // Distributed transactions, engine to engine (docs/TRANSACTIONS.md).
+  kObjDtxOutcome = 13,  // DtxOutcomeReq -> (empty): commit or abort prepared transactions
+  kObjDtxQuery = 14,    // DtxQueryReq -> DtxQueryRep: a transaction's state here (the leader
+                        // answers once it has decided)
 };
 
 // Methods of the system protocol (proto/system.capnp).

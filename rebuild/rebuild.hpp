@@ -52,6 +52,12 @@ struct ScanOptions {
   std::function<void(const Counters&)> progress;
   // Checked between dkeys: a newer rebuild generation replaces this scan.
   std::function<bool()> cancelled;
+  // Decides every transaction prepared in the shard before the scan reads its index: a change
+  // still prepared is in no history (a new dkey is not even listed), and its commit would reach
+  // only the targets it was prepared on. Those prepared under the new map already include every
+  // new home; those prepared under an older one are all in (the scan starts once no request
+  // admitted under an older map runs).
+  std::function<Status()> settle;
 };
 
 // Scans `shard` (on its target's thread, in a fiber) against its pool map (shard.view) and sends

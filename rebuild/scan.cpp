@@ -502,6 +502,7 @@ Status pass(Scan& s, const ScanOptions& opts) {
 Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShard& shard,
                       const ScanOptions& opts) {
   if (!shard.view) return Status(Errc::unavailable, "no pool map");
+  if (opts.settle) TESSERA_TRY(opts.settle());
   Scan plan{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}, true};
   TESSERA_TRY(pass(plan, opts));
   Scan s{Peer{rt, rank, target, shard, opts.retry, opts.cancelled}, opts, {}};

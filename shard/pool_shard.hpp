@@ -81,6 +81,13 @@ struct PoolShard {
     std::string last_error;
   };
   Repair repair;
+  // Distributed transactions (actors/object_service_dtx.cpp, docs/TRANSACTIONS.md): those this
+  // target leads that are not decided yet, those a fiber here is resolving, and the commits
+  // decided here that other participants have not been told (sent with the next request to
+  // each, or by the target's notice fiber; bounded per participant).
+  std::set<storage::DtxId> dtx_leading;
+  std::set<storage::DtxId> dtx_resolving;
+  std::map<uint64_t, std::vector<storage::DtxId>> dtx_notices;
 };
 
 // Holds a pool shard in use across fiber suspensions (an ask, an I/O wait, a sleep): the shard
@@ -145,6 +152,9 @@ struct TargetPools {
   std::chrono::milliseconds handle_recheck{10000};
   // A new view arrived: learn the routes to its engines.
   std::function<void(const mgmt::PoolView&)> learn;
+  // Decides every transaction prepared in a shard (the object service resolves them; suspends):
+  // a rebuild scan calls it before it reads the shard's index.
+  std::function<Status(PoolShard&)> settle;
   // Rebuild generations this target ran, by pool (actors/engine.cpp).
   struct RebuildRun {
     uint32_t gen = 0;

@@ -149,6 +149,8 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
       }
       updates_ += d.records.size();
     } else {
+      log::info("{}: transaction {} of rank {} target {} aborted: {} changes dropped", who(),
+                id.epoch, id.leader >> 32, id.leader & 0xffffffffu, d.records.size());
       // Freed after the next checkpoint: the current one may still name them as prepared.
       for (const Extent& e : d.extents) {
         pending_free_.push_back(e);

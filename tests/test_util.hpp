@@ -68,7 +68,9 @@ class TempDir {
     if (p == nullptr) throw std::runtime_error("mkdtemp failed");
     path_ = p;
   }
+  // TESSERA_KEEP_TEST_DIRS=1 keeps it (engine logs and files, to study a failure).
   ~TempDir() {
+    if (getenv("TESSERA_KEEP_TEST_DIRS") != nullptr) return;
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
   }
