@@ -5,6 +5,7 @@
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
 #include "core/checksum.hpp"
+#include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 #include "placement/layout.hpp"
@@ -205,7 +206,8 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
       return Status();
     });
   }
-  TESSERA_TRY(lead_dtx(*w.shard, *w.store, id, participants, sequential, prepare_local, remote));
+  TESSERA_TRY(
+      lead_dtx(*w.shard, *w.store, id, dkey, participants, sequential, prepare_local, remote));
   return epoch;
 }
 
@@ -300,7 +302,7 @@ Status ObjectService::handle(Message& m) {
         return w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, o);
       };
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
-        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
           return local(uo.epoch, &stage).status();
         }));
         return rt_.reply(m, Status(), epoch_body(uo.epoch));
@@ -308,7 +310,9 @@ Status ObjectService::handle(Message& m) {
       auto r = ctx.replica ? local(uo.epoch, nullptr)
                            : replicate(m, *w, k.oid, k.dkey, uo.cond != Cond::none, local);
       if (!r) return r.status();
-      return rt_.reply(m, Status(), epoch_body(*r));
+      TESSERA_TRY(rt_.reply(m, Status(), epoch_body(*r)));
+      if (!ctx.replica) crash_point("dtx.leader.replied", k.dkey);
+      return Status();
     }
 
     case proto::kObjFetch:
@@ -398,7 +402,7 @@ Status ObjectService::handle(Message& m) {
                                                    epoch, false, stage);
       };
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
-        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
           return local(at, &stage).status();
         }));
         return rt_.reply(m, Status(), epoch_body(at));

@@ -107,13 +107,15 @@ class ObjectService final : public Actor {
   // Leader: prepares this target's part (`prepare_local`) and every other participant's
   // (`remote`, one call each, run in parallel; after the local part when `sequential`), then
   // commits when all prepared and aborts everywhere otherwise. Returns the first failure.
+  // `key` (the dkey) names the transaction to the crash points (core/crash_point.hpp).
   Status lead_dtx(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
-                  const std::vector<uint64_t>& participants, bool sequential,
+                  std::string_view key, const std::vector<uint64_t>& participants, bool sequential,
                   const std::function<Status()>& prepare_local,
                   const std::vector<std::function<Status()>>& remote);
   // A participant: applies the commits a forwarded request carries, then stages its change
   // with `stage` and prepares it as the request's transaction.
   Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
+                      std::string_view key,
                       const std::function<Status(storage::DtxStage&)>& stage);
   // The commits waiting to be told to `member` (at most `max`), taken from the shard.
   std::vector<storage::DtxId> take_notices(PoolShard& sh, uint64_t member, size_t max = 512);

@@ -15,6 +15,7 @@
 
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
+#include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 #include "placement/layout.hpp"
@@ -60,7 +61,8 @@ DtxState wait_decided(storage::TargetStore& store, const DtxId& id,
 // ---- leader -----------------------------------------------------------------------------------
 
 Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
-                               const std::vector<uint64_t>& participants, bool sequential,
+                               std::string_view key, const std::vector<uint64_t>& participants,
+                               bool sequential,
                                const std::function<Status()>& prepare_local,
                                const std::vector<std::function<Status()>>& remote) {
   sh.dtx_leading.insert(id);
@@ -73,6 +75,7 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
       store.dtx_decided_cv().notify_all();
     }
   } leading{sh, store, id};
+  crash_point("dtx.leader.start", key);
   Status local;
   if (sequential) {
     // A conditional change is decided here first: nobody else hears of a refused one.
@@ -89,6 +92,7 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
     rt_.target().spawn([p, send] { p->set_value(send()); });
   }
   if (!sequential) local = prepare_local();
+  crash_point("dtx.leader.local", key);
   Status first = local;
   for (auto& p : done) {
     Status st = p->get_future().get();
@@ -97,8 +101,10 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
   if (first.is_ok()) {
     // Every participant holds its part durably: the transaction is committed. The others
     // learn it with the next request to them or from the notice fiber.
+    crash_point("dtx.leader.prepared", key);
     Status st = store.dtx_commit(id);
     if (!st.is_ok()) return st;  // decided aborted meanwhile by a resolver: not acknowledged
+    crash_point("dtx.leader.committed", key);
     for (uint64_t p : participants) {
       if (p == me()) continue;
       auto& q = sh.dtx_notices[p];
@@ -154,6 +160,7 @@ void ObjectService::send_outcome(uint32_t pool, uint64_t member, std::vector<Dtx
 // ---- participant ------------------------------------------------------------------------------
 
 Status ObjectService::prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
+                                   std::string_view key,
                                    const std::function<Status(storage::DtxStage&)>& stage_fn) {
   (void)sh;
   for (const DtxId& c : ctx.commits) (void)store.dtx_commit(c);
@@ -163,7 +170,9 @@ Status ObjectService::prepare_part(PoolShard& sh, storage::TargetStore& store, c
     store.dtx_discard(stage);
     return st;
   }
-  return store.dtx_prepare(ctx.dtx, ctx.participants, std::move(stage));
+  TESSERA_TRY(store.dtx_prepare(ctx.dtx, ctx.participants, std::move(stage)));
+  crash_point("dtx.participant.prepared", key);
+  return Status();
 }
 
 Status ObjectService::on_dtx_outcome(Message& m) {

@@ -5,6 +5,7 @@
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
 #include "proto/protocol.hpp"
+#include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
 
@@ -172,7 +173,7 @@ Status ObjectService::ec_update(Message& m) {
     std::vector<const Piece*> mine;
     for (const auto& p : pieces) mine.push_back(&p);
     if (ctx.dtx.epoch != 0 && !internal) {
-      TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, [&](storage::DtxStage& stage) {
+      TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, dkey, [&](storage::DtxStage& stage) {
         return apply(mine, given_epoch, &stage);
       }));
     } else {
@@ -282,8 +283,10 @@ Status ObjectService::ec_update(Message& m) {
     }
     return w->store->dtx_prepare(id, participants, std::move(stage));
   };
-  TESSERA_TRY(lead_dtx(shard, *w->store, id, participants, false, prepare_local, remote));
-  return rt_.reply(m, Status(), epoch_body(epoch));
+  TESSERA_TRY(lead_dtx(shard, *w->store, id, dkey, participants, false, prepare_local, remote));
+  TESSERA_TRY(rt_.reply(m, Status(), epoch_body(epoch)));
+  crash_point("dtx.leader.replied", dkey);
+  return Status();
 }
 
 }  // namespace tessera

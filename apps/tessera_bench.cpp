@@ -2,6 +2,9 @@
 //   rtt: ping round trips through a target's object service (latency p50/p99 at queue depth 1,
 //        then throughput with a window of requests in flight), payload sizes 8 B .. 1 MiB.
 //   io:  update then fetch of fixed-size single values at a queue depth (MiB/s, IOPS).
+//   cont: updates of fixed-size single values in a container of a system pool (replicated or
+//        erasure-coded: each one a distributed transaction), latency at queue depth 1, then the
+//        rate at a queue depth. -e names the management service.
 // Prints a table, or JSON with --json. perf/*.sh run it beside the physical baselines.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -15,6 +18,7 @@
 #include <sstream>
 
 #include "client/client.hpp"
+#include "client/container.hpp"
 #include "core/config.hpp"
 
 using namespace tessera;
@@ -63,10 +67,73 @@ int main(int argc, char** argv) {
   io->add_option("--total", total, "bytes to write (and read)")->capture_default_str();
   io->add_option("--qd", qd, "requests in flight")->capture_default_str();
   io->add_flag("--random", random_fetch, "fetch in random order");
+  auto* cont = app.add_subcommand("cont", "updates in a container of a system pool");
+  std::string pool_name = "tank", cont_name = "c", cbs = "4K";
+  int citers = 2000, ccount = 20000, cqd = 32;
+  cont->add_option("--pool", pool_name, "pool label")->capture_default_str();
+  cont->add_option("--cont", cont_name, "container label")->capture_default_str();
+  cont->add_option("--bs", cbs, "value size")->capture_default_str();
+  cont->add_option("--iters", citers, "updates for the latency pass (queue depth 1)")
+      ->capture_default_str();
+  cont->add_option("--count", ccount, "updates for the rate pass")->capture_default_str();
+  cont->add_option("--qd", cqd, "updates in flight for the rate pass")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   ClientOptions co;
   co.engine = engine;
+  if (cont->parsed()) {
+    auto sys = Client::connect_system(co);
+    if (!sys) return die(sys.status());
+    auto k = (*sys)->open_container(pool_name, cont_name, true);
+    if (!k) return die(k.status());
+    auto sz = parse_size(cbs);
+    if (!sz) return die(sz.status());
+    Buffer value(*sz);
+    std::memset(value.data(), 0x6b, value.size());
+    auto oid = (*k)->make_oid(7, 7);
+    if (!oid) return die(oid.status());
+    uint64_t n = 0;
+    auto key = [&n] { return fmt::format("k{}", n++); };
+    for (int i = 0; i < 100; ++i) {  // warm-up
+      auto r = (*k)->update_async(*oid, key(), "a", ValueKind::single, 0, value.clone()).get();
+      if (!r) return die(r.status());
+    }
+    std::vector<double> lat;
+    for (int i = 0; i < citers; ++i) {
+      auto t = Clock::now();
+      auto r = (*k)->update_async(*oid, key(), "a", ValueKind::single, 0, value.clone()).get();
+      lat.push_back(us_since(t));
+      if (!r) return die(r.status());
+    }
+    double mean = 0;
+    for (double v : lat) mean += v;
+    mean /= static_cast<double>(lat.size());
+    const double p50 = pct(lat, 0.5), p99 = pct(lat, 0.99);
+    std::deque<Container::Future<uint64_t>> fl;
+    auto t0 = Clock::now();
+    for (int i = 0; i < ccount; ++i) {
+      fl.push_back((*k)->update_async(*oid, key(), "a", ValueKind::single, 0, value.clone()));
+      if (static_cast<int>(fl.size()) >= cqd) {
+        auto r = fl.front().get();
+        if (!r) return die(r.status());
+        fl.pop_front();
+      }
+    }
+    for (auto& f : fl) {
+      auto r = f.get();
+      if (!r) return die(r.status());
+    }
+    const double rate = ccount / (us_since(t0) / 1e6);
+    json o = {{"bs", *sz},     {"p50_us", p50}, {"p99_us", p99}, {"mean_us", mean},
+              {"qd", cqd},     {"iops", rate},  {"count", ccount}, {"iters", citers}};
+    if (as_json) {
+      std::printf("%s\n", json{{"cont", o}}.dump(2).c_str());
+    } else {
+      std::printf("%s updates: QD1 p50 %.1f us p99 %.1f us mean %.1f us; QD%d %.0f updates/s\n",
+                  cbs.c_str(), p50, p99, mean, cqd, rate);
+    }
+    return 0;
+  }
   auto cr = Client::connect(co);
   if (!cr) return die(cr.status());
   Client& c = **cr;

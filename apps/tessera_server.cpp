@@ -15,6 +15,7 @@
 #include "proto/protocol.hpp"
 #include "actors/swim.hpp"
 #include "core/config.hpp"
+#include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/version.hpp"
 #include "net/stream.hpp"
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
   // Flags given on the command line win over the file.
   auto given = [&](const char* name) { return app.count(name) > 0; };
   if (given("--rank")) cfg.rank = flags.rank;
+  set_crash_point_rank(cfg.rank);
   if (given("--listen")) cfg.listen = flags.listen;
   if (given("--provider")) cfg.provider = flags.provider;
   if (given("--fabric-node")) cfg.fabric_node = flags.fabric_node;

@@ -1,0 +1,75 @@
+#include "core/crash_point.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace tessera {
+
+namespace {
+struct Armed {
+  std::string point;
+  std::string key;  // empty: any
+  bool any_key = false;
+  uint64_t nth = 1;  // ends the process at this hit
+  int64_t rank = -1;  // only in this engine (-1: any)
+  std::shared_ptr<std::atomic<uint64_t>> hits = std::make_shared<std::atomic<uint64_t>>(0);
+};
+
+// Parsed once (static init is thread-safe); read-only afterwards (every thread may reach a crash point).
+const std::vector<Armed>& armed() {
+  static const std::vector<Armed> list = [] {
+    std::vector<Armed> out;
+    const char* env = std::getenv("TESSERA_CRASH_AT");
+    if (env == nullptr) return out;
+    std::string_view s(env);
+    while (!s.empty()) {
+      auto comma = s.find(',');
+      std::string_view item = s.substr(0, comma);
+      s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+      if (item.empty()) continue;
+      Armed a;
+      if (auto eq = item.find('='); eq != std::string_view::npos) {
+        a.rank = std::strtoll(std::string(item.substr(eq + 1)).c_str(), nullptr, 10);
+        item = item.substr(0, eq);
+      }
+      auto at = item.find('@');
+      if (at != std::string_view::npos) {
+        a.nth = std::strtoull(std::string(item.substr(at + 1)).c_str(), nullptr, 10);
+        item = item.substr(0, at);
+      }
+      auto colon = item.find(':');
+      a.point = std::string(item.substr(0, colon));
+      a.any_key = colon == std::string_view::npos;
+      if (!a.any_key) a.key = std::string(item.substr(colon + 1));
+      out.push_back(std::move(a));
+    }
+    return out;
+  }();
+  return list;
+}
+std::atomic<int64_t> g_rank{-1};
+}  // namespace
+
+void set_crash_point_rank(uint32_t rank) { g_rank = rank; }
+
+void crash_point(std::string_view point, std::string_view key) {
+  const auto& list = armed();
+  if (list.empty()) return;
+  for (const auto& a : list) {
+    if (a.point != point || (!a.any_key && a.key != key)) continue;
+    if (a.rank >= 0 && a.rank != g_rank.load()) continue;
+    if (a.hits->fetch_add(1) + 1 != a.nth) continue;
+    std::string line = "crash point reached: " + std::string(point) + " " + std::string(key) + "\n";
+    ssize_t n = ::write(2, line.data(), line.size());
+    (void)n;
+    ::_exit(137);
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,19 @@
+// Crash points: fault injection for the tests that kill an engine at each step of a protocol.
+//
+// TESSERA_CRASH_AT="point:key@n=rank,..." in an engine's environment makes the process end at
+// once, as `kill -9` would (no destructor runs, nothing is flushed), the n-th time it reaches
+// `point` for `key` (without "@n": the first time; without ":key": any key; without "=rank": in
+// every engine, else only in the engine of that rank). One line naming the point goes to
+// standard error first. Unset (the default), a crash point costs one branch.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace tessera {
+
+void crash_point(std::string_view point, std::string_view key = {});
+// The engine's rank, for points armed for one rank (tessera-server sets it at start).
+void set_crash_point_rank(uint32_t rank);
+
+}  // namespace tessera

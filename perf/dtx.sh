@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# What distributed transactions cost replicated updates: 4 KiB single-value updates in an RP_3G1
+# container of a 3-engine local system (1 target each), latency at queue depth 1 and the rate at
+# queue depth 32, beside the disk in the same run (fio, io_uring, direct, 4 KiB: a durable write
+# at QD1 with fdatasync after each, and unsynced random writes at QD32).
+# With BEFORE=<release build directory of a commit older than transactions> (e.g. dea1b3c, built
+# with `cmake --build --preset release --target tessera-server tessera_cli`), that build's
+# engines run in each round too, first (the benchmark client is this build's): before and after.
+# Usage: [BEFORE=DIR] perf/dtx.sh [ROUNDS]   (default 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source perf/common.sh
+ROUNDS="${1:-2}"
+BEFORE="${BEFORE:-}"
+WORK="$(mktemp -d /var/tmp/tessera-dtx.XXXXXX)"
+CLI_NOW="$BIN/tessera"
+CLI=""
+trap '[ -n "$CLI" ] && "$CLI" system stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+MODES=(now)
+[ -n "$BEFORE" ] && MODES=(before now)
+
+fio_json() {  # fio_json ARGS... -> the write side's JSON
+  fio --name=base --filename="$WORK/fio.dat" --size=256M --ioengine=io_uring --direct=1 \
+      --bs=4k --numjobs=1 --output-format=json --randrepeat=1 "$@" 2>/dev/null |
+    python3 -c 'import json,sys; w=json.load(sys.stdin)["jobs"][0]["write"]; print(w["iops"], w["clat_ns"]["mean"]/1000, w["clat_ns"]["percentile"]["50.000000"]/1000)'
+}
+
+run_one() {  # run_one MODE ROUND -> appends "mode p50 p99 mean iops" to $WORK/results
+  local mode="$1" round="$2" d="$WORK/$1-$2"
+  CLI="$CLI_NOW"
+  [ "$mode" = before ] && CLI="$BEFORE/apps/tessera"
+  export TESSERA_SYSTEM="$d/sys"
+  "$CLI" system start --dir "$d/sys" --engines 3 --targets 1 >/dev/null
+  "$CLI" pool create tank --target-size 1G >/dev/null
+  "$CLI" cont create tank c --oclass RP_3G1 --rf 2 >/dev/null
+  local mgmt
+  mgmt=$(python3 -c "import json;print(json.load(open('$d/sys/system.json'))['mgmt'])")
+  "$BIN/tessera-bench" -e "$mgmt" --json cont --pool tank --cont c --bs 4K --iters 2000 \
+    --count 20000 --qd 32 >"$d/bench.json"
+  "$CLI" system stop >/dev/null
+  CLI=""
+  python3 - "$d/bench.json" "$mode" >>"$WORK/results" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["cont"]
+print(sys.argv[2], c["p50_us"], c["p99_us"], c["mean_us"], c["iops"])
+PY
+  rm -rf "$d"
+}
+
+read -r sync_iops sync_mean sync_p50 < <(fio_json --rw=randwrite --iodepth=1 --fdatasync=1 --number_ios=4000)
+read -r qd_iops _ _ < <(fio_json --rw=randwrite --iodepth=32 --number_ios=40000)
+rm -f "$WORK/fio.dat"
+for r in $(seq 1 "$ROUNDS"); do
+  for m in "${MODES[@]}"; do run_one "$m" "$r"; done
+done
+python3 - "$WORK/results" "$sync_p50" "$sync_mean" "$qd_iops" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+sync_p50, sync_mean, qd_iops = map(float, sys.argv[2:5])
+modes = [m for m in ("before", "now") if any(r[0] == m for r in rows)]
+avg = {m: [st.mean(float(r[i]) for r in rows if r[0] == m) for i in range(1, 5)] for m in modes}
+n = sum(1 for r in rows if r[0] == "now")
+print(f"RP_3G1, 3 engines x 1 target, 4 KiB single values (each: mean of {n} rounds)")
+print(f"{'engines':<8} {'QD1 p50 us':>11} {'QD1 p99 us':>11} {'QD1 mean us':>12} {'QD32 updates/s':>15}")
+for m in modes:
+    a = avg[m]
+    print(f"{m:<8} {a[0]:11.1f} {a[1]:11.1f} {a[2]:12.1f} {a[3]:15.0f}")
+print(f"{'disk':<8} {sync_p50:11.1f} {'':>11} {sync_mean:12.1f} {qd_iops:15.0f}"
+      "   (fio 4K: QD1 write+fdatasync; QD32 unsynced randwrite)")
+now = avg["now"]
+print(f"now / disk: QD1 p50 {now[0] / sync_p50:.2f}x, QD32 rate {now[3] / qd_iops:.3f}x")
+if "before" in avg:
+    b = avg["before"]
+    print(f"now / before: QD1 p50 {now[0] / b[0]:.3f}x, mean {now[2] / b[2]:.3f}x, "
+          f"QD32 rate {now[3] / b[3]:.3f}x")
+PY
