@@ -4,7 +4,7 @@
 # queue depth 32, beside the disk in the same run (fio, io_uring, direct, 4 KiB: a durable write
 # at QD1 with fdatasync after each, and unsynced random writes at QD32).
 # With BEFORE=<release build directory of a commit older than transactions> (e.g. dea1b3c, built
-# with `cmake --build --preset release --target tessera-server tessera_cli`), that build's
+# with `cmake --build --preset release --target tessera-server tessera_cli tessera-agent`), that build's
 # engines run in each round too, first (the benchmark client is this build's): before and after.
 # Usage: [BEFORE=DIR] perf/dtx.sh [ROUNDS]   (default 2)
 set -euo pipefail
@@ -35,7 +35,8 @@ run_one() {  # run_one MODE ROUND -> appends "mode p50 p99 mean iops" to $WORK/r
   "$CLI" cont create tank c --oclass RP_3G1 --rf 2 >/dev/null
   local mgmt
   mgmt=$(python3 -c "import json;print(json.load(open('$d/sys/system.json'))['mgmt'])")
-  "$BIN/tessera-bench" -e "$mgmt" --json cont --pool tank --cont c --bs 4K --iters 2000 \
+  # The benchmark is a user of the system: the system's agent vouches for it.
+  TESSERA_AGENT="$d/sys/agent.sock" "$BIN/tessera-bench" -e "$mgmt" --json cont --pool tank --cont c --bs 4K --iters 2000 \
     --count 20000 --qd 32 >"$d/bench.json"
   "$CLI" system stop >/dev/null
   CLI=""

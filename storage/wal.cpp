@@ -174,8 +174,12 @@ void Wal::post(std::vector<uint8_t> record) {
   w->owned = std::move(record);
   w->record = w->owned;
   w->posted = true;
+  if (posted_ == 0) first_posted_ = std::chrono::steady_clock::now();
+  ++posted_;
   pending_.push_back(w);
-  wake_.notify_one();
+  // Posted records ride with the next group an append makes; alone they wait for a batch or
+  // for kPostDelay (a group of their own costs a write and a sync).
+  if (posted_ >= kPostBatch) wake_.notify_one();
 }
 
 void Wal::finish(Waiter* w, const Status& st) {
@@ -191,7 +195,16 @@ void Wal::finish(Waiter* w, const Status& st) {
 void Wal::committer() {
   NoLock nl;
   while (true) {
-    while (pending_.empty() && !stopping_) wake_.wait(nl);
+    while (!stopping_) {
+      if (pending_.size() > posted_ || posted_ >= kPostBatch) break;  // an append waits
+      if (posted_ == 0) {
+        wake_.wait(nl);
+      } else if (std::chrono::steady_clock::now() >= first_posted_ + kPostDelay) {
+        break;
+      } else {
+        wake_.wait_until(nl, first_posted_ + kPostDelay);
+      }
+    }
     if (pending_.empty()) break;
     std::vector<Waiter*> batch;
     size_t bytes = 0;
@@ -200,6 +213,7 @@ void Wal::committer() {
       if (!batch.empty() && bytes + rec > kMaxGroupPayload) break;
       bytes += rec;
       batch.push_back(pending_.front());
+      if (pending_.front()->posted) --posted_;
       pending_.pop_front();
     }
     Status st = write_group(batch);
@@ -213,6 +227,7 @@ void Wal::committer() {
   // Stopping: fail whatever is still queued so its fibers can finish.
   for (Waiter* w : pending_) finish(w, Status(Errc::shutdown, "target stopping"));
   pending_.clear();
+  posted_ = 0;
 }
 
 void Wal::release(const WalMark& m) {

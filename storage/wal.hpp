@@ -23,6 +23,7 @@
 
 #include <boost/fiber/condition_variable.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -73,8 +74,10 @@ class Wal {
   // Durably appends one record (suspends the fiber); on success `on_durable` has run.
   Status append(std::span<const uint8_t> record, const std::function<void()>& on_durable);
   // Queues one record for the next group without waiting for it (nobody learns when it is
-  // durable, or whether: a crash may lose it). For records whose loss recovery tolerates: the
-  // outcome of a transaction every participant already holds prepared.
+  // durable, or whether: a crash may lose it). It rides with the next append's group; without
+  // appends, a group is written once kPostBatch records wait or the oldest waited kPostDelay.
+  // For records whose loss recovery tolerates: the outcome of a transaction every participant
+  // already holds prepared.
   void post(std::vector<uint8_t> record);
 
   // Where the next group goes: a checkpoint that starts now covers every group before it.
@@ -115,6 +118,11 @@ class Wal {
   uint64_t total_ = 0;       // running count of bytes consumed
   uint64_t head_total_ = 0;  // `total` at the oldest group still needed
   std::deque<Waiter*> pending_;
+  // Posted records among `pending_`, and when the oldest of them was posted.
+  size_t posted_ = 0;
+  std::chrono::steady_clock::time_point first_posted_;
+  static constexpr size_t kPostBatch = 256;
+  static constexpr std::chrono::milliseconds kPostDelay{200};
   boost::fibers::condition_variable_any wake_;
   boost::fibers::condition_variable_any space_cv_;
   uint64_t space_epoch_ = 0;  // bumped by release() and fail_pending()
