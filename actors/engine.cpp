@@ -5,18 +5,18 @@
 #include <filesystem>
 #include <future>
 
-#include "mgmt/codec.hpp"
 #include "actors/object_service.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
-#include "proto/system.capnp.h"
 #include "actors/swim.hpp"
 #include "core/log.hpp"
-#include "security/names.hpp"
 #include "core/version.hpp"
+#include "mgmt/codec.hpp"
 #include "net/fabric.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/protocol.hpp"
+#include "proto/system.capnp.h"
 #include "rebuild/rebuild.hpp"
 #include "rebuild/reencode.hpp"
+#include "security/names.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
@@ -492,7 +492,8 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
     Status st = opened[i].wait_for(std::chrono::minutes(30)) == std::future_status::ready
                     ? opened[i].get()
                     : Status(Errc::timeout, fmt::format("target {} did not open pool {} within "
-                                                        "30 minutes", i, id));
+                                                        "30 minutes",
+                                                        i, id));
     if (!st.is_ok() && first.is_ok()) first = st;
   }
   format_total_ = 0;
@@ -693,9 +694,10 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
                   r.status().to_string());
         return finish(r.status(), {});
       }
-      log::info("rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent "
-                "({} counted before sending)",
-                pool, gen, index, r->objects, r->records, r->bytes, r->planned);
+      log::info(
+          "rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent "
+          "({} counted before sending)",
+          pool, gen, index, r->objects, r->records, r->bytes, r->planned);
       finish(Status(), *r);
     });
   }

@@ -1,14 +1,14 @@
 #include "actors/object_service.hpp"
 
 #include "actors/object_service_util.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
-#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
+#include "proto/protocol.hpp"
 #include "rebuild/rebuild.hpp"
 
 namespace tessera {
@@ -200,8 +200,8 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                                                      peer.target, r.status().message()));
       }
       if (r->status != Errc::ok) {
-        return Status(r->status,
-                      fmt::format("replica rank {} target {}: {}", peer.rank, peer.target, r->error));
+        return Status(r->status, fmt::format("replica rank {} target {}: {}", peer.rank,
+                                             peer.target, r->error));
       }
       return Status();
     });
@@ -544,7 +544,6 @@ Status ObjectService::handle(Message& m) {
       TESSERA_TRY(rebuild::apply_push(*(*sh)->store, m.body, m.bulk));
       return rt_.reply(m, Status());
     }
-
   }
   return Status(Errc::protocol, fmt::format("unknown object method {}", m.method));
 }

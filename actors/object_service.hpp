@@ -115,8 +115,7 @@ class ObjectService final : public Actor {
   // A participant: applies the commits a forwarded request carries, then stages its change
   // with `stage` and prepares it as the request's transaction.
   Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
-                      std::string_view key,
-                      const std::function<Status(storage::DtxStage&)>& stage);
+                      std::string_view key, const std::function<Status(storage::DtxStage&)>& stage);
   // The commits waiting to be told to `member` (at most `max`), taken from the shard.
   std::vector<storage::DtxId> take_notices(PoolShard& sh, uint64_t member, size_t max = 512);
   // A read of (key, dkey, akey) at `epoch` (empty dkey/akey: anything under): first decide here

@@ -29,11 +29,11 @@ using storage::DtxId;
 using storage::DtxState;
 
 namespace {
-constexpr auto kDtxAsk = std::chrono::seconds(2);          // one question to a participant
-constexpr auto kDtxWait = std::chrono::seconds(5);         // a reader waiting for a decision
+constexpr auto kDtxAsk = std::chrono::seconds(2);            // one question to a participant
+constexpr auto kDtxWait = std::chrono::seconds(5);           // a reader waiting for a decision
 constexpr auto kNoticeBatch = std::chrono::milliseconds(2);  // commits gathered per notice
-constexpr auto kResolveAfter = std::chrono::seconds(1);    // prepared this long: resolve it
-constexpr size_t kMaxNotices = 4096;                       // per participant (then it asks)
+constexpr auto kResolveAfter = std::chrono::seconds(1);      // prepared this long: resolve it
+constexpr size_t kMaxNotices = 4096;                         // per participant (then it asks)
 
 std::string member_name(uint64_t m) {
   return fmt::format("rank {} target {}", m >> 32, m & 0xffffffffu);
@@ -62,8 +62,7 @@ DtxState wait_decided(storage::TargetStore& store, const DtxId& id,
 
 Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
                                std::string_view key, const std::vector<uint64_t>& participants,
-                               bool sequential,
-                               const std::function<Status()>& prepare_local,
+                               bool sequential, const std::function<Status()>& prepare_local,
                                const std::vector<std::function<Status()>>& remote) {
   sh.dtx_leading.insert(id);
   struct Leading {
@@ -356,10 +355,10 @@ Status ObjectService::resolve_dtx(PoolShard& sh, const DtxId& id) {
     }
   }
   if (is_writer(sh, info->oid, info->dkey, id.leader)) {
-    return Status(Errc::busy, fmt::format("transaction {}: its leader {} does not answer ({}); "
-                                          "retry",
-                                          id.epoch, member_name(id.leader),
-                                          r.status().to_string()));
+    return Status(Errc::busy,
+                  fmt::format("transaction {}: its leader {} does not answer ({}); "
+                              "retry",
+                              id.epoch, member_name(id.leader), r.status().to_string()));
   }
   return decide_by_vote(sh, *info, true);
 }
@@ -393,9 +392,8 @@ void ObjectService::run_dtx_background() {
     for (const auto& [id, sh] : pools_.shards) notices |= !sh->dtx_notices.empty();
     if (!notices) {
       // Woken by a commit decided here; looks at the target's stop every 100 ms.
-      dtx_wake_.wait_until(
-          nl, std::min(next_resolve,
-                       std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+      dtx_wake_.wait_until(nl, std::min(next_resolve, std::chrono::steady_clock::now() +
+                                                          std::chrono::milliseconds(100)));
     }
     if (t.stopping()) break;
     // Gather the commits decided within a short window, then tell each participant at once.

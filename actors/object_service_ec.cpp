@@ -4,10 +4,10 @@
 
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
-#include "proto/protocol.hpp"
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "placement/layout.hpp"
+#include "proto/protocol.hpp"
 
 namespace tessera {
 
@@ -264,9 +264,7 @@ Status ObjectService::ec_update(Message& m) {
     f->bulk = std::move(bulk);
     remote.push_back([this, f, s = s, pos = pos]() -> Status {
       auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
-      Status st = !r                      ? r.status()
-                  : r->status != Errc::ok ? Status(r->status, r->error)
-                                          : Status();
+      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
       if (!st.is_ok()) {
         st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
                                            s.target, st.message()));

@@ -7,9 +7,9 @@
 #include <chrono>
 
 #include "actors/object_service.hpp"
-#include "shard/keys.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
+#include "shard/keys.hpp"
 
 namespace tessera::objsvc {
 
@@ -21,7 +21,9 @@ using shard_keys::oid_of;
 using shard_keys::store_key;
 using shard_keys::user_oid;
 
-inline storage::DtxId dtx_of(schema::DtxRef::Reader r) { return {r.getEpoch(), r.getLeader()}; }
+inline storage::DtxId dtx_of(schema::DtxRef::Reader r) {
+  return {r.getEpoch(), r.getLeader()};
+}
 inline void dtx_to(schema::DtxRef::Builder b, const storage::DtxId& id) {
   b.setEpoch(id.epoch);
   b.setLeader(id.leader);

@@ -124,8 +124,8 @@ int main(int argc, char** argv) {
       if (!r) return die(r.status());
     }
     const double rate = ccount / (us_since(t0) / 1e6);
-    json o = {{"bs", *sz},     {"p50_us", p50}, {"p99_us", p99}, {"mean_us", mean},
-              {"qd", cqd},     {"iops", rate},  {"count", ccount}, {"iters", citers}};
+    json o = {{"bs", *sz}, {"p50_us", p50}, {"p99_us", p99},   {"mean_us", mean},
+              {"qd", cqd}, {"iops", rate},  {"count", ccount}, {"iters", citers}};
     if (as_json) {
       std::printf("%s\n", json{{"cont", o}}.dump(2).c_str());
     } else {

@@ -12,13 +12,13 @@
 #include "actors/engine.hpp"
 #include "actors/mgmt/link.hpp"
 #include "actors/mgmt/service.hpp"
-#include "proto/protocol.hpp"
 #include "actors/swim.hpp"
 #include "core/config.hpp"
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/version.hpp"
 #include "net/stream.hpp"
+#include "proto/protocol.hpp"
 #include "security/authority.hpp"
 #include "security/credential.hpp"
 
@@ -186,8 +186,9 @@ int main(int argc, char** argv) {
   // other engines and administrators; node keys let the management service check users.
   std::shared_ptr<const security::SystemKey> key;
   if (cfg.insecure) {
-    log::warn("INSECURE MODE: nothing is authenticated; any client may act as any user, as an "
-              "engine or as an administrator (insecure: true / --insecure)");
+    log::warn(
+        "INSECURE MODE: nothing is authenticated; any client may act as any user, as an "
+        "engine or as an administrator (insecure: true / --insecure)");
   } else {
     auto k = security::SystemKey::load(cfg.system_key);
     if (!k) return die("system key: " + k.status().to_string());
@@ -201,8 +202,8 @@ int main(int argc, char** argv) {
     } else {
       auto nk = security::NodeKeys::load_dir(cfg.node_keys);
       if (!nk) return die("node keys: " + nk.status().to_string());
-      log::info("management service: users vouched for by {} node agent key(s) from {}",
-                nk->size(), cfg.node_keys);
+      log::info("management service: users vouched for by {} node agent key(s) from {}", nk->size(),
+                cfg.node_keys);
       verifier = std::make_shared<security::CredentialVerifier>(std::move(*nk));
     }
   }
@@ -293,10 +294,11 @@ int main(int argc, char** argv) {
     st = engine.start_swim(so);
     if (!st.is_ok()) log::warn("failure detection not started: {}", st.to_string());
   }
-  log::info("tessera-server {}: engine rank {} ready: {} targets, provider {}, control {}, "
-            "storage {}{}",
-            version(), cfg.rank, cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
-            cfg.mgmt_host ? " (management service host)" : "");
+  log::info(
+      "tessera-server {}: engine rank {} ready: {} targets, provider {}, control {}, "
+      "storage {}{}",
+      version(), cfg.rank, cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
+      cfg.mgmt_host ? " (management service host)" : "");
 
   int sig = 0;
   sigwait(&sigs, &sig);

@@ -16,12 +16,13 @@ struct Armed {
   std::string point;
   std::string key;  // empty: any
   bool any_key = false;
-  uint64_t nth = 1;  // ends the process at this hit
+  uint64_t nth = 1;   // ends the process at this hit
   int64_t rank = -1;  // only in this engine (-1: any)
   std::shared_ptr<std::atomic<uint64_t>> hits = std::make_shared<std::atomic<uint64_t>>(0);
 };
 
-// Parsed once (static init is thread-safe); read-only afterwards (every thread may reach a crash point).
+// Parsed once (static init is thread-safe); read-only afterwards (every thread may reach a crash
+// point).
 const std::vector<Armed>& armed() {
   static const std::vector<Armed> list = [] {
     std::vector<Armed> out;
@@ -56,7 +57,9 @@ const std::vector<Armed>& armed() {
 std::atomic<int64_t> g_rank{-1};
 }  // namespace
 
-void set_crash_point_rank(uint32_t rank) { g_rank = rank; }
+void set_crash_point_rank(uint32_t rank) {
+  g_rank = rank;
+}
 
 void crash_point(std::string_view point, std::string_view key) {
   const auto& list = armed();

@@ -22,9 +22,9 @@
 #include <cstdint>
 #include <functional>
 
-#include "shard/pool_shard.hpp"
 #include "core/actor.hpp"
 #include "core/status.hpp"
+#include "shard/pool_shard.hpp"
 #include "storage/store.hpp"
 
 namespace tessera::rebuild {

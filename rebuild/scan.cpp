@@ -6,16 +6,16 @@
 #include <optional>
 #include <set>
 
-#include "shard/keys.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
-#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
+#include "proto/protocol.hpp"
 #include "rebuild/peer.hpp"
 #include "rebuild/rebuild.hpp"
+#include "shard/keys.hpp"
 
 namespace tessera::rebuild {
 
@@ -314,9 +314,10 @@ struct Scan {
         continue;
       }
       if (torn) {
-        log::warn("rebuild: pool {} stripe {} of akey '{}' (dkey {} bytes) for position {} is torn "
-                  "(its cells disagree: {}); not rebuilt",
-                  shard().id, s, akey, dkey.size(), lost, seen);
+        log::warn(
+            "rebuild: pool {} stripe {} of akey '{}' (dkey {} bytes) for position {} is torn "
+            "(its cells disagree: {}); not rebuilt",
+            shard().id, s, akey, dkey.size(), lost, seen);
         ++c.lost;
         continue;
       }
@@ -331,10 +332,10 @@ struct Scan {
                                        storage::ValueKind::array, s * ss, ss, 0);
       if (!sums) return sums.status();
       const bool recorded = sums->holes.empty() && sums->data.size() == ss && sums->epoch == epoch;
-      const int bad = recorded ? placement::ec_check_sums(
-                                     cell, std::span<uint8_t* const>(ptrs.data(), g.k),
-                                     sums->data.data())
-                               : -1;
+      const int bad =
+          recorded ? placement::ec_check_sums(cell, std::span<uint8_t* const>(ptrs.data(), g.k),
+                                              sums->data.data())
+                   : -1;
       if (!recorded || bad >= 0) {
         if (copies_cover(g, pos, key, dkey, akey, s)) continue;  // as for a torn stripe
         log::warn("rebuild: pool {} stripe {} of akey '{}': {}; not rebuilt", shard().id, s, akey,
@@ -382,7 +383,8 @@ struct Scan {
       // A home of this target's is filled by others, except an erasure-coded position whose
       // cells this target rebuilds itself (it reads for another position of the group, as
       // its former holder: no placement rule keeps it from being this one's new home).
-      if (by == placement::FillBy::none || (is_me(p.home) && !(ec && by != placement::FillBy::prev))) {
+      if (by == placement::FillBy::none ||
+          (is_me(p.home) && !(ec && by != placement::FillBy::prev))) {
         continue;
       }
       if (by == placement::FillBy::prev) {
@@ -422,7 +424,8 @@ struct Scan {
       // from every data position's holder (each holds the copies of its own cells).
       int copy_src = -1;
       for (uint32_t q = 0; q < g->p && copy_src < 0; ++q) {
-        if (pos[g->parity_pos(q)].reader() != nullptr) copy_src = static_cast<int>(g->parity_pos(q));
+        if (pos[g->parity_pos(q)].reader() != nullptr)
+          copy_src = static_cast<int>(g->parity_pos(q));
       }
       bool data_copies = false;
       for (uint32_t m : mine) data_copies |= g->cell_at(m) < g->k;

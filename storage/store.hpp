@@ -191,8 +191,7 @@ class TargetStore {
   // Punches records [offset, offset + length) of an array akey: they read as holes.
   Result<uint64_t> punch_range(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                                uint64_t offset, uint64_t length, uint32_t rsize = 1,
-                               uint64_t epoch = 0, bool import = false,
-                               DtxStage* stage = nullptr);
+                               uint64_t epoch = 0, bool import = false, DtxStage* stage = nullptr);
 
   // ---- distributed transactions (storage/store_dtx.cpp, docs/TRANSACTIONS.md) ----
   // Logs the staged changes as transaction `id`, prepared: durable on return, invisible to

@@ -30,7 +30,9 @@ void ref_to(schema::DtxRef::Builder b, const DtxId& id) {
   b.setEpoch(id.epoch);
   b.setLeader(id.leader);
 }
-DtxId ref_from(schema::DtxRef::Reader r) { return {r.getEpoch(), r.getLeader()}; }
+DtxId ref_from(schema::DtxRef::Reader r) {
+  return {r.getEpoch(), r.getLeader()};
+}
 
 template <typename Fn>
 Status with_record(std::span<const uint8_t> bytes, Fn&& fn) {
@@ -95,8 +97,10 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   }));
   for (const auto& r : d->records) {
     TESSERA_TRY(with_record(r, [&](schema::WalRecord::Reader rec) -> Status {
-      Dtx::Key k{{rec.getOidHi(), rec.getOidLo()}, from_data(rec.getDkey()),
-                 from_data(rec.getAkey()), rec.getEpoch()};
+      Dtx::Key k{{rec.getOidHi(), rec.getOidLo()},
+                 from_data(rec.getDkey()),
+                 from_data(rec.getAkey()),
+                 rec.getEpoch()};
       if (rec.isUpdate()) {
         auto v = version_from(rec.getUpdate().getVersion(), data_off_, q_->size());
         if (!v) return v.status();
@@ -124,9 +128,8 @@ void TargetStore::dtx_remember(const DtxId& id, bool committed) {
   const auto now = std::chrono::steady_clock::now();
   dtx_decided_[id] = {committed, now};
   // Forget the oldest decisions beyond the bound, and the expired ones at the front.
-  while (!dtx_decided_.empty() &&
-         (dtx_decided_.size() > kDtxRememberMax ||
-          now - dtx_decided_.begin()->second.second > kDtxRemember)) {
+  while (!dtx_decided_.empty() && (dtx_decided_.size() > kDtxRememberMax ||
+                                   now - dtx_decided_.begin()->second.second > kDtxRemember)) {
     dtx_decided_.erase(dtx_decided_.begin());
   }
 }
@@ -145,7 +148,8 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
     if (commit) {
       for (const auto& r : d.records) {
         Status st = apply_record(r);
-        if (!st.is_ok()) log::error("{}: transaction change not applied: {}", who(), st.to_string());
+        if (!st.is_ok())
+          log::error("{}: transaction change not applied: {}", who(), st.to_string());
       }
       updates_ += d.records.size();
     } else {
@@ -192,11 +196,12 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
   auto p = rec.initDtxPrepare();
   ref_to(p.initId(), id);
   auto parts = p.initParticipants(static_cast<unsigned>(participants.size()));
-  for (size_t i = 0; i < participants.size(); ++i) parts.set(static_cast<unsigned>(i), participants[i]);
+  for (size_t i = 0; i < participants.size(); ++i)
+    parts.set(static_cast<unsigned>(i), participants[i]);
   auto list = p.initRecords(static_cast<unsigned>(stage.records.size()));
   for (size_t i = 0; i < stage.records.size(); ++i) {
-    list.set(static_cast<unsigned>(i), capnp::Data::Reader(stage.records[i].data(),
-                                                           stage.records[i].size()));
+    list.set(static_cast<unsigned>(i),
+             capnp::Data::Reader(stage.records[i].data(), stage.records[i].size()));
   }
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
@@ -232,8 +237,8 @@ Status TargetStore::dtx_commit(const DtxId& id) {
     case DtxState::committed:
       return Status();
     case DtxState::aborted:
-      return Status(Errc::aborted, fmt::format("{}: transaction {} was decided aborted", who(),
-                                               id.epoch));
+      return Status(Errc::aborted,
+                    fmt::format("{}: transaction {} was decided aborted", who(), id.epoch));
     case DtxState::unknown:
       return Status(Errc::not_found,
                     fmt::format("{}: transaction {} is not prepared here", who(), id.epoch));

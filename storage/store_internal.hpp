@@ -13,8 +13,8 @@
 #include <map>
 #include <vector>
 
-#include "proto/capnp_util.hpp"
 #include "core/checksum.hpp"
+#include "proto/capnp_util.hpp"
 #include "storage/store.hpp"
 #include "storage/wal.capnp.h"
 

@@ -12,10 +12,10 @@
 #include <cstring>
 #include <limits>
 
-#include "proto/capnp_util.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
+#include "proto/capnp_util.hpp"
 #include "storage/store_internal.hpp"
 #include "storage/wal.capnp.h"
 

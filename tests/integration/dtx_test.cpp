@@ -28,10 +28,11 @@ namespace {
 // once its part is prepared. The last is the leader after its own part of a conditional update,
 // which it prepares before it asks anyone else: the others never heard of it.
 const std::vector<std::string> kPoints = {
-    "dtx.leader.start",     "dtx.leader.local",   "dtx.leader.prepared",
-    "dtx.leader.committed", "dtx.leader.replied", "dtx.participant.prepared",
-    "dtx.leader.local"};
-bool conditional(size_t i) { return i == 6; }
+    "dtx.leader.start",   "dtx.leader.local",         "dtx.leader.prepared", "dtx.leader.committed",
+    "dtx.leader.replied", "dtx.participant.prepared", "dtx.leader.local"};
+bool conditional(size_t i) {
+  return i == 6;
+}
 
 constexpr uint64_t kCell = 4096;
 
@@ -300,7 +301,7 @@ void run_kills(uint64_t seed) {
     std::vector<std::string> seen;
     for (int i = 0; i < 3; ++i) {
       auto r = h.c->fetch(h.oid(), key, "v", ValueKind::single, 0, 0, 0, {.must_exist = true});
-      seen.push_back(r                                  ? std::string(r->data.view())
+      seen.push_back(r                                      ? std::string(r->data.view())
                      : r.status().code() == Errc::not_found ? "<absent>"
                                                             : r.status().to_string());
     }
@@ -318,10 +319,18 @@ void run_kills(uint64_t seed) {
   EXPECT_EQ(bad, 0u);
 }
 
-TEST(DtxKill, ReplicatedUpdateKilledAtEveryStepAndRestarted) { run("RP_3G1", 0); }
-TEST(DtxKill, ReplicatedUpdateKilledAtEveryStepAndRebuilt) { run("RP_3G1", 1); }
-TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRestarted) { run("EC_2P1G1", 0); }
-TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRebuilt) { run("EC_2P1G1", 1); }
+TEST(DtxKill, ReplicatedUpdateKilledAtEveryStepAndRestarted) {
+  run("RP_3G1", 0);
+}
+TEST(DtxKill, ReplicatedUpdateKilledAtEveryStepAndRebuilt) {
+  run("RP_3G1", 1);
+}
+TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRestarted) {
+  run("EC_2P1G1", 0);
+}
+TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRebuilt) {
+  run("EC_2P1G1", 1);
+}
 
 // Fixed seeds in every run; TESSERA_DTX_SEED=S runs one seed, TESSERA_DTX_SEEDS=N runs N more.
 TEST(DtxKill, RandomKillsUnderLoadLoseNothingAndReplicasAgree) {

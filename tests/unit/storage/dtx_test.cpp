@@ -140,8 +140,8 @@ TEST_P(DtxTest, AnAbortDecidedBeforeThePrepareArrivesRefusesIt) {
 TEST_P(DtxTest, EveryStateSurvivesRestartsFromTheLogAndFromCheckpoints) {
   ASSERT_TRUE(open().is_ok());
   const ObjectId oid{7, 1};
-  auto x = prepare(oid, {{"x", "X"}});  // stays prepared
-  auto y = prepare(oid, {{"y", "Y"}});  // committed
+  auto x = prepare(oid, {{"x", "X"}});                     // stays prepared
+  auto y = prepare(oid, {{"y", "Y"}});                     // committed
   auto z = prepare(oid, {{"z", std::string(9000, 'Z')}});  // aborted
   ASSERT_TRUE(x && y && z);
   ASSERT_TRUE(commit(*y).is_ok());
