@@ -34,22 +34,6 @@ DtxId ref_from(schema::DtxRef::Reader r) {
   return {r.getEpoch(), r.getLeader()};
 }
 
-template <typename Fn>
-Status with_record(std::span<const uint8_t> bytes, Fn&& fn) {
-  if (bytes.size() % 8 != 0) return Status(Errc::internal, "WAL record not word aligned");
-  try {
-    capn::DecodeScope ds;
-    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
-                                          bytes.size() / 8);
-    capnp::FlatArrayMessageReader reader(words);
-    Status st = fn(reader.getRoot<schema::WalRecord>());
-    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
-    return st;
-  } catch (const kj::Exception& e) {
-    return Status(Errc::internal,
-                  fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
-  }
-}
 }  // namespace
 
 std::string_view dtx_state_name(DtxState s) {

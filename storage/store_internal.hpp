@@ -6,6 +6,7 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <isa-l/crc64.h>
+#include <kj/exception.h>
 
 #include <algorithm>
 #include <cstring>
@@ -205,6 +206,24 @@ inline uint64_t array_end(const AkeyVal& a, const Segs& whole) {
     if (!a.versions[it->second.ver].punch) return it->second.end;
   }
   return 0;
+}
+// Decodes one log record (a flat-array WalRecord) and calls fn(reader) inside a decode scope;
+// an undecodable record is an `internal` error.
+template <typename Fn>
+Status with_record(std::span<const uint8_t> bytes, Fn&& fn) {
+  if (bytes.size() % 8 != 0) return Status(Errc::internal, "WAL record not word aligned");
+  try {
+    capn::DecodeScope ds;
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
+                                          bytes.size() / 8);
+    capnp::FlatArrayMessageReader reader(words);
+    Status st = fn(reader.getRoot<schema::WalRecord>());
+    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
+    return st;
+  } catch (const kj::Exception& e) {
+    return Status(Errc::internal,
+                  fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
+  }
 }
 }  // namespace tessera::storage::detail
 

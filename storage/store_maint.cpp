@@ -140,6 +140,18 @@ Status TargetStore::checkpoint_locked() {
     const std::vector<uint64_t>* punches;
     const AkeyVal* a;
   };
+  // Writes one chunk of `n` entries and lists it in the directory.
+  auto put_chunk = [&](capnp::MallocMessageBuilder& b, size_t n) -> Status {
+    auto words = capnp::messageToFlatArray(b);
+    auto chunk = words.asBytes();
+    auto e = put(chunk.begin(), chunk.size());
+    if (!e) return e.status();
+    dir.push_back(DirEntry{e->disk, e->len, static_cast<uint32_t>(e->csum)});
+    bytes += round_block(chunk.size());
+    entries += n;
+    return Status();
+  };
+
   std::vector<Ref> refs;
   size_t est = 0;
   static const std::string kEmpty;
@@ -168,16 +180,10 @@ Status TargetStore::checkpoint_locked() {
         }
       }
     }
-    entries += refs.size();
+    const size_t n = refs.size();
     refs.clear();
     est = 0;
-    auto words = capnp::messageToFlatArray(b);
-    auto chunk = words.asBytes();
-    auto e = put(chunk.begin(), chunk.size());
-    if (!e) return e.status();
-    dir.push_back(DirEntry{e->disk, e->len, static_cast<uint32_t>(e->csum)});
-    bytes += round_block(chunk.size());
-    return Status();
+    return put_chunk(b, n);
   };
   // Map iterators stay valid across the writes' suspensions: nothing erases from the index
   // while maintenance is held (updates only insert).
@@ -206,16 +212,6 @@ Status TargetStore::checkpoint_locked() {
   }
   if (Status st = flush(); !st.is_ok()) return fail(st);
   // Then the transactions: each prepared one's record, and the decisions remembered.
-  auto put_chunk = [&](capnp::MallocMessageBuilder& b, size_t n) -> Status {
-    auto words = capnp::messageToFlatArray(b);
-    auto chunk = words.asBytes();
-    auto e = put(chunk.begin(), chunk.size());
-    if (!e) return e.status();
-    dir.push_back(DirEntry{e->disk, e->len, static_cast<uint32_t>(e->csum)});
-    bytes += round_block(chunk.size());
-    entries += n;
-    return Status();
-  };
   for (size_t i = 0; i < prepared.size();) {
     size_t n = 0;
     size_t size = 0;

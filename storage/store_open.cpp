@@ -342,14 +342,7 @@ Status TargetStore::load_checkpoint(WalMark& from) {
 }
 
 Status TargetStore::apply_record(std::span<const uint8_t> bytes) {
-  if (bytes.size() % 8 != 0) return Status(Errc::internal, "WAL record not word aligned");
-  try {
-    capn::DecodeScope ds;
-    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()),
-                                          bytes.size() / 8);
-    capnp::FlatArrayMessageReader reader(words);
-    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
-    auto rec = reader.getRoot<schema::WalRecord>();
+  return with_record(bytes, [&](schema::WalRecord::Reader rec) -> Status {
     if (rec.isDtxPrepare()) return dtx_load(bytes);
     if (rec.isDtxCommit() || rec.isDtxAbort()) {
       for (auto id : rec.isDtxCommit() ? rec.getDtxCommit().getIds() : rec.getDtxAbort().getIds()) {
@@ -370,12 +363,8 @@ Status TargetStore::apply_record(std::span<const uint8_t> bytes) {
     if (!v) return v.status();
     apply_version(oid, dkey, akey, u.getKind() == 1 ? ValueKind::array : ValueKind::single,
                   std::max<uint32_t>(1, u.getRsize()), std::move(*v));
-    if (ds.failed()) return Status(Errc::internal, "undecodable WAL record: " + ds.what());
-  } catch (const kj::Exception& e) {
-    return Status(Errc::internal,
-                  fmt::format("undecodable WAL record: {}", e.getDescription().cStr()));
-  }
-  return Status();
+    return Status();
+  });
 }
 
 void TargetStore::apply_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
