@@ -232,9 +232,12 @@ Status ObjectService::ec_update(Message& m) {
   // restart.
   const storage::DtxId id{epoch, me()};
   std::vector<uint64_t> participants{me()};
+  // One request per target: a target may hold two positions of the group (a fallback home
+  // that held another position before), and a transaction has one part per target.
   struct Send {
     placement::Shard s;
-    size_t pos;
+    std::vector<const Piece*> pieces;
+    std::string positions;
   };
   std::vector<Send> sends;
   for (size_t pos = 0; pos < group.size(); ++pos) {
@@ -244,29 +247,34 @@ Status ObjectService::ec_update(Message& m) {
         mine.insert(mine.end(), by_pos[pos].begin(), by_pos[pos].end());
         continue;
       }
-      sends.push_back({s, pos});
-      const uint64_t who = storage::dtx_member(s.rank, s.target);
-      if (std::find(participants.begin(), participants.end(), who) == participants.end()) {
-        participants.push_back(who);
+      auto to = std::find_if(sends.begin(), sends.end(), [&](const Send& x) {
+        return x.s.rank == s.rank && x.s.target == s.target;
+      });
+      if (to == sends.end()) {
+        to = sends.insert(sends.end(), Send{s, {}, {}});
+        participants.push_back(storage::dtx_member(s.rank, s.target));
       }
+      to->pieces.insert(to->pieces.end(), by_pos[pos].begin(), by_pos[pos].end());
+      to->positions += fmt::format("{}{}", to->positions.empty() ? "" : ", ", pos);
     }
   }
   std::vector<std::function<Status()>> remote;
-  for (const auto& [s, pos] : sends) {
+  for (const auto& send : sends) {
+    const auto& s = send.s;
     auto commits = take_notices(shard, storage::dtx_member(s.rank, s.target));
     auto [body, bulk] =
-        position_request(oid, dkey, by_pos[pos], epoch, ctx, m.bulk, id, participants, commits);
+        position_request(oid, dkey, send.pieces, epoch, ctx, m.bulk, id, participants, commits);
     auto f = std::make_shared<Message>();
     f->dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
     f->protocol = proto::kProtoObject;
     f->method = proto::kObjEcUpdate;
     f->body = std::move(body);
     f->bulk = std::move(bulk);
-    remote.push_back([this, f, s = s, pos = pos]() -> Status {
+    remote.push_back([this, f, s, positions = send.positions]() -> Status {
       auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
       Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
       if (!st.is_ok()) {
-        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", pos, s.rank,
+        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", positions, s.rank,
                                            s.target, st.message()));
       }
       return st;

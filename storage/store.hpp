@@ -448,6 +448,7 @@ class TargetStore {
   // Transactions prepared here (their keys are busy for conditional operations and block
   // reads until decided), and recent decisions (kept for kDtxRemember, at most kDtxRememberMax).
   std::map<DtxId, std::unique_ptr<Dtx>> dtx_;
+  std::set<DtxId> dtx_preparing_;  // prepares being logged
   std::unordered_map<std::string, int> dtx_keys_;  // busy_key -> prepared changes of it
   std::map<ObjectId, int> dtx_objects_;            // object -> prepared changes of it
   std::map<DtxId, std::pair<bool, std::chrono::steady_clock::time_point>> dtx_decided_;

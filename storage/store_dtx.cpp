@@ -174,6 +174,18 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
     return Status(Errc::exists, fmt::format("{}: transaction {} is already {} here", who(),
                                             id.epoch, dtx_state_name(st)));
   }
+  // One part per transaction and target: a second prepare of the same id while the first is
+  // being logged would be taken for a replayed duplicate, and its changes dropped.
+  if (!dtx_preparing_.insert(id).second) {
+    dtx_discard(stage);
+    return Status(Errc::exists, fmt::format("{}: transaction {} is already being prepared here",
+                                            who(), id.epoch));
+  }
+  struct Preparing {
+    std::set<DtxId>& set;
+    DtxId id;
+    ~Preparing() { set.erase(id); }
+  } preparing{dtx_preparing_, id};
   capnp::MallocMessageBuilder b(1024);
   auto rec = b.initRoot<schema::WalRecord>();
   rec.setEpoch(id.epoch);

@@ -135,6 +135,36 @@ TEST_P(DtxTest, AnAbortDecidedBeforeThePrepareArrivesRefusesIt) {
   EXPECT_FALSE(blocked(oid, "a"));
 }
 
+// A target holds one part of a transaction: a second prepare of the same id, even while the
+// first is still being logged, is refused and changes nothing (before, it was taken for a replayed
+// duplicate once logged, and its changes silently dropped).
+TEST_P(DtxTest, ASecondPartOfOneTransactionIsRefused) {
+  ASSERT_TRUE(open().is_ok());
+  const ObjectId oid{7, 1};
+  const DtxId id{run_on(target, [&] { return store->new_epoch(); }), dtx_member(1, 0)};
+  auto part = [&](const std::string& akey) {
+    DtxStage stage;
+    UpdateOptions o;
+    o.epoch = id.epoch;
+    o.stage = &stage;
+    auto r = store->update(oid, "d", akey, ValueKind::single, 0, bytes(akey), crc(akey), o);
+    if (!r) return r.status();
+    return store->dtx_prepare(id, {dtx_member(1, 0)}, std::move(stage));
+  };
+  auto [first, second] = run_on(target, [&] {
+    Status a, b;
+    boost::fibers::fiber f([&] { a = part("first"); });
+    b = part("second");  // starts while the first is being logged
+    f.join();
+    return std::make_pair(a, b);
+  });
+  EXPECT_TRUE(first.is_ok() != second.is_ok())
+      << "first: " << first.to_string() << ", second: " << second.to_string();
+  EXPECT_EQ((first.is_ok() ? second : first).code(), Errc::exists);
+  ASSERT_TRUE(commit(id).is_ok());
+  EXPECT_NE(show(oid, "first") == "first", show(oid, "second") == "second");
+}
+
 // Prepared, committed and aborted transactions come back as they were after restarts, whether
 // the log or a checkpoint holds them; a transaction left prepared can be decided after.
 TEST_P(DtxTest, EveryStateSurvivesRestartsFromTheLogAndFromCheckpoints) {
