@@ -56,6 +56,26 @@ DtxState wait_decided(storage::TargetStore& store, const DtxId& id,
   }
   return s;
 }
+// Holds `id` in one of a shard's sets of transactions a fiber is deciding (led here, being
+// resolved here); when it ends, the fibers waiting for a decision look again.
+class Marked {
+ public:
+  Marked(std::set<DtxId>& set, storage::TargetStore& store, const DtxId& id)
+      : set_(set), store_(store), id_(id) {
+    set_.insert(id_);
+  }
+  ~Marked() {
+    set_.erase(id_);
+    store_.dtx_decided_cv().notify_all();
+  }
+  Marked(const Marked&) = delete;
+  Marked& operator=(const Marked&) = delete;
+
+ private:
+  std::set<DtxId>& set_;
+  storage::TargetStore& store_;
+  DtxId id_;
+};
 }  // namespace
 
 // ---- leader -----------------------------------------------------------------------------------
@@ -64,16 +84,7 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
                                std::string_view key, const std::vector<uint64_t>& participants,
                                bool sequential, const std::function<Status()>& prepare_local,
                                const std::vector<std::function<Status()>>& remote) {
-  sh.dtx_leading.insert(id);
-  struct Leading {
-    PoolShard& sh;
-    storage::TargetStore& store;
-    DtxId id;
-    ~Leading() {
-      sh.dtx_leading.erase(id);
-      store.dtx_decided_cv().notify_all();
-    }
-  } leading{sh, store, id};
+  Marked leading(sh.dtx_leading, store, id);
   crash_point("dtx.leader.start", key);
   Status local;
   if (sequential) {
@@ -330,16 +341,7 @@ Status ObjectService::resolve_dtx(PoolShard& sh, const DtxId& id) {
     if (i.id == id) info = std::move(i);
   }
   if (!info) return Status();
-  sh.dtx_resolving.insert(id);
-  struct Resolving {
-    PoolShard& sh;
-    storage::TargetStore& store;
-    DtxId id;
-    ~Resolving() {
-      sh.dtx_resolving.erase(id);
-      store.dtx_decided_cv().notify_all();
-    }
-  } resolving{sh, store, id};
+  Marked resolving(sh.dtx_resolving, store, id);
   if (id.leader == me()) return decide_by_vote(sh, *info, false);  // led here before a restart
   auto r = ask_dtx(sh.id, id.leader, id, false);
   if (store.dtx_state(id) != DtxState::prepared) return Status();
