@@ -384,8 +384,9 @@ class TargetStore {
   void release_extents(const std::vector<Extent>& ex);
   void reclaim();
   uint64_t reserve() const;
-  // Fails with no_space when `bytes` do not fit beside the reserve, and asks the background
-  // fiber for an aggregation pass under space pressure.
+  // Fails with no_space when `bytes` do not fit beside the reserve, even after a checkpoint
+  // (taken here, in the caller's fiber, when the log grew since the last one), and asks the
+  // background fiber for an aggregation pass under space pressure.
   Status need_space(uint64_t bytes);
 
   // Maintenance (checkpoint, aggregation) runs one at a time.

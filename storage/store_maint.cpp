@@ -59,6 +59,18 @@ uint64_t TargetStore::reserve() const {
 Status TargetStore::need_space(uint64_t bytes) {
   uint64_t keep = reserve();
   if (alloc_.free_bytes() >= bytes + keep) return Status();
+  // Part of the room kept is for what the log added since the last checkpoint: a checkpoint
+  // now gives that back. Writers short of room at once share one checkpoint (the first takes
+  // maintenance, the others find it done when they get it).
+  if (wal_ && wal_->since(ckpt_mark_) > 0) {
+    const uint64_t seen = checkpoints_;
+    maintenance_lock();
+    Status st = checkpoints_ == seen ? checkpoint_locked() : Status();
+    maintenance_unlock();
+    if (!st.is_ok()) log::warn("{}: checkpoint to make room: {}", who(), st.to_string());
+    keep = reserve();
+    if (alloc_.free_bytes() >= bytes + keep) return Status();
+  }
   if (opts_.aggregation_interval.count() > 0 && !space_wanted_) {
     space_wanted_ = true;  // deleted or overwritten data may be waiting for aggregation
     bg_cv_.notify_all();
