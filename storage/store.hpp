@@ -154,6 +154,21 @@ struct ListEntry {
   uint64_t length = 0;  // recx: records in the run
 };
 
+// What a snapshot rollback changed in one target's store (storage/store_rollback.cpp).
+struct RollbackStats {
+  uint64_t objects = 0;    // objects looked at
+  uint64_t rewritten = 0;  // akeys written again as they were at the snapshot
+  uint64_t punched = 0;    // objects, dkeys and akeys made after the snapshot, punched
+  uint64_t bytes = 0;      // bytes written again
+  RollbackStats& operator+=(const RollbackStats& o) {
+    objects += o.objects;
+    rewritten += o.rewritten;
+    punched += o.punched;
+    bytes += o.bytes;
+    return *this;
+  }
+};
+
 struct ListResult {
   std::vector<ListEntry> entries;
   std::string anchor;
@@ -275,6 +290,14 @@ class TargetStore {
   Status rewrite_piece(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                        const DamagedPiece& p, std::span<const uint8_t> bytes);
 
+  // Snapshot rollback (storage/store_rollback.cpp, docs/TRANSACTIONS.md). rollback_begin
+  // refuses a snapshot epoch aggregation no longer keeps readable, and an epoch `at` this store's
+  // clock has reached (a change may already sit above it); then its clock moves past `at`.
+  // rollback_object makes what `oid` showed at `snap` its newest state, as changes at `at`:
+  // values written again, keys made since punched, nothing below `at` touched. Suspends.
+  Status rollback_begin(uint64_t snap, uint64_t at);
+  Result<RollbackStats> rollback_object(const ObjectId& oid, uint64_t snap, uint64_t at);
+
   // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
   // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
   // then checkpoints so the space is reused. Yields between batches of akeys.
@@ -378,6 +401,7 @@ class TargetStore {
   Status verify_extent(const Extent& e, CsumType t, const uint8_t* bytes) const;
   static Status rsize_mismatch(const AkeyVal& a, uint32_t rsize);
   Status write_superblock();
+  Status rollback_check(uint64_t snap, uint64_t at) const;
   Status zero_fill(uint64_t from, uint64_t to);
 
   // Space.
