@@ -1,4 +1,5 @@
 #include "actors/engine.hpp"
+#include "actors/engine_internal.hpp"
 
 #include <unistd.h>
 
@@ -21,31 +22,7 @@
 
 namespace tessera {
 
-struct Engine::Slot {
-  std::unique_ptr<Target> target;
-  std::unique_ptr<ActorRuntime> rt;
-  std::unique_ptr<storage::TargetStore> store;
-  std::unique_ptr<net::FabricEndpoint> ep;
-  std::unique_ptr<ObjectService> svc;
-  std::unique_ptr<SwimActor> swim;  // target 0 only
-  TargetPools pools;                // target thread only
-  std::string backend;
-  std::string path;
-  std::string fabric_addr;
-};
-
 namespace {
-// Runs `fn` in a fiber on the slot's target and waits for its Status (control threads only).
-template <typename F>
-Status run_on(Target& t, F fn) {
-  auto p = std::make_shared<std::promise<Status>>();
-  auto f = p->get_future();
-  t.post([p, fn = std::move(fn)]() mutable { p->set_value(fn()); });
-  if (f.wait_for(std::chrono::minutes(10)) != std::future_status::ready) {
-    return Status(Errc::timeout, fmt::format("target {} did not answer", t.index()));
-  }
-  return f.get();
-}
 
 // Closes and forgets a target's shard of a pool (target thread, in a fiber). A background pass
 // using the shard (re-encoding) is told to stop and ends its request first.
@@ -535,35 +512,6 @@ Status Engine::revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookie
   return Status();
 }
 
-Status Engine::purge_container(uint32_t pool, uint32_t cont) {
-  uint64_t punched = 0;
-  for (auto& sp : slots_) {
-    Slot* s = sp.get();
-    TESSERA_TRY(run_on(*s->target, [s, pool, cont, &punched]() -> Status {
-      auto it = s->pools.shards.find(pool);
-      if (it == s->pools.shards.end() || it->second->closing) return Status();
-      ShardUse use(*it->second);  // the punches below suspend
-      storage::TargetStore& st = *use->store;
-      std::string anchor;
-      std::vector<ObjectId> victims;
-      while (true) {
-        auto page = st.list(ListScope::objects, {}, {}, {}, anchor, 1000, 0);
-        if (!page) return page.status();
-        for (const auto& e : page->entries) {
-          if (((e.oid.hi >> 32) & 0xffff) == cont) victims.push_back(e.oid);
-        }
-        if (page->done) break;
-        anchor = page->anchor;
-      }
-      for (const ObjectId& o : victims) TESSERA_TRY(st.punch(o, {}, {}).status());
-      punched += victims.size();
-      return Status();
-    }));
-  }
-  log::info("pool {} container {} destroyed: {} object shards punched", pool, cont, punched);
-  return Status();
-}
-
 Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                             const std::vector<uint32_t>& targets) {
   if (auto dir = pool_dir(id, uuid); !dir) return dir.status();
@@ -717,7 +665,7 @@ void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
   }
 }
 
-Status Engine::control(const Message& m) {
+Result<Buffer> Engine::control(const Message& m) {
   if (!m.trusted()) {
     return Status(Errc::unauthenticated,
                   "engine control requests are served only to engines and administrators (a "
@@ -726,6 +674,30 @@ Status Engine::control(const Message& m) {
   capn::DecodeScope ds;
   capn::BodyReader br(m.body);
   auto req = br.root<schema::EngineReq>();
+  if (req.which() == schema::EngineReq::CONT_ROLLBACK) return on_rollback(req, ds);
+  TESSERA_TRY(control_op(req, ds));
+  return Buffer();
+}
+
+Result<Buffer> Engine::on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
+  auto r = req.getContRollback();
+  const uint32_t pool = r.getPool(), cont = r.getCont();
+  const uint64_t snap = r.getSnap(), at = r.getAt();
+  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+  auto done = rollback_container(pool, cont, snap, at);
+  if (!done) return done.status();
+  capnp::MallocMessageBuilder b(128);
+  auto rep = b.initRoot<schema::RollbackDone>();
+  rep.setFrom(snap);
+  rep.setAt(at);
+  rep.setObjects(done->objects);
+  rep.setRewritten(done->rewritten);
+  rep.setPunched(done->punched);
+  rep.setBytes(done->bytes);
+  return capn::to_body(b);
+}
+
+Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
   switch (req.which()) {
     case schema::EngineReq::POOL_SHARD_CREATE: {
       auto r = req.getPoolShardCreate();
@@ -748,6 +720,8 @@ Status Engine::control(const Message& m) {
       if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
       return purge_container(pool, cont);
     }
+    case schema::EngineReq::CONT_ROLLBACK:
+      break;  // control() answers it
     case schema::EngineReq::SHUTDOWN:
       return Status(Errc::unsupported, "stop an engine with SIGTERM");
     case schema::EngineReq::REBUILD_START: {

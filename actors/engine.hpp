@@ -24,7 +24,9 @@
 #include "core/buffer.hpp"
 #include "core/config.hpp"
 #include "core/target.hpp"
+#include "proto/capnp_util.hpp"
 #include "security/system_key.hpp"
+#include "storage/store.hpp"
 
 namespace tessera {
 
@@ -54,16 +56,25 @@ class Engine {
   void attach(mgmt::MgmtLink* link);
   // Starts failure detection among engines on target 0 (after attach).
   Status start_swim(const SwimOptions& opts);
-  // An EngineReq from the management service (control worker thread; may take a while).
-  Status control(const Message& m);
+  // An EngineReq from the management service (control worker thread; may take a while). The
+  // reply body is empty but for the requests whose comment in proto/mgmt.capnp names a reply.
+  Result<Buffer> control(const Message& m);
   // Opens (or creates) the shards of pools this rank serves; after a join.
   void open_pools(const std::vector<mgmt::ShardInfo>& pools);
 
- private:
+  // One target's parts (actors/engine_internal.hpp).
   struct Slot;
+
+ private:
   Status create_shards(uint32_t id, const std::string& uuid, uint64_t bytes);
   Status destroy_shards(uint32_t id, const std::string& uuid);
+  // The requests answered with an empty body, and a rollback (answered with RollbackDone).
+  Status control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds);
+  Result<Buffer> on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds);
+  // Container-wide operations (actors/engine_cont.cpp).
   Status purge_container(uint32_t pool, uint32_t cont);
+  Result<storage::RollbackStats> rollback_container(uint32_t pool, uint32_t cont, uint64_t snap,
+                                                    uint64_t at);
   // Forgets container handles of a pool on every target (closed, evicted, ACL changed).
   Status revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookies);
   // Drops the data of some targets' shards of a pool and opens them empty (reintegration).

@@ -246,8 +246,7 @@ int main(int argc, char** argv) {
           return mgmt_svc->handle(req, session);
         }
         if (req.protocol == proto::kProtoMgmt && req.method == proto::kEngineCall) {
-          TESSERA_TRY(engine.control(req));
-          return Buffer();
+          return engine.control(req);
         }
         return Status(Errc::unsupported,
                       fmt::format("control socket does not serve protocol {} method {}",

@@ -292,6 +292,30 @@ Result<mgmt::ContView> MgmtClient::snap_destroy(const std::string& pool, const s
       cont_of);
 }
 
+Result<mgmt::RollbackView> MgmtClient::cont_rollback(const std::string& pool,
+                                                     const std::string& cont,
+                                                     const std::string& snap, uint64_t epoch,
+                                                     bool force) const {
+  // The engines rewrite what changed since the snapshot: it may take a while.
+  const auto timeout = std::max<std::chrono::milliseconds>(timeout_, std::chrono::minutes(31));
+  return call<mgmt::RollbackView>(
+      addr_, timeout, cred_,
+      [&](auto r) {
+        auto s = r.initContRollback();
+        s.setPool(pool);
+        s.setCont(cont);
+        s.setSnap(snap);
+        s.setEpoch(epoch);
+        s.setForce(force);
+      },
+      [](schema::MgmtRep::Reader r) -> Result<mgmt::RollbackView> {
+        if (!r.isRollback()) return Status(Errc::protocol, "reply carries no rollback");
+        auto d = r.getRollback();
+        return mgmt::RollbackView{d.getFrom(),      d.getAt(),      d.getObjects(),
+                                  d.getRewritten(), d.getPunched(), d.getBytes()};
+      });
+}
+
 Result<mgmt::HandleView> MgmtClient::cont_open(const std::string& pool, const std::string& cont,
                                                bool write) const {
   return call<mgmt::HandleView>(

@@ -66,6 +66,11 @@ class MgmtClient {
                                      const std::string& name, uint64_t epoch = 0) const;
   Result<mgmt::ContView> snap_destroy(const std::string& pool, const std::string& cont,
                                       uint64_t epoch) const;
+  // Makes the state of snapshot `snap` (by name), or else of `epoch`, the container's newest
+  // state, as a new epoch (docs/TRANSACTIONS.md). `force`: even with open handles.
+  Result<mgmt::RollbackView> cont_rollback(const std::string& pool, const std::string& cont,
+                                           const std::string& snap, uint64_t epoch,
+                                           bool force = false) const;
   Result<mgmt::HandleView> cont_open(const std::string& pool, const std::string& cont,
                                      bool write) const;
   Status cont_close(uint32_t pool_id, uint64_t cookie) const;

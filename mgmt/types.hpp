@@ -146,6 +146,13 @@ struct ContView {
   std::vector<Handle> handles;  // the open handles and their owners
 };
 
+// What a container rollback did (summed over the engines).
+struct RollbackView {
+  uint64_t from = 0;  // the epoch whose state is now the newest
+  uint64_t at = 0;    // the epoch of the rollback's changes
+  uint64_t objects = 0, rewritten = 0, punched = 0, bytes = 0;
+};
+
 // Where an engine of a pool map is reached.
 struct EngineAddr {
   std::string control_addr;

@@ -183,6 +183,15 @@ struct MgmtReq {
     leave         @28 :UInt32;         # rank: a clean stop announced by the engine itself
     handleRenew   @29 :List(UInt64);   # container handle cookies whose holder is alive
     poolEvict     @30 :PoolEvict;      # close other clients' handles (administrators)
+    contRollback  @31 :ContRollback;   # make a snapshot's state the container's newest
+  }
+
+  struct ContRollback {
+    pool  @0 :Text;
+    cont  @1 :Text;
+    snap  @2 :Text;                  # a snapshot's name, or empty: `epoch`
+    epoch @3 :UInt64;
+    force @4 :Bool;                  # even with open handles
   }
 
   struct PoolEvict {
@@ -295,7 +304,18 @@ struct MgmtRep {
     joined  @6 :List(PoolShard);     # the pools this rank serves
     acl     @7 :Acl;
     evicted @8 :UInt32;              # how many handles a poolEvict closed
+    rollback @9 :RollbackDone;
   }
+}
+
+# What a container rollback did, summed over the targets (also an engine's reply to contRollback).
+struct RollbackDone {
+  from      @0 :UInt64;              # the snapshot epoch whose state is now the newest
+  at        @1 :UInt64;              # the epoch of the rollback's changes
+  objects   @2 :UInt64;              # object shards looked at
+  rewritten @3 :UInt64;              # akeys written again as they were
+  punched   @4 :UInt64;              # objects, dkeys and akeys made after the snapshot, punched
+  bytes     @5 :UInt64;
 }
 
 # Engine control requests (management service -> engine).
@@ -309,6 +329,13 @@ struct EngineReq {
     poolShardReset   @5 :ShardReset;    # drop targets' data of a pool (reintegration)
     targetStop       @6 :UInt32;        # the target refuses I/O until reintegrated (a failed device)
     handleRevoke     @7 :HandleRevoke;  # forget these container handles (closed, evicted)
+    contRollback     @8 :ContRollback;  # reply: RollbackDone
+  }
+  struct ContRollback {
+    pool @0 :UInt32;
+    cont @1 :UInt32;
+    snap @2 :UInt64;                 # the epoch whose state becomes the newest
+    at   @3 :UInt64;                 # the epoch of the changes (above every target's clock)
   }
   struct HandleRevoke {
     pool    @0 :UInt32;

@@ -60,9 +60,12 @@ Status TargetStore::need_space(uint64_t bytes) {
   uint64_t keep = reserve();
   if (alloc_.free_bytes() >= bytes + keep) return Status();
   // Part of the room kept is for what the log added since the last checkpoint: a checkpoint
-  // now gives that back. Writers short of room at once share one checkpoint (the first takes
-  // maintenance, the others find it done when they get it).
-  if (wal_ && wal_->since(ckpt_mark_) > 0) {
+  // now gives that back, when that part is what is missing (a store truly full would otherwise
+  // write a checkpoint for every refused write). Writers short of room at once share one
+  // checkpoint (the first takes maintenance, the others find it done when they get it).
+  const uint64_t logged = wal_ ? wal_->since(ckpt_mark_) : 0;
+  const uint64_t missing = bytes + keep - alloc_.free_bytes();
+  if (logged > 0 && logged + logged / 4 >= missing) {
     const uint64_t seen = checkpoints_;
     maintenance_lock();
     Status st = checkpoints_ == seen ? checkpoint_locked() : Status();

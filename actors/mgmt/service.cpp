@@ -296,13 +296,18 @@ Result<MgmtService::PoolCont> MgmtService::find_pool_cont(const std::string& poo
 
 Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req,
                                 std::chrono::milliseconds timeout) {
+  return engine_ask(m, req, timeout).status();
+}
+
+Result<Buffer> MgmtService::engine_ask(const Member& m, capnp::MessageBuilder& req,
+                                       std::chrono::milliseconds timeout) {
   if (timeout.count() <= 0) timeout = opts_.engine_timeout;
   auto r = net::control_call(m.control_addr, timeout, proto::kProtoMgmt,
                              proto::kEngineCall, capn::to_body(req));
   if (!r) {
     return Status(r.status().code(), fmt::format("rank {}: {}", m.rank, r.status().message()));
   }
-  return Status();
+  return std::move(r->body);
 }
 
 Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
@@ -548,6 +553,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     }
     case W::CONT_DESTROY:
       return cont_destroy(req.getContDestroy(), cred);
+    case W::CONT_ROLLBACK:
+      return cont_rollback(req.getContRollback(), cred);
     case W::CONT_SET_PROP: {
       auto r = req.getContSetProp();
       auto props = decode_props(r.getProps());
@@ -999,46 +1006,6 @@ Result<Buffer> MgmtService::pool_destroy(schema::MgmtReq::Destroy::Reader r, con
     s.setUuid(uuid);
     Status st = engine_call(m, b);
     if (!st.is_ok()) log::warn("pool {} destroy on rank {}: {}", id, m.rank, st.to_string());
-  }
-  return none();
-}
-
-Result<Buffer> MgmtService::cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred) {
-  std::vector<Member> engines;
-  uint32_t pool_id, cont_id;
-  {
-    std::lock_guard lk(mu_);
-    auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, 0);
-    if (!pc) return pc.status();
-    if (((pc->cont->acl.perms_for(cred) & kDelete) == 0) &&
-        ((pc->pool->acl.perms_for(cred) & kWrite) == 0)) {
-      return denied(cred, kDelete, fmt::format("container '{}'", pc->cont->props.label));
-    }
-    size_t open = state_.open_handles(pc->pool->id, pc->cont->id);
-    if (open > 0 && !r.getForce()) {
-      return Status(Errc::busy, fmt::format("container '{}' has {} open handle(s); close them or "
-                                            "destroy with --force",
-                                            pc->cont->props.label, open));
-    }
-    pool_id = pc->pool->id;
-    cont_id = pc->cont->id;
-    for (const auto& e : pc->pool->map.engines) {
-      auto it = state_.members().find(e.rank);
-      if (it != state_.members().end() && it->second.state == MemberState::joined) {
-        engines.push_back(it->second);
-      }
-    }
-    TESSERA_TRY(commit({{"op", "cont_destroy"}, {"pool", pool_id}, {"cont", cont_id}}));
-  }
-  // Engines punch the container's objects so aggregation frees their space.
-  for (const Member& m : engines) {
-    capnp::MallocMessageBuilder b(256);
-    auto s = b.initRoot<schema::EngineReq>().initContPurge();
-    s.setPool(pool_id);
-    s.setCont(cont_id);
-    Status st = engine_call(m, b);
-    if (!st.is_ok())
-      log::warn("container {} purge on rank {}: {}", cont_id, m.rank, st.to_string());
   }
   return none();
 }

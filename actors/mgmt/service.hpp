@@ -91,6 +91,9 @@ class MgmtService {
   // One engine control request; `timeout` 0: the options' engine_timeout.
   Status engine_call(const Member& m, capnp::MessageBuilder& req,
                      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The same, with the engine's reply body.
+  Result<Buffer> engine_ask(const Member& m, capnp::MessageBuilder& req,
+                            std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void monitor();
   // Membership decisions (state lock held; membership.cpp).
   Result<Buffer> on_heartbeat(uint32_t rank, uint64_t session);
@@ -118,7 +121,9 @@ class MgmtService {
 
   Result<Buffer> pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred);
   Result<Buffer> pool_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
+  // Container-wide operations (actors/mgmt/cont_ops.cpp).
   Result<Buffer> cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
+  Result<Buffer> cont_rollback(schema::MgmtReq::ContRollback::Reader r, const Cred& cred);
   Result<Buffer> update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred);
   Result<Buffer> pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred);
   Status rebuild_report(schema::MgmtReq::RebuildReport::Reader r);

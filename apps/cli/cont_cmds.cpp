@@ -1,5 +1,5 @@
 // tessera cont ...: containers of a pool (create, list, query, destroy, properties, attributes,
-// snapshots, ACLs).
+// snapshots, rollback, ACLs).
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -120,6 +120,34 @@ int cont_destroy(Globals& g, const ContArgs& a) {
   return done(g, {{"destroyed", a.cont}}, [&] {
     std::printf("destroyed container %s of pool %s\n", a.cont.c_str(), a.pool.c_str());
   });
+}
+
+int cont_rollback(Globals& g, const ContArgs& a) {
+  const char* what = "cont rollback";
+  if (a.name.empty() == (a.epoch == 0)) {
+    return fail(g, Status(Errc::invalid_argument, "give one of --snap NAME or --epoch E"), what);
+  }
+  auto mc = mgmt_client(g);
+  if (!mc) return fail(g, mc.status(), what);
+  auto r = mc->cont_rollback(a.pool, a.cont, a.name, a.epoch, a.force);
+  if (!r) return fail(g, r.status(), what);
+  return done(g,
+              {{"from", epoch_json(r->from)},
+               {"at", epoch_json(r->at)},
+               {"objects", r->objects},
+               {"rewritten", r->rewritten},
+               {"punched", r->punched},
+               {"bytes", r->bytes}},
+              [&] {
+                std::printf(
+                    "container %s rolled back to epoch %lu (%s) as epoch %lu: %lu values "
+                    "rewritten, %lu keys punched, %lu bytes, over %lu object shards\n",
+                    a.cont.c_str(), static_cast<unsigned long>(r->from),
+                    epoch_time(r->from).c_str(), static_cast<unsigned long>(r->at),
+                    static_cast<unsigned long>(r->rewritten),
+                    static_cast<unsigned long>(r->punched), static_cast<unsigned long>(r->bytes),
+                    static_cast<unsigned long>(r->objects));
+              });
 }
 
 int cont_set_prop(Globals& g, const ContArgs& a) {
@@ -261,6 +289,17 @@ void add_cont_commands(CLI::App& app, Globals& g) {
                        [&g, a] { return cont_destroy(g, *a); });
   args(destroy);
   destroy->add_flag("-f,--force", a->force, "even with open handles");
+
+  auto* rollback = leaf(cont, g, "rollback",
+                        "make a snapshot's state the newest, as a new epoch (later snapshots stay "
+                        "readable)",
+                        [&g, a] { return cont_rollback(g, *a); });
+  args(rollback);
+  auto* rb_snap = rollback->add_option("--snap", a->name, "the snapshot's name");
+  rollback->add_option("--epoch", a->epoch, "an epoch aggregation still keeps readable")
+      ->excludes(rb_snap);
+  rollback->add_flag("-f,--force", a->force, "even with open handles (writes in flight may land "
+                                             "on either side of the rollback)");
 
   auto* getprop = leaf(cont, g, "get-prop", "the container's properties",
                        [&g, a] { return cont_query(g, *a, "cont get-prop", true); });

@@ -166,7 +166,8 @@ void add_drill_commands(CLI::App& app, Globals& g) {
                   "removed when the drill passes)");
   run->add_flag("--keep", a->o.keep, "keep the started system's directory (logs, data)");
   run->add_option("--time-scale", a->o.time_scale,
-                  "multiply every wait's limit by this (a slow machine or a sanitizer build)")
+                  "multiply every wait's limit by this and divide the load's rate by it (a slow "
+                  "machine or a sanitizer build)")
       ->check(CLI::Range(1.0, 100.0));
   run->add_option("--attach", a->o.attach,
                   "run on this running system (its system file) instead of starting one");

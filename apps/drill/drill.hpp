@@ -94,8 +94,9 @@ struct RunOptions {
   std::string dir;     // where a started system lives (empty: a new temporary directory)
   bool keep = false;   // keep the started system's directory (always kept on failure)
   std::string attach;  // overrides the drill's system: attach to this system file
-  // Every wait's limit (given or default) is multiplied by this: a slow build (sanitizers) or
-  // machine gets longer limits without editing the drill. At least 1.
+  // Every wait's limit (given or default) is multiplied by this, and the load's rate divided
+  // by it: a slow build (sanitizers) or machine gets longer limits, and about the same amount
+  // of data in its pool, without editing the drill. At least 1.
   double time_scale = 1.0;
   // Called with every timeline event as it happens (text mode prints it).
   std::function<void(const nlohmann::json& event)> on_event;

@@ -112,7 +112,11 @@ Status Runner::setup() {
         {{"map_version", pv->pool.map.version}});
   mon_ = std::thread([this] { monitor(); });
   if (d_.has_load) {
-    load_ = std::make_unique<VerifiedLoad>(mgmt_, d_.pool, d_.cont, d_.load, d_.seed);
+    // A machine N times slower stretches every phase N times: the load writes N times slower,
+    // so that a drill puts about as much data in its pool wherever it runs.
+    LoadSpec spec = d_.load;
+    if (o_.time_scale > 1.0) spec.rate /= o_.time_scale;
+    load_ = std::make_unique<VerifiedLoad>(mgmt_, d_.pool, d_.cont, spec, d_.seed);
     TESSERA_TRY(load_->start());
     load_running_ = true;
     if (d_.load.preload > 0) {
@@ -124,7 +128,7 @@ Status Runner::setup() {
     event("load",
           fmt::format("load running: {} writers x {} B {} writes{}{}", d_.load.writers,
                       d_.load.size, d_.load.kind == ValueKind::array ? "array" : "single-value",
-                      d_.load.rate > 0 ? fmt::format(" at {}/s each", d_.load.rate) : "",
+                      load_->spec().rate > 0 ? fmt::format(" at {:g}/s each", load_->spec().rate) : "",
                       d_.load.preload > 0 ? fmt::format(" ({} preloaded, {} acknowledged)",
                                                         d_.load.preload, load_->acked())
                                           : ""));

@@ -1,0 +1,198 @@
+// Container-wide operations of the management service: destroy (the engines punch the
+// container's objects) and snapshot rollback (docs/TRANSACTIONS.md, "Snapshot rollback").
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <future>
+
+#include "actors/mgmt/reply.hpp"
+#include "actors/mgmt/service.hpp"
+#include "core/env.hpp"
+#include "core/log.hpp"
+#include "proto/capnp_util.hpp"
+
+namespace tessera::mgmt {
+
+using nlohmann::json;
+
+namespace {
+
+// A rollback's epoch: this far past the service's clock, so that it lies above every epoch an
+// engine has used even when the hosts' clocks are a little apart (an engine whose clock has
+// passed it refuses, and the rollback can be run again).
+constexpr auto kRollbackAhead = std::chrono::seconds(1);
+// How long one engine may take to roll its targets back.
+constexpr auto kRollbackTimeout = std::chrono::minutes(30);
+
+}  // namespace
+
+Result<Buffer> MgmtService::cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred) {
+  std::vector<Member> engines;
+  uint32_t pool_id, cont_id;
+  {
+    std::lock_guard lk(mu_);
+    auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, 0);
+    if (!pc) return pc.status();
+    if (((pc->cont->acl.perms_for(cred) & kDelete) == 0) &&
+        ((pc->pool->acl.perms_for(cred) & kWrite) == 0)) {
+      return denied(cred, kDelete, fmt::format("container '{}'", pc->cont->props.label));
+    }
+    size_t open = state_.open_handles(pc->pool->id, pc->cont->id);
+    if (open > 0 && !r.getForce()) {
+      return Status(Errc::busy, fmt::format("container '{}' has {} open handle(s); close them or "
+                                            "destroy with --force",
+                                            pc->cont->props.label, open));
+    }
+    pool_id = pc->pool->id;
+    cont_id = pc->cont->id;
+    for (const auto& e : pc->pool->map.engines) {
+      auto it = state_.members().find(e.rank);
+      if (it != state_.members().end() && it->second.state == MemberState::joined) {
+        engines.push_back(it->second);
+      }
+    }
+    TESSERA_TRY(commit({{"op", "cont_destroy"}, {"pool", pool_id}, {"cont", cont_id}}));
+  }
+  // Engines punch the container's objects so aggregation frees their space.
+  for (const Member& m : engines) {
+    capnp::MallocMessageBuilder b(256);
+    auto s = b.initRoot<schema::EngineReq>().initContPurge();
+    s.setPool(pool_id);
+    s.setCont(cont_id);
+    Status st = engine_call(m, b);
+    if (!st.is_ok())
+      log::warn("container {} purge on rank {}: {}", cont_id, m.rank, st.to_string());
+  }
+  return none();
+}
+
+Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader r,
+                                          const Cred& cred) {
+  std::vector<Member> engines;
+  uint32_t pool_id = 0, cont_id = 0;
+  uint64_t snap = 0, at = 0;
+  std::string label;
+  {
+    std::lock_guard lk(mu_);
+    auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kWrite);
+    if (!pc) return pc.status();
+    const Pool& pool = *pc->pool;
+    const Container& cont = *pc->cont;
+    label = cont.props.label;
+    const std::string name = r.getSnap();
+    if (!name.empty()) {
+      for (const auto& s : cont.snapshots) {
+        if (s.name == name) snap = s.epoch;
+      }
+      if (snap == 0) {
+        return Status(Errc::not_found,
+                      fmt::format("container '{}' has no snapshot named '{}'", label, name));
+      }
+    } else {
+      snap = r.getEpoch();
+    }
+    const uint64_t now = epoch_at_wall(RealEnv::instance().wall());
+    if (snap == 0 || snap >= now) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("epoch {} is not in the past: give a snapshot (--snap) or an epoch "
+                                "below {}",
+                                snap, now));
+    }
+    if (snap < cont.created_epoch) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("epoch {} is before container '{}' was created (epoch {})", snap,
+                                label, cont.created_epoch));
+    }
+    const size_t open = state_.open_handles(pool.id, cont.id);
+    if (open > 0 && !r.getForce()) {
+      return Status(Errc::busy,
+                    fmt::format("container '{}' has {} open handle(s): writes in flight would "
+                                "land on either side of the rollback; close them or roll back "
+                                "with --force",
+                                label, open));
+    }
+    // Every target holding the container's data must make the same changes: none may be down
+    // or being filled (its copy would miss them), and no data may be moving.
+    if (pool.map.moving() || pool.rebuild.state == "busy") {
+      return Status(Errc::busy, fmt::format("pool '{}' is rebuilding: roll back when it is done",
+                                            pool.label));
+    }
+    for (const auto& e : pool.map.engines) {
+      bool holds = false;
+      for (const auto& t : e.targets) {
+        if (t.state == placement::TargetState::up_in) {
+          holds = true;
+        } else if (t.state != placement::TargetState::down_out &&
+                   t.state != placement::TargetState::new_) {
+          return Status(Errc::unavailable,
+                        fmt::format("pool '{}': rank {} target {} is {}: a rollback needs every "
+                                    "target up-in (reintegrate or exclude it first)",
+                                    pool.label, e.rank, t.index, placement::state_name(t.state)));
+        }
+      }
+      if (!holds) continue;
+      auto it = state_.members().find(e.rank);
+      if (it == state_.members().end() || it->second.state != MemberState::joined) {
+        return Status(Errc::unavailable,
+                      fmt::format("pool '{}': rank {} is not joined: its targets cannot roll back",
+                                  pool.label, e.rank));
+      }
+      engines.push_back(it->second);
+    }
+    pool_id = pool.id;
+    cont_id = cont.id;
+    at = epoch_at_wall(RealEnv::instance().wall() + kRollbackAhead);
+  }
+  log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label,
+            pool_id, snap, at, cred.uid);
+  // The engines work at once; each rolls its targets back in parallel.
+  std::vector<std::future<Result<Buffer>>> calls;
+  for (const Member& m : engines) {
+    calls.push_back(std::async(std::launch::async, [this, m, pool_id, cont_id, snap, at] {
+      capnp::MallocMessageBuilder b(256);
+      auto s = b.initRoot<schema::EngineReq>().initContRollback();
+      s.setPool(pool_id);
+      s.setCont(cont_id);
+      s.setSnap(snap);
+      s.setAt(at);
+      return engine_ask(m, b, kRollbackTimeout);
+    }));
+  }
+  uint64_t objects = 0, rewritten = 0, punched = 0, bytes = 0;
+  std::vector<std::string> failed;
+  for (auto& f : calls) {
+    auto body = f.get();
+    if (!body) {
+      failed.push_back(body.status().to_string());
+      continue;
+    }
+    capn::DecodeScope ds;
+    capn::BodyReader br(*body);
+    auto d = br.root<schema::RollbackDone>();
+    objects += d.getObjects();
+    rewritten += d.getRewritten();
+    punched += d.getPunched();
+    bytes += d.getBytes();
+    if (ds.failed()) failed.push_back("malformed engine reply: " + ds.what());
+  }
+  if (!failed.empty()) {
+    return Status(Errc::unavailable,
+                  fmt::format("the rollback of container '{}' to epoch {} did not finish: {}; "
+                              "part of it may show: run it again",
+                              label, snap, fmt::join(failed, "; ")));
+  }
+  log::info("container '{}': rolled back to epoch {} at epoch {}: {} object shards, {} akeys "
+            "rewritten, {} keys punched, {} bytes",
+            label, snap, at, objects, rewritten, punched, bytes);
+  return reply([&](schema::MgmtRep::Builder rep) {
+    auto d = rep.initRollback();
+    d.setFrom(snap);
+    d.setAt(at);
+    d.setObjects(objects);
+    d.setRewritten(rewritten);
+    d.setPunched(punched);
+    d.setBytes(bytes);
+  });
+}
+
+}  // namespace tessera::mgmt
