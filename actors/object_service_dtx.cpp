@@ -336,10 +336,7 @@ Status ObjectService::resolve_dtx(PoolShard& sh, const DtxId& id) {
     // This target leads it, or another fiber here is asking: wait for that.
     return wait_decided(store, id, until) == DtxState::prepared ? undecided() : Status();
   }
-  std::optional<storage::TargetStore::DtxInfo> info;
-  for (auto& i : store.dtx_prepared()) {
-    if (i.id == id) info = std::move(i);
-  }
+  const auto info = store.dtx_info(id);
   if (!info) return Status();
   Marked resolving(sh.dtx_resolving, store, id);
   if (id.leader == me()) return decide_by_vote(sh, *info, false);  // led here before a restart

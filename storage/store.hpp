@@ -235,6 +235,8 @@ class TargetStore {
     std::string dkey;
   };
   std::vector<DtxInfo> dtx_prepared() const;
+  // One prepared transaction's facts; none when it is not prepared here.
+  std::optional<DtxInfo> dtx_info(const DtxId& id) const;
   // Notified whenever a transaction here is decided.
   boost::fibers::condition_variable_any& dtx_decided_cv() { return dtx_cv_; }
   // One page of a scope at `epoch` (0 = newest); resume with the returned anchor.

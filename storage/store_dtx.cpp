@@ -287,15 +287,20 @@ std::optional<DtxId> TargetStore::dtx_blocking(const ObjectId& oid, std::string_
 std::vector<TargetStore::DtxInfo> TargetStore::dtx_prepared() const {
   std::vector<DtxInfo> out;
   out.reserve(dtx_.size());
-  for (const auto& [id, d] : dtx_) {
-    DtxInfo i{id, d->participants, d->prepared, {}, {}};
-    if (!d->keys.empty()) {
-      i.oid = d->keys.front().oid;
-      i.dkey = d->keys.front().dkey;
-    }
-    out.push_back(std::move(i));
-  }
+  for (const auto& [id, d] : dtx_) out.push_back(*dtx_info(id));
   return out;
+}
+
+std::optional<TargetStore::DtxInfo> TargetStore::dtx_info(const DtxId& id) const {
+  auto it = dtx_.find(id);
+  if (it == dtx_.end()) return std::nullopt;
+  const Dtx& d = *it->second;
+  DtxInfo i{id, d.participants, d.prepared, {}, {}};
+  if (!d.keys.empty()) {
+    i.oid = d.keys.front().oid;
+    i.dkey = d.keys.front().dkey;
+  }
+  return i;
 }
 
 }  // namespace tessera::storage
