@@ -449,6 +449,18 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
         if (!q) return q.status();
         auto so = store_options(cfg_, s->target->index(), bytes);
         so.formatted = [this](uint64_t n) { format_done_ += n; };
+        // Background aggregation keeps every snapshot of the pool's containers readable: it
+        // asks the management service for them before each pass.
+        so.protect = [s, id]() -> Result<std::vector<uint64_t>> {
+          if (!s->pools.fetch_view) return Status(Errc::unavailable, "not attached yet");
+          auto v = s->pools.fetch_view(id);
+          if (!v) return v.status();
+          std::vector<uint64_t> epochs;
+          for (const auto& c : (*v)->conts) {
+            for (const auto& snap : c.c.snapshots) epochs.push_back(snap.epoch);
+          }
+          return epochs;
+        };
         auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
         if (!store) {
           return Status(store.status().code(),
@@ -683,8 +695,10 @@ Result<Buffer> Engine::on_rollback(schema::EngineReq::Reader req, capn::DecodeSc
   auto r = req.getContRollback();
   const uint32_t pool = r.getPool(), cont = r.getCont();
   const uint64_t snap = r.getSnap(), at = r.getAt();
+  std::vector<uint64_t> protect;
+  for (uint64_t e : r.getProtect()) protect.push_back(e);
   if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
-  auto done = rollback_container(pool, cont, snap, at);
+  auto done = rollback_container(pool, cont, snap, at, std::move(protect));
   if (!done) return done.status();
   capnp::MallocMessageBuilder b(128);
   auto rep = b.initRoot<schema::RollbackDone>();

@@ -73,8 +73,10 @@ class Engine {
   Result<Buffer> on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   // Container-wide operations (actors/engine_cont.cpp).
   Status purge_container(uint32_t pool, uint32_t cont);
+  // `protect`: every snapshot epoch of the pool (the stores learn them before they check that
+  // `snap` is still readable).
   Result<storage::RollbackStats> rollback_container(uint32_t pool, uint32_t cont, uint64_t snap,
-                                                    uint64_t at);
+                                                    uint64_t at, std::vector<uint64_t> protect);
   // Forgets container handles of a pool on every target (closed, evicted, ACL changed).
   Status revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookies);
   // Drops the data of some targets' shards of a pool and opens them empty (reintegration).

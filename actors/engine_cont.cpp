@@ -73,10 +73,11 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
 }
 
 Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_t cont,
-                                                          uint64_t snap, uint64_t at) {
+                                                          uint64_t snap, uint64_t at,
+                                                          std::vector<uint64_t> protect) {
   auto r = on_every_target<storage::RollbackStats>(
       slots_,
-      [pool, cont, snap, at](Slot* s) -> Result<storage::RollbackStats> {
+      [pool, cont, snap, at, protect](Slot* s) -> Result<storage::RollbackStats> {
         Target& t = *s->target;
         auto it = s->pools.shards.find(pool);
         if (it == s->pools.shards.end() || it->second->closing) {
@@ -89,8 +90,11 @@ Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_
         ShardUse use(*it->second);
         PoolShard& sh = *use;
         storage::TargetStore& st = *sh.store;
-        // Transactions prepared here are decided first: one decided after the rollback read
-        // the snapshot would otherwise appear below the rollback's changes, half undone.
+        // From here on a change stamped below `at` is refused (retried above it); then the
+        // transactions prepared before are decided: one decided after the rollback read the
+        // snapshot would otherwise appear below the rollback's changes, half undone.
+        st.set_protected_epochs(protect);
+        TESSERA_TRY(st.rollback_begin(snap, at));
         if (s->pools.settle) {
           const auto until = t.env().now() + std::chrono::seconds(60);
           while (true) {
@@ -100,7 +104,6 @@ Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_
             t.sleep_for(std::chrono::milliseconds(100));
           }
         }
-        TESSERA_TRY(st.rollback_begin(snap, at));
         storage::RollbackStats total;
         uint32_t n = 0;
         for (const ObjectId& k : container_keys(st, cont)) {

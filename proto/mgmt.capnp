@@ -336,6 +336,7 @@ struct EngineReq {
     cont @1 :UInt32;
     snap @2 :UInt64;                 # the epoch whose state becomes the newest
     at   @3 :UInt64;                 # the epoch of the changes (above every target's clock)
+    protect @4 :List(UInt64);        # every snapshot epoch of the pool (aggregation keeps them)
   }
   struct HandleRevoke {
     pool    @0 :UInt32;

@@ -459,6 +459,11 @@ Result<uint64_t> TargetStore::take_epoch(uint64_t given, bool import) {
         Errc::invalid_argument,
         fmt::format("epoch {} is at or below the aggregation epoch {}", given, agg_epoch_));
   }
+  if (given < rollback_floor_ && !import) {
+    return Status(Errc::stale, fmt::format("{}: epoch {} is below a rollback at epoch {}: retry "
+                                           "at a new epoch",
+                                           who(), given, rollback_floor_));
+  }
   hlc_.observe(given);
   return given;
 }

@@ -99,6 +99,10 @@ struct StoreOptions {
   std::chrono::milliseconds aggregation_interval{30000};
   std::chrono::milliseconds aggregation_delay{30000};
   uint32_t aggregation_batch = 256;  // akeys between yields
+  // Where a background aggregation pass learns, before it runs, the snapshot epochs it must
+  // keep readable (a pool's shard: its containers' snapshots, from the management service). A
+  // pass that cannot learn them does not run. Unset: set_protected_epochs() alone decides.
+  std::function<Result<std::vector<uint64_t>>()> protect;
 };
 
 struct UpdateOptions {
@@ -295,6 +299,8 @@ class TargetStore {
   // Snapshot rollback (storage/store_rollback.cpp, docs/TRANSACTIONS.md). rollback_begin
   // refuses a snapshot epoch aggregation no longer keeps readable, and an epoch `at` this store's
   // clock has reached (a change may already sit above it); then its clock moves past `at`.
+  // From then on a change stamped below `at` is refused (`stale`: its sender retries it at a
+  // new epoch, above the rollback), except imports.
   // rollback_object makes what `oid` showed at `snap` its newest state, as changes at `at`:
   // values written again, keys made since punched, nothing below `at` touched. Suspends.
   Status rollback_begin(uint64_t snap, uint64_t at);
@@ -378,8 +384,9 @@ class TargetStore {
                          Cond cond) const;
   const AkeyVal* find(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                       const Object** o, const Dkey** d) const;
-  // `given` 0: a fresh epoch; else `given` if above the aggregation epoch (the clock observes it).
-  // `import`: any given epoch (rebuild moves old history).
+  // `given` 0: a fresh epoch; else `given` if above the aggregation epoch and not below a
+  // rollback begun here (the clock observes it). `import`: any given epoch (rebuild moves old
+  // history).
   Result<uint64_t> take_epoch(uint64_t given, bool import = false);
   // Whether the akey already holds a version at `epoch` that meets bytes [lo, hi).
   bool holds(const ObjectId& oid, std::string_view dkey, std::string_view akey, uint64_t epoch,
@@ -454,6 +461,10 @@ class TargetStore {
 
   // Aggregation.
   uint64_t agg_epoch_ = 0;
+  // The epoch of the last rollback begun here: a change stamped below it (by a leader before
+  // the rollback) is refused, `stale`, so that it is retried above it instead of landing
+  // beneath the rollback unseen. Not persisted: what was in flight ended with the process.
+  uint64_t rollback_floor_ = 0;
   uint64_t aggregations_ = 0;
   std::vector<uint64_t> protected_;
   std::set<uint64_t> inflight_epochs_;

@@ -619,11 +619,23 @@ void TargetStore::background() {
       }
       next_ckpt = Clock::now() + opts_.checkpoint_interval;
     }
+    // Snapshots first: a pass that does not know them could merge one away.
+    auto learn_protected = [&]() -> bool {
+      if (!opts_.protect) return true;
+      auto p = opts_.protect();
+      if (!p) {
+        log::warn("{}: aggregation skipped: the snapshots to keep are unknown: {}", who(),
+                  p.status().to_string());
+        return false;
+      }
+      set_protected_epochs(std::move(*p));
+      return true;
+    };
     if (space_wanted_ && now >= next_pressure) {
       space_wanted_ = false;
       uint64_t freed = 0;
       uint64_t e = epoch_at_wall(target_.env().wall() - kPressureDelay);
-      if (e > agg_epoch_) {
+      if (e > agg_epoch_ && learn_protected()) {
         auto r = aggregate(e);
         if (r) {
           freed = r->bytes_freed;
@@ -636,7 +648,7 @@ void TargetStore::background() {
     }
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(target_.env().wall() - opts_.aggregation_delay);
-      if (e > agg_epoch_) {
+      if (e > agg_epoch_ && learn_protected()) {
         auto r = aggregate(e);
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }

@@ -53,6 +53,7 @@ Status TargetStore::rollback_begin(uint64_t snap, uint64_t at) {
                               who(), hlc_.last(), at));
   }
   hlc_.observe(at);
+  rollback_floor_ = std::max(rollback_floor_, at);
   return Status();
 }
 

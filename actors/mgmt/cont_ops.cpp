@@ -71,6 +71,7 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
   std::vector<Member> engines;
   uint32_t pool_id = 0, cont_id = 0;
   uint64_t snap = 0, at = 0;
+  std::vector<uint64_t> protect;  // the pool's snapshots: the targets learn them first
   std::string label;
   {
     std::lock_guard lk(mu_);
@@ -141,6 +142,9 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     }
     pool_id = pool.id;
     cont_id = cont.id;
+    for (const auto& [id, c] : pool.containers) {
+      for (const auto& sn : c.snapshots) protect.push_back(sn.epoch);
+    }
     at = epoch_at_wall(RealEnv::instance().wall() + kRollbackAhead);
   }
   log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label,
@@ -148,13 +152,15 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
   // The engines work at once; each rolls its targets back in parallel.
   std::vector<std::future<Result<Buffer>>> calls;
   for (const Member& m : engines) {
-    calls.push_back(std::async(std::launch::async, [this, m, pool_id, cont_id, snap, at] {
+    calls.push_back(std::async(std::launch::async, [this, m, pool_id, cont_id, snap, at, protect] {
       capnp::MallocMessageBuilder b(256);
       auto s = b.initRoot<schema::EngineReq>().initContRollback();
       s.setPool(pool_id);
       s.setCont(cont_id);
       s.setSnap(snap);
       s.setAt(at);
+      auto p = s.initProtect(static_cast<unsigned>(protect.size()));
+      for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
       return engine_ask(m, b, kRollbackTimeout);
     }));
   }

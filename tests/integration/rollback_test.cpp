@@ -2,7 +2,7 @@
 // each), on a replicated and on an erasure-coded container: after a rollback to a snapshot,
 // values, deletions, arrays with holes and listings read as they did at the snapshot; a later
 // snapshot still reads as it was; a restart keeps all of it; writes after the rollback land on
-// top; bad requests get clear errors.
+// top; bad requests get clear errors. Background aggregation runs all along, snapshots kept.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -61,7 +61,10 @@ std::string pattern(size_t n, char base) {
 
 TEST(Rollback, AContainerReadsAsItsSnapshotAfterARollbackAndARestart) {
   CliSystem s;
-  s.ok({"system", "start", "--dir", s.dir(), "--engines", "3", "--targets", "2"});
+  // Background aggregation every half second of everything older than a tenth of one: the
+  // snapshots must stay readable through it (the engines learn them before every pass).
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "3", "--targets", "2",
+        "--engine-arg=--aggregation-interval-ms=500", "--engine-arg=--aggregation-delay-ms=100"});
   s.ok({"pool", "create", "tank", "--size", "384M"});
   s.ok({"cont", "create", "tank", "rep", "--type", "ARRAY", "--oclass", "RP_3GX", "--rf", "2"});
   s.ok({"cont", "create", "tank", "ec", "--type", "ARRAY", "--oclass", "EC_2P1G1", "--cell-size",

@@ -190,6 +190,42 @@ TEST_P(RollbackTest, RefusesEpochsItCannotRollBackTo) {
   EXPECT_EQ(get_str(oid, "d", "a"), "v5");
 }
 
+// A change a leader stamped before the rollback but that reaches this store after it began would
+// land below the rollback's changes, unseen: it is refused as stale (its sender retries at a new
+// epoch, above them). Rebuild imports still move old history.
+TEST_P(RollbackTest, ChangesStampedBeforeARollbackAreRefusedAfterItBegins) {
+  ASSERT_TRUE(open().is_ok());
+  const ObjectId oid{5, 7};
+  ASSERT_TRUE(put(oid, "d", "a", "v1").is_ok());
+  const uint64_t snap = now();
+  ASSERT_TRUE(put(oid, "d", "a", "v2").is_ok());
+  const uint64_t stamped = run_on(target, [&] { return store->new_epoch(); });
+  const uint64_t at = now() + 1000;
+  auto r = rollback(snap, at);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  const std::string late = "stamped before the rollback";
+  auto write_at = [&](uint64_t epoch, bool import) {
+    return run_on(target, [&] {
+      UpdateOptions uo;
+      uo.epoch = epoch;
+      uo.import = import;
+      return store->update(oid, "d", "b", ValueKind::single, 0, bytes(late), crc(late), uo)
+          .status();
+    });
+  };
+  Status refused = write_at(stamped, false);
+  EXPECT_EQ(refused.code(), Errc::stale) << refused.to_string();
+  EXPECT_EQ(run_on(target, [&] { return store->punch(oid, "d", "a", stamped).status(); }).code(),
+            Errc::stale);
+  EXPECT_EQ(get(oid, "d", "b").status().code(), Errc::not_found);
+  EXPECT_EQ(get_str(oid, "d", "a"), "v1");
+  // Retried at a new epoch it lands above the rollback.
+  ASSERT_TRUE(put(oid, "d", "b", late).is_ok());
+  EXPECT_EQ(get_str(oid, "d", "b"), late);
+  // A rebuild import keeps its old epoch.
+  ASSERT_TRUE(write_at(stamped, true).is_ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RollbackTest, ::testing::Values("uring", "aio"),
                          [](const auto& info) { return info.param; });
 
