@@ -125,6 +125,7 @@ Status Engine::start() {
       ObjectService* svc = s->svc.get();
       s->pools.settle = [svc](PoolShard& sh) { return svc->settle_all(sh); };
       s->target->spawn([svc] { svc->run_dtx_background(); });
+      s->target->spawn([svc] { svc->run_scrubber(); });
       log::info("target {} serving on CPU {} ({} queue, fabric {})", s->target->index(),
                 s->target->cpu(), s->backend, s->ep->printable(s->fabric_addr));
       ready.set_value(Status());

@@ -220,6 +220,9 @@ bool engine_only(uint16_t method) {
     case proto::kObjRebuildPush:
     case proto::kObjShardFetch:
     case proto::kObjScrub:
+    case proto::kObjDigest:
+    case proto::kObjShardExport:
+    case proto::kObjCheck:
     case proto::kObjDtxOutcome:
     case proto::kObjDtxQuery:
       return true;
@@ -489,6 +492,12 @@ Status ObjectService::handle(Message& m) {
       return on_checkpoint(m);
     case proto::kObjScrub:
       return on_scrub(m);
+    case proto::kObjDigest:
+      return on_digest(m);
+    case proto::kObjShardExport:
+      return on_shard_export(m);
+    case proto::kObjCheck:
+      return on_check(m);
 
     case proto::kObjQueryMax: {
       Key k;

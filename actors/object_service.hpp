@@ -32,6 +32,7 @@
 
 #include "core/actor.hpp"
 #include "mgmt/types.hpp"
+#include "rebuild/check.hpp"
 #include "shard/pool_shard.hpp"
 #include "storage/store.hpp"
 
@@ -61,6 +62,10 @@ class ObjectService final : public Actor {
   // participants the commits no request carried to them, and resolves transactions left
   // prepared here (a leader that died, a notice lost). The engine starts it on every target.
   void run_dtx_background();
+  // The background scrubber of this target until it stops: every pool whose `scrub` property
+  // is `timed` gets a check pass with repair of each container every `scrub_freq` seconds,
+  // using `scrub_share` percent of the target's time (actors/object_service_check.cpp).
+  void run_scrubber();
   // Decides every transaction prepared in `sh` (TargetPools::settle); `busy` while one cannot
   // be decided yet.
   Status settle_all(PoolShard& sh);
@@ -91,6 +96,14 @@ class ObjectService final : public Actor {
   Status on_aggregate(Message& m);
   Status on_checkpoint(Message& m);
   Status on_scrub(Message& m);
+  // Consistency check (actors/object_service_check.cpp): a copy's digests of a dkey, an akey's
+  // history for a repair, and this target's part of a container's check.
+  Status on_digest(Message& m);
+  Status on_shard_export(Message& m);
+  Status on_check(Message& m);
+  // One check pass of a container of `sh` (waits for one running there to end), counted in
+  // the shard's counters.
+  Result<rebuild::CheckCounters> check_pass(PoolShard& sh, rebuild::CheckOptions o);
   // A read met a damaged piece of (key, dkey, akey) in the pool's shard: queue the akey for the
   // shard's repair fiber (started when none runs).
   void schedule_repair(uint32_t pool, ObjectId key, const std::string& dkey,

@@ -84,6 +84,14 @@ Status ObjectService::on_stats(Message& m) {
     rep.setRepairUnrepaired(sh->repair.unrepaired);
     rep.setRepairError(sh->repair.last_error);
     rep.setScrubs(sh->repair.scrubs);
+    rep.setCheckPasses(sh->check.passes);
+    rep.setCheckDone(sh->check.done);
+    rep.setCheckTotal(sh->check.total);
+    rep.setCheckInconsistent(sh->check.inconsistent);
+    rep.setCheckFixed(sh->check.fixed);
+    rep.setCheckRunning(sh->check.running);
+    rep.setCheckScrubs(sh->check.scrubs);
+    rep.setCheckError(sh->check.last_error);
   }
   return rt_.reply(m, Status(), capn::to_body(b));
 }

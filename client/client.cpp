@@ -155,18 +155,20 @@ uint32_t Client::target_of(ObjectId oid) const {
 namespace {
 template <typename T, typename Decode>
 boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t target,
-                                      uint16_t method, Buffer body, Buffer bulk, Decode decode) {
+                                      uint16_t method, Buffer body, Buffer bulk, Decode decode,
+                                      std::chrono::milliseconds timeout = {}) {
   auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
   auto f = p->get_future();
+  if (timeout.count() <= 0) timeout = im.opts.timeout;
   im.target->post([&im, p, rank, target, method, body = std::move(body), bulk = std::move(bulk),
-                   decode]() mutable {
+                   decode, timeout]() mutable {
     Message m;
     m.dst = ActorAddr{rank, static_cast<uint16_t>(target), proto::kObjectServiceActor};
     m.protocol = proto::kProtoObject;
     m.method = method;
     m.body = std::move(body);
     m.bulk = std::move(bulk);
-    auto r = im.rt->ask(std::move(m), im.opts.timeout);
+    auto r = im.rt->ask(std::move(m), timeout);
     if (!r) return p->set_value(r.status());
     if (r->status != Errc::ok) return p->set_value(Status(r->status, r->error));
     try {
@@ -410,6 +412,14 @@ Result<StoreTargetStats> decode_stats(Message& m) {
   s.repair_unrepaired = r.getRepairUnrepaired();
   s.repair_error = r.getRepairError();
   s.scrubs = r.getScrubs();
+  s.check_passes = r.getCheckPasses();
+  s.check_done = r.getCheckDone();
+  s.check_total = r.getCheckTotal();
+  s.check_inconsistent = r.getCheckInconsistent();
+  s.check_fixed = r.getCheckFixed();
+  s.check_running = r.getCheckRunning();
+  s.check_scrubs = r.getCheckScrubs();
+  s.check_error = r.getCheckError();
   return s;
 }
 }  // namespace
@@ -431,10 +441,13 @@ void Client::learn_routes(const mgmt::PoolView& view) {
 namespace {
 // Sends `body` (a request whose IoCtx names the pool) to every serving target of the pool map,
 // in parallel, and collects the answers; the other targets answer `unavailable` unasked.
+// Each answer is awaited for `timeout` (the client's when zero); `progress(done, total)`
+// every quarter of a second while answers are awaited, and once at the end.
 template <typename T, typename Decode>
-std::vector<PoolTargetAnswer<T>> ask_every_target(Client::Impl& im, const mgmt::PoolView& view,
-                                                  uint16_t method, const Buffer& body,
-                                                  Decode decode) {
+std::vector<PoolTargetAnswer<T>> ask_every_target(
+    Client::Impl& im, const mgmt::PoolView& view, uint16_t method, const Buffer& body,
+    Decode decode, std::chrono::milliseconds timeout = {},
+    const std::function<void(size_t, size_t)>& progress = {}) {
   std::vector<PoolTargetAnswer<T>> out;
   std::vector<std::optional<boost::fibers::future<Result<T>>>> pending;
   for (const auto& e : view.pool.map.engines) {
@@ -446,15 +459,38 @@ std::vector<PoolTargetAnswer<T>> ask_every_target(Client::Impl& im, const mgmt::
       pending.emplace_back();
       if (placement::is_available(t.state) || placement::is_serving(t.state)) {
         pending.back() = call<T>(im, e.rank, t.index, method, Buffer(body.data(), body.size()),
-                                 {}, decode);
+                                 {}, decode, timeout);
       } else {
         a.answer = Status(Errc::unavailable, fmt::format("target is {}", a.state));
       }
       out.push_back(std::move(a));
     }
   }
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (pending[i]) out[i].answer = pending[i]->get();
+  if (!progress) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (pending[i]) out[i].answer = pending[i]->get();
+    }
+    return out;
+  }
+  size_t done = 0;
+  for (const auto& p : pending) done += p ? 0 : 1;
+  while (done < out.size()) {
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (!pending[i] || pending[i]->wait_for(std::chrono::milliseconds(0)) !=
+                             boost::fibers::future_status::ready) {
+        continue;
+      }
+      out[i].answer = pending[i]->get();
+      pending[i].reset();
+      ++done;
+    }
+    progress(done, out.size());
+    for (auto& p : pending) {
+      if (p) {
+        p->wait_for(std::chrono::milliseconds(250));
+        break;
+      }
+    }
   }
   return out;
 }
@@ -535,6 +571,56 @@ std::vector<PoolTargetScrub> Client::pool_scrub(const mgmt::PoolView& view, doub
   req.setShare(share);
   return ask_every_target<ScrubInfo>(*impl_, view, proto::kObjScrub, capn::to_body(b),
                                      decode_scrub);
+}
+
+namespace {
+Result<CheckInfo> decode_check(Message& m) {
+  capn::BodyReader br(m.body);
+  auto r = br.root<schema::CheckRep>();
+  CheckInfo c;
+  c.objects = r.getObjects();
+  c.dkeys = r.getDkeys();
+  c.akeys = r.getAkeys();
+  c.extents = r.getExtents();
+  c.bytes = r.getBytes();
+  c.damaged = r.getDamaged();
+  c.repaired = r.getRepaired();
+  c.unrepaired = r.getUnrepaired();
+  c.compared = r.getCompared();
+  c.stripes = r.getStripes();
+  c.inconsistent = r.getInconsistent();
+  c.fixed = r.getFixed();
+  c.unchecked = r.getUnchecked();
+  c.left_off = r.getLeftOff();
+  c.last_error = r.getLastError();
+  for (auto f : r.getFindings()) {
+    CheckFindingInfo i;
+    i.oid = ObjectId{f.getOid().getHi(), f.getOid().getLo()};
+    i.dkey = capn::from_data(f.getDkey());
+    i.akey = capn::from_data(f.getAkey());
+    i.offset = f.getOffset();
+    i.length = f.getLength();
+    i.what = f.getWhat();
+    i.copies = f.getCopies();
+    i.repaired = f.getRepaired();
+    c.findings.push_back(std::move(i));
+  }
+  return c;
+}
+}  // namespace
+
+std::vector<PoolTargetCheck> Client::cont_check(
+    const mgmt::PoolView& view, uint32_t cont, bool repair, double share,
+    std::chrono::milliseconds wait, const std::function<void(size_t, size_t)>& progress) {
+  learn_routes(view);
+  capnp::MallocMessageBuilder b;
+  auto req = b.initRoot<schema::CheckReq>();
+  req.initCtx().setPool(view.pool.id);
+  req.setCont(cont);
+  req.setRepair(repair);
+  req.setShare(share);
+  return ask_every_target<CheckInfo>(*impl_, view, proto::kObjCheck, capn::to_body(b),
+                                     decode_check, wait, progress);
 }
 
 std::string Client::printable_address(const std::string& raw) {

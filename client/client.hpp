@@ -11,6 +11,7 @@
 #include <boost/fiber/future.hpp>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -105,6 +106,16 @@ struct StoreTargetStats : StoreStats {  // one target's store counters (stats_as
   uint64_t repair_unrepaired = 0;
   std::string repair_error;
   uint64_t scrubs = 0;
+  // Consistency checks (Client::cont_check): passes, the running one's dkeys done of its total,
+  // copies found to disagree and made to agree again (since the engine started).
+  uint64_t check_passes = 0;
+  uint64_t check_done = 0;
+  uint64_t check_total = 0;
+  uint64_t check_inconsistent = 0;
+  uint64_t check_fixed = 0;
+  bool check_running = false;
+  uint64_t check_scrubs = 0;  // passes of the background scrubber
+  std::string check_error;
 };
 
 // One target's scrub pass (Client::pool_scrub): what it read back and what it repaired.
@@ -116,6 +127,28 @@ struct ScrubInfo {
   uint64_t repaired = 0;
   uint64_t unrepaired = 0;
   std::string last_error;
+};
+
+// One inconsistency a target's part of a container check found (Client::cont_check).
+struct CheckFindingInfo {
+  ObjectId oid;
+  std::string dkey, akey;
+  uint64_t offset = 0, length = 0;  // arrays: the bytes concerned
+  std::string what;                 // what disagrees
+  std::string copies;               // which copies
+  bool repaired = false;
+};
+
+// One target's part of a container check (Client::cont_check; rebuild/check.hpp).
+struct CheckInfo {
+  uint64_t objects = 0, dkeys = 0, akeys = 0, extents = 0, bytes = 0;
+  uint64_t damaged = 0, repaired = 0, unrepaired = 0;  // stored pieces failing their checksum
+  uint64_t compared = 0, stripes = 0;                  // akeys compared, EC stripes checked
+  uint64_t inconsistent = 0, fixed = 0;                // copies that disagree, made to agree
+  uint64_t unchecked = 0;                              // dkeys that could not be checked
+  uint64_t left_off = 0;                               // findings not listed
+  std::string last_error;
+  std::vector<CheckFindingInfo> findings;
 };
 
 // Asks an engine's control socket who it is (no fabric needed). Blocking.
@@ -144,6 +177,7 @@ struct PoolTargetAnswer {
   Result<T> answer = Status(Errc::unavailable, "not asked");
 };
 using PoolTargetScrub = PoolTargetAnswer<ScrubInfo>;
+using PoolTargetCheck = PoolTargetAnswer<CheckInfo>;
 
 // One target's part in reclaiming a pool's space (Client::pool_reclaim).
 struct PoolTargetReclaim {
@@ -211,6 +245,12 @@ class Client {
   // back against its checksum and damaged ones are repaired from other replicas. `share`: the
   // share of each target's time the pass may use (1: all).
   std::vector<PoolTargetScrub> pool_scrub(const mgmt::PoolView& pool, double share = 1.0);
+  // Checks container `cont` of the pool on every serving target (and with `repair` rewrites
+  // bad copies from good ones), in parallel; `progress(done, total)` after each target answers.
+  // Each target's answer is awaited for `wait` (the client's timeout when zero).
+  std::vector<PoolTargetCheck> cont_check(const mgmt::PoolView& pool, uint32_t cont, bool repair,
+                                          double share, std::chrono::milliseconds wait,
+                                          const std::function<void(size_t, size_t)>& progress);
   // A provider address (raw, as engines publish them) as text.
   std::string printable_address(const std::string& raw);
   // Round trip through a target's object service: the payload comes back (benchmarks).

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -353,8 +354,28 @@ Status check_pool_prop(const std::string& name, const std::string& value) {
     }
     return any ? Status() : Status(Errc::invalid_argument, why);
   }
+  if (name == "scrub") {
+    if (value == "off" || value == "timed") return Status();
+    return Status(Errc::invalid_argument,
+                  fmt::format("scrub: '{}' is not a valid value (off, or timed: every scrub_freq "
+                              "seconds)",
+                              value));
+  }
+  if (name == "scrub_freq" || name == "scrub_share") {
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
+    const unsigned long long hi = name == "scrub_freq" ? 366ull * 86400 : 100;
+    if (value.empty() || *end != '\0' || n < 1 || n > hi) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("{}: '{}' is not a whole number from 1 to {}{}", name, value, hi,
+                                name == "scrub_freq" ? " (seconds)" : " (percent)"));
+    }
+    return Status();
+  }
   return Status(Errc::invalid_argument,
-                fmt::format("unknown pool property '{}' (label, self_heal)", name));
+                fmt::format("unknown pool property '{}' (label, self_heal, scrub, scrub_freq, "
+                            "scrub_share)",
+                            name));
 }
 
 uint32_t pool_tolerance(const Pool& p) {

@@ -204,6 +204,17 @@ struct TargetStatsRep {
   repairUnrepaired @22 :UInt64;   # no good copy found
   repairError      @23 :Text;     # why the last unrepaired piece stayed so
   scrubs           @24 :UInt64;   # scrub passes run
+  # Consistency checks of containers (rebuild/check.hpp), since the engine started: passes run,
+  # the dkeys the running one has done of those it will check, copies found to disagree and
+  # made to agree again.
+  checkPasses       @25 :UInt64;
+  checkDone         @26 :UInt64;
+  checkTotal        @27 :UInt64;
+  checkInconsistent @28 :UInt64;
+  checkFixed        @29 :UInt64;
+  checkRunning      @30 :Bool;
+  checkScrubs       @31 :UInt64;  # passes of the background scrubber (pool property `scrub`)
+  checkError        @32 :Text;
 }
 
 # Scrub (kObjScrub): reads every stored piece of a pool's shard back against its checksum and
@@ -275,4 +286,79 @@ struct RebuildPush {
   akeyPunches   @8 :List(UInt64);
   versions      @9 :List(RebuildVersion);
   crc           @10 :UInt32;
+  # > 0: a consistency repair; the receiver's history of the akey at or below this epoch is
+  # replaced by this one instead of merged with it (`tessera cont check --repair`).
+  replaceUpto   @11 :UInt64;
+}
+
+# Consistency check (engine to engine, and an administrator's `tessera cont check`;
+# docs/TRANSACTIONS.md, "Consistency check").
+# What a target's copy of one dkey shows at an epoch, akey by akey (store::AkeyDigest). An
+# akey missing from the answer is not visible there.
+struct DigestReq {
+  ctx   @0 :IoCtx;     # pool and the sender's map version (no handle)
+  oid   @1 :ObjId;     # the shard's store key
+  dkey  @2 :Data;
+  epoch @3 :UInt64;
+  after @4 :Data;      # resume after this akey (a page ended with `more`)
+  probe @5 :Bool;      # answer only `known` (no digests)
+}
+
+struct AkeyDigest {
+  akey   @0 :Data;
+  kind   @1 :ValueKind;
+  rsize  @2 :UInt32;
+  exists @3 :Bool;
+  size   @4 :UInt64;
+  epoch  @5 :UInt64;
+  digest @6 :UInt64;
+  damaged @7 :Bool;    # a piece failed its checksum: this copy is not compared
+}
+
+struct DigestRep {
+  known @0 :Bool;               # the dkey is in this target's index at all
+  akeys @1 :List(AkeyDigest);
+  more  @2 :Bool;               # more akeys follow: ask again after the last one
+}
+
+# One akey's history at or below `epoch` (FetchReq: oid = store key), answered as a
+# RebuildPush body with the versions' bytes as bulk: what a repair copies to a bad copy.
+# (kObjShardExport)
+
+# Checks the container's objects this target holds (one target's part of `cont check`).
+struct CheckReq {
+  ctx    @0 :IoCtx;     # the pool
+  cont   @1 :UInt32;    # the container id
+  repair @2 :Bool;      # rewrite bad copies from good ones
+  share  @3 :Float64;   # share of the target's time the pass may use (0 or 1: all of it)
+}
+
+struct CheckFinding {
+  oid      @0 :ObjId;   # the user's object id
+  dkey     @1 :Data;
+  akey     @2 :Data;
+  offset   @3 :UInt64;  # arrays: the bytes concerned
+  length   @4 :UInt64;
+  what     @5 :Text;    # what disagrees
+  copies   @6 :Text;    # which copies (rank and target of each side)
+  repaired @7 :Bool;
+}
+
+struct CheckRep {
+  objects      @0 :UInt64;
+  dkeys        @1 :UInt64;
+  akeys        @2 :UInt64;
+  extents      @3 :UInt64;    # stored pieces read back against their checksums
+  bytes        @4 :UInt64;
+  damaged      @5 :UInt64;    # pieces that failed their checksum
+  repaired     @6 :UInt64;    # ... healed from a good copy
+  unrepaired   @7 :UInt64;
+  compared     @8 :UInt64;    # akeys compared across their copies
+  stripes      @9 :UInt64;    # erasure-coded stripes checked against their parity
+  inconsistent @10 :UInt64;   # copies that disagree
+  fixed        @11 :UInt64;   # ... made to agree again
+  findings     @12 :List(CheckFinding);
+  leftOff      @13 :UInt64;   # findings not listed (the list is bounded)
+  lastError    @14 :Text;
+  unchecked    @15 :UInt64;   # dkeys that could not be checked (a copy did not answer)
 }

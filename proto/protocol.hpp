@@ -43,6 +43,10 @@ enum ObjMethod : uint16_t {
   kObjDtxOutcome = 13,  // DtxOutcomeReq -> (empty): commit or abort prepared transactions
   kObjDtxQuery = 14,    // DtxQueryReq -> DtxQueryRep: a transaction's state here (the leader
                         // answers once it has decided)
+  // Consistency check (docs/TRANSACTIONS.md, "Consistency check").
+  kObjDigest = 15,       // DigestReq -> DigestRep: what a copy of a dkey shows at an epoch
+  kObjShardExport = 16,  // FetchReq (oid = store key, epoch: up to) -> RebuildPush + bulk
+  kObjCheck = 17,        // CheckReq -> CheckRep: check (and repair) a container's objects here
 };
 
 // Methods of the system protocol (proto/system.capnp).

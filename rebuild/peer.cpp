@@ -90,4 +90,145 @@ Result<storage::FetchResult> Peer::fetch(const placement::Shard& src, ObjectId k
   return out;
 }
 
+Buffer push_body(uint32_t pool, uint32_t map_version, ObjectId key, const std::string& dkey,
+                 const std::string& akey, const storage::AkeyExport& x, uint64_t replace_upto) {
+  capnp::MallocMessageBuilder b(1024);
+  auto req = b.initRoot<schema::RebuildPush>();
+  req.initCtx().setPool(pool);
+  req.getCtx().setMapVersion(map_version);
+  req.initOid().setHi(key.hi);
+  req.getOid().setLo(key.lo);
+  req.setDkey(capn::as_data(dkey));
+  req.setAkey(capn::as_data(akey));
+  req.setKind(x.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                  : schema::ValueKind::SINGLE);
+  req.setRsize(x.rsize);
+  auto fill = [](auto list, const std::vector<uint64_t>& v) {
+    for (size_t i = 0; i < v.size(); ++i) list.set(static_cast<unsigned>(i), v[i]);
+  };
+  fill(req.initObjectPunches(static_cast<unsigned>(x.object_punches.size())), x.object_punches);
+  fill(req.initDkeyPunches(static_cast<unsigned>(x.dkey_punches.size())), x.dkey_punches);
+  fill(req.initAkeyPunches(static_cast<unsigned>(x.akey_punches.size())), x.akey_punches);
+  auto vs = req.initVersions(static_cast<unsigned>(x.versions.size()));
+  for (size_t i = 0; i < x.versions.size(); ++i) {
+    auto v = vs[static_cast<unsigned>(i)];
+    v.setEpoch(x.versions[i].epoch);
+    v.setLo(x.versions[i].lo);
+    v.setHi(x.versions[i].hi);
+    v.setPunch(x.versions[i].punch);
+    v.setDataAt(x.versions[i].data_at);
+  }
+  req.setCrc(crc32c(x.data.span()));
+  req.setReplaceUpto(replace_upto);
+  return capn::to_body(b);
+}
+
+Result<PushMsg> parse_push(const Buffer& body, const Buffer& bulk) {
+  PushMsg p;
+  {
+    capn::DecodeScope ds;
+    capn::BodyReader br(body);
+    auto req = br.root<schema::RebuildPush>();
+    p.key = shard_keys::oid_of(req.getOid());
+    p.dkey = capn::from_data(req.getDkey());
+    p.akey = capn::from_data(req.getAkey());
+    p.replace_upto = req.getReplaceUpto();
+    p.x.kind = shard_keys::kind_of(req.getKind());
+    p.x.rsize = std::max<uint32_t>(1, req.getRsize());
+    for (uint64_t e : req.getObjectPunches()) p.x.object_punches.push_back(e);
+    for (uint64_t e : req.getDkeyPunches()) p.x.dkey_punches.push_back(e);
+    for (uint64_t e : req.getAkeyPunches()) p.x.akey_punches.push_back(e);
+    for (auto v : req.getVersions()) {
+      p.x.versions.push_back({v.getEpoch(), v.getLo(), v.getHi(), v.getPunch(), v.getDataAt()});
+    }
+    if (crc32c(bulk.span()) != req.getCrc()) {
+      return Status(Errc::checksum, "a pushed history does not match its checksum");
+    }
+    if (ds.failed()) return Status(Errc::protocol, "malformed history push: " + ds.what());
+  }
+  if (p.dkey.empty()) return Status(Errc::protocol, "a history push without a dkey");
+  p.x.data = Buffer(bulk.data(), bulk.size());
+  return p;
+}
+
+namespace {
+
+Status push_piece(const Peer& peer, const placement::Shard& dst, ObjectId key,
+                  const std::string& dkey, const std::string& akey, const storage::AkeyExport& x,
+                  Pushed& sent, uint64_t replace_upto) {
+  if (peer.is_me(dst)) {
+    // This target fills a position of its own (erasure coding: it is also the holder of
+    // another position of the group), or repairs its own copy.
+    if (replace_upto > 0) {
+      TESSERA_TRY(peer.shard.store->replace_history(key, dkey, akey, replace_upto, x));
+    } else {
+      TESSERA_TRY(peer.shard.store->import_akey(key, dkey, akey, x));
+    }
+  } else {
+    Buffer body = push_body(peer.shard.id, peer.map().version, key, dkey, akey, x, replace_upto);
+    auto r = peer.ask(dst, proto::kObjRebuildPush, body, x.data);
+    if (!r) return r.status();
+  }
+  ++sent.records;
+  sent.bytes += x.data.size();
+  return Status();
+}
+
+}  // namespace
+
+Status Peer::push(const placement::Shard& dst, ObjectId key, const std::string& dkey,
+                  const std::string& akey, const storage::AkeyExport& x, Pushed& sent,
+                  uint64_t replace_upto) const {
+  if (x.data.size() <= kPushBytes) {
+    return push_piece(*this, dst, key, dkey, akey, x, sent, replace_upto);
+  }
+  const uint64_t rsize = std::max<uint32_t>(1, x.rsize);
+  const uint64_t step = std::max<uint64_t>(rsize, kPushBytes / rsize * rsize);
+  storage::AkeyExport part;
+  part.kind = x.kind;
+  part.rsize = x.rsize;
+  part.object_punches = x.object_punches;
+  part.dkey_punches = x.dkey_punches;
+  part.akey_punches = x.akey_punches;
+  std::vector<uint8_t> bytes;
+  uint64_t upto = replace_upto;  // the first piece replaces; the others merge into it
+  auto flush = [&]() -> Status {
+    if (part.versions.empty() && part.object_punches.empty() && part.dkey_punches.empty() &&
+        part.akey_punches.empty()) {
+      return Status();
+    }
+    part.data = Buffer(bytes.data(), bytes.size());
+    TESSERA_TRY(push_piece(*this, dst, key, dkey, akey, part, sent, upto));
+    upto = 0;
+    part.versions.clear();
+    part.object_punches.clear();
+    part.dkey_punches.clear();
+    part.akey_punches.clear();
+    bytes.clear();
+    return Status();
+  };
+  for (const auto& v : x.versions) {
+    if (v.punch) {
+      part.versions.push_back(v);
+      continue;
+    }
+    const bool array = x.kind == storage::ValueKind::array;
+    // A single value goes whole (it is one piece of at most the largest message).
+    for (uint64_t lo = v.lo; lo < v.hi || (lo == v.hi && lo == v.lo);) {
+      const uint64_t hi = array ? std::min(v.hi, lo + step) : v.hi;
+      if (!bytes.empty() && bytes.size() + (hi - lo) > kPushBytes) TESSERA_TRY(flush());
+      storage::AkeyExport::Ver p = v;
+      p.lo = lo;
+      p.hi = hi;
+      p.data_at = bytes.size();
+      const uint8_t* src = x.data.data() + v.data_at + (lo - v.lo);
+      bytes.insert(bytes.end(), src, src + (hi - lo));
+      part.versions.push_back(p);
+      if (hi == lo) break;  // an empty single value
+      lo = hi;
+    }
+  }
+  return flush();
+}
+
 }  // namespace tessera::rebuild

@@ -14,6 +14,27 @@
 
 namespace tessera::rebuild {
 
+// What a push sent: messages (or local imports) and bytes of data.
+struct Pushed {
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+};
+
+// The most data one push carries (the fabric bounds a message's bulk).
+inline constexpr uint64_t kPushBytes = 64ull << 20;
+
+// A RebuildPush message: one akey's history (its bytes travel as the bulk).
+struct PushMsg {
+  ObjectId key;
+  std::string dkey, akey;
+  storage::AkeyExport x;
+  uint64_t replace_upto = 0;
+};
+Buffer push_body(uint32_t pool, uint32_t map_version, ObjectId key, const std::string& dkey,
+                 const std::string& akey, const storage::AkeyExport& x, uint64_t replace_upto);
+// Checks the bulk against the body's crc32c.
+Result<PushMsg> parse_push(const Buffer& body, const Buffer& bulk);
+
 struct Peer {
   ActorRuntime& rt;
   uint32_t rank;
@@ -35,6 +56,15 @@ struct Peer {
   // Asks the object service of `dst` and checks the answer's status.
   Result<Message> ask(const placement::Shard& dst, uint16_t method, const Buffer& body,
                       const Buffer& bulk) const;
+  // Sends `dst` (this target: its store) one akey's history, epochs kept, in pieces of at most
+  // kPushBytes of data: versions in order, an array version larger than a piece split by byte
+  // range (the pieces keep its epoch). The punches go with the first piece. Each piece is an
+  // import on its own, so a history of any size moves, and a piece sent again is skipped.
+  // `replace_upto` > 0 (a consistency repair): the first piece replaces the receiver's history
+  // at or below that epoch (storage::TargetStore::replace_history) instead of merging into it.
+  Status push(const placement::Shard& dst, ObjectId key, const std::string& dkey,
+              const std::string& akey, const storage::AkeyExport& x, Pushed& sent,
+              uint64_t replace_upto = 0) const;
   // Records [off, off + len) of an array akey of `src` (this target: its store) at `epoch`
   // (0: newest), holes and the newest epoch returned included; a single value (`kind`) whole.
   Result<storage::FetchResult> fetch(const placement::Shard& src, ObjectId key,

@@ -26,8 +26,6 @@ using placement::Shard;
 
 namespace {
 
-// The most data one rebuild push carries (the fabric bounds a message's bulk).
-constexpr uint64_t kPushBytes = 64ull << 20;
 // A stripe that reads torn is read again this many times, this far apart, before it counts.
 constexpr int kTornRereads = 3;
 constexpr auto kTornPause = std::chrono::milliseconds(100);
@@ -42,103 +40,14 @@ struct Scan {
   const placement::PoolMap& map() const { return peer.map(); }
   bool is_me(const Shard& s) const { return peer.is_me(s); }
 
-  // Sends a history in pieces of at most kPushBytes of data (a message's bulk is bounded):
-  // versions in order, an array version larger than a piece split by byte range (the pieces
-  // keep its epoch; the receiver stores disjoint ranges of one epoch as one version would
-  // read). The punches go with the first piece. Each piece is an import on its own, so a
-  // history of any size moves, and a piece sent again is skipped.
+  // Sends a history to `dst` (Peer::push), counting what went.
   Status send(const Shard& dst, ObjectId key, const std::string& dkey, const std::string& akey,
               const storage::AkeyExport& x) {
-    if (x.data.size() <= kPushBytes) return send_piece(dst, key, dkey, akey, x);
-    const uint64_t rsize = std::max<uint32_t>(1, x.rsize);
-    const uint64_t step = std::max<uint64_t>(rsize, kPushBytes / rsize * rsize);
-    storage::AkeyExport part;
-    part.kind = x.kind;
-    part.rsize = x.rsize;
-    part.object_punches = x.object_punches;
-    part.dkey_punches = x.dkey_punches;
-    part.akey_punches = x.akey_punches;
-    std::vector<uint8_t> bytes;
-    auto flush = [&]() -> Status {
-      if (part.versions.empty() && part.object_punches.empty() && part.dkey_punches.empty() &&
-          part.akey_punches.empty()) {
-        return Status();
-      }
-      part.data = Buffer(bytes.data(), bytes.size());
-      TESSERA_TRY(send_piece(dst, key, dkey, akey, part));
-      part.versions.clear();
-      part.object_punches.clear();
-      part.dkey_punches.clear();
-      part.akey_punches.clear();
-      bytes.clear();
-      return Status();
-    };
-    for (const auto& v : x.versions) {
-      if (v.punch) {
-        part.versions.push_back(v);
-        continue;
-      }
-      const bool array = x.kind == storage::ValueKind::array;
-      // A single value goes whole (it is one piece of at most the largest message).
-      for (uint64_t lo = v.lo; lo < v.hi || (lo == v.hi && lo == v.lo);) {
-        const uint64_t hi = array ? std::min(v.hi, lo + step) : v.hi;
-        if (!bytes.empty() && bytes.size() + (hi - lo) > kPushBytes) TESSERA_TRY(flush());
-        storage::AkeyExport::Ver p = v;
-        p.lo = lo;
-        p.hi = hi;
-        p.data_at = bytes.size();
-        const uint8_t* src = x.data.data() + v.data_at + (lo - v.lo);
-        bytes.insert(bytes.end(), src, src + (hi - lo));
-        part.versions.push_back(p);
-        if (hi == lo) break;  // an empty single value
-        lo = hi;
-      }
-    }
-    return flush();
-  }
-
-  Status send_piece(const Shard& dst, ObjectId key, const std::string& dkey,
-                    const std::string& akey, const storage::AkeyExport& x) {
-    if (is_me(dst)) {
-      // This target fills a position of its own (erasure coding: it is also the holder of
-      // another position of the group that rebuilds the cells).
-      TESSERA_TRY(shard().store->import_akey(key, dkey, akey, x));
-      ++c.records;
-      c.bytes += x.data.size();
-      return Status();
-    }
-    capnp::MallocMessageBuilder b(1024);
-    auto req = b.initRoot<schema::RebuildPush>();
-    req.initCtx().setPool(shard().id);
-    req.getCtx().setMapVersion(map().version);
-    req.initOid().setHi(key.hi);
-    req.getOid().setLo(key.lo);
-    req.setDkey(as_data(dkey));
-    req.setAkey(as_data(akey));
-    req.setKind(x.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
-                                                    : schema::ValueKind::SINGLE);
-    req.setRsize(x.rsize);
-    auto fill = [](auto list, const std::vector<uint64_t>& v) {
-      for (size_t i = 0; i < v.size(); ++i) list.set(static_cast<unsigned>(i), v[i]);
-    };
-    fill(req.initObjectPunches(static_cast<unsigned>(x.object_punches.size())), x.object_punches);
-    fill(req.initDkeyPunches(static_cast<unsigned>(x.dkey_punches.size())), x.dkey_punches);
-    fill(req.initAkeyPunches(static_cast<unsigned>(x.akey_punches.size())), x.akey_punches);
-    auto vs = req.initVersions(static_cast<unsigned>(x.versions.size()));
-    for (size_t i = 0; i < x.versions.size(); ++i) {
-      auto v = vs[static_cast<unsigned>(i)];
-      v.setEpoch(x.versions[i].epoch);
-      v.setLo(x.versions[i].lo);
-      v.setHi(x.versions[i].hi);
-      v.setPunch(x.versions[i].punch);
-      v.setDataAt(x.versions[i].data_at);
-    }
-    req.setCrc(crc32c(x.data.span()));
-    auto r = peer.ask(dst, proto::kObjRebuildPush, capn::to_body(b), x.data);
-    if (!r) return r.status();
-    ++c.records;
-    c.bytes += x.data.size();
-    return Status();
+    Pushed n;
+    Status st = peer.push(dst, key, dkey, akey, x, n);
+    c.records += n.records;
+    c.bytes += n.bytes;
+    return st;
   }
 
   // A home this target fills with whole histories, and which akeys it takes.
@@ -516,32 +425,13 @@ Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShar
 }
 
 Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer& bulk) {
-  storage::AkeyExport x;
-  ObjectId key;
-  std::string dkey, akey;
-  {
-    capn::DecodeScope ds;
-    capn::BodyReader br(body);
-    auto req = br.root<schema::RebuildPush>();
-    key = shard_keys::oid_of(req.getOid());
-    dkey = from_data(req.getDkey());
-    akey = from_data(req.getAkey());
-    x.kind = shard_keys::kind_of(req.getKind());
-    x.rsize = std::max<uint32_t>(1, req.getRsize());
-    for (uint64_t e : req.getObjectPunches()) x.object_punches.push_back(e);
-    for (uint64_t e : req.getDkeyPunches()) x.dkey_punches.push_back(e);
-    for (uint64_t e : req.getAkeyPunches()) x.akey_punches.push_back(e);
-    for (auto v : req.getVersions()) {
-      x.versions.push_back({v.getEpoch(), v.getLo(), v.getHi(), v.getPunch(), v.getDataAt()});
-    }
-    if (crc32c(bulk.span()) != req.getCrc()) {
-      return Status(Errc::checksum, "rebuild data does not match its checksum");
-    }
-    if (ds.failed()) return Status(Errc::protocol, "malformed rebuild push: " + ds.what());
+  auto p = parse_push(body, bulk);
+  if (!p) return p.status();
+  if (p->replace_upto > 0) {
+    if (p->akey.empty()) return Status(Errc::protocol, "a history replacement without an akey");
+    return store.replace_history(p->key, p->dkey, p->akey, p->replace_upto, p->x);
   }
-  if (dkey.empty()) return Status(Errc::protocol, "rebuild push without a dkey");
-  x.data = Buffer(bulk.data(), bulk.size());
-  return store.import_akey(key, dkey, akey, x);
+  return store.import_akey(p->key, p->dkey, p->akey, p->x);
 }
 
 }  // namespace tessera::rebuild

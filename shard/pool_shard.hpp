@@ -81,6 +81,19 @@ struct PoolShard {
     std::string last_error;
   };
   Repair repair;
+  // Consistency checks of its containers (rebuild/check.hpp), by `tessera cont check` and the
+  // background scrubber (pool property `scrub`): what the running one has done, and counters
+  // since the engine started.
+  struct Check {
+    uint64_t passes = 0;      // container passes run
+    uint64_t scrubs = 0;      // ... of them by the background scrubber
+    bool running = false;
+    uint64_t done = 0, total = 0;  // dkeys of the running (or last) pass
+    uint64_t inconsistent = 0, fixed = 0;
+    std::string last_error;
+    std::chrono::steady_clock::time_point next_scrub{};  // the scrubber's next pass
+  };
+  Check check;
   // Distributed transactions (actors/object_service_dtx.cpp, docs/TRANSACTIONS.md): those this
   // target leads that are not decided yet, those a fiber here is resolving, and the commits
   // decided here that other participants have not been told (sent with the next request to

@@ -173,6 +173,19 @@ struct RollbackStats {
   }
 };
 
+// What an akey shows at one epoch, reduced to a digest (storage/store_check.cpp): two copies
+// of an akey hold the same visible state when their digests (and the other fields) agree.
+struct AkeyDigest {
+  ValueKind kind = ValueKind::single;
+  uint32_t rsize = 1;
+  bool exists = false;  // visible at the epoch
+  uint64_t size = 0;    // single: value bytes; array: one past the highest visible record
+  uint64_t epoch = 0;   // single: the visible version's epoch; array: 0 (aggregation merges)
+  uint64_t digest = 0;  // crc64 of the visible bytes (arrays: and where the holes are)
+  bool damaged = false;  // a piece failed its checksum (the digest means nothing then)
+  bool operator==(const AkeyDigest&) const = default;
+};
+
 struct ListResult {
   std::vector<ListEntry> entries;
   std::string anchor;
@@ -295,6 +308,18 @@ class TargetStore {
   // never changes what the akey holds, only heals its bytes.
   Status rewrite_piece(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                        const DamagedPiece& p, std::span<const uint8_t> bytes);
+
+  // Consistency check (storage/store_check.cpp): what the akey shows at `epoch` (0: newest),
+  // as a digest; reads every visible byte (and fails where a piece fails its checksum).
+  Result<AkeyDigest> akey_digest(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                                 uint64_t epoch);
+  // Repair of a copy that diverged from the good ones: the akey's versions and punches at or
+  // below `upto` become exactly `x`'s (a good copy's history up to `upto`, exported there);
+  // what lies above `upto` stays. Durable on return (a checkpoint: the dropped versions are
+  // not in the log). A crash before the checkpoint leaves the old history with `x`'s merged
+  // in: nothing another copy holds is lost, and the next check repairs it again.
+  Status replace_history(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                         uint64_t upto, const AkeyExport& x);
 
   // Snapshot rollback (storage/store_rollback.cpp, docs/TRANSACTIONS.md). rollback_begin
   // refuses a snapshot epoch aggregation no longer keeps readable, and an epoch `at` this store's

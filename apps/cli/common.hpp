@@ -92,6 +92,7 @@ void add_pool_commands(CLI::App& app, Globals& g);
 // tessera pool aggregate / scrub (apps/cli/pool_maint_cmds.cpp), under `pool`.
 void add_pool_maintenance_commands(CLI::App* pool, Globals& g);
 void add_cont_commands(CLI::App& app, Globals& g);
+void add_cont_check_command(CLI::App* cont, Globals& g);
 void add_obj_commands(CLI::App& app, Globals& g);
 void add_kv_commands(CLI::App& app, Globals& g);
 void add_drill_commands(CLI::App& app, Globals& g);

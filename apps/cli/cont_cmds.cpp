@@ -1,5 +1,5 @@
 // tessera cont ...: containers of a pool (create, list, query, destroy, properties, attributes,
-// snapshots, rollback, ACLs).
+// snapshots, rollback, ACLs; `cont check` is cont_check_cmd.cpp).
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -300,6 +300,8 @@ void add_cont_commands(CLI::App& app, Globals& g) {
       ->excludes(rb_snap);
   rollback->add_flag("-f,--force", a->force, "even with open handles (writes in flight may land "
                                              "on either side of the rollback)");
+
+  add_cont_check_command(cont, g);
 
   auto* getprop = leaf(cont, g, "get-prop", "the container's properties",
                        [&g, a] { return cont_query(g, *a, "cont get-prop", true); });

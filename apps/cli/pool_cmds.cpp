@@ -192,6 +192,9 @@ int pool_query(Globals& g, const PoolArgs& a) {
   struct {
     uint64_t damaged = 0, repaired = 0, unrepaired = 0;
   } repair;
+  struct {
+    uint64_t passes = 0, scrubs = 0, inconsistent = 0, fixed = 0;
+  } check;
   std::vector<PoolTargetSpace> space;
   if (!a.no_space) {
     ClientOptions co;
@@ -220,6 +223,18 @@ int pool_query(Globals& g, const PoolArgs& a) {
                        {"unrepaired", s.stats->repair_unrepaired},
                        {"scrubs", s.stats->scrubs}};
         if (!s.stats->repair_error.empty()) t["repair"]["error"] = s.stats->repair_error;
+        t["check"] = {{"passes", s.stats->check_passes},
+                      {"scrubs", s.stats->check_scrubs},
+                      {"running", s.stats->check_running},
+                      {"dkeys_done", s.stats->check_done},
+                      {"dkeys_total", s.stats->check_total},
+                      {"inconsistent", s.stats->check_inconsistent},
+                      {"fixed", s.stats->check_fixed}};
+        if (!s.stats->check_error.empty()) t["check"]["error"] = s.stats->check_error;
+        check.passes += s.stats->check_passes;
+        check.scrubs += s.stats->check_scrubs;
+        check.inconsistent += s.stats->check_inconsistent;
+        check.fixed += s.stats->check_fixed;
         repair.damaged += s.stats->repair_damaged;
         repair.repaired += s.stats->repair_repaired;
         repair.unrepaired += s.stats->repair_unrepaired;
@@ -236,6 +251,10 @@ int pool_query(Globals& g, const PoolArgs& a) {
     j["repair"] = {{"damaged", repair.damaged},
                    {"repaired", repair.repaired},
                    {"unrepaired", repair.unrepaired}};
+    j["check"] = {{"passes", check.passes},
+                  {"scrubs", check.scrubs},
+                  {"inconsistent", check.inconsistent},
+                  {"fixed", check.fixed}};
   }
   return done(g, {{"pool", j}}, [&] {
     const auto& p = v->pool;
@@ -281,6 +300,17 @@ int pool_query(Globals& g, const PoolArgs& a) {
                     static_cast<unsigned long long>(repair.damaged),
                     static_cast<unsigned long long>(repair.repaired),
                     static_cast<unsigned long long>(repair.unrepaired));
+      }
+      const auto sp = p.props.find("scrub");
+      const bool timed = sp != p.props.end() && sp->second == "timed";
+      if (timed || check.passes > 0) {
+        std::printf("consistency checks since the engines started: %llu container passes (%llu "
+                    "by the scrubber%s), %llu copies found disagreeing, %llu made to agree\n",
+                    static_cast<unsigned long long>(check.passes),
+                    static_cast<unsigned long long>(check.scrubs),
+                    timed ? ", every scrub_freq seconds" : ", off",
+                    static_cast<unsigned long long>(check.inconsistent),
+                    static_cast<unsigned long long>(check.fixed));
       }
     }
     std::string conts;
@@ -596,7 +626,9 @@ void add_pool_commands(CLI::App& app, Globals& g) {
                        [&g, a] { return pool_get_prop(g, *a); });
   pool_arg(getprop);
   getprop->add_option("name", a->prop, "only this property");
-  auto* setprop = leaf(pool, g, "set-prop", "set a pool property (e.g. self_heal)",
+  auto* setprop = leaf(pool, g, "set-prop",
+                       "set a pool property: self_heal (none | exclude | exclude;rebuild), scrub "
+                       "(off | timed), scrub_freq (seconds), scrub_share (percent)",
                        [&g, a] { return pool_set_prop(g, *a); });
   pool_arg(setprop);
   setprop->add_option("name", a->prop, "property")->required();

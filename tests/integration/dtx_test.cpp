@@ -1,7 +1,8 @@
 // Distributed transactions under engine kills (docs/TRANSACTIONS.md). An engine is killed at
 // each step of a replicated and of an erasure-coded update (crash points, core/crash_point.hpp:
-// the process ends as kill -9 would) and restarted; then every copy agrees and the update is
-// wholly there or wholly absent, wholly there when it was acknowledged.
+// the process ends as kill -9 would) and restarted; then every copy agrees (reads of each copy,
+// and the container check `tessera cont check` runs) and the update is wholly there or wholly
+// absent, wholly there when it was acknowledged.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -148,6 +149,24 @@ struct Harness {
     });
     ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish";
   }
+  // `tessera cont check`'s pass over the whole container (rebuild/check.hpp): no copy disagrees
+  // with the others, no stored piece is damaged, every dkey was checked.
+  void expect_consistent(const std::string& when) {
+    auto view = mc->pool_query("tank");
+    ASSERT_TRUE(view) << view.status().to_string();
+    uint64_t compared = 0;
+    for (const auto& r : cl->cont_check(*view, c->handle().cont.c.id, false, 1.0,
+                                        std::chrono::minutes(2), {})) {
+      if (r.answer) compared += r.answer->compared + r.answer->stripes;
+      ASSERT_TRUE(r.answer) << when << ": rank " << r.rank << ": " << r.answer.status().to_string();
+      std::string found;
+      for (const auto& f : r.answer->findings) found += "\n  dkey " + f.dkey + ": " + f.what;
+      EXPECT_EQ(r.answer->inconsistent, 0u) << when << ", rank " << r.rank << found;
+      EXPECT_EQ(r.answer->unchecked, 0u) << when << ", rank " << r.rank << found;
+      EXPECT_EQ(r.answer->damaged, 0u) << when << ", rank " << r.rank << found;
+    }
+    EXPECT_GT(compared, 0u) << when << ": the check compared nothing";
+  }
   // Every copy of `dkey` holds the same bytes: reads rotate over the three replicas; an
   // erasure-coded stripe reads the same from its data cells and, with a data position's engine
   // down, rebuilt from parity.
@@ -192,6 +211,7 @@ void run(const char* oclass, uint32_t rf) {
     EXPECT_TRUE(eventually([&] { return !h.sys->engine(armed).alive(); }, std::chrono::seconds(20)))
         << "rank " << armed << " did not reach the crash point";
     h.restart_dead();
+    h.expect_consistent("after the restart");
     auto seen = h.copies(dkey);
     for (const auto& s : seen) {
       EXPECT_EQ(s, seen.front()) << "the copies disagree";
@@ -296,6 +316,7 @@ void run_kills(uint64_t seed) {
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   load.stop();
   EXPECT_GT(load.acked(), 20u);
+  h.expect_consistent("after the kills");
   size_t bad = 0;
   for (const auto& [key, ok] : load.allowed()) {
     std::vector<std::string> seen;

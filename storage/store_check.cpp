@@ -1,0 +1,150 @@
+// Consistency check of one akey (docs/TRANSACTIONS.md, "Consistency check"): what it shows at an
+// epoch, reduced to a crc64 digest that two copies of the akey can compare without moving the
+// bytes. Only the visible state counts: how the versions below it were merged by aggregation
+// (which each copy runs on its own schedule) changes nothing, except a single value's epoch,
+// which every copy of a replicated update keeps.
+#include <fmt/format.h>
+#include <isa-l/crc64.h>
+
+#include <algorithm>
+
+#include "storage/store_internal.hpp"
+
+namespace tessera::storage {
+
+using namespace detail;
+
+namespace {
+
+// Bytes read per fetch of an array: bounds what one digest holds in memory.
+constexpr uint64_t kDigestWindow = 1u << 20;
+
+uint64_t mix(uint64_t crc, const void* p, size_t n) {
+  return crc64_ecma_refl(crc, static_cast<const unsigned char*>(p), n);
+}
+uint64_t mix_u64(uint64_t crc, uint64_t v) {
+  uint8_t b[8];
+  for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+  return mix(crc, b, sizeof b);
+}
+
+}  // namespace
+
+Result<AkeyDigest> TargetStore::akey_digest(const ObjectId& oid, std::string_view dkey,
+                                            std::string_view akey, uint64_t epoch) {
+  if (epoch == 0) epoch = kMaxEpoch;
+  AkeyDigest out;
+  {
+    const Object* o = nullptr;
+    const Dkey* d = nullptr;
+    const AkeyVal* a = find(oid, dkey, akey, &o, &d);
+    if (a == nullptr) return out;
+    out.kind = a->kind;
+    out.rsize = a->kind == ValueKind::array ? std::max<uint32_t>(1, a->rsize) : 1;
+    out.exists = akey_visible(*o, *d, *a, epoch);
+  }
+  if (!out.exists) {
+    out.rsize = 1;  // nothing visible: no shape to compare either
+    out.kind = ValueKind::single;
+    return out;
+  }
+  uint64_t crc = 0;
+  // A piece that fails its checksum: this copy is damaged (a scrub or repair heals it), which
+  // says nothing of whether it agrees with the others.
+  auto damaged = [&out](const Status& st) -> Result<AkeyDigest> {
+    if (st.code() != Errc::checksum && st.code() != Errc::io_error) return st;
+    out.damaged = true;
+    out.digest = 0;
+    return out;
+  };
+  if (out.kind == ValueKind::single) {
+    auto r = fetch(oid, dkey, akey, ValueKind::single, 0, 0, epoch);
+    if (!r) return damaged(r.status());
+    out.exists = r->exists;
+    out.size = r->data.size();
+    out.epoch = r->epoch;
+    out.digest = mix(crc, r->data.data(), r->data.size());
+    return out;
+  }
+  auto end = max_recx(oid, dkey, akey, epoch);
+  if (!end) return end.status();
+  out.size = *end;
+  const uint64_t window = std::max<uint64_t>(1, kDigestWindow / out.rsize);
+  FetchOptions fo;
+  fo.rsize = out.rsize;
+  for (uint64_t w = 0; w < out.size; w += window) {
+    const uint64_t n = std::min(window, out.size - w);
+    auto r = fetch(oid, dkey, akey, ValueKind::array, w, n, epoch, fo);
+    if (!r) return damaged(r.status());
+    // Holes read as zeros; where they are is part of the state (a punched range is not a
+    // written run of zeros).
+    for (const auto& [off, len] : r->holes) {
+      crc = mix_u64(mix_u64(crc, off), len);
+    }
+    crc = mix(crc, r->data.data(), r->data.size());
+  }
+  out.digest = crc;
+  return out;
+}
+
+Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
+                                    std::string_view akey, uint64_t upto, const AkeyExport& x) {
+  if (dkey.empty() || akey.empty()) {
+    return Status(Errc::invalid_argument, "a history is replaced one akey at a time");
+  }
+  for (const auto& v : x.versions) {
+    if (v.epoch > upto) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("{}: a replacement history holds epoch {}, above {}", who(),
+                                v.epoch, upto));
+    }
+  }
+  {
+    // Drop what lies at or below `upto`, as aggregation drops merged versions: the extents
+    // are freed after the next checkpoint (the log still names them until then).
+    maintenance_lock();
+    struct Unlock {
+      TargetStore* s;
+      ~Unlock() { s->maintenance_unlock(); }
+    } unlock{this};
+    auto oit = objects_.find(oid);
+    if (oit != objects_.end()) {
+      auto dit = oit->second.dkeys.find(dkey);
+      if (dit != oit->second.dkeys.end()) {
+        auto ait = dit->second.akeys.find(akey);
+        if (ait != dit->second.akeys.end()) {
+          AkeyVal& a = ait->second;
+          std::vector<Version> kept;
+          for (Version& v : a.versions) {
+            if (v.epoch > upto) {
+              kept.push_back(std::move(v));
+              continue;
+            }
+            for (const Extent& e : v.extents) {
+              pending_free_.push_back(e);
+              pending_bytes_ += round_block(e.len);
+            }
+            --versions_;
+          }
+          a.versions = std::move(kept);
+          std::erase_if(a.punches, [upto](uint64_t p) { return p <= upto; });
+          if (a.versions.empty()) {  // the replacement decides the akey's shape
+            a.kind = x.kind;
+            a.rsize = std::max<uint32_t>(1, x.rsize);
+          }
+          if (a.versions.empty() && a.punches.empty()) {
+            dit->second.akeys.erase(ait);
+            if (dit->second.akeys.empty() && dit->second.punches.empty()) {
+              oit->second.dkeys.erase(dit);
+              if (oit->second.dkeys.empty() && oit->second.punches.empty()) objects_.erase(oit);
+            }
+          }
+        }
+      }
+    }
+  }
+  TESSERA_TRY(import_akey(oid, dkey, akey, x));
+  return checkpoint();
+}
+
+}  // namespace tessera::storage
