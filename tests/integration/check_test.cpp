@@ -145,38 +145,16 @@ Status replica_punch(RawPeer& peer, const Container& c, const placement::Shard& 
   return send(peer, to(at, proto::kObjPunch, capn::to_body(b)));
 }
 
-// One position's cells and checksum record of a stripe, as an engine re-encoding it writes them.
-Status ec_cells(RawPeer& peer, const mgmt::PoolView& v, const placement::Shard& at, uint32_t pos,
-                ObjectId key, const std::string& dkey, const std::string& akey,
-                const std::string& cell, const std::string& sums, uint64_t epoch) {
-  capnp::MallocMessageBuilder b(512);
-  auto req = b.initRoot<schema::EcUpdateReq>();
-  req.initOid().setHi(key.hi);
-  req.getOid().setLo(key.lo);
-  req.setDkey(capn::as_data(dkey));
-  req.setEpoch(epoch);
-  req.setInternal(true);
-  auto ctx = req.initCtx();
-  ctx.setPool(v.pool.id);
-  ctx.setMapVersion(v.pool.map.version);
-  ctx.setReplica(true);
-  auto list = req.initPieces(2);
-  const std::string both = cell + sums;
-  const std::pair<std::string, std::string> pieces[2] = {
-      {placement::ec_cell_akey(akey, pos), cell}, {placement::ec_sum_akey(akey), sums}};
-  uint64_t at_bulk = 0;
-  for (unsigned i = 0; i < 2; ++i) {
-    auto w = list[i];
-    w.setPos(pos);
-    w.setAkey(capn::as_data(pieces[i].first));
-    w.setKind(schema::ValueKind::ARRAY);
-    w.setOffset(0);
-    w.setLength(pieces[i].second.size());
-    w.setBulkOffset(at_bulk);
-    w.setCrc(crc32c(pieces[i].second));
-    at_bulk += pieces[i].second.size();
-  }
-  return send(peer, to(at, proto::kObjEcUpdate, capn::to_body(b), Buffer(both.data(), both.size())));
+// A raw peer that speaks as an engine (it holds the engines' key) and routes to the pool's.
+std::unique_ptr<RawPeer> engine_peer(const mgmt::PoolView& v) {
+  auto key = security::SystemKey::load(test_system_key());
+  EXPECT_TRUE(key.is_ok()) << key.status().to_string();
+  if (!key.is_ok()) return nullptr;
+  auto peer = std::make_unique<RawPeer>(v.provider, *key);
+  EXPECT_TRUE(peer->status.is_ok()) << peer->status.to_string();
+  if (!peer->status.is_ok()) return nullptr;
+  mgmt::learn_view(peer->rt, v);
+  return peer;
 }
 
 std::string all_findings(const CheckInfo& c) {
@@ -222,11 +200,9 @@ TEST(Check, DivergedCopiesAreFoundAndRepairedFromTheGoodOnes) {
 
   auto v = h.mc->pool_query("tank");
   ASSERT_TRUE(v) << v.status().to_string();
-  auto key = security::SystemKey::load(test_system_key());
-  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
-  RawPeer peer(v->provider, *key);
-  ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
-  mgmt::learn_view(peer.rt, *v);
+  auto raw = engine_peer(*v);
+  ASSERT_TRUE(raw);
+  RawPeer& peer = *raw;
 
   // Object 3: its second replica gets a value the others never got; object 5: its third
   // replica loses its value.
@@ -266,8 +242,10 @@ TEST(Check, DivergedCopiesAreFoundAndRepairedFromTheGoodOnes) {
   const ObjectId ec_key = objsvc::store_key(*ec_bad, h.ec->handle().cont.c.id);
   for (uint32_t ci = 0; ci < g.n(); ++ci) {
     const uint32_t at = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-    st = ec_cells(peer, *v, pos_ec[at].home, at, ec_key, "d", "data", cells[ci], sums,
-                  *ec_epoch + 1);
+    st = raw_ec_update(peer, *v, pos_ec[at].home, at, ec_key, "d",
+                       {{placement::ec_cell_akey("data", at), 0, cells[ci]},
+                        {placement::ec_sum_akey("data"), 0, sums}},
+                       *ec_epoch + 1);
     ASSERT_TRUE(st.is_ok()) << st.to_string();
   }
 
@@ -342,11 +320,9 @@ TEST(Check, ScrubberRepairsInTheBackground) {
 
   auto v = h.mc->pool_query("tank");
   ASSERT_TRUE(v) << v.status().to_string();
-  auto key = security::SystemKey::load(test_system_key());
-  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
-  RawPeer peer(v->provider, *key);
-  ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
-  mgmt::learn_view(peer.rt, *v);
+  auto raw = engine_peer(*v);
+  ASSERT_TRUE(raw);
+  RawPeer& peer = *raw;
   auto place = placement::place(oids[2], v->pool.map);
   ASSERT_TRUE(place);
   const auto pos = place->dkey("d");

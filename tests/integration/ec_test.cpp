@@ -287,52 +287,6 @@ TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
       kill_all_restart_verify(h, m, {0u, 2u, 4u, 5u}, "re-encoded, after kill -9 of every engine"));
 }
 
-namespace {
-// One internal update of one position (as an engine re-encoding a stripe sends): its pieces'
-// bytes back to back in `bulk`.
-struct RawPiece {
-  std::string akey;
-  uint64_t offset;
-  std::string bytes;
-};
-Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placement::Shard& at,
-                     uint32_t pos, ObjectId key, const std::string& dkey,
-                     const std::vector<RawPiece>& pieces, uint64_t epoch) {
-  capnp::MallocMessageBuilder b(512);
-  auto req = b.initRoot<schema::EcUpdateReq>();
-  req.initOid().setHi(key.hi);
-  req.getOid().setLo(key.lo);
-  req.setDkey(capn::as_data(dkey));
-  req.setEpoch(epoch);
-  req.setInternal(true);
-  auto ctx = req.initCtx();
-  ctx.setPool(v.pool.id);
-  ctx.setMapVersion(v.pool.map.version);
-  ctx.setReplica(true);
-  auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
-  std::string bulk;
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    auto w = list[static_cast<unsigned>(i)];
-    w.setPos(pos);
-    w.setAkey(capn::as_data(pieces[i].akey));
-    w.setKind(schema::ValueKind::ARRAY);
-    w.setOffset(pieces[i].offset);
-    w.setLength(pieces[i].bytes.size());
-    w.setBulkOffset(bulk.size());
-    w.setCrc(crc32c(pieces[i].bytes));
-    bulk += pieces[i].bytes;
-  }
-  Message m;
-  m.dst = ActorAddr{at.rank, static_cast<uint16_t>(at.target), proto::kObjectServiceActor};
-  m.protocol = proto::kProtoObject;
-  m.method = proto::kObjEcUpdate;
-  m.body = capn::to_body(b);
-  m.bulk = Buffer(bulk.data(), bulk.size());
-  auto r = run_on(peer.target, [&] { return peer.rt.ask(std::move(m), std::chrono::seconds(20)); });
-  if (!r) return r.status();
-  return r->status == Errc::ok ? Status() : Status(r->status, r->error);
-}
-}  // namespace
 
 // End-to-end checksums of erasure-coded stripes. A stripe whose parity disagrees with its data
 // although every cell carries the same epoch and passes its own stored checksum (what an
