@@ -514,7 +514,8 @@ Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
 Status Engine::revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookies) {
   for (auto& sp : slots_) {
     Slot* s = sp.get();
-    TESSERA_TRY(run_on(*s->target, [s, pool, &cookies]() -> Status {
+    // The fiber owns its copy of the cookies: a wait that times out leaves it nothing of ours.
+    TESSERA_TRY(run_on(*s->target, [s, pool, cookies]() -> Status {
       auto it = s->pools.shards.find(pool);
       if (it == s->pools.shards.end()) return Status();
       for (uint64_t c : cookies) it->second->handles.erase(c);
@@ -534,16 +535,15 @@ Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes
       if (ti >= slots_.size())
         return Status(Errc::invalid_argument, fmt::format("no target {}", ti));
       Slot* s = slots_[ti].get();
-      std::string path;
-      TESSERA_TRY(run_on(*s->target, [s, id, &path]() -> Status {
+      auto path = post_wait(*s->target, [s, id]() -> Result<std::string> {
         s->pools.stopped = false;  // reintegrated: it serves again, with fresh shards
-        path = drop_shard(*s->target, s->pools, id);
-        return Status();
-      }));
-      if (!path.empty()) {
+        return drop_shard(*s->target, s->pools, id);
+      });
+      if (!path) return path.status();
+      if (!path->empty()) {
         std::error_code ec;
-        std::filesystem::remove(path, ec);
-        if (ec) return Status(Errc::io_error, fmt::format("removing {}: {}", path, ec.message()));
+        std::filesystem::remove(*path, ec);
+        if (ec) return Status(Errc::io_error, fmt::format("removing {}: {}", *path, ec.message()));
       }
     }
   }
@@ -620,15 +620,8 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
       o.cancelled = [s, &t, &sh, pool, gen] {
         return t.stopping() || sh.closing || s->pools.rebuilds[pool].gen != gen;
       };
-      o.settle = [&] {
-        // A participant that does not answer yet (restarting) gets the scan's retry time.
-        const auto until = t.env().now() + o.retry;
-        while (true) {
-          Status st = s->pools.settle(sh);
-          if (st.code() != Errc::busy || t.env().now() >= until || o.cancelled()) return st;
-          t.sleep_for(std::chrono::milliseconds(100));
-        }
-      };
+      // A participant that does not answer yet (restarting) gets the scan's retry time.
+      o.settle = [&] { return s->pools.settle_within(t, sh, o.retry, o.cancelled); };
       auto last = t.env().now();
       bool planned = false;
       o.progress = [&](const rebuild::Counters& c) {

@@ -59,6 +59,9 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
         storage::TargetStore& st = *use->store;
         uint64_t punched = 0;
         for (const ObjectId& o : container_keys(st, cont)) {
+          // An object that shows nothing (punched already) needs no punch record.
+          auto shown = st.list(ListScope::dkeys, o, {}, {}, {}, 1);
+          if (shown && shown->entries.empty()) continue;
           TESSERA_TRY(st.punch(o, {}, {}).status());
           ++punched;
         }
@@ -95,15 +98,7 @@ Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_
         // snapshot would otherwise appear below the rollback's changes, half undone.
         st.set_protected_epochs(protect);
         TESSERA_TRY(st.rollback_begin(snap, at));
-        if (s->pools.settle) {
-          const auto until = t.env().now() + std::chrono::seconds(60);
-          while (true) {
-            Status ss = s->pools.settle(sh);
-            if (ss.is_ok()) break;
-            if (ss.code() != Errc::busy || t.env().now() >= until) return ss;
-            t.sleep_for(std::chrono::milliseconds(100));
-          }
-        }
+        TESSERA_TRY(s->pools.settle_within(t, sh, std::chrono::seconds(60)));
         storage::RollbackStats total;
         uint32_t n = 0;
         for (const ObjectId& k : container_keys(st, cont)) {

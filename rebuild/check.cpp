@@ -66,6 +66,16 @@ std::string where(const Shard& s) {
   return fmt::format("rank {} target {}", s.rank, s.target);
 }
 
+std::string akey_text(const std::string& akey) {
+  const std::string user = fmt::format("'{}'", placement::ec_user_akey(akey));
+  if (auto cell = placement::parse_ec_cell_akey(akey)) {
+    return fmt::format("{} (cell of position {})", user, cell->second);
+  }
+  if (placement::is_ec_sum_akey(akey)) return user + " (checksum record)";
+  if (placement::is_ec_copy_akey(akey)) return user + " (partial-stripe copies)";
+  return user;
+}
+
 namespace {
 
 std::string describe(const storage::AkeyDigest& d) {
@@ -215,8 +225,8 @@ void Checker::verify_dkey(ObjectId key, const std::string& dkey, const std::vect
     f.oid = shard_keys::user_oid(key);
     f.dkey = dkey;
     f.akey = placement::ec_user_akey(akey);
-    f.what = fmt::format("{} stored piece{} of '{}' fail{} {} checksum{}", damaged,
-                         damaged == 1 ? "" : "s", akey, damaged == 1 ? "s" : "",
+    f.what = fmt::format("{} stored piece{} of {} fail{} {} checksum{}", damaged,
+                         damaged == 1 ? "" : "s", akey_text(akey), damaged == 1 ? "s" : "",
                          damaged == 1 ? "its" : "their",
                          healed == damaged ? "" : fmt::format(" ({})", why));
     f.copies = where(Shard{peer.rank, peer.target});
@@ -354,7 +364,7 @@ Status Checker::compare_dkey(const std::vector<Position>& pos, ObjectId key,
       }
     }
     f.what = fmt::format("copies{} differ at epoch {}: {}; {} hold{} {}",
-                         d.akey == f.akey ? "" : fmt::format(" of '{}'", d.akey), epoch, bad, good,
+                         d.akey == f.akey ? "" : " of " + akey_text(d.akey), epoch, bad, good,
                          good.find(',') == std::string::npos ? "s" : "", describe(d.seen[d.good]));
     f.copies = bad;
     if (o.repair) {

@@ -27,6 +27,10 @@ inline constexpr auto kBusyWait = std::chrono::seconds(30);
 
 // "rank R target T".
 std::string where(const Shard& s);
+// What an akey is, for a finding: the user's akey, and for one erasure coding reserves (whose
+// name starts with a NUL byte) which part of it ("cell of position 2", "checksum record",
+// "partial-stripe copies").
+std::string akey_text(const std::string& akey);
 
 // One akey whose copies disagree: the holders (in position order) and what each shows.
 struct Diff {

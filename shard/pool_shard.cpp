@@ -14,4 +14,17 @@ bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()
   return true;
 }
 
+Status TargetPools::settle_within(Target& t, PoolShard& sh, std::chrono::milliseconds limit,
+                                 const std::function<bool()>& cancelled) {
+  if (!settle) return Status();
+  const auto until = t.env().now() + limit;
+  while (true) {
+    Status st = settle(sh);
+    if (st.code() != Errc::busy || t.env().now() >= until || (cancelled && cancelled())) {
+      return st;
+    }
+    t.sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 }  // namespace tessera

@@ -168,6 +168,11 @@ struct TargetPools {
   // Decides every transaction prepared in a shard (the object service resolves them; suspends):
   // a rebuild scan calls it before it reads the shard's index.
   std::function<Status(PoolShard&)> settle;
+  // settle(), waiting while a transaction cannot be decided yet (`busy`: a participant that is
+  // restarting) for up to `limit` or until `cancelled`; ok when there is no settle hook. Runs
+  // in a fiber of the shard's target (`t`).
+  Status settle_within(Target& t, PoolShard& sh, std::chrono::milliseconds limit,
+                       const std::function<bool()>& cancelled = {});
   // Rebuild generations this target ran, by pool (actors/engine.cpp).
   struct RebuildRun {
     uint32_t gen = 0;

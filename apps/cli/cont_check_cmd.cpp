@@ -170,7 +170,7 @@ int cont_check(Globals& g, const CheckArgs& a) {
       human(total.bytes), ok, total.compared, total.stripes);
   if (clean) {
     return done(g, j, [&] {
-      std::printf("%s\n%s", summary.c_str(), lines.c_str());
+      fmt::print("{}\n{}", summary, lines);  // keys may hold any byte
       if (total.inconsistent + total.damaged == 0) {
         std::printf("consistent: 0 inconsistencies, 0 damaged pieces\n");
       } else {
@@ -199,7 +199,7 @@ int cont_check(Globals& g, const CheckArgs& a) {
     std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
     return 1;
   }
-  std::printf("%s\n%s", summary.c_str(), lines.c_str());
+  fmt::print("{}\n{}", summary, lines);
   return fail(g, st, what);
 }
 
