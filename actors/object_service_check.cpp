@@ -189,8 +189,10 @@ Result<rebuild::CheckCounters> ObjectService::check_pass(PoolShard& sh, rebuild:
   sh.check.fixed += r->fixed;
   if (!r->last_error.empty()) sh.check.last_error = r->last_error;
   sh.repair.damaged += r->damaged;
-  sh.repair.repaired += r->repaired;
-  sh.repair.unrepaired += r->unrepaired;
+  if (o.repair) {  // a check without repair tried none: nothing to count as not repaired
+    sh.repair.repaired += r->repaired;
+    sh.repair.unrepaired += r->unrepaired;
+  }
   return r;
 }
 

@@ -174,14 +174,12 @@ void Checker::pause(int attempt) {
   target().sleep_for(d);
 }
 
-void Checker::verify_dkey(ObjectId key, const std::string& dkey, const std::vector<Position>& pos,
-                          const std::optional<placement::EcGeometry>& g) {
+void Checker::verify_dkey(ObjectId key, const std::string& dkey) {
   for (const auto& [akey, kind] : store().akey_names(key, dkey)) {
     ++c.akeys;
-    auto cell = g ? placement::parse_ec_cell_akey(akey) : std::nullopt;
-    uint64_t damaged = 0, healed = 0;
+    uint64_t damaged = 0, healed = 0, left = 0;
     std::string why;
-    if (!o.repair || cell) {
+    if (!o.repair) {
       auto v = store().verify_akey(key, dkey, akey);
       if (!v) {
         c.last_error = v.status().to_string();
@@ -189,24 +187,10 @@ void Checker::verify_dkey(ObjectId key, const std::string& dkey, const std::vect
       }
       c.extents += v->extents;
       c.bytes += v->bytes;
-      damaged = v->damaged.size();
-      for (const auto& p : v->damaged) {
-        if (!o.repair) break;
-        auto bytes = ec_piece(*g, pos, key, dkey, cell->first, cell->second, p);
-        Status st =
-            bytes ? store().rewrite_piece(key, dkey, akey, p, bytes->span()) : bytes.status();
-        if (st.is_ok()) {
-          ++healed;
-          log::warn(
-              "rank {} target {}: rebuilt a damaged cell piece ({} bytes at {}, epoch "
-              "{}) from its stripe",
-              peer.rank, peer.target, p.len, p.disk, p.epoch);
-        } else {
-          why = st.to_string();
-        }
-      }
-      if (damaged > 0 && why.empty() && healed < damaged) why = v->damaged.front().error;
+      damaged = left = v->damaged.size();
+      if (damaged > 0) why = v->damaged.front().error;
     } else {
+      // From another copy of the same version, or for an erasure-coded cell from its stripe.
       RepairCounters rc;
       Status st = repair_akey(peer, key, dkey, akey, rc);
       if (!st.is_ok()) c.last_error = st.to_string();
@@ -214,23 +198,24 @@ void Checker::verify_dkey(ObjectId key, const std::string& dkey, const std::vect
       c.bytes += rc.bytes;
       damaged = rc.damaged;
       healed = rc.repaired;
+      left = rc.unrepaired;  // the rest were aggregated away meanwhile
       why = rc.last_error;
     }
     if (damaged == 0) continue;
     c.damaged += damaged;
     c.repaired += healed;
-    c.unrepaired += damaged - healed;
+    c.unrepaired += left;
     if (!why.empty()) c.last_error = why;
     CheckFinding f;
     f.oid = shard_keys::user_oid(key);
     f.dkey = dkey;
     f.akey = placement::ec_user_akey(akey);
-    f.what = fmt::format("{} stored piece{} of {} fail{} {} checksum{}", damaged,
-                         damaged == 1 ? "" : "s", akey_text(akey), damaged == 1 ? "s" : "",
-                         damaged == 1 ? "its" : "their",
-                         healed == damaged ? "" : fmt::format(" ({})", why));
+    f.what =
+        fmt::format("{} stored piece{} of {} fail{} {} checksum{}", damaged,
+                    damaged == 1 ? "" : "s", akey_text(akey), damaged == 1 ? "s" : "",
+                    damaged == 1 ? "its" : "their", left == 0 ? "" : fmt::format(" ({})", why));
     f.copies = where(Shard{peer.rank, peer.target});
-    f.repaired = healed == damaged;
+    f.repaired = o.repair && left == 0;
     c.add(std::move(f));
   }
 }
@@ -424,7 +409,7 @@ Status Checker::dkey_work(const placement::ObjectClass& cls, const placement::Pl
     if (cell == 0) return Status(Errc::not_found, "the container is not in the pool map");
     g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
   }
-  verify_dkey(key, dkey, pos, g);
+  verify_dkey(key, dkey);
   if (pos.size() < 2) return Status();
   // The first position's holder compares the group; another holder does only when that one
   // does not know the dkey at all (its copy is wholly missing).

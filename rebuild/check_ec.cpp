@@ -13,48 +13,6 @@
 
 namespace tessera::rebuild::detail {
 
-// The bytes of a damaged piece of an erasure-coded cell (position `j` of the group), rebuilt
-// from the other cells of its stripes as they were at the piece's epoch.
-Result<Buffer> Checker::ec_piece(const placement::EcGeometry& g, const std::vector<Position>& pos,
-                                 ObjectId key, const std::string& dkey, const std::string& akey,
-                                 uint32_t j, const storage::TargetStore::DamagedPiece& p) {
-  std::vector<uint8_t> out(p.len);
-  const auto& code = placement::erasure_code(g.k, g.p);
-  for (uint64_t s = p.at / g.cell; s * g.cell < p.at + p.len; ++s) {
-    std::vector<Buffer> cells(g.n());
-    std::vector<uint8_t> present_v(g.n(), 0);
-    bool present[64] = {};
-    size_t have = 0;
-    for (uint32_t i = 0; i < g.n() && have < g.k; ++i) {
-      const Shard* r = pos[i].reader();
-      if (i == j || r == nullptr) continue;
-      auto f =
-          peer.fetch(*r, key, dkey, placement::ec_cell_akey(akey, i), s * g.cell, g.cell, p.epoch);
-      if (!f || !f->holes.empty() || f->data.size() != g.cell || f->epoch != p.epoch) continue;
-      const uint32_t ci = g.cell_at(i);
-      cells[ci] = std::move(f->data);
-      present[ci] = true;
-      ++have;
-    }
-    if (have < g.k) {
-      return Status(
-          Errc::unavailable,
-          fmt::format("fewer than {} other cells of stripe {} hold epoch {}", g.k, s, p.epoch));
-    }
-    std::vector<uint8_t*> ptrs(g.n());
-    for (uint32_t ci = 0; ci < g.n(); ++ci) {
-      if (!present[ci]) cells[ci].reset(g.cell);
-      ptrs[ci] = cells[ci].data();
-    }
-    TESSERA_TRY(code.reconstruct(g.cell, ptrs, std::span<const bool>(present, g.n())));
-    const uint8_t* mine = ptrs[g.cell_at(j)];
-    const uint64_t lo = std::max(p.at, s * g.cell);
-    const uint64_t hi = std::min(p.at + p.len, (s + 1) * g.cell);
-    std::memcpy(out.data() + (lo - p.at), mine + (lo - s * g.cell), hi - lo);
-  }
-  return Buffer(out.data(), out.size());
-}
-
 Result<StripeRead> Checker::read_stripe(const placement::EcGeometry& g,
                                         const std::vector<Position>& pos, ObjectId key,
                                         const std::string& dkey, const std::string& akey,

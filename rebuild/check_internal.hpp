@@ -68,13 +68,7 @@ struct Checker {
   void pause(int attempt);
 
   // ---- 1. stored pieces against their checksums --------------------------------------------
-  // The bytes of a damaged piece of an erasure-coded cell (position `j` of the group), rebuilt
-  // from the other cells of its stripes as they were at the piece's epoch.
-  Result<Buffer> ec_piece(const placement::EcGeometry& g, const std::vector<Position>& pos,
-                          ObjectId key, const std::string& dkey, const std::string& akey,
-                          uint32_t j, const storage::TargetStore::DamagedPiece& p);
-  void verify_dkey(ObjectId key, const std::string& dkey, const std::vector<Position>& pos,
-                   const std::optional<placement::EcGeometry>& g);
+  void verify_dkey(ObjectId key, const std::string& dkey);
 
   // ---- 2. copies kept whole on several positions -------------------------------------------
   // The positions that keep identical copies of `akey` (in order).

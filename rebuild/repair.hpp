@@ -5,18 +5,20 @@
 // pass an operator starts over a whole pool shard (`tessera pool scrub`).
 //
 // Erasure-coded cells have no other copy of their own (their position is the only holder): a
-// damaged cell is counted as not repaired, and reads of it rebuild the bytes from k other
-// positions. Runs on the shard's target thread, in a fiber; suspends on I/O and peer asks.
+// damaged cell's bytes are rebuilt from k other cells of its stripe at the piece's epoch (and
+// rewritten only when they match the checksum recorded for the piece). Runs on the shard's
+// target thread, in a fiber; suspends on I/O and peer asks.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <string>
 
-#include "shard/pool_shard.hpp"
 #include "core/actor.hpp"
 #include "core/status.hpp"
+#include "placement/erasure.hpp"
 #include "rebuild/peer.hpp"
+#include "shard/pool_shard.hpp"
 
 namespace tessera::rebuild {
 
@@ -33,10 +35,17 @@ struct RepairCounters {
   std::string last_error;   // why the last unrepaired piece stayed so
 };
 
+// The bytes of a damaged piece of an erasure-coded cell (position `j` of `pos`), rebuilt from
+// k other cells of its stripes as they were at the piece's epoch.
+Result<Buffer> ec_cell_piece(const Peer& peer, const placement::EcGeometry& g,
+                             const std::vector<placement::Position>& pos, ObjectId key,
+                             const std::string& dkey, const std::string& akey, uint32_t j,
+                             const storage::TargetStore::DamagedPiece& p);
+
 // Checks every stored piece of one akey of the shard and repairs the damaged ones (`peer`
 // retries a silent member for its `retry`, kRepairRetry for both callers).
-Status repair_akey(const Peer& peer, ObjectId key, const std::string& dkey,
-                   const std::string& akey, RepairCounters& c);
+Status repair_akey(const Peer& peer, ObjectId key, const std::string& dkey, const std::string& akey,
+                   RepairCounters& c);
 
 struct ScrubOptions {
   // Share of the target's time the pass may use (it sleeps the rest); 1: no throttling.
