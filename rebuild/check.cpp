@@ -101,10 +101,10 @@ Result<DkeyDigests> Checker::digests(const Shard& m, ObjectId key, const std::st
   while (true) {
     DkeyDigests page;
     if (peer.is_me(m)) {
-      if (o.settle) TESSERA_TRY(o.settle(key, dkey, epoch));
       if (probe) {
         page.known = !store().akey_names(key, dkey).empty();
       } else {
+        if (o.settle) TESSERA_TRY(o.settle(key, dkey, epoch));
         auto r = dkey_digests(store(), key, dkey, epoch, after);
         if (!r) return r.status();
         page = std::move(*r);
@@ -172,6 +172,43 @@ void Checker::pause(int attempt) {
   auto d = kFirstPause;
   for (int i = 0; i < attempt; ++i) d *= 3;
   target().sleep_for(d);
+}
+
+Result<uint64_t> Checker::read_settled(const std::function<Result<bool>(uint64_t epoch)>& read) {
+  const Nanos busy_until = target().env().now() + kBusyWait;
+  uint64_t epoch = 0;
+  for (int attempt = 0; attempt < kAttempts;) {
+    if (attempt > 0) pause(attempt - 1);
+    epoch = store().new_epoch();
+    auto done = read(epoch);
+    if (!done && done.status().code() == Errc::busy && target().env().now() < busy_until) {
+      target().sleep_for(kFirstPause);
+      continue;
+    }
+    if (!done) return done.status();
+    if (*done) break;
+    ++attempt;
+  }
+  return epoch;
+}
+
+void Checker::report(CheckFinding f, const std::function<Status()>& repair) {
+  ++c.inconsistent;
+  if (o.repair) {
+    Status st = repair();
+    f.repaired = st.is_ok();
+    if (f.repaired) {
+      ++c.fixed;
+    } else {
+      c.last_error = st.to_string();
+      f.what += fmt::format(" (not repaired: {})", st.to_string());
+    }
+  }
+  log::warn("rank {} target {}: pool {} object {:x}.{:x} dkey '{}'{}: {}{}", peer.rank, peer.target,
+            peer.shard.id, f.oid.hi, f.oid.lo, f.dkey,
+            f.akey.empty() ? "" : fmt::format(" akey '{}'", f.akey), f.what,
+            f.repaired ? " (repaired)" : "");
+  c.add(std::move(f));
 }
 
 void Checker::verify_dkey(ObjectId key, const std::string& dkey) {
@@ -314,26 +351,17 @@ Status Checker::compare_dkey(const std::vector<Position>& pos, ObjectId key,
                              const std::string& dkey,
                              const std::optional<placement::EcGeometry>& g) {
   std::vector<Diff> diffs;
-  uint64_t epoch = 0, compared = 0;
-  // A transaction not decided yet somewhere (`busy`: its leader is coming back, say) is
-  // waited for, up to kBusyWait, without counting as a reading.
-  const Nanos busy_until = target().env().now() + kBusyWait;
-  for (int attempt = 0; attempt < kAttempts;) {
-    if (attempt > 0) pause(attempt - 1);
-    epoch = store().new_epoch();
+  uint64_t compared = 0;
+  auto read = read_settled([&](uint64_t epoch) -> Result<bool> {
     auto d = differences(pos, key, dkey, g, epoch, compared);
-    if (!d && d.status().code() == Errc::busy && target().env().now() < busy_until) {
-      target().sleep_for(kFirstPause);
-      continue;
-    }
     if (!d) return d.status();
     diffs = std::move(*d);
-    if (diffs.empty()) break;
-    ++attempt;
-  }
+    return diffs.empty();
+  });
+  if (!read) return read.status();
+  const uint64_t epoch = *read;
   c.compared += compared;
   for (const Diff& d : diffs) {
-    ++c.inconsistent;
     CheckFinding f;
     f.oid = shard_keys::user_oid(key);
     f.dkey = dkey;
@@ -352,19 +380,7 @@ Status Checker::compare_dkey(const std::vector<Position>& pos, ObjectId key,
                          d.akey == f.akey ? "" : " of " + akey_text(d.akey), epoch, bad, good,
                          good.find(',') == std::string::npos ? "s" : "", describe(d.seen[d.good]));
     f.copies = bad;
-    if (o.repair) {
-      Status st = repair_copies(key, dkey, d, epoch);
-      f.repaired = st.is_ok();
-      if (f.repaired) {
-        ++c.fixed;
-      } else {
-        c.last_error = st.to_string();
-        f.what += fmt::format(" (not repaired: {})", st.to_string());
-      }
-    }
-    log::warn("rank {} target {}: pool {} object {:x}.{:x} dkey '{}': {}{}", peer.rank, peer.target,
-              peer.shard.id, f.oid.hi, f.oid.lo, dkey, f.what, f.repaired ? " (repaired)" : "");
-    c.add(std::move(f));
+    report(std::move(f), [&] { return repair_copies(key, dkey, d, epoch); });
   }
   return Status();
 }

@@ -60,10 +60,10 @@ Result<StripeRead> Checker::read_stripe(const placement::EcGeometry& g,
 }
 
 bool Checker::data_cell_ok(const placement::EcGeometry& g, const StripeRead& r, uint32_t j,
-                           const uint8_t* bytes) const {
-  uint32_t want = 0;
-  for (int b = 3; b >= 0; --b) want = (want << 8) | r.sums[j * 4 + static_cast<uint32_t>(b)];
-  return crc32c(bytes, g.cell) == want;
+                           const uint8_t* bytes) {
+  // The record of cell j alone (its crc32c sits at 4 * j).
+  const uint8_t* one[1] = {bytes};
+  return placement::ec_check_sums(g.cell, one, r.sums.data() + 4 * j) < 0;
 }
 
 // The stripe as its writer meant it, from the cells that agree with its record (all n
@@ -140,27 +140,19 @@ Status Checker::check_stripes(const placement::EcGeometry& g, const std::vector<
     if (cancelled()) return Status(Errc::shutdown, "check cancelled");
     StripeRead r;
     Result<Solved> solved = Status(Errc::internal, "not read");
-    uint64_t epoch = 0;
-    const Nanos busy_until = target().env().now() + kBusyWait;  // as in compare_dkey
-    for (int attempt = 0; attempt < kAttempts;) {
-      if (attempt > 0) pause(attempt - 1);
-      epoch = store().new_epoch();
+    auto read = read_settled([&](uint64_t epoch) -> Result<bool> {
       auto got = read_stripe(g, pos, key, dkey, akey, s, epoch);
-      if (!got && got.status().code() == Errc::busy && target().env().now() < busy_until) {
-        target().sleep_for(kFirstPause);
-        continue;
-      }
       if (!got) return got.status();
       r = std::move(*got);
-      if (!r.recorded) break;
+      if (!r.recorded) return true;
       solved = solve(g, r);
-      if (solved && solved->second.empty()) break;
-      ++attempt;
-    }
+      return solved && solved->second.empty();
+    });
+    if (!read) return read.status();
+    const uint64_t epoch = *read;
     if (!r.recorded) continue;  // not a whole stripe at that epoch (punched)
     ++c.stripes;
     if (solved && solved->second.empty()) continue;
-    ++c.inconsistent;
     CheckFinding f;
     f.oid = shard_keys::user_oid(key);
     f.dkey = dkey;
@@ -170,6 +162,7 @@ Status Checker::check_stripes(const placement::EcGeometry& g, const std::vector<
     if (!solved) {
       f.what = fmt::format("stripe {} (epoch {}): {}", s, r.epoch, solved.status().message());
       c.last_error = f.what;
+      ++c.inconsistent;
       c.add(std::move(f));
       continue;
     }
@@ -185,20 +178,8 @@ Status Checker::check_stripes(const placement::EcGeometry& g, const std::vector<
         "checksum record",
         s, r.epoch, bad, solved->second.size() == 1 ? "s" : "");
     f.copies = bad;
-    if (o.repair) {
-      Status st = repair_cells(g, pos, key, dkey, akey, s, r, *solved, epoch);
-      f.repaired = st.is_ok();
-      if (f.repaired) {
-        ++c.fixed;
-      } else {
-        c.last_error = st.to_string();
-        f.what += fmt::format(" (not repaired: {})", st.to_string());
-      }
-    }
-    log::warn("rank {} target {}: pool {} object {:x}.{:x} dkey '{}' akey '{}': {}{}", peer.rank,
-              peer.target, peer.shard.id, f.oid.hi, f.oid.lo, dkey, akey, f.what,
-              f.repaired ? " (repaired)" : "");
-    c.add(std::move(f));
+    report(std::move(f),
+           [&] { return repair_cells(g, pos, key, dkey, akey, s, r, *solved, epoch); });
   }
   return Status();
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -66,6 +67,12 @@ struct Checker {
   Result<storage::AkeyExport> history(const Shard& src, ObjectId key, const std::string& dkey,
                                       const std::string& akey, uint64_t upto);
   void pause(int attempt);
+  // Reads with `read(epoch)` at a fresh epoch each time until it answers true (nothing left to
+  // read again), at most kAttempts times, pausing longer each time; a `busy` failure is waited
+  // for up to kBusyWait without counting. Returns the epoch of the last reading.
+  Result<uint64_t> read_settled(const std::function<Result<bool>(uint64_t epoch)>& read);
+  // Counts a finding, repairs it (with `repair`, when the check repairs), logs and lists it.
+  void report(CheckFinding f, const std::function<Status()>& repair);
 
   // ---- 1. stored pieces against their checksums --------------------------------------------
   void verify_dkey(ObjectId key, const std::string& dkey);
@@ -89,8 +96,8 @@ struct Checker {
   Result<StripeRead> read_stripe(const placement::EcGeometry& g, const std::vector<Position>& pos,
                                  ObjectId key, const std::string& dkey, const std::string& akey,
                                  uint64_t s, uint64_t epoch);
-  bool data_cell_ok(const placement::EcGeometry& g, const StripeRead& r, uint32_t j,
-                    const uint8_t* bytes) const;
+  static bool data_cell_ok(const placement::EcGeometry& g, const StripeRead& r, uint32_t j,
+                           const uint8_t* bytes);
   // The stripe as its writer meant it, from the cells that agree with its record (all n
   // cells), and the cell indexes that hold other bytes or none. Fails when fewer than k cells
   // can be trusted.
