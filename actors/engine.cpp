@@ -612,7 +612,7 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
       if (!sh.view || sh.view->pool.map.version < version) {
         auto v = s->pools.fetch_view(pool);
         if (!v) return finish(v.status(), {});
-        sh.view = std::move(*v);
+        sh.set_view(std::move(*v));
         if (s->pools.learn) s->pools.learn(*sh.view);
       }
       rebuild::ScanOptions o;

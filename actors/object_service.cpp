@@ -20,6 +20,10 @@ using capn::from_data;
 using namespace objsvc;
 
 namespace {
+// A change outside a user transaction is refused (`restart`: the client retries it at a new
+// epoch) when a transaction read its key at or above its epoch before it was registered.
+constexpr storage::DtxChecks kPlainChecks{false, true, 0, false};
+
 // A request forwarded by a leader: the same body with the leader's epoch, the replica flag, the
 // transaction it is part of and the commits the receiver is told. A condition was decided by
 // the leader: the replicas apply what it decided.
@@ -73,7 +77,7 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
     if (!pools_.fetch_view) return Status(Errc::unavailable, "engine has no management service");
     auto v = pools_.fetch_view(ctx.pool);
     if (!v) return v.status();
-    sh.view = std::move(*v);
+    sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);
   }
   auto older = [&] {
@@ -167,8 +171,8 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                                            "group in pool map version {}",
                                            rank_, target_, w.shard->view->pool.map.version));
   }
-  if (peers.empty()) return local(epoch, nullptr);
-  // One distributed transaction over the group's members (actors/object_service_dtx.cpp).
+  // One distributed transaction over the group's members (actors/object_service_dtx.cpp),
+  // even a group of one: its prepare is checked against transactions' reads once registered.
   const storage::DtxId id{epoch, me()};
   std::vector<uint64_t> participants{me()};
   for (const auto& p : peers) participants.push_back(storage::dtx_member(p.rank, p.target));
@@ -179,7 +183,7 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
       w.store->dtx_discard(stage);
       return r.status();
     }
-    return w.store->dtx_prepare(id, participants, std::move(stage));
+    return w.store->dtx_prepare(id, participants, std::move(stage), kPlainChecks);
   };
   std::vector<std::function<Status()>> remote;
   for (const auto& peer : peers) {
@@ -225,6 +229,7 @@ bool engine_only(uint16_t method) {
     case proto::kObjCheck:
     case proto::kObjDtxOutcome:
     case proto::kObjDtxQuery:
+    case proto::kObjTxPrepare:
       return true;
     default:
       return false;
@@ -307,7 +312,7 @@ Status ObjectService::handle(Message& m) {
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
         TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
           return local(uo.epoch, &stage).status();
-        }));
+        }, kPlainChecks));
         return rt_.reply(m, Status(), epoch_body(uo.epoch));
       }
       auto r = ctx.replica ? local(uo.epoch, nullptr)
@@ -353,6 +358,9 @@ Status ObjectService::handle(Message& m) {
         store = w->store;
         key = w->key;
         use = std::move(w->use);
+      }
+      if (use.get() != nullptr && m.method == proto::kObjFetch) {
+        TESSERA_TRY(note_tx_read(ctx, *store, key, k.dkey, k.akey, epoch));
       }
       if (use.get() != nullptr) TESSERA_TRY(settle(*use, key, k.dkey, k.akey, epoch));
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
@@ -407,7 +415,7 @@ Status ObjectService::handle(Message& m) {
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
         TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
           return local(at, &stage).status();
-        }));
+        }, kPlainChecks));
         return rt_.reply(m, Status(), epoch_body(at));
       }
       Result<uint64_t> r = ctx.replica ? local(at, nullptr) : Result<uint64_t>(Status());
@@ -448,6 +456,13 @@ Status ObjectService::handle(Message& m) {
       }
       auto w = resolve(ctx, oid, mgmt::kRead);
       if (!w) return w.status();
+      if (w->shard != nullptr && scope != storage::ListScope::objects) {
+        TESSERA_TRY(note_tx_read(ctx, *w->store, w->key,
+                                 scope == storage::ListScope::dkeys ? "" : dkey,
+                                 scope == storage::ListScope::recx ? akey : "", epoch));
+      } else if (ctx.tx_read != 0) {
+        return Status(Errc::unsupported, "a transaction does not list a container's objects");
+      }
       if (w->shard != nullptr) {
         if (scope == storage::ListScope::objects) {
           // Any prepared transaction may create an object of the container.
@@ -537,6 +552,12 @@ Status ObjectService::handle(Message& m) {
       return on_dtx_outcome(m);
     case proto::kObjDtxQuery:
       return on_dtx_query(m);
+    case proto::kObjTxBegin:
+      return on_tx_begin(m);
+    case proto::kObjTxCommit:
+      return on_tx_commit(m);
+    case proto::kObjTxPrepare:
+      return on_tx_prepare(m);
 
     case proto::kObjRebuildPush: {
       uint32_t pool, version;
@@ -576,7 +597,7 @@ Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
     auto v = pools_.fetch_view(pool);
     if (!v) return v.status();
-    sh.view = std::move(*v);
+    sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);
   }
   if (sh.closing) {

@@ -56,6 +56,8 @@ class ObjectService final : public Actor {
     storage::DtxId dtx;
     std::vector<uint64_t> participants;
     std::vector<storage::DtxId> commits;
+    // A user transaction's read at the request's epoch: its reader id (IoCtx.txRead).
+    uint64_t tx_read = 0;
   };
 
   // Background work of distributed transactions on this target until it stops: tells
@@ -128,7 +130,8 @@ class ObjectService final : public Actor {
   // A participant: applies the commits a forwarded request carries, then stages its change
   // with `stage` and prepares it as the request's transaction.
   Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
-                      std::string_view key, const std::function<Status(storage::DtxStage&)>& stage);
+                      std::string_view key, const std::function<Status(storage::DtxStage&)>& stage,
+                      const storage::DtxChecks& checks = {});
   // The commits waiting to be told to `member` (at most `max`), taken from the shard.
   std::vector<storage::DtxId> take_notices(PoolShard& sh, uint64_t member, size_t max = 512);
   // A read of (key, dkey, akey) at `epoch` (empty dkey/akey: anything under): first decide here
@@ -146,6 +149,10 @@ class ObjectService final : public Actor {
   // Tells `member` decisions (no answer awaited; one that does not arrive is asked for later).
   void send_outcome(uint32_t pool, uint64_t member, std::vector<storage::DtxId> ids, bool commit);
   bool is_writer(const PoolShard& sh, ObjectId key, const std::string& dkey, uint64_t member) const;
+  // Whether `member` must answer before a transaction held here is decided without it: a
+  // writer of the dkey's group, or for a user transaction a target the pool map still serves.
+  bool must_answer(const PoolShard& sh, const storage::TargetStore::DtxInfo& info,
+                   uint64_t member) const;
   Status on_dtx_outcome(Message& m);
   Status on_dtx_query(Message& m);
   uint64_t me() const { return storage::dtx_member(rank_, target_); }
@@ -153,6 +160,15 @@ class ObjectService final : public Actor {
   // A pool's shard on this target for an engine-to-engine request (rebuild): no handle; a
   // sender's newer map is fetched first.
   Result<ShardUse> shard_for(uint32_t pool, uint32_t map_version);
+  // ---- user transactions (actors/object_service_tx.cpp) ----
+  // An epoch for a transaction; a commit led here (the coordinator); a participant's share.
+  Status on_tx_begin(Message& m);
+  Status on_tx_commit(Message& m);
+  Status on_tx_prepare(Message& m);
+  // A transaction's read at `epoch` (ctx.tx_read set): the clock observes the epoch and the
+  // read leaves its stamp (dkey or akey empty: a listing of the dkeys or akeys).
+  Status note_tx_read(const Ctx& ctx, storage::TargetStore& store, ObjectId key,
+                      std::string_view dkey, std::string_view akey, uint64_t epoch);
   // Erasure-coded update (leader or position), object_service_ec.cpp.
   Status ec_update(Message& m);
   // Where an engine-to-engine (re-encoding) erasure-coded update applies.

@@ -171,7 +171,8 @@ void ObjectService::send_outcome(uint32_t pool, uint64_t member, std::vector<Dtx
 
 Status ObjectService::prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,
                                    std::string_view key,
-                                   const std::function<Status(storage::DtxStage&)>& stage_fn) {
+                                   const std::function<Status(storage::DtxStage&)>& stage_fn,
+                                   const storage::DtxChecks& checks) {
   (void)sh;
   for (const DtxId& c : ctx.commits) (void)store.dtx_commit(c);
   storage::DtxStage stage;
@@ -180,7 +181,7 @@ Status ObjectService::prepare_part(PoolShard& sh, storage::TargetStore& store, c
     store.dtx_discard(stage);
     return st;
   }
-  TESSERA_TRY(store.dtx_prepare(ctx.dtx, ctx.participants, std::move(stage)));
+  TESSERA_TRY(store.dtx_prepare(ctx.dtx, ctx.participants, std::move(stage), checks));
   crash_point("dtx.participant.prepared", key);
   return Status();
 }
@@ -287,6 +288,16 @@ bool ObjectService::is_writer(const PoolShard& sh, ObjectId key, const std::stri
   return false;
 }
 
+bool ObjectService::must_answer(const PoolShard& sh, const storage::TargetStore::DtxInfo& info,
+                                uint64_t member) const {
+  if (!info.user) return is_writer(sh, info.oid, info.dkey, member);
+  // A user transaction spans groups: a participant counts while the map serves its target.
+  if (!sh.view) return true;
+  auto s = sh.view->pool.map.state(static_cast<uint32_t>(member >> 32),
+                                   static_cast<uint32_t>(member & 0xffffffffu));
+  return s && placement::is_serving(*s);
+}
+
 Status ObjectService::decide_by_vote(PoolShard& sh, const storage::TargetStore::DtxInfo& info,
                                      bool skip_leader) {
   storage::TargetStore& store = *sh.store;
@@ -310,7 +321,7 @@ Status ObjectService::decide_by_vote(PoolShard& sh, const storage::TargetStore::
     if (!r) {
       // A participant that left the group no longer counts: rebuild refills its copy from
       // those that stay. One that is still a member must answer first.
-      if (is_writer(sh, info.oid, info.dkey, p)) {
+      if (must_answer(sh, info, p)) {
         return Status(Errc::busy, fmt::format("transaction {}: participant {} does not answer ({})",
                                               id.epoch, member_name(p), r.status().to_string()));
       }
@@ -353,7 +364,7 @@ Status ObjectService::resolve_dtx(PoolShard& sh, const DtxId& id) {
         return undecided();
     }
   }
-  if (is_writer(sh, info->oid, info->dkey, id.leader)) {
+  if (must_answer(sh, *info, id.leader)) {
     return Status(Errc::busy,
                   fmt::format("transaction {}: its leader {} does not answer ({}); "
                               "retry",

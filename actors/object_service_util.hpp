@@ -41,6 +41,7 @@ inline ObjectService::Ctx ctx_of(schema::IoCtx::Reader r) {
     for (uint64_t p : r.getDtx().getParticipants()) c.participants.push_back(p);
   }
   for (auto id : r.getCommits()) c.commits.push_back(dtx_of(id));
+  c.tx_read = r.getTxRead();
   return c;
 }
 

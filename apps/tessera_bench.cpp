@@ -12,7 +12,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
 #include <deque>
+#include <mutex>
+#include <thread>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -77,6 +80,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cont->add_option("--count", ccount, "updates for the rate pass")->capture_default_str();
   cont->add_option("--qd", cqd, "updates in flight for the rate pass")->capture_default_str();
+  int tx_keys = 0, tx_threads = 8, tx_count = 2000;
+  cont->add_option("--tx-keys", tx_keys,
+                   "then commit transactions that each update this many keys (0: none)")
+      ->capture_default_str();
+  cont->add_option("--tx-threads", tx_threads, "transactions in flight (one thread each)")
+      ->capture_default_str();
+  cont->add_option("--tx-count", tx_count, "transactions for the rate pass")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   ClientOptions co;
@@ -126,11 +137,64 @@ int main(int argc, char** argv) {
     const double rate = ccount / (us_since(t0) / 1e6);
     json o = {{"bs", *sz}, {"p50_us", p50}, {"p99_us", p99},   {"mean_us", mean},
               {"qd", cqd}, {"iops", rate},  {"count", ccount}, {"iters", citers}};
+    json out = {{"cont", o}};
+    if (tx_keys > 0) {
+      // Transactions of `tx_keys` updates each (blind writes to keys no other transaction
+      // touches: no conflicts), one at a time for the latency, then `tx_threads` at once.
+      std::atomic<uint64_t> next{0};
+      auto one = [&](int thread) -> Status {
+        auto tx = (*k)->tx_open();
+        if (!tx) return tx.status();
+        const uint64_t base = next++;
+        for (int i = 0; i < tx_keys; ++i) {
+          TESSERA_TRY((*tx)->update(*oid, fmt::format("t{}-{}-{}", thread, base, i), "a",
+                                    ValueKind::single, 0, value.span()));
+        }
+        return (*tx)->commit().status();
+      };
+      std::vector<double> tlat;
+      for (int i = 0; i < std::max(50, tx_count / 20); ++i) {
+        auto t = Clock::now();
+        if (Status st = one(0); !st.is_ok()) return die(st);
+        tlat.push_back(us_since(t));
+      }
+      const double tp50 = pct(tlat, 0.5);
+      std::atomic<int> left{tx_count};
+      Status failed;
+      std::mutex mu;
+      std::vector<std::thread> th;
+      auto t1 = Clock::now();
+      for (int w = 0; w < tx_threads; ++w) {
+        th.emplace_back([&, w] {
+          while (left-- > 0) {
+            Status st = one(w + 1);
+            if (!st.is_ok()) {
+              std::lock_guard g(mu);
+              failed = st;
+              return;
+            }
+          }
+        });
+      }
+      for (auto& t : th) t.join();
+      if (!failed.is_ok()) return die(failed);
+      const double tx_rate = tx_count / (us_since(t1) / 1e6);
+      out["tx"] = {{"keys", tx_keys},       {"threads", tx_threads},
+                   {"count", tx_count},     {"p50_us", tp50},
+                   {"tx_per_s", tx_rate},   {"keys_per_s", tx_rate * tx_keys}};
+    }
     if (as_json) {
-      std::printf("%s\n", json{{"cont", o}}.dump(2).c_str());
+      std::printf("%s\n", out.dump(2).c_str());
     } else {
       std::printf("%s updates: QD1 p50 %.1f us p99 %.1f us mean %.1f us; QD%d %.0f updates/s\n",
                   cbs.c_str(), p50, p99, mean, cqd, rate);
+      if (out.contains("tx")) {
+        const json& t = out["tx"];
+        std::printf("transactions of %d updates: one at a time p50 %.1f us; %d at once %.0f/s "
+                    "(%.0f updates/s)\n",
+                    tx_keys, t["p50_us"].get<double>(), tx_threads, t["tx_per_s"].get<double>(),
+                    t["keys_per_s"].get<double>());
+      }
     }
     return 0;
   }

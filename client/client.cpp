@@ -237,6 +237,7 @@ void set_ctx(schema::IoCtx::Builder b, const IoCtxValues& c) {
   b.setMapVersion(c.map_version);
   b.setHandle(c.handle);
   b.setCont(c.cont);
+  b.setTxRead(c.tx_read);
 }
 }  // namespace
 

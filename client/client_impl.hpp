@@ -60,6 +60,7 @@ struct IoCtxValues {
   uint32_t map_version = 0;
   uint64_t handle = 0;
   uint32_t cont = 0;
+  uint64_t tx_read = 0;  // a user transaction's read: its reader id (IoCtx.txRead)
 };
 Buffer update_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
                    uint64_t offset, uint32_t crc, UpdateFlags flags, const IoCtxValues& ctx = {});

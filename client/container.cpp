@@ -205,7 +205,10 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
         bad_copies.push_back(last);
         continue;
       }
-      if (last.code() == Errc::busy) {
+      // `restart`: a change outside a transaction came under a transaction's read; it is
+      // tried again at a new epoch. A transaction's commit is not: it runs again as a whole.
+      if (last.code() == Errc::busy ||
+          (last.code() == Errc::restart && method != proto::kObjTxCommit)) {
         busy = true;  // the target sheds load: same layout, after a pause
         break;
       }
@@ -493,115 +496,125 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
   });
 }
 
+namespace contimpl {
+Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, ObjectId oid,
+                                        const std::string& dkey, const std::string& akey,
+                                        uint64_t epoch, uint64_t tx_read) {
+  std::vector<KeyEntry> all;
+  auto ctx_now = [&] {
+    IoCtxValues c = ctx_of(*st);
+    c.tx_read = tx_read;
+    return c;
+  };
+
+  // Pages from one shard until its anchor runs out.
+  auto drain = [&](const placement::Shard& s) -> Status {
+    std::string anchor;
+    do {
+      auto r =
+          send(*st, s, proto::kObjList,
+               list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_now()), {},
+               st->timeout);
+      if (!r) return r.status();
+      auto page = decoded(*r, decode_list);
+      if (!page) return page.status();
+      for (auto& e : page->first) all.push_back(std::move(e));
+      anchor = std::move(page->second);
+    } while (!anchor.empty());
+    return Status();
+  };
+  if (scope == ListScope::objects) {
+    // Every healthy target; replicas repeat objects, removed below.
+    for (const auto& e : st->view->pool.map.engines) {
+      for (const auto& t : e.targets) {
+        if (placement::is_serving(t.state)) {
+          TESSERA_TRY(drain(placement::Shard{e.rank, t.index, true, false}));
+        }
+      }
+    }
+    std::sort(all.begin(), all.end(),
+              [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
+    all.erase(std::unique(
+                  all.begin(), all.end(),
+                  [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
+              all.end());
+    return all;
+  }
+  TESSERA_TRY(placement::check_oid(oid));
+  if (const auto* ec = ec_class(oid)) {
+    return ec_list(st, *ec, scope, oid, dkey, akey, epoch);
+  }
+  auto place = placement::place(oid, st->view->pool.map);
+  if (!place) return place.status();
+  // Who to ask: per group of the layout (dkeys) or the dkey's group, the members
+  // holding complete data in turn. While the map moves data, dkeys are listed
+  // from every holder of complete data (a dkey's group may have changed).
+  std::vector<std::vector<placement::Shard>> groups;
+  if (scope == ListScope::dkeys && place->settled) {
+    for (const auto& s : place->all_readers()) groups.push_back({s});
+  } else if (scope == ListScope::dkeys) {
+    for (uint32_t g = 0; g < place->now.groups; ++g) {
+      std::vector<placement::Shard> members;
+      for (uint32_t i = 0; i < place->now.group_size; ++i) {
+        size_t idx = size_t{g} * place->now.group_size + i;
+        if (place->now.shards[idx].available && place->home_up_in_at(idx)) {
+          members.push_back(place->now.shards[idx]);
+        }
+      }
+      groups.push_back(std::move(members));
+    }
+  } else {
+    std::vector<placement::Shard> members;
+    for (const auto& p : place->dkey(dkey)) {
+      if (p.reader() != nullptr) members.push_back(*p.reader());
+    }
+    groups.push_back(std::move(members));
+  }
+  // A group that never saw the object (its dkeys hash elsewhere) has nothing to
+  // list; the object is missing only when no group has it.
+  uint32_t absent = 0;
+  Status missing;
+  for (const auto& members : groups) {
+    Status last(Errc::unavailable, "no healthy replica of a group of this object");
+    bool done = false;
+    for (const auto& s : members) {
+      size_t before = all.size();
+      Status st2 = drain(s);
+      if (st2.is_ok() || st2.code() == Errc::not_found) {
+        done = true;
+        if (!st2.is_ok()) {
+          ++absent;
+          missing = st2;
+        }
+        break;
+      }
+      all.resize(before);
+      // The listing is incomplete without this group: say where it stopped.
+      last =
+          Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
+                                         s.rank, s.target, st2.message()));
+      if (!retryable(st2.code())) return st2;
+    }
+    if (!done) return last;
+  }
+  if (absent == groups.size()) return missing;
+  if (scope != ListScope::recx) {
+    std::sort(all.begin(), all.end(),
+              [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
+    all.erase(std::unique(
+                  all.begin(), all.end(),
+                  [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
+              all.end());
+  }
+  return all;
+}
+}  // namespace contimpl
+
 Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid, std::string dkey,
                                                   std::string akey, uint64_t epoch) {
   auto st = st_;
   return submit<std::vector<KeyEntry>>(
-             st,
-             [=]() -> Result<std::vector<KeyEntry>> {
-               std::vector<KeyEntry> all;
-
-               // Pages from one shard until its anchor runs out.
-               auto drain = [&](const placement::Shard& s) -> Status {
-                 std::string anchor;
-                 do {
-                   auto r =
-                       send(*st, s, proto::kObjList,
-                            list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_of(*st)), {},
-                            st->timeout);
-                   if (!r) return r.status();
-                   auto page = decoded(*r, decode_list);
-                   if (!page) return page.status();
-                   for (auto& e : page->first) all.push_back(std::move(e));
-                   anchor = std::move(page->second);
-                 } while (!anchor.empty());
-                 return Status();
-               };
-               if (scope == ListScope::objects) {
-                 // Every healthy target; replicas repeat objects, removed below.
-                 for (const auto& e : st->view->pool.map.engines) {
-                   for (const auto& t : e.targets) {
-                     if (placement::is_serving(t.state)) {
-                       TESSERA_TRY(drain(placement::Shard{e.rank, t.index, true, false}));
-                     }
-                   }
-                 }
-                 std::sort(all.begin(), all.end(),
-                           [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
-                 all.erase(std::unique(
-                               all.begin(), all.end(),
-                               [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
-                           all.end());
-                 return all;
-               }
-               TESSERA_TRY(placement::check_oid(oid));
-               if (const auto* ec = ec_class(oid)) {
-                 return ec_list(st, *ec, scope, oid, dkey, akey, epoch);
-               }
-               auto place = placement::place(oid, st->view->pool.map);
-               if (!place) return place.status();
-               // Who to ask: per group of the layout (dkeys) or the dkey's group, the members
-               // holding complete data in turn. While the map moves data, dkeys are listed
-               // from every holder of complete data (a dkey's group may have changed).
-               std::vector<std::vector<placement::Shard>> groups;
-               if (scope == ListScope::dkeys && place->settled) {
-                 for (const auto& s : place->all_readers()) groups.push_back({s});
-               } else if (scope == ListScope::dkeys) {
-                 for (uint32_t g = 0; g < place->now.groups; ++g) {
-                   std::vector<placement::Shard> members;
-                   for (uint32_t i = 0; i < place->now.group_size; ++i) {
-                     size_t idx = size_t{g} * place->now.group_size + i;
-                     if (place->now.shards[idx].available && place->home_up_in_at(idx)) {
-                       members.push_back(place->now.shards[idx]);
-                     }
-                   }
-                   groups.push_back(std::move(members));
-                 }
-               } else {
-                 std::vector<placement::Shard> members;
-                 for (const auto& p : place->dkey(dkey)) {
-                   if (p.reader() != nullptr) members.push_back(*p.reader());
-                 }
-                 groups.push_back(std::move(members));
-               }
-               // A group that never saw the object (its dkeys hash elsewhere) has nothing to
-               // list; the object is missing only when no group has it.
-               uint32_t absent = 0;
-               Status missing;
-               for (const auto& members : groups) {
-                 Status last(Errc::unavailable, "no healthy replica of a group of this object");
-                 bool done = false;
-                 for (const auto& s : members) {
-                   size_t before = all.size();
-                   Status st2 = drain(s);
-                   if (st2.is_ok() || st2.code() == Errc::not_found) {
-                     done = true;
-                     if (!st2.is_ok()) {
-                       ++absent;
-                       missing = st2;
-                     }
-                     break;
-                   }
-                   all.resize(before);
-                   // The listing is incomplete without this group: say where it stopped.
-                   last =
-                       Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
-                                                      s.rank, s.target, st2.message()));
-                   if (!retryable(st2.code())) return st2;
-                 }
-                 if (!done) return last;
-               }
-               if (absent == groups.size()) return missing;
-               if (scope != ListScope::recx) {
-                 std::sort(all.begin(), all.end(),
-                           [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
-                 all.erase(std::unique(
-                               all.begin(), all.end(),
-                               [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
-                           all.end());
-               }
-               return all;
-             })
+             st, [=]() { return list_keys(st, scope, oid, dkey, akey, epoch, 0); })
       .get();
 }
 

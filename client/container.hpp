@@ -13,6 +13,7 @@
 #include "mgmt/types.hpp"
 #include "client/client.hpp"
 #include "client/mgmt_client.hpp"
+#include "client/transaction.hpp"
 
 namespace tessera {
 
@@ -64,6 +65,14 @@ class Container {
   Result<FetchResult> kv_get(const std::string& key);
   Result<std::vector<std::string>> kv_list();
   Result<uint64_t> kv_del(const std::string& key);
+
+  // A user transaction (client/transaction.hpp): reads at one epoch, changes applied all
+  // or nothing at commit. `snapshot` != 0: read-only, at that epoch (a snapshot's).
+  Result<std::unique_ptr<Transaction>> tx_open(uint64_t snapshot = 0);
+  // Runs `body` in a new transaction and commits it; a `restart` (from `body` or the commit)
+  // runs it again in a fresh transaction, after a short random pause, at most `attempts`
+  // times. Returns the commit's epoch, or the first other failure.
+  Result<uint64_t> run_tx(const std::function<Status(Transaction&)>& body, int attempts = 64);
 
   // The handle as opened (permissions, container properties, pool map at open time).
   const mgmt::HandleView& handle() const { return opened_; }

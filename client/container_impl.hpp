@@ -78,6 +78,11 @@ Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
   }
 }
 
+// Every key of a scope (Container::list_all); `tx_read`: a transaction's read, stamped.
+Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, ObjectId oid,
+                                        const std::string& dkey, const std::string& akey,
+                                        uint64_t epoch, uint64_t tx_read);
+
 // Erasure-coded objects (container_ec.cpp).
 Result<uint64_t> ec_update(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
                            const std::string& dkey, const std::string& akey, ValueKind kind,

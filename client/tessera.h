@@ -14,6 +14,8 @@ extern "C" {
 #endif
 
 typedef struct tessera_client tessera_client;
+typedef struct tessera_cont tessera_cont;
+typedef struct tessera_tx tessera_tx;
 
 enum tessera_kind { TESSERA_SINGLE = 0, TESSERA_ARRAY = 1 };
 
@@ -28,6 +30,13 @@ enum tessera_error {
   TESSERA_EPROTO = 8,
   TESSERA_ESHUTDOWN = 9,
   TESSERA_E2BIG = 10,
+  TESSERA_EEXIST = 11,       /* a conditional insert found a value */
+  TESSERA_ENOTSUP = 12,      /* not supported (here, or in a transaction) */
+  TESSERA_EPERM = 13,        /* the container handle or credential lacks a permission */
+  TESSERA_EUNAVAIL = 16,     /* not enough healthy targets */
+  TESSERA_EBUSY = 17,        /* busy: retry */
+  TESSERA_EABORTED = 20,     /* the transaction was aborted: none of it applied */
+  TESSERA_ERESTART = 21,     /* the transaction conflicts with another: run it again */
   TESSERA_ERANGE = 100 /* output buffer too small; *out_len holds the size needed */
 };
 
@@ -46,6 +55,42 @@ int tessera_obj_fetch(tessera_client* c, uint64_t oid_hi, uint64_t oid_lo, const
 /* dkey NULL/"": whole object; akey NULL/"": whole dkey. */
 int tessera_obj_punch(tessera_client* c, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                       const char* akey);
+
+/* ---- system mode: pools, containers and transactions ---- */
+
+enum tessera_cond { TESSERA_COND_NONE = 0, TESSERA_COND_INSERT = 1, TESSERA_COND_UPDATE = 2 };
+
+/* mgmt: "host:port" of the management service. */
+int tessera_connect_system(const char* mgmt, tessera_client** out);
+/* Opens a container of a pool (labels or UUIDs) for reading, or reading and writing. */
+int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
+                      tessera_cont** out);
+/* Closes the handle and frees `cont` (its transactions must be closed first). */
+int tessera_cont_close(tessera_cont* cont);
+/* An object id of class `oclass` (NULL or "": the container's default) from the
+ * application's 96 bits (hi: 32 of them). */
+int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
+                     uint64_t* oid_hi, uint64_t* oid_lo);
+
+/* A transaction on the container: snapshot_epoch 0 reads and writes at a new epoch;
+ * otherwise read-only at that epoch. Its changes apply at tessera_tx_commit(), all or none;
+ * -TESSERA_ERESTART from the commit means run the whole transaction again (a new one). */
+int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out);
+uint64_t tessera_tx_epoch(const tessera_tx* tx);
+/* cond: TESSERA_COND_*, decided at commit. */
+int tessera_tx_update(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                      const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
+                      int cond);
+/* As tessera_obj_fetch, at the transaction's epoch, with its own changes. */
+int tessera_tx_fetch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                     const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
+                     size_t buflen, size_t* out_len);
+/* dkey NULL/"": whole object; akey NULL/"": whole dkey. */
+int tessera_tx_punch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                     const char* akey);
+int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out);
+/* Frees the transaction; one not committed changes nothing. */
+void tessera_tx_close(tessera_tx* tx);
 
 const char* tessera_strerror(int rc);
 const char* tessera_last_error(void);

@@ -6,6 +6,8 @@
 # With BEFORE=<release build directory of a commit older than transactions> (e.g. dea1b3c, built
 # with `cmake --build --preset release --target tessera-server tessera_cli tessera-agent`), that build's
 # engines run in each round too, first (the benchmark client is this build's): before and after.
+# Then transactions of 8 such updates each (8 in flight), this build only: their rate in updates/s
+# beside the single-update rate.
 # Usage: [BEFORE=DIR] perf/dtx.sh [ROUNDS]   (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,15 +37,20 @@ run_one() {  # run_one MODE ROUND -> appends "mode p50 p99 mean iops" to $WORK/r
   "$CLI" cont create tank c --oclass RP_3G1 --rf 2 >/dev/null
   local mgmt
   mgmt=$(python3 -c "import json;print(json.load(open('$d/sys/system.json'))['mgmt'])")
+  # Multi-key transactions too (this build's engines only: older ones have none).
+  local tx=()
+  [ "$mode" = now ] && tx=(--tx-keys 8 --tx-threads 8 --tx-count 1000)
   # The benchmark is a user of the system: the system's agent vouches for it.
   TESSERA_AGENT="$d/sys/agent.sock" "$BIN/tessera-bench" -e "$mgmt" --json cont --pool tank --cont c --bs 4K --iters 2000 \
-    --count 20000 --qd 32 >"$d/bench.json"
+    --count 20000 --qd 32 "${tx[@]}" >"$d/bench.json"
   "$CLI" system stop >/dev/null
   CLI=""
   python3 - "$d/bench.json" "$mode" >>"$WORK/results" <<'PY'
 import json, sys
-c = json.load(open(sys.argv[1]))["cont"]
-print(sys.argv[2], c["p50_us"], c["p99_us"], c["mean_us"], c["iops"])
+j = json.load(open(sys.argv[1]))
+c, t = j["cont"], j.get("tx", {})
+print(sys.argv[2], c["p50_us"], c["p99_us"], c["mean_us"], c["iops"],
+      t.get("p50_us", 0), t.get("tx_per_s", 0), t.get("keys_per_s", 0))
 PY
   rm -rf "$d"
 }
@@ -70,6 +77,10 @@ print(f"{'disk':<8} {sync_p50:11.1f} {'':>11} {sync_mean:12.1f} {qd_iops:15.0f}"
       "   (fio 4K: QD1 write+fdatasync; QD32 unsynced randwrite)")
 now = avg["now"]
 print(f"now / disk: QD1 p50 {now[0] / sync_p50:.2f}x, QD32 rate {now[3] / qd_iops:.3f}x")
+tx = [st.mean(float(r[i]) for r in rows if r[0] == "now") for i in range(5, 8)]
+print(f"transactions of 8 updates of 4 KiB (one RP_3G1 group, 3 copies each): one at a time "
+      f"p50 {tx[0]:.1f} us; 8 at once {tx[1]:.0f} tx/s = {tx[2]:.0f} updates/s "
+      f"({tx[2] / now[3]:.2f}x the QD32 single-update rate, {tx[2] / qd_iops:.3f}x the disk)")
 if "before" in avg:
     b = avg["before"]
     print(f"now / before: QD1 p50 {now[0] / b[0]:.3f}x, mean {now[2] / b[2]:.3f}x, "

@@ -18,6 +18,10 @@ struct IoCtx {
   # receiver holds prepared (commits piggy-backed on the next request; docs/TRANSACTIONS.md).
   dtx        @5 :DtxPart;
   commits    @6 :List(DtxRef);
+  # A user transaction's read (fetch, listing) at the request's epoch: the reading
+  # transaction's id (TxBeginRep.owner; 0: not a transaction's read). The target stamps what it
+  # reads and its clock observes the epoch (docs/TRANSACTIONS.md, "User transactions").
+  txRead     @7 :UInt64;
 }
 
 struct DtxRef {
@@ -361,4 +365,46 @@ struct CheckRep {
   leftOff      @13 :UInt64;   # findings not listed (the list is bounded)
   lastError    @14 :Text;
   unchecked    @15 :UInt64;   # dkeys that could not be checked (a copy did not answer)
+}
+
+# ---- user transactions (docs/TRANSACTIONS.md, "User transactions") ----
+
+# kObjTxBegin: a transaction's epoch from the target's clock, and the id its reads carry.
+struct TxBeginReq {
+  ctx @0 :IoCtx;
+}
+struct TxBeginRep {
+  epoch @0 :UInt64;
+  owner @1 :UInt64;   # unique with the epoch: the target's name (rank << 32 | target)
+}
+
+# One change of a transaction. Its bytes (updates) are [dataOff, dataOff + dataLen) of the bulk.
+struct TxOp {
+  op        @0 :Op;
+  oid       @1 :ObjId;
+  dkey      @2 :Data;    # empty (punch only): the whole object
+  akey      @3 :Data;    # empty (punch only): the whole dkey
+  kind      @4 :ValueKind;
+  offset    @5 :UInt64;  # arrays: first record
+  length    @6 :UInt64;  # punch of an array range: records (0: the whole key)
+  rsize     @7 :UInt32;
+  cond      @8 :UInt8;   # updates: 0 none, 1 insert only if absent, 2 update only if present
+  dataOff   @9 :UInt64;
+  dataLen   @10 :UInt64;
+  crc       @11 :UInt32; # crc32c of the bytes
+  enum Op {
+    update @0;
+    punch  @1;
+  }
+}
+
+# kObjTxCommit (client -> coordinator): commit these changes at `epoch` (0: the coordinator
+# stamps one: a single change spanning groups, such as a whole-object punch), all or nothing.
+# kObjTxPrepare (coordinator -> each participant, engines only): prepare the receiver's share
+# as the transaction in ctx.dtx. Both answer UpdateRep.
+struct TxReq {
+  ctx   @0 :IoCtx;
+  epoch @1 :UInt64;
+  owner @2 :UInt64;   # the transaction's reader id (its own reads are not conflicts)
+  ops   @3 :List(TxOp);
 }

@@ -47,6 +47,11 @@ enum ObjMethod : uint16_t {
   kObjDigest = 15,       // DigestReq -> DigestRep: what a copy of a dkey shows at an epoch
   kObjShardExport = 16,  // FetchReq (oid = store key, epoch: up to) -> RebuildPush + bulk
   kObjCheck = 17,        // CheckReq -> CheckRep: check (and repair) a container's objects here
+  // User transactions (docs/TRANSACTIONS.md): an epoch, a commit at a coordinator, and a
+  // participant's share of it (engines only).
+  kObjTxBegin = 18,    // TxBeginReq -> TxBeginRep
+  kObjTxCommit = 19,   // TxReq + bulk -> UpdateRep
+  kObjTxPrepare = 20,  // TxReq + bulk -> UpdateRep
 };
 
 // Methods of the system protocol (proto/system.capnp).

@@ -29,6 +29,14 @@ struct PoolShard {
   std::string path;
   std::unique_ptr<storage::TargetStore> store;
   std::shared_ptr<const mgmt::PoolView> view;  // the newest pool map this target knows
+  // Takes a pool map. A newer one may move a group's leadership: the read stamps that user
+  // transactions left on the old leader are covered by raising this store's floor to its clock
+  // (storage/read_stamps.hpp).
+  void set_view(std::shared_ptr<const mgmt::PoolView> v) {
+    const bool newer = view && v && v->pool.map.version > view->pool.map.version;
+    view = std::move(v);
+    if (newer && store) store->read_stamps().raise_floor(store->new_epoch());
+  }
   // Container handles this target learnt from the management service. An entry is checked
   // with the service again once older than TargetPools::handle_recheck (the bound on how long
   // a revocation the engine missed stays unnoticed); a revocation erases it at once.

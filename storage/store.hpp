@@ -46,6 +46,7 @@
 #include "core/target.hpp"
 #include "storage/allocator.hpp"
 #include "storage/block_queue.hpp"
+#include "storage/read_stamps.hpp"
 #include "storage/wal.hpp"
 
 namespace tessera::storage {
@@ -73,6 +74,21 @@ inline uint64_t dtx_member(uint32_t rank, uint32_t target) {
 // that it was forgotten.
 enum class DtxState : uint8_t { unknown, prepared, committed, aborted };
 std::string_view dtx_state_name(DtxState s);
+
+// How dtx_prepare() checks a part against concurrent transactions once it is registered (so
+// that a read arriving meanwhile either left its stamp before or meets the prepared change).
+struct DtxChecks {
+  // A user transaction over several groups (recorded: its participants are judged by the pool
+  // map when they do not answer, not by one dkey's group).
+  bool user = false;
+  // Refuse (`restart`) a change under a transaction's read (ReadStamps): one above its epoch,
+  // or at its epoch by another reader than `owner` (0: any).
+  bool reads = false;
+  uint64_t owner = 0;
+  // Refuse (`restart`) a change under a newer one: the key holds a version or punch above the
+  // change's epoch, or another transaction has one prepared there.
+  bool newer = false;
+};
 
 struct StoreOptions {
   uint32_t target_index = 0;
@@ -229,7 +245,14 @@ class TargetStore {
   // Logs the staged changes as transaction `id`, prepared: durable on return, invisible to
   // every read until dtx_commit(). Refused (`aborted`) when `id` was already decided aborted
   // here (a resolver gave up on it before its prepare arrived).
-  Status dtx_prepare(const DtxId& id, std::vector<uint64_t> participants, DtxStage&& stage);
+  Status dtx_prepare(const DtxId& id, std::vector<uint64_t> participants, DtxStage&& stage,
+                     const DtxChecks& checks = {});
+  // Stamps of the reads transactions made here (storage/read_stamps.hpp).
+  ReadStamps& read_stamps() { return reads_; }
+  // Observes an epoch a transaction reads at: later epochs of this store's clock order after it.
+  void observe_epoch(uint64_t epoch) { hlc_.observe(epoch); }
+  // Versions at or below it are merged: reads below it are not exact, changes are refused.
+  uint64_t aggregation_epoch() const { return agg_epoch_; }
   // Applies a prepared transaction's changes to the index (visible at once; the decision is
   // logged with the next group, and replay or resolution redoes it if a crash loses it).
   // Committed already: ok. Never prepared here: not_found; aborted: `aborted`.
@@ -250,6 +273,7 @@ class TargetStore {
     std::chrono::steady_clock::time_point prepared;  // when this target prepared (or recovered) it
     ObjectId oid;                                    // its first change's object and dkey
     std::string dkey;
+    bool user = false;                               // a user transaction (DtxChecks::user)
   };
   std::vector<DtxInfo> dtx_prepared() const;
   // One prepared transaction's facts; none when it is not prepared here.
@@ -396,6 +420,10 @@ class TargetStore {
   void dtx_apply_outcome(const DtxId& id, bool commit);
   void dtx_remember(const DtxId& id, bool committed);
   void dtx_post(const DtxId& id, bool commit);
+  Status dtx_conflict(const Dtx& d, const DtxChecks& checks) const;
+  // The newest epoch of a version or punch under (oid, dkey, akey) in the index (dkey or akey
+  // empty: anything under the object or dkey), its dkey's and object's punches included.
+  uint64_t newest_change(const ObjectId& oid, std::string_view dkey, std::string_view akey) const;
   Result<uint64_t> stage_record(DtxStage& stage, std::vector<uint8_t> record,
                                 std::vector<Extent> extents, uint64_t epoch);
   void apply_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
@@ -511,6 +539,7 @@ class TargetStore {
   // Transactions prepared here (their keys are busy for conditional operations and block
   // reads until decided), and recent decisions (kept for kDtxRemember, at most kDtxRememberMax).
   std::map<DtxId, std::unique_ptr<Dtx>> dtx_;
+  ReadStamps reads_;
   std::set<DtxId> dtx_preparing_;  // prepares being logged
   std::unordered_map<std::string, int> dtx_keys_;  // busy_key -> prepared changes of it
   std::map<ObjectId, int> dtx_objects_;            // object -> prepared changes of it

@@ -72,6 +72,7 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
     if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
     auto p = rec.getDtxPrepare();
     d->id = ref_from(p.getId());
+    d->user = p.getUser();
     for (uint64_t m : p.getParticipants()) d->participants.push_back(m);
     for (auto r : p.getRecords()) {
       auto inner = r.asBytes();
@@ -163,7 +164,7 @@ void TargetStore::dtx_post(const DtxId& id, bool commit) {
 }
 
 Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participants,
-                                DtxStage&& stage) {
+                                DtxStage&& stage, const DtxChecks& checks) {
   if (auto st = dtx_state(id); st != DtxState::unknown) {
     dtx_discard(stage);
     if (st == DtxState::aborted) {
@@ -191,6 +192,7 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
   rec.setEpoch(id.epoch);
   auto p = rec.initDtxPrepare();
   ref_to(p.initId(), id);
+  p.setUser(checks.user);
   auto parts = p.initParticipants(static_cast<unsigned>(participants.size()));
   for (size_t i = 0; i < participants.size(); ++i)
     parts.set(static_cast<unsigned>(i), participants[i]);
@@ -225,7 +227,74 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
     ckpt_wanted_ = true;
     bg_cv_.notify_all();
   }
+  // Registered: a read from now on meets the prepared changes and waits for their outcome. A
+  // read that came before left its stamp, and a change that would slide under it is refused.
+  if (Status c = dtx_conflict(*dtx_.at(id), checks); !c.is_ok()) {
+    dtx_apply_outcome(id, false);
+    dtx_post(id, false);
+    return c;
+  }
   return Status();
+}
+
+Status TargetStore::dtx_conflict(const Dtx& d, const DtxChecks& checks) const {
+  for (const auto& k : d.keys) {
+    if (checks.reads) {
+      if (uint64_t at = reads_.conflict(k.oid, k.dkey, k.akey, k.epoch, checks.owner); at != 0) {
+        return Status(Errc::restart,
+                      fmt::format("{}: a transaction read this key at epoch {}, after the change's "
+                                  "epoch {}: run the transaction again",
+                                  who(), at, k.epoch));
+      }
+    }
+    if (!checks.newer) continue;
+    if (uint64_t at = newest_change(k.oid, k.dkey, k.akey); at > k.epoch) {
+      return Status(Errc::restart, fmt::format("{}: the key changed at epoch {}, after the "
+                                               "transaction's epoch {}: run it again",
+                                               who(), at, k.epoch));
+    }
+    for (const auto& [other, od] : dtx_) {
+      if (other == d.id) continue;
+      for (const auto& ok : od->keys) {
+        if (ok.oid != k.oid || ok.epoch <= k.epoch) continue;
+        bool dkey_meets = k.dkey.empty() || ok.dkey.empty() || ok.dkey == k.dkey;
+        bool akey_meets = k.akey.empty() || ok.akey.empty() || ok.akey == k.akey;
+        if (dkey_meets && akey_meets) {
+          return Status(Errc::restart,
+                        fmt::format("{}: another transaction is changing the key at epoch {}, "
+                                    "after this one's {}: run it again",
+                                    who(), ok.epoch, k.epoch));
+        }
+      }
+    }
+  }
+  return Status();
+}
+
+uint64_t TargetStore::newest_change(const ObjectId& oid, std::string_view dkey,
+                                    std::string_view akey) const {
+  auto oit = objects_.find(oid);
+  if (oit == objects_.end()) return 0;
+  const Object& o = oit->second;
+  uint64_t best = o.punches.empty() ? 0 : o.punches.back();
+  auto of_akey = [&](const AkeyVal& a) {
+    if (!a.punches.empty()) best = std::max(best, a.punches.back());
+    for (const auto& v : a.versions) best = std::max(best, v.epoch);
+  };
+  auto of_dkey = [&](const Dkey& d) {
+    if (!d.punches.empty()) best = std::max(best, d.punches.back());
+    if (akey.empty()) {
+      for (const auto& [name, a] : d.akeys) of_akey(a);
+    } else if (auto a = d.akeys.find(akey); a != d.akeys.end()) {
+      of_akey(a->second);
+    }
+  };
+  if (dkey.empty()) {
+    for (const auto& [name, d] : o.dkeys) of_dkey(d);
+  } else if (auto d = o.dkeys.find(dkey); d != o.dkeys.end()) {
+    of_dkey(d->second);
+  }
+  return best;
 }
 
 Status TargetStore::dtx_commit(const DtxId& id) {
@@ -295,7 +364,7 @@ std::optional<TargetStore::DtxInfo> TargetStore::dtx_info(const DtxId& id) const
   auto it = dtx_.find(id);
   if (it == dtx_.end()) return std::nullopt;
   const Dtx& d = *it->second;
-  DtxInfo i{id, d.participants, d.prepared, {}, {}};
+  DtxInfo i{id, d.participants, d.prepared, {}, {}, d.user};
   if (!d.keys.empty()) {
     i.oid = d.keys.front().oid;
     i.dkey = d.keys.front().dkey;

@@ -245,6 +245,7 @@ struct TargetStore::Dtx {
   std::vector<Extent> extents;
   std::chrono::steady_clock::time_point prepared;
   uint64_t min_epoch = detail::kMaxEpoch;
+  bool user = false;
 };
 
 }  // namespace tessera::storage

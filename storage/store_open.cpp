@@ -76,6 +76,8 @@ Result<std::unique_ptr<TargetStore>> TargetStore::open(Target& t, std::unique_pt
     s->data_off_ = sb.data_off;
     TESSERA_TRY(s->recover());
   }
+  // Transactions' read stamps are not kept across a restart: count every key as read now.
+  s->reads_.raise_floor(s->hlc_.tick());
   s->wal_->set_full_hook([p = s.get()] {
     p->ckpt_wanted_ = true;
     p->bg_cv_.notify_all();

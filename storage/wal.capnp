@@ -54,6 +54,7 @@ struct DtxPrepare {
   id           @0 :DtxRef;
   participants @1 :List(UInt64);   # every target holding a part (rank << 32 | target)
   records      @2 :List(Data);     # this target's changes: WalRecord messages (update, punch)
+  user         @3 :Bool;           # a user transaction (participants judged by the pool map)
 }
 
 struct DtxOutcome {

@@ -358,3 +358,70 @@ INSTANTIATE_TEST_SUITE_P(Backends, DtxTest, ::testing::Values("uring", "aio"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
+
+namespace {
+
+// A change under a transaction's read is refused once registered; a change above it is not;
+// the reading transaction's own change at its epoch is not; a newer change of the key refuses
+// an older one; a restart counts every key as read at the clock.
+TEST_P(DtxTest, ChangesUnderTransactionsReadsOrNewerChangesAreRefused) {
+  ASSERT_TRUE(open().is_ok());
+  const ObjectId oid{7, 3};
+  const uint64_t reader = dtx_member(3, 0);
+  auto prepare_at = [&](uint64_t epoch, const std::string& akey, DtxChecks checks) {
+    return run_on(target, [&]() -> Status {
+      DtxId id{store->new_epoch(), dtx_member(1, 0)};
+      DtxStage stage;
+      UpdateOptions o;
+      o.epoch = epoch;
+      o.stage = &stage;
+      auto r = store->update(oid, "d", akey, ValueKind::single, 0, bytes("v"), crc("v"), o);
+      if (!r) return r.status();
+      TESSERA_TRY(store->dtx_prepare(id, {dtx_member(1, 0)}, std::move(stage), checks));
+      return store->dtx_commit(id);
+    });
+  };
+  const uint64_t read_at = run_on(target, [&] { return store->new_epoch() + 1000; });
+  const uint64_t below = read_at - 500, above = read_at + 500;
+  run_on(target, [&] { store->read_stamps().note(oid, "d", "read", read_at, reader); });
+  const DtxChecks plain{false, true, 0, false};
+  EXPECT_EQ(prepare_at(below, "read", plain).code(), Errc::restart);
+  EXPECT_EQ(prepare_at(read_at, "read", plain).code(), Errc::restart) << "a read at its epoch";
+  EXPECT_TRUE(prepare_at(below, "other", plain).is_ok());
+  EXPECT_EQ(show(oid, "read"), "<none>") << "a refused change is aborted";
+  // The reading transaction's own change at its epoch.
+  EXPECT_TRUE(prepare_at(read_at, "read", DtxChecks{true, true, reader, true}).is_ok());
+  EXPECT_TRUE(prepare_at(above, "read", plain).is_ok());
+  // Newer changes: the key holds a version at `above`.
+  EXPECT_EQ(prepare_at(above - 1, "read", DtxChecks{true, false, 0, true}).code(), Errc::restart);
+  // A listing of the dkey's akeys meets a new akey under it.
+  run_on(target, [&] { store->read_stamps().note(oid, "d", "", above + 100, reader); });
+  EXPECT_EQ(prepare_at(above + 50, "new", plain).code(), Errc::restart);
+  // After a restart, every key counts as read at the clock.
+  reopen();
+  const uint64_t clock = run_on(target, [&] { return store->now_epoch(); });
+  EXPECT_EQ(prepare_at(clock - 1, "fresh", plain).code(), Errc::restart);
+  EXPECT_TRUE(prepare_at(clock + 1000, "fresh", plain).is_ok());
+}
+
+TEST(ReadStamps, BoundedTableRaisesItsFloor) {
+  ReadStamps rs(8);
+  const ObjectId oid{1, 1};
+  for (uint64_t i = 1; i <= 20; ++i) rs.note(oid, "d", std::to_string(i), 100 + i, 5);
+  EXPECT_LE(rs.size(), 8u);
+  EXPECT_GT(rs.floor(), 100u);
+  // Every key read counts as read at least at the floor, the newest ones exactly.
+  for (uint64_t i = 1; i <= 20; ++i) {
+    EXPECT_NE(rs.conflict(oid, "d", std::to_string(i), 100 + i - 1, 0), 0u) << i;
+  }
+  EXPECT_EQ(rs.conflict(oid, "d", "20", 120, 5), 0u) << "the reader's own read";
+  EXPECT_NE(rs.conflict(oid, "d", "20", 120, 6), 0u);
+  EXPECT_EQ(rs.conflict(oid, "d", "20", 121, 0), 0u);
+  // A punch of the dkey or object meets every read under it.
+  EXPECT_NE(rs.conflict(oid, "d", "", 119, 0), 0u);
+  EXPECT_NE(rs.conflict(oid, "", "", 119, 0), 0u);
+  EXPECT_EQ(rs.conflict(oid, "e", "", 119, 0), 0u);
+  EXPECT_EQ(rs.conflict(ObjectId{1, 2}, "", "", 119, 0), 0u);
+}
+
+}  // namespace

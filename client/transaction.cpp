@@ -1,0 +1,511 @@
+// User transactions, client side (client/transaction.hpp, docs/TRANSACTIONS.md).
+#include "client/transaction.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <thread>
+
+#include "client/container_impl.hpp"
+#include "core/checksum.hpp"
+#include "placement/layout.hpp"
+#include "proto/object.capnp.h"
+#include "proto/protocol.hpp"
+
+namespace tessera {
+
+using namespace contimpl;
+using capn::as_data;
+
+namespace {
+constexpr size_t kMaxOps = 4096;             // as the coordinator allows
+constexpr uint64_t kMaxBytes = 64ull << 20;  // as the coordinator allows
+}  // namespace
+
+struct Transaction::State {
+  Container* cont = nullptr;
+  StatePtr st;
+  uint64_t epoch = 0;
+  uint64_t owner = 0;  // the reader id the transaction's reads carry
+  bool ro = false;
+  bool done = false;
+  struct Op {
+    bool update = false;
+    ObjectId oid;
+    std::string dkey, akey;
+    ValueKind kind = ValueKind::single;
+    uint64_t offset = 0, length = 0;  // records (a range punch: length > 0)
+    uint32_t rsize = 1;
+    Cond cond = Cond::none;
+    Buffer data;
+    // The whole akey (a single value, or a punch of the akey), not a range of an array.
+    bool whole() const { return update ? kind == ValueKind::single : length == 0; }
+    uint64_t records() const { return update ? data.size() / rsize : length; }
+  };
+  std::vector<Op> ops;
+  uint64_t bytes = 0;
+
+  Status usable() const {
+    if (done)
+      return Status(Errc::invalid_argument,
+                    "the transaction is finished (committed or "
+                    "aborted)");
+    return Status();
+  }
+  Status add(Op op);
+  // The changes of this transaction under (oid, dkey, akey) (empty: under the object or dkey).
+  const Op* covering(ObjectId oid, const std::string& dkey, const std::string& akey) const;
+};
+
+Status Transaction::State::add(Op op) {
+  TESSERA_TRY(usable());
+  if (ro) {
+    return Status(Errc::invalid_argument,
+                  "a read-only transaction (opened at a snapshot) changes nothing");
+  }
+  TESSERA_TRY(placement::check_oid(op.oid));
+  if (ec_class(op.oid) != nullptr) {
+    return Status(Errc::unsupported,
+                  "user transactions change replicated objects only (this one is erasure-coded)");
+  }
+  op.rsize = std::max<uint32_t>(1, op.rsize);
+  if (op.update && (op.dkey.empty() || op.akey.empty())) {
+    return Status(Errc::invalid_argument, "an update needs a dkey and an akey");
+  }
+  if (!op.update && op.dkey.empty() && !op.akey.empty()) {
+    return Status(Errc::invalid_argument, "punching an akey needs its dkey");
+  }
+  if (op.update && op.kind == ValueKind::array && op.data.size() % op.rsize != 0) {
+    return Status(Errc::invalid_argument, "an array update holds whole records");
+  }
+  auto once = [] {
+    return Status(Errc::unsupported,
+                  "a transaction changes each key once: a dkey or object it punches is not "
+                  "changed otherwise, and an array's ranges must not overlap");
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    Op& e = ops[i];
+    if (e.oid != op.oid) continue;
+    if (e.dkey.empty() || op.dkey.empty()) return once();
+    if (e.dkey != op.dkey) continue;
+    if (e.akey.empty() || op.akey.empty()) return once();
+    if (e.akey != op.akey) continue;
+    if (e.whole() && op.whole()) {
+      if (e.cond != Cond::none || op.cond != Cond::none) {
+        return Status(Errc::unsupported,
+                      "a conditional change is its key's only change in a transaction");
+      }
+      bytes -= e.data.size();
+      bytes += op.data.size();
+      e = std::move(op);  // a single value: the last change wins
+      return Status();
+    }
+    if (e.whole() || op.whole()) return once();
+    if (e.offset < op.offset + op.records() && op.offset < e.offset + e.records()) return once();
+  }
+  if (ops.size() >= kMaxOps) {
+    return Status(Errc::too_big, fmt::format("a transaction changes at most {} keys", kMaxOps));
+  }
+  if (bytes + op.data.size() > kMaxBytes) {
+    return Status(Errc::too_big,
+                  fmt::format("a transaction carries at most {} bytes of data", kMaxBytes));
+  }
+  bytes += op.data.size();
+  ops.push_back(std::move(op));
+  return Status();
+}
+
+const Transaction::State::Op* Transaction::State::covering(ObjectId oid, const std::string& dkey,
+                                                           const std::string& akey) const {
+  for (const Op& e : ops) {
+    if (e.oid != oid) continue;
+    if (e.dkey.empty()) return &e;  // the whole object
+    if (e.dkey != dkey) continue;
+    if (e.akey.empty() || (e.akey == akey && e.whole())) return &e;
+  }
+  return nullptr;
+}
+
+Transaction::~Transaction() = default;
+
+uint64_t Transaction::epoch() const {
+  return s_->epoch;
+}
+bool Transaction::read_only() const {
+  return s_->ro;
+}
+size_t Transaction::pending() const {
+  return s_->ops.size();
+}
+
+Status Transaction::update(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
+                           uint64_t offset, std::span<const uint8_t> data, UpdateFlags flags) {
+  State::Op op;
+  op.update = true;
+  op.oid = oid;
+  op.dkey = std::move(dkey);
+  op.akey = std::move(akey);
+  op.kind = kind;
+  op.offset = kind == ValueKind::array ? offset : 0;
+  op.rsize = kind == ValueKind::array ? flags.rsize : 1;
+  op.cond = flags.cond;
+  op.data = Buffer(data.data(), data.size());
+  return s_->add(std::move(op));
+}
+
+Status Transaction::punch(ObjectId oid, std::string dkey, std::string akey) {
+  State::Op op;
+  op.oid = oid;
+  op.dkey = std::move(dkey);
+  op.akey = std::move(akey);
+  return s_->add(std::move(op));
+}
+
+Status Transaction::punch_range(ObjectId oid, std::string dkey, std::string akey, uint64_t offset,
+                                uint64_t length, uint32_t rsize) {
+  if (length == 0) return Status(Errc::invalid_argument, "empty range to punch");
+  if (dkey.empty() || akey.empty()) {
+    return Status(Errc::invalid_argument, "a range punch needs its dkey and akey");
+  }
+  State::Op op;
+  op.oid = oid;
+  op.dkey = std::move(dkey);
+  op.akey = std::move(akey);
+  op.kind = ValueKind::array;
+  op.offset = offset;
+  op.length = length;
+  op.rsize = rsize;
+  return s_->add(std::move(op));
+}
+
+Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::string akey,
+                                       ValueKind kind, uint64_t offset, uint64_t length,
+                                       FetchFlags flags) {
+  TESSERA_TRY(s_->usable());
+  TESSERA_TRY(placement::check_oid(oid));
+  if (s_->ro) {
+    return s_->cont->fetch(oid, std::move(dkey), std::move(akey), kind, offset, length, s_->epoch,
+                           flags);
+  }
+  if (ec_class(oid) != nullptr) {
+    return Status(Errc::unsupported,
+                  "a transaction that changes data reads replicated objects only (this one is "
+                  "erasure-coded; read it in a read-only transaction at a snapshot)");
+  }
+  // This transaction's own change of the whole key answers without asking anyone.
+  if (const State::Op* c = s_->covering(oid, dkey, akey); c != nullptr) {
+    FetchResult r;
+    r.epoch = s_->epoch;
+    if (c->update && kind == ValueKind::single) {
+      r.exists = true;
+      r.size = c->data.size();
+      r.data = Buffer(c->data.data(), c->data.size());
+      return r;
+    }
+    if (flags.must_exist) return Status(Errc::not_found, "punched by this transaction");
+    return r;
+  }
+  auto st = s_->st;
+  const uint64_t epoch = s_->epoch, owner = s_->owner;
+  auto r = submit<FetchResult>(st, [=]() -> Result<FetchResult> {
+             auto body = [&] {
+               IoCtxValues ctx = ctx_of(*st);
+               ctx.tx_read = owner;
+               FetchFlags f = flags;
+               f.must_exist = false;  // decided below, with this transaction's changes
+               return fetch_body(oid, dkey, akey, kind, offset, length, epoch, f, ctx);
+             };
+             auto m = op(st, oid, dkey, Pick::leader, proto::kObjFetch, body, {});
+             if (!m) return m.status();
+             return decoded(*m, decode_fetch);
+           }).get();
+  if (!r) return r.status();
+  if (kind == ValueKind::array) {
+    // Lay this transaction's changes of the array's records over what was read.
+    const uint64_t rsize = std::max<uint32_t>(1, flags.rsize);
+    std::vector<const State::Op*> mine;
+    uint64_t end = r->size;
+    for (const State::Op& e : s_->ops) {
+      if (e.oid == oid && e.dkey == dkey && e.akey == akey) {
+        mine.push_back(&e);
+        if (e.update) end = std::max(end, e.offset + e.records());
+      }
+    }
+    if (!mine.empty()) {
+      const uint64_t n = length != 0 ? length : (end > offset ? end - offset : 0);
+      std::vector<uint8_t> written(n, 1);
+      for (const auto& [h, hn] : r->holes) {
+        for (uint64_t i = h; i < h + hn && i >= offset && i - offset < n; ++i) {
+          written[i - offset] = 0;
+        }
+      }
+      const uint64_t had = r->data.size() / rsize;
+      for (uint64_t i = had; i < n; ++i) written[i] = 0;
+      Buffer data(n * rsize);
+      std::memset(data.data(), 0, data.size());
+      std::memcpy(data.data(), r->data.data(), std::min<uint64_t>(r->data.size(), data.size()));
+      for (const State::Op* e : mine) {
+        const uint64_t lo = std::max(offset, e->offset);
+        const uint64_t hi = std::min(offset + n, e->offset + e->records());
+        for (uint64_t i = lo; i < hi; ++i) {
+          written[i - offset] = e->update ? 1 : 0;
+          uint8_t* to = data.data() + (i - offset) * rsize;
+          if (e->update) {
+            std::memcpy(to, e->data.data() + (i - e->offset) * rsize, rsize);
+          } else {
+            std::memset(to, 0, rsize);
+          }
+        }
+      }
+      r->holes.clear();
+      uint64_t last = 0;  // one past the last written record of the window
+      for (uint64_t i = 0; i < n; ++i) {
+        if (written[i] != 0) {
+          last = i + 1;
+          continue;
+        }
+        if (!r->holes.empty() && r->holes.back().first + r->holes.back().second == offset + i) {
+          ++r->holes.back().second;
+        } else {
+          r->holes.emplace_back(offset + i, 1);
+        }
+      }
+      if (end <= offset + n) r->size = last != 0 ? offset + last : std::min(r->size, offset);
+      r->data = std::move(data);
+      r->exists = r->size != 0;
+      r->epoch = epoch;
+    }
+  }
+  if (!r->exists && flags.must_exist) return Status(Errc::not_found, "no value at this key");
+  return r;
+}
+
+Result<std::vector<KeyEntry>> Transaction::list_all(ListScope scope, ObjectId oid, std::string dkey,
+                                                    std::string akey) {
+  TESSERA_TRY(s_->usable());
+  if (scope == ListScope::objects) {
+    return Status(Errc::unsupported, "a transaction lists the keys of an object, not objects");
+  }
+  TESSERA_TRY(placement::check_oid(oid));
+  if (s_->ro) return s_->cont->list_all(scope, oid, dkey, akey, s_->epoch);
+  if (ec_class(oid) != nullptr) {
+    return Status(Errc::unsupported,
+                  "a transaction that changes data lists replicated objects only");
+  }
+  if (scope == ListScope::recx) {
+    for (const State::Op& e : s_->ops) {
+      if (e.oid == oid && e.dkey == dkey && e.akey == akey && !e.whole()) {
+        return Status(Errc::unsupported,
+                      "list an array's records in the transaction before changing them");
+      }
+    }
+  }
+  auto st = s_->st;
+  const uint64_t epoch = s_->epoch, owner = s_->owner;
+  auto r = submit<std::vector<KeyEntry>>(st, [=] {
+             return list_keys(st, scope, oid, dkey, akey, epoch, owner);
+           }).get();
+  if (!r && r.status().code() != Errc::not_found) return r.status();
+  std::vector<KeyEntry> out = r ? std::move(*r) : std::vector<KeyEntry>{};
+  // With this transaction's changes: keys it creates appear, keys it punches go.
+  auto drop = [&](const std::string& k) {
+    std::erase_if(out, [&](const KeyEntry& e) { return e.key == k; });
+  };
+  for (const State::Op& e : s_->ops) {
+    if (e.oid != oid) continue;
+    if (e.dkey.empty()) {
+      out.clear();  // the whole object is punched, and nothing else of it changes
+      continue;
+    }
+    if (scope == ListScope::dkeys) {
+      if (e.update && std::none_of(out.begin(), out.end(),
+                                   [&](const KeyEntry& k) { return k.key == e.dkey; })) {
+        out.push_back(KeyEntry{e.dkey, oid, ValueKind::single, 0, 0, 0});
+      }
+      if (!e.update && e.akey.empty()) drop(e.dkey);
+      continue;
+    }
+    if (e.dkey != dkey) continue;
+    if (e.akey.empty()) {
+      out.clear();
+      continue;
+    }
+    if (scope == ListScope::akeys) {
+      if (e.update) {
+        auto it = std::find_if(out.begin(), out.end(),
+                               [&](const KeyEntry& k) { return k.key == e.akey; });
+        uint64_t size = e.kind == ValueKind::single ? e.data.size() : e.offset + e.records();
+        if (it == out.end()) {
+          out.push_back(KeyEntry{e.akey, oid, e.kind, size, 0, 0});
+        } else if (e.kind == ValueKind::single) {
+          it->size = size;
+        } else {
+          it->size = std::max(it->size, size);
+        }
+      } else if (e.whole()) {
+        drop(e.akey);
+      }
+    } else if (e.akey == akey && e.whole()) {
+      out.clear();
+    }
+  }
+  if (scope != ListScope::recx) {
+    std::sort(out.begin(), out.end(),
+              [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
+  }
+  return out;
+}
+
+namespace {
+Buffer commit_body(const Transaction::State& s, const IoCtxValues& ctx) {
+  capnp::MallocMessageBuilder b(1024);
+  auto req = b.initRoot<schema::TxReq>();
+  auto c = req.initCtx();
+  c.setPool(ctx.pool);
+  c.setMapVersion(ctx.map_version);
+  c.setHandle(ctx.handle);
+  c.setCont(ctx.cont);
+  req.setEpoch(s.epoch);
+  req.setOwner(s.owner);
+  auto l = req.initOps(static_cast<unsigned>(s.ops.size()));
+  uint64_t at = 0;
+  for (size_t i = 0; i < s.ops.size(); ++i) {
+    const auto& op = s.ops[i];
+    auto w = l[static_cast<unsigned>(i)];
+    w.setOp(op.update ? schema::TxOp::Op::UPDATE : schema::TxOp::Op::PUNCH);
+    w.initOid().setHi(op.oid.hi);
+    w.getOid().setLo(op.oid.lo);
+    w.setDkey(as_data(op.dkey));
+    w.setAkey(as_data(op.akey));
+    w.setKind(op.kind == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE);
+    w.setOffset(op.offset);
+    w.setLength(op.update ? 0 : op.length);
+    w.setRsize(op.rsize);
+    w.setCond(static_cast<uint8_t>(op.cond));
+    w.setDataOff(at);
+    w.setDataLen(op.data.size());
+    w.setCrc(crc32c(op.data.span()));
+    at += op.data.size();
+  }
+  return capn::to_body(b);
+}
+}  // namespace
+
+Result<uint64_t> Transaction::commit() {
+  TESSERA_TRY(s_->usable());
+  s_->done = true;
+  if (s_->ro || s_->ops.empty()) return s_->epoch;
+  Buffer bulk(s_->bytes);
+  uint64_t at = 0;
+  for (const auto& op : s_->ops) {
+    if (!op.data.empty()) std::memcpy(bulk.data() + at, op.data.data(), op.data.size());
+    at += op.data.size();
+  }
+  auto st = s_->st;
+  State* s = s_.get();
+  // The leader of the first change's group coordinates (it holds a part of it).
+  auto data = std::make_shared<Buffer>(std::move(bulk));
+  auto r = submit<uint64_t>(st, [st, s, data]() -> Result<uint64_t> {
+             const auto& first = s->ops.front();
+             auto body = [&] { return commit_body(*s, ctx_of(*st)); };
+             auto m = op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, *data);
+             if (!m) return m.status();
+             return decoded(*m, decode_epoch);
+           }).get();
+  s_->ops.clear();
+  return r;
+}
+
+void Transaction::abort() {
+  s_->done = true;
+  s_->ops.clear();
+}
+
+// ---- Container ------------------------------------------------------------------------------
+
+Result<std::unique_ptr<Transaction>> Container::tx_open(uint64_t snapshot) {
+  std::unique_ptr<Transaction> tx(new Transaction());
+  tx->s_ = std::make_unique<Transaction::State>();
+  tx->s_->cont = this;
+  tx->s_->st = st_;
+  if (snapshot != 0) {
+    tx->s_->ro = true;
+    tx->s_->epoch = snapshot;
+    return tx;
+  }
+  auto st = st_;
+  // The epoch comes from a target's clock (the serving targets in turn).
+  auto r =
+      submit<std::pair<uint64_t, uint64_t>>(st, [st]() -> Result<std::pair<uint64_t, uint64_t>> {
+        Status last(Errc::unavailable, "no serving target in the pool map");
+        for (int round = 0; round < 3; ++round) {
+          std::vector<placement::Shard> targets;
+          for (const auto& e : st->view->pool.map.engines) {
+            for (const auto& t : e.targets) {
+              if (placement::is_serving(t.state)) {
+                targets.push_back(placement::Shard{e.rank, t.index, true, false});
+              }
+            }
+          }
+          for (size_t i = 0; i < targets.size(); ++i) {
+            const auto& t = targets[(st->rotation + i) % targets.size()];
+            capnp::MallocMessageBuilder b(128);
+            auto c = b.initRoot<schema::TxBeginReq>().initCtx();
+            const IoCtxValues ctx = ctx_of(*st);
+            c.setPool(ctx.pool);
+            c.setMapVersion(ctx.map_version);
+            c.setHandle(ctx.handle);
+            c.setCont(ctx.cont);
+            auto m = send(*st, t, proto::kObjTxBegin, capn::to_body(b), {},
+                          std::chrono::duration_cast<Nanos>(st->timeout) / 4);
+            if (!m) {
+              last = m.status();
+              if (last.code() == Errc::stale) break;
+              if (!retryable(last.code())) return last;
+              continue;
+            }
+            ++st->rotation;
+            return decoded<std::pair<uint64_t, uint64_t>>(
+                *m, +[](Message& msg) -> Result<std::pair<uint64_t, uint64_t>> {
+                  capn::BodyReader br(msg.body);
+                  auto rep = br.root<schema::TxBeginRep>();
+                  return std::make_pair(rep.getEpoch(), rep.getOwner());
+                });
+          }
+          (void)refresh(st);
+        }
+        return last;
+      }).get();
+  if (!r) return r.status();
+  tx->s_->epoch = r->first;
+  tx->s_->owner = r->second;
+  return tx;
+}
+
+Result<uint64_t> Container::run_tx(const std::function<Status(Transaction&)>& body, int attempts) {
+  thread_local std::minstd_rand rng(std::random_device{}());
+  Status last(Errc::restart, "no attempt");
+  for (int a = 0; a < attempts; ++a) {
+    if (a > 0) {
+      // Transactions that met each other back off by different amounts.
+      const int cap = 1 << std::min(a, 6);
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % static_cast<unsigned>(cap)));
+    }
+    auto tx = tx_open();
+    if (!tx) return tx.status();
+    last = body(**tx);
+    if (last.is_ok()) {
+      auto r = (*tx)->commit();
+      if (r || r.status().code() != Errc::restart) return r;
+      last = r.status();
+    } else if (last.code() != Errc::restart) {
+      return last;
+    }
+  }
+  return Status(Errc::restart,
+                fmt::format("{} (gave up after {} attempts)", last.message(), attempts));
+}
+
+}  // namespace tessera

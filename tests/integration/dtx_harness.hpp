@@ -1,0 +1,157 @@
+// A system of four engines for transaction tests (dtx_test.cpp, tx_test.cpp): rank 0 hosts the
+// management service and holds no pool shard, ranks 1..3 hold pool "tank" with container "c";
+// a client with a short timeout (a dead leader's request fails soon).
+#pragma once
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "client/container.hpp"
+#include "placement/erasure.hpp"
+#include "placement/layout.hpp"
+#include "tests/integration/local_cluster.hpp"
+#include "tests/test_util.hpp"
+
+namespace tessera::testing {
+
+constexpr uint64_t kCell = 4096;
+
+inline std::span<const uint8_t> bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+struct SystemHarness {
+  TempDir dir;
+  std::unique_ptr<LocalSystem> sys;
+  std::unique_ptr<MgmtClient> mc;
+  std::unique_ptr<Client> cl;
+  std::unique_ptr<Container> c;
+  bool ec = false;
+
+  // Rank 0 hosts the management service and holds no pool shard: the kills hit ranks 1..3.
+  // `rf`: the failures the container tolerates. With 0 the system may not take a dead engine's
+  // targets out of the pool map: it restarts with its own state (prepared transactions
+  // included) and resolves them. With 1 a dead engine is excluded and comes back by
+  // reintegration, refilled by a rebuild.
+  explicit SystemHarness(const char* oclass, uint32_t rf = 1, uint32_t targets = 1)
+      : ec(std::string(oclass).rfind("EC_", 0) == 0) {
+    sys = std::make_unique<LocalSystem>(dir.path(), 4, targets);
+    EXPECT_TRUE(sys->wait_joined(4));
+    mc = std::make_unique<MgmtClient>(sys->mgmt());
+    EXPECT_TRUE(mc->pool_create("tank", 64ull << 20, {1, 2, 3}));
+    EXPECT_TRUE(mc->cont_create("tank", cont_props("c", oclass, rf, mgmt::ContType::kv, kCell)));
+    connect();
+  }
+  void connect() {
+    ClientOptions co;
+    co.engine = sys->mgmt();
+    co.timeout = std::chrono::milliseconds(4000);  // a dead leader's update fails soon
+    auto k = Client::connect_system(co);
+    ASSERT_TRUE(k) << k.status().to_string();
+    cl = std::move(*k);
+    auto o = cl->open_container("tank", "c", true);
+    ASSERT_TRUE(o) << o.status().to_string();
+    c = std::move(*o);
+  }
+  ObjectId oid() { return *c->make_oid(1, 1); }
+  Result<uint64_t> put(const std::string& dkey, const std::string& v, Cond cond = Cond::none) {
+    return ec ? c->update(oid(), dkey, "data", ValueKind::array, 0, bytes(v))
+              : c->update(oid(), dkey, "v", ValueKind::single, 0, bytes(v), {.cond = cond});
+  }
+  Result<std::string> get(const std::string& dkey) {
+    auto r = ec ? c->fetch(oid(), dkey, "data", ValueKind::array, 0, 2 * kCell)
+                : c->fetch(oid(), dkey, "v", ValueKind::single, 0, 0, 0, {.must_exist = true});
+    if (!r) return r.status();
+    return std::string(r->data.view());
+  }
+  // The group of the victims (one group: every dkey of the object): its leader (the first
+  // member holding complete data) and another member.
+  std::pair<uint32_t, uint32_t> leader_and_member() {
+    auto view = mc->pool_query("tank");
+    EXPECT_TRUE(view);
+    auto place = placement::place(oid(), view->pool.map);
+    EXPECT_TRUE(place);
+    uint32_t leader = 0, other = 0;
+    for (const auto& p : place->dkey("victim-0")) {
+      if (p.complete && p.home.available && leader == 0) leader = p.home.rank;
+    }
+    for (const auto& p : place->dkey("victim-0")) {
+      if (p.home.rank != leader && p.home.available) other = p.home.rank;
+    }
+    return {leader, other};
+  }
+  // Restarts the engines that died; those the system excluded meanwhile are reintegrated, and
+  // the rebuild that fills them again runs to its end.
+  void restart_dead() {
+    std::vector<uint32_t> restarted;
+    for (uint32_t r = 1; r < 4; ++r) {
+      if (!sys->engine(r).alive()) {
+        EXPECT_TRUE(sys->engine(r).start().is_ok());
+        restarted.push_back(r);
+      }
+    }
+    ASSERT_TRUE(sys->wait_joined(4));
+    for (uint32_t r : restarted) {
+      auto view = mc->pool_query("tank");
+      ASSERT_TRUE(view);
+      auto st = view->pool.map.state(r, 0);
+      if (st && *st != placement::TargetState::up_in) {
+        auto op = mc->pool_op("tank", "reintegrate", {r});
+        ASSERT_TRUE(op) << op.status().to_string();
+      }
+    }
+    auto v = wait_pool(*mc, "tank", [](const mgmt::PoolView& p) {
+      return p.pool.rebuild.state != "busy" && !p.pool.map.moving();
+    });
+    ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish";
+  }
+  // `tessera cont check`'s pass over the whole container (rebuild/check.hpp): no copy disagrees
+  // with the others, no stored piece is damaged, every dkey was checked.
+  void expect_consistent(const std::string& when) {
+    auto view = mc->pool_query("tank");
+    ASSERT_TRUE(view) << view.status().to_string();
+    uint64_t compared = 0;
+    for (const auto& r :
+         cl->cont_check(*view, c->handle().cont.c.id, false, 1.0, std::chrono::minutes(2), {})) {
+      if (r.answer) compared += r.answer->compared + r.answer->stripes;
+      ASSERT_TRUE(r.answer) << when << ": rank " << r.rank << ": " << r.answer.status().to_string();
+      std::string found;
+      for (const auto& f : r.answer->findings) found += "\n  dkey " + f.dkey + ": " + f.what;
+      EXPECT_EQ(r.answer->inconsistent, 0u) << when << ", rank " << r.rank << found;
+      EXPECT_EQ(r.answer->unchecked, 0u) << when << ", rank " << r.rank << found;
+      EXPECT_EQ(r.answer->damaged, 0u) << when << ", rank " << r.rank << found;
+    }
+    EXPECT_GT(compared, 0u) << when << ": the check compared nothing";
+  }
+  // Every copy of `dkey` holds the same bytes: reads rotate over the three replicas; an
+  // erasure-coded stripe reads the same from its data cells and, with a data position's engine
+  // down, rebuilt from parity.
+  std::vector<std::string> copies(const std::string& dkey) {
+    std::vector<std::string> out;
+    for (int i = 0; i < 3; ++i) {
+      auto v = get(dkey);
+      out.push_back(v ? *v : v.status().to_string());
+      if (ec) break;
+    }
+    if (!ec) return out;
+    auto view = mc->pool_query("tank");
+    EXPECT_TRUE(view);
+    auto place = placement::place(oid(), view->pool.map);
+    EXPECT_TRUE(place);
+    const auto g = placement::ec_geometry(2, 1, kCell, dkey);
+    const uint32_t rank = place->dkey(dkey)[g.data_pos(0)].home.rank;
+    sys->engine(rank).kill9();
+    EXPECT_TRUE(wait_gone(*mc, {rank}));
+    auto v = get(dkey);
+    out.push_back(v ? *v : v.status().to_string());
+    restart_dead();
+    return out;
+  }
+};
+
+}  // namespace tessera::testing

@@ -1,0 +1,462 @@
+// User transactions (docs/TRANSACTIONS.md, "User transactions"), on real engines: conflicts
+// end in `restart`, commits are all or nothing, reads see one epoch and the transaction's own
+// changes, read-only transactions read a snapshot; concurrent bank transfers are serializable
+// (checked against a model: the committed transactions applied in epoch order give every
+// read) and keep their sum through engine kills.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "client/container.hpp"
+#include "client/tessera.h"
+#include "tests/integration/dtx_harness.hpp"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+// Three engines of two targets: an RP_2GX object has three groups, so transactions span
+// groups and engines.
+struct TxSystem : SystemHarness {
+  explicit TxSystem(const char* oclass = "RP_2GX", uint32_t rf = 1)
+      : SystemHarness(oclass, rf, 2) {}
+  ObjectId obj(uint64_t n) { return *c->make_oid(7, n); }
+};
+
+std::span<const uint8_t> num(const int64_t& v) {
+  return {reinterpret_cast<const uint8_t*>(&v), sizeof v};
+}
+Result<int64_t> read_num(Transaction& tx, ObjectId oid, const std::string& dkey) {
+  auto r = tx.fetch(oid, dkey, "bal", ValueKind::single, 0, 0, {.must_exist = true});
+  if (!r) return r.status();
+  if (r->data.size() != sizeof(int64_t)) return Status(Errc::internal, "not a balance");
+  int64_t v;
+  std::memcpy(&v, r->data.data(), sizeof v);
+  return v;
+}
+std::string text(const Result<FetchResult>& r) {
+  if (!r) return r.status().to_string();
+  return r->exists ? std::string(r->data.view()) : "<absent>";
+}
+
+TEST(Tx, ConflictsRestartAndCommitsAreAllOrNothing) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  const ObjectId o = h.obj(1);
+  for (const char* k : {"x", "y", "k"}) {
+    ASSERT_TRUE(h.c->update(o, k, "v", ValueKind::single, 0, bytes(std::string("0-") + k)));
+  }
+  auto open = [&] {
+    auto t = h.c->tx_open();
+    EXPECT_TRUE(t) << t.status().to_string();
+    return t ? std::move(*t) : nullptr;
+  };
+
+  // Write skew: both read x and y, each writes one. The later one commits; the earlier one's
+  // write would slide under the later one's read: restart.
+  {
+    auto t1 = open(), t2 = open();
+    ASSERT_LT(t1->epoch(), t2->epoch());
+    for (auto* t : {t1.get(), t2.get()}) {
+      EXPECT_EQ(text(t->fetch(o, "x", "v", ValueKind::single)), "0-x");
+      EXPECT_EQ(text(t->fetch(o, "y", "v", ValueKind::single)), "0-y");
+    }
+    ASSERT_TRUE(t2->update(o, "y", "v", ValueKind::single, 0, bytes("t2")).is_ok());
+    ASSERT_TRUE(t1->update(o, "x", "v", ValueKind::single, 0, bytes("t1")).is_ok());
+    auto c2 = t2->commit();
+    ASSERT_TRUE(c2) << c2.status().to_string();
+    EXPECT_EQ(*c2, t2->epoch());
+    auto c1 = t1->commit();
+    ASSERT_FALSE(c1);
+    EXPECT_EQ(c1.status().code(), Errc::restart) << c1.status().to_string();
+    EXPECT_EQ(text(h.c->fetch(o, "x", "v", ValueKind::single)), "0-x");
+    EXPECT_EQ(text(h.c->fetch(o, "y", "v", ValueKind::single)), "t2");
+    EXPECT_FALSE(t1->commit()) << "a transaction commits once";
+  }
+  // Write-write: a newer change of the key (from a transaction or a plain update) stops an
+  // older transaction's change of it.
+  {
+    auto t1 = open();
+    ASSERT_TRUE(h.c->update(o, "k", "v", ValueKind::single, 0, bytes("plain")));
+    ASSERT_TRUE(t1->update(o, "k", "v", ValueKind::single, 0, bytes("t1")).is_ok());
+    auto c1 = t1->commit();
+    ASSERT_FALSE(c1);
+    EXPECT_EQ(c1.status().code(), Errc::restart) << c1.status().to_string();
+    EXPECT_EQ(text(h.c->fetch(o, "k", "v", ValueKind::single)), "plain");
+  }
+  // Repeatable reads: a plain update after the transaction read lands above its epoch; the
+  // transaction keeps reading what it read, and may not change the key any more.
+  {
+    auto t1 = open();
+    EXPECT_EQ(text(t1->fetch(o, "k", "v", ValueKind::single)), "plain");
+    ASSERT_TRUE(h.c->update(o, "k", "v", ValueKind::single, 0, bytes("later")));
+    EXPECT_EQ(text(t1->fetch(o, "k", "v", ValueKind::single)), "plain");
+    ASSERT_TRUE(t1->update(o, "k", "v", ValueKind::single, 0, bytes("t1")).is_ok());
+    auto c1 = t1->commit();
+    ASSERT_FALSE(c1);
+    EXPECT_EQ(c1.status().code(), Errc::restart);
+  }
+  // All or nothing across groups: one failed condition and nothing of the transaction applies.
+  {
+    auto t = open();
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_TRUE(t->update(h.obj(2), fmt::format("d{}", i), "v", ValueKind::single, 0,
+                            bytes(fmt::format("new-{}", i)))
+                      .is_ok());
+    }
+    ASSERT_TRUE(
+        t->update(o, "x", "v", ValueKind::single, 0, bytes("dup"), {.cond = Cond::insert}).is_ok());
+    auto r = t->commit();
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.status().code(), Errc::exists) << r.status().to_string();
+    auto dkeys = h.c->list_all(ListScope::dkeys, h.obj(2));
+    EXPECT_TRUE(!dkeys || dkeys->empty()) << dkeys->size() << " dkeys of a failed transaction";
+    // The same changes without the failing condition: all of them.
+    auto t2 = open();
+    for (int i = 0; i < 8; ++i) {
+      ASSERT_TRUE(t2->update(h.obj(2), fmt::format("d{}", i), "v", ValueKind::single, 0,
+                             bytes(fmt::format("new-{}", i)))
+                      .is_ok());
+    }
+    ASSERT_TRUE(
+        t2->update(o, "fresh", "v", ValueKind::single, 0, bytes("ins"), {.cond = Cond::insert})
+            .is_ok());
+    auto r2 = t2->commit();
+    ASSERT_TRUE(r2) << r2.status().to_string();
+    auto all = h.c->list_all(ListScope::dkeys, h.obj(2));
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), 8u);
+    for (int i = 0; i < 8; ++i) {
+      auto v = h.c->fetch(h.obj(2), fmt::format("d{}", i), "v", ValueKind::single);
+      EXPECT_EQ(text(v), fmt::format("new-{}", i));
+      if (v) {
+        EXPECT_EQ(v->epoch, *r2) << "every change at the transaction's epoch";
+      }
+    }
+  }
+  // Its own changes: reads and listings see them before the commit; nobody else does.
+  {
+    auto t = open();
+    ASSERT_TRUE(t->update(o, "own", "v", ValueKind::single, 0, bytes("mine")).is_ok());
+    ASSERT_TRUE(t->punch(o, "x").is_ok());
+    ASSERT_TRUE(t->update(o, "arr", "a", ValueKind::array, 4, bytes("WXYZ")).is_ok());
+    EXPECT_EQ(text(t->fetch(o, "own", "v", ValueKind::single)), "mine");
+    EXPECT_EQ(text(t->fetch(o, "x", "v", ValueKind::single)), "<absent>");
+    auto arr = t->fetch(o, "arr", "a", ValueKind::array, 0, 0);
+    ASSERT_TRUE(arr) << arr.status().to_string();
+    EXPECT_EQ(arr->size, 8u);
+    EXPECT_EQ(std::string(arr->data.view()), std::string("\0\0\0\0WXYZ", 8));
+    ASSERT_EQ(arr->holes.size(), 1u);
+    EXPECT_EQ(arr->holes[0], std::make_pair(uint64_t{0}, uint64_t{4}));
+    auto ks = t->list_all(ListScope::dkeys, o);
+    ASSERT_TRUE(ks) << ks.status().to_string();
+    std::vector<std::string> names;
+    for (const auto& e : *ks) names.push_back(e.key);
+    EXPECT_EQ(names, (std::vector<std::string>{"arr", "fresh", "k", "own", "y"}));
+    EXPECT_EQ(text(h.c->fetch(o, "own", "v", ValueKind::single)), "<absent>");
+    EXPECT_EQ(text(h.c->fetch(o, "x", "v", ValueKind::single)), "0-x");
+    // A key changed twice: a single value's last change wins; overlapping array ranges no.
+    ASSERT_TRUE(t->update(o, "own", "v", ValueKind::single, 0, bytes("mine2")).is_ok());
+    EXPECT_EQ(t->update(o, "arr", "a", ValueKind::array, 6, bytes("!!")).code(), Errc::unsupported);
+    auto r = t->commit();
+    ASSERT_TRUE(r) << r.status().to_string();
+    EXPECT_EQ(text(h.c->fetch(o, "own", "v", ValueKind::single)), "mine2");
+    EXPECT_EQ(text(h.c->fetch(o, "x", "v", ValueKind::single)), "<absent>");
+    EXPECT_EQ(text(h.c->fetch(o, "arr", "a", ValueKind::array, 4, 4)), "WXYZ");
+  }
+}
+
+TEST(Tx, ReadOnlyAtASnapshotAndAWholeObjectPunch) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  const ObjectId o = h.obj(3);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(h.c->update(o, fmt::format("d{}", i), "v", ValueKind::single, 0,
+                            bytes(fmt::format("old-{}", i))));
+  }
+  auto snap = h.mc->snap_create("tank", "c", "before");
+  ASSERT_TRUE(snap) << snap.status().to_string();
+  ASSERT_FALSE(snap->c.snapshots.empty());
+  const uint64_t at = snap->c.snapshots.back().epoch;
+  ASSERT_TRUE(h.c->update(o, "d0", "v", ValueKind::single, 0, bytes("new-0")));
+  // A whole-object punch is one transaction over every group of the object.
+  auto p = h.c->tx_open();
+  ASSERT_TRUE(p);
+  ASSERT_TRUE((*p)->punch(o).is_ok());
+  auto pe = (*p)->commit();
+  ASSERT_TRUE(pe) << pe.status().to_string();
+  auto now = h.c->list_all(ListScope::dkeys, o);
+  EXPECT_TRUE(!now || now->empty());
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(text(h.c->fetch(o, fmt::format("d{}", i), "v", ValueKind::single)), "<absent>");
+  }
+  auto ro = h.c->tx_open(at);
+  ASSERT_TRUE(ro);
+  EXPECT_TRUE((*ro)->read_only());
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(text((*ro)->fetch(o, fmt::format("d{}", i), "v", ValueKind::single)),
+              fmt::format("old-{}", i));
+  }
+  auto ks = (*ro)->list_all(ListScope::dkeys, o);
+  ASSERT_TRUE(ks) << ks.status().to_string();
+  EXPECT_EQ(ks->size(), 6u);
+  EXPECT_EQ((*ro)->update(o, "d0", "v", ValueKind::single, 0, bytes("no")).code(),
+            Errc::invalid_argument);
+  auto rc = (*ro)->commit();
+  ASSERT_TRUE(rc);
+  EXPECT_EQ(*rc, at);
+}
+
+// The C API: a transfer between two keys, a conflict reported as -TESSERA_ERESTART.
+TEST(Tx, TheCApiCommitsAndReportsRestart) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  tessera_client* cl = nullptr;
+  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
+  tessera_cont* co = nullptr;
+  ASSERT_EQ(tessera_cont_open(cl, "tank", "c", 1, &co), 0) << tessera_last_error();
+  uint64_t hi = 0, lo = 0;
+  ASSERT_EQ(tessera_cont_oid(co, 9, 9, nullptr, &hi, &lo), 0) << tessera_last_error();
+  tessera_tx* t1 = nullptr;
+  tessera_tx* t2 = nullptr;
+  ASSERT_EQ(tessera_tx_open(co, 0, &t1), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_tx_update(t1, hi, lo, "a", "v", TESSERA_SINGLE, 0, "10", 2, TESSERA_COND_NONE),
+            0);
+  ASSERT_EQ(
+      tessera_tx_update(t1, hi, lo, "b", "v", TESSERA_SINGLE, 0, "20", 2, TESSERA_COND_INSERT), 0);
+  char buf[16];
+  size_t n = 0;
+  ASSERT_EQ(tessera_tx_fetch(t1, hi, lo, "b", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
+  EXPECT_EQ(std::string(buf, n), "20");
+  uint64_t e1 = 0;
+  ASSERT_EQ(tessera_tx_commit(t1, &e1), 0) << tessera_last_error();
+  EXPECT_EQ(e1, tessera_tx_epoch(t1));
+  tessera_tx_close(t1);
+  // Two transfers read both keys; the one with the older epoch loses.
+  ASSERT_EQ(tessera_tx_open(co, 0, &t1), 0);
+  ASSERT_EQ(tessera_tx_open(co, 0, &t2), 0);
+  for (tessera_tx* t : {t1, t2}) {
+    ASSERT_EQ(tessera_tx_fetch(t, hi, lo, "a", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
+    EXPECT_EQ(std::string(buf, n), "10");
+    ASSERT_EQ(tessera_tx_fetch(t, hi, lo, "b", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
+  }
+  ASSERT_EQ(tessera_tx_update(t2, hi, lo, "a", "v", TESSERA_SINGLE, 0, "05", 2, 0), 0);
+  ASSERT_EQ(tessera_tx_update(t2, hi, lo, "b", "v", TESSERA_SINGLE, 0, "25", 2, 0), 0);
+  ASSERT_EQ(tessera_tx_update(t1, hi, lo, "a", "v", TESSERA_SINGLE, 0, "00", 2, 0), 0);
+  ASSERT_EQ(tessera_tx_update(t1, hi, lo, "b", "v", TESSERA_SINGLE, 0, "30", 2, 0), 0);
+  ASSERT_EQ(tessera_tx_commit(t2, nullptr), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_tx_commit(t1, nullptr), -TESSERA_ERESTART) << tessera_last_error();
+  tessera_tx_close(t1);
+  tessera_tx_close(t2);
+  ASSERT_EQ(tessera_tx_open(co, 0, &t1), 0);
+  ASSERT_EQ(tessera_tx_fetch(t1, hi, lo, "a", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
+  EXPECT_EQ(std::string(buf, n), "05");
+  ASSERT_EQ(tessera_tx_fetch(t1, hi, lo, "b", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
+  EXPECT_EQ(std::string(buf, n), "25");
+  tessera_tx_close(t1);
+  EXPECT_EQ(tessera_cont_close(co), 0);
+  tessera_disconnect(cl);
+}
+
+// ---- concurrent transfers against a model ----------------------------------------------------
+
+constexpr int kAccounts = 12;
+constexpr int64_t kStart = 100;
+
+struct Bank {
+  explicit Bank(TxSystem& sys) : h(sys) {}
+  TxSystem& h;
+  ObjectId acct_oid(int a) { return h.obj(100 + a % 3); }
+  std::string acct_key(int a) { return fmt::format("acct-{}", a); }
+
+  // What one committed transaction read and wrote (the model checks it).
+  struct Record {
+    uint64_t epoch = 0;
+    std::map<int, int64_t> reads, writes;
+  };
+  std::mutex mu;
+  std::vector<Record> committed;
+  std::atomic<uint64_t> restarts{0}, unknown{0}, transfers{0}, audits{0};
+
+  Status open_accounts() {
+    auto r = h.c->run_tx([&](Transaction& tx) -> Status {
+      for (int a = 0; a < kAccounts; ++a) {
+        TESSERA_TRY(tx.update(acct_oid(a), acct_key(a), "bal", ValueKind::single, 0, num(kStart),
+                              {.cond = Cond::insert}));
+      }
+      return Status();
+    });
+    return r.status();
+  }
+  // One transfer from a to b, retried while it conflicts. A failure other than `restart` (an
+  // engine died) leaves its outcome unknown: it counts in no model check.
+  void transfer(std::mt19937_64& rng, bool model) {
+    int a = static_cast<int>(rng() % kAccounts), b = static_cast<int>(rng() % kAccounts);
+    if (a == b) b = (a + 1) % kAccounts;
+    const int64_t amount = 1 + static_cast<int64_t>(rng() % 30);
+    Record rec;
+    int tries = 0;
+    auto r = h.c->run_tx([&](Transaction& tx) -> Status {
+      ++tries;
+      rec = Record{tx.epoch(), {}, {}};
+      auto va = read_num(tx, acct_oid(a), acct_key(a));
+      if (!va) return va.status();
+      auto vb = read_num(tx, acct_oid(b), acct_key(b));
+      if (!vb) return vb.status();
+      rec.reads = {{a, *va}, {b, *vb}};
+      if (*va < amount) return Status();  // refused: a read-only transaction
+      rec.writes = {{a, *va - amount}, {b, *vb + amount}};
+      TESSERA_TRY(
+          tx.update(acct_oid(a), acct_key(a), "bal", ValueKind::single, 0, num(rec.writes[a])));
+      return tx.update(acct_oid(b), acct_key(b), "bal", ValueKind::single, 0, num(rec.writes[b]));
+    });
+    restarts += static_cast<uint64_t>(tries - 1);
+    if (!r) {
+      ++unknown;
+      return;
+    }
+    ++transfers;
+    EXPECT_EQ(*r, rec.epoch);
+    if (model) {
+      std::lock_guard g(mu);
+      committed.push_back(std::move(rec));
+    }
+  }
+  // Reads every account in one transaction: the sum never changes.
+  void audit(bool model, const std::string& when) {
+    Record rec;
+    auto r = h.c->run_tx([&](Transaction& tx) -> Status {
+      rec = Record{tx.epoch(), {}, {}};
+      for (int a = 0; a < kAccounts; ++a) {
+        auto v = read_num(tx, acct_oid(a), acct_key(a));
+        if (!v) return v.status();
+        rec.reads[a] = *v;
+      }
+      return Status();
+    });
+    if (!r) {
+      ++unknown;
+      return;
+    }
+    int64_t sum = 0;
+    for (const auto& [a, v] : rec.reads) sum += v;
+    EXPECT_EQ(sum, kAccounts * kStart) << when << ": an audit at epoch " << rec.epoch;
+    ++audits;
+    if (model) {
+      std::lock_guard g(mu);
+      committed.push_back(std::move(rec));
+    }
+  }
+  // The committed transactions applied in epoch order from the opening balances give every
+  // read each of them made, and the balances read now.
+  void check_model() {
+    std::sort(committed.begin(), committed.end(),
+              [](const Record& x, const Record& y) { return x.epoch < y.epoch; });
+    std::map<int, int64_t> state;
+    for (int a = 0; a < kAccounts; ++a) state[a] = kStart;
+    size_t bad = 0;
+    for (size_t i = 0; i < committed.size(); ++i) {
+      const Record& r = committed[i];
+      if (i > 0 && committed[i - 1].epoch == r.epoch && !r.writes.empty()) {
+        ADD_FAILURE() << "two transactions committed at epoch " << r.epoch;
+      }
+      for (const auto& [a, v] : r.reads) {
+        if (state[a] != v && bad++ < 5) {
+          ADD_FAILURE() << "the transaction at epoch " << r.epoch << " read account " << a << " as "
+                        << v << "; in epoch order it holds " << state[a];
+        }
+      }
+      for (const auto& [a, v] : r.writes) state[a] = v;
+    }
+    EXPECT_EQ(bad, 0u);
+    auto tx = h.c->tx_open();
+    ASSERT_TRUE(tx);
+    for (int a = 0; a < kAccounts; ++a) {
+      auto v = read_num(**tx, acct_oid(a), acct_key(a));
+      ASSERT_TRUE(v) << v.status().to_string();
+      EXPECT_EQ(*v, state[a]) << "account " << a << " now";
+    }
+  }
+};
+
+TEST(Tx, ConcurrentTransfersAreSerializable) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  Bank bank(h);
+  ASSERT_TRUE(bank.open_accounts().is_ok());
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 4; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(1000 + static_cast<uint64_t>(w));
+      for (int i = 0; i < 60; ++i) bank.transfer(rng, true);
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 20; ++i) bank.audit(true, "during the transfers");
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(bank.unknown.load(), 0u);
+  EXPECT_EQ(bank.transfers.load(), 240u);
+  bank.check_model();
+  std::cout << "transfers " << bank.transfers << ", audits " << bank.audits << ", restarts "
+            << bank.restarts << "\n";
+  h.expect_consistent("after the transfers");
+}
+
+// Seeded kill -9 of engines under transfers: every audit, and the last, sees the opening sum;
+// the copies agree afterwards.
+void run_transfer_kills(uint64_t seed) {
+  SCOPED_TRACE(fmt::format("seed {} (TESSERA_TX_SEED={} reruns it)", seed, seed));
+  TxSystem h("RP_3GX", 1);
+  ASSERT_TRUE(h.c);
+  Bank bank(h);
+  ASSERT_TRUE(bank.open_accounts().is_ok());
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 3; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(seed * 10 + static_cast<uint64_t>(w));
+      while (!stop) bank.transfer(rng, false);
+    });
+  }
+  threads.emplace_back([&] {
+    while (!stop) bank.audit(false, "under kills");
+  });
+  std::mt19937_64 rng(seed);
+  for (int step = 0; step < 4; ++step) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 700));
+    h.sys->engine(1 + static_cast<uint32_t>(rng() % 3)).kill9();
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1000));
+    h.restart_dead();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_GT(bank.transfers.load(), 10u);
+  bank.audit(false, "after the kills");
+  EXPECT_GT(bank.audits.load(), 1u);
+  h.expect_consistent("after the kills");
+}
+
+TEST(Tx, TransfersKeepTheirSumThroughEngineKills) {
+  if (const char* one = std::getenv("TESSERA_TX_SEED")) {
+    return run_transfer_kills(std::strtoull(one, nullptr, 10));
+  }
+  std::vector<uint64_t> seeds{1};
+  if (const char* n = std::getenv("TESSERA_TX_SEEDS")) {
+    for (uint64_t i = 0; i < std::strtoull(n, nullptr, 10); ++i) seeds.push_back(100 + i);
+  }
+  for (uint64_t seed : seeds) {
+    run_transfer_kills(seed);
+    if (::testing::Test::HasFailure()) break;
+  }
+}
+
+}  // namespace
