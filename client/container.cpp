@@ -488,6 +488,9 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
       }
       return ec_punch_akey(st, *ec, oid, dkey, akey);
     }
+    // A replicated object's punch is one transaction over its groups; an erasure-coded one's
+    // is punched by every shard on its own.
+    if (dkey.empty() && ec_class(oid) == nullptr) return punch_object(st, oid);
     auto body = [&] { return punch_body(oid, dkey, akey, offset, length, rsize, ctx_of(*st)); };
     auto r =
         op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});

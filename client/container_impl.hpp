@@ -83,6 +83,9 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                                         const std::string& dkey, const std::string& akey,
                                         uint64_t epoch, uint64_t tx_read);
 
+// Punches a replicated object as one transaction over every group (transaction.cpp).
+Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid);
+
 // Erasure-coded objects (container_ec.cpp).
 Result<uint64_t> ec_update(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
                            const std::string& dkey, const std::string& akey, ValueKind kind,

@@ -393,6 +393,23 @@ Buffer commit_body(const Transaction::State& s, const IoCtxValues& ctx) {
 }
 }  // namespace
 
+namespace contimpl {
+Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid) {
+  Transaction::State s;  // one change, its epoch stamped by the coordinator
+  s.st = st;
+  s.ops.emplace_back();
+  s.ops.back().oid = oid;
+  for (int attempt = 0;; ++attempt) {
+    auto body = [&] { return commit_body(s, ctx_of(*st)); };
+    auto m = op(st, oid, "", Pick::leader, proto::kObjTxCommit, body, {});
+    if (m) return decoded(*m, decode_epoch);
+    // Under a transaction's read of the object: again, at a new epoch.
+    if (m.status().code() != Errc::restart || attempt >= 16) return m.status();
+    st->im->target->sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 6)));
+  }
+}
+}  // namespace contimpl
+
 Result<uint64_t> Transaction::commit() {
   TESSERA_TRY(s_->usable());
   s_->done = true;

@@ -197,6 +197,18 @@ TEST(Tx, ReadOnlyAtASnapshotAndAWholeObjectPunch) {
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(text(h.c->fetch(o, fmt::format("d{}", i), "v", ValueKind::single)), "<absent>");
   }
+  // Container::punch of a whole object: one transaction too.
+  const ObjectId o2 = h.obj(4);
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(h.c->update(o2, fmt::format("d{}", i), "v", ValueKind::single, 0, bytes("x")));
+  }
+  auto pe2 = h.c->punch(o2);
+  ASSERT_TRUE(pe2) << pe2.status().to_string();
+  auto left = h.c->list_all(ListScope::dkeys, o2);
+  EXPECT_TRUE(!left || left->empty());
+  auto before = h.c->list_all(ListScope::dkeys, o2, {}, {}, *pe2 - 1);
+  ASSERT_TRUE(before) << before.status().to_string();
+  EXPECT_EQ(before->size(), 6u);
   auto ro = h.c->tx_open(at);
   ASSERT_TRUE(ro);
   EXPECT_TRUE((*ro)->read_only());
