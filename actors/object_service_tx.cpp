@@ -18,6 +18,7 @@
 #include "core/crash_point.hpp"
 #include "placement/layout.hpp"
 #include "proto/protocol.hpp"
+#include "proto/tx_ops.hpp"
 
 namespace tessera {
 
@@ -31,17 +32,7 @@ constexpr size_t kMaxTxOps = 4096;                       // changes per transact
 constexpr uint64_t kMaxTxBytes = 64ull << 20;            // bytes of data per transaction
 constexpr auto kFutureSlack = std::chrono::seconds(10);  // clocks of hosts may disagree
 
-struct TxOp {
-  bool update = false;
-  ObjectId oid;  // the user's OID
-  std::string dkey, akey;
-  storage::ValueKind kind = storage::ValueKind::single;
-  uint64_t offset = 0, length = 0;
-  uint32_t rsize = 1;
-  Cond cond = Cond::none;
-  uint64_t data_off = 0, data_len = 0;
-  uint32_t crc = 0;
-};
+using TxOp = proto::TxChange;
 
 struct TxReq {
   ObjectService::Ctx ctx;
@@ -65,23 +56,9 @@ Result<TxReq> decode_tx(const Message& m) {
     return Status(Errc::too_big, fmt::format("a transaction changes at most {} keys ({} given)",
                                              kMaxTxOps, ops.size()));
   }
-  for (auto o : ops) {
-    TxOp op;
-    op.update = o.getOp() == schema::TxOp::Op::UPDATE;
-    op.oid = oid_of(o.getOid());
-    op.dkey = from_data(o.getDkey());
-    op.akey = from_data(o.getAkey());
-    op.kind = kind_of(o.getKind());
-    op.offset = o.getOffset();
-    op.length = o.getLength();
-    op.rsize = std::max<uint32_t>(1, o.getRsize());
-    if (o.getCond() > 2) return Status(Errc::protocol, "unknown update condition");
-    op.cond = static_cast<Cond>(o.getCond());
-    op.data_off = o.getDataOff();
-    op.data_len = o.getDataLen();
-    op.crc = o.getCrc();
-    t.ops.push_back(std::move(op));
-  }
+  bool bad = false;
+  for (auto o : ops) t.ops.push_back(proto::tx_op_of(o, bad));
+  if (bad) return Status(Errc::protocol, "unknown update condition");
   if (ds.failed()) return malformed(ds);
   for (const TxOp& op : t.ops) {
     if (op.update && (op.dkey.empty() || op.akey.empty())) {
@@ -123,21 +100,10 @@ Buffer tx_body(const TxReq& t, const std::vector<const TxOp*>& ops, const std::v
   auto l = req.initOps(static_cast<unsigned>(ops.size()));
   for (size_t i = 0; i < ops.size(); ++i) {
     const TxOp& op = *ops[i];
-    auto w = l[static_cast<unsigned>(i)];
-    w.setOp(op.update ? schema::TxOp::Op::UPDATE : schema::TxOp::Op::PUNCH);
-    w.initOid().setHi(op.oid.hi);
-    w.getOid().setLo(op.oid.lo);
-    w.setDkey(as_data(op.dkey));
-    w.setAkey(as_data(op.akey));
-    w.setKind(op.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
-                                                   : schema::ValueKind::SINGLE);
-    w.setOffset(op.offset);
-    w.setLength(op.length);
-    w.setRsize(op.rsize);
-    w.setCond(decide[i] ? static_cast<uint8_t>(op.cond) : 0);
-    w.setDataOff(at);
-    w.setDataLen(op.data_len);
-    w.setCrc(op.crc);
+    TxOp c = op;
+    c.cond = decide[i] ? op.cond : Cond::none;
+    c.data_off = at;
+    proto::set_tx_op(l[static_cast<unsigned>(i)], c);
     if (op.data_len > 0) std::memcpy(bulk.data() + at, src.data() + op.data_off, op.data_len);
     at += op.data_len;
   }

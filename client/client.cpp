@@ -231,7 +231,6 @@ Result<ListPage> decode_list(Message& m) {
   return page;
 }
 
-namespace {
 void set_ctx(schema::IoCtx::Builder b, const IoCtxValues& c) {
   b.setPool(c.pool);
   b.setMapVersion(c.map_version);
@@ -239,7 +238,6 @@ void set_ctx(schema::IoCtx::Builder b, const IoCtxValues& c) {
   b.setCont(c.cont);
   b.setTxRead(c.tx_read);
 }
-}  // namespace
 
 Buffer update_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
                    uint64_t offset, uint32_t crc, UpdateFlags flags, const IoCtxValues& ctx) {

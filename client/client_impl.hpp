@@ -11,6 +11,7 @@
 #include "core/actor.hpp"
 #include "core/target.hpp"
 #include "net/fabric.hpp"
+#include "proto/object.capnp.h"
 
 namespace tessera {
 
@@ -62,6 +63,7 @@ struct IoCtxValues {
   uint32_t cont = 0;
   uint64_t tx_read = 0;  // a user transaction's read: its reader id (IoCtx.txRead)
 };
+void set_ctx(schema::IoCtx::Builder b, const IoCtxValues& c);
 Buffer update_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,
                    uint64_t offset, uint32_t crc, UpdateFlags flags, const IoCtxValues& ctx = {});
 Buffer fetch_body(ObjectId oid, std::string_view dkey, std::string_view akey, ValueKind kind,

@@ -13,6 +13,7 @@
 #include "placement/layout.hpp"
 #include "proto/object.capnp.h"
 #include "proto/protocol.hpp"
+#include "proto/tx_ops.hpp"
 
 namespace tessera {
 
@@ -31,14 +32,8 @@ struct Transaction::State {
   uint64_t owner = 0;  // the reader id the transaction's reads carry
   bool ro = false;
   bool done = false;
-  struct Op {
-    bool update = false;
-    ObjectId oid;
-    std::string dkey, akey;
-    ValueKind kind = ValueKind::single;
-    uint64_t offset = 0, length = 0;  // records (a range punch: length > 0)
-    uint32_t rsize = 1;
-    Cond cond = Cond::none;
+  // A change (its wire form, without the place of its bytes) and its bytes.
+  struct Op : proto::TxChange {
     Buffer data;
     // The whole akey (a single value, or a punch of the akey), not a range of an array.
     bool whole() const { return update ? kind == ValueKind::single : length == 0; }
@@ -362,31 +357,19 @@ namespace {
 Buffer commit_body(const Transaction::State& s, const IoCtxValues& ctx) {
   capnp::MallocMessageBuilder b(1024);
   auto req = b.initRoot<schema::TxReq>();
-  auto c = req.initCtx();
-  c.setPool(ctx.pool);
-  c.setMapVersion(ctx.map_version);
-  c.setHandle(ctx.handle);
-  c.setCont(ctx.cont);
+  set_ctx(req.initCtx(), ctx);
   req.setEpoch(s.epoch);
   req.setOwner(s.owner);
   auto l = req.initOps(static_cast<unsigned>(s.ops.size()));
   uint64_t at = 0;
   for (size_t i = 0; i < s.ops.size(); ++i) {
     const auto& op = s.ops[i];
-    auto w = l[static_cast<unsigned>(i)];
-    w.setOp(op.update ? schema::TxOp::Op::UPDATE : schema::TxOp::Op::PUNCH);
-    w.initOid().setHi(op.oid.hi);
-    w.getOid().setLo(op.oid.lo);
-    w.setDkey(as_data(op.dkey));
-    w.setAkey(as_data(op.akey));
-    w.setKind(op.kind == ValueKind::array ? schema::ValueKind::ARRAY : schema::ValueKind::SINGLE);
-    w.setOffset(op.offset);
-    w.setLength(op.update ? 0 : op.length);
-    w.setRsize(op.rsize);
-    w.setCond(static_cast<uint8_t>(op.cond));
-    w.setDataOff(at);
-    w.setDataLen(op.data.size());
-    w.setCrc(crc32c(op.data.span()));
+    proto::TxChange c = op;
+    if (op.update) c.length = 0;
+    c.data_off = at;
+    c.data_len = op.data.size();
+    c.crc = crc32c(op.data.span());
+    proto::set_tx_op(l[static_cast<unsigned>(i)], c);
     at += op.data.size();
   }
   return capn::to_body(b);
@@ -469,12 +452,7 @@ Result<std::unique_ptr<Transaction>> Container::tx_open(uint64_t snapshot) {
           for (size_t i = 0; i < targets.size(); ++i) {
             const auto& t = targets[(st->rotation + i) % targets.size()];
             capnp::MallocMessageBuilder b(128);
-            auto c = b.initRoot<schema::TxBeginReq>().initCtx();
-            const IoCtxValues ctx = ctx_of(*st);
-            c.setPool(ctx.pool);
-            c.setMapVersion(ctx.map_version);
-            c.setHandle(ctx.handle);
-            c.setCont(ctx.cont);
+            set_ctx(b.initRoot<schema::TxBeginReq>().initCtx(), ctx_of(*st));
             auto m = send(*st, t, proto::kObjTxBegin, capn::to_body(b), {},
                           std::chrono::duration_cast<Nanos>(st->timeout) / 4);
             if (!m) {
