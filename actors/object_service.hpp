@@ -126,7 +126,12 @@ class ObjectService final : public Actor {
   Status lead_dtx(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
                   std::string_view key, const std::vector<uint64_t>& participants, bool sequential,
                   const std::function<Status()>& prepare_local,
-                  const std::vector<std::function<Status()>>& remote);
+                  const std::vector<std::function<Status()>>& remote, bool confirm_abort = false);
+  // A user transaction's abort, made durable here and on every other participant before the
+  // client hears it (`confirm_abort` of lead_dtx): otherwise participants deciding without the
+  // coordinator could still commit it. `uncertain` when some participant did not confirm.
+  Status confirm_abort(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
+                       const std::vector<uint64_t>& participants, const Status& why);
   // A participant: applies the commits a forwarded request carries, then stages its change
   // with `stage` and prepares it as the request's transaction.
   Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,

@@ -83,7 +83,8 @@ class Marked {
 Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
                                std::string_view key, const std::vector<uint64_t>& participants,
                                bool sequential, const std::function<Status()>& prepare_local,
-                               const std::vector<std::function<Status()>>& remote) {
+                               const std::vector<std::function<Status()>>& remote,
+                               bool confirm) {
   Marked leading(sh.dtx_leading, store, id);
   crash_point("dtx.leader.start", key);
   Status local;
@@ -124,6 +125,7 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
     dtx_wake_.notify_all();
     return Status();
   }
+  if (confirm) return confirm_abort(sh, store, id, participants, first);
   // Not every part is prepared: abort everywhere (a participant that missed this notice asks,
   // and hears "aborted").
   (void)store.dtx_abort(id);
@@ -131,6 +133,43 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
     if (p != me()) send_outcome(sh.id, p, {id}, false);
   }
   return first;
+}
+
+Status ObjectService::confirm_abort(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
+                                    const std::vector<uint64_t>& participants, const Status& why) {
+  Status mine = store.dtx_abort_durable(id);
+  std::vector<std::shared_ptr<boost::fibers::promise<Status>>> acks;
+  for (uint64_t p : participants) {
+    if (p == me()) continue;
+    auto done = std::make_shared<boost::fibers::promise<Status>>();
+    acks.push_back(done);
+    capnp::MallocMessageBuilder b(256);
+    auto req = b.initRoot<schema::DtxOutcomeReq>();
+    req.initCtx().setPool(sh.id);
+    req.getCtx().setReplica(true);
+    req.setCommit(false);
+    dtx_to(req.initIds(1)[0], id);
+    auto m = std::make_shared<Message>();
+    m->dst = member_addr(p);
+    m->protocol = proto::kProtoObject;
+    m->method = proto::kObjDtxOutcome;
+    m->body = capn::to_body(b);
+    rt_.target().spawn([this, m, done] {
+      auto r = rt_.ask(std::move(*m), kDtxAsk, proto::kObjectServiceActor);
+      done->set_value(!r ? r.status()
+                         : r->status != Errc::ok ? Status(r->status, r->error) : Status());
+    });
+  }
+  Status missing = mine;
+  for (auto& a : acks) {
+    Status st = a->get_future().get();
+    if (!st.is_ok() && missing.is_ok()) missing = st;
+  }
+  if (missing.is_ok()) return why;
+  return Status(Errc::uncertain,
+                fmt::format("{}; then the abort could not be confirmed everywhere ({}): the "
+                            "transaction may still commit",
+                            why.message(), missing.to_string()));
 }
 
 std::vector<DtxId> ObjectService::take_notices(PoolShard& sh, uint64_t member, size_t max) {
@@ -202,8 +241,18 @@ Status ObjectService::on_dtx_outcome(Message& m) {
   auto sh = shard_for(pool, 0);
   if (!sh) return sh.status();
   storage::TargetStore& store = *(*sh)->store;
-  for (const DtxId& id : ids) (void)(commit ? store.dtx_commit(id) : store.dtx_abort(id));
-  return rt_.reply(m, Status());
+  // Aborts are made durable before the answer: a coordinator may be waiting to tell its client
+  // that nothing of the transaction applies (confirm_abort).
+  Status st;
+  for (const DtxId& id : ids) {
+    if (commit) {
+      (void)store.dtx_commit(id);
+    } else if (Status a = store.dtx_abort_durable(id);
+               !a.is_ok() && a.code() != Errc::exists && st.is_ok()) {
+      st = a;
+    }
+  }
+  return rt_.reply(m, st);
 }
 
 Status ObjectService::on_dtx_query(Message& m) {
@@ -238,9 +287,13 @@ Status ObjectService::on_dtx_query(Message& m) {
       (void)store.dtx_abort(id);
       s = DtxState::aborted;
     }
-  } else if (s == DtxState::unknown && abort_unknown) {
-    (void)store.dtx_abort(id);
-    s = DtxState::aborted;
+  } else if ((s == DtxState::unknown || store.dtx_preparing(id)) && abort_unknown) {
+    // Not prepared here, or still being prepared (logged, or checked against concurrent
+    // transactions, which may refuse it): it counts as never prepared.
+    (void)store.dtx_abort_durable(id);
+    s = store.dtx_state(id);
+  } else if (store.dtx_preparing(id)) {
+    s = DtxState::unknown;
   }
   capnp::MallocMessageBuilder b(64);
   b.initRoot<schema::DtxQueryRep>().setState(static_cast<uint8_t>(s));

@@ -297,7 +297,8 @@ Status ObjectService::on_tx_commit(Message& m) {
       return Status();
     });
   }
-  TESSERA_TRY(lead_dtx(sh, *w->store, id, key, participants, false, prepare_local, remote));
+  TESSERA_TRY(
+      lead_dtx(sh, *w->store, id, key, participants, false, prepare_local, remote, true));
   TESSERA_TRY(rt_.reply(m, Status(), epoch_body(t->epoch)));
   crash_point("dtx.leader.replied", key);
   return Status();

@@ -196,6 +196,14 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       }
       last = r.status();
       all_ok = false;
+      // A commit that reached its coordinator may have committed: not sent again (a second
+      // attempt could fail where the first succeeds, and its caller run the transaction again).
+      if (method == proto::kObjTxCommit &&
+          (last.code() == Errc::timeout || last.code() == Errc::unreachable ||
+           last.code() == Errc::shutdown)) {
+        return Status(Errc::uncertain,
+                      fmt::format("{}: the transaction may have committed", last.message()));
+      }
       // A replica whose copy fails its checksum (or whose device fails) is read around: the
       // next replica may hold a good copy. Only when none does is the error the answer.
       if (pick == Pick::replica &&

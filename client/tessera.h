@@ -37,6 +37,7 @@ enum tessera_error {
   TESSERA_EBUSY = 17,        /* busy: retry */
   TESSERA_EABORTED = 20,     /* the transaction was aborted: none of it applied */
   TESSERA_ERESTART = 21,     /* the transaction conflicts with another: run it again */
+  TESSERA_EUNCERTAIN = 22,   /* the transaction's outcome is unknown (it may have committed) */
   TESSERA_ERANGE = 100 /* output buffer too small; *out_len holds the size needed */
 };
 

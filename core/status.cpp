@@ -48,6 +48,8 @@ std::string_view errc_name(Errc e) noexcept {
       return "transaction aborted";
     case Errc::restart:
       return "transaction conflict (restart it)";
+    case Errc::uncertain:
+      return "transaction outcome unknown";
   }
   return "unknown error";
 }

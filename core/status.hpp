@@ -36,7 +36,9 @@ enum class Errc : uint16_t {
   unauthenticated = 19,  // the sender's identity could not be verified (no or bad credential)
   aborted = 20,          // a distributed transaction was decided aborted (nothing of it applies)
   restart = 21,          // a transaction conflicts with a concurrent one: run it again
-  kLast = restart,       // highest valid code (wire checks)
+  uncertain = 22,        // a transaction's outcome is unknown (it may have committed): do not
+                         // run it again blindly
+  kLast = uncertain,     // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

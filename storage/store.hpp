@@ -85,8 +85,8 @@ struct DtxChecks {
   // or at its epoch by another reader than `owner` (0: any).
   bool reads = false;
   uint64_t owner = 0;
-  // Refuse (`restart`) a change under a newer one: the key holds a version or punch above the
-  // change's epoch, or another transaction has one prepared there.
+  // Refuse (`restart`) a change under a newer one: the key holds a version or punch at or
+  // above the change's epoch, or another transaction has one prepared there.
   bool newer = false;
 };
 
@@ -260,6 +260,11 @@ class TargetStore {
   // Drops a prepared transaction's changes; an unknown id is remembered as aborted so that a
   // prepare arriving late is refused. Committed already: `exists`.
   Status dtx_abort(const DtxId& id);
+  // The same, durable on return (the abort record is logged and synced, not posted).
+  Status dtx_abort_durable(const DtxId& id);
+  // Whether a prepare of `id` is still being logged or checked here (dtx_prepare has not
+  // returned): not yet a part anyone may count as prepared.
+  bool dtx_preparing(const DtxId& id) const { return dtx_preparing_.count(id) != 0; }
   DtxState dtx_state(const DtxId& id) const;
   // Gives back the extents of a stage that will not be prepared (a later change failed).
   void dtx_discard(DtxStage& stage);

@@ -153,14 +153,30 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
   busy_cv_.notify_all();
 }
 
-void TargetStore::dtx_post(const DtxId& id, bool commit) {
+namespace {
+std::vector<uint8_t> outcome_record(const DtxId& id, bool commit) {
   capnp::MallocMessageBuilder b(128);
   auto rec = b.initRoot<schema::WalRecord>();
   auto out = commit ? rec.initDtxCommit() : rec.initDtxAbort();
   ref_to(out.initIds(1)[0], id);
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
-  wal_->post(std::vector<uint8_t>(bytes.begin(), bytes.end()));
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+}  // namespace
+
+void TargetStore::dtx_post(const DtxId& id, bool commit) {
+  wal_->post(outcome_record(id, commit));
+}
+
+Status TargetStore::dtx_abort_durable(const DtxId& id) {
+  if (dtx_state(id) == DtxState::committed) {
+    return Status(Errc::exists, fmt::format("{}: transaction {} was committed", who(), id.epoch));
+  }
+  if (dtx_state(id) != DtxState::aborted) dtx_apply_outcome(id, false);
+  // Logged again when aborted already: the earlier record may only have been posted.
+  const auto rec = outcome_record(id, false);
+  return wal_->append(std::span<const uint8_t>(rec.data(), rec.size()), [] {});
 }
 
 Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participants,
@@ -230,9 +246,10 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
   // Registered: a read from now on meets the prepared changes and waits for their outcome. A
   // read that came before left its stamp, and a change that would slide under it is refused.
   if (Status c = dtx_conflict(*dtx_.at(id), checks); !c.is_ok()) {
-    dtx_apply_outcome(id, false);
-    dtx_post(id, false);
-    return c;
+    // Durable before anyone hears it: a replay must not find this part prepared again, for
+    // participants deciding without their coordinator would then commit what was refused.
+    Status st = dtx_abort_durable(id);
+    return st.is_ok() ? c : st;
   }
   return Status();
 }
@@ -248,15 +265,17 @@ Status TargetStore::dtx_conflict(const Dtx& d, const DtxChecks& checks) const {
       }
     }
     if (!checks.newer) continue;
-    if (uint64_t at = newest_change(k.oid, k.dkey, k.akey); at > k.epoch) {
-      return Status(Errc::restart, fmt::format("{}: the key changed at epoch {}, after the "
-                                               "transaction's epoch {}: run it again",
+    // At the same epoch too: epochs of different clocks can be equal, and two changes of a
+    // key at one epoch would leave which one shows undecided.
+    if (uint64_t at = newest_change(k.oid, k.dkey, k.akey); at >= k.epoch) {
+      return Status(Errc::restart, fmt::format("{}: the key changed at epoch {}, at or after "
+                                               "the transaction's epoch {}: run it again",
                                                who(), at, k.epoch));
     }
     for (const auto& [other, od] : dtx_) {
       if (other == d.id) continue;
       for (const auto& ok : od->keys) {
-        if (ok.oid != k.oid || ok.epoch <= k.epoch) continue;
+        if (ok.oid != k.oid || ok.epoch < k.epoch) continue;
         bool dkey_meets = k.dkey.empty() || ok.dkey.empty() || ok.dkey == k.dkey;
         bool akey_meets = k.akey.empty() || ok.akey.empty() || ok.akey == k.akey;
         if (dkey_meets && akey_meets) {

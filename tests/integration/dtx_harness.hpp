@@ -32,6 +32,9 @@ struct SystemHarness {
   std::unique_ptr<Client> cl;
   std::unique_ptr<Container> c;
   bool ec = false;
+  // The client's: short, so that a dead leader's update fails soon (connect() again after a
+  // change).
+  std::chrono::milliseconds timeout{4000};
 
   // Rank 0 hosts the management service and holds no pool shard: the kills hit ranks 1..3.
   // `rf`: the failures the container tolerates. With 0 the system may not take a dead engine's
@@ -48,9 +51,11 @@ struct SystemHarness {
     connect();
   }
   void connect() {
+    c.reset();  // a container goes before the client it belongs to
+    cl.reset();
     ClientOptions co;
     co.engine = sys->mgmt();
-    co.timeout = std::chrono::milliseconds(4000);  // a dead leader's update fails soon
+    co.timeout = timeout;
     auto k = Client::connect_system(co);
     ASSERT_TRUE(k) << k.status().to_string();
     cl = std::move(*k);
