@@ -10,6 +10,7 @@
 // later transaction read a key this one changes: `restart`) and against newer changes of its
 // keys (`restart`); conditions are decided by the first writer of each group. All prepared:
 // committed at E; otherwise aborted everywhere, and the client hears the first failure.
+#include <cstring>
 #include <map>
 
 #include "actors/object_service.hpp"
@@ -23,9 +24,7 @@
 namespace tessera {
 
 using namespace objsvc;
-using capn::as_data;
 using capn::BodyReader;
-using capn::from_data;
 
 namespace {
 constexpr size_t kMaxTxOps = 4096;                       // changes per transaction

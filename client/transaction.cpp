@@ -18,7 +18,6 @@
 namespace tessera {
 
 using namespace contimpl;
-using capn::as_data;
 
 namespace {
 constexpr size_t kMaxOps = 4096;             // as the coordinator allows
