@@ -127,11 +127,13 @@ class ObjectService final : public Actor {
                   std::string_view key, const std::vector<uint64_t>& participants, bool sequential,
                   const std::function<Status()>& prepare_local,
                   const std::vector<std::function<Status()>>& remote, bool confirm_abort = false);
-  // A user transaction's abort, made durable here and on every other participant before the
-  // client hears it (`confirm_abort` of lead_dtx): otherwise participants deciding without the
-  // coordinator could still commit it. `uncertain` when some participant did not confirm.
+  // A user transaction's abort, made durable on every other participant, and then here, before
+  // the client hears it (`confirm_abort` of lead_dtx): otherwise participants deciding without
+  // the coordinator could still commit it. `uncertain` when some participant did not confirm:
+  // this target's part then stays prepared, and is decided with the others later.
   Status confirm_abort(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
-                       const std::vector<uint64_t>& participants, const Status& why);
+                       std::string_view key, const std::vector<uint64_t>& participants,
+                       const Status& why);
   // A participant: applies the commits a forwarded request carries, then stages its change
   // with `stage` and prepares it as the request's transaction.
   Status prepare_part(PoolShard& sh, storage::TargetStore& store, const Ctx& ctx,

@@ -83,8 +83,7 @@ class Marked {
 Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
                                std::string_view key, const std::vector<uint64_t>& participants,
                                bool sequential, const std::function<Status()>& prepare_local,
-                               const std::vector<std::function<Status()>>& remote,
-                               bool confirm) {
+                               const std::vector<std::function<Status()>>& remote, bool confirm) {
   Marked leading(sh.dtx_leading, store, id);
   crash_point("dtx.leader.start", key);
   Status local;
@@ -125,7 +124,7 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
     dtx_wake_.notify_all();
     return Status();
   }
-  if (confirm) return confirm_abort(sh, store, id, participants, first);
+  if (confirm) return confirm_abort(sh, store, id, key, participants, first);
   // Not every part is prepared: abort everywhere (a participant that missed this notice asks,
   // and hears "aborted").
   (void)store.dtx_abort(id);
@@ -136,8 +135,13 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
 }
 
 Status ObjectService::confirm_abort(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
-                                    const std::vector<uint64_t>& participants, const Status& why) {
-  Status mine = store.dtx_abort_durable(id);
+                                    std::string_view key, const std::vector<uint64_t>& participants,
+                                    const Status& why) {
+  // The others abort first, durably; this target's own part stays prepared until every one of
+  // them confirmed. A coordinator that dies meanwhile comes back with its part prepared and
+  // decides with the others (decide_by_vote), as they decide without it: an abort logged here
+  // first would be an outcome nobody else can see, and they could commit by vote.
+  crash_point("dtx.leader.aborting", key);
   std::vector<std::shared_ptr<boost::fibers::promise<Status>>> acks;
   for (uint64_t p : participants) {
     if (p == me()) continue;
@@ -156,15 +160,17 @@ Status ObjectService::confirm_abort(PoolShard& sh, storage::TargetStore& store, 
     m->body = capn::to_body(b);
     rt_.target().spawn([this, m, done] {
       auto r = rt_.ask(std::move(*m), kDtxAsk, proto::kObjectServiceActor);
-      done->set_value(!r ? r.status()
-                         : r->status != Errc::ok ? Status(r->status, r->error) : Status());
+      done->set_value(!r                      ? r.status()
+                      : r->status != Errc::ok ? Status(r->status, r->error)
+                                              : Status());
     });
   }
-  Status missing = mine;
+  Status missing;
   for (auto& a : acks) {
     Status st = a->get_future().get();
     if (!st.is_ok() && missing.is_ok()) missing = st;
   }
+  if (missing.is_ok()) missing = store.dtx_abort_durable(id);
   if (missing.is_ok()) return why;
   return Status(Errc::uncertain,
                 fmt::format("{}; then the abort could not be confirmed everywhere ({}): the "

@@ -296,8 +296,11 @@ Status ObjectService::on_tx_commit(Message& m) {
       return Status();
     });
   }
-  TESSERA_TRY(
-      lead_dtx(sh, *w->store, id, key, participants, false, prepare_local, remote, true));
+  // This target's own part first: a part it refuses, or dies before it is durable, is then one
+  // no other participant ever heard of, and its "aborted" (or "never prepared") is the outcome
+  // everyone finds. Prepared in parallel, the others could hold their parts prepared while the
+  // coordinator alone knows it refused, and decide by vote to commit without it.
+  TESSERA_TRY(lead_dtx(sh, *w->store, id, key, participants, true, prepare_local, remote, true));
   TESSERA_TRY(rt_.reply(m, Status(), epoch_body(t->epoch)));
   crash_point("dtx.leader.replied", key);
   return Status();

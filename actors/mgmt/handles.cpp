@@ -53,6 +53,13 @@ Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, co
   if (!pc) return pc.status();
   if (r.getWrite()) {
     auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
+    if (h.status == "UNCLEAN" && pc->cont->lost_data) {
+      return Status(Errc::unavailable,
+                    fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
+                                "lost more engines than its redundancy factor {}, so some of its "
+                                "data may be lost; it opens read-only",
+                                pc->cont->props.label, pc->pool->label, pc->cont->props.rf));
+    }
     if (h.status == "UNCLEAN") {
       return Status(Errc::unavailable,
                     fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "

@@ -5,7 +5,9 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
@@ -74,21 +76,38 @@ struct SystemHarness {
     if (!r) return r.status();
     return std::string(r->data.view());
   }
-  // The group of the victims (one group: every dkey of the object): its leader (the first
-  // member holding complete data) and another member.
-  std::pair<uint32_t, uint32_t> leader_and_member() {
+  // The ranks holding (o, dkey)'s group: its leader (the first member holding complete data)
+  // first, then the other available members.
+  std::vector<uint32_t> group_ranks(ObjectId o, const std::string& dkey) {
     auto view = mc->pool_query("tank");
     EXPECT_TRUE(view);
-    auto place = placement::place(oid(), view->pool.map);
+    auto place = placement::place(o, view->pool.map);
     EXPECT_TRUE(place);
-    uint32_t leader = 0, other = 0;
-    for (const auto& p : place->dkey("victim-0")) {
-      if (p.complete && p.home.available && leader == 0) leader = p.home.rank;
+    std::vector<uint32_t> out;
+    for (const auto& p : place->dkey(dkey)) {
+      if (p.complete && p.home.available && out.empty()) out.push_back(p.home.rank);
     }
-    for (const auto& p : place->dkey("victim-0")) {
-      if (p.home.rank != leader && p.home.available) other = p.home.rank;
+    for (const auto& p : place->dkey(dkey)) {
+      if (p.home.available && std::find(out.begin(), out.end(), p.home.rank) == out.end()) {
+        out.push_back(p.home.rank);
+      }
     }
-    return {leader, other};
+    return out;
+  }
+  // The group of the victims (one group: every dkey of the object): its leader and another
+  // member.
+  std::pair<uint32_t, uint32_t> leader_and_member() {
+    auto g = group_ranks(oid(), "victim-0");
+    return {g.empty() ? 0 : g[0], g.size() < 2 ? 0 : g[1]};
+  }
+  // Restarts `rank` cleanly (a clean stop keeps its targets in the pool map) with the crash
+  // points `spec` armed (core/crash_point.hpp): only that engine has them.
+  void arm(uint32_t rank, const std::string& spec) {
+    EXPECT_EQ(sys->engine(rank).terminate(), 0);
+    ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
+    EXPECT_TRUE(sys->engine(rank).start().is_ok());
+    ::unsetenv("TESSERA_CRASH_AT");
+    EXPECT_TRUE(sys->wait_joined(4));
   }
   // Restarts the engines that died; those the system excluded meanwhile are reintegrated, and
   // the rebuild that fills them again runs to its end.
@@ -114,6 +133,18 @@ struct SystemHarness {
       return p.pool.rebuild.state != "busy" && !p.pool.map.moving();
     });
     ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish";
+  }
+  // Whether a check pass (without repair) reached every copy of every dkey. An engine killed
+  // and restarted at the same address, with no map change between, may not hear its peers'
+  // first sends for a while (the fabric reconnects): a test waits for this first.
+  bool check_reaches_all() {
+    auto view = mc->pool_query("tank");
+    if (!view) return false;
+    for (const auto& r :
+         cl->cont_check(*view, c->handle().cont.c.id, false, 1.0, std::chrono::minutes(2), {})) {
+      if (!r.answer || r.answer->unchecked != 0) return false;
+    }
+    return true;
   }
   // `tessera cont check`'s pass over the whole container (rebuild/check.hpp): no copy disagrees
   // with the others, no stored piece is damaged, every dkey was checked.

@@ -54,11 +54,7 @@ struct Harness : SystemHarness {
     auto [leader, other] = leader_and_member();
     const uint32_t rank = kPoints[i].rfind("dtx.participant", 0) == 0 ? other : leader;
     EXPECT_NE(rank, 0u);
-    EXPECT_EQ(sys->engine(rank).terminate(), 0);
-    ::setenv("TESSERA_CRASH_AT", fmt::format("{}:victim-{}", kPoints[i], i).c_str(), 1);
-    EXPECT_TRUE(sys->engine(rank).start().is_ok());
-    ::unsetenv("TESSERA_CRASH_AT");
-    EXPECT_TRUE(sys->wait_joined(4));
+    SystemHarness::arm(rank, fmt::format("{}:victim-{}", kPoints[i], i));
     return rank;
   }
 };
