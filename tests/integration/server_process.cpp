@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,9 +64,14 @@ Status ServerProcess::start(std::chrono::seconds timeout) {
     args.insert(args.end(), {"--system-key", test_system_key()});
   }
   ++starts_;
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) return Status(Errc::internal, "fork failed");
   if (pid_ == 0) {
+    // The engine dies with the test process, also one that crashed before it could stop it
+    // (engines are started from the test's main thread, whose end this follows).
+    (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(127);
     int fd = ::open((opts_.dir + "/server.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);
