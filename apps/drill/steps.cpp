@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+
 #include <cerrno>
 #include <cstring>
 #include <unordered_set>
@@ -78,33 +80,44 @@ Status Runner::run_step(const Step& st) {
                         "data to move, or the pool's self_heal lacks rebuild)",
                         before));
       }
-      return wait_until(
-          st,
-          [this](const mgmt::PoolView& v) -> Result<bool> {
-            const auto& r = v.pool.rebuild;
-            if (r.state == "failed") {
-              return Status(Errc::internal,
-                            fmt::format("rebuild generation {} failed: {}", r.gen, r.error));
-            }
-            if (r.state == "busy" || v.pool.map.moving()) return false;
-            std::lock_guard lk(mu_);
-            auto settled = [](TargetState s) {
-              return s != TargetState::up_in && s != TargetState::down;
-            };
-            for (uint32_t rank : expect_down_) {
-              if (const auto* e = v.pool.map.engine(rank)) {
-                for (const auto& t : e->targets) {
-                  if (!settled(t.state)) return false;
+      {
+        // A generation that failed while data is left to move is started again by the management
+        // service after a back-off (actors/mgmt/retry.cpp): the step waits for that one, and its
+        // timeout names the last failure. The report lists every failed generation.
+        auto last_failure = std::make_shared<std::string>();
+        Status s = wait_until(
+            st,
+            [this, last_failure](const mgmt::PoolView& v) -> Result<bool> {
+              const auto& r = v.pool.rebuild;
+              if (r.state == "failed") {
+                *last_failure = fmt::format("rebuild generation {} failed: {}", r.gen, r.error);
+                if (!v.pool.map.moving()) return Status(Errc::internal, *last_failure);
+                return false;
+              }
+              if (r.state == "busy" || v.pool.map.moving()) return false;
+              std::lock_guard lk(mu_);
+              auto settled = [](TargetState s) {
+                return s != TargetState::up_in && s != TargetState::down;
+              };
+              for (uint32_t rank : expect_down_) {
+                if (const auto* e = v.pool.map.engine(rank)) {
+                  for (const auto& t : e->targets) {
+                    if (!settled(t.state)) return false;
+                  }
                 }
               }
-            }
-            for (const auto& [rank, target] : stopped_) {
-              auto s = v.pool.map.state(rank, target);
-              if (s && !settled(*s)) return false;
-            }
-            return true;
-          },
-          "waiting for the rebuild");
+              for (const auto& [rank, target] : stopped_) {
+                auto s = v.pool.map.state(rank, target);
+                if (s && !settled(*s)) return false;
+              }
+              return true;
+            },
+            "waiting for the rebuild");
+        if (s.code() == Errc::timeout && !last_failure->empty()) {
+          return Status(s.code(), fmt::format("{}; last: {}", s.message(), *last_failure));
+        }
+        return s;
+      }
     case K::wait_down:
       return wait_until(
           st,
@@ -132,10 +145,10 @@ Status Runner::run_step(const Step& st) {
           last = ms.status();
         }
         if (Clock::now() >= until) {
-          return Status(Errc::timeout, fmt::format("waiting for rank {} to join: not reached "
-                                                   "within {} s ({})",
-                                                   st.ranks[0], within.count() / 1000,
-                                                   last.to_string()));
+          return Status(Errc::timeout,
+                        fmt::format("waiting for rank {} to join: not reached "
+                                    "within {} s ({})",
+                                    st.ranks[0], within.count() / 1000, last.to_string()));
         }
         std::this_thread::sleep_for(kPoll);
       }
@@ -315,9 +328,9 @@ Status Runner::join_background(Millis limit) {
     }
     if (b->th.joinable()) b->th.join();
     if (!b->result.is_ok() && first.is_ok()) {
-      first = Status(b->result.code(), fmt::format("background step '{}' (line {}): {}",
-                                                   b->step.text, b->step.line,
-                                                   b->result.message()));
+      first =
+          Status(b->result.code(), fmt::format("background step '{}' (line {}): {}", b->step.text,
+                                               b->step.line, b->result.message()));
     }
   }
   bg_.clear();
@@ -344,8 +357,7 @@ Status Runner::step_exec(const Step& st) {
   }
   // `tessera` is the CLI beside the engines' tessera-server, whatever else is on the PATH.
   auto recorded = local::SystemFile::load(sys.path);
-  const auto bin =
-      std::filesystem::path(recorded ? recorded->server : sys.server).parent_path();
+  const auto bin = std::filesystem::path(recorded ? recorded->server : sys.server).parent_path();
   env.push_back("PATH=" + (bin.empty() ? path : bin.string() + ":" + path));
   env.push_back("TESSERA_SYSTEM=" + sys.path);
   env.push_back("TESSERA_POOL=" + d_.pool);
@@ -399,8 +411,8 @@ Status Runner::step_exec(const Step& st) {
 Status Runner::step_fill(const Step& st) {
   if (!filler_) filler_ = std::make_unique<Filler>(mgmt_, d_.pool, d_.cont);
   const double pct = std::stod(st.value);
-  auto r = filler_->fill_to(pct, limit(st, kDefaultWait),
-                            [this](const std::string& l) { progress(l); });
+  auto r =
+      filler_->fill_to(pct, limit(st, kDefaultWait), [this](const std::string& l) { progress(l); });
   if (!r) return r.status();
   event("fill",
         fmt::format("pool {:.1f}% used after {} values of 1 MiB{}", r->used_pct, r->values,
@@ -421,8 +433,8 @@ Status Runner::assert_space(const Step& st) {
   auto used = pool_used_pct(mgmt_, d_.pool);
   if (!used) return used.status();
   if (compare(*used, st.cmp, std::stod(st.value))) return Status();
-  return Status(Errc::invalid_argument, fmt::format("expected space used {} {}%, found {:.1f}%",
-                                                    st.cmp, st.value, *used));
+  return Status(Errc::invalid_argument,
+                fmt::format("expected space used {} {}%, found {:.1f}%", st.cmp, st.value, *used));
 }
 
 // Flips 16 bytes inside stored copies of the load's acknowledged data in one target's pool file
@@ -441,8 +453,8 @@ Status Runner::step_corrupt(const Step& st) {
   if (!load_) return Status(Errc::invalid_argument, "corrupt damages the load's data: no load");
   auto v = mc_->pool_query(d_.pool);
   if (!v) return v.status();
-  const std::string file = fmt::format("{}/pools/{}-{}/target{}.dat", e->dir, v->pool.id,
-                                       v->pool.uuid, st.target);
+  const std::string file =
+      fmt::format("{}/pools/{}-{}/target{}.dat", e->dir, v->pool.id, v->pool.uuid, st.target);
   constexpr size_t kBlock = 4096;
   constexpr size_t kKey = 16;
   std::unordered_set<std::string> keys;
@@ -478,9 +490,10 @@ Status Runner::step_corrupt(const Step& st) {
                               "live in the metadata)",
                               file));
   }
-  event("corrupt", fmt::format("rank {} target {}: {} of {} stored copies of the load's data "
-                               "damaged",
-                               r, st.target, damaged, found.size()),
+  event("corrupt",
+        fmt::format("rank {} target {}: {} of {} stored copies of the load's data "
+                    "damaged",
+                    r, st.target, damaged, found.size()),
         {{"damaged", damaged}, {"found", found.size()}});
   return Status();
 }
