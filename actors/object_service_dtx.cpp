@@ -44,6 +44,24 @@ ActorAddr member_addr(uint64_t m) {
                    proto::kObjectServiceActor};
 }
 
+// The decision on `ids` for `member` (kObjDtxOutcome).
+Message outcome_message(uint32_t pool, uint64_t member, const std::vector<DtxId>& ids,
+                        bool commit) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::DtxOutcomeReq>();
+  req.initCtx().setPool(pool);
+  req.getCtx().setReplica(true);
+  req.setCommit(commit);
+  auto l = req.initIds(static_cast<unsigned>(ids.size()));
+  for (size_t i = 0; i < ids.size(); ++i) dtx_to(l[static_cast<unsigned>(i)], ids[i]);
+  Message m;
+  m.dst = member_addr(member);
+  m.protocol = proto::kProtoObject;
+  m.method = proto::kObjDtxOutcome;
+  m.body = capn::to_body(b);
+  return m;
+}
+
 // Waits (suspending the fiber) until the transaction is decided in `store` or `until` passes.
 DtxState wait_decided(storage::TargetStore& store, const DtxId& id,
                       std::chrono::steady_clock::time_point until) {
@@ -147,17 +165,7 @@ Status ObjectService::confirm_abort(PoolShard& sh, storage::TargetStore& store, 
     if (p == me()) continue;
     auto done = std::make_shared<boost::fibers::promise<Status>>();
     acks.push_back(done);
-    capnp::MallocMessageBuilder b(256);
-    auto req = b.initRoot<schema::DtxOutcomeReq>();
-    req.initCtx().setPool(sh.id);
-    req.getCtx().setReplica(true);
-    req.setCommit(false);
-    dtx_to(req.initIds(1)[0], id);
-    auto m = std::make_shared<Message>();
-    m->dst = member_addr(p);
-    m->protocol = proto::kProtoObject;
-    m->method = proto::kObjDtxOutcome;
-    m->body = capn::to_body(b);
+    auto m = std::make_shared<Message>(outcome_message(sh.id, p, {id}, false));
     rt_.target().spawn([this, m, done] {
       auto r = rt_.ask(std::move(*m), kDtxAsk, proto::kObjectServiceActor);
       done->set_value(!r                      ? r.status()
@@ -195,19 +203,7 @@ std::vector<DtxId> ObjectService::take_notices(PoolShard& sh, uint64_t member, s
 void ObjectService::send_outcome(uint32_t pool, uint64_t member, std::vector<DtxId> ids,
                                  bool commit) {
   if (ids.empty()) return;
-  capnp::MallocMessageBuilder b(256);
-  auto req = b.initRoot<schema::DtxOutcomeReq>();
-  req.initCtx().setPool(pool);
-  req.getCtx().setReplica(true);
-  req.setCommit(commit);
-  auto l = req.initIds(static_cast<unsigned>(ids.size()));
-  for (size_t i = 0; i < ids.size(); ++i) dtx_to(l[static_cast<unsigned>(i)], ids[i]);
-  Message m;
-  m.dst = member_addr(member);
-  m.protocol = proto::kProtoObject;
-  m.method = proto::kObjDtxOutcome;
-  m.body = capn::to_body(b);
-  rt_.target().spawn([this, m = std::move(m)]() mutable {
+  rt_.target().spawn([this, m = outcome_message(pool, member, ids, commit)]() mutable {
     (void)rt_.ask(std::move(m), kDtxAsk, proto::kObjectServiceActor);
   });
 }
