@@ -19,10 +19,10 @@
 
 #include <algorithm>
 
-#include "mgmt/codec.hpp"
 #include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
 #include "core/log.hpp"
+#include "mgmt/codec.hpp"
 #include "proto/capnp_util.hpp"
 #include "security/sodium_init.hpp"
 
@@ -53,7 +53,7 @@ Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, co
   if (!pc) return pc.status();
   if (r.getWrite()) {
     auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
-    if (h.status == "UNCLEAN" && pc->cont->lost_data) {
+    if (pc->cont->lost_data) {  // UNCLEAN for good (container_health)
       return Status(Errc::unavailable,
                     fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
                                 "lost more engines than its redundancy factor {}, so some of its "
@@ -132,7 +132,8 @@ Result<Buffer> MgmtService::on_pool_evict(schema::MgmtReq::PoolEvict::Reader r, 
   auto p = find_pool(r.getPool());
   if (!p) return p.status();
   const Pool& pool = **p;
-  if (!is_admin(cred)) return denied(cred, 0, fmt::format("pool '{}' (evicting handles)", pool.label));
+  if (!is_admin(cred))
+    return denied(cred, 0, fmt::format("pool '{}' (evicting handles)", pool.label));
   const Container* only = nullptr;
   if (r.hasCont() && r.getCont().size() > 0) {
     auto k = find_cont(pool, r.getCont());
@@ -156,9 +157,10 @@ Result<Buffer> MgmtService::on_pool_evict(schema::MgmtReq::PoolEvict::Reader r, 
   for (const Handle& h : victims) {
     TESSERA_TRY(commit({{"op", "handle_close"}, {"pool", h.pool}, {"cookie", h.cookie}}));
     ++evicted;
-    log::warn("management service: container handle {:016x} (pool '{}', uid {}, {} pid {}) "
-              "evicted by uid {}",
-              h.id, pool.label, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid, cred.uid);
+    log::warn(
+        "management service: container handle {:016x} (pool '{}', uid {}, {} pid {}) "
+        "evicted by uid {}",
+        h.id, pool.label, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid, cred.uid);
   }
   return reply([&](schema::MgmtRep::Builder rep) { rep.setEvicted(evicted); });
 }
@@ -183,9 +185,10 @@ void MgmtService::close_disallowed_handles(uint32_t pool_id) {
                  st.to_string());
       continue;
     }
-    log::warn("management service: container handle {:016x} (pool {} container {}, uid {}) "
-              "closed: the ACL no longer grants its {}",
-              h.id, h.pool, h.cont, h.uid, perm_words(h.perms));
+    log::warn(
+        "management service: container handle {:016x} (pool {} container {}, uid {}) "
+        "closed: the ACL no longer grants its {}",
+        h.id, h.pool, h.cont, h.uid, perm_words(h.perms));
   }
 }
 
@@ -215,9 +218,10 @@ void MgmtService::revoke_removed(const MgmtState& before) {
           for (size_t i = 0; i < n; ++i) l.set(static_cast<unsigned>(i), cookies[from + i]);
           Status st = engine_call(m, b, kRevokeTimeout);
           if (!st.is_ok()) {
-            log::warn("pool {}: revoking {} container handle(s) on rank {}: {} (the engine "
-                      "re-checks its cached handles by itself)",
-                      pool_id, n, m.rank, st.to_string());
+            log::warn(
+                "pool {}: revoking {} container handle(s) on rank {}: {} (the engine "
+                "re-checks its cached handles by itself)",
+                pool_id, n, m.rank, st.to_string());
             break;
           }
         }
@@ -243,8 +247,9 @@ Result<Buffer> MgmtService::on_handle_renew(capnp::List<uint64_t>::Reader cookie
     renewed_[cookie] = now;
   }
   if (unknown > 0 && unknown == cookies.size()) {
-    return Status(Errc::not_found, "no open handle of yours among those renewed (closed or "
-                                   "expired)");
+    return Status(Errc::not_found,
+                  "no open handle of yours among those renewed (closed or "
+                  "expired)");
   }
   return none();
 }
@@ -266,10 +271,11 @@ void MgmtService::expire_handles(std::chrono::steady_clock::time_point now) {
       continue;
     }
     renewed_.erase(h.cookie);
-    log::warn("management service: container handle {:016x} (pool {} container {}, uid {}, {} "
-              "pid {}) not renewed for {} ms: its client is gone; closed",
-              h.id, h.pool, h.cont, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid,
-              opts_.handle_lease.count());
+    log::warn(
+        "management service: container handle {:016x} (pool {} container {}, uid {}, {} "
+        "pid {}) not renewed for {} ms: its client is gone; closed",
+        h.id, h.pool, h.cont, h.uid, h.host.empty() ? "unknown host" : h.host, h.pid,
+        opts_.handle_lease.count());
   }
 }
 

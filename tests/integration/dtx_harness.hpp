@@ -134,14 +134,19 @@ struct SystemHarness {
     });
     ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish";
   }
+  // One check pass without repair over container "c", every target's answer.
+  Result<std::vector<PoolTargetCheck>> check_pass() {
+    auto view = mc->pool_query("tank");
+    if (!view) return view.status();
+    return cl->cont_check(*view, c->handle().cont.c.id, false, 1.0, std::chrono::minutes(2), {});
+  }
   // Whether a check pass (without repair) reached every copy of every dkey. An engine killed
   // and restarted at the same address, with no map change between, may not hear its peers'
   // first sends for a while (the fabric reconnects): a test waits for this first.
   bool check_reaches_all() {
-    auto view = mc->pool_query("tank");
-    if (!view) return false;
-    for (const auto& r :
-         cl->cont_check(*view, c->handle().cont.c.id, false, 1.0, std::chrono::minutes(2), {})) {
+    auto pass = check_pass();
+    if (!pass) return false;
+    for (const auto& r : *pass) {
       if (!r.answer || r.answer->unchecked != 0) return false;
     }
     return true;
@@ -149,11 +154,10 @@ struct SystemHarness {
   // `tessera cont check`'s pass over the whole container (rebuild/check.hpp): no copy disagrees
   // with the others, no stored piece is damaged, every dkey was checked.
   void expect_consistent(const std::string& when) {
-    auto view = mc->pool_query("tank");
-    ASSERT_TRUE(view) << view.status().to_string();
+    auto pass = check_pass();
+    ASSERT_TRUE(pass) << pass.status().to_string();
     uint64_t compared = 0;
-    for (const auto& r :
-         cl->cont_check(*view, c->handle().cont.c.id, false, 1.0, std::chrono::minutes(2), {})) {
+    for (const auto& r : *pass) {
       if (r.answer) compared += r.answer->compared + r.answer->stripes;
       ASSERT_TRUE(r.answer) << when << ": rank " << r.rank << ": " << r.answer.status().to_string();
       std::string found;
