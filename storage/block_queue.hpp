@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +24,22 @@
 
 namespace tessera::storage {
 
+// A simulated device for the memory backend that knows which of its blocks are durable: what
+// `image` holds is what the device shows; `durable` is what a power loss keeps for sure (the
+// image as of the last sync); `dirty` lists the 4 KiB blocks written since. A disk is used by
+// one queue at a time, on that queue's target thread; read it there too (or once that target
+// stopped).
+struct MemoryDisk {
+  explicit MemoryDisk(uint64_t size) : image(size), durable(size) {}
+  std::vector<uint8_t> image;
+  std::vector<uint8_t> durable;
+  std::set<uint64_t> dirty;  // block numbers
+  // The image a power loss leaves: the durable bytes, and of each block written since the last
+  // sync, the new or the old contents as `rng` draws (a device persists some writes it was
+  // given, in any order).
+  std::vector<uint8_t> after_power_loss(std::mt19937_64& rng) const;
+};
+
 struct BlockQueueOptions {
   std::string backend = "auto";  // auto | uring | aio | memory
   std::string path;              // file backing the target (ignored by memory)
@@ -30,6 +48,8 @@ struct BlockQueueOptions {
   // memory only: the device's bytes, shared with the caller (kept across opens, as a file
   // would be; a fuzzer or test builds and inspects images). Empty: fresh zeroed memory.
   std::shared_ptr<std::vector<uint8_t>> image;
+  // memory only, instead of `image`: a device that tracks what a sync made durable.
+  std::shared_ptr<MemoryDisk> disk;
 };
 
 // One in-flight request; lives on the waiting fiber's stack.

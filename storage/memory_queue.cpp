@@ -1,6 +1,7 @@
-// In-memory backend of BlockQueue for unit tests and fuzzing: same asynchronous contract
-// (completions are delivered by the next poll, never inline), no file. Contents live as long
-// as the queue, or as the image the caller shares with it (BlockQueueOptions::image).
+// In-memory backend of BlockQueue for unit tests, fuzzing and the simulation: same asynchronous
+// contract (completions are delivered by the next poll, never inline), no file. Contents live as
+// long as the queue, or as the image the caller shares with it (BlockQueueOptions::image), or
+// the simulated disk (BlockQueueOptions::disk), which also records what each sync made durable.
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -16,8 +17,15 @@ namespace {
 
 class MemoryQueue final : public BlockQueue {
  public:
-  explicit MemoryQueue(std::shared_ptr<std::vector<uint8_t>> image, bool created)
+  MemoryQueue(std::shared_ptr<std::vector<uint8_t>> image, bool created)
       : image_(std::move(image)), data_(*image_) {
+    init(created);
+  }
+  MemoryQueue(std::shared_ptr<MemoryDisk> disk, bool created)
+      : disk_(std::move(disk)), data_(disk_->image) {
+    init(created);
+  }
+  void init(bool created) {
     size_ = data_.size();
     created_ = created;
     efd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -47,14 +55,28 @@ class MemoryQueue final : public BlockQueue {
  protected:
   void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) override {
     if (op == IoOp::read) std::memcpy(buf, data_.data() + off, len);
-    if (op == IoOp::write) std::memcpy(data_.data() + off, buf, len);
+    if (op == IoOp::write) {
+      std::memcpy(data_.data() + off, buf, len);
+      if (disk_) {
+        for (uint64_t b = off / kBlock; b * kBlock < off + len; ++b) disk_->dirty.insert(b);
+      }
+    }
+    if (op == IoOp::sync && disk_) {
+      // Every write submitted so far has landed in the image: all of it becomes durable.
+      for (uint64_t b : disk_->dirty) {
+        std::memcpy(disk_->durable.data() + b * kBlock, data_.data() + b * kBlock, kBlock);
+      }
+      disk_->dirty.clear();
+    }
     done_.emplace_back(w, static_cast<int>(len));
     uint64_t one = 1;
     [[maybe_unused]] ssize_t r = ::write(efd_, &one, sizeof(one));
   }
 
  private:
+  static constexpr uint64_t kBlock = 4096;
   std::shared_ptr<std::vector<uint8_t>> image_;
+  std::shared_ptr<MemoryDisk> disk_;
   std::vector<uint8_t>& data_;
   std::deque<std::pair<IoWait*, int>> done_;
   int efd_ = -1;
@@ -62,9 +84,23 @@ class MemoryQueue final : public BlockQueue {
 
 }  // namespace
 
+std::vector<uint8_t> MemoryDisk::after_power_loss(std::mt19937_64& rng) const {
+  std::vector<uint8_t> out = durable;
+  for (uint64_t b : dirty) {
+    if (rng() % 2 == 0) std::memcpy(out.data() + b * 4096, image.data() + b * 4096, 4096);
+  }
+  return out;
+}
+
 Result<std::unique_ptr<BlockQueue>> open_memory_queue(const BlockQueueOptions& opts) {
   if (opts.size == 0 || opts.size % 4096 != 0) {
     return Status(Errc::invalid_argument, "storage size must be a positive multiple of 4 KiB");
+  }
+  if (opts.disk) {
+    if (opts.disk->image.size() != opts.size || opts.disk->durable.size() != opts.size) {
+      return Status(Errc::invalid_argument, "the memory disk is not of the size asked for");
+    }
+    return std::unique_ptr<BlockQueue>(std::make_unique<MemoryQueue>(opts.disk, false));
   }
   if (opts.image) {
     if (opts.image->size() != opts.size) {
