@@ -55,13 +55,23 @@ const std::vector<Armed>& armed() {
   return list;
 }
 std::atomic<int64_t> g_rank{-1};
+// Written only while no target runs (set_crash_hook's contract); read by every target.
+CrashHook g_hook;
+std::atomic<bool> g_hooked{false};
 }  // namespace
+
+void set_crash_hook(CrashHook hook) {
+  g_hooked = false;
+  g_hook = std::move(hook);
+  g_hooked = static_cast<bool>(g_hook);
+}
 
 void set_crash_point_rank(uint32_t rank) {
   g_rank = rank;
 }
 
 void crash_point(std::string_view point, std::string_view key) {
+  if (g_hooked.load(std::memory_order_relaxed)) g_hook(point, key);
   const auto& list = armed();
   if (list.empty()) return;
   for (const auto& a : list) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string_view>
 
 namespace tessera {
@@ -15,5 +16,12 @@ namespace tessera {
 void crash_point(std::string_view point, std::string_view key = {});
 // The engine's rank, for points armed for one rank (tessera-server sets it at start).
 void set_crash_point_rank(uint32_t rank);
+
+// A simulation that runs many engines in one process cannot end the process: it installs a hook
+// that every crash point calls first (on the thread that reached it), and decides there whether
+// the engine owning that thread dies. Install before any target runs and clear after all
+// stopped (empty: none).
+using CrashHook = std::function<void(std::string_view point, std::string_view key)>;
+void set_crash_hook(CrashHook hook);
 
 }  // namespace tessera
