@@ -189,7 +189,9 @@ Status ObjectService::on_tx_begin(Message& m) {
   capnp::MallocMessageBuilder b(64);
   auto rep = b.initRoot<schema::TxBeginRep>();
   rep.setEpoch(w->store->new_epoch());
-  rep.setOwner(me());
+  // Never 0, which marks a read that is no transaction's (rank 0 target 0 is member 0): such a
+  // transaction's reads would leave no stamps, and a change could slide under them.
+  rep.setOwner(me() + 1);
   return rt_.reply(m, Status(), capn::to_body(b));
 }
 

@@ -375,7 +375,7 @@ struct TxBeginReq {
 }
 struct TxBeginRep {
   epoch @0 :UInt64;
-  owner @1 :UInt64;   # unique with the epoch: the target's name (rank << 32 | target)
+  owner @1 :UInt64;   # unique with the epoch, never 0: the target's name (rank << 32 | target) + 1
 }
 
 # One change of a transaction. Its bytes (updates) are [dataOff, dataOff + dataLen) of the bulk.
