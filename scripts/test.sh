@@ -24,7 +24,7 @@ stage "build ($PRESET)"
 cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"
 cmake --build --preset "$PRESET" -j "$JOBS"
 
-# Memory safety under faults: the simulation and every shipped drill (drills once found
+# Memory safety under faults: the simulations and every shipped drill (drills once found
 # use-after-free bugs: rebuild and reintegration holding a pool shard across fiber
 # suspensions) run built with AddressSanitizer and UBSan, after the release suite; the shipped
 # drills then run only there (the random drills stay in the release suite, at full speed).
@@ -41,7 +41,7 @@ stage "tests"
 if [ "$ASAN_SUBSET" = 1 ]; then
   stage "sanitizer build and tests"
   cmake --preset asan -DTESSERA_BUILD_TESTS=ON
-  cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim drills
-  (cd build/asan && ctest --output-on-failure -j 2 --timeout 1500 -R '^Simulation\.|^Shipped/Drill\.')
+  cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim dtx_sim drills
+  (cd build/asan && ctest --output-on-failure -j 2 --timeout 1500 -R '^Simulation\.|^DtxSim\.|^Shipped/Drill\.')
 fi
 stage "done"

@@ -1,0 +1,356 @@
+// An in-process pool for the transaction simulation (dtx_sim_test.cpp): real engine code on
+// simulated wires and disks.
+//
+// Real: every engine is a Target thread running the ObjectService (replication, distributed
+// and user transactions, resolution, notices) over a TargetStore (WAL, checkpoints, recovery);
+// clients speak the object protocol to them with ActorRuntime asks; placement decides groups
+// and leaders. Simulated: the fabric (SimNet: a message is handed to the receiver's runtime, or
+// dropped, or held back a little, as the seed draws), the management service (a fixed pool map
+// and container handle), and the devices (storage::MemoryDisk, which knows what the last sync
+// made durable).
+//
+// A death (SimEngine::die, on the engine's own thread) cuts the engine off the net at once and
+// takes the image its disk shows then (kill -9: every completed write), or what a power loss
+// leaves (durable blocks, and of the blocks written since the last sync a random choice of new
+// or old contents). The old incarnation's fibers may run on until the supervisor stops its
+// target, but nothing they send arrives and nothing they write reaches the next incarnation,
+// which opens a new store on the image: the engine is dead from that instant, as a real one.
+//
+// A message to a dead engine fails at once (`unreachable`, as a connection to a closed port); one
+// the draw drops is lost silently, and its asker waits out its timeout.
+//
+// Thread rules: SimNet is called from every target thread and the test's thread (a mutex: this
+// is the test's wiring, not an engine's data path); a SimEngine's incarnation is replaced by the
+// test's thread only, after its target stopped.
+#pragma once
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/object_service.hpp"
+#include "core/actor.hpp"
+#include "core/target.hpp"
+#include "mgmt/types.hpp"
+#include "proto/protocol.hpp"
+#include "shard/pool_shard.hpp"
+#include "storage/block_queue.hpp"
+#include "storage/store.hpp"
+
+namespace tessera::sim {
+
+// The simulated fabric: addresses to runtimes, with seeded drops and delays.
+class SimNet {
+ public:
+  explicit SimNet(uint64_t seed) : rng_(seed) {}
+  struct Faults {
+    // Per 100,000 messages: lost (the asker waits out its timeout), held back (reordered
+    // behind later ones).
+    uint32_t drop = 0;
+    uint32_t delay = 0;
+    uint32_t max_delay_us = 2000;
+  };
+  void set_faults(Faults f) {
+    std::lock_guard lk(mu_);
+    faults_ = f;
+  }
+  void add(const std::string& addr, ActorRuntime* rt) {
+    std::lock_guard lk(mu_);
+    nodes_[addr] = rt;
+  }
+  // Only if `addr` still names `rt` (a new incarnation may have taken it).
+  void remove(const std::string& addr, ActorRuntime* rt) {
+    std::lock_guard lk(mu_);
+    auto it = nodes_.find(addr);
+    if (it != nodes_.end() && it->second == rt) nodes_.erase(it);
+  }
+  // What happens to the next message: dropped, or delayed by this much (0: at once).
+  struct Fate {
+    bool drop = false;
+    Nanos delay{0};
+  };
+  Fate draw() {
+    std::lock_guard lk(mu_);
+    ++sent_;
+    Fate f;
+    if (faults_.drop > 0 && rng_() % 100000 < faults_.drop) {
+      ++dropped_;
+      f.drop = true;
+    } else if (faults_.delay > 0 && rng_() % 100000 < faults_.delay) {
+      f.delay = std::chrono::microseconds(1 + rng_() % faults_.max_delay_us);
+    }
+    return f;
+  }
+  // Every runtime on the net fails its asks to `rank` (on its own thread): the rank died.
+  void fail_asks_to(uint32_t rank) {
+    std::lock_guard lk(mu_);
+    for (const auto& [addr, rt] : nodes_) {
+      rt->target().post([rt, rank] {
+        rt->fail_asks_to(rank, -1, Status(Errc::unreachable, fmt::format("rank {} died", rank)));
+      });
+    }
+  }
+  // Hands `m` to the runtime at `addr` (its target thread takes it from there); false when no
+  // live runtime has that address.
+  bool deliver(const std::string& addr, Message&& m) {
+    std::lock_guard lk(mu_);
+    auto it = nodes_.find(addr);
+    if (it == nodes_.end()) return false;
+    it->second->post_deliver(std::move(m));
+    return true;
+  }
+  uint64_t sent() const {
+    std::lock_guard lk(mu_);
+    return sent_;
+  }
+  uint64_t dropped() const {
+    std::lock_guard lk(mu_);
+    return dropped_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::mt19937_64 rng_;
+  Faults faults_;
+  std::map<std::string, ActorRuntime*> nodes_;
+  uint64_t sent_ = 0, dropped_ = 0;
+};
+
+// One runtime's link to the SimNet. The receiver learns the sender's kind from the link (as
+// the fabric learns it from the system key's MAC), never from the message.
+class SimTransport final : public Transport {
+ public:
+  SimTransport(SimNet& net, std::string addr, bool engine)
+      : net_(net), addr_(std::move(addr)), engine_(engine) {}
+  Status send(const std::string& peer, Message&& m) override {
+    if (dead) return Status();  // a dead engine's words vanish
+    auto fate = net_.draw();
+    if (fate.drop) return Status();
+    if (fate.delay.count() > 0) {
+      Target::current()->sleep_for(fate.delay);
+      if (dead) return Status();
+    }
+    m.origin = engine_ ? Origin::engine : Origin::peer;
+    // Nobody there (a dead engine): refused at once, as a connection to a closed port is.
+    if (!net_.deliver(peer, std::move(m))) {
+      return Status(Errc::unreachable, fmt::format("{} does not answer", peer));
+    }
+    return Status();
+  }
+  const std::string& address() const override { return addr_; }
+  std::atomic<bool> dead{false};
+
+ private:
+  SimNet& net_;
+  std::string addr_;
+  bool engine_;
+};
+
+// The fixed pool this simulation serves (pool 1, one container), as the management service
+// would describe it.
+struct SimPool {
+  std::shared_ptr<const mgmt::PoolView> view;
+  uint32_t cont = 1;
+  uint64_t cookie = 0x5eed;
+};
+
+inline std::string engine_addr(uint32_t rank) {
+  return fmt::format("sim-engine-{}", rank);
+}
+
+// One engine of one target: its incarnations come and go, its disk stays.
+class SimEngine {
+ public:
+  static constexpr uint64_t kDiskBytes = 16ull << 20;
+  SimEngine(SimNet& net, const SimPool& pool, uint32_t rank, uint64_t seed)
+      : net_(net),
+        pool_(pool),
+        rank_(rank),
+        rng_(seed),
+        disk_(std::make_shared<storage::MemoryDisk>(kDiskBytes)) {}
+  ~SimEngine() {
+    stop();
+    for (auto& r : reapers_) r.join();
+  }
+
+  // Starts an incarnation on the disk's current image (test thread).
+  Status start() {
+    auto l = std::make_unique<Life>();
+    TargetOptions to;
+    to.name = fmt::format("sim-r{}", rank_);
+    to.spin_window = Nanos(0);
+    l->target = std::make_unique<Target>(RealEnv::instance(), to);
+    l->rt = std::make_unique<ActorRuntime>(*l->target, rank_);
+    l->tp = std::make_unique<SimTransport>(net_, engine_addr(rank_), true);
+    l->peers = std::make_shared<std::vector<ActorRuntime*>>(1, l->rt.get());
+    l->rt->set_local_peers(l->peers);
+    l->rt->set_transport(l->tp.get());
+    l->rt->require_trusted_replies(true);
+    l->pools = std::make_unique<TargetPools>();
+    life_ = std::move(l);
+    dead_ = false;
+    std::promise<Status> ready;
+    auto fut = ready.get_future();
+    TESSERA_TRY(life_->target->start([this, &ready] { ready.set_value(init(*life_)); }));
+    Status st = fut.get();
+    if (!st.is_ok()) return st;
+    net_.add(engine_addr(rank_), life_->rt.get());
+    current_ = life_->target.get();
+    ++incarnation_;
+    return Status();
+  }
+
+  // The engine dies now: on its own target thread (a crash point, or a task the test posted).
+  // `power`: the disk keeps what a power loss leaves, else every completed write. The other
+  // runtimes learn it at once (their asks to it fail), as a failure detector that never errs
+  // would tell them.
+  void die(bool power) {
+    if (dead_.exchange(true)) return;
+    life_->tp->dead = true;
+    net_.remove(engine_addr(rank_), life_->rt.get());
+    net_.fail_asks_to(rank_);
+    auto next = std::make_shared<storage::MemoryDisk>(kDiskBytes);
+    next->image = power ? disk_->after_power_loss(rng_) : disk_->image;
+    next->durable = next->image;
+    disk_ = std::move(next);
+    power_losses_ += power ? 1 : 0;
+  }
+  // Makes the engine die from another thread (the test's): waits until it did.
+  void kill(bool power) {
+    std::promise<void> done;
+    life_->target->post([&] {
+      die(power);
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  bool dead() const { return dead_; }
+  // Whether `t` is the target of the living incarnation (any thread).
+  bool owns(const Target* t) const { return current_.load() == t; }
+
+  // Ends the current incarnation and waits until its target stopped (test thread).
+  void stop() {
+    if (!life_) return;
+    current_ = nullptr;
+    net_.remove(engine_addr(rank_), life_->rt.get());
+    end_life(std::move(life_));
+  }
+  // After a death: the next incarnation opens the image the death left at once; the dead one's
+  // fibers are stopped in the background (they may wait out timeouts of requests nobody will
+  // answer, but nothing they do reaches anyone).
+  Status restart() {
+    current_ = nullptr;
+    reapers_.emplace_back([l = std::move(life_)]() mutable { end_life(std::move(l)); });
+    return start();
+  }
+
+  // Runs `fn(shard, service)` in a fiber on the engine's target (test thread; the engine must
+  // be running) and returns what it returns.
+  template <typename F>
+  auto on_target(F fn) -> decltype(fn(std::declval<PoolShard&>(), std::declval<ObjectService&>())) {
+    using R = decltype(fn(std::declval<PoolShard&>(), std::declval<ObjectService&>()));
+    auto p = std::make_shared<std::promise<R>>();
+    auto f = p->get_future();
+    Life* l = life_.get();
+    l->target->post([l, p, fn = std::move(fn)]() mutable {
+      p->set_value(fn(*l->pools->shards.at(1), *l->svc));
+    });
+    return f.get();
+  }
+  uint32_t rank() const { return rank_; }
+  uint64_t incarnation() const { return incarnation_; }
+  uint64_t power_losses() const { return power_losses_; }
+
+ private:
+  // What one incarnation owns.
+  struct Life {
+    std::unique_ptr<Target> target;
+    std::unique_ptr<ActorRuntime> rt;
+    std::unique_ptr<SimTransport> tp;
+    std::shared_ptr<std::vector<ActorRuntime*>> peers;
+    std::unique_ptr<TargetPools> pools;
+    std::unique_ptr<ObjectService> svc;
+  };
+  static void end_life(std::unique_ptr<Life> l) {
+    l->target->stop();
+    l->svc.reset();
+    l->pools.reset();
+    l->rt.reset();
+    l->tp.reset();
+    l->target.reset();
+  }
+
+  Status init(Life& l) {
+    storage::BlockQueueOptions qo;
+    qo.backend = "memory";
+    qo.size = kDiskBytes;
+    qo.disk = disk_;
+    auto q = storage::open_block_queue(qo);
+    if (!q) return q.status();
+    storage::StoreOptions so;
+    so.name = fmt::format("rank {}", rank_);
+    so.wal_bytes = 1ull << 20;
+    so.zero_fill = false;
+    so.checkpoint_interval = std::chrono::milliseconds(250);
+    so.aggregation_interval = std::chrono::milliseconds(0);  // every version stays readable
+    auto store = storage::TargetStore::open(*l.target, std::move(*q), so);
+    if (!store) return store.status();
+    auto sh = std::make_unique<PoolShard>();
+    sh->id = pool_.view->pool.id;
+    sh->uuid = pool_.view->pool.uuid;
+    sh->path = "sim";
+    sh->store = std::move(*store);
+    sh->set_view(pool_.view);
+    l.pools->shards[sh->id] = std::move(sh);
+    l.pools->backend = "memory";
+    const SimPool* pool = &pool_;
+    l.pools->fetch_view = [pool](uint32_t id) -> Result<std::shared_ptr<const mgmt::PoolView>> {
+      if (id != pool->view->pool.id) return Status(Errc::not_found, "no such pool");
+      return pool->view;
+    };
+    l.pools->fetch_handle = [pool](uint32_t id, uint64_t cookie) -> Result<mgmt::HandleView> {
+      if (id != pool->view->pool.id || cookie != pool->cookie) {
+        return Status(Errc::permission, "no such container handle");
+      }
+      mgmt::HandleView h;
+      h.cookie = cookie;
+      h.perms = mgmt::kAllPerms;
+      h.pool = *pool->view;
+      h.cont = pool->view->conts.at(0);
+      return h;
+    };
+    ActorRuntime* rt = l.rt.get();
+    const uint32_t self = rank_;
+    l.pools->learn = [rt, self](const mgmt::PoolView& v) { mgmt::learn_view(*rt, v, self); };
+    mgmt::learn_view(*rt, *pool_.view, self);
+    l.svc = std::make_unique<ObjectService>(*rt, *l.pools, rank_, 0);
+    rt->register_actor(proto::kObjectServiceActor, l.svc.get());
+    ObjectService* svc = l.svc.get();
+    l.pools->settle = [svc](PoolShard& sh) { return svc->settle_all(sh); };
+    l.target->spawn([svc] { svc->run_dtx_background(); });
+    return Status();
+  }
+
+  SimNet& net_;
+  const SimPool& pool_;
+  uint32_t rank_;
+  std::mt19937_64 rng_;  // power-loss draws (the living incarnation's thread)
+  std::shared_ptr<storage::MemoryDisk> disk_;
+  std::unique_ptr<Life> life_;
+  std::atomic<const Target*> current_{nullptr};
+  std::vector<std::thread> reapers_;
+  std::atomic<bool> dead_{false};
+  uint64_t incarnation_ = 0;
+  std::atomic<uint64_t> power_losses_{0};
+};
+
+}  // namespace tessera::sim
