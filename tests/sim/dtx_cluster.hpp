@@ -196,8 +196,11 @@ class SimEngine {
     l->rt->set_transport(l->tp.get());
     l->rt->require_trusted_replies(true);
     l->pools = std::make_unique<TargetPools>();
-    life_ = std::move(l);
-    dead_ = false;
+    {
+      std::lock_guard lk(mu_);
+      life_ = std::move(l);
+      dead_ = false;
+    }
     std::promise<Status> ready;
     auto fut = ready.get_future();
     TESSERA_TRY(life_->target->start([this, &ready] { ready.set_value(init(*life_)); }));
@@ -214,7 +217,10 @@ class SimEngine {
   // runtimes learn it at once (their asks to it fail), as a failure detector that never errs
   // would tell them.
   void die(bool power) {
-    if (dead_.exchange(true)) return;
+    // Whole, and only for the living incarnation's own thread: a restart must not begin while
+    // the disk is being taken, nor a late death reach the next incarnation.
+    std::lock_guard lk(mu_);
+    if (dead_ || !life_ || life_->target.get() != Target::current()) return;
     life_->tp->dead = true;
     net_.remove(engine_addr(rank_), life_->rt.get());
     net_.fail_asks_to(rank_);
@@ -223,6 +229,7 @@ class SimEngine {
     next->durable = next->image;
     disk_ = std::move(next);
     power_losses_ += power ? 1 : 0;
+    dead_ = true;
   }
   // Makes the engine die from another thread (the test's): waits until it did.
   void kill(bool power) {
@@ -248,8 +255,11 @@ class SimEngine {
   // fibers are stopped in the background (they may wait out timeouts of requests nobody will
   // answer, but nothing they do reaches anyone).
   Status restart() {
-    current_ = nullptr;
-    reapers_.emplace_back([l = std::move(life_)]() mutable { end_life(std::move(l)); });
+    {
+      std::lock_guard lk(mu_);
+      current_ = nullptr;
+      reapers_.emplace_back([l = std::move(life_)]() mutable { end_life(std::move(l)); });
+    }
     return start();
   }
 
@@ -348,6 +358,7 @@ class SimEngine {
   std::unique_ptr<Life> life_;
   std::atomic<const Target*> current_{nullptr};
   std::vector<std::thread> reapers_;
+  std::mutex mu_;  // die() against restart(): the incarnation and the disk change together
   std::atomic<bool> dead_{false};
   uint64_t incarnation_ = 0;
   std::atomic<uint64_t> power_losses_{0};

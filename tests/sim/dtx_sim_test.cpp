@@ -461,17 +461,16 @@ class Simulation {
     std::lock_guard lk(mu_);
     armed_.clear();
   }
-  // Every crash point of every engine comes here (the engine's thread).
+  // Every crash point of every engine comes here (the engine's thread). The death happens under
+  // the lock, so a disarm() that returns has seen it whole.
   void crash_point(std::string_view point) {
-    bool power = false;
-    {
-      std::lock_guard lk(mu_);
-      if (armed_.empty() || armed_ != point) return;
-      armed_.clear();
-      power = armed_power_;
-    }
+    std::lock_guard lk(mu_);
+    if (armed_.empty() || armed_ != point) return;
     for (auto& e : engines_) {
-      if (e->owns(Target::current())) e->die(power);
+      if (e->owns(Target::current())) {
+        armed_.clear();
+        e->die(armed_power_);
+      }
     }
   }
 
