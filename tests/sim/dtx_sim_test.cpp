@@ -55,11 +55,21 @@ constexpr uint32_t kObjects = 4;
 constexpr uint32_t kDkeys = 4;  // accounts per object
 constexpr uint32_t kAccounts = kObjects * kDkeys;
 constexpr int64_t kInitial = 100;
+constexpr uint32_t kPlainKeys = 8;  // keys of plain (single-update) writes, in their own object
 constexpr const char* kAkey = "bal";
 
 struct Account {
   ObjectId oid;
   std::string dkey;
+};
+
+// One plain update (kObjUpdate: a distributed transaction over the key's group, not a user
+// transaction) and what the writer heard.
+struct PutRecord {
+  uint32_t key = 0;
+  uint64_t tag = 0;
+  uint64_t epoch = 0;  // acknowledged: the reply's
+  bool acked = false;
 };
 
 struct TxRecord {
@@ -250,6 +260,40 @@ class SimClient {
     }
   }
 
+  // A plain update of `a` to (0, tag), sent once (`busy` again: refused before anything was
+  // done); the reply's epoch when acknowledged.
+  Result<uint64_t> put(const Account& a, uint64_t tag) {
+    const std::string v = encode(0, tag);
+    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+    for (int attempt = 0;; ++attempt) {
+      auto m = ask(leader(a), proto::kObjUpdate,
+                   update_body(a.oid, a.dkey, kAkey, ValueKind::single, 0, crc32c(bytes),
+                               UpdateFlags{}, ctx()),
+                   Buffer(v.data(), v.size()), std::chrono::seconds(10));
+      if (!m && m.status().code() == Errc::busy && attempt < 50) {
+        target_->sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      if (!m) return m.status();
+      return decoded(*m, decode_epoch);
+    }
+  }
+  // One plain update of a key the seed draws.
+  void plain(const std::vector<Account>& keys, std::vector<PutRecord>& out) {
+    PutRecord p;
+    p.key = static_cast<uint32_t>(rng_() % keys.size());
+    p.tag = (uint64_t{id_} + 1) << 40 | ++seq_;
+    auto r = put(keys[p.key], p.tag);
+    if (r) {
+      p.acked = true;
+      p.epoch = *r;
+    } else {
+      // A member of the group is away (the map keeps it): not in a tight loop.
+      target_->sleep_for(std::chrono::milliseconds(5));
+    }
+    out.push_back(p);
+  }
+
   // One transfer between two accounts the seed draws; recorded unless it never reached a
   // commit.
   void transfer(std::vector<TxRecord>& out) {
@@ -360,12 +404,16 @@ class Simulation {
             Account{placement::with_class({0, 1000 + o}, cls), fmt::format("acct-{}", d)});
       }
     }
+    for (uint32_t k = 0; k < kPlainKeys; ++k) {
+      plain_keys_.push_back(Account{placement::with_class({0, 2000}, cls), fmt::format("k-{}", k)});
+    }
     set_crash_hook([this](std::string_view point, std::string_view) { crash_point(point); });
     for (uint32_t r = 0; r < kEngines; ++r) {
       engines_.push_back(std::make_unique<SimEngine>(net_, pool_, r, seed * 131 + r));
       EXPECT_TRUE(engines_.back()->start().is_ok());
     }
-    for (uint32_t c = 0; c < kClients; ++c) {
+    // Clients 0..kClients-1 run transfers; the last one writes plain updates.
+    for (uint32_t c = 0; c <= kClients; ++c) {
       clients_.push_back(std::make_unique<SimClient>(net_, pool_, accounts_, c, seed * 7 + c));
     }
   }
@@ -403,6 +451,9 @@ class Simulation {
         while (!cl.stop) cl.transfer(records_[c]);
       }));
     }
+    loops.push_back(clients_[kClients]->run([this](SimClient& cl) {
+      while (!cl.stop) cl.plain(plain_keys_, puts_);
+    }));
     net_.set_faults({20, 5000, 2000});
     const auto end = std::chrono::steady_clock::now() +
                      std::chrono::milliseconds(static_cast<int64_t>(seconds_ * 1000));
@@ -488,9 +539,8 @@ class Simulation {
   }
 
   // The value of `acct` at each of `epochs` (0: newest) on replica `rank`.
-  std::vector<Value> read_replica(uint32_t rank, uint32_t acct,
+  std::vector<Value> read_replica(uint32_t rank, const Account& a,
                                   const std::vector<uint64_t>& epochs) {
-    const Account a = accounts_[acct];
     const uint32_t cont = pool_.cont;
     return engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
       std::vector<Value> out;
@@ -509,7 +559,50 @@ class Simulation {
     });
   }
 
+  // Plain updates: every replica of a key shows each acknowledged update at its epoch, and the
+  // same newest value: the last acknowledged one, or one sent after it.
+  void check_plain() {
+    size_t acked = 0;
+    for (uint32_t k = 0; k < kPlainKeys; ++k) {
+      std::vector<const PutRecord*> mine;
+      std::vector<uint64_t> epochs;
+      for (const auto& p : puts_) {
+        if (p.key != k) continue;
+        mine.push_back(&p);
+        if (p.acked) epochs.push_back(p.epoch);
+      }
+      epochs.push_back(0);
+      auto place = placement::place(plain_keys_[k].oid, pool_.view->pool.map);
+      ASSERT_TRUE(place);
+      std::vector<Value> first;
+      for (const auto& pos : place->dkey(plain_keys_[k].dkey)) {
+        auto got = read_replica(pos.home.rank, plain_keys_[k], epochs);
+        if (first.empty()) first = got;
+        ASSERT_EQ(got, first) << "replicas of plain key " << k << " disagree (rank "
+                              << pos.home.rank << ")";
+      }
+      size_t i = 0, last_acked = 0;
+      for (size_t n = 0; n < mine.size(); ++n) {
+        if (!mine[n]->acked) continue;
+        ++acked;
+        last_acked = n + 1;
+        ASSERT_EQ(first[i].tag, mine[n]->tag)
+            << "plain key " << k << ": acknowledged update at epoch " << mine[n]->epoch
+            << " not there: " << first[i];
+        ++i;
+      }
+      if (last_acked == 0) continue;
+      const uint64_t now = first.back().tag;
+      bool later = false;
+      for (size_t n = last_acked - 1; n < mine.size(); ++n) later |= mine[n]->tag == now;
+      ASSERT_TRUE(later) << "plain key " << k << " shows " << first.back()
+                         << ", older than its last acknowledged update";
+    }
+    plain_acked_ = acked;
+  }
+
   void check() {
+    check_plain();
     std::vector<TxRecord> all;
     for (auto& r : records_) all.insert(all.end(), r.begin(), r.end());
     std::sort(all.begin(), all.end(),
@@ -528,7 +621,7 @@ class Simulation {
       ASSERT_TRUE(place);
       bool first = true;
       for (const auto& p : place->dkey(accounts_[acct].dkey)) {
-        auto got = read_replica(p.home.rank, acct, epochs[acct]);
+        auto got = read_replica(p.home.rank, accounts_[acct], epochs[acct]);
         if (first) {
           shown[acct] = got;
           first = false;
@@ -597,10 +690,10 @@ class Simulation {
     uint64_t power = 0;
     for (auto& e : engines_) power += e->power_losses();
     std::cout << fmt::format(
-        "seed {}: {} transfers ({} committed, {} refused, {} unknown; {} applied); {} faults "
-        "({} power losses); {} messages, {} dropped\n",
-        seed_, all.size(), committed, refused, unknown, applied, log_.size(), power, net_.sent(),
-        net_.dropped());
+        "seed {}: {} transfers ({} committed, {} refused, {} unknown; {} applied), {} plain "
+        "updates ({} acknowledged); {} faults ({} power losses); {} messages, {} dropped\n",
+        seed_, all.size(), committed, refused, unknown, applied, puts_.size(), plain_acked_,
+        log_.size(), power, net_.sent(), net_.dropped());
     EXPECT_GT(committed, 0u);
   }
 
@@ -610,6 +703,9 @@ class Simulation {
   SimNet net_;
   SimPool pool_;
   std::vector<Account> accounts_;
+  std::vector<Account> plain_keys_;
+  std::vector<PutRecord> puts_;  // the writer's thread until it stopped
+  size_t plain_acked_ = 0;
   std::vector<std::unique_ptr<SimEngine>> engines_;
   std::vector<std::unique_ptr<SimClient>> clients_;
   std::vector<std::vector<TxRecord>> records_;
