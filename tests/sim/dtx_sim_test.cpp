@@ -34,7 +34,7 @@
 #include <map>
 #include <thread>
 
-#include "client/client_impl.hpp"
+#include "client/container_impl.hpp"
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
 #include "mgmt/state.hpp"
@@ -46,6 +46,7 @@
 using namespace tessera;
 using namespace tessera::sim;
 using nlohmann::json;
+using tessera::contimpl::decoded;
 
 namespace {
 
@@ -108,18 +109,6 @@ Value decode(const Buffer& b) {
     std::memcpy(&v.tag, b.data() + 8, 8);
   }
   return v;
-}
-
-template <typename T>
-Result<T> decoded(Message& m, Result<T> (*fn)(Message&)) {
-  try {
-    capn::DecodeScope ds;
-    auto r = fn(m);
-    if (ds.failed()) return Status(Errc::protocol, "malformed reply: " + ds.what());
-    return r;
-  } catch (const kj::Exception& e) {
-    return Status(Errc::protocol, e.getDescription().cStr());
-  }
 }
 
 bool retry_read(Errc e) {
