@@ -128,6 +128,66 @@ class InflightEpoch {
   uint64_t epoch_;
 };
 
+}  // namespace
+
+// Releases a kind hold when the update ends, or hands it to the stage that keeps the change.
+struct TargetStore::KindGuard {
+  TargetStore& store;
+  std::string key;
+  DtxStage* stage = nullptr;  // set: the update is staged; its hold goes to the stage if staged
+  bool staged = false;
+  ~KindGuard() {
+    if (stage != nullptr && staged) {
+      stage->store = &store;
+      stage->holds.push_back(std::move(key));
+    } else {
+      store.release_kind(key);
+    }
+  }
+};
+
+Status TargetStore::hold_kind(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                              ValueKind kind, uint32_t rsize) {
+  auto name = [](ValueKind k) { return k == ValueKind::array ? "an array" : "a single value"; };
+  const Object* o = nullptr;
+  const Dkey* d = nullptr;
+  if (const AkeyVal* a = find(oid, dkey, akey, &o, &d); a != nullptr && !a->versions.empty()) {
+    if (a->kind != kind) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("akey holds {}, not {}", name(a->kind), name(kind)));
+    }
+    if (kind == ValueKind::array && a->rsize != rsize) return rsize_mismatch(*a, rsize);
+  }
+  KindHold& h = kind_holds_[busy_key(oid, dkey, akey)];
+  if (h.count > 0 && (h.kind != kind || h.rsize != rsize)) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("akey is being written as {}{}, not as {}{}", name(h.kind),
+                    h.kind == ValueKind::array ? fmt::format(" of {} byte records", h.rsize) : "",
+                    name(kind),
+                    kind == ValueKind::array ? fmt::format(" of {} byte records", rsize) : ""));
+  }
+  h.kind = kind;
+  h.rsize = rsize;
+  ++h.count;
+  return Status();
+}
+
+void TargetStore::release_kind(const std::string& key) {
+  auto it = kind_holds_.find(key);
+  if (it != kind_holds_.end() && --it->second.count == 0) kind_holds_.erase(it);
+}
+
+void TargetStore::release_kinds(std::vector<std::string>& keys) {
+  for (const auto& k : keys) release_kind(k);
+  keys.clear();
+}
+
+DtxStage::~DtxStage() {
+  if (store != nullptr) store->release_kinds(holds);
+}
+
+namespace {
 // Marks keys as changing while a change is in flight; conditional operations wait for it.
 struct BusyGuard {
   std::unordered_map<std::string, int>& map;
@@ -180,23 +240,14 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
     return Status(Errc::checksum,
                   "update payload does not match its checksum (corrupted in transit)");
   }
-  const Object* o = nullptr;
-  const Dkey* d = nullptr;
-  if (const AkeyVal* a = find(oid, dkey, akey, &o, &d); a != nullptr && !a->versions.empty()) {
-    if (a->kind != kind) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("akey holds {}, not {}",
-                                a->kind == ValueKind::array ? "an array" : "a single value",
-                                kind == ValueKind::array ? "an array" : "a single value"));
-    }
-    if (kind == ValueKind::array && a->rsize != rsize) {
-      return rsize_mismatch(*a, rsize);
-    }
-  }
   if (uo.cond != Cond::none) {
     NoLock nl;
     while (busy(oid, dkey, akey)) busy_cv_.wait(nl);
   }
+  // From here to the index (or the stage) the kind is held: no suspension comes between the
+  // check and the hold.
+  TESSERA_TRY(hold_kind(oid, dkey, akey, kind, rsize));
+  KindGuard kind_guard{*this, busy_key(oid, dkey, akey), uo.stage, false};
   BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
   TESSERA_TRY(check_condition(oid, dkey, akey, uo.cond));
 
@@ -248,6 +299,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   }
   auto r = log_version(oid, dkey, akey, kind, rsize, std::move(v), uo.stage);
   if (r) ++updates_;
+  kind_guard.staged = r.is_ok();
   return r;
 }
 

@@ -194,10 +194,10 @@ struct RollbackStats {
 struct AkeyDigest {
   ValueKind kind = ValueKind::single;
   uint32_t rsize = 1;
-  bool exists = false;  // visible at the epoch
-  uint64_t size = 0;    // single: value bytes; array: one past the highest visible record
-  uint64_t epoch = 0;   // single: the visible version's epoch; array: 0 (aggregation merges)
-  uint64_t digest = 0;  // crc64 of the visible bytes (arrays: and where the holes are)
+  bool exists = false;   // visible at the epoch
+  uint64_t size = 0;     // single: value bytes; array: one past the highest visible record
+  uint64_t epoch = 0;    // single: the visible version's epoch; array: 0 (aggregation merges)
+  uint64_t digest = 0;   // crc64 of the visible bytes (arrays: and where the holes are)
   bool damaged = false;  // a piece failed its checksum (the digest means nothing then)
   bool operator==(const AkeyDigest&) const = default;
 };
@@ -278,7 +278,7 @@ class TargetStore {
     std::chrono::steady_clock::time_point prepared;  // when this target prepared (or recovered) it
     ObjectId oid;                                    // its first change's object and dkey
     std::string dkey;
-    bool user = false;                               // a user transaction (DtxChecks::user)
+    bool user = false;  // a user transaction (DtxChecks::user)
   };
   std::vector<DtxInfo> dtx_prepared() const;
   // One prepared transaction's facts; none when it is not prepared here.
@@ -433,6 +433,16 @@ class TargetStore {
                                 std::vector<Extent> extents, uint64_t epoch);
   void apply_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                      ValueKind kind, uint32_t rsize, Version v);
+  // An akey's kind (single value or array, and the array's record size) is decided by its
+  // first version. Updates not yet in the index (in flight, staged, prepared) hold the kind
+  // they write from the moment they are checked, so that two of different kinds can never both
+  // pass the check while one of them suspends: `invalid_argument` for the second.
+  Status hold_kind(const ObjectId& oid, std::string_view dkey, std::string_view akey,
+                   ValueKind kind, uint32_t rsize);
+  void release_kind(const std::string& key);
+  void release_kinds(std::vector<std::string>& keys);
+  struct KindGuard;
+  friend struct DtxStage;
   void apply_punch(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                    uint64_t epoch);
   Result<uint64_t> log_version(const ObjectId& oid, std::string_view dkey, std::string_view akey,
@@ -545,9 +555,15 @@ class TargetStore {
   // reads until decided), and recent decisions (kept for kDtxRemember, at most kDtxRememberMax).
   std::map<DtxId, std::unique_ptr<Dtx>> dtx_;
   ReadStamps reads_;
-  std::set<DtxId> dtx_preparing_;  // prepares being logged
+  std::set<DtxId> dtx_preparing_;                  // prepares being logged
   std::unordered_map<std::string, int> dtx_keys_;  // busy_key -> prepared changes of it
-  std::map<ObjectId, int> dtx_objects_;            // object -> prepared changes of it
+  struct KindHold {
+    ValueKind kind = ValueKind::single;
+    uint32_t rsize = 1;
+    uint32_t count = 0;
+  };
+  std::unordered_map<std::string, KindHold> kind_holds_;  // busy_key -> held kind
+  std::map<ObjectId, int> dtx_objects_;                   // object -> prepared changes of it
   std::map<DtxId, std::pair<bool, std::chrono::steady_clock::time_point>> dtx_decided_;
   boost::fibers::condition_variable_any dtx_cv_;
 
@@ -561,9 +577,17 @@ class TargetStore {
 // Changes staged for a transaction on one target: their log records (flat Cap'n Proto
 // messages) and the data extents already written for them.
 struct DtxStage {
+  DtxStage() = default;
+  DtxStage(const DtxStage&) = delete;
+  DtxStage& operator=(const DtxStage&) = delete;
+  ~DtxStage();  // releases the kind holds it still has (TargetStore::hold_kind)
   std::vector<std::vector<uint8_t>> records;
   std::vector<TargetStore::Extent> extents;
   bool empty() const { return records.empty(); }
+  // The akeys whose kind its updates hold until they are prepared (the prepared transaction
+  // holds them then) or dropped, and the store that keeps the holds.
+  TargetStore* store = nullptr;
+  std::vector<std::string> holds;
 };
 
 }  // namespace tessera::storage

@@ -61,6 +61,7 @@ void TargetStore::dtx_discard(DtxStage& stage) {
   release_extents(stage.extents);
   stage.extents.clear();
   stage.records.clear();
+  release_kinds(stage.holds);
 }
 
 // Registers a prepare record: the changes it holds become pending here.
@@ -80,6 +81,12 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
     }
     return Status();
   }));
+  struct Held {
+    std::string key;
+    ValueKind kind;
+    uint32_t rsize;
+  };
+  std::vector<Held> kinds;
   for (const auto& r : d->records) {
     TESSERA_TRY(with_record(r, [&](schema::WalRecord::Reader rec) -> Status {
       Dtx::Key k{{rec.getOidHi(), rec.getOidLo()},
@@ -90,6 +97,9 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
         auto v = version_from(rec.getUpdate().getVersion(), data_off_, q_->size());
         if (!v) return v.status();
         d->extents.insert(d->extents.end(), v->extents.begin(), v->extents.end());
+        kinds.push_back({busy_key(k.oid, k.dkey, k.akey),
+                         rec.getUpdate().getKind() == 1 ? ValueKind::array : ValueKind::single,
+                         rec.getUpdate().getRsize()});
       } else if (!rec.isPunch()) {
         return Status(Errc::internal, "a transaction holds a change of an unknown kind");
       }
@@ -103,6 +113,15 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   for (const auto& k : d->keys) {
     ++dtx_keys_[busy_key(k.oid, k.dkey, k.akey)];
     ++dtx_objects_[k.oid];
+  }
+  // Its updates hold their akeys' kind until it is decided (live, the stage held them so far).
+  for (auto& h : kinds) {
+    KindHold& kh = kind_holds_[h.key];
+    if (kh.count++ == 0) {
+      kh.kind = h.kind;
+      kh.rsize = h.rsize;
+    }
+    d->holds.push_back(std::move(h.key));
   }
   hlc_.observe(d->id.epoch);
   dtx_.emplace(d->id, std::move(d));
@@ -146,6 +165,7 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
         pending_bytes_ += round_block(e.len);
       }
     }
+    release_kinds(d.holds);  // committed: its versions are in the index now
     dtx_.erase(it);
   }
   dtx_remember(id, commit);
@@ -199,10 +219,17 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
                                             who(), id.epoch));
   }
   struct Preparing {
+    TargetStore& store;
     std::set<DtxId>& set;
     DtxId id;
-    ~Preparing() { set.erase(id); }
-  } preparing{dtx_preparing_, id};
+    DtxStage& stage;
+    // The stage's kind holds end here: the prepared transaction holds the kinds from its
+    // registration (dtx_load) on, and a refused one holds nothing.
+    ~Preparing() {
+      set.erase(id);
+      store.release_kinds(stage.holds);
+    }
+  } preparing{*this, dtx_preparing_, id, stage};
   capnp::MallocMessageBuilder b(1024);
   auto rec = b.initRoot<schema::WalRecord>();
   rec.setEpoch(id.epoch);

@@ -246,6 +246,7 @@ struct TargetStore::Dtx {
   std::chrono::steady_clock::time_point prepared;
   uint64_t min_epoch = detail::kMaxEpoch;
   bool user = false;
+  std::vector<std::string> holds;  // kind holds of its updates (busy keys), until decided
 };
 
 }  // namespace tessera::storage

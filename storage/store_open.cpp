@@ -382,6 +382,12 @@ void TargetStore::apply_version(const ObjectId& oid, std::string_view dkey, std:
   if (a.versions.empty()) {
     a.kind = kind;
     a.rsize = rsize;
+  } else if (a.kind != kind || (kind == ValueKind::array && a.rsize != rsize)) {
+    // Never live (hold_kind refuses it first); a log written before kinds were held may hold
+    // one: the akey keeps the kind of its first version, and this one is left out.
+    log::error("{}: a version at epoch {} of another kind than its akey's is left out", who(),
+               v.epoch);
+    return;
   }
   auto pos = std::upper_bound(a.versions.begin(), a.versions.end(), v.epoch,
                               [](uint64_t e, const Version& x) { return e < x.epoch; });
