@@ -38,6 +38,9 @@ struct MemoryDisk {
   // sync, the new or the old contents as `rng` draws (a device persists some writes it was
   // given, in any order).
   std::vector<uint8_t> after_power_loss(std::mt19937_64& rng) const;
+  // The disk a crash leaves, all of it durable: the image as it is (kill -9: every completed
+  // write stays), or after a power loss (after_power_loss draws from `rng`).
+  std::shared_ptr<MemoryDisk> after_crash(bool power_loss, std::mt19937_64& rng) const;
 };
 
 struct BlockQueueOptions {

@@ -92,6 +92,13 @@ std::vector<uint8_t> MemoryDisk::after_power_loss(std::mt19937_64& rng) const {
   return out;
 }
 
+std::shared_ptr<MemoryDisk> MemoryDisk::after_crash(bool power_loss, std::mt19937_64& rng) const {
+  auto next = std::make_shared<MemoryDisk>(image.size());
+  next->image = power_loss ? after_power_loss(rng) : image;
+  next->durable = next->image;
+  return next;
+}
+
 Result<std::unique_ptr<BlockQueue>> open_memory_queue(const BlockQueueOptions& opts) {
   if (opts.size == 0 || opts.size % 4096 != 0) {
     return Status(Errc::invalid_argument, "storage size must be a positive multiple of 4 KiB");

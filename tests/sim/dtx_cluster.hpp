@@ -224,10 +224,7 @@ class SimEngine {
     life_->tp->dead = true;
     net_.remove(engine_addr(rank_), life_->rt.get());
     net_.fail_asks_to(rank_);
-    auto next = std::make_shared<storage::MemoryDisk>(kDiskBytes);
-    next->image = power ? disk_->after_power_loss(rng_) : disk_->image;
-    next->durable = next->image;
-    disk_ = std::move(next);
+    disk_ = disk_->after_crash(power, rng_);
     power_losses_ += power ? 1 : 0;
     dead_ = true;
   }

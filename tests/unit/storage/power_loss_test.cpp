@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/checksum.hpp"
+#include "core/no_lock.hpp"
 #include "storage/block_queue.hpp"
 #include "storage/store.hpp"
 #include "tests/test_util.hpp"
@@ -122,29 +123,18 @@ class PowerLossRun {
           m.any_acked = true;
           if (++acks == die_after) {
             dead = true;
-            next = std::make_shared<MemoryDisk>(kDisk);
-            next->image = power ? disk->after_power_loss(rng_) : disk->image;
-            next->durable = next->image;
+            next = disk->after_crash(power, rng_);
           }
         }
         if (--running == 0) done_cv.notify_all();
       });
     }
-    NoLockForTest nl;
+    NoLock nl;
     done_cv.wait(nl, [&] { return running == 0; });
-    if (!next) {  // every fiber finished first: the device dies now
-      next = std::make_shared<MemoryDisk>(kDisk);
-      next->image = power ? disk->after_power_loss(rng_) : disk->image;
-      next->durable = next->image;
-    }
+    if (!next) next = disk->after_crash(power, rng_);  // every fiber finished first
     store.close();
     return Status();
   }
-
-  struct NoLockForTest {
-    void lock() {}
-    void unlock() {}
-  };
 
   uint64_t seed_;
   std::mt19937_64 rng_;
