@@ -147,7 +147,7 @@ struct TargetStore::KindGuard {
 };
 
 Status TargetStore::hold_kind(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                              ValueKind kind, uint32_t rsize) {
+                              const std::string& key, ValueKind kind, uint32_t rsize) {
   auto name = [](ValueKind k) { return k == ValueKind::array ? "an array" : "a single value"; };
   const Object* o = nullptr;
   const Dkey* d = nullptr;
@@ -158,7 +158,7 @@ Status TargetStore::hold_kind(const ObjectId& oid, std::string_view dkey, std::s
     }
     if (kind == ValueKind::array && a->rsize != rsize) return rsize_mismatch(*a, rsize);
   }
-  KindHold& h = kind_holds_[busy_key(oid, dkey, akey)];
+  KindHold& h = kind_holds_[key];
   if (h.count > 0 && (h.kind != kind || h.rsize != rsize)) {
     return Status(
         Errc::invalid_argument,
@@ -246,9 +246,10 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
   }
   // From here to the index (or the stage) the kind is held: no suspension comes between the
   // check and the hold.
-  TESSERA_TRY(hold_kind(oid, dkey, akey, kind, rsize));
-  KindGuard kind_guard{*this, busy_key(oid, dkey, akey), uo.stage, false};
-  BusyGuard guard(busy_, busy_cv_, busy_key(oid, dkey, akey));
+  const std::string key = busy_key(oid, dkey, akey);
+  TESSERA_TRY(hold_kind(oid, dkey, akey, key, kind, rsize));
+  KindGuard kind_guard{*this, key, uo.stage, false};
+  BusyGuard guard(busy_, busy_cv_, key);
   TESSERA_TRY(check_condition(oid, dkey, akey, uo.cond));
 
   Version v;

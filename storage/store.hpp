@@ -437,8 +437,9 @@ class TargetStore {
   // first version. Updates not yet in the index (in flight, staged, prepared) hold the kind
   // they write from the moment they are checked, so that two of different kinds can never both
   // pass the check while one of them suspends: `invalid_argument` for the second.
+  // `key`: busy_key(oid, dkey, akey), which the caller has at hand.
   Status hold_kind(const ObjectId& oid, std::string_view dkey, std::string_view akey,
-                   ValueKind kind, uint32_t rsize);
+                   const std::string& key, ValueKind kind, uint32_t rsize);
   void release_kind(const std::string& key);
   void release_kinds(std::vector<std::string>& keys);
   struct KindGuard;
