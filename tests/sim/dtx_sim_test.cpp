@@ -209,8 +209,22 @@ class SimClient {
     }
     return last;
   }
-  // Commits `writes` (account, balance) at `epoch`: once (a retry could apply it twice as far
-  // as the client knows); `busy` (refused before anything was done) is sent again.
+  // A change (a commit or a plain update) sent once to `rank`, its epoch when acknowledged: a
+  // retry could apply it twice as far as the client knows. `busy` (refused before anything was
+  // done) is sent again.
+  Result<uint64_t> change(uint32_t rank, uint16_t method, const Buffer& body, const Buffer& bulk) {
+    for (int attempt = 0;; ++attempt) {
+      auto m = ask(rank, method, Buffer(body.data(), body.size()), Buffer(bulk.data(), bulk.size()),
+                   std::chrono::seconds(10));
+      if (!m && m.status().code() == Errc::busy && attempt < 50) {
+        target_->sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      if (!m) return m.status();
+      return decoded(*m, decode_epoch);
+    }
+  }
+  // Commits `writes` (account, balance) at `epoch` (change()).
   Result<uint64_t> commit(uint64_t epoch, uint64_t owner, uint64_t tag,
                           const std::vector<std::pair<uint32_t, int64_t>>& writes) {
     capnp::MallocMessageBuilder b(1024);
@@ -235,37 +249,18 @@ class SimClient {
       proto::set_tx_op(ops[static_cast<unsigned>(i)], c);
       bulk += v;
     }
-    Buffer body = capn::to_body(b);
-    for (int attempt = 0;; ++attempt) {
-      auto m = ask(leader(accounts_[writes.front().first]), proto::kObjTxCommit,
-                   Buffer(body.data(), body.size()), Buffer(bulk.data(), bulk.size()),
-                   std::chrono::seconds(10));
-      if (!m && m.status().code() == Errc::busy && attempt < 50) {
-        target_->sleep_for(std::chrono::milliseconds(5));
-        continue;
-      }
-      if (!m) return m.status();
-      return decoded(*m, decode_epoch);
-    }
+    return change(leader(accounts_[writes.front().first]), proto::kObjTxCommit, capn::to_body(b),
+                  Buffer(bulk.data(), bulk.size()));
   }
 
-  // A plain update of `a` to (0, tag), sent once (`busy` again: refused before anything was
-  // done); the reply's epoch when acknowledged.
+  // A plain update of `a` to (0, tag) (change()).
   Result<uint64_t> put(const Account& a, uint64_t tag) {
     const std::string v = encode(0, tag);
     std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size());
-    for (int attempt = 0;; ++attempt) {
-      auto m = ask(leader(a), proto::kObjUpdate,
-                   update_body(a.oid, a.dkey, kAkey, ValueKind::single, 0, crc32c(bytes),
-                               UpdateFlags{}, ctx()),
-                   Buffer(v.data(), v.size()), std::chrono::seconds(10));
-      if (!m && m.status().code() == Errc::busy && attempt < 50) {
-        target_->sleep_for(std::chrono::milliseconds(5));
-        continue;
-      }
-      if (!m) return m.status();
-      return decoded(*m, decode_epoch);
-    }
+    return change(leader(a), proto::kObjUpdate,
+                  update_body(a.oid, a.dkey, kAkey, ValueKind::single, 0, crc32c(bytes),
+                              UpdateFlags{}, ctx()),
+                  Buffer(v.data(), v.size()));
   }
   // One plain update of a key the seed draws.
   void plain(const std::vector<Account>& keys, std::vector<PutRecord>& out) {
@@ -475,22 +470,24 @@ class Simulation {
       const std::string& point = kPoints[rng_() % kPoints.size()];
       arm(point, power);
       // The first engine to reach it dies; if none does soon, the point is disarmed.
-      for (int i = 0; i < 100 && victim == nullptr; ++i) {
+      for (int i = 0; i < 100 && dead_engine() == nullptr; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        for (auto& e : engines_) {
-          if (e->dead()) victim = e.get();
-        }
       }
-      disarm();
-      for (auto& e : engines_) {
-        if (e->dead()) victim = e.get();
-      }
+      disarm();  // a death under way ends first (crash_point holds the lock)
+      victim = dead_engine();
       if (victim == nullptr) return;
       log_.push_back(
           fmt::format("rank {} dies at {}{}", victim->rank(), point, power ? " (power loss)" : ""));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(rng_() % 300));
     ASSERT_TRUE(victim->restart().is_ok()) << "rank " << victim->rank() << " restarts";
+  }
+  // The engine that died (one at most: a fault's victim restarts before the next fault).
+  SimEngine* dead_engine() const {
+    for (const auto& e : engines_) {
+      if (e->dead()) return e.get();
+    }
+    return nullptr;
   }
   void arm(const std::string& point, bool power) {
     std::lock_guard lk(mu_);
