@@ -6,10 +6,9 @@
 
 #include <fmt/format.h>
 
-#include <memory>
-
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <unordered_set>
 
 #include "apps/drill/runner.hpp"
