@@ -17,6 +17,23 @@
 
 namespace tessera::testing {
 
+// Waits until `n` engines are joined in the system whose management service is at `mgmt`
+// (an engine publishes its port before its join completes). A backstop of 5 minutes: engines
+// under the sanitizers on a loaded machine may take that long to recover and join.
+inline bool wait_joined_at(const std::string& mgmt, size_t n) {
+  MgmtClient mc(mgmt);
+  for (int i = 0; i < 3000; ++i) {
+    auto m = mc.system_query();
+    if (m) {
+      size_t joined = 0;
+      for (auto& x : *m) joined += x.state == mgmt::MemberState::joined ? 1 : 0;
+      if (joined == n) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 class LocalSystem {
  public:
   // `extra`: more tessera-server arguments for every engine.
@@ -43,21 +60,8 @@ class LocalSystem {
   std::string mgmt() const { return engines_[0]->address(); }
   ServerProcess& engine(uint32_t r) { return *engines_[r]; }
 
-  // Waits until `n` engines are joined (a backstop of 5 minutes: engines under the sanitizers
-  // on a loaded machine may take that long to recover and join).
-  bool wait_joined(size_t n) {
-    MgmtClient mc(mgmt());
-    for (int i = 0; i < 3000; ++i) {
-      auto m = mc.system_query();
-      if (m) {
-        size_t joined = 0;
-        for (auto& x : *m) joined += x.state == mgmt::MemberState::joined ? 1 : 0;
-        if (joined == n) return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  }
+  // Waits until `n` engines are joined.
+  bool wait_joined(size_t n) { return wait_joined_at(mgmt(), n); }
 
  private:
   std::vector<std::unique_ptr<ServerProcess>> engines_;

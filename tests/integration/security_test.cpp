@@ -61,6 +61,8 @@ struct SecureEngine {
     engine = std::make_unique<ServerProcess>(o);
     Status st = engine->start();
     EXPECT_TRUE(st.is_ok()) << st.to_string();
+    // The port is published before the engine's own join completes.
+    EXPECT_TRUE(wait_joined_at(addr(), 1)) << "the engine did not join its own system";
   }
   std::string addr() const { return engine->address(); }
 };
