@@ -207,17 +207,7 @@ Status ObjectService::ec_update(Message& m) {
     }
     by_pos[p.pos].push_back(&p);
   }
-  // A position none of whose holders has its older cells (a replacement not yet filled by
-  // rebuild) counts as missing; it is written all the same, so that rebuild and new writes
-  // together fill it.
-  uint32_t missing = 0;
-  for (const auto& pos : group) missing += pos.reader() == nullptr ? 1 : 0;
-  if (missing > cls->parity) {
-    return Status(Errc::unavailable,
-                  fmt::format("{} of the {} positions of this object's group are unavailable; "
-                              "{} tolerates {}",
-                              missing, group.size(), cls->name, cls->parity));
-  }
+  TESSERA_TRY(ec_group_writable(*cls, group));
   const uint64_t epoch = w->store->new_epoch();
   // In flight until every position answered (a re-encoding below this epoch waits for it).
   PoolShard& shard = *w->shard;

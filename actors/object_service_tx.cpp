@@ -9,9 +9,12 @@
 // share at E and prepares it, checked once registered against the reads stamped there (a
 // later transaction read a key this one changes: `restart`) and against newer changes of its
 // keys (`restart`); conditions are decided by the first writer of each group. All prepared:
-// committed at E; otherwise aborted everywhere, and the client hears the first failure.
+// committed at E; otherwise aborted everywhere, and the client hears the first failure. A
+// change of an erasure-coded akey comes cut into its positions' pieces (TxOp.pos), each held by
+// the writers of its position.
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
@@ -60,6 +63,25 @@ Result<TxReq> decode_tx(const Message& m) {
   if (bad) return Status(Errc::protocol, "unknown update condition");
   if (ds.failed()) return malformed(ds);
   for (const TxOp& op : t.ops) {
+    TESSERA_TRY(placement::check_oid(op.oid));
+    const auto* cls = placement::find_class(placement::oid_class(op.oid));
+    const bool ec = cls != nullptr && cls->redundancy == placement::Redundancy::erasure;
+    if (op.pos != 0) {
+      if (!ec) return Status(Errc::invalid_argument, "a position's piece of a replicated object");
+      if (op.pos > cls->data + cls->parity || op.dkey.empty() || op.akey.empty()) {
+        return Status(Errc::invalid_argument,
+                      fmt::format("a piece for position {} of {} under dkey '{}' akey '{}'",
+                                  op.pos - 1, cls->name, op.dkey, op.akey));
+      }
+      if (op.cond != Cond::none) {
+        return Status(Errc::unsupported, "erasure-coded changes take no conditions");
+      }
+    } else if (ec && !op.akey.empty()) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("a change of an akey of an erasure-coded object ({}) comes as its "
+                                "positions' pieces",
+                                cls->name));
+    }
     if (op.update && (op.dkey.empty() || op.akey.empty())) {
       return Status(Errc::invalid_argument, "an update in a transaction needs a dkey and an akey");
     }
@@ -205,22 +227,14 @@ Status ObjectService::on_tx_commit(Message& m) {
                   fmt::format("a transaction carries at most {} bytes of data", kMaxTxBytes));
   }
   if (t->epoch != 0) TESSERA_TRY(check_epoch(t->epoch, rt_.target().env().wall()));
-  for (const TxOp& op : t->ops) {
-    TESSERA_TRY(placement::check_oid(op.oid));
-    const auto* cls = placement::find_class(placement::oid_class(op.oid));
-    if (cls != nullptr && cls->redundancy == placement::Redundancy::erasure) {
-      return Status(Errc::unsupported,
-                    fmt::format("object class {} is erasure-coded: user transactions change "
-                                "replicated objects only",
-                                cls->name));
-    }
-  }
   auto w = resolve(t->ctx, t->ops.front().oid, mgmt::kWrite);
   if (!w) return w.status();
   PoolShard& sh = *w->shard;
   // Who holds each change: the writers of its dkey's group (a whole-object punch: of every
-  // group). The first writer of a group decides its conditions.
+  // group; an erasure-coded piece: of its position). The first writer of a group decides its
+  // conditions (erasure-coded changes have none).
   std::map<ObjectId, placement::Placement> places;
+  std::set<std::pair<ObjectId, std::string>> ec_groups;  // checked for missing positions
   std::map<uint64_t, std::vector<size_t>> share;  // member -> its changes
   std::map<uint64_t, std::vector<bool>> decides;
   for (size_t i = 0; i < t->ops.size(); ++i) {
@@ -234,6 +248,18 @@ Status ObjectService::on_tx_commit(Message& m) {
     std::vector<placement::Shard> writers;
     if (op.dkey.empty()) {
       writers = it->second.all_writers();
+    } else if (op.pos != 0) {
+      const auto group = it->second.dkey(op.dkey);
+      if (op.pos > group.size()) {
+        return Status(
+            Errc::invalid_argument,
+            fmt::format("a piece for position {} of a group of {}", op.pos - 1, group.size()));
+      }
+      if (ec_groups.emplace(op.oid, op.dkey).second) {
+        const auto* cls = placement::find_class(placement::oid_class(op.oid));
+        TESSERA_TRY(ec_group_writable(*cls, group));
+      }
+      writers = group[op.pos - 1].writers();
     } else {
       for (const auto& pos : it->second.dkey(op.dkey)) {
         for (const auto& s : pos.writers()) placement::add_unique(writers, s);

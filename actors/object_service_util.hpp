@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "actors/object_service.hpp"
+#include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
 #include "shard/keys.hpp"
@@ -74,6 +75,20 @@ inline Status client_may_write(const Message& m, bool replica, uint64_t epoch) {
                   "a client may not choose the epoch of a write (epochs come from the target)");
   }
   return Status();
+}
+
+// Whether an erasure-coded group takes writes: a position none of whose holders has its older
+// cells (a replacement not yet filled by rebuild) counts as missing; it is written all the
+// same, so that rebuild and new writes together fill it. More than p missing: unavailable.
+inline Status ec_group_writable(const placement::ObjectClass& cls,
+                                const std::vector<placement::Position>& group) {
+  uint32_t missing = 0;
+  for (const auto& pos : group) missing += pos.reader() == nullptr ? 1 : 0;
+  if (missing <= cls.parity) return Status();
+  return Status(Errc::unavailable,
+                fmt::format("{} of the {} positions of this object's group are unavailable; {} "
+                            "tolerates {}",
+                            missing, group.size(), cls.name, cls.parity));
 }
 
 // Update and punch both answer with the epoch they were stored at.

@@ -100,8 +100,6 @@ void arm_map_watch(const StatePtr& sp) {
 
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
 // replica (reads), refreshing the map and retrying while the failure is one a new map cures.
-// `every`: each available shard of every group once (whole-object punch), results ignored but
-// the first error.
 Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
                    uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk) {
   Container::State& st = *sp;
@@ -118,40 +116,35 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     auto place = placement::place(oid, st.view->pool.map);
     if (!place) return place.status();
     std::vector<placement::Shard> cands;
-    if (pick == Pick::every) {
-      cands = place->all_writers();
+    auto group = place->dkey(dkey);
+    if (pick == Pick::leader) {
+      // The first member holding complete data leads (it stamps the epoch and decides
+      // conditions); while rebuild fills every home, a serving former holder leads.
+      for (const auto& p : group) {
+        if (p.complete) cands.push_back(p.home);
+      }
+      for (const auto& p : group) {
+        if (p.prev) cands.push_back(*p.prev);
+      }
+      for (const auto& p : group) {
+        if (p.home.available) cands.push_back(p.home);
+      }
+      if (cands.size() > 1) cands.resize(1);
     } else {
-      auto group = place->dkey(dkey);
-      if (pick == Pick::leader) {
-        // The first member holding complete data leads (it stamps the epoch and decides
-        // conditions); while rebuild fills every home, a serving former holder leads.
-        for (const auto& p : group) {
-          if (p.complete) cands.push_back(p.home);
+      for (const auto& p : group) {
+        if (const placement::Shard* r = p.reader(); r != nullptr) {
+          placement::add_unique(cands, *r);
         }
-        for (const auto& p : group) {
-          if (p.prev) cands.push_back(*p.prev);
-        }
-        for (const auto& p : group) {
-          if (p.home.available) cands.push_back(p.home);
-        }
-        if (cands.size() > 1) cands.resize(1);
-      } else {
-        for (const auto& p : group) {
-          if (const placement::Shard* r = p.reader(); r != nullptr) {
-            placement::add_unique(cands, *r);
-          }
-        }
-        // Replicas on engines that are away (stopped for a restart, dead but kept in the map)
-        // come last: they would only time out.
-        auto live = std::stable_partition(cands.begin(), cands.end(), [&](const auto& c) {
-          auto a = st.view->addrs.find(c.rank);
-          return a == st.view->addrs.end() || a->second.state == "joined";
-        });
-        const auto n_live = live - cands.begin();
-        if (n_live > 1) {
-          std::rotate(cands.begin(), cands.begin() + static_cast<long>(st.rotation++ % n_live),
-                      live);
-        }
+      }
+      // Replicas on engines that are away (stopped for a restart, dead but kept in the map)
+      // come last: they would only time out.
+      auto live = std::stable_partition(cands.begin(), cands.end(), [&](const auto& c) {
+        auto a = st.view->addrs.find(c.rank);
+        return a == st.view->addrs.end() || a->second.state == "joined";
+      });
+      const auto n_live = live - cands.begin();
+      if (n_live > 1) {
+        std::rotate(cands.begin(), cands.begin() + static_cast<long>(st.rotation++ % n_live), live);
       }
     }
     bool refresh_needed = cands.empty();
@@ -160,8 +153,6 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
                     fmt::format("no healthy replica of this object in pool map version {}",
                                 st.view->pool.map.version));
     }
-    Result<Message> done = Status(Errc::internal, "no attempt");
-    bool all_ok = true;
     size_t gone = 0;  // candidates on engines the system counts as dead or excluded
     for (size_t i = 0; i < cands.size(); ++i) {
       if (auto a = st.view->addrs.find(cands[i].rank);
@@ -173,7 +164,6 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
                       fmt::format("rank {} target {} holds this data but its engine is {}",
                                   cands[i].rank, cands[i].target, a->second.state));
         ++gone;
-        all_ok = false;
         continue;
       }
       auto left = std::chrono::duration_cast<Nanos>(deadline - Clock::now());
@@ -189,13 +179,8 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       }
       auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t);
       st.waiting.erase(wait_id);
-      if (r) {
-        if (pick != Pick::every) return r;
-        done = std::move(r);
-        continue;
-      }
+      if (r) return r;
       last = r.status();
-      all_ok = false;
       // A commit that reached its coordinator may have committed: not sent again (a second
       // attempt could fail where the first succeeds, and its caller run the transaction again).
       if (method == proto::kObjTxCommit &&
@@ -225,7 +210,6 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
       st.suspect = true;
       if (last.code() == Errc::stale || pick != Pick::replica) break;
     }
-    if (pick == Pick::every && all_ok && !cands.empty()) return done;
     if (gone > 0 && gone == cands.size()) {
       st.suspect = true;  // the next request looks at a fresh map first
       return last;
@@ -496,12 +480,10 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
       }
       return ec_punch_akey(st, *ec, oid, dkey, akey);
     }
-    // A replicated object's punch is one transaction over its groups; an erasure-coded one's
-    // is punched by every shard on its own.
-    if (dkey.empty() && ec_class(oid) == nullptr) return punch_object(st, oid);
+    // An object's punch is one transaction over its groups.
+    if (dkey.empty()) return punch_object(st, oid);
     auto body = [&] { return punch_body(oid, dkey, akey, offset, length, rsize, ctx_of(*st)); };
-    auto r =
-        op(st, oid, dkey, dkey.empty() ? Pick::every : Pick::leader, proto::kObjPunch, body, {});
+    auto r = op(st, oid, dkey, Pick::leader, proto::kObjPunch, body, {});
     if (!r) return r.status();
     return decoded(*r, decode_epoch);
   });

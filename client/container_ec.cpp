@@ -26,16 +26,7 @@ namespace {
 
 constexpr Nanos kPositionAttempt = std::chrono::seconds(2);
 
-struct Piece {
-  uint32_t pos = 0;
-  std::string akey;
-  ValueKind kind = ValueKind::array;
-  bool punch = false;
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  uint64_t bulk_offset = 0;
-  uint32_t crc = 0;
-};
+using Piece = EcPiece;
 
 Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& pieces,
                const IoCtxValues& ctx) {
@@ -134,6 +125,13 @@ struct PositionFailed {
 // A position answered with bytes that fail their checksum, or a device error: read around it.
 bool damaged(Errc e) { return e == Errc::checksum || e == Errc::io_error; }
 
+// The context of a read request: a transaction's read carries its owner, stamped where read.
+IoCtxValues read_ctx(const Container::State& st, ReadAt at) {
+  IoCtxValues c = ctx_of(st);
+  c.tx_read = at.owner;
+  return c;
+}
+
 // Runs `attempt` until it succeeds, fails for good, or the container's timeout passes. An
 // attempt that saw a position fail (`failed` grows) is planned again at once without it (a
 // degraded read); when too few positions are left the map is fetched again. A position whose
@@ -206,14 +204,13 @@ Result<Message> ask_position(Container::State& st, const GroupView& gv, uint32_t
 // The written runs of an array akey at one position.
 Result<std::vector<Range>> runs_at(Container::State& st, const GroupView& gv, uint32_t pos,
                                    std::set<uint32_t>& failed, ObjectId oid,
-                                   const std::string& dkey, const std::string& akey,
-                                   uint64_t epoch) {
+                                   const std::string& dkey, const std::string& akey, ReadAt at) {
   std::vector<Range> out;
   std::string anchor;
   do {
-    auto r =
-        ask_position(st, gv, pos, failed, proto::kObjList,
-                     list_body(ListScope::recx, oid, dkey, akey, anchor, 1000, epoch, ctx_of(st)));
+    auto r = ask_position(
+        st, gv, pos, failed, proto::kObjList,
+        list_body(ListScope::recx, oid, dkey, akey, anchor, 1000, at.epoch, read_ctx(st, at)));
     if (!r && r.status().code() == Errc::not_found) return out;
     if (!r) return r.status();
     auto page = decoded(*r, decode_list);
@@ -227,10 +224,10 @@ Result<std::vector<Range>> runs_at(Container::State& st, const GroupView& gv, ui
 Result<FetchResult> fetch_at(Container::State& st, const GroupView& gv, uint32_t pos,
                              std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
                              const std::string& akey, ValueKind kind, uint64_t offset,
-                             uint64_t length, uint64_t epoch) {
+                             uint64_t length, ReadAt at) {
   auto r = ask_position(
       st, gv, pos, failed, proto::kObjFetch,
-      fetch_body(oid, dkey, akey, kind, offset, length, epoch, FetchFlags{}, ctx_of(st)));
+      fetch_body(oid, dkey, akey, kind, offset, length, at.epoch, FetchFlags{}, read_ctx(st, at)));
   if (!r) return r.status();
   return decoded(*r, decode_fetch);
 }
@@ -276,13 +273,13 @@ struct ArrayMap {
 
 Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGeometry& g,
                            std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
-                           const std::string& akey, uint64_t epoch) {
+                           const std::string& akey, ReadAt at) {
   ArrayMap m;
   // Every position holds the checksum record of every full stripe (one record per stripe).
   const uint64_t ss = placement::ec_sum_size(g.k);
   for (uint32_t pos = 0; pos < g.n(); ++pos) {
     if (!gv.up[pos]) continue;
-    auto r = runs_at(st, gv, pos, failed, oid, dkey, placement::ec_sum_akey(akey), epoch);
+    auto r = runs_at(st, gv, pos, failed, oid, dkey, placement::ec_sum_akey(akey), at);
     if (!r) return r.status();
     for (const auto& [lo, hi] : *r) {
       m.stripes.emplace_back(lo / ss * g.stripe(), (hi + ss - 1) / ss * g.stripe());
@@ -300,13 +297,13 @@ Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGe
     }
   }
   if (m.copy_parity >= 0) {
-    auto r = runs_at(st, gv, static_cast<uint32_t>(m.copy_parity), failed, oid, dkey, copy, epoch);
+    auto r = runs_at(st, gv, static_cast<uint32_t>(m.copy_parity), failed, oid, dkey, copy, at);
     if (!r) return r.status();
     m.copies = std::move(*r);
   } else {
     for (uint32_t j = 0; j < g.k; ++j) {
       if (!gv.up[g.data_pos(j)]) continue;
-      auto r = runs_at(st, gv, g.data_pos(j), failed, oid, dkey, copy, epoch);
+      auto r = runs_at(st, gv, g.data_pos(j), failed, oid, dkey, copy, at);
       if (!r) return r.status();
       m.copies.insert(m.copies.end(), r->begin(), r->end());
     }
@@ -320,7 +317,7 @@ Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGe
 // update and is refused rather than answered with wrong bytes.
 Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry& g,
                     std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
-                    const std::string& akey, uint64_t epoch, uint32_t j, uint64_t s,
+                    const std::string& akey, ReadAt at, uint32_t j, uint64_t s,
                     std::vector<uint8_t>& out, bool& hole) {
   std::vector<uint32_t> cells;  // cell indices (0..k+p-1) read
   for (uint32_t c = 0; c < g.n() && cells.size() < g.k; ++c) {
@@ -340,7 +337,7 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
       uint32_t c = cells[i];
       uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
       got[i] = fetch_at(st, gv, pos, failed, oid, dkey, placement::ec_cell_akey(akey, pos),
-                        ValueKind::array, s * g.cell, g.cell, epoch);
+                        ValueKind::array, s * g.cell, g.cell, at);
       return got[i] ? Status() : got[i].status();
     });
   }
@@ -351,7 +348,7 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
     uint32_t c = cells[0];
     uint32_t pos = c < g.k ? g.data_pos(c) : g.parity_pos(c - g.k);
     sums = fetch_at(st, gv, pos, failed, oid, dkey, placement::ec_sum_akey(akey), ValueKind::array,
-                    s * ss, ss, epoch);
+                    s * ss, ss, at);
     return sums ? Status() : sums.status();
   });
   TESSERA_TRY(parallel(st, std::move(jobs)));
@@ -423,9 +420,8 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
 
 Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const EcGeometry& g,
                                 std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
-                                const std::string& akey, uint64_t a, uint64_t length,
-                                uint64_t epoch) {
-  auto map = array_map(st, gv, g, failed, oid, dkey, akey, epoch);
+                                const std::string& akey, uint64_t a, uint64_t length, ReadAt at) {
+  auto map = array_map(st, gv, g, failed, oid, dkey, akey, at);
   if (!map) return map.status();
   uint64_t end = 0;
   if (!map->stripes.empty()) end = map->stripes.back().second;
@@ -455,9 +451,9 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       continue;
     }
     jobs.push_back([&, j, lo, hi]() -> Status {
-      auto f = fetch_at(st, gv, g.data_pos(j), failed, oid, dkey,
-                        placement::ec_cell_akey(akey, g.data_pos(j)), ValueKind::array, lo, hi - lo,
-                        epoch);
+      auto f =
+          fetch_at(st, gv, g.data_pos(j), failed, oid, dkey,
+                   placement::ec_cell_akey(akey, g.data_pos(j)), ValueKind::array, lo, hi - lo, at);
       if (!f) return f.status();
       newest = std::max(newest, f->epoch);
       std::vector<uint8_t> hole(hi - lo, 0);
@@ -506,7 +502,7 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       copies.emplace_back(FetchResult{}, -1);
       jobs.push_back([&, ca, cb, copy]() -> Status {
         auto f = fetch_at(st, gv, static_cast<uint32_t>(map->copy_parity), failed, oid, dkey, copy,
-                          ValueKind::array, ca, cb - ca, epoch);
+                          ValueKind::array, ca, cb - ca, at);
         if (!f) return f.status();
         copies[0].first = std::move(*f);
         return Status();
@@ -518,7 +514,7 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       for (size_t i = 0; i < copies.size(); ++i) {
         jobs.push_back([&, i, ca, cb, copy]() -> Status {
           auto f = fetch_at(st, gv, g.data_pos(static_cast<uint32_t>(copies[i].second)), failed,
-                            oid, dkey, copy, ValueKind::array, ca, cb - ca, epoch);
+                            oid, dkey, copy, ValueKind::array, ca, cb - ca, at);
           if (!f) return f.status();
           copies[i].first = std::move(*f);
           return Status();
@@ -541,7 +537,7 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       if (covers(map->copies, from, to)) continue;
       std::vector<uint8_t> cell;
       bool hole = false;
-      TESSERA_TRY(rebuild_cell(st, gv, g, failed, oid, dkey, akey, epoch, j, s, cell, hole));
+      TESSERA_TRY(rebuild_cell(st, gv, g, failed, oid, dkey, akey, at, j, s, cell, hole));
       if (hole) continue;
       std::memcpy(out.data.data() + (from - a), cell.data() + (from - x0), to - from);
       std::fill(written.begin() + static_cast<long>(from - a),
@@ -582,9 +578,9 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
 
 }  // namespace
 
-Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
-                           const std::string& dkey, const std::string& akey, ValueKind kind,
-                           uint64_t offset, const Buffer& data, UpdateFlags flags) {
+Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::ObjectClass& cls,
+                                  const std::string& dkey, const std::string& akey, ValueKind kind,
+                                  uint64_t offset, const Buffer& data, UpdateFlags flags) {
   TESSERA_TRY(check_akey(akey));
   if (flags.cond != Cond::none) {
     return Status(Errc::unsupported, fmt::format("conditional updates of erasure-coded objects "
@@ -594,9 +590,10 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
   if (kind == ValueKind::array && flags.rsize > 1) {
     return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
   }
-  const EcGeometry g = geometry(*sp, cls, dkey);
-  std::vector<Piece> pieces;
-  Buffer bulk;
+  const EcGeometry g = geometry(st, cls, dkey);
+  EcPieces out_pieces;
+  std::vector<Piece>& pieces = out_pieces.pieces;
+  Buffer& bulk = out_pieces.bulk;
   const uint8_t* src = data.data();
   if (kind == ValueKind::single) {
     // A single value is kept whole on p + 1 positions: the first data position and the parity
@@ -678,17 +675,15 @@ Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls
       at += y - x;
     }
   }
-  auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
-  auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, bulk);
-  if (!r) return r.status();
-  return decoded(*r, decode_epoch);
+  return out_pieces;
 }
 
-Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
-                               const std::string& dkey, const std::string& akey) {
+Result<EcPieces> ec_punch_pieces(const Container::State& st, const placement::ObjectClass& cls,
+                                 const std::string& dkey, const std::string& akey) {
   TESSERA_TRY(check_akey(akey));
-  const EcGeometry g = geometry(*sp, cls, dkey);
-  std::vector<Piece> pieces;
+  const EcGeometry g = geometry(st, cls, dkey);
+  EcPieces out;
+  std::vector<Piece>& pieces = out.pieces;
   for (uint32_t pos = 0; pos < g.n(); ++pos) {
     pieces.push_back({pos, akey, ValueKind::array, true, 0, 0, 0, 0});
     pieces.push_back(
@@ -696,15 +691,37 @@ Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass&
     pieces.push_back({pos, placement::ec_copy_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
     pieces.push_back({pos, placement::ec_sum_akey(akey), ValueKind::array, true, 0, 0, 0, 0});
   }
-  auto body = [&] { return ec_body(oid, dkey, pieces, ctx_of(*sp)); };
-  auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, Buffer());
+  return out;
+}
+
+namespace {
+Result<uint64_t> send_pieces(const StatePtr& sp, ObjectId oid, const std::string& dkey,
+                             const EcPieces& p) {
+  auto body = [&] { return ec_body(oid, dkey, p.pieces, ctx_of(*sp)); };
+  auto r = op(sp, oid, dkey, Pick::leader, proto::kObjEcUpdate, body, p.bulk);
   if (!r) return r.status();
   return decoded(*r, decode_epoch);
+}
+}  // namespace
+
+Result<uint64_t> ec_update(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
+                           const std::string& dkey, const std::string& akey, ValueKind kind,
+                           uint64_t offset, const Buffer& data, UpdateFlags flags) {
+  auto p = ec_update_pieces(*sp, cls, dkey, akey, kind, offset, data, flags);
+  if (!p) return p.status();
+  return send_pieces(sp, oid, dkey, *p);
+}
+
+Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
+                               const std::string& dkey, const std::string& akey) {
+  auto p = ec_punch_pieces(*sp, cls, dkey, akey);
+  if (!p) return p.status();
+  return send_pieces(sp, oid, dkey, *p);
 }
 
 Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
                              const std::string& dkey, const std::string& akey, ValueKind kind,
-                             uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags) {
+                             uint64_t offset, uint64_t length, ReadAt at, FetchFlags flags) {
   TESSERA_TRY(check_akey(akey));
   if (kind == ValueKind::array && flags.rsize > 1) {
     return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
@@ -721,7 +738,7 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
                                   "needs {}",
                                   gv->up_count(), g.n(), cls.name, g.k));
       }
-      return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, epoch);
+      return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, at);
     }
     // A single value: whole on the first data position and on every parity position.
     std::vector<uint32_t> holders{g.data_pos(0)};
@@ -731,7 +748,7 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
                                                gv->up_count(), g.n()));
     for (uint32_t pos : holders) {
       if (!gv->up[pos]) continue;
-      auto f = fetch_at(st, *gv, pos, failed, oid, dkey, akey, kind, offset, length, epoch);
+      auto f = fetch_at(st, *gv, pos, failed, oid, dkey, akey, kind, offset, length, at);
       if (f || !(retryable(f.status().code()) || damaged(f.status().code()))) return f;
       last = f.status();  // a damaged copy: the next holder's
     }
@@ -745,7 +762,7 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
 
 Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::ObjectClass& cls,
                                       ListScope scope, ObjectId oid, const std::string& dkey,
-                                      const std::string& akey, uint64_t epoch) {
+                                      const std::string& akey, ReadAt at) {
   Container::State& st = *sp;
   return with_retries<std::vector<KeyEntry>>(
       sp, [&](std::set<uint32_t>& failed) -> Result<std::vector<KeyEntry>> {
@@ -755,7 +772,7 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
           const EcGeometry g = geometry(st, cls, dkey);
           auto gv = group_view(st, oid, dkey, failed);
           if (!gv) return gv.status();
-          auto map = array_map(st, *gv, g, failed, oid, dkey, akey, epoch);
+          auto map = array_map(st, *gv, g, failed, oid, dkey, akey, at);
           if (!map) return map.status();
           auto runs = map->stripes;
           runs.insert(runs.end(), map->copies.begin(), map->copies.end());
@@ -799,9 +816,10 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
             std::string anchor;
             bool ok = true;
             do {
-              auto r = send(st, s, proto::kObjList,
-                            list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_of(st)), {},
-                            kPositionAttempt);
+              auto r =
+                  send(st, s, proto::kObjList,
+                       list_body(scope, oid, dkey, akey, anchor, 1000, at.epoch, read_ctx(st, at)),
+                       {}, kPositionAttempt);
               if (!r && r.status().code() == Errc::not_found) break;
               if (!r && retryable(r.status().code())) {
                 if (groups.size() == 1 && !moving_dkeys) failed.insert(pos);

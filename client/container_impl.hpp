@@ -50,10 +50,9 @@ bool retryable(Errc e);
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
                      Buffer bulk, Nanos timeout);
 
-enum class Pick { leader, replica, every };
+enum class Pick { leader, replica };
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
 // replica (reads), refreshing the map and retrying while the failure is one a new map cures.
-// `every`: each available shard of every group once.
 Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
                    uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk);
 
@@ -83,23 +82,58 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                                         const std::string& dkey, const std::string& akey,
                                         uint64_t epoch, uint64_t tx_read);
 
-// Punches a replicated object as one transaction over every group (transaction.cpp).
+// Punches an object as one transaction over every group (transaction.cpp).
 Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid);
 
 // Erasure-coded objects (container_ec.cpp).
+
+// Where a read happens: its epoch, and the transaction whose read it is (0: none), which every
+// position read stamps (storage/read_stamps.hpp).
+struct ReadAt {
+  ReadAt(uint64_t e = 0, uint64_t o = 0) : epoch(e), owner(o) {}  // NOLINT: an epoch is one
+  uint64_t epoch;
+  uint64_t owner;
+};
+
+// One position's part of a change of an erasure-coded akey: what `pos` stores under `akey`
+// (the user's akey, or one of the internal cell, copy and checksum akeys). Its bytes, if it is
+// no punch, lie at `bulk_offset` of the change's bulk.
+struct EcPiece {
+  uint32_t pos = 0;
+  std::string akey;
+  ValueKind kind = ValueKind::array;
+  bool punch = false;
+  uint64_t offset = 0;
+  uint64_t length = 0;  // bytes; a punch: 0 is the whole akey
+  uint64_t bulk_offset = 0;
+  uint32_t crc = 0;
+};
+struct EcPieces {
+  std::vector<EcPiece> pieces;
+  Buffer bulk;
+};
+// The pieces of an update of (dkey, akey): cells, parity and checksums of the full stripes it
+// covers, copies of its partial stripes; a single value whole on p + 1 positions.
+Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::ObjectClass& cls,
+                                  const std::string& dkey, const std::string& akey, ValueKind kind,
+                                  uint64_t offset, const Buffer& data, UpdateFlags flags);
+// The pieces of a punch of the whole akey: itself, its cells, copies and checksums everywhere.
+Result<EcPieces> ec_punch_pieces(const Container::State& st, const placement::ObjectClass& cls,
+                                 const std::string& dkey, const std::string& akey);
+
 Result<uint64_t> ec_update(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
                            const std::string& dkey, const std::string& akey, ValueKind kind,
                            uint64_t offset, const Buffer& data, UpdateFlags flags);
 Result<FetchResult> ec_fetch(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
                              const std::string& dkey, const std::string& akey, ValueKind kind,
-                             uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags);
+                             uint64_t offset, uint64_t length, ReadAt at, FetchFlags flags);
 // Punches an akey (both its cells and its partial-stripe copies) at every position.
 Result<uint64_t> ec_punch_akey(const StatePtr& st, const placement::ObjectClass& cls, ObjectId oid,
                                const std::string& dkey, const std::string& akey);
 // dkeys, akeys or recx of an erasure-coded object.
 Result<std::vector<KeyEntry>> ec_list(const StatePtr& st, const placement::ObjectClass& cls,
                                       ListScope scope, ObjectId oid, const std::string& dkey,
-                                      const std::string& akey, uint64_t epoch);
+                                      const std::string& akey, ReadAt at);
 // The class of `oid` when it is erasure-coded, else null.
 const placement::ObjectClass* ec_class(ObjectId oid);
 

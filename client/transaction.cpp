@@ -10,6 +10,7 @@
 
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
+#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/object.capnp.h"
 #include "proto/protocol.hpp"
@@ -60,11 +61,28 @@ Status Transaction::State::add(Op op) {
                   "a read-only transaction (opened at a snapshot) changes nothing");
   }
   TESSERA_TRY(placement::check_oid(op.oid));
-  if (ec_class(op.oid) != nullptr) {
-    return Status(Errc::unsupported,
-                  "user transactions change replicated objects only (this one is erasure-coded)");
-  }
   op.rsize = std::max<uint32_t>(1, op.rsize);
+  if (const auto* ec = ec_class(op.oid); ec != nullptr) {
+    if (placement::is_ec_reserved_akey(op.akey)) {
+      return Status(Errc::invalid_argument,
+                    "akeys starting with \"\\0ec-copy:\" or \"\\0ec-cell:\" are reserved for "
+                    "erasure coding");
+    }
+    if (op.cond != Cond::none) {
+      return Status(Errc::unsupported,
+                    fmt::format("conditional updates of erasure-coded objects ({}) are not "
+                                "supported",
+                                ec->name));
+    }
+    if (op.kind == ValueKind::array && op.rsize > 1) {
+      return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
+    }
+    if (!op.update && op.length > 0) {
+      return Status(Errc::unsupported,
+                    "range punch of an erasure-coded array is not supported (punch the akey, or "
+                    "overwrite the range)");
+    }
+  }
   if (op.update && (op.dkey.empty() || op.akey.empty())) {
     return Status(Errc::invalid_argument, "an update needs a dkey and an akey");
   }
@@ -183,11 +201,6 @@ Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::stri
     return s_->cont->fetch(oid, std::move(dkey), std::move(akey), kind, offset, length, s_->epoch,
                            flags);
   }
-  if (ec_class(oid) != nullptr) {
-    return Status(Errc::unsupported,
-                  "a transaction that changes data reads replicated objects only (this one is "
-                  "erasure-coded; read it in a read-only transaction at a snapshot)");
-  }
   // This transaction's own change of the whole key answers without asking anyone.
   if (const State::Op* c = s_->covering(oid, dkey, akey); c != nullptr) {
     FetchResult r;
@@ -204,6 +217,12 @@ Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::stri
   auto st = s_->st;
   const uint64_t epoch = s_->epoch, owner = s_->owner;
   auto r = submit<FetchResult>(st, [=]() -> Result<FetchResult> {
+             if (const auto* ec = ec_class(oid); ec != nullptr) {
+               FetchFlags f = flags;
+               f.must_exist = false;  // decided below, with this transaction's changes
+               return ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, ReadAt(epoch, owner),
+                               f);
+             }
              auto body = [&] {
                IoCtxValues ctx = ctx_of(*st);
                ctx.tx_read = owner;
@@ -284,10 +303,6 @@ Result<std::vector<KeyEntry>> Transaction::list_all(ListScope scope, ObjectId oi
   }
   TESSERA_TRY(placement::check_oid(oid));
   if (s_->ro) return s_->cont->list_all(scope, oid, dkey, akey, s_->epoch);
-  if (ec_class(oid) != nullptr) {
-    return Status(Errc::unsupported,
-                  "a transaction that changes data lists replicated objects only");
-  }
   if (scope == ListScope::recx) {
     for (const State::Op& e : s_->ops) {
       if (e.oid == oid && e.dkey == dkey && e.akey == akey && !e.whole()) {
@@ -299,6 +314,9 @@ Result<std::vector<KeyEntry>> Transaction::list_all(ListScope scope, ObjectId oi
   auto st = s_->st;
   const uint64_t epoch = s_->epoch, owner = s_->owner;
   auto r = submit<std::vector<KeyEntry>>(st, [=] {
+             if (const auto* ec = ec_class(oid); ec != nullptr) {
+               return ec_list(st, *ec, scope, oid, dkey, akey, ReadAt(epoch, owner));
+             }
              return list_keys(st, scope, oid, dkey, akey, epoch, owner);
            }).get();
   if (!r && r.status().code() != Errc::not_found) return r.status();
@@ -353,24 +371,86 @@ Result<std::vector<KeyEntry>> Transaction::list_all(ListScope scope, ObjectId oi
 }
 
 namespace {
-Buffer commit_body(const Transaction::State& s, const IoCtxValues& ctx) {
+// A transaction's changes as the coordinator takes them, their bytes in one bulk. A change of an
+// erasure-coded akey goes as its positions' pieces (cells, parity, copies: container_ec.cpp),
+// each for one position of the dkey's group.
+struct Wire {
+  std::vector<proto::TxChange> changes;
+  Buffer bulk;
+};
+
+Result<Wire> wire_of(const Transaction::State& s) {
+  Wire w;
+  std::vector<std::pair<const uint8_t*, uint64_t>> bytes;  // each change's, in order
+  std::vector<EcPieces> pieces;                            // keeps their bytes until copied
+  uint64_t total = 0;
+  for (const auto& op : s.ops) {
+    const auto* ec = ec_class(op.oid);
+    if (ec == nullptr || op.akey.empty()) {
+      proto::TxChange c = op;
+      if (op.update) c.length = 0;
+      c.data_len = op.data.size();
+      c.crc = crc32c(op.data.span());
+      w.changes.push_back(c);
+      bytes.emplace_back(op.data.data(), op.data.size());
+      total += op.data.size();
+      continue;
+    }
+    auto p = op.update ? ec_update_pieces(*s.st, *ec, op.dkey, op.akey, op.kind, op.offset, op.data,
+                                          UpdateFlags{})
+                       : ec_punch_pieces(*s.st, *ec, op.dkey, op.akey);
+    if (!p) return p.status();
+    pieces.push_back(std::move(*p));
+    const EcPieces& ps = pieces.back();
+    for (const EcPiece& x : ps.pieces) {
+      proto::TxChange c;
+      c.update = !x.punch;
+      c.oid = op.oid;
+      c.dkey = op.dkey;
+      c.akey = x.akey;
+      c.kind = x.kind;
+      c.offset = x.offset;
+      c.length = x.punch ? x.length : 0;
+      c.data_len = x.punch ? 0 : x.length;
+      c.crc = x.crc;
+      c.pos = x.pos + 1;
+      bytes.emplace_back(ps.bulk.data() + x.bulk_offset, c.data_len);
+      total += c.data_len;
+      w.changes.push_back(std::move(c));
+    }
+  }
+  if (w.changes.size() > kMaxOps) {
+    return Status(Errc::too_big,
+                  fmt::format("a transaction changes at most {} keys; this one's changes come to "
+                              "{} (a change of an erasure-coded akey counts once per piece)",
+                              kMaxOps, w.changes.size()));
+  }
+  if (total > kMaxBytes) {
+    return Status(Errc::too_big,
+                  fmt::format("a transaction carries at most {} bytes; this one's changes come to "
+                              "{} (with the parity and copies of erasure-coded ones)",
+                              kMaxBytes, total));
+  }
+  w.bulk.reset(total);
+  uint64_t at = 0;
+  for (size_t i = 0; i < w.changes.size(); ++i) {
+    w.changes[i].data_off = at;
+    if (bytes[i].second > 0) std::memcpy(w.bulk.data() + at, bytes[i].first, bytes[i].second);
+    at += bytes[i].second;
+  }
+  return w;
+}
+
+Buffer commit_body(const Transaction::State& s, const std::vector<proto::TxChange>& changes,
+                   const IoCtxValues& ctx) {
   capnp::MallocMessageBuilder b(1024);
   auto req = b.initRoot<schema::TxReq>();
   set_ctx(req.initCtx(), ctx);
   req.setEpoch(s.epoch);
   req.setOwner(s.owner);
-  auto l = req.initOps(static_cast<unsigned>(s.ops.size()));
-  uint64_t at = 0;
-  for (size_t i = 0; i < s.ops.size(); ++i) {
-    const auto& op = s.ops[i];
-    proto::TxChange c = op;
-    if (op.update) c.length = 0;
-    c.data_off = at;
-    c.data_len = op.data.size();
-    c.crc = crc32c(op.data.span());
-    proto::set_tx_op(l[static_cast<unsigned>(i)], c);
-    at += op.data.size();
-  }
+  auto l = req.initOps(static_cast<unsigned>(changes.size()));
+  for (size_t i = 0; i < changes.size(); ++i)
+    proto::set_tx_op(l[static_cast<unsigned>(i)], changes[i]);
   return capn::to_body(b);
 }
 }  // namespace
@@ -381,8 +461,10 @@ Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid) {
   s.st = st;
   s.ops.emplace_back();
   s.ops.back().oid = oid;
+  auto w = wire_of(s);
+  if (!w) return w.status();
   for (int attempt = 0;; ++attempt) {
-    auto body = [&] { return commit_body(s, ctx_of(*st)); };
+    auto body = [&] { return commit_body(s, w->changes, ctx_of(*st)); };
     auto m = op(st, oid, "", Pick::leader, proto::kObjTxCommit, body, {});
     if (m) return decoded(*m, decode_epoch);
     // Under a transaction's read of the object: again, at a new epoch.
@@ -396,20 +478,16 @@ Result<uint64_t> Transaction::commit() {
   TESSERA_TRY(s_->usable());
   s_->done = true;
   if (s_->ro || s_->ops.empty()) return s_->epoch;
-  Buffer bulk(s_->bytes);
-  uint64_t at = 0;
-  for (const auto& op : s_->ops) {
-    if (!op.data.empty()) std::memcpy(bulk.data() + at, op.data.data(), op.data.size());
-    at += op.data.size();
-  }
   auto st = s_->st;
   State* s = s_.get();
   // The leader of the first change's group coordinates (it holds a part of it).
-  auto data = std::make_shared<Buffer>(std::move(bulk));
-  auto r = submit<uint64_t>(st, [st, s, data]() -> Result<uint64_t> {
-             const auto& first = s->ops.front();
-             auto body = [&] { return commit_body(*s, ctx_of(*st)); };
-             auto m = op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, *data);
+  auto r = submit<uint64_t>(st, [st, s]() -> Result<uint64_t> {
+             auto w = wire_of(*s);
+             if (!w) return w.status();
+             const auto& first = w->changes.front();
+             auto body = [&] { return commit_body(*s, w->changes, ctx_of(*st)); };
+             auto m =
+                 op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, w->bulk);
              if (!m) return m.status();
              return decoded(*m, decode_epoch);
            }).get();

@@ -10,10 +10,13 @@
 // (Container::run_tx does). A transaction opened at a snapshot epoch is read-only and never
 // conflicts.
 //
-// Changes of replicated (and unreplicated) objects only; erasure-coded objects are read in
-// read-only transactions. Within one transaction each key changes once: a single value's last
-// update or punch wins, an array's updates and range punches must not overlap, and a dkey or
-// object punched is not changed otherwise. At most 4096 changes and 64 MiB of data.
+// Objects of every class: a change of an erasure-coded akey is cut into its positions' pieces
+// at commit (cells, parity, copies) and they commit with the rest; erasure-coded changes take
+// no conditions and no range punches, as outside transactions. Within one transaction each key
+// changes once: a single value's last update or punch wins, an array's updates and range
+// punches must not overlap, and a dkey or object punched is not changed otherwise. At most
+// 4096 changes and 64 MiB of data, an erasure-coded change counting as its pieces and their
+// bytes.
 //
 // One thread at a time; the Transaction must not outlive its Container. Destroying it without
 // commit() drops its changes (nothing was sent).

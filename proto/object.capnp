@@ -392,6 +392,9 @@ struct TxOp {
   dataOff   @9 :UInt64;
   dataLen   @10 :UInt64;
   crc       @11 :UInt32; # crc32c of the bytes
+  pos       @12 :UInt32; # erasure-coded objects: a piece for position pos - 1 of the dkey's
+                         # group, under akey (the client cuts an akey's change into pieces,
+                         # as for EcUpdateReq); 0: no piece (replicated, or a dkey or object punch)
   enum Op {
     update @0;
     punch  @1;

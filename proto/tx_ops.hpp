@@ -21,6 +21,7 @@ struct TxChange {
   Cond cond = Cond::none;
   uint64_t data_off = 0, data_len = 0;  // its bytes in the request's bulk
   uint32_t crc = 0;                     // crc32c of them
+  uint32_t pos = 0;  // an erasure-coded piece: its position + 1 in the dkey's group (0: none)
 };
 
 inline void set_tx_op(schema::TxOp::Builder w, const TxChange& c) {
@@ -37,6 +38,7 @@ inline void set_tx_op(schema::TxOp::Builder w, const TxChange& c) {
   w.setDataOff(c.data_off);
   w.setDataLen(c.data_len);
   w.setCrc(c.crc);
+  w.setPos(c.pos);
 }
 
 // Inside a DecodeScope. An unknown condition reads as none and sets `bad`.
@@ -55,6 +57,7 @@ inline TxChange tx_op_of(schema::TxOp::Reader o, bool& bad) {
   c.data_off = o.getDataOff();
   c.data_len = o.getDataLen();
   c.crc = o.getCrc();
+  c.pos = o.getPos();
   return c;
 }
 

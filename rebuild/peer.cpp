@@ -46,8 +46,13 @@ Result<Message> Peer::ask(const placement::Shard& dst, uint16_t method, const Bu
 Result<storage::FetchResult> Peer::fetch(const placement::Shard& src, ObjectId key,
                                          const std::string& dkey, const std::string& akey,
                                          uint64_t off, uint64_t len, uint64_t epoch,
-                                         storage::ValueKind kind, uint32_t rsize) const {
+                                         storage::ValueKind kind, uint32_t rsize,
+                                         uint64_t stamp) const {
   if (is_me(src)) {
+    if (stamp != 0) {
+      shard.store->observe_epoch(epoch);
+      shard.store->read_stamps().note(key, dkey, akey, epoch, stamp);
+    }
     storage::FetchOptions fo;
     fo.rsize = rsize;
     return shard.store->fetch(key, dkey, akey, kind, off, len, epoch, fo);
@@ -66,6 +71,7 @@ Result<storage::FetchResult> Peer::fetch(const placement::Shard& src, ObjectId k
   req.setEpoch(epoch);
   req.initCtx().setPool(shard.id);
   req.getCtx().setMapVersion(map().version);
+  req.getCtx().setTxRead(stamp);
   auto r = ask(src, proto::kObjShardFetch, capn::to_body(b), {});
   if (!r) return r.status();
   storage::FetchResult out;

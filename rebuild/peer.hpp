@@ -67,11 +67,13 @@ struct Peer {
               uint64_t replace_upto = 0) const;
   // Records [off, off + len) of an array akey of `src` (this target: its store) at `epoch`
   // (0: newest), holes and the newest epoch returned included; a single value (`kind`) whole.
+  // `stamp` (not 0): `src` stamps the read as that reader's (storage/read_stamps.hpp), so a
+  // change below `epoch` arriving later is refused instead of sliding under what was read.
   Result<storage::FetchResult> fetch(const placement::Shard& src, ObjectId key,
                                      const std::string& dkey, const std::string& akey, uint64_t off,
                                      uint64_t len, uint64_t epoch = 0,
                                      storage::ValueKind kind = storage::ValueKind::array,
-                                     uint32_t rsize = 1) const;
+                                     uint32_t rsize = 1, uint64_t stamp = 0) const;
 };
 
 }  // namespace tessera::rebuild

@@ -41,6 +41,12 @@ struct Reencoder {
   const ReencodeOptions& o;
   ReencodeCounters c;
 
+  // The reader id of this target's re-encoding reads: the top bit keeps it apart from every
+  // transaction's (a target's member id + 1).
+  uint64_t reader_id() const {
+    return (uint64_t{1} << 63) | storage::dtx_member(peer.rank, peer.target);
+  }
+
   // An internal EcUpdateReq for position `pos` at `epoch` and map `version`.
   Status send(const Position& home, uint32_t pos, ObjectId key, const std::string& dkey,
               const std::vector<Piece>& pieces, const Buffer& bulk, uint64_t epoch,
@@ -125,7 +131,11 @@ struct Reencoder {
     }
     const std::string copy = placement::ec_copy_akey(akey);
     const uint64_t S = g.stripe();
-    auto f = peer.fetch(pos[g.parity_pos(0)].home, key, dkey, copy, s0 * S, (s1 - s0) * S, epoch);
+    // The read is stamped: a change of the copies below `epoch` that arrives after it (a user
+    // transaction's, whose epoch was taken at its begin) is refused and runs again, rather
+    // than landing under the cells written here and being punched with the copies.
+    auto f = peer.fetch(pos[g.parity_pos(0)].home, key, dkey, copy, s0 * S, (s1 - s0) * S, epoch,
+                        storage::ValueKind::array, 1, reader_id());
     if (!f) return f.status();
     if (f->data.size() != (s1 - s0) * S) {
       return Status(Errc::internal, fmt::format("copies of stripes [{}, {}) read back {} bytes", s0,

@@ -7,8 +7,9 @@
 // cells and p parity cells:
 //   1. it takes a fresh epoch E from its store's clock and waits until no erasure-coded update
 //      it leads with an epoch below E is still in flight;
-//   2. reads the stripe's copies at E from a parity position (their full copy) and keeps the
-//      stripes that the copies cover completely;
+//   2. reads the stripe's copies at E from a parity position (their full copy), leaving a read
+//      stamp there (a user transaction's change below E arriving later restarts), and keeps
+//      the stripes that the copies cover completely;
 //   3. phase one: writes every data cell and every parity cell (ISA-L) of those stripes at E
 //      on every position, and waits until all are durable;
 //   4. phase two: punches the copies of those stripes at E on every position.

@@ -233,6 +233,124 @@ TEST(Tx, ReadOnlyAtASnapshotAndAWholeObjectPunch) {
   EXPECT_EQ(*rc, at);
 }
 
+// Erasure-coded objects in user transactions: an array change cut into full stripes (cells,
+// parity, checksums) and partial-stripe copies, and a single value, commit with a replicated
+// change at one epoch, all or nothing; reads stamp every position they read, so a change under
+// a later transaction's read restarts; the parity committed agrees with the cells.
+TEST(Tx, ErasureCodedChangesCommitWithTheRestAndConflictsRestart) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  auto ec_oid = [&](uint64_t n) { return *h.c->make_oid(7, n, "EC_2P1GX"); };
+  const ObjectId e = ec_oid(1), r = h.obj(1);
+  const uint64_t stripe = 2 * kCell;
+  std::string model(3 * stripe + 1500, '\0');  // the array "a" of dkey "d" of `e`
+  auto write_model = [&](Transaction& t, uint64_t off, size_t len, char fill) {
+    std::string v(len, fill);
+    for (size_t i = 0; i < len; i += 97) v[i] = static_cast<char>('a' + (off + i) % 26);
+    model.replace(off, len, v);
+    return t.update(e, "d", "a", ValueKind::array, off, bytes(v));
+  };
+  auto array_now = [&](Transaction* t) {
+    auto f = t != nullptr ? t->fetch(e, "d", "a", ValueKind::array, 0, model.size())
+                          : h.c->fetch(e, "d", "a", ValueKind::array, 0, model.size());
+    return f ? std::string(f->data.view()) : f.status().to_string();
+  };
+  auto open = [&] {
+    auto t = h.c->tx_open();
+    EXPECT_TRUE(t) << t.status().to_string();
+    return t ? std::move(*t) : nullptr;
+  };
+
+  {
+    SCOPED_TRACE("full stripes, partial stripes, a single value and a replicated key at once");
+    auto t = open();
+    ASSERT_TRUE(write_model(*t, 0, model.size(), 'x').is_ok());
+    ASSERT_TRUE(t->update(e, "d", "s", ValueKind::single, 0, bytes("ec-single")).is_ok());
+    ASSERT_TRUE(t->update(r, "k", "v", ValueKind::single, 0, bytes("rp-1")).is_ok());
+    EXPECT_EQ(array_now(t.get()), model) << "a transaction reads its own erasure-coded change";
+    auto c = t->commit();
+    ASSERT_TRUE(c) << c.status().to_string();
+    EXPECT_EQ(array_now(nullptr), model);
+    EXPECT_EQ(text(h.c->fetch(e, "d", "s", ValueKind::single)), "ec-single");
+    EXPECT_EQ(text(h.c->fetch(r, "k", "v", ValueKind::single)), "rp-1");
+    // Partial stripes over full ones: copies on top of cells, at the next epoch.
+    auto t2 = open();
+    ASSERT_TRUE(write_model(*t2, stripe - 300, 700, 'y').is_ok());
+    ASSERT_TRUE(write_model(*t2, 2 * stripe + 10, 20, 'z').is_ok());
+    auto ks = t2->list_all(ListScope::akeys, e, "d");
+    ASSERT_TRUE(ks) << ks.status().to_string();
+    ASSERT_EQ(ks->size(), 2u) << "internal akeys listed";
+    EXPECT_EQ((*ks)[0].key, "a");
+    ASSERT_TRUE(t2->commit());
+    EXPECT_EQ(array_now(nullptr), model);
+  }
+  {
+    SCOPED_TRACE("all or nothing: a failed condition of a replicated key drops the EC change");
+    auto t = open();
+    const std::string before = model;
+    ASSERT_TRUE(write_model(*t, 100, 2 * stripe, 'n').is_ok());
+    ASSERT_TRUE(
+        t->update(r, "k", "v", ValueKind::single, 0, bytes("no"), {.cond = Cond::insert}).is_ok());
+    auto c = t->commit();
+    ASSERT_FALSE(c);
+    EXPECT_EQ(c.status().code(), Errc::exists) << c.status().to_string();
+    model = before;
+    EXPECT_EQ(array_now(nullptr), model);
+  }
+  {
+    SCOPED_TRACE("a change under a later transaction's read of an erasure-coded key restarts");
+    auto t1 = open(), t2 = open();
+    ASSERT_LT(t1->epoch(), t2->epoch());
+    EXPECT_EQ(text(t2->fetch(e, "d", "s", ValueKind::single)), "ec-single");
+    EXPECT_EQ(array_now(t2.get()), model);
+    ASSERT_TRUE(t2->update(r, "k2", "v", ValueKind::single, 0, bytes("t2")).is_ok());
+    ASSERT_TRUE(t2->commit());
+    ASSERT_TRUE(t1->update(e, "d", "s", ValueKind::single, 0, bytes("t1")).is_ok());
+    auto c1 = t1->commit();
+    ASSERT_FALSE(c1) << "a single value changed under a later read";
+    EXPECT_EQ(c1.status().code(), Errc::restart) << c1.status().to_string();
+    auto t3 = open(), t4 = open();
+    EXPECT_EQ(array_now(t4.get()), model);
+    ASSERT_TRUE(t4->commit());
+    ASSERT_TRUE(t3->update(e, "d", "a", ValueKind::array, 5, bytes("under")).is_ok());
+    auto c3 = t3->commit();
+    ASSERT_FALSE(c3) << "an array changed under a later read";
+    EXPECT_EQ(c3.status().code(), Errc::restart) << c3.status().to_string();
+    EXPECT_EQ(array_now(nullptr), model);
+    EXPECT_EQ(text(h.c->fetch(e, "d", "s", ValueKind::single)), "ec-single");
+  }
+  {
+    SCOPED_TRACE("what erasure coding does not take, in a transaction as outside one");
+    auto t = open();
+    EXPECT_EQ(
+        t->update(e, "d", "c", ValueKind::single, 0, bytes("x"), {.cond = Cond::insert}).code(),
+        Errc::unsupported);
+    EXPECT_EQ(t->punch_range(e, "d", "a", 0, 10).code(), Errc::unsupported);
+    EXPECT_EQ(
+        t->update(e, "d", std::string("\0ec-cell:a", 10), ValueKind::single, 0, bytes("x")).code(),
+        Errc::invalid_argument);
+  }
+  // The cells and parity the transactions wrote agree (and so read the same degraded).
+  h.expect_consistent("after erasure-coded transactions");
+  {
+    SCOPED_TRACE("punches: an akey in a transaction, the whole object as one");
+    auto t = open();
+    ASSERT_TRUE(t->punch(e, "d", "a").is_ok());
+    ASSERT_TRUE(t->commit());
+    auto f = h.c->fetch(e, "d", "a", ValueKind::array, 0, model.size());
+    ASSERT_TRUE(f) << f.status().to_string();
+    EXPECT_FALSE(f->exists);
+    ASSERT_TRUE(h.c->update(e, "d2", "s", ValueKind::single, 0, bytes("v")));
+    auto p = h.c->punch(e);
+    ASSERT_TRUE(p) << p.status().to_string();
+    auto left = h.c->list_all(ListScope::dkeys, e);
+    EXPECT_TRUE(!left || left->empty());
+    auto before = h.c->list_all(ListScope::dkeys, e, {}, {}, *p - 1);
+    ASSERT_TRUE(before) << before.status().to_string();
+    EXPECT_EQ(before->size(), 2u);
+  }
+}
+
 // The C API: a transfer between two keys, a conflict reported as -TESSERA_ERESTART.
 TEST(Tx, TheCApiCommitsAndReportsRestart) {
   TxSystem h;
