@@ -32,29 +32,22 @@ RealEnv& RealEnv::instance() {
   return env;
 }
 
-namespace {
-constexpr uint64_t kLogicalBits = 16;
-uint64_t physical_part(const Env& env) {
-  // Microseconds of wall time, shifted to leave room for the logical counter.
-  auto us = static_cast<uint64_t>(env.wall().count() / 1000);
-  return us << kLogicalBits;
-}
-}  // namespace
-
 uint64_t epoch_at_wall(Nanos wall) {
-  return static_cast<uint64_t>(wall.count() / 1000) << kLogicalBits;
+  if (wall <= kEpochOrigin) return 0;
+  const auto ns = static_cast<uint64_t>((wall - kEpochOrigin).count());
+  return ns & ~((uint64_t{1} << kEpochLogicalBits) - 1);
 }
 
-Nanos wall_of_epoch(uint64_t epoch, Nanos now) {
-  constexpr uint64_t kMask = (uint64_t{1} << (64 - kLogicalBits)) - 1;
-  const auto now_us = static_cast<uint64_t>(now.count() / 1000);
-  const uint64_t low = epoch >> kLogicalBits;
-  const uint64_t back = (now_us - low) & kMask;  // how long before `now`, modulo the wrap
-  return Nanos(static_cast<int64_t>((now_us - back) * 1000));
+Nanos wall_of_epoch(uint64_t epoch) {
+  const uint64_t ns = epoch & ~((uint64_t{1} << kEpochLogicalBits) - 1);
+  // A wall time in 64-bit nanoseconds ends in 2262; epochs beyond read as that end.
+  const auto room = static_cast<uint64_t>((Nanos::max() - kEpochOrigin).count());
+  if (ns > room) return Nanos::max();
+  return kEpochOrigin + Nanos(static_cast<int64_t>(ns));
 }
 
 uint64_t HybridClock::tick() {
-  uint64_t p = physical_part(env_);
+  const uint64_t p = epoch_at_wall(env_.wall());
   last_ = p > last_ ? p : last_ + 1;
   return last_;
 }

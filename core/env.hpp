@@ -55,15 +55,24 @@ class ManualEnv final : public Env {
   std::mt19937_64 rng_;
 };
 
-// Hybrid logical clock: 48 bits of physical milliseconds-ish time, 16 bits of logical counter,
-// packed so that comparing two epochs as integers orders them. One per target; not shared.
-// The epoch a HybridClock would give at wall time `wall` (microseconds, logical part zero):
-// how the store turns "older than 30 s" into an aggregation epoch.
+// Epochs: a hybrid logical clock with a fixed origin (docs/STORAGE_FORMAT.md, "Epochs").
+//
+// An epoch is a 64-bit integer, compared as one: the nanoseconds since kEpochOrigin
+// (2021-01-01T00:00:00Z) with the low kEpochLogicalBits cleared (a physical tick of 65.536 us),
+// plus a logical counter in those bits that orders epochs taken within one tick or after a
+// peer's clock that runs ahead. The clock does not wrap: it runs as long as a 64-bit
+// nanosecond wall clock does (to 2262; the epochs themselves would reach 2605). A wall clock
+// before the origin counts as the origin (the logical part still orders). One clock per
+// target; not shared.
+inline constexpr Nanos kEpochOrigin{1'609'459'200'000'000'000LL};  // 2021-01-01T00:00:00Z
+inline constexpr uint64_t kEpochLogicalBits = 16;
+
+// The epoch a HybridClock would give at wall time `wall` (ns since the Unix epoch), logical part
+// zero: how the store turns "older than 30 s" into an aggregation epoch.
 uint64_t epoch_at_wall(Nanos wall);
-// The wall time (since the Unix epoch) an epoch was taken at, `now` being a wall time after it
-// (the physical part keeps 48 bits of microseconds: it is read as the latest such time at or
-// before `now`).
-Nanos wall_of_epoch(uint64_t epoch, Nanos now);
+// The wall time (ns since the Unix epoch) an epoch's physical part stands for, to within a
+// physical tick (an epoch whose logical part carried into it reads a little later).
+Nanos wall_of_epoch(uint64_t epoch);
 
 class HybridClock {
  public:

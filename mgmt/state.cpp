@@ -17,6 +17,9 @@
 
 namespace tessera::mgmt {
 
+// Format 2: epochs count from 2021 (core/env.hpp).
+constexpr int kStateFormat = 2;
+
 using nlohmann::json;
 using placement::TargetState;
 
@@ -872,13 +875,25 @@ json MgmtState::to_json() const {
   for (const auto& [k, h] : handles_) {
     hs.push_back(handle_json(h));
   }
-  return {{"format", 1},   {"applied", applied_}, {"next_pool_id", next_pool_id_},
-          {"members", ms}, {"pools", ps},         {"handles", hs}};
+  return {{"format", kStateFormat}, {"applied", applied_}, {"next_pool_id", next_pool_id_},
+          {"members", ms},          {"pools", ps},         {"handles", hs}};
 }
 
 Result<MgmtState> MgmtState::from_json(const json& j) {
   try {
-    if (j.at("format").get<int>() != 1) return bad("unknown management state format");
+    const int format = j.at("format").get<int>();
+    if (format == 1) {
+      // Its snapshot and container epochs count microseconds since 1970 (core/env.hpp).
+      return bad(
+          "management state format 1 holds epochs of the clock that wraps in 2032; this release "
+          "(format 2) counts epochs from 2021, and its engines refuse the targets written with "
+          "the old clock too: copy the data out with the release that wrote it and start a new "
+          "system");
+    }
+    if (format != kStateFormat) {
+      return bad(fmt::format("unknown management state format {} (this release reads {})", format,
+                             kStateFormat));
+    }
     MgmtState s;
     s.applied_ = j.at("applied").get<uint64_t>();
     s.next_pool_id_ = j.at("next_pool_id").get<uint32_t>();

@@ -21,7 +21,10 @@
 
 namespace tessera::storage::detail {
 
-inline constexpr char kSuperMagic[8] = {'T', 'S', 'R', 'A', 'S', 'T', 'O', '2'};
+// Format 3: epochs count from 2021 (core/env.hpp). Format 2's counted microseconds since 1970
+// in 48 bits, which wrap in 2032; its epochs are all above format 3's.
+inline constexpr uint32_t kFormatVersion = 3;
+inline constexpr char kSuperMagic[8] = {'T', 'S', 'R', 'A', 'S', 'T', 'O', '3'};
 inline constexpr char kCkptMagic[8] = {'T', 'S', 'R', 'A', 'C', 'K', 'P', '1'};
 inline constexpr uint64_t kBlock = 4096;
 inline constexpr uint64_t kCkptSlot0 = 4096;    // two header slots of one block each

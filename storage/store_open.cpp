@@ -58,9 +58,19 @@ Result<std::unique_ptr<TargetStore>> TargetStore::open(Target& t, std::unique_pt
                     "refusing to overwrite it");
     }
     if (std::memcmp(sb.magic, kSuperMagic, sizeof(kSuperMagic)) != 0) {
+      const char v = sb.magic[7];
+      if (v == '2') {
+        return Status(Errc::invalid_argument,
+                      "the storage file holds Tessera target format 2, whose epochs count "
+                      "microseconds since 1970 and wrap in 2032; this release (format 3) counts "
+                      "epochs from 2021 and cannot order its versions after them. Copy the data "
+                      "out with the release that wrote it, then move the file away to format a "
+                      "new one");
+      }
       return Status(Errc::invalid_argument,
-                    "the storage file holds an older Tessera target format; move it away to "
-                    "format a new one");
+                    fmt::format("the storage file holds Tessera target format '{}', not {}; move "
+                                "it away to format a new one",
+                                v, kFormatVersion));
     }
     if (struct_crc(sb) != sb.crc) {
       return Status(Errc::checksum, "the target superblock fails its checksum");
@@ -102,7 +112,7 @@ Result<std::unique_ptr<TargetStore>> TargetStore::open(Target& t, std::unique_pt
 Status TargetStore::write_superblock() {
   Superblock sb{};
   std::memcpy(sb.magic, kSuperMagic, sizeof(sb.magic));
-  sb.version = 2;
+  sb.version = kFormatVersion;
   sb.block = kBlock;
   sb.device_size = q_->size();
   sb.wal_off = wal_off_;

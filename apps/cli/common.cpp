@@ -73,7 +73,7 @@ CLI::App* leaf(CLI::App* parent, Globals& g, const std::string& name, const std:
 json epoch_json(uint64_t epoch) { return std::to_string(epoch); }
 
 std::string epoch_time(uint64_t epoch) {
-  const Nanos wall = wall_of_epoch(epoch, RealEnv::instance().wall());
+  const Nanos wall = wall_of_epoch(epoch);
   const auto secs = static_cast<time_t>(wall.count() / 1000000000);
   struct tm tm {};
   gmtime_r(&secs, &tm);

@@ -417,7 +417,7 @@ TEST(Security, EngineInternalMethodsReplicaFlagAndEpochsAreRefusedFromClients) {
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     EXPECT_EQ(r->status, Errc::unauthenticated) << "method " << method << ": " << r->error;
   }
-  const uint64_t far_future = ~0ull - (1ull << 32);  // epochs are microseconds << 16
+  const uint64_t far_future = ~0ull - (1ull << 32);  // centuries ahead (core/env.hpp)
   for (auto [replica, epoch] :
        {std::pair{true, uint64_t{0}}, std::pair{true, far_future}, std::pair{false, far_future}}) {
     auto r = ask(scratch_update(sys->rank, replica, epoch, "forged"));

@@ -1,6 +1,8 @@
 // The management state machine and ACL evaluation, without processes.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "mgmt/state.hpp"
 #include "tests/test_util.hpp"
 
@@ -132,6 +134,75 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   ASSERT_TRUE(back) << back.status().to_string();
   EXPECT_EQ(back->to_json(), s.to_json());
   EXPECT_EQ(back->members().at(0).fabric_addrs[0], std::string("\x0a\x0b"));
+}
+
+// A management state of format 2 kept in tests/data: every later release must load it with its
+// members, pools, maps, containers, properties, snapshots and ACLs as written.
+// TESSERA_GOLDEN_WRITE=1 writes it again (only with a deliberate format change).
+TEST(MgmtState, AStateOfFormat2KeptInTheTestsLoadsAsWritten) {
+  const std::string golden = std::string(TESSERA_TEST_DATA) + "/mgmt-state-format2.json";
+  constexpr uint64_t kSnap = 187'000'000'000'000'000ull;  // an epoch of late 2026
+  if (std::getenv("TESSERA_GOLDEN_WRITE") != nullptr) {
+    MgmtState s;
+    four_engine_rp2_pool(s);
+    const uint32_t pool = s.pool("p")->id;
+    const uint32_t cont = s.pool("p")->containers.begin()->first;
+    ASSERT_TRUE(s.apply({{"op", "snap_create"},
+                         {"pool", pool},
+                         {"cont", cont},
+                         {"epoch", kSnap},
+                         {"name", "nightly"}})
+                    .is_ok());
+    ASSERT_TRUE(s.apply({{"op", "cont_attr"},
+                         {"pool", pool},
+                         {"cont", cont},
+                         {"name", "owner"},
+                         {"value", "team-a"}})
+                    .is_ok());
+    ASSERT_TRUE(s.apply({{"op", "exclude"}, {"rank", 3}}).is_ok());
+    ASSERT_TRUE(StateFile(golden).save(s).is_ok());
+    GTEST_SKIP() << "wrote " << golden;
+  }
+  auto s = StateFile(golden).load();
+  ASSERT_TRUE(s) << "this release cannot load a state of format 2: " << s.status().to_string();
+  EXPECT_EQ(s->members().size(), 4u);
+  EXPECT_EQ(s->members().at(3).state, MemberState::excluded);
+  EXPECT_EQ(s->members().at(1).fabric_addrs[0], std::string("\x0a\x0b"));
+  const Pool* p = s->pool("p");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->uuid, "u1");
+  EXPECT_EQ(p->target_bytes, uint64_t{1} << 26);
+  EXPECT_EQ(p->map.layout_targets(), 8u);  // 4 engines x 2 targets
+  EXPECT_EQ(*p->map.state(3, 0), placement::TargetState::down);
+  EXPECT_EQ(*p->map.state(2, 0), placement::TargetState::up_in);
+  ASSERT_EQ(p->containers.size(), 1u);
+  const Container& k = p->containers.begin()->second;
+  EXPECT_EQ(k.uuid, "cu");
+  EXPECT_EQ(k.props.label, "c");
+  EXPECT_EQ(k.props.oclass, placement::find_class("RP_2GX")->id);
+  EXPECT_EQ(k.props.rf, 1u);
+  ASSERT_EQ(k.snapshots.size(), 1u);
+  EXPECT_EQ(k.snapshots[0].epoch, kSnap);
+  EXPECT_EQ(k.snapshots[0].name, "nightly");
+  EXPECT_EQ(k.attrs.at("owner"), "team-a");
+  EXPECT_EQ(k.created_epoch, 5u);
+  // The owner's rights came back with the ACLs.
+  EXPECT_EQ(k.acl.perms_for(cred(0, 0)) & (kRead | kWrite), uint32_t{kRead | kWrite});
+  EXPECT_EQ(k.acl.perms_for(cred(4321, 4321)) & kRead, 0u);
+}
+
+// A state of format 1 holds epochs of the clock that wrapped (core/env.hpp): refused, saying why.
+TEST(MgmtState, RefusesTheStateOfTheOldEpochClock) {
+  MgmtState s;
+  auto j = s.to_json();
+  EXPECT_EQ(j.at("format"), 2);
+  ASSERT_TRUE(MgmtState::from_json(j));
+  j["format"] = 1;
+  auto old = MgmtState::from_json(j);
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.status().message().find("2032"), std::string::npos) << old.status().to_string();
+  j["format"] = 7;
+  EXPECT_FALSE(MgmtState::from_json(j));
 }
 
 // Automatic exclusions (a death) stop where the pool's containers could no longer keep an

@@ -9,25 +9,14 @@
 #include <set>
 
 #include "placement/layout.hpp"
+#include "tests/unit/placement/maps.hpp"
 
 using namespace tessera;
 using namespace tessera::placement;
 
 namespace {
 
-// `hosts` hosts with `engines` engines each and `targets` targets per engine; ranks in order.
-PoolMap make_map(uint32_t hosts, uint32_t engines, uint32_t targets, uint32_t first_rank = 0) {
-  PoolMap m;
-  uint32_t rank = first_rank;
-  for (uint32_t h = 0; h < hosts; ++h) {
-    for (uint32_t e = 0; e < engines; ++e) {
-      MapEngine me{rank++, "host" + std::to_string(h), {}};
-      for (uint32_t t = 0; t < targets; ++t) me.targets.push_back({t, TargetState::up_in});
-      m.engines.push_back(me);
-    }
-  }
-  return m;
-}
+using tessera::placement::testing::make_map;
 
 ObjectId oid_n(uint64_t i, const char* cls) {
   return with_class(ObjectId{i * 7919, i}, find_class(cls)->id);

@@ -312,6 +312,34 @@ TEST_P(StoreTest, RefusesToFormatAForeignFile) {
   EXPECT_NE(st.message().find("not a Tessera target"), std::string::npos);
 }
 
+// A target of format 2 (epochs in microseconds since 1970, which wrap in 2032) is refused with
+// what to do, and left as it was: its epochs would all order above this release's.
+TEST_P(StoreTest, RefusesATargetOfTheOldEpochClockAndLeavesItAlone) {
+  ASSERT_TRUE(open().is_ok());
+  ASSERT_TRUE(put({0, 1}, "d", "a", "kept").is_ok());
+  close();
+  char block[4096];
+  {
+    int fd = ::open(dir.file("target.dat").c_str(), O_RDWR);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pread(fd, block, sizeof(block), 0), static_cast<ssize_t>(sizeof(block)));
+    ASSERT_EQ(std::string(block, 7), "TSRASTO");
+    block[7] = '2';  // as format 2 wrote it
+    ASSERT_EQ(::pwrite(fd, block, sizeof(block), 0), static_cast<ssize_t>(sizeof(block)));
+    ::close(fd);
+  }
+  Status st = open();
+  ASSERT_FALSE(st.is_ok());
+  EXPECT_NE(st.message().find("format 2"), std::string::npos) << st.to_string();
+  EXPECT_NE(st.message().find("2032"), std::string::npos) << st.to_string();
+  char after[4096];
+  int fd = ::open(dir.file("target.dat").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pread(fd, after, sizeof(after), 0), static_cast<ssize_t>(sizeof(after)));
+  ::close(fd);
+  EXPECT_EQ(std::memcmp(block, after, sizeof(block)), 0) << "the old target was overwritten";
+}
+
 TEST_P(StoreTest, FetchAtAnEpochSeesTheVersionsOfThatEpoch) {
   ASSERT_TRUE(open().is_ok());
   ObjectId o{0, 42};
