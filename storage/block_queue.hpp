@@ -12,6 +12,7 @@
 #include <boost/fiber/condition_variable.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -34,9 +35,13 @@ struct MemoryDisk {
   std::vector<uint8_t> image;
   std::vector<uint8_t> durable;
   std::set<uint64_t> dirty;  // block numbers
+  // Tests: called as each write or sync reaches the disk, before it takes effect (a test
+  // takes the image a crash would leave at that moment: after_crash).
+  std::function<void()> before_write_or_sync;
   // The image a power loss leaves: the durable bytes, and of each block written since the last
-  // sync, the new or the old contents as `rng` draws (a device persists some writes it was
-  // given, in any order).
+  // sync, as `rng` draws, the old contents, the new ones, or a block torn by the power loss
+  // (each 512-byte sector old or new): a device persists some of the writes it was given, in
+  // any order, and a write it was in the middle of in part.
   std::vector<uint8_t> after_power_loss(std::mt19937_64& rng) const;
   // The disk a crash leaves, all of it durable: the image as it is (kill -9: every completed
   // write stays), or after a power loss (after_power_loss draws from `rng`).

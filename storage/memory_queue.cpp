@@ -54,6 +54,7 @@ class MemoryQueue final : public BlockQueue {
 
  protected:
   void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) override {
+    if (op != IoOp::read && disk_ && disk_->before_write_or_sync) disk_->before_write_or_sync();
     if (op == IoOp::read) std::memcpy(buf, data_.data() + off, len);
     if (op == IoOp::write) {
       std::memcpy(data_.data() + off, buf, len);
@@ -85,9 +86,26 @@ class MemoryQueue final : public BlockQueue {
 }  // namespace
 
 std::vector<uint8_t> MemoryDisk::after_power_loss(std::mt19937_64& rng) const {
+  constexpr uint64_t kSector = 512;
   std::vector<uint8_t> out = durable;
   for (uint64_t b : dirty) {
-    if (rng() % 2 == 0) std::memcpy(out.data() + b * 4096, image.data() + b * 4096, 4096);
+    const uint8_t* now = image.data() + b * 4096;
+    uint8_t* to = out.data() + b * 4096;
+    switch (rng() % 8) {
+      case 0:
+      case 1:
+      case 2:
+        break;  // the old contents
+      case 3:
+      case 4:
+      case 5:
+        std::memcpy(to, now, 4096);  // the new contents
+        break;
+      default:  // torn: some sectors new, the others old
+        for (uint64_t s = 0; s < 4096; s += kSector) {
+          if (rng() % 2 == 0) std::memcpy(to + s, now + s, kSector);
+        }
+    }
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // Seeded sequences of crashes of one store: fibers update keys while the store checkpoints and
-// its small log wraps; at a moment the seed draws the device dies, either as kill -9 (every
-// completed write stays) or as a power loss (what the last sync made durable stays, and of each
+// its small log wraps; at a moment the seed draws (after an acknowledgement, or as a write or
+// sync reaches the device) the device dies, either as kill -9 (every completed write stays) or
+// as a power loss (what the last sync made durable stays, and of each
 // block written since, the old or the new contents: storage::MemoryDisk). The next open recovers
 // from what is left, is checked, and takes more updates and the next crash.
 //
@@ -92,12 +93,22 @@ class PowerLossRun {
           "seed {} round {}: key {} reads \"{}\"; acknowledged \"{}\" ({} values written)", seed_,
           round, k, got, m.written[m.acked - 1], m.written.size());
     }
-    // Updates from several fibers until the device dies, after a number of acknowledgements
-    // the seed draws.
-    const int die_after = static_cast<int>(1 + rng_() % 400);
+    // Updates from several fibers until the device dies: after a number of acknowledgements
+    // the seed draws, or as a number of writes and syncs it draws reaches the device (so also
+    // between a write and the sync that makes it durable, wherever the store issues them).
+    const bool at_io = rng_() % 2 == 0;
+    const int die_after = static_cast<int>(1 + rng_() % (at_io ? 1500 : 400));
     const bool power = rng_() % 2 == 0;
-    int acks = 0;
+    int acks = 0, ios = 0;
     bool dead = false;
+    if (at_io) {
+      disk->before_write_or_sync = [&] {
+        if (!dead && ++ios == die_after) {
+          dead = true;
+          next = disk->after_crash(power, rng_);
+        }
+      };
+    }
     int running = kFibers;
     boost::fibers::condition_variable_any done_cv;
     for (int f = 0; f < kFibers; ++f) {
@@ -121,7 +132,7 @@ class PowerLossRun {
           if (!u) break;
           m.acked = std::max(m.acked, idx);
           m.any_acked = true;
-          if (++acks == die_after) {
+          if (!at_io && ++acks == die_after) {
             dead = true;
             next = disk->after_crash(power, rng_);
           }
@@ -133,6 +144,7 @@ class PowerLossRun {
     done_cv.wait(nl, [&] { return running == 0; });
     if (!next) next = disk->after_crash(power, rng_);  // every fiber finished first
     store.close();
+    disk->before_write_or_sync = nullptr;
     return Status();
   }
 
