@@ -517,11 +517,20 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
     return Status();
   };
   if (scope == ListScope::objects) {
-    // Every healthy target; replicas repeat objects, removed below.
+    // Every healthy target; replicas repeat objects, removed below. A target that fails to
+    // answer is asked again until the container's timeout, as op() does: a send that stalls
+    // while the fabric connects to it does not end the listing.
+    const auto deadline = Clock::now() + st->timeout;
     for (const auto& e : st->view->pool.map.engines) {
       for (const auto& t : e.targets) {
-        if (placement::is_serving(t.state)) {
-          TESSERA_TRY(drain(placement::Shard{e.rank, t.index, true, false}));
+        if (!placement::is_serving(t.state)) continue;
+        while (true) {
+          const size_t before = all.size();
+          Status r = drain(placement::Shard{e.rank, t.index, true, false});
+          if (r.is_ok()) break;
+          all.resize(before);
+          if (!retryable(r.code()) || Clock::now() >= deadline) return r;
+          st->im->target->sleep_for(std::chrono::milliseconds(50));
         }
       }
     }

@@ -382,7 +382,8 @@ struct Wire {
 Result<Wire> wire_of(const Transaction::State& s) {
   Wire w;
   std::vector<std::pair<const uint8_t*, uint64_t>> bytes;  // each change's, in order
-  std::vector<EcPieces> pieces;                            // keeps their bytes until copied
+  // Keeps the pieces' bytes until copied (a Buffer's bytes stay put when it moves).
+  std::vector<EcPieces> pieces;
   uint64_t total = 0;
   for (const auto& op : s.ops) {
     const auto* ec = ec_class(op.oid);
