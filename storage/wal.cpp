@@ -1,5 +1,7 @@
 #include "storage/wal.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -75,7 +77,10 @@ Status Wal::replay(const WalMark& from,
     auto gp = view(pos, gsize);
     if (!gp) return gp.status();
     if (group_crc(h, *gp + sizeof(h)) != h.crc) {
-      log::warn("WAL group {} at {} fails its checksum: log ends here (torn write)", h.lsn, pos);
+      log::warn(
+          "WAL group {} at {} fails its checksum: the log ends here unless a later group "
+          "follows (checked below)",
+          h.lsn, pos);
       return uint64_t{0};
     }
     return gsize;
@@ -120,6 +125,30 @@ Status Wal::replay(const WalMark& from,
     pos += *g;
     total += *g;
     if (pos == length_) pos = 0;
+  }
+  // Where the log ends, a torn tail (the group being written when the power failed) is normal:
+  // group commit writes one group at a time, so nothing of this incarnation with a higher lsn
+  // can follow it. A valid later group anywhere in the log means the group that ends replay was
+  // durable once and is damaged, and the records after it were acknowledged: refuse rather
+  // than drop them.
+  for (uint64_t at = 0; at + kBlock <= length_; at += kBlock) {
+    auto hp = view(at, kBlock);
+    if (!hp) return hp.status();
+    GroupHeader h;
+    std::memcpy(&h, *hp, sizeof(h));
+    if (h.magic != kGroupMagic || h.incarnation != incarnation_ || h.lsn <= lsn ||
+        h.payload_len > length_ - at - sizeof(h)) {
+      continue;
+    }
+    auto gp = view(at, round_up(sizeof(h) + h.payload_len));
+    if (!gp) return gp.status();
+    if (group_crc(h, *gp + sizeof(h)) != h.crc) continue;
+    return Status(Errc::checksum,
+                  fmt::format("the write-ahead log is damaged: replay ends at log offset {} "
+                              "(group {} missing or failing its checksum), yet group {} follows "
+                              "at offset {}; the updates logged after the damage were "
+                              "acknowledged, so the target is not opened",
+                              pos, lsn + 1, h.lsn, at));
   }
   tail_ = pos;
   lsn_ = lsn;

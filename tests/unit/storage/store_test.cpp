@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <random>
 
 #include <fmt/format.h>
 #include <boost/fiber/future.hpp>
 
 #include "storage/store.hpp"
+#include "storage/wal.hpp"
 #include "tests/test_util.hpp"
 #include "tests/unit/storage/store_fixture.hpp"
 
@@ -338,6 +340,69 @@ TEST_P(StoreTest, RefusesATargetOfTheOldEpochClockAndLeavesItAlone) {
   ASSERT_EQ(::pread(fd, after, sizeof(after), 0), static_cast<ssize_t>(sizeof(after)));
   ::close(fd);
   EXPECT_EQ(std::memcmp(block, after, sizeof(block)), 0) << "the old target was overwritten";
+}
+
+namespace {
+// The log groups of a closed target file, by lsn: their file offsets (the log starts at 12 KiB).
+std::map<uint64_t, uint64_t> log_groups(const std::string& path, uint64_t wal_len) {
+  std::map<uint64_t, uint64_t> out;
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return out;
+  char block[4096];
+  for (uint64_t at = 12288; at < 12288 + wal_len; at += 4096) {
+    if (::pread(fd, block, sizeof(block), static_cast<off_t>(at)) != 4096) break;
+    GroupHeader h;
+    std::memcpy(&h, block, sizeof(h));
+    if (h.magic == kGroupMagic) out[h.lsn] = at;
+  }
+  ::close(fd);
+  return out;
+}
+// Flips a byte of the payload of the group at file offset `at`.
+void damage_group(const std::string& path, uint64_t at) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(at + 40)), 1);
+  c = static_cast<char>(c ^ 0x5a);
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(at + 40)), 1);
+  ::close(fd);
+}
+}  // namespace
+
+// The group that ends replay is a torn tail only when nothing of this target was logged after
+// it. A damaged group in the middle of the log, with acknowledged groups after it, is refused
+// and named instead of replay stopping there and dropping them (issue: "WAL damage is never
+// silent"); a damaged last group is the normal torn tail.
+TEST_P(StoreTest, DamageInTheMiddleOfTheLogIsRefusedATornLastGroupIsNot) {
+  constexpr uint64_t kWal = 256ull << 10;
+  for (bool middle : {true, false}) {
+    SCOPED_TRACE(middle ? "a group in the middle" : "the last group");
+    ::unlink(dir.file("target.dat").c_str());
+    ASSERT_TRUE(open(16ull << 20, kWal).is_ok());
+    for (int i = 0; i < 4; ++i) {
+      ASSERT_TRUE(put({0, 9}, "d", "k" + std::to_string(i), "value-" + std::to_string(i)));
+    }
+    close();
+    auto groups = log_groups(dir.file("target.dat"), kWal);
+    ASSERT_GE(groups.size(), 4u);
+    const auto victim = middle ? std::next(groups.begin(), static_cast<long>(groups.size() / 2))
+                               : std::prev(groups.end());
+    damage_group(dir.file("target.dat"), victim->second);
+    Status st = open(16ull << 20, kWal);
+    if (middle) {
+      ASSERT_FALSE(st.is_ok()) << "replay stopped at a damaged group and dropped the rest";
+      EXPECT_EQ(st.code(), Errc::checksum) << st.to_string();
+      EXPECT_NE(st.message().find("damaged"), std::string::npos) << st.to_string();
+      continue;
+    }
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(get_str({0, 9}, "d", "k" + std::to_string(i)), "value-" + std::to_string(i));
+    }
+    EXPECT_EQ(get({0, 9}, "d", "k3").status().code(), Errc::not_found) << "the torn group";
+    close();
+  }
 }
 
 TEST_P(StoreTest, FetchAtAnEpochSeesTheVersionsOfThatEpoch) {
