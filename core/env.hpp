@@ -58,14 +58,14 @@ class ManualEnv final : public Env {
 // Epochs: a hybrid logical clock with a fixed origin (docs/STORAGE_FORMAT.md, "Epochs").
 //
 // An epoch is a 64-bit integer, compared as one: the nanoseconds since kEpochOrigin
-// (2021-01-01T00:00:00Z) with the low kEpochLogicalBits cleared (a physical tick of 65.536 us),
+// (2021-01-01T00:00:00Z) with the low kEpochLogicalBits cleared (a physical tick of 256 ns),
 // plus a logical counter in those bits that orders epochs taken within one tick or after a
 // peer's clock that runs ahead. The clock does not wrap: it runs as long as a 64-bit
 // nanosecond wall clock does (to 2262; the epochs themselves would reach 2605). A wall clock
 // before the origin counts as the origin (the logical part still orders). One clock per
 // target; not shared.
 inline constexpr Nanos kEpochOrigin{1'609'459'200'000'000'000LL};  // 2021-01-01T00:00:00Z
-inline constexpr uint64_t kEpochLogicalBits = 16;
+inline constexpr uint64_t kEpochLogicalBits = 8;
 
 // The epoch a HybridClock would give at wall time `wall` (ns since the Unix epoch), logical part
 // zero: how the store turns "older than 30 s" into an aggregation epoch.
