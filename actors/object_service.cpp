@@ -359,10 +359,12 @@ Status ObjectService::handle(Message& m) {
         key = w->key;
         use = std::move(w->use);
       }
-      // A transaction's read, or an engine's that must not have changes slide under it (the
-      // re-encoder's read of the copies it replaces: rebuild/reencode.hpp).
-      if (use.get() != nullptr) TESSERA_TRY(note_tx_read(ctx, *store, key, k.dkey, k.akey, epoch));
-      if (use.get() != nullptr) TESSERA_TRY(settle(*use, key, k.dkey, k.akey, epoch));
+      if (use.get() != nullptr) {
+        // A transaction's read, or an engine's that must not have changes slide under it (the
+        // re-encoder's read of the copies it replaces: rebuild/reencode.hpp).
+        TESSERA_TRY(note_tx_read(ctx, *store, key, k.dkey, k.akey, epoch));
+        TESSERA_TRY(settle(*use, key, k.dkey, k.akey, epoch));
+      }
       auto r = store->fetch(key, k.dkey, k.akey, kind, offset, length, epoch, fo);
       if (!r) {
         if (r.status().code() == Errc::checksum || r.status().code() == Errc::io_error) {

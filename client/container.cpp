@@ -49,6 +49,12 @@ IoCtxValues ctx_of(const Container::State& st) {
   return {st.pool, st.view->pool.map.version, st.cookie, st.cont};
 }
 
+IoCtxValues read_ctx(const Container::State& st, ReadAt at) {
+  IoCtxValues c = ctx_of(st);
+  c.tx_read = at.owner;
+  return c;
+}
+
 bool retryable(Errc e) {
   return e == Errc::stale || e == Errc::unreachable || e == Errc::timeout ||
          e == Errc::unavailable || e == Errc::shutdown || e == Errc::busy;
@@ -473,11 +479,7 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
   return submit<uint64_t>(st, [=]() -> Result<uint64_t> {
     TESSERA_TRY(placement::check_oid(oid));
     if (const auto* ec = ec_class(oid); ec != nullptr && !akey.empty()) {
-      if (length > 0) {
-        return Status(Errc::unsupported,
-                      "range punch of an erasure-coded array is not supported "
-                      "(punch the akey, or overwrite the range)");
-      }
+      TESSERA_TRY(ec_supported(*ec, akey, ValueKind::array, 1, Cond::none, length > 0));
       return ec_punch_akey(st, *ec, oid, dkey, akey);
     }
     // An object's punch is one transaction over its groups.
@@ -494,20 +496,15 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                                         const std::string& dkey, const std::string& akey,
                                         uint64_t epoch, uint64_t tx_read) {
   std::vector<KeyEntry> all;
-  auto ctx_now = [&] {
-    IoCtxValues c = ctx_of(*st);
-    c.tx_read = tx_read;
-    return c;
-  };
 
   // Pages from one shard until its anchor runs out.
   auto drain = [&](const placement::Shard& s) -> Status {
     std::string anchor;
     do {
-      auto r =
-          send(*st, s, proto::kObjList,
-               list_body(scope, oid, dkey, akey, anchor, 1000, epoch, ctx_now()), {},
-               st->timeout);
+      auto r = send(
+          *st, s, proto::kObjList,
+          list_body(scope, oid, dkey, akey, anchor, 1000, epoch, read_ctx(*st, {epoch, tx_read})),
+          {}, st->timeout);
       if (!r) return r.status();
       auto page = decoded(*r, decode_list);
       if (!page) return page.status();

@@ -125,13 +125,6 @@ struct PositionFailed {
 // A position answered with bytes that fail their checksum, or a device error: read around it.
 bool damaged(Errc e) { return e == Errc::checksum || e == Errc::io_error; }
 
-// The context of a read request: a transaction's read carries its owner, stamped where read.
-IoCtxValues read_ctx(const Container::State& st, ReadAt at) {
-  IoCtxValues c = ctx_of(st);
-  c.tx_read = at.owner;
-  return c;
-}
-
 // Runs `attempt` until it succeeds, fails for good, or the container's timeout passes. An
 // attempt that saw a position fail (`failed` grows) is planned again at once without it (a
 // degraded read); when too few positions are left the map is fetched again. A position whose
@@ -578,18 +571,29 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
 
 }  // namespace
 
-Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::ObjectClass& cls,
-                                  const std::string& dkey, const std::string& akey, ValueKind kind,
-                                  uint64_t offset, const Buffer& data, UpdateFlags flags) {
+Status ec_supported(const placement::ObjectClass& cls, const std::string& akey, ValueKind kind,
+                    uint32_t rsize, Cond cond, bool range_punch) {
+  if (range_punch) {
+    return Status(Errc::unsupported,
+                  "range punch of an erasure-coded array is not supported (punch the akey, or "
+                  "overwrite the range)");
+  }
   TESSERA_TRY(check_akey(akey));
-  if (flags.cond != Cond::none) {
+  if (cond != Cond::none) {
     return Status(Errc::unsupported, fmt::format("conditional updates of erasure-coded objects "
                                                  "({}) are not supported",
                                                  cls.name));
   }
-  if (kind == ValueKind::array && flags.rsize > 1) {
+  if (kind == ValueKind::array && rsize > 1) {
     return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
   }
+  return Status();
+}
+
+Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::ObjectClass& cls,
+                                  const std::string& dkey, const std::string& akey, ValueKind kind,
+                                  uint64_t offset, const Buffer& data, UpdateFlags flags) {
+  TESSERA_TRY(ec_supported(cls, akey, kind, flags.rsize, flags.cond, false));
   const EcGeometry g = geometry(st, cls, dkey);
   EcPieces out_pieces;
   std::vector<Piece>& pieces = out_pieces.pieces;
@@ -722,10 +726,7 @@ Result<uint64_t> ec_punch_akey(const StatePtr& sp, const placement::ObjectClass&
 Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& cls, ObjectId oid,
                              const std::string& dkey, const std::string& akey, ValueKind kind,
                              uint64_t offset, uint64_t length, ReadAt at, FetchFlags flags) {
-  TESSERA_TRY(check_akey(akey));
-  if (kind == ValueKind::array && flags.rsize > 1) {
-    return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
-  }
+  TESSERA_TRY(ec_supported(cls, akey, kind, flags.rsize, Cond::none, false));
   Container::State& st = *sp;
   const EcGeometry g = geometry(st, cls, dkey);
   auto r = with_retries<FetchResult>(sp, [&](std::set<uint32_t>& failed) -> Result<FetchResult> {

@@ -44,6 +44,16 @@ using StatePtr = std::shared_ptr<Container::State>;
 // Fetches the current pool map (client target fiber).
 Status refresh(const StatePtr& st);
 IoCtxValues ctx_of(const Container::State& st);
+
+// Where a read happens: its epoch, and the transaction whose read it is (0: none), which every
+// target read stamps (storage/read_stamps.hpp).
+struct ReadAt {
+  ReadAt(uint64_t e = 0, uint64_t o = 0) : epoch(e), owner(o) {}  // NOLINT: an epoch is one
+  uint64_t epoch;
+  uint64_t owner;
+};
+// The context of a read request: ctx_of, with the reading transaction's id.
+IoCtxValues read_ctx(const Container::State& st, ReadAt at);
 // Failures that a new pool map or another replica can cure.
 bool retryable(Errc e);
 // One request to one shard; a non-ok reply becomes its Status.
@@ -87,13 +97,11 @@ Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid);
 
 // Erasure-coded objects (container_ec.cpp).
 
-// Where a read happens: its epoch, and the transaction whose read it is (0: none), which every
-// position read stamps (storage/read_stamps.hpp).
-struct ReadAt {
-  ReadAt(uint64_t e = 0, uint64_t o = 0) : epoch(e), owner(o) {}  // NOLINT: an epoch is one
-  uint64_t epoch;
-  uint64_t owner;
-};
+// Whether erasure coding takes an access of `akey` (a change with `cond`, a read or change of
+// an array of record size `rsize`, a punch of a range): none of these, nor the akeys reserved
+// for cells and copies. `unsupported` or `invalid_argument`, saying which.
+Status ec_supported(const placement::ObjectClass& cls, const std::string& akey, ValueKind kind,
+                    uint32_t rsize, Cond cond, bool range_punch);
 
 // One position's part of a change of an erasure-coded akey: what `pos` stores under `akey`
 // (the user's akey, or one of the internal cell, copy and checksum akeys). Its bytes, if it is

@@ -10,7 +10,6 @@
 
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
-#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/object.capnp.h"
 #include "proto/protocol.hpp"
@@ -63,25 +62,8 @@ Status Transaction::State::add(Op op) {
   TESSERA_TRY(placement::check_oid(op.oid));
   op.rsize = std::max<uint32_t>(1, op.rsize);
   if (const auto* ec = ec_class(op.oid); ec != nullptr) {
-    if (placement::is_ec_reserved_akey(op.akey)) {
-      return Status(Errc::invalid_argument,
-                    "akeys starting with \"\\0ec-copy:\" or \"\\0ec-cell:\" are reserved for "
-                    "erasure coding");
-    }
-    if (op.cond != Cond::none) {
-      return Status(Errc::unsupported,
-                    fmt::format("conditional updates of erasure-coded objects ({}) are not "
-                                "supported",
-                                ec->name));
-    }
-    if (op.kind == ValueKind::array && op.rsize > 1) {
-      return Status(Errc::unsupported, "erasure-coded arrays are byte-granular (record size 1)");
-    }
-    if (!op.update && op.length > 0) {
-      return Status(Errc::unsupported,
-                    "range punch of an erasure-coded array is not supported (punch the akey, or "
-                    "overwrite the range)");
-    }
+    TESSERA_TRY(
+        ec_supported(*ec, op.akey, op.kind, op.rsize, op.cond, !op.update && op.length > 0));
   }
   if (op.update && (op.dkey.empty() || op.akey.empty())) {
     return Status(Errc::invalid_argument, "an update needs a dkey and an akey");
@@ -224,11 +206,10 @@ Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::stri
                                f);
              }
              auto body = [&] {
-               IoCtxValues ctx = ctx_of(*st);
-               ctx.tx_read = owner;
                FetchFlags f = flags;
                f.must_exist = false;  // decided below, with this transaction's changes
-               return fetch_body(oid, dkey, akey, kind, offset, length, epoch, f, ctx);
+               return fetch_body(oid, dkey, akey, kind, offset, length, epoch, f,
+                                 read_ctx(*st, {epoch, owner}));
              };
              auto m = op(st, oid, dkey, Pick::leader, proto::kObjFetch, body, {});
              if (!m) return m.status();
