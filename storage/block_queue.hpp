@@ -30,14 +30,17 @@ namespace tessera::storage {
 // image as of the last sync); `dirty` lists the 4 KiB blocks written since. A disk is used by
 // one queue at a time, on that queue's target thread; read it there too (or once that target
 // stopped).
+enum class IoOp : uint8_t { read, write, sync };
+
 struct MemoryDisk {
   explicit MemoryDisk(uint64_t size) : image(size), durable(size) {}
   std::vector<uint8_t> image;
   std::vector<uint8_t> durable;
   std::set<uint64_t> dirty;  // block numbers
   // Tests: called as each write or sync reaches the disk, before it takes effect (a test
-  // takes the image a crash would leave at that moment: after_crash).
-  std::function<void()> before_write_or_sync;
+  // takes the image a crash would leave at that moment: after_crash), with the write's offset
+  // (0 for a sync).
+  std::function<void(IoOp op, uint64_t off)> before_write_or_sync;
   // The image a power loss leaves: the durable bytes, and of each block written since the last
   // sync, as `rng` draws, the old contents, the new ones, or a block torn by the power loss
   // (each 512-byte sector old or new): a device persists some of the writes it was given, in
@@ -71,8 +74,6 @@ struct IoWait {
     cv.notify_one();
   }
 };
-
-enum class IoOp : uint8_t { read, write, sync };
 
 class BlockQueue : public Poller {
  public:

@@ -54,7 +54,8 @@ class MemoryQueue final : public BlockQueue {
 
  protected:
   void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) override {
-    if (op != IoOp::read && disk_ && disk_->before_write_or_sync) disk_->before_write_or_sync();
+    if (op != IoOp::read && disk_ && disk_->before_write_or_sync)
+      disk_->before_write_or_sync(op, op == IoOp::write ? off : 0);
     if (op == IoOp::read) std::memcpy(buf, data_.data() + off, len);
     if (op == IoOp::write) {
       std::memcpy(data_.data() + off, buf, len);
