@@ -105,7 +105,8 @@ struct SystemHarness {
   void arm(uint32_t rank, const std::string& spec) {
     EXPECT_EQ(sys->engine(rank).terminate(), 0);
     ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
-    EXPECT_TRUE(sys->engine(rank).start().is_ok());
+    Status st = sys->engine(rank).start();
+    EXPECT_TRUE(st.is_ok()) << "rank " << rank << ": " << st.to_string();
     ::unsetenv("TESSERA_CRASH_AT");
     EXPECT_TRUE(sys->wait_joined(4));
   }
@@ -115,7 +116,8 @@ struct SystemHarness {
     std::vector<uint32_t> restarted;
     for (uint32_t r = 1; r < 4; ++r) {
       if (!sys->engine(r).alive()) {
-        EXPECT_TRUE(sys->engine(r).start().is_ok());
+        Status st = sys->engine(r).start();
+        EXPECT_TRUE(st.is_ok()) << "rank " << r << ": " << st.to_string();
         restarted.push_back(r);
       }
     }
