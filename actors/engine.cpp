@@ -26,7 +26,12 @@ namespace {
 
 // Closes and forgets a target's shard of a pool (target thread, in a fiber). A background pass
 // using the shard (re-encoding) is told to stop and ends its request first.
+std::string shard_path(const std::string& pool_dir, uint32_t target) {
+  return fmt::format("{}/target{}.dat", pool_dir, target);
+}
+
 std::string drop_shard(Target& t, TargetPools& pools, uint32_t id) {
+  pools.damaged.erase(id);
   auto it = pools.shards.find(id);
   if (it == pools.shards.end()) return {};
   it->second->closing = true;
@@ -423,7 +428,7 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
   std::vector<std::string> paths;
   uint64_t formatting = 0;
   for (auto& sp : slots_) {
-    std::string path = fmt::format("{}/target{}.dat", dir, sp->target->index());
+    std::string path = shard_path(dir, static_cast<uint32_t>(sp->target->index()));
     auto f = storage::open_backing_file(path, bytes, false);
     if (!f) return Status(f.status().code(), fmt::format("{}: {}", path, f.status().message()));
     ::close(f->fd);
@@ -435,13 +440,20 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
   format_total_ = formatting;
   format_done_ = 0;
   std::vector<std::future<Status>> opened;
+  // Per target: why its store of the pool is damaged (empty: it is not). Written by the
+  // target before it sets its promise, read here after the future is ready.
+  std::vector<std::string> damage(slots_.size());
   for (size_t i = 0; i < slots_.size(); ++i) {
     Slot* s = slots_[i].get();
     auto p = std::make_shared<std::promise<Status>>();
     opened.push_back(p->get_future());
-    s->target->post([this, s, p, id, uuid, bytes, path = paths[i]] {
+    s->target->post([this, s, p, id, uuid, bytes, path = paths[i], why = &damage[i]] {
       p->set_value([&]() -> Status {
         if (s->pools.shards.count(id) != 0) return Status();  // already open
+        if (auto d = s->pools.damaged.find(id); d != s->pools.damaged.end()) {
+          *why = d->second;  // found before: reported again, not read again
+          return Status();
+        }
         storage::BlockQueueOptions qo;
         qo.backend = cfg_.block_backend;
         qo.path = path;
@@ -463,6 +475,14 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
           return epochs;
         };
         auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
+        if (!store && store.status().code() == Errc::checksum) {
+          // Damaged (the log, a checkpoint or the superblock fails its checks): this target
+          // does not serve the pool; the others do, and the management service hears of it.
+          *why = store.status().message();
+          s->pools.damaged[id] = *why;
+          log::error("pool {} target {}: {}: not served: {}", id, s->target->index(), path, *why);
+          return Status();
+        }
         if (!store) {
           return Status(store.status().code(),
                         fmt::format("{}: {}", path, store.status().message()));
@@ -488,9 +508,33 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
   }
   format_total_ = 0;
   format_done_ = 0;
+  for (size_t i = 0; i < damage.size(); ++i) {
+    if (!damage[i].empty()) report_damage(id, static_cast<uint32_t>(i), damage[i]);
+  }
   TESSERA_TRY(first);
   log::info("pool {} ({}) shards open on {} targets", id, uuid, slots_.size());
   return Status();
+}
+
+void Engine::report_damage(uint32_t pool, uint32_t target, const std::string& reason) {
+  mgmt::MgmtLink* link = link_;
+  if (link == nullptr) return;
+  const uint32_t rank = cfg_.rank;
+  link->ask(mgmt_request([&](schema::MgmtReq::Builder r) {
+              auto d = r.initShardDamaged();
+              d.setPool(pool);
+              d.setRank(rank);
+              d.setTarget(target);
+              d.setReason(reason);
+            }),
+            [pool, target](Result<Message> m) {
+              if (!m) {
+                log::error(
+                    "pool {} target {}: the management service did not take the damage "
+                    "report: {}",
+                    pool, target, m.status().to_string());
+              }
+            });
 }
 
 Status Engine::destroy_shards(uint32_t id, const std::string& uuid) {
@@ -528,23 +572,24 @@ Status Engine::revoke_handles(uint32_t pool, const std::vector<uint64_t>& cookie
 
 Status Engine::reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                             const std::vector<uint32_t>& targets) {
-  if (auto dir = pool_dir(id, uuid); !dir) return dir.status();
+  auto dir = pool_dir(id, uuid);
+  if (!dir) return dir.status();
   {
     std::lock_guard lk(pools_mu_);
     for (uint32_t ti : targets) {
       if (ti >= slots_.size())
         return Status(Errc::invalid_argument, fmt::format("no target {}", ti));
       Slot* s = slots_[ti].get();
-      auto path = post_wait(*s->target, [s, id]() -> Result<std::string> {
+      auto dropped = post_wait(*s->target, [s, id]() -> Result<std::string> {
         s->pools.stopped = false;  // reintegrated: it serves again, with fresh shards
         return drop_shard(*s->target, s->pools, id);
       });
-      if (!path) return path.status();
-      if (!path->empty()) {
-        std::error_code ec;
-        std::filesystem::remove(*path, ec);
-        if (ec) return Status(Errc::io_error, fmt::format("removing {}: {}", *path, ec.message()));
-      }
+      if (!dropped) return dropped.status();
+      // The file goes whether or not a store was open on it (a damaged one never was).
+      const std::string path = shard_path(*dir, ti);
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+      if (ec) return Status(Errc::io_error, fmt::format("removing {}: {}", path, ec.message()));
     }
   }
   log::info("pool {} ({}): stale data of {} targets dropped for reintegration", id, uuid,

@@ -68,6 +68,9 @@ class Engine {
  private:
   Status create_shards(uint32_t id, const std::string& uuid, uint64_t bytes);
   Status destroy_shards(uint32_t id, const std::string& uuid);
+  // Tells the management service that this engine's store of `pool` on `target` is damaged
+  // (asynchronous: the answer is only logged; every join reports it again).
+  void report_damage(uint32_t pool, uint32_t target, const std::string& reason);
   // The requests answered with an empty body, and a rollback (answered with RollbackDone).
   Status control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   Result<Buffer> on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds);

@@ -581,6 +581,15 @@ Status ObjectService::handle(Message& m) {
 }
 
 Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
+  if (auto d = pools_.damaged.find(pool); d != pools_.damaged.end()) {
+    // A checksum error: a replicated read goes on to another copy; without one it is the
+    // answer, and it names the damage.
+    return Status(Errc::checksum,
+                  fmt::format("rank {} target {} does not serve pool {}: its store is damaged "
+                              "({}); `tessera pool query` lists it, a reintegration formats it "
+                              "anew",
+                              rank_, target_, pool, d->second));
+  }
   auto it = pools_.shards.find(pool);
   if (it == pools_.shards.end() && pools_.opening) {
     return Status(Errc::unavailable, fmt::format("rank {} target {} is still opening its pool "

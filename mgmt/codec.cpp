@@ -263,6 +263,14 @@ void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s,
     for (const auto& [id, c] : p.containers) encode_cont(cs[j++], p, c, s);
   }
   b.setOpenHandles(static_cast<uint32_t>(s.open_handles(p.id)));
+  auto ds = b.initDamaged(static_cast<unsigned>(p.damaged.size()));
+  for (size_t k = 0; k < p.damaged.size(); ++k) {
+    auto d = ds[static_cast<unsigned>(k)];
+    d.setRank(p.damaged[k].rank);
+    d.setTarget(p.damaged[k].target);
+    d.setReason(p.damaged[k].reason);
+    d.setAtMs(p.damaged[k].at_ms);
+  }
 }
 
 Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
@@ -323,6 +331,9 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
     v.conts.push_back(std::move(*cv));
   }
   v.open_handles = r.getOpenHandles();
+  for (auto d : r.getDamaged()) {
+    v.pool.damaged.push_back({d.getRank(), d.getTarget(), d.getReason(), d.getAtMs()});
+  }
   return v;
 }
 

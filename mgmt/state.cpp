@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -119,6 +120,15 @@ void plan_rebuild(Pool& p, uint64_t now_ms, bool requested) {
   ++p.rebuild.gen;
   p.rebuild.version = p.map.version;
   p.rebuild.error.clear();
+}
+
+// A new map version that changes no layout (new engine addresses, a damage recorded): a rebuild
+// generation running for the previous version covers this one too. Without this its completion
+// would be refused as stale, and the pool would stay rebuilding until the next map change.
+void bump_same_layout(Pool& p) {
+  const bool current = p.rebuild.state == "busy" && p.rebuild.version == p.map.version;
+  ++p.map.version;
+  if (current) p.rebuild.version = p.map.version;
 }
 
 std::vector<std::string> hex_list(const json& j) {
@@ -293,6 +303,13 @@ const Container* Pool::container(const std::string& key) const {
   return nullptr;
 }
 
+const TargetDamage* Pool::damage(uint32_t rank, uint32_t target) const {
+  for (const auto& d : damaged) {
+    if (d.rank == rank && d.target == target) return &d;
+  }
+  return nullptr;
+}
+
 const Pool* MgmtState::pool(const std::string& key) const {
   for (const auto& [id, p] : pools_) {
     if (p.label == key || p.uuid == key) return &p;
@@ -389,6 +406,8 @@ uint32_t pool_tolerance(const Pool& p) {
 
 bool failed_target(const Pool& p, uint32_t rank, const placement::MapTarget& t) {
   if (t.state == TargetState::down) return true;
+  // Damaged but kept in the map (taking it out would strand data): it serves nothing.
+  if (placement::is_serving(t.state) && p.damage(rank, t.index) != nullptr) return true;
   if (t.state != TargetState::up) return false;
   for (const auto& se : p.map.settled) {
     if (se.rank != rank) continue;
@@ -397,6 +416,15 @@ bool failed_target(const Pool& p, uint32_t rank, const placement::MapTarget& t) 
     }
   }
   return false;
+}
+
+std::string damage_text(const Pool& p) {
+  std::string out;
+  for (const auto& d : p.damaged) {
+    out += fmt::format("{}target {}:{}: {}", out.empty() ? " (damaged: " : "; ", d.rank, d.target,
+                       d.reason);
+  }
+  return out.empty() ? out : out + ")";
 }
 
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also) {
@@ -426,35 +454,42 @@ bool exclusion_strands_data(const Pool& p, uint32_t rank) {
   return false;
 }
 
-void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
-                             bool always) {
-  for (auto& [id, p] : pools_) {
-    placement::MapEngine* e = p.map.engine(rank);
-    if (e == nullptr) continue;
-    auto heal = p.props.find("self_heal");
-    if (!always && (heal == p.props.end() || heal->second.find("exclude") == std::string::npos)) {
-      continue;  // the pool keeps a failed engine in its map until an administrator acts
-    }
-    // An automatic exclusion that would leave some object without an up-to-date copy is not
-    // taken: new writes would go to fallbacks while the only complete copies sit on the
-    // engines already down, and nothing could be rebuilt. The targets stay in the map
-    // (unreachable until the engine returns); an administrator may still exclude them.
-    if (!always && exclusion_strands_data(p, rank)) continue;
-    bool changed = false;
-    for (auto& t : e->targets) {
-      if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
-      if (t.state == TargetState::up_in || t.state == TargetState::drain ||
-          t.state == TargetState::up) {
-        if (!changed) begin_change(p);
-        t.state = to;
-        changed = true;
-      }
-    }
-    if (changed) {
-      ++p.map.version;
-      plan_rebuild(p, now_ms, false);
+namespace {
+// mark_targets in one pool; whether the map changed.
+bool mark_pool_targets(Pool& p, uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
+                       bool always) {
+  placement::MapEngine* e = p.map.engine(rank);
+  if (e == nullptr) return false;
+  auto heal = p.props.find("self_heal");
+  if (!always && (heal == p.props.end() || heal->second.find("exclude") == std::string::npos)) {
+    return false;  // the pool keeps a failed engine in its map until an administrator acts
+  }
+  // An automatic exclusion that would leave some object without an up-to-date copy is not
+  // taken: new writes would go to fallbacks while the only complete copies sit on the engines
+  // already down, and nothing could be rebuilt. The targets stay in the map (unreachable until
+  // the engine returns); an administrator may still exclude them.
+  if (!always && exclusion_strands_data(p, rank)) return false;
+  bool changed = false;
+  for (auto& t : e->targets) {
+    if (target >= 0 && t.index != static_cast<uint32_t>(target)) continue;
+    if (t.state == TargetState::up_in || t.state == TargetState::drain ||
+        t.state == TargetState::up) {
+      if (!changed) begin_change(p);
+      t.state = to;
+      changed = true;
     }
   }
+  if (changed) {
+    ++p.map.version;
+    plan_rebuild(p, now_ms, false);
+  }
+  return changed;
+}
+}  // namespace
+
+void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint64_t now_ms,
+                             bool always) {
+  for (auto& [id, p] : pools_) mark_pool_targets(p, rank, target, to, now_ms, always);
 }
 
 Status MgmtState::apply_op(const json& c) {
@@ -479,7 +514,7 @@ Status MgmtState::apply_op(const json& c) {
       // and engines refresh the addresses with the map.
       if (it->second.fabric_addrs != m.fabric_addrs || it->second.control_addr != m.control_addr) {
         for (auto& [id, p] : pools_) {
-          if (p.map.engine(m.rank) != nullptr) ++p.map.version;
+          if (p.map.engine(m.rank) != nullptr) bump_same_layout(p);
         }
       }
     }
@@ -561,6 +596,33 @@ Status MgmtState::apply_op(const json& c) {
     pools_.erase(p->id);
     return Status();
   }
+  if (op == "shard_damaged") {
+    // An engine found its store of the pool on one target damaged when it opened it: the
+    // target serves none of the pool's data. Recorded (pool query names it, and the engine
+    // answers every request for it with the reason), and taken out of the map for a rebuild
+    // from the other copies as a dead engine's targets are: when the pool's self_heal allows
+    // it and no object would be left without an up-to-date copy. Otherwise it stays in the
+    // map until an administrator excludes it (accepting the loss) or reintegrates it.
+    const uint32_t rank = c.at("rank").get<uint32_t>();
+    const uint32_t target = c.at("target").get<uint32_t>();
+    const placement::MapEngine* e = p->map.engine(rank);
+    if (e == nullptr || target >= e->targets.size()) {
+      return Status(Errc::not_found,
+                    fmt::format("pool '{}' has no target {}:{}", p->label, rank, target));
+    }
+    TargetDamage d{rank, target, c.at("reason").get<std::string>(), c.value("now_ms", uint64_t{0})};
+    auto it = std::find_if(p->damaged.begin(), p->damaged.end(), [&](const TargetDamage& x) {
+      return x.rank == rank && x.target == target;
+    });
+    if (it == p->damaged.end()) {
+      p->damaged.push_back(std::move(d));
+      bump_same_layout(*p);  // clients and engines learn it with the map
+    } else {
+      it->reason = std::move(d.reason);
+    }
+    mark_pool_targets(*p, rank, target, TargetState::down, c.value("now_ms", uint64_t{0}), false);
+    return Status();
+  }
   if (op == "pool_acl") {
     auto acl = acl_from_json(c.at("acl"));
     if (!acl) return acl.status();
@@ -589,6 +651,11 @@ Status MgmtState::apply_op(const json& c) {
       if (only && std::find(only->begin(), only->end(), t.index) == only->end()) continue;
       t.state = *st;
       hit = true;
+      // Reintegrated: its engine formatted the damaged store anew before this command.
+      if (*st == TargetState::up) {
+        std::erase_if(p->damaged,
+                      [&](const TargetDamage& d) { return d.rank == rank && d.target == t.index; });
+      }
     }
     if (!hit) return Status(Errc::not_found, fmt::format("no target {}:{}", rank, target));
     ++p->map.version;
@@ -775,7 +842,8 @@ std::string Pool::redundancy(const std::set<uint32_t>& gone) const {
   std::string worst = map.moving() ? "degraded" : "normal";
   for (const auto& e : map.engines) {
     for (const auto& t : e.targets) {
-      if (t.state == TargetState::down || (gone.count(e.rank) != 0 && placement::is_serving(t.state))) {
+      if (t.state == TargetState::down || damage(e.rank, t.index) != nullptr ||
+          (gone.count(e.rank) != 0 && placement::is_serving(t.state))) {
         worst = "degraded";
       }
     }
@@ -861,15 +929,24 @@ json MgmtState::to_json() const {
                     {"created_epoch", k.created_epoch},
                     {"lost_data", k.lost_data}});
     }
-    ps.push_back({{"id", p.id},
-                  {"uuid", p.uuid},
-                  {"label", p.label},
-                  {"target_bytes", p.target_bytes},
-                  {"map", map_json(p.map)},
-                  {"acl", acl_json(p.acl)},
-                  {"props", p.props},
-                  {"rebuild", rebuild_json(p.rebuild)},
-                  {"containers", cs}});
+    json pj{{"id", p.id},
+            {"uuid", p.uuid},
+            {"label", p.label},
+            {"target_bytes", p.target_bytes},
+            {"map", map_json(p.map)},
+            {"acl", acl_json(p.acl)},
+            {"props", p.props},
+            {"rebuild", rebuild_json(p.rebuild)},
+            {"containers", cs}};
+    if (!p.damaged.empty()) {
+      json ds = json::array();
+      for (const auto& d : p.damaged) {
+        ds.push_back(
+            {{"rank", d.rank}, {"target", d.target}, {"reason", d.reason}, {"at_ms", d.at_ms}});
+      }
+      pj["damaged"] = ds;
+    }
+    ps.push_back(std::move(pj));
   }
   json hs = json::array();
   for (const auto& [k, h] : handles_) {
@@ -926,6 +1003,12 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
       p.acl = std::move(*acl);
       p.props = pj.at("props").get<std::map<std::string, std::string>>();
       if (pj.contains("rebuild")) p.rebuild = rebuild_from_json(pj.at("rebuild"));
+      if (pj.contains("damaged")) {
+        for (const auto& dj : pj.at("damaged")) {
+          p.damaged.push_back({dj.at("rank").get<uint32_t>(), dj.at("target").get<uint32_t>(),
+                               dj.at("reason").get<std::string>(), dj.value("at_ms", uint64_t{0})});
+        }
+      }
       for (const auto& kj : pj.at("containers")) {
         Container k;
         k.id = kj.at("id").get<uint32_t>();

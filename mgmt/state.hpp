@@ -80,6 +80,9 @@ uint32_t pool_tolerance(const Pool& p);
 // written while it was away, and it is its positions' settled holder itself) until a rebuild
 // completes. A target reset and refilled from a former holder, or added by extension, is not.
 bool failed_target(const Pool& p, uint32_t rank, const placement::MapTarget& t);
+// The pool's damaged targets for a message: "" without any, else " (damaged: target R:T:
+// reason; ...)".
+std::string damage_text(const Pool& p);
 // Engines of the pool with a failed target, counting `also` as one.
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also = UINT32_MAX);
 // Whether taking `rank`'s targets out automatically would leave some object of the pool

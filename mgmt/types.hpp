@@ -94,6 +94,16 @@ struct RebuildProgress {
   uint64_t total() const { return bytes > bytes_total ? bytes : bytes_total; }
 };
 
+// A target whose store of a pool failed its checks when its engine opened it (a damaged
+// write-ahead log, checkpoint or superblock): not served; cleared when a reintegration formats
+// it anew.
+struct TargetDamage {
+  uint32_t rank = 0;
+  uint32_t target = 0;
+  std::string reason;
+  uint64_t at_ms = 0;  // wall clock, when the engine reported it
+};
+
 struct Pool {
   uint32_t id = 0;  // system-wide, never reused
   std::string uuid;
@@ -104,7 +114,9 @@ struct Pool {
   std::map<std::string, std::string> props;
   std::map<uint32_t, Container> containers;  // by id
   RebuildState rebuild;
+  std::vector<TargetDamage> damaged;
   const Container* container(const std::string& label_or_uuid) const;
+  const TargetDamage* damage(uint32_t rank, uint32_t target) const;
   // normal, degraded (a target down, an engine gone, data moving, a container short of
   // copies) or lost (a container beyond its redundancy factor). `gone`: ranks not joined.
   std::string redundancy(const std::set<uint32_t>& gone = {}) const;

@@ -123,6 +123,17 @@ struct PoolInfo {
   containers  @7 :List(ContInfo);
   openHandles @8 :UInt32;
   rebuild     @9 :RebuildInfo;
+  damaged     @10 :List(TargetDamage);
+}
+
+# A target whose store of this pool failed its checks when its engine opened it (a damaged
+# write-ahead log, checkpoint or superblock): the engine does not serve it, and every request
+# for it is answered with the reason. Cleared when a reintegration formats it anew.
+struct TargetDamage {
+  rank   @0 :UInt32;
+  target @1 :UInt32;
+  reason @2 :Text;
+  atMs   @3 :UInt64;   # wall clock, when the engine reported it
 }
 
 struct Member {
@@ -184,6 +195,14 @@ struct MgmtReq {
     handleRenew   @29 :List(UInt64);   # container handle cookies whose holder is alive
     poolEvict     @30 :PoolEvict;      # close other clients' handles (administrators)
     contRollback  @31 :ContRollback;   # make a snapshot's state the container's newest
+    shardDamaged  @32 :ShardDamaged;   # an engine found a pool's store on a target damaged
+  }
+
+  struct ShardDamaged {
+    pool   @0 :UInt32;
+    rank   @1 :UInt32;                 # must be the reporting engine's own rank
+    target @2 :UInt32;
+    reason @3 :Text;
   }
 
   struct ContRollback {

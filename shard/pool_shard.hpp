@@ -197,6 +197,10 @@ struct TargetPools {
   // named: a request for a pool it has no shard of is answered `unavailable` (retry), not
   // `not_found`, so a rebuild that starts as soon as the engine is back waits for its shards.
   bool opening = false;
+  // Pools whose store on this target failed its checks when it was opened (a damaged log,
+  // checkpoint or superblock), with the reason: not served (every request is answered with
+  // it) until a reintegration formats the store anew or the pool is destroyed.
+  std::map<uint32_t, std::string> damaged;
 };
 
 }  // namespace tessera

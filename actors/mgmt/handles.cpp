@@ -63,10 +63,10 @@ Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, co
     if (h.status == "UNCLEAN") {
       return Status(Errc::unavailable,
                     fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
-                                "failed, more than its redundancy factor {}; data may be "
+                                "failed, more than its redundancy factor {}{}; data may be "
                                 "lost, so it opens read-only until they are back",
                                 pc->cont->props.label, h.failed_engines, pc->pool->label,
-                                pc->cont->props.rf));
+                                pc->cont->props.rf, damage_text(*pc->pool)));
     }
   }
   const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it

@@ -691,6 +691,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       log::warn("management service: rank {} target {} stopped by uid {}", rank, target, cred.uid);
       return none();
     }
+    case W::SHARD_DAMAGED:
+      return on_shard_damaged(req.getShardDamaged(), cred, session);
     case W::POOL_OP:
       return pool_op(req.getPoolOp(), cred);
     case W::REBUILD_REPORT: {
@@ -701,6 +703,40 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
     }
   }
   return Status(Errc::unsupported, "unknown management request");
+}
+
+Result<Buffer> MgmtService::on_shard_damaged(schema::MgmtReq::ShardDamaged::Reader r,
+                                             const Cred& cred, uint64_t session) {
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("reporting damaged targets");
+  const uint32_t rank = r.getRank();
+  // Only the engine itself speaks for its targets: the report must come on the session the
+  // rank joined with.
+  if (auto live = rank_session_.find(rank);
+      live == rank_session_.end() || live->second != session) {
+    return Status(Errc::permission,
+                  fmt::format("only rank {} reports damage of its own targets, on the connection "
+                              "it joined with",
+                              rank));
+  }
+  const Pool* p = state_.pool(r.getPool());
+  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
+  const std::string reason = r.getReason();
+  TESSERA_TRY(commit({{"op", "shard_damaged"},
+                      {"pool", p->id},
+                      {"rank", rank},
+                      {"target", r.getTarget()},
+                      {"reason", reason},
+                      {"now_ms", wall_ms()}}));
+  const Pool* q = state_.pool(p->id);
+  const auto st = q->map.state(rank, r.getTarget());
+  log::error("management service: pool {} target {}:{} is damaged ({}); it is {}", q->label, rank,
+             r.getTarget(), reason,
+             st == placement::TargetState::down
+                 ? "down, and rebuilt from the other copies"
+                 : "kept in the map: taking it out would leave data without an up-to-date copy; "
+                   "exclude it to accept the loss, or reintegrate it to format it anew");
+  return none();
 }
 
 Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred) {
@@ -776,9 +812,12 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
             // Its data may be the last up-to-date copy when no rebuild copied it elsewhere
             // (still down), or when a rebuild of the pool found data it could not copy (a
             // container lost data): then it is kept, never dropped as stale.
+            // A damaged store is never kept: nothing of it can be read.
             bool lost = false;
             for (const auto& [cid, c] : (*p)->containers) lost |= c.lost_data;
-            if (t.state == TargetState::down || lost) keep[rank].push_back(t.index);
+            if ((t.state == TargetState::down || lost) && (*p)->damage(rank, t.index) == nullptr) {
+              keep[rank].push_back(t.index);
+            }
           }
           if (!applies) {
             return Status(

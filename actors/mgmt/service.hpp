@@ -126,6 +126,9 @@ class MgmtService {
   Result<Buffer> cont_rollback(schema::MgmtReq::ContRollback::Reader r, const Cred& cred);
   Result<Buffer> update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred);
   Result<Buffer> pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred);
+  // An engine found its store of a pool on one of its targets damaged when it opened it.
+  Result<Buffer> on_shard_damaged(schema::MgmtReq::ShardDamaged::Reader r, const Cred& cred,
+                                  uint64_t session);
   Status rebuild_report(schema::MgmtReq::RebuildReport::Reader r);
 
   // Rebuild driving (state lock held): after a change, every busy pool whose generation the

@@ -203,7 +203,9 @@ json pool_json(const mgmt::PoolView& v) {
   for (const auto& e : p.map.engines) {
     json targets = json::array();
     for (const auto& t : e.targets) {
-      targets.push_back({{"index", t.index}, {"state", placement::state_name(t.state)}});
+      json jt{{"index", t.index}, {"state", placement::state_name(t.state)}};
+      if (const auto* d = p.damage(e.rank, t.index)) jt["damaged"] = d->reason;
+      targets.push_back(std::move(jt));
     }
     json je{{"rank", e.rank}, {"host", e.host}, {"targets", targets}};
     if (auto it = v.addrs.find(e.rank); it != v.addrs.end()) je["member"] = it->second.state;
@@ -211,6 +213,11 @@ json pool_json(const mgmt::PoolView& v) {
   }
   json conts = json::array();
   for (const auto& c : v.conts) conts.push_back(c.c.props.label);
+  json damaged = json::array();
+  for (const auto& d : p.damaged) {
+    damaged.push_back(
+        {{"rank", d.rank}, {"target", d.target}, {"reason", d.reason}, {"at_ms", d.at_ms}});
+  }
   return {{"id", p.id},
           {"uuid", p.uuid},
           {"label", p.label},
@@ -222,6 +229,7 @@ json pool_json(const mgmt::PoolView& v) {
           {"open_handles", v.open_handles},
           {"acl", acl_json(p.acl)},
           {"redundancy", v.redundancy},
+          {"damaged", damaged},
           {"rebuild", rebuild_json(v)}};
 }
 

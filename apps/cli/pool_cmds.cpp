@@ -280,12 +280,17 @@ int pool_query(Globals& g, const PoolArgs& a) {
     for (const auto& e : p.map.engines) {
       std::string line;
       for (const auto& t : e.targets) {
-        line += fmt::format("  {}:{} {}", e.rank, t.index, placement::state_name(t.state));
+        line += fmt::format("  {}:{} {}{}", e.rank, t.index, placement::state_name(t.state),
+                            p.damage(e.rank, t.index) != nullptr ? " DAMAGED" : "");
         for (const auto& s : space) {
           if (s.rank == e.rank && s.target == t.index && !s.stats) line += " (no answer)";
         }
       }
       std::printf("  rank %u on %s:%s\n", e.rank, e.host.c_str(), line.c_str());
+    }
+    for (const auto& d : p.damaged) {
+      std::printf("damaged: target %u:%u does not serve the pool: %s\n", d.rank, d.target,
+                  d.reason.c_str());
     }
     std::printf("redundancy: %s; rebuild: %s\n", v->redundancy.c_str(),
                 rebuild_line(j["rebuild"]).c_str());

@@ -94,6 +94,17 @@ int status_cmd(Globals& g) {
                                       "deleted data now)",
                                       p.label, used * 100 / total, p.label));
     }
+    for (const auto& d : p.damaged) {
+      errors = true;
+      const auto st = p.map.state(d.rank, d.target);
+      const bool out = st && !placement::is_serving(*st);
+      attention.push_back(fmt::format(
+          "pool {}: target {}:{} is damaged and not served ({}); {}tessera pool reintegrate {} "
+          "--rank {} --target {} formats it anew",
+          p.label, d.rank, d.target, d.reason,
+          out ? "" : "it holds data nothing else has: tessera pool exclude accepts the loss, then ",
+          p.label, d.rank, d.target));
+    }
     if (unrepaired > 0) {
       attention.push_back(fmt::format("pool {}: {} damaged pieces not repaired (tessera pool "
                                       "scrub {})",

@@ -247,6 +247,14 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
          d.setReporter(1);
        }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
+      {"shard damaged",
+       [](schema::MgmtReq::Builder r) {
+         auto d = r.initShardDamaged();
+         d.setPool(1);
+         d.setRank(0);
+         d.setTarget(0);
+         d.setReason("forged");
+       }},
       {"pool map", [](schema::MgmtReq::Builder r) { r.setPoolMap(1); }},
       {"handle query",
        [](schema::MgmtReq::Builder r) {
@@ -263,13 +271,22 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
     EXPECT_EQ(r->status, Errc::unauthenticated) << what << ": " << r->error;
     EXPECT_NE(r->error.find("engines"), std::string::npos) << r->error;
   }
-  // Even with the system key, a heartbeat or a stop speaks only for the rank that joined on
-  // that connection: another engine (or an administrator) cannot keep rank 0 alive or stop it.
+  // Even with the system key, a heartbeat, a stop or a damage report speaks only for the rank
+  // that joined on that connection: another engine (or an administrator) cannot keep rank 0
+  // alive, stop it, or take its targets out as damaged.
   auto key = security::SystemKey::load(test_system_key());
   ASSERT_TRUE(key.is_ok()) << key.status().to_string();
   std::vector<std::pair<const char*, Fill>> for_another_rank = {
       {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
+      {"shard damaged",
+       [](schema::MgmtReq::Builder r) {
+         auto d = r.initShardDamaged();
+         d.setPool(1);
+         d.setRank(0);
+         d.setTarget(0);
+         d.setReason("forged");
+       }},
   };
   for (auto& [what, fill] : for_another_rank) {
     auto r = raw_call(s.addr(), mgmt_msg(fill, root_claim()), key->get());

@@ -349,3 +349,102 @@ TEST(MgmtState, StoppedTargetGoesDownAloneAndPlansARebuild) {
   ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
   EXPECT_EQ(s.pool("p")->map.version, v + 1);
 }
+
+// A target whose store is damaged: recorded (and kept through the state file), taken out for a
+// rebuild when the pool's containers survive it, kept in the map (counted failed) when taking it
+// out would strand data; a reintegration forgets the damage.
+TEST(MgmtState, DamagedTargetIsRecordedTakenOutWhenSurvivableAndForgottenOnReintegration) {
+  auto damaged = [](MgmtState& s, uint32_t rank) {
+    return s.apply({{"op", "shard_damaged"},
+                    {"pool", s.pool("p")->id},
+                    {"rank", rank},
+                    {"target", 0},
+                    {"reason", "the write-ahead log is damaged"},
+                    {"now_ms", 7}});
+  };
+  {
+    MgmtState s;
+    four_engine_rp2_pool(s);
+    const uint32_t v = s.pool("p")->map.version;
+    EXPECT_EQ(s.apply({{"op", "shard_damaged"},
+                       {"pool", s.pool("p")->id},
+                       {"rank", 2},
+                       {"target", 5},
+                       {"reason", "x"}})
+                  .code(),
+              Errc::not_found);
+    ASSERT_TRUE(damaged(s, 2).is_ok());
+    const Pool& p = *s.pool("p");
+    ASSERT_NE(p.damage(2, 0), nullptr);
+    EXPECT_EQ(p.damage(2, 0)->reason, "the write-ahead log is damaged");
+    EXPECT_EQ(p.damage(2, 0)->at_ms, 7u);
+    EXPECT_EQ(*p.map.state(2, 0), placement::TargetState::down);
+    EXPECT_GT(p.map.version, v);
+    EXPECT_EQ(p.rebuild.state, "busy");
+    EXPECT_NE(damage_text(p).find("target 2:0: the write-ahead log is damaged"), std::string::npos);
+    // Through the state file.
+    auto back = MgmtState::from_json(s.to_json());
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    ASSERT_NE(back->pool("p")->damage(2, 0), nullptr);
+    EXPECT_EQ(back->pool("p")->damage(2, 0)->reason, "the write-ahead log is damaged");
+    // Reintegrated: forgotten.
+    ASSERT_TRUE(s.apply({{"op", "target_state"},
+                         {"pool", s.pool("p")->id},
+                         {"rank", 2},
+                         {"target", 0},
+                         {"state", "up"}})
+                    .is_ok());
+    EXPECT_EQ(s.pool("p")->damage(2, 0), nullptr);
+    EXPECT_TRUE(s.pool("p")->damaged.empty());
+  }
+  {
+    // An S1 container: taking the target out would strand its data, so it stays in the map,
+    // counted as failed.
+    MgmtState s = two_engine_pool();
+    ContProps props;
+    props.label = "s";
+    props.oclass = placement::find_class("S1")->id;
+    ASSERT_TRUE(s.apply({{"op", "cont_create"},
+                         {"pool", s.pool("p")->id},
+                         {"uuid", "cs"},
+                         {"props", props_json(props)},
+                         {"acl", acl_json(default_cont_acl(cred(0, 0)))},
+                         {"epoch", 5}})
+                    .is_ok());
+    ASSERT_TRUE(damaged(s, 1).is_ok());
+    const Pool& p = *s.pool("p");
+    ASSERT_NE(p.damage(1, 0), nullptr);
+    EXPECT_EQ(*p.map.state(1, 0), placement::TargetState::up_in);
+    EXPECT_FALSE(p.map.moving());
+    EXPECT_EQ(container_health(p, p.containers.begin()->second).status, "UNCLEAN");
+    EXPECT_EQ(p.redundancy(), "lost");
+  }
+}
+
+// An engine that restarts while a rebuild runs joins with new addresses: the map gets a new
+// version (clients learn the addresses) but no layout changes, so the running generation still
+// completes. (Before, its completion was refused as stale and the pool stayed rebuilding.)
+TEST(MgmtState, ARejoinWithNewAddressesDoesNotStrandTheRunningRebuild) {
+  MgmtState s = two_engine_pool();
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
+  const uint32_t gen = s.pool("p")->rebuild.gen;
+  ASSERT_EQ(s.pool("p")->rebuild.state, "busy");
+  json again = join(0, "h0");
+  again["fabric_addrs"] = {"0e0f", "1011"};
+  ASSERT_TRUE(s.apply(again).is_ok());
+  EXPECT_EQ(s.pool("p")->rebuild.version, s.pool("p")->map.version);
+  ASSERT_TRUE(s.apply({{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", gen}}).is_ok());
+  EXPECT_EQ(s.pool("p")->rebuild.state, "done");
+  EXPECT_EQ(*s.pool("p")->map.state(1, 1), placement::TargetState::down_out);
+  // A layout change during a generation still makes its completion stale.
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 0}}).is_ok());
+  const uint32_t g2 = s.pool("p")->rebuild.gen;
+  ASSERT_TRUE(s.apply({{"op", "target_state"},
+                       {"pool", s.pool("p")->id},
+                       {"rank", 0},
+                       {"target", 1},
+                       {"state", "drain"}})
+                  .is_ok());
+  EXPECT_EQ(s.apply({{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", g2}}).code(),
+            Errc::stale);
+}

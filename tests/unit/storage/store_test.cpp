@@ -12,6 +12,7 @@
 
 #include "storage/store.hpp"
 #include "storage/wal.hpp"
+#include "tests/storage_files.hpp"
 #include "tests/test_util.hpp"
 #include "tests/unit/storage/store_fixture.hpp"
 
@@ -342,34 +343,6 @@ TEST_P(StoreTest, RefusesATargetOfTheOldEpochClockAndLeavesItAlone) {
   EXPECT_EQ(std::memcmp(block, after, sizeof(block)), 0) << "the old target was overwritten";
 }
 
-namespace {
-// The log groups of a closed target file, by lsn: their file offsets (the log starts at 12 KiB).
-std::map<uint64_t, uint64_t> log_groups(const std::string& path, uint64_t wal_len) {
-  std::map<uint64_t, uint64_t> out;
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return out;
-  char block[4096];
-  for (uint64_t at = 12288; at < 12288 + wal_len; at += 4096) {
-    if (::pread(fd, block, sizeof(block), static_cast<off_t>(at)) != 4096) break;
-    GroupHeader h;
-    std::memcpy(&h, block, sizeof(h));
-    if (h.magic == kGroupMagic) out[h.lsn] = at;
-  }
-  ::close(fd);
-  return out;
-}
-// Flips a byte of the payload of the group at file offset `at`.
-void damage_group(const std::string& path, uint64_t at) {
-  int fd = ::open(path.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char c;
-  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(at + 40)), 1);
-  c = static_cast<char>(c ^ 0x5a);
-  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(at + 40)), 1);
-  ::close(fd);
-}
-}  // namespace
-
 // The group that ends replay is a torn tail only when nothing of this target was logged after
 // it. A damaged group in the middle of the log, with acknowledged groups after it, is refused
 // and named instead of replay stopping there and dropping them (issue: "WAL damage is never
@@ -384,11 +357,11 @@ TEST_P(StoreTest, DamageInTheMiddleOfTheLogIsRefusedATornLastGroupIsNot) {
       ASSERT_TRUE(put({0, 9}, "d", "k" + std::to_string(i), "value-" + std::to_string(i)));
     }
     close();
-    auto groups = log_groups(dir.file("target.dat"), kWal);
+    auto groups = tessera::testing::log_groups(dir.file("target.dat"));
     ASSERT_GE(groups.size(), 4u);
     const auto victim = middle ? std::next(groups.begin(), static_cast<long>(groups.size() / 2))
                                : std::prev(groups.end());
-    damage_group(dir.file("target.dat"), victim->second);
+    ASSERT_TRUE(tessera::testing::damage_group(dir.file("target.dat"), victim->second));
     Status st = open(16ull << 20, kWal);
     if (middle) {
       ASSERT_FALSE(st.is_ok()) << "replay stopped at a damaged group and dropped the rest";
