@@ -39,17 +39,21 @@ inline std::map<uint64_t, uint64_t> log_groups(const std::string& path) {
   return out;
 }
 
-// Flips a byte of the payload of the group at file offset `at`; false when the file could not
-// be written.
-inline bool damage_group(const std::string& path, uint64_t at) {
+// Flips the byte of the file at `at`; false when the file could not be written.
+inline bool flip_byte(const std::string& path, uint64_t at) {
   int fd = ::open(path.c_str(), O_RDWR);
   if (fd < 0) return false;
   char c = 0;
-  bool ok = ::pread(fd, &c, 1, static_cast<off_t>(at + 40)) == 1;
+  bool ok = ::pread(fd, &c, 1, static_cast<off_t>(at)) == 1;
   c = static_cast<char>(c ^ 0x5a);
-  ok = ok && ::pwrite(fd, &c, 1, static_cast<off_t>(at + 40)) == 1;
+  ok = ok && ::pwrite(fd, &c, 1, static_cast<off_t>(at)) == 1;
   ::close(fd);
   return ok;
+}
+
+// Flips a byte of the payload of the group at file offset `at`.
+inline bool damage_group(const std::string& path, uint64_t at) {
+  return flip_byte(path, at + 40);
 }
 
 // Damages the group before the last one of the log: damage in the middle, with an acknowledged

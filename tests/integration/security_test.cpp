@@ -237,6 +237,13 @@ TEST(Security, CredentialsAreCheckedForNodeSignatureExpiryBodyAndReplay) {
 
 TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
   SecureEngine s;
+  const Fill shard_damaged = [](schema::MgmtReq::Builder r) {
+    auto d = r.initShardDamaged();
+    d.setPool(1);
+    d.setRank(0);
+    d.setTarget(0);
+    d.setReason("forged");
+  };
   ASSERT_TRUE(s.signer.has_value());
   std::vector<std::pair<const char*, Fill>> engine_only = {
       {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
@@ -247,14 +254,7 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
          d.setReporter(1);
        }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
-      {"shard damaged",
-       [](schema::MgmtReq::Builder r) {
-         auto d = r.initShardDamaged();
-         d.setPool(1);
-         d.setRank(0);
-         d.setTarget(0);
-         d.setReason("forged");
-       }},
+      {"shard damaged", shard_damaged},
       {"pool map", [](schema::MgmtReq::Builder r) { r.setPoolMap(1); }},
       {"handle query",
        [](schema::MgmtReq::Builder r) {
@@ -279,14 +279,7 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
   std::vector<std::pair<const char*, Fill>> for_another_rank = {
       {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
-      {"shard damaged",
-       [](schema::MgmtReq::Builder r) {
-         auto d = r.initShardDamaged();
-         d.setPool(1);
-         d.setRank(0);
-         d.setTarget(0);
-         d.setReason("forged");
-       }},
+      {"shard damaged", shard_damaged},
   };
   for (auto& [what, fill] : for_another_rank) {
     auto r = raw_call(s.addr(), mgmt_msg(fill, root_claim()), key->get());

@@ -52,18 +52,6 @@ const char* name(Damage d) {
   return "?";
 }
 
-// Flips one byte of the file at `at`.
-bool flip(const std::string& path, uint64_t at) {
-  int fd = ::open(path.c_str(), O_RDWR);
-  if (fd < 0) return false;
-  char c = 0;
-  bool ok = ::pread(fd, &c, 1, static_cast<off_t>(at)) == 1;
-  c = static_cast<char>(c ^ 0x24);
-  ok = ok && ::pwrite(fd, &c, 1, static_cast<off_t>(at)) == 1;
-  ::close(fd);
-  return ok;
-}
-
 // The newest valid checkpoint header of the file, if any.
 std::optional<detail::CkptHeader> newest_header(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY);
@@ -101,11 +89,12 @@ bool damage(const std::string& path, Damage d, std::mt19937_64& rng) {
       return tessera::testing::damage_group(path, it->second);
     }
     case Damage::header_slot:
-      return flip(path, detail::kCkptSlot0 + (rng() % 2) * 4096 + 24 + rng() % 32);
+      return tessera::testing::flip_byte(path,
+                                         detail::kCkptSlot0 + (rng() % 2) * 4096 + 24 + rng() % 32);
     case Damage::directory: {
       auto h = newest_header(path);
       if (!h || h->chunks == 0) return false;
-      return flip(path, h->dir_disk + rng() % h->dir_len);
+      return tessera::testing::flip_byte(path, h->dir_disk + rng() % h->dir_len);
     }
     case Damage::chunk: {
       auto h = newest_header(path);
@@ -120,10 +109,10 @@ bool damage(const std::string& path, Damage d, std::mt19937_64& rng) {
       if (!ok) return false;
       detail::DirEntry de;
       std::memcpy(&de, entry, sizeof(de));
-      return flip(path, de.disk + rng() % de.len);
+      return tessera::testing::flip_byte(path, de.disk + rng() % de.len);
     }
     case Damage::superblock:
-      return flip(path, 16 + rng() % 48);
+      return tessera::testing::flip_byte(path, 16 + rng() % 48);
   }
   return false;
 }

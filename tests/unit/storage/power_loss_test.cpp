@@ -39,6 +39,25 @@ std::string key_name(int k) {
   return fmt::format("k{}", k);
 }
 
+// A store on `disk` with a small log (256 blocks: it wraps within a round) and no background
+// aggregation; checkpoints every `ckpt` (0: only under log pressure or when asked).
+Result<std::unique_ptr<TargetStore>> open_on(Target& t, std::shared_ptr<MemoryDisk> disk,
+                                             std::string name, std::chrono::milliseconds ckpt) {
+  BlockQueueOptions qo;
+  qo.backend = "memory";
+  qo.size = disk->image.size();
+  qo.disk = std::move(disk);
+  auto q = open_block_queue(qo);
+  if (!q) return q.status();
+  StoreOptions so;
+  so.name = std::move(name);
+  so.wal_bytes = 256 * 4096;
+  so.zero_fill = false;
+  so.checkpoint_interval = ckpt;
+  so.aggregation_interval = std::chrono::milliseconds(0);
+  return TargetStore::open(t, std::move(*q), so);
+}
+
 struct KeyModel {
   std::vector<std::string> written;  // every value ever sent, in order
   size_t acked = 0;                  // written[0, acked) includes the newest acknowledged
@@ -66,19 +85,8 @@ class PowerLossRun {
  private:
   Status one_round(Target& t, const std::shared_ptr<MemoryDisk>& disk,
                    std::shared_ptr<MemoryDisk>& next, int round) {
-    BlockQueueOptions qo;
-    qo.backend = "memory";
-    qo.size = kDisk;
-    qo.disk = disk;
-    auto q = open_block_queue(qo);
-    if (!q) return q.status();
-    StoreOptions so;
-    so.name = fmt::format("seed {} round {}", seed_, round);
-    so.wal_bytes = 256 * 4096;  // small: it wraps within a round
-    so.zero_fill = false;
-    so.checkpoint_interval = std::chrono::milliseconds(rng_() % 2 == 0 ? 0 : 5);
-    so.aggregation_interval = std::chrono::milliseconds(0);
-    auto opened = TargetStore::open(t, std::move(*q), so);
+    auto opened = open_on(t, disk, fmt::format("seed {} round {}", seed_, round),
+                          std::chrono::milliseconds(rng_() % 2 == 0 ? 0 : 5));
     if (!opened) return opened.status();
     TargetStore& store = **opened;
     // What the crash left: every acknowledged value, or one written after it.
@@ -183,19 +191,7 @@ WindowCrash crash_after_a_checkpoint_header(uint64_t seed) {
   Target t(RealEnv::instance(), TargetOptions{});
   EXPECT_TRUE(t.start().is_ok());
   Status st = run_on(t, [&]() -> Status {
-    BlockQueueOptions qo;
-    qo.backend = "memory";
-    qo.size = kWindowDisk;
-    qo.disk = disk;
-    auto q = open_block_queue(qo);
-    if (!q) return q.status();
-    StoreOptions so;
-    so.name = fmt::format("seed {}", seed);
-    so.wal_bytes = 256 * 4096;
-    so.zero_fill = false;
-    so.checkpoint_interval = std::chrono::milliseconds(0);
-    so.aggregation_interval = std::chrono::milliseconds(0);
-    auto opened = TargetStore::open(t, std::move(*q), so);
+    auto opened = open_on(t, disk, fmt::format("seed {}", seed), std::chrono::milliseconds(0));
     if (!opened) return opened.status();
     TargetStore& store = **opened;
     // The device dies as the `after`-th write or sync following the `nth` checkpoint header
@@ -269,18 +265,8 @@ TEST(PowerLoss, ACheckpointIsDurableBeforeItsHeaderAndItsHeaderBeforeWhatItRepla
       Target t(RealEnv::instance(), TargetOptions{});
       ASSERT_TRUE(t.start().is_ok());
       Status st = run_on(t, [&]() -> Status {
-        BlockQueueOptions qo;
-        qo.backend = "memory";
-        qo.size = kWindowDisk;
-        qo.disk = c.images[i];
-        auto q = open_block_queue(qo);
-        if (!q) return q.status();
-        StoreOptions so;
-        so.wal_bytes = 256 * 4096;
-        so.zero_fill = false;
-        so.checkpoint_interval = std::chrono::milliseconds(0);
-        so.aggregation_interval = std::chrono::milliseconds(0);
-        auto opened = TargetStore::open(t, std::move(*q), so);
+        auto opened = open_on(t, c.images[i], fmt::format("seed {} image {}", seed, i),
+                              std::chrono::milliseconds(0));
         if (!opened) return opened.status();
         Status read = Status();
         for (const auto& [k, m] : c.model) {
