@@ -154,10 +154,10 @@ uint32_t Client::target_of(ObjectId oid) const {
 
 namespace {
 template <typename T, typename Decode>
-boost::fibers::future<Result<T>> call(Client::Impl& im, uint32_t rank, uint32_t target,
-                                      uint16_t method, Buffer body, Buffer bulk, Decode decode,
-                                      std::chrono::milliseconds timeout = {}) {
-  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+Client::Future<T> call(Client::Impl& im, uint32_t rank, uint32_t target, uint16_t method,
+                       Buffer body, Buffer bulk, Decode decode,
+                       std::chrono::milliseconds timeout = {}) {
+  auto p = std::make_shared<Promise<T>>();
   auto f = p->get_future();
   if (timeout.count() <= 0) timeout = im.opts.timeout;
   im.target->post([&im, p, rank, target, method, body = std::move(body), bulk = std::move(bulk),
@@ -331,9 +331,7 @@ Client::Future<uint64_t> Client::punch_range_async(ObjectId oid, std::string dke
                                                    uint64_t offset, uint64_t length,
                                                    uint32_t rsize) {
   if (length == 0) {
-    boost::fibers::promise<Result<uint64_t>> p;
-    p.set_value(Status(Errc::invalid_argument, "empty range to punch"));
-    return p.get_future();
+    return Future<uint64_t>::ready_with(Status(Errc::invalid_argument, "empty range to punch"));
   }
   return call<uint64_t>(*impl_, sys_.rank, target_of(oid), proto::kObjPunch,
                         punch_body(oid, dkey, akey, offset, length, rsize), {}, decode_epoch);
@@ -448,7 +446,7 @@ std::vector<PoolTargetAnswer<T>> ask_every_target(
     Decode decode, std::chrono::milliseconds timeout = {},
     const std::function<void(size_t, size_t)>& progress = {}) {
   std::vector<PoolTargetAnswer<T>> out;
-  std::vector<std::optional<boost::fibers::future<Result<T>>>> pending;
+  std::vector<std::optional<Client::Future<T>>> pending;
   for (const auto& e : view.pool.map.engines) {
     for (const auto& t : e.targets) {
       PoolTargetAnswer<T> a;
@@ -475,8 +473,7 @@ std::vector<PoolTargetAnswer<T>> ask_every_target(
   for (const auto& p : pending) done += p ? 0 : 1;
   while (done < out.size()) {
     for (size_t i = 0; i < out.size(); ++i) {
-      if (!pending[i] || pending[i]->wait_for(std::chrono::milliseconds(0)) !=
-                             boost::fibers::future_status::ready) {
+      if (!pending[i] || !pending[i]->ready()) {
         continue;
       }
       out[i].answer = pending[i]->get();

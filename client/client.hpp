@@ -8,8 +8,6 @@
 // Destroying the Client stops its thread; outstanding futures then complete with "shutdown".
 #pragma once
 
-#include <boost/fiber/future.hpp>
-
 #include <chrono>
 #include <functional>
 #include <cstdint>
@@ -19,6 +17,7 @@
 #include <vector>
 
 #include "core/buffer.hpp"
+#include "core/future.hpp"
 #include "core/object.hpp"
 #include "core/status.hpp"
 
@@ -204,7 +203,7 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   template <typename T>
-  using Future = boost::fibers::future<Result<T>>;
+  using Future = tessera::Future<T>;
 
   // Stores `data` under (oid, dkey, akey). single: replaces the value; array: writes bytes at
   // `offset`. Returns the epoch once the engine reports the data durable.

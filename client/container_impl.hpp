@@ -68,7 +68,7 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
 
 template <typename T>
 Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {
-  auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
+  auto p = std::make_shared<Promise<T>>();
   auto f = p->get_future();
   st->im->target->post([p, fn = std::move(fn)] { p->set_value(fn()); });
   return f;

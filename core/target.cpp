@@ -1,5 +1,7 @@
 #include "core/target.hpp"
 
+#include "core/future.hpp"
+
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -131,6 +133,10 @@ Target::~Target() {
 
 Target* Target::current() {
   return t_current;
+}
+
+bool detail::on_target_thread() noexcept {
+  return t_current != nullptr;
 }
 
 void Target::report_fiber_exception(const char* what) {
