@@ -53,6 +53,10 @@ template <typename T>
 class Future {
  public:
   Future() = default;
+  Future(Future&&) noexcept = default;
+  Future& operator=(Future&&) noexcept = default;
+  Future(const Future&) = delete;  // one owner: get() moves the value out
+  Future& operator=(const Future&) = delete;
   // A future that is already complete.
   static Future ready_with(Result<T> v) {
     auto s = std::make_shared<detail::FutureState<T>>();

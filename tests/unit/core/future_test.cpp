@@ -1,0 +1,73 @@
+// Future<T> / Promise<T> (core/future.hpp): the completion a client's reply crosses threads in.
+// Under the tsan preset these tests are the race check of that hand-off.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/future.hpp"
+#include "core/target.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera;
+using tessera::testing::run_on;
+
+TEST(Future, AValueSetOnATargetThreadReachesTheWaitingThreadWhole) {
+  Target t(RealEnv::instance(), TargetOptions{});
+  ASSERT_TRUE(t.start().is_ok());
+  std::vector<Future<std::string>> futures;
+  for (int i = 0; i < 200; ++i) {
+    auto p = std::make_shared<Promise<std::string>>();
+    futures.push_back(p->get_future());
+    t.post([p, i] { p->set_value(std::string(1000 + i, static_cast<char>('a' + i % 26))); });
+  }
+  for (int i = 0; i < 200; ++i) {
+    auto r = futures[i].get();
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(*r, std::string(1000 + i, static_cast<char>('a' + i % 26)));
+    EXPECT_FALSE(futures[i].valid());
+  }
+  t.stop();
+}
+
+TEST(Future, WaitForTimesOutUntilTheValueIsSetAndReadyNeverBlocks) {
+  Promise<int> p;
+  auto f = p.get_future();
+  EXPECT_FALSE(f.ready());
+  EXPECT_EQ(f.wait_for(std::chrono::milliseconds(1)), FutureStatus::timeout);
+  std::thread setter([&p] { p.set_value(7); });
+  f.wait();
+  setter.join();
+  EXPECT_TRUE(f.ready());
+  EXPECT_EQ(f.wait_for(std::chrono::milliseconds(0)), FutureStatus::ready);
+  p.set_value(8);  // a second value is ignored
+  EXPECT_EQ(*f.get(), 7);
+}
+
+TEST(Future, AnAbandonedPromiseCompletesWithShutdown) {
+  Future<int> f;
+  {
+    Promise<int> p;
+    f = p.get_future();
+  }
+  auto r = f.get();
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::shutdown);
+}
+
+TEST(Future, AwaitingOnATargetThreadAnswersInternalInsteadOfBlockingIt) {
+  Target t(RealEnv::instance(), TargetOptions{});
+  ASSERT_TRUE(t.start().is_ok());
+  auto p = std::make_shared<Promise<int>>();
+  Result<int> r = run_on(t, [p] {
+    auto f = p->get_future();
+    EXPECT_EQ(f.wait_for(std::chrono::seconds(10)), FutureStatus::timeout);
+    return f.get();
+  });
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), Errc::internal);
+  auto ready = Future<int>::ready_with(5);
+  EXPECT_EQ(*run_on(t, [&ready] { return ready.get(); }), 5);  // a ready value is returned
+  t.stop();
+}
