@@ -230,12 +230,14 @@ int main(int argc, char** argv) {
     mgmt_svc = std::move(*svc);
   }
 
-  std::string control_addr;
+  // Handlers run on the control server's worker threads, from the moment it listens: they read
+  // its bound address (set before its threads start), never a string this thread writes later.
+  const ControlServer* serving = nullptr;
   ControlServer control(
       cfg.listen,
       [&](const Message& req, uint64_t session) -> Result<Buffer> {
         if (req.protocol == proto::kProtoSystem && req.method == proto::kSysQuery) {
-          return engine.system_info(control_addr);
+          return engine.system_info(serving->address());
         }
         if (req.protocol == proto::kProtoMgmt && req.method == proto::kMgmtCall) {
           if (!mgmt_svc) {
@@ -257,12 +259,13 @@ int main(int argc, char** argv) {
         if (mgmt_svc) mgmt_svc->on_close(session);
       },
       key, cfg.insecure);
+  serving = &control;
   st = control.start();
   if (!st.is_ok()) {
     engine.stop();
     return die(st.to_string());
   }
-  control_addr = control.address();
+  const std::string control_addr = control.address();
   if (!cfg.port_file.empty()) {
     std::string tmp = cfg.port_file + ".tmp";
     {
