@@ -1,7 +1,5 @@
 #include "core/target.hpp"
 
-#include "core/future.hpp"
-
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -28,6 +26,7 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "core/future.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
 

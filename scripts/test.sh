@@ -60,8 +60,7 @@ fi
 if [ "$TSAN_SUBSET" = 1 ]; then
   stage "thread sanitizer build and tests (unit, simulation)"
   cmake --preset tsan -DTESSERA_BUILD_TESTS=ON
-  cmake --build --preset tsan -j "$JOBS" --target unit_core unit_net unit_security unit_storage \
-                                                   unit_placement unit_mgmt sim dtx_sim
+  cmake --build --preset tsan -j "$JOBS" --target tests_unit tests_sim
   (cd build/tsan && ctest --output-on-failure -j 2 --timeout 1500 -L '^(unit|sim)$')
 fi
 stage "done"
