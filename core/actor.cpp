@@ -98,6 +98,11 @@ Status ActorRuntime::route(Message&& m) {
     addr = it->second;
   }
   m.reply_to = transport_->address();
+  // Fault point: the fabric refuses this message (an asker's request fails at once; a lost
+  // reply leaves its asker to time out).
+  if (target_.env().fault("net.send")) {
+    return Status(Errc::unreachable, fmt::format("injected fault: send to {} failed", addr));
+  }
   return transport_->send(addr, std::move(m));
 }
 

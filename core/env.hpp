@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <mutex>
 #include <random>
+#include <string_view>
 
 namespace tessera {
 
@@ -23,6 +24,14 @@ class Env {
   // Wall-clock time in nanoseconds since the Unix epoch; feeds the hybrid logical clock.
   virtual Nanos wall() const = 0;
   virtual uint64_t random() = 0;
+  // A fault point (FoundationDB's BUGGIFY): production code asks here, where a rare failure is
+  // possible (a device write, a send, a commit notice), whether to fail now as the site's
+  // comment says. Only a simulation's Env ever answers true (core/sim_env.hpp); the real one
+  // costs a virtual call. `site` names the point ("wal.write"): docs/DEVELOPMENT.md lists them.
+  virtual bool fault(std::string_view site) {
+    (void)site;
+    return false;
+  }
 };
 
 class RealEnv final : public Env {

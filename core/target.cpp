@@ -338,6 +338,8 @@ void Target::reactor_sweep(bool may_sleep, std::chrono::steady_clock::time_point
     if (until != std::chrono::steady_clock::time_point::max()) {
       timeout = std::chrono::duration_cast<Nanos>(until - std::chrono::steady_clock::now());
     }
+    next_timer_at_.store(timers_.empty() ? Nanos::max().count() : timers_.top().deadline.count(),
+                         std::memory_order_relaxed);
     if (!timers_.empty()) {
       Nanos t = timers_.top().deadline - env_.now();
       if (t < timeout) timeout = t;

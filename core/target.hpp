@@ -108,7 +108,29 @@ class Target {
   void on_stop(std::function<void()> fn) { stop_hooks_.push_back(std::move(fn)); }
   // Suspends the calling fiber for `d` of Env time.
   void sleep_for(Nanos d);
+  // Suspends the calling fiber on `cv` until it is notified or Env time reaches `deadline`;
+  // true once the deadline has passed. As with any condition variable, callers wait in a loop
+  // on their condition. Every timed wait on a target goes through here (or sleep_for), never a
+  // steady_clock deadline, so a simulation's clock (core/sim_env.hpp) drives them all.
+  template <typename Lock>
+  bool wait_until(boost::fibers::condition_variable_any& cv, Lock& lk, Nanos deadline) {
+    if (env_.now() >= deadline) return true;
+    bool fired = false;
+    TimerId id = add_timer(deadline - env_.now(), [&cv, &fired] {
+      fired = true;
+      cv.notify_all();
+    });
+    cv.wait(lk);
+    if (!fired) cancel_timer(id);
+    return env_.now() >= deadline;
+  }
   bool stopping() const { return stop_.load(std::memory_order_relaxed); }
+  // True while the thread sleeps in epoll (any thread): a simulation on
+  // virtual time (core/sim_env.hpp) moves its clock only while every target is idle.
+  bool idle() const { return sleeping_.load(); }
+  // While idle: the Env time of its next timer (Nanos::max() if none), so that a simulation on
+  // virtual time jumps to the next thing due instead of stepping through empty time.
+  Nanos next_timer() const { return Nanos(next_timer_at_.load()); }
 
   Env& env() { return env_; }
   uint32_t index() const { return opts_.index; }
@@ -166,6 +188,7 @@ class Target {
   std::atomic<bool> running_{false};
   std::atomic<bool> stop_{false};
   std::atomic<bool> sleeping_{false};
+  std::atomic<int64_t> next_timer_at_{Nanos::max().count()};  // set before each sleep
   std::atomic<pid_t> tid_{0};
   int epfd_ = -1;
   int wakefd_ = -1;
