@@ -89,7 +89,7 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
   // map waits for this request to end (PoolShard::admitted).
   use->admit(ctx.map_version);
   auto h = sh.handles.find(ctx.handle);
-  const auto now = std::chrono::steady_clock::now();
+  const Nanos now = rt_.target().env().now();
   if (h == sh.handles.end() ||
       (!h->second.checking && now - h->second.checked > pools_.handle_recheck)) {
     TESSERA_TRY(check_handle(sh, ctx, now));
@@ -111,8 +111,7 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
                std::move(*use)};
 }
 
-Status ObjectService::check_handle(PoolShard& sh, const Ctx& ctx,
-                                   std::chrono::steady_clock::time_point now) {
+Status ObjectService::check_handle(PoolShard& sh, const Ctx& ctx, Nanos now) {
   if (!pools_.fetch_handle) return Status(Errc::unavailable, "engine has no management service");
   const bool cached = sh.handles.count(ctx.handle) != 0;
   if (cached) sh.handles[ctx.handle].checking = true;

@@ -86,7 +86,7 @@ class ObjectService final : public Actor {
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
   // Asks the management service about the request's container handle and caches the answer
   // in the shard (suspends); a closed or unknown handle is erased and refused.
-  Status check_handle(PoolShard& sh, const Ctx& ctx, std::chrono::steady_clock::time_point now);
+  Status check_handle(PoolShard& sh, const Ctx& ctx, Nanos now);
   static constexpr size_t kMaxCachedHandles = 65536;
   // Stats, aggregation, checkpoints and scrubs address a pool's store without a container
   // handle (Where: the store, and the shard held in use; pool 0: the scratch store).

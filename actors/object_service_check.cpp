@@ -225,7 +225,7 @@ void ObjectService::run_scrubber() {
   // Each pool's settings, asked of the management service every few seconds (a property change
   // does not change the pool map the shard holds).
   constexpr auto kPropsAge = std::chrono::seconds(5);
-  std::map<uint32_t, std::pair<ScrubProps, std::chrono::steady_clock::time_point>> props;
+  std::map<uint32_t, std::pair<ScrubProps, Nanos>> props;  // and when learnt (Env time)
   while (!t.stopping()) {
     t.sleep_for(std::chrono::milliseconds(500));
     if (t.stopping() || pools_.stopped) continue;
@@ -236,20 +236,20 @@ void ObjectService::run_scrubber() {
       if (t.stopping() || pools_.stopped || it == pools_.shards.end()) continue;
       PoolShard& sh = *it->second;
       if (!sh.view || sh.closing || sh.check.running) continue;
-      auto now = std::chrono::steady_clock::now();
+      auto now = t.env().now();
       auto [known, fresh] = props.try_emplace(id, scrub_props(*sh.view), now);
       if (!fresh && now - known->second.second >= kPropsAge && pools_.fetch_view) {
         ShardUse use(sh);
         if (auto v = pools_.fetch_view(id); v.is_ok()) known->second.first = scrub_props(**v);
-        known->second.second = now = std::chrono::steady_clock::now();
+        known->second.second = now = t.env().now();
         if (sh.closing) continue;
       }
       const ScrubProps p = known->second.first;
       if (!p.on) {
-        sh.check.next_scrub = {};
+        sh.check.next_scrub = Nanos(0);
         continue;
       }
-      if (sh.check.next_scrub == std::chrono::steady_clock::time_point{}) {
+      if (sh.check.next_scrub == Nanos(0)) {
         sh.check.next_scrub = now + p.freq;  // the first pass one period after it is turned on
         continue;
       }
@@ -277,7 +277,7 @@ void ObjectService::run_scrubber() {
                     id, target_, cont, r->inconsistent, r->fixed, r->damaged, r->repaired);
         }
       }
-      sh.check.next_scrub = std::chrono::steady_clock::now() + p.freq;
+      sh.check.next_scrub = t.env().now() + p.freq;
     }
   }
 }

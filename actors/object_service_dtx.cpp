@@ -62,14 +62,13 @@ Message outcome_message(uint32_t pool, uint64_t member, const std::vector<DtxId>
   return m;
 }
 
-// Waits (suspending the fiber) until the transaction is decided in `store` or `until` passes.
-DtxState wait_decided(storage::TargetStore& store, const DtxId& id,
-                      std::chrono::steady_clock::time_point until) {
+// Waits (suspending the fiber) until the transaction is decided in `store` or Env time reaches
+// `until`.
+DtxState wait_decided(Target& t, storage::TargetStore& store, const DtxId& id, Nanos until) {
   NoLock nl;
   DtxState s = store.dtx_state(id);
-  while ((s == DtxState::prepared || s == DtxState::unknown) &&
-         std::chrono::steady_clock::now() < until) {
-    store.dtx_decided_cv().wait_until(nl, until);
+  while (s == DtxState::prepared || s == DtxState::unknown) {
+    if (t.wait_until(store.dtx_decided_cv(), nl, until)) return store.dtx_state(id);
     s = store.dtx_state(id);
   }
   return s;
@@ -278,7 +277,7 @@ Status ObjectService::on_dtx_query(Message& m) {
   if (id.leader == me()) {
     if (sh.dtx_leading.count(id) != 0) {
       // Still deciding: answer once decided.
-      s = wait_decided(store, id, std::chrono::steady_clock::now() + kDtxWait);
+      s = wait_decided(rt_.target(), store, id, rt_.target().env().now() + kDtxWait);
     } else if (s == DtxState::prepared) {
       // Prepared before a restart: decide it now, with the other participants.
       (void)resolve_dtx(sh, id);
@@ -393,14 +392,15 @@ Status ObjectService::decide_by_vote(PoolShard& sh, const storage::TargetStore::
 Status ObjectService::resolve_dtx(PoolShard& sh, const DtxId& id) {
   storage::TargetStore& store = *sh.store;
   if (store.dtx_state(id) != DtxState::prepared) return Status();
-  const auto until = std::chrono::steady_clock::now() + kDtxWait;
+  const auto until = rt_.target().env().now() + kDtxWait;
   auto undecided = [&] {
     return Status(Errc::busy, fmt::format("transaction {} of {} is not decided yet; retry",
                                           id.epoch, member_name(id.leader)));
   };
   if (sh.dtx_leading.count(id) != 0 || sh.dtx_resolving.count(id) != 0) {
     // This target leads it, or another fiber here is asking: wait for that.
-    return wait_decided(store, id, until) == DtxState::prepared ? undecided() : Status();
+    return wait_decided(rt_.target(), store, id, until) == DtxState::prepared ? undecided()
+                                                                              : Status();
   }
   const auto info = store.dtx_info(id);
   if (!info) return Status();
@@ -450,15 +450,15 @@ Status ObjectService::settle_all(PoolShard& sh) {
 void ObjectService::run_dtx_background() {
   Target& t = rt_.target();
   NoLock nl;
-  auto next_resolve = std::chrono::steady_clock::now() + kResolveAfter;
+  auto next_resolve = t.env().now() + kResolveAfter;
   auto resolving = std::make_shared<bool>(false);  // the resolver fiber may outlive this loop
   while (!t.stopping()) {
     bool notices = false;
     for (const auto& [id, sh] : pools_.shards) notices |= !sh->dtx_notices.empty();
     if (!notices) {
       // Woken by a commit decided here; looks at the target's stop every 100 ms.
-      dtx_wake_.wait_until(nl, std::min(next_resolve, std::chrono::steady_clock::now() +
-                                                          std::chrono::milliseconds(100)));
+      t.wait_until(dtx_wake_, nl,
+                   std::min<Nanos>(next_resolve, t.env().now() + std::chrono::milliseconds(100)));
     }
     if (t.stopping()) break;
     // Gather the commits decided within a short window, then tell each participant at once.
@@ -470,10 +470,15 @@ void ObjectService::run_dtx_background() {
       }
       std::vector<uint64_t> members;
       for (const auto& [m, q] : sh->dtx_notices) members.push_back(m);
-      for (uint64_t m : members) send_outcome(pool, m, take_notices(*sh, m), true);
+      for (uint64_t m : members) {
+        auto ids = take_notices(*sh, m);
+        // Fault point: the notices are lost; the participants learn the outcomes by asking
+        // (a read that meets them, or their own resolver).
+        if (!t.env().fault("dtx.commit_notice")) send_outcome(pool, m, std::move(ids), true);
+      }
     }
-    if (std::chrono::steady_clock::now() < next_resolve || *resolving || pools_.stopped) continue;
-    next_resolve = std::chrono::steady_clock::now() + kResolveAfter;
+    if (t.env().now() < next_resolve || *resolving || pools_.stopped) continue;
+    next_resolve = t.env().now() + kResolveAfter;
     // Transactions prepared here for a while: learn their outcome (one fiber at a time).
     *resolving = true;
     t.spawn([this, &t, resolving] {
@@ -483,7 +488,7 @@ void ObjectService::run_dtx_background() {
         auto it = pools_.shards.find(pool);
         if (t.stopping() || it == pools_.shards.end() || it->second->closing) continue;
         ShardUse use(*it->second);
-        const auto now = std::chrono::steady_clock::now();
+        const auto now = t.env().now();
         for (const auto& info : use->store->dtx_prepared()) {
           if (t.stopping() || use->closing) break;
           if (now - info.prepared < kResolveAfter) continue;

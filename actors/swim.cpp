@@ -12,8 +12,6 @@
 
 namespace tessera {
 
-using Clock = std::chrono::steady_clock;
-
 namespace {
 schema::SwimState to_wire(SwimActor::State s) {
   switch (s) {
@@ -50,7 +48,7 @@ SwimActor::SwimActor(ActorRuntime& rt, uint32_t self, SwimOptions opts, Members 
       opts_(opts),
       fetch_members_(std::move(members)),
       report_dead_(std::move(report_dead)),
-      rng_(std::random_device{}() ^ (uint64_t{self} << 32)) {}
+      rng_(rt.target().env().random() ^ (uint64_t{self} << 32)) {}
 
 void SwimActor::start() {
   if (opts_.period.count() == 0) return;
@@ -138,12 +136,12 @@ void SwimActor::suspect(uint32_t rank, uint64_t incarnation) {
   if (mb.state != State::alive) return;
   mb.state = State::suspect;
   mb.incarnation = std::max(mb.incarnation, incarnation);
-  mb.suspect_since = Clock::now();
+  mb.suspect_since = rt_.target().env().now();
   log::warn("swim: rank {} is suspect (incarnation {})", rank, mb.incarnation);
 }
 
 void SwimActor::check_suspects() {
-  auto now = Clock::now();
+  auto now = rt_.target().env().now();
   for (auto& [rank, mb] : members_) {
     if (mb.state != State::suspect || now - mb.suspect_since < opts_.suspicion) continue;
     mb.state = State::dead;
@@ -217,9 +215,9 @@ bool SwimActor::ping_via(uint32_t helper, uint32_t rank, std::chrono::millisecon
 }
 
 void SwimActor::loop() {
-  auto next_refresh = Clock::now();
+  auto next_refresh = rt_.target().env().now();
   while (!stopping_ && !rt_.target().stopping()) {
-    const auto round = Clock::now();
+    const auto round = rt_.target().env().now();
     if (round >= next_refresh) {
       refresh_members();
       next_refresh = round + opts_.refresh;
@@ -247,8 +245,8 @@ void SwimActor::loop() {
       }
       std::shuffle(helpers.begin(), helpers.end(), rng_);
       if (helpers.size() > opts_.indirect) helpers.resize(opts_.indirect);
-      auto left = opts_.period -
-                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - round);
+      auto left = opts_.period - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     rt_.target().env().now() - round);
       left = std::max(left, opts_.ping_timeout);
       std::vector<boost::fibers::future<bool>> acks;
       for (uint32_t h : helpers) {
@@ -262,7 +260,7 @@ void SwimActor::loop() {
       if (!ok && it != members_.end()) suspect(target, it->second.incarnation);
     }
     check_suspects();
-    auto spent = Clock::now() - round;
+    auto spent = rt_.target().env().now() - round;
     if (spent < opts_.period) rt_.target().sleep_for(opts_.period - spent);
   }
 }

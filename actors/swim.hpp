@@ -54,7 +54,7 @@ class SwimActor final : public Actor {
   struct Member {
     State state = State::alive;
     uint64_t incarnation = 0;
-    std::chrono::steady_clock::time_point suspect_since{};
+    Nanos suspect_since{0};  // Env time
     bool reported = false;
   };
   const std::map<uint32_t, Member>& members() const { return members_; }
@@ -78,7 +78,7 @@ class SwimActor final : public Actor {
   std::map<uint32_t, Member> members_;
   std::vector<uint32_t> order_;
   size_t next_ = 0;
-  std::mt19937_64 rng_;
+  std::mt19937_64 rng_;  // seeded from the Env: a simulation replays the same probe order
   bool stopping_ = false;
 };
 

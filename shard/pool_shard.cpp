@@ -9,7 +9,8 @@ bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()
   while (admitted_below(version)) {
     if (give_up()) return false;
     // Woken when a version's last request ends; the limit lets `give_up` be asked meanwhile.
-    admitted_cv.wait_for(nl, std::chrono::milliseconds(100));
+    Target& t = *Target::current();
+    t.wait_until(admitted_cv, nl, t.env().now() + std::chrono::milliseconds(100));
   }
   return true;
 }

@@ -44,7 +44,7 @@ struct PoolShard {
     uint32_t cont = 0;
     uint32_t perms = 0;
     uint16_t csum = 0;  // CsumType of the container
-    std::chrono::steady_clock::time_point checked;
+    Nanos checked{0};   // Env time
     bool checking = false;  // a fiber is asking the service again (others use the entry)
   };
   std::unordered_map<uint64_t, HandleEntry> handles;
@@ -99,7 +99,7 @@ struct PoolShard {
     uint64_t done = 0, total = 0;  // dkeys of the running (or last) pass
     uint64_t inconsistent = 0, fixed = 0;
     std::string last_error;
-    std::chrono::steady_clock::time_point next_scrub{};  // the scrubber's next pass
+    Nanos next_scrub{0};  // the scrubber's next pass (Env time; 0: none planned)
   };
   Check check;
   // Distributed transactions (actors/object_service_dtx.cpp, docs/TRANSACTIONS.md): those this

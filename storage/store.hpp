@@ -275,8 +275,8 @@ class TargetStore {
   struct DtxInfo {
     DtxId id;
     std::vector<uint64_t> participants;
-    std::chrono::steady_clock::time_point prepared;  // when this target prepared (or recovered) it
-    ObjectId oid;                                    // its first change's object and dkey
+    Nanos prepared{0};  // when this target prepared (or recovered) it, in Env time
+    ObjectId oid;       // its first change's object and dkey
     std::string dkey;
     bool user = false;  // a user transaction (DtxChecks::user)
   };
@@ -565,7 +565,7 @@ class TargetStore {
   };
   std::unordered_map<std::string, KindHold> kind_holds_;  // busy_key -> held kind
   std::map<ObjectId, int> dtx_objects_;                   // object -> prepared changes of it
-  std::map<DtxId, std::pair<bool, std::chrono::steady_clock::time_point>> dtx_decided_;
+  std::map<DtxId, std::pair<bool, Nanos>> dtx_decided_;   // outcome, when (Env time)
   boost::fibers::condition_variable_any dtx_cv_;
 
   // Extents freed while reads that may still use them are in flight wait here, tagged with the

@@ -68,7 +68,7 @@ void TargetStore::dtx_discard(DtxStage& stage) {
 Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   auto d = std::make_unique<Dtx>();
   d->prepare.assign(bytes.begin(), bytes.end());
-  d->prepared = std::chrono::steady_clock::now();
+  d->prepared = target_.env().now();
   TESSERA_TRY(with_record(bytes, [&](schema::WalRecord::Reader rec) -> Status {
     if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
     auto p = rec.getDtxPrepare();
@@ -129,7 +129,7 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
 }
 
 void TargetStore::dtx_remember(const DtxId& id, bool committed) {
-  const auto now = std::chrono::steady_clock::now();
+  const Nanos now = target_.env().now();
   dtx_decided_[id] = {committed, now};
   // Forget the oldest decisions beyond the bound, and the expired ones at the front.
   while (!dtx_decided_.empty() && (dtx_decided_.size() > kDtxRememberMax ||

@@ -246,7 +246,7 @@ struct TargetStore::Dtx {
   };
   std::vector<Key> keys;
   std::vector<Extent> extents;
-  std::chrono::steady_clock::time_point prepared;
+  Nanos prepared{0};  // Env time
   uint64_t min_epoch = detail::kMaxEpoch;
   bool user = false;
   std::vector<std::string> holds;  // kind holds of its updates (busy keys), until decided

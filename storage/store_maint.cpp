@@ -582,26 +582,26 @@ void TargetStore::set_protected_epochs(std::vector<uint64_t> epochs) {
 // ---- background -------------------------------------------------------------------------------
 
 void TargetStore::background() {
-  using Clock = std::chrono::steady_clock;
+  Env& env = target_.env();
   NoLock nl;
-  auto next_ckpt = Clock::now() + opts_.checkpoint_interval;
-  auto next_agg = Clock::now() + opts_.aggregation_interval;
+  auto next_ckpt = env.now() + opts_.checkpoint_interval;
+  auto next_agg = env.now() + opts_.aggregation_interval;
   // Space pressure: a write that found the data region full asks for a pass at once that
   // aggregates up to kPressureDelay ago (not aggregation_delay), so deleted and overwritten data
   // frees promptly; a pass that freed nothing waits kPressureIdle before the next one.
   constexpr auto kPressureDelay = std::chrono::seconds(1);
   constexpr auto kPressureIdle = std::chrono::seconds(5);
-  auto next_pressure = Clock::now();
+  auto next_pressure = env.now();
   while (!bg_stop_) {
-    auto wake = Clock::now() + std::chrono::seconds(3600);
+    Nanos wake = env.now() + std::chrono::seconds(3600);
     if (opts_.checkpoint_interval.count() > 0) wake = std::min(wake, next_ckpt);
     if (opts_.aggregation_interval.count() > 0) wake = std::min(wake, next_agg);
     if (space_wanted_) wake = std::min(wake, next_pressure);
-    if (!ckpt_wanted_ && !(space_wanted_ && Clock::now() >= next_pressure)) {
-      bg_cv_.wait_until(nl, wake);
+    if (!ckpt_wanted_ && !(space_wanted_ && env.now() >= next_pressure)) {
+      target_.wait_until(bg_cv_, nl, wake);
     }
     if (bg_stop_) break;
-    auto now = Clock::now();
+    auto now = env.now();
     bool interval_due = opts_.checkpoint_interval.count() > 0 && now >= next_ckpt;
     // Nothing logged since the last checkpoint: nothing to write; look again next period.
     if (interval_due && wal_->since(ckpt_mark_) == 0) {
@@ -617,7 +617,7 @@ void TargetStore::background() {
             fmt::format("write-ahead log full and the checkpoint that would free it failed: {}",
                         st.to_string())));
       }
-      next_ckpt = Clock::now() + opts_.checkpoint_interval;
+      next_ckpt = env.now() + opts_.checkpoint_interval;
     }
     // Snapshots first: a pass that does not know them could merge one away.
     auto learn_protected = [&]() -> bool {
@@ -644,7 +644,7 @@ void TargetStore::background() {
           log::warn("{}: aggregation under space pressure: {}", who(), r.status().to_string());
         }
       }
-      next_pressure = Clock::now() + (freed > 0 ? std::chrono::seconds(0) : kPressureIdle);
+      next_pressure = env.now() + (freed > 0 ? std::chrono::seconds(0) : kPressureIdle);
     }
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(target_.env().wall() - opts_.aggregation_delay);
@@ -652,7 +652,7 @@ void TargetStore::background() {
         auto r = aggregate(e);
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }
-      next_agg = Clock::now() + opts_.aggregation_interval;
+      next_agg = env.now() + opts_.aggregation_interval;
     }
   }
 }

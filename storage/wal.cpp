@@ -203,7 +203,7 @@ void Wal::post(std::vector<uint8_t> record) {
   w->owned = std::move(record);
   w->record = w->owned;
   w->posted = true;
-  if (posted_ == 0) first_posted_ = std::chrono::steady_clock::now();
+  if (posted_ == 0) first_posted_ = target_.env().now();
   ++posted_;
   pending_.push_back(w);
   // Posted records ride with the next group an append makes; alone they wait for a batch or
@@ -228,10 +228,8 @@ void Wal::committer() {
       if (pending_.size() > posted_ || posted_ >= kPostBatch) break;  // an append waits
       if (posted_ == 0) {
         wake_.wait(nl);
-      } else if (std::chrono::steady_clock::now() >= first_posted_ + kPostDelay) {
+      } else if (target_.wait_until(wake_, nl, first_posted_ + kPostDelay)) {
         break;
-      } else {
-        wake_.wait_until(nl, first_posted_ + kPostDelay);
       }
     }
     if (pending_.empty()) break;
@@ -303,6 +301,10 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
       space_error_ = Status();
       return st;
     }
+  }
+  // Fault point: the device refuses the group (nothing of it is acknowledged).
+  if (target_.env().fault("wal.write")) {
+    return Status(Errc::io_error, "injected fault: the log write failed");
   }
   staging_.reset(gsize);
   std::memset(staging_.data(), 0, gsize);

@@ -120,7 +120,7 @@ class Wal {
   std::deque<Waiter*> pending_;
   // Posted records among `pending_`, and when the oldest of them was posted.
   size_t posted_ = 0;
-  std::chrono::steady_clock::time_point first_posted_;
+  Nanos first_posted_{0};  // Env time
   static constexpr size_t kPostBatch = 256;
   static constexpr std::chrono::milliseconds kPostDelay{200};
   boost::fibers::condition_variable_any wake_;
