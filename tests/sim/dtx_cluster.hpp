@@ -39,6 +39,7 @@
 
 #include "actors/object_service.hpp"
 #include "core/actor.hpp"
+#include "core/sim_env.hpp"
 #include "core/target.hpp"
 #include "mgmt/types.hpp"
 #include "proto/protocol.hpp"
@@ -105,7 +106,41 @@ class SimNet {
     std::lock_guard lk(mu_);
     auto it = nodes_.find(addr);
     if (it == nodes_.end()) return false;
-    it->second->post_deliver(std::move(m));
+    ActorRuntime* rt = it->second;
+    auto& c = counts_[&rt->target()];
+    if (!c) c = std::make_shared<Counts>();
+    ++c->delivered;
+    rt->target().post([rt, c, m = std::move(m)]() mutable {
+      rt->deliver(std::move(m));
+      ++c->taken;
+    });
+    return true;
+  }
+  // Whether nothing moves: every target in `targets` sleeps and took every message delivered
+  // to it, unchanged across the look (any thread). A simulation on virtual time moves its clock
+  // only then (core/sim_env.hpp). A stopped target is left out by the caller: what it never took
+  // stays untaken.
+  bool quiet(const std::vector<const Target*>& targets) const {
+    std::vector<std::shared_ptr<Counts>> cs;
+    {
+      std::lock_guard lk(mu_);
+      for (const Target* t : targets) {
+        auto it = counts_.find(t);
+        if (it != counts_.end()) cs.push_back(it->second);
+      }
+    }
+    std::vector<uint64_t> before;
+    for (const auto& c : cs) {
+      const uint64_t d = c->delivered.load();
+      if (c->taken.load() != d) return false;
+      before.push_back(d);
+    }
+    for (const Target* t : targets) {
+      if (!t->idle()) return false;
+    }
+    for (size_t i = 0; i < cs.size(); ++i) {
+      if (cs[i]->delivered.load() != before[i] || cs[i]->taken.load() != before[i]) return false;
+    }
     return true;
   }
   uint64_t sent() const {
@@ -123,6 +158,10 @@ class SimNet {
   Faults faults_;
   std::map<std::string, ActorRuntime*> nodes_;
   uint64_t sent_ = 0, dropped_ = 0;
+  struct Counts {
+    std::atomic<uint64_t> delivered{0}, taken{0};
+  };
+  std::map<const Target*, std::shared_ptr<Counts>> counts_;  // messages handed to each target
 };
 
 // One runtime's link to the SimNet. The receiver learns the sender's kind from the link (as
@@ -171,8 +210,9 @@ inline std::string engine_addr(uint32_t rank) {
 class SimEngine {
  public:
   static constexpr uint64_t kDiskBytes = 16ull << 20;
-  SimEngine(SimNet& net, const SimPool& pool, uint32_t rank, uint64_t seed)
-      : net_(net),
+  SimEngine(Env& env, SimNet& net, const SimPool& pool, uint32_t rank, uint64_t seed)
+      : env_(env),
+        net_(net),
         pool_(pool),
         rank_(rank),
         rng_(seed),
@@ -188,7 +228,7 @@ class SimEngine {
     TargetOptions to;
     to.name = fmt::format("sim-r{}", rank_);
     to.spin_window = Nanos(0);
-    l->target = std::make_unique<Target>(RealEnv::instance(), to);
+    l->target = std::make_unique<Target>(env_, to);
     l->rt = std::make_unique<ActorRuntime>(*l->target, rank_);
     l->tp = std::make_unique<SimTransport>(net_, engine_addr(rank_), true);
     l->peers = std::make_shared<std::vector<ActorRuntime*>>(1, l->rt.get());
@@ -273,6 +313,11 @@ class SimEngine {
     });
     return f.get();
   }
+  // Wakes the living incarnation's target, to fire the timers a clock skip made due (any thread).
+  void wake() {
+    std::lock_guard lk(mu_);
+    if (life_) life_->target->wake(true);
+  }
   uint32_t rank() const { return rank_; }
   uint64_t incarnation() const { return incarnation_; }
   uint64_t power_losses() const { return power_losses_; }
@@ -347,6 +392,7 @@ class SimEngine {
     return Status();
   }
 
+  Env& env_;
   SimNet& net_;
   const SimPool& pool_;
   uint32_t rank_;
