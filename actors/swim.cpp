@@ -113,8 +113,12 @@ void SwimActor::absorb(const Message& m) {
     Member& mb = it->second;
     switch (u.state) {
       case State::alive:
-        if (u.inc > mb.incarnation ||
-            (u.rank == from && mb.state == State::suspect && u.inc >= mb.incarnation)) {
+        // Only a higher incarnation clears a suspicion, even one heard from the member itself:
+        // this engine's reply then carries the suspicion to it, and it refutes at once with a
+        // higher incarnation that clears it everywhere. (Clearing it here alone hid the
+        // suspicion from the member while the others kept it: a rank restarted quickly was
+        // declared dead by those that never heard it refute.)
+        if (u.inc > mb.incarnation) {
           if (mb.state != State::alive)
             log::info("swim: rank {} is alive (incarnation {})", u.rank, u.inc);
           mb.state = mb.state == State::dead && u.rank != from ? State::dead : State::alive;
