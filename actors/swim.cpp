@@ -140,14 +140,14 @@ void SwimActor::suspect(uint32_t rank, uint64_t incarnation) {
   if (mb.state != State::alive) return;
   mb.state = State::suspect;
   mb.incarnation = std::max(mb.incarnation, incarnation);
-  mb.suspect_since = rt_.target().env().now();
+  mb.suspect_since = now();
   log::warn("swim: rank {} is suspect (incarnation {})", rank, mb.incarnation);
 }
 
 void SwimActor::check_suspects() {
-  auto now = rt_.target().env().now();
+  const Nanos t = now();
   for (auto& [rank, mb] : members_) {
-    if (mb.state != State::suspect || now - mb.suspect_since < opts_.suspicion) continue;
+    if (mb.state != State::suspect || t - mb.suspect_since < opts_.suspicion) continue;
     mb.state = State::dead;
     log::warn("swim: rank {} did not refute its suspicion within {} ms: dead", rank,
               opts_.suspicion.count());
@@ -219,9 +219,9 @@ bool SwimActor::ping_via(uint32_t helper, uint32_t rank, std::chrono::millisecon
 }
 
 void SwimActor::loop() {
-  auto next_refresh = rt_.target().env().now();
+  auto next_refresh = now();
   while (!stopping_ && !rt_.target().stopping()) {
-    const auto round = rt_.target().env().now();
+    const auto round = now();
     if (round >= next_refresh) {
       refresh_members();
       next_refresh = round + opts_.refresh;
@@ -249,8 +249,8 @@ void SwimActor::loop() {
       }
       std::shuffle(helpers.begin(), helpers.end(), rng_);
       if (helpers.size() > opts_.indirect) helpers.resize(opts_.indirect);
-      auto left = opts_.period - std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     rt_.target().env().now() - round);
+      auto left =
+          opts_.period - std::chrono::duration_cast<std::chrono::milliseconds>(now() - round);
       left = std::max(left, opts_.ping_timeout);
       std::vector<boost::fibers::future<bool>> acks;
       for (uint32_t h : helpers) {
@@ -264,7 +264,7 @@ void SwimActor::loop() {
       if (!ok && it != members_.end()) suspect(target, it->second.incarnation);
     }
     check_suspects();
-    auto spent = rt_.target().env().now() - round;
+    auto spent = now() - round;
     if (spent < opts_.period) rt_.target().sleep_for(opts_.period - spent);
   }
 }

@@ -68,6 +68,7 @@ class SwimActor final : public Actor {
   void absorb(const Message& m);
   void suspect(uint32_t rank, uint64_t incarnation);
   void check_suspects();
+  Nanos now() const { return rt_.target().env().now(); }  // Env time
 
   ActorRuntime& rt_;
   uint32_t self_;

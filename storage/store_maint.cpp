@@ -634,7 +634,7 @@ void TargetStore::background() {
     if (space_wanted_ && now >= next_pressure) {
       space_wanted_ = false;
       uint64_t freed = 0;
-      uint64_t e = epoch_at_wall(target_.env().wall() - kPressureDelay);
+      uint64_t e = epoch_at_wall(env.wall() - kPressureDelay);
       if (e > agg_epoch_ && learn_protected()) {
         auto r = aggregate(e);
         if (r) {
@@ -647,7 +647,7 @@ void TargetStore::background() {
       next_pressure = env.now() + (freed > 0 ? std::chrono::seconds(0) : kPressureIdle);
     }
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
-      uint64_t e = epoch_at_wall(target_.env().wall() - opts_.aggregation_delay);
+      uint64_t e = epoch_at_wall(env.wall() - opts_.aggregation_delay);
       if (e > agg_epoch_ && learn_protected()) {
         auto r = aggregate(e);
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());

@@ -194,6 +194,20 @@ class SimTransport final : public Transport {
   bool engine_;
 };
 
+// Gives one incarnation of an engine (any struct with `target`, `rt` and `tp`) its target on
+// `env`, its runtime and its link to the net: the wiring every simulated engine starts with.
+template <typename Life>
+void wire_engine(Life& l, Env& env, SimNet& net, const std::string& thread, uint32_t rank,
+                 const std::string& addr) {
+  TargetOptions to;
+  to.name = thread;
+  to.spin_window = Nanos(0);
+  l.target = std::make_unique<Target>(env, to);
+  l.rt = std::make_unique<ActorRuntime>(*l.target, rank);
+  l.tp = std::make_unique<SimTransport>(net, addr, true);
+  l.rt->set_transport(l.tp.get());
+}
+
 // The fixed pool this simulation serves (pool 1, one container), as the management service
 // would describe it.
 struct SimPool {
@@ -225,15 +239,9 @@ class SimEngine {
   // Starts an incarnation on the disk's current image (test thread).
   Status start() {
     auto l = std::make_unique<Life>();
-    TargetOptions to;
-    to.name = fmt::format("sim-r{}", rank_);
-    to.spin_window = Nanos(0);
-    l->target = std::make_unique<Target>(env_, to);
-    l->rt = std::make_unique<ActorRuntime>(*l->target, rank_);
-    l->tp = std::make_unique<SimTransport>(net_, engine_addr(rank_), true);
+    wire_engine(*l, env_, net_, fmt::format("sim-r{}", rank_), rank_, engine_addr(rank_));
     l->peers = std::make_shared<std::vector<ActorRuntime*>>(1, l->rt.get());
     l->rt->set_local_peers(l->peers);
-    l->rt->set_transport(l->tp.get());
     l->rt->require_trusted_replies(true);
     l->pools = std::make_unique<TargetPools>();
     {

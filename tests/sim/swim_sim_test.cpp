@@ -75,13 +75,7 @@ class SwimNode {
 
   void start() {
     auto l = std::make_unique<Life>();
-    TargetOptions to;
-    to.name = fmt::format("swim-r{}", rank_);
-    to.spin_window = Nanos(0);
-    l->target = std::make_unique<Target>(env_, to);
-    l->rt = std::make_unique<ActorRuntime>(*l->target, rank_);
-    l->tp = std::make_unique<SimTransport>(net_, addr_of(rank_), true);
-    l->rt->set_transport(l->tp.get());
+    wire_engine(*l, env_, net_, fmt::format("swim-r{}", rank_), rank_, addr_of(rank_));
     Life* lp = l.get();
     Model* model = &model_;
     SimEnv* env = &env_;

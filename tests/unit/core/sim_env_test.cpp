@@ -24,6 +24,18 @@ bool eventually(F cond) {
   return true;
 }
 
+// A started target on a SimEnv of virtual time, stopped at the end of the test.
+struct VirtualTarget {
+  SimEnv env{SimEnv::Options{1, false}};
+  Target t{env, [] {
+             TargetOptions o;
+             o.spin_window = Nanos(0);
+             return o;
+           }()};
+  VirtualTarget() { EXPECT_TRUE(t.start().is_ok()); }
+  ~VirtualTarget() { t.stop(); }
+};
+
 }  // namespace
 
 TEST(SimEnv, VirtualTimeMovesOnlyWhenSkipped) {
@@ -76,11 +88,9 @@ TEST(SimEnv, SameSeedSameDraws) {
 // A fiber's timed wait ends at its Env deadline, which only a skip reaches on virtual time; a
 // sleeping target shows that deadline as its next timer.
 TEST(Target, WaitUntilEndsAtItsEnvDeadline) {
-  SimEnv env(SimEnv::Options{1, false});
-  TargetOptions o;
-  o.spin_window = Nanos(0);
-  Target t(env, o);
-  ASSERT_TRUE(t.start().is_ok());
+  VirtualTarget vt;
+  SimEnv& env = vt.env;
+  Target& t = vt.t;
   boost::fibers::condition_variable_any cv;
   const Nanos deadline = env.now() + std::chrono::seconds(5);
   std::atomic<int> result{-1};
@@ -97,17 +107,14 @@ TEST(Target, WaitUntilEndsAtItsEnvDeadline) {
   t.wake(true);
   ASSERT_TRUE(eventually([&] { return result.load() != -1; }));
   EXPECT_EQ(result.load(), 1);
-  t.stop();
 }
 
 // Notified before its deadline, the wait ends at once and says the deadline has not passed; its
 // timer is cancelled, so the target has nothing left to wake for.
 TEST(Target, WaitUntilEndsWhenNotified) {
-  SimEnv env(SimEnv::Options{1, false});
-  TargetOptions o;
-  o.spin_window = Nanos(0);
-  Target t(env, o);
-  ASSERT_TRUE(t.start().is_ok());
+  VirtualTarget vt;
+  SimEnv& env = vt.env;
+  Target& t = vt.t;
   boost::fibers::condition_variable_any cv;
   std::atomic<int> result{-1};
   t.post([&] {
@@ -118,5 +125,4 @@ TEST(Target, WaitUntilEndsWhenNotified) {
   t.post([&] { cv.notify_all(); });
   ASSERT_TRUE(eventually([&] { return result.load() != -1; }));
   EXPECT_EQ(result.load(), 0);
-  t.stop();
 }
