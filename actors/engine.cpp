@@ -15,8 +15,8 @@
 #include "proto/capnp_util.hpp"
 #include "proto/protocol.hpp"
 #include "proto/system.capnp.h"
-#include "rebuild/rebuild.hpp"
 #include "rebuild/reencode.hpp"
+#include "rebuild/run.hpp"
 #include "security/names.hpp"
 #include "storage/store.hpp"
 
@@ -601,19 +601,19 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
   mgmt::MgmtLink* link = link_;
   if (link == nullptr) return;
   const uint32_t rank = cfg_.rank;
-  const double share = static_cast<double>(cfg_.rebuild_share_pct) / 100.0;
+  const rebuild::RunOptions o{pool, gen, version,
+                              static_cast<double>(cfg_.rebuild_share_pct) / 100.0};
   for (auto& sp : slots_) {
     Slot* s = sp.get();
-    s->target->post([s, link, rank, share, pool, gen, version] {
+    s->target->post([s, link, rank, o] {
       Target& t = *s->target;
       const auto index = static_cast<uint32_t>(t.index());
-      auto& run = s->pools.rebuilds[pool];
-      auto report = [&t, link, rank, index, pool, gen](const TargetPools::RebuildRun& r,
-                                                       bool done) {
+      // Progress and the end go to the management service (actors/mgmt/service.cpp).
+      auto report = [&t, link, rank, index, &o](const TargetPools::RebuildRun& r, bool done) {
         auto a = ask_mgmt<bool>(link, t, mgmt_request([&](schema::MgmtReq::Builder m) {
                                   auto x = m.initRebuildReport();
-                                  x.setPool(pool);
-                                  x.setGen(gen);
+                                  x.setPool(o.pool);
+                                  x.setGen(o.gen);
                                   x.setRank(rank);
                                   x.setTarget(index);
                                   x.setDone(done);
@@ -625,79 +625,9 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
                                   x.setPlanned(r.planned);
                                 }),
                                 decode_none);
-        if (!a) log::warn("rebuild report for pool {}: {}", pool, a.status().to_string());
+        if (!a) log::warn("rebuild report for pool {}: {}", o.pool, a.status().to_string());
       };
-      if (run.gen > gen) return;
-      if (run.gen == gen) {
-        if (run.finished) report(run, true);  // the service asks again (it restarted)
-        return;
-      }
-      run = TargetPools::RebuildRun{};
-      run.gen = gen;
-      auto finish = [&](Status st, const rebuild::Counters& c) {
-        auto& cur = s->pools.rebuilds[pool];
-        if (cur.gen != gen) return;  // replaced by a newer generation
-        cur.finished = true;
-        cur.objects = c.objects;
-        cur.records = c.records;
-        cur.bytes = c.bytes;
-        cur.lost = c.lost;
-        cur.planned = c.planned;
-        cur.error = st.is_ok() ? std::string() : st.to_string();
-        report(cur, true);
-      };
-      auto it = s->pools.shards.find(pool);
-      // A stopped target's data is not used (the pool map has it down): nothing to send.
-      if (it == s->pools.shards.end() || s->pools.stopped) return finish(Status(), {});
-      if (it->second->closing) return finish(Status(Errc::unavailable, "shard closing"), {});
-      // In use from before the first suspension to the end of the scan: a reintegration that
-      // resets this shard meanwhile waits for the scan (which it cancels) to let go.
-      ShardUse use(*it->second);
-      PoolShard& sh = *use;
-      if (!sh.view || sh.view->pool.map.version < version) {
-        auto v = s->pools.fetch_view(pool);
-        if (!v) return finish(v.status(), {});
-        sh.set_view(std::move(*v));
-        if (s->pools.learn) s->pools.learn(*sh.view);
-      }
-      rebuild::ScanOptions o;
-      o.share = share;
-      o.cancelled = [s, &t, &sh, pool, gen] {
-        return t.stopping() || sh.closing || s->pools.rebuilds[pool].gen != gen;
-      };
-      // A participant that does not answer yet (restarting) gets the scan's retry time.
-      o.settle = [&] { return s->pools.settle_within(t, sh, o.retry, o.cancelled); };
-      auto last = t.env().now();
-      bool planned = false;
-      o.progress = [&](const rebuild::Counters& c) {
-        // The plan goes at once (the bar's total); the rest at most once a second.
-        if (planned && t.env().now() - last < std::chrono::seconds(1)) return;
-        planned = true;
-        last = t.env().now();
-        TargetPools::RebuildRun r{gen, false, c.objects, c.records, c.bytes, c.lost, {}, c.planned};
-        report(r, false);
-      };
-      // Requests admitted under an older map write only where it placed their data, and reach
-      // the index this scan reads only once durable: the scan starts when none is left (new
-      // ones under an older map are refused), so each of their values is in what it sends.
-      if (!sh.wait_admitted_below(sh.view->pool.map.version, o.cancelled)) {
-        if (s->pools.rebuilds[pool].gen != gen || t.stopping()) return;
-        return finish(Status(Errc::unavailable, "shard closing"), {});
-      }
-      log::info("rebuild: pool {} generation {} (map version {}) scanning target {}", pool, gen,
-                sh.view->pool.map.version, index);
-      auto r = rebuild::scan(*s->rt, rank, static_cast<uint16_t>(index), sh, o);
-      if (!r) {
-        if (s->pools.rebuilds[pool].gen != gen || t.stopping()) return;
-        log::warn("rebuild: pool {} generation {} target {}: {}", pool, gen, index,
-                  r.status().to_string());
-        return finish(r.status(), {});
-      }
-      log::info(
-          "rebuild: pool {} generation {} target {}: {} objects, {} records, {} bytes sent "
-          "({} counted before sending)",
-          pool, gen, index, r->objects, r->records, r->bytes, r->planned);
-      finish(Status(), *r);
+      rebuild::run_generation(*s->rt, s->pools, rank, o, report);
     });
   }
 }

@@ -208,12 +208,25 @@ void wire_engine(Life& l, Env& env, SimNet& net, const std::string& thread, uint
   l.rt->set_transport(l.tp.get());
 }
 
-// The fixed pool this simulation serves (pool 1, one container), as the management service
-// would describe it.
-struct SimPool {
-  std::shared_ptr<const mgmt::PoolView> view;
+// The pool this simulation serves (pool 1, one container), as the management service would
+// describe it: the newest view it published (any thread; the test publishes a new one when the
+// pool map changes).
+class SimPool {
+ public:
+  std::shared_ptr<const mgmt::PoolView> view() const {
+    std::lock_guard lk(mu_);
+    return view_;
+  }
+  void publish(std::shared_ptr<const mgmt::PoolView> v) {
+    std::lock_guard lk(mu_);
+    view_ = std::move(v);
+  }
   uint32_t cont = 1;
   uint64_t cookie = 0x5eed;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const mgmt::PoolView> view_;
 };
 
 inline std::string engine_addr(uint32_t rank) {
@@ -308,6 +321,19 @@ class SimEngine {
     return start();
   }
 
+  // The next incarnation starts on an empty disk: the stale store is dropped, as an engine
+  // drops a reintegrated target's (Engine::reset_shards). Test thread, while the engine is dead.
+  void wipe() {
+    std::lock_guard lk(mu_);
+    disk_ = std::make_shared<storage::MemoryDisk>(kDiskBytes);
+  }
+  // Runs `fn(runtime, pools)` in a fiber on the living incarnation's target, without waiting
+  // (test thread).
+  template <typename F>
+  void post(F fn) {
+    Life* l = life_.get();
+    l->target->post([l, fn = std::move(fn)]() mutable { fn(*l->rt, *l->pools); });
+  }
   // Runs `fn(shard, service)` in a fiber on the engine's target (test thread; the engine must
   // be running) and returns what it returns.
   template <typename F>
@@ -365,33 +391,36 @@ class SimEngine {
     auto store = storage::TargetStore::open(*l.target, std::move(*q), so);
     if (!store) return store.status();
     auto sh = std::make_unique<PoolShard>();
-    sh->id = pool_.view->pool.id;
-    sh->uuid = pool_.view->pool.uuid;
+    const auto view = pool_.view();
+    sh->id = view->pool.id;
+    sh->uuid = view->pool.uuid;
     sh->path = "sim";
     sh->store = std::move(*store);
-    sh->set_view(pool_.view);
+    sh->set_view(view);
     l.pools->shards[sh->id] = std::move(sh);
     l.pools->backend = "memory";
     const SimPool* pool = &pool_;
     l.pools->fetch_view = [pool](uint32_t id) -> Result<std::shared_ptr<const mgmt::PoolView>> {
-      if (id != pool->view->pool.id) return Status(Errc::not_found, "no such pool");
-      return pool->view;
+      auto v = pool->view();
+      if (id != v->pool.id) return Status(Errc::not_found, "no such pool");
+      return v;
     };
     l.pools->fetch_handle = [pool](uint32_t id, uint64_t cookie) -> Result<mgmt::HandleView> {
-      if (id != pool->view->pool.id || cookie != pool->cookie) {
+      auto v = pool->view();
+      if (id != v->pool.id || cookie != pool->cookie) {
         return Status(Errc::permission, "no such container handle");
       }
       mgmt::HandleView h;
       h.cookie = cookie;
       h.perms = mgmt::kAllPerms;
-      h.pool = *pool->view;
-      h.cont = pool->view->conts.at(0);
+      h.pool = *v;
+      h.cont = v->conts.at(0);
       return h;
     };
     ActorRuntime* rt = l.rt.get();
     const uint32_t self = rank_;
     l.pools->learn = [rt, self](const mgmt::PoolView& v) { mgmt::learn_view(*rt, v, self); };
-    mgmt::learn_view(*rt, *pool_.view, self);
+    mgmt::learn_view(*rt, *view, self);
     l.svc = std::make_unique<ObjectService>(*rt, *l.pools, rank_, 0);
     rt->register_actor(proto::kObjectServiceActor, l.svc.get());
     ObjectService* svc = l.svc.get();

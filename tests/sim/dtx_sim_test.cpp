@@ -130,7 +130,7 @@ class SimClient {
     tp_ = std::make_unique<SimTransport>(net, addr(), false);
     rt_->set_transport(tp_.get());
     EXPECT_TRUE(target_->start().is_ok());
-    mgmt::learn_view(*rt_, *pool.view);
+    mgmt::learn_view(*rt_, *pool.view());
     net.add(addr(), rt_.get());
   }
   ~SimClient() {
@@ -166,14 +166,15 @@ class SimClient {
   }
   // The group's leader: its first member holding complete data (the map never changes here).
   uint32_t leader(const Account& a) const {
-    auto place = placement::place(a.oid, pool_.view->pool.map);
+    auto place = placement::place(a.oid, pool_.view()->pool.map);
     for (const auto& p : place->dkey(a.dkey)) {
       if (p.complete) return p.home.rank;
     }
     return place->dkey(a.dkey).front().home.rank;
   }
   IoCtxValues ctx(uint64_t tx_read = 0) const {
-    return {pool_.view->pool.id, pool_.view->pool.map.version, pool_.cookie, pool_.cont, tx_read};
+    return {pool_.view()->pool.id, pool_.view()->pool.map.version, pool_.cookie, pool_.cont,
+            tx_read};
   }
   // An epoch and reader id from a target drawn by the seed.
   Result<std::pair<uint64_t, uint64_t>> begin() {
@@ -325,7 +326,7 @@ class SimClient {
 };
 
 // The pool map, from the management service's own state machine.
-SimPool make_pool() {
+void make_pool(SimPool& p) {
   mgmt::MgmtState st;
   for (uint32_t r = 0; r < kEngines; ++r) {
     EXPECT_TRUE(st.apply({{"op", "join"},
@@ -365,10 +366,8 @@ SimPool make_pool() {
   mgmt::ContView cv;
   cv.c = v->pool.containers.begin()->second;
   v->conts.push_back(cv);
-  SimPool p;
   p.cont = cv.c.id;
-  p.view = std::move(v);
-  return p;
+  p.publish(std::move(v));
 }
 
 // The crash points of the transaction protocol (actors/object_service_dtx.cpp, _tx.cpp).
@@ -391,7 +390,7 @@ class Simulation {
         rng_(seed),
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
-    pool_ = make_pool();
+    make_pool(pool_);
     const uint16_t cls = placement::find_class("RP_3GX")->id;
     for (uint32_t o = 0; o < kObjects; ++o) {
       for (uint32_t d = 0; d < kDkeys; ++d) {
@@ -583,7 +582,7 @@ class Simulation {
         if (p.acked) epochs.push_back(p.epoch);
       }
       epochs.push_back(0);
-      auto place = placement::place(plain_keys_[k].oid, pool_.view->pool.map);
+      auto place = placement::place(plain_keys_[k].oid, pool_.view()->pool.map);
       ASSERT_TRUE(place);
       std::vector<Value> first;
       for (const auto& pos : place->dkey(plain_keys_[k].dkey)) {
@@ -628,7 +627,7 @@ class Simulation {
     // What each replica shows; they must all agree.
     std::vector<std::vector<Value>> shown(kAccounts);
     for (uint32_t acct = 0; acct < kAccounts; ++acct) {
-      auto place = placement::place(accounts_[acct].oid, pool_.view->pool.map);
+      auto place = placement::place(accounts_[acct].oid, pool_.view()->pool.map);
       ASSERT_TRUE(place);
       bool first = true;
       for (const auto& p : place->dkey(accounts_[acct].dkey)) {

@@ -1,0 +1,647 @@
+// Seeded simulation of the real rebuild code under sequences of failures (tests/sim/dtx_cluster.hpp
+// has the pool: engines running the real ObjectService and TargetStore on simulated wires and
+// disks).
+//
+// Real: the engines' update, forwarding and transaction code; each target's part of a rebuild
+// generation (rebuild::run_generation: waiting out requests under older maps, settling prepared
+// transactions, the scan, the pushes and their import), exactly as an engine runs it when the
+// management service starts a generation; the pool map changes, which come from the management
+// service's own state machine (mgmt::MgmtState: leave, target_state, rebuild_start,
+// rebuild_done). Simulated: the fabric, the devices, and the management service's driver, which
+// this test plays: it tells the state machine what the failure detector would, sends each
+// generation to every running engine, gathers their reports and completes the generation (or
+// starts a new one when a target's scan failed).
+//
+// Writers keep updating keys of replicated objects (RP_3GX, rf 2) while the seed draws a
+// sequence of faults: an engine killed (kill -9, or a power loss) and reported dead (its targets
+// leave the map when the state machine allows it and a rebuild starts), killed and restarted on
+// its disk before anyone noticed (a rolling restart), a dead engine reintegrated (its stale
+// store dropped, a rebuild fills it), the clock jumping, messages lost or held back, log writes
+// refused and sends failed at the production code's fault points. Faults strike while
+// generations run, so a second failure during a rebuild, a reintegration followed by another
+// kill and a restart in the middle of a scan all happen.
+//
+// Checked against a model once the faults stop, every engine is back in the map and the last
+// generation completed: every replica of every key in the settled map holds every acknowledged
+// update at the epoch it was acknowledged with, the replicas agree, and each key's newest value
+// is its last acknowledged update or one sent after it.
+//
+// A failure names its seed and the command that runs it again. TESSERA_REBUILD_SIM_SEEDS=N runs
+// N seeds, TESSERA_REBUILD_SIM_SEED=S one; TESSERA_REBUILD_SIM_STEPS sets each seed's faults.
+// Thread timing is real: a failing seed is run again to reproduce, not replayed step by step.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "client/container_impl.hpp"
+#include "core/checksum.hpp"
+#include "mgmt/state.hpp"
+#include "placement/layout.hpp"
+#include "rebuild/run.hpp"
+#include "shard/keys.hpp"
+#include "tests/sim/dtx_cluster.hpp"
+
+using namespace tessera;
+using namespace tessera::sim;
+using nlohmann::json;
+using tessera::contimpl::decoded;
+
+namespace {
+
+constexpr uint32_t kEngines = 6;
+constexpr uint32_t kWriters = 2;
+constexpr uint32_t kObjects = 8;
+constexpr uint32_t kDkeys = 4;  // per object
+constexpr const char* kAkey = "v";
+constexpr uint32_t kMaxDead = 2;  // engines down at once (the container's redundancy factor)
+
+struct Key {
+  ObjectId oid;
+  std::string dkey;
+};
+
+// One update and what its writer heard.
+struct Put {
+  uint32_t key = 0;
+  uint64_t tag = 0;
+  uint64_t epoch = 0;  // acknowledged: the reply's
+  bool acked = false;
+};
+
+struct Value {
+  uint64_t tag = 0;
+  uint64_t epoch = 0;
+  bool operator==(const Value&) const = default;
+};
+std::ostream& operator<<(std::ostream& os, const Value& v) {
+  return os << fmt::format("{{tag {:#x}, epoch {}}}", v.tag, v.epoch);
+}
+
+// A writer: its own target, speaking the object protocol as libtessera does, on the pool map
+// it last learned.
+class Writer {
+ public:
+  Writer(Env& env, SimNet& net, SimPool& pool, const std::vector<Key>& keys, uint32_t id,
+         uint64_t seed)
+      : net_(net), pool_(pool), keys_(keys), id_(id), rng_(seed) {
+    TargetOptions to;
+    to.name = fmt::format("sim-w{}", id);
+    to.spin_window = Nanos(0);
+    target_ = std::make_unique<Target>(env, to);
+    rt_ = std::make_unique<ActorRuntime>(*target_, kClientRankBase | id);
+    tp_ = std::make_unique<SimTransport>(net, addr(), false);
+    rt_->set_transport(tp_.get());
+    EXPECT_TRUE(target_->start().is_ok());
+    net.add(addr(), rt_.get());
+  }
+  ~Writer() {
+    stop = true;
+    net_.remove(addr(), rt_.get());
+    target_->stop();
+  }
+  std::string addr() const { return fmt::format("sim-writer-{}", id_); }
+  void wake() { target_->wake(true); }
+
+  // Writes until stopped (on the writer's target); the future is ready when it stopped.
+  std::future<void> start() {
+    auto p = std::make_shared<std::promise<void>>();
+    auto f = p->get_future();
+    target_->post([this, p] {
+      while (!stop) put_one();
+      p->set_value();
+    });
+    return f;
+  }
+
+  std::atomic<bool> stop{false};
+  std::vector<Put> puts;  // the writer's thread until it stopped
+
+ private:
+  // The newest pool map the management service published (client thread).
+  const mgmt::PoolView& view() {
+    auto v = pool_.view();
+    if (!view_ || v->pool.map.version != view_->pool.map.version) {
+      view_ = std::move(v);
+      mgmt::learn_view(*rt_, *view_);
+    }
+    return *view_;
+  }
+  // The key's group leader in the map: its first position with a reader.
+  uint32_t leader(const Key& k) {
+    auto place = placement::place(k.oid, view().pool.map);
+    if (!place) return 0;
+    const auto& pos = place->dkey(k.dkey);
+    for (const auto& p : pos) {
+      if (const placement::Shard* s = p.reader()) return s->rank;
+    }
+    return pos.front().home.rank;
+  }
+  // One update of a key this writer owns (keys k with k % kWriters == id). Sent again only
+  // when refused before anything was done (a map older than the engine's, busy): anything else
+  // could have been applied, so it stays unacknowledged.
+  void put_one() {
+    Put p;
+    do {
+      p.key = static_cast<uint32_t>(rng_() % keys_.size());
+    } while (p.key % kWriters != id_);
+    p.tag = (uint64_t{id_} + 1) << 40 | ++seq_;
+    const Key& k = keys_[p.key];
+    std::string v(8, '\0');
+    std::memcpy(v.data(), &p.tag, 8);
+    std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      const mgmt::PoolView& pv = view();
+      IoCtxValues ctx{pv.pool.id, pv.pool.map.version, pool_.cookie, pool_.cont, 0};
+      Message m;
+      m.dst = ActorAddr{leader(k), 0, proto::kObjectServiceActor};
+      m.protocol = proto::kProtoObject;
+      m.method = proto::kObjUpdate;
+      m.body = update_body(k.oid, k.dkey, kAkey, ValueKind::single, 0, crc32c(bytes), UpdateFlags{},
+                           ctx);
+      m.bulk = Buffer(v.data(), v.size());
+      auto r = rt_->ask(std::move(m), std::chrono::seconds(10));
+      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
+      if (st.is_ok()) {
+        auto e = decoded(*r, decode_epoch);
+        if (e) {
+          p.acked = true;
+          p.epoch = *e;
+        }
+        break;
+      }
+      if (st.code() != Errc::stale && st.code() != Errc::busy) break;
+      target_->sleep_for(std::chrono::milliseconds(5));
+    }
+    if (!p.acked) target_->sleep_for(std::chrono::milliseconds(5));  // not in a tight loop
+    puts.push_back(p);
+  }
+
+  SimNet& net_;
+  SimPool& pool_;
+  const std::vector<Key>& keys_;
+  uint32_t id_;
+  uint64_t seq_ = 0;
+  std::mt19937_64 rng_;
+  std::shared_ptr<const mgmt::PoolView> view_;
+  std::unique_ptr<Target> target_;
+  std::unique_ptr<ActorRuntime> rt_;
+  std::unique_ptr<SimTransport> tp_;
+};
+
+// Fault points of the production code (Env::fault) the simulation turns on, per 100,000 times
+// each is reached: a log write the device refuses (an update, or a rebuild's import), a message
+// the fabric refuses.
+const SimEnv::Rates kFaultRates = {{"wal.write", 200}, {"net.send", 100}};
+
+class Simulation {
+ public:
+  Simulation(uint64_t seed, int steps)
+      : seed_(seed),
+        steps_(steps),
+        rng_(seed),
+        env_(SimEnv::Options{seed, true}),
+        net_(seed ^ 0x9e3779b97f4a7c15ull) {
+    for (uint32_t r = 0; r < kEngines; ++r) {
+      must(st_.apply({{"op", "join"},
+                      {"rank", r},
+                      {"host", fmt::format("h{}", r)},
+                      {"control_addr", "sim"},
+                      {"provider", "sim"},
+                      {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}}));
+    }
+    std::vector<uint32_t> ranks;
+    for (uint32_t r = 0; r < kEngines; ++r) ranks.push_back(r);
+    must(st_.apply({{"op", "pool_create"},
+                    {"uuid", "00000000-0000-4000-8000-000000000001"},
+                    {"label", "sim"},
+                    {"target_bytes", SimEngine::kDiskBytes},
+                    {"ranks", ranks},
+                    {"acl", mgmt::acl_json(mgmt::Acl{})}}));
+    mgmt::ContProps props;
+    props.label = "data";
+    props.oclass = placement::find_class("RP_3GX")->id;
+    props.rf = 2;
+    must(st_.apply({{"op", "cont_create"},
+                    {"pool", 1},
+                    {"uuid", "00000000-0000-4000-8000-000000000002"},
+                    {"props", mgmt::props_json(props)},
+                    {"acl", mgmt::acl_json(mgmt::Acl{})},
+                    {"epoch", 1}}));
+    publish();
+    pool_.cont = st_.pool(1)->containers.begin()->second.id;
+    const uint16_t cls = placement::find_class("RP_3GX")->id;
+    for (uint32_t o = 0; o < kObjects; ++o) {
+      for (uint32_t d = 0; d < kDkeys; ++d) {
+        keys_.push_back(Key{placement::with_class({0, 3000 + o}, cls), fmt::format("d-{}", d)});
+      }
+    }
+    for (uint32_t r = 0; r < kEngines; ++r) {
+      engines_.push_back(std::make_unique<SimEngine>(env_, net_, pool_, r, seed * 131 + r));
+      EXPECT_TRUE(engines_.back()->start().is_ok());
+    }
+    for (uint32_t w = 0; w < kWriters; ++w) {
+      writers_.push_back(std::make_unique<Writer>(env_, net_, pool_, keys_, w, seed * 7 + w));
+    }
+  }
+  ~Simulation() {
+    writers_.clear();
+    engines_.clear();  // waits for the dead incarnations to stop, too
+  }
+
+  void run() {
+    std::vector<std::future<void>> loops;
+    for (auto& w : writers_) loops.push_back(w->start());
+    net_.set_faults({20, 3000, 2000});
+    env_.set_faults(kFaultRates);
+    for (int i = 0; i < steps_ && !::testing::Test::HasFailure(); ++i) step();
+    // Heal: no more faults; every engine back in the map; the writers stop once the last
+    // generation began (writes meet it in flight).
+    net_.set_faults({});
+    env_.set_faults({});
+    for (auto& e : engines_) {
+      if (e->dead()) bring_back(*e);
+    }
+    for (auto& w : writers_) w->stop = true;
+    for (auto& l : loops) l.wait();
+    if (::testing::Test::HasFailure()) return;
+    ASSERT_TRUE(drive_until([&] { return !st_.pool(1)->map.moving(); }, "the map settles"));
+    check();
+  }
+
+  const std::vector<std::string>& log() const { return log_; }
+  static inline std::map<std::string, uint64_t> fired_;  // per fault point, over all seeds
+
+ private:
+  static void must(Status st) { ASSERT_TRUE(st.is_ok()) << st.to_string(); }
+
+  // The state machine's pool as the engines and clients see it (test thread).
+  void publish() {
+    auto v = std::make_shared<mgmt::PoolView>();
+    v->pool = *st_.pool(1);
+    v->provider = "sim";
+    for (uint32_t r = 0; r < kEngines; ++r) {
+      v->addrs[r] = mgmt::EngineAddr{"sim", {engine_addr(r)}, "joined"};
+    }
+    mgmt::ContView cv;
+    cv.c = v->pool.containers.begin()->second;
+    v->conts.push_back(cv);
+    pool_.publish(std::move(v));
+  }
+  const mgmt::Pool& pool() const { return *st_.pool(1); }
+  // A command of the management service; the new map is published, and a new generation sent.
+  void apply(json cmd) {
+    const uint32_t gen = pool().rebuild.gen;
+    cmd["pool"] = 1;
+    must(st_.apply(cmd));
+    publish();
+    if (pool().rebuild.gen != gen) dispatch();
+  }
+  // The current generation to every running engine that has not taken it.
+  void dispatch() {
+    const mgmt::Pool& p = pool();
+    if (p.rebuild.state != "busy") return;
+    for (auto& e : engines_) {
+      if (e->dead()) continue;
+      const uint64_t inc = e->incarnation();
+      {
+        std::lock_guard lk(mu_);
+        auto& sent = sent_[e->rank()];
+        if (sent.first == p.rebuild.gen && sent.second == inc) continue;
+        sent = {p.rebuild.gen, inc};
+      }
+      rebuild::RunOptions o{1, p.rebuild.gen, p.rebuild.version, rng_() % 3 == 0 ? 0.5 : 1.0};
+      SimEngine* eng = e.get();
+      const uint32_t rank = e->rank();
+      e->post([this, eng, rank, inc, o](ActorRuntime& rt, TargetPools& pools) {
+        rebuild::run_generation(rt, pools, rank, o,
+                                [this, eng, rank, inc, gen = o.gen](const auto& r, bool done) {
+                                  // Only the living incarnation speaks (a dead one's fibers may run
+                                  // on, but nothing they send arrives): checked on the engine's
+                                  // thread, where it dies.
+                                  if (!done || eng->dead() || !eng->owns(Target::current())) return;
+                                  std::lock_guard lk(mu_);
+                                  reports_[rank] = Report{gen, inc, r};
+                                });
+      });
+    }
+  }
+  // The service's rules (actors/mgmt/service.cpp): a generation completes once every target
+  // that serves or is being filled reported it done, whatever its engine's membership (a dead
+  // engine still in the map may hold the one copy a position is filled from: the generation
+  // waits for it to come back); a target that failed fails it, and a new one starts (test
+  // thread).
+  void drive() {
+    dispatch();
+    const mgmt::Pool& p = pool();
+    if (p.rebuild.state == "failed" || (p.rebuild.state != "busy" && p.map.moving())) {
+      apply({{"op", "rebuild_start"}});
+      return;
+    }
+    if (p.rebuild.state != "busy") return;
+    TargetPools::RebuildRun sum;
+    std::string error;
+    {
+      std::lock_guard lk(mu_);
+      for (const auto& me : p.map.engines) {
+        if (!in_map(me.rank)) continue;
+        auto it = reports_.find(me.rank);
+        if (it == reports_.end() || it->second.gen != p.rebuild.gen) return;  // still running
+        const auto& r = it->second.run;
+        if (!r.error.empty() && error.empty()) {
+          error = fmt::format("rank {}: {}", me.rank, r.error);
+        }
+        sum.objects += r.objects;
+        sum.records += r.records;
+        sum.bytes += r.bytes;
+        sum.lost += r.lost;
+      }
+    }
+    if (!error.empty()) {
+      log_.push_back(fmt::format("  generation {} failed: {}", p.rebuild.gen, error));
+      apply({{"op", "rebuild_failed"}, {"gen", p.rebuild.gen}, {"error", error}});
+      return;
+    }
+    EXPECT_EQ(sum.lost, 0u) << "generation " << p.rebuild.gen << " found data no one holds";
+    log_.push_back(fmt::format("  generation {} done: {} objects, {} records, {} bytes",
+                               p.rebuild.gen, sum.objects, sum.records, sum.bytes));
+    ++generations_;
+    apply({{"op", "rebuild_done"},
+           {"gen", p.rebuild.gen},
+           {"objects", sum.objects},
+           {"records", sum.records},
+           {"bytes", sum.bytes},
+           {"lost", sum.lost}});
+  }
+  // Drives the rebuild until `done()` or a minute of wall time passed (test thread).
+  template <typename F>
+  bool drive_until(F done, const std::string& what) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!done()) {
+      if (::testing::Test::HasFailure()) return false;
+      if (std::chrono::steady_clock::now() > end) {
+        ADD_FAILURE() << what << ": not within 120 s (rebuild " << pool().rebuild.state
+                      << ", generation " << pool().rebuild.gen << ")";
+        return false;
+      }
+      drive();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+  }
+  // Lets time pass for `ms` while driving the rebuild.
+  void pass(int ms) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (std::chrono::steady_clock::now() < end && !::testing::Test::HasFailure()) {
+      drive();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+
+  // Whether the map still counts on the rank's target (it serves its data, or is being filled):
+  // a generation waits for it.
+  bool in_map(uint32_t rank) const {
+    const auto* e = pool().map.engine(rank);
+    if (e == nullptr) return false;
+    const placement::TargetState s = e->targets[0].state;
+    return placement::is_available(s) || placement::is_serving(s);
+  }
+  size_t dead_count() const {
+    return static_cast<size_t>(
+        std::count_if(engines_.begin(), engines_.end(), [](const auto& e) { return e->dead(); }));
+  }
+  // A dead engine comes back: restarted on its disk while the map still counts on it, else
+  // reintegrated (its stale store dropped, its target up again, a rebuild fills it).
+  void bring_back(SimEngine& e) {
+    const uint32_t r = e.rank();
+    const bool reint = !in_map(r);
+    if (reint) e.wipe();
+    ASSERT_TRUE(e.restart().is_ok()) << "rank " << r << " restarts";
+    must(st_.apply({{"op", "join"},
+                    {"rank", r},
+                    {"host", fmt::format("h{}", r)},
+                    {"control_addr", "sim"},
+                    {"provider", "sim"},
+                    {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}}));
+    if (reint) {
+      log_.push_back(fmt::format("reintegrate rank {}", r));
+      apply({{"op", "target_state"},
+             {"rank", r},
+             {"target", -1},
+             {"state", std::string(placement::state_name(placement::TargetState::up))},
+             {"rebuild", true}});
+    } else {
+      log_.push_back(fmt::format("restart rank {} on its disk", r));
+      dispatch();  // a generation under way: its new incarnation runs it again
+    }
+  }
+
+  // One fault the seed draws, then time passing (test thread).
+  void step() {
+    pass(20 + static_cast<int>(rng_() % 300));
+    const uint32_t draw = rng_() % 10;
+    const bool power = rng_() % 2 == 0;
+    if (draw < 2) {
+      const auto d = std::chrono::milliseconds(100 + rng_() % 8000);
+      env_.skip(d);
+      for (auto& e : engines_) e->wake();
+      for (auto& w : writers_) w->wake();
+      log_.push_back(fmt::format("clock skips {} ms", d.count()));
+      return;
+    }
+    if (draw < 7 && dead_count() < kMaxDead) {
+      SimEngine& v = *engines_[rng_() % kEngines];
+      if (v.dead()) return;
+      v.kill(power);
+      if (rng_() % 3 == 0) {
+        // A rolling restart: back on its disk before the failure detector noticed.
+        log_.push_back(
+            fmt::format("kill rank {}{}, restart", v.rank(), power ? " (power loss)" : ""));
+        pass(static_cast<int>(rng_() % 200));
+        bring_back(v);
+        return;
+      }
+      log_.push_back(
+          fmt::format("kill rank {}{}, reported dead", v.rank(), power ? " (power loss)" : ""));
+      apply({{"op", "leave"}, {"rank", v.rank()}, {"state", "dead"}});
+      return;
+    }
+    if (draw < 9) {
+      // A dead engine returns, maybe in the middle of a generation.
+      for (auto& e : engines_) {
+        if (e->dead()) {
+          bring_back(*e);
+          return;
+        }
+      }
+      return;
+    }
+    // The current generation completes before the next fault (the engines it waits for back).
+    for (auto& e : engines_) {
+      if (e->dead() && in_map(e->rank())) bring_back(*e);
+    }
+    drive_until([&] { return pool().rebuild.state != "busy"; }, "the generation completes");
+  }
+
+  // The value of a key at each of `epochs` (0: newest) in rank's store.
+  std::vector<Value> read_replica(uint32_t rank, const Key& k,
+                                  const std::vector<uint64_t>& epochs) {
+    const uint32_t cont = pool_.cont;
+    return engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
+      std::vector<Value> out;
+      for (uint64_t e : epochs) {
+        auto r = sh.store->fetch(shard_keys::store_key(k.oid, cont), k.dkey, kAkey,
+                                 ValueKind::single, 0, 0, e);
+        Value v;
+        if (r && r->data.size() == 8) {
+          std::memcpy(&v.tag, r->data.data(), 8);
+          v.epoch = r->epoch;
+        }
+        out.push_back(v);
+      }
+      return out;
+    });
+  }
+  // Every engine decides what it holds prepared (test thread).
+  void settle() {
+    for (auto& e : engines_) {
+      Status st;
+      for (int i = 0; i < 600; ++i) {
+        st = e->on_target([](PoolShard& sh, ObjectService& svc) { return svc.settle_all(sh); });
+        if (st.is_ok() || st.code() != Errc::busy) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      ASSERT_TRUE(st.is_ok()) << "rank " << e->rank() << " settles: " << st.to_string();
+    }
+  }
+
+  void check() {
+    settle();
+    std::vector<Put> all;
+    for (auto& w : writers_) all.insert(all.end(), w->puts.begin(), w->puts.end());
+    size_t acked = 0;
+    for (uint32_t k = 0; k < keys_.size(); ++k) {
+      std::vector<const Put*> mine;
+      std::vector<uint64_t> epochs;
+      for (const auto& p : all) {
+        if (p.key != k) continue;
+        mine.push_back(&p);
+        if (p.acked) epochs.push_back(p.epoch);
+      }
+      epochs.push_back(0);
+      auto place = placement::place(keys_[k].oid, pool().map);
+      ASSERT_TRUE(place);
+      std::vector<Value> first;
+      std::string where;
+      for (const auto& pos : place->dkey(keys_[k].dkey)) {
+        ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
+        auto got = read_replica(pos.home.rank, keys_[k], epochs);
+        if (first.empty()) {
+          first = got;
+          where = fmt::format("rank {}", pos.home.rank);
+          continue;
+        }
+        for (size_t i = 0; i < got.size(); ++i) {
+          ASSERT_EQ(got[i], first[i])
+              << "replicas of key " << k << " disagree at epoch " << epochs[i]
+              << (epochs[i] == 0 ? " (newest)" : "") << ": rank " << pos.home.rank << " against "
+              << where;
+        }
+      }
+      size_t i = 0, last_acked = 0;
+      for (size_t n = 0; n < mine.size(); ++n) {
+        if (!mine[n]->acked) continue;
+        ++acked;
+        last_acked = n + 1;
+        ASSERT_EQ(first[i].tag, mine[n]->tag) << "key " << k << ": acknowledged update at epoch "
+                                              << mine[n]->epoch << " lost; found " << first[i];
+        ++i;
+      }
+      if (last_acked == 0) continue;
+      bool later = false;
+      for (size_t n = last_acked - 1; n < mine.size(); ++n)
+        later |= mine[n]->tag == first.back().tag;
+      ASSERT_TRUE(later) << "key " << k << " shows " << first.back()
+                         << ", older than its last acknowledged update";
+    }
+    uint64_t power = 0, incarnations = 0;
+    for (auto& e : engines_) {
+      power += e->power_losses();
+      incarnations += e->incarnation();
+    }
+    std::cout << fmt::format(
+        "seed {}: {} updates ({} acknowledged); {} faults ({} power losses, {} engine starts); "
+        "{} generations completed; map version {}; {} messages, {} dropped\n",
+        seed_, all.size(), acked, log_.size(), power, incarnations, generations_,
+        pool().map.version, net_.sent(), net_.dropped());
+    EXPECT_GT(acked, 0u);
+    EXPECT_GT(generations_, 0u);
+    std::string points;
+    for (const auto& [site, n] : env_.fault_counts()) {
+      points += fmt::format(" {} {}/{}", site, n.fired, n.asked);
+      fired_[site] += n.fired;
+    }
+    std::cout << "  fault points (failed/reached):" << points << "\n";
+  }
+
+  struct Report {
+    uint32_t gen = 0;
+    uint64_t incarnation = 0;
+    TargetPools::RebuildRun run;
+  };
+
+  uint64_t seed_;
+  int steps_;
+  std::mt19937_64 rng_;
+  SimEnv env_;
+  SimNet net_;
+  mgmt::MgmtState st_;  // the management service's state machine (test thread)
+  SimPool pool_;
+  std::vector<Key> keys_;
+  std::vector<std::unique_ptr<SimEngine>> engines_;
+  std::vector<std::unique_ptr<Writer>> writers_;
+  std::mutex mu_;  // reports_ and sent_: engine threads report, the test thread reads
+  std::map<uint32_t, Report> reports_;                      // by rank: its last finished run
+  std::map<uint32_t, std::pair<uint32_t, uint64_t>> sent_;  // by rank: generation, incarnation
+  uint64_t generations_ = 0;
+  std::vector<std::string> log_;
+};
+
+int env_int(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoi(v) : dflt;
+}
+
+}  // namespace
+
+TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
+  const int seeds = env_int("TESSERA_REBUILD_SIM_SEEDS", 3);
+  const int steps = env_int("TESSERA_REBUILD_SIM_STEPS", 24);
+  std::vector<uint64_t> run;
+  if (const char* one = std::getenv("TESSERA_REBUILD_SIM_SEED")) {
+    run.push_back(std::strtoull(one, nullptr, 10));
+  } else {
+    for (int s = 1; s <= seeds; ++s) run.push_back(static_cast<uint64_t>(s) * 7919ull);
+  }
+  for (uint64_t seed : run) {
+    if (HasFailure()) break;
+    Simulation sim(seed, steps);
+    sim.run();
+    if (HasFailure()) {
+      std::cout << fmt::format(
+          "seed {} failed; run it again with: TESSERA_REBUILD_SIM_SEED={} "
+          "build/release/tests/rebuild_sim --gtest_filter='RebuildSim.*'\nfaults:\n",
+          seed, seed);
+      for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
+    }
+  }
+  if (run.size() == 1 || HasFailure()) return;
+  for (const auto& [site, rate] : kFaultRates) {
+    EXPECT_GT(Simulation::fired_[site], 0u) << "fault point " << site << " never failed";
+  }
+}
