@@ -27,7 +27,8 @@
 // is its last acknowledged update or one sent after it.
 //
 // A failure names its seed and the command that runs it again. TESSERA_REBUILD_SIM_SEEDS=N runs
-// N seeds, TESSERA_REBUILD_SIM_SEED=S one; TESSERA_REBUILD_SIM_STEPS sets each seed's faults.
+// N seeds, TESSERA_REBUILD_SIM_SEED=S one; TESSERA_REBUILD_SIM_STEPS sets each seed's faults;
+// TESSERA_REBUILD_SIM_LOG=1 prints the faults and generations of a seed that passed, too.
 // Thread timing is real: a failing seed is run again to reproduce, not replayed step by step.
 #include <gtest/gtest.h>
 
@@ -416,11 +417,15 @@ class Simulation {
         std::count_if(engines_.begin(), engines_.end(), [](const auto& e) { return e->dead(); }));
   }
   // A dead engine comes back: restarted on its disk while the map still counts on it, else
-  // reintegrated (its stale store dropped, its target up again, a rebuild fills it).
+  // reintegrated (its target up again, a rebuild fills it). As the management service does
+  // (docs/REBUILD.md, "Reintegration never discards the last copy"), its store is dropped only
+  // once a rebuild copied its data elsewhere (down-out); a target still down keeps what it had.
   void bring_back(SimEngine& e) {
     const uint32_t r = e.rank();
     const bool reint = !in_map(r);
-    if (reint) e.wipe();
+    const bool drop =
+        reint && pool().map.engine(r)->targets[0].state == placement::TargetState::down_out;
+    if (drop) e.wipe();
     ASSERT_TRUE(e.restart().is_ok()) << "rank " << r << " restarts";
     must(st_.apply({{"op", "join"},
                     {"rank", r},
@@ -429,7 +434,8 @@ class Simulation {
                     {"provider", "sim"},
                     {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}}));
     if (reint) {
-      log_.push_back(fmt::format("reintegrate rank {}", r));
+      log_.push_back(
+          fmt::format("reintegrate rank {} ({})", r, drop ? "store dropped" : "data kept"));
       apply({{"op", "target_state"},
              {"rank", r},
              {"target", -1},
@@ -547,10 +553,9 @@ class Simulation {
           continue;
         }
         for (size_t i = 0; i < got.size(); ++i) {
-          ASSERT_EQ(got[i], first[i])
-              << "replicas of key " << k << " disagree at epoch " << epochs[i]
-              << (epochs[i] == 0 ? " (newest)" : "") << ": rank " << pos.home.rank << " against "
-              << where;
+          ASSERT_EQ(got[i], first[i]) << "replicas of key " << k << " disagree at epoch "
+                                      << epochs[i] << (epochs[i] == 0 ? " (newest)" : "")
+                                      << ": rank " << pos.home.rank << " against " << where;
         }
       }
       size_t i = 0, last_acked = 0;
@@ -632,6 +637,9 @@ TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
     if (HasFailure()) break;
     Simulation sim(seed, steps);
     sim.run();
+    if (std::getenv("TESSERA_REBUILD_SIM_LOG") != nullptr && !HasFailure()) {
+      for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
+    }
     if (HasFailure()) {
       std::cout << fmt::format(
           "seed {} failed; run it again with: TESSERA_REBUILD_SIM_SEED={} "
