@@ -41,7 +41,9 @@
 #include "core/actor.hpp"
 #include "core/sim_env.hpp"
 #include "core/target.hpp"
+#include "mgmt/state.hpp"
 #include "mgmt/types.hpp"
+#include "placement/layout.hpp"
 #include "proto/protocol.hpp"
 #include "shard/pool_shard.hpp"
 #include "storage/block_queue.hpp"
@@ -231,6 +233,35 @@ class SimPool {
 
 inline std::string engine_addr(uint32_t rank) {
   return fmt::format("sim-engine-{}", rank);
+}
+
+// The management service's command for engine `rank` (one target) joining.
+inline nlohmann::json join_cmd(uint32_t rank) {
+  return {{"op", "join"},
+          {"rank", rank},
+          {"host", fmt::format("h{}", rank)},
+          {"control_addr", "sim"},
+          {"provider", "sim"},
+          {"fabric_addrs", nlohmann::json::array({fmt::format("{:02x}", rank)})}};
+}
+
+// Engines 0..engines-1 join `st`, which creates pool 1 over them with one container of class
+// `oclass` and redundancy factor `rf`: the management service's own state machine.
+inline Status create_pool(mgmt::MgmtState& st, uint32_t engines, const std::string& oclass,
+                          uint32_t rf);
+
+// The view of pool 1 of `st` the management service would give engines and clients.
+inline std::shared_ptr<mgmt::PoolView> pool_view(const mgmt::MgmtState& st, uint32_t engines) {
+  auto v = std::make_shared<mgmt::PoolView>();
+  v->pool = *st.pool(1);
+  v->provider = "sim";
+  for (uint32_t r = 0; r < engines; ++r) {
+    v->addrs[r] = mgmt::EngineAddr{"sim", {engine_addr(r)}, "joined"};
+  }
+  mgmt::ContView cv;
+  cv.c = v->pool.containers.begin()->second;
+  v->conts.push_back(cv);
+  return v;
 }
 
 // One engine of one target: its incarnations come and go, its disk stays.
@@ -443,5 +474,44 @@ class SimEngine {
   uint64_t incarnation_ = 0;
   std::atomic<uint64_t> power_losses_{0};
 };
+
+inline Status create_pool(mgmt::MgmtState& st, uint32_t engines, const std::string& oclass,
+                          uint32_t rf) {
+  std::vector<uint32_t> ranks;
+  for (uint32_t r = 0; r < engines; ++r) {
+    TESSERA_TRY(st.apply(join_cmd(r)));
+    ranks.push_back(r);
+  }
+  TESSERA_TRY(st.apply({{"op", "pool_create"},
+                        {"uuid", "00000000-0000-4000-8000-000000000001"},
+                        {"label", "sim"},
+                        {"target_bytes", SimEngine::kDiskBytes},
+                        {"ranks", ranks},
+                        {"acl", mgmt::acl_json(mgmt::Acl{})}}));
+  mgmt::ContProps props;
+  props.label = "sim";
+  props.oclass = placement::find_class(oclass)->id;
+  props.rf = rf;
+  return st.apply({{"op", "cont_create"},
+                   {"pool", 1},
+                   {"uuid", "00000000-0000-4000-8000-000000000002"},
+                   {"props", mgmt::props_json(props)},
+                   {"acl", mgmt::acl_json(mgmt::Acl{})},
+                   {"epoch", 1}});
+}
+
+// Every engine decides every transaction it holds prepared, retried while a participant is
+// still busy (test thread; every engine running).
+inline void settle_engines(const std::vector<std::unique_ptr<SimEngine>>& engines) {
+  for (const auto& e : engines) {
+    Status st;
+    for (int i = 0; i < 600; ++i) {
+      st = e->on_target([](PoolShard& sh, ObjectService& svc) { return svc.settle_all(sh); });
+      if (st.is_ok() || st.code() != Errc::busy) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(st.is_ok()) << "rank " << e->rank() << " settles: " << st.to_string();
+  }
+}
 
 }  // namespace tessera::sim

@@ -42,6 +42,7 @@
 #include "proto/tx_ops.hpp"
 #include "shard/keys.hpp"
 #include "tests/sim/dtx_cluster.hpp"
+#include "tests/sim/seeds.hpp"
 
 using namespace tessera;
 using namespace tessera::sim;
@@ -328,45 +329,9 @@ class SimClient {
 // The pool map, from the management service's own state machine.
 void make_pool(SimPool& p) {
   mgmt::MgmtState st;
-  for (uint32_t r = 0; r < kEngines; ++r) {
-    EXPECT_TRUE(st.apply({{"op", "join"},
-                          {"rank", r},
-                          {"host", fmt::format("h{}", r)},
-                          {"control_addr", "sim"},
-                          {"provider", "sim"},
-                          {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}})
-                    .is_ok());
-  }
-  std::vector<uint32_t> ranks;
-  for (uint32_t r = 0; r < kEngines; ++r) ranks.push_back(r);
-  EXPECT_TRUE(st.apply({{"op", "pool_create"},
-                        {"uuid", "00000000-0000-4000-8000-000000000001"},
-                        {"label", "sim"},
-                        {"target_bytes", SimEngine::kDiskBytes},
-                        {"ranks", ranks},
-                        {"acl", mgmt::acl_json(mgmt::Acl{})}})
-                  .is_ok());
-  mgmt::ContProps props;
-  props.label = "bank";
-  props.oclass = placement::find_class("RP_3GX")->id;
-  props.rf = 2;
-  EXPECT_TRUE(st.apply({{"op", "cont_create"},
-                        {"pool", 1},
-                        {"uuid", "00000000-0000-4000-8000-000000000002"},
-                        {"props", mgmt::props_json(props)},
-                        {"acl", mgmt::acl_json(mgmt::Acl{})},
-                        {"epoch", 1}})
-                  .is_ok());
-  auto v = std::make_shared<mgmt::PoolView>();
-  v->pool = *st.pool(1);
-  v->provider = "sim";
-  for (uint32_t r = 0; r < kEngines; ++r) {
-    v->addrs[r] = mgmt::EngineAddr{"sim", {engine_addr(r)}, "joined"};
-  }
-  mgmt::ContView cv;
-  cv.c = v->pool.containers.begin()->second;
-  v->conts.push_back(cv);
-  p.cont = cv.c.id;
+  ASSERT_TRUE(create_pool(st, kEngines, "RP_3GX", 2).is_ok());
+  auto v = pool_view(st, kEngines);
+  p.cont = v->conts.at(0).c.id;
   p.publish(std::move(v));
 }
 
@@ -536,17 +501,7 @@ class Simulation {
   }
 
   // Every engine decides what it holds prepared (test thread).
-  void settle() {
-    for (auto& e : engines_) {
-      Status st;
-      for (int i = 0; i < 600; ++i) {
-        st = e->on_target([](PoolShard& sh, ObjectService& svc) { return svc.settle_all(sh); });
-        if (st.is_ok() || st.code() != Errc::busy) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      ASSERT_TRUE(st.is_ok()) << "rank " << e->rank() << " settles: " << st.to_string();
-    }
-  }
+  void settle() { settle_engines(engines_); }
 
   // The value of `acct` at each of `epochs` (0: newest) on replica `rank`.
   std::vector<Value> read_replica(uint32_t rank, const Account& a,
@@ -746,33 +701,16 @@ class Simulation {
   const std::vector<std::string>& log() const { return log_; }
 };
 
-int env_int(const char* name, int dflt) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::atoi(v) : dflt;
-}
-
 }  // namespace
 
 TEST(DtxSim, TransfersKeepSerializableHistoryThroughKillsAndPowerLoss) {
-  const int seeds = env_int("TESSERA_DTX_SIM_SEEDS", 3);
   const double seconds = env_int("TESSERA_DTX_SIM_SECONDS", 8);
-  std::vector<uint64_t> run;
-  if (const char* one = std::getenv("TESSERA_DTX_SIM_SEED")) {
-    run.push_back(std::strtoull(one, nullptr, 10));
-  } else {
-    for (int s = 1; s <= seeds; ++s) run.push_back(static_cast<uint64_t>(s) * 1000003ull);
-  }
+  const std::vector<uint64_t> run = seeds("DTX_SIM", 3, 1000003ull);
   for (uint64_t seed : run) {
     if (HasFailure()) break;
     Simulation sim(seed, seconds);
     sim.run();
-    if (HasFailure()) {
-      std::cout << fmt::format(
-          "seed {} failed; run it again with: TESSERA_DTX_SIM_SEED={} "
-          "build/release/tests/dtx_sim --gtest_filter='DtxSim.*'\nfaults:\n",
-          seed, seed);
-      for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
-    }
+    if (HasFailure()) print_failed_seed("DTX_SIM", seed, "dtx_sim", sim.log());
   }
   if (run.size() == 1) return;
   // Every fault point failed at least once over the seeds: the runs above went through them.

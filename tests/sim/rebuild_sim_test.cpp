@@ -47,6 +47,7 @@
 #include "rebuild/run.hpp"
 #include "shard/keys.hpp"
 #include "tests/sim/dtx_cluster.hpp"
+#include "tests/sim/seeds.hpp"
 
 using namespace tessera;
 using namespace tessera::sim;
@@ -208,32 +209,7 @@ class Simulation {
         rng_(seed),
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
-    for (uint32_t r = 0; r < kEngines; ++r) {
-      must(st_.apply({{"op", "join"},
-                      {"rank", r},
-                      {"host", fmt::format("h{}", r)},
-                      {"control_addr", "sim"},
-                      {"provider", "sim"},
-                      {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}}));
-    }
-    std::vector<uint32_t> ranks;
-    for (uint32_t r = 0; r < kEngines; ++r) ranks.push_back(r);
-    must(st_.apply({{"op", "pool_create"},
-                    {"uuid", "00000000-0000-4000-8000-000000000001"},
-                    {"label", "sim"},
-                    {"target_bytes", SimEngine::kDiskBytes},
-                    {"ranks", ranks},
-                    {"acl", mgmt::acl_json(mgmt::Acl{})}}));
-    mgmt::ContProps props;
-    props.label = "data";
-    props.oclass = placement::find_class("RP_3GX")->id;
-    props.rf = 2;
-    must(st_.apply({{"op", "cont_create"},
-                    {"pool", 1},
-                    {"uuid", "00000000-0000-4000-8000-000000000002"},
-                    {"props", mgmt::props_json(props)},
-                    {"acl", mgmt::acl_json(mgmt::Acl{})},
-                    {"epoch", 1}}));
+    must(create_pool(st_, kEngines, "RP_3GX", 2));
     publish();
     pool_.cont = st_.pool(1)->containers.begin()->second.id;
     const uint16_t cls = placement::find_class("RP_3GX")->id;
@@ -282,18 +258,7 @@ class Simulation {
   static void must(Status st) { ASSERT_TRUE(st.is_ok()) << st.to_string(); }
 
   // The state machine's pool as the engines and clients see it (test thread).
-  void publish() {
-    auto v = std::make_shared<mgmt::PoolView>();
-    v->pool = *st_.pool(1);
-    v->provider = "sim";
-    for (uint32_t r = 0; r < kEngines; ++r) {
-      v->addrs[r] = mgmt::EngineAddr{"sim", {engine_addr(r)}, "joined"};
-    }
-    mgmt::ContView cv;
-    cv.c = v->pool.containers.begin()->second;
-    v->conts.push_back(cv);
-    pool_.publish(std::move(v));
-  }
+  void publish() { pool_.publish(pool_view(st_, kEngines)); }
   const mgmt::Pool& pool() const { return *st_.pool(1); }
   // A command of the management service; the new map is published, and a new generation sent.
   void apply(json cmd) {
@@ -427,12 +392,7 @@ class Simulation {
         reint && pool().map.engine(r)->targets[0].state == placement::TargetState::down_out;
     if (drop) e.wipe();
     ASSERT_TRUE(e.restart().is_ok()) << "rank " << r << " restarts";
-    must(st_.apply({{"op", "join"},
-                    {"rank", r},
-                    {"host", fmt::format("h{}", r)},
-                    {"control_addr", "sim"},
-                    {"provider", "sim"},
-                    {"fabric_addrs", json::array({fmt::format("{:02x}", r)})}}));
+    must(st_.apply(join_cmd(r)));
     if (reint) {
       log_.push_back(
           fmt::format("reintegrate rank {} ({})", r, drop ? "store dropped" : "data kept"));
@@ -513,21 +473,8 @@ class Simulation {
       return out;
     });
   }
-  // Every engine decides what it holds prepared (test thread).
-  void settle() {
-    for (auto& e : engines_) {
-      Status st;
-      for (int i = 0; i < 600; ++i) {
-        st = e->on_target([](PoolShard& sh, ObjectService& svc) { return svc.settle_all(sh); });
-        if (st.is_ok() || st.code() != Errc::busy) break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-      ASSERT_TRUE(st.is_ok()) << "rank " << e->rank() << " settles: " << st.to_string();
-    }
-  }
-
   void check() {
-    settle();
+    settle_engines(engines_);
     std::vector<Put> all;
     for (auto& w : writers_) all.insert(all.end(), w->puts.begin(), w->puts.end());
     size_t acked = 0;
@@ -617,34 +564,18 @@ class Simulation {
   std::vector<std::string> log_;
 };
 
-int env_int(const char* name, int dflt) {
-  const char* v = std::getenv(name);
-  return v != nullptr ? std::atoi(v) : dflt;
-}
-
 }  // namespace
 
 TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
-  const int seeds = env_int("TESSERA_REBUILD_SIM_SEEDS", 3);
   const int steps = env_int("TESSERA_REBUILD_SIM_STEPS", 24);
-  std::vector<uint64_t> run;
-  if (const char* one = std::getenv("TESSERA_REBUILD_SIM_SEED")) {
-    run.push_back(std::strtoull(one, nullptr, 10));
-  } else {
-    for (int s = 1; s <= seeds; ++s) run.push_back(static_cast<uint64_t>(s) * 7919ull);
-  }
+  const std::vector<uint64_t> run = seeds("REBUILD_SIM", 3, 7919);
   for (uint64_t seed : run) {
     if (HasFailure()) break;
     Simulation sim(seed, steps);
     sim.run();
-    if (std::getenv("TESSERA_REBUILD_SIM_LOG") != nullptr && !HasFailure()) {
-      for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
-    }
     if (HasFailure()) {
-      std::cout << fmt::format(
-          "seed {} failed; run it again with: TESSERA_REBUILD_SIM_SEED={} "
-          "build/release/tests/rebuild_sim --gtest_filter='RebuildSim.*'\nfaults:\n",
-          seed, seed);
+      print_failed_seed("REBUILD_SIM", seed, "rebuild_sim", sim.log());
+    } else if (std::getenv("TESSERA_REBUILD_SIM_LOG") != nullptr) {
       for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
     }
   }

@@ -27,6 +27,7 @@
 #include "core/log.hpp"
 #include "core/sim_env.hpp"
 #include "tests/sim/dtx_cluster.hpp"
+#include "tests/sim/seeds.hpp"
 
 using namespace tessera;
 using namespace tessera::sim;
@@ -35,9 +36,11 @@ namespace {
 
 constexpr uint32_t kRanks = 8;
 constexpr auto kStep = std::chrono::milliseconds(100);  // the virtual clock's longest step
-constexpr auto kRun = std::chrono::seconds(240);       // virtual time under faults per seed
+constexpr auto kRun = std::chrono::seconds(240);        // virtual time under faults per seed
 
-SwimOptions options() { return SwimOptions{}; }  // the engine's defaults
+SwimOptions options() {
+  return SwimOptions{};
+}  // the engine's defaults
 
 // Down this long, a rank must have been reported: a prober reaches it within two rounds over
 // the member list, then it waits out its ping, the suspicion, and the reporter's list refresh.
@@ -65,7 +68,9 @@ struct Model {
   Nanos longest_refused{0};  // the longest a refused report's rank had been up
 };
 
-std::string addr_of(uint32_t rank) { return fmt::format("swim-{}", rank); }
+std::string addr_of(uint32_t rank) {
+  return fmt::format("swim-{}", rank);
+}
 
 // One engine: a target running the real SwimActor; incarnations come and go.
 class SwimNode {
@@ -111,8 +116,8 @@ class SwimNode {
     auto f = ready.get_future();
     ASSERT_TRUE(lp->target
                     ->start([lp, self, members, report, &ready] {
-                      lp->swim = std::make_unique<SwimActor>(*lp->rt, self, options(), members,
-                                                             report);
+                      lp->swim =
+                          std::make_unique<SwimActor>(*lp->rt, self, options(), members, report);
                       lp->rt->register_actor(proto::kSwimActor, lp->swim.get());
                       lp->swim->start();
                       ready.set_value();
@@ -234,8 +239,8 @@ class SwimSimulation {
       const Nanos back = rng_() % 2 == 0 ? std::chrono::milliseconds(200 + rng_() % 2000)
                                          : detection_bound() + std::chrono::seconds(rng_() % 10);
       restart_at[victim.rank()] = now + back;
-      log_.push_back(fmt::format("{} ms: rank {} killed, back in {} ms", ms(now), victim.rank(),
-                                 ms(back)));
+      log_.push_back(
+          fmt::format("{} ms: rank {} killed, back in {} ms", ms(now), victim.rank(), ms(back)));
     }
     net_.set_faults({});
     check();
@@ -290,8 +295,9 @@ class SwimSimulation {
     std::cout << fmt::format(
         "seed {}: {} kills, {} detected (mean {} ms, worst {} ms, bound {} ms), {} reports "
         "refused (up at most {} ms); {:.1f} messages per engine per second, {} dropped\n",
-        seed_, std::count_if(log_.begin(), log_.end(),
-                             [](const std::string& l) { return l.find("killed") != l.npos; }),
+        seed_,
+        std::count_if(log_.begin(), log_.end(),
+                      [](const std::string& l) { return l.find("killed") != l.npos; }),
         model_.detections.size(),
         model_.detections.empty() ? 0 : ms(sum) / static_cast<int64_t>(model_.detections.size()),
         ms(worst), ms(detection_bound()), model_.refused, ms(model_.longest_refused),
@@ -315,25 +321,11 @@ TEST(SwimSim, DetectsEveryDeathAndAccusesNoLiveEngine) {
   // Every suspicion is logged; the summary line says what a reader needs.
   const log::Level level = log::level();
   if (std::getenv("TESSERA_SWIM_SIM_LOG") == nullptr) log::set_level(log::Level::error);
-  std::vector<uint64_t> seeds;
-  if (const char* one = std::getenv("TESSERA_SWIM_SIM_SEED")) {
-    seeds.push_back(std::strtoull(one, nullptr, 10));
-  } else {
-    const char* n = std::getenv("TESSERA_SWIM_SIM_SEEDS");
-    const int count = n != nullptr ? std::atoi(n) : 16;
-    for (int s = 1; s <= count; ++s) seeds.push_back(static_cast<uint64_t>(s) * 7919);
-  }
-  for (uint64_t seed : seeds) {
+  for (uint64_t seed : seeds("SWIM_SIM", 16, 7919)) {
     if (HasFailure()) break;
     SwimSimulation sim(seed);
     sim.run();
-    if (HasFailure()) {
-      std::cout << fmt::format(
-          "seed {} failed; run it again with: TESSERA_SWIM_SIM_SEED={} "
-          "build/release/tests/swim_sim\n",
-          seed, seed);
-      for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
-    }
+    if (HasFailure()) print_failed_seed("SWIM_SIM", seed, "swim_sim", sim.log());
   }
   log::set_level(level);
 }
