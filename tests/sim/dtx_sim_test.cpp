@@ -42,6 +42,7 @@
 #include "proto/tx_ops.hpp"
 #include "shard/keys.hpp"
 #include "tests/sim/dtx_cluster.hpp"
+#include "tests/sim/history.hpp"
 #include "tests/sim/seeds.hpp"
 
 using namespace tessera;
@@ -63,15 +64,6 @@ constexpr const char* kAkey = "bal";
 struct Account {
   ObjectId oid;
   std::string dkey;
-};
-
-// One plain update (kObjUpdate: a distributed transaction over the key's group, not a user
-// transaction) and what the writer heard.
-struct PutRecord {
-  uint32_t key = 0;
-  uint64_t tag = 0;
-  uint64_t epoch = 0;  // acknowledged: the reply's
-  bool acked = false;
 };
 
 struct TxRecord {
@@ -524,44 +516,26 @@ class Simulation {
     });
   }
 
-  // Plain updates: every replica of a key shows each acknowledged update at its epoch, and the
-  // same newest value: the last acknowledged one, or one sent after it.
+  // Plain updates (kObjUpdate: a distributed transaction over the key's group, not a user
+  // transaction): every replica of a key shows the same, and that holds the key's history
+  // (tests/sim/history.hpp).
   void check_plain() {
     size_t acked = 0;
     for (uint32_t k = 0; k < kPlainKeys; ++k) {
-      std::vector<const PutRecord*> mine;
-      std::vector<uint64_t> epochs;
-      for (const auto& p : puts_) {
-        if (p.key != k) continue;
-        mine.push_back(&p);
-        if (p.acked) epochs.push_back(p.epoch);
-      }
-      epochs.push_back(0);
+      const KeyHistory h(puts_, k);
+      acked += h.acked();
       auto place = placement::place(plain_keys_[k].oid, pool_.view()->pool.map);
       ASSERT_TRUE(place);
       std::vector<Value> first;
       for (const auto& pos : place->dkey(plain_keys_[k].dkey)) {
-        auto got = read_replica(pos.home.rank, plain_keys_[k], epochs);
+        auto got = read_replica(pos.home.rank, plain_keys_[k], h.epochs());
         if (first.empty()) first = got;
         ASSERT_EQ(got, first) << "replicas of plain key " << k << " disagree (rank "
                               << pos.home.rank << ")";
       }
-      size_t i = 0, last_acked = 0;
-      for (size_t n = 0; n < mine.size(); ++n) {
-        if (!mine[n]->acked) continue;
-        ++acked;
-        last_acked = n + 1;
-        ASSERT_EQ(first[i].tag, mine[n]->tag)
-            << "plain key " << k << ": acknowledged update at epoch " << mine[n]->epoch
-            << " not there: " << first[i];
-        ++i;
-      }
-      if (last_acked == 0) continue;
-      const uint64_t now = first.back().tag;
-      bool later = false;
-      for (size_t n = last_acked - 1; n < mine.size(); ++n) later |= mine[n]->tag == now;
-      ASSERT_TRUE(later) << "plain key " << k << " shows " << first.back()
-                         << ", older than its last acknowledged update";
+      std::vector<uint64_t> tags;
+      for (const auto& v : first) tags.push_back(v.tag);
+      ASSERT_TRUE(h.shown_by(tags)) << "plain key " << k;
     }
     plain_acked_ = acked;
   }

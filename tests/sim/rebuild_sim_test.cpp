@@ -47,6 +47,7 @@
 #include "rebuild/run.hpp"
 #include "shard/keys.hpp"
 #include "tests/sim/dtx_cluster.hpp"
+#include "tests/sim/history.hpp"
 #include "tests/sim/seeds.hpp"
 
 using namespace tessera;
@@ -66,14 +67,6 @@ constexpr uint32_t kMaxDead = 2;  // engines down at once (the container's redun
 struct Key {
   ObjectId oid;
   std::string dkey;
-};
-
-// One update and what its writer heard.
-struct Put {
-  uint32_t key = 0;
-  uint64_t tag = 0;
-  uint64_t epoch = 0;  // acknowledged: the reply's
-  bool acked = false;
 };
 
 struct Value {
@@ -122,7 +115,7 @@ class Writer {
   }
 
   std::atomic<bool> stop{false};
-  std::vector<Put> puts;  // the writer's thread until it stopped
+  std::vector<PutRecord> puts;  // the writer's thread until it stopped
 
  private:
   // The newest pool map the management service published (client thread).
@@ -148,7 +141,7 @@ class Writer {
   // when refused before anything was done (a map older than the engine's, busy): anything else
   // could have been applied, so it stays unacknowledged.
   void put_one() {
-    Put p;
+    PutRecord p;
     do {
       p.key = static_cast<uint32_t>(rng_() % keys_.size());
     } while (p.key % kWriters != id_);
@@ -475,25 +468,22 @@ class Simulation {
   }
   void check() {
     settle_engines(engines_);
-    std::vector<Put> all;
+    std::vector<PutRecord> all;
     for (auto& w : writers_) all.insert(all.end(), w->puts.begin(), w->puts.end());
     size_t acked = 0;
     for (uint32_t k = 0; k < keys_.size(); ++k) {
-      std::vector<const Put*> mine;
-      std::vector<uint64_t> epochs;
-      for (const auto& p : all) {
-        if (p.key != k) continue;
-        mine.push_back(&p);
-        if (p.acked) epochs.push_back(p.epoch);
-      }
-      epochs.push_back(0);
+      const KeyHistory h(all, k);
+      acked += h.acked();
       auto place = placement::place(keys_[k].oid, pool().map);
       ASSERT_TRUE(place);
       std::vector<Value> first;
       std::string where;
       for (const auto& pos : place->dkey(keys_[k].dkey)) {
         ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
-        auto got = read_replica(pos.home.rank, keys_[k], epochs);
+        auto got = read_replica(pos.home.rank, keys_[k], h.epochs());
+        std::vector<uint64_t> tags;
+        for (const auto& v : got) tags.push_back(v.tag);
+        ASSERT_TRUE(h.shown_by(tags)) << "key " << k << " on rank " << pos.home.rank;
         if (first.empty()) {
           first = got;
           where = fmt::format("rank {}", pos.home.rank);
@@ -501,25 +491,10 @@ class Simulation {
         }
         for (size_t i = 0; i < got.size(); ++i) {
           ASSERT_EQ(got[i], first[i]) << "replicas of key " << k << " disagree at epoch "
-                                      << epochs[i] << (epochs[i] == 0 ? " (newest)" : "")
+                                      << h.epochs()[i] << (h.epochs()[i] == 0 ? " (newest)" : "")
                                       << ": rank " << pos.home.rank << " against " << where;
         }
       }
-      size_t i = 0, last_acked = 0;
-      for (size_t n = 0; n < mine.size(); ++n) {
-        if (!mine[n]->acked) continue;
-        ++acked;
-        last_acked = n + 1;
-        ASSERT_EQ(first[i].tag, mine[n]->tag) << "key " << k << ": acknowledged update at epoch "
-                                              << mine[n]->epoch << " lost; found " << first[i];
-        ++i;
-      }
-      if (last_acked == 0) continue;
-      bool later = false;
-      for (size_t n = last_acked - 1; n < mine.size(); ++n)
-        later |= mine[n]->tag == first.back().tag;
-      ASSERT_TRUE(later) << "key " << k << " shows " << first.back()
-                         << ", older than its last acknowledged update";
     }
     uint64_t power = 0, incarnations = 0;
     for (auto& e : engines_) {

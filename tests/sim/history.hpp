@@ -1,0 +1,72 @@
+// Plain updates of keys and the model they are checked against: each key has one writer, which
+// sends its updates one at a time and records what it heard. What a replica must show of a key:
+// every acknowledged update at the epoch it was acknowledged with, and as the newest value the
+// last acknowledged update or one sent after it (an unacknowledged update may or may not be
+// applied).
+#pragma once
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace tessera::sim {
+
+// One update and what its writer heard.
+struct PutRecord {
+  uint32_t key = 0;
+  uint64_t tag = 0;    // the value written: unique per update
+  uint64_t epoch = 0;  // acknowledged: the reply's
+  bool acked = false;
+};
+
+// One key's updates, in the order its writer sent them.
+class KeyHistory {
+ public:
+  KeyHistory(const std::vector<PutRecord>& all, uint32_t key) {
+    for (const auto& p : all) {
+      if (p.key != key) continue;
+      mine_.push_back(&p);
+      if (p.acked) epochs_.push_back(p.epoch);
+    }
+    acked_ = epochs_.size();
+    epochs_.push_back(0);
+  }
+  // The epochs to read the key at: each acknowledged update's, then 0 (the newest).
+  const std::vector<uint64_t>& epochs() const { return epochs_; }
+  size_t acked() const { return acked_; }
+
+  // Whether `tags` (what a replica shows at each of epochs(); 0: nothing) holds the history.
+  ::testing::AssertionResult shown_by(const std::vector<uint64_t>& tags) const {
+    if (tags.size() != epochs_.size()) {
+      return ::testing::AssertionFailure()
+             << tags.size() << " values for " << epochs_.size() << " epochs";
+    }
+    size_t i = 0, last_acked = 0;
+    for (size_t n = 0; n < mine_.size(); ++n) {
+      if (!mine_[n]->acked) continue;
+      last_acked = n + 1;
+      if (tags[i] != mine_[n]->tag) {
+        return ::testing::AssertionFailure() << fmt::format(
+                   "the update acknowledged at epoch {} (tag {:#x}) is lost: {:#x} there",
+                   mine_[n]->epoch, mine_[n]->tag, tags[i]);
+      }
+      ++i;
+    }
+    if (last_acked == 0) return ::testing::AssertionSuccess();
+    for (size_t n = last_acked - 1; n < mine_.size(); ++n) {
+      if (mine_[n]->tag == tags.back()) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure()
+           << fmt::format("the newest value (tag {:#x}) is older than the last acknowledged update",
+                          tags.back());
+  }
+
+ private:
+  std::vector<const PutRecord*> mine_;
+  std::vector<uint64_t> epochs_;
+  size_t acked_ = 0;
+};
+
+}  // namespace tessera::sim
