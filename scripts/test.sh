@@ -24,14 +24,14 @@ stage "build ($PRESET)"
 cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"
 cmake --build --preset "$PRESET" -j "$JOBS"
 
-# Memory safety under faults: the simulations (cluster, transactions, rebuild) and the shipped drills (drills once found
-# use-after-free bugs: rebuild and reintegration holding a pool shard across fiber
-# suspensions) run built with AddressSanitizer and UBSan, after the release suite; those drills
-# then run only there (the random drills stay in the release suite, at full speed). The longest
-# shipped drill (cascading failures under erasure coding, ~6 minutes under the sanitizers)
-# stays in the release suite: CI's time limit. The whole suite under the sanitizers:
-# scripts/test.sh asan. TESSERA_ASAN_SUBSET=0 skips this part and runs every shipped drill in
-# the release suite instead.
+# Memory safety under faults: the simulations (cluster, transactions, rebuild) and the shipped
+# drills (drills once found use-after-free bugs: rebuild and reintegration holding a pool shard
+# across fiber suspensions) run built with AddressSanitizer and UBSan, after the release suite;
+# those drills then run only there (the random drills stay in the release suite, at full speed).
+# The longest shipped drill (cascading failures under erasure coding, ~6 minutes under the
+# sanitizers) stays in the release suite: CI's time limit. The whole suite under the sanitizers:
+# scripts/test.sh asan. TESSERA_ASAN_SUBSET=0 skips this part and runs every shipped drill in the
+# release suite instead.
 # Data races: the unit and simulation tests (ctest labels unit and sim) run built with
 # ThreadSanitizer. The whole suite: scripts/test.sh tsan. TESSERA_TSAN_SUBSET=0 skips it.
 RELEASE_ONLY_DRILL='cascading_failures_ec4p2'
