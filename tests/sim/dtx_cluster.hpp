@@ -210,6 +210,32 @@ void wire_engine(Life& l, Env& env, SimNet& net, const std::string& thread, uint
   l.rt->set_transport(l.tp.get());
 }
 
+// A client's own target on the net, its runtime speaking the object protocol as libtessera
+// does: started when built, taken off the net and stopped when destroyed (test thread).
+struct SimClientNode {
+  SimClientNode(Env& env, SimNet& n, const std::string& thread, std::string address, uint32_t id)
+      : net(n), addr(std::move(address)) {
+    TargetOptions to;
+    to.name = thread;
+    to.spin_window = Nanos(0);
+    target = std::make_unique<Target>(env, to);
+    rt = std::make_unique<ActorRuntime>(*target, kClientRankBase | id);
+    tp = std::make_unique<SimTransport>(net, addr, false);
+    rt->set_transport(tp.get());
+    EXPECT_TRUE(target->start().is_ok());
+    net.add(addr, rt.get());
+  }
+  ~SimClientNode() {
+    net.remove(addr, rt.get());
+    target->stop();
+  }
+  SimNet& net;
+  std::string addr;
+  std::unique_ptr<Target> target;
+  std::unique_ptr<ActorRuntime> rt;
+  std::unique_ptr<SimTransport> tp;
+};
+
 // The pool this simulation serves (pool 1, one container), as the management service would
 // describe it: the newest view it published (any thread; the test publishes a new one when the
 // pool map changes).

@@ -114,30 +114,20 @@ class SimClient {
  public:
   SimClient(Env& env, SimNet& net, const SimPool& pool, const std::vector<Account>& accounts,
             uint32_t id, uint64_t seed)
-      : net_(net), pool_(pool), accounts_(accounts), id_(id), rng_(seed) {
-    TargetOptions to;
-    to.name = fmt::format("sim-c{}", id);
-    to.spin_window = Nanos(0);
-    target_ = std::make_unique<Target>(env, to);
-    rt_ = std::make_unique<ActorRuntime>(*target_, kClientRankBase | id);
-    tp_ = std::make_unique<SimTransport>(net, addr(), false);
-    rt_->set_transport(tp_.get());
-    EXPECT_TRUE(target_->start().is_ok());
-    mgmt::learn_view(*rt_, *pool.view());
-    net.add(addr(), rt_.get());
+      : pool_(pool),
+        accounts_(accounts),
+        id_(id),
+        rng_(seed),
+        node_(env, net, fmt::format("sim-c{}", id), fmt::format("sim-client-{}", id), id) {
+    mgmt::learn_view(*node_.rt, *pool.view());
   }
-  ~SimClient() {
-    net_.remove(addr(), rt_.get());
-    target_->stop();
-  }
-  std::string addr() const { return fmt::format("sim-client-{}", id_); }
-  void wake() { target_->wake(true); }
+  void wake() { node_.target->wake(true); }
 
   // Runs `fn` in a fiber on the client's target; the future is ready when it returned.
   std::future<void> run(std::function<void(SimClient&)> fn) {
     auto p = std::make_shared<std::promise<void>>();
     auto f = p->get_future();
-    target_->post([this, p, fn = std::move(fn)] {
+    node_.target->post([this, p, fn = std::move(fn)] {
       fn(*this);
       p->set_value();
     });
@@ -152,7 +142,7 @@ class SimClient {
     m.method = method;
     m.body = std::move(body);
     m.bulk = std::move(bulk);
-    auto r = rt_->ask(std::move(m), timeout);
+    auto r = node_.rt->ask(std::move(m), timeout);
     if (!r) return r.status();
     if (r->status != Errc::ok) return Status(r->status, r->error);
     return r;
@@ -200,7 +190,7 @@ class SimClient {
       }
       last = m.status();
       if (!retry_read(last.code())) return last;
-      target_->sleep_for(std::chrono::milliseconds(10));
+      node_.target->sleep_for(std::chrono::milliseconds(10));
     }
     return last;
   }
@@ -212,7 +202,7 @@ class SimClient {
       auto m = ask(rank, method, Buffer(body.data(), body.size()), Buffer(bulk.data(), bulk.size()),
                    std::chrono::seconds(10));
       if (!m && m.status().code() == Errc::busy && attempt < 50) {
-        target_->sleep_for(std::chrono::milliseconds(5));
+        node_.target->sleep_for(std::chrono::milliseconds(5));
         continue;
       }
       if (!m) return m.status();
@@ -268,7 +258,7 @@ class SimClient {
       p.epoch = *r;
     } else {
       // A member of the group is away (the map keeps it): not in a tight loop.
-      target_->sleep_for(std::chrono::milliseconds(5));
+      node_.target->sleep_for(std::chrono::milliseconds(5));
     }
     out.push_back(p);
   }
@@ -307,15 +297,12 @@ class SimClient {
   std::atomic<bool> stop{false};
 
  private:
-  SimNet& net_;
   const SimPool& pool_;
   const std::vector<Account>& accounts_;
   uint32_t id_;
   uint64_t seq_ = 0;
   std::mt19937_64 rng_;
-  std::unique_ptr<Target> target_;
-  std::unique_ptr<ActorRuntime> rt_;
-  std::unique_ptr<SimTransport> tp_;
+  SimClientNode node_;  // last: its target stops before the members its fibers use go
 };
 
 // The pool map, from the management service's own state machine.

@@ -84,30 +84,19 @@ class Writer {
  public:
   Writer(Env& env, SimNet& net, SimPool& pool, const std::vector<Key>& keys, uint32_t id,
          uint64_t seed)
-      : net_(net), pool_(pool), keys_(keys), id_(id), rng_(seed) {
-    TargetOptions to;
-    to.name = fmt::format("sim-w{}", id);
-    to.spin_window = Nanos(0);
-    target_ = std::make_unique<Target>(env, to);
-    rt_ = std::make_unique<ActorRuntime>(*target_, kClientRankBase | id);
-    tp_ = std::make_unique<SimTransport>(net, addr(), false);
-    rt_->set_transport(tp_.get());
-    EXPECT_TRUE(target_->start().is_ok());
-    net.add(addr(), rt_.get());
-  }
-  ~Writer() {
-    stop = true;
-    net_.remove(addr(), rt_.get());
-    target_->stop();
-  }
-  std::string addr() const { return fmt::format("sim-writer-{}", id_); }
-  void wake() { target_->wake(true); }
+      : pool_(pool),
+        keys_(keys),
+        id_(id),
+        rng_(seed),
+        node_(env, net, fmt::format("sim-w{}", id), fmt::format("sim-writer-{}", id), id) {}
+  ~Writer() { stop = true; }  // the node then stops the target: the loop ends
+  void wake() { node_.target->wake(true); }
 
   // Writes until stopped (on the writer's target); the future is ready when it stopped.
   std::future<void> start() {
     auto p = std::make_shared<std::promise<void>>();
     auto f = p->get_future();
-    target_->post([this, p] {
+    node_.target->post([this, p] {
       while (!stop) put_one();
       p->set_value();
     });
@@ -123,7 +112,7 @@ class Writer {
     auto v = pool_.view();
     if (!view_ || v->pool.map.version != view_->pool.map.version) {
       view_ = std::move(v);
-      mgmt::learn_view(*rt_, *view_);
+      mgmt::learn_view(*node_.rt, *view_);
     }
     return *view_;
   }
@@ -160,7 +149,7 @@ class Writer {
       m.body = update_body(k.oid, k.dkey, kAkey, ValueKind::single, 0, crc32c(bytes), UpdateFlags{},
                            ctx);
       m.bulk = Buffer(v.data(), v.size());
-      auto r = rt_->ask(std::move(m), std::chrono::seconds(10));
+      auto r = node_.rt->ask(std::move(m), std::chrono::seconds(10));
       Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
       if (st.is_ok()) {
         auto e = decoded(*r, decode_epoch);
@@ -171,22 +160,19 @@ class Writer {
         break;
       }
       if (st.code() != Errc::stale && st.code() != Errc::busy) break;
-      target_->sleep_for(std::chrono::milliseconds(5));
+      node_.target->sleep_for(std::chrono::milliseconds(5));
     }
-    if (!p.acked) target_->sleep_for(std::chrono::milliseconds(5));  // not in a tight loop
+    if (!p.acked) node_.target->sleep_for(std::chrono::milliseconds(5));  // not in a tight loop
     puts.push_back(p);
   }
 
-  SimNet& net_;
   SimPool& pool_;
   const std::vector<Key>& keys_;
   uint32_t id_;
   uint64_t seq_ = 0;
   std::mt19937_64 rng_;
   std::shared_ptr<const mgmt::PoolView> view_;
-  std::unique_ptr<Target> target_;
-  std::unique_ptr<ActorRuntime> rt_;
-  std::unique_ptr<SimTransport> tp_;
+  SimClientNode node_;  // last: its target stops before the members its fibers use go
 };
 
 // Fault points of the production code (Env::fault) the simulation turns on, per 100,000 times
@@ -268,12 +254,9 @@ class Simulation {
     for (auto& e : engines_) {
       if (e->dead()) continue;
       const uint64_t inc = e->incarnation();
-      {
-        std::lock_guard lk(mu_);
-        auto& sent = sent_[e->rank()];
-        if (sent.first == p.rebuild.gen && sent.second == inc) continue;
-        sent = {p.rebuild.gen, inc};
-      }
+      auto& sent = sent_[e->rank()];
+      if (sent.first == p.rebuild.gen && sent.second == inc) continue;
+      sent = {p.rebuild.gen, inc};
       rebuild::RunOptions o{1, p.rebuild.gen, p.rebuild.version, rng_() % 3 == 0 ? 0.5 : 1.0};
       SimEngine* eng = e.get();
       const uint32_t rank = e->rank();
@@ -532,9 +515,10 @@ class Simulation {
   std::vector<Key> keys_;
   std::vector<std::unique_ptr<SimEngine>> engines_;
   std::vector<std::unique_ptr<Writer>> writers_;
-  std::mutex mu_;  // reports_ and sent_: engine threads report, the test thread reads
+  std::mutex mu_;  // reports_: engine threads report, the test thread reads
   std::map<uint32_t, Report> reports_;                      // by rank: its last finished run
-  std::map<uint32_t, std::pair<uint32_t, uint64_t>> sent_;  // by rank: generation, incarnation
+  std::map<uint32_t, std::pair<uint32_t, uint64_t>>
+      sent_;  // by rank: generation, incarnation (test thread)
   uint64_t generations_ = 0;
   std::vector<std::string> log_;
 };
