@@ -50,6 +50,8 @@ std::string_view errc_name(Errc e) noexcept {
       return "transaction conflict (restart it)";
     case Errc::uncertain:
       return "transaction outcome unknown";
+    case Errc::not_leader:
+      return "not the management leader";
   }
   return "unknown error";
 }

@@ -38,7 +38,9 @@ enum class Errc : uint16_t {
   restart = 21,          // a transaction conflicts with a concurrent one: run it again
   uncertain = 22,        // a transaction's outcome is unknown (it may have committed): do not
                          // run it again blindly
-  kLast = uncertain,     // highest valid code (wire checks)
+  not_leader = 23,       // this access point does not lead the management service: ask the
+                         // leader (the message names it when known)
+  kLast = not_leader,    // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

@@ -9,6 +9,7 @@ PKGS=(
   libfabric-dev libfabric-bin
   liburing-dev libaio-dev
   libisal-dev libsodium-dev
+  libraft-dev libuv1-dev
   capnproto libcapnp-dev
   libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev

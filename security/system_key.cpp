@@ -105,4 +105,30 @@ bool SystemKey::verify(const Message& m, uint64_t bulk_total, std::span<const ui
   return sodium_memcmp(want.data(), tag.data(), kMacBytes) == 0;
 }
 
+// A tag's input starts with 56 bytes of 0xff: read as a message's Routing, every length field
+// would claim 4 GiB - 1 bytes, more than the input holds, so no message's MAC input begins so
+// and no tag is a message's MAC. The domain's length and bytes follow, then the data.
+Mac SystemKey::tag(std::string_view domain, std::span<const uint8_t> data) const {
+  std::array<uint8_t, sizeof(Routing)> marker;
+  marker.fill(0xff);
+  const uint32_t dlen = static_cast<uint32_t>(domain.size());
+  crypto_auth_hmacsha512256_state st = keyed_->st;
+  crypto_auth_hmacsha512256_update(&st, marker.data(), marker.size());
+  crypto_auth_hmacsha512256_update(&st, reinterpret_cast<const uint8_t*>(&dlen), sizeof(dlen));
+  crypto_auth_hmacsha512256_update(&st, reinterpret_cast<const uint8_t*>(domain.data()),
+                                   domain.size());
+  if (!data.empty()) crypto_auth_hmacsha512256_update(&st, data.data(), data.size());
+  Mac out{};
+  crypto_auth_hmacsha512256_final(&st, out.data());
+  sodium_memzero(&st, sizeof(st));
+  return out;
+}
+
+bool SystemKey::check_tag(std::string_view domain, std::span<const uint8_t> data,
+                          std::span<const uint8_t> t) const {
+  if (t.size() != kMacBytes) return false;
+  Mac want = tag(domain, data);
+  return sodium_memcmp(want.data(), t.data(), kMacBytes) == 0;
+}
+
 }  // namespace tessera::security

@@ -13,7 +13,9 @@
 
 #include <array>
 #include <memory>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "core/actor.hpp"
 
@@ -38,6 +40,13 @@ class SystemKey {
   Mac mac(const Message& m, uint64_t bulk_total) const;
   // Constant-time comparison of `tag` with mac(m).
   bool verify(const Message& m, uint64_t bulk_total, std::span<const uint8_t> tag) const;
+  // The authenticator of a byte string of another protocol than messages (the management
+  // replicas' connection handshake). `domain` names the use: a tag made for one use is never
+  // valid for another, nor as a message's MAC (system_key.cpp says why).
+  Mac tag(std::string_view domain, std::span<const uint8_t> data) const;
+  // Constant-time comparison of `t` with tag(domain, data).
+  bool check_tag(std::string_view domain, std::span<const uint8_t> data,
+                 std::span<const uint8_t> t) const;
   const std::string& path() const { return path_; }
 
  private:

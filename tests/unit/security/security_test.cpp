@@ -64,6 +64,26 @@ TEST(SystemKey, MacCoversEveryRoutingFieldAndTheBody) {
   EXPECT_FALSE(key->verify(m, 4096, std::span<const uint8_t>(tag.data(), 16)));
 }
 
+TEST(SystemKey, TagsAreBoundToTheirDomainAndData) {
+  std::array<uint8_t, SystemKey::kBytes> raw{};
+  raw[0] = 1;
+  auto key = SystemKey::from_bytes(raw);
+  const std::array<uint8_t, 3> data{'a', 'b', 'c'};
+  Mac t = key->tag("tessera raft connect", data);
+  // HMAC-SHA-512-256 of 56 bytes of 0xff, the domain's length (4 bytes, little-endian), the
+  // domain and the data: computed independently (Python's hmac over the same bytes).
+  std::string hex;
+  for (uint8_t b : t) hex += fmt::format("{:02x}", b);
+  EXPECT_EQ(hex, "a076a4fd674348ede4b4665dacb8cbee8377c3e7796a95320730b904e415b06f");
+  EXPECT_TRUE(key->check_tag("tessera raft connect", data, t));
+  EXPECT_FALSE(key->check_tag("tessera raft connecT", data, t));  // another use
+  const std::array<uint8_t, 3> other{'a', 'b', 'd'};
+  EXPECT_FALSE(key->check_tag("tessera raft connect", other, t));
+  raw[0] = 2;
+  EXPECT_FALSE(SystemKey::from_bytes(raw)->check_tag("tessera raft connect", data, t));
+  EXPECT_FALSE(key->check_tag("tessera raft connect", data, std::span<const uint8_t>(t.data(), 8)));
+}
+
 TEST(KeyFile, SecretKeysMustBeOwnerOnly) {
   TempDir dir;
   std::string p = dir.path() + "/system.key";

@@ -1,0 +1,303 @@
+// mgmt::Replica: three access points in this process, each with its own uv loop thread, raft
+// log directory and TCP port on 127.0.0.1, over the real libraft and AuthTransport. The state
+// machine is a list of the commands applied (a command "bad:..." is refused, changing nothing):
+// every replica must hold the same list, in the order the leader accepted them.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <mutex>
+#include <sstream>
+
+#include "mgmt/replica.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera;
+using namespace tessera::mgmt;
+using namespace std::chrono_literals;
+using tessera::testing::eventually;
+using tessera::testing::TempDir;
+
+namespace {
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::shared_ptr<const security::SystemKey> key_of(uint8_t fill) {
+  std::array<uint8_t, security::SystemKey::kBytes> k{};
+  k.fill(fill);
+  return security::SystemKey::from_bytes(k);
+}
+
+// The state machine: the commands applied, in order.
+struct Model {
+  std::mutex mu;
+  std::vector<std::string> applied;
+  int restores = 0;
+
+  Replica::Fsm fsm() {
+    Replica::Fsm f;
+    f.apply = [this](std::string_view c) -> Status {
+      if (c.rfind("bad:", 0) == 0)
+        return Status(Errc::invalid_argument, "refused: " + std::string(c));
+      std::lock_guard lk(mu);
+      applied.emplace_back(c);
+      return Status();
+    };
+    f.snapshot = [this] {
+      std::lock_guard lk(mu);
+      std::string s;
+      for (const auto& c : applied) s += c + "\n";
+      return s;
+    };
+    f.restore = [this](std::string_view s) -> Status {
+      std::lock_guard lk(mu);
+      applied.clear();
+      std::istringstream in{std::string(s)};
+      for (std::string line; std::getline(in, line);) applied.push_back(line);
+      ++restores;
+      return Status();
+    };
+    return f;
+  }
+  std::vector<std::string> list() {
+    std::lock_guard lk(mu);
+    return applied;
+  }
+};
+
+struct Node {
+  uint64_t id = 0;
+  std::string address;
+  TempDir dir;
+  Model model;
+  std::unique_ptr<Replica> rep;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(size_t n, unsigned snapshot_threshold = 1024, unsigned trailing = 256)
+      : threshold_(snapshot_threshold), trailing_(trailing) {
+    for (size_t i = 0; i < n; ++i) {
+      auto node = std::make_unique<Node>();
+      node->id = i + 1;
+      node->address = "127.0.0.1:" + std::to_string(free_port());
+      nodes_.push_back(std::move(node));
+    }
+  }
+  ~Cluster() {
+    for (auto& n : nodes_) n->rep.reset();
+  }
+
+  Node& node(size_t i) { return *nodes_[i]; }
+
+  // Starts replica i with the system key (or another).
+  void start(size_t i, std::shared_ptr<const security::SystemKey> key = key_of(7)) {
+    Node& n = *nodes_[i];
+    n.model.mu.lock();
+    n.model.applied.clear();  // a restarted process starts empty: raft gives it back its state
+    n.model.mu.unlock();
+    Replica::Options o;
+    o.id = n.id;
+    o.address = n.address;
+    o.dir = n.dir.path();
+    for (const auto& m : nodes_) o.voters.push_back({m->id, m->address});
+    o.key = std::move(key);
+    o.election_timeout = 1000ms;
+    o.heartbeat = 100ms;
+    o.snapshot_threshold = threshold_;
+    o.snapshot_trailing = trailing_;
+    auto r = Replica::start(o, n.model.fsm());
+    ASSERT_TRUE(r) << r.status().to_string();
+    n.rep = std::move(*r);
+  }
+  void stop(size_t i) { nodes_[i]->rep.reset(); }
+
+  // The index of the running replica that leads, once one does (-1 after the limit).
+  int leader(std::chrono::seconds limit = 30s) {
+    int found = -1;
+    eventually(
+        [&] {
+          for (size_t i = 0; i < nodes_.size(); ++i) {
+            if (!nodes_[i]->rep) continue;
+            auto in = nodes_[i]->rep->info();
+            if (in && in->role == Replica::Role::leader) {
+              found = static_cast<int>(i);
+              return true;
+            }
+          }
+          return false;
+        },
+        limit);
+    return found;
+  }
+
+  // Proposes on the leader, following leadership changes, until it is applied or refused by
+  // the state machine.
+  Status propose(const std::string& cmd) {
+    Status last;
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      int l = leader();
+      if (l < 0) return Status(Errc::unavailable, "no leader");
+      last = nodes_[static_cast<size_t>(l)]->rep->propose(cmd, 10s);
+      if (last.code() != Errc::not_leader && last.code() != Errc::shutdown) return last;
+    }
+    return last;
+  }
+
+  // Waits until replica i holds `want`.
+  bool holds(size_t i, const std::vector<std::string>& want, std::chrono::seconds limit = 30s) {
+    return eventually([&] { return nodes_[i]->model.list() == want; }, limit);
+  }
+
+ private:
+  unsigned threshold_, trailing_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+std::vector<std::string> commands(int from, int to) {
+  std::vector<std::string> out;
+  for (int i = from; i < to; ++i) out.push_back("cmd-" + std::to_string(i));
+  return out;
+}
+
+}  // namespace
+
+TEST(Replica, ThreeReplicasApplyTheSameCommandsInTheSameOrder) {
+  Cluster c(3);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  ASSERT_GE(c.leader(), 0);
+  const auto want = commands(0, 50);
+  for (const auto& cmd : want) ASSERT_TRUE(c.propose(cmd).is_ok()) << cmd;
+  // A command the state machine refuses is refused with its status, everywhere alike.
+  Status bad = c.propose("bad:pool exists");
+  EXPECT_EQ(bad.code(), Errc::invalid_argument) << bad.to_string();
+  EXPECT_NE(bad.message().find("refused: bad:pool exists"), std::string::npos);
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(c.holds(i, want)) << "replica " << i;
+}
+
+TEST(Replica, AFollowerRefusesAndNamesTheLeader) {
+  Cluster c(3);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  const int l = c.leader();
+  ASSERT_GE(l, 0);
+  ASSERT_TRUE(c.propose("first").is_ok());
+  const size_t f = (static_cast<size_t>(l) + 1) % 3;
+  // The follower learns the leader from its heartbeats.
+  std::string msg;
+  ASSERT_TRUE(eventually(
+      [&] {
+        Status st = c.node(f).rep->propose("on a follower", 5s);
+        msg = st.to_string();
+        return st.code() == Errc::not_leader &&
+               st.message().find(c.node(static_cast<size_t>(l)).address) != std::string::npos;
+      },
+      30s))
+      << msg;
+  auto in = c.node(f).rep->info();
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->role, Replica::Role::follower);
+  EXPECT_EQ(in->leader_id, c.node(static_cast<size_t>(l)).id);
+  EXPECT_TRUE(c.holds(f, {"first"}));
+}
+
+TEST(Replica, LosingTheLeaderElectsAnotherAndLosesNoCommittedCommand) {
+  Cluster c(3);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  std::vector<std::string> want;
+  for (int round = 0; round < 3; ++round) {
+    const int l = c.leader();
+    ASSERT_GE(l, 0);
+    for (const auto& cmd : commands(round * 10, round * 10 + 10)) {
+      ASSERT_TRUE(c.propose(cmd).is_ok()) << cmd;
+      want.push_back(cmd);
+    }
+    c.stop(static_cast<size_t>(l));
+    // The two left elect a leader and take commands.
+    const auto more = "after-" + std::to_string(round);
+    ASSERT_TRUE(c.propose(more).is_ok()) << more;
+    want.push_back(more);
+    // The old leader comes back from its directory and catches up.
+    c.start(static_cast<size_t>(l));
+    for (size_t i = 0; i < 3; ++i)
+      ASSERT_TRUE(c.holds(i, want)) << "round " << round << " replica " << i;
+  }
+}
+
+TEST(Replica, WithoutAMajorityCommandsFailClearlyAndNothingIsLost) {
+  Cluster c(3);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  ASSERT_TRUE(c.propose("kept").is_ok());
+  const int l = c.leader();
+  ASSERT_GE(l, 0);
+  const size_t a = (static_cast<size_t>(l) + 1) % 3, b = (static_cast<size_t>(l) + 2) % 3;
+  c.stop(a);
+  c.stop(b);
+  // The lone replica cannot commit: it says so within the caller's limit.
+  Status st = c.node(static_cast<size_t>(l)).rep->propose("lonely", 3s);
+  EXPECT_TRUE(st.code() == Errc::timeout || st.code() == Errc::not_leader ||
+              st.code() == Errc::uncertain)
+      << st.to_string();
+  EXPECT_FALSE(st.message().empty());
+  // One comes back: a majority again.
+  c.start(a);
+  ASSERT_TRUE(c.propose("again").is_ok());
+  auto list = c.node(a).model.list();
+  ASSERT_FALSE(list.empty());
+  EXPECT_EQ(list.front(), "kept");
+  EXPECT_EQ(list.back(), "again");
+}
+
+TEST(Replica, SnapshotsBoundTheLogAndAreRestoredOnRestart) {
+  Cluster c(3, /*snapshot_threshold=*/16, /*trailing=*/4);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  const auto want = commands(0, 120);
+  for (const auto& cmd : want) ASSERT_TRUE(c.propose(cmd).is_ok()) << cmd;
+  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(c.holds(i, want));
+  for (size_t i = 0; i < 3; ++i) c.stop(i);
+  for (size_t i = 0; i < 3; ++i) c.start(i);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(c.holds(i, want)) << "replica " << i;
+    std::lock_guard lk(c.node(i).model.mu);
+    EXPECT_GE(c.node(i).model.restores, 1) << "replica " << i << " replayed its whole log";
+  }
+}
+
+// A replica that does not hold the system key never joins: its connections are refused both
+// ways, and it applies nothing, while the two others commit.
+TEST(Replica, AReplicaWithoutTheSystemKeyIsRefused) {
+  Cluster c(3);
+  c.start(0);
+  c.start(1);
+  c.start(2, key_of(9));
+  const auto want = commands(0, 10);
+  for (const auto& cmd : want) ASSERT_TRUE(c.propose(cmd).is_ok()) << cmd;
+  ASSERT_TRUE(c.holds(0, want));
+  ASSERT_TRUE(c.holds(1, want));
+  uint64_t refused3 = 0, refused12 = 0;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto i3 = c.node(2).rep->info();
+        auto i1 = c.node(0).rep->info();
+        auto i2 = c.node(1).rep->info();
+        refused3 = i3 ? i3->refused_connections : 0;
+        refused12 = (i1 ? i1->refused_connections : 0) + (i2 ? i2->refused_connections : 0);
+        return refused3 > 0 && refused12 > 0;
+      },
+      30s))
+      << "refused by the outsider " << refused3 << ", by the others " << refused12;
+  EXPECT_TRUE(c.node(2).model.list().empty());
+  auto in = c.node(2).rep->info();
+  ASSERT_TRUE(in);
+  EXPECT_NE(in->role, Replica::Role::leader);
+}
