@@ -395,16 +395,17 @@ Status Engine::start_swim(const SwimOptions& opts) {
       std::vector<SwimActor::Peer> out;
       for (const auto& m : *r) {
         if (m.state == mgmt::MemberState::joined && !m.fabric_addrs.empty()) {
-          out.push_back({m.rank, m.fabric_addrs[0]});
+          out.push_back({m.rank, m.fabric_addrs[0], m.incarnation});
         }
       }
       return out;
     };
-    auto report = [link, &t, self](uint32_t rank) -> Status {
+    auto report = [link, &t, self](uint32_t rank, uint64_t life) -> Status {
       auto r = ask_mgmt<bool>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {
                                 auto d = r.initRankDead();
                                 d.setRank(rank);
                                 d.setReporter(self);
+                                d.setIncarnation(life);
                               }),
                               decode_none);
       return r ? Status() : r.status();

@@ -155,7 +155,7 @@ void SwimActor::check_suspects() {
   for (auto& [rank, mb] : members_) {
     if (mb.state != State::dead || mb.reported) continue;
     mb.reported = true;
-    Status st = report_dead_(rank);
+    Status st = report_dead_(rank, mb.life);
     if (!st.is_ok()) {
       log::info("swim: the management service did not take rank {} as dead: {}", rank,
                 st.to_string());
@@ -178,9 +178,18 @@ void SwimActor::refresh_members() {
     rt_.set_route(p.rank, 0, p.fabric_addr);
     auto it = members_.find(p.rank);
     Member mb = it == members_.end() ? Member{} : it->second;
-    // Joined again after being declared dead: a fresh start.
-    if (mb.state == State::dead && mb.reported)
-      mb = Member{State::alive, mb.incarnation, {}, false};
+    if (it != members_.end() && mb.life != p.life) {
+      // Another process of the rank joined: what this engine thought of the previous one
+      // (a suspicion, its incarnation) does not apply to it.
+      if (mb.state != State::alive) {
+        log::info("swim: rank {} joined again (join {}): a fresh start", p.rank, p.life);
+      }
+      mb = Member{};
+    } else if (mb.state == State::dead && mb.reported) {
+      // Declared dead, and listed again: a fresh start.
+      mb = Member{State::alive, mb.incarnation, {}, false, mb.life};
+    }
+    mb.life = p.life;
     next.emplace(p.rank, mb);
   }
   bool changed = next.size() != members_.size();

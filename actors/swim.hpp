@@ -38,10 +38,12 @@ class SwimActor final : public Actor {
   struct Peer {
     uint32_t rank = 0;
     std::string fabric_addr;  // target 0
+    uint64_t life = 0;        // the rank's join count: which process of it this is
   };
-  // Both run in a fiber of this actor's target and may suspend it.
+  // Both run in a fiber of this actor's target and may suspend it. A report names the life
+  // of the rank it probed: the management service ignores a verdict about an earlier one.
   using Members = std::function<Result<std::vector<Peer>>()>;
-  using ReportDead = std::function<Status(uint32_t rank)>;
+  using ReportDead = std::function<Status(uint32_t rank, uint64_t life)>;
 
   SwimActor(ActorRuntime& rt, uint32_t self, SwimOptions opts, Members members,
             ReportDead report_dead);
@@ -56,6 +58,7 @@ class SwimActor final : public Actor {
     uint64_t incarnation = 0;
     Nanos suspect_since{0};  // Env time
     bool reported = false;
+    uint64_t life = 0;  // the process probed (Peer::life)
   };
   const std::map<uint32_t, Member>& members() const { return members_; }
 

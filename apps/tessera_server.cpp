@@ -310,7 +310,9 @@ int main(int argc, char** argv) {
   // judges nobody by the connections it closes.
   if (mgmt_svc) mgmt_svc->shutdown();
   if (link && !cfg.mgmt_host) {
-    Status ls = link->leave(std::chrono::milliseconds(3000));
+    // A busy service (a slow disk, a loaded host) may answer late; leaving unrecorded closes
+    // the connection, which the service takes for a crash.
+    Status ls = link->leave(std::chrono::milliseconds(10000));
     if (ls.is_ok()) {
       log::info("engine rank {}: clean stop recorded by the management service", cfg.rank);
     } else {

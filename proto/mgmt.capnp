@@ -299,6 +299,7 @@ struct MgmtReq {
   struct RankDead {
     rank     @0 :UInt32;
     reporter @1 :UInt32;
+    incarnation @2 :UInt64;  # the rank's join count when the reporter probed it (0: unknown)
   }
   struct RankExclude {
     rank    @0 :UInt32;

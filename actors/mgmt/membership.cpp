@@ -148,12 +148,20 @@ Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
   return none();
 }
 
-Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter) {
+Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter, uint64_t incarnation) {
   if (closing_) return Status(Errc::shutdown, "the management service is shutting down");
   auto now = Clock::now();
   check_pause(now);
   auto m = state_.members().find(rank);
   if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
+  // A verdict about an earlier process of the rank (it stopped, restarted and joined again
+  // while the detector still suspected the old one) says nothing about the one now joined.
+  if (incarnation != 0 && incarnation != m->second.incarnation) {
+    return Status(Errc::stale,
+                  fmt::format("rank {} joined again (join {}) since rank {} probed it (join {}): "
+                              "the verdict is about its previous process",
+                              rank, m->second.incarnation, reporter, incarnation));
+  }
   // A rank that has not connected since this service started (it restarted too) is left to
   // the heartbeat timeout: the detector may be probing an address it no longer has.
   if (rank_session_.count(rank) == 0) {

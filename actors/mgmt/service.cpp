@@ -620,7 +620,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       auto r = req.getRankDead();
       std::lock_guard lk(mu_);
       if (!cred.system) return engines_only("declaring ranks dead");
-      return on_rank_dead(r.getRank(), r.getReporter());
+      return on_rank_dead(r.getRank(), r.getReporter(), r.getIncarnation());
     }
     case W::RANK_EXCLUDE: {
       auto r = req.getRankExclude();

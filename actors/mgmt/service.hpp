@@ -112,7 +112,7 @@ class MgmtService {
   // After a command (state lock held): tells the engines of each pool to forget the handles
   // the command removed (by the worker thread; best effort, engines also re-check).
   void revoke_removed(const MgmtState& before);
-  Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter);
+  Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter, uint64_t incarnation);
   // A member is gone for `why`: dead, or stopped while the system stops.
   Status declare_gone(uint32_t rank, const std::string& why);
   // Detects that the service itself has not run for a while and gives every engine a new

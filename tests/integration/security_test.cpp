@@ -295,6 +295,44 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
   EXPECT_EQ((*members)[0].state, mgmt::MemberState::joined);
 }
 
+// A failure detector's verdict names the process it probed (the rank's join count): a verdict
+// about an earlier process of a rank that has joined again since is refused as stale, whatever
+// the heartbeats say; one about the current process goes on to the other checks.
+TEST(Security, AVerdictAboutAnEarlierProcessOfARankIsStale) {
+  SecureEngine s;
+  auto key = security::SystemKey::load(test_system_key());
+  ASSERT_TRUE(key.is_ok()) << key.status().to_string();
+  MgmtClient mc(s.addr());
+  auto members = mc.system_query();
+  ASSERT_TRUE(members.is_ok());
+  ASSERT_EQ(members->size(), 1u);
+  const uint64_t life = (*members)[0].incarnation;
+  auto verdict = [&](uint64_t about) {
+    return raw_call(s.addr(),
+                    mgmt_msg(
+                        [about](schema::MgmtReq::Builder r) {
+                          auto d = r.initRankDead();
+                          d.setRank(0);
+                          d.setReporter(1);
+                          d.setIncarnation(about);
+                        },
+                        root_claim()),
+                    key->get());
+  };
+  for (uint64_t earlier : {life + 1, life + 7}) {
+    auto r = verdict(earlier);
+    ASSERT_TRUE(r.is_ok());
+    EXPECT_EQ(r->status, Errc::stale) << r->error;
+    EXPECT_NE(r->error.find("previous process"), std::string::npos) << r->error;
+  }
+  auto current = verdict(life);
+  ASSERT_TRUE(current.is_ok());
+  EXPECT_NE(current->status, Errc::stale) << current->error;  // judged by the other rules
+  members = mc.system_query();
+  ASSERT_TRUE(members.is_ok());
+  EXPECT_EQ((*members)[0].state, mgmt::MemberState::joined);
+}
+
 TEST(Security, EngineControlNeedsTheSystemKeyAndAUuidNeverBecomesAPath) {
   SecureEngine s;
   // A file beside the engine's directory that a "../" in a pool UUID would reach.

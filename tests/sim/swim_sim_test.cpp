@@ -66,6 +66,8 @@ struct Model {
   std::vector<std::string> errors;
   uint64_t refused = 0;
   Nanos longest_refused{0};  // the longest a refused report's rank had been up
+  std::map<uint32_t, uint64_t> life;  // joins of each rank, as the management service counts
+  uint64_t stale = 0;                 // reports about an earlier life, refused
 };
 
 std::string addr_of(uint32_t rank) {
@@ -91,13 +93,18 @@ class SwimNode {
       if (tp->dead) return Status(Errc::unreachable, "this engine is dead");
       std::lock_guard lk(model->mu);
       std::vector<SwimActor::Peer> out;
-      for (uint32_t r : model->joined) out.push_back({r, addr_of(r)});
+      for (uint32_t r : model->joined) out.push_back({r, addr_of(r), model->life[r]});
       return out;
     };
-    auto report = [model, env, self, tp](uint32_t rank) -> Status {
+    auto report = [model, env, self, tp](uint32_t rank, uint64_t life) -> Status {
       if (tp->dead) return Status(Errc::unreachable, "this engine is dead");
       std::lock_guard lk(model->mu);
       const Nanos now = env->now();
+      // As the management service: a verdict about an earlier life of the rank is refused.
+      if (life != model->life[rank]) {
+        ++model->stale;
+        return Status(Errc::stale, "the rank joined again since");
+      }
       auto down = model->down_since.find(rank);
       if (down != model->down_since.end()) {
         if (model->joined.erase(rank) != 0) model->detections.push_back(now - down->second);
@@ -128,6 +135,7 @@ class SwimNode {
     {
       std::lock_guard lk(model_.mu);
       model_.joined.insert(rank_);
+      ++model_.life[rank_];
       model_.down_since.erase(rank_);
       model_.up_since[rank_] = env_.now();
     }
@@ -294,13 +302,14 @@ class SwimSimulation {
     const double secs = std::chrono::duration<double>(kRun).count();
     std::cout << fmt::format(
         "seed {}: {} kills, {} detected (mean {} ms, worst {} ms, bound {} ms), {} reports "
-        "refused (up at most {} ms); {:.1f} messages per engine per second, {} dropped\n",
+        "refused (up at most {} ms), {} about an earlier life; {:.1f} messages per engine per "
+        "second, {} dropped\n",
         seed_,
         std::count_if(log_.begin(), log_.end(),
                       [](const std::string& l) { return l.find("killed") != l.npos; }),
         model_.detections.size(),
         model_.detections.empty() ? 0 : ms(sum) / static_cast<int64_t>(model_.detections.size()),
-        ms(worst), ms(detection_bound()), model_.refused, ms(model_.longest_refused),
+        ms(worst), ms(detection_bound()), model_.refused, ms(model_.longest_refused), model_.stale,
         static_cast<double>(net_.sent()) / kRanks / secs, net_.dropped());
     EXPECT_FALSE(model_.detections.empty()) << "no kill was ever detected";
   }
