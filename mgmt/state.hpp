@@ -44,7 +44,31 @@ class MgmtState {
   static Result<MgmtState> from_json(const nlohmann::json& j);
 
  private:
-  Status apply_op(const nlohmann::json& c);
+  Status apply_op(const nlohmann::json& c);  // finds the command's handler and scope
+  // The handlers, one per command (state.cpp).
+  Status op_join(const nlohmann::json& c);
+  Status op_leave(const nlohmann::json& c);
+  Status op_exclude(const nlohmann::json& c);
+  Status op_target_down(const nlohmann::json& c);
+  Status op_clear_exclude(const nlohmann::json& c);
+  Status op_pool_create(const nlohmann::json& c);
+  Status op_pool_destroy(Pool* p, const nlohmann::json& c);
+  Status op_shard_damaged(Pool* p, const nlohmann::json& c);
+  Status op_pool_acl(Pool* p, const nlohmann::json& c);
+  Status op_pool_set_prop(Pool* p, const nlohmann::json& c);
+  Status op_target_state(Pool* p, const nlohmann::json& c);
+  Status op_pool_extend(Pool* p, const nlohmann::json& c);
+  Status op_rebuild_start(Pool* p, const nlohmann::json& c);
+  Status op_rebuild_end(Pool* p, const nlohmann::json& c);
+  Status op_cont_create(Pool* p, const nlohmann::json& c);
+  Status op_handle_close(Pool* p, const nlohmann::json& c);
+  Status op_cont_destroy(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_cont_set_prop(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_cont_acl(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_cont_attr(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_snap_create(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_snap_destroy(Pool* p, Container& k, const nlohmann::json& c);
+  Status op_handle_open(Pool* p, Container& k, const nlohmann::json& c);
   // A member (or one of its targets, `target` >= 0) failed or was excluded: its serving targets
   // go `to` in every pool that has them (`always`: whatever the pool's self_heal says; else only
   // where it includes "exclude", and only while the pool's not-yet-rebuilt failures stay
