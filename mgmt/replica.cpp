@@ -75,8 +75,9 @@ Result<std::string_view> unframe(const raft_buffer& b) {
   return std::string_view(static_cast<const char*>(b.base) + 8, n);
 }
 
-// Work for the loop thread; `cancelled` when the replica stops before running it.
-using Task = std::function<void(bool cancelled)>;
+// Work for the loop thread. Every task posted runs: `post` refuses once the replica stops, and
+// the loop runs what was queued before it closes.
+using Task = std::function<void()>;
 
 }  // namespace
 
@@ -144,6 +145,8 @@ struct Replica::Loop {
                       "command was committed: it may yet be applied");
       case RAFT_SHUTDOWN:
         return Status(Errc::shutdown, "the management replica is stopping");
+      case RAFT_NOMEM:
+        return Status(Errc::no_space, "out of memory");
       case RAFT_NOSPACE:
         return Status(Errc::no_space, "the management replica's log is out of space");
       default:
@@ -214,59 +217,55 @@ struct Replica::Loop {
       mine.swap(L->tasks);
       stop = L->stopping;
     }
-    for (auto& t : mine) t(false);
+    for (auto& t : mine) t();
     if (stop) L->close();
   }
 
-  void propose(const std::shared_ptr<Pending>& p, const std::string& cmd) {
+  // Hands `p` to raft through `call` (raft_apply or raft_barrier) on the leader; its callback
+  // settles it.
+  template <typename Call>
+  void submit(const std::shared_ptr<Pending>& p, Call call) {
     if (raft_state(&r) != RAFT_LEADER) {
       p->finish(not_leader());
       return;
     }
-    raft_buffer buf;
-    if (!frame(cmd, &buf)) {
-      p->finish(Status(Errc::no_space, "out of memory"));
-      return;
-    }
     p->loop = this;
-    p->apply.data = p.get();
     inflight[p.get()] = p;
-    int rv =
-        raft_apply(&r, &p->apply, &buf, 1, [](struct raft_apply* req, int status, void* result) {
-          Pending* raw = static_cast<Pending*>(req->data);
-          Loop* L = raw->loop;
-          auto it = L->inflight.find(raw);
-          if (it == L->inflight.end()) return;
-          it->second->finish(status == 0 ? *static_cast<Status*>(result) : L->from_raft(status));
-          L->inflight.erase(it);
-        });
-    if (rv != 0) {
-      raft_free(buf.base);
-      inflight.erase(p.get());
-      p->finish(from_raft(rv));
-    }
+    if (int rv = call(p.get()); rv != 0) settle(p.get(), from_raft(rv));
+  }
+
+  // Finishes an in-flight request with `st` (once: raft calls back at most once).
+  void settle(Pending* raw, Status st) {
+    auto it = inflight.find(raw);
+    if (it == inflight.end()) return;
+    it->second->finish(std::move(st));
+    inflight.erase(it);
+  }
+
+  void propose(const std::shared_ptr<Pending>& p, const std::string& cmd) {
+    submit(p, [&](Pending* raw) {
+      raft_buffer buf;
+      if (!frame(cmd, &buf)) return RAFT_NOMEM;
+      raw->apply.data = raw;
+      int rv = raft_apply(
+          &r, &raw->apply, &buf, 1, [](struct raft_apply* req, int status, void* result) {
+            Pending* x = static_cast<Pending*>(req->data);
+            x->loop->settle(
+                x, status == 0 ? *static_cast<Status*>(result) : x->loop->from_raft(status));
+          });
+      if (rv != 0) raft_free(buf.base);  // raft did not take it
+      return rv;
+    });
   }
 
   void barrier(const std::shared_ptr<Pending>& p) {
-    if (raft_state(&r) != RAFT_LEADER) {
-      p->finish(not_leader());
-      return;
-    }
-    p->loop = this;
-    p->barrier.data = p.get();
-    inflight[p.get()] = p;
-    int rv = raft_barrier(&r, &p->barrier, [](struct raft_barrier* req, int status) {
-      Pending* raw = static_cast<Pending*>(req->data);
-      Loop* L = raw->loop;
-      auto it = L->inflight.find(raw);
-      if (it == L->inflight.end()) return;
-      it->second->finish(status == 0 ? Status() : L->from_raft(status));
-      L->inflight.erase(it);
+    submit(p, [&](Pending* raw) {
+      raw->barrier.data = raw;
+      return raft_barrier(&r, &raw->barrier, [](struct raft_barrier* req, int status) {
+        Pending* x = static_cast<Pending*>(req->data);
+        x->loop->settle(x, status == 0 ? Status() : x->loop->from_raft(status));
+      });
     });
-    if (rv != 0) {
-      inflight.erase(p.get());
-      p->finish(from_raft(rv));
-    }
   }
 
   Info info() {
@@ -419,58 +418,42 @@ Replica::~Replica() {
     uv_async_send(&loop_->wake);
   }
   loop_->th.join();
-  for (auto& t : loop_->tasks) t(true);
+}
+
+// Posts `submit` (which hands a Pending to raft on the loop thread) and waits for its outcome;
+// `timeout` naming `what` the majority did not do, then `after`, when it does not come in time.
+template <typename Submit>
+Status Replica::wait(std::chrono::milliseconds timeout, const char* what, const char* after,
+                     Submit submit) {
+  auto p = std::make_shared<Pending>();
+  auto fut = p->promise.get_future();
+  Loop* L = loop_.get();
+  TESSERA_TRY(L->post([L, p, submit = std::move(submit)] { submit(*L, p); }));
+  if (fut.wait_for(timeout) != std::future_status::ready) {
+    return Status(Errc::timeout, fmt::format("no majority of the access points {} within {} ms "
+                                             "(are most of them down?){}",
+                                             what, timeout.count(), after));
+  }
+  return fut.get();
 }
 
 Status Replica::propose(std::string cmd, std::chrono::milliseconds timeout) {
   if (cmd.empty()) return Status(Errc::invalid_argument, "an empty management command");
-  auto p = std::make_shared<Pending>();
-  auto fut = p->promise.get_future();
-  Loop* L = loop_.get();
-  TESSERA_TRY(L->post([L, p, cmd = std::move(cmd)](bool cancelled) {
-    if (cancelled) {
-      p->finish(Status(Errc::shutdown, "the management replica stopped"));
-      return;
-    }
-    L->propose(p, cmd);
-  }));
-  if (fut.wait_for(timeout) != std::future_status::ready) {
-    return Status(Errc::timeout,
-                  fmt::format("no majority of the access points committed the command within "
-                              "{} ms (are most of them down?): it may yet be applied",
-                              timeout.count()));
-  }
-  return fut.get();
+  return wait(
+      timeout, "committed the command", ": it may yet be applied",
+      [cmd = std::move(cmd)](Loop& L, const std::shared_ptr<Pending>& p) { L.propose(p, cmd); });
 }
 
 Status Replica::barrier(std::chrono::milliseconds timeout) {
-  auto p = std::make_shared<Pending>();
-  auto fut = p->promise.get_future();
-  Loop* L = loop_.get();
-  TESSERA_TRY(L->post([L, p](bool cancelled) {
-    if (cancelled) {
-      p->finish(Status(Errc::shutdown, "the management replica stopped"));
-      return;
-    }
-    L->barrier(p);
-  }));
-  if (fut.wait_for(timeout) != std::future_status::ready) {
-    return Status(Errc::timeout, fmt::format("no majority of the access points answered within "
-                                             "{} ms (are most of them down?)",
-                                             timeout.count()));
-  }
-  return fut.get();
+  return wait(timeout, "answered", "",
+              [](Loop& L, const std::shared_ptr<Pending>& p) { L.barrier(p); });
 }
 
 Result<Replica::Info> Replica::info(std::chrono::milliseconds timeout) {
   auto p = std::make_shared<std::promise<Info>>();
   auto fut = p->get_future();
   Loop* L = loop_.get();
-  TESSERA_TRY(L->post([L, p](bool cancelled) {
-    Info i;
-    if (!cancelled) i = L->info();
-    p->set_value(i);
-  }));
+  TESSERA_TRY(L->post([L, p] { p->set_value(L->info()); }));
   if (fut.wait_for(timeout) != std::future_status::ready) {
     return Status(Errc::timeout, "the management replica's loop did not answer");
   }

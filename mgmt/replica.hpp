@@ -88,6 +88,9 @@ class Replica {
 
  private:
   explicit Replica(std::unique_ptr<Loop> loop);
+  template <typename Submit>
+  Status wait(std::chrono::milliseconds timeout, const char* what, const char* after,
+              Submit submit);
   std::unique_ptr<Loop> loop_;
 };
 
