@@ -151,6 +151,17 @@ json to_hex_list(const std::vector<std::string>& v) {
   return out;
 }
 
+Member member_from_json(const json& j) {
+  Member m;
+  m.rank = j.at("rank").get<uint32_t>();
+  m.host = j.at("host").get<std::string>();
+  m.control_addr = j.at("control_addr").get<std::string>();
+  m.provider = j.at("provider").get<std::string>();
+  m.fabric_addrs = hex_list(j.at("fabric_addrs"));
+  m.pid = j.value("pid", uint64_t{0});
+  return m;
+}
+
 Pool* find_pool(std::map<uint32_t, Pool>& pools, const json& c) {
   auto it = pools.find(c.at("pool").get<uint32_t>());
   return it == pools.end() ? nullptr : &it->second;
@@ -620,18 +631,12 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
     s.applied_ = j.at("applied").get<uint64_t>();
     s.next_pool_id_ = j.at("next_pool_id").get<uint32_t>();
     for (const auto& m : j.at("members")) {
-      Member x;
-      x.rank = m.at("rank").get<uint32_t>();
-      x.host = m.at("host").get<std::string>();
-      x.control_addr = m.at("control_addr").get<std::string>();
-      x.provider = m.at("provider").get<std::string>();
-      x.fabric_addrs = hex_list(m.at("fabric_addrs"));
+      Member x = member_from_json(m);
       std::string st = m.at("state").get<std::string>();
       auto it = std::find(kMemberStates.begin(), kMemberStates.end(), st);
       if (it == kMemberStates.end()) return bad("unknown member state " + st);
       x.state = static_cast<MemberState>(it - kMemberStates.begin());
       x.incarnation = m.at("incarnation").get<uint64_t>();
-      x.pid = m.value("pid", uint64_t{0});
       s.members_[x.rank] = std::move(x);
     }
     for (const auto& pj : j.at("pools")) {

@@ -21,6 +21,9 @@ void plan_rebuild(Pool& p, uint64_t now_ms, bool requested);
 // A new map version that changes no layout (new engine addresses, a damage recorded).
 void bump_same_layout(Pool& p);
 std::vector<std::string> hex_list(const nlohmann::json& j);
+// A member's identity (rank, host, addresses, pid), as a join command and the state file
+// both carry it.
+Member member_from_json(const nlohmann::json& j);
 // The pool a command names ("pool": id), or nullptr.
 Pool* find_pool(std::map<uint32_t, Pool>& pools, const nlohmann::json& c);
 

@@ -54,13 +54,7 @@ void MgmtState::mark_targets(uint32_t rank, int64_t target, TargetState to, uint
 }
 
 Status MgmtState::op_join(const json& c) {
-  Member m;
-  m.rank = c.at("rank").get<uint32_t>();
-  m.host = c.at("host").get<std::string>();
-  m.control_addr = c.at("control_addr").get<std::string>();
-  m.provider = c.at("provider").get<std::string>();
-  m.fabric_addrs = hex_list(c.at("fabric_addrs"));
-  m.pid = c.value("pid", uint64_t{0});
+  Member m = member_from_json(c);
   if (m.fabric_addrs.empty()) return bad("an engine must join with at least one target");
   auto it = members_.find(m.rank);
   if (it != members_.end()) {
