@@ -123,6 +123,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "aggregation_delay_ms",
                                               "mgmt",
                                               "mgmt_host",
+                                              "access_points",
                                               "host",
                                               "mgmt_dead_after_ms",
                                               "mgmt_stop_grace_ms",
@@ -175,6 +176,32 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   TESSERA_TRY(flag_of("busy_poll", cfg.busy_poll));
   TESSERA_TRY(flag_of("mgmt_host", cfg.mgmt_host));
   TESSERA_TRY(flag_of("insecure", cfg.insecure));
+  if (const YAML::Node n = root["access_points"]) {
+    // A list of {rank, control, raft}, or the flag's text form.
+    if (n.IsSequence()) {
+      cfg.access_points.clear();
+      for (const auto& e : n) {
+        const int line = e.Mark().line + 1;
+        if (!e.IsMap() || !e["rank"] || !e["control"] || !e["raft"] || e.size() != 3) {
+          return Status(
+              Errc::invalid_argument,
+              fmt::format("line {}: access_points: each entry is {{rank, control, raft}}", line));
+        }
+        auto rank = read<uint32_t>(e["rank"], "access_points: rank", "a whole number >= 0");
+        if (!rank) return rank.status();
+        auto control = read<std::string>(e["control"], "access_points: control", "host:port");
+        if (!control) return control.status();
+        auto raft = read<std::string>(e["raft"], "access_points: raft", "IPv4:port");
+        if (!raft) return raft.status();
+        if (!cfg.access_points.empty()) cfg.access_points += ',';
+        cfg.access_points += fmt::format("{}@{}@{}", *rank, *control, *raft);
+      }
+    } else {
+      TESSERA_ASSIGN_OR_RETURN(
+          cfg.access_points,
+          read<std::string>(n, "access_points", "a list of {rank, control, raft}"));
+    }
+  }
   if (root["rank"]) {
     TESSERA_ASSIGN_OR_RETURN(cfg.rank, read<uint32_t>(root["rank"], "rank", "a whole number >= 0"));
   }

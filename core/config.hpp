@@ -34,6 +34,11 @@ struct EngineConfig {
   // above this engine (default: the machine's host name).
   std::string mgmt;
   bool mgmt_host = false;
+  // The replicated management service (docs/DEPLOY.md): every access point of the system as
+  // "RANK@CONTROL@RAFT,..." (YAML: a list of {rank, control, raft}); the same list on every
+  // engine. The engines it names run a replica; every engine finds the leader among their
+  // control addresses. Excludes `mgmt` and `mgmt_host`.
+  std::string access_points;
   std::string host;
   uint64_t mgmt_dead_after_ms = 10000;  // heartbeat silence after which an engine is dead
   // An engine that stopped cleanly (SIGTERM) keeps its targets in the pool maps this long

@@ -90,3 +90,19 @@ TEST(Config, ValueErrorsNameTheKeyAndTypeAndDuplicatesAreRefused) {
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("log_level 'verbose' is unknown"), std::string::npos) << st.message();
 }
+
+TEST(Config, AccessPointsAsAListOrItsTextForm) {
+  auto c = parse_engine_config(
+      "access_points:\n"
+      "  - {rank: 0, control: \"10.0.0.1:10001\", raft: \"10.0.0.1:10101\"}\n"
+      "  - {rank: 1, control: \"10.0.0.2:10001\", raft: \"10.0.0.2:10101\"}\n");
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
+  EXPECT_EQ(c->access_points, "0@10.0.0.1:10001@10.0.0.1:10101,1@10.0.0.2:10001@10.0.0.2:10101");
+  auto t = parse_engine_config("access_points: \"0@a:1@b:2\"\n");
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  EXPECT_EQ(t->access_points, "0@a:1@b:2");
+  auto bad = parse_engine_config("access_points:\n  - {rank: 0, control: \"a:1\"}\n");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("{rank, control, raft}"), std::string::npos)
+      << bad.status().message();
+}
