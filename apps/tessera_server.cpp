@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
                  "control address of the management service to join (host:port)");
   app.add_flag("--mgmt-host", flags.mgmt_host,
                "host the management service (its state lives in the storage directory)");
+  app.add_option("--access-points", flags.access_points,
+                 "the replicated management service: every access point as "
+                 "RANK@CONTROL@RAFT,... (the same list on every engine; docs/DEPLOY.md)");
   app.add_option("--host", flags.host, "fault domain above this engine (default: host name)");
   app.add_option("--mgmt-dead-after-ms", flags.mgmt_dead_after_ms,
                  "management service: heartbeat silence after which an engine is dead");
@@ -135,6 +139,7 @@ int main(int argc, char** argv) {
   if (given("--aggregation-delay-ms")) cfg.aggregation_delay_ms = flags.aggregation_delay_ms;
   if (given("--mgmt")) cfg.mgmt = flags.mgmt;
   if (given("--mgmt-host")) cfg.mgmt_host = flags.mgmt_host;
+  if (given("--access-points")) cfg.access_points = flags.access_points;
   if (given("--host")) cfg.host = flags.host;
   if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
   if (given("--mgmt-stop-grace-ms")) cfg.mgmt_stop_grace_ms = flags.mgmt_stop_grace_ms;
@@ -195,8 +200,24 @@ int main(int argc, char** argv) {
     key = std::move(*k);
     security::set_default_authority(security::Authority(key, ""));
   }
+  // The replicated management service: this engine is an access point when the list names it.
+  std::vector<mgmt::AccessPoint> aps;
+  bool access_point = false;
+  if (!cfg.access_points.empty()) {
+    if (cfg.mgmt_host || !cfg.mgmt.empty()) {
+      return die("access_points replaces mgmt and mgmt_host: give one or the other");
+    }
+    auto l = mgmt::parse_access_points(cfg.access_points);
+    if (!l) return die("access_points: " + l.status().message());
+    aps = std::move(*l);
+    for (const auto& ap : aps) access_point = access_point || ap.rank == cfg.rank;
+    if (access_point && cfg.insecure) {
+      return die("access points prove the system key to each other: they cannot run insecure");
+    }
+  }
+  const bool hosts_service = cfg.mgmt_host || access_point;
   std::shared_ptr<security::CredentialVerifier> verifier;
-  if (cfg.mgmt_host && !cfg.insecure) {
+  if (hosts_service && !cfg.insecure) {
     if (cfg.node_keys.empty()) {
       log::warn("no node_keys: only engines and administrators can use the management service");
     } else {
@@ -213,7 +234,7 @@ int main(int argc, char** argv) {
   if (!st.is_ok()) return die("engine failed to start: " + st.to_string());
 
   std::unique_ptr<mgmt::MgmtService> mgmt_svc;
-  if (cfg.mgmt_host) {
+  if (hosts_service) {
     mgmt::MgmtOptions mo;
     mo.state_path = cfg.storage_dir + "/mgmt-state.json";
     mo.admin_uid = ::geteuid();
@@ -222,6 +243,17 @@ int main(int argc, char** argv) {
     mo.handle_lease = std::chrono::milliseconds(cfg.mgmt_handle_lease_ms);
     mo.verifier = verifier;
     mo.self_rank = cfg.rank;
+    if (access_point) {
+      mo.access_points = aps;
+      mo.raft_dir = cfg.storage_dir + "/mgmt-raft";
+      mo.key = key;
+      std::error_code ec;
+      std::filesystem::create_directories(mo.raft_dir, ec);
+      if (ec) {
+        engine.stop();
+        return die(fmt::format("cannot create {}: {}", mo.raft_dir, ec.message()));
+      }
+    }
     auto svc = mgmt::MgmtService::open(mo);
     if (!svc) {
       engine.stop();
@@ -275,9 +307,13 @@ int main(int argc, char** argv) {
     std::rename(tmp.c_str(), cfg.port_file.c_str());
   }
   std::unique_ptr<mgmt::MgmtLink> link;
-  if (cfg.mgmt_host || !cfg.mgmt.empty()) {
+  if (hosts_service || !cfg.mgmt.empty() || !aps.empty()) {
     mgmt::MgmtLink::Options lo;
-    lo.mgmt_addr = cfg.mgmt.empty() ? control_addr : cfg.mgmt;
+    if (!aps.empty()) {
+      for (const auto& ap : aps) lo.mgmt_addr += (lo.mgmt_addr.empty() ? "" : ",") + ap.control;
+    } else {
+      lo.mgmt_addr = cfg.mgmt.empty() ? control_addr : cfg.mgmt;
+    }
     lo.self.rank = cfg.rank;
     lo.self.host = engine.host();
     lo.self.control_addr = control_addr;
@@ -300,7 +336,9 @@ int main(int argc, char** argv) {
       "tessera-server {}: engine rank {} ready: {} targets, provider {}, control {}, "
       "storage {}{}",
       version(), cfg.rank, cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
-      cfg.mgmt_host ? " (management service host)" : "");
+      cfg.mgmt_host  ? " (management service host)"
+      : access_point ? " (access point)"
+                     : "");
 
   int sig = 0;
   sigwait(&sigs, &sig);
@@ -308,7 +346,9 @@ int main(int argc, char** argv) {
   // A clean stop is not a failure: the management service hears it first, so this engine's
   // targets stay in the pool maps while it restarts, and a stopping management service
   // judges nobody by the connections it closes.
-  if (mgmt_svc) mgmt_svc->shutdown();
+  // An access point announces its stop first (to the leader, maybe itself), then stops its
+  // replica: a leader hands leadership on.
+  if (mgmt_svc && cfg.mgmt_host) mgmt_svc->shutdown();
   if (link && !cfg.mgmt_host) {
     // A busy service (a slow disk, a loaded host) may answer late; leaving unrecorded closes
     // the connection, which the service takes for a crash.
@@ -319,6 +359,7 @@ int main(int argc, char** argv) {
       log::warn("engine rank {}: clean stop not recorded: {}", cfg.rank, ls.to_string());
     }
   }
+  if (mgmt_svc) mgmt_svc->shutdown();
   if (link) link->stop();
   control.stop();
   engine.stop();

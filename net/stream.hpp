@@ -35,6 +35,8 @@ class ControlConn {
   // Sends one request and returns the reply; a failed reply (status != ok) becomes its Status.
   Result<Message> call(uint16_t protocol, uint16_t method, Buffer body, Buffer bulk = {});
   const std::string& address() const { return addr_; }
+  // Later calls wait at most this for their reply.
+  void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
 
  private:
   using Clock = std::chrono::steady_clock;

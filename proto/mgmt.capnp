@@ -196,6 +196,7 @@ struct MgmtReq {
     poolEvict     @30 :PoolEvict;      # close other clients' handles (administrators)
     contRollback  @31 :ContRollback;   # make a snapshot's state the container's newest
     shardDamaged  @32 :ShardDamaged;   # an engine found a pool's store on a target damaged
+    replicaInfo   @33 :Void;           # this access point's replica (any access point answers)
   }
 
   struct ShardDamaged {
@@ -325,7 +326,19 @@ struct MgmtRep {
     acl     @7 :Acl;
     evicted @8 :UInt32;              # how many handles a poolEvict closed
     rollback @9 :RollbackDone;
+    replica  @10 :ReplicaInfo;
   }
+}
+
+# One access point's replica of the management service (raft).
+struct ReplicaInfo {
+  rank       @0 :UInt32;
+  role       @1 :Text;                 # leader | follower | candidate | unavailable
+  serving    @2 :Bool;                 # it leads and has applied the log: it serves requests
+  leaderRank @3 :Int64;                # -1: no leader known
+  term       @4 :UInt64;
+  lastIndex  @5 :UInt64;               # raft log
+  applied    @6 :UInt64;
 }
 
 # What a container rollback did, summed over the targets (also an engine's reply to contRollback).

@@ -15,7 +15,7 @@ namespace tessera::mgmt {
 using Clock = std::chrono::steady_clock;
 
 MgmtLink::MgmtLink(Options opts, OnJoined on_joined)
-    : opts_(std::move(opts)), on_joined_(std::move(on_joined)) {}
+    : opts_(std::move(opts)), on_joined_(std::move(on_joined)), service_(opts_.mgmt_addr) {}
 
 MgmtLink::~MgmtLink() {
   stop();
@@ -40,14 +40,29 @@ void MgmtLink::stop() {
   queue_.clear();
 }
 
+namespace {
+Status unreachable_status(const Status& why) {
+  return Status(Errc::unavailable,
+                fmt::format("the management service cannot be reached: {}", why.to_string()));
+}
+}  // namespace
+
 void MgmtLink::ask(Buffer body, Done done) {
+  bool cut_off = false;
   {
     std::lock_guard lk(mu_);
-    if (!quit_) {
+    cut_off = cut_off_;
+    if (!quit_ && !cut_off) {
       queue_.emplace_back(std::move(body), std::move(done));
       cv_.notify_all();
       return;
     }
+  }
+  if (cut_off) {
+    // The last round over the access points found no leader: no answer is coming soon.
+    done(Status(Errc::unavailable,
+                "the management service cannot be reached (no access point leads it now)"));
+    return;
   }
   done(Status(Errc::shutdown, "engine stopping"));
 }
@@ -89,21 +104,43 @@ Status MgmtLink::leave(std::chrono::milliseconds timeout) {
 void MgmtLink::run() {
   const Cred cred = Cred::current();
   std::unique_ptr<net::ControlConn> conn;
+  std::string at;  // the access point joined
   auto next_beat = Clock::now();
-  bool warned = false;
+  std::string warned_why;  // the last reason a join failed, as logged
+  auto warned_at = Clock::now();
   while (true) {
     {
       std::unique_lock lk(mu_);
       if (quit_) return;
     }
     if (!conn) {
-      auto c = net::ControlConn::open(opts_.mgmt_addr, opts_.timeout);
-      Result<Message> rep = c ? (*c)->call(proto::kProtoMgmt, proto::kMgmtCall,
-                                           request(cred,
-                                                   [&](schema::MgmtReq::Builder r) {
-                                                     encode_member(r.initJoin(), opts_.self);
-                                                   }))
-                              : Result<Message>(c.status());
+      // The leader among the access points: a follower names it, a dead one is skipped.
+      std::unique_ptr<net::ControlConn> opened;
+      // A round over the access points is short: while no leader answers, the engine's
+      // questions fail at once (below) instead of waiting for one.
+      Result<Message> rep = service_.call<Message>(
+          std::min(opts_.timeout, std::chrono::milliseconds(2000)),
+          [&](const std::string& addr, bool& reached) -> Result<Message> {
+            auto c = net::ControlConn::open(addr, service_.connect_timeout(opts_.timeout));
+            if (!c) {
+              reached = false;
+              return c.status();
+            }
+            (*c)->set_timeout(opts_.timeout);
+            auto r = (*c)->call(proto::kProtoMgmt, proto::kMgmtCall,
+                                request(cred, [&](schema::MgmtReq::Builder b) {
+                                  encode_member(b.initJoin(), opts_.self);
+                                }));
+            if (r) {
+              opened = std::move(*c);
+              at = addr;
+            }
+            return r;
+          },
+          [this] {
+            std::lock_guard lk(mu_);
+            return quit_;
+          });
       std::vector<ShardInfo> pools;
       if (rep) {
         try {
@@ -118,25 +155,37 @@ void MgmtLink::run() {
         }
       }
       if (!rep) {
-        if (!warned) {
+        // Said once, and again when the reason changes or every minute.
+        const std::string why = rep.status().to_string();
+        if (why != warned_why || Clock::now() - warned_at > std::chrono::minutes(1)) {
           log::warn("cannot join the management service at {}: {} (retrying every second)",
-                    opts_.mgmt_addr, rep.status().to_string());
-          warned = true;
+                    opts_.mgmt_addr, why);
+          warned_why = why;
+          warned_at = Clock::now();
         }
         // A join refused for a reason that will not change (rank in use, not admin) is fatal
         // for this engine's membership but not for its local service: keep retrying quietly.
+        // Meanwhile the engine's questions get an answer at once: the service cannot be asked
+        // (its targets go on with the handles and maps they have).
+        std::deque<std::pair<Buffer, Done>> failed;
+        {
+          std::lock_guard lk(mu_);
+          cut_off_ = true;
+          failed.swap(queue_);
+        }
+        for (auto& [body, done] : failed) done(unreachable_status(rep.status()));
         std::unique_lock lk(mu_);
         cv_.wait_for(lk, std::chrono::seconds(1), [this] { return quit_; });
         continue;
       }
-      warned = false;
-      conn = std::move(*c);
-      log::info("joined the system at {} as rank {} ({} pools)", opts_.mgmt_addr, opts_.self.rank,
-                pools.size());
+      warned_why.clear();
+      conn = std::move(opened);
+      log::info("joined the system at {} as rank {} ({} pools)", at, opts_.self.rank, pools.size());
       if (on_joined_) on_joined_(pools);
       {
         std::lock_guard lk(mu_);
         joined_ = true;
+        cut_off_ = false;
       }
       cv_.notify_all();
       next_beat = Clock::now() + opts_.heartbeat;
@@ -148,10 +197,21 @@ void MgmtLink::run() {
       if (quit_) return;
       work.swap(queue_);
     }
-    for (auto& [body, done] : work) {
-      auto r = conn ? conn->call(proto::kProtoMgmt, proto::kMgmtCall, std::move(body))
+    for (auto it = work.begin(); it != work.end(); ++it) {
+      auto& [body, done] = *it;
+      auto r = conn ? conn->call(proto::kProtoMgmt, proto::kMgmtCall, body.clone())
                     : Result<Message>(
                           Status(Errc::unreachable, "no connection to the management service"));
+      if (!r && r.status().code() == Errc::not_leader) {
+        // The access point stopped leading: join the leader, then ask it, in the same order.
+        log::info("the management service at {} moved: {}", at, r.status().message());
+        conn.reset();
+        joined_ = false;
+        std::lock_guard lk(mu_);
+        queue_.insert(queue_.begin(), std::make_move_iterator(it),
+                      std::make_move_iterator(work.end()));
+        break;
+      }
       if (!r && (r.status().code() == Errc::unreachable || r.status().code() == Errc::timeout ||
                  r.status().code() == Errc::protocol)) {
         conn.reset();
@@ -160,17 +220,18 @@ void MgmtLink::run() {
       done(std::move(r));
     }
     if (conn && Clock::now() >= next_beat) {
+      if (service_.addresses().size() > 1) conn->set_timeout(std::min(opts_.timeout, kBeatAnswer));
       auto r = conn->call(
           proto::kProtoMgmt, proto::kMgmtCall,
           request(cred, [&](schema::MgmtReq::Builder b) { b.setHeartbeat(opts_.self.rank); }));
+      conn->set_timeout(opts_.timeout);
       if (!r) {
         if (r.status().code() == Errc::stale) {
           log::warn("the management service no longer counts this engine as joined ({}): "
                     "joining again",
                     r.status().message());
         } else {
-          log::warn("lost the management service at {}: {}", opts_.mgmt_addr,
-                    r.status().to_string());
+          log::warn("lost the management service at {}: {}", at, r.status().to_string());
         }
         conn.reset();
         joined_ = false;

@@ -2,9 +2,9 @@
 //
 // A thread of its own (blocking sockets, never a target thread) that joins the system, sends a
 // heartbeat every `heartbeat`, and carries the engine's questions (pool maps, container
-// handles) in order on the same connection. If the connection breaks it reconnects and joins
-// again. Answers are delivered by callback on the link thread; targets hand them back to their
-// own thread with Target::post.
+// handles) in order on the same connection. If the connection breaks, or the access point it
+// joined stops leading, it joins the leader (mgmt/leader.hpp) again. Answers are delivered by
+// callback on the link thread; targets hand them back to their own thread with Target::post.
 #pragma once
 
 #include <atomic>
@@ -15,8 +15,9 @@
 #include <mutex>
 #include <thread>
 
-#include "mgmt/types.hpp"
 #include "core/actor.hpp"
+#include "mgmt/leader.hpp"
+#include "mgmt/types.hpp"
 
 namespace tessera::mgmt {
 
@@ -29,7 +30,7 @@ struct ShardInfo {
 class MgmtLink {
  public:
   struct Options {
-    std::string mgmt_addr;
+    std::string mgmt_addr;  // the access points' control addresses, comma-separated
     Member self;
     std::chrono::milliseconds heartbeat{1000};
     std::chrono::milliseconds timeout{10000};
@@ -37,6 +38,11 @@ class MgmtLink {
   // Called on the link thread after every successful join with the pools this rank serves.
   using OnJoined = std::function<void(const std::vector<ShardInfo>&)>;
   using Done = std::function<void(Result<Message>)>;
+
+  // With several access points, a heartbeat unanswered this long means the leader is gone
+  // (killed, or its host cut off: then nothing at all comes back) and the engine joins the
+  // next one; a live leader answers a heartbeat without proposing anything.
+  static constexpr std::chrono::milliseconds kBeatAnswer{4000};
 
   MgmtLink(Options opts, OnJoined on_joined);
   ~MgmtLink();
@@ -56,10 +62,13 @@ class MgmtLink {
   void run();
   Options opts_;
   OnJoined on_joined_;
+  LeaderFinder service_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<Buffer, Done>> queue_;
   bool quit_ = false;
+  // The last join found no service (no leader, nothing reachable): questions fail at once.
+  bool cut_off_ = false;
   std::atomic<bool> joined_{false};
   std::thread thread_;
 };

@@ -28,9 +28,20 @@ long long ms(Clock::duration d) {
 }  // namespace
 
 void MgmtService::shutdown() {
-  std::lock_guard lk(mu_);
-  if (!closing_) log::info("management service: shutting down; no membership decisions from now");
-  closing_ = true;
+  std::shared_ptr<Replica> rep;
+  {
+    std::lock_guard lk(mu_);
+    if (!closing_) {
+      log::info("management service: shutting down; no membership decisions from now");
+    }
+    closing_ = true;
+    if (replicated()) {
+      stop_leading("this access point is stopping");
+      rep = std::move(replica_);
+    }
+  }
+  // Raft stops (a leader hands leadership on) without mu_: its loop thread applies under it.
+  rep.reset();
 }
 
 void MgmtService::check_pause(Clock::time_point now) {
@@ -63,16 +74,27 @@ void MgmtService::monitor() {
   while (!quit_) {
     cv_.wait_for(lk, std::chrono::milliseconds(500));
     if (quit_) break;
+    if (replicated()) {
+      lk.unlock();
+      follow_leadership();
+      lk.lock();
+      if (quit_) break;
+    }
     auto now = Clock::now();
     check_pause(now);
-    if (closing_) continue;
+    if (closing_ || !leading_.load()) continue;  // a follower judges nobody
     expire_handles(now);
     retry_rebuilds(now);
     bool changed = false;
     for (const auto& [rank, m] : state_.members()) {
       if (m.state != MemberState::joined || rank == opts_.self_rank) continue;
       auto it = last_seen_.find(rank);
-      if (it == last_seen_.end() || now - it->second < opts_.dead_after) continue;
+      if (it == last_seen_.end()) continue;
+      // Not joined to this leader yet: it may still be waiting on the previous one.
+      const auto allowed = replicated() && rank_session_.count(rank) == 0
+                               ? opts_.dead_after + opts_.rejoin_grace
+                               : opts_.dead_after;
+      if (now - it->second < allowed) continue;
       (void)declare_gone(rank, fmt::format("silent for {} ms", ms(now - it->second)));
       changed = true;
       break;  // members() changed; look again next round

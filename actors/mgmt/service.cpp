@@ -42,6 +42,17 @@ uint64_t wall_epoch() {
 
 Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   std::unique_ptr<MgmtService> s(new MgmtService(std::move(opts)));
+  if (s->replicated()) {
+    // The state is raft's: its snapshot and log, applied as the replica starts.
+    TESSERA_TRY(s->start_replica());
+    s->last_tick_ = Clock::now();
+    s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
+    s->worker_ = std::thread([p = s.get()] { p->worker(); });
+    log::info("management service: access point rank {} of {} ({}), raft log in {}",
+              s->opts_.self_rank, s->opts_.access_points.size(),
+              access_points_text(s->opts_.access_points), s->opts_.raft_dir);
+    return s;
+  }
   auto st = s->file_.load();
   if (!st) return st.status();
   s->state_ = std::move(*st);
@@ -76,6 +87,13 @@ MgmtService::~MgmtService() {
   }
   jobs_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
+  // Raft's loop thread applies under mu_.state(): stopped while nothing holds it.
+  std::shared_ptr<Replica> rep;
+  {
+    std::lock_guard lk(mu_);
+    rep = std::move(replica_);
+  }
+  rep.reset();
 }
 
 void MgmtService::post(std::function<void()> job) {
@@ -252,12 +270,16 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
 
 Status MgmtService::commit(const json& cmd) {
   MgmtState before = state_;
-  TESSERA_TRY(state_.apply(cmd));
-  Status st = file_.save(state_);
-  if (!st.is_ok()) {
-    state_ = std::move(before);  // not durable: not done
-    log::error("management service: cannot persist its state: {}", st.to_string());
-    return st;
+  if (replicated()) {
+    TESSERA_TRY(propose(cmd));  // applied here once a majority has it in its log
+  } else {
+    TESSERA_TRY(state_.apply(cmd));
+    Status st = file_.save(state_);
+    if (!st.is_ok()) {
+      state_ = std::move(before);  // not durable: not done
+      log::error("management service: cannot persist its state: {}", st.to_string());
+      return st;
+    }
   }
   revoke_removed(before);
   drive_rebuilds();
@@ -321,6 +343,8 @@ Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
     auto req = br.root<schema::MgmtReq>();
     auto cred = caller(m, req);
     if (!cred) return cred.status();
+    if (req.isReplicaInfo()) return on_replica_info();  // any access point answers
+    if (!leading_.load()) return not_leader_reply();
     return dispatch(req, *cred, session);
   } catch (const kj::Exception& e) {
     return Status(Errc::protocol,
@@ -380,8 +404,20 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       if (auto live = rank_session_.find(mem->rank);
           live != rank_session_.end() && live->second != session) {
         const auto& cur = state_.members().at(mem->rank);
-        return Status(Errc::exists, fmt::format("rank {} is already joined from {} (pid {})",
-                                                mem->rank, cur.control_addr, cur.pid));
+        // The same engine process again, or a rank no longer counted as joined (declared dead
+        // or stopped): its old connection is stale (a host cut off: nothing closed it) and
+        // the new one replaces it. Another process claiming a joined rank is refused.
+        const bool same = cur.pid == mem->pid && cur.control_addr == mem->control_addr;
+        if (cur.state == MemberState::joined && !same) {
+          return Status(Errc::exists, fmt::format("rank {} is already joined from {} (pid {})",
+                                                  mem->rank, cur.control_addr, cur.pid));
+        }
+        log::info(
+            "management service: rank {} joins again on a new connection; its old one "
+            "is stale",
+            mem->rank);
+        session_rank_.erase(live->second);
+        rank_session_.erase(live);
       }
       json hex = json::array();  // fabric addresses are raw bytes: base 16 in commands
       for (const auto& a : mem->fabric_addrs) hex.push_back(to_hex(a));
@@ -396,6 +432,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       rank_session_[mem->rank] = session;
       last_seen_[mem->rank] = Clock::now();
       stopped_at_.erase(mem->rank);
+      cv_.notify_all();  // a pool create may wait for the engines to join a new leader
       log::info("management service: rank {} joined from {} ({} targets)", mem->rank,
                 mem->control_addr, mem->fabric_addrs.size());
       std::vector<const Pool*> mine;
@@ -691,6 +728,8 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       log::warn("management service: rank {} target {} stopped by uid {}", rank, target, cred.uid);
       return none();
     }
+    case W::REPLICA_INFO:
+      return on_replica_info();
     case W::SHARD_DAMAGED:
       return on_shard_damaged(req.getShardDamaged(), cred, session);
     case W::POOL_OP:
@@ -930,7 +969,8 @@ Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, c
   std::string label = r.getLabel();
   uint64_t bytes = r.getTargetBytes();
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
+    if (r.getRanks().size() == 0) await_rejoins(lk);
     if (label.empty()) return Status(Errc::invalid_argument, "a pool needs a label");
     if (state_.pool(label) != nullptr) {
       return Status(Errc::exists, fmt::format("a pool labelled '{}' exists", label));
@@ -941,8 +981,13 @@ Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, c
     std::vector<uint32_t> ranks;
     for (uint32_t x : r.getRanks()) ranks.push_back(x);
     if (ranks.empty()) {
+      // Every joined engine that is connected to this service: after a change of leader, one
+      // that has not joined the new leader within the rejoin window (the old leader's own
+      // engine, dead) is left out until its heartbeat timeout decides.
       for (const auto& [rank, m] : state_.members()) {
-        if (m.state == MemberState::joined) ranks.push_back(rank);
+        if (m.state == MemberState::joined &&
+            (rank_session_.count(rank) != 0 || rank == opts_.self_rank))
+          ranks.push_back(rank);
       }
     }
     if (ranks.empty()) return Status(Errc::unavailable, "no engine has joined the system");

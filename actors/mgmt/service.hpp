@@ -1,10 +1,21 @@
-// MgmtService: the management service, hosted by one engine (config `mgmt_host: true`) on its
-// control socket. Keeps system membership, pools with their maps and ACLs, containers and open
-// container handles in a MgmtState, persisted after every change (StateFile).
+// MgmtService: the management service, on an engine's control socket. Keeps system membership,
+// pools with their maps and ACLs, containers and open container handles in a MgmtState.
 //
-// Threads: requests arrive on the control server's worker threads; one mutex guards the state
-// (the control plane, never a target thread). Slow work (asking engines to create or destroy
-// pool shards) runs without it.
+// Two ways to keep the state (docs/OPERATIONS.md, "Access points"):
+// - alone (config `mgmt_host: true`): one engine hosts the service and rewrites its state file
+//   after every command (StateFile);
+// - replicated (config `access_points`): every access point runs a MgmtService with a
+//   Replica; a command is a raft log entry, applied by every access point in the same order.
+//   Only the leader serves: a follower answers `not_leader` naming the leader's control
+//   address, and decides nothing (membership, handle expiry, rebuilds). An access point that
+//   becomes the leader first waits until it applied everything committed before (a barrier),
+//   then starts as a restarted service would: no join connections, a grace period for all.
+//
+// Threads: requests arrive on the control server's worker threads; `mu_` orders them and
+// guards the state (the control plane, never a target thread). Slow work (asking engines to
+// create or destroy pool shards) runs without it. With a replica, commit() lends the state
+// half of `mu_` to raft's apply (on the replica's loop thread) while it waits for its command:
+// the request stays in order, the loop thread applies.
 //
 // Membership (membership.cpp): a monitor thread marks engines dead when their heartbeats stop;
 // the join connection closing (an engine killed) marks them dead at once. An engine that stops
@@ -22,9 +33,11 @@
 #include <string>
 #include <thread>
 
+#include "core/actor.hpp"
+#include "mgmt/leader.hpp"
+#include "mgmt/replica.hpp"
 #include "mgmt/state.hpp"
 #include "proto/mgmt.capnp.h"
-#include "core/actor.hpp"
 #include "security/credential.hpp"
 
 namespace tessera::mgmt {
@@ -40,6 +53,11 @@ struct MgmtOptions {
   std::string state_path;                       // the persisted state (JSON)
   uint32_t admin_uid = 0;                       // may create/destroy pools (as may root)
   std::chrono::milliseconds dead_after{10000};  // heartbeat silence that marks an engine dead
+  // A new leader allows an engine that has not joined it yet this much more silence: the
+  // engine may still be waiting on the previous leader, which a cut-off host answers with
+  // nothing at all (the engine notices only when its heartbeat's answer is overdue,
+  // MgmtLink::kBeatAnswer, then tries the access points one connect timeout each).
+  std::chrono::milliseconds rejoin_grace{10000};
   // A failure detector's report is refused when the rank's own heartbeat is younger than this.
   std::chrono::milliseconds dead_confirm_silence{1500};
   std::chrono::milliseconds engine_timeout{120000};  // pool shard create/destroy on an engine
@@ -56,6 +74,33 @@ struct MgmtOptions {
   std::shared_ptr<security::CredentialVerifier> verifier;
   // The rank of the engine hosting the service: never declared dead while the service runs.
   uint32_t self_rank = UINT32_MAX;
+  // Replicated (mgmt/leader.hpp): every access point, this engine (self_rank) among them; its
+  // replica keeps raft's log and snapshots in `raft_dir`, and its connections to the other
+  // access points prove `key`. Empty: the service stands alone with its state file.
+  std::vector<AccessPoint> access_points;
+  std::string raft_dir;
+  std::shared_ptr<const security::SystemKey> key;
+  std::chrono::milliseconds election_timeout{1000};
+  std::chrono::milliseconds propose_timeout{10000};  // a command's wait for a majority
+};
+
+// The service's lock: `cmd` keeps requests one at a time, `state` guards the MgmtState. Locked
+// whole by the request threads; raft's apply takes `state` alone, which commit() lends it.
+class ServiceMutex {
+ public:
+  void lock() {
+    cmd_.lock();
+    state_.lock();
+  }
+  void unlock() {
+    state_.unlock();
+    cmd_.unlock();
+  }
+  std::mutex& state() { return state_; }
+
+ private:
+  std::mutex cmd_;
+  std::mutex state_;
 };
 
 class MgmtService {
@@ -68,11 +113,31 @@ class MgmtService {
   // A control connection closed.
   void on_close(uint64_t session);
   // The hosting engine is stopping: from now on the service decides nothing about members
-  // (the connections that close as it stops are its own doing, not the engines' deaths).
+  // (the connections that close as it stops are its own doing, not the engines' deaths). An
+  // access point stops its replica (a leader hands leadership on).
   void shutdown();
+
+  // This access point's replica (role, leader, term, log); unsupported when alone.
+  Result<Replica::Info> replica_info();
+  // Whether this service serves requests now (alone: always; replicated: while it leads).
+  bool leading() const { return leading_.load(); }
 
  private:
   explicit MgmtService(MgmtOptions opts) : opts_(std::move(opts)), file_(opts_.state_path) {}
+  // Replicated (service_replica.cpp): the Fsm over state_, the replica's start, the
+  // monitor's leadership check, the change of leader, and the follower's answer.
+  bool replicated() const { return !opts_.access_points.empty(); }
+  Status start_replica();
+  void follow_leadership();
+  void become_leader(uint64_t term);
+  void stop_leading(const char* why);
+  // After a change of leader (mu_ held, released while it waits): until the engines joined
+  // this access point again, or kRejoinWindow after it began to lead.
+  void await_rejoins(std::unique_lock<ServiceMutex>& lk);
+  static constexpr std::chrono::milliseconds kRejoinWindow{4000};
+  Status not_leader_reply();
+  Result<Buffer> on_replica_info();
+  Status propose(const nlohmann::json& cmd);
   Result<Buffer> dispatch(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   // Applies and persists one command (state lock held).
   Status commit(const nlohmann::json& cmd);
@@ -168,7 +233,7 @@ class MgmtService {
 
   MgmtOptions opts_;
   StateFile file_;
-  std::mutex mu_;
+  ServiceMutex mu_;
   std::mutex create_mu_;  // one pool create at a time (it reserves the next pool id)
   MgmtState state_;
   std::map<uint64_t, uint32_t> session_rank_;  // join connections
@@ -182,8 +247,15 @@ class MgmtService {
   // When each open handle was last renewed (a handle first seen, as after a restart, starts
   // its lease then). Not persisted: a restarted service gives every holder a whole lease.
   std::map<uint64_t, std::chrono::steady_clock::time_point> renewed_;
-  std::condition_variable cv_;
+  std::condition_variable_any cv_;
   bool quit_ = false;
+  // Replicated: the replica (null once shut down; copied under mu_ by whoever calls it
+  // without mu_), whether this access point serves, and the leader's control address.
+  std::shared_ptr<Replica> replica_;
+  std::atomic<bool> leading_{true};
+  std::mutex hint_mu_;
+  std::string leader_hint_;
+  std::chrono::steady_clock::time_point led_at_;  // when this access point began to lead
   std::thread monitor_;
   // Slow calls to engines made on behalf of the state machine (rebuild starts).
   std::mutex jobs_mu_;
