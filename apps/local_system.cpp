@@ -1,8 +1,11 @@
 #include "apps/local_system.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +152,24 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   return pid;
 }
 
+// A port no one listens on now (the kernel's choice for a socket bound to port 0). An engine
+// that finds it taken by the time it binds fails to start, and says so.
+Result<uint16_t> free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status(Errc::io_error, fmt::format("socket: {}", std::strerror(errno)));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    return Status(Errc::io_error, fmt::format("cannot find a free port: {}", std::strerror(errno)));
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
 Result<uint16_t> port_of(const std::string& addr) {
   auto colon = addr.rfind(':');
   if (colon == std::string::npos) return Status(Errc::invalid_argument, "bad address " + addr);
@@ -187,7 +208,10 @@ Result<EngineRecord> start_engine(const SystemFile& sys, uint32_t rank, uint16_t
   } else {
     argv.insert(argv.end(), {"--system-key", sys.system_key, "--node-keys", sys.node_keys});
   }
-  if (rank == 0) {
+  if (!sys.access_points.empty()) {
+    argv.push_back("--access-points");
+    argv.push_back(mgmt::access_points_text(sys.access_points));
+  } else if (rank == 0) {
     argv.push_back("--mgmt-host");
   } else {
     argv.push_back("--mgmt");
@@ -349,6 +373,7 @@ json SystemFile::to_json() const {
   json j{{"version", 1},
          {"dir", dir},
          {"mgmt", mgmt},
+         {"access_points", mgmt::access_points_text(access_points)},
          {"provider", provider},
          {"targets", targets},
          {"scratch_size", scratch_size},
@@ -383,6 +408,11 @@ Result<SystemFile> SystemFile::load(const std::string& path) {
     json j = json::parse(text);
     s.dir = j.at("dir").get<std::string>();
     s.mgmt = j.at("mgmt").get<std::string>();
+    if (const std::string aps = j.value("access_points", std::string()); !aps.empty()) {
+      auto l = mgmt::parse_access_points(aps);
+      if (!l) throw std::runtime_error("access_points: " + l.status().message());
+      s.access_points = std::move(*l);
+    }
     s.provider = j.at("provider").get<std::string>();
     s.targets = j.at("targets").get<uint32_t>();
     s.scratch_size = j.value("scratch_size", std::string("64M"));
@@ -482,6 +512,15 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
       return Status(Errc::invalid_argument, fmt::format("the system in {} uses provider {}, not {}",
                                                         dir, sys.provider, o.provider));
     }
+    if (o.access_points != 0 && o.access_points != sys.access_points.size()) {
+      return Status(Errc::invalid_argument,
+                    sys.access_points.empty()
+                        ? fmt::format("the system in {} runs its management service on rank 0 "
+                                      "alone; it cannot start with {} access points",
+                                      dir, o.access_points)
+                        : fmt::format("the system in {} has {} access points, not {}", dir,
+                                      sys.access_points.size(), o.access_points));
+    }
     if (o.engines != 0 && o.engines < sys.engines.size()) {
       return Status(Errc::invalid_argument,
                     fmt::format("the system in {} has {} engines; it cannot start with {}", dir,
@@ -507,6 +546,35 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
                                               : static_cast<uint32_t>(sys.engines.size());
   if (want == 0 || want > 1024) {
     return Status(Errc::invalid_argument, "the number of engines must be between 1 and 1024");
+  }
+  if (sys.engines.empty() && o.access_points != 0) {
+    // A new replicated system: ranks 0..n-1 are the access points, on ports chosen now and
+    // kept (the other engines and the clients know the service by them).
+    if (o.insecure) {
+      return Status(Errc::invalid_argument,
+                    "access points prove the system key to each other: an insecure system has "
+                    "one management host (drop --access-points or --insecure)");
+    }
+    if (o.access_points > want || o.access_points > 7) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("{} access points need at least as many engines (have {}; at "
+                                "most 7; 3 or 5 survive the loss of 1 or 2)",
+                                o.access_points, want));
+    }
+    sys.access_points.clear();
+    for (uint32_t r = 0; r < o.access_points; ++r) {
+      auto c = free_port();
+      if (!c) return c.status();
+      auto f = free_port();
+      if (!f) return f.status();
+      sys.access_points.push_back(
+          {r, fmt::format("127.0.0.1:{}", *c), fmt::format("127.0.0.1:{}", *f)});
+    }
+    TESSERA_TRY(mgmt::check_access_points(sys.access_points));
+  }
+  if (!sys.access_points.empty()) {
+    sys.mgmt.clear();
+    for (const auto& ap : sys.access_points) sys.mgmt += (sys.mgmt.empty() ? "" : ",") + ap.control;
   }
 
   std::map<uint32_t, EngineRecord> recs;
@@ -540,29 +608,30 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   }
   security::set_default_authority(authority(sys));
   std::vector<pid_t> spawned;
-  auto launch = [&]() -> Status {
-    // Rank 0 first: the others need the management service's address.
-    if (!to_start.empty() && to_start.front() == 0) {
-      uint16_t port = 0;
-      if (recs.count(0) != 0) {
-        auto p = port_of(recs[0].control);
-        if (p) port = *p;
-      }
-      progress(fmt::format("starting rank 0 (management service){}",
-                           port != 0 ? fmt::format(" on its recorded port {}", port) : ""));
-      auto e = start_engine(sys, 0, port, o);
-      if (!e) return e.status();
-      spawned.push_back(e->pid);
-      TESSERA_TRY(await_port(*e, deadline));
-      recs[0] = std::move(*e);
-      rep.started.push_back(0);
-    }
-    sys.mgmt = recs[0].control;
+  const size_t aps = sys.access_points.size();
+  // Starts `ranks` at once, then waits for their control ports. An access point listens on its
+  // recorded port; rank 0 hosting the service alone on its recorded one (the others and the
+  // clients know the service by it); other engines on any free port.
+  auto start_ranks = [&](const std::vector<uint32_t>& ranks) -> Status {
     std::vector<EngineRecord> fresh;
-    for (uint32_t r : to_start) {
-      if (r == 0) continue;
-      progress(fmt::format("starting rank {}", r));
-      auto e = start_engine(sys, r, 0, o);
+    for (uint32_t r : ranks) {
+      uint16_t port = 0;
+      std::string what;
+      if (r < aps) {
+        auto p = port_of(sys.access_points[r].control);
+        if (!p) return p.status();
+        port = *p;
+        what = fmt::format(" (access point, port {})", port);
+      } else if (aps == 0 && r == 0) {
+        if (recs.count(0) != 0) {
+          auto p = port_of(recs[0].control);
+          if (p) port = *p;
+        }
+        what = port != 0 ? fmt::format(" (management service) on its recorded port {}", port)
+                         : std::string(" (management service)");
+      }
+      progress(fmt::format("starting rank {}{}", r, what));
+      auto e = start_engine(sys, r, port, o);
       if (!e) return e.status();
       spawned.push_back(e->pid);
       fresh.push_back(std::move(*e));
@@ -573,6 +642,19 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
       recs[e.rank] = std::move(e);
     }
     return Status();
+  };
+  auto launch = [&]() -> Status {
+    // Access points and engines at once: the engines find the leader among them, retrying until
+    // one is elected. A single management host first: the others need its address.
+    std::vector<uint32_t> rest;
+    for (uint32_t r : to_start) {
+      if (aps != 0 || r != 0) rest.push_back(r);
+    }
+    if (aps == 0) {
+      if (rest.size() != to_start.size()) TESSERA_TRY(start_ranks({0}));
+      sys.mgmt = recs[0].control;
+    }
+    return start_ranks(rest);
   };
   if (Status st = launch(); !st.is_ok()) {
     // Nothing half-started stays behind: the engines this call started are killed, and the
@@ -675,11 +757,12 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
                     st.to_string()));
   }
   std::vector<uint32_t> stopped;
-  // Rank 0 last: it records the others as stopped (not dead) as they leave.
+  // The management service's engines last (rank 0, or every access point): it records the
+  // others as stopped (not dead) as they leave.
+  const uint32_t hosts = std::max<uint32_t>(1, static_cast<uint32_t>(sys.access_points.size()));
   std::vector<const EngineRecord*> others;
-  for (const auto& e : sys.engines) {
-    if (e.rank != 0) others.push_back(&e);
-  }
+  std::vector<const EngineRecord*> service;
+  for (const auto& e : sys.engines) (e.rank < hosts ? service : others).push_back(&e);
   auto stop_some = [&](const std::vector<const EngineRecord*>& es) {
     std::vector<const EngineRecord*> live;
     for (const EngineRecord* e : es) {
@@ -702,7 +785,7 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
     }
   };
   stop_some(others);
-  if (const EngineRecord* e0 = sys.engine(0)) stop_some({e0});
+  stop_some(service);
   if (agent_alive(sys)) {
     ::kill(sys.agent_pid, SIGTERM);
     const auto deadline = Clock::now() + grace;

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/status.hpp"
+#include "mgmt/leader.hpp"
 #include "security/authority.hpp"
 
 namespace tessera::local {
@@ -38,7 +39,12 @@ struct EngineRecord {
 struct SystemFile {
   std::string path;  // where it was read from (not stored in the file)
   std::string dir;
-  std::string mgmt;  // management service address (rank 0)
+  // The management service: rank 0's control address, or (replicated) every access point's,
+  // comma-separated (what MgmtClient takes).
+  std::string mgmt;
+  // Replicated management service: ranks 0..n-1 are its access points, each on the control
+  // and raft ports recorded here (the same on every start). Empty: rank 0 hosts it alone.
+  std::vector<mgmt::AccessPoint> access_points;
   std::string provider;
   uint32_t targets = 0;
   std::string scratch_size;  // per-target scratch store of each engine
@@ -78,6 +84,9 @@ struct StartOptions {
   std::vector<uint32_t> only;
   // A new system: no keys, no agent, nothing authenticated (every engine logs it at start).
   bool insecure = false;
+  // A new system: the management service replicated on this many access points (ranks
+  // 0..n-1); 0: as recorded, else rank 0 alone.
+  uint32_t access_points = 0;
 };
 
 struct StartReport {

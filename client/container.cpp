@@ -9,6 +9,7 @@
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
+#include "mgmt/leader.hpp"
 #include "net/stream.hpp"
 #include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
@@ -262,7 +263,9 @@ Result<std::unique_ptr<Client>> Client::connect_system(const ClientOptions& opts
     if (provider.empty()) provider = m.provider;
   }
   if (provider.empty()) return Status(Errc::unavailable, "no engine has joined the system");
-  auto host = net::parse_endpoint(opts.engine);
+  // The access points' addresses: the first one tells whether the system is this host's.
+  const auto aps = mgmt::split_addresses(opts.engine);
+  auto host = net::parse_endpoint(aps.empty() ? opts.engine : aps.front());
   auto c = start(opts, provider, host && host->address().is_loopback());
   if (!c) return c.status();
   return c;

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "mgmt/codec.hpp"
@@ -14,16 +16,37 @@ namespace tessera {
 namespace {
 using Fill = std::function<void(schema::MgmtReq::Builder)>;
 
+// Requests that change nothing: one whose connection broke after it was sent (a leader that
+// died or stepped down) is safely sent again, to the next access point.
+bool is_query(schema::MgmtReq::Which w) {
+  using W = schema::MgmtReq::Which;
+  return w == W::SYSTEM_QUERY || w == W::POOL_LIST || w == W::POOL_QUERY || w == W::CONT_QUERY ||
+         w == W::HANDLE_QUERY || w == W::POOL_MAP || w == W::REPLICA_INFO;
+}
+
 // One request; `decode` reads the reply inside a DecodeScope.
 template <typename T, typename D>
-Result<T> call(const std::string& addr, std::chrono::milliseconds timeout, const mgmt::Cred& cred,
-               const Fill& fill, D decode) {
+Result<T> call(const mgmt::LeaderFinder& service, std::chrono::milliseconds timeout,
+               const mgmt::Cred& cred, const Fill& fill, D decode) {
   capnp::MallocMessageBuilder b(512);
   auto r = b.initRoot<schema::MgmtReq>();
   mgmt::encode_cred(r.initCred(), cred);
   fill(r);
-  auto rep =
-      net::control_call(addr, timeout, proto::kProtoMgmt, proto::kMgmtCall, capn::to_body(b));
+  const bool resend = is_query(r.which());
+  const Buffer body = capn::to_body(b);
+  // The leader among the access points (a follower names it; a dead one is skipped).
+  auto rep = service.call<Message>(
+      timeout, [&](const std::string& addr, bool& reached) -> Result<Message> {
+        auto c = net::ControlConn::open(addr, service.connect_timeout(timeout));
+        if (!c) {
+          reached = false;  // never sent: another access point may take it
+          return c.status();
+        }
+        (*c)->set_timeout(timeout);
+        auto rep = (*c)->call(proto::kProtoMgmt, proto::kMgmtCall, body.clone());
+        if (!rep && rep.status().code() == Errc::unreachable && resend) reached = false;
+        return rep;
+      });
   if (!rep) return rep.status();
   try {
     capn::DecodeScope ds;
@@ -37,8 +60,8 @@ Result<T> call(const std::string& addr, std::chrono::milliseconds timeout, const
   }
 }
 
-Status call_none(const std::string& addr, std::chrono::milliseconds timeout, const mgmt::Cred& cred,
-                 const Fill& fill) {
+Status call_none(const mgmt::LeaderFinder& addr, std::chrono::milliseconds timeout,
+                 const mgmt::Cred& cred, const Fill& fill) {
   return call<bool>(addr, timeout, cred, fill,
                     [](schema::MgmtRep::Reader) -> Result<bool> { return true; })
       .status();
@@ -375,6 +398,29 @@ Status MgmtClient::cont_close(uint32_t pool_id, uint64_t cookie) const {
     c.setPool(pool_id);
     c.setCookie(cookie);
   });
+}
+
+Result<ReplicaView> MgmtClient::replica_info(const std::string& addr) const {
+  const mgmt::LeaderFinder only(addr);  // this access point, whether it leads or not
+  // A replica answers at once (nothing is proposed): a host that does not (cut off) is given
+  // a few seconds, not the whole request time, so `system query` names it promptly.
+  return call<ReplicaView>(
+      only, std::min(timeout_, std::chrono::milliseconds(5000)), cred_,
+      [](auto r) { r.setReplicaInfo(); },
+      [&](schema::MgmtRep::Reader r) -> Result<ReplicaView> {
+        if (!r.isReplica()) return Status(Errc::protocol, "reply carries no replica");
+        auto x = r.getReplica();
+        ReplicaView v;
+        v.address = addr;
+        v.rank = x.getRank();
+        v.role = x.getRole();
+        v.serving = x.getServing();
+        v.leader_rank = x.getLeaderRank();
+        v.term = x.getTerm();
+        v.last_index = x.getLastIndex();
+        v.applied = x.getApplied();
+        return v;
+      });
 }
 
 }  // namespace tessera

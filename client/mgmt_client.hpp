@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "mgmt/leader.hpp"
 #include "mgmt/types.hpp"
 
 namespace tessera {
@@ -18,12 +19,25 @@ struct AclChange {
   bool replace = false;
 };
 
+// One access point's replica of the management service (`tessera system query`).
+struct ReplicaView {
+  std::string address;  // where it was asked
+  uint32_t rank = 0;
+  std::string role;      // leader | follower | candidate | unavailable
+  bool serving = false;  // it leads and serves requests
+  int64_t leader_rank = -1;
+  uint64_t term = 0;
+  uint64_t last_index = 0;
+  uint64_t applied = 0;
+};
+
 class MgmtClient {
  public:
+  // `addr`: the management service's access points (control addresses, comma-separated).
   explicit MgmtClient(std::string addr,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(30000),
                       mgmt::Cred cred = mgmt::Cred::current())
-      : addr_(std::move(addr)), timeout_(timeout), cred_(std::move(cred)) {}
+      : addr_(addr), timeout_(timeout), cred_(std::move(cred)) {}
 
   Result<std::vector<mgmt::Member>> system_query() const;
   Status system_stop() const;
@@ -79,14 +93,19 @@ class MgmtClient {
   // Their holders' I/O is refused from then on. Answers how many were closed.
   Result<uint32_t> pool_evict(const std::string& pool, const std::string& cont = {},
                               uint64_t handle_id = 0) const;
+  // The replica of the access point at `addr` itself (not the leader's): unsupported from a
+  // management service that stands alone.
+  Result<ReplicaView> replica_info(const std::string& addr) const;
+
   // Keeps the caller's open handles alive (their lease, HandleView::lease_ms).
   Status handle_renew(const std::vector<uint64_t>& cookies) const;
 
-  const std::string& address() const { return addr_; }
+  // The access point tried first (the leader last found).
+  std::string address() const { return addr_.current(); }
   const mgmt::Cred& cred() const { return cred_; }
 
  private:
-  std::string addr_;
+  mgmt::LeaderFinder addr_;
   std::chrono::milliseconds timeout_;
   mgmt::Cred cred_;
 };

@@ -152,26 +152,65 @@ int system_query(Globals& g) {
                      {"fabric_addresses", fabric},
                      {"log", logs.count(m.rank) != 0 ? json(logs[m.rank]) : json(nullptr)}});
   }
-  return done(g, {{"mgmt", *addr}, {"ranks", ranks}}, [&] {
-    std::printf("management service %s: %zu ranks\n", addr->c_str(), members->size());
-    std::printf("%-5s %-9s %-16s %-8s %-5s %-22s %s\n", "rank", "state", "host", "pid", "inc",
-                "control", "fabric addresses (per target)");
-    for (const auto& r : ranks) {
-      std::string f;
-      for (const auto& x : r["fabric_addresses"])
-        f += (f.empty() ? "" : " ") + x.get<std::string>();
-      std::printf("%-5u %-9s %-16s %-8lu %-5lu %-22s %s\n", r["rank"].get<uint32_t>(),
-                  r["state"].get<std::string>().c_str(), r["host"].get<std::string>().c_str(),
-                  r["pid"].get<unsigned long>(), r["incarnation"].get<unsigned long>(),
-                  r["control"].get<std::string>().c_str(), f.c_str());
+  // The access points, each asked itself (a standalone service has none).
+  json aps = json::array();
+  json leader = nullptr;
+  const auto listed = mgmt::split_addresses(*addr);
+  for (const std::string& a : listed) {
+    auto v = mc.replica_info(a);
+    if (!v && v.status().code() == Errc::unsupported && listed.size() == 1) break;
+    if (!v) {
+      aps.push_back({{"control", a}, {"state", "unreachable"}, {"error", v.status().to_string()}});
+      continue;
     }
-    for (const auto& r : ranks) {
-      if (!r["log"].is_null()) {
-        std::printf("rank %u log: %s\n", r["rank"].get<uint32_t>(),
-                    r["log"].get<std::string>().c_str());
-      }
-    }
-  });
+    if (v->serving) leader = v->rank;
+    aps.push_back({{"control", a},
+                   {"rank", v->rank},
+                   {"state", v->serving ? "leader" : v->role},
+                   {"leader_rank", v->leader_rank < 0 ? json(nullptr) : json(v->leader_rank)},
+                   {"term", v->term},
+                   {"last_index", v->last_index},
+                   {"applied", v->applied}});
+  }
+  return done(
+      g, {{"mgmt", *addr}, {"access_points", aps}, {"leader", leader}, {"ranks", ranks}}, [&] {
+        std::printf("management service %s: %zu ranks\n", addr->c_str(), members->size());
+        if (!aps.empty()) {
+          std::printf(
+              "%zu access points; leader: %s\n", aps.size(),
+              leader.is_null() ? "none" : fmt::format("rank {}", leader.get<uint32_t>()).c_str());
+          std::printf("  %-5s %-22s %-11s %-6s %-10s %s\n", "rank", "control", "state", "term",
+                      "log index", "applied");
+          for (const auto& ap : aps) {
+            if (!ap.contains("rank")) {
+              std::printf("  %-5s %-22s %-11s %s\n", "?", ap["control"].get<std::string>().c_str(),
+                          "unreachable", ap["error"].get<std::string>().c_str());
+              continue;
+            }
+            std::printf("  %-5u %-22s %-11s %-6lu %-10lu %lu\n", ap["rank"].get<uint32_t>(),
+                        ap["control"].get<std::string>().c_str(),
+                        ap["state"].get<std::string>().c_str(), ap["term"].get<unsigned long>(),
+                        ap["last_index"].get<unsigned long>(), ap["applied"].get<unsigned long>());
+          }
+        }
+        std::printf("%-5s %-9s %-16s %-8s %-5s %-22s %s\n", "rank", "state", "host", "pid", "inc",
+                    "control", "fabric addresses (per target)");
+        for (const auto& r : ranks) {
+          std::string f;
+          for (const auto& x : r["fabric_addresses"])
+            f += (f.empty() ? "" : " ") + x.get<std::string>();
+          std::printf("%-5u %-9s %-16s %-8lu %-5lu %-22s %s\n", r["rank"].get<uint32_t>(),
+                      r["state"].get<std::string>().c_str(), r["host"].get<std::string>().c_str(),
+                      r["pid"].get<unsigned long>(), r["incarnation"].get<unsigned long>(),
+                      r["control"].get<std::string>().c_str(), f.c_str());
+        }
+        for (const auto& r : ranks) {
+          if (!r["log"].is_null()) {
+            std::printf("rank %u log: %s\n", r["rank"].get<uint32_t>(),
+                        r["log"].get<std::string>().c_str());
+          }
+        }
+      });
 }
 
 int system_kill(Globals& g, uint32_t rank, const std::string& signame, bool force) {
@@ -186,7 +225,9 @@ int system_kill(Globals& g, uint32_t rank, const std::string& signame, bool forc
   }
   auto sys = local::SystemFile::load(local::system_path(g.system));
   if (!sys) return fail(g, sys.status(), "system kill");
-  if (rank == 0 && (it->second == SIGKILL || it->second == SIGSTOP) && !force) {
+  // With access points, rank 0 is one of several: the others go on without it.
+  const bool sole_host = sys->access_points.empty();
+  if (sole_host && rank == 0 && (it->second == SIGKILL || it->second == SIGSTOP) && !force) {
     return fail(g,
                 Status(Errc::invalid_argument,
                        "rank 0 hosts the management service: without it every pool and "
@@ -194,7 +235,7 @@ int system_kill(Globals& g, uint32_t rank, const std::string& signame, bool forc
                        "--force to do it anyway"),
                 "system kill");
   }
-  if (rank == 0 && it->second == SIGTERM && !g.json) {
+  if (sole_host && rank == 0 && it->second == SIGTERM && !g.json) {
     std::fprintf(stderr, "stopping rank 0: the management service is unavailable until "
                          "`tessera system start --ranks 0`\n");
   }
@@ -247,6 +288,11 @@ void add_system_commands(CLI::App& app, Globals& g) {
                     "directory of the system: data, logs, system.json (default: the system "
                     "file's, to restart it)");
   start->add_option("-n,--engines", a->o.engines, "engines (default 3, or as recorded)");
+  start
+      ->add_option("--access-points", a->o.access_points,
+                   "a new system: replicate the management service on this many engines "
+                   "(ranks 0..N-1; 3 or 5 survive the loss of 1 or 2; default: rank 0 alone)")
+      ->check(CLI::Range(1, 7));
   start->add_option("--targets", a->o.targets, "targets per engine (default 2, or as recorded)");
   start->add_option("-p,--provider", a->o.provider,
                     "libfabric provider: tcp;ofi_rxm (default) or shm");
