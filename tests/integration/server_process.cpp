@@ -1,6 +1,7 @@
 #include "tests/integration/server_process.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -46,22 +47,28 @@ ServerProcess::~ServerProcess() {
 Status ServerProcess::start(std::chrono::seconds timeout) {
   std::string port_file = opts_.dir + "/port";
   ::unlink(port_file.c_str());
-  // A restart keeps the control port, so engines that point at this one find it again.
-  const std::string listen = "127.0.0.1:" + std::to_string(port_);
-  std::vector<std::string> args = {
-      TESSERA_SERVER_BIN, "--listen",       listen,
-      "--port-file",      port_file,        "--storage-dir",
-      opts_.dir,          "--storage-size", opts_.storage_size,
-      "--provider",       opts_.provider,   "--block-backend",
-      opts_.backend,      "--targets",      std::to_string(opts_.targets)};
-  bool keyed = false;
-  for (auto& e : opts_.extra) {
-    args.push_back(e);
-    keyed = keyed || e == "--insecure" || e == "--system-key";
-  }
-  if (!keyed) {
-    if (test_system_key().empty()) return Status(Errc::internal, "cannot make a test system key");
-    args.insert(args.end(), {"--system-key", test_system_key()});
+  std::vector<std::string> args;
+  if (!opts_.config.empty()) {
+    args = {TESSERA_SERVER_BIN, "--config",      opts_.config, "--port-file",
+            port_file,          "--storage-dir", opts_.dir};
+    args.insert(args.end(), opts_.extra.begin(), opts_.extra.end());
+  } else {
+    // A restart keeps the control port, so engines that point at this one find it again.
+    const std::string listen = opts_.host + ":" + std::to_string(port_);
+    args = {TESSERA_SERVER_BIN, "--listen",       listen,
+            "--port-file",      port_file,        "--storage-dir",
+            opts_.dir,          "--storage-size", opts_.storage_size,
+            "--provider",       opts_.provider,   "--block-backend",
+            opts_.backend,      "--targets",      std::to_string(opts_.targets)};
+    bool keyed = false;
+    for (auto& e : opts_.extra) {
+      args.push_back(e);
+      keyed = keyed || e == "--insecure" || e == "--system-key";
+    }
+    if (!keyed) {
+      if (test_system_key().empty()) return Status(Errc::internal, "cannot make a test system key");
+      args.insert(args.end(), {"--system-key", test_system_key()});
+    }
   }
   ++starts_;
   const pid_t parent = ::getpid();
@@ -72,6 +79,11 @@ Status ServerProcess::start(std::chrono::seconds timeout) {
     // (engines are started from the test's main thread, whose end this follows).
     (void)::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) _exit(127);
+    if (!opts_.netns.empty()) {
+      int ns = ::open(("/run/netns/" + opts_.netns).c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) _exit(126);
+      ::close(ns);
+    }
     int fd = ::open((opts_.dir + "/server.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
       ::dup2(fd, 1);

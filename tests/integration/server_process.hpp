@@ -1,5 +1,6 @@
 // ServerProcess: a real tessera-server child process on 127.0.0.1 with a free port and a temp
-// directory, for integration tests. Always killed (SIGKILL) and reaped at scope exit.
+// directory, for integration tests (or, given a configuration file and a network namespace, a
+// "host" of a multi-host test). Always killed (SIGKILL) and reaped at scope exit.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +20,11 @@ struct ServerOptions {
   uint32_t targets = 2;
   std::string storage_size = "512M";
   std::vector<std::string> extra;  // more flags
+  // A deployed host's start: `tessera-server --config FILE` (with only --port-file and
+  // --storage-dir on the command line); the file has the address, the keys and the rest.
+  std::string config;
+  std::string netns;               // run it in this network namespace (/run/netns/NAME)
+  std::string host = "127.0.0.1";  // where its control socket listens (address())
 
   static ServerOptions in(std::string d) {
     ServerOptions o;
@@ -43,7 +49,7 @@ class ServerProcess {
   int terminate();
   bool alive();
   pid_t pid() const { return pid_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string address() const { return opts_.host + ":" + std::to_string(port_); }
   std::string log_path() const { return opts_.dir + "/server.log"; }
   std::string log() const;
 
