@@ -28,3 +28,12 @@ stop_engine() {
   if [ -n "${ENGINE_PID:-}" ]; then kill "$ENGINE_PID" 2>/dev/null || true; wait "$ENGINE_PID" 2>/dev/null || true; fi
   ENGINE_PID=""
 }
+
+# A local system under a fresh temp dir, stopped and removed when the script exits: sets CLI,
+# WORK and TESSERA_SYSTEM ($WORK/sys, for `tessera system start --dir "$WORK/sys"`).
+local_system_workdir() {
+  CLI="$BIN/tessera"
+  WORK="$(mktemp -d)"
+  export TESSERA_SYSTEM="$WORK/sys"
+  trap '"$CLI" system stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+}

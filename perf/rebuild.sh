@@ -12,10 +12,7 @@ cd "$(dirname "$0")/.."
 . perf/common.sh
 MB="${MB:-256}"
 SHARE="${SHARE:-50}"
-CLI="$BIN/tessera"
-WORK="$(mktemp -d)"
-export TESSERA_SYSTEM="$WORK/sys"
-trap '"$CLI" system stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+local_system_workdir
 
 "$CLI" system start --dir "$WORK/sys" --engines 4 --targets 1 \
   --engine-arg=--rebuild-share-pct="$SHARE" >/dev/null
