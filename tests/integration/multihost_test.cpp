@@ -374,7 +374,7 @@ TEST(MultiHostAccessPoints, CuttingTheLeadersHostElectsAnotherAndSplitsNoBrain) 
 // and the management service always keep a majority. A healed host joins again and is
 // reintegrated, sometimes while a rebuild still runs, sometimes just before the next cut.
 // Every acknowledged write reads back after every fault and at the end, and every copy agrees.
-// TESSERA_SEED=S runs seed S; CI runs fixed seeds.
+// TESSERA_SEED=S runs seed S; CI runs seed 2.
 namespace {
 
 std::string random_partition_drill(uint64_t seed) {
@@ -432,7 +432,7 @@ std::string random_partition_drill(uint64_t seed) {
 
 TEST(MultiHostRandom, SeededLinkCutsLoseNoAcknowledgedWrite) {
   if (auto why = netns_unusable(); !why.empty()) GTEST_SKIP() << why;
-  std::vector<uint64_t> seeds = {1, 2};
+  std::vector<uint64_t> seeds = {2};  // the seed that found a leader change killing every engine
   if (const char* e = std::getenv("TESSERA_SEED")) seeds = {std::strtoull(e, nullptr, 10)};
   for (uint64_t seed : seeds) {
     SCOPED_TRACE(fmt::format("seed {} (TESSERA_SEED={} reruns it)", seed, seed));
