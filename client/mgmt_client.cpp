@@ -7,9 +7,9 @@
 #include <fmt/format.h>
 
 #include "mgmt/codec.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
 #include "net/stream.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/protocol.hpp"
 
 namespace tessera {
 
@@ -37,15 +37,9 @@ Result<T> call(const mgmt::LeaderFinder& service, std::chrono::milliseconds time
   // The leader among the access points (a follower names it; a dead one is skipped).
   auto rep = service.call<Message>(
       timeout, [&](const std::string& addr, bool& reached) -> Result<Message> {
-        auto c = net::ControlConn::open(addr, service.connect_timeout(timeout));
-        if (!c) {
-          reached = false;  // never sent: another access point may take it
-          return c.status();
-        }
-        (*c)->set_timeout(timeout);
-        auto rep = (*c)->call(proto::kProtoMgmt, proto::kMgmtCall, body.clone());
-        if (!rep && rep.status().code() == Errc::unreachable && resend) reached = false;
-        return rep;
+        return net::control_attempt(addr, service.connect_timeout(timeout), timeout,
+                                    proto::kProtoMgmt, proto::kMgmtCall, body.clone(), resend,
+                                    reached);
       });
   if (!rep) return rep.status();
   try {

@@ -194,6 +194,22 @@ Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer bod
   return rep;
 }
 
+Result<Message> control_attempt(const std::string& addr, std::chrono::milliseconds connect_timeout,
+                                std::chrono::milliseconds timeout, uint16_t protocol,
+                                uint16_t method, Buffer body, bool resendable, bool& reached,
+                                std::unique_ptr<ControlConn>* keep) {
+  auto c = ControlConn::open(addr, connect_timeout);
+  if (!c) {
+    reached = false;  // never sent
+    return c.status();
+  }
+  (*c)->set_timeout(timeout);
+  auto rep = (*c)->call(protocol, method, std::move(body));
+  if (!rep && rep.status().code() == Errc::unreachable && resendable) reached = false;
+  if (rep && keep != nullptr) *keep = std::move(*c);
+  return rep;
+}
+
 Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
                              uint16_t protocol, uint16_t method, Buffer body,
                              security::Authority auth) {

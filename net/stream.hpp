@@ -53,6 +53,17 @@ class ControlConn {
   uint64_t next_corr_ = 1;
 };
 
+// One request on a fresh connection to one of several places that may serve it (an access
+// point, as mgmt::LeaderFinder::call tries them): connects within `connect_timeout`, then waits
+// `timeout` for the reply. `reached` is set false when the request never left (no connection)
+// and, for a request that may be sent twice (`resendable`: it changes nothing), when its
+// connection broke; the caller may then try another place. After an answer, `keep` (optional)
+// receives the connection for later requests.
+Result<Message> control_attempt(const std::string& addr, std::chrono::milliseconds connect_timeout,
+                                std::chrono::milliseconds timeout, uint16_t protocol,
+                                uint16_t method, Buffer body, bool resendable, bool& reached,
+                                std::unique_ptr<ControlConn>* keep = nullptr);
+
 // One request on a fresh connection.
 Result<Message> control_call(const std::string& addr, std::chrono::milliseconds timeout,
                              uint16_t protocol, uint16_t method, Buffer body,

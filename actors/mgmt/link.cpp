@@ -4,11 +4,11 @@
 
 #include <future>
 
-#include "mgmt/codec.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
 #include "core/log.hpp"
+#include "mgmt/codec.hpp"
 #include "net/stream.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/protocol.hpp"
 
 namespace tessera::mgmt {
 
@@ -90,8 +90,7 @@ Status MgmtLink::leave(std::chrono::milliseconds timeout) {
   if (!joined_.load()) return Status(Errc::unavailable, "not joined to the management service");
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
-  ask(request(Cred::current(),
-              [&](schema::MgmtReq::Builder r) { r.setLeave(opts_.self.rank); }),
+  ask(request(Cred::current(), [&](schema::MgmtReq::Builder r) { r.setLeave(opts_.self.rank); }),
       [p](Result<Message> r) { p->set_value(r ? Status() : r.status()); });
   if (f.wait_for(timeout) != std::future_status::ready) {
     return Status(Errc::timeout, fmt::format("the management service did not record the stop "
@@ -121,20 +120,14 @@ void MgmtLink::run() {
       Result<Message> rep = service_.call<Message>(
           std::min(opts_.timeout, std::chrono::milliseconds(2000)),
           [&](const std::string& addr, bool& reached) -> Result<Message> {
-            auto c = net::ControlConn::open(addr, service_.connect_timeout(opts_.timeout));
-            if (!c) {
-              reached = false;
-              return c.status();
-            }
-            (*c)->set_timeout(opts_.timeout);
-            auto r = (*c)->call(proto::kProtoMgmt, proto::kMgmtCall,
-                                request(cred, [&](schema::MgmtReq::Builder b) {
-                                  encode_member(b.initJoin(), opts_.self);
-                                }));
-            if (r) {
-              opened = std::move(*c);
-              at = addr;
-            }
+            auto r = net::control_attempt(addr, service_.connect_timeout(opts_.timeout),
+                                          opts_.timeout, proto::kProtoMgmt, proto::kMgmtCall,
+                                          request(cred,
+                                                  [&](schema::MgmtReq::Builder b) {
+                                                    encode_member(b.initJoin(), opts_.self);
+                                                  }),
+                                          /*resendable=*/false, reached, &opened);
+            if (r) at = addr;
             return r;
           },
           [this] {
@@ -227,9 +220,10 @@ void MgmtLink::run() {
       conn->set_timeout(opts_.timeout);
       if (!r) {
         if (r.status().code() == Errc::stale) {
-          log::warn("the management service no longer counts this engine as joined ({}): "
-                    "joining again",
-                    r.status().message());
+          log::warn(
+              "the management service no longer counts this engine as joined ({}): "
+              "joining again",
+              r.status().message());
         } else {
           log::warn("lost the management service at {}: {}", at, r.status().to_string());
         }
