@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 
 namespace tessera::mgmt {
@@ -19,11 +22,20 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
+// The whole of `text` as a decimal number no greater than `max`.
+std::optional<uint32_t> decimal(std::string_view text, uint32_t max) {
+  uint32_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v > max) return std::nullopt;
+  return v;
+}
+
+// "host:port" with a port of 1..65535 (the host is resolved where it is used).
 bool host_port(const std::string& a) {
   auto colon = a.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == a.size()) return false;
-  return std::all_of(a.begin() + static_cast<long>(colon) + 1, a.end(),
-                     [](char c) { return c >= '0' && c <= '9'; });
+  if (colon == std::string::npos || colon == 0) return false;
+  auto port = decimal(std::string_view(a).substr(colon + 1), 65535);
+  return port && *port > 0;
 }
 }  // namespace
 
@@ -53,12 +65,12 @@ Result<std::vector<AccessPoint>> parse_access_points(const std::string& text) {
     }
     AccessPoint ap;
     const std::string rank = e.substr(0, a);
-    if (rank.empty() || rank.size() > 9 ||
-        !std::all_of(rank.begin(), rank.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    auto r = decimal(rank, 999'999'999);
+    if (!r) {
       return Status(Errc::invalid_argument,
                     fmt::format("access point '{}': '{}' is not a rank", e, rank));
     }
-    ap.rank = static_cast<uint32_t>(std::stoul(rank));
+    ap.rank = *r;
     ap.control = e.substr(a + 1, b - a - 1);
     ap.raft = e.substr(b + 1);
     out.push_back(std::move(ap));

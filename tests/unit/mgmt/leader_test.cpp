@@ -24,6 +24,7 @@ TEST(AccessPointList, ParsesAndRefusesWhatIsNotAList) {
             "0@10.0.0.1:10001@10.0.0.1:10101,1@10.0.0.2:10001@10.0.0.2:10101");
   for (const char* bad :
        {"", "0@a:1", "x@a:1@b:2", "0@a:1@a:1", "0@a:1@b:2,0@c:3@d:4", "0@a@b:2", "0@a:1@b:x",
+        "0@a:1@b:0", "0@a:1@b:65536", "0@a:1@b:", "-1@a:1@b:2", "9999999999@a:1@b:2",
         "0@a:1@b:2,1@c:1@d:2,2@e:1@f:2,3@g:1@h:2,4@i:1@j:2,5@k:1@l:2,6@m:1@n:2,"
         "7@o:1@p:2"}) {
     auto r = parse_access_points(bad);
