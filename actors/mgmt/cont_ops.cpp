@@ -9,6 +9,7 @@
 #include "actors/mgmt/service.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
+#include "mgmt/codec.hpp"
 #include "proto/capnp_util.hpp"
 
 namespace tessera::mgmt {
@@ -115,8 +116,8 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     // Every target holding the container's data must make the same changes: none may be down
     // or being filled (its copy would miss them), and no data may be moving.
     if (pool.map.moving() || pool.rebuild.state == "busy") {
-      return Status(Errc::busy, fmt::format("pool '{}' is rebuilding: roll back when it is done",
-                                            pool.label));
+      return Status(Errc::busy,
+                    fmt::format("pool '{}' is rebuilding: roll back when it is done", pool.label));
     }
     for (const auto& e : pool.map.engines) {
       bool holds = false;
@@ -147,8 +148,8 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     }
     at = epoch_at_wall(RealEnv::instance().wall() + kRollbackAhead);
   }
-  log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label,
-            pool_id, snap, at, cred.uid);
+  log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label, pool_id,
+            snap, at, cred.uid);
   // The engines work at once; each rolls its targets back in parallel.
   std::vector<std::future<Result<Buffer>>> calls;
   for (const Member& m : engines) {
@@ -187,9 +188,10 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
                               "part of it may show: run it again",
                               label, snap, fmt::join(failed, "; ")));
   }
-  log::info("container '{}': rolled back to epoch {} at epoch {}: {} object shards, {} akeys "
-            "rewritten, {} keys punched, {} bytes",
-            label, snap, at, objects, rewritten, punched, bytes);
+  log::info(
+      "container '{}': rolled back to epoch {} at epoch {}: {} object shards, {} akeys "
+      "rewritten, {} keys punched, {} bytes",
+      label, snap, at, objects, rewritten, punched, bytes);
   return reply([&](schema::MgmtRep::Builder rep) {
     auto d = rep.initRollback();
     d.setFrom(snap);
@@ -198,6 +200,125 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     d.setRewritten(rewritten);
     d.setPunched(punched);
     d.setBytes(bytes);
+  });
+}
+
+Result<Buffer> MgmtService::cmd_cont_create(schema::MgmtReq::Reader req, const Cred& cred,
+                                            uint64_t /*session*/) {
+  auto r = req.getContCreate();
+  auto props = decode_props(r.getProps());
+  if (!props) return props.status();
+  std::lock_guard lk(mu_);
+  auto p = find_pool(r.getPool());
+  if (!p) return p.status();
+  const Pool& pool = **p;
+  uint32_t perms = pool.acl.perms_for(cred);
+  if ((perms & (kCreateCont | kWrite)) == 0) {
+    return denied(cred, kCreateCont, fmt::format("pool '{}'", pool.label));
+  }
+  if (props->checksum != "crc32c" && props->checksum != "crc64") {
+    return Status(Errc::invalid_argument,
+                  fmt::format("unknown checksum '{}' (crc32c or crc64)", props->checksum));
+  }
+  if (props->cell_size < 4096 || props->cell_size > (1u << 20) ||
+      (props->cell_size & (props->cell_size - 1)) != 0) {
+    return Status(Errc::invalid_argument,
+                  "EC cell size must be a power of two between 4 KiB and 1 MiB");
+  }
+  if (props->oclass == 0) {
+    props->oclass = placement::find_class(props->rf >= 2   ? "RP_3GX"
+                                          : props->rf == 1 ? "RP_2GX"
+                                                           : "SX")
+                        ->id;
+  }
+  const placement::ObjectClass* cls = placement::find_class(props->oclass);
+  if (cls == nullptr) return Status(Errc::invalid_argument, "unknown object class");
+  if (cls->tolerated() < props->rf) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("object class {} survives {} engine failures, below the "
+                              "redundancy factor {}",
+                              cls->name, cls->tolerated(), props->rf));
+  }
+  auto groups = placement::group_count(*cls, pool.map);
+  if (!groups) return groups.status();
+  json cmd = {{"op", "cont_create"},
+              {"pool", pool.id},
+              {"uuid", new_uuid()},
+              {"props", props_json(*props)},
+              {"acl", acl_json(default_cont_acl(cred))},
+              {"epoch", wall_epoch()}};
+  TESSERA_TRY(commit(cmd));
+  const Container* c = pool.container(props->label);
+  return reply(
+      [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), pool, *c, state_); });
+}
+
+Result<Buffer> MgmtService::cmd_cont_query(schema::MgmtReq::Reader req, const Cred& cred,
+                                           uint64_t /*session*/) {
+  auto r = req.getContQuery();
+  std::lock_guard lk(mu_);
+  auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kGetProp);
+  if (!pc) return pc.status();
+  return reply([&](schema::MgmtRep::Builder rep) {
+    encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
+  });
+}
+
+Result<Buffer> MgmtService::cmd_cont_set_prop(schema::MgmtReq::Reader req, const Cred& cred,
+                                              uint64_t /*session*/) {
+  auto r = req.getContSetProp();
+  auto props = decode_props(r.getProps());
+  if (!props) return props.status();
+  std::lock_guard lk(mu_);
+  auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
+  if (!pc) return pc.status();
+  const ContProps& old = pc->cont->props;
+  // Layout-defining properties are fixed at create: existing objects were placed by them.
+  if (props->type != old.type || props->oclass != old.oclass || props->rf != old.rf ||
+      props->checksum != old.checksum || props->cell_size != old.cell_size) {
+    return Status(Errc::invalid_argument,
+                  "only the label can change after create (type, object class, redundancy "
+                  "factor, checksum and cell size decide how existing data is stored)");
+  }
+  TESSERA_TRY(commit({{"op", "cont_set_prop"},
+                      {"pool", pc->pool->id},
+                      {"cont", pc->cont->id},
+                      {"props", props_json(*props)}}));
+  return none();
+}
+
+Result<Buffer> MgmtService::cmd_cont_set_attr(schema::MgmtReq::Reader req, const Cred& cred,
+                                              uint64_t /*session*/) {
+  auto r = req.getContSetAttr();
+  std::lock_guard lk(mu_);
+  auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
+  if (!pc) return pc.status();
+  json v = r.getHasValue() ? json(std::string(r.getValue().cStr())) : json(nullptr);
+  TESSERA_TRY(commit({{"op", "cont_attr"},
+                      {"pool", pc->pool->id},
+                      {"cont", pc->cont->id},
+                      {"name", std::string(r.getName().cStr())},
+                      {"value", v}}));
+  return none();
+}
+
+Result<Buffer> MgmtService::cmd_snap(schema::MgmtReq::Reader req, const Cred& cred,
+                                     uint64_t /*session*/) {
+  const bool create = req.which() == schema::MgmtReq::SNAP_CREATE;
+  auto r = create ? req.getSnapCreate() : req.getSnapDestroy();
+  std::lock_guard lk(mu_);
+  auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kWrite);
+  if (!pc) return pc.status();
+  uint64_t epoch = r.getEpoch();
+  if (create && epoch == 0) epoch = wall_epoch();
+  json cmd = {{"op", create ? "snap_create" : "snap_destroy"},
+              {"pool", pc->pool->id},
+              {"cont", pc->cont->id},
+              {"epoch", epoch},
+              {"name", std::string(r.getName().cStr())}};
+  TESSERA_TRY(commit(cmd));
+  return reply([&](schema::MgmtRep::Builder rep) {
+    encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
   });
 }
 

@@ -279,4 +279,10 @@ void MgmtService::expire_handles(std::chrono::steady_clock::time_point now) {
   }
 }
 
+Result<Buffer> MgmtService::cmd_handle_renew(schema::MgmtReq::Reader req, const Cred& cred,
+                                             uint64_t /*session*/) {
+  std::lock_guard lk(mu_);
+  return on_handle_renew(req.getHandleRenew(), cred);
+}
+
 }  // namespace tessera::mgmt

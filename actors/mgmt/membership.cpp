@@ -14,12 +14,14 @@
 
 #include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
-#include "proto/capnp_util.hpp"
 #include "core/log.hpp"
+#include "mgmt/codec.hpp"
+#include "proto/capnp_util.hpp"
 
 namespace tessera::mgmt {
 
 using Clock = std::chrono::steady_clock;
+using nlohmann::json;
 
 namespace {
 long long ms(Clock::duration d) {
@@ -48,9 +50,10 @@ void MgmtService::check_pause(Clock::time_point now) {
   const auto gap = now - last_tick_;
   last_tick_ = now;
   if (gap <= opts_.pause_after) return;
-  log::warn("management service: did not run for {} ms (paused or starved); every engine gets "
-            "a new grace period",
-            ms(gap));
+  log::warn(
+      "management service: did not run for {} ms (paused or starved); every engine gets "
+      "a new grace period",
+      ms(gap));
   for (auto& [rank, seen] : last_seen_) seen = now;
   for (auto& [rank, at] : stopped_at_) at = now;
   for (auto& [cookie, at] : renewed_) at = now;
@@ -61,8 +64,8 @@ Status MgmtService::declare_gone(uint32_t rank, const std::string& why) {
     // This service runs, so the engine hosting it does: its silence (a starved or paused
     // process, a link that timed out on a loaded machine) is its own, not a death.
     log::warn("management service: rank {} (its own host) {}: not marking it dead", rank, why);
-    return Status(Errc::exists, fmt::format("rank {} hosts the management service, which runs",
-                                            rank));
+    return Status(Errc::exists,
+                  fmt::format("rank {} hosts the management service, which runs", rank));
   }
   const char* to = stopping_ ? "stopped" : "dead";
   log::warn("management service: rank {} {}: marking it {}", rank, why, to);
@@ -142,10 +145,10 @@ Result<Buffer> MgmtService::on_heartbeat(uint32_t rank, uint64_t session) {
   auto m = state_.members().find(rank);
   if (m == state_.members().end() || m->second.state != MemberState::joined) {
     // Declared dead while it ran (a pause, a lost link): it joins again.
-    return Status(Errc::stale,
-                  fmt::format("rank {} is {} in the system: join again", rank,
-                              m == state_.members().end() ? "unknown"
-                                                          : member_state_name(m->second.state)));
+    return Status(
+        Errc::stale,
+        fmt::format("rank {} is {} in the system: join again", rank,
+                    m == state_.members().end() ? "unknown" : member_state_name(m->second.state)));
   }
   last_seen_[rank] = Clock::now();
   return none();
@@ -160,12 +163,14 @@ Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
   }
   auto m = state_.members().find(rank);
   if (m == state_.members().end() || m->second.state != MemberState::joined) return none();
-  TESSERA_TRY(commit({{"op", "leave"}, {"rank", rank}, {"state", "stopped"}, {"now_ms", wall_ms()}}));
+  TESSERA_TRY(
+      commit({{"op", "leave"}, {"rank", rank}, {"state", "stopped"}, {"now_ms", wall_ms()}}));
   if (!stopping_) {
     stopped_at_[rank] = Clock::now();
-    log::info("management service: rank {} stops cleanly; its targets stay in the pool maps for "
-              "{} ms while it restarts",
-              rank, opts_.stop_grace.count());
+    log::info(
+        "management service: rank {} stops cleanly; its targets stay in the pool maps for "
+        "{} ms while it restarts",
+        rank, opts_.stop_grace.count());
   }
   return none();
 }
@@ -199,8 +204,135 @@ Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter, uint6
     return Status(Errc::exists, fmt::format("rank {} sent a heartbeat {} ms ago: not dead", rank,
                                             ms(now - seen->second)));
   }
-  TESSERA_TRY(declare_gone(rank, fmt::format("declared dead by the failure detector of rank {}",
-                                             reporter)));
+  TESSERA_TRY(declare_gone(
+      rank, fmt::format("declared dead by the failure detector of rank {}", reporter)));
+  return none();
+}
+
+Result<Buffer> MgmtService::cmd_join(schema::MgmtReq::Reader req, const Cred& cred,
+                                     uint64_t session) {
+  auto mem = decode_member(req.getJoin());
+  if (!mem) return mem.status();
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("joining as an engine");
+  if (auto m = state_.members().find(mem->rank);
+      m != state_.members().end() && m->second.state == MemberState::excluded) {
+    return Status(Errc::unavailable,
+                  fmt::format("rank {} is excluded from the system (tessera system "
+                              "clear-exclude --rank {})",
+                              mem->rank, mem->rank));
+  }
+  if (auto live = rank_session_.find(mem->rank);
+      live != rank_session_.end() && live->second != session) {
+    const auto& cur = state_.members().at(mem->rank);
+    // The same engine process again, or a rank no longer counted as joined (declared dead
+    // or stopped): its old connection is stale (a host cut off: nothing closed it) and
+    // the new one replaces it. Another process claiming a joined rank is refused.
+    const bool same = cur.pid == mem->pid && cur.control_addr == mem->control_addr;
+    if (cur.state == MemberState::joined && !same) {
+      return Status(Errc::exists, fmt::format("rank {} is already joined from {} (pid {})",
+                                              mem->rank, cur.control_addr, cur.pid));
+    }
+    log::info(
+        "management service: rank {} joins again on a new connection; its old one "
+        "is stale",
+        mem->rank);
+    session_rank_.erase(live->second);
+    rank_session_.erase(live);
+  }
+  json hex = json::array();  // fabric addresses are raw bytes: base 16 in commands
+  for (const auto& a : mem->fabric_addrs) hex.push_back(to_hex(a));
+  TESSERA_TRY(commit({{"op", "join"},
+                      {"rank", mem->rank},
+                      {"host", mem->host},
+                      {"control_addr", mem->control_addr},
+                      {"provider", mem->provider},
+                      {"fabric_addrs", hex},
+                      {"pid", mem->pid}}));
+  session_rank_[session] = mem->rank;
+  rank_session_[mem->rank] = session;
+  last_seen_[mem->rank] = Clock::now();
+  stopped_at_.erase(mem->rank);
+  cv_.notify_all();  // a pool create may wait for the engines to join a new leader
+  log::info("management service: rank {} joined from {} ({} targets)", mem->rank, mem->control_addr,
+            mem->fabric_addrs.size());
+  std::vector<const Pool*> mine;
+  for (const auto& [id, p] : state_.pools()) {
+    if (p.map.engine(mem->rank) != nullptr) mine.push_back(&p);
+  }
+  // A rebuild running in a pool of the rank: the rank scans too (its shards open first).
+  for (const Pool* p : mine) {
+    if (p->rebuild.state == "busy") {
+      send_rebuild(p->id, p->rebuild.gen, p->rebuild.version, {state_.members().at(mem->rank)});
+    }
+  }
+  return reply([&](schema::MgmtRep::Builder r) {
+    auto l = r.initJoined(static_cast<unsigned>(mine.size()));
+    for (size_t i = 0; i < mine.size(); ++i) {
+      l[static_cast<unsigned>(i)].setId(mine[i]->id);
+      l[static_cast<unsigned>(i)].setUuid(mine[i]->uuid);
+      l[static_cast<unsigned>(i)].setTargetBytes(mine[i]->target_bytes);
+    }
+  });
+}
+
+Result<Buffer> MgmtService::cmd_heartbeat(schema::MgmtReq::Reader req, const Cred& cred,
+                                          uint64_t session) {
+  if (!cred.system) return engines_only("heartbeats");
+  std::lock_guard lk(mu_);
+  return on_heartbeat(req.getHeartbeat(), session);
+}
+
+Result<Buffer> MgmtService::cmd_leave(schema::MgmtReq::Reader req, const Cred& cred,
+                                      uint64_t session) {
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("announcing an engine's stop");
+  return on_leave(req.getLeave(), session);
+}
+
+Result<Buffer> MgmtService::cmd_system_query(schema::MgmtReq::Reader /*req*/, const Cred& /*cred*/,
+                                             uint64_t /*session*/) {
+  std::lock_guard lk(mu_);
+  return reply([&](schema::MgmtRep::Builder r) {
+    auto l = r.initMembers(static_cast<unsigned>(state_.members().size()));
+    unsigned i = 0;
+    for (const auto& [rank, mem] : state_.members()) encode_member(l[i++], mem);
+  });
+}
+
+Result<Buffer> MgmtService::cmd_system_stop(schema::MgmtReq::Reader /*req*/, const Cred& cred,
+                                            uint64_t /*session*/) {
+  std::lock_guard lk(mu_);
+  if (!is_admin(cred)) return denied(cred, 0, "the system (stop)");
+  stopping_ = true;
+  return none();
+}
+
+Result<Buffer> MgmtService::cmd_rank_dead(schema::MgmtReq::Reader req, const Cred& cred,
+                                          uint64_t /*session*/) {
+  auto r = req.getRankDead();
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("declaring ranks dead");
+  return on_rank_dead(r.getRank(), r.getReporter(), r.getIncarnation());
+}
+
+Result<Buffer> MgmtService::cmd_rank_exclude(schema::MgmtReq::Reader req, const Cred& cred,
+                                             uint64_t /*session*/) {
+  auto r = req.getRankExclude();
+  std::lock_guard lk(mu_);
+  if (!is_admin(cred)) return denied(cred, 0, "the system (excluding ranks)");
+  uint32_t rank = r.getRank();
+  if (state_.members().count(rank) == 0) {
+    return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
+  }
+  if (r.getExclude()) {
+    TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}, {"now_ms", wall_ms()}}));
+    log::warn("management service: rank {} excluded by uid {}", rank, cred.uid);
+  } else {
+    TESSERA_TRY(commit(
+        {{"op", "clear_exclude"}, {"rank", rank}, {"connected", rank_session_.count(rank) != 0}}));
+    log::info("management service: rank {} no longer excluded", rank);
+  }
   return none();
 }
 

@@ -7,11 +7,12 @@
 
 #include <future>
 #include <random>
+#include <variant>
 
-#include "mgmt/codec.hpp"
 #include "actors/mgmt/reply.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
+#include "mgmt/codec.hpp"
 #include "net/stream.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/protocol.hpp"
@@ -31,14 +32,6 @@ std::string new_uuid() {
   return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xffff,
                      b >> 48, b & 0xffffffffffffull);
 }
-
-namespace {
-// The state to send along with a pool: containers only when asked.
-uint64_t wall_epoch() {
-  return epoch_at_wall(RealEnv::instance().wall());
-}
-
-}  // namespace
 
 Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   std::unique_ptr<MgmtService> s(new MgmtService(std::move(opts)));
@@ -324,8 +317,8 @@ Status MgmtService::engine_call(const Member& m, capnp::MessageBuilder& req,
 Result<Buffer> MgmtService::engine_ask(const Member& m, capnp::MessageBuilder& req,
                                        std::chrono::milliseconds timeout) {
   if (timeout.count() <= 0) timeout = opts_.engine_timeout;
-  auto r = net::control_call(m.control_addr, timeout, proto::kProtoMgmt,
-                             proto::kEngineCall, capn::to_body(req));
+  auto r = net::control_call(m.control_addr, timeout, proto::kProtoMgmt, proto::kEngineCall,
+                             capn::to_body(req));
   if (!r) {
     return Status(r.status().code(), fmt::format("rank {}: {}", m.rank, r.status().message()));
   }
@@ -351,7 +344,6 @@ Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
                   fmt::format("malformed management request: {}", e.getDescription().cStr()));
   }
 }
-
 
 Result<Cred> MgmtService::caller(const Message& m, schema::MgmtReq::Reader req) {
   if (m.trusted()) {
@@ -385,363 +377,80 @@ Result<Cred> MgmtService::caller(const Message& m, schema::MgmtReq::Reader req) 
   return out;
 }
 
+uint64_t wall_epoch() {
+  return epoch_at_wall(RealEnv::instance().wall());
+}
+
+// One handler per command (the request's union member); each takes the state lock itself.
+// Commands whose handler reads the whole request are named; the others are handed their part.
 Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cred,
                                      uint64_t session) {
   using W = schema::MgmtReq::Which;
-  switch (req.which()) {
-    case W::JOIN: {
-      auto mem = decode_member(req.getJoin());
-      if (!mem) return mem.status();
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("joining as an engine");
-      if (auto m = state_.members().find(mem->rank);
-          m != state_.members().end() && m->second.state == MemberState::excluded) {
-        return Status(Errc::unavailable,
-                      fmt::format("rank {} is excluded from the system (tessera system "
-                                  "clear-exclude --rank {})",
-                                  mem->rank, mem->rank));
-      }
-      if (auto live = rank_session_.find(mem->rank);
-          live != rank_session_.end() && live->second != session) {
-        const auto& cur = state_.members().at(mem->rank);
-        // The same engine process again, or a rank no longer counted as joined (declared dead
-        // or stopped): its old connection is stale (a host cut off: nothing closed it) and
-        // the new one replaces it. Another process claiming a joined rank is refused.
-        const bool same = cur.pid == mem->pid && cur.control_addr == mem->control_addr;
-        if (cur.state == MemberState::joined && !same) {
-          return Status(Errc::exists, fmt::format("rank {} is already joined from {} (pid {})",
-                                                  mem->rank, cur.control_addr, cur.pid));
-        }
-        log::info(
-            "management service: rank {} joins again on a new connection; its old one "
-            "is stale",
-            mem->rank);
-        session_rank_.erase(live->second);
-        rank_session_.erase(live);
-      }
-      json hex = json::array();  // fabric addresses are raw bytes: base 16 in commands
-      for (const auto& a : mem->fabric_addrs) hex.push_back(to_hex(a));
-      TESSERA_TRY(commit({{"op", "join"},
-                          {"rank", mem->rank},
-                          {"host", mem->host},
-                          {"control_addr", mem->control_addr},
-                          {"provider", mem->provider},
-                          {"fabric_addrs", hex},
-                          {"pid", mem->pid}}));
-      session_rank_[session] = mem->rank;
-      rank_session_[mem->rank] = session;
-      last_seen_[mem->rank] = Clock::now();
-      stopped_at_.erase(mem->rank);
-      cv_.notify_all();  // a pool create may wait for the engines to join a new leader
-      log::info("management service: rank {} joined from {} ({} targets)", mem->rank,
-                mem->control_addr, mem->fabric_addrs.size());
-      std::vector<const Pool*> mine;
-      for (const auto& [id, p] : state_.pools()) {
-        if (p.map.engine(mem->rank) != nullptr) mine.push_back(&p);
-      }
-      // A rebuild running in a pool of the rank: the rank scans too (its shards open first).
-      for (const Pool* p : mine) {
-        if (p->rebuild.state == "busy") {
-          send_rebuild(p->id, p->rebuild.gen, p->rebuild.version, {state_.members().at(mem->rank)});
-        }
-      }
-      return reply([&](schema::MgmtRep::Builder r) {
-        auto l = r.initJoined(static_cast<unsigned>(mine.size()));
-        for (size_t i = 0; i < mine.size(); ++i) {
-          l[static_cast<unsigned>(i)].setId(mine[i]->id);
-          l[static_cast<unsigned>(i)].setUuid(mine[i]->uuid);
-          l[static_cast<unsigned>(i)].setTargetBytes(mine[i]->target_bytes);
-        }
-      });
-    }
-    case W::HANDLE_RENEW: {
-      std::lock_guard lk(mu_);
-      return on_handle_renew(req.getHandleRenew(), cred);
-    }
-    case W::HEARTBEAT: {
-      if (!cred.system) return engines_only("heartbeats");
-      std::lock_guard lk(mu_);
-      return on_heartbeat(req.getHeartbeat(), session);
-    }
-    case W::LEAVE: {
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("announcing an engine's stop");
-      return on_leave(req.getLeave(), session);
-    }
-    case W::SYSTEM_QUERY: {
-      std::lock_guard lk(mu_);
-      return reply([&](schema::MgmtRep::Builder r) {
-        auto l = r.initMembers(static_cast<unsigned>(state_.members().size()));
-        unsigned i = 0;
-        for (const auto& [rank, mem] : state_.members()) encode_member(l[i++], mem);
-      });
-    }
-    case W::SYSTEM_STOP: {
-      std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "the system (stop)");
-      stopping_ = true;
-      return none();
-    }
-    case W::POOL_CREATE:
-      return pool_create(req.getPoolCreate(), cred);
-    case W::POOL_LIST: {
-      std::lock_guard lk(mu_);
-      std::vector<const Pool*> visible;
-      for (const auto& [id, p] : state_.pools()) {
-        if (is_admin(cred) || (p.acl.perms_for(cred) & kRead) != 0) visible.push_back(&p);
-      }
-      return reply([&](schema::MgmtRep::Builder r) {
-        auto l = r.initPools(static_cast<unsigned>(visible.size()));
-        for (size_t i = 0; i < visible.size(); ++i) {
-          encode_pool(l[static_cast<unsigned>(i)], *visible[i], state_, true);
-          encode_progress(l[static_cast<unsigned>(i)], *visible[i]);  // as pool query
-        }
-      });
-    }
-    case W::POOL_QUERY: {
-      std::lock_guard lk(mu_);
-      auto p = find_pool(req.getPoolQuery());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kRead, fmt::format("pool '{}'", (*p)->label)));
-      return pool_reply(**p, true);
-    }
-    case W::POOL_MAP: {
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("pool maps by id");
-      const Pool* p = state_.pool(req.getPoolMap());
-      if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
-      // With the containers: rebuild needs their properties (EC cell size).
-      return reply(
-          [&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, true); });
-    }
-    case W::POOL_DESTROY:
-      return pool_destroy(req.getPoolDestroy(), cred);
-    case W::UPDATE_ACL:
-      return update_acl(req.getUpdateAcl(), cred);
-    case W::POOL_SET_PROP: {
-      auto r = req.getPoolSetProp();
-      std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      TESSERA_TRY(need((*p)->acl, cred, kSetProp, fmt::format("pool '{}'", (*p)->label)));
-      std::string name = r.getName();
-      std::string value = r.getValue();
-      TESSERA_TRY(check_pool_prop(name, value));
-      TESSERA_TRY(
-          commit({{"op", "pool_set_prop"}, {"pool", (*p)->id}, {"name", name}, {"value", value}}));
-      return none();
-    }
-    case W::CONT_CREATE: {
-      auto r = req.getContCreate();
-      auto props = decode_props(r.getProps());
-      if (!props) return props.status();
-      std::lock_guard lk(mu_);
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      const Pool& pool = **p;
-      uint32_t perms = pool.acl.perms_for(cred);
-      if ((perms & (kCreateCont | kWrite)) == 0) {
-        return denied(cred, kCreateCont, fmt::format("pool '{}'", pool.label));
-      }
-      if (props->checksum != "crc32c" && props->checksum != "crc64") {
-        return Status(Errc::invalid_argument,
-                      fmt::format("unknown checksum '{}' (crc32c or crc64)", props->checksum));
-      }
-      if (props->cell_size < 4096 || props->cell_size > (1u << 20) ||
-          (props->cell_size & (props->cell_size - 1)) != 0) {
-        return Status(Errc::invalid_argument,
-                      "EC cell size must be a power of two between 4 KiB and 1 MiB");
-      }
-      if (props->oclass == 0) {
-        props->oclass = placement::find_class(props->rf >= 2   ? "RP_3GX"
-                                              : props->rf == 1 ? "RP_2GX"
-                                                               : "SX")
-                            ->id;
-      }
-      const placement::ObjectClass* cls = placement::find_class(props->oclass);
-      if (cls == nullptr) return Status(Errc::invalid_argument, "unknown object class");
-      if (cls->tolerated() < props->rf) {
-        return Status(Errc::invalid_argument,
-                      fmt::format("object class {} survives {} engine failures, below the "
-                                  "redundancy factor {}",
-                                  cls->name, cls->tolerated(), props->rf));
-      }
-      auto groups = placement::group_count(*cls, pool.map);
-      if (!groups) return groups.status();
-      json cmd = {{"op", "cont_create"},
-                  {"pool", pool.id},
-                  {"uuid", new_uuid()},
-                  {"props", props_json(*props)},
-                  {"acl", acl_json(default_cont_acl(cred))},
-                  {"epoch", wall_epoch()}};
-      TESSERA_TRY(commit(cmd));
-      const Container* c = pool.container(props->label);
-      return reply(
-          [&](schema::MgmtRep::Builder rep) { encode_cont(rep.initCont(), pool, *c, state_); });
-    }
-    case W::CONT_QUERY: {
-      auto r = req.getContQuery();
-      std::lock_guard lk(mu_);
-      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kGetProp);
-      if (!pc) return pc.status();
-      return reply([&](schema::MgmtRep::Builder rep) {
-        encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
-      });
-    }
-    case W::CONT_DESTROY:
-      return cont_destroy(req.getContDestroy(), cred);
-    case W::CONT_ROLLBACK:
-      return cont_rollback(req.getContRollback(), cred);
-    case W::CONT_SET_PROP: {
-      auto r = req.getContSetProp();
-      auto props = decode_props(r.getProps());
-      if (!props) return props.status();
-      std::lock_guard lk(mu_);
-      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
-      if (!pc) return pc.status();
-      const ContProps& old = pc->cont->props;
-      // Layout-defining properties are fixed at create: existing objects were placed by them.
-      if (props->type != old.type || props->oclass != old.oclass || props->rf != old.rf ||
-          props->checksum != old.checksum || props->cell_size != old.cell_size) {
-        return Status(Errc::invalid_argument,
-                      "only the label can change after create (type, object class, redundancy "
-                      "factor, checksum and cell size decide how existing data is stored)");
-      }
-      TESSERA_TRY(commit({{"op", "cont_set_prop"},
-                          {"pool", pc->pool->id},
-                          {"cont", pc->cont->id},
-                          {"props", props_json(*props)}}));
-      return none();
-    }
-    case W::CONT_SET_ATTR: {
-      auto r = req.getContSetAttr();
-      std::lock_guard lk(mu_);
-      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kSetProp);
-      if (!pc) return pc.status();
-      json v = r.getHasValue() ? json(std::string(r.getValue().cStr())) : json(nullptr);
-      TESSERA_TRY(commit({{"op", "cont_attr"},
-                          {"pool", pc->pool->id},
-                          {"cont", pc->cont->id},
-                          {"name", std::string(r.getName().cStr())},
-                          {"value", v}}));
-      return none();
-    }
-    case W::SNAP_CREATE:
-    case W::SNAP_DESTROY: {
-      bool create = req.which() == W::SNAP_CREATE;
-      auto r = create ? req.getSnapCreate() : req.getSnapDestroy();
-      std::lock_guard lk(mu_);
-      auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kWrite);
-      if (!pc) return pc.status();
-      uint64_t epoch = r.getEpoch();
-      if (create && epoch == 0) epoch = wall_epoch();
-      json cmd = {{"op", create ? "snap_create" : "snap_destroy"},
-                  {"pool", pc->pool->id},
-                  {"cont", pc->cont->id},
-                  {"epoch", epoch},
-                  {"name", std::string(r.getName().cStr())}};
-      TESSERA_TRY(commit(cmd));
-      return reply([&](schema::MgmtRep::Builder rep) {
-        encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
-      });
-    }
-    case W::CONT_OPEN:
-      return on_cont_open(req.getContOpen(), cred);
-    case W::CONT_CLOSE:
-      return on_cont_close(req.getContClose(), cred);
-    case W::HANDLE_QUERY:
-      return on_handle_query(req.getHandleQuery(), cred);
-    case W::POOL_EVICT:
-      return on_pool_evict(req.getPoolEvict(), cred);
-    case W::RANK_DEAD: {
-      auto r = req.getRankDead();
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("declaring ranks dead");
-      return on_rank_dead(r.getRank(), r.getReporter(), r.getIncarnation());
-    }
-    case W::RANK_EXCLUDE: {
-      auto r = req.getRankExclude();
-      std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "the system (excluding ranks)");
-      uint32_t rank = r.getRank();
-      if (state_.members().count(rank) == 0) {
-        return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
-      }
-      if (r.getExclude()) {
-        TESSERA_TRY(commit({{"op", "exclude"}, {"rank", rank}, {"now_ms", wall_ms()}}));
-        log::warn("management service: rank {} excluded by uid {}", rank, cred.uid);
-      } else {
-        TESSERA_TRY(commit({{"op", "clear_exclude"},
-                            {"rank", rank},
-                            {"connected", rank_session_.count(rank) != 0}}));
-        log::info("management service: rank {} no longer excluded", rank);
-      }
-      return none();
-    }
-    case W::TARGET_STATE: {
-      auto r = req.getTargetState();
-      std::lock_guard lk(mu_);
-      if (!is_admin(cred)) return denied(cred, 0, "pool maps (target states)");
-      auto p = find_pool(r.getPool());
-      if (!p) return p.status();
-      if (r.getState() > static_cast<uint8_t>(placement::TargetState::new_)) {
-        return Status(Errc::invalid_argument, "unknown target state");
-      }
-      TESSERA_TRY(commit({{"op", "target_state"},
-                          {"pool", (*p)->id},
-                          {"rank", r.getRank()},
-                          {"target", r.getTarget()},
-                          {"state", std::string(placement::state_name(
-                                        static_cast<placement::TargetState>(r.getState())))},
-                          {"now_ms", wall_ms()}}));
-      return reply(
-          [&](schema::MgmtRep::Builder rep) { encode_pool(rep.initPool(), **p, state_, false); });
-    }
-    case W::TARGET_STOP: {
-      auto r = req.getTargetStop();
-      const uint32_t rank = r.getRank();
-      const uint32_t target = r.getTarget();
-      Member m;
-      {
-        std::lock_guard lk(mu_);
-        if (!is_admin(cred)) return denied(cred, 0, "the system (stopping targets)");
-        auto it = state_.members().find(rank);
-        if (it == state_.members().end()) {
-          return Status(Errc::not_found, fmt::format("no rank {} in the system", rank));
-        }
-        if (target >= it->second.fabric_addrs.size()) {
-          return Status(Errc::not_found, fmt::format("rank {} has no target {} (it has {})", rank,
-                                                     target, it->second.fabric_addrs.size()));
-        }
-        if (it->second.state != MemberState::joined) {
-          return Status(Errc::unavailable, fmt::format("rank {} is not joined", rank));
-        }
-        m = it->second;
-      }
-      // The engine stops serving the target first, then the pools take it out (a rebuild).
-      capnp::MallocMessageBuilder b(64);
-      b.initRoot<schema::EngineReq>().setTargetStop(target);
-      TESSERA_TRY(engine_call(m, b));
-      std::lock_guard lk(mu_);
-      TESSERA_TRY(commit(
-          {{"op", "target_down"}, {"rank", rank}, {"target", target}, {"now_ms", wall_ms()}}));
-      log::warn("management service: rank {} target {} stopped by uid {}", rank, target, cred.uid);
-      return none();
-    }
-    case W::REPLICA_INFO:
-      return on_replica_info();
-    case W::SHARD_DAMAGED:
-      return on_shard_damaged(req.getShardDamaged(), cred, session);
-    case W::POOL_OP:
-      return pool_op(req.getPoolOp(), cred);
-    case W::REBUILD_REPORT: {
-      std::lock_guard lk(mu_);
-      if (!cred.system) return engines_only("rebuild reports");
-      TESSERA_TRY(rebuild_report(req.getRebuildReport()));
-      return none();
-    }
-  }
-  return Status(Errc::unsupported, "unknown management request");
+  using Req = schema::MgmtReq::Reader;
+  using Cmd = Result<Buffer> (MgmtService::*)(Req, const Cred&, uint64_t);
+  using Fn = Result<Buffer> (*)(MgmtService&, Req, const Cred&, uint64_t);
+  static const std::map<W, std::variant<Cmd, Fn>> kHandlers = {
+      {W::JOIN, &MgmtService::cmd_join},
+      {W::HANDLE_RENEW, &MgmtService::cmd_handle_renew},
+      {W::HEARTBEAT, &MgmtService::cmd_heartbeat},
+      {W::LEAVE, &MgmtService::cmd_leave},
+      {W::SYSTEM_QUERY, &MgmtService::cmd_system_query},
+      {W::SYSTEM_STOP, &MgmtService::cmd_system_stop},
+      {W::POOL_CREATE, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.pool_create(q.getPoolCreate(), c);
+       }}},
+      {W::POOL_LIST, &MgmtService::cmd_pool_list},
+      {W::POOL_QUERY, &MgmtService::cmd_pool_query},
+      {W::POOL_MAP, &MgmtService::cmd_pool_map},
+      {W::POOL_DESTROY, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.pool_destroy(q.getPoolDestroy(), c);
+       }}},
+      {W::UPDATE_ACL, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.update_acl(q.getUpdateAcl(), c);
+       }}},
+      {W::POOL_SET_PROP, &MgmtService::cmd_pool_set_prop},
+      {W::CONT_CREATE, &MgmtService::cmd_cont_create},
+      {W::CONT_QUERY, &MgmtService::cmd_cont_query},
+      {W::CONT_DESTROY, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.cont_destroy(q.getContDestroy(), c);
+       }}},
+      {W::CONT_ROLLBACK, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.cont_rollback(q.getContRollback(), c);
+       }}},
+      {W::CONT_SET_PROP, &MgmtService::cmd_cont_set_prop},
+      {W::CONT_SET_ATTR, &MgmtService::cmd_cont_set_attr},
+      {W::SNAP_CREATE, &MgmtService::cmd_snap},
+      {W::SNAP_DESTROY, &MgmtService::cmd_snap},
+      {W::CONT_OPEN, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.on_cont_open(q.getContOpen(), c);
+       }}},
+      {W::CONT_CLOSE, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.on_cont_close(q.getContClose(), c);
+       }}},
+      {W::HANDLE_QUERY, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.on_handle_query(q.getHandleQuery(), c);
+       }}},
+      {W::POOL_EVICT, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.on_pool_evict(q.getPoolEvict(), c);
+       }}},
+      {W::RANK_DEAD, &MgmtService::cmd_rank_dead},
+      {W::RANK_EXCLUDE, &MgmtService::cmd_rank_exclude},
+      {W::TARGET_STATE, &MgmtService::cmd_target_state},
+      {W::TARGET_STOP, &MgmtService::cmd_target_stop},
+      {W::REPLICA_INFO,
+       Fn{[](MgmtService& s, Req, const Cred&, uint64_t) { return s.on_replica_info(); }}},
+      {W::SHARD_DAMAGED, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t n) {
+         return s.on_shard_damaged(q.getShardDamaged(), c, n);
+       }}},
+      {W::POOL_OP, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
+         return s.pool_op(q.getPoolOp(), c);
+       }}},
+      {W::REBUILD_REPORT, &MgmtService::cmd_rebuild_report},
+  };
+  auto h = kHandlers.find(req.which());
+  if (h == kHandlers.end()) return Status(Errc::unsupported, "unknown management request");
+  if (const Cmd* cmd = std::get_if<Cmd>(&h->second)) return (this->**cmd)(req, cred, session);
+  return std::get<Fn>(h->second)(*this, req, cred, session);
 }
 
 Result<Buffer> MgmtService::on_shard_damaged(schema::MgmtReq::ShardDamaged::Reader r,

@@ -49,6 +49,9 @@ inline uint64_t wall_ms() {
                                    .count());
 }
 
+// The service's clock as an epoch (new containers' and snapshots' epochs).
+uint64_t wall_epoch();
+
 struct MgmtOptions {
   std::string state_path;                       // the persisted state (JSON)
   uint32_t admin_uid = 0;                       // may create/destroy pools (as may root)
@@ -139,6 +142,29 @@ class MgmtService {
   Result<Buffer> on_replica_info();
   Status propose(const nlohmann::json& cmd);
   Result<Buffer> dispatch(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  // The commands dispatch() hands a request to (state lock taken inside): membership.cpp,
+  // pool_cmds.cpp, cont_ops.cpp and handles.cpp.
+  Result<Buffer> cmd_join(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_handle_renew(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_heartbeat(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_leave(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_system_query(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_system_stop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_pool_list(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_pool_query(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_pool_map(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_pool_set_prop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_cont_create(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_cont_query(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_cont_set_prop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_cont_set_attr(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_snap(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_rank_dead(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_rank_exclude(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_target_state(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_target_stop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_rebuild_report(schema::MgmtReq::Reader req, const Cred& cred,
+                                    uint64_t session);
   // Applies and persists one command (state lock held).
   Status commit(const nlohmann::json& cmd);
   bool is_admin(const Cred& c) const { return c.uid == 0 || c.uid == opts_.admin_uid; }
