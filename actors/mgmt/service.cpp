@@ -174,6 +174,10 @@ void MgmtService::drive_rebuilds() {
 
 void MgmtService::send_rebuild(uint32_t pool, uint32_t gen, uint32_t version,
                                std::vector<Member> to) {
+  // The engine answers at once (its targets scan in the background). An engine that cannot be
+  // reached (its host cut off: a connect may wait a minute and more for "no route to host")
+  // must not hold back the next generation's start, which the same worker sends: it is given
+  // kRebuildStartTimeout, and is sent the generation when it joins again.
   post([this, pool, gen, version, to = std::move(to)] {
     for (const Member& m : to) {
       capnp::MallocMessageBuilder b(128);
@@ -181,7 +185,7 @@ void MgmtService::send_rebuild(uint32_t pool, uint32_t gen, uint32_t version,
       r.setPool(pool);
       r.setGen(gen);
       r.setVersion(version);
-      Status st = engine_call(m, b);
+      Status st = engine_call(m, b, kRebuildStartTimeout);
       if (!st.is_ok()) {
         log::warn("pool {} rebuild generation {}: {}", pool, gen, st.to_string());
       }

@@ -226,6 +226,7 @@ class MgmtService {
   // engines have not been told about is sent to them (by the worker thread).
   void drive_rebuilds();
   void send_rebuild(uint32_t pool, uint32_t gen, uint32_t version, std::vector<Member> to);
+  static constexpr std::chrono::milliseconds kRebuildStartTimeout{5000};
   // The targets that must report for a pool's generation: those that serve or are being
   // filled, whatever their engine's membership (in_rebuild); reports_rebuild: one of them.
   static bool in_rebuild(placement::TargetState s) {
