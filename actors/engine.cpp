@@ -82,6 +82,7 @@ Status Engine::start() {
     to.index = i;
     to.cpu = cfg_.cpus.at(i);
     to.busy_poll = cfg_.busy_poll;
+    to.spin_window = std::chrono::microseconds(cfg_.spin_us);
     s->target = std::make_unique<Target>(env_, to);
     s->rt = std::make_unique<ActorRuntime>(*s->target, cfg_.rank);
     (*runtimes_)[i] = s->rt.get();

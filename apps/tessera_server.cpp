@@ -53,6 +53,9 @@ int main(int argc, char** argv) {
   app.add_option("--wal-size", wal_size, "write-ahead log bytes per target (default size/8)");
   app.add_option("--block-backend", flags.block_backend, "block queue: auto, uring or aio");
   app.add_flag("--busy-poll", flags.busy_poll, "targets spin instead of sleeping when idle");
+  app.add_option("--spin-us", flags.spin_us,
+                 "microseconds a target keeps polling after an event before it sleeps (0..10000, "
+                 "default 100; 0 where targets share CPUs with other busy threads)");
   app.add_option("--log-level", flags.log_level, "debug, info, warn, error or off")
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
   app.add_option("--port-file", flags.port_file, "write the bound control port to this file");
@@ -129,6 +132,7 @@ int main(int argc, char** argv) {
   if (given("--storage-dir")) cfg.storage_dir = flags.storage_dir;
   if (given("--block-backend")) cfg.block_backend = flags.block_backend;
   if (given("--busy-poll")) cfg.busy_poll = flags.busy_poll;
+  if (given("--spin-us")) cfg.spin_us = flags.spin_us;
   if (given("--log-level")) cfg.log_level = flags.log_level;
   if (given("--port-file")) cfg.port_file = flags.port_file;
   if (given("--checksum")) cfg.checksum = flags.checksum;

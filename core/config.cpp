@@ -114,6 +114,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "wal_size",
                                               "block_backend",
                                               "busy_poll",
+                                              "spin_us",
                                               "log_level",
                                               "port_file",
                                               "max_message",
@@ -235,6 +236,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                             std::pair{"swim_indirect", &cfg.swim_indirect},
                             std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
                             std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct},
+                            std::pair{"spin_us", &cfg.spin_us},
                             std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
     if (!root[key]) continue;
     TESSERA_ASSIGN_OR_RETURN(*field, read<uint64_t>(root[key], key, "a whole number >= 0"));
@@ -276,6 +278,10 @@ Status validate(EngineConfig& cfg) {
                   fmt::format("swim: need 0 < swim_ping_timeout_ms ({}) < swim_period_ms ({}) <= "
                               "swim_suspicion_ms ({})",
                               cfg.swim_ping_timeout_ms, cfg.swim_period_ms, cfg.swim_suspicion_ms));
+  }
+  if (cfg.spin_us > 10000) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("spin_us must be 0..10000 (got {})", cfg.spin_us));
   }
   if (cfg.rebuild_share_pct == 0 || cfg.rebuild_share_pct > 100) {
     return Status(Errc::invalid_argument,

@@ -21,6 +21,10 @@ struct EngineConfig {
   uint64_t wal_bytes = 0;               // per target; 0 = size/8 clamped [16 MiB, 1 GiB]
   std::string block_backend = "auto";   // auto | uring | aio
   bool busy_poll = false;
+  // After an event, a target keeps polling this long before it sleeps (a close follow-up costs
+  // no wake-up). 0: sleep at once, for hosts where targets share their CPUs with other busy
+  // threads (docs/OPERATIONS.md; docs/PERFORMANCE.md measures both).
+  uint64_t spin_us = 100;
   std::string log_level = "info";
   std::string port_file;  // if set, the bound control port is written here
   uint64_t max_message_bytes = 256ull << 20;

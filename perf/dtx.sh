@@ -8,7 +8,9 @@
 # engines run in each round too, first (the benchmark client is this build's): before and after.
 # Then transactions of 8 such updates each (8 in flight), this build only: their rate in updates/s
 # beside the single-update rate.
-# Usage: [BEFORE=DIR] perf/dtx.sh [ROUNDS]   (default 2)
+# NOW_ARGS: more `tessera system start` arguments for this build's engines only, e.g.
+# NOW_ARGS=--engine-arg=--spin-us=0 to have them sleep as soon as they are idle.
+# Usage: [BEFORE=DIR] [NOW_ARGS=...] perf/dtx.sh [ROUNDS]   (default 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source perf/common.sh
@@ -32,7 +34,9 @@ run_one() {  # run_one MODE ROUND -> appends "mode p50 p99 mean iops" to $WORK/r
   CLI="$CLI_NOW"
   [ "$mode" = before ] && CLI="$BEFORE/apps/tessera"
   export TESSERA_SYSTEM="$d/sys"
-  "$CLI" system start --dir "$d/sys" --engines 3 --targets 1 >/dev/null
+  local args=()
+  [ "$mode" = now ] && read -r -a args <<<"${NOW_ARGS:-}"
+  "$CLI" system start --dir "$d/sys" --engines 3 --targets 1 "${args[@]}" >/dev/null
   "$CLI" pool create tank --target-size 1G >/dev/null
   "$CLI" cont create tank c --oclass RP_3G1 --rf 2 >/dev/null
   local mgmt

@@ -84,6 +84,19 @@ TEST(Config, ValueErrorsNameTheKeyAndTypeAndDuplicatesAreRefused) {
   ASSERT_TRUE(cpus.is_ok()) << cpus.status().to_string();
   EXPECT_EQ(cpus->cpus, (std::vector<int>{1, 0}));
 
+  // The spin window: 100 µs unless given; 0 sleeps at once; beyond 10 ms is refused.
+  EXPECT_EQ(EngineConfig{}.spin_us, 100u);
+  auto spin = parse_engine_config("spin_us: 0\ninsecure: true\n");
+  ASSERT_TRUE(spin.is_ok()) << spin.status().to_string();
+  EXPECT_EQ(spin->spin_us, 0u);
+  EXPECT_TRUE(validate(*spin).is_ok());
+  auto long_spin = parse_engine_config("spin_us: 20000\ninsecure: true\n");
+  ASSERT_TRUE(long_spin.is_ok());
+  Status sst = validate(*long_spin);
+  ASSERT_FALSE(sst.is_ok());
+  EXPECT_NE(sst.message().find("spin_us must be 0..10000 (got 20000)"), std::string::npos)
+      << sst.message();
+
   auto level = parse_engine_config("log_level: verbose\n");
   ASSERT_TRUE(level.is_ok());
   Status st = validate(*level);
