@@ -1,8 +1,10 @@
 // The management records on the wire: plain values (types.hpp) <-> proto/mgmt.capnp.
-// One place for both directions, used by the service, the engines and the client.
+// Both directions of every record, for the service, the engines and the client library
+// (tessera_mgmt_records). The encoders that read the state machine (a pool's members and
+// handles) are the service's: codec_state.hpp.
 #pragma once
 
-#include "mgmt/state.hpp"
+#include "mgmt/types.hpp"
 #include "proto/mgmt.capnp.h"
 
 namespace tessera::mgmt {
@@ -21,11 +23,11 @@ Result<ContProps> decode_props(schema::ContProps::Reader r);
 void encode_member(schema::Member::Builder b, const Member& m);
 Result<Member> decode_member(schema::Member::Reader r);
 
-// A pool as the state has it; `with_conts` adds every container.
-void encode_pool(schema::PoolInfo::Builder b, const Pool& p, const MgmtState& s, bool with_conts);
+// One engine of a pool map: its rank, domain and targets' states (the fields the map itself
+// holds; encode_pool adds the member's addresses).
+void encode_map_engine(schema::MapEngine::Builder b, const placement::MapEngine& e);
+
 Result<PoolView> decode_pool(schema::PoolInfo::Reader r);
-void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
-                 const MgmtState& s);
 Result<ContView> decode_cont(schema::ContInfo::Reader r);
 
 }  // namespace tessera::mgmt

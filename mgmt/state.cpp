@@ -29,8 +29,6 @@ using placement::TargetState;
 // Helpers of the state machine; those its command handlers share are declared in
 // state_detail.hpp (state_ops.cpp).
 namespace detail {
-constexpr std::array<std::string_view, 4> kMemberStates = {"joined", "stopped", "excluded", "dead"};
-constexpr std::array<std::string_view, 3> kContTypes = {"POSIX", "KV", "ARRAY"};
 
 Status bad(const std::string& why) {
   return Status(Errc::invalid_argument, why);
@@ -196,59 +194,6 @@ std::optional<std::string> from_hex(std::string_view h) {
   return raw;
 }
 
-std::string_view member_state_name(MemberState s) {
-  return kMemberStates.at(static_cast<size_t>(s));
-}
-
-std::string_view cont_type_name(ContType t) {
-  return kContTypes.at(static_cast<size_t>(t));
-}
-
-std::optional<ContType> parse_cont_type(std::string_view s) {
-  for (size_t i = 0; i < kContTypes.size(); ++i) {
-    std::string up;
-    for (char c : s) up += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (kContTypes[i] == up) return static_cast<ContType>(i);
-  }
-  return std::nullopt;
-}
-
-Status set_cont_prop(ContProps& p, const std::string& name, const std::string& value) {
-  if (name == "label") {
-    p.label = value;
-  } else if (name == "type") {
-    auto t = parse_cont_type(value);
-    if (!t)
-      return Status(Errc::invalid_argument,
-                    fmt::format("unknown type '{}' (POSIX, KV or ARRAY)", value));
-    p.type = *t;
-  } else if (name == "oclass") {
-    const auto* c = placement::find_class(value);
-    if (c == nullptr)
-      return Status(Errc::invalid_argument, fmt::format("unknown object class '{}'", value));
-    p.oclass = c->id;
-  } else if (name == "rf") {
-    char* end = nullptr;
-    unsigned long v = std::strtoul(value.c_str(), &end, 10);
-    if (value.empty() || *end != '\0' || v > 16) {
-      return Status(Errc::invalid_argument, fmt::format("rf must be 0..16, not '{}'", value));
-    }
-    p.rf = static_cast<uint32_t>(v);
-  } else if (name == "checksum") {
-    p.checksum = value;
-  } else if (name == "cell_size") {
-    auto b = parse_size(value);
-    if (!b) return b.status();
-    p.cell_size = static_cast<uint32_t>(*b);
-  } else {
-    return Status(Errc::invalid_argument,
-                  fmt::format("unknown container property '{}' (label, type, oclass, rf, "
-                              "checksum, cell_size)",
-                              name));
-  }
-  return Status();
-}
-
 json acl_json(const Acl& a) {
   json es = json::array();
   for (const Ace& e : a.entries) {
@@ -310,20 +255,6 @@ Result<ContProps> props_from_json(const json& j) {
   p.checksum = j.at("checksum").get<std::string>();
   p.cell_size = j.at("cell_size").get<uint32_t>();
   return p;
-}
-
-const Container* Pool::container(const std::string& key) const {
-  for (const auto& [id, c] : containers) {
-    if (c.props.label == key || c.uuid == key) return &c;
-  }
-  return nullptr;
-}
-
-const TargetDamage* Pool::damage(uint32_t rank, uint32_t target) const {
-  for (const auto& d : damaged) {
-    if (d.rank == rank && d.target == target) return &d;
-  }
-  return nullptr;
 }
 
 const Pool* MgmtState::pool(const std::string& key) const {
@@ -470,29 +401,6 @@ bool exclusion_strands_data(const Pool& p, uint32_t rank) {
   return false;
 }
 
-void learn_view(ActorRuntime& rt, const PoolView& v, uint32_t self) {
-  for (const auto& [rank, a] : v.addrs) {
-    if (rank == self) continue;
-    for (size_t i = 0; i < a.fabric_addrs.size(); ++i) {
-      rt.set_route(rank, static_cast<uint16_t>(i), a.fabric_addrs[i]);
-    }
-  }
-  for (const auto& e : v.pool.map.engines) {
-    for (const auto& t : e.targets) {
-      if (t.state != TargetState::down && t.state != TargetState::down_out) continue;
-      size_t n = rt.fail_asks_to(
-          e.rank, static_cast<int32_t>(t.index),
-          Status(Errc::unavailable,
-                 fmt::format("rank {} target {} is {} in pool map version {}", e.rank, t.index,
-                             placement::state_name(t.state), v.pool.map.version)));
-      if (n > 0) {
-        log::info("pool map version {}: {} requests to rank {} target {} ({}) failed over",
-                  v.pool.map.version, n, e.rank, t.index, placement::state_name(t.state));
-      }
-    }
-  }
-}
-
 std::string Pool::redundancy(const std::set<uint32_t>& gone) const {
   // The worst of its containers': "normal" only when every object has all its copies.
   std::string worst = map.moving() ? "degraded" : "normal";
@@ -633,9 +541,9 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
     for (const auto& m : j.at("members")) {
       Member x = member_from_json(m);
       std::string st = m.at("state").get<std::string>();
-      auto it = std::find(kMemberStates.begin(), kMemberStates.end(), st);
-      if (it == kMemberStates.end()) return bad("unknown member state " + st);
-      x.state = static_cast<MemberState>(it - kMemberStates.begin());
+      auto ms = parse_member_state(st);
+      if (!ms) return bad("unknown member state " + st);
+      x.state = *ms;
       x.incarnation = m.at("incarnation").get<uint64_t>();
       s.members_[x.rank] = std::move(x);
     }

@@ -22,6 +22,7 @@ namespace tessera::mgmt {
 
 enum class MemberState : uint8_t { joined, stopped, excluded, dead };
 std::string_view member_state_name(MemberState s);
+std::optional<MemberState> parse_member_state(std::string_view s);
 
 struct Member {
   uint32_t rank = 0;

@@ -9,7 +9,7 @@
 #include "actors/mgmt/service.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
-#include "mgmt/codec.hpp"
+#include "mgmt/codec_state.hpp"
 #include "proto/capnp_util.hpp"
 
 namespace tessera::mgmt {

@@ -22,7 +22,7 @@
 #include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
 #include "core/log.hpp"
-#include "mgmt/codec.hpp"
+#include "mgmt/codec_state.hpp"
 #include "proto/capnp_util.hpp"
 #include "security/sodium_init.hpp"
 

@@ -12,7 +12,7 @@
 #include "actors/mgmt/reply.hpp"
 #include "core/env.hpp"
 #include "core/log.hpp"
-#include "mgmt/codec.hpp"
+#include "mgmt/codec_state.hpp"
 #include "net/stream.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/protocol.hpp"
