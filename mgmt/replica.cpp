@@ -17,6 +17,16 @@ extern "C" {
 #include "core/log.hpp"
 #include "mgmt/raft_transport.hpp"
 
+// libraft 0.15 parses "host:port" addresses with strtok (uvIpParse), whose saved position glibc
+// keeps once per process: two threads parsing at once (the replicas of one process, or raft's
+// loop and any other library's strtok) read each other's buffers; TSan saw one replica's loop
+// continue into another's stack. This process's strtok keeps its position per thread instead
+// (a definition in the program takes precedence over libc's for every library it loads).
+extern "C" char* strtok(char* __restrict s, const char* __restrict delim) noexcept {
+  static thread_local char* saved = nullptr;
+  return ::strtok_r(s, delim, &saved);
+}
+
 namespace tessera::mgmt {
 
 const char* role_name(Replica::Role r) {
