@@ -30,6 +30,9 @@
 
 namespace tessera {
 
+namespace telemetry {
+class MetricSet;
+}
 struct SwimOptions;
 
 class Engine {
@@ -51,6 +54,13 @@ class Engine {
   // Raw fabric address of each target (valid after start()).
   std::vector<std::string> fabric_addrs() const;
   std::string host() const;
+
+  // One scrape of every target's counters (actors/engine_metrics.cpp; any thread but a
+  // target's: it waits up to 2 s for each target's copy).
+  void metrics(telemetry::MetricSet& ms);
+  // Where the metrics server listens (SystemInfo.metricsAddr); set before the control server
+  // starts.
+  void set_metrics_address(std::string addr) { metrics_addr_ = std::move(addr); }
 
   // Targets ask `link` for pool maps and container handles from now on.
   void attach(mgmt::MgmtLink* link);
@@ -103,6 +113,7 @@ class Engine {
   std::atomic<uint64_t> format_done_{0};
   std::atomic<uint64_t> format_total_{0};
   mgmt::MgmtLink* link_ = nullptr;
+  std::string metrics_addr_;
 };
 
 }  // namespace tessera

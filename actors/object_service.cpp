@@ -45,6 +45,12 @@ Buffer forwarded(const Buffer& body, uint64_t epoch, const storage::DtxId& id,
 }  // namespace
 
 void ObjectService::receive(Message& m) {
+  const Nanos began = rt_.target().env().now();
+  // A method beyond the table is refused below; it counts only as rejected.
+  OpStats scrap;
+  OpStats& op = m.method < proto::kObjMethods ? stats_.ops[m.method][m.trusted() ? 1 : 0] : scrap;
+  op.bytes_in += m.bulk.size();
+  ++stats_.inflight;
   Status st;
   try {
     st = handle(m);
@@ -52,8 +58,11 @@ void ObjectService::receive(Message& m) {
     st = Status(Errc::protocol,
                 fmt::format("malformed request body: {}", e.getDescription().cStr()));
   }
+  --stats_.inflight;
+  ++op.count;
   if (!st.is_ok()) {
-    ++rejected_;
+    ++op.errors;
+    ++stats_.rejected;
     static log::RateLimit limit(5);
     uint64_t skipped = 0;
     if ((st.code() == Errc::protocol || st.code() == Errc::unauthenticated) &&
@@ -62,6 +71,12 @@ void ObjectService::receive(Message& m) {
     }
     if (m.corr != 0) (void)rt_.reply(m, st);
   }
+  op.latency.observe(rt_.target().env().now() - began);
+}
+
+Status ObjectService::reply_bulk(const Message& m, Buffer body, Buffer bulk) {
+  if (m.method < proto::kObjMethods) stats_.ops[m.method][m.trusted() ? 1 : 0].bytes_out += bulk.size();
+  return rt_.reply(m, Status(), std::move(body), std::move(bulk));
 }
 
 Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid, uint32_t need) {
@@ -265,7 +280,7 @@ Status ObjectService::handle(Message& m) {
   // Each case decodes into plain values inside a DecodeScope (no suspension there), then runs.
   switch (m.method) {
     case proto::kObjPing:
-      return rt_.reply(m, Status(), {}, std::move(m.bulk));
+      return reply_bulk(m, {}, std::move(m.bulk));
 
     case proto::kObjUpdate: {
       Key k;
@@ -385,7 +400,7 @@ Status ObjectService::handle(Message& m) {
         holes[i].setOffset(r->holes[i].first);
         holes[i].setLength(r->holes[i].second);
       }
-      return rt_.reply(m, Status(), capn::to_body(b), std::move(r->data));
+      return reply_bulk(m, capn::to_body(b), std::move(r->data));
     }
 
     case proto::kObjPunch: {

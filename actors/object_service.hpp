@@ -20,6 +20,7 @@
 
 #include <boost/fiber/condition_variable.hpp>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,6 +32,8 @@
 #include <utility>
 
 #include "core/actor.hpp"
+#include "core/histogram.hpp"
+#include "proto/protocol.hpp"
 #include "mgmt/types.hpp"
 #include "rebuild/check.hpp"
 #include "shard/pool_shard.hpp"
@@ -43,7 +46,22 @@ class ObjectService final : public Actor {
   ObjectService(ActorRuntime& rt, TargetPools& pools, uint32_t rank, uint16_t target)
       : rt_(rt), pools_(pools), rank_(rank), target_(target) {}
   void receive(Message& m) override;
-  uint64_t rejected() const { return rejected_; }
+  uint64_t rejected() const { return stats_.rejected; }
+
+  // Requests served here by object method and sender (`[method][trusted]`: an engine or an
+  // administrator, or a client), each counted when its fiber ends: bytes of bulk in and out,
+  // failures, and the time from the fiber's start to its end. Target thread only (telemetry
+  // copies it there).
+  struct OpStats {
+    uint64_t count = 0, errors = 0, bytes_in = 0, bytes_out = 0;
+    Histogram latency;
+  };
+  struct Stats {
+    std::array<std::array<OpStats, 2>, proto::kObjMethods> ops;
+    uint64_t inflight = 0;  // request fibers running now
+    uint64_t rejected = 0;  // requests answered with an error
+  };
+  const Stats& stats() const { return stats_; }
 
   struct Ctx {
     uint32_t pool = 0;
@@ -83,6 +101,8 @@ class ObjectService final : public Actor {
 
  private:
   Status handle(Message& m);
+  // A successful reply carrying bulk bytes, counted as the method's bytes out.
+  Status reply_bulk(const Message& m, Buffer body, Buffer bulk);
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
   // Asks the management service about the request's container handle and caches the answer
   // in the shard (suspends); a closed or unknown handle is erased and refused.
@@ -184,7 +204,7 @@ class ObjectService final : public Actor {
   TargetPools& pools_;
   uint32_t rank_;
   uint16_t target_;
-  uint64_t rejected_ = 0;
+  Stats stats_;
 };
 
 }  // namespace tessera

@@ -107,7 +107,7 @@ Status ObjectService::on_shard_export(Message& m) {
   auto x = rebuild::history_upto(*sh.store, key, dkey, akey, upto);
   if (!x) return x.status();
   Buffer body = rebuild::push_body(sh.id, ctx.map_version, key, dkey, akey, *x, 0);
-  return rt_.reply(m, Status(), std::move(body), std::move(x->data));
+  return reply_bulk(m, std::move(body), std::move(x->data));
 }
 
 Status ObjectService::on_check(Message& m) {

@@ -21,6 +21,8 @@
 #include "net/stream.hpp"
 #include "proto/protocol.hpp"
 #include "security/authority.hpp"
+#include "telemetry/http.hpp"
+#include "telemetry/metrics.hpp"
 #include "security/credential.hpp"
 
 using namespace tessera;
@@ -43,6 +45,8 @@ int main(int argc, char** argv) {
   app.add_option("--rank", flags.rank, "engine rank in the system");
   app.add_option("--listen", flags.listen,
                  "control socket address host:port (port 0: any free port)");
+  app.add_option("--metrics", flags.metrics,
+                 "Prometheus metrics address host:port (port 0: any free port), or 'off'");
   app.add_option("--provider", flags.provider, "libfabric provider: 'tcp;ofi_rxm' or 'shm'");
   app.add_option("--fabric-node", flags.fabric_node,
                  "local address for the fabric endpoints (tcp)");
@@ -126,6 +130,7 @@ int main(int argc, char** argv) {
   if (given("--rank")) cfg.rank = flags.rank;
   set_crash_point_rank(cfg.rank);
   if (given("--listen")) cfg.listen = flags.listen;
+  if (given("--metrics")) cfg.metrics = flags.metrics;
   if (given("--provider")) cfg.provider = flags.provider;
   if (given("--fabric-node")) cfg.fabric_node = flags.fabric_node;
   if (given("--targets")) cfg.targets = flags.targets;
@@ -178,6 +183,11 @@ int main(int argc, char** argv) {
   if (!vs.is_ok()) return die("invalid configuration: " + vs.message());
   if (auto ep = net::parse_endpoint(cfg.listen); !ep) {
     return die("invalid configuration: listen: " + ep.status().message());
+  }
+  if (cfg.metrics != "off") {
+    if (auto ep = net::parse_endpoint(cfg.metrics); !ep) {
+      return die("invalid configuration: metrics: " + ep.status().message() + " (or 'off')");
+    }
   }
   log::set_level(log::parse_level(cfg.log_level));
   log::set_thread_name("main");
@@ -266,6 +276,39 @@ int main(int argc, char** argv) {
     mgmt_svc = std::move(*svc);
   }
 
+  // Metrics (docs/OPERATIONS.md, "Telemetry"): a scrape gathers every target's counters at
+  // most every 200 ms; scrapes in between get the last one.
+  std::unique_ptr<telemetry::HttpServer> metrics;
+  if (cfg.metrics != "off") {
+    struct Scrape {
+      std::chrono::steady_clock::time_point at{};
+      telemetry::MetricSet set;
+    };
+    auto last = std::make_shared<Scrape>();
+    metrics = std::make_unique<telemetry::HttpServer>(
+        cfg.metrics, [&engine, last](const std::string& path) -> telemetry::HttpResponse {
+          const std::string p = path.substr(0, path.find('?'));
+          if (p != "/metrics" && p != "/metrics.json") {
+            return {404, "text/plain; charset=utf-8",
+                    "not found: this engine serves /metrics (Prometheus text) and "
+                    "/metrics.json\n"};
+          }
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last->at >= std::chrono::milliseconds(200) || last->set.families() == 0) {
+            last->set = telemetry::MetricSet();
+            engine.metrics(last->set);
+            last->at = now;
+          }
+          if (p == "/metrics.json") return {200, "application/json", last->set.json().dump()};
+          return {200, "text/plain; version=0.0.4; charset=utf-8", last->set.prometheus()};
+        });
+    st = metrics->start();
+    if (!st.is_ok()) {
+      engine.stop();
+      return die(st.to_string());
+    }
+    engine.set_metrics_address(metrics->address());
+  }
   // Handlers run on the control server's worker threads, from the moment it listens: they read
   // its bound address (set before its threads start), never a string this thread writes later.
   const ControlServer* serving = nullptr;
@@ -321,6 +364,7 @@ int main(int argc, char** argv) {
     lo.self.rank = cfg.rank;
     lo.self.host = engine.host();
     lo.self.control_addr = control_addr;
+    lo.self.metrics_addr = metrics ? metrics->address() : "";
     lo.self.provider = cfg.provider;
     lo.self.fabric_addrs = engine.fabric_addrs();
     lo.self.pid = static_cast<uint64_t>(::getpid());
@@ -338,8 +382,9 @@ int main(int argc, char** argv) {
   }
   log::info(
       "tessera-server {}: engine rank {} ready: {} targets, provider {}, control {}, "
-      "storage {}{}",
-      version(), cfg.rank, cfg.targets, cfg.provider, control_addr, cfg.storage_dir,
+      "metrics {}, storage {}{}",
+      version(), cfg.rank, cfg.targets, cfg.provider, control_addr,
+      metrics ? metrics->address() : "off", cfg.storage_dir,
       cfg.mgmt_host  ? " (management service host)"
       : access_point ? " (access point)"
                      : "");
@@ -365,6 +410,7 @@ int main(int argc, char** argv) {
   }
   if (mgmt_svc) mgmt_svc->shutdown();
   if (link) link->stop();
+  if (metrics) metrics->stop();
   control.stop();
   engine.stop();
   log::info("engine rank {} stopped", cfg.rank);

@@ -67,6 +67,7 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
     out.version = s.getVersion();
     out.hostname = s.getHostname();
     out.control_addr = s.getControlAddr();
+    out.metrics_addr = s.getMetricsAddr();
     out.uptime_ms = s.getUptimeMs();
     out.format_done = s.getFormatDone();
     out.format_total = s.getFormatTotal();

@@ -49,6 +49,7 @@ struct SystemInfo {
   std::string version;
   std::string hostname;
   std::string control_addr;
+  std::string metrics_addr;  // GET /metrics (empty: off)
   uint64_t uptime_ms = 0;
   std::vector<TargetInfo> targets;
   // A pool create running on the engine: bytes of new shard files formatted, of the bytes to

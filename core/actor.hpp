@@ -138,6 +138,14 @@ class ActorRuntime {
   uint64_t dropped() const { return dropped_; }
   uint64_t untrusted_replies() const { return untrusted_replies_; }
   uint64_t refused_busy() const { return refused_busy_; }
+  // Messages waiting in this runtime's mailboxes for their actor to take them.
+  size_t queued() const {
+    size_t n = 0;
+    for (const auto& [id, mb] : mailboxes_) n += mb->queue.size();
+    return n;
+  }
+  // Asks waiting for their reply.
+  size_t pending_asks() const { return pending_.size(); }
 
  private:
   struct Queued {

@@ -105,6 +105,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   if (!root.IsMap()) return Status(Errc::invalid_argument, "config must be a YAML mapping");
   static const std::set<std::string> known = {"rank",
                                               "listen",
+                                              "metrics",
                                               "provider",
                                               "fabric_node",
                                               "targets",
@@ -162,7 +163,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     TESSERA_ASSIGN_OR_RETURN(field, read<bool>(root[key], key, "true or false"));
     return Status();
   };
-  for (auto [key, field] : {std::pair{"listen", &cfg.listen}, std::pair{"provider", &cfg.provider},
+  for (auto [key, field] : {std::pair{"listen", &cfg.listen}, std::pair{"metrics", &cfg.metrics},
+                            std::pair{"provider", &cfg.provider},
                             std::pair{"fabric_node", &cfg.fabric_node},
                             std::pair{"storage_dir", &cfg.storage_dir},
                             std::pair{"block_backend", &cfg.block_backend},

@@ -12,6 +12,9 @@ namespace tessera {
 struct EngineConfig {
   uint32_t rank = 0;
   std::string listen = "127.0.0.1:10001";  // control socket (host:port; port 0 = any free port)
+  // Prometheus metrics over HTTP (`GET /metrics`; docs/OPERATIONS.md, "Telemetry"): host:port
+  // (port 0 = any free port), or "off".
+  std::string metrics = "127.0.0.1:0";
   std::string provider = "tcp;ofi_rxm";    // libfabric provider: tcp;ofi_rxm | shm
   std::string fabric_node = "127.0.0.1";   // local address the fabric endpoints bind (tcp)
   uint32_t targets = 2;

@@ -4,6 +4,8 @@
 #include <compare>
 #include <cstdint>
 
+#include "core/histogram.hpp"
+
 namespace tessera {
 
 // 128-bit object id; the high bits will carry the object class.
@@ -52,6 +54,17 @@ struct StoreStats {
   uint64_t aggregations = 0;
   uint64_t aggregation_epoch = 0;
   double recovery_ms = 0;
+  // Since the store was opened (its replay included): log groups, the records and bytes they
+  // held, the times a group waited for log space, and each group's write + sync time.
+  uint64_t wal_groups = 0;
+  uint64_t wal_records = 0;
+  uint64_t wal_bytes = 0;
+  uint64_t wal_full_waits = 0;
+  Histogram wal_commit;
+  // Distributed transactions: prepared here and not yet decided; decided since the open.
+  uint64_t dtx_open = 0;
+  uint64_t dtx_committed = 0;
+  uint64_t dtx_aborted = 0;
 };
 
 // Checksum kept with every stored extent (computed on arrival, verified on every read).

@@ -91,6 +91,7 @@ void encode_member(schema::Member::Builder b, const Member& m) {
   b.setRank(m.rank);
   b.setHost(m.host);
   b.setControlAddr(m.control_addr);
+  b.setMetricsAddr(m.metrics_addr);
   b.setProvider(m.provider);
   auto fa = b.initFabricAddrs(static_cast<unsigned>(m.fabric_addrs.size()));
   for (size_t i = 0; i < m.fabric_addrs.size(); ++i) {
@@ -106,6 +107,7 @@ Result<Member> decode_member(schema::Member::Reader r) {
   m.rank = r.getRank();
   m.host = r.getHost();
   m.control_addr = r.getControlAddr();
+  m.metrics_addr = r.getMetricsAddr();
   m.provider = r.getProvider();
   for (auto a : r.getFabricAddrs()) m.fabric_addrs.push_back(from_data(a));
   std::string st = r.getState();

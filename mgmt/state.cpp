@@ -153,6 +153,7 @@ Member member_from_json(const json& j) {
   m.rank = j.at("rank").get<uint32_t>();
   m.host = j.at("host").get<std::string>();
   m.control_addr = j.at("control_addr").get<std::string>();
+  m.metrics_addr = j.value("metrics_addr", std::string());
   m.provider = j.at("provider").get<std::string>();
   m.fabric_addrs = hex_list(j.at("fabric_addrs"));
   m.pid = j.value("pid", uint64_t{0});
@@ -471,6 +472,7 @@ json MgmtState::to_json() const {
     ms.push_back({{"rank", m.rank},
                   {"host", m.host},
                   {"control_addr", m.control_addr},
+                  {"metrics_addr", m.metrics_addr},
                   {"provider", m.provider},
                   {"fabric_addrs", to_hex_list(m.fabric_addrs)},
                   {"state", std::string(member_state_name(m.state))},

@@ -28,6 +28,7 @@ struct Member {
   uint32_t rank = 0;
   std::string host;  // fault domain
   std::string control_addr;
+  std::string metrics_addr;  // GET /metrics (empty: off)
   std::string provider;
   std::vector<std::string> fabric_addrs;  // per target, raw provider addresses
   MemberState state = MemberState::joined;

@@ -145,6 +145,7 @@ struct Member {
   state       @5 :Text;
   incarnation @6 :UInt64;
   pid         @7 :UInt64;
+  metricsAddr @8 :Text;   # the engine's Prometheus endpoint (empty: off)
 }
 
 struct PoolShard {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 namespace tessera::proto {
 
@@ -53,6 +54,17 @@ enum ObjMethod : uint16_t {
   kObjTxCommit = 19,   // TxReq + bulk -> UpdateRep
   kObjTxPrepare = 20,  // TxReq + bulk -> UpdateRep
 };
+inline constexpr uint16_t kObjMethods = 21;
+
+// An object method's name (metrics label; "unknown" beyond the table).
+inline std::string_view obj_method_name(uint16_t m) {
+  static constexpr std::string_view kNames[kObjMethods] = {
+      "ping",      "update",       "fetch",       "punch",      "list",         "stats",
+      "query_max", "aggregate",    "checkpoint",  "ec_update",  "rebuild_push", "shard_fetch",
+      "scrub",     "dtx_outcome",  "dtx_query",   "digest",     "shard_export", "check",
+      "tx_begin",  "tx_commit",    "tx_prepare"};
+  return m < kObjMethods ? kNames[m] : std::string_view("unknown");
+}
 
 // Methods of the system protocol (proto/system.capnp).
 enum SysMethod : uint16_t {

@@ -535,6 +535,8 @@ class TargetStore {
   // beneath the rollback unseen. Not persisted: what was in flight ended with the process.
   uint64_t rollback_floor_ = 0;
   uint64_t aggregations_ = 0;
+  uint64_t dtx_committed_ = 0;  // prepared transactions decided here since the open
+  uint64_t dtx_aborted_ = 0;
   std::vector<uint64_t> protected_;
   std::set<uint64_t> inflight_epochs_;
 

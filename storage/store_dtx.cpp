@@ -156,7 +156,9 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
           log::error("{}: transaction change not applied: {}", who(), st.to_string());
       }
       updates_ += d.records.size();
+      ++dtx_committed_;
     } else {
+      ++dtx_aborted_;
       log::info("{}: transaction {} of rank {} target {} aborted: {} changes dropped", who(),
                 id.epoch, id.leader >> 32, id.leader & 0xffffffffu, d.records.size());
       // Freed after the next checkpoint: the current one may still name them as prepared.

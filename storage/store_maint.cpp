@@ -674,6 +674,17 @@ StoreStats TargetStore::stats() const {
   s.aggregations = aggregations_;
   s.aggregation_epoch = agg_epoch_;
   s.recovery_ms = recovery_ms_;
+  if (wal_) {
+    const auto& a = wal_->activity();
+    s.wal_groups = a.groups;
+    s.wal_records = a.records;
+    s.wal_bytes = a.bytes;
+    s.wal_full_waits = a.full_waits;
+    s.wal_commit = a.commit;
+  }
+  s.dtx_open = dtx_.size();
+  s.dtx_committed = dtx_committed_;
+  s.dtx_aborted = dtx_aborted_;
   return s;
 }
 

@@ -294,6 +294,7 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
                     fmt::format("write-ahead log full ({} of {} bytes used)", used(), length_));
     }
     uint64_t seen = space_epoch_;
+    ++activity_.full_waits;
     full_hook_();
     while (seen == space_epoch_ && !stopping_) space_cv_.wait(nl);
     if (!space_error_.is_ok()) {
@@ -323,9 +324,14 @@ Status Wal::write_group(std::vector<Waiter*>& batch) {
                 static_cast<uint32_t>(payload)};
   h.crc = group_crc(h, staging_.data() + sizeof(GroupHeader));
   std::memcpy(staging_.data(), &h, sizeof(h));
+  const Nanos began = target_.env().now();
   auto w = q_.write(offset_ + tail_, staging_.data(), gsize);
   if (!w) return w.status();
   TESSERA_TRY(q_.sync());
+  activity_.commit.observe(target_.env().now() - began);
+  ++activity_.groups;
+  activity_.records += batch.size();
+  activity_.bytes += gsize;
   tail_ += gsize;
   if (tail_ == length_) tail_ = 0;
   total_ += gsize;

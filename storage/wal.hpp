@@ -31,6 +31,7 @@
 #include <span>
 #include <vector>
 
+#include "core/histogram.hpp"
 #include "core/buffer.hpp"
 #include "core/status.hpp"
 #include "core/target.hpp"
@@ -92,6 +93,13 @@ class Wal {
   uint64_t capacity() const { return length_; }
   uint64_t groups() const { return lsn_; }
   uint64_t since(const WalMark& m) const { return total_ - m.total; }
+  // What the committer wrote since start() (not replay): groups, records, bytes, the times a
+  // group waited for log space, and each group's write + sync time.
+  struct Activity {
+    uint64_t groups = 0, records = 0, bytes = 0, full_waits = 0;
+    Histogram commit;
+  };
+  const Activity& activity() const { return activity_; }
 
  private:
   struct Waiter {
@@ -132,6 +140,7 @@ class Wal {
   bool committer_done_ = false;
   boost::fibers::condition_variable_any done_cv_;
   std::function<void()> full_hook_;
+  Activity activity_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // lets the stop hook outlive us
   Buffer staging_;
 };

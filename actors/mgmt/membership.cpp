@@ -246,6 +246,7 @@ Result<Buffer> MgmtService::cmd_join(schema::MgmtReq::Reader req, const Cred& cr
                       {"rank", mem->rank},
                       {"host", mem->host},
                       {"control_addr", mem->control_addr},
+                      {"metrics_addr", mem->metrics_addr},
                       {"provider", mem->provider},
                       {"fabric_addrs", hex},
                       {"pid", mem->pid}}));

@@ -88,6 +88,8 @@ void add_acl_commands(CLI::App* parent, Globals& g, const std::function<void(CLI
 
 void add_engine_commands(CLI::App& app, Globals& g);
 void add_system_commands(CLI::App& app, Globals& g);
+// tessera system top (apps/cli/top_cmd.cpp), under `system`.
+void add_top_command(CLI::App* sys, Globals& g);
 void add_pool_commands(CLI::App& app, Globals& g);
 // tessera pool aggregate / scrub (apps/cli/pool_maint_cmds.cpp), under `pool`.
 void add_pool_maintenance_commands(CLI::App* pool, Globals& g);

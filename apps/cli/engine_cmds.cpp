@@ -163,13 +163,15 @@ int engine_query(const Globals& given, int64_t rank) {
                {"version", s.version},
                {"hostname", s.hostname},
                {"control", s.control_addr},
+               {"metrics", s.metrics_addr.empty() ? json(nullptr) : json(s.metrics_addr)},
                {"uptime_ms", s.uptime_ms},
                {"targets", targets}},
               [&] {
                 std::printf("engine rank %u on %s (pid %d, version %s, up %.1f s)\n", s.rank,
                             s.hostname.c_str(), s.pid, s.version.c_str(),
                             static_cast<double>(s.uptime_ms) / 1000);
-                std::printf("control %s, provider %s\n", s.control_addr.c_str(),
+                std::printf("control %s, metrics %s, provider %s\n", s.control_addr.c_str(),
+                            s.metrics_addr.empty() ? "off" : s.metrics_addr.c_str(),
                             s.provider.c_str());
                 std::printf("%-6s %-4s %-8s %-7s %-34s %-12s %s\n", "target", "cpu", "tid", "queue",
                             "fabric address", "used", "storage");

@@ -145,6 +145,7 @@ int system_query(Globals& g) {
                      {"host", m.host},
                      {"state", mgmt::member_state_name(m.state)},
                      {"control", m.control_addr},
+                     {"metrics", m.metrics_addr.empty() ? json(nullptr) : json(m.metrics_addr)},
                      {"provider", m.provider},
                      {"pid", m.pid},
                      {"incarnation", m.incarnation},
@@ -193,16 +194,18 @@ int system_query(Globals& g) {
                         ap["last_index"].get<unsigned long>(), ap["applied"].get<unsigned long>());
           }
         }
-        std::printf("%-5s %-9s %-16s %-8s %-5s %-22s %s\n", "rank", "state", "host", "pid", "inc",
-                    "control", "fabric addresses (per target)");
+        std::printf("%-5s %-9s %-16s %-8s %-5s %-22s %-22s %s\n", "rank", "state", "host", "pid",
+                    "inc", "control", "metrics", "fabric addresses (per target)");
         for (const auto& r : ranks) {
           std::string f;
           for (const auto& x : r["fabric_addresses"])
             f += (f.empty() ? "" : " ") + x.get<std::string>();
-          std::printf("%-5u %-9s %-16s %-8lu %-5lu %-22s %s\n", r["rank"].get<uint32_t>(),
+          std::printf("%-5u %-9s %-16s %-8lu %-5lu %-22s %-22s %s\n", r["rank"].get<uint32_t>(),
                       r["state"].get<std::string>().c_str(), r["host"].get<std::string>().c_str(),
                       r["pid"].get<unsigned long>(), r["incarnation"].get<unsigned long>(),
-                      r["control"].get<std::string>().c_str(), f.c_str());
+                      r["control"].get<std::string>().c_str(),
+                      r["metrics"].is_null() ? "off" : r["metrics"].get<std::string>().c_str(),
+                      f.c_str());
         }
         for (const auto& r : ranks) {
           if (!r["log"].is_null()) {
@@ -357,6 +360,7 @@ void add_system_commands(CLI::App& app, Globals& g) {
   leaf(sys, g, "query",
        "ranks, hosts, states and addresses of the system (with --engine: one engine)",
        [&g] { return system_query(g); });
+  add_top_command(sys, g);
 }
 
 }  // namespace tessera::cli

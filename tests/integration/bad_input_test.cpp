@@ -104,6 +104,8 @@ TEST(BadInput, WrongConfigurationIsRefusedWithAClearMessage) {
       {{"--config", dir.file("missing.yaml")}, "cannot read config file"},
       {{"--storage-dir", "/proc/tessera-nope"}, "cannot create storage directory"},
       {{"--listen", "not-an-address"}, "is not host:port"},
+      {{"--metrics", "nowhere"}, "metrics: 'nowhere' is not host:port (or 'off')"},
+      {{"--metrics", "10.255.255.1:9464"}, "cannot serve metrics on 10.255.255.1:9464"},
       {{"--no-key"}, "no system key"},
       {{"--system-key", dir.file("missing.key")}, "cannot open key file"},
   };

@@ -19,9 +19,12 @@ TEST(Config, ParsesYamlAndRejectsUnknownKeys) {
   auto c = parse_engine_config(
       "rank: 3\nlisten: 127.0.0.1:0\nprovider: shm\ntargets: 2\ncpus: [1, 0]\n"
       "storage_dir: /tmp/x\nstorage_size: 128M\nblock_backend: aio\nbusy_poll: false\n"
-      "system_key: /etc/tessera/system.key\nnode_keys: /etc/tessera/nodes\n");
+      "system_key: /etc/tessera/system.key\nnode_keys: /etc/tessera/nodes\n"
+      "metrics: 10.0.0.5:9464\n");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   EXPECT_EQ(c->rank, 3u);
+  EXPECT_EQ(c->metrics, "10.0.0.5:9464");
+  EXPECT_EQ(EngineConfig().metrics, "127.0.0.1:0");
   EXPECT_EQ(c->provider, "shm");
   EXPECT_EQ(c->storage_bytes, 128ull << 20);
   EXPECT_EQ(c->cpus, (std::vector<int>{1, 0}));

@@ -1,0 +1,194 @@
+// Engine::metrics: one scrape of the engine (telemetry/metrics.hpp). Each target copies its
+// counters on its own thread (a posted fiber; nothing on the data path is shared or locked);
+// the caller, the metrics server's thread, turns the copies into families.
+#include <fmt/format.h>
+
+#include <optional>
+
+#include "actors/engine_internal.hpp"
+#include "core/version.hpp"
+#include "proto/protocol.hpp"
+#include "telemetry/metrics.hpp"
+
+namespace tessera {
+
+namespace {
+
+struct PoolSample {
+  uint32_t id = 0;
+  StoreStats st;
+  std::optional<TargetPools::RebuildRun> rebuild;  // the latest generation run here
+};
+
+struct TargetSample {
+  ObjectService::Stats ops;
+  size_t queued = 0, pending_asks = 0;
+  uint64_t refused_busy = 0;
+  std::vector<PoolSample> pools;
+  std::vector<uint32_t> damaged;
+  bool stopped = false;
+  std::optional<std::array<uint64_t, 3>> swim;  // members alive, suspect, dead (target 0)
+};
+
+// On the slot's target thread.
+TargetSample gather(Engine::Slot& s) {
+  TargetSample t;
+  t.ops = s.svc->stats();
+  t.queued = s.rt->queued();
+  t.pending_asks = s.rt->pending_asks();
+  t.refused_busy = s.rt->refused_busy();
+  t.stopped = s.pools.stopped;
+  if (s.pools.scratch != nullptr) t.pools.push_back({0, s.pools.scratch->stats(), std::nullopt});
+  for (const auto& [id, sh] : s.pools.shards) {
+    if (!sh || !sh->store) continue;
+    PoolSample p{id, sh->store->stats(), std::nullopt};
+    if (auto r = s.pools.rebuilds.find(id); r != s.pools.rebuilds.end()) p.rebuild = r->second;
+    t.pools.push_back(std::move(p));
+  }
+  for (const auto& [id, why] : s.pools.damaged) t.damaged.push_back(id);
+  if (s.swim) {
+    std::array<uint64_t, 3> n{};
+    for (const auto& [rank, m] : s.swim->members()) ++n[static_cast<size_t>(m.state)];
+    t.swim = n;
+  }
+  return t;
+}
+
+using telemetry::Labels;
+
+void add_ops(telemetry::MetricSet& ms, const Labels& where, const ObjectService::Stats& st) {
+  for (uint16_t m = 0; m < proto::kObjMethods; ++m) {
+    for (int trusted = 0; trusted < 2; ++trusted) {
+      const auto& op = st.ops[m][trusted];
+      if (op.count == 0) continue;
+      Labels l = where;
+      l.emplace_back("op", std::string(proto::obj_method_name(m)));
+      l.emplace_back("source", trusted != 0 ? "engine" : "client");
+      ms.counter("tessera_requests_total",
+                 "object requests served (source engine: engines and administrators)", l,
+                 static_cast<double>(op.count));
+      ms.counter("tessera_request_errors_total", "object requests answered with an error", l,
+                 static_cast<double>(op.errors));
+      ms.counter("tessera_request_bytes_in_total", "bulk bytes the requests carried", l,
+                 static_cast<double>(op.bytes_in));
+      ms.counter("tessera_request_bytes_out_total", "bulk bytes the replies carried", l,
+                 static_cast<double>(op.bytes_out));
+      ms.histogram("tessera_request_duration_seconds",
+                   "time from a request's start on its target to its end", l, op.latency);
+    }
+  }
+  ms.gauge("tessera_requests_inflight", "object requests running on the target", where,
+           static_cast<double>(st.inflight));
+}
+
+void add_pool(telemetry::MetricSet& ms, Labels l, const PoolSample& p) {
+  l.emplace_back("pool", std::to_string(p.id));
+  const StoreStats& s = p.st;
+  for (const char* tier : {"data", "wal"}) {
+    Labels t = l;
+    t.emplace_back("tier", tier);
+    const bool data = tier[0] == 'd';
+    ms.gauge("tessera_space_used_bytes", "bytes allocated (data: extents, checkpoint and what "
+                                          "awaits one; wal: the log not yet released)",
+             t, static_cast<double>(data ? s.used : s.wal_used));
+    ms.gauge("tessera_space_capacity_bytes", "bytes of the region", t,
+             static_cast<double>(data ? s.capacity : s.wal_capacity));
+  }
+  ms.gauge("tessera_space_pending_free_bytes", "freed by aggregation, reusable after the next "
+                                                "checkpoint",
+           l, static_cast<double>(s.pending_free));
+  ms.gauge("tessera_store_objects", "objects in the store", l, static_cast<double>(s.objects));
+  ms.gauge("tessera_store_versions", "stored versions (aggregation merges them)", l,
+           static_cast<double>(s.versions));
+  ms.counter("tessera_store_updates_total", "changes applied since the store was opened", l,
+             static_cast<double>(s.updates));
+  ms.counter("tessera_store_fetches_total", "reads since the store was opened", l,
+             static_cast<double>(s.fetches));
+  ms.counter("tessera_wal_groups_total", "log groups written (each one write and one sync)", l,
+             static_cast<double>(s.wal_groups));
+  ms.counter("tessera_wal_records_total", "records in the log groups written", l,
+             static_cast<double>(s.wal_records));
+  ms.counter("tessera_wal_bytes_total", "bytes of log groups written", l,
+             static_cast<double>(s.wal_bytes));
+  ms.counter("tessera_wal_full_waits_total", "times a log group waited for a checkpoint to "
+                                              "free log space",
+             l, static_cast<double>(s.wal_full_waits));
+  ms.histogram("tessera_wal_commit_duration_seconds", "a log group's write and sync", l,
+               s.wal_commit);
+  ms.counter("tessera_checkpoints_total", "checkpoints written since the open", l,
+             static_cast<double>(s.checkpoints));
+  ms.gauge("tessera_checkpoint_bytes", "bytes of the current checkpoint", l,
+           static_cast<double>(s.checkpoint_bytes));
+  ms.counter("tessera_aggregations_total", "aggregation passes since the open", l,
+             static_cast<double>(s.aggregations));
+  ms.gauge("tessera_dtx_prepared", "distributed transactions prepared here, not yet decided", l,
+           static_cast<double>(s.dtx_open));
+  ms.counter("tessera_dtx_committed_total", "prepared transactions committed here", l,
+             static_cast<double>(s.dtx_committed));
+  ms.counter("tessera_dtx_aborted_total", "prepared transactions aborted here", l,
+             static_cast<double>(s.dtx_aborted));
+  if (p.rebuild) {
+    const auto& r = *p.rebuild;
+    ms.gauge("tessera_rebuild_generation", "the pool's latest rebuild generation run here", l,
+             r.gen);
+    ms.gauge("tessera_rebuild_running", "1 while that generation's work here is not finished", l,
+             r.finished ? 0 : 1);
+    ms.gauge("tessera_rebuild_planned_bytes", "bytes its scan counted to send", l,
+             static_cast<double>(r.planned));
+    ms.gauge("tessera_rebuild_sent_bytes", "bytes it sent so far", l, static_cast<double>(r.bytes));
+    ms.gauge("tessera_rebuild_objects", "objects it sent so far", l,
+             static_cast<double>(r.objects));
+    ms.gauge("tessera_rebuild_lost_records", "records it found no surviving copy of", l,
+             static_cast<double>(r.lost));
+  }
+}
+
+}  // namespace
+
+void Engine::metrics(telemetry::MetricSet& ms) {
+  const std::string rank = std::to_string(cfg_.rank);
+  ms.gauge("tessera_engine_info", "the engine's rank, version and provider (value 1)",
+           {{"rank", rank}, {"version", version()}, {"provider", cfg_.provider}}, 1);
+  ms.gauge("tessera_engine_uptime_seconds", "seconds since the engine started", {{"rank", rank}},
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count());
+  ms.gauge("tessera_pool_format_done_bytes", "a pool create running here: bytes formatted",
+           {{"rank", rank}}, static_cast<double>(format_done_.load()));
+  ms.gauge("tessera_pool_format_total_bytes", "a pool create running here: bytes to format",
+           {{"rank", rank}}, static_cast<double>(format_total_.load()));
+  for (const auto& slot : slots_) {
+    Slot* s = slot.get();
+    const Labels where = {{"rank", rank}, {"target", std::to_string(s->target->index())}};
+    auto r = post_wait(
+        *s->target, [s]() -> Result<TargetSample> { return gather(*s); }, std::chrono::seconds(2));
+    ms.gauge("tessera_target_up", "1: the target answered this scrape within 2 s", where,
+             r ? 1 : 0);
+    if (!r) continue;
+    ms.gauge("tessera_target_stopped", "1: stopped by an administrator (refuses pool I/O)", where,
+             r->stopped ? 1 : 0);
+    add_ops(ms, where, r->ops);
+    ms.gauge("tessera_requests_queued", "messages waiting in the target's mailboxes", where,
+             static_cast<double>(r->queued));
+    ms.gauge("tessera_asks_pending", "requests the target sent and awaits replies to", where,
+             static_cast<double>(r->pending_asks));
+    ms.counter("tessera_requests_refused_busy_total",
+               "client requests refused at once by admission control", where,
+               static_cast<double>(r->refused_busy));
+    for (const auto& p : r->pools) add_pool(ms, where, p);
+    for (uint32_t id : r->damaged) {
+      Labels l = where;
+      l.emplace_back("pool", std::to_string(id));
+      ms.gauge("tessera_pool_damaged", "1: the pool's store here failed its checks (not served)",
+               l, 1);
+    }
+    if (r->swim) {
+      static constexpr const char* kStates[] = {"alive", "suspect", "dead"};
+      for (size_t i = 0; i < 3; ++i) {
+        ms.gauge("tessera_swim_members", "other engines as this engine's failure detector sees "
+                                          "them",
+                 {{"rank", rank}, {"state", kStates[i]}}, static_cast<double>((*r->swim)[i]));
+      }
+    }
+  }
+}
+
+}  // namespace tessera
