@@ -56,6 +56,81 @@ TargetSample gather(Engine::Slot& s) {
 
 using telemetry::Labels;
 
+// A family whose value is one integer field of a record.
+template <typename Record>
+struct Field {
+  const char* name;
+  const char* help;
+  bool counter;  // else a gauge
+  uint64_t Record::*field;
+};
+
+template <typename Record, size_t N>
+void add_fields(telemetry::MetricSet& ms, const Labels& l, const Record& r,
+                const Field<Record> (&fields)[N]) {
+  for (const auto& f : fields) {
+    const double v = static_cast<double>(r.*f.field);
+    if (f.counter) {
+      ms.counter(f.name, f.help, l, v);
+    } else {
+      ms.gauge(f.name, f.help, l, v);
+    }
+  }
+}
+
+constexpr Field<ObjectService::OpStats> kOpFields[] = {
+    {"tessera_requests_total",
+     "object requests served (source engine: engines and administrators)", true,
+     &ObjectService::OpStats::count},
+    {"tessera_request_errors_total", "object requests answered with an error", true,
+     &ObjectService::OpStats::errors},
+    {"tessera_request_bytes_in_total", "bulk bytes the requests carried", true,
+     &ObjectService::OpStats::bytes_in},
+    {"tessera_request_bytes_out_total", "bulk bytes the replies carried", true,
+     &ObjectService::OpStats::bytes_out},
+};
+
+constexpr Field<StoreStats> kStoreFields[] = {
+    {"tessera_space_pending_free_bytes",
+     "freed by aggregation, reusable after the next checkpoint", false, &StoreStats::pending_free},
+    {"tessera_store_objects", "objects in the store", false, &StoreStats::objects},
+    {"tessera_store_versions", "stored versions (aggregation merges them)", false,
+     &StoreStats::versions},
+    {"tessera_store_updates_total", "changes applied since the store was opened", true,
+     &StoreStats::updates},
+    {"tessera_store_fetches_total", "reads since the store was opened", true,
+     &StoreStats::fetches},
+    {"tessera_wal_groups_total", "log groups written (each one write and one sync)", true,
+     &StoreStats::wal_groups},
+    {"tessera_wal_records_total", "records in the log groups written", true,
+     &StoreStats::wal_records},
+    {"tessera_wal_bytes_total", "bytes of log groups written", true, &StoreStats::wal_bytes},
+    {"tessera_wal_full_waits_total", "times a log group waited for a checkpoint to free log space",
+     true, &StoreStats::wal_full_waits},
+    {"tessera_checkpoints_total", "checkpoints written since the open", true,
+     &StoreStats::checkpoints},
+    {"tessera_checkpoint_bytes", "bytes of the current checkpoint", false,
+     &StoreStats::checkpoint_bytes},
+    {"tessera_aggregations_total", "aggregation passes since the open", true,
+     &StoreStats::aggregations},
+    {"tessera_dtx_prepared", "distributed transactions prepared here, not yet decided", false,
+     &StoreStats::dtx_open},
+    {"tessera_dtx_committed_total", "prepared transactions committed here", true,
+     &StoreStats::dtx_committed},
+    {"tessera_dtx_aborted_total", "prepared transactions aborted here", true,
+     &StoreStats::dtx_aborted},
+};
+
+using RebuildRun = TargetPools::RebuildRun;
+constexpr Field<RebuildRun> kRebuildFields[] = {
+    {"tessera_rebuild_planned_bytes", "bytes its scan counted to send", false,
+     &RebuildRun::planned},
+    {"tessera_rebuild_sent_bytes", "bytes it sent so far", false, &RebuildRun::bytes},
+    {"tessera_rebuild_objects", "objects it sent so far", false, &RebuildRun::objects},
+    {"tessera_rebuild_lost_records", "records it found no surviving copy of", false,
+     &RebuildRun::lost},
+};
+
 void add_ops(telemetry::MetricSet& ms, const Labels& where, const ObjectService::Stats& st) {
   for (uint16_t m = 0; m < proto::kObjMethods; ++m) {
     for (int trusted = 0; trusted < 2; ++trusted) {
@@ -64,15 +139,7 @@ void add_ops(telemetry::MetricSet& ms, const Labels& where, const ObjectService:
       Labels l = where;
       l.emplace_back("op", std::string(proto::obj_method_name(m)));
       l.emplace_back("source", trusted != 0 ? "engine" : "client");
-      ms.counter("tessera_requests_total",
-                 "object requests served (source engine: engines and administrators)", l,
-                 static_cast<double>(op.count));
-      ms.counter("tessera_request_errors_total", "object requests answered with an error", l,
-                 static_cast<double>(op.errors));
-      ms.counter("tessera_request_bytes_in_total", "bulk bytes the requests carried", l,
-                 static_cast<double>(op.bytes_in));
-      ms.counter("tessera_request_bytes_out_total", "bulk bytes the replies carried", l,
-                 static_cast<double>(op.bytes_out));
+      add_fields(ms, l, op, kOpFields);
       ms.histogram("tessera_request_duration_seconds",
                    "time from a request's start on its target to its end", l, op.latency);
     }
@@ -94,52 +161,16 @@ void add_pool(telemetry::MetricSet& ms, Labels l, const PoolSample& p) {
     ms.gauge("tessera_space_capacity_bytes", "bytes of the region", t,
              static_cast<double>(data ? s.capacity : s.wal_capacity));
   }
-  ms.gauge("tessera_space_pending_free_bytes", "freed by aggregation, reusable after the next "
-                                                "checkpoint",
-           l, static_cast<double>(s.pending_free));
-  ms.gauge("tessera_store_objects", "objects in the store", l, static_cast<double>(s.objects));
-  ms.gauge("tessera_store_versions", "stored versions (aggregation merges them)", l,
-           static_cast<double>(s.versions));
-  ms.counter("tessera_store_updates_total", "changes applied since the store was opened", l,
-             static_cast<double>(s.updates));
-  ms.counter("tessera_store_fetches_total", "reads since the store was opened", l,
-             static_cast<double>(s.fetches));
-  ms.counter("tessera_wal_groups_total", "log groups written (each one write and one sync)", l,
-             static_cast<double>(s.wal_groups));
-  ms.counter("tessera_wal_records_total", "records in the log groups written", l,
-             static_cast<double>(s.wal_records));
-  ms.counter("tessera_wal_bytes_total", "bytes of log groups written", l,
-             static_cast<double>(s.wal_bytes));
-  ms.counter("tessera_wal_full_waits_total", "times a log group waited for a checkpoint to "
-                                              "free log space",
-             l, static_cast<double>(s.wal_full_waits));
+  add_fields(ms, l, s, kStoreFields);
   ms.histogram("tessera_wal_commit_duration_seconds", "a log group's write and sync", l,
                s.wal_commit);
-  ms.counter("tessera_checkpoints_total", "checkpoints written since the open", l,
-             static_cast<double>(s.checkpoints));
-  ms.gauge("tessera_checkpoint_bytes", "bytes of the current checkpoint", l,
-           static_cast<double>(s.checkpoint_bytes));
-  ms.counter("tessera_aggregations_total", "aggregation passes since the open", l,
-             static_cast<double>(s.aggregations));
-  ms.gauge("tessera_dtx_prepared", "distributed transactions prepared here, not yet decided", l,
-           static_cast<double>(s.dtx_open));
-  ms.counter("tessera_dtx_committed_total", "prepared transactions committed here", l,
-             static_cast<double>(s.dtx_committed));
-  ms.counter("tessera_dtx_aborted_total", "prepared transactions aborted here", l,
-             static_cast<double>(s.dtx_aborted));
   if (p.rebuild) {
     const auto& r = *p.rebuild;
     ms.gauge("tessera_rebuild_generation", "the pool's latest rebuild generation run here", l,
              r.gen);
     ms.gauge("tessera_rebuild_running", "1 while that generation's work here is not finished", l,
              r.finished ? 0 : 1);
-    ms.gauge("tessera_rebuild_planned_bytes", "bytes its scan counted to send", l,
-             static_cast<double>(r.planned));
-    ms.gauge("tessera_rebuild_sent_bytes", "bytes it sent so far", l, static_cast<double>(r.bytes));
-    ms.gauge("tessera_rebuild_objects", "objects it sent so far", l,
-             static_cast<double>(r.objects));
-    ms.gauge("tessera_rebuild_lost_records", "records it found no surviving copy of", l,
-             static_cast<double>(r.lost));
+    add_fields(ms, l, r, kRebuildFields);
   }
 }
 
