@@ -4,9 +4,9 @@
 # /proc/PID/task/*/schedstat (ns on CPU, per thread):
 #  1. idle: SCRAPES scrapes 250 ms apart (each one gathers: the engine keeps a scrape 200 ms)
 #     against the same time without scrapes: the engine's CPU per scrape, all threads;
-#  2. under load (tessera-bench, 4 KiB updates at queue depth 32, for the whole phase): SECS
-#     seconds without scrapes, then SECS seconds scraped once a second: the engine's CPU in
-#     each, and its metrics thread's, beside one core (the baseline: "under 1% of a core").
+#  2. under load (tessera-bench, 4 KiB updates at queue depth 32, for the whole phase): windows
+#     with and without a scrape a second, SECS seconds of each: the engine's CPU per request it
+#     served in each, and its metrics thread's CPU, beside one core (the goal: under 1% of one).
 # Usage: perf/metrics.sh [SECS] [SCRAPES]   (defaults 30 and 40)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,28 +42,49 @@ for _ in $(seq 1 "$SCRAPES"); do scrape; sleep 0.25; done
 c=$(cpu_ns)
 idle_quiet=$((b - a)); idle_scraped=$((c - b))
 
-# 2. Under load.
+# 2. Under load: windows of SECS/2 seconds alternately unscraped (A) and scraped once a second
+# (B), 2 of each; a scrape at each window's edges counts the requests rank 0 served, so the
+# CPU is compared per request served (the load's rate drifts on a shared machine).
+served() {  # requests rank 0 served so far
+  curl -sf "http://$METRICS/metrics" | awk '/^tessera_requests_total/ {s += $2} END {printf "%d\n", s}'
+}
 TESSERA_AGENT="$WORK/sys/agent.sock" "$BIN/tessera-bench" -e "$MGMT" --json cont --pool tank \
   --cont c --bs 4K --iters 1 --count 100000000 --qd 32 >/dev/null 2>&1 &
 BENCH=$!
 sleep 3
-l0=$(cpu_ns); m0=$(cpu_ns metrics); sleep "$SECS"; l1=$(cpu_ns); m1=$(cpu_ns metrics)
-for _ in $(seq 1 "$SECS"); do scrape; sleep 1; done
-l2=$(cpu_ns); m2=$(cpu_ns metrics)
+HALF=$(( (SECS + 1) / 2 ))
+: >"$WORK/windows"
+for mode in A B A B; do
+  sleep 0.3  # the edge scrape's 200 ms cache ends
+  r0=$(served); c0=$(cpu_ns); m0=$(cpu_ns metrics)
+  if [ "$mode" = A ]; then sleep "$HALF"; else for _ in $(seq 1 "$HALF"); do scrape; sleep 1; done; fi
+  r1=$(served); c1=$(cpu_ns); m1=$(cpu_ns metrics)
+  echo "$mode $((r1 - r0)) $((c1 - c0)) $((m1 - m0)) $HALF" >>"$WORK/windows"
+done
 kill "$BENCH" 2>/dev/null || true; wait "$BENCH" 2>/dev/null || true
 
-python3 - "$SCRAPES" "$SECS" "$idle_quiet" "$idle_scraped" "$l0" "$l1" "$l2" "$m0" "$m1" "$m2" \
-  "$BYTES" "$SERIES" <<'PY'
+python3 - "$SCRAPES" "$idle_quiet" "$idle_scraped" "$BYTES" "$SERIES" "$WORK/windows" <<'PY'
 import sys
-n, secs, quiet, scraped, l0, l1, l2, m0, m1, m2, size, series = map(int, sys.argv[1:])
+n, quiet, scraped, size, series = map(int, sys.argv[1:6])
+rows = [l.split() for l in open(sys.argv[6])]
 per = (scraped - quiet) / n / 1e6
 print(f"one scrape of rank 0 (2 targets, 1 pool): {size} bytes, {series} samples")
 print(f"idle engine: {quiet/1e6:.1f} ms of CPU in {n * 0.25:.0f} s without scrapes, "
       f"{scraped/1e6:.1f} ms with {n}: {per:.2f} ms of CPU per scrape, all threads "
       f"= {per / 10:.3f}% of one core at one scrape per second")
-load_q, load_s = (l1 - l0) / 1e9 / secs, (l2 - l1) / 1e9 / secs
-mq, ms = (m1 - m0) / 1e9 / secs, (m2 - m1) / 1e9 / secs
-print(f"under load ({secs} s each): engine {load_q * 100:.1f}% of a core unscraped, "
-      f"{load_s * 100:.1f}% scraped once a second; its metrics thread {mq * 100:.3f}% -> "
-      f"{ms * 100:.3f}% of one core (baseline: 1 core = 100%)")
+tot = {}
+for mode, req, cpu, met, secs in rows:
+    t = tot.setdefault(mode, [0, 0, 0, 0])
+    for i, v in enumerate((req, cpu, met, secs)):
+        t[i] += int(v)
+    print(f"  window {mode}: {int(req)/int(secs):8.0f} requests/s, engine {int(cpu)/1e9/int(secs)*100:5.1f}% "
+          f"of a core, {int(cpu)/1e3/max(int(req),1):6.1f} us of CPU per request, metrics thread "
+          f"{int(met)/1e9/int(secs)*100:.3f}%")
+a, b = tot["A"], tot["B"]
+ua, ub = a[1] / 1e3 / a[0], b[1] / 1e3 / b[0]
+rate = b[0] / b[3]
+print(f"under load: engine CPU per request {ua:.1f} us unscraped (A), {ub:.1f} us scraped once a "
+      f"second (B): {100 * (ub - ua) / ua:+.1f}%, i.e. {(ub - ua) * rate / 1e4:+.2f}% of one core at "
+      f"B's {rate:.0f} requests/s; metrics thread {b[2] / 1e9 / b[3] * 100:.3f}% of one core "
+      f"(baseline: 1 core = 100%)")
 PY
