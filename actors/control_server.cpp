@@ -109,7 +109,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_rest() {
     if (pre_.magic != net::kFrameMagic) return fail("bad magic");
     uint64_t rest = uint64_t{pre_.env_len} + pre_.body_len + pre_.pad + pre_.bulk_len;
-    if (uint64_t{pre_.env_len} + pre_.body_len > net::kMaxHeaderBytes || pre_.bulk_len > max_) {
+    if (uint64_t{pre_.env_len} + pre_.body_len > net::kMaxControlHeaderBytes ||
+        pre_.bulk_len > max_) {
       return fail("frame too large");
     }
     frame_.reset(net::kPreambleSize + rest);
@@ -123,7 +124,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle() {
-    auto fr = net::decode_frame(frame_.span(), max_, net::Trust{im_.key, im_.insecure});
+    auto fr = net::decode_frame(frame_.span(), max_, net::Trust{im_.key, im_.insecure},
+                                net::kMaxControlHeaderBytes);
     if (!fr) return fail(fr.status().to_string());
     if (fr->pre.kind != net::FrameKind::whole) return fail("chunked frame on the control socket");
     // A whole, well-formed frame: the connection may now stay idle between requests (engines
@@ -143,7 +145,17 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void send(Message& rep) {
     rep.reply_to.clear();  // the answer goes back on this socket
-    auto hdr = net::encode_header(rep, 0, 0, 0, im_.key);
+    auto hdr = net::encode_header(rep, 0, 0, 0, im_.key, net::kMaxControlHeaderBytes);
+    if (!hdr && rep.status == Errc::ok) {
+      // A reply this socket cannot carry fails its request; the connection (an engine's join
+      // connection, whose end the management service takes for the engine's death) stays.
+      log::error("control socket: a reply to {} of {} bytes cannot be sent: {}", peer(),
+                 rep.body.size(), hdr.status().to_string());
+      rep.status = hdr.status().code();
+      rep.error = "the reply cannot be sent: " + hdr.status().message();
+      rep.body = {};
+      hdr = net::encode_header(rep, 0, 0, 0, im_.key, net::kMaxControlHeaderBytes);
+    }
     if (!hdr) return fail(hdr.status().to_string());
     net::set_chunk(hdr->bytes, net::FrameKind::whole, 0, 0);
     out_ = std::move(hdr->bytes);

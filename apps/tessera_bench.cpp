@@ -20,6 +20,7 @@
 #include <random>
 #include <sstream>
 
+#include "apps/bench_mgmt.hpp"
 #include "client/client.hpp"
 #include "client/container.hpp"
 #include "core/config.hpp"
@@ -88,7 +89,18 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cont->add_option("--tx-count", tx_count, "transactions for the rate pass")
       ->capture_default_str();
+  auto* mg = app.add_subcommand(
+      "mgmt", "management service rates: container creates, opens (+ close), queries");
+  MgmtBenchArgs ma;
+  mg->add_option("--pool", ma.pool, "pool label (must exist)")->capture_default_str();
+  mg->add_option("--containers", ma.containers,
+                 "containers m0.. the pool holds (those missing are created and timed)")
+      ->capture_default_str();
+  mg->add_option("--opens", ma.opens, "container open + close pairs")->capture_default_str();
+  mg->add_option("--queries", ma.queries, "container queries")->capture_default_str();
+  mg->add_option("--threads", ma.threads, "client threads")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (mg->parsed()) return bench_mgmt(engine, ma, as_json);
 
   ClientOptions co;
   co.engine = engine;

@@ -23,7 +23,8 @@ uint16_t pad_for(size_t header, size_t bulk) {
 }  // namespace
 
 Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id,
-                                    size_t first_bulk, const security::SystemKey* key) {
+                                    size_t first_bulk, const security::SystemKey* key,
+                                    size_t max_header) {
   if (m.body.size() % 8 != 0) return Status(Errc::invalid_argument, "body not word aligned");
   capnp::MallocMessageBuilder b(256);
   auto env = b.initRoot<schema::Envelope>();
@@ -55,8 +56,10 @@ Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t 
   auto words = capnp::messageToFlatArray(b);
   auto env_bytes = words.asBytes();
   size_t head = kPreambleSize + env_bytes.size() + m.body.size();
-  if (head - kPreambleSize > kMaxHeaderBytes) {
-    return Status(Errc::too_big, "message header over 64 KiB");
+  if (head - kPreambleSize > max_header) {
+    return Status(Errc::too_big, fmt::format("message header of {} bytes over the {} KiB a frame "
+                                             "carries",
+                                             head - kPreambleSize, max_header / 1024));
   }
   EncodedHeader out;
   out.bulk_total = m.bulk.size();
@@ -104,7 +107,7 @@ Buffer make_cont_header(uint64_t sender, uint64_t msg_id, uint64_t offset, uint3
 }
 
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message,
-                                  const Trust& trust) {
+                                  const Trust& trust, size_t max_header) {
   if (frame.size() < kPreambleSize) {
     return Status(Errc::protocol,
                   fmt::format("frame of {} bytes is shorter than its preamble", frame.size()));
@@ -122,7 +125,7 @@ Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_m
     return Status(Errc::protocol, "bad frame kind or padding");
   }
   if (pre.env_len % 8 != 0 || pre.body_len % 8 != 0 ||
-      uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes) {
+      uint64_t{pre.env_len} + pre.body_len > max_header) {
     return Status(Errc::protocol, "bad envelope/body length");
   }
   uint64_t expect = kPreambleSize + uint64_t{pre.env_len} + pre.body_len + pre.pad + pre.bulk_len;

@@ -36,7 +36,11 @@ namespace tessera::net {
 inline constexpr uint32_t kFrameMagic = 0x41525354;  // "TSRA"
 inline constexpr uint8_t kFrameVersion = 1;
 inline constexpr size_t kPreambleSize = 48;
-inline constexpr size_t kMaxHeaderBytes = 64 * 1024;  // envelope + body of one frame
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;  // envelope + body of one fabric frame
+// The same on a control socket (TCP, one request at a time per connection): a management reply
+// carries a whole pool view, its containers and their snapshots. As large as a body decodes
+// (capn::BodyReader).
+inline constexpr size_t kMaxControlHeaderBytes = 8u << 20;
 inline constexpr size_t kAlignBulkMin = 16 * 1024;    // bulks this large start 4 KiB aligned
 
 enum class FrameKind : uint8_t { whole = 0, first = 1, cont = 2 };
@@ -65,8 +69,10 @@ struct EncodedHeader {
 // Encodes m's routing fields, credential and body. The bulk is not copied. `first_bulk` is how
 // many bulk bytes travel in the same frame (decides the padding). With `key` (an engine or an
 // administrator), the envelope carries the message's MAC (security/system_key.hpp).
+// `max_header`: the largest envelope + body the frame may carry (too_big beyond).
 Result<EncodedHeader> encode_header(const Message& m, uint64_t sender, uint64_t msg_id,
-                                    size_t first_bulk, const security::SystemKey* key = nullptr);
+                                    size_t first_bulk, const security::SystemKey* key = nullptr,
+                                    size_t max_header = kMaxHeaderBytes);
 
 // Writes a preamble for a frame that carries bulk bytes [offset, offset+len).
 void set_chunk(Buffer& header, FrameKind kind, uint64_t offset, uint32_t len);
@@ -93,6 +99,6 @@ struct Trust {
 // Validates and decodes one frame. `max_message` bounds bulk_total. The message's origin as
 // `trust` decides (continuation chunks carry none: their message's first chunk decides).
 Result<DecodedFrame> decode_frame(std::span<const uint8_t> frame, uint64_t max_message,
-                                  const Trust& trust = {});
+                                  const Trust& trust = {}, size_t max_header = kMaxHeaderBytes);
 
 }  // namespace tessera::net

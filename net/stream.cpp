@@ -19,7 +19,8 @@ namespace {
 Result<uint64_t> frame_rest(const Preamble& pre, uint64_t max_message) {
   if (pre.magic != kFrameMagic) return Status(Errc::protocol, "bad frame magic");
   uint64_t rest = uint64_t{pre.env_len} + pre.body_len + pre.pad + pre.bulk_len;
-  if (pre.kind != FrameKind::whole || uint64_t{pre.env_len} + pre.body_len > kMaxHeaderBytes ||
+  if (pre.kind != FrameKind::whole ||
+      uint64_t{pre.env_len} + pre.body_len > kMaxControlHeaderBytes ||
       pre.bulk_len > max_message) {
     return Status(Errc::protocol, "stream frame too large or chunked");
   }
@@ -28,7 +29,7 @@ Result<uint64_t> frame_rest(const Preamble& pre, uint64_t max_message) {
 
 Result<Message> frame_message(const Buffer& frame, uint64_t max_message,
                               const security::SystemKey* key) {
-  auto fr = decode_frame(frame.span(), max_message, Trust{key});
+  auto fr = decode_frame(frame.span(), max_message, Trust{key}, kMaxControlHeaderBytes);
   if (!fr) return fr.status();
   fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
   return std::move(fr->msg);
@@ -52,7 +53,7 @@ Result<Message> read_message(asio::ip::tcp::socket& sock, uint64_t max_message,
 
 Status write_message(asio::ip::tcp::socket& sock, const Message& m,
                      const security::SystemKey* key) {
-  auto hdr = encode_header(m, 0, 0, m.bulk.size(), key);
+  auto hdr = encode_header(m, 0, 0, m.bulk.size(), key, kMaxControlHeaderBytes);
   if (!hdr) return hdr.status();
   set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(m.bulk.size()));
   boost::system::error_code ec;
@@ -142,7 +143,7 @@ Result<Message> ControlConn::call(uint16_t protocol, uint16_t method, Buffer bod
   // A user's request carries the agent's credential for it; without one (no agent), the
   // request goes anyway and the reason is told if the service refuses it.
   Status no_cred = auth_.sign(req, timeout_);
-  auto hdr = encode_header(req, 0, 0, req.bulk.size(), auth_.key().get());
+  auto hdr = encode_header(req, 0, 0, req.bulk.size(), auth_.key().get(), kMaxControlHeaderBytes);
   if (!hdr) return hdr.status();
   set_chunk(hdr->bytes, FrameKind::whole, 0, static_cast<uint32_t>(req.bulk.size()));
   boost::system::error_code ec;

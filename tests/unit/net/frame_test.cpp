@@ -87,6 +87,25 @@ TEST(Frame, EnforcesTheMessageSizeLimit) {
   EXPECT_EQ(d.status().code(), Errc::too_big);
 }
 
+TEST(Frame, ControlSocketsCarryLargerBodiesThanTheFabric) {
+  Message m = sample();
+  m.bulk = {};
+  m.body = Buffer(200 * 1024);  // a pool view with many containers
+  std::memset(m.body.data(), 0, m.body.size());
+  auto fabric = encode_header(m, 1, 2, 0);
+  ASSERT_FALSE(fabric.is_ok());
+  EXPECT_EQ(fabric.status().code(), Errc::too_big);
+  auto control = encode_header(m, 1, 2, 0, nullptr, kMaxControlHeaderBytes);
+  ASSERT_TRUE(control.is_ok()) << control.status().to_string();
+  set_chunk(control->bytes, FrameKind::whole, 0, 0);
+  EXPECT_FALSE(decode_frame(control->bytes.span(), 1 << 20).is_ok());
+  auto d = decode_frame(control->bytes.span(), 1 << 20, {}, kMaxControlHeaderBytes);
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->msg.body.size(), m.body.size());
+  m.body = Buffer(kMaxControlHeaderBytes + 8);
+  EXPECT_FALSE(encode_header(m, 1, 2, 0, nullptr, kMaxControlHeaderBytes).is_ok());
+}
+
 TEST(Frame, RandomBytesNeverDecode) {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
