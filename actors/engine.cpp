@@ -172,7 +172,10 @@ Buffer Engine::system_info(const std::string& control_addr) {
   ::gethostname(host, sizeof(host) - 1);
   info.setHostname(host);
   info.setControlAddr(control_addr);
-  info.setMetricsAddr(metrics_addr_);
+  {
+    std::lock_guard lk(metrics_mu_);
+    info.setMetricsAddr(metrics_addr_);
+  }
   info.setFormatDone(format_done_.load());
   info.setFormatTotal(format_total_.load());
   info.setUptimeMs(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(

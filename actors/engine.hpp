@@ -58,9 +58,11 @@ class Engine {
   // One scrape of every target's counters (actors/engine_metrics.cpp; any thread but a
   // target's: it waits up to 2 s for each target's copy).
   void metrics(telemetry::MetricSet& ms);
-  // Where the metrics server listens (SystemInfo.metricsAddr); set before the control server
-  // starts.
-  void set_metrics_address(std::string addr) { metrics_addr_ = std::move(addr); }
+  // Where the metrics server listens (SystemInfo.metricsAddr; any thread).
+  void set_metrics_address(std::string addr) {
+    std::lock_guard lk(metrics_mu_);
+    metrics_addr_ = std::move(addr);
+  }
 
   // Targets ask `link` for pool maps and container handles from now on.
   void attach(mgmt::MgmtLink* link);
@@ -113,6 +115,7 @@ class Engine {
   std::atomic<uint64_t> format_done_{0};
   std::atomic<uint64_t> format_total_{0};
   mgmt::MgmtLink* link_ = nullptr;
+  std::mutex metrics_mu_;  // metrics_addr_ (main thread sets it, control threads read it)
   std::string metrics_addr_;
 };
 

@@ -276,39 +276,6 @@ int main(int argc, char** argv) {
     mgmt_svc = std::move(*svc);
   }
 
-  // Metrics (docs/OPERATIONS.md, "Telemetry"): a scrape gathers every target's counters at
-  // most every 200 ms; scrapes in between get the last one.
-  std::unique_ptr<telemetry::HttpServer> metrics;
-  if (cfg.metrics != "off") {
-    struct Scrape {
-      std::chrono::steady_clock::time_point at{};
-      telemetry::MetricSet set;
-    };
-    auto last = std::make_shared<Scrape>();
-    metrics = std::make_unique<telemetry::HttpServer>(
-        cfg.metrics, [&engine, last](const std::string& path) -> telemetry::HttpResponse {
-          const std::string p = path.substr(0, path.find('?'));
-          if (p != "/metrics" && p != "/metrics.json") {
-            return {404, "text/plain; charset=utf-8",
-                    "not found: this engine serves /metrics (Prometheus text) and "
-                    "/metrics.json\n"};
-          }
-          const auto now = std::chrono::steady_clock::now();
-          if (now - last->at >= std::chrono::milliseconds(200) || last->set.families() == 0) {
-            last->set = telemetry::MetricSet();
-            engine.metrics(last->set);
-            last->at = now;
-          }
-          if (p == "/metrics.json") return {200, "application/json", last->set.json().dump()};
-          return {200, "text/plain; version=0.0.4; charset=utf-8", last->set.prometheus()};
-        });
-    st = metrics->start();
-    if (!st.is_ok()) {
-      engine.stop();
-      return die(st.to_string());
-    }
-    engine.set_metrics_address(metrics->address());
-  }
   // Handlers run on the control server's worker threads, from the moment it listens: they read
   // its bound address (set before its threads start), never a string this thread writes later.
   const ControlServer* serving = nullptr;
@@ -352,6 +319,42 @@ int main(int argc, char** argv) {
       out << control.port() << "\n";
     }
     std::rename(tmp.c_str(), cfg.port_file.c_str());
+  }
+  // Metrics (docs/OPERATIONS.md, "Telemetry"): a scrape gathers every target's counters at
+  // most every 200 ms; scrapes in between get the last one. Started after the control socket
+  // has its port: an engine restarted on its old control port must not find it taken by its
+  // own metrics socket (port 0: any free port).
+  std::unique_ptr<telemetry::HttpServer> metrics;
+  if (cfg.metrics != "off") {
+    struct Scrape {
+      std::chrono::steady_clock::time_point at{};
+      telemetry::MetricSet set;
+    };
+    auto last = std::make_shared<Scrape>();
+    metrics = std::make_unique<telemetry::HttpServer>(
+        cfg.metrics, [&engine, last](const std::string& path) -> telemetry::HttpResponse {
+          const std::string p = path.substr(0, path.find('?'));
+          if (p != "/metrics" && p != "/metrics.json") {
+            return {404, "text/plain; charset=utf-8",
+                    "not found: this engine serves /metrics (Prometheus text) and "
+                    "/metrics.json\n"};
+          }
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last->at >= std::chrono::milliseconds(200) || last->set.families() == 0) {
+            last->set = telemetry::MetricSet();
+            engine.metrics(last->set);
+            last->at = now;
+          }
+          if (p == "/metrics.json") return {200, "application/json", last->set.json().dump()};
+          return {200, "text/plain; version=0.0.4; charset=utf-8", last->set.prometheus()};
+        });
+    st = metrics->start();
+    if (!st.is_ok()) {
+      control.stop();
+      engine.stop();
+      return die(st.to_string());
+    }
+    engine.set_metrics_address(metrics->address());
   }
   std::unique_ptr<mgmt::MgmtLink> link;
   if (hosts_service || !cfg.mgmt.empty() || !aps.empty()) {

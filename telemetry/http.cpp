@@ -147,7 +147,11 @@ Status HttpServer::start() {
   impl_->opts = opts_;
   beast::error_code ec;
   impl_->acceptor.open(ep->protocol(), ec);
-  if (!ec) impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  // A fixed port is taken again at once after a restart; port 0 must not pick a port other
+  // sockets still hold in TIME_WAIT (a control port its engine is about to take again).
+  if (!ec && ep->port() != 0) {
+    impl_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  }
   if (!ec) impl_->acceptor.bind(*ep, ec);
   if (!ec) impl_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
