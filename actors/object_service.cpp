@@ -46,10 +46,8 @@ Buffer forwarded(const Buffer& body, uint64_t epoch, const storage::DtxId& id,
 
 void ObjectService::receive(Message& m) {
   const Nanos began = rt_.target().env().now();
-  // A method beyond the table is refused below; it counts only as rejected.
-  OpStats scrap;
-  OpStats& op = m.method < proto::kObjMethods ? stats_.ops[m.method][m.trusted() ? 1 : 0] : scrap;
-  op.bytes_in += m.bulk.size();
+  OpStats* op = op_stats(m);  // null: a method beyond the table, refused below
+  if (op != nullptr) op->bytes_in += m.bulk.size();
   ++stats_.inflight;
   Status st;
   try {
@@ -59,9 +57,9 @@ void ObjectService::receive(Message& m) {
                 fmt::format("malformed request body: {}", e.getDescription().cStr()));
   }
   --stats_.inflight;
-  ++op.count;
+  if (op != nullptr) ++op->count;
   if (!st.is_ok()) {
-    ++op.errors;
+    if (op != nullptr) ++op->errors;
     ++stats_.rejected;
     static log::RateLimit limit(5);
     uint64_t skipped = 0;
@@ -71,11 +69,16 @@ void ObjectService::receive(Message& m) {
     }
     if (m.corr != 0) (void)rt_.reply(m, st);
   }
-  op.latency.observe(rt_.target().env().now() - began);
+  if (op != nullptr) op->latency.observe(rt_.target().env().now() - began);
+}
+
+ObjectService::OpStats* ObjectService::op_stats(const Message& m) {
+  if (m.method >= proto::kObjMethods) return nullptr;
+  return &stats_.ops[m.method][m.trusted() ? 1 : 0];
 }
 
 Status ObjectService::reply_bulk(const Message& m, Buffer body, Buffer bulk) {
-  if (m.method < proto::kObjMethods) stats_.ops[m.method][m.trusted() ? 1 : 0].bytes_out += bulk.size();
+  if (OpStats* op = op_stats(m)) op->bytes_out += bulk.size();
   return rt_.reply(m, Status(), std::move(body), std::move(bulk));
 }
 

@@ -101,6 +101,8 @@ class ObjectService final : public Actor {
 
  private:
   Status handle(Message& m);
+  // The counters of `m`'s method and sender; null for a method beyond the table.
+  OpStats* op_stats(const Message& m);
   // A successful reply carrying bulk bytes, counted as the method's bytes out.
   Status reply_bulk(const Message& m, Buffer body, Buffer bulk);
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);

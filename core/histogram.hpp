@@ -19,6 +19,7 @@ namespace tessera {
 class Histogram {
  public:
   static constexpr size_t kBuckets = 24;  // finite buckets; counts_[kBuckets] is +Inf
+  using Counts = std::array<uint64_t, kBuckets + 1>;  // per bucket, not cumulative
 
   // Upper bound of finite bucket i, in seconds.
   static double bound_seconds(size_t i) { return std::ldexp(1e-6, static_cast<int>(i)); }
@@ -51,19 +52,23 @@ class Histogram {
   uint64_t bucket(size_t i) const { return counts_[i]; }
   // The upper bound of the bucket holding the q-th quantile, in seconds (0 when empty; the
   // last finite bound when it lies above it).
-  double quantile_seconds(double q) const {
-    if (count_ == 0) return 0;
-    const double want = q * static_cast<double>(count_);
+  double quantile_seconds(double q) const { return quantile_seconds(counts_, q); }
+  // The same over bucket counts kept elsewhere (a scrape's, in `tessera system top`).
+  static double quantile_seconds(const Counts& counts, double q) {
+    uint64_t total = 0;
+    for (uint64_t c : counts) total += c;
+    if (total == 0) return 0;
+    const double want = q * static_cast<double>(total);
     uint64_t seen = 0;
     for (size_t i = 0; i < kBuckets; ++i) {
-      seen += counts_[i];
+      seen += counts[i];
       if (static_cast<double>(seen) >= want) return bound_seconds(i);
     }
     return bound_seconds(kBuckets - 1);
   }
 
  private:
-  std::array<uint64_t, kBuckets + 1> counts_{};
+  Counts counts_{};
   uint64_t count_ = 0;
   uint64_t sum_ns_ = 0;
 };

@@ -31,7 +31,7 @@ bool io_op(const std::string& op) {
 // One engine's scrape, summed over its targets and pools.
 struct Totals {
   double ops = 0, in = 0, out = 0;
-  std::array<double, Histogram::kBuckets + 1> lat{};  // I/O latency, per bucket
+  Histogram::Counts lat{};  // I/O latency, per bucket
   double used = 0, capacity = 0;
   double rebuild_sent = 0, rebuild_planned = 0;
   bool rebuilding = false;
@@ -49,15 +49,15 @@ Totals totals(const json& j) {
       if (name == "tessera_request_bytes_in_total" && io_op(label("op"))) t.in += v;
       if (name == "tessera_request_bytes_out_total" && io_op(label("op"))) t.out += v;
       if (name == "tessera_request_duration_seconds" && io_op(label("op"))) {
-        double prev = 0;
+        uint64_t prev = 0;
         size_t i = 0;
         for (const auto& b : s.at("buckets")) {
-          const double cum = b.at(1).get<double>();
+          const uint64_t cum = b.at(1).get<uint64_t>();
           if (i < Histogram::kBuckets) t.lat[i] += cum - prev;
           prev = cum;
           ++i;
         }
-        t.lat[Histogram::kBuckets] += s.at("count").get<double>() - prev;
+        t.lat[Histogram::kBuckets] += s.at("count").get<uint64_t>() - prev;
       }
       const bool data_of_pool = label("pool") != "0" && label("tier") == "data";
       if (name == "tessera_space_used_bytes" && data_of_pool) t.used += v;
@@ -73,16 +73,9 @@ Totals totals(const json& j) {
 // The 99th percentile of the latencies counted between two scrapes (the bucket's upper bound,
 // µs); 0 without any.
 double p99_us(const Totals& a, const Totals& b) {
-  std::array<double, Histogram::kBuckets + 1> d{};
-  double n = 0;
-  for (size_t i = 0; i <= Histogram::kBuckets; ++i) n += d[i] = b.lat[i] - a.lat[i];
-  if (n <= 0) return 0;
-  double seen = 0;
-  for (size_t i = 0; i < Histogram::kBuckets; ++i) {
-    seen += d[i];
-    if (seen >= 0.99 * n) return Histogram::bound_seconds(i) * 1e6;
-  }
-  return Histogram::bound_seconds(Histogram::kBuckets - 1) * 1e6;
+  Histogram::Counts d{};
+  for (size_t i = 0; i <= Histogram::kBuckets; ++i) d[i] = b.lat[i] - a.lat[i];
+  return Histogram::quantile_seconds(d, 0.99) * 1e6;
 }
 
 struct Scrape {
