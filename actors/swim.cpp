@@ -249,6 +249,17 @@ void SwimActor::loop() {
         break;
       }
     }
+    // Every suspect but the probed one is pinged too, beside the probe: a live suspect hears of
+    // its suspicion from every engine that holds it and refutes within the round, instead of
+    // waiting until gossip brings the suspicion to it.
+    std::vector<boost::fibers::future<bool>> rechecks;
+    for (const auto& [r, mb] : members_) {
+      if (r == target || mb.state != State::suspect) continue;
+      auto p = std::make_shared<boost::fibers::promise<bool>>();
+      rechecks.push_back(p->get_future());
+      const uint32_t rank = r;
+      rt_.target().spawn([this, p, rank] { p->set_value(ping(rank, opts_.ping_timeout)); });
+    }
     if (target != UINT32_MAX && !ping(target, opts_.ping_timeout) && !stopping_ &&
         !rt_.target().stopping()) {
       // Indirect probes through up to `indirect` other live members, in parallel.
@@ -272,6 +283,7 @@ void SwimActor::loop() {
       auto it = members_.find(target);
       if (!ok && it != members_.end()) suspect(target, it->second.incarnation);
     }
+    for (auto& f : rechecks) f.get();
     check_suspects();
     auto spent = now() - round;
     if (spent < opts_.period) rt_.target().sleep_for(opts_.period - spent);

@@ -5,9 +5,10 @@
 // `ping_timeout`: it asks `indirect` other members to ping that member for it (ping-req) and
 // waits for any of them until the period ends. Still nothing: the member is *suspect*. A suspect
 // that does not refute within `suspicion` (by announcing a higher incarnation, which a member
-// does as soon as it hears it is suspected) is declared *dead*: reported to the management
-// service, which takes the rank's targets out of every pool map (a new map version) unless it
-// heard from the rank itself very recently. Member states travel piggybacked on every ping and
+// does as soon as it hears it is suspected; every engine that suspects a member pings it each
+// period, so a live one hears of it within a period) is declared *dead*: reported to the
+// management service, which takes the rank's targets out of every pool map (a new map version)
+// unless it heard from the rank itself very recently. Member states travel piggybacked on every ping and
 // ack, so a suspicion spreads and is refuted quickly. The member list (joined ranks and their
 // fabric addresses) comes from the management service every `refresh`.
 //

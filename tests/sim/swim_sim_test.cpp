@@ -48,12 +48,13 @@ Nanos detection_bound() {
   const SwimOptions o = options();
   return 2 * (kRanks - 1) * o.period + o.period + o.ping_timeout + o.suspicion + o.refresh;
 }
-// Up this long, a rank has refuted any suspicion of it everywhere: an engine may catch a stale
-// suspicion (of its former incarnation) by gossip until the refutation reached it, a period or
-// two after the rank's first exchange with a suspecting engine, and then waits `suspicion`.
+// Up this long, a rank is never reported dead: an engine that suspects a live rank (or catches
+// by gossip a suspicion of the rank's earlier process) pings it every round, and the rank
+// refutes at once, so no suspicion of it lasts `suspicion` unless it began within the rank's
+// first round.
 Nanos refute_bound() {
   const SwimOptions o = options();
-  return o.suspicion + 2 * o.period + o.ping_timeout;
+  return o.suspicion + o.period;
 }
 
 // The management service, as SWIM sees it; the truth of who is up.
