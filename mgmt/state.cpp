@@ -1,15 +1,11 @@
 #include "mgmt/state.hpp"
 #include "mgmt/state_detail.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <variant>
 
@@ -278,20 +274,29 @@ size_t MgmtState::open_handles(uint32_t pool, uint32_t cont) const {
 }
 
 Status MgmtState::apply(const json& cmd) {
-  // Work on a copy so that a failed or throwing command leaves nothing half done.
-  MgmtState before = *this;
+  // A command that could fail half done works on the state with a copy kept (apply_op), so
+  // that a failed or throwing command leaves nothing changed; the frequent ones (handles,
+  // containers) check everything before they change anything, and need none.
+  removed_.clear();
+  std::optional<MgmtState> saved;
   Status st;
   try {
-    st = apply_op(cmd);
+    st = apply_op(cmd, saved);
   } catch (const std::exception& e) {
     st = bad(std::string("malformed management command: ") + e.what());
   }
   if (!st.is_ok()) {
-    *this = std::move(before);
+    if (saved) *this = std::move(*saved);
+    removed_.clear();
     return st;
   }
   ++applied_;
   return st;
+}
+
+void MgmtState::remove_handle(std::map<uint64_t, Handle>::iterator it) {
+  removed_.push_back(it->second);
+  handles_.erase(it);
 }
 
 namespace {
@@ -598,53 +603,6 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
   } catch (const std::exception& e) {
     return bad(std::string("malformed management state: ") + e.what());
   }
-}
-
-Result<MgmtState> StateFile::load() const {
-  std::ifstream in(path_);
-  if (!in) return MgmtState();
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded()) {
-    return Status(Errc::io_error, fmt::format("{}: not valid JSON (corrupt state file)", path_));
-  }
-  auto s = MgmtState::from_json(j);
-  if (!s) return Status(s.status().code(), path_ + ": " + s.status().message());
-  return s;
-}
-
-Status StateFile::save(const MgmtState& s) const {
-  std::string tmp = path_ + ".tmp";
-  std::string text = s.to_json().dump(1);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return Status(Errc::io_error, fmt::format("cannot write {}: {}", tmp, strerror(errno)));
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      return Status(Errc::io_error, fmt::format("writing {}: {}", tmp, strerror(errno)));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    return Status(Errc::io_error, fmt::format("fsync {}: {}", tmp, strerror(errno)));
-  }
-  ::close(fd);
-  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
-    return Status(Errc::io_error, fmt::format("rename to {}: {}", path_, strerror(errno)));
-  }
-  // Make the rename durable.
-  std::string dir = path_.substr(0, path_.find_last_of('/') + 1);
-  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
-  return Status();
 }
 
 }  // namespace tessera::mgmt

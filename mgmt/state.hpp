@@ -4,9 +4,9 @@
 // Built to be replicated later: every change is a command (a JSON object, {"op": ..., args})
 // applied by apply(), which is deterministic: it reads no clock, no random source and no
 // environment; whatever a change needs (UUIDs, epochs, the caller's uid) is in the command.
-// A Raft log would carry these commands verbatim and every replica would apply them in order.
-// Persistence today is one replica: StateFile writes the whole state after every applied
-// command (temp file, fsync, rename) and reloads it at start.
+// Raft's log carries these commands verbatim on the access points (mgmt/replica.hpp), and a
+// standalone service journals them (mgmt/state_file.hpp); either way every copy applies them in
+// order.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,6 +28,9 @@ class MgmtState {
  public:
   // Applies one command; an error leaves the state unchanged.
   Status apply(const nlohmann::json& cmd);
+  // The handles the last command applied took away (closed, or their container or pool
+  // destroyed): the engines that cache them must forget them.
+  const std::vector<Handle>& removed_handles() const { return removed_; }
 
   const std::map<uint32_t, Member>& members() const { return members_; }
   const std::map<uint32_t, Pool>& pools() const { return pools_; }
@@ -44,7 +47,11 @@ class MgmtState {
   static Result<MgmtState> from_json(const nlohmann::json& j);
 
  private:
-  Status apply_op(const nlohmann::json& c);  // finds the command's handler and scope
+  // Finds the command's handler and scope and runs it. Unless the handler changes nothing
+  // before it can no longer fail, it first keeps the whole state in `saved`, for apply to put
+  // back when it fails.
+  Status apply_op(const nlohmann::json& c, std::optional<MgmtState>& saved);
+  void remove_handle(std::map<uint64_t, Handle>::iterator it);
   // The handlers, one per command (state.cpp).
   Status op_join(const nlohmann::json& c);
   Status op_leave(const nlohmann::json& c);
@@ -80,18 +87,7 @@ class MgmtState {
   std::map<uint64_t, Handle> handles_;
   uint32_t next_pool_id_ = 1;
   uint64_t applied_ = 0;
-};
-
-// Loads and saves the state (one JSON file; see the header comment).
-class StateFile {
- public:
-  explicit StateFile(std::string path) : path_(std::move(path)) {}
-  Result<MgmtState> load() const;  // a missing file is an empty state
-  Status save(const MgmtState& s) const;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  std::vector<Handle> removed_;  // by the last command applied
 };
 
 // A pool property an administrator may set, and its value: invalid_argument naming both.

@@ -1,6 +1,7 @@
 // The management state machine's command handlers, one per command, and their dispatch
 // (MgmtState::apply_op). Each handler changes the state or fails; MgmtState::apply restores the
-// state when one fails.
+// state when one fails (from a copy, except for the handlers marked in_place, which change
+// nothing before they can no longer fail).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -148,7 +149,9 @@ Status MgmtState::op_pool_create(const json& c) {
 
 Status MgmtState::op_pool_destroy(Pool* p, const json&) {
   for (auto it = handles_.begin(); it != handles_.end();) {
-    it = it->second.pool == p->id ? handles_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (it->second.pool == p->id) remove_handle(it);
+    it = next;
   }
   pools_.erase(p->id);
   return Status();
@@ -316,13 +319,16 @@ Status MgmtState::op_cont_create(Pool* p, const json& c) {
 }
 
 Status MgmtState::op_handle_close(Pool*, const json& c) {
-  handles_.erase(c.at("cookie").get<uint64_t>());
+  auto it = handles_.find(c.at("cookie").get<uint64_t>());
+  if (it != handles_.end()) remove_handle(it);
   return Status();
 }
 
 Status MgmtState::op_cont_destroy(Pool* p, Container& k, const json&) {
   for (auto it = handles_.begin(); it != handles_.end();) {
-    it = (it->second.pool == p->id && it->second.cont == k.id) ? handles_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (it->second.pool == p->id && it->second.cont == k.id) remove_handle(it);
+    it = next;
   }
   const uint32_t id = k.id;
   p->containers.erase(id);
@@ -353,7 +359,8 @@ Status MgmtState::op_cont_attr(Pool*, Container& k, const json& c) {
       return Status(Errc::not_found, fmt::format("no attribute '{}'", name));
     }
   } else {
-    k.attrs[name] = c.at("value").get<std::string>();
+    std::string value = c.at("value").get<std::string>();  // before the change: it may throw
+    k.attrs[name] = std::move(value);
   }
   return Status();
 }
@@ -384,47 +391,57 @@ Status MgmtState::op_handle_open(Pool* p, Container& k, const json& c) {
 
 // One handler per command; the command's scope (the system, a pool, a container of it) is
 // found before its handler runs.
-Status MgmtState::apply_op(const json& c) {
+Status MgmtState::apply_op(const json& c, std::optional<MgmtState>& saved) {
   using OfSystem = Status (MgmtState::*)(const json&);
   using OfPool = Status (MgmtState::*)(Pool*, const json&);
   using OfCont = Status (MgmtState::*)(Pool*, Container&, const json&);
   using Handler = std::variant<OfSystem, OfPool, OfCont>;
-  static const std::map<std::string, Handler, std::less<>> kOps = {
-      {"join", &MgmtState::op_join},
-      {"leave", &MgmtState::op_leave},
-      {"exclude", &MgmtState::op_exclude},
-      {"target_down", &MgmtState::op_target_down},
-      {"clear_exclude", &MgmtState::op_clear_exclude},
-      {"pool_create", &MgmtState::op_pool_create},
-      {"pool_destroy", &MgmtState::op_pool_destroy},
-      {"shard_damaged", &MgmtState::op_shard_damaged},
-      {"pool_acl", &MgmtState::op_pool_acl},
-      {"pool_set_prop", &MgmtState::op_pool_set_prop},
-      {"target_state", &MgmtState::op_target_state},
-      {"pool_extend", &MgmtState::op_pool_extend},
-      {"rebuild_start", &MgmtState::op_rebuild_start},
-      {"rebuild_done", &MgmtState::op_rebuild_end},
-      {"rebuild_failed", &MgmtState::op_rebuild_end},
-      {"cont_create", &MgmtState::op_cont_create},
-      {"handle_close", &MgmtState::op_handle_close},
-      {"cont_destroy", &MgmtState::op_cont_destroy},
-      {"cont_set_prop", &MgmtState::op_cont_set_prop},
-      {"cont_acl", &MgmtState::op_cont_acl},
-      {"cont_attr", &MgmtState::op_cont_attr},
-      {"snap_create", &MgmtState::op_snap_create},
-      {"snap_destroy", &MgmtState::op_snap_destroy},
-      {"handle_open", &MgmtState::op_handle_open},
+  // in_place: the handler checks and reads everything it needs before its first change, and
+  // no change of it can fail, so a failure leaves the state as it was without a copy of it.
+  // These are the frequent commands (opening and closing handles, container commands): their
+  // cost does not grow with the number of pools, containers and handles.
+  struct Op {
+    Handler handler;
+    bool in_place = false;
+  };
+  static const std::map<std::string, Op, std::less<>> kOps = {
+      {"join", {&MgmtState::op_join}},
+      {"leave", {&MgmtState::op_leave}},
+      {"exclude", {&MgmtState::op_exclude}},
+      {"target_down", {&MgmtState::op_target_down}},
+      {"clear_exclude", {&MgmtState::op_clear_exclude}},
+      {"pool_create", {&MgmtState::op_pool_create}},
+      {"pool_destroy", {&MgmtState::op_pool_destroy}},
+      {"shard_damaged", {&MgmtState::op_shard_damaged}},
+      {"pool_acl", {&MgmtState::op_pool_acl}},
+      {"pool_set_prop", {&MgmtState::op_pool_set_prop}},
+      {"target_state", {&MgmtState::op_target_state}},
+      {"pool_extend", {&MgmtState::op_pool_extend}},
+      {"rebuild_start", {&MgmtState::op_rebuild_start}},
+      {"rebuild_done", {&MgmtState::op_rebuild_end}},
+      {"rebuild_failed", {&MgmtState::op_rebuild_end}},
+      {"cont_create", {&MgmtState::op_cont_create, true}},
+      {"handle_close", {&MgmtState::op_handle_close, true}},
+      {"cont_destroy", {&MgmtState::op_cont_destroy, true}},
+      {"cont_set_prop", {&MgmtState::op_cont_set_prop, true}},
+      {"cont_acl", {&MgmtState::op_cont_acl, true}},
+      {"cont_attr", {&MgmtState::op_cont_attr, true}},
+      {"snap_create", {&MgmtState::op_snap_create, true}},
+      {"snap_destroy", {&MgmtState::op_snap_destroy, true}},
+      {"handle_open", {&MgmtState::op_handle_open, true}},
   };
   const std::string op = c.at("op").get<std::string>();
   auto it = kOps.find(op);
   if (it == kOps.end()) return bad("unknown management command '" + op + "'");
-  if (const auto* f = std::get_if<OfSystem>(&it->second)) return (this->**f)(c);
+  if (!it->second.in_place) saved.emplace(*this);
+  const Handler& h = it->second.handler;
+  if (const auto* f = std::get_if<OfSystem>(&h)) return (this->**f)(c);
   Pool* p = find_pool(pools_, c);
   if (p == nullptr) return Status(Errc::not_found, "no such pool");
-  if (const auto* f = std::get_if<OfPool>(&it->second)) return (this->**f)(p, c);
+  if (const auto* f = std::get_if<OfPool>(&h)) return (this->**f)(p, c);
   auto cit = p->containers.find(c.value("cont", 0u));
   if (cit == p->containers.end()) return Status(Errc::not_found, "no such container");
-  return (this->*std::get<OfCont>(it->second))(p, cit->second, c);
+  return (this->*std::get<OfCont>(h))(p, cit->second, c);
 }
 
 }  // namespace tessera::mgmt

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The management service's rates and restart time with many containers (issue: state that
 # scales). A local system of 3 engines (1 target each), run twice: the management service on
-# rank 0 alone (its state file rewritten and synced per command), then replicated on 3 access
-# points (raft: a log append per command, snapshots). Each: `tessera-bench mgmt` creates
-# CONTAINERS containers (8 client threads), then 2,000 container open + close pairs among them and
-# 2,000 container queries; then the system stops and starts again and the time until
+# rank 0 alone (a journal append and sync per command, a snapshot now and then), then
+# replicated on 3 access points (raft: a log append per command, snapshots). Each:
+# `tessera-bench mgmt` creates CONTAINERS containers (8 client threads), then 2,000 container
+# open + close pairs among them and 2,000 container queries; then the system stops and starts again and the time until
 # `tessera pool query` answers is the management restart time. The baseline beside them: one
 # 4 KiB write + fdatasync on the same file system (fio), what a durable command costs at least.
 # Usage: perf/mgmt.sh [CONTAINERS] [MODES]   (defaults 10000 and "host access-points")
@@ -36,7 +36,7 @@ for mode in $MODES; do
   "$CLI" system start >/dev/null 2>&1
   until "$CLI" pool query tank >/dev/null 2>&1; do sleep 0.05; done
   t1=$(date +%s.%N)
-  state=$(du -scb "$d/sys/rank0/mgmt-state.json" "$d/sys/rank0/mgmt-raft" 2>/dev/null | tail -1 | cut -f1)
+  state=$(du -scb "$d/sys/rank0/mgmt-state.json" "$d/sys/rank0/mgmt-state.json.journal" "$d/sys/rank0/mgmt-raft" 2>/dev/null | tail -1 | cut -f1)
   "$CLI" system stop >/dev/null 2>&1
   python3 - "$d/bench.json" "$mode" "$t0" "$t1" "$state" "$sync_mean" <<'PY'
 import json, sys

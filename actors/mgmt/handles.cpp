@@ -192,11 +192,9 @@ void MgmtService::close_disallowed_handles(uint32_t pool_id) {
   }
 }
 
-void MgmtService::revoke_removed(const MgmtState& before) {
+void MgmtService::revoke_removed(const std::vector<Handle>& removed) {
   std::map<uint32_t, std::vector<uint64_t>> gone;  // by pool
-  for (const auto& [cookie, h] : before.handles()) {
-    if (state_.handles().count(cookie) == 0) gone[h.pool].push_back(cookie);
-  }
+  for (const Handle& h : removed) gone[h.pool].push_back(h.cookie);
   for (auto& [pool_id, cookies] : gone) {
     const Pool* p = state_.pool(pool_id);
     if (p == nullptr) continue;  // a destroyed pool's shards are gone, with their caches

@@ -266,19 +266,30 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
 }
 
 Status MgmtService::commit(const json& cmd) {
-  MgmtState before = state_;
   if (replicated()) {
     TESSERA_TRY(propose(cmd));  // applied here once a majority has it in its log
   } else {
+    if (!unpersisted_.is_ok()) return unpersisted_;
     TESSERA_TRY(state_.apply(cmd));
-    Status st = file_.save(state_);
+    Status st = file_.record(state_, cmd);
     if (!st.is_ok()) {
-      state_ = std::move(before);  // not durable: not done
-      log::error("management service: cannot persist its state: {}", st.to_string());
+      // Not durable: not done. The state is what the disk holds.
+      log::error("management service: cannot persist a command: {}", st.to_string());
+      auto back = file_.load();
+      if (back) {
+        state_ = std::move(*back);
+      } else {
+        unpersisted_ = Status(Errc::io_error,
+                              fmt::format("the management service cannot keep its state ({}; "
+                                          "then {}): restart it once its disk is healthy",
+                                          st.to_string(), back.status().to_string()));
+        log::error("management service: {}", unpersisted_.to_string());
+      }
       return st;
     }
   }
-  revoke_removed(before);
+  // (Raft applied this leader's commands in order: the last one applied is this one.)
+  revoke_removed(state_.removed_handles());
   drive_rebuilds();
   return Status();
 }

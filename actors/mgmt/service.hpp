@@ -2,8 +2,8 @@
 // pools with their maps and ACLs, containers and open container handles in a MgmtState.
 //
 // Two ways to keep the state (docs/OPERATIONS.md, "Access points"):
-// - alone (config `mgmt_host: true`): one engine hosts the service and rewrites its state file
-//   after every command (StateFile);
+// - alone (config `mgmt_host: true`): one engine hosts the service and appends every command
+//   to its state file's journal before it answers, with a snapshot now and then (StateFile);
 // - replicated (config `access_points`): every access point runs a MgmtService with a
 //   Replica; a command is a raft log entry, applied by every access point in the same order.
 //   Only the leader serves: a follower answers `not_leader` naming the leader's control
@@ -37,6 +37,7 @@
 #include "mgmt/leader.hpp"
 #include "mgmt/replica.hpp"
 #include "mgmt/state.hpp"
+#include "mgmt/state_file.hpp"
 #include "proto/mgmt.capnp.h"
 #include "security/credential.hpp"
 
@@ -202,7 +203,7 @@ class MgmtService {
   void close_disallowed_handles(uint32_t pool_id);
   // After a command (state lock held): tells the engines of each pool to forget the handles
   // the command removed (by the worker thread; best effort, engines also re-check).
-  void revoke_removed(const MgmtState& before);
+  void revoke_removed(const std::vector<Handle>& gone);
   Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter, uint64_t incarnation);
   // A member is gone for `why`: dead, or stopped while the system stops.
   Status declare_gone(uint32_t rank, const std::string& why);
@@ -260,6 +261,9 @@ class MgmtService {
 
   MgmtOptions opts_;
   StateFile file_;
+  // Set when a command could neither be made durable nor taken back (its state file failed
+  // and cannot be read again): the service refuses commands until it restarts.
+  Status unpersisted_;
   ServiceMutex mu_;
   std::mutex create_mu_;  // one pool create at a time (it reserves the next pool id)
   MgmtState state_;

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "mgmt/state.hpp"
+#include "mgmt/state_file.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;
@@ -134,6 +135,62 @@ TEST(MgmtState, CommandsApplyAtomicallyAndRoundTrip) {
   ASSERT_TRUE(back) << back.status().to_string();
   EXPECT_EQ(back->to_json(), s.to_json());
   EXPECT_EQ(back->members().at(0).fabric_addrs[0], std::string("\x0a\x0b"));
+}
+
+// The frequent commands run without a copy of the state to restore (apply_op's in_place): a
+// malformed one must still change nothing, however far its handler got.
+TEST(MgmtState, FailedContainerAndHandleCommandsChangeNothing) {
+  MgmtState s;
+  four_engine_rp2_pool(s);
+  const uint32_t pool = s.pool("p")->id;
+  const uint32_t cont = s.pool("p")->containers.begin()->first;
+  json open = {{"op", "handle_open"}, {"pool", pool}, {"cont", cont},
+               {"cookie", 77},        {"perms", 3},   {"uid", 0}};
+  ASSERT_TRUE(s.apply(open).is_ok());
+  EXPECT_TRUE(s.removed_handles().empty());
+  ContProps props;
+  props.label = "d";
+  const json acl = acl_json(default_cont_acl(cred(0, 0)));
+  const std::vector<json> bad = {
+      // fails after its label and ACL were read: the epoch is not a number
+      {{"op", "cont_create"}, {"pool", pool}, {"uuid", "du"}, {"props", props_json(props)},
+       {"acl", acl}, {"epoch", "soon"}},
+      {{"op", "cont_create"}, {"pool", pool}, {"uuid", "cu"}, {"props", props_json([] {
+         ContProps p;
+         p.label = "c";  // taken
+         return p;
+       }())},
+       {"acl", acl}, {"epoch", 6}},
+      {{"op", "cont_attr"}, {"pool", pool}, {"cont", cont}, {"name", "n"}, {"value", 5}},
+      {{"op", "cont_attr"}, {"pool", pool}, {"cont", cont}, {"name", "none"}, {"value", nullptr}},
+      {{"op", "snap_create"}, {"pool", pool}, {"cont", cont}, {"epoch", 9}, {"name", 3}},
+      {{"op", "snap_destroy"}, {"pool", pool}, {"cont", cont}, {"epoch", 9}},
+      {{"op", "handle_open"}, {"pool", pool}, {"cont", cont}, {"cookie", 78}, {"uid", 0}},
+      {{"op", "handle_close"}, {"pool", pool}, {"cookie", "77"}},
+      {{"op", "cont_set_prop"}, {"pool", pool}, {"cont", cont}, {"props", {{"label", 1}}}},
+      {{"op", "cont_acl"}, {"pool", pool}, {"cont", cont}, {"acl", "everyone"}},
+      {{"op", "cont_destroy"}, {"pool", pool}, {"cont", 99}},
+  };
+  const json before = s.to_json();
+  for (const json& c : bad) {
+    EXPECT_FALSE(s.apply(c).is_ok()) << c.dump();
+    EXPECT_EQ(s.to_json(), before) << c.dump();
+    EXPECT_TRUE(s.removed_handles().empty()) << c.dump();
+  }
+  // The handles a command took away, for the engines to forget.
+  ASSERT_TRUE(s.apply({{"op", "handle_close"}, {"pool", pool}, {"cookie", 77}}).is_ok());
+  ASSERT_EQ(s.removed_handles().size(), 1u);
+  EXPECT_EQ(s.removed_handles()[0].cookie, 77u);
+  EXPECT_EQ(s.removed_handles()[0].pool, pool);
+  ASSERT_TRUE(s.apply({{"op", "handle_close"}, {"pool", pool}, {"cookie", 77}}).is_ok());
+  EXPECT_TRUE(s.removed_handles().empty());  // closing twice removes nothing
+  open["cookie"] = 79;
+  ASSERT_TRUE(s.apply(open).is_ok());
+  open["cookie"] = 80;
+  ASSERT_TRUE(s.apply(open).is_ok());
+  ASSERT_TRUE(s.apply({{"op", "cont_destroy"}, {"pool", pool}, {"cont", cont}}).is_ok());
+  EXPECT_EQ(s.removed_handles().size(), 2u);
+  EXPECT_EQ(s.handles().size(), 0u);
 }
 
 // A management state of format 2 kept in tests/data: every later release must load it with its
