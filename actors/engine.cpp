@@ -255,6 +255,17 @@ Result<mgmt::PoolView> decode_pool_rep(const Message& m) {
   return v;
 }
 
+Result<std::vector<uint64_t>> decode_epochs_rep(const Message& m) {
+  capn::DecodeScope ds;
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::MgmtRep>();
+  if (!rep.isEpochs()) return Status(Errc::protocol, "management reply is not a list of epochs");
+  std::vector<uint64_t> out;
+  for (uint64_t e : rep.getEpochs()) out.push_back(e);
+  if (ds.failed()) return Status(Errc::protocol, "malformed epochs: " + ds.what());
+  return out;
+}
+
 Buffer mgmt_request(const std::function<void(schema::MgmtReq::Builder)>& fill) {
   static const mgmt::Cred cred = mgmt::Cred::current();
   capnp::MallocMessageBuilder b(256);
@@ -295,6 +306,11 @@ void Engine::attach(mgmt::MgmtLink* link) {
             decode_pool_rep);
         if (!v) return v.status();
         return std::make_shared<const mgmt::PoolView>(std::move(*v));
+      };
+      s->pools.fetch_snapshots = [link, &t](uint32_t pool) {
+        return ask_mgmt<std::vector<uint64_t>>(
+            link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolSnapshots(pool); }),
+            decode_epochs_rep);
       };
       s->pools.fetch_handle = [link, &t](uint32_t pool, uint64_t cookie) {
         return ask_mgmt<mgmt::HandleView>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {
@@ -469,16 +485,10 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
         auto so = store_options(cfg_, s->target->index(), bytes);
         so.formatted = [this](uint64_t n) { format_done_ += n; };
         // Background aggregation keeps every snapshot of the pool's containers readable: it
-        // asks the management service for them before each pass.
+        // asks the management service for their epochs (not the whole pool) before each pass.
         so.protect = [s, id]() -> Result<std::vector<uint64_t>> {
-          if (!s->pools.fetch_view) return Status(Errc::unavailable, "not attached yet");
-          auto v = s->pools.fetch_view(id);
-          if (!v) return v.status();
-          std::vector<uint64_t> epochs;
-          for (const auto& c : (*v)->conts) {
-            for (const auto& snap : c.c.snapshots) epochs.push_back(snap.epoch);
-          }
-          return epochs;
+          if (!s->pools.fetch_snapshots) return Status(Errc::unavailable, "not attached yet");
+          return s->pools.fetch_snapshots(id);
         };
         auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
         if (!store && store.status().code() == Errc::checksum) {

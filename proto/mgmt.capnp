@@ -198,6 +198,9 @@ struct MgmtReq {
     contRollback  @31 :ContRollback;   # make a snapshot's state the container's newest
     shardDamaged  @32 :ShardDamaged;   # an engine found a pool's store on a target damaged
     replicaInfo   @33 :Void;           # this access point's replica (any access point answers)
+    poolSnapshots @34 :UInt32;         # by pool id: its containers' snapshot epochs (engines'
+                                       # aggregation keeps them; the pool map would carry all of
+                                       # the pool's containers)
   }
 
   struct ShardDamaged {
@@ -328,6 +331,7 @@ struct MgmtRep {
     evicted @8 :UInt32;              # how many handles a poolEvict closed
     rollback @9 :RollbackDone;
     replica  @10 :ReplicaInfo;
+    epochs   @11 :List(UInt64);      # poolSnapshots: ascending, each once
   }
 }
 

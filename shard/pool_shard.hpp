@@ -169,6 +169,8 @@ struct TargetPools {
   std::map<uint32_t, std::unique_ptr<PoolShard>> shards;
   std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool)> fetch_view;
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
+  // Every snapshot epoch of the pool's containers (what aggregation must keep readable).
+  std::function<Result<std::vector<uint64_t>>(uint32_t pool)> fetch_snapshots;
   // How long a cached container handle is trusted before the service is asked again.
   std::chrono::milliseconds handle_recheck{10000};
   // A new view arrived: learn the routes to its engines.

@@ -4,6 +4,8 @@
 // data-moving operations are in service.cpp.
 #include <fmt/format.h>
 
+#include <set>
+
 #include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
 #include "core/log.hpp"
@@ -47,6 +49,25 @@ Result<Buffer> MgmtService::cmd_pool_map(schema::MgmtReq::Reader req, const Cred
   if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
   // With the containers: rebuild needs their properties (EC cell size).
   return reply([&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, true); });
+}
+
+Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, const Cred& cred,
+                                               uint64_t /*session*/) {
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("snapshot epochs by pool id");
+  const Pool* p = state_.pool(req.getPoolSnapshots());
+  if (p == nullptr) {
+    return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolSnapshots()));
+  }
+  std::set<uint64_t> epochs;
+  for (const auto& [id, c] : p->containers) {
+    for (const auto& snap : c.snapshots) epochs.insert(snap.epoch);
+  }
+  return reply([&](schema::MgmtRep::Builder r) {
+    auto l = r.initEpochs(static_cast<unsigned>(epochs.size()));
+    unsigned i = 0;
+    for (uint64_t e : epochs) l.set(i++, e);
+  });
 }
 
 Result<Buffer> MgmtService::cmd_pool_set_prop(schema::MgmtReq::Reader req, const Cred& cred,

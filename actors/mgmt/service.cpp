@@ -417,6 +417,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       {W::POOL_LIST, &MgmtService::cmd_pool_list},
       {W::POOL_QUERY, &MgmtService::cmd_pool_query},
       {W::POOL_MAP, &MgmtService::cmd_pool_map},
+      {W::POOL_SNAPSHOTS, &MgmtService::cmd_pool_snapshots},
       {W::POOL_DESTROY, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
          return s.pool_destroy(q.getPoolDestroy(), c);
        }}},

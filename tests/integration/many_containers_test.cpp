@@ -1,8 +1,10 @@
 // A pool with many containers: its view (every container and snapshot) no longer fits the 64 KiB
-// a fabric frame carries. Engines fetch it on the control socket before every aggregation pass;
-// a reply that could not be sent once closed the engine's join connection, and the management
-// service took that for the engine's death every pass. Now: the engines stay joined through
-// several passes, and pool and container commands answer.
+// a fabric frame carries. Engines once fetched it on the control socket before every
+// aggregation pass; a reply that could not be sent closed the engine's join connection, and the
+// management service took that for the engine's death every pass. Now the control socket
+// carries it (a client's pool query here), aggregation asks only for the pool's snapshot
+// epochs, and the engines stay joined through several passes while pool and container commands
+// answer.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -47,8 +49,8 @@ TEST(ManyContainers, EnginesStayJoinedWhenThePoolViewOutgrowsAFabricFrame) {
   ASSERT_TRUE(view) << view.status().to_string();
   EXPECT_EQ(view->conts.size(), static_cast<size_t>(kConts));
   const json before = s.ok({"system", "query"});
-  // Several aggregation passes on every engine, each after a fetch of the whole view (a pass
-  // whose fetch fails is skipped, not counted): the engines' metrics count them.
+  // Several aggregation passes on every engine, each after a fetch of the pool's snapshot
+  // epochs (a pass whose fetch fails is skipped, not counted): the engines' metrics count them.
   auto passes = [&](const json& rank) -> double {
     auto body = telemetry::http_get(rank["metrics"].get<std::string>(), "/metrics.json",
                                     std::chrono::seconds(30));
