@@ -36,7 +36,7 @@ for mode in $MODES; do
   "$CLI" system start >/dev/null 2>&1
   until "$CLI" pool query tank >/dev/null 2>&1; do sleep 0.05; done
   t1=$(date +%s.%N)
-  state=$(du -scb "$d/sys/rank0/mgmt-state.json" "$d/sys/rank0/mgmt-state.json.journal" "$d/sys/rank0/mgmt-raft" 2>/dev/null | tail -1 | cut -f1)
+  state=$(du -scb "$d/sys/rank0/mgmt-state.json" "$d/sys/rank0/mgmt-state.json.journal" "$d/sys/rank0/mgmt-raft" 2>/dev/null | tail -1 | cut -f1 || true)
   "$CLI" system stop >/dev/null 2>&1
   python3 - "$d/bench.json" "$mode" "$t0" "$t1" "$state" "$sync_mean" <<'PY'
 import json, sys
