@@ -125,14 +125,21 @@ int bench_mgmt(const std::string& mgmt, const MgmtBenchArgs& a, bool as_json) {
     if (!p) return fail(p.status());
     out["queries"] = pass_json(*p, a.queries);
   }
+  if (a.pool_queries > 0) {
+    auto p = run_pass(
+        a.pool_queries, a.threads,
+        [&](MgmtClient& c, int, int) { return c.pool_query(a.pool).status(); }, mgmt);
+    if (!p) return fail(p.status());
+    out["pool_queries"] = pass_json(*p, a.pool_queries);
+  }
   out["containers"] = a.containers;
   if (as_json) {
     std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
-  for (const char* k : {"creates", "open_close", "queries"}) {
+  for (const char* k : {"creates", "open_close", "queries", "pool_queries"}) {
     if (!out.contains(k)) continue;
-    std::printf("%-11s %8.0f /s  p50 %8.0f us  p99 %8.0f us  (%d)\n", k,
+    std::printf("%-12s %8.0f /s  p50 %8.0f us  p99 %8.0f us  (%d)\n", k,
                 out[k]["per_s"].get<double>(), out[k]["p50_us"].get<double>(),
                 out[k]["p99_us"].get<double>(), out[k]["count"].get<int>());
   }

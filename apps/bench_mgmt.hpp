@@ -11,6 +11,7 @@ struct MgmtBenchArgs {
   int containers = 1000;  // the pool holds containers m0..m<containers-1> (made as needed)
   int opens = 2000;       // container open + close pairs, each of a random one of them
   int queries = 2000;     // container queries
+  int pool_queries = 200;  // pool queries (each answer lists every container of the pool)
   int threads = 8;        // client threads, each with its own connection
 };
 

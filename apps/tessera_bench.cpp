@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   cont->add_option("--tx-count", tx_count, "transactions for the rate pass")
       ->capture_default_str();
   auto* mg = app.add_subcommand(
-      "mgmt", "management service rates: container creates, opens (+ close), queries");
+      "mgmt", "management service rates: container creates, opens (+ close), container and pool queries");
   MgmtBenchArgs ma;
   mg->add_option("--pool", ma.pool, "pool label (must exist)")->capture_default_str();
   mg->add_option("--containers", ma.containers,
@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   mg->add_option("--opens", ma.opens, "container open + close pairs")->capture_default_str();
   mg->add_option("--queries", ma.queries, "container queries")->capture_default_str();
+  mg->add_option("--pool-queries", ma.pool_queries,
+                 "pool queries (each answer lists every container of the pool)")
+      ->capture_default_str();
   mg->add_option("--threads", ma.threads, "client threads")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (mg->parsed()) return bench_mgmt(engine, ma, as_json);

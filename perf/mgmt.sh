@@ -4,7 +4,8 @@
 # rank 0 alone (a journal append and sync per command, a snapshot now and then), then
 # replicated on 3 access points (raft: a log append per command, snapshots). Each:
 # `tessera-bench mgmt` creates CONTAINERS containers (8 client threads), then 2,000 container
-# open + close pairs among them and 2,000 container queries; then the system stops and starts again and the time until
+# open + close pairs among them, 2,000 container queries and 200 pool queries (each answer
+# lists every container); then the system stops and starts again and the time until
 # `tessera pool query` answers is the management restart time. The baseline beside them: one
 # 4 KiB write + fdatasync on the same file system (fio), what a durable command costs at least.
 # Usage: perf/mgmt.sh [CONTAINERS] [MODES]   (defaults 10000 and "host access-points")
@@ -42,11 +43,12 @@ for mode in $MODES; do
 import json, sys
 j = json.load(open(sys.argv[1]))
 mode, t0, t1, state, sync_us = sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-c, o, q = j["creates"], j["open_close"], j["queries"]
+c, o, q, pq = j["creates"], j["open_close"], j["queries"], j["pool_queries"]
 print(f"{mode}: {j['containers']} containers, {j['threads']} client threads")
 print(f"  container create   {c['per_s']:8.0f}/s  p50 {c['p50_us']/1000:8.2f} ms  p99 {c['p99_us']/1000:8.2f} ms")
 print(f"  open + close       {o['per_s']:8.0f}/s  p50 {o['p50_us']/1000:8.2f} ms  p99 {o['p99_us']/1000:8.2f} ms")
 print(f"  container query    {q['per_s']:8.0f}/s  p50 {q['p50_us']/1000:8.2f} ms  p99 {q['p99_us']/1000:8.2f} ms")
+print(f"  pool query         {pq['per_s']:8.0f}/s  p50 {pq['p50_us']/1000:8.2f} ms  p99 {pq['p99_us']/1000:8.2f} ms  (each lists every container)")
 print(f"  restart: system start to the first pool query answered {t1 - t0:.2f} s; rank 0's management files {state/1e6:.1f} MB")
 print(f"  baseline: a 4 KiB write + fdatasync {sync_us:.1f} us (a durable command's floor); "
       f"creates at {1e6 / sync_us / c['per_s']:.0f}x that cost")
