@@ -8,9 +8,9 @@
 // does as soon as it hears it is suspected; every engine that suspects a member pings it each
 // period, so a live one hears of it within a period) is declared *dead*: reported to the
 // management service, which takes the rank's targets out of every pool map (a new map version)
-// unless it heard from the rank itself very recently. Member states travel piggybacked on every ping and
-// ack, so a suspicion spreads and is refuted quickly. The member list (joined ranks and their
-// fabric addresses) comes from the management service every `refresh`.
+// unless it heard from the rank itself very recently. Member states travel piggybacked on every
+// ping and ack, so a suspicion spreads and is refuted quickly. The member list (joined ranks and
+// their fabric addresses) comes from the management service every `refresh`.
 //
 // Runs on its target's thread only; the protocol loop is one fiber, each ping-req another.
 #pragma once

@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   cont->add_option("--tx-count", tx_count, "transactions for the rate pass")
       ->capture_default_str();
   auto* mg = app.add_subcommand(
-      "mgmt", "management service rates: container creates, opens (+ close), container and pool queries");
+      "mgmt",
+      "management service rates: container creates, opens (+ close), container and pool queries");
   MgmtBenchArgs ma;
   mg->add_option("--pool", ma.pool, "pool label (must exist)")->capture_default_str();
   mg->add_option("--containers", ma.containers,

@@ -69,13 +69,17 @@ void put_le(std::string& s, T v) {
   s.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
 
+// The checksum of the entry at `off` whose command is `len` bytes: its index and its command.
+uint32_t entry_crc(const std::string& j, size_t off, uint32_t len) {
+  return crc32c(static_cast<const void*>(j.data() + off + 8), size_t{8} + len);
+}
+
 // Whether the journal holds the entry at `off` whole (its length fits, its checksum holds).
 bool whole_entry(const std::string& j, size_t off) {
   if (j.size() - off < kHeader) return false;
   const uint32_t len = get_le<uint32_t>(j, off);
   if (len == 0 || len > j.size() - off - kHeader) return false;
-  return crc32c(static_cast<const void*>(j.data() + off + 8), size_t{8} + len) ==
-         get_le<uint32_t>(j, off + 4);
+  return entry_crc(j, off, len) == get_le<uint32_t>(j, off + 4);
 }
 
 // Whether a whole entry of a command after `applied` starts anywhere from `from` on. Entries
@@ -216,7 +220,7 @@ Status StateFile::record(const MgmtState& s, const json& cmd) {
   put_le<uint32_t>(entry, 0);  // the crc, below
   put_le<uint64_t>(entry, s.applied());
   entry += text;
-  const uint32_t crc = crc32c(static_cast<const void*>(entry.data() + 8), entry.size() - 8);
+  const uint32_t crc = entry_crc(entry, 0, static_cast<uint32_t>(text.size()));
   std::memcpy(entry.data() + 4, &crc, sizeof crc);
   const std::string jp = journal_path();
   Status st = write_all(journal_fd_, entry, jp);
