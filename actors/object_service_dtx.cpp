@@ -214,7 +214,7 @@ Status ObjectService::prepare_part(PoolShard& sh, storage::TargetStore& store, c
                                    const std::function<Status(storage::DtxStage&)>& stage_fn,
                                    const storage::DtxChecks& checks) {
   (void)sh;
-  for (const DtxId& c : ctx.commits) (void)store.dtx_commit(c);
+  store.dtx_commit_prepared(ctx.commits);
   storage::DtxStage stage;
   Status st = stage_fn(stage);
   if (!st.is_ok()) {
@@ -245,11 +245,11 @@ Status ObjectService::on_dtx_outcome(Message& m) {
   // Aborts are made durable before the answer: a coordinator may be waiting to tell its client
   // that nothing of the transaction applies (confirm_abort).
   Status st;
+  if (commit) store.dtx_commit_prepared(ids);
   for (const DtxId& id : ids) {
-    if (commit) {
-      (void)store.dtx_commit(id);
-    } else if (Status a = store.dtx_abort_durable(id);
-               !a.is_ok() && a.code() != Errc::exists && st.is_ok()) {
+    if (commit) continue;
+    if (Status a = store.dtx_abort_durable(id);
+        !a.is_ok() && a.code() != Errc::exists && st.is_ok()) {
       st = a;
     }
   }

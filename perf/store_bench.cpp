@@ -1,5 +1,8 @@
 // store_bench: the per-target store alone (no network): update then fetch fixed-size values
 // from `qd` fibers on one pinned target. Usage: store_bench PATH [bs] [total] [qd] [backend]
+// [dtx]. With `dtx`, each update is also made the way a replica makes it (docs/TRANSACTIONS.md):
+// staged, logged as a prepared transaction of one participant and committed, after the plain
+// updates in the same run: what the transaction protocol costs the store.
 #include <isa-l/crc.h>
 
 #include <chrono>
@@ -17,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: store_bench PATH [bs=1M] [total=1G] [qd=4] [backend=uring]\n");
+    std::fprintf(stderr,
+                 "usage: store_bench PATH [bs=1M] [total=1G] [qd=4] [backend=uring] [dtx]\n");
     return 2;
   }
   std::string path = argv[1];
@@ -25,6 +29,7 @@ int main(int argc, char** argv) {
   uint64_t total = *parse_size(argc > 3 ? argv[3] : "1G");
   int qd = argc > 4 ? std::atoi(argv[4]) : 4;
   std::string backend = argc > 5 ? argv[5] : "uring";
+  const bool with_dtx = argc > 6 && std::string(argv[6]) == "dtx";
   TargetOptions to;
   to.cpu = 0;
   Target t(RealEnv::instance(), to);
@@ -34,7 +39,9 @@ int main(int argc, char** argv) {
     BlockQueueOptions qo;
     qo.backend = backend;
     qo.path = path;
-    qo.size = total + total / 4 + (256ull << 20);
+    // With `dtx`, four more passes of updates to new objects (two plain, two transactional).
+    const uint64_t data = with_dtx ? 5 * total : total;
+    qo.size = data + data / 4 + (256ull << 20);
     auto q = open_block_queue(qo);
     if (!q) {
       std::fprintf(stderr, "%s\n", q.status().to_string().c_str());
@@ -56,7 +63,22 @@ int main(int argc, char** argv) {
     }
     uint32_t crc = crc32_iscsi(value.data(), static_cast<int>(bs), 0);
     uint64_t count = total / bs;
-    auto run = [&](bool write) {
+    // Prepared and committed: the change is staged, logged as a prepare record, then applied
+    // with its commit record posted to the next log group.
+    auto dtx_update = [&](ObjectId oid) -> Status {
+      DtxStage stage;
+      UpdateOptions uo;
+      uo.stage = &stage;
+      auto e = st.update(oid, "d", "a", ValueKind::single, 0, value.span(), crc, uo);
+      if (!e) {
+        st.dtx_discard(stage);
+        return e.status();
+      }
+      const DtxId id{*e, dtx_member(0, 0)};
+      if (Status p = st.dtx_prepare(id, {id.leader}, std::move(stage)); !p.is_ok()) return p;
+      return st.dtx_commit(id);
+    };
+    auto run = [&](bool write, bool dtx, uint64_t hi, uint64_t base) {
       uint64_t next = 0;
       int live = qd;
       boost::fibers::promise<void> all;
@@ -66,8 +88,11 @@ int main(int argc, char** argv) {
           while (true) {
             uint64_t i = next++;
             if (i >= count) break;
-            if (write) {
-              auto r = st.update({1, i}, "d", "a", ValueKind::single, 0, value.span(), crc);
+            if (write && dtx) {
+              Status r = dtx_update({hi, base + i});
+              if (!r.is_ok()) std::fprintf(stderr, "%s\n", r.to_string().c_str());
+            } else if (write) {
+              auto r = st.update({hi, base + i}, "d", "a", ValueKind::single, 0, value.span(), crc);
               if (!r) std::fprintf(stderr, "%s\n", r.status().to_string().c_str());
             } else {
               auto r = st.fetch({1, (i * 7919) % count}, "d", "a", ValueKind::single, 0, 0, 0);
@@ -79,13 +104,23 @@ int main(int argc, char** argv) {
       }
       all.get_future().get();
       double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-      std::printf("store %s bs %lu qd %d: %.1f MiB/s, %.0f IOPS\n", write ? "update" : "fetch ",
+      std::printf("store %s bs %lu qd %d: %.1f MiB/s, %.0f IOPS\n",
+                  dtx ? "dtx-update" : write ? "update" : "fetch ",
                   static_cast<unsigned long>(bs), qd,
                   static_cast<double>(count * bs) / secs / (1 << 20),
                   static_cast<double>(count) / secs);
     };
-    run(true);
-    run(false);
+    run(true, false, 1, 0);
+    run(false, false, 1, 0);
+    if (with_dtx) {
+      // Plain and transactional updates of new objects, alternated, so that both meet the same
+      // store (index size, log fill, checkpoints).
+      for (int round = 0; round < 2; ++round) {
+        const uint64_t base = static_cast<uint64_t>(round) * count;
+        run(true, false, 2, base);
+        run(true, true, 3, base);
+      }
+    }
     st.close();
     s->reset();
     done.set_value(0);

@@ -29,6 +29,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,6 +66,11 @@ struct DtxId {
   uint64_t epoch = 0;
   uint64_t leader = 0;
   auto operator<=>(const DtxId&) const = default;
+};
+struct DtxIdHash {
+  size_t operator()(const DtxId& id) const {
+    return std::hash<uint64_t>{}(id.epoch ^ (id.leader * 0x9e3779b97f4a7c15ull));
+  }
 };
 inline uint64_t dtx_member(uint32_t rank, uint32_t target) {
   return (uint64_t{rank} << 32) | target;
@@ -257,6 +263,9 @@ class TargetStore {
   // logged with the next group, and replay or resolution redoes it if a crash loses it).
   // Committed already: ok. Never prepared here: not_found; aborted: `aborted`.
   Status dtx_commit(const DtxId& id);
+  // Commits every one of `ids` prepared here (the others are left as they are: decided, or
+  // never prepared here) and logs their decisions as one record: a participant told of a batch.
+  void dtx_commit_prepared(std::span<const DtxId> ids);
   // Drops a prepared transaction's changes; an unknown id is remembered as aborted so that a
   // prepare arriving late is refused. Committed already: `exists`.
   Status dtx_abort(const DtxId& id);
@@ -424,7 +433,7 @@ class TargetStore {
   Status dtx_load(std::span<const uint8_t> prepare_record);
   void dtx_apply_outcome(const DtxId& id, bool commit);
   void dtx_remember(const DtxId& id, bool committed);
-  void dtx_post(const DtxId& id, bool commit);
+  void dtx_post(std::span<const DtxId> ids, bool commit);
   Status dtx_conflict(const Dtx& d, const DtxChecks& checks) const;
   // The newest epoch of a version or punch under (oid, dkey, akey) in the index (dkey or akey
   // empty: anything under the object or dkey), its dkey's and object's punches included.
@@ -567,7 +576,11 @@ class TargetStore {
   };
   std::unordered_map<std::string, KindHold> kind_holds_;  // busy_key -> held kind
   std::map<ObjectId, int> dtx_objects_;                   // object -> prepared changes of it
-  std::map<DtxId, std::pair<bool, Nanos>> dtx_decided_;   // outcome, when (Env time)
+  // Outcome and when it was remembered (Env time); the ids in the order remembered, to forget
+  // the oldest first. A hash map: it holds up to kDtxRememberMax entries and every change and
+  // every prepare looks in it.
+  std::unordered_map<DtxId, std::pair<bool, Nanos>, DtxIdHash> dtx_decided_;
+  std::deque<DtxId> dtx_decided_order_;
   boost::fibers::condition_variable_any dtx_cv_;
 
   // Extents freed while reads that may still use them are in flight wait here, tagged with the

@@ -69,7 +69,10 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   auto d = std::make_unique<Dtx>();
   d->prepare.assign(bytes.begin(), bytes.end());
   d->prepared = target_.env().now();
-  TESSERA_TRY(with_record(bytes, [&](schema::WalRecord::Reader rec) -> Status {
+  // The changes are read where they lie in the kept copy: Data inside a Cap'n Proto message
+  // starts on a word boundary, and a flat-array record is whole words.
+  const std::span<const uint8_t> kept(d->prepare.data(), d->prepare.size());
+  TESSERA_TRY(with_record(kept, [&](schema::WalRecord::Reader rec) -> Status {
     if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
     auto p = rec.getDtxPrepare();
     d->id = ref_from(p.getId());
@@ -77,12 +80,12 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
     for (uint64_t m : p.getParticipants()) d->participants.push_back(m);
     for (auto r : p.getRecords()) {
       auto inner = r.asBytes();
-      d->records.emplace_back(inner.begin(), inner.end());
+      d->records.emplace_back(inner.begin(), inner.size());
     }
     return Status();
   }));
   struct Held {
-    std::string key;
+    size_t key;  // index in d->keys
     ValueKind kind;
     uint32_t rsize;
   };
@@ -92,12 +95,14 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
       Dtx::Key k{{rec.getOidHi(), rec.getOidLo()},
                  from_data(rec.getDkey()),
                  from_data(rec.getAkey()),
-                 rec.getEpoch()};
+                 rec.getEpoch(),
+                 {}};
+      k.busy = busy_key(k.oid, k.dkey, k.akey);
       if (rec.isUpdate()) {
         auto v = version_from(rec.getUpdate().getVersion(), data_off_, q_->size());
         if (!v) return v.status();
         d->extents.insert(d->extents.end(), v->extents.begin(), v->extents.end());
-        kinds.push_back({busy_key(k.oid, k.dkey, k.akey),
+        kinds.push_back({d->keys.size(),
                          rec.getUpdate().getKind() == 1 ? ValueKind::array : ValueKind::single,
                          rec.getUpdate().getRsize()});
       } else if (!rec.isPunch()) {
@@ -111,17 +116,18 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   if (dtx_.count(d->id) != 0) return Status();  // replay after a checkpoint that holds it
   if (auto dec = dtx_decided_.find(d->id); dec != dtx_decided_.end()) return Status();
   for (const auto& k : d->keys) {
-    ++dtx_keys_[busy_key(k.oid, k.dkey, k.akey)];
+    ++dtx_keys_[k.busy];
     ++dtx_objects_[k.oid];
   }
   // Its updates hold their akeys' kind until it is decided (live, the stage held them so far).
-  for (auto& h : kinds) {
-    KindHold& kh = kind_holds_[h.key];
+  for (const auto& h : kinds) {
+    const std::string& key = d->keys[h.key].busy;
+    KindHold& kh = kind_holds_[key];
     if (kh.count++ == 0) {
       kh.kind = h.kind;
       kh.rsize = h.rsize;
     }
-    d->holds.push_back(std::move(h.key));
+    d->holds.push_back(key);
   }
   hlc_.observe(d->id.epoch);
   dtx_.emplace(d->id, std::move(d));
@@ -130,11 +136,17 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
 
 void TargetStore::dtx_remember(const DtxId& id, bool committed) {
   const Nanos now = target_.env().now();
-  dtx_decided_[id] = {committed, now};
+  auto [it, added] = dtx_decided_.insert_or_assign(id, std::pair<bool, Nanos>{committed, now});
+  if (added) dtx_decided_order_.push_back(id);
   // Forget the oldest decisions beyond the bound, and the expired ones at the front.
-  while (!dtx_decided_.empty() && (dtx_decided_.size() > kDtxRememberMax ||
-                                   now - dtx_decided_.begin()->second.second > kDtxRemember)) {
-    dtx_decided_.erase(dtx_decided_.begin());
+  while (!dtx_decided_order_.empty()) {
+    auto old = dtx_decided_.find(dtx_decided_order_.front());
+    if (old != dtx_decided_.end() && dtx_decided_.size() <= kDtxRememberMax &&
+        now - old->second.second <= kDtxRemember) {
+      break;
+    }
+    if (old != dtx_decided_.end()) dtx_decided_.erase(old);
+    dtx_decided_order_.pop_front();
   }
 }
 
@@ -144,7 +156,7 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
   if (it != dtx_.end()) {
     Dtx& d = *it->second;
     for (const auto& k : d.keys) {
-      auto kit = dtx_keys_.find(busy_key(k.oid, k.dkey, k.akey));
+      auto kit = dtx_keys_.find(k.busy);
       if (kit != dtx_keys_.end() && --kit->second == 0) dtx_keys_.erase(kit);
       auto oit = dtx_objects_.find(k.oid);
       if (oit != dtx_objects_.end() && --oit->second == 0) dtx_objects_.erase(oit);
@@ -176,19 +188,20 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
 }
 
 namespace {
-std::vector<uint8_t> outcome_record(const DtxId& id, bool commit) {
-  capnp::MallocMessageBuilder b(128);
+std::vector<uint8_t> outcome_record(std::span<const DtxId> ids, bool commit) {
+  capnp::MallocMessageBuilder b(static_cast<unsigned>(8 + 2 * ids.size()));
   auto rec = b.initRoot<schema::WalRecord>();
   auto out = commit ? rec.initDtxCommit() : rec.initDtxAbort();
-  ref_to(out.initIds(1)[0], id);
+  auto list = out.initIds(static_cast<unsigned>(ids.size()));
+  for (size_t i = 0; i < ids.size(); ++i) ref_to(list[static_cast<unsigned>(i)], ids[i]);
   auto words = capnp::messageToFlatArray(b);
   auto bytes = words.asBytes();
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 }  // namespace
 
-void TargetStore::dtx_post(const DtxId& id, bool commit) {
-  wal_->post(outcome_record(id, commit));
+void TargetStore::dtx_post(std::span<const DtxId> ids, bool commit) {
+  if (!ids.empty()) wal_->post(outcome_record(ids, commit));
 }
 
 Status TargetStore::dtx_abort_durable(const DtxId& id) {
@@ -197,7 +210,7 @@ Status TargetStore::dtx_abort_durable(const DtxId& id) {
   }
   if (dtx_state(id) != DtxState::aborted) dtx_apply_outcome(id, false);
   // Logged again when aborted already: the earlier record may only have been posted.
-  const auto rec = outcome_record(id, false);
+  const auto rec = outcome_record({&id, 1}, false);
   return wal_->append(std::span<const uint8_t>(rec.data(), rec.size()), [] {});
 }
 
@@ -232,7 +245,11 @@ Status TargetStore::dtx_prepare(const DtxId& id, std::vector<uint64_t> participa
       store.release_kinds(stage.holds);
     }
   } preparing{*this, dtx_preparing_, id, stage};
-  capnp::MallocMessageBuilder b(1024);
+  // One first segment that holds the whole record: its changes, its participants and the
+  // pointers around them (a smaller guess costs a second segment, a larger one zeroed memory).
+  size_t need = 32 + participants.size() + stage.records.size();
+  for (const auto& r : stage.records) need += (r.size() + 7) / 8;
+  capnp::MallocMessageBuilder b(static_cast<unsigned>(need));
   auto rec = b.initRoot<schema::WalRecord>();
   rec.setEpoch(id.epoch);
   auto p = rec.initDtxPrepare();
@@ -359,8 +376,19 @@ Status TargetStore::dtx_commit(const DtxId& id) {
       break;
   }
   dtx_apply_outcome(id, true);
-  dtx_post(id, true);
+  dtx_post({&id, 1}, true);
   return Status();
+}
+
+void TargetStore::dtx_commit_prepared(std::span<const DtxId> ids) {
+  std::vector<DtxId> done;
+  done.reserve(ids.size());
+  for (const DtxId& id : ids) {
+    if (dtx_state(id) != DtxState::prepared) continue;
+    dtx_apply_outcome(id, true);
+    done.push_back(id);
+  }
+  dtx_post(done, true);
 }
 
 Status TargetStore::dtx_abort(const DtxId& id) {
@@ -374,7 +402,7 @@ Status TargetStore::dtx_abort(const DtxId& id) {
       break;
   }
   dtx_apply_outcome(id, false);
-  dtx_post(id, false);
+  dtx_post({&id, 1}, false);
   return Status();
 }
 

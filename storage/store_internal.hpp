@@ -238,11 +238,13 @@ struct TargetStore::Dtx {
   DtxId id;
   std::vector<uint64_t> participants;
   std::vector<uint8_t> prepare;  // the prepare record, as logged
-  std::vector<std::vector<uint8_t>> records;
+  // Its changes: log records inside `prepare` (word-aligned Data of the prepare record).
+  std::vector<std::span<const uint8_t>> records;
   struct Key {
     ObjectId oid;
     std::string dkey, akey;
     uint64_t epoch = 0;
+    std::string busy;  // busy_key(oid, dkey, akey)
   };
   std::vector<Key> keys;
   std::vector<Extent> extents;
