@@ -69,50 +69,49 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
   auto d = std::make_unique<Dtx>();
   d->prepare.assign(bytes.begin(), bytes.end());
   d->prepared = target_.env().now();
-  // The changes are read where they lie in the kept copy: Data inside a Cap'n Proto message
-  // starts on a word boundary, and a flat-array record is whole words.
-  const std::span<const uint8_t> kept(d->prepare.data(), d->prepare.size());
-  TESSERA_TRY(with_record(kept, [&](schema::WalRecord::Reader rec) -> Status {
-    if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
-    auto p = rec.getDtxPrepare();
-    d->id = ref_from(p.getId());
-    d->user = p.getUser();
-    for (uint64_t m : p.getParticipants()) d->participants.push_back(m);
-    for (auto r : p.getRecords()) {
-      auto inner = r.asBytes();
-      d->records.emplace_back(inner.begin(), inner.size());
-    }
-    return Status();
-  }));
-  struct Held {
-    size_t key;  // index in d->keys
-    ValueKind kind;
-    uint32_t rsize;
-  };
-  std::vector<Held> kinds;
-  for (const auto& r : d->records) {
-    TESSERA_TRY(with_record(r, [&](schema::WalRecord::Reader rec) -> Status {
+  // Each change is decoded once, here: a commit applies the decoded change.
+  auto change = [&](std::span<const uint8_t> r) {
+    return with_record(r, [&](schema::WalRecord::Reader rec) -> Status {
       Dtx::Key k{{rec.getOidHi(), rec.getOidLo()},
                  from_data(rec.getDkey()),
                  from_data(rec.getAkey()),
                  rec.getEpoch(),
                  {}};
       k.busy = busy_key(k.oid, k.dkey, k.akey);
+      Dtx::Change c;
       if (rec.isUpdate()) {
-        auto v = version_from(rec.getUpdate().getVersion(), data_off_, q_->size());
+        auto u = rec.getUpdate();
+        auto v = version_from(u.getVersion(), data_off_, q_->size());
         if (!v) return v.status();
         d->extents.insert(d->extents.end(), v->extents.begin(), v->extents.end());
-        kinds.push_back({d->keys.size(),
-                         rec.getUpdate().getKind() == 1 ? ValueKind::array : ValueKind::single,
-                         rec.getUpdate().getRsize()});
-      } else if (!rec.isPunch()) {
+        c.kind = u.getKind() == 1 ? ValueKind::array : ValueKind::single;
+        c.rsize = u.getRsize();
+        c.version = std::move(*v);
+      } else if (rec.isPunch()) {
+        c.punch = true;
+      } else {
         return Status(Errc::internal, "a transaction holds a change of an unknown kind");
       }
       d->min_epoch = std::min(d->min_epoch, k.epoch);
       d->keys.push_back(std::move(k));
+      d->changes.push_back(std::move(c));
       return Status();
-    }));
-  }
+    });
+  };
+  TESSERA_TRY(with_record(bytes, [&](schema::WalRecord::Reader rec) -> Status {
+    if (!rec.isDtxPrepare()) return Status(Errc::internal, "not a transaction prepare record");
+    auto p = rec.getDtxPrepare();
+    d->id = ref_from(p.getId());
+    d->user = p.getUser();
+    for (uint64_t m : p.getParticipants()) d->participants.push_back(m);
+    // Data inside a Cap'n Proto message starts on a word boundary, and a flat-array record is
+    // whole words: each change is read where it lies.
+    for (auto r : p.getRecords()) {
+      auto inner = r.asBytes();
+      TESSERA_TRY(change({inner.begin(), inner.size()}));
+    }
+    return Status();
+  }));
   if (dtx_.count(d->id) != 0) return Status();  // replay after a checkpoint that holds it
   if (auto dec = dtx_decided_.find(d->id); dec != dtx_decided_.end()) return Status();
   for (const auto& k : d->keys) {
@@ -120,12 +119,14 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
     ++dtx_objects_[k.oid];
   }
   // Its updates hold their akeys' kind until it is decided (live, the stage held them so far).
-  for (const auto& h : kinds) {
-    const std::string& key = d->keys[h.key].busy;
+  for (size_t i = 0; i < d->changes.size(); ++i) {
+    const Dtx::Change& c = d->changes[i];
+    if (c.punch) continue;
+    const std::string& key = d->keys[i].busy;
     KindHold& kh = kind_holds_[key];
     if (kh.count++ == 0) {
-      kh.kind = h.kind;
-      kh.rsize = h.rsize;
+      kh.kind = c.kind;
+      kh.rsize = c.rsize;
     }
     d->holds.push_back(key);
   }
@@ -162,17 +163,24 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
       if (oit != dtx_objects_.end() && --oit->second == 0) dtx_objects_.erase(oit);
     }
     if (commit) {
-      for (const auto& r : d.records) {
-        Status st = apply_record(r);
-        if (!st.is_ok())
-          log::error("{}: transaction change not applied: {}", who(), st.to_string());
+      // As replay applies each logged change (apply_record).
+      for (size_t i = 0; i < d.changes.size(); ++i) {
+        const Dtx::Key& k = d.keys[i];
+        Dtx::Change& c = d.changes[i];
+        hlc_.observe(k.epoch);
+        if (c.punch) {
+          apply_punch(k.oid, k.dkey, k.akey, k.epoch);
+        } else {
+          apply_version(k.oid, k.dkey, k.akey, c.kind, std::max<uint32_t>(1, c.rsize),
+                        std::move(c.version));
+        }
       }
-      updates_ += d.records.size();
+      updates_ += d.changes.size();
       ++dtx_committed_;
     } else {
       ++dtx_aborted_;
       log::info("{}: transaction {} of rank {} target {} aborted: {} changes dropped", who(),
-                id.epoch, id.leader >> 32, id.leader & 0xffffffffu, d.records.size());
+                id.epoch, id.leader >> 32, id.leader & 0xffffffffu, d.changes.size());
       // Freed after the next checkpoint: the current one may still name them as prepared.
       for (const Extent& e : d.extents) {
         pending_free_.push_back(e);

@@ -238,15 +238,22 @@ struct TargetStore::Dtx {
   DtxId id;
   std::vector<uint64_t> participants;
   std::vector<uint8_t> prepare;  // the prepare record, as logged
-  // Its changes: log records inside `prepare` (word-aligned Data of the prepare record).
-  std::vector<std::span<const uint8_t>> records;
+  // Its changes, decoded from `prepare` once: a commit applies them as replay applies logged
+  // records (keys[i] and changes[i] are the same change).
   struct Key {
     ObjectId oid;
     std::string dkey, akey;
     uint64_t epoch = 0;
     std::string busy;  // busy_key(oid, dkey, akey)
   };
+  struct Change {
+    bool punch = false;  // a punch of the key at its epoch; else an update
+    ValueKind kind = ValueKind::single;
+    uint32_t rsize = 1;
+    TargetStore::Version version;  // an update's version
+  };
   std::vector<Key> keys;
+  std::vector<Change> changes;
   std::vector<Extent> extents;
   Nanos prepared{0};  // Env time
   uint64_t min_epoch = detail::kMaxEpoch;
