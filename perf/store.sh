@@ -29,14 +29,23 @@ read -r _ r4 <<<"$(fio_one randread 4k 32 256M)"
 python3 - "$DIR/s1m.txt" "$DIR/s4k.txt" "$w1" "$r1" "$w4" "$r4" <<'PY'
 import re, sys
 def parse(path):
-    out, alt = {}, {"update": [], "dtx-update": []}
+    # The first update and fetch passes; then the alternated passes (plain, transaction), each
+    # followed by the log bytes it wrote per update.
+    out = {"alt": {"update": [], "dtx-update": []}, "log": {"update": [], "dtx-update": []}}
+    alt = None
     for line in open(path):
+        lm = re.match(r"\s+log: ([\d.]+) bytes", line)
+        if lm and alt:
+            out["log"][alt].append(float(lm.group(1)))
         m = re.match(r"store (update|fetch|dtx-update)\s+bs \d+ qd \d+: ([\d.]+) MiB/s, ([\d.]+) IOPS", line)
         if not m: continue
-        if m.group(1) not in out: out[m.group(1)] = (float(m.group(2)), float(m.group(3)))
-        elif m.group(1) == "update": alt["update"].append(float(m.group(3)))
-        if m.group(1) == "dtx-update": alt["dtx-update"].append(float(m.group(3)))
-    out["alt"] = alt
+        kind, iops = m.group(1), float(m.group(3))
+        alt = "dtx-update" if kind == "dtx-update" else None
+        if kind not in out:
+            out[kind] = (float(m.group(2)), iops)
+        elif kind == "update":
+            alt = kind
+        if alt: out["alt"][alt].append(iops)
     return out
 s1, s4 = parse(sys.argv[1]), parse(sys.argv[2])
 w1, r1, w4, r4 = map(float, sys.argv[3:7])
@@ -45,8 +54,12 @@ for name, t, f in [("1 MiB update QD4 (MiB/s)", s1["update"][0], w1), ("1 MiB fe
                    ("4 KiB update QD32 (IOPS)", s4["update"][1], w4), ("4 KiB fetch QD32 (IOPS)", s4["fetch"][1], r4)]:
     print(f"{name:<34} {t:10.1f} {f:10.1f} {t / f:7.2f}")
 alt = s4["alt"]
-if alt["dtx-update"]:
+if alt["dtx-update"] and alt["update"]:
     plain, dtx = sum(alt["update"]) / len(alt["update"]), sum(alt["dtx-update"]) / len(alt["dtx-update"])
     print(f"4 KiB update QD32 as a transaction (prepare + commit): {dtx:.0f} IOPS beside {plain:.0f} "
           f"plain updates of new objects, alternated ({len(alt['dtx-update'])} passes each): {dtx / plain:.2f}x")
+    lg = s4["log"]
+    if lg["dtx-update"] and lg["update"]:
+        print(f"  log written per update: {sum(lg['dtx-update']) / len(lg['dtx-update']):.0f} bytes as a "
+              f"transaction, {sum(lg['update']) / len(lg['update']):.0f} plain")
 PY

@@ -82,6 +82,7 @@ int main(int argc, char** argv) {
       uint64_t next = 0;
       int live = qd;
       boost::fibers::promise<void> all;
+      const auto s0 = st.stats();
       auto t0 = Clock::now();
       for (int f = 0; f < qd; ++f) {
         t.spawn([&] {
@@ -109,6 +110,15 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long>(bs), qd,
                   static_cast<double>(count * bs) / secs / (1 << 20),
                   static_cast<double>(count) / secs);
+      // What the pass wrote to the log, per update: the log's fill decides how often the index
+      // is checkpointed.
+      const auto s1 = st.stats();
+      if (write) {
+        std::printf("  log: %.1f bytes and %.2f groups per update, %lu checkpoints\n",
+                    static_cast<double>(s1.wal_bytes - s0.wal_bytes) / static_cast<double>(count),
+                    static_cast<double>(s1.wal_groups - s0.wal_groups) / static_cast<double>(count),
+                    static_cast<unsigned long>(s1.checkpoints - s0.checkpoints));
+      }
     };
     run(true, false, 1, 0);
     run(false, false, 1, 0);
