@@ -433,7 +433,10 @@ class TargetStore {
   Status dtx_load(std::span<const uint8_t> prepare_record);
   void dtx_apply_outcome(const DtxId& id, bool commit);
   void dtx_remember(const DtxId& id, bool committed);
+  // Logs decisions without waiting: aborts as a posted record, commits in the record the log
+  // asks for when it forms its next group (dtx_unlogged_record, the log's group hook).
   void dtx_post(std::span<const DtxId> ids, bool commit);
+  std::vector<uint8_t> dtx_unlogged_record();
   Status dtx_conflict(const Dtx& d, const DtxChecks& checks) const;
   // The newest epoch of a version or punch under (oid, dkey, akey) in the index (dkey or akey
   // empty: anything under the object or dkey), its dkey's and object's punches included.
@@ -581,6 +584,7 @@ class TargetStore {
   // every prepare looks in it.
   std::unordered_map<DtxId, std::pair<bool, Nanos>, DtxIdHash> dtx_decided_;
   std::deque<DtxId> dtx_decided_order_;
+  std::vector<DtxId> dtx_unlogged_;  // commits decided, not yet handed to the log
   boost::fibers::condition_variable_any dtx_cv_;
 
   // Extents freed while reads that may still use them are in flight wait here, tagged with the

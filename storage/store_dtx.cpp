@@ -25,6 +25,8 @@ namespace {
 // this many (the oldest go first).
 constexpr auto kDtxRemember = std::chrono::minutes(2);
 constexpr size_t kDtxRememberMax = 1u << 18;
+// Commits logged as one record at most (16 bytes each).
+constexpr size_t kDtxUnloggedMax = 4096;
 
 void ref_to(schema::DtxRef::Builder b, const DtxId& id) {
   b.setEpoch(id.epoch);
@@ -209,7 +211,26 @@ std::vector<uint8_t> outcome_record(std::span<const DtxId> ids, bool commit) {
 }  // namespace
 
 void TargetStore::dtx_post(std::span<const DtxId> ids, bool commit) {
-  if (!ids.empty()) wal_->post(outcome_record(ids, commit));
+  if (ids.empty()) return;
+  if (!commit) {
+    wal_->post(outcome_record(ids, false));
+    return;
+  }
+  // Commits wait for the next group, and every commit decided until it forms goes in one
+  // record (dtx_unlogged_record); a long queue goes at once.
+  dtx_unlogged_.insert(dtx_unlogged_.end(), ids.begin(), ids.end());
+  if (dtx_unlogged_.size() >= kDtxUnloggedMax) {
+    wal_->post(dtx_unlogged_record());
+  } else {
+    wal_->hold();
+  }
+}
+
+std::vector<uint8_t> TargetStore::dtx_unlogged_record() {
+  if (dtx_unlogged_.empty()) return {};
+  auto rec = outcome_record(dtx_unlogged_, true);
+  dtx_unlogged_.clear();
+  return rec;
 }
 
 Status TargetStore::dtx_abort_durable(const DtxId& id) {

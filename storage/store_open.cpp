@@ -92,6 +92,7 @@ Result<std::unique_ptr<TargetStore>> TargetStore::open(Target& t, std::unique_pt
     p->ckpt_wanted_ = true;
     p->bg_cv_.notify_all();
   });
+  s->wal_->set_group_hook([p = s.get()] { return p->dtx_unlogged_record(); });
   s->wal_->start();
   s->bg_running_ = true;
   std::weak_ptr<int> alive = s->alive_;

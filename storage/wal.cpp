@@ -211,6 +211,13 @@ void Wal::post(std::vector<uint8_t> record) {
   if (posted_ >= kPostBatch) wake_.notify_one();
 }
 
+void Wal::hold() {
+  if (stopping_ || !running_ || held_) return;
+  held_ = true;
+  if (posted_ == 0) first_posted_ = target_.env().now();
+  wake_.notify_one();  // a committer asleep with nothing posted starts counting kPostDelay
+}
+
 void Wal::finish(Waiter* w, const Status& st) {
   if (w->posted) {
     delete w;
@@ -226,15 +233,28 @@ void Wal::committer() {
   while (true) {
     while (!stopping_) {
       if (pending_.size() > posted_ || posted_ >= kPostBatch) break;  // an append waits
-      if (posted_ == 0) {
+      if (posted_ == 0 && !held_) {
         wake_.wait(nl);
       } else if (target_.wait_until(wake_, nl, first_posted_ + kPostDelay)) {
         break;
       }
     }
-    if (pending_.empty()) break;
+    if (pending_.empty() && !held_) break;
     std::vector<Waiter*> batch;
     size_t bytes = 0;
+    if (held_) {
+      held_ = false;
+      auto* w = new Waiter;
+      w->owned = group_hook_ ? group_hook_() : std::vector<uint8_t>{};
+      w->record = w->owned;
+      w->posted = true;
+      if (w->owned.empty()) {
+        delete w;
+      } else {
+        bytes += 8 + (w->record.size() + 7) / 8 * 8;
+        batch.push_back(w);
+      }
+    }
     while (!pending_.empty()) {
       size_t rec = 8 + (pending_.front()->record.size() + 7) / 8 * 8;
       if (!batch.empty() && bytes + rec > kMaxGroupPayload) break;

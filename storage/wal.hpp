@@ -80,6 +80,13 @@ class Wal {
   // For records whose loss recovery tolerates: the outcome of a transaction every participant
   // already holds prepared.
   void post(std::vector<uint8_t> record);
+  // Records made as late as possible: the committer asks `hook` for one each time it forms a
+  // group after hold() was called, and writes what it returns (if anything) in that group, as a
+  // posted record. Many decisions taken while a group is written then cost one record in the
+  // next: how a target logs the commits of its transactions.
+  void set_group_hook(std::function<std::vector<uint8_t>()> hook) { group_hook_ = std::move(hook); }
+  // The group hook has a record to give: it rides with the next group, as a posted record does.
+  void hold();
 
   // Where the next group goes: a checkpoint that starts now covers every group before it.
   WalMark mark() const { return {lsn_ + 1, tail_, total_}; }
@@ -140,6 +147,8 @@ class Wal {
   bool committer_done_ = false;
   boost::fibers::condition_variable_any done_cv_;
   std::function<void()> full_hook_;
+  std::function<std::vector<uint8_t>()> group_hook_;
+  bool held_ = false;  // hold() was called since the committer last asked group_hook_
   Activity activity_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // lets the stop hook outlive us
   Buffer staging_;
