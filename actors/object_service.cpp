@@ -33,7 +33,10 @@ Buffer forwarded(const Buffer& body, uint64_t epoch, const storage::DtxId& id,
                  const std::vector<storage::DtxId>& commits) {
   capn::DecodeScope ds;
   BodyReader br(body);
-  capnp::MallocMessageBuilder b(512);
+  // A first segment that holds the copy and the transaction's fields: not a zeroed 4 KiB per
+  // replica and update.
+  capnp::MallocMessageBuilder b(
+      static_cast<unsigned>(body.size() / 8 + 32 + participants.size() + 2 * commits.size()));
   b.setRoot(br.root<Req>());
   auto w = b.getRoot<Req>();
   w.setEpoch(epoch);
