@@ -245,12 +245,14 @@ Status ObjectService::on_dtx_outcome(Message& m) {
   // Aborts are made durable before the answer: a coordinator may be waiting to tell its client
   // that nothing of the transaction applies (confirm_abort).
   Status st;
-  if (commit) store.dtx_commit_prepared(ids);
-  for (const DtxId& id : ids) {
-    if (commit) continue;
-    if (Status a = store.dtx_abort_durable(id);
-        !a.is_ok() && a.code() != Errc::exists && st.is_ok()) {
-      st = a;
+  if (commit) {
+    store.dtx_commit_prepared(ids);
+  } else {
+    for (const DtxId& id : ids) {
+      if (Status a = store.dtx_abort_durable(id);
+          !a.is_ok() && a.code() != Errc::exists && st.is_ok()) {
+        st = a;
+      }
     }
   }
   return rt_.reply(m, st);

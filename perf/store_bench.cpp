@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
     }
     uint32_t crc = crc32_iscsi(value.data(), static_cast<int>(bs), 0);
     uint64_t count = total / bs;
-    // Prepared and committed: the change is staged, logged as a prepare record, then applied
-    // with its commit record posted to the next log group.
+    // Prepared and committed: the change is staged, logged as a prepare record, then applied;
+    // its commit is logged with the next log group.
     auto dtx_update = [&](ObjectId oid) -> Status {
       DtxStage stage;
       UpdateOptions uo;

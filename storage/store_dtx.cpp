@@ -130,7 +130,6 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
       kh.kind = c.kind;
       kh.rsize = c.rsize;
     }
-    d->holds.push_back(key);
   }
   hlc_.observe(d->id.epoch);
   dtx_.emplace(d->id, std::move(d));
@@ -139,7 +138,8 @@ Status TargetStore::dtx_load(std::span<const uint8_t> bytes) {
 
 void TargetStore::dtx_remember(const DtxId& id, bool committed) {
   const Nanos now = target_.env().now();
-  auto [it, added] = dtx_decided_.insert_or_assign(id, std::pair<bool, Nanos>{committed, now});
+  const bool added =
+      dtx_decided_.insert_or_assign(id, std::pair<bool, Nanos>{committed, now}).second;
   if (added) dtx_decided_order_.push_back(id);
   // Forget the oldest decisions beyond the bound, and the expired ones at the front.
   while (!dtx_decided_order_.empty()) {
@@ -189,7 +189,10 @@ void TargetStore::dtx_apply_outcome(const DtxId& id, bool commit) {
         pending_bytes_ += round_block(e.len);
       }
     }
-    release_kinds(d.holds);  // committed: its versions are in the index now
+    // Its updates' kind holds end (committed: its versions are in the index now).
+    for (size_t i = 0; i < d.changes.size(); ++i) {
+      if (!d.changes[i].punch) release_kind(d.keys[i].busy);
+    }
     dtx_.erase(it);
   }
   dtx_remember(id, commit);

@@ -239,7 +239,8 @@ struct TargetStore::Dtx {
   std::vector<uint64_t> participants;
   std::vector<uint8_t> prepare;  // the prepare record, as logged
   // Its changes, decoded from `prepare` once: a commit applies them as replay applies logged
-  // records (keys[i] and changes[i] are the same change).
+  // records (keys[i] and changes[i] are the same change). Each update holds its akey's kind
+  // (kind_holds_, keyed by its busy key) until the transaction is decided.
   struct Key {
     ObjectId oid;
     std::string dkey, akey;
@@ -258,7 +259,6 @@ struct TargetStore::Dtx {
   Nanos prepared{0};  // Env time
   uint64_t min_epoch = detail::kMaxEpoch;
   bool user = false;
-  std::vector<std::string> holds;  // kind holds of its updates (busy keys), until decided
 };
 
 }  // namespace tessera::storage

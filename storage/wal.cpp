@@ -197,12 +197,17 @@ Status Wal::append(std::span<const uint8_t> record, const std::function<void()>&
   return w.result;
 }
 
-void Wal::post(std::vector<uint8_t> record) {
-  if (stopping_ || !running_) return;
+Wal::Waiter* Wal::posted_waiter(std::vector<uint8_t> record) {
   auto* w = new Waiter;
   w->owned = std::move(record);
   w->record = w->owned;
   w->posted = true;
+  return w;
+}
+
+void Wal::post(std::vector<uint8_t> record) {
+  if (stopping_ || !running_) return;
+  Waiter* w = posted_waiter(std::move(record));
   if (posted_ == 0) first_posted_ = target_.env().now();
   ++posted_;
   pending_.push_back(w);
@@ -244,15 +249,10 @@ void Wal::committer() {
     size_t bytes = 0;
     if (held_) {
       held_ = false;
-      auto* w = new Waiter;
-      w->owned = group_hook_ ? group_hook_() : std::vector<uint8_t>{};
-      w->record = w->owned;
-      w->posted = true;
-      if (w->owned.empty()) {
-        delete w;
-      } else {
-        bytes += 8 + (w->record.size() + 7) / 8 * 8;
-        batch.push_back(w);
+      std::vector<uint8_t> rec = group_hook_ ? group_hook_() : std::vector<uint8_t>{};
+      if (!rec.empty()) {
+        bytes += 8 + (rec.size() + 7) / 8 * 8;
+        batch.push_back(posted_waiter(std::move(rec)));
       }
     }
     while (!pending_.empty()) {

@@ -118,6 +118,8 @@ class Wal {
     bool done = false;
     boost::fibers::condition_variable_any cv;
   };
+  // A waiter that owns `record` and that nobody waits for (post(), the group hook's record).
+  static Waiter* posted_waiter(std::vector<uint8_t> record);
   void committer();
   // Hands a waiter its result: wakes its fiber, or deletes it when it was posted.
   static void finish(Waiter* w, const Status& st);
