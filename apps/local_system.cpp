@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -152,22 +153,52 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   return pid;
 }
 
-// A port no one listens on now (the kernel's choice for a socket bound to port 0). An engine
-// that finds it taken by the time it binds fails to start, and says so.
+// A port for a control socket that keeps it across restarts: one no socket holds now, and,
+// where the machine leaves room, outside the kernel's ephemeral range
+// (/proc/sys/net/ipv4/ip_local_port_range), so that while the engine is down the kernel gives
+// it to no connection and no socket bound to port 0 (an engine's own fabric endpoints are, and
+// start before its control socket). Where the range leaves no room, the kernel's choice; an
+// engine that finds its port taken fails to start, and says so.
 Result<uint16_t> free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status(Errc::io_error, fmt::format("socket: {}", std::strerror(errno)));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+  auto try_bind = [](uint16_t port) -> Result<uint16_t> {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Status(Errc::io_error, fmt::format("socket: {}", std::strerror(errno)));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    socklen_t len = sizeof(a);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      Status st(Errc::io_error, fmt::format("cannot find a free port: {}", std::strerror(errno)));
+      ::close(fd);
+      return st;
+    }
     ::close(fd);
-    return Status(Errc::io_error, fmt::format("cannot find a free port: {}", std::strerror(errno)));
+    return ntohs(a.sin_port);
+  };
+  unsigned lo = 0, hi = 0;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (range >> lo >> hi && lo > hi) std::swap(lo, hi);
+  // Below the range (from half its start), else above it.
+  unsigned first = 0, last = 0;
+  if (lo >= 4096) {
+    first = lo / 2;
+    last = lo - 1;
+  } else if (hi != 0 && hi <= 65535 - 4096) {
+    first = hi + 1;
+    last = 65535;
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  if (first != 0) {
+    std::random_device rd;
+    const unsigned span = last - first + 1;
+    const unsigned start = rd() % span;
+    for (unsigned i = 0; i < 256; ++i) {
+      auto p = try_bind(static_cast<uint16_t>(first + (start + i * 7919u) % span));
+      if (p) return p;
+    }
+  }
+  return try_bind(0);
 }
 
 Result<uint16_t> port_of(const std::string& addr) {
@@ -611,7 +642,8 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   const size_t aps = sys.access_points.size();
   // Starts `ranks` at once, then waits for their control ports. An access point listens on its
   // recorded port; rank 0 hosting the service alone on its recorded one (the others and the
-  // clients know the service by it); other engines on any free port.
+  // clients know the service by it), chosen by free_port() at its first start; other engines
+  // on any free port.
   auto start_ranks = [&](const std::vector<uint32_t>& ranks) -> Status {
     std::vector<EngineRecord> fresh;
     for (uint32_t r : ranks) {
@@ -629,6 +661,11 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
         }
         what = port != 0 ? fmt::format(" (management service) on its recorded port {}", port)
                          : std::string(" (management service)");
+        if (port == 0) {
+          auto p = free_port();
+          if (!p) return p.status();
+          port = *p;
+        }
       }
       progress(fmt::format("starting rank {}{}", r, what));
       auto e = start_engine(sys, r, port, o);

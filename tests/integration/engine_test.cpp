@@ -1,6 +1,11 @@
 // A real tessera-server (2 targets on 127.0.0.1) driven through libtessera.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -172,4 +177,40 @@ TEST(EngineShape, TargetsArePinnedAndOwnAnIoUringEach) {
   std::stringstream ss;
   ss << maps.rdbuf();
   EXPECT_NE(ss.str().find("libfabric"), std::string::npos);
+}
+
+// An engine restarted on its control port (engines and clients know it by that address) must
+// find it free: while it is down nothing else may be given the port, neither a socket that
+// binds it nor one the kernel gives any free port to (the engine's own fabric endpoints, which
+// start before its control socket).
+TEST(EngineRestart, AStoppedEnginesControlPortIsHeldForItsRestart) {
+  TempDir dir;
+  ServerOptions so = ServerOptions::in(dir.path());
+  so.targets = 1;
+  so.storage_size = "64M";
+  ServerProcess server(so);
+  ASSERT_TRUE(server.start().is_ok());
+  const std::string addr = server.address();
+  const auto port = static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1)));
+  ASSERT_EQ(server.terminate(), 0);
+
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  const int err = errno;
+  ::close(fd);
+  EXPECT_NE(rc, 0) << "port " << port << " of a stopped engine could be bound by another socket";
+  EXPECT_EQ(err, EADDRINUSE);
+
+  Status st = server.start();
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  EXPECT_EQ(server.address(), addr);
+  ClientOptions co;
+  co.engine = server.address();
+  auto c = Client::connect(co);
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string();
 }

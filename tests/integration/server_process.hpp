@@ -54,10 +54,14 @@ class ServerProcess {
   std::string log() const;
 
  private:
+  // Holds the control port between restarts (see start()).
+  Status reserve_port();
+
   ServerOptions opts_;
   pid_t pid_ = -1;
   int port_ = 0;
   int starts_ = 0;
+  int reservation_fd_ = -1;
 };
 
 // The system key every engine a test starts shares (made once per test process, removed at
