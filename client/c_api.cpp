@@ -126,6 +126,40 @@ int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* o
   return 0;
 }
 
+int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
+                        const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
+                        int cond, uint64_t* epoch_out) {
+  if (cont == nullptr || (buf == nullptr && len > 0))
+    return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
+    return fail({tessera::Errc::invalid_argument, "unknown condition"});
+  tessera::UpdateFlags f;
+  f.cond = static_cast<tessera::Cond>(cond);
+  auto r = cont->impl->update({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
+                              {static_cast<const uint8_t*>(buf), len}, f);
+  if (!r) return fail(r.status());
+  if (epoch_out != nullptr) *epoch_out = *r;
+  return 0;
+}
+
+int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
+                       const char* akey, int kind, uint64_t offset, uint64_t length,
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len) {
+  if (cont == nullptr || out_len == nullptr)
+    return fail({tessera::Errc::invalid_argument, "null argument"});
+  auto r =
+      cont->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length, epoch);
+  if (!r) return fail(r.status());
+  return copy_out(*r, buf, buflen, out_len);
+}
+
+int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
+                       const char* akey) {
+  if (cont == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  auto r = cont->impl->punch({hi, lo}, str(dkey), str(akey));
+  return r ? 0 : fail(r.status());
+}
+
 int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out) {
   if (cont == nullptr || out == nullptr)
     return fail({tessera::Errc::invalid_argument, "null argument"});

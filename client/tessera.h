@@ -73,6 +73,18 @@ int tessera_cont_close(tessera_cont* cont);
 int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
                      uint64_t* oid_hi, uint64_t* oid_lo);
 
+/* Object I/O in the container, each call its own update (replicated or erasure-coded by the
+ * object's class); arguments as tessera_obj_update/fetch/punch. cond: TESSERA_COND_*. A fetch
+ * reads the newest value (epoch 0) or the one at `epoch` (a snapshot's). */
+int tessera_cont_update(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
+                        int cond, uint64_t* epoch_out);
+int tessera_cont_fetch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                       const char* akey, int kind, uint64_t offset, uint64_t length,
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len);
+int tessera_cont_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                       const char* akey);
+
 /* A transaction on the container: snapshot_epoch 0 reads and writes at a new epoch;
  * otherwise read-only at that epoch. Its changes apply at tessera_tx_commit(), all or none;
  * -TESSERA_ERESTART from the commit means run the whole transaction again (a new one). */
@@ -95,6 +107,8 @@ void tessera_tx_close(tessera_tx* tx);
 
 const char* tessera_strerror(int rc);
 const char* tessera_last_error(void);
+/* The library's version ("MAJOR.MINOR.PATCH"); the soname carries MAJOR. */
+const char* tessera_version(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The SDK as an application developer meets it (issue: an installable SDK; docs/API.md):
+# `cmake --install` into a temporary prefix; the installed header includes only C headers; the
+# shared library has a soname and exports exactly the functions tessera/tessera.h declares; the
+# C example builds out of tree through pkg-config and through find_package(Tessera), with only
+# the prefix's include/ and lib/, and both builds store and read back data in a local system
+# started with the installed `tessera`.
+# Usage: install_test.sh BUILD_DIR SOURCE_DIR
+set -euo pipefail
+BUILD="$1"
+SRC="$2"
+WORK="$(mktemp -d /tmp/tessera-sdk-XXXXXX)"
+PREFIX="$WORK/prefix"
+SYS="$WORK/sys"
+cleanup() {
+  if [ -f "$SYS/system.json" ]; then "$PREFIX/bin/tessera" system stop --dir "$SYS" >/dev/null 2>&1 || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cmake --install "$BUILD" --prefix "$PREFIX" >/dev/null
+LIBDIR="$(ls -d "$PREFIX"/lib* | head -1)"
+# lib or lib/<multiarch>
+if [ ! -e "$LIBDIR/libtessera.so" ]; then LIBDIR="$(dirname "$(find "$PREFIX" -name 'libtessera.so' | head -1)")"; fi
+HEADER="$PREFIX/include/tessera/tessera.h"
+[ -f "$HEADER" ] || fail "no $HEADER"
+[ -e "$LIBDIR/libtessera.so" ] || fail "no libtessera.so under $PREFIX"
+[ -f "$LIBDIR/pkgconfig/tessera.pc" ] || fail "no tessera.pc"
+[ -f "$LIBDIR/cmake/Tessera/TesseraConfig.cmake" ] || fail "no CMake package"
+for tool in tessera tessera-server tessera-agent; do
+  [ -x "$PREFIX/bin/$tool" ] || fail "no $PREFIX/bin/$tool"
+done
+
+# The header is self-contained C: only the C library's headers.
+others="$(grep -E '^#include' "$HEADER" | grep -vE '<(stddef|stdint)\.h>' || true)"
+[ -z "$others" ] || fail "tessera.h includes more than C headers: $others"
+
+# A soname, and the ABI is the header's functions: no more, no fewer.
+soname="$(readelf -d "$LIBDIR/libtessera.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+[ "$soname" = "libtessera.so.0" ] || fail "soname is '$soname', not libtessera.so.0"
+nm -D --defined-only "$LIBDIR/libtessera.so" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | sed 's/@.*//' |
+  sort -u > "$WORK/exported"
+grep -oE '\btessera_[a-z0-9_]+\(' "$HEADER" | tr -d '(' | sort -u > "$WORK/declared"
+if ! diff -u "$WORK/declared" "$WORK/exported" > "$WORK/abi.diff"; then
+  cat "$WORK/abi.diff" >&2
+  fail "libtessera.so exports other symbols than tessera.h declares (- declared only, + exported only)"
+fi
+echo "ABI: $(wc -l < "$WORK/exported") functions exported, each declared in tessera.h"
+
+# Out-of-tree builds: pkg-config, and find_package.
+cp -r "$SRC/examples" "$WORK/examples"
+export PKG_CONFIG_PATH="$LIBDIR/pkgconfig"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$WORK/examples/c/put_get.c" $(pkg-config --cflags --libs tessera) \
+  -Wl,-rpath,"$LIBDIR" -o "$WORK/put_get_pc"
+cmake -S "$WORK/examples/c" -B "$WORK/build-c" -DCMAKE_PREFIX_PATH="$PREFIX" \
+  -DCMAKE_BUILD_RPATH="$LIBDIR" >/dev/null
+cmake --build "$WORK/build-c" >/dev/null
+if grep -rq -- "-I$SRC" "$WORK/build-c" 2>/dev/null; then fail "the CMake build used the source tree"; fi
+
+# A local system from the installed tools, then both builds do real work in it.
+"$PREFIX/bin/tessera" system start --dir "$SYS" --engines 3 --targets 1 >/dev/null
+export TESSERA_SYSTEM="$SYS"
+"$PREFIX/bin/tessera" pool create tank --target-size 64M >/dev/null
+"$PREFIX/bin/tessera" cont create tank c1 --oclass RP_3G1 --rf 2 >/dev/null
+TESSERA_MGMT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mgmt"])' "$SYS/system.json")"
+TESSERA_AGENT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent"])' "$SYS/system.json")"
+export TESSERA_MGMT TESSERA_AGENT
+unset TESSERA_SYSTEM_KEY  # an application's identity: the agent's word for this user
+"$WORK/put_get_pc" tank c1 100
+"$WORK/build-c/put_get" tank c1 50
+# A bad container is a clear error, not a crash.
+if "$WORK/put_get_pc" tank nosuch 1 2> "$WORK/err"; then fail "put_get opened a container that does not exist"; fi
+grep -q "nosuch\|not found\|no container" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
+echo "SDK: installed, built out of tree two ways, and both builds stored and read back data"
