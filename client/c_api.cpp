@@ -1,42 +1,39 @@
+#include <fmt/format.h>
+
 #include <cstring>
 #include <string>
 
-#include "client/client.hpp"
-#include "client/container.hpp"
-#include "client/tessera.h"
-
-struct tessera_client {
-  std::unique_ptr<tessera::Client> impl;
-};
-struct tessera_cont {
-  std::unique_ptr<tessera::Container> impl;
-};
-struct tessera_tx {
-  std::unique_ptr<tessera::Transaction> impl;
-};
+#include "client/c_api_impl.hpp"
 
 namespace {
 thread_local std::string t_last_error;
+}  // namespace
 
-int fail(const tessera::Status& st) {
+namespace tessera::capi {
+
+int fail(const Status& st) {
   t_last_error = st.to_string();
   return -static_cast<int>(st.code());
 }
-std::string str(const char* s) {
-  return s != nullptr ? std::string(s) : std::string();
-}
-// A fetch's bytes into the caller's buffer (or the size needed).
-int copy_out(const tessera::FetchResult& r, void* buf, size_t buflen, size_t* out_len) {
+
+int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len, std::string* error) {
   *out_len = r.data.size();
   if (r.data.size() > buflen) {
-    t_last_error = "output buffer too small";
+    *error = fmt::format("output buffer too small: {} bytes, {} needed", buflen, r.data.size());
     return -TESSERA_ERANGE;
   }
   if (!r.data.empty()) std::memcpy(buf, r.data.data(), r.data.size());
   return 0;
 }
-tessera::ValueKind kind_of(int k) {
-  return k == TESSERA_ARRAY ? tessera::ValueKind::array : tessera::ValueKind::single;
+
+}  // namespace tessera::capi
+
+using namespace tessera::capi;
+
+namespace {
+// The blocking calls' copy: the message goes to the thread's last error.
+int copy_out(const tessera::FetchResult& r, void* buf, size_t buflen, size_t* out_len) {
+  return tessera::capi::copy_out(r, buf, buflen, out_len, &t_last_error);
 }
 }  // namespace
 
@@ -44,7 +41,7 @@ extern "C" {
 
 int tessera_connect(const char* engine, tessera_client** out) {
   if (engine == nullptr || out == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   tessera::ClientOptions o;
   o.engine = engine;
   auto c = tessera::Client::connect(o);
@@ -61,7 +58,7 @@ int tessera_obj_update(tessera_client* c, uint64_t hi, uint64_t lo, const char* 
                        const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
                        uint64_t* epoch_out) {
   if (c == nullptr || (buf == nullptr && len > 0))
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto r = c->impl->update({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
                            {static_cast<const uint8_t*>(buf), len});
   if (!r) return fail(r.status());
@@ -73,7 +70,7 @@ int tessera_obj_fetch(tessera_client* c, uint64_t hi, uint64_t lo, const char* d
                       const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
                       size_t buflen, size_t* out_len) {
   if (c == nullptr || out_len == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto r = c->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
   if (!r) return fail(r.status());
   return copy_out(*r, buf, buflen, out_len);
@@ -81,7 +78,7 @@ int tessera_obj_fetch(tessera_client* c, uint64_t hi, uint64_t lo, const char* d
 
 int tessera_obj_punch(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
                       const char* akey) {
-  if (c == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (c == nullptr) return null_argument();
   auto r = c->impl->punch({hi, lo}, str(dkey), str(akey));
   if (!r) return fail(r.status());
   return 0;
@@ -89,7 +86,7 @@ int tessera_obj_punch(tessera_client* c, uint64_t hi, uint64_t lo, const char* d
 
 int tessera_connect_system(const char* mgmt, tessera_client** out) {
   if (mgmt == nullptr || out == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   tessera::ClientOptions o;
   o.engine = mgmt;
   auto c = tessera::Client::connect_system(o);
@@ -101,7 +98,7 @@ int tessera_connect_system(const char* mgmt, tessera_client** out) {
 int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
                       tessera_cont** out) {
   if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto h = c->impl->open_container(pool, cont, write != 0);
   if (!h) return fail(h.status());
   *out = new tessera_cont{std::move(*h)};
@@ -110,6 +107,10 @@ int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int
 
 int tessera_cont_close(tessera_cont* cont) {
   if (cont == nullptr) return 0;
+  if (cont->inflight.load() != 0) {
+    return fail({tessera::Errc::busy,
+                 fmt::format("{} calls on the container are in flight", cont->inflight.load())});
+  }
   tessera::Status st = cont->impl->close();
   delete cont;
   return st.is_ok() ? 0 : fail(st);
@@ -118,7 +119,7 @@ int tessera_cont_close(tessera_cont* cont) {
 int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
                      uint64_t* oid_hi, uint64_t* oid_lo) {
   if (cont == nullptr || oid_hi == nullptr || oid_lo == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto oid = cont->impl->make_oid(hi, lo, str(oclass));
   if (!oid) return fail(oid.status());
   *oid_hi = oid->hi;
@@ -128,15 +129,22 @@ int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* o
 
 int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                         const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
-                        int cond, uint64_t* epoch_out) {
-  if (cont == nullptr || (buf == nullptr && len > 0))
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+                        int cond, uint64_t* epoch_out, tessera_event* ev) {
+  if (cont == nullptr || (buf == nullptr && len > 0)) return null_argument();
   if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
     return fail({tessera::Errc::invalid_argument, "unknown condition"});
   tessera::UpdateFlags f;
   f.cond = static_cast<tessera::Cond>(cond);
-  auto r = cont->impl->update({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
-                              {static_cast<const uint8_t*>(buf), len}, f);
+  // The bytes are copied into the request here: the caller's buffer is free at once.
+  auto fut = cont->impl->update_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
+                                      tessera::Buffer(buf, len), f);
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {
+      if (!r) return event_failed(e, r.status());
+      e->epoch = *r;
+    });
+  }
+  auto r = fut.get();
   if (!r) return fail(r.status());
   if (epoch_out != nullptr) *epoch_out = *r;
   return 0;
@@ -144,25 +152,42 @@ int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char
 
 int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                        const char* akey, int kind, uint64_t offset, uint64_t length,
-                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len) {
-  if (cont == nullptr || out_len == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
-  auto r =
-      cont->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length, epoch);
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len,
+                       tessera_event* ev) {
+  if (cont == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
+    return null_argument();
+  auto fut =
+      cont->impl->fetch_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length, epoch);
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut),
+                       [buf, buflen](tessera_event* e, tessera::Result<tessera::FetchResult> r) {
+                         if (!r) return event_failed(e, r.status());
+                         auto* st = static_cast<EventState*>(e->internal_);
+                         e->status = tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
+                       });
+  }
+  auto r = fut.get();
   if (!r) return fail(r.status());
   return copy_out(*r, buf, buflen, out_len);
 }
 
 int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
-                       const char* akey) {
-  if (cont == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
-  auto r = cont->impl->punch({hi, lo}, str(dkey), str(akey));
+                       const char* akey, tessera_event* ev) {
+  if (cont == nullptr) return null_argument();
+  auto fut = cont->impl->punch_async({hi, lo}, str(dkey), str(akey));
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {
+      if (!r) return event_failed(e, r.status());
+      e->epoch = *r;
+    });
+  }
+  auto r = fut.get();
   return r ? 0 : fail(r.status());
 }
 
 int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out) {
   if (cont == nullptr || out == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto tx = cont->impl->tx_open(snapshot_epoch);
   if (!tx) return fail(tx.status());
   *out = new tessera_tx{std::move(*tx)};
@@ -176,7 +201,7 @@ uint64_t tessera_tx_epoch(const tessera_tx* tx) {
 int tessera_tx_update(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey, const char* akey,
                       int kind, uint64_t offset, const void* buf, size_t len, int cond) {
   if (tx == nullptr || (buf == nullptr && len > 0))
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
     return fail({tessera::Errc::invalid_argument, "unknown condition"});
   tessera::UpdateFlags f;
@@ -190,7 +215,7 @@ int tessera_tx_fetch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
                      int kind, uint64_t offset, uint64_t length, void* buf, size_t buflen,
                      size_t* out_len) {
   if (tx == nullptr || out_len == nullptr)
-    return fail({tessera::Errc::invalid_argument, "null argument"});
+    return null_argument();
   auto r = tx->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
   if (!r) return fail(r.status());
   return copy_out(*r, buf, buflen, out_len);
@@ -198,13 +223,13 @@ int tessera_tx_fetch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
 
 int tessera_tx_punch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
                      const char* akey) {
-  if (tx == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (tx == nullptr) return null_argument();
   tessera::Status st = tx->impl->punch({hi, lo}, str(dkey), str(akey));
   return st.is_ok() ? 0 : fail(st);
 }
 
 int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out) {
-  if (tx == nullptr) return fail({tessera::Errc::invalid_argument, "null argument"});
+  if (tx == nullptr) return null_argument();
   auto r = tx->impl->commit();
   if (!r) return fail(r.status());
   if (epoch_out != nullptr) *epoch_out = *r;

@@ -66,24 +66,62 @@ int tessera_connect_system(const char* mgmt, tessera_client** out);
 /* Opens a container of a pool (labels or UUIDs) for reading, or reading and writing. */
 int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
                       tessera_cont** out);
-/* Closes the handle and frees `cont` (its transactions must be closed first). */
+/* Closes the handle and frees `cont` (its transactions must be closed first); -TESSERA_EBUSY,
+ * and nothing closed, while a call on it is in flight. */
 int tessera_cont_close(tessera_cont* cont);
 /* An object id of class `oclass` (NULL or "": the container's default) from the
  * application's 96 bits (hi: 32 of them). */
 int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
                      uint64_t* oid_hi, uint64_t* oid_lo);
 
+/* ---- event queues: many calls in flight from one thread ----
+ *
+ * A call given an event (not NULL) starts and returns at once: 0 when it started, or the error
+ * that kept it from starting. Its result arrives later through the event's queue:
+ * tessera_eq_poll() hands back completed events, with status (0 or -TESSERA_E*), epoch (an
+ * update's) and out_len (a fetch's bytes, or the bytes needed when status is -TESSERA_ERANGE)
+ * set, and a fetch's bytes in its buffer. Until then the call's buffers must stay valid and
+ * the event untouched. Completions are handed back only by tessera_eq_poll, on the thread that
+ * polls: no callback ever runs on a library thread. */
+typedef struct tessera_eq tessera_eq;
+typedef struct tessera_event {
+  int status;       /* the call's result, once polled */
+  uint64_t epoch;   /* an update's epoch */
+  size_t out_len;   /* a fetch's bytes (or the bytes needed) */
+  void* user;       /* the caller's own, never touched by the library */
+  void* internal_;  /* the library's */
+} tessera_event;
+
+int tessera_eq_create(tessera_eq** out);
+/* -TESSERA_EBUSY while an event of the queue is in flight (started, not yet polled). */
+int tessera_eq_destroy(tessera_eq* eq);
+/* Binds `ev` to `eq`; an event is reused for call after call (one at a time). */
+int tessera_event_init(tessera_event* ev, tessera_eq* eq, void* user);
+/* Frees what tessera_event_init took; -TESSERA_EBUSY while the event is in flight. */
+int tessera_event_fini(tessera_event* ev);
+/* The message of a completed event's failure ("" if it succeeded); valid until its next call. */
+const char* tessera_event_error(const tessera_event* ev);
+/* Waits up to timeout_us (0: not at all; negative: until one completes) for completed events
+ * and stores up to `max` of them in evs, in the order they completed. Returns how many (0 when
+ * the wait ended with none), or a negative error. */
+int tessera_eq_poll(tessera_eq* eq, int64_t timeout_us, tessera_event** evs, size_t max);
+/* Events of the queue started and not yet polled. */
+size_t tessera_eq_inflight(const tessera_eq* eq);
+
 /* Object I/O in the container, each call its own update (replicated or erasure-coded by the
  * object's class); arguments as tessera_obj_update/fetch/punch. cond: TESSERA_COND_*. A fetch
- * reads the newest value (epoch 0) or the one at `epoch` (a snapshot's). */
+ * reads the newest value (epoch 0) or the one at `epoch` (a snapshot's). ev NULL: the call
+ * returns when done; otherwise it starts and completes through ev's queue (then out_len and
+ * epoch_out are not used: the event carries them). */
 int tessera_cont_update(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                         const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
-                        int cond, uint64_t* epoch_out);
+                        int cond, uint64_t* epoch_out, tessera_event* ev);
 int tessera_cont_fetch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                        const char* akey, int kind, uint64_t offset, uint64_t length,
-                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len);
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len,
+                       tessera_event* ev);
 int tessera_cont_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
-                       const char* akey);
+                       const char* akey, tessera_event* ev);
 
 /* A transaction on the container: snapshot_epoch 0 reads and writes at a new epoch;
  * otherwise read-only at that epoch. Its changes apply at tessera_tx_commit(), all or none;

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,14 +38,18 @@ struct FutureState {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<Result<T>> value;  // set once, under mu
+  std::function<void()> on_ready;  // called once, after value is set (Future::on_ready)
 
   void complete(Result<T> v) {
+    std::function<void()> fn;
     {
       std::lock_guard lk(mu);
       if (value) return;
       value.emplace(std::move(v));
+      fn = std::move(on_ready);
     }
     cv.notify_all();
+    if (fn) fn();
   }
 };
 }  // namespace detail
@@ -66,6 +71,22 @@ class Future {
 
   // False for a default-constructed future and after get().
   bool valid() const noexcept { return s_ != nullptr; }
+
+  // Calls `fn` once the value is set: at once, on this thread, if it is; otherwise on the
+  // thread that sets it, which may be a client target: `fn` must be short and never block or
+  // wait (it may take a mutex held only briefly, as complete() does). One per future; the
+  // value stays for get(). This is how one thread waits for many futures (the C API's event
+  // queues, client/c_api_eq.cpp).
+  void on_ready(std::function<void()> fn) {
+    {
+      std::lock_guard lk(s_->mu);
+      if (!s_->value) {
+        s_->on_ready = std::move(fn);
+        return;
+      }
+    }
+    fn();
+  }
 
   // Whether the value is there (never blocks).
   bool ready() const {

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     int len = snprintf(value, sizeof value, "value %d of libtessera %s", i, tessera_version());
     uint64_t epoch = 0;
     rc = tessera_cont_update(cont, hi, lo, key, "v", TESSERA_SINGLE, 0, value, (size_t)len,
-                             TESSERA_COND_NONE, &epoch);
+                             TESSERA_COND_NONE, &epoch, NULL);
     if (rc != 0) return fail("update", rc);
   }
   for (int i = 0; i < n; ++i) {
@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     int len = snprintf(value, sizeof value, "value %d of libtessera %s", i, tessera_version());
     size_t got = 0;
     rc = tessera_cont_fetch(cont, hi, lo, key, "v", TESSERA_SINGLE, 0, 0, 0, back, sizeof back,
-                            &got);
+                            &got, NULL);
     if (rc != 0) return fail("fetch", rc);
     if (got != (size_t)len || memcmp(back, value, got) != 0) {
       fprintf(stderr, "put_get: %s read back %.*s, not %s\n", key, (int)got, back, value);

@@ -70,6 +70,8 @@ export TESSERA_MGMT TESSERA_AGENT
 unset TESSERA_SYSTEM_KEY  # an application's identity: the agent's word for this user
 "$WORK/put_get_pc" tank c1 100
 "$WORK/build-c/put_get" tank c1 50
+# The asynchronous API: a checkpoint written and read back with 8 calls in flight on one queue.
+"$WORK/build-c/checkpoint" tank c1 16 8 256
 # A bad container is a clear error, not a crash.
 if "$WORK/put_get_pc" tank nosuch 1 2> "$WORK/err"; then fail "put_get opened a container that does not exist"; fi
 grep -q "nosuch\|not found\|no container" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"

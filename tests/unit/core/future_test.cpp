@@ -2,6 +2,9 @@
 // Under the tsan preset these tests are the race check of that hand-off.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -69,5 +72,51 @@ TEST(Future, AwaitingOnATargetThreadAnswersInternalInsteadOfBlockingIt) {
   EXPECT_EQ(r.status().code(), Errc::internal);
   auto ready = Future<int>::ready_with(5);
   EXPECT_EQ(*run_on(t, [&ready] { return ready.get(); }), 5);  // a ready value is returned
+  t.stop();
+}
+
+// on_ready: called once, after the value is there; on the setting thread (a target's) when
+// registered first, at once when the value was already set; the value stays for get(). Many
+// futures set on a target, all waited for by one thread through their callbacks.
+TEST(Future, OnReadyRunsOnceTheValueIsSetAndOneThreadWaitsForMany) {
+  Promise<int> early;
+  early.set_value(3);
+  auto fe = early.get_future();
+  int calls = 0;
+  fe.on_ready([&calls] { ++calls; });
+  EXPECT_EQ(calls, 1) << "a future already set calls at once";
+  EXPECT_EQ(*fe.get(), 3);
+
+  Target t(RealEnv::instance(), TargetOptions{});
+  ASSERT_TRUE(t.start().is_ok());
+  constexpr int kMany = 300;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int> order;
+  std::vector<Future<int>> futures;
+  std::vector<std::shared_ptr<Promise<int>>> promises;
+  for (int i = 0; i < kMany; ++i) {
+    promises.push_back(std::make_shared<Promise<int>>());
+    futures.push_back(promises.back()->get_future());
+    futures.back().on_ready([&, i] {
+      {
+        std::lock_guard g(mu);
+        EXPECT_TRUE(futures[i].ready()) << "called before the value was set";
+        order.push_back(i);
+      }
+      cv.notify_all();
+    });
+  }
+  for (int i = kMany - 1; i >= 0; --i) t.post([p = promises[i], i] { p->set_value(i * 2); });
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(60), [&] { return order.size() == kMany; }));
+  }
+  for (int i = 0; i < kMany; ++i) {
+    EXPECT_EQ(order[i], kMany - 1 - i) << "not once each, in the order set";
+    EXPECT_EQ(*futures[i].get(), i * 2);
+  }
+  promises.clear();  // already set: nothing more is called
+  EXPECT_EQ(order.size(), static_cast<size_t>(kMany));
   t.stop();
 }

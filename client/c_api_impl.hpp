@@ -1,0 +1,95 @@
+// What the C API's files share (c_api.cpp: calls; c_api_eq.cpp: event queues): the handles
+// behind tessera.h's opaque types, the thread-local error, and start_event(), which runs a call
+// through an event queue. Not installed: tessera.h is the whole public surface.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "client/client.hpp"
+#include "client/container.hpp"
+#include "client/tessera.h"
+#include "client/transaction.hpp"
+
+struct tessera_client {
+  std::unique_ptr<tessera::Client> impl;
+};
+struct tessera_cont {
+  std::unique_ptr<tessera::Container> impl;
+  std::atomic<size_t> inflight{0};  // calls started with an event whose request has not ended
+};
+struct tessera_tx {
+  std::unique_ptr<tessera::Transaction> impl;
+};
+// Completed events wait in `done` (in the order they completed) until a poll hands them back.
+// The client target that completes a request only appends the event here, under `mu`, held
+// briefly on both sides; the call's result is copied out by the polling thread.
+struct tessera_eq {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<tessera_event*> done;
+  std::atomic<size_t> inflight{0};  // started, not yet polled
+};
+
+namespace tessera::capi {
+
+// The calling thread's last error (tessera_last_error); returns the code to give back.
+int fail(const Status& st);
+inline int null_argument() {
+  return fail({Errc::invalid_argument, "null argument"});
+}
+inline std::string str(const char* s) {
+  return s != nullptr ? std::string(s) : std::string();
+}
+inline ValueKind kind_of(int k) {
+  return k == TESSERA_ARRAY ? ValueKind::array : ValueKind::single;
+}
+// A fetch's bytes into the caller's buffer; *out_len: the bytes (or those needed). 0 or
+// -TESSERA_ERANGE (the message in *error).
+int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len, std::string* error);
+
+// The library's part of a tessera_event (its internal_).
+struct EventState {
+  tessera_eq* eq = nullptr;
+  std::atomic<bool> busy{false};  // started, not yet polled
+  std::function<void(tessera_event*)> finish;  // sets the event's results, on the polling thread
+  std::string error;
+};
+// Sets a completed event's failure.
+void event_failed(tessera_event* ev, const Status& st);
+
+// Starts a call of `cont` whose request is `fut` through event `ev`: when the request ends its
+// event joins the queue's completed ones, and the poll that hands it back calls
+// finish(ev, result) first. 0, or the error that kept it from starting.
+template <typename T, typename Finish>
+int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish finish) {
+  auto* st = static_cast<EventState*>(ev->internal_);
+  if (st == nullptr) return fail({Errc::invalid_argument, "event not initialised (tessera_event_init)"});
+  if (st->busy.exchange(true)) return fail({Errc::busy, "the event is in flight"});
+  st->error.clear();
+  ev->status = 0;
+  ev->epoch = 0;
+  ev->out_len = 0;
+  auto f = std::make_shared<Future<T>>(std::move(fut));
+  st->finish = [f, finish](tessera_event* e) { finish(e, f->get()); };
+  tessera_eq* eq = st->eq;
+  eq->inflight.fetch_add(1);
+  cont->inflight.fetch_add(1);
+  f->on_ready([eq, ev, cont] {
+    cont->inflight.fetch_sub(1);  // the last touch of the container: it may be closed now
+    {
+      std::lock_guard g(eq->mu);
+      eq->done.push_back(ev);
+    }
+    eq->cv.notify_all();
+  });
+  return 0;
+}
+
+}  // namespace tessera::capi
