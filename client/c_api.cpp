@@ -133,6 +133,7 @@ int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char
   if (cont == nullptr || (buf == nullptr && len > 0)) return null_argument();
   if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
     return fail({tessera::Errc::invalid_argument, "unknown condition"});
+  if (int rc = claim_event(ev); rc != 0) return rc;
   tessera::UpdateFlags f;
   f.cond = static_cast<tessera::Cond>(cond);
   // The bytes are copied into the request here: the caller's buffer is free at once.
@@ -156,6 +157,7 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
                        tessera_event* ev) {
   if (cont == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
     return null_argument();
+  if (int rc = claim_event(ev); rc != 0) return rc;
   auto fut =
       cont->impl->fetch_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length, epoch);
   if (ev != nullptr) {
@@ -174,6 +176,7 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
 int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                        const char* akey, tessera_event* ev) {
   if (cont == nullptr) return null_argument();
+  if (int rc = claim_event(ev); rc != 0) return rc;
   auto fut = cont->impl->punch_async({hi, lo}, str(dkey), str(akey));
   if (ev != nullptr) {
     return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {

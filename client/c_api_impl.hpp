@@ -64,14 +64,22 @@ struct EventState {
 // Sets a completed event's failure.
 void event_failed(tessera_event* ev, const Status& st);
 
-// Starts a call of `cont` whose request is `fut` through event `ev`: when the request ends its
-// event joins the queue's completed ones, and the poll that hands it back calls
-// finish(ev, result) first. 0, or the error that kept it from starting.
-template <typename T, typename Finish>
-int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish finish) {
+// Claims `ev` (NULL: none) for a call, before its request is sent: an event that is not
+// initialised or still in flight is refused and nothing is sent. 0, or the error.
+inline int claim_event(tessera_event* ev) {
+  if (ev == nullptr) return 0;
   auto* st = static_cast<EventState*>(ev->internal_);
   if (st == nullptr) return fail({Errc::invalid_argument, "event not initialised (tessera_event_init)"});
   if (st->busy.exchange(true)) return fail({Errc::busy, "the event is in flight"});
+  return 0;
+}
+
+// Runs a call of `cont` whose request is `fut` through event `ev`, claimed before the request
+// was sent (claim_event): when the request ends its event joins the queue's completed ones, and
+// the poll that hands it back calls finish(ev, result) first.
+template <typename T, typename Finish>
+int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish finish) {
+  auto* st = static_cast<EventState*>(ev->internal_);
   st->error.clear();
   ev->status = 0;
   ev->epoch = 0;

@@ -218,6 +218,9 @@ TEST(CApi, HundredsOfCallsInFlightOnOneQueueEachCompleteOnce) {
                                bufs[0].data(), bufs[0].size(), nullptr, &evs[0]),
             -TESSERA_EBUSY)
       << "an event in flight started another call";
+  EXPECT_EQ(tessera_cont_update(c.co, c.hi, c.lo, "refused-busy", "v", TESSERA_SINGLE, 0, "x", 1,
+                                TESSERA_COND_NONE, nullptr, &evs[0]),
+            -TESSERA_EBUSY);
   EXPECT_EQ(tessera_event_fini(&evs[0]), -TESSERA_EBUSY);
   done = c.drain();
   ASSERT_EQ(done.size(), static_cast<size_t>(kCalls));
@@ -244,6 +247,9 @@ TEST(CApi, HundredsOfCallsInFlightOnOneQueueEachCompleteOnce) {
   EXPECT_EQ(tessera_cont_punch(c.co, c.hi, c.lo, "k2", "v", &raw), -TESSERA_EINVAL);
   for (auto& e : evs) EXPECT_EQ(tessera_event_fini(&e), 0);
   EXPECT_EQ(tessera_cont_punch(c.co, c.hi, c.lo, "k2", "v", &evs[2]), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_cont_update(c.co, c.hi, c.lo, "refused-fini", "v", TESSERA_SINGLE, 0, "x", 1,
+                                TESSERA_COND_NONE, nullptr, &evs[2]),
+            -TESSERA_EINVAL);
 }
 
 // kill -9 of an engine while a thread keeps 64 updates in flight on one queue: every event comes
