@@ -1,5 +1,7 @@
 #include "actors/object_service.hpp"
 
+#include <cstring>
+
 #include "actors/object_service_util.hpp"
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
@@ -492,6 +494,19 @@ Status ObjectService::handle(Message& m) {
         } else {
           TESSERA_TRY(settle(*w->shard, w->key, scope == storage::ListScope::dkeys ? "" : dkey,
                              scope == storage::ListScope::recx ? akey : "", epoch));
+        }
+      }
+      if (scope == storage::ListScope::objects && w->shard != nullptr && anchor.size() == 16) {
+        // A client pages on from the last object it was given, in the container's own ids
+        // (no container bits); a page's own anchor is a store key (container bits set, ids
+        // start at 1) and is taken as it is.
+        ObjectId from;
+        std::memcpy(&from.hi, anchor.data(), 8);
+        std::memcpy(&from.lo, anchor.data() + 8, 8);
+        if (cont_of(from) == 0) {
+          from = shard_keys::store_key(from, ctx.cont);
+          std::memcpy(anchor.data(), &from.hi, 8);
+          std::memcpy(anchor.data() + 8, &from.lo, 8);
         }
       }
       auto r = w->store->list(scope, w->key, dkey, akey, anchor, limit, epoch);

@@ -34,15 +34,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kFileName = "system.json";
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The last lines of an engine's log, for error messages.
 std::string log_tail(const std::string& path, size_t lines = 8) {
   std::string text = read_file(path);
@@ -347,7 +338,7 @@ Status check_pointer(const std::string& pointer, const std::string& target) {
   if (pointer.empty()) return Status();
   std::error_code ec;
   fs::path p(pointer);
-  if (fs::is_directory(p, ec)) p /= kFileName;
+  if (fs::is_directory(p, ec)) p /= kSystemFileName;
   if (fs::weakly_canonical(p, ec) == fs::weakly_canonical(target, ec)) return Status();
   if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_symlink(fs::symlink_status(p, ec))) {
     return Status(Errc::exists, fmt::format("{} exists and is not a link to a system file; "
@@ -361,7 +352,7 @@ Status link_pointer(const std::string& pointer, const std::string& target) {
   if (pointer.empty()) return Status();
   std::error_code ec;
   fs::path p(pointer);
-  if (fs::is_directory(p, ec)) p /= kFileName;
+  if (fs::is_directory(p, ec)) p /= kSystemFileName;
   if (fs::equivalent(p, target, ec)) return Status();
   fs::create_directories(p.parent_path(), ec);
   if (fs::exists(fs::symlink_status(p, ec)) && !fs::is_symlink(fs::symlink_status(p, ec))) {
@@ -381,117 +372,6 @@ Status link_pointer(const std::string& pointer, const std::string& target) {
 }
 
 }  // namespace
-
-std::string default_system_path() {
-  const char* home = std::getenv("HOME");
-  if (home != nullptr && *home != '\0') return std::string(home) + "/.tessera/" + kFileName;
-  return fmt::format("/tmp/tessera-{}/{}", ::getuid(), kFileName);
-}
-
-std::string system_path(const std::string& flag) {
-  std::string p = flag;
-  if (p.empty()) {
-    const char* env = std::getenv("TESSERA_SYSTEM");
-    p = env != nullptr ? env : "";
-  }
-  if (p.empty()) return default_system_path();
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) return (fs::path(p) / kFileName).string();
-  return p;
-}
-
-json SystemFile::to_json() const {
-  json j{{"version", 1},
-         {"dir", dir},
-         {"mgmt", mgmt},
-         {"access_points", mgmt::access_points_text(access_points)},
-         {"provider", provider},
-         {"targets", targets},
-         {"scratch_size", scratch_size},
-         {"server", server},
-         {"insecure", insecure},
-         {"system_key", system_key},
-         {"node_keys", node_keys},
-         {"node_key", node_key},
-         {"node", node},
-         {"agent", agent},
-         {"agent_pid", agent_pid}};
-  j["engines"] = json::array();
-  for (const auto& e : engines) {
-    j["engines"].push_back(
-        {{"rank", e.rank}, {"control", e.control}, {"pid", e.pid}, {"dir", e.dir}, {"log", e.log}});
-  }
-  return j;
-}
-
-Result<SystemFile> SystemFile::load(const std::string& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) {
-    if (fs::is_symlink(fs::symlink_status(path, ec))) {
-      return Status(Errc::not_found, fmt::format("system file {} links to {}, which is gone", path,
-                                                 fs::read_symlink(path, ec).string()));
-    }
-    return Status(Errc::not_found, fmt::format("no system file at {}", path));
-  }
-  std::string text = read_file(path);
-  SystemFile s;
-  try {
-    json j = json::parse(text);
-    s.dir = j.at("dir").get<std::string>();
-    s.mgmt = j.at("mgmt").get<std::string>();
-    if (const std::string aps = j.value("access_points", std::string()); !aps.empty()) {
-      auto l = mgmt::parse_access_points(aps);
-      if (!l) throw std::runtime_error("access_points: " + l.status().message());
-      s.access_points = std::move(*l);
-    }
-    s.provider = j.at("provider").get<std::string>();
-    s.targets = j.at("targets").get<uint32_t>();
-    s.scratch_size = j.value("scratch_size", std::string("64M"));
-    s.server = j.value("server", std::string());
-    s.insecure = j.value("insecure", false);
-    s.system_key = j.value("system_key", std::string());
-    s.node_keys = j.value("node_keys", std::string());
-    s.node_key = j.value("node_key", std::string());
-    s.node = j.value("node", std::string());
-    s.agent = j.value("agent", std::string());
-    s.agent_pid = j.value("agent_pid", pid_t{0});
-    for (const auto& e : j.at("engines")) {
-      EngineRecord r;
-      r.rank = e.at("rank").get<uint32_t>();
-      r.control = e.at("control").get<std::string>();
-      r.pid = e.at("pid").get<pid_t>();
-      r.dir = e.at("dir").get<std::string>();
-      r.log = e.at("log").get<std::string>();
-      s.engines.push_back(std::move(r));
-    }
-  } catch (const std::exception& e) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("{} is not a Tessera system file: {}", path, e.what()));
-  }
-  s.path = path;
-  return s;
-}
-
-Status SystemFile::save() const {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << to_json().dump(2) << "\n";
-    out.flush();
-    if (!out) return Status(Errc::io_error, fmt::format("cannot write {}", tmp));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return Status(Errc::io_error, fmt::format("cannot write {}: {}", path, ec.message()));
-  return Status();
-}
-
-const EngineRecord* SystemFile::engine(uint32_t rank) const {
-  for (const auto& e : engines) {
-    if (e.rank == rank) return &e;
-  }
-  return nullptr;
-}
 
 bool engine_alive(const EngineRecord& e) {
   if (gone(e.pid)) return false;
@@ -529,7 +409,7 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
 
   StartReport rep;
   SystemFile& sys = rep.sys;
-  const std::string path = dir + "/" + kFileName;
+  const std::string path = dir + "/" + kSystemFileName;
   if (fs::exists(path, ec)) {
     auto old = SystemFile::load(path);
     if (!old) return old.status();
@@ -835,15 +715,5 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
   return stopped;
 }
 
-security::Authority authority(const SystemFile& sys) {
-  std::shared_ptr<const security::SystemKey> key;
-  if (!sys.system_key.empty()) {
-    auto k = security::SystemKey::load(sys.system_key);
-    if (k) key = std::move(*k);  // readable: this process administers the system
-  }
-  const char* env = std::getenv("TESSERA_AGENT");
-  return security::Authority(std::move(key),
-                             env != nullptr && *env != '\0' ? std::string(env) : sys.agent);
-}
 
 }  // namespace tessera::local

@@ -22,52 +22,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client/system_file.hpp"
 #include "core/status.hpp"
-#include "mgmt/leader.hpp"
-#include "security/authority.hpp"
 
 namespace tessera::local {
-
-struct EngineRecord {
-  uint32_t rank = 0;
-  std::string control;  // host:port of its control socket
-  pid_t pid = 0;
-  std::string dir;  // storage directory
-  std::string log;  // stdout + stderr of the engine
-};
-
-struct SystemFile {
-  std::string path;  // where it was read from (not stored in the file)
-  std::string dir;
-  // The management service: rank 0's control address, or (replicated) every access point's,
-  // comma-separated (what MgmtClient takes).
-  std::string mgmt;
-  // Replicated management service: ranks 0..n-1 are its access points, each on the control
-  // and raft ports recorded here (the same on every start). Empty: rank 0 hosts it alone.
-  std::vector<mgmt::AccessPoint> access_points;
-  std::string provider;
-  uint32_t targets = 0;
-  std::string scratch_size;  // per-target scratch store of each engine
-  std::string server;        // tessera-server binary
-  std::vector<EngineRecord> engines;
-  // Security (docs/SECURITY.md): the keys `system start` made, and the node agent it runs.
-  bool insecure = false;
-  std::string system_key;  // DIR/keys/system.key: engines and administrators
-  std::string node_keys;   // DIR/keys/nodes: public keys of the node agents users are vouched by
-  std::string node_key;    // DIR/keys/node.key: this node's agent's secret key
-  std::string node;        // this node's name
-  std::string agent;       // the agent's socket
-  pid_t agent_pid = 0;
-
-  static Result<SystemFile> load(const std::string& path);
-  Status save() const;  // write-then-rename: a reader sees the old file or the new one
-  nlohmann::json to_json() const;
-  const EngineRecord* engine(uint32_t rank) const;
-};
-
-// The system file named by `flag` (may be empty), $TESSERA_SYSTEM or the default pointer.
-std::string system_path(const std::string& flag);
-std::string default_system_path();
 
 struct StartOptions {
   std::string dir;
@@ -112,8 +70,5 @@ Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig);
 // The engine's process exists and is this engine's tessera-server (not a reused pid).
 bool engine_alive(const EngineRecord& e);
 
-// How a command reaches the system: as an administrator if it can read the system key, else
-// as a user vouched for by the node agent ($TESSERA_AGENT, else the system's own).
-security::Authority authority(const SystemFile& sys);
 
 }  // namespace tessera::local

@@ -1,9 +1,11 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "client/c_api_impl.hpp"
+#include "client/system_file.hpp"
 
 namespace {
 thread_local std::string t_last_error;
@@ -16,6 +18,18 @@ int fail(const Status& st) {
   return -static_cast<int>(st.code());
 }
 
+int fail_range(const std::string& message) {
+  t_last_error = "buffer too small: " + message;
+  return -TESSERA_ERANGE;
+}
+
+int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len) {
+  std::string error;
+  int rc = copy_out(r, buf, buflen, out_len, &error);
+  if (rc != 0) t_last_error = error;
+  return rc;
+}
+
 int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len, std::string* error) {
   *out_len = r.data.size();
   if (r.data.size() > buflen) {
@@ -26,16 +40,20 @@ int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len, st
   return 0;
 }
 
+Result<std::string> find_system(const std::string& arg) {
+  if (arg.empty()) return local::find_system({}, {});
+  // A path names a system file (or its directory); anything else is an address.
+  std::error_code ec;
+  if (arg.find('/') != std::string::npos || std::filesystem::exists(arg, ec) ||
+      arg.find(':') == std::string::npos) {
+    return local::find_system({}, arg);
+  }
+  return local::find_system(arg, {});
+}
+
 }  // namespace tessera::capi
 
 using namespace tessera::capi;
-
-namespace {
-// The blocking calls' copy: the message goes to the thread's last error.
-int copy_out(const tessera::FetchResult& r, void* buf, size_t buflen, size_t* out_len) {
-  return tessera::capi::copy_out(r, buf, buflen, out_len, &t_last_error);
-}
-}  // namespace
 
 extern "C" {
 
@@ -46,7 +64,7 @@ int tessera_connect(const char* engine, tessera_client** out) {
   o.engine = engine;
   auto c = tessera::Client::connect(o);
   if (!c) return fail(c.status());
-  *out = new tessera_client{std::move(*c)};
+  *out = new tessera_client{std::move(*c), {}, o.timeout};
   return 0;
 }
 
@@ -84,14 +102,15 @@ int tessera_obj_punch(tessera_client* c, uint64_t hi, uint64_t lo, const char* d
   return 0;
 }
 
-int tessera_connect_system(const char* mgmt, tessera_client** out) {
-  if (mgmt == nullptr || out == nullptr)
-    return null_argument();
+int tessera_connect_system(const char* system, tessera_client** out) {
+  if (out == nullptr) return null_argument();
+  auto mgmt = find_system(str(system));
+  if (!mgmt) return fail(mgmt.status());
   tessera::ClientOptions o;
-  o.engine = mgmt;
+  o.engine = *mgmt;
   auto c = tessera::Client::connect_system(o);
   if (!c) return fail(c.status());
-  *out = new tessera_client{std::move(*c)};
+  *out = new tessera_client{std::move(*c), *mgmt, o.timeout};
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -19,6 +20,8 @@
 
 struct tessera_client {
   std::unique_ptr<tessera::Client> impl;
+  std::string mgmt;  // system mode: the management service's access points
+  std::chrono::milliseconds timeout{30000};
 };
 struct tessera_cont {
   std::unique_ptr<tessera::Container> impl;
@@ -50,9 +53,15 @@ inline std::string str(const char* s) {
 inline ValueKind kind_of(int k) {
   return k == TESSERA_ARRAY ? ValueKind::array : ValueKind::single;
 }
+// What tessera_connect_system's `system` names (empty: the CLI's discovery), as the management
+// service's address.
+Result<std::string> find_system(const std::string& arg);
+// -TESSERA_ERANGE (a buffer too small), `message` the thread's last error.
+int fail_range(const std::string& message);
 // A fetch's bytes into the caller's buffer; *out_len: the bytes (or those needed). 0 or
-// -TESSERA_ERANGE (the message in *error).
+// -TESSERA_ERANGE (the message in *error; without `error`, the thread's last error).
 int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len, std::string* error);
+int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len);
 
 // The library's part of a tessera_event (its internal_).
 struct EventState {

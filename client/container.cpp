@@ -495,24 +495,85 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
 }
 
 namespace contimpl {
+std::string page_anchor(ListScope scope, const KeyEntry& e) {
+  std::string a;
+  if (scope == ListScope::objects) {
+    a.resize(16);
+    std::memcpy(a.data(), &e.oid.hi, 8);
+    std::memcpy(a.data() + 8, &e.oid.lo, 8);
+  } else if (scope == ListScope::recx) {
+    a.resize(8);
+    std::memcpy(a.data(), &e.offset, 8);
+  } else {
+    a = e.key;
+  }
+  return a;
+}
+
+void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all, bool* more) {
+  *more = false;
+  if (page.limit == 0) return;
+  if (!page.after.empty()) {
+    auto after = [&](const KeyEntry& e) {
+      if (scope == ListScope::objects) {
+        ObjectId from;
+        if (page.after.size() != 16) return true;
+        std::memcpy(&from.hi, page.after.data(), 8);
+        std::memcpy(&from.lo, page.after.data() + 8, 8);
+        return from < e.oid;
+      }
+      if (scope == ListScope::recx) {
+        uint64_t from = 0;
+        if (page.after.size() != 8) return true;
+        std::memcpy(&from, page.after.data(), 8);
+        return e.offset > from;
+      }
+      return e.key > page.after;
+    };
+    all.erase(std::remove_if(all.begin(), all.end(), [&](const KeyEntry& e) { return !after(e); }),
+              all.end());
+  }
+  if (all.size() > page.limit) {
+    all.resize(page.limit);
+    *more = true;
+  }
+}
+
 Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, ObjectId oid,
                                         const std::string& dkey, const std::string& akey,
-                                        uint64_t epoch, uint64_t tx_read) {
+                                        uint64_t epoch, uint64_t tx_read, const PageSpec& page,
+                                        bool* more) {
   std::vector<KeyEntry> all;
+  // A page of keys or objects asks each shard for one page from the anchor on: the first
+  // `limit` entries of the merged pages are the listing's next `limit` (every shard's entries up
+  // to the last of them came in its page). Records are listed whole and cut.
+  const bool paged = page.limit > 0 && scope != ListScope::recx;
+  bool shard_more = false;
+  auto finish_page = [&](std::vector<KeyEntry>& sorted) {
+    bool cut = false;
+    cut_page(scope, page, sorted, &cut);
+    if (more != nullptr) *more = cut || shard_more;
+  };
 
-  // Pages from one shard until its anchor runs out.
+  // Pages from one shard until its anchor runs out (paged: or it gave `limit` entries; a page
+  // may come back empty with an anchor, its entries all filtered out by the engine).
   auto drain = [&](const placement::Shard& s) -> Status {
-    std::string anchor;
+    std::string anchor = paged ? page.after : std::string();
+    const size_t first = all.size();
     do {
-      auto r = send(
-          *st, s, proto::kObjList,
-          list_body(scope, oid, dkey, akey, anchor, 1000, epoch, read_ctx(*st, {epoch, tx_read})),
-          {}, st->timeout);
+      auto r = send(*st, s, proto::kObjList,
+                    list_body(scope, oid, dkey, akey, anchor, paged ? page.limit : 1000, epoch,
+                              read_ctx(*st, {epoch, tx_read})),
+                    {}, st->timeout);
       if (!r) return r.status();
-      auto page = decoded(*r, decode_list);
-      if (!page) return page.status();
-      for (auto& e : page->first) all.push_back(std::move(e));
-      anchor = std::move(page->second);
+      auto got = decoded(*r, decode_list);
+      if (!got) return got.status();
+      for (auto& e : got->first) all.push_back(std::move(e));
+      anchor = std::move(got->second);
+      if (paged && all.size() - first >= page.limit) {
+        shard_more = shard_more || !anchor.empty();
+        break;
+      }
     } while (!anchor.empty());
     return Status();
   };
@@ -540,11 +601,15 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                   all.begin(), all.end(),
                   [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
               all.end());
+    finish_page(all);
     return all;
   }
   TESSERA_TRY(placement::check_oid(oid));
   if (const auto* ec = ec_class(oid)) {
-    return ec_list(st, *ec, scope, oid, dkey, akey, epoch);
+    // Listed whole (their positions store akeys under names of their own), then cut.
+    auto r = ec_list(st, *ec, scope, oid, dkey, akey, epoch);
+    if (r) finish_page(*r);
+    return r;
   }
   auto place = placement::place(oid, st->view->pool.map);
   if (!place) return place.status();
@@ -608,6 +673,7 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                   [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
               all.end());
   }
+  finish_page(all);
   return all;
 }
 }  // namespace contimpl
@@ -618,6 +684,32 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
   return submit<std::vector<KeyEntry>>(
              st, [=]() { return list_keys(st, scope, oid, dkey, akey, epoch, 0); })
       .get();
+}
+
+Result<Container::KeyPage> Container::list_page(ListScope scope, ObjectId oid, std::string dkey,
+                                                std::string akey, uint64_t epoch,
+                                                std::string anchor, uint32_t limit) {
+  if (limit == 0) return Status(Errc::invalid_argument, "a page holds at least one entry");
+  auto st = st_;
+  PageSpec page{std::move(anchor), limit};
+  return submit<KeyPage>(st, [=]() -> Result<KeyPage> {
+           KeyPage out;
+           bool more = false;
+           auto r = list_keys(st, scope, oid, dkey, akey, epoch, 0, page, &more);
+           if (!r) return r.status();
+           out.entries = std::move(*r);
+           out.done = !more;
+           if (more && out.entries.empty()) {  // an anchor that would not move: a loop
+             return Status(Errc::internal, "a listing page came back empty before the end");
+           }
+           if (more) out.anchor = page_anchor(scope, out.entries.back());
+           return out;
+         })
+      .get();
+}
+
+std::string Container::anchor_after(ListScope scope, const KeyEntry& e) {
+  return page_anchor(scope, e);
 }
 
 Result<uint64_t> Container::kv_put(const std::string& key, std::span<const uint8_t> value) {

@@ -57,6 +57,18 @@ class Container {
   Result<std::vector<KeyEntry>> list_all(ListScope scope, ObjectId oid = {}, std::string dkey = {},
                                          std::string akey = {}, uint64_t epoch = 0);
 
+  // One page of list_all's listing: the entries after `anchor` (empty: from the first), at most
+  // `limit` (> 0). Pass the page's anchor back for the next page; `done` once none follow.
+  struct KeyPage {
+    std::vector<KeyEntry> entries;
+    std::string anchor;
+    bool done = true;
+  };
+  Result<KeyPage> list_page(ListScope scope, ObjectId oid, std::string dkey, std::string akey,
+                            uint64_t epoch, std::string anchor, uint32_t limit);
+  // The anchor of the page that starts after entry `e` of a listing of `scope`.
+  static std::string anchor_after(ListScope scope, const KeyEntry& e);
+
   // An OID of `oclass` (empty: the container's default class) from the application's 96 bits.
   Result<ObjectId> make_oid(uint32_t hi, uint64_t lo, const std::string& oclass = {}) const;
 

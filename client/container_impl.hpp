@@ -87,10 +87,25 @@ Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
   }
 }
 
-// Every key of a scope (Container::list_all); `tx_read`: a transaction's read, stamped.
+// One page of a listing (Container::list_page): the entries after `after` (a page anchor:
+// page_anchor()), at most `limit` of them; limit 0: every entry.
+struct PageSpec {
+  std::string after;
+  uint32_t limit = 0;
+};
+// Every key of a scope (Container::list_all), or one page of them; `tx_read`: a transaction's
+// read, stamped. With a page, *more says whether entries follow it; the engines are asked for one page each from the anchor on
+// (replicated objects; erasure-coded ones and records are listed whole and cut: cut_page).
 Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, ObjectId oid,
                                         const std::string& dkey, const std::string& akey,
-                                        uint64_t epoch, uint64_t tx_read);
+                                        uint64_t epoch, uint64_t tx_read,
+                                        const PageSpec& page = {}, bool* more = nullptr);
+// The anchor of the page that follows entry `e`: its key; for objects its OID, and for records
+// its offset, as bytes in the engines' own order (what they take as an anchor).
+std::string page_anchor(ListScope scope, const KeyEntry& e);
+// Keeps the entries of a sorted listing that come after page.after, at most page.limit of them;
+// *more: entries were left off.
+void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all, bool* more);
 
 // Punches an object as one transaction over every group (transaction.cpp).
 Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid);

@@ -61,8 +61,93 @@ int tessera_obj_punch(tessera_client* c, uint64_t oid_hi, uint64_t oid_lo, const
 
 enum tessera_cond { TESSERA_COND_NONE = 0, TESSERA_COND_INSERT = 1, TESSERA_COND_UPDATE = 2 };
 
-/* mgmt: "host:port" of the management service. */
-int tessera_connect_system(const char* mgmt, tessera_client** out);
+/* Connects to a system, found as the tessera CLI finds it. `system`:
+ *  - NULL or "": $TESSERA_MGMT if set, else the system file named by $TESSERA_SYSTEM, else
+ *    ~/.tessera/system.json (the one `tessera system start` made last);
+ *  - the path of a system file, or of a system's directory (one holding system.json);
+ *  - else the management service's access points, "host:port[,host:port...]".
+ * A system file also says how the process authenticates: as an administrator when it can read
+ * the system key, else as the user the node agent vouches for ($TESSERA_AGENT, else the
+ * system's agent). Calls on pools and containers are allowed or refused (-TESSERA_EPERM) by
+ * their ACLs for that identity. */
+int tessera_connect_system(const char* system, tessera_client** out);
+
+/* ---- administration: pools, containers and snapshots (system mode) ----
+ *
+ * Pools and containers are named by label or UUID. Labels are 1 to TESSERA_LABEL_MAX bytes. */
+#define TESSERA_LABEL_MAX 127
+#define TESSERA_UUID_LEN 36
+
+typedef struct tessera_pool_info {
+  char uuid[TESSERA_UUID_LEN + 1];
+  char label[TESSERA_LABEL_MAX + 1];
+  uint32_t id;            /* system-wide, never reused */
+  uint32_t map_version;   /* the pool map's version */
+  uint64_t target_bytes;  /* store size per target */
+  uint32_t engines;       /* engines in the pool map */
+  uint32_t targets;       /* targets in the pool map */
+  uint32_t targets_up;    /* of them, serving I/O */
+  uint32_t containers;
+  uint32_t open_handles;  /* open container handles */
+  char redundancy[16];    /* "normal", "degraded" or "lost" */
+  char rebuild[16];       /* the rebuild: "idle", "busy", "done" or "failed" */
+} tessera_pool_info;
+
+typedef struct tessera_cont_info {
+  char uuid[TESSERA_UUID_LEN + 1];
+  char label[TESSERA_LABEL_MAX + 1];
+  uint32_t id;            /* unique inside the pool */
+  uint32_t rf;            /* redundancy factor: engine failures it survives */
+  char type[16];          /* "KV", "ARRAY" or "POSIX" */
+  char oclass[32];        /* the default object class, e.g. "RP_3G1", "EC_2P1G1" */
+  char checksum[16];      /* "crc32c", "crc64", ... */
+  uint32_t cell_size;     /* erasure-coding cell bytes */
+  uint32_t snapshots;
+  uint32_t open_handles;
+  uint32_t failed_engines; /* engines with a target not serving I/O */
+  char health[16];         /* "HEALTHY" (within rf) or "UNCLEAN" (beyond it) */
+  uint64_t created_epoch;
+} tessera_cont_info;
+
+typedef struct tessera_snap_info {
+  uint64_t epoch;
+  char name[TESSERA_LABEL_MAX + 1];
+} tessera_snap_info;
+
+enum tessera_destroy_flags {
+  TESSERA_DESTROY_FORCE = 1,     /* even with open container handles */
+  TESSERA_DESTROY_RECURSIVE = 2  /* a pool with the containers it still has */
+};
+
+/* Creates a pool of target_bytes per target on every joined engine (administrators); `out`
+ * (may be NULL) receives its record. */
+int tessera_pool_create(tessera_client* c, const char* label, uint64_t target_bytes,
+                        tessera_pool_info* out);
+int tessera_pool_destroy(tessera_client* c, const char* pool, int flags);
+int tessera_pool_query(tessera_client* c, const char* pool, tessera_pool_info* out);
+/* Lists the pools into out[0..max). *n receives how many there are; when more than max, the
+ * first max are stored and -TESSERA_ERANGE returned (call again with room for *n). */
+int tessera_pool_list(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n);
+
+/* Creates a container. props: NULL, or "name=value" pairs separated by commas, as the CLI's
+ * --property takes them: type (kv, array, posix), oclass, rf, checksum, cell_size. */
+int tessera_cont_create(tessera_client* c, const char* pool, const char* label,
+                        const char* props, tessera_cont_info* out);
+int tessera_cont_destroy(tessera_client* c, const char* pool, const char* cont, int flags);
+int tessera_cont_query(tessera_client* c, const char* pool, const char* cont,
+                       tessera_cont_info* out);
+/* As tessera_pool_list, for the containers of a pool. */
+int tessera_cont_list(tessera_client* c, const char* pool, tessera_cont_info* out, size_t max,
+                      size_t* n);
+
+/* Takes a snapshot of the container now (its newest epoch, kept readable until destroyed);
+ * name may be NULL. *epoch_out (may be NULL) receives its epoch, which reads take. */
+int tessera_snap_create(tessera_client* c, const char* pool, const char* cont, const char* name,
+                        uint64_t* epoch_out);
+int tessera_snap_destroy(tessera_client* c, const char* pool, const char* cont, uint64_t epoch);
+/* As tessera_pool_list, for the snapshots of a container (oldest first). */
+int tessera_snap_list(tessera_client* c, const char* pool, const char* cont,
+                      tessera_snap_info* out, size_t max, size_t* n);
 /* Opens a container of a pool (labels or UUIDs) for reading, or reading and writing. */
 int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
                       tessera_cont** out);
@@ -122,6 +207,52 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, con
                        tessera_event* ev);
 int tessera_cont_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                        const char* akey, tessera_event* ev);
+
+/* ---- listing, page by page ----
+ *
+ * An anchor holds where a listing stands: zero it (TESSERA_ANCHOR_INIT) to list from the start,
+ * then pass it to each call, which lists the page after it and moves it on; anchor.eof is set
+ * once nothing follows. Each call fills up to *n entries (in: the room; out: how many). Keys
+ * are stored one after another in buf, lens[i] bytes each; a call stores fewer keys when buf
+ * is full, and answers -TESSERA_ERANGE with lens[0] = the size needed when not even one fits.
+ * A listing at epoch 0 sees the newest keys; one at a snapshot's epoch, that state. */
+#define TESSERA_KEY_MAX 4096
+typedef struct tessera_anchor {
+  uint32_t len;                    /* the library's: bytes of pos in use */
+  uint32_t eof;                    /* set when the listing is complete */
+  uint8_t pos[TESSERA_KEY_MAX + 8]; /* the library's */
+} tessera_anchor;
+#define TESSERA_ANCHOR_INIT {0, 0, {0}}
+
+/* The dkeys of an object; the akeys of one of its dkeys. -TESSERA_ENOENT: no such object. */
+int tessera_cont_list_dkeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, uint64_t epoch,
+                            tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
+                            size_t buflen);
+int tessera_cont_list_akeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
+                            const char* dkey, uint64_t epoch, tessera_anchor* anchor, uint32_t* n,
+                            size_t* lens, void* buf, size_t buflen);
+/* The written extents of an array akey, in bytes: offsets[i], lengths[i]. */
+int tessera_cont_list_recx(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
+                           const char* dkey, const char* akey, uint64_t epoch,
+                           tessera_anchor* anchor, uint32_t* n, uint64_t* offsets,
+                           uint64_t* lengths);
+/* The objects of the container (their ids), in id order. */
+int tessera_cont_list_objects(tessera_cont* cont, uint64_t epoch, tessera_anchor* anchor,
+                              uint32_t* n, uint64_t* oid_hi, uint64_t* oid_lo);
+
+/* ---- key-value calls ----
+ *
+ * A container as a map from keys (NUL-terminated, up to TESSERA_KEY_MAX bytes) to values: one
+ * object (id 0 of the container's default class) whose dkeys are the keys. ev as for
+ * tessera_cont_update. A get of a key that is not there: -TESSERA_ENOENT. */
+int tessera_kv_put(tessera_cont* cont, const char* key, const void* buf, size_t len,
+                   tessera_event* ev);
+int tessera_kv_get(tessera_cont* cont, const char* key, void* buf, size_t buflen, size_t* out_len,
+                   tessera_event* ev);
+int tessera_kv_remove(tessera_cont* cont, const char* key, tessera_event* ev);
+/* The keys, page by page, as tessera_cont_list_dkeys (none stored: *n = 0, eof set). */
+int tessera_kv_list(tessera_cont* cont, tessera_anchor* anchor, uint32_t* n, size_t* lens,
+                    void* buf, size_t buflen);
 
 /* A transaction on the container: snapshot_epoch 0 reads and writes at a new epoch;
  * otherwise read-only at that epoch. Its changes apply at tessera_tx_commit(), all or none;

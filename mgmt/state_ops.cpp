@@ -124,7 +124,7 @@ Status MgmtState::op_pool_create(const json& c) {
   p.uuid = c.at("uuid").get<std::string>();
   p.label = c.at("label").get<std::string>();
   p.target_bytes = c.at("target_bytes").get<uint64_t>();
-  if (p.label.empty()) return bad("a pool needs a label");
+  TESSERA_TRY(check_label(p.label, "pool"));
   if (pool(p.label) != nullptr) {
     return Status(Errc::exists, fmt::format("a pool labelled '{}' exists", p.label));
   }
@@ -300,7 +300,7 @@ Status MgmtState::op_cont_create(Pool* p, const json& c) {
   auto props = props_from_json(c.at("props"));
   if (!props) return props.status();
   k.props = std::move(*props);
-  if (k.props.label.empty()) return bad("a container needs a label");
+  TESSERA_TRY(check_label(k.props.label, "container"));
   if (p->container(k.props.label) != nullptr) {
     return Status(Errc::exists, fmt::format("pool '{}' already has a container labelled '{}'",
                                             p->label, k.props.label));
@@ -338,6 +338,7 @@ Status MgmtState::op_cont_destroy(Pool* p, Container& k, const json&) {
 Status MgmtState::op_cont_set_prop(Pool* p, Container& k, const json& c) {
   auto props = props_from_json(c.at("props"));
   if (!props) return props.status();
+  TESSERA_TRY(check_label(props->label, "container"));
   if (props->label != k.props.label && p->container(props->label) != nullptr) {
     return Status(Errc::exists, fmt::format("a container labelled '{}' exists", props->label));
   }

@@ -45,6 +45,16 @@ std::optional<ContType> parse_cont_type(std::string_view s) {
   return std::nullopt;
 }
 
+Status check_label(const std::string& label, const char* what) {
+  if (label.empty()) return Status(Errc::invalid_argument, fmt::format("a {} needs a label", what));
+  if (label.size() > kMaxLabel) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("a {} label is at most {} bytes ({} given)", what, kMaxLabel,
+                              label.size()));
+  }
+  return Status();
+}
+
 Status set_cont_prop(ContProps& p, const std::string& name, const std::string& value) {
   if (name == "label") {
     p.label = value;

@@ -40,6 +40,11 @@ enum class ContType : uint8_t { posix, kv, array };
 std::string_view cont_type_name(ContType t);
 std::optional<ContType> parse_cont_type(std::string_view s);
 
+// Pool and container labels: 1 to kMaxLabel bytes (the C API's info records hold them whole).
+inline constexpr size_t kMaxLabel = 127;
+// invalid_argument naming `what` ("pool", "container") when `label` is empty or too long.
+Status check_label(const std::string& label, const char* what);
+
 struct ContProps {
   std::string label;
   ContType type = ContType::kv;

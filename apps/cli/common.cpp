@@ -147,22 +147,7 @@ std::string oid_str(ObjectId o) {
 }
 
 Result<std::string> mgmt_address(const Globals& g) {
-  if (!g.mgmt.empty()) return g.mgmt;
-  if (const char* env = std::getenv("TESSERA_MGMT"); env != nullptr && *env != '\0') {
-    return std::string(env);
-  }
-  std::string path = local::system_path(g.system);
-  auto sys = local::SystemFile::load(path);
-  if (!sys) {
-    return Status(Errc::not_found,
-                  fmt::format("{}: start a system with `tessera system start --dir DIR`, or name "
-                              "one with --system FILE, $TESSERA_SYSTEM or --mgmt HOST:PORT",
-                              sys.status().message()));
-  }
-  // The system's keys and agent say how this command authenticates (an administrator if it
-  // can read the system key, else a user vouched for by the agent).
-  security::set_default_authority(local::authority(*sys));
-  return sys->mgmt;
+  return local::find_system(g.mgmt, g.system);
 }
 
 Result<MgmtClient> mgmt_client(const Globals& g) {

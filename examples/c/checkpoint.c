@@ -2,9 +2,9 @@
  * One thread keeps up to QD chunk writes in flight on one event queue to store SIZE MiB as an
  * array (the checkpoint), then reads it back the same way and checks every byte.
  *
- *   TESSERA_MGMT=HOST:PORT ./checkpoint POOL CONT [SIZE_MIB [QD [CHUNK_KIB]]]
+ *   ./checkpoint POOL CONT [SIZE_MIB [QD [CHUNK_KIB]]]
  *
- * Defaults: 64 MiB, 16 in flight, 1024 KiB chunks. Prints each phase's rate. */
+ * The system is found as the tessera CLI finds it (put_get.c). Defaults: 64 MiB, 16 in flight, 1024 KiB chunks. Prints each phase's rate. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,13 +90,7 @@ static int run(tessera_cont* cont, uint64_t hi, uint64_t lo, uint64_t total, siz
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: TESSERA_MGMT=HOST:PORT %s POOL CONT [SIZE_MIB [QD [CHUNK_KIB]]]\n",
-            argv[0]);
-    return 2;
-  }
-  const char* mgmt = getenv("TESSERA_MGMT");
-  if (mgmt == NULL || *mgmt == '\0') {
-    fprintf(stderr, "checkpoint: set TESSERA_MGMT to the management service's address\n");
+    fprintf(stderr, "usage: %s POOL CONT [SIZE_MIB [QD [CHUNK_KIB]]]\n", argv[0]);
     return 2;
   }
   const uint64_t total = (uint64_t)(argc > 3 ? atoi(argv[3]) : 64) << 20;
@@ -108,7 +102,7 @@ int main(int argc, char** argv) {
   }
 
   tessera_client* client = NULL;
-  int rc = tessera_connect_system(mgmt, &client);
+  int rc = tessera_connect_system(NULL, &client);
   if (rc != 0) return fail("connect", rc);
   tessera_cont* cont = NULL;
   rc = tessera_cont_open(client, argv[1], argv[2], 1, &cont);

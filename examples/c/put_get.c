@@ -2,11 +2,12 @@
  * compares. Built out of tree against an installed SDK (examples/README.md):
  *
  *   cc put_get.c $(pkg-config --cflags --libs tessera) -o put_get
- *   TESSERA_MGMT=127.0.0.1:PORT ./put_get POOL CONT [N]
+ *   ./put_get POOL CONT [N]
  *
- * TESSERA_MGMT is the management service's address (`tessera --json system query`: "mgmt");
- * the caller's identity is vouched for by the node's tessera-agent ($TESSERA_AGENT, or its
- * default socket). */
+ * The system is found as the tessera CLI finds it: $TESSERA_MGMT (the management service's
+ * address), else the system file of $TESSERA_SYSTEM or ~/.tessera/system.json. With
+ * $TESSERA_MGMT the caller's identity is vouched for by the node's tessera-agent
+ * ($TESSERA_AGENT, or its default socket). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +21,13 @@ static int fail(const char* what, int rc) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: TESSERA_MGMT=HOST:PORT %s POOL CONT [N]\n", argv[0]);
-    return 2;
-  }
-  const char* mgmt = getenv("TESSERA_MGMT");
-  if (mgmt == NULL || *mgmt == '\0') {
-    fprintf(stderr, "put_get: set TESSERA_MGMT to the management service's address\n");
+    fprintf(stderr, "usage: %s POOL CONT [N]\n", argv[0]);
     return 2;
   }
   const int n = argc > 3 ? atoi(argv[3]) : 64;
 
   tessera_client* client = NULL;
-  int rc = tessera_connect_system(mgmt, &client);
+  int rc = tessera_connect_system(NULL, &client);
   if (rc != 0) return fail("connect", rc);
   tessera_cont* cont = NULL;
   rc = tessera_cont_open(client, argv[1], argv[2], 1, &cont);

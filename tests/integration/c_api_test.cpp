@@ -105,7 +105,7 @@ TEST(CApi, BadArgumentsAndUnknownNamesAreClearErrors) {
   CSystem h;
   ASSERT_TRUE(h.c);
   tessera_client* cl = nullptr;
-  EXPECT_EQ(tessera_connect_system(nullptr, &cl), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), nullptr), -TESSERA_EINVAL);
   EXPECT_NE(std::string(tessera_last_error()).find("null"), std::string::npos);
   ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
   tessera_cont* co = nullptr;
