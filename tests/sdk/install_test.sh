@@ -54,6 +54,12 @@ export PKG_CONFIG_PATH="$LIBDIR/pkgconfig"
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Wextra -Werror "$WORK/examples/c/put_get.c" $(pkg-config --cflags --libs tessera) \
   -Wl,-rpath,"$LIBDIR" -o "$WORK/put_get_pc"
+# Statically: libtessera.a, through tessera-static.pc; the program needs no libtessera.so.
+[ -f "$LIBDIR/libtessera.a" ] || fail "no static libtessera.a"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$WORK/examples/c/put_get.c" $(pkg-config --cflags --libs tessera-static) \
+  -o "$WORK/put_get_static_pc"
+if ldd "$WORK/put_get_static_pc" | grep -q libtessera; then fail "the static build loads libtessera.so"; fi
 cmake -S "$WORK/examples/c" -B "$WORK/build-c" -DCMAKE_PREFIX_PATH="$PREFIX" \
   -DCMAKE_BUILD_RPATH="$LIBDIR" >/dev/null
 cmake --build "$WORK/build-c" >/dev/null
@@ -64,12 +70,18 @@ if grep -rq -- "-I$SRC" "$WORK/build-c" 2>/dev/null; then fail "the CMake build 
 export TESSERA_SYSTEM="$SYS"
 "$PREFIX/bin/tessera" pool create tank --target-size 64M >/dev/null
 "$PREFIX/bin/tessera" cont create tank c1 --oclass RP_3G1 --rf 2 >/dev/null
+# Found as the CLI finds it: the system file ($TESSERA_SYSTEM), whose system key this user reads.
+"$WORK/put_get_pc" tank c1 100
+# Found through $TESSERA_MGMT, as a user the node agent vouches for.
+unset TESSERA_SYSTEM
 TESSERA_MGMT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mgmt"])' "$SYS/system.json")"
 TESSERA_AGENT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["agent"])' "$SYS/system.json")"
 export TESSERA_MGMT TESSERA_AGENT
 unset TESSERA_SYSTEM_KEY  # an application's identity: the agent's word for this user
-"$WORK/put_get_pc" tank c1 100
 "$WORK/build-c/put_get" tank c1 50
+"$WORK/build-c/put_get_static" tank c1 20
+"$WORK/put_get_static_pc" tank c1 20
+if ldd "$WORK/build-c/put_get_static" | grep -q libtessera; then fail "put_get_static loads libtessera.so"; fi
 # The asynchronous API: a checkpoint written and read back with 8 calls in flight on one queue.
 "$WORK/build-c/checkpoint" tank c1 16 8 256
 # A bad container is a clear error, not a crash.
