@@ -65,6 +65,32 @@ cmake -S "$WORK/examples/c" -B "$WORK/build-c" -DCMAKE_PREFIX_PATH="$PREFIX" \
 cmake --build "$WORK/build-c" >/dev/null
 if grep -rq -- "-I$SRC" "$WORK/build-c" 2>/dev/null; then fail "the CMake build used the source tree"; fi
 
+# Administration from C decided by who the caller is: a pool create, then its destroy.
+cat > "$WORK/admin.c" <<'C'
+#include <stdio.h>
+#include <string.h>
+#include <tessera/tessera.h>
+int main(int argc, char** argv) {
+  const int allowed = argc > 1 && strcmp(argv[1], "allowed") == 0;
+  tessera_client* c = NULL;
+  int rc = tessera_connect_system(NULL, &c);
+  if (rc != 0) { fprintf(stderr, "connect: %s\n", tessera_last_error()); return 1; }
+  tessera_pool_info info;
+  rc = tessera_pool_create(c, "sdk-admin", 64ull << 20, &info);
+  if (allowed && rc == 0) rc = tessera_pool_destroy(c, "sdk-admin", 0);
+  if (rc != (allowed ? 0 : -TESSERA_EPERM)) {
+    fprintf(stderr, "pool create as %s: rc %d: %s\n", argv[1], rc, tessera_last_error());
+    return 1;
+  }
+  if (!allowed) printf("refused: %s\n", tessera_last_error());
+  tessera_disconnect(c);
+  return 0;
+}
+C
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror "$WORK/admin.c" $(pkg-config --cflags --libs tessera) \
+  -Wl,-rpath,"$LIBDIR" -o "$WORK/admin"
+
 # A local system from the installed tools, then both builds do real work in it.
 "$PREFIX/bin/tessera" system start --dir "$SYS" --engines 3 --targets 1 >/dev/null
 export TESSERA_SYSTEM="$SYS"
@@ -72,6 +98,7 @@ export TESSERA_SYSTEM="$SYS"
 "$PREFIX/bin/tessera" cont create tank c1 --oclass RP_3G1 --rf 2 >/dev/null
 # Found as the CLI finds it: the system file ($TESSERA_SYSTEM), whose system key this user reads.
 "$WORK/put_get_pc" tank c1 100
+"$WORK/admin" allowed
 # Found through $TESSERA_MGMT, as a user the node agent vouches for.
 unset TESSERA_SYSTEM
 TESSERA_MGMT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mgmt"])' "$SYS/system.json")"
@@ -79,6 +106,16 @@ TESSERA_AGENT="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))
 export TESSERA_MGMT TESSERA_AGENT
 unset TESSERA_SYSTEM_KEY  # an application's identity: the agent's word for this user
 "$WORK/build-c/put_get" tank c1 50
+# Root and the user the system runs as administer it; another user, vouched for by the agent, is
+# refused. As root the test becomes uid 65534 (setpriv); otherwise it has no other user to be.
+if [ "$(id -u)" = 0 ] && [ -x /usr/bin/setpriv ]; then
+  chmod 755 "$WORK" "$SYS"  # the program, the library and the agent's socket (the keys stay 0700)
+  /usr/bin/setpriv --reuid 65534 --regid 65534 --clear-groups env HOME=/nonexistent \
+    "$WORK/admin" denied > "$WORK/denied" || fail "the user's run failed: $(cat "$WORK/denied")"
+  grep -q "permission" "$WORK/denied" || fail "a user's pool create was not refused with a reason"
+else
+  echo "SDK: not root: the refusal of another user's pool create is not checked"
+fi
 "$WORK/build-c/put_get_static" tank c1 20
 "$WORK/put_get_static_pc" tank c1 20
 if ldd "$WORK/build-c/put_get_static" | grep -q libtessera; then fail "put_get_static loads libtessera.so"; fi
