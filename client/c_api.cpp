@@ -18,9 +18,13 @@ int fail(const Status& st) {
   return -static_cast<int>(st.code());
 }
 
+int fail_text(int rc, const std::string& message) {
+  t_last_error = message;
+  return rc;
+}
+
 int fail_range(const std::string& message) {
-  t_last_error = "buffer too small: " + message;
-  return -TESSERA_ERANGE;
+  return fail_text(-TESSERA_ERANGE, "buffer too small: " + message);
 }
 
 int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len) {

@@ -56,6 +56,8 @@ inline ValueKind kind_of(int k) {
 // What tessera_connect_system's `system` names (empty: the CLI's discovery), as the management
 // service's address.
 Result<std::string> find_system(const std::string& arg);
+// Returns rc with `message` as the thread's last error.
+int fail_text(int rc, const std::string& message);
 // -TESSERA_ERANGE (a buffer too small), `message` the thread's last error.
 int fail_range(const std::string& message);
 // A fetch's bytes into the caller's buffer; *out_len: the bytes (or those needed). 0 or

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "client/c_api_impl.hpp"
@@ -17,16 +18,10 @@ using tessera::ListScope;
 using tessera::ObjectId;
 using tessera::Result;
 
-// One page after `anchor` (moved on by the caller once the page is stored).
-Result<Container::KeyPage> page_of(tessera_cont* cont, ListScope scope, ObjectId oid,
-                                   const char* dkey, const char* akey, uint64_t epoch,
-                                   const tessera_anchor* anchor, uint32_t room) {
-  if (anchor->len > sizeof anchor->pos) {
-    return tessera::Status(Errc::invalid_argument, "anchor damaged (zero it to start again)");
-  }
-  std::string after(reinterpret_cast<const char*>(anchor->pos), anchor->len);
-  return cont->impl->list_page(scope, oid, str(dkey), str(akey), epoch, std::move(after), room);
-}
+// Stores a page's entries into the caller's buffers: how many (at most the room), or
+// -TESSERA_ERANGE with the message in *error.
+using StoreFn = std::function<int(const Container::KeyPage&, uint32_t room, uint32_t* stored,
+                                  std::string* error)>;
 
 // Moves the anchor past entry `last` of a page (or to its end).
 void advance(tessera_anchor* anchor, ListScope scope, const tessera::KeyEntry* last, bool eof) {
@@ -37,37 +32,93 @@ void advance(tessera_anchor* anchor, ListScope scope, const tessera::KeyEntry* l
   std::memcpy(anchor->pos, pos.data(), pos.size());
 }
 
-// Keys of a page into buf/lens: as many as fit; the anchor moves past the last stored one.
-int store_keys(tessera_cont* cont, ListScope scope, ObjectId oid, const char* dkey,
-               uint64_t epoch, tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
-               size_t buflen) {
+// A page's result into the caller's buffers, *n and the anchor (moved past the last entry
+// stored): 0, or -TESSERA_E* with the message in *error. absent_is_empty: an object that is
+// not there lists as empty.
+int take_page(const Result<Container::KeyPage>& r, ListScope scope, tessera_anchor* anchor,
+              uint32_t* n, uint32_t room, const StoreFn& store, bool absent_is_empty,
+              std::string* error) {
+  *n = 0;
+  if (!r && absent_is_empty && r.status().code() == Errc::not_found) {
+    anchor->eof = 1;
+    return 0;
+  }
+  if (!r) {
+    *error = r.status().to_string();
+    return -static_cast<int>(r.status().code());
+  }
+  uint32_t stored = 0;
+  if (int rc = store(*r, room, &stored, error); rc != 0) return rc;
+  *n = stored;
+  const bool all = stored == r->entries.size();
+  advance(anchor, scope, stored > 0 ? &r->entries[stored - 1] : nullptr, all && r->done);
+  return 0;
+}
+
+// Lists the page after `anchor` (room: *n) and stores it with `store`: now, or (ev) through
+// the event's queue, the buffers, *n and the anchor then being filled when it is polled.
+int list_call(tessera_cont* cont, ListScope scope, ObjectId oid, const char* dkey,
+              const char* akey, uint64_t epoch, tessera_anchor* anchor, uint32_t* n,
+              tessera_event* ev, StoreFn store, bool absent_is_empty = false) {
+  const uint32_t room = *n;
+  if (room == 0) return fail({Errc::invalid_argument, "*n: room for no entry"});
+  if (anchor->len > sizeof anchor->pos) {
+    return fail({Errc::invalid_argument, "anchor damaged (zero it to start again)"});
+  }
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  tessera::Future<Container::KeyPage> fut;
+  if (anchor->eof != 0) {  // the listing is complete: an empty page
+    tessera::Promise<Container::KeyPage> p;
+    p.set_value(Container::KeyPage{});
+    fut = p.get_future();
+  } else {
+    std::string after(reinterpret_cast<const char*>(anchor->pos), anchor->len);
+    fut = cont->impl->list_page_async(scope, oid, str(dkey), str(akey), epoch, std::move(after),
+                                      room);
+  }
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut),
+                       [=](tessera_event* e, Result<Container::KeyPage> r) {
+                         auto* st = static_cast<EventState*>(e->internal_);
+                         e->status = take_page(r, scope, anchor, n, room, store, absent_is_empty,
+                                               &st->error);
+                         e->out_len = *n;
+                       });
+  }
+  std::string error;
+  int rc = take_page(fut.get(), scope, anchor, n, room, store, absent_is_empty, &error);
+  return rc == 0 ? 0 : fail_text(rc, error);
+}
+
+// Keys packed into buf, lens[i] bytes each: as many as fit.
+StoreFn keys_into(size_t* lens, void* buf, size_t buflen) {
+  return [=](const Container::KeyPage& page, uint32_t, uint32_t* stored, std::string* error) {
+    size_t used = 0;
+    for (const auto& e : page.entries) {
+      if (used + e.key.size() > buflen) break;
+      std::memcpy(static_cast<char*>(buf) + used, e.key.data(), e.key.size());
+      lens[(*stored)++] = e.key.size();
+      used += e.key.size();
+    }
+    if (*stored == 0 && !page.entries.empty()) {
+      lens[0] = page.entries.front().key.size();
+      *error = fmt::format("buffer too small: a key of {} bytes does not fit the {} bytes given",
+                           lens[0], buflen);
+      return -TESSERA_ERANGE;
+    }
+    return 0;
+  };
+}
+
+int list_keys(tessera_cont* cont, ListScope scope, ObjectId oid, const char* dkey,
+              uint64_t epoch, tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
+              size_t buflen, tessera_event* ev) {
   if (cont == nullptr || anchor == nullptr || n == nullptr || lens == nullptr ||
       (buf == nullptr && buflen > 0)) {
     return null_argument();
   }
-  const uint32_t room = *n;
-  *n = 0;
-  if (anchor->eof != 0) return 0;
-  if (room == 0) return fail({Errc::invalid_argument, "*n: room for no key"});
-  auto page = page_of(cont, scope, oid, dkey, nullptr, epoch, anchor, room);
-  if (!page) return fail(page.status());
-  size_t used = 0;
-  uint32_t stored = 0;
-  for (const auto& e : page->entries) {
-    if (used + e.key.size() > buflen) break;
-    std::memcpy(static_cast<char*>(buf) + used, e.key.data(), e.key.size());
-    lens[stored++] = e.key.size();
-    used += e.key.size();
-  }
-  if (stored == 0 && !page->entries.empty()) {
-    lens[0] = page->entries.front().key.size();
-    return fail_range(
-        fmt::format("a key of {} bytes does not fit the {} bytes given", lens[0], buflen));
-  }
-  *n = stored;
-  const bool all = stored == page->entries.size();
-  advance(anchor, scope, stored > 0 ? &page->entries[stored - 1] : nullptr, all && page->done);
-  return 0;
+  return list_call(cont, scope, oid, dkey, nullptr, epoch, anchor, n, ev,
+                   keys_into(lens, buf, buflen));
 }
 
 Result<ObjectId> kv_object(tessera_cont* cont) {
@@ -86,61 +137,55 @@ extern "C" {
 
 int tessera_cont_list_dkeys(tessera_cont* cont, uint64_t hi, uint64_t lo, uint64_t epoch,
                             tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
-                            size_t buflen) {
-  return store_keys(cont, ListScope::dkeys, {hi, lo}, nullptr, epoch, anchor, n, lens, buf,
-                    buflen);
+                            size_t buflen, tessera_event* ev) {
+  return list_keys(cont, ListScope::dkeys, {hi, lo}, nullptr, epoch, anchor, n, lens, buf, buflen,
+                   ev);
 }
 
 int tessera_cont_list_akeys(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                             uint64_t epoch, tessera_anchor* anchor, uint32_t* n, size_t* lens,
-                            void* buf, size_t buflen) {
+                            void* buf, size_t buflen, tessera_event* ev) {
   if (dkey == nullptr) return null_argument();
-  return store_keys(cont, ListScope::akeys, {hi, lo}, dkey, epoch, anchor, n, lens, buf, buflen);
+  return list_keys(cont, ListScope::akeys, {hi, lo}, dkey, epoch, anchor, n, lens, buf, buflen,
+                   ev);
 }
 
 int tessera_cont_list_recx(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                            const char* akey, uint64_t epoch, tessera_anchor* anchor, uint32_t* n,
-                           uint64_t* offsets, uint64_t* lengths) {
+                           uint64_t* offsets, uint64_t* lengths, tessera_event* ev) {
   if (cont == nullptr || dkey == nullptr || akey == nullptr || anchor == nullptr || n == nullptr ||
       offsets == nullptr || lengths == nullptr) {
     return null_argument();
   }
-  const uint32_t room = *n;
-  *n = 0;
-  if (anchor->eof != 0) return 0;
-  if (room == 0) return fail({Errc::invalid_argument, "*n: room for no extent"});
-  auto page = page_of(cont, ListScope::recx, {hi, lo}, dkey, akey, epoch, anchor, room);
-  if (!page) return fail(page.status());
-  for (const auto& e : page->entries) {
-    offsets[*n] = e.offset;
-    lengths[*n] = e.length;
-    ++*n;
-  }
-  advance(anchor, ListScope::recx, page->entries.empty() ? nullptr : &page->entries.back(),
-          page->done);
-  return 0;
+  return list_call(cont, ListScope::recx, {hi, lo}, dkey, akey, epoch, anchor, n, ev,
+                   [=](const Container::KeyPage& page, uint32_t room, uint32_t* stored,
+                       std::string*) {
+                     for (const auto& e : page.entries) {
+                       if (*stored == room) break;
+                       offsets[*stored] = e.offset;
+                       lengths[(*stored)++] = e.length;
+                     }
+                     return 0;
+                   });
 }
 
 int tessera_cont_list_objects(tessera_cont* cont, uint64_t epoch, tessera_anchor* anchor,
-                              uint32_t* n, uint64_t* oid_hi, uint64_t* oid_lo) {
+                              uint32_t* n, uint64_t* oid_hi, uint64_t* oid_lo,
+                              tessera_event* ev) {
   if (cont == nullptr || anchor == nullptr || n == nullptr || oid_hi == nullptr ||
       oid_lo == nullptr) {
     return null_argument();
   }
-  const uint32_t room = *n;
-  *n = 0;
-  if (anchor->eof != 0) return 0;
-  if (room == 0) return fail({Errc::invalid_argument, "*n: room for no object"});
-  auto page = page_of(cont, ListScope::objects, {}, nullptr, nullptr, epoch, anchor, room);
-  if (!page) return fail(page.status());
-  for (const auto& e : page->entries) {
-    oid_hi[*n] = e.oid.hi;
-    oid_lo[*n] = e.oid.lo;
-    ++*n;
-  }
-  advance(anchor, ListScope::objects, page->entries.empty() ? nullptr : &page->entries.back(),
-          page->done);
-  return 0;
+  return list_call(cont, ListScope::objects, {}, nullptr, nullptr, epoch, anchor, n, ev,
+                   [=](const Container::KeyPage& page, uint32_t room, uint32_t* stored,
+                       std::string*) {
+                     for (const auto& e : page.entries) {
+                       if (*stored == room) break;
+                       oid_hi[*stored] = e.oid.hi;
+                       oid_lo[(*stored)++] = e.oid.lo;
+                     }
+                     return 0;
+                   });
 }
 
 int tessera_kv_put(tessera_cont* cont, const char* key, const void* buf, size_t len,
@@ -191,17 +236,16 @@ int tessera_kv_remove(tessera_cont* cont, const char* key, tessera_event* ev) {
 }
 
 int tessera_kv_list(tessera_cont* cont, tessera_anchor* anchor, uint32_t* n, size_t* lens,
-                    void* buf, size_t buflen) {
-  if (cont == nullptr) return null_argument();
+                    void* buf, size_t buflen, tessera_event* ev) {
+  if (cont == nullptr || anchor == nullptr || n == nullptr || lens == nullptr ||
+      (buf == nullptr && buflen > 0)) {
+    return null_argument();
+  }
   auto oid = kv_object(cont);
   if (!oid) return fail(oid.status());
-  int rc = tessera_cont_list_dkeys(cont, oid->hi, oid->lo, 0, anchor, n, lens, buf, buflen);
-  if (rc == -TESSERA_ENOENT) {  // nothing stored yet: no keys
-    *n = 0;
-    anchor->eof = 1;
-    return 0;
-  }
-  return rc;
+  // Nothing stored yet (no object): no keys, not an error.
+  return list_call(cont, ListScope::dkeys, *oid, nullptr, nullptr, 0, anchor, n, ev,
+                   keys_into(lens, buf, buflen), true);
 }
 
 }  // extern "C"

@@ -686,10 +686,16 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
       .get();
 }
 
-Result<Container::KeyPage> Container::list_page(ListScope scope, ObjectId oid, std::string dkey,
-                                                std::string akey, uint64_t epoch,
-                                                std::string anchor, uint32_t limit) {
-  if (limit == 0) return Status(Errc::invalid_argument, "a page holds at least one entry");
+Container::Future<Container::KeyPage> Container::list_page_async(ListScope scope, ObjectId oid,
+                                                                 std::string dkey,
+                                                                 std::string akey, uint64_t epoch,
+                                                                 std::string anchor,
+                                                                 uint32_t limit) {
+  if (limit == 0) {
+    Promise<KeyPage> p;
+    p.set_value(Status(Errc::invalid_argument, "a page holds at least one entry"));
+    return p.get_future();
+  }
   auto st = st_;
   PageSpec page{std::move(anchor), limit};
   return submit<KeyPage>(st, [=]() -> Result<KeyPage> {
@@ -704,8 +710,7 @@ Result<Container::KeyPage> Container::list_page(ListScope scope, ObjectId oid, s
            }
            if (more) out.anchor = page_anchor(scope, out.entries.back());
            return out;
-         })
-      .get();
+         });
 }
 
 std::string Container::anchor_after(ListScope scope, const KeyEntry& e) {

@@ -64,8 +64,15 @@ class Container {
     std::string anchor;
     bool done = true;
   };
+  Future<KeyPage> list_page_async(ListScope scope, ObjectId oid, std::string dkey,
+                                  std::string akey, uint64_t epoch, std::string anchor,
+                                  uint32_t limit);
   Result<KeyPage> list_page(ListScope scope, ObjectId oid, std::string dkey, std::string akey,
-                            uint64_t epoch, std::string anchor, uint32_t limit);
+                            uint64_t epoch, std::string anchor, uint32_t limit) {
+    return list_page_async(scope, oid, std::move(dkey), std::move(akey), epoch,
+                           std::move(anchor), limit)
+        .get();
+  }
   // The anchor of the page that starts after entry `e` of a listing of `scope`.
   static std::string anchor_after(ListScope scope, const KeyEntry& e);
 

@@ -215,7 +215,9 @@ int tessera_cont_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, con
  * once nothing follows. Each call fills up to *n entries (in: the room; out: how many). Keys
  * are stored one after another in buf, lens[i] bytes each; a call stores fewer keys when buf
  * is full, and answers -TESSERA_ERANGE with lens[0] = the size needed when not even one fits.
- * A listing at epoch 0 sees the newest keys; one at a snapshot's epoch, that state. */
+ * A listing at epoch 0 sees the newest keys; one at a snapshot's epoch, that state.
+ * ev as for tessera_cont_update: with an event, the anchor, *n, lens and buf are filled when
+ * the event is polled (its out_len also holds the count), and must stay valid until then. */
 #define TESSERA_KEY_MAX 4096
 typedef struct tessera_anchor {
   uint32_t len;                    /* the library's: bytes of pos in use */
@@ -227,18 +229,18 @@ typedef struct tessera_anchor {
 /* The dkeys of an object; the akeys of one of its dkeys. -TESSERA_ENOENT: no such object. */
 int tessera_cont_list_dkeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, uint64_t epoch,
                             tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
-                            size_t buflen);
+                            size_t buflen, tessera_event* ev);
 int tessera_cont_list_akeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
                             const char* dkey, uint64_t epoch, tessera_anchor* anchor, uint32_t* n,
-                            size_t* lens, void* buf, size_t buflen);
+                            size_t* lens, void* buf, size_t buflen, tessera_event* ev);
 /* The written extents of an array akey, in bytes: offsets[i], lengths[i]. */
 int tessera_cont_list_recx(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
                            const char* dkey, const char* akey, uint64_t epoch,
                            tessera_anchor* anchor, uint32_t* n, uint64_t* offsets,
-                           uint64_t* lengths);
+                           uint64_t* lengths, tessera_event* ev);
 /* The objects of the container (their ids), in id order. */
 int tessera_cont_list_objects(tessera_cont* cont, uint64_t epoch, tessera_anchor* anchor,
-                              uint32_t* n, uint64_t* oid_hi, uint64_t* oid_lo);
+                              uint32_t* n, uint64_t* oid_hi, uint64_t* oid_lo, tessera_event* ev);
 
 /* ---- key-value calls ----
  *
@@ -252,7 +254,7 @@ int tessera_kv_get(tessera_cont* cont, const char* key, void* buf, size_t buflen
 int tessera_kv_remove(tessera_cont* cont, const char* key, tessera_event* ev);
 /* The keys, page by page, as tessera_cont_list_dkeys (none stored: *n = 0, eof set). */
 int tessera_kv_list(tessera_cont* cont, tessera_anchor* anchor, uint32_t* n, size_t* lens,
-                    void* buf, size_t buflen);
+                    void* buf, size_t buflen, tessera_event* ev);
 
 /* A transaction on the container: snapshot_epoch 0 reads and writes at a new epoch;
  * otherwise read-only at that epoch. Its changes apply at tessera_tx_commit(), all or none;

@@ -265,7 +265,7 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
     std::sort(dkeys.begin(), dkeys.end());
     auto list_at = [&](uint64_t epoch) {
       return [&, epoch](tessera_anchor* a, uint32_t* n, size_t* lens, void* buf, size_t len) {
-        return tessera_cont_list_dkeys(co, hi, lo, epoch, a, n, lens, buf, len);
+        return tessera_cont_list_dkeys(co, hi, lo, epoch, a, n, lens, buf, len, nullptr);
       };
     };
     // Pages of 7 keys; then a buffer that holds only a few keys, so pages end early.
@@ -284,7 +284,7 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
     uint32_t n = 4;
     size_t lens[4];
     char tiny[1];
-    EXPECT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &a, &n, lens, tiny, sizeof tiny),
+    EXPECT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &a, &n, lens, tiny, sizeof tiny, nullptr),
               -TESSERA_ERANGE);
     EXPECT_EQ(n, 0u);
     EXPECT_EQ(lens[0], now.front().size());
@@ -300,7 +300,7 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
                                   TESSERA_COND_NONE, nullptr, nullptr),
               0);
     auto akeys = [&](tessera_anchor* an, uint32_t* nn, size_t* l, void* b, size_t len) {
-      return tessera_cont_list_akeys(co, hi, lo, "arr", 0, an, nn, l, b, len);
+      return tessera_cont_list_akeys(co, hi, lo, "arr", 0, an, nn, l, b, len, nullptr);
     };
     EXPECT_EQ(all_keys(2, 64, akeys), (std::vector<std::string>{"b", "m", "z"}));
     std::vector<std::pair<uint64_t, uint64_t>> runs;
@@ -308,7 +308,7 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
     while (ra.eof == 0) {
       uint32_t rn = 1;
       uint64_t off = 0, len = 0;
-      ASSERT_EQ(tessera_cont_list_recx(co, hi, lo, "arr", "b", 0, &ra, &rn, &off, &len), 0)
+      ASSERT_EQ(tessera_cont_list_recx(co, hi, lo, "arr", "b", 0, &ra, &rn, &off, &len, nullptr), 0)
           << tessera_last_error();
       if (rn == 1) runs.emplace_back(off, len);
       ASSERT_LT(runs.size(), 10u);
@@ -330,15 +330,73 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
     while (oa.eof == 0 && objs.size() < 100) {
       uint32_t on = 3;
       uint64_t ohs[3], ols[3];
-      ASSERT_EQ(tessera_cont_list_objects(co, 0, &oa, &on, ohs, ols), 0) << tessera_last_error();
+      ASSERT_EQ(tessera_cont_list_objects(co, 0, &oa, &on, ohs, ols, nullptr), 0)
+          << tessera_last_error();
       for (uint32_t i = 0; i < on; ++i) objs.emplace_back(ohs[i], ols[i]);
     }
     const std::vector<std::pair<uint64_t, uint64_t>> want_list(want.begin(), want.end());
     EXPECT_EQ(objs, want_list);
 
+    // Through events: the dkeys (4 to a page) and the objects (2 to a page) listed side by
+    // side on one queue, each page started when the last one came back.
+    {
+      tessera_eq* eq = nullptr;
+      ASSERT_EQ(tessera_eq_create(&eq), 0);
+      tessera_event kev, oev;
+      ASSERT_EQ(tessera_event_init(&kev, eq, nullptr), 0);
+      ASSERT_EQ(tessera_event_init(&oev, eq, nullptr), 0);
+      tessera_anchor ka = TESSERA_ANCHOR_INIT, oa2 = TESSERA_ANCHOR_INIT;
+      uint32_t kn = 4, on = 2;
+      size_t klens[4];
+      char kbuf[256];
+      uint64_t ohs[2], ols[2];
+      std::vector<std::string> keys;
+      std::vector<std::pair<uint64_t, uint64_t>> objs2;
+      ASSERT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &ka, &kn, klens, kbuf, sizeof kbuf, &kev), 0)
+          << tessera_last_error();
+      ASSERT_EQ(tessera_cont_list_objects(co, 0, &oa2, &on, ohs, ols, &oev), 0)
+          << tessera_last_error();
+      for (int rounds = 0; tessera_eq_inflight(eq) > 0 && rounds < 10000; ++rounds) {
+        tessera_event* done[2];
+        int got = tessera_eq_poll(eq, -1, done, 2);
+        ASSERT_GT(got, 0) << tessera_last_error();
+        for (int i = 0; i < got; ++i) {
+          ASSERT_EQ(done[i]->status, 0) << tessera_event_error(done[i]);
+          if (done[i] == &kev) {
+            EXPECT_EQ(kev.out_len, kn);
+            size_t at = 0;
+            for (uint32_t k = 0; k < kn; ++k) {
+              keys.emplace_back(kbuf + at, klens[k]);
+              at += klens[k];
+            }
+            if (ka.eof == 0) {
+              kn = 4;
+              ASSERT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &ka, &kn, klens, kbuf, sizeof kbuf,
+                                                &kev),
+                        0);
+            }
+          } else {
+            for (uint32_t k = 0; k < on; ++k) objs2.emplace_back(ohs[k], ols[k]);
+            if (oa2.eof == 0) {
+              on = 2;
+              ASSERT_EQ(tessera_cont_list_objects(co, 0, &oa2, &on, ohs, ols, &oev), 0);
+            }
+          }
+        }
+      }
+      now.push_back("arr");
+      std::sort(now.begin(), now.end());
+      EXPECT_EQ(keys, now);
+      EXPECT_EQ(objs2, want_list);
+      EXPECT_EQ(tessera_event_fini(&kev), 0);
+      EXPECT_EQ(tessera_event_fini(&oev), 0);
+      EXPECT_EQ(tessera_eq_destroy(eq), 0);
+    }
+
     uint32_t zero = 0;
     tessera_anchor za = TESSERA_ANCHOR_INIT;
-    EXPECT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &za, &zero, lens, tiny, 1), -TESSERA_EINVAL);
+    EXPECT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &za, &zero, lens, tiny, 1, nullptr),
+              -TESSERA_EINVAL);
     EXPECT_EQ(tessera_cont_close(co), 0);
   }
   tessera_disconnect(cl);
@@ -354,7 +412,7 @@ TEST(CApiAdmin, KeyValueCallsBlockingAndThroughEvents) {
 
   // Nothing stored: no keys, and a get names the missing key.
   auto kv_list = [&](tessera_anchor* a, uint32_t* n, size_t* l, void* b, size_t len) {
-    return tessera_kv_list(co, a, n, l, b, len);
+    return tessera_kv_list(co, a, n, l, b, len, nullptr);
   };
   EXPECT_TRUE(all_keys(8, 256, kv_list).empty());
   char buf[32];
