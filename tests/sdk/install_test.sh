@@ -13,7 +13,7 @@ WORK="$(mktemp -d /tmp/tessera-sdk-XXXXXX)"
 PREFIX="$WORK/prefix"
 SYS="$WORK/sys"
 cleanup() {
-  if [ -f "$SYS/system.json" ]; then "$PREFIX/bin/tessera" system stop --dir "$SYS" >/dev/null 2>&1 || true; fi
+  if [ -f "$SYS/system.json" ]; then "$PREFIX/bin/tessera" --system "$SYS" system stop >/dev/null || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -124,4 +124,9 @@ if ldd "$WORK/build-c/put_get_static" | grep -q libtessera; then fail "put_get_s
 # A bad container is a clear error, not a crash.
 if "$WORK/put_get_pc" tank nosuch 1 2> "$WORK/err"; then fail "put_get opened a container that does not exist"; fi
 grep -q "nosuch\|not found\|no container" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
+# The system stops whole: no engine and no agent of it is left running.
+"$PREFIX/bin/tessera" --system "$SYS" system stop >/dev/null || fail "system stop failed"
+if pgrep -f -- "$SYS/" >/dev/null; then
+  fail "processes of the test system still run after system stop: $(pgrep -af -- "$SYS/")"
+fi
 echo "SDK: installed, built out of tree two ways, and both builds stored and read back data"
