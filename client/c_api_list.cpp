@@ -1,5 +1,5 @@
 // The C API's listings (page by page, through tessera_anchor) and key-value calls (tessera.h).
-// A listing blocks; the key-value calls run through an event like tessera_cont_update's.
+// Each call blocks, or with an event completes through its queue like tessera_cont_update.
 #include <fmt/format.h>
 
 #include <cstring>
@@ -110,15 +110,16 @@ StoreFn keys_into(size_t* lens, void* buf, size_t buflen) {
   };
 }
 
+// Keys of a listing into buf/lens. absent_is_empty: as for take_page.
 int list_keys(tessera_cont* cont, ListScope scope, ObjectId oid, const char* dkey,
               uint64_t epoch, tessera_anchor* anchor, uint32_t* n, size_t* lens, void* buf,
-              size_t buflen, tessera_event* ev) {
+              size_t buflen, tessera_event* ev, bool absent_is_empty = false) {
   if (cont == nullptr || anchor == nullptr || n == nullptr || lens == nullptr ||
       (buf == nullptr && buflen > 0)) {
     return null_argument();
   }
   return list_call(cont, scope, oid, dkey, nullptr, epoch, anchor, n, ev,
-                   keys_into(lens, buf, buflen));
+                   keys_into(lens, buf, buflen), absent_is_empty);
 }
 
 Result<ObjectId> kv_object(tessera_cont* cont) {
@@ -237,15 +238,12 @@ int tessera_kv_remove(tessera_cont* cont, const char* key, tessera_event* ev) {
 
 int tessera_kv_list(tessera_cont* cont, tessera_anchor* anchor, uint32_t* n, size_t* lens,
                     void* buf, size_t buflen, tessera_event* ev) {
-  if (cont == nullptr || anchor == nullptr || n == nullptr || lens == nullptr ||
-      (buf == nullptr && buflen > 0)) {
-    return null_argument();
-  }
+  if (cont == nullptr) return null_argument();
   auto oid = kv_object(cont);
   if (!oid) return fail(oid.status());
   // Nothing stored yet (no object): no keys, not an error.
-  return list_call(cont, ListScope::dkeys, *oid, nullptr, nullptr, 0, anchor, n, ev,
-                   keys_into(lens, buf, buflen), true);
+  return list_keys(cont, ListScope::dkeys, *oid, nullptr, 0, anchor, n, lens, buf, buflen, ev,
+                   true);
 }
 
 }  // extern "C"

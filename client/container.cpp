@@ -495,21 +495,6 @@ Container::Future<uint64_t> Container::punch_range_async(ObjectId oid, std::stri
 }
 
 namespace contimpl {
-std::string page_anchor(ListScope scope, const KeyEntry& e) {
-  std::string a;
-  if (scope == ListScope::objects) {
-    a.resize(16);
-    std::memcpy(a.data(), &e.oid.hi, 8);
-    std::memcpy(a.data() + 8, &e.oid.lo, 8);
-  } else if (scope == ListScope::recx) {
-    a.resize(8);
-    std::memcpy(a.data(), &e.offset, 8);
-  } else {
-    a = e.key;
-  }
-  return a;
-}
-
 void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all, bool* more) {
   *more = false;
   if (page.limit == 0) return;
@@ -708,13 +693,24 @@ Container::Future<Container::KeyPage> Container::list_page_async(ListScope scope
            if (more && out.entries.empty()) {  // an anchor that would not move: a loop
              return Status(Errc::internal, "a listing page came back empty before the end");
            }
-           if (more) out.anchor = page_anchor(scope, out.entries.back());
+           if (more) out.anchor = anchor_after(scope, out.entries.back());
            return out;
          });
 }
 
 std::string Container::anchor_after(ListScope scope, const KeyEntry& e) {
-  return page_anchor(scope, e);
+  std::string a;
+  if (scope == ListScope::objects) {
+    a.resize(16);
+    std::memcpy(a.data(), &e.oid.hi, 8);
+    std::memcpy(a.data() + 8, &e.oid.lo, 8);
+  } else if (scope == ListScope::recx) {
+    a.resize(8);
+    std::memcpy(a.data(), &e.offset, 8);
+  } else {
+    a = e.key;
+  }
+  return a;
 }
 
 Result<uint64_t> Container::kv_put(const std::string& key, std::span<const uint8_t> value) {

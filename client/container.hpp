@@ -73,7 +73,9 @@ class Container {
                            std::move(anchor), limit)
         .get();
   }
-  // The anchor of the page that starts after entry `e` of a listing of `scope`.
+  // The anchor of the page that starts after entry `e` of a listing of `scope`: its key; for
+  // objects its OID, and for records its offset, as bytes in the engines' own order (what they
+  // take as an anchor).
   static std::string anchor_after(ListScope scope, const KeyEntry& e);
 
   // An OID of `oclass` (empty: the container's default class) from the application's 96 bits.

@@ -88,7 +88,7 @@ Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
 }
 
 // One page of a listing (Container::list_page): the entries after `after` (a page anchor:
-// page_anchor()), at most `limit` of them; limit 0: every entry.
+// Container::anchor_after()), at most `limit` of them; limit 0: every entry.
 struct PageSpec {
   std::string after;
   uint32_t limit = 0;
@@ -100,9 +100,6 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
                                         const std::string& dkey, const std::string& akey,
                                         uint64_t epoch, uint64_t tx_read,
                                         const PageSpec& page = {}, bool* more = nullptr);
-// The anchor of the page that follows entry `e`: its key; for objects its OID, and for records
-// its offset, as bytes in the engines' own order (what they take as an anchor).
-std::string page_anchor(ListScope scope, const KeyEntry& e);
 // Keeps the entries of a sorted listing that come after page.after, at most page.limit of them;
 // *more: entries were left off.
 void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all, bool* more);
