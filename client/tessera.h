@@ -38,6 +38,8 @@ enum tessera_error {
   TESSERA_EABORTED = 20,     /* the transaction was aborted: none of it applied */
   TESSERA_ERESTART = 21,     /* the transaction conflicts with another: run it again */
   TESSERA_EUNCERTAIN = 22,   /* the transaction's outcome is unknown (it may have committed) */
+  TESSERA_ERF = 24,          /* the container lost more engines than its redundancy factor: it
+                              * takes no write until they are back (reads go on) */
   TESSERA_ERANGE = 100 /* output buffer too small; *out_len holds the size needed */
 };
 

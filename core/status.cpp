@@ -52,6 +52,8 @@ std::string_view errc_name(Errc e) noexcept {
       return "transaction outcome unknown";
     case Errc::not_leader:
       return "not the management leader";
+    case Errc::rf_exceeded:
+      return "failures exceed the redundancy factor";
   }
   return "unknown error";
 }

@@ -40,7 +40,9 @@ enum class Errc : uint16_t {
                          // run it again blindly
   not_leader = 23,       // this access point does not lead the management service: ask the
                          // leader (the message names it when known)
-  kLast = not_leader,    // highest valid code (wire checks)
+  rf_exceeded = 24,      // the container lost more engines than its redundancy factor: it takes
+                         // no write (reads go on); no retry helps until its engines are back
+  kLast = rf_exceeded,   // highest valid code (wire checks)
 };
 
 std::string_view errc_name(Errc e) noexcept;

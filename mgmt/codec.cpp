@@ -133,6 +133,7 @@ Result<ContView> decode_cont(schema::ContInfo::Reader r) {
   v.open_handles = r.getOpenHandles();
   v.health = {r.getFailedEngines(), r.getHealth(), r.getRedundancy()};
   v.c.created_epoch = r.getCreatedEpoch();
+  v.c.lost_data = r.getLostData();
   for (auto o : r.getHandles()) {
     Handle h;
     h.id = o.getId();

@@ -32,6 +32,7 @@ void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
   b.setRedundancy(h.redundancy);
   b.setFailedEngines(h.failed_engines);
   b.setCreatedEpoch(c.created_epoch);
+  b.setLostData(c.lost_data);
   std::vector<const Handle*> owners;
   for (const auto& [cookie, hd] : s.handles()) {
     if (hd.pool == p.id && hd.cont == c.id) owners.push_back(&hd);

@@ -98,6 +98,7 @@ struct ContInfo {
   failedEngines @9 :UInt32;
   createdEpoch  @10 :UInt64;
   handles       @11 :List(HandleOwner);   # who holds the open handles
+  lostData      @12 :Bool;    # a rebuild found it beyond its redundancy factor: UNCLEAN for good
 }
 
 # An open container handle and who opened it (uid from the request's credentials; host and pid

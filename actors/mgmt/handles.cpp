@@ -54,14 +54,14 @@ Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, co
   if (r.getWrite()) {
     auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
     if (pc->cont->lost_data) {  // UNCLEAN for good (container_health)
-      return Status(Errc::unavailable,
+      return Status(Errc::rf_exceeded,
                     fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
                                 "lost more engines than its redundancy factor {}, so some of its "
                                 "data may be lost; it opens read-only",
                                 pc->cont->props.label, pc->pool->label, pc->cont->props.rf));
     }
     if (h.status == "UNCLEAN") {
-      return Status(Errc::unavailable,
+      return Status(Errc::rf_exceeded,
                     fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
                                 "failed, more than its redundancy factor {}{}; data may be "
                                 "lost, so it opens read-only until they are back",
