@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "actors/object_service_util.hpp"
+#include "core/anchor.hpp"
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
@@ -527,14 +528,8 @@ Status ObjectService::handle(Message& m) {
         // A client pages on from the last object it was given, in the container's own ids
         // (no container bits); a page's own anchor is a store key (container bits set, ids
         // start at 1) and is taken as it is.
-        ObjectId from;
-        std::memcpy(&from.hi, anchor.data(), 8);
-        std::memcpy(&from.lo, anchor.data() + 8, 8);
-        if (cont_of(from) == 0) {
-          from = shard_keys::store_key(from, ctx.cont);
-          std::memcpy(anchor.data(), &from.hi, 8);
-          std::memcpy(anchor.data() + 8, &from.lo, 8);
-        }
+        const ObjectId from = *oid_of_anchor(anchor);
+        if (cont_of(from) == 0) anchor = oid_anchor(shard_keys::store_key(from, ctx.cont));
       }
       auto r = w->store->list(scope, w->key, dkey, akey, anchor, limit, epoch);
       if (!r) return r.status();

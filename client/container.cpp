@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "client/container_impl.hpp"
+#include "core/anchor.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "mgmt/leader.hpp"
@@ -501,17 +502,12 @@ void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all,
   if (!page.after.empty()) {
     auto after = [&](const KeyEntry& e) {
       if (scope == ListScope::objects) {
-        ObjectId from;
-        if (page.after.size() != 16) return true;
-        std::memcpy(&from.hi, page.after.data(), 8);
-        std::memcpy(&from.lo, page.after.data() + 8, 8);
-        return from < e.oid;
+        const auto from = oid_of_anchor(page.after);
+        return !from || *from < e.oid;
       }
       if (scope == ListScope::recx) {
-        uint64_t from = 0;
-        if (page.after.size() != 8) return true;
-        std::memcpy(&from, page.after.data(), 8);
-        return e.offset > from;
+        const auto from = record_of_anchor(page.after);
+        return !from || e.offset > *from;
       }
       return e.key > page.after;
     };
@@ -699,18 +695,9 @@ Container::Future<Container::KeyPage> Container::list_page_async(ListScope scope
 }
 
 std::string Container::anchor_after(ListScope scope, const KeyEntry& e) {
-  std::string a;
-  if (scope == ListScope::objects) {
-    a.resize(16);
-    std::memcpy(a.data(), &e.oid.hi, 8);
-    std::memcpy(a.data() + 8, &e.oid.lo, 8);
-  } else if (scope == ListScope::recx) {
-    a.resize(8);
-    std::memcpy(a.data(), &e.offset, 8);
-  } else {
-    a = e.key;
-  }
-  return a;
+  if (scope == ListScope::objects) return oid_anchor(e.oid);
+  if (scope == ListScope::recx) return record_anchor(e.offset);
+  return e.key;
 }
 
 Result<uint64_t> Container::kv_put(const std::string& key, std::span<const uint8_t> value) {

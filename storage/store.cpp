@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/anchor.hpp"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
@@ -614,13 +615,8 @@ Result<ListResult> TargetStore::list(ListScope scope, const ObjectId& oid, std::
   ListResult out;
   out.done = false;
   if (scope == ListScope::objects) {
-    ObjectId from{};
-    bool have_anchor = anchor.size() == 16;
-    if (have_anchor) {
-      std::memcpy(&from.hi, anchor.data(), 8);
-      std::memcpy(&from.lo, anchor.data() + 8, 8);
-    }
-    auto it = have_anchor ? objects_.upper_bound(from) : objects_.begin();
+    const std::optional<ObjectId> from = oid_of_anchor(anchor);
+    auto it = from ? objects_.upper_bound(*from) : objects_.begin();
     for (; it != objects_.end() && out.entries.size() < limit; ++it) {
       if (!object_visible(it->second, epoch)) continue;
       ListEntry e;
@@ -628,11 +624,7 @@ Result<ListResult> TargetStore::list(ListScope scope, const ObjectId& oid, std::
       out.entries.push_back(e);
     }
     out.done = it == objects_.end();
-    if (!out.entries.empty()) {
-      out.anchor.resize(16);
-      std::memcpy(out.anchor.data(), &out.entries.back().oid.hi, 8);
-      std::memcpy(out.anchor.data() + 8, &out.entries.back().oid.lo, 8);
-    }
+    if (!out.entries.empty()) out.anchor = oid_anchor(out.entries.back().oid);
     return out;
   }
   auto oit = objects_.find(oid);
@@ -678,9 +670,7 @@ Result<ListResult> TargetStore::list(ListScope scope, const ObjectId& oid, std::
   if (ait == d.akeys.end()) return Status(Errc::not_found, "no such akey");
   const AkeyVal& a = ait->second;
   if (a.kind != ValueKind::array) return Status(Errc::invalid_argument, "akey is not an array");
-  uint64_t from = 0;
-  if (anchor.size() == 8) std::memcpy(&from, anchor.data(), 8);
-  from *= a.rsize;
+  const uint64_t from = record_of_anchor(anchor).value_or(0) * a.rsize;
   Segs whole = resolve(a, floor_of(o, d, a, epoch), epoch, from, kMaxEpoch);
   std::vector<std::pair<uint64_t, uint64_t>> runs;
   for (const auto& [lo, s] : whole) {
@@ -701,8 +691,7 @@ Result<ListResult> TargetStore::list(ListScope scope, const ObjectId& oid, std::
   }
   out.done = i == runs.size();
   if (!out.entries.empty()) {
-    uint64_t next = out.entries.back().offset + out.entries.back().length;
-    out.anchor.assign(reinterpret_cast<const char*>(&next), 8);
+    out.anchor = record_anchor(out.entries.back().offset + out.entries.back().length);
   }
   return out;
 }
