@@ -250,6 +250,27 @@ TEST(CApi, HundredsOfCallsInFlightOnOneQueueEachCompleteOnce) {
   EXPECT_EQ(tessera_cont_update(c.co, c.hi, c.lo, "refused-fini", "v", TESSERA_SINGLE, 0, "x", 1,
                                 TESSERA_COND_NONE, nullptr, &evs[2]),
             -TESSERA_EINVAL);
+  // A refused call sent nothing: no refused update stored its key (the object's dkeys are the
+  // 300 written ones but k1, punched), and the refused punches left k2 as it was.
+  tessera_anchor anchor = TESSERA_ANCHOR_INIT;
+  std::vector<std::string> dkeys;
+  std::vector<size_t> lens(64);
+  std::string buf(16384, '\0');
+  while (anchor.eof == 0) {
+    uint32_t n = static_cast<uint32_t>(lens.size());
+    ASSERT_EQ(tessera_cont_list_dkeys(c.co, c.hi, c.lo, 0, &anchor, &n, lens.data(), buf.data(),
+                                      buf.size(), nullptr),
+              0)
+        << tessera_last_error();
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      dkeys.emplace_back(buf.data() + at, lens[i]);
+      at += lens[i];
+    }
+  }
+  EXPECT_EQ(dkeys.size(), static_cast<size_t>(kCalls - 1));
+  for (const auto& k : dkeys) EXPECT_EQ(k.rfind("refused", 0), std::string::npos) << k;
+  EXPECT_EQ(fetch(c.co, c.hi, c.lo, "k2", TESSERA_SINGLE, 0, 0, 0), values[2]);
 }
 
 // kill -9 of an engine while a thread keeps 64 updates in flight on one queue: every event comes
