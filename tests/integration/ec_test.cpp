@@ -406,29 +406,24 @@ TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswer
 TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
   TempDir dir;
   LocalSystem sys(dir.path(), 3, 1);
-  ASSERT_TRUE(sys.wait_joined(3));
-  MgmtClient mc(sys.mgmt());
-  ASSERT_TRUE(mc.pool_create("tank", 3 * (64ull << 20)));
-  ASSERT_TRUE(mc.cont_create("tank", cont_props("kv", "EC_2P1G1", 1)));
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 3, "kv", "EC_2P1G1", 1, t));
+  MgmtClient& mc = *t.mc;
   ClientOptions co;
   co.engine = sys.mgmt();
-  auto client = Client::connect_system(co);
-  ASSERT_TRUE(client);
-  auto c = (*client)->open_container("tank", "kv", true);
-  ASSERT_TRUE(c) << c.status().to_string();
   for (int i = 0; i < 20; ++i) {
     std::string v = "value-" + std::to_string(i);
-    ASSERT_TRUE((*c)->kv_put("k" + std::to_string(i), bytes(v)));
+    ASSERT_TRUE(t.cont->kv_put("k" + std::to_string(i), bytes(v)));
   }
-  auto keys = (*c)->kv_list();
+  auto keys = t.cont->kv_list();
   ASSERT_TRUE(keys) << keys.status().to_string();
   EXPECT_EQ(keys->size(), 20u);
-  ASSERT_TRUE((*c)->kv_del("k3"));
-  EXPECT_EQ((*c)->kv_get("k3").status().code(), Errc::not_found);
+  ASSERT_TRUE(t.cont->kv_del("k3"));
+  EXPECT_EQ(t.cont->kv_get("k3").status().code(), Errc::not_found);
   sys.engine(1).kill9();
   for (int i = 0; i < 20; ++i) {
     if (i == 3) continue;
-    auto r = (*c)->kv_get("k" + std::to_string(i));
+    auto r = t.cont->kv_get("k" + std::to_string(i));
     ASSERT_TRUE(r) << r.status().to_string();
     EXPECT_EQ(r->data.view(), "value-" + std::to_string(i));
   }
@@ -443,7 +438,7 @@ TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
   }
   ASSERT_TRUE(unclean);
   {
-    auto w = (*client)->open_container("tank", "kv", true);
+    auto w = t.client->open_container("tank", "kv", true);
     ASSERT_FALSE(w);
     EXPECT_NE(w.status().message().find("UNCLEAN"), std::string::npos) << w.status().to_string();
     EXPECT_NE(w.status().message().find("redundancy factor 1"), std::string::npos);
@@ -469,21 +464,21 @@ TEST(EcTest, ErasureCodedKvContainerAndBadRequests) {
     }
     EXPECT_TRUE(refused);
   }
-  auto oid = (*c)->make_oid(1, 1);
+  auto oid = t.cont->make_oid(1, 1);
   std::string v = "x";
   // What erasure coding does not do is refused with a reason.
-  EXPECT_EQ((*c)->update(*oid, "d", "a", ValueKind::single, 0, bytes(v), {.cond = Cond::insert})
+  EXPECT_EQ(t.cont->update(*oid, "d", "a", ValueKind::single, 0, bytes(v), {.cond = Cond::insert})
                 .status()
                 .code(),
             Errc::unsupported);
-  EXPECT_EQ((*c)->update(*oid, "d", std::string("\0ec-copy:a", 10), ValueKind::array, 0, bytes(v))
+  EXPECT_EQ(t.cont->update(*oid, "d", std::string("\0ec-copy:a", 10), ValueKind::array, 0, bytes(v))
                 .status()
                 .code(),
             Errc::invalid_argument);
-  EXPECT_EQ((*c)->update(*oid, "d", std::string("\0ec-cell:0:a", 12), ValueKind::array, 0, bytes(v))
+  EXPECT_EQ(t.cont->update(*oid, "d", std::string("\0ec-cell:0:a", 12), ValueKind::array, 0, bytes(v))
                 .status()
                 .code(),
             Errc::invalid_argument);
-  EXPECT_EQ((*c)->punch_range_async(*oid, "d", "a", 0, 10).get().status().code(),
+  EXPECT_EQ(t.cont->punch_range_async(*oid, "d", "a", 0, 10).get().status().code(),
             Errc::unsupported);
 }

@@ -80,6 +80,29 @@ inline mgmt::ContProps cont_props(const std::string& label, const char* oclass, 
   return p;
 }
 
+// A pool "tank" over every engine of a system (64 MiB per target), one container in it, and a
+// client holding that container open for writing: what most system tests start from.
+struct Tank {
+  std::unique_ptr<MgmtClient> mc;
+  std::unique_ptr<Client> client;
+  std::unique_ptr<Container> cont;
+};
+// Waits for `engines` to join `sys`, then makes `out` (fatal failures: ASSERT_NO_FATAL_FAILURE).
+inline void open_tank(LocalSystem& sys, uint32_t engines, const std::string& cont,
+                      const char* oclass, uint32_t rf, Tank& out, ClientOptions co = {}) {
+  ASSERT_TRUE(sys.wait_joined(engines));
+  out.mc = std::make_unique<MgmtClient>(sys.mgmt());
+  ASSERT_TRUE(out.mc->pool_create("tank", engines * (64ull << 20)));
+  ASSERT_TRUE(out.mc->cont_create("tank", cont_props(cont, oclass, rf)));
+  co.engine = sys.mgmt();
+  auto cl = Client::connect_system(co);
+  ASSERT_TRUE(cl) << cl.status().to_string();
+  out.client = std::move(*cl);
+  auto c = out.client->open_container("tank", cont, true);
+  ASSERT_TRUE(c) << c.status().to_string();
+  out.cont = std::move(*c);
+}
+
 // Polls pool `pool` until `done` holds for its view (or `limit` passes); returns the last view
 // seen (a failed query is an empty view).
 inline mgmt::PoolView wait_pool(const MgmtClient& mc, const std::string& pool,

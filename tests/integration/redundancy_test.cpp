@@ -51,20 +51,13 @@ std::string value_of(const std::string& key) { return "value of " + key; }
 TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   TempDir dir;
   LocalSystem sys(dir.path(), 3, 1);
-  ASSERT_TRUE(sys.wait_joined(3));
-  MgmtClient mc(sys.mgmt());
-  ASSERT_TRUE(mc.pool_create("tank", 3 * (64ull << 20)));
-  ASSERT_TRUE(mc.cont_create("tank", cont_props("c", "RP_3G1", 1)));
-  ClientOptions co;
-  co.engine = sys.mgmt();
-  auto client = Client::connect_system(co);
-  ASSERT_TRUE(client);
-  auto c = (*client)->open_container("tank", "c", true);
-  ASSERT_TRUE(c) << c.status().to_string();
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 3, "c", "RP_3G1", 1, t));
+  MgmtClient& mc = *t.mc;
   std::vector<std::string> acked;
   auto put = [&](const std::string& k) {
     const std::string v = value_of(k);
-    auto r = (*c)->kv_put(k, bytes(v));
+    auto r = t.cont->kv_put(k, bytes(v));
     if (r) acked.push_back(k);
     return r.status();
   };
@@ -98,19 +91,19 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
     EXPECT_EQ(st.code(), Errc::rf_exceeded) << st.to_string();
     EXPECT_NE(st.message().find("redundancy factor 1"), std::string::npos) << st.to_string();
   }
-  auto oid = (*c)->make_oid(1, 1);
+  auto oid = t.cont->make_oid(1, 1);
   ASSERT_TRUE(oid);
-  auto p = (*c)->punch(*oid);
+  auto p = t.cont->punch(*oid);
   ASSERT_FALSE(p) << "a punch was acknowledged beyond rf";
   EXPECT_EQ(p.status().code(), Errc::rf_exceeded) << p.status().to_string();
   // Reads go on: every acknowledged write is on the engine left.
   for (const auto& k : acked) {
-    auto r = (*c)->kv_get(k);
+    auto r = t.cont->kv_get(k);
     ASSERT_TRUE(r) << k << ": " << r.status().to_string();
     EXPECT_EQ(r->data.view(), value_of(k));
   }
   // Opening for writing is refused with the same code.
-  auto w = (*client)->open_container("tank", "c", true);
+  auto w = t.client->open_container("tank", "c", true);
   ASSERT_FALSE(w);
   EXPECT_EQ(w.status().code(), Errc::rf_exceeded) << w.status().to_string();
 }
@@ -146,19 +139,9 @@ class FaultRun {
   explicit FaultRun(uint64_t seed) : seed_(seed), rng_(seed), sys_(dir_.path(), kEngines, 1) {}
 
   void run(int steps) {
-    ASSERT_TRUE(sys_.wait_joined(kEngines));
-    mc_ = std::make_unique<MgmtClient>(sys_.mgmt());
-    ASSERT_TRUE(mc_->pool_create("tank", kEngines * (64ull << 20)));
-    ASSERT_TRUE(mc_->cont_create("tank", cont_props("c", "RP_3G1", kRf)));
     ClientOptions co;
-    co.engine = sys_.mgmt();
     co.timeout = std::chrono::milliseconds(20000);
-    auto cl = Client::connect_system(co);
-    ASSERT_TRUE(cl);
-    client_ = std::move(*cl);
-    auto c = client_->open_container("tank", "c", true);
-    ASSERT_TRUE(c) << c.status().to_string();
-    cont_ = std::move(*c);
+    ASSERT_NO_FATAL_FAILURE(open_tank(sys_, kEngines, "c", "RP_3G1", kRf, t_, co));
     ASSERT_NO_FATAL_FAILURE(check_step("start"));
     // Kills (never rank 0: it hosts the management service) and restarts; the sequence goes
     // on until it has been where the container must be UNCLEAN at least once.
@@ -201,10 +184,10 @@ class FaultRun {
     trace_ += what + "; ";
     sys_.engine(r).kill9();
     model_.down.insert(r);
-    ASSERT_NO_FATAL_FAILURE(wait_dead(*mc_, r));
+    ASSERT_NO_FATAL_FAILURE(wait_dead(*t_.mc, r));
     // Settled when no rebuild runs (the service may keep a dead engine in the map when taking
     // it out would strand data: check_step waits for the map only where writes must go on).
-    wait_pool(*mc_, "tank", [](const mgmt::PoolView& p) { return p.pool.rebuild.state != "busy"; });
+    wait_pool(*t_.mc, "tank", [](const mgmt::PoolView& p) { return p.pool.rebuild.state != "busy"; });
   }
 
   void bring_back(uint32_t r, std::string& what) {
@@ -214,13 +197,13 @@ class FaultRun {
     ASSERT_TRUE(st.is_ok()) << st.to_string();
     model_.down.erase(r);
     ASSERT_TRUE(sys_.wait_joined(kEngines - model_.down.size())) << trace_;
-    auto view = mc_->pool_query("tank");
+    auto view = t_.mc->pool_query("tank");
     ASSERT_TRUE(view);
     if (!serving_in(*view, r)) {
-      auto op = mc_->pool_op("tank", "reintegrate", {r});
+      auto op = t_.mc->pool_op("tank", "reintegrate", {r});
       ASSERT_TRUE(op) << trace_ << op.status().to_string();
     }
-    auto v = wait_pool(*mc_, "tank", [&](const mgmt::PoolView& p) {
+    auto v = wait_pool(*t_.mc, "tank", [&](const mgmt::PoolView& p) {
       return serving_in(p, r) && p.pool.rebuild.state != "busy" && !p.pool.map.moving();
     });
     ASSERT_TRUE(serving_in(v, r)) << trace_;
@@ -228,7 +211,7 @@ class FaultRun {
 
   // The model against the system (struct Model).
   void check_step(const std::string& what) {
-    auto q = mc_->cont_query("tank", "c");
+    auto q = t_.mc->cont_query("tank", "c");
     ASSERT_TRUE(q) << q.status().to_string();
     const std::string health = q->health.status;
     if (model_.must_be_unclean()) {
@@ -240,7 +223,7 @@ class FaultRun {
     model_.was_unclean |= health == "UNCLEAN";
     if (health == "HEALTHY") {
       // Writes go on once the map has taken the dead engines out (before, they wait on them).
-      auto v = wait_pool(*mc_, "tank", [&](const mgmt::PoolView& p) {
+      auto v = wait_pool(*t_.mc, "tank", [&](const mgmt::PoolView& p) {
         for (uint32_t r : model_.down) {
           if (serving_in(p, r)) return false;
         }
@@ -254,7 +237,7 @@ class FaultRun {
     for (int i = 0; i < writes; ++i) {
       const std::string k = "s" + std::to_string(step_) + "-" + std::to_string(i);
       const std::string v = value_of(k);
-      auto r = cont_->kv_put(k, bytes(v));
+      auto r = t_.cont->kv_put(k, bytes(v));
       if (health == "UNCLEAN") {
         ASSERT_FALSE(r) << "seed " << seed_ << ": " << k << " acknowledged with the container "
                         << "UNCLEAN (" << model_.down.size() << " engines down, rf " << kRf
@@ -295,9 +278,7 @@ class FaultRun {
   std::mt19937_64 rng_;
   TempDir dir_;
   LocalSystem sys_;
-  std::unique_ptr<MgmtClient> mc_;
-  std::unique_ptr<Client> client_;
-  std::unique_ptr<Container> cont_;
+  Tank t_;
   Model model_;
   std::vector<std::string> acked_;
   std::string trace_;

@@ -32,19 +32,12 @@ std::span<const uint8_t> bytes(const std::string& s) {
 TEST(SwimTest, HungEngineIsDeclaredDeadByItsPeersAndLeavesThePoolMap) {
   TempDir dir;
   LocalSystem sys(dir.path(), 4, 1, {"--mgmt-dead-after-ms", "600000"});
-  ASSERT_TRUE(sys.wait_joined(4));
-  MgmtClient mc(sys.mgmt());
-  ASSERT_TRUE(mc.pool_create("tank", 4 * (64ull << 20)));
-  ASSERT_TRUE(mc.cont_create("tank", cont_props("c", "RP_3GX", 2)));
-  ClientOptions co;
-  co.engine = sys.mgmt();
-  auto client = Client::connect_system(co);
-  ASSERT_TRUE(client);
-  auto c = (*client)->open_container("tank", "c", true);
-  ASSERT_TRUE(c) << c.status().to_string();
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 4, "c", "RP_3GX", 2, t));
+  MgmtClient& mc = *t.mc;
   for (int i = 0; i < 50; ++i) {
     std::string v = "v" + std::to_string(i);
-    ASSERT_TRUE((*c)->kv_put("k" + std::to_string(i), bytes(v)));
+    ASSERT_TRUE(t.cont->kv_put("k" + std::to_string(i), bytes(v)));
   }
   auto before = mc.pool_query("tank");
   ASSERT_TRUE(before);
@@ -72,7 +65,7 @@ TEST(SwimTest, HungEngineIsDeclaredDeadByItsPeersAndLeavesThePoolMap) {
   EXPECT_TRUE(*st == placement::TargetState::down || *st == placement::TargetState::down_out)
       << placement::state_name(*st);
   for (int i = 0; i < 50; ++i) {
-    auto r = (*c)->kv_get("k" + std::to_string(i));
+    auto r = t.cont->kv_get("k" + std::to_string(i));
     ASSERT_TRUE(r) << r.status().to_string();
     EXPECT_EQ(r->data.view(), "v" + std::to_string(i));
   }
