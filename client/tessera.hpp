@@ -40,7 +40,10 @@ class Error : public std::runtime_error {
 // Throws the C API's failure as an Error (rc < 0); returns rc otherwise.
 inline int check(int rc, const char* call) {
   if (rc < 0) {
-    throw Error(rc, std::string(call) + ": " + tessera_strerror(rc) + ": " + tessera_last_error());
+    // The library's message names the code first ("not found: container 'x' ...").
+    const char* msg = tessera_last_error();
+    throw Error(rc, std::string(call) + ": " +
+                        (msg != nullptr && *msg != '\0' ? msg : tessera_strerror(rc)));
   }
   return rc;
 }
@@ -143,30 +146,20 @@ class Container {
 
   // Reads a value (the newest, or the one at `epoch`); an array's `length` bytes from
   // `offset` (0: up to its end). The buffer grows to what the value needs.
-  std::string get(Oid o, const std::string& dkey, const std::string& akey,
-                  Kind kind = Kind::single, uint64_t offset = 0, uint64_t length = 0,
-                  uint64_t epoch = 0) {
-    std::string buf(length != 0 ? length : 4096, '\0');
-    for (;;) {
-      size_t got = 0;
-      const int rc = tessera_cont_fetch(c_, o.hi, o.lo, dkey.c_str(), akey.c_str(),
-                                        static_cast<int>(kind), offset, length, epoch, buf.data(),
-                                        buf.size(), &got, nullptr);
-      if (rc == -TESSERA_ERANGE && got > buf.size()) {
-        buf.resize(got);
-        continue;
-      }
-      check(rc, "tessera_cont_fetch");
-      buf.resize(got);
-      return buf;
-    }
+  std::string get(Oid o, const std::string& dkey, const std::string& akey, Kind kind = Kind::single,
+                  uint64_t offset = 0, uint64_t length = 0, uint64_t epoch = 0) {
+    return read_grown(length != 0 ? length : 4096, "tessera_cont_fetch",
+                      [&](char* buf, size_t len, size_t* got) {
+                        return tessera_cont_fetch(c_, o.hi, o.lo, dkey.c_str(), akey.c_str(),
+                                                  static_cast<int>(kind), offset, length, epoch,
+                                                  buf, len, got, nullptr);
+                      });
   }
   // Into the caller's buffer, through `ev` (its out_len: the bytes read).
   void get(Oid o, const std::string& dkey, const std::string& akey, void* buf, size_t len,
            Event& ev, Kind kind = Kind::single, uint64_t offset = 0) {
     check(tessera_cont_fetch(c_, o.hi, o.lo, dkey.c_str(), akey.c_str(), static_cast<int>(kind),
-                             offset, kind == Kind::array ? len : 0, 0, buf, len, nullptr,
-                             ev.get()),
+                             offset, kind == Kind::array ? len : 0, 0, buf, len, nullptr, ev.get()),
           "tessera_cont_fetch");
   }
 
@@ -188,18 +181,9 @@ class Container {
     check(tessera_kv_put(c_, key.c_str(), value.data(), value.size(), nullptr), "tessera_kv_put");
   }
   std::string kv_get(const std::string& key) {
-    std::string buf(4096, '\0');
-    for (;;) {
-      size_t got = 0;
-      const int rc = tessera_kv_get(c_, key.c_str(), buf.data(), buf.size(), &got, nullptr);
-      if (rc == -TESSERA_ERANGE && got > buf.size()) {
-        buf.resize(got);
-        continue;
-      }
-      check(rc, "tessera_kv_get");
-      buf.resize(got);
-      return buf;
-    }
+    return read_grown(4096, "tessera_kv_get", [&](char* buf, size_t len, size_t* got) {
+      return tessera_kv_get(c_, key.c_str(), buf, len, got, nullptr);
+    });
   }
   void kv_remove(const std::string& key) {
     check(tessera_kv_remove(c_, key.c_str(), nullptr), "tessera_kv_remove");
@@ -215,6 +199,24 @@ class Container {
  private:
   friend class System;
   explicit Container(tessera_cont* c) : c_(c) {}
+
+  // read(buf, len, &got) into a buffer that grows to what the value needs (-TESSERA_ERANGE
+  // says how much).
+  template <typename Read>
+  static std::string read_grown(size_t first, const char* call, Read read) {
+    std::string buf(first, '\0');
+    for (;;) {
+      size_t got = 0;
+      const int rc = read(buf.data(), buf.size(), &got);
+      if (rc == -TESSERA_ERANGE && got > buf.size()) {
+        buf.resize(got);
+        continue;
+      }
+      check(rc, call);
+      buf.resize(got);
+      return buf;
+    }
+  }
 
   template <typename Page>
   static std::vector<std::string> keys(Page page) {
@@ -342,7 +344,9 @@ class System {
   tessera_client* c_ = nullptr;
 };
 
-inline std::string version() { return tessera_version(); }
+inline std::string version() {
+  return tessera_version();
+}
 
 }  // namespace tessera::sdk
 

@@ -18,7 +18,9 @@
 
 namespace sdk = tessera::sdk;
 
-static std::string value_of(int i) { return "value " + std::to_string(i) + " from C++"; }
+static std::string value_of(int i) {
+  return "value " + std::to_string(i) + " from C++";
+}
 
 int main(int argc, char** argv) {
   if (argc < 3) {
@@ -42,6 +44,14 @@ int main(int argc, char** argv) {
     const auto keys = cont.dkeys(oid);
     if (keys.size() != static_cast<size_t>(n)) {
       std::fprintf(stderr, "%zu dkeys listed, not %d\n", keys.size(), n);
+      return 1;
+    }
+
+    // A value larger than get()'s first buffer: it grows to the value.
+    const std::string big(10000, 'b');
+    cont.put(oid, "big", "v", big);
+    if (cont.get(oid, "big", "v") != big) {
+      std::fprintf(stderr, "a 10000-byte value did not read back\n");
       return 1;
     }
 
@@ -94,9 +104,10 @@ int main(int argc, char** argv) {
     } catch (const sdk::Error& e) {
       if (e.code() != -TESSERA_ENOENT) throw;
     }
-    std::printf("store_and_list: %d values, %zu dkeys, a transaction and 16 async writes through "
-                "libtessera %s's C++ API\n",
-                n, keys.size(), sdk::version().c_str());
+    std::printf(
+        "store_and_list: %d values, %zu dkeys, a transaction and 16 async writes through "
+        "libtessera %s's C++ API\n",
+        n, keys.size(), sdk::version().c_str());
     return 0;
   } catch (const sdk::Error& e) {
     std::fprintf(stderr, "store_and_list: %s\n", e.what());

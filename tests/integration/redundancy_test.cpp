@@ -46,7 +46,9 @@ void wait_dead(const MgmtClient& mc, uint32_t rank) {
   ASSERT_FALSE(member_joined(mc, rank)) << "rank " << rank << " was never found dead";
 }
 
-std::string value_of(const std::string& key) { return "value of " + key; }
+std::string value_of(const std::string& key) {
+  return "value of " + key;
+}
 
 TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   TempDir dir;
@@ -187,7 +189,8 @@ class FaultRun {
     ASSERT_NO_FATAL_FAILURE(wait_dead(*t_.mc, r));
     // Settled when no rebuild runs (the service may keep a dead engine in the map when taking
     // it out would strand data: check_step waits for the map only where writes must go on).
-    wait_pool(*t_.mc, "tank", [](const mgmt::PoolView& p) { return p.pool.rebuild.state != "busy"; });
+    wait_pool(*t_.mc, "tank",
+              [](const mgmt::PoolView& p) { return p.pool.rebuild.state != "busy"; });
   }
 
   void bring_back(uint32_t r, std::string& what) {
