@@ -39,9 +39,10 @@ struct SystemHarness {
   std::chrono::milliseconds timeout{4000};
 
   // Rank 0 hosts the management service and holds no pool shard: the kills hit ranks 1..3.
-  // `rf`: the failures the container tolerates. With 0 the system may not take a dead engine's
-  // targets out of the pool map: it restarts with its own state (prepared transactions
-  // included) and resolves them. With 1 a dead engine is excluded and comes back by
+  // `rf`: the failures the container tolerates. With 0 the pool keeps a dead engine's targets
+  // in its map (self_heal none): it restarts with its own state (prepared transactions
+  // included) and resolves them; an exclusion would leave the container beyond its rf, UNCLEAN
+  // and refusing writes for good. With 1 a dead engine is excluded and comes back by
   // reintegration, refilled by a rebuild.
   explicit SystemHarness(const char* oclass, uint32_t rf = 1, uint32_t targets = 1)
       : ec(std::string(oclass).rfind("EC_", 0) == 0) {
@@ -49,6 +50,9 @@ struct SystemHarness {
     EXPECT_TRUE(sys->wait_joined(4));
     mc = std::make_unique<MgmtClient>(sys->mgmt());
     EXPECT_TRUE(mc->pool_create("tank", 64ull << 20, {1, 2, 3}));
+    if (rf == 0) {
+      EXPECT_TRUE(mc->pool_set_prop("tank", "self_heal", "none").is_ok());
+    }
     EXPECT_TRUE(mc->cont_create("tank", cont_props("c", oclass, rf, mgmt::ContType::kv, kCell)));
     connect();
   }

@@ -77,6 +77,9 @@ void run(const char* oclass, uint32_t rf) {
     EXPECT_TRUE(eventually([&] { return !h.sys->engine(armed).alive(); }, std::chrono::seconds(20)))
         << "rank " << armed << " did not reach the crash point";
     h.restart_dead();
+    // Restarted in place (rf 0: the map kept it), its peers' fabric reconnects first.
+    EXPECT_TRUE(eventually([&] { return h.check_reaches_all(); }, std::chrono::seconds(60)))
+        << "a check pass never reached every copy after the restart";
     h.expect_consistent("after the restart");
     auto seen = h.copies(dkey);
     for (const auto& s : seen) {
