@@ -131,35 +131,19 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
                               mgmt::perm_words(need & ~h->second.perms),
                               (need & mgmt::kWrite) != 0 ? "write access" : "read access"));
   }
-  if ((need & mgmt::kWrite) != 0 && !ctx.replica) TESSERA_TRY(takes_writes(*sh.view, ctx.cont));
+  if ((need & mgmt::kWrite) != 0 && !ctx.replica) TESSERA_TRY(takes_writes(sh, ctx.cont));
   return Where{sh.store.get(), &sh, store_key(oid, ctx.cont), static_cast<CsumType>(h->second.csum),
                std::move(*use)};
 }
 
-Status ObjectService::takes_writes(const mgmt::PoolView& v, uint32_t cont) const {
+Status ObjectService::takes_writes(const PoolShard& sh, uint32_t cont) {
   // A handle opened for writing outlives the health it was opened in: every client write
   // (update, punch, a cell, a transaction's commit) is checked against the pool map it is
-  // served in. From the map alone (with the container's record): a stopped engine kept in the
-  // map is not counted here, and needs none, since the writes forwarded to it fail.
-  for (const auto& cv : v.conts) {
-    if (cv.c.id != cont) continue;
-    const mgmt::ContHealth h = mgmt::container_health(v.pool, cv.c);
-    if (h.status != "UNCLEAN") return Status();
-    if (cv.c.lost_data) {
-      return Status(Errc::rf_exceeded,
-                    fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
-                                "lost more engines than its redundancy factor {}, so some of its "
-                                "data may be lost; it takes no more writes (reads go on)",
-                                cv.c.props.label, v.pool.label, cv.c.props.rf));
-    }
-    return Status(Errc::rf_exceeded,
-                  fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have failed "
-                              "in pool map version {}, more than its redundancy factor {}: it "
-                              "takes no write until they are back (reads go on)",
-                              cv.c.props.label, h.failed_engines, v.pool.label,
-                              v.pool.map.version, cv.c.props.rf));
-  }
-  return Status();  // created after this view: its first map is the one it was created in
+  // served in (decided once per map: PoolShard::set_view). From the map alone, with the
+  // container's record: a stopped engine kept in the map is not counted here, and needs none,
+  // since the writes forwarded to it fail.
+  auto it = sh.write_refusals.find(cont);
+  return it == sh.write_refusals.end() ? Status() : it->second;
 }
 
 Status ObjectService::check_handle(PoolShard& sh, const Ctx& ctx, Nanos now) {
@@ -360,9 +344,10 @@ Status ObjectService::handle(Message& m) {
         return w->store->update(w->key, k.dkey, k.akey, kind, offset, m.bulk.span(), crc, o);
       };
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
-        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
-          return local(uo.epoch, &stage).status();
-        }, kPlainChecks));
+        TESSERA_TRY(prepare_part(
+            *w->shard, *w->store, ctx, k.dkey,
+            [&](storage::DtxStage& stage) { return local(uo.epoch, &stage).status(); },
+            kPlainChecks));
         return rt_.reply(m, Status(), epoch_body(uo.epoch));
       }
       auto r = ctx.replica ? local(uo.epoch, nullptr)
@@ -465,9 +450,9 @@ Status ObjectService::handle(Message& m) {
                                                    epoch, false, stage);
       };
       if (ctx.replica && ctx.dtx.epoch != 0 && w->shard != nullptr) {
-        TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, k.dkey, [&](storage::DtxStage& stage) {
-          return local(at, &stage).status();
-        }, kPlainChecks));
+        TESSERA_TRY(prepare_part(
+            *w->shard, *w->store, ctx, k.dkey,
+            [&](storage::DtxStage& stage) { return local(at, &stage).status(); }, kPlainChecks));
         return rt_.reply(m, Status(), epoch_body(at));
       }
       Result<uint64_t> r = ctx.replica ? local(at, nullptr) : Result<uint64_t>(Status());

@@ -106,9 +106,9 @@ class ObjectService final : public Actor {
   // A successful reply carrying bulk bytes, counted as the method's bytes out.
   Status reply_bulk(const Message& m, Buffer body, Buffer bulk);
   Result<Where> resolve(const Ctx& ctx, ObjectId oid, uint32_t need);
-  // rf_exceeded when container `cont` is UNCLEAN in view `v` (more engines failed than its
-  // redundancy factor, or lost data): a client's write is refused there.
-  Status takes_writes(const mgmt::PoolView& v, uint32_t cont) const;
+  // rf_exceeded when container `cont` is UNCLEAN in the shard's view (more engines failed than
+  // its redundancy factor, or lost data): a client's write is refused there.
+  static Status takes_writes(const PoolShard& sh, uint32_t cont);
   // Asks the management service about the request's container handle and caches the answer
   // in the shard (suspends); a closed or unknown handle is erased and refused.
   Status check_handle(PoolShard& sh, const Ctx& ctx, Nanos now);

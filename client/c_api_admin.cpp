@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "client/c_api_impl.hpp"
 #include "client/mgmt_client.hpp"
@@ -24,6 +26,26 @@ void put(char (&field)[N], const std::string& s) {
   const size_t n = std::min(s.size(), N - 1);
   std::memcpy(field, s.data(), n);
   field[n] = '\0';
+}
+
+// "name=value,name=value" (NULL or "": none), as the CLI's --property takes them.
+Result<std::vector<std::pair<std::string, std::string>>> name_values(const char* props) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const std::string text = str(props);
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find(',', at);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(at, end - at);
+    at = end + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("container property '{}' is not name=value", item));
+    }
+    out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return out;
 }
 
 void fill(tessera_pool_info* out, const tessera::mgmt::PoolView& v) {
@@ -145,25 +167,15 @@ int tessera_pool_list(tessera_client* c, tessera_pool_info* out, size_t max, siz
   return fill_list(*v, out, max, n);
 }
 
-int tessera_cont_create(tessera_client* c, const char* pool, const char* label,
-                        const char* props, tessera_cont_info* out) {
+int tessera_cont_create(tessera_client* c, const char* pool, const char* label, const char* props,
+                        tessera_cont_info* out) {
   if (c == nullptr || pool == nullptr || label == nullptr) return null_argument();
   tessera::mgmt::ContProps p;
   p.label = label;
-  // "name=value,name=value": each through the CLI's own property parser.
-  std::string text = str(props);
-  for (size_t at = 0; at < text.size();) {
-    size_t end = text.find(',', at);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(at, end - at);
-    at = end + 1;
-    if (item.empty()) continue;
-    size_t eq = item.find('=');
-    if (eq == std::string::npos) {
-      return fail({Errc::invalid_argument,
-                   fmt::format("container property '{}' is not name=value", item)});
-    }
-    Status st = tessera::mgmt::set_cont_prop(p, item.substr(0, eq), item.substr(eq + 1));
+  auto changes = name_values(props);
+  if (!changes) return fail(changes.status());
+  for (const auto& [name, value] : *changes) {
+    Status st = tessera::mgmt::set_cont_prop(p, name, value);
     if (!st.is_ok()) return fail(st);
   }
   if (p.label != label) {
@@ -183,6 +195,19 @@ int tessera_cont_destroy(tessera_client* c, const char* pool, const char* cont, 
   auto mc = admin(c);
   if (!mc) return fail(mc.status());
   Status st = mc->cont_destroy(pool, cont, (flags & TESSERA_DESTROY_FORCE) != 0);
+  return st.is_ok() ? 0 : fail(st);
+}
+
+int tessera_cont_set_prop(tessera_client* c, const char* pool, const char* cont,
+                          const char* props) {
+  if (c == nullptr || pool == nullptr || cont == nullptr || props == nullptr) {
+    return null_argument();
+  }
+  auto changes = name_values(props);
+  if (!changes) return fail(changes.status());
+  auto mc = admin(c);
+  if (!mc) return fail(mc.status());
+  Status st = mc->cont_set_props(pool, cont, *changes);
   return st.is_ok() ? 0 : fail(st);
 }
 
@@ -231,8 +256,8 @@ int tessera_snap_destroy(tessera_client* c, const char* pool, const char* cont, 
   return v ? 0 : fail(v.status());
 }
 
-int tessera_snap_list(tessera_client* c, const char* pool, const char* cont,
-                      tessera_snap_info* out, size_t max, size_t* n) {
+int tessera_snap_list(tessera_client* c, const char* pool, const char* cont, tessera_snap_info* out,
+                      size_t max, size_t* n) {
   if (c == nullptr || pool == nullptr || cont == nullptr || n == nullptr) return null_argument();
   auto mc = admin(c);
   if (!mc) return fail(mc.status());

@@ -119,8 +119,10 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     (void)refresh(sp);
   }
   uint32_t busy_rounds = 0;  // rounds a target answered `busy`: back off longer each time
+  bool rf_looked = false;    // a refusal beyond the rf sent for a newer map once
   while (true) {
     bool busy = false;
+    bool newer_map = false;
     auto place = placement::place(oid, st.view->pool.map);
     if (!place) return place.status();
     std::vector<placement::Shard> cands;
@@ -213,11 +215,22 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
         busy = true;  // the target sheds load: same layout, after a pause
         break;
       }
+      // The refusal stands on the map the engine serves in: a newer one (the engines back,
+      // the container set healthy again) may lift it. One look at the map, not a wait.
+      if (last.code() == Errc::rf_exceeded && !rf_looked) {
+        rf_looked = true;
+        const uint32_t before = st.view->pool.map.version;
+        (void)refresh(sp);
+        if (st.view->pool.map.version == before) return last;
+        newer_map = true;
+        break;
+      }
       if (!retryable(last.code())) return last;
       refresh_needed = true;
       st.suspect = true;
       if (last.code() == Errc::stale || pick != Pick::replica) break;
     }
+    if (newer_map) continue;
     if (gone > 0 && gone == cands.size()) {
       st.suspect = true;  // the next request looks at a fresh map first
       return last;

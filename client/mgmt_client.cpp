@@ -21,8 +21,7 @@ using Fill = std::function<void(schema::MgmtReq::Builder)>;
 bool is_query(schema::MgmtReq::Which w) {
   using W = schema::MgmtReq::Which;
   return w == W::SYSTEM_QUERY || w == W::POOL_LIST || w == W::POOL_QUERY || w == W::CONT_QUERY ||
-         w == W::HANDLE_QUERY || w == W::POOL_MAP || w == W::POOL_SNAPSHOTS ||
-         w == W::REPLICA_INFO;
+         w == W::HANDLE_QUERY || w == W::POOL_MAP || w == W::POOL_SNAPSHOTS || w == W::REPLICA_INFO;
 }
 
 // One request; `decode` reads the reply inside a DecodeScope.
@@ -262,13 +261,38 @@ Status MgmtClient::cont_destroy(const std::string& pool, const std::string& cont
 }
 
 Status MgmtClient::cont_set_prop(const std::string& pool, const std::string& cont,
-                                 const mgmt::ContProps& props) const {
+                                 const mgmt::ContProps& props, bool healthy) const {
   return call_none(addr_, timeout_, cred_, [&](auto r) {
     auto c = r.initContSetProp();
     c.setPool(pool);
     c.setCont(cont);
     mgmt::encode_props(c.initProps(), props);
+    c.setHealthy(healthy);
   });
+}
+
+Status MgmtClient::cont_set_props(
+    const std::string& pool, const std::string& cont,
+    const std::vector<std::pair<std::string, std::string>>& changes) const {
+  auto v = cont_query(pool, cont);
+  if (!v) return v.status();
+  mgmt::ContProps p = v->c.props;
+  bool healthy = false;
+  for (const auto& [name, value] : changes) {
+    if (name == "status") {
+      if (value != "healthy") {
+        return Status(Errc::invalid_argument,
+                      fmt::format("status can only be set to 'healthy' (it clears UNCLEAN once "
+                                  "a rebuild found the container beyond its redundancy "
+                                  "factor), not '{}'",
+                                  value));
+      }
+      healthy = true;
+      continue;
+    }
+    TESSERA_TRY(mgmt::set_cont_prop(p, name, value));
+  }
+  return cont_set_prop(pool, cont, p, healthy);
 }
 
 Status MgmtClient::cont_set_attr(const std::string& pool, const std::string& cont,

@@ -72,8 +72,13 @@ class MgmtClient {
   Result<mgmt::ContView> cont_create(const std::string& pool, const mgmt::ContProps& props) const;
   Result<mgmt::ContView> cont_query(const std::string& pool, const std::string& cont) const;
   Status cont_destroy(const std::string& pool, const std::string& cont, bool force = false) const;
+  // `healthy`: clear UNCLEAN after a rebuild found the container beyond its rf (status=healthy).
   Status cont_set_prop(const std::string& pool, const std::string& cont,
-                       const mgmt::ContProps& props) const;
+                       const mgmt::ContProps& props, bool healthy = false) const;
+  // Changes properties by name (`label=...`, `status=healthy`, and the layout's, which the
+  // service refuses to change): reads the container's, applies `changes` in order, sends them.
+  Status cont_set_props(const std::string& pool, const std::string& cont,
+                        const std::vector<std::pair<std::string, std::string>>& changes) const;
   Status cont_set_attr(const std::string& pool, const std::string& cont, const std::string& name,
                        std::optional<std::string> value) const;
   Result<mgmt::ContView> snap_create(const std::string& pool, const std::string& cont,

@@ -136,6 +136,12 @@ int tessera_pool_list(tessera_client* c, tessera_pool_info* out, size_t max, siz
 int tessera_cont_create(tessera_client* c, const char* pool, const char* label,
                         const char* props, tessera_cont_info* out);
 int tessera_cont_destroy(tessera_client* c, const char* pool, const char* cont, int flags);
+/* Changes properties, "name=value" pairs separated by commas: label, and status=healthy, which
+ * clears UNCLEAN once a rebuild found the container beyond its redundancy factor (the operator
+ * accepts that some of its data may be lost; refused, -TESSERA_ERF, while more engines than
+ * its rf are still failed). The layout's properties are fixed at create (-TESSERA_EINVAL). */
+int tessera_cont_set_prop(tessera_client* c, const char* pool, const char* cont,
+                          const char* props);
 int tessera_cont_query(tessera_client* c, const char* pool, const char* cont,
                        tessera_cont_info* out);
 /* As tessera_pool_list, for the containers of a pool. */

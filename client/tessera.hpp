@@ -324,6 +324,11 @@ class System {
   void cont_destroy(const std::string& pool, const std::string& cont, int flags = 0) {
     check(tessera_cont_destroy(c_, pool.c_str(), cont.c_str(), flags), "tessera_cont_destroy");
   }
+  // props: "name=value,...": label, or status=healthy (clears UNCLEAN after a rebuild).
+  void cont_set_prop(const std::string& pool, const std::string& cont, const std::string& props) {
+    check(tessera_cont_set_prop(c_, pool.c_str(), cont.c_str(), props.c_str()),
+          "tessera_cont_set_prop");
+  }
   tessera_cont_info cont_query(const std::string& pool, const std::string& cont) {
     tessera_cont_info info{};
     check(tessera_cont_query(c_, pool.c_str(), cont.c_str(), &info), "tessera_cont_query");

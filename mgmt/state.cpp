@@ -78,7 +78,7 @@ json rebuild_json(const RebuildState& r) {
   return {{"state", r.state},       {"gen", r.gen},       {"version", r.version},
           {"start_ms", r.start_ms}, {"end_ms", r.end_ms}, {"objects", r.objects},
           {"records", r.records},   {"bytes", r.bytes},   {"lost", r.lost},
-          {"planned", r.planned}, {"error", r.error}};
+          {"planned", r.planned},   {"error", r.error}};
 }
 
 RebuildState rebuild_from_json(const json& j) {
@@ -214,10 +214,17 @@ Result<Acl> acl_from_json(const json& j) {
 
 // A handle as the state file and the handle_open command carry it (pool and cont apart).
 json handle_json(const Handle& h) {
-  return {{"cookie", h.cookie}, {"id", h.id},         {"pool", h.pool},
-          {"cont", h.cont},     {"perms", h.perms},   {"uid", h.uid},
-          {"gid", h.gid},       {"groups", h.groups}, {"host", h.host},
-          {"pid", h.pid},       {"opened_ms", h.opened_ms}};
+  return {{"cookie", h.cookie},
+          {"id", h.id},
+          {"pool", h.pool},
+          {"cont", h.cont},
+          {"perms", h.perms},
+          {"uid", h.uid},
+          {"gid", h.gid},
+          {"groups", h.groups},
+          {"host", h.host},
+          {"pid", h.pid},
+          {"opened_ms", h.opened_ms}};
 }
 
 Handle handle_from_json(const json& j) {
@@ -461,6 +468,25 @@ ContHealth container_health(const Pool& p, const Container& c, const std::set<ui
     h.redundancy = "lost";
   }
   return h;
+}
+
+Status write_refusal(const Pool& p, const Container& c, const std::set<uint32_t>& gone) {
+  const ContHealth h = container_health(p, c, gone);
+  if (h.status != "UNCLEAN") return Status();
+  if (c.lost_data) {
+    return Status(Errc::rf_exceeded,
+                  fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
+                              "lost more engines than its redundancy factor {}, so some of its "
+                              "data may be lost; it takes no write until an operator has "
+                              "checked it and set status=healthy (reads go on)",
+                              c.props.label, p.label, c.props.rf));
+  }
+  return Status(Errc::rf_exceeded,
+                fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have failed in "
+                            "pool map version {}, more than its redundancy factor {}{}: it "
+                            "takes no write until they are back (reads go on)",
+                            c.props.label, h.failed_engines, p.label, p.map.version, c.props.rf,
+                            damage_text(p)));
 }
 
 std::set<uint32_t> MgmtState::gone_ranks() const {

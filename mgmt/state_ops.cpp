@@ -343,6 +343,10 @@ Status MgmtState::op_cont_set_prop(Pool* p, Container& k, const json& c) {
     return Status(Errc::exists, fmt::format("a container labelled '{}' exists", props->label));
   }
   k.props = std::move(*props);
+  if (c.value("healthy", false) && k.lost_data) {
+    k.lost_data = false;
+    bump_same_layout(*p);  // engines learn it with the map, and take writes again
+  }
   return Status();
 }
 

@@ -156,6 +156,11 @@ struct ContHealth {
   std::string redundancy;  // normal | degraded | lost
 };
 ContHealth container_health(const Pool& p, const Container& c, const std::set<uint32_t>& gone = {});
+// Whether the container takes writes in this pool map (`gone`: engines the service counts as
+// stopped or dead): Status() while HEALTHY, else `rf_exceeded` saying why and how it ends (the
+// engines back, or `status=healthy` after a rebuild found it beyond its rf). One rule for the
+// management service at open and for the engines at every client write.
+Status write_refusal(const Pool& p, const Container& c, const std::set<uint32_t>& gone = {});
 
 // What a caller sees of a container: its record plus live facts.
 struct ContView {

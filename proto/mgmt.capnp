@@ -280,6 +280,7 @@ struct MgmtReq {
     pool  @0 :Text;
     cont  @1 :Text;                  # set-prop: which container
     props @2 :ContProps;
+    healthy @3 :Bool;                # set-prop: status=healthy, clear UNCLEAN after a rebuild
   }
   struct ContRef {
     pool @0 :Text;

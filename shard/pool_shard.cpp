@@ -1,8 +1,22 @@
 #include "shard/pool_shard.hpp"
 
 #include "core/no_lock.hpp"
+#include "mgmt/types.hpp"
 
 namespace tessera {
+
+void PoolShard::set_view(std::shared_ptr<const mgmt::PoolView> v) {
+  const bool newer = view && v && v->pool.map.version > view->pool.map.version;
+  view = std::move(v);
+  if (newer && store) store->read_stamps().raise_floor(store->new_epoch());
+  write_refusals.clear();
+  if (!view) return;
+  for (const auto& cv : view->conts) {
+    if (Status st = mgmt::write_refusal(view->pool, cv.c); !st.is_ok()) {
+      write_refusals.emplace(cv.c.id, std::move(st));
+    }
+  }
+}
 
 bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()>& give_up) {
   NoLock nl;
@@ -16,7 +30,7 @@ bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()
 }
 
 Status TargetPools::settle_within(Target& t, PoolShard& sh, std::chrono::milliseconds limit,
-                                 const std::function<bool()>& cancelled) {
+                                  const std::function<bool()>& cancelled) {
   if (!settle) return Status();
   const auto until = t.env().now() + limit;
   while (true) {

@@ -31,20 +31,21 @@ struct PoolShard {
   std::shared_ptr<const mgmt::PoolView> view;  // the newest pool map this target knows
   // Takes a pool map. A newer one may move a group's leadership: the read stamps that user
   // transactions left on the old leader are covered by raising this store's floor to its clock
-  // (storage/read_stamps.hpp).
-  void set_view(std::shared_ptr<const mgmt::PoolView> v) {
-    const bool newer = view && v && v->pool.map.version > view->pool.map.version;
-    view = std::move(v);
-    if (newer && store) store->read_stamps().raise_floor(store->new_epoch());
-  }
+  // (storage/read_stamps.hpp). Which containers take no client write in it is decided here, once
+  // per map (write_refusals).
+  void set_view(std::shared_ptr<const mgmt::PoolView> v);
+  // The containers that are UNCLEAN in `view`, with the refusal their client writes get
+  // (mgmt::write_refusal). A container created after the view is not here: its first map is
+  // the one it was created in.
+  std::unordered_map<uint32_t, Status> write_refusals;
   // Container handles this target learnt from the management service. An entry is checked
   // with the service again once older than TargetPools::handle_recheck (the bound on how long
   // a revocation the engine missed stays unnoticed); a revocation erases it at once.
   struct HandleEntry {
     uint32_t cont = 0;
     uint32_t perms = 0;
-    uint16_t csum = 0;  // CsumType of the container
-    Nanos checked{0};   // Env time
+    uint16_t csum = 0;      // CsumType of the container
+    Nanos checked{0};       // Env time
     bool checking = false;  // a fiber is asking the service again (others use the entry)
   };
   std::unordered_map<uint64_t, HandleEntry> handles;
@@ -93,8 +94,8 @@ struct PoolShard {
   // background scrubber (pool property `scrub`): what the running one has done, and counters
   // since the engine started.
   struct Check {
-    uint64_t passes = 0;      // container passes run
-    uint64_t scrubs = 0;      // ... of them by the background scrubber
+    uint64_t passes = 0;  // container passes run
+    uint64_t scrubs = 0;  // ... of them by the background scrubber
     bool running = false;
     uint64_t done = 0, total = 0;  // dkeys of the running (or last) pass
     uint64_t inconsistent = 0, fixed = 0;

@@ -280,10 +280,24 @@ Result<Buffer> MgmtService::cmd_cont_set_prop(schema::MgmtReq::Reader req, const
                   "only the label can change after create (type, object class, redundancy "
                   "factor, checksum and cell size decide how existing data is stored)");
   }
-  TESSERA_TRY(commit({{"op", "cont_set_prop"},
-                      {"pool", pc->pool->id},
-                      {"cont", pc->cont->id},
-                      {"props", props_json(*props)}}));
+  json cmd = {{"op", "cont_set_prop"},
+              {"pool", pc->pool->id},
+              {"cont", pc->cont->id},
+              {"props", props_json(*props)}};
+  if (r.getHealthy()) {
+    // status=healthy: the operator accepts what a rebuild beyond the rf left (lost_data). Not
+    // while the map itself is beyond the rf: that ends when the engines are back.
+    Container cleared = *pc->cont;
+    cleared.lost_data = false;
+    if (Status st = write_refusal(*pc->pool, cleared, state_.gone_ranks()); !st.is_ok()) {
+      return Status(Errc::rf_exceeded,
+                    fmt::format("cannot set status=healthy: {}; bring the engines back "
+                                "(reintegrate) or exclude them and let a rebuild finish first",
+                                st.message()));
+    }
+    if (pc->cont->lost_data) cmd["healthy"] = true;
+  }
+  TESSERA_TRY(commit(std::move(cmd)));
   return none();
 }
 

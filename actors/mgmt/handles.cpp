@@ -51,23 +51,8 @@ Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, co
   uint32_t want = kRead | (r.getWrite() ? kWrite : 0u);
   auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, want);
   if (!pc) return pc.status();
-  if (r.getWrite()) {
-    auto h = container_health(*pc->pool, *pc->cont, state_.gone_ranks());
-    if (pc->cont->lost_data) {  // UNCLEAN for good (container_health)
-      return Status(Errc::rf_exceeded,
-                    fmt::format("container '{}' is UNCLEAN: a rebuild of pool '{}' found it had "
-                                "lost more engines than its redundancy factor {}, so some of its "
-                                "data may be lost; it opens read-only",
-                                pc->cont->props.label, pc->pool->label, pc->cont->props.rf));
-    }
-    if (h.status == "UNCLEAN") {
-      return Status(Errc::rf_exceeded,
-                    fmt::format("container '{}' is UNCLEAN: {} engines of pool '{}' have "
-                                "failed, more than its redundancy factor {}{}; data may be "
-                                "lost, so it opens read-only until they are back",
-                                pc->cont->props.label, h.failed_engines, pc->pool->label,
-                                pc->cont->props.rf, damage_text(*pc->pool)));
-    }
+  if (r.getWrite()) {  // opens read-only only while UNCLEAN (the engines refuse writes too)
+    TESSERA_TRY(write_refusal(*pc->pool, *pc->cont, state_.gone_ranks()));
   }
   const uint32_t granted = want;  // find_pool_cont checked that the ACL allows all of it
   Handle h;

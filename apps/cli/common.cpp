@@ -283,6 +283,7 @@ json cont_json(const mgmt::ContView& v) {
           {"health", v.health.status},
           {"redundancy", v.health.redundancy},
           {"failed_engines", v.health.failed_engines},
+          {"lost_data", c.lost_data},
           {"acl", acl_json(c.acl)}};
 }
 

@@ -85,6 +85,11 @@ void print_cont(const json& c) {
   std::printf("health %s (redundancy %s, %u engine(s) with failed targets), open handles %u\n",
               c["health"].get<std::string>().c_str(), c["redundancy"].get<std::string>().c_str(),
               c["failed_engines"].get<uint32_t>(), c["open_handles"].get<uint32_t>());
+  if (c.value("lost_data", false)) {
+    std::printf(
+        "a rebuild found it beyond its redundancy factor: UNCLEAN until its operator has "
+        "checked it (cont check) and set status=healthy\n");
+  }
   std::printf("snapshots %zu, attributes %zu\n", c["snapshots"].size(), c["attrs"].size());
   for (const auto& h : c.value("handles", json::array())) {
     std::printf("  handle %s: uid %u, %s pid %u, %s\n", h["id"].get<std::string>().c_str(),
@@ -100,8 +105,9 @@ int cont_query(Globals& g, const ContArgs& a, const char* what, bool props_only)
   if (!v) return fail(g, v.status(), what);
   json j = cont_json(*v);
   if (props_only) {
-    json props{{"label", j["label"]}, {"type", j["type"]},         {"oclass", j["oclass"]},
-               {"rf", j["rf"]},       {"checksum", j["checksum"]}, {"cell_size", j["cell_size"]}};
+    json props{{"label", j["label"]},  {"type", j["type"]},         {"oclass", j["oclass"]},
+               {"rf", j["rf"]},        {"checksum", j["checksum"]}, {"cell_size", j["cell_size"]},
+               {"status", j["health"]}};
     return done(g, {{"props", props}}, [&] {
       for (const auto& [k, val] : props.items()) {
         std::printf("%-10s %s\n", k.c_str(),
@@ -154,22 +160,21 @@ int cont_set_prop(Globals& g, const ContArgs& a) {
   const char* what = "cont set-prop";
   auto mc = mgmt_client(g);
   if (!mc) return fail(g, mc.status(), what);
-  auto v = mc->cont_query(a.pool, a.cont);
-  if (!v) return fail(g, v.status(), what);
-  mgmt::ContProps p = v->c.props;
+  std::vector<std::pair<std::string, std::string>> changes;
+  std::string label = a.cont;  // as named, unless relabelled
   for (const auto& kv : a.props) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) {
       return fail(g, Status(Errc::invalid_argument, fmt::format("'{}' is not NAME=VALUE", kv)),
                   what);
     }
-    Status st = mgmt::set_cont_prop(p, kv.substr(0, eq), kv.substr(eq + 1));
-    if (!st.is_ok()) return fail(g, st, what);
+    changes.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    if (changes.back().first == "label") label = changes.back().second;
   }
-  Status st = mc->cont_set_prop(a.pool, a.cont, p);
+  Status st = mc->cont_set_props(a.pool, a.cont, changes);
   if (!st.is_ok()) return fail(g, st, what);
-  return done(g, {{"label", p.label}}, [&] {
-    std::printf("container %s of pool %s updated\n", p.label.c_str(), a.pool.c_str());
+  return done(g, {{"label", label}}, [&] {
+    std::printf("container %s of pool %s updated\n", label.c_str(), a.pool.c_str());
   });
 }
 
@@ -248,8 +253,8 @@ int snap_cmd(Globals& g, const ContArgs& a, const char* what) {
       std::printf("destroyed snapshot at epoch %lu\n", static_cast<unsigned long>(epoch));
     } else {
       for (const auto& s : v->c.snapshots) {
-        std::printf("%lu\t%s\t%s\n", static_cast<unsigned long>(s.epoch), epoch_time(s.epoch).c_str(),
-                    s.name.c_str());
+        std::printf("%lu\t%s\t%s\n", static_cast<unsigned long>(s.epoch),
+                    epoch_time(s.epoch).c_str(), s.name.c_str());
       }
     }
   });
@@ -298,8 +303,9 @@ void add_cont_commands(CLI::App& app, Globals& g) {
   auto* rb_snap = rollback->add_option("--snap", a->name, "the snapshot's name");
   rollback->add_option("--epoch", a->epoch, "an epoch aggregation still keeps readable")
       ->excludes(rb_snap);
-  rollback->add_flag("-f,--force", a->force, "even with open handles (writes in flight may land "
-                                             "on either side of the rollback)");
+  rollback->add_flag("-f,--force", a->force,
+                     "even with open handles (writes in flight may land "
+                     "on either side of the rollback)");
 
   add_cont_check_command(cont, g);
 
@@ -307,7 +313,7 @@ void add_cont_commands(CLI::App& app, Globals& g) {
                        [&g, a] { return cont_query(g, *a, "cont get-prop", true); });
   args(getprop);
   auto* setprop = leaf(cont, g, "set-prop",
-                       "change properties: NAME=VALUE ... (only label may change after create)",
+                       "change properties: NAME=VALUE ... (label; status=healthy clears UNCLEAN)",
                        [&g, a] { return cont_set_prop(g, *a); });
   args(setprop);
   setprop->add_option("props", a->props, "NAME=VALUE, e.g. label=results")->required();

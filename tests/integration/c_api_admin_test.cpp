@@ -185,6 +185,19 @@ TEST(CApiAdmin, PoolsContainersAndSnapshots) {
   EXPECT_EQ(n, 2u);
   EXPECT_EQ(tessera_cont_query(cl, "p2", "arr", &ci), 0) << tessera_last_error();
   EXPECT_EQ(tessera_cont_query(cl, "p2", "nosuchcont", &ci), -TESSERA_ENOENT);
+  // Properties by name: a label changes, the layout's do not, status is only ever "healthy"
+  // (a HEALTHY container stays so: tests/integration/redundancy_test.cpp clears an UNCLEAN one).
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv", "label=kv2"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_cont_query(cl, "p2", "kv2", &ci), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv2", "label=kv"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv", "rf=2"), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv", "status=sick"), -TESSERA_EINVAL);
+  EXPECT_NE(std::string(tessera_last_error()).find("healthy"), std::string::npos);
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv", "label"), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "kv", "status=healthy"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_cont_set_prop(cl, "p2", "nosuchcont", "label=x"), -TESSERA_ENOENT);
+  EXPECT_EQ(tessera_cont_query(cl, "p2", "kv", &ci), 0) << tessera_last_error();
+  EXPECT_STREQ(ci.health, "HEALTHY");
 
   // Snapshots: a read at one sees its state.
   tessera_cont* co = nullptr;
@@ -250,7 +263,8 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
     ASSERT_EQ(tessera_cont_oid(co, 0, 1, nullptr, &hi, &lo), 0);
     // 150 dkeys of different lengths, written out of order.
     std::vector<std::string> dkeys;
-    for (int i = 0; i < 150; ++i) dkeys.push_back(fmt::format("k{}{}", (i * 37) % 150, std::string(i % 5, 'x')));
+    for (int i = 0; i < 150; ++i)
+      dkeys.push_back(fmt::format("k{}{}", (i * 37) % 150, std::string(i % 5, 'x')));
     for (const auto& k : dkeys) {
       ASSERT_EQ(tessera_cont_update(co, hi, lo, k.c_str(), "a", TESSERA_SINGLE, 0, "v", 1,
                                     TESSERA_COND_NONE, nullptr, nullptr),
@@ -371,9 +385,9 @@ TEST(CApiAdmin, ListingsPageThroughEveryKeyWithAnchors) {
             }
             if (ka.eof == 0) {
               kn = 4;
-              ASSERT_EQ(tessera_cont_list_dkeys(co, hi, lo, 0, &ka, &kn, klens, kbuf, sizeof kbuf,
-                                                &kev),
-                        0);
+              ASSERT_EQ(
+                  tessera_cont_list_dkeys(co, hi, lo, 0, &ka, &kn, klens, kbuf, sizeof kbuf, &kev),
+                  0);
             }
           } else {
             for (uint32_t k = 0; k < on; ++k) objs2.emplace_back(ohs[k], ols[k]);
@@ -520,8 +534,8 @@ TEST(CApiAdmin, NoSpaceAndUnavailableAreClearErrors) {
   EXPECT_GT(written, 0);
   std::vector<char> back(chunk.size());
   size_t got = 0;
-  ASSERT_EQ(tessera_cont_fetch(co, hi, lo, "d", "a", TESSERA_ARRAY, 0, chunk.size(), 0,
-                               back.data(), back.size(), &got, nullptr),
+  ASSERT_EQ(tessera_cont_fetch(co, hi, lo, "d", "a", TESSERA_ARRAY, 0, chunk.size(), 0, back.data(),
+                               back.size(), &got, nullptr),
             0)
       << tessera_last_error();
   EXPECT_EQ(std::string(back.data(), got), chunk);

@@ -4,10 +4,12 @@
 // from the pool map each write is served in (ObjectService::takes_writes), the management
 // service at open.
 //
-// Scripted: rf 1 over three engines, a write handle held across two kills. Randomized: seeded
-// sequences of kills and restarts of four engines, every step checked against a model (engines
-// down; beyond rf the container must be UNCLEAN and take no write; HEALTHY it must take them),
-// and at the end every acknowledged write reads back. TESSERA_REDUNDANCY_SEEDS=N runs N more
+// Scripted: rf 1 over three engines, a write handle held across two kills; rf 0 left UNCLEAN by
+// a rebuild and set healthy by its operator, refused while the map is beyond the rf.
+// Randomized: seeded sequences of kills, restarts and `status=healthy` over four engines, every
+// step checked against a model (engines down; beyond rf the container must be UNCLEAN, refuse
+// being set healthy and take no write; HEALTHY it must take them), and at the end every
+// acknowledged write reads back. TESSERA_REDUNDANCY_SEEDS=N runs N more
 // seeds (from 1000), TESSERA_REDUNDANCY_SEED=S one.
 #include <gtest/gtest.h>
 
@@ -50,6 +52,32 @@ std::string value_of(const std::string& key) {
   return "value of " + key;
 }
 
+// Restarts rank `r`, reintegrates it where the map took it out, and waits until it serves
+// again with nothing left to move (`joined`: engines expected up once it is).
+void bring_back(LocalSystem& sys, const MgmtClient& mc, uint32_t r, size_t joined,
+                const std::string& trace) {
+  Status st = sys.engine(r).start();
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  ASSERT_TRUE(sys.wait_joined(joined)) << trace;
+  auto view = mc.pool_query("tank");
+  ASSERT_TRUE(view);
+  if (!serving_in(*view, r)) {
+    auto op = mc.pool_op("tank", "reintegrate", {r});
+    ASSERT_TRUE(op) << trace << op.status().to_string();
+  }
+  auto v = wait_pool(mc, "tank", [&](const mgmt::PoolView& p) {
+    return serving_in(p, r) && p.pool.rebuild.state != "busy" && !p.pool.map.moving();
+  });
+  ASSERT_TRUE(serving_in(v, r)) << trace;
+}
+
+// Until `rank` is out of the map (its targets excluded) and no rebuild runs.
+mgmt::PoolView wait_out(const MgmtClient& mc, uint32_t rank) {
+  return wait_pool(mc, "tank", [rank](const mgmt::PoolView& p) {
+    return !serving_in(p, rank) && p.pool.rebuild.state != "busy";
+  });
+}
+
 TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   TempDir dir;
   LocalSystem sys(dir.path(), 3, 1);
@@ -68,9 +96,7 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   // One engine down: within rf 1, writes go on (on two copies).
   sys.engine(2).kill9();
   wait_dead(mc, 2);
-  auto v = wait_pool(mc, "tank", [](const mgmt::PoolView& p) {
-    return !serving_in(p, 2) && p.pool.rebuild.state != "busy";
-  });
+  auto v = wait_out(mc, 2);
   ASSERT_FALSE(serving_in(v, 2));
   for (int i = 0; i < 5; ++i) {
     Status st = put("degraded-" + std::to_string(i));
@@ -80,9 +106,7 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   // A second: beyond rf. The handle was opened healthy; its writes are refused all the same.
   sys.engine(1).kill9();
   wait_dead(mc, 1);
-  v = wait_pool(mc, "tank", [](const mgmt::PoolView& p) {
-    return !serving_in(p, 1) && p.pool.rebuild.state != "busy";
-  });
+  v = wait_out(mc, 1);
   ASSERT_FALSE(serving_in(v, 1));
   auto q = mc.cont_query("tank", "c");
   ASSERT_TRUE(q);
@@ -108,6 +132,76 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   auto w = t.client->open_container("tank", "c", true);
   ASSERT_FALSE(w);
   EXPECT_EQ(w.status().code(), Errc::rf_exceeded) << w.status().to_string();
+}
+
+// A rebuild that ends beyond the rf leaves the container UNCLEAN for good (lost_data): only its
+// operator, having checked it, sets it healthy again (`cont set-prop ... status=healthy`), and
+// not while the map is still beyond the rf. Then a write handle held throughout takes writes.
+TEST(Redundancy, AnOperatorSetsAContainerHealthyAgainOnlyOnceItsEnginesServe) {
+  TempDir dir;
+  LocalSystem sys(dir.path(), 3, 1);
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 3, "c", "RP_2G1", 0, t));
+  MgmtClient& mc = *t.mc;
+  std::vector<std::string> acked;
+  auto put = [&](const std::string& k) {
+    auto r = t.cont->kv_put(k, bytes(value_of(k)));
+    if (r) acked.push_back(k);
+    return r.status();
+  };
+  auto set_healthy = [&] { return mc.cont_set_props("tank", "c", {{"status", "healthy"}}); };
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(put("before-" + std::to_string(i)).is_ok());
+
+  // rf 0, one engine lost: the rebuild that takes it out ends beyond the rf.
+  sys.engine(2).kill9();
+  wait_dead(mc, 2);
+  ASSERT_FALSE(serving_in(wait_out(mc, 2), 2));
+  auto q = mc.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->health.status, "UNCLEAN");
+  ASSERT_TRUE(q->c.lost_data);
+  Status st = put("lost");
+  ASSERT_EQ(st.code(), Errc::rf_exceeded) << st.to_string();
+  EXPECT_NE(st.message().find("status=healthy"), std::string::npos) << st.to_string();
+  st = mc.cont_set_props("tank", "c", {{"status", "fine"}});
+  EXPECT_EQ(st.code(), Errc::invalid_argument) << st.to_string();
+
+  // Another engine lost: the map itself is beyond the rf, the operator's word changes nothing.
+  sys.engine(1).kill9();
+  wait_dead(mc, 1);
+  ASSERT_FALSE(serving_in(wait_out(mc, 1), 1));
+  st = set_healthy();
+  ASSERT_FALSE(st.is_ok()) << "set healthy with one engine of two serving an RP_2G1 rf 0 "
+                           << "container";
+  EXPECT_EQ(st.code(), Errc::rf_exceeded) << st.to_string();
+  EXPECT_NE(st.message().find("cannot set status=healthy"), std::string::npos) << st.to_string();
+  q = mc.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  EXPECT_TRUE(q->c.lost_data);
+
+  // Back to two engines: still UNCLEAN (lost_data) until the operator says so.
+  ASSERT_NO_FATAL_FAILURE(bring_back(sys, mc, 1, 2, "restart rank 1"));
+  q = mc.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->health.status, "UNCLEAN");
+  st = put("still-lost");
+  ASSERT_EQ(st.code(), Errc::rf_exceeded) << st.to_string();
+  st = set_healthy();
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
+  q = mc.cont_query("tank", "c");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->health.status, "HEALTHY");
+  EXPECT_FALSE(q->c.lost_data);
+  // The handle held since the start takes writes again (the engines learn it with the map).
+  for (int i = 0; i < 5; ++i) {
+    st = put("after-" + std::to_string(i));
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+  }
+  for (const auto& k : acked) {
+    auto r = t.cont->kv_get(k);
+    ASSERT_TRUE(r) << k << ": " << r.status().to_string();
+    EXPECT_EQ(r->data.view(), value_of(k));
+  }
 }
 
 // ---- seeded fault sequences against a model ----
@@ -196,32 +290,24 @@ class FaultRun {
   void bring_back(uint32_t r, std::string& what) {
     what = "restart rank " + std::to_string(r);
     trace_ += what + "; ";
-    Status st = sys_.engine(r).start();
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
     model_.down.erase(r);
-    ASSERT_TRUE(sys_.wait_joined(kEngines - model_.down.size())) << trace_;
-    auto view = t_.mc->pool_query("tank");
-    ASSERT_TRUE(view);
-    if (!serving_in(*view, r)) {
-      auto op = t_.mc->pool_op("tank", "reintegrate", {r});
-      ASSERT_TRUE(op) << trace_ << op.status().to_string();
-    }
-    auto v = wait_pool(*t_.mc, "tank", [&](const mgmt::PoolView& p) {
-      return serving_in(p, r) && p.pool.rebuild.state != "busy" && !p.pool.map.moving();
-    });
-    ASSERT_TRUE(serving_in(v, r)) << trace_;
+    ASSERT_NO_FATAL_FAILURE(
+        tessera::testing::bring_back(sys_, *t_.mc, r, kEngines - model_.down.size(), trace_));
   }
 
   // The model against the system (struct Model).
-  void check_step(const std::string& what) {
+  void check_step(std::string what) {
     auto q = t_.mc->cont_query("tank", "c");
     ASSERT_TRUE(q) << q.status().to_string();
-    const std::string health = q->health.status;
+    std::string health = q->health.status;
     if (model_.must_be_unclean()) {
       ASSERT_EQ(health, "UNCLEAN") << "seed " << seed_ << " after " << trace_;
     }
     if (model_.must_be_healthy()) {
       ASSERT_EQ(health, "HEALTHY") << "seed " << seed_ << " after " << trace_;
+    }
+    if (health == "UNCLEAN") {
+      ASSERT_NO_FATAL_FAILURE(maybe_set_healthy(health, what));
     }
     model_.was_unclean |= health == "UNCLEAN";
     if (health == "HEALTHY") {
@@ -257,6 +343,28 @@ class FaultRun {
     std::printf("seed %llu step %d (%s): %zu down, %s\n", static_cast<unsigned long long>(seed_),
                 step_, what.c_str(), model_.down.size(), health.c_str());
     ++step_;
+  }
+
+  // The operator, at random, sets an UNCLEAN container healthy: refused while the map is
+  // beyond the rf (Model::must_be_unclean), done where at most rf engines are down (a rebuild
+  // beyond the rf left it UNCLEAN), and then writes must go on.
+  void maybe_set_healthy(std::string& health, std::string& what) {
+    const bool refused = model_.must_be_unclean();
+    if ((!refused && model_.down.size() > kRf) || !chance(0.6)) return;
+    Status st = t_.mc->cont_set_props("tank", "c", {{"status", "healthy"}});
+    trace_ += "set healthy; ";
+    what += refused ? ", set healthy (refused)" : ", set healthy";
+    if (refused) {
+      ASSERT_FALSE(st.is_ok()) << "seed " << seed_ << ": set healthy beyond rf after " << trace_;
+      EXPECT_EQ(st.code(), Errc::rf_exceeded) << st.to_string();
+      return;
+    }
+    ASSERT_TRUE(st.is_ok()) << "seed " << seed_ << " after " << trace_ << ": " << st.to_string();
+    auto q = t_.mc->cont_query("tank", "c");
+    ASSERT_TRUE(q) << q.status().to_string();
+    ASSERT_EQ(q->health.status, "HEALTHY") << "seed " << seed_ << " after " << trace_;
+    model_.was_unclean = false;
+    health = "HEALTHY";
   }
 
   // Every engine back: every acknowledged write reads back, through a new client.

@@ -103,6 +103,14 @@ TEST(SystemCli, StartPoolsContainersDataRestartAndStop) {
             std::string::npos);
   s.ok({"cont", "set-prop", "tank", "arr", "label=array"});
   s.ok({"cont", "query", "tank", "array"});
+  EXPECT_NE(s.err({"cont", "set-prop", "tank", "array", "status=sick"})
+                .find("status can only be set to 'healthy'"),
+            std::string::npos);
+  s.ok({"cont", "set-prop", "tank", "array", "status=healthy"});  // HEALTHY already: no change
+  json cq = s.ok({"cont", "query", "tank", "array"})["container"];
+  EXPECT_EQ(cq["health"], "HEALTHY");
+  EXPECT_EQ(cq["lost_data"], false);
+  EXPECT_EQ(s.ok({"cont", "get-prop", "tank", "array"})["props"]["status"], "HEALTHY");
   s.ok({"cont", "set-attr", "tank", "kv", "owner", "team-a"});
   EXPECT_EQ(s.ok({"cont", "get-attr", "tank", "kv", "owner"})["value"], "team-a");
   s.ok({"cont", "del-attr", "tank", "kv", "owner"});
