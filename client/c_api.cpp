@@ -1,14 +1,23 @@
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 
 #include "client/c_api_impl.hpp"
 #include "client/system_file.hpp"
 
 namespace {
 thread_local std::string t_last_error;
+
+// 0, or -TESSERA_EBUSY while a call started with an event runs on the transaction.
+int tx_idle(const tessera_tx* tx) {
+  if (tx->inflight.load() == 0) return 0;
+  return tessera::capi::fail(
+      {tessera::Errc::busy, "a call on the transaction is in flight (poll its event first)"});
+}
 }  // namespace
 
 namespace tessera::capi {
@@ -62,8 +71,7 @@ using namespace tessera::capi;
 extern "C" {
 
 int tessera_connect(const char* engine, tessera_client** out) {
-  if (engine == nullptr || out == nullptr)
-    return null_argument();
+  if (engine == nullptr || out == nullptr) return null_argument();
   tessera::ClientOptions o;
   o.engine = engine;
   auto c = tessera::Client::connect(o);
@@ -79,8 +87,7 @@ void tessera_disconnect(tessera_client* c) {
 int tessera_obj_update(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
                        const char* akey, int kind, uint64_t offset, const void* buf, size_t len,
                        uint64_t* epoch_out) {
-  if (c == nullptr || (buf == nullptr && len > 0))
-    return null_argument();
+  if (c == nullptr || (buf == nullptr && len > 0)) return null_argument();
   auto r = c->impl->update({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
                            {static_cast<const uint8_t*>(buf), len});
   if (!r) return fail(r.status());
@@ -91,8 +98,7 @@ int tessera_obj_update(tessera_client* c, uint64_t hi, uint64_t lo, const char* 
 int tessera_obj_fetch(tessera_client* c, uint64_t hi, uint64_t lo, const char* dkey,
                       const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
                       size_t buflen, size_t* out_len) {
-  if (c == nullptr || out_len == nullptr)
-    return null_argument();
+  if (c == nullptr || out_len == nullptr) return null_argument();
   auto r = c->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
   if (!r) return fail(r.status());
   return copy_out(*r, buf, buflen, out_len);
@@ -120,8 +126,7 @@ int tessera_connect_system(const char* system, tessera_client** out) {
 
 int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
                       tessera_cont** out) {
-  if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr)
-    return null_argument();
+  if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr) return null_argument();
   auto h = c->impl->open_container(pool, cont, write != 0);
   if (!h) return fail(h.status());
   *out = new tessera_cont{std::move(*h)};
@@ -141,8 +146,7 @@ int tessera_cont_close(tessera_cont* cont) {
 
 int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
                      uint64_t* oid_hi, uint64_t* oid_lo) {
-  if (cont == nullptr || oid_hi == nullptr || oid_lo == nullptr)
-    return null_argument();
+  if (cont == nullptr || oid_hi == nullptr || oid_lo == nullptr) return null_argument();
   auto oid = cont->impl->make_oid(hi, lo, str(oclass));
   if (!oid) return fail(oid.status());
   *oid_hi = oid->hi;
@@ -175,9 +179,8 @@ int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char
 }
 
 int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
-                       const char* akey, int kind, uint64_t offset, uint64_t length,
-                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len,
-                       tessera_event* ev) {
+                       const char* akey, int kind, uint64_t offset, uint64_t length, uint64_t epoch,
+                       void* buf, size_t buflen, size_t* out_len, tessera_event* ev) {
   if (cont == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
     return null_argument();
   if (int rc = claim_event(ev); rc != 0) return rc;
@@ -188,7 +191,8 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
                        [buf, buflen](tessera_event* e, tessera::Result<tessera::FetchResult> r) {
                          if (!r) return event_failed(e, r.status());
                          auto* st = static_cast<EventState*>(e->internal_);
-                         e->status = tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
+                         e->status =
+                             tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
                        });
   }
   auto r = fut.get();
@@ -212,11 +216,10 @@ int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
 }
 
 int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out) {
-  if (cont == nullptr || out == nullptr)
-    return null_argument();
+  if (cont == nullptr || out == nullptr) return null_argument();
   auto tx = cont->impl->tx_open(snapshot_epoch);
   if (!tx) return fail(tx.status());
-  *out = new tessera_tx{std::move(*tx)};
+  *out = new tessera_tx{std::move(*tx), cont};
   return 0;
 }
 
@@ -226,8 +229,8 @@ uint64_t tessera_tx_epoch(const tessera_tx* tx) {
 
 int tessera_tx_update(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey, const char* akey,
                       int kind, uint64_t offset, const void* buf, size_t len, int cond) {
-  if (tx == nullptr || (buf == nullptr && len > 0))
-    return null_argument();
+  if (tx == nullptr || (buf == nullptr && len > 0)) return null_argument();
+  if (int rc = tx_idle(tx); rc != 0) return rc;
   if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
     return fail({tessera::Errc::invalid_argument, "unknown condition"});
   tessera::UpdateFlags f;
@@ -240,29 +243,68 @@ int tessera_tx_update(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey
 int tessera_tx_fetch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey, const char* akey,
                      int kind, uint64_t offset, uint64_t length, void* buf, size_t buflen,
                      size_t* out_len) {
-  if (tx == nullptr || out_len == nullptr)
+  if (out_len == nullptr) return null_argument();
+  return tessera_tx_fetch_ev(tx, hi, lo, dkey, akey, kind, offset, length, buf, buflen, out_len,
+                             nullptr);
+}
+
+int tessera_tx_fetch_ev(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
+                        const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
+                        size_t buflen, size_t* out_len, tessera_event* ev) {
+  if (tx == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
     return null_argument();
-  auto r = tx->impl->fetch({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
+  if (int rc = tx_idle(tx); rc != 0) return rc;
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  auto fut = tx->impl->fetch_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length);
+  if (ev != nullptr) {
+    return start_event(
+        tx->cont, ev, std::move(fut),
+        [buf, buflen](tessera_event* e, tessera::Result<tessera::FetchResult> r) {
+          if (!r) return event_failed(e, r.status());
+          auto* st = static_cast<EventState*>(e->internal_);
+          e->status = tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
+        },
+        tx);
+  }
+  auto r = fut.get();
   if (!r) return fail(r.status());
   return copy_out(*r, buf, buflen, out_len);
 }
 
-int tessera_tx_punch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
-                     const char* akey) {
+int tessera_tx_punch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey, const char* akey) {
   if (tx == nullptr) return null_argument();
+  if (int rc = tx_idle(tx); rc != 0) return rc;
   tessera::Status st = tx->impl->punch({hi, lo}, str(dkey), str(akey));
   return st.is_ok() ? 0 : fail(st);
 }
 
 int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out) {
   if (tx == nullptr) return null_argument();
+  if (int rc = tx_idle(tx); rc != 0) return rc;
   auto r = tx->impl->commit();
   if (!r) return fail(r.status());
   if (epoch_out != nullptr) *epoch_out = *r;
   return 0;
 }
 
+int tessera_tx_commit_ev(tessera_tx* tx, tessera_event* ev) {
+  if (tx == nullptr || ev == nullptr) return null_argument();
+  if (int rc = tx_idle(tx); rc != 0) return rc;
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  return start_event(
+      tx->cont, ev, tx->impl->commit_async(),
+      [](tessera_event* e, tessera::Result<uint64_t> r) {
+        if (!r) return event_failed(e, r.status());
+        e->epoch = *r;
+      },
+      tx);
+}
+
 void tessera_tx_close(tessera_tx* tx) {
+  if (tx == nullptr) return;
+  // A call started with an event still uses the transaction: its request ends on its own
+  // (bounded by the client's timeout), whether or not the event is polled.
+  while (tx->inflight.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
   delete tx;
 }
 

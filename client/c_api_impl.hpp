@@ -29,6 +29,10 @@ struct tessera_cont {
 };
 struct tessera_tx {
   std::unique_ptr<tessera::Transaction> impl;
+  tessera_cont* cont = nullptr;
+  // Calls started with an event whose request has not ended: the transaction takes no other
+  // call meanwhile (-TESSERA_EBUSY), and tessera_tx_close waits for them.
+  std::atomic<size_t> inflight{0};
 };
 // Completed events wait in `done` (in the order they completed) until a poll hands them back.
 // The client target that completes a request only appends the event here, under `mu`, held
@@ -68,7 +72,7 @@ int copy_out(const FetchResult& r, void* buf, size_t buflen, size_t* out_len);
 // The library's part of a tessera_event (its internal_).
 struct EventState {
   tessera_eq* eq = nullptr;
-  std::atomic<bool> busy{false};  // started, not yet polled
+  std::atomic<bool> busy{false};               // started, not yet polled
   std::function<void(tessera_event*)> finish;  // sets the event's results, on the polling thread
   std::string error;
 };
@@ -80,7 +84,8 @@ void event_failed(tessera_event* ev, const Status& st);
 inline int claim_event(tessera_event* ev) {
   if (ev == nullptr) return 0;
   auto* st = static_cast<EventState*>(ev->internal_);
-  if (st == nullptr) return fail({Errc::invalid_argument, "event not initialised (tessera_event_init)"});
+  if (st == nullptr)
+    return fail({Errc::invalid_argument, "event not initialised (tessera_event_init)"});
   if (st->busy.exchange(true)) return fail({Errc::busy, "the event is in flight"});
   return 0;
 }
@@ -88,8 +93,10 @@ inline int claim_event(tessera_event* ev) {
 // Runs a call of `cont` whose request is `fut` through event `ev`, claimed before the request
 // was sent (claim_event): when the request ends its event joins the queue's completed ones, and
 // the poll that hands it back calls finish(ev, result) first.
+// `tx`: a transaction's call, counted on the transaction too.
 template <typename T, typename Finish>
-int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish finish) {
+int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish finish,
+                tessera_tx* tx = nullptr) {
   auto* st = static_cast<EventState*>(ev->internal_);
   st->error.clear();
   ev->status = 0;
@@ -100,7 +107,9 @@ int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish fin
   tessera_eq* eq = st->eq;
   eq->inflight.fetch_add(1);
   cont->inflight.fetch_add(1);
-  f->on_ready([eq, ev, cont] {
+  if (tx != nullptr) tx->inflight.fetch_add(1);
+  f->on_ready([eq, ev, cont, tx] {
+    if (tx != nullptr) tx->inflight.fetch_sub(1);  // then it may be closed
     cont->inflight.fetch_sub(1);  // the last touch of the container: it may be closed now
     {
       std::lock_guard g(eq->mu);

@@ -591,9 +591,8 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
     }
     std::sort(all.begin(), all.end(),
               [](const KeyEntry& a, const KeyEntry& b) { return a.oid < b.oid; });
-    all.erase(std::unique(
-                  all.begin(), all.end(),
-                  [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
+    all.erase(std::unique(all.begin(), all.end(),
+                          [](const KeyEntry& a, const KeyEntry& b) { return a.oid == b.oid; }),
               all.end());
     finish_page(all);
     return all;
@@ -651,9 +650,8 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
       }
       all.resize(before);
       // The listing is incomplete without this group: say where it stopped.
-      last =
-          Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}",
-                                         s.rank, s.target, st2.message()));
+      last = Status(st2.code(), fmt::format("listing incomplete: rank {} target {}: {}", s.rank,
+                                            s.target, st2.message()));
       if (!retryable(st2.code())) return st2;
     }
     if (!done) return last;
@@ -662,9 +660,8 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
   if (scope != ListScope::recx) {
     std::sort(all.begin(), all.end(),
               [](const KeyEntry& a, const KeyEntry& b) { return a.key < b.key; });
-    all.erase(std::unique(
-                  all.begin(), all.end(),
-                  [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
+    all.erase(std::unique(all.begin(), all.end(),
+                          [](const KeyEntry& a, const KeyEntry& b) { return a.key == b.key; }),
               all.end());
   }
   finish_page(all);
@@ -681,30 +678,27 @@ Result<std::vector<KeyEntry>> Container::list_all(ListScope scope, ObjectId oid,
 }
 
 Container::Future<Container::KeyPage> Container::list_page_async(ListScope scope, ObjectId oid,
-                                                                 std::string dkey,
-                                                                 std::string akey, uint64_t epoch,
-                                                                 std::string anchor,
+                                                                 std::string dkey, std::string akey,
+                                                                 uint64_t epoch, std::string anchor,
                                                                  uint32_t limit) {
   if (limit == 0) {
-    Promise<KeyPage> p;
-    p.set_value(Status(Errc::invalid_argument, "a page holds at least one entry"));
-    return p.get_future();
+    return ready_future<KeyPage>(Status(Errc::invalid_argument, "a page holds at least one entry"));
   }
   auto st = st_;
   PageSpec page{std::move(anchor), limit};
   return submit<KeyPage>(st, [=]() -> Result<KeyPage> {
-           KeyPage out;
-           bool more = false;
-           auto r = list_keys(st, scope, oid, dkey, akey, epoch, 0, page, &more);
-           if (!r) return r.status();
-           out.entries = std::move(*r);
-           out.done = !more;
-           if (more && out.entries.empty()) {  // an anchor that would not move: a loop
-             return Status(Errc::internal, "a listing page came back empty before the end");
-           }
-           if (more) out.anchor = anchor_after(scope, out.entries.back());
-           return out;
-         });
+    KeyPage out;
+    bool more = false;
+    auto r = list_keys(st, scope, oid, dkey, akey, epoch, 0, page, &more);
+    if (!r) return r.status();
+    out.entries = std::move(*r);
+    out.done = !more;
+    if (more && out.entries.empty()) {  // an anchor that would not move: a loop
+      return Status(Errc::internal, "a listing page came back empty before the end");
+    }
+    if (more) out.anchor = anchor_after(scope, out.entries.back());
+    return out;
+  });
 }
 
 std::string Container::anchor_after(ListScope scope, const KeyEntry& e) {

@@ -8,10 +8,10 @@
 #include <functional>
 #include <map>
 
-#include "proto/capnp_util.hpp"
 #include "client/client_impl.hpp"
 #include "client/container.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
 
 namespace tessera {
 
@@ -74,6 +74,14 @@ Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {
   return f;
 }
 
+// A future that is ready already with `v` (a call that answers without asking anyone).
+template <typename T>
+Client::Future<T> ready_future(Result<T> v) {
+  Promise<T> p;
+  p.set_value(std::move(v));
+  return p.get_future();
+}
+
 // Decodes a reply inside its own DecodeScope (which must never span a fiber switch).
 template <typename T>
 Result<T> decoded(Message& m, Result<T> (*decode)(Message&)) {
@@ -94,12 +102,13 @@ struct PageSpec {
   uint32_t limit = 0;
 };
 // Every key of a scope (Container::list_all), or one page of them; `tx_read`: a transaction's
-// read, stamped. With a page, *more says whether entries follow it; the engines are asked for one page each from the anchor on
-// (replicated objects; erasure-coded ones and records are listed whole and cut: cut_page).
+// read, stamped. With a page, *more says whether entries follow it; the engines are asked for one
+// page each from the anchor on (replicated objects; erasure-coded ones and records are listed whole
+// and cut: cut_page).
 Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, ObjectId oid,
                                         const std::string& dkey, const std::string& akey,
-                                        uint64_t epoch, uint64_t tx_read,
-                                        const PageSpec& page = {}, bool* more = nullptr);
+                                        uint64_t epoch, uint64_t tx_read, const PageSpec& page = {},
+                                        bool* more = nullptr);
 // Keeps the entries of a sorted listing that come after page.after, at most page.limit of them;
 // *more: entries were left off.
 void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all, bool* more);

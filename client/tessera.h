@@ -281,7 +281,15 @@ int tessera_tx_fetch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const cha
 int tessera_tx_punch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                      const char* akey);
 int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out);
-/* Frees the transaction; one not committed changes nothing. */
+/* The transaction's reads and its commit through an event (ev as for tessera_cont_update; the
+ * commit's epoch arrives in the event's epoch). While such a call is in flight, the
+ * transaction's other calls answer -TESSERA_EBUSY. */
+int tessera_tx_fetch_ev(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
+                        size_t buflen, size_t* out_len, tessera_event* ev);
+int tessera_tx_commit_ev(tessera_tx* tx, tessera_event* ev);
+/* Frees the transaction; one not committed changes nothing. A call started with an event is
+ * waited for first (its event still completes through its queue). */
 void tessera_tx_close(tessera_tx* tx);
 
 const char* tessera_strerror(int rc);

@@ -174,54 +174,19 @@ Status Transaction::punch_range(ObjectId oid, std::string dkey, std::string akey
   return s_->add(std::move(op));
 }
 
-Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::string akey,
-                                       ValueKind kind, uint64_t offset, uint64_t length,
-                                       FetchFlags flags) {
-  TESSERA_TRY(s_->usable());
-  TESSERA_TRY(placement::check_oid(oid));
-  if (s_->ro) {
-    return s_->cont->fetch(oid, std::move(dkey), std::move(akey), kind, offset, length, s_->epoch,
-                           flags);
-  }
-  // This transaction's own change of the whole key answers without asking anyone.
-  if (const State::Op* c = s_->covering(oid, dkey, akey); c != nullptr) {
-    FetchResult r;
-    r.epoch = s_->epoch;
-    if (c->update && kind == ValueKind::single) {
-      r.exists = true;
-      r.size = c->data.size();
-      r.data = Buffer(c->data.data(), c->data.size());
-      return r;
-    }
-    if (flags.must_exist) return Status(Errc::not_found, "punched by this transaction");
-    return r;
-  }
-  auto st = s_->st;
-  const uint64_t epoch = s_->epoch, owner = s_->owner;
-  auto r = submit<FetchResult>(st, [=]() -> Result<FetchResult> {
-             if (const auto* ec = ec_class(oid); ec != nullptr) {
-               FetchFlags f = flags;
-               f.must_exist = false;  // decided below, with this transaction's changes
-               return ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, ReadAt(epoch, owner),
-                               f);
-             }
-             auto body = [&] {
-               FetchFlags f = flags;
-               f.must_exist = false;  // decided below, with this transaction's changes
-               return fetch_body(oid, dkey, akey, kind, offset, length, epoch, f,
-                                 read_ctx(*st, {epoch, owner}));
-             };
-             auto m = op(st, oid, dkey, Pick::leader, proto::kObjFetch, body, {});
-             if (!m) return m.status();
-             return decoded(*m, decode_fetch);
-           }).get();
+namespace {
+// Lays transaction `s`'s own changes of an array's records over what was read (`r`), and
+// decides must_exist with them.
+Result<FetchResult> overlay(const Transaction::State& s, Result<FetchResult> r, ObjectId oid,
+                            const std::string& dkey, const std::string& akey, ValueKind kind,
+                            uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags) {
   if (!r) return r.status();
   if (kind == ValueKind::array) {
     // Lay this transaction's changes of the array's records over what was read.
     const uint64_t rsize = std::max<uint32_t>(1, flags.rsize);
-    std::vector<const State::Op*> mine;
+    std::vector<const Transaction::State::Op*> mine;
     uint64_t end = r->size;
-    for (const State::Op& e : s_->ops) {
+    for (const Transaction::State::Op& e : s.ops) {
       if (e.oid == oid && e.dkey == dkey && e.akey == akey) {
         mine.push_back(&e);
         if (e.update) end = std::max(end, e.offset + e.records());
@@ -240,7 +205,7 @@ Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::stri
       Buffer data(n * rsize);
       std::memset(data.data(), 0, data.size());
       std::memcpy(data.data(), r->data.data(), std::min<uint64_t>(r->data.size(), data.size()));
-      for (const State::Op* e : mine) {
+      for (const Transaction::State::Op* e : mine) {
         const uint64_t lo = std::max(offset, e->offset);
         const uint64_t hi = std::min(offset + n, e->offset + e->records());
         for (uint64_t i = lo; i < hi; ++i) {
@@ -274,6 +239,62 @@ Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::stri
   }
   if (!r->exists && flags.must_exist) return Status(Errc::not_found, "no value at this key");
   return r;
+}
+}  // namespace
+
+Result<FetchResult> Transaction::fetch(ObjectId oid, std::string dkey, std::string akey,
+                                       ValueKind kind, uint64_t offset, uint64_t length,
+                                       FetchFlags flags) {
+  return fetch_async(oid, std::move(dkey), std::move(akey), kind, offset, length, flags).get();
+}
+
+Client::Future<FetchResult> Transaction::fetch_async(ObjectId oid, std::string dkey,
+                                                     std::string akey, ValueKind kind,
+                                                     uint64_t offset, uint64_t length,
+                                                     FetchFlags flags) {
+  if (Status u = s_->usable(); !u.is_ok()) return ready_future<FetchResult>(u);
+  if (Status c = placement::check_oid(oid); !c.is_ok()) return ready_future<FetchResult>(c);
+  if (s_->ro) {
+    return s_->cont->fetch_async(oid, std::move(dkey), std::move(akey), kind, offset, length,
+                                 s_->epoch, flags);
+  }
+  // This transaction's own change of the whole key answers without asking anyone.
+  if (const State::Op* c = s_->covering(oid, dkey, akey); c != nullptr) {
+    FetchResult r;
+    r.epoch = s_->epoch;
+    if (c->update && kind == ValueKind::single) {
+      r.exists = true;
+      r.size = c->data.size();
+      r.data = Buffer(c->data.data(), c->data.size());
+      return ready_future<FetchResult>(std::move(r));
+    }
+    if (flags.must_exist) {
+      return ready_future<FetchResult>(Status(Errc::not_found, "punched by this transaction"));
+    }
+    return ready_future<FetchResult>(std::move(r));
+  }
+  auto st = s_->st;
+  const uint64_t epoch = s_->epoch, owner = s_->owner;
+  const State* s = s_.get();  // kept by the caller until the future is ready
+  return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
+    if (const auto* ec = ec_class(oid); ec != nullptr) {
+      FetchFlags f = flags;
+      f.must_exist = false;  // decided below, with this transaction's changes
+      return overlay(
+          *s, ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, ReadAt(epoch, owner), f),
+          oid, dkey, akey, kind, offset, length, epoch, flags);
+    }
+    auto body = [&] {
+      FetchFlags f = flags;
+      f.must_exist = false;  // decided below, with this transaction's changes
+      return fetch_body(oid, dkey, akey, kind, offset, length, epoch, f,
+                        read_ctx(*st, {epoch, owner}));
+    };
+    auto m = op(st, oid, dkey, Pick::leader, proto::kObjFetch, body, {});
+    if (!m) return m.status();
+    return overlay(*s, decoded(*m, decode_fetch), oid, dkey, akey, kind, offset, length, epoch,
+                   flags);
+  });
 }
 
 Result<std::vector<KeyEntry>> Transaction::list_all(ListScope scope, ObjectId oid, std::string dkey,
@@ -457,24 +478,29 @@ Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid) {
 }  // namespace contimpl
 
 Result<uint64_t> Transaction::commit() {
-  TESSERA_TRY(s_->usable());
+  return commit_async().get();
+}
+
+Client::Future<uint64_t> Transaction::commit_async() {
+  if (Status u = s_->usable(); !u.is_ok()) return ready_future<uint64_t>(u);
   s_->done = true;
-  if (s_->ro || s_->ops.empty()) return s_->epoch;
+  if (s_->ro || s_->ops.empty()) return ready_future<uint64_t>(s_->epoch);
   auto st = s_->st;
-  State* s = s_.get();
+  State* s = s_.get();  // kept by the caller until the future is ready
   // The leader of the first change's group coordinates (it holds a part of it).
-  auto r = submit<uint64_t>(st, [st, s]() -> Result<uint64_t> {
-             auto w = wire_of(*s);
-             if (!w) return w.status();
-             const auto& first = w->changes.front();
-             auto body = [&] { return commit_body(*s, w->changes, ctx_of(*st)); };
-             auto m =
-                 op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, w->bulk);
-             if (!m) return m.status();
-             return decoded(*m, decode_epoch);
-           }).get();
-  s_->ops.clear();
-  return r;
+  return submit<uint64_t>(st, [st, s]() -> Result<uint64_t> {
+    auto r = [&]() -> Result<uint64_t> {
+      auto w = wire_of(*s);
+      if (!w) return w.status();
+      const auto& first = w->changes.front();
+      auto body = [&] { return commit_body(*s, w->changes, ctx_of(*st)); };
+      auto m = op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, w->bulk);
+      if (!m) return m.status();
+      return decoded(*m, decode_epoch);
+    }();
+    s->ops.clear();
+    return r;
+  });
 }
 
 void Transaction::abort() {

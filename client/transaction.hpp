@@ -47,6 +47,11 @@ class Transaction {
 
   Result<FetchResult> fetch(ObjectId oid, std::string dkey, std::string akey, ValueKind kind,
                             uint64_t offset = 0, uint64_t length = 0, FetchFlags flags = {});
+  // As fetch(), started at once and ready when done. Until it is, the Transaction is not
+  // called again and not destroyed.
+  Client::Future<FetchResult> fetch_async(ObjectId oid, std::string dkey, std::string akey,
+                                          ValueKind kind, uint64_t offset = 0, uint64_t length = 0,
+                                          FetchFlags flags = {});
   // dkeys of `oid`, akeys of `dkey`, or recx of (dkey, akey), with this transaction's changes.
   Result<std::vector<KeyEntry>> list_all(ListScope scope, ObjectId oid, std::string dkey = {},
                                          std::string akey = {});
@@ -63,6 +68,8 @@ class Transaction {
   // Applies every change at the transaction's epoch, all or nothing, and returns the epoch.
   // Once: the transaction is finished afterwards, whatever the outcome.
   Result<uint64_t> commit();
+  // As commit(), started at once; the same rule as fetch_async until it is ready.
+  Client::Future<uint64_t> commit_async();
   // Drops the changes; the transaction is finished.
   void abort();
 

@@ -38,12 +38,11 @@ std::string fetch(tessera_cont* co, uint64_t hi, uint64_t lo, const char* dkey, 
 TEST(CApi, ContainerCallsStoreFetchAndPunch) {
   CSystem h;
   ASSERT_TRUE(h.c);
-  tessera_client* cl = nullptr;
-  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
-  tessera_cont* co = nullptr;
-  ASSERT_EQ(tessera_cont_open(cl, "tank", "c", 1, &co), 0) << tessera_last_error();
-  uint64_t hi = 0, lo = 0;
-  ASSERT_EQ(tessera_cont_oid(co, 1, 77, nullptr, &hi, &lo), 0) << tessera_last_error();
+  COpen o;
+  ASSERT_NO_FATAL_FAILURE(c_open(h, 1, 77, o));
+  tessera_client* cl = o.cl;
+  tessera_cont* co = o.co;
+  const uint64_t hi = o.hi, lo = o.lo;
 
   uint64_t e1 = 0, e2 = 0;
   ASSERT_EQ(tessera_cont_update(co, hi, lo, "d", "v", TESSERA_SINGLE, 0, "one", 3,
@@ -73,9 +72,11 @@ TEST(CApi, ContainerCallsStoreFetchAndPunch) {
   EXPECT_EQ(tessera_cont_update(co, hi, lo, "nothing", "v", TESSERA_SINGLE, 0, "x", 1,
                                 TESSERA_COND_UPDATE, nullptr, nullptr),
             -TESSERA_ENOENT);
-  EXPECT_EQ(tessera_cont_update(co, hi, lo, "d", "v", TESSERA_SINGLE, 0, "x", 1, 9, nullptr, nullptr),
-            -TESSERA_EINVAL);
-  EXPECT_EQ(fetch(co, hi, lo, "d", TESSERA_SINGLE, 0, 0, 0), "two!") << "a refused update changed it";
+  EXPECT_EQ(
+      tessera_cont_update(co, hi, lo, "d", "v", TESSERA_SINGLE, 0, "x", 1, 9, nullptr, nullptr),
+      -TESSERA_EINVAL);
+  EXPECT_EQ(fetch(co, hi, lo, "d", TESSERA_SINGLE, 0, 0, 0), "two!")
+      << "a refused update changed it";
 
   // An array range, then a punch of the akey.
   ASSERT_EQ(tessera_cont_update(co, hi, lo, "arr", "v", TESSERA_ARRAY, 4096, "12345678", 8,
@@ -181,10 +182,10 @@ TEST(CApi, HundredsOfCallsInFlightOnOneQueueEachCompleteOnce) {
     values[i] = fmt::format("value {} {}", i, std::string(static_cast<size_t>(i % 97), '*'));
     // The buffer is the caller's only until the call returns: the library copied it.
     std::string scratch = values[i];
-    ASSERT_EQ(tessera_cont_update(c.co, c.hi, c.lo, fmt::format("k{}", i).c_str(), "v",
-                                  TESSERA_SINGLE, 0, scratch.data(), scratch.size(),
-                                  TESSERA_COND_NONE, nullptr, &evs[i]),
-              0)
+    ASSERT_EQ(
+        tessera_cont_update(c.co, c.hi, c.lo, fmt::format("k{}", i).c_str(), "v", TESSERA_SINGLE, 0,
+                            scratch.data(), scratch.size(), TESSERA_COND_NONE, nullptr, &evs[i]),
+        0)
         << tessera_last_error();
   }
   // Started and not polled: the queue is busy.
@@ -214,8 +215,8 @@ TEST(CApi, HundredsOfCallsInFlightOnOneQueueEachCompleteOnce) {
         << tessera_last_error();
   }
   // An event is in flight until polled, done or not.
-  EXPECT_EQ(tessera_cont_fetch(c.co, c.hi, c.lo, "k0", "v", TESSERA_SINGLE, 0, 0, 0,
-                               bufs[0].data(), bufs[0].size(), nullptr, &evs[0]),
+  EXPECT_EQ(tessera_cont_fetch(c.co, c.hi, c.lo, "k0", "v", TESSERA_SINGLE, 0, 0, 0, bufs[0].data(),
+                               bufs[0].size(), nullptr, &evs[0]),
             -TESSERA_EBUSY)
       << "an event in flight started another call";
   EXPECT_EQ(tessera_cont_update(c.co, c.hi, c.lo, "refused-busy", "v", TESSERA_SINGLE, 0, "x", 1,
@@ -299,9 +300,9 @@ TEST(CApi, AnEngineKilledDuringAsyncCallsLeavesNoEventHanging) {
       free_evs.pop_back();
       key_of[e - evs.data()] = started;
       const std::string v = fmt::format("v{}", started);
-      int rc = tessera_cont_update(c.co, c.hi, c.lo, fmt::format("k{}", started).c_str(), "v",
-                                   TESSERA_SINGLE, 0, v.data(), v.size(), TESSERA_COND_NONE,
-                                   nullptr, e);
+      int rc =
+          tessera_cont_update(c.co, c.hi, c.lo, fmt::format("k{}", started).c_str(), "v",
+                              TESSERA_SINGLE, 0, v.data(), v.size(), TESSERA_COND_NONE, nullptr, e);
       ASSERT_EQ(rc, 0) << tessera_last_error();
       if (++started == kCalls / 3) h.sys->engine(2).kill9();
     }
@@ -344,8 +345,8 @@ TEST(CApi, AnEngineKilledDuringAsyncCallsLeavesNoEventHanging) {
     for (int i = 0; i < n; ++i) {
       const size_t slot = static_cast<size_t>(got[i] - evs.data());
       const std::string want = fmt::format("v{}", key_of[slot]);
-      const std::string seen = got[i]->status == 0 ? bufs[slot].substr(0, got[i]->out_len)
-                                                   : tessera_event_error(got[i]);
+      const std::string seen =
+          got[i]->status == 0 ? bufs[slot].substr(0, got[i]->out_len) : tessera_event_error(got[i]);
       if (seen != want && lost++ < 5) {
         ADD_FAILURE() << "acknowledged update " << key_of[slot] << " reads " << seen;
       }

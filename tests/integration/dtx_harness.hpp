@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "client/container.hpp"
+#include "client/tessera.h"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "tests/integration/local_cluster.hpp"
@@ -199,5 +200,19 @@ struct SystemHarness {
     return out;
   }
 };
+
+// A C API client of a harness's system with container "c" open for writing, and the id of
+// object (oid_hi, oid_lo) of its default class: the start of the C API tests.
+struct COpen {
+  tessera_client* cl = nullptr;
+  tessera_cont* co = nullptr;
+  uint64_t hi = 0, lo = 0;
+};
+inline void c_open(const SystemHarness& h, uint32_t oid_hi, uint64_t oid_lo, COpen& out) {
+  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &out.cl), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_cont_open(out.cl, "tank", "c", 1, &out.co), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_cont_oid(out.co, oid_hi, oid_lo, nullptr, &out.hi, &out.lo), 0)
+      << tessera_last_error();
+}
 
 }  // namespace tessera::testing

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -356,12 +357,11 @@ TEST(Tx, ErasureCodedChangesCommitWithTheRestAndConflictsRestart) {
 TEST(Tx, TheCApiCommitsAndReportsRestart) {
   TxSystem h;
   ASSERT_TRUE(h.c);
-  tessera_client* cl = nullptr;
-  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
-  tessera_cont* co = nullptr;
-  ASSERT_EQ(tessera_cont_open(cl, "tank", "c", 1, &co), 0) << tessera_last_error();
-  uint64_t hi = 0, lo = 0;
-  ASSERT_EQ(tessera_cont_oid(co, 9, 9, nullptr, &hi, &lo), 0) << tessera_last_error();
+  COpen o;
+  ASSERT_NO_FATAL_FAILURE(c_open(h, 9, 9, o));
+  tessera_client* cl = o.cl;
+  tessera_cont* co = o.co;
+  const uint64_t hi = o.hi, lo = o.lo;
   tessera_tx* t1 = nullptr;
   tessera_tx* t2 = nullptr;
   ASSERT_EQ(tessera_tx_open(co, 0, &t1), 0) << tessera_last_error();
@@ -399,6 +399,116 @@ TEST(Tx, TheCApiCommitsAndReportsRestart) {
   ASSERT_EQ(tessera_tx_fetch(t1, hi, lo, "b", "v", TESSERA_SINGLE, 0, 0, buf, sizeof buf, &n), 0);
   EXPECT_EQ(std::string(buf, n), "25");
   tessera_tx_close(t1);
+  EXPECT_EQ(tessera_cont_close(co), 0);
+  tessera_disconnect(cl);
+}
+
+// Transactions through events: many commits in flight on one queue, reads through events, a
+// conflict reported on its event, and a transaction closed with its commit in flight.
+TEST(Tx, TheCApiRunsTransactionsThroughEvents) {
+  TxSystem h;
+  ASSERT_TRUE(h.c);
+  COpen o;
+  ASSERT_NO_FATAL_FAILURE(c_open(h, 7, 7, o));
+  tessera_client* cl = o.cl;
+  tessera_cont* co = o.co;
+  const uint64_t hi = o.hi, lo = o.lo;
+  tessera_eq* eq = nullptr;
+  ASSERT_EQ(tessera_eq_create(&eq), 0);
+  constexpr int kN = 16;
+  std::vector<tessera_event> evs(kN);
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(tessera_event_init(&evs[i], eq, reinterpret_cast<void*>(static_cast<intptr_t>(i))),
+              0);
+  }
+  auto poll_all = [&](int n) {
+    std::vector<tessera_event*> got;
+    while (static_cast<int>(got.size()) < n) {
+      tessera_event* done[kN];
+      int k = tessera_eq_poll(eq, -1, done, kN);
+      EXPECT_GT(k, 0);
+      if (k <= 0) break;
+      got.insert(got.end(), done, done + k);
+    }
+    return got;
+  };
+  auto key = [](int i) { return "k" + std::to_string(i); };
+
+  // kN transactions, each changing its key and one shared key's neighbour, committed at once.
+  std::vector<tessera_tx*> txs(kN, nullptr);
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(tessera_tx_open(co, 0, &txs[i]), 0) << tessera_last_error();
+    const std::string v = "v" + std::to_string(i);
+    ASSERT_EQ(tessera_tx_update(txs[i], hi, lo, key(i).c_str(), "a", TESSERA_SINGLE, 0, v.data(),
+                                v.size(), TESSERA_COND_INSERT),
+              0);
+    ASSERT_EQ(tessera_tx_commit_ev(txs[i], &evs[i]), 0) << tessera_last_error();
+  }
+  for (tessera_event* e : poll_all(kN)) {
+    const int i = static_cast<int>(reinterpret_cast<intptr_t>(e->user));
+    EXPECT_EQ(e->status, 0) << i << ": " << tessera_event_error(e);
+    EXPECT_EQ(e->epoch, tessera_tx_epoch(txs[i])) << i;
+  }
+  EXPECT_EQ(tessera_eq_inflight(eq), 0u);
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(tessera_tx_commit(txs[i], nullptr), -TESSERA_EINVAL);  // finished
+    tessera_tx_close(txs[i]);
+  }
+
+  // Reads through events, one transaction each: every committed value.
+  std::vector<std::array<char, 16>> bufs(kN);
+  for (int i = 0; i < kN; ++i) {
+    ASSERT_EQ(tessera_tx_open(co, 0, &txs[i]), 0);
+    ASSERT_EQ(tessera_tx_fetch_ev(txs[i], hi, lo, key(i).c_str(), "a", TESSERA_SINGLE, 0, 0,
+                                  bufs[i].data(), bufs[i].size(), nullptr, &evs[i]),
+              0)
+        << tessera_last_error();
+  }
+  for (tessera_event* e : poll_all(kN)) {
+    const int i = static_cast<int>(reinterpret_cast<intptr_t>(e->user));
+    ASSERT_EQ(e->status, 0) << tessera_event_error(e);
+    EXPECT_EQ(std::string(bufs[i].data(), e->out_len), "v" + std::to_string(i));
+  }
+  // Two of them change a key both read (one no later transaction read): the older one's
+  // commit restarts, on its event.
+  for (int i : {0, 1}) {
+    ASSERT_EQ(tessera_tx_fetch_ev(txs[i], hi, lo, "shared", "a", TESSERA_SINGLE, 0, 0,
+                                  bufs[i].data(), bufs[i].size(), nullptr, &evs[i]),
+              0);
+    ASSERT_EQ(poll_all(1).size(), 1u);
+    ASSERT_EQ(evs[i].status, 0) << tessera_event_error(&evs[i]);
+    ASSERT_EQ(tessera_tx_update(txs[i], hi, lo, "shared", "a", TESSERA_SINGLE, 0, "x", 1, 0), 0);
+  }
+  ASSERT_EQ(tessera_tx_commit_ev(txs[1], &evs[1]), 0);
+  ASSERT_EQ(poll_all(1).front(), &evs[1]);
+  EXPECT_EQ(evs[1].status, 0) << tessera_event_error(&evs[1]);
+  ASSERT_EQ(tessera_tx_commit_ev(txs[0], &evs[0]), 0);
+  ASSERT_EQ(poll_all(1).front(), &evs[0]);
+  EXPECT_EQ(evs[0].status, -TESSERA_ERESTART) << tessera_event_error(&evs[0]);
+  EXPECT_NE(std::string(tessera_event_error(&evs[0])), "");
+  // Closed with its commit in flight: the close waits, the event still completes.
+  ASSERT_EQ(tessera_tx_update(txs[3], hi, lo, key(3).c_str(), "a", TESSERA_SINGLE, 0, "w", 1, 0),
+            0);
+  ASSERT_EQ(tessera_tx_commit_ev(txs[3], &evs[3]), 0);
+  tessera_tx_close(txs[3]);
+  txs[3] = nullptr;
+  ASSERT_EQ(poll_all(1).front(), &evs[3]);
+  EXPECT_EQ(evs[3].status, 0) << tessera_event_error(&evs[3]);
+  for (tessera_tx* t : txs) tessera_tx_close(t);
+  size_t n = 0;
+  char buf[16];
+  ASSERT_EQ(tessera_cont_fetch(co, hi, lo, key(3).c_str(), "a", TESSERA_SINGLE, 0, 0, 0, buf,
+                               sizeof buf, &n, nullptr),
+            0);
+  EXPECT_EQ(std::string(buf, n), "w");
+  ASSERT_EQ(tessera_cont_fetch(co, hi, lo, "shared", "a", TESSERA_SINGLE, 0, 0, 0, buf, sizeof buf,
+                               &n, nullptr),
+            0);
+  EXPECT_EQ(std::string(buf, n), "x");
+  // Argument errors start nothing.
+  EXPECT_EQ(tessera_tx_commit_ev(nullptr, &evs[0]), -TESSERA_EINVAL);
+  for (auto& e : evs) EXPECT_EQ(tessera_event_fini(&e), 0);
+  EXPECT_EQ(tessera_eq_destroy(eq), 0);
   EXPECT_EQ(tessera_cont_close(co), 0);
   tessera_disconnect(cl);
 }
