@@ -52,6 +52,25 @@ std::string value_of(const std::string& key) {
   return "value of " + key;
 }
 
+// Key-value writes through a container handle, and the keys whose write was acknowledged.
+struct Writes {
+  std::vector<std::string> acked;
+
+  Status put(Container& c, const std::string& k) {
+    auto r = c.kv_put(k, bytes(value_of(k)));
+    if (r) acked.push_back(k);
+    return r.status();
+  }
+  // Every acknowledged write reads back through `c` (`why`: what happened meanwhile).
+  void read_back(Container& c, const std::string& why = "") const {
+    for (const auto& k : acked) {
+      auto r = c.kv_get(k);
+      ASSERT_TRUE(r) << "acknowledged " << k << " lost" << why << ": " << r.status().to_string();
+      EXPECT_EQ(r->data.view(), value_of(k)) << k;
+    }
+  }
+};
+
 // Restarts rank `r`, reintegrates it where the map took it out, and waits until it serves
 // again with nothing left to move (`joined`: engines expected up once it is).
 void bring_back(LocalSystem& sys, const MgmtClient& mc, uint32_t r, size_t joined,
@@ -84,13 +103,8 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   Tank t;
   ASSERT_NO_FATAL_FAILURE(open_tank(sys, 3, "c", "RP_3G1", 1, t));
   MgmtClient& mc = *t.mc;
-  std::vector<std::string> acked;
-  auto put = [&](const std::string& k) {
-    const std::string v = value_of(k);
-    auto r = t.cont->kv_put(k, bytes(v));
-    if (r) acked.push_back(k);
-    return r.status();
-  };
+  Writes writes;
+  auto put = [&](const std::string& k) { return writes.put(*t.cont, k); };
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(put("healthy-" + std::to_string(i)).is_ok());
 
   // One engine down: within rf 1, writes go on (on two copies).
@@ -123,11 +137,7 @@ TEST(Redundancy, AHeldWriteHandleTakesNoWriteOnceItsContainerIsUnclean) {
   ASSERT_FALSE(p) << "a punch was acknowledged beyond rf";
   EXPECT_EQ(p.status().code(), Errc::rf_exceeded) << p.status().to_string();
   // Reads go on: every acknowledged write is on the engine left.
-  for (const auto& k : acked) {
-    auto r = t.cont->kv_get(k);
-    ASSERT_TRUE(r) << k << ": " << r.status().to_string();
-    EXPECT_EQ(r->data.view(), value_of(k));
-  }
+  ASSERT_NO_FATAL_FAILURE(writes.read_back(*t.cont));
   // Opening for writing is refused with the same code.
   auto w = t.client->open_container("tank", "c", true);
   ASSERT_FALSE(w);
@@ -143,12 +153,8 @@ TEST(Redundancy, AnOperatorSetsAContainerHealthyAgainOnlyOnceItsEnginesServe) {
   Tank t;
   ASSERT_NO_FATAL_FAILURE(open_tank(sys, 3, "c", "RP_2G1", 0, t));
   MgmtClient& mc = *t.mc;
-  std::vector<std::string> acked;
-  auto put = [&](const std::string& k) {
-    auto r = t.cont->kv_put(k, bytes(value_of(k)));
-    if (r) acked.push_back(k);
-    return r.status();
-  };
+  Writes writes;
+  auto put = [&](const std::string& k) { return writes.put(*t.cont, k); };
   auto set_healthy = [&] { return mc.cont_set_props("tank", "c", {{"status", "healthy"}}); };
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(put("before-" + std::to_string(i)).is_ok());
 
@@ -197,11 +203,7 @@ TEST(Redundancy, AnOperatorSetsAContainerHealthyAgainOnlyOnceItsEnginesServe) {
     st = put("after-" + std::to_string(i));
     ASSERT_TRUE(st.is_ok()) << st.to_string();
   }
-  for (const auto& k : acked) {
-    auto r = t.cont->kv_get(k);
-    ASSERT_TRUE(r) << k << ": " << r.status().to_string();
-    EXPECT_EQ(r->data.view(), value_of(k));
-  }
+  ASSERT_NO_FATAL_FAILURE(writes.read_back(*t.cont));
 }
 
 // ---- seeded fault sequences against a model ----
@@ -325,19 +327,18 @@ class FaultRun {
     const int writes = health == "UNCLEAN" ? 1 : 3;
     for (int i = 0; i < writes; ++i) {
       const std::string k = "s" + std::to_string(step_) + "-" + std::to_string(i);
-      const std::string v = value_of(k);
-      auto r = t_.cont->kv_put(k, bytes(v));
+      const Status r = writes_.put(*t_.cont, k);
       if (health == "UNCLEAN") {
-        ASSERT_FALSE(r) << "seed " << seed_ << ": " << k << " acknowledged with the container "
-                        << "UNCLEAN (" << model_.down.size() << " engines down, rf " << kRf
-                        << ") after " << trace_;
-        EXPECT_TRUE(r.status().code() == Errc::rf_exceeded || r.status().code() == Errc::timeout ||
-                    r.status().code() == Errc::unavailable)
-            << r.status().to_string();
+        ASSERT_FALSE(r.is_ok()) << "seed " << seed_ << ": " << k
+                                << " acknowledged with the container UNCLEAN ("
+                                << model_.down.size() << " engines down, rf " << kRf << ") after "
+                                << trace_;
+        EXPECT_TRUE(r.code() == Errc::rf_exceeded || r.code() == Errc::timeout ||
+                    r.code() == Errc::unavailable)
+            << r.to_string();
       } else {
-        ASSERT_TRUE(r) << "seed " << seed_ << " after " << trace_ << ": " << k << ": "
-                       << r.status().to_string();
-        acked_.push_back(k);
+        ASSERT_TRUE(r.is_ok()) << "seed " << seed_ << " after " << trace_ << ": " << k << ": "
+                               << r.to_string();
       }
     }
     std::printf("seed %llu step %d (%s): %zu down, %s\n", static_cast<unsigned long long>(seed_),
@@ -375,14 +376,10 @@ class FaultRun {
     ASSERT_TRUE(cl);
     auto c = (*cl)->open_container("tank", "c", false);
     ASSERT_TRUE(c) << c.status().to_string();
-    for (const auto& k : acked_) {
-      auto r = (*c)->kv_get(k);
-      ASSERT_TRUE(r) << "seed " << seed_ << ": acknowledged " << k << " lost after " << trace_
-                     << ": " << r.status().to_string();
-      EXPECT_EQ(r->data.view(), value_of(k)) << k;
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        writes_.read_back(**c, " (seed " + std::to_string(seed_) + ") after " + trace_));
     std::printf("seed %llu: %zu acknowledged writes read back\n",
-                static_cast<unsigned long long>(seed_), acked_.size());
+                static_cast<unsigned long long>(seed_), writes_.acked.size());
   }
 
   uint64_t seed_;
@@ -391,7 +388,7 @@ class FaultRun {
   LocalSystem sys_;
   Tank t_;
   Model model_;
-  std::vector<std::string> acked_;
+  Writes writes_;
   std::string trace_;
   int step_ = 0;
 };
