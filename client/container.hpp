@@ -97,6 +97,8 @@ class Container {
 
   // The handle as opened (permissions, container properties, pool map at open time).
   const mgmt::HandleView& handle() const { return opened_; }
+  // The client the container was opened through (pool-wide queries: pool_space).
+  Client& client() const { return *client_; }
   // The pool map version the container uses now.
   uint32_t map_version() const;
   Status close();
