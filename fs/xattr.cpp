@@ -35,6 +35,11 @@ Error Namespace::setxattr(Ino ino, std::string_view name, std::string_view value
     return {E2BIG, fmt::format("extended attribute value of {} bytes (at most {})", value.size(),
                                kXattrValueMax)};
   }
+  if (name.starts_with("system.posix_acl_")) {
+    // POSIX ACLs are not kept: refused, so tools (cp -a, rsync -A) fall back to the mode bits
+    // instead of storing an ACL that would not change them.
+    return {EOPNOTSUPP, "POSIX ACLs are not supported (the mode bits are)"};
+  }
   auto a = getattr(ino);
   if (!a) return a.error();
   if (name.starts_with("trusted.") && cred.uid != 0) {

@@ -14,6 +14,7 @@ PKGS=(
   libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev libyaml-cpp-dev nlohmann-json3-dev
+  libfuse3-dev fuse3 bindfs rsync sqlite3
   fio procps iproute2 python3 python3-prometheus-client curl
   clang libclang-rt-14-dev
 )

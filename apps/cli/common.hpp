@@ -97,6 +97,8 @@ void add_cont_commands(CLI::App& app, Globals& g);
 void add_cont_check_command(CLI::App* cont, Globals& g);
 void add_obj_commands(CLI::App& app, Globals& g);
 void add_kv_commands(CLI::App& app, Globals& g);
+// tessera fs (apps/cli/fs_cmds.cpp): POSIX containers.
+void add_fs_commands(CLI::App& app, Globals& g);
 void add_drill_commands(CLI::App& app, Globals& g);
 void add_status_command(CLI::App& app, Globals& g);
 

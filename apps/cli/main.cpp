@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   add_pool_commands(app, g);
   add_cont_commands(app, g);
   add_kv_commands(app, g);
+  add_fs_commands(app, g);
   add_obj_commands(app, g);
   add_engine_commands(app, g);
   add_drill_commands(app, g);
