@@ -292,6 +292,67 @@ int tessera_tx_commit_ev(tessera_tx* tx, tessera_event* ev);
  * waited for first (its event still completes through its queue). */
 void tessera_tx_close(tessera_tx* tx);
 
+/* ---- POSIX containers (docs/POSIX.md) ----------------------------------------------------
+ * A file system in a container of type POSIX. Unlike the calls above, tessera_fs_* return 0 (or
+ * a count) on success and a negative POSIX errno on failure (-ENOENT, -EEXIST, -EACCES, ...),
+ * as system calls do; tessera_last_error() holds the message. Paths start at the container's
+ * root ("/a/b"); calls act as the calling process's effective uid and groups. A tessera_fs and
+ * its files are used by any thread (one call at a time per file); they must be closed before
+ * their container. */
+typedef struct tessera_fs tessera_fs;
+typedef struct tessera_fs_file tessera_fs_file;
+
+typedef struct tessera_fs_attr {
+  uint64_t ino;
+  uint32_t mode; /* type and permission bits, as st_mode */
+  uint32_t uid, gid, nlink;
+  uint64_t size;
+  int64_t atime_ns, mtime_ns, ctime_ns;
+} tessera_fs_attr;
+
+typedef struct tessera_fs_dirent {
+  uint64_t ino;
+  uint32_t type; /* the S_IFMT bits */
+  char name[256];
+} tessera_fs_dirent;
+
+/* Opens the namespace of a POSIX container (formatting it when it holds none yet). */
+int tessera_fs_mount(tessera_cont* cont, tessera_fs** out);
+void tessera_fs_umount(tessera_fs* fs);
+/* follow: follow a final symbolic link (stat) or not (lstat). */
+int tessera_fs_stat(tessera_fs* fs, const char* path, int follow, tessera_fs_attr* attr);
+int tessera_fs_mkdir(tessera_fs* fs, const char* path, uint32_t mode);
+/* flags: O_RDONLY/O_WRONLY/O_RDWR with O_CREAT, O_EXCL, O_TRUNC, O_APPEND (fcntl.h values). */
+int tessera_fs_open(tessera_fs* fs, const char* path, int flags, uint32_t mode,
+                    tessera_fs_file** out);
+/* Frees the handle; a file whose last link went while it was open is removed now. */
+int tessera_fs_close(tessera_fs_file* f);
+/* Bytes read (0 at the end; holes read as zeros), or a negative errno. */
+int64_t tessera_fs_pread(tessera_fs_file* f, void* buf, size_t len, uint64_t offset);
+/* Bytes written, or a negative errno; opened with O_APPEND, at the end, atomically. */
+int64_t tessera_fs_pwrite(tessera_fs_file* f, const void* buf, size_t len, uint64_t offset);
+int tessera_fs_fstat(tessera_fs_file* f, tessera_fs_attr* attr);
+int tessera_fs_truncate(tessera_fs* fs, const char* path, uint64_t size);
+int tessera_fs_chmod(tessera_fs* fs, const char* path, uint32_t mode);
+int tessera_fs_unlink(tessera_fs* fs, const char* path);
+int tessera_fs_rmdir(tessera_fs* fs, const char* path);
+/* Atomic, over an existing file or empty directory. */
+int tessera_fs_rename(tessera_fs* fs, const char* from, const char* to);
+int tessera_fs_link(tessera_fs* fs, const char* existing, const char* path);
+int tessera_fs_symlink(tessera_fs* fs, const char* target, const char* path);
+/* The target's length (bytes copied: at most len, not NUL-terminated), or a negative errno. */
+int64_t tessera_fs_readlink(tessera_fs* fs, const char* path, char* buf, size_t len);
+/* Up to *n entries of the directory after `anchor` (start: TESSERA_ANCHOR_INIT; anchor->eof
+ * once the listing is complete); *n: the entries stored. No "." or "..". */
+int tessera_fs_readdir(tessera_fs* fs, const char* path, tessera_anchor* anchor,
+                       tessera_fs_dirent* ents, uint32_t* n);
+/* flags: 0, XATTR_CREATE (1) or XATTR_REPLACE (2). */
+int tessera_fs_setxattr(tessera_fs* fs, const char* path, const char* name, const void* value,
+                        size_t len, int flags);
+/* The value's length (bytes copied: at most len), or a negative errno (-ENODATA: none). */
+int64_t tessera_fs_getxattr(tessera_fs* fs, const char* path, const char* name, void* buf,
+                            size_t len);
+
 const char* tessera_strerror(int rc);
 const char* tessera_last_error(void);
 /* The library's version ("MAJOR.MINOR.PATCH"); the soname carries MAJOR. */

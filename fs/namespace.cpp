@@ -693,4 +693,17 @@ Res<Attr> Namespace::resolve(std::string_view path, const Cred& cred, bool follo
   return cur;
 }
 
+Res<Namespace::Parent> Namespace::resolve_parent(std::string_view path, const Cred& cred) {
+  std::string p(path);
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t at = p.rfind('/');
+  std::string name = at == std::string::npos ? p : p.substr(at + 1);
+  const std::string dir = at == std::string::npos || at == 0 ? "/" : p.substr(0, at);
+  if (name.empty() || name == "/") return Error{EINVAL, "the root has no parent"};
+  auto d = resolve(dir, cred);
+  if (!d) return d.error();
+  if (!d->is_dir()) return Error{ENOTDIR, fmt::format("'{}' is not a directory", dir)};
+  return Parent{*d, std::move(name)};
+}
+
 }  // namespace tessera::fs

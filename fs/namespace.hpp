@@ -184,6 +184,14 @@ class Namespace {
   // end (ELOOP past 40). Permissions as `cred`.
   Res<Attr> resolve(std::string_view path, const Cred& cred, bool follow = true);
 
+  // The directory holding the last name of `path` (symlinks before it followed), and that
+  // name; ENOTDIR when it is not a directory, EINVAL for the root.
+  struct Parent {
+    Attr dir;
+    std::string name;
+  };
+  Res<Parent> resolve_parent(std::string_view path, const Cred& cred);
+
   Container& container() { return c_; }
 
  private:

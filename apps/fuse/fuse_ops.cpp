@@ -18,38 +18,6 @@ using fs::Attr;
 using fs::Cred;
 using fs::Ino;
 
-void Mount::opened(Ino ino) {
-  std::lock_guard lk(mu);
-  open[ino].count += 1;
-}
-
-void Mount::unlinked(const fs::Unlinked& u) {
-  if (!u.last_link) return;
-  {
-    std::lock_guard lk(mu);
-    auto it = open.find(u.ino);
-    if (it != open.end() && it->second.count > 0) {
-      it->second.doomed = true;
-      return;
-    }
-  }
-  (void)ns.reclaim(u.ino);
-}
-
-void Mount::released(Ino ino) {
-  bool reclaim = false;
-  {
-    std::lock_guard lk(mu);
-    auto it = open.find(ino);
-    if (it == open.end()) return;
-    if (--it->second.count == 0) {
-      reclaim = it->second.doomed;
-      open.erase(it);
-    }
-  }
-  if (reclaim) (void)ns.reclaim(ino);
-}
-
 namespace {
 
 Mount& mount_of(fuse_req_t req) {
@@ -161,7 +129,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
   Mount& m = mount_of(req);
   auto u = m.ns.unlink(parent, name, cred_of(req));
   if (failed(req, u)) return;
-  m.unlinked(*u);
+  m.files.unlinked(*u);
   fuse_reply_err(req, 0);
 }
 
@@ -180,7 +148,7 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
   Mount& m = mount_of(req);
   auto u = m.ns.rename(parent, name, newparent, newname, flags, cred_of(req));
   if (failed(req, u)) return;
-  m.unlinked(*u);
+  m.files.unlinked(*u);
   fuse_reply_err(req, 0);
 }
 
@@ -202,8 +170,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (failed(req, a)) return;
   if (a->is_dir()) return fuse_reply_err(req, EISDIR), void();
   set_open_flags(m, fi);
-  m.opened(ino);
-  if (fuse_reply_open(req, fi) != 0) m.released(ino);
+  m.files.opened(ino);
+  if (fuse_reply_open(req, fi) != 0) m.files.released(ino);
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
@@ -212,14 +180,14 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   auto a = m.ns.mknod(parent, name, S_IFREG | (mode & 07777), cred_of(req));
   if (failed(req, a)) return;
   set_open_flags(m, fi);
-  m.opened(a->ino);
+  m.files.opened(a->ino);
   fuse_entry_param e{};
   e.ino = a->ino;
   e.generation = 1;
   e.attr = a->to_stat();
   e.attr_timeout = m.opt.attr_timeout;
   e.entry_timeout = m.opt.entry_timeout;
-  if (fuse_reply_create(req, &e, fi) != 0) m.released(a->ino);
+  if (fuse_reply_create(req, &e, fi) != 0) m.files.released(a->ino);
 }
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
@@ -245,7 +213,7 @@ void op_flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
-  mount_of(req).released(ino);
+  mount_of(req).files.released(ino);
   fuse_reply_err(req, 0);
 }
 

@@ -7,10 +7,8 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
-#include <mutex>
-#include <unordered_map>
-
 #include "fs/namespace.hpp"
+#include "fs/open_files.hpp"
 
 namespace tessera::fusemount {
 
@@ -23,21 +21,10 @@ struct Options {
 
 // What the handlers share (the session's userdata).
 struct Mount {
-  Mount(fs::Namespace& n, Options o) : ns(n), opt(o) {}
+  Mount(fs::Namespace& n, Options o) : ns(n), opt(o), files(n) {}
   fs::Namespace& ns;
   Options opt;
-  // Open files: an inode whose last link went while open is reclaimed at its last release.
-  struct Open {
-    uint32_t count = 0;
-    bool doomed = false;
-  };
-  std::mutex mu;
-  std::unordered_map<fs::Ino, Open> open;
-
-  void opened(fs::Ino ino);
-  // After an unlink or a rename over an entry: reclaims now, or at the last release.
-  void unlinked(const fs::Unlinked& u);
-  void released(fs::Ino ino);
+  fs::OpenFiles files;  // the kernel's opens: unlinked inodes go at their last release
 };
 
 // The operation table for fuse_session_new.

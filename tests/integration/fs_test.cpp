@@ -16,6 +16,7 @@
 #include <set>
 #include <thread>
 
+#include "client/tessera.h"
 #include "fs/namespace.hpp"
 #include "tests/integration/local_cluster.hpp"
 #include "tests/test_util.hpp"
@@ -203,7 +204,10 @@ TEST(Fs, FilesDirectoriesLinksAndRenames) {
   EXPECT_TRUE(rn->last_link);
   EXPECT_ERRNO(ns.lookup(fs::kRootIno, "g", r), ENOENT);
   EXPECT_EQ(read_all(ns, ns.lookup(sub->ino, "v", r)->ino), "gee");
-  EXPECT_ERRNO(ns.rename(sub->ino, "v", fs::kRootIno, "dir", 0, r), EISDIR);
+  ASSERT_FS_OK(ns.mkdir(fs::kRootIno, "other", 0755, r));
+  EXPECT_ERRNO(ns.rename(sub->ino, "v", fs::kRootIno, "other", 0, r), EISDIR);
+  // Over a directory holding the source: never empty (the kernel's answer too).
+  EXPECT_ERRNO(ns.rename(sub->ino, "v", fs::kRootIno, "dir", 0, r), ENOTEMPTY);
   EXPECT_ERRNO(ns.rename(fs::kRootIno, "dir", sub->ino, "moved", 0, r), EINVAL);
   auto empty = ns.mkdir(fs::kRootIno, "empty", 0755, r);
   ASSERT_FS_OK(empty);
@@ -395,6 +399,75 @@ TEST(Fs, ErasureCodedContainersAndASecondMount) {
   auto bad = Namespace::mount(*kv, root());
   EXPECT_ERRNO(bad, EINVAL);
   EXPECT_NE(bad.error().msg.find("not POSIX"), std::string::npos) << bad.error().msg;
+}
+
+// The C API: path-based calls returning negative errnos.
+TEST(Fs, TheCApiWorksByPathWithErrnos) {
+  FsSystem h;
+  ASSERT_TRUE(h.cl);
+  ASSERT_TRUE(h.container("capi", "RP_2G1"));
+  tessera_client* cl = nullptr;
+  tessera_cont* co = nullptr;
+  tessera_fs* fs = nullptr;
+  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_cont_open(cl, "tank", "capi", 1, &co), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_fs_mount(co, &fs), 0) << tessera_last_error();
+
+  EXPECT_EQ(tessera_fs_mkdir(fs, "/d", 0755), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_fs_mkdir(fs, "/d", 0755), -EEXIST);
+  EXPECT_EQ(tessera_fs_mkdir(fs, "/missing/d", 0755), -ENOENT);
+  tessera_fs_file* f = nullptr;
+  ASSERT_EQ(tessera_fs_open(fs, "/d/f", O_CREAT | O_EXCL | O_RDWR, 0644, &f), 0)
+      << tessera_last_error();
+  tessera_fs_file* again = nullptr;
+  EXPECT_EQ(tessera_fs_open(fs, "/d/f", O_CREAT | O_EXCL | O_RDWR, 0644, &again), -EEXIST);
+  EXPECT_EQ(tessera_fs_pwrite(f, "hello world", 11, 0), 11);
+  char buf[32] = {};
+  EXPECT_EQ(tessera_fs_pread(f, buf, sizeof buf, 6), 5);
+  EXPECT_EQ(std::string(buf, 5), "world");
+  tessera_fs_attr at{};
+  ASSERT_EQ(tessera_fs_fstat(f, &at), 0);
+  EXPECT_EQ(at.size, 11u);
+  EXPECT_TRUE(S_ISREG(at.mode));
+  EXPECT_EQ(tessera_fs_link(fs, "/d/f", "/g"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_fs_stat(fs, "/g", 1, &at), 0);
+  EXPECT_EQ(at.nlink, 2u);
+  EXPECT_EQ(tessera_fs_rename(fs, "/g", "/d/h"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_fs_symlink(fs, "d/h", "/s"), 0);
+  EXPECT_EQ(tessera_fs_readlink(fs, "/s", buf, sizeof buf), 3);
+  EXPECT_EQ(tessera_fs_stat(fs, "/s", 1, &at), 0);
+  EXPECT_EQ(at.size, 11u);
+  EXPECT_EQ(tessera_fs_setxattr(fs, "/d/h", "user.x", "1", 1, 1), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_fs_getxattr(fs, "/d/h", "user.x", buf, sizeof buf), 1);
+  EXPECT_EQ(tessera_fs_getxattr(fs, "/d/h", "user.y", buf, sizeof buf), -ENODATA);
+  EXPECT_EQ(tessera_fs_truncate(fs, "/d/h", 5), 0);
+  EXPECT_EQ(tessera_fs_pread(f, buf, sizeof buf, 0), 5);
+  EXPECT_EQ(tessera_fs_rmdir(fs, "/d"), -ENOTEMPTY);
+  EXPECT_EQ(tessera_fs_unlink(fs, "/d"), -EISDIR);
+  // A listing in pages of two.
+  for (int i = 0; i < 5; ++i) {
+    tessera_fs_file* x = nullptr;
+    ASSERT_EQ(tessera_fs_open(fs, fmt::format("/d/x{}", i).c_str(), O_CREAT | O_WRONLY, 0600, &x), 0);
+    EXPECT_EQ(tessera_fs_close(x), 0);
+  }
+  std::set<std::string> names;
+  tessera_anchor anchor = TESSERA_ANCHOR_INIT;
+  tessera_fs_dirent ents[2];
+  while (anchor.eof == 0) {
+    uint32_t n = 2;
+    ASSERT_EQ(tessera_fs_readdir(fs, "/d", &anchor, ents, &n), 0) << tessera_last_error();
+    for (uint32_t i = 0; i < n; ++i) EXPECT_TRUE(names.insert(ents[i].name).second);
+  }
+  EXPECT_EQ(names, (std::set<std::string>{"f", "h", "x0", "x1", "x2", "x3", "x4"}));
+  // Unlinked while open: readable until closed.
+  EXPECT_EQ(tessera_fs_unlink(fs, "/d/f"), 0);
+  EXPECT_EQ(tessera_fs_unlink(fs, "/d/h"), 0);
+  EXPECT_EQ(tessera_fs_pread(f, buf, sizeof buf, 0), 5);
+  EXPECT_EQ(tessera_fs_close(f), 0);
+  EXPECT_EQ(tessera_fs_stat(fs, "/d/h", 1, &at), -ENOENT);
+  tessera_fs_umount(fs);
+  EXPECT_EQ(tessera_cont_close(co), 0);
+  tessera_disconnect(cl);
 }
 
 }  // namespace
