@@ -222,10 +222,14 @@ int rm_cmd(Globals& g, const FsArgs& a) {
 }
 
 struct DuTotals {
-  uint64_t files = 0, dirs = 0, bytes = 0;
+  uint64_t files = 0, dirs = 0, symlinks = 0, bytes = 0;
 };
 
 fs::Error du_walk(fs::Namespace& ns, const fs::Attr& at, DuTotals& t) {
+  if (at.is_link()) {
+    t.symlinks += 1;
+    return {};
+  }
   if (!at.is_dir()) {
     t.files += 1;
     t.bytes += at.size;
@@ -253,10 +257,15 @@ int du_cmd(Globals& g, const FsArgs& a) {
   if (!at) return fail(g, fs_status(at.error()), "fs du");
   DuTotals t;
   if (fs::Error e = du_walk(*f->ns, *at, t); !e) return fail(g, fs_status(e), "fs du");
-  return done(g, {{"path", a.path}, {"files", t.files}, {"dirs", t.dirs}, {"bytes", t.bytes}},
+  return done(g,
+              {{"path", a.path},
+               {"files", t.files},
+               {"dirs", t.dirs},
+               {"symlinks", t.symlinks},
+               {"bytes", t.bytes}},
               [&] {
-                fmt::print("{}  {} in {} files, {} directories\n", a.path, human(t.bytes), t.files,
-                           t.dirs);
+                fmt::print("{}  {} in {} files, {} directories, {} symlinks\n", a.path,
+                           human(t.bytes), t.files, t.dirs, t.symlinks);
               });
 }
 
