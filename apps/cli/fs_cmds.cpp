@@ -311,9 +311,16 @@ int mount_cmd(Globals& g, const FsArgs& a) {
     return fail(g, Status(Errc::exists, fmt::format("a Tessera container is mounted on '{}'", a.dir)),
                 "fs mount");
   }
-  // The daemon's log: beside the mount's other state, one per mount point.
-  const std::string logdir = fmt::format("/tmp/tessera-fuse-{}", ::getuid());
+  // The daemon's log, one per mount point, in the user's own ~/.tessera/fuse (never a shared
+  // directory another user could have prepared).
+  const char* home = ::getenv("HOME");
+  if (home == nullptr || *home == '\0') {
+    return fail(g, Status(Errc::invalid_argument, "$HOME is not set (the mount's log goes there)"),
+                "fs mount");
+  }
+  const std::string logdir = std::string(home) + "/.tessera/fuse";
   std::filesystem::create_directories(logdir, ec);
+  ::chmod(logdir.c_str(), 0700);
   const std::string log =
       fmt::format("{}/{}.log", logdir,
                   std::hash<std::string>{}(std::filesystem::weakly_canonical(a.dir, ec).string()));
