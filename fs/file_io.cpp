@@ -22,9 +22,9 @@ constexpr int64_t kMtimeSlackNs = 1'000'000'000;
 constexpr uint64_t kMaxFileSize = uint64_t{1} << 62;
 
 struct Piece {
-  uint64_t chunk;     // chunk index
-  uint64_t at;        // offset inside the chunk
-  uint64_t buf_off;   // offset in the caller's buffer
+  uint64_t chunk;    // chunk index
+  uint64_t at;       // offset inside the chunk
+  uint64_t buf_off;  // offset in the caller's buffer
   uint64_t len;
 };
 
@@ -95,9 +95,8 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
   auto put_plain = [&](uint64_t at) -> Error {
     std::vector<Container::Future<uint64_t>> w;
     for (const Piece& p : pieces(cs, at, data.size())) {
-      w.push_back(c_.update_async(d, chunk_dkey(p.chunk), std::string(kDataAkey),
-                                  ValueKind::array, p.at,
-                                  Buffer(data.data() + p.buf_off, p.len)));
+      w.push_back(c_.update_async(d, chunk_dkey(p.chunk), std::string(kDataAkey), ValueKind::array,
+                                  p.at, Buffer(data.data() + p.buf_off, p.len)));
     }
     Error first;
     for (auto& f : w) {
@@ -120,27 +119,25 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
     if (Error e = put_plain(offset); !e) return e;
   }
   uint64_t at = offset;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    auto cur = load_inode(tx, io, ino);
-    if (!cur) return b.fail(cur.error());
-    at = append ? cur->size : offset;
-    if (at > kMaxFileSize - data.size()) return b.fail(EFBIG, "a write past the largest file");
-    if (data_in_tx) {
-      for (const Piece& p : pieces(cs, at, data.size())) {
-        TESSERA_TRY(tx.update(d, chunk_dkey(p.chunk), std::string(kDataAkey), ValueKind::array,
-                              p.at,
-                              {reinterpret_cast<const uint8_t*>(data.data()) + p.buf_off,
-                               static_cast<size_t>(p.len)}));
-      }
-    }
-    cur->size = std::max(cur->size, at + data.size());
-    cur->mtime_ns = cur->ctime_ns = now_ns();
-    return tx.update(io, std::string(kInodeDkey), std::string(kAttrAkey), ValueKind::single, 0,
-                     as_bytes(encode(to_disk(*cur))));
-  });
-  if (Error e = b.finish(r, fmt::format("writing inode {}", ino)); !e) return e;
+  Error failed =
+      transact(c_, fmt::format("writing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+        auto cur = load_inode(tx, io, ino);
+        if (!cur) return b.fail(cur.error());
+        at = append ? cur->size : offset;
+        if (at > kMaxFileSize - data.size()) return b.fail(EFBIG, "a write past the largest file");
+        if (data_in_tx) {
+          for (const Piece& p : pieces(cs, at, data.size())) {
+            TESSERA_TRY(tx.update(d, chunk_dkey(p.chunk), std::string(kDataAkey), ValueKind::array,
+                                  p.at,
+                                  {reinterpret_cast<const uint8_t*>(data.data()) + p.buf_off,
+                                   static_cast<size_t>(p.len)}));
+          }
+        }
+        cur->size = std::max(cur->size, at + data.size());
+        cur->mtime_ns = cur->ctime_ns = now_ns();
+        return put_inode(tx, io, *cur);
+      });
+  if (!failed) return failed;
   return at;
 }
 

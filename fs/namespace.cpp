@@ -52,20 +52,44 @@ uint16_t data_class_for(uint16_t cls) {
 Error from_status(const Status& st, std::string_view what) {
   int no = EIO;
   switch (st.code()) {
-    case Errc::ok: return {};
-    case Errc::not_found: no = ENOENT; break;
-    case Errc::exists: no = EEXIST; break;
+    case Errc::ok:
+      return {};
+    case Errc::not_found:
+      no = ENOENT;
+      break;
+    case Errc::exists:
+      no = EEXIST;
+      break;
     case Errc::permission:
-    case Errc::unauthenticated: no = EACCES; break;
-    case Errc::no_space: no = ENOSPC; break;
-    case Errc::too_big: no = EFBIG; break;
-    case Errc::invalid_argument: no = EINVAL; break;
-    case Errc::unsupported: no = EOPNOTSUPP; break;
-    case Errc::busy: no = EBUSY; break;
-    case Errc::restart: return {EBUSY, fmt::format("{}: {}", what, st.to_string()), true};
-    case Errc::rf_exceeded: no = EROFS; break;
-    case Errc::timeout: no = ETIMEDOUT; break;
-    default: no = EIO; break;
+    case Errc::unauthenticated:
+      no = EACCES;
+      break;
+    case Errc::no_space:
+      no = ENOSPC;
+      break;
+    case Errc::too_big:
+      no = EFBIG;
+      break;
+    case Errc::invalid_argument:
+      no = EINVAL;
+      break;
+    case Errc::unsupported:
+      no = EOPNOTSUPP;
+      break;
+    case Errc::busy:
+      no = EBUSY;
+      break;
+    case Errc::restart:
+      return {EBUSY, fmt::format("{}: {}", what, st.to_string()), true};
+    case Errc::rf_exceeded:
+      no = EROFS;
+      break;
+    case Errc::timeout:
+      no = ETIMEDOUT;
+      break;
+    default:
+      no = EIO;
+      break;
   }
   return {no, fmt::format("{}: {}", what, st.to_string())};
 }
@@ -112,8 +136,7 @@ ObjectId Namespace::data_oid(Ino ino) const {
   return placement::with_class(ObjectId{static_cast<uint32_t>(ObjTag::data), ino}, data_class_);
 }
 
-Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred,
-                                                 MountOptions opt) {
+Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred, MountOptions opt) {
   if (c.handle().cont.c.props.type != mgmt::ContType::posix) {
     return Error{EINVAL, fmt::format("container '{}' is of type {}, not POSIX",
                                      c.handle().cont.c.props.label,
@@ -146,9 +169,9 @@ Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred,
     auto r = c.update(ns->inode_oid(kRootIno), std::string(kInodeDkey), std::string(kAttrAkey),
                       ValueKind::single, 0, as_bytes(encode(root)), {.cond = Cond::insert});
     if (!r && r.status().code() != Errc::exists) return from_status(r.status(), "formatting");
-    auto n = c.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
-                      as_bytes(encode_time(static_cast<int64_t>(kRootIno + 1))),
-                      {.cond = Cond::insert});
+    auto n =
+        c.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
+                 as_bytes(encode_time(static_cast<int64_t>(kRootIno + 1))), {.cond = Cond::insert});
     if (!n && n.status().code() != Errc::exists) return from_status(n.status(), "formatting");
     Superblock s;
     s.chunk_size = opt.chunk_size;
@@ -171,9 +194,7 @@ Res<Ino> Namespace::next_ino() {
   if (ino_next_ < ino_end_) return ino_next_++;
   const ObjectId sb = placement::with_class(ObjectId{0, 0}, meta_class_);
   Ino first = 0;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
+  Error failed = transact(c_, "reserving inode numbers", [&](Transaction& tx, TxBody& b) -> Status {
     auto v = get_single(tx, sb, kSbDkey, kSbNext);
     if (!v) return b.store(v.status(), "reserving inode numbers");
     auto n = *v ? decode_time(**v) : std::nullopt;
@@ -182,7 +203,7 @@ Res<Ino> Namespace::next_ino() {
     return tx.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
                      as_bytes(encode_time(static_cast<int64_t>(first + kInoBatch))));
   });
-  if (Error e = b.finish(r, "reserving inode numbers"); !e) return e;
+  if (!failed) return failed;
   ino_next_ = first + 1;
   ino_end_ = first + kInoBatch;
   return first;
@@ -215,8 +236,8 @@ Error Namespace::access(const Attr& a, int mask, const Cred& cred) const {
   } else if (cred.in_group(a.gid)) {
     bits = (a.mode >> 3) & 07;
   }
-  const uint32_t want = ((mask & R_OK) ? 4u : 0u) | ((mask & W_OK) ? 2u : 0u) |
-                        ((mask & X_OK) ? 1u : 0u);
+  const uint32_t want =
+      ((mask & R_OK) ? 4u : 0u) | ((mask & W_OK) ? 2u : 0u) | ((mask & X_OK) ? 1u : 0u);
   if ((bits & want) != want) {
     return {EACCES, fmt::format("permission denied: uid {} on inode {} (mode {:o}, owner {}:{})",
                                 cred.uid, a.ino, a.mode & 07777, a.uid, a.gid)};
@@ -248,12 +269,11 @@ Res<Attr> Namespace::lookup(Ino parent, std::string_view name, const Cred& cred)
 }
 
 // The parent of a new or removed entry: a directory the caller may search and (mask) write.
-Res<Attr> Namespace::check_parent(Ino parent, std::string_view name, int mask,
-                                  const Cred& cred) {
+Res<Attr> Namespace::check_parent(Ino parent, std::string_view name, int mask, const Cred& cred) {
   if (int no = check_name(name); no != 0) {
-    return Error{no, no == ENAMETOOLONG ? fmt::format("name of {} bytes (at most {})",
-                                                      name.size(), kNameMax)
-                                        : fmt::format("bad name '{}'", name)};
+    return Error{no, no == ENAMETOOLONG
+                         ? fmt::format("name of {} bytes (at most {})", name.size(), kNameMax)
+                         : fmt::format("bad name '{}'", name)};
   }
   auto p = getattr(parent);
   if (!p) return p.error();
@@ -291,9 +311,9 @@ Res<Attr> Namespace::new_inode(Ino parent, std::string_view name, DiskInode di, 
                      as_bytes(encode(di)));
   if (!w) return from_status(w.status(), fmt::format("creating '{}'", name));
   // The entry last, inserted only if the name is free: the inode is reachable once it is.
-  auto e = c_.update(inode_oid(parent), std::string(name), std::string(kEntryAkey),
-                     ValueKind::single, 0,
-                     as_bytes(encode(DiskEntry{*ino, di.mode & S_IFMT})), {.cond = Cond::insert});
+  auto e =
+      c_.update(inode_oid(parent), std::string(name), std::string(kEntryAkey), ValueKind::single, 0,
+                as_bytes(encode(DiskEntry{*ino, di.mode & S_IFMT})), {.cond = Cond::insert});
   if (!e) {
     (void)c_.punch(io);
     if (e.status().code() == Errc::exists) {
@@ -317,7 +337,8 @@ Res<Attr> Namespace::mknod(Ino parent, std::string_view name, uint32_t mode, con
                            uint64_t rdev, uint32_t chunk_size) {
   const uint32_t type = (mode & S_IFMT) == 0 ? S_IFREG : (mode & S_IFMT);
   if (type == S_IFDIR || type == S_IFLNK) {
-    return Error{EINVAL, "mknod makes files, FIFOs, sockets and devices (mkdir, symlink: the rest)"};
+    return Error{EINVAL,
+                 "mknod makes files, FIFOs, sockets and devices (mkdir, symlink: the rest)"};
   }
   DiskInode di;
   di.mode = type | (mode & 07777);
@@ -331,8 +352,8 @@ Res<Attr> Namespace::symlink(Ino parent, std::string_view name, std::string_view
                              const Cred& cred) {
   if (target.empty()) return Error{ENOENT, "a symbolic link needs a target"};
   if (target.size() > kSymlinkMax) {
-    return Error{ENAMETOOLONG, fmt::format("link target of {} bytes (at most {})", target.size(),
-                                           kSymlinkMax)};
+    return Error{ENAMETOOLONG,
+                 fmt::format("link target of {} bytes (at most {})", target.size(), kSymlinkMax)};
   }
   DiskInode di;
   di.mode = S_IFLNK | 0777;
@@ -355,26 +376,24 @@ Res<Attr> Namespace::link(Ino ino, Ino parent, std::string_view name, const Cred
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Attr out;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    // The name first, as the kernel checks it: an existing name is EEXIST even for a directory.
-    auto e = load_entry(tx, inode_oid(parent), name);
-    if (!e) return b.fail(e.error());
-    if (*e) return b.fail(EEXIST, fmt::format("'{}' exists", name));
-    auto a = load_inode(tx, inode_oid(ino), ino);
-    if (!a) return b.fail(a.error());
-    if (a->is_dir()) return b.fail(EPERM, "a directory cannot have another link");
-    if (a->nlink == 0) return b.fail(ENOENT, fmt::format("inode {} was removed", ino));
-    a->nlink += 1;
-    a->ctime_ns = now_ns();
-    out = *a;
-    TESSERA_TRY(tx.update(inode_oid(ino), std::string(kInodeDkey), std::string(kAttrAkey),
-                          ValueKind::single, 0, as_bytes(encode(to_disk(*a)))));
-    return tx.update(inode_oid(parent), std::string(name), std::string(kEntryAkey),
-                     ValueKind::single, 0, as_bytes(encode(DiskEntry{ino, a->mode & S_IFMT})));
-  });
-  if (Error e = b.finish(r, fmt::format("linking '{}'", name)); !e) return e;
+  Error failed =
+      transact(c_, fmt::format("linking '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+        // The name first, as the kernel checks it: an existing name is EEXIST even for a directory.
+        auto e = load_entry(tx, inode_oid(parent), name);
+        if (!e) return b.fail(e.error());
+        if (*e) return b.fail(EEXIST, fmt::format("'{}' exists", name));
+        auto a = load_inode(tx, inode_oid(ino), ino);
+        if (!a) return b.fail(a.error());
+        if (a->is_dir()) return b.fail(EPERM, "a directory cannot have another link");
+        if (a->nlink == 0) return b.fail(ENOENT, fmt::format("inode {} was removed", ino));
+        a->nlink += 1;
+        a->ctime_ns = now_ns();
+        out = *a;
+        TESSERA_TRY(put_inode(tx, inode_oid(ino), *a));
+        return tx.update(inode_oid(parent), std::string(name), std::string(kEntryAkey),
+                         ValueKind::single, 0, as_bytes(encode(DiskEntry{ino, a->mode & S_IFMT})));
+      });
+  if (!failed) return failed;
   touch_dir(parent, now_ns());
   return out;
 }
@@ -384,12 +403,11 @@ namespace {
 // The sticky-bit rule: in a sticky directory only the entry's owner, the directory's owner or
 // root removes or renames an entry.
 Error sticky_ok(const Attr& dir, const Attr& victim, const Cred& cred) {
-  if ((dir.mode & S_ISVTX) == 0 || cred.uid == 0 || cred.uid == dir.uid ||
-      cred.uid == victim.uid) {
+  if ((dir.mode & S_ISVTX) == 0 || cred.uid == 0 || cred.uid == dir.uid || cred.uid == victim.uid) {
     return {};
   }
-  return {EPERM, fmt::format("directory {} is sticky: uid {} owns neither it nor inode {}",
-                             dir.ino, cred.uid, victim.ino)};
+  return {EPERM, fmt::format("directory {} is sticky: uid {} owns neither it nor inode {}", dir.ino,
+                             cred.uid, victim.ino)};
 }
 
 }  // namespace
@@ -398,25 +416,23 @@ Res<Unlinked> Namespace::unlink(Ino parent, std::string_view name, const Cred& c
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Unlinked out;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    auto e = load_entry(tx, inode_oid(parent), name);
-    if (!e) return b.fail(e.error());
-    if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
-    if ((*e)->type == S_IFDIR) return b.fail(EISDIR, fmt::format("'{}' is a directory", name));
-    const Ino ino = (*e)->ino;
-    auto a = load_inode(tx, inode_oid(ino), ino);
-    if (!a) return b.fail(a.error());
-    if (Error s = sticky_ok(*p, *a, cred); !s) return b.fail(s);
-    a->nlink = a->nlink > 0 ? a->nlink - 1 : 0;
-    a->ctime_ns = now_ns();
-    out = {ino, a->nlink == 0};
-    TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
-    return tx.update(inode_oid(ino), std::string(kInodeDkey), std::string(kAttrAkey),
-                     ValueKind::single, 0, as_bytes(encode(to_disk(*a))));
-  });
-  if (Error e = b.finish(r, fmt::format("removing '{}'", name)); !e) return e;
+  Error failed =
+      transact(c_, fmt::format("removing '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+        auto e = load_entry(tx, inode_oid(parent), name);
+        if (!e) return b.fail(e.error());
+        if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
+        if ((*e)->type == S_IFDIR) return b.fail(EISDIR, fmt::format("'{}' is a directory", name));
+        const Ino ino = (*e)->ino;
+        auto a = load_inode(tx, inode_oid(ino), ino);
+        if (!a) return b.fail(a.error());
+        if (Error s = sticky_ok(*p, *a, cred); !s) return b.fail(s);
+        a->nlink = a->nlink > 0 ? a->nlink - 1 : 0;
+        a->ctime_ns = now_ns();
+        out = {ino, a->nlink == 0};
+        TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
+        return put_inode(tx, inode_oid(ino), *a);
+      });
+  if (!failed) return failed;
   touch_dir(parent, now_ns());
   return out;
 }
@@ -450,28 +466,28 @@ Res<bool> dir_has_entries(Transaction& tx, ObjectId dir) {
 Error Namespace::rmdir(Ino parent, std::string_view name, const Cred& cred) {
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    auto e = load_entry(tx, inode_oid(parent), name);
-    if (!e) return b.fail(e.error());
-    if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
-    if ((*e)->type != S_IFDIR) return b.fail(ENOTDIR, fmt::format("'{}' is not a directory", name));
-    const Ino ino = (*e)->ino;
-    auto a = load_inode(tx, inode_oid(ino), ino);
-    if (!a) return b.fail(a.error());
-    if (Error s = sticky_ok(*p, *a, cred); !s) return b.fail(s);
-    // A quick look outside the transaction spares listing a large directory in it.
-    auto quick = dir_has_entries(c_, inode_oid(ino));
-    if (!quick) return b.fail(quick.error());
-    if (*quick) return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", name));
-    auto full = dir_has_entries(tx, inode_oid(ino));
-    if (!full) return b.fail(full.error());
-    if (*full) return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", name));
-    TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
-    return tx.punch(inode_oid(ino));
-  });
-  if (Error e = b.finish(r, fmt::format("removing directory '{}'", name)); !e) return e;
+  Error failed = transact(
+      c_, fmt::format("removing directory '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+        auto e = load_entry(tx, inode_oid(parent), name);
+        if (!e) return b.fail(e.error());
+        if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
+        if ((*e)->type != S_IFDIR)
+          return b.fail(ENOTDIR, fmt::format("'{}' is not a directory", name));
+        const Ino ino = (*e)->ino;
+        auto a = load_inode(tx, inode_oid(ino), ino);
+        if (!a) return b.fail(a.error());
+        if (Error s = sticky_ok(*p, *a, cred); !s) return b.fail(s);
+        // A quick look outside the transaction spares listing a large directory in it.
+        auto quick = dir_has_entries(c_, inode_oid(ino));
+        if (!quick) return b.fail(quick.error());
+        if (*quick) return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", name));
+        auto full = dir_has_entries(tx, inode_oid(ino));
+        if (!full) return b.fail(full.error());
+        if (*full) return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", name));
+        TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
+        return tx.punch(inode_oid(ino));
+      });
+  if (!failed) return failed;
   touch_dir(parent, now_ns());
   return {};
 }
@@ -486,82 +502,80 @@ Res<Unlinked> Namespace::rename(Ino parent, std::string_view name, Ino new_paren
   auto np = check_parent(new_parent, new_name, W_OK, cred);
   if (!np) return np.error();
   Unlinked out;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    out = {};
-    auto se = load_entry(tx, inode_oid(parent), name);
-    if (!se) return b.fail(se.error());
-    if (!*se) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
-    auto de = load_entry(tx, inode_oid(new_parent), new_name);
-    if (!de) return b.fail(de.error());
-    const DiskEntry src = **se;
-    if (*de && (*de)->ino == src.ino) return Status();  // the same inode: nothing to do
-    if (*de && (flags & RENAME_NOREPLACE) != 0) {
-      return b.fail(EEXIST, fmt::format("'{}' exists", new_name));
-    }
-    auto sa = load_inode(tx, inode_oid(src.ino), src.ino);
-    if (!sa) return b.fail(sa.error());
-    if (Error s = sticky_ok(*p, *sa, cred); !s) return b.fail(s);
-    if (src.type == S_IFDIR && new_parent != parent) {
-      // A directory may not move below itself: walk up from the new parent to the root.
-      Ino at = new_parent;
-      for (int depth = 0; at != kRootIno; ++depth) {
-        if (at == src.ino || depth > 4096) {
-          return b.fail(EINVAL, fmt::format("cannot move directory '{}' below itself", name));
+  Error failed = transact(
+      c_, fmt::format("renaming '{}' to '{}'", name, new_name),
+      [&](Transaction& tx, TxBody& b) -> Status {
+        out = {};
+        auto se = load_entry(tx, inode_oid(parent), name);
+        if (!se) return b.fail(se.error());
+        if (!*se) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
+        auto de = load_entry(tx, inode_oid(new_parent), new_name);
+        if (!de) return b.fail(de.error());
+        const DiskEntry src = **se;
+        if (*de && (*de)->ino == src.ino) return Status();  // the same inode: nothing to do
+        if (*de && (flags & RENAME_NOREPLACE) != 0) {
+          return b.fail(EEXIST, fmt::format("'{}' exists", new_name));
         }
-        auto up = load_inode(tx, inode_oid(at), at);
-        if (!up) return b.fail(up.error());
-        at = up->parent;
-      }
-      sa->parent = new_parent;
-    }
-    if (*de && (*de)->type == S_IFDIR) {
-      // Over a directory holding the source (its parent or above): never empty.
-      for (Ino at = parent;; ) {
-        if (at == (*de)->ino) {
-          return b.fail(ENOTEMPTY, fmt::format("'{}' holds '{}'", new_name, name));
+        auto sa = load_inode(tx, inode_oid(src.ino), src.ino);
+        if (!sa) return b.fail(sa.error());
+        if (Error s = sticky_ok(*p, *sa, cred); !s) return b.fail(s);
+        if (src.type == S_IFDIR && new_parent != parent) {
+          // A directory may not move below itself: walk up from the new parent to the root.
+          Ino at = new_parent;
+          for (int depth = 0; at != kRootIno; ++depth) {
+            if (at == src.ino || depth > 4096) {
+              return b.fail(EINVAL, fmt::format("cannot move directory '{}' below itself", name));
+            }
+            auto up = load_inode(tx, inode_oid(at), at);
+            if (!up) return b.fail(up.error());
+            at = up->parent;
+          }
+          sa->parent = new_parent;
         }
-        if (at == kRootIno) break;
-        auto up = load_inode(tx, inode_oid(at), at);
-        if (!up) return b.fail(up.error());
-        at = up->parent;
-      }
-    }
-    if (*de) {
-      const DiskEntry dst = **de;
-      if (src.type == S_IFDIR && dst.type != S_IFDIR) {
-        return b.fail(ENOTDIR, fmt::format("'{}' is not a directory", new_name));
-      }
-      if (src.type != S_IFDIR && dst.type == S_IFDIR) {
-        return b.fail(EISDIR, fmt::format("'{}' is a directory", new_name));
-      }
-      auto da = load_inode(tx, inode_oid(dst.ino), dst.ino);
-      if (!da) return b.fail(da.error());
-      if (Error s = sticky_ok(*np, *da, cred); !s) return b.fail(s);
-      if (dst.type == S_IFDIR) {
-        auto full = dir_has_entries(tx, inode_oid(dst.ino));
-        if (!full) return b.fail(full.error());
-        if (*full) return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", new_name));
-        TESSERA_TRY(tx.punch(inode_oid(dst.ino)));
-        out = {dst.ino, false};
-      } else {
-        da->nlink = da->nlink > 0 ? da->nlink - 1 : 0;
-        da->ctime_ns = now_ns();
-        out = {dst.ino, da->nlink == 0};
-        TESSERA_TRY(tx.update(inode_oid(dst.ino), std::string(kInodeDkey),
-                              std::string(kAttrAkey), ValueKind::single, 0,
-                              as_bytes(encode(to_disk(*da)))));
-      }
-    }
-    sa->ctime_ns = now_ns();
-    TESSERA_TRY(tx.update(inode_oid(src.ino), std::string(kInodeDkey), std::string(kAttrAkey),
-                          ValueKind::single, 0, as_bytes(encode(to_disk(*sa)))));
-    TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
-    return tx.update(inode_oid(new_parent), std::string(new_name), std::string(kEntryAkey),
-                     ValueKind::single, 0, as_bytes(encode(src)));
-  });
-  if (Error e = b.finish(r, fmt::format("renaming '{}' to '{}'", name, new_name)); !e) return e;
+        if (*de && (*de)->type == S_IFDIR) {
+          // Over a directory holding the source (its parent or above): never empty.
+          for (Ino at = parent;;) {
+            if (at == (*de)->ino) {
+              return b.fail(ENOTEMPTY, fmt::format("'{}' holds '{}'", new_name, name));
+            }
+            if (at == kRootIno) break;
+            auto up = load_inode(tx, inode_oid(at), at);
+            if (!up) return b.fail(up.error());
+            at = up->parent;
+          }
+        }
+        if (*de) {
+          const DiskEntry dst = **de;
+          if (src.type == S_IFDIR && dst.type != S_IFDIR) {
+            return b.fail(ENOTDIR, fmt::format("'{}' is not a directory", new_name));
+          }
+          if (src.type != S_IFDIR && dst.type == S_IFDIR) {
+            return b.fail(EISDIR, fmt::format("'{}' is a directory", new_name));
+          }
+          auto da = load_inode(tx, inode_oid(dst.ino), dst.ino);
+          if (!da) return b.fail(da.error());
+          if (Error s = sticky_ok(*np, *da, cred); !s) return b.fail(s);
+          if (dst.type == S_IFDIR) {
+            auto full = dir_has_entries(tx, inode_oid(dst.ino));
+            if (!full) return b.fail(full.error());
+            if (*full)
+              return b.fail(ENOTEMPTY, fmt::format("directory '{}' is not empty", new_name));
+            TESSERA_TRY(tx.punch(inode_oid(dst.ino)));
+            out = {dst.ino, false};
+          } else {
+            da->nlink = da->nlink > 0 ? da->nlink - 1 : 0;
+            da->ctime_ns = now_ns();
+            out = {dst.ino, da->nlink == 0};
+            TESSERA_TRY(put_inode(tx, inode_oid(dst.ino), *da));
+          }
+        }
+        sa->ctime_ns = now_ns();
+        TESSERA_TRY(put_inode(tx, inode_oid(src.ino), *sa));
+        TESSERA_TRY(tx.punch(inode_oid(parent), std::string(name)));
+        return tx.update(inode_oid(new_parent), std::string(new_name), std::string(kEntryAkey),
+                         ValueKind::single, 0, as_bytes(encode(src)));
+      });
+  if (!failed) return failed;
   const int64_t now = now_ns();
   touch_dir(parent, now);
   if (new_parent != parent) touch_dir(new_parent, now);
@@ -571,56 +585,56 @@ Res<Unlinked> Namespace::rename(Ino parent, std::string_view name, Ino new_paren
 Res<Attr> Namespace::setattr(Ino ino, const SetAttr& s, const Cred& cred) {
   Attr out;
   uint64_t old_size = 0;
-  TxBody b;
-  auto r = c_.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    auto a = load_inode(tx, inode_oid(ino), ino);
-    if (!a) return b.fail(a.error());
-    const bool owner = cred.uid == 0 || cred.uid == a->uid;
-    const int64_t now = now_ns();
-    old_size = a->size;
-    if (s.set_mode) {
-      if (!owner) return b.fail(EPERM, fmt::format("uid {} does not own inode {}", cred.uid, ino));
-      uint32_t m = s.mode & 07777;
-      if (cred.uid != 0 && !cred.in_group(a->gid)) m &= ~uint32_t{S_ISGID};
-      a->mode = (a->mode & S_IFMT) | m;
-    }
-    if (s.set_uid && s.uid != a->uid) {
-      if (cred.uid != 0) return b.fail(EPERM, "only root changes a file's owner");
-      a->uid = s.uid;
-      if (!a->is_dir()) a->mode &= ~uint32_t{S_ISUID | S_ISGID};
-    }
-    if (s.set_gid && s.gid != a->gid) {
-      if (cred.uid != 0 && !(cred.uid == a->uid && cred.in_group(s.gid))) {
-        return b.fail(EPERM, fmt::format("uid {} may not give inode {} group {}", cred.uid, ino,
-                                         s.gid));
-      }
-      a->gid = s.gid;
-      if (cred.uid != 0 && !a->is_dir()) a->mode &= ~uint32_t{S_ISUID | S_ISGID};
-    }
-    if (s.set_size) {
-      if (a->is_dir()) return b.fail(EISDIR, fmt::format("inode {} is a directory", ino));
-      if (!a->is_reg()) return b.fail(EINVAL, fmt::format("inode {} is not a file", ino));
-      if (Error e = access(*a, W_OK, cred); !e) return b.fail(e);
-      a->size = s.size;
-      a->mtime_ns = now;
-    }
-    for (auto [set, at_now, value, field] :
-         {std::tuple{s.set_atime, s.atime_now, s.atime_ns, &a->atime_ns},
-          std::tuple{s.set_mtime, s.mtime_now, s.mtime_ns, &a->mtime_ns}}) {
-      if (!set) continue;
-      if (!owner) {
-        if (!at_now) return b.fail(EPERM, fmt::format("uid {} does not own inode {}", cred.uid, ino));
-        if (Error e = access(*a, W_OK, cred); !e) return b.fail(e);
-      }
-      *field = at_now ? now : value;
-    }
-    a->ctime_ns = now;
-    out = *a;
-    return tx.update(inode_oid(ino), std::string(kInodeDkey), std::string(kAttrAkey),
-                     ValueKind::single, 0, as_bytes(encode(to_disk(*a))));
-  });
-  if (Error e = b.finish(r, fmt::format("changing inode {}", ino)); !e) return e;
+  Error failed = transact(
+      c_, fmt::format("changing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+        auto a = load_inode(tx, inode_oid(ino), ino);
+        if (!a) return b.fail(a.error());
+        const bool owner = cred.uid == 0 || cred.uid == a->uid;
+        const int64_t now = now_ns();
+        old_size = a->size;
+        if (s.set_mode) {
+          if (!owner)
+            return b.fail(EPERM, fmt::format("uid {} does not own inode {}", cred.uid, ino));
+          uint32_t m = s.mode & 07777;
+          if (cred.uid != 0 && !cred.in_group(a->gid)) m &= ~uint32_t{S_ISGID};
+          a->mode = (a->mode & S_IFMT) | m;
+        }
+        if (s.set_uid && s.uid != a->uid) {
+          if (cred.uid != 0) return b.fail(EPERM, "only root changes a file's owner");
+          a->uid = s.uid;
+          if (!a->is_dir()) a->mode &= ~uint32_t{S_ISUID | S_ISGID};
+        }
+        if (s.set_gid && s.gid != a->gid) {
+          if (cred.uid != 0 && !(cred.uid == a->uid && cred.in_group(s.gid))) {
+            return b.fail(
+                EPERM, fmt::format("uid {} may not give inode {} group {}", cred.uid, ino, s.gid));
+          }
+          a->gid = s.gid;
+          if (cred.uid != 0 && !a->is_dir()) a->mode &= ~uint32_t{S_ISUID | S_ISGID};
+        }
+        if (s.set_size) {
+          if (a->is_dir()) return b.fail(EISDIR, fmt::format("inode {} is a directory", ino));
+          if (!a->is_reg()) return b.fail(EINVAL, fmt::format("inode {} is not a file", ino));
+          if (Error e = access(*a, W_OK, cred); !e) return b.fail(e);
+          a->size = s.size;
+          a->mtime_ns = now;
+        }
+        for (auto [set, at_now, value, field] :
+             {std::tuple{s.set_atime, s.atime_now, s.atime_ns, &a->atime_ns},
+              std::tuple{s.set_mtime, s.mtime_now, s.mtime_ns, &a->mtime_ns}}) {
+          if (!set) continue;
+          if (!owner) {
+            if (!at_now)
+              return b.fail(EPERM, fmt::format("uid {} does not own inode {}", cred.uid, ino));
+            if (Error e = access(*a, W_OK, cred); !e) return b.fail(e);
+          }
+          *field = at_now ? now : value;
+        }
+        a->ctime_ns = now;
+        out = *a;
+        return put_inode(tx, inode_oid(ino), *a);
+      });
+  if (!failed) return failed;
   if (s.set_size && s.size < old_size) {
     if (Error e = data_punch_from(out, s.size, old_size); !e) return e;
   }
@@ -636,8 +650,7 @@ Res<DirPage> Namespace::readdir(Ino dir, const std::string& anchor, uint32_t lim
   std::vector<std::pair<std::string, Container::Future<FetchResult>>> reads;
   for (const auto& k : pg->entries) {
     if (reserved_key(k.key)) continue;
-    reads.emplace_back(k.key,
-                       c_.fetch_async(d, k.key, std::string(kEntryAkey), ValueKind::single));
+    reads.emplace_back(k.key, c_.fetch_async(d, k.key, std::string(kEntryAkey), ValueKind::single));
   }
   DirPage out;
   out.anchor = pg->anchor;

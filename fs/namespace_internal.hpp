@@ -69,6 +69,18 @@ struct TxBody {
   }
 };
 
+// Runs `body(tx, b)` as one user transaction of `c` (again after a restart) and returns its
+// POSIX outcome: the body's failure (b.fail), else the store's, named by `what`.
+template <typename Body>
+Error transact(Container& c, std::string_view what, Body body) {
+  TxBody b;
+  auto r = c.run_tx([&](Transaction& tx) -> Status {
+    b.reset();
+    return body(tx, b);
+  });
+  return b.finish(r, what);
+}
+
 inline Attr to_attr(Ino ino, const DiskInode& d) {
   Attr a;
   a.ino = ino;
@@ -100,6 +112,12 @@ inline DiskInode to_disk(const Attr& a) {
   d.ctime_ns = a.ctime_ns;
   d.rdev = a.rdev;
   return d;
+}
+
+// Writes inode `a` at `oid` (its attribute akey) in the transaction.
+inline Status put_inode(Transaction& tx, ObjectId oid, const Attr& a) {
+  return tx.update(oid, std::string(kInodeDkey), std::string(kAttrAkey), ValueKind::single, 0,
+                   as_bytes(encode(to_disk(a))));
 }
 
 // The inode `ino` at `oid` through `src` (Container or Transaction); ENOENT when absent.
