@@ -85,20 +85,6 @@ json attr_json(const fs::Attr& a) {
           {"chunk_size", a.chunk_size}};
 }
 
-// The parent directory of `path` and its last name.
-Result<std::pair<fs::Attr, std::string>> parent_of(fs::Namespace& ns, const std::string& path) {
-  std::string p = path;
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  const size_t at = p.rfind('/');
-  const std::string name = at == std::string::npos ? p : p.substr(at + 1);
-  const std::string dir = at == std::string::npos || at == 0 ? "/" : p.substr(0, at);
-  auto d = ns.resolve(dir, fs::Cred::of_process());
-  if (!d) return fs_status(d.error());
-  if (!d->is_dir()) return Status(Errc::invalid_argument, fmt::format("'{}' is not a directory", dir));
-  if (name.empty() || name == "/") return Status(Errc::invalid_argument, "not for the root");
-  return std::make_pair(*d, name);
-}
-
 int ls_cmd(Globals& g, const FsArgs& a) {
   auto f = open_fs(g, a.pool, a.cont, false);
   if (!f) return fail(g, f.status(), "fs ls");
@@ -211,10 +197,10 @@ fs::Error remove_tree(fs::Namespace& ns, fs::Ino dir, const std::string& name, b
 int rm_cmd(Globals& g, const FsArgs& a) {
   auto f = open_fs(g, a.pool, a.cont, true);
   if (!f) return fail(g, f.status(), "fs rm");
-  auto p = parent_of(*f->ns, a.path);
-  if (!p) return fail(g, p.status(), "fs rm");
+  auto p = f->ns->resolve_parent(a.path, fs::Cred::of_process());
+  if (!p) return fail(g, fs_status(p.error()), "fs rm");
   uint64_t removed = 0;
-  if (fs::Error e = remove_tree(*f->ns, p->first.ino, p->second, a.recursive, removed); !e) {
+  if (fs::Error e = remove_tree(*f->ns, p->dir.ino, p->name, a.recursive, removed); !e) {
     return fail(g, fs_status(e), "fs rm");
   }
   return done(g, {{"path", a.path}, {"removed", removed}},

@@ -167,10 +167,10 @@ class TesseraSide final : public Side {
   Status mkdir(const std::string& p, uint32_t mode) override {
     auto pn = parent(p);
     if (!pn) return pn.status();
-    auto m = ns_.mkdir(pn->first, pn->second, mode, me_);
+    auto m = ns_.mkdir(pn->dir.ino, pn->name, mode, me_);
     if (m) return Status();
     if (m.error().no == EEXIST) {
-      auto have = ns_.lookup(pn->first, pn->second, me_);
+      auto have = ns_.lookup(pn->dir.ino, pn->name, me_);
       if (have && have->is_dir()) return Status();
     }
     return fs_status(m.error());
@@ -185,9 +185,9 @@ class TesseraSide final : public Side {
   Status symlink(const std::string& target, const std::string& p) override {
     auto pn = parent(p);
     if (!pn) return pn.status();
-    auto old = ns_.unlink(pn->first, pn->second, me_);
+    auto old = ns_.unlink(pn->dir.ino, pn->name, me_);
     if (old && old->last_link) (void)ns_.reclaim(old->ino);
-    auto s = ns_.symlink(pn->first, pn->second, target, me_);
+    auto s = ns_.symlink(pn->dir.ino, pn->name, target, me_);
     return s ? Status() : fs_status(s.error());
   }
   Result<Handle> open_read(const std::string& p) override {
@@ -198,9 +198,9 @@ class TesseraSide final : public Side {
   Result<Handle> create(const std::string& p, uint32_t mode) override {
     auto pn = parent(p);
     if (!pn) return pn.status();
-    auto a = ns_.mknod(pn->first, pn->second, S_IFREG | mode, me_);
+    auto a = ns_.mknod(pn->dir.ino, pn->name, S_IFREG | mode, me_);
     if (!a && a.error().no == EEXIST) {
-      a = ns_.lookup(pn->first, pn->second, me_);
+      a = ns_.lookup(pn->dir.ino, pn->name, me_);
       if (a && a->is_reg()) a = ns_.setattr(a->ino, {.set_size = true, .size = 0}, me_);
     }
     if (!a) return fs_status(a.error());
@@ -233,12 +233,10 @@ class TesseraSide final : public Side {
     m.atime_ns = a.atime_ns;
     return m;
   }
-  Result<std::pair<fs::Ino, std::string>> parent(const std::string& p) {
-    const size_t at = p.rfind('/');
-    const std::string dir = at == std::string::npos || at == 0 ? "/" : p.substr(0, at);
-    auto d = ns_.resolve(dir, me_);
-    if (!d) return fs_status(d.error());
-    return std::make_pair(d->ino, at == std::string::npos ? p : p.substr(at + 1));
+  Result<fs::Namespace::Parent> parent(const std::string& p) {
+    auto pn = ns_.resolve_parent(p, me_);
+    if (!pn) return fs_status(pn.error());
+    return std::move(*pn);
   }
 
   OpenedFs f_;
