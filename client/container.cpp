@@ -63,7 +63,7 @@ bool retryable(Errc e) {
 }
 
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
-                     Buffer bulk, Nanos timeout) {
+                     Buffer bulk, Nanos timeout, bool* answered) {
   Message m;
   m.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
   m.protocol = proto::kProtoObject;
@@ -71,6 +71,7 @@ Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t m
   m.body = std::move(body);
   m.bulk = std::move(bulk);
   auto r = st.im->rt->ask(std::move(m), timeout);
+  if (answered != nullptr) *answered = static_cast<bool>(r);
   if (!r) return r.status();
   if (r->status != Errc::ok) return Status(r->status, r->error);
   return r;
@@ -187,15 +188,16 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
         st.waiting.emplace(wait_id, Clock::now());
         arm_map_watch(sp);
       }
-      auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t);
+      bool answered = false;
+      auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t, &answered);
       st.waiting.erase(wait_id);
       if (r) return r;
       last = r.status();
-      // A commit that reached its coordinator may have committed: not sent again (a second
-      // attempt could fail where the first succeeds, and its caller run the transaction again).
-      if (method == proto::kObjTxCommit &&
-          (last.code() == Errc::timeout || last.code() == Errc::unreachable ||
-           last.code() == Errc::shutdown)) {
+      // A commit its coordinator did not answer (the answer lost, the wait timed out, the ask
+      // failed when the map took the target down) may have committed: it is not sent again.
+      // A second attempt is a new transaction: it could apply the changes twice, or fail where
+      // the first succeeded and have its caller run the transaction again.
+      if (method == proto::kObjTxCommit && !answered) {
         return Status(Errc::uncertain,
                       fmt::format("{}: the transaction may have committed", last.message()));
       }

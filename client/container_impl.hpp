@@ -56,9 +56,11 @@ struct ReadAt {
 IoCtxValues read_ctx(const Container::State& st, ReadAt at);
 // Failures that a new pool map or another replica can cure.
 bool retryable(Errc e);
-// One request to one shard; a non-ok reply becomes its Status.
+// One request to one shard; a non-ok reply becomes its Status. `answered`: whether an error is
+// the engine's answer rather than the transport's (no answer: lost, timed out, or failed when
+// the pool map took the target down).
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
-                     Buffer bulk, Nanos timeout);
+                     Buffer bulk, Nanos timeout, bool* answered = nullptr);
 
 enum class Pick { leader, replica };
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy

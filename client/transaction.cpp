@@ -470,8 +470,12 @@ Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid) {
     auto body = [&] { return commit_body(s, w->changes, ctx_of(*st)); };
     auto m = op(st, oid, "", Pick::leader, proto::kObjTxCommit, body, {});
     if (m) return decoded(*m, decode_epoch);
-    // Under a transaction's read of the object: again, at a new epoch.
-    if (m.status().code() != Errc::restart || attempt >= 16) return m.status();
+    // Under a transaction's read of the object: again, at a new epoch. A punch whose answer was
+    // lost is sent again as well: punching twice leaves what punching once does.
+    if ((m.status().code() != Errc::restart && m.status().code() != Errc::uncertain) ||
+        attempt >= 16) {
+      return m.status();
+    }
     st->im->target->sleep_for(std::chrono::milliseconds(1 << std::min(attempt, 6)));
   }
 }
