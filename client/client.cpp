@@ -149,6 +149,10 @@ Result<std::unique_ptr<Client>> Client::connect(const ClientOptions& opts) {
 
 Client::~Client() = default;
 
+const ClientOptions& Client::options() const {
+  return impl_->opts;
+}
+
 uint32_t Client::target_of(ObjectId oid) const {
   return placement::target_for(oid.hi, oid.lo, static_cast<uint32_t>(sys_.targets.size()));
 }

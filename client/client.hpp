@@ -277,6 +277,8 @@ class Client {
 
   const SystemInfo& system() const { return sys_; }
   uint32_t target_of(ObjectId oid) const;
+  // The options it was started with (the timeout every request is retried within).
+  const ClientOptions& options() const;
 
   struct Impl;
 

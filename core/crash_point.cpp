@@ -21,6 +21,21 @@ struct Armed {
   std::shared_ptr<std::atomic<uint64_t>> hits = std::make_shared<std::atomic<uint64_t>>(0);
 };
 
+// "%hh" is the byte hh (keys holding bytes an environment variable cannot: a NUL, a comma).
+std::string unescape(std::string_view k) {
+  std::string out;
+  for (size_t i = 0; i < k.size(); ++i) {
+    if (k[i] == '%' && i + 2 < k.size()) {
+      const std::string hex(k.substr(i + 1, 2));
+      out.push_back(static_cast<char>(std::strtoul(hex.c_str(), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(k[i]);
+    }
+  }
+  return out;
+}
+
 // Parsed once (static init is thread-safe); read-only afterwards (every thread may reach a crash
 // point).
 const std::vector<Armed>& armed() {
@@ -47,7 +62,7 @@ const std::vector<Armed>& armed() {
       auto colon = item.find(':');
       a.point = std::string(item.substr(0, colon));
       a.any_key = colon == std::string_view::npos;
-      if (!a.any_key) a.key = std::string(item.substr(colon + 1));
+      if (!a.any_key) a.key = unescape(item.substr(colon + 1));
       out.push_back(std::move(a));
     }
     return out;

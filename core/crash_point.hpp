@@ -3,7 +3,8 @@
 // TESSERA_CRASH_AT="point:key@n=rank,..." in an engine's environment makes the process end at
 // once, as `kill -9` would (no destructor runs, nothing is flushed), the n-th time it reaches
 // `point` for `key` (without "@n": the first time; without ":key": any key; without "=rank": in
-// every engine, else only in the engine of that rank). One line naming the point goes to
+// every engine, else only in the engine of that rank). In a key, "%hh" stands for the byte of
+// hex value hh (binary keys: "%00%00%00%00%00%00%00%00"). One line naming the point goes to
 // standard error first. Unset (the default), a crash point costs one branch.
 #pragma once
 

@@ -136,7 +136,8 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
         cur->size = std::max(cur->size, at + data.size());
         cur->mtime_ns = cur->ctime_ns = now_ns();
         return put_inode(tx, io, *cur);
-      });
+      },
+      append ? Replay::no : Replay::safe);
   if (!failed) return failed;
   return at;
 }

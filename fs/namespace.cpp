@@ -202,7 +202,7 @@ Res<Ino> Namespace::next_ino() {
     first = static_cast<Ino>(*n);
     return tx.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
                      as_bytes(encode_time(static_cast<int64_t>(first + kInoBatch))));
-  });
+  }, Replay::safe);  // a replay reserves the next batch: numbers are skipped, never shared
   if (!failed) return failed;
   ino_next_ = first + 1;
   ino_end_ = first + kInoBatch;
@@ -315,10 +315,19 @@ Res<Attr> Namespace::new_inode(Ino parent, std::string_view name, DiskInode di, 
       c_.update(inode_oid(parent), std::string(name), std::string(kEntryAkey), ValueKind::single, 0,
                 as_bytes(encode(DiskEntry{*ino, di.mode & S_IFMT})), {.cond = Cond::insert});
   if (!e) {
-    (void)c_.punch(io);
     if (e.status().code() == Errc::exists) {
+      // The insert is sent again when its first answer is lost: the name found may be this
+      // very inode's.
+      auto have = load_entry(c_, inode_oid(parent), name);
+      if (have && *have && (*have)->ino == *ino) {
+        touch_dir(parent, now);
+        return to_attr(*ino, di);
+      }
+      (void)c_.punch(io);
       return Error{EEXIST, fmt::format("'{}' exists", name)};
     }
+    // Any other failure may have inserted the entry before its answer was lost: the inode is
+    // kept (an orphan at worst, never an entry naming nothing).
     return from_status(e.status(), fmt::format("creating '{}'", name));
   }
   touch_dir(parent, now);
@@ -591,7 +600,9 @@ Res<Attr> Namespace::setattr(Ino ino, const SetAttr& s, const Cred& cred) {
         if (!a) return b.fail(a.error());
         const bool owner = cred.uid == 0 || cred.uid == a->uid;
         const int64_t now = now_ns();
-        old_size = a->size;
+        // The largest size any run saw: a replay after an uncertain commit that did shrink
+        // the file still punches the data beyond the new size.
+        old_size = std::max(old_size, a->size);
         if (s.set_mode) {
           if (!owner)
             return b.fail(EPERM, fmt::format("uid {} does not own inode {}", cred.uid, ino));
@@ -633,7 +644,8 @@ Res<Attr> Namespace::setattr(Ino ino, const SetAttr& s, const Cred& cred) {
         a->ctime_ns = now;
         out = *a;
         return put_inode(tx, inode_oid(ino), *a);
-      });
+      },
+      Replay::safe);
   if (!failed) return failed;
   if (s.set_size && s.size < old_size) {
     if (Error e = data_punch_from(out, s.size, old_size); !e) return e;

@@ -193,11 +193,13 @@ class Namespace {
   Res<Parent> resolve_parent(std::string_view path, const Cred& cred);
 
   Container& container() { return c_; }
+  // The object holding an inode's attributes (and a directory's entries), and a file's data
+  // object (docs/POSIX.md).
+  ObjectId inode_oid(Ino ino) const;
+  ObjectId data_oid(Ino ino) const;
 
  private:
   explicit Namespace(Container& c) : c_(c) {}
-  ObjectId inode_oid(Ino ino) const;
-  ObjectId data_oid(Ino ino) const;
   Res<Ino> next_ino();
   Res<Attr> new_inode(Ino parent, std::string_view name, DiskInode di, const Cred& cred,
                       std::string_view link_target = {});

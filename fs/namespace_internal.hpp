@@ -4,11 +4,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <span>
 #include <string>
+#include <thread>
 
 #include "client/container.hpp"
+#include "core/log.hpp"
 #include "client/transaction.hpp"
 #include "fs/namespace.hpp"
 
@@ -69,16 +73,35 @@ struct TxBody {
   }
 };
 
-// Runs `body(tx, b)` as one user transaction of `c` (again after a restart) and returns its
-// POSIX outcome: the body's failure (b.fail), else the store's, named by `what`.
+// Whether a transaction body may be applied twice. A commit whose coordinator dies before it
+// answers is `uncertain`: it may have committed. A body whose second application leaves what
+// the first left (data written at a given offset, attributes set to given values, a batch of
+// inode numbers reserved) is run again; any other (an append, a link count changed) fails EIO.
+enum class Replay { no, safe };
+
+// Runs `body(tx, b)` as one user transaction of `c` (again after a restart, and after an
+// uncertain commit when `replay` says it may) and returns its POSIX outcome: the body's
+// failure (b.fail), else the store's, named by `what`.
+// Replays go on for the client's timeout, paced (a coordinator refusing connections answers at
+// once) while the pool map catches up with the death.
 template <typename Body>
-Error transact(Container& c, std::string_view what, Body body) {
+Error transact(Container& c, std::string_view what, Body body, Replay replay = Replay::no) {
+  const auto until = std::chrono::steady_clock::now() + c.client().options().timeout;
   TxBody b;
-  auto r = c.run_tx([&](Transaction& tx) -> Status {
-    b.reset();
-    return body(tx, b);
-  });
-  return b.finish(r, what);
+  for (int round = 0;; ++round) {
+    auto r = c.run_tx([&](Transaction& tx) -> Status {
+      b.reset();
+      return body(tx, b);
+    });
+    if (replay == Replay::safe && !r && r.status().code() == Errc::uncertain &&
+        std::chrono::steady_clock::now() < until) {
+      log::warn("{}: {}; running it again (applying it twice changes nothing)", what,
+                r.status().to_string());
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 100 << std::min(round, 4))));
+      continue;
+    }
+    return b.finish(r, what);
+  }
 }
 
 inline Attr to_attr(Ino ino, const DiskInode& d) {

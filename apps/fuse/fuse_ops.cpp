@@ -34,7 +34,21 @@ Cred cred_of(fuse_req_t req) {
   return out;
 }
 
+// Replies with the error's errno (0: success). Failures of the store rather than of the
+// caller's request (EIO, ETIMEDOUT, EROFS, ENOSPC, EBUSY) go to the daemon's log with their
+// cause: the application sees only the number.
 void reply_error(fuse_req_t req, const fs::Error& e) {
+  switch (e.no) {
+    case EIO:
+    case ETIMEDOUT:
+    case EROFS:
+    case ENOSPC:
+    case EBUSY:
+      log::warn("{} ({}): {}", std::strerror(e.no), e.no, e.msg);
+      break;
+    default:
+      break;
+  }
   fuse_reply_err(req, e.no);
 }
 
@@ -134,7 +148,7 @@ void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  fuse_reply_err(req, mount_of(req).ns.rmdir(parent, name, cred_of(req)).no);
+  reply_error(req, mount_of(req).ns.rmdir(parent, name, cred_of(req)));
 }
 
 void op_symlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
@@ -382,7 +396,7 @@ void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* v
   const fs::XattrMode mode = (flags & XATTR_CREATE) != 0    ? fs::XattrMode::create
                              : (flags & XATTR_REPLACE) != 0 ? fs::XattrMode::replace
                                                             : fs::XattrMode::any;
-  fuse_reply_err(req, mount_of(req).ns.setxattr(ino, name, {value, size}, mode, cred_of(req)).no);
+  reply_error(req, mount_of(req).ns.setxattr(ino, name, {value, size}, mode, cred_of(req)));
 }
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
@@ -404,11 +418,11 @@ void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 }
 
 void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
-  fuse_reply_err(req, mount_of(req).ns.removexattr(ino, name, cred_of(req)).no);
+  reply_error(req, mount_of(req).ns.removexattr(ino, name, cred_of(req)));
 }
 
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
-  fuse_reply_err(req, mount_of(req).ns.access(ino, mask, cred_of(req)).no);
+  reply_error(req, mount_of(req).ns.access(ino, mask, cred_of(req)));
 }
 
 fuse_lowlevel_ops make_ops() {

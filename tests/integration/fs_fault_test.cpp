@@ -1,0 +1,154 @@
+// The POSIX namespace when the engine coordinating a change dies after the change is durable
+// but before its answer leaves (crash point `dtx.leader.committed`, core/crash_point.hpp): the
+// client cannot know whether it applied. A create whose conditional insert is sent again finds
+// its own entry; an extending write (a transaction whose commit is `uncertain`) is run again,
+// which writes the same bytes. Neither reaches the caller as an error, and what they wrote reads
+// back.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <string>
+
+#include "fs/layout.hpp"
+#include "fs/namespace.hpp"
+#include "placement/layout.hpp"
+#include "tests/integration/local_cluster.hpp"
+#include "tests/test_util.hpp"
+
+using namespace tessera;
+using namespace tessera::testing;
+using tessera::fs::Ino;
+using tessera::fs::Namespace;
+
+namespace {
+
+constexpr uint32_t kEngines = 4;
+
+struct FaultFs {
+  TempDir dir;
+  std::unique_ptr<LocalSystem> sys;
+  std::unique_ptr<MgmtClient> mc;
+  std::unique_ptr<Client> cl;
+  std::unique_ptr<Container> c;
+  std::unique_ptr<Namespace> ns;
+
+  FaultFs() {
+    sys = std::make_unique<LocalSystem>(dir.path(), kEngines, 2);
+    EXPECT_TRUE(sys->wait_joined(kEngines));
+    mc = std::make_unique<MgmtClient>(sys->mgmt());
+    EXPECT_TRUE(mc->pool_create("tank", kEngines * (64ull << 20)));
+    // Three copies, two failures allowed: both crashes below leave every group writable.
+    auto made = mc->cont_create("tank", cont_props("fs", "RP_3GX", 2, mgmt::ContType::posix, 4096));
+    EXPECT_TRUE(made) << made.status().to_string();
+    ClientOptions co;
+    co.engine = sys->mgmt();
+    auto k = Client::connect_system(co);
+    EXPECT_TRUE(k) << k.status().to_string();
+    if (!k) return;
+    cl = std::move(*k);
+    auto o = cl->open_container("tank", "fs", true);
+    EXPECT_TRUE(o) << o.status().to_string();
+    if (!o) return;
+    c = std::move(*o);
+    auto m = Namespace::mount(*c, fs::Cred{});
+    EXPECT_TRUE(m) << m.error().msg;
+    if (m) ns = std::move(*m);
+  }
+
+  // The rank leading (oid, dkey)'s group now: its first member holding complete data.
+  int64_t leader(ObjectId oid, const std::string& dkey) {
+    auto view = mc->pool_query("tank");
+    EXPECT_TRUE(view);
+    if (!view) return -1;
+    auto place = placement::place(oid, view->pool.map);
+    EXPECT_TRUE(place);
+    if (!place) return -1;
+    for (const auto& p : place->dkey(dkey)) {
+      if (p.complete && p.home.available) return p.home.rank;
+    }
+    return -1;
+  }
+
+  // Restarts `rank` cleanly (its targets stay in the map) with `spec` armed in it alone, and
+  // waits until `joined` engines are joined again.
+  void arm(uint32_t rank, const std::string& spec, size_t joined) {
+    ASSERT_EQ(sys->engine(rank).terminate(), 0);
+    ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
+    Status st = sys->engine(rank).start();
+    ::unsetenv("TESSERA_CRASH_AT");
+    ASSERT_TRUE(st.is_ok()) << "rank " << rank << ": " << st.to_string();
+    ASSERT_TRUE(sys->wait_joined(joined));
+  }
+};
+
+// "%hh" for every byte: the crash point's spelling of a binary key.
+std::string escaped(const std::string& key) {
+  std::string out;
+  for (unsigned char ch : key) out += fmt::format("%{:02x}", ch);
+  return out;
+}
+
+TEST(FsFault, ACreateAndAWriteWhoseCoordinatorDiesAfterCommittingSucceedOnce) {
+  FaultFs f;
+  ASSERT_TRUE(f.ns);
+  const fs::Cred root{};
+
+  // Names whose entry's group is led by an engine other than rank 0 (which hosts the
+  // management service): the first of victim-0, victim-1, ...
+  std::string name;
+  int64_t entry_leader = -1;
+  for (int i = 0; i < 64 && entry_leader <= 0; ++i) {
+    name = fmt::format("victim-{}", i);
+    entry_leader = f.leader(f.ns->inode_oid(fs::kRootIno), name);
+  }
+  ASSERT_GT(entry_leader, 0);
+  ASSERT_NO_FATAL_FAILURE(
+      f.arm(static_cast<uint32_t>(entry_leader), "dtx.leader.committed:" + name, kEngines));
+
+  // The create: its entry's insert commits, the leader dies, the client sends it again to the
+  // next leader, which finds the name taken by this very inode.
+  auto a = f.ns->mknod(fs::kRootIno, name, S_IFREG | 0644, root);
+  ASSERT_TRUE(a) << a.error().msg;
+  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(entry_leader)).alive())
+      << "the crash point was not reached: the test did not test anything";
+  auto l = f.ns->lookup(fs::kRootIno, name, root);
+  ASSERT_TRUE(l) << l.error().msg;
+  EXPECT_EQ(l->ino, a->ino);
+
+  // The write: find a file whose first chunk is led by a live engine other than rank 0.
+  Ino file = a->ino;
+  int64_t data_leader = f.leader(f.ns->data_oid(file), fs::chunk_dkey(0));
+  for (int i = 0; i < 64 && (data_leader <= 0 || data_leader == entry_leader); ++i) {
+    auto b = f.ns->mknod(fs::kRootIno, fmt::format("data-{}", i), S_IFREG | 0644, root);
+    ASSERT_TRUE(b) << b.error().msg;
+    file = b->ino;
+    data_leader = f.leader(f.ns->data_oid(file), fs::chunk_dkey(0));
+  }
+  ASSERT_GT(data_leader, 0);
+  ASSERT_NE(data_leader, entry_leader);
+  ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(data_leader),
+                                "dtx.leader.committed:" + escaped(fs::chunk_dkey(0)),
+                                kEngines - 1));
+
+  // An extending write is one transaction (data and size); its coordinator dies once it is
+  // committed. The caller sees success, and the bytes and the size are there once.
+  std::string data(100 * 1024, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i * 7 % 26);
+  auto w = f.ns->write(file, 0, std::span<const char>(data));
+  ASSERT_TRUE(w) << w.error().msg;
+  EXPECT_EQ(*w, 0u);
+  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(data_leader)).alive())
+      << "the crash point was not reached: the test did not test anything";
+  auto st = f.ns->getattr(file);
+  ASSERT_TRUE(st) << st.error().msg;
+  EXPECT_EQ(st->size, data.size());
+  std::string back(data.size() + 10, 'x');
+  auto r = f.ns->read(file, 0, std::span<char>(back));
+  ASSERT_TRUE(r) << r.error().msg;
+  ASSERT_EQ(*r, data.size());
+  back.resize(*r);
+  EXPECT_TRUE(back == data) << "the file's bytes differ after the replay";
+}
+
+}  // namespace
