@@ -114,6 +114,12 @@ TEST(FsMount, CopyInDiffRemountAndCopyOut) {
   const auto docs = std::distance(std::filesystem::directory_iterator(tree + "/docs"),
                                   std::filesystem::directory_iterator());
   EXPECT_EQ(ls["entries"].size(), static_cast<size_t>(docs)) << ls.dump();
+  // Into a whole container: the copy merges into its root, beside what is there.
+  m.s.ok({"cont", "create", "tank", "third", "--type", "POSIX", "--oclass", "RP_2G1", "--rf", "1"});
+  m.s.ok({"fs", "mkdir", "tank", "third", "/before"});
+  c = m.s.ok({"fs", "copy", tree + "/docs", "tessera:tank/third"});
+  const json root = m.s.ok({"fs", "ls", "tank", "third", "/"});
+  EXPECT_EQ(root["entries"].size(), static_cast<size_t>(docs) + 1) << root.dump();
   // Errors: a missing source, a container path without a container.
   EXPECT_NE(m.s.err({"fs", "copy", tree + "/missing", "tessera:tank/fs/x"}).find("not found"),
             std::string::npos);
