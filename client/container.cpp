@@ -63,15 +63,16 @@ bool retryable(Errc e) {
 }
 
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
-                     Buffer bulk, Nanos timeout, bool* answered) {
+                     Buffer bulk, Nanos timeout, bool* unanswered) {
   Message m;
   m.dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
   m.protocol = proto::kProtoObject;
   m.method = method;
   m.body = std::move(body);
   m.bulk = std::move(bulk);
-  auto r = st.im->rt->ask(std::move(m), timeout);
-  if (answered != nullptr) *answered = static_cast<bool>(r);
+  bool sent = false;
+  auto r = st.im->rt->ask(std::move(m), timeout, 0, &sent);
+  if (unanswered != nullptr) *unanswered = sent && !r;
   if (!r) return r.status();
   if (r->status != Errc::ok) return Status(r->status, r->error);
   return r;
@@ -188,16 +189,17 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
         st.waiting.emplace(wait_id, Clock::now());
         arm_map_watch(sp);
       }
-      bool answered = false;
-      auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t, &answered);
+      bool unanswered = false;
+      auto r = send(st, cands[i], method, body(), Buffer(bulk.data(), bulk.size()), t, &unanswered);
       st.waiting.erase(wait_id);
       if (r) return r;
       last = r.status();
-      // A commit its coordinator did not answer (the answer lost, the wait timed out, the ask
+      // A commit that left but was not answered (the answer lost, the wait timed out, the ask
       // failed when the map took the target down) may have committed: it is not sent again.
       // A second attempt is a new transaction: it could apply the changes twice, or fail where
-      // the first succeeded and have its caller run the transaction again.
-      if (method == proto::kObjTxCommit && !answered) {
+      // the first succeeded and have its caller run the transaction again. One that never left
+      // (the fabric refused it) is sent again like any request.
+      if (method == proto::kObjTxCommit && unanswered) {
         return Status(Errc::uncertain,
                       fmt::format("{}: the transaction may have committed", last.message()));
       }

@@ -56,11 +56,11 @@ struct ReadAt {
 IoCtxValues read_ctx(const Container::State& st, ReadAt at);
 // Failures that a new pool map or another replica can cure.
 bool retryable(Errc e);
-// One request to one shard; a non-ok reply becomes its Status. `answered`: whether an error is
-// the engine's answer rather than the transport's (no answer: lost, timed out, or failed when
-// the pool map took the target down).
+// One request to one shard; a non-ok reply becomes its Status. `unanswered`: the request left
+// but no answer came (lost, timed out, or failed when the pool map took the target down): the
+// engine may have acted on it. False for an engine's answer and for a request that never left.
 Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t method, Buffer body,
-                     Buffer bulk, Nanos timeout, bool* answered = nullptr);
+                     Buffer bulk, Nanos timeout, bool* unanswered = nullptr);
 
 enum class Pick { leader, replica };
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy

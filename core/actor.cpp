@@ -111,7 +111,8 @@ Status ActorRuntime::tell(Message m, uint16_t from_actor) {
   return route(std::move(m));
 }
 
-Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor) {
+Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor, bool* sent) {
+  if (sent != nullptr) *sent = false;
   if (closed_) return Status(Errc::shutdown, "target stopping");
   uint64_t corr = next_corr_++;
   if (corr == 0) corr = next_corr_++;
@@ -134,6 +135,7 @@ Result<Message> ActorRuntime::ask(Message m, Nanos timeout, uint16_t from_actor)
     pending_.erase(corr);
     return st;
   }
+  if (sent != nullptr) *sent = true;
   Result<Message> r = fut.get();
   target_.cancel_timer(timer);
   return r;

@@ -119,7 +119,9 @@ class ActorRuntime {
   // One-way send; src is filled from `from`.
   Status tell(Message m, uint16_t from_actor = 0);
   // Request/response: suspends the calling fiber until the reply or the timeout.
-  Result<Message> ask(Message m, Nanos timeout, uint16_t from_actor = 0);
+  // `sent` (when given): whether the request left (a failure before it did: it was never
+  // delivered; after: it may have been, and acted on).
+  Result<Message> ask(Message m, Nanos timeout, uint16_t from_actor = 0, bool* sent = nullptr);
   // Completes every outstanding ask addressed to a target of `rank` (`target` < 0: any) with
   // `st`: that target left the pool map, so its reply will not come or no longer matters, and
   // the asker retries against the new layout at once instead of waiting out its timeout.
