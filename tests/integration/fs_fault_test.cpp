@@ -152,3 +152,40 @@ TEST(FsFault, ACreateAndAWriteWhoseCoordinatorDiesAfterCommittingSucceedOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+// An appending write whose coordinator dies right after committing cannot be run again (it
+// would append twice): it fails EIO, or succeeds, and its bytes are in the file exactly once.
+TEST(FsFault, AnAppendWhoseCoordinatorDiesAfterCommittingIsAppliedOnce) {
+  FaultFs f;
+  ASSERT_TRUE(f.ns);
+  const fs::Cred root{};
+  Ino file = 0;
+  int64_t leader = -1;
+  for (int i = 0; i < 64 && leader <= 0; ++i) {
+    auto a = f.ns->mknod(fs::kRootIno, fmt::format("log-{}", i), S_IFREG | 0644, root);
+    ASSERT_TRUE(a) << a.error().msg;
+    file = a->ino;
+    leader = f.leader(f.ns->data_oid(file), fs::chunk_dkey(0));
+  }
+  ASSERT_GT(leader, 0);
+  const std::string head = "first line\n", tail = "second line\n";
+  ASSERT_TRUE(f.ns->write(file, 0, std::span<const char>(head)));
+  ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(leader),
+                                "dtx.leader.committed:" + escaped(fs::chunk_dkey(0)), kEngines));
+  auto w = f.ns->write(file, 0, std::span<const char>(tail), true);
+  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(leader)).alive())
+      << "the crash point was not reached: the test did not test anything";
+  if (!w) {
+    EXPECT_EQ(w.error().no, EIO) << w.error().msg;
+  }
+  std::string back(256, 'x');
+  auto r = f.ns->read(file, 0, std::span<char>(back));
+  ASSERT_TRUE(r) << r.error().msg;
+  back.resize(*r);
+  // The coordinator committed before it died: the append is there, once.
+  EXPECT_EQ(back, head + tail);
+}
+
+}  // namespace

@@ -323,7 +323,12 @@ void run_seed(Container& c, uint32_t seed, int ops, const Faults& faults = {}) {
         break;
       }
     }
-    if (faults.sys != nullptr && o.ours == EIO && o.ours != o.local) {
+    // The operations docs/POSIX.md lets fail EIO when their coordinator dies unanswered: an
+    // appending write, link, unlink, rmdir, rename. Any other must succeed through the kills.
+    const bool may_be_uncertain = what.ends_with(" append") || what.starts_with("link ") ||
+                                  what.starts_with("unlink ") || what.starts_with("rmdir ") ||
+                                  what.starts_with("rename ");
+    if (faults.sys != nullptr && o.ours == EIO && o.ours != o.local && may_be_uncertain) {
       // Uncertain: applied whole (the trees match now) or not at all (they match the model's
       // tree from before the operation).
       if (pair.compare(top) != "") {
@@ -381,7 +386,7 @@ TEST(FsModel, RandomOperationsMatchTheLocalFileSystem) {
 namespace {
 
 // The same sequences on RP_3G1 over five engines (two failures allowed) while two of ranks 1-4
-// die (kill -9) at seeded points of the run, inside an operation or between two:
+// die: one at a seeded step of the transaction protocol, one killed (kill -9) at a seeded time:
 // TESSERA_FS_FAULT_SEEDS="first count" (the default: two seeds of 150 operations).
 TEST(FsModel, RandomOperationsThroughEngineKillsMatchTheLocalFileSystem) {
   uint32_t first = 1, count = 2;
@@ -390,8 +395,21 @@ TEST(FsModel, RandomOperationsThroughEngineKillsMatchTheLocalFileSystem) {
   }
   for (uint32_t seed = first; seed < first + count; ++seed) {
     SCOPED_TRACE(fmt::format("seed {}", seed));
+    std::mt19937 rng(seed * 7919);
+    std::vector<uint32_t> ranks = {1, 2, 3, 4};
+    std::shuffle(ranks.begin(), ranks.end(), rng);
+    // One engine dies at a step of the distributed-transaction protocol (crash points,
+    // core/crash_point.hpp) the n-th time it gets there, whichever change it is: exactly inside
+    // an operation. Another is killed at a seeded time.
+    static constexpr const char* kPoints[] = {"dtx.leader.local", "dtx.leader.prepared",
+                                              "dtx.leader.committed", "dtx.leader.replied",
+                                              "dtx.participant.prepared"};
+    const std::string crash = fmt::format("{}@{}={}", kPoints[rng() % std::size(kPoints)],
+                                          2 + rng() % 30, ranks[0]);
     TempDir dir;
+    ::setenv("TESSERA_CRASH_AT", crash.c_str(), 1);
     LocalSystem sys(dir.path(), 5, 1);
+    ::unsetenv("TESSERA_CRASH_AT");
     ASSERT_TRUE(sys.wait_joined(5));
     MgmtClient mc(sys.mgmt());
     ASSERT_TRUE(mc.pool_create("tank", 5 * (64ull << 20)));
@@ -402,19 +420,14 @@ TEST(FsModel, RandomOperationsThroughEngineKillsMatchTheLocalFileSystem) {
     ASSERT_TRUE(cl) << cl.status().to_string();
     auto c = (*cl)->open_container("tank", "fs", true);
     ASSERT_TRUE(c) << c.status().to_string();
-    std::mt19937 rng(seed * 7919);
     Faults f;
     f.sys = &sys;
-    std::vector<uint32_t> ranks = {1, 2, 3, 4};
-    std::shuffle(ranks.begin(), ranks.end(), rng);
-    for (int k = 0; k < 2; ++k) {
-      f.kills.push_back({static_cast<int>(20 + rng() % 110), ranks[static_cast<size_t>(k)],
-                         static_cast<uint32_t>(rng() % 20000)});
-    }
+    f.kills.push_back(
+        {static_cast<int>(20 + rng() % 110), ranks[1], static_cast<uint32_t>(rng() % 20000)});
     ASSERT_NO_FATAL_FAILURE(run_seed(**c, seed, 150, f));
-    for (const Kill& k : f.kills) {
-      EXPECT_FALSE(sys.engine(k.rank).alive()) << "rank " << k.rank << " was to be killed";
-    }
+    EXPECT_FALSE(sys.engine(ranks[1]).alive()) << "rank " << ranks[1] << " was to be killed";
+    fmt::print("seed {}: crash point {}: {}\n", seed, crash,
+               sys.engine(ranks[0]).alive() ? "not reached" : "reached");
   }
 }
 
