@@ -108,11 +108,7 @@ struct SystemHarness {
   // Restarts `rank` cleanly (a clean stop keeps its targets in the pool map) with the crash
   // points `spec` armed (core/crash_point.hpp): only that engine has them.
   void arm(uint32_t rank, const std::string& spec) {
-    EXPECT_EQ(sys->engine(rank).terminate(), 0);
-    ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
-    Status st = sys->engine(rank).start();
-    EXPECT_TRUE(st.is_ok()) << "rank " << rank << ": " << st.to_string();
-    ::unsetenv("TESSERA_CRASH_AT");
+    restart_armed(*sys, rank, spec);
     EXPECT_TRUE(sys->wait_joined(4));
   }
   // Restarts the engines that died; those the system excluded meanwhile are reintegrated, and

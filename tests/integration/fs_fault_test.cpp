@@ -28,37 +28,22 @@ constexpr uint32_t kEngines = 4;
 struct FaultFs {
   TempDir dir;
   std::unique_ptr<LocalSystem> sys;
-  std::unique_ptr<MgmtClient> mc;
-  std::unique_ptr<Client> cl;
-  std::unique_ptr<Container> c;
+  Tank tank;
   std::unique_ptr<Namespace> ns;
 
   FaultFs() {
     sys = std::make_unique<LocalSystem>(dir.path(), kEngines, 2);
-    EXPECT_TRUE(sys->wait_joined(kEngines));
-    mc = std::make_unique<MgmtClient>(sys->mgmt());
-    EXPECT_TRUE(mc->pool_create("tank", kEngines * (64ull << 20)));
     // Three copies, two failures allowed: both crashes below leave every group writable.
-    auto made = mc->cont_create("tank", cont_props("fs", "RP_3GX", 2, mgmt::ContType::posix, 4096));
-    EXPECT_TRUE(made) << made.status().to_string();
-    ClientOptions co;
-    co.engine = sys->mgmt();
-    auto k = Client::connect_system(co);
-    EXPECT_TRUE(k) << k.status().to_string();
-    if (!k) return;
-    cl = std::move(*k);
-    auto o = cl->open_container("tank", "fs", true);
-    EXPECT_TRUE(o) << o.status().to_string();
-    if (!o) return;
-    c = std::move(*o);
-    auto m = Namespace::mount(*c, fs::Cred{});
+    open_tank(*sys, kEngines, cont_props("fs", "RP_3GX", 2, mgmt::ContType::posix, 4096), tank);
+    if (!tank.cont) return;
+    auto m = Namespace::mount(*tank.cont, fs::Cred{});
     EXPECT_TRUE(m) << m.error().msg;
     if (m) ns = std::move(*m);
   }
 
   // The rank leading (oid, dkey)'s group now: its first member holding complete data.
   int64_t leader(ObjectId oid, const std::string& dkey) {
-    auto view = mc->pool_query("tank");
+    auto view = tank.mc->pool_query("tank");
     EXPECT_TRUE(view);
     if (!view) return -1;
     auto place = placement::place(oid, view->pool.map);
@@ -73,11 +58,7 @@ struct FaultFs {
   // Restarts `rank` cleanly (its targets stay in the map) with `spec` armed in it alone, and
   // waits until `joined` engines are joined again.
   void arm(uint32_t rank, const std::string& spec, size_t joined) {
-    ASSERT_EQ(sys->engine(rank).terminate(), 0);
-    ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
-    Status st = sys->engine(rank).start();
-    ::unsetenv("TESSERA_CRASH_AT");
-    ASSERT_TRUE(st.is_ok()) << "rank " << rank << ": " << st.to_string();
+    ASSERT_NO_FATAL_FAILURE(restart_armed(*sys, rank, spec));
     ASSERT_TRUE(sys->wait_joined(joined));
   }
 };

@@ -365,25 +365,14 @@ TEST(FsModel, RandomOperationsMatchTheLocalFileSystem) {
   }
   TempDir dir;
   LocalSystem sys(dir.path(), 3, 1);
-  ASSERT_TRUE(sys.wait_joined(3));
-  MgmtClient mc(sys.mgmt());
-  ASSERT_TRUE(mc.pool_create("tank", 64ull << 20));
-  ASSERT_TRUE(mc.cont_create("tank", cont_props("fs", "RP_2G1", 1, mgmt::ContType::posix)));
-  ClientOptions co;
-  co.engine = sys.mgmt();
-  auto cl = Client::connect_system(co);
-  ASSERT_TRUE(cl) << cl.status().to_string();
-  auto c = (*cl)->open_container("tank", "fs", true);
-  ASSERT_TRUE(c) << c.status().to_string();
+  Tank tank;
+  ASSERT_NO_FATAL_FAILURE(
+      open_tank(sys, 3, cont_props("fs", "RP_2G1", 1, mgmt::ContType::posix), tank));
   for (uint32_t s = first; s < first + count; ++s) {
     SCOPED_TRACE(fmt::format("seed {}", s));
-    ASSERT_NO_FATAL_FAILURE(run_seed(**c, s, 150));
+    ASSERT_NO_FATAL_FAILURE(run_seed(*tank.cont, s, 150));
   }
 }
-
-}  // namespace
-
-namespace {
 
 // The same sequences on RP_3G1 over five engines (two failures allowed) while two of ranks 1-4
 // die: one at a seeded step of the transaction protocol, one killed (kill -9) at a seeded time:
@@ -410,21 +399,14 @@ TEST(FsModel, RandomOperationsThroughEngineKillsMatchTheLocalFileSystem) {
     ::setenv("TESSERA_CRASH_AT", crash.c_str(), 1);
     LocalSystem sys(dir.path(), 5, 1);
     ::unsetenv("TESSERA_CRASH_AT");
-    ASSERT_TRUE(sys.wait_joined(5));
-    MgmtClient mc(sys.mgmt());
-    ASSERT_TRUE(mc.pool_create("tank", 5 * (64ull << 20)));
-    ASSERT_TRUE(mc.cont_create("tank", cont_props("fs", "RP_3G1", 2, mgmt::ContType::posix)));
-    ClientOptions co;
-    co.engine = sys.mgmt();
-    auto cl = Client::connect_system(co);
-    ASSERT_TRUE(cl) << cl.status().to_string();
-    auto c = (*cl)->open_container("tank", "fs", true);
-    ASSERT_TRUE(c) << c.status().to_string();
+    Tank tank;
+    ASSERT_NO_FATAL_FAILURE(
+        open_tank(sys, 5, cont_props("fs", "RP_3G1", 2, mgmt::ContType::posix), tank));
     Faults f;
     f.sys = &sys;
     f.kills.push_back(
         {static_cast<int>(20 + rng() % 110), ranks[1], static_cast<uint32_t>(rng() % 20000)});
-    ASSERT_NO_FATAL_FAILURE(run_seed(**c, seed, 150, f));
+    ASSERT_NO_FATAL_FAILURE(run_seed(*tank.cont, seed, 150, f));
     EXPECT_FALSE(sys.engine(ranks[1]).alive()) << "rank " << ranks[1] << " was to be killed";
     fmt::print("seed {}: crash point {}: {}\n", seed, crash,
                sys.engine(ranks[0]).alive() ? "not reached" : "reached");

@@ -87,20 +87,36 @@ struct Tank {
   std::unique_ptr<Client> client;
   std::unique_ptr<Container> cont;
 };
-// Waits for `engines` to join `sys`, then makes `out` (fatal failures: ASSERT_NO_FATAL_FAILURE).
-inline void open_tank(LocalSystem& sys, uint32_t engines, const std::string& cont,
-                      const char* oclass, uint32_t rf, Tank& out, ClientOptions co = {}) {
+// Waits for `engines` to join `sys`, then makes `out` with a container of `props` (fatal
+// failures: ASSERT_NO_FATAL_FAILURE).
+inline void open_tank(LocalSystem& sys, uint32_t engines, const mgmt::ContProps& props, Tank& out,
+                      ClientOptions co = {}) {
   ASSERT_TRUE(sys.wait_joined(engines));
   out.mc = std::make_unique<MgmtClient>(sys.mgmt());
   ASSERT_TRUE(out.mc->pool_create("tank", engines * (64ull << 20)));
-  ASSERT_TRUE(out.mc->cont_create("tank", cont_props(cont, oclass, rf)));
+  auto made = out.mc->cont_create("tank", props);
+  ASSERT_TRUE(made) << made.status().to_string();
   co.engine = sys.mgmt();
   auto cl = Client::connect_system(co);
   ASSERT_TRUE(cl) << cl.status().to_string();
   out.client = std::move(*cl);
-  auto c = out.client->open_container("tank", cont, true);
+  auto c = out.client->open_container("tank", props.label, true);
   ASSERT_TRUE(c) << c.status().to_string();
   out.cont = std::move(*c);
+}
+inline void open_tank(LocalSystem& sys, uint32_t engines, const std::string& cont,
+                      const char* oclass, uint32_t rf, Tank& out, ClientOptions co = {}) {
+  open_tank(sys, engines, cont_props(cont, oclass, rf), out, std::move(co));
+}
+
+// Restarts `rank` of `sys` cleanly (a clean stop keeps its targets in the pool map) with the
+// crash points `spec` armed in that engine alone (core/crash_point.hpp).
+inline void restart_armed(LocalSystem& sys, uint32_t rank, const std::string& spec) {
+  ASSERT_EQ(sys.engine(rank).terminate(), 0);
+  ::setenv("TESSERA_CRASH_AT", spec.c_str(), 1);
+  Status st = sys.engine(rank).start();
+  ::unsetenv("TESSERA_CRASH_AT");
+  ASSERT_TRUE(st.is_ok()) << "rank " << rank << ": " << st.to_string();
 }
 
 // Polls pool `pool` until `done` holds for its view (or `limit` passes); returns the last view
