@@ -21,9 +21,9 @@
 #include "net/stream.hpp"
 #include "proto/protocol.hpp"
 #include "security/authority.hpp"
+#include "security/credential.hpp"
 #include "telemetry/http.hpp"
 #include "telemetry/metrics.hpp"
-#include "security/credential.hpp"
 
 using namespace tessera;
 
@@ -81,6 +81,9 @@ int main(int argc, char** argv) {
   app.add_option("--host", flags.host, "fault domain above this engine (default: host name)");
   app.add_option("--mgmt-dead-after-ms", flags.mgmt_dead_after_ms,
                  "management service: heartbeat silence after which an engine is dead");
+  app.add_option("--mgmt-heartbeat-ms", flags.mgmt_heartbeat_ms,
+                 "how often this engine sends the management service a heartbeat (at most half "
+                 "of the service's --mgmt-dead-after-ms)");
   app.add_option("--mgmt-stop-grace-ms", flags.mgmt_stop_grace_ms,
                  "management service: how long a cleanly stopped engine keeps its targets in "
                  "the pool maps before it counts as dead");
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
   if (given("--access-points")) cfg.access_points = flags.access_points;
   if (given("--host")) cfg.host = flags.host;
   if (given("--mgmt-dead-after-ms")) cfg.mgmt_dead_after_ms = flags.mgmt_dead_after_ms;
+  if (given("--mgmt-heartbeat-ms")) cfg.mgmt_heartbeat_ms = flags.mgmt_heartbeat_ms;
   if (given("--mgmt-stop-grace-ms")) cfg.mgmt_stop_grace_ms = flags.mgmt_stop_grace_ms;
   if (given("--mgmt-handle-lease-ms")) cfg.mgmt_handle_lease_ms = flags.mgmt_handle_lease_ms;
   if (given("--swim-period-ms")) cfg.swim_period_ms = flags.swim_period_ms;
@@ -365,6 +369,7 @@ int main(int argc, char** argv) {
       lo.mgmt_addr = cfg.mgmt.empty() ? control_addr : cfg.mgmt;
     }
     lo.self.rank = cfg.rank;
+    lo.heartbeat = std::chrono::milliseconds(cfg.mgmt_heartbeat_ms);
     lo.self.host = engine.host();
     lo.self.control_addr = control_addr;
     lo.self.metrics_addr = metrics ? metrics->address() : "";
@@ -407,6 +412,7 @@ int main(int argc, char** argv) {
     Status ls = link->leave(std::chrono::milliseconds(10000));
     if (ls.is_ok()) {
       log::info("engine rank {}: clean stop recorded by the management service", cfg.rank);
+      delay_point("engine.stop.recorded");
     } else {
       log::warn("engine rank {}: clean stop not recorded: {}", cfg.rank, ls.to_string());
     }

@@ -128,6 +128,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "access_points",
                                               "host",
                                               "mgmt_dead_after_ms",
+                                              "mgmt_heartbeat_ms",
                                               "mgmt_stop_grace_ms",
                                               "mgmt_handle_lease_ms",
                                               "swim_period_ms",
@@ -146,11 +147,13 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     if (!key) return key.status();
     const int line = it->first.Mark().line + 1;
     if (!known.count(*key)) {
-      return Status(Errc::invalid_argument, fmt::format("line {}: unknown config key '{}'", line, *key));
+      return Status(Errc::invalid_argument,
+                    fmt::format("line {}: unknown config key '{}'", line, *key));
     }
     if (auto [at, fresh] = seen.emplace(*key, line); !fresh) {
-      return Status(Errc::invalid_argument, fmt::format("line {}: key '{}' given twice (first at line {})",
-                                                        line, *key, at->second));
+      return Status(
+          Errc::invalid_argument,
+          fmt::format("line {}: key '{}' given twice (first at line {})", line, *key, at->second));
     }
   }
   auto text_of = [&](const char* key, std::string& field) -> Status {
@@ -163,17 +166,14 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     TESSERA_ASSIGN_OR_RETURN(field, read<bool>(root[key], key, "true or false"));
     return Status();
   };
-  for (auto [key, field] : {std::pair{"listen", &cfg.listen}, std::pair{"metrics", &cfg.metrics},
-                            std::pair{"provider", &cfg.provider},
-                            std::pair{"fabric_node", &cfg.fabric_node},
-                            std::pair{"storage_dir", &cfg.storage_dir},
-                            std::pair{"block_backend", &cfg.block_backend},
-                            std::pair{"log_level", &cfg.log_level},
-                            std::pair{"port_file", &cfg.port_file},
-                            std::pair{"checksum", &cfg.checksum}, std::pair{"mgmt", &cfg.mgmt},
-                            std::pair{"host", &cfg.host},
-                            std::pair{"system_key", &cfg.system_key},
-                            std::pair{"node_keys", &cfg.node_keys}}) {
+  for (auto [key, field] :
+       {std::pair{"listen", &cfg.listen}, std::pair{"metrics", &cfg.metrics},
+        std::pair{"provider", &cfg.provider}, std::pair{"fabric_node", &cfg.fabric_node},
+        std::pair{"storage_dir", &cfg.storage_dir}, std::pair{"block_backend", &cfg.block_backend},
+        std::pair{"log_level", &cfg.log_level}, std::pair{"port_file", &cfg.port_file},
+        std::pair{"checksum", &cfg.checksum}, std::pair{"mgmt", &cfg.mgmt},
+        std::pair{"host", &cfg.host}, std::pair{"system_key", &cfg.system_key},
+        std::pair{"node_keys", &cfg.node_keys}}) {
     TESSERA_TRY(text_of(key, *field));
   }
   TESSERA_TRY(flag_of("busy_poll", cfg.busy_poll));
@@ -215,31 +215,33 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
   if (const YAML::Node n = root["cpus"]) {
     // A list of CPU numbers, or the flag's text form "0,1,2".
     if (n.IsSequence()) {
-      TESSERA_ASSIGN_OR_RETURN(cfg.cpus, read<std::vector<int>>(n, "cpus", "a list of CPU numbers"));
+      TESSERA_ASSIGN_OR_RETURN(cfg.cpus,
+                               read<std::vector<int>>(n, "cpus", "a list of CPU numbers"));
     } else {
       auto text = read<std::string>(n, "cpus", "a list of CPU numbers or text like 0,1");
       if (!text) return text.status();
       auto list = parse_cpu_list(*text);
       if (!list) {
-        return Status(Errc::invalid_argument, fmt::format("line {}: cpus: {}", n.Mark().line + 1,
-                                                          list.status().message()));
+        return Status(Errc::invalid_argument,
+                      fmt::format("line {}: cpus: {}", n.Mark().line + 1, list.status().message()));
       }
       cfg.cpus = std::move(*list);
     }
   }
-  for (auto [key, field] : {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
-                            std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
-                            std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
-                            std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms},
-                            std::pair{"mgmt_stop_grace_ms", &cfg.mgmt_stop_grace_ms},
-                            std::pair{"mgmt_handle_lease_ms", &cfg.mgmt_handle_lease_ms},
-                            std::pair{"swim_period_ms", &cfg.swim_period_ms},
-                            std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
-                            std::pair{"swim_indirect", &cfg.swim_indirect},
-                            std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
-                            std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct},
-                            std::pair{"spin_us", &cfg.spin_us},
-                            std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
+  for (auto [key, field] :
+       {std::pair{"checkpoint_interval_ms", &cfg.checkpoint_interval_ms},
+        std::pair{"aggregation_interval_ms", &cfg.aggregation_interval_ms},
+        std::pair{"aggregation_delay_ms", &cfg.aggregation_delay_ms},
+        std::pair{"mgmt_dead_after_ms", &cfg.mgmt_dead_after_ms},
+        std::pair{"mgmt_heartbeat_ms", &cfg.mgmt_heartbeat_ms},
+        std::pair{"mgmt_stop_grace_ms", &cfg.mgmt_stop_grace_ms},
+        std::pair{"mgmt_handle_lease_ms", &cfg.mgmt_handle_lease_ms},
+        std::pair{"swim_period_ms", &cfg.swim_period_ms},
+        std::pair{"swim_ping_timeout_ms", &cfg.swim_ping_timeout_ms},
+        std::pair{"swim_indirect", &cfg.swim_indirect},
+        std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
+        std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct}, std::pair{"spin_us", &cfg.spin_us},
+        std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
     if (!root[key]) continue;
     TESSERA_ASSIGN_OR_RETURN(*field, read<uint64_t>(root[key], key, "a whole number >= 0"));
   }
@@ -251,8 +253,9 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
     if (!text) return text.status();
     auto v = parse_size(*text);
     if (!v) {
-      return Status(Errc::invalid_argument, fmt::format("line {}: {}: {}", root[key].Mark().line + 1,
-                                                        key, v.status().message()));
+      return Status(
+          Errc::invalid_argument,
+          fmt::format("line {}: {}: {}", root[key].Mark().line + 1, key, v.status().message()));
     }
     *field = *v;
   }
@@ -280,6 +283,11 @@ Status validate(EngineConfig& cfg) {
                   fmt::format("swim: need 0 < swim_ping_timeout_ms ({}) < swim_period_ms ({}) <= "
                               "swim_suspicion_ms ({})",
                               cfg.swim_ping_timeout_ms, cfg.swim_period_ms, cfg.swim_suspicion_ms));
+  }
+  if (cfg.mgmt_heartbeat_ms == 0 || cfg.mgmt_heartbeat_ms * 2 > cfg.mgmt_dead_after_ms) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("need 0 < 2 x mgmt_heartbeat_ms ({}) <= mgmt_dead_after_ms ({})",
+                              cfg.mgmt_heartbeat_ms, cfg.mgmt_dead_after_ms));
   }
   if (cfg.spin_us > 10000) {
     return Status(Errc::invalid_argument,

@@ -15,8 +15,8 @@ struct EngineConfig {
   // Prometheus metrics over HTTP (`GET /metrics`; docs/OPERATIONS.md, "Telemetry"): host:port
   // (port 0 = any free port), or "off".
   std::string metrics = "127.0.0.1:0";
-  std::string provider = "tcp;ofi_rxm";    // libfabric provider: tcp;ofi_rxm | shm
-  std::string fabric_node = "127.0.0.1";   // local address the fabric endpoints bind (tcp)
+  std::string provider = "tcp;ofi_rxm";   // libfabric provider: tcp;ofi_rxm | shm
+  std::string fabric_node = "127.0.0.1";  // local address the fabric endpoints bind (tcp)
   uint32_t targets = 2;
   std::vector<int> cpus;  // one CPU per target; empty: target i -> CPU i mod n
   std::string storage_dir = "/tmp/tessera";
@@ -48,6 +48,7 @@ struct EngineConfig {
   std::string access_points;
   std::string host;
   uint64_t mgmt_dead_after_ms = 10000;  // heartbeat silence after which an engine is dead
+  uint64_t mgmt_heartbeat_ms = 1000;    // how often an engine tells the service it lives
   // An engine that stopped cleanly (SIGTERM) keeps its targets in the pool maps this long
   // while it restarts; then it is dead and rebuild refills its data.
   uint64_t mgmt_stop_grace_ms = 30000;

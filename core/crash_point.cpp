@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 namespace tessera {
@@ -69,6 +72,26 @@ const std::vector<Armed>& armed() {
   }();
   return list;
 }
+// TESSERA_DELAY_AT, parsed once: (point, milliseconds).
+const std::vector<std::pair<std::string, uint64_t>>& delays() {
+  static const std::vector<std::pair<std::string, uint64_t>> list = [] {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    const char* env = std::getenv("TESSERA_DELAY_AT");
+    if (env == nullptr) return out;
+    std::string_view s(env);
+    while (!s.empty()) {
+      auto comma = s.find(',');
+      std::string_view item = s.substr(0, comma);
+      s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+      auto eq = item.find('=');
+      if (item.empty() || eq == std::string_view::npos) continue;
+      out.emplace_back(std::string(item.substr(0, eq)),
+                       std::strtoull(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
+    }
+    return out;
+  }();
+  return list;
+}
 std::atomic<int64_t> g_rank{-1};
 // Written only while no target runs (set_crash_hook's contract); read by every target.
 CrashHook g_hook;
@@ -79,6 +102,14 @@ void set_crash_hook(CrashHook hook) {
   g_hooked = false;
   g_hook = std::move(hook);
   g_hooked = static_cast<bool>(g_hook);
+}
+
+void delay_point(std::string_view point) {
+  const auto& list = delays();
+  if (list.empty()) return;
+  for (const auto& [p, ms] : list) {
+    if (p == point) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  }
 }
 
 void set_crash_point_rank(uint32_t rank) {

@@ -15,6 +15,12 @@
 namespace tessera {
 
 void crash_point(std::string_view point, std::string_view key = {});
+// Delay points: TESSERA_DELAY_AT="point=ms,..." makes the thread reaching `point` sleep `ms`
+// milliseconds each time (a test widens a race window with it: the next step of a stop comes
+// late). Only where a thread may block (the main and control threads), never on a target's
+// thread. Unset (the default), a delay point costs one branch.
+void delay_point(std::string_view point);
+
 // The engine's rank, for points armed for one rank (tessera-server sets it at start).
 void set_crash_point_rank(uint32_t rank);
 

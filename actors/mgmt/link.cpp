@@ -87,11 +87,21 @@ Buffer request(const Cred& cred, const std::function<void(schema::MgmtReq::Build
 }  // namespace
 
 Status MgmtLink::leave(std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lk(mu_);
+    leaving_ = true;
+  }
   if (!joined_.load()) return Status(Errc::unavailable, "not joined to the management service");
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
   ask(request(Cred::current(), [&](schema::MgmtReq::Builder r) { r.setLeave(opts_.self.rank); }),
-      [p](Result<Message> r) { p->set_value(r ? Status() : r.status()); });
+      [this, p](Result<Message> r) {
+        if (r) {
+          std::lock_guard lk(mu_);
+          left_ = true;
+        }
+        p->set_value(r ? Status() : r.status());
+      });
   if (f.wait_for(timeout) != std::future_status::ready) {
     return Status(Errc::timeout, fmt::format("the management service did not record the stop "
                                              "within {} ms",
@@ -108,9 +118,23 @@ void MgmtLink::run() {
   std::string warned_why;  // the last reason a join failed, as logged
   auto warned_at = Clock::now();
   while (true) {
+    bool left = false;
     {
       std::unique_lock lk(mu_);
       if (quit_) return;
+      left = left_;
+    }
+    if (!conn && left) {
+      // Stopping cleanly: no join again. Questions get "stopping" until stop().
+      std::deque<std::pair<Buffer, Done>> failed;
+      {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [this] { return quit_ || !queue_.empty(); });
+        if (quit_) return;
+        failed.swap(queue_);
+      }
+      for (auto& [body, done] : failed) done(Status(Errc::shutdown, "engine stopping"));
+      continue;
     }
     if (!conn) {
       // The leader among the access points: a follower names it, a dead one is skipped.
@@ -212,7 +236,12 @@ void MgmtLink::run() {
       }
       done(std::move(r));
     }
-    if (conn && Clock::now() >= next_beat) {
+    bool leaving = false;
+    {
+      std::lock_guard lk(mu_);
+      leaving = leaving_;
+    }
+    if (conn && !leaving && Clock::now() >= next_beat) {
       if (service_.addresses().size() > 1) conn->set_timeout(std::min(opts_.timeout, kBeatAnswer));
       auto r = conn->call(
           proto::kProtoMgmt, proto::kMgmtCall,

@@ -56,6 +56,10 @@ class MgmtLink {
   bool wait_joined(std::chrono::milliseconds timeout);
   // Announces a clean stop of this engine (its targets stay in the pool maps while it
   // restarts) and waits at most `timeout` for the service to record it. Call before stop().
+  // From then on the link sends no heartbeat, and once the stop is recorded it never joins
+  // again: the service answers a stopped rank's heartbeat "join again", and a join from the
+  // stopping process, whose connection then closes, would turn the clean stop into a death (an
+  // exclusion, a rebuild).
   Status leave(std::chrono::milliseconds timeout);
 
  private:
@@ -69,6 +73,8 @@ class MgmtLink {
   bool quit_ = false;
   // The last join found no service (no leader, nothing reachable): questions fail at once.
   bool cut_off_ = false;
+  bool leaving_ = false;  // leave() was called: no heartbeat
+  bool left_ = false;     // the service recorded the stop: no join again
   std::atomic<bool> joined_{false};
   std::thread thread_;
 };

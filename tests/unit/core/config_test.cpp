@@ -62,6 +62,17 @@ TEST(Config, ValidateNamesTheProblem) {
   g.insecure = true;
   EXPECT_TRUE(validate(g).is_ok());
   EXPECT_EQ(g.cpus.size(), 2u);
+  // Heartbeats at most every half of the silence that marks an engine dead.
+  EngineConfig h;
+  h.insecure = true;
+  h.mgmt_heartbeat_ms = 6000;
+  Status beat = validate(h);
+  ASSERT_FALSE(beat.is_ok());
+  EXPECT_NE(beat.message().find("mgmt_heartbeat_ms (6000)"), std::string::npos) << beat.to_string();
+  h.mgmt_heartbeat_ms = 0;
+  EXPECT_FALSE(validate(h).is_ok());
+  h.mgmt_heartbeat_ms = 20;
+  EXPECT_TRUE(validate(h).is_ok());
 }
 
 // Every value error names its key, its line and the type wanted; a key given twice is an error
@@ -71,13 +82,14 @@ TEST(Config, ValueErrorsNameTheKeyAndTypeAndDuplicatesAreRefused) {
     const char* yaml;
     const char* want;
   };
-  for (const Case& c : {Case{"targets: 1\ntargets: 2\n", "line 2: key 'targets' given twice (first at line 1)"},
-                        Case{"targets: -1\n", "line 1: targets must be a whole number 1..64, not '-1'"},
-                        Case{"rank: 0\nbusy_poll: yes please\n",
-                             "line 2: busy_poll must be true or false, not 'yes please'"},
-                        Case{"swim_period_ms: soon\n", "swim_period_ms must be a whole number"},
-                        Case{"cpus: 0,x\n", "line 1: cpus: 'x' is not a CPU number"},
-                        Case{"storage_size: [1]\n", "storage_size must be a size like 1G"}}) {
+  for (const Case& c :
+       {Case{"targets: 1\ntargets: 2\n", "line 2: key 'targets' given twice (first at line 1)"},
+        Case{"targets: -1\n", "line 1: targets must be a whole number 1..64, not '-1'"},
+        Case{"rank: 0\nbusy_poll: yes please\n",
+             "line 2: busy_poll must be true or false, not 'yes please'"},
+        Case{"swim_period_ms: soon\n", "swim_period_ms must be a whole number"},
+        Case{"cpus: 0,x\n", "line 1: cpus: 'x' is not a CPU number"},
+        Case{"storage_size: [1]\n", "storage_size must be a size like 1G"}}) {
     auto r = parse_engine_config(c.yaml);
     ASSERT_FALSE(r.is_ok()) << c.yaml;
     EXPECT_NE(r.status().message().find(c.want), std::string::npos)
