@@ -73,12 +73,13 @@ struct Gen {
     add(fmt::format("reintegrate rank {}", r));
     if (chance(0.6)) rebuilt();
   }
-  // SIGTERM and a restart within the grace period: nothing moves.
+  // SIGTERM and a restart within the grace period: nothing moves, nothing took the rank out.
   void clean_restart() {
     const uint32_t r = pick(up(true));
     add(fmt::format("term rank {}", r));
     add(fmt::format("restart rank {}", r));
     add(fmt::format("wait joined rank {} timeout 90s", r));
+    add(fmt::format("assert kept rank {}", r));
   }
 };
 
@@ -141,8 +142,8 @@ Result<std::string> generate_drill(const GenerateOptions& o) {
       "container:\n  label: data\n  class: {}\n  rf: {}\n{}"
       "load:\n  writers: 2\n  size: 16K\n  kind: array\n  rate: 10\n  preload: 300\n  seed: {}\n"
       "steps:\n",
-      o.seed, o.oclass, o.engines, o.faults, o.faults, o.oclass, most, o.oclass, o.seed,
-      o.engines, o.oclass, cls->tolerated(), ec ? "  cell_size: 4K\n" : "", o.seed);
+      o.seed, o.oclass, o.engines, o.faults, o.faults, o.oclass, most, o.oclass, o.seed, o.engines,
+      o.oclass, cls->tolerated(), ec ? "  cell_size: 4K\n" : "", o.seed);
   for (const auto& s : g.steps) out += "  - " + s + "\n";
   return out;
 }

@@ -23,7 +23,8 @@ constexpr const char* kStepHelp =
     "wait joined rank R [timeout D] | "
     "assert health HEALTHY|UNCLEAN | assert redundancy normal|degraded | "
     "assert map-version OP N | assert rebuild idle|busy|done|failed | "
-    "assert target R:T STATE | assert space used OP N% | verify | load stop|start | "
+    "assert target R:T STATE | assert kept rank R | assert space used OP N% | verify | "
+    "load stop|start | "
     "set-prop NAME VALUE | background STEP | wait background [timeout D] | exec COMMAND | "
     "fill pool to N% | delete fill | corrupt rank R target T [count N]";
 
@@ -168,7 +169,8 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
   if (verb == "corrupt") {
     st.kind = K::corrupt;
     TESSERA_TRY(rank_at(1));
-    if (w.size() < 5 || w[3] != "target") return bad("expected 'corrupt rank R target T [count N]'");
+    if (w.size() < 5 || w[3] != "target")
+      return bad("expected 'corrupt rank R target T [count N]'");
     auto t = parse_uint(w[4], "a target");
     if (!t) return bad(t.status().message());
     st.target = static_cast<int32_t>(*t);
@@ -187,8 +189,7 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
     st.duration = *d;
     return Status();
   }
-  if (verb == "kill" || verb == "term" || verb == "hang" || verb == "resume" ||
-      verb == "restart") {
+  if (verb == "kill" || verb == "term" || verb == "hang" || verb == "resume" || verb == "restart") {
     st.kind = verb == "restart" ? K::restart : K::kill;
     st.op = verb;
     TESSERA_TRY(rank_at(1));
@@ -271,6 +272,7 @@ Status parse_step(const std::vector<std::string>& w, Step& st) {
       st.value = std::to_string(*v);
       return Status();
     }
+    if (st.op == "kept" && w.size() == 4) return rank_at(2);
     if (st.op == "target" && w.size() == 4) {
       Status s = parse_rank_target(w[2], st);
       if (!s.is_ok()) return bad(s.message());

@@ -157,6 +157,7 @@ Status Runner::run_step(const Step& st) {
       auto v = mc_->pool_query(d_.pool);
       if (!v) return v.status();
       std::string found;
+      std::string want = st.value;
       bool ok = false;
       if (st.op == "health" || st.op == "redundancy") {
         auto c = mc_->cont_query(d_.pool, d_.cont);
@@ -179,11 +180,23 @@ Status Runner::run_step(const Step& st) {
         auto s = v->pool.map.state(st.ranks[0], static_cast<uint32_t>(st.target));
         found = s ? std::string(placement::state_name(*s)) : "absent";
         ok = found == st.value;
+      } else if (st.op == "kept") {
+        // Nothing took the rank's targets out: up-in, or up while a reintegration fills them.
+        const auto* e = v->pool.map.engine(st.ranks[0]);
+        ok = e != nullptr;
+        found = e == nullptr ? "absent" : "";
+        for (size_t i = 0; e != nullptr && i < e->targets.size(); ++i) {
+          const auto s = e->targets[i].state;
+          found += fmt::format("{}{}:{} {}", i == 0 ? "" : ", ", st.ranks[0], e->targets[i].index,
+                               placement::state_name(s));
+          ok = ok && (s == placement::TargetState::up_in || s == placement::TargetState::up);
+        }
+        want = "up-in or up";
       }
       if (!ok) {
         return Status(Errc::invalid_argument,
                       fmt::format("expected {} {}{}, found {}", st.op,
-                                  st.cmp.empty() ? "" : st.cmp + " ", st.value, found));
+                                  st.cmp.empty() ? "" : st.cmp + " ", want, found));
       }
       return Status();
     }
