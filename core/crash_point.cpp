@@ -39,19 +39,26 @@ std::string unescape(std::string_view k) {
   return out;
 }
 
+// The non-empty items of the comma-separated list in environment variable `name`.
+std::vector<std::string_view> env_items(const char* name) {
+  std::vector<std::string_view> out;
+  const char* env = std::getenv(name);
+  std::string_view s(env == nullptr ? "" : env);
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    std::string_view item = s.substr(0, comma);
+    s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
 // Parsed once (static init is thread-safe); read-only afterwards (every thread may reach a crash
 // point).
 const std::vector<Armed>& armed() {
   static const std::vector<Armed> list = [] {
     std::vector<Armed> out;
-    const char* env = std::getenv("TESSERA_CRASH_AT");
-    if (env == nullptr) return out;
-    std::string_view s(env);
-    while (!s.empty()) {
-      auto comma = s.find(',');
-      std::string_view item = s.substr(0, comma);
-      s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
-      if (item.empty()) continue;
+    for (std::string_view item : env_items("TESSERA_CRASH_AT")) {
       Armed a;
       if (auto eq = item.find('='); eq != std::string_view::npos) {
         a.rank = std::strtoll(std::string(item.substr(eq + 1)).c_str(), nullptr, 10);
@@ -76,15 +83,9 @@ const std::vector<Armed>& armed() {
 const std::vector<std::pair<std::string, uint64_t>>& delays() {
   static const std::vector<std::pair<std::string, uint64_t>> list = [] {
     std::vector<std::pair<std::string, uint64_t>> out;
-    const char* env = std::getenv("TESSERA_DELAY_AT");
-    if (env == nullptr) return out;
-    std::string_view s(env);
-    while (!s.empty()) {
-      auto comma = s.find(',');
-      std::string_view item = s.substr(0, comma);
-      s = comma == std::string_view::npos ? std::string_view() : s.substr(comma + 1);
+    for (std::string_view item : env_items("TESSERA_DELAY_AT")) {
       auto eq = item.find('=');
-      if (item.empty() || eq == std::string_view::npos) continue;
+      if (eq == std::string_view::npos) continue;
       out.emplace_back(std::string(item.substr(0, eq)),
                        std::strtoull(std::string(item.substr(eq + 1)).c_str(), nullptr, 10));
     }
