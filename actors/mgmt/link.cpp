@@ -28,6 +28,16 @@ void MgmtLink::start() {
   });
 }
 
+namespace {
+Status engine_stopping() {
+  return Status(Errc::shutdown, "engine stopping");
+}
+Status unreachable_status(const Status& why) {
+  return Status(Errc::unavailable,
+                fmt::format("the management service cannot be reached: {}", why.to_string()));
+}
+}  // namespace
+
 void MgmtLink::stop() {
   {
     std::lock_guard lk(mu_);
@@ -36,16 +46,9 @@ void MgmtLink::stop() {
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   // Whoever still waits learns that no answer comes.
-  for (auto& [body, done] : queue_) done(Status(Errc::shutdown, "engine stopping"));
+  for (auto& [body, done] : queue_) done(engine_stopping());
   queue_.clear();
 }
-
-namespace {
-Status unreachable_status(const Status& why) {
-  return Status(Errc::unavailable,
-                fmt::format("the management service cannot be reached: {}", why.to_string()));
-}
-}  // namespace
 
 void MgmtLink::ask(Buffer body, Done done) {
   bool cut_off = false;
@@ -64,7 +67,7 @@ void MgmtLink::ask(Buffer body, Done done) {
                 "the management service cannot be reached (no access point leads it now)"));
     return;
   }
-  done(Status(Errc::shutdown, "engine stopping"));
+  done(engine_stopping());
 }
 
 bool MgmtLink::wait_joined(std::chrono::milliseconds timeout) {
@@ -87,19 +90,13 @@ Buffer request(const Cred& cred, const std::function<void(schema::MgmtReq::Build
 }  // namespace
 
 Status MgmtLink::leave(std::chrono::milliseconds timeout) {
-  {
-    std::lock_guard lk(mu_);
-    leaving_ = true;
-  }
+  leaving_ = true;
   if (!joined_.load()) return Status(Errc::unavailable, "not joined to the management service");
   auto p = std::make_shared<std::promise<Status>>();
   auto f = p->get_future();
   ask(request(Cred::current(), [&](schema::MgmtReq::Builder r) { r.setLeave(opts_.self.rank); }),
       [this, p](Result<Message> r) {
-        if (r) {
-          std::lock_guard lk(mu_);
-          left_ = true;
-        }
+        if (r) left_ = true;
         p->set_value(r ? Status() : r.status());
       });
   if (f.wait_for(timeout) != std::future_status::ready) {
@@ -118,13 +115,11 @@ void MgmtLink::run() {
   std::string warned_why;  // the last reason a join failed, as logged
   auto warned_at = Clock::now();
   while (true) {
-    bool left = false;
     {
       std::unique_lock lk(mu_);
       if (quit_) return;
-      left = left_;
     }
-    if (!conn && left) {
+    if (!conn && left_.load()) {
       // Stopping cleanly: no join again. Questions get "stopping" until stop().
       std::deque<std::pair<Buffer, Done>> failed;
       {
@@ -133,7 +128,7 @@ void MgmtLink::run() {
         if (quit_) return;
         failed.swap(queue_);
       }
-      for (auto& [body, done] : failed) done(Status(Errc::shutdown, "engine stopping"));
+      for (auto& [body, done] : failed) done(engine_stopping());
       continue;
     }
     if (!conn) {
@@ -236,12 +231,7 @@ void MgmtLink::run() {
       }
       done(std::move(r));
     }
-    bool leaving = false;
-    {
-      std::lock_guard lk(mu_);
-      leaving = leaving_;
-    }
-    if (conn && !leaving && Clock::now() >= next_beat) {
+    if (conn && !leaving_.load() && Clock::now() >= next_beat) {
       if (service_.addresses().size() > 1) conn->set_timeout(std::min(opts_.timeout, kBeatAnswer));
       auto r = conn->call(
           proto::kProtoMgmt, proto::kMgmtCall,

@@ -73,8 +73,8 @@ class MgmtLink {
   bool quit_ = false;
   // The last join found no service (no leader, nothing reachable): questions fail at once.
   bool cut_off_ = false;
-  bool leaving_ = false;  // leave() was called: no heartbeat
-  bool left_ = false;     // the service recorded the stop: no join again
+  std::atomic<bool> leaving_{false};  // leave() was called: no heartbeat
+  std::atomic<bool> left_{false};     // the service recorded the stop: no join again
   std::atomic<bool> joined_{false};
   std::thread thread_;
 };

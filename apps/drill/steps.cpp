@@ -182,16 +182,19 @@ Status Runner::run_step(const Step& st) {
         ok = found == st.value;
       } else if (st.op == "kept") {
         // Nothing took the rank's targets out: up-in, or up while a reintegration fills them.
-        const auto* e = v->pool.map.engine(st.ranks[0]);
-        ok = e != nullptr;
-        found = e == nullptr ? "absent" : "";
-        for (size_t i = 0; e != nullptr && i < e->targets.size(); ++i) {
-          const auto s = e->targets[i].state;
-          found += fmt::format("{}{}:{} {}", i == 0 ? "" : ", ", st.ranks[0], e->targets[i].index,
-                               placement::state_name(s));
-          ok = ok && (s == placement::TargetState::up_in || s == placement::TargetState::up);
-        }
         want = "up-in or up";
+        const auto* e = v->pool.map.engine(st.ranks[0]);
+        if (e == nullptr) {
+          found = "absent";
+        } else {
+          ok = true;
+          for (const auto& t : e->targets) {
+            found += fmt::format("{}{}:{} {}", found.empty() ? "" : ", ", st.ranks[0], t.index,
+                                 placement::state_name(t.state));
+            ok = ok && (t.state == placement::TargetState::up_in ||
+                        t.state == placement::TargetState::up);
+          }
+        }
       }
       if (!ok) {
         return Status(Errc::invalid_argument,
