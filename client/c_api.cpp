@@ -81,6 +81,8 @@ int tessera_connect(const char* engine, tessera_client** out) {
 }
 
 void tessera_disconnect(tessera_client* c) {
+  if (c == nullptr) return;
+  c->workers.reset();  // every call given an event and accepted runs to its end first
   delete c;
 }
 
@@ -124,24 +126,39 @@ int tessera_connect_system(const char* system, tessera_client** out) {
   return 0;
 }
 
-int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
-                      tessera_cont** out) {
+int tessera_cont_open_ev(tessera_client* c, const char* pool, const char* cont, int write,
+                         tessera_cont** out, tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr) return null_argument();
-  auto h = c->impl->open_container(pool, cont, write != 0);
-  if (!h) return fail(h.status());
-  *out = new tessera_cont{std::move(*h)};
-  return 0;
+  return run_call(c, ev,
+                  [c, pool = std::string(pool), cont = std::string(cont), write, out](Outcome&) {
+                    auto h = c->impl->open_container(pool, cont, write != 0);
+                    if (!h) return fail(h.status());
+                    *out = new tessera_cont{std::move(*h), c};
+                    return 0;
+                  });
 }
 
-int tessera_cont_close(tessera_cont* cont) {
+int tessera_cont_open(tessera_client* c, const char* pool, const char* cont, int write,
+                      tessera_cont** out) {
+  return tessera_cont_open_ev(c, pool, cont, write, out, nullptr);
+}
+
+int tessera_cont_close_ev(tessera_cont* cont, tessera_event* ev) {
   if (cont == nullptr) return 0;
   if (cont->inflight.load() != 0) {
     return fail({tessera::Errc::busy,
                  fmt::format("{} calls on the container are in flight", cont->inflight.load())});
   }
-  tessera::Status st = cont->impl->close();
-  delete cont;
-  return st.is_ok() ? 0 : fail(st);
+  // Not counted on the handle: the call frees it.
+  return run_call(cont->client, ev, [cont](Outcome&) {
+    tessera::Status st = cont->impl->close();
+    delete cont;
+    return st.is_ok() ? 0 : fail(st);
+  });
+}
+
+int tessera_cont_close(tessera_cont* cont) {
+  return tessera_cont_close_ev(cont, nullptr);
 }
 
 int tessera_cont_oid(tessera_cont* cont, uint32_t hi, uint64_t lo, const char* oclass,
@@ -215,12 +232,23 @@ int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
   return r ? 0 : fail(r.status());
 }
 
-int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out) {
+int tessera_tx_open_ev(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out,
+                       tessera_event* ev) {
   if (cont == nullptr || out == nullptr) return null_argument();
-  auto tx = cont->impl->tx_open(snapshot_epoch);
-  if (!tx) return fail(tx.status());
-  *out = new tessera_tx{std::move(*tx), cont};
-  return 0;
+  return run_call(
+      cont->client, ev,
+      [cont, snapshot_epoch, out](Outcome& o) {
+        auto tx = cont->impl->tx_open(snapshot_epoch);
+        if (!tx) return fail(tx.status());
+        *out = new tessera_tx{std::move(*tx), cont};
+        o.epoch = (*out)->impl->epoch();
+        return 0;
+      },
+      cont);
+}
+
+int tessera_tx_open(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out) {
+  return tessera_tx_open_ev(cont, snapshot_epoch, out, nullptr);
 }
 
 uint64_t tessera_tx_epoch(const tessera_tx* tx) {

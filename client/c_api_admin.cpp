@@ -1,5 +1,8 @@
 // The C API's administration calls (tessera.h): pools, containers and snapshots, through the
-// management service the client was connected to. Blocking; any thread.
+// management service the client was connected to. Any thread; each blocks, or, given an event,
+// runs on the client's workers and completes through the event's queue (run_call). Each call
+// is one body: its arguments are checked on the caller's thread, its strings copied for the
+// body, which runs at once or later.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -94,11 +97,12 @@ void fill(tessera_snap_info* out, const tessera::mgmt::Snapshot& s) {
   put(out->name, s.name);
 }
 
-// The records of a list into out[0..max): *n the count; -TESSERA_ERANGE when max is short.
+// The records of a list into out[0..max): *n (and the event's out_len) the count;
+// -TESSERA_ERANGE when max is short.
 template <typename Info, typename Item>
-int fill_list(const std::vector<Item>& items, Info* out, size_t max, size_t* n) {
-  if (out == nullptr && max > 0) return null_argument();
+int fill_list(const std::vector<Item>& items, Info* out, size_t max, size_t* n, Outcome& o) {
   *n = items.size();
+  o.out_len = items.size();
   for (size_t i = 0; i < items.size() && i < max; ++i) fill(&out[i], items[i]);
   if (items.size() > max) {
     return fail_range(fmt::format("room for {} records, {} needed", max, items.size()));
@@ -127,48 +131,58 @@ int flags_ok(int flags) {
 
 extern "C" {
 
-int tessera_pool_create(tessera_client* c, const char* label, uint64_t target_bytes,
-                        tessera_pool_info* out) {
+int tessera_pool_create_ev(tessera_client* c, const char* label, uint64_t target_bytes,
+                           tessera_pool_info* out, tessera_event* ev) {
   if (c == nullptr || label == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->pool_create(label, target_bytes);
-  if (!v) return fail(v.status());
-  if (out != nullptr) fill(out, *v);
-  return 0;
+  return run_call(c, ev, [c, label = std::string(label), target_bytes, out](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->pool_create(label, target_bytes);
+    if (!v) return fail(v.status());
+    if (out != nullptr) fill(out, *v);
+    return 0;
+  });
 }
 
-int tessera_pool_destroy(tessera_client* c, const char* pool, int flags) {
+int tessera_pool_destroy_ev(tessera_client* c, const char* pool, int flags, tessera_event* ev) {
   if (c == nullptr || pool == nullptr) return null_argument();
   if (int rc = flags_ok(flags); rc != 0) return rc;
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  Status st = mc->pool_destroy(pool, (flags & TESSERA_DESTROY_FORCE) != 0,
-                               (flags & TESSERA_DESTROY_RECURSIVE) != 0);
-  return st.is_ok() ? 0 : fail(st);
+  return run_call(c, ev, [c, pool = std::string(pool), flags](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    Status st = mc->pool_destroy(pool, (flags & TESSERA_DESTROY_FORCE) != 0,
+                                 (flags & TESSERA_DESTROY_RECURSIVE) != 0);
+    return st.is_ok() ? 0 : fail(st);
+  });
 }
 
-int tessera_pool_query(tessera_client* c, const char* pool, tessera_pool_info* out) {
+int tessera_pool_query_ev(tessera_client* c, const char* pool, tessera_pool_info* out,
+                          tessera_event* ev) {
   if (c == nullptr || pool == nullptr || out == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->pool_query(pool);
-  if (!v) return fail(v.status());
-  fill(out, *v);
-  return 0;
+  return run_call(c, ev, [c, pool = std::string(pool), out](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->pool_query(pool);
+    if (!v) return fail(v.status());
+    fill(out, *v);
+    return 0;
+  });
 }
 
-int tessera_pool_list(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n) {
-  if (c == nullptr || n == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->pool_list();
-  if (!v) return fail(v.status());
-  return fill_list(*v, out, max, n);
+int tessera_pool_list_ev(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n,
+                         tessera_event* ev) {
+  if (c == nullptr || n == nullptr || (out == nullptr && max > 0)) return null_argument();
+  return run_call(c, ev, [c, out, max, n](Outcome& o) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->pool_list();
+    if (!v) return fail(v.status());
+    return fill_list(*v, out, max, n, o);
+  });
 }
 
-int tessera_cont_create(tessera_client* c, const char* pool, const char* label, const char* props,
-                        tessera_cont_info* out) {
+int tessera_cont_create_ev(tessera_client* c, const char* pool, const char* label,
+                           const char* props, tessera_cont_info* out, tessera_event* ev) {
   if (c == nullptr || pool == nullptr || label == nullptr) return null_argument();
   tessera::mgmt::ContProps p;
   p.label = label;
@@ -181,92 +195,176 @@ int tessera_cont_create(tessera_client* c, const char* pool, const char* label, 
   if (p.label != label) {
     return fail({Errc::invalid_argument, "the label is given as an argument, not a property"});
   }
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->cont_create(pool, p);
-  if (!v) return fail(v.status());
-  if (out != nullptr) fill(out, *v);
-  return 0;
+  return run_call(c, ev, [c, pool = std::string(pool), p, out](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->cont_create(pool, p);
+    if (!v) return fail(v.status());
+    if (out != nullptr) fill(out, *v);
+    return 0;
+  });
 }
 
-int tessera_cont_destroy(tessera_client* c, const char* pool, const char* cont, int flags) {
+int tessera_cont_destroy_ev(tessera_client* c, const char* pool, const char* cont, int flags,
+                            tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
   if (int rc = flags_ok(flags); rc != 0) return rc;
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  Status st = mc->cont_destroy(pool, cont, (flags & TESSERA_DESTROY_FORCE) != 0);
-  return st.is_ok() ? 0 : fail(st);
+  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), flags](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    Status st = mc->cont_destroy(pool, cont, (flags & TESSERA_DESTROY_FORCE) != 0);
+    return st.is_ok() ? 0 : fail(st);
+  });
 }
 
-int tessera_cont_set_prop(tessera_client* c, const char* pool, const char* cont,
-                          const char* props) {
+int tessera_cont_set_prop_ev(tessera_client* c, const char* pool, const char* cont,
+                             const char* props, tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr || props == nullptr) {
     return null_argument();
   }
   auto changes = name_values(props);
   if (!changes) return fail(changes.status());
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  Status st = mc->cont_set_props(pool, cont, *changes);
-  return st.is_ok() ? 0 : fail(st);
+  return run_call(c, ev,
+                  [c, pool = std::string(pool), cont = std::string(cont),
+                   changes = std::move(*changes)](Outcome&) {
+                    auto mc = admin(c);
+                    if (!mc) return fail(mc.status());
+                    Status st = mc->cont_set_props(pool, cont, changes);
+                    return st.is_ok() ? 0 : fail(st);
+                  });
+}
+
+int tessera_cont_query_ev(tessera_client* c, const char* pool, const char* cont,
+                          tessera_cont_info* out, tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr) return null_argument();
+  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), out](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->cont_query(pool, cont);
+    if (!v) return fail(v.status());
+    fill(out, *v);
+    return 0;
+  });
+}
+
+int tessera_cont_list_ev(tessera_client* c, const char* pool, tessera_cont_info* out, size_t max,
+                         size_t* n, tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || n == nullptr || (out == nullptr && max > 0)) {
+    return null_argument();
+  }
+  return run_call(c, ev, [c, pool = std::string(pool), out, max, n](Outcome& o) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->pool_query(pool);
+    if (!v) return fail(v.status());
+    return fill_list(v->conts, out, max, n, o);
+  });
+}
+
+int tessera_snap_create_ev(tessera_client* c, const char* pool, const char* cont, const char* name,
+                           uint64_t* epoch_out, tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
+  return run_call(c, ev,
+                  [c, pool = std::string(pool), cont = std::string(cont), name = str(name),
+                   epoch_out](Outcome& o) {
+                    auto mc = admin(c);
+                    if (!mc) return fail(mc.status());
+                    auto v = mc->snap_create(pool, cont, name);
+                    if (!v) return fail(v.status());
+                    // The new snapshot is the newest (of that name, when named).
+                    for (const auto& s : v->c.snapshots) {
+                      if ((name.empty() || s.name == name) && s.epoch > o.epoch) o.epoch = s.epoch;
+                    }
+                    if (epoch_out != nullptr) *epoch_out = o.epoch;
+                    return 0;
+                  });
+}
+
+int tessera_snap_destroy_ev(tessera_client* c, const char* pool, const char* cont, uint64_t epoch,
+                            tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
+  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), epoch](Outcome&) {
+    auto mc = admin(c);
+    if (!mc) return fail(mc.status());
+    auto v = mc->snap_destroy(pool, cont, epoch);
+    return v ? 0 : fail(v.status());
+  });
+}
+
+int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
+                         tessera_snap_info* out, size_t max, size_t* n, tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || cont == nullptr || n == nullptr ||
+      (out == nullptr && max > 0)) {
+    return null_argument();
+  }
+  return run_call(c, ev,
+                  [c, pool = std::string(pool), cont = std::string(cont), out, max, n](Outcome& o) {
+                    auto mc = admin(c);
+                    if (!mc) return fail(mc.status());
+                    auto v = mc->cont_query(pool, cont);
+                    if (!v) return fail(v.status());
+                    auto snaps = v->c.snapshots;
+                    std::sort(snaps.begin(), snaps.end(),
+                              [](const auto& a, const auto& b) { return a.epoch < b.epoch; });
+                    return fill_list(snaps, out, max, n, o);
+                  });
+}
+
+// The blocking forms: the same calls without an event.
+
+int tessera_pool_create(tessera_client* c, const char* label, uint64_t target_bytes,
+                        tessera_pool_info* out) {
+  return tessera_pool_create_ev(c, label, target_bytes, out, nullptr);
+}
+
+int tessera_pool_destroy(tessera_client* c, const char* pool, int flags) {
+  return tessera_pool_destroy_ev(c, pool, flags, nullptr);
+}
+
+int tessera_pool_query(tessera_client* c, const char* pool, tessera_pool_info* out) {
+  return tessera_pool_query_ev(c, pool, out, nullptr);
+}
+
+int tessera_pool_list(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n) {
+  return tessera_pool_list_ev(c, out, max, n, nullptr);
+}
+
+int tessera_cont_create(tessera_client* c, const char* pool, const char* label, const char* props,
+                        tessera_cont_info* out) {
+  return tessera_cont_create_ev(c, pool, label, props, out, nullptr);
+}
+
+int tessera_cont_destroy(tessera_client* c, const char* pool, const char* cont, int flags) {
+  return tessera_cont_destroy_ev(c, pool, cont, flags, nullptr);
+}
+
+int tessera_cont_set_prop(tessera_client* c, const char* pool, const char* cont,
+                          const char* props) {
+  return tessera_cont_set_prop_ev(c, pool, cont, props, nullptr);
 }
 
 int tessera_cont_query(tessera_client* c, const char* pool, const char* cont,
                        tessera_cont_info* out) {
-  if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->cont_query(pool, cont);
-  if (!v) return fail(v.status());
-  fill(out, *v);
-  return 0;
+  return tessera_cont_query_ev(c, pool, cont, out, nullptr);
 }
 
 int tessera_cont_list(tessera_client* c, const char* pool, tessera_cont_info* out, size_t max,
                       size_t* n) {
-  if (c == nullptr || pool == nullptr || n == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->pool_query(pool);
-  if (!v) return fail(v.status());
-  return fill_list(v->conts, out, max, n);
+  return tessera_cont_list_ev(c, pool, out, max, n, nullptr);
 }
 
 int tessera_snap_create(tessera_client* c, const char* pool, const char* cont, const char* name,
                         uint64_t* epoch_out) {
-  if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->snap_create(pool, cont, str(name));
-  if (!v) return fail(v.status());
-  // The new snapshot is the newest (of that name, when named).
-  uint64_t epoch = 0;
-  for (const auto& s : v->c.snapshots) {
-    if ((name == nullptr || *name == '\0' || s.name == name) && s.epoch > epoch) epoch = s.epoch;
-  }
-  if (epoch_out != nullptr) *epoch_out = epoch;
-  return 0;
+  return tessera_snap_create_ev(c, pool, cont, name, epoch_out, nullptr);
 }
 
 int tessera_snap_destroy(tessera_client* c, const char* pool, const char* cont, uint64_t epoch) {
-  if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->snap_destroy(pool, cont, epoch);
-  return v ? 0 : fail(v.status());
+  return tessera_snap_destroy_ev(c, pool, cont, epoch, nullptr);
 }
 
 int tessera_snap_list(tessera_client* c, const char* pool, const char* cont, tessera_snap_info* out,
                       size_t max, size_t* n) {
-  if (c == nullptr || pool == nullptr || cont == nullptr || n == nullptr) return null_argument();
-  auto mc = admin(c);
-  if (!mc) return fail(mc.status());
-  auto v = mc->cont_query(pool, cont);
-  if (!v) return fail(v.status());
-  auto snaps = v->c.snapshots;
-  std::sort(snaps.begin(), snaps.end(),
-            [](const auto& a, const auto& b) { return a.epoch < b.epoch; });
-  return fill_list(snaps, out, max, n);
+  return tessera_snap_list_ev(c, pool, cont, out, max, n, nullptr);
 }
 
 }  // extern "C"

@@ -1,7 +1,11 @@
 // The C API's event queues (tessera.h, docs/API.md "Event queues"): calls started with an event
 // complete into their queue; tessera_eq_poll hands completed events back to the polling
-// thread, which copies each call's result out (start_event in c_api_impl.hpp).
+// thread, which copies each call's result out (start_event in c_api_impl.hpp). Blocking calls
+// given an event run on the client's workers (run_call).
+#include <fmt/format.h>
+
 #include <chrono>
+#include <memory>
 #include <vector>
 
 #include "client/c_api_impl.hpp"
@@ -13,6 +17,46 @@ namespace tessera::capi {
 void event_failed(tessera_event* ev, const Status& st) {
   ev->status = -static_cast<int>(st.code());
   static_cast<EventState*>(ev->internal_)->error = st.to_string();
+}
+
+int run_call(tessera_client* c, tessera_event* ev, BlockingCall call, tessera_cont* cont) {
+  if (ev == nullptr) {
+    Outcome o;
+    return call(o);
+  }
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  auto* st = static_cast<EventState*>(ev->internal_);
+  st->error.clear();
+  ev->status = 0;
+  ev->epoch = 0;
+  ev->out_len = 0;
+  auto out = std::make_shared<Outcome>();
+  st->finish = [out](tessera_event* e) {
+    e->status = out->rc;
+    e->epoch = out->epoch;
+    e->out_len = out->out_len;
+    static_cast<EventState*>(e->internal_)->error = out->error;
+  };
+  tessera_eq* eq = st->eq;
+  eq->inflight.fetch_add(1);
+  if (cont != nullptr) cont->inflight.fetch_add(1);
+  bool queued = c->workers->submit([call = std::move(call), out, eq, ev, cont] {
+    out->rc = call(*out);
+    if (out->rc != 0) out->error = tessera_last_error();
+    if (cont != nullptr) cont->inflight.fetch_sub(1);  // the handle may be closed from here on
+    // Notified under the lock: once it is released the queue may be polled empty and destroyed.
+    std::lock_guard g(eq->mu);
+    eq->done.push_back(ev);
+    eq->cv.notify_all();
+  });
+  if (queued) return 0;
+  if (cont != nullptr) cont->inflight.fetch_sub(1);
+  eq->inflight.fetch_sub(1);
+  st->finish = nullptr;
+  st->busy.store(false);
+  return fail({Errc::busy, fmt::format("{} calls wait for the client's {} workers already (poll "
+                                       "some events first)",
+                                       kCallQueue, kCallWorkers)});
 }
 
 }  // namespace tessera::capi

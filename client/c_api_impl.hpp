@@ -1,6 +1,8 @@
 // What the C API's files share (c_api.cpp: calls; c_api_eq.cpp: event queues): the handles
-// behind tessera.h's opaque types, the thread-local error, and start_event(), which runs a call
-// through an event queue. Not installed: tessera.h is the whole public surface.
+// behind tessera.h's opaque types, the thread-local error, start_event(), which runs a request
+// through an event queue, and run_call(), which runs a blocking call (administration, opening and
+// closing) on the client's workers when it is given an event. Not installed: tessera.h is the
+// whole public surface.
 #pragma once
 
 #include <atomic>
@@ -14,18 +16,28 @@
 #include <string>
 
 #include "client/client.hpp"
+#include "core/blocking_workers.hpp"
 #include "client/container.hpp"
 #include "client/tessera.h"
 #include "client/transaction.hpp"
+
+// Blocking calls given an event run on the client's workers: this many threads, this many calls
+// waiting beyond them (more: -TESSERA_EBUSY). docs/API.md, "Event queues".
+inline constexpr size_t kCallWorkers = 4;
+inline constexpr size_t kCallQueue = 256;
 
 struct tessera_client {
   std::unique_ptr<tessera::Client> impl;
   std::string mgmt;  // system mode: the management service's access points
   std::chrono::milliseconds timeout{30000};
+  // Last: tessera_disconnect ends them (every accepted call run) before the rest goes.
+  std::unique_ptr<tessera::BlockingWorkers> workers =
+      std::make_unique<tessera::BlockingWorkers>(kCallWorkers, kCallQueue);
 };
 struct tessera_cont {
   std::unique_ptr<tessera::Container> impl;
-  std::atomic<size_t> inflight{0};  // calls started with an event whose request has not ended
+  tessera_client* client = nullptr;  // whose workers run its blocking calls given an event
+  std::atomic<size_t> inflight{0};   // calls started with an event whose request has not ended
 };
 struct tessera_tx {
   std::unique_ptr<tessera::Transaction> impl;
@@ -111,13 +123,32 @@ int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish fin
   f->on_ready([eq, ev, cont, tx] {
     if (tx != nullptr) tx->inflight.fetch_sub(1);  // then it may be closed
     cont->inflight.fetch_sub(1);  // the last touch of the container: it may be closed now
-    {
-      std::lock_guard g(eq->mu);
-      eq->done.push_back(ev);
-    }
+    // Notified under the lock: once it is released the queue may be polled empty and destroyed.
+    std::lock_guard g(eq->mu);
+    eq->done.push_back(ev);
     eq->cv.notify_all();
   });
   return 0;
 }
+
+// What a blocking call run through an event hands to it: set by the call on a worker thread,
+// copied into the event by the poll that hands it back.
+struct Outcome {
+  int rc = 0;
+  std::string error;
+  uint64_t epoch = 0;
+  size_t out_len = 0;
+};
+using BlockingCall = std::function<int(Outcome&)>;
+
+// Runs `call` (0 or -TESSERA_E*, the message in the running thread's last error): at once on
+// this thread when `ev` is NULL, else on `c`'s workers through event `ev` (claimed here), whose
+// poll then sets status, epoch, out_len and the message from the Outcome. `cont`: a call on that
+// container handle, counted in its calls in flight until it ends. With an event, `call` must own
+// copies of the caller's strings (it runs after the caller returned); the caller's output
+// records stay the caller's to keep valid until the event is polled. 0 when started (or the
+// call's result without an event); -TESSERA_EBUSY when kCallQueue calls wait already.
+int run_call(tessera_client* c, tessera_event* ev, BlockingCall call,
+             tessera_cont* cont = nullptr);
 
 }  // namespace tessera::capi

@@ -201,6 +201,42 @@ int tessera_eq_poll(tessera_eq* eq, int64_t timeout_us, tessera_event** evs, siz
 /* Events of the queue started and not yet polled. */
 size_t tessera_eq_inflight(const tessera_eq* eq);
 
+/* Administration, opening and closing through an event: the calls above with an event last
+ * (NULL: the call blocks, as its form without _ev). A blocking call given an event runs on one
+ * of the client's 4 worker threads; up to 256 more wait their turn, and a call beyond them is
+ * refused with -TESSERA_EBUSY (nothing started). Strings are copied before the call returns;
+ * output records (out, n, epoch_out, the handle pointers) are written by the time the event is
+ * polled and must stay valid until then. The event's out_len holds a list's count and its epoch
+ * a snapshot's or a transaction's epoch. tessera_disconnect waits for the calls it started. */
+int tessera_pool_create_ev(tessera_client* c, const char* label, uint64_t target_bytes,
+                           tessera_pool_info* out, tessera_event* ev);
+int tessera_pool_destroy_ev(tessera_client* c, const char* pool, int flags, tessera_event* ev);
+int tessera_pool_query_ev(tessera_client* c, const char* pool, tessera_pool_info* out,
+                          tessera_event* ev);
+int tessera_pool_list_ev(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n,
+                         tessera_event* ev);
+int tessera_cont_create_ev(tessera_client* c, const char* pool, const char* label,
+                           const char* props, tessera_cont_info* out, tessera_event* ev);
+int tessera_cont_destroy_ev(tessera_client* c, const char* pool, const char* cont, int flags,
+                            tessera_event* ev);
+int tessera_cont_set_prop_ev(tessera_client* c, const char* pool, const char* cont,
+                             const char* props, tessera_event* ev);
+int tessera_cont_query_ev(tessera_client* c, const char* pool, const char* cont,
+                          tessera_cont_info* out, tessera_event* ev);
+int tessera_cont_list_ev(tessera_client* c, const char* pool, tessera_cont_info* out, size_t max,
+                         size_t* n, tessera_event* ev);
+int tessera_snap_create_ev(tessera_client* c, const char* pool, const char* cont,
+                           const char* name, uint64_t* epoch_out, tessera_event* ev);
+int tessera_snap_destroy_ev(tessera_client* c, const char* pool, const char* cont,
+                            uint64_t epoch, tessera_event* ev);
+int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
+                         tessera_snap_info* out, size_t max, size_t* n, tessera_event* ev);
+int tessera_cont_open_ev(tessera_client* c, const char* pool, const char* cont, int write,
+                         tessera_cont** out, tessera_event* ev);
+/* The handle is not to be used once its close started; -TESSERA_EBUSY, nothing started, while a
+ * call on it is in flight. */
+int tessera_cont_close_ev(tessera_cont* cont, tessera_event* ev);
+
 /* Object I/O in the container, each call its own update (replicated or erasure-coded by the
  * object's class); arguments as tessera_obj_update/fetch/punch. cond: TESSERA_COND_*. A fetch
  * reads the newest value (epoch 0) or the one at `epoch` (a snapshot's). ev NULL: the call
@@ -288,6 +324,10 @@ int tessera_tx_fetch_ev(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const 
                         const char* akey, int kind, uint64_t offset, uint64_t length, void* buf,
                         size_t buflen, size_t* out_len, tessera_event* ev);
 int tessera_tx_commit_ev(tessera_tx* tx, tessera_event* ev);
+/* As tessera_tx_open, through an event (as tessera_cont_open_ev; the event's epoch: the
+ * transaction's). Counted on the container handle until it ends. */
+int tessera_tx_open_ev(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out,
+                       tessera_event* ev);
 /* Frees the transaction; one not committed changes nothing. A call started with an event is
  * waited for first (its event still completes through its queue). */
 void tessera_tx_close(tessera_tx* tx);

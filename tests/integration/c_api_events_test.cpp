@@ -1,0 +1,204 @@
+// The C API's blocking calls given an event (client/tessera.h, docs/API.md "Event queues"):
+// administration, opening and closing containers and transactions run on the client's workers
+// and complete through the event's queue, with their results, their errors and their messages,
+// against a real system of four engines; none is lost when the client disconnects or when the
+// management service dies under them.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "client/tessera.h"
+#include "tests/integration/dtx_harness.hpp"
+
+using namespace tessera;
+using namespace tessera::testing;
+
+namespace {
+
+struct Queue {
+  tessera_eq* eq = nullptr;
+  std::vector<tessera_event> evs;
+  explicit Queue(size_t n) : evs(n) {
+    EXPECT_EQ(tessera_eq_create(&eq), 0);
+    for (size_t i = 0; i < n; ++i) EXPECT_EQ(tessera_event_init(&evs[i], eq, &evs[i]), 0);
+  }
+  ~Queue() {
+    for (auto& e : evs) EXPECT_EQ(tessera_event_fini(&e), 0);
+    EXPECT_EQ(tessera_eq_destroy(eq), 0);
+  }
+  // Polls until nothing is in flight; each event handed back once. How many came back. A
+  // minute with none back is a hang: a failure (the client's timeout is 4 s).
+  int drain() {
+    std::multiset<tessera_event*> back;
+    while (tessera_eq_inflight(eq) > 0) {
+      tessera_event* done[16];
+      int k = tessera_eq_poll(eq, 60'000'000, done, 16);
+      EXPECT_GT(k, 0) << (k < 0 ? tessera_last_error() : "no event came back within a minute");
+      if (k <= 0) break;
+      for (int i = 0; i < k; ++i) {
+        EXPECT_EQ(done[i]->user, done[i]) << "the caller's pointer comes back untouched";
+        back.insert(done[i]);
+      }
+    }
+    for (auto* e : back) EXPECT_EQ(back.count(e), 1u) << "an event handed back twice";
+    return static_cast<int>(back.size());
+  }
+  // Starts one call on event i (its return value checked) and waits for it.
+  tessera_event& one(size_t i, int started) {
+    EXPECT_EQ(started, 0) << tessera_last_error();
+    EXPECT_EQ(drain(), started == 0 ? 1 : 0);
+    return evs[i];
+  }
+};
+
+}  // namespace
+
+TEST(CApiEvents, AdministrationOpeningAndClosingCompleteThroughEvents) {
+  SystemHarness h("RP_3G1");
+  ASSERT_TRUE(h.c);
+  tessera_client* cl = nullptr;
+  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
+  Queue q(16);
+  tessera_event* ev = &q.evs[0];
+
+  // A pool, its record arriving with the event.
+  tessera_pool_info p{};
+  auto& made = q.one(0, tessera_pool_create_ev(cl, "pe", 64ull << 20, &p, ev));
+  ASSERT_EQ(made.status, 0) << tessera_event_error(ev);
+  EXPECT_STREQ(p.label, "pe");
+  EXPECT_EQ(p.engines, 4u);
+  EXPECT_STREQ(tessera_event_error(ev), "");
+
+  // Errors come through the event, with the message; a bad argument is refused at once.
+  EXPECT_EQ(q.one(0, tessera_pool_create_ev(cl, "pe", 64ull << 20, nullptr, ev)).status,
+            -TESSERA_EEXIST);
+  EXPECT_EQ(q.one(0, tessera_pool_query_ev(cl, "nosuch", &p, ev)).status, -TESSERA_ENOENT);
+  EXPECT_NE(std::string(tessera_event_error(ev)).find("nosuch"), std::string::npos)
+      << tessera_event_error(ev);
+  EXPECT_EQ(tessera_pool_query_ev(cl, nullptr, &p, ev), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_cont_create_ev(cl, "pe", "bad", "colour=blue", nullptr, ev), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_pool_destroy_ev(cl, "pe", 64, ev), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_eq_inflight(q.eq), 0u) << "a refused call starts nothing";
+
+  // Eight containers created at once on one queue, each handed back once; the caller's strings
+  // may go as soon as the call returned.
+  std::vector<tessera_cont_info> infos(8);
+  for (int i = 0; i < 8; ++i) {
+    std::string label = fmt::format("c{}", i);
+    ASSERT_EQ(
+        tessera_cont_create_ev(cl, "pe", label.c_str(), "oclass=RP_2G1,rf=1", &infos[i], &q.evs[i]),
+        0)
+        << tessera_last_error();
+  }
+  // An event in flight takes no other call until polled.
+  EXPECT_EQ(tessera_pool_query_ev(cl, "pe", &p, &q.evs[0]), -TESSERA_EBUSY);
+  EXPECT_EQ(q.drain(), 8);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(q.evs[i].status, 0) << tessera_event_error(&q.evs[i]);
+    EXPECT_EQ(std::string(infos[i].label), fmt::format("c{}", i));
+    EXPECT_STREQ(infos[i].oclass, "RP_2G1");
+  }
+  // Lists: the count in out_len, too little room a clear -TESSERA_ERANGE.
+  std::vector<tessera_cont_info> conts(16);
+  size_t n = 0;
+  ASSERT_EQ(q.one(0, tessera_cont_list_ev(cl, "pe", conts.data(), 16, &n, ev)).status, 0);
+  EXPECT_EQ(n, 8u);
+  EXPECT_EQ(ev->out_len, 8u);
+  EXPECT_EQ(q.one(0, tessera_cont_list_ev(cl, "pe", conts.data(), 2, &n, ev)).status,
+            -TESSERA_ERANGE);
+  EXPECT_EQ(ev->out_len, 8u);
+  tessera_pool_info pools[4];
+  ASSERT_EQ(q.one(0, tessera_pool_list_ev(cl, pools, 4, &n, ev)).status, 0);
+  EXPECT_EQ(n, 2u);
+  tessera_cont_info ci{};
+  ASSERT_EQ(q.one(0, tessera_cont_set_prop_ev(cl, "pe", "c7", "label=last", ev)).status, 0)
+      << tessera_event_error(ev);
+  ASSERT_EQ(q.one(0, tessera_cont_query_ev(cl, "pe", "last", &ci, ev)).status, 0)
+      << tessera_event_error(ev);
+  EXPECT_EQ(ci.id, infos[7].id);
+
+  // Open, write through a transaction opened through an event, snapshot, close.
+  tessera_cont* co = nullptr;
+  ASSERT_EQ(q.one(0, tessera_cont_open_ev(cl, "pe", "c0", 1, &co, ev)).status, 0)
+      << tessera_event_error(ev);
+  ASSERT_NE(co, nullptr);
+  tessera_tx* tx = nullptr;
+  ASSERT_EQ(q.one(0, tessera_tx_open_ev(co, 0, &tx, ev)).status, 0) << tessera_event_error(ev);
+  ASSERT_NE(tx, nullptr);
+  EXPECT_EQ(ev->epoch, tessera_tx_epoch(tx));
+  uint64_t hi = 0, lo = 0;
+  ASSERT_EQ(tessera_cont_oid(co, 0, 1, nullptr, &hi, &lo), 0);
+  ASSERT_EQ(tessera_tx_update(tx, hi, lo, "d", "a", TESSERA_SINGLE, 0, "v1", 2, 0), 0);
+  ASSERT_EQ(tessera_tx_commit(tx, nullptr), 0) << tessera_last_error();
+  tessera_tx_close(tx);
+  ASSERT_EQ(q.one(0, tessera_snap_create_ev(cl, "pe", "c0", "s", nullptr, ev)).status, 0)
+      << tessera_event_error(ev);
+  const uint64_t snap = ev->epoch;
+  EXPECT_GT(snap, 0u);
+  tessera_snap_info snaps[2];
+  ASSERT_EQ(q.one(0, tessera_snap_list_ev(cl, "pe", "c0", snaps, 2, &n, ev)).status, 0);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(snaps[0].epoch, snap);
+  ASSERT_EQ(q.one(0, tessera_snap_destroy_ev(cl, "pe", "c0", snap, ev)).status, 0);
+  char buf[8];
+  size_t got = 0;
+  ASSERT_EQ(tessera_cont_fetch(co, hi, lo, "d", "a", TESSERA_SINGLE, 0, 0, 0, buf, sizeof buf, &got,
+                               nullptr),
+            0)
+      << tessera_last_error();
+  EXPECT_EQ(std::string(buf, got), "v1");
+  EXPECT_EQ(q.one(0, tessera_cont_destroy_ev(cl, "pe", "c0", 0, ev)).status, -TESSERA_EBUSY)
+      << "an open handle";
+  ASSERT_EQ(q.one(0, tessera_cont_close_ev(co, ev)).status, 0) << tessera_event_error(ev);
+  ASSERT_EQ(q.one(0, tessera_cont_destroy_ev(cl, "pe", "c0", 0, ev)).status, 0)
+      << tessera_event_error(ev);
+  ASSERT_EQ(q.one(0, tessera_pool_destroy_ev(cl, "pe", TESSERA_DESTROY_RECURSIVE, ev)).status, 0)
+      << tessera_event_error(ev);
+  EXPECT_EQ(q.one(0, tessera_pool_query_ev(cl, "pe", &p, ev)).status, -TESSERA_ENOENT);
+
+  // Disconnecting with calls in flight waits for them: every event still comes back, done.
+  std::vector<tessera_pool_info> qs(16);
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_EQ(tessera_pool_query_ev(cl, "tank", &qs[i], &q.evs[i]), 0) << tessera_last_error();
+  }
+  tessera_disconnect(cl);
+  EXPECT_EQ(q.drain(), 16);
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(q.evs[i].status, 0) << tessera_event_error(&q.evs[i]);
+    EXPECT_STREQ(qs[i].label, "tank");
+  }
+}
+
+TEST(CApiEvents, EveryCallCompletesWhenTheManagementServiceDies) {
+  SystemHarness h("RP_3G1");
+  ASSERT_TRUE(h.c);
+  tessera_client* cl = nullptr;
+  ASSERT_EQ(tessera_connect_system(h.sys->mgmt().c_str(), &cl), 0) << tessera_last_error();
+  Queue q(64);
+  std::vector<tessera_pool_info> qs(64);
+  // Half start while it serves, the other half once it is gone (rank 0 hosts it).
+  for (int i = 0; i < 32; ++i) {
+    ASSERT_EQ(tessera_pool_query_ev(cl, "tank", &qs[i], &q.evs[i]), 0) << tessera_last_error();
+  }
+  h.sys->engine(0).kill9();
+  for (int i = 32; i < 64; ++i) {
+    ASSERT_EQ(tessera_pool_query_ev(cl, "tank", &qs[i], &q.evs[i]), 0) << tessera_last_error();
+  }
+  EXPECT_EQ(q.drain(), 64);
+  int failed = 0;
+  for (int i = 0; i < 64; ++i) {
+    if (q.evs[i].status == 0) {
+      EXPECT_STREQ(qs[i].label, "tank");
+      EXPECT_LT(i, 32) << "answered after the service died";
+    } else {
+      ++failed;
+      EXPECT_NE(std::string(tessera_event_error(&q.evs[i])), "") << "a failure names its cause";
+    }
+  }
+  EXPECT_GE(failed, 32);
+  tessera_disconnect(cl);
+}
