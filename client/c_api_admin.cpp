@@ -310,6 +310,31 @@ int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
                   });
 }
 
+int tessera_cont_rollback_ev(tessera_client* c, const char* pool, const char* cont,
+                             const char* snap, uint64_t epoch, int flags, uint64_t* epoch_out,
+                             tessera_event* ev) {
+  if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
+  if ((flags & ~TESSERA_ROLLBACK_FORCE) != 0) {
+    return fail({Errc::invalid_argument, fmt::format("unknown rollback flags {:#x}", flags)});
+  }
+  const std::string name = str(snap);
+  if (name.empty() == (epoch == 0)) {
+    return fail({Errc::invalid_argument, "give one of a snapshot's name or an epoch"});
+  }
+  return run_call(c, ev,
+                  [c, pool = std::string(pool), cont = std::string(cont), name, epoch, flags,
+                   epoch_out](Outcome& o) {
+                    auto mc = admin(c);
+                    if (!mc) return fail(mc.status());
+                    auto r = mc->cont_rollback(pool, cont, name, epoch,
+                                               (flags & TESSERA_ROLLBACK_FORCE) != 0);
+                    if (!r) return fail(r.status());
+                    o.epoch = r->at;
+                    if (epoch_out != nullptr) *epoch_out = r->at;
+                    return 0;
+                  });
+}
+
 // The blocking forms: the same calls without an event.
 
 int tessera_pool_create(tessera_client* c, const char* label, uint64_t target_bytes,
@@ -365,6 +390,11 @@ int tessera_snap_destroy(tessera_client* c, const char* pool, const char* cont, 
 int tessera_snap_list(tessera_client* c, const char* pool, const char* cont, tessera_snap_info* out,
                       size_t max, size_t* n) {
   return tessera_snap_list_ev(c, pool, cont, out, max, n, nullptr);
+}
+
+int tessera_cont_rollback(tessera_client* c, const char* pool, const char* cont, const char* snap,
+                          uint64_t epoch, int flags, uint64_t* epoch_out) {
+  return tessera_cont_rollback_ev(c, pool, cont, snap, epoch, flags, epoch_out, nullptr);
 }
 
 }  // extern "C"

@@ -153,6 +153,13 @@ int tessera_cont_list(tessera_client* c, const char* pool, tessera_cont_info* ou
 int tessera_snap_create(tessera_client* c, const char* pool, const char* cont, const char* name,
                         uint64_t* epoch_out);
 int tessera_snap_destroy(tessera_client* c, const char* pool, const char* cont, uint64_t epoch);
+/* Makes the state of snapshot `snap` (by name), or else of `epoch` (one of the two: snap NULL
+ * or "" with epoch > 0), the container's newest state, as a new epoch: later snapshots stay
+ * readable (docs/TRANSACTIONS.md). Refused (-TESSERA_EBUSY) while the container has open
+ * handles, unless flags holds TESSERA_ROLLBACK_FORCE. *epoch_out (may be NULL): the new epoch. */
+#define TESSERA_ROLLBACK_FORCE 1
+int tessera_cont_rollback(tessera_client* c, const char* pool, const char* cont, const char* snap,
+                          uint64_t epoch, int flags, uint64_t* epoch_out);
 /* As tessera_pool_list, for the snapshots of a container (oldest first). */
 int tessera_snap_list(tessera_client* c, const char* pool, const char* cont,
                       tessera_snap_info* out, size_t max, size_t* n);
@@ -231,6 +238,9 @@ int tessera_snap_destroy_ev(tessera_client* c, const char* pool, const char* con
                             uint64_t epoch, tessera_event* ev);
 int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
                          tessera_snap_info* out, size_t max, size_t* n, tessera_event* ev);
+int tessera_cont_rollback_ev(tessera_client* c, const char* pool, const char* cont,
+                             const char* snap, uint64_t epoch, int flags, uint64_t* epoch_out,
+                             tessera_event* ev);
 int tessera_cont_open_ev(tessera_client* c, const char* pool, const char* cont, int write,
                          tessera_cont** out, tessera_event* ev);
 /* The handle is not to be used once its close started; -TESSERA_EBUSY, nothing started, while a

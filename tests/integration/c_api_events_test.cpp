@@ -143,6 +143,27 @@ TEST(CApiEvents, AdministrationOpeningAndClosingCompleteThroughEvents) {
   ASSERT_EQ(q.one(0, tessera_snap_list_ev(cl, "pe", "c0", snaps, 2, &n, ev)).status, 0);
   ASSERT_EQ(n, 1u);
   EXPECT_EQ(snaps[0].epoch, snap);
+  // Rollback to the snapshot: refused with the handle open unless forced, then the newest state
+  // is the snapshot's again, as a new epoch.
+  ASSERT_EQ(tessera_cont_update(co, hi, lo, "d", "a", TESSERA_SINGLE, 0, "v2", 2, TESSERA_COND_NONE,
+                                nullptr, nullptr),
+            0)
+      << tessera_last_error();
+  EXPECT_EQ(tessera_cont_rollback(cl, "pe", "c0", "s", snap, 0, nullptr), -TESSERA_EINVAL)
+      << "a name or an epoch, not both";
+  EXPECT_EQ(tessera_cont_rollback(cl, "pe", "c0", nullptr, 0, 0, nullptr), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_cont_rollback_ev(cl, "pe", "c0", "s", 0, 8, nullptr, ev), -TESSERA_EINVAL);
+  EXPECT_EQ(q.one(0, tessera_cont_rollback_ev(cl, "pe", "c0", "s", 0, 0, nullptr, ev)).status,
+            -TESSERA_EBUSY)
+      << "an open handle";
+  uint64_t back_at = 0;
+  ASSERT_EQ(q.one(0, tessera_cont_rollback_ev(cl, "pe", "c0", "s", 0, TESSERA_ROLLBACK_FORCE,
+                                              &back_at, ev))
+                .status,
+            0)
+      << tessera_event_error(ev);
+  EXPECT_GT(ev->epoch, snap);
+  EXPECT_EQ(back_at, ev->epoch);
   ASSERT_EQ(q.one(0, tessera_snap_destroy_ev(cl, "pe", "c0", snap, ev)).status, 0);
   char buf[8];
   size_t got = 0;
