@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <thread>
 
@@ -18,6 +19,72 @@ int tx_idle(const tessera_tx* tx) {
   return tessera::capi::fail(
       {tessera::Errc::busy, "a call on the transaction is in flight (poll its event first)"});
 }
+
+using tessera::capi::claim_event;
+using tessera::capi::fail;
+using tessera::capi::start_event;
+using tessera::capi::str;
+
+// A request whose answer is an epoch (an update, a punch): through `ev` (claimed), or awaited,
+// the epoch then to *epoch_out (may be NULL).
+int epoch_call(tessera_cont* cont, tessera_event* ev, tessera::Future<uint64_t> fut,
+               uint64_t* epoch_out) {
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {
+      if (!r) return tessera::capi::event_failed(e, r.status());
+      e->epoch = *r;
+    });
+  }
+  auto r = fut.get();
+  if (!r) return fail(r.status());
+  if (epoch_out != nullptr) *epoch_out = *r;
+  return 0;
+}
+
+// An update of the container's object (arguments checked by the caller).
+int update_call(tessera_cont* cont, tessera::ObjectId oid, const char* dkey, const char* akey,
+                tessera::ValueKind kind, uint64_t offset, const void* buf, size_t len,
+                tessera::UpdateFlags f, uint64_t* epoch_out, tessera_event* ev) {
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  // The bytes are copied into the request here: the caller's buffer is free at once.
+  return epoch_call(cont, ev,
+                    cont->impl->update_async(oid, str(dkey), str(akey), kind, offset,
+                                             tessera::Buffer(buf, len), f),
+                    epoch_out);
+}
+
+// A fetch into the caller's buffer (arguments checked by the caller): copied when its event is
+// polled, or at once.
+int fetch_call(tessera_cont* cont, tessera::ObjectId oid, const char* dkey, const char* akey,
+               tessera::ValueKind kind, uint64_t offset, uint64_t length, uint64_t epoch,
+               tessera::FetchFlags f, void* buf, size_t buflen, size_t* out_len,
+               tessera_event* ev) {
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  auto fut = cont->impl->fetch_async(oid, str(dkey), str(akey), kind, offset, length, epoch, f);
+  if (ev != nullptr) {
+    return start_event(cont, ev, std::move(fut),
+                       [buf, buflen](tessera_event* e, tessera::Result<tessera::FetchResult> r) {
+                         if (!r) return tessera::capi::event_failed(e, r.status());
+                         auto* st = static_cast<tessera::capi::EventState*>(e->internal_);
+                         e->status =
+                             tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
+                       });
+  }
+  auto r = fut.get();
+  if (!r) return fail(r.status());
+  return tessera::capi::copy_out(*r, buf, buflen, out_len);
+}
+
+// The bytes of `nrec` records of `rsize` bytes, or why not.
+tessera::Result<size_t> record_bytes(uint32_t rsize, uint64_t nrec) {
+  if (rsize == 0) return tessera::Status(tessera::Errc::invalid_argument, "record size 0");
+  if (nrec > std::numeric_limits<size_t>::max() / rsize) {
+    return tessera::Status(tessera::Errc::invalid_argument,
+                           fmt::format("{} records of {} bytes are too many", nrec, rsize));
+  }
+  return static_cast<size_t>(nrec * rsize);
+}
+
 }  // namespace
 
 namespace tessera::capi {
@@ -177,22 +244,9 @@ int tessera_cont_update(tessera_cont* cont, uint64_t hi, uint64_t lo, const char
   if (cont == nullptr || (buf == nullptr && len > 0)) return null_argument();
   if (cond < TESSERA_COND_NONE || cond > TESSERA_COND_UPDATE)
     return fail({tessera::Errc::invalid_argument, "unknown condition"});
-  if (int rc = claim_event(ev); rc != 0) return rc;
   tessera::UpdateFlags f;
   f.cond = static_cast<tessera::Cond>(cond);
-  // The bytes are copied into the request here: the caller's buffer is free at once.
-  auto fut = cont->impl->update_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset,
-                                      tessera::Buffer(buf, len), f);
-  if (ev != nullptr) {
-    return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {
-      if (!r) return event_failed(e, r.status());
-      e->epoch = *r;
-    });
-  }
-  auto r = fut.get();
-  if (!r) return fail(r.status());
-  if (epoch_out != nullptr) *epoch_out = *r;
-  return 0;
+  return update_call(cont, {hi, lo}, dkey, akey, kind_of(kind), offset, buf, len, f, epoch_out, ev);
 }
 
 int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
@@ -200,36 +254,58 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char*
                        void* buf, size_t buflen, size_t* out_len, tessera_event* ev) {
   if (cont == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
     return null_argument();
-  if (int rc = claim_event(ev); rc != 0) return rc;
-  auto fut =
-      cont->impl->fetch_async({hi, lo}, str(dkey), str(akey), kind_of(kind), offset, length, epoch);
-  if (ev != nullptr) {
-    return start_event(cont, ev, std::move(fut),
-                       [buf, buflen](tessera_event* e, tessera::Result<tessera::FetchResult> r) {
-                         if (!r) return event_failed(e, r.status());
-                         auto* st = static_cast<EventState*>(e->internal_);
-                         e->status =
-                             tessera::capi::copy_out(*r, buf, buflen, &e->out_len, &st->error);
-                       });
-  }
-  auto r = fut.get();
-  if (!r) return fail(r.status());
-  return copy_out(*r, buf, buflen, out_len);
+  return fetch_call(cont, {hi, lo}, dkey, akey, kind_of(kind), offset, length, epoch, {}, buf,
+                    buflen, out_len, ev);
 }
 
 int tessera_cont_punch(tessera_cont* cont, uint64_t hi, uint64_t lo, const char* dkey,
                        const char* akey, tessera_event* ev) {
   if (cont == nullptr) return null_argument();
   if (int rc = claim_event(ev); rc != 0) return rc;
-  auto fut = cont->impl->punch_async({hi, lo}, str(dkey), str(akey));
-  if (ev != nullptr) {
-    return start_event(cont, ev, std::move(fut), [](tessera_event* e, tessera::Result<uint64_t> r) {
-      if (!r) return event_failed(e, r.status());
-      e->epoch = *r;
-    });
+  return epoch_call(cont, ev, cont->impl->punch_async({hi, lo}, str(dkey), str(akey)), nullptr);
+}
+
+int tessera_array_write(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, uint32_t rsize, uint64_t rec_offset, const void* buf,
+                        uint64_t nrec, uint64_t* epoch_out, tessera_event* ev) {
+  if (cont == nullptr || (buf == nullptr && nrec > 0)) return null_argument();
+  auto bytes = record_bytes(rsize, nrec);
+  if (!bytes) return fail(bytes.status());
+  tessera::UpdateFlags f;
+  f.rsize = rsize;
+  return update_call(cont, {oid_hi, oid_lo}, dkey, akey, tessera::ValueKind::array, rec_offset, buf,
+                     *bytes, f, epoch_out, ev);
+}
+
+int tessera_array_read(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                       const char* akey, uint32_t rsize, uint64_t rec_offset, uint64_t nrec,
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len,
+                       tessera_event* ev) {
+  if (cont == nullptr || (out_len == nullptr && ev == nullptr) || (buf == nullptr && buflen > 0))
+    return null_argument();
+  auto bytes = record_bytes(rsize, nrec);
+  if (!bytes) return fail(bytes.status());
+  tessera::FetchFlags f;
+  f.rsize = rsize;
+  return fetch_call(cont, {oid_hi, oid_lo}, dkey, akey, tessera::ValueKind::array, rec_offset, nrec,
+                    epoch, f, buf, buflen, out_len, ev);
+}
+
+int tessera_array_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, uint32_t rsize, uint64_t rec_offset, uint64_t nrec,
+                        tessera_event* ev) {
+  if (cont == nullptr) return null_argument();
+  if (nrec == 0) {
+    return fail({tessera::Errc::invalid_argument,
+                 "no records to punch (a whole akey: tessera_cont_punch)"});
   }
-  auto r = fut.get();
-  return r ? 0 : fail(r.status());
+  auto bytes = record_bytes(rsize, nrec);
+  if (!bytes) return fail(bytes.status());
+  if (int rc = claim_event(ev); rc != 0) return rc;
+  return epoch_call(cont, ev,
+                    cont->impl->punch_range_async({oid_hi, oid_lo}, str(dkey), str(akey),
+                                                  rec_offset, nrec, rsize),
+                    nullptr);
 }
 
 int tessera_tx_open_ev(tessera_cont* cont, uint64_t snapshot_epoch, tessera_tx** out,

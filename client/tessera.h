@@ -262,6 +262,27 @@ int tessera_cont_fetch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, con
 int tessera_cont_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                        const char* akey, tessera_event* ev);
 
+/* ---- arrays of fixed-size records ----
+ *
+ * An array akey holds records of rsize bytes, a size its first write fixes (a later write with
+ * another is refused, -TESSERA_EINVAL); offsets and counts are in records. tessera_cont_update
+ * with TESSERA_ARRAY is the same with records of one byte. Records never written read as zeros.
+ * Erasure-coded objects keep arrays of one-byte records only (-TESSERA_ENOTSUP). ev as for
+ * tessera_cont_update. */
+int tessera_array_write(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, uint32_t rsize, uint64_t rec_offset, const void* buf,
+                        uint64_t nrec, uint64_t* epoch_out, tessera_event* ev);
+/* Records [rec_offset, rec_offset + nrec) into buf; nrec 0: up to the highest record written.
+ * *out_len: the bytes (nrec * rsize), or those needed with -TESSERA_ERANGE. */
+int tessera_array_read(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                       const char* akey, uint32_t rsize, uint64_t rec_offset, uint64_t nrec,
+                       uint64_t epoch, void* buf, size_t buflen, size_t* out_len,
+                       tessera_event* ev);
+/* Removes records [rec_offset, rec_offset + nrec) (nrec > 0): they read as zeros again. */
+int tessera_array_punch(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
+                        const char* akey, uint32_t rsize, uint64_t rec_offset, uint64_t nrec,
+                        tessera_event* ev);
+
 /* ---- listing, page by page ----
  *
  * An anchor holds where a listing stands: zero it (TESSERA_ANCHOR_INIT) to list from the start,
@@ -287,7 +308,8 @@ int tessera_cont_list_dkeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo
 int tessera_cont_list_akeys(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
                             const char* dkey, uint64_t epoch, tessera_anchor* anchor, uint32_t* n,
                             size_t* lens, void* buf, size_t buflen, tessera_event* ev);
-/* The written extents of an array akey, in bytes: offsets[i], lengths[i]. */
+/* The written extents of an array akey, in records of its size (bytes for one-byte records):
+ * offsets[i], lengths[i]. */
 int tessera_cont_list_recx(tessera_cont* cont, uint64_t oid_hi, uint64_t oid_lo,
                            const char* dkey, const char* akey, uint64_t epoch,
                            tessera_anchor* anchor, uint32_t* n, uint64_t* offsets,
