@@ -24,7 +24,9 @@ if(TESSERA_SANITIZE)
   if(_san MATCHES "thread")
     target_compile_options(tessera_options INTERFACE -Wno-tsan
                                                      --param=tsan-instrument-func-entry-exit=0)
-    # Suppressions for uninstrumented libraries, built into every executable (read it for why).
-    target_sources(tessera_options INTERFACE ${PROJECT_SOURCE_DIR}/core/tsan_suppressions.cpp)
+    # Suppressions for uninstrumented libraries, built into every executable (read it for why);
+    # executables only: libtessera.so, made of several libraries, would hold it more than once.
+    target_sources(tessera_options INTERFACE
+      $<$<STREQUAL:$<TARGET_PROPERTY:TYPE>,EXECUTABLE>:${PROJECT_SOURCE_DIR}/core/tsan_suppressions.cpp>)
   endif()
 endif()
