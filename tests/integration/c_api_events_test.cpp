@@ -2,9 +2,15 @@
 // administration, opening and closing containers and transactions run on the client's workers
 // and complete through the event's queue, with their results, their errors and their messages,
 // against a real system of four engines; none is lost when the client disconnects or when the
-// management service dies under them.
+// management service dies under them. And a user (uid 65534, vouched for by the node agent)
+// is kept to its ACLs through the C API, blocking and through events.
 #include <fmt/format.h>
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <chrono>
 #include <set>
@@ -12,6 +18,7 @@
 #include <vector>
 
 #include "client/tessera.h"
+#include "tests/integration/cli_system.hpp"
 #include "tests/integration/dtx_harness.hpp"
 
 using namespace tessera;
@@ -222,4 +229,115 @@ TEST(CApiEvents, EveryCallCompletesWhenTheManagementServiceDies) {
   }
   EXPECT_GE(failed, 32);
   tessera_disconnect(cl);
+}
+
+namespace {
+
+// Runs `body` in a child process as uid/gid 65534 with no supplementary groups, finding the
+// system through `system_file` as any program does (no system key it can read: the node agent
+// vouches for it). The child's exit status: how many of its checks failed (each printed).
+// Forked before this process starts any thread of its own.
+int run_as_nobody(const std::string& system_file, void (*body)(int& failed)) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(100);
+    }
+    ::setenv("HOME", "/nonexistent", 1);
+    ::setenv("TESSERA_SYSTEM", system_file.c_str(), 1);
+    ::unsetenv("TESSERA_MGMT");
+    ::unsetenv("TESSERA_SYSTEM_KEY");
+    ::unsetenv("TESSERA_AGENT");
+    int failed = 0;
+    body(failed);
+    ::_exit(failed);
+  }
+  int status = 0;
+  EXPECT_EQ(::waitpid(pid, &status, 0), pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 200;
+}
+
+void check(int& failed, bool ok, const char* what, const char* message) {
+  if (ok) return;
+  std::fprintf(stderr, "as uid 65534: %s (%s)\n", what, message);
+  ++failed;
+}
+
+}  // namespace
+
+TEST(CApiEvents, AUserIsKeptToItsAclBlockingAndThroughEvents) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to act as another user";
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1"});
+  s.let_others_in();
+  s.ok({"pool", "create", "P", "--target-size", "64M"});
+  s.ok({"cont", "create", "P", "C", "--type", "KV", "--oclass", "S1"});
+  s.ok({"kv", "put", "--pool", "P", "--cont", "C", "k", "secret"});
+  const std::string file = s.dir() + "/system.json";
+
+  // No ACL entry for the user: administration and opening are refused, with or without events.
+  EXPECT_EQ(run_as_nobody(
+                file,
+                [](int& failed) {
+                  tessera_client* cl = nullptr;
+                  int rc = tessera_connect_system(nullptr, &cl);
+                  check(failed, rc == 0, "connects", tessera_last_error());
+                  if (rc != 0) return;
+                  rc = tessera_pool_create(cl, "X", 64ull << 20, nullptr);
+                  check(failed, rc == -TESSERA_EPERM, "pool create refused", tessera_last_error());
+                  tessera_cont* co = nullptr;
+                  rc = tessera_cont_open(cl, "P", "C", 0, &co);
+                  check(failed, rc == -TESSERA_EPERM, "open refused", tessera_last_error());
+                  tessera_eq* eq = nullptr;
+                  tessera_event ev;
+                  tessera_eq_create(&eq);
+                  tessera_event_init(&ev, eq, nullptr);
+                  tessera_event* done = nullptr;
+                  for (int i = 0; i < 3; ++i) {
+                    rc = i == 0   ? tessera_pool_destroy_ev(cl, "P", 0, &ev)
+                         : i == 1 ? tessera_cont_create_ev(cl, "P", "D", nullptr, nullptr, &ev)
+                                  : tessera_cont_open_ev(cl, "P", "C", 1, &co, &ev);
+                    check(failed, rc == 0, "started", tessera_last_error());
+                    check(failed, tessera_eq_poll(eq, -1, &done, 1) == 1, "polled",
+                          tessera_last_error());
+                    check(failed, ev.status == -TESSERA_EPERM, "refused through the event",
+                          tessera_event_error(&ev));
+                  }
+                  tessera_event_fini(&ev);
+                  tessera_eq_destroy(eq);
+                  tessera_disconnect(cl);
+                }),
+            0);
+
+  // Read entries for uid 65534: it opens for reading and reads; writing stays refused.
+  s.ok({"pool", "update-acl", "P", "--entry", "A::nobody@:r"});
+  s.ok({"cont", "update-acl", "P", "C", "--entry", "A::nobody@:r"});
+  EXPECT_EQ(run_as_nobody(file,
+                          [](int& failed) {
+                            tessera_client* cl = nullptr;
+                            int rc = tessera_connect_system(nullptr, &cl);
+                            check(failed, rc == 0, "connects", tessera_last_error());
+                            if (rc != 0) return;
+                            tessera_cont* co = nullptr;
+                            rc = tessera_cont_open(cl, "P", "C", 0, &co);
+                            check(failed, rc == 0, "opens to read", tessera_last_error());
+                            if (rc != 0) return;
+                            char buf[16];
+                            size_t got = 0;
+                            rc = tessera_kv_get(co, "k", buf, sizeof buf, &got, nullptr);
+                            check(failed, rc == 0 && std::string(buf, got) == "secret", "reads",
+                                  tessera_last_error());
+                            rc = tessera_kv_put(co, "k", "mine", 4, nullptr);
+                            check(failed, rc == -TESSERA_EPERM, "write refused",
+                                  tessera_last_error());
+                            tessera_cont* w = nullptr;
+                            rc = tessera_cont_open(cl, "P", "C", 1, &w);
+                            check(failed, rc == -TESSERA_EPERM, "open to write refused",
+                                  tessera_last_error());
+                            tessera_cont_close(co);
+                            tessera_disconnect(cl);
+                          }),
+            0);
+  EXPECT_EQ(s.ok({"kv", "get", "--pool", "P", "--cont", "C", "k"})["value"], "secret");
 }
