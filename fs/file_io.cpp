@@ -120,7 +120,7 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
   }
   uint64_t at = offset;
   Error failed =
-      transact(c_, fmt::format("writing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+      transact(c_, *marks_, fmt::format("writing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
         auto cur = load_inode(tx, io, ino);
         if (!cur) return b.fail(cur.error());
         at = append ? cur->size : offset;
@@ -137,7 +137,7 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
         cur->mtime_ns = cur->ctime_ns = now_ns();
         return put_inode(tx, io, *cur);
       },
-      append ? Replay::no : Replay::safe);
+      append ? Replay::marked : Replay::safe);
   if (!failed) return failed;
   return at;
 }

@@ -9,6 +9,9 @@
 //   directory N  OID (1, N)    every other dkey is an entry name: akey "e" (DiskEntry)
 //   file data N  OID (2, N)    dkey = chunk index (8 bytes, big-endian): akey "d", an array of
 //                              bytes, offsets inside the chunk
+//   outcome marks OID (3, M)   of the mount whose random id is M: dkey "/o", one akey per slot
+//                              (4 bytes, big-endian), its last mark's sequence number (8 bytes,
+//                              little-endian); punched when the mount ends (fs/outcome_marks.hpp)
 //
 // Names never contain '/', so the reserved dkeys ("/i", "/x", "/sb") never meet an entry.
 // Metadata objects use the container's class (a replicated one in an erasure-coded container,
@@ -36,7 +39,7 @@ inline constexpr size_t kXattrNameMax = 255;
 inline constexpr size_t kXattrValueMax = 64 * 1024;
 
 // OID user bits: hi selects what the object is, lo the inode number.
-enum class ObjTag : uint32_t { superblock = 0, inode = 1, data = 2 };
+enum class ObjTag : uint32_t { superblock = 0, inode = 1, data = 2, marks = 3 };
 
 inline constexpr std::string_view kSbDkey = "/sb";
 inline constexpr std::string_view kSbLayout = "layout";
@@ -48,6 +51,7 @@ inline constexpr std::string_view kLinkAkey = "l";
 inline constexpr std::string_view kXattrDkey = "/x";
 inline constexpr std::string_view kEntryAkey = "e";
 inline constexpr std::string_view kDataAkey = "d";
+inline constexpr std::string_view kMarksDkey = "/o";
 
 struct Superblock {
   uint32_t version = 1;

@@ -136,6 +136,9 @@ ObjectId Namespace::data_oid(Ino ino) const {
   return placement::with_class(ObjectId{static_cast<uint32_t>(ObjTag::data), ino}, data_class_);
 }
 
+Namespace::Namespace(Container& c) : c_(c) {}
+Namespace::~Namespace() = default;
+
 Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred, MountOptions opt) {
   if (c.handle().cont.c.props.type != mgmt::ContType::posix) {
     return Error{EINVAL, fmt::format("container '{}' is of type {}, not POSIX",
@@ -151,6 +154,7 @@ Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred,
   const uint16_t cls = placement::oid_class(*deflt);
   ns->meta_class_ = meta_class_for(cls);
   ns->data_class_ = data_class_for(cls);
+  ns->marks_ = std::make_unique<OutcomeMarks>(c, ns->meta_class_);
   const ObjectId sb = placement::with_class(ObjectId{0, 0}, ns->meta_class_);
 
   auto have = get_single(c, sb, kSbDkey, kSbLayout);
@@ -194,7 +198,7 @@ Res<Ino> Namespace::next_ino() {
   if (ino_next_ < ino_end_) return ino_next_++;
   const ObjectId sb = placement::with_class(ObjectId{0, 0}, meta_class_);
   Ino first = 0;
-  Error failed = transact(c_, "reserving inode numbers", [&](Transaction& tx, TxBody& b) -> Status {
+  Error failed = transact(c_, *marks_, "reserving inode numbers", [&](Transaction& tx, TxBody& b) -> Status {
     auto v = get_single(tx, sb, kSbDkey, kSbNext);
     if (!v) return b.store(v.status(), "reserving inode numbers");
     auto n = *v ? decode_time(**v) : std::nullopt;
@@ -386,7 +390,7 @@ Res<Attr> Namespace::link(Ino ino, Ino parent, std::string_view name, const Cred
   if (!p) return p.error();
   Attr out;
   Error failed =
-      transact(c_, fmt::format("linking '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+      transact(c_, *marks_, fmt::format("linking '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
         // The name first, as the kernel checks it: an existing name is EEXIST even for a directory.
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
@@ -426,7 +430,7 @@ Res<Unlinked> Namespace::unlink(Ino parent, std::string_view name, const Cred& c
   if (!p) return p.error();
   Unlinked out;
   Error failed =
-      transact(c_, fmt::format("removing '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+      transact(c_, *marks_, fmt::format("removing '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
         if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
@@ -476,7 +480,7 @@ Error Namespace::rmdir(Ino parent, std::string_view name, const Cred& cred) {
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Error failed = transact(
-      c_, fmt::format("removing directory '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+      c_, *marks_, fmt::format("removing directory '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
         if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
@@ -512,7 +516,7 @@ Res<Unlinked> Namespace::rename(Ino parent, std::string_view name, Ino new_paren
   if (!np) return np.error();
   Unlinked out;
   Error failed = transact(
-      c_, fmt::format("renaming '{}' to '{}'", name, new_name),
+      c_, *marks_, fmt::format("renaming '{}' to '{}'", name, new_name),
       [&](Transaction& tx, TxBody& b) -> Status {
         out = {};
         auto se = load_entry(tx, inode_oid(parent), name);
@@ -595,7 +599,7 @@ Res<Attr> Namespace::setattr(Ino ino, const SetAttr& s, const Cred& cred) {
   Attr out;
   uint64_t old_size = 0;
   Error failed = transact(
-      c_, fmt::format("changing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+      c_, *marks_, fmt::format("changing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
         auto a = load_inode(tx, inode_oid(ino), ino);
         if (!a) return b.fail(a.error());
         const bool owner = cred.uid == 0 || cred.uid == a->uid;

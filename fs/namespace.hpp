@@ -35,6 +35,8 @@
 
 namespace tessera::fs {
 
+class OutcomeMarks;  // fs/outcome_marks.hpp
+
 // A failure: `no` a POSIX errno (0: none).
 struct Error {
   int no = 0;
@@ -134,6 +136,8 @@ enum class XattrMode { any, create, replace };
 
 class Namespace {
  public:
+  // Removes this mount's outcome marks (fs/outcome_marks.hpp), if it wrote any.
+  ~Namespace();
   // Opens the namespace of a POSIX container, formatting it first when it holds none yet (the
   // superblock and the root directory, owned by `cred`, mode 0755). `c` must outlive it.
   static Res<std::unique_ptr<Namespace>> mount(Container& c, const Cred& cred,
@@ -199,7 +203,7 @@ class Namespace {
   ObjectId data_oid(Ino ino) const;
 
  private:
-  explicit Namespace(Container& c) : c_(c) {}
+  explicit Namespace(Container& c);
   Res<Ino> next_ino();
   Res<Attr> new_inode(Ino parent, std::string_view name, DiskInode di, const Cred& cred,
                       std::string_view link_target = {});
@@ -213,6 +217,8 @@ class Namespace {
   uint16_t data_class_ = 0;
   std::mutex ino_mu_;
   Ino ino_next_ = 0, ino_end_ = 0;  // reserved, not yet used
+  // This mount's outcome marks (made at mount, once the metadata class is known).
+  std::unique_ptr<OutcomeMarks> marks_;
 };
 
 // A store failure as an errno, with the store's message.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -15,6 +16,7 @@
 #include "core/log.hpp"
 #include "client/transaction.hpp"
 #include "fs/namespace.hpp"
+#include "fs/outcome_marks.hpp"
 
 namespace tessera::fs::detail {
 
@@ -76,25 +78,51 @@ struct TxBody {
 // Whether a transaction body may be applied twice. A commit whose coordinator dies before it
 // answers is `uncertain`: it may have committed. A body whose second application leaves what
 // the first left (data written at a given offset, attributes set to given values, a batch of
-// inode numbers reserved) is run again; any other (an append, a link count changed) fails EIO.
-enum class Replay { no, safe };
+// inode numbers reserved) is simply run again (`safe`). Any other (an append, a link count
+// changed, a name removed) writes an outcome mark with its changes (`marked`); read back, the
+// mark says whether the change committed (done) or never will (run it again):
+// fs/outcome_marks.hpp.
+enum class Replay { marked, safe };
 
 // Runs `body(tx, b)` as one user transaction of `c` (again after a restart, and after an
-// uncertain commit when `replay` says it may) and returns its POSIX outcome: the body's
-// failure (b.fail), else the store's, named by `what`.
+// uncertain commit as `replay` says) and returns its POSIX outcome: the body's failure (b.fail),
+// else the store's, named by `what` (EIO for an outcome that stayed unknown).
 // Replays go on for the client's timeout, paced (a coordinator refusing connections answers at
 // once) while the pool map catches up with the death.
 template <typename Body>
-Error transact(Container& c, std::string_view what, Body body, Replay replay = Replay::no) {
+Error transact(Container& c, OutcomeMarks& marks, std::string_view what, Body body,
+               Replay replay = Replay::marked) {
   const auto until = std::chrono::steady_clock::now() + c.client().options().timeout;
   TxBody b;
+  std::optional<OutcomeMarks::Held> mark;
+  if (replay == Replay::marked) mark.emplace(marks);
   for (int round = 0;; ++round) {
+    uint64_t epoch = 0;
+    if (mark) mark->next();
     auto r = c.run_tx([&](Transaction& tx) -> Status {
       b.reset();
-      return body(tx, b);
+      epoch = tx.epoch();
+      Status st = body(tx, b);
+      if (st.is_ok() && mark) st = mark->write(tx);
+      return st;
     });
-    if (replay == Replay::safe && !r && r.status().code() == Errc::uncertain &&
-        std::chrono::steady_clock::now() < until) {
+    const bool uncertain = !r && r.status().code() == Errc::uncertain;
+    if (uncertain && mark) {
+      auto done = mark->committed(epoch, until);
+      if (done && *done) {
+        log::warn("{}: {}; its outcome mark says it committed", what, r.status().to_string());
+        return {};
+      }
+      if (done && std::chrono::steady_clock::now() < until) {
+        log::warn("{}: {}; its outcome mark says it never commits: running it again", what,
+                  r.status().to_string());
+        continue;
+      }
+      log::warn("{}: {}; its outcome stays unknown: {}", what, r.status().to_string(),
+                done ? "out of time" : done.status().to_string());
+      return b.finish(r, what);
+    }
+    if (uncertain && std::chrono::steady_clock::now() < until) {
       log::warn("{}: {}; running it again (applying it twice changes nothing)", what,
                 r.status().to_string());
       std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 100 << std::min(round, 4))));

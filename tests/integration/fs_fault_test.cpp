@@ -2,8 +2,9 @@
 // but before its answer leaves (crash point `dtx.leader.committed`, core/crash_point.hpp): the
 // client cannot know whether it applied. A create whose conditional insert is sent again finds
 // its own entry; an extending write (a transaction whose commit is `uncertain`) is run again,
-// which writes the same bytes. Neither reaches the caller as an error, and what they wrote reads
-// back.
+// which writes the same bytes; an append, an unlink and a rename, which may not run twice, read
+// their outcome marks (fs/outcome_marks.hpp) and learn that they committed. None reaches the
+// caller as an error, and each is applied once.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -53,6 +54,16 @@ struct FaultFs {
       if (p.complete && p.home.available) return p.home.rank;
     }
     return -1;
+  }
+
+  // Waits until `dead` is no longer joined and the pool map has settled around its death (no
+  // rebuild running, nothing moving), so that the groups a test picks next keep their leaders.
+  void settle(int64_t dead) {
+    ASSERT_TRUE(wait_gone(*tank.mc, {static_cast<uint32_t>(dead)}));
+    auto v = wait_pool(*tank.mc, "tank", [](const mgmt::PoolView& p) {
+      return p.pool.rebuild.state != "busy" && !p.pool.map.moving();
+    });
+    ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the death did not finish";
   }
 
   // Restarts `rank` cleanly (its targets stay in the map) with `spec` armed in it alone, and
@@ -136,37 +147,112 @@ TEST(FsFault, ACreateAndAWriteWhoseCoordinatorDiesAfterCommittingSucceedOnce) {
 
 namespace {
 
-// An appending write whose coordinator dies right after committing cannot be run again (it
-// would append twice): it fails EIO, or succeeds, and its bytes are in the file exactly once.
-TEST(FsFault, AnAppendWhoseCoordinatorDiesAfterCommittingIsAppliedOnce) {
+// An appending write whose coordinator dies may not simply be run again (if it committed, it
+// would append twice). Dying right after committing, its outcome mark says it committed; dying
+// once its own part is prepared and before asking the others, the mark's read finds it never
+// commits, and it runs again. Either way the caller sees success with the bytes in the file
+// exactly once.
+TEST(FsFault, AnAppendWhoseCoordinatorDiesBeforeOrAfterCommittingIsAppliedOnce) {
   FaultFs f;
   ASSERT_TRUE(f.ns);
   const fs::Cred root{};
-  Ino file = 0;
-  int64_t leader = -1;
-  for (int i = 0; i < 64 && leader <= 0; ++i) {
-    auto a = f.ns->mknod(fs::kRootIno, fmt::format("log-{}", i), S_IFREG | 0644, root);
-    ASSERT_TRUE(a) << a.error().msg;
-    file = a->ino;
-    leader = f.leader(f.ns->data_oid(file), fs::chunk_dkey(0));
+  int64_t dead = -1;
+  size_t joined = kEngines;
+  for (const char* point : {"dtx.leader.local", "dtx.leader.committed"}) {
+    SCOPED_TRACE(point);
+    if (dead >= 0) {
+      ASSERT_NO_FATAL_FAILURE(f.settle(dead));
+    }
+    Ino file = 0;
+    int64_t leader = -1;
+    for (int i = 0; i < 64 && (leader <= 0 || leader == dead); ++i) {
+      auto a = f.ns->mknod(fs::kRootIno, fmt::format("{}-log-{}", point, i), S_IFREG | 0644, root);
+      ASSERT_TRUE(a) << a.error().msg;
+      file = a->ino;
+      leader = f.leader(f.ns->data_oid(file), fs::chunk_dkey(0));
+    }
+    ASSERT_GT(leader, 0);
+    ASSERT_NE(leader, dead);
+    const std::string head = "first line\n", tail = "second line\n";
+    ASSERT_TRUE(f.ns->write(file, 0, std::span<const char>(head)));
+    ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(leader),
+                                  std::string(point) + ":" + escaped(fs::chunk_dkey(0)), joined));
+    auto w = f.ns->write(file, 0, std::span<const char>(tail), true);
+    EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(leader)).alive())
+        << "the crash point was not reached: the test did not test anything";
+    ASSERT_TRUE(w) << w.error().msg;
+    EXPECT_EQ(*w, head.size());
+    std::string back(256, 'x');
+    auto r = f.ns->read(file, 0, std::span<char>(back));
+    ASSERT_TRUE(r) << r.error().msg;
+    back.resize(*r);
+    EXPECT_EQ(back, head + tail) << "the append is in the file once";
+    dead = leader;
+    --joined;
   }
-  ASSERT_GT(leader, 0);
-  const std::string head = "first line\n", tail = "second line\n";
-  ASSERT_TRUE(f.ns->write(file, 0, std::span<const char>(head)));
-  ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(leader),
-                                "dtx.leader.committed:" + escaped(fs::chunk_dkey(0)), kEngines));
-  auto w = f.ns->write(file, 0, std::span<const char>(tail), true);
-  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(leader)).alive())
+}
+
+// An unlink and a rename whose coordinators die right after committing: run again, the unlink
+// would find no name (ENOENT) or drop a second link, the rename would find no source. Their
+// outcome marks say they committed: both succeed, each applied once.
+TEST(FsFault, AnUnlinkAndARenameWhoseCoordinatorsDieAfterCommittingSucceedOnce) {
+  FaultFs f;
+  ASSERT_TRUE(f.ns);
+  const fs::Cred root{};
+  const ObjectId dir = f.ns->inode_oid(fs::kRootIno);
+
+  // The unlink of one of a file's two names; the transaction's first change is the entry's
+  // removal, so its coordinator leads the entry's group.
+  std::string name;
+  int64_t unlink_leader = -1;
+  for (int i = 0; i < 64 && unlink_leader <= 0; ++i) {
+    name = fmt::format("twice-{}", i);
+    unlink_leader = f.leader(dir, name);
+  }
+  ASSERT_GT(unlink_leader, 0);
+  auto a = f.ns->mknod(fs::kRootIno, name, S_IFREG | 0644, root);
+  ASSERT_TRUE(a) << a.error().msg;
+  ASSERT_TRUE(f.ns->link(a->ino, fs::kRootIno, name + ".keep", root));
+  ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(unlink_leader),
+                                "dtx.leader.committed:" + escaped(name), kEngines));
+  auto u = f.ns->unlink(fs::kRootIno, name, root);
+  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(unlink_leader)).alive())
       << "the crash point was not reached: the test did not test anything";
-  if (!w) {
-    EXPECT_EQ(w.error().no, EIO) << w.error().msg;
+  ASSERT_TRUE(u) << u.error().msg;
+  EXPECT_EQ(u->ino, a->ino);
+  EXPECT_FALSE(u->last_link) << "the other name still holds the inode";
+  EXPECT_EQ(f.ns->lookup(fs::kRootIno, name, root).error().no, ENOENT);
+  auto kept = f.ns->lookup(fs::kRootIno, name + ".keep", root);
+  ASSERT_TRUE(kept) << kept.error().msg;
+  EXPECT_EQ(kept->nlink, 1u) << "the link count dropped once";
+
+  // The rename: its first change writes the source inode (its ctime), so its coordinator leads
+  // that inode's group; a file whose group a live engine other than rank 0 leads.
+  ASSERT_NO_FATAL_FAILURE(f.settle(unlink_leader));
+  Ino src = 0;
+  std::string from;
+  int64_t rename_leader = -1;
+  for (int i = 0; i < 64 && (rename_leader <= 0 || rename_leader == unlink_leader); ++i) {
+    from = fmt::format("move-{}", i);
+    auto m = f.ns->mknod(fs::kRootIno, from, S_IFREG | 0644, root);
+    ASSERT_TRUE(m) << m.error().msg;
+    src = m->ino;
+    rename_leader = f.leader(f.ns->inode_oid(src), std::string(fs::kInodeDkey));
   }
-  std::string back(256, 'x');
-  auto r = f.ns->read(file, 0, std::span<char>(back));
+  ASSERT_GT(rename_leader, 0);
+  ASSERT_NE(rename_leader, unlink_leader);
+  ASSERT_NO_FATAL_FAILURE(f.arm(static_cast<uint32_t>(rename_leader),
+                                "dtx.leader.committed:" + escaped(std::string(fs::kInodeDkey)),
+                                kEngines - 1));
+  auto r = f.ns->rename(fs::kRootIno, from, fs::kRootIno, from + ".moved", 0, root);
+  EXPECT_FALSE(f.sys->engine(static_cast<uint32_t>(rename_leader)).alive())
+      << "the crash point was not reached: the test did not test anything";
   ASSERT_TRUE(r) << r.error().msg;
-  back.resize(*r);
-  // The coordinator committed before it died: the append is there, once.
-  EXPECT_EQ(back, head + tail);
+  EXPECT_EQ(f.ns->lookup(fs::kRootIno, from, root).error().no, ENOENT);
+  auto moved = f.ns->lookup(fs::kRootIno, from + ".moved", root);
+  ASSERT_TRUE(moved) << moved.error().msg;
+  EXPECT_EQ(moved->ino, src);
+  EXPECT_EQ(moved->nlink, 1u);
 }
 
 }  // namespace
