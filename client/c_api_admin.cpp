@@ -110,14 +110,19 @@ int fill_list(const std::vector<Item>& items, Info* out, size_t max, size_t* n, 
   return 0;
 }
 
-// The client's management service, or refused when it was connected to one engine alone.
-Result<tessera::MgmtClient> admin(tessera_client* c) {
-  if (c->mgmt.empty()) {
-    return Status(Errc::unsupported,
-                  "connected to one engine (tessera_connect): administration needs a system "
-                  "(tessera_connect_system)");
-  }
-  return tessera::MgmtClient(c->mgmt, c->timeout);
+// Runs `body(mc, o)` against the client's management service `mc` as run_call runs a call (at
+// once, or on a worker through `ev`); a client connected to one engine alone is refused there.
+template <typename Body>
+int admin_call(tessera_client* c, tessera_event* ev, Body body) {
+  return run_call(c, ev, [c, body = std::move(body)](Outcome& o) {
+    if (c->mgmt.empty()) {
+      return fail({Errc::unsupported,
+                   "connected to one engine (tessera_connect): administration needs a system "
+                   "(tessera_connect_system)"});
+    }
+    tessera::MgmtClient mc(c->mgmt, c->timeout);
+    return body(mc, o);
+  });
 }
 
 int flags_ok(int flags) {
@@ -134,24 +139,21 @@ extern "C" {
 int tessera_pool_create_ev(tessera_client* c, const char* label, uint64_t target_bytes,
                            tessera_pool_info* out, tessera_event* ev) {
   if (c == nullptr || label == nullptr) return null_argument();
-  return run_call(c, ev, [c, label = std::string(label), target_bytes, out](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->pool_create(label, target_bytes);
-    if (!v) return fail(v.status());
-    if (out != nullptr) fill(out, *v);
-    return 0;
-  });
+  return admin_call(
+      c, ev, [label = std::string(label), target_bytes, out](tessera::MgmtClient& mc, Outcome&) {
+        auto v = mc.pool_create(label, target_bytes);
+        if (!v) return fail(v.status());
+        if (out != nullptr) fill(out, *v);
+        return 0;
+      });
 }
 
 int tessera_pool_destroy_ev(tessera_client* c, const char* pool, int flags, tessera_event* ev) {
   if (c == nullptr || pool == nullptr) return null_argument();
   if (int rc = flags_ok(flags); rc != 0) return rc;
-  return run_call(c, ev, [c, pool = std::string(pool), flags](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    Status st = mc->pool_destroy(pool, (flags & TESSERA_DESTROY_FORCE) != 0,
-                                 (flags & TESSERA_DESTROY_RECURSIVE) != 0);
+  return admin_call(c, ev, [pool = std::string(pool), flags](tessera::MgmtClient& mc, Outcome&) {
+    Status st = mc.pool_destroy(pool, (flags & TESSERA_DESTROY_FORCE) != 0,
+                                (flags & TESSERA_DESTROY_RECURSIVE) != 0);
     return st.is_ok() ? 0 : fail(st);
   });
 }
@@ -159,10 +161,8 @@ int tessera_pool_destroy_ev(tessera_client* c, const char* pool, int flags, tess
 int tessera_pool_query_ev(tessera_client* c, const char* pool, tessera_pool_info* out,
                           tessera_event* ev) {
   if (c == nullptr || pool == nullptr || out == nullptr) return null_argument();
-  return run_call(c, ev, [c, pool = std::string(pool), out](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->pool_query(pool);
+  return admin_call(c, ev, [pool = std::string(pool), out](tessera::MgmtClient& mc, Outcome&) {
+    auto v = mc.pool_query(pool);
     if (!v) return fail(v.status());
     fill(out, *v);
     return 0;
@@ -172,10 +172,8 @@ int tessera_pool_query_ev(tessera_client* c, const char* pool, tessera_pool_info
 int tessera_pool_list_ev(tessera_client* c, tessera_pool_info* out, size_t max, size_t* n,
                          tessera_event* ev) {
   if (c == nullptr || n == nullptr || (out == nullptr && max > 0)) return null_argument();
-  return run_call(c, ev, [c, out, max, n](Outcome& o) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->pool_list();
+  return admin_call(c, ev, [out, max, n](tessera::MgmtClient& mc, Outcome& o) {
+    auto v = mc.pool_list();
     if (!v) return fail(v.status());
     return fill_list(*v, out, max, n, o);
   });
@@ -195,10 +193,8 @@ int tessera_cont_create_ev(tessera_client* c, const char* pool, const char* labe
   if (p.label != label) {
     return fail({Errc::invalid_argument, "the label is given as an argument, not a property"});
   }
-  return run_call(c, ev, [c, pool = std::string(pool), p, out](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->cont_create(pool, p);
+  return admin_call(c, ev, [pool = std::string(pool), p, out](tessera::MgmtClient& mc, Outcome&) {
+    auto v = mc.cont_create(pool, p);
     if (!v) return fail(v.status());
     if (out != nullptr) fill(out, *v);
     return 0;
@@ -209,12 +205,12 @@ int tessera_cont_destroy_ev(tessera_client* c, const char* pool, const char* con
                             tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
   if (int rc = flags_ok(flags); rc != 0) return rc;
-  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), flags](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    Status st = mc->cont_destroy(pool, cont, (flags & TESSERA_DESTROY_FORCE) != 0);
-    return st.is_ok() ? 0 : fail(st);
-  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont), flags](
+                        tessera::MgmtClient& mc, Outcome&) {
+                      Status st = mc.cont_destroy(pool, cont, (flags & TESSERA_DESTROY_FORCE) != 0);
+                      return st.is_ok() ? 0 : fail(st);
+                    });
 }
 
 int tessera_cont_set_prop_ev(tessera_client* c, const char* pool, const char* cont,
@@ -224,27 +220,25 @@ int tessera_cont_set_prop_ev(tessera_client* c, const char* pool, const char* co
   }
   auto changes = name_values(props);
   if (!changes) return fail(changes.status());
-  return run_call(c, ev,
-                  [c, pool = std::string(pool), cont = std::string(cont),
-                   changes = std::move(*changes)](Outcome&) {
-                    auto mc = admin(c);
-                    if (!mc) return fail(mc.status());
-                    Status st = mc->cont_set_props(pool, cont, changes);
-                    return st.is_ok() ? 0 : fail(st);
-                  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont),
+                     changes = std::move(*changes)](tessera::MgmtClient& mc, Outcome&) {
+                      Status st = mc.cont_set_props(pool, cont, changes);
+                      return st.is_ok() ? 0 : fail(st);
+                    });
 }
 
 int tessera_cont_query_ev(tessera_client* c, const char* pool, const char* cont,
                           tessera_cont_info* out, tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr || out == nullptr) return null_argument();
-  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), out](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->cont_query(pool, cont);
-    if (!v) return fail(v.status());
-    fill(out, *v);
-    return 0;
-  });
+  return admin_call(
+      c, ev,
+      [pool = std::string(pool), cont = std::string(cont), out](tessera::MgmtClient& mc, Outcome&) {
+        auto v = mc.cont_query(pool, cont);
+        if (!v) return fail(v.status());
+        fill(out, *v);
+        return 0;
+      });
 }
 
 int tessera_cont_list_ev(tessera_client* c, const char* pool, tessera_cont_info* out, size_t max,
@@ -252,43 +246,41 @@ int tessera_cont_list_ev(tessera_client* c, const char* pool, tessera_cont_info*
   if (c == nullptr || pool == nullptr || n == nullptr || (out == nullptr && max > 0)) {
     return null_argument();
   }
-  return run_call(c, ev, [c, pool = std::string(pool), out, max, n](Outcome& o) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->pool_query(pool);
-    if (!v) return fail(v.status());
-    return fill_list(v->conts, out, max, n, o);
-  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), out, max, n](tessera::MgmtClient& mc, Outcome& o) {
+                      auto v = mc.pool_query(pool);
+                      if (!v) return fail(v.status());
+                      return fill_list(v->conts, out, max, n, o);
+                    });
 }
 
 int tessera_snap_create_ev(tessera_client* c, const char* pool, const char* cont, const char* name,
                            uint64_t* epoch_out, tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
-  return run_call(c, ev,
-                  [c, pool = std::string(pool), cont = std::string(cont), name = str(name),
-                   epoch_out](Outcome& o) {
-                    auto mc = admin(c);
-                    if (!mc) return fail(mc.status());
-                    auto v = mc->snap_create(pool, cont, name);
-                    if (!v) return fail(v.status());
-                    // The new snapshot is the newest (of that name, when named).
-                    for (const auto& s : v->c.snapshots) {
-                      if ((name.empty() || s.name == name) && s.epoch > o.epoch) o.epoch = s.epoch;
-                    }
-                    if (epoch_out != nullptr) *epoch_out = o.epoch;
-                    return 0;
-                  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont), name = str(name),
+                     epoch_out](tessera::MgmtClient& mc, Outcome& o) {
+                      auto v = mc.snap_create(pool, cont, name);
+                      if (!v) return fail(v.status());
+                      // The new snapshot is the newest (of that name, when named).
+                      for (const auto& s : v->c.snapshots) {
+                        if ((name.empty() || s.name == name) && s.epoch > o.epoch)
+                          o.epoch = s.epoch;
+                      }
+                      if (epoch_out != nullptr) *epoch_out = o.epoch;
+                      return 0;
+                    });
 }
 
 int tessera_snap_destroy_ev(tessera_client* c, const char* pool, const char* cont, uint64_t epoch,
                             tessera_event* ev) {
   if (c == nullptr || pool == nullptr || cont == nullptr) return null_argument();
-  return run_call(c, ev, [c, pool = std::string(pool), cont = std::string(cont), epoch](Outcome&) {
-    auto mc = admin(c);
-    if (!mc) return fail(mc.status());
-    auto v = mc->snap_destroy(pool, cont, epoch);
-    return v ? 0 : fail(v.status());
-  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont), epoch](
+                        tessera::MgmtClient& mc, Outcome&) {
+                      auto v = mc.snap_destroy(pool, cont, epoch);
+                      return v ? 0 : fail(v.status());
+                    });
 }
 
 int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
@@ -297,17 +289,16 @@ int tessera_snap_list_ev(tessera_client* c, const char* pool, const char* cont,
       (out == nullptr && max > 0)) {
     return null_argument();
   }
-  return run_call(c, ev,
-                  [c, pool = std::string(pool), cont = std::string(cont), out, max, n](Outcome& o) {
-                    auto mc = admin(c);
-                    if (!mc) return fail(mc.status());
-                    auto v = mc->cont_query(pool, cont);
-                    if (!v) return fail(v.status());
-                    auto snaps = v->c.snapshots;
-                    std::sort(snaps.begin(), snaps.end(),
-                              [](const auto& a, const auto& b) { return a.epoch < b.epoch; });
-                    return fill_list(snaps, out, max, n, o);
-                  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont), out, max, n](
+                        tessera::MgmtClient& mc, Outcome& o) {
+                      auto v = mc.cont_query(pool, cont);
+                      if (!v) return fail(v.status());
+                      auto snaps = v->c.snapshots;
+                      std::sort(snaps.begin(), snaps.end(),
+                                [](const auto& a, const auto& b) { return a.epoch < b.epoch; });
+                      return fill_list(snaps, out, max, n, o);
+                    });
 }
 
 int tessera_cont_rollback_ev(tessera_client* c, const char* pool, const char* cont,
@@ -321,18 +312,16 @@ int tessera_cont_rollback_ev(tessera_client* c, const char* pool, const char* co
   if (name.empty() == (epoch == 0)) {
     return fail({Errc::invalid_argument, "give one of a snapshot's name or an epoch"});
   }
-  return run_call(c, ev,
-                  [c, pool = std::string(pool), cont = std::string(cont), name, epoch, flags,
-                   epoch_out](Outcome& o) {
-                    auto mc = admin(c);
-                    if (!mc) return fail(mc.status());
-                    auto r = mc->cont_rollback(pool, cont, name, epoch,
-                                               (flags & TESSERA_ROLLBACK_FORCE) != 0);
-                    if (!r) return fail(r.status());
-                    o.epoch = r->at;
-                    if (epoch_out != nullptr) *epoch_out = r->at;
-                    return 0;
-                  });
+  return admin_call(c, ev,
+                    [pool = std::string(pool), cont = std::string(cont), name, epoch, flags,
+                     epoch_out](tessera::MgmtClient& mc, Outcome& o) {
+                      auto r = mc.cont_rollback(pool, cont, name, epoch,
+                                                (flags & TESSERA_ROLLBACK_FORCE) != 0);
+                      if (!r) return fail(r.status());
+                      o.epoch = r->at;
+                      if (epoch_out != nullptr) *epoch_out = r->at;
+                      return 0;
+                    });
 }
 
 // The blocking forms: the same calls without an event.
