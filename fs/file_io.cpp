@@ -119,8 +119,9 @@ Res<uint64_t> Namespace::write(Ino ino, uint64_t offset, std::span<const char> d
     if (Error e = put_plain(offset); !e) return e;
   }
   uint64_t at = offset;
-  Error failed =
-      transact(c_, *marks_, fmt::format("writing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+  Error failed = transact(
+      c_, *marks_, fmt::format("writing inode {}", ino),
+      [&](Transaction& tx, TxBody& b) -> Status {
         auto cur = load_inode(tx, io, ino);
         if (!cur) return b.fail(cur.error());
         at = append ? cur->size : offset;

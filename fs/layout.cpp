@@ -132,7 +132,20 @@ std::optional<int64_t> decode_time(std::string_view b) {
   return v;
 }
 
-std::string chunk_dkey(uint64_t index) {
+std::string encode_u64(uint64_t v) {
+  Writer w;
+  w.put(v);
+  return std::move(w.out);
+}
+
+std::optional<uint64_t> decode_u64(std::string_view b) {
+  Reader r{b};
+  const auto v = r.get<uint64_t>();
+  if (!r.ok) return std::nullopt;
+  return v;
+}
+
+std::string index_key(uint64_t index) {
   std::string k(8, '\0');
   for (int i = 0; i < 8; ++i) k[i] = static_cast<char>((index >> (56 - 8 * i)) & 0xff);
   return k;

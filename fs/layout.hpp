@@ -10,7 +10,7 @@
 //   file data N  OID (2, N)    dkey = chunk index (8 bytes, big-endian): akey "d", an array of
 //                              bytes, offsets inside the chunk
 //   outcome marks OID (3, M)   of the mount whose random id is M: dkey "/o", one akey per slot
-//                              (4 bytes, big-endian), its last mark's sequence number (8 bytes,
+//                              (8 bytes, big-endian), its last mark's sequence number (8 bytes,
 //                              little-endian); punched when the mount ends (fs/outcome_marks.hpp)
 //
 // Names never contain '/', so the reserved dkeys ("/i", "/x", "/sb") never meet an entry.
@@ -87,8 +87,17 @@ std::optional<DiskEntry> decode_entry(std::string_view b);
 std::string encode_time(int64_t ns);
 std::optional<int64_t> decode_time(std::string_view b);
 
-// The dkey of chunk `index` (big-endian, so chunks list in file order).
-std::string chunk_dkey(uint64_t index);
+// A number as a value: 8 bytes, little-endian like every record (the next free inode number, an
+// outcome mark's sequence number).
+std::string encode_u64(uint64_t v);
+std::optional<uint64_t> decode_u64(std::string_view b);
+
+// A number as a key that lists in numeric order: 8 bytes, big-endian (chunk dkeys, mark slots).
+std::string index_key(uint64_t index);
+// The dkey of chunk `index` (index_key, so chunks list in file order).
+inline std::string chunk_dkey(uint64_t index) {
+  return index_key(index);
+}
 std::optional<uint64_t> chunk_index(std::string_view dkey);
 
 // A name an entry may have: 1..255 bytes, no '/' or NUL, not "." or "..". Returns the errno

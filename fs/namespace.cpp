@@ -173,9 +173,8 @@ Res<std::unique_ptr<Namespace>> Namespace::mount(Container& c, const Cred& cred,
     auto r = c.update(ns->inode_oid(kRootIno), std::string(kInodeDkey), std::string(kAttrAkey),
                       ValueKind::single, 0, as_bytes(encode(root)), {.cond = Cond::insert});
     if (!r && r.status().code() != Errc::exists) return from_status(r.status(), "formatting");
-    auto n =
-        c.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
-                 as_bytes(encode_time(static_cast<int64_t>(kRootIno + 1))), {.cond = Cond::insert});
+    auto n = c.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
+                      as_bytes(encode_u64(kRootIno + 1)), {.cond = Cond::insert});
     if (!n && n.status().code() != Errc::exists) return from_status(n.status(), "formatting");
     Superblock s;
     s.chunk_size = opt.chunk_size;
@@ -198,15 +197,18 @@ Res<Ino> Namespace::next_ino() {
   if (ino_next_ < ino_end_) return ino_next_++;
   const ObjectId sb = placement::with_class(ObjectId{0, 0}, meta_class_);
   Ino first = 0;
-  Error failed = transact(c_, *marks_, "reserving inode numbers", [&](Transaction& tx, TxBody& b) -> Status {
-    auto v = get_single(tx, sb, kSbDkey, kSbNext);
-    if (!v) return b.store(v.status(), "reserving inode numbers");
-    auto n = *v ? decode_time(**v) : std::nullopt;
-    if (!n) return b.fail(EIO, "the superblock's next inode number is missing or damaged");
-    first = static_cast<Ino>(*n);
-    return tx.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
-                     as_bytes(encode_time(static_cast<int64_t>(first + kInoBatch))));
-  }, Replay::safe);  // a replay reserves the next batch: numbers are skipped, never shared
+  Error failed = transact(
+      c_, *marks_, "reserving inode numbers",
+      [&](Transaction& tx, TxBody& b) -> Status {
+        auto v = get_single(tx, sb, kSbDkey, kSbNext);
+        if (!v) return b.store(v.status(), "reserving inode numbers");
+        auto n = *v ? decode_u64(**v) : std::nullopt;
+        if (!n) return b.fail(EIO, "the superblock's next inode number is missing or damaged");
+        first = *n;
+        return tx.update(sb, std::string(kSbDkey), std::string(kSbNext), ValueKind::single, 0,
+                         as_bytes(encode_u64(first + kInoBatch)));
+      },
+      Replay::safe);  // a replay reserves the next batch: numbers are skipped, never shared
   if (!failed) return failed;
   ino_next_ = first + 1;
   ino_end_ = first + kInoBatch;
@@ -389,8 +391,8 @@ Res<Attr> Namespace::link(Ino ino, Ino parent, std::string_view name, const Cred
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Attr out;
-  Error failed =
-      transact(c_, *marks_, fmt::format("linking '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+  Error failed = transact(
+      c_, *marks_, fmt::format("linking '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
         // The name first, as the kernel checks it: an existing name is EEXIST even for a directory.
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
@@ -429,8 +431,8 @@ Res<Unlinked> Namespace::unlink(Ino parent, std::string_view name, const Cred& c
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Unlinked out;
-  Error failed =
-      transact(c_, *marks_, fmt::format("removing '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+  Error failed = transact(
+      c_, *marks_, fmt::format("removing '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
         if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
@@ -480,7 +482,8 @@ Error Namespace::rmdir(Ino parent, std::string_view name, const Cred& cred) {
   auto p = check_parent(parent, name, W_OK, cred);
   if (!p) return p.error();
   Error failed = transact(
-      c_, *marks_, fmt::format("removing directory '{}'", name), [&](Transaction& tx, TxBody& b) -> Status {
+      c_, *marks_, fmt::format("removing directory '{}'", name),
+      [&](Transaction& tx, TxBody& b) -> Status {
         auto e = load_entry(tx, inode_oid(parent), name);
         if (!e) return b.fail(e.error());
         if (!*e) return b.fail(ENOENT, fmt::format("no entry '{}'", name));
@@ -599,7 +602,8 @@ Res<Attr> Namespace::setattr(Ino ino, const SetAttr& s, const Cred& cred) {
   Attr out;
   uint64_t old_size = 0;
   Error failed = transact(
-      c_, *marks_, fmt::format("changing inode {}", ino), [&](Transaction& tx, TxBody& b) -> Status {
+      c_, *marks_, fmt::format("changing inode {}", ino),
+      [&](Transaction& tx, TxBody& b) -> Status {
         auto a = load_inode(tx, inode_oid(ino), ino);
         if (!a) return b.fail(a.error());
         const bool owner = cred.uid == 0 || cred.uid == a->uid;

@@ -3,37 +3,18 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
 
 #include "core/log.hpp"
 #include "fs/layout.hpp"
+#include "fs/namespace_internal.hpp"
 #include "placement/layout.hpp"
 
 namespace tessera::fs {
 
 namespace {
-
-std::string slot_key(uint32_t slot) {
-  std::string k(4, '\0');
-  for (int i = 0; i < 4; ++i) k[i] = static_cast<char>(slot >> (24 - 8 * i));
-  return k;
-}
-
-std::string encode_seq(uint64_t seq) {
-  std::string v(8, '\0');
-  for (int i = 0; i < 8; ++i) v[i] = static_cast<char>(seq >> (8 * i));
-  return v;
-}
-
-uint64_t decode_seq(const Buffer& b) {
-  if (b.size() != 8) return 0;
-  uint64_t seq = 0;
-  for (int i = 0; i < 8; ++i) seq |= uint64_t{b.data()[i]} << (8 * i);
-  return seq;
-}
 
 uint64_t random_mount_id() {
   std::random_device rd;
@@ -77,9 +58,8 @@ void OutcomeMarks::Held::next() {
 
 Status OutcomeMarks::Held::write(Transaction& tx) const {
   m_.written_.store(true);
-  const std::string v = encode_seq(seq_);
-  return tx.update(m_.oid_, std::string(kMarksDkey), slot_key(slot_), ValueKind::single, 0,
-                   {reinterpret_cast<const uint8_t*>(v.data()), v.size()});
+  return tx.update(m_.oid_, std::string(kMarksDkey), index_key(slot_), ValueKind::single, 0,
+                   detail::as_bytes(encode_u64(seq_)));
 }
 
 Result<bool> OutcomeMarks::Held::committed(uint64_t epoch,
@@ -90,8 +70,8 @@ Result<bool> OutcomeMarks::Held::committed(uint64_t epoch,
     // must be above the change's, or the stamp would not stop the change's prepare.
     auto tx = m_.c_.tx_open(0);
     if (tx && (*tx)->epoch() > epoch) {
-      auto v = (*tx)->fetch(m_.oid_, std::string(kMarksDkey), slot_key(slot_), ValueKind::single);
-      if (v) return v->exists && decode_seq(v->data) == seq_;
+      auto v = detail::get_single(**tx, m_.oid_, kMarksDkey, index_key(slot_));
+      if (v) return *v && decode_u64(**v) == seq_;
       last = v.status();
     } else if (!tx) {
       last = tx.status();

@@ -9,7 +9,8 @@
 // is run again as a new transaction. docs/POSIX.md, "What is atomic".
 //
 // Layout (fs/layout.hpp): object (marks, mount id) of the metadata class, dkey "/o", akey the
-// slot (4 bytes, big-endian), value the sequence number (8 bytes, little-endian). A slot is held
+// slot (index_key: 8 bytes, big-endian), value the sequence number (encode_u64: 8 bytes,
+// little-endian). A slot is held
 // by one operation at a time; the mount's object is punched when the mount ends.
 //
 // Thread: the application's threads that call the namespace (never a target); slots are taken
@@ -56,8 +57,6 @@ class OutcomeMarks {
     uint32_t slot_;
     uint64_t seq_ = 0;
   };
-
-  ObjectId oid() const { return oid_; }
 
  private:
   Container& c_;
