@@ -161,7 +161,15 @@ int system_query(Globals& g) {
     auto v = mc.replica_info(a);
     if (!v && v.status().code() == Errc::unsupported && listed.size() == 1) break;
     if (!v) {
-      aps.push_back({{"control", a}, {"state", "unreachable"}, {"error", v.status().to_string()}});
+      // Its rank from the members' list: the engine that registered this control address.
+      json rank = nullptr;
+      for (const auto& m : *members) {
+        if (m.control_addr == a) rank = m.rank;
+      }
+      aps.push_back({{"control", a},
+                     {"rank", rank},
+                     {"state", "unreachable"},
+                     {"error", v.status().message()}});
       continue;
     }
     if (v->serving) leader = v->rank;
@@ -183,9 +191,12 @@ int system_query(Globals& g) {
           std::printf("  %-5s %-22s %-11s %-6s %-10s %s\n", "rank", "control", "state", "term",
                       "log index", "applied");
           for (const auto& ap : aps) {
-            if (!ap.contains("rank")) {
-              std::printf("  %-5s %-22s %-11s %s\n", "?", ap["control"].get<std::string>().c_str(),
-                          "unreachable", ap["error"].get<std::string>().c_str());
+            if (ap.contains("error")) {
+              const std::string rank =
+                  ap["rank"].is_null() ? "?" : std::to_string(ap["rank"].get<uint32_t>());
+              std::printf("  %-5s %-22s %-11s %s\n", rank.c_str(),
+                          ap["control"].get<std::string>().c_str(), "unreachable",
+                          ap["error"].get<std::string>().c_str());
               continue;
             }
             std::printf("  %-5u %-22s %-11s %-6lu %-10lu %lu\n", ap["rank"].get<uint32_t>(),
