@@ -111,7 +111,8 @@ void arm_map_watch(const StatePtr& sp) {
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
 // replica (reads), refreshing the map and retrying while the failure is one a new map cures.
 Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
-                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk) {
+                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk,
+                   int position) {
   Container::State& st = *sp;
   const auto deadline = Clock::now() + st.timeout;
   Status last(Errc::unavailable, "no healthy replica");
@@ -129,6 +130,9 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
     if (!place) return place.status();
     std::vector<placement::Shard> cands;
     auto group = place->dkey(dkey);
+    if (position >= 0 && static_cast<size_t>(position) < group.size()) {
+      group = {group[static_cast<size_t>(position)]};
+    }
     if (pick == Pick::leader) {
       // The first member holding complete data leads (it stamps the epoch and decides
       // conditions); while rebuild fills every home, a serving former holder leads.

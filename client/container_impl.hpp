@@ -65,8 +65,11 @@ Result<Message> send(Container::State& st, const placement::Shard& s, uint16_t m
 enum class Pick { leader, replica };
 // Runs one request against the group of (oid, dkey): the leader (writes) or any healthy
 // replica (reads), refreshing the map and retrying while the failure is one a new map cures.
+// `position` >= 0 narrows the group to that one position (the holder of an erasure-coded piece:
+// a transaction's coordinator must hold a part of it).
 Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pick pick,
-                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk);
+                   uint16_t method, const std::function<Buffer()>& body, const Buffer& bulk,
+                   int position = -1);
 
 template <typename T>
 Client::Future<T> submit(const StatePtr& st, std::function<Result<T>()> fn) {

@@ -491,14 +491,17 @@ Client::Future<uint64_t> Transaction::commit_async() {
   if (s_->ro || s_->ops.empty()) return ready_future<uint64_t>(s_->epoch);
   auto st = s_->st;
   State* s = s_.get();  // kept by the caller until the future is ready
-  // The leader of the first change's group coordinates (it holds a part of it).
+  // The leader of the first change's group coordinates (it holds a part of it); for a piece of
+  // an erasure-coded change, the holder of the piece's position (a small write leaves the
+  // group's first position out).
   return submit<uint64_t>(st, [st, s]() -> Result<uint64_t> {
     auto r = [&]() -> Result<uint64_t> {
       auto w = wire_of(*s);
       if (!w) return w.status();
       const auto& first = w->changes.front();
       auto body = [&] { return commit_body(*s, w->changes, ctx_of(*st)); };
-      auto m = op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, w->bulk);
+      auto m = op(st, first.oid, first.dkey, Pick::leader, proto::kObjTxCommit, body, w->bulk,
+                  static_cast<int>(first.pos) - 1);
       if (!m) return m.status();
       return decoded(*m, decode_epoch);
     }();
