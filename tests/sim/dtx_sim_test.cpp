@@ -4,7 +4,9 @@
 //
 // Clients run bank transfers as user transactions: begin (an epoch from a target's clock), read
 // two accounts at that epoch (the read leaves its stamp), commit both new balances to the
-// coordinator (the leader of the first account's group). Meanwhile the seed draws the faults:
+// coordinator (the leader of the first account's group). Half the accounts live in erasure-coded
+// objects (EC_2P1GX: a single value kept whole on the first data position and the parity, one
+// change per position, as libtessera sends it), so transfers span both kinds. Meanwhile the seed draws the faults:
 // messages lost or held back, engines killed at random moments or at a crash point of the
 // protocol (the coordinator before or after its own prepare, after all prepared, after the
 // commit, while aborting, a participant once prepared, after the reply), each death either a
@@ -38,6 +40,7 @@
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
 #include "mgmt/state.hpp"
+#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/tx_ops.hpp"
 #include "shard/keys.hpp"
@@ -65,6 +68,23 @@ struct Account {
   ObjectId oid;
   std::string dkey;
 };
+
+// The positions of an account's group that hold its value: every replica; of an erasure-coded
+// object, whose single values are kept whole, the first data position and the parity
+// positions, which rotate with the dkey.
+std::vector<uint32_t> holders(const Account& a) {
+  const placement::ObjectClass* cls = placement::find_class(placement::oid_class(a.oid));
+  std::vector<uint32_t> out;
+  if (cls->redundancy != placement::Redundancy::erasure) {
+    for (uint32_t i = 0; i < cls->group_size; ++i) out.push_back(i);
+    return out;
+  }
+  const placement::EcGeometry g =
+      placement::ec_geometry(cls->data, cls->parity, 128 * 1024, a.dkey);
+  out.push_back(g.data_pos(0));
+  for (uint32_t q = 0; q < g.p; ++q) out.push_back(g.parity_pos(q));
+  return out;
+}
 
 struct TxRecord {
   enum Outcome { committed, refused, unknown };
@@ -147,13 +167,16 @@ class SimClient {
     if (r->status != Errc::ok) return Status(r->status, r->error);
     return r;
   }
-  // The group's leader: its first member holding complete data (the map never changes here).
+  // The account's leader: the first holder of its value with complete data (the map never
+  // changes here).
   uint32_t leader(const Account& a) const {
     auto place = placement::place(a.oid, pool_.view()->pool.map);
-    for (const auto& p : place->dkey(a.dkey)) {
-      if (p.complete) return p.home.rank;
+    const auto group = place->dkey(a.dkey);
+    const auto hs = holders(a);
+    for (uint32_t i : hs) {
+      if (group[i].complete) return group[i].home.rank;
     }
-    return place->dkey(a.dkey).front().home.rank;
+    return group[hs.front()].home.rank;
   }
   IoCtxValues ctx(uint64_t tx_read = 0) const {
     return {pool_.view()->pool.id, pool_.view()->pool.map.version, pool_.cookie, pool_.cont,
@@ -209,31 +232,42 @@ class SimClient {
       return decoded(*m, decode_epoch);
     }
   }
-  // Commits `writes` (account, balance) at `epoch` (change()).
+  // Commits `writes` (account, balance) at `epoch` (change()). A write of an erasure-coded
+  // account goes as libtessera sends it: a whole copy for each position holding it.
   Result<uint64_t> commit(uint64_t epoch, uint64_t owner, uint64_t tag,
                           const std::vector<std::pair<uint32_t, int64_t>>& writes) {
-    capnp::MallocMessageBuilder b(1024);
-    auto req = b.initRoot<schema::TxReq>();
-    set_ctx(req.initCtx(), ctx());
-    req.setEpoch(epoch);
-    req.setOwner(owner);
-    auto ops = req.initOps(static_cast<unsigned>(writes.size()));
+    std::vector<proto::TxChange> changes;
     std::string bulk;
-    for (size_t i = 0; i < writes.size(); ++i) {
-      const Account& a = accounts_[writes[i].first];
-      std::string v = encode(writes[i].second, tag);
+    for (const auto& [acct, balance] : writes) {
+      const Account& a = accounts_[acct];
+      const std::string v = encode(balance, tag);
       proto::TxChange c;
       c.update = true;
       c.oid = a.oid;
       c.dkey = a.dkey;
       c.akey = kAkey;
-      c.data_off = bulk.size();
       c.data_len = v.size();
       c.crc =
           crc32c(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size()));
-      proto::set_tx_op(ops[static_cast<unsigned>(i)], c);
-      bulk += v;
+      const bool ec = placement::find_class(placement::oid_class(a.oid))->redundancy ==
+                      placement::Redundancy::erasure;
+      for (uint32_t pos : ec ? holders(a) : std::vector<uint32_t>{~0u}) {
+        c.pos = pos + 1;  // 0 for a replicated key
+        c.data_off = bulk.size();
+        changes.push_back(c);
+        bulk += v;
+      }
     }
+    capnp::MallocMessageBuilder b(1024);
+    auto req = b.initRoot<schema::TxReq>();
+    set_ctx(req.initCtx(), ctx());
+    req.setEpoch(epoch);
+    req.setOwner(owner);
+    auto ops = req.initOps(static_cast<unsigned>(changes.size()));
+    for (size_t i = 0; i < changes.size(); ++i) {
+      proto::set_tx_op(ops[static_cast<unsigned>(i)], changes[i]);
+    }
+    // The coordinator holds the first change: the first account's leader.
     return change(leader(accounts_[writes.front().first]), proto::kObjTxCommit, capn::to_body(b),
                   Buffer(bulk.data(), bulk.size()));
   }
@@ -336,10 +370,12 @@ class Simulation {
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
     make_pool(pool_);
     const uint16_t cls = placement::find_class("RP_3GX")->id;
+    const uint16_t ec = placement::find_class("EC_2P1GX")->id;
     for (uint32_t o = 0; o < kObjects; ++o) {
       for (uint32_t d = 0; d < kDkeys; ++d) {
-        accounts_.push_back(
-            Account{placement::with_class({0, 1000 + o}, cls), fmt::format("acct-{}", d)});
+        // Odd objects are erasure-coded: a transfer may span both kinds.
+        accounts_.push_back(Account{placement::with_class({0, 1000 + o}, o % 2 == 0 ? cls : ec),
+                                    fmt::format("acct-{}", d)});
       }
     }
     for (uint32_t k = 0; k < kPlainKeys; ++k) {
@@ -546,7 +582,9 @@ class Simulation {
       auto place = placement::place(accounts_[acct].oid, pool_.view()->pool.map);
       ASSERT_TRUE(place);
       bool first = true;
-      for (const auto& p : place->dkey(accounts_[acct].dkey)) {
+      const auto group = place->dkey(accounts_[acct].dkey);
+      for (uint32_t i : holders(accounts_[acct])) {
+        const placement::Position& p = group[i];
         auto got = read_replica(p.home.rank, accounts_[acct], epochs[acct]);
         if (first) {
           shown[acct] = got;
