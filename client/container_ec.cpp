@@ -22,10 +22,6 @@ const placement::ObjectClass* ec_class(ObjectId oid) {
   return c != nullptr && c->redundancy == placement::Redundancy::erasure ? c : nullptr;
 }
 
-namespace {
-
-constexpr Nanos kPositionAttempt = std::chrono::seconds(2);
-
 using Piece = EcPiece;
 
 Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& pieces,
@@ -55,6 +51,10 @@ Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<Piece>& 
   }
   return capn::to_body(b);
 }
+
+namespace {
+
+constexpr Nanos kPositionAttempt = std::chrono::seconds(2);
 
 Status check_akey(const std::string& akey) {
   if (placement::is_ec_reserved_akey(akey)) {

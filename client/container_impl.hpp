@@ -151,6 +151,10 @@ struct EcPieces {
 Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::ObjectClass& cls,
                                   const std::string& dkey, const std::string& akey, ValueKind kind,
                                   uint64_t offset, const Buffer& data, UpdateFlags flags);
+// The body of a kObjEcUpdate sending `pieces` to the group's leader, which forwards each to its
+// position.
+Buffer ec_body(ObjectId oid, const std::string& dkey, const std::vector<EcPiece>& pieces,
+               const IoCtxValues& ctx);
 // The pieces of a punch of the whole akey: itself, its cells, copies and checksums everywhere.
 Result<EcPieces> ec_punch_pieces(const Container::State& st, const placement::ObjectClass& cls,
                                  const std::string& dkey, const std::string& akey);

@@ -43,6 +43,7 @@
 #include "core/target.hpp"
 #include "mgmt/state.hpp"
 #include "mgmt/types.hpp"
+#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/protocol.hpp"
 #include "shard/pool_shard.hpp"
@@ -256,6 +257,26 @@ class SimPool {
   mutable std::mutex mu_;
   std::shared_ptr<const mgmt::PoolView> view_;
 };
+
+// The positions of a key's group that hold a single value: every replica; of an erasure-coded
+// object, which keeps a single value whole, the dkey's first data position and its parity
+// positions (they rotate with the dkey).
+inline std::vector<uint32_t> holders(ObjectId oid, std::string_view dkey) {
+  const placement::ObjectClass* cls = placement::find_class(placement::oid_class(oid));
+  std::vector<uint32_t> out;
+  if (cls->redundancy != placement::Redundancy::erasure) {
+    for (uint32_t i = 0; i < cls->group_size; ++i) out.push_back(i);
+    return out;
+  }
+  const placement::EcGeometry g = placement::ec_geometry(cls->data, cls->parity, 128 * 1024, dkey);
+  out.push_back(g.data_pos(0));
+  for (uint32_t q = 0; q < g.p; ++q) out.push_back(g.parity_pos(q));
+  return out;
+}
+inline bool erasure_coded(ObjectId oid) {
+  return placement::find_class(placement::oid_class(oid))->redundancy ==
+         placement::Redundancy::erasure;
+}
 
 inline std::string engine_addr(uint32_t rank) {
   return fmt::format("sim-engine-{}", rank);

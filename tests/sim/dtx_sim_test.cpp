@@ -40,7 +40,6 @@
 #include "core/checksum.hpp"
 #include "core/crash_point.hpp"
 #include "mgmt/state.hpp"
-#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/tx_ops.hpp"
 #include "shard/keys.hpp"
@@ -69,21 +68,8 @@ struct Account {
   std::string dkey;
 };
 
-// The positions of an account's group that hold its value: every replica; of an erasure-coded
-// object, whose single values are kept whole, the first data position and the parity
-// positions, which rotate with the dkey.
 std::vector<uint32_t> holders(const Account& a) {
-  const placement::ObjectClass* cls = placement::find_class(placement::oid_class(a.oid));
-  std::vector<uint32_t> out;
-  if (cls->redundancy != placement::Redundancy::erasure) {
-    for (uint32_t i = 0; i < cls->group_size; ++i) out.push_back(i);
-    return out;
-  }
-  const placement::EcGeometry g =
-      placement::ec_geometry(cls->data, cls->parity, 128 * 1024, a.dkey);
-  out.push_back(g.data_pos(0));
-  for (uint32_t q = 0; q < g.p; ++q) out.push_back(g.parity_pos(q));
-  return out;
+  return sim::holders(a.oid, a.dkey);
 }
 
 struct TxRecord {
@@ -249,9 +235,7 @@ class SimClient {
       c.data_len = v.size();
       c.crc =
           crc32c(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size()));
-      const bool ec = placement::find_class(placement::oid_class(a.oid))->redundancy ==
-                      placement::Redundancy::erasure;
-      for (uint32_t pos : ec ? holders(a) : std::vector<uint32_t>{~0u}) {
+      for (uint32_t pos : erasure_coded(a.oid) ? holders(a) : std::vector<uint32_t>{~0u}) {
         c.pos = pos + 1;  // 0 for a replicated key
         c.data_off = bulk.size();
         changes.push_back(c);

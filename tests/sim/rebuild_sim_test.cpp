@@ -12,7 +12,9 @@
 // generation to every running engine, gathers their reports and completes the generation (or
 // starts a new one when a target's scan failed).
 //
-// Writers keep updating keys of replicated objects (RP_3GX, rf 2) while the seed draws a
+// Writers keep updating keys of replicated objects (RP_3GX, rf 2; in a second test, single
+// values of erasure-coded objects, EC_2P1GX, rf 1, kept whole on a data position and the parity
+// position and sent as libtessera sends them, kObjEcUpdate) while the seed draws a
 // sequence of faults: an engine killed (kill -9, or a power loss) and reported dead (its targets
 // leave the map when the state machine allows it and a rebuild starts), killed and restarted on
 // its disk before anyone noticed (a rolling restart), a dead engine reintegrated (its stale
@@ -62,7 +64,14 @@ constexpr uint32_t kWriters = 2;
 constexpr uint32_t kObjects = 8;
 constexpr uint32_t kDkeys = 4;  // per object
 constexpr const char* kAkey = "v";
-constexpr uint32_t kMaxDead = 2;  // engines down at once (the container's redundancy factor)
+
+// The container's object class and redundancy factor: engines down at once stay within it.
+struct Variant {
+  const char* oclass;
+  uint32_t rf;
+};
+constexpr Variant kReplicated{"RP_3GX", 2};
+constexpr Variant kErasureCoded{"EC_2P1GX", 1};
 
 struct Key {
   ObjectId oid;
@@ -148,6 +157,15 @@ class Writer {
       m.method = proto::kObjUpdate;
       m.body = update_body(k.oid, k.dkey, kAkey, ValueKind::single, 0, crc32c(bytes), UpdateFlags{},
                            ctx);
+      if (erasure_coded(k.oid)) {
+        // The whole value for each position that keeps it, through the group's leader.
+        std::vector<contimpl::EcPiece> pieces;
+        for (uint32_t pos : holders(k.oid, k.dkey)) {
+          pieces.push_back({pos, kAkey, ValueKind::single, false, 0, 8, 0, crc32c(bytes)});
+        }
+        m.method = proto::kObjEcUpdate;
+        m.body = contimpl::ec_body(k.oid, k.dkey, pieces, ctx);
+      }
       m.bulk = Buffer(v.data(), v.size());
       auto r = node_.rt->ask(std::move(m), std::chrono::seconds(10));
       Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
@@ -182,16 +200,17 @@ const SimEnv::Rates kFaultRates = {{"wal.write", 200}, {"net.send", 100}};
 
 class Simulation {
  public:
-  Simulation(uint64_t seed, int steps)
+  Simulation(uint64_t seed, int steps, Variant variant)
       : seed_(seed),
         steps_(steps),
+        max_dead_(variant.rf),
         rng_(seed),
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
-    must(create_pool(st_, kEngines, "RP_3GX", 2));
+    must(create_pool(st_, kEngines, variant.oclass, variant.rf));
     publish();
     pool_.cont = st_.pool(1)->containers.begin()->second.id;
-    const uint16_t cls = placement::find_class("RP_3GX")->id;
+    const uint16_t cls = placement::find_class(variant.oclass)->id;
     for (uint32_t o = 0; o < kObjects; ++o) {
       for (uint32_t d = 0; d < kDkeys; ++d) {
         keys_.push_back(Key{placement::with_class({0, 3000 + o}, cls), fmt::format("d-{}", d)});
@@ -396,7 +415,7 @@ class Simulation {
       log_.push_back(fmt::format("clock skips {} ms", d.count()));
       return;
     }
-    if (draw < 7 && dead_count() < kMaxDead) {
+    if (draw < 7 && dead_count() < max_dead_) {
       SimEngine& v = *engines_[rng_() % kEngines];
       if (v.dead()) return;
       v.kill(power);
@@ -461,7 +480,9 @@ class Simulation {
       ASSERT_TRUE(place);
       std::vector<Value> first;
       std::string where;
-      for (const auto& pos : place->dkey(keys_[k].dkey)) {
+      const auto group = place->dkey(keys_[k].dkey);
+      for (uint32_t i : holders(keys_[k].oid, keys_[k].dkey)) {
+        const placement::Position& pos = group[i];
         ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
         auto got = read_replica(pos.home.rank, keys_[k], h.epochs());
         std::vector<uint64_t> tags;
@@ -507,6 +528,7 @@ class Simulation {
 
   uint64_t seed_;
   int steps_;
+  uint32_t max_dead_;  // engines down at once: the container's redundancy factor
   std::mt19937_64 rng_;
   SimEnv env_;
   SimNet net_;
@@ -525,21 +547,34 @@ class Simulation {
 
 }  // namespace
 
-TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
+namespace {
+// Runs the variant's seeds (TESSERA_<name>_SEEDS of them, or TESSERA_<name>_SEED alone).
+void run_seeds(const Variant& variant, const std::string& name, int count, uint64_t step,
+               const std::string& filter) {
   const int steps = env_int("TESSERA_REBUILD_SIM_STEPS", 24);
-  const std::vector<uint64_t> run = seeds("REBUILD_SIM", 3, 7919);
+  const std::vector<uint64_t> run = seeds(name, count, step);
   for (uint64_t seed : run) {
-    if (HasFailure()) break;
-    Simulation sim(seed, steps);
+    if (::testing::Test::HasFailure()) break;
+    Simulation sim(seed, steps, variant);
     sim.run();
-    if (HasFailure()) {
-      print_failed_seed("REBUILD_SIM", seed, "rebuild_sim", sim.log());
+    if (::testing::Test::HasFailure()) {
+      print_failed_seed(name, seed, "rebuild_sim", sim.log(), "--gtest_filter=" + filter);
     } else if (std::getenv("TESSERA_REBUILD_SIM_LOG") != nullptr) {
       for (const auto& l : sim.log()) std::cout << "  " << l << "\n";
     }
   }
-  if (run.size() == 1 || HasFailure()) return;
+  if (run.size() == 1 || ::testing::Test::HasFailure()) return;
   for (const auto& [site, rate] : kFaultRates) {
     EXPECT_GT(Simulation::fired_[site], 0u) << "fault point " << site << " never failed";
   }
+}
+}  // namespace
+
+TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
+  run_seeds(kReplicated, "REBUILD_SIM", 3, 7919, "RebuildSim.AcknowledgedUpdates*");
+}
+
+// The same with single values of erasure-coded objects (one engine down at a time).
+TEST(RebuildSim, ErasureCodedValuesSurviveSequencesOfFailuresAndRebuilds) {
+  run_seeds(kErasureCoded, "REBUILD_SIM_EC", 2, 7927, "RebuildSim.ErasureCoded*");
 }
