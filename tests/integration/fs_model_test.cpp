@@ -286,7 +286,8 @@ void run_seed(Container& c, uint32_t seed, int ops, const Faults& faults = {},
       case 3: {
         const std::string p = path();
         const uint64_t off = rng() % (3 * chunk);
-        const size_t len = 1 + rng() % (2 * chunk);
+        // Half the writes small (inside one cell of an erasure-coded chunk, mostly).
+        const size_t len = 1 + (pick(2) == 0 ? rng() % 256 : rng() % (2 * chunk));
         const bool append = pick(3) == 0;
         what = fmt::format("write {} at {} len {}{}", p, off, len, append ? " append" : "");
         o = pair.write(p, off, std::string(len, static_cast<char>('A' + i % 26)), append);
@@ -344,43 +345,34 @@ void run_seed(Container& c, uint32_t seed, int ops, const Faults& faults = {},
   for (auto& t : killers) t.join();
 }
 
-// TESSERA_FS_SEEDS="first count" widens the run (the default: three seeds of 150 operations).
-TEST(FsModel, RandomOperationsMatchTheLocalFileSystem) {
+// Seeds of random operations on a container of `props` in a system of `engines` engines of
+// `targets` targets each. TESSERA_FS_SEEDS="first count" widens the run (the default: three
+// seeds of 150 operations).
+void random_operations(uint32_t engines, uint32_t targets, const mgmt::ContProps& props,
+                       uint32_t chunk) {
   uint32_t first = 1, count = 3;
   if (const char* s = ::getenv("TESSERA_FS_SEEDS")) {
     std::sscanf(s, "%u %u", &first, &count);
   }
   TempDir dir;
-  LocalSystem sys(dir.path(), 3, 1);
+  LocalSystem sys(dir.path(), engines, targets);
   Tank tank;
-  ASSERT_NO_FATAL_FAILURE(
-      open_tank(sys, 3, cont_props("fs", "RP_2G1", 1, mgmt::ContType::posix), tank));
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, engines, props, tank));
   for (uint32_t s = first; s < first + count; ++s) {
     SCOPED_TRACE(fmt::format("seed {}", s));
-    ASSERT_NO_FATAL_FAILURE(run_seed(*tank.cont, s, 150));
+    ASSERT_NO_FATAL_FAILURE(run_seed(*tank.cont, s, 150, {}, chunk));
   }
+}
+
+TEST(FsModel, RandomOperationsMatchTheLocalFileSystem) {
+  random_operations(3, 1, cont_props("fs", "RP_2G1", 1, mgmt::ContType::posix), kChunk);
 }
 
 // The same sequences on an erasure-coded container (EC_2P1GX, 4 KiB cells, 16 KiB chunks:
 // writes of whole stripes, of parts of one cell and across cells, on chunks whose positions
-// rotate). TESSERA_FS_SEEDS as above.
+// rotate), on four engines of two targets so that a chunk's positions are not every target.
 TEST(FsModel, RandomOperationsOnAnErasureCodedContainerMatchTheLocalFileSystem) {
-  uint32_t first = 1, count = 3;
-  if (const char* s = ::getenv("TESSERA_FS_SEEDS")) {
-    std::sscanf(s, "%u %u", &first, &count);
-  }
-  // Four engines of two targets, so that a chunk's positions are not every target. (The
-  // namespace's writes change the inode first, whose holder coordinates: the coordinator bug
-  // fixed with Tx.ErasureCodedChanges was seen through the mount, not here.)
-  TempDir dir;
-  LocalSystem sys(dir.path(), 4, 2);
-  Tank tank;
-  ASSERT_NO_FATAL_FAILURE(
-      open_tank(sys, 4, cont_props("fs", "EC_2P1GX", 1, mgmt::ContType::posix, 4096), tank));
-  for (uint32_t s = first; s < first + count; ++s) {
-    SCOPED_TRACE(fmt::format("seed {}", s));
-    ASSERT_NO_FATAL_FAILURE(run_seed(*tank.cont, s, 150, {}, 16384));
-  }
+  random_operations(4, 2, cont_props("fs", "EC_2P1GX", 1, mgmt::ContType::posix, 4096), 16384);
 }
 
 // The same sequences on RP_3G1 over five engines (two failures allowed) while two of ranks 1-4
