@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <limits>
 #include <string>
-#include <thread>
 
 #include "client/c_api_impl.hpp"
 #include "client/system_file.hpp"
@@ -15,7 +14,7 @@ thread_local std::string t_last_error;
 
 // 0, or -TESSERA_EBUSY while a call started with an event runs on the transaction.
 int tx_idle(const tessera_tx* tx) {
-  if (tx->inflight.load() == 0) return 0;
+  if (tx->inflight->load() == 0) return 0;
   return tessera::capi::fail(
       {tessera::Errc::busy, "a call on the transaction is in flight (poll its event first)"});
 }
@@ -408,7 +407,7 @@ void tessera_tx_close(tessera_tx* tx) {
   if (tx == nullptr) return;
   // A call started with an event still uses the transaction: its request ends on its own
   // (bounded by the client's timeout), whether or not the event is polled.
-  while (tx->inflight.load() != 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+  for (size_t n = tx->inflight->load(); n != 0; n = tx->inflight->load()) tx->inflight->wait(n);
   delete tx;
 }
 

@@ -43,8 +43,10 @@ struct tessera_tx {
   std::unique_ptr<tessera::Transaction> impl;
   tessera_cont* cont = nullptr;
   // Calls started with an event whose request has not ended: the transaction takes no other
-  // call meanwhile (-TESSERA_EBUSY), and tessera_tx_close waits for them.
-  std::atomic<size_t> inflight{0};
+  // call meanwhile (-TESSERA_EBUSY), and tessera_tx_close waits for them. Shared with the
+  // calls' completions, which notify it after the count reached 0 and the transaction may be
+  // gone.
+  std::shared_ptr<std::atomic<size_t>> inflight = std::make_shared<std::atomic<size_t>>(0);
 };
 // Completed events wait in `done` (in the order they completed) until a poll hands them back.
 // The client target that completes a request only appends the event here, under `mu`, held
@@ -119,9 +121,10 @@ int start_event(tessera_cont* cont, tessera_event* ev, Future<T> fut, Finish fin
   tessera_eq* eq = st->eq;
   eq->inflight.fetch_add(1);
   cont->inflight.fetch_add(1);
-  if (tx != nullptr) tx->inflight.fetch_add(1);
-  f->on_ready([eq, ev, cont, tx] {
-    if (tx != nullptr) tx->inflight.fetch_sub(1);  // then it may be closed
+  std::shared_ptr<std::atomic<size_t>> tx_calls = tx != nullptr ? tx->inflight : nullptr;
+  if (tx_calls) tx_calls->fetch_add(1);
+  f->on_ready([eq, ev, cont, tx_calls] {
+    if (tx_calls && tx_calls->fetch_sub(1) == 1) tx_calls->notify_all();  // it may be closed now
     cont->inflight.fetch_sub(1);  // the last touch of the container: it may be closed now
     // Notified under the lock: once it is released the queue may be polled empty and destroyed.
     std::lock_guard g(eq->mu);
