@@ -40,7 +40,7 @@ int run_call(tessera_client* c, tessera_event* ev, BlockingCall call, tessera_co
   tessera_eq* eq = st->eq;
   eq->inflight.fetch_add(1);
   if (cont != nullptr) cont->inflight.fetch_add(1);
-  bool queued = c->workers->submit([call = std::move(call), out, eq, ev, cont] {
+  Status queued = c->workers->submit([call = std::move(call), out, eq, ev, cont] {
     out->rc = call(*out);
     if (out->rc != 0) out->error = tessera_last_error();
     if (cont != nullptr) cont->inflight.fetch_sub(1);  // the handle may be closed from here on
@@ -49,11 +49,12 @@ int run_call(tessera_client* c, tessera_event* ev, BlockingCall call, tessera_co
     eq->done.push_back(ev);
     eq->cv.notify_all();
   });
-  if (queued) return 0;
+  if (queued.is_ok()) return 0;
   if (cont != nullptr) cont->inflight.fetch_sub(1);
   eq->inflight.fetch_sub(1);
   st->finish = nullptr;
   st->busy.store(false);
+  if (queued.code() != Errc::busy) return fail(queued);
   return fail({Errc::busy, fmt::format("{} calls wait for the client's {} workers already (poll "
                                        "some events first)",
                                        kCallQueue, kCallWorkers)});

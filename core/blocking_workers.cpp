@@ -1,5 +1,8 @@
 #include "core/blocking_workers.hpp"
 
+#include <fmt/format.h>
+
+#include <system_error>
 #include <utility>
 
 namespace tessera {
@@ -16,16 +19,31 @@ BlockingWorkers::~BlockingWorkers() {
   for (auto& t : pool_) t.join();
 }
 
-bool BlockingWorkers::submit(std::function<void()> job) {
+Status BlockingWorkers::submit(std::function<void()> job) {
   {
     std::lock_guard g(mu_);
-    if (stopping_ || jobs_.size() >= queue_limit_) return false;
+    if (stopping_) return Status(Errc::shutdown, "the workers are stopping");
+    if (jobs_.size() >= queue_limit_) {
+      return Status(Errc::busy,
+                    fmt::format("{} calls wait for {} workers already", jobs_.size(), threads_));
+    }
     jobs_.push_back(std::move(job));
     // A thread more while fewer run than there are jobs waiting, up to threads_.
-    if (pool_.size() < threads_ && jobs_.size() > idle_) pool_.emplace_back([this] { run(); });
+    if (pool_.size() < threads_ && jobs_.size() > idle_) {
+      try {
+        pool_.emplace_back([this] { run(); });
+      } catch (const std::system_error& e) {
+        // The running workers take the job in turn; with none, nobody would.
+        if (pool_.empty()) {
+          jobs_.pop_back();
+          return Status(Errc::unavailable,
+                        fmt::format("cannot start a worker thread: {}", e.what()));
+        }
+      }
+    }
   }
   cv_.notify_one();
-  return true;
+  return Status();
 }
 
 size_t BlockingWorkers::waiting() const {

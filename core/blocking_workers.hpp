@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/status.hpp"
+
 namespace tessera {
 
 class BlockingWorkers {
@@ -23,8 +25,9 @@ class BlockingWorkers {
   BlockingWorkers(const BlockingWorkers&) = delete;
   BlockingWorkers& operator=(const BlockingWorkers&) = delete;
 
-  // Queues `job` for a worker thread; false (and `job` dropped) when queue_limit jobs wait.
-  bool submit(std::function<void()> job);
+  // Queues `job` for a worker thread. Refused, `job` dropped: `busy` when queue_limit jobs wait;
+  // `unavailable` when no worker runs and none can be started (the process's thread limit).
+  Status submit(std::function<void()> job);
   // Jobs waiting (not yet taken by a thread).
   size_t waiting() const;
 

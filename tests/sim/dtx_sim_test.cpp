@@ -6,13 +6,13 @@
 // two accounts at that epoch (the read leaves its stamp), commit both new balances to the
 // coordinator (the leader of the first account's group). Half the accounts live in erasure-coded
 // objects (EC_2P1GX: a single value kept whole on the first data position and the parity, one
-// change per position, as libtessera sends it), so transfers span both kinds. Meanwhile the seed draws the faults:
-// messages lost or held back, engines killed at random moments or at a crash point of the
-// protocol (the coordinator before or after its own prepare, after all prepared, after the
-// commit, while aborting, a participant once prepared, after the reply), each death either a
-// kill -9 (the disk keeps every completed write) or a power loss (it keeps what the last sync
-// made durable, and a random choice of the blocks written since), then a restart on what the
-// disk kept.
+// change per position, as libtessera sends it), so transfers span both kinds. Meanwhile the
+// seed draws the faults: messages lost or held back, engines killed at random moments or at a
+// crash point of the protocol (the coordinator before or after its own prepare, after all
+// prepared, after the commit, while aborting, a participant once prepared, after the reply),
+// each death either a kill -9 (the disk keeps every completed write) or a power loss (it keeps
+// what the last sync made durable, and a random choice of the blocks written since), then a
+// restart on what the disk kept.
 //
 // Checked against a model once the faults stop, every engine is back and every prepared
 // transaction is decided, from each replica's own store:

@@ -10,6 +10,8 @@
 #include "core/blocking_workers.hpp"
 
 using tessera::BlockingWorkers;
+using tessera::Errc;
+using tessera::Status;
 
 namespace {
 
@@ -46,18 +48,19 @@ TEST(BlockingWorkers, RunsUpToItsThreadsAtOnceAndRefusesBeyondItsQueue) {
     // Three jobs hold the three threads at once (a fourth thread would never be needed).
     for (int i = 0; i < 3; ++i) {
       ASSERT_TRUE(w.submit([&] {
-        gate.pass();
-        ++done;
-      }));
+                     gate.pass();
+                     ++done;
+                   }).is_ok());
       gate.wait_arrived(i + 1);  // taken by a thread: the queue is empty again
     }
     EXPECT_EQ(w.waiting(), 0u);
     // Two more wait in the queue; the next is refused and dropped, never run.
-    EXPECT_TRUE(w.submit([&] { ++done; }));
-    EXPECT_TRUE(w.submit([&] { ++done; }));
+    EXPECT_TRUE(w.submit([&] { ++done; }).is_ok());
+    EXPECT_TRUE(w.submit([&] { ++done; }).is_ok());
     EXPECT_EQ(w.waiting(), 2u);
     bool ran_refused = false;
-    EXPECT_FALSE(w.submit([&] { ran_refused = true; }));
+    const Status refused = w.submit([&] { ran_refused = true; });
+    EXPECT_EQ(refused.code(), Errc::busy) << refused.to_string();
     EXPECT_EQ(w.waiting(), 2u);
     gate.release();
     // The destructor runs every accepted job before it returns.
@@ -70,7 +73,7 @@ TEST(BlockingWorkers, TheEndRunsEveryAcceptedJobEvenWithOneThread) {
   std::atomic<int> done{0};
   {
     BlockingWorkers w(1, 100);
-    for (int i = 0; i < 100; ++i) ASSERT_TRUE(w.submit([&] { ++done; }));
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(w.submit([&] { ++done; }).is_ok());
   }
   EXPECT_EQ(done.load(), 100);
   BlockingWorkers idle(2, 1);  // never used: no thread started, nothing to join
