@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "placement/placement.hpp"
 
@@ -49,19 +52,20 @@ struct Tree {
   std::vector<Eng> engines;
 
   explicit Tree(const PoolMap& map) {
-    std::vector<std::string_view> names;
+    // Hosts numbered in the order they first appear (a hash map: a linear search made building
+    // the tree quadratic in the engines).
+    std::unordered_map<std::string_view, uint32_t> names;
+    engines.reserve(map.engines.size());
     for (const auto& e : map.engines) {
       Eng n{&e, 0, {}};
       for (const auto& t : e.targets) {
         if (in_layout(t.state)) n.targets.push_back(&t);
       }
       if (n.targets.empty()) continue;
-      auto it = std::find(names.begin(), names.end(), std::string_view(e.host));
-      n.host = static_cast<uint32_t>(it - names.begin());
-      if (it == names.end()) {
-        names.push_back(e.host);
-        hosts.emplace_back();
-      }
+      auto [it, added] = names.try_emplace(std::string_view(e.host),
+                                           static_cast<uint32_t>(hosts.size()));
+      if (added) hosts.emplace_back();
+      n.host = it->second;
       hosts[n.host].push_back(static_cast<uint32_t>(engines.size()));
       engines.push_back(std::move(n));
     }
@@ -73,11 +77,16 @@ struct Pick {
   const MapTarget* target;
 };
 
-// The members of one group chosen so far, and what the whole object already uses.
+using TargetSet = std::unordered_set<const MapTarget*>;
+
+// The members of one group chosen so far, and what the whole object already uses: the targets
+// in `object` (shared by the object's groups, never copied: copying it for every group made a
+// layout quadratic in its groups) and this group's own in `extra`.
 struct Used {
   std::vector<uint32_t> group_engines;
   std::vector<uint32_t> group_hosts;
-  std::vector<const MapTarget*> object_targets;
+  const TargetSet* object = nullptr;
+  std::vector<const MapTarget*> extra;
   bool engine(uint32_t e) const {
     return std::find(group_engines.begin(), group_engines.end(), e) != group_engines.end();
   }
@@ -85,12 +94,14 @@ struct Used {
     return std::find(group_hosts.begin(), group_hosts.end(), h) != group_hosts.end();
   }
   bool target(const MapTarget* t) const {
-    return std::find(object_targets.begin(), object_targets.end(), t) != object_targets.end();
+    return (object != nullptr && object->count(t) != 0) ||
+           std::find(extra.begin(), extra.end(), t) != extra.end();
   }
-  void add(const Tree& tree, Pick p) {
+  // `p` joins the group; its target joins `extra` unless the caller adds it to `object`.
+  void add(const Tree& tree, Pick p, bool to_extra) {
     group_engines.push_back(p.engine);
     group_hosts.push_back(tree.engines[p.engine].host);
-    object_targets.push_back(p.target);
+    if (to_extra) extra.push_back(p.target);
   }
 };
 
@@ -280,19 +291,20 @@ Result<Layout> compute_layout(ObjectId oid, const ObjectClass& cls, const PoolMa
     return mix(base + (i + 1) * 0xd1b54a32d192ed03ULL) ^ salt;
   };
   // Ideal homes: the whole layout set, whatever the states, so that a state change moves only
-  // the shards whose ideal home it touches.
-  Used object_used;
+  // the shards whose ideal home it touches. Every pick joins the object's targets at once.
+  TargetSet object_targets;
+  object_targets.reserve(out.shards.size());
   std::vector<Pick> ideal(out.shards.size());
   for (uint32_t g = 0; g < out.groups; ++g) {
     Used used;
-    used.object_targets = object_used.object_targets;
+    used.object = &object_targets;
     for (uint32_t s = 0; s < out.group_size; ++s) {
       size_t i = size_t{g} * out.group_size + s;
       auto p = descend(tree, shard_key(i, 0), used, false);
       if (!p) return Status(Errc::internal, "placement found no target for a shard");
       ideal[i] = *p;
-      used.add(tree, *p);
-      object_used.object_targets.push_back(p->target);
+      used.add(tree, *p, false);
+      object_targets.insert(p->target);
       const auto& eng = tree.engines[p->engine];
       out.shards[i] = {eng.e->rank, p->target->index, is_available(p->target->state), false};
     }
@@ -302,7 +314,7 @@ Result<Layout> compute_layout(ObjectId oid, const ObjectClass& cls, const PoolMa
   // not move when another group's change.
   for (uint32_t g = 0; g < out.groups; ++g) {
     Used used;
-    used.object_targets = object_used.object_targets;
+    used.object = &object_targets;  // the ideal homes; this group's fallbacks go to `extra`
     for (uint32_t s = 0; s < out.group_size; ++s) {
       size_t i = size_t{g} * out.group_size + s;
       if (out.shards[i].available) {
@@ -315,7 +327,7 @@ Result<Layout> compute_layout(ObjectId oid, const ObjectClass& cls, const PoolMa
       if (out.shards[i].available) continue;
       auto p = descend(tree, shard_key(i, 0x6a09e667f3bcc908ULL), used, true);
       if (!p) continue;  // not enough healthy engines: the shard stays unavailable
-      used.add(tree, *p);
+      used.add(tree, *p, true);
       out.shards[i] = {tree.engines[p->engine].e->rank, p->target->index, true, true};
     }
   }
