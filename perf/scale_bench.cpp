@@ -1,0 +1,229 @@
+// scale_bench: the control path's production code at the size of a large system, on one core.
+// For N engines of T targets (no engine runs: the management state machine, its encoders and
+// decoders, and placement are called directly), it prints one JSON line per N:
+//   - the management state machine's time to take N joins and create a pool over them;
+//   - the pool's map on the wire (the PoolInfo a pool query or an engine's refresh carries) and
+//     the time to decode it, what an engine or a client does with each new map;
+//   - placement lookups per second (an object's layout, then one dkey's group) for RP_3GX and
+//     EC_4P2GX objects;
+//   - the state machine's time to take an engine's death (its targets leave the map, the
+//     rebuild is planned), and the fraction of shards whose home moves, beside the ideal (the
+//     shards the dead engine held);
+//   - the same for 10% more engines added to the pool (ideal: the new engines' share).
+// Usage: scale_bench [--engines 8,64,256,1024] [--targets 16] [--objects 20000]
+//                    [--lookups 200000]
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include "mgmt/codec.hpp"
+#include "mgmt/codec_state.hpp"
+#include "mgmt/state.hpp"
+#include "placement/layout.hpp"
+#include "proto/mgmt.capnp.h"
+
+using namespace tessera;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Engine `rank` of `targets` targets joining, with fabric addresses of a tcp provider's size
+// (a sockaddr_in, 16 bytes, in base 16: family, port, IPv4 address 10.x.y.z, padding).
+json join_cmd(uint32_t rank, uint32_t targets) {
+  json addrs = json::array();
+  for (uint32_t t = 0; t < targets; ++t) {
+    addrs.push_back(fmt::format("0200{:04x}0a{:06x}0000000000000000", 20000 + t, rank));
+  }
+  return {{"op", "join"},
+          {"rank", rank},
+          {"host", fmt::format("host-{:05}", rank)},
+          {"control_addr", fmt::format("10.{}.{}.{}:10001", rank >> 16, (rank >> 8) & 255,
+                                       rank & 255)},
+          {"provider", "tcp;ofi_rxm"},
+          {"fabric_addrs", addrs}};
+}
+
+void must(const Status& st, const char* what) {
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "scale_bench: %s: %s\n", what, st.to_string().c_str());
+    std::exit(1);
+  }
+}
+
+// Every shard's home (rank, target) for `n` objects of class `cls`, one dkey each.
+std::vector<std::pair<uint32_t, uint32_t>> homes(const placement::PoolMap& map, uint16_t cls,
+                                                 uint32_t n) {
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  for (uint32_t o = 0; o < n; ++o) {
+    auto p = placement::place(placement::with_class({1, o}, cls), map);
+    if (!p) must(p.status(), "place");
+    for (const auto& pos : p->dkey(fmt::format("d{}", o % 64))) {
+      out.emplace_back(pos.home.rank, pos.home.target);
+    }
+  }
+  return out;
+}
+
+// Placement lookups per second of class `cls` on `map`: `n` of them, or as many as fit in
+// `seconds`.
+double lookups_per_s(const placement::PoolMap& map, uint16_t cls, uint32_t n, double seconds) {
+  std::mt19937_64 rng(42);
+  uint64_t sink = 0;
+  const auto t0 = Clock::now();
+  uint32_t i = 0;
+  for (; i < n && (i % 16 != 0 || ms_since(t0) < seconds * 1000); ++i) {
+    auto p = placement::place(placement::with_class({2, rng()}, cls), map);
+    if (!p) must(p.status(), "place");
+    sink += p->dkey(fmt::format("k{}", i & 1023)).front().home.target;
+  }
+  const double s = ms_since(t0) / 1000.0;
+  if (sink == UINT64_MAX) std::puts("");  // keeps the loop
+  return i / s;
+}
+
+struct Args {
+  std::vector<uint32_t> engines{8, 64, 256, 1024};
+  uint32_t targets = 16;
+  uint32_t objects = 20000;
+  uint32_t lookups = 200000;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--engines") {
+      a.engines.clear();
+      size_t at = 0;
+      while (at <= v.size()) {
+        const size_t comma = std::min(v.find(',', at), v.size());
+        a.engines.push_back(static_cast<uint32_t>(std::stoul(v.substr(at, comma - at))));
+        at = comma + 1;
+      }
+    } else if (k == "--targets") {
+      a.targets = static_cast<uint32_t>(std::stoul(v));
+    } else if (k == "--objects") {
+      a.objects = static_cast<uint32_t>(std::stoul(v));
+    } else if (k == "--lookups") {
+      a.lookups = static_cast<uint32_t>(std::stoul(v));
+    } else {
+      std::fprintf(stderr, "scale_bench: unknown flag %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+// The fraction of shards whose home differs between `a` and `b` (same objects, same order).
+double moved(const std::vector<std::pair<uint32_t, uint32_t>>& a,
+             const std::vector<std::pair<uint32_t, uint32_t>>& b) {
+  size_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
+  return static_cast<double>(n) / static_cast<double>(a.size());
+}
+
+void run(uint32_t engines, const Args& a) {
+  const uint16_t rp = placement::find_class("RP_3GX")->id;
+  const uint16_t ec = placement::find_class("EC_4P2GX")->id;
+  json out = {{"engines", engines}, {"targets_per_engine", a.targets}};
+
+  // Joins and the pool.
+  mgmt::MgmtState st;
+  auto t0 = Clock::now();
+  std::vector<uint32_t> ranks;
+  for (uint32_t r = 0; r < engines; ++r) {
+    must(st.apply(join_cmd(r, a.targets)), "join");
+    ranks.push_back(r);
+  }
+  out["joins_ms"] = ms_since(t0);
+  t0 = Clock::now();
+  must(st.apply({{"op", "pool_create"},
+                 {"uuid", "00000000-0000-4000-8000-000000000001"},
+                 {"label", "big"},
+                 {"target_bytes", uint64_t{1} << 40},
+                 {"ranks", ranks},
+                 {"acl", mgmt::acl_json(mgmt::Acl{})}}),
+       "pool_create");
+  out["pool_create_ms"] = ms_since(t0);
+  const mgmt::Pool& pool = *st.pool(1);
+
+  // The map on the wire, and decoding it.
+  capnp::MallocMessageBuilder b;
+  mgmt::encode_pool(b.initRoot<schema::PoolInfo>(), pool, st, false);
+  const auto words = capnp::messageToFlatArray(b);
+  out["map_bytes"] = words.asBytes().size();
+  constexpr int kDecodes = 20;
+  t0 = Clock::now();
+  for (int i = 0; i < kDecodes; ++i) {
+    capnp::ReaderOptions ro;
+    ro.traversalLimitInWords = 1ull << 30;
+    capnp::FlatArrayMessageReader r(words, ro);
+    auto v = mgmt::decode_pool(r.getRoot<schema::PoolInfo>());
+    if (!v) must(v.status(), "decode_pool");
+  }
+  out["map_decode_ms"] = ms_since(t0) / kDecodes;
+
+  // Placement.
+  const placement::PoolMap map = pool.map;
+  const double rate = lookups_per_s(map, rp, a.lookups, 3.0);
+  out["lookups_per_s_rp3gx"] = rate;
+  out["lookups_per_s_ec4p2gx"] = lookups_per_s(map, ec, a.lookups, 3.0);
+
+  // One engine dies: its targets leave the map, a rebuild is planned. The objects sampled for
+  // movement: as many as about 20 s of lookups allow, up to --objects.
+  const uint32_t objects = std::clamp<uint32_t>(static_cast<uint32_t>(rate * 20), 500, a.objects);
+  out["objects_sampled"] = objects;
+  const auto before = homes(map, rp, objects);
+  {
+    mgmt::MgmtState dead = st;
+    t0 = Clock::now();
+    must(dead.apply({{"op", "leave"}, {"pool", 1}, {"rank", engines / 2}, {"state", "dead"}}),
+         "leave");
+    out["exclusion_ms"] = ms_since(t0);
+    const auto after = homes(dead.pool(1)->map, rp, objects);
+    size_t on_dead = 0;
+    for (const auto& h : before) on_dead += h.first == engines / 2;
+    out["moved_on_exclusion"] = moved(before, after);
+    out["ideal_on_exclusion"] = static_cast<double>(on_dead) / static_cast<double>(before.size());
+  }
+  // 10% more engines join and extend the pool.
+  {
+    mgmt::MgmtState grown = st;
+    const uint32_t more = std::max<uint32_t>(1, engines / 10);
+    std::vector<uint32_t> added;
+    for (uint32_t r = engines; r < engines + more; ++r) {
+      must(grown.apply(join_cmd(r, a.targets)), "join");
+      added.push_back(r);
+    }
+    t0 = Clock::now();
+    must(grown.apply({{"op", "pool_extend"}, {"pool", 1}, {"ranks", added}}), "pool_extend");
+    out["extend_ms"] = ms_since(t0);
+    const auto after = homes(grown.pool(1)->map, rp, objects);
+    out["moved_on_extend"] = moved(before, after);
+    out["ideal_on_extend"] = static_cast<double>(more) / static_cast<double>(engines + more);
+  }
+  std::puts(out.dump().c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  for (uint32_t n : a.engines) run(n, a);
+  return 0;
+}
