@@ -116,9 +116,14 @@ Status Runner::setup() {
     // so that a drill puts about as much data in its pool wherever it runs.
     LoadSpec spec = d_.load;
     if (o_.time_scale > 1.0) spec.rate /= o_.time_scale;
-    load_ = std::make_unique<VerifiedLoad>(mgmt_, d_.pool, d_.cont, spec, d_.seed);
-    TESSERA_TRY(load_->start());
-    load_running_ = true;
+    auto load = std::make_unique<VerifiedLoad>(mgmt_, d_.pool, d_.cont, spec, d_.seed);
+    TESSERA_TRY(load->start());
+    {
+      // The monitor thread, started above, reads both under mu_ (observe).
+      std::lock_guard lk(mu_);
+      load_ = std::move(load);
+      load_running_ = true;
+    }
     if (d_.load.preload > 0) {
       progress(fmt::format("preloading {} writes", d_.load.preload));
       if (!load_->wait_preloaded(Millis(600000))) {
@@ -357,6 +362,7 @@ void Runner::teardown() {
   (void)join_background(kDefaultWait);
   if (load_) {
     load_->stop();
+    std::lock_guard lk(mu_);
     load_running_ = false;
   }
   mon_stop_ = true;

@@ -116,6 +116,7 @@ class Runner {
   std::string dir_;
   std::string mgmt_;
   std::unique_ptr<MgmtClient> mc_;
+  // Set by the main thread; the monitor thread reads both under mu_.
   std::unique_ptr<VerifiedLoad> load_;
   bool load_running_ = false;
   double steps_start_ = 0;
