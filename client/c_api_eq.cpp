@@ -2,7 +2,6 @@
 // complete into their queue; tessera_eq_poll hands completed events back to the polling
 // thread, which copies each call's result out (start_event in c_api_impl.hpp). Blocking calls
 // given an event run on the client's workers (run_call).
-#include <fmt/format.h>
 
 #include <chrono>
 #include <memory>
@@ -55,9 +54,7 @@ int run_call(tessera_client* c, tessera_event* ev, BlockingCall call, tessera_co
   st->finish = nullptr;
   st->busy.store(false);
   if (queued.code() != Errc::busy) return fail(queued);
-  return fail({Errc::busy, fmt::format("{} calls wait for the client's {} workers already (poll "
-                                       "some events first)",
-                                       kCallQueue, kCallWorkers)});
+  return fail({Errc::busy, queued.message() + " (poll some events first)"});
 }
 
 }  // namespace tessera::capi

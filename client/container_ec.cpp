@@ -604,9 +604,8 @@ Result<EcPieces> ec_update_pieces(const Container::State& st, const placement::O
     // positions.
     bulk = Buffer(src, data.size());
     const uint32_t crc = crc32c(src, data.size());
-    pieces.push_back({g.data_pos(0), akey, kind, false, 0, data.size(), 0, crc});
-    for (uint32_t q = 0; q < g.p; ++q) {
-      pieces.push_back({g.parity_pos(q), akey, kind, false, 0, data.size(), 0, crc});
+    for (uint32_t pos : g.single_positions()) {
+      pieces.push_back({pos, akey, kind, false, 0, data.size(), 0, crc});
     }
   } else {
     const uint64_t a = offset, b = offset + data.size(), stripe = g.stripe();

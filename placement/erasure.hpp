@@ -57,6 +57,12 @@ struct EcGeometry {
   uint64_t stripe() const { return uint64_t{k} * cell; }
   uint32_t data_pos(uint32_t j) const { return (rot + j) % n(); }
   uint32_t parity_pos(uint32_t q) const { return (rot + k + q) % n(); }
+  // The positions that keep a single value whole: the first data position, then the parity.
+  std::vector<uint32_t> single_positions() const {
+    std::vector<uint32_t> out{data_pos(0)};
+    for (uint32_t q = 0; q < p; ++q) out.push_back(parity_pos(q));
+    return out;
+  }
   // The cell index (0..k-1 data, k..k+p-1 parity) stored at a group position.
   uint32_t cell_at(uint32_t pos) const { return (pos + n() - rot) % n(); }
   // First local offset of data cell j at or after logical offset x (monotone in x): the local

@@ -338,9 +338,7 @@ struct Scan {
       }
       bool data_copies = false;
       for (uint32_t m : mine) data_copies |= g->cell_at(m) < g->k;
-      // Single values live on data position 0 and the parity positions.
-      std::vector<uint32_t> holders{g->data_pos(0)};
-      for (uint32_t q = 0; q < g->p; ++q) holders.push_back(g->parity_pos(q));
+      const std::vector<uint32_t> holders = g->single_positions();
       int single_src = -1;
       for (uint32_t h : holders) {
         if (single_src < 0 && pos[h].reader() != nullptr) single_src = static_cast<int>(h);

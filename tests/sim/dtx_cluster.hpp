@@ -268,10 +268,7 @@ inline std::vector<uint32_t> holders(ObjectId oid, std::string_view dkey) {
     for (uint32_t i = 0; i < cls->group_size; ++i) out.push_back(i);
     return out;
   }
-  const placement::EcGeometry g = placement::ec_geometry(cls->data, cls->parity, 128 * 1024, dkey);
-  out.push_back(g.data_pos(0));
-  for (uint32_t q = 0; q < g.p; ++q) out.push_back(g.parity_pos(q));
-  return out;
+  return placement::ec_geometry(cls->data, cls->parity, 128 * 1024, dkey).single_positions();
 }
 inline bool erasure_coded(ObjectId oid) {
   return placement::find_class(placement::oid_class(oid))->redundancy ==
