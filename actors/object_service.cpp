@@ -8,6 +8,7 @@
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/no_lock.hpp"
+#include "net/frame.hpp"
 #include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
 #include "proto/object.capnp.h"
@@ -26,6 +27,8 @@ namespace {
 // A change outside a user transaction is refused (`restart`: the client retries it at a new
 // epoch) when a transaction read its key at or above its epoch before it was registered.
 constexpr storage::DtxChecks kPlainChecks{false, true, 0, false};
+// A listing's reply body: what a fabric frame carries, less room for the envelope.
+constexpr size_t kListReplyBytes = net::kMaxHeaderBytes - 4096;
 
 // A request forwarded by a leader: the same body with the leader's epoch, the replica flag, the
 // transaction it is part of and the commits the receiver is told. A condition was decided by
@@ -516,31 +519,43 @@ Status ObjectService::handle(Message& m) {
         const ObjectId from = *oid_of_anchor(anchor);
         if (cont_of(from) == 0) anchor = oid_anchor(shard_keys::store_key(from, ctx.cont));
       }
-      auto r = w->store->list(scope, w->key, dkey, akey, anchor, limit, epoch);
-      if (!r) return r.status();
-      if (scope == storage::ListScope::objects && w->shard != nullptr) {
-        // A shard's store holds every container of the pool: keep this container's objects.
-        std::erase_if(r->entries,
-                      [&](const storage::ListEntry& e) { return cont_of(e.oid) != ctx.cont; });
-        for (auto& e : r->entries) e.oid = user_oid(e.oid);
+      // One page's reply, of at most n entries.
+      auto page = [&](uint32_t n) -> Result<Buffer> {
+        auto r = w->store->list(scope, w->key, dkey, akey, anchor, n, epoch);
+        if (!r) return r.status();
+        if (scope == storage::ListScope::objects && w->shard != nullptr) {
+          // A shard's store holds every container of the pool: keep this container's objects.
+          std::erase_if(r->entries,
+                        [&](const storage::ListEntry& e) { return cont_of(e.oid) != ctx.cont; });
+          for (auto& e : r->entries) e.oid = user_oid(e.oid);
+        }
+        capnp::MallocMessageBuilder b(1024);
+        auto rep = b.initRoot<schema::ListRep>();
+        auto keys = rep.initKeys(static_cast<unsigned>(r->entries.size()));
+        for (size_t i = 0; i < r->entries.size(); ++i) {
+          const auto& e = r->entries[i];
+          keys[i].setKey(as_data(e.key));
+          keys[i].initOid().setHi(e.oid.hi);
+          keys[i].getOid().setLo(e.oid.lo);
+          keys[i].setKind(e.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
+                                                              : schema::ValueKind::SINGLE);
+          keys[i].setSize(e.size);
+          keys[i].setOffset(e.offset);
+          keys[i].setLength(e.length);
+        }
+        rep.setAnchor(as_data(r->anchor));
+        rep.setDone(r->done);
+        return capn::to_body(b);
+      };
+      // A page fits one reply frame: while it would not, the store is asked again for half as
+      // many entries (keys of up to 4 KiB make any fixed count too many for some listing).
+      for (;;) {
+        auto body = page(limit);
+        if (!body) return body.status();
+        if (body->size() <= kListReplyBytes || limit <= 1)
+          return rt_.reply(m, Status(), std::move(*body));
+        limit /= 2;
       }
-      capnp::MallocMessageBuilder b(1024);
-      auto rep = b.initRoot<schema::ListRep>();
-      auto keys = rep.initKeys(static_cast<unsigned>(r->entries.size()));
-      for (size_t i = 0; i < r->entries.size(); ++i) {
-        const auto& e = r->entries[i];
-        keys[i].setKey(as_data(e.key));
-        keys[i].initOid().setHi(e.oid.hi);
-        keys[i].getOid().setLo(e.oid.lo);
-        keys[i].setKind(e.kind == storage::ValueKind::array ? schema::ValueKind::ARRAY
-                                                            : schema::ValueKind::SINGLE);
-        keys[i].setSize(e.size);
-        keys[i].setOffset(e.offset);
-        keys[i].setLength(e.length);
-      }
-      rep.setAnchor(as_data(r->anchor));
-      rep.setDone(r->done);
-      return rt_.reply(m, Status(), capn::to_body(b));
     }
 
     case proto::kObjStats:

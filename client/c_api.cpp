@@ -381,6 +381,49 @@ int tessera_tx_punch(tessera_tx* tx, uint64_t hi, uint64_t lo, const char* dkey,
   return st.is_ok() ? 0 : fail(st);
 }
 
+// Key-value calls in a transaction: the container's key-value object (id 0 of its default
+// class, as tessera_kv_* use) with the key as dkey and the value under akey "value".
+namespace {
+int tx_kv_key(tessera_tx* tx, const char* key, tessera::ObjectId* oid) {
+  if (tx == nullptr || key == nullptr) return null_argument();
+  if (*key == '\0') return fail({tessera::Errc::invalid_argument, "an empty key"});
+  if (int rc = tx_idle(tx); rc != 0) return rc;
+  auto r = tx->cont->impl->make_oid(0, 0);
+  if (!r) return fail(r.status());
+  *oid = *r;
+  return 0;
+}
+}  // namespace
+
+int tessera_tx_kv_get(tessera_tx* tx, const char* key, void* buf, size_t buflen,
+                      size_t* out_len) {
+  if (out_len == nullptr || (buf == nullptr && buflen > 0)) return null_argument();
+  tessera::ObjectId oid;
+  if (int rc = tx_kv_key(tx, key, &oid); rc != 0) return rc;
+  tessera::FetchFlags f;
+  f.must_exist = true;  // a key not there: not_found, not an empty value
+  auto r = tx->impl->fetch(oid, key, "value", tessera::ValueKind::single, 0, 0, f);
+  if (!r) {
+    return fail(r.status().code() == tessera::Errc::not_found
+                    ? tessera::Status(tessera::Errc::not_found, fmt::format("no key '{}'", key))
+                    : r.status());
+  }
+  return copy_out(*r, buf, buflen, out_len);
+}
+
+int tessera_tx_kv_put(tessera_tx* tx, const char* key, const void* buf, size_t len) {
+  tessera::ObjectId oid;
+  if (int rc = tx_kv_key(tx, key, &oid); rc != 0) return rc;
+  return tessera_tx_update(tx, oid.hi, oid.lo, key, "value", TESSERA_SINGLE, 0, buf, len,
+                           TESSERA_COND_NONE);
+}
+
+int tessera_tx_kv_remove(tessera_tx* tx, const char* key) {
+  tessera::ObjectId oid;
+  if (int rc = tx_kv_key(tx, key, &oid); rc != 0) return rc;
+  return tessera_tx_punch(tx, oid.hi, oid.lo, key, nullptr);
+}
+
 int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out) {
   if (tx == nullptr) return null_argument();
   if (int rc = tx_idle(tx); rc != 0) return rc;

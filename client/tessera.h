@@ -348,6 +348,12 @@ int tessera_tx_fetch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const cha
 /* dkey NULL/"": whole object; akey NULL/"": whole dkey. */
 int tessera_tx_punch(tessera_tx* tx, uint64_t oid_hi, uint64_t oid_lo, const char* dkey,
                      const char* akey);
+/* The key-value calls (tessera_kv_*) in a transaction: at its epoch, with its own changes; a
+ * get of a key that is not there answers -TESSERA_ENOENT. */
+int tessera_tx_kv_get(tessera_tx* tx, const char* key, void* buf, size_t buflen,
+                      size_t* out_len);
+int tessera_tx_kv_put(tessera_tx* tx, const char* key, const void* buf, size_t len);
+int tessera_tx_kv_remove(tessera_tx* tx, const char* key);
 int tessera_tx_commit(tessera_tx* tx, uint64_t* epoch_out);
 /* The transaction's reads and its commit through an event (ev as for tessera_cont_update; the
  * commit's epoch arrives in the event's epoch). While such a call is in flight, the

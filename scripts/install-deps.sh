@@ -17,6 +17,7 @@ PKGS=(
   libfuse3-dev fuse3 bindfs rsync sqlite3
   fio procps iproute2 python3 python3-prometheus-client curl
   clang libclang-rt-14-dev
+  python3-dev pybind11-dev python3-numpy python3-pytest python3-torch
 )
 
 missing=()

@@ -509,6 +509,62 @@ TEST(CApiAdmin, KeyValueCallsBlockingAndThroughEvents) {
   tessera_disconnect(cl);
 }
 
+// Pages as large as a caller asks: 1,500 keys in one call (more entries than one reply frame of
+// an engine carries: the engine cuts its pages to fit, the library asks on), and keys of the
+// largest size. Then the key-value calls in transactions.
+TEST(CApiAdmin, LargePagesAndKeyValueTransactions) {
+  SystemHarness h("RP_3G1");
+  ASSERT_TRUE(h.c);
+  tessera_client* cl = connect(h.sys->mgmt().c_str());
+  ASSERT_NE(cl, nullptr);
+  tessera_cont* co = nullptr;
+  ASSERT_EQ(tessera_cont_open(cl, "tank", "c", 1, &co), 0) << tessera_last_error();
+  auto kv_list = [&](tessera_anchor* a, uint32_t* n, size_t* l, void* b, size_t len) {
+    return tessera_kv_list(co, a, n, l, b, len, nullptr);
+  };
+  std::vector<std::string> want;
+  for (int i = 0; i < 1500; ++i) {
+    want.push_back(fmt::format("k{:05}", i));
+    ASSERT_EQ(tessera_kv_put(co, want.back().c_str(), "v", 1, nullptr), 0) << tessera_last_error();
+  }
+  int pages = 0;
+  EXPECT_EQ(all_keys(2000, 1 << 20, kv_list, &pages), want);
+  EXPECT_EQ(pages, 1);
+  for (int i = 0; i < 40; ++i) {
+    want.push_back(std::string(TESSERA_KEY_MAX - 1, 'z') + static_cast<char>('A' + i));
+    ASSERT_EQ(tessera_kv_put(co, want.back().c_str(), "v", 1, nullptr), 0) << tessera_last_error();
+  }
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(all_keys(2000, 1 << 20, kv_list), want);
+
+  // Transactions: a change is the transaction's own until commit, a removal too.
+  tessera_tx* tx = nullptr;
+  ASSERT_EQ(tessera_tx_open(co, 0, &tx), 0) << tessera_last_error();
+  ASSERT_EQ(tessera_tx_kv_put(tx, "t", "one", 3), 0) << tessera_last_error();
+  char buf[16];
+  size_t got = 0;
+  ASSERT_EQ(tessera_tx_kv_get(tx, "t", buf, sizeof buf, &got), 0) << tessera_last_error();
+  EXPECT_EQ(std::string(buf, got), "one");
+  EXPECT_EQ(tessera_kv_get(co, "t", buf, sizeof buf, &got, nullptr), -TESSERA_ENOENT);
+  EXPECT_EQ(tessera_tx_kv_get(tx, "nope", buf, sizeof buf, &got), -TESSERA_ENOENT);
+  EXPECT_NE(std::string(tessera_last_error()).find("nope"), std::string::npos);
+  EXPECT_EQ(tessera_tx_kv_put(tx, "", "x", 1), -TESSERA_EINVAL);
+  EXPECT_EQ(tessera_tx_kv_get(tx, "t", buf, 1, &got), -TESSERA_ERANGE);
+  EXPECT_EQ(got, 3u);
+  ASSERT_EQ(tessera_tx_commit(tx, nullptr), 0) << tessera_last_error();
+  tessera_tx_close(tx);
+  ASSERT_EQ(tessera_kv_get(co, "t", buf, sizeof buf, &got, nullptr), 0);
+  EXPECT_EQ(std::string(buf, got), "one");
+  ASSERT_EQ(tessera_tx_open(co, 0, &tx), 0);
+  ASSERT_EQ(tessera_tx_kv_remove(tx, "t"), 0) << tessera_last_error();
+  EXPECT_EQ(tessera_tx_kv_get(tx, "t", buf, sizeof buf, &got), -TESSERA_ENOENT);
+  ASSERT_EQ(tessera_tx_commit(tx, nullptr), 0) << tessera_last_error();
+  tessera_tx_close(tx);
+  EXPECT_EQ(tessera_kv_get(co, "t", buf, sizeof buf, &got, nullptr), -TESSERA_ENOENT);
+  EXPECT_EQ(tessera_cont_close(co), 0);
+  tessera_disconnect(cl);
+}
+
 TEST(CApiAdmin, NoSpaceAndUnavailableAreClearErrors) {
   SystemHarness h("RP_3G1");
   ASSERT_TRUE(h.c);
