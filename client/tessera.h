@@ -405,6 +405,13 @@ int tessera_fs_open(tessera_fs* fs, const char* path, int flags, uint32_t mode,
                     tessera_fs_file** out);
 /* Frees the handle; a file whose last link went while it was open is removed now. */
 int tessera_fs_close(tessera_fs_file* f);
+/* Reads up to len bytes of the file at `path` from `offset` in one call, without a handle (the
+ * path resolved, the file read at the size resolving found): bytes read (0 at the end), or a
+ * negative errno. attr (may be NULL) receives the file's attributes as read; its size tells
+ * whether more follows. What a whole-file reader (a dataset's sample) needs in the fewest round
+ * trips. */
+int64_t tessera_fs_read(tessera_fs* fs, const char* path, uint64_t offset, void* buf, size_t len,
+                        tessera_fs_attr* attr);
 /* Bytes read (0 at the end; holes read as zeros), or a negative errno. */
 int64_t tessera_fs_pread(tessera_fs_file* f, void* buf, size_t len, uint64_t offset);
 /* Bytes written, or a negative errno; opened with O_APPEND, at the end, atomically. */

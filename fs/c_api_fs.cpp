@@ -113,6 +113,20 @@ int tessera_fs_open(tessera_fs* fs, const char* path, int flags, uint32_t mode,
   return 0;
 }
 
+int64_t tessera_fs_read(tessera_fs* fs, const char* path, uint64_t offset, void* buf, size_t len,
+                        tessera_fs_attr* attr) {
+  if (fs == nullptr || path == nullptr || (buf == nullptr && len > 0)) return null_argument();
+  const Cred me = Cred::of_process();
+  auto a = fs->ns->resolve(path, me);
+  if (!a) return fail(a.error());
+  if (a->is_dir()) return capi::fail_text(-EISDIR, std::string("'") + path + "' is a directory");
+  if (fs::Error e = fs->ns->access(*a, R_OK, me); !e) return fail(e);
+  auto n = fs->ns->read(*a, offset, {static_cast<char*>(buf), len});
+  if (!n) return fail(n.error());
+  if (attr != nullptr) fill(attr, *a);
+  return static_cast<int64_t>(*n);
+}
+
 int tessera_fs_close(tessera_fs_file* f) {
   if (f == nullptr) return null_argument();
   f->fs->files.released(f->ino);

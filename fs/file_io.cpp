@@ -46,6 +46,12 @@ std::vector<Piece> pieces(uint32_t cs, uint64_t offset, uint64_t len) {
 Res<size_t> Namespace::read(Ino ino, uint64_t offset, std::span<char> buf) {
   auto a = load_inode(c_, inode_oid(ino), ino);
   if (!a) return a.error();
+  return read(*a, offset, buf);
+}
+
+Res<size_t> Namespace::read(const Attr& attr, uint64_t offset, std::span<char> buf) {
+  const Attr* a = &attr;
+  const Ino ino = attr.ino;
   if (a->is_dir()) return Error{EISDIR, fmt::format("inode {} is a directory", ino)};
   if (!a->is_reg()) return Error{EINVAL, fmt::format("inode {} is not a regular file", ino)};
   if (offset >= a->size || buf.empty()) return size_t{0};

@@ -263,10 +263,18 @@ Res<Attr> Namespace::lookup(Ino parent, std::string_view name, const Cred& cred)
   }
   auto p = getattr(parent);
   if (!p) return p.error();
-  if (!p->is_dir()) return Error{ENOTDIR, fmt::format("inode {} is not a directory", parent)};
-  if (Error e = access(*p, X_OK, cred); !e) return e;
-  if (name == ".") return p;
-  if (name == "..") return getattr(p->parent);
+  return lookup_in(*p, name, cred);
+}
+
+Res<Attr> Namespace::lookup_in(const Attr& dir, std::string_view name, const Cred& cred) {
+  if (name.size() > kNameMax) {
+    return Error{ENAMETOOLONG, fmt::format("name of {} bytes (at most {})", name.size(), kNameMax)};
+  }
+  const Ino parent = dir.ino;
+  if (!dir.is_dir()) return Error{ENOTDIR, fmt::format("inode {} is not a directory", parent)};
+  if (Error e = access(dir, X_OK, cred); !e) return e;
+  if (name == ".") return dir;
+  if (name == "..") return getattr(dir.parent);
   if (int no = check_name(name); no != 0) return Error{no, fmt::format("bad name '{}'", name)};
   auto e = load_entry(c_, inode_oid(parent), name);
   if (!e) return e.error();
@@ -706,7 +714,7 @@ Res<Attr> Namespace::resolve(std::string_view path, const Cred& cred, bool follo
   while (!todo.empty()) {
     const std::string part = std::move(todo.back());
     todo.pop_back();
-    auto next = lookup(cur->ino, part, cred);
+    auto next = lookup_in(*cur, part, cred);
     if (!next) return next;
     if (next->is_link() && (follow || !todo.empty())) {
       if (++links > kMaxSymlinks) {

@@ -147,6 +147,9 @@ class Namespace {
 
   Res<Attr> getattr(Ino ino);
   Res<Attr> lookup(Ino parent, std::string_view name, const Cred& cred);
+  // The same in a directory just loaded (`dir`: its attributes): the parent is not fetched
+  // again (a path walk loads each directory once).
+  Res<Attr> lookup_in(const Attr& dir, std::string_view name, const Cred& cred);
   // `mask`: R_OK | W_OK | X_OK (F_OK: exists).
   Error access(Ino ino, int mask, const Cred& cred);
   Error access(const Attr& a, int mask, const Cred& cred) const;
@@ -172,6 +175,9 @@ class Namespace {
 
   // Reads up to `buf.size()` bytes at `offset` (holes read as zeros; stops at the size).
   Res<size_t> read(Ino ino, uint64_t offset, std::span<char> buf);
+  // The same for an inode just loaded (`a`: its attributes, as resolve or getattr gave them):
+  // its size as loaded bounds the read, and the inode is not fetched again.
+  Res<size_t> read(const Attr& a, uint64_t offset, std::span<char> buf);
   // Writes at `offset`, or at the end of the file when `append` (atomically: two appenders
   // never overwrite each other). Returns the offset written at.
   Res<uint64_t> write(Ino ino, uint64_t offset, std::span<const char> data, bool append = false);

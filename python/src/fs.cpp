@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "handles.hpp"
@@ -13,6 +15,8 @@ namespace {
 struct Fs : Owned {
   std::shared_ptr<Cont> c;
   tessera_fs* fs = nullptr;
+  SizeHint size_hint;  // the largest file read_file read yet
+  void saw(size_t n) { size_hint.saw(n); }
   ~Fs() {
     if (fs != nullptr && here()) {
       py::gil_scoped_release nogil;
@@ -65,37 +69,32 @@ std::shared_ptr<File> open_file(const std::shared_ptr<Fs>& fs, const std::string
   return file;
 }
 
-// The whole file in one bytes object: open, size, read, close, without the GIL in between.
+// The whole file in one bytes object, read by path without a handle (tessera_fs_read: the path
+// resolved and the data fetched, nothing more) into a buffer of the size of the largest file
+// read yet; a larger file's rest is read after, from where the first read stopped.
 py::bytes read_file(Fs& fs, const std::string& path) {
   tessera_fs* h = fs.get();
-  tessera_fs_file* f = nullptr;
+  size_t room = fs.size_hint.load();
+  py::bytes b = new_bytes(room);
   tessera_fs_attr a{};
-  run(path, [&] {
-    int rc = tessera_fs_open(h, path.c_str(), O_RDONLY, 0, &f);
-    if (rc < 0) return rc;
-    rc = tessera_fs_fstat(f, &a);
-    if (rc < 0) (void)tessera_fs_close(f);
-    return rc;
-  });
-  struct Closer {
-    tessera_fs_file* f;
-    ~Closer() { (void)tessera_fs_close(f); }
-  } closer{f};
-  // A file that grows meanwhile is read to the size it had; one that shrank, to its end.
-  py::bytes b = new_bytes(a.size);
-  char* p = bytes_data(b);
-  size_t got = 0;
-  {
-    py::gil_scoped_release nogil;
-    while (got < a.size) {
-      const int64_t n = tessera_fs_pread(f, p + got, a.size - got, got);
-      if (n < 0) {
-        py::gil_scoped_acquire gil;
-        check_fs(n, path);
-      }
+  size_t got = static_cast<size_t>(
+      run(path, [&] { return tessera_fs_read(h, path.c_str(), 0, bytes_data(b), room, &a); }));
+  if (got == room && a.size > room) {
+    fs.saw(a.size);
+    py::bytes whole = new_bytes(a.size);
+    std::memcpy(bytes_data(whole), bytes_data(b), got);
+    b = std::move(whole);
+    room = a.size;
+    char* p = bytes_data(b);
+    while (got < room) {  // to the size the first read found (a file that shrank: its end)
+      const int64_t n = run(path, [&] {
+        return tessera_fs_read(h, path.c_str(), got, p + got, room - got, nullptr);
+      });
       if (n == 0) break;
       got += static_cast<size_t>(n);
     }
+  } else {
+    fs.saw(a.size);
   }
   shrink_bytes(b, got);
   return b;

@@ -78,14 +78,31 @@ struct System : Owned {
   }
 };
 
+// The size of the first buffer a read of unknown size gets: the largest value read yet through
+// the handle, from 64 KiB up to 64 MiB (a bigger value costs a second round trip, never a
+// bigger guess). Any thread.
+class SizeHint {
+ public:
+  size_t load(std::memory_order o = std::memory_order_relaxed) const { return v_.load(o); }
+  void saw(size_t n) {
+    size_t cur = v_.load(std::memory_order_relaxed);
+    const size_t want = n < (64u << 20) ? n : (64u << 20);
+    while (want > cur && !v_.compare_exchange_weak(cur, want)) {
+    }
+  }
+
+ private:
+  std::atomic<size_t> v_{64 << 10};
+};
+
 // An open container handle.
 struct Cont : Owned {
   std::shared_ptr<System> sys;
   tessera_cont* h = nullptr;
   std::string pool, label;
   bool writable = false;
-  uint64_t kv_hi = 0, kv_lo = 0;          // the key-value object (id 0 of the default class)
-  std::atomic<size_t> size_hint{64 << 10};  // the largest value read yet: a get's first buffer
+  uint64_t kv_hi = 0, kv_lo = 0;  // the key-value object (id 0 of the default class)
+  SizeHint size_hint;             // the largest value read yet: a get's first buffer
   ~Cont();
   tessera_cont* get() const {
     check_process("tessera.Container");
@@ -93,14 +110,7 @@ struct Cont : Owned {
     return h;
   }
   void close();
-  // The hint grows to the largest value seen (up to 64 MiB: a bigger value costs a second
-  // round trip, never a bigger guess).
-  void saw(size_t n) {
-    size_t cur = size_hint.load(std::memory_order_relaxed);
-    const size_t want = n < (64u << 20) ? n : (64u << 20);
-    while (want > cur && !size_hint.compare_exchange_weak(cur, want)) {
-    }
-  }
+  void saw(size_t n) { size_hint.saw(n); }
 };
 
 struct Oid {

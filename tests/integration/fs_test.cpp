@@ -429,6 +429,30 @@ TEST(Fs, TheCApiWorksByPathWithErrnos) {
   ASSERT_EQ(tessera_fs_fstat(f, &at), 0);
   EXPECT_EQ(at.size, 11u);
   EXPECT_TRUE(S_ISREG(at.mode));
+  // By path, without a handle: a part, its attributes saying how much there is, the rest.
+  tessera_fs_attr ra{};
+  EXPECT_EQ(tessera_fs_read(fs, "/d/f", 0, buf, 5, &ra), 5) << tessera_last_error();
+  EXPECT_EQ(std::string(buf, 5), "hello");
+  EXPECT_EQ(ra.size, 11u);
+  EXPECT_EQ(ra.ino, at.ino);
+  EXPECT_EQ(tessera_fs_read(fs, "/d/f", 5, buf, sizeof buf, nullptr), 6);
+  EXPECT_EQ(std::string(buf, 6), " world");
+  EXPECT_EQ(tessera_fs_read(fs, "/d/f", 11, buf, sizeof buf, nullptr), 0);
+  EXPECT_EQ(tessera_fs_read(fs, "/d/nope", 0, buf, sizeof buf, nullptr), -ENOENT);
+  EXPECT_EQ(tessera_fs_read(fs, "/d", 0, buf, sizeof buf, nullptr), -EISDIR);
+  // Read by path as the process's effective user: another user may not read a 0600 file.
+  if (::geteuid() == 0) {
+    tessera_fs_file* secret = nullptr;
+    ASSERT_EQ(tessera_fs_open(fs, "/d/secret", O_CREAT | O_WRONLY, 0600, &secret), 0);
+    EXPECT_EQ(tessera_fs_pwrite(secret, "s", 1, 0), 1);
+    EXPECT_EQ(tessera_fs_close(secret), 0);
+    ASSERT_EQ(::seteuid(65534), 0);
+    const int64_t as_nobody = tessera_fs_read(fs, "/d/secret", 0, buf, sizeof buf, nullptr);
+    const std::string why = tessera_last_error();
+    ASSERT_EQ(::seteuid(0), 0);
+    EXPECT_EQ(as_nobody, -EACCES) << why;
+    EXPECT_EQ(tessera_fs_unlink(fs, "/d/secret"), 0);
+  }
   EXPECT_EQ(tessera_fs_link(fs, "/d/f", "/g"), 0) << tessera_last_error();
   EXPECT_EQ(tessera_fs_stat(fs, "/g", 1, &at), 0);
   EXPECT_EQ(at.nlink, 2u);
