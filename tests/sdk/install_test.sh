@@ -138,6 +138,21 @@ if ldd "$WORK/build-c/put_get_static" | grep -q libtessera; then fail "put_get_s
 "$WORK/build-cpp/store_and_list" tank c1 40
 # The asynchronous API: a checkpoint written and read back with 8 calls in flight on one queue.
 "$WORK/build-c/checkpoint" tank c1 16 8 256
+# The Python package from the prefix, with Debian's python3: imported from where it was
+# installed (finding libtessera.so beside it through its RPATH), doing real work.
+PYDIR="$(find "$PREFIX" -path '*dist-packages/tessera' -type d | head -1)"
+if [ -n "$PYDIR" ]; then
+  PYTHONPATH="$(dirname "$PYDIR")" /usr/bin/python3 - <<'PY' || fail "the installed Python package failed"
+import tessera
+assert tessera.__file__.startswith(__import__("os").environ["PYTHONPATH"]), tessera.__file__
+with tessera.connect() as conn, conn.open("tank", "c1", write=True) as c:
+    c["from-python"] = b"installed"
+    assert c["from-python"] == b"installed"
+print(f"SDK: tessera {tessera.__version__} imported from the prefix stored and read a value")
+PY
+else
+  echo "SDK: no Python package in the prefix (built without TESSERA_BUILD_PYTHON)"
+fi
 # A bad container is a clear error, not a crash.
 if "$WORK/put_get_pc" tank nosuch 1 2> "$WORK/err"; then fail "put_get opened a container that does not exist"; fi
 grep -q "nosuch\|not found\|no container" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
