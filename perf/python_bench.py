@@ -32,12 +32,17 @@ class LocalFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
+        if isinstance(i, list):
+            return [self[j] for j in i]
         with open(self.paths[i], "rb") as f:
             return f.read()
 
 
 def rate(ds) -> float:
-    loader = torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2,
+    # Each worker is asked for a whole batch of 16 at once (a BatchSampler as the sampler):
+    # Tessera's Dataset reads a batch's samples concurrently, local files are read one by one.
+    sampler = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(ds), 16, False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=sampler, num_workers=2,
                                          collate_fn=lambda batch: len(batch))
     t0 = time.perf_counter()
     n = sum(loader)

@@ -17,6 +17,7 @@ never used after it.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import os
@@ -39,6 +40,9 @@ class _Source:
         self._pid = None
         self._sys = self._container = self._fs = None
         self._kind = ""
+        self.threads = 8
+        self._pool = None
+        self._pool_pid = None
         self.open()
 
     def open(self):
@@ -67,8 +71,16 @@ class _Source:
         return self.open()[name]
 
     def read_many(self, names: list[str]) -> list[bytes]:
+        """Many samples at once: a KV container's with get_many (all in flight), files by
+        `threads` threads of this process (each read releases the GIL)."""
         if self._kind == "POSIX":
-            return [self.fs.read_file(n) for n in names]
+            if len(names) <= 1:
+                return [self.fs.read_file(n) for n in names]
+            if self._pool is None or self._pool_pid != os.getpid():
+                self._pool = concurrent.futures.ThreadPoolExecutor(self.threads)
+                self._pool_pid = os.getpid()
+            fs = self.fs
+            return list(self._pool.map(fs.read_file, names))
         values = self.open().get_many(names)
         for n, v in zip(names, values):
             if v is None:
@@ -92,18 +104,24 @@ class _Source:
 
     def __getstate__(self):  # a spawned worker gets names, and connects itself
         return {k: v for k, v in self.__dict__.items()
-                if k in ("pool", "cont", "system", "write", "path", "_kind")}
+                if k in ("pool", "cont", "system", "write", "path", "_kind", "threads")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._pid = None
         self._sys = self._container = self._fs = None
+        self._pool = self._pool_pid = None
 
 
 class Dataset(torch.utils.data.Dataset):
     """A map-style dataset: item i is the bytes of the i-th sample (a file under `path` of a
     POSIX container, or a key of a KV container, in sorted order), passed through transform
-    when one is given."""
+    when one is given.
+
+    A list of indices reads those samples at once (a KV container's all in flight, files by 8
+    threads of the process) and gives their list: with a BatchSampler as the DataLoader's
+    sampler (batch_size=None), each worker asks for a whole batch in one call. PyTorch 2's
+    __getitems__ is the same."""
 
     def __init__(self, pool: str, cont: str, path: str = "/", system: str = "",
                  transform: Callable[[bytes], Any] | None = None):
@@ -114,9 +132,15 @@ class Dataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
+        if isinstance(i, (list, tuple)):
+            return self.__getitems__(i)
         data = self._src.read(self.samples[i])
         return self.transform(data) if self.transform else data
+
+    def __getitems__(self, indices):
+        data = self._src.read_many([self.samples[i] for i in indices])
+        return [self.transform(d) for d in data] if self.transform else data
 
 
 class IterableDataset(torch.utils.data.IterableDataset):

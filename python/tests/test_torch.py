@@ -55,6 +55,17 @@ def test_map_style_through_two_workers(source, request):
 
 
 @pytest.mark.parametrize("source", ["posix", "kv"])
+def test_whole_batches_through_a_batch_sampler(source, request):
+    cont = request.getfixturevalue(f"{source}_samples")
+    ds = Dataset("tank", cont.label, path="/train", transform=index_of)
+    assert ds[[3, 1, 2]] == [ds[3], ds[1], ds[2]]
+    sampler = torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(ds), 16, False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, sampler=sampler, num_workers=2,
+                                         collate_fn=torch.tensor)
+    assert collect(loader) == list(range(120))
+
+
+@pytest.mark.parametrize("source", ["posix", "kv"])
 def test_iterable_through_two_workers(source, request):
     cont = request.getfixturevalue(f"{source}_samples")
     ds = IterableDataset("tank", cont.label, path="/train", transform=index_of, batch=7)
