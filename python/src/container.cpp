@@ -11,30 +11,15 @@
 namespace tpy {
 namespace {
 
-// The value of `key`, in a bytes object sized by the container's hint and shrunk to fit; a
-// value larger than the hint is read again into one of its size. None when the key is absent.
+// The value of `key`; None when the key is absent.
 py::object kv_get(Cont& c, const std::string& key) {
   tessera_cont* h = c.get();
-  size_t room = c.size_hint.load(std::memory_order_relaxed);
-  for (;;) {
-    py::bytes b = new_bytes(room);
-    char* p = bytes_data(b);
-    size_t n = 0;
-    int rc;
-    {
-      py::gil_scoped_release nogil;
-      rc = tessera_kv_get(h, key.c_str(), p, room, &n, nullptr);
-      if (rc < 0 && rc != -TESSERA_ERANGE && rc != -TESSERA_ENOENT) throw call_error(rc);
-    }
-    if (rc == -TESSERA_ENOENT) return py::none();
-    c.saw(n);
-    if (rc == -TESSERA_ERANGE) {
-      room = n;
-      continue;
-    }
-    shrink_bytes(b, n);
-    return b;
-  }
+  return read_sized(
+      c.size_hint,
+      [&](char* p, size_t room, size_t* n) {
+        return tessera_kv_get(h, key.c_str(), p, room, n, nullptr);
+      },
+      true);
 }
 
 bool kv_contains(Cont& c, const std::string& key) {

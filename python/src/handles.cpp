@@ -139,6 +139,38 @@ py::bytes new_bytes(size_t n) {
 
 char* bytes_data(const py::bytes& b) { return PyBytes_AS_STRING(b.ptr()); }
 
+py::object read_sized(SizeHint& hint, const SizedCall& call, bool absent_is_none) {
+  size_t room = hint.load();
+  for (;;) {
+    py::bytes b = new_bytes(room);
+    char* p = bytes_data(b);
+    size_t n = 0;
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = call(p, room, &n);
+      if (rc < 0 && rc != -TESSERA_ERANGE && !(absent_is_none && rc == -TESSERA_ENOENT))
+        throw call_error(rc);
+    }
+    if (rc == -TESSERA_ENOENT) return py::none();
+    hint.saw(n);
+    if (rc == -TESSERA_ERANGE) {
+      room = n;
+      continue;
+    }
+    shrink_bytes(b, n);
+    return b;
+  }
+}
+
+int cond_of(const py::object& cond) {
+  if (cond.is_none()) return TESSERA_COND_NONE;
+  const std::string s = py::str(cond);
+  if (s == "insert") return TESSERA_COND_INSERT;
+  if (s == "update") return TESSERA_COND_UPDATE;
+  throw py::value_error("cond must be None, 'insert' (only if absent) or 'update' (only if present)");
+}
+
 void shrink_bytes(py::bytes& b, size_t n) {
   if (static_cast<size_t>(PyBytes_GET_SIZE(b.ptr())) == n) return;
   PyObject* p = b.release().ptr();

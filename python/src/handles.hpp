@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -149,6 +150,17 @@ std::string key_arg(const py::handle& k, const char* what);
 // A key the library listed, back to str (os.fsdecode's rules: bytes that are not UTF-8 come
 // back as surrogates, so key_arg gives the same bytes again).
 py::str key_out(const char* p, size_t n);
+
+// A read whose size is not known beforehand: `call(buf, room, &n)` (run without the GIL; the C
+// call's code) fills a bytes object of the hint's size; a value larger than that is read again
+// into one of the size the library names (-TESSERA_ERANGE and *n). The bytes, shrunk to fit;
+// None when absent_is_none and the call answered -TESSERA_ENOENT; other failures raise.
+using SizedCall = std::function<int(char* buf, size_t room, size_t* n)>;
+py::object read_sized(SizeHint& hint, const SizedCall& call, bool absent_is_none);
+
+// A conditional update's condition: None, 'insert' (only if absent) or 'update' (only if
+// present), as TESSERA_COND_*.
+int cond_of(const py::object& cond);
 
 // A new bytes object of n bytes (to be filled without the GIL, then shrunk with shrink_bytes).
 py::bytes new_bytes(size_t n);

@@ -10,39 +10,6 @@
 namespace tpy {
 namespace {
 
-int cond_of(const py::object& cond) {
-  if (cond.is_none()) return TESSERA_COND_NONE;
-  const std::string s = py::str(cond);
-  if (s == "insert") return TESSERA_COND_INSERT;
-  if (s == "update") return TESSERA_COND_UPDATE;
-  throw py::value_error("cond must be None, 'insert' (only if absent) or 'update' (only if present)");
-}
-
-// A read whose size is not known: into a bytes object of the hint's size, again into one of the
-// size the library names when it is larger. `call(buf, room, &n)` is the C call.
-template <typename F>
-py::bytes read_sized(Cont& c, F&& call) {
-  size_t room = c.size_hint.load(std::memory_order_relaxed);
-  for (;;) {
-    py::bytes b = new_bytes(room);
-    char* p = bytes_data(b);
-    size_t n = 0;
-    int rc;
-    {
-      py::gil_scoped_release nogil;
-      rc = call(p, room, &n);
-      if (rc < 0 && rc != -TESSERA_ERANGE) throw call_error(rc);
-    }
-    c.saw(n);
-    if (rc == -TESSERA_ERANGE) {
-      room = n;
-      continue;
-    }
-    shrink_bytes(b, n);
-    return b;
-  }
-}
-
 // A read into the caller's buffer: the bytes read; a buffer too small raises the library's
 // error (its message names the size needed).
 template <typename F>
@@ -137,10 +104,10 @@ Reads take an epoch (0: the newest; a snapshot's epoch: that state).)")
            [](Obj& o, const py::object& dkey, const py::object& akey, uint64_t epoch) {
              const std::string d = key_arg(dkey, "dkey"), a = key_arg(akey, "akey");
              tessera_cont* h = o.c->get();
-             return read_sized(*o.c, [&](char* p, size_t room, size_t* n) {
+             return read_sized(o.c->size_hint, [&](char* p, size_t room, size_t* n) {
                return tessera_cont_fetch(h, o.oid.hi, o.oid.lo, d.c_str(), a.c_str(),
                                          TESSERA_SINGLE, 0, 0, epoch, p, room, n, nullptr);
-             });
+             }, false);
            },
            py::arg("dkey"), py::arg("akey"), py::arg("epoch") = 0, "A single value, whole.")
       .def("get_into",
@@ -179,12 +146,12 @@ Reads take an epoch (0: the newest; a snapshot's epoch: that state).)")
                                           nullptr));
                }
                shrink_bytes(b, n);
-               return b;
+               return py::object(std::move(b));
              }
-             return read_sized(*o.c, [&](char* p, size_t room, size_t* n) {
+             return read_sized(o.c->size_hint, [&](char* p, size_t room, size_t* n) {
                return tessera_cont_fetch(h, o.oid.hi, o.oid.lo, d.c_str(), a.c_str(),
                                          TESSERA_ARRAY, offset, 0, epoch, p, room, n, nullptr);
-             });
+             }, false);
            },
            py::arg("dkey"), py::arg("akey"), py::arg("offset") = 0, py::arg("length") = 0,
            py::arg("epoch") = 0,

@@ -35,30 +35,21 @@ auto with_tx(Tx& t, F&& f) {
   return f(t.tx);
 }
 
-// A read into a bytes object sized by the container's hint (again into the size needed when
-// larger); `call(tx, buf, room, &n)`. None when absent_is_none and the key is not there.
+// A read of unknown size (read_sized) through the transaction, held by this thread while the
+// C call runs; `call(tx, buf, room, &n)`.
 template <typename F>
 py::object tx_read(Tx& t, bool absent_is_none, F&& call) {
-  size_t room = t.c->size_hint.load(std::memory_order_relaxed);
-  for (;;) {
-    py::bytes b = new_bytes(room);
-    char* p = bytes_data(b);
-    size_t n = 0;
-    const int rc = with_tx(t, [&](tessera_tx* tx) {
-      const int r = call(tx, p, room, &n);
-      if (r < 0 && r != -TESSERA_ERANGE && !(absent_is_none && r == -TESSERA_ENOENT))
-        throw call_error(r);
-      return r;
-    });
-    if (rc == -TESSERA_ENOENT) return py::none();
-    t.c->saw(n);
-    if (rc == -TESSERA_ERANGE) {
-      room = n;
-      continue;
-    }
-    shrink_bytes(b, n);
-    return b;
-  }
+  t.check_process("tessera.Transaction");
+  if (t.ended) throw CallError{-TESSERA_EINVAL, "the transaction has ended (committed or closed)"};
+  return read_sized(
+      t.c->size_hint,
+      [&](char* p, size_t room, size_t* n) {
+        std::unique_lock lock(t.mu, std::try_to_lock);
+        if (!lock.owns_lock())
+          throw CallError{-TESSERA_EBUSY, "another thread is using this transaction"};
+        return call(t.tx, p, room, n);
+      },
+      absent_is_none);
 }
 
 py::object kv_get(Tx& t, const py::object& k) {
@@ -66,14 +57,6 @@ py::object kv_get(Tx& t, const py::object& k) {
   return tx_read(t, true, [&](tessera_tx* tx, char* p, size_t room, size_t* n) {
     return tessera_tx_kv_get(tx, key.c_str(), p, room, n);
   });
-}
-
-int cond_of(const py::object& cond) {
-  if (cond.is_none()) return TESSERA_COND_NONE;
-  const std::string s = py::str(cond);
-  if (s == "insert") return TESSERA_COND_INSERT;
-  if (s == "update") return TESSERA_COND_UPDATE;
-  throw py::value_error("cond must be None, 'insert' or 'update'");
 }
 
 void tx_update(Tx& t, const Obj& o, const py::object& dkey, const py::object& akey, int kind,
