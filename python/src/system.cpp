@@ -91,6 +91,14 @@ std::string props_string(const py::kwargs& kw) {
   return s;
 }
 
+// Disconnects once, in the process that connected (a forked child's copy frees nothing).
+void disconnect(System& s) {
+  if (s.c == nullptr || !s.here()) return;
+  py::gil_scoped_release nogil;
+  tessera_disconnect(s.c);
+  s.c = nullptr;
+}
+
 std::shared_ptr<System> connect(const std::string& system) {
   auto sys = std::make_shared<System>();
   sys->name = system;
@@ -125,21 +133,11 @@ void register_system(py::module_& m) {
       .def("close",
            [](System& s) {
              s.check_process("tessera.System");
-             if (s.c != nullptr) {
-               py::gil_scoped_release nogil;
-               tessera_disconnect(s.c);
-               s.c = nullptr;
-             }
+             disconnect(s);
            },
            "Disconnects (containers opened through it must be closed first).")
       .def("__enter__", [](System& s) -> System& { return s; })
-      .def("__exit__", [](System& s, py::args) {
-        if (s.c != nullptr && s.here()) {
-          py::gil_scoped_release nogil;
-          tessera_disconnect(s.c);
-          s.c = nullptr;
-        }
-      })
+      .def("__exit__", [](System& s, py::args) { disconnect(s); })
       .def("open", &open, py::arg("pool"), py::arg("cont"), py::arg("write") = false,
            "Opens a container (label or UUID) for reading, or reading and writing.")
       .def("pool_create",

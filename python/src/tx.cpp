@@ -22,34 +22,32 @@ struct Tx : Owned {
   }
 };
 
-// Runs `f(tx)` without the GIL, the transaction held by this thread; a transaction another
-// thread is using is an error, not a wait.
-template <typename F>
-auto with_tx(Tx& t, F&& f) {
+// The transaction held by this thread for one call: made in this process, not ended, and not
+// in another thread's call (an error, not a wait).
+std::unique_lock<std::mutex> hold(Tx& t) {
   t.check_process("tessera.Transaction");
   if (t.ended) throw CallError{-TESSERA_EINVAL, "the transaction has ended (committed or closed)"};
   std::unique_lock lock(t.mu, std::try_to_lock);
   if (!lock.owns_lock())
     throw CallError{-TESSERA_EBUSY, "another thread is using this transaction"};
+  return lock;
+}
+
+// Runs `f(tx)` without the GIL, the transaction held.
+template <typename F>
+auto with_tx(Tx& t, F&& f) {
+  auto lock = hold(t);
   py::gil_scoped_release nogil;
   return f(t.tx);
 }
 
-// A read of unknown size (read_sized) through the transaction, held by this thread while the
-// C call runs; `call(tx, buf, room, &n)`.
+// A read of unknown size (read_sized) with the transaction held; `call(tx, buf, room, &n)`.
 template <typename F>
 py::object tx_read(Tx& t, bool absent_is_none, F&& call) {
-  t.check_process("tessera.Transaction");
-  if (t.ended) throw CallError{-TESSERA_EINVAL, "the transaction has ended (committed or closed)"};
+  auto lock = hold(t);
   return read_sized(
       t.c->size_hint,
-      [&](char* p, size_t room, size_t* n) {
-        std::unique_lock lock(t.mu, std::try_to_lock);
-        if (!lock.owns_lock())
-          throw CallError{-TESSERA_EBUSY, "another thread is using this transaction"};
-        return call(t.tx, p, room, n);
-      },
-      absent_is_none);
+      [&](char* p, size_t room, size_t* n) { return call(t.tx, p, room, n); }, absent_is_none);
 }
 
 py::object kv_get(Tx& t, const py::object& k) {
