@@ -154,6 +154,17 @@ struct FabricEndpoint::Impl {
   }
 };
 
+void warm_providers(const std::string& provider) {
+  fi_info* hints = fi_allocinfo();
+  if (hints == nullptr) return;
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->caps = FI_MSG;
+  hints->fabric_attr->prov_name = strdup(provider.c_str());
+  fi_info* info = nullptr;
+  if (fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info) == 0) fi_freeinfo(info);
+  fi_freeinfo(hints);
+}
+
 FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 FabricEndpoint::~FabricEndpoint() = default;

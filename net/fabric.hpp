@@ -46,6 +46,10 @@ struct FabricStats {
   uint64_t send_retries = 0;
 };
 
+// Runs libfabric's one-time set-up (every built-in provider's initialization) for `provider`
+// now, opening nothing: a process that forks children to talk to the fabric pays it once.
+void warm_providers(const std::string& provider = "tcp;ofi_rxm");
+
 class FabricEndpoint final : public Poller, public Transport {
  public:
   using DeliverFn = std::function<void(Message&&)>;

@@ -9,16 +9,21 @@
 //   engine mode (obj without --pool, target, engine): one engine's scratch store, named by
 //     --engine, $TESSERA_ENGINE, else 127.0.0.1:10001.
 #include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
 #include "apps/cli/common.hpp"
+#include "apps/cli/zygote_server.hpp"
 #include "core/log.hpp"
 #include "core/version.hpp"
+#include "net/fabric.hpp"
 
 using namespace tessera::cli;
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_cli(int argc, char** argv) {
   Globals g;
   const char* env_engine = std::getenv("TESSERA_ENGINE");
   g.engine_env = env_engine != nullptr && *env_engine != '\0';
@@ -55,4 +60,28 @@ int main(int argc, char** argv) {
   tessera::log::set_level(tessera::log::parse_level(level != nullptr ? level : "warn"));
   CLI11_PARSE(app, argc, argv);
   return g.rc;
+}
+
+// The CLI server's libfabric set-up, which every command it runs inherits. A command talks to a
+// few peers with a few requests in flight, so it needs few of the eager buffers ofi_rxm posts
+// per connection (128 by default, 16 KiB each, all touched when a connection opens): half of a
+// small command's time went to those page faults (docs/PERFORMANCE.md, "CLI start-up").
+// libfabric reads the variable once, here; it is not left in the environment, so engines that
+// `system start` runs never see it. A value the user set wins.
+void warm() {
+  const bool mine = std::getenv("FI_OFI_RXM_MSG_RX_SIZE") == nullptr;
+  if (mine) ::setenv("FI_OFI_RXM_MSG_RX_SIZE", "32", 1);
+  tessera::net::warm_providers();
+  if (mine) ::unsetenv("FI_OFI_RXM_MSG_RX_SIZE");
+}
+
+}  // namespace
+
+// `tessera-cli ARGS...` runs one command; `tessera-cli --zygote-serve SOCKET LOCK` is the CLI
+// server the `tessera` launcher starts (apps/cli/zygote_server.hpp).
+int main(int argc, char** argv) {
+  if (argc == 4 && std::strcmp(argv[1], "--zygote-serve") == 0) {
+    return tessera::cli::zygote::serve(argv[2], argv[3], warm, run_cli);
+  }
+  return run_cli(argc, argv);
 }

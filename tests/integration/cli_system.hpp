@@ -106,11 +106,15 @@ class CliSystem {
   const std::string& let_others_in() {
     const std::string pub = dir_.path() + "/pub";
     std::filesystem::create_directories(pub);
-    std::filesystem::copy_file(TESSERA_CLI_BIN, pub + "/tessera",
-                               std::filesystem::copy_options::overwrite_existing);
+    // The launcher and the CLI it runs (tessera-cli, beside it).
+    const std::filesystem::path bin(TESSERA_CLI_BIN);
+    for (const char* name : {"tessera", "tessera-cli"}) {
+      std::filesystem::copy_file(bin.parent_path() / name, pub + "/" + name,
+                                 std::filesystem::copy_options::overwrite_existing);
+      ::chmod((pub + "/" + name).c_str(), 0755);
+    }
     ::chmod(dir_.path().c_str(), 0755);
     ::chmod(pub.c_str(), 0755);
-    ::chmod((pub + "/tessera").c_str(), 0755);
     ::chmod(sys_dir_.c_str(), 0755);
     cli_ = pub + "/tessera";
     return cli_;
