@@ -36,6 +36,7 @@ namespace {
 
 constexpr size_t kMaxChildren = 64;
 constexpr int kIoTimeoutS = 2;  // a peer that connected sends its request at once
+constexpr std::chrono::seconds kRecheck{5};
 
 // What a file on disk is: a rebuilt binary or library differs in one of these.
 struct FileId {
@@ -265,17 +266,20 @@ class Server {
         pfds.push_back({r.pidfd, POLLIN, 0});
         pfds.push_back({r.killed ? -1 : r.conn, POLLIN, 0});
       }
-      int timeout = -1;
+      // Awake every kRecheck to notice a binary rebuilt or deleted (a test's copy): a stale
+      // server would otherwise keep the old file's blocks for its whole idle time.
+      std::chrono::steady_clock::duration wait = kRecheck;
       if (running_.empty()) {
         auto left = idle_ - (std::chrono::steady_clock::now() - last_work);
-        if (left <= std::chrono::seconds(0)) {
+        if (left <= std::chrono::seconds(0) || ids_of(files_) != file_ids_) {
           stop(socket_path);
           continue;
         }
-        timeout = static_cast<int>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(left).count() + 1);
+        wait = std::min<std::chrono::steady_clock::duration>(wait, left);
       }
-      int n = ::poll(pfds.data(), pfds.size(), timeout);
+      int n = ::poll(pfds.data(), pfds.size(),
+                     static_cast<int>(
+                         std::chrono::duration_cast<std::chrono::milliseconds>(wait).count() + 1));
       if (n < 0 && errno != EINTR) return;
       if (n <= 0) continue;
       last_work = std::chrono::steady_clock::now();

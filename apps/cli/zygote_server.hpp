@@ -6,7 +6,8 @@
 // start from a process that holds nothing but loaded libraries. Each child runs `run` (the
 // CLI's main) with the request's arguments, then exits; the server reports its wait status.
 // At most kMaxChildren commands run at once. It exits after $TESSERA_CLI_SERVER_IDLE_S seconds
-// (default 600) with nothing to do, and once its binary or libtessera changes on disk.
+// (default 600) with nothing to do, and once its binary or libtessera changes on disk or is
+// deleted (checked at each request and every 5 s).
 #pragma once
 
 namespace tessera::cli::zygote {

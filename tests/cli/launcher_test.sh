@@ -143,4 +143,10 @@ wait_server
 [ "$(ran_by "$T" --version)" = server ] || fail "no new server after the rebuild"
 
 "$T" system stop >/dev/null
+
+# A server whose binary was deleted (an uninstall, a test's copy) goes by itself, idle or not.
+last="$(server_pid)"
+rm "$BIN/tessera-cli"
+for _ in $(seq 600); do kill -0 "$last" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$last" 2>/dev/null && fail "the server of a deleted binary still runs"
 echo "PASS: launcher and CLI server"
