@@ -29,9 +29,11 @@ Result<size_t> BlockQueue::run(IoOp op, uint64_t off, void* buf, size_t len) {
     return Status(Errc::io_error, "injected write failure");
   }
   IoWait w;
+  ++in_flight_;
   submit(op, off, buf, len, &w);
   NoLock nl;
   while (!w.done) w.cv.wait(nl);
+  --in_flight_;
   if (w.res < 0) {
     return Status(Errc::io_error, fmt::format("{} at offset {}: {}",
                                               op == IoOp::read    ? "read"

@@ -1,7 +1,8 @@
 // BlockQueue: a target's queue to its block device (a file opened O_DIRECT, or memory).
 //
-// One per target, created and used only on that target's thread; registered with the target as
-// a Poller so completions are reaped by the target's scheduler. read/write/sync suspend the
+// One per store (a target's scratch store and each pool shard), created and used only on that
+// target's thread; registered with the target as a Poller so completions are reaped by the
+// target's scheduler. The uring backend's queues of one thread share one io_uring. read/write/sync suspend the
 // calling fiber until the device completes, never the thread.
 //
 // Backends, chosen by name: "uring" (liburing), "aio" (libaio, file opened O_DSYNC so every
@@ -96,6 +97,7 @@ class BlockQueue : public Poller {
   virtual void submit(IoOp op, uint64_t off, void* buf, size_t len, IoWait* w) = 0;
   uint64_t size_ = 0;
   bool created_ = false;
+  size_t in_flight_ = 0;  // requests of this queue submitted and not yet returned
 
  private:
   Result<size_t> run(IoOp op, uint64_t off, void* buf, size_t len);
@@ -103,6 +105,10 @@ class BlockQueue : public Poller {
 };
 
 Result<std::unique_ptr<BlockQueue>> open_block_queue(const BlockQueueOptions& opts);
+
+// io_uring instances open in this process: the uring backend keeps one per thread, shared by
+// every queue opened on that thread (a target's scratch store and its pool shards).
+size_t uring_rings_open();
 
 // Implementations (each in its own file; only these include liburing/libaio).
 Result<std::unique_ptr<BlockQueue>> open_uring_queue(const BlockQueueOptions& opts);

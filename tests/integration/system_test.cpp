@@ -230,3 +230,24 @@ TEST(SystemTest, ManagementStateSurvivesKillOfItsHost) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->pool.map.engines.size(), 2u);
 }
+
+// One device queue per target (docs/ARCHITECTURE.md): an engine of 2 targets serving its scratch
+// store and three pools holds 2 io_uring instances, not one per store.
+TEST(SystemTest, EachTargetHasOneIoUringWhateverItsPools) {
+  TempDir dir;
+  LocalSystem sys(dir.path(), 1, 2);
+  ASSERT_TRUE(sys.wait_joined(1));
+  MgmtClient admin(sys.mgmt());
+  for (const char* p : {"p1", "p2", "p3"}) ASSERT_TRUE(admin.pool_create(p, 64ull << 20)) << p;
+  auto c = admin.cont_create("p2", cont_props("c", "SX", 0));
+  ASSERT_TRUE(c) << c.status().to_string();
+  size_t rings = 0;
+  const std::string fds = "/proc/" + std::to_string(sys.engine(0).pid()) + "/fd";
+  for (const auto& e : std::filesystem::directory_iterator(fds)) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(e.path(), ec);
+    if (!ec && target.string().find("io_uring") != std::string::npos) ++rings;
+  }
+  if (rings == 0) GTEST_SKIP() << "the engine does not use io_uring here (libaio chosen)";
+  EXPECT_EQ(rings, 2u) << "one io_uring per target, shared by the scratch store and 3 pools";
+}

@@ -187,3 +187,61 @@ TEST(MemoryDisk, PowerLossKeepsSyncedBlocksAndEachUnsyncedBlockOldNewOrTorn) {
   EXPECT_GT(torn, 0u);
   EXPECT_EQ(disk->image[0], 2);  // what the device showed before the loss
 }
+
+// One device queue per target: every uring queue used on a thread submits to that thread's one
+// io_uring (a target's scratch store and each pool shard's store), and I/O of several files
+// interleaved on it lands in the right file; the ring goes when its last queue does.
+TEST(UringRing, QueuesUsedOnOneTargetShareOneRing) {
+  TempDir dir;
+  Target target{RealEnv::instance(), TargetOptions{}};
+  ASSERT_TRUE(target.start().is_ok());
+  const size_t before = uring_rings_open();
+  Status st = run_on(target, [&]() -> Status {
+    std::vector<std::unique_ptr<BlockQueue>> qs;
+    for (int i = 0; i < 4; ++i) {
+      BlockQueueOptions o;
+      o.backend = "uring";
+      o.path = dir.file("dev" + std::to_string(i));
+      o.size = 4 << 20;
+      auto q = open_block_queue(o);
+      if (!q) return q.status();
+      qs.push_back(std::move(*q));
+      target.add_poller(qs.back().get());
+    }
+    EXPECT_EQ(uring_rings_open(), before + 1) << "one ring for the target's four queues";
+    // 4 files x 16 blocks written at once from separate fibers, each block naming its file.
+    auto done = std::make_shared<int>(0);
+    boost::fibers::promise<void> all;
+    for (int f = 0; f < 4; ++f) {
+      for (int k = 0; k < 16; ++k) {
+        target.spawn([&, f, k, done] {
+          Buffer b(4096);
+          std::memset(b.data(), 'a' + f * 16 + k % 16, b.size());
+          EXPECT_TRUE(qs[f]->write(static_cast<uint64_t>(k) * 4096, b.data(), b.size()).is_ok());
+          if (++*done == 64) all.set_value();
+        });
+      }
+    }
+    all.get_future().get();
+    for (auto& q : qs) TESSERA_TRY(q->sync());
+    // One file closes; the others keep working on the same ring.
+    target.remove_poller(qs[0].get());
+    qs[0].reset();
+    EXPECT_EQ(uring_rings_open(), before + 1);
+    Buffer r(4096);
+    for (int f = 1; f < 4; ++f) {
+      for (int k = 0; k < 16; ++k) {
+        auto n = qs[f]->read(static_cast<uint64_t>(k) * 4096, r.data(), r.size());
+        if (!n) return n.status();
+        EXPECT_EQ(r.data()[0], 'a' + f * 16 + k % 16) << "file " << f << " block " << k;
+        EXPECT_EQ(r.data()[4095], 'a' + f * 16 + k % 16);
+      }
+    }
+    for (size_t i = 1; i < qs.size(); ++i) target.remove_poller(qs[i].get());
+    qs.clear();
+    EXPECT_EQ(uring_rings_open(), before) << "the ring outlived its last queue";
+    return Status();
+  });
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  target.stop();
+}
