@@ -104,8 +104,35 @@ char proc_state(pid_t pid) {
   return stat[close + 2];
 }
 
+// A process killed a moment ago may still be exiting: its threads close its sockets and files
+// one by one, and its first thread may already be a zombie while the others still hold them
+// (or have given up the memory, so /proc shows no command line). True while that lasts.
+bool exiting(pid_t pid) {
+  std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
+  auto close = stat.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string state, skip;
+  unsigned long flags = 0;
+  fields >> state >> skip >> skip >> skip >> skip >> skip >> flags;
+  constexpr unsigned long kPfExiting = 0x4;  // include/linux/sched.h
+  if (state != "Z" && state != "X") return (flags & kPfExiting) != 0;
+  std::error_code ec;
+  size_t threads = 0;
+  for (auto it = std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++threads;
+  }
+  return threads > 1;
+}
+
 bool gone(pid_t pid) {
   if (pid <= 0) return true;
+  // Decided only once the process has finished exiting (at most 30 s): neither taken for a
+  // running engine nor started again while it still holds its port and files.
+  for (int i = 0; i < 3000 && exiting(pid); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   int st = 0;
   if (::waitpid(pid, &st, WNOHANG) == pid) return true;  // our child (started by this call)
   if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
@@ -125,6 +152,14 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
   std::vector<char*> args;
   for (auto& a : copy) args.push_back(a.data());
   args.push_back(nullptr);
+  // Closed by the exec: until then the child is not yet the engine (its /proc cmdline is
+  // ours), and a check of whether the engine runs must not see it so.
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) {
+    ::close(logfd);
+    ::close(nullfd);
+    return -1;
+  }
   pid_t pid = ::fork();
   if (pid == 0) {
     // The engine outlives this program: its own session, no terminal, output to its log and
@@ -133,12 +168,21 @@ pid_t spawn(const std::vector<std::string>& argv, const std::string& log) {
     ::dup2(nullfd, 0);
     ::dup2(logfd, 1);
     ::dup2(logfd, 2);
-    ::close_range(3, ~0U, 0);
+    ::dup2(exec_pipe[1], 3);  // without FD_CLOEXEC; made close-on-exec again below
+    ::close_range(4, ~0U, 0);
+    ::fcntl(3, F_SETFD, FD_CLOEXEC);
     ::execv(args[0], args.data());
     const char msg[] = "tessera system start: exec of tessera-server failed\n";
     (void)!::write(2, msg, sizeof(msg) - 1);
     _exit(127);
   }
+  ::close(exec_pipe[1]);
+  if (pid > 0) {
+    char c;
+    while (::read(exec_pipe[0], &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(exec_pipe[0]);
   ::close(logfd);
   ::close(nullfd);
   return pid;
