@@ -27,6 +27,19 @@ namespace {
 
 constexpr uint32_t kFiVersion = FI_VERSION(1, 17);
 
+// What every endpoint asks of `provider` (owned by the caller: fi_freeinfo).
+fi_info* endpoint_hints(const std::string& provider) {
+  fi_info* hints = fi_allocinfo();
+  if (hints == nullptr) return nullptr;
+  hints->ep_attr->type = FI_EP_RDM;
+  hints->caps = FI_MSG;
+  hints->mode = FI_CONTEXT | FI_CONTEXT2;
+  hints->domain_attr->threading = FI_THREAD_DOMAIN;
+  hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+  hints->fabric_attr->prov_name = strdup(provider.c_str());
+  return hints;
+}
+
 std::string fi_err(int rc) {
   return fmt::format("{} ({})", fi_strerror(-rc), rc);
 }
@@ -155,11 +168,8 @@ struct FabricEndpoint::Impl {
 };
 
 void warm_providers(const std::string& provider) {
-  fi_info* hints = fi_allocinfo();
+  fi_info* hints = endpoint_hints(provider);
   if (hints == nullptr) return;
-  hints->ep_attr->type = FI_EP_RDM;
-  hints->caps = FI_MSG;
-  hints->fabric_attr->prov_name = strdup(provider.c_str());
   fi_info* info = nullptr;
   if (fi_getinfo(kFiVersion, nullptr, nullptr, 0, hints, &info) == 0) fi_freeinfo(info);
   fi_freeinfo(hints);
@@ -177,13 +187,8 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   impl->sender_id = RealEnv::instance().random();
   impl->reassembly = std::make_unique<Reassembler>(opts.max_message);
 
-  fi_info* hints = fi_allocinfo();
-  hints->ep_attr->type = FI_EP_RDM;
-  hints->caps = FI_MSG;
-  hints->mode = FI_CONTEXT | FI_CONTEXT2;
-  hints->domain_attr->threading = FI_THREAD_DOMAIN;
-  hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
-  hints->fabric_attr->prov_name = strdup(opts.provider.c_str());
+  fi_info* hints = endpoint_hints(opts.provider);
+  if (hints == nullptr) return Status(Errc::internal, "fi_allocinfo failed");
   bool is_shm = opts.provider == "shm";
   const char* node = is_shm || opts.node.empty() ? nullptr : opts.node.c_str();
   uint64_t flags = node != nullptr ? FI_SOURCE : 0;
