@@ -79,13 +79,20 @@ std::vector<std::optional<FileId>> ids_of(const std::vector<std::string>& files)
   return ids;
 }
 
-std::vector<std::string> loader_env(char** env) {
+// The entries of `env` that loader_variable names, sorted.
+std::vector<std::string> loader_env(const std::vector<std::string>& env) {
   std::vector<std::string> out;
-  for (char** e = env; *e != nullptr; ++e) {
-    if (loader_variable(*e)) out.emplace_back(*e);
+  for (const auto& e : env) {
+    if (loader_variable(e)) out.push_back(e);
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+std::vector<std::string> own_environment() {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
+  return env;
 }
 
 std::string read_text(const std::string& path) {
@@ -97,17 +104,15 @@ std::string read_text(const std::string& path) {
 
 // Same namespaces, root and control group as this server: the command sees what it would see.
 bool same_world(pid_t peer) {
-  static constexpr const char* kNs[] = {"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"};
-  const std::string p = "/proc/" + std::to_string(peer);
-  for (const char* ns : kNs) {
-    auto mine = file_id(std::string("/proc/self/ns/") + ns);
-    auto theirs = file_id(p + "/ns/" + ns);
+  static constexpr const char* kSame[] = {"ns/cgroup", "ns/ipc", "ns/mnt", "ns/net", "ns/pid",
+                                          "ns/time",   "ns/user", "ns/uts", "root"};
+  const std::string p = "/proc/" + std::to_string(peer) + "/";
+  for (const char* entry : kSame) {
+    auto mine = file_id(std::string("/proc/self/") + entry);
+    auto theirs = file_id(p + entry);
     if (!mine || !theirs || mine->dev != theirs->dev || mine->ino != theirs->ino) return false;
   }
-  auto mine = file_id("/proc/self/root");
-  auto theirs = file_id(p + "/root");
-  if (!mine || !theirs || mine->dev != theirs->dev || mine->ino != theirs->ino) return false;
-  return read_text("/proc/self/cgroup") == read_text(p + "/cgroup");
+  return read_text("/proc/self/cgroup") == read_text(p + "cgroup");
 }
 
 bool same_user(int conn, const ucred& cr) {
@@ -271,7 +276,7 @@ class Server {
       std::chrono::steady_clock::duration wait = kRecheck;
       if (running_.empty()) {
         auto left = idle_ - (std::chrono::steady_clock::now() - last_work);
-        if (left <= std::chrono::seconds(0) || ids_of(files_) != file_ids_) {
+        if (left <= std::chrono::seconds(0) || stale()) {
           stop(socket_path);
           continue;
         }
@@ -292,7 +297,7 @@ class Server {
           ::kill(r.pid, SIGKILL);
           r.killed = true;
         }
-        if ((pfds[base + 2 * k].revents & POLLIN) != 0) r.pid = reap(r);
+        if ((pfds[base + 2 * k].revents & POLLIN) != 0) reap(r);
       }
       std::erase_if(running_, [](const Running& r) { return r.pid == 0; });
       if (base == 1 && (pfds[0].revents & POLLIN) != 0) accept_one(socket_path);
@@ -300,6 +305,9 @@ class Server {
   }
 
  private:
+  // The binary or libtessera rebuilt, replaced or deleted since the server started.
+  bool stale() const { return ids_of(files_) != file_ids_; }
+
   void stop(const std::string& socket_path) {
     if (!accepting_) return;
     accepting_ = false;
@@ -310,10 +318,7 @@ class Server {
   std::optional<Refusal> check(int conn, const ucred& cr, const Request& req, Limits& lim) {
     if (!same_user(conn, cr)) return Refusal::other_user;
     if (!same_world(cr.pid)) return Refusal::other_world;
-    std::vector<char*> env;
-    for (const auto& e : req.env) env.push_back(const_cast<char*>(e.c_str()));
-    env.push_back(nullptr);
-    if (loader_env(env.data()) != loader_env_) return Refusal::loader_env;
+    if (loader_env(req.env) != loader_env_) return Refusal::loader_env;
     if (!limits_of(cr.pid, lim)) return Refusal::limits;
     if (running_.size() >= kMaxChildren) return Refusal::busy;
     return std::nullopt;
@@ -330,7 +335,7 @@ class Server {
     Request req;
     Limits lim;
     std::optional<Refusal> refusal;
-    if (ids_of(files_) != file_ids_) {
+    if (stale()) {
       // First: a launcher of a newer build may not even speak this server's framing.
       stop(socket_path);
       refusal = Refusal::stale;
@@ -368,15 +373,15 @@ class Server {
     running_.push_back({pid, conn, pidfd});
   }
 
-  // The child ended: report its status and forget it (returns 0, the "gone" mark).
-  pid_t reap(Running& r) {
+  // The child ended: report its status; pid 0 marks the entry for removal.
+  void reap(Running& r) {
     int st = 0;
     while (::waitpid(r.pid, &st, 0) < 0 && errno == EINTR) {
     }
     send_reply(r.conn, ReplyKind::exited, st);
     ::close(r.conn);
     ::close(r.pidfd);
-    return 0;
+    r.pid = 0;
   }
 
   int listen_;
@@ -396,7 +401,7 @@ int serve(const char* socket_path, const char* lock_path, void (*warm)(), MainFn
   int lock = ::open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock < 0 || ::flock(lock, LOCK_EX | LOCK_NB) != 0) return 0;  // another server runs
   // As the launcher started us: warm() may set defaults of its own, which commands need not.
-  auto env = loader_env(environ);
+  auto env = loader_env(own_environment());
   warm();
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
