@@ -96,27 +96,48 @@ Result<std::string> find_server(const std::string& given) {
                 "tessera-server not found beside this program or on $PATH (give --server)");
 }
 
-// Process state letter from /proc/PID/stat ('Z': zombie), or 0 when gone.
-char proc_state(pid_t pid) {
+// From /proc/PID/stat: the state letter ('Z': zombie; 0 when the process is gone) and the
+// kernel's flags word.
+struct ProcStat {
+  char state = 0;
+  unsigned long flags = 0;
+};
+
+ProcStat proc_stat(pid_t pid) {
   std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
   auto close = stat.rfind(')');
-  if (close == std::string::npos || close + 2 >= stat.size()) return 0;
-  return stat[close + 2];
+  if (close == std::string::npos || close + 2 >= stat.size()) return {};
+  // After "(comm) ": state ppid pgrp session tty_nr tpgid flags ...
+  std::istringstream fields(stat.substr(close + 2));
+  ProcStat ps;
+  std::string skip;
+  fields >> ps.state >> skip >> skip >> skip >> skip >> skip >> ps.flags;
+  return ps;
 }
 
-// A process killed a moment ago may still be exiting: its threads close its sockets and files
-// one by one, and its first thread may already be a zombie while the others still hold them
-// (or have given up the memory, so /proc shows no command line). True while that lasts.
+// True when a SIGKILL waits for the process (its first thread's or the whole process's
+// pending set in /proc/PID/status): a process killed on a busy machine may not have run since.
+bool kill_pending(pid_t pid) {
+  std::istringstream status(read_file(fmt::format("/proc/{}/status", pid)));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("SigPnd:", 0) != 0 && line.rfind("ShdPnd:", 0) != 0) continue;
+    const unsigned long long mask = std::strtoull(line.c_str() + 7, nullptr, 16);
+    if ((mask >> (SIGKILL - 1)) & 1) return true;
+  }
+  return false;
+}
+
+// A process killed a moment ago may still be exiting: the kill may not have been acted on yet,
+// then its threads close its sockets and files one by one, and its first thread may already
+// be a zombie while the others still hold them (or have given up the memory, so /proc shows
+// no command line). True while that lasts.
 bool exiting(pid_t pid) {
-  std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
-  auto close = stat.rfind(')');
-  if (close == std::string::npos) return false;
-  std::istringstream fields(stat.substr(close + 2));
-  std::string state, skip;
-  unsigned long flags = 0;
-  fields >> state >> skip >> skip >> skip >> skip >> skip >> flags;
+  const ProcStat ps = proc_stat(pid);
   constexpr unsigned long kPfExiting = 0x4;  // include/linux/sched.h
-  if (state != "Z" && state != "X") return (flags & kPfExiting) != 0;
+  if (ps.state == 0) return false;
+  if (ps.state != 'Z' && ps.state != 'X') {
+    return (ps.flags & kPfExiting) != 0 || kill_pending(pid);
+  }
   std::error_code ec;
   size_t threads = 0;
   for (auto it = std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec);
@@ -136,7 +157,7 @@ bool gone(pid_t pid) {
   int st = 0;
   if (::waitpid(pid, &st, WNOHANG) == pid) return true;  // our child (started by this call)
   if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
-  char s = proc_state(pid);
+  const char s = proc_stat(pid).state;
   return s == 0 || s == 'Z' || s == 'X';
 }
 
