@@ -651,6 +651,9 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
 void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
   for (const auto& p : pools) {
     Status st = create_shards(p.id, p.uuid, p.target_bytes);
+    // A snapshot taken while this engine was away may lie above its clocks: its targets issue
+    // epochs above it before they serve, or a write after the snapshot would appear in it.
+    if (st.is_ok()) st = fence_epochs(p.id, p.epoch_floor).status();
     if (!st.is_ok()) log::error("pool {} shards: {}", p.id, st.to_string());
   }
   for (auto& sp : slots_) {
@@ -672,6 +675,7 @@ Result<Buffer> Engine::control(const Message& m) {
   capn::BodyReader br(m.body);
   auto req = br.root<schema::EngineReq>();
   if (req.which() == schema::EngineReq::CONT_ROLLBACK) return on_rollback(req, ds);
+  if (req.which() == schema::EngineReq::EPOCH_FENCE) return on_fence(req, ds);
   TESSERA_TRY(control_op(req, ds));
   return Buffer();
 }
@@ -696,15 +700,28 @@ Result<Buffer> Engine::on_rollback(schema::EngineReq::Reader req, capn::DecodeSc
   return capn::to_body(b);
 }
 
+Result<Buffer> Engine::on_fence(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
+  auto r = req.getEpochFence();
+  const uint32_t pool = r.getPool();
+  const uint64_t observe = r.getObserve();
+  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+  auto highest = fence_epochs(pool, observe);
+  if (!highest) return highest.status();
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::EpochFenced>().setHighest(*highest);
+  return capn::to_body(b);
+}
+
 Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
   switch (req.which()) {
     case schema::EngineReq::POOL_SHARD_CREATE: {
       auto r = req.getPoolShardCreate();
       std::string uuid = r.getUuid();
-      uint64_t bytes = r.getTargetBytes();
+      uint64_t bytes = r.getTargetBytes(), floor = r.getEpochFloor();
       uint32_t id = r.getId();
       if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
-      return create_shards(id, uuid, bytes);
+      TESSERA_TRY(create_shards(id, uuid, bytes));
+      return fence_epochs(id, floor).status();
     }
     case schema::EngineReq::POOL_SHARD_DESTROY: {
       auto r = req.getPoolShardDestroy();
@@ -720,7 +737,8 @@ Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) 
       return purge_container(pool, cont);
     }
     case schema::EngineReq::CONT_ROLLBACK:
-      break;  // control() answers it
+    case schema::EngineReq::EPOCH_FENCE:
+      break;  // control() answers them
     case schema::EngineReq::SHUTDOWN:
       return Status(Errc::unsupported, "stop an engine with SIGTERM");
     case schema::EngineReq::REBUILD_START: {
@@ -734,7 +752,7 @@ Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) 
       auto r = req.getPoolShardReset();
       uint32_t id = r.getShard().getId();
       std::string uuid = r.getShard().getUuid();
-      uint64_t bytes = r.getShard().getTargetBytes();
+      uint64_t bytes = r.getShard().getTargetBytes(), floor = r.getShard().getEpochFloor();
       std::vector<uint32_t> targets, keep;
       for (uint32_t t : r.getTargets()) targets.push_back(t);
       for (uint32_t t : r.getKeep()) keep.push_back(t);
@@ -748,8 +766,8 @@ Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) 
           return Status();
         }));
       }
-      if (targets.empty()) return Status();
-      return reset_shards(id, uuid, bytes, targets);
+      if (!targets.empty()) TESSERA_TRY(reset_shards(id, uuid, bytes, targets));
+      return fence_epochs(id, floor).status();
     }
     case schema::EngineReq::HANDLE_REVOKE: {
       auto r = req.getHandleRevoke();

@@ -19,12 +19,12 @@
 #include <vector>
 
 #include "actors/mgmt/link.hpp"
-#include "proto/mgmt.capnp.h"
 #include "core/actor.hpp"
 #include "core/buffer.hpp"
 #include "core/config.hpp"
 #include "core/target.hpp"
 #include "proto/capnp_util.hpp"
+#include "proto/mgmt.capnp.h"
 #include "security/system_key.hpp"
 #include "storage/store.hpp"
 
@@ -83,11 +83,16 @@ class Engine {
   // Tells the management service that this engine's store of `pool` on `target` is damaged
   // (asynchronous: the answer is only logged; every join reports it again).
   void report_damage(uint32_t pool, uint32_t target, const std::string& reason);
-  // The requests answered with an empty body, and a rollback (answered with RollbackDone).
+  // The requests answered with an empty body; a rollback (answered with RollbackDone) and an
+  // epoch fence (EpochFenced).
   Status control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   Result<Buffer> on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds);
+  Result<Buffer> on_fence(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   // Container-wide operations (actors/engine_cont.cpp).
   Status purge_container(uint32_t pool, uint32_t cont);
+  // Every target's store of `pool` observes `observe` and issues one epoch; returns the highest
+  // (above every epoch the targets issued before; 0 when none holds the pool).
+  Result<uint64_t> fence_epochs(uint32_t pool, uint64_t observe);
   // `protect`: every snapshot epoch of the pool (the stores learn them before they check that
   // `snap` is still readable).
   Result<storage::RollbackStats> rollback_container(uint32_t pool, uint32_t cont, uint64_t snap,

@@ -1,6 +1,6 @@
 // Container-wide operations the management service asks of an engine: purge a destroyed
-// container's objects, roll a container back to a snapshot. Control threads post one fiber per
-// target and wait; the targets work in parallel.
+// container's objects, fence a pool's epochs (snapshots), roll a container back to a snapshot.
+// Control threads post one fiber per target and wait; the targets work in parallel.
 #include <boost/fiber/operations.hpp>
 
 #include "actors/engine.hpp"
@@ -73,6 +73,23 @@ Status Engine::purge_container(uint32_t pool, uint32_t cont) {
   for (uint64_t n : *r) punched += n;
   log::info("pool {} container {} destroyed: {} object shards punched", pool, cont, punched);
   return Status();
+}
+
+Result<uint64_t> Engine::fence_epochs(uint32_t pool, uint64_t observe) {
+  auto r = on_every_target<uint64_t>(
+      slots_,
+      [pool, observe](Slot* s) -> Result<uint64_t> {
+        auto it = s->pools.shards.find(pool);
+        if (it == s->pools.shards.end() || it->second->closing) return uint64_t{0};
+        storage::TargetStore& st = *it->second->store;  // (nothing here suspends)
+        st.observe_epoch(observe);
+        return st.new_epoch();
+      },
+      std::chrono::seconds(60));
+  if (!r) return r.status();
+  uint64_t highest = 0;
+  for (uint64_t e : *r) highest = std::max(highest, e);
+  return highest;
 }
 
 Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_t cont,

@@ -114,6 +114,11 @@ int main(int argc, char** argv) {
   app.add_option("--keygen", keygen,
                  "make a new system key in this file (mode 0600; never over an existing file) "
                  "and exit");
+  int64_t clock_offset_ms = 0;
+  app.add_option("--clock-offset-ms", clock_offset_ms,
+                 "tests: this engine's wall clock reads this far ahead (negative: behind), as on a "
+                 "host whose clock is set apart")
+      ->group("Testing");
   CLI11_PARSE(app, argc, argv);
   if (!keygen.empty()) {
     Status ks = security::SystemKey::generate(keygen);
@@ -247,7 +252,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  Engine engine(RealEnv::instance(), cfg, key);
+  SkewedEnv env(RealEnv::instance(), std::chrono::milliseconds(clock_offset_ms));
+  if (clock_offset_ms != 0)
+    log::warn("this engine's wall clock reads {} ms apart", clock_offset_ms);
+  Engine engine(env, cfg, key);
   Status st = engine.start();
   if (!st.is_ok()) return die("engine failed to start: " + st.to_string());
 

@@ -46,6 +46,21 @@ class RealEnv final : public Env {
   std::atomic<uint64_t> state_;
 };
 
+// Another environment with its wall clock `offset` apart, as on a host whose clock is not set
+// right (tessera-server --clock-offset-ms, for tests of engines whose clocks disagree).
+class SkewedEnv final : public Env {
+ public:
+  SkewedEnv(Env& base, Nanos offset) : base_(base), offset_(offset) {}
+  Nanos now() const override { return base_.now(); }
+  Nanos wall() const override { return base_.wall() + offset_; }
+  uint64_t random() override { return base_.random(); }
+  bool fault(std::string_view site) override { return base_.fault(site); }
+
+ private:
+  Env& base_;
+  Nanos offset_;
+};
+
 // Deterministic environment for tests: time advances only through advance().
 class ManualEnv final : public Env {
  public:

@@ -48,9 +48,8 @@ std::optional<ContType> parse_cont_type(std::string_view s) {
 Status check_label(const std::string& label, const char* what) {
   if (label.empty()) return Status(Errc::invalid_argument, fmt::format("a {} needs a label", what));
   if (label.size() > kMaxLabel) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("a {} label is at most {} bytes ({} given)", what, kMaxLabel,
-                              label.size()));
+    return Status(Errc::invalid_argument, fmt::format("a {} label is at most {} bytes ({} given)",
+                                                      what, kMaxLabel, label.size()));
   }
   return Status();
 }
@@ -89,6 +88,14 @@ Status set_cont_prop(ContProps& p, const std::string& name, const std::string& v
                               name));
   }
   return Status();
+}
+
+uint64_t Pool::newest_snapshot() const {
+  uint64_t newest = 0;
+  for (const auto& [id, c] : containers) {
+    for (const auto& s : c.snapshots) newest = std::max(newest, s.epoch);
+  }
+  return newest;
 }
 
 const Container* Pool::container(const std::string& key) const {

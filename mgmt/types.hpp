@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "mgmt/acl.hpp"
 #include "core/status.hpp"
+#include "mgmt/acl.hpp"
 #include "placement/layout.hpp"
 
 namespace tessera {
@@ -123,6 +123,8 @@ struct Pool {
   RebuildState rebuild;
   std::vector<TargetDamage> damaged;
   const Container* container(const std::string& label_or_uuid) const;
+  // The highest snapshot epoch of its containers (0: none): its targets issue epochs above it.
+  uint64_t newest_snapshot() const;
   const TargetDamage* damage(uint32_t rank, uint32_t target) const;
   // normal, degraded (a target down, an engine gone, data moving, a container short of
   // copies) or lost (a container beyond its redundancy factor). `gone`: ranks not joined.
@@ -139,7 +141,7 @@ struct Handle {
   uint32_t cont = 0;
   uint32_t perms = 0;
   uint32_t uid = 0;
-  std::string host;        // the client's host name and pid, as it reported them
+  std::string host;  // the client's host name and pid, as it reported them
   uint32_t pid = 0;
   uint64_t opened_ms = 0;  // wall clock
   uint64_t id = 0;         // public; 0 in records written before handles had one

@@ -153,6 +153,7 @@ struct PoolShard {
   id          @0 :UInt32;
   uuid        @1 :Text;
   targetBytes @2 :UInt64;
+  epochFloor  @3 :UInt64;   # the pool's newest snapshot: its targets issue epochs above it
 }
 
 struct Handle {
@@ -358,6 +359,11 @@ struct RollbackDone {
   bytes     @5 :UInt64;
 }
 
+# An engine's reply to epochFence.
+struct EpochFenced {
+  highest @0 :UInt64;
+}
+
 # Engine control requests (management service -> engine).
 struct EngineReq {
   union {
@@ -370,6 +376,13 @@ struct EngineReq {
     targetStop       @6 :UInt32;        # the target refuses I/O until reintegrated (a failed device)
     handleRevoke     @7 :HandleRevoke;  # forget these container handles (closed, evicted)
     contRollback     @8 :ContRollback;  # reply: RollbackDone
+    epochFence       @9 :EpochFence;    # reply: EpochFenced
+  }
+  # Every target of the pool on the engine learns `observe` (issues epochs above it from now
+  # on) and issues one epoch; the reply is the highest: above every epoch they issued before.
+  struct EpochFence {
+    pool    @0 :UInt32;
+    observe @1 :UInt64;
   }
   struct ContRollback {
     pool @0 :UInt32;

@@ -18,9 +18,10 @@ using nlohmann::json;
 
 namespace {
 
-// A rollback's epoch: this far past the service's clock, so that it lies above every epoch an
-// engine has used even when the hosts' clocks are a little apart (an engine whose clock has
-// passed it refuses, and the rollback can be run again).
+// A rollback's epoch: this far past the highest epoch the pool's targets answered a fence with,
+// so that writes to the pool's other containers meanwhile do not carry a target's clock past it
+// before the rollback reaches it (a target whose clock has passed it refuses, and the rollback
+// can be run again).
 constexpr auto kRollbackAhead = std::chrono::seconds(1);
 // How long one engine may take to roll its targets back.
 constexpr auto kRollbackTimeout = std::chrono::minutes(30);
@@ -93,12 +94,9 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     } else {
       snap = r.getEpoch();
     }
-    const uint64_t now = epoch_at_wall(RealEnv::instance().wall());
-    if (snap == 0 || snap >= now) {
+    if (snap == 0) {
       return Status(Errc::invalid_argument,
-                    fmt::format("epoch {} is not in the past: give a snapshot (--snap) or an epoch "
-                                "below {}",
-                                snap, now));
+                    "epoch 0 is not in the past: give a snapshot (--snap) or an epoch");
     }
     if (snap < cont.created_epoch) {
       return Status(Errc::invalid_argument,
@@ -146,8 +144,18 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     for (const auto& [id, c] : pool.containers) {
       for (const auto& sn : c.snapshots) protect.push_back(sn.epoch);
     }
-    at = epoch_at_wall(RealEnv::instance().wall() + kRollbackAhead);
   }
+  // The snapshot must lie below every epoch the targets have issued (nothing written after it
+  // can be in it), and the rollback's changes above them all.
+  auto highest = fence_epochs(engines, pool_id, wall_epoch());
+  if (!highest) return highest.status();
+  if (snap >= *highest) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("epoch {} is not in the past: give a snapshot (--snap) or an epoch "
+                              "below {}",
+                              snap, *highest));
+  }
+  at = epoch_at_wall(wall_of_epoch(*highest) + kRollbackAhead);
   log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label, pool_id,
             snap, at, cred.uid);
   // The engines work at once; each rolls its targets back in parallel.
@@ -318,22 +326,123 @@ Result<Buffer> MgmtService::cmd_cont_set_attr(schema::MgmtReq::Reader req, const
 
 Result<Buffer> MgmtService::cmd_snap(schema::MgmtReq::Reader req, const Cred& cred,
                                      uint64_t /*session*/) {
-  const bool create = req.which() == schema::MgmtReq::SNAP_CREATE;
-  auto r = create ? req.getSnapCreate() : req.getSnapDestroy();
+  if (req.which() == schema::MgmtReq::SNAP_CREATE) return snap_create(req.getSnapCreate(), cred);
+  auto r = req.getSnapDestroy();
   std::lock_guard lk(mu_);
   auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kWrite);
   if (!pc) return pc.status();
-  uint64_t epoch = r.getEpoch();
-  if (create && epoch == 0) epoch = wall_epoch();
-  json cmd = {{"op", create ? "snap_create" : "snap_destroy"},
-              {"pool", pc->pool->id},
-              {"cont", pc->cont->id},
-              {"epoch", epoch},
-              {"name", std::string(r.getName().cStr())}};
-  TESSERA_TRY(commit(cmd));
+  TESSERA_TRY(commit({{"op", "snap_destroy"},
+                      {"pool", pc->pool->id},
+                      {"cont", pc->cont->id},
+                      {"epoch", r.getEpoch()},
+                      {"name", std::string(r.getName().cStr())}}));
   return reply([&](schema::MgmtRep::Builder rep) {
     encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
   });
+}
+
+// A snapshot holds every write acknowledged before it was asked for and nothing written after
+// it was answered, whatever the engines' clocks: its epoch is the highest of one epoch issued
+// by every target of the pool (each above all it issued before), and the targets learn that
+// epoch before the answer, so that they issue only epochs above it from then on.
+Result<Buffer> MgmtService::snap_create(schema::MgmtReq::SnapReq::Reader r, const Cred& cred) {
+  const std::string pool_key = r.getPool(), cont_key = r.getCont(), name = r.getName();
+  uint64_t epoch = r.getEpoch();
+  std::vector<Member> engines;
+  uint32_t pool_id = 0;
+  {
+    std::lock_guard lk(mu_);
+    auto pc = find_pool_cont(pool_key, cont_key, cred, kWrite);
+    if (!pc) return pc.status();
+    auto serving = serving_engines(*pc->pool);
+    if (!serving) {
+      return Status(serving.status().code(),
+                    fmt::format("cannot snapshot container '{}': {}", pc->cont->props.label,
+                                serving.status().message()));
+    }
+    engines = std::move(*serving);
+    pool_id = pc->pool->id;
+  }
+  auto highest = fence_epochs(engines, pool_id, wall_epoch());
+  if (!highest) return highest.status();
+  if (epoch == 0) {
+    epoch = *highest;
+    TESSERA_TRY(fence_epochs(engines, pool_id, epoch).status());
+  } else if (epoch >= *highest) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("epoch {} is not in the past: the pool's targets are at epoch {}",
+                              epoch, *highest));
+  }
+  std::lock_guard lk(mu_);
+  auto pc = find_pool_cont(pool_key, cont_key, cred, kWrite);  // (it may have gone meanwhile)
+  if (!pc) return pc.status();
+  TESSERA_TRY(commit({{"op", "snap_create"},
+                      {"pool", pc->pool->id},
+                      {"cont", pc->cont->id},
+                      {"epoch", epoch},
+                      {"name", name}}));
+  return reply([&](schema::MgmtRep::Builder rep) {
+    encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
+  });
+}
+
+Result<std::vector<Member>> MgmtService::serving_engines(const Pool& pool) const {
+  std::vector<Member> out;
+  for (const auto& e : pool.map.engines) {
+    bool serves = false;
+    for (const auto& t : e.targets) {
+      serves |= placement::is_available(t.state) || placement::is_serving(t.state);
+    }
+    if (!serves) continue;
+    auto it = state_.members().find(e.rank);
+    if (it == state_.members().end() || it->second.state != MemberState::joined) {
+      return Status(Errc::unavailable,
+                    fmt::format("pool '{}': rank {} serves it but is {}: start it, or take it "
+                                "out (tessera pool exclude)",
+                                pool.label, e.rank,
+                                it == state_.members().end()
+                                    ? std::string("unknown")
+                                    : std::string(member_state_name(it->second.state))));
+    }
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+Result<uint64_t> MgmtService::fence_epochs(const std::vector<Member>& engines, uint32_t pool,
+                                           uint64_t observe) {
+  std::vector<std::future<Result<Buffer>>> calls;
+  for (const Member& m : engines) {
+    calls.push_back(std::async(std::launch::async, [this, m, pool, observe] {
+      capnp::MallocMessageBuilder b(128);
+      auto f = b.initRoot<schema::EngineReq>().initEpochFence();
+      f.setPool(pool);
+      f.setObserve(observe);
+      return engine_ask(m, b);
+    }));
+  }
+  uint64_t highest = observe;
+  std::vector<std::string> failed;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    auto body = calls[i].get();
+    if (!body) {
+      failed.push_back(fmt::format("rank {}: {}", engines[i].rank, body.status().to_string()));
+      continue;
+    }
+    capn::DecodeScope ds;
+    capn::BodyReader br(*body);
+    const uint64_t h = br.root<schema::EpochFenced>().getHighest();
+    if (ds.failed()) {
+      failed.push_back(fmt::format("rank {}: malformed reply: {}", engines[i].rank, ds.what()));
+      continue;
+    }
+    highest = std::max(highest, h);
+  }
+  if (!failed.empty()) {
+    return Status(Errc::unavailable, fmt::format("pool {}: not every engine fenced its epochs: {}",
+                                                 pool, fmt::join(failed, "; ")));
+  }
+  return highest;
 }
 
 }  // namespace tessera::mgmt

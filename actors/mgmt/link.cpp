@@ -159,7 +159,7 @@ void MgmtLink::run() {
           capn::DecodeScope ds;
           capn::BodyReader br(rep->body);
           for (auto p : br.root<schema::MgmtRep>().getJoined()) {
-            pools.push_back({p.getId(), p.getUuid(), p.getTargetBytes()});
+            pools.push_back({p.getId(), p.getUuid(), p.getTargetBytes(), p.getEpochFloor()});
           }
           if (ds.failed()) rep = Status(Errc::protocol, "malformed join reply: " + ds.what());
         } catch (const kj::Exception& e) {

@@ -25,6 +25,7 @@ struct ShardInfo {
   uint32_t id = 0;
   std::string uuid;
   uint64_t target_bytes = 0;
+  uint64_t epoch_floor = 0;  // the pool's newest snapshot epoch
 };
 
 class MgmtLink {

@@ -273,6 +273,7 @@ Result<Buffer> MgmtService::cmd_join(schema::MgmtReq::Reader req, const Cred& cr
       l[static_cast<unsigned>(i)].setId(mine[i]->id);
       l[static_cast<unsigned>(i)].setUuid(mine[i]->uuid);
       l[static_cast<unsigned>(i)].setTargetBytes(mine[i]->target_bytes);
+      l[static_cast<unsigned>(i)].setEpochFloor(mine[i]->newest_snapshot());
     }
   });
 }

@@ -279,10 +279,10 @@ Status MgmtService::commit(const json& cmd) {
       if (back) {
         state_ = std::move(*back);
       } else {
-        unpersisted_ = Status(Errc::io_error,
-                              fmt::format("the management service cannot keep its state ({}; "
-                                          "then {}): restart it once its disk is healthy",
-                                          st.to_string(), back.status().to_string()));
+        unpersisted_ =
+            Status(Errc::io_error, fmt::format("the management service cannot keep its state ({}; "
+                                               "then {}): restart it once its disk is healthy",
+                                               st.to_string(), back.status().to_string()));
         log::error("management service: {}", unpersisted_.to_string());
       }
       return st;
@@ -512,7 +512,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
   for (uint32_t x : r.getRanks()) ranks.push_back(x);
   uint32_t id;
   std::string uuid;
-  uint64_t bytes;
+  uint64_t bytes, floor;
   std::vector<Member> engines;  // engines to call before the change
   // Reintegration: per rank, the targets that move (down or down-out) and, among them, those
   // whose data is kept because no rebuild has copied it elsewhere (still `down`).
@@ -524,6 +524,7 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
     id = (*p)->id;
     uuid = (*p)->uuid;
     bytes = (*p)->target_bytes;
+    floor = (*p)->newest_snapshot();
     if (op == "rebuild") {
       TESSERA_TRY(commit({{"op", "rebuild_start"}, {"pool", id}, {"now_ms", wall_ms()}}));
       return pool_reply(**p, false);
@@ -636,11 +637,13 @@ Result<Buffer> MgmtService::pool_op(schema::MgmtReq::PoolOp::Reader r, const Cre
       s.setId(id);
       s.setUuid(uuid);
       s.setTargetBytes(bytes);
+      s.setEpochFloor(floor);
     } else {
       auto s = req.initPoolShardReset();
       s.initShard().setId(id);
       s.getShard().setUuid(uuid);
       s.getShard().setTargetBytes(bytes);
+      s.getShard().setEpochFloor(floor);
       // A target that was never rebuilt elsewhere may hold the only up-to-date copy of some of
       // its data: it is kept (rebuild brings what it missed); the others start empty.
       std::vector<uint32_t> drop, kept = keep[m.rank];

@@ -218,6 +218,14 @@ class MgmtService {
   // Container-wide operations (actors/mgmt/cont_ops.cpp).
   Result<Buffer> cont_destroy(schema::MgmtReq::Destroy::Reader r, const Cred& cred);
   Result<Buffer> cont_rollback(schema::MgmtReq::ContRollback::Reader r, const Cred& cred);
+  Result<Buffer> snap_create(schema::MgmtReq::SnapReq::Reader r, const Cred& cred);
+  // The engines of `pool` whose targets serve or take writes (up-in, up, draining); each must
+  // be joined (state lock held).
+  Result<std::vector<Member>> serving_engines(const Pool& pool) const;
+  // Every engine's targets of `pool` observe `observe` and issue one epoch, in parallel and
+  // without the state lock; the highest epoch issued (above everything they issued before).
+  Result<uint64_t> fence_epochs(const std::vector<Member>& engines, uint32_t pool,
+                                uint64_t observe);
   Result<Buffer> update_acl(schema::MgmtReq::AclEdit::Reader r, const Cred& cred);
   Result<Buffer> pool_op(schema::MgmtReq::PoolOp::Reader r, const Cred& cred);
   // An engine found its store of a pool on one of its targets damaged when it opened it.
