@@ -8,6 +8,7 @@
 
 #include "actors/object_service.hpp"
 #include "actors/swim.hpp"
+#include "core/crash_point.hpp"
 #include "core/log.hpp"
 #include "core/version.hpp"
 #include "mgmt/codec.hpp"
@@ -178,6 +179,7 @@ Buffer Engine::system_info(const std::string& control_addr) {
   }
   info.setFormatDone(format_done_.load());
   info.setFormatTotal(format_total_.load());
+  info.setPoolsOpen(pools_open_.load());
   info.setUptimeMs(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                              std::chrono::steady_clock::now() - started_)
                                              .count()));
@@ -649,6 +651,7 @@ void Engine::start_rebuild(uint32_t pool, uint32_t gen, uint32_t version) {
 }
 
 void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
+  delay_point("engine.open_pools");  // (the link thread: a test makes the opening late)
   for (const auto& p : pools) {
     Status st = create_shards(p.id, p.uuid, p.target_bytes);
     // A snapshot taken while this engine was away may lie above its clocks: its targets issue
@@ -663,6 +666,7 @@ void Engine::open_pools(const std::vector<mgmt::ShardInfo>& pools) {
       return Status();
     });
   }
+  pools_open_ = true;
 }
 
 Result<Buffer> Engine::control(const Message& m) {

@@ -119,6 +119,8 @@ class Engine {
   // formatted, of the bytes to format (both 0 when none runs). Read by the system info.
   std::atomic<uint64_t> format_done_{0};
   std::atomic<uint64_t> format_total_{0};
+  // The pools named at the first join are open (or failed to open): the targets serve.
+  std::atomic<bool> pools_open_{false};
   mgmt::MgmtLink* link_ = nullptr;
   std::mutex metrics_mu_;  // metrics_addr_ (main thread sets it, control threads read it)
   std::string metrics_addr_;

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "client/client.hpp"
 #include "client/mgmt_client.hpp"
 #include "security/credential.hpp"
 
@@ -651,7 +652,8 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   for (auto& [r, e] : recs) sys.engines.push_back(e);
   TESSERA_TRY(sys.save());
 
-  // Joined: the management service lists every rank as joined by the process we know.
+  // Serving: the management service lists every rank as joined by the process we know, and the
+  // engine has opened the pools the join named (until then its targets answer "still opening").
   MgmtClient mc(sys.mgmt, std::chrono::milliseconds(2000));
   size_t last_joined = SIZE_MAX;
   while (true) {
@@ -665,14 +667,15 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
         const EngineRecord* e = sys.engine(m.rank);
         if (e != nullptr && m.state == mgmt::MemberState::joined &&
             m.pid == static_cast<uint64_t>(e->pid)) {
-          missing.erase(m.rank);
+          auto info = query_system(e->control, std::chrono::milliseconds(2000));
+          if (info && info->pools_open) missing.erase(m.rank);
         }
       }
     }
     const size_t waited = only.empty() ? want : only.size();
     size_t joined = waited - missing.size();
     if (joined != last_joined) {
-      progress(fmt::format("{} of {} engines joined", joined, waited));
+      progress(fmt::format("{} of {} engines serving", joined, waited));
       last_joined = joined;
     }
     if (missing.empty()) break;
@@ -688,7 +691,9 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
       for (uint32_t r : missing) ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
       return Status(
           Errc::timeout,
-          fmt::format("rank(s) {} did not join within {} s{}; logs in {}/rank*/engine.log", ranks,
+          fmt::format("rank(s) {} did not join and open their pools within {} s{}; logs in "
+                      "{}/rank*/engine.log",
+                      ranks,
                       o.wait.count(),
                       members ? "" : " (management service: " + members.status().to_string() + ")",
                       dir));

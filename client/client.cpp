@@ -71,6 +71,7 @@ Result<SystemInfo> query_system(const std::string& engine, std::chrono::millisec
     out.uptime_ms = s.getUptimeMs();
     out.format_done = s.getFormatDone();
     out.format_total = s.getFormatTotal();
+    out.pools_open = s.getPoolsOpen();
     for (auto t : s.getTargets()) {
       TargetInfo ti;
       ti.index = t.getIndex();

@@ -56,6 +56,8 @@ struct SystemInfo {
   // format (0 of 0: none runs).
   uint64_t format_done = 0;
   uint64_t format_total = 0;
+  // It joined the system and opened the pools the join named: its targets serve.
+  bool pools_open = false;
 };
 
 struct FetchResult {

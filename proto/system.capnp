@@ -26,4 +26,5 @@ struct SystemInfo {
   formatDone  @8 :UInt64;  # a pool create running on the engine: bytes of new shard files
   formatTotal @9 :UInt64;  # formatted, of the bytes to format (0 and 0: none runs)
   metricsAddr @10 :Text;   # Prometheus metrics (GET /metrics); empty: off
+  poolsOpen   @11 :Bool;   # joined, and the pools the join named are open: the engine serves
 }

@@ -165,11 +165,13 @@ int engine_query(const Globals& given, int64_t rank) {
                {"control", s.control_addr},
                {"metrics", s.metrics_addr.empty() ? json(nullptr) : json(s.metrics_addr)},
                {"uptime_ms", s.uptime_ms},
+               {"pools_open", info->pools_open},
                {"targets", targets}},
               [&] {
-                std::printf("engine rank %u on %s (pid %d, version %s, up %.1f s)\n", s.rank,
+                std::printf("engine rank %u on %s (pid %d, version %s, up %.1f s%s)\n", s.rank,
                             s.hostname.c_str(), s.pid, s.version.c_str(),
-                            static_cast<double>(s.uptime_ms) / 1000);
+                            static_cast<double>(s.uptime_ms) / 1000,
+                            info->pools_open ? "" : ", still opening its pools");
                 std::printf("control %s, metrics %s, provider %s\n", s.control_addr.c_str(),
                             s.metrics_addr.empty() ? "off" : s.metrics_addr.c_str(),
                             s.provider.c_str());

@@ -331,3 +331,26 @@ TEST(SystemCli, StartExplainsFailuresAndKeepsTheRecordedShape) {
   EXPECT_EQ(again["running"], json({0}));
   EXPECT_EQ(again["engines"].size(), 1u);
 }
+
+// `system start` returns once every engine serves: joined, and its shards of every pool open.
+// Here each engine opens its pools 2 s after it joined (a delay point, as a long log replay
+// would); a container check at once after the start must reach every target (it does not
+// retry: with the start returning at the join it failed with "rank N target 0 is still opening
+// its pool shards").
+TEST(SystemCli, StartReturnsOnceEveryEngineHasOpenedItsPools) {
+  CliSystem s;
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "2", "--targets", "1"});
+  s.ok({"pool", "create", "tank", "--size", "128M"});
+  s.ok({"cont", "create", "tank", "kv", "--type", "KV", "--oclass", "RP_2G1"});
+  s.ok(cont_args({"kv", "put", "k"}), "v");
+  s.ok({"system", "stop"});
+  ::setenv("TESSERA_DELAY_AT", "engine.open_pools=2000", 1);
+  s.ok({"system", "start"});
+  ::unsetenv("TESSERA_DELAY_AT");
+  for (const std::string rank : {"0", "1"}) {
+    EXPECT_TRUE(s.ok({"engine", "query", "--rank", rank})["pools_open"].get<bool>()) << rank;
+  }
+  const json check = s.ok({"cont", "check", "tank", "kv"});
+  EXPECT_TRUE(check.value("consistent", false)) << check.dump();
+  EXPECT_EQ(s.ok(cont_args({"kv", "get", "k"}))["value"], "v");
+}
