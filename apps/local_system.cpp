@@ -305,7 +305,8 @@ Result<EngineRecord> start_engine(const SystemFile& sys, uint32_t rank, uint16_t
     argv.push_back("--mgmt");
     argv.push_back(sys.mgmt);
   }
-  argv.insert(argv.end(), o.engine_args.begin(), o.engine_args.end());
+  argv.insert(argv.end(), sys.engine_args.begin(), sys.engine_args.end());
+  if (!o.log_level.empty()) argv.insert(argv.end(), {"--log-level", o.log_level});
   e.pid = spawn(argv, e.log);
   if (e.pid < 0) {
     return Status(Errc::io_error,
@@ -518,6 +519,7 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
   auto server = find_server(o.server.empty() ? sys.server : o.server);
   if (!server) return server.status();
   sys.server = *server;
+  if (!o.engine_args.empty()) sys.engine_args = o.engine_args;
   const uint32_t want = o.engines != 0        ? o.engines
                         : sys.engines.empty() ? 3
                                               : static_cast<uint32_t>(sys.engines.size());
@@ -693,8 +695,7 @@ Result<StartReport> start(const StartOptions& o, const Progress& progress) {
           Errc::timeout,
           fmt::format("rank(s) {} did not join and open their pools within {} s{}; logs in "
                       "{}/rank*/engine.log",
-                      ranks,
-                      o.wait.count(),
+                      ranks, o.wait.count(),
                       members ? "" : " (management service: " + members.status().to_string() + ")",
                       dir));
     }
@@ -784,6 +785,5 @@ Result<std::vector<uint32_t>> stop(const SystemFile& sys, std::chrono::seconds g
   std::sort(stopped.begin(), stopped.end());
   return stopped;
 }
-
 
 }  // namespace tessera::local

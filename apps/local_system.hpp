@@ -4,7 +4,8 @@
 // DIR/system.json records what was started: the management service's address (rank 0 hosts it),
 // the provider, targets per engine, each engine's rank, control address, pid, directory and
 // log, and the security set-up: the keys under DIR/keys (made at the first start, readable by
-// the owner only) and the node agent (tessera-agent) on DIR/agent.sock that vouches for users. Every later `tessera` command finds the system through that file: the path given with
+// the owner only) and the node agent (tessera-agent) on DIR/agent.sock that vouches for users.
+// Every later `tessera` command finds the system through that file: the path given with
 // --system, else $TESSERA_SYSTEM, else ~/.tessera/system.json, which `system start` makes a link
 // to the newest started DIR/system.json. A path naming a directory means DIR/system.json.
 //
@@ -36,7 +37,10 @@ struct StartOptions {
   std::string server;   // empty: tessera-server beside this program, else on $PATH
   std::string pointer;  // system file path to link to DIR/system.json (empty: none)
   std::chrono::seconds wait{60};
-  std::vector<std::string> engine_args;  // more tessera-server flags for every engine
+  // More tessera-server flags for every engine, recorded in the system file: a restart that
+  // gives none passes the recorded ones again; given, they replace them.
+  std::vector<std::string> engine_args;
+  std::string log_level;  // the engines' --log-level this time (empty: theirs; not recorded)
   // Non-empty: start (and wait for) only these ranks of the recorded system, whatever else is
   // missing (a drill's `restart rank 3`).
   std::vector<uint32_t> only;
@@ -69,6 +73,5 @@ Result<pid_t> kill_engine(const SystemFile& sys, uint32_t rank, int sig);
 
 // The engine's process exists and is this engine's tessera-server (not a reused pid).
 bool engine_alive(const EngineRecord& e);
-
 
 }  // namespace tessera::local

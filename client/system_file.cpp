@@ -48,6 +48,7 @@ json SystemFile::to_json() const {
          {"targets", targets},
          {"scratch_size", scratch_size},
          {"server", server},
+         {"engine_args", engine_args},
          {"insecure", insecure},
          {"system_key", system_key},
          {"node_keys", node_keys},
@@ -87,6 +88,7 @@ Result<SystemFile> SystemFile::load(const std::string& path) {
     s.targets = j.at("targets").get<uint32_t>();
     s.scratch_size = j.value("scratch_size", std::string("64M"));
     s.server = j.value("server", std::string());
+    s.engine_args = j.value("engine_args", std::vector<std::string>());
     s.insecure = j.value("insecure", false);
     s.system_key = j.value("system_key", std::string());
     s.node_keys = j.value("node_keys", std::string());
@@ -131,7 +133,6 @@ const EngineRecord* SystemFile::engine(uint32_t rank) const {
   }
   return nullptr;
 }
-
 
 security::Authority authority(const SystemFile& sys) {
   std::shared_ptr<const security::SystemKey> key;

@@ -40,8 +40,9 @@ struct SystemFile {
   std::vector<mgmt::AccessPoint> access_points;
   std::string provider;
   uint32_t targets = 0;
-  std::string scratch_size;  // per-target scratch store of each engine
-  std::string server;        // tessera-server binary
+  std::string scratch_size;              // per-target scratch store of each engine
+  std::string server;                    // tessera-server binary
+  std::vector<std::string> engine_args;  // more flags every engine starts with (--engine-arg)
   std::vector<EngineRecord> engines;
   // Security (docs/SECURITY.md): the keys `system start` made, and the node agent it runs.
   bool insecure = false;
@@ -61,7 +62,6 @@ struct SystemFile {
 // The system file named by `flag` (may be empty), $TESSERA_SYSTEM or the default pointer.
 std::string system_path(const std::string& flag);
 std::string default_system_path();
-
 
 // How a command reaches the system: as an administrator if it can read the system key, else
 // as a user vouched for by the node agent ($TESSERA_AGENT, else the system's own).

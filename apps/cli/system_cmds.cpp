@@ -38,10 +38,7 @@ struct StartArgs {
 int system_start(Globals& g, StartArgs& a) {
   local::StartOptions o = a.o;
   o.wait = std::chrono::seconds(a.wait_s);
-  if (!a.log_level.empty()) {
-    o.engine_args.push_back("--log-level");
-    o.engine_args.push_back(a.log_level);
-  }
+  o.log_level = a.log_level;
   const std::string pointer = local::system_path(g.system);
   if (o.dir.empty()) {
     // Restart the system the system file names.
@@ -59,8 +56,8 @@ int system_start(Globals& g, StartArgs& a) {
   // (never at $TESSERA_SYSTEM's file: that names a system of its own).
   const char* env = std::getenv("TESSERA_SYSTEM");
   const bool env_set = env != nullptr && *env != '\0';
-  o.pointer = !g.system.empty() || !env_set || a.o.dir.empty() ? pointer
-                                                              : local::default_system_path();
+  o.pointer =
+      !g.system.empty() || !env_set || a.o.dir.empty() ? pointer : local::default_system_path();
   auto rep = local::start(o, progress(g));
   if (!rep) return fail(g, rep.status(), "system start");
   const auto& s = rep->sys;
@@ -71,9 +68,10 @@ int system_start(Globals& g, StartArgs& a) {
     const auto named = std::filesystem::weakly_canonical(env, ec);
     if (named != std::filesystem::weakly_canonical(s.dir, ec) &&
         named != std::filesystem::weakly_canonical(s.path, ec)) {
-      note = fmt::format("note: $TESSERA_SYSTEM names another system ({}); commands in this "
-                         "shell go there until you unset it or export TESSERA_SYSTEM={}",
-                         pointer, s.dir);
+      note = fmt::format(
+          "note: $TESSERA_SYSTEM names another system ({}); commands in this "
+          "shell go there until you unset it or export TESSERA_SYSTEM={}",
+          pointer, s.dir);
     }
   }
   if (!note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
@@ -250,8 +248,9 @@ int system_kill(Globals& g, uint32_t rank, const std::string& signame, bool forc
                 "system kill");
   }
   if (sole_host && rank == 0 && it->second == SIGTERM && !g.json) {
-    std::fprintf(stderr, "stopping rank 0: the management service is unavailable until "
-                         "`tessera system start --ranks 0`\n");
+    std::fprintf(stderr,
+                 "stopping rank 0: the management service is unavailable until "
+                 "`tessera system start --ranks 0`\n");
   }
   auto pid = local::kill_engine(*sys, rank, it->second);
   if (!pid) return fail(g, pid.status(), "system kill");
@@ -327,7 +326,8 @@ void add_system_commands(CLI::App& app, Globals& g) {
                   "only; every engine logs it)");
   start
       ->add_option("--engine-arg", a->o.engine_args,
-                   "one more tessera-server flag for every engine (repeatable)")
+                   "one more tessera-server flag for every engine (repeatable; recorded: a "
+                   "restart without it passes the recorded ones again, with it replaces them)")
       ->allow_extra_args(false);
 
   auto grace = std::make_shared<int>(30);
@@ -339,12 +339,11 @@ void add_system_commands(CLI::App& app, Globals& g) {
 
   auto kill = std::make_shared<std::pair<uint32_t, std::string>>(0, "KILL");
   auto kill_force = std::make_shared<bool>(false);
-  auto* killc = leaf(sys, g, "kill",
-                     "signal one engine of the local system (default SIGKILL, as a crash would; "
-                     "`system start --ranks R` restarts it)",
-                     [&g, kill, kill_force] {
-                       return system_kill(g, kill->first, kill->second, *kill_force);
-                     });
+  auto* killc = leaf(
+      sys, g, "kill",
+      "signal one engine of the local system (default SIGKILL, as a crash would; "
+      "`system start --ranks R` restarts it)",
+      [&g, kill, kill_force] { return system_kill(g, kill->first, kill->second, *kill_force); });
   killc->add_option("-r,--rank", kill->first, "the rank")->required();
   killc->add_option("--signal", kill->second, "KILL, TERM, STOP or CONT")->capture_default_str();
   killc->add_flag("--force", *kill_force,

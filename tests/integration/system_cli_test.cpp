@@ -354,3 +354,34 @@ TEST(SystemCli, StartReturnsOnceEveryEngineHasOpenedItsPools) {
   EXPECT_TRUE(check.value("consistent", false)) << check.dump();
   EXPECT_EQ(s.ok(cont_args({"kv", "get", "k"}))["value"], "v");
 }
+
+// `--engine-arg` is recorded with the system: a restart without it passes the recorded flags
+// again (a restart used to drop them silently); given again, they replace the recorded ones.
+TEST(SystemCli, EngineArgsAreRecordedAndPassedAgainOnRestart) {
+  CliSystem s;
+  auto engine_cmdline = [&] {
+    const json q = s.ok({"system", "query"});
+    for (const auto& r : q["ranks"]) {
+      if (r["rank"] != 0) continue;
+      std::ifstream in("/proc/" + std::to_string(r["pid"].get<int>()) + "/cmdline");
+      std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+      return cmd;
+    }
+    return std::string();
+  };
+  s.ok({"system", "start", "--dir", s.dir(), "--engines", "1", "--targets", "1",
+        "--engine-arg=--aggregation-delay-ms=777"});
+  EXPECT_NE(engine_cmdline().find("--aggregation-delay-ms=777"), std::string::npos);
+  s.ok({"system", "stop"});
+  s.ok({"system", "start", "--log-level", "debug"});
+  std::string cmd = engine_cmdline();
+  EXPECT_NE(cmd.find("--aggregation-delay-ms=777"), std::string::npos) << cmd;
+  EXPECT_NE(cmd.find("--log-level debug"), std::string::npos) << cmd;
+  s.ok({"system", "stop"});
+  s.ok({"system", "start", "--engine-arg=--aggregation-delay-ms=888"});
+  cmd = engine_cmdline();
+  EXPECT_NE(cmd.find("--aggregation-delay-ms=888"), std::string::npos) << cmd;
+  EXPECT_EQ(cmd.find("--aggregation-delay-ms=777"), std::string::npos) << cmd;
+  EXPECT_EQ(cmd.find("--log-level"), std::string::npos) << cmd;  // (not recorded)
+}
