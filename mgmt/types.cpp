@@ -90,12 +90,17 @@ Status set_cont_prop(ContProps& p, const std::string& name, const std::string& v
   return Status();
 }
 
-uint64_t Pool::newest_snapshot() const {
-  uint64_t newest = 0;
+std::set<uint64_t> Pool::snapshot_epochs() const {
+  std::set<uint64_t> epochs;
   for (const auto& [id, c] : containers) {
-    for (const auto& s : c.snapshots) newest = std::max(newest, s.epoch);
+    for (const auto& s : c.snapshots) epochs.insert(s.epoch);
   }
-  return newest;
+  return epochs;
+}
+
+uint64_t Pool::newest_snapshot() const {
+  const auto epochs = snapshot_epochs();
+  return epochs.empty() ? 0 : *epochs.rbegin();
 }
 
 const Container* Pool::container(const std::string& key) const {

@@ -123,7 +123,9 @@ struct Pool {
   RebuildState rebuild;
   std::vector<TargetDamage> damaged;
   const Container* container(const std::string& label_or_uuid) const;
-  // The highest snapshot epoch of its containers (0: none): its targets issue epochs above it.
+  // Every snapshot epoch of its containers, each once; newest_snapshot: the highest (0: none),
+  // which its targets issue epochs above.
+  std::set<uint64_t> snapshot_epochs() const;
   uint64_t newest_snapshot() const;
   const TargetDamage* damage(uint32_t rank, uint32_t target) const;
   // normal, degraded (a target down, an engine gone, data moving, a container short of

@@ -3,8 +3,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <future>
-
 #include "actors/mgmt/reply.hpp"
 #include "actors/mgmt/service.hpp"
 #include "core/env.hpp"
@@ -141,9 +139,8 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
     }
     pool_id = pool.id;
     cont_id = cont.id;
-    for (const auto& [id, c] : pool.containers) {
-      for (const auto& sn : c.snapshots) protect.push_back(sn.epoch);
-    }
+    const auto epochs = pool.snapshot_epochs();
+    protect.assign(epochs.begin(), epochs.end());
   }
   // The snapshot must lie below every epoch the targets have issued (nothing written after it
   // can be in it), and the rollback's changes above them all.
@@ -159,24 +156,21 @@ Result<Buffer> MgmtService::cont_rollback(schema::MgmtReq::ContRollback::Reader 
   log::info("container '{}' (pool {}): rollback to epoch {} at epoch {} by uid {}", label, pool_id,
             snap, at, cred.uid);
   // The engines work at once; each rolls its targets back in parallel.
-  std::vector<std::future<Result<Buffer>>> calls;
-  for (const Member& m : engines) {
-    calls.push_back(std::async(std::launch::async, [this, m, pool_id, cont_id, snap, at, protect] {
-      capnp::MallocMessageBuilder b(256);
-      auto s = b.initRoot<schema::EngineReq>().initContRollback();
-      s.setPool(pool_id);
-      s.setCont(cont_id);
-      s.setSnap(snap);
-      s.setAt(at);
-      auto p = s.initProtect(static_cast<unsigned>(protect.size()));
-      for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
-      return engine_ask(m, b, kRollbackTimeout);
-    }));
-  }
+  const auto replies = ask_engines(
+      engines,
+      [&](schema::EngineReq::Builder q) {
+        auto s = q.initContRollback();
+        s.setPool(pool_id);
+        s.setCont(cont_id);
+        s.setSnap(snap);
+        s.setAt(at);
+        auto p = s.initProtect(static_cast<unsigned>(protect.size()));
+        for (size_t i = 0; i < protect.size(); ++i) p.set(static_cast<unsigned>(i), protect[i]);
+      },
+      kRollbackTimeout);
   uint64_t objects = 0, rewritten = 0, punched = 0, bytes = 0;
   std::vector<std::string> failed;
-  for (auto& f : calls) {
-    auto body = f.get();
+  for (const auto& body : replies) {
     if (!body) {
       failed.push_back(body.status().to_string());
       continue;
@@ -411,22 +405,17 @@ Result<std::vector<Member>> MgmtService::serving_engines(const Pool& pool) const
 
 Result<uint64_t> MgmtService::fence_epochs(const std::vector<Member>& engines, uint32_t pool,
                                            uint64_t observe) {
-  std::vector<std::future<Result<Buffer>>> calls;
-  for (const Member& m : engines) {
-    calls.push_back(std::async(std::launch::async, [this, m, pool, observe] {
-      capnp::MallocMessageBuilder b(128);
-      auto f = b.initRoot<schema::EngineReq>().initEpochFence();
-      f.setPool(pool);
-      f.setObserve(observe);
-      return engine_ask(m, b);
-    }));
-  }
+  const auto replies = ask_engines(engines, [&](schema::EngineReq::Builder q) {
+    auto f = q.initEpochFence();
+    f.setPool(pool);
+    f.setObserve(observe);
+  });
   uint64_t highest = observe;
   std::vector<std::string> failed;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    auto body = calls[i].get();
+  for (size_t i = 0; i < replies.size(); ++i) {
+    const auto& body = replies[i];
     if (!body) {
-      failed.push_back(fmt::format("rank {}: {}", engines[i].rank, body.status().to_string()));
+      failed.push_back(body.status().to_string());  // (it names the rank)
       continue;
     }
     capn::DecodeScope ds;

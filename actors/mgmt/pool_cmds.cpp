@@ -59,10 +59,7 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
   if (p == nullptr) {
     return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolSnapshots()));
   }
-  std::set<uint64_t> epochs;
-  for (const auto& [id, c] : p->containers) {
-    for (const auto& snap : c.snapshots) epochs.insert(snap.epoch);
-  }
+  const std::set<uint64_t> epochs = p->snapshot_epochs();
   return reply([&](schema::MgmtRep::Builder r) {
     auto l = r.initEpochs(static_cast<unsigned>(epochs.size()));
     unsigned i = 0;

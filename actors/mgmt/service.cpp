@@ -340,6 +340,22 @@ Result<Buffer> MgmtService::engine_ask(const Member& m, capnp::MessageBuilder& r
   return std::move(r->body);
 }
 
+std::vector<Result<Buffer>> MgmtService::ask_engines(
+    const std::vector<Member>& to, const std::function<void(schema::EngineReq::Builder)>& build,
+    std::chrono::milliseconds timeout) {
+  std::vector<std::future<Result<Buffer>>> calls;
+  for (const Member& m : to) {
+    calls.push_back(std::async(std::launch::async, [this, &build, m, timeout] {
+      capnp::MallocMessageBuilder b(256);
+      build(b.initRoot<schema::EngineReq>());
+      return engine_ask(m, b, timeout);
+    }));
+  }
+  std::vector<Result<Buffer>> out;
+  for (auto& f : calls) out.push_back(f.get());
+  return out;
+}
+
 Result<Buffer> MgmtService::handle(const Message& m, uint64_t session) {
   if (m.protocol != proto::kProtoMgmt || m.method != proto::kMgmtCall) {
     return Status(Errc::unsupported, fmt::format("the management service does not serve protocol "
@@ -733,21 +749,14 @@ Result<Buffer> MgmtService::pool_create(schema::MgmtReq::PoolCreate::Reader r, c
     id = state_.next_pool_id();
   }
   // Every engine creates its shards (files sized and formatted) in parallel, without the lock.
-  std::vector<std::future<Status>> calls;
-  for (const Member& m : engines) {
-    calls.push_back(std::async(std::launch::async, [&, m] {
-      capnp::MallocMessageBuilder b(256);
-      auto s = b.initRoot<schema::EngineReq>().initPoolShardCreate();
-      s.setId(id);
-      s.setUuid(uuid);
-      s.setTargetBytes(bytes);
-      return engine_call(m, b);
-    }));
-  }
   Status failed;
-  for (auto& f : calls) {
-    Status st = f.get();
-    if (!st.is_ok() && failed.is_ok()) failed = st;
+  for (const auto& r : ask_engines(engines, [&](schema::EngineReq::Builder q) {
+         auto s = q.initPoolShardCreate();
+         s.setId(id);
+         s.setUuid(uuid);
+         s.setTargetBytes(bytes);
+       })) {
+    if (!r && failed.is_ok()) failed = r.status();
   }
   if (!failed.is_ok()) {
     for (const Member& m : engines) {

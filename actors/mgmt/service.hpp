@@ -188,6 +188,11 @@ class MgmtService {
   // The same, with the engine's reply body.
   Result<Buffer> engine_ask(const Member& m, capnp::MessageBuilder& req,
                             std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The request `build` makes, to every engine of `to` at once (call without the state lock;
+  // `build` runs on several threads); the replies in the order of `to`.
+  std::vector<Result<Buffer>> ask_engines(
+      const std::vector<Member>& to, const std::function<void(schema::EngineReq::Builder)>& build,
+      std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
   void monitor();
   // Membership decisions (state lock held; membership.cpp).
   Result<Buffer> on_heartbeat(uint32_t rank, uint64_t session);
