@@ -684,38 +684,6 @@ Result<Buffer> Engine::control(const Message& m) {
   return Buffer();
 }
 
-Result<Buffer> Engine::on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
-  auto r = req.getContRollback();
-  const uint32_t pool = r.getPool(), cont = r.getCont();
-  const uint64_t snap = r.getSnap(), at = r.getAt();
-  std::vector<uint64_t> protect;
-  for (uint64_t e : r.getProtect()) protect.push_back(e);
-  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
-  auto done = rollback_container(pool, cont, snap, at, std::move(protect));
-  if (!done) return done.status();
-  capnp::MallocMessageBuilder b(128);
-  auto rep = b.initRoot<schema::RollbackDone>();
-  rep.setFrom(snap);
-  rep.setAt(at);
-  rep.setObjects(done->objects);
-  rep.setRewritten(done->rewritten);
-  rep.setPunched(done->punched);
-  rep.setBytes(done->bytes);
-  return capn::to_body(b);
-}
-
-Result<Buffer> Engine::on_fence(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
-  auto r = req.getEpochFence();
-  const uint32_t pool = r.getPool();
-  const uint64_t observe = r.getObserve();
-  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
-  auto highest = fence_epochs(pool, observe);
-  if (!highest) return highest.status();
-  capnp::MallocMessageBuilder b(64);
-  b.initRoot<schema::EpochFenced>().setHighest(*highest);
-  return capn::to_body(b);
-}
-
 Status Engine::control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
   switch (req.which()) {
     case schema::EngineReq::POOL_SHARD_CREATE: {

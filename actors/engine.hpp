@@ -84,7 +84,7 @@ class Engine {
   // (asynchronous: the answer is only logged; every join reports it again).
   void report_damage(uint32_t pool, uint32_t target, const std::string& reason);
   // The requests answered with an empty body; a rollback (answered with RollbackDone) and an
-  // epoch fence (EpochFenced).
+  // epoch fence (EpochFenced), whose decoders are in actors/engine_cont.cpp.
   Status control_op(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   Result<Buffer> on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds);
   Result<Buffer> on_fence(schema::EngineReq::Reader req, capn::DecodeScope& ds);

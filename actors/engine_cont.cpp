@@ -6,6 +6,7 @@
 #include "actors/engine.hpp"
 #include "actors/engine_internal.hpp"
 #include "core/log.hpp"
+#include "proto/capnp_util.hpp"
 #include "shard/keys.hpp"
 
 namespace tessera {
@@ -138,6 +139,40 @@ Result<storage::RollbackStats> Engine::rollback_container(uint32_t pool, uint32_
       "rewritten, {} keys punched, {} bytes",
       pool, cont, snap, at, sum.objects, sum.rewritten, sum.punched, sum.bytes);
   return sum;
+}
+
+// ---- the control requests answered with a body (Engine::control) ---------------------------
+
+Result<Buffer> Engine::on_rollback(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
+  auto r = req.getContRollback();
+  const uint32_t pool = r.getPool(), cont = r.getCont();
+  const uint64_t snap = r.getSnap(), at = r.getAt();
+  std::vector<uint64_t> protect;
+  for (uint64_t e : r.getProtect()) protect.push_back(e);
+  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+  auto done = rollback_container(pool, cont, snap, at, std::move(protect));
+  if (!done) return done.status();
+  capnp::MallocMessageBuilder b(128);
+  auto rep = b.initRoot<schema::RollbackDone>();
+  rep.setFrom(snap);
+  rep.setAt(at);
+  rep.setObjects(done->objects);
+  rep.setRewritten(done->rewritten);
+  rep.setPunched(done->punched);
+  rep.setBytes(done->bytes);
+  return capn::to_body(b);
+}
+
+Result<Buffer> Engine::on_fence(schema::EngineReq::Reader req, capn::DecodeScope& ds) {
+  auto r = req.getEpochFence();
+  const uint32_t pool = r.getPool();
+  const uint64_t observe = r.getObserve();
+  if (ds.failed()) return Status(Errc::protocol, "malformed engine request: " + ds.what());
+  auto highest = fence_epochs(pool, observe);
+  if (!highest) return highest.status();
+  capnp::MallocMessageBuilder b(64);
+  b.initRoot<schema::EpochFenced>().setHighest(*highest);
+  return capn::to_body(b);
 }
 
 }  // namespace tessera
