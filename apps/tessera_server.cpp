@@ -252,7 +252,9 @@ int main(int argc, char** argv) {
     }
   }
 
-  SkewedEnv env(RealEnv::instance(), std::chrono::milliseconds(clock_offset_ms));
+  // The real environment unless a test skews the clock (no extra call on every clock read).
+  SkewedEnv skewed(RealEnv::instance(), std::chrono::milliseconds(clock_offset_ms));
+  Env& env = clock_offset_ms != 0 ? static_cast<Env&>(skewed) : RealEnv::instance();
   if (clock_offset_ms != 0)
     log::warn("this engine's wall clock reads {} ms apart", clock_offset_ms);
   Engine engine(env, cfg, key);
