@@ -292,7 +292,7 @@ inline nlohmann::json join_cmd(uint32_t rank) {
 // Engines 0..engines-1 join `st`, which creates pool 1 over them with one container of class
 // `oclass` and redundancy factor `rf`: the management service's own state machine.
 inline Status create_pool(mgmt::MgmtState& st, uint32_t engines, const std::string& oclass,
-                          uint32_t rf);
+                          uint32_t rf, uint32_t cell_size = 128 * 1024);
 
 // The view of pool 1 of `st` the management service would give engines and clients.
 inline std::shared_ptr<mgmt::PoolView> pool_view(const mgmt::MgmtState& st, uint32_t engines) {
@@ -323,6 +323,11 @@ class SimEngine {
     stop();
     for (auto& r : reapers_) r.join();
   }
+  // Background aggregation of the engine's store (0: none, every version stays readable). Its
+  // passes keep the snapshots of the published pool's containers readable, as an engine's do.
+  // Set before start().
+  std::chrono::milliseconds aggregation_interval{0};
+  std::chrono::milliseconds aggregation_delay{0};
 
   // Starts an incarnation on the disk's current image (test thread).
   Status start() {
@@ -462,7 +467,15 @@ class SimEngine {
     so.wal_bytes = 1ull << 20;
     so.zero_fill = false;
     so.checkpoint_interval = std::chrono::milliseconds(250);
-    so.aggregation_interval = std::chrono::milliseconds(0);  // every version stays readable
+    so.aggregation_interval = aggregation_interval;
+    so.aggregation_delay = aggregation_delay;
+    if (aggregation_interval.count() > 0) {
+      const SimPool* pool = &pool_;
+      so.protect = [pool]() -> Result<std::vector<uint64_t>> {
+        const auto e = pool->view()->pool.snapshot_epochs();
+        return std::vector<uint64_t>(e.begin(), e.end());
+      };
+    }
     auto store = storage::TargetStore::open(*l.target, std::move(*q), so);
     if (!store) return store.status();
     auto sh = std::make_unique<PoolShard>();
@@ -471,6 +484,8 @@ class SimEngine {
     sh->uuid = view->pool.uuid;
     sh->path = "sim";
     sh->store = std::move(*store);
+    // As an engine that joins: its clock moves past the pool's newest snapshot first.
+    sh->store->observe_epoch(view->pool.newest_snapshot());
     sh->set_view(view);
     l.pools->shards[sh->id] = std::move(sh);
     l.pools->backend = "memory";
@@ -520,7 +535,7 @@ class SimEngine {
 };
 
 inline Status create_pool(mgmt::MgmtState& st, uint32_t engines, const std::string& oclass,
-                          uint32_t rf) {
+                          uint32_t rf, uint32_t cell_size) {
   std::vector<uint32_t> ranks;
   for (uint32_t r = 0; r < engines; ++r) {
     TESSERA_TRY(st.apply(join_cmd(r)));
@@ -536,6 +551,7 @@ inline Status create_pool(mgmt::MgmtState& st, uint32_t engines, const std::stri
   props.label = "sim";
   props.oclass = placement::find_class(oclass)->id;
   props.rf = rf;
+  props.cell_size = cell_size;
   return st.apply({{"op", "cont_create"},
                    {"pool", 1},
                    {"uuid", "00000000-0000-4000-8000-000000000002"},

@@ -43,10 +43,9 @@ class KeyHistory {
       return ::testing::AssertionFailure()
              << tags.size() << " values for " << epochs_.size() << " epochs";
     }
-    size_t i = 0, last_acked = 0;
+    size_t i = 0;
     for (size_t n = 0; n < mine_.size(); ++n) {
       if (!mine_[n]->acked) continue;
-      last_acked = n + 1;
       if (tags[i] != mine_[n]->tag) {
         return ::testing::AssertionFailure() << fmt::format(
                    "the update acknowledged at epoch {} (tag {:#x}) is lost: {:#x} there",
@@ -54,13 +53,45 @@ class KeyHistory {
       }
       ++i;
     }
+    return newest_shown_by(tags.back());
+  }
+  // Whether `tag` (0: nothing) can be what a replica shows at snapshot epoch `snap`: the last
+  // update acknowledged at or below it, or one sent after that and before the first update
+  // acknowledged above it (an unacknowledged update's epoch is unknown; one sent later has a
+  // higher epoch than that acknowledged one's); with none acknowledged at or below it, nothing
+  // or an unacknowledged update sent before the first acknowledged one.
+  ::testing::AssertionResult shown_at(uint64_t snap, uint64_t tag) const {
+    size_t from = 0;
+    bool any = false;
+    for (size_t n = 0; n < mine_.size(); ++n) {
+      if (mine_[n]->acked && mine_[n]->epoch <= snap) {
+        from = n;
+        any = true;
+      }
+    }
+    if (!any && tag == 0) return ::testing::AssertionSuccess();
+    for (size_t n = from; n < mine_.size(); ++n) {
+      if (mine_[n]->acked && mine_[n]->epoch > snap) break;
+      if (mine_[n]->tag == tag) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << fmt::format(
+               "tag {:#x} at snapshot epoch {}: the last update acknowledged at or below it is {}",
+               tag, snap, any ? fmt::format("{:#x}", mine_[from]->tag) : std::string("none"));
+  }
+  // Whether `tag` (what a replica shows as its newest value; 0: nothing) is the last
+  // acknowledged update or one sent after it.
+  ::testing::AssertionResult newest_shown_by(uint64_t tag) const {
+    size_t last_acked = 0;
+    for (size_t n = 0; n < mine_.size(); ++n) {
+      if (mine_[n]->acked) last_acked = n + 1;
+    }
     if (last_acked == 0) return ::testing::AssertionSuccess();
     for (size_t n = last_acked - 1; n < mine_.size(); ++n) {
-      if (mine_[n]->tag == tags.back()) return ::testing::AssertionSuccess();
+      if (mine_[n]->tag == tag) return ::testing::AssertionSuccess();
     }
-    return ::testing::AssertionFailure()
-           << fmt::format("the newest value (tag {:#x}) is older than the last acknowledged update",
-                          tags.back());
+    return ::testing::AssertionFailure() << fmt::format(
+               "the newest value (tag {:#x}) is older than the last acknowledged update (tag {:#x})",
+               tag, mine_[last_acked - 1]->tag);
   }
 
  private:

@@ -12,21 +12,35 @@
 // generation to every running engine, gathers their reports and completes the generation (or
 // starts a new one when a target's scan failed).
 //
-// Writers keep updating keys of replicated objects (RP_3GX, rf 2; in a second test, single
-// values of erasure-coded objects, EC_2P1GX, rf 1, kept whole on a data position and the parity
-// position and sent as libtessera sends them, kObjEcUpdate) while the seed draws a
-// sequence of faults: an engine killed (kill -9, or a power loss) and reported dead (its targets
-// leave the map when the state machine allows it and a rebuild starts), killed and restarted on
-// its disk before anyone noticed (a rolling restart), a dead engine reintegrated (its stale
-// store dropped, a rebuild fills it), the clock jumping, messages lost or held back, log writes
-// refused and sends failed at the production code's fault points. Faults strike while
-// generations run, so a second failure during a rebuild, a reintegration followed by another
-// kill and a restart in the middle of a scan all happen.
+// Writers keep updating keys while the seed draws a sequence of faults: an engine killed
+// (kill -9, or a power loss) and reported dead (its targets leave the map when the state machine
+// allows it and a rebuild starts), killed and restarted on its disk before anyone noticed (a
+// rolling restart), a dead engine reintegrated (its stale store dropped, a rebuild fills it),
+// the clock jumping, messages lost or held back, log writes refused and sends failed at the
+// production code's fault points. Faults strike while generations run, so a second failure
+// during a rebuild, a reintegration followed by another kill and a restart in the middle of a
+// scan all happen. After the first quarter of the faults half the keys go cold (no longer
+// written), so that what a lost position held of them comes back from rebuild alone.
+//
+// Four tests, one per variant of the container and the workload:
+// - replicated objects (RP_3GX, rf 2), single values;
+// - erasure-coded objects (EC_2P1GX, rf 1), single values, kept whole on a data position and the
+//   parity position and sent as libtessera sends them (kObjEcUpdate);
+// - erasure-coded objects, full stripes of an array encoded by libtessera's own code
+//   (contimpl::ec_update_pieces: cells, parity, the stripe's checksum record): a lost position's
+//   cells are reconstructed from the others (rebuild_cells); every store aggregates in the
+//   background;
+// - replicated objects with every store aggregating in the background and snapshots taken
+//   between faults, their epochs fenced as the management service fences them.
 //
 // Checked against a model once the faults stop, every engine is back in the map and the last
 // generation completed: every replica of every key in the settled map holds every acknowledged
 // update at the epoch it was acknowledged with, the replicas agree, and each key's newest value
-// is its last acknowledged update or one sent after it.
+// is its last acknowledged update or one sent after it. With aggregation, older versions are
+// merged away: each snapshot must show the last update acknowledged at or below its epoch (or
+// one whose acknowledgement was lost), and the newest value as above. A stripe: every position
+// holds its cell of the same update's stripe, byte for byte (data and parity), at the newest
+// epoch (older versions of rebuilt cells are not kept, docs/REBUILD.md).
 //
 // A failure names its seed and the command that runs it again. TESSERA_REBUILD_SIM_SEEDS=N runs
 // N seeds, TESSERA_REBUILD_SIM_SEED=S one; TESSERA_REBUILD_SIM_STEPS sets each seed's faults;
@@ -39,6 +53,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -65,13 +80,53 @@ constexpr uint32_t kObjects = 8;
 constexpr uint32_t kDkeys = 4;  // per object
 constexpr const char* kAkey = "v";
 
-// The container's object class and redundancy factor: engines down at once stay within it.
+// The container's object class and redundancy factor (engines down at once stay within it),
+// and what the writers update: a single value, or one full stripe of an array (erasure coding:
+// cells and parity, rebuilt by reconstruction).
+// With `aggregate`, the engines' stores aggregate in the background (every 150 ms of the
+// simulated clock, versions older than 600 ms, which the clock's skips make most of them), and
+// the test takes snapshots that aggregation must keep readable.
 struct Variant {
   const char* oclass;
   uint32_t rf;
+  bool arrays = false;
+  bool aggregate = false;
 };
 constexpr Variant kReplicated{"RP_3GX", 2};
 constexpr Variant kErasureCoded{"EC_2P1GX", 1};
+constexpr Variant kErasureCodedArrays{"EC_2P1GX", 1, true, true};
+constexpr Variant kReplicatedAggregated{"RP_3GX", 2, false, true};
+// The container's cell size: small, so that the simulated disks hold every stripe written.
+constexpr uint32_t kCell = 1024;
+
+// The stripe an array update with `tag` writes (k cells): 8-byte words, word i = tag ^ i * K, so
+// that any cell names the update it came from and where in the stripe it belongs.
+constexpr uint64_t kWordMix = 0x9e3779b97f4a7c15ull;
+Buffer stripe_of(uint64_t tag, const placement::EcGeometry& g) {
+  Buffer b(g.stripe());
+  for (uint64_t i = 0; i < g.stripe() / 8; ++i) {
+    const uint64_t w = tag ^ (i * kWordMix);
+    std::memcpy(b.data() + i * 8, &w, 8);
+  }
+  return b;
+}
+// The k + p cells of that stripe, by cell index (data, then parity).
+std::vector<Buffer> cells_of(uint64_t tag, const placement::EcGeometry& g) {
+  const Buffer s = stripe_of(tag, g);
+  std::vector<Buffer> out;
+  for (uint32_t j = 0; j < g.n(); ++j) out.emplace_back(g.cell);
+  for (uint32_t j = 0; j < g.k; ++j) std::memcpy(out[j].data(), s.data() + j * g.cell, g.cell);
+  std::vector<const uint8_t*> d;
+  std::vector<uint8_t*> par;
+  for (uint32_t j = 0; j < g.k; ++j) d.push_back(out[j].data());
+  for (uint32_t q = 0; q < g.p; ++q) par.push_back(out[g.k + q].data());
+  placement::erasure_code(g.k, g.p).encode(g.cell, d, par);
+  return out;
+}
+placement::EcGeometry geometry_of(ObjectId oid, const std::string& dkey) {
+  const placement::ObjectClass* cls = placement::find_class(placement::oid_class(oid));
+  return placement::ec_geometry(cls->data, cls->parity, kCell, dkey);
+}
 
 struct Key {
   ObjectId oid;
@@ -92,10 +147,11 @@ std::ostream& operator<<(std::ostream& os, const Value& v) {
 class Writer {
  public:
   Writer(Env& env, SimNet& net, SimPool& pool, const std::vector<Key>& keys, uint32_t id,
-         uint64_t seed)
+         uint64_t seed, bool arrays)
       : pool_(pool),
         keys_(keys),
         id_(id),
+        arrays_(arrays),
         rng_(seed),
         node_(env, net, fmt::format("sim-w{}", id), fmt::format("sim-writer-{}", id), id) {}
   ~Writer() { stop = true; }  // the node then stops the target: the loop ends
@@ -113,6 +169,10 @@ class Writer {
   }
 
   std::atomic<bool> stop{false};
+  // Cold keys are no longer written: their newest values stay the ones written before, and a
+  // position that loses them gets them back from rebuild alone, not from a later update.
+  std::atomic<bool> cold_stop{false};
+  static bool cold(uint32_t key) { return key % (2 * kWriters) >= kWriters; }
   std::vector<PutRecord> puts;  // the writer's thread until it stopped
 
  private:
@@ -142,7 +202,7 @@ class Writer {
     PutRecord p;
     do {
       p.key = static_cast<uint32_t>(rng_() % keys_.size());
-    } while (p.key % kWriters != id_);
+    } while (p.key % kWriters != id_ || (cold_stop && cold(p.key)));
     p.tag = (uint64_t{id_} + 1) << 40 | ++seq_;
     const Key& k = keys_[p.key];
     std::string v(8, '\0');
@@ -157,7 +217,27 @@ class Writer {
       m.method = proto::kObjUpdate;
       m.body = update_body(k.oid, k.dkey, kAkey, ValueKind::single, 0, crc32c(bytes), UpdateFlags{},
                            ctx);
-      if (erasure_coded(k.oid)) {
+      if (arrays_) {
+        // The whole stripe, as libtessera encodes it: cells, parity and the stripe's checksum
+        // record for each position, sent to the group's leader.
+        contimpl::EcPieces ps;
+        {
+          Container::State st;
+          st.cell = kCell;
+          auto r = contimpl::ec_update_pieces(st, *placement::find_class(placement::oid_class(k.oid)),
+                                              k.dkey, kAkey, ValueKind::array, 0,
+                                              stripe_of(p.tag, geometry_of(k.oid, k.dkey)),
+                                              UpdateFlags{});
+          if (!r) {
+            ADD_FAILURE() << r.status().to_string();
+            break;
+          }
+          ps = std::move(*r);
+        }
+        m.method = proto::kObjEcUpdate;
+        m.body = contimpl::ec_body(k.oid, k.dkey, ps.pieces, ctx);
+        m.bulk = std::move(ps.bulk);
+      } else if (erasure_coded(k.oid)) {
         // The whole value for each position that keeps it, through the group's leader.
         std::vector<contimpl::EcPiece> pieces;
         for (uint32_t pos : holders(k.oid, k.dkey)) {
@@ -166,7 +246,7 @@ class Writer {
         m.method = proto::kObjEcUpdate;
         m.body = contimpl::ec_body(k.oid, k.dkey, pieces, ctx);
       }
-      m.bulk = Buffer(v.data(), v.size());
+      if (!arrays_) m.bulk = Buffer(v.data(), v.size());
       auto r = node_.rt->ask(std::move(m), std::chrono::seconds(10));
       Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
       if (st.is_ok()) {
@@ -187,6 +267,7 @@ class Writer {
   SimPool& pool_;
   const std::vector<Key>& keys_;
   uint32_t id_;
+  bool arrays_;
   uint64_t seq_ = 0;
   std::mt19937_64 rng_;
   std::shared_ptr<const mgmt::PoolView> view_;
@@ -204,10 +285,12 @@ class Simulation {
       : seed_(seed),
         steps_(steps),
         max_dead_(variant.rf),
+        arrays_(variant.arrays),
+        snapshots_(variant.aggregate && !variant.arrays),
         rng_(seed),
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
-    must(create_pool(st_, kEngines, variant.oclass, variant.rf));
+    must(create_pool(st_, kEngines, variant.oclass, variant.rf, kCell));
     publish();
     pool_.cont = st_.pool(1)->containers.begin()->second.id;
     const uint16_t cls = placement::find_class(variant.oclass)->id;
@@ -218,10 +301,15 @@ class Simulation {
     }
     for (uint32_t r = 0; r < kEngines; ++r) {
       engines_.push_back(std::make_unique<SimEngine>(env_, net_, pool_, r, seed * 131 + r));
+      if (variant.aggregate) {
+        engines_.back()->aggregation_interval = std::chrono::milliseconds(150);
+        engines_.back()->aggregation_delay = std::chrono::milliseconds(600);
+      }
       EXPECT_TRUE(engines_.back()->start().is_ok());
     }
     for (uint32_t w = 0; w < kWriters; ++w) {
-      writers_.push_back(std::make_unique<Writer>(env_, net_, pool_, keys_, w, seed * 7 + w));
+      writers_.push_back(
+          std::make_unique<Writer>(env_, net_, pool_, keys_, w, seed * 7 + w, variant.arrays));
     }
   }
   ~Simulation() {
@@ -234,7 +322,12 @@ class Simulation {
     for (auto& w : writers_) loops.push_back(w->start());
     net_.set_faults({20, 3000, 2000});
     env_.set_faults(kFaultRates);
-    for (int i = 0; i < steps_ && !::testing::Test::HasFailure(); ++i) step();
+    for (int i = 0; i < steps_ && !::testing::Test::HasFailure(); ++i) {
+      if (i == steps_ / 4) {
+        for (auto& w : writers_) w->cold_stop = true;
+      }
+      step();
+    }
     // Heal: no more faults; every engine back in the map; the writers stop once the last
     // generation began (writes meet it in flight).
     net_.set_faults({});
@@ -251,6 +344,8 @@ class Simulation {
 
   const std::vector<std::string>& log() const { return log_; }
   static inline std::map<std::string, uint64_t> fired_;  // per fault point, over all seeds
+  static inline uint64_t aggregations_ = 0;                // over all seeds
+  static inline uint64_t snapshots_taken_ = 0;
 
  private:
   static void must(Status st) { ASSERT_TRUE(st.is_ok()) << st.to_string(); }
@@ -402,9 +497,44 @@ class Simulation {
     }
   }
 
+  // A snapshot of the container, as the management service takes one (MgmtService::snap_create):
+  // refused while an engine the map counts on is down; else the clocks of the engines fenced in
+  // two rounds (each issues an epoch, the highest is the snapshot's; each then observes it) and
+  // the epoch recorded in the container, which aggregation passes then keep readable. An engine
+  // that starts later moves its clock past it first (SimEngine::init).
+  void take_snapshot() {
+    for (auto& e : engines_) {
+      if (e->dead() && in_map(e->rank())) {
+        log_.push_back(fmt::format("snapshot refused: rank {} is down", e->rank()));
+        return;
+      }
+    }
+    uint64_t snap = 0;
+    for (auto& e : engines_) {
+      if (e->dead()) continue;
+      snap = std::max(snap, e->on_target([](PoolShard& sh, ObjectService&) {
+        return sh.store->new_epoch();
+      }));
+    }
+    for (auto& e : engines_) {
+      if (e->dead()) continue;
+      e->on_target([snap](PoolShard& sh, ObjectService&) {
+        sh.store->observe_epoch(snap);
+        return 0;
+      });
+    }
+    apply({{"op", "snap_create"}, {"cont", pool_.cont}, {"epoch", snap}});
+    snaps_.push_back(snap);
+    log_.push_back(fmt::format("snapshot at epoch {}", snap));
+  }
+
   // One fault the seed draws, then time passing (test thread).
   void step() {
     pass(20 + static_cast<int>(rng_() % 300));
+    if (snapshots_ && rng_() % 4 == 0) {
+      take_snapshot();
+      return;
+    }
     const uint32_t draw = rng_() % 10;
     const bool power = rng_() % 2 == 0;
     if (draw < 2) {
@@ -468,6 +598,96 @@ class Simulation {
       return out;
     });
   }
+  // An array key's newest stripe at every position of its group in the settled map: each
+  // position holds its cell of one update's stripe (data or parity, byte for byte), every
+  // position the same update, and that update is the last acknowledged or one sent after it.
+  // (A lost position's cells are rebuilt at their newest version only, docs/REBUILD.md: older
+  // versions are not compared.)
+  void check_stripe(uint32_t k, const KeyHistory& h) {
+    const Key& key = keys_[k];
+    const placement::EcGeometry g = geometry_of(key.oid, key.dkey);
+    auto place = placement::place(key.oid, pool().map);
+    ASSERT_TRUE(place);
+    const auto group = place->dkey(key.dkey);
+    std::vector<std::optional<Buffer>> held(g.n());  // by position; nullopt: never written
+    uint64_t tag = 0;
+    for (uint32_t pos = 0; pos < g.n(); ++pos) {
+      ASSERT_TRUE(group[pos].complete) << "key " << k << ": a home is not complete in a settled map";
+      const uint32_t rank = group[pos].home.rank;
+      const uint32_t cont = pool_.cont;
+      auto got = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
+        return sh.store->fetch(shard_keys::store_key(key.oid, cont), key.dkey,
+                               placement::ec_cell_akey(kAkey, pos), ValueKind::array, 0, kCell, 0);
+      });
+      ASSERT_TRUE(got || got.status().code() == Errc::not_found)
+          << "key " << k << " position " << pos << " on rank " << rank << ": "
+          << got.status().to_string();
+      if (!got || (got->holes.size() == 1 && got->holes[0].second == kCell)) continue;
+      ASSERT_TRUE(got->holes.empty() && got->data.size() == kCell)
+          << "key " << k << " position " << pos << " on rank " << rank << ": a partial cell ("
+          << got->holes.size() << " holes)";
+      const uint32_t ci = g.cell_at(pos);
+      if (ci < g.k && tag == 0) {
+        std::memcpy(&tag, got->data.data(), 8);
+        tag ^= (uint64_t{ci} * kCell / 8) * kWordMix;
+      }
+      held[pos] = std::move(got->data);
+    }
+    ASSERT_TRUE(h.newest_shown_by(tag)) << "key " << k;
+    if (tag == 0) {
+      for (uint32_t pos = 0; pos < g.n(); ++pos) {
+        ASSERT_FALSE(held[pos]) << "key " << k << ": position " << pos
+                                << " holds a cell while no data position does";
+      }
+      return;
+    }
+    const std::vector<Buffer> want = cells_of(tag, g);
+    for (uint32_t pos = 0; pos < g.n(); ++pos) {
+      const uint32_t ci = g.cell_at(pos);
+      ASSERT_TRUE(held[pos] && std::memcmp(held[pos]->data(), want[ci].data(), kCell) == 0)
+          << "key " << k << ": position " << pos << " (rank " << group[pos].home.rank
+          << (ci < g.k ? ", data" : ", parity") << " cell " << ci << ") "
+          << (held[pos] ? "holds another stripe's cell" : "holds nothing")
+          << " than the update with tag " << fmt::format("{:#x}", tag);
+    }
+  }
+
+  // With aggregation, a replica shows a key at each snapshot and as its newest value only
+  // (older versions are merged away): at a snapshot, the last update acknowledged at or below
+  // its epoch or one whose acknowledgement was lost; as the newest, the last acknowledged or
+  // one sent after it; and the replicas agree.
+  void check_snapshots(uint32_t k, const KeyHistory& h) {
+    auto place = placement::place(keys_[k].oid, pool().map);
+    ASSERT_TRUE(place);
+    std::vector<uint64_t> epochs = snaps_;
+    epochs.push_back(0);
+    std::vector<Value> first;
+    std::string where;
+    const auto group = place->dkey(keys_[k].dkey);
+    for (uint32_t i : holders(keys_[k].oid, keys_[k].dkey)) {
+      const placement::Position& pos = group[i];
+      ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
+      const auto got = read_replica(pos.home.rank, keys_[k], epochs);
+      for (size_t s = 0; s < snaps_.size(); ++s) {
+        ASSERT_TRUE(h.shown_at(snaps_[s], got[s].tag))
+            << "key " << k << " on rank " << pos.home.rank << " at snapshot " << s;
+      }
+      ASSERT_TRUE(h.newest_shown_by(got.back().tag)) << "key " << k << " on rank "
+                                                     << pos.home.rank;
+      if (first.empty()) {
+        first = got;
+        where = fmt::format("rank {}", pos.home.rank);
+        continue;
+      }
+      for (size_t s = 0; s < got.size(); ++s) {
+        ASSERT_EQ(got[s].tag, first[s].tag)
+            << "replicas of key " << k << " disagree at epoch " << epochs[s]
+            << (epochs[s] == 0 ? " (newest)" : " (a snapshot)") << ": rank " << pos.home.rank
+            << " against " << where;
+      }
+    }
+  }
+
   void check() {
     settle_engines(engines_);
     std::vector<PutRecord> all;
@@ -476,6 +696,16 @@ class Simulation {
     for (uint32_t k = 0; k < keys_.size(); ++k) {
       const KeyHistory h(all, k);
       acked += h.acked();
+      if (arrays_) {
+        check_stripe(k, h);
+        if (::testing::Test::HasFailure()) return;
+        continue;
+      }
+      if (snapshots_) {
+        check_snapshots(k, h);
+        if (::testing::Test::HasFailure()) return;
+        continue;
+      }
       auto place = placement::place(keys_[k].oid, pool().map);
       ASSERT_TRUE(place);
       std::vector<Value> first;
@@ -500,16 +730,21 @@ class Simulation {
         }
       }
     }
-    uint64_t power = 0, incarnations = 0;
+    uint64_t power = 0, incarnations = 0, aggregations = 0;
     for (auto& e : engines_) {
       power += e->power_losses();
       incarnations += e->incarnation();
+      aggregations += e->on_target(
+          [](PoolShard& sh, ObjectService&) { return sh.store->stats().aggregations; });
     }
+    aggregations_ += aggregations;
+    snapshots_taken_ += snaps_.size();
     std::cout << fmt::format(
         "seed {}: {} updates ({} acknowledged); {} faults ({} power losses, {} engine starts); "
-        "{} generations completed; map version {}; {} messages, {} dropped\n",
+        "{} generations completed; map version {}; {} messages, {} dropped; {} snapshots; {} "
+        "aggregation passes since the last starts\n",
         seed_, all.size(), acked, log_.size(), power, incarnations, generations_,
-        pool().map.version, net_.sent(), net_.dropped());
+        pool().map.version, net_.sent(), net_.dropped(), snaps_.size(), aggregations);
     EXPECT_GT(acked, 0u);
     EXPECT_GT(generations_, 0u);
     std::string points;
@@ -529,6 +764,9 @@ class Simulation {
   uint64_t seed_;
   int steps_;
   uint32_t max_dead_;  // engines down at once: the container's redundancy factor
+  bool arrays_;        // the writers update full stripes of arrays
+  bool snapshots_;     // the seed takes snapshots (their epochs in snaps_)
+  std::vector<uint64_t> snaps_;
   std::mt19937_64 rng_;
   SimEnv env_;
   SimNet net_;
@@ -552,6 +790,9 @@ namespace {
 void run_seeds(const Variant& variant, const std::string& name, int count, uint64_t step,
                const std::string& filter) {
   const int steps = env_int("TESSERA_REBUILD_SIM_STEPS", 24);
+  Simulation::fired_.clear();
+  Simulation::aggregations_ = 0;
+  Simulation::snapshots_taken_ = 0;
   const std::vector<uint64_t> run = seeds(name, count, step);
   for (uint64_t seed : run) {
     if (::testing::Test::HasFailure()) break;
@@ -567,6 +808,12 @@ void run_seeds(const Variant& variant, const std::string& name, int count, uint6
   for (const auto& [site, rate] : kFaultRates) {
     EXPECT_GT(Simulation::fired_[site], 0u) << "fault point " << site << " never failed";
   }
+  if (variant.aggregate) {
+    EXPECT_GT(Simulation::aggregations_, 0u) << "nothing was aggregated";
+  }
+  if (variant.aggregate && !variant.arrays) {
+    EXPECT_GT(Simulation::snapshots_taken_, 0u) << "no snapshot was taken";
+  }
 }
 }  // namespace
 
@@ -576,5 +823,17 @@ TEST(RebuildSim, AcknowledgedUpdatesSurviveSequencesOfFailuresAndRebuilds) {
 
 // The same with single values of erasure-coded objects (one engine down at a time).
 TEST(RebuildSim, ErasureCodedValuesSurviveSequencesOfFailuresAndRebuilds) {
-  run_seeds(kErasureCoded, "REBUILD_SIM_EC", 2, 7927, "RebuildSim.ErasureCoded*");
+  run_seeds(kErasureCoded, "REBUILD_SIM_EC", 2, 7927, "RebuildSim.ErasureCodedValues*");
+}
+
+// The same with aggregation running on every engine and snapshots taken between faults: what a
+// snapshot holds survives aggregation, rebuild's export and import, kills and power losses.
+TEST(RebuildSim, SnapshotsSurviveAggregationAndSequencesOfFailures) {
+  run_seeds(kReplicatedAggregated, "REBUILD_SIM_AGG", 2, 7949, "RebuildSim.Snapshots*");
+}
+
+// The same with full stripes of erasure-coded arrays: a lost position's cells are reconstructed
+// from the others (rebuild::scan, rebuild_cells) and checked against the writer's checksums.
+TEST(RebuildSim, ErasureCodedStripesSurviveSequencesOfFailuresAndRebuilds) {
+  run_seeds(kErasureCodedArrays, "REBUILD_SIM_EC_ARRAYS", 2, 7937, "RebuildSim.ErasureCodedStripes*");
 }
