@@ -37,8 +37,11 @@ cmake --build --preset "$PRESET" -j "$JOBS"
 # Data races: the unit and simulation tests (ctest labels unit and sim) run built with
 # ThreadSanitizer. The whole suite: scripts/test.sh tsan. TESSERA_TSAN_SUBSET=0 skips it.
 # Both sanitizer stages run the simulation's fixed seeds 1-4 (TESSERA_SIM_FIXED_SEEDS; the
-# release stage runs all 12) and build with line tables only (-g1, CMakePresets.json): CI's
-# 90-minute limit.
+# release stage runs all 12), one seed of each of the rebuild simulation's aggregation and
+# erasure-coded stripe variants (the release stage runs two), and build with line tables only
+# (-g1, CMakePresets.json): CI's 90-minute limit.
+SAN_SEEDS=(TESSERA_SIM_FIXED_SEEDS=4 TESSERA_REBUILD_SIM_AGG_SEEDS=1
+           TESSERA_REBUILD_SIM_EC_ARRAYS_SEEDS=1)
 RELEASE_ONLY_DRILL='cascading_failures_ec4p2'
 ASAN_SUBSET=0
 TSAN_SUBSET=0
@@ -58,7 +61,7 @@ if [ "$ASAN_SUBSET" = 1 ]; then
   stage "sanitizer build and tests"
   cmake --preset asan -DTESSERA_BUILD_TESTS=ON
   cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim dtx_sim rebuild_sim drills
-  (cd build/asan && TESSERA_SIM_FIXED_SEEDS=4 ctest --output-on-failure -j 2 --timeout 1500 -R '^Simulation\.|^DtxSim\.|^RebuildSim\.|^Shipped/Drill\.' \
+  (cd build/asan && env "${SAN_SEEDS[@]}" ctest --output-on-failure -j 2 --timeout 1500 -R '^Simulation\.|^DtxSim\.|^RebuildSim\.|^Shipped/Drill\.' \
                           -E "/${RELEASE_ONLY_DRILL}")
 fi
 
@@ -66,6 +69,6 @@ if [ "$TSAN_SUBSET" = 1 ]; then
   stage "thread sanitizer build and tests (unit, simulation)"
   cmake --preset tsan -DTESSERA_BUILD_TESTS=ON
   cmake --build --preset tsan -j "$JOBS" --target tests_unit tests_sim
-  (cd build/tsan && TESSERA_SIM_FIXED_SEEDS=4 ctest --output-on-failure -j 2 --timeout 1500 -L '^(unit|sim)$')
+  (cd build/tsan && env "${SAN_SEEDS[@]}" ctest --output-on-failure -j 2 --timeout 1500 -L '^(unit|sim)$')
 fi
 stage "done"

@@ -652,15 +652,34 @@ class Simulation {
     }
   }
 
-  // With aggregation, a replica shows a key at each snapshot and as its newest value only
-  // (older versions are merged away): at a snapshot, the last update acknowledged at or below
-  // its epoch or one whose acknowledgement was lost; as the newest, the last acknowledged or
-  // one sent after it; and the replicas agree.
-  void check_snapshots(uint32_t k, const KeyHistory& h) {
+  // What a replica shows of key k at each epoch the check reads: without aggregation, every
+  // acknowledged update at its epoch and the newest value (KeyHistory::shown_by); with it
+  // (older versions are merged away), each snapshot the last update acknowledged at or below
+  // its epoch or one whose acknowledgement was lost, and the newest value as before.
+  std::vector<uint64_t> epochs_read(const KeyHistory& h) const {
+    if (!snapshots_) return h.epochs();
+    std::vector<uint64_t> e = snaps_;
+    e.push_back(0);
+    return e;
+  }
+  ::testing::AssertionResult shows(const KeyHistory& h, const std::vector<Value>& got) const {
+    if (!snapshots_) {
+      std::vector<uint64_t> tags;
+      for (const auto& v : got) tags.push_back(v.tag);
+      return h.shown_by(tags);
+    }
+    for (size_t s = 0; s < snaps_.size(); ++s) {
+      auto r = h.shown_at(snaps_[s], got[s].tag);
+      if (!r) return r << " (snapshot " << s << ")";
+    }
+    return h.newest_shown_by(got.back().tag);
+  }
+  // Every replica of key k in the settled map against the model, and the replicas agree (on the
+  // versions too where nothing was aggregated).
+  void check_replicas(uint32_t k, const KeyHistory& h) {
     auto place = placement::place(keys_[k].oid, pool().map);
     ASSERT_TRUE(place);
-    std::vector<uint64_t> epochs = snaps_;
-    epochs.push_back(0);
+    const std::vector<uint64_t> epochs = epochs_read(h);
     std::vector<Value> first;
     std::string where;
     const auto group = place->dkey(keys_[k].dkey);
@@ -668,22 +687,17 @@ class Simulation {
       const placement::Position& pos = group[i];
       ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
       const auto got = read_replica(pos.home.rank, keys_[k], epochs);
-      for (size_t s = 0; s < snaps_.size(); ++s) {
-        ASSERT_TRUE(h.shown_at(snaps_[s], got[s].tag))
-            << "key " << k << " on rank " << pos.home.rank << " at snapshot " << s;
-      }
-      ASSERT_TRUE(h.newest_shown_by(got.back().tag)) << "key " << k << " on rank "
-                                                     << pos.home.rank;
+      ASSERT_TRUE(shows(h, got)) << "key " << k << " on rank " << pos.home.rank;
       if (first.empty()) {
         first = got;
         where = fmt::format("rank {}", pos.home.rank);
         continue;
       }
-      for (size_t s = 0; s < got.size(); ++s) {
-        ASSERT_EQ(got[s].tag, first[s].tag)
-            << "replicas of key " << k << " disagree at epoch " << epochs[s]
-            << (epochs[s] == 0 ? " (newest)" : " (a snapshot)") << ": rank " << pos.home.rank
-            << " against " << where;
+      for (size_t e = 0; e < got.size(); ++e) {
+        ASSERT_TRUE(got[e].tag == first[e].tag && (snapshots_ || got[e] == first[e]))
+            << "replicas of key " << k << " disagree at epoch " << epochs[e]
+            << (epochs[e] == 0 ? " (newest)" : "") << ": rank " << pos.home.rank << " shows "
+            << got[e] << ", " << where << " " << first[e];
       }
     }
   }
@@ -701,34 +715,8 @@ class Simulation {
         if (::testing::Test::HasFailure()) return;
         continue;
       }
-      if (snapshots_) {
-        check_snapshots(k, h);
-        if (::testing::Test::HasFailure()) return;
-        continue;
-      }
-      auto place = placement::place(keys_[k].oid, pool().map);
-      ASSERT_TRUE(place);
-      std::vector<Value> first;
-      std::string where;
-      const auto group = place->dkey(keys_[k].dkey);
-      for (uint32_t i : holders(keys_[k].oid, keys_[k].dkey)) {
-        const placement::Position& pos = group[i];
-        ASSERT_TRUE(pos.complete) << "key " << k << ": a home is not complete in a settled map";
-        auto got = read_replica(pos.home.rank, keys_[k], h.epochs());
-        std::vector<uint64_t> tags;
-        for (const auto& v : got) tags.push_back(v.tag);
-        ASSERT_TRUE(h.shown_by(tags)) << "key " << k << " on rank " << pos.home.rank;
-        if (first.empty()) {
-          first = got;
-          where = fmt::format("rank {}", pos.home.rank);
-          continue;
-        }
-        for (size_t i = 0; i < got.size(); ++i) {
-          ASSERT_EQ(got[i], first[i]) << "replicas of key " << k << " disagree at epoch "
-                                      << h.epochs()[i] << (h.epochs()[i] == 0 ? " (newest)" : "")
-                                      << ": rank " << pos.home.rank << " against " << where;
-        }
-      }
+      check_replicas(k, h);
+      if (::testing::Test::HasFailure()) return;
     }
     uint64_t power = 0, incarnations = 0, aggregations = 0;
     for (auto& e : engines_) {
