@@ -630,7 +630,7 @@ Status ObjectService::handle(Message& m) {
       }
       auto sh = shard_for(pool, version);
       if (!sh) return sh.status();
-      TESSERA_TRY(rebuild::apply_push(*(*sh)->store, m.body, m.bulk));
+      TESSERA_TRY(rebuild::apply_push(*(*sh)->store, m.body, std::move(m.bulk)));
       return rt_.reply(m, Status());
     }
   }

@@ -163,7 +163,7 @@ Result<storage::AkeyExport> Checker::history(const Shard& src, ObjectId key,
   req.getCtx().setMapVersion(peer.map().version);
   auto r = peer.ask(src, proto::kObjShardExport, capn::to_body(b), {});
   if (!r) return r.status();
-  auto p = parse_push(r->body, r->bulk);
+  auto p = parse_push(r->body, std::move(r->bulk));
   if (!p) return p.status();
   return std::move(p->x);
 }

@@ -129,7 +129,7 @@ Buffer push_body(uint32_t pool, uint32_t map_version, ObjectId key, const std::s
   return capn::to_body(b);
 }
 
-Result<PushMsg> parse_push(const Buffer& body, const Buffer& bulk) {
+Result<PushMsg> parse_push(const Buffer& body, Buffer bulk) {
   PushMsg p;
   {
     capn::DecodeScope ds;
@@ -153,7 +153,8 @@ Result<PushMsg> parse_push(const Buffer& body, const Buffer& bulk) {
     if (ds.failed()) return Status(Errc::protocol, "malformed history push: " + ds.what());
   }
   if (p.dkey.empty()) return Status(Errc::protocol, "a history push without a dkey");
-  p.x.data = Buffer(bulk.data(), bulk.size());
+  p.x.data = std::move(bulk);
+  p.x.verified = true;
   return p;
 }
 

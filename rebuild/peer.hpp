@@ -32,8 +32,8 @@ struct PushMsg {
 };
 Buffer push_body(uint32_t pool, uint32_t map_version, ObjectId key, const std::string& dkey,
                  const std::string& akey, const storage::AkeyExport& x, uint64_t replace_upto);
-// Checks the bulk against the body's crc32c.
-Result<PushMsg> parse_push(const Buffer& body, const Buffer& bulk);
+// Checks the bulk against the body's crc32c, and takes it as the history's data.
+Result<PushMsg> parse_push(const Buffer& body, Buffer bulk);
 
 struct Peer {
   ActorRuntime& rt;

@@ -47,6 +47,10 @@ struct ScanOptions {
   double share = 0.5;
   // How long one send to a home is retried (the home may be restarting) before the scan fails.
   std::chrono::milliseconds retry{10000};
+  // Dkeys whose histories are on their way at once, and the bytes they may hold together (a
+  // larger dkey goes alone): reading, sending and the homes' imports overlap.
+  uint32_t window = 8;
+  uint64_t window_bytes = 64ull << 20;
   // Called once the plan is counted (`planned` set, nothing sent yet), then after every object
   // with the counters so far.
   std::function<void(const Counters&)> progress;
@@ -68,6 +72,6 @@ Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShar
                       const ScanOptions& opts);
 
 // The receiver's side of a RebuildPush (kObjRebuildPush): imports one akey's history.
-Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer& bulk);
+Status apply_push(storage::TargetStore& store, const Buffer& body, Buffer bulk);
 
 }  // namespace tessera::rebuild

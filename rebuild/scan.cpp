@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <boost/fiber/condition_variable.hpp>
 #include <boost/fiber/operations.hpp>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "core/checksum.hpp"
 #include "core/log.hpp"
+#include "core/no_lock.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
@@ -365,12 +367,47 @@ struct Scan {
   }
 };
 
+// The dkeys whose histories are on their way at once, and the bytes they hold (their histories
+// as the index sizes them): the scan starts a dkey's work in a fiber of its own while there is
+// room, so that reading, sending and the homes' imports of several dkeys overlap. One dkey's
+// sends stay in order (its punches before its versions, an akey's pieces one after another);
+// dkeys are independent. A dkey larger than the byte budget runs alone.
+struct Window {
+  uint32_t dkeys = 0;
+  uint64_t bytes = 0;
+  Nanos began{0};   // when the pass started (Env time)
+  Nanos opened{0};  // when the window last went from no dkey in flight to one
+  Nanos busy{0};    // how long the window had dkeys in flight before `opened`
+  Status first;     // the first failure of a dkey's work: no more are started
+  boost::fibers::condition_variable_any cv;
+  NoLock lk;
+
+  // How long some dkey was in flight since the pass began.
+  Nanos working(Nanos now) const { return busy + (dkeys > 0 ? now - opened : Nanos(0)); }
+  template <typename F>
+  void wait_for(F ready) {
+    while (!ready()) cv.wait(lk);
+  }
+  void drain() {
+    wait_for([this] { return dkeys == 0; });
+  }
+};
+
+// One dkey's bytes to send, from the index (no data read).
+uint64_t dkey_bytes(const storage::TargetStore& st, ObjectId key, const std::string& dkey) {
+  uint64_t n = 0;
+  for (const auto& [akey, kind] : st.akey_names(key, dkey)) n += st.history_bytes(key, dkey, akey);
+  return n;
+}
+
 // One pass over the shard's objects: sends (or, planning, counts) what this target fills.
-Status pass(Scan& s, const ScanOptions& opts) {
+Status walk(Scan& s, const ScanOptions& opts, Window& w) {
   ActorRuntime& rt = s.peer.rt;
   PoolShard& shard = s.shard();
   const double share = std::clamp(opts.share, 0.01, 1.0);
+  const uint32_t window = std::max<uint32_t>(1, opts.window);
   Env& env = rt.target().env();
+  w.began = env.now();
   // The plan reads only the index: it runs unthrottled, letting the target's other fibers run
   // every so many dkeys.
   constexpr uint32_t kPlanSlice = 256;
@@ -385,26 +422,65 @@ Status pass(Scan& s, const ScanOptions& opts) {
     auto place = placement::place(uoid, s.map());
     if (!place) continue;  // the class does not fit this map: nothing can be placed
     ++s.c.objects;
+    auto pl = std::make_shared<const placement::Placement>(std::move(*place));
     for (const auto& dkey : shard.store->dkey_names(key)) {
       if (opts.cancelled && opts.cancelled()) {
         return Status(Errc::busy, "replaced by a newer rebuild");
       }
       if (s.planning) {
-        TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
+        TESSERA_TRY(s.dkey_work(*cls, *pl, key, dkey));
         if (++slice % kPlanSlice == 0) boost::this_fiber::yield();
         continue;
       }
-      const Nanos t0 = env.now();
-      TESSERA_TRY(s.dkey_work(*cls, *place, key, dkey));
-      const Nanos busy = env.now() - t0;
-      if (share < 1.0 && busy > Nanos(0)) {
-        rt.target().sleep_for(
-            Nanos(static_cast<int64_t>(static_cast<double>(busy.count()) * (1.0 - share) / share)));
+      // The share: of the pass's time so far, the scan works (some dkey in flight) at most
+      // `share`. Past it, the window drains and no dkey starts until enough time has passed
+      // with none: the scan runs in bursts, and between them the target is the foreground's.
+      if (share < 1.0 && w.working(env.now()) > share * (env.now() - w.began)) {
+        w.drain();
+        const Nanos now = env.now();
+        const Nanos d = Nanos(static_cast<int64_t>(
+                            static_cast<double>(w.working(now).count()) / share)) -
+                        (now - w.began);
+        if (d > Nanos(0)) rt.target().sleep_for(d);
       }
+      const uint64_t est = dkey_bytes(*shard.store, key, dkey);
+      w.wait_for([&] {
+        return !w.first.is_ok() ||
+               w.dkeys == 0 || (w.dkeys < window && w.bytes + est <= opts.window_bytes);
+      });
+      if (!w.first.is_ok()) return Status();  // pass() returns it
+      if (w.dkeys == 0) w.opened = env.now();
+      ++w.dkeys;
+      w.bytes += est;
+      rt.target().spawn([&s, &w, &env, cls, pl, key, dkey, est] {
+        // Leaves the window however the work ends: the pass waits for the window to empty.
+        struct Leave {
+          Window& w;
+          Env& env;
+          uint64_t est;
+          ~Leave() {
+            if (w.dkeys == 1) w.busy += env.now() - w.opened;
+            --w.dkeys;
+            w.bytes -= est;
+            w.cv.notify_all();
+          }
+        } leave{w, env, est};
+        Status st = s.dkey_work(*cls, *pl, key, dkey);
+        if (!st.is_ok() && w.first.is_ok()) w.first = std::move(st);
+      });
     }
     if (!s.planning && opts.progress) opts.progress(s.c);
   }
   return Status();
+}
+
+// A pass, and every dkey it started finished (their fibers use the pass's state).
+Status pass(Scan& s, const ScanOptions& opts) {
+  Window w;
+  Status st = walk(s, opts, w);
+  w.drain();
+  if (!st.is_ok()) return st;
+  return w.first;
 }
 
 }  // namespace
@@ -422,8 +498,8 @@ Result<Counters> scan(ActorRuntime& rt, uint32_t rank, uint16_t target, PoolShar
   return s.c;
 }
 
-Status apply_push(storage::TargetStore& store, const Buffer& body, const Buffer& bulk) {
-  auto p = parse_push(body, bulk);
+Status apply_push(storage::TargetStore& store, const Buffer& body, Buffer bulk) {
+  auto p = parse_push(body, std::move(bulk));
   if (!p) return p.status();
   if (p->replace_upto > 0) {
     if (p->akey.empty()) return Status(Errc::protocol, "a history replacement without an akey");

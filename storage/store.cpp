@@ -237,7 +237,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       return Status(Errc::invalid_argument, "array extent overflows the 64-bit offset space");
     }
   }
-  if (crc32c(data) != crc) {
+  if (!uo.verified && crc32c(data) != crc) {
     return Status(Errc::checksum,
                   "update payload does not match its checksum (corrupted in transit)");
   }
@@ -282,7 +282,7 @@ Result<uint64_t> TargetStore::update(const ObjectId& oid, std::string_view dkey,
       }
       const uint8_t* src = data.data() + pos;
       // A value stored as one crc32c piece already has its checksum: the one verified above.
-      bool whole = len == data.size() && v.csum_type == CsumType::crc32c;
+      bool whole = len == data.size() && v.csum_type == CsumType::crc32c && !uo.verified;
       Extent e{*off, len, whole ? crc : checksum(v.csum_type, src, len)};
       v.extents.push_back(e);
       uint64_t disk_len = round_block(len);

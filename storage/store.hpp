@@ -135,6 +135,10 @@ struct UpdateOptions {
   // A rebuild import: the given epoch may lie at or below the aggregation epoch, and a version
   // the store already holds at that epoch is not stored again.
   bool import = false;
+  // The caller checked the payload against its sender's checksum already (a rebuild push, whose
+  // whole bulk is checked on arrival): `crc` is not given, not checked, and the stored extents'
+  // checksums are computed from the bytes.
+  bool verified = false;
   // Part of a transaction: the data is written but the change is handed to the stage instead
   // of being logged; dtx_prepare() logs the stage's changes at once.
   DtxStage* stage = nullptr;
@@ -155,6 +159,9 @@ struct AkeyExport {
   uint32_t rsize = 1;
   std::vector<Ver> versions;
   Buffer data;  // the bytes of the versions, back to back
+  // `data` was checked against its sender's checksum on arrival (a parsed rebuild push): the
+  // import does not checksum it again.
+  bool verified = false;
   uint64_t bytes() const { return data.size(); }
 };
 

@@ -164,9 +164,10 @@ Status TargetStore::import_akey(const ObjectId& oid, std::string_view dkey, std:
     uo.epoch = v.epoch;
     uo.rsize = rsize;
     uo.import = true;
+    uo.verified = x.verified;
     if (x.kind == ValueKind::array && bytes.empty()) continue;
     TESSERA_TRY(update(oid, dkey, akey, x.kind, x.kind == ValueKind::array ? v.lo / rsize : 0,
-                       bytes, crc32c(bytes), uo)
+                       bytes, x.verified ? 0 : crc32c(bytes), uo)
                     .status());
   }
   return Status();

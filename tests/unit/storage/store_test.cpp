@@ -786,6 +786,31 @@ TEST_P(StoreTest, ExportedHistoryImportsWithItsEpochsOnceAndDurably) {
             Errc::invalid_argument);
 }
 
+// An import whose data its caller checked on arrival (a rebuild push: UpdateOptions::verified)
+// is not checksummed against a given crc; the stored extents still get checksums of their bytes,
+// which every later read checks.
+TEST_P(StoreTest, AVerifiedImportStoresChecksumsOfItsBytes) {
+  ASSERT_TRUE(open().is_ok());
+  ObjectId src{9, 11}, dst{9, 12};
+  ASSERT_TRUE(put(src, "d", "s", std::string(9000, 'S')).is_ok());  // one extent, out of line
+  ASSERT_TRUE(put(src, "d", "arr", std::string(3 << 20, 'a'), ValueKind::array, 0).is_ok());
+  ASSERT_TRUE(run_on(target, [&]() -> Status {
+                for (const auto& [ak, kind] : store->akey_names(src, "d")) {
+                  auto x = store->export_akey(src, "d", ak);
+                  if (!x) return x.status();
+                  x->verified = true;
+                  TESSERA_TRY(store->import_akey(dst, "d", ak, *x));
+                }
+                return Status();
+              }).is_ok());
+  close();
+  ASSERT_TRUE(open().is_ok());
+  EXPECT_EQ(get_str(dst, "d", "s"), std::string(9000, 'S'));
+  auto a = get(dst, "d", "arr", ValueKind::array, 0, 3 << 20);
+  ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+  EXPECT_TRUE(a->data.view() == std::string(3 << 20, 'a'));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreTest, ::testing::Values("uring", "aio"),
                          [](const auto& info) { return info.param; });
 
