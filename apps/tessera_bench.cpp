@@ -5,6 +5,8 @@
 //   cont: updates of fixed-size single values in a container of a system pool (replicated or
 //        erasure-coded: each one a distributed transaction), latency at queue depth 1, then the
 //        rate at a queue depth. -e names the management service.
+//   load: updates in a container at a queue depth for a fixed time, the rate of each interval
+//        printed as it ends (a foreground load beside other work: perf/rebuild.sh).
 // Prints a table, or JSON with --json. perf/*.sh run it beside the physical baselines.
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -20,6 +22,7 @@
 #include <random>
 #include <sstream>
 
+#include "apps/bench_load.hpp"
 #include "apps/bench_mgmt.hpp"
 #include "client/client.hpp"
 #include "client/container.hpp"
@@ -103,11 +106,24 @@ int main(int argc, char** argv) {
                  "pool queries (each answer lists every container of the pool)")
       ->capture_default_str();
   mg->add_option("--threads", ma.threads, "client threads")->capture_default_str();
+  auto* ld = app.add_subcommand(
+      "load", "updates in a container for a fixed time, printing the rate of each interval");
+  LoadBenchArgs la;
+  ld->add_option("--pool", la.pool, "pool label")->capture_default_str();
+  ld->add_option("--cont", la.cont, "container label")->capture_default_str();
+  ld->add_option("--bs", la.bs, "value size (each update an object of its own)")
+      ->capture_default_str();
+  ld->add_option("--qd", la.qd, "updates in flight")->capture_default_str();
+  ld->add_option("--seconds", la.seconds, "how long the load runs")->capture_default_str();
+  ld->add_option("--interval-ms", la.interval_ms,
+                 "one line per interval: Unix time (ms) at its end, MiB/s in it")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (mg->parsed()) return bench_mgmt(engine, ma, as_json);
 
   ClientOptions co;
   co.engine = engine;
+  if (ld->parsed()) return bench_load(co, la);
   if (cont->parsed()) {
     auto sys = Client::connect_system(co);
     if (!sys) return die(sys.status());
