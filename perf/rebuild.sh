@@ -45,6 +45,8 @@ pid=$(python3 -c "import json;print(json.load(open('$sysfile'))['engines'][3]['p
 TESSERA_AGENT="$WORK/sys/agent.sock" "${BENCH:-$BIN/tessera-bench}" -e "$mgmt" load --pool tank --cont c \
   --bs 1M --qd "$QD" --seconds 3600 --interval-ms 250 >"$WORK/load.txt" 2>"$WORK/load.err" &
 load=$!
+# However the script ends, the load ends with it.
+trap 'kill "$load" 2>/dev/null || true; "$CLI" system stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 t_load=$(now_ms)
 sleep "$BEFORE_S"
 t_kill=$(now_ms)
