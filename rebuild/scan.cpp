@@ -384,6 +384,18 @@ struct Window {
 
   // How long some dkey was in flight since the pass began.
   Nanos working(Nanos now) const { return busy + (dkeys > 0 ? now - opened : Nanos(0)); }
+  // A dkey of `est` bytes starts, and ends.
+  void enter(Nanos now, uint64_t est) {
+    if (dkeys == 0) opened = now;
+    ++dkeys;
+    bytes += est;
+  }
+  void leave(Nanos now, uint64_t est) {
+    if (dkeys == 1) busy += now - opened;
+    --dkeys;
+    bytes -= est;
+    cv.notify_all();
+  }
   template <typename F>
   void wait_for(F ready) {
     while (!ready()) cv.wait(lk);
@@ -449,21 +461,14 @@ Status walk(Scan& s, const ScanOptions& opts, Window& w) {
                w.dkeys == 0 || (w.dkeys < window && w.bytes + est <= opts.window_bytes);
       });
       if (!w.first.is_ok()) return Status();  // pass() returns it
-      if (w.dkeys == 0) w.opened = env.now();
-      ++w.dkeys;
-      w.bytes += est;
+      w.enter(env.now(), est);
       rt.target().spawn([&s, &w, &env, cls, pl, key, dkey, est] {
         // Leaves the window however the work ends: the pass waits for the window to empty.
         struct Leave {
           Window& w;
           Env& env;
           uint64_t est;
-          ~Leave() {
-            if (w.dkeys == 1) w.busy += env.now() - w.opened;
-            --w.dkeys;
-            w.bytes -= est;
-            w.cv.notify_all();
-          }
+          ~Leave() { w.leave(env.now(), est); }
         } leave{w, env, est};
         Status st = s.dkey_work(*cls, *pl, key, dkey);
         if (!st.is_ok() && w.first.is_ok()) w.first = std::move(st);
