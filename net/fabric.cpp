@@ -11,15 +11,18 @@
 #include <unistd.h>
 
 #include <boost/fiber/operations.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <string>
 #include <vector>
 
 #include "core/env.hpp"
 #include "core/log.hpp"
+#include "net/fabric_ops.hpp"
 #include "net/reassembly.hpp"
 
 namespace tessera::net {
@@ -43,24 +46,6 @@ fi_info* endpoint_hints(const std::string& provider) {
 std::string fi_err(int rc) {
   return fmt::format("{} ({})", fi_strerror(-rc), rc);
 }
-
-enum class OpKind { send, recv };
-
-struct OpBase {
-  fi_context2 ctx;  // must stay first: libfabric hands back &ctx as op_context
-  OpKind kind;
-};
-
-struct SendOp : OpBase {
-  Buffer head;
-  std::shared_ptr<Buffer> bulk;
-  size_t bulk_off = 0;
-  size_t bulk_len = 0;
-};
-
-struct RecvSlot : OpBase {
-  Buffer buf;
-};
 
 // Peers in the address vector at most (Impl::resolve): every target of a large system, and
 // its clients, with room to spare.
@@ -93,6 +78,16 @@ void sweep_dead_shm_regions() {
   }
   ::closedir(d);
 }
+// Logs at a bounded rate (the provider can report a burst of errors when a peer dies).
+template <typename... Args>
+void warn_limited(log::RateLimit& limit, fmt::format_string<Args...> f, Args&&... args) {
+  if (uint64_t skipped = 0; limit.allow(&skipped)) {
+    log::warn("{} ({} more not shown)", fmt::format(f, std::forward<Args>(args)...), skipped);
+  }
+}
+
+static_assert(sizeof(OpBase::ctx) == sizeof(fi_context2) && offsetof(OpBase, ctx) == 0,
+              "OpBase::ctx must have fi_context2's layout");
 }  // namespace
 
 struct FabricEndpoint::Impl {
@@ -108,7 +103,8 @@ struct FabricEndpoint::Impl {
   size_t iov_limit = 1;
   uint64_t sender_id = 0;
   uint64_t next_msg_id = 1;
-  std::vector<std::unique_ptr<RecvSlot>> slots;
+  std::unique_ptr<RecvSlots> recvs;
+  SendList sends;
   // The address vector: every peer address sent to, with when it was last used (a counter).
   // Bounded: replies go to addresses that messages name, so a stream of made-up addresses must
   // not grow it without end; past kMaxPeers the least recently used entry is removed.
@@ -120,11 +116,11 @@ struct FabricEndpoint::Impl {
   uint64_t peer_clock = 0;
   std::unique_ptr<Reassembler> reassembly;
   uint64_t reassembly_counted = 0;  // of its drops, those already in the endpoint's stats
-  uint64_t outstanding_sends = 0;
 
   Trust trust() const { return Trust{opts.key.get(), opts.trust_unauthenticated}; }
 
   ~Impl() {
+    // Closing the endpoint ends every operation it holds; `sends` and `recvs` are freed after.
     if (ep) fi_close(&ep->fid);
     if (av) fi_close(&av->fid);
     if (cq) fi_close(&cq->fid);
@@ -133,15 +129,33 @@ struct FabricEndpoint::Impl {
     if (info) fi_freeinfo(info);
   }
 
+  // Posts `s`, or keeps it for the next poll if the provider's receive queue is full.
   Status post_recv(RecvSlot* s) {
-    while (true) {
-      ssize_t rc = fi_recv(ep, s->buf.data(), s->buf.capacity(), nullptr, FI_ADDR_UNSPEC, &s->ctx);
-      if (rc == 0) return Status();
-      if (rc != -FI_EAGAIN)
-        return Status(Errc::io_error, "fi_recv: " + fi_err(static_cast<int>(rc)));
-      // Receive queue momentarily full: progress the CQ (completions land in `pending`).
-      fi_cq_msg_entry e;
-      (void)fi_cq_read(cq, &e, 0);
+    ssize_t rc = fi_recv(ep, s->buf.data(), s->buf.capacity(), nullptr, FI_ADDR_UNSPEC, s->ctx);
+    if (rc == 0) return Status();
+    if (rc == -FI_EAGAIN) {
+      recvs->defer(s);
+      return Status();
+    }
+    // rxm may have matched the posting to a message it then failed to fetch (a rendezvous
+    // from a dead peer): the posting is spent, and the context may still be reported.
+    retire(s);
+    return Status(Errc::io_error, "fi_recv: " + fi_err(static_cast<int>(rc)));
+  }
+
+  // `s` failed: retired (fabric_ops.hpp), a fresh slot posted at the next poll.
+  void retire(RecvSlot* s) {
+    if (recvs->retire(s, std::chrono::steady_clock::now())) recvs->defer(recvs->add());
+  }
+
+  void post_deferred(FabricStats& stats) {
+    for (RecvSlot* s : recvs->take_deferred()) {
+      Status st = post_recv(s);
+      if (!st.is_ok()) {
+        ++stats.receive_errors;
+        static log::RateLimit limit(5);
+        warn_limited(limit, "posting a receive buffer: {}", st.to_string());
+      }
     }
   }
 
@@ -186,6 +200,7 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   impl->deliver = std::move(deliver);
   impl->sender_id = RealEnv::instance().random();
   impl->reassembly = std::make_unique<Reassembler>(opts.max_message);
+  impl->recvs = std::make_unique<RecvSlots>(opts.max_frame);
 
   fi_info* hints = endpoint_hints(opts.provider);
   if (hints == nullptr) return Status(Errc::internal, "fi_allocinfo failed");
@@ -247,13 +262,7 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   if ((rc = fi_getname(&impl->ep->fid, name, &len)) != 0) {
     return Status(Errc::io_error, "fi_getname: " + fi_err(rc));
   }
-  for (size_t i = 0; i < opts.recv_slots; ++i) {
-    auto s = std::make_unique<RecvSlot>();
-    s->kind = OpKind::recv;
-    s->buf.reset(opts.max_frame);
-    TESSERA_TRY(impl->post_recv(s.get()));
-    impl->slots.push_back(std::move(s));
-  }
+  for (size_t i = 0; i < opts.recv_slots; ++i) TESSERA_TRY(impl->post_recv(impl->recvs->add()));
   std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));
   ep->addr_.assign(name, len);
   ep->provider_ = ep->impl_->info->fabric_attr->prov_name;
@@ -270,6 +279,8 @@ std::string FabricEndpoint::printable(const std::string& raw) const {
 }
 
 bool FabricEndpoint::prepare_to_sleep() {
+  // Receive buffers waiting for room in the provider's queue: no completion would wake us.
+  if (impl_->recvs->has_deferred()) return false;
   if (!impl_->can_wait_fd) return true;
   fid* f = &impl_->cq->fid;
   return fi_trywait(impl_->fabric, &f, 1) == FI_SUCCESS;
@@ -312,10 +323,9 @@ Status post_frame(FabricEndpoint::Impl& im, fi_addr_t dest, std::unique_ptr<Send
     if (peer_pid > 0 && ::kill(peer_pid, 0) != 0 && errno == ESRCH) {
       return Status(Errc::unreachable, fmt::format("shm peer process {} is gone", peer_pid));
     }
-    ssize_t rc = fi_sendv(im.ep, iov, nullptr, n, dest, &op->ctx);
+    ssize_t rc = fi_sendv(im.ep, iov, nullptr, n, dest, op->ctx);
     if (rc == 0) {
-      ++im.outstanding_sends;
-      (void)op.release();  // owned by the CQ until its completion
+      im.sends.add(std::move(op));  // until its completion
       return Status();
     }
     if (rc != -FI_EAGAIN) {
@@ -382,9 +392,76 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
   return post_frame(*impl_, *dest, std::move(op), stats_.send_retries, shm_peer_pid(*impl_, peer));
 }
 
+namespace {
+using Impl = FabricEndpoint::Impl;
+
+
+// An error completion: its context is used only once it is found among ours (fabric_ops.hpp).
+void on_error(Impl& im, FabricStats& stats_, const fi_cq_err_entry& err) {
+  static log::RateLimit recv_limit(5), send_limit(5), other_limit(5);
+  if (RecvSlot* slot = im.recvs->find(err.op_context)) {
+    if (slot->retired) {
+      ++stats_.stale_completions;
+      im.recvs->heard(slot, std::chrono::steady_clock::now());
+      return;
+    }
+    ++stats_.dropped;
+    ++stats_.receive_errors;
+    warn_limited(recv_limit, "fabric receive failed ({}): frame dropped", fi_strerror(err.err));
+    im.retire(slot);
+  } else if (SendOp* op = im.sends.find(err.op_context)) {
+    warn_limited(send_limit, "fabric send failed: {}", fi_strerror(err.err));
+    im.sends.take(op);
+  } else {
+    ++stats_.foreign_errors;
+    warn_limited(other_limit, "fabric error not tied to a message of this endpoint: {}",
+                 fi_strerror(err.err));
+  }
+}
+
+void on_receive(Impl& im, FabricStats& stats_, RecvSlot* slot, size_t len) {
+  ++stats_.frames_in;
+  std::span<const uint8_t> bytes(slot->buf.data(), len);
+  auto fr = decode_frame(bytes, im.opts.max_message, im.trust());
+  if (!fr) {
+    ++stats_.dropped;
+    ++stats_.malformed;
+    static log::RateLimit limit(5);
+    if (uint64_t skipped = 0; limit.allow(&skipped)) {
+      log::error("dropping malformed frame ({} bytes): {} ({} more not shown)", len,
+                 fr.status().to_string(), skipped);
+    }
+  } else if (fr->pre.kind == FrameKind::whole) {
+    if (fr->bulk.size() >= im.opts.max_frame / 4 && fr->bulk_offset_in_frame % 4096 == 0) {
+      // Hand the aligned receive buffer to the message and post a fresh one: no copy.
+      size_t off = fr->bulk_offset_in_frame;
+      size_t blen = fr->bulk.size();
+      fr->msg.bulk = std::move(slot->buf);
+      fr->msg.bulk.truncate(off + blen);
+      fr->msg.bulk.advance(off);
+      slot->buf = Buffer(im.opts.max_frame);
+    } else {
+      fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
+    }
+    ++stats_.messages_in;
+    im.deliver(std::move(fr->msg));
+  } else if (auto whole = im.reassembly->add(*fr)) {
+    ++stats_.messages_in;
+    im.deliver(std::move(*whole));
+  }
+  Status st = im.post_recv(slot);
+  if (!st.is_ok()) {
+    ++stats_.receive_errors;
+    static log::RateLimit limit(5);
+    warn_limited(limit, "re-posting a receive buffer: {}", st.to_string());
+  }
+}
+}  // namespace
+
 size_t FabricEndpoint::poll() {
   Impl& im = *impl_;
   size_t handled = 0;
+  if (im.recvs->has_deferred()) im.post_deferred(stats_);
   fi_cq_msg_entry entries[32];
   for (int round = 0; round < 8; ++round) {
     ssize_t n = fi_cq_read(im.cq, entries, 32);
@@ -393,16 +470,7 @@ size_t FabricEndpoint::poll() {
       fi_cq_err_entry err{};
       if (fi_cq_readerr(im.cq, &err, 0) <= 0) break;
       ++handled;
-      auto* op = static_cast<OpBase*>(err.op_context);
-      if (op != nullptr && op->kind == OpKind::recv) {
-        ++stats_.dropped;
-        log::error("fabric receive failed ({}); frame dropped", fi_strerror(err.err));
-        (void)im.post_recv(static_cast<RecvSlot*>(op));
-      } else if (op != nullptr) {
-        --im.outstanding_sends;
-        log::warn("fabric send failed: {}", fi_strerror(err.err));
-        delete static_cast<SendOp*>(op);
-      }
+      on_error(im, stats_, err);
       continue;
     }
     if (n < 0) {
@@ -411,49 +479,28 @@ size_t FabricEndpoint::poll() {
     }
     for (ssize_t i = 0; i < n; ++i) {
       ++handled;
-      auto* op = static_cast<OpBase*>(entries[i].op_context);
+      void* ctx = entries[i].op_context;
+      auto* op = static_cast<OpBase*>(ctx);
       if (op->kind == OpKind::send) {
-        --im.outstanding_sends;
-        delete static_cast<SendOp*>(op);
+        im.sends.take(static_cast<SendOp*>(op));
         continue;
       }
       auto* slot = static_cast<RecvSlot*>(op);
-      ++stats_.frames_in;
-      std::span<const uint8_t> bytes(slot->buf.data(), entries[i].len);
-      auto fr = decode_frame(bytes, im.opts.max_message, im.trust());
-      if (!fr) {
-        ++stats_.dropped;
-        static log::RateLimit limit(5);
-        if (uint64_t skipped = 0; limit.allow(&skipped)) {
-          log::error("dropping malformed frame ({} bytes): {} ({} more not shown)", entries[i].len,
-                     fr.status().to_string(), skipped);
-        }
-      } else if (fr->pre.kind == FrameKind::whole) {
-        if (fr->bulk.size() >= im.opts.max_frame / 4 && fr->bulk_offset_in_frame % 4096 == 0) {
-          // Hand the aligned receive buffer to the message and post a fresh one: no copy.
-          size_t off = fr->bulk_offset_in_frame;
-          size_t len = fr->bulk.size();
-          fr->msg.bulk = std::move(slot->buf);
-          fr->msg.bulk.truncate(off + len);
-          fr->msg.bulk.advance(off);
-          slot->buf = Buffer(im.opts.max_frame);
-        } else {
-          fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
-        }
-        ++stats_.messages_in;
-        im.deliver(std::move(fr->msg));
-      } else if (auto whole = im.reassembly->add(*fr)) {
-        ++stats_.messages_in;
-        im.deliver(std::move(*whole));
+      if (slot->retired) {
+        ++stats_.stale_completions;
+        im.recvs->heard(slot, std::chrono::steady_clock::now());
+        continue;
       }
-      Status st = im.post_recv(slot);
-      if (!st.is_ok()) log::error("re-posting receive buffer: {}", st.to_string());
+      on_receive(im, stats_, slot, entries[i].len);
     }
     if (n < 32) break;
   }
-  // Forget messages whose chunks stopped arriving (sender died mid-message).
-  if (im.reassembly->partials() > 0) {
-    im.reassembly->expire(std::chrono::steady_clock::now(), std::chrono::seconds(30));
+  // Forget messages whose chunks stopped arriving (sender died mid-message), and the buffers
+  // of failed receives once they are quiet.
+  if (im.reassembly->partials() > 0 || im.recvs->retired_buffers() > 0) {
+    auto now = std::chrono::steady_clock::now();
+    im.reassembly->expire(now, std::chrono::seconds(30));
+    im.recvs->trim(now);
   }
   stats_.dropped += im.reassembly->dropped() - im.reassembly_counted;
   im.reassembly_counted = im.reassembly->dropped();

@@ -42,7 +42,11 @@ struct FabricStats {
   uint64_t frames_in = 0;
   uint64_t frames_out = 0;
   uint64_t messages_in = 0;
-  uint64_t dropped = 0;  // malformed, oversized or truncated frames
+  uint64_t dropped = 0;         // frames not delivered: malformed, failed, or of lost messages
+  uint64_t malformed = 0;       // of them, frames that did not decode
+  uint64_t receive_errors = 0;  // receives the provider completed with an error
+  uint64_t stale_completions = 0;  // completions of receive buffers already retired
+  uint64_t foreign_errors = 0;     // error completions naming no operation of this endpoint
   uint64_t send_retries = 0;
 };
 

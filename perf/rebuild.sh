@@ -5,6 +5,7 @@
 #   perf/rebuild.sh            # 4 engines x 1 target, RP_2GX, MB=256 MiB of 4 MiB objects
 #   MB=1024 SHARE=25 perf/rebuild.sh
 #   BUILD=<older build> BENCH=build/release/apps/tessera-bench perf/rebuild.sh   # an older engine
+#   LOGS=/tmp/rebuild-logs perf/rebuild.sh   # keep the engines' logs there
 #
 # MB of 4 MiB objects are written first (`tessera obj put`). Then a library client
 # (`tessera-bench load`: 1 MiB updates, each an object of its own, QD=8 in flight) writes for the
@@ -46,7 +47,12 @@ TESSERA_AGENT="$WORK/sys/agent.sock" "${BENCH:-$BIN/tessera-bench}" -e "$mgmt" l
   --bs 1M --qd "$QD" --seconds 3600 --interval-ms 250 >"$WORK/load.txt" 2>"$WORK/load.err" &
 load=$!
 # However the script ends, the load ends with it.
-trap 'kill "$load" 2>/dev/null || true; "$CLI" system stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+keep_logs() {
+  [ -n "${LOGS:-}" ] || return 0
+  mkdir -p "$LOGS"
+  for f in "$WORK"/sys/rank*/engine.log; do cp "$f" "$LOGS/$(basename "$(dirname "$f")").log"; done
+}
+trap 'kill "$load" 2>/dev/null || true; "$CLI" system stop >/dev/null 2>&1 || true; keep_logs; rm -rf "$WORK"' EXIT
 t_load=$(now_ms)
 sleep "$BEFORE_S"
 t_kill=$(now_ms)
