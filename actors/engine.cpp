@@ -116,6 +116,9 @@ Status Engine::start() {
       fo.max_message = cfg_.max_message_bytes;
       fo.key = key_;
       fo.trust_unauthenticated = cfg_.insecure;
+      // Eight times the provider's default: each client or engine that dies while sending a
+      // large message here costs some for the engine's life (net/fabric.hpp). About 7 MiB.
+      fo.rx_queue = 16384;
       ActorRuntime* rt = s->rt.get();
       rt->require_trusted_replies(!cfg_.insecure);
       auto ep = net::FabricEndpoint::open(fo, [rt](Message&& m) { rt->deliver(std::move(m)); });

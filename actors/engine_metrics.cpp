@@ -24,6 +24,7 @@ struct TargetSample {
   ObjectService::Stats ops;
   size_t queued = 0, pending_asks = 0;
   uint64_t refused_busy = 0;
+  net::FabricStats fabric;
   std::vector<PoolSample> pools;
   std::vector<uint32_t> damaged;
   bool stopped = false;
@@ -37,6 +38,7 @@ TargetSample gather(Engine::Slot& s) {
   t.queued = s.rt->queued();
   t.pending_asks = s.rt->pending_asks();
   t.refused_busy = s.rt->refused_busy();
+  if (s.ep) t.fabric = s.ep->stats();
   t.stopped = s.pools.stopped;
   if (s.pools.scratch != nullptr) t.pools.push_back({0, s.pools.scratch->stats(), std::nullopt});
   for (const auto& [id, sh] : s.pools.shards) {
@@ -119,6 +121,23 @@ constexpr Field<StoreStats> kStoreFields[] = {
      &StoreStats::dtx_committed},
     {"tessera_dtx_aborted_total", "prepared transactions aborted here", true,
      &StoreStats::dtx_aborted},
+};
+
+constexpr Field<net::FabricStats> kFabricFields[] = {
+    {"tessera_fabric_messages_in_total", "messages the target's fabric endpoint delivered", true,
+     &net::FabricStats::messages_in},
+    {"tessera_fabric_frames_dropped_total",
+     "frames not delivered (malformed, failed, or of a message whose sender died)", true,
+     &net::FabricStats::dropped},
+    {"tessera_fabric_malformed_frames_total", "frames that did not decode", true,
+     &net::FabricStats::malformed},
+    {"tessera_fabric_receive_errors_total", "receives the provider completed with an error",
+     true, &net::FabricStats::receive_errors},
+    {"tessera_fabric_lost_receive_entries",
+     "provider receive-queue entries lost to failed receives (it stops hearing at all of them)",
+     false, &net::FabricStats::failed_posts},
+    {"tessera_fabric_receive_entries", "entries of the provider's receive queue", false,
+     &net::FabricStats::receive_entries},
 };
 
 using RebuildRun = TargetPools::RebuildRun;
@@ -204,6 +223,10 @@ void Engine::metrics(telemetry::MetricSet& ms) {
     ms.counter("tessera_requests_refused_busy_total",
                "client requests refused at once by admission control", where,
                static_cast<double>(r->refused_busy));
+    add_fields(ms, where, r->fabric, kFabricFields);
+    ms.gauge("tessera_fabric_deaf",
+             "1: no receive can be posted any more; the engine hears nothing (restart it)", where,
+             r->fabric.deaf ? 1 : 0);
     for (const auto& p : r->pools) add_pool(ms, where, p);
     for (uint32_t id : r->damaged) {
       Labels l = where;

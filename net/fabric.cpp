@@ -105,6 +105,10 @@ struct FabricEndpoint::Impl {
   uint64_t next_msg_id = 1;
   std::unique_ptr<RecvSlots> recvs;
   SendList sends;
+  std::string addr;         // this endpoint's address
+  size_t rx_queue = 0;      // entries in the provider's receive queue
+  size_t failed_posts = 0;  // receive postings that failed (note_failed_post)
+  FabricStats* stats = nullptr;  // the endpoint's
   // The address vector: every peer address sent to, with when it was last used (a counter).
   // Bounded: replies go to addresses that messages name, so a stream of made-up addresses must
   // not grow it without end; past kMaxPeers the least recently used entry is removed.
@@ -145,18 +149,73 @@ struct FabricEndpoint::Impl {
 
   // `s` failed: retired (fabric_ops.hpp), a fresh slot posted at the next poll.
   void retire(RecvSlot* s) {
-    if (recvs->retire(s, std::chrono::steady_clock::now())) recvs->defer(recvs->add());
+    if (!recvs->retire(s, std::chrono::steady_clock::now())) return;
+    recvs->defer(recvs->add());
+    note_failed_post();
   }
 
-  void post_deferred(FabricStats& stats) {
+  // rxm (libfabric 1.17) never gives back the receive-queue entry of a posting it failed (a
+  // large message from a peer that died), nor the buffer that carried it: each is lost for the
+  // endpoint's life, and once the queue's entries are gone every fi_recv says "try again".
+  // Closing and reopening the endpoint to get them back crashed inside the provider. So the
+  // endpoint counts them and warns as they add up (FabricStats::failed_posts), and says plainly
+  // when it can no longer receive (FabricStats::deaf): that process must be restarted.
+  void note_failed_post() {
+    stats->failed_posts = ++failed_posts;
+    for (size_t pct : {50, 75, 90}) {
+      if (failed_posts == rx_queue * pct / 100) {
+        log::error("fabric endpoint: {} of the provider's {} receive entries are lost to failed "
+                   "receives ({}%); when all are, it stops receiving: restart the process",
+                   failed_posts, rx_queue, pct);
+      }
+    }
+  }
+
+  void post_deferred() {
     for (RecvSlot* s : recvs->take_deferred()) {
       Status st = post_recv(s);
       if (!st.is_ok()) {
-        ++stats.receive_errors;
+        ++stats->receive_errors;
         static log::RateLimit limit(5);
         warn_limited(limit, "posting a receive buffer: {}", st.to_string());
       }
     }
+    if (recvs->posted() == 0 && recvs->has_deferred()) {
+      stats->deaf = true;
+      static log::RateLimit limit(1);
+      if (uint64_t skipped = 0; limit.allow(&skipped)) {
+        log::error("fabric endpoint: no receive buffer can be posted (the provider's {} receive "
+                   "entries: {} lost to failed receives); it hears nothing: restart the process",
+                   rx_queue, failed_posts);
+      }
+    }
+  }
+
+  // Creates, binds and enables `ep` from `info`, posts the receive buffers, records `addr`.
+  Status open_ep(fi_info* info) {
+    int rc = 0;
+    if ((rc = fi_endpoint(domain, info, &ep, nullptr)) != 0) {
+      ep = nullptr;
+      return Status(Errc::io_error, "fi_endpoint: " + fi_err(rc));
+    }
+    if (opts.provider == "shm") {
+      std::string name = shm_name();
+      if ((rc = fi_setname(&ep->fid, name.data(), name.size() + 1)) != 0) {
+        return Status(Errc::io_error, "fi_setname: " + fi_err(rc));
+      }
+    }
+    if ((rc = fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV)) != 0 ||
+        (rc = fi_ep_bind(ep, &av->fid, 0)) != 0 || (rc = fi_enable(ep)) != 0) {
+      return Status(Errc::io_error, "endpoint bind/enable: " + fi_err(rc));
+    }
+    char name[256];
+    size_t len = sizeof(name);
+    if ((rc = fi_getname(&ep->fid, name, &len)) != 0) {
+      return Status(Errc::io_error, "fi_getname: " + fi_err(rc));
+    }
+    addr.assign(name, len);
+    for (size_t i = 0; i < opts.recv_slots; ++i) TESSERA_TRY(post_recv(recvs->add()));
+    return Status();
   }
 
   Result<fi_addr_t> resolve(const std::string& peer) {
@@ -189,7 +248,9 @@ void warm_providers(const std::string& provider) {
   fi_freeinfo(hints);
 }
 
-FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FabricEndpoint::FabricEndpoint(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  impl_->stats = &stats_;
+}
 
 FabricEndpoint::~FabricEndpoint() = default;
 
@@ -243,28 +304,15 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   if ((rc = fi_av_open(impl->domain, &av_attr, &impl->av, nullptr)) != 0) {
     return Status(Errc::io_error, "fi_av_open: " + fi_err(rc));
   }
-  if ((rc = fi_endpoint(impl->domain, info, &impl->ep, nullptr)) != 0) {
-    return Status(Errc::io_error, "fi_endpoint: " + fi_err(rc));
+  if (opts.rx_queue > 0 && opts.provider.find("ofi_rxm") != std::string::npos) {
+    info->rx_attr->size = opts.rx_queue;  // rxm accepts up to 65,536
   }
-  if (is_shm) {
-    sweep_dead_shm_regions();
-    std::string name = shm_name();
-    if ((rc = fi_setname(&impl->ep->fid, name.data(), name.size() + 1)) != 0) {
-      return Status(Errc::io_error, "fi_setname: " + fi_err(rc));
-    }
-  }
-  if ((rc = fi_ep_bind(impl->ep, &impl->cq->fid, FI_TRANSMIT | FI_RECV)) != 0 ||
-      (rc = fi_ep_bind(impl->ep, &impl->av->fid, 0)) != 0 || (rc = fi_enable(impl->ep)) != 0) {
-    return Status(Errc::io_error, "endpoint bind/enable: " + fi_err(rc));
-  }
-  char name[256];
-  size_t len = sizeof(name);
-  if ((rc = fi_getname(&impl->ep->fid, name, &len)) != 0) {
-    return Status(Errc::io_error, "fi_getname: " + fi_err(rc));
-  }
-  for (size_t i = 0; i < opts.recv_slots; ++i) TESSERA_TRY(impl->post_recv(impl->recvs->add()));
-  std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));
-  ep->addr_.assign(name, len);
+  impl->rx_queue = info->rx_attr->size;
+  if (is_shm) sweep_dead_shm_regions();
+  std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));  // stats for open_ep
+  ep->stats_.receive_entries = ep->impl_->rx_queue;
+  TESSERA_TRY(ep->impl_->open_ep(info));
+  ep->addr_ = ep->impl_->addr;
   ep->provider_ = ep->impl_->info->fabric_attr->prov_name;
   ep->wait_fd_ = fd;
   log::debug("fabric endpoint {} on {} (wait fd {})", ep->printable(ep->addr_), ep->provider_, fd);
@@ -279,8 +327,9 @@ std::string FabricEndpoint::printable(const std::string& raw) const {
 }
 
 bool FabricEndpoint::prepare_to_sleep() {
-  // Receive buffers waiting for room in the provider's queue: no completion would wake us.
-  if (impl_->recvs->has_deferred()) return false;
+  // Receive buffers waiting for room in the provider's queue: no completion would wake us
+  // (unless the room is gone for good: see note_failed_post).
+  if (impl_->recvs->has_deferred() && !stats_.deaf) return false;
   if (!impl_->can_wait_fd) return true;
   fid* f = &impl_->cq->fid;
   return fi_trywait(impl_->fabric, &f, 1) == FI_SUCCESS;
@@ -461,7 +510,7 @@ void on_receive(Impl& im, FabricStats& stats_, RecvSlot* slot, size_t len) {
 size_t FabricEndpoint::poll() {
   Impl& im = *impl_;
   size_t handled = 0;
-  if (im.recvs->has_deferred()) im.post_deferred(stats_);
+  if (im.recvs->has_deferred()) im.post_deferred();
   fi_cq_msg_entry entries[32];
   for (int round = 0; round < 8; ++round) {
     ssize_t n = fi_cq_read(im.cq, entries, 32);

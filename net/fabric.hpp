@@ -27,6 +27,10 @@ struct FabricOptions {
   std::string node = "127.0.0.1";        // local address to bind (tcp); unused by shm
   size_t max_frame = (1u << 20) + 16 * 1024;
   size_t recv_slots = 16;
+  // Entries of the provider's receive queue, rxm only (0: its default, 2,048). rxm
+  // loses one for each receive it fails (a large message from a peer that died), and the
+  // endpoint stops hearing once all are lost (FabricStats::deaf); about 0.45 KiB of memory each.
+  size_t rx_queue = 0;
   uint64_t max_message = 256ull << 20;  // largest bulk accepted for one message
   // A send the provider keeps refusing (queue full, peer gone: rxm reconnecting to a dead
   // engine) for this long fails with `unreachable` instead of retrying forever.
@@ -47,6 +51,9 @@ struct FabricStats {
   uint64_t receive_errors = 0;  // receives the provider completed with an error
   uint64_t stale_completions = 0;  // completions of receive buffers already retired
   uint64_t foreign_errors = 0;     // error completions naming no operation of this endpoint
+  uint64_t failed_posts = 0;       // receive-queue entries the provider lost (fabric.cpp)
+  uint64_t receive_entries = 0;    // entries of the provider's receive queue
+  bool deaf = false;               // no receive could be posted: the endpoint hears nothing
   uint64_t send_retries = 0;
 };
 

@@ -60,7 +60,9 @@ class SendList {
   SendList() = default;
   SendList(const SendList&) = delete;
   SendList& operator=(const SendList&) = delete;
-  ~SendList() {
+  ~SendList() { clear(); }
+  // Frees every send (their endpoint is closed: none will complete).
+  void clear() {
     while (head_ != nullptr) take(head_);  // freed here
   }
   void add(std::unique_ptr<SendOp> op) {
@@ -170,6 +172,7 @@ class RecvSlots {
   bool has_deferred() const { return !unposted_.empty(); }
 
   size_t active() const { return active_.size(); }
+  size_t posted() const { return active_.size() - unposted_.size(); }
   size_t retired() const { return retired_.size(); }
   size_t retired_buffers() const { return holding_.size(); }
 

@@ -126,6 +126,13 @@ TEST(Metrics, PrometheusReadsWhatTheEnginesDid) {
     names.insert(std::regex_replace(it->str(), std::regex("_(bucket|sum|count)$"), ""));
   }
   EXPECT_GE(names.size(), 15u);
+  // Each target's fabric endpoint: its receive queue, and none of it lost in a healthy run.
+  EXPECT_NE(text->find("tessera_fabric_receive_entries{rank=\"0\",target=\"0\"} 16384"),
+            std::string::npos)
+      << *text;
+  EXPECT_NE(text->find("tessera_fabric_lost_receive_entries{rank=\"0\",target=\"0\"} 0"),
+            std::string::npos);
+  EXPECT_NE(text->find("tessera_fabric_deaf{rank=\"0\",target=\"0\"} 0"), std::string::npos);
   for (const auto& n : names) {
     if (n.rfind("tessera_rebuild_", 0) == 0 || n == "tessera_engines") continue;
     EXPECT_NE(text->find("# TYPE " + n + " "), std::string::npos) << n;
