@@ -444,37 +444,36 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
 namespace {
 using Impl = FabricEndpoint::Impl;
 
-
 // An error completion: its context is used only once it is found among ours (fabric_ops.hpp).
-void on_error(Impl& im, FabricStats& stats_, const fi_cq_err_entry& err) {
+void on_error(Impl& im, FabricStats& stats, const fi_cq_err_entry& err) {
   static log::RateLimit recv_limit(5), send_limit(5), other_limit(5);
   if (RecvSlot* slot = im.recvs->find(err.op_context)) {
     if (slot->retired) {
-      ++stats_.stale_completions;
+      ++stats.stale_completions;
       im.recvs->heard(slot, std::chrono::steady_clock::now());
       return;
     }
-    ++stats_.dropped;
-    ++stats_.receive_errors;
+    ++stats.dropped;
+    ++stats.receive_errors;
     warn_limited(recv_limit, "fabric receive failed ({}): frame dropped", fi_strerror(err.err));
     im.retire(slot);
   } else if (SendOp* op = im.sends.find(err.op_context)) {
     warn_limited(send_limit, "fabric send failed: {}", fi_strerror(err.err));
     im.sends.take(op);
   } else {
-    ++stats_.foreign_errors;
+    ++stats.foreign_errors;
     warn_limited(other_limit, "fabric error not tied to a message of this endpoint: {}",
                  fi_strerror(err.err));
   }
 }
 
-void on_receive(Impl& im, FabricStats& stats_, RecvSlot* slot, size_t len) {
-  ++stats_.frames_in;
+void on_receive(Impl& im, FabricStats& stats, RecvSlot* slot, size_t len) {
+  ++stats.frames_in;
   std::span<const uint8_t> bytes(slot->buf.data(), len);
   auto fr = decode_frame(bytes, im.opts.max_message, im.trust());
   if (!fr) {
-    ++stats_.dropped;
-    ++stats_.malformed;
+    ++stats.dropped;
+    ++stats.malformed;
     static log::RateLimit limit(5);
     if (uint64_t skipped = 0; limit.allow(&skipped)) {
       log::error("dropping malformed frame ({} bytes): {} ({} more not shown)", len,
@@ -492,15 +491,15 @@ void on_receive(Impl& im, FabricStats& stats_, RecvSlot* slot, size_t len) {
     } else {
       fr->msg.bulk = Buffer(fr->bulk.data(), fr->bulk.size());
     }
-    ++stats_.messages_in;
+    ++stats.messages_in;
     im.deliver(std::move(fr->msg));
   } else if (auto whole = im.reassembly->add(*fr)) {
-    ++stats_.messages_in;
+    ++stats.messages_in;
     im.deliver(std::move(*whole));
   }
   Status st = im.post_recv(slot);
   if (!st.is_ok()) {
-    ++stats_.receive_errors;
+    ++stats.receive_errors;
     static log::RateLimit limit(5);
     warn_limited(limit, "re-posting a receive buffer: {}", st.to_string());
   }
@@ -528,8 +527,7 @@ size_t FabricEndpoint::poll() {
     }
     for (ssize_t i = 0; i < n; ++i) {
       ++handled;
-      void* ctx = entries[i].op_context;
-      auto* op = static_cast<OpBase*>(ctx);
+      auto* op = static_cast<OpBase*>(entries[i].op_context);  // a success names one of ours
       if (op->kind == OpKind::send) {
         im.sends.take(static_cast<SendOp*>(op));
         continue;
