@@ -10,6 +10,7 @@
 #include "actors/swim.hpp"
 #include "core/crash_point.hpp"
 #include "core/log.hpp"
+#include "core/single_flight.hpp"
 #include "core/version.hpp"
 #include "mgmt/codec.hpp"
 #include "net/fabric.hpp"
@@ -304,13 +305,19 @@ void Engine::attach(mgmt::MgmtLink* link) {
     (void)run_on(*s->target, [this, s, link] {
       s->pools.opening = true;  // until open_pools: the join names the shards to open
       Target& t = *s->target;
-      s->pools.fetch_view = [link,
-                             &t](uint32_t pool) -> Result<std::shared_ptr<const mgmt::PoolView>> {
-        auto v = ask_mgmt<mgmt::PoolView>(
-            link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolMap(pool); }),
-            decode_pool_rep);
-        if (!v) return v.status();
-        return std::make_shared<const mgmt::PoolView>(std::move(*v));
+      using View = std::shared_ptr<const mgmt::PoolView>;
+      auto flights = std::make_shared<SingleFlight<uint32_t, View>>();
+      s->pools.fetch_view = [link, &t, flights](uint32_t pool, uint32_t min_version) {
+        auto fetch = [&]() -> Result<View> {
+          auto v = ask_mgmt<mgmt::PoolView>(
+              link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolMap(pool); }),
+              decode_pool_rep);
+          if (!v) return v.status();
+          return std::make_shared<const mgmt::PoolView>(std::move(*v));
+        };
+        return flights->get(pool, fetch, [min_version](const View& v) {
+          return v->pool.map.version >= min_version;
+        });
       };
       s->pools.fetch_snapshots = [link, &t](uint32_t pool) {
         return ask_mgmt<std::vector<uint64_t>>(

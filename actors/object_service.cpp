@@ -102,7 +102,7 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
   PoolShard& sh = **use;
   if (!sh.view || ctx.map_version > sh.view->pool.map.version) {
     if (!pools_.fetch_view) return Status(Errc::unavailable, "engine has no management service");
-    auto v = pools_.fetch_view(ctx.pool);
+    auto v = pools_.fetch_view(ctx.pool, ctx.map_version);
     if (!v) return v.status();
     sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);
@@ -663,7 +663,7 @@ Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   ShardUse use(*it->second);
   PoolShard& sh = *use;
   if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
-    auto v = pools_.fetch_view(pool);
+    auto v = pools_.fetch_view(pool, map_version);
     if (!v) return v.status();
     sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);

@@ -240,7 +240,7 @@ void ObjectService::run_scrubber() {
       auto [known, fresh] = props.try_emplace(id, scrub_props(*sh.view), now);
       if (!fresh && now - known->second.second >= kPropsAge && pools_.fetch_view) {
         ShardUse use(sh);
-        if (auto v = pools_.fetch_view(id); v.is_ok()) known->second.first = scrub_props(**v);
+        if (auto v = pools_.fetch_view(id, 0); v.is_ok()) known->second.first = scrub_props(**v);
         known->second.second = now = t.env().now();
         if (sh.closing) continue;
       }

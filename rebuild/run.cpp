@@ -40,7 +40,7 @@ void run_generation(ActorRuntime& rt, TargetPools& pools, uint32_t rank, const R
   PoolShard& sh = *use;
   if (!sh.view || sh.view->pool.map.version < ro.version) {
     if (!pools.fetch_view) return finish(Status(Errc::unavailable, "no pool map to fetch"), {});
-    auto v = pools.fetch_view(pool);
+    auto v = pools.fetch_view(pool, ro.version);
     if (!v) return finish(v.status(), {});
     sh.set_view(std::move(*v));
     if (pools.learn) pools.learn(*sh.view);

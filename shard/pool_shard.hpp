@@ -168,7 +168,10 @@ struct TargetPools {
   storage::TargetStore* scratch = nullptr;
   std::string backend;
   std::map<uint32_t, std::unique_ptr<PoolShard>> shards;
-  std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool)> fetch_view;
+  // The pool's view, of map version `min_version` or newer when the service has it (concurrent
+  // asks on one target share one request: core/single_flight.hpp).
+  std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool, uint32_t min_version)>
+      fetch_view;
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
   // Every snapshot epoch of the pool's containers (what aggregation must keep readable).
   std::function<Result<std::vector<uint64_t>>(uint32_t pool)> fetch_snapshots;

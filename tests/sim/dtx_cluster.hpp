@@ -490,7 +490,8 @@ class SimEngine {
     l.pools->shards[sh->id] = std::move(sh);
     l.pools->backend = "memory";
     const SimPool* pool = &pool_;
-    l.pools->fetch_view = [pool](uint32_t id) -> Result<std::shared_ptr<const mgmt::PoolView>> {
+    l.pools->fetch_view = [pool](uint32_t id,
+                                 uint32_t) -> Result<std::shared_ptr<const mgmt::PoolView>> {
       auto v = pool->view();
       if (id != v->pool.id) return Status(Errc::not_found, "no such pool");
       return v;
