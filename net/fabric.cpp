@@ -15,7 +15,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <list>
 #include <string>
 #include <vector>
@@ -105,9 +104,6 @@ struct FabricEndpoint::Impl {
   uint64_t next_msg_id = 1;
   std::unique_ptr<RecvSlots> recvs;
   SendList sends;
-  std::string addr;         // this endpoint's address
-  size_t rx_queue = 0;      // entries in the provider's receive queue
-  size_t failed_posts = 0;  // receive postings that failed (note_failed_post)
   FabricStats* stats = nullptr;  // the endpoint's
   // The address vector: every peer address sent to, with when it was last used (a counter).
   // Bounded: replies go to addresses that messages name, so a stream of made-up addresses must
@@ -161,12 +157,12 @@ struct FabricEndpoint::Impl {
   // endpoint counts them and warns as they add up (FabricStats::failed_posts), and says plainly
   // when it can no longer receive (FabricStats::deaf): that process must be restarted.
   void note_failed_post() {
-    stats->failed_posts = ++failed_posts;
-    for (size_t pct : {50, 75, 90}) {
-      if (failed_posts == rx_queue * pct / 100) {
+    const uint64_t lost = ++stats->failed_posts, entries = stats->receive_entries;
+    for (uint64_t pct : {50, 75, 90}) {
+      if (lost == entries * pct / 100) {
         log::error("fabric endpoint: {} of the provider's {} receive entries are lost to failed "
                    "receives ({}%); when all are, it stops receiving: restart the process",
-                   failed_posts, rx_queue, pct);
+                   lost, entries, pct);
       }
     }
   }
@@ -186,16 +182,16 @@ struct FabricEndpoint::Impl {
       if (uint64_t skipped = 0; limit.allow(&skipped)) {
         log::error("fabric endpoint: no receive buffer can be posted (the provider's {} receive "
                    "entries: {} lost to failed receives); it hears nothing: restart the process",
-                   rx_queue, failed_posts);
+                   stats->receive_entries, stats->failed_posts);
       }
     }
   }
 
-  // Creates, binds and enables `ep` from `info`, posts the receive buffers, records `addr`.
-  Status open_ep(fi_info* info) {
+  // Creates, binds and enables `ep` from `info` and posts the receive buffers; returns the
+  // endpoint's address.
+  Result<std::string> open_ep(fi_info* info) {
     int rc = 0;
     if ((rc = fi_endpoint(domain, info, &ep, nullptr)) != 0) {
-      ep = nullptr;
       return Status(Errc::io_error, "fi_endpoint: " + fi_err(rc));
     }
     if (opts.provider == "shm") {
@@ -213,9 +209,8 @@ struct FabricEndpoint::Impl {
     if ((rc = fi_getname(&ep->fid, name, &len)) != 0) {
       return Status(Errc::io_error, "fi_getname: " + fi_err(rc));
     }
-    addr.assign(name, len);
     for (size_t i = 0; i < opts.recv_slots; ++i) TESSERA_TRY(post_recv(recvs->add()));
-    return Status();
+    return std::string(name, len);
   }
 
   Result<fi_addr_t> resolve(const std::string& peer) {
@@ -307,12 +302,10 @@ Result<std::unique_ptr<FabricEndpoint>> FabricEndpoint::open(const FabricOptions
   if (opts.rx_queue > 0 && opts.provider.find("ofi_rxm") != std::string::npos) {
     info->rx_attr->size = opts.rx_queue;  // rxm accepts up to 65,536
   }
-  impl->rx_queue = info->rx_attr->size;
   if (is_shm) sweep_dead_shm_regions();
   std::unique_ptr<FabricEndpoint> ep(new FabricEndpoint(std::move(impl)));  // stats for open_ep
-  ep->stats_.receive_entries = ep->impl_->rx_queue;
-  TESSERA_TRY(ep->impl_->open_ep(info));
-  ep->addr_ = ep->impl_->addr;
+  ep->stats_.receive_entries = info->rx_attr->size;
+  TESSERA_ASSIGN_OR_RETURN(ep->addr_, ep->impl_->open_ep(info));
   ep->provider_ = ep->impl_->info->fabric_attr->prov_name;
   ep->wait_fd_ = fd;
   log::debug("fabric endpoint {} on {} (wait fd {})", ep->printable(ep->addr_), ep->provider_, fd);
@@ -444,15 +437,20 @@ Status FabricEndpoint::send_raw(const std::string& peer, Buffer bytes) {
 namespace {
 using Impl = FabricEndpoint::Impl;
 
+// Whether `slot` was retired (fabric_ops.hpp): its completion, success or error, is counted and
+// otherwise ignored.
+bool retired_completion(Impl& im, FabricStats& stats, RecvSlot* slot) {
+  if (!slot->retired) return false;
+  ++stats.stale_completions;
+  im.recvs->heard(slot, std::chrono::steady_clock::now());
+  return true;
+}
+
 // An error completion: its context is used only once it is found among ours (fabric_ops.hpp).
 void on_error(Impl& im, FabricStats& stats, const fi_cq_err_entry& err) {
   static log::RateLimit recv_limit(5), send_limit(5), other_limit(5);
   if (RecvSlot* slot = im.recvs->find(err.op_context)) {
-    if (slot->retired) {
-      ++stats.stale_completions;
-      im.recvs->heard(slot, std::chrono::steady_clock::now());
-      return;
-    }
+    if (retired_completion(im, stats, slot)) return;
     ++stats.dropped;
     ++stats.receive_errors;
     warn_limited(recv_limit, "fabric receive failed ({}): frame dropped", fi_strerror(err.err));
@@ -533,12 +531,7 @@ size_t FabricEndpoint::poll() {
         continue;
       }
       auto* slot = static_cast<RecvSlot*>(op);
-      if (slot->retired) {
-        ++stats_.stale_completions;
-        im.recvs->heard(slot, std::chrono::steady_clock::now());
-        continue;
-      }
-      on_receive(im, stats_, slot, entries[i].len);
+      if (!retired_completion(im, stats_, slot)) on_receive(im, stats_, slot, entries[i].len);
     }
     if (n < 32) break;
   }
