@@ -10,8 +10,8 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <boost/fiber/operations.hpp>
 #include <algorithm>
+#include <boost/fiber/operations.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -160,9 +160,10 @@ struct FabricEndpoint::Impl {
     const uint64_t lost = ++stats->failed_posts, entries = stats->receive_entries;
     for (uint64_t pct : {50, 75, 90}) {
       if (lost == entries * pct / 100) {
-        log::error("fabric endpoint: {} of the provider's {} receive entries are lost to failed "
-                   "receives ({}%); when all are, it stops receiving: restart the process",
-                   lost, entries, pct);
+        log::error(
+            "fabric endpoint: {} of the provider's {} receive entries are lost to failed "
+            "receives ({}%); when all are, it stops receiving: restart the process",
+            lost, entries, pct);
       }
     }
   }
@@ -180,9 +181,10 @@ struct FabricEndpoint::Impl {
       stats->deaf = true;
       static log::RateLimit limit(1);
       if (uint64_t skipped = 0; limit.allow(&skipped)) {
-        log::error("fabric endpoint: no receive buffer can be posted (the provider's {} receive "
-                   "entries: {} lost to failed receives); it hears nothing: restart the process",
-                   stats->receive_entries, stats->failed_posts);
+        log::error(
+            "fabric endpoint: no receive buffer can be posted (the provider's {} receive "
+            "entries: {} lost to failed receives); it hears nothing: restart the process",
+            stats->receive_entries, stats->failed_posts);
       }
     }
   }

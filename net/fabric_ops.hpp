@@ -60,10 +60,8 @@ class SendList {
   SendList() = default;
   SendList(const SendList&) = delete;
   SendList& operator=(const SendList&) = delete;
-  ~SendList() { clear(); }
-  // Frees every send (their endpoint is closed: none will complete).
-  void clear() {
-    while (head_ != nullptr) take(head_);  // freed here
+  ~SendList() {
+    while (head_ != nullptr) take(head_);  // freed here (their endpoint is closed)
   }
   void add(std::unique_ptr<SendOp> op) {
     SendOp* p = op.release();
@@ -132,8 +130,8 @@ class RecvSlots {
 
   // `s` (active) failed: never posted again. Returns whether it was active.
   bool retire(RecvSlot* s, std::chrono::steady_clock::time_point now) {
-    auto it = std::find_if(active_.begin(), active_.end(),
-                           [&](const auto& p) { return p.get() == s; });
+    auto it =
+        std::find_if(active_.begin(), active_.end(), [&](const auto& p) { return p.get() == s; });
     if (it == active_.end()) return false;
     s->retired = true;
     s->last_heard = now;
@@ -181,7 +179,7 @@ class RecvSlots {
   Limits limits_;
   std::vector<std::unique_ptr<RecvSlot>> active_;
   std::deque<std::unique_ptr<RecvSlot>> retired_;  // oldest first
-  std::unordered_set<const void*> known_;           // every slot in active_ and retired_
+  std::unordered_set<const void*> known_;          // every slot in active_ and retired_
   std::vector<RecvSlot*> unposted_;
   std::deque<RecvSlot*> holding_;  // retired slots still holding their buffer, oldest first
 };

@@ -48,9 +48,21 @@ pid_t spawn_load(const CliSystem& s, const std::string& mgmt, const std::string&
   posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, (out + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
-  std::vector<std::string> args = {TESSERA_BENCH_BIN, "-e",    mgmt,        "load", "--pool",
-                                   "tank",            "--cont", "c",        "--bs", bs,
-                                   "--qd",            "8",      "--seconds", "120", "--interval-ms",
+  std::vector<std::string> args = {TESSERA_BENCH_BIN,
+                                   "-e",
+                                   mgmt,
+                                   "load",
+                                   "--pool",
+                                   "tank",
+                                   "--cont",
+                                   "c",
+                                   "--bs",
+                                   bs,
+                                   "--qd",
+                                   "8",
+                                   "--seconds",
+                                   "120",
+                                   "--interval-ms",
                                    "50"};
   std::vector<std::string> env = {"TESSERA_AGENT=" + s.dir() + "/agent.sock"};
   for (char** e = environ; *e != nullptr; ++e) env.emplace_back(*e);
@@ -98,8 +110,8 @@ void run_seed(uint64_t seed, int kills) {
     std::string v(256 * 1024 + rng() % (768 * 1024), '\0');
     for (auto& c : v) c = static_cast<char>(rng());
     std::ofstream(file, std::ios::binary) << v;
-    s.ok({"obj", "put", "--pool", "tank", "--cont", "c", "--oid", oid, "--dkey", "d", "--akey",
-          "a", "--array", "-f", file});
+    s.ok({"obj", "put", "--pool", "tank", "--cont", "c", "--oid", oid, "--dkey", "d", "--akey", "a",
+          "--array", "-f", file});
     acked.emplace_back(oid, file);
   };
   put_checked(0);
@@ -122,8 +134,8 @@ void run_seed(uint64_t seed, int kills) {
   // Every acknowledged write reads back whole.
   for (const auto& [oid, file] : acked) {
     const std::string got = file + ".back";
-    s.ok({"obj", "get", "--pool", "tank", "--cont", "c", "--oid", oid, "--dkey", "d", "--akey",
-          "a", "--array", "-o", got});
+    s.ok({"obj", "get", "--pool", "tank", "--cont", "c", "--oid", oid, "--dkey", "d", "--akey", "a",
+          "--array", "-o", got});
     std::ifstream a(file, std::ios::binary), b(got, std::ios::binary);
     std::string va((std::istreambuf_iterator<char>(a)), {});
     std::string vb((std::istreambuf_iterator<char>(b)), {});
@@ -134,20 +146,21 @@ void run_seed(uint64_t seed, int kills) {
   std::vector<std::string> text;
   const json q = s.ok({"system", "query"});
   for (const auto& r : q["ranks"]) {
-    auto t = telemetry::http_get(r["metrics"].get<std::string>(), "/metrics",
-                                 std::chrono::seconds(30));
+    auto t =
+        telemetry::http_get(r["metrics"].get<std::string>(), "/metrics", std::chrono::seconds(30));
     ASSERT_TRUE(t) << t.status().to_string();
     text.push_back(*t);
   }
   EXPECT_EQ(metric_sum(text, "tessera_target_up"), 3);
   EXPECT_EQ(metric_sum(text, "tessera_fabric_deaf"), 0);
   EXPECT_EQ(metric_sum(text, "tessera_fabric_malformed_frames_total"), 0);
-  std::printf("seed %lu: %d clients killed mid-transfer; the engines lost %.0f receive entries, "
-              "saw %.0f failed receives, dropped %.0f frames\n",
-              static_cast<unsigned long>(seed), kills,
-              metric_sum(text, "tessera_fabric_lost_receive_entries"),
-              metric_sum(text, "tessera_fabric_receive_errors_total"),
-              metric_sum(text, "tessera_fabric_frames_dropped_total"));
+  std::printf(
+      "seed %lu: %d clients killed mid-transfer; the engines lost %.0f receive entries, "
+      "saw %.0f failed receives, dropped %.0f frames\n",
+      static_cast<unsigned long>(seed), kills,
+      metric_sum(text, "tessera_fabric_lost_receive_entries"),
+      metric_sum(text, "tessera_fabric_receive_errors_total"),
+      metric_sum(text, "tessera_fabric_frames_dropped_total"));
 }
 
 }  // namespace

@@ -52,7 +52,15 @@ TEST(SingleFlight, ConcurrentAskersShareOneFetch) {
   EXPECT_EQ(sf.joined(), 9u);
   for (int v : got) EXPECT_EQ(v, 7);
   // Another key is fetched on its own.
-  fibers(t, 1, [&](int) { (void)sf.get(2, [&]() -> Result<int> { ++calls; return 1; }, [](int) { return true; }); });
+  fibers(t, 1, [&](int) {
+    (void)sf.get(
+        2,
+        [&]() -> Result<int> {
+          ++calls;
+          return 1;
+        },
+        [](int) { return true; });
+  });
   EXPECT_EQ(calls, 2);
 }
 

@@ -16,8 +16,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <map>
-#include <random>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -40,8 +40,8 @@ pid_t spawn_blaster(const std::string& peer, uint32_t index, uint64_t seed) {
   std::string sd = std::to_string(seed);
   const char* argv[] = {TESSERA_FABRIC_BLASTER, hex.c_str(), idx.c_str(), sd.c_str(), nullptr};
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, TESSERA_FABRIC_BLASTER, nullptr, nullptr,
-                         const_cast<char**>(argv), environ);
+  int rc = ::posix_spawn(&pid, TESSERA_FABRIC_BLASTER, nullptr, nullptr, const_cast<char**>(argv),
+                         environ);
   return rc == 0 ? pid : -1;
 }
 
@@ -193,15 +193,15 @@ void run_seed(uint64_t seed, int rounds, size_t rx_queue) {
   EXPECT_EQ(got.duplicates(), 0u);
   EXPECT_EQ(got.bad(), 0u);
   EXPECT_EQ(st.malformed, 0u) << "the receiver read malformed frames";
-  std::printf("seed %lu: %d senders killed, %lu messages delivered, %lu receive errors, "
-              "%lu late completions of retired receive buffers, %lu errors not naming ours, "
-              "%lu of %zu receive entries lost%s\n",
-              static_cast<unsigned long>(seed), rounds, static_cast<unsigned long>(st.messages_in),
-              static_cast<unsigned long>(st.receive_errors),
-              static_cast<unsigned long>(st.stale_completions),
-              static_cast<unsigned long>(st.foreign_errors),
-              static_cast<unsigned long>(st.failed_posts), rx_queue == 0 ? 2048 : rx_queue,
-              st.deaf ? " (deaf)" : "");
+  std::printf(
+      "seed %lu: %d senders killed, %lu messages delivered, %lu receive errors, "
+      "%lu late completions of retired receive buffers, %lu errors not naming ours, "
+      "%lu of %zu receive entries lost%s\n",
+      static_cast<unsigned long>(seed), rounds, static_cast<unsigned long>(st.messages_in),
+      static_cast<unsigned long>(st.receive_errors),
+      static_cast<unsigned long>(st.stale_completions),
+      static_cast<unsigned long>(st.foreign_errors), static_cast<unsigned long>(st.failed_posts),
+      rx_queue == 0 ? 2048 : rx_queue, st.deaf ? " (deaf)" : "");
 }
 
 std::vector<uint64_t> seeds() {

@@ -64,10 +64,14 @@ inline bool check_payload(const Buffer& b, PayloadId* id) {
 // of up to max_frame bytes, the zero-copy hand-off above max_frame / 4) and chunked messages.
 inline uint64_t payload_size(std::mt19937_64& rng, size_t max_frame) {
   switch (rng() % 4) {
-    case 0: return 16 + rng() % 8192;
-    case 1: return max_frame / 4 + rng() % (max_frame / 2);
-    case 2: return max_frame - 8192 - rng() % 4096;
-    default: return 2 * max_frame + rng() % max_frame;
+    case 0:
+      return 16 + rng() % 8192;
+    case 1:
+      return max_frame / 4 + rng() % (max_frame / 2);
+    case 2:
+      return max_frame - 8192 - rng() % 4096;
+    default:
+      return 2 * max_frame + rng() % max_frame;
   }
 }
 
