@@ -27,8 +27,9 @@ cmake --preset "$PRESET" -DTESSERA_BUILD_TESTS=ON "${FUZZ[@]}"
 cmake --build --preset "$PRESET" -j "$JOBS"
 
 # Memory safety under faults: the simulations (cluster, transactions, rebuild), the fabric
-# receiver whose senders are killed mid-message (FabricKill) and the shipped drills (drills once found use-after-free bugs: rebuild and reintegration holding a pool shard
-# across fiber suspensions) run built with AddressSanitizer and UBSan, after the release suite;
+# receiver whose senders are killed mid-message (FabricKill) and the shipped drills (drills once
+# found use-after-free bugs: rebuild and reintegration holding a pool shard across fiber
+# suspensions) run built with AddressSanitizer and UBSan, after the release suite;
 # those drills then run only there (the random drills stay in the release suite, at full speed).
 # The longest shipped drill (cascading failures under erasure coding, ~6 minutes under the
 # sanitizers) stays in the release suite: CI's time limit. The whole suite under the sanitizers:
@@ -61,7 +62,7 @@ if [ "$ASAN_SUBSET" = 1 ]; then
   stage "sanitizer build and tests"
   cmake --preset asan -DTESSERA_BUILD_TESTS=ON
   cmake --build --preset asan -j "$JOBS" --target tessera-server tessera-agent tessera_cli sim dtx_sim rebuild_sim drills \
-    unit_net fabric_blaster
+    unit_net  # (with fabric_blaster, its dependency)
   (cd build/asan && env "${SAN_SEEDS[@]}" ctest --output-on-failure -j 2 --timeout 1500 -R '^Simulation\.|^DtxSim\.|^RebuildSim\.|^Shipped/Drill\.|^FabricKill\.' \
                           -E "/${RELEASE_ONLY_DRILL}")
 fi
