@@ -10,6 +10,8 @@
 //   a new grace period before it judges silence;
 // - whether a death takes an engine's targets out of a pool map is the state machine's
 //   decision (MgmtState::mark_targets): never beyond what the pool's containers tolerate.
+// The timing of these judgements is mgmt::Liveness's (mgmt/liveness.hpp), which the seeded
+// simulation runs too.
 #include <fmt/format.h>
 
 #include "actors/mgmt/reply.hpp"
@@ -46,16 +48,18 @@ void MgmtService::shutdown() {
   rep.reset();
 }
 
+Liveness::Options MgmtService::liveness_options(const MgmtOptions& o) {
+  return Liveness::Options{o.dead_after,  o.rejoin_grace,         o.stop_grace,
+                           o.pause_after, o.dead_confirm_silence, o.self_rank};
+}
+
 void MgmtService::check_pause(Clock::time_point now) {
-  const auto gap = now - last_tick_;
-  last_tick_ = now;
-  if (gap <= opts_.pause_after) return;
+  const auto gap = live_.round(now.time_since_epoch());
+  if (!gap) return;
   log::warn(
       "management service: did not run for {} ms (paused or starved); every engine gets "
       "a new grace period",
-      ms(gap));
-  for (auto& [rank, seen] : last_seen_) seen = now;
-  for (auto& [rank, at] : stopped_at_) at = now;
+      ms(*gap));
   for (auto& [cookie, at] : renewed_) at = now;
 }
 
@@ -88,34 +92,11 @@ void MgmtService::monitor() {
     if (closing_ || !leading_.load()) continue;  // a follower judges nobody
     expire_handles(now);
     retry_rebuilds(now);
-    bool changed = false;
-    for (const auto& [rank, m] : state_.members()) {
-      if (m.state != MemberState::joined || rank == opts_.self_rank) continue;
-      auto it = last_seen_.find(rank);
-      if (it == last_seen_.end()) continue;
-      // Not joined to this leader yet: it may still be waiting on the previous one.
-      const auto allowed = replicated() && rank_session_.count(rank) == 0
-                               ? opts_.dead_after + opts_.rejoin_grace
-                               : opts_.dead_after;
-      if (now - it->second < allowed) continue;
-      (void)declare_gone(rank, fmt::format("silent for {} ms", ms(now - it->second)));
-      changed = true;
-      break;  // members() changed; look again next round
-    }
-    if (changed) continue;
-    for (auto it = stopped_at_.begin(); it != stopped_at_.end(); ++it) {
-      auto m = state_.members().find(it->first);
-      if (m == state_.members().end() || m->second.state != MemberState::stopped) {
-        stopped_at_.erase(it);
-        break;
-      }
-      if (now - it->second < opts_.stop_grace) continue;
-      const uint32_t rank = it->first;
-      stopped_at_.erase(it);
-      (void)declare_gone(rank, fmt::format("stopped cleanly and did not come back within {} ms",
-                                           opts_.stop_grace.count()));
-      break;
-    }
+    // Not joined to this leader yet: it may still be waiting on the previous one.
+    auto verdict = live_.judge(state_, now.time_since_epoch(), [this](uint32_t rank) {
+      return replicated() && rank_session_.count(rank) == 0;
+    });
+    if (verdict) (void)declare_gone(verdict->rank, verdict->why);
   }
 }
 
@@ -150,7 +131,7 @@ Result<Buffer> MgmtService::on_heartbeat(uint32_t rank, uint64_t session) {
         fmt::format("rank {} is {} in the system: join again", rank,
                     m == state_.members().end() ? "unknown" : member_state_name(m->second.state)));
   }
-  last_seen_[rank] = Clock::now();
+  live_.heard(rank, Clock::now().time_since_epoch());
   return none();
 }
 
@@ -166,7 +147,7 @@ Result<Buffer> MgmtService::on_leave(uint32_t rank, uint64_t session) {
   TESSERA_TRY(
       commit({{"op", "leave"}, {"rank", rank}, {"state", "stopped"}, {"now_ms", wall_ms()}}));
   if (!stopping_) {
-    stopped_at_[rank] = Clock::now();
+    live_.stopped(rank, Clock::now().time_since_epoch());
     log::info(
         "management service: rank {} stops cleanly; its targets stay in the pool maps for "
         "{} ms while it restarts",
@@ -199,10 +180,9 @@ Result<Buffer> MgmtService::on_rank_dead(uint32_t rank, uint32_t reporter, uint6
   }
   // The failure detector's verdict stands unless this service heard from the rank itself
   // very recently (then the detector's peer is the one cut off).
-  auto seen = last_seen_.find(rank);
-  if (seen != last_seen_.end() && now - seen->second < opts_.dead_confirm_silence) {
-    return Status(Errc::exists, fmt::format("rank {} sent a heartbeat {} ms ago: not dead", rank,
-                                            ms(now - seen->second)));
+  if (auto ago = live_.heard_recently(rank, now.time_since_epoch())) {
+    return Status(Errc::exists,
+                  fmt::format("rank {} sent a heartbeat {} ms ago: not dead", rank, ms(*ago)));
   }
   TESSERA_TRY(declare_gone(
       rank, fmt::format("declared dead by the failure detector of rank {}", reporter)));
@@ -252,8 +232,7 @@ Result<Buffer> MgmtService::cmd_join(schema::MgmtReq::Reader req, const Cred& cr
                       {"pid", mem->pid}}));
   session_rank_[session] = mem->rank;
   rank_session_[mem->rank] = session;
-  last_seen_[mem->rank] = Clock::now();
-  stopped_at_.erase(mem->rank);
+  live_.joined(mem->rank, Clock::now().time_since_epoch());
   cv_.notify_all();  // a pool create may wait for the engines to join a new leader
   log::info("management service: rank {} joined from {} ({} targets)", mem->rank, mem->control_addr,
             mem->fabric_addrs.size());
@@ -262,11 +241,7 @@ Result<Buffer> MgmtService::cmd_join(schema::MgmtReq::Reader req, const Cred& cr
     if (p.map.engine(mem->rank) != nullptr) mine.push_back(&p);
   }
   // A rebuild running in a pool of the rank: the rank scans too (its shards open first).
-  for (const Pool* p : mine) {
-    if (p->rebuild.state == "busy") {
-      send_rebuild(p->id, p->rebuild.gen, p->rebuild.version, {state_.members().at(mem->rank)});
-    }
-  }
+  for (const auto& s : rebuilds_.on_join(state_, mem->rank)) send_rebuild(s);
   return reply([&](schema::MgmtRep::Builder r) {
     auto l = r.initJoined(static_cast<unsigned>(mine.size()));
     for (size_t i = 0; i < mine.size(); ++i) {

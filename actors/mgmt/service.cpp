@@ -38,7 +38,7 @@ Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   if (s->replicated()) {
     // The state is raft's: its snapshot and log, applied as the replica starts.
     TESSERA_TRY(s->start_replica());
-    s->last_tick_ = Clock::now();
+    s->live_.begin(Clock::now().time_since_epoch());
     s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
     s->worker_ = std::thread([p = s.get()] { p->worker(); });
     log::info("management service: access point rank {} of {} ({}), raft log in {}",
@@ -50,9 +50,7 @@ Result<std::unique_ptr<MgmtService>> MgmtService::open(MgmtOptions opts) {
   if (!st) return st.status();
   s->state_ = std::move(*st);
   // Every member gets a grace period to reconnect after the service restarts.
-  auto now = Clock::now();
-  for (const auto& [r, m] : s->state_.members()) s->last_seen_[r] = now;
-  s->last_tick_ = now;
+  s->live_.restart(s->state_, Clock::now().time_since_epoch());
   s->monitor_ = std::thread([p = s.get()] { p->monitor(); });
   s->worker_ = std::thread([p = s.get()] { p->worker(); });
   {
@@ -110,84 +108,57 @@ void MgmtService::worker() {
   }
 }
 
-RebuildProgress MgmtService::Progress::sum(bool at_least_sent) const {
-  RebuildProgress out;
-  for (const auto& [k, t] : targets) {
-    out.objects += t.objects;
-    out.records += t.records;
-    out.bytes += t.bytes;
-    out.lost += t.lost;
-    out.bytes_total += at_least_sent ? std::max(t.bytes_total, t.bytes) : t.bytes_total;
-  }
-  return out;
-}
-
-uint32_t MgmtService::rebuild_targets(const Pool& p) const {
-  // Every target that serves or is being filled reports, whatever its engine's membership: an
-  // engine that stopped cleanly (or died beyond what the pool tolerates) keeps its targets in
-  // the map and may be the one holder a position is filled from, so the generation waits for
-  // it to come back (it is sent the generation when it joins) rather than completing without
-  // its data.
-  uint32_t n = 0;
-  for (const auto& e : p.map.engines) {
-    for (const auto& t : e.targets) n += in_rebuild(t.state) ? 1 : 0;
-  }
-  return n;
-}
-
-bool MgmtService::reports_rebuild(const Pool& p, uint32_t rank, uint32_t target) const {
-  for (const auto& e : p.map.engines) {
-    if (e.rank != rank) continue;
-    for (const auto& t : e.targets) {
-      if (t.index == target) return in_rebuild(t.state);
-    }
-  }
-  return false;
-}
-
 void MgmtService::drive_rebuilds() {
-  // Generations with nothing to scan complete at once, after the walk: a commit that fails
-  // restores the whole state, which would free the pools this loop walks.
-  std::vector<std::pair<uint32_t, uint32_t>> empty;  // (pool, generation)
-  for (const auto& [id, p] : state_.pools()) {
-    if (p.rebuild.state != "busy") continue;
-    auto sent = sent_gen_.find(id);
-    if (sent != sent_gen_.end() && sent->second == p.rebuild.gen) continue;
-    sent_gen_[id] = p.rebuild.gen;
-    progress_[id] = Progress{p.rebuild.gen, {}, {}};
-    std::vector<Member> to;
-    for (const auto& e : p.map.engines) {
-      auto m = state_.members().find(e.rank);
-      if (m != state_.members().end() && m->second.state == MemberState::joined) {
-        to.push_back(m->second);
-      }
-    }
+  // The driver's whole answer first: a commit that fails restores the whole state.
+  RebuildDriver::Actions a = rebuilds_.after_change(state_, wall_ms());
+  for (const auto& s : a.starts) {
     log::info("management service: pool {} rebuild generation {} (map version {}) on {} engines",
-              id, p.rebuild.gen, p.rebuild.version, to.size());
-    send_rebuild(id, p.rebuild.gen, p.rebuild.version, std::move(to));
-    if (rebuild_targets(p) == 0) empty.emplace_back(id, p.rebuild.gen);
+              s.pool, s.gen, s.version, s.ranks.size());
+    send_rebuild(s);
   }
-  for (const auto& [id, gen] : empty) {
-    (void)commit({{"op", "rebuild_done"}, {"pool", id}, {"gen", gen}, {"now_ms", wall_ms()}});
-  }
+  for (const auto& c : a.commands) (void)commit(c);  // generations with nothing to wait for
 }
 
-void MgmtService::send_rebuild(uint32_t pool, uint32_t gen, uint32_t version,
-                               std::vector<Member> to) {
+void MgmtService::retry_rebuilds(std::chrono::steady_clock::time_point now) {
+  std::vector<RebuildDriver::Scheduled> planned;
+  auto cmd = rebuilds_.tick(state_, now.time_since_epoch(), wall_ms(), &planned);
+  for (const auto& r : planned) {
+    const Pool* p = state_.pool(r.pool);
+    log::warn("management service: pool {} rebuild generation {} failed ({}); retry {} in {} s",
+              p->label, r.gen, p->rebuild.error, r.attempt,
+              std::chrono::duration_cast<std::chrono::seconds>(r.wait).count());
+  }
+  if (!cmd) return;
+  const std::string label = state_.pool(cmd->command["pool"].get<uint32_t>())->label;
+  Status st = commit(cmd->command);
+  if (!st.is_ok()) {
+    log::warn("management service: pool {}: starting rebuild retry {}: {}", label, cmd->attempt,
+              st.to_string());
+    return;
+  }
+  log::info("management service: pool {}: rebuild retry {} started", label, cmd->attempt);
+}
+
+void MgmtService::send_rebuild(const RebuildDriver::Start& s) {
   // The engine answers at once (its targets scan in the background). An engine that cannot be
   // reached (its host cut off: a connect may wait a minute and more for "no route to host")
   // must not hold back the next generation's start, which the same worker sends: it is given
   // kRebuildStartTimeout, and is sent the generation when it joins again.
-  post([this, pool, gen, version, to = std::move(to)] {
+  std::vector<Member> to;
+  for (uint32_t rank : s.ranks) {
+    auto m = state_.members().find(rank);
+    if (m != state_.members().end()) to.push_back(m->second);
+  }
+  post([this, s, to = std::move(to)] {
     for (const Member& m : to) {
       capnp::MallocMessageBuilder b(128);
       auto r = b.initRoot<schema::EngineReq>().initRebuildStart();
-      r.setPool(pool);
-      r.setGen(gen);
-      r.setVersion(version);
+      r.setPool(s.pool);
+      r.setGen(s.gen);
+      r.setVersion(s.version);
       Status st = engine_call(m, b, kRebuildStartTimeout);
       if (!st.is_ok()) {
-        log::warn("pool {} rebuild generation {}: {}", pool, gen, st.to_string());
+        log::warn("pool {} rebuild generation {}: {}", s.pool, s.gen, st.to_string());
       }
     }
   });
@@ -203,66 +174,38 @@ Buffer MgmtService::pool_reply(const Pool& p, bool with_conts) const {
 void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) const {
   auto rb = b.getRebuild();
   if (p.rebuild.state != "busy") return;
-  rb.setTargetsTotal(rebuild_targets(p));
-  auto it = progress_.find(p.id);
-  if (it == progress_.end() || it->second.gen != p.rebuild.gen) return;
-  const RebuildProgress sum = it->second.sum(true);
+  const RebuildProgress sum = rebuilds_.progress(p);
+  rb.setTargetsTotal(sum.targets_total);
+  if (sum.targets_reported == 0) return;
   rb.setObjects(sum.objects);
   rb.setRecords(sum.records);
   rb.setBytes(sum.bytes);
   rb.setLost(sum.lost);
   rb.setBytesTotal(sum.bytes_total);
-  rb.setTargetsReported(static_cast<uint32_t>(it->second.targets.size()));
-  rb.setTargetsDone(static_cast<uint32_t>(it->second.done.size()));
+  rb.setTargetsReported(sum.targets_reported);
+  rb.setTargetsDone(sum.targets_done);
 }
 
 Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
-  const Pool* p = state_.pool(r.getPool());
-  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
-  if (p->rebuild.state != "busy" || p->rebuild.gen != r.getGen()) return Status();  // old news
-  // Only the targets the generation waits for count: an excluded engine's targets (down) are
-  // sent the generation too and answer at once with nothing, which must not stand in for a
-  // target still sending.
-  if (!reports_rebuild(*p, r.getRank(), r.getTarget())) return Status();
-  Progress& pr = progress_[p->id];
-  if (pr.gen != r.getGen()) pr = Progress{r.getGen(), {}, {}};
-  const auto key = std::make_pair(r.getRank(), r.getTarget());
-  RebuildProgress& t = pr.targets[key];
-  t.objects = r.getObjects();
-  t.records = r.getRecords();
-  t.bytes = r.getBytes();
-  t.lost = r.getLost();
-  t.bytes_total = r.getPlanned();
-  std::string error = r.getError();
-  if (!error.empty()) {
-    log::warn(
-        "management service: pool {} rebuild generation {} failed on rank {} target {}: "
-        "{}",
-        p->id, r.getGen(), r.getRank(), r.getTarget(), error);
-    return commit(
-        {{"op", "rebuild_failed"},
-         {"pool", p->id},
-         {"gen", r.getGen()},
-         {"now_ms", wall_ms()},
-         {"error", fmt::format("rank {} target {}: {}", r.getRank(), r.getTarget(), error)}});
+  if (state_.pool(r.getPool()) == nullptr) {
+    return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
   }
-  if (!r.getDone()) return Status();
-  pr.done[key] = true;
-  if (pr.done.size() < rebuild_targets(*p)) return Status();
-  const RebuildProgress sum = pr.sum(false);
-  log::info(
-      "management service: pool {} rebuild generation {} done: {} objects, {} records, "
-      "{} bytes, {} lost",
-      p->id, r.getGen(), sum.objects, sum.records, sum.bytes, sum.lost);
-  return commit({{"op", "rebuild_done"},
-                 {"pool", p->id},
-                 {"gen", r.getGen()},
-                 {"now_ms", wall_ms()},
-                 {"objects", sum.objects},
-                 {"records", sum.records},
-                 {"bytes", sum.bytes},
-                 {"planned", sum.bytes_total},
-                 {"lost", sum.lost}});
+  RebuildDriver::Report rep{r.getPool(),    r.getGen(),   r.getRank(), r.getTarget(),
+                            r.getObjects(), r.getRecords(), r.getBytes(), r.getLost(),
+                            r.getPlanned(), r.getDone(),    r.getError()};
+  auto cmd = rebuilds_.report(state_, rep, wall_ms());
+  if (!cmd) return Status();
+  if ((*cmd)["op"] == "rebuild_failed") {
+    log::warn("management service: pool {} rebuild generation {} failed on rank {} target {}: {}",
+              rep.pool, rep.gen, rep.rank, rep.target, rep.error);
+  } else {
+    log::info(
+        "management service: pool {} rebuild generation {} done: {} objects, {} records, "
+        "{} bytes, {} lost",
+        rep.pool, rep.gen, (*cmd)["objects"].get<uint64_t>(), (*cmd)["records"].get<uint64_t>(),
+        (*cmd)["bytes"].get<uint64_t>(), (*cmd)["lost"].get<uint64_t>());
+  }
+  return commit(*cmd);
 }
 
 Status MgmtService::commit(const json& cmd) {

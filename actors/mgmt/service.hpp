@@ -35,6 +35,8 @@
 
 #include "core/actor.hpp"
 #include "mgmt/leader.hpp"
+#include "mgmt/liveness.hpp"
+#include "mgmt/rebuild_driver.hpp"
 #include "mgmt/replica.hpp"
 #include "mgmt/state.hpp"
 #include "mgmt/state_file.hpp"
@@ -127,7 +129,9 @@ class MgmtService {
   bool leading() const { return leading_.load(); }
 
  private:
-  explicit MgmtService(MgmtOptions opts) : opts_(std::move(opts)), file_(opts_.state_path) {}
+  explicit MgmtService(MgmtOptions opts)
+      : opts_(std::move(opts)), file_(opts_.state_path), live_(liveness_options(opts_)) {}
+  static Liveness::Options liveness_options(const MgmtOptions& o);
   // Replicated (service_replica.cpp): the Fsm over state_, the replica's start, the
   // monitor's leadership check, the change of leader, and the follower's answer.
   bool replicated() const { return !opts_.access_points.empty(); }
@@ -214,8 +218,9 @@ class MgmtService {
   Result<Buffer> on_rank_dead(uint32_t rank, uint32_t reporter, uint64_t incarnation);
   // A member is gone for `why`: dead, or stopped while the system stops.
   Status declare_gone(uint32_t rank, const std::string& why);
-  // Detects that the service itself has not run for a while and gives every engine a new
-  // grace period (a paused service must not blame the engines for its own silence).
+  // The monitor's round begins (also before a failure detector's verdict is judged): when the
+  // service itself has not run for a while, every engine gets a new grace period, and every
+  // handle a new lease (a paused service must not blame the engines for its own silence).
   void check_pause(std::chrono::steady_clock::time_point now);
 
   Result<Buffer> pool_create(schema::MgmtReq::PoolCreate::Reader r, const Cred& cred);
@@ -238,41 +243,20 @@ class MgmtService {
                                   uint64_t session);
   Status rebuild_report(schema::MgmtReq::RebuildReport::Reader r);
 
-  // Rebuild driving (state lock held): after a change, every busy pool whose generation the
-  // engines have not been told about is sent to them (by the worker thread).
+  // Rebuild driving (state lock held): the decisions are the RebuildDriver's
+  // (mgmt/rebuild_driver.hpp); these commit what it returns and send its starts (by the worker
+  // thread). After a change: every busy generation not sent yet; the monitor's round: a failed
+  // generation's retry once its back-off passed.
   void drive_rebuilds();
-  void send_rebuild(uint32_t pool, uint32_t gen, uint32_t version, std::vector<Member> to);
+  void retry_rebuilds(std::chrono::steady_clock::time_point now);
+  void send_rebuild(const RebuildDriver::Start& s);
   static constexpr std::chrono::milliseconds kRebuildStartTimeout{5000};
-  // The targets that must report for a pool's generation: those that serve or are being
-  // filled, whatever their engine's membership (in_rebuild); reports_rebuild: one of them.
-  static bool in_rebuild(placement::TargetState s) {
-    return placement::is_available(s) || placement::is_serving(s);
-  }
-  uint32_t rebuild_targets(const Pool& p) const;
-  bool reports_rebuild(const Pool& p, uint32_t rank, uint32_t target) const;
   void encode_progress(schema::PoolInfo::Builder b, const Pool& p) const;
   // A reply carrying a pool (and its rebuild progress).
   Buffer pool_reply(const Pool& p, bool with_conts) const;
   void post(std::function<void()> job);
   void worker();
-  struct Progress {
-    uint32_t gen = 0;
-    std::map<std::pair<uint32_t, uint32_t>, RebuildProgress> targets;  // (rank, target)
-    std::map<std::pair<uint32_t, uint32_t>, bool> done;
-    // The targets' reports added up. `bytes_total`: each target's plan, or (while it runs,
-    // `at_least_sent`) what it has sent when that is more: writes during a rebuild add to it.
-    RebuildProgress sum(bool at_least_sent) const;
-  };
-  std::map<uint32_t, Progress> progress_;  // by pool
-  // Failed rebuilds start again by themselves, with back-off (actors/mgmt/retry.cpp).
-  struct Retry {
-    uint32_t failed_gen = 0;  // the failed generation a retry is scheduled for
-    uint32_t attempts = 0;    // failures in a row
-    std::chrono::steady_clock::time_point at;
-  };
-  std::map<uint32_t, Retry> retry_;  // by pool
-  void retry_rebuilds(std::chrono::steady_clock::time_point now);
-  std::map<uint32_t, uint32_t> sent_gen_;  // by pool: the generation the engines were sent
+  RebuildDriver rebuilds_;
 
   MgmtOptions opts_;
   StateFile file_;
@@ -284,12 +268,11 @@ class MgmtService {
   MgmtState state_;
   std::map<uint64_t, uint32_t> session_rank_;  // join connections
   std::map<uint32_t, uint64_t> rank_session_;
-  std::map<uint32_t, std::chrono::steady_clock::time_point> last_seen_;
   bool stopping_ = false;  // system stop in progress: engines that leave are stopped, not dead
   bool closing_ = false;   // this service is shutting down: no membership decisions
-  std::chrono::steady_clock::time_point last_tick_;  // the monitor's last round
-  // Engines that announced a clean stop (not during a system stop): when.
-  std::map<uint32_t, std::chrono::steady_clock::time_point> stopped_at_;
+  // Who is alive: joins, heartbeats, clean stops (not during a system stop), the monitor's
+  // rounds (mgmt/liveness.hpp).
+  Liveness live_;
   // When each open handle was last renewed (a handle first seen, as after a restart, starts
   // its lease then). Not persisted: a restarted service gives every holder a whole lease.
   std::map<uint64_t, std::chrono::steady_clock::time_point> renewed_;

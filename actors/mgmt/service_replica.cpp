@@ -135,17 +135,12 @@ void MgmtService::become_leader(uint64_t term) {
   const auto now = Clock::now();
   session_rank_.clear();
   rank_session_.clear();
-  last_seen_.clear();
-  stopped_at_.clear();
+  live_.restart(state_, now.time_since_epoch());
   for (const auto& [r, m] : state_.members()) {
-    last_seen_[r] = now;
-    if (m.state == MemberState::stopped) stopped_at_[r] = now;
+    if (m.state == MemberState::stopped) live_.stopped(r, now.time_since_epoch());
   }
   renewed_.clear();
-  sent_gen_.clear();
-  progress_.clear();
-  retry_.clear();
-  last_tick_ = now;
+  rebuilds_.reset();
   led_at_ = now;
   leading_ = true;
   log::info(

@@ -6,16 +6,20 @@
 // generation (rebuild::run_generation: waiting out requests under older maps, settling prepared
 // transactions, the scan, the pushes and their import), exactly as an engine runs it when the
 // management service starts a generation; the pool map changes, which come from the management
-// service's own state machine (mgmt::MgmtState: leave, target_state, rebuild_start,
-// rebuild_done). Simulated: the fabric, the devices, and the management service's driver, which
-// this test plays: it tells the state machine what the failure detector would, sends each
-// generation to every running engine, gathers their reports and completes the generation (or
-// starts a new one when a target's scan failed).
+// service's own state machine (mgmt::MgmtState: leave, join, target_state, rebuild_start,
+// rebuild_done); and the service's rebuild decisions (mgmt::RebuildDriver, as actors/mgmt/ runs
+// it): which engines a generation is sent to, which targets it waits for, when it completes or
+// fails, and when a failed one starts again after its back-off, on the simulated clock.
+// The service's monitor is its own judgement too (mgmt::Liveness): running engines are heard
+// from, a killed one is declared dead once silent for long enough (a rolling restart may beat
+// it), and a clock skip counts as the service not running (every engine a new grace period).
+// Simulated: the fabric, the devices, and the engines' heartbeats (the test thread hears every
+// running engine at each round of the monitor).
 //
 // Writers keep updating keys while the seed draws a sequence of faults: an engine killed
-// (kill -9, or a power loss) and reported dead (its targets leave the map when the state machine
-// allows it and a rebuild starts), killed and restarted on its disk before anyone noticed (a
-// rolling restart), a dead engine reintegrated (its stale store dropped, a rebuild fills it),
+// (kill -9, or a power loss) and found dead by the monitor (its targets leave the map when the
+// state machine allows it and a rebuild starts), killed and restarted on its disk soon after,
+// often before the monitor noticed (a rolling restart), a dead engine reintegrated (its stale store dropped, a rebuild fills it),
 // the clock jumping, messages lost or held back, log writes refused and sends failed at the
 // production code's fault points. Faults strike while generations run, so a second failure
 // during a rebuild, a reintegration followed by another kill and a restart in the middle of a
@@ -59,6 +63,8 @@
 
 #include "client/container_impl.hpp"
 #include "core/checksum.hpp"
+#include "mgmt/liveness.hpp"
+#include "mgmt/rebuild_driver.hpp"
 #include "mgmt/state.hpp"
 #include "placement/layout.hpp"
 #include "rebuild/run.hpp"
@@ -291,6 +297,7 @@ class Simulation {
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
     must(create_pool(st_, kEngines, variant.oclass, variant.rf, kCell));
+    live_.restart(st_, env_.now());
     publish();
     pool_.cont = st_.pool(1)->containers.begin()->second.id;
     const uint16_t cls = placement::find_class(variant.oclass)->id;
@@ -353,86 +360,91 @@ class Simulation {
   // The state machine's pool as the engines and clients see it (test thread).
   void publish() { pool_.publish(pool_view(st_, kEngines)); }
   const mgmt::Pool& pool() const { return *st_.pool(1); }
-  // A command of the management service; the new map is published, and a new generation sent.
+  // A command of the management service; the new map is published, and what the service's
+  // rebuild driver decides after it is done: a new generation sent, one with nothing to wait
+  // for completed (test thread).
   void apply(json cmd) {
-    const uint32_t gen = pool().rebuild.gen;
-    cmd["pool"] = 1;
+    if (!cmd.contains("pool")) cmd["pool"] = 1;
     must(st_.apply(cmd));
     publish();
-    if (pool().rebuild.gen != gen) dispatch();
+    const mgmt::RebuildDriver::Actions a = driver_.after_change(st_, wall_ms());
+    for (const auto& s : a.starts) dispatch(s);
+    for (const auto& c : a.commands) apply(c);
   }
-  // The current generation to every running engine that has not taken it.
-  void dispatch() {
-    const mgmt::Pool& p = pool();
-    if (p.rebuild.state != "busy") return;
-    for (auto& e : engines_) {
-      if (e->dead()) continue;
-      const uint64_t inc = e->incarnation();
-      auto& sent = sent_[e->rank()];
-      if (sent.first == p.rebuild.gen && sent.second == inc) continue;
-      sent = {p.rebuild.gen, inc};
-      rebuild::RunOptions o{1, p.rebuild.gen, p.rebuild.version, rng_() % 3 == 0 ? 0.5 : 1.0};
-      SimEngine* eng = e.get();
-      const uint32_t rank = e->rank();
-      e->post([this, eng, rank, inc, o](ActorRuntime& rt, TargetPools& pools) {
+  uint64_t wall_ms() const {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(env_.wall()).count());
+  }
+  // A generation the driver sends: each engine it names runs it, as an engine does when the
+  // service's start reaches it; an engine that is down misses it (it is sent the generation
+  // when it joins again). Each target's reports go to the driver (drive()).
+  void dispatch(const mgmt::RebuildDriver::Start& s) {
+    for (uint32_t rank : s.ranks) {
+      SimEngine* eng = engines_[rank].get();
+      if (eng->dead()) continue;
+      rebuild::RunOptions o{s.pool, s.gen, s.version, rng_() % 3 == 0 ? 0.5 : 1.0};
+      eng->post([this, eng, rank, o](ActorRuntime& rt, TargetPools& pools) {
         rebuild::run_generation(rt, pools, rank, o,
-                                [this, eng, rank, inc, gen = o.gen](const auto& r, bool done) {
+                                [this, eng, rank, o](const auto& r, bool done) {
                                   // Only the living incarnation speaks (a dead one's fibers may run
                                   // on, but nothing they send arrives): checked on the engine's
                                   // thread, where it dies.
-                                  if (!done || eng->dead() || !eng->owns(Target::current())) return;
+                                  if (eng->dead() || !eng->owns(Target::current())) return;
                                   std::lock_guard lk(mu_);
-                                  reports_[rank] = Report{gen, inc, r};
+                                  reports_.push_back(mgmt::RebuildDriver::Report{
+                                      o.pool, o.gen, rank, 0, r.objects, r.records, r.bytes,
+                                      r.lost, r.planned, done, r.error});
                                 });
       });
     }
   }
-  // The service's rules (actors/mgmt/service.cpp): a generation completes once every target
-  // that serves or is being filled reported it done, whatever its engine's membership (a dead
-  // engine still in the map may hold the one copy a position is filled from: the generation
-  // waits for it to come back); a target that failed fails it, and a new one starts (test
-  // thread).
+  // The service's part, by its own driver (mgmt::RebuildDriver, as actors/mgmt/ runs it): the
+  // targets' reports complete or fail the generation; the monitor's round starts a failed one
+  // again after its back-off, on the simulated clock (test thread).
   void drive() {
-    dispatch();
-    const mgmt::Pool& p = pool();
-    if (p.rebuild.state == "failed" || (p.rebuild.state != "busy" && p.map.moving())) {
-      apply({{"op", "rebuild_start"}});
-      return;
-    }
-    if (p.rebuild.state != "busy") return;
-    TargetPools::RebuildRun sum;
-    std::string error;
+    judge_liveness();
+    std::vector<mgmt::RebuildDriver::Report> reports;
     {
       std::lock_guard lk(mu_);
-      for (const auto& me : p.map.engines) {
-        if (!in_map(me.rank)) continue;
-        auto it = reports_.find(me.rank);
-        if (it == reports_.end() || it->second.gen != p.rebuild.gen) return;  // still running
-        const auto& r = it->second.run;
-        if (!r.error.empty() && error.empty()) {
-          error = fmt::format("rank {}: {}", me.rank, r.error);
-        }
-        sum.objects += r.objects;
-        sum.records += r.records;
-        sum.bytes += r.bytes;
-        sum.lost += r.lost;
+      reports.swap(reports_);
+    }
+    for (const auto& r : reports) {
+      auto cmd = driver_.report(st_, r, wall_ms());
+      if (!cmd) continue;
+      if ((*cmd)["op"] == "rebuild_failed") {
+        log_.push_back(fmt::format("  generation {} failed: {}", r.gen,
+                                   (*cmd)["error"].get<std::string>()));
+      } else {
+        EXPECT_EQ((*cmd)["lost"], 0u) << "generation " << r.gen << " found data no one holds";
+        log_.push_back(fmt::format("  generation {} done: {} objects, {} records, {} bytes",
+                                   r.gen, (*cmd)["objects"].get<uint64_t>(),
+                                   (*cmd)["records"].get<uint64_t>(),
+                                   (*cmd)["bytes"].get<uint64_t>()));
+        ++generations_;
       }
+      apply(*cmd);
     }
-    if (!error.empty()) {
-      log_.push_back(fmt::format("  generation {} failed: {}", p.rebuild.gen, error));
-      apply({{"op", "rebuild_failed"}, {"gen", p.rebuild.gen}, {"error", error}});
-      return;
+    if (auto retry = driver_.tick(st_, env_.now(), wall_ms())) {
+      log_.push_back(fmt::format("  retry {} of failed generation {}", retry->attempt,
+                                 pool().rebuild.gen));
+      apply(retry->command);
     }
-    EXPECT_EQ(sum.lost, 0u) << "generation " << p.rebuild.gen << " found data no one holds";
-    log_.push_back(fmt::format("  generation {} done: {} objects, {} records, {} bytes",
-                               p.rebuild.gen, sum.objects, sum.records, sum.bytes));
-    ++generations_;
-    apply({{"op", "rebuild_done"},
-           {"gen", p.rebuild.gen},
-           {"objects", sum.objects},
-           {"records", sum.records},
-           {"bytes", sum.bytes},
-           {"lost", sum.lost}});
+  }
+  // The service's monitor round, by its own judgement (mgmt::Liveness, as actors/mgmt/ runs
+  // it), on the simulated clock: every running engine's heartbeat is heard; one that is silent
+  // for its dead_after is declared dead. A clock skip, or the test thread held up, is a gap
+  // between rounds longer than pause_after: every engine then gets a new grace period, as a
+  // paused service gives them (test thread).
+  void judge_liveness() {
+    const Nanos now = env_.now();
+    (void)live_.round(now);
+    for (auto& e : engines_) {
+      if (!e->dead()) live_.heard(e->rank(), now);
+    }
+    if (auto v = live_.judge(st_, now, [](uint32_t) { return false; })) {
+      log_.push_back(fmt::format("  rank {} declared dead: {}", v->rank, v->why));
+      apply({{"op", "leave"}, {"rank", v->rank}, {"state", "dead"}});
+    }
   }
   // Drives the rebuild until `done()` or a minute of wall time passed (test thread).
   template <typename F>
@@ -482,7 +494,9 @@ class Simulation {
         reint && pool().map.engine(r)->targets[0].state == placement::TargetState::down_out;
     if (drop) e.wipe();
     ASSERT_TRUE(e.restart().is_ok()) << "rank " << r << " restarts";
-    must(st_.apply(join_cmd(r)));
+    apply(join_cmd(r));
+    live_.joined(r, env_.now());
+    for (const auto& s : driver_.on_join(st_, r)) dispatch(s);  // a generation under way
     if (reint) {
       log_.push_back(
           fmt::format("reintegrate rank {} ({})", r, drop ? "store dropped" : "data kept"));
@@ -493,7 +507,6 @@ class Simulation {
              {"rebuild", true}});
     } else {
       log_.push_back(fmt::format("restart rank {} on its disk", r));
-      dispatch();  // a generation under way: its new incarnation runs it again
     }
   }
 
@@ -557,9 +570,8 @@ class Simulation {
         bring_back(v);
         return;
       }
-      log_.push_back(
-          fmt::format("kill rank {}{}, reported dead", v.rank(), power ? " (power loss)" : ""));
-      apply({{"op", "leave"}, {"rank", v.rank()}, {"state", "dead"}});
+      // The monitor declares it dead once it has been silent for long enough.
+      log_.push_back(fmt::format("kill rank {}{}", v.rank(), power ? " (power loss)" : ""));
       return;
     }
     if (draw < 9) {
@@ -743,12 +755,6 @@ class Simulation {
     std::cout << "  fault points (failed/reached):" << points << "\n";
   }
 
-  struct Report {
-    uint32_t gen = 0;
-    uint64_t incarnation = 0;
-    TargetPools::RebuildRun run;
-  };
-
   uint64_t seed_;
   int steps_;
   uint32_t max_dead_;  // engines down at once: the container's redundancy factor
@@ -763,10 +769,16 @@ class Simulation {
   std::vector<Key> keys_;
   std::vector<std::unique_ptr<SimEngine>> engines_;
   std::vector<std::unique_ptr<Writer>> writers_;
+  // The service's judgement of who lives, with times of the simulation's size (test thread).
+  mgmt::Liveness live_{mgmt::Liveness::Options{std::chrono::milliseconds(250), Nanos(0),
+                                               std::chrono::seconds(1),
+                                               std::chrono::milliseconds(90),
+                                               std::chrono::milliseconds(50), UINT32_MAX}};
+  // The service's rebuild decisions, with back-offs of the simulation's size (test thread).
+  mgmt::RebuildDriver driver_{mgmt::RebuildDriver::Options{std::chrono::milliseconds(20),
+                                                           std::chrono::milliseconds(300)}};
   std::mutex mu_;  // reports_: engine threads report, the test thread reads
-  std::map<uint32_t, Report> reports_;                      // by rank: its last finished run
-  std::map<uint32_t, std::pair<uint32_t, uint64_t>>
-      sent_;  // by rank: generation, incarnation (test thread)
+  std::vector<mgmt::RebuildDriver::Report> reports_;
   uint64_t generations_ = 0;
   std::vector<std::string> log_;
 };
