@@ -148,15 +148,13 @@ void RebuildDriver::reset() {
 
 RebuildProgress RebuildDriver::progress(const Pool& p) const {
   RebuildProgress out;
-  out.targets_total = targets_waited(p);
   auto it = progress_.find(p.id);
-  if (p.rebuild.state != "busy" || it == progress_.end() || it->second.gen != p.rebuild.gen) {
-    return out;
+  if (p.rebuild.state == "busy" && it != progress_.end() && it->second.gen == p.rebuild.gen) {
+    out = it->second.sum(true);
+    out.targets_reported = static_cast<uint32_t>(it->second.targets.size());
+    out.targets_done = static_cast<uint32_t>(it->second.done.size());
   }
-  out = it->second.sum(true);
   out.targets_total = targets_waited(p);
-  out.targets_reported = static_cast<uint32_t>(it->second.targets.size());
-  out.targets_done = static_cast<uint32_t>(it->second.done.size());
   return out;
 }
 

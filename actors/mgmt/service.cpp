@@ -190,7 +190,7 @@ Status MgmtService::rebuild_report(schema::MgmtReq::RebuildReport::Reader r) {
   if (state_.pool(r.getPool()) == nullptr) {
     return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
   }
-  RebuildDriver::Report rep{r.getPool(),    r.getGen(),   r.getRank(), r.getTarget(),
+  RebuildDriver::Report rep{r.getPool(),    r.getGen(),     r.getRank(),  r.getTarget(),
                             r.getObjects(), r.getRecords(), r.getBytes(), r.getLost(),
                             r.getPlanned(), r.getDone(),    r.getError()};
   auto cmd = rebuilds_.report(state_, rep, wall_ms());

@@ -19,8 +19,8 @@
 // Writers keep updating keys while the seed draws a sequence of faults: an engine killed
 // (kill -9, or a power loss) and found dead by the monitor (its targets leave the map when the
 // state machine allows it and a rebuild starts), killed and restarted on its disk soon after,
-// often before the monitor noticed (a rolling restart), a dead engine reintegrated (its stale store dropped, a rebuild fills it),
-// the clock jumping, messages lost or held back, log writes refused and sends failed at the
+// often before the monitor noticed (a rolling restart), a dead engine reintegrated (its stale
+// store dropped, a rebuild fills it), the clock jumping, messages lost or held back, log writes refused and sends failed at the
 // production code's fault points. Faults strike while generations run, so a second failure
 // during a rebuild, a reintegration followed by another kill and a restart in the middle of a
 // scan all happen. After the first quarter of the faults half the keys go cold (no longer
@@ -473,12 +473,7 @@ class Simulation {
 
   // Whether the map still counts on the rank's target (it serves its data, or is being filled):
   // a generation waits for it.
-  bool in_map(uint32_t rank) const {
-    const auto* e = pool().map.engine(rank);
-    if (e == nullptr) return false;
-    const placement::TargetState s = e->targets[0].state;
-    return placement::is_available(s) || placement::is_serving(s);
-  }
+  bool in_map(uint32_t rank) const { return mgmt::RebuildDriver::waits_for(pool(), rank, 0); }
   size_t dead_count() const {
     return static_cast<size_t>(
         std::count_if(engines_.begin(), engines_.end(), [](const auto& e) { return e->dead(); }));
