@@ -347,50 +347,7 @@ void Engine::start_reencode() {
   for (auto& sp : slots_) {
     Slot* s = sp.get();
     s->target->post([s, rank, interval] {
-      Target& t = *s->target;
-      const auto index = static_cast<uint16_t>(t.index());
-      std::map<uint32_t, uint32_t> seen;  // pool -> map version at the previous pass
-      constexpr Nanos kSlice = std::chrono::milliseconds(100);
-      while (!t.stopping()) {
-        for (Nanos slept{0}; slept < interval && !t.stopping(); slept += kSlice) {
-          t.sleep_for(std::min<Nanos>(kSlice, interval - slept));
-        }
-        std::vector<uint32_t> ids;
-        for (const auto& [id, sh] : s->pools.shards) ids.push_back(id);
-        for (uint32_t id : ids) {
-          auto it = s->pools.shards.find(id);
-          if (t.stopping() || s->pools.stopped || it == s->pools.shards.end()) continue;
-          PoolShard& sh = *it->second;
-          if (!sh.view || sh.closing) continue;
-          // Only once the map has stayed the same for a whole interval: updates stamped under
-          // an older map have had time to finish.
-          const uint32_t v = sh.view->pool.map.version;
-          auto [at, fresh] = seen.try_emplace(id, v);
-          if (fresh || at->second != v) {
-            at->second = v;
-            continue;
-          }
-          ShardUse use(sh);
-          rebuild::ReencodeOptions o;
-          o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
-          auto r = rebuild::reencode(*s->rt, rank, index, sh, o);
-          ++sh.reencode.passes;
-          if (r) {
-            sh.reencode.stripes += r->stripes;
-            sh.reencode.copy_bytes += r->copy_bytes;
-            if (r->stripes > 0) {
-              log::info(
-                  "pool {} target {}: {} stripes of partial-stripe copies re-encoded into "
-                  "cells and parity ({} bytes of copies released)",
-                  id, index, r->stripes, r->copy_bytes);
-            }
-          } else {
-            sh.reencode.last_error = r.status().to_string();
-            log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id,
-                      index, sh.reencode.last_error);
-          }
-        }
-      }
+      rebuild::reencode_loop(*s->target, *s->rt, s->pools, rank, interval);
     });
   }
 }

@@ -204,6 +204,12 @@ Result<uint64_t> decode_epoch(Message& m) {
   return br.root<schema::UpdateRep>().getEpoch();
 }
 
+Result<std::pair<uint64_t, uint64_t>> decode_tx_begin(Message& m) {
+  capn::BodyReader br(m.body);
+  auto rep = br.root<schema::TxBeginRep>();
+  return std::make_pair(rep.getEpoch(), rep.getOwner());
+}
+
 Result<FetchResult> decode_fetch(Message& m) {
   capn::BodyReader br(m.body);
   auto rep = br.root<schema::FetchRep>();

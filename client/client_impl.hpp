@@ -54,6 +54,8 @@ using ListPage = std::pair<std::vector<KeyEntry>, std::string>;
 Result<uint64_t> decode_epoch(Message& m);
 Result<FetchResult> decode_fetch(Message& m);
 Result<ListPage> decode_list(Message& m);
+// A TxBeginRep: (epoch, reader id).
+Result<std::pair<uint64_t, uint64_t>> decode_tx_begin(Message& m);
 
 // Request bodies shared by the single-engine calls (ctx all zero: pool 0) and containers.
 struct IoCtxValues {

@@ -27,9 +27,10 @@ void learn(Container::State& st) {
   st.version = st.view->pool.map.version;
 }
 
-// Fetches the current pool map (client target fiber; the blocking call runs on a helper thread
-// and the answer comes back through the target's inbox).
-Status refresh(const StatePtr& st) {
+namespace {
+// The pool's view from the management service (client target fiber; the blocking call runs on a
+// helper thread and the answer comes back through the target's inbox).
+Result<mgmt::PoolView> ask_service(const StatePtr& st) {
   auto p = std::make_shared<boost::fibers::promise<Result<mgmt::PoolView>>>();
   auto f = p->get_future();
   Target* t = st->im->target.get();
@@ -38,7 +39,13 @@ Status refresh(const StatePtr& st) {
     auto res = std::make_shared<Result<mgmt::PoolView>>(mc.pool_query(st->pool_uuid));
     t->post([p, res] { p->set_value(std::move(*res)); });
   }).detach();
-  auto r = f.get();
+  return f.get();
+}
+}  // namespace
+
+// Fetches the current pool map (client target fiber).
+Status refresh(const StatePtr& st) {
+  auto r = st->map_source ? st->map_source() : ask_service(st);
   if (!r) return r.status();
   if (r->pool.map.version >= st->view->pool.map.version) {
     st->view = std::make_shared<const mgmt::PoolView>(std::move(*r));
@@ -439,6 +446,21 @@ Container::Future<uint64_t> Container::update_async(ObjectId oid, std::string dk
       });
 }
 
+namespace contimpl {
+Result<FetchResult> fetch_once(const StatePtr& st, const placement::ObjectClass* ec, ObjectId oid,
+                               const std::string& dkey, const std::string& akey, ValueKind kind,
+                               uint64_t offset, uint64_t length, uint64_t epoch,
+                               FetchFlags flags) {
+  if (ec != nullptr) return ec_fetch(st, *ec, oid, dkey, akey, kind, offset, length, epoch, flags);
+  auto body = [&] {
+    return fetch_body(oid, dkey, akey, kind, offset, length, epoch, flags, ctx_of(*st));
+  };
+  auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
+  if (!r) return r.status();
+  return decoded(*r, decode_fetch);
+}
+}  // namespace contimpl
+
 Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string dkey,
                                                       std::string akey, ValueKind kind,
                                                       uint64_t offset, uint64_t length,
@@ -447,14 +469,8 @@ Container::Future<FetchResult> Container::fetch_async(ObjectId oid, std::string 
   return submit<FetchResult>(st, [=]() -> Result<FetchResult> {
     TESSERA_TRY(placement::check_oid(oid));
     const placement::ObjectClass* ec = ec_class(oid);
-    auto once = [&](uint64_t off, uint64_t len) -> Result<FetchResult> {
-      if (ec != nullptr) return ec_fetch(st, *ec, oid, dkey, akey, kind, off, len, epoch, flags);
-      auto body = [&] {
-        return fetch_body(oid, dkey, akey, kind, off, len, epoch, flags, ctx_of(*st));
-      };
-      auto r = op(st, oid, dkey, Pick::replica, proto::kObjFetch, body, {});
-      if (!r) return r.status();
-      return decoded(*r, decode_fetch);
+    auto once = [&](uint64_t off, uint64_t len) {
+      return fetch_once(st, ec, oid, dkey, akey, kind, off, len, epoch, flags);
     };
     const uint64_t rsize = std::max<uint32_t>(1, flags.rsize);
     if (kind != ValueKind::array) return once(offset, length);

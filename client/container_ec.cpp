@@ -411,6 +411,48 @@ Status rebuild_cell(Container::State& st, const GroupView& gv, const EcGeometry&
   return Status();
 }
 
+// The epoch a read of an array pins when its caller asked for the newest state (epoch 0), and
+// the reader id its reads stamp with (ReadAt::owner), from one round trip (kObjTxBegin): to the
+// first parity position that serves, which holds a part of every update of the dkey and so has
+// an epoch clock past every update acknowledged before the read began; with none, to every
+// data position that serves (the newest of their epochs). Every position read at that epoch
+// shows the same state of the stripes, where reads of the newest state at each position could
+// straddle an update landing (a stripe torn between two updates); the stamps the reads leave
+// make a change below the epoch that arrives later run again at a new one (docs/TRANSACTIONS.md).
+Result<ReadAt> pin_read(Container::State& st, const GroupView& gv, const EcGeometry& g,
+                        std::set<uint32_t>& failed) {
+  std::vector<uint32_t> ask;
+  for (uint32_t q = 0; q < g.p && ask.empty(); ++q) {
+    if (gv.up[g.parity_pos(q)]) ask.push_back(g.parity_pos(q));
+  }
+  if (ask.empty()) {
+    for (uint32_t j = 0; j < g.k; ++j) {
+      if (gv.up[g.data_pos(j)]) ask.push_back(g.data_pos(j));
+    }
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> got(ask.size());
+  std::vector<std::function<Status()>> jobs;
+  for (size_t i = 0; i < ask.size(); ++i) {
+    jobs.push_back([&, i]() -> Status {
+      capnp::MallocMessageBuilder b(128);
+      set_ctx(b.initRoot<schema::TxBeginReq>().initCtx(), ctx_of(st));
+      auto m = ask_position(st, gv, ask[i], failed, proto::kObjTxBegin, capn::to_body(b));
+      if (!m) return m.status();
+      auto r = decoded(*m, decode_tx_begin);
+      if (!r) return r.status();
+      got[i] = *r;
+      return Status();
+    });
+  }
+  if (jobs.empty()) return Status(Errc::unavailable, "no position of this object's group serves");
+  TESSERA_TRY(parallel(st, std::move(jobs)));
+  ReadAt at;
+  for (const auto& [epoch, owner] : got) {
+    if (epoch > at.epoch) at = ReadAt(epoch, owner);
+  }
+  return at;
+}
+
 Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const EcGeometry& g,
                                 std::set<uint32_t>& failed, ObjectId oid, const std::string& dkey,
                                 const std::string& akey, uint64_t a, uint64_t length, ReadAt at) {
@@ -738,7 +780,18 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
                                   "needs {}",
                                   gv->up_count(), g.n(), cls.name, g.k));
       }
-      return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, at);
+      if (at.epoch != 0)
+        return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, at);
+      // A read pinned here that a position refuses (`restart`: its epoch fell below what that
+      // position aggregated) pins a new epoch; after a few, the caller's retries take over.
+      Result<FetchResult> r = Status(Errc::busy, "the read's epoch was refused");
+      for (int pin = 0; pin < 4; ++pin) {
+        auto p = pin_read(st, *gv, g, failed);
+        if (!p) return p.status();
+        r = fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, *p);
+        if (r || r.status().code() != Errc::restart) return r;
+      }
+      return Status(Errc::busy, r.status().message());
     }
     // A single value: whole on the first data position and on every parity position.
     std::vector<uint32_t> holders{g.data_pos(0)};

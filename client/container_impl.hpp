@@ -36,6 +36,10 @@ struct Container::State {
   uint64_t next_wait = 0;
   bool watch_armed = false;
   std::chrono::steady_clock::time_point watch_fetched;  // the watch's last map fetch
+  // Where refresh() gets the pool's current view (client target fiber; it may suspend). Unset:
+  // the management service at mgmt_addr, asked from a helper thread. The rebuild simulation sets
+  // it to the view its state machine publishes.
+  std::function<Result<mgmt::PoolView>()> map_source;
 };
 
 namespace contimpl {
@@ -174,6 +178,11 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& st, const placement::Objec
                                       const std::string& akey, ReadAt at);
 // The class of `oid` when it is erasure-coded, else null.
 const placement::ObjectClass* ec_class(ObjectId oid);
+// One fetch of at most what one reply carries (client target fiber): through ec_fetch for an
+// erasure-coded class (`ec`, from ec_class), else from any healthy replica of the dkey's group.
+Result<FetchResult> fetch_once(const StatePtr& st, const placement::ObjectClass* ec, ObjectId oid,
+                               const std::string& dkey, const std::string& akey, ValueKind kind,
+                               uint64_t offset, uint64_t length, uint64_t epoch, FetchFlags flags);
 
 }  // namespace contimpl
 }  // namespace tessera

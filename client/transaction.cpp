@@ -554,12 +554,7 @@ Result<std::unique_ptr<Transaction>> Container::tx_open(uint64_t snapshot) {
               continue;
             }
             ++st->rotation;
-            return decoded<std::pair<uint64_t, uint64_t>>(
-                *m, +[](Message& msg) -> Result<std::pair<uint64_t, uint64_t>> {
-                  capn::BodyReader br(msg.body);
-                  auto rep = br.root<schema::TxBeginRep>();
-                  return std::make_pair(rep.getEpoch(), rep.getOwner());
-                });
+            return decoded(*m, decode_tx_begin);
           }
           (void)refresh(st);
         }

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <vector>
 
 #include "shard/keys.hpp"
 #include "proto/protocol.hpp"
@@ -266,6 +268,52 @@ Result<ReencodeCounters> reencode(ActorRuntime& rt, uint32_t rank, uint16_t targ
     }
   }
   return r.c;
+}
+
+void reencode_loop(Target& t, ActorRuntime& rt, TargetPools& pools, uint32_t rank,
+                   std::chrono::milliseconds interval) {
+  const auto index = static_cast<uint16_t>(t.index());
+  std::map<uint32_t, uint32_t> seen;  // pool -> map version at the previous pass
+  constexpr Nanos kSlice = std::chrono::milliseconds(100);
+  while (!t.stopping()) {
+    for (Nanos slept{0}; slept < interval && !t.stopping(); slept += kSlice) {
+      t.sleep_for(std::min<Nanos>(kSlice, interval - slept));
+    }
+    std::vector<uint32_t> ids;
+    for (const auto& [id, sh] : pools.shards) ids.push_back(id);
+    for (uint32_t id : ids) {
+      auto it = pools.shards.find(id);
+      if (t.stopping() || pools.stopped || it == pools.shards.end()) continue;
+      PoolShard& sh = *it->second;
+      if (!sh.view || sh.closing) continue;
+      // Only once the map has stayed the same for a whole interval.
+      const uint32_t v = sh.view->pool.map.version;
+      auto [at, fresh] = seen.try_emplace(id, v);
+      if (fresh || at->second != v) {
+        at->second = v;
+        continue;
+      }
+      ShardUse use(sh);
+      ReencodeOptions o;
+      o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
+      auto r = reencode(rt, rank, index, sh, o);
+      ++sh.reencode.passes;
+      if (r) {
+        sh.reencode.stripes += r->stripes;
+        sh.reencode.copy_bytes += r->copy_bytes;
+        if (r->stripes > 0) {
+          log::info(
+              "pool {} target {}: {} stripes of partial-stripe copies re-encoded into cells and "
+              "parity ({} bytes of copies released)",
+              id, index, r->stripes, r->copy_bytes);
+        }
+      } else {
+        sh.reencode.last_error = r.status().to_string();
+        log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id, index,
+                  sh.reencode.last_error);
+      }
+    }
+  }
 }
 
 }  // namespace tessera::rebuild

@@ -46,4 +46,11 @@ struct ReencodeOptions {
 Result<ReencodeCounters> reencode(ActorRuntime& rt, uint32_t rank, uint16_t target,
                                   PoolShard& shard, const ReencodeOptions& opts);
 
+// The background loop an engine runs on each target (and the rebuild simulation on its
+// engines): every `interval`, one pass over each pool shard whose map has stayed the same for a
+// whole interval (updates stamped under an older map have had time to finish); counters and the
+// last error go to PoolShard::reencode. Runs in a fiber of `t` until the target stops.
+void reencode_loop(Target& t, ActorRuntime& rt, TargetPools& pools, uint32_t rank,
+                   std::chrono::milliseconds interval);
+
 }  // namespace tessera::rebuild
