@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Which production code the simulations run: builds them with gcc's --coverage in build/cov,
 # runs the cluster, transaction, rebuild and SWIM simulations, and prints the share of lines of each file
-# of storage/, shard/, actors/, rebuild/, mgmt/ and placement/ they executed (gcov). docs/DEVELOPMENT.md records the
+# of storage/, shard/, actors/, rebuild/, mgmt/, placement/ and client/ they executed (gcov). docs/DEVELOPMENT.md records the
 # figures. Usage: scripts/sim-coverage.sh   (about 10 minutes on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,3 +40,4 @@ report actors/mgmt actors/CMakeFiles/tessera_actors.dir/mgmt
 report rebuild rebuild/CMakeFiles/tessera_rebuild.dir
 report mgmt mgmt/CMakeFiles/tessera_mgmt.dir
 report placement placement/CMakeFiles/tessera_placement.dir
+report client client/CMakeFiles/tessera_client.dir

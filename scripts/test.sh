@@ -38,11 +38,11 @@ cmake --build --preset "$PRESET" -j "$JOBS"
 # Data races: the unit and simulation tests (ctest labels unit and sim) run built with
 # ThreadSanitizer. The whole suite: scripts/test.sh tsan. TESSERA_TSAN_SUBSET=0 skips it.
 # Both sanitizer stages run the simulation's fixed seeds 1-4 (TESSERA_SIM_FIXED_SEEDS; the
-# release stage runs all 12), one seed of each of the rebuild simulation's aggregation and
-# erasure-coded stripe variants (the release stage runs two), and build with line tables only
+# release stage runs all 12), one seed of each of the rebuild simulation's aggregation,
+# erasure-coded stripe and partial-stripe variants (the release stage runs two), and build with line tables only
 # (-g1, CMakePresets.json): CI's 90-minute limit.
 SAN_SEEDS=(TESSERA_SIM_FIXED_SEEDS=4 TESSERA_REBUILD_SIM_AGG_SEEDS=1
-           TESSERA_REBUILD_SIM_EC_ARRAYS_SEEDS=1)
+           TESSERA_REBUILD_SIM_EC_ARRAYS_SEEDS=1 TESSERA_REBUILD_SIM_EC_PARTIAL_SEEDS=1)
 RELEASE_ONLY_DRILL='cascading_failures_ec4p2'
 ASAN_SUBSET=0
 TSAN_SUBSET=0

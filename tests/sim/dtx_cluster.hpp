@@ -28,6 +28,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -328,6 +329,9 @@ class SimEngine {
   // Set before start().
   std::chrono::milliseconds aggregation_interval{0};
   std::chrono::milliseconds aggregation_delay{0};
+  // Background work each incarnation runs in a fiber of its target from its start, as an
+  // engine's targets run theirs (e.g. rebuild::reencode_loop). Set before start().
+  std::function<void(Target&, ActorRuntime&, TargetPools&, uint32_t rank)> background;
 
   // Starts an incarnation on the disk's current image (test thread).
   Status start() {
@@ -517,6 +521,11 @@ class SimEngine {
     ObjectService* svc = l.svc.get();
     l.pools->settle = [svc](PoolShard& sh) { return svc->settle_all(sh); };
     l.target->spawn([svc] { svc->run_dtx_background(); });
+    if (background) {
+      l.target->spawn([bg = background, t = l.target.get(), rt, pools = l.pools.get(), self] {
+        bg(*t, *rt, *pools, self);
+      });
+    }
     return Status();
   }
 

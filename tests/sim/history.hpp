@@ -19,6 +19,8 @@ struct PutRecord {
   uint64_t tag = 0;    // the value written: unique per update
   uint64_t epoch = 0;  // acknowledged: the reply's
   bool acked = false;
+  uint64_t acked_at = 0;  // its place among every acknowledgement the test heard (1, 2, ...)
+  uint32_t cells = 0;     // an array update: the stripe's data cells it wrote (bits; 0: all)
 };
 
 // One key's updates, in the order its writer sent them.
@@ -77,6 +79,27 @@ class KeyHistory {
     return ::testing::AssertionFailure() << fmt::format(
                "tag {:#x} at snapshot epoch {}: the last update acknowledged at or below it is {}",
                tag, snap, any ? fmt::format("{:#x}", mine_[from]->tag) : std::string("none"));
+  }
+  // Whether `tag` (0: nothing) can be what a read shows that began once `before`
+  // acknowledgements had been heard (PutRecord::acked_at): the last update acknowledged before
+  // it began, or one sent after that (unacknowledged, or acknowledged while the read ran); with
+  // none acknowledged before it, nothing or any update sent.
+  ::testing::AssertionResult read_shown_by(uint64_t tag, uint64_t before) const {
+    size_t from = 0;
+    bool any = false;
+    for (size_t n = 0; n < mine_.size(); ++n) {
+      if (mine_[n]->acked && mine_[n]->acked_at <= before) {
+        from = n;
+        any = true;
+      }
+    }
+    if (!any && tag == 0) return ::testing::AssertionSuccess();
+    for (size_t n = from; n < mine_.size(); ++n) {
+      if (mine_[n]->tag == tag) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << fmt::format(
+               "a read shows tag {:#x}; the last update acknowledged before it began is {}", tag,
+               any ? fmt::format("{:#x}", mine_[from]->tag) : std::string("none"));
   }
   // Whether `tag` (what a replica shows as its newest value; 0: nothing) is the last
   // acknowledged update or one sent after it.
