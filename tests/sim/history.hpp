@@ -63,43 +63,30 @@ class KeyHistory {
   // higher epoch than that acknowledged one's); with none acknowledged at or below it, nothing
   // or an unacknowledged update sent before the first acknowledged one.
   ::testing::AssertionResult shown_at(uint64_t snap, uint64_t tag) const {
-    size_t from = 0;
-    bool any = false;
-    for (size_t n = 0; n < mine_.size(); ++n) {
-      if (mine_[n]->acked && mine_[n]->epoch <= snap) {
-        from = n;
-        any = true;
-      }
-    }
-    if (!any && tag == 0) return ::testing::AssertionSuccess();
-    for (size_t n = from; n < mine_.size(); ++n) {
-      if (mine_[n]->acked && mine_[n]->epoch > snap) break;
-      if (mine_[n]->tag == tag) return ::testing::AssertionSuccess();
+    const PutRecord* last = nullptr;
+    if (after_last(
+            tag, [&](const PutRecord& p) { return p.epoch <= snap; },
+            [&](const PutRecord& p) { return p.acked && p.epoch > snap; }, &last)) {
+      return ::testing::AssertionSuccess();
     }
     return ::testing::AssertionFailure() << fmt::format(
                "tag {:#x} at snapshot epoch {}: the last update acknowledged at or below it is {}",
-               tag, snap, any ? fmt::format("{:#x}", mine_[from]->tag) : std::string("none"));
+               tag, snap, last != nullptr ? fmt::format("{:#x}", last->tag) : std::string("none"));
   }
   // Whether `tag` (0: nothing) can be what a read shows that began once `before`
   // acknowledgements had been heard (PutRecord::acked_at): the last update acknowledged before
   // it began, or one sent after that (unacknowledged, or acknowledged while the read ran); with
   // none acknowledged before it, nothing or any update sent.
   ::testing::AssertionResult read_shown_by(uint64_t tag, uint64_t before) const {
-    size_t from = 0;
-    bool any = false;
-    for (size_t n = 0; n < mine_.size(); ++n) {
-      if (mine_[n]->acked && mine_[n]->acked_at <= before) {
-        from = n;
-        any = true;
-      }
-    }
-    if (!any && tag == 0) return ::testing::AssertionSuccess();
-    for (size_t n = from; n < mine_.size(); ++n) {
-      if (mine_[n]->tag == tag) return ::testing::AssertionSuccess();
+    const PutRecord* last = nullptr;
+    if (after_last(
+            tag, [&](const PutRecord& p) { return p.acked_at <= before; },
+            [](const PutRecord&) { return false; }, &last)) {
+      return ::testing::AssertionSuccess();
     }
     return ::testing::AssertionFailure() << fmt::format(
                "a read shows tag {:#x}; the last update acknowledged before it began is {}", tag,
-               any ? fmt::format("{:#x}", mine_[from]->tag) : std::string("none"));
+               last != nullptr ? fmt::format("{:#x}", last->tag) : std::string("none"));
   }
   // Whether `tag` (what a replica shows as its newest value; 0: nothing) is the last
   // acknowledged update or one sent after it.
@@ -118,6 +105,26 @@ class KeyHistory {
   }
 
  private:
+  // Whether `tag` (0: nothing) is the last acknowledged update that `in(put)` holds for (*last),
+  // or one sent after it and before the first that `stop(put)` holds for; with no such last
+  // one, nothing or any update before that first.
+  template <typename In, typename Stop>
+  bool after_last(uint64_t tag, In in, Stop stop, const PutRecord** last) const {
+    size_t from = 0;
+    for (size_t n = 0; n < mine_.size(); ++n) {
+      if (mine_[n]->acked && in(*mine_[n])) {
+        from = n;
+        *last = mine_[n];
+      }
+    }
+    if (*last == nullptr && tag == 0) return true;
+    for (size_t n = from; n < mine_.size(); ++n) {
+      if (stop(*mine_[n])) break;
+      if (mine_[n]->tag == tag) return true;
+    }
+    return false;
+  }
+
   std::vector<const PutRecord*> mine_;
   std::vector<uint64_t> epochs_;
   size_t acked_ = 0;
