@@ -780,8 +780,9 @@ Result<FetchResult> ec_fetch(const StatePtr& sp, const placement::ObjectClass& c
                                   "needs {}",
                                   gv->up_count(), g.n(), cls.name, g.k));
       }
-      if (at.epoch != 0)
+      if (at.epoch != 0) {
         return fetch_array(st, *gv, g, failed, oid, dkey, akey, offset, length, at);
+      }
       // A read pinned here that a position refuses (`restart`: its epoch fell below what that
       // position aggregated) pins a new epoch; after a few, the caller's retries take over.
       Result<FetchResult> r = Status(Errc::busy, "the read's epoch was refused");
