@@ -510,8 +510,10 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
           }
         }
         // A full stripe is written whole: a cell without bytes in one was lost (a rebuild
-        // that could not make it), not left unwritten. Read around it.
-        if (missing && intersects(map->stripes, x, x + n)) {
+        // that could not make it), not left unwritten. Read around it, unless the copies hold
+        // those bytes (they overlay the cell anyway): a re-encoding round interrupted after
+        // some positions took their cells and before the copies were released leaves that.
+        if (missing && intersects(map->stripes, x, x + n) && !covers(map->copies, x, x + n)) {
           failed.insert(g.data_pos(j));
           const auto& sh = gv.shards[g.data_pos(j)];
           return Status(Errc::io_error,
