@@ -261,15 +261,17 @@ Result<mgmt::PoolView> decode_pool_rep(const Message& m) {
   return v;
 }
 
-Result<std::vector<uint64_t>> decode_epochs_rep(const Message& m) {
+// The reply to poolSnapshots: what the pool's aggregation must respect.
+Result<storage::AggregationGuard> decode_guard_rep(uint32_t pool, const Message& m) {
   capn::DecodeScope ds;
   capn::BodyReader br(m.body);
   auto rep = br.root<schema::MgmtRep>();
   if (!rep.isEpochs()) return Status(Errc::protocol, "management reply is not a list of epochs");
-  std::vector<uint64_t> out;
-  for (uint64_t e : rep.getEpochs()) out.push_back(e);
+  std::vector<uint64_t> epochs;
+  for (uint64_t e : rep.getEpochs()) epochs.push_back(e);
+  const bool moving = rep.getPoolMoving();
   if (ds.failed()) return Status(Errc::protocol, "malformed epochs: " + ds.what());
-  return out;
+  return aggregation_guard(pool, std::move(epochs), moving);
 }
 
 Buffer mgmt_request(const std::function<void(schema::MgmtReq::Builder)>& fill) {
@@ -282,9 +284,8 @@ Buffer mgmt_request(const std::function<void(schema::MgmtReq::Builder)>& fill) {
 }
 
 // Asks the management service from a fiber on `t`: the answer comes back through t's inbox.
-template <typename T>
-Result<T> ask_mgmt(mgmt::MgmtLink* link, Target& t, Buffer body,
-                   Result<T> (*decode)(const Message&)) {
+template <typename T, typename Decode>
+Result<T> ask_mgmt(mgmt::MgmtLink* link, Target& t, Buffer body, Decode decode) {
   auto p = std::make_shared<boost::fibers::promise<Result<T>>>();
   auto f = p->get_future();
   link->ask(std::move(body), [&t, p, decode](Result<Message> r) {
@@ -319,10 +320,10 @@ void Engine::attach(mgmt::MgmtLink* link) {
           return v->pool.map.version >= min_version;
         });
       };
-      s->pools.fetch_snapshots = [link, &t](uint32_t pool) {
-        return ask_mgmt<std::vector<uint64_t>>(
+      s->pools.fetch_guard = [link, &t](uint32_t pool) {
+        return ask_mgmt<storage::AggregationGuard>(
             link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolSnapshots(pool); }),
-            decode_epochs_rep);
+            [pool](const Message& m) { return decode_guard_rep(pool, m); });
       };
       s->pools.fetch_handle = [link, &t](uint32_t pool, uint64_t cookie) {
         return ask_mgmt<mgmt::HandleView>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {
@@ -453,11 +454,12 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
         if (!q) return q.status();
         auto so = store_options(cfg_, s->target->index(), bytes);
         so.formatted = [this](uint64_t n) { format_done_ += n; };
-        // Background aggregation keeps every snapshot of the pool's containers readable: it
-        // asks the management service for their epochs (not the whole pool) before each pass.
-        so.protect = [s, id]() -> Result<std::vector<uint64_t>> {
-          if (!s->pools.fetch_snapshots) return Status(Errc::unavailable, "not attached yet");
-          return s->pools.fetch_snapshots(id);
+        // Background aggregation keeps every snapshot of the pool's containers readable and
+        // waits while a rebuild moves the pool's data: it asks the management service (for the
+        // epochs and the map's state, not the whole pool) before each pass.
+        so.guard = [s, id]() -> Result<storage::AggregationGuard> {
+          if (!s->pools.fetch_guard) return Status(Errc::unavailable, "not attached yet");
+          return s->pools.fetch_guard(id);
         };
         auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
         if (!store && store.status().code() == Errc::checksum) {

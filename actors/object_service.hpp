@@ -89,6 +89,11 @@ class ObjectService final : public Actor {
   // Decides every transaction prepared in `sh` (TargetPools::settle); `busy` while one cannot
   // be decided yet.
   Status settle_all(PoolShard& sh);
+  // An aggregation pass an operator asked for (`tessera pool aggregate`, kObjAggregate) of pool
+  // `pool`'s store (0: the scratch store) up to `epoch`, keeping `protect`: `busy` while the
+  // pool's guard holds aggregation (a rebuild moves its data: shard/pool_shard.hpp).
+  Result<storage::AggregateStats> aggregate_now(uint32_t pool, uint64_t epoch,
+                                                std::vector<uint64_t> protect);
   // What a request resolved to: the store, the shard (none for pool 0; held in use while the
   // request runs), the store's key.
   struct Where {

@@ -96,6 +96,19 @@ Status ObjectService::on_stats(Message& m) {
   return rt_.reply(m, Status(), capn::to_body(b));
 }
 
+Result<storage::AggregateStats> ObjectService::aggregate_now(uint32_t pool, uint64_t epoch,
+                                                             std::vector<uint64_t> protect) {
+  auto w = maintenance_store(pool);
+  if (!w) return w.status();
+  // As the background passes: not while a rebuild moves the pool's data in (its guard).
+  if (pool != 0 && pools_.fetch_guard) {
+    auto g = pools_.fetch_guard(pool);
+    if (!g) return g.status();
+    if (!g->hold.empty()) return Status(Errc::busy, "aggregation waits: " + g->hold);
+  }
+  return w->store->aggregate(epoch, std::move(protect));
+}
+
 Status ObjectService::on_aggregate(Message& m) {
   uint64_t epoch;
   std::vector<uint64_t> prot;
@@ -109,9 +122,7 @@ Status ObjectService::on_aggregate(Message& m) {
     pool = req.getCtx().getPool();
     if (ds.failed()) return malformed(ds);
   }
-  auto w = maintenance_store(pool);
-  if (!w) return w.status();
-  auto r = w->store->aggregate(epoch, std::move(prot));
+  auto r = aggregate_now(pool, epoch, std::move(prot));
   if (!r) return r.status();
   capnp::MallocMessageBuilder b(128);
   auto rep = b.initRoot<schema::AggregateRep>();

@@ -202,7 +202,8 @@ struct MgmtReq {
     replicaInfo   @33 :Void;           # this access point's replica (any access point answers)
     poolSnapshots @34 :UInt32;         # by pool id: its containers' snapshot epochs (engines'
                                        # aggregation keeps them; the pool map would carry all of
-                                       # the pool's containers)
+                                       # the pool's containers) and whether its map is moving
+                                       # data (MgmtRep.poolMoving)
   }
 
   struct ShardDamaged {
@@ -336,6 +337,9 @@ struct MgmtRep {
     replica  @10 :ReplicaInfo;
     epochs   @11 :List(UInt64);      # poolSnapshots: ascending, each once
   }
+  # poolSnapshots: the pool's map is moving data (a rebuild generation runs); the engines'
+  # aggregation waits until it settles.
+  poolMoving @12 :Bool;
 }
 
 # One access point's replica of the management service (raft).

@@ -1,5 +1,7 @@
 #include "shard/pool_shard.hpp"
 
+#include <fmt/format.h>
+
 #include "core/no_lock.hpp"
 #include "mgmt/types.hpp"
 
@@ -16,6 +18,18 @@ void PoolShard::set_view(std::shared_ptr<const mgmt::PoolView> v) {
       write_refusals.emplace(cv.c.id, std::move(st));
     }
   }
+}
+
+storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,
+                                            bool moving) {
+  storage::AggregationGuard g;
+  g.protect = std::move(snapshots);
+  if (moving) {
+    g.hold = fmt::format(
+        "pool {} is moving data (a rebuild generation runs): rebuilt histories may still arrive",
+        pool);
+  }
+  return g;
 }
 
 bool PoolShard::wait_admitted_below(uint32_t version, const std::function<bool()>& give_up) {

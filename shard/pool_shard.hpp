@@ -162,6 +162,14 @@ class ShardUse {
   std::optional<uint32_t> version_;
 };
 
+// What pool `pool`'s aggregation must respect (TargetPools::fetch_guard): its containers'
+// snapshot epochs, and a hold while its map is `moving` data. A rebuild pushes histories with
+// their old epochs; the home they go to takes the pool's new writes meanwhile, and a punch among
+// those that aggregation dropped (nothing below it yet) would not hide an older version that
+// arrives after it. The hold ends when the last generation completed (every push imported).
+storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,
+                                            bool moving);
+
 // Everything a target serves, and how it asks the management service (both suspend the
 // calling fiber; the Engine supplies them).
 struct TargetPools {
@@ -173,8 +181,9 @@ struct TargetPools {
   std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool, uint32_t min_version)>
       fetch_view;
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
-  // Every snapshot epoch of the pool's containers (what aggregation must keep readable).
-  std::function<Result<std::vector<uint64_t>>(uint32_t pool)> fetch_snapshots;
+  // What the pool's aggregation must respect now: every snapshot epoch of its containers, and
+  // a hold while a rebuild moves its data (aggregation_guard()).
+  std::function<Result<storage::AggregationGuard>(uint32_t pool)> fetch_guard;
   // How long a cached container handle is trusted before the service is asked again.
   std::chrono::milliseconds handle_recheck{10000};
   // A new view arrived: learn the routes to its engines.

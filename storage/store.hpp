@@ -96,6 +96,15 @@ struct DtxChecks {
   bool newer = false;
 };
 
+// What a background aggregation pass must respect, learned before each pass.
+struct AggregationGuard {
+  std::vector<uint64_t> protect;  // snapshot epochs to keep readable
+  // Non-empty: no pass may run now, and why. A rebuild moving data into this store imports
+  // histories with their old epochs; a punch aggregated away before an older version of its
+  // akey arrives would no longer hide it (docs/REBUILD.md, "Aggregation during a rebuild").
+  std::string hold;
+};
+
 struct StoreOptions {
   uint32_t target_index = 0;
   // How messages and errors name this store ("rank 2 target 0"; empty: "target N").
@@ -121,10 +130,11 @@ struct StoreOptions {
   std::chrono::milliseconds aggregation_interval{30000};
   std::chrono::milliseconds aggregation_delay{30000};
   uint32_t aggregation_batch = 256;  // akeys between yields
-  // Where a background aggregation pass learns, before it runs, the snapshot epochs it must
-  // keep readable (a pool's shard: its containers' snapshots, from the management service). A
-  // pass that cannot learn them does not run. Unset: set_protected_epochs() alone decides.
-  std::function<Result<std::vector<uint64_t>>()> protect;
+  // Where a background aggregation pass learns, before it runs, what it must respect (a pool's
+  // shard: its containers' snapshots and whether a rebuild is moving the pool's data, from the
+  // management service). A pass that cannot learn it does not run. Unset: set_protected_epochs()
+  // alone decides.
+  std::function<Result<AggregationGuard>()> guard;
 };
 
 struct UpdateOptions {

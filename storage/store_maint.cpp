@@ -592,6 +592,7 @@ void TargetStore::background() {
   constexpr auto kPressureDelay = std::chrono::seconds(1);
   constexpr auto kPressureIdle = std::chrono::seconds(5);
   auto next_pressure = env.now();
+  std::string held;  // why aggregation waits, as the guard last said (empty: it does not)
   while (!bg_stop_) {
     Nanos wake = env.now() + std::chrono::seconds(3600);
     if (opts_.checkpoint_interval.count() > 0) wake = std::min(wake, next_ckpt);
@@ -619,16 +620,26 @@ void TargetStore::background() {
       }
       next_ckpt = env.now() + opts_.checkpoint_interval;
     }
-    // Snapshots first: a pass that does not know them could merge one away.
+    // Snapshots first: a pass that does not know them could merge one away; and none while
+    // the guard holds aggregation (a rebuild moving data in).
     auto learn_protected = [&]() -> bool {
-      if (!opts_.protect) return true;
-      auto p = opts_.protect();
-      if (!p) {
+      if (!opts_.guard) return true;
+      auto g = opts_.guard();
+      if (!g) {
         log::warn("{}: aggregation skipped: the snapshots to keep are unknown: {}", who(),
-                  p.status().to_string());
+                  g.status().to_string());
         return false;
       }
-      set_protected_epochs(std::move(*p));
+      if (g->hold != held) {
+        if (!g->hold.empty()) {
+          log::info("{}: aggregation waits: {}", who(), g->hold);
+        } else {
+          log::info("{}: aggregation resumes", who());
+        }
+        held = g->hold;
+      }
+      if (!held.empty()) return false;
+      set_protected_epochs(std::move(g->protect));
       return true;
     };
     if (space_wanted_ && now >= next_pressure) {

@@ -64,6 +64,7 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
     auto l = r.initEpochs(static_cast<unsigned>(epochs.size()));
     unsigned i = 0;
     for (uint64_t e : epochs) l.set(i++, e);
+    r.setPoolMoving(p->map.moving());
   });
 }
 

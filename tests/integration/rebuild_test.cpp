@@ -265,7 +265,8 @@ TEST(RebuildTest, SecondFailureDuringRebuildReplansAndConverges) {
 TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
   Harness h;
   h.start(4, {}, "RP_3GX", 2, 4096,
-          {"--mgmt-dead-after-ms", "300000", "--swim-suspicion-ms", "300000"});
+          {"--mgmt-dead-after-ms", "300000", "--swim-suspicion-ms", "300000",
+           "--aggregation-interval-ms", "200"});
   Model m;
   std::mt19937_64 rng(5);
   for (int i = 0; i < 120; ++i) write_one(*h.cont, m, rng, 24, 4096);
@@ -282,6 +283,21 @@ TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
   std::printf("generation %u failed: %s\n", failed.pool.rebuild.gen,
               failed.pool.rebuild.error.c_str());
 
+  // While the map moves data no store aggregates (docs/REBUILD.md, "Aggregation during a
+  // rebuild"): the running engines refuse a pass an operator asks for, and their background
+  // passes wait, as the management service tells them.
+  ASSERT_TRUE(failed.pool.map.moving());
+  for (const auto& r : h.client->pool_reclaim(failed)) {
+    if (r.rank > 1) continue;  // rank 2 paused, rank 3 dead
+    ASSERT_FALSE(r.aggregated) << "rank " << r.rank << " aggregated while the map moved data";
+    EXPECT_EQ(r.aggregated.status().code(), Errc::busy) << r.aggregated.status().to_string();
+    EXPECT_NE(r.aggregated.status().message().find("moving data"), std::string::npos)
+        << r.aggregated.status().to_string();
+  }
+  EXPECT_TRUE(tessera::testing::eventually(
+      [&] { return h.sys->engine(0).log().find("aggregation waits: pool") != std::string::npos; },
+      std::chrono::seconds(60)));
+
   // Rank 2 resumes: a later generation, started by the service itself, completes.
   ASSERT_EQ(::kill(h.sys->engine(2).pid(), SIGCONT), 0);
   const uint32_t gen = failed.pool.rebuild.gen;
@@ -293,6 +309,14 @@ TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
   EXPECT_EQ(v.pool.rebuild.lost, 0u);
   EXPECT_EQ(v.redundancy, "normal");
   EXPECT_NE(h.sys->engine(0).log().find("rebuild retry 1 started"), std::string::npos);
+  // Settled: aggregation runs again, on demand and in the background.
+  for (const auto& r : h.client->pool_reclaim(v)) {
+    if (r.rank == 3) continue;  // down-out
+    EXPECT_TRUE(r.aggregated) << "rank " << r.rank << ": " << r.aggregated.status().to_string();
+  }
+  EXPECT_TRUE(tessera::testing::eventually(
+      [&] { return h.sys->engine(0).log().find("aggregation resumes") != std::string::npos; },
+      std::chrono::seconds(60)));
   auto c2 = h.fresh();
   ASSERT_TRUE(c2);
   verify(*c2, m, "after the retried rebuild");

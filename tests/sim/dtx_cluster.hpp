@@ -474,11 +474,10 @@ class SimEngine {
     so.aggregation_interval = aggregation_interval;
     so.aggregation_delay = aggregation_delay;
     if (aggregation_interval.count() > 0) {
-      const SimPool* pool = &pool_;
-      so.protect = [pool]() -> Result<std::vector<uint64_t>> {
-        const auto e = pool->view()->pool.snapshot_epochs();
-        return std::vector<uint64_t>(e.begin(), e.end());
-      };
+      // As an engine's store asks before each pass (actors/engine.cpp).
+      TargetPools* pools = l.pools.get();
+      const uint32_t id = pool_.view()->pool.id;
+      so.guard = [pools, id]() { return pools->fetch_guard(id); };
     }
     auto store = storage::TargetStore::open(*l.target, std::move(*q), so);
     if (!store) return store.status();
@@ -499,6 +498,13 @@ class SimEngine {
       auto v = pool->view();
       if (id != v->pool.id) return Status(Errc::not_found, "no such pool");
       return v;
+    };
+    // What the management service answers an engine's poolSnapshots (actors/mgmt/pool_cmds.cpp).
+    l.pools->fetch_guard = [pool](uint32_t id) -> Result<storage::AggregationGuard> {
+      auto v = pool->view();
+      if (id != v->pool.id) return Status(Errc::not_found, "no such pool");
+      const auto e = v->pool.snapshot_epochs();
+      return aggregation_guard(id, std::vector<uint64_t>(e.begin(), e.end()), v->pool.map.moving());
     };
     l.pools->fetch_handle = [pool](uint32_t id, uint64_t cookie) -> Result<mgmt::HandleView> {
       auto v = pool->view();

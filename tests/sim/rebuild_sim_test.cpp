@@ -35,7 +35,9 @@
 //   cells are reconstructed from the others (rebuild_cells); every store aggregates in the
 //   background;
 // - replicated objects with every store aggregating in the background and snapshots taken
-//   between faults, their epochs fenced as the management service fences them;
+//   between faults, their epochs fenced as the management service fences them (where stores
+//   aggregate, an operator asks an engine for a pass between faults too: refused while the map
+//   moves data);
 // - erasure-coded arrays as above, half of the updates writing one data cell of the stripe (a
 //   partial-stripe write, kept as copies), every engine re-encoding fully copied stripes into
 //   cells and parity in the background (rebuild::reencode_loop, as an engine runs it).
@@ -497,7 +499,9 @@ class Simulation {
         arrays_(variant.arrays),
         partial_(variant.partial),
         snapshots_(variant.aggregate && !variant.arrays),
+        aggregate_(variant.aggregate),
         rng_(seed),
+        ops_rng_(seed ^ 0x5bd1e995u),
         env_(SimEnv::Options{seed, true}),
         net_(seed ^ 0x9e3779b97f4a7c15ull) {
     must(create_pool(st_, kEngines, variant.oclass, variant.rf, kCell));
@@ -752,9 +756,36 @@ class Simulation {
     log_.push_back(fmt::format("snapshot at epoch {}", snap));
   }
 
+  // An operator's `tessera pool aggregate` on one running engine: what kObjAggregate runs
+  // (ObjectService::aggregate_now) up to the newest epoch, keeping the snapshots, as the CLI asks.
+  // While the map moves data it must be refused (`busy`): a punch aggregated away before the
+  // rebuilt history it hides arrives would not hide it (docs/REBUILD.md). Otherwise it runs, or
+  // fails at a fault point. The test thread publishes every map: none changes meanwhile.
+  void operator_aggregates() {
+    std::vector<SimEngine*> live;
+    for (auto& e : engines_) {
+      if (!e->dead()) live.push_back(e.get());
+    }
+    if (live.empty()) return;
+    SimEngine& e = *live[ops_rng_() % live.size()];
+    const bool moving = pool().map.moving();
+    const auto epochs = pool().snapshot_epochs();
+    const std::vector<uint64_t> keep(epochs.begin(), epochs.end());
+    auto r = e.on_target(
+        [&keep](PoolShard& sh, ObjectService& svc) { return svc.aggregate_now(sh.id, 0, keep); });
+    const bool held = !r && r.status().code() == Errc::busy &&
+                      r.status().message().find("moving data") != std::string::npos;
+    ASSERT_EQ(held, moving) << "rank " << e.rank() << " aggregated on demand while the map "
+                            << (moving ? "moved data: " : "was settled: ")
+                            << (r ? std::string("ok") : r.status().to_string());
+    log_.push_back(fmt::format("operator aggregates rank {}: {}", e.rank(),
+                               r ? fmt::format("to epoch {}", r->epoch) : r.status().to_string()));
+  }
+
   // One fault the seed draws, then time passing (test thread).
   void step() {
     pass(20 + static_cast<int>(rng_() % 300));
+    if (aggregate_ && ops_rng_() % 4 == 0) operator_aggregates();
     if (snapshots_ && rng_() % 4 == 0) {
       take_snapshot();
       return;
@@ -926,6 +957,70 @@ class Simulation {
     }
   }
 
+  // What every position of array key k's group holds (each akey's versions: epoch, byte range,
+  // the update a data cell or copy names) and the key's updates in the model: printed beside a
+  // failed check of a final read.
+  std::string dump_array(uint32_t k, const std::vector<PutRecord>& all) {
+    const Key& key = keys_[k];
+    const placement::EcGeometry g = geometry_of(key.oid, key.dkey);
+    std::string out = fmt::format("\nkey {} (stripe of {} cells):\n", k, g.k);
+    auto place = placement::place(key.oid, pool().map);
+    if (!place) return out + place.status().to_string();
+    const auto group = place->dkey(key.dkey);
+    for (uint32_t pos = 0; pos < g.n(); ++pos) {
+      const uint32_t rank = group[pos].home.rank;
+      const uint32_t ci = g.cell_at(pos);
+      out += fmt::format("  position {} (cell {}) on rank {}{}:\n", pos, ci, rank,
+                         group[pos].complete ? "" : " (not complete)");
+      const std::vector<std::pair<std::string, int64_t>> akeys = {
+          {placement::ec_cell_akey(kAkey, pos), ci < g.k ? int64_t{ci} * kCell : -1},
+          {placement::ec_copy_akey(kAkey), 0},
+          {placement::ec_sum_akey(kAkey), -1}};
+      for (const auto& [akey, base] : akeys) {
+        auto x = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
+          return sh.store->export_akey(shard_keys::store_key(key.oid, pool_.cont), key.dkey, akey);
+        });
+        if (!x) {
+          out += fmt::format("    {}: {}\n", akey == kAkey ? akey : akey.substr(0, 6),
+                             x.status().to_string());
+          continue;
+        }
+        out += fmt::format("    akey {:?}: punches {}\n", akey, fmt::join(x->akey_punches, ","));
+        for (const auto& v : x->versions) {
+          std::string what;
+          if (!v.punch && base >= 0 && v.hi - v.lo >= 8) {
+            uint64_t w = 0;
+            std::memcpy(&w, x->data.data() + v.data_at, 8);
+            w ^= ((static_cast<uint64_t>(base) + v.lo) / 8) * kWordMix;
+            what = fmt::format(" tag {:#x}", w);
+          }
+          out += fmt::format("      epoch {} [{}, {}){}{}\n", v.epoch, v.lo, v.hi,
+                             v.punch ? " punch" : "", what);
+        }
+      }
+    }
+    out += "  the copies on every engine:\n";
+    for (uint32_t rank = 0; rank < kEngines; ++rank) {
+      if (engines_[rank]->dead()) continue;
+      auto x = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
+        return sh.store->export_akey(shard_keys::store_key(key.oid, pool_.cont), key.dkey,
+                                     placement::ec_copy_akey(kAkey));
+      });
+      if (!x) continue;
+      for (const auto& v : x->versions) {
+        out += fmt::format("    rank {}: epoch {} [{}, {}){}\n", rank, v.epoch, v.lo, v.hi,
+                           v.punch ? " punch" : "");
+      }
+    }
+    out += "  updates:\n";
+    for (const auto& p : all) {
+      if (p.key != k) continue;
+      out += fmt::format("    tag {:#x} cells {:#x} {} epoch {} (ack {})\n", p.tag, p.cells,
+                         p.acked ? "acked" : "not acked", p.epoch, p.acked_at);
+    }
+    return out;
+  }
+
   // The reads against the model, a single value as one cell and a stripe cell by cell (a
   // partial write updates one cell): every read made while the faults ran that succeeded shows,
   // in each cell, the last update acknowledged before it began or one sent after that, never a
@@ -976,15 +1071,17 @@ class Simulation {
       ASSERT_FALSE(whole.error) << "key " << k << ": " << whole.error->to_string();
       ASSERT_TRUE(whole.torn.empty()) << "key " << k << ": " << whole.torn;
       for (uint32_t c = 0; c < whole.tags.size(); ++c) {
-        ASSERT_TRUE(history(k, c).newest_shown_by(whole.tags[c])) << "key " << k << " cell " << c;
+        ASSERT_TRUE(history(k, c).newest_shown_by(whole.tags[c]))
+            << "key " << k << " cell " << c << dump_array(k, all);
       }
       for (uint32_t rank = 0; rank < kEngines; ++rank) {
         const ReadRecord d = reader_->read_now(k, rank);
         ASSERT_FALSE(d.error) << "key " << k << " without rank " << rank << ": "
                               << d.error->to_string();
         ASSERT_TRUE(d.torn.empty()) << "key " << k << " without rank " << rank << ": " << d.torn;
-        ASSERT_EQ(d.tags, whole.tags) << "key " << k << ": a read without rank " << rank
-                                      << " shows other updates than a whole read";
+        ASSERT_EQ(d.tags, whole.tags)
+            << "key " << k << ": a read without rank " << rank
+            << " shows other updates than a whole read" << dump_array(k, all);
       }
     }
     (void)reader_->read_now(0, -1);  // the whole map again
@@ -1043,8 +1140,10 @@ class Simulation {
   bool arrays_;        // the writers update stripes of arrays
   bool partial_;       // some of them one cell (copies, re-encoded in the background)
   bool snapshots_;     // the seed takes snapshots (their epochs in snaps_)
+  bool aggregate_;     // the stores aggregate, and an operator asks for passes too
   std::vector<uint64_t> snaps_;
   std::mt19937_64 rng_;
+  std::mt19937_64 ops_rng_;  // the operator's passes: apart, so the faults a seed draws stay
   SimEnv env_;
   SimNet net_;
   mgmt::MgmtState st_;  // the management service's state machine (test thread)

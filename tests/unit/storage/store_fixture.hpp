@@ -51,6 +51,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
       // where the log fills (then a checkpoint starts on its own).
       so.checkpoint_interval = std::chrono::milliseconds(0);
       so.aggregation_interval = std::chrono::milliseconds(0);
+      if (tweak) tweak(so);
       auto s = TargetStore::open(target, std::move(*q), so);
       if (!s) return s.status();
       store = std::move(*s);
@@ -92,6 +93,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
   TempDir dir;
   Target target{RealEnv::instance(), TargetOptions{}};
   std::unique_ptr<TargetStore> store;
+  std::function<void(StoreOptions&)> tweak;  // options of the next open() beyond the defaults
 };
 
 }  // namespace tessera::storage::testing

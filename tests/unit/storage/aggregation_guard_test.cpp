@@ -1,0 +1,96 @@
+// Background aggregation and its guard (StoreOptions::guard): a pass runs only once the guard
+// said what to keep, and not at all while it holds aggregation. A pool's shard holds it while a
+// rebuild moves the pool's data (shard/pool_shard.hpp, aggregation_guard): the histories a
+// rebuild pushes keep their old epochs, and the home they go to takes the pool's new writes
+// meanwhile, so a punch written there may come before the older version it hides.
+#include <atomic>
+
+#include "tests/unit/storage/store_fixture.hpp"
+
+namespace tessera::storage::testing {
+namespace {
+
+using tessera::testing::eventually;
+
+class AggregationGuardTest : public StoreTest {
+ protected:
+  // Background passes every 10 ms, of every version older than now, asking the guard first.
+  void open_guarded() {
+    tweak = [this](StoreOptions& so) {
+      so.aggregation_interval = std::chrono::milliseconds(10);
+      so.aggregation_delay = std::chrono::milliseconds(0);
+      so.guard = [this]() -> Result<AggregationGuard> {
+        ++asked;
+        AggregationGuard g;
+        if (hold) g.hold = "a rebuild moves data in";
+        return g;
+      };
+    };
+    ASSERT_TRUE(open().is_ok());
+  }
+  // Passes the guard was asked about from now on: three mean a whole pass ran after the first.
+  bool asked_again(int n) {
+    const int from = asked.load();
+    return eventually([&] { return asked.load() >= from + n; }, std::chrono::seconds(60));
+  }
+  uint64_t aggregations() {
+    return run_on(target, [&] { return store->stats().aggregations; });
+  }
+  std::atomic<int> asked{0};
+  std::atomic<bool> hold{true};
+};
+
+// The history a rebuild pushes (a version at an older epoch) reaches a home after a newer
+// punch of the same akey, a write of the pool's that went to the new home directly. While the
+// guard holds, the punch stays and hides the version; once it lets go, aggregation removes
+// both. A pass that ran meanwhile would drop the punch (nothing below it yet) and the import
+// would bring the punched value back.
+TEST_P(AggregationGuardTest, AHeldPassKeepsThePunchThatHidesAnOlderImport) {
+  open_guarded();
+  const ObjectId src{7, 1}, home{7, 2};
+  ASSERT_TRUE(put(src, "d", "a", "punched later").is_ok());
+  auto x = run_on(target, [&] { return store->export_akey(src, "d", "a"); });
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  ASSERT_TRUE(run_on(target, [&] { return store->punch(home, "d", "a"); }).is_ok());
+  ASSERT_TRUE(asked_again(3));
+  EXPECT_EQ(aggregations(), 0u) << "a pass ran while the guard held aggregation";
+  ASSERT_TRUE(run_on(target, [&] { return store->import_akey(home, "d", "a", *x); }).is_ok());
+  EXPECT_EQ(get(home, "d", "a").status().code(), Errc::not_found)
+      << "the punch no longer hides the value imported below it";
+
+  hold = false;
+  ASSERT_TRUE(eventually([&] { return aggregations() > 0; }, std::chrono::seconds(60)));
+  EXPECT_EQ(get(home, "d", "a").status().code(), Errc::not_found);
+  auto left = run_on(target, [&] { return store->export_akey(home, "d", "a"); });
+  ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+  EXPECT_TRUE(left->versions.empty() && left->akey_punches.empty())
+      << "aggregation left " << left->versions.size() << " versions and "
+      << left->akey_punches.size() << " punches of a punched value";
+}
+
+// A guard that cannot be asked (the management service unreachable) means no pass either: the
+// snapshots to keep are unknown.
+TEST_P(AggregationGuardTest, NoPassRunsWhileTheGuardCannotBeAsked) {
+  tweak = [this](StoreOptions& so) {
+    so.aggregation_interval = std::chrono::milliseconds(10);
+    so.aggregation_delay = std::chrono::milliseconds(0);
+    so.guard = [this]() -> Result<AggregationGuard> {
+      ++asked;
+      if (hold) return Status(Errc::unavailable, "the management service does not answer");
+      return AggregationGuard{};
+    };
+  };
+  ASSERT_TRUE(open().is_ok());
+  ASSERT_TRUE(put(ObjectId{7, 3}, "d", "a", "one").is_ok());
+  ASSERT_TRUE(put(ObjectId{7, 3}, "d", "a", "two").is_ok());
+  ASSERT_TRUE(asked_again(3));
+  EXPECT_EQ(aggregations(), 0u);
+  hold = false;
+  EXPECT_TRUE(eventually([&] { return aggregations() > 0; }, std::chrono::seconds(60)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, AggregationGuardTest, ::testing::Values("uring"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace tessera::storage::testing
