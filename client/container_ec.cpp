@@ -582,6 +582,7 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
     }
   }
   // Copies are newer than the cells under them (a full-stripe update punches them).
+  std::vector<uint8_t> copied(want.empty() ? 0 : b - a, 0);
   for (auto& [f, j] : copies) {
     if (f.data.size() == 0) continue;
     newest = std::max(newest, f.epoch);
@@ -597,6 +598,21 @@ Result<FetchResult> fetch_array(Container::State& st, const GroupView& gv, const
       if (j >= 0 && (x % g.stripe()) / g.cell != static_cast<uint64_t>(j)) continue;
       out.data.data()[x - a] = f.data.data()[i];
       written[x - a] = 1;
+      copied[x - a] = 1;
+    }
+  }
+  // The copies listed first must all have been read: a re-encoding round writes its cells and
+  // releases the copies at an epoch taken before this read's (an engine's background work, not
+  // a transaction: docs/ERASURE_CODING.md), so it can land between the listing and the reads,
+  // and a lost cell the listing said the copies hold would read as a hole. Read again, at a new
+  // epoch (the round has completed by then, or it left its copies).
+  for (const auto& [x, y] : want) {
+    for (uint64_t i = x; i < y; ++i) {
+      if (copied[i - a] != 0) continue;
+      return Status(Errc::restart,
+                    fmt::format("the copies of bytes [{}, {}) of akey '{}' were released while "
+                                "the read ran (a re-encoding round landed below its epoch)",
+                                i, y, akey));
     }
   }
   for (uint64_t i = 0; i < b - a;) {

@@ -238,9 +238,11 @@ struct Scan {
         ptrs[ci] = cells[ci].data();
       }
       TESSERA_TRY(code.reconstruct(cell, ptrs, std::span<const bool>(present, g.n())));
-      // End to end: the stripe must hold what its writer summed, or it is not sent.
+      // End to end: the stripe must hold what its writer summed, or it is not sent. The record
+      // is read at the cells' epoch: a newer update of the stripe (a re-encoding round, which
+      // is no transaction) may have reached this position since the cells were read.
       auto sums = shard().store->fetch(key, dkey, placement::ec_sum_akey(akey),
-                                       storage::ValueKind::array, s * ss, ss, 0);
+                                       storage::ValueKind::array, s * ss, ss, epoch);
       if (!sums) return sums.status();
       const bool recorded = sums->holes.empty() && sums->data.size() == ss && sums->epoch == epoch;
       const int bad =
