@@ -298,7 +298,15 @@ Result<ArrayMap> array_map(Container::State& st, const GroupView& gv, const EcGe
       if (!gv.up[g.data_pos(j)]) continue;
       auto r = runs_at(st, gv, g.data_pos(j), failed, oid, dkey, copy, at);
       if (!r) return r.status();
-      m.copies.insert(m.copies.end(), r->begin(), r->end());
+      // Only its own cells' bytes: a target that once stood in for a parity position keeps the
+      // whole copies it took then, which no partial write of another cell updates since.
+      for (const auto& [lo, hi] : *r) {
+        for (uint64_t s = lo / g.stripe(); s * g.stripe() < hi; ++s) {
+          const uint64_t c0 = s * g.stripe() + j * g.cell;
+          const uint64_t x = std::max(lo, c0), y = std::min(hi, c0 + g.cell);
+          if (x < y) m.copies.emplace_back(x, y);
+        }
+      }
     }
   }
   m.copies = merged(std::move(m.copies));
