@@ -1063,7 +1063,7 @@ class Simulation {
           << " shows cells of different updates: " << fmt::format("{:#x}", fmt::join(r.tags, ", "));
       for (uint32_t c = 0; c < r.tags.size(); ++c) {
         ASSERT_TRUE(history(r.key, c).read_shown_by(r.tags[c], r.before))
-            << "key " << r.key << " cell " << c;
+            << "key " << r.key << " cell " << c << dump_array(r.key, all);
       }
     }
     for (uint32_t k = 0; k < keys_.size(); ++k) {
