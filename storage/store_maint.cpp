@@ -622,7 +622,7 @@ void TargetStore::background() {
     }
     // Snapshots first: a pass that does not know them could merge one away; and none while
     // the guard holds aggregation (a rebuild moving data in).
-    auto learn_protected = [&]() -> bool {
+    auto learn_guard = [&]() -> bool {
       if (!opts_.guard) return true;
       auto g = opts_.guard();
       if (!g) {
@@ -646,7 +646,7 @@ void TargetStore::background() {
       space_wanted_ = false;
       uint64_t freed = 0;
       uint64_t e = epoch_at_wall(env.wall() - kPressureDelay);
-      if (e > agg_epoch_ && learn_protected()) {
+      if (e > agg_epoch_ && learn_guard()) {
         auto r = aggregate(e);
         if (r) {
           freed = r->bytes_freed;
@@ -659,7 +659,7 @@ void TargetStore::background() {
     }
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(env.wall() - opts_.aggregation_delay);
-      if (e > agg_epoch_ && learn_protected()) {
+      if (e > agg_epoch_ && learn_guard()) {
         auto r = aggregate(e);
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }

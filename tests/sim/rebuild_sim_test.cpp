@@ -957,13 +957,38 @@ class Simulation {
     }
   }
 
-  // What every position of array key k's group holds (each akey's versions: epoch, byte range,
-  // the update a data cell or copy names) and the key's updates in the model: printed beside a
-  // failed check of a final read.
+  // What every position of array key k's group holds (its cells' and the checksum record's
+  // versions: epoch, byte range, the update a data cell names), the copies on every engine (a
+  // former home keeps what it took) and the key's updates in the model: printed beside a
+  // failed check of a read.
   std::string dump_array(uint32_t k, const std::vector<PutRecord>& all) {
     const Key& key = keys_[k];
     const placement::EcGeometry g = geometry_of(key.oid, key.dkey);
     std::string out = fmt::format("\nkey {} (stripe of {} cells):\n", k, g.k);
+    // One akey's history on `rank`, a line per version; `base`: where the akey's bytes lie in
+    // the stripe, to name the update of a version's first word (-1: parity or a record).
+    auto versions = [&](uint32_t rank, const std::string& akey, int64_t base,
+                        const std::string& indent) {
+      auto x = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
+        return sh.store->export_akey(shard_keys::store_key(key.oid, pool_.cont), key.dkey, akey);
+      });
+      if (!x) return fmt::format("{}{}\n", indent, x.status().to_string());
+      std::string lines = x->akey_punches.empty() ? std::string()
+                                                  : fmt::format("{}akey punches {}\n", indent,
+                                                                fmt::join(x->akey_punches, ","));
+      for (const auto& v : x->versions) {
+        std::string what;
+        if (!v.punch && base >= 0 && v.hi - v.lo >= 8) {
+          uint64_t w = 0;
+          std::memcpy(&w, x->data.data() + v.data_at, 8);
+          w ^= ((static_cast<uint64_t>(base) + v.lo) / 8) * kWordMix;
+          what = fmt::format(" tag {:#x}", w);
+        }
+        lines += fmt::format("{}epoch {} [{}, {}){}{}\n", indent, v.epoch, v.lo, v.hi,
+                             v.punch ? " punch" : "", what);
+      }
+      return lines;
+    };
     auto place = placement::place(key.oid, pool().map);
     if (!place) return out + place.status().to_string();
     const auto group = place->dkey(key.dkey);
@@ -972,45 +997,17 @@ class Simulation {
       const uint32_t ci = g.cell_at(pos);
       out += fmt::format("  position {} (cell {}) on rank {}{}:\n", pos, ci, rank,
                          group[pos].complete ? "" : " (not complete)");
-      const std::vector<std::pair<std::string, int64_t>> akeys = {
-          {placement::ec_cell_akey(kAkey, pos), ci < g.k ? int64_t{ci} * kCell : -1},
-          {placement::ec_copy_akey(kAkey), 0},
-          {placement::ec_sum_akey(kAkey), -1}};
-      for (const auto& [akey, base] : akeys) {
-        auto x = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
-          return sh.store->export_akey(shard_keys::store_key(key.oid, pool_.cont), key.dkey, akey);
-        });
-        if (!x) {
-          out += fmt::format("    {}: {}\n", akey == kAkey ? akey : akey.substr(0, 6),
-                             x.status().to_string());
-          continue;
-        }
-        out += fmt::format("    akey {:?}: punches {}\n", akey, fmt::join(x->akey_punches, ","));
-        for (const auto& v : x->versions) {
-          std::string what;
-          if (!v.punch && base >= 0 && v.hi - v.lo >= 8) {
-            uint64_t w = 0;
-            std::memcpy(&w, x->data.data() + v.data_at, 8);
-            w ^= ((static_cast<uint64_t>(base) + v.lo) / 8) * kWordMix;
-            what = fmt::format(" tag {:#x}", w);
-          }
-          out += fmt::format("      epoch {} [{}, {}){}{}\n", v.epoch, v.lo, v.hi,
-                             v.punch ? " punch" : "", what);
-        }
-      }
+      out += fmt::format("    akey {:?}:\n", placement::ec_cell_akey(kAkey, pos));
+      out += versions(rank, placement::ec_cell_akey(kAkey, pos),
+                      ci < g.k ? int64_t{ci} * kCell : -1, "      ");
+      out += fmt::format("    akey {:?}:\n", placement::ec_sum_akey(kAkey));
+      out += versions(rank, placement::ec_sum_akey(kAkey), -1, "      ");
     }
     out += "  the copies on every engine:\n";
     for (uint32_t rank = 0; rank < kEngines; ++rank) {
       if (engines_[rank]->dead()) continue;
-      auto x = engines_[rank]->on_target([&](PoolShard& sh, ObjectService&) {
-        return sh.store->export_akey(shard_keys::store_key(key.oid, pool_.cont), key.dkey,
-                                     placement::ec_copy_akey(kAkey));
-      });
-      if (!x) continue;
-      for (const auto& v : x->versions) {
-        out += fmt::format("    rank {}: epoch {} [{}, {}){}\n", rank, v.epoch, v.lo, v.hi,
-                           v.punch ? " punch" : "");
-      }
+      out += fmt::format("    rank {}:\n", rank);
+      out += versions(rank, placement::ec_copy_akey(kAkey), 0, "      ");
     }
     out += "  updates:\n";
     for (const auto& p : all) {
