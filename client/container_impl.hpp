@@ -10,6 +10,7 @@
 
 #include "client/client_impl.hpp"
 #include "client/container.hpp"
+#include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
 
@@ -125,7 +126,13 @@ void cut_page(ListScope scope, const PageSpec& page, std::vector<KeyEntry>& all,
 // Punches an object as one transaction over every group (transaction.cpp).
 Result<uint64_t> punch_object(const StatePtr& st, ObjectId oid);
 
-// Erasure-coded objects (container_ec.cpp).
+// Erasure-coded objects (container_ec.cpp: reads; container_ec_write.cpp: writes).
+
+// `invalid_argument` for an akey erasure coding reserves (cells, copies, checksum records).
+Status ec_check_akey(const std::string& akey);
+// The stripe geometry of `dkey`'s group in a container of class `cls`.
+placement::EcGeometry ec_geometry_of(const Container::State& st, const placement::ObjectClass& cls,
+                                     const std::string& dkey);
 
 // Whether erasure coding takes an access of `akey` (a change with `cond`, a read or change of
 // an array of record size `rsize`, a punch of a range): none of these, nor the akeys reserved
