@@ -375,6 +375,17 @@ class TargetStore {
   // in: nothing another copy holds is lost, and the next check repairs it again.
   Status replace_history(const ObjectId& oid, std::string_view dkey, std::string_view akey,
                          uint64_t upto, const AkeyExport& x);
+  // Reclaim of what this target no longer holds (rebuild/reclaim.hpp): physically drops `akeys`
+  // of the dkey (every version and punch), or, with `akeys` empty, the whole dkey with its
+  // punches. Never a punch: a later fill of the dkey brings its history into an empty place,
+  // with nothing older for it to merge with. The extents are freed after the next checkpoint;
+  // not durable on return: the caller checkpoints (a crash before that brings the dropped
+  // history back from the log, and the next reclaim pass drops it again). Suspends while
+  // another maintenance (aggregation, a checkpoint) runs; `still`, asked once nothing can
+  // suspend any more, says whether the drop is still wanted (the caller's map may have moved
+  // meanwhile). Returns the bytes of data dropped, none when `still` said no.
+  uint64_t drop_keys(const ObjectId& oid, std::string_view dkey,
+                     const std::vector<std::string>& akeys, const std::function<bool()>& still);
 
   // Snapshot rollback (storage/store_rollback.cpp, docs/TRANSACTIONS.md). rollback_begin
   // refuses a snapshot epoch aggregation no longer keeps readable, and an epoch `at` this store's
@@ -523,7 +534,19 @@ class TargetStore {
   // Maintenance (checkpoint, aggregation) runs one at a time.
   void maintenance_lock();
   void maintenance_unlock();
+  // Holds the maintenance lock for a scope (taking it may suspend).
+  struct MaintenanceHold {
+    explicit MaintenanceHold(TargetStore& s) : s_(s) { s_.maintenance_lock(); }
+    ~MaintenanceHold() { s_.maintenance_unlock(); }
+    MaintenanceHold(const MaintenanceHold&) = delete;
+    MaintenanceHold& operator=(const MaintenanceHold&) = delete;
+
+   private:
+    TargetStore& s_;
+  };
   Status checkpoint_locked();
+  // Drops a version from the index: its extents are freed after the next checkpoint.
+  void drop_version(Version& v);
   void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
                       const std::vector<uint64_t>& bounds, AggregateStats& st);
   void background();

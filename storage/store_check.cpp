@@ -102,11 +102,7 @@ Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
   {
     // Drop what lies at or below `upto`, as aggregation drops merged versions: the extents
     // are freed after the next checkpoint (the log still names them until then).
-    maintenance_lock();
-    struct Unlock {
-      TargetStore* s;
-      ~Unlock() { s->maintenance_unlock(); }
-    } unlock{this};
+    MaintenanceHold hold(*this);
     auto oit = objects_.find(oid);
     if (oit != objects_.end()) {
       auto dit = oit->second.dkeys.find(dkey);
@@ -120,11 +116,7 @@ Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
               kept.push_back(std::move(v));
               continue;
             }
-            for (const Extent& e : v.extents) {
-              pending_free_.push_back(e);
-              pending_bytes_ += round_block(e.len);
-            }
-            --versions_;
+            drop_version(v);
           }
           a.versions = std::move(kept);
           std::erase_if(a.punches, [upto](uint64_t p) { return p <= upto; });
@@ -145,6 +137,51 @@ Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
   }
   TESSERA_TRY(import_akey(oid, dkey, akey, x));
   return checkpoint();
+}
+
+void TargetStore::drop_version(Version& v) {
+  for (const Extent& e : v.extents) {
+    pending_free_.push_back(e);
+    pending_bytes_ += round_block(e.len);
+  }
+  v.extents.clear();
+  --versions_;
+}
+
+uint64_t TargetStore::drop_keys(const ObjectId& oid, std::string_view dkey,
+                                const std::vector<std::string>& akeys,
+                                const std::function<bool()>& still) {
+  // As aggregation: the one maintenance at a time (its passes keep places in the index across
+  // suspensions). Waiting for it may suspend; the drop itself does not.
+  MaintenanceHold hold(*this);
+  if (still && !still()) return 0;
+  auto oit = objects_.find(oid);
+  if (oit == objects_.end()) return 0;
+  auto dit = oit->second.dkeys.find(dkey);
+  if (dit == oit->second.dkeys.end()) return 0;
+  Dkey& d = dit->second;
+  uint64_t bytes = 0;
+  auto drop_akey = [&](std::map<std::string, AkeyVal, std::less<>>::iterator ait) {
+    for (Version& v : ait->second.versions) {
+      if (!v.punch) bytes += v.length;
+      drop_version(v);
+    }
+    return d.akeys.erase(ait);
+  };
+  if (akeys.empty()) {
+    for (auto ait = d.akeys.begin(); ait != d.akeys.end();) ait = drop_akey(ait);
+    d.punches.clear();
+  } else {
+    for (const auto& name : akeys) {
+      auto ait = d.akeys.find(name);
+      if (ait != d.akeys.end()) drop_akey(ait);
+    }
+  }
+  if (d.akeys.empty() && d.punches.empty()) {
+    oit->second.dkeys.erase(dit);
+    if (oit->second.dkeys.empty() && oit->second.punches.empty()) objects_.erase(oit);
+  }
+  return bytes;
 }
 
 }  // namespace tessera::storage

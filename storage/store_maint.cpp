@@ -478,11 +478,7 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
 }
 
 Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64_t> protect) {
-  maintenance_lock();
-  struct Unlock {
-    TargetStore* s;
-    ~Unlock() { s->maintenance_unlock(); }
-  } unlock{this};
+  MaintenanceHold hold(*this);
   AggregateStats st;
   uint64_t top = epoch == 0 ? hlc_.last() : std::min(epoch, hlc_.last());
   // Changes still on their way to the log may carry older epochs: stay below them.

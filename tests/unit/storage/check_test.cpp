@@ -2,7 +2,8 @@
 // keys (objects A and B of one store) get the same seeded random history, epochs included, and
 // B diverges below an epoch E (changes A never got, changes it missed): their digests at E
 // differ. After B's history at or below E is replaced by A's, B reads as A at every epoch, its
-// digests equal A's, what B got above E is still there, and all of it survives a restart.
+// digests equal A's, what B got above E is still there, and all of it survives a restart. And
+// the drop of a former home's keys (the reclaim), which a later fill must find empty.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -189,6 +190,66 @@ TEST_P(CheckTest, ADamagedCopyDigestsAsDamaged) {
   ASSERT_TRUE(open().is_ok());
   AkeyDigest bad = digest(kA, "d", "a", 0);
   EXPECT_TRUE(bad.damaged);
+}
+
+// The reclaim of a former home's keys (TargetStore::drop_keys, rebuild/reclaim.hpp). B is a
+// former home of A's keys: it kept an old value while A went on (a delete, then aggregation
+// dropped the delete and what it hid). Merging A's history into what B kept brings the old value
+// back; after B drops its keys, the same fill makes B read exactly as A. The drop frees the
+// space after the checkpoint, is durable after it, and does nothing when `still` says no.
+TEST_P(CheckTest, DroppedKeysLeaveNothingForALaterFillToMergeWith) {
+  ASSERT_TRUE(open().is_ok());
+  const std::string big(64u << 10, 'o');  // an extent, not inline
+  for (ObjectId oid : {kA, kB}) {
+    ASSERT_TRUE(put(oid, "d0", "s0", big).is_ok());
+    ASSERT_TRUE(put(oid, "d1", "s0", "kept").is_ok());
+    ASSERT_TRUE(put(oid, "d1", "s1", "dropped").is_ok());
+  }
+  // A alone: d0 deleted, then aggregated away with what it hid.
+  ASSERT_TRUE(run_on(target, [&] { return store->punch(kA, "d0", {}); }).is_ok());
+  aggregate();
+  auto fill = [&](ObjectId from, ObjectId to, const std::string& dk) -> Status {
+    return run_on(target, [&]() -> Status {
+      for (const auto& [ak, kind] : store->akey_names(from, dk)) {
+        auto x = store->export_akey(from, dk, ak);
+        if (!x) return x.status();
+        TESSERA_TRY(store->import_akey(to, dk, ak, *x));
+      }
+      return Status();
+    });
+  };
+  auto visible = [&](ObjectId oid, const std::string& dk, const std::string& ak) {
+    return run_on(target, [&] {
+      auto r = store->fetch(oid, dk, ak, ValueKind::single, 0, 0, 0);
+      return r && r->exists;
+    });
+  };
+  EXPECT_FALSE(visible(kA, "d0", "s0"));
+  ASSERT_TRUE(fill(kA, kB, "d0").is_ok());
+  EXPECT_TRUE(visible(kB, "d0", "s0")) << "the merge this guards against no longer happens";
+
+  // Not wanted any more (the map moved while the drop waited): nothing goes.
+  auto drop = [&](ObjectId oid, const std::string& dk, std::vector<std::string> aks, bool still) {
+    return run_on(target,
+                  [&] { return store->drop_keys(oid, dk, aks, [still] { return still; }); });
+  };
+  EXPECT_EQ(drop(kB, "d0", {}, false), 0u);
+  EXPECT_TRUE(visible(kB, "d0", "s0"));
+  const uint64_t used = stats().used;
+  EXPECT_EQ(drop(kB, "d0", {}, true), big.size());
+  EXPECT_EQ(drop(kB, "d1", {"s1"}, true), std::string("dropped").size());
+  ASSERT_TRUE(run_on(target, [&] { return store->checkpoint(); }).is_ok());
+  EXPECT_LT(stats().used, used) << "the dropped extents are free after the checkpoint";
+  ASSERT_TRUE(fill(kA, kB, "d0").is_ok());
+  EXPECT_FALSE(visible(kB, "d0", "s0"));
+  auto names = [&](ObjectId oid) { return run_on(target, [&] { return store->dkey_names(oid); }); };
+  EXPECT_EQ(names(kB), std::vector<std::string>{"d1"});
+  close();
+  ASSERT_TRUE(open().is_ok());
+  EXPECT_EQ(names(kB), std::vector<std::string>{"d1"}) << "after a restart";
+  EXPECT_EQ(get_str(kB, "d1", "s0"), "kept");
+  EXPECT_FALSE(visible(kB, "d1", "s1"));
+  EXPECT_TRUE(visible(kA, "d1", "s1"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CheckTest, ::testing::Values("uring", "aio"),
