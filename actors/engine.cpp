@@ -17,6 +17,7 @@
 #include "proto/capnp_util.hpp"
 #include "proto/protocol.hpp"
 #include "proto/system.capnp.h"
+#include "rebuild/reclaim.hpp"
 #include "rebuild/reencode.hpp"
 #include "rebuild/run.hpp"
 #include "security/names.hpp"
@@ -339,17 +340,24 @@ void Engine::attach(mgmt::MgmtLink* link) {
       return Status();
     });
   }
-  if (cfg_.ec_reencode_interval_ms > 0) start_reencode();
+  start_background();
 }
 
-void Engine::start_reencode() {
-  const auto interval = std::chrono::milliseconds(cfg_.ec_reencode_interval_ms);
+void Engine::start_background() {
+  const auto reencode = std::chrono::milliseconds(cfg_.ec_reencode_interval_ms);
+  const auto reclaim = std::chrono::milliseconds(cfg_.reclaim_interval_ms);
   const uint32_t rank = cfg_.rank;
   for (auto& sp : slots_) {
     Slot* s = sp.get();
-    s->target->post([s, rank, interval] {
-      rebuild::reencode_loop(*s->target, *s->rt, s->pools, rank, interval);
-    });
+    if (reencode.count() > 0) {
+      s->target->post([s, rank, reencode] {
+        rebuild::reencode_loop(*s->target, *s->rt, s->pools, rank, reencode);
+      });
+    }
+    if (reclaim.count() > 0) {
+      s->target->post(
+          [s, rank, reclaim] { rebuild::reclaim_loop(*s->target, s->pools, rank, reclaim); });
+    }
   }
 }
 

@@ -102,8 +102,9 @@ class Engine {
   // Drops the data of some targets' shards of a pool and opens them empty (reintegration).
   Status reset_shards(uint32_t id, const std::string& uuid, uint64_t bytes,
                       const std::vector<uint32_t>& targets);
-  // A fiber on every target re-encodes erasure-coded partial-stripe copies now and then.
-  void start_reencode();
+  // Fibers on every target, now and then: re-encoding of erasure-coded partial-stripe copies,
+  // and the reclaim of what the pool maps no longer place there (each when its interval > 0).
+  void start_background();
   // Runs (or re-reports) a rebuild generation of a pool on every target.
   void start_rebuild(uint32_t pool, uint32_t gen, uint32_t version);
   // The directory of a pool's shards; refuses a `uuid` that is not a canonical UUID.

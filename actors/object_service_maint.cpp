@@ -92,6 +92,11 @@ Status ObjectService::on_stats(Message& m) {
     rep.setCheckRunning(sh->check.running);
     rep.setCheckScrubs(sh->check.scrubs);
     rep.setCheckError(sh->check.last_error);
+    rep.setReclaimPasses(sh->reclaim.passes);
+    rep.setReclaimDkeys(sh->reclaim.dkeys);
+    rep.setReclaimAkeys(sh->reclaim.akeys);
+    rep.setReclaimBytes(sh->reclaim.bytes);
+    rep.setReclaimError(sh->reclaim.last_error);
   }
   return rt_.reply(m, Status(), capn::to_body(b));
 }

@@ -111,6 +111,9 @@ int main(int argc, char** argv) {
   app.add_option("--ec-reencode-interval-ms", flags.ec_reencode_interval_ms,
                  "erasure coding: re-encode full stripes of partial-stripe copies into cells and "
                  "parity every this often (0: off; default 10000)");
+  app.add_option("--reclaim-interval-ms", flags.reclaim_interval_ms,
+                 "rebuild: drop what the pool map no longer places on a target (a former home's "
+                 "data) every this often, once the map settled (0: off; default 10000)");
   app.add_option("--system-key", flags.system_key,
                  "file of the key engines and administrators share (mode 0600)");
   app.add_option("--node-keys", flags.node_keys,
@@ -178,6 +181,7 @@ int main(int argc, char** argv) {
   if (given("--ec-reencode-interval-ms")) {
     cfg.ec_reencode_interval_ms = flags.ec_reencode_interval_ms;
   }
+  if (given("--reclaim-interval-ms")) cfg.reclaim_interval_ms = flags.reclaim_interval_ms;
   if (given("--system-key")) cfg.system_key = flags.system_key;
   if (given("--node-keys")) cfg.node_keys = flags.node_keys;
   if (given("--insecure")) cfg.insecure = flags.insecure;

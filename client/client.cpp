@@ -429,6 +429,11 @@ Result<StoreTargetStats> decode_stats(Message& m) {
   s.check_running = r.getCheckRunning();
   s.check_scrubs = r.getCheckScrubs();
   s.check_error = r.getCheckError();
+  s.reclaim_passes = r.getReclaimPasses();
+  s.reclaim_dkeys = r.getReclaimDkeys();
+  s.reclaim_akeys = r.getReclaimAkeys();
+  s.reclaim_bytes = r.getReclaimBytes();
+  s.reclaim_error = r.getReclaimError();
   return s;
 }
 }  // namespace

@@ -118,6 +118,12 @@ struct StoreTargetStats : StoreStats {  // one target's store counters (stats_as
   bool check_running = false;
   uint64_t check_scrubs = 0;  // passes of the background scrubber
   std::string check_error;
+  // Reclaim of what the pool map no longer places on the target (since the engine started).
+  uint64_t reclaim_passes = 0;
+  uint64_t reclaim_dkeys = 0;
+  uint64_t reclaim_akeys = 0;
+  uint64_t reclaim_bytes = 0;
+  std::string reclaim_error;
 };
 
 // One target's scrub pass (Client::pool_scrub): what it read back and what it repaired.

@@ -137,6 +137,7 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
                                               "swim_suspicion_ms",
                                               "rebuild_share_pct",
                                               "ec_reencode_interval_ms",
+                                              "reclaim_interval_ms",
                                               "system_key",
                                               "node_keys",
                                               "insecure"};
@@ -241,7 +242,8 @@ Result<EngineConfig> parse_engine_config(const std::string& text, EngineConfig c
         std::pair{"swim_indirect", &cfg.swim_indirect},
         std::pair{"swim_suspicion_ms", &cfg.swim_suspicion_ms},
         std::pair{"rebuild_share_pct", &cfg.rebuild_share_pct}, std::pair{"spin_us", &cfg.spin_us},
-        std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms}}) {
+        std::pair{"ec_reencode_interval_ms", &cfg.ec_reencode_interval_ms},
+        std::pair{"reclaim_interval_ms", &cfg.reclaim_interval_ms}}) {
     if (!root[key]) continue;
     TESSERA_ASSIGN_OR_RETURN(*field, read<uint64_t>(root[key], key, "a whole number >= 0"));
   }

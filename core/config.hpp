@@ -65,6 +65,10 @@ struct EngineConfig {
   // (rebuild/reencode.hpp): one pass over each pool shard per interval; 0: off. A shard is
   // re-encoded only once its pool map has stayed the same for a whole interval.
   uint64_t ec_reencode_interval_ms = 10000;
+  // Reclaim of what the pool map no longer places on a target (a former home's data,
+  // rebuild/reclaim.hpp): one pass over each pool shard per interval once its map has stayed
+  // the same for a whole interval; 0: off.
+  uint64_t reclaim_interval_ms = 10000;
   // Security (docs/SECURITY.md). `system_key`: the key file engines and administrators share;
   // required unless `insecure`. `node_keys`: the directory of the public keys (NODE.pub) of the
   // node agents whose users' credentials the management service accepts. `insecure`: nothing

@@ -359,6 +359,14 @@ int first_holder(const std::vector<Position>& pos) {
   return -1;
 }
 
+bool settled(const std::vector<Position>& pos, const PoolMap& map) {
+  for (const auto& p : pos) {
+    const auto st = map.state(p.home.rank, p.home.target);
+    if (!p.complete || p.prev || !st || *st != TargetState::up_in) return false;
+  }
+  return true;
+}
+
 FillBy fill_by(const std::vector<Position>& pos, size_t i) {
   const Position& p = pos.at(i);
   if (!p.home.available || p.complete) return FillBy::none;

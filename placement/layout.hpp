@@ -146,6 +146,9 @@ FillBy fill_by(const std::vector<Position>& pos, size_t i);
 int first_complete(const std::vector<Position>& pos);
 // The first position with a reader: a complete home or a serving former holder (-1: none).
 int first_holder(const std::vector<Position>& pos);
+// Whether a group has settled under `map`: every position complete at its own home, no former
+// holder serving, every home `up-in` (nothing of the group moves or waits to be rebuilt).
+bool settled(const std::vector<Position>& pos, const PoolMap& map);
 
 // An object's layout in a pool map and, while the map moves data, in the settled map.
 struct Placement {

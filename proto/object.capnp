@@ -219,6 +219,13 @@ struct TargetStatsRep {
   checkRunning      @30 :Bool;
   checkScrubs       @31 :UInt64;  # passes of the background scrubber (pool property `scrub`)
   checkError        @32 :Text;
+  # Reclaim of what the pool map no longer places on the target (rebuild/reclaim.hpp), since
+  # the engine started: passes run, whole dkeys and akeys dropped, their bytes.
+  reclaimPasses     @33 :UInt64;
+  reclaimDkeys      @34 :UInt64;
+  reclaimAkeys      @35 :UInt64;
+  reclaimBytes      @36 :UInt64;
+  reclaimError      @37 :Text;
 }
 
 # Scrub (kObjScrub): reads every stored piece of a pool's shard back against its checksum and

@@ -4,19 +4,19 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <vector>
 
-#include "shard/keys.hpp"
-#include "proto/protocol.hpp"
-#include "proto/capnp_util.hpp"
-#include "proto/object.capnp.h"
 #include "core/checksum.hpp"
 #include "core/log.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
+#include "proto/object.capnp.h"
+#include "proto/protocol.hpp"
 #include "rebuild/peer.hpp"
+#include "rebuild/settled.hpp"
+#include "shard/keys.hpp"
 
 namespace tessera::rebuild {
 
@@ -224,10 +224,7 @@ struct Reencoder {
     }
     if (copies.empty()) return Status();
     // Every position serves at its own home, complete: the stripe can be written whole.
-    for (const auto& p : pos) {
-      const auto st = map.state(p.home.rank, p.home.target);
-      if (!p.complete || p.prev || !st || *st != placement::TargetState::up_in) return Status();
-    }
+    if (!placement::settled(pos, map)) return Status();
     const uint64_t batch = std::max<uint64_t>(1, o.batch_bytes / g.stripe());
     for (const auto& copy : copies) {
       const std::string akey = copy.substr(placement::ec_copy_akey("").size());
@@ -273,47 +270,26 @@ Result<ReencodeCounters> reencode(ActorRuntime& rt, uint32_t rank, uint16_t targ
 void reencode_loop(Target& t, ActorRuntime& rt, TargetPools& pools, uint32_t rank,
                    std::chrono::milliseconds interval) {
   const auto index = static_cast<uint16_t>(t.index());
-  std::map<uint32_t, uint32_t> seen;  // pool -> map version at the previous pass
-  constexpr Nanos kSlice = std::chrono::milliseconds(100);
-  while (!t.stopping()) {
-    for (Nanos slept{0}; slept < interval && !t.stopping(); slept += kSlice) {
-      t.sleep_for(std::min<Nanos>(kSlice, interval - slept));
-    }
-    std::vector<uint32_t> ids;
-    for (const auto& [id, sh] : pools.shards) ids.push_back(id);
-    for (uint32_t id : ids) {
-      auto it = pools.shards.find(id);
-      if (t.stopping() || pools.stopped || it == pools.shards.end()) continue;
-      PoolShard& sh = *it->second;
-      if (!sh.view || sh.closing) continue;
-      // Only once the map has stayed the same for a whole interval.
-      const uint32_t v = sh.view->pool.map.version;
-      auto [at, fresh] = seen.try_emplace(id, v);
-      if (fresh || at->second != v) {
-        at->second = v;
-        continue;
+  settled_loop(t, pools, interval, [&](uint32_t id, PoolShard& sh) {
+    ReencodeOptions o;
+    o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
+    auto r = reencode(rt, rank, index, sh, o);
+    ++sh.reencode.passes;
+    if (r) {
+      sh.reencode.stripes += r->stripes;
+      sh.reencode.copy_bytes += r->copy_bytes;
+      if (r->stripes > 0) {
+        log::info(
+            "pool {} target {}: {} stripes of partial-stripe copies re-encoded into cells and "
+            "parity ({} bytes of copies released)",
+            id, index, r->stripes, r->copy_bytes);
       }
-      ShardUse use(sh);
-      ReencodeOptions o;
-      o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
-      auto r = reencode(rt, rank, index, sh, o);
-      ++sh.reencode.passes;
-      if (r) {
-        sh.reencode.stripes += r->stripes;
-        sh.reencode.copy_bytes += r->copy_bytes;
-        if (r->stripes > 0) {
-          log::info(
-              "pool {} target {}: {} stripes of partial-stripe copies re-encoded into cells and "
-              "parity ({} bytes of copies released)",
-              id, index, r->stripes, r->copy_bytes);
-        }
-      } else {
-        sh.reencode.last_error = r.status().to_string();
-        log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id, index,
-                  sh.reencode.last_error);
-      }
+    } else {
+      sh.reencode.last_error = r.status().to_string();
+      log::warn("pool {} target {}: re-encoding pass: {} (the next pass starts again)", id, index,
+                sh.reencode.last_error);
     }
-  }
+  });
 }
 
 }  // namespace tessera::rebuild

@@ -77,6 +77,15 @@ struct PoolShard {
     std::string last_error;
   };
   Reencode reencode;
+  // Reclaim of what the pool map no longer places on this target (rebuild/reclaim.hpp).
+  struct Reclaim {
+    uint64_t passes = 0;
+    uint64_t dkeys = 0;  // whole dkeys dropped
+    uint64_t akeys = 0;  // akeys dropped from dkeys held in part
+    uint64_t bytes = 0;
+    std::string last_error;
+  };
+  Reclaim reclaim;
   // Damaged stored pieces (rebuild/repair.hpp): akeys a read found damaged wait in `queue`
   // (bounded) for the shard's repair fiber; the counters add up every repair and scrub pass.
   struct Repair {

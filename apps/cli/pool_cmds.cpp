@@ -195,6 +195,9 @@ int pool_query(Globals& g, const PoolArgs& a) {
   struct {
     uint64_t passes = 0, scrubs = 0, inconsistent = 0, fixed = 0;
   } check;
+  struct {
+    uint64_t dkeys = 0, akeys = 0, bytes = 0;
+  } reclaimed;
   std::vector<PoolTargetSpace> space;
   if (!a.no_space) {
     ClientOptions co;
@@ -231,6 +234,14 @@ int pool_query(Globals& g, const PoolArgs& a) {
                       {"inconsistent", s.stats->check_inconsistent},
                       {"fixed", s.stats->check_fixed}};
         if (!s.stats->check_error.empty()) t["check"]["error"] = s.stats->check_error;
+        t["reclaim"] = {{"passes", s.stats->reclaim_passes},
+                        {"dkeys", s.stats->reclaim_dkeys},
+                        {"akeys", s.stats->reclaim_akeys},
+                        {"bytes", s.stats->reclaim_bytes}};
+        if (!s.stats->reclaim_error.empty()) t["reclaim"]["error"] = s.stats->reclaim_error;
+        reclaimed.dkeys += s.stats->reclaim_dkeys;
+        reclaimed.akeys += s.stats->reclaim_akeys;
+        reclaimed.bytes += s.stats->reclaim_bytes;
         check.passes += s.stats->check_passes;
         check.scrubs += s.stats->check_scrubs;
         check.inconsistent += s.stats->check_inconsistent;
@@ -251,6 +262,8 @@ int pool_query(Globals& g, const PoolArgs& a) {
     j["repair"] = {{"damaged", repair.damaged},
                    {"repaired", repair.repaired},
                    {"unrepaired", repair.unrepaired}};
+    j["reclaim"] = {
+        {"dkeys", reclaimed.dkeys}, {"akeys", reclaimed.akeys}, {"bytes", reclaimed.bytes}};
     j["check"] = {{"passes", check.passes},
                   {"scrubs", check.scrubs},
                   {"inconsistent", check.inconsistent},
@@ -299,6 +312,13 @@ int pool_query(Globals& g, const PoolArgs& a) {
           "erasure coding: %llu stripes of partial-stripe copies re-encoded (%s of copies "
           "released)\n",
           static_cast<unsigned long long>(reencoded.stripes), human(reencoded.bytes).c_str());
+      if (reclaimed.dkeys + reclaimed.akeys > 0) {
+        std::printf(
+            "reclaimed since the engines started (data the map no longer places on its "
+            "target): %llu dkeys, %llu akeys, %s\n",
+            static_cast<unsigned long long>(reclaimed.dkeys),
+            static_cast<unsigned long long>(reclaimed.akeys), human(reclaimed.bytes).c_str());
+      }
       if (repair.damaged > 0) {
         std::printf("damaged pieces met since the engines started: %llu, %llu repaired, %llu "
                     "with no good copy\n",

@@ -431,6 +431,16 @@ class SimEngine {
     });
     return f.get();
   }
+  // The same with the target's pool shards (TargetPools: its map fetches, every shard).
+  template <typename F>
+  auto on_pools(F fn) -> decltype(fn(std::declval<TargetPools&>())) {
+    using R = decltype(fn(std::declval<TargetPools&>()));
+    auto p = std::make_shared<std::promise<R>>();
+    auto f = p->get_future();
+    Life* l = life_.get();
+    l->target->post([l, p, fn = std::move(fn)]() mutable { p->set_value(fn(*l->pools)); });
+    return f.get();
+  }
   // Wakes the living incarnation's target, to fire the timers a clock skip made due (any thread).
   void wake() {
     std::lock_guard lk(mu_);

@@ -79,6 +79,7 @@
 #include "mgmt/rebuild_driver.hpp"
 #include "mgmt/state.hpp"
 #include "placement/layout.hpp"
+#include "rebuild/reclaim.hpp"
 #include "rebuild/reencode.hpp"
 #include "rebuild/run.hpp"
 #include "shard/keys.hpp"
@@ -130,12 +131,15 @@ class Simulation {
         engines_.back()->aggregation_interval = std::chrono::milliseconds(150);
         engines_.back()->aggregation_delay = std::chrono::milliseconds(600);
       }
-      if (variant.partial) {
-        engines_.back()->background = [](Target& t, ActorRuntime& rt, TargetPools& pools,
-                                         uint32_t rank) {
-          rebuild::reencode_loop(t, rt, pools, rank, std::chrono::milliseconds(200));
-        };
-      }
+      // As an engine runs them: the reclaim of what the map no longer places on a target,
+      // and (partial-stripe writes) the re-encoding of their copies.
+      engines_.back()->background = [partial = variant.partial](Target& t, ActorRuntime& rt,
+                                                                TargetPools& pools, uint32_t rank) {
+        t.spawn([&t, &pools, rank] {
+          rebuild::reclaim_loop(t, pools, rank, std::chrono::milliseconds(200));
+        });
+        if (partial) rebuild::reencode_loop(t, rt, pools, rank, std::chrono::milliseconds(200));
+      };
       EXPECT_TRUE(engines_.back()->start().is_ok());
     }
     for (uint32_t w = 0; w < kWriters; ++w) {
@@ -182,6 +186,7 @@ class Simulation {
   static inline uint64_t aggregations_ = 0;                // over all seeds
   static inline uint64_t snapshots_taken_ = 0;
   static inline uint64_t reencoded_ = 0;
+  static inline uint64_t reclaimed_ = 0;          // dkeys, over all seeds
   static inline uint64_t generations_total_ = 0;  // completed, over all seeds
 
  private:
@@ -567,6 +572,62 @@ class Simulation {
     }
   }
 
+  // The settled map against what the engines keep: after one reclaim pass on each (on the
+  // newest map), no engine keeps a dkey of which it holds no position, nor an erasure-coded
+  // cell of a position it does not hold (a former home's data, which a later fill of the same
+  // target would merge with: rebuild/reclaim.hpp).
+  void check_reclaimed() {
+    struct Kept {
+      std::shared_ptr<const mgmt::PoolView> view;
+      std::vector<std::tuple<ObjectId, std::string, std::string>> akeys;
+    };
+    for (auto& e : engines_) {
+      const uint32_t r = e->rank();
+      auto kept = e->on_pools([r](TargetPools& pools) -> Result<Kept> {
+        PoolShard& sh = *pools.shards.at(1);
+        auto v = pools.fetch_view(1, 0);
+        if (!v) return v.status();
+        if (!sh.view || (*v)->pool.map.version > sh.view->pool.map.version) sh.set_view(*v);
+        ShardUse use(sh);
+        auto c = rebuild::reclaim(r, 0, sh, {});
+        if (!c) return c.status();
+        Kept out{sh.view, {}};
+        for (const ObjectId& key : sh.store->object_keys()) {
+          for (const auto& dk : sh.store->dkey_names(key)) {
+            for (const auto& [ak, kind] : sh.store->akey_names(key, dk)) {
+              out.akeys.emplace_back(key, dk, ak);
+            }
+          }
+        }
+        return out;
+      });
+      ASSERT_TRUE(kept) << "rank " << r << ": reclaim: " << kept.status().to_string();
+      const placement::PoolMap& map = kept->view->pool.map;
+      for (const auto& [key, dk, ak] : kept->akeys) {
+        const uint32_t cont = shard_keys::cont_of(key);
+        bool lost = false;
+        for (const auto& k : kept->view->conts) lost |= k.c.id == cont && k.c.lost_data;
+        auto place = placement::place(shard_keys::user_oid(key), map);
+        ASSERT_TRUE(place);
+        const auto group = place->dkey(dk);
+        if (lost || !placement::settled(group, map)) continue;
+        std::vector<uint32_t> held;
+        for (uint32_t i = 0; i < group.size(); ++i) {
+          if (group[i].home.rank == r) held.push_back(i);
+        }
+        ASSERT_FALSE(held.empty())
+            << "rank " << r << " keeps dkey " << dk << " of object " << shard_keys::user_oid(key).lo
+            << " after a reclaim pass, and holds no position of it";
+        if (auto cell = placement::parse_ec_cell_akey(ak)) {
+          ASSERT_TRUE(std::count(held.begin(), held.end(), cell->second) > 0)
+              << "rank " << r << " keeps the cells of position " << cell->second << " of dkey "
+              << dk << " after a reclaim pass, and holds positions "
+              << fmt::format("{}", fmt::join(held, ","));
+        }
+      }
+    }
+  }
+
   // What every position of array key k's group holds (its cells' and the checksum record's
   // versions: epoch, byte range, the update a data cell names), the copies on every engine (a
   // former home keeps what it took) and the key's updates in the model: printed beside a
@@ -714,23 +775,28 @@ class Simulation {
     }
     check_reads(all);
     if (::testing::Test::HasFailure()) return;
-    uint64_t power = 0, incarnations = 0, aggregations = 0, reencoded = 0;
+    check_reclaimed();
+    if (::testing::Test::HasFailure()) return;
+    uint64_t power = 0, incarnations = 0, aggregations = 0, reencoded = 0, reclaimed = 0;
     for (auto& e : engines_) {
       power += e->power_losses();
       incarnations += e->incarnation();
       aggregations += e->on_target(
           [](PoolShard& sh, ObjectService&) { return sh.store->stats().aggregations; });
       reencoded += e->on_target([](PoolShard& sh, ObjectService&) { return sh.reencode.stripes; });
+      reclaimed += e->on_target([](PoolShard& sh, ObjectService&) { return sh.reclaim.dkeys; });
     }
     aggregations_ += aggregations;
     reencoded_ += reencoded;
+    reclaimed_ += reclaimed;
     snapshots_taken_ += snaps_.size();
     std::cout << fmt::format(
         "seed {}: {} updates ({} acknowledged); {} faults ({} power losses, {} engine starts); "
         "{} generations completed; map version {}; {} messages, {} dropped; {} snapshots; {} "
-        "aggregation passes and {} stripes re-encoded since the last starts\n",
+        "aggregation passes, {} stripes re-encoded and {} dkeys reclaimed since the last starts\n",
         seed_, all.size(), acked, log_.size(), power, incarnations, generations_,
-        pool().map.version, net_.sent(), net_.dropped(), snaps_.size(), aggregations, reencoded);
+        pool().map.version, net_.sent(), net_.dropped(), snaps_.size(), aggregations, reencoded,
+        reclaimed);
     EXPECT_GT(acked, 0u);
     generations_total_ += generations_;
     std::string points;
@@ -785,6 +851,7 @@ void run_seeds(const Variant& variant, const std::string& name, int count, uint6
   Simulation::aggregations_ = 0;
   Simulation::snapshots_taken_ = 0;
   Simulation::reencoded_ = 0;
+  Simulation::reclaimed_ = 0;
   Simulation::generations_total_ = 0;
   const std::vector<uint64_t> run = seeds(name, count, step);
   for (uint64_t seed : run) {
