@@ -266,6 +266,7 @@ TEST(Placement, PositionsWhileDataMoves) {
       EXPECT_FALSE(p.prev.has_value());
       EXPECT_EQ(p.reader(), &p.home);
     }
+    EXPECT_TRUE(tessera::placement::settled(settled->dkey(dkey), m)) << i;
     // Rank 2 fails, rank 4 drains: their positions move; nothing else does.
     PoolMap mv = m;
     mv.settled = m.engines;
@@ -277,6 +278,10 @@ TEST(Placement, PositionsWhileDataMoves) {
     auto before = settled->dkey(dkey);
     auto now = moving->dkey(dkey);
     ASSERT_EQ(before.size(), now.size());
+    // A group settles again only once nothing of it moves (what a reclaim pass waits for).
+    bool moved = false;
+    for (const auto& p : before) moved |= p.home.rank == 2 || p.home.rank == 4;
+    EXPECT_EQ(tessera::placement::settled(now, mv), !moved) << i;
     for (size_t s = 0; s < now.size(); ++s) {
       const Shard& old = before[s].home;
       if (old.rank == 2) {
@@ -307,6 +312,7 @@ TEST(Placement, PositionsWhileDataMoves) {
       EXPECT_TRUE(fin[s].complete);
       EXPECT_TRUE(same_target(fin[s].home, now[s].home));
     }
+    EXPECT_TRUE(tessera::placement::settled(fin, done)) << i;
   }
 }
 
