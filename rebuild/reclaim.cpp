@@ -103,7 +103,8 @@ Result<ReclaimCounters> reclaim(uint32_t rank, uint16_t target, PoolShard& shard
 void reclaim_loop(Target& t, TargetPools& pools, uint32_t rank,
                   std::chrono::milliseconds interval) {
   const auto index = static_cast<uint16_t>(t.index());
-  settled_loop(t, pools, interval, [&](uint32_t id, PoolShard& sh) {
+  // A former home is the target no request brings a new map to: ask the service for it.
+  settled_loop(t, pools, interval, true, [&](uint32_t id, PoolShard& sh) {
     ReclaimOptions o;
     o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
     auto r = reclaim(rank, index, sh, o);

@@ -270,7 +270,9 @@ Result<ReencodeCounters> reencode(ActorRuntime& rt, uint32_t rank, uint16_t targ
 void reencode_loop(Target& t, ActorRuntime& rt, TargetPools& pools, uint32_t rank,
                    std::chrono::milliseconds interval) {
   const auto index = static_cast<uint16_t>(t.index());
-  settled_loop(t, pools, interval, [&](uint32_t id, PoolShard& sh) {
+  // The leader of a group learns new maps from the group's requests; a round it starts under
+  // an old one is refused by the positions (their requests carry its map version).
+  settled_loop(t, pools, interval, false, [&](uint32_t id, PoolShard& sh) {
     ReencodeOptions o;
     o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
     auto r = reencode(rt, rank, index, sh, o);

@@ -7,6 +7,7 @@
 namespace tessera::rebuild {
 
 void settled_loop(Target& t, TargetPools& pools, std::chrono::milliseconds interval,
+                  bool ask_service,
                   const std::function<void(uint32_t pool, PoolShard& shard)>& pass) {
   std::map<uint32_t, uint32_t> seen;  // pool -> map version at the previous interval
   constexpr Nanos kSlice = std::chrono::milliseconds(100);
@@ -22,9 +23,9 @@ void settled_loop(Target& t, TargetPools& pools, std::chrono::milliseconds inter
       PoolShard& sh = *it->second;
       if (!sh.view || sh.closing) continue;
       ShardUse use(sh);
-      // A target learns a new map from the requests that carry it: one that no map change
-      // concerns (a former home) would keep judging by an old one. Ask the service.
-      if (pools.fetch_view) {
+      // A target learns a new map from the requests that carry it: one that no request
+      // reaches any more (a former home) would keep judging by an old one.
+      if (ask_service && pools.fetch_view) {
         auto fresh = pools.fetch_view(id, sh.view->pool.map.version + 1);
         if (sh.closing || !sh.view) continue;
         if (fresh && *fresh && (*fresh)->pool.map.version > sh.view->pool.map.version) {
