@@ -26,10 +26,10 @@ void settled_loop(Target& t, TargetPools& pools, std::chrono::milliseconds inter
       // A target learns a new map from the requests that carry it: one that no request
       // reaches any more (a former home) would keep judging by an old one.
       if (ask_service && pools.fetch_view) {
-        auto fresh = pools.fetch_view(id, sh.view->pool.map.version + 1);
+        auto newer = pools.fetch_view(id, sh.view->pool.map.version + 1);
         if (sh.closing || !sh.view) continue;
-        if (fresh && *fresh && (*fresh)->pool.map.version > sh.view->pool.map.version) {
-          sh.set_view(std::move(*fresh));
+        if (newer && *newer && (*newer)->pool.map.version > sh.view->pool.map.version) {
+          sh.set_view(std::move(*newer));
           if (pools.learn) pools.learn(*sh.view);
         }
       }

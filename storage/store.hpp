@@ -545,8 +545,13 @@ class TargetStore {
     TargetStore& s_;
   };
   Status checkpoint_locked();
-  // Drops a version from the index: its extents are freed after the next checkpoint.
-  void drop_version(Version& v);
+  // Drops a version from the index: its extents are freed after the next checkpoint. Returns
+  // the bytes they occupy.
+  uint64_t drop_version(Version& v);
+  // Erases the dkey `dit` of object `oit` once it holds no akey and no punch, then the object
+  // once it holds no dkey and no punch.
+  void erase_if_empty(std::map<ObjectId, Object>::iterator oit,
+                      std::map<std::string, Dkey, std::less<>>::iterator dit);
   void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
                       const std::vector<uint64_t>& bounds, AggregateStats& st);
   void background();

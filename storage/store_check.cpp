@@ -126,10 +126,7 @@ Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
           }
           if (a.versions.empty() && a.punches.empty()) {
             dit->second.akeys.erase(ait);
-            if (dit->second.akeys.empty() && dit->second.punches.empty()) {
-              oit->second.dkeys.erase(dit);
-              if (oit->second.dkeys.empty() && oit->second.punches.empty()) objects_.erase(oit);
-            }
+            erase_if_empty(oit, dit);
           }
         }
       }
@@ -139,13 +136,23 @@ Status TargetStore::replace_history(const ObjectId& oid, std::string_view dkey,
   return checkpoint();
 }
 
-void TargetStore::drop_version(Version& v) {
+uint64_t TargetStore::drop_version(Version& v) {
+  uint64_t freed = 0;
   for (const Extent& e : v.extents) {
     pending_free_.push_back(e);
-    pending_bytes_ += round_block(e.len);
+    freed += round_block(e.len);
   }
+  pending_bytes_ += freed;
   v.extents.clear();
   --versions_;
+  return freed;
+}
+
+void TargetStore::erase_if_empty(std::map<ObjectId, Object>::iterator oit,
+                                 std::map<std::string, Dkey, std::less<>>::iterator dit) {
+  if (!dit->second.akeys.empty() || !dit->second.punches.empty()) return;
+  oit->second.dkeys.erase(dit);
+  if (oit->second.dkeys.empty() && oit->second.punches.empty()) objects_.erase(oit);
 }
 
 uint64_t TargetStore::drop_keys(const ObjectId& oid, std::string_view dkey,
@@ -177,10 +184,7 @@ uint64_t TargetStore::drop_keys(const ObjectId& oid, std::string_view dkey,
       if (ait != d.akeys.end()) drop_akey(ait);
     }
   }
-  if (d.akeys.empty() && d.punches.empty()) {
-    oit->second.dkeys.erase(dit);
-    if (oit->second.dkeys.empty() && oit->second.punches.empty()) objects_.erase(oit);
-  }
+  erase_if_empty(oit, dit);
   return bytes;
 }
 

@@ -320,13 +320,8 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
   if (old <= 1 && !punched && !range_punch) return;
 
   auto drop = [&](Version& v) {
-    for (const Extent& e : v.extents) {
-      pending_free_.push_back(e);
-      pending_bytes_ += round_block(e.len);
-      st.bytes_freed += round_block(e.len);
-    }
+    st.bytes_freed += drop_version(v);
     ++st.versions_dropped;
-    --versions_;
   };
   const size_t n = a.versions.size();
   std::vector<Version> kept;
