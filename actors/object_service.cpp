@@ -222,7 +222,7 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
     }
     return w.store->dtx_prepare(id, participants, std::move(stage), kPlainChecks);
   };
-  std::vector<std::function<Status()>> remote;
+  std::vector<DtxPart> remote;
   for (const auto& peer : peers) {
     const uint64_t who = storage::dtx_member(peer.rank, peer.target);
     auto commits = take_notices(*w.shard, who);
@@ -234,18 +234,20 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                  ? forwarded<schema::UpdateReq>(m.body, epoch, id, participants, commits)
                  : forwarded<schema::PunchReq>(m.body, epoch, id, participants, commits);
     f.bulk = Buffer(m.bulk.data(), m.bulk.size());
-    remote.push_back([this, f = std::make_shared<Message>(std::move(f)), peer]() -> Status {
-      auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
-      if (!r) {
-        return Status(r.status().code(), fmt::format("replica rank {} target {}: {}", peer.rank,
-                                                     peer.target, r.status().message()));
-      }
-      if (r->status != Errc::ok) {
-        return Status(r->status, fmt::format("replica rank {} target {}: {}", peer.rank,
-                                             peer.target, r->error));
-      }
-      return Status();
-    });
+    remote.push_back({who, [this, f = std::make_shared<Message>(std::move(f)), peer]() -> Status {
+                        auto r =
+                            rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
+                        if (!r) {
+                          return Status(r.status().code(),
+                                        fmt::format("replica rank {} target {}: {}", peer.rank,
+                                                    peer.target, r.status().message()));
+                        }
+                        if (r->status != Errc::ok) {
+                          return Status(r->status, fmt::format("replica rank {} target {}: {}",
+                                                               peer.rank, peer.target, r->error));
+                        }
+                        return Status();
+                      }});
   }
   TESSERA_TRY(
       lead_dtx(*w.shard, *w.store, id, dkey, participants, sequential, prepare_local, remote));

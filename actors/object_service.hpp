@@ -149,14 +149,22 @@ class ObjectService final : public Actor {
                              bool sequential, const Local& local);
 
   // ---- distributed transactions (actors/object_service_dtx.cpp) ----
+  // One other participant's part: who holds it, and the call that prepares it there.
+  struct DtxPart {
+    uint64_t member;
+    std::function<Status()> prepare;
+  };
   // Leader: prepares this target's part (`prepare_local`) and every other participant's
-  // (`remote`, one call each, run in parallel; after the local part when `sequential`), then
-  // commits when all prepared and aborts everywhere otherwise. Returns the first failure.
-  // `key` (the dkey) names the transaction to the crash points (core/crash_point.hpp).
+  // (`remote`, run in parallel; after the local part when `sequential`), then commits when all
+  // prepared and aborts everywhere otherwise. Returns the first failure. The parts on this
+  // engine's other targets are prepared before any other engine hears of the transaction: one
+  // death takes all of an engine's targets, and a refusal nobody else saw must not leave the
+  // others holding the transaction prepared (they would commit it by vote). `key` (the dkey)
+  // names the transaction to the crash points (core/crash_point.hpp).
   Status lead_dtx(PoolShard& sh, storage::TargetStore& store, const storage::DtxId& id,
                   std::string_view key, const std::vector<uint64_t>& participants, bool sequential,
-                  const std::function<Status()>& prepare_local,
-                  const std::vector<std::function<Status()>>& remote, bool confirm_abort = false);
+                  const std::function<Status()>& prepare_local, const std::vector<DtxPart>& remote,
+                  bool confirm_abort = false);
   // A user transaction's abort, made durable on every other participant, and then here, before
   // the client hears it (`confirm_abort` of lead_dtx): otherwise participants deciding without
   // the coordinator could still commit it. `uncertain` when some participant did not confirm:

@@ -13,6 +13,8 @@
 // way. Nothing on a target thread blocks: every wait is a fiber suspension.
 #include <boost/fiber/future.hpp>
 
+#include <algorithm>
+
 #include "actors/object_service.hpp"
 #include "actors/object_service_util.hpp"
 #include "core/crash_point.hpp"
@@ -100,30 +102,52 @@ class Marked {
 Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const DtxId& id,
                                std::string_view key, const std::vector<uint64_t>& participants,
                                bool sequential, const std::function<Status()>& prepare_local,
-                               const std::vector<std::function<Status()>>& remote, bool confirm) {
+                               const std::vector<DtxPart>& remote, bool confirm) {
   Marked leading(sh.dtx_leading, store, id);
   crash_point("dtx.leader.start", key);
-  Status local;
+  // The participants asked so far (only they can hold the transaction prepared).
+  std::vector<uint64_t> asked{me()};
+  auto on_this_engine = [&](const DtxPart& p) { return (p.member >> 32) == rank_; };
+  // Asks the parts on this engine (`here`) or on the others, in parallel; their first failure
+  // joins `first` once all answered.
+  auto ask = [&](bool here, Status& first) {
+    std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
+    for (const auto& part : remote) {
+      if (on_this_engine(part) != here) continue;
+      asked.push_back(part.member);
+      auto p = std::make_shared<boost::fibers::promise<Status>>();
+      done.push_back(p);
+      rt_.target().spawn([p, prepare = part.prepare] { p->set_value(prepare()); });
+    }
+    return [done = std::move(done), &first] {
+      for (auto& p : done) {
+        Status st = p->get_future().get();
+        if (!st.is_ok() && first.is_ok()) first = st;
+      }
+    };
+  };
+  Status first;
   if (sequential) {
     // A conditional change is decided here first: nobody else hears of a refused one.
-    local = prepare_local();
-    if (!local.is_ok()) {
+    first = prepare_local();
+    if (!first.is_ok()) {
       (void)store.dtx_abort(id);
-      return local;
+      return first;
     }
   }
-  std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
-  for (const auto& send : remote) {
-    auto p = std::make_shared<boost::fibers::promise<Status>>();
-    done.push_back(p);
-    rt_.target().spawn([p, send] { p->set_value(send()); });
+  // This engine first: a refusal here, or a part not durable when the engine dies, is then one
+  // no other engine heard of. Without parts here the local part runs beside the others.
+  const bool siblings = std::any_of(remote.begin(), remote.end(), on_this_engine);
+  if (siblings) {
+    auto wait = ask(true, first);
+    if (!sequential) first = prepare_local();
+    wait();
   }
-  if (!sequential) local = prepare_local();
-  crash_point("dtx.leader.local", key);
-  Status first = local;
-  for (auto& p : done) {
-    Status st = p->get_future().get();
-    if (!st.is_ok() && first.is_ok()) first = st;
+  if (first.is_ok()) {
+    auto wait = ask(false, first);
+    if (!sequential && !siblings) first = prepare_local();
+    crash_point("dtx.leader.local", key);
+    wait();
   }
   if (first.is_ok()) {
     // Every participant holds its part durably: the transaction is committed. The others
@@ -141,11 +165,11 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
     dtx_wake_.notify_all();
     return Status();
   }
-  if (confirm) return confirm_abort(sh, store, id, key, participants, first);
-  // Not every part is prepared: abort everywhere (a participant that missed this notice asks,
-  // and hears "aborted").
+  if (confirm) return confirm_abort(sh, store, id, key, asked, first);
+  // Not every part is prepared: abort everywhere it was asked (a participant that missed this
+  // notice asks, and hears "aborted").
   (void)store.dtx_abort(id);
-  for (uint64_t p : participants) {
+  for (uint64_t p : asked) {
     if (p != me()) send_outcome(sh.id, p, {id}, false);
   }
   return first;

@@ -248,7 +248,7 @@ Status ObjectService::ec_update(Message& m) {
       to->positions += fmt::format("{}{}", to->positions.empty() ? "" : ", ", pos);
     }
   }
-  std::vector<std::function<Status()>> remote;
+  std::vector<DtxPart> remote;
   for (const auto& send : sends) {
     const auto& s = send.s;
     auto commits = take_notices(shard, storage::dtx_member(s.rank, s.target));
@@ -260,15 +260,19 @@ Status ObjectService::ec_update(Message& m) {
     f->method = proto::kObjEcUpdate;
     f->body = std::move(body);
     f->bulk = std::move(bulk);
-    remote.push_back([this, f, s, positions = send.positions]() -> Status {
-      auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
-      Status st = !r ? r.status() : r->status != Errc::ok ? Status(r->status, r->error) : Status();
-      if (!st.is_ok()) {
-        st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", positions, s.rank,
-                                           s.target, st.message()));
-      }
-      return st;
-    });
+    remote.push_back(
+        {storage::dtx_member(s.rank, s.target),
+         [this, f, s, positions = send.positions]() -> Status {
+           auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
+           Status st = !r                      ? r.status()
+                       : r->status != Errc::ok ? Status(r->status, r->error)
+                                               : Status();
+           if (!st.is_ok()) {
+             st = Status(st.code(), fmt::format("position {} (rank {} target {}): {}", positions,
+                                                s.rank, s.target, st.message()));
+           }
+           return st;
+         }});
   }
   auto prepare_local = [&]() -> Status {
     storage::DtxStage stage;

@@ -303,7 +303,7 @@ Status ObjectService::on_tx_commit(Message& m) {
     }
     return w->store->dtx_prepare(id, participants, std::move(stage), checks);
   };
-  std::vector<std::function<Status()>> remote;
+  std::vector<DtxPart> remote;
   for (const auto& [who, idx] : share) {
     if (who == me()) continue;
     std::vector<const TxOp*> ops;
@@ -315,19 +315,22 @@ Status ObjectService::on_tx_commit(Message& m) {
     f.method = proto::kObjTxPrepare;
     f.body =
         tx_body(*t, ops, decides[who], m.bulk, f.bulk, id, participants, take_notices(sh, who));
-    remote.push_back([this, f = std::make_shared<Message>(std::move(f)), who]() -> Status {
-      auto r = rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
-      const uint32_t rank = static_cast<uint32_t>(who >> 32);
-      const uint32_t target = static_cast<uint32_t>(who & 0xffffffffu);
-      if (!r) return at_target(r.status(), rank, target);
-      if (r->status != Errc::ok) return at_target(Status(r->status, r->error), rank, target);
-      return Status();
-    });
+    remote.push_back({who, [this, f = std::make_shared<Message>(std::move(f)), who]() -> Status {
+                        auto r =
+                            rt_.ask(std::move(*f), kForwardTimeout, proto::kObjectServiceActor);
+                        const uint32_t rank = static_cast<uint32_t>(who >> 32);
+                        const uint32_t target = static_cast<uint32_t>(who & 0xffffffffu);
+                        if (!r) return at_target(r.status(), rank, target);
+                        if (r->status != Errc::ok)
+                          return at_target(Status(r->status, r->error), rank, target);
+                        return Status();
+                      }});
   }
-  // This target's own part first: a part it refuses, or dies before it is durable, is then one
-  // no other participant ever heard of, and its "aborted" (or "never prepared") is the outcome
-  // everyone finds. Prepared in parallel, the others could hold their parts prepared while the
-  // coordinator alone knows it refused, and decide by vote to commit without it.
+  // This target's own part first, then the parts on this engine's other targets, then the
+  // rest: a part refused on this engine, or not durable when it dies, is then one no other
+  // engine ever heard of, and its "aborted" (or "never prepared") is the outcome everyone
+  // finds. Prepared in parallel, the others could hold their parts prepared while only this
+  // engine knows of the refusal, and decide by vote to commit without it.
   TESSERA_TRY(lead_dtx(sh, *w->store, id, key, participants, true, prepare_local, remote, true));
   TESSERA_TRY(rt_.reply(m, Status(), epoch_body(t->epoch)));
   crash_point("dtx.leader.replied", key);
