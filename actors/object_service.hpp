@@ -94,6 +94,10 @@ class ObjectService final : public Actor {
   // pool's guard holds aggregation (a rebuild moves its data: shard/pool_shard.hpp).
   Result<storage::AggregateStats> aggregate_now(uint32_t pool, uint64_t epoch,
                                                 std::vector<uint64_t> protect);
+  // One check pass of a container of `sh` (waits for one running there to end), counted in
+  // the shard's counters: this target's part of `tessera cont check` (kObjCheck), and of the
+  // scrubber's pass.
+  Result<rebuild::CheckCounters> check_pass(PoolShard& sh, rebuild::CheckOptions o);
   // What a request resolved to: the store, the shard (none for pool 0; held in use while the
   // request runs), the store's key.
   struct Where {
@@ -133,9 +137,6 @@ class ObjectService final : public Actor {
   Status on_digest(Message& m);
   Status on_shard_export(Message& m);
   Status on_check(Message& m);
-  // One check pass of a container of `sh` (waits for one running there to end), counted in
-  // the shard's counters.
-  Result<rebuild::CheckCounters> check_pass(PoolShard& sh, rebuild::CheckOptions o);
   // A read met a damaged piece of (key, dkey, akey) in the pool's shard: queue the akey for the
   // shard's repair fiber (started when none runs).
   void schedule_repair(uint32_t pool, ObjectId key, const std::string& dkey,

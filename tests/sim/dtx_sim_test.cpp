@@ -549,6 +549,9 @@ class Simulation {
 
   void check() {
     check_plain();
+    if (::testing::Test::HasFailure()) return;
+    expect_checked_consistent(engines_, pool_.cont);
+    if (::testing::Test::HasFailure()) return;
     std::vector<TxRecord> all;
     for (auto& r : records_) all.insert(all.end(), r.begin(), r.end());
     std::sort(all.begin(), all.end(),

@@ -777,6 +777,8 @@ class Simulation {
     if (::testing::Test::HasFailure()) return;
     check_reclaimed();
     if (::testing::Test::HasFailure()) return;
+    expect_checked_consistent(engines_, pool_.cont);
+    if (::testing::Test::HasFailure()) return;
     uint64_t power = 0, incarnations = 0, aggregations = 0, reencoded = 0, reclaimed = 0;
     for (auto& e : engines_) {
       power += e->power_losses();
