@@ -84,20 +84,39 @@ struct SystemHarness {
   // The ranks holding (o, dkey)'s group: its leader (the first member holding complete data)
   // first, then the other available members.
   std::vector<uint32_t> group_ranks(ObjectId o, const std::string& dkey) {
-    auto view = mc->pool_query("tank");
-    EXPECT_TRUE(view);
-    auto place = placement::place(o, view->pool.map);
-    EXPECT_TRUE(place);
+    const auto group = positions(o, dkey);
     std::vector<uint32_t> out;
-    for (const auto& p : place->dkey(dkey)) {
-      if (p.complete && p.home.available && out.empty()) out.push_back(p.home.rank);
-    }
-    for (const auto& p : place->dkey(dkey)) {
+    if (const placement::Shard* l = leader_of(group)) out.push_back(l->rank);
+    for (const auto& p : group) {
       if (p.home.available && std::find(out.begin(), out.end(), p.home.rank) == out.end()) {
         out.push_back(p.home.rank);
       }
     }
     return out;
+  }
+  // The leader (rank, target) of (o, dkey)'s group: where transactions read the dkey, and the
+  // coordinator of a transaction whose first change it is ({0, 0} when none).
+  std::pair<uint32_t, uint32_t> leader(ObjectId o, const std::string& dkey) {
+    const auto group = positions(o, dkey);
+    const placement::Shard* l = leader_of(group);
+    return l == nullptr ? std::make_pair(0u, 0u) : std::make_pair(l->rank, l->target);
+  }
+  // The positions of (o, dkey)'s group in the pool map now.
+  std::vector<placement::Position> positions(ObjectId o, const std::string& dkey) {
+    auto view = mc->pool_query("tank");
+    EXPECT_TRUE(view);
+    if (!view) return {};
+    auto place = placement::place(o, view->pool.map);
+    EXPECT_TRUE(place);
+    if (!place) return {};
+    return place->dkey(dkey);
+  }
+  // A group's leader: its first member holding complete data.
+  static const placement::Shard* leader_of(const std::vector<placement::Position>& group) {
+    for (const auto& p : group) {
+      if (p.complete && p.home.available) return &p.home;
+    }
+    return nullptr;
   }
   // The group of the victims (one group: every dkey of the object): its leader and another
   // member.

@@ -845,24 +845,12 @@ TEST(Tx, ACoordinatorAbortsOnlyWhatItsParticipantsAbort) {
 TEST(Tx, ARefusalOnTheCoordinatorsEngineDiesWithItAndStillHolds) {
   TxSystem h("RP_3GX", 1, true);
   ASSERT_TRUE(h.c);
-  // The leader (rank, target) of a dkey's group: the coordinator of a transaction whose first
-  // change it is, and where transactions read it.
-  auto leader = [&](ObjectId o, const std::string& dkey) {
-    auto view = h.mc->pool_query("tank");
-    EXPECT_TRUE(view);
-    auto place = placement::place(o, view->pool.map);
-    EXPECT_TRUE(place);
-    for (const auto& p : place->dkey(dkey)) {
-      if (p.complete && p.home.available) return std::make_pair(p.home.rank, p.home.target);
-    }
-    return std::make_pair(0u, 0u);
-  };
   // "c" (the coordinator's key) and "q" (its sibling's) on two objects whose leaders share an
   // engine but not a target.
   std::optional<std::pair<ObjectId, std::string>> kc, kq;
   for (uint64_t n = 1; n < 40 && !kq; ++n) {
     for (uint64_t m = n + 1; m < 40 && !kq; ++m) {
-      const auto a = leader(h.obj(n), "c"), b = leader(h.obj(m), "q");
+      const auto a = h.leader(h.obj(n), "c"), b = h.leader(h.obj(m), "q");
       if (a.first == b.first && a.second != b.second) {
         kc = {h.obj(n), "c"};
         kq = {h.obj(m), "q"};
@@ -870,7 +858,7 @@ TEST(Tx, ARefusalOnTheCoordinatorsEngineDiesWithItAndStillHolds) {
     }
   }
   ASSERT_TRUE(kq) << "no two objects led from one engine's two targets";
-  const uint32_t rank = leader(kc->first, kc->second).first;
+  const uint32_t rank = h.leader(kc->first, kc->second).first;
   auto read = [&](Transaction& t, const std::pair<ObjectId, std::string>& k) {
     return text(t.fetch(k.first, k.second, "v", ValueKind::single));
   };
