@@ -108,9 +108,10 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
   // The participants asked so far (only they can hold the transaction prepared).
   std::vector<uint64_t> asked{me()};
   auto on_this_engine = [&](const DtxPart& p) { return (p.member >> 32) == rank_; };
-  // Asks the parts on this engine (`here`) or on the others, in parallel; their first failure
-  // joins `first` once all answered.
-  auto ask = [&](bool here, Status& first) {
+  Status first;  // the first failure, here or of a part asked
+  // Asks the parts on this engine (`here`) or on the others, in parallel; the call it returns
+  // waits for their answers.
+  auto ask = [&](bool here) {
     std::vector<std::shared_ptr<boost::fibers::promise<Status>>> done;
     for (const auto& part : remote) {
       if (on_this_engine(part) != here) continue;
@@ -119,14 +120,13 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
       done.push_back(p);
       rt_.target().spawn([p, prepare = part.prepare] { p->set_value(prepare()); });
     }
-    return [done = std::move(done), &first] {
+    return [&first, done = std::move(done)] {
       for (auto& p : done) {
         Status st = p->get_future().get();
         if (!st.is_ok() && first.is_ok()) first = st;
       }
     };
   };
-  Status first;
   if (sequential) {
     // A conditional change is decided here first: nobody else hears of a refused one.
     first = prepare_local();
@@ -139,12 +139,12 @@ Status ObjectService::lead_dtx(PoolShard& sh, storage::TargetStore& store, const
   // no other engine heard of. Without parts here the local part runs beside the others.
   const bool siblings = std::any_of(remote.begin(), remote.end(), on_this_engine);
   if (siblings) {
-    auto wait = ask(true, first);
+    auto wait = ask(true);
     if (!sequential) first = prepare_local();
     wait();
   }
   if (first.is_ok()) {
-    auto wait = ask(false, first);
+    auto wait = ask(false);
     if (!sequential && !siblings) first = prepare_local();
     crash_point("dtx.leader.local", key);
     wait();
