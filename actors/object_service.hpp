@@ -124,7 +124,7 @@ class ObjectService final : public Actor {
   static constexpr size_t kMaxCachedHandles = 65536;
   // Stats, aggregation, checkpoints and scrubs address a pool's store without a container
   // handle (Where: the store, and the shard held in use; pool 0: the scratch store).
-  Result<Where> maintenance_store(uint32_t pool);
+  Result<Where> maintenance_store(uint32_t pool, uint32_t map_version = 0);
   // ... for a stats or checkpoint request (StatsReq body; empty: pool 0).
   Result<Where> maintenance_store(const Message& m);
   // Maintenance requests (actors/object_service_maint.cpp).

@@ -111,20 +111,24 @@ Status ObjectService::on_shard_export(Message& m) {
 }
 
 Status ObjectService::on_check(Message& m) {
-  uint32_t pool;
+  uint32_t pool, version;
   rebuild::CheckOptions o;
   {
     capn::DecodeScope ds;
     BodyReader br(m.body);
     auto req = br.root<schema::CheckReq>();
     pool = req.getCtx().getPool();
+    version = req.getCtx().getMapVersion();
     o.cont = req.getCont();
     o.repair = req.getRepair();
     o.share = req.getShare() > 0 ? req.getShare() : 1.0;
     if (ds.failed()) return malformed(ds);
   }
   if (pool == 0) return Status(Errc::invalid_argument, "check a pool's container, not pool 0");
-  auto w = maintenance_store(pool);
+  // Judged by the operator's map at least: a target no request reached since a move (a
+  // stand-in that was filled, a former home) knows an older one, and would skip the dkeys it
+  // now holds, or compare those it no longer does.
+  auto w = maintenance_store(pool, version);
   if (!w) return w.status();
   auto r = check_pass(*w->shard, std::move(o));
   if (!r) return r.status();

@@ -40,13 +40,13 @@ Result<ObjectService::Where> ObjectService::maintenance_store(const Message& m) 
   return maintenance_store(pool);
 }
 
-Result<ObjectService::Where> ObjectService::maintenance_store(uint32_t pool) {
+Result<ObjectService::Where> ObjectService::maintenance_store(uint32_t pool, uint32_t map_version) {
   if (pool == 0) {
     if (pools_.scratch == nullptr)
       return Status(Errc::not_found, "this engine has no scratch store");
     return Where{pools_.scratch, nullptr, {}, CsumType::crc32c, {}};
   }
-  auto use = shard_for(pool, 0);
+  auto use = shard_for(pool, map_version);
   if (!use) return use.status();
   PoolShard* sh = use->get();
   return Where{sh->store.get(), sh, {}, CsumType::crc32c, std::move(*use)};
@@ -149,18 +149,21 @@ Status ObjectService::on_checkpoint(Message& m) {
 }
 
 Status ObjectService::on_scrub(Message& m) {
-  uint32_t pool;
+  uint32_t pool, version;
   double share;
   {
     capn::DecodeScope ds;
     BodyReader br(m.body);
     auto req = br.root<schema::ScrubReq>();
     pool = req.getCtx().getPool();
+    version = req.getCtx().getMapVersion();
     share = req.getShare();
     if (ds.failed()) return malformed(ds);
   }
   if (pool == 0) return Status(Errc::invalid_argument, "scrub a pool's shard, not pool 0");
-  auto w = maintenance_store(pool);
+  // Judged by the operator's map at least (a target no request reached since a move knows an
+  // older one, and would take another's copies for its own).
+  auto w = maintenance_store(pool, version);
   if (!w) return w.status();
   PoolShard& sh = *w->shard;
   rebuild::ScrubOptions o;

@@ -580,7 +580,9 @@ std::vector<PoolTargetScrub> Client::pool_scrub(const mgmt::PoolView& view, doub
   learn_routes(view);
   capnp::MallocMessageBuilder b;
   auto req = b.initRoot<schema::ScrubReq>();
-  req.initCtx().setPool(view.pool.id);
+  auto ctx = req.initCtx();
+  ctx.setPool(view.pool.id);
+  ctx.setMapVersion(view.pool.map.version);  // the targets judge by this map at least
   req.setShare(share);
   return ask_every_target<ScrubInfo>(*impl_, view, proto::kObjScrub, capn::to_body(b),
                                      decode_scrub);
@@ -628,7 +630,9 @@ std::vector<PoolTargetCheck> Client::cont_check(
   learn_routes(view);
   capnp::MallocMessageBuilder b;
   auto req = b.initRoot<schema::CheckReq>();
-  req.initCtx().setPool(view.pool.id);
+  auto ctx = req.initCtx();
+  ctx.setPool(view.pool.id);
+  ctx.setMapVersion(view.pool.map.version);  // the targets judge by this map at least
   req.setCont(cont);
   req.setRepair(repair);
   req.setShare(share);
