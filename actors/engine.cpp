@@ -271,8 +271,9 @@ Result<storage::AggregationGuard> decode_guard_rep(uint32_t pool, const Message&
   std::vector<uint64_t> epochs;
   for (uint64_t e : rep.getEpochs()) epochs.push_back(e);
   const bool moving = rep.getPoolMoving();
+  const std::string pending = rep.getPoolReclaimPending();
   if (ds.failed()) return Status(Errc::protocol, "malformed epochs: " + ds.what());
-  return aggregation_guard(pool, std::move(epochs), moving);
+  return aggregation_guard(pool, std::move(epochs), moving, pending);
 }
 
 Buffer mgmt_request(const std::function<void(schema::MgmtReq::Builder)>& fill) {
@@ -325,6 +326,18 @@ void Engine::attach(mgmt::MgmtLink* link) {
         return ask_mgmt<storage::AggregationGuard>(
             link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolSnapshots(pool); }),
             [pool](const Message& m) { return decode_guard_rep(pool, m); });
+      };
+      const uint32_t rank = cfg_.rank;
+      s->pools.report_reclaimed = [link, &t, rank](uint32_t pool, uint32_t version) {
+        auto r = ask_mgmt<bool>(link, t, mgmt_request([&](schema::MgmtReq::Builder q) {
+                                  auto d = q.initReclaimDone();
+                                  d.setPool(pool);
+                                  d.setRank(rank);
+                                  d.setTarget(static_cast<uint32_t>(t.index()));
+                                  d.setVersion(version);
+                                }),
+                                [](const Message&) -> Result<bool> { return true; });
+        return r.status();
       };
       s->pools.fetch_handle = [link, &t](uint32_t pool, uint64_t cookie) {
         return ask_mgmt<mgmt::HandleView>(link, t, mgmt_request([&](schema::MgmtReq::Builder r) {

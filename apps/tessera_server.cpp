@@ -111,9 +111,11 @@ int main(int argc, char** argv) {
   app.add_option("--ec-reencode-interval-ms", flags.ec_reencode_interval_ms,
                  "erasure coding: re-encode full stripes of partial-stripe copies into cells and "
                  "parity every this often (0: off; default 10000)");
-  app.add_option("--reclaim-interval-ms", flags.reclaim_interval_ms,
-                 "rebuild: drop what the pool map no longer places on a target (a former home's "
-                 "data) every this often, once the map settled (0: off; default 10000)");
+  app.add_option(
+      "--reclaim-interval-ms", flags.reclaim_interval_ms,
+      "rebuild: drop what the pool map no longer places on a target (a former home's "
+      "data) every this often, once the map settled; after a rebuild a pool aggregates again "
+      "only once every target reclaimed (default 10000)");
   app.add_option("--system-key", flags.system_key,
                  "file of the key engines and administrators share (mode 0600)");
   app.add_option("--node-keys", flags.node_keys,

@@ -295,6 +295,13 @@ Status validate(EngineConfig& cfg) {
     return Status(Errc::invalid_argument,
                   fmt::format("spin_us must be 0..10000 (got {})", cfg.spin_us));
   }
+  // Off is not offered: after a data movement a pool aggregates again only once every target
+  // reported a reclaim pass (docs/REBUILD.md), so without them it would never aggregate again.
+  if (cfg.reclaim_interval_ms == 0) {
+    return Status(Errc::invalid_argument,
+                  "reclaim_interval_ms must be above 0: after a rebuild, a pool's aggregation "
+                  "waits for every target's reclaim pass");
+  }
   if (cfg.rebuild_share_pct == 0 || cfg.rebuild_share_pct > 100) {
     return Status(Errc::invalid_argument,
                   fmt::format("rebuild_share_pct must be 1..100 (got {})", cfg.rebuild_share_pct));

@@ -211,6 +211,7 @@ Result<PoolView> decode_pool(schema::PoolInfo::Reader r) {
   v.pool.rebuild.lost = rb.getLost();
   v.pool.rebuild.error = rb.getError();
   v.redundancy = rb.getRedundancy();
+  v.reclaim_pending = rb.getReclaimPending();
   v.progress.targets_done = rb.getTargetsDone();
   v.progress.targets_total = rb.getTargetsTotal();
   if (v.pool.rebuild.state == "busy") {

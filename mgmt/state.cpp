@@ -386,6 +386,33 @@ std::string damage_text(const Pool& p) {
   return out.empty() ? out : out + ")";
 }
 
+std::vector<std::pair<uint32_t, uint32_t>> reclaim_pending(const Pool& p,
+                                                           const ReclaimReports& done) {
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  if (p.rebuild.gen == 0 || p.rebuild.state != "done" || p.map.moving()) return out;
+  for (const auto& e : p.map.engines) {
+    for (const auto& t : e.targets) {
+      if (t.state == TargetState::down || t.state == TargetState::down_out ||
+          t.state == TargetState::new_) {
+        continue;  // serves nothing; a reintegration resets it or keeps it whole (rebuilt)
+      }
+      auto it = done.find({e.rank, t.index});
+      if (it == done.end() || it->second <= p.rebuild.version) out.emplace_back(e.rank, t.index);
+    }
+  }
+  return out;
+}
+
+std::string targets_text(const std::vector<std::pair<uint32_t, uint32_t>>& targets, size_t most) {
+  std::string out;
+  for (size_t i = 0; i < targets.size() && i < most; ++i) {
+    out +=
+        fmt::format("{}rank {} target {}", i == 0 ? "" : ", ", targets[i].first, targets[i].second);
+  }
+  if (targets.size() > most) out += fmt::format(" and {} more", targets.size() - most);
+  return out;
+}
+
 uint32_t unrebuilt_failures(const Pool& p, uint32_t also) {
   uint32_t n = 0;
   for (const auto& e : p.map.engines) {

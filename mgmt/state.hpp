@@ -110,6 +110,23 @@ uint32_t unrebuilt_failures(const Pool& p, uint32_t also = UINT32_MAX);
 // container whose health would count more failed engines than its class survives.
 bool exclusion_strands_data(const Pool& p, uint32_t rank);
 
+// Reclaim passes the targets reported (rebuild/reclaim.hpp, MgmtReq.reclaimDone): by (rank,
+// target), the newest map version, not moving data, on which a pass completed and made its drops
+// durable. The management leader's memory only: a new leader waits for the next passes.
+using ReclaimReports = std::map<std::pair<uint32_t, uint32_t>, uint32_t>;
+// The targets of `p` that may still keep a former home's copy of the pool's last data movement:
+// after a generation completed, every target of the map that is not `down`, `down-out` or `new`
+// and has not reported a pass on a map version after the one that generation rebuilt. While any
+// is left, the pool's aggregation waits (as it does while the map moves): a former home's copy
+// merged into a later fill must find every punch that hides what it kept. Empty while no
+// generation has completed (nothing was moved off a target) or while the map is moving (the
+// hold is the move's). In map order.
+std::vector<std::pair<uint32_t, uint32_t>> reclaim_pending(const Pool& p,
+                                                           const ReclaimReports& done);
+// "rank R target T, ..." (at most `most` named, then "and N more").
+std::string targets_text(const std::vector<std::pair<uint32_t, uint32_t>>& targets,
+                         size_t most = 4);
+
 // Raw bytes <-> base-16 text (fabric addresses in JSON).
 std::string to_hex(std::string_view raw);
 std::optional<std::string> from_hex(std::string_view hex);

@@ -198,6 +198,9 @@ struct PoolView {
   std::vector<ContView> conts;
   RebuildProgress progress;  // of the current generation (while busy)
   std::string redundancy;
+  // After a generation: the targets whose reclaim pass the pool's aggregation waits for
+  // ("rank R target T, ..."; empty: none; mgmt::reclaim_pending).
+  std::string reclaim_pending;
 };
 
 // What a runtime learns from a pool view: the fabric route to every target of its engines

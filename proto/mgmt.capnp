@@ -64,6 +64,8 @@ struct RebuildInfo {
   bytesTotal   @13 :UInt64;  # bytes to send as the targets counted them before sending (while
                              # busy: the targets that reported; done: all of them)
   targetsReported @14 :UInt32;  # while busy: targets whose count bytesTotal holds
+  reclaimPending  @15 :Text;    # after a generation: targets the pool's aggregation still waits
+                                # for (no reclaim pass reported yet: mgmt::reclaim_pending)
 }
 
 struct KeyValue {
@@ -204,6 +206,17 @@ struct MgmtReq {
                                        # aggregation keeps them; the pool map would carry all of
                                        # the pool's containers) and whether its map is moving
                                        # data (MgmtRep.poolMoving)
+    reclaimDone   @35 :ReclaimDone;    # a target's reclaim pass over a settled map completed
+  }
+
+  # A target dropped what pool map `version` (not moving data) no longer places on it, and made
+  # the drops durable (rebuild/reclaim.hpp). Aggregation resumes after a move only once every
+  # target that may hold a former home's copy said so (MgmtRep.poolReclaimPending).
+  struct ReclaimDone {
+    pool    @0 :UInt32;
+    rank    @1 :UInt32;                # must be the reporting engine's own rank
+    target  @2 :UInt32;
+    version @3 :UInt32;
   }
 
   struct ShardDamaged {
@@ -340,6 +353,10 @@ struct MgmtRep {
   # poolSnapshots: the pool's map is moving data (a rebuild generation runs); the engines'
   # aggregation waits until it settles.
   poolMoving @12 :Bool;
+  # poolSnapshots: the targets that have not reported a reclaim pass since the pool's last
+  # data movement ended, named ("rank 1 target 0, ..."); empty: none. Aggregation waits for
+  # them too: a former home's copy merged into a later fill must not miss a punch.
+  poolReclaimPending @13 :Text;
 }
 
 # One access point's replica of the management service (raft).

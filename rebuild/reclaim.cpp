@@ -97,6 +97,7 @@ Result<ReclaimCounters> reclaim(uint32_t rank, uint16_t target, PoolShard& shard
     }
   }
   if (c.dkeys + c.akeys > 0) TESSERA_TRY(store.checkpoint());
+  c.complete = !stop();
   return c;
 }
 
@@ -107,7 +108,18 @@ void reclaim_loop(Target& t, TargetPools& pools, uint32_t rank,
   settled_loop(t, pools, interval, true, [&](uint32_t id, PoolShard& sh) {
     ReclaimOptions o;
     o.cancelled = [&t, &sh] { return t.stopping() || sh.closing; };
+    const std::shared_ptr<const mgmt::PoolView> view = sh.view;
     auto r = reclaim(rank, index, sh, o);
+    // Every pass over a settled map is reported, not only the first: a new management leader
+    // knows none of them.
+    if (r && r->complete && pools.report_reclaimed && !view->pool.map.moving()) {
+      if (Status st = pools.report_reclaimed(id, view->pool.map.version); !st.is_ok()) {
+        log::warn(
+            "pool {} target {}: the management service did not take the reclaim report "
+            "(the next pass reports again): {}",
+            id, index, st.to_string());
+      }
+    }
     ++sh.reclaim.passes;
     if (r) {
       sh.reclaim.dkeys += r->dkeys;

@@ -14,7 +14,11 @@
 // own up-in home, no former holder serving) are touched, only once no request admitted under
 // an older map runs, and never in a container the map marks as having lost data or refuses
 // writes to (a kept copy may be the last one). A pass ends with a checkpoint, which makes the
-// drops durable.
+// drops durable. A complete pass over a map that is not moving data is reported to the
+// management service (TargetPools::report_reclaimed): after a move, the pool's aggregation
+// waits until every target that may keep a former home's copy has reported one
+// (mgmt::reclaim_pending), so that no punch is aggregated away while a copy of what it hides
+// could still be merged into a later fill of that target.
 #pragma once
 
 #include <chrono>
@@ -31,6 +35,9 @@ struct ReclaimCounters {
   uint64_t dkeys = 0;  // whole dkeys dropped (no position held)
   uint64_t akeys = 0;  // akeys dropped from dkeys still held in part
   uint64_t bytes = 0;  // bytes of data they held
+  // The pass looked at every dkey of the shard under its map and its drops are durable (it
+  // was not cut short by a new map or a stop).
+  bool complete = false;
 };
 
 struct ReclaimOptions {

@@ -21,13 +21,18 @@ void PoolShard::set_view(std::shared_ptr<const mgmt::PoolView> v) {
 }
 
 storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,
-                                            bool moving) {
+                                            bool moving, const std::string& reclaim_pending) {
   storage::AggregationGuard g;
   g.protect = std::move(snapshots);
   if (moving) {
     g.hold = fmt::format(
         "pool {} is moving data (a rebuild generation runs): rebuilt histories may still arrive",
         pool);
+  } else if (!reclaim_pending.empty()) {
+    g.hold = fmt::format(
+        "pool {} moved data and its former homes have not all dropped what they no longer hold "
+        "(reclaim_interval_ms): {}",
+        pool, reclaim_pending);
   }
   return g;
 }

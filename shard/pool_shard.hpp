@@ -175,9 +175,12 @@ class ShardUse {
 // snapshot epochs, and a hold while its map is `moving` data. A rebuild pushes histories with
 // their old epochs; the home they go to takes the pool's new writes meanwhile, and a punch among
 // those that aggregation dropped (nothing below it yet) would not hide an older version that
-// arrives after it. The hold ends when the last generation completed (every push imported).
+// arrives after it. The hold ends when the last generation completed (every push imported) and
+// every target that may keep a former home's copy of it has dropped that copy
+// (`reclaim_pending` names those that have not: mgmt::reclaim_pending): a later fill of such a
+// target merges into what it kept, and must bring every punch that hides it.
 storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,
-                                            bool moving);
+                                            bool moving, const std::string& reclaim_pending);
 
 // Everything a target serves, and how it asks the management service (both suspend the
 // calling fiber; the Engine supplies them).
@@ -193,6 +196,9 @@ struct TargetPools {
   // What the pool's aggregation must respect now: every snapshot epoch of its containers, and
   // a hold while a rebuild moves its data (aggregation_guard()).
   std::function<Result<storage::AggregationGuard>(uint32_t pool)> fetch_guard;
+  // Tells the management service that this target's reclaim pass over pool map `version` (not
+  // moving data) completed and its drops are durable (rebuild/reclaim.hpp; suspends).
+  std::function<Status(uint32_t pool, uint32_t version)> report_reclaimed;
   // How long a cached container handle is trusted before the service is asked again.
   std::chrono::milliseconds handle_recheck{10000};
   // A new view arrived: learn the routes to its engines.

@@ -65,6 +65,9 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
     unsigned i = 0;
     for (uint64_t e : epochs) l.set(i++, e);
     r.setPoolMoving(p->map.moving());
+    auto pending = reclaimed_.find(p->id);
+    r.setPoolReclaimPending(targets_text(
+        reclaim_pending(*p, pending == reclaimed_.end() ? ReclaimReports{} : pending->second)));
   });
 }
 
@@ -142,6 +145,31 @@ Result<Buffer> MgmtService::cmd_rebuild_report(schema::MgmtReq::Reader req, cons
   std::lock_guard lk(mu_);
   if (!cred.system) return engines_only("rebuild reports");
   TESSERA_TRY(rebuild_report(req.getRebuildReport()));
+  return none();
+}
+
+Result<Buffer> MgmtService::cmd_reclaim_done(schema::MgmtReq::Reader req, const Cred& cred,
+                                             uint64_t session) {
+  auto r = req.getReclaimDone();
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("reclaim reports");
+  const uint32_t rank = r.getRank();
+  if (auto live = rank_session_.find(rank);
+      live == rank_session_.end() || live->second != session) {
+    return Status(Errc::permission,
+                  fmt::format("only rank {} reports reclaim passes of its own targets, on the "
+                              "connection it joined with",
+                              rank));
+  }
+  const Pool* p = state_.pool(r.getPool());
+  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
+  const uint32_t version = r.getVersion();
+  if (version > p->map.version) {
+    return Status(Errc::invalid_argument, fmt::format("pool {} has no map version {} (it is at {})",
+                                                      p->id, version, p->map.version));
+  }
+  uint32_t& seen = reclaimed_[p->id][{rank, r.getTarget()}];
+  seen = std::max(seen, version);
   return none();
 }
 

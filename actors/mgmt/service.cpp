@@ -173,6 +173,10 @@ Buffer MgmtService::pool_reply(const Pool& p, bool with_conts) const {
 
 void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) const {
   auto rb = b.getRebuild();
+  if (auto done = reclaimed_.find(p.id); p.rebuild.state == "done") {
+    rb.setReclaimPending(targets_text(
+        reclaim_pending(p, done == reclaimed_.end() ? ReclaimReports{} : done->second)));
+  }
   if (p.rebuild.state != "busy") return;
   const RebuildProgress sum = rebuilds_.progress(p);
   rb.setTargetsTotal(sum.targets_total);
@@ -421,6 +425,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
          return s.pool_op(q.getPoolOp(), c);
        }}},
       {W::REBUILD_REPORT, &MgmtService::cmd_rebuild_report},
+      {W::RECLAIM_DONE, &MgmtService::cmd_reclaim_done},
   };
   auto h = kHandlers.find(req.which());
   if (h == kHandlers.end()) return Status(Errc::unsupported, "unknown management request");
@@ -759,6 +764,7 @@ Result<Buffer> MgmtService::pool_destroy(schema::MgmtReq::Destroy::Reader r, con
       if (it != state_.members().end()) engines.push_back(it->second);
     }
     TESSERA_TRY(commit({{"op", "pool_destroy"}, {"pool", id}}));
+    reclaimed_.erase(id);
   }
   // The pool is gone from the state; engines free their shards (one that is down frees them
   // when it next joins and does not find the pool in its list).

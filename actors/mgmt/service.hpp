@@ -170,6 +170,9 @@ class MgmtService {
   Result<Buffer> cmd_rank_exclude(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_target_state(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_target_stop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  // A target's reclaim pass completed (rebuild/reclaim.hpp): kept in reclaimed_; only the
+  // engine itself speaks for its targets (the session it joined with).
+  Result<Buffer> cmd_reclaim_done(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_rebuild_report(schema::MgmtReq::Reader req, const Cred& cred,
                                     uint64_t session);
   // Applies and persists one command (state lock held).
@@ -266,6 +269,9 @@ class MgmtService {
   ServiceMutex mu_;
   std::mutex create_mu_;  // one pool create at a time (it reserves the next pool id)
   MgmtState state_;
+  // Reclaim passes reported, by pool (mgmt::reclaim_pending). Not persisted: a restarted or new
+  // leader holds aggregation back until the targets' next passes.
+  std::map<uint32_t, ReclaimReports> reclaimed_;
   std::map<uint64_t, uint32_t> session_rank_;  // join connections
   std::map<uint32_t, uint64_t> rank_session_;
   bool stopping_ = false;  // system stop in progress: engines that leave are stopped, not dead

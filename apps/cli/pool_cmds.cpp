@@ -307,6 +307,12 @@ int pool_query(Globals& g, const PoolArgs& a) {
     }
     std::printf("redundancy: %s; rebuild: %s\n", v->redundancy.c_str(),
                 rebuild_line(j["rebuild"]).c_str());
+    if (!v->reclaim_pending.empty()) {
+      std::printf(
+          "aggregation held until former homes drop what they no longer hold: waiting "
+          "for %s\n",
+          v->reclaim_pending.c_str());
+    }
     if (!a.no_space) {
       std::printf(
           "erasure coding: %llu stripes of partial-stripe copies re-encoded (%s of copies "

@@ -2,7 +2,10 @@
 // a pool now, instead of waiting for the background ones.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "apps/cli/common.hpp"
 
@@ -13,6 +16,8 @@ namespace {
 struct MaintArgs {
   std::string pool;
   double share_pct = 100;
+  bool wait = false;    // aggregate: while the pool holds aggregation back, wait
+  double wait_s = 600;  // ... at most this long
 };
 
 // The pool's map and a client that can reach its targets.
@@ -39,14 +44,36 @@ Result<PoolSession> open_pool(Globals& g, const std::string& pool) {
 // serving target, instead of waiting for the background pass.
 int pool_aggregate(Globals& g, const MaintArgs& a) {
   const char* what = "pool aggregate";
+  if (!(a.wait_s > 0)) {
+    return fail(g, Status(Errc::invalid_argument, "--wait-timeout must be above 0 seconds"), what);
+  }
   auto s = open_pool(g, a.pool);
   if (!s) return fail(g, s.status(), what);
+  // A pool holds its aggregation back while it moves data and until its former homes dropped
+  // what they no longer hold (docs/REBUILD.md): every target answers `busy` then. With --wait,
+  // ask again until the hold ends.
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(a.wait_s));
+  auto replies = s->client->pool_reclaim(s->view);
+  for (bool told = false; a.wait; told = true) {
+    const auto held = std::find_if(replies.begin(), replies.end(), [](const auto& r) {
+      return !r.aggregated && r.aggregated.status().code() == Errc::busy;
+    });
+    if (held == replies.end() || std::chrono::steady_clock::now() >= deadline) break;
+    if (!told && !g.json) {
+      std::fprintf(stderr, "tessera: pool aggregate waits: %s\n",
+                   held->aggregated.status().message().c_str());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    replies = s->client->pool_reclaim(s->view);
+  }
   json targets = json::array();
   uint64_t freed = 0, dropped = 0;
   size_t ok = 0;
   Status first;
   std::string lines;
-  for (const auto& r : s->client->pool_reclaim(s->view)) {
+  for (const auto& r : replies) {
     json t{{"rank", r.rank}, {"target", r.target}, {"state", r.state}};
     Status st = !r.aggregated ? r.aggregated.status() : r.checkpoint;
     if (st.is_ok()) {
@@ -165,6 +192,12 @@ void add_pool_maintenance_commands(CLI::App* pool, Globals& g) {
                    "every target (snapshots kept), then checkpoint so the space is reused",
                    [&g, a] { return pool_aggregate(g, *a); });
   agg->add_option("pool", a->pool, "pool label or UUID")->required();
+  agg->add_flag("--wait", a->wait,
+                "while the pool holds aggregation back (it moves data, or its former homes have "
+                "not yet dropped what they no longer hold), wait instead of answering busy");
+  agg->add_option("--wait-timeout", a->wait_s,
+                  "with --wait: give up after this many seconds "
+                  "(default 600)");
 
   auto* scrub = leaf(pool, g, "scrub",
                      "read every stored piece back against its checksum on every target and "

@@ -2,6 +2,7 @@
 // pool's self-healing rebuild refills the lost replicas and erasure-coded cells elsewhere
 // (proved by then killing as many more engines as the class tolerates and reading every
 // acknowledged write back); drain, reintegration and extension move data and keep every byte.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -309,11 +310,22 @@ TEST(RebuildTest, AFailedGenerationIsRetriedByItselfAndCompletes) {
   EXPECT_EQ(v.pool.rebuild.lost, 0u);
   EXPECT_EQ(v.redundancy, "normal");
   EXPECT_NE(h.sys->engine(0).log().find("rebuild retry 1 started"), std::string::npos);
-  // Settled: aggregation runs again, on demand and in the background.
-  for (const auto& r : h.client->pool_reclaim(v)) {
-    if (r.rank == 3) continue;  // down-out
-    EXPECT_TRUE(r.aggregated) << "rank " << r.rank << ": " << r.aggregated.status().to_string();
-  }
+  // Settled: aggregation runs again, on demand and in the background, once every target has
+  // reported a reclaim pass over the settled map (mgmt::reclaim_pending; a pass every 10 s).
+  std::string last;
+  EXPECT_TRUE(tessera::testing::eventually(
+      [&] {
+        for (const auto& r : h.client->pool_reclaim(v)) {
+          if (r.rank == 3) continue;  // down-out
+          if (!r.aggregated) {
+            last = fmt::format("rank {}: {}", r.rank, r.aggregated.status().to_string());
+            return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::seconds(120)))
+      << last;
   EXPECT_TRUE(tessera::testing::eventually(
       [&] { return h.sys->engine(0).log().find("aggregation resumes") != std::string::npos; },
       std::chrono::seconds(60)));

@@ -244,6 +244,15 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
     d.setTarget(0);
     d.setReason("forged");
   };
+  // A forged reclaim report would end the hold on a pool's aggregation while a former home
+  // still keeps what a later fill would merge with (docs/REBUILD.md).
+  const Fill reclaim_done = [](schema::MgmtReq::Builder r) {
+    auto d = r.initReclaimDone();
+    d.setPool(1);
+    d.setRank(0);
+    d.setTarget(0);
+    d.setVersion(1);
+  };
   ASSERT_TRUE(s.signer.has_value());
   std::vector<std::pair<const char*, Fill>> engine_only = {
       {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
@@ -255,6 +264,7 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
        }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
       {"shard damaged", shard_damaged},
+      {"reclaim done", reclaim_done},
       {"pool map", [](schema::MgmtReq::Builder r) { r.setPoolMap(1); }},
       {"handle query",
        [](schema::MgmtReq::Builder r) {
@@ -271,15 +281,16 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
     EXPECT_EQ(r->status, Errc::unauthenticated) << what << ": " << r->error;
     EXPECT_NE(r->error.find("engines"), std::string::npos) << r->error;
   }
-  // Even with the system key, a heartbeat, a stop or a damage report speaks only for the rank
-  // that joined on that connection: another engine (or an administrator) cannot keep rank 0
-  // alive, stop it, or take its targets out as damaged.
+  // Even with the system key, a heartbeat, a stop, a damage or a reclaim report speaks only for
+  // the rank that joined on that connection: another engine (or an administrator) cannot keep
+  // rank 0 alive, stop it, take its targets out as damaged, or say they reclaimed.
   auto key = security::SystemKey::load(test_system_key());
   ASSERT_TRUE(key.is_ok()) << key.status().to_string();
   std::vector<std::pair<const char*, Fill>> for_another_rank = {
       {"heartbeat", [](schema::MgmtReq::Builder r) { r.setHeartbeat(0); }},
       {"leave", [](schema::MgmtReq::Builder r) { r.setLeave(0); }},
       {"shard damaged", shard_damaged},
+      {"reclaim done", reclaim_done},
   };
   for (auto& [what, fill] : for_another_rank) {
     auto r = raw_call(s.addr(), mgmt_msg(fill, root_claim()), key->get());

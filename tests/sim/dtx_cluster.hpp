@@ -253,12 +253,24 @@ class SimPool {
     std::lock_guard lk(mu_);
     view_ = std::move(v);
   }
+  // The reclaim reports, as the management service keeps them (MgmtService::cmd_reclaim_done),
+  // and the targets whose report the pool's aggregation still waits for.
+  void reclaimed(uint32_t rank, uint32_t target, uint32_t version) {
+    std::lock_guard lk(mu_);
+    uint32_t& seen = reclaimed_[{rank, target}];
+    seen = std::max(seen, version);
+  }
+  std::string reclaim_pending(const mgmt::Pool& p) const {
+    std::lock_guard lk(mu_);
+    return mgmt::targets_text(mgmt::reclaim_pending(p, reclaimed_));
+  }
   uint32_t cont = 1;
   uint64_t cookie = 0x5eed;
 
  private:
   mutable std::mutex mu_;
   std::shared_ptr<const mgmt::PoolView> view_;
+  mgmt::ReclaimReports reclaimed_;
 };
 
 // The positions of a key's group that hold a single value: every replica; of an erasure-coded
@@ -315,7 +327,7 @@ inline std::shared_ptr<mgmt::PoolView> pool_view(const mgmt::MgmtState& st, uint
 class SimEngine {
  public:
   static constexpr uint64_t kDiskBytes = 16ull << 20;
-  SimEngine(Env& env, SimNet& net, const SimPool& pool, uint32_t rank, uint64_t seed)
+  SimEngine(Env& env, SimNet& net, SimPool& pool, uint32_t rank, uint64_t seed)
       : env_(env),
         net_(net),
         pool_(pool),
@@ -516,7 +528,14 @@ class SimEngine {
       auto v = pool->view();
       if (id != v->pool.id) return Status(Errc::not_found, "no such pool");
       const auto e = v->pool.snapshot_epochs();
-      return aggregation_guard(id, std::vector<uint64_t>(e.begin(), e.end()), v->pool.map.moving());
+      return aggregation_guard(id, std::vector<uint64_t>(e.begin(), e.end()), v->pool.map.moving(),
+                               pool->reclaim_pending(v->pool));
+    };
+    SimPool* reports = &pool_;
+    const uint32_t me = rank_;
+    l.pools->report_reclaimed = [reports, me](uint32_t, uint32_t version) {
+      reports->reclaimed(me, 0, version);
+      return Status();
     };
     l.pools->fetch_handle = [pool](uint32_t id, uint64_t cookie) -> Result<mgmt::HandleView> {
       auto v = pool->view();
@@ -549,7 +568,7 @@ class SimEngine {
 
   Env& env_;
   SimNet& net_;
-  const SimPool& pool_;
+  SimPool& pool_;
   uint32_t rank_;
   std::mt19937_64 rng_;  // power-loss draws (the living incarnation's thread)
   std::shared_ptr<storage::MemoryDisk> disk_;

@@ -112,6 +112,15 @@ TEST(Config, ValueErrorsNameTheKeyAndTypeAndDuplicatesAreRefused) {
   EXPECT_NE(sst.message().find("spin_us must be 0..10000 (got 20000)"), std::string::npos)
       << sst.message();
 
+  // Reclaim cannot be turned off: a pool aggregates again after a rebuild only once every
+  // target reclaimed.
+  auto no_reclaim = parse_engine_config("reclaim_interval_ms: 0\ninsecure: true\n");
+  ASSERT_TRUE(no_reclaim.is_ok());
+  Status rst = validate(*no_reclaim);
+  ASSERT_FALSE(rst.is_ok());
+  EXPECT_NE(rst.message().find("reclaim_interval_ms must be above 0"), std::string::npos)
+      << rst.message();
+
   auto level = parse_engine_config("log_level: verbose\n");
   ASSERT_TRUE(level.is_ok());
   Status st = validate(*level);

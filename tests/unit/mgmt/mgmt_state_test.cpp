@@ -505,3 +505,43 @@ TEST(MgmtState, ARejoinWithNewAddressesDoesNotStrandTheRunningRebuild) {
   EXPECT_EQ(s.apply({{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", g2}}).code(),
             Errc::stale);
 }
+
+// After a generation completes, the pool's aggregation waits for every target that may keep a
+// former home's copy to report a reclaim pass over a map after the one rebuilt (mgmt::
+// reclaim_pending): not before any data moved, not while the map moves (that hold is the
+// move's), never for targets that are down-out, and a report over an older map does not count.
+TEST(MgmtState, ReclaimPendingNamesTheTargetsNotYetReclaimedSinceTheLastMove) {
+  MgmtState s = two_engine_pool();
+  ReclaimReports done;
+  EXPECT_TRUE(reclaim_pending(*s.pool("p"), done).empty()) << "nothing has moved yet";
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 1}}).is_ok());
+  EXPECT_TRUE(s.pool("p")->map.moving());
+  EXPECT_TRUE(reclaim_pending(*s.pool("p"), done).empty()) << "the move holds aggregation";
+  const uint32_t rebuilt = s.pool("p")->rebuild.version;
+  ASSERT_TRUE(
+      s.apply(
+           {{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", s.pool("p")->rebuild.gen}})
+          .is_ok());
+  const Pool& p = *s.pool("p");
+  ASSERT_FALSE(p.map.moving());
+  using T = std::pair<uint32_t, uint32_t>;
+  EXPECT_EQ(reclaim_pending(p, done), (std::vector<T>{{0, 0}, {0, 1}, {1, 0}}));
+  // A pass over the map that was rebuilt (moving) or older counts for nothing.
+  done[{0, 0}] = rebuilt;
+  done[{0, 1}] = p.map.version;
+  done[{1, 1}] = p.map.version;  // down-out: not waited for either way
+  EXPECT_EQ(reclaim_pending(p, done), (std::vector<T>{{0, 0}, {1, 0}}));
+  EXPECT_EQ(targets_text(reclaim_pending(p, done)), "rank 0 target 0, rank 1 target 0");
+  EXPECT_EQ(targets_text({{0, 0}, {0, 1}, {1, 0}}, 2),
+            "rank 0 target 0, rank 0 target 1 and 1 more");
+  done[{0, 0}] = p.map.version;
+  done[{1, 0}] = p.map.version + 1;
+  EXPECT_TRUE(reclaim_pending(p, done).empty());
+  // The next move asks again.
+  ASSERT_TRUE(s.apply({{"op", "target_down"}, {"rank", 1}, {"target", 0}}).is_ok());
+  ASSERT_TRUE(
+      s.apply(
+           {{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", s.pool("p")->rebuild.gen}})
+          .is_ok());
+  EXPECT_EQ(reclaim_pending(*s.pool("p"), done), (std::vector<T>{{0, 0}, {0, 1}}));
+}
