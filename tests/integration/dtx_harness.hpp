@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <memory>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -154,7 +155,32 @@ struct SystemHarness {
     auto v = wait_pool(*mc, "tank", [](const mgmt::PoolView& p) {
       return p.pool.rebuild.state != "busy" && !p.pool.map.moving();
     });
-    ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish";
+    ASSERT_FALSE(v.pool.map.moving()) << "the rebuild after the restart did not finish: "
+                                      << rebuild_story(v);
+  }
+  // What a rebuild that did not finish was doing: the pool's record, and every engine's log
+  // lines about rebuilds and reintegration (the last ones).
+  std::string rebuild_story(const mgmt::PoolView& v) {
+    std::string out = fmt::format(
+        "map version {}, generation {} ({}) of version {}, targets done {}/{}, error '{}'\n",
+        v.pool.map.version, v.pool.rebuild.gen, v.pool.rebuild.state, v.pool.rebuild.version,
+        v.progress.targets_done, v.progress.targets_total, v.pool.rebuild.error);
+    for (uint32_t r = 0; r < 4; ++r) {
+      std::vector<std::string> lines;
+      std::istringstream in(sys->engine(r).log());
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("rebuild") != std::string::npos ||
+            line.find("reintegrat") != std::string::npos ||
+            line.find("generation") != std::string::npos) {
+          lines.push_back(line.substr(0, 300));
+        }
+      }
+      out += fmt::format("rank {} ({} lines about rebuilds; the last ones):\n", r, lines.size());
+      for (size_t i = lines.size() > 20 ? lines.size() - 20 : 0; i < lines.size(); ++i) {
+        out += "  " + lines[i] + "\n";
+      }
+    }
+    return out;
   }
   // One check pass without repair over container "c", every target's answer.
   Result<std::vector<PoolTargetCheck>> check_pass() {
