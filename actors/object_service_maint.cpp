@@ -105,13 +105,15 @@ Result<storage::AggregateStats> ObjectService::aggregate_now(uint32_t pool, uint
                                                              std::vector<uint64_t> protect) {
   auto w = maintenance_store(pool);
   if (!w) return w.status();
-  // As the background passes: not while a rebuild moves the pool's data in (its guard).
+  // As the background passes: every punch kept while the pool's guard holds (a rebuild moves
+  // its data in, or former homes have not reclaimed).
+  bool keep_punches = false;
   if (pool != 0 && pools_.fetch_guard) {
     auto g = pools_.fetch_guard(pool);
     if (!g) return g.status();
-    if (!g->hold.empty()) return Status(Errc::busy, "aggregation waits: " + g->hold);
+    keep_punches = !g->hold.empty();
   }
-  return w->store->aggregate(epoch, std::move(protect));
+  return w->store->aggregate(epoch, std::move(protect), keep_punches);
 }
 
 Status ObjectService::on_aggregate(Message& m) {
@@ -138,6 +140,7 @@ Status ObjectService::on_aggregate(Message& m) {
   rep.setPunchesDropped(r->punches_dropped);
   rep.setKeysRemoved(r->keys_removed);
   rep.setBytesFreed(r->bytes_freed);
+  rep.setPunchesKept(r->punches_kept);
   return rt_.reply(m, Status(), capn::to_body(b));
 }
 

@@ -369,9 +369,11 @@ namespace {
 Result<AggregateInfo> decode_aggregate(Message& m) {
   capn::BodyReader br(m.body);
   auto r = br.root<schema::AggregateRep>();
-  return AggregateInfo{r.getEpoch(),           r.getAkeysScanned(), r.getVersionsDropped(),
-                       r.getVersionsTrimmed(), r.getPunchesDropped(), r.getKeysRemoved(),
-                       r.getBytesFreed()};
+  AggregateInfo a{r.getEpoch(),           r.getAkeysScanned(),   r.getVersionsDropped(),
+                  r.getVersionsTrimmed(), r.getPunchesDropped(), r.getKeysRemoved(),
+                  r.getBytesFreed()};
+  a.punches_kept = r.getPunchesKept();
+  return a;
 }
 }  // namespace
 

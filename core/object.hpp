@@ -35,6 +35,9 @@ struct AggregateStats {
   uint64_t punches_dropped = 0;
   uint64_t keys_removed = 0;
   uint64_t bytes_freed = 0;
+  // The pass dropped no punch (its pool's map moves data, or former homes have not reclaimed:
+  // storage::AggregationGuard::hold); the versions punches hide went all the same.
+  bool punches_kept = false;
 };
 
 // One target store's counters (store, service and client share it).

@@ -117,10 +117,10 @@ using ReclaimReports = std::map<std::pair<uint32_t, uint32_t>, uint32_t>;
 // The targets of `p` that may still keep a former home's copy of the pool's last data movement:
 // after a generation completed, every target of the map that is not `down`, `down-out` or `new`
 // and has not reported a pass on a map version after the one that generation rebuilt. While any
-// is left, the pool's aggregation waits (as it does while the map moves): a former home's copy
-// merged into a later fill must find every punch that hides what it kept. Empty while no
-// generation has completed (nothing was moved off a target) or while the map is moving (the
-// hold is the move's). In map order.
+// is left, the pool's aggregation keeps every punch (as it does while the map moves): a former
+// home's copy merged into a later fill must find every punch that hides what it kept. Empty while
+// no generation has completed (nothing was moved off a target) or while the map is moving (the hold
+// is the move's). In map order.
 std::vector<std::pair<uint32_t, uint32_t>> reclaim_pending(const Pool& p,
                                                            const ReclaimReports& done);
 // "rank R target T, ..." (at most `most` named, then "and N more").

@@ -198,7 +198,8 @@ struct PoolView {
   std::vector<ContView> conts;
   RebuildProgress progress;  // of the current generation (while busy)
   std::string redundancy;
-  // After a generation: the targets whose reclaim pass the pool's aggregation waits for
+  // After a generation: the targets whose reclaim pass the pool's aggregation waits for before it
+  // drops punches
   // ("rank R target T, ..."; empty: none; mgmt::reclaim_pending).
   std::string reclaim_pending;
 };

@@ -351,11 +351,11 @@ struct MgmtRep {
     epochs   @11 :List(UInt64);      # poolSnapshots: ascending, each once
   }
   # poolSnapshots: the pool's map is moving data (a rebuild generation runs); the engines'
-  # aggregation waits until it settles.
+  # aggregation keeps every punch until it settles.
   poolMoving @12 :Bool;
   # poolSnapshots: the targets that have not reported a reclaim pass since the pool's last
-  # data movement ended, named ("rank 1 target 0, ..."); empty: none. Aggregation waits for
-  # them too: a former home's copy merged into a later fill must not miss a punch.
+  # data movement ended, named ("rank 1 target 0, ..."); empty: none. Aggregation keeps
+  # punches for them too: a former home's copy merged into a later fill must not miss one.
   poolReclaimPending @13 :Text;
 }
 

@@ -273,6 +273,7 @@ struct AggregateRep {
   punchesDropped  @4 :UInt64;
   keysRemoved     @5 :UInt64;
   bytesFreed      @6 :UInt64;
+  punchesKept     @7 :Bool;    # the pool's guard held: no punch dropped (AggregationGuard::hold)
 }
 
 # Rebuild (engine to engine): the whole history of one akey of a shard, for the target that

@@ -16,7 +16,7 @@
 // writes to (a kept copy may be the last one). A pass ends with a checkpoint, which makes the
 // drops durable. A complete pass over a map that is not moving data is reported to the
 // management service (TargetPools::report_reclaimed): after a move, the pool's aggregation
-// waits until every target that may keep a former home's copy has reported one
+// keeps every punch until every target that may keep a former home's copy has reported one
 // (mgmt::reclaim_pending), so that no punch is aggregated away while a copy of what it hides
 // could still be merged into a later fill of that target.
 #pragma once

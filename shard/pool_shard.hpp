@@ -172,13 +172,13 @@ class ShardUse {
 };
 
 // What pool `pool`'s aggregation must respect (TargetPools::fetch_guard): its containers'
-// snapshot epochs, and a hold while its map is `moving` data. A rebuild pushes histories with
-// their old epochs; the home they go to takes the pool's new writes meanwhile, and a punch among
-// those that aggregation dropped (nothing below it yet) would not hide an older version that
-// arrives after it. The hold ends when the last generation completed (every push imported) and
-// every target that may keep a former home's copy of it has dropped that copy
-// (`reclaim_pending` names those that have not: mgmt::reclaim_pending): a later fill of such a
-// target merges into what it kept, and must bring every punch that hides it.
+// snapshot epochs, and a hold (every punch kept) while its map is `moving` data. A rebuild
+// pushes histories with their old epochs; the home they go to takes the pool's new writes
+// meanwhile, and a punch among those that aggregation dropped (nothing below it yet) would not
+// hide an older version that arrives after it. The hold ends when the last generation completed
+// (every push imported) and every target that may keep a former home's copy of it has dropped
+// that copy (`reclaim_pending` names those that have not: mgmt::reclaim_pending): a later fill of
+// such a target merges into what it kept, and must bring every punch that hides it.
 storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,
                                             bool moving, const std::string& reclaim_pending);
 
@@ -194,7 +194,7 @@ struct TargetPools {
       fetch_view;
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
   // What the pool's aggregation must respect now: every snapshot epoch of its containers, and
-  // a hold while a rebuild moves its data (aggregation_guard()).
+  // a hold (punches kept) while a rebuild moves its data (aggregation_guard()).
   std::function<Result<storage::AggregationGuard>(uint32_t pool)> fetch_guard;
   // Tells the management service that this target's reclaim pass over pool map `version` (not
   // moving data) completed and its drops are durable (rebuild/reclaim.hpp; suspends).

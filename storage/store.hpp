@@ -99,9 +99,11 @@ struct DtxChecks {
 // What a background aggregation pass must respect, learned before each pass.
 struct AggregationGuard {
   std::vector<uint64_t> protect;  // snapshot epochs to keep readable
-  // Non-empty: no pass may run now, and why. A rebuild moving data into this store imports
-  // histories with their old epochs; a punch aggregated away before an older version of its
-  // akey arrives would no longer hide it (docs/REBUILD.md, "Aggregation during a rebuild").
+  // Non-empty: passes keep every punch now, and why. A rebuild moving data into this store
+  // imports histories with their old epochs, and a former home's kept copy may be merged into a
+  // later fill: a punch aggregated away before such an older version of its akey arrives would
+  // no longer hide it (docs/REBUILD.md, "Aggregation during a rebuild"). A version hidden by a
+  // newer one or by a punch goes as ever: whatever arrives below them stays hidden.
   std::string hold;
 };
 
@@ -399,8 +401,10 @@ class TargetStore {
 
   // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
   // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
-  // then checkpoints so the space is reused. Yields between batches of akeys.
-  Result<AggregateStats> aggregate(uint64_t epoch, std::vector<uint64_t> protect = {});
+  // then checkpoints so the space is reused. With `keep_punches`, every punch stays (what it
+  // hides goes): AggregationGuard::hold. Yields between batches of akeys.
+  Result<AggregateStats> aggregate(uint64_t epoch, std::vector<uint64_t> protect = {},
+                                   bool keep_punches = false);
   // Writes the index as a new checkpoint and releases the log before it.
   Status checkpoint();
   // Snapshot epochs the background aggregation must keep visible.
@@ -554,6 +558,7 @@ class TargetStore {
                       std::map<std::string, Dkey, std::less<>>::iterator dit);
   void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
                       const std::vector<uint64_t>& bounds, AggregateStats& st);
+  bool keep_punches_ = false;  // the running pass drops no punch (aggregate(keep_punches))
   void background();
 
   // Conditional operations wait for in-flight changes of the same keys.

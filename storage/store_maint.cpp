@@ -448,7 +448,7 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
     rest.reserve(kept.size());
     for (size_t i = 0; i < kept.size(); ++i) {
       Version& v = kept[i];
-      if (v.punch && v.epoch <= top) {
+      if (v.punch && v.epoch <= top && !keep_punches_) {
         bool hides = false;
         for (size_t j = 0; j < i && !hides; ++j) {
           hides =
@@ -466,15 +466,19 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
   }
   a.versions = std::move(kept);
   // An akey punch with no older version left hides nothing.
+  if (keep_punches_) return;
   uint64_t oldest = a.versions.empty() ? kMaxEpoch : a.versions.front().epoch;
   size_t before = a.punches.size();
   std::erase_if(a.punches, [&](uint64_t p) { return p <= top && oldest > p; });
   st.punches_dropped += before - a.punches.size();
 }
 
-Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64_t> protect) {
+Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64_t> protect,
+                                              bool keep_punches) {
   MaintenanceHold hold(*this);
   AggregateStats st;
+  st.punches_kept = keep_punches;
+  keep_punches_ = keep_punches;  // one pass at a time (the maintenance hold)
   uint64_t top = epoch == 0 ? hlc_.last() : std::min(epoch, hlc_.last());
   // Changes still on their way to the log may carry older epochs: stay below them.
   if (!inflight_epochs_.empty()) top = std::min(top, *inflight_epochs_.begin() - 1);
@@ -501,6 +505,7 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
     return m;
   };
   auto trim = [&](std::vector<uint64_t>& punches, uint64_t oldest) {
+    if (keep_punches) return;
     size_t before = punches.size();
     std::erase_if(punches, [&](uint64_t p) { return p <= top && oldest > p; });
     st.punches_dropped += before - punches.size();
@@ -583,7 +588,7 @@ void TargetStore::background() {
   constexpr auto kPressureDelay = std::chrono::seconds(1);
   constexpr auto kPressureIdle = std::chrono::seconds(5);
   auto next_pressure = env.now();
-  std::string held;  // why aggregation waits, as the guard last said (empty: it does not)
+  std::string held;  // why passes keep punches, as the guard last said (empty: they do not)
   while (!bg_stop_) {
     Nanos wake = env.now() + std::chrono::seconds(3600);
     if (opts_.checkpoint_interval.count() > 0) wake = std::min(wake, next_ckpt);
@@ -611,8 +616,8 @@ void TargetStore::background() {
       }
       next_ckpt = env.now() + opts_.checkpoint_interval;
     }
-    // Snapshots first: a pass that does not know them could merge one away; and none while
-    // the guard holds aggregation (a rebuild moving data in).
+    // Snapshots first: a pass that does not know them could merge one away; and every punch
+    // kept while the guard holds (a rebuild moving data in, former homes not yet reclaimed).
     auto learn_guard = [&]() -> bool {
       if (!opts_.guard) return true;
       auto g = opts_.guard();
@@ -623,13 +628,12 @@ void TargetStore::background() {
       }
       if (g->hold != held) {
         if (!g->hold.empty()) {
-          log::info("{}: aggregation waits: {}", who(), g->hold);
+          log::info("{}: aggregation keeps punches: {}", who(), g->hold);
         } else {
-          log::info("{}: aggregation resumes", who());
+          log::info("{}: aggregation drops punches again", who());
         }
         held = g->hold;
       }
-      if (!held.empty()) return false;
       set_protected_epochs(std::move(g->protect));
       return true;
     };
@@ -638,7 +642,7 @@ void TargetStore::background() {
       uint64_t freed = 0;
       uint64_t e = epoch_at_wall(env.wall() - kPressureDelay);
       if (e > agg_epoch_ && learn_guard()) {
-        auto r = aggregate(e);
+        auto r = aggregate(e, {}, !held.empty());
         if (r) {
           freed = r->bytes_freed;
           log::info("{}: data region full: aggregation freed {} bytes", who(), freed);
@@ -651,7 +655,7 @@ void TargetStore::background() {
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(env.wall() - opts_.aggregation_delay);
       if (e > agg_epoch_ && learn_guard()) {
-        auto r = aggregate(e);
+        auto r = aggregate(e, {}, !held.empty());
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }
       next_agg = env.now() + opts_.aggregation_interval;

@@ -248,7 +248,8 @@ json rebuild_json(const mgmt::PoolView& v) {
     j["total_known"] = v.progress.total_known();
   }
   if (!r.error.empty()) j["error"] = r.error;
-  // Aggregation waits for these targets' reclaim passes after the generation (docs/REBUILD.md).
+  // Aggregation keeps punches until these targets' reclaim passes after the generation
+  // (docs/REBUILD.md).
   if (!v.reclaim_pending.empty()) j["reclaim_pending"] = v.reclaim_pending;
   return j;
 }

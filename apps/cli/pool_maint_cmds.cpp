@@ -2,10 +2,7 @@
 // a pool now, instead of waiting for the background ones.
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
-#include <thread>
 
 #include "apps/cli/common.hpp"
 
@@ -16,8 +13,6 @@ namespace {
 struct MaintArgs {
   std::string pool;
   double share_pct = 100;
-  bool wait = false;    // aggregate: while the pool holds aggregation back, wait
-  double wait_s = 600;  // ... at most this long
 };
 
 // The pool's map and a client that can reach its targets.
@@ -44,36 +39,14 @@ Result<PoolSession> open_pool(Globals& g, const std::string& pool) {
 // serving target, instead of waiting for the background pass.
 int pool_aggregate(Globals& g, const MaintArgs& a) {
   const char* what = "pool aggregate";
-  if (!(a.wait_s > 0)) {
-    return fail(g, Status(Errc::invalid_argument, "--wait-timeout must be above 0 seconds"), what);
-  }
   auto s = open_pool(g, a.pool);
   if (!s) return fail(g, s.status(), what);
-  // A pool holds its aggregation back while it moves data and until its former homes dropped
-  // what they no longer hold (docs/REBUILD.md): every target answers `busy` then. With --wait,
-  // ask again until the hold ends.
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(a.wait_s));
-  auto replies = s->client->pool_reclaim(s->view);
-  for (bool told = false; a.wait; told = true) {
-    const auto held = std::find_if(replies.begin(), replies.end(), [](const auto& r) {
-      return !r.aggregated && r.aggregated.status().code() == Errc::busy;
-    });
-    if (held == replies.end() || std::chrono::steady_clock::now() >= deadline) break;
-    if (!told && !g.json) {
-      std::fprintf(stderr, "tessera: pool aggregate waits: %s\n",
-                   held->aggregated.status().message().c_str());
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    replies = s->client->pool_reclaim(s->view);
-  }
   json targets = json::array();
   uint64_t freed = 0, dropped = 0;
-  size_t ok = 0;
+  size_t ok = 0, kept = 0;
   Status first;
   std::string lines;
-  for (const auto& r : replies) {
+  for (const auto& r : s->client->pool_reclaim(s->view)) {
     json t{{"rank", r.rank}, {"target", r.target}, {"state", r.state}};
     Status st = !r.aggregated ? r.aggregated.status() : r.checkpoint;
     if (st.is_ok()) {
@@ -84,6 +57,8 @@ int pool_aggregate(Globals& g, const MaintArgs& a) {
       t["versions_dropped"] = r.aggregated->versions_dropped;
       t["versions_trimmed"] = r.aggregated->versions_trimmed;
       t["punches_dropped"] = r.aggregated->punches_dropped;
+      t["punches_kept"] = r.aggregated->punches_kept;
+      kept += r.aggregated->punches_kept ? 1 : 0;
       lines += fmt::format("  rank {} target {}: {} freed, {} versions dropped\n", r.rank,
                            r.target, human(r.aggregated->bytes_freed),
                            r.aggregated->versions_dropped);
@@ -103,13 +78,25 @@ int pool_aggregate(Globals& g, const MaintArgs& a) {
                 what);
   }
   const std::string label = s->view.pool.label;
-  return done(g, {{"pool", label}, {"bytes_freed", freed}, {"versions_dropped", dropped},
-                  {"targets", targets}},
+  return done(g,
+              {{"pool", label},
+               {"bytes_freed", freed},
+               {"versions_dropped", dropped},
+               {"punches_kept", kept > 0},
+               {"targets", targets}},
               [&] {
                 std::printf("pool %s: %s freed on %zu targets (%lu versions dropped); "
                             "checkpoints written, the space is free for new writes\n%s",
                             label.c_str(), human(freed).c_str(), ok,
                             static_cast<unsigned long>(dropped), lines.c_str());
+                // docs/REBUILD.md, "Aggregation during a rebuild"
+                if (kept > 0) {
+                  std::printf(
+                      "deletions kept as punches on %zu targets: the pool moves data, "
+                      "or its former homes have not yet dropped what they no longer "
+                      "hold (pool query names them)\n",
+                      kept);
+                }
               });
 }
 
@@ -192,12 +179,6 @@ void add_pool_maintenance_commands(CLI::App* pool, Globals& g) {
                    "every target (snapshots kept), then checkpoint so the space is reused",
                    [&g, a] { return pool_aggregate(g, *a); });
   agg->add_option("pool", a->pool, "pool label or UUID")->required();
-  agg->add_flag("--wait", a->wait,
-                "while the pool holds aggregation back (it moves data, or its former homes have "
-                "not yet dropped what they no longer hold), wait instead of answering busy");
-  agg->add_option("--wait-timeout", a->wait_s,
-                  "with --wait: give up after this many seconds "
-                  "(default 600)");
 
   auto* scrub = leaf(pool, g, "scrub",
                      "read every stored piece back against its checksum on every target and "
