@@ -198,9 +198,8 @@ struct PoolView {
   std::vector<ContView> conts;
   RebuildProgress progress;  // of the current generation (while busy)
   std::string redundancy;
-  // After a generation: the targets whose reclaim pass the pool's aggregation waits for before it
-  // drops punches
-  // ("rank R target T, ..."; empty: none; mgmt::reclaim_pending).
+  // After a generation: the targets whose reclaim pass the pool's aggregation waits for before
+  // it drops punches again ("rank R target T, ..."; empty: none; mgmt::reclaim_pending).
   std::string reclaim_pending;
 };
 

@@ -506,8 +506,8 @@ TEST(MgmtState, ARejoinWithNewAddressesDoesNotStrandTheRunningRebuild) {
             Errc::stale);
 }
 
-// After a generation completes, the pool's aggregation waits for every target that may keep a
-// former home's copy to report a reclaim pass over a map after the one rebuilt (mgmt::
+// After a generation completes, the pool's aggregation keeps every punch until each target that
+// may keep a former home's copy reported a reclaim pass over a map after the one rebuilt (mgmt::
 // reclaim_pending): not before any data moved, not while the map moves (that hold is the
 // move's), never for targets that are down-out, and a report over an older map does not count.
 TEST(MgmtState, ReclaimPendingNamesTheTargetsNotYetReclaimedSinceTheLastMove) {
