@@ -300,7 +300,7 @@ Status validate(EngineConfig& cfg) {
   if (cfg.reclaim_interval_ms == 0) {
     return Status(Errc::invalid_argument,
                   "reclaim_interval_ms must be above 0: after a rebuild, a pool's aggregation "
-                  "waits for every target's reclaim pass");
+                  "keeps every punch until each target reported a reclaim pass");
   }
   if (cfg.rebuild_share_pct == 0 || cfg.rebuild_share_pct > 100) {
     return Status(Errc::invalid_argument,

@@ -558,7 +558,6 @@ class TargetStore {
                       std::map<std::string, Dkey, std::less<>>::iterator dit);
   void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
                       const std::vector<uint64_t>& bounds, AggregateStats& st);
-  bool keep_punches_ = false;  // the running pass drops no punch (aggregate(keep_punches))
   void background();
 
   // Conditional operations wait for in-flight changes of the same keys.

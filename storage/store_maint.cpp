@@ -448,7 +448,7 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
     rest.reserve(kept.size());
     for (size_t i = 0; i < kept.size(); ++i) {
       Version& v = kept[i];
-      if (v.punch && v.epoch <= top && !keep_punches_) {
+      if (v.punch && v.epoch <= top && !st.punches_kept) {
         bool hides = false;
         for (size_t j = 0; j < i && !hides; ++j) {
           hides =
@@ -466,7 +466,7 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
   }
   a.versions = std::move(kept);
   // An akey punch with no older version left hides nothing.
-  if (keep_punches_) return;
+  if (st.punches_kept) return;
   uint64_t oldest = a.versions.empty() ? kMaxEpoch : a.versions.front().epoch;
   size_t before = a.punches.size();
   std::erase_if(a.punches, [&](uint64_t p) { return p <= top && oldest > p; });
@@ -477,8 +477,7 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
                                               bool keep_punches) {
   MaintenanceHold hold(*this);
   AggregateStats st;
-  st.punches_kept = keep_punches;
-  keep_punches_ = keep_punches;  // one pass at a time (the maintenance hold)
+  st.punches_kept = keep_punches;  // aggregate_akey reads it
   uint64_t top = epoch == 0 ? hlc_.last() : std::min(epoch, hlc_.last());
   // Changes still on their way to the log may carry older epochs: stay below them.
   if (!inflight_epochs_.empty()) top = std::min(top, *inflight_epochs_.begin() - 1);

@@ -65,9 +65,7 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
     unsigned i = 0;
     for (uint64_t e : epochs) l.set(i++, e);
     r.setPoolMoving(p->map.moving());
-    auto pending = reclaimed_.find(p->id);
-    r.setPoolReclaimPending(targets_text(
-        reclaim_pending(*p, pending == reclaimed_.end() ? ReclaimReports{} : pending->second)));
+    r.setPoolReclaimPending(reclaim_pending_text(*p));
   });
 }
 
@@ -154,13 +152,7 @@ Result<Buffer> MgmtService::cmd_reclaim_done(schema::MgmtReq::Reader req, const 
   std::lock_guard lk(mu_);
   if (!cred.system) return engines_only("reclaim reports");
   const uint32_t rank = r.getRank();
-  if (auto live = rank_session_.find(rank);
-      live == rank_session_.end() || live->second != session) {
-    return Status(Errc::permission,
-                  fmt::format("only rank {} reports reclaim passes of its own targets, on the "
-                              "connection it joined with",
-                              rank));
-  }
+  TESSERA_TRY(own_connection(rank, session, "reclaim passes"));
   const Pool* p = state_.pool(r.getPool());
   if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
   const uint32_t version = r.getVersion();

@@ -171,12 +171,27 @@ Buffer MgmtService::pool_reply(const Pool& p, bool with_conts) const {
   });
 }
 
+Status MgmtService::own_connection(uint32_t rank, uint64_t session,
+                                   std::string_view reports) const {
+  if (auto live = rank_session_.find(rank);
+      live == rank_session_.end() || live->second != session) {
+    return Status(Errc::permission,
+                  fmt::format("only rank {} reports {} of its own targets, on the connection it "
+                              "joined with",
+                              rank, reports));
+  }
+  return Status();
+}
+
+std::string MgmtService::reclaim_pending_text(const Pool& p) const {
+  auto done = reclaimed_.find(p.id);
+  return targets_text(
+      reclaim_pending(p, done == reclaimed_.end() ? ReclaimReports{} : done->second));
+}
+
 void MgmtService::encode_progress(schema::PoolInfo::Builder b, const Pool& p) const {
   auto rb = b.getRebuild();
-  if (auto done = reclaimed_.find(p.id); p.rebuild.state == "done") {
-    rb.setReclaimPending(targets_text(
-        reclaim_pending(p, done == reclaimed_.end() ? ReclaimReports{} : done->second)));
-  }
+  if (p.rebuild.state == "done") rb.setReclaimPending(reclaim_pending_text(p));
   if (p.rebuild.state != "busy") return;
   const RebuildProgress sum = rebuilds_.progress(p);
   rb.setTargetsTotal(sum.targets_total);
@@ -438,15 +453,7 @@ Result<Buffer> MgmtService::on_shard_damaged(schema::MgmtReq::ShardDamaged::Read
   std::lock_guard lk(mu_);
   if (!cred.system) return engines_only("reporting damaged targets");
   const uint32_t rank = r.getRank();
-  // Only the engine itself speaks for its targets: the report must come on the session the
-  // rank joined with.
-  if (auto live = rank_session_.find(rank);
-      live == rank_session_.end() || live->second != session) {
-    return Status(Errc::permission,
-                  fmt::format("only rank {} reports damage of its own targets, on the connection "
-                              "it joined with",
-                              rank));
-  }
+  TESSERA_TRY(own_connection(rank, session, "damage"));
   const Pool* p = state_.pool(r.getPool());
   if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", r.getPool()));
   const std::string reason = r.getReason();

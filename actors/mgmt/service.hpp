@@ -245,6 +245,12 @@ class MgmtService {
   Result<Buffer> on_shard_damaged(schema::MgmtReq::ShardDamaged::Reader r, const Cred& cred,
                                   uint64_t session);
   Status rebuild_report(schema::MgmtReq::RebuildReport::Reader r);
+  // Only an engine speaks for its own targets: `session` must be the connection `rank` joined
+  // with; else permission denied, naming what it `reports` (state lock held).
+  Status own_connection(uint32_t rank, uint64_t session, std::string_view reports) const;
+  // The targets pool `p`'s aggregation keeps punches for (mgmt::reclaim_pending over
+  // reclaimed_), as text (state lock held).
+  std::string reclaim_pending_text(const Pool& p) const;
 
   // Rebuild driving (state lock held): the decisions are the RebuildDriver's
   // (mgmt/rebuild_driver.hpp); these commit what it returns and send its starts (by the worker
@@ -270,7 +276,7 @@ class MgmtService {
   std::mutex create_mu_;  // one pool create at a time (it reserves the next pool id)
   MgmtState state_;
   // Reclaim passes reported, by pool (mgmt::reclaim_pending). Not persisted: a restarted or new
-  // leader holds aggregation back until the targets' next passes.
+  // leader keeps punches until the targets' next passes.
   std::map<uint32_t, ReclaimReports> reclaimed_;
   std::map<uint64_t, uint32_t> session_rank_;  // join connections
   std::map<uint32_t, uint64_t> rank_session_;
