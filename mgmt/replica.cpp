@@ -1,8 +1,8 @@
 #include "mgmt/replica.hpp"
 
-// libraft's headers declare no C linkage of their own.
+#include "mgmt/raft_send_guard.hpp"
+
 extern "C" {
-#include <raft.h>
 #include <raft/uv.h>
 }
 
@@ -85,6 +85,15 @@ Result<std::string_view> unframe(const raft_buffer& b) {
   return std::string_view(static_cast<const char*>(b.base) + 8, n);
 }
 
+}  // namespace
+
+bool raft_send_allowed(int state, const raft_message& m) {
+  if (m.type == RAFT_IO_APPEND_ENTRIES_RESULT && state != RAFT_FOLLOWER) return false;
+  return m.server_address != nullptr;
+}
+
+namespace {
+
 // Work for the loop thread. Every task posted runs: `post` refuses once the replica stops, and
 // the loop runs what was queued before it closes.
 using Task = std::function<void()>;
@@ -101,10 +110,14 @@ struct Replica::Loop {
   std::unique_ptr<AuthTransport> transport;
   raft_io io{};
   bool io_init = false;
+  int (*uv_send)(raft_io*, raft_io_send*, const raft_message*, raft_io_send_cb) = nullptr;
+  uint64_t dropped_sends = 0;  // refused by raft_send_allowed
   raft_fsm rfsm{};
   struct raft r {};
   bool raft_init = false;
-  bool raft_closing = false;
+  bool raft_closing = false;  // close() began (a leader's transfer may run first)
+  bool raft_close_called = false;
+  bool transfer_done = false;  // the transfer close() asked for ended
   struct raft_transfer transfer {};
   Status last_result;  // what the Fsm answered for the entry raft applies now
   std::map<Pending*, std::shared_ptr<Pending>> inflight;  // loop thread only
@@ -198,6 +211,7 @@ struct Replica::Loop {
     return 0;
   }
 
+  // On success the buffer is the state machine's to free; on failure raft frees it.
   static int fsm_restore(raft_fsm* f, raft_buffer* buf) {
     Loop* L = static_cast<Loop*>(f->data);
     Status st;
@@ -207,13 +221,25 @@ struct Replica::Loop {
     } catch (const std::exception& e) {
       st = Status(Errc::invalid_argument, e.what());
     }
-    raft_free(buf->base);
+    if (st.is_ok()) raft_free(buf->base);
     if (!st.is_ok()) {
       log::error("management replica {}: cannot restore a snapshot: {}", L->opts.id,
                  st.to_string());
       return RAFT_MALFORMED;
     }
     return 0;
+  }
+
+  // raft's sends, through raft_send_allowed (io->data is the raft instance once raft_init ran).
+  static int guarded_send(raft_io* io, raft_io_send* req, const raft_message* m,
+                          raft_io_send_cb cb) {
+    auto* rr = static_cast<struct raft*>(io->data);
+    Loop* L = static_cast<Loop*>(rr->data);
+    if (!raft_send_allowed(raft_state(rr), *m)) {
+      ++L->dropped_sends;
+      return RAFT_NOCONNECTION;
+    }
+    return L->uv_send(io, req, m, cb);
   }
 
   // --- the loop thread ---
@@ -303,22 +329,32 @@ struct Replica::Loop {
     i.last_index = raft_last_index(&r);
     i.applied = raft_last_applied(&r);
     i.refused_connections = transport ? transport->refused() : 0;
+    i.dropped_sends = dropped_sends;
     return i;
   }
 
   // Closes raft (a leader first hands leadership to the most up-to-date follower), then the
   // wake handle: the loop ends when nothing is left open.
+  // raft_close runs from the wake handle, never inside one of raft's own callbacks (the
+  // transfer's ends inside raft's tick, receive or replication code, which goes on using the
+  // state raft_close frees).
   void close() {
-    if (raft_closing) return;
-    raft_closing = true;
-    if (raft_state(&r) == RAFT_LEADER) {
-      transfer.data = this;
-      int rv = raft_transfer(&r, &transfer, 0, [](struct raft_transfer* t) {
-        Loop* L = static_cast<Loop*>(t->data);
-        raft_close(&L->r, raft_closed);
-      });
-      if (rv == 0) return;
+    if (raft_close_called) return;
+    if (!raft_closing) {
+      raft_closing = true;
+      if (raft_state(&r) == RAFT_LEADER) {
+        transfer.data = this;
+        int rv = raft_transfer(&r, &transfer, 0, [](struct raft_transfer* t) {
+          Loop* L = static_cast<Loop*>(t->data);
+          L->transfer_done = true;
+          uv_async_send(&L->wake);  // on_wake sees `stopping` and calls close() again
+        });
+        if (rv == 0) return;
+      }
+      transfer_done = true;
     }
+    if (!transfer_done) return;
+    raft_close_called = true;
     raft_close(&r, raft_closed);
   }
 
@@ -334,7 +370,7 @@ struct Replica::Loop {
   // Runs the loop until every handle is closed (after a failed start: on the caller's thread).
   void drain_on_caller() {
     if (raft_init) {
-      raft_closing = true;
+      raft_closing = raft_close_called = true;
       raft_close(&r, [](struct raft*) {});
     }
     if (wake_init) uv_close(reinterpret_cast<uv_handle_t*>(&wake), nullptr);
@@ -377,6 +413,8 @@ Result<std::unique_ptr<Replica>> Replica::start(Options opts, Fsm fsm) {
     return Status(Errc::io_error, fmt::format("management replica in {}: {}", o.dir, L->io.errmsg));
   }
   L->io_init = true;
+  L->uv_send = L->io.send;
+  L->io.send = Loop::guarded_send;
   L->rfsm.version = 1;
   L->rfsm.data = L.get();
   L->rfsm.apply = Loop::fsm_apply;

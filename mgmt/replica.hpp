@@ -64,6 +64,7 @@ class Replica {
     uint64_t last_index = 0;
     uint64_t applied = 0;
     uint64_t refused_connections = 0;
+    uint64_t dropped_sends = 0;  // messages raft built for no valid peer (raft_send_guard.hpp)
   };
 
   // Starts the loop thread and raft. The first start of a replica (an empty `dir`) records

@@ -64,8 +64,8 @@ struct RebuildInfo {
   bytesTotal   @13 :UInt64;  # bytes to send as the targets counted them before sending (while
                              # busy: the targets that reported; done: all of them)
   targetsReported @14 :UInt32;  # while busy: targets whose count bytesTotal holds
-  reclaimPending  @15 :Text;    # after a generation: targets the pool's aggregation still waits
-                                # for (no reclaim pass reported yet: mgmt::reclaim_pending)
+  reclaimPending  @15 :Text;    # after a generation: targets with no reclaim pass reported yet;
+                                # until then aggregation keeps punches (mgmt::reclaim_pending)
 }
 
 struct KeyValue {
@@ -210,8 +210,8 @@ struct MgmtReq {
   }
 
   # A target dropped what pool map `version` (not moving data) no longer places on it, and made
-  # the drops durable (rebuild/reclaim.hpp). Aggregation resumes after a move only once every
-  # target that may hold a former home's copy said so (MgmtRep.poolReclaimPending).
+  # the drops durable (rebuild/reclaim.hpp). After a move, aggregation keeps every punch until
+  # every target that may hold a former home's copy said so (MgmtRep.poolReclaimPending).
   struct ReclaimDone {
     pool    @0 :UInt32;
     rank    @1 :UInt32;                # must be the reporting engine's own rank
