@@ -87,6 +87,17 @@ Status Runner::setup() {
   }
   mgmt_ = sys_.mgmt;
   mc_ = std::make_unique<MgmtClient>(mgmt_, Millis(30000));
+  if (!attach.empty()) {
+    // A pool over "every engine" takes the engines joined to the leader now: an attached
+    // system's engines may still be joining (a new leader, a restart), so the pool waits for
+    // its ranks (the drill's faults name ranks the pool must hold).
+    std::vector<uint32_t> ranks(d_.pool_ranks.begin(), d_.pool_ranks.end());
+    if (ranks.empty()) {
+      for (const auto& e : sys_.engines) ranks.push_back(e.rank);
+    }
+    Status st = wait_joined(ranks, Millis(90000));
+    if (!st.is_ok()) return Status(st.code(), "the attached system: " + st.message());
+  }
   auto bytes = parse_size(d_.pool_size);
   if (!bytes) return bytes.status();
   auto pv = mc_->pool_create(d_.pool, *bytes, d_.pool_ranks);

@@ -77,6 +77,8 @@ class Runner {
   Status step_unfill();
   Status step_corrupt(const Step& st);
   Status assert_space(const Step& st);
+  // Waits (up to `within`) until the system lists every rank of `ranks` joined.
+  Status wait_joined(const std::vector<uint32_t>& ranks, Millis within);
   // Waits (up to `limit`) for every background step to end; the first failure is returned.
   Status join_background(Millis limit);
   // The system file as steps last saw it (kill and restart update it; background steps too).

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -129,29 +131,8 @@ Status Runner::run_step(const Step& st) {
             return none_up_in(*e);
           },
           fmt::format("waiting for rank {} to be down", st.ranks[0]));
-    case K::wait_joined: {
-      const Millis within = limit(st, Millis(60000));
-      const auto until = Clock::now() + within;
-      Status last;
-      while (true) {
-        auto ms = mc_->system_query();
-        if (ms) {
-          for (const auto& m : *ms) {
-            if (m.rank == st.ranks[0] && m.state == mgmt::MemberState::joined) return Status();
-          }
-          last = Status(Errc::unavailable, fmt::format("rank {} is not joined", st.ranks[0]));
-        } else {
-          last = ms.status();
-        }
-        if (Clock::now() >= until) {
-          return Status(Errc::timeout,
-                        fmt::format("waiting for rank {} to join: not reached "
-                                    "within {} s ({})",
-                                    st.ranks[0], within.count() / 1000, last.to_string()));
-        }
-        std::this_thread::sleep_for(kPoll);
-      }
-    }
+    case K::wait_joined:
+      return wait_joined({st.ranks[0]}, limit(st, Millis(60000)));
     case K::assert_: {
       if (st.op == "space") return assert_space(st);
       auto v = mc_->pool_query(d_.pool);
@@ -251,6 +232,36 @@ bool compare(double have, const std::string& cmp, double want) {
 }
 
 }  // namespace
+
+Status Runner::wait_joined(const std::vector<uint32_t>& ranks, Millis within) {
+  const auto until = Clock::now() + within;
+  Status last;
+  while (true) {
+    auto ms = mc_->system_query();
+    if (ms) {
+      std::vector<uint32_t> missing;
+      for (uint32_t rank : ranks) {
+        const bool joined = std::any_of(ms->begin(), ms->end(), [rank](const auto& m) {
+          return m.rank == rank && m.state == mgmt::MemberState::joined;
+        });
+        if (!joined) missing.push_back(rank);
+      }
+      if (missing.empty()) return Status();
+      last = Status(Errc::unavailable,
+                    fmt::format("rank{} {} not joined", missing.size() == 1 ? " is" : "s are",
+                                fmt::join(missing, ", ")));
+    } else {
+      last = ms.status();
+    }
+    if (Clock::now() >= until) {
+      return Status(Errc::timeout,
+                    fmt::format("waiting for rank{} {} to join: not reached within {} s ({})",
+                                ranks.size() == 1 ? "" : "s", fmt::join(ranks, ", "),
+                                within.count() / 1000, last.to_string()));
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+}
 
 Status Runner::step_kill(const Step& st) {
   const uint32_t r = st.ranks[0];
