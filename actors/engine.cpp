@@ -475,13 +475,11 @@ Status Engine::create_shards(uint32_t id, const std::string& uuid, uint64_t byte
         if (!q) return q.status();
         auto so = store_options(cfg_, s->target->index(), bytes);
         so.formatted = [this](uint64_t n) { format_done_ += n; };
-        // Background aggregation keeps every snapshot of the pool's containers readable and
-        // waits while a rebuild moves the pool's data: it asks the management service (for the
-        // epochs and the map's state, not the whole pool) before each pass.
-        so.guard = [s, id]() -> Result<storage::AggregationGuard> {
-          if (!s->pools.fetch_guard) return Status(Errc::unavailable, "not attached yet");
-          return s->pools.fetch_guard(id);
-        };
+        // Background aggregation keeps every snapshot of the pool's containers readable, and
+        // punches while a rebuild moves the pool's data or former homes keep copies: it asks the
+        // management service (for the epochs and the map's state, not the whole pool) and the
+        // shard before each pass (TargetPools::guard).
+        so.guard = [s, id]() { return s->pools.guard(id); };
         auto store = storage::TargetStore::open(*s->target, std::move(*q), so);
         if (!store && store.status().code() == Errc::checksum) {
           // Damaged (the log, a checkpoint or the superblock fails its checks): this target

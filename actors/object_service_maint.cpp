@@ -106,14 +106,15 @@ Result<storage::AggregateStats> ObjectService::aggregate_now(uint32_t pool, uint
   auto w = maintenance_store(pool);
   if (!w) return w.status();
   // As the background passes: every punch kept while the pool's guard holds (a rebuild moves
-  // its data in, or former homes have not reclaimed).
-  bool keep_punches = false;
+  // its data in, or former homes have not reclaimed), and those of the containers whose former
+  // homes keep their copies.
+  storage::AggregationGuard guard;
   if (pool != 0 && pools_.fetch_guard) {
-    auto g = pools_.fetch_guard(pool);
+    auto g = pools_.guard(pool);
     if (!g) return g.status();
-    keep_punches = !g->hold.empty();
+    guard = std::move(*g);
   }
-  return w->store->aggregate(epoch, std::move(protect), keep_punches);
+  return w->store->aggregate(epoch, std::move(protect), !guard.hold.empty(), guard.keep_punches_of);
 }
 
 Status ObjectService::on_aggregate(Message& m) {

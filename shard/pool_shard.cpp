@@ -2,8 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <unordered_set>
+
 #include "core/no_lock.hpp"
 #include "mgmt/types.hpp"
+#include "shard/keys.hpp"
 
 namespace tessera {
 
@@ -18,6 +22,38 @@ void PoolShard::set_view(std::shared_ptr<const mgmt::PoolView> v) {
       write_refusals.emplace(cv.c.id, std::move(st));
     }
   }
+}
+
+bool PoolShard::keeps_all_of(uint32_t cont) const {
+  if (!view) return true;
+  const auto it = std::find_if(view->conts.begin(), view->conts.end(),
+                               [cont](const mgmt::ContView& k) { return k.c.id == cont; });
+  return it == view->conts.end() || it->c.lost_data || write_refusals.count(cont) > 0;
+}
+
+std::function<bool(const ObjectId& key)> PoolShard::punches_to_keep() const {
+  if (!view) return [](const ObjectId&) { return true; };
+  std::unordered_set<uint32_t> known, kept;
+  for (const auto& cv : view->conts) {
+    known.insert(cv.c.id);
+    if (keeps_all_of(cv.c.id)) kept.insert(cv.c.id);
+  }
+  return [known = std::move(known), kept = std::move(kept)](const ObjectId& key) {
+    const uint32_t cont = shard_keys::cont_of(key);
+    return kept.count(cont) > 0 || known.count(cont) == 0;
+  };
+}
+
+Result<storage::AggregationGuard> TargetPools::guard(uint32_t pool) {
+  if (!fetch_guard) return Status(Errc::unavailable, "not attached yet");
+  auto g = fetch_guard(pool);
+  if (!g) return g;
+  if (auto it = shards.find(pool); it != shards.end()) {
+    g->keep_punches_of = it->second->punches_to_keep();
+  } else {
+    g->keep_punches_of = [](const ObjectId&) { return true; };
+  }
+  return g;
 }
 
 storage::AggregationGuard aggregation_guard(uint32_t pool, std::vector<uint64_t> snapshots,

@@ -38,6 +38,15 @@ struct PoolShard {
   // (mgmt::write_refusal). A container created after the view is not here: its first map is
   // the one it was created in.
   std::unordered_map<uint32_t, Status> write_refusals;
+  // Whether this target keeps all it holds of container `cont`, whatever `view` places here:
+  // the map does not know the container (yet, or any more), or its data was not all rebuilt
+  // (lost data, or its writes are refused): what it keeps may be the last copy. Reclaim leaves
+  // such copies; aggregation keeps the container's punches (punches_to_keep), since such a copy
+  // may be merged into a later fill of this target at any time.
+  bool keeps_all_of(uint32_t cont) const;
+  // The store keys whose punches aggregation keeps now (AggregationGuard::keep_punches_of):
+  // those of the containers keeps_all_of names, as `view` says when called.
+  std::function<bool(const ObjectId& key)> punches_to_keep() const;
   // Container handles this target learnt from the management service. An entry is checked
   // with the service again once older than TargetPools::handle_recheck (the bound on how long
   // a revocation the engine missed stays unnoticed); a revocation erases it at once.
@@ -211,6 +220,9 @@ struct TargetPools {
   // in a fiber of the shard's target (`t`).
   Status settle_within(Target& t, PoolShard& sh, std::chrono::milliseconds limit,
                        const std::function<bool()>& cancelled = {});
+  // What pool `pool`'s aggregation must respect now: fetch_guard's answer, and the punches its
+  // shard here keeps (PoolShard::punches_to_keep). Suspends.
+  Result<storage::AggregationGuard> guard(uint32_t pool);
   // Rebuild generations this target ran, by pool (actors/engine.cpp).
   struct RebuildRun {
     uint32_t gen = 0;

@@ -105,6 +105,10 @@ struct AggregationGuard {
   // no longer hide it (docs/REBUILD.md, "Aggregation during a rebuild"). A version hidden by a
   // newer one or by a punch goes as ever: whatever arrives below them stays hidden.
   std::string hold;
+  // Objects whose punches stay whatever `hold` says (empty: none). A container whose former
+  // homes keep their copies (the map does not know it, or its data was not all rebuilt) may see
+  // such a copy merged into a later fill at any time; the punches that hide it must be there.
+  std::function<bool(const ObjectId& key)> keep_punches_of;
 };
 
 struct StoreOptions {
@@ -402,9 +406,11 @@ class TargetStore {
   // Merges every version at or below `epoch` into the state visible at `epoch` and at each of
   // `protect` (plus the store's own protected epochs), drops what nothing sees any more,
   // then checkpoints so the space is reused. With `keep_punches`, every punch stays (what it
-  // hides goes): AggregationGuard::hold. Yields between batches of akeys.
-  Result<AggregateStats> aggregate(uint64_t epoch, std::vector<uint64_t> protect = {},
-                                   bool keep_punches = false);
+  // hides goes): AggregationGuard::hold; `keep_punches_of` keeps those of the objects it names
+  // (AggregationGuard::keep_punches_of). Yields between batches of akeys.
+  Result<AggregateStats> aggregate(
+      uint64_t epoch, std::vector<uint64_t> protect = {}, bool keep_punches = false,
+      const std::function<bool(const ObjectId& key)>& keep_punches_of = {});
   // Writes the index as a new checkpoint and releases the log before it.
   Status checkpoint();
   // Snapshot epochs the background aggregation must keep visible.
@@ -557,7 +563,7 @@ class TargetStore {
   void erase_if_empty(std::map<ObjectId, Object>::iterator oit,
                       std::map<std::string, Dkey, std::less<>>::iterator dit);
   void aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
-                      const std::vector<uint64_t>& bounds, AggregateStats& st);
+                      const std::vector<uint64_t>& bounds, bool keep_punches, AggregateStats& st);
   void background();
 
   // Conditional operations wait for in-flight changes of the same keys.

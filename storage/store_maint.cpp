@@ -308,7 +308,8 @@ Status TargetStore::checkpoint_locked() {
 // ---- aggregation ------------------------------------------------------------------------------
 
 void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
-                                 const std::vector<uint64_t>& bounds, AggregateStats& st) {
+                                 const std::vector<uint64_t>& bounds, bool keep_punches,
+                                 AggregateStats& st) {
   const uint64_t top = bounds.back();
   ++st.akeys_scanned;
   size_t old = 0;
@@ -448,7 +449,7 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
     rest.reserve(kept.size());
     for (size_t i = 0; i < kept.size(); ++i) {
       Version& v = kept[i];
-      if (v.punch && v.epoch <= top && !st.punches_kept) {
+      if (v.punch && v.epoch <= top && !keep_punches) {
         bool hides = false;
         for (size_t j = 0; j < i && !hides; ++j) {
           hides =
@@ -466,18 +467,19 @@ void TargetStore::aggregate_akey(const Object& o, const Dkey& d, AkeyVal& a,
   }
   a.versions = std::move(kept);
   // An akey punch with no older version left hides nothing.
-  if (st.punches_kept) return;
+  if (keep_punches) return;
   uint64_t oldest = a.versions.empty() ? kMaxEpoch : a.versions.front().epoch;
   size_t before = a.punches.size();
   std::erase_if(a.punches, [&](uint64_t p) { return p <= top && oldest > p; });
   st.punches_dropped += before - a.punches.size();
 }
 
-Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64_t> protect,
-                                              bool keep_punches) {
+Result<AggregateStats> TargetStore::aggregate(
+    uint64_t epoch, std::vector<uint64_t> protect, bool keep_punches,
+    const std::function<bool(const ObjectId& key)>& keep_punches_of) {
   MaintenanceHold hold(*this);
   AggregateStats st;
-  st.punches_kept = keep_punches;  // aggregate_akey reads it
+  st.punches_kept = keep_punches;
   uint64_t top = epoch == 0 ? hlc_.last() : std::min(epoch, hlc_.last());
   // Changes still on their way to the log may carry older epochs: stay below them.
   if (!inflight_epochs_.empty()) top = std::min(top, *inflight_epochs_.begin() - 1);
@@ -503,8 +505,9 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
     }
     return m;
   };
+  bool keep = keep_punches;  // the current object's punches stay
   auto trim = [&](std::vector<uint64_t>& punches, uint64_t oldest) {
-    if (keep_punches) return;
+    if (keep) return;
     size_t before = punches.size();
     std::erase_if(punches, [&](uint64_t p) { return p <= top && oldest > p; });
     st.punches_dropped += before - punches.size();
@@ -512,6 +515,7 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
   uint32_t since_yield = 0;
   for (auto oit = objects_.begin(); oit != objects_.end();) {
     const ObjectId oid = oit->first;
+    keep = keep_punches || (keep_punches_of && keep_punches_of(oid));
     std::string last;
     bool started = false;
     while (true) {
@@ -524,7 +528,7 @@ Result<AggregateStats> TargetStore::aggregate(uint64_t epoch, std::vector<uint64
       started = true;
       Dkey& d = dit->second;
       for (auto ait = d.akeys.begin(); ait != d.akeys.end();) {
-        aggregate_akey(o, d, ait->second, bounds, st);
+        aggregate_akey(o, d, ait->second, bounds, keep, st);
         ++since_yield;
         if (ait->second.versions.empty() && ait->second.punches.empty()) {
           ait = d.akeys.erase(ait);
@@ -588,6 +592,7 @@ void TargetStore::background() {
   constexpr auto kPressureIdle = std::chrono::seconds(5);
   auto next_pressure = env.now();
   std::string held;  // why passes keep punches, as the guard last said (empty: they do not)
+  std::function<bool(const ObjectId&)> keep_of;  // objects whose punches stay, as it said
   while (!bg_stop_) {
     Nanos wake = env.now() + std::chrono::seconds(3600);
     if (opts_.checkpoint_interval.count() > 0) wake = std::min(wake, next_ckpt);
@@ -634,6 +639,7 @@ void TargetStore::background() {
         held = g->hold;
       }
       set_protected_epochs(std::move(g->protect));
+      keep_of = std::move(g->keep_punches_of);
       return true;
     };
     if (space_wanted_ && now >= next_pressure) {
@@ -641,7 +647,7 @@ void TargetStore::background() {
       uint64_t freed = 0;
       uint64_t e = epoch_at_wall(env.wall() - kPressureDelay);
       if (e > agg_epoch_ && learn_guard()) {
-        auto r = aggregate(e, {}, !held.empty());
+        auto r = aggregate(e, {}, !held.empty(), keep_of);
         if (r) {
           freed = r->bytes_freed;
           log::info("{}: data region full: aggregation freed {} bytes", who(), freed);
@@ -654,7 +660,7 @@ void TargetStore::background() {
     if (opts_.aggregation_interval.count() > 0 && now >= next_agg) {
       uint64_t e = epoch_at_wall(env.wall() - opts_.aggregation_delay);
       if (e > agg_epoch_ && learn_guard()) {
-        auto r = aggregate(e, {}, !held.empty());
+        auto r = aggregate(e, {}, !held.empty(), keep_of);
         if (!r) log::warn("{}: aggregation: {}", who(), r.status().to_string());
       }
       next_agg = env.now() + opts_.aggregation_interval;

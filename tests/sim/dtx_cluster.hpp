@@ -501,7 +501,7 @@ class SimEngine {
       // As an engine's store asks before each pass (actors/engine.cpp).
       TargetPools* pools = l.pools.get();
       const uint32_t id = pool_.view()->pool.id;
-      so.guard = [pools, id]() { return pools->fetch_guard(id); };
+      so.guard = [pools, id]() { return pools->guard(id); };
     }
     auto store = storage::TargetStore::open(*l.target, std::move(*q), so);
     if (!store) return store.status();

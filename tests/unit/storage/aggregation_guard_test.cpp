@@ -100,6 +100,36 @@ TEST_P(AggregationGuardTest, NoPassRunsWhileTheGuardCannotBeAsked) {
   EXPECT_TRUE(eventually([&] { return aggregations() > 0; }, std::chrono::seconds(60)));
 }
 
+// The punches of the objects the guard names stay without a hold (a container whose former
+// homes keep their copies: a kept copy merged into a later fill must meet the punch that hides
+// it); every other object's punch that hides nothing goes.
+TEST_P(AggregationGuardTest, ThePunchesOfTheObjectsTheGuardNamesStay) {
+  ASSERT_TRUE(open().is_ok());
+  const ObjectId kept{9, 1}, other{9, 2}, src{9, 3};
+  ASSERT_TRUE(put(src, "d", "a", "an old copy").is_ok());
+  auto x = run_on(target, [&] { return store->export_akey(src, "d", "a"); });
+  ASSERT_TRUE(x.is_ok()) << x.status().to_string();
+  for (const ObjectId& o : {kept, other}) {
+    ASSERT_TRUE(put(o, "d", "a", "deleted").is_ok());
+    ASSERT_TRUE(run_on(target, [&] { return store->punch(o, "d", "a"); }).is_ok());
+  }
+  auto r = run_on(target, [&] {
+    return store->aggregate(0, {}, false, [&](const ObjectId& key) { return key == kept; });
+  });
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_FALSE(r->punches_kept) << "no hold: the pass as a whole dropped punches";
+  auto left = run_on(target, [&] { return store->export_akey(kept, "d", "a"); });
+  ASSERT_TRUE(left.is_ok()) << left.status().to_string();
+  EXPECT_EQ(left->akey_punches.size(), 1u) << "the named object's punch was dropped";
+  EXPECT_TRUE(left->versions.empty()) << "the value the punch hides stayed";
+  ASSERT_TRUE(run_on(target, [&] { return store->import_akey(kept, "d", "a", *x); }).is_ok());
+  EXPECT_EQ(get(kept, "d", "a").status().code(), Errc::not_found)
+      << "a copy merged in after the pass brought a deleted value back";
+  auto gone = run_on(target, [&] { return store->export_akey(other, "d", "a"); });
+  EXPECT_TRUE(!gone.is_ok() || (gone->akey_punches.empty() && gone->versions.empty()))
+      << "another object's punch that hides nothing stayed";
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, AggregationGuardTest, ::testing::Values("uring"),
                          [](const auto& info) { return info.param; });
 
