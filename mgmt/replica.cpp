@@ -237,6 +237,10 @@ struct Replica::Loop {
     Loop* L = static_cast<Loop*>(rr->data);
     if (!raft_send_allowed(raft_state(rr), *m)) {
       ++L->dropped_sends;
+      log::warn(
+          "management replica {} ({}): dropped an answer raft built for no leader (a "
+          "snapshot install ended after an election; {} so far)",
+          L->opts.id, role_name(L->info().role), L->dropped_sends);
       return RAFT_NOCONNECTION;
     }
     return L->uv_send(io, req, m, cb);
