@@ -221,12 +221,12 @@ struct Replica::Loop {
     } catch (const std::exception& e) {
       st = Status(Errc::invalid_argument, e.what());
     }
-    if (st.is_ok()) raft_free(buf->base);
     if (!st.is_ok()) {
       log::error("management replica {}: cannot restore a snapshot: {}", L->opts.id,
                  st.to_string());
       return RAFT_MALFORMED;
     }
+    raft_free(buf->base);
     return 0;
   }
 

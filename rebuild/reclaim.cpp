@@ -63,9 +63,9 @@ Result<ReclaimCounters> reclaim(uint32_t rank, uint16_t target, PoolShard& shard
     const uint32_t cont = shard_keys::cont_of(key);
     // A container the map does not know yet (or any more), or whose data a rebuild could not
     // all copy: what this target keeps of it may be the last copy.
-    if (shard.keeps_all_of(cont)) continue;
     const auto kit = std::find_if(view->conts.begin(), view->conts.end(),
                                   [cont](const mgmt::ContView& k) { return k.c.id == cont; });
+    if (kit == view->conts.end() || shard.keeps_all_of(*kit)) continue;
     const ObjectId uoid = shard_keys::user_oid(key);
     const auto* cls = placement::find_class(placement::oid_class(uoid));
     if (cls == nullptr) continue;

@@ -24,23 +24,26 @@ void PoolShard::set_view(std::shared_ptr<const mgmt::PoolView> v) {
   }
 }
 
+bool PoolShard::keeps_all_of(const mgmt::ContView& k) const {
+  return k.c.lost_data || write_refusals.count(k.c.id) > 0;
+}
+
 bool PoolShard::keeps_all_of(uint32_t cont) const {
   if (!view) return true;
   const auto it = std::find_if(view->conts.begin(), view->conts.end(),
                                [cont](const mgmt::ContView& k) { return k.c.id == cont; });
-  return it == view->conts.end() || it->c.lost_data || write_refusals.count(cont) > 0;
+  return it == view->conts.end() || keeps_all_of(*it);
 }
 
 std::function<bool(const ObjectId& key)> PoolShard::punches_to_keep() const {
   if (!view) return [](const ObjectId&) { return true; };
-  std::unordered_set<uint32_t> known, kept;
+  // The containers whose punches may go: every other one's stay (keeps_all_of).
+  std::unordered_set<uint32_t> may_drop;
   for (const auto& cv : view->conts) {
-    known.insert(cv.c.id);
-    if (keeps_all_of(cv.c.id)) kept.insert(cv.c.id);
+    if (!keeps_all_of(cv)) may_drop.insert(cv.c.id);
   }
-  return [known = std::move(known), kept = std::move(kept)](const ObjectId& key) {
-    const uint32_t cont = shard_keys::cont_of(key);
-    return kept.count(cont) > 0 || known.count(cont) == 0;
+  return [may_drop = std::move(may_drop)](const ObjectId& key) {
+    return may_drop.count(shard_keys::cont_of(key)) == 0;
   };
 }
 

@@ -44,6 +44,7 @@ struct PoolShard {
   // such copies; aggregation keeps the container's punches (punches_to_keep), since such a copy
   // may be merged into a later fill of this target at any time.
   bool keeps_all_of(uint32_t cont) const;
+  bool keeps_all_of(const mgmt::ContView& k) const;  // a container `view` knows
   // The store keys whose punches aggregation keeps now (AggregationGuard::keep_punches_of):
   // those of the containers keeps_all_of names, as `view` says when called.
   std::function<bool(const ObjectId& key)> punches_to_keep() const;
