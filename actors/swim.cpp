@@ -55,19 +55,46 @@ void SwimActor::start() {
   rt_.target().spawn([this] { loop(); });
 }
 
-Buffer SwimActor::encode(uint32_t target) const {
+uint32_t SwimActor::sends_per_news() const {
+  uint32_t log2 = 0;
+  while ((size_t{1} << log2) < members_.size() + 2) ++log2;
+  return 3 * log2;
+}
+
+Buffer SwimActor::encode(uint32_t dst, uint32_t target) {
+  // The news with the most sends left (the newest) first; the receiver's own entry when this
+  // engine does not believe it alive, and the ping-req target's, whatever is left of them.
+  std::vector<uint32_t> ranks;
+  auto add = [&](uint32_t r) {
+    auto it = members_.find(r);
+    if (it != members_.end() && std::find(ranks.begin(), ranks.end(), r) == ranks.end()) {
+      ranks.push_back(r);
+    }
+  };
+  for (uint32_t r : {dst, target}) {
+    auto it = members_.find(r);
+    if (it != members_.end() && it->second.state != State::alive) add(r);
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> fresh;  // (sends left, rank)
+  for (const auto& [r, left] : news_) fresh.emplace_back(left, r);
+  std::sort(fresh.begin(), fresh.end(), std::greater<>());
+  for (const auto& [left, r] : fresh) {
+    if (ranks.size() >= kMaxUpdates) break;
+    add(r);
+  }
   capnp::MallocMessageBuilder b(256);
   auto p = b.initRoot<schema::SwimPing>();
   p.setFrom(self_);
   p.setIncarnation(incarnation_);
   p.setTarget(target);
-  auto l = p.initUpdates(static_cast<unsigned>(members_.size()));
-  unsigned i = 0;
-  for (const auto& [rank, m] : members_) {
-    l[i].setRank(rank);
+  auto l = p.initUpdates(static_cast<unsigned>(ranks.size()));
+  for (unsigned i = 0; i < ranks.size(); ++i) {
+    const Member& m = members_.at(ranks[i]);
+    l[i].setRank(ranks[i]);
     l[i].setState(to_wire(m.state));
     l[i].setIncarnation(m.incarnation);
-    ++i;
+    auto it = news_.find(ranks[i]);
+    if (it != news_.end() && --it->second == 0) news_.erase(it);
   }
   return capn::to_body(b);
 }
@@ -124,6 +151,7 @@ void SwimActor::absorb(const Message& m) {
           mb.state = mb.state == State::dead && u.rank != from ? State::dead : State::alive;
           mb.incarnation = std::max(mb.incarnation, u.inc);
           if (mb.state == State::alive) mb.reported = false;
+          spread(u.rank);
         }
         break;
       case State::suspect:
@@ -141,6 +169,7 @@ void SwimActor::suspect(uint32_t rank, uint64_t incarnation) {
   mb.state = State::suspect;
   mb.incarnation = std::max(mb.incarnation, incarnation);
   mb.suspect_since = now();
+  spread(rank);
   log::warn("swim: rank {} is suspect (incarnation {})", rank, mb.incarnation);
 }
 
@@ -195,6 +224,9 @@ void SwimActor::refresh_members() {
   bool changed = next.size() != members_.size();
   for (const auto& [rank, mb] : next) changed = changed || members_.count(rank) == 0;
   members_ = std::move(next);
+  for (auto it = news_.begin(); it != news_.end();) {
+    it = members_.count(it->first) != 0 ? std::next(it) : news_.erase(it);
+  }
   if (changed) {
     order_.clear();
     for (const auto& [rank, mb] : members_) order_.push_back(rank);
@@ -208,7 +240,7 @@ bool SwimActor::ping(uint32_t rank, std::chrono::milliseconds timeout) {
   m.dst = ActorAddr{rank, 0, proto::kSwimActor};
   m.protocol = proto::kProtoSwim;
   m.method = proto::kSwimPing;
-  m.body = encode(0);
+  m.body = encode(rank);
   auto r = rt_.ask(std::move(m), timeout, proto::kSwimActor);
   if (!r || r->status != Errc::ok) return false;
   absorb(*r);
@@ -220,7 +252,7 @@ bool SwimActor::ping_via(uint32_t helper, uint32_t rank, std::chrono::millisecon
   m.dst = ActorAddr{helper, 0, proto::kSwimActor};
   m.protocol = proto::kProtoSwim;
   m.method = proto::kSwimPingReq;
-  m.body = encode(rank);
+  m.body = encode(helper, rank);
   auto r = rt_.ask(std::move(m), timeout, proto::kSwimActor);
   if (!r || r->status != Errc::ok) return false;
   absorb(*r);
@@ -306,7 +338,7 @@ void SwimActor::receive(Message& m) {
   }
   if (m.method == proto::kSwimPing) {
     absorb(m);
-    (void)rt_.reply(m, Status(), encode(0));
+    (void)rt_.reply(m, Status(), encode(m.src.rank));
     return;
   }
   if (m.method == proto::kSwimPingReq) {
@@ -328,7 +360,7 @@ void SwimActor::receive(Message& m) {
           *req,
           ok ? Status()
              : Status(Errc::unreachable, fmt::format("rank {} did not answer a ping", target)),
-          encode(0));
+          encode(req->src.rank));
     });
     return;
   }

@@ -8,9 +8,15 @@
 // does as soon as it hears it is suspected; every engine that suspects a member pings it each
 // period, so a live one hears of it within a period) is declared *dead*: reported to the
 // management service, which takes the rank's targets out of every pool map (a new map version)
-// unless it heard from the rank itself very recently. Member states travel piggybacked on every
-// ping and ack, so a suspicion spreads and is refuted quickly. The member list (joined ranks and
-// their fabric addresses) comes from the management service every `refresh`.
+// unless it heard from the rank itself very recently. News of a member (a suspicion, a higher
+// incarnation) travels piggybacked on pings and acks: each is sent on the next
+// 3 * ceil(log2(members + 2)) messages, at most kMaxUpdates per message, newest first (infection-
+// style dissemination: every engine hears it within O(log N) rounds, and a message stays a few
+// hundred bytes however large the system). A message to a member this engine does not believe
+// alive always carries that member's own entry, so a live suspect hears of its suspicion from
+// every engine that holds it and refutes; every message names its sender's own incarnation.
+// The member list (joined ranks and their fabric addresses) comes from the management service
+// every `refresh`.
 //
 // Runs on its target's thread only; the protocol loop is one fiber, each ping-req another.
 #pragma once
@@ -62,13 +68,20 @@ class SwimActor final : public Actor {
     uint64_t life = 0;  // the process probed (Peer::life)
   };
   const std::map<uint32_t, Member>& members() const { return members_; }
+  // News piggybacked on one message, at most.
+  static constexpr size_t kMaxUpdates = 16;
 
  private:
   void loop();
   void refresh_members();
   bool ping(uint32_t rank, std::chrono::milliseconds timeout);
   bool ping_via(uint32_t helper, uint32_t rank, std::chrono::milliseconds timeout);
-  Buffer encode(uint32_t target) const;  // target: ping-req only
+  // A ping or ack to rank `dst` (target: the member a ping-req names); takes one send from
+  // each piece of news it carries.
+  Buffer encode(uint32_t dst, uint32_t target = 0);
+  // `rank`'s entry changed: it is news for the next sends_per_news() messages.
+  void spread(uint32_t rank) { news_[rank] = sends_per_news(); }
+  uint32_t sends_per_news() const;
   void absorb(const Message& m);
   void suspect(uint32_t rank, uint64_t incarnation);
   void check_suspects();
@@ -81,6 +94,7 @@ class SwimActor final : public Actor {
   ReportDead report_dead_;
   uint64_t incarnation_ = 0;
   std::map<uint32_t, Member> members_;
+  std::map<uint32_t, uint32_t> news_;  // rank -> messages that still carry its entry
   std::vector<uint32_t> order_;
   size_t next_ = 0;
   std::mt19937_64 rng_;  // seeded from the Env: a simulation replays the same probe order

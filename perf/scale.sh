@@ -4,7 +4,8 @@
 # targets (N = 8, 64, 256, 1024 by default; no engine process runs) and this prints the table of
 # docs/SCALE.md: the pool map on the wire and its decode, placement lookups per second on one
 # core, the state machine's time to take an engine's death (exclusion and rebuild plan), and the
-# shards whose home moves on that exclusion and when 10% more engines join, beside the ideal.
+# shards whose home moves on that exclusion and when 10% more engines join, beside the ideal;
+# then SWIM's load and detection time at each size, on the simulator (needs the test build).
 # Usage: perf/scale.sh [ENGINES]   e.g. perf/scale.sh 8,64,256,1024
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +30,32 @@ for r in rows:
           f"{r['moved_on_extend']:.4f}/{r['ideal_on_extend']:.4f} ={gr:>5.2f}x")
 print("goals at 1,024 x 16 (issue 25): a map change applied in < 10 ms; movement on exclusion"
       " <= 1.2x the ideal; rebuild planning < 1 s")
+PY
+
+# SWIM: the production failure detector (actors/swim.cpp) of N engines on the simulator's
+# virtual clock and network (tests/sim/swim_sim_test.cpp, SwimScale): a quiet system's load, then
+# ten engines killed one at a time and the time until the management service hears of each.
+SWIM="$BUILD/tests/swim_sim"
+if [[ ! -x "$SWIM" ]]; then
+  echo "SWIM: $SWIM is missing (configure with -DTESSERA_BUILD_TESTS=ON)"
+  exit 0
+fi
+: >"$OUT"
+IFS=, read -r -a NS <<<"$ENGINES"
+for n in "${NS[@]}"; do
+  TESSERA_SWIM_SCALE_RANKS="$n" "$SWIM" --gtest_filter='SwimScale.*' |
+    sed -n 's/^SWIM_SCALE //p' >>"$OUT"
+done
+python3 - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print()
+print(f"{'engines':>7} {'SWIM msgs/engine/s':>18} {'bytes/msg':>9} {'bytes/engine/s':>14} "
+      f"{'deaths':>6} {'reported: mean ms':>17} {'worst ms':>8} {'false':>5} {'wall s':>6}")
+for r in rows:
+    print(f"{r['engines']:>7} {r['messages_per_engine_s']:>18.2f} {r['bytes_per_message']:>9.0f} "
+          f"{r['bytes_per_engine_s']:>14.0f} {r['kills']:>6} {r['detect_mean_ms']:>17.0f} "
+          f"{r['detect_worst_ms']:>8.0f} {r['refused']:>5} {r['wall_s']:>6.1f}")
+print("goals at 1,024 engines (issue 25): a dead engine detected in < 5 s, SWIM load < 10 "
+      "messages per engine per second")
 PY

@@ -1,5 +1,6 @@
 # SWIM failure detection among engines (actors/swim.hpp). Every message carries the sender's
-# view of the members' states (piggybacked dissemination).
+# incarnation and up to 16 pieces of news about members (piggybacked dissemination: each piece
+# rides on O(log N) messages), plus the receiver's own entry when the sender suspects it.
 @0xb1d5e2a0c7f34e61;
 
 $import "/capnp/c++.capnp".namespace("tessera::schema");

@@ -85,9 +85,10 @@ class SimNet {
     bool drop = false;
     Nanos delay{0};
   };
-  Fate draw() {
+  Fate draw(size_t bytes = 0) {
     std::lock_guard lk(mu_);
     ++sent_;
+    bytes_ += bytes;
     Fate f;
     if (faults_.drop > 0 && rng_() % 100000 < faults_.drop) {
       ++dropped_;
@@ -157,13 +158,17 @@ class SimNet {
     std::lock_guard lk(mu_);
     return dropped_;
   }
+  uint64_t bytes() const {  // of the messages' bodies and bulk, sent so far
+    std::lock_guard lk(mu_);
+    return bytes_;
+  }
 
  private:
   mutable std::mutex mu_;
   std::mt19937_64 rng_;
   Faults faults_;
   std::map<std::string, ActorRuntime*> nodes_;
-  uint64_t sent_ = 0, dropped_ = 0;
+  uint64_t sent_ = 0, dropped_ = 0, bytes_ = 0;
   struct Counts {
     std::atomic<uint64_t> delivered{0}, taken{0};
   };
@@ -178,7 +183,7 @@ class SimTransport final : public Transport {
       : net_(net), addr_(std::move(addr)), engine_(engine) {}
   Status send(const std::string& peer, Message&& m) override {
     if (dead) return Status();  // a dead engine's words vanish
-    auto fate = net_.draw();
+    auto fate = net_.draw(m.body.size() + m.bulk.size());
     if (fate.drop) return Status();
     if (fate.delay.count() > 0) {
       Target::current()->sleep_for(fate.delay);

@@ -34,7 +34,7 @@ using namespace tessera::sim;
 
 namespace {
 
-constexpr uint32_t kRanks = 8;
+constexpr uint32_t kRanks = 8;  // of the fault simulation (the scale run names its own)
 constexpr auto kStep = std::chrono::milliseconds(100);  // the virtual clock's longest step
 constexpr auto kRun = std::chrono::seconds(240);        // virtual time under faults per seed
 
@@ -44,9 +44,9 @@ SwimOptions options() {
 
 // Down this long, a rank must have been reported: a prober reaches it within two rounds over
 // the member list, then it waits out its ping, the suspicion, and the reporter's list refresh.
-Nanos detection_bound() {
+Nanos detection_bound(uint32_t ranks = kRanks) {
   const SwimOptions o = options();
-  return 2 * (kRanks - 1) * o.period + o.period + o.ping_timeout + o.suspicion + o.refresh;
+  return 2 * (ranks - 1) * o.period + o.period + o.ping_timeout + o.suspicion + o.refresh;
 }
 // Up this long, a rank is never reported dead: an engine that suspects a live rank (or catches
 // by gossip a suspicion of the rank's earlier process) pings it every round, and the rank
@@ -203,9 +203,13 @@ class SwimNode {
 
 class SwimSimulation {
  public:
-  explicit SwimSimulation(uint64_t seed)
-      : seed_(seed), rng_(seed), env_(SimEnv::Options{seed, false}), net_(seed ^ 0x5111) {
-    for (uint32_t r = 0; r < kRanks; ++r) {
+  explicit SwimSimulation(uint64_t seed, uint32_t ranks = kRanks)
+      : seed_(seed),
+        ranks_(ranks),
+        rng_(seed),
+        env_(SimEnv::Options{seed, false}),
+        net_(seed ^ 0x5111) {
+    for (uint32_t r = 0; r < ranks_; ++r) {
       nodes_.push_back(std::make_unique<SwimNode>(env_, net_, model_, r));
       nodes_.back()->start();
     }
@@ -241,12 +245,12 @@ class SwimSimulation {
       next_fault = now + std::chrono::milliseconds(2000 + rng_() % 10000);
       // At most two down at once: a majority of probers stays.
       if (restart_at.size() >= 2) continue;
-      SwimNode& victim = *nodes_[rng_() % kRanks];
+      SwimNode& victim = *nodes_[rng_() % ranks_];
       if (!victim.up()) continue;
       victim.kill(reapers_);
       // Back soon (before SWIM can tell: a rolling restart) or after it surely was reported.
       const Nanos back = rng_() % 2 == 0 ? std::chrono::milliseconds(200 + rng_() % 2000)
-                                         : detection_bound() + std::chrono::seconds(rng_() % 10);
+                                         : detection_bound(ranks_) + std::chrono::seconds(rng_() % 10);
       restart_at[victim.rank()] = now + back;
       log_.push_back(
           fmt::format("{} ms: rank {} killed, back in {} ms", ms(now), victim.rank(), ms(back)));
@@ -255,6 +259,60 @@ class SwimSimulation {
     check();
   }
   const std::vector<std::string>& log() const { return log_; }
+
+  // The scale run (perf/scale.sh): no message faults; after a warm-up, the load of a quiet
+  // system over `quiet`, then `kills` engines killed one at a time, each once the one before
+  // was reported. Prints one JSON line.
+  void scale(int kills, Nanos quiet) {
+    const auto wall0 = std::chrono::steady_clock::now();
+    const SwimOptions o = options();
+    run_for(2 * o.refresh + 2 * o.period);  // every list refreshed, the first rounds done
+    const uint64_t sent0 = net_.sent(), bytes0 = net_.bytes();
+    run_for(quiet);
+    const double msgs = static_cast<double>(net_.sent() - sent0);
+    const double bytes = static_cast<double>(net_.bytes() - bytes0);
+    const double secs = std::chrono::duration<double>(quiet).count();
+    std::vector<double> detect_ms;
+    for (int k = 0; k < kills && !::testing::Test::HasFailure(); ++k) {
+      SwimNode* victim = nullptr;
+      while (victim == nullptr || !victim->up()) victim = nodes_[rng_() % ranks_].get();
+      victim->kill(reapers_);
+      const Nanos at = env_.now();
+      auto reported = [&] {
+        std::lock_guard lk(model_.mu);
+        return model_.joined.count(victim->rank()) == 0;
+      };
+      while (!reported() && env_.now() - at < detection_bound(ranks_) &&
+             !::testing::Test::HasFailure()) {
+        step();
+      }
+      if (!reported()) {
+        ADD_FAILURE() << fmt::format("rank {} not reported within {} ms", victim->rank(),
+                                     ms(detection_bound(ranks_)));
+        break;
+      }
+      std::lock_guard lk(model_.mu);
+      detect_ms.push_back(static_cast<double>(model_.detections.back().count()) / 1e6);
+    }
+    {
+      std::lock_guard lk(model_.mu);
+      for (const auto& e : model_.errors) ADD_FAILURE() << e;
+    }
+    double sum = 0, worst = 0;
+    for (double d : detect_ms) {
+      sum += d;
+      worst = std::max(worst, d);
+    }
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    std::cout << fmt::format(
+        "SWIM_SCALE {{\"engines\":{},\"messages_per_engine_s\":{:.2f},\"bytes_per_message\":{:.0f},"
+        "\"bytes_per_engine_s\":{:.0f},\"kills\":{},\"detect_mean_ms\":{:.0f},"
+        "\"detect_worst_ms\":{:.0f},\"refused\":{},\"wall_s\":{:.1f}}}\n",
+        ranks_, msgs / ranks_ / secs, msgs > 0 ? bytes / msgs : 0.0, bytes / ranks_ / secs,
+        detect_ms.size(), detect_ms.empty() ? 0.0 : sum / static_cast<double>(detect_ms.size()),
+        worst, model_.refused, wall);
+  }
 
  private:
   static int64_t ms(Nanos t) { return t.count() / 1'000'000; }
@@ -285,13 +343,18 @@ class SwimSimulation {
     for (auto& n : nodes_) n->wake();
   }
 
+  void run_for(Nanos d) {
+    const Nanos end = env_.now() + d;
+    while (env_.now() < end && !::testing::Test::HasFailure()) step();
+  }
+
   void check() {
     std::lock_guard lk(model_.mu);
     const Nanos now = env_.now();
     for (const auto& [rank, since] : model_.down_since) {
-      if (model_.joined.count(rank) != 0 && now - since > detection_bound()) {
+      if (model_.joined.count(rank) != 0 && now - since > detection_bound(ranks_)) {
         ADD_FAILURE() << fmt::format("rank {} down for {} ms and never reported (bound {} ms)",
-                                     rank, ms(now - since), ms(detection_bound()));
+                                     rank, ms(now - since), ms(detection_bound(ranks_)));
       }
     }
     for (const auto& e : model_.errors) ADD_FAILURE() << e;
@@ -310,12 +373,13 @@ class SwimSimulation {
                       [](const std::string& l) { return l.find("killed") != l.npos; }),
         model_.detections.size(),
         model_.detections.empty() ? 0 : ms(sum) / static_cast<int64_t>(model_.detections.size()),
-        ms(worst), ms(detection_bound()), model_.refused, ms(model_.longest_refused), model_.stale,
-        static_cast<double>(net_.sent()) / kRanks / secs, net_.dropped());
+        ms(worst), ms(detection_bound(ranks_)), model_.refused, ms(model_.longest_refused), model_.stale,
+        static_cast<double>(net_.sent()) / ranks_ / secs, net_.dropped());
     EXPECT_FALSE(model_.detections.empty()) << "no kill was ever detected";
   }
 
   uint64_t seed_;
+  uint32_t ranks_;
   std::mt19937_64 rng_;
   SimEnv env_;
   SimNet net_;
@@ -336,6 +400,21 @@ TEST(SwimSim, DetectsEveryDeathAndAccusesNoLiveEngine) {
     SwimSimulation sim(seed);
     sim.run();
     if (HasFailure()) print_failed_seed("SWIM_SIM", seed, "swim_sim", sim.log());
+  }
+  log::set_level(level);
+}
+
+// perf/scale.sh's SWIM figures: TESSERA_SWIM_SCALE_RANKS=N engines on virtual time, the load of
+// a quiet system and the time to report each of TESSERA_SWIM_SCALE_KILLS (default 10) deaths.
+// Skipped unless N is set.
+TEST(SwimScale, DetectionTimeAndLoad) {
+  const int ranks = env_int("TESSERA_SWIM_SCALE_RANKS", 0);
+  if (ranks <= 1) GTEST_SKIP() << "perf/scale.sh runs this with TESSERA_SWIM_SCALE_RANKS=N";
+  const log::Level level = log::level();
+  if (std::getenv("TESSERA_SWIM_SIM_LOG") == nullptr) log::set_level(log::Level::error);
+  {
+    SwimSimulation sim(env_int("TESSERA_SWIM_SCALE_SEED", 1), static_cast<uint32_t>(ranks));
+    sim.scale(env_int("TESSERA_SWIM_SCALE_KILLS", 10), std::chrono::seconds(20));
   }
   log::set_level(level);
 }
