@@ -190,11 +190,11 @@ Result<uint64_t> ObjectService::replicate(Message& m, const Where& w, ObjectId o
                                           const Local& local) {
   const uint64_t epoch = w.store->new_epoch();
   if (w.shard == nullptr) return local(epoch, nullptr);
-  auto place = placement::place(oid, w.shard->view->pool.map);
+  auto place = w.shard->place(oid);
   if (!place) return place.status();
   std::vector<placement::Shard> peers;
   bool member = false;
-  for (const auto& pos : place->dkey(dkey)) {
+  for (const auto& pos : (*place)->dkey(dkey)) {
     for (const auto& s : pos.writers()) {
       if (s.rank == rank_ && s.target == target_) {
         member = true;

@@ -358,9 +358,9 @@ Result<DtxState> ObjectService::ask_dtx(uint32_t pool, uint64_t member, const Dt
 bool ObjectService::is_writer(const PoolShard& sh, ObjectId key, const std::string& dkey,
                               uint64_t member) const {
   if (!sh.view) return true;
-  auto place = placement::place(user_oid(key), sh.view->pool.map);
+  auto place = sh.place(user_oid(key));
   if (!place) return false;
-  for (const auto& pos : place->dkey(dkey)) {
+  for (const auto& pos : (*place)->dkey(dkey)) {
     for (const auto& s : pos.writers()) {
       if (storage::dtx_member(s.rank, s.target) == member) return true;
     }

@@ -184,9 +184,9 @@ Status ObjectService::ec_update(Message& m) {
   }
 
   // Leader: which positions this target writes, which others take writes now.
-  auto place = placement::place(oid, w->shard->view->pool.map);
+  auto place = w->shard->place(oid);
   if (!place) return place.status();
-  auto group = place->dkey(dkey);
+  auto group = (*place)->dkey(dkey);
   auto is_me = [&](const placement::Shard& s) { return s.rank == rank_ && s.target == target_; };
   std::vector<const Piece*> mine;
   bool member = false;

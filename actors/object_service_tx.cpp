@@ -233,7 +233,7 @@ Status ObjectService::on_tx_commit(Message& m) {
   // Who holds each change: the writers of its dkey's group (a whole-object punch: of every
   // group; an erasure-coded piece: of its position). The first writer of a group decides its
   // conditions (erasure-coded changes have none).
-  std::map<ObjectId, placement::Placement> places;
+  std::map<ObjectId, std::shared_ptr<const placement::Placement>> places;
   std::set<std::pair<ObjectId, std::string>> ec_groups;  // checked for missing positions
   std::map<uint64_t, std::vector<size_t>> share;  // member -> its changes
   std::map<uint64_t, std::vector<bool>> decides;
@@ -241,15 +241,15 @@ Status ObjectService::on_tx_commit(Message& m) {
     const TxOp& op = t->ops[i];
     auto it = places.find(op.oid);
     if (it == places.end()) {
-      auto p = placement::place(op.oid, sh.view->pool.map);
+      auto p = sh.place(op.oid);
       if (!p) return p.status();
       it = places.emplace(op.oid, std::move(*p)).first;
     }
     std::vector<placement::Shard> writers;
     if (op.dkey.empty()) {
-      writers = it->second.all_writers();
+      writers = it->second->all_writers();
     } else if (op.pos != 0) {
-      const auto group = it->second.dkey(op.dkey);
+      const auto group = it->second->dkey(op.dkey);
       if (op.pos > group.size()) {
         return Status(
             Errc::invalid_argument,
@@ -261,7 +261,7 @@ Status ObjectService::on_tx_commit(Message& m) {
       }
       writers = group[op.pos - 1].writers();
     } else {
-      for (const auto& pos : it->second.dkey(op.dkey)) {
+      for (const auto& pos : it->second->dkey(op.dkey)) {
         for (const auto& s : pos.writers()) placement::add_unique(writers, s);
       }
     }

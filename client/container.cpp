@@ -133,8 +133,9 @@ Result<Message> op(const StatePtr& sp, ObjectId oid, const std::string& dkey, Pi
   while (true) {
     bool busy = false;
     bool newer_map = false;
-    auto place = placement::place(oid, st.view->pool.map);
-    if (!place) return place.status();
+    auto placed = placement_of(st, oid);
+    if (!placed) return placed.status();
+    const placement::Placement* place = placed->get();
     std::vector<placement::Shard> cands;
     auto group = place->dkey(dkey);
     if (position >= 0 && static_cast<size_t>(position) < group.size()) {
@@ -628,8 +629,9 @@ Result<std::vector<KeyEntry>> list_keys(const StatePtr& st, ListScope scope, Obj
     if (r) finish_page(*r);
     return r;
   }
-  auto place = placement::place(oid, st->view->pool.map);
-  if (!place) return place.status();
+  auto placed = placement_of(*st, oid);
+  if (!placed) return placed.status();
+  const placement::Placement* place = placed->get();
   // Who to ask: per group of the layout (dkeys) or the dkey's group, the members
   // holding complete data in turn. While the map moves data, dkeys are listed
   // from every holder of complete data (a dkey's group may have changed).

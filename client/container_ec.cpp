@@ -56,8 +56,9 @@ std::vector<placement::Shard> gv_shards(const Container::State& st, ObjectId oid
 
 Result<GroupView> group_view(const Container::State& st, ObjectId oid, const std::string& dkey,
                              const std::set<uint32_t>& failed) {
-  auto place = placement::place(oid, st.view->pool.map);
-  if (!place) return place.status();
+  auto placed = placement_of(st, oid);
+  if (!placed) return placed.status();
+  const placement::Placement* place = placed->get();
   GroupView v;
   auto positions = place->dkey(dkey);
   for (uint32_t i = 0; i < positions.size(); ++i) {
@@ -677,8 +678,9 @@ Result<std::vector<KeyEntry>> ec_list(const StatePtr& sp, const placement::Objec
         // positions that serve (at least k of k + p) holds every key.
         // While the map moves data, a dkey's group may have changed: dkeys are then listed
         // from every holder of complete data (each group counted as served by all of them).
-        auto place = placement::place(oid, st.view->pool.map);
-        if (!place) return place.status();
+        auto placed = placement_of(st, oid);
+        if (!placed) return placed.status();
+        const placement::Placement* place = placed->get();
         std::vector<std::vector<placement::Shard>> groups;
         if (scope == ListScope::dkeys && place->settled) {
           groups.push_back(place->all_readers());

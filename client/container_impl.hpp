@@ -10,6 +10,7 @@
 
 #include "client/client_impl.hpp"
 #include "client/container.hpp"
+#include "placement/cache.hpp"
 #include "placement/erasure.hpp"
 #include "placement/layout.hpp"
 #include "proto/capnp_util.hpp"
@@ -41,6 +42,8 @@ struct Container::State {
   // the management service at mgmt_addr, asked from a helper thread. The rebuild simulation sets
   // it to the view its state machine publishes.
   std::function<Result<mgmt::PoolView>()> map_source;
+  // The placements computed in `view` (client target only; placement/cache.hpp).
+  mutable placement::PlacementCache placements;
 };
 
 namespace contimpl {
@@ -48,6 +51,11 @@ using StatePtr = std::shared_ptr<Container::State>;
 
 // Fetches the current pool map (client target fiber).
 Status refresh(const StatePtr& st);
+// The placement of `oid` in st.view, from the container's placements (client target only).
+inline Result<std::shared_ptr<const placement::Placement>> placement_of(
+    const Container::State& st, ObjectId oid) {
+  return st.placements.place(oid, st.view, st.view->pool.map);
+}
 IoCtxValues ctx_of(const Container::State& st);
 
 // Where a read happens: its epoch, and the transaction whose read it is (0: none), which every

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "mgmt/types.hpp"
+#include "placement/cache.hpp"
 #include "storage/store.hpp"
 
 namespace tessera {
@@ -38,6 +39,12 @@ struct PoolShard {
   // (mgmt::write_refusal). A container created after the view is not here: its first map is
   // the one it was created in.
   std::unordered_map<uint32_t, Status> write_refusals;
+  // The placement of `oid` in `view`, from the placements this target computed in it
+  // (placement/cache.hpp: a new view empties them).
+  Result<std::shared_ptr<const placement::Placement>> place(ObjectId oid) const {
+    return placements.place(oid, view, view->pool.map);
+  }
+  mutable placement::PlacementCache placements;
   // Whether this target keeps all it holds of container `cont`, whatever `view` places here:
   // the map does not know the container (yet, or any more), or its data was not all rebuilt
   // (lost data, or its writes are refused): what it keeps may be the last copy. Reclaim leaves
