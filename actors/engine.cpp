@@ -303,24 +303,64 @@ Result<T> ask_mgmt(mgmt::MgmtLink* link, Target& t, Buffer body, Decode decode) 
 
 void Engine::attach(mgmt::MgmtLink* link) {
   link_ = link;
+  // Pool views are fetched by the first target's fibers for every target of the engine, one
+  // fetch per pool at a time (SingleFlight), and the newest view of each pool is kept there: a
+  // target that needs map version V or newer gets it without a fetch once another target
+  // brought it. (After a map change every target meets requests of the new version, and each
+  // asked the management service for the whole view on its own: 16 fetches per engine and
+  // change at 16 targets.) An ask for any version (min_version 0: the container properties
+  // again) always fetches.
+  using View = std::shared_ptr<const mgmt::PoolView>;
+  if (slots_.empty()) return;
+  Target& home = *slots_.front()->target;
+  TargetPools* home_pools = &slots_.front()->pools;
+  auto flights = std::make_shared<SingleFlight<uint32_t, View>>();  // home's fibers only
+  auto newest = std::make_shared<std::map<uint32_t, View>>();        // home's fibers only
+  auto fetch_home = [link, &home, home_pools, flights, newest](
+                        uint32_t pool, uint32_t min_version) -> Result<View> {
+    if (auto it = newest->find(pool);
+        min_version > 0 && it != newest->end() && it->second->pool.map.version >= min_version) {
+      return it->second;
+    }
+    auto fetch = [&]() -> Result<View> {
+      ++(min_version > 0 ? home_pools->views_fetched : home_pools->views_refetched);
+      auto v = ask_mgmt<mgmt::PoolView>(
+          link, home, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolMap(pool); }),
+          decode_pool_rep);
+      if (!v) return v.status();
+      return std::make_shared<const mgmt::PoolView>(std::move(*v));
+    };
+    auto r = flights->get(pool, fetch, [min_version](const View& v) {
+      return v->pool.map.version >= min_version;
+    });
+    if (r) {
+      View& known = (*newest)[pool];
+      if (!known || (*r)->pool.map.version >= known->pool.map.version) known = *r;
+    }
+    return r;
+  };
   for (auto& sp : slots_) {
     Slot* s = sp.get();
-    (void)run_on(*s->target, [this, s, link] {
+    (void)run_on(*s->target, [this, s, link, &home, fetch_home] {
       s->pools.opening = true;  // until open_pools: the join names the shards to open
       Target& t = *s->target;
-      using View = std::shared_ptr<const mgmt::PoolView>;
-      auto flights = std::make_shared<SingleFlight<uint32_t, View>>();
-      s->pools.fetch_view = [link, &t, flights](uint32_t pool, uint32_t min_version) {
-        auto fetch = [&]() -> Result<View> {
-          auto v = ask_mgmt<mgmt::PoolView>(
-              link, t, mgmt_request([pool](schema::MgmtReq::Builder r) { r.setPoolMap(pool); }),
-              decode_pool_rep);
-          if (!v) return v.status();
-          return std::make_shared<const mgmt::PoolView>(std::move(*v));
-        };
-        return flights->get(pool, fetch, [min_version](const View& v) {
-          return v->pool.map.version >= min_version;
+      s->pools.fetch_view = [&t, &home, fetch_home](uint32_t pool,
+                                                    uint32_t min_version) -> Result<View> {
+        if (&t == &home) return fetch_home(pool, min_version);
+        // The answer comes back through this target's inbox. Either target may stop meanwhile:
+        // the wait ends then (a stopped target runs no more of its inbox).
+        auto p = std::make_shared<boost::fibers::promise<Result<View>>>();
+        auto f = p->get_future();
+        home.post([&t, p, fetch_home, pool, min_version] {
+          auto r = std::make_shared<Result<View>>(fetch_home(pool, min_version));
+          t.post([p, r] { p->set_value(std::move(*r)); });
         });
+        while (f.wait_for(std::chrono::milliseconds(100)) != boost::fibers::future_status::ready) {
+          if (t.stopping() || home.stopping()) {
+            return Status(Errc::shutdown, "the engine is stopping");
+          }
+        }
+        return f.get();
       };
       s->pools.fetch_guard = [link, &t](uint32_t pool) {
         return ask_mgmt<storage::AggregationGuard>(

@@ -28,6 +28,7 @@ struct TargetSample {
   std::vector<PoolSample> pools;
   std::vector<uint32_t> damaged;
   bool stopped = false;
+  uint64_t views_fetched = 0, views_refetched = 0;
   std::optional<std::array<uint64_t, 3>> swim;  // members alive, suspect, dead (target 0)
 };
 
@@ -40,6 +41,8 @@ TargetSample gather(Engine::Slot& s) {
   t.refused_busy = s.rt->refused_busy();
   if (s.ep) t.fabric = s.ep->stats();
   t.stopped = s.pools.stopped;
+  t.views_fetched = s.pools.views_fetched;
+  t.views_refetched = s.pools.views_refetched;
   if (s.pools.scratch != nullptr) t.pools.push_back({0, s.pools.scratch->stats(), std::nullopt});
   for (const auto& [id, sh] : s.pools.shards) {
     if (!sh || !sh->store) continue;
@@ -233,6 +236,16 @@ void Engine::metrics(telemetry::MetricSet& ms) {
       l.emplace_back("pool", std::to_string(id));
       ms.gauge("tessera_pool_damaged", "1: the pool's store here failed its checks (not served)",
                l, 1);
+    }
+    if (s == slots_.front().get()) {
+      static constexpr const char* kHelp =
+          "pool views this engine asked the management service for (its first target fetches "
+          "them for all): for a newer map, or again for the container properties";
+      ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "map"}},
+                 static_cast<double>(r->views_fetched));
+      ms.counter("tessera_pool_views_fetched_total", kHelp,
+                 {{"rank", rank}, {"for", "properties"}},
+                 static_cast<double>(r->views_refetched));
     }
     if (r->swim) {
       static constexpr const char* kStates[] = {"alive", "suspect", "dead"};

@@ -665,7 +665,9 @@ Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   ShardUse use(*it->second);
   PoolShard& sh = *use;
   if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
-    auto v = pools_.fetch_view(pool, map_version);
+    // Any map will do for a shard that has none (version 1 or newer: one the engine already
+    // fetched serves; 0 would ask the service again).
+    auto v = pools_.fetch_view(pool, std::max<uint32_t>(map_version, 1));
     if (!v) return v.status();
     sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);

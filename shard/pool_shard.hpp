@@ -205,10 +205,15 @@ struct TargetPools {
   storage::TargetStore* scratch = nullptr;
   std::string backend;
   std::map<uint32_t, std::unique_ptr<PoolShard>> shards;
-  // The pool's view, of map version `min_version` or newer when the service has it (concurrent
-  // asks on one target share one request: core/single_flight.hpp).
+  // The pool's view, of map version `min_version` or newer when the service has it. The
+  // engine's first target fetches views for all its targets and keeps the newest of each pool:
+  // an ask it satisfies is answered from there, concurrent asks share one request
+  // (core/single_flight.hpp, Engine::attach); min_version 0 always asks the service again.
   std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool, uint32_t min_version)>
       fetch_view;
+  // Pool views this target asked the service for (the first target only): for a map version,
+  // and again for any (min_version 0: the scrubber's properties).
+  uint64_t views_fetched = 0, views_refetched = 0;
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
   // What the pool's aggregation must respect now: every snapshot epoch of its containers, and
   // a hold (punches kept) while a rebuild moves its data (aggregation_guard()).

@@ -15,7 +15,10 @@
 #include <thread>
 
 #include "client/container.hpp"
+#include <nlohmann/json.hpp>
+
 #include "placement/layout.hpp"
+#include "telemetry/http.hpp"
 #include "tests/integration/local_cluster.hpp"
 #include "tests/test_util.hpp"
 
@@ -193,5 +196,84 @@ TEST(MapChange, WritesInFlightWhenTheMapChangesReachEveryNewHome) {
   for (uint64_t seed : seeds) {
     run_seed(seed, 6);
     if (::testing::Test::HasFailure()) break;
+  }
+}
+
+namespace {
+// Rank `rank`'s tessera_pool_views_fetched_total{for="map"} (-1: not found).
+double views_fetched(const MgmtClient& mc, uint32_t rank) {
+  auto members = mc.system_query();
+  if (!members) {
+    ADD_FAILURE() << members.status().to_string();
+    return -1;
+  }
+  for (const auto& m : *members) {
+    if (m.rank != rank) continue;
+    auto body = telemetry::http_get(m.metrics_addr, "/metrics.json", std::chrono::seconds(30));
+    if (!body) {
+      ADD_FAILURE() << "metrics at '" << m.metrics_addr << "': " << body.status().to_string();
+      return -1;
+    }
+    const auto all = nlohmann::json::parse(*body);
+    for (const auto& f : all["families"]) {
+      if (f["name"] != "tessera_pool_views_fetched_total") continue;
+      for (const auto& smp : f["samples"]) {
+        if (smp["labels"]["for"] == "map") return smp["value"].get<double>();
+      }
+    }
+    ADD_FAILURE() << "rank " << rank << " has no tessera_pool_views_fetched_total{for=\"map\"}";
+  }
+  return -1;
+}
+}  // namespace
+
+// After a map change, every target of an engine meets requests of the new version; the engine
+// asks the management service for the pool's view once (its first target fetches it and keeps
+// the newest for the others), not once per target.
+TEST(MapChange, AnEnginesTargetsShareOneFetchOfANewMap) {
+  constexpr uint32_t kTargets = 8;
+  TempDir dir;
+  LocalSystem sys(dir.path(), 2, kTargets,
+                  {"--metrics", "127.0.0.1:0", "--reclaim-interval-ms", "600000"});
+  Tank t;
+  // RP_2GX over 2 engines: 8 groups, each with one replica on each engine, so every write
+  // reaches a target of rank 0 and the keys below reach all of them.
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 2, "c", "RP_2GX", 1, t));
+  const std::string v(512, 'v');
+  for (int i = 0; i < 64; ++i) ASSERT_TRUE(t.cont->kv_put(fmt::format("k{}", i), bytes(v)));
+  const double before = views_fetched(*t.mc, 0);
+  auto first = t.mc->pool_query("tank");
+  ASSERT_TRUE(first) << first.status().to_string();
+  ASSERT_GE(before, 1) << "rank 0 learnt the pool's map from the service";
+  EXPECT_LE(before, 2) << "each target fetched the pool's first map on its own";
+
+  auto changed = t.mc->pool_op("tank", "exclude", {1}, 0);
+  ASSERT_TRUE(changed) << changed.status().to_string();
+  const uint32_t version = changed->pool.map.version;
+  // A client that opens the container now writes with the new map: each target of rank 0
+  // learns it from its first such request (or from the rebuild the exclusion started).
+  ClientOptions co;
+  co.engine = sys.mgmt();
+  auto cl = Client::connect_system(co);
+  ASSERT_TRUE(cl) << cl.status().to_string();
+  auto c = (*cl)->open_container("tank", "c", true);
+  ASSERT_TRUE(c) << c.status().to_string();
+  ASSERT_GE((*c)->handle().pool.pool.map.version, version);
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_TRUE((*c)->kv_put(fmt::format("k{}", i), bytes(v + "2")));
+  }
+  const double after = views_fetched(*t.mc, 0);
+  auto last = t.mc->pool_query("tank");
+  ASSERT_TRUE(last) << last.status().to_string();
+  // The exclusion, and the end of its rebuild if it ended meanwhile: one fetch per new map.
+  const uint32_t maps = last->pool.map.version - first->pool.map.version;
+  std::printf("rank 0 (%u targets) fetched %.0f pool views before the exclusion, %.0f after (%u "
+              "new maps)\n",
+              kTargets, before, after - before, maps);
+  EXPECT_GE(after - before, 1) << "the targets learnt the new map";
+  EXPECT_LE(after - before, maps) << "each target fetched the new map on its own";
+  for (int i = 0; i < 64; ++i) {
+    auto got = (*c)->kv_get(fmt::format("k{}", i));
+    ASSERT_TRUE(got) << got.status().to_string();
   }
 }
