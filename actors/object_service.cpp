@@ -97,7 +97,9 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
       return Status(Errc::not_found, "this engine has no scratch store");
     return Where{pools_.scratch, nullptr, oid, CsumType::crc32c, {}};
   }
-  auto use = shard_for(ctx.pool, 0);
+  // A shard without a map takes one of the request's version or newer (the one the engine's
+  // first target already fetched, if it is); 0 would ask the service again.
+  auto use = shard_for(ctx.pool, ctx.map_version);
   if (!use) return use.status();
   PoolShard& sh = **use;
   if (!sh.view || ctx.map_version > sh.view->pool.map.version) {
@@ -665,9 +667,10 @@ Result<ShardUse> ObjectService::shard_for(uint32_t pool, uint32_t map_version) {
   ShardUse use(*it->second);
   PoolShard& sh = *use;
   if ((!sh.view || map_version > sh.view->pool.map.version) && pools_.fetch_view) {
-    // Any map will do for a shard that has none (version 1 or newer: one the engine already
-    // fetched serves; 0 would ask the service again).
-    auto v = pools_.fetch_view(pool, std::max<uint32_t>(map_version, 1));
+    // map_version 0 (a shard without a map, for a caller that needs the current one: the
+    // resolution of transactions) asks the service; another may be answered by the newest view
+    // the engine's first target holds (TargetPools::fetch_view).
+    auto v = pools_.fetch_view(pool, map_version);
     if (!v) return v.status();
     sh.set_view(std::move(*v));
     if (pools_.learn) pools_.learn(*sh.view);
