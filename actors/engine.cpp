@@ -315,7 +315,7 @@ void Engine::attach(mgmt::MgmtLink* link) {
   Target& home = *slots_.front()->target;
   TargetPools* home_pools = &slots_.front()->pools;
   auto flights = std::make_shared<SingleFlight<uint32_t, View>>();  // home's fibers only
-  auto newest = std::make_shared<std::map<uint32_t, View>>();        // home's fibers only
+  auto newest = std::make_shared<std::map<uint32_t, View>>();       // home's fibers only
   auto fetch_home = [link, &home, home_pools, flights, newest](
                         uint32_t pool, uint32_t min_version) -> Result<View> {
     if (auto it = newest->find(pool);
@@ -330,9 +330,8 @@ void Engine::attach(mgmt::MgmtLink* link) {
       if (!v) return v.status();
       return std::make_shared<const mgmt::PoolView>(std::move(*v));
     };
-    auto r = flights->get(pool, fetch, [min_version](const View& v) {
-      return v->pool.map.version >= min_version;
-    });
+    auto r = flights->get(
+        pool, fetch, [min_version](const View& v) { return v->pool.map.version >= min_version; });
     if (r) {
       View& known = (*newest)[pool];
       if (!known || (*r)->pool.map.version >= known->pool.map.version) known = *r;

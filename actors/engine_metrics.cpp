@@ -243,8 +243,7 @@ void Engine::metrics(telemetry::MetricSet& ms) {
           "them for all): for a newer map, or again for the container properties";
       ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "map"}},
                  static_cast<double>(r->views_fetched));
-      ms.counter("tessera_pool_views_fetched_total", kHelp,
-                 {{"rank", rank}, {"for", "properties"}},
+      ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "properties"}},
                  static_cast<double>(r->views_refetched));
     }
     if (r->swim) {

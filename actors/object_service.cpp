@@ -97,17 +97,13 @@ Result<ObjectService::Where> ObjectService::resolve(const Ctx& ctx, ObjectId oid
       return Status(Errc::not_found, "this engine has no scratch store");
     return Where{pools_.scratch, nullptr, oid, CsumType::crc32c, {}};
   }
-  // A shard without a map takes one of the request's version or newer (the one the engine's
-  // first target already fetched, if it is); 0 would ask the service again.
+  // The shard takes a map of the request's version or newer when its own is older (the one the
+  // engine's first target already fetched, if it is; 0 would ask the service again).
   auto use = shard_for(ctx.pool, ctx.map_version);
   if (!use) return use.status();
   PoolShard& sh = **use;
-  if (!sh.view || ctx.map_version > sh.view->pool.map.version) {
-    if (!pools_.fetch_view) return Status(Errc::unavailable, "engine has no management service");
-    auto v = pools_.fetch_view(ctx.pool, ctx.map_version);
-    if (!v) return v.status();
-    sh.set_view(std::move(*v));
-    if (pools_.learn) pools_.learn(*sh.view);
+  if (!pools_.fetch_view && (!sh.view || ctx.map_version > sh.view->pool.map.version)) {
+    return Status(Errc::unavailable, "engine has no management service");
   }
   auto older = [&] {
     return Status(Errc::stale, fmt::format("pool {} map version {} is older than the target's {}",

@@ -52,8 +52,8 @@ using StatePtr = std::shared_ptr<Container::State>;
 // Fetches the current pool map (client target fiber).
 Status refresh(const StatePtr& st);
 // The placement of `oid` in st.view, from the container's placements (client target only).
-inline Result<std::shared_ptr<const placement::Placement>> placement_of(
-    const Container::State& st, ObjectId oid) {
+inline Result<std::shared_ptr<const placement::Placement>> placement_of(const Container::State& st,
+                                                                        ObjectId oid) {
   return st.placements.place(oid, st.view, st.view->pool.map);
 }
 IoCtxValues ctx_of(const Container::State& st);

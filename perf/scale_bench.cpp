@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -79,21 +80,33 @@ std::vector<std::pair<uint32_t, uint32_t>> homes(const placement::PoolMap& map, 
   return out;
 }
 
-// Placement lookups per second of class `cls` on `map`: `n` of them, or as many as fit in
-// `seconds`.
-double lookups_per_s(const placement::PoolMap& map, uint16_t cls, uint32_t n, double seconds) {
-  std::mt19937_64 rng(42);
+// Lookups per second: `n` placements of the objects `next` names (a placement, then one dkey's
+// group), or as many as fit in `seconds`.
+double rate_of(const std::function<const placement::Placement&(uint32_t i)>& next, uint32_t n,
+               double seconds) {
   uint64_t sink = 0;
   const auto t0 = Clock::now();
   uint32_t i = 0;
   for (; i < n && (i % 16 != 0 || ms_since(t0) < seconds * 1000); ++i) {
-    auto p = placement::place(placement::with_class({2, rng()}, cls), map);
-    if (!p) must(p.status(), "place");
-    sink += p->dkey(fmt::format("k{}", i & 1023)).front().home.target;
+    sink += next(i).dkey(fmt::format("k{}", i & 1023)).front().home.target;
   }
   const double s = ms_since(t0) / 1000.0;
   if (sink == UINT64_MAX) std::puts("");  // keeps the loop
   return i / s;
+}
+
+// Placement lookups per second of random objects of class `cls` on `map`.
+double lookups_per_s(const placement::PoolMap& map, uint16_t cls, uint32_t n, double seconds) {
+  std::mt19937_64 rng(42);
+  placement::Placement p;
+  return rate_of(
+      [&](uint32_t) -> const placement::Placement& {
+        auto r = placement::place(placement::with_class({2, rng()}, cls), map);
+        if (!r) must(r.status(), "place");
+        p = std::move(*r);
+        return p;
+      },
+      n, seconds);
 }
 
 // The same through a PlacementCache (what a client's container and an engine's pool shard
@@ -104,17 +117,15 @@ double cached_lookups_per_s(const placement::PoolMap& map, uint16_t cls, uint32_
   std::mt19937_64 rng(43);
   placement::PlacementCache cache;
   auto owner = std::make_shared<const placement::PoolMap>(map);
-  uint64_t sink = 0;
-  const auto t0 = Clock::now();
-  uint32_t i = 0;
-  for (; i < n && (i % 16 != 0 || ms_since(t0) < seconds * 1000); ++i) {
-    auto p = cache.place(placement::with_class({3, rng() % working}, cls), owner, *owner);
-    if (!p) must(p.status(), "place");
-    sink += (*p)->dkey(fmt::format("k{}", i & 1023)).front().home.target;
-  }
-  const double s = ms_since(t0) / 1000.0;
-  if (sink == UINT64_MAX) std::puts("");  // keeps the loop
-  return i / s;
+  std::shared_ptr<const placement::Placement> p;
+  return rate_of(
+      [&](uint32_t) -> const placement::Placement& {
+        auto r = cache.place(placement::with_class({3, rng() % working}, cls), owner, *owner);
+        if (!r) must(r.status(), "place");
+        p = std::move(*r);
+        return *p;
+      },
+      n, seconds);
 }
 
 struct Args {

@@ -7,6 +7,7 @@
 // rotate over the replicas of a group).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <map>
@@ -15,8 +16,6 @@
 #include <thread>
 
 #include "client/container.hpp"
-#include <nlohmann/json.hpp>
-
 #include "placement/layout.hpp"
 #include "telemetry/http.hpp"
 #include "tests/integration/local_cluster.hpp"
@@ -267,9 +266,10 @@ TEST(MapChange, AnEnginesTargetsShareOneFetchOfANewMap) {
   ASSERT_TRUE(last) << last.status().to_string();
   // The exclusion, and the end of its rebuild if it ended meanwhile: one fetch per new map.
   const uint32_t maps = last->pool.map.version - first->pool.map.version;
-  std::printf("rank 0 (%u targets) fetched %.0f pool views before the exclusion, %.0f after (%u "
-              "new maps)\n",
-              kTargets, before, after - before, maps);
+  std::printf(
+      "rank 0 (%u targets) fetched %.0f pool views before the exclusion, %.0f after (%u "
+      "new maps)\n",
+      kTargets, before, after - before, maps);
   EXPECT_GE(after - before, 1) << "the targets learnt the new map";
   EXPECT_LE(after - before, maps) << "each target fetched the new map on its own";
   for (int i = 0; i < 64; ++i) {

@@ -44,7 +44,7 @@ SwimOptions options() {
 
 // Down this long, a rank must have been reported: a prober reaches it within two rounds over
 // the member list, then it waits out its ping, the suspicion, and the reporter's list refresh.
-Nanos detection_bound(uint32_t ranks = kRanks) {
+Nanos detection_bound(uint32_t ranks) {
   const SwimOptions o = options();
   return 2 * (ranks - 1) * o.period + o.period + o.ping_timeout + o.suspicion + o.refresh;
 }
@@ -249,8 +249,9 @@ class SwimSimulation {
       if (!victim.up()) continue;
       victim.kill(reapers_);
       // Back soon (before SWIM can tell: a rolling restart) or after it surely was reported.
-      const Nanos back = rng_() % 2 == 0 ? std::chrono::milliseconds(200 + rng_() % 2000)
-                                         : detection_bound(ranks_) + std::chrono::seconds(rng_() % 10);
+      const Nanos back = rng_() % 2 == 0
+                             ? std::chrono::milliseconds(200 + rng_() % 2000)
+                             : detection_bound(ranks_) + std::chrono::seconds(rng_() % 10);
       restart_at[victim.rank()] = now + back;
       log_.push_back(
           fmt::format("{} ms: rank {} killed, back in {} ms", ms(now), victim.rank(), ms(back)));
@@ -374,8 +375,8 @@ class SwimSimulation {
                       [](const std::string& l) { return l.find("killed") != l.npos; }),
         model_.detections.size(),
         model_.detections.empty() ? 0 : ms(sum) / static_cast<int64_t>(model_.detections.size()),
-        ms(worst), ms(detection_bound(ranks_)), model_.refused, ms(model_.longest_refused), model_.stale,
-        static_cast<double>(net_.sent()) / ranks_ / secs, net_.dropped());
+        ms(worst), ms(detection_bound(ranks_)), model_.refused, ms(model_.longest_refused),
+        model_.stale, static_cast<double>(net_.sent()) / ranks_ / secs, net_.dropped());
     EXPECT_FALSE(model_.detections.empty()) << "no kill was ever detected";
   }
 
