@@ -28,7 +28,7 @@ struct TargetSample {
   std::vector<PoolSample> pools;
   std::vector<uint32_t> damaged;
   bool stopped = false;
-  uint64_t views_fetched = 0, views_refetched = 0;
+  uint64_t views_fetched = 0, views_refetched = 0, props_fetched = 0;
   std::optional<std::array<uint64_t, 3>> swim;  // members alive, suspect, dead (target 0)
 };
 
@@ -43,6 +43,7 @@ TargetSample gather(Engine::Slot& s) {
   t.stopped = s.pools.stopped;
   t.views_fetched = s.pools.views_fetched;
   t.views_refetched = s.pools.views_refetched;
+  t.props_fetched = s.pools.props_fetched;
   if (s.pools.scratch != nullptr) t.pools.push_back({0, s.pools.scratch->stats(), std::nullopt});
   for (const auto& [id, sh] : s.pools.shards) {
     if (!sh || !sh->store) continue;
@@ -240,11 +241,15 @@ void Engine::metrics(telemetry::MetricSet& ms) {
     if (s == slots_.front().get()) {
       static constexpr const char* kHelp =
           "pool views this engine asked the management service for (its first target fetches "
-          "them for all): for a newer map, or again for the container properties";
+          "them for all): for a newer map, or the current one (a transaction's resolution)";
       ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "map"}},
                  static_cast<double>(r->views_fetched));
-      ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "properties"}},
+      ms.counter("tessera_pool_views_fetched_total", kHelp, {{"rank", rank}, {"for", "current"}},
                  static_cast<double>(r->views_refetched));
+      ms.counter("tessera_pool_props_fetched_total",
+                 "pool property lists this engine asked the management service for (the "
+                 "scrubber's settings; its first target fetches them for all)",
+                 {{"rank", rank}}, static_cast<double>(r->props_fetched));
     }
     if (r->swim) {
       static constexpr const char* kStates[] = {"alive", "suspect", "dead"};

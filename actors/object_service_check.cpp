@@ -209,9 +209,8 @@ struct ScrubProps {
   double share = 0.1;
 };
 
-ScrubProps scrub_props(const mgmt::PoolView& v) {
+ScrubProps scrub_props(const std::map<std::string, std::string>& props) {
   ScrubProps p;
-  const auto& props = v.pool.props;
   if (auto it = props.find("scrub"); it != props.end()) p.on = it->second == "timed";
   if (auto it = props.find("scrub_freq"); it != props.end()) {
     p.freq = std::chrono::seconds(std::max<uint64_t>(1, std::strtoull(it->second.c_str(), nullptr, 10)));
@@ -226,10 +225,9 @@ ScrubProps scrub_props(const mgmt::PoolView& v) {
 
 void ObjectService::run_scrubber() {
   Target& t = rt_.target();
-  // Each pool's settings, asked of the management service every few seconds (a property change
-  // does not change the pool map the shard holds).
-  constexpr auto kPropsAge = std::chrono::seconds(5);
-  std::map<uint32_t, std::pair<ScrubProps, Nanos>> props;  // and when learnt (Env time)
+  // Each pool's settings: its properties, which the engine asks the management service for
+  // every few seconds (TargetPools::fetch_props); the last answer while it cannot.
+  std::map<uint32_t, ScrubProps> props;
   while (!t.stopping()) {
     t.sleep_for(std::chrono::milliseconds(500));
     if (t.stopping() || pools_.stopped) continue;
@@ -240,15 +238,14 @@ void ObjectService::run_scrubber() {
       if (t.stopping() || pools_.stopped || it == pools_.shards.end()) continue;
       PoolShard& sh = *it->second;
       if (!sh.view || sh.closing || sh.check.running) continue;
-      auto now = t.env().now();
-      auto [known, fresh] = props.try_emplace(id, scrub_props(*sh.view), now);
-      if (!fresh && now - known->second.second >= kPropsAge && pools_.fetch_view) {
+      auto known = props.try_emplace(id, scrub_props(sh.view->pool.props)).first;
+      if (pools_.fetch_props) {
         ShardUse use(sh);
-        if (auto v = pools_.fetch_view(id, 0); v.is_ok()) known->second.first = scrub_props(**v);
-        known->second.second = now = t.env().now();
+        if (auto r = pools_.fetch_props(id); r.is_ok()) known->second = scrub_props(*r);
         if (sh.closing) continue;
       }
-      const ScrubProps p = known->second.first;
+      const auto now = t.env().now();
+      const ScrubProps p = known->second;
       if (!p.on) {
         sh.check.next_scrub = Nanos(0);
         continue;

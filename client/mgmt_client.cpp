@@ -21,7 +21,8 @@ using Fill = std::function<void(schema::MgmtReq::Builder)>;
 bool is_query(schema::MgmtReq::Which w) {
   using W = schema::MgmtReq::Which;
   return w == W::SYSTEM_QUERY || w == W::POOL_LIST || w == W::POOL_QUERY || w == W::CONT_QUERY ||
-         w == W::HANDLE_QUERY || w == W::POOL_MAP || w == W::POOL_SNAPSHOTS || w == W::REPLICA_INFO;
+         w == W::HANDLE_QUERY || w == W::POOL_MAP || w == W::POOL_SNAPSHOTS || w == W::POOL_PROPS ||
+         w == W::REPLICA_INFO;
 }
 
 // One request; `decode` reads the reply inside a DecodeScope.

@@ -207,6 +207,10 @@ struct MgmtReq {
                                        # the pool's containers) and whether its map is moving
                                        # data (MgmtRep.poolMoving)
     reclaimDone   @35 :ReclaimDone;    # a target's reclaim pass over a settled map completed
+    poolProps     @36 :UInt32;         # by pool id: the pool's properties alone (each engine's
+                                       # scrubber, every few seconds: a property change does
+                                       # not change the map, and the whole view is 42 bytes a
+                                       # target)
   }
 
   # A target dropped what pool map `version` (not moving data) no longer places on it, and made
@@ -349,6 +353,7 @@ struct MgmtRep {
     rollback @9 :RollbackDone;
     replica  @10 :ReplicaInfo;
     epochs   @11 :List(UInt64);      # poolSnapshots: ascending, each once
+    props    @14 :List(KeyValue);    # poolProps
   }
   # poolSnapshots: the pool's map is moving data (a rebuild generation runs); the engines'
   # aggregation keeps every punch until it settles.

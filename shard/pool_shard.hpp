@@ -212,8 +212,12 @@ struct TargetPools {
   std::function<Result<std::shared_ptr<const mgmt::PoolView>>(uint32_t pool, uint32_t min_version)>
       fetch_view;
   // Pool views this target asked the service for (the first target only): for a map version,
-  // and again for any (min_version 0: the scrubber's properties).
+  // and again for any (min_version 0: the current one).
   uint64_t views_fetched = 0, views_refetched = 0;
+  // The pool's properties (the scrubber's settings), at most a few seconds old. The engine's
+  // first target asks the service for them alone (not the view) for all its targets.
+  std::function<Result<std::map<std::string, std::string>>(uint32_t pool)> fetch_props;
+  uint64_t props_fetched = 0;  // asks of the service for them (the first target only)
   std::function<Result<mgmt::HandleView>(uint32_t pool, uint64_t cookie)> fetch_handle;
   // What the pool's aggregation must respect now: every snapshot epoch of its containers, and
   // a hold (punches kept) while a rebuild moves its data (aggregation_guard()).

@@ -69,6 +69,22 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
   });
 }
 
+Result<Buffer> MgmtService::cmd_pool_props(schema::MgmtReq::Reader req, const Cred& cred,
+                                           uint64_t /*session*/) {
+  std::lock_guard lk(mu_);
+  if (!cred.system) return engines_only("pool properties by id");
+  const Pool* p = state_.pool(req.getPoolProps());
+  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolProps()));
+  return reply([&](schema::MgmtRep::Builder r) {
+    auto l = r.initProps(static_cast<unsigned>(p->props.size()));
+    unsigned i = 0;
+    for (const auto& [k, v] : p->props) {
+      l[i].setName(k);
+      l[i++].setValue(v);
+    }
+  });
+}
+
 Result<Buffer> MgmtService::cmd_pool_set_prop(schema::MgmtReq::Reader req, const Cred& cred,
                                               uint64_t /*session*/) {
   auto r = req.getPoolSetProp();

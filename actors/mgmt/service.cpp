@@ -396,6 +396,7 @@ Result<Buffer> MgmtService::dispatch(schema::MgmtReq::Reader req, const Cred& cr
       {W::POOL_QUERY, &MgmtService::cmd_pool_query},
       {W::POOL_MAP, &MgmtService::cmd_pool_map},
       {W::POOL_SNAPSHOTS, &MgmtService::cmd_pool_snapshots},
+      {W::POOL_PROPS, &MgmtService::cmd_pool_props},
       {W::POOL_DESTROY, Fn{[](MgmtService& s, Req q, const Cred& c, uint64_t) {
          return s.pool_destroy(q.getPoolDestroy(), c);
        }}},

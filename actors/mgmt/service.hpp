@@ -158,6 +158,7 @@ class MgmtService {
   Result<Buffer> cmd_pool_list(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_pool_query(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_pool_map(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
+  Result<Buffer> cmd_pool_props(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);
   Result<Buffer> cmd_pool_snapshots(schema::MgmtReq::Reader req, const Cred& cred,
                                     uint64_t session);
   Result<Buffer> cmd_pool_set_prop(schema::MgmtReq::Reader req, const Cred& cred, uint64_t session);

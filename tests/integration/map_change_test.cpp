@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -199,8 +200,10 @@ TEST(MapChange, WritesInFlightWhenTheMapChangesReachEveryNewHome) {
 }
 
 namespace {
-// Rank `rank`'s tessera_pool_views_fetched_total{for="map"} (-1: not found).
-double views_fetched(const MgmtClient& mc, uint32_t rank) {
+// The sum of rank `rank`'s samples of counter `name` whose label `for` is one of `fors` (any
+// when empty); -1: the rank or its metrics were not found.
+double counter(const MgmtClient& mc, uint32_t rank, const std::string& name,
+               const std::vector<std::string>& fors = {}) {
   auto members = mc.system_query();
   if (!members) {
     ADD_FAILURE() << members.status().to_string();
@@ -214,15 +217,30 @@ double views_fetched(const MgmtClient& mc, uint32_t rank) {
       return -1;
     }
     const auto all = nlohmann::json::parse(*body);
+    double sum = 0;
+    bool found = false;
     for (const auto& f : all["families"]) {
-      if (f["name"] != "tessera_pool_views_fetched_total") continue;
+      if (f["name"] != name) continue;
       for (const auto& smp : f["samples"]) {
-        if (smp["labels"]["for"] == "map") return smp["value"].get<double>();
+        const auto& labels = smp["labels"];
+        if (!fors.empty() &&
+            (!labels.contains("for") ||
+             std::find(fors.begin(), fors.end(), labels["for"].get<std::string>()) == fors.end())) {
+          continue;
+        }
+        sum += smp["value"].get<double>();
+        found = true;
       }
     }
-    ADD_FAILURE() << "rank " << rank << " has no tessera_pool_views_fetched_total{for=\"map\"}";
+    if (!found) ADD_FAILURE() << "rank " << rank << " has no " << name;
+    return found ? sum : -1;
   }
+  ADD_FAILURE() << "no rank " << rank;
   return -1;
+}
+
+double views_fetched(const MgmtClient& mc, uint32_t rank) {
+  return counter(mc, rank, "tessera_pool_views_fetched_total", {"map"});
 }
 }  // namespace
 
@@ -276,4 +294,41 @@ TEST(MapChange, AnEnginesTargetsShareOneFetchOfANewMap) {
     auto got = (*c)->kv_get(fmt::format("k{}", i));
     ASSERT_TRUE(got) << got.status().to_string();
   }
+}
+
+// The scrubber's settings are the pool's properties, which a property change alters without a
+// new map: the engine asks for them alone (not the pool's view, 42 bytes a target), its first
+// target for all its targets, at most once per pool every 5 s.
+TEST(MapChange, TheScrubbersPropertiesAreAskedForAloneOncePerEngine) {
+  constexpr uint32_t kTargets = 8;
+  TempDir dir;
+  LocalSystem sys(dir.path(), 1, kTargets,
+                  {"--metrics", "127.0.0.1:0", "--reclaim-interval-ms", "600000"});
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 1, "c", "SX", 0, t));
+  // A target's scrubber looks at the pools whose map it holds: the targets writes reach.
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(t.cont->kv_put(fmt::format("k{}", i), bytes("v")));
+  const char* kViews = "tessera_pool_views_fetched_total";
+  const char* kProps = "tessera_pool_props_fetched_total";
+  const double views = counter(*t.mc, 0, kViews);
+  const double props = counter(*t.mc, 0, kProps);
+  ASSERT_GE(views, 0);
+  ASSERT_GE(props, 0);
+  const auto start = std::chrono::steady_clock::now();
+  double now_props = props;
+  ASSERT_TRUE(eventually(
+      [&] {
+        now_props = counter(*t.mc, 0, kProps);
+        return now_props >= props + 4 || now_props < 0;
+      },
+      std::chrono::seconds(120)))
+      << "the engine asked for the pool's properties " << now_props - props << " times";
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double now_views = counter(*t.mc, 0, kViews);
+  std::printf("rank 0 (%u targets): %.0f property lists and %.0f pool views asked for in %.1f s\n",
+              kTargets, now_props - props, now_views - views, elapsed);
+  EXPECT_EQ(now_views, views) << "pool views asked for while nothing changed";
+  // One list at most every 5 s, plus one already under way when `start` was taken.
+  EXPECT_LE(now_props - props, elapsed / 5 + 2) << "the targets asked for the properties each";
 }

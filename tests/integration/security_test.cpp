@@ -266,6 +266,7 @@ TEST(Security, EngineOnlyRequestsAreRefusedEvenToAVouchedRoot) {
       {"shard damaged", shard_damaged},
       {"reclaim done", reclaim_done},
       {"pool map", [](schema::MgmtReq::Builder r) { r.setPoolMap(1); }},
+      {"pool properties", [](schema::MgmtReq::Builder r) { r.setPoolProps(1); }},
       {"handle query",
        [](schema::MgmtReq::Builder r) {
          auto h = r.initHandleQuery();
