@@ -1,5 +1,6 @@
-// Private to the Engine's files (engine.cpp: targets, pools, rebuild; engine_cont.cpp:
-// container-wide operations): one target's slot and the control threads' way into it.
+// Private to the Engine's files (engine.cpp: targets, pools; engine_mgmt.cpp: its requests to
+// the management service, rebuild; engine_cont.cpp: container-wide operations): one target's
+// slot and the control threads' way into it.
 #pragma once
 
 #include <fmt/format.h>
