@@ -228,11 +228,26 @@ void SwimActor::refresh_members() {
     it = members_.count(it->first) != 0 ? std::next(it) : news_.erase(it);
   }
   if (changed) {
-    order_.clear();
-    for (const auto& [rank, mb] : members_) order_.push_back(rank);
-    std::shuffle(order_.begin(), order_.end(), rng_);
-    next_ = 0;
+    ring_.clear();
+    for (const auto& [rank, mb] : members_) ring_.push_back(rank);
+    ring_.insert(std::lower_bound(ring_.begin(), ring_.end(), self_), self_);
   }
+}
+
+uint32_t SwimActor::pick(uint64_t round) const {
+  const size_t n = ring_.size();
+  if (n < 2) return UINT32_MAX;
+  const size_t me =
+      static_cast<size_t>(std::lower_bound(ring_.begin(), ring_.end(), self_) - ring_.begin());
+  // The scheduled member, or the first after it that is not dead (then it has two probers).
+  const size_t first = me + 1 + round % (n - 1);
+  for (size_t k = 0; k + 1 < n; ++k) {
+    const uint32_t r = ring_[(first + k) % n];
+    if (r == self_) continue;
+    auto it = members_.find(r);
+    if (it != members_.end() && it->second.state != State::dead) return r;
+  }
+  return UINT32_MAX;
 }
 
 bool SwimActor::ping(uint32_t rank, std::chrono::milliseconds timeout) {
@@ -267,20 +282,11 @@ void SwimActor::loop() {
       refresh_members();
       next_refresh = round + opts_.refresh;
     }
-    // The next member to probe: round robin over a shuffled list, skipping the dead.
-    uint32_t target = UINT32_MAX;
-    for (size_t tries = 0; tries < order_.size(); ++tries) {
-      if (next_ >= order_.size()) {
-        std::shuffle(order_.begin(), order_.end(), rng_);
-        next_ = 0;
-      }
-      uint32_t r = order_[next_++];
-      auto it = members_.find(r);
-      if (it != members_.end() && it->second.state != State::dead) {
-        target = r;
-        break;
-      }
-    }
+    const Nanos period = opts_.period;
+    // The round's number: the nearest multiple of the period on the wall clock (a timer that
+    // fires a little late or early begins the same round).
+    const uint32_t target =
+        pick(static_cast<uint64_t>((rt_.target().env().wall() + period / 2) / period));
     // Every suspect but the probed one is pinged too, beside the probe: a live suspect hears of
     // its suspicion from every engine that holds it and refutes within the round, instead of
     // waiting until gossip brings the suspicion to it.
@@ -317,9 +323,26 @@ void SwimActor::loop() {
     }
     for (auto& f : rechecks) f.get();
     check_suspects();
-    auto spent = now() - round;
-    if (spent < opts_.period) rt_.target().sleep_for(opts_.period - spent);
+    // Until the next round, at the next multiple of the period on the wall clock (a round that
+    // overran its period gives up the round it ran into). A suspicion that runs out meanwhile is
+    // declared at its deadline (at the round's end it came up to a period late).
+    const Nanos wall = rt_.target().env().wall();
+    const Nanos next_round = now() + (period - wall % period);
+    for (Nanos t = now(); t < next_round && !stopping_ && !rt_.target().stopping(); t = now()) {
+      if (const Nanos wake = std::min(next_round, next_deadline()); wake > t) {
+        rt_.target().sleep_for(wake - t);
+      }
+      check_suspects();
+    }
   }
+}
+
+Nanos SwimActor::next_deadline() const {
+  Nanos first = Nanos::max();
+  for (const auto& [rank, mb] : members_) {
+    if (mb.state == State::suspect) first = std::min(first, mb.suspect_since + opts_.suspicion);
+  }
+  return first;
 }
 
 void SwimActor::receive(Message& m) {

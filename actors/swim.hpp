@@ -1,7 +1,12 @@
 // SwimActor: SWIM-style failure detection among engines (Das, Gupta, Motivala 2002), on target 0
 // of every engine, over the fabric.
 //
-// Every `period` it pings one member (round robin over a shuffled list). No ack within
+// Every `period` it pings one member. Rounds begin at the multiples of `period` on the wall
+// clock, and in round p every engine probes the member 1 + p mod (N - 1) places after itself
+// in the ring of all N ranks: every member is probed by exactly one other engine in every
+// round (clocks within a fraction of a period of each other), so a dead one is probed within
+// a round. (Each engine probing its own shuffled order left a member unprobed in a round with
+// probability 1/e: a geometric wait, 3-4 rounds at worst over a few dozen deaths.) No ack within
 // `ping_timeout`: it asks `indirect` other members to ping that member for it (ping-req) and
 // waits for any of them until the period ends. Still nothing: the member is *suspect*. A suspect
 // that does not refute within `suspicion` (by announcing a higher incarnation, which a member
@@ -33,8 +38,8 @@
 namespace tessera {
 
 struct SwimOptions {
-  std::chrono::milliseconds period{1000};       // one probe per period; 0: detection off
-  std::chrono::milliseconds ping_timeout{400};  // direct ping's ack
+  std::chrono::milliseconds period{500};        // one probe per period; 0: detection off
+  std::chrono::milliseconds ping_timeout{250};  // direct ping's ack
   uint32_t indirect = 3;                        // members asked to ping a silent one
   std::chrono::milliseconds suspicion{3000};    // suspect -> dead without a refutation
   std::chrono::milliseconds refresh{2000};      // member list from the management service
@@ -85,6 +90,9 @@ class SwimActor final : public Actor {
   void absorb(const Message& m);
   void suspect(uint32_t rank, uint64_t incarnation);
   void check_suspects();
+  Nanos next_deadline() const;
+  uint32_t pick(uint64_t round) const;  // the member to probe in round `round` (UINT32_MAX: none)
+                                        // // when the first suspicion runs out (Nanos::max(): none)
   Nanos now() const { return rt_.target().env().now(); }  // Env time
 
   ActorRuntime& rt_;
@@ -95,9 +103,8 @@ class SwimActor final : public Actor {
   uint64_t incarnation_ = 0;
   std::map<uint32_t, Member> members_;
   std::map<uint32_t, uint32_t> news_;  // rank -> messages that still carry its entry
-  std::vector<uint32_t> order_;
-  size_t next_ = 0;
-  std::mt19937_64 rng_;  // seeded from the Env: a simulation replays the same probe order
+  std::vector<uint32_t> ring_;         // every rank, this one included, ascending
+  std::mt19937_64 rng_;                // seeded from the Env: a simulation replays the same helpers
   bool stopping_ = false;
 };
 

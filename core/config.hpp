@@ -54,8 +54,8 @@ struct EngineConfig {
   uint64_t mgmt_stop_grace_ms = 30000;
   uint64_t mgmt_handle_lease_ms = 60000;  // a container handle not renewed this long is closed
   // Failure detection among engines (SWIM, actors/swim.hpp); swim_period_ms 0: off.
-  uint64_t swim_period_ms = 1000;
-  uint64_t swim_ping_timeout_ms = 400;
+  uint64_t swim_period_ms = 500;
+  uint64_t swim_ping_timeout_ms = 250;
   uint64_t swim_indirect = 3;
   uint64_t swim_suspicion_ms = 3000;
   // Share of a target's time its rebuild scan may use (percent, 1..100); the rest is left to

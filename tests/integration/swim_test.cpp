@@ -49,7 +49,7 @@ TEST(SwimTest, HungEngineIsDeclaredDeadByItsPeersAndLeavesThePoolMap) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   ASSERT_TRUE(dead) << "rank 2 was not declared dead";
   std::printf(
-      "hung rank 2 declared dead after %lld ms (defaults: period 1000, ping timeout 400, "
+      "hung rank 2 declared dead after %lld ms (defaults: period 500, ping timeout 250, "
       "suspicion 3000)\n",
       static_cast<long long>(ms.count()));
   EXPECT_NE(file_text(sys.engine(0).log_path()).find("declared dead by the failure detector"),

@@ -113,6 +113,7 @@ class SimNet {
     std::lock_guard lk(mu_);
     auto it = nodes_.find(addr);
     if (it == nodes_.end()) return false;
+    if (watch_) watch_(m);
     ActorRuntime* rt = it->second;
     auto& c = counts_[&rt->target()];
     if (!c) c = std::make_shared<Counts>();
@@ -150,6 +151,11 @@ class SimNet {
     }
     return true;
   }
+  // Shown every message delivered from now on (under the net's lock, on the sender's thread).
+  void watch(std::function<void(const Message&)> w) {
+    std::lock_guard lk(mu_);
+    watch_ = std::move(w);
+  }
   uint64_t sent() const {
     std::lock_guard lk(mu_);
     return sent_;
@@ -169,6 +175,7 @@ class SimNet {
   Faults faults_;
   std::map<std::string, ActorRuntime*> nodes_;
   uint64_t sent_ = 0, dropped_ = 0, bytes_ = 0;
+  std::function<void(const Message&)> watch_;
   struct Counts {
     std::atomic<uint64_t> delivered{0}, taken{0};
   };
