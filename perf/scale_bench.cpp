@@ -3,7 +3,8 @@
 // decoders, and placement are called directly), it prints one JSON line per N:
 //   - the management state machine's time to take N joins and create a pool over them;
 //   - the pool's map on the wire (the PoolInfo a pool query or an engine's refresh carries) and
-//     the time to decode it, what an engine or a client does with each new map;
+//     the time to decode it, and to apply it (decode it and learn the routes to every engine
+//     on a running target, mgmt::learn_view): what an engine or a client does with each new map;
 //   - placement lookups per second (an object's layout, then one dkey's group) for RP_3GX and
 //     EC_4P2GX objects, and for RP_3GX through a PlacementCache over a working set of 8 objects;
 //   - the state machine's time to take an engine's death (its targets leave the map, the
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,6 +28,9 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include "core/actor.hpp"
+#include "core/env.hpp"
+#include "core/target.hpp"
 #include "mgmt/codec.hpp"
 #include "mgmt/codec_state.hpp"
 #include "mgmt/state.hpp"
@@ -209,6 +214,31 @@ void run(uint32_t engines, const Args& a) {
     if (!v) must(v.status(), "decode_pool");
   }
   out["map_decode_ms"] = ms_since(t0) / kDecodes;
+
+  // Applying a new map, as an engine's target or a client does with each one: decode it, learn
+  // the routes to every engine (mgmt::learn_view: a route per target, and the requests to its
+  // down targets failed over), on a running target's thread with its actor runtime.
+  {
+    Target tgt(RealEnv::instance(), TargetOptions{});
+    if (!tgt.start().is_ok()) must(Status(Errc::internal, "target"), "start a target");
+    ActorRuntime rt(tgt, 0);
+    std::promise<double> took;
+    auto f = took.get_future();
+    tgt.post([&] {
+      const auto start = Clock::now();
+      for (int i = 0; i < kDecodes; ++i) {
+        capnp::ReaderOptions ro;
+        ro.traversalLimitInWords = 1ull << 30;
+        capnp::FlatArrayMessageReader r(words, ro);
+        auto v = mgmt::decode_pool(r.getRoot<schema::PoolInfo>());
+        if (!v) must(v.status(), "decode_pool");
+        mgmt::learn_view(rt, *v, 0);
+      }
+      took.set_value(ms_since(start) / kDecodes);
+    });
+    out["map_apply_ms"] = f.get();
+    tgt.stop();
+  }
 
   // Placement.
   const placement::PoolMap map = pool.map;
