@@ -1,7 +1,7 @@
 // Pool commands of the management service that read a pool or change one of its records:
 // list, query, the engines' map fetch, properties, target states (an administrator's, a
 // stopped device's) and the engines' rebuild reports. Creation, destruction, ACLs and the
-// data-moving operations are in service.cpp.
+// data-moving operations are in pool_ops.cpp.
 #include <fmt/format.h>
 
 #include <set>
