@@ -105,16 +105,27 @@ struct Scan {
     return Status();
   }
 
-  // Whether a parity position's copies (where its data is complete) hold all of stripe `s`.
+  // Whether the partial-stripe copies hold all of stripe `s`, where the fill takes them from
+  // (dkey_work(), below): the first parity position with a holder of complete data (each holds the
+  // whole copies), or without one every data position's holder (each keeps the copies of its
+  // own cells, and only those count: one that once stood in for a parity position keeps the
+  // whole copies it took then, which no partial write of another cell updates since).
   bool copies_cover(const placement::EcGeometry& g, const std::vector<Position>& pos, ObjectId key,
                     const std::string& dkey, const std::string& akey, uint64_t s) {
+    const std::string copy = placement::ec_copy_akey(akey);
     for (uint32_t q = 0; q < g.p; ++q) {
       const placement::Shard* r = pos[g.parity_pos(q)].reader();
       if (r == nullptr) continue;
-      auto f = peer.fetch(*r, key, dkey, placement::ec_copy_akey(akey), s * g.stripe(), g.stripe());
+      auto f = peer.fetch(*r, key, dkey, copy, s * g.stripe(), g.stripe());
       return f && f->holes.empty() && f->data.size() == g.stripe();
     }
-    return false;
+    for (uint32_t j = 0; j < g.k; ++j) {
+      const placement::Shard* r = pos[g.data_pos(j)].reader();
+      if (r == nullptr) return false;
+      auto f = peer.fetch(*r, key, dkey, copy, s * g.stripe() + j * g.cell, g.cell);
+      if (!f || !f->holes.empty() || f->data.size() != g.cell) return false;
+    }
+    return true;
   }
 
   // Rebuilds position `lost`'s cells of one akey (the user's), stripe by stripe, from k
