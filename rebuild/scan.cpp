@@ -105,18 +105,24 @@ struct Scan {
     return Status();
   }
 
-  // Whether the partial-stripe copies hold all of stripe `s`, where the fill takes them from
-  // (dkey_work(), below): the first parity position with a holder of complete data (each holds the
-  // whole copies), or without one every data position's holder (each keeps the copies of its
-  // own cells, and only those count: one that once stood in for a parity position keeps the
-  // whole copies it took then, which no partial write of another cell updates since).
+  // The first parity position with a holder of complete data (it holds the whole copies), or
+  // -1: then every data position's holder keeps the copies of its own cells.
+  static int copy_parity(const placement::EcGeometry& g, const std::vector<Position>& pos) {
+    for (uint32_t q = 0; q < g.p; ++q) {
+      if (pos[g.parity_pos(q)].reader() != nullptr) return static_cast<int>(g.parity_pos(q));
+    }
+    return -1;
+  }
+
+  // Whether the partial-stripe copies hold all of stripe `s`, where the fill (dkey_work()) takes
+  // them from: copy_parity(), or without one each data position's own cells (only those count:
+  // one that once stood in for a parity position keeps the whole copies it took then, which no
+  // partial write of another cell updates since).
   bool copies_cover(const placement::EcGeometry& g, const std::vector<Position>& pos, ObjectId key,
                     const std::string& dkey, const std::string& akey, uint64_t s) {
     const std::string copy = placement::ec_copy_akey(akey);
-    for (uint32_t q = 0; q < g.p; ++q) {
-      const placement::Shard* r = pos[g.parity_pos(q)].reader();
-      if (r == nullptr) continue;
-      auto f = peer.fetch(*r, key, dkey, copy, s * g.stripe(), g.stripe());
+    if (const int q = copy_parity(g, pos); q >= 0) {
+      auto f = peer.fetch(*pos[q].reader(), key, dkey, copy, s * g.stripe(), g.stripe());
       return f && f->holes.empty() && f->data.size() == g.stripe();
     }
     for (uint32_t j = 0; j < g.k; ++j) {
@@ -346,11 +352,7 @@ struct Scan {
       if (!g) g = placement::ec_geometry(cls.data, cls.parity, cell, dkey);
       // Partial-stripe copies: from the first parity position with a holder, or, without one,
       // from every data position's holder (each holds the copies of its own cells).
-      int copy_src = -1;
-      for (uint32_t q = 0; q < g->p && copy_src < 0; ++q) {
-        if (pos[g->parity_pos(q)].reader() != nullptr)
-          copy_src = static_cast<int>(g->parity_pos(q));
-      }
+      const int copy_src = copy_parity(*g, pos);
       bool data_copies = false;
       for (uint32_t m : mine) data_copies |= g->cell_at(m) < g->k;
       const std::vector<uint32_t> holders = g->single_positions();
