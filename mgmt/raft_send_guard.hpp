@@ -6,6 +6,10 @@
 // follower that knows no leader by then has a null address. Either ends the process inside the
 // send (the management service's replica, with it). Such an answer is dropped instead: raft
 // frees it, and a leader that still leads sends the snapshot again.
+//
+// Only that answer: one that a leader or candidate sends to refuse a stale leader's
+// AppendEntries (addressed from the request) must go out. raft treats a failed send there as
+// fatal: the replica becomes unavailable and raft frees the request's entries twice.
 #pragma once
 
 // libraft's headers declare no C linkage of their own.
@@ -15,7 +19,7 @@ extern "C" {
 
 namespace tessera::mgmt {
 
-// Whether raft, in `state` (RAFT_FOLLOWER...), may send `m`.
-bool raft_send_allowed(int state, const raft_message& m);
+// Whether raft `r`, in its present state, may send `m`.
+bool raft_send_allowed(const struct raft& r, const raft_message& m);
 
 }  // namespace tessera::mgmt

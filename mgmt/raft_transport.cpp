@@ -1,8 +1,15 @@
 #include "mgmt/raft_transport.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -273,7 +280,37 @@ struct AuthTransportImpl {
   static int listen(raft_uv_transport* o, raft_uv_accept_cb cb) {
     AuthTransport* t = of(o);
     t->accept_cb_ = cb;
-    return t->inner_.listen(&t->inner_, on_accept);
+    int rv = t->inner_.listen(&t->inner_, on_accept);
+    if (rv != 0) {
+      const std::string& where = t->bind_.empty() ? t->address_ : t->bind_;
+      std::snprintf(o->errmsg, sizeof(o->errmsg), "listening on %s: %s", where.c_str(),
+                    listen_error(where).c_str());
+    }
+    return rv;
+  }
+
+  // Why listening on `address` ("a.b.c.d:port") fails: the TCP transport does not say, so the
+  // same bind and listen again, on a socket closed at once.
+  static std::string listen_error(const std::string& address) {
+    const auto colon = address.rfind(':');
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    if (colon == std::string::npos ||
+        ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr) != 1) {
+      return "not an IPv4 address and port";
+    }
+    a.sin_port =
+        htons(static_cast<uint16_t>(std::strtoul(address.c_str() + colon + 1, nullptr, 10)));
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::strerror(errno);
+    int one = 1;
+    std::string why = "unknown (it failed in the TCP transport)";
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, 1) != 0) {
+      why = std::strerror(errno);
+    }
+    ::close(fd);
+    return why;
   }
 
   static int connect(raft_uv_transport* o, raft_uv_connect* req, raft_id id, const char* address,
@@ -329,6 +366,7 @@ Result<std::unique_ptr<AuthTransport>> AuthTransport::create(
   }
   t->inner_ready_ = true;
   t->inner_.data = t.get();  // the TCP transport keeps `data` for its user
+  t->bind_ = bind;
   if (!bind.empty()) {
     if (int rv = raft_uv_tcp_set_bind_address(&t->inner_, bind.c_str()); rv != 0) {
       return Status(Errc::invalid_argument,

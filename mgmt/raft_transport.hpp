@@ -51,6 +51,8 @@ class AuthTransport {
   raft_uv_transport* raft() { return &outer_; }
   // Connections refused so far (a wrong key, a short answer, a timeout, too many at once).
   uint64_t refused() const { return refused_; }
+  // Why listening failed (a port in use...), once it did.
+  const char* errmsg() const { return outer_.errmsg; }
 
   struct Handshake;  // raft_transport.cpp
 
@@ -64,6 +66,7 @@ class AuthTransport {
   std::shared_ptr<const security::SystemKey> key_;
   raft_id id_ = 0;
   std::string address_;
+  std::string bind_;  // where to listen when not address_
   raft_uv_accept_cb accept_cb_ = nullptr;
   raft_uv_transport_close_cb close_cb_ = nullptr;
   bool closing_ = false;

@@ -87,9 +87,14 @@ Result<std::string_view> unframe(const raft_buffer& b) {
 
 }  // namespace
 
-bool raft_send_allowed(int state, const raft_message& m) {
-  if (m.type == RAFT_IO_APPEND_ENTRIES_RESULT && state != RAFT_FOLLOWER) return false;
-  return m.server_address != nullptr;
+bool raft_send_allowed(const struct raft& r, const raft_message& m) {
+  if (m.server_address == nullptr) return false;
+  if (m.type != RAFT_IO_APPEND_ENTRIES_RESULT || r.state == RAFT_FOLLOWER) return true;
+  // Not following: an answer addressed by the follower state's bytes was built from a state
+  // this replica left. Any other answer (a refusal of a stale leader's AppendEntries, addressed
+  // from that request) goes out: raft ends the replica when its send fails there.
+  return m.server_id != r.follower_state.current_leader.id ||
+         m.server_address != r.follower_state.current_leader.address;
 }
 
 namespace {
@@ -235,7 +240,7 @@ struct Replica::Loop {
                           raft_io_send_cb cb) {
     auto* rr = static_cast<struct raft*>(io->data);
     Loop* L = static_cast<Loop*>(rr->data);
-    if (!raft_send_allowed(raft_state(rr), *m)) {
+    if (!raft_send_allowed(*rr, *m)) {
       ++L->dropped_sends;
       log::warn(
           "management replica {} ({}): dropped an answer raft built for no leader (a "
@@ -455,8 +460,14 @@ Result<std::unique_ptr<Replica>> Replica::start(Options opts, Fsm fsm) {
   L->wake.data = L.get();
   L->wake_init = true;
   if (rv = raft_start(&L->r); rv != 0) {
-    return fail(Status(Errc::io_error, fmt::format("starting the management replica in {}: {}",
-                                                   o.dir, raft_errmsg(&L->r))));
+    // raft, its I/O or the transport (listening) may say why; else raft's name for the code.
+    std::string why = raft_errmsg(&L->r);
+    if (why.empty()) why = L->io.errmsg;
+    if (why.empty()) why = L->transport->errmsg();
+    if (why.empty()) why = raft_strerror(rv);
+    return fail(Status(
+        Errc::io_error,
+        fmt::format("starting the management replica at {} in {}: {}", o.address, o.dir, why)));
   }
   Loop* raw = L.get();
   L->th = std::thread([raw] { uv_run(&raw->loop, UV_RUN_DEFAULT); });

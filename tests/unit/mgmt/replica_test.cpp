@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <random>
@@ -28,17 +31,34 @@ using tessera::testing::TempDir;
 
 namespace {
 
-uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+// A port on 127.0.0.1 held for a replica across its restarts: a socket bound to it with
+// SO_REUSEADDR (as the replica's listener is), never listening, so that while the replica is down
+// the kernel gives the port to no connection (a peer's, or another test's) and the replica can
+// bind it again.
+struct PortReservation {
+  int fd = -1;
+  uint16_t port = 0;
+  PortReservation() {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot reserve a port: " << std::strerror(errno);
+      return;
+    }
+    port = ntohs(a.sin_port);
+  }
+  ~PortReservation() {
+    if (fd >= 0) ::close(fd);
+  }
+  PortReservation(const PortReservation&) = delete;
+  PortReservation& operator=(const PortReservation&) = delete;
+};
 
 std::shared_ptr<const security::SystemKey> key_of(uint8_t fill) {
   std::array<uint8_t, security::SystemKey::kBytes> k{};
@@ -71,12 +91,17 @@ struct Model {
   int restores = 0;
   size_t ballast = 0;  // bytes a snapshot carries beyond the commands (a large state)
   bool once = false;   // a command applied again changes nothing (proposals retried)
+  std::atomic<int> stall_ms{0};  // applying "stall" holds this replica's loop thread so long
 
   Replica::Fsm fsm() {
     Replica::Fsm f;
     f.apply = [this](std::string_view c) -> Status {
       if (c.rfind("bad:", 0) == 0)
         return Status(Errc::invalid_argument, "refused: " + std::string(c));
+      if (c == "stall") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(stall_ms.load()));
+        return Status();
+      }
       std::lock_guard lk(mu);
       if (once && std::find(applied.begin(), applied.end(), c) != applied.end()) {
         return Status();
@@ -111,6 +136,7 @@ struct Model {
 
 struct Node {
   uint64_t id = 0;
+  PortReservation port;
   std::string address;
   TempDir dir;
   Model model;
@@ -124,7 +150,7 @@ class Cluster {
     for (size_t i = 0; i < n; ++i) {
       auto node = std::make_unique<Node>();
       node->id = i + 1;
-      node->address = "127.0.0.1:" + std::to_string(free_port());
+      node->address = "127.0.0.1:" + std::to_string(node->port.port);
       nodes_.push_back(std::move(node));
     }
   }
@@ -319,6 +345,79 @@ TEST(Replica, SnapshotsBoundTheLogAndAreRestoredOnRestart) {
   }
 }
 
+// Elections while commands flow: the leader's loop stops for a while at seeded moments (as a
+// paused process's would), the others elect another, and what the old leader sent, or sends as
+// it resumes, is a term behind. The new leader answers such an AppendEntries with a refusal
+// carrying its term; that answer must go out (raft ends a replica whose send fails there). After
+// 150 commands every replica still serves, holds every command and dropped nothing.
+TEST(Replica, FrequentElectionsLeaveEveryReplicaServing) {
+  uint64_t seed = 1;
+  if (const char* e = std::getenv("TESSERA_SEED")) seed = std::strtoull(e, nullptr, 10);
+  std::printf("elections seed %lu (TESSERA_SEED repeats it)\n", static_cast<unsigned long>(seed));
+  std::mt19937_64 rng(seed);
+  Cluster c(3);
+  for (size_t i = 0; i < 3; ++i) {
+    c.node(i).model.once = true;
+    c.start(i, key_of(7), 120ms);
+  }
+  std::vector<std::string> want;
+  uint64_t terms = 0;
+  for (int k = 0; k < 150; ++k) {
+    const auto cmd = "cmd-" + std::to_string(k);
+    Status st = c.propose_surely(cmd);
+    ASSERT_TRUE(st.is_ok()) << cmd << " seed " << seed << ": " << st.to_string();
+    want.push_back(cmd);
+    if (rng() % 8 == 0) {
+      // The leader's loop stops for a while (as a paused process's would): the others elect
+      // another, while what the old one sent, and sends when it resumes, is a term behind.
+      const int l = c.leader();
+      ASSERT_GE(l, 0);
+      for (size_t i = 0; i < 3; ++i) {
+        c.node(i).model.stall_ms = i == static_cast<size_t>(l) ? 100 + rng() % 400 : 0;
+      }
+      (void)c.node(static_cast<size_t>(l)).rep->propose("stall", 2s);
+    }
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    ASSERT_TRUE(c.holds(i, want)) << "replica " << i << " seed " << seed;
+    auto in = c.node(i).rep->info();
+    ASSERT_TRUE(in);
+    EXPECT_NE(in->role, Replica::Role::unavailable) << "replica " << i << " seed " << seed;
+    // No snapshot is installed here (the log stays below the threshold): nothing is dropped.
+    EXPECT_EQ(in->dropped_sends, 0u) << "replica " << i << " seed " << seed;
+    terms = std::max(terms, in->term);
+  }
+  std::printf("%lu terms\n", static_cast<unsigned long>(terms));
+}
+
+// A replica whose port another process listens on does not start, and says where and why.
+TEST(Replica, APortInUseIsRefusedWithItsReason) {
+  Cluster c(1);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(c.node(0).port.port);
+  int one = 1;
+  ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << std::strerror(errno);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  Model m;
+  Replica::Options o;
+  o.id = 1;
+  o.address = c.node(0).address;
+  o.dir = c.node(0).dir.path();
+  o.voters.push_back({1, o.address});
+  o.key = key_of(7);
+  auto r = Replica::start(o, m.fsm());
+  ::close(fd);
+  ASSERT_FALSE(r);
+  const std::string msg = r.status().to_string();
+  EXPECT_NE(msg.find(o.address), std::string::npos) << msg;
+  EXPECT_NE(msg.find("in use"), std::string::npos) << msg;
+}
+
 // A replica that does not hold the system key never joins: its connections are refused both
 // ways, and it applies nothing, while the two others commit.
 TEST(Replica, AReplicaWithoutTheSystemKeyIsRefused) {
@@ -399,28 +498,62 @@ TEST(Replica, AnElectionDuringASnapshotInstallLosesNothing) {
 }
 
 // The answer to an InstallSnapshot that libraft 0.15 builds after the follower became a
-// candidate (or leader, or a follower that knows no leader) is dropped; what a follower sends
-// its leader, and every other message with a peer's address, goes out.
+// candidate or leader (addressed by the follower state's bytes, which are then another state's)
+// or while it follows no leader (a null address) is dropped. What a follower sends its leader, a
+// leader's or candidate's refusal of a stale leader's AppendEntries (addressed from the request),
+// and every other message with a peer's address, go out.
 TEST(RaftSendGuard, AnAnswerForALeaderThisReplicaNoLongerFollowsIsDropped) {
   char leader[] = "127.0.0.1:7001";
-  raft_message answer{};
-  answer.type = RAFT_IO_APPEND_ENTRIES_RESULT;
-  answer.server_id = 2;
-  answer.server_address = leader;
-  EXPECT_TRUE(raft_send_allowed(RAFT_FOLLOWER, answer));
-  EXPECT_FALSE(raft_send_allowed(RAFT_CANDIDATE, answer));
-  EXPECT_FALSE(raft_send_allowed(RAFT_LEADER, answer));
-  answer.server_address = nullptr;  // a follower that knows no leader
-  EXPECT_FALSE(raft_send_allowed(RAFT_FOLLOWER, answer));
+  struct raft r {};
+  r.state = RAFT_FOLLOWER;
+  r.follower_state.current_leader.id = 2;
+  r.follower_state.current_leader.address = leader;
+  // What raft builds at the end of an install: to the leader its follower state names.
+  auto install_answer = [&r] {
+    raft_message m{};
+    m.type = RAFT_IO_APPEND_ENTRIES_RESULT;
+    m.server_id = r.follower_state.current_leader.id;
+    m.server_address = r.follower_state.current_leader.address;
+    return m;
+  };
+  EXPECT_TRUE(raft_send_allowed(r, install_answer()));
+
+  bool votes[3] = {true, false, false};
+  r.state = RAFT_CANDIDATE;
+  r.candidate_state.votes = votes;
+  r.candidate_state.in_pre_vote = true;
+  EXPECT_FALSE(raft_send_allowed(r, install_answer()));
+  raft_message refusal{};  // to a stale leader, addressed from its request
+  refusal.type = RAFT_IO_APPEND_ENTRIES_RESULT;
+  refusal.server_id = 3;
+  refusal.server_address = leader;
+  EXPECT_TRUE(raft_send_allowed(r, refusal));
+
+  struct raft_change change {};
+  r.state = RAFT_LEADER;
+  r.leader_state.progress = nullptr;
+  r.leader_state.change = nullptr;
+  r.leader_state.promotee_id = 0;
+  EXPECT_FALSE(raft_send_allowed(r, install_answer()));
+  r.leader_state.change = &change;
+  r.leader_state.promotee_id = 3;
+  EXPECT_FALSE(raft_send_allowed(r, install_answer()));
+  EXPECT_TRUE(raft_send_allowed(r, refusal));
+
+  r = {};
+  r.state = RAFT_FOLLOWER;  // a follower that knows no leader
+  EXPECT_FALSE(raft_send_allowed(r, install_answer()));
 
   raft_message vote{};
   vote.type = RAFT_IO_REQUEST_VOTE;
   vote.server_id = 3;
   vote.server_address = leader;
-  EXPECT_TRUE(raft_send_allowed(RAFT_CANDIDATE, vote));
+  r.state = RAFT_CANDIDATE;
+  EXPECT_TRUE(raft_send_allowed(r, vote));
   raft_message append{};
   append.type = RAFT_IO_APPEND_ENTRIES;
   append.server_id = 3;
   append.server_address = leader;
-  EXPECT_TRUE(raft_send_allowed(RAFT_LEADER, append));
+  r.state = RAFT_LEADER;
+  EXPECT_TRUE(raft_send_allowed(r, append));
 }
