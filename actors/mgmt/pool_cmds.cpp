@@ -16,6 +16,20 @@ namespace tessera::mgmt {
 
 using nlohmann::json;
 
+namespace {
+
+// The pool with id `id` for an engine's request about `what` (engines only: ids are not names
+// a user gives).
+Result<const Pool*> engines_pool(const MgmtState& state, const Cred& cred, uint32_t id,
+                                 const char* what) {
+  if (!cred.system) return engines_only(what);
+  const Pool* p = state.pool(id);
+  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", id));
+  return p;
+}
+
+}  // namespace
+
 Result<Buffer> MgmtService::cmd_pool_list(schema::MgmtReq::Reader /*req*/, const Cred& cred,
                                           uint64_t /*session*/) {
   std::lock_guard lk(mu_);
@@ -44,21 +58,18 @@ Result<Buffer> MgmtService::cmd_pool_query(schema::MgmtReq::Reader req, const Cr
 Result<Buffer> MgmtService::cmd_pool_map(schema::MgmtReq::Reader req, const Cred& cred,
                                          uint64_t /*session*/) {
   std::lock_guard lk(mu_);
-  if (!cred.system) return engines_only("pool maps by id");
-  const Pool* p = state_.pool(req.getPoolMap());
-  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolMap()));
+  auto p = engines_pool(state_, cred, req.getPoolMap(), "pool maps by id");
+  if (!p) return p.status();
   // With the containers: rebuild needs their properties (EC cell size).
-  return reply([&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), *p, state_, true); });
+  return reply([&](schema::MgmtRep::Builder r) { encode_pool(r.initPool(), **p, state_, true); });
 }
 
 Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, const Cred& cred,
                                                uint64_t /*session*/) {
   std::lock_guard lk(mu_);
-  if (!cred.system) return engines_only("snapshot epochs by pool id");
-  const Pool* p = state_.pool(req.getPoolSnapshots());
-  if (p == nullptr) {
-    return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolSnapshots()));
-  }
+  auto found = engines_pool(state_, cred, req.getPoolSnapshots(), "snapshot epochs by pool id");
+  if (!found) return found.status();
+  const Pool* p = *found;
   const std::set<uint64_t> epochs = p->snapshot_epochs();
   return reply([&](schema::MgmtRep::Builder r) {
     auto l = r.initEpochs(static_cast<unsigned>(epochs.size()));
@@ -72,9 +83,9 @@ Result<Buffer> MgmtService::cmd_pool_snapshots(schema::MgmtReq::Reader req, cons
 Result<Buffer> MgmtService::cmd_pool_props(schema::MgmtReq::Reader req, const Cred& cred,
                                            uint64_t /*session*/) {
   std::lock_guard lk(mu_);
-  if (!cred.system) return engines_only("pool properties by id");
-  const Pool* p = state_.pool(req.getPoolProps());
-  if (p == nullptr) return Status(Errc::not_found, fmt::format("no pool {}", req.getPoolProps()));
+  auto found = engines_pool(state_, cred, req.getPoolProps(), "pool properties by id");
+  if (!found) return found.status();
+  const Pool* p = *found;
   return reply([&](schema::MgmtRep::Builder r) {
     auto l = r.initProps(static_cast<unsigned>(p->props.size()));
     unsigned i = 0;
