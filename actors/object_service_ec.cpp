@@ -1,5 +1,7 @@
 // Erasure-coded updates: the group's leader stamps one epoch and hands every available position
-// its own pieces; a position applies its pieces at that epoch. docs/ERASURE_CODING.md.
+// its own pieces; a position applies its pieces at that epoch, all of them one distributed
+// transaction. An engine's background re-encoding (`internal`) takes the same path with the
+// epoch it read the copies at. docs/ERASURE_CODING.md.
 #include <boost/fiber/future.hpp>
 
 #include "actors/object_service.hpp"
@@ -32,8 +34,8 @@ struct Piece {
 // An EcUpdateReq for one position: its pieces, their bytes packed into a new bulk.
 std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey,
                                            const std::vector<const Piece*>& pieces, uint64_t epoch,
-                                           const ObjectService::Ctx& ctx, const Buffer& bulk,
-                                           const storage::DtxId& id,
+                                           const ObjectService::Ctx& ctx, bool internal,
+                                           const Buffer& bulk, const storage::DtxId& id,
                                            const std::vector<uint64_t>& participants,
                                            const std::vector<storage::DtxId>& commits) {
   capnp::MallocMessageBuilder b(512);
@@ -42,6 +44,7 @@ std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey
   req.getOid().setLo(oid.lo);
   req.setDkey(as_data(dkey));
   req.setEpoch(epoch);
+  req.setInternal(internal);
   auto c = req.initCtx();
   c.setPool(ctx.pool);
   c.setMapVersion(ctx.map_version);
@@ -77,11 +80,9 @@ std::pair<Buffer, Buffer> position_request(ObjectId oid, const std::string& dkey
 }  // namespace
 
 // An engine's re-encoding request addresses the shard directly (the oid is the store key) and
-// only at the map version the position has: a position that knows another map refuses it.
+// only at the map version the target has: a leader or position that knows another map refuses
+// it.
 Result<ObjectService::Where> ObjectService::internal_where(const Ctx& ctx, ObjectId key) {
-  if (!ctx.replica) {
-    return Status(Errc::protocol, "an engine-to-engine erasure-coded update must be a position's");
-  }
   auto sh = shard_for(ctx.pool, ctx.map_version);
   if (!sh) return sh.status();
   const uint32_t have = (*sh)->view ? (*sh)->view->pool.map.version : 0;
@@ -137,12 +138,20 @@ Status ObjectService::ec_update(Message& m) {
                                                 p.pos, p.length, p.bulk_offset, m.bulk.size()));
     }
   }
+  if (internal && !ctx.replica && given_epoch == 0) {
+    return Status(Errc::protocol, "an engine's erasure-coded update names its epoch");
+  }
   auto w = internal ? internal_where(ctx, oid) : resolve(ctx, oid, mgmt::kWrite);
   if (!w) return w.status();
   if (w->shard == nullptr) {
     return Status(Errc::invalid_argument, "erasure-coded updates address a pool (pool 0 has none)");
   }
-  const auto* cls = placement::find_class(placement::oid_class(oid));
+  // The object as placement knows it (an internal request names the store key).
+  const ObjectId uoid = internal ? shard_keys::user_oid(oid) : oid;
+  // The transaction's key at its crash points: a re-encoding's apart from a client's update of
+  // the same dkey (tests kill an engine at a step of one of them).
+  const std::string crash_key = internal ? "reencode/" + dkey : dkey;
+  const auto* cls = placement::find_class(placement::oid_class(uoid));
   if (cls == nullptr || cls->redundancy != placement::Redundancy::erasure) {
     return Status(Errc::invalid_argument,
                   "an erasure-coded update names an object whose class "
@@ -172,19 +181,19 @@ Status ObjectService::ec_update(Message& m) {
   if (ctx.replica) {
     std::vector<const Piece*> mine;
     for (const auto& p : pieces) mine.push_back(&p);
-    if (ctx.dtx.epoch != 0 && !internal) {
-      TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, dkey, [&](storage::DtxStage& stage) {
-        return apply(mine, given_epoch, &stage);
-      }));
-    } else {
-      // Background re-encoding (docs/ERASURE_CODING.md): the copies cover a round cut short.
-      TESSERA_TRY(apply(mine, given_epoch, nullptr));
+    if (ctx.dtx.epoch == 0) {
+      return Status(Errc::protocol,
+                    "a position's erasure-coded update comes inside its leader's "
+                    "transaction");
     }
+    TESSERA_TRY(prepare_part(*w->shard, *w->store, ctx, crash_key, [&](storage::DtxStage& stage) {
+      return apply(mine, given_epoch, &stage);
+    }));
     return rt_.reply(m, Status(), epoch_body(given_epoch));
   }
 
   // Leader: which positions this target writes, which others take writes now.
-  auto place = w->shard->place(oid);
+  auto place = w->shard->place(uoid);
   if (!place) return place.status();
   auto group = (*place)->dkey(dkey);
   auto is_me = [&](const placement::Shard& s) { return s.rank == rank_ && s.target == target_; };
@@ -208,7 +217,8 @@ Status ObjectService::ec_update(Message& m) {
     by_pos[p.pos].push_back(&p);
   }
   TESSERA_TRY(ec_group_writable(*cls, group));
-  const uint64_t epoch = w->store->new_epoch();
+  // A re-encoding writes at the epoch it read the copies at (rebuild/reencode.cpp).
+  const uint64_t epoch = internal ? given_epoch : w->store->new_epoch();
   // In flight until every position answered (a re-encoding below this epoch waits for it).
   PoolShard& shard = *w->shard;
   auto inflight = shard.ec_inflight.insert(epoch);
@@ -252,8 +262,8 @@ Status ObjectService::ec_update(Message& m) {
   for (const auto& send : sends) {
     const auto& s = send.s;
     auto commits = take_notices(shard, storage::dtx_member(s.rank, s.target));
-    auto [body, bulk] =
-        position_request(oid, dkey, send.pieces, epoch, ctx, m.bulk, id, participants, commits);
+    auto [body, bulk] = position_request(oid, dkey, send.pieces, epoch, ctx, internal, m.bulk, id,
+                                         participants, commits);
     auto f = std::make_shared<Message>();
     f->dst = ActorAddr{s.rank, static_cast<uint16_t>(s.target), proto::kObjectServiceActor};
     f->protocol = proto::kProtoObject;
@@ -283,9 +293,10 @@ Status ObjectService::ec_update(Message& m) {
     }
     return w->store->dtx_prepare(id, participants, std::move(stage));
   };
-  TESSERA_TRY(lead_dtx(shard, *w->store, id, dkey, participants, false, prepare_local, remote));
+  TESSERA_TRY(
+      lead_dtx(shard, *w->store, id, crash_key, participants, false, prepare_local, remote));
   TESSERA_TRY(rt_.reply(m, Status(), epoch_body(epoch)));
-  crash_point("dtx.leader.replied", dkey);
+  crash_point("dtx.leader.replied", crash_key);
   return Status();
 }
 

@@ -139,8 +139,10 @@ struct EcUpdateReq {
   epoch  @3 :UInt64;       # 0: the leader assigns one (positions get the leader's)
   ctx    @4 :IoCtx;
   # Engine to engine (background re-encoding of partial-stripe copies): oid is the store key,
-  # no container handle, ctx.replica set, and ctx.mapVersion must be the position's own
-  # version (older or newer: `stale`, the sender gives up this round).
+  # no container handle, the epoch the engine read the copies at; sent to the group's leader
+  # (itself), which forwards each position its pieces inside one transaction (ctx.replica set,
+  # internal kept). ctx.mapVersion must be the target's own version (older or newer: `stale`,
+  # the sender gives up this round).
   internal @5 :Bool;
 }
 

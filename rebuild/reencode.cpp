@@ -29,8 +29,10 @@ namespace {
 constexpr auto kInflightWait = std::chrono::seconds(30);
 constexpr auto kInflightPoll = std::chrono::milliseconds(1);
 
-// One position's pieces of a round: cells (or parity) of runs of stripes, or punches of copies.
+// A round's piece for one position: cells (or parity) of runs of stripes, their checksum
+// record, or a punch of the copies.
 struct Piece {
+  uint32_t pos = 0;
   std::string akey;
   bool punch = false;
   uint64_t offset = 0;
@@ -49,8 +51,9 @@ struct Reencoder {
     return (uint64_t{1} << 63) | storage::dtx_member(peer.rank, peer.target);
   }
 
-  // An internal EcUpdateReq for position `pos` at `epoch` and map `version`.
-  Status send(const Position& home, uint32_t pos, ObjectId key, const std::string& dkey,
+  // An internal EcUpdateReq to the group's leader (this target: position 0's home): every
+  // position's pieces at `epoch` and map `version`, one distributed transaction.
+  Status send(const Position& leader, ObjectId key, const std::string& dkey,
               const std::vector<Piece>& pieces, const Buffer& bulk, uint64_t epoch,
               uint32_t version) {
     capnp::MallocMessageBuilder b(512);
@@ -63,12 +66,11 @@ struct Reencoder {
     auto ctx = req.initCtx();
     ctx.setPool(peer.shard.id);
     ctx.setMapVersion(version);
-    ctx.setReplica(true);
     auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
     for (size_t i = 0; i < pieces.size(); ++i) {
       const Piece& p = pieces[i];
       auto w = list[static_cast<unsigned>(i)];
-      w.setPos(pos);
+      w.setPos(p.pos);
       w.setAkey(capn::as_data(p.akey));
       w.setKind(schema::ValueKind::ARRAY);
       w.setPunch(p.punch);
@@ -79,11 +81,8 @@ struct Reencoder {
         w.setCrc(crc32c(bulk.data() + p.bulk_offset, p.length));
       }
     }
-    auto r = peer.ask(home.home, proto::kObjEcUpdate, capn::to_body(b), bulk);
-    if (!r) {
-      return Status(r.status().code(), fmt::format("position {}: {}", pos, r.status().message()));
-    }
-    return Status();
+    auto r = peer.ask(leader.home, proto::kObjEcUpdate, capn::to_body(b), bulk);
+    return r ? Status() : r.status();
   }
 
   // The stripes whose copies this target holds entirely (its share of them: the whole stripe
@@ -152,14 +151,18 @@ struct Reencoder {
     const auto stripes = static_cast<uint64_t>(std::count(full.begin(), full.end(), true));
     if (stripes == 0) return Status();
 
-    // Phase one: every position's cells (data or parity) of the full stripes, at `epoch`.
+    // Every position's cells (data or parity) of the full stripes and their checksum record
+    // at `epoch`, and the punch of their copies at `epoch`: one transaction, so no reader and
+    // no rebuild ever meets some positions re-encoded and others not.
     const auto& code = placement::erasure_code(g.k, g.p);
-    // Each position's bulk: its cells, then the stripes' checksum record (alike everywhere).
+    // The bulk: each position's region (indexed by cell: data cells, then parity) holds its
+    // cells, then the stripes' checksum record (alike everywhere).
     const uint64_t ss = placement::ec_sum_size(g.k);
     const uint64_t sum_at = stripes * g.cell;
-    std::vector<Buffer> cells(g.n());
-    for (auto& b : cells) b.reset(sum_at + stripes * ss);
-    std::vector<std::vector<Piece>> pieces(g.n()), punches(g.n());
+    const uint64_t region = sum_at + stripes * ss;
+    Buffer bulk(region * g.n());
+    auto at_cell = [&](uint32_t ci, uint64_t off) { return bulk.data() + ci * region + off; };
+    std::vector<Piece> pieces;
     uint64_t at = 0;  // stripes packed so far
     for (uint64_t s = s0; s < s1;) {
       if (!full[s - s0]) {
@@ -173,36 +176,28 @@ struct Reencoder {
         std::vector<const uint8_t*> data(g.k);
         std::vector<uint8_t*> parity(g.p);
         for (uint32_t j = 0; j < g.k; ++j) {
-          std::memcpy(cells[j].data() + at * g.cell, src + j * g.cell, g.cell);
-          data[j] = cells[j].data() + at * g.cell;
+          std::memcpy(at_cell(j, at * g.cell), src + j * g.cell, g.cell);
+          data[j] = at_cell(j, at * g.cell);
         }
-        for (uint32_t q = 0; q < g.p; ++q) parity[q] = cells[g.k + q].data() + at * g.cell;
+        for (uint32_t q = 0; q < g.p; ++q) parity[q] = at_cell(g.k + q, at * g.cell);
         code.encode(g.cell, data, parity);
-        placement::ec_stripe_sums(g.cell, data, cells[0].data() + sum_at + at * ss);
+        placement::ec_stripe_sums(g.cell, data, at_cell(0, sum_at + at * ss));
         for (uint32_t ci = 1; ci < g.n(); ++ci) {
-          std::memcpy(cells[ci].data() + sum_at + at * ss, cells[0].data() + sum_at + at * ss, ss);
+          std::memcpy(at_cell(ci, sum_at + at * ss), at_cell(0, sum_at + at * ss), ss);
         }
       }
+      const uint64_t first = at - (e - s);
       for (uint32_t ci = 0; ci < g.n(); ++ci) {
-        const uint64_t first = at - (e - s);
         const uint32_t p = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-        pieces[ci].push_back(
-            {placement::ec_cell_akey(akey, p), false, s * g.cell, (e - s) * g.cell, first * g.cell});
-        pieces[ci].push_back(
-            {placement::ec_sum_akey(akey), false, s * ss, (e - s) * ss, sum_at + first * ss});
-        punches[ci].push_back({copy, true, s * S, (e - s) * S, 0});
+        pieces.push_back({p, placement::ec_cell_akey(akey, p), false, s * g.cell, (e - s) * g.cell,
+                          ci * region + first * g.cell});
+        pieces.push_back({p, placement::ec_sum_akey(akey), false, s * ss, (e - s) * ss,
+                          ci * region + sum_at + first * ss});
+        pieces.push_back({p, copy, true, s * S, (e - s) * S, 0});
       }
       s = e;
     }
-    for (uint32_t ci = 0; ci < g.n(); ++ci) {
-      const uint32_t p = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-      TESSERA_TRY(send(pos[p], p, key, dkey, pieces[ci], cells[ci], epoch, version));
-    }
-    // Phase two: the copies of those stripes go (every position has its new cells durably).
-    for (uint32_t ci = 0; ci < g.n(); ++ci) {
-      const uint32_t p = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-      TESSERA_TRY(send(pos[p], p, key, dkey, punches[ci], Buffer(), epoch, version));
-    }
+    TESSERA_TRY(send(pos[0], key, dkey, pieces, bulk, epoch, version));
     c.stripes += stripes;
     c.copy_bytes += stripes * S;
     return Status();

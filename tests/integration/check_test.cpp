@@ -218,7 +218,7 @@ TEST(Check, DivergedCopiesAreFoundAndRepairedFromTheGoodOnes) {
   ASSERT_TRUE(st.is_ok()) << st.to_string();
 
   // Erasure coding: a stripe whose parity disagrees with its data, every cell of one epoch and
-  // passing its own checksum (written cell by cell, as an engine re-encoding it would).
+  // passing its own checksum (written as an engine re-encoding it would).
   auto ec_bad = h.ec->make_oid(2, 2);
   ASSERT_TRUE(ec_bad);
   auto ec_epoch = h.ec->update(*ec_bad, "other", "x", ValueKind::array, 0, bytes("x"));
@@ -240,14 +240,14 @@ TEST(Check, DivergedCopiesAreFoundAndRepairedFromTheGoodOnes) {
   ASSERT_TRUE(place_ec);
   const auto pos_ec = place_ec->dkey("d");
   const ObjectId ec_key = objsvc::store_key(*ec_bad, h.ec->handle().cont.c.id);
+  std::vector<RawPiece> ec_pieces;
   for (uint32_t ci = 0; ci < g.n(); ++ci) {
     const uint32_t at = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-    st = raw_ec_update(peer, *v, pos_ec[at].home, at, ec_key, "d",
-                       {{placement::ec_cell_akey("data", at), 0, cells[ci]},
-                        {placement::ec_sum_akey("data"), 0, sums}},
-                       *ec_epoch + 1);
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    ec_pieces.push_back({at, placement::ec_cell_akey("data", at), 0, cells[ci]});
+    ec_pieces.push_back({at, placement::ec_sum_akey("data"), 0, sums});
   }
+  st = raw_ec_update(peer, *v, pos_ec[0].home, ec_key, "d", ec_pieces, *ec_epoch + 1);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
 
   // Found and named: which object, which akey, which copy.
   CheckInfo found = check(h, *h.rp, false);

@@ -46,9 +46,11 @@ struct SystemHarness {
   // included) and resolves them; an exclusion would leave the container beyond its rf, UNCLEAN
   // and refusing writes for good. With 1 a dead engine is excluded and comes back by
   // reintegration, refilled by a rebuild.
-  explicit SystemHarness(const char* oclass, uint32_t rf = 1, uint32_t targets = 1)
+  // `extra`: more tessera-server arguments for every engine.
+  explicit SystemHarness(const char* oclass, uint32_t rf = 1, uint32_t targets = 1,
+                         const std::vector<std::string>& extra = {})
       : ec(std::string(oclass).rfind("EC_", 0) == 0) {
-    sys = std::make_unique<LocalSystem>(dir.path(), 4, targets);
+    sys = std::make_unique<LocalSystem>(dir.path(), 4, targets, extra);
     EXPECT_TRUE(sys->wait_joined(4));
     mc = std::make_unique<MgmtClient>(sys->mgmt());
     EXPECT_TRUE(mc->pool_create("tank", 64ull << 20, {1, 2, 3}));

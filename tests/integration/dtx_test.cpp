@@ -50,11 +50,12 @@ struct Harness : SystemHarness {
   // another member for a participant's step) by restarting that engine cleanly with it (a clean
   // stop keeps its targets in the pool map). Only that engine has it: an update the client
   // retries elsewhere after the kill does not trip it. Returns the rank armed.
-  uint32_t arm(size_t i) {
+  // `prefix`: of the crash key ("reencode/": a re-encoding round's transaction, not a client's).
+  uint32_t arm(size_t i, const std::string& prefix = "") {
     auto [leader, other] = leader_and_member();
     const uint32_t rank = kPoints[i].rfind("dtx.participant", 0) == 0 ? other : leader;
     EXPECT_NE(rank, 0u);
-    SystemHarness::arm(rank, fmt::format("{}:victim-{}", kPoints[i], i));
+    SystemHarness::arm(rank, fmt::format("{}:{}victim-{}", kPoints[i], prefix, i));
     return rank;
   }
 };
@@ -220,6 +221,39 @@ TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRestarted) {
 }
 TEST(DtxKill, ErasureCodedUpdateKilledAtEveryStepAndRebuilt) {
   run("EC_2P1G1", 1);
+}
+
+// A re-encoding round (rebuild/reencode.cpp) is one transaction over the group, like a client's
+// update: the engines re-encode every 200 ms, and for each step, the engine that reaches it in
+// a round over stripe `victim-i` (the leader, or another member) dies there. Each stripe is
+// written as two acknowledged half-stripe updates (kept as copies until a round takes them).
+// After the restart every position agrees (`cont check`: no stripe whose cells disagree), and
+// the stripe reads back whole, also rebuilt from parity with a data position's engine down.
+TEST(DtxKill, AReencodingRoundKilledAtEveryStepLeavesEveryStripeWhole) {
+  Harness h("EC_2P1G1", 0, 1, {"--ec-reencode-interval-ms", "200"});
+  ASSERT_TRUE(h.c);
+  // The steps a round reaches: not the conditional update's, not the client's reply.
+  for (size_t i : {1, 2, 3, 5}) {
+    SCOPED_TRACE(fmt::format("killed at {} of a re-encoding round", kPoints[i]));
+    const uint32_t armed = h.arm(i, "reencode/");
+    h.connect();  // a client that saw an engine down in the last check learns it is back
+    const std::string dkey = fmt::format("victim-{}", i);
+    const std::string v = value("new", i);
+    for (uint64_t at : {uint64_t{0}, kCell}) {
+      auto r = h.c->update(h.oid(), dkey, "data", ValueKind::array, at, bytes(v.substr(at, kCell)));
+      ASSERT_TRUE(r) << r.status().to_string();
+    }
+    EXPECT_TRUE(eventually([&] { return !h.sys->engine(armed).alive(); }, std::chrono::seconds(30)))
+        << "rank " << armed << " did not reach the crash point";
+    h.restart_dead();
+    EXPECT_TRUE(eventually([&] { return h.check_reaches_all(); }, std::chrono::seconds(60)))
+        << "a check pass never reached every copy after the restart";
+    h.expect_consistent("after the restart");
+    for (const auto& seen : h.copies(dkey)) {
+      EXPECT_TRUE(seen == v) << "the stripe does not read back whole: " << seen.substr(0, 40)
+                             << "... (" << seen.size() << " bytes)";
+    }
+  }
 }
 
 // Fixed seeds in every run; TESSERA_DTX_SEED=S runs one seed, TESSERA_DTX_SEEDS=N runs N more.

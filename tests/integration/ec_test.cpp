@@ -287,7 +287,6 @@ TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
       kill_all_restart_verify(h, m, {0u, 2u, 4u, 5u}, "re-encoded, after kill -9 of every engine"));
 }
 
-
 // End-to-end checksums of erasure-coded stripes. A stripe whose parity disagrees with its data
 // although every cell carries the same epoch and passes its own stored checksum (what an
 // encoder fault, or memory that flipped before the engine summed the bytes, leaves) is never
@@ -295,7 +294,7 @@ TEST(EcTest, PartialStripeCopiesAreReencodedInTheBackground) {
 // writer stored on every position, and the read fails with a checksum error instead of
 // answering wrong bytes; a rebuild does not write the cell either (it counts it lost), and the
 // read after it still fails rather than answering the missing cell as zeros. The stripe is
-// written here cell by cell, as an engine re-encoding it would, with its parity computed wrong;
+// written here as an engine re-encoding it would, with its parity computed wrong;
 // a stripe written right beside it is read and rebuilt exactly.
 TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswered) {
   EcSystem h;
@@ -344,14 +343,14 @@ TEST(EcTest, AStripeWhoseParityDisagreesFailsItsWritersChecksumsAndIsNeverAnswer
   RawPeer peer(v->provider, *engines_key);
   ASSERT_TRUE(peer.status.is_ok()) << peer.status.to_string();
   mgmt::learn_view(peer.rt, *v);
+  std::vector<RawPiece> pieces;
   for (uint32_t ci = 0; ci < g.n(); ++ci) {
     const uint32_t at = ci < g.k ? g.data_pos(ci) : g.parity_pos(ci - g.k);
-    Status st = raw_ec_update(peer, *v, pos[at].home, at, key, "d",
-                              {{placement::ec_cell_akey("data", at), 0, cells[ci]},
-                               {placement::ec_sum_akey("data"), 0, sums[0] + sums[1]}},
-                              *epoch + 1);
-    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    pieces.push_back({at, placement::ec_cell_akey("data", at), 0, cells[ci]});
+    pieces.push_back({at, placement::ec_sum_akey("data"), 0, sums[0] + sums[1]});
   }
+  Status st = raw_ec_update(peer, *v, pos[0].home, key, "d", pieces, *epoch + 1);
+  ASSERT_TRUE(st.is_ok()) << st.to_string();
 
   // Every position up: the data cells are read as they are.
   auto whole = h.c->fetch(*oid, "d", "data", ValueKind::array, 0, 0);

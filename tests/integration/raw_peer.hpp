@@ -48,15 +48,17 @@ struct RawPeer {
   Status status;
 };
 
-// One internal update of one position (as an engine re-encoding a stripe sends): its pieces'
-// bytes back to back in `bulk`.
+// One internal erasure-coded update (as an engine re-encoding stripes sends): to the group's
+// leader `leader` (position 0's home), which forwards each position its pieces inside one
+// transaction; the pieces' bytes back to back in the bulk.
 struct RawPiece {
+  uint32_t pos;
   std::string akey;
   uint64_t offset;
   std::string bytes;
 };
-inline Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placement::Shard& at,
-                            uint32_t pos, ObjectId key, const std::string& dkey,
+inline Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placement::Shard& leader,
+                            ObjectId key, const std::string& dkey,
                             const std::vector<RawPiece>& pieces, uint64_t epoch) {
   capnp::MallocMessageBuilder b(512);
   auto req = b.initRoot<schema::EcUpdateReq>();
@@ -68,12 +70,11 @@ inline Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placem
   auto ctx = req.initCtx();
   ctx.setPool(v.pool.id);
   ctx.setMapVersion(v.pool.map.version);
-  ctx.setReplica(true);
   auto list = req.initPieces(static_cast<unsigned>(pieces.size()));
   std::string bulk;
   for (size_t i = 0; i < pieces.size(); ++i) {
     auto w = list[static_cast<unsigned>(i)];
-    w.setPos(pos);
+    w.setPos(pieces[i].pos);
     w.setAkey(capn::as_data(pieces[i].akey));
     w.setKind(schema::ValueKind::ARRAY);
     w.setOffset(pieces[i].offset);
@@ -83,7 +84,7 @@ inline Status raw_ec_update(RawPeer& peer, const mgmt::PoolView& v, const placem
     bulk += pieces[i].bytes;
   }
   Message m;
-  m.dst = ActorAddr{at.rank, static_cast<uint16_t>(at.target), proto::kObjectServiceActor};
+  m.dst = ActorAddr{leader.rank, static_cast<uint16_t>(leader.target), proto::kObjectServiceActor};
   m.protocol = proto::kProtoObject;
   m.method = proto::kObjEcUpdate;
   m.body = capn::to_body(b);
