@@ -20,7 +20,8 @@
 namespace tessera {
 
 namespace {
-// Decodes a MgmtRep carrying a pool or a handle (target thread, inside the fetch callbacks).
+// Decodes the answer to a handle query: the handle's container and rights (no pool: the
+// engine has its map). Target thread, inside the fetch callbacks.
 Result<mgmt::HandleView> decode_handle(const Message& m) {
   capn::DecodeScope ds;
   capn::BodyReader br(m.body);
@@ -30,9 +31,6 @@ Result<mgmt::HandleView> decode_handle(const Message& m) {
   mgmt::HandleView v;
   v.cookie = h.getCookie();
   v.perms = h.getPerms();
-  auto pool = mgmt::decode_pool(h.getPool());
-  if (!pool) return pool.status();
-  v.pool = std::move(*pool);
   auto cont = mgmt::decode_cont(h.getCont());
   if (!cont) return cont.status();
   v.cont = std::move(*cont);

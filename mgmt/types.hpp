@@ -213,7 +213,7 @@ struct HandleView {
   uint64_t cookie = 0;
   uint32_t perms = 0;
   uint32_t lease_ms = 0;  // the holder renews within this (0: no lease)
-  PoolView pool;
+  PoolView pool;          // at container open (an engine's handle query leaves it empty)
   ContView cont;
 };
 

@@ -161,7 +161,7 @@ struct PoolShard {
 struct Handle {
   cookie  @0 :UInt64;
   perms   @1 :UInt32;
-  pool    @2 :PoolInfo;
+  pool    @2 :PoolInfo;  # at container open; not in the answer to an engine's handleQuery
   cont    @3 :ContInfo;
   leaseMs @4 :UInt32;   # renew (handleRenew) well within this, or the handle is closed
 }
@@ -343,7 +343,7 @@ struct MgmtRep {
   union {
     none    @0 :Void;
     members @1 :List(Member);
-    pool    @2 :PoolInfo;
+    pool    @2 :PoolInfo;  # at container open; not in the answer to an engine's handleQuery
     pools   @3 :List(PoolInfo);
     cont    @4 :ContInfo;
     handle  @5 :Handle;

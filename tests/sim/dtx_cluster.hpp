@@ -557,8 +557,7 @@ class SimEngine {
       mgmt::HandleView h;
       h.cookie = cookie;
       h.perms = mgmt::kAllPerms;
-      h.pool = *v;
-      h.cont = v->conts.at(0);
+      h.cont = v->conts.at(0);  // as the service answers an engine: no pool
       return h;
     };
     ActorRuntime* rt = l.rt.get();
