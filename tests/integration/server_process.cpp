@@ -1,12 +1,9 @@
 #include "tests/integration/server_process.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,35 +43,6 @@ const std::string& test_system_key() {
 
 ServerProcess::~ServerProcess() {
   kill9();
-  if (reservation_fd_ >= 0) ::close(reservation_fd_);
-}
-
-// An engine restarted on its old control port finds it taken if, while it was down, anything
-// on the machine was given that port by the kernel: a connection's local port, or a socket
-// bound to port 0 (its own fabric endpoints, started before its control socket, included).
-// So the port is held for the life of this object by a socket bound to it with SO_REUSEADDR
-// that never listens: the kernel hands out no port so held, and the engine, whose listening
-// socket also sets SO_REUSEADDR, binds and listens beside it.
-Status ServerProcess::reserve_port() {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  if (::inet_pton(AF_INET, opts_.host.c_str(), &a.sin_addr) != 1) {
-    return Status(Errc::invalid_argument, "not an IPv4 address: " + opts_.host);
-  }
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status(Errc::io_error, fmt::format("socket: {}", std::strerror(errno)));
-  int one = 1;
-  socklen_t len = sizeof(a);
-  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-      ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    Status st(Errc::io_error, fmt::format("cannot reserve a port: {}", std::strerror(errno)));
-    ::close(fd);
-    return st;
-  }
-  reservation_fd_ = fd;
-  port_ = ntohs(a.sin_port);
-  return Status();
 }
 
 Status ServerProcess::start(std::chrono::seconds timeout) {
@@ -86,11 +54,14 @@ Status ServerProcess::start(std::chrono::seconds timeout) {
             port_file,          "--storage-dir", opts_.dir};
     args.insert(args.end(), opts_.extra.begin(), opts_.extra.end());
   } else {
-    // A restart keeps the control port, so engines that point at this one find it again. In
-    // another network namespace the engine picks it (this process cannot hold it there).
-    if (reservation_fd_ < 0 && opts_.netns.empty()) {
-      Status st = reserve_port();
-      if (!st.is_ok()) return st;
+    // A restart keeps the control port, so engines that point at this one find it again
+    // (tests/port_reservation.hpp). In another network namespace the engine picks it (this
+    // process cannot hold it there).
+    if (!reservation_ && opts_.netns.empty()) {
+      auto r = PortReservation::make(opts_.host);
+      if (!r) return r.status();
+      reservation_ = std::move(*r);
+      port_ = reservation_->port();
     }
     const std::string listen = opts_.host + ":" + std::to_string(port_);
     args = {TESSERA_SERVER_BIN, "--listen",       listen,

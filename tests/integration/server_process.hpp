@@ -6,10 +6,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/status.hpp"
+#include "tests/port_reservation.hpp"
 
 namespace tessera::testing {
 
@@ -54,14 +56,11 @@ class ServerProcess {
   std::string log() const;
 
  private:
-  // Holds the control port between restarts (see start()).
-  Status reserve_port();
-
   ServerOptions opts_;
   pid_t pid_ = -1;
   int port_ = 0;
   int starts_ = 0;
-  int reservation_fd_ = -1;
+  std::unique_ptr<PortReservation> reservation_;  // the control port, held across restarts
 };
 
 // The system key every engine a test starts shares (made once per test process, removed at

@@ -21,44 +21,17 @@
 
 #include "mgmt/raft_send_guard.hpp"
 #include "mgmt/replica.hpp"
+#include "tests/port_reservation.hpp"
 #include "tests/test_util.hpp"
 
 using namespace tessera;
 using namespace tessera::mgmt;
 using namespace std::chrono_literals;
 using tessera::testing::eventually;
+using tessera::testing::PortReservation;
 using tessera::testing::TempDir;
 
 namespace {
-
-// A port on 127.0.0.1 held for a replica across its restarts: a socket bound to it with
-// SO_REUSEADDR (as the replica's listener is), never listening, so that while the replica is down
-// the kernel gives the port to no connection (a peer's, or another test's) and the replica can
-// bind it again.
-struct PortReservation {
-  int fd = -1;
-  uint16_t port = 0;
-  PortReservation() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (fd < 0 || ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ADD_FAILURE() << "cannot reserve a port: " << std::strerror(errno);
-      return;
-    }
-    port = ntohs(a.sin_port);
-  }
-  ~PortReservation() {
-    if (fd >= 0) ::close(fd);
-  }
-  PortReservation(const PortReservation&) = delete;
-  PortReservation& operator=(const PortReservation&) = delete;
-};
 
 std::shared_ptr<const security::SystemKey> key_of(uint8_t fill) {
   std::array<uint8_t, security::SystemKey::kBytes> k{};
@@ -136,7 +109,8 @@ struct Model {
 
 struct Node {
   uint64_t id = 0;
-  PortReservation port;
+  // Held across the replica's restarts (a connection could take it while the replica is down).
+  std::unique_ptr<PortReservation> port;
   std::string address;
   TempDir dir;
   Model model;
@@ -150,7 +124,10 @@ class Cluster {
     for (size_t i = 0; i < n; ++i) {
       auto node = std::make_unique<Node>();
       node->id = i + 1;
-      node->address = "127.0.0.1:" + std::to_string(node->port.port);
+      auto port = PortReservation::make("127.0.0.1");
+      EXPECT_TRUE(port) << port.status().to_string();
+      if (port) node->port = std::move(*port);
+      node->address = "127.0.0.1:" + std::to_string(node->port ? node->port->port() : 0);
       nodes_.push_back(std::move(node));
     }
   }
@@ -398,7 +375,7 @@ TEST(Replica, APortInUseIsRefusedWithItsReason) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(c.node(0).port.port);
+  a.sin_port = htons(c.node(0).port->port());
   int one = 1;
   ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
   ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << std::strerror(errno);
