@@ -58,6 +58,17 @@ struct Harness : SystemHarness {
     SystemHarness::arm(rank, fmt::format("{}:{}victim-{}", kPoints[i], prefix, i));
     return rank;
   }
+  // Waits (up to `limit`) until rank `armed` died at its crash point, restarts it and checks
+  // that every copy agrees: restarted in place (rf 0: the map kept it), its peers' fabric
+  // reconnects first, so a check pass must reach every copy before it counts.
+  void restart_and_check(uint32_t armed, std::chrono::seconds limit) {
+    EXPECT_TRUE(eventually([&] { return !sys->engine(armed).alive(); }, limit))
+        << "rank " << armed << " did not reach the crash point";
+    restart_dead();
+    EXPECT_TRUE(eventually([&] { return check_reaches_all(); }, std::chrono::seconds(60)))
+        << "a check pass never reached every copy after the restart";
+    expect_consistent("after the restart");
+  }
 };
 
 void run(const char* oclass, uint32_t rf) {
@@ -75,13 +86,7 @@ void run(const char* oclass, uint32_t rf) {
     const std::string dkey = fmt::format("victim-{}", i);
     auto r = h.put(dkey, value("new", i), conditional(i) ? Cond::update : Cond::none);
     // The step after the reply ends the engine just after the client heard "done".
-    EXPECT_TRUE(eventually([&] { return !h.sys->engine(armed).alive(); }, std::chrono::seconds(20)))
-        << "rank " << armed << " did not reach the crash point";
-    h.restart_dead();
-    // Restarted in place (rf 0: the map kept it), its peers' fabric reconnects first.
-    EXPECT_TRUE(eventually([&] { return h.check_reaches_all(); }, std::chrono::seconds(60)))
-        << "a check pass never reached every copy after the restart";
-    h.expect_consistent("after the restart");
+    h.restart_and_check(armed, std::chrono::seconds(20));
     auto seen = h.copies(dkey);
     for (const auto& s : seen) {
       EXPECT_EQ(s, seen.front()) << "the copies disagree";
@@ -243,12 +248,7 @@ TEST(DtxKill, AReencodingRoundKilledAtEveryStepLeavesEveryStripeWhole) {
       auto r = h.c->update(h.oid(), dkey, "data", ValueKind::array, at, bytes(v.substr(at, kCell)));
       ASSERT_TRUE(r) << r.status().to_string();
     }
-    EXPECT_TRUE(eventually([&] { return !h.sys->engine(armed).alive(); }, std::chrono::seconds(30)))
-        << "rank " << armed << " did not reach the crash point";
-    h.restart_dead();
-    EXPECT_TRUE(eventually([&] { return h.check_reaches_all(); }, std::chrono::seconds(60)))
-        << "a check pass never reached every copy after the restart";
-    h.expect_consistent("after the restart");
+    h.restart_and_check(armed, std::chrono::seconds(30));
     for (const auto& seen : h.copies(dkey)) {
       EXPECT_TRUE(seen == v) << "the stripe does not read back whole: " << seen.substr(0, 40)
                              << "... (" << seen.size() << " bytes)";
