@@ -44,6 +44,8 @@ Cred opener(const Handle& h) {
 // hold the worker (its cache dies with it; a paused one re-checks when it runs again).
 constexpr std::chrono::milliseconds kRevokeTimeout{5000};
 constexpr size_t kRevokeBatch = 1024;  // cookies per engine request
+// Cookies waiting to be revoked on one engine at most.
+constexpr size_t kMaxRevokesPending = 64 * 1024;
 }  // namespace
 
 Result<Buffer> MgmtService::on_cont_open(schema::MgmtReq::ContOpen::Reader r, const Cred& cred) {
@@ -180,38 +182,50 @@ void MgmtService::close_disallowed_handles(uint32_t pool_id) {
 }
 
 void MgmtService::revoke_removed(const std::vector<Handle>& removed) {
-  std::map<uint32_t, std::vector<uint64_t>> gone;  // by pool
-  for (const Handle& h : removed) gone[h.pool].push_back(h.cookie);
-  for (auto& [pool_id, cookies] : gone) {
-    const Pool* p = state_.pool(pool_id);
-    if (p == nullptr) continue;  // a destroyed pool's shards are gone, with their caches
-    std::vector<Member> engines;
-    for (const auto& e : p->map.engines) {
-      auto m = state_.members().find(e.rank);
-      if (m != state_.members().end() && m->second.state == MemberState::joined) {
-        engines.push_back(m->second);
+  if (removed.empty()) return;
+  {
+    std::lock_guard lk(jobs_mu_);
+    for (const Handle& h : removed) {
+      const Pool* p = state_.pool(h.pool);
+      if (p == nullptr) continue;  // a destroyed pool's shards are gone, with their caches
+      for (const auto& e : p->map.engines) {
+        auto m = state_.members().find(e.rank);
+        if (m == state_.members().end() || m->second.state != MemberState::joined) continue;
+        Revokes& r = revokes_[e.rank];
+        r.engine = m->second;
+        auto& list = r.cookies[h.pool];
+        if (r.count >= kMaxRevokesPending && !list.empty()) {
+          list.erase(list.begin());  // the oldest of this pool's: the engine re-checks it
+        } else {
+          ++r.count;
+        }
+        list.push_back(h.cookie);
       }
     }
-    post([this, pool_id, cookies = std::move(cookies), engines = std::move(engines)] {
-      for (const Member& m : engines) {
-        for (size_t from = 0; from < cookies.size(); from += kRevokeBatch) {
-          const size_t n = std::min(kRevokeBatch, cookies.size() - from);
-          capnp::MallocMessageBuilder b(256);
-          auto r = b.initRoot<schema::EngineReq>().initHandleRevoke();
-          r.setPool(pool_id);
-          auto l = r.initCookies(static_cast<unsigned>(n));
-          for (size_t i = 0; i < n; ++i) l.set(static_cast<unsigned>(i), cookies[from + i]);
-          Status st = engine_call(m, b, kRevokeTimeout);
-          if (!st.is_ok()) {
-            log::warn(
-                "pool {}: revoking {} container handle(s) on rank {}: {} (the engine "
-                "re-checks its cached handles by itself)",
-                pool_id, n, m.rank, st.to_string());
-            break;
-          }
-        }
+  }
+  jobs_cv_.notify_all();
+}
+
+// The worker thread: one engine's gathered revocations, a request per pool and
+// kRevokeBatch cookies.
+void MgmtService::send_revokes(Revokes r) {
+  for (const auto& [pool_id, cookies] : r.cookies) {
+    for (size_t from = 0; from < cookies.size(); from += kRevokeBatch) {
+      const size_t n = std::min(kRevokeBatch, cookies.size() - from);
+      capnp::MallocMessageBuilder b(static_cast<unsigned>(64 + n));
+      auto req = b.initRoot<schema::EngineReq>().initHandleRevoke();
+      req.setPool(pool_id);
+      auto l = req.initCookies(static_cast<unsigned>(n));
+      for (size_t i = 0; i < n; ++i) l.set(static_cast<unsigned>(i), cookies[from + i]);
+      Status st = engine_call(r.engine, b, kRevokeTimeout);
+      if (!st.is_ok()) {
+        log::warn(
+            "pool {}: revoking {} container handle(s) on rank {}: {} (the engine re-checks its "
+            "cached handles by itself)",
+            pool_id, cookies.size() - from, r.engine.rank, st.to_string());
+        return;  // a stopped engine must not hold the worker once per pool
       }
-    });
+    }
   }
 }
 

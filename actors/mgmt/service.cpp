@@ -98,12 +98,15 @@ void MgmtService::post(std::function<void()> job) {
 void MgmtService::worker() {
   std::unique_lock lk(jobs_mu_);
   while (true) {
-    jobs_cv_.wait(lk, [&] { return jobs_quit_ || !jobs_.empty(); });
+    jobs_cv_.wait(lk, [&] { return jobs_quit_ || !jobs_.empty() || !revokes_.empty(); });
     if (jobs_quit_) return;
     auto jobs = std::move(jobs_);
     jobs_.clear();
+    auto revokes = std::move(revokes_);
+    revokes_.clear();
     lk.unlock();
     for (auto& j : jobs) j();
+    for (auto& [rank, r] : revokes) send_revokes(std::move(r));
     lk.lock();
   }
 }

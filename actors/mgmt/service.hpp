@@ -303,6 +303,17 @@ class MgmtService {
   std::mutex jobs_mu_;
   std::condition_variable jobs_cv_;
   std::vector<std::function<void()>> jobs_;
+  // Handles to revoke, gathered by engine and pool until the worker sends them: while it
+  // sends, the closes meanwhile wait and go together (one request per engine and pool, not one
+  // connection per engine and close). Bounded: past kMaxRevokesPending cookies for an engine
+  // the oldest are dropped (it re-checks its cached handles by itself).
+  struct Revokes {
+    Member engine;
+    std::map<uint32_t, std::vector<uint64_t>> cookies;  // by pool
+    size_t count = 0;
+  };
+  std::map<uint32_t, Revokes> revokes_;  // by rank
+  void send_revokes(Revokes r);
   bool jobs_quit_ = false;
   std::thread worker_;
 };

@@ -4,9 +4,12 @@
 // and the engine keeps serving.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <thread>
 
 #include "client/client.hpp"
 #include "client/mgmt_client.hpp"
@@ -618,5 +621,55 @@ TEST(Security, HandlesAreRevokedOnCloseEvictionAclChangeAndContainerDestroy) {
   mgmt::HandleView guess = h;
   guess.cookie ^= 1;
   EXPECT_EQ(io(guess), Errc::permission);
+  EXPECT_TRUE(s.engine->alive());
+}
+
+// Closes from many clients at once: the service gathers the revocations by engine and sends
+// them together (one connection per engine and round, not one per engine and close), and
+// every closed handle reaches the engine: its log counts every revoked cookie.
+TEST(Security, ConcurrentClosesAreAllRevokedOnTheEngines) {
+  SecureEngine s(1);
+  MgmtClient admin(s.addr());
+  ASSERT_TRUE(admin.pool_create("tank", 64ull << 20));
+  ASSERT_TRUE(admin.cont_create("tank", cont_props("c", "S1", 0)));
+  constexpr int kThreads = 8, kEach = 8;
+  std::vector<mgmt::HandleView> handles;
+  for (int i = 0; i < kThreads * kEach; ++i) {
+    auto h = admin.cont_open("tank", "c", true);
+    ASSERT_TRUE(h) << h.status().to_string();
+    handles.push_back(*h);
+  }
+  std::vector<std::thread> closers;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    closers.emplace_back([&, t] {
+      MgmtClient c(s.addr());
+      for (int i = 0; i < kEach; ++i) {
+        const auto& h = handles[static_cast<size_t>(t * kEach + i)];
+        if (!c.cont_close(h.pool.pool.id, h.cookie).is_ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : closers) t.join();
+  ASSERT_EQ(failed.load(), 0);
+  // "pool P: N container handle(s) revoked", once per request the engine took.
+  auto revoked = [&](int* requests) {
+    static const std::regex line(R"(pool \d+: (\d+) container handle\(s\) revoked)");
+    const std::string log = s.engine->log();
+    int total = 0;
+    *requests = 0;
+    for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end; ++it) {
+      total += std::stoi((*it)[1].str());
+      ++*requests;
+    }
+    return total;
+  };
+  int requests = 0;
+  EXPECT_TRUE(
+      eventually([&] { return revoked(&requests) >= kThreads * kEach; }, std::chrono::seconds(60)))
+      << "revoked " << revoked(&requests) << " of " << kThreads * kEach << " closed handles";
+  EXPECT_EQ(revoked(&requests), kThreads * kEach) << "a handle was revoked twice";
+  EXPECT_LE(requests, kThreads * kEach);
+  std::printf("%d closes revoked in %d engine requests\n", kThreads * kEach, requests);
   EXPECT_TRUE(s.engine->alive());
 }
