@@ -9,8 +9,8 @@ namespace tessera::mgmt {
 
 using capn::as_data;
 
-void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
-                 const MgmtState& s) {
+void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c, const MgmtState& s,
+                 bool with_handles) {
   b.setId(c.id);
   b.setUuid(c.uuid);
   encode_props(b.initProps(), c.props);
@@ -33,6 +33,7 @@ void encode_cont(schema::ContInfo::Builder b, const Pool& p, const Container& c,
   b.setFailedEngines(h.failed_engines);
   b.setCreatedEpoch(c.created_epoch);
   b.setLostData(c.lost_data);
+  if (!with_handles) return;
   std::vector<const Handle*> owners;
   for (const auto& [cookie, hd] : s.handles()) {
     if (hd.pool == p.id && hd.cont == c.id) owners.push_back(&hd);

@@ -273,9 +273,14 @@ const Pool* MgmtState::pool(uint32_t id) const {
 }
 
 size_t MgmtState::open_handles(uint32_t pool, uint32_t cont) const {
+  if (cont != UINT32_MAX) {
+    auto it = handle_counts_.find({pool, cont});
+    return it == handle_counts_.end() ? 0 : it->second;
+  }
   size_t n = 0;
-  for (const auto& [k, h] : handles_) {
-    n += (h.pool == pool && (cont == UINT32_MAX || h.cont == cont)) ? 1 : 0;
+  for (auto it = handle_counts_.lower_bound({pool, 0});
+       it != handle_counts_.end() && it->first.first == pool; ++it) {
+    n += it->second;
   }
   return n;
 }
@@ -303,7 +308,18 @@ Status MgmtState::apply(const json& cmd) {
 
 void MgmtState::remove_handle(std::map<uint64_t, Handle>::iterator it) {
   removed_.push_back(it->second);
+  auto c = handle_counts_.find({it->second.pool, it->second.cont});
+  if (c != handle_counts_.end() && --c->second == 0) handle_counts_.erase(c);
   handles_.erase(it);
+}
+
+void MgmtState::add_handle(const Handle& h) {
+  if (auto old = handles_.find(h.cookie); old != handles_.end()) {
+    auto c = handle_counts_.find({old->second.pool, old->second.cont});
+    if (c != handle_counts_.end() && --c->second == 0) handle_counts_.erase(c);
+  }
+  handles_[h.cookie] = h;
+  ++handle_counts_[{h.pool, h.cont}];
 }
 
 namespace {
@@ -650,7 +666,7 @@ Result<MgmtState> MgmtState::from_json(const json& j) {
       Handle h = handle_from_json(hj);
       h.pool = hj.at("pool").get<uint32_t>();
       h.cont = hj.at("cont").get<uint32_t>();
-      s.handles_[h.cookie] = h;
+      s.add_handle(h);
     }
     return s;
   } catch (const std::exception& e) {

@@ -85,6 +85,10 @@ class MgmtState {
   std::map<uint32_t, Member> members_;
   std::map<uint32_t, Pool> pools_;
   std::map<uint64_t, Handle> handles_;
+  // Open handles by (pool, container): what open_handles() answers without walking handles_
+  // (every open's and every engine's handle check's answer carries the count).
+  std::map<std::pair<uint32_t, uint32_t>, uint32_t> handle_counts_;
+  void add_handle(const Handle& h);
   uint32_t next_pool_id_ = 1;
   uint64_t applied_ = 0;
   std::vector<Handle> removed_;  // by the last command applied

@@ -390,7 +390,7 @@ Status MgmtState::op_handle_open(Pool* p, Container& k, const json& c) {
   Handle h = handle_from_json(c);
   h.pool = p->id;
   h.cont = k.id;
-  handles_[h.cookie] = h;
+  add_handle(h);
   return Status();
 }
 

@@ -10,33 +10,45 @@
 //   - the state machine's time to take an engine's death (its targets leave the map, the
 //     rebuild is planned), and the fraction of shards whose home moves, beside the ideal (the
 //     shards the dead engine held);
-//   - the same for 10% more engines added to the pool (ideal: the new engines' share).
+//   - the same for 10% more engines added to the pool (ideal: the new engines' share);
+//   - a connect storm: the production management service (MgmtService, standalone, its state
+//     file in a temporary directory) holding that pool and one container answers --opens
+//     container opens from 4 threads (the control server's workers), each a durable command
+//     whose answer carries the pool's map: opens per second, their latency, and the time
+//     100,000 clients' opens would take at that rate.
 // Usage: scale_bench [--engines 8,64,256,1024] [--targets 16] [--objects 20000]
-//                    [--lookups 200000]
+//                    [--lookups 200000] [--opens 2000]
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include "actors/mgmt/service.hpp"
 #include "core/actor.hpp"
 #include "core/env.hpp"
 #include "core/target.hpp"
 #include "mgmt/codec.hpp"
 #include "mgmt/codec_state.hpp"
 #include "mgmt/state.hpp"
+#include "mgmt/state_file.hpp"
 #include "placement/cache.hpp"
 #include "placement/layout.hpp"
+#include "proto/capnp_util.hpp"
 #include "proto/mgmt.capnp.h"
+#include "proto/protocol.hpp"
 
 using namespace tessera;
 using nlohmann::json;
@@ -138,6 +150,7 @@ struct Args {
   uint32_t targets = 16;
   uint32_t objects = 20000;
   uint32_t lookups = 200000;
+  uint32_t opens = 2000;
 };
 
 Args parse(int argc, char** argv) {
@@ -156,6 +169,8 @@ Args parse(int argc, char** argv) {
       a.targets = static_cast<uint32_t>(std::stoul(v));
     } else if (k == "--objects") {
       a.objects = static_cast<uint32_t>(std::stoul(v));
+    } else if (k == "--opens") {
+      a.opens = static_cast<uint32_t>(std::stoul(v));
     } else if (k == "--lookups") {
       a.lookups = static_cast<uint32_t>(std::stoul(v));
     } else {
@@ -172,6 +187,80 @@ double moved(const std::vector<std::pair<uint32_t, uint32_t>>& a,
   size_t n = 0;
   for (size_t i = 0; i < a.size(); ++i) n += a[i] != b[i];
   return static_cast<double>(n) / static_cast<double>(a.size());
+}
+
+// The connect storm: `opens` container opens of pool 1's container "c" answered by the
+// production management service over the state `st`, from `threads` threads as the control
+// server's workers call it (everything but the sockets). Fills `out`.
+void connect_storm(const mgmt::MgmtState& st, uint32_t opens, json& out) {
+  char tmpl[] = "/var/tmp/tessera-scale.XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) must(Status(Errc::io_error, "mkdtemp"), "a state directory");
+  const std::string dir = tmpl;
+  const std::string path = dir + "/mgmt-state.json";
+  {
+    mgmt::StateFile f(path);
+    must(f.save(st), "save the state");
+  }
+  mgmt::MgmtOptions o;
+  o.state_path = path;
+  // No engine runs: nobody is judged dead or stopped during the storm.
+  o.dead_after = o.rejoin_grace = o.stop_grace = std::chrono::hours(24);
+  o.handle_lease = std::chrono::milliseconds(0);
+  {
+    auto svc = mgmt::MgmtService::open(o);
+    if (!svc) must(svc.status(), "open the management service");
+    auto open_msg = [](uint32_t i) {
+      capnp::MallocMessageBuilder b(256);
+      auto req = b.initRoot<schema::MgmtReq>();
+      mgmt::encode_cred(req.initCred(), mgmt::Cred{});
+      auto c = req.initContOpen();
+      c.setPool("big");
+      c.setCont("c");
+      c.setWrite(true);
+      c.setHost("client");
+      c.setPid(i);
+      Message m;
+      m.protocol = proto::kProtoMgmt;
+      m.method = proto::kMgmtCall;
+      m.origin = Origin::local;  // the system key's: authenticated as an engine's would be
+      m.body = capn::to_body(b);
+      return m;
+    };
+    constexpr uint32_t kThreads = 4;
+    std::vector<double> lat(opens);
+    std::atomic<uint32_t> next{0};
+    std::atomic<uint64_t> reply_bytes{0};
+    std::atomic<uint32_t> failed{0};
+    const auto t0 = Clock::now();
+    std::vector<std::thread> ts;
+    for (uint32_t t = 0; t < kThreads; ++t) {
+      ts.emplace_back([&] {
+        for (uint32_t i = next++; i < opens; i = next++) {
+          Message m = open_msg(i);
+          const auto began = Clock::now();
+          auto r = (*svc)->handle(m, 0);
+          lat[i] = ms_since(began);
+          if (!r) {
+            if (failed++ == 0) std::fprintf(stderr, "open: %s\n", r.status().to_string().c_str());
+            continue;
+          }
+          reply_bytes += r->size();
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    const double secs = ms_since(t0) / 1000;
+    std::sort(lat.begin(), lat.end());
+    out["storm_opens"] = opens;
+    out["storm_failed"] = failed.load();
+    out["storm_opens_per_s"] = opens / secs;
+    out["storm_open_p50_ms"] = lat[lat.size() / 2];
+    out["storm_open_p99_ms"] = lat[lat.size() * 99 / 100];
+    out["storm_reply_bytes"] = reply_bytes.load() / std::max<uint32_t>(1, opens);
+    out["storm_100k_s"] = 100000.0 * secs / opens;
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 void run(uint32_t engines, const Args& a) {
@@ -194,7 +283,7 @@ void run(uint32_t engines, const Args& a) {
                  {"label", "big"},
                  {"target_bytes", uint64_t{1} << 40},
                  {"ranks", ranks},
-                 {"acl", mgmt::acl_json(mgmt::Acl{})}}),
+                 {"acl", mgmt::acl_json(mgmt::default_pool_acl(mgmt::Cred{}))}}),
        "pool_create");
   out["pool_create_ms"] = ms_since(t0);
   const mgmt::Pool& pool = *st.pool(1);
@@ -275,6 +364,18 @@ void run(uint32_t engines, const Args& a) {
     out["moved_on_extend"] = moved(before, after);
     out["ideal_on_extend"] = static_cast<double>(more) / static_cast<double>(engines + more);
   }
+  // One container, then the storm of opens.
+  mgmt::ContProps props;
+  props.label = "c";
+  props.oclass = rp;
+  must(st.apply({{"op", "cont_create"},
+                 {"pool", 1},
+                 {"uuid", "00000000-0000-4000-8000-000000000002"},
+                 {"props", mgmt::props_json(props)},
+                 {"acl", mgmt::acl_json(mgmt::default_cont_acl(mgmt::Cred{}))},
+                 {"epoch", 1}}),
+       "cont_create");
+  if (a.opens > 0) connect_storm(st, a.opens, out);
   std::puts(out.dump().c_str());
   std::fflush(stdout);
 }

@@ -262,7 +262,7 @@ Result<Buffer> MgmtService::cmd_cont_query(schema::MgmtReq::Reader req, const Cr
   auto pc = find_pool_cont(r.getPool(), r.getCont(), cred, kGetProp);
   if (!pc) return pc.status();
   return reply([&](schema::MgmtRep::Builder rep) {
-    encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_);
+    encode_cont(rep.initCont(), *pc->pool, *pc->cont, state_, true);
   });
 }
 

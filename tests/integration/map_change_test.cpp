@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -372,4 +373,59 @@ TEST(MapChange, AHandleCheckCarriesTheContainerNotThePoolsMap) {
   ASSERT_TRUE(t.cont->kv_put("k", bytes("v")));
   auto v = t.cont->kv_get("k");
   ASSERT_TRUE(v) << v.status().to_string();
+}
+
+// What the answers to an open, to an engine's handle check and to an engine's map fetch carry
+// does not grow with the handles open on the container (each lists none, only their count):
+// in a connect storm each would otherwise carry every client's handle (docs/SCALE.md). The
+// operators' `cont query` lists them all.
+TEST(MapChange, AnswersThatCarryTheContainerDoNotGrowWithItsOpenHandles) {
+  TempDir dir;
+  LocalSystem sys(dir.path(), 1, 1);
+  Tank t;
+  ASSERT_NO_FATAL_FAILURE(open_tank(sys, 1, "c", "SX", 0, t));
+  const auto& h = t.cont->handle();
+  auto call = [&](const std::function<void(schema::MgmtReq::Builder)>& fill) -> size_t {
+    capnp::MallocMessageBuilder b(256);
+    auto req = b.initRoot<schema::MgmtReq>();
+    mgmt::encode_cred(req.initCred(), mgmt::Cred::current());
+    fill(req);
+    auto r = net::control_call(sys.mgmt(), std::chrono::seconds(30), proto::kProtoMgmt,
+                               proto::kMgmtCall, capn::to_body(b));
+    EXPECT_TRUE(r) << r.status().to_string();
+    if (!r) return 0;
+    EXPECT_EQ(r->status, Errc::ok) << r->error;
+    return r->body.size();
+  };
+  auto sizes = [&] {
+    return std::array<size_t, 3>{
+        call([&](schema::MgmtReq::Builder r) {
+          auto o = r.initContOpen();
+          o.setPool("tank");
+          o.setCont("c");
+          o.setHost("test");
+        }),
+        call([&](schema::MgmtReq::Builder r) {
+          auto q = r.initHandleQuery();
+          q.setPool(h.pool.pool.id);
+          q.setCookie(h.cookie);
+        }),
+        call([&](schema::MgmtReq::Builder r) { r.setPoolMap(h.pool.pool.id); })};
+  };
+  const auto few = sizes();
+  MgmtClient mc(sys.mgmt());
+  constexpr int kMore = 100;
+  for (int i = 0; i < kMore; ++i) ASSERT_TRUE(mc.cont_open("tank", "c", false));
+  const auto many = sizes();
+  EXPECT_EQ(many, few) << "open " << few[0] << " -> " << many[0] << " bytes, handle check "
+                       << few[1] << " -> " << many[1] << ", map fetch " << few[2] << " -> "
+                       << many[2];
+  std::printf(
+      "answers with 2 and %d handles open: open %zu/%zu, handle check %zu/%zu, map "
+      "fetch %zu/%zu bytes\n",
+      kMore + 3, few[0], many[0], few[1], many[1], few[2], many[2]);
+  auto q = mc.cont_query("tank", "c");
+  ASSERT_TRUE(q) << q.status().to_string();
+  EXPECT_EQ(q->handles.size(), q->open_handles);
+  EXPECT_GE(q->handles.size(), static_cast<size_t>(kMore + 2));
 }

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <random>
 
 #include "mgmt/state.hpp"
 #include "mgmt/state_file.hpp"
@@ -544,4 +545,66 @@ TEST(MgmtState, ReclaimPendingNamesTheTargetsNotYetReclaimedSinceTheLastMove) {
            {{"op", "rebuild_done"}, {"pool", s.pool("p")->id}, {"gen", s.pool("p")->rebuild.gen}})
           .is_ok());
   EXPECT_EQ(reclaim_pending(*s.pool("p"), done), (std::vector<T>{{0, 0}, {0, 1}}));
+}
+
+// The open-handle counts (kept by container, what every open's answer carries) equal a count
+// of the handles themselves through random opens, closes and container destroys, and after the
+// state is written and read back.
+TEST(MgmtState, OpenHandleCountsFollowEveryCommand) {
+  MgmtState s;
+  four_engine_rp2_pool(s);
+  const uint32_t pool = s.pool("p")->id;
+  std::mt19937_64 rng(20261208);
+  std::vector<uint32_t> conts{s.pool("p")->containers.begin()->first};
+  uint32_t made = 1;
+  uint64_t next_cookie = 1;
+  auto model = [&](const MgmtState& st, uint32_t cont) {
+    size_t n = 0;
+    for (const auto& [cookie, h] : st.handles()) n += h.pool == pool && h.cont == cont;
+    return n;
+  };
+  auto check = [&](const MgmtState& st, int step) {
+    size_t all = 0;
+    for (uint32_t c : conts) {
+      ASSERT_EQ(st.open_handles(pool, c), model(st, c)) << "step " << step << " container " << c;
+      all += model(st, c);
+    }
+    ASSERT_EQ(st.open_handles(pool), all) << "step " << step;
+  };
+  for (int step = 0; step < 2000; ++step) {
+    const auto pick = rng() % 100;
+    if (pick < 55 && !conts.empty()) {
+      const uint32_t c = conts[rng() % conts.size()];
+      ASSERT_TRUE(s.apply({{"op", "handle_open"},
+                           {"pool", pool},
+                           {"cont", c},
+                           {"cookie", next_cookie++},
+                           {"perms", 3},
+                           {"uid", 0}})
+                      .is_ok());
+    } else if (pick < 90 && !s.handles().empty()) {
+      auto it = s.handles().begin();
+      std::advance(it, static_cast<long>(rng() % s.handles().size()));
+      ASSERT_TRUE(s.apply({{"op", "handle_close"}, {"pool", pool}, {"cookie", it->first}}).is_ok());
+    } else if (pick < 95 && conts.size() > 1) {
+      const size_t i = rng() % conts.size();
+      ASSERT_TRUE(s.apply({{"op", "cont_destroy"}, {"pool", pool}, {"cont", conts[i]}}).is_ok());
+      conts.erase(conts.begin() + static_cast<long>(i));
+    } else {
+      ContProps props;
+      props.label = "c" + std::to_string(made++);
+      ASSERT_TRUE(s.apply({{"op", "cont_create"},
+                           {"pool", pool},
+                           {"uuid", props.label},
+                           {"props", props_json(props)},
+                           {"acl", acl_json(default_cont_acl(cred(0, 0)))},
+                           {"epoch", 5}})
+                      .is_ok());
+      conts.push_back(s.pool("p")->container(props.label)->id);
+    }
+    check(s, step);
+  }
+  auto back = MgmtState::from_json(s.to_json());
+  ASSERT_TRUE(back) << back.status().to_string();
+  check(*back, -1);
 }
