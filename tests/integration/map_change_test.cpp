@@ -339,6 +339,19 @@ TEST(MapChange, TheScrubbersPropertiesAreAskedForAloneOncePerEngine) {
   EXPECT_LE(now_props - props, elapsed / 5 + 2) << "the targets asked for the properties each";
 }
 
+namespace {
+// One management request as an engine makes it (the system key, this process's identity).
+Result<Message> engine_mgmt_call(LocalSystem& sys,
+                                 const std::function<void(schema::MgmtReq::Builder)>& fill) {
+  capnp::MallocMessageBuilder b(256);
+  auto req = b.initRoot<schema::MgmtReq>();
+  mgmt::encode_cred(req.initCred(), mgmt::Cred::current());
+  fill(req);
+  return net::control_call(sys.mgmt(), std::chrono::seconds(30), proto::kProtoMgmt,
+                           proto::kMgmtCall, capn::to_body(b));
+}
+}  // namespace
+
 // An engine asks the service about every container handle it meets (handleQuery) and again
 // every recheck interval: the answer is the handle's container and rights, not the pool (whose
 // map the engine has from its own fetches; 674 KiB at 1,024 engines). Asked here as an engine
@@ -349,14 +362,11 @@ TEST(MapChange, AHandleCheckCarriesTheContainerNotThePoolsMap) {
   Tank t;
   ASSERT_NO_FATAL_FAILURE(open_tank(sys, 1, "c", "SX", 0, t));
   const auto& h = t.cont->handle();
-  capnp::MallocMessageBuilder b(256);
-  auto req = b.initRoot<schema::MgmtReq>();
-  mgmt::encode_cred(req.initCred(), mgmt::Cred::current());
-  auto q = req.initHandleQuery();
-  q.setPool(h.pool.pool.id);
-  q.setCookie(h.cookie);
-  auto r = net::control_call(sys.mgmt(), std::chrono::seconds(30), proto::kProtoMgmt,
-                             proto::kMgmtCall, capn::to_body(b));
+  auto r = engine_mgmt_call(sys, [&](schema::MgmtReq::Builder req) {
+    auto q = req.initHandleQuery();
+    q.setPool(h.pool.pool.id);
+    q.setCookie(h.cookie);
+  });
   ASSERT_TRUE(r) << r.status().to_string();
   ASSERT_EQ(r->status, Errc::ok) << r->error;
   capn::DecodeScope ds;
@@ -386,12 +396,7 @@ TEST(MapChange, AnswersThatCarryTheContainerDoNotGrowWithItsOpenHandles) {
   ASSERT_NO_FATAL_FAILURE(open_tank(sys, 1, "c", "SX", 0, t));
   const auto& h = t.cont->handle();
   auto call = [&](const std::function<void(schema::MgmtReq::Builder)>& fill) -> size_t {
-    capnp::MallocMessageBuilder b(256);
-    auto req = b.initRoot<schema::MgmtReq>();
-    mgmt::encode_cred(req.initCred(), mgmt::Cred::current());
-    fill(req);
-    auto r = net::control_call(sys.mgmt(), std::chrono::seconds(30), proto::kProtoMgmt,
-                               proto::kMgmtCall, capn::to_body(b));
+    auto r = engine_mgmt_call(sys, fill);
     EXPECT_TRUE(r) << r.status().to_string();
     if (!r) return 0;
     EXPECT_EQ(r->status, Errc::ok) << r->error;
