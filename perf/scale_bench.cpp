@@ -39,6 +39,7 @@
 #include "actors/mgmt/service.hpp"
 #include "core/actor.hpp"
 #include "core/env.hpp"
+#include "core/log.hpp"
 #include "core/target.hpp"
 #include "mgmt/codec.hpp"
 #include "mgmt/codec_state.hpp"
@@ -206,6 +207,8 @@ void connect_storm(const mgmt::MgmtState& st, uint32_t opens, json& out) {
   // No engine runs: nobody is judged dead or stopped during the storm.
   o.dead_after = o.rejoin_grace = o.stop_grace = std::chrono::hours(24);
   o.handle_lease = std::chrono::milliseconds(0);
+  const log::Level was = log::level();
+  log::set_level(log::Level::warn);  // the service's start-up line, not the figures
   {
     auto svc = mgmt::MgmtService::open(o);
     if (!svc) must(svc.status(), "open the management service");
@@ -259,6 +262,7 @@ void connect_storm(const mgmt::MgmtState& st, uint32_t opens, json& out) {
     out["storm_reply_bytes"] = reply_bytes.load() / std::max<uint32_t>(1, opens);
     out["storm_100k_s"] = 100000.0 * secs / opens;
   }
+  log::set_level(was);
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
 }
