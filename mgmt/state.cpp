@@ -306,18 +306,19 @@ Status MgmtState::apply(const json& cmd) {
   return st;
 }
 
+void MgmtState::uncount_handle(const Handle& h) {
+  auto c = handle_counts_.find({h.pool, h.cont});
+  if (c != handle_counts_.end() && --c->second == 0) handle_counts_.erase(c);
+}
+
 void MgmtState::remove_handle(std::map<uint64_t, Handle>::iterator it) {
   removed_.push_back(it->second);
-  auto c = handle_counts_.find({it->second.pool, it->second.cont});
-  if (c != handle_counts_.end() && --c->second == 0) handle_counts_.erase(c);
+  uncount_handle(it->second);
   handles_.erase(it);
 }
 
 void MgmtState::add_handle(const Handle& h) {
-  if (auto old = handles_.find(h.cookie); old != handles_.end()) {
-    auto c = handle_counts_.find({old->second.pool, old->second.cont});
-    if (c != handle_counts_.end() && --c->second == 0) handle_counts_.erase(c);
-  }
+  if (auto old = handles_.find(h.cookie); old != handles_.end()) uncount_handle(old->second);
   handles_[h.cookie] = h;
   ++handle_counts_[{h.pool, h.cont}];
 }

@@ -89,6 +89,7 @@ class MgmtState {
   // (every open's and every engine's handle check's answer carries the count).
   std::map<std::pair<uint32_t, uint32_t>, uint32_t> handle_counts_;
   void add_handle(const Handle& h);
+  void uncount_handle(const Handle& h);
   uint32_t next_pool_id_ = 1;
   uint64_t applied_ = 0;
   std::vector<Handle> removed_;  // by the last command applied

@@ -191,8 +191,8 @@ double moved(const std::vector<std::pair<uint32_t, uint32_t>>& a,
 }
 
 // The connect storm: `opens` container opens of pool 1's container "c" answered by the
-// production management service over the state `st`, from `threads` threads as the control
-// server's workers call it (everything but the sockets). Fills `out`.
+// production management service over the state `st`, from 4 threads as the control server's
+// workers call it (everything but the sockets). Fills `out`.
 void connect_storm(const mgmt::MgmtState& st, uint32_t opens, json& out) {
   char tmpl[] = "/var/tmp/tessera-scale.XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) must(Status(Errc::io_error, "mkdtemp"), "a state directory");

@@ -183,23 +183,27 @@ void MgmtService::close_disallowed_handles(uint32_t pool_id) {
 
 void MgmtService::revoke_removed(const std::vector<Handle>& removed) {
   if (removed.empty()) return;
+  std::map<uint32_t, std::vector<uint64_t>> gone;  // by pool
+  for (const Handle& h : removed) gone[h.pool].push_back(h.cookie);
   {
     std::lock_guard lk(jobs_mu_);
-    for (const Handle& h : removed) {
-      const Pool* p = state_.pool(h.pool);
+    for (const auto& [pool_id, cookies] : gone) {
+      const Pool* p = state_.pool(pool_id);
       if (p == nullptr) continue;  // a destroyed pool's shards are gone, with their caches
       for (const auto& e : p->map.engines) {
         auto m = state_.members().find(e.rank);
         if (m == state_.members().end() || m->second.state != MemberState::joined) continue;
         Revokes& r = revokes_[e.rank];
         r.engine = m->second;
-        auto& list = r.cookies[h.pool];
-        if (r.count >= kMaxRevokesPending && !list.empty()) {
-          list.erase(list.begin());  // the oldest of this pool's: the engine re-checks it
-        } else {
-          ++r.count;
+        auto& list = r.cookies[pool_id];
+        for (uint64_t cookie : cookies) {
+          if (r.count >= kMaxRevokesPending && !list.empty()) {
+            list.pop_front();  // the oldest of this pool's: the engine re-checks it
+          } else {
+            ++r.count;
+          }
+          list.push_back(cookie);
         }
-        list.push_back(h.cookie);
       }
     }
   }

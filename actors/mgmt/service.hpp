@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -309,7 +310,7 @@ class MgmtService {
   // the oldest are dropped (it re-checks its cached handles by itself).
   struct Revokes {
     Member engine;
-    std::map<uint32_t, std::vector<uint64_t>> cookies;  // by pool
+    std::map<uint32_t, std::deque<uint64_t>> cookies;  // by pool, oldest first
     size_t count = 0;
   };
   std::map<uint32_t, Revokes> revokes_;  // by rank
